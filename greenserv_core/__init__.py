@@ -1,0 +1,57 @@
+"""GreenServ: energy-aware routing of queries over a pool of local LLMs.
+
+>>> from greenserv_core import GreenServRouter, FakeBackend   # doctest: +SKIP
+>>> router = GreenServRouter([FakeBackend("small"), FakeBackend("large")], tradeoff=0.4)  # doctest: +SKIP
+>>> answer = router.generate("What is the capital of France?")  # doctest: +SKIP
+>>> router.feedback(answer.decision_id, 1.0)  # doctest: +SKIP
+"""
+
+from greenserv_core.backends import (
+    EnergyReading,
+    FakeBackend,
+    GenerationResult,
+    GenerationSettings,
+    ModelBackend,
+    ModelInfo,
+    StreamChunk,
+)
+from greenserv_core.errors import (
+    DecisionAlreadyScoredError,
+    GreenServError,
+    InvalidInputError,
+    MissingResourceError,
+    NoEligibleModelError,
+    StateFileError,
+    UnknownDecisionError,
+    UnknownModelError,
+)
+from greenserv_core.features import FeatureExtractor, QueryFeatures
+from greenserv_core.router import FeedbackRecord, GreenServRouter, RoutedChunk, RoutedGeneration, RoutingDecision
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DecisionAlreadyScoredError",
+    "EnergyReading",
+    "FakeBackend",
+    "FeatureExtractor",
+    "FeedbackRecord",
+    "GenerationResult",
+    "GenerationSettings",
+    "GreenServError",
+    "GreenServRouter",
+    "InvalidInputError",
+    "MissingResourceError",
+    "ModelBackend",
+    "ModelInfo",
+    "NoEligibleModelError",
+    "QueryFeatures",
+    "RoutedChunk",
+    "RoutedGeneration",
+    "RoutingDecision",
+    "StateFileError",
+    "StreamChunk",
+    "UnknownDecisionError",
+    "UnknownModelError",
+    "__version__",
+]

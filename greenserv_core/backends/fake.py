@@ -1,0 +1,90 @@
+"""A deterministic in-memory backend for tests and examples (like ``httpx.MockTransport``)."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Iterator, Sequence
+
+from greenserv_core.backends.base import (
+    EnergyReading,
+    GenerationResult,
+    GenerationSettings,
+    ModelInfo,
+    StreamChunk,
+)
+from greenserv_core.messages import Message, last_user_text
+
+__all__ = ["FakeBackend"]
+
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+
+
+def _count(text: str) -> int:
+    return len(_TOKEN.findall(text))
+
+
+class FakeBackend:
+    """Answers with ``reply(messages)``; tokens, latency and joules follow fixed per-token rates.
+
+    Energy is labelled ``source="fake"`` and ``measured=False``: nothing was metered.
+
+    >>> backend = FakeBackend("tiny", joules_per_token=0.5)
+    >>> result = backend.generate([{"role": "user", "content": "Say hi"}], GenerationSettings())
+    >>> result.text, result.input_tokens, result.energy.joules
+    ('tiny: Say hi', 2, 3.0)
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        joules_per_token: float = 1.0,
+        seconds_per_token: float = 0.0,
+        context_window: int = 2048,
+        capabilities: frozenset[str] = frozenset({"chat_template"}),
+        reply: Callable[[Sequence[Message]], str] | None = None,
+    ) -> None:
+        self._info = ModelInfo(name=name, context_window=context_window, capabilities=capabilities)
+        self.joules_per_token = joules_per_token
+        self.seconds_per_token = seconds_per_token
+        self._reply = reply or (lambda messages: f"{name}: {last_user_text(messages)}")
+        self._lock = threading.Lock()
+        self.calls = 0
+
+    @property
+    def info(self) -> ModelInfo:
+        return self._info
+
+    def count_tokens(self, messages: Sequence[Message]) -> int:
+        return sum(_count(m["content"]) for m in messages)
+
+    def generate(self, messages: Sequence[Message], settings: GenerationSettings) -> GenerationResult:
+        with self._lock:
+            self.calls += 1
+        text = self._reply(messages)
+        tokens = _TOKEN.findall(text)
+        finish = "stop"
+        if len(tokens) > settings.max_new_tokens:
+            text, finish = " ".join(tokens[: settings.max_new_tokens]), "length"
+        for stop in settings.stop:
+            cut = text.find(stop)
+            if cut >= 0:
+                text, finish = text[:cut], "stop"
+        input_tokens = self.count_tokens(messages)
+        output_tokens = _count(text)
+        total = input_tokens + output_tokens
+        return GenerationResult(
+            text=text,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            latency_s=self.seconds_per_token * total,
+            energy=EnergyReading(self.joules_per_token * total, source="fake", measured=False),
+            finish_reason=finish,
+        )
+
+    def stream(self, messages: Sequence[Message], settings: GenerationSettings) -> Iterator[StreamChunk]:
+        result = self.generate(messages, settings)
+        for piece in re.findall(r"\S+\s*|\s+", result.text):
+            yield StreamChunk(delta=piece)
+        yield StreamChunk(delta="", result=result)

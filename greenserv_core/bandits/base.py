@@ -1,0 +1,194 @@
+"""The policy interface every bandit implements.
+
+A policy chooses one arm from the eligible ones given a context vector, and learns from
+``update(arm, context, reward)``. Selection takes two optional inputs that let the router
+split the reward into a part the policy learns (accuracy, from feedback) and a part the
+router already knows (the energy cost, measured on every call):
+
+    score(arm) = value_scale · (estimate + exploration bonus) − cost[arm]
+
+With the defaults (``value_scale=1``, no costs) this is an ordinary contextual bandit.
+Ties are broken uniformly at random with the policy's own seeded generator.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from greenserv_core.errors import InvalidInputError, StateFileError, UnknownModelError
+
+__all__ = ["ArmScore", "Choice", "Policy"]
+
+_TIE_TOLERANCE = 1e-12
+
+
+@dataclass(frozen=True)
+class ArmScore:
+    """How one arm scored: learned ``estimate``, exploration ``bonus``, known ``cost``, and ``score``."""
+
+    estimate: float
+    bonus: float
+    cost: float
+    score: float
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The chosen arm, every eligible arm's score, and whether the choice was exploratory."""
+
+    arm: str
+    scores: dict[str, ArmScore]
+    explored: bool = False
+
+
+class Policy(ABC):
+    """Base class: arm bookkeeping, validation, argmax with random ties, seeded state.
+
+    Subclasses implement :meth:`_estimates` (estimate and bonus per arm), :meth:`update`,
+    :meth:`_new_arm_state` and the ``_arm_state`` / ``_load_arm_state`` pair.
+    """
+
+    name: ClassVar[str]
+    contextual: ClassVar[bool] = True
+
+    def __init__(self, dimension: int, *, seed: int | None = None) -> None:
+        if not isinstance(dimension, int) or dimension < 1:
+            raise InvalidInputError(f"dimension must be a positive integer, got {dimension!r}")
+        self.dimension = dimension
+        self.seed = seed
+        self.rng_ = np.random.default_rng(seed)
+        self.arms_: dict[str, Any] = {}
+        self.t_ = 0
+
+    # ---- arms -------------------------------------------------------------------------
+    @property
+    def arms(self) -> list[str]:
+        return list(self.arms_)
+
+    def add_arm(self, name: str) -> None:
+        """Add an arm with the prior; it is explored like any unplayed arm."""
+        if not isinstance(name, str) or not name:
+            raise InvalidInputError(f"arm name must be a non-empty string, got {name!r}")
+        if name in self.arms_:
+            raise InvalidInputError(f"arm {name!r} already exists")
+        self.arms_[name] = self._new_arm_state()
+
+    def remove_arm(self, name: str) -> None:
+        """Forget an arm; it is never chosen again."""
+        self._require_arm(name)
+        del self.arms_[name]
+
+    def _require_arm(self, name: str) -> None:
+        if name not in self.arms_:
+            raise UnknownModelError(f"unknown arm {name!r}; arms are {self.arms}")
+
+    def _check_context(self, context: np.ndarray) -> np.ndarray:
+        x = np.asarray(context, dtype=np.float64)
+        if x.shape != (self.dimension,):
+            raise InvalidInputError(f"context must have shape ({self.dimension},), got {x.shape}")
+        if not np.all(np.isfinite(x)):
+            raise InvalidInputError("context contains NaN or infinity")
+        return x
+
+    @staticmethod
+    def _check_reward(reward: float) -> float:
+        if isinstance(reward, bool) or not isinstance(reward, (int, float, np.floating, np.integer)):
+            raise InvalidInputError(f"reward must be a number, got {type(reward).__name__}")
+        if not np.isfinite(reward):
+            raise InvalidInputError(f"reward must be finite, got {reward!r}")
+        return float(reward)
+
+    # ---- choosing ---------------------------------------------------------------------
+    def decide(
+        self,
+        context: np.ndarray,
+        eligible_arms: Sequence[str] | None = None,
+        *,
+        value_scale: float = 1.0,
+        costs: Mapping[str, float] | None = None,
+    ) -> Choice:
+        """Choose an arm and report every eligible arm's score."""
+        x = self._check_context(context)
+        arms = self.arms if eligible_arms is None else list(eligible_arms)
+        if not arms:
+            raise InvalidInputError("no eligible arms to choose from")
+        for arm in arms:
+            self._require_arm(arm)
+        costs = costs or {}
+        estimates = self._estimates(x, arms)
+        scores = {
+            arm: ArmScore(
+                est, bonus, float(costs.get(arm, 0.0)), value_scale * (est + bonus) - float(costs.get(arm, 0.0))
+            )
+            for arm, (est, bonus) in estimates.items()
+        }
+        chosen, explored = self._choose(scores)
+        self.t_ += 1
+        return Choice(chosen, scores, explored)
+
+    def select(
+        self,
+        context: np.ndarray,
+        eligible_arms: Sequence[str] | None = None,
+        *,
+        value_scale: float = 1.0,
+        costs: Mapping[str, float] | None = None,
+    ) -> str:
+        """The chosen arm's name (see :meth:`decide` for the scores)."""
+        return self.decide(context, eligible_arms, value_scale=value_scale, costs=costs).arm
+
+    def _choose(self, scores: Mapping[str, ArmScore]) -> tuple[str, bool]:
+        return self._argmax(scores), False
+
+    def _argmax(self, scores: Mapping[str, ArmScore]) -> str:
+        best = max(s.score for s in scores.values())
+        tied = [arm for arm, s in scores.items() if s.score >= best - _TIE_TOLERANCE]
+        return tied[int(self.rng_.integers(len(tied)))] if len(tied) > 1 else tied[0]
+
+    @abstractmethod
+    def _estimates(self, context: np.ndarray, arms: Sequence[str]) -> dict[str, tuple[float, float]]:
+        """(estimate, exploration bonus) of each arm at ``context``."""
+
+    @abstractmethod
+    def update(self, arm: str, context: np.ndarray, reward: float) -> None:
+        """Learn that ``arm`` earned ``reward`` at ``context``."""
+
+    @abstractmethod
+    def _new_arm_state(self) -> Any: ...
+
+    @abstractmethod
+    def _arm_state(self, state: Any) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def _load_arm_state(self, data: dict[str, Any]) -> Any: ...
+
+    def params(self) -> dict[str, Any]:
+        """Constructor parameters (saved so that :func:`make_policy` can rebuild the policy)."""
+        return {}
+
+    # ---- persistence ------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "policy": self.name,
+            "dimension": self.dimension,
+            "params": self.params(),
+            "seed": self.seed,
+            "t": self.t_,
+            "rng": self.rng_.bit_generator.state,
+            "arms": {arm: self._arm_state(state) for arm, state in self.arms_.items()},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("policy") != self.name:
+            raise StateFileError(f"saved policy is {state.get('policy')!r}, this is {self.name!r}")
+        if int(state["dimension"]) != self.dimension:
+            raise StateFileError(f"saved policy has context dimension {state['dimension']}, expected {self.dimension}")
+        arms = {arm: self._load_arm_state(data) for arm, data in state["arms"].items()}
+        self.arms_ = arms
+        self.t_ = int(state["t"])
+        self.rng_.bit_generator.state = state["rng"]

@@ -1,0 +1,84 @@
+"""Contextual ε-greedy with decaying ε over per-arm ridge models."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from greenserv_core.bandits.base import ArmScore, Policy
+from greenserv_core.bandits.linear import LinearPolicy
+from greenserv_core.errors import InvalidInputError
+
+__all__ = ["EpsilonExploration", "EpsilonGreedy", "epsilon_at"]
+
+
+def epsilon_at(t: int, epsilon: float, decay: float, min_epsilon: float) -> float:
+    """``max(min_epsilon, epsilon · decayᵗ)``.
+
+    >>> epsilon_at(0, 0.2, 0.5, 0.01), epsilon_at(3, 0.2, 0.5, 0.01)
+    (0.2, 0.025)
+    """
+    return max(min_epsilon, epsilon * decay**t)
+
+
+class EpsilonExploration(Policy):
+    """Mixin: explore uniformly with probability ε_t, else take the argmax of the scores."""
+
+    epsilon: float
+    decay: float
+    min_epsilon: float
+
+    def _set_schedule(self, epsilon: float, decay: float, min_epsilon: float) -> None:
+        if not 0 <= epsilon <= 1:
+            raise InvalidInputError(f"epsilon must be in [0, 1], got {epsilon!r}")
+        if not 0 < decay <= 1:
+            raise InvalidInputError(f"decay must be in (0, 1], got {decay!r}")
+        if not 0 <= min_epsilon <= epsilon:
+            raise InvalidInputError(f"min_epsilon must be in [0, epsilon], got {min_epsilon!r}")
+        self.epsilon, self.decay, self.min_epsilon = float(epsilon), float(decay), float(min_epsilon)
+
+    def _schedule_params(self) -> dict[str, Any]:
+        return {"epsilon": self.epsilon, "decay": self.decay, "min_epsilon": self.min_epsilon}
+
+    def _choose(self, scores: Mapping[str, ArmScore]) -> tuple[str, bool]:
+        if self.rng_.random() < epsilon_at(self.t_, self.epsilon, self.decay, self.min_epsilon):
+            arms = list(scores)
+            return arms[int(self.rng_.integers(len(arms)))], True
+        return self._argmax(scores), False
+
+
+class EpsilonGreedy(EpsilonExploration, LinearPolicy):
+    """With probability ε_t a uniformly random eligible arm, else the best ridge estimate.
+
+    ``prior_reward`` defaults to 1 (optimistic), so an unplayed arm is tried greedily.
+
+    >>> policy = EpsilonGreedy(dimension=2, epsilon=0.0, min_epsilon=0.0, seed=0)
+    >>> policy.add_arm("a"); policy.add_arm("b")
+    >>> policy.update("a", np.array([1.0, 0.0]), 0.0)
+    >>> policy.select(np.array([1.0, 0.0]))
+    'b'
+    """
+
+    name = "epsilon"
+
+    def __init__(
+        self,
+        dimension: int,
+        *,
+        epsilon: float = 0.1,
+        decay: float = 0.999,
+        min_epsilon: float = 0.01,
+        l2: float = 1.0,
+        prior_reward: float = 1.0,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(dimension, l2=l2, prior_reward=prior_reward, seed=seed)
+        self._set_schedule(epsilon, decay, min_epsilon)
+
+    def _estimates(self, context: np.ndarray, arms: Sequence[str]) -> dict[str, tuple[float, float]]:
+        return {arm: (self.arms_[arm].predict(context), 0.0) for arm in arms}
+
+    def params(self) -> dict[str, Any]:
+        return {**super().params(), **self._schedule_params()}

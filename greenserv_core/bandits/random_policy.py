@@ -1,0 +1,46 @@
+"""Random routing: a uniformly random eligible arm (the paper's main baseline)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from greenserv_core.bandits.base import ArmScore, Policy
+
+__all__ = ["RandomPolicy"]
+
+
+class RandomPolicy(Policy):
+    """Ignores context and rewards.
+
+    >>> policy = RandomPolicy(dimension=1, seed=0)
+    >>> policy.add_arm("a"); policy.add_arm("b")
+    >>> policy.select(np.ones(1)) in {"a", "b"}
+    True
+    """
+
+    name = "random"
+    contextual = False
+
+    def _new_arm_state(self) -> None:
+        return None
+
+    def _arm_state(self, state: None) -> dict[str, Any]:
+        return {}
+
+    def _load_arm_state(self, data: dict[str, Any]) -> None:
+        return None
+
+    def _estimates(self, context: np.ndarray, arms: Sequence[str]) -> dict[str, tuple[float, float]]:
+        return {arm: (0.0, 0.0) for arm in arms}
+
+    def _choose(self, scores: Mapping[str, ArmScore]) -> tuple[str, bool]:
+        arms = list(scores)
+        return arms[int(self.rng_.integers(len(arms)))], True
+
+    def update(self, arm: str, context: np.ndarray, reward: float) -> None:
+        self._require_arm(arm)
+        self._check_context(context)
+        self._check_reward(reward)

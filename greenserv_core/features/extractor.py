@@ -1,0 +1,156 @@
+"""The query context generator: messages → :class:`QueryFeatures` → context vector.
+
+Context vector layout (dimension ``1 + n_tasks + n_clusters + n_complexity_bins``; 16 with the
+defaults: 8 task types, 3 clusters, 4 reading-ease bins)::
+
+    [ intercept | one-hot task type | one-hot semantic cluster | one-hot complexity bin ]
+
+The prompt length (``prompt_tokens``) is kept beside the vector for the energy model.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from greenserv_core.errors import InvalidInputError, StateFileError
+from greenserv_core.features.clustering import OnlineKMeans
+from greenserv_core.features.complexity import ComplexityBinner, approximate_tokens
+from greenserv_core.features.embedders import Embedder, SentenceTransformerEmbedder
+from greenserv_core.features.task_classifier import TaskClassifier, instruction_text
+from greenserv_core.messages import Message, last_user_text, validate_messages
+
+__all__ = ["FeatureExtractor", "QueryFeatures"]
+
+
+@dataclass(frozen=True)
+class QueryFeatures:
+    """Everything the router knows about one query before choosing a model. Print or log it.
+
+    ``vector`` is the one-hot context vector the policies see; ``to_dict()`` gives a
+    JSON-ready view.
+    """
+
+    task: str
+    task_probability: float
+    cluster: int
+    flesch_reading_ease: float
+    complexity_bin: int
+    prompt_tokens: int
+    vector: np.ndarray = field(repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["vector"] = self.vector.tolist()
+        return data
+
+
+class FeatureExtractor:
+    """Embeds the query once and derives task type, cluster and complexity from it.
+
+    ``extract`` learns (moves a cluster centroid); ``extract(..., learn=False)`` does not.
+    Learned state: the clustering (``clusterer.centroids_``); see :meth:`state_dict`.
+
+    >>> from greenserv_core.features.embedders import HashingEmbedder
+    >>> embedder = HashingEmbedder(64)
+    >>> clf = TaskClassifier().fit(embedder.embed(["2+2", "hello there"]), ["math", "chat"], embedder.name)
+    >>> extractor = FeatureExtractor(embedder, clf)
+    >>> features = extractor.extract([{"role": "user", "content": "What is 3 + 5?"}])
+    >>> features.vector.shape, extractor.dimension
+    ((10,), 10)
+    """
+
+    def __init__(
+        self,
+        embedder: Embedder,
+        task_classifier: TaskClassifier,
+        *,
+        n_clusters: int = 3,
+        complexity_edges: Sequence[float] = (30.0, 50.0, 70.0),
+    ) -> None:
+        self.embedder = embedder
+        self.task_classifier = task_classifier
+        self.clusterer = OnlineKMeans(n_clusters)
+        self.complexity = ComplexityBinner(complexity_edges)
+        self._lock = threading.Lock()
+
+    @classmethod
+    def default(cls, *, n_clusters: int = 3, device: str = "cpu") -> FeatureExtractor:
+        """The bundled MiniLM embedder and the bundled task classifier."""
+        return cls(SentenceTransformerEmbedder(device=device), TaskClassifier.bundled(), n_clusters=n_clusters)
+
+    @property
+    def task_types(self) -> tuple[str, ...]:
+        return self.task_classifier.labels
+
+    @property
+    def dimension(self) -> int:
+        return 1 + len(self.task_types) + self.clusterer.n_clusters + self.complexity.n_bins
+
+    def feature_names(self) -> list[str]:
+        """Name of every entry of the context vector, in order."""
+        return (
+            ["intercept"]
+            + [f"task={t}" for t in self.task_types]
+            + [f"cluster={c}" for c in range(self.clusterer.n_clusters)]
+            + [f"flesch_bin={label}" for label in self.complexity.labels()]
+        )
+
+    def encode(self, task: str, cluster: int, complexity_bin: int) -> np.ndarray:
+        """The one-hot context vector of given feature values."""
+        if task not in self.task_types:
+            raise InvalidInputError(f"unknown task type {task!r}; known: {list(self.task_types)}")
+        vector = np.zeros(self.dimension)
+        vector[0] = 1.0
+        offset = 1
+        vector[offset + self.task_types.index(task)] = 1.0
+        offset += len(self.task_types)
+        vector[offset + cluster] = 1.0
+        offset += self.clusterer.n_clusters
+        vector[offset + complexity_bin] = 1.0
+        return vector
+
+    def extract(self, messages: Sequence[Message] | str, *, learn: bool = True) -> QueryFeatures:
+        clean = validate_messages(messages)
+        text = last_user_text(clean)
+        embedding = self.embedder.embed([instruction_text(text)])[0]
+        prediction = self.task_classifier.predict(embedding)
+        complexity = self.complexity.extract(text)
+        with self._lock:
+            cluster = self.clusterer.partial_fit_predict(embedding) if learn else self.clusterer.predict(embedding)
+        return QueryFeatures(
+            task=prediction.label,
+            task_probability=prediction.probability,
+            cluster=cluster,
+            flesch_reading_ease=complexity.flesch_reading_ease,
+            complexity_bin=complexity.bin,
+            prompt_tokens=sum(approximate_tokens(m["content"]) for m in clean),
+            vector=self.encode(prediction.label, cluster, complexity.bin),
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "embedder": self.embedder.name,
+                "task_types": list(self.task_types),
+                "complexity_edges": list(self.complexity.edges),
+                "clusterer": self.clusterer.state_dict(),
+            }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the clustering; refuse state built with another embedder or feature layout."""
+        mismatches = []
+        if state["embedder"] != self.embedder.name:
+            mismatches.append(f"embedder {state['embedder']!r} != {self.embedder.name!r}")
+        if list(state["task_types"]) != list(self.task_types):
+            mismatches.append(f"task types {state['task_types']} != {list(self.task_types)}")
+        if [float(e) for e in state["complexity_edges"]] != list(self.complexity.edges):
+            mismatches.append(f"complexity edges {state['complexity_edges']} != {list(self.complexity.edges)}")
+        if mismatches:
+            raise StateFileError("saved features do not match this extractor: " + "; ".join(mismatches))
+        with self._lock:
+            self.clusterer.load_state_dict(state["clusterer"])

@@ -1,0 +1,72 @@
+"""Chat messages as plain ``{"role": ..., "content": ...}`` mappings, validated once at the edge."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TypedDict
+
+from greenserv_core.errors import InvalidInputError
+
+__all__ = ["VALID_ROLES", "Message", "last_user_text", "validate_messages"]
+
+VALID_ROLES = frozenset({"system", "user", "assistant", "tool"})
+
+
+class Message(TypedDict):
+    """One chat turn, in the format of Hugging Face chat templates."""
+
+    role: str
+    content: str
+
+
+def validate_messages(messages: object) -> list[Message]:
+    """Return a clean copy of ``messages`` or raise :class:`InvalidInputError`.
+
+    A bare string is accepted as one user message.
+
+    >>> validate_messages("Hi")
+    [{'role': 'user', 'content': 'Hi'}]
+    >>> validate_messages([])
+    Traceback (most recent call last):
+    ...
+    greenserv_core.errors.InvalidInputError: messages is empty: give at least one message
+    """
+    if isinstance(messages, str):
+        messages = [{"role": "user", "content": messages}]
+    if isinstance(messages, Mapping) or not isinstance(messages, Sequence):
+        raise InvalidInputError(
+            f"messages must be a list of {{'role', 'content'}} mappings or a string, got {type(messages).__name__}"
+        )
+    if len(messages) == 0:
+        raise InvalidInputError("messages is empty: give at least one message")
+    clean: list[Message] = []
+    for index, message in enumerate(messages):
+        if not isinstance(message, Mapping):
+            raise InvalidInputError(
+                f"messages[{index}] must be a mapping with 'role' and 'content', got {type(message).__name__}"
+            )
+        role = message.get("role")
+        content = message.get("content")
+        if role not in VALID_ROLES:
+            raise InvalidInputError(f"messages[{index}] has role {role!r}; expected one of {sorted(VALID_ROLES)}")
+        if not isinstance(content, str):
+            raise InvalidInputError(f"messages[{index}] content must be a string, got {type(content).__name__}")
+        clean.append({"role": str(role), "content": content})
+    if not any(m["content"].strip() for m in clean):
+        raise InvalidInputError("every message is empty: nothing to answer")
+    return clean
+
+
+def last_user_text(messages: Sequence[Message]) -> str:
+    """The text the query is about: the last user turn, else the last non-empty turn.
+
+    >>> last_user_text([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"}])
+    '2+2?'
+    """
+    for message in reversed(messages):
+        if message["role"] == "user" and message["content"].strip():
+            return message["content"]
+    for message in reversed(messages):
+        if message["content"].strip():
+            return message["content"]
+    raise InvalidInputError("every message is empty: nothing to answer")

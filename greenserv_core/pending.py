@@ -1,0 +1,146 @@
+"""Decisions waiting for feedback, bounded in number and age.
+
+A decision that never gets feedback is dropped when it is older than ``ttl_s`` or when more
+than ``max_size`` are pending (oldest first). Its energy and latency were already learned at
+generation time; only its accuracy is never learned, and no score is imputed for it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from greenserv_core.errors import DecisionAlreadyScoredError, InvalidInputError, UnknownDecisionError
+
+__all__ = ["PendingDecision", "PendingDecisions"]
+
+
+@dataclass
+class PendingDecision:
+    """What feedback needs to update the policy, plus the outcome once observed."""
+
+    decision_id: str
+    model: str
+    context: np.ndarray
+    task: str
+    prompt_tokens: int
+    tradeoff: float
+    created_at: float
+    energy_joules: float | None = None
+    energy_source: str | None = None
+
+
+class PendingDecisions:
+    """An insertion-ordered store with size and age limits; remembers recently dropped ids
+    so that late feedback gets a precise error ("expired" vs "already scored" vs "unknown")."""
+
+    def __init__(
+        self, max_size: int = 100_000, ttl_s: float = 7 * 24 * 3600.0, clock: Callable[[], float] = time.time
+    ) -> None:
+        if max_size < 1:
+            raise InvalidInputError(f"max_size must be >= 1, got {max_size}")
+        if not ttl_s > 0:
+            raise InvalidInputError(f"ttl_s must be > 0, got {ttl_s}")
+        self.max_size = max_size
+        self.ttl_s = ttl_s
+        self.clock = clock
+        self._items: OrderedDict[str, PendingDecision] = OrderedDict()
+        self._gone: OrderedDict[str, str] = OrderedDict()  # id -> "expired" | "scored"
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[PendingDecision]:
+        return iter(list(self._items.values()))
+
+    def _forget(self, decision_id: str, why: str) -> None:
+        self._gone[decision_id] = why
+        while len(self._gone) > self.max_size:
+            self._gone.popitem(last=False)
+
+    def evict(self) -> int:
+        """Drop decisions past their age or over the size limit; returns how many."""
+        dropped = 0
+        horizon = self.clock() - self.ttl_s
+        while self._items:
+            oldest_id, oldest = next(iter(self._items.items()))
+            if oldest.created_at >= horizon and len(self._items) <= self.max_size:
+                break
+            del self._items[oldest_id]
+            self._forget(oldest_id, "expired")
+            dropped += 1
+        return dropped
+
+    def add(self, decision: PendingDecision) -> None:
+        self._items[decision.decision_id] = decision
+        self.evict()
+
+    def get(self, decision_id: str) -> PendingDecision:
+        self.evict()
+        decision = self._items.get(decision_id)
+        if decision is None:
+            why = self._gone.get(decision_id)
+            if why == "scored":
+                raise DecisionAlreadyScoredError(
+                    f"decision {decision_id!r} already received feedback; a second score is refused"
+                )
+            if why == "expired":
+                raise UnknownDecisionError(
+                    f"decision {decision_id!r} expired (older than {self.ttl_s:g} s or beyond the "
+                    f"{self.max_size} most recent pending decisions)"
+                )
+            raise UnknownDecisionError(f"unknown decision id {decision_id!r}")
+        return decision
+
+    def pop_for_feedback(self, decision_id: str) -> PendingDecision:
+        decision = self.get(decision_id)
+        del self._items[decision_id]
+        self._forget(decision_id, "scored")
+        return decision
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "max_size": self.max_size,
+            "ttl_s": self.ttl_s,
+            "items": [
+                {
+                    "decision_id": d.decision_id,
+                    "model": d.model,
+                    "context": d.context.copy(),
+                    "task": d.task,
+                    "prompt_tokens": d.prompt_tokens,
+                    "tradeoff": d.tradeoff,
+                    "created_at": d.created_at,
+                    "energy_joules": d.energy_joules,
+                    "energy_source": d.energy_source,
+                }
+                for d in self._items.values()
+            ],
+            "gone": dict(self._gone),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._items = OrderedDict(
+            (
+                item["decision_id"],
+                PendingDecision(
+                    decision_id=item["decision_id"],
+                    model=item["model"],
+                    context=np.asarray(item["context"], dtype=np.float64),
+                    task=item["task"],
+                    prompt_tokens=int(item["prompt_tokens"]),
+                    tradeoff=float(item["tradeoff"]),
+                    created_at=float(item["created_at"]),
+                    energy_joules=item["energy_joules"],
+                    energy_source=item["energy_source"],
+                ),
+            )
+            for item in state["items"]
+        )
+        self._gone = OrderedDict(state["gone"])
+        self.evict()

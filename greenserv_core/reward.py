@@ -1,0 +1,84 @@
+"""The reward ``r = (1-λ)·accuracy − λ·energy_norm`` and the online energy normaliser.
+
+Energy normalisation is online and per task type, with no offline calibration: each task's
+running minimum and maximum of observed joules map a reading to
+``clip((J − min) / (max − min), 0, 1)``. A task seen fewer than twice (or with one distinct
+reading) borrows the range over all tasks; with no range at all the normalised energy is 0.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from greenserv_core.errors import InvalidInputError
+
+__all__ = ["EnergyNormalizer", "check_score", "check_tradeoff", "reward"]
+
+
+def check_tradeoff(tradeoff: object) -> float:
+    """λ as a float in [0, 1], or :class:`InvalidInputError`."""
+    if isinstance(tradeoff, bool) or not isinstance(tradeoff, (int, float)) or not 0.0 <= float(tradeoff) <= 1.0:
+        raise InvalidInputError(f"tradeoff λ must be a number in [0, 1], got {tradeoff!r}")
+    return float(tradeoff)
+
+
+def check_score(score: object) -> float:
+    """A feedback score as a float in [0, 1], or :class:`InvalidInputError` (NaN included)."""
+    if isinstance(score, bool):
+        return float(score)
+    if not isinstance(score, (int, float)) or math.isnan(float(score)) or not 0.0 <= float(score) <= 1.0:
+        raise InvalidInputError(f"feedback score must be a number in [0, 1], got {score!r}")
+    return float(score)
+
+
+def reward(accuracy: float, energy_norm: float, tradeoff: float) -> float:
+    """``(1-λ)·accuracy − λ·energy_norm``.
+
+    >>> round(reward(1.0, 0.5, 0.4), 6)
+    0.4
+    """
+    return (1.0 - tradeoff) * accuracy - tradeoff * energy_norm
+
+
+class EnergyNormalizer:
+    """Running per-task min/max of joules. Learned state: ``ranges_`` {task: [min, max]}.
+
+    >>> norm = EnergyNormalizer()
+    >>> norm.observe("qa", 10.0); norm.observe("qa", 30.0)
+    >>> norm.normalize("qa", 20.0)
+    0.5
+    """
+
+    def __init__(self) -> None:
+        self.ranges_: dict[str, list[float]] = {}
+
+    def observe(self, task: str, joules: float) -> None:
+        if not math.isfinite(joules) or joules < 0:
+            raise InvalidInputError(f"joules must be finite and >= 0, got {joules!r}")
+        low_high = self.ranges_.setdefault(task, [joules, joules])
+        low_high[0] = min(low_high[0], joules)
+        low_high[1] = max(low_high[1], joules)
+
+    def range_for(self, task: str) -> tuple[float, float] | None:
+        own = self.ranges_.get(task)
+        if own is not None and own[1] > own[0]:
+            return own[0], own[1]
+        if not self.ranges_:
+            return None
+        low = min(r[0] for r in self.ranges_.values())
+        high = max(r[1] for r in self.ranges_.values())
+        return (low, high) if high > low else None
+
+    def normalize(self, task: str, joules: float) -> float:
+        bounds = self.range_for(task)
+        if bounds is None:
+            return 0.0
+        low, high = bounds
+        return min(1.0, max(0.0, (joules - low) / (high - low)))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"ranges": {task: list(r) for task, r in self.ranges_.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.ranges_ = {task: [float(r[0]), float(r[1])] for task, r in state["ranges"].items()}

@@ -1,0 +1,487 @@
+"""``GreenServRouter``: features → eligibility → policy → model → outcome → feedback.
+
+How the reward is learned from partial, late feedback
+-----------------------------------------------------
+The reward of a routed query is ``r = (1-λ)·accuracy − λ·energy_norm``. Its two parts arrive
+at different times, so they are learned separately and combined at decision time:
+
+* **energy** (and latency) is measured right after every generation. A per-model ridge
+  regression on the context vector and prompt length (:class:`CostModel`) learns it from
+  every call, and :class:`EnergyNormalizer` maps joules to [0, 1] per task type, online.
+* **accuracy** arrives through :meth:`GreenServRouter.feedback`, late or never. The bandit
+  policy learns it only from decisions that got feedback.
+
+The policy then scores each eligible model as ``(1-λ)·(accuracy estimate + exploration
+bonus) − λ·predicted energy_norm``. Sparse feedback slows the accuracy side only; the energy
+side is always current. A decision that never gets feedback is dropped from the pending
+store after ``pending_ttl_s`` (or when ``max_pending`` is exceeded); no score is imputed.
+
+Example, with fake models and the dependency-free hashing embedder::
+
+    >>> from greenserv_core import FakeBackend, FeatureExtractor, GreenServRouter
+    >>> from greenserv_core.features import HashingEmbedder, TaskClassifier
+    >>> embedder = HashingEmbedder(64)
+    >>> clf = TaskClassifier().fit(embedder.embed(["2+2?", "hi there"]), ["math", "chat"], embedder.name)
+    >>> router = GreenServRouter(
+    ...     [FakeBackend("small", joules_per_token=1.0), FakeBackend("large", joules_per_token=9.0)],
+    ...     features=FeatureExtractor(embedder, clf), tradeoff=0.4, seed=0)
+    >>> answer = router.generate([{"role": "user", "content": "What is 2+2?"}])
+    >>> answer.model in {"small", "large"}, answer.energy_source
+    (True, 'fake')
+    >>> router.feedback(answer.decision_id, 1.0).applied
+    True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from greenserv_core.backends.base import GenerationResult, GenerationSettings, ModelBackend
+from greenserv_core.bandits import ArmScore, Policy, make_policy
+from greenserv_core.errors import (
+    InvalidInputError,
+    NoEligibleModelError,
+    StateFileError,
+    UnknownModelError,
+)
+from greenserv_core.features.extractor import FeatureExtractor, QueryFeatures
+from greenserv_core.messages import Message, validate_messages
+from greenserv_core.outcomes import CostModel
+from greenserv_core.pending import PendingDecision, PendingDecisions
+from greenserv_core.persistence import read_state, write_state
+from greenserv_core.reward import EnergyNormalizer, check_score, check_tradeoff, reward
+
+__all__ = ["FeedbackRecord", "GreenServRouter", "RoutedChunk", "RoutedGeneration", "RoutingDecision"]
+
+logger = logging.getLogger("greenserv")
+
+STATE_FORMAT = "greenserv-router-state"
+STATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class RoutingDecision:
+    """Which model answers a query, and why.
+
+    ``scores`` holds every eligible model's :class:`ArmScore`; ``excluded`` maps each
+    ineligible model to the reason; ``predicted_joules`` is the energy model's estimate
+    (``None`` for a model not yet observed).
+    """
+
+    decision_id: str
+    model: str
+    features: QueryFeatures
+    scores: dict[str, ArmScore]
+    excluded: dict[str, str]
+    predicted_joules: dict[str, float | None]
+    tradeoff: float
+    explored: bool
+
+
+@dataclass(frozen=True)
+class RoutedGeneration:
+    """A routed answer with its cost. ``energy_measured`` is False for estimates."""
+
+    text: str
+    model: str
+    decision_id: str
+    input_tokens: int
+    output_tokens: int
+    latency_s: float
+    energy_joules: float
+    energy_source: str
+    energy_measured: bool
+    finish_reason: str
+    decision: RoutingDecision = field(repr=False)
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(frozen=True)
+class RoutedChunk:
+    """A streamed piece; the last chunk has ``generation`` set and an empty ``delta``."""
+
+    delta: str
+    decision: RoutingDecision = field(repr=False)
+    generation: RoutedGeneration | None = None
+
+
+@dataclass(frozen=True)
+class FeedbackRecord:
+    """What a feedback call did. ``reward`` is ``None`` when the decision's energy was never
+    recorded; ``applied`` is False when the model was removed from the pool meanwhile."""
+
+    decision_id: str
+    model: str
+    score: float
+    reward: float | None
+    applied: bool
+
+
+def _check_positive(name: str, value: float | None) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise InvalidInputError(f"{name} must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+class GreenServRouter:
+    """Routes each query to one model of a pool and learns online which choice pays off.
+
+    Parameters are stored as given (``strategy``, ``tradeoff`` λ, ``seed``, ``max_latency_s``,
+    ``policy_params``); learned state lives in ``policy_``, ``energy_``, ``latency_``,
+    ``normalizer_``, ``pending_`` and the feature extractor's clustering. All public methods
+    are thread-safe; model calls and embedding run outside the router's lock.
+    """
+
+    def __init__(
+        self,
+        models: Sequence[ModelBackend],
+        *,
+        strategy: str = "linucb",
+        tradeoff: float = 0.5,
+        features: FeatureExtractor | None = None,
+        seed: int | None = None,
+        max_latency_s: float | None = None,
+        policy_params: Mapping[str, Any] | None = None,
+        max_pending: int = 100_000,
+        pending_ttl_s: float = 7 * 24 * 3600.0,
+    ) -> None:
+        self.strategy = strategy
+        self.tradeoff = check_tradeoff(tradeoff)
+        self.seed = seed
+        self.max_latency_s = _check_positive("max_latency_s", max_latency_s)
+        self.policy_params = dict(policy_params or {})
+        self.features = features if features is not None else FeatureExtractor.default()
+        dimension = self.features.dimension
+        self.policy_: Policy = make_policy(strategy, dimension, seed=seed, **self.policy_params)
+        self.energy_ = CostModel(dimension)
+        self.latency_ = CostModel(dimension)
+        self.normalizer_ = EnergyNormalizer()
+        self.pending_ = PendingDecisions(max_pending, pending_ttl_s)
+        self.stats_: dict[str, dict[str, float]] = {}
+        self._models: dict[str, ModelBackend] = {}
+        self._lock = threading.RLock()
+        if not models:
+            raise InvalidInputError("a router needs at least one model")
+        for model in models:
+            self.add_model(model)
+
+    # ---- the pool ---------------------------------------------------------------------
+    @property
+    def models(self) -> list[str]:
+        with self._lock:
+            return list(self._models)
+
+    def backend(self, name: str) -> ModelBackend:
+        with self._lock:
+            if name not in self._models:
+                raise UnknownModelError(f"unknown model {name!r}; the pool is {list(self._models)}")
+            return self._models[name]
+
+    def add_model(self, backend: ModelBackend) -> None:
+        """Add a model at runtime; it starts from the policy's prior and gets explored."""
+        if not isinstance(backend, ModelBackend):
+            raise InvalidInputError(
+                f"{backend!r} does not implement ModelBackend (info, count_tokens, generate, stream)"
+            )
+        name = backend.info.name
+        with self._lock:
+            if name in self._models:
+                raise InvalidInputError(f"model {name!r} is already in the pool")
+            self.policy_.add_arm(name)
+            self.energy_.add_model(name)
+            self.latency_.add_model(name)
+            self.stats_.setdefault(name, {"decisions": 0, "feedback": 0, "energy_joules": 0.0})
+            self._models[name] = backend
+
+    def remove_model(self, name: str) -> None:
+        """Remove a model; it is never chosen again. Pending feedback for it is accepted and ignored."""
+        with self._lock:
+            if name not in self._models:
+                raise UnknownModelError(f"unknown model {name!r}; the pool is {list(self._models)}")
+            if len(self._models) == 1:
+                raise InvalidInputError(f"cannot remove {name!r}: it is the last model in the pool")
+            self.policy_.remove_arm(name)
+            self.energy_.remove_model(name)
+            self.latency_.remove_model(name)
+            del self._models[name]
+
+    # ---- deciding -----------------------------------------------------------------------
+    def route(
+        self,
+        messages: Sequence[Message] | str,
+        *,
+        tradeoff: float | None = None,
+        max_latency_s: float | None = None,
+        max_new_tokens: int = 256,
+    ) -> RoutingDecision:
+        """Choose a model for ``messages`` without calling it.
+
+        When you call the model yourself, report its cost with :meth:`record_outcome`.
+        """
+        clean = validate_messages(messages)
+        lam = self.tradeoff if tradeoff is None else check_tradeoff(tradeoff)
+        limit = self.max_latency_s if max_latency_s is None else _check_positive("max_latency_s", max_latency_s)
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+            raise InvalidInputError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
+        backends = dict(self._snapshot_models())
+        prompt_tokens = {name: backend.count_tokens(clean) for name, backend in backends.items()}
+        features = self.features.extract(clean)
+        x = features.vector
+        with self._lock:
+            excluded: dict[str, str] = {}
+            predicted: dict[str, float | None] = {}
+            costs: dict[str, float] = {}
+            for name in self._models:
+                backend = backends.get(name) or self._models[name]
+                tokens = prompt_tokens.get(name)
+                if tokens is None:
+                    tokens = backend.count_tokens(clean)
+                window = backend.info.context_window
+                if tokens + max_new_tokens > window:
+                    excluded[name] = (
+                        f"prompt {tokens} + max_new_tokens {max_new_tokens} tokens exceed the context window {window}"
+                    )
+                    continue
+                latency = self.latency_.predict(name, x, features.prompt_tokens)
+                if limit is not None and latency is not None and latency > limit:
+                    excluded[name] = f"predicted latency {latency:.3f} s exceeds the limit {limit:.3f} s"
+                    continue
+                joules = self.energy_.predict(name, x, features.prompt_tokens)
+                predicted[name] = joules
+                costs[name] = 0.0 if joules is None else lam * self.normalizer_.normalize(features.task, joules)
+            if not costs:
+                reasons = "; ".join(f"{name}: {why}" for name, why in excluded.items())
+                raise NoEligibleModelError(f"no model is eligible for this query ({reasons})")
+            choice = self.policy_.decide(x, list(costs), value_scale=1.0 - lam, costs=costs)
+            decision = RoutingDecision(
+                decision_id=uuid.uuid4().hex,
+                model=choice.arm,
+                features=features,
+                scores=choice.scores,
+                excluded=excluded,
+                predicted_joules=predicted,
+                tradeoff=lam,
+                explored=choice.explored,
+            )
+            self.pending_.add(
+                PendingDecision(
+                    decision.decision_id, choice.arm, x.copy(), features.task, features.prompt_tokens, lam, time.time()
+                )
+            )
+            self.stats_[choice.arm]["decisions"] += 1
+        logger.debug("routed %s to %s (task=%s)", decision.decision_id, decision.model, features.task)
+        return decision
+
+    def _snapshot_models(self) -> list[tuple[str, ModelBackend]]:
+        with self._lock:
+            return list(self._models.items())
+
+    def record_outcome(
+        self, decision_id: str, *, energy_joules: float, latency_s: float, energy_source: str = "external"
+    ) -> None:
+        """Teach the cost models what a routed generation spent (once per decision)."""
+        if not np.isfinite(energy_joules) or energy_joules < 0:
+            raise InvalidInputError(f"energy_joules must be finite and >= 0, got {energy_joules!r}")
+        if not np.isfinite(latency_s) or latency_s < 0:
+            raise InvalidInputError(f"latency_s must be finite and >= 0, got {latency_s!r}")
+        with self._lock:
+            pending = self.pending_.get(decision_id)
+            if pending.energy_joules is not None:
+                raise InvalidInputError(f"the outcome of decision {decision_id!r} was already recorded")
+            if pending.model in self._models:
+                self.energy_.observe(pending.model, pending.context, pending.prompt_tokens, energy_joules)
+                self.latency_.observe(pending.model, pending.context, pending.prompt_tokens, latency_s)
+                self.stats_[pending.model]["energy_joules"] += energy_joules
+            self.normalizer_.observe(pending.task, energy_joules)
+            pending.energy_joules = float(energy_joules)
+            pending.energy_source = energy_source
+
+    def feedback(self, decision_id: str, score: float) -> FeedbackRecord:
+        """Score a decision's answer in [0, 1] (1 = correct/helpful). Once per decision.
+
+        Raises :class:`UnknownDecisionError` (a ``KeyError``) for an unknown or expired id and
+        :class:`DecisionAlreadyScoredError` for a second score.
+        """
+        value = check_score(score)
+        if not isinstance(decision_id, str):
+            raise InvalidInputError(f"decision_id must be a string, got {type(decision_id).__name__}")
+        with self._lock:
+            pending = self.pending_.pop_for_feedback(decision_id)
+            applied = pending.model in self._models
+            if applied:
+                self.policy_.update(pending.model, pending.context, value)
+                self.stats_[pending.model]["feedback"] += 1
+            realised = None
+            if pending.energy_joules is not None:
+                energy_norm = self.normalizer_.normalize(pending.task, pending.energy_joules)
+                realised = reward(value, energy_norm, pending.tradeoff)
+        return FeedbackRecord(decision_id, pending.model, value, realised, applied)
+
+    # ---- generating -------------------------------------------------------------------
+    def generate(
+        self,
+        messages: Sequence[Message] | str,
+        *,
+        tradeoff: float | None = None,
+        max_latency_s: float | None = None,
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        stop: Sequence[str] = (),
+        seed: int | None = None,
+    ) -> RoutedGeneration:
+        """Route ``messages``, generate with the chosen model, record its cost.
+
+        If the model raises, the decision is dropped (no cost, no feedback) and the error
+        propagates.
+        """
+        settings = GenerationSettings(max_new_tokens, temperature, top_p, tuple(stop), seed)
+        decision = self.route(messages, tradeoff=tradeoff, max_latency_s=max_latency_s, max_new_tokens=max_new_tokens)
+        clean = validate_messages(messages)
+        try:
+            result = self.backend(decision.model).generate(clean, settings)
+        except BaseException:
+            self._drop(decision.decision_id)
+            raise
+        return self._finish(decision, result)
+
+    def stream(
+        self,
+        messages: Sequence[Message] | str,
+        *,
+        tradeoff: float | None = None,
+        max_latency_s: float | None = None,
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        stop: Sequence[str] = (),
+        seed: int | None = None,
+    ) -> Iterator[RoutedChunk]:
+        """Like :meth:`generate`, piece by piece; the last chunk carries the :class:`RoutedGeneration`."""
+        settings = GenerationSettings(max_new_tokens, temperature, top_p, tuple(stop), seed)
+        decision = self.route(messages, tradeoff=tradeoff, max_latency_s=max_latency_s, max_new_tokens=max_new_tokens)
+        clean = validate_messages(messages)
+        finished = False
+        try:
+            for chunk in self.backend(decision.model).stream(clean, settings):
+                if chunk.result is not None:
+                    finished = True
+                    yield RoutedChunk("", decision, self._finish(decision, chunk.result))
+                    return
+                yield RoutedChunk(chunk.delta, decision)
+        finally:
+            if not finished:
+                self._drop(decision.decision_id)
+
+    def _finish(self, decision: RoutingDecision, result: GenerationResult) -> RoutedGeneration:
+        self.record_outcome(
+            decision.decision_id,
+            energy_joules=result.energy.joules,
+            latency_s=result.latency_s,
+            energy_source=result.energy.source,
+        )
+        return RoutedGeneration(
+            text=result.text,
+            model=decision.model,
+            decision_id=decision.decision_id,
+            input_tokens=result.input_tokens,
+            output_tokens=result.output_tokens,
+            latency_s=result.latency_s,
+            energy_joules=result.energy.joules,
+            energy_source=result.energy.source,
+            energy_measured=result.energy.measured,
+            finish_reason=result.finish_reason,
+            decision=decision,
+        )
+
+    def _drop(self, decision_id: str) -> None:
+        with self._lock, contextlib.suppress(KeyError):
+            self.pending_.pop_for_feedback(decision_id)
+
+    # ---- persistence ------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "strategy": self.strategy,
+                "policy_params": dict(self.policy_params),
+                "tradeoff": self.tradeoff,
+                "seed": self.seed,
+                "max_latency_s": self.max_latency_s,
+                "models": list(self._models),
+                "policy": self.policy_.state_dict(),
+                "features": self.features.state_dict(),
+                "energy": self.energy_.state_dict(),
+                "latency": self.latency_.state_dict(),
+                "normalizer": self.normalizer_.state_dict(),
+                "pending": self.pending_.state_dict(),
+                "stats": {name: dict(s) for name, s in self.stats_.items()},
+            }
+
+    def save(self, path: str | Path) -> None:
+        """Persist all learned state atomically (write to a temporary file, then rename)."""
+        write_state(path, self.state_dict(), fmt=STATE_FORMAT, version=STATE_VERSION)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        models: Sequence[ModelBackend],
+        *,
+        features: FeatureExtractor | None = None,
+    ) -> GreenServRouter:
+        """Rebuild a router saved with :meth:`save` over ``models``.
+
+        Every model in the saved state must be in ``models`` (else :class:`StateFileError`);
+        models new to the state join as fresh arms. A corrupt file, another format version,
+        or features of another shape raise :class:`StateFileError`, never a fresh start.
+        """
+        state = read_state(path, fmt=STATE_FORMAT, version=STATE_VERSION)
+        try:
+            given = {m.info.name for m in models}
+            missing = [name for name in state["models"] if name not in given]
+            if missing:
+                raise StateFileError(f"saved state has models {missing} that are not in the given pool {sorted(given)}")
+            ordered = sorted(models, key=lambda m: (m.info.name not in state["models"], m.info.name))
+            router = cls(
+                ordered,
+                strategy=state["strategy"],
+                tradeoff=state["tradeoff"],
+                features=features,
+                seed=state["seed"],
+                max_latency_s=state["max_latency_s"],
+                policy_params=state["policy_params"],
+                max_pending=int(state["pending"]["max_size"]),
+                pending_ttl_s=float(state["pending"]["ttl_s"]),
+            )
+            router.features.load_state_dict(state["features"])
+            new_models = [name for name in given if name not in state["models"]]
+            router.policy_.load_state_dict(state["policy"])
+            router.energy_.load_state_dict(state["energy"])
+            router.latency_.load_state_dict(state["latency"])
+            for name in new_models:
+                router.policy_.add_arm(name)
+                router.energy_.add_model(name)
+                router.latency_.add_model(name)
+            router.normalizer_.load_state_dict(state["normalizer"])
+            router.pending_.load_state_dict(state["pending"])
+            router.stats_.update({name: dict(s) for name, s in state["stats"].items() if name in given})
+        except StateFileError:
+            raise
+        except (KeyError, TypeError, ValueError) as error:
+            raise StateFileError(f"{path} does not hold a compatible router state: {error!r}") from error
+        return router

@@ -1,0 +1,59 @@
+"""Shared fixtures: a dependency-free feature extractor, and the real bundled one."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from greenserv_core import FakeBackend, FeatureExtractor, GreenServRouter
+from greenserv_core.features import HashingEmbedder, TaskClassifier
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+TINY_TRAINING = {
+    "math": ["What is 2 + 2?", "Compute 17 times 3.", "How many apples are left if I eat 3 of 10?", "Solve 5x = 20."],
+    "chat": ["Hi, how are you?", "Tell me a joke.", "Write a poem about rain.", "What should I cook tonight?"],
+    "qa": ["Who wrote Hamlet?", "What is the capital of France?", "When did WW2 end?", "Who painted the Mona Lisa?"],
+}
+
+
+def make_hashing_extractor(n_clusters: int = 3) -> FeatureExtractor:
+    embedder = HashingEmbedder(128)
+    texts = [t for texts in TINY_TRAINING.values() for t in texts]
+    labels = [label for label, texts in TINY_TRAINING.items() for _ in texts]
+    classifier = TaskClassifier().fit(embedder.embed(texts), labels, embedder.name)
+    return FeatureExtractor(embedder, classifier, n_clusters=n_clusters)
+
+
+@pytest.fixture
+def extractor() -> FeatureExtractor:
+    return make_hashing_extractor()
+
+
+@pytest.fixture
+def fakes() -> list[FakeBackend]:
+    return [
+        FakeBackend("small", joules_per_token=1.0, seconds_per_token=0.001),
+        FakeBackend("medium", joules_per_token=3.0, seconds_per_token=0.003),
+        FakeBackend("large", joules_per_token=9.0, seconds_per_token=0.01),
+    ]
+
+
+@pytest.fixture
+def router(fakes: list[FakeBackend], extractor: FeatureExtractor) -> GreenServRouter:
+    return GreenServRouter(fakes, features=extractor, tradeoff=0.4, seed=0)
+
+
+@pytest.fixture(scope="session")
+def minilm_extractor_factory():  # type: ignore[no-untyped-def]
+    """Real bundled features (MiniLM + bundled classifier); the embedder is loaded once."""
+    from greenserv_core.features import SentenceTransformerEmbedder
+
+    embedder = SentenceTransformerEmbedder()
+    classifier = TaskClassifier.bundled()
+
+    def make(n_clusters: int = 3) -> FeatureExtractor:
+        return FeatureExtractor(embedder, classifier, n_clusters=n_clusters)
+
+    return make

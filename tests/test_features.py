@@ -1,0 +1,153 @@
+import numpy as np
+import pytest
+
+from greenserv_core.errors import InvalidInputError, StateFileError
+from greenserv_core.features import (
+    ComplexityBinner,
+    FeatureExtractor,
+    HashingEmbedder,
+    OnlineKMeans,
+    TaskClassifier,
+    instruction_text,
+)
+from tests.conftest import make_hashing_extractor
+
+
+def unit(*values: float) -> np.ndarray:
+    x = np.array(values, dtype=float)
+    return x / np.linalg.norm(x)
+
+
+def test_kmeans_seeds_with_first_distinct_embeddings() -> None:
+    km = OnlineKMeans(n_clusters=3)
+    assert km.partial_fit_predict(unit(1, 0, 0)) == 0
+    assert km.partial_fit_predict(unit(1, 0, 0)) == 0  # a duplicate is not a new seed
+    assert km.partial_fit_predict(unit(0, 1, 0)) == 1
+    assert km.partial_fit_predict(unit(0, 0, 1)) == 2
+    assert len(km.centroids_) == 3  # type: ignore[arg-type]
+
+
+def test_kmeans_centroid_is_running_mean_of_members() -> None:
+    km = OnlineKMeans(n_clusters=2)
+    members = [unit(1, 0.1), unit(1, 0.3), unit(1, -0.2), unit(1, 0.0)]
+    km.partial_fit_predict(members[0])
+    km.partial_fit_predict(unit(-1, 0))
+    for m in members[1:]:
+        assert km.partial_fit_predict(m) == 0
+    np.testing.assert_allclose(km.centroids_[0], np.mean(members, axis=0))  # type: ignore[index]
+    assert list(km.counts_) == [4, 1]
+
+
+def test_kmeans_uses_cosine_not_euclid() -> None:
+    km = OnlineKMeans(n_clusters=2)
+    km.partial_fit_predict(np.array([1.0, 0.0]))
+    km.partial_fit_predict(np.array([0.0, 1.0]))
+    assert km.predict(np.array([100.0, 1.0])) == 0
+
+
+def test_kmeans_rejects_bad_input_and_state() -> None:
+    km = OnlineKMeans(2)
+    with pytest.raises(InvalidInputError):
+        km.partial_fit_predict(np.zeros(3))
+    with pytest.raises(InvalidInputError):
+        OnlineKMeans(0)
+    with pytest.raises(StateFileError):
+        OnlineKMeans(3).load_state_dict(km.state_dict())
+
+
+def test_complexity_bins() -> None:
+    binner = ComplexityBinner((30, 50, 70))
+    easy = binner.extract("The cat sat on the mat. It was happy.")
+    hard = binner.extract(
+        "Notwithstanding jurisdictional heterogeneity, constitutional adjudication necessitates "
+        "comprehensive interpretative methodologies encompassing institutional considerations."
+    )
+    assert easy.bin == 3 and hard.bin == 0
+    assert easy.flesch_reading_ease > hard.flesch_reading_ease
+    assert binner.extract("12345 + 678").bin == 3  # no words: easy, not a crash
+    with pytest.raises(InvalidInputError):
+        ComplexityBinner((50, 30))
+
+
+def test_instruction_text_keeps_head_and_tail() -> None:
+    text = "INSTRUCTION " + "x" * 3000 + " QUESTION?"
+    picked = instruction_text(text)
+    assert picked.startswith("INSTRUCTION") and picked.endswith("QUESTION?") and len(picked) < 600
+
+
+def test_context_vector_layout() -> None:
+    extractor = make_hashing_extractor(n_clusters=3)
+    n_tasks = len(extractor.task_types)
+    assert extractor.dimension == 1 + n_tasks + 3 + 4
+    assert len(extractor.feature_names()) == extractor.dimension
+    features = extractor.extract("What is 12 times 7?")
+    x = features.vector
+    assert x[0] == 1.0 and x.sum() == 4.0
+    names = [n for n, v in zip(extractor.feature_names(), x, strict=True) if v]
+    assert names == [
+        "intercept",
+        f"task={features.task}",
+        f"cluster={features.cluster}",
+        f"flesch_bin={extractor.complexity.labels()[features.complexity_bin]}",
+    ]
+    assert "task=" in repr(features) or "task='" in repr(features)
+    assert features.to_dict()["vector"] == x.tolist()
+
+
+def test_extract_without_learning_leaves_clusters_alone() -> None:
+    extractor = make_hashing_extractor()
+    extractor.extract("hello")
+    before = extractor.clusterer.state_dict()
+    extractor.extract("something else entirely", learn=False)
+    after = extractor.clusterer.state_dict()
+    np.testing.assert_array_equal(before["centroids"], after["centroids"])
+
+
+def test_unknown_input_still_gets_a_label_with_probability() -> None:
+    extractor = make_hashing_extractor()
+    features = extractor.extract("zxqv ptkl mmrrg")
+    assert features.task in extractor.task_types
+    assert 0 < features.task_probability <= 1
+
+
+def test_state_refuses_another_embedder() -> None:
+    extractor = make_hashing_extractor()
+    state = extractor.state_dict()
+    other = FeatureExtractor(HashingEmbedder(64), extractor.task_classifier)
+    with pytest.raises(StateFileError, match="embedder"):
+        other.load_state_dict(state)
+
+
+def test_classifier_round_trips_through_dict() -> None:
+    clf = make_hashing_extractor().task_classifier
+    again = TaskClassifier.from_dict(clf.to_dict())
+    x = HashingEmbedder(128).embed(["How many legs do 3 spiders have?"])
+    np.testing.assert_allclose(clf.predict_proba(x), again.predict_proba(x))
+    with pytest.raises(StateFileError):
+        TaskClassifier.from_dict({"format": "nope"})
+
+
+def test_bundled_classifier_covers_the_task_types() -> None:
+    clf = TaskClassifier.bundled()
+    assert set(clf.labels) == {
+        "knowledge_mc", "commonsense_completion", "option_resolution", "math_word_problem",
+        "reading_yes_no", "open_factual_qa", "summarization", "chat",
+    }
+    assert clf.metrics_["held_out_macro_f1"] > 0.85
+    assert clf.coef_.shape == (8, 384)
+
+
+def test_real_minilm_features_classify_real_prompts(minilm_extractor_factory) -> None:  # type: ignore[no-untyped-def]
+    extractor = minilm_extractor_factory()
+    cases = {
+        "math_word_problem": "Tom has 3 boxes with 12 pencils each. He gives away 9 pencils. How many pencils does he have left?",
+        "chat": "Hey! Can you recommend a good book for a long flight?",
+        "summarization": "Summarize the following article in two sentences.\n\nThe city council voted on Tuesday to expand "
+        "the bike lane network after a year-long study found that commuting by bicycle had doubled.",
+        "option_resolution": "Fill in the blank (_) with the right option.\n\nSentence: The trophy didn't fit in the "
+        "suitcase because _ was too big.\nA. trophy\nB. suitcase\nAnswer:",
+    }
+    for expected, text in cases.items():
+        features = extractor.extract(text)
+        assert features.task == expected, (text, features)
+        assert features.vector.shape == (16,)

@@ -1,0 +1,37 @@
+import pytest
+
+from greenserv_core.errors import InvalidInputError
+from greenserv_core.messages import last_user_text, validate_messages
+
+
+def test_string_becomes_user_message() -> None:
+    assert validate_messages("hello") == [{"role": "user", "content": "hello"}]
+
+
+@pytest.mark.parametrize(
+    ("messages", "needle"),
+    [
+        ([], "empty"),
+        ({"role": "user", "content": "x"}, "list"),
+        (42, "list"),
+        ([{"role": "user", "content": 3}], "content must be a string"),
+        ([{"role": "wizard", "content": "x"}], "role 'wizard'"),
+        (["just text"], "mapping"),
+        ([{"role": "user", "content": "   "}], "every message is empty"),
+    ],
+)
+def test_bad_messages_name_the_problem(messages: object, needle: str) -> None:
+    with pytest.raises(InvalidInputError, match=needle):
+        validate_messages(messages)
+
+
+def test_last_user_text_prefers_the_last_user_turn() -> None:
+    messages = validate_messages(
+        [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "first"},
+            {"role": "assistant", "content": "ok"},
+            {"role": "user", "content": "second"},
+        ]
+    )
+    assert last_user_text(messages) == "second"

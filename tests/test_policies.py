@@ -1,0 +1,193 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from greenserv_core.bandits import POLICIES, Policy, make_policy
+from greenserv_core.errors import InvalidInputError, NoEligibleModelError, StateFileError, UnknownModelError
+from greenserv_core.persistence import read_state, write_state
+
+DIM = 5
+LEARNING = ["linucb", "thompson", "epsilon", "epsilon-nc"]
+ALL = [*LEARNING, "random", "static:a"]
+
+
+def ctx(*hot: int) -> np.ndarray:
+    x = np.zeros(DIM)
+    x[0] = 1.0
+    for i in hot:
+        x[i] = 1.0
+    return x
+
+
+def policy_with_arms(strategy: str, arms=("a", "b", "c"), seed: int = 0, **params) -> Policy:  # type: ignore[no-untyped-def]
+    policy = make_policy(strategy, DIM, seed=seed, **params)
+    for arm in arms:
+        policy.add_arm(arm)
+    return policy
+
+
+@pytest.mark.parametrize("strategy", ALL)
+def test_select_only_from_eligible_arms(strategy: str) -> None:
+    policy = policy_with_arms(strategy)
+    eligible = ["a", "c"]
+    for _ in range(50):
+        assert policy.select(ctx(1), eligible) in eligible
+
+
+@pytest.mark.parametrize("strategy", ALL)
+def test_bad_arguments_are_named(strategy: str) -> None:
+    policy = policy_with_arms(strategy)
+    with pytest.raises(UnknownModelError, match="zzz"):
+        policy.select(ctx(1), ["a", "zzz"])
+    with pytest.raises(InvalidInputError, match="no eligible"):
+        policy.select(ctx(1), [])
+    with pytest.raises(InvalidInputError, match="shape"):
+        policy.select(np.ones(DIM + 1))
+    with pytest.raises(InvalidInputError, match="NaN"):
+        policy.update("a", np.full(DIM, np.nan), 1.0)
+    with pytest.raises(InvalidInputError, match="finite"):
+        policy.update("a", ctx(1), float("nan"))
+    with pytest.raises(UnknownModelError):
+        policy.update("zzz", ctx(1), 1.0)
+    with pytest.raises(InvalidInputError, match="already exists"):
+        policy.add_arm("a")
+
+
+@pytest.mark.parametrize("strategy", ["linucb", "thompson", "epsilon", "epsilon-nc", "random"])
+def test_ties_are_broken_at_random(strategy: str) -> None:
+    policy = policy_with_arms(strategy, seed=1)
+    chosen = {policy.select(ctx(1)) for _ in range(200)}
+    assert chosen == {"a", "b", "c"}
+
+
+def test_linucb_tie_breaking_is_not_first_arm() -> None:
+    # every arm identical: a first-arm rule would always answer "a"
+    picks = [policy_with_arms("linucb", seed=s).select(ctx(2)) for s in range(60)]
+    assert 10 < picks.count("a") < 40
+
+
+@pytest.mark.parametrize("strategy", ALL)
+def test_same_seed_same_choices(strategy: str) -> None:
+    def run(seed: int) -> list[str]:
+        policy = policy_with_arms(strategy, seed=seed)
+        rng = np.random.default_rng(0)
+        picks = []
+        for t in range(100):
+            x = ctx(1 + t % 4)
+            arm = policy.select(x)
+            policy.update(arm, x, float(rng.random()))
+            picks.append(arm)
+        return picks
+
+    assert run(7) == run(7)
+
+
+@pytest.mark.parametrize("strategy", LEARNING)
+def test_learns_the_better_arm(strategy: str) -> None:
+    policy = policy_with_arms(strategy, seed=3)
+    rng = np.random.default_rng(3)
+    means = {"a": 0.2, "b": 0.8, "c": 0.5}
+    picks = []
+    for _ in range(600):
+        x = ctx(1)
+        arm = policy.select(x)
+        policy.update(arm, x, float(rng.random() < means[arm]))
+        picks.append(arm)
+    assert picks[-200:].count("b") > 150
+
+
+@pytest.mark.parametrize("strategy", LEARNING)
+def test_arm_added_at_runtime_is_explored(strategy: str) -> None:
+    policy = policy_with_arms(strategy, arms=("a", "b"), seed=0)
+    for _ in range(300):
+        x = ctx(1)
+        arm = policy.select(x)
+        policy.update(arm, x, 0.5)
+    policy.add_arm("new")
+    picks = [policy.select(ctx(1)) for _ in range(30)]
+    assert "new" in picks
+
+
+@pytest.mark.parametrize("strategy", [*LEARNING, "random"])
+def test_removed_arm_is_never_chosen(strategy: str) -> None:
+    policy = policy_with_arms(strategy)
+    for _ in range(30):
+        policy.update("b", ctx(1), 1.0)
+    policy.remove_arm("b")
+    assert all(policy.select(ctx(1)) != "b" for _ in range(300))
+    assert "b" not in policy.arms
+    with pytest.raises(UnknownModelError):
+        policy.select(ctx(1), ["b"])
+
+
+def test_costs_and_value_scale_shift_the_choice() -> None:
+    policy = policy_with_arms("linucb", arms=("cheap", "dear"), alpha=0.0)
+    for _ in range(50):
+        policy.update("cheap", ctx(1), 0.7)
+        policy.update("dear", ctx(1), 0.9)
+    assert policy.select(ctx(1)) == "dear"
+    choice = policy.decide(ctx(1), value_scale=0.6, costs={"cheap": 0.0, "dear": 0.4})
+    assert choice.arm == "cheap"
+    dear = choice.scores["dear"]
+    assert dear.score == pytest.approx(0.6 * (dear.estimate + dear.bonus) - 0.4)
+
+
+def test_epsilon_decays_to_its_floor() -> None:
+    policy = policy_with_arms("epsilon", epsilon=1.0, decay=0.99, min_epsilon=0.0, seed=0)
+    for _ in range(20):
+        policy.update("b", ctx(1), 1.0)
+        policy.update("a", ctx(1), 0.0)
+        policy.update("c", ctx(1), 0.0)
+    early = [policy.decide(ctx(1)).explored for _ in range(50)]
+    for _ in range(1000):
+        policy.select(ctx(1))
+    late = [policy.decide(ctx(1)).explored for _ in range(200)]
+    assert sum(early) > 30 and sum(late) == 0
+
+
+def test_static_policy() -> None:
+    policy = policy_with_arms("static:b")
+    assert {policy.select(ctx(1)) for _ in range(20)} == {"b"}
+    with pytest.raises(NoEligibleModelError, match="'b'"):
+        policy.select(ctx(1), ["a", "c"])
+
+
+def test_registry_errors() -> None:
+    with pytest.raises(InvalidInputError, match="unknown strategy"):
+        make_policy("greedy-ish", DIM)
+    with pytest.raises(InvalidInputError, match="bad parameters"):
+        make_policy("linucb", DIM, gamma=3)
+    with pytest.raises(InvalidInputError, match="alpha"):
+        make_policy("linucb", DIM, alpha=-1)
+    assert set(POLICIES) == {"linucb", "thompson", "epsilon", "epsilon-nc", "random", "static"}
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    strategy=st.sampled_from(ALL),
+    history=st.lists(st.tuples(st.integers(0, 2), st.integers(1, DIM - 1), st.floats(0, 1)), max_size=40),
+    seed=st.integers(0, 2**16),
+)
+def test_state_round_trip_continues_identically(strategy: str, history, seed: int, tmp_path_factory) -> None:  # type: ignore[no-untyped-def]
+    arms = ("a", "b", "c")
+    original = policy_with_arms(strategy, seed=seed)
+    for arm_index, hot, reward in history:
+        original.select(ctx(hot))
+        original.update(arms[arm_index], ctx(hot), reward)
+    path = Path(tmp_path_factory.mktemp("state")) / "policy.json"
+    write_state(path, original.state_dict(), fmt="policy", version=1)
+    restored = make_policy(strategy, DIM, seed=None, **original.params())
+    restored.load_state_dict(read_state(path, fmt="policy", version=1))
+    for hot in range(1, DIM):
+        a, b = original.decide(ctx(hot)), restored.decide(ctx(hot))
+        assert a.arm == b.arm
+        assert a.scores == b.scores
+
+
+def test_load_refuses_another_policy() -> None:
+    state = policy_with_arms("linucb").state_dict()
+    with pytest.raises(StateFileError, match="linucb"):
+        policy_with_arms("thompson").load_state_dict(state)
