@@ -50,7 +50,7 @@ class PendingDecisions:
         self.ttl_s = ttl_s
         self.clock = clock
         self._items: OrderedDict[str, PendingDecision] = OrderedDict()
-        self._gone: OrderedDict[str, str] = OrderedDict()  # id -> "expired" | "scored"
+        self._gone: OrderedDict[str, str] = OrderedDict()  # id -> "expired" | "scored" | "abandoned"
 
     def __len__(self) -> int:
         return len(self._items)
@@ -94,6 +94,11 @@ class PendingDecisions:
                     f"decision {decision_id!r} expired (older than {self.ttl_s:g} s or beyond the "
                     f"{self.max_size} most recent pending decisions)"
                 )
+            if why == "abandoned":
+                raise UnknownDecisionError(
+                    f"decision {decision_id!r} has no answer to score: "
+                    "its generation failed or its stream was not finished"
+                )
             raise UnknownDecisionError(f"unknown decision id {decision_id!r}")
         return decision
 
@@ -102,6 +107,11 @@ class PendingDecisions:
         del self._items[decision_id]
         self._forget(decision_id, "scored")
         return decision
+
+    def discard(self, decision_id: str) -> None:
+        """Forget a decision whose generation never completed (no error if it is gone)."""
+        if self._items.pop(decision_id, None) is not None:
+            self._forget(decision_id, "abandoned")
 
     def state_dict(self) -> dict[str, Any]:
         return {

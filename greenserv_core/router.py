@@ -34,7 +34,6 @@ Example, with fake models and the dependency-free hashing embedder::
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -410,8 +409,8 @@ class GreenServRouter:
         )
 
     def _drop(self, decision_id: str) -> None:
-        with self._lock, contextlib.suppress(KeyError):
-            self.pending_.pop_for_feedback(decision_id)
+        with self._lock:
+            self.pending_.discard(decision_id)
 
     # ---- persistence ------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -456,7 +455,9 @@ class GreenServRouter:
             missing = [name for name in state["models"] if name not in given]
             if missing:
                 raise StateFileError(f"saved state has models {missing} that are not in the given pool {sorted(given)}")
-            ordered = sorted(models, key=lambda m: (m.info.name not in state["models"], m.info.name))
+            by_name = {m.info.name: m for m in models}
+            ordered = [by_name[name] for name in state["models"]]
+            ordered += [m for m in models if m.info.name not in state["models"]]
             router = cls(
                 ordered,
                 strategy=state["strategy"],

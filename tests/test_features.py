@@ -130,8 +130,14 @@ def test_classifier_round_trips_through_dict() -> None:
 def test_bundled_classifier_covers_the_task_types() -> None:
     clf = TaskClassifier.bundled()
     assert set(clf.labels) == {
-        "knowledge_mc", "commonsense_completion", "option_resolution", "math_word_problem",
-        "reading_yes_no", "open_factual_qa", "summarization", "chat",
+        "knowledge_mc",
+        "commonsense_completion",
+        "option_resolution",
+        "math_word_problem",
+        "reading_yes_no",
+        "open_factual_qa",
+        "summarization",
+        "chat",
     }
     assert clf.metrics_["held_out_macro_f1"] > 0.85
     assert clf.coef_.shape == (8, 384)
@@ -140,9 +146,11 @@ def test_bundled_classifier_covers_the_task_types() -> None:
 def test_real_minilm_features_classify_real_prompts(minilm_extractor_factory) -> None:  # type: ignore[no-untyped-def]
     extractor = minilm_extractor_factory()
     cases = {
-        "math_word_problem": "Tom has 3 boxes with 12 pencils each. He gives away 9 pencils. How many pencils does he have left?",
+        "math_word_problem": "Tom has 3 boxes with 12 pencils each. He gives away 9 pencils. "
+        "How many pencils does he have left?",
         "chat": "Hey! Can you recommend a good book for a long flight?",
-        "summarization": "Summarize the following article in two sentences.\n\nThe city council voted on Tuesday to expand "
+        "summarization": "Summarize the following article in two sentences.\n\n"
+        "The city council voted on Tuesday to expand "
         "the bike lane network after a year-long study found that commuting by bicycle had doubled.",
         "option_resolution": "Fill in the blank (_) with the right option.\n\nSentence: The trophy didn't fit in the "
         "suitcase because _ was too big.\nA. trophy\nB. suitcase\nAnswer:",

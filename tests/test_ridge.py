@@ -15,7 +15,11 @@ finite = st.floats(-10, 10, allow_nan=False, allow_infinity=False)
     data=st.integers(1, 6).flatmap(
         lambda d: st.tuples(
             st.just(d),
-            st.integers(1, 40).flatmap(lambda n: st.tuples(arrays(np.float64, (n, d), elements=finite), arrays(np.float64, (n,), elements=finite))),
+            st.integers(1, 40).flatmap(
+                lambda n: st.tuples(
+                    arrays(np.float64, (n, d), elements=finite), arrays(np.float64, (n,), elements=finite)
+                )
+            ),
         )
     ),
     l2=st.floats(0.1, 10),

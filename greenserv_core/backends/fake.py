@@ -25,7 +25,8 @@ def _count(text: str) -> int:
 
 
 class FakeBackend:
-    """Answers with ``reply(messages)``; tokens, latency and joules follow fixed per-token rates.
+    """Answers with ``reply(messages)``; tokens, latency and joules follow fixed rates
+    (joules = ``joules_per_call + joules_per_token × (input + output tokens)``).
 
     Energy is labelled ``source="fake"`` and ``measured=False``: nothing was metered.
 
@@ -40,6 +41,7 @@ class FakeBackend:
         name: str,
         *,
         joules_per_token: float = 1.0,
+        joules_per_call: float = 0.0,
         seconds_per_token: float = 0.0,
         context_window: int = 2048,
         capabilities: frozenset[str] = frozenset({"chat_template"}),
@@ -47,6 +49,7 @@ class FakeBackend:
     ) -> None:
         self._info = ModelInfo(name=name, context_window=context_window, capabilities=capabilities)
         self.joules_per_token = joules_per_token
+        self.joules_per_call = joules_per_call
         self.seconds_per_token = seconds_per_token
         self._reply = reply or (lambda messages: f"{name}: {last_user_text(messages)}")
         self._lock = threading.Lock()
@@ -79,7 +82,7 @@ class FakeBackend:
             input_tokens=input_tokens,
             output_tokens=output_tokens,
             latency_s=self.seconds_per_token * total,
-            energy=EnergyReading(self.joules_per_token * total, source="fake", measured=False),
+            energy=EnergyReading(self.joules_per_call + self.joules_per_token * total, source="fake", measured=False),
             finish_reason=finish,
         )
 

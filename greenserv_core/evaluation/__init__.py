@@ -1,0 +1,1 @@
+"""Evaluation and benchmarks of routing (run as modules; results go to BENCHMARKS.md)."""

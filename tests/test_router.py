@@ -1,0 +1,320 @@
+import json
+import threading
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from greenserv_core import (
+    DecisionAlreadyScoredError,
+    FakeBackend,
+    GreenServRouter,
+    InvalidInputError,
+    NoEligibleModelError,
+    StateFileError,
+    UnknownDecisionError,
+    UnknownModelError,
+)
+from greenserv_core.features import FeatureExtractor
+from tests.conftest import make_hashing_extractor
+
+ASK = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+def snapshot(router: GreenServRouter) -> str:
+    """A comparable dump of all learned state."""
+    from greenserv_core.persistence import _canonical, _encode
+
+    state = router.state_dict()
+    return _canonical(_encode(state))
+
+
+def test_generate_returns_the_answer_and_its_cost(router: GreenServRouter) -> None:
+    answer = router.generate(ASK, max_new_tokens=64)
+    assert answer.model in router.models
+    assert answer.text.startswith(answer.model)
+    assert answer.input_tokens == 7 and answer.output_tokens > 0
+    assert answer.energy_source == "fake" and answer.energy_measured is False
+    backend = router.backend(answer.model)
+    assert answer.energy_joules == pytest.approx(backend.joules_per_token * answer.total_tokens)  # type: ignore[attr-defined]
+    decision = answer.decision
+    assert decision.decision_id == answer.decision_id
+    assert set(decision.scores) == set(router.models)
+    assert decision.features.task in router.features.task_types
+
+
+def test_route_only_then_record_outcome(router: GreenServRouter) -> None:
+    decision = router.route(ASK)
+    router.record_outcome(decision.decision_id, energy_joules=12.0, latency_s=0.5)
+    assert router.energy_.predict(decision.model, decision.features.vector, decision.features.prompt_tokens) > 0
+    with pytest.raises(InvalidInputError, match="already recorded"):
+        router.record_outcome(decision.decision_id, energy_joules=12.0, latency_s=0.5)
+    record = router.feedback(decision.decision_id, 1.0)
+    assert record.applied and record.reward is not None
+
+
+def test_stream_yields_pieces_then_the_generation(router: GreenServRouter) -> None:
+    chunks = list(router.stream(ASK))
+    final = chunks[-1].generation
+    assert final is not None and chunks[-1].delta == ""
+    assert "".join(c.delta for c in chunks[:-1]) == final.text
+    assert all(c.decision.decision_id == final.decision_id for c in chunks)
+    assert router.feedback(final.decision_id, 0.5).applied
+
+
+def test_abandoned_stream_drops_its_decision(router: GreenServRouter) -> None:
+    stream = router.stream(ASK)
+    first = next(stream)
+    stream.close()
+    with pytest.raises(UnknownDecisionError, match="stream was not finished"):
+        router.feedback(first.decision.decision_id, 1.0)
+
+
+def test_feedback_updates_only_the_chosen_model(router: GreenServRouter) -> None:
+    answer = router.generate(ASK)
+    before = {m: router.policy_.arms_[m].n for m in router.models}  # type: ignore[attr-defined]
+    router.feedback(answer.decision_id, 1.0)
+    after = {m: router.policy_.arms_[m].n for m in router.models}  # type: ignore[attr-defined]
+    assert after[answer.model] == before[answer.model] + 1
+    assert all(after[m] == before[m] for m in router.models if m != answer.model)
+
+
+def test_feedback_errors(router: GreenServRouter) -> None:
+    answer = router.generate(ASK)
+    with pytest.raises(UnknownDecisionError, match="unknown decision"):
+        router.feedback("nope", 1.0)
+    with pytest.raises(KeyError):  # UnknownDecisionError is a KeyError
+        router.feedback("nope", 1.0)
+    for bad in (float("nan"), -0.1, 1.5, "good", None):
+        state = snapshot(router)
+        with pytest.raises(InvalidInputError, match="feedback score"):
+            router.feedback(answer.decision_id, bad)  # type: ignore[arg-type]
+        assert snapshot(router) == state
+    router.feedback(answer.decision_id, 1.0)
+    with pytest.raises(DecisionAlreadyScoredError, match="already received feedback"):
+        router.feedback(answer.decision_id, 1.0)
+
+
+def test_pending_decisions_are_bounded_by_size_and_age(fakes, extractor) -> None:  # type: ignore[no-untyped-def]
+    router = GreenServRouter(fakes, features=extractor, max_pending=3, seed=0)
+    ids = [router.route(ASK).decision_id for _ in range(5)]
+    assert len(router.pending_) == 3
+    with pytest.raises(UnknownDecisionError, match="expired"):
+        router.feedback(ids[0], 1.0)
+    router.feedback(ids[-1], 1.0)
+
+    now = [1000.0]
+    router.pending_.clock = lambda: now[0]
+    router.pending_.ttl_s = 60
+    for item in router.pending_:
+        item.created_at = now[0]
+    now[0] += 61
+    with pytest.raises(UnknownDecisionError, match="expired"):
+        router.feedback(ids[2], 1.0)
+    assert len(router.pending_) == 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"tradeoff": 1.5}, "tradeoff"),
+        ({"tradeoff": -0.1}, "tradeoff"),
+        ({"tradeoff": float("nan")}, "tradeoff"),
+        ({"max_latency_s": 0}, "max_latency_s"),
+        ({"max_new_tokens": 0}, "max_new_tokens"),
+    ],
+)
+def test_bad_route_arguments_leave_state_unchanged(router: GreenServRouter, kwargs, needle: str) -> None:  # type: ignore[no-untyped-def]
+    router.generate(ASK)
+    state = snapshot(router)
+    with pytest.raises(InvalidInputError, match=needle):
+        router.route(ASK, **kwargs)
+    assert snapshot(router) == state
+
+
+@pytest.mark.parametrize("messages", [[], [{"role": "user", "content": 5}], "", None])
+def test_bad_messages_leave_state_unchanged(router: GreenServRouter, messages) -> None:  # type: ignore[no-untyped-def]
+    state = snapshot(router)
+    with pytest.raises(InvalidInputError):
+        router.generate(messages)
+    assert snapshot(router) == state
+
+
+def test_constructor_validation(fakes, extractor) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(InvalidInputError, match="tradeoff"):
+        GreenServRouter(fakes, features=extractor, tradeoff=2)
+    with pytest.raises(InvalidInputError, match="at least one model"):
+        GreenServRouter([], features=extractor)
+    with pytest.raises(InvalidInputError, match="already in the pool"):
+        GreenServRouter([fakes[0], fakes[0]], features=extractor)
+    with pytest.raises(InvalidInputError, match="unknown strategy"):
+        GreenServRouter(fakes, features=extractor, strategy="best")
+    with pytest.raises(InvalidInputError, match="ModelBackend"):
+        GreenServRouter([object()], features=extractor)  # type: ignore[list-item]
+
+
+def test_context_window_makes_a_model_ineligible(extractor) -> None:  # type: ignore[no-untyped-def]
+    tiny = FakeBackend("tiny", context_window=16)
+    big = FakeBackend("big", context_window=4096)
+    router = GreenServRouter([tiny, big], features=extractor, seed=0)
+    long_prompt = "word " * 40
+    decision = router.route(long_prompt, max_new_tokens=8)
+    assert decision.model == "big"
+    assert "context window" in decision.excluded["tiny"]
+    with pytest.raises(NoEligibleModelError, match="context window"):
+        router.route("word " * 5000, max_new_tokens=8)
+
+
+def test_latency_limit_excludes_slow_models(extractor) -> None:  # type: ignore[no-untyped-def]
+    fast = FakeBackend("fast", seconds_per_token=0.001)
+    slow = FakeBackend("slow", seconds_per_token=1.0)
+    router = GreenServRouter([fast, slow], features=extractor, strategy="random", seed=0)
+    for _ in range(20):
+        router.generate(ASK)
+    picks = Counter(router.route(ASK, max_latency_s=1.0).model for _ in range(30))
+    assert picks == Counter({"fast": 30})
+    with pytest.raises(NoEligibleModelError, match="latency"):
+        router.route(ASK, max_latency_s=0.0001)
+
+
+def test_add_and_remove_models_at_runtime(router: GreenServRouter) -> None:
+    for _ in range(30):
+        router.feedback(router.generate(ASK).decision_id, 0.5)
+    router.add_model(FakeBackend("newcomer", joules_per_token=0.5))
+    assert "newcomer" in {router.generate(ASK).model for _ in range(20)}
+    pending = router.route(ASK)
+    router.remove_model(pending.model)
+    assert all(router.generate(ASK).model != pending.model for _ in range(50))
+    assert router.feedback(pending.decision_id, 1.0).applied is False
+    with pytest.raises(UnknownModelError, match="ghost"):
+        router.remove_model("ghost")
+    with pytest.raises(InvalidInputError, match="already"):
+        router.add_model(FakeBackend(router.models[0]))
+
+
+def test_failing_model_drops_the_decision(extractor) -> None:  # type: ignore[no-untyped-def]
+    def explode(messages):  # type: ignore[no-untyped-def]
+        raise RuntimeError("model crashed")
+
+    router = GreenServRouter([FakeBackend("bad", reply=explode)], features=extractor)
+    with pytest.raises(RuntimeError, match="crashed"):
+        router.generate(ASK)
+    assert len(router.pending_) == 0
+
+
+def test_per_call_tradeoff_changes_the_choice(extractor) -> None:  # type: ignore[no-untyped-def]
+    router = GreenServRouter(
+        [FakeBackend("cheap", joules_per_token=1), FakeBackend("dear", joules_per_token=20)],
+        features=extractor,
+        strategy="linucb",
+        seed=0,
+    )
+    accuracy = {"cheap": 0.6, "dear": 0.9}
+    for i in range(200):
+        answer = router.generate(ASK, tradeoff=0.5, temperature=0.0, seed=i)
+        router.feedback(answer.decision_id, accuracy[answer.model])
+    assert router.route(ASK, tradeoff=0.0).model == "dear"
+    assert router.route(ASK, tradeoff=0.9).model == "cheap"
+
+
+def test_concurrent_generate_and_feedback_lose_no_update(fakes) -> None:  # type: ignore[no-untyped-def]
+    router = GreenServRouter(fakes, features=make_hashing_extractor(), strategy="linucb", seed=0)
+    per_thread, threads = 60, 8
+    errors: list[BaseException] = []
+
+    def work(index: int) -> None:
+        try:
+            for i in range(per_thread):
+                answer = router.generate(f"question {index} {i % 7}: what is {i} plus {index}?")
+                router.feedback(answer.decision_id, float((i + index) % 2))
+        except BaseException as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    pool = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    assert not errors
+    total = per_thread * threads
+    assert sum(arm.n for arm in router.policy_.arms_.values()) == total
+    assert sum(arm.n for arm in router.energy_.models_.values()) == total
+    assert sum(s["decisions"] for s in router.stats_.values()) == total
+    assert sum(int(c) for c in router.features.clusterer.counts_) == total
+    assert len(router.pending_) == 0
+
+
+def test_save_and_load_round_trip(router: GreenServRouter, fakes, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        answer = router.generate(ASK)
+        router.feedback(answer.decision_id, float(rng.random()))
+    waiting = router.generate(ASK)  # pending feedback survives a restart
+    path = tmp_path / "router.json"
+    router.save(path)
+    restored = GreenServRouter.load(path, fakes, features=make_hashing_extractor())
+    assert snapshot(restored) == snapshot(router)
+    for _ in range(10):
+        assert restored.route(ASK).model == router.route(ASK).model
+    assert restored.feedback(waiting.decision_id, 1.0).applied
+
+
+def test_load_adds_new_models_and_refuses_missing_ones(router: GreenServRouter, fakes, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "router.json"
+    router.save(path)
+    grown = GreenServRouter.load(path, [*fakes, FakeBackend("extra")], features=make_hashing_extractor())
+    assert "extra" in grown.policy_.arms
+    with pytest.raises(StateFileError, match="medium"):
+        GreenServRouter.load(path, [fakes[0], fakes[2]], features=make_hashing_extractor())
+
+
+def test_load_refuses_corrupt_or_incompatible_files(router: GreenServRouter, fakes, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "router.json"
+    router.save(path)
+    text = path.read_text()
+
+    def load() -> GreenServRouter:
+        return GreenServRouter.load(path, fakes, features=make_hashing_extractor())
+
+    path.write_text(text[: len(text) // 2])
+    with pytest.raises(StateFileError, match="corrupt"):
+        load()
+    document = json.loads(text)
+    document["state"]["tradeoff"] = 0.9
+    path.write_text(json.dumps(document))
+    with pytest.raises(StateFileError, match="checksum"):
+        load()
+    document = json.loads(text)
+    document["version"] = 99
+    path.write_text(json.dumps(document))
+    with pytest.raises(StateFileError, match="version"):
+        load()
+    path.write_text(text)
+    with pytest.raises(StateFileError, match="embedder"):
+        GreenServRouter.load(
+            path,
+            fakes,
+            features=FeatureExtractor(
+                __import__("greenserv_core.features", fromlist=["HashingEmbedder"]).HashingEmbedder(32),
+                make_hashing_extractor().task_classifier,
+            ),
+        )
+    with pytest.raises(StateFileError, match="no saved state"):
+        GreenServRouter.load(tmp_path / "absent.json", fakes, features=make_hashing_extractor())
+
+
+def test_save_is_atomic(router: GreenServRouter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "router.json"
+    router.save(path)
+    good = path.read_text()
+    router.generate(ASK)
+
+    def broken_dump(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise OSError("disk full")
+
+    monkeypatch.setattr("greenserv_core.persistence.json.dump", broken_dump)
+    with pytest.raises(OSError, match="disk full"):
+        router.save(path)
+    assert path.read_text() == good
+    assert [p.name for p in tmp_path.iterdir()] == ["router.json"]
