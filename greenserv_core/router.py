@@ -256,11 +256,16 @@ class GreenServRouter:
                         f"prompt {tokens} + max_new_tokens {max_new_tokens} tokens exceed the context window {window}"
                     )
                     continue
+                info = backend.info
                 latency = self.latency_.predict(name, x, features.prompt_tokens)
+                if latency is None and info.prior_seconds_per_token is not None:
+                    latency = info.prior_seconds_per_token * (tokens + max_new_tokens)
                 if limit is not None and latency is not None and latency > limit:
                     excluded[name] = f"predicted latency {latency:.3f} s exceeds the limit {limit:.3f} s"
                     continue
                 joules = self.energy_.predict(name, x, features.prompt_tokens)
+                if joules is None and info.prior_joules_per_token is not None:
+                    joules = info.prior_joules_per_token * (tokens + max_new_tokens)
                 predicted[name] = joules
                 costs[name] = 0.0 if joules is None else lam * self.normalizer_.normalize(features.task, joules)
             if not costs:
@@ -386,6 +391,54 @@ class GreenServRouter:
         finally:
             if not finished:
                 self._drop(decision.decision_id)
+
+    def generate_batch(
+        self,
+        batch: Sequence[Sequence[Message] | str],
+        *,
+        tradeoff: float | None = None,
+        max_latency_s: float | None = None,
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        stop: Sequence[str] = (),
+        seed: int | None = None,
+    ) -> list[RoutedGeneration]:
+        """Route each query, then run the queries routed to the same model as one batch
+        (backends with ``generate_batch``; others one by one). Results keep the input order."""
+        settings = GenerationSettings(max_new_tokens, temperature, top_p, tuple(stop), seed)
+        cleaned = [validate_messages(messages) for messages in batch]
+        decisions: list[RoutingDecision] = []
+        try:
+            for messages in cleaned:
+                decisions.append(
+                    self.route(messages, tradeoff=tradeoff, max_latency_s=max_latency_s, max_new_tokens=max_new_tokens)
+                )
+        except BaseException:
+            for decision in decisions:
+                self._drop(decision.decision_id)
+            raise
+        groups: dict[str, list[int]] = {}
+        for index, decision in enumerate(decisions):
+            groups.setdefault(decision.model, []).append(index)
+        results: dict[int, RoutedGeneration] = {}
+        try:
+            for model, indices in groups.items():
+                backend = self.backend(model)
+                inputs = [cleaned[i] for i in indices]
+                batch_call = getattr(backend, "generate_batch", None)
+                if callable(batch_call):
+                    outputs = batch_call(inputs, settings)
+                else:
+                    outputs = [backend.generate(messages, settings) for messages in inputs]
+                for index, output in zip(indices, outputs, strict=True):
+                    results[index] = self._finish(decisions[index], output)
+        except BaseException:
+            for index, decision in enumerate(decisions):
+                if index not in results:
+                    self._drop(decision.decision_id)
+            raise
+        return [results[i] for i in range(len(decisions))]
 
     def _finish(self, decision: RoutingDecision, result: GenerationResult) -> RoutedGeneration:
         self.record_outcome(

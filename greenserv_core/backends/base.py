@@ -94,12 +94,15 @@ class ModelInfo:
     """What the router knows about an arm before it runs it.
 
     ``context_window`` bounds prompt + new tokens; ``capabilities`` names what the model can
-    serve (e.g. ``"chat_template"``, ``"tools"``).
+    serve (e.g. ``"chat_template"``, ``"tools"``). The priors (per input+output token) stand
+    in for the router's energy and latency estimates until the model has been observed.
     """
 
     name: str
     context_window: int = 2048
     capabilities: frozenset[str] = field(default_factory=frozenset)
+    prior_joules_per_token: float | None = None
+    prior_seconds_per_token: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():

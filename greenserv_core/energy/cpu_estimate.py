@@ -1,0 +1,49 @@
+"""The fallback when nothing can be measured: process CPU time × a per-core wattage.
+
+Every reading is labelled ``cpu-time-estimate`` with ``measured=False``. The CPU time is the
+whole process's (all threads), so work running beside a generation is counted too; the
+router serialises generations per device, which keeps that to routing and embedding.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from greenserv_core.energy.base import TimedMeter
+from greenserv_core.errors import InvalidInputError
+
+__all__ = ["DEFAULT_WATTS_PER_CORE", "CpuTimeEstimateMeter"]
+
+DEFAULT_WATTS_PER_CORE = 15.0
+
+
+class CpuTimeEstimateMeter(TimedMeter):
+    """Estimated joules = CPU seconds of this process × ``watts_per_core``.
+
+    The default wattage (15 W per busy core, a mid-range server or laptop core under load)
+    can be set with ``GREENSERV_CPU_WATTS_PER_CORE``.
+
+    >>> meter = CpuTimeEstimateMeter(watts_per_core=10.0)
+    >>> with meter.measure() as window:
+    ...     _ = sum(i * i for i in range(200_000))
+    >>> window.source, window.measured, window.joules > 0
+    ('cpu-time-estimate', False, True)
+    """
+
+    source = "cpu-time-estimate"
+    measured = False
+
+    def __init__(self, watts_per_core: float | None = None) -> None:
+        if watts_per_core is None:
+            watts_per_core = float(os.environ.get("GREENSERV_CPU_WATTS_PER_CORE", DEFAULT_WATTS_PER_CORE))
+        if not watts_per_core > 0:
+            raise InvalidInputError(f"watts_per_core must be positive, got {watts_per_core!r}")
+        self.watts_per_core = float(watts_per_core)
+
+    def _start(self) -> object:
+        return time.process_time()
+
+    def _stop(self, token: object, duration_s: float) -> float:
+        assert isinstance(token, float)
+        return (time.process_time() - token) * self.watts_per_core

@@ -1,0 +1,83 @@
+"""A meter that never fails a generation: if the primary meter breaks, the fallback's reading
+is used, a warning is logged once, and the primary is not tried again."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import replace
+
+from greenserv_core.energy.base import EnergyMeter, EnergyWindow
+
+__all__ = ["FallbackMeter"]
+
+logger = logging.getLogger("greenserv.energy")
+
+
+class FallbackMeter:
+    """Runs ``fallback`` beside ``primary`` in every window (it must be cheap, e.g. the CPU-time
+    estimate) so that a primary failure mid-window still yields a reading.
+
+    >>> from greenserv_core.energy.cpu_estimate import CpuTimeEstimateMeter
+    >>> class Broken:
+    ...     source = "broken"
+    ...     def measure(self):
+    ...         raise RuntimeError("counter unavailable")
+    >>> meter = FallbackMeter(Broken(), CpuTimeEstimateMeter())
+    >>> with meter.measure() as window:
+    ...     pass
+    >>> window.source, meter.failed
+    ('cpu-time-estimate', True)
+    """
+
+    def __init__(self, primary: EnergyMeter, fallback: EnergyMeter) -> None:
+        self.primary = primary
+        self.fallback = fallback
+        self.failed = False
+        self.failure: str | None = None
+
+    @property
+    def source(self) -> str:
+        return self.fallback.source if self.failed else self.primary.source
+
+    def _fail(self, error: BaseException) -> None:
+        if not self.failed:
+            self.failed = True
+            self.failure = f"{type(error).__name__}: {error}"
+            logger.warning(
+                "energy meter %s failed (%s); using %s from now on",
+                self.primary.source,
+                self.failure,
+                self.fallback.source,
+            )
+
+    @contextmanager
+    def measure(self) -> Iterator[EnergyWindow]:
+        window = EnergyWindow()
+        fallback_cm = self.fallback.measure()
+        fallback_window = fallback_cm.__enter__()
+        primary_cm: AbstractContextManager[EnergyWindow] | None = None
+        primary_window: EnergyWindow | None = None
+        if not self.failed:
+            try:
+                primary_cm = self.primary.measure()
+                primary_window = primary_cm.__enter__()
+            except Exception as error:
+                self._fail(error)
+                primary_cm = None
+        try:
+            yield window
+        finally:
+            fallback_cm.__exit__(None, None, None)
+            chosen = fallback_window
+            if primary_cm is not None:
+                try:
+                    primary_cm.__exit__(None, None, None)
+                    assert primary_window is not None
+                    chosen = primary_window
+                except Exception as error:
+                    self._fail(error)
+            filled = replace(chosen)
+            window.joules, window.duration_s = filled.joules, filled.duration_s
+            window.source, window.measured = filled.source, filled.measured

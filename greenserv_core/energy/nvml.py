@@ -1,0 +1,187 @@
+"""NVIDIA GPU energy through NVML (``pynvml``, from the ``nvidia-ml-py`` distribution).
+
+* :class:`NvmlCounterMeter`: deltas of the total-energy counter
+  (``nvmlDeviceGetTotalEnergyConsumption``, millijoules since driver load; Volta and newer).
+* :class:`NvmlPowerMeter`: for GPUs without that counter, power readings
+  (``nvmlDeviceGetPowerUsage``, milliwatts) sampled on a thread and integrated (trapezoids).
+
+Both synchronise CUDA at the window's edges (so queued kernels land inside the window) and
+sum over the GPUs the model sits on. A device counter sees everything running on that GPU:
+the local backend serialises generations per device so that a window holds one generation.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from greenserv_core.energy.base import TimedMeter
+from greenserv_core.errors import MissingResourceError
+
+__all__ = ["NvmlCounterMeter", "NvmlPowerMeter", "cuda_synchronizer", "load_pynvml", "nvml_handles"]
+
+_INIT_LOCK = threading.Lock()
+_initialised = False
+
+
+def load_pynvml() -> ModuleType:
+    """Import and initialise NVML once, or :class:`MissingResourceError` saying why not."""
+    global _initialised
+    try:
+        import pynvml
+    except ImportError as error:
+        raise MissingResourceError("pynvml is not installed; run `pip install nvidia-ml-py`") from error
+    with _INIT_LOCK:
+        if not _initialised:
+            try:
+                pynvml.nvmlInit()
+            except Exception as error:  # NVMLError_LibraryNotFound, DriverNotLoaded, ...
+                raise MissingResourceError(f"NVML is not usable here: {error}") from error
+            _initialised = True
+    module: ModuleType = pynvml
+    return module
+
+
+def nvml_handles(pynvml: ModuleType, cuda_devices: Sequence[int]) -> list[Any]:
+    """NVML handles of CUDA devices, matched by UUID (so ``CUDA_VISIBLE_DEVICES`` is honoured)."""
+    handles = []
+    for index in cuda_devices:
+        handle = None
+        try:
+            import torch
+
+            uuid = str(torch.cuda.get_device_properties(index).uuid)
+            handle = pynvml.nvmlDeviceGetHandleByUUID(uuid if uuid.startswith("GPU-") else f"GPU-{uuid}")
+        except Exception:
+            handle = None
+        if handle is None:
+            if os.environ.get("CUDA_VISIBLE_DEVICES"):
+                raise MissingResourceError(f"cannot match CUDA device {index} to an NVML device")
+            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+        handles.append(handle)
+    return handles
+
+
+def cuda_synchronizer(cuda_devices: Sequence[int]) -> Callable[[], None]:
+    """A function that waits for all queued CUDA work on ``cuda_devices``."""
+
+    def synchronize() -> None:
+        try:
+            import torch
+        except ImportError:
+            return
+        if torch.cuda.is_available():
+            for index in cuda_devices:
+                torch.cuda.synchronize(index)
+
+    return synchronize
+
+
+class NvmlCounterMeter(TimedMeter):
+    """Joules from the GPUs' total-energy counters.
+
+    Raises :class:`MissingResourceError` at construction if NVML or the counter is missing.
+    """
+
+    source = "nvml-counter"
+    measured = True
+
+    def __init__(
+        self,
+        cuda_devices: Sequence[int] = (0,),
+        *,
+        synchronize: Callable[[], None] | None = None,
+        pynvml: ModuleType | None = None,
+    ) -> None:
+        self.pynvml = pynvml or load_pynvml()
+        self.cuda_devices = tuple(cuda_devices)
+        self.handles = nvml_handles(self.pynvml, self.cuda_devices)
+        self.synchronize = synchronize or cuda_synchronizer(self.cuda_devices)
+        try:
+            self._read()
+        except Exception as error:
+            raise MissingResourceError(f"this GPU has no readable total-energy counter: {error}") from error
+
+    def _read(self) -> list[int]:
+        return [int(self.pynvml.nvmlDeviceGetTotalEnergyConsumption(h)) for h in self.handles]
+
+    def _start(self) -> object:
+        self.synchronize()
+        return self._read()
+
+    def _stop(self, token: object, duration_s: float) -> float:
+        assert isinstance(token, list)
+        self.synchronize()
+        millijoules = sum(after - before for before, after in zip(token, self._read(), strict=True))
+        return float(millijoules) / 1000.0
+
+
+class NvmlPowerMeter(TimedMeter):
+    """Joules by integrating sampled GPU power over the window (every ``interval_s``)."""
+
+    source = "nvml-power"
+    measured = True
+
+    def __init__(
+        self,
+        cuda_devices: Sequence[int] = (0,),
+        *,
+        interval_s: float = 0.02,
+        synchronize: Callable[[], None] | None = None,
+        pynvml: ModuleType | None = None,
+    ) -> None:
+        self.pynvml = pynvml or load_pynvml()
+        self.cuda_devices = tuple(cuda_devices)
+        self.handles = nvml_handles(self.pynvml, self.cuda_devices)
+        self.interval_s = interval_s
+        self.synchronize = synchronize or cuda_synchronizer(self.cuda_devices)
+        try:
+            self._watts()
+        except Exception as error:
+            raise MissingResourceError(f"this GPU reports no power reading: {error}") from error
+
+    def _watts(self) -> float:
+        return sum(int(self.pynvml.nvmlDeviceGetPowerUsage(h)) for h in self.handles) / 1000.0
+
+    def _start(self) -> object:
+        self.synchronize()
+        samples: list[tuple[float, float]] = [(time.perf_counter(), self._watts())]
+        stop = threading.Event()
+        errors: list[BaseException] = []
+        window = _PowerWindow(samples, stop, errors)
+
+        def sample() -> None:
+            while not stop.wait(self.interval_s):
+                try:
+                    samples.append((time.perf_counter(), self._watts()))
+                except BaseException as error:  # reported when the window closes
+                    errors.append(error)
+                    return
+
+        window.thread = threading.Thread(target=sample, name="greenserv-nvml-power", daemon=True)
+        window.thread.start()
+        return window
+
+    def _stop(self, token: object, duration_s: float) -> float:
+        assert isinstance(token, _PowerWindow) and token.thread is not None
+        self.synchronize()
+        token.stop.set()
+        token.thread.join()
+        if token.errors:
+            raise token.errors[0]
+        samples = [*token.samples, (time.perf_counter(), self._watts())]
+        return sum((t1 - t0) * (w0 + w1) / 2 for (t0, w0), (t1, w1) in itertools.pairwise(samples))
+
+
+@dataclass
+class _PowerWindow:
+    samples: list[tuple[float, float]]
+    stop: threading.Event
+    errors: list[BaseException]
+    thread: threading.Thread | None = None

@@ -1,0 +1,64 @@
+"""Intel/AMD RAPL package energy counters from ``/sys/class/powercap`` (Linux).
+
+Reads ``energy_uj`` of every top-level ``intel-rapl:N`` zone (one per CPU package) before and
+after the block and handles counter wrap-around with ``max_energy_range_uj``. RAPL measures
+the whole package, all processes included. Often readable only by root.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from greenserv_core.energy.base import TimedMeter
+from greenserv_core.errors import MissingResourceError
+
+__all__ = ["RaplMeter", "rapl_zones"]
+
+DEFAULT_ROOT = Path("/sys/class/powercap")
+
+
+def rapl_zones(root: Path = DEFAULT_ROOT) -> list[Path]:
+    """Top-level package zones whose counter can be read (empty if none)."""
+    zones = []
+    for zone in sorted(root.glob("intel-rapl:*")):
+        if zone.name.count(":") != 1:  # sub-zones (core, uncore, dram) are inside the package
+            continue
+        try:
+            int((zone / "energy_uj").read_text())
+        except (OSError, ValueError):
+            continue
+        zones.append(zone)
+    return zones
+
+
+class RaplMeter(TimedMeter):
+    """Joules from RAPL package counters.
+
+    >>> RaplMeter(root=Path("/nonexistent"))
+    Traceback (most recent call last):
+    ...
+    greenserv_core.errors.MissingResourceError: no readable RAPL counter under /nonexistent
+    """
+
+    source = "rapl"
+    measured = True
+
+    def __init__(self, root: Path | str = DEFAULT_ROOT) -> None:
+        self.root = Path(root)
+        self.zones = rapl_zones(self.root)
+        if not self.zones:
+            raise MissingResourceError(f"no readable RAPL counter under {self.root}")
+        self._ranges = [int((zone / "max_energy_range_uj").read_text()) for zone in self.zones]
+
+    def _read(self) -> list[int]:
+        return [int((zone / "energy_uj").read_text()) for zone in self.zones]
+
+    def _start(self) -> object:
+        return self._read()
+
+    def _stop(self, token: object, duration_s: float) -> float:
+        assert isinstance(token, list)
+        total_uj = 0
+        for before, after, wrap in zip(token, self._read(), self._ranges, strict=True):
+            total_uj += after - before if after >= before else after + wrap - before
+        return total_uj / 1e6

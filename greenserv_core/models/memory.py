@@ -1,0 +1,104 @@
+"""A memory budget shared by local models: beyond it, idle models are unloaded least-recently-used."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import OrderedDict
+from typing import Protocol
+
+from greenserv_core.errors import InvalidInputError
+
+__all__ = ["ModelMemory", "Unloadable", "default_memory"]
+
+logger = logging.getLogger("greenserv")
+
+
+class Unloadable(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    def unload(self) -> None: ...
+
+
+class ModelMemory:
+    """Tracks loaded models' bytes; ``budget_bytes=None`` means no limit.
+
+    A model in use (between :meth:`acquire` and :meth:`release`) is never unloaded; if only
+    busy models remain, the budget is exceeded rather than a generation broken.
+
+    >>> memory = ModelMemory(budget_bytes=100)
+    >>> class M:
+    ...     def __init__(self, name): self.name, self.unloaded = name, False
+    ...     def unload(self): self.unloaded = True
+    >>> a, b = M("a"), M("b")
+    >>> memory.loaded(a, 60); memory.loaded(b, 60)
+    >>> a.unloaded, memory.used_bytes
+    (True, 60)
+    """
+
+    def __init__(self, budget_bytes: int | None = None) -> None:
+        if budget_bytes is not None and budget_bytes <= 0:
+            raise InvalidInputError(f"memory budget must be positive, got {budget_bytes}")
+        self.budget_bytes = budget_bytes
+        self._lock = threading.Lock()
+        self._sizes: OrderedDict[int, tuple[Unloadable, int]] = OrderedDict()
+        self._busy: dict[int, int] = {}
+
+    @property
+    def used_bytes(self) -> int:
+        with self._lock:
+            return sum(size for _, size in self._sizes.values())
+
+    def acquire(self, model: Unloadable) -> None:
+        with self._lock:
+            self._busy[id(model)] = self._busy.get(id(model), 0) + 1
+            if id(model) in self._sizes:
+                self._sizes.move_to_end(id(model))
+
+    def release(self, model: Unloadable) -> None:
+        with self._lock:
+            count = self._busy.get(id(model), 0) - 1
+            if count <= 0:
+                self._busy.pop(id(model), None)
+            else:
+                self._busy[id(model)] = count
+
+    def loaded(self, model: Unloadable, size_bytes: int) -> None:
+        """Record a freshly loaded model and unload idle ones until the budget holds."""
+        victims = []
+        with self._lock:
+            self._sizes[id(model)] = (model, size_bytes)
+            self._sizes.move_to_end(id(model))
+            if self.budget_bytes is not None:
+                used = sum(size for _, size in self._sizes.values())
+                for key, (other, size) in list(self._sizes.items()):
+                    if used <= self.budget_bytes:
+                        break
+                    if key == id(model) or self._busy.get(key):
+                        continue
+                    victims.append(other)
+                    del self._sizes[key]
+                    used -= size
+        for victim in victims:
+            logger.info("unloading %s to stay within the memory budget", victim.name)
+            victim.unload()
+
+    def forget(self, model: Unloadable) -> None:
+        with self._lock:
+            self._sizes.pop(id(model), None)
+
+
+_default: ModelMemory | None = None
+_default_lock = threading.Lock()
+
+
+def default_memory() -> ModelMemory:
+    """The process-wide budget, from ``GREENSERV_MEMORY_BUDGET_GB`` (unset: unlimited)."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            value = os.environ.get("GREENSERV_MEMORY_BUDGET_GB")
+            _default = ModelMemory(int(float(value) * 1024**3) if value else None)
+        return _default

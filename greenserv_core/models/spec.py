@@ -1,0 +1,48 @@
+"""A model is declared by a small :class:`ModelSpec`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from greenserv_core.errors import InvalidInputError
+
+__all__ = ["ModelSpec"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Where a model is and what it can do.
+
+    Give ``path`` (a local Hugging Face model directory, optionally with ``gguf_file`` inside
+    it) or ``hub_id`` (downloaded by transformers when online). ``chat_template=None`` means
+    "use the tokenizer's template if it has one"; ``context_window=None`` reads it from the
+    model config. The priors (per input+output token) stand in for measurements until the
+    router has seen the model run.
+
+    >>> ModelSpec("my-model", path="/models/my-model").source
+    '/models/my-model'
+    """
+
+    name: str
+    path: str | None = None
+    hub_id: str | None = None
+    gguf_file: str | None = None
+    chat_template: bool | None = None
+    context_window: int | None = None
+    capabilities: frozenset[str] = field(default_factory=frozenset)
+    prior_joules_per_token: float | None = None
+    prior_seconds_per_token: float | None = None
+    install_hint: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name or not isinstance(self.name, str):
+            raise InvalidInputError(f"a model spec needs a name, got {self.name!r}")
+        if (self.path is None) == (self.hub_id is None):
+            raise InvalidInputError(f"model {self.name!r}: give exactly one of path= or hub_id=")
+        if self.context_window is not None and self.context_window < 1:
+            raise InvalidInputError(f"model {self.name!r}: context_window must be positive")
+
+    @property
+    def source(self) -> str:
+        """What to pass to ``from_pretrained``."""
+        return self.path if self.path is not None else str(self.hub_id)

@@ -1,0 +1,376 @@
+"""A local Hugging Face causal LM as a :class:`~greenserv_core.backends.ModelBackend`.
+
+* Loads lazily on first use, on CUDA when present (bf16/fp16) else the CPU (fp32), within a
+  shared memory budget (least-recently-used idle models are unloaded beyond it).
+* Uses the tokenizer's chat template when it has one, else the documented plain format
+  (:mod:`greenserv_core.models.prompt_format`).
+* Greedy (``temperature == 0``) or sampled decoding, ``max_new_tokens``, multi-token stop
+  strings (transformers' ``stop_strings``; the text is cut before the stop string).
+* Exact token counts: the prompt's tokens, and the tokens generated up to and including EOS.
+* Energy: one meter window around each generation, holding the device's lock, so a
+  device-wide counter sees one generation. Batches split a window's joules by token share.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from greenserv_core.backends.base import (
+    EnergyReading,
+    GenerationResult,
+    GenerationSettings,
+    ModelInfo,
+    StreamChunk,
+)
+from greenserv_core.energy import EnergyMeter, EnergyWindow, make_meter
+from greenserv_core.errors import InvalidInputError, MissingResourceError
+from greenserv_core.messages import Message, validate_messages
+from greenserv_core.models.devices import device_lock, pick_device, pick_dtype
+from greenserv_core.models.memory import ModelMemory, default_memory
+from greenserv_core.models.prompt_format import PLAIN_STOPS, StopBuffer, plain_prompt, truncate_at_stop
+from greenserv_core.models.spec import ModelSpec
+
+__all__ = ["TransformersBackend"]
+
+logger = logging.getLogger("greenserv")
+
+
+@dataclass
+class _Loaded:
+    model: Any
+    size_bytes: int
+
+
+class TransformersBackend:
+    """Serve one :class:`ModelSpec` with transformers.
+
+    >>> backend = TransformersBackend(ModelSpec("smol", path="/path/to/model"))  # doctest: +SKIP
+    >>> backend.generate([{"role": "user", "content": "Hi"}], GenerationSettings(max_new_tokens=8))  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        *,
+        device: str | None = None,
+        dtype: str | None = None,
+        meter: EnergyMeter | str = "auto",
+        memory: ModelMemory | None = None,
+    ) -> None:
+        self.spec = spec
+        self.device = pick_device(device)
+        self.dtype_name = dtype
+        self._meter_spec = meter
+        self._meter: EnergyMeter | None = meter if not isinstance(meter, str) else None
+        self.memory = memory if memory is not None else default_memory()
+        self._tokenizer: Any = None
+        self._loaded: _Loaded | None = None
+        self._info: ModelInfo | None = None
+        self._load_lock = threading.RLock()
+        self.load_seconds: float | None = None
+
+    # ---- metadata ---------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def tokenizer(self) -> Any:
+        if self._tokenizer is None:
+            with self._load_lock:
+                if self._tokenizer is None:
+                    from transformers import AutoTokenizer
+
+                    try:
+                        tokenizer = AutoTokenizer.from_pretrained(self.spec.source, gguf_file=self.spec.gguf_file)
+                    except OSError as error:
+                        hint = f" ({self.spec.install_hint})" if self.spec.install_hint else ""
+                        raise MissingResourceError(
+                            f"cannot load model {self.name!r} from {self.spec.source}{hint}: {error}"
+                        ) from error
+                    if tokenizer.pad_token is None:
+                        tokenizer.pad_token = tokenizer.eos_token
+                    tokenizer.padding_side = "left"
+                    self._tokenizer = tokenizer
+        return self._tokenizer
+
+    @property
+    def uses_chat_template(self) -> bool:
+        if self.spec.chat_template is not None:
+            return self.spec.chat_template
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+    @property
+    def info(self) -> ModelInfo:
+        if self._info is None:
+            window = self.spec.context_window
+            if window is None:
+                from transformers import AutoConfig
+
+                config = AutoConfig.from_pretrained(self.spec.source, gguf_file=self.spec.gguf_file)
+                text_config = getattr(config, "text_config", config)
+                window = int(getattr(text_config, "max_position_embeddings", 2048) or 2048)
+            capabilities = set(self.spec.capabilities)
+            if self.uses_chat_template:
+                capabilities.add("chat_template")
+            self._info = ModelInfo(
+                name=self.name,
+                context_window=window,
+                capabilities=frozenset(capabilities),
+                prior_joules_per_token=self.spec.prior_joules_per_token,
+                prior_seconds_per_token=self.spec.prior_seconds_per_token,
+            )
+        return self._info
+
+    @property
+    def meter(self) -> EnergyMeter:
+        if self._meter is None:
+            assert isinstance(self._meter_spec, str)
+            cuda = (
+                [0]
+                if self.device == "cuda"
+                else ([int(self.device.split(":")[1])] if self.device.startswith("cuda:") else [])
+            )
+            self._meter = make_meter(self._meter_spec, cuda)
+        return self._meter
+
+    # ---- loading ----------------------------------------------------------------------
+    @property
+    def is_loaded(self) -> bool:
+        return self._loaded is not None
+
+    def load(self) -> Any:
+        """Load the weights (first use does this for you); returns the model."""
+        with self._load_lock:
+            if self._loaded is not None:
+                return self._loaded.model
+            from transformers import AutoModelForCausalLM
+
+            started = time.perf_counter()
+            try:
+                model = AutoModelForCausalLM.from_pretrained(
+                    self.spec.source, gguf_file=self.spec.gguf_file, dtype=pick_dtype(self.device, self.dtype_name)
+                )
+            except OSError as error:
+                hint = f" ({self.spec.install_hint})" if self.spec.install_hint else ""
+                raise MissingResourceError(
+                    f"cannot load model {self.name!r} from {self.spec.source}{hint}: {error}"
+                ) from error
+            model = model.to(self.device).eval()  # type: ignore[arg-type]
+            self.load_seconds = time.perf_counter() - started
+            size = sum(p.numel() * p.element_size() for p in model.parameters())
+            self._loaded = _Loaded(model, size)
+            logger.info("loaded %s on %s in %.1f s (%.0f MB)", self.name, self.device, self.load_seconds, size / 2**20)
+        self.memory.loaded(self, size)
+        return model
+
+    def unload(self) -> None:
+        """Free the weights (they are loaded again on next use)."""
+        with self._load_lock:
+            self._loaded = None
+        self.memory.forget(self)
+        try:
+            import torch
+
+            if self.device.startswith("cuda"):
+                torch.cuda.empty_cache()
+        except ImportError:
+            pass
+
+    # ---- prompts ----------------------------------------------------------------------
+    def render(self, messages: Sequence[Message]) -> str:
+        """The exact prompt text the model sees."""
+        clean = validate_messages(list(messages))
+        if not self.uses_chat_template:
+            return plain_prompt(clean)
+        try:
+            text: str = self.tokenizer.apply_chat_template(clean, tokenize=False, add_generation_prompt=True)
+        except Exception as error:  # jinja2 TemplateError: e.g. a template without a system role
+            raise InvalidInputError(f"model {self.name!r} cannot take these messages: {error}") from error
+        return text
+
+    def _encode(self, texts: list[str]) -> dict[str, Any]:
+        # a chat template already holds the special tokens (BOS); a plain prompt needs them added.
+        # Only ids and mask go to generate (some tokenizers add token_type_ids, which LMs refuse).
+        encoded = self.tokenizer(
+            texts, return_tensors="pt", padding=True, add_special_tokens=not self.uses_chat_template
+        )
+        return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+
+    def _to_device(self, encoded: dict[str, Any]) -> dict[str, Any]:
+        return {key: value.to(self.device) for key, value in encoded.items()}
+
+    def count_tokens(self, messages: Sequence[Message]) -> int:
+        return len(self._encode([self.render(messages)])["input_ids"][0])
+
+    def _stops(self, settings: GenerationSettings) -> list[str]:
+        return list(settings.stop) + ([] if self.uses_chat_template else list(PLAIN_STOPS))
+
+    def _generate_kwargs(self, settings: GenerationSettings, stops: list[str]) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": settings.max_new_tokens,
+            "pad_token_id": self.tokenizer.pad_token_id,
+        }
+        if settings.temperature > 0:
+            kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if stops:
+            kwargs.update(stop_strings=stops, tokenizer=self.tokenizer)
+        return kwargs
+
+    def _new_token_counts(self, generated: Any) -> list[int]:
+        """Tokens generated per row, up to and including the first EOS (padding excluded)."""
+        eos = self._eos_ids()
+        counts = []
+        for row in generated.tolist():
+            count = 0
+            for token in row:
+                count += 1
+                if token in eos:
+                    break
+            counts.append(count)
+        return counts
+
+    def _eos_ids(self) -> set[int]:
+        model = self.load()
+        eos = model.generation_config.eos_token_id
+        ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        if self.tokenizer.eos_token_id is not None:
+            ids.add(self.tokenizer.eos_token_id)
+        return ids
+
+    # ---- generation -------------------------------------------------------------------
+    def generate(self, messages: Sequence[Message], settings: GenerationSettings) -> GenerationResult:
+        return self.generate_batch([messages], settings)[0]
+
+    def generate_batch(
+        self, batch: Sequence[Sequence[Message]], settings: GenerationSettings
+    ) -> list[GenerationResult]:
+        """Generate for several conversations in one padded batch; joules split by token share."""
+        if not batch:
+            return []
+        import torch
+
+        prompts = [self.render(messages) for messages in batch]
+        stops = self._stops(settings)
+        self.memory.acquire(self)
+        try:
+            model = self.load()
+            encoded = self._to_device(self._encode(prompts))
+            input_counts = [int(n) for n in encoded["attention_mask"].sum(dim=1).tolist()]
+            width = encoded["input_ids"].shape[1]
+            with device_lock(self.device):
+                if settings.seed is not None:
+                    torch.manual_seed(settings.seed)
+                started = time.perf_counter()
+                with self.meter.measure() as window, torch.inference_mode():
+                    output = model.generate(**encoded, **self._generate_kwargs(settings, stops))
+                latency = time.perf_counter() - started
+        finally:
+            self.memory.release(self)
+        generated = output[:, width:]
+        output_counts = self._new_token_counts(generated)
+        results = []
+        totals = [i + o for i, o in zip(input_counts, output_counts, strict=True)]
+        for row, (n_in, n_out) in enumerate(zip(input_counts, output_counts, strict=True)):
+            text = self.tokenizer.decode(generated[row, :n_out], skip_special_tokens=True)
+            text, stopped = truncate_at_stop(text, stops)
+            finish = "stop" if stopped or n_out < settings.max_new_tokens else "length"
+            share = totals[row] / sum(totals)
+            results.append(
+                GenerationResult(
+                    text=text if self.uses_chat_template else text.lstrip(),
+                    input_tokens=n_in,
+                    output_tokens=n_out,
+                    latency_s=latency,
+                    energy=EnergyReading(window.joules * share, source=window.source, measured=window.measured),
+                    finish_reason=finish,
+                )
+            )
+        return results
+
+    def stream(self, messages: Sequence[Message], settings: GenerationSettings) -> Iterator[StreamChunk]:
+        """Stream text through ``TextIteratorStreamer``; same energy and token accounting as
+        :meth:`generate`. Closing the iterator early stops generation."""
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+        prompt = self.render(messages)
+        stops = self._stops(settings)
+        cancelled = threading.Event()
+
+        class _Cancel(StoppingCriteria):  # type: ignore[misc]
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> bool:
+                return cancelled.is_set()
+
+        self.memory.acquire(self)
+        lock = device_lock(self.device)
+        try:
+            model = self.load()
+            encoded = self._to_device(self._encode([prompt]))
+            n_in = int(encoded["attention_mask"].sum())
+            width = encoded["input_ids"].shape[1]
+            streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+            kwargs = self._generate_kwargs(settings, stops)
+            kwargs.update(streamer=streamer, stopping_criteria=StoppingCriteriaList([_Cancel()]))
+            outcome: dict[str, Any] = {}
+
+            def run() -> None:
+                try:
+                    with torch.inference_mode():
+                        outcome["output"] = model.generate(**encoded, **kwargs)
+                except BaseException as error:
+                    outcome["error"] = error
+                    streamer.on_finalized_text("", stream_end=True)
+
+            with lock:
+                if settings.seed is not None:
+                    torch.manual_seed(settings.seed)
+                started = time.perf_counter()
+                window: EnergyWindow
+                with self.meter.measure() as window:
+                    thread = threading.Thread(target=run, name=f"greenserv-stream-{self.name}", daemon=True)
+                    thread.start()
+                    buffer = StopBuffer(stops)
+                    emitted: list[str] = []
+                    try:
+                        for piece in streamer:
+                            out = buffer.push(piece)
+                            if out and not emitted and not self.uses_chat_template:
+                                out = out.lstrip()  # the plain format's "Assistant:" leaves a space
+                            if out:
+                                emitted.append(out)
+                                yield StreamChunk(delta=out)
+                            if buffer.stopped:
+                                cancelled.set()
+                        tail = buffer.flush()
+                        if tail:
+                            emitted.append(tail)
+                            yield StreamChunk(delta=tail)
+                    finally:
+                        cancelled.set()
+                        thread.join()
+                latency = time.perf_counter() - started
+        finally:
+            self.memory.release(self)
+        if "error" in outcome:
+            raise outcome["error"]
+        n_out = self._new_token_counts(outcome["output"][:, width:])[0]
+        finish = "stop" if buffer.stopped or n_out < settings.max_new_tokens else "length"
+        yield StreamChunk(
+            delta="",
+            result=GenerationResult(
+                text="".join(emitted),
+                input_tokens=n_in,
+                output_tokens=n_out,
+                latency_s=latency,
+                energy=window.reading(),
+                finish_reason=finish,
+            ),
+        )

