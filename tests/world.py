@@ -82,3 +82,28 @@ def run(
 
 def best_rate(chosen: list[str], best: list[str], last: int = 500) -> float:
     return float(np.mean([c == b for c, b in zip(chosen[-last:], best[-last:], strict=True)]))
+
+
+def main(seeds: tuple[int, ...] = (0, 1, 2)) -> None:
+    """Print the best-model shares that BENCHMARKS.md records: ``python -m tests.world``."""
+    from greenserv_core.features import SentenceTransformerEmbedder, TaskClassifier
+
+    embedder, classifier = SentenceTransformerEmbedder(), TaskClassifier.bundled()
+    pool = queries()
+
+    def make() -> FeatureExtractor:
+        return FeatureExtractor(embedder, classifier)
+
+    print("| policy | full feedback, per seed | 20% feedback, per seed | 20% feedback, mean |")
+    print("|---|---|---|---|")
+    for strategy in ("linucb", "thompson", "epsilon", "epsilon-nc", "random"):
+        full = [best_rate(*run(strategy, make, seed=s, pool=pool)) for s in seeds]
+        sparse = [best_rate(*run(strategy, make, seed=s, pool=pool, feedback_rate=0.2)) for s in seeds]
+        print(
+            f"| {strategy} | {', '.join(f'{r:.3f}' for r in full)} | {', '.join(f'{r:.3f}' for r in sparse)} | "
+            f"{np.mean(sparse):.3f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
