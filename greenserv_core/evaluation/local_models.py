@@ -21,6 +21,7 @@ from pathlib import Path
 from greenserv_core.backends.base import GenerationSettings
 from greenserv_core.datasets import load_task
 from greenserv_core.features import FeatureExtractor
+from greenserv_core.messages import Message
 from greenserv_core.models.bundled import BUNDLED_MODELS, bundled_pool, convert_gguf
 from greenserv_core.models.transformers_backend import TransformersBackend
 from greenserv_core.router import GreenServRouter
@@ -67,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         router = GreenServRouter([backend], strategy=f"static:{backend.name}", features=features, seed=args.seed)
         direct, routed, speeds, joules, sources = [], [], [], [], set()
         for prompt in prompts:  # interleaved, so drift in machine load hits both paths alike
-            messages = [{"role": "user", "content": prompt}]
+            messages: list[Message] = [{"role": "user", "content": prompt}]
             started = time.perf_counter()
             result = backend.generate(messages, settings)
             direct.append(time.perf_counter() - started)
