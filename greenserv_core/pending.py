@@ -80,6 +80,10 @@ class PendingDecisions:
         self._items[decision.decision_id] = decision
         self.evict()
 
+    def known(self, decision_id: str) -> bool:
+        """Whether the id is pending or was recently dropped (so it cannot be reused)."""
+        return decision_id in self._items or decision_id in self._gone
+
     def get(self, decision_id: str) -> PendingDecision:
         self.evict()
         decision = self._items.get(decision_id)

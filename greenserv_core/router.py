@@ -227,11 +227,23 @@ class GreenServRouter:
         tradeoff: float | None = None,
         max_latency_s: float | None = None,
         max_new_tokens: int = 256,
+        decision_id: str | None = None,
+        models: Sequence[str] | None = None,
     ) -> RoutingDecision:
         """Choose a model for ``messages`` without calling it.
 
         When you call the model yourself, report its cost with :meth:`record_outcome`.
+        ``decision_id`` lets a caller key the decision by its own id (a framework's run id);
+        by default a random one is made. ``models`` restricts the choice to these models
+        (one name pins the query to that model; the outcome is still learned).
         """
+        allowed = None if models is None else self._check_model_names(models)
+        if decision_id is not None:
+            if not isinstance(decision_id, str) or not decision_id:
+                raise InvalidInputError(f"decision_id must be a non-empty string, got {decision_id!r}")
+            with self._lock:
+                if self.pending_.known(decision_id):
+                    raise InvalidInputError(f"decision id {decision_id!r} is already in use")
         clean = validate_messages(messages)
         lam = self.tradeoff if tradeoff is None else check_tradeoff(tradeoff)
         limit = self.max_latency_s if max_latency_s is None else _check_positive("max_latency_s", max_latency_s)
@@ -246,6 +258,9 @@ class GreenServRouter:
             predicted: dict[str, float | None] = {}
             costs: dict[str, float] = {}
             for name in self._models:
+                if allowed is not None and name not in allowed:
+                    excluded[name] = "not among the models requested for this query"
+                    continue
                 backend = backends.get(name) or self._models[name]
                 tokens = prompt_tokens.get(name)
                 if tokens is None:
@@ -268,12 +283,14 @@ class GreenServRouter:
                     joules = info.prior_joules_per_token * (tokens + max_new_tokens)
                 predicted[name] = joules
                 costs[name] = 0.0 if joules is None else lam * self.normalizer_.normalize(features.task, joules)
+            if decision_id is not None and self.pending_.known(decision_id):
+                raise InvalidInputError(f"decision id {decision_id!r} is already in use")
             if not costs:
                 reasons = "; ".join(f"{name}: {why}" for name, why in excluded.items())
                 raise NoEligibleModelError(f"no model is eligible for this query ({reasons})")
             choice = self.policy_.decide(x, list(costs), value_scale=1.0 - lam, costs=costs)
             decision = RoutingDecision(
-                decision_id=uuid.uuid4().hex,
+                decision_id=decision_id or uuid.uuid4().hex,
                 model=choice.arm,
                 features=features,
                 scores=choice.scores,
@@ -290,6 +307,16 @@ class GreenServRouter:
             self.stats_[choice.arm]["decisions"] += 1
         logger.debug("routed %s to %s (task=%s)", decision.decision_id, decision.model, features.task)
         return decision
+
+    def _check_model_names(self, models: Sequence[str]) -> set[str]:
+        if isinstance(models, str):
+            models = [models]
+        names = set(models)
+        with self._lock:
+            unknown = sorted(names - set(self._models))
+            if unknown or not names:
+                raise UnknownModelError(f"unknown model(s) {unknown or '[]'}; the pool is {list(self._models)}")
+        return names
 
     def _snapshot_models(self) -> list[tuple[str, ModelBackend]]:
         with self._lock:
@@ -348,14 +375,24 @@ class GreenServRouter:
         top_p: float = 1.0,
         stop: Sequence[str] = (),
         seed: int | None = None,
+        max_time_s: float | None = None,
+        decision_id: str | None = None,
+        models: Sequence[str] | None = None,
     ) -> RoutedGeneration:
         """Route ``messages``, generate with the chosen model, record its cost.
 
         If the model raises, the decision is dropped (no cost, no feedback) and the error
         propagates.
         """
-        settings = GenerationSettings(max_new_tokens, temperature, top_p, tuple(stop), seed)
-        decision = self.route(messages, tradeoff=tradeoff, max_latency_s=max_latency_s, max_new_tokens=max_new_tokens)
+        settings = GenerationSettings(max_new_tokens, temperature, top_p, tuple(stop), seed, max_time_s)
+        decision = self.route(
+            messages,
+            tradeoff=tradeoff,
+            max_latency_s=max_latency_s,
+            max_new_tokens=max_new_tokens,
+            decision_id=decision_id,
+            models=models,
+        )
         clean = validate_messages(messages)
         try:
             result = self.backend(decision.model).generate(clean, settings)
@@ -375,10 +412,20 @@ class GreenServRouter:
         top_p: float = 1.0,
         stop: Sequence[str] = (),
         seed: int | None = None,
+        max_time_s: float | None = None,
+        decision_id: str | None = None,
+        models: Sequence[str] | None = None,
     ) -> Iterator[RoutedChunk]:
         """Like :meth:`generate`, piece by piece; the last chunk carries the :class:`RoutedGeneration`."""
-        settings = GenerationSettings(max_new_tokens, temperature, top_p, tuple(stop), seed)
-        decision = self.route(messages, tradeoff=tradeoff, max_latency_s=max_latency_s, max_new_tokens=max_new_tokens)
+        settings = GenerationSettings(max_new_tokens, temperature, top_p, tuple(stop), seed, max_time_s)
+        decision = self.route(
+            messages,
+            tradeoff=tradeoff,
+            max_latency_s=max_latency_s,
+            max_new_tokens=max_new_tokens,
+            decision_id=decision_id,
+            models=models,
+        )
         clean = validate_messages(messages)
         finished = False
         try:
@@ -403,16 +450,24 @@ class GreenServRouter:
         top_p: float = 1.0,
         stop: Sequence[str] = (),
         seed: int | None = None,
+        max_time_s: float | None = None,
+        models: Sequence[str] | None = None,
     ) -> list[RoutedGeneration]:
         """Route each query, then run the queries routed to the same model as one batch
         (backends with ``generate_batch``; others one by one). Results keep the input order."""
-        settings = GenerationSettings(max_new_tokens, temperature, top_p, tuple(stop), seed)
+        settings = GenerationSettings(max_new_tokens, temperature, top_p, tuple(stop), seed, max_time_s)
         cleaned = [validate_messages(messages) for messages in batch]
         decisions: list[RoutingDecision] = []
         try:
             for messages in cleaned:
                 decisions.append(
-                    self.route(messages, tradeoff=tradeoff, max_latency_s=max_latency_s, max_new_tokens=max_new_tokens)
+                    self.route(
+                        messages,
+                        tradeoff=tradeoff,
+                        max_latency_s=max_latency_s,
+                        max_new_tokens=max_new_tokens,
+                        models=models,
+                    )
                 )
         except BaseException:
             for decision in decisions:

@@ -21,3 +21,22 @@ def test_learning_from_feedback_prefers_the_cheap_model_where_it_is_as_good() ->
     late = load("learning_from_feedback").main()
     assert late["boolq"]["small"] > 0.8 * sum(late["boolq"].values())  # equal accuracy: the cheap one
     assert late["gsm8k"]["large"] > 0.8 * sum(late["gsm8k"].values())  # maths needs the large one
+
+
+def test_langchain_chain_with_feedback_scores_every_answer() -> None:
+    handler = load("langchain_chain_with_feedback").main(max_tokens=16)
+    assert len(handler.runs) == 3 and not handler.errors
+    assert all(run.score in (0.0, 1.0) for run in handler.runs.values())
+    assert sum(run.score or 0 for run in handler.runs.values()) >= 1  # the capital questions are easy
+
+
+def test_langchain_conversation_keeps_history() -> None:
+    messages = load("langchain_conversation").main(max_tokens=12)
+    assert len(messages) == 6
+    assert messages[0].content == "Hi! My name is Ada." and messages[-1].type == "ai"
+
+
+def test_langchain_rag_retrieves_the_right_document() -> None:
+    answer, found = load("langchain_rag").main(max_tokens=24)
+    assert "Eiffel" in found[0]
+    assert answer.strip()

@@ -318,3 +318,23 @@ def test_save_is_atomic(router: GreenServRouter, tmp_path: Path, monkeypatch: py
         router.save(path)
     assert path.read_text() == good
     assert [p.name for p in tmp_path.iterdir()] == ["router.json"]
+
+
+def test_caller_supplied_decision_ids(router: GreenServRouter) -> None:
+    answer = router.generate(ASK, decision_id="run-123")
+    assert answer.decision_id == "run-123"
+    state = snapshot(router)
+    with pytest.raises(InvalidInputError, match="already in use"):
+        router.generate(ASK, decision_id="run-123")
+    assert snapshot(router) == state
+    assert router.feedback("run-123", 1.0).applied
+
+
+def test_models_argument_restricts_or_pins_the_choice(router: GreenServRouter) -> None:
+    assert {router.generate(ASK, models=["large"]).model for _ in range(10)} == {"large"}
+    picks = {router.route(ASK, models=["small", "medium"]).model for _ in range(30)}
+    assert picks <= {"small", "medium"}
+    decision = router.route(ASK, models=["small"])
+    assert "not among the models requested" in decision.excluded["large"]
+    with pytest.raises(UnknownModelError, match="ghost"):
+        router.route(ASK, models=["ghost"])

@@ -46,7 +46,8 @@ class EnergyReading:
 
 @dataclass(frozen=True)
 class GenerationSettings:
-    """How to generate. ``temperature == 0`` means greedy decoding.
+    """How to generate. ``temperature == 0`` means greedy decoding; ``max_time_s`` stops a
+    generation after that many seconds (finish reason ``length``).
 
     >>> GenerationSettings(max_new_tokens=32, stop=("\\n\\n",)).max_new_tokens
     32
@@ -57,6 +58,7 @@ class GenerationSettings:
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    max_time_s: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
@@ -65,6 +67,8 @@ class GenerationSettings:
             raise InvalidInputError(f"temperature must be >= 0, got {self.temperature!r}")
         if not (0 < self.top_p <= 1):
             raise InvalidInputError(f"top_p must be in (0, 1], got {self.top_p!r}")
+        if self.max_time_s is not None and not self.max_time_s > 0:
+            raise InvalidInputError(f"max_time_s must be positive, got {self.max_time_s!r}")
         if any(not isinstance(s, str) or not s for s in self.stop):
             raise InvalidInputError(f"stop strings must be non-empty strings, got {self.stop!r}")
 

@@ -222,6 +222,8 @@ class TransformersBackend:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         if stops:
             kwargs.update(stop_strings=stops, tokenizer=self.tokenizer)
+        if settings.max_time_s is not None:
+            kwargs["max_time"] = settings.max_time_s
         return kwargs
 
     def _new_token_counts(self, generated: Any) -> list[int]:

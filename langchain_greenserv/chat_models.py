@@ -1,0 +1,412 @@
+"""``ChatGreenServ``: GreenServ's router as a LangChain chat model.
+
+Swap it in for any chat model; each call is routed to one model of the pool, and the answer
+says which model it was and what it cost. No routing logic lives here.
+
+>>> from langchain_greenserv import ChatGreenServ          # doctest: +SKIP
+>>> llm = ChatGreenServ(tradeoff=0.4)                      # the bundled offline pool
+>>> message = llm.invoke("What is the capital of France?")  # doctest: +SKIP
+>>> message.response_metadata["model_name"], message.response_metadata["greenserv"]["energy_joules"]  # doctest: +SKIP
+('smollm2-135m-instruct', 9.8)
+>>> llm.feedback(message, 1.0)                             # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForLLMRun,
+    BaseCallbackHandler,
+    BaseCallbackManager,
+    CallbackManagerForLLMRun,
+)
+from langchain_core.language_models import BaseChatModel, LangSmithParams
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages.ai import UsageMetadata
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult, LLMResult
+from pydantic import ConfigDict, Field, PrivateAttr
+
+from greenserv_core.errors import InvalidInputError, UnknownDecisionError
+from greenserv_core.router import FeedbackRecord, GreenServRouter, RoutedGeneration
+from langchain_greenserv.messages import to_greenserv_messages
+from langchain_greenserv.pool import build_backends
+
+__all__ = ["ChatGreenServ", "decision_id_of"]
+
+logger = logging.getLogger("greenserv.langchain")
+
+_CALL_OPTIONS = frozenset(
+    {"temperature", "max_tokens", "timeout", "seed", "tradeoff", "max_latency_s", "top_p", "model"}
+)
+
+
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def decision_id_of(target: Any) -> str:
+    """The key of an answer: the routing record's decision id of an ``AIMessage``, else the
+    run id in a message id (``lc_run--<run id>`` or ``lc_run--<run id>-<index>``), a UUID, or
+    a string as given.
+
+    >>> decision_id_of("lc_run--5b4e0f1c-0000-4000-8000-000000000000-0")
+    '5b4e0f1c-0000-4000-8000-000000000000'
+    """
+    if isinstance(target, BaseMessage):
+        record = target.response_metadata.get("greenserv")
+        if isinstance(record, dict) and record.get("decision_id"):
+            return str(record["decision_id"])
+        if target.id:
+            return decision_id_of(target.id)
+        raise InvalidInputError("this message carries no GreenServ routing record and no run id")
+    if isinstance(target, uuid.UUID):
+        return str(target)
+    if isinstance(target, str) and target:
+        if target.startswith("lc_run-") and (found := _UUID.search(target)):
+            return found.group(0)
+        return target
+    raise InvalidInputError(f"expected a run id, a message id or an AIMessage, got {type(target).__name__}")
+
+
+class _RunRecorder(BaseCallbackHandler):
+    """Remembers which decision answered which run (streams are routed before LangChain
+    hands the model its run id), so feedback by run id works for every call path."""
+
+    def __init__(self, max_runs: int = 100_000) -> None:
+        self.max_runs = max_runs
+        self.decisions: OrderedDict[str, str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def on_llm_end(self, response: LLMResult, *, run_id: uuid.UUID, **kwargs: Any) -> None:
+        for batch in response.generations:
+            for generation in batch:
+                record = getattr(generation, "message", None)
+                meta = record.response_metadata.get("greenserv") if record is not None else None
+                if isinstance(meta, dict):
+                    with self._lock:
+                        self.decisions[str(run_id)] = str(meta["decision_id"])
+                        while len(self.decisions) > self.max_runs:
+                            self.decisions.popitem(last=False)
+
+    def resolve(self, key: str) -> str:
+        with self._lock:
+            return self.decisions.get(key, key)
+
+
+def _routing_record(result: RoutedGeneration) -> dict[str, Any]:
+    return {
+        "decision_id": result.decision_id,
+        "model": result.model,
+        "energy_joules": result.energy_joules,
+        "energy_source": result.energy_source,
+        "energy_measured": result.energy_measured,
+        "latency_s": result.latency_s,
+        "input_tokens": result.input_tokens,
+        "output_tokens": result.output_tokens,
+        "tradeoff": result.decision.tradeoff,
+        "features": result.decision.features.to_dict(),
+        "explored": result.decision.explored,
+    }
+
+
+def _usage(result: RoutedGeneration) -> UsageMetadata:
+    return UsageMetadata(
+        input_tokens=result.input_tokens, output_tokens=result.output_tokens, total_tokens=result.total_tokens
+    )
+
+
+class ChatGreenServ(BaseChatModel):
+    """Energy-aware routing over a pool of local models, as a LangChain chat model.
+
+    Build it from a ready ``router`` or from simple arguments: ``models`` (bundled model
+    names, local model directories, ``ModelSpec`` or ``ModelBackend`` objects; default: the
+    bundled offline pool), ``strategy`` and ``tradeoff`` (λ). ``temperature``, ``max_tokens``,
+    ``stop``, ``timeout`` (seconds per generation), ``max_retries`` (re-routes a failed
+    generation) and ``streaming`` behave as in other chat models. Per-call options:
+    ``temperature``, ``max_tokens``, ``top_p``, ``seed``, ``timeout``, ``tradeoff``,
+    ``max_latency_s``, and ``model`` (pin this call to one model of the pool, bypassing the
+    choice; its outcome is still learned); anything else is refused.
+
+    The router's decision is keyed by the LangChain run id, so ``AIMessage.id``
+    (``lc_run-<run id>``) or a run id from ``collect_runs()`` finds it again for
+    :meth:`feedback`. Feedback is accepted once per answer; a second score is refused.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, populate_by_name=True, extra="forbid")
+
+    router: GreenServRouter | None = Field(default=None, exclude=True)
+    models: list[Any] | None = Field(default=None, exclude=True)
+    strategy: str = "linucb"
+    tradeoff: float = 0.4
+    meter: str = "auto"
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_tokens: int | None = 256
+    stop: list[str] | None = Field(default=None, alias="stop_sequences")
+    timeout: float | None = None
+    max_retries: int = 2
+    streaming: bool = False
+    seed: int | None = None
+    max_latency_s: float | None = None
+
+    _router: GreenServRouter | None = PrivateAttr(default=None)
+    _router_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _recorder: _RunRecorder = PrivateAttr(default_factory=_RunRecorder)
+
+    def model_post_init(self, context: Any) -> None:
+        if not 0.0 <= self.tradeoff <= 1.0:
+            raise InvalidInputError(f"tradeoff λ must be in [0, 1], got {self.tradeoff!r}")
+        if self.max_retries < 0:
+            raise InvalidInputError(f"max_retries must be >= 0, got {self.max_retries!r}")
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise InvalidInputError(f"max_tokens must be positive, got {self.max_tokens!r}")
+        self._router = self.router
+        if isinstance(self.callbacks, BaseCallbackManager):
+            self.callbacks.add_handler(self._recorder, inherit=False)
+        else:
+            self.callbacks = [*(self.callbacks or []), self._recorder]
+
+    # ---- identity -----------------------------------------------------------------------
+    @property
+    def greenserv_router(self) -> GreenServRouter:
+        """The router (built from ``models``/``strategy``/``tradeoff`` on first use)."""
+        if self._router is None:
+            with self._router_lock:
+                if self._router is None:
+                    self._router = GreenServRouter(
+                        build_backends(self.models, meter=self.meter),
+                        strategy=self.strategy,
+                        tradeoff=self.tradeoff,
+                        seed=self.seed,
+                        max_latency_s=self.max_latency_s,
+                    )
+        return self._router
+
+    @property
+    def _llm_type(self) -> str:
+        return "greenserv"
+
+    @property
+    def pool_name(self) -> str:
+        if self._router is not None:
+            names = self._router.models
+        elif self.models is not None:
+            names = [m if isinstance(m, str) else getattr(getattr(m, "info", m), "name", str(m)) for m in self.models]
+        else:
+            names = ["bundled"]
+        return "greenserv[" + ",".join(names) + "]"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {
+            "pool": self.pool_name,
+            "strategy": self.strategy,
+            "tradeoff": self.tradeoff,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+        }
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        params = LangSmithParams(
+            ls_provider="greenserv",
+            ls_model_name=kwargs.get("model") or self.pool_name,
+            ls_model_type="chat",
+            ls_temperature=kwargs.get("temperature", self.temperature),
+        )
+        max_tokens = kwargs.get("max_tokens", self.max_tokens)
+        if max_tokens is not None:
+            params["ls_max_tokens"] = max_tokens
+        if stop := stop or self.stop:
+            params["ls_stop"] = list(stop)
+        return params
+
+    # ---- calling the router ---------------------------------------------------------------
+    def _options(self, stop: list[str] | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+        unknown = set(kwargs) - _CALL_OPTIONS
+        if unknown:
+            raise InvalidInputError(
+                f"ChatGreenServ does not take {sorted(unknown)}; per-call options are {sorted(_CALL_OPTIONS)}"
+            )
+        stops = list(stop if stop is not None else (self.stop or []))
+        return {
+            "temperature": kwargs.get("temperature", self.temperature),
+            "top_p": kwargs.get("top_p", self.top_p),
+            "max_new_tokens": kwargs.get("max_tokens", self.max_tokens) or 256,
+            "stop": stops,
+            "seed": kwargs.get("seed", self.seed),
+            "tradeoff": kwargs.get("tradeoff"),
+            "max_latency_s": kwargs.get("max_latency_s", self.max_latency_s),
+            "max_time_s": kwargs.get("timeout", self.timeout),
+            "models": [kwargs["model"]] if kwargs.get("model") else None,
+        }
+
+    @staticmethod
+    def _run_key(run_id: uuid.UUID | None, attempt: int) -> str:
+        base = str(run_id) if run_id is not None else uuid.uuid4().hex
+        return base if attempt == 0 else f"{base}#retry{attempt}"
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        if self.streaming:
+            chunks = list(self._stream(messages, stop=stop, run_manager=run_manager, **kwargs))
+            merged = chunks[0]
+            for chunk in chunks[1:]:
+                merged += chunk
+            return ChatResult(generations=[ChatGeneration(message=_as_message(merged.message))])
+        options = self._options(stop, kwargs)
+        conversation = to_greenserv_messages(messages)
+        router = self.greenserv_router
+        run_id = run_manager.run_id if run_manager else None
+        for attempt in range(self.max_retries + 1):
+            try:
+                result = router.generate(conversation, decision_id=self._run_key(run_id, attempt), **options)
+                break
+            except InvalidInputError:
+                raise
+            except Exception as error:
+                if attempt == self.max_retries:
+                    raise
+                logger.warning("generation failed (%s); re-routing, attempt %d", error, attempt + 2)
+        message = AIMessage(
+            content=result.text,
+            usage_metadata=_usage(result),
+            response_metadata={
+                "model_name": result.model,
+                "model_provider": "greenserv",
+                "finish_reason": result.finish_reason,
+                "greenserv": _routing_record(result),
+            },
+        )
+        return ChatResult(generations=[ChatGeneration(message=message)], llm_output={"model_name": result.model})
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        options = self._options(stop, kwargs)
+        conversation = to_greenserv_messages(messages)
+        run_id = run_manager.run_id if run_manager else None
+        for piece in self.greenserv_router.stream(conversation, decision_id=self._run_key(run_id, 0), **options):
+            if piece.generation is None:
+                chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece.delta))
+            else:
+                result = piece.generation
+                chunk = ChatGenerationChunk(
+                    message=AIMessageChunk(
+                        content="",
+                        usage_metadata=_usage(result),
+                        response_metadata={
+                            "model_name": result.model,
+                            "model_provider": "greenserv",
+                            "finish_reason": result.finish_reason,
+                            "greenserv": _routing_record(result),
+                        },
+                        chunk_position="last",
+                    )
+                )
+            if run_manager and chunk.text:
+                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            yield chunk
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        if self.streaming:
+            chunks = [chunk async for chunk in self._astream(messages, stop=stop, run_manager=run_manager, **kwargs)]
+            merged = chunks[0]
+            for chunk in chunks[1:]:
+                merged += chunk
+            return ChatResult(generations=[ChatGeneration(message=_as_message(merged.message))])
+        sync_manager = _RunIdOnly(run_manager.run_id) if run_manager else None
+        # the model runs in a worker thread: the event loop stays free
+        return await asyncio.to_thread(self._generate, messages, stop, sync_manager, **kwargs)  # type: ignore[arg-type]
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        sync_manager = _RunIdOnly(run_manager.run_id) if run_manager else None
+        stop_event = threading.Event()
+
+        def produce() -> None:
+            try:
+                stream = self._stream(messages, stop, sync_manager, **kwargs)  # type: ignore[arg-type]
+                for chunk in stream:
+                    loop.call_soon_threadsafe(queue.put_nowait, ("chunk", chunk))
+                    if stop_event.is_set():
+                        break  # leaving the loop closes the generator, which stops generation
+                loop.call_soon_threadsafe(queue.put_nowait, ("end", None))
+            except BaseException as error:
+                loop.call_soon_threadsafe(queue.put_nowait, ("error", error))
+
+        worker = threading.Thread(target=produce, name="greenserv-astream", daemon=True)
+        worker.start()
+        try:
+            while True:
+                kind, value = await queue.get()
+                if kind == "end":
+                    break
+                if kind == "error":
+                    raise value
+                if run_manager and value.text:
+                    await run_manager.on_llm_new_token(value.text, chunk=value)
+                yield value
+        finally:
+            stop_event.set()
+
+    # ---- feedback -----------------------------------------------------------------------
+    def feedback(self, target: Any, score: float) -> FeedbackRecord:
+        """Send a score in [0, 1] for an answer: its ``AIMessage``, message id, or run id.
+
+        Raises ``UnknownDecisionError`` (a ``KeyError``) for an unknown or expired run and
+        ``DecisionAlreadyScoredError`` for a second score.
+        """
+        decision_id = self._recorder.resolve(decision_id_of(target))
+        try:
+            return self.greenserv_router.feedback(decision_id, score)
+        except UnknownDecisionError as error:
+            raise UnknownDecisionError(f"no routed answer for run {decision_id!r}: {error}") from error
+
+
+class _RunIdOnly:
+    """Carries the run id into the worker thread; token callbacks are sent by the async side."""
+
+    def __init__(self, run_id: uuid.UUID) -> None:
+        self.run_id = run_id
+
+    def on_llm_new_token(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def _as_message(chunk: BaseMessage) -> AIMessage:
+    assert isinstance(chunk, AIMessageChunk)
+    return AIMessage(
+        content=chunk.content,
+        usage_metadata=chunk.usage_metadata,
+        response_metadata=chunk.response_metadata,
+        id=chunk.id,
+    )

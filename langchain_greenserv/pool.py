@@ -1,0 +1,43 @@
+"""Turn the simple ``models=[...]`` argument into model backends."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from greenserv_core.backends.base import ModelBackend
+from greenserv_core.errors import InvalidInputError
+from greenserv_core.models.bundled import BUNDLED_MODELS, bundled_pool
+from greenserv_core.models.spec import ModelSpec
+from greenserv_core.models.transformers_backend import TransformersBackend
+
+__all__ = ["build_backends"]
+
+
+def build_backends(models: Sequence[Any] | None, meter: str = "auto") -> list[ModelBackend]:
+    """``None``: the bundled pool. Each item: a bundled model name, a local model directory,
+    a :class:`ModelSpec`, or a ready :class:`ModelBackend`."""
+    if models is None:
+        return list(bundled_pool(meter=meter))
+    bundled = (
+        {backend.name: backend for backend in bundled_pool(meter=meter)}
+        if any(isinstance(m, str) and m in BUNDLED_MODELS for m in models)
+        else {}
+    )
+    backends: list[ModelBackend] = []
+    for item in models:
+        if isinstance(item, ModelBackend):
+            backends.append(item)
+        elif isinstance(item, ModelSpec):
+            backends.append(TransformersBackend(item, meter=meter))
+        elif isinstance(item, str) and item in bundled:
+            backends.append(bundled[item])
+        elif isinstance(item, str) and Path(item).is_dir():
+            backends.append(TransformersBackend(ModelSpec(Path(item).name, path=item), meter=meter))
+        else:
+            raise InvalidInputError(
+                f"cannot use {item!r} as a model: give a bundled model name ({sorted(BUNDLED_MODELS)}), a local "
+                "model directory, a ModelSpec or a ModelBackend"
+            )
+    return backends

@@ -1,0 +1,200 @@
+"""ChatGreenServ's own behaviour, over fake backends (fast, deterministic)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.output_parsers import StrOutputParser
+from langchain_core.prompts import ChatPromptTemplate
+from langchain_core.tracers.context import collect_runs
+
+from greenserv_core import (
+    DecisionAlreadyScoredError,
+    FakeBackend,
+    GreenServRouter,
+    InvalidInputError,
+    UnknownDecisionError,
+)
+from langchain_greenserv import ChatGreenServ, GreenServFeedbackHandler, decision_id_of
+from tests.conftest import make_hashing_extractor
+
+
+def make_llm(**kwargs) -> ChatGreenServ:  # type: ignore[no-untyped-def]
+    backends = kwargs.pop("backends", None) or [
+        FakeBackend("small", joules_per_token=1.0),
+        FakeBackend("large", joules_per_token=5.0),
+    ]
+    router = GreenServRouter(backends, features=make_hashing_extractor(), tradeoff=0.4, seed=0)
+    return ChatGreenServ(router=router, **kwargs)
+
+
+def test_invoke_returns_routing_record_and_usage() -> None:
+    llm = make_llm()
+    message = llm.invoke([SystemMessage("Be brief."), HumanMessage("What is 2 + 2?")])
+    assert isinstance(message, AIMessage)
+    assert message.response_metadata["model_name"] in {"small", "large"}
+    record = message.response_metadata["greenserv"]
+    assert record["model"] == message.response_metadata["model_name"]
+    assert record["energy_source"] == "fake" and record["energy_measured"] is False
+    assert record["features"]["task"] in {"math", "chat", "qa"} and record["tradeoff"] == 0.4
+    usage = message.usage_metadata
+    assert usage is not None and usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
+    assert message.id is not None and decision_id_of(message.id) == record["decision_id"]
+
+
+def test_feedback_by_message_message_id_and_collected_run_id() -> None:
+    llm = make_llm()
+    first = llm.invoke("hello")
+    assert llm.feedback(first, 1.0).applied
+    second = llm.invoke("hello again")
+    assert llm.feedback(second.id, 0.0).applied
+    with collect_runs() as runs:
+        llm.invoke("third")
+    assert llm.feedback(runs.traced_runs[0].id, 0.5).applied
+    with pytest.raises(DecisionAlreadyScoredError):
+        llm.feedback(first, 1.0)
+    with pytest.raises(UnknownDecisionError, match="no routed answer"):
+        llm.feedback("5b4e0f1c-0000-4000-8000-000000000000", 1.0)
+    with pytest.raises(InvalidInputError):
+        llm.feedback(first.id, float("nan"))
+
+
+def test_stream_ends_with_one_last_chunk_carrying_usage_and_model() -> None:
+    llm = make_llm()
+    with collect_runs() as runs:
+        chunks = list(llm.stream("tell me something"))
+    assert sum(1 for c in chunks if c.usage_metadata) == 1
+    assert chunks[-1].chunk_position == "last" and chunks[-1].response_metadata["model_name"]
+    full = chunks[0]
+    for chunk in chunks[1:]:
+        full += chunk
+    assert full.content.startswith(full.response_metadata["model_name"])
+    assert llm.feedback(runs.traced_runs[0].id, 1.0).applied  # the run id finds the streamed decision
+
+
+def test_streaming_flag_makes_invoke_stream() -> None:
+    llm = make_llm(streaming=True)
+    message = llm.invoke("hi")
+    assert message.response_metadata["greenserv"]["model"] == message.response_metadata["model_name"]
+    assert llm.feedback(message, 1.0).applied
+
+
+def test_unknown_arguments_and_message_types_are_refused() -> None:
+    llm = make_llm()
+    with pytest.raises(InvalidInputError, match="does not take"):
+        llm.invoke("hi", frequency_penalty=0.3)
+    with pytest.raises(InvalidInputError, match="ToolMessage"):
+        llm.invoke([HumanMessage("hi"), ToolMessage("42", tool_call_id="call-1")])
+    with pytest.raises(InvalidInputError, match="image"):
+        llm.invoke([HumanMessage(content=[{"type": "image", "url": "http://x/y.png"}])])
+    with pytest.raises(Exception, match="Extra inputs"):
+        ChatGreenServ(router=make_llm().greenserv_router, frequency_penalty=0.3)
+    with pytest.raises(ValueError, match="tradeoff"):  # pydantic's ValidationError is a ValueError
+        ChatGreenServ(tradeoff=1.5)
+
+
+def test_per_call_options_reach_the_router() -> None:
+    llm = make_llm(max_tokens=3)
+    message = llm.invoke("one two three four five six")
+    assert message.usage_metadata["output_tokens"] <= 3  # type: ignore[index]
+    assert llm.invoke("pin me", model="large").response_metadata["model_name"] == "large"
+    stopped = llm.invoke("alpha beta gamma", stop=["beta"], max_tokens=50)
+    assert "beta" not in stopped.content
+
+
+def test_retries_reroute_a_failed_generation() -> None:
+    calls = {"n": 0}
+
+    def flaky(messages):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("transient failure")
+        return "ok"
+
+    llm = make_llm(backends=[FakeBackend("only", reply=flaky)], max_retries=1)
+    assert llm.invoke("hi").content == "ok"
+    llm_no_retry = make_llm(
+        backends=[FakeBackend("only", reply=lambda m: (_ for _ in ()).throw(RuntimeError("down")))], max_retries=0
+    )
+    with pytest.raises(RuntimeError, match="down"):
+        llm_no_retry.invoke("hi")
+
+
+def test_lcel_chain_with_an_evaluator_scores_automatically() -> None:
+    llm = make_llm()
+    handler = GreenServFeedbackHandler(llm, evaluator=lambda prompt, output: float("small" in output))
+    chain = ChatPromptTemplate.from_messages([("system", "Be brief."), ("human", "{q}")]) | llm | StrOutputParser()
+    for q in ("first question", "second question", "third question"):
+        chain.invoke({"q": q}, config={"callbacks": [handler]})
+    assert len(handler.runs) == 3
+    assert all(run.score in (0.0, 1.0) for run in handler.runs.values())
+    assert all("Be brief." in run.prompt for run in handler.runs.values())
+    total = sum(arm.n for arm in llm.greenserv_router.policy_.arms_.values())
+    assert total == 3
+
+
+def test_handler_records_for_later_feedback_across_invoke_stream_and_batch() -> None:
+    llm = make_llm()
+    handler = GreenServFeedbackHandler(llm)
+    config = {"callbacks": [handler]}
+    llm.invoke("a", config=config)
+    list(llm.stream("b", config=config))
+    llm.batch(["c", "d"], config=config)
+    assert len(handler.runs) == 4
+    for run_id in list(handler.runs):
+        assert handler.feedback(run_id, 1.0).applied
+    with pytest.raises(KeyError):
+        handler.feedback("not-a-run", 1.0)
+
+
+def test_failing_evaluator_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
+    llm = make_llm()
+
+    def broken(prompt: str, output: str) -> float:
+        raise ValueError("evaluator bug")
+
+    handler = GreenServFeedbackHandler(llm, evaluator=broken)
+    with caplog.at_level(logging.WARNING, logger="greenserv.langchain"):
+        message = llm.invoke("hi", config={"callbacks": [handler]})
+    assert message.content
+    assert "evaluator bug" in caplog.text and len(handler.errors) == 1
+
+
+def test_async_calls_do_not_block_the_event_loop() -> None:
+    def slow(messages):  # type: ignore[no-untyped-def]
+        time.sleep(0.3)
+        return "slow answer"
+
+    llm = make_llm(backends=[FakeBackend("slow", reply=slow)])
+
+    async def main() -> tuple[int, AIMessage, list[str]]:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        task = asyncio.create_task(ticker())
+        message = await llm.ainvoke("hi")
+        pieces = [chunk.content async for chunk in llm.astream("hi")]
+        task.cancel()
+        return ticks, message, pieces  # type: ignore[return-value]
+
+    ticks, message, pieces = asyncio.run(main())
+    assert message.content == "slow answer"
+    assert "".join(pieces) == "slow answer"
+    assert ticks > 5  # the loop kept running while the model worked
+
+
+def test_abatch_and_batch_return_one_answer_per_input() -> None:
+    llm = make_llm()
+    answers = llm.batch(["one", "two", "three"])
+    assert [a.content.split(": ", 1)[1] for a in answers] == ["one", "two", "three"]
+    answers = asyncio.run(llm.abatch(["four", "five"]))
+    assert len({a.response_metadata["greenserv"]["decision_id"] for a in answers}) == 2
