@@ -158,3 +158,26 @@ def test_router_over_two_local_backends(plain_dir: Path, chat_dir: Path) -> None
     assert len({r.decision_id for r in batch}) == 3
     chunks = list(router.stream("hello again", max_new_tokens=5))
     assert chunks[-1].generation is not None
+
+
+def test_concurrent_generate_calls_are_coalesced_into_batches(plain_dir: Path) -> None:
+    import threading
+
+    backend = backend_for(plain_dir)
+    settings = GenerationSettings(max_new_tokens=6)
+    prompts = [[{"role": "user", "content": f"question number {i} about colours"}] for i in range(8)]
+    alone = [backend.count_tokens(p) for p in prompts]
+    results: dict[int, object] = {}
+    start = threading.Barrier(len(prompts))
+
+    def call(i: int) -> None:
+        start.wait()
+        results[i] = backend.generate(prompts[i], settings)
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(prompts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [results[i].input_tokens for i in range(len(prompts))] == alone  # type: ignore[attr-defined]
+    assert 1 <= backend.coalesced_batches < len(prompts)

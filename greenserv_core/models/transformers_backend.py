@@ -9,6 +9,8 @@
 * Exact token counts: the prompt's tokens, and the tokens generated up to and including EOS.
 * Energy: one meter window around each generation, holding the device's lock, so a
   device-wide counter sees one generation. Batches split a window's joules by token share.
+* Concurrent ``generate`` calls (LangChain ``batch``, several users) are coalesced into
+  padded batches while the device is busy.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from greenserv_core.backends.base import (
@@ -38,6 +40,15 @@ from greenserv_core.models.spec import ModelSpec
 __all__ = ["TransformersBackend"]
 
 logger = logging.getLogger("greenserv")
+
+
+@dataclass
+class _Ticket:
+    messages: list[Message]
+    settings: GenerationSettings
+    done: threading.Event = field(default_factory=threading.Event)
+    result: GenerationResult | None = None
+    error: BaseException | None = None
 
 
 @dataclass
@@ -72,7 +83,10 @@ class TransformersBackend:
         self._loaded: _Loaded | None = None
         self._info: ModelInfo | None = None
         self._load_lock = threading.RLock()
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Ticket] = []
         self.load_seconds: float | None = None
+        self.coalesced_batches = 0  # model.generate calls made by generate()
 
     # ---- metadata ---------------------------------------------------------------------
     @property
@@ -249,7 +263,32 @@ class TransformersBackend:
 
     # ---- generation -------------------------------------------------------------------
     def generate(self, messages: Sequence[Message], settings: GenerationSettings) -> GenerationResult:
-        return self.generate_batch([messages], settings)[0]
+        """One answer. Concurrent calls with equal settings are coalesced: whoever holds the
+        device runs every request queued meanwhile as one padded batch (a call that finds the
+        device free runs at once, alone)."""
+        ticket = _Ticket(list(messages), settings)
+        with self._queue_lock:
+            self._queue.append(ticket)
+        with device_lock(self.device):
+            if not ticket.done.is_set():
+                with self._queue_lock:
+                    group = [t for t in self._queue if t.settings == settings]
+                    self._queue = [t for t in self._queue if t.settings != settings]
+                self.coalesced_batches += 1
+                try:
+                    results = self._generate_locked([t.messages for t in group], settings)
+                except BaseException as error:
+                    for t in group:
+                        t.error = error
+                        t.done.set()
+                    raise
+                for t, result in zip(group, results, strict=True):
+                    t.result = result
+                    t.done.set()
+        if ticket.error is not None:
+            raise ticket.error
+        assert ticket.result is not None
+        return ticket.result
 
     def generate_batch(
         self, batch: Sequence[Sequence[Message]], settings: GenerationSettings
@@ -257,6 +296,12 @@ class TransformersBackend:
         """Generate for several conversations in one padded batch; joules split by token share."""
         if not batch:
             return []
+        with device_lock(self.device):
+            return self._generate_locked(batch, settings)
+
+    def _generate_locked(
+        self, batch: Sequence[Sequence[Message]], settings: GenerationSettings
+    ) -> list[GenerationResult]:
         import torch
 
         prompts = [self.render(messages) for messages in batch]
@@ -267,13 +312,12 @@ class TransformersBackend:
             encoded = self._to_device(self._encode(prompts))
             input_counts = [int(n) for n in encoded["attention_mask"].sum(dim=1).tolist()]
             width = encoded["input_ids"].shape[1]
-            with device_lock(self.device):
-                if settings.seed is not None:
-                    torch.manual_seed(settings.seed)
-                started = time.perf_counter()
-                with self.meter.measure() as window, torch.inference_mode():
-                    output = model.generate(**encoded, **self._generate_kwargs(settings, stops))
-                latency = time.perf_counter() - started
+            if settings.seed is not None:
+                torch.manual_seed(settings.seed)
+            started = time.perf_counter()
+            with self.meter.measure() as window, torch.inference_mode():
+                output = model.generate(**encoded, **self._generate_kwargs(settings, stops))
+            latency = time.perf_counter() - started
         finally:
             self.memory.release(self)
         generated = output[:, width:]
