@@ -107,6 +107,22 @@ class RoutedGeneration:
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
 
+    def record(self) -> dict[str, Any]:
+        """The routing record as plain JSON-ready data (what the adapters attach to answers)."""
+        return {
+            "decision_id": self.decision_id,
+            "model": self.model,
+            "energy_joules": self.energy_joules,
+            "energy_source": self.energy_source,
+            "energy_measured": self.energy_measured,
+            "latency_s": self.latency_s,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "tradeoff": self.decision.tradeoff,
+            "features": self.decision.features.to_dict(),
+            "explored": self.decision.explored,
+        }
+
 
 @dataclass(frozen=True)
 class RoutedChunk:

@@ -34,10 +34,11 @@ from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult, LLMResult
 from pydantic import ConfigDict, Field, PrivateAttr
 
+from greenserv_core.async_bridge import iterate_in_thread
 from greenserv_core.errors import InvalidInputError, UnknownDecisionError
+from greenserv_core.models.pool import build_backends
 from greenserv_core.router import FeedbackRecord, GreenServRouter, RoutedGeneration
 from langchain_greenserv.messages import to_greenserv_messages
-from langchain_greenserv.pool import build_backends
 
 __all__ = ["ChatGreenServ", "decision_id_of"]
 
@@ -98,22 +99,6 @@ class _RunRecorder(BaseCallbackHandler):
     def resolve(self, key: str) -> str:
         with self._lock:
             return self.decisions.get(key, key)
-
-
-def _routing_record(result: RoutedGeneration) -> dict[str, Any]:
-    return {
-        "decision_id": result.decision_id,
-        "model": result.model,
-        "energy_joules": result.energy_joules,
-        "energy_source": result.energy_source,
-        "energy_measured": result.energy_measured,
-        "latency_s": result.latency_s,
-        "input_tokens": result.input_tokens,
-        "output_tokens": result.output_tokens,
-        "tradeoff": result.decision.tradeoff,
-        "features": result.decision.features.to_dict(),
-        "explored": result.decision.explored,
-    }
 
 
 def _usage(result: RoutedGeneration) -> UsageMetadata:
@@ -286,7 +271,7 @@ class ChatGreenServ(BaseChatModel):
                 "model_name": result.model,
                 "model_provider": "greenserv",
                 "finish_reason": result.finish_reason,
-                "greenserv": _routing_record(result),
+                "greenserv": result.record(),
             },
         )
         return ChatResult(generations=[ChatGeneration(message=message)], llm_output={"model_name": result.model})
@@ -314,7 +299,7 @@ class ChatGreenServ(BaseChatModel):
                             "model_name": result.model,
                             "model_provider": "greenserv",
                             "finish_reason": result.finish_reason,
-                            "greenserv": _routing_record(result),
+                            "greenserv": result.record(),
                         },
                         chunk_position="last",
                     )
@@ -347,36 +332,12 @@ class ChatGreenServ(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         sync_manager = _RunIdOnly(run_manager.run_id) if run_manager else None
-        stop_event = threading.Event()
-
-        def produce() -> None:
-            try:
-                stream = self._stream(messages, stop, sync_manager, **kwargs)  # type: ignore[arg-type]
-                for chunk in stream:
-                    loop.call_soon_threadsafe(queue.put_nowait, ("chunk", chunk))
-                    if stop_event.is_set():
-                        break  # leaving the loop closes the generator, which stops generation
-                loop.call_soon_threadsafe(queue.put_nowait, ("end", None))
-            except BaseException as error:
-                loop.call_soon_threadsafe(queue.put_nowait, ("error", error))
-
-        worker = threading.Thread(target=produce, name="greenserv-astream", daemon=True)
-        worker.start()
-        try:
-            while True:
-                kind, value = await queue.get()
-                if kind == "end":
-                    break
-                if kind == "error":
-                    raise value
-                if run_manager and value.text:
-                    await run_manager.on_llm_new_token(value.text, chunk=value)
-                yield value
-        finally:
-            stop_event.set()
+        chunks = iterate_in_thread(lambda: self._stream(messages, stop, sync_manager, **kwargs))  # type: ignore[arg-type]
+        async for chunk in chunks:
+            if run_manager and chunk.text:
+                await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            yield chunk
 
     # ---- feedback -----------------------------------------------------------------------
     def feedback(self, target: Any, score: float) -> FeedbackRecord:

@@ -40,3 +40,16 @@ def test_langchain_rag_retrieves_the_right_document() -> None:
     answer, found = load("langchain_rag").main(max_tokens=24)
     assert "Eiffel" in found[0]
     assert answer.strip()
+
+
+def test_llama_index_rag_answers_through_the_router_and_scores() -> None:
+    handler = load("llama_index_rag").main(max_tokens=24)
+    assert len(handler.seen) >= 2 and not handler.errors
+    assert all(s.model in {"smollm2-135m-instruct", "gemma-3-270m"} for s in handler.seen.values())
+    assert all(s.score in (0.0, 1.0) for s in handler.seen.values())
+
+
+def test_llama_index_chat_engine_keeps_the_conversation() -> None:
+    history = load("llama_index_chat_engine").main(max_tokens=16)
+    assert len(history) == 4
+    assert history[0].content == "What does GreenServ do?"

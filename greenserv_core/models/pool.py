@@ -1,4 +1,4 @@
-"""Turn the simple ``models=[...]`` argument into model backends."""
+"""Turn a simple ``models=[...]`` argument (as the adapters take it) into model backends."""
 
 from __future__ import annotations
 

@@ -1,0 +1,46 @@
+"""``GreenServEmbedding``: the router's sentence embedder as a LlamaIndex ``BaseEmbedding``,
+so an index needs nothing from a hub and can share the router's loaded MiniLM."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llama_index.core.base.embeddings.base import BaseEmbedding
+from pydantic import ConfigDict, Field
+
+from greenserv_core.features.embedders import SentenceTransformerEmbedder
+
+__all__ = ["GreenServEmbedding"]
+
+
+class GreenServEmbedding(BaseEmbedding):
+    """Embeds with a GreenServ embedder (default: bundled MiniLM, 256-token inputs).
+
+    >>> from greenserv_core.features import HashingEmbedder
+    >>> len(GreenServEmbedding(embedder=HashingEmbedder(32)).get_text_embedding("hello"))
+    32
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    embedder: Any = Field(default_factory=lambda: SentenceTransformerEmbedder(max_seq_length=256))
+    model_name: str = "greenserv-embedder"
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "GreenServEmbedding"
+
+    def _embed(self, texts: list[str]) -> list[list[float]]:
+        return [[float(x) for x in row] for row in self.embedder.embed(texts)]
+
+    def _get_query_embedding(self, query: str) -> list[float]:
+        return self._embed([query])[0]
+
+    def _get_text_embedding(self, text: str) -> list[float]:
+        return self._embed([text])[0]
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        return self._embed(texts)
+
+    async def _aget_query_embedding(self, query: str) -> list[float]:
+        return self._get_query_embedding(query)

@@ -1,0 +1,195 @@
+"""GreenServLLM in LlamaIndex's conventions, over fake backends (fast, deterministic)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import pytest
+from llama_index.core.base.llms.base import BaseLLM
+from llama_index.core.base.llms.types import ChatMessage, ChatResponse, CompletionResponse, MessageRole
+from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation.events.llm import LLMChatEndEvent, LLMCompletionEndEvent
+
+from greenserv_core import DecisionAlreadyScoredError, FakeBackend, GreenServRouter, InvalidInputError
+from llama_index_greenserv import GreenServEmbedding, GreenServEventHandler, GreenServLLM
+from tests.conftest import make_hashing_extractor
+
+ASK = [ChatMessage(role=MessageRole.SYSTEM, content="Be brief."), ChatMessage(role=MessageRole.USER, content="2+2?")]
+
+
+def make_llm(backends=None, **kwargs) -> GreenServLLM:  # type: ignore[no-untyped-def]
+    backends = backends or [FakeBackend("small", context_window=1024), FakeBackend("large", context_window=4096)]
+    router = GreenServRouter(backends, features=make_hashing_extractor(), tradeoff=0.4, seed=0)
+    return GreenServLLM(router=router, **kwargs)
+
+
+class Collector(GreenServEventHandler):
+    """The handler, also keeping every event it was given."""
+
+    events: list = []  # noqa: RUF012
+
+    def handle(self, event, **kwargs):  # type: ignore[no-untyped-def]
+        self.events.append(event)
+        super().handle(event, **kwargs)
+
+
+@pytest.fixture
+def collector():  # type: ignore[no-untyped-def]
+    dispatcher = get_dispatcher()
+    handlers = []
+
+    def make(llm: GreenServLLM, **kwargs) -> Collector:  # type: ignore[no-untyped-def]
+        handler = Collector(llm=llm, events=[], **kwargs)
+        dispatcher.add_event_handler(handler)
+        handlers.append(handler)
+        return handler
+
+    yield make
+    for handler in handlers:
+        dispatcher.event_handlers.remove(handler)
+
+
+def test_is_a_base_llm_with_honest_metadata() -> None:
+    llm = make_llm(max_tokens=64)
+    assert isinstance(llm, BaseLLM)
+    meta = llm.metadata
+    assert meta.context_window == 1024 and meta.num_output == 64 and meta.is_chat_model
+    assert meta.model_name == "greenserv[small,large]"
+
+
+def test_every_method_returns_the_right_type_with_the_routing_record() -> None:
+    llm = make_llm()
+    chat = llm.chat(ASK)
+    completion = llm.complete("2+2?")
+    assert isinstance(chat, ChatResponse) and isinstance(completion, CompletionResponse)
+    for response in (chat, completion):
+        record = response.additional_kwargs
+        assert record == response.raw
+        assert record["model"] in {"small", "large"} and record["energy_source"] == "fake"
+        assert {
+            "decision_id",
+            "input_tokens",
+            "output_tokens",
+            "latency_s",
+            "energy_joules",
+            "features",
+            "tradeoff",
+        } <= set(record)
+    assert chat.message.role == MessageRole.ASSISTANT and chat.message.content.startswith(
+        chat.additional_kwargs["model"]
+    )
+
+
+def test_streams_carry_cumulative_text_and_deltas() -> None:
+    llm = make_llm()
+    for responses in (list(llm.stream_chat(ASK)), list(llm.stream_complete("tell me three things"))):
+        texts = [r.message.content if isinstance(r, ChatResponse) else r.text for r in responses]
+        deltas = [r.delta for r in responses]
+        assert all(texts[i] == "".join(deltas[: i + 1]) for i in range(len(responses)))
+        assert responses[-1].additional_kwargs["decision_id"] and responses[-1].delta == ""
+
+
+def test_async_methods_are_real_async() -> None:
+    def slow(messages):  # type: ignore[no-untyped-def]
+        time.sleep(0.3)
+        return "slow answer"
+
+    llm = make_llm(backends=[FakeBackend("slow", reply=slow)])
+
+    async def main():  # type: ignore[no-untyped-def]
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        task = asyncio.create_task(ticker())
+        chat = await llm.achat(ASK)
+        completion = await llm.acomplete("hi")
+        chat_stream = [r async for r in await llm.astream_chat(ASK)]
+        completion_stream = [r async for r in await llm.astream_complete("hi")]
+        task.cancel()
+        return ticks, chat, completion, chat_stream, completion_stream
+
+    ticks, chat, completion, chat_stream, completion_stream = asyncio.run(main())
+    assert isinstance(chat, ChatResponse) and isinstance(completion, CompletionResponse)
+    assert chat_stream[-1].message.content == completion_stream[-1].text == "slow answer"
+    assert ticks > 5
+
+
+def test_feedback_by_response_or_decision_id() -> None:
+    llm = make_llm()
+    response = llm.complete("hello")
+    assert llm.feedback(response, 1.0).applied
+    with pytest.raises(DecisionAlreadyScoredError):
+        llm.feedback(response.additional_kwargs["decision_id"], 1.0)
+    with pytest.raises(KeyError):
+        llm.feedback("no-such-decision", 1.0)
+
+
+def test_bad_input_is_refused() -> None:
+    llm = make_llm()
+    with pytest.raises(InvalidInputError, match="does not take"):
+        llm.complete("hi", frequency_penalty=1)
+    with pytest.raises(InvalidInputError, match="tool"):
+        llm.chat([ChatMessage(role=MessageRole.TOOL, content="42")])
+    assert llm.complete("pin", model="large").additional_kwargs["model"] == "large"
+
+
+def test_instrumentation_events_carry_the_routing_record(collector) -> None:  # type: ignore[no-untyped-def]
+    llm = make_llm()
+    handler = collector(llm)
+    llm.chat(ASK)
+    llm.complete("hi")
+    ends = [e for e in handler.events if isinstance(e, (LLMChatEndEvent, LLMCompletionEndEvent))]
+    assert len(ends) == 2
+    assert all(e.response.additional_kwargs["decision_id"] for e in ends)
+    assert len(handler.seen) == 2
+
+
+def test_handler_scores_automatically_and_counts_each_decision_once(collector) -> None:  # type: ignore[no-untyped-def]
+    llm = make_llm()
+    handler = collector(llm, evaluator=lambda prompt, output: 1.0)
+    llm.chat(ASK)
+    list(llm.stream_chat(ASK))
+    response = llm.complete("hi")
+    # deliver the completion's end event again, as a nested call would: still one feedback
+    handler.handle(LLMCompletionEndEvent(prompt="hi", response=response))
+    assert len(handler.seen) == 3 and all(s.score == 1.0 for s in handler.seen.values())
+    assert sum(arm.n for arm in llm.greenserv_router.policy_.arms_.values()) == 3
+
+
+def test_handler_logs_a_failing_evaluator(caplog: pytest.LogCaptureFixture) -> None:
+    llm = make_llm()
+
+    def broken(prompt: str, output: str) -> float:
+        raise ValueError("evaluator bug")
+
+    handler = GreenServEventHandler(llm=llm, evaluator=broken)
+    response = llm.complete("hi")
+    with caplog.at_level(logging.WARNING, logger="greenserv.llama_index"):
+        handler.handle(LLMCompletionEndEvent(prompt="hi", response=response))
+    assert "evaluator bug" in caplog.text and len(handler.errors) == 1
+
+
+def test_handler_records_for_later_feedback() -> None:
+    llm = make_llm()
+    handler = GreenServEventHandler(llm=llm)
+    response = llm.complete("hi")
+    handler.handle(LLMCompletionEndEvent(prompt="hi", response=response))
+    decision_id = response.additional_kwargs["decision_id"]
+    assert handler.feedback(decision_id, 0.5).applied
+    with pytest.raises(KeyError):
+        handler.feedback("unseen", 1.0)
+
+
+def test_embedding_wraps_the_core_embedder() -> None:
+    from greenserv_core.features import HashingEmbedder
+
+    embedding = GreenServEmbedding(embedder=HashingEmbedder(16))
+    assert len(embedding.get_query_embedding("q")) == 16
+    assert len(embedding.get_text_embedding_batch(["a", "b"])) == 2
