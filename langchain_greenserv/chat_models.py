@@ -34,6 +34,7 @@ from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult, LLMResult
 from pydantic import ConfigDict, Field, PrivateAttr
 
+from greenserv_core.adapter_support import LazyRouter, generation_options
 from greenserv_core.async_bridge import iterate_in_thread
 from greenserv_core.errors import InvalidInputError, UnknownDecisionError
 from greenserv_core.models.pool import build_backends
@@ -43,10 +44,6 @@ from langchain_greenserv.messages import to_greenserv_messages
 __all__ = ["ChatGreenServ", "decision_id_of"]
 
 logger = logging.getLogger("greenserv.langchain")
-
-_CALL_OPTIONS = frozenset(
-    {"temperature", "max_tokens", "timeout", "seed", "tradeoff", "max_latency_s", "top_p", "model"}
-)
 
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -141,8 +138,7 @@ class ChatGreenServ(BaseChatModel):
     seed: int | None = None
     max_latency_s: float | None = None
 
-    _router: GreenServRouter | None = PrivateAttr(default=None)
-    _router_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _router: LazyRouter = PrivateAttr(default_factory=LazyRouter)
     _recorder: _RunRecorder = PrivateAttr(default_factory=_RunRecorder)
 
     def model_post_init(self, context: Any) -> None:
@@ -152,7 +148,7 @@ class ChatGreenServ(BaseChatModel):
             raise InvalidInputError(f"max_retries must be >= 0, got {self.max_retries!r}")
         if self.max_tokens is not None and self.max_tokens < 1:
             raise InvalidInputError(f"max_tokens must be positive, got {self.max_tokens!r}")
-        self._router = self.router
+        self._router = LazyRouter(self.router)
         if isinstance(self.callbacks, BaseCallbackManager):
             self.callbacks.add_handler(self._recorder, inherit=False)
         else:
@@ -162,17 +158,16 @@ class ChatGreenServ(BaseChatModel):
     @property
     def greenserv_router(self) -> GreenServRouter:
         """The router (built from ``models``/``strategy``/``tradeoff`` on first use)."""
-        if self._router is None:
-            with self._router_lock:
-                if self._router is None:
-                    self._router = GreenServRouter(
-                        build_backends(self.models, meter=self.meter),
-                        strategy=self.strategy,
-                        tradeoff=self.tradeoff,
-                        seed=self.seed,
-                        max_latency_s=self.max_latency_s,
-                    )
-        return self._router
+        return self._router.get(self._build_router)
+
+    def _build_router(self) -> GreenServRouter:
+        return GreenServRouter(
+            build_backends(self.models, meter=self.meter),
+            strategy=self.strategy,
+            tradeoff=self.tradeoff,
+            seed=self.seed,
+            max_latency_s=self.max_latency_s,
+        )
 
     @property
     def _llm_type(self) -> str:
@@ -180,8 +175,8 @@ class ChatGreenServ(BaseChatModel):
 
     @property
     def pool_name(self) -> str:
-        if self._router is not None:
-            names = self._router.models
+        if self._router.router is not None:
+            names = self._router.router.models
         elif self.models is not None:
             names = [m if isinstance(m, str) else getattr(getattr(m, "info", m), "name", str(m)) for m in self.models]
         else:
@@ -214,23 +209,17 @@ class ChatGreenServ(BaseChatModel):
 
     # ---- calling the router ---------------------------------------------------------------
     def _options(self, stop: list[str] | None, kwargs: dict[str, Any]) -> dict[str, Any]:
-        unknown = set(kwargs) - _CALL_OPTIONS
-        if unknown:
-            raise InvalidInputError(
-                f"ChatGreenServ does not take {sorted(unknown)}; per-call options are {sorted(_CALL_OPTIONS)}"
-            )
-        stops = list(stop if stop is not None else (self.stop or []))
-        return {
-            "temperature": kwargs.get("temperature", self.temperature),
-            "top_p": kwargs.get("top_p", self.top_p),
-            "max_new_tokens": kwargs.get("max_tokens", self.max_tokens) or 256,
-            "stop": stops,
-            "seed": kwargs.get("seed", self.seed),
-            "tradeoff": kwargs.get("tradeoff"),
-            "max_latency_s": kwargs.get("max_latency_s", self.max_latency_s),
-            "max_time_s": kwargs.get("timeout", self.timeout),
-            "models": [kwargs["model"]] if kwargs.get("model") else None,
-        }
+        return generation_options(
+            kwargs,
+            owner="ChatGreenServ",
+            temperature=self.temperature,
+            top_p=self.top_p,
+            max_tokens=self.max_tokens or 256,
+            seed=self.seed,
+            max_latency_s=self.max_latency_s,
+            timeout=self.timeout,
+            stop=stop if stop is not None else (self.stop or []),
+        )
 
     @staticmethod
     def _run_key(run_id: uuid.UUID | None, attempt: int) -> str:
@@ -245,11 +234,7 @@ class ChatGreenServ(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         if self.streaming:
-            chunks = list(self._stream(messages, stop=stop, run_manager=run_manager, **kwargs))
-            merged = chunks[0]
-            for chunk in chunks[1:]:
-                merged += chunk
-            return ChatResult(generations=[ChatGeneration(message=_as_message(merged.message))])
+            return _merged(list(self._stream(messages, stop=stop, run_manager=run_manager, **kwargs)))
         options = self._options(stop, kwargs)
         conversation = to_greenserv_messages(messages)
         router = self.greenserv_router
@@ -316,11 +301,9 @@ class ChatGreenServ(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         if self.streaming:
-            chunks = [chunk async for chunk in self._astream(messages, stop=stop, run_manager=run_manager, **kwargs)]
-            merged = chunks[0]
-            for chunk in chunks[1:]:
-                merged += chunk
-            return ChatResult(generations=[ChatGeneration(message=_as_message(merged.message))])
+            return _merged(
+                [chunk async for chunk in self._astream(messages, stop=stop, run_manager=run_manager, **kwargs)]
+            )
         sync_manager = _RunIdOnly(run_manager.run_id) if run_manager else None
         # the model runs in a worker thread: the event loop stays free
         return await asyncio.to_thread(self._generate, messages, stop, sync_manager, **kwargs)  # type: ignore[arg-type]
@@ -363,11 +346,17 @@ class _RunIdOnly:
         return None
 
 
-def _as_message(chunk: BaseMessage) -> AIMessage:
-    assert isinstance(chunk, AIMessageChunk)
-    return AIMessage(
-        content=chunk.content,
-        usage_metadata=chunk.usage_metadata,
-        response_metadata=chunk.response_metadata,
-        id=chunk.id,
+def _merged(chunks: list[ChatGenerationChunk]) -> ChatResult:
+    """One ``ChatResult`` from a finished stream (``streaming=True`` under ``invoke``)."""
+    merged = chunks[0]
+    for chunk in chunks[1:]:
+        merged += chunk
+    message = merged.message
+    assert isinstance(message, AIMessageChunk)
+    final = AIMessage(
+        content=message.content,
+        usage_metadata=message.usage_metadata,
+        response_metadata=message.response_metadata,
+        id=message.id,
     )
+    return ChatResult(generations=[ChatGeneration(message=final)])

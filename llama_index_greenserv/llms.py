@@ -15,9 +15,8 @@ model, tokens, latency, joules and their source, features, λ).
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator, Sequence
+from typing import Any, TypeVar
 
 from llama_index.core.base.llms.types import (
     ChatMessage,
@@ -34,6 +33,7 @@ from llama_index.core.llms import LLM
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from pydantic import ConfigDict, Field, PrivateAttr
 
+from greenserv_core.adapter_support import LazyRouter, generation_options
 from greenserv_core.async_bridge import iterate_in_thread
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.messages import Message
@@ -93,11 +93,10 @@ class GreenServLLM(LLM):
     seed: int | None = None
     max_latency_s: float | None = None
 
-    _router: GreenServRouter | None = PrivateAttr(default=None)
-    _router_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _router: LazyRouter = PrivateAttr(default_factory=LazyRouter)
 
     def model_post_init(self, context: Any) -> None:
-        self._router = self.router
+        self._router = LazyRouter(self.router)
 
     @classmethod
     def class_name(cls) -> str:
@@ -105,17 +104,17 @@ class GreenServLLM(LLM):
 
     @property
     def greenserv_router(self) -> GreenServRouter:
-        if self._router is None:
-            with self._router_lock:
-                if self._router is None:
-                    self._router = GreenServRouter(
-                        build_backends(self.models, meter=self.meter),
-                        strategy=self.strategy,
-                        tradeoff=self.tradeoff,
-                        seed=self.seed,
-                        max_latency_s=self.max_latency_s,
-                    )
-        return self._router
+        """The router (built from ``models``/``strategy``/``tradeoff`` on first use)."""
+        return self._router.get(self._build_router)
+
+    def _build_router(self) -> GreenServRouter:
+        return GreenServRouter(
+            build_backends(self.models, meter=self.meter),
+            strategy=self.strategy,
+            tradeoff=self.tradeoff,
+            seed=self.seed,
+            max_latency_s=self.max_latency_s,
+        )
 
     @property
     def metadata(self) -> LLMMetadata:
@@ -130,21 +129,16 @@ class GreenServLLM(LLM):
 
     # ---- calling the router ---------------------------------------------------------------
     def _options(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        unknown = set(kwargs) - _CALL_OPTIONS
-        if unknown:
-            raise InvalidInputError(
-                f"GreenServLLM does not take {sorted(unknown)}; options are {sorted(_CALL_OPTIONS)}"
-            )
-        return {
-            "temperature": kwargs.get("temperature", self.temperature),
-            "top_p": kwargs.get("top_p", 1.0),
-            "max_new_tokens": kwargs.get("max_tokens", self.max_tokens),
-            "seed": kwargs.get("seed", self.seed),
-            "tradeoff": kwargs.get("tradeoff"),
-            "max_latency_s": kwargs.get("max_latency_s", self.max_latency_s),
-            "max_time_s": kwargs.get("timeout"),
-            "models": [kwargs["model"]] if kwargs.get("model") else None,
-        }
+        return generation_options(
+            kwargs,
+            owner="GreenServLLM",
+            temperature=self.temperature,
+            top_p=1.0,
+            max_tokens=self.max_tokens,
+            seed=self.seed,
+            max_latency_s=self.max_latency_s,
+            timeout=None,
+        )
 
     def _run(self, conversation: list[Message], kwargs: dict[str, Any]) -> RoutedGeneration:
         return self.greenserv_router.generate(conversation, **self._options(kwargs))
@@ -152,115 +146,87 @@ class GreenServLLM(LLM):
     def _pieces(self, conversation: list[Message], kwargs: dict[str, Any]) -> Iterator[RoutedChunk]:
         return self.greenserv_router.stream(conversation, **self._options(kwargs))
 
-    @staticmethod
-    def _chat_response(result: RoutedGeneration) -> ChatResponse:
-        record = result.record()
-        return ChatResponse(
-            message=ChatMessage(role=MessageRole.ASSISTANT, content=result.text),
-            raw=record,
-            additional_kwargs=dict(record),
-        )
-
-    @staticmethod
-    def _completion_response(result: RoutedGeneration) -> CompletionResponse:
-        record = result.record()
-        return CompletionResponse(text=result.text, raw=record, additional_kwargs=dict(record))
-
     # ---- sync ---------------------------------------------------------------------------
     @llm_chat_callback()
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        return self._chat_response(self._run(to_greenserv_messages(messages), kwargs))
+        result = self._run(to_greenserv_messages(messages), kwargs)
+        return _chat_response(result.text, None, result.record())
 
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        return self._completion_response(self._run([{"role": "user", "content": prompt}], kwargs))
+        result = self._run([{"role": "user", "content": prompt}], kwargs)
+        return _completion_response(result.text, None, result.record())
 
     @llm_chat_callback()
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
-        conversation = to_greenserv_messages(messages)
-
-        def gen() -> ChatResponseGen:
-            text = ""
-            for piece in self._pieces(conversation, kwargs):
-                if piece.generation is not None:
-                    record = piece.generation.record()
-                    yield ChatResponse(
-                        message=ChatMessage(role=MessageRole.ASSISTANT, content=text),
-                        delta="",
-                        raw=record,
-                        additional_kwargs=dict(record),
-                    )
-                    return
-                text += piece.delta
-                yield ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text), delta=piece.delta)
-
-        return gen()
+        return _responses(self._pieces(to_greenserv_messages(messages), kwargs), _chat_response)
 
     @llm_completion_callback()
     def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
-        conversation: list[Message] = [{"role": "user", "content": prompt}]
-
-        def gen() -> CompletionResponseGen:
-            text = ""
-            for piece in self._pieces(conversation, kwargs):
-                if piece.generation is not None:
-                    record = piece.generation.record()
-                    yield CompletionResponse(text=text, delta="", raw=record, additional_kwargs=dict(record))
-                    return
-                text += piece.delta
-                yield CompletionResponse(text=text, delta=piece.delta)
-
-        return gen()
+        return _responses(self._pieces([{"role": "user", "content": prompt}], kwargs), _completion_response)
 
     # ---- async: the model runs in a worker thread, the event loop stays free ----------------
     @llm_chat_callback()
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        conversation = to_greenserv_messages(messages)
-        return self._chat_response(await asyncio.to_thread(self._run, conversation, kwargs))
+        result = await asyncio.to_thread(self._run, to_greenserv_messages(messages), kwargs)
+        return _chat_response(result.text, None, result.record())
 
     @llm_completion_callback()
     async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         result = await asyncio.to_thread(self._run, [{"role": "user", "content": prompt}], kwargs)
-        return self._completion_response(result)
+        return _completion_response(result.text, None, result.record())
 
     @llm_chat_callback()
     async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
         conversation = to_greenserv_messages(messages)
-
-        async def gen() -> ChatResponseAsyncGen:
-            text = ""
-            async for piece in iterate_in_thread(lambda: self._pieces(conversation, kwargs)):
-                if piece.generation is not None:
-                    record = piece.generation.record()
-                    yield ChatResponse(
-                        message=ChatMessage(role=MessageRole.ASSISTANT, content=text),
-                        delta="",
-                        raw=record,
-                        additional_kwargs=dict(record),
-                    )
-                    return
-                text += piece.delta
-                yield ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text), delta=piece.delta)
-
-        return gen()
+        return _aresponses(iterate_in_thread(lambda: self._pieces(conversation, kwargs)), _chat_response)
 
     @llm_completion_callback()
     async def astream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseAsyncGen:
         conversation: list[Message] = [{"role": "user", "content": prompt}]
-
-        async def gen() -> CompletionResponseAsyncGen:
-            text = ""
-            async for piece in iterate_in_thread(lambda: self._pieces(conversation, kwargs)):
-                if piece.generation is not None:
-                    record = piece.generation.record()
-                    yield CompletionResponse(text=text, delta="", raw=record, additional_kwargs=dict(record))
-                    return
-                text += piece.delta
-                yield CompletionResponse(text=text, delta=piece.delta)
-
-        return gen()
+        return _aresponses(iterate_in_thread(lambda: self._pieces(conversation, kwargs)), _completion_response)
 
     # ---- feedback -----------------------------------------------------------------------
     def feedback(self, target: Any, score: float) -> FeedbackRecord:
         """Score a response (``ChatResponse``/``CompletionResponse``) or a decision id in [0, 1]."""
         return self.greenserv_router.feedback(decision_id_of(target), score)
+
+
+R = TypeVar("R", ChatResponse, CompletionResponse)
+
+
+def _chat_response(text: str, delta: str | None, record: dict[str, Any] | None) -> ChatResponse:
+    return ChatResponse(
+        message=ChatMessage(role=MessageRole.ASSISTANT, content=text),
+        delta=delta,
+        raw=record,
+        additional_kwargs=dict(record or {}),
+    )
+
+
+def _completion_response(text: str, delta: str | None, record: dict[str, Any] | None) -> CompletionResponse:
+    return CompletionResponse(text=text, delta=delta, raw=record, additional_kwargs=dict(record or {}))
+
+
+def _responses(pieces: Iterator[RoutedChunk], make: Callable[[str, str | None, Any], R]) -> Generator[R, None, None]:
+    """LlamaIndex's streaming convention: cumulative ``text`` plus the new ``delta``; the last
+    response (empty delta) carries the routing record."""
+    text = ""
+    for piece in pieces:
+        if piece.generation is not None:
+            yield make(text, "", piece.generation.record())
+            return
+        text += piece.delta
+        yield make(text, piece.delta, None)
+
+
+async def _aresponses(
+    pieces: AsyncIterator[RoutedChunk], make: Callable[[str, str | None, Any], R]
+) -> AsyncGenerator[R, None]:
+    text = ""
+    async for piece in pieces:
+        if piece.generation is not None:
+            yield make(text, "", piece.generation.record())
+            return
+        text += piece.delta
+        yield make(text, piece.delta, None)

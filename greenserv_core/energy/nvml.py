@@ -83,14 +83,10 @@ def cuda_synchronizer(cuda_devices: Sequence[int]) -> Callable[[], None]:
     return synchronize
 
 
-class NvmlCounterMeter(TimedMeter):
-    """Joules from the GPUs' total-energy counters.
+class _NvmlMeter(TimedMeter):
+    """Shared set-up: NVML, the devices' handles, CUDA synchronisation, a first probe."""
 
-    Raises :class:`MissingResourceError` at construction if NVML or the counter is missing.
-    """
-
-    source = "nvml-counter"
-    measured = True
+    probe_error = "NVML cannot read this GPU"
 
     def __init__(
         self,
@@ -104,9 +100,26 @@ class NvmlCounterMeter(TimedMeter):
         self.handles = nvml_handles(self.pynvml, self.cuda_devices)
         self.synchronize = synchronize or cuda_synchronizer(self.cuda_devices)
         try:
-            self._read()
+            self._probe()
         except Exception as error:
-            raise MissingResourceError(f"this GPU has no readable total-energy counter: {error}") from error
+            raise MissingResourceError(f"{self.probe_error}: {error}") from error
+
+    def _probe(self) -> None:
+        raise NotImplementedError
+
+
+class NvmlCounterMeter(_NvmlMeter):
+    """Joules from the GPUs' total-energy counters.
+
+    Raises :class:`MissingResourceError` at construction if NVML or the counter is missing.
+    """
+
+    source = "nvml-counter"
+    measured = True
+    probe_error = "this GPU has no readable total-energy counter"
+
+    def _probe(self) -> None:
+        self._read()
 
     def _read(self) -> list[int]:
         return [int(self.pynvml.nvmlDeviceGetTotalEnergyConsumption(h)) for h in self.handles]
@@ -122,11 +135,12 @@ class NvmlCounterMeter(TimedMeter):
         return float(millijoules) / 1000.0
 
 
-class NvmlPowerMeter(TimedMeter):
+class NvmlPowerMeter(_NvmlMeter):
     """Joules by integrating sampled GPU power over the window (every ``interval_s``)."""
 
     source = "nvml-power"
     measured = True
+    probe_error = "this GPU reports no power reading"
 
     def __init__(
         self,
@@ -136,15 +150,11 @@ class NvmlPowerMeter(TimedMeter):
         synchronize: Callable[[], None] | None = None,
         pynvml: ModuleType | None = None,
     ) -> None:
-        self.pynvml = pynvml or load_pynvml()
-        self.cuda_devices = tuple(cuda_devices)
-        self.handles = nvml_handles(self.pynvml, self.cuda_devices)
         self.interval_s = interval_s
-        self.synchronize = synchronize or cuda_synchronizer(self.cuda_devices)
-        try:
-            self._watts()
-        except Exception as error:
-            raise MissingResourceError(f"this GPU reports no power reading: {error}") from error
+        super().__init__(cuda_devices, synchronize=synchronize, pynvml=pynvml)
+
+    def _probe(self) -> None:
+        self._watts()
 
     def _watts(self) -> float:
         return sum(int(self.pynvml.nvmlDeviceGetPowerUsage(h)) for h in self.handles) / 1000.0
