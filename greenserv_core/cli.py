@@ -95,6 +95,45 @@ def _chat(args: argparse.Namespace) -> int:
     return 0
 
 
+def _simulate(args: argparse.Namespace) -> int:
+    from greenserv_core.evaluation.simulate import read_calibration, simulate_table
+    from greenserv_core.evaluation.table import write_table
+
+    table = simulate_table(read_calibration(args.calibration), queries_per_task=args.queries_per_task, seed=args.seed)
+    path = write_table(table, args.out)
+    print(f"wrote a SIMULATED outcome table: {len(table)} rows, {table.metadata['models']} models → {path}")
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    import json
+
+    from greenserv_core.evaluation.replay import replay
+    from greenserv_core.evaluation.table import read_table
+
+    table = read_table(args.table)
+    report = replay(
+        table,
+        args.strategies.split(","),
+        tradeoff=args.tradeoff,
+        runs=args.runs,
+        seed=args.seed,
+        feedback_rate=args.feedback_rate,
+        progress=True,
+    )
+    if table.simulated:
+        print("NOTE: this table is SIMULATED")
+    print("| strategy | accuracy | energy (Wh) | reward | cumulative regret |")
+    print("|---|---|---|---|---|")
+    for name, summary in report["strategies"].items():
+        cells = [f"{summary[k]['mean']:.3f} ± {summary[k]['ci95']:.3f}" for k in ("accuracy", "energy_wh", "reward")]
+        print(f"| {name} | {' | '.join(cells)} | {summary['cumulative_regret']['mean']:.1f} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2), encoding="utf-8")
+        print(f"wrote {args.json}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="greenserv", description="Energy-aware routing over local LLMs.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the router and meters do")
@@ -111,6 +150,24 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--seed", type=int, default=0)
     chat.add_argument("--interactive", action="store_true", help="read messages from standard input")
     chat.set_defaults(run=_chat)
+    bench = commands.add_parser("bench", help="outcome tables and replay benchmarks").add_subparsers(
+        dest="bench", required=True
+    )
+    simulate = bench.add_parser("simulate", help="draw a SIMULATED paper-scale table from calibration figures")
+    simulate.add_argument("--calibration", required=True, help="CSV of per-(model, task) figures")
+    simulate.add_argument("--out", required=True, help="table path (.parquet or .csv)")
+    simulate.add_argument("--queries-per-task", type=int, default=2500)
+    simulate.add_argument("--seed", type=int, default=0)
+    simulate.set_defaults(run=_simulate)
+    replay = bench.add_parser("replay", help="replay a table through the router with partial feedback")
+    replay.add_argument("--table", required=True)
+    replay.add_argument("--strategies", default="linucb,thompson,epsilon,epsilon-nc,random,oracle")
+    replay.add_argument("--tradeoff", type=float, default=0.4)
+    replay.add_argument("--runs", type=int, default=5)
+    replay.add_argument("--seed", type=int, default=0)
+    replay.add_argument("--feedback-rate", type=float, default=1.0)
+    replay.add_argument("--json", help="write the full report (CIs, shares, settings) here")
+    replay.set_defaults(run=_replay)
     return parser
 
 

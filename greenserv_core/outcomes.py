@@ -48,10 +48,16 @@ class CostModel:
 
     def predict(self, name: str, context: np.ndarray, prompt_tokens: int) -> float | None:
         """Estimated value (never negative), or ``None`` for a model not yet observed."""
-        model = self.models_.get(name)
-        if model is None or model.n == 0:
-            return None
-        return max(0.0, model.predict(self._x(context, prompt_tokens)))
+        return self.predict_all([name], context, prompt_tokens)[name]
+
+    def predict_all(self, names: list[str], context: np.ndarray, prompt_tokens: int) -> dict[str, float | None]:
+        """:meth:`predict` for several models, building the feature vector once."""
+        x = self._x(context, prompt_tokens)
+        out: dict[str, float | None] = {}
+        for name in names:
+            model = self.models_.get(name)
+            out[name] = None if model is None or model.n == 0 else max(0.0, model.predict(x))
+        return out
 
     def state_dict(self) -> dict[str, Any]:
         return {"l2": self.l2, "models": {name: arm.state_dict() for name, arm in self.models_.items()}}

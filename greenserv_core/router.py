@@ -273,7 +273,10 @@ class GreenServRouter:
             excluded: dict[str, str] = {}
             predicted: dict[str, float | None] = {}
             costs: dict[str, float] = {}
-            for name in self._models:
+            names = list(self._models)
+            latencies = self.latency_.predict_all(names, x, features.prompt_tokens)
+            energies = self.energy_.predict_all(names, x, features.prompt_tokens)
+            for name in names:
                 if allowed is not None and name not in allowed:
                     excluded[name] = "not among the models requested for this query"
                     continue
@@ -288,13 +291,13 @@ class GreenServRouter:
                     )
                     continue
                 info = backend.info
-                latency = self.latency_.predict(name, x, features.prompt_tokens)
+                latency = latencies[name]
                 if latency is None and info.prior_seconds_per_token is not None:
                     latency = info.prior_seconds_per_token * (tokens + max_new_tokens)
                 if limit is not None and latency is not None and latency > limit:
                     excluded[name] = f"predicted latency {latency:.3f} s exceeds the limit {limit:.3f} s"
                     continue
-                joules = self.energy_.predict(name, x, features.prompt_tokens)
+                joules = energies[name]
                 if joules is None and info.prior_joules_per_token is not None:
                     joules = info.prior_joules_per_token * (tokens + max_new_tokens)
                 predicted[name] = joules

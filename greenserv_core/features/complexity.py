@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import os
@@ -18,7 +19,7 @@ __all__ = ["ComplexityBinner", "ComplexityFeatures", "approximate_tokens", "prep
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 _NLTK_READY = threading.Lock()
-_nltk_ready = False
+_nltk_ready: Path | None = None
 
 
 def prepare_offline_cmudict() -> Path:
@@ -28,10 +29,12 @@ def prepare_offline_cmudict() -> Path:
     Written once into ``<cache>/nltk_data/corpora/cmudict/cmudict`` (write-then-rename).
     """
     global _nltk_ready
-    root = cache_dir() / "nltk_data"
+    if _nltk_ready:
+        return _nltk_ready
     with _NLTK_READY:
         if _nltk_ready:
-            return root
+            return _nltk_ready
+        root = cache_dir() / "nltk_data"
         import nltk
 
         target = root / "corpora" / "cmudict" / "cmudict"
@@ -46,10 +49,11 @@ def prepare_offline_cmudict() -> Path:
             os.replace(partial, target)
         if str(root) not in nltk.data.path:
             nltk.data.path.insert(0, str(root))
-        _nltk_ready = True
+        _nltk_ready = root
     return root
 
 
+@functools.lru_cache(maxsize=4096)
 def approximate_tokens(text: str) -> int:
     """Model-independent prompt length: words and punctuation marks.
 

