@@ -36,7 +36,7 @@ from pydantic import ConfigDict, Field, PrivateAttr
 
 from greenserv_core.adapter_support import LazyRouter, generation_options
 from greenserv_core.async_bridge import iterate_in_thread
-from greenserv_core.errors import InvalidInputError, UnknownDecisionError
+from greenserv_core.errors import GreenServError, InvalidInputError, UnknownDecisionError
 from greenserv_core.models.pool import build_backends
 from greenserv_core.router import FeedbackRecord, GreenServRouter, RoutedGeneration
 from langchain_greenserv.messages import to_greenserv_messages
@@ -243,8 +243,8 @@ class ChatGreenServ(BaseChatModel):
             try:
                 result = router.generate(conversation, decision_id=self._run_key(run_id, attempt), **options)
                 break
-            except InvalidInputError:
-                raise
+            except GreenServError:
+                raise  # bad input, no eligible model, missing model: another try cannot help
             except Exception as error:
                 if attempt == self.max_retries:
                     raise
