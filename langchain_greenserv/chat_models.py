@@ -37,7 +37,7 @@ from pydantic import ConfigDict, Field, PrivateAttr
 from greenserv_core.adapter_support import LazyRouter, generation_options
 from greenserv_core.async_bridge import iterate_in_thread
 from greenserv_core.errors import GreenServError, InvalidInputError, UnknownDecisionError
-from greenserv_core.models.pool import build_backends
+from greenserv_core.models.pool import build_router
 from greenserv_core.router import FeedbackRecord, GreenServRouter, RoutedGeneration
 from langchain_greenserv.messages import to_greenserv_messages
 
@@ -96,6 +96,15 @@ class _RunRecorder(BaseCallbackHandler):
     def resolve(self, key: str) -> str:
         with self._lock:
             return self.decisions.get(key, key)
+
+
+def _metadata(result: RoutedGeneration) -> dict[str, Any]:
+    return {
+        "model_name": result.model,
+        "model_provider": "greenserv",
+        "finish_reason": result.finish_reason,
+        "greenserv": result.record(),
+    }
 
 
 def _usage(result: RoutedGeneration) -> UsageMetadata:
@@ -161,8 +170,9 @@ class ChatGreenServ(BaseChatModel):
         return self._router.get(self._build_router)
 
     def _build_router(self) -> GreenServRouter:
-        return GreenServRouter(
-            build_backends(self.models, meter=self.meter),
+        return build_router(
+            self.models,
+            meter=self.meter,
             strategy=self.strategy,
             tradeoff=self.tradeoff,
             seed=self.seed,
@@ -249,16 +259,7 @@ class ChatGreenServ(BaseChatModel):
                 if attempt == self.max_retries:
                     raise
                 logger.warning("generation failed (%s); re-routing, attempt %d", error, attempt + 2)
-        message = AIMessage(
-            content=result.text,
-            usage_metadata=_usage(result),
-            response_metadata={
-                "model_name": result.model,
-                "model_provider": "greenserv",
-                "finish_reason": result.finish_reason,
-                "greenserv": result.record(),
-            },
-        )
+        message = AIMessage(content=result.text, usage_metadata=_usage(result), response_metadata=_metadata(result))
         return ChatResult(generations=[ChatGeneration(message=message)], llm_output={"model_name": result.model})
 
     def _stream(
@@ -280,12 +281,7 @@ class ChatGreenServ(BaseChatModel):
                     message=AIMessageChunk(
                         content="",
                         usage_metadata=_usage(result),
-                        response_metadata={
-                            "model_name": result.model,
-                            "model_provider": "greenserv",
-                            "finish_reason": result.finish_reason,
-                            "greenserv": result.record(),
-                        },
+                        response_metadata=_metadata(result),
                         chunk_position="last",
                     )
                 )

@@ -37,7 +37,7 @@ from greenserv_core.adapter_support import LazyRouter, generation_options
 from greenserv_core.async_bridge import iterate_in_thread
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.messages import Message
-from greenserv_core.models.pool import build_backends
+from greenserv_core.models.pool import build_router
 from greenserv_core.router import FeedbackRecord, GreenServRouter, RoutedChunk, RoutedGeneration
 
 __all__ = ["GreenServLLM", "decision_id_of"]
@@ -108,8 +108,9 @@ class GreenServLLM(LLM):
         return self._router.get(self._build_router)
 
     def _build_router(self) -> GreenServRouter:
-        return GreenServRouter(
-            build_backends(self.models, meter=self.meter),
+        return build_router(
+            self.models,
+            meter=self.meter,
             strategy=self.strategy,
             tradeoff=self.tradeoff,
             seed=self.seed,

