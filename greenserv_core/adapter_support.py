@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.router import GreenServRouter
 
-__all__ = ["CALL_OPTIONS", "LazyRouter", "generation_options"]
+__all__ = ["CALL_OPTIONS", "LazyRouter", "RouterFromArguments", "generation_options"]
 
 CALL_OPTIONS = frozenset(
     {"temperature", "max_tokens", "top_p", "seed", "timeout", "tradeoff", "max_latency_s", "model"}
@@ -30,6 +30,37 @@ class LazyRouter:
                 if self.router is None:
                     self.router = build()
         return self.router
+
+
+class RouterFromArguments:
+    """Mixin for adapter models that hold a ready ``router`` or the simple arguments to build
+    one (``models``, ``meter``, ``strategy``, ``tradeoff``, ``seed``, ``max_latency_s``) and a
+    :class:`LazyRouter` in ``_router``."""
+
+    if TYPE_CHECKING:
+        models: Any
+        meter: str
+        strategy: str
+        tradeoff: float
+        seed: int | None
+        max_latency_s: float | None
+        _router: LazyRouter
+
+    @property
+    def greenserv_router(self) -> GreenServRouter:
+        """The router (built from ``models``/``strategy``/``tradeoff`` on first use)."""
+        from greenserv_core.models.pool import build_router
+
+        return self._router.get(
+            lambda: build_router(
+                self.models,
+                meter=self.meter,
+                strategy=self.strategy,
+                tradeoff=self.tradeoff,
+                seed=self.seed,
+                max_latency_s=self.max_latency_s,
+            )
+        )
 
 
 def generation_options(

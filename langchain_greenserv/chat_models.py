@@ -34,10 +34,9 @@ from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult, LLMResult
 from pydantic import ConfigDict, Field, PrivateAttr
 
-from greenserv_core.adapter_support import LazyRouter, generation_options
+from greenserv_core.adapter_support import LazyRouter, RouterFromArguments, generation_options
 from greenserv_core.async_bridge import iterate_in_thread
 from greenserv_core.errors import GreenServError, InvalidInputError, UnknownDecisionError
-from greenserv_core.models.pool import build_router
 from greenserv_core.router import FeedbackRecord, GreenServRouter, RoutedGeneration
 from langchain_greenserv.messages import to_greenserv_messages
 
@@ -113,7 +112,7 @@ def _usage(result: RoutedGeneration) -> UsageMetadata:
     )
 
 
-class ChatGreenServ(BaseChatModel):
+class ChatGreenServ(RouterFromArguments, BaseChatModel):
     """Energy-aware routing over a pool of local models, as a LangChain chat model.
 
     Build it from a ready ``router`` or from simple arguments: ``models`` (bundled model
@@ -164,20 +163,6 @@ class ChatGreenServ(BaseChatModel):
             self.callbacks = [*(self.callbacks or []), self._recorder]
 
     # ---- identity -----------------------------------------------------------------------
-    @property
-    def greenserv_router(self) -> GreenServRouter:
-        """The router (built from ``models``/``strategy``/``tradeoff`` on first use)."""
-        return self._router.get(self._build_router)
-
-    def _build_router(self) -> GreenServRouter:
-        return build_router(
-            self.models,
-            meter=self.meter,
-            strategy=self.strategy,
-            tradeoff=self.tradeoff,
-            seed=self.seed,
-            max_latency_s=self.max_latency_s,
-        )
 
     @property
     def _llm_type(self) -> str:

@@ -33,11 +33,10 @@ from llama_index.core.llms import LLM
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from pydantic import ConfigDict, Field, PrivateAttr
 
-from greenserv_core.adapter_support import LazyRouter, generation_options
+from greenserv_core.adapter_support import LazyRouter, RouterFromArguments, generation_options
 from greenserv_core.async_bridge import iterate_in_thread
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.messages import Message
-from greenserv_core.models.pool import build_router
 from greenserv_core.router import FeedbackRecord, GreenServRouter, RoutedChunk, RoutedGeneration
 
 __all__ = ["GreenServLLM", "decision_id_of"]
@@ -71,7 +70,7 @@ def to_greenserv_messages(messages: Sequence[ChatMessage]) -> list[Message]:
     return out
 
 
-class GreenServLLM(LLM):
+class GreenServLLM(RouterFromArguments, LLM):
     """Energy-aware routing over a pool of local models, as a LlamaIndex LLM.
 
     Build from a ready ``router`` or from ``models`` (bundled names, model directories,
@@ -101,21 +100,6 @@ class GreenServLLM(LLM):
     @classmethod
     def class_name(cls) -> str:
         return "GreenServLLM"
-
-    @property
-    def greenserv_router(self) -> GreenServRouter:
-        """The router (built from ``models``/``strategy``/``tradeoff`` on first use)."""
-        return self._router.get(self._build_router)
-
-    def _build_router(self) -> GreenServRouter:
-        return build_router(
-            self.models,
-            meter=self.meter,
-            strategy=self.strategy,
-            tradeoff=self.tradeoff,
-            seed=self.seed,
-            max_latency_s=self.max_latency_s,
-        )
 
     @property
     def metadata(self) -> LLMMetadata:
