@@ -253,6 +253,26 @@ class GreenServRouter:
         by default a random one is made. ``models`` restricts the choice to these models
         (one name pins the query to that model; the outcome is still learned).
         """
+        return self._route(
+            validate_messages(messages),
+            tradeoff=tradeoff,
+            max_latency_s=max_latency_s,
+            max_new_tokens=max_new_tokens,
+            decision_id=decision_id,
+            models=models,
+        )
+
+    def _route(
+        self,
+        clean: list[Message],
+        *,
+        tradeoff: float | None,
+        max_latency_s: float | None,
+        max_new_tokens: int,
+        decision_id: str | None = None,
+        models: Sequence[str] | None = None,
+    ) -> RoutingDecision:
+        """:meth:`route` for messages already checked by :func:`validate_messages`."""
         allowed = None if models is None else self._check_model_names(models)
         if decision_id is not None:
             if not isinstance(decision_id, str) or not decision_id:
@@ -260,7 +280,6 @@ class GreenServRouter:
             with self._lock:
                 if self.pending_.known(decision_id):
                     raise InvalidInputError(f"decision id {decision_id!r} is already in use")
-        clean = validate_messages(messages)
         lam = self.tradeoff if tradeoff is None else check_tradeoff(tradeoff)
         limit = self.max_latency_s if max_latency_s is None else _check_positive("max_latency_s", max_latency_s)
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
@@ -404,15 +423,15 @@ class GreenServRouter:
         propagates.
         """
         settings = GenerationSettings(max_new_tokens, temperature, top_p, tuple(stop), seed, max_time_s)
-        decision = self.route(
-            messages,
+        clean = validate_messages(messages)
+        decision = self._route(
+            clean,
             tradeoff=tradeoff,
             max_latency_s=max_latency_s,
             max_new_tokens=max_new_tokens,
             decision_id=decision_id,
             models=models,
         )
-        clean = validate_messages(messages)
         try:
             result = self.backend(decision.model).generate(clean, settings)
         except BaseException:
@@ -437,15 +456,15 @@ class GreenServRouter:
     ) -> Iterator[RoutedChunk]:
         """Like :meth:`generate`, piece by piece; the last chunk carries the :class:`RoutedGeneration`."""
         settings = GenerationSettings(max_new_tokens, temperature, top_p, tuple(stop), seed, max_time_s)
-        decision = self.route(
-            messages,
+        clean = validate_messages(messages)
+        decision = self._route(
+            clean,
             tradeoff=tradeoff,
             max_latency_s=max_latency_s,
             max_new_tokens=max_new_tokens,
             decision_id=decision_id,
             models=models,
         )
-        clean = validate_messages(messages)
         finished = False
         try:
             for chunk in self.backend(decision.model).stream(clean, settings):
@@ -480,7 +499,7 @@ class GreenServRouter:
         try:
             for messages in cleaned:
                 decisions.append(
-                    self.route(
+                    self._route(
                         messages,
                         tradeoff=tradeoff,
                         max_latency_s=max_latency_s,

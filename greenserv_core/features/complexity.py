@@ -65,11 +65,10 @@ def approximate_tokens(text: str) -> int:
 
 @dataclass(frozen=True)
 class ComplexityFeatures:
-    """Reading ease, its bin, and the prompt's approximate length in tokens."""
+    """Reading ease and its bin."""
 
     flesch_reading_ease: float
     bin: int
-    prompt_tokens: int
 
 
 class ComplexityBinner:
@@ -107,4 +106,4 @@ class ComplexityBinner:
         score = float(textstat.flesch_reading_ease(text)) if re.search(r"[A-Za-z]", text) else 100.0
         if not math.isfinite(score):
             score = 100.0
-        return ComplexityFeatures(score, self.bin_of(score), approximate_tokens(text))
+        return ComplexityFeatures(score, self.bin_of(score))
