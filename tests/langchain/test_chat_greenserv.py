@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
@@ -20,6 +19,7 @@ from greenserv_core import (
     UnknownDecisionError,
 )
 from langchain_greenserv import ChatGreenServ, GreenServFeedbackHandler, decision_id_of
+from tests.async_checks import SLOW_ANSWER, run_while_ticking, slow_backend
 from tests.conftest import make_hashing_extractor
 
 
@@ -165,30 +165,16 @@ def test_failing_evaluator_is_logged_not_raised(caplog: pytest.LogCaptureFixture
 
 
 def test_async_calls_do_not_block_the_event_loop() -> None:
-    def slow(messages):  # type: ignore[no-untyped-def]
-        time.sleep(0.3)
-        return "slow answer"
+    llm = make_llm(backends=[slow_backend()])
 
-    llm = make_llm(backends=[FakeBackend("slow", reply=slow)])
-
-    async def main() -> tuple[int, AIMessage, list[str]]:
-        ticks = 0
-
-        async def ticker() -> None:
-            nonlocal ticks
-            while True:
-                await asyncio.sleep(0.01)
-                ticks += 1
-
-        task = asyncio.create_task(ticker())
+    async def work() -> tuple[AIMessage, list[str]]:
         message = await llm.ainvoke("hi")
         pieces = [chunk.content async for chunk in llm.astream("hi")]
-        task.cancel()
-        return ticks, message, pieces  # type: ignore[return-value]
+        return message, pieces  # type: ignore[return-value]
 
-    ticks, message, pieces = asyncio.run(main())
-    assert message.content == "slow answer"
-    assert "".join(pieces) == "slow answer"
+    ticks, (message, pieces) = run_while_ticking(work)
+    assert message.content == SLOW_ANSWER
+    assert "".join(pieces) == SLOW_ANSWER
     assert ticks > 5  # the loop kept running while the model worked
 
 

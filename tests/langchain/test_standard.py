@@ -22,11 +22,27 @@ def shared_router() -> GreenServRouter:
     return GreenServRouter(bundled_pool(), strategy="linucb", tradeoff=0.4, seed=0)
 
 
-class TestChatGreenServUnit(ChatModelUnitTests):
+class GreenServCapabilities:
+    """What ChatGreenServ is, and claims, in both suites."""
+
     @property
     def chat_model_class(self) -> type[ChatGreenServ]:
         return ChatGreenServ
 
+    @property
+    def has_tool_calling(self) -> bool:
+        return False
+
+    @property
+    def has_structured_output(self) -> bool:
+        return False
+
+    @property
+    def returns_usage_metadata(self) -> bool:
+        return True
+
+
+class TestChatGreenServUnit(GreenServCapabilities, ChatModelUnitTests):
     @property
     def standard_chat_model_params(self) -> dict[str, Any]:
         # local models take no API key: ChatGreenServ refuses unknown arguments, so leave it out
@@ -36,39 +52,11 @@ class TestChatGreenServUnit(ChatModelUnitTests):
     def chat_model_params(self) -> dict[str, Any]:
         return {"models": ["smollm2-135m-instruct", "gemma-3-270m"]}
 
-    @property
-    def has_tool_calling(self) -> bool:
-        return False
 
-    @property
-    def has_structured_output(self) -> bool:
-        return False
-
-    @property
-    def returns_usage_metadata(self) -> bool:
-        return True
-
-
-class TestChatGreenServIntegration(ChatModelIntegrationTests):
-    @property
-    def chat_model_class(self) -> type[ChatGreenServ]:
-        return ChatGreenServ
-
+class TestChatGreenServIntegration(GreenServCapabilities, ChatModelIntegrationTests):
     @property
     def chat_model_params(self) -> dict[str, Any]:
         return {"router": shared_router(), "max_tokens": 24}
-
-    @property
-    def has_tool_calling(self) -> bool:
-        return False
-
-    @property
-    def has_structured_output(self) -> bool:
-        return False
-
-    @property
-    def returns_usage_metadata(self) -> bool:
-        return True
 
     @property
     def supports_json_mode(self) -> bool:

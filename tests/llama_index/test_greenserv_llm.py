@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 
 import pytest
 from llama_index.core.base.llms.base import BaseLLM
@@ -14,6 +12,7 @@ from llama_index.core.instrumentation.events.llm import LLMChatEndEvent, LLMComp
 
 from greenserv_core import DecisionAlreadyScoredError, FakeBackend, GreenServRouter, InvalidInputError
 from llama_index_greenserv import GreenServEmbedding, GreenServEventHandler, GreenServLLM
+from tests.async_checks import SLOW_ANSWER, run_while_ticking, slow_backend
 from tests.conftest import make_hashing_extractor
 
 ASK = [ChatMessage(role=MessageRole.SYSTEM, content="Be brief."), ChatMessage(role=MessageRole.USER, content="2+2?")]
@@ -92,32 +91,18 @@ def test_streams_carry_cumulative_text_and_deltas() -> None:
 
 
 def test_async_methods_are_real_async() -> None:
-    def slow(messages):  # type: ignore[no-untyped-def]
-        time.sleep(0.3)
-        return "slow answer"
+    llm = make_llm(backends=[slow_backend()])
 
-    llm = make_llm(backends=[FakeBackend("slow", reply=slow)])
-
-    async def main():  # type: ignore[no-untyped-def]
-        ticks = 0
-
-        async def ticker() -> None:
-            nonlocal ticks
-            while True:
-                await asyncio.sleep(0.01)
-                ticks += 1
-
-        task = asyncio.create_task(ticker())
+    async def work():  # type: ignore[no-untyped-def]
         chat = await llm.achat(ASK)
         completion = await llm.acomplete("hi")
         chat_stream = [r async for r in await llm.astream_chat(ASK)]
         completion_stream = [r async for r in await llm.astream_complete("hi")]
-        task.cancel()
-        return ticks, chat, completion, chat_stream, completion_stream
+        return chat, completion, chat_stream, completion_stream
 
-    ticks, chat, completion, chat_stream, completion_stream = asyncio.run(main())
+    ticks, (chat, completion, chat_stream, completion_stream) = run_while_ticking(work)
     assert isinstance(chat, ChatResponse) and isinstance(completion, CompletionResponse)
-    assert chat_stream[-1].message.content == completion_stream[-1].text == "slow answer"
+    assert chat_stream[-1].message.content == completion_stream[-1].text == SLOW_ANSWER
     assert ticks > 5
 
 
