@@ -285,7 +285,11 @@ class GreenServRouter:
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
             raise InvalidInputError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
         backends = dict(self._snapshot_models())
-        prompt_tokens = {name: backend.count_tokens(clean) for name, backend in backends.items()}
+        prompt_tokens = {
+            name: backend.count_tokens(clean)
+            for name, backend in backends.items()
+            if allowed is None or name in allowed  # models not requested are never tokenised
+        }
         features = self.features.extract(clean)
         x = features.vector
         with self._lock:
