@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 __all__ = ["main"]
 
@@ -105,12 +106,72 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _replay(args: argparse.Namespace) -> int:
+def _collect(args: argparse.Namespace) -> int:
+    from greenserv_core.evaluation.collect import collect
+    from greenserv_core.models.bundled import bundled_pool
+
+    pool = bundled_pool(meter=args.meter)
+    if args.models:
+        wanted = args.models.split(",")
+        unknown = sorted(set(wanted) - {b.name for b in pool})
+        if unknown:
+            from greenserv_core.errors import InvalidInputError
+
+            raise InvalidInputError(f"unknown models {unknown}; bundled: {[b.name for b in pool]}")
+        pool = [b for b in pool if b.name in wanted]
+    table = collect(
+        pool,
+        args.out,
+        tasks=args.tasks.split(","),
+        limit=args.limit,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        progress=True,
+    )
+    data = table.matrices()
+    print(f"outcome table: {len(data.queries)} queries × {len(data.models)} models → {args.out}")
+    print(f"energy source: {', '.join(table.metadata['energy_sources'])}")
+    print("| task | model | accuracy | J per query | latency s |")
+    print("|---|---|---|---|---|")
+    tasks = sorted(set(data.tasks), key=data.tasks.index)
+    for task in tasks:
+        rows = [i for i, t in enumerate(data.tasks) if t == task]
+        for j, model in enumerate(data.models):
+            print(
+                f"| {task} | {model} | {data.accuracy[rows, j].mean():.3f} | {data.energy[rows, j].mean():.2f} "
+                f"| {data.latency[rows, j].mean():.2f} |"
+            )
+    return 0
+
+
+def _policy_params(items: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``["linucb.alpha=0.3", ...]`` → ``{"linucb": {"alpha": 0.3}}`` (values parsed as JSON when they can be)."""
     import json
 
-    from greenserv_core.evaluation.replay import replay
+    from greenserv_core.errors import InvalidInputError
+
+    params: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, equals, raw = item.partition("=")
+        strategy, dot, name = key.partition(".")
+        if not equals or not dot or not strategy or not name:
+            raise InvalidInputError(f"--param is STRATEGY.NAME=VALUE (e.g. linucb.alpha=0.3), got {item!r}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        params.setdefault(strategy, {})[name] = value
+    return params
+
+
+def _replay(args: argparse.Namespace) -> int:
+
+    from greenserv_core.evaluation.replay import PoolChange, replay
     from greenserv_core.evaluation.table import read_table
 
+    changes = [PoolChange.parse("add", c) for c in args.add_model] + [
+        PoolChange.parse("remove", c) for c in args.remove_model
+    ]
     table = read_table(args.table)
     report = replay(
         table,
@@ -119,19 +180,76 @@ def _replay(args: argparse.Namespace) -> int:
         runs=args.runs,
         seed=args.seed,
         feedback_rate=args.feedback_rate,
+        policy_params=_policy_params(args.param),
+        changes=changes,
         progress=True,
     )
     if table.simulated:
         print("NOTE: this table is SIMULATED")
-    print("| strategy | accuracy | energy (Wh) | reward | cumulative regret |")
-    print("|---|---|---|---|---|")
+    print(f"features for {report['settings']['queries']} prompts: {report['timing']['feature_warmup_s']:.1f} s")
+    print("| strategy | accuracy | energy (Wh) | reward | cumulative regret | s per run |")
+    print("|---|---|---|---|---|---|")
     for name, summary in report["strategies"].items():
         cells = [f"{summary[k]['mean']:.3f} ± {summary[k]['ci95']:.3f}" for k in ("accuracy", "energy_wh", "reward")]
-        print(f"| {name} | {' | '.join(cells)} | {summary['cumulative_regret']['mean']:.1f} |")
+        print(
+            f"| {name} | {' | '.join(cells)} | {summary['cumulative_regret']['mean']:.1f} "
+            f"| {summary['seconds_per_run']['mean']:.1f} |"
+        )
+    print("fixed choices from the table (accuracy / J per query / reward):")
+    for name, fixed in report["baselines"].items():
+        label = f"{name} ({fixed['model']})" if "model" in fixed else name
+        print(f"  {label}: {fixed['accuracy']:.3f} / {fixed['joules_per_query']:.2f} / {fixed['reward']:.3f}")
+    _write_outputs(args, report)
+    if args.plot:
+        from greenserv_core.evaluation.plots import plot_replay
+
+        print(f"wrote {plot_replay(report, args.plot)}")
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from greenserv_core.evaluation.sweep import sweep
+    from greenserv_core.evaluation.table import read_table
+
+    table = read_table(args.table)
+    tradeoffs = [float(t) for t in args.tradeoffs.split(",")]
+    report = sweep(
+        table,
+        args.strategies.split(","),
+        tradeoffs,
+        runs=args.runs,
+        seed=args.seed,
+        feedback_rate=args.feedback_rate,
+        policy_params=_policy_params(args.param),
+        progress=True,
+    )
+    if table.simulated:
+        print("NOTE: this table is SIMULATED")
+    low, high = report["cost_range_joules_per_query"]
+    print(f"AIQ over {low:.2f}–{high:.2f} J per query (cheapest to dearest single model)")
+    print("| strategy | AIQ | points (λ: accuracy @ J per query) |")
+    print("|---|---|---|")
+    print(f"| single models | {report['single_models']['aiq']:.3f} | fixed choices |")
+    for name, curve in report["strategies"].items():
+        points = ", ".join(
+            f"{p['tradeoff']:g}: {p['accuracy']:.3f} @ {p['joules_per_query']:.1f}" for p in curve["points"]
+        )
+        print(f"| {name} | {curve['aiq']:.3f} | {points} |")
+    _write_outputs(args, report)
+    if args.plot:
+        from greenserv_core.evaluation.plots import plot_sweep
+
+        print(f"wrote {plot_sweep(report, args.plot)}")
+    return 0
+
+
+def _write_outputs(args: argparse.Namespace, report: dict[str, Any]) -> None:
+    import json
+
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=2), encoding="utf-8")
         print(f"wrote {args.json}")
-    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -159,6 +277,15 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--queries-per-task", type=int, default=2500)
     simulate.add_argument("--seed", type=int, default=0)
     simulate.set_defaults(run=_simulate)
+    collect = bench.add_parser("collect", help="run the bundled models over labelled tasks into a real table")
+    collect.add_argument("--out", required=True, help="table path (.parquet or .csv); resumes from <out>.rows.jsonl")
+    collect.add_argument("--tasks", default="mmlu,arc_easy,arc_challenge,hellaswag,winogrande,boolq,gsm8k")
+    collect.add_argument("--limit", type=int, default=200, help="queries per task (seeded sample)")
+    collect.add_argument("--seed", type=int, default=0)
+    collect.add_argument("--batch-size", type=int, default=8)
+    collect.add_argument("--models", help="comma-separated bundled model names (default: all)")
+    collect.add_argument("--meter", default="auto", help="auto, nvml, nvml-power, rapl or cpu-estimate")
+    collect.set_defaults(run=_collect)
     replay = bench.add_parser("replay", help="replay a table through the router with partial feedback")
     replay.add_argument("--table", required=True)
     replay.add_argument("--strategies", default="linucb,thompson,epsilon,epsilon-nc,random,oracle")
@@ -166,8 +293,23 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--runs", type=int, default=5)
     replay.add_argument("--seed", type=int, default=0)
     replay.add_argument("--feedback-rate", type=float, default=1.0)
-    replay.add_argument("--json", help="write the full report (CIs, shares, settings) here")
+    replay.add_argument("--json", help="write the full report (CIs, shares, regret curves, settings) here")
+    replay.add_argument("--plot", help="write regret, accuracy-vs-energy and selection-share plots (PNG) here")
+    replay.add_argument("--add-model", action="append", default=[], metavar="NAME@STEP", help="model joins at STEP")
+    replay.add_argument("--remove-model", action="append", default=[], metavar="NAME@STEP", help="model leaves at STEP")
+    replay.add_argument("--param", action="append", default=[], metavar="STRATEGY.NAME=VALUE", help="policy parameter")
     replay.set_defaults(run=_replay)
+    sweep = bench.add_parser("sweep", help="accuracy-energy curves over λ, Pareto fronts and AIQ")
+    sweep.add_argument("--table", required=True)
+    sweep.add_argument("--strategies", default="linucb,thompson,epsilon,random")
+    sweep.add_argument("--tradeoffs", default="0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1")
+    sweep.add_argument("--runs", type=int, default=3)
+    sweep.add_argument("--seed", type=int, default=0)
+    sweep.add_argument("--feedback-rate", type=float, default=1.0)
+    sweep.add_argument("--param", action="append", default=[], metavar="STRATEGY.NAME=VALUE", help="policy parameter")
+    sweep.add_argument("--json", help="write the full report here")
+    sweep.add_argument("--plot", help="write the accuracy-vs-energy plot (PNG) here")
+    sweep.set_defaults(run=_sweep)
     return parser
 
 

@@ -58,9 +58,11 @@ def test_bench_simulate_then_replay(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert read_table(table_path).simulated
 
     from greenserv_core.evaluation import replay as replay_module
+    from greenserv_core.evaluation import sweep as sweep_module
     from tests.conftest import make_hashing_extractor
 
     original = replay_module.replay
+    original_sweep = sweep_module.sweep
     monkeypatch.setattr(
         replay_module, "replay", lambda *a, **k: original(*a, **{**k, "make_features": make_hashing_extractor})
     )
@@ -86,6 +88,26 @@ def test_bench_simulate_then_replay(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "SIMULATED" in out and "| linucb |" in out
     report = json.loads(report_path.read_text())
     assert set(report["strategies"]) == {"random", "linucb", "oracle"} and report["simulated"] is True
+
+    common = ["--table", str(table_path), "--param", "linucb.alpha=0.3", "--runs", "1"]
+    args = ["bench", "replay", *common, "--remove-model", "large@10", "--json", str(report_path)]
+    assert cli.main([*args, "--plot", str(tmp_path / "replay.png")]) == 0
+    report = json.loads(report_path.read_text())
+    assert report["settings"]["policy_params"] == {"linucb": {"alpha": 0.3}}
+    assert report["settings"]["pool_changes"] == ["remove large@10"]
+    assert (tmp_path / "replay.png").exists()
+
+    monkeypatch.setattr(
+        sweep_module, "sweep", lambda *a, **k: original_sweep(*a, **{**k, "make_features": make_hashing_extractor})
+    )
+    sweep_args = ["bench", "sweep", *common, "--strategies", "random,linucb", "--tradeoffs", "0,1"]
+    assert cli.main([*sweep_args, "--json", str(tmp_path / "sweep.json"), "--plot", str(tmp_path / "sweep.png")]) == 0
+    out = capsys.readouterr().out
+    assert "| single models |" in out and "| linucb |" in out
+    swept = json.loads((tmp_path / "sweep.json").read_text())
+    assert len(swept["strategies"]["linucb"]["points"]) == 2 and (tmp_path / "sweep.png").exists()
+    assert cli.main(["bench", "replay", "--table", str(table_path), "--param", "alpha=1"]) == 2
+    assert "STRATEGY.NAME=VALUE" in capsys.readouterr().err
 
 
 def test_errors_are_reported_not_raised(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,8 +8,11 @@ import numpy as np
 import pytest
 
 from greenserv_core.errors import InvalidInputError
-from greenserv_core.evaluation.replay import replay
+from greenserv_core.evaluation.frontier import aiq, pareto_front, upper_hull
+from greenserv_core.evaluation.plots import plot_replay, plot_sweep
+from greenserv_core.evaluation.replay import PoolChange, replay
 from greenserv_core.evaluation.simulate import Calibration, simulate_table
+from greenserv_core.evaluation.sweep import sweep
 from greenserv_core.evaluation.table import OutcomeTable, read_table, write_table
 from tests.conftest import make_hashing_extractor
 
@@ -81,3 +84,68 @@ def test_replay_compares_strategies_with_partial_feedback(table: OutcomeTable) -
     for summary in strategies.values():
         assert summary["energy_wh"]["mean"] == pytest.approx(summary["energy_joules"]["mean"] / 3600)
         assert sum(s["mean"] for s in summary["shares"].values()) == pytest.approx(1.0)
+
+
+def test_replay_with_a_model_leaving_and_one_joining(table: OutcomeTable) -> None:
+    queries = len(table.matrices().queries)
+    report = replay(
+        table,
+        ["linucb", "oracle"],
+        tradeoff=0.0,  # accuracy only: "large" is the better model on both tasks
+        runs=2,
+        changes=[PoolChange("remove", "large", 150)],
+        make_features=make_hashing_extractor,
+    )
+    assert report["settings"]["pool_changes"] == ["remove large@150"]
+    for summary in report["strategies"].values():
+        assert summary["shares"]["large"]["mean"] <= 150 / queries
+    assert report["strategies"]["oracle"]["cumulative_regret"]["mean"] == 0.0
+    joined = replay(
+        table,
+        ["linucb", "oracle"],
+        tradeoff=0.0,
+        runs=2,
+        changes=[PoolChange("add", "large", 300)],
+        make_features=make_hashing_extractor,
+    )
+    linucb = joined["strategies"]["linucb"]["shares"]["large"]["mean"]
+    assert 0.25 * (queries - 300) / queries < linucb <= (queries - 300) / queries  # found and used once it joins
+    with pytest.raises(InvalidInputError, match="does not have"):
+        replay(table, ["random"], changes=[PoolChange("add", "huge", 3)], make_features=make_hashing_extractor)
+    with pytest.raises(InvalidInputError, match="NAME@STEP"):
+        PoolChange.parse("add", "large")
+
+
+def test_sweep_traces_the_accuracy_energy_curve(table: OutcomeTable) -> None:
+    report = sweep(table, ["random", "linucb"], [0.0, 0.5, 1.0], runs=1, make_features=make_hashing_extractor)
+    linucb, random_ = report["strategies"]["linucb"], report["strategies"]["random"]
+    assert [p["tradeoff"] for p in linucb["points"]] == [0.0, 0.5, 1.0]
+    at = {p["tradeoff"]: p for p in linucb["points"]}
+    # accuracy only: beats random on accuracy; energy only: spends less than random
+    assert at[0.0]["accuracy"] > random_["points"][0]["accuracy"] + 0.1
+    assert at[1.0]["joules_per_query"] < 0.6 * random_["points"][2]["joules_per_query"]
+    assert at[0.0]["joules_per_query"] > at[1.0]["joules_per_query"]
+    low, high = report["cost_range_joules_per_query"]
+    assert low < high and 0 <= linucb["aiq"] <= 1 and 0 <= report["single_models"]["aiq"] <= 1
+    for curve in report["strategies"].values():
+        front = curve["pareto"]
+        assert all(a[0] < b[0] and a[1] < b[1] for a, b in zip(front, front[1:], strict=False))
+
+
+def test_frontier_math() -> None:
+    points = [(1.0, 0.2), (2.0, 0.6), (2.5, 0.5), (4.0, 0.7)]
+    assert pareto_front(points) == [(1.0, 0.2), (2.0, 0.6), (4.0, 0.7)]
+    assert upper_hull(pareto_front(points)) == [(1.0, 0.2), (2.0, 0.6), (4.0, 0.7)]
+    assert aiq([(0.0, 0.9)], low=0.0, high=10.0) == pytest.approx(0.9)  # best quality at no cost
+    assert aiq([(5.0, 0.8)], low=0.0, high=10.0) == pytest.approx(0.4, abs=0.01)  # nothing below cost 5
+    assert aiq([(0.0, 0.1), (10.0, 0.9)], low=0.0, high=10.0) == pytest.approx(0.5)  # linear mix
+    with pytest.raises(InvalidInputError):
+        aiq(points, low=1.0, high=1.0)
+
+
+def test_plots_are_written(table: OutcomeTable, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    report = replay(table, ["random", "linucb", "oracle"], runs=2, make_features=make_hashing_extractor)
+    swept = sweep(table, ["random", "linucb"], [0.0, 1.0], runs=1, make_features=make_hashing_extractor)
+    for path in (plot_replay(report, tmp_path / "replay.png"), plot_sweep(swept, tmp_path / "sweep.png")):
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000

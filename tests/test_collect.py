@@ -1,0 +1,141 @@
+"""Scoring of answers, and ``collect``: a real-prompt outcome table that survives a crash."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from greenserv_core.backends.base import GenerationResult, GenerationSettings
+from greenserv_core.backends.fake import FakeBackend
+from greenserv_core.datasets import TaskExample, load_task
+from greenserv_core.errors import InvalidInputError, StateFileError
+from greenserv_core.evaluation.collect import collect, journal_path
+from greenserv_core.evaluation.scoring import extract_choice, extract_number, extract_yes_no, score_answer
+from greenserv_core.evaluation.table import read_table
+from greenserv_core.messages import Message, last_user_text
+
+TASKS = ["arc_easy", "boolq", "gsm8k"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("B", "B"),
+        (" (c) blue", "C"),
+        ("D. none of these", "D"),
+        ("The answer is B.", "B"),
+        ("Answer: a", "A"),
+        ("I'm not sure", None),
+        ("E. more", None),  # only 4 options
+        ("A man walks in", None),
+        ("It must be C) the third", "C"),
+        ("", None),
+    ],
+)
+def test_extract_choice(text: str, expected: str | None) -> None:
+    assert extract_choice(text, 4) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("#### 72", "72"),
+        ("5 + 7 = 12, so 12 * 2 = 24 eggs", "24"),
+        ("She earns $1,200.50 in all", "1200.5"),
+        ("18.0", "18"),
+        ("-3 degrees", "-3"),
+        ("#### 5\nQuestion: 99", "5"),
+        ("no numbers", None),
+    ],
+)
+def test_extract_number(text: str, expected: str | None) -> None:
+    assert extract_number(text) == expected
+
+
+def test_score_answer_per_task_kind() -> None:
+    assert extract_yes_no("Yes.") == "yes" and extract_yes_no("nothing") is None
+    boolq = TaskExample("boolq", "b", "...", "no")
+    assert score_answer(boolq, " no") == 1.0 and score_answer(boolq, "yes") == 0.0
+    gsm = TaskExample("gsm8k", "g", "...", "1,250")
+    assert score_answer(gsm, "total 1250.") == 1.0 and score_answer(gsm, "125") == 0.0
+    trivia = TaskExample("triviaqa", "t", "...", "Paris", aliases=("Paris", "City of Light"))
+    assert score_answer(trivia, "The city of light!") == 1.0
+    assert score_answer(trivia, "Parisian") == 0.0
+
+
+def _oracle_reply(messages: Sequence[Message]) -> str:
+    """Answers every real example correctly, by looking its prompt up."""
+    prompt = last_user_text(messages)
+    example = _GOLD[prompt]
+    return example.reference if example.task != "gsm8k" else f"Let me think. #### {example.reference}"
+
+
+_GOLD = {ex.prompt: ex for task in TASKS for ex in load_task(task, limit=4, seed=3)}
+
+
+class Crashing(FakeBackend):
+    """Fails (like a killed process) once it has answered ``budget`` calls."""
+
+    def __init__(self, name: str, budget: int, **kwargs: object) -> None:
+        super().__init__(name, **kwargs)  # type: ignore[arg-type]
+        self.budget = budget
+
+    def generate(self, messages: Sequence[Message], settings: GenerationSettings) -> GenerationResult:
+        if self.calls >= self.budget:
+            raise KeyboardInterrupt
+        return super().generate(messages, settings)
+
+
+def test_collect_scores_real_prompts_and_records_energy(tmp_path: Path) -> None:
+    right = FakeBackend("right", joules_per_token=2.0, reply=_oracle_reply)
+    wrong = FakeBackend("wrong", joules_per_token=0.5, reply=lambda m: "E")
+    table = collect([right, wrong], tmp_path / "t.parquet", tasks=TASKS, limit=4, seed=3)
+    data = table.matrices()
+    assert len(data.queries) == 12 and data.models == ["right", "wrong"]
+    assert data.accuracy[:, 0].tolist() == [1.0] * 12 and data.accuracy[:, 1].tolist() == [0.0] * 12
+    assert (data.energy[:, 0] > data.energy[:, 1]).all()
+    assert not table.simulated and table.metadata["energy_sources"] == ["fake"]
+    assert read_table(tmp_path / "t.parquet").metadata == table.metadata
+    assert not journal_path(tmp_path / "t.parquet").exists()
+    # the settings used per task are recorded: GSM8K generates long, multiple choice short
+    assert (
+        table.metadata["settings"]["gsm8k"]["max_new_tokens"] > table.metadata["settings"]["arc_easy"]["max_new_tokens"]
+    )
+
+
+def test_collect_resumes_after_a_crash_without_losing_or_redoing_rows(tmp_path: Path) -> None:
+    out = tmp_path / "t.csv"
+    crashing = Crashing("m", budget=7, reply=_oracle_reply)
+    with pytest.raises(KeyboardInterrupt):
+        collect([crashing], out, tasks=TASKS, limit=4, seed=3, batch_size=1)
+    journal = journal_path(out)
+    kept = journal.read_text(encoding="utf-8").splitlines()
+    assert len(kept) == 1 + 7 and not out.exists()
+    with open(journal, "a", encoding="utf-8") as handle:
+        handle.write('{"query_id": "torn')  # a crash in the middle of a write
+    resumed = FakeBackend("m", reply=_oracle_reply)
+    table = collect([resumed], out, tasks=TASKS, limit=4, seed=3, batch_size=1)
+    assert resumed.calls == 12 - 7
+    assert len(table) == 12 and sorted(set(table.columns["query_id"])) == sorted(table.columns["query_id"])
+    fresh = collect([FakeBackend("m", reply=_oracle_reply)], tmp_path / "fresh.csv", tasks=TASKS, limit=4, seed=3)
+    assert table.columns == fresh.columns
+    # running the finished command again is a no-op
+    again = FakeBackend("m", reply=_oracle_reply)
+    assert collect([again], out, tasks=TASKS, limit=4, seed=3).columns == table.columns and again.calls == 0
+
+
+def test_collect_refuses_mixed_settings_and_bad_input(tmp_path: Path) -> None:
+    out = tmp_path / "t.parquet"
+    with pytest.raises(KeyboardInterrupt):
+        collect([Crashing("m", budget=2)], out, tasks=TASKS, limit=4, seed=3, batch_size=1)
+    with pytest.raises(StateFileError, match="other settings"):
+        collect([FakeBackend("m")], out, tasks=TASKS, limit=5, seed=3)
+    header = json.loads(journal_path(out).read_text(encoding="utf-8").splitlines()[0])
+    assert header["limit"] == 4
+    with pytest.raises(InvalidInputError, match="distinct"):
+        collect([FakeBackend("m"), FakeBackend("m")], tmp_path / "x.csv", tasks=TASKS, limit=1)
+    with pytest.raises(InvalidInputError, match="at least one"):
+        collect([], tmp_path / "x.csv")
