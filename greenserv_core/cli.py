@@ -196,9 +196,18 @@ def _replay(args: argparse.Namespace) -> int:
             f"| {summary['seconds_per_run']['mean']:.1f} |"
         )
     print("fixed choices from the table (accuracy / J per query / reward):")
-    for name, fixed in report["baselines"].items():
+    baselines = dict(report["baselines"])
+    per_task = baselines.pop("per_task")
+    for name, fixed in baselines.items():
         label = f"{name} ({fixed['model']})" if "model" in fixed else name
         print(f"  {label}: {fixed['accuracy']:.3f} / {fixed['joules_per_query']:.2f} / {fixed['reward']:.3f}")
+    for task, facts in per_task.items():
+        if facts["runner_up_gap"] is None:  # a one-model pool
+            continue
+        print(
+            f"  {task}: best {facts['best_model']} (reward {facts['best_reward']:.3f}), runner-up "
+            f"{facts['runner_up_gap']:.3f} behind, {facts['models_within_0.05']} models within 0.05"
+        )
     _write_outputs(args, report)
     if args.plot:
         from greenserv_core.evaluation.plots import plot_replay

@@ -38,7 +38,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,7 @@ from greenserv_core.outcomes import CostModel
 from greenserv_core.pending import PendingDecision, PendingDecisions
 from greenserv_core.persistence import read_state, write_state
 from greenserv_core.reward import EnergyNormalizer, check_score, check_tradeoff, reward
+from greenserv_core.tools import InvalidToolCall, ParsedOutput, ToolCall, ToolSpec, as_tool_specs, parse_tool_calls
 
 __all__ = ["FeedbackRecord", "GreenServRouter", "RoutedChunk", "RoutedGeneration", "RoutingDecision"]
 
@@ -89,7 +90,8 @@ class RoutingDecision:
 
 @dataclass(frozen=True)
 class RoutedGeneration:
-    """A routed answer with its cost. ``energy_measured`` is False for estimates."""
+    """A routed answer with its cost. ``energy_measured`` is False for estimates. When tools
+    were offered, ``text`` is the answer's prose and the calls it made are parsed out."""
 
     text: str
     model: str
@@ -102,6 +104,8 @@ class RoutedGeneration:
     energy_measured: bool
     finish_reason: str
     decision: RoutingDecision = field(repr=False)
+    tool_calls: tuple[ToolCall, ...] = ()
+    invalid_tool_calls: tuple[InvalidToolCall, ...] = ()
 
     @property
     def total_tokens(self) -> int:
@@ -143,6 +147,16 @@ class FeedbackRecord:
     score: float
     reward: float | None
     applied: bool
+
+
+def _check_capabilities(requires: Collection[str]) -> frozenset[str]:
+    if isinstance(requires, str) or not all(isinstance(c, str) and c for c in requires):
+        raise InvalidInputError(f"requires must be a collection of capability names, got {requires!r}")
+    return frozenset(requires)
+
+
+def _with_tools(requires: Collection[str], settings: GenerationSettings) -> Collection[str]:
+    return {*_check_capabilities(requires), "tools"} if settings.tools else requires
 
 
 def _check_positive(name: str, value: float | None) -> float | None:
@@ -245,13 +259,16 @@ class GreenServRouter:
         max_new_tokens: int = 256,
         decision_id: str | None = None,
         models: Sequence[str] | None = None,
+        requires: Collection[str] = (),
     ) -> RoutingDecision:
         """Choose a model for ``messages`` without calling it.
 
         When you call the model yourself, report its cost with :meth:`record_outcome`.
         ``decision_id`` lets a caller key the decision by its own id (a framework's run id);
         by default a random one is made. ``models`` restricts the choice to these models
-        (one name pins the query to that model; the outcome is still learned).
+        (one name pins the query to that model; the outcome is still learned). ``requires``
+        names capabilities the query needs (e.g. ``{"tools"}``); models without them are not
+        eligible, and if no model of the pool has one, the error says which.
         """
         return self._route(
             validate_messages(messages),
@@ -260,6 +277,7 @@ class GreenServRouter:
             max_new_tokens=max_new_tokens,
             decision_id=decision_id,
             models=models,
+            requires=requires,
         )
 
     def _route(
@@ -271,9 +289,11 @@ class GreenServRouter:
         max_new_tokens: int,
         decision_id: str | None = None,
         models: Sequence[str] | None = None,
+        requires: Collection[str] = (),
     ) -> RoutingDecision:
         """:meth:`route` for messages already checked by :func:`validate_messages`."""
         allowed = None if models is None else self._check_model_names(models)
+        needed = _check_capabilities(requires)
         if decision_id is not None:
             if not isinstance(decision_id, str) or not decision_id:
                 raise InvalidInputError(f"decision_id must be a non-empty string, got {decision_id!r}")
@@ -304,6 +324,10 @@ class GreenServRouter:
                     excluded[name] = "not among the models requested for this query"
                     continue
                 backend = backends.get(name) or self._models[name]
+                missing = sorted(needed - backend.info.capabilities)
+                if missing:
+                    excluded[name] = f"lacks the capabilit{'ies' if len(missing) > 1 else 'y'} {', '.join(missing)}"
+                    continue
                 tokens = prompt_tokens.get(name)
                 if tokens is None:
                     tokens = backend.count_tokens(clean)
@@ -329,6 +353,9 @@ class GreenServRouter:
                 raise InvalidInputError(f"decision id {decision_id!r} is already in use")
             if not costs:
                 reasons = "; ".join(f"{name}: {why}" for name, why in excluded.items())
+                nowhere = sorted(c for c in needed if all(c not in b.info.capabilities for b in backends.values()))
+                if nowhere:
+                    reasons = f"no model in the pool has the capability {', '.join(nowhere)}; {reasons}"
                 raise NoEligibleModelError(f"no model is eligible for this query ({reasons})")
             choice = self.policy_.decide(x, list(costs), value_scale=1.0 - lam, costs=costs)
             decision = RoutingDecision(
@@ -420,13 +447,20 @@ class GreenServRouter:
         max_time_s: float | None = None,
         decision_id: str | None = None,
         models: Sequence[str] | None = None,
+        requires: Collection[str] = (),
+        tools: Sequence[ToolSpec | Mapping[str, Any]] | None = None,
     ) -> RoutedGeneration:
         """Route ``messages``, generate with the chosen model, record its cost.
 
         If the model raises, the decision is dropped (no cost, no feedback) and the error
-        propagates.
+        propagates. ``tools`` (OpenAI-format mappings or :class:`ToolSpec`) are offered to the
+        model; only models with the ``tools`` capability are eligible, and the calls the
+        answer makes are parsed into ``tool_calls`` / ``invalid_tool_calls``.
         """
-        settings = GenerationSettings(max_new_tokens, temperature, top_p, tuple(stop), seed, max_time_s)
+        settings = GenerationSettings(
+            max_new_tokens, temperature, top_p, tuple(stop), seed, max_time_s, as_tool_specs(tools)
+        )
+        requires = _with_tools(requires, settings)
         clean = validate_messages(messages)
         decision = self._route(
             clean,
@@ -435,13 +469,14 @@ class GreenServRouter:
             max_new_tokens=max_new_tokens,
             decision_id=decision_id,
             models=models,
+            requires=requires,
         )
         try:
             result = self.backend(decision.model).generate(clean, settings)
         except BaseException:
             self._drop(decision.decision_id)
             raise
-        return self._finish(decision, result)
+        return self._finish(decision, result, settings.tools)
 
     def stream(
         self,
@@ -457,9 +492,14 @@ class GreenServRouter:
         max_time_s: float | None = None,
         decision_id: str | None = None,
         models: Sequence[str] | None = None,
+        requires: Collection[str] = (),
+        tools: Sequence[ToolSpec | Mapping[str, Any]] | None = None,
     ) -> Iterator[RoutedChunk]:
         """Like :meth:`generate`, piece by piece; the last chunk carries the :class:`RoutedGeneration`."""
-        settings = GenerationSettings(max_new_tokens, temperature, top_p, tuple(stop), seed, max_time_s)
+        settings = GenerationSettings(
+            max_new_tokens, temperature, top_p, tuple(stop), seed, max_time_s, as_tool_specs(tools)
+        )
+        requires = _with_tools(requires, settings)
         clean = validate_messages(messages)
         decision = self._route(
             clean,
@@ -468,13 +508,14 @@ class GreenServRouter:
             max_new_tokens=max_new_tokens,
             decision_id=decision_id,
             models=models,
+            requires=requires,
         )
         finished = False
         try:
             for chunk in self.backend(decision.model).stream(clean, settings):
                 if chunk.result is not None:
                     finished = True
-                    yield RoutedChunk("", decision, self._finish(decision, chunk.result))
+                    yield RoutedChunk("", decision, self._finish(decision, chunk.result, settings.tools))
                     return
                 yield RoutedChunk(chunk.delta, decision)
         finally:
@@ -494,10 +535,15 @@ class GreenServRouter:
         seed: int | None = None,
         max_time_s: float | None = None,
         models: Sequence[str] | None = None,
+        requires: Collection[str] = (),
+        tools: Sequence[ToolSpec | Mapping[str, Any]] | None = None,
     ) -> list[RoutedGeneration]:
         """Route each query, then run the queries routed to the same model as one batch
         (backends with ``generate_batch``; others one by one). Results keep the input order."""
-        settings = GenerationSettings(max_new_tokens, temperature, top_p, tuple(stop), seed, max_time_s)
+        settings = GenerationSettings(
+            max_new_tokens, temperature, top_p, tuple(stop), seed, max_time_s, as_tool_specs(tools)
+        )
+        requires = _with_tools(requires, settings)
         cleaned = [validate_messages(messages) for messages in batch]
         decisions: list[RoutingDecision] = []
         try:
@@ -509,6 +555,7 @@ class GreenServRouter:
                         max_latency_s=max_latency_s,
                         max_new_tokens=max_new_tokens,
                         models=models,
+                        requires=requires,
                     )
                 )
         except BaseException:
@@ -529,7 +576,7 @@ class GreenServRouter:
                 else:
                     outputs = [backend.generate(messages, settings) for messages in inputs]
                 for index, output in zip(indices, outputs, strict=True):
-                    results[index] = self._finish(decisions[index], output)
+                    results[index] = self._finish(decisions[index], output, settings.tools)
         except BaseException:
             for index, decision in enumerate(decisions):
                 if index not in results:
@@ -537,15 +584,18 @@ class GreenServRouter:
             raise
         return [results[i] for i in range(len(decisions))]
 
-    def _finish(self, decision: RoutingDecision, result: GenerationResult) -> RoutedGeneration:
+    def _finish(
+        self, decision: RoutingDecision, result: GenerationResult, tools: Sequence[ToolSpec] = ()
+    ) -> RoutedGeneration:
         self.record_outcome(
             decision.decision_id,
             energy_joules=result.energy.joules,
             latency_s=result.latency_s,
             energy_source=result.energy.source,
         )
+        parsed = parse_tool_calls(result.text, tools) if tools else ParsedOutput(result.text)
         return RoutedGeneration(
-            text=result.text,
+            text=parsed.text,
             model=decision.model,
             decision_id=decision.decision_id,
             input_tokens=result.input_tokens,
@@ -556,6 +606,8 @@ class GreenServRouter:
             energy_measured=result.energy.measured,
             finish_reason=result.finish_reason,
             decision=decision,
+            tool_calls=parsed.tool_calls,
+            invalid_tool_calls=parsed.invalid_tool_calls,
         )
 
     def _drop(self, decision_id: str) -> None:

@@ -149,3 +149,11 @@ def test_plots_are_written(table: OutcomeTable, tmp_path: Path) -> None:
     swept = sweep(table, ["random", "linucb"], [0.0, 1.0], runs=1, make_features=make_hashing_extractor)
     for path in (plot_replay(report, tmp_path / "replay.png"), plot_sweep(swept, tmp_path / "sweep.png")):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
+
+
+def test_known_accuracy_diagnostic_reaches_the_best_fixed_model_when_energy_does_not_count(
+    table: OutcomeTable,
+) -> None:
+    report = replay(table, ["known-accuracy"], tradeoff=0.0, runs=1, make_features=make_hashing_extractor)
+    got = report["strategies"]["known-accuracy"]["reward"]["mean"]
+    assert got == pytest.approx(report["baselines"]["best_fixed_model_per_task"]["reward"], abs=0.01)

@@ -54,3 +54,21 @@ def test_the_demo_command_runs() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "J (" in done.stdout and "tokens" in done.stdout
+
+
+def test_collect_a_real_table_with_the_bundled_models(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from greenserv_core.evaluation.collect import collect
+
+    pool = bundled_pool(meter="auto")
+    table = collect(pool, tmp_path / "real.parquet", tasks=["arc_easy", "boolq"], limit=2, batch_size=2)
+    data = table.matrices()
+    assert data.models == ["smollm2-135m-instruct", "gemma-3-270m"] and len(data.queries) == 4
+    assert not table.simulated and set(table.columns["energy_source"]) <= {
+        "nvml-counter",
+        "nvml-power",
+        "rapl",
+        "cpu-time-estimate",
+    }
+    assert (data.energy > 0).all() and (data.latency > 0).all()
+    assert all(n >= 1 for n in table.columns["output_tokens"])
+    assert set(table.columns["accuracy"]) <= {0.0, 1.0}

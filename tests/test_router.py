@@ -338,3 +338,54 @@ def test_models_argument_restricts_or_pins_the_choice(router: GreenServRouter) -
     assert "not among the models requested" in decision.excluded["large"]
     with pytest.raises(UnknownModelError, match="ghost"):
         router.route(ASK, models=["ghost"])
+
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather in a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+
+
+def _tool_pool() -> list[FakeBackend]:
+    caller = FakeBackend(
+        "caller",
+        capabilities=frozenset({"chat_template", "tools"}),
+        reply=lambda m: 'Checking. <tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>',
+    )
+    return [caller, FakeBackend("plain", joules_per_token=0.01)]
+
+
+def test_tool_requests_go_only_to_models_that_take_tools_and_their_calls_are_parsed() -> None:
+    router = GreenServRouter(_tool_pool(), features=make_hashing_extractor(), strategy="random", seed=0)
+    answers = [router.generate(ASK, tools=[WEATHER_TOOL], max_new_tokens=64) for _ in range(10)]
+    assert {a.model for a in answers} == {"caller"}
+    for answer in answers:
+        assert answer.text == "Checking." and answer.invalid_tool_calls == ()
+        assert [(c.name, c.arguments) for c in answer.tool_calls] == [("get_weather", {"city": "Paris"})]
+        assert answer.decision.excluded == {"plain": "lacks the capability tools"}
+    streamed = list(router.stream(ASK, tools=[WEATHER_TOOL], max_new_tokens=64))
+    final = streamed[-1].generation
+    assert final is not None and final.tool_calls[0].name == "get_weather"
+    batch = router.generate_batch([ASK, ASK], tools=[WEATHER_TOOL], max_new_tokens=64)
+    assert [b.tool_calls[0].arguments for b in batch] == [{"city": "Paris"}] * 2
+    # without tools both models serve, and nothing is parsed
+    plain = [router.generate(ASK, max_new_tokens=64) for _ in range(12)]
+    assert {a.model for a in plain} == {"caller", "plain"} and all(a.tool_calls == () for a in plain)
+    assert any("<tool_call>" in a.text for a in plain if a.model == "caller")
+
+
+def test_a_capability_nobody_has_is_named_in_the_error() -> None:
+    router = GreenServRouter([FakeBackend("a"), FakeBackend("b")], features=make_hashing_extractor(), seed=0)
+    with pytest.raises(NoEligibleModelError, match="no model in the pool has the capability tools"):
+        router.generate(ASK, tools=[WEATHER_TOOL])
+    with pytest.raises(NoEligibleModelError, match="json_schema"):
+        router.route(ASK, requires={"json_schema"})
+    with pytest.raises(InvalidInputError, match="collection of capability names"):
+        router.route(ASK, requires="tools")
+    with pytest.raises(InvalidInputError, match="list of tools"):
+        router.generate(ASK, tools=WEATHER_TOOL)  # type: ignore[arg-type]
+    assert not router.pending_.known("anything")  # nothing was left pending

@@ -9,6 +9,7 @@ import pytest
 from greenserv_core import GenerationSettings, GreenServRouter, InvalidInputError, MissingResourceError
 from greenserv_core.energy import CpuTimeEstimateMeter
 from greenserv_core.models import ModelMemory, ModelSpec, TransformersBackend
+from greenserv_core.tools import ToolSpec
 from tests.conftest import make_hashing_extractor
 from tests.tiny_models import build_tiny_model
 
@@ -181,3 +182,27 @@ def test_concurrent_generate_calls_are_coalesced_into_batches(plain_dir: Path) -
         t.join()
     assert [results[i].input_tokens for i in range(len(prompts))] == alone  # type: ignore[attr-defined]
     assert 1 <= backend.coalesced_batches < len(prompts)
+
+
+TOOLS_TEMPLATE = (
+    "{% if tools %}[tools] {% for t in tools %}{{ t['function']['name'] }} {% endfor %}\n{% endif %}"
+    "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}[assistant]{% endif %}"
+)
+
+
+def test_tools_go_through_a_template_that_takes_them_else_into_the_system_prompt(chat_dir: Path) -> None:
+    weather = ToolSpec("get_weather", "Weather in a city.", '{"type": "object", "properties": {}}')
+    backend = backend_for(chat_dir)
+    assert not backend.template_takes_tools and "tools" not in backend.info.capabilities
+    prompted = backend.render([{"role": "system", "content": "Be brief."}, *ASK], [weather])
+    assert prompted.startswith("[system] Be brief.\n\nYou may call one or more functions")
+    assert '"name": "get_weather"' in prompted and prompted.endswith("[assistant]")
+    assert backend.render(ASK, ()) == backend.render(ASK)  # no tools, no change
+
+    native = backend_for(chat_dir, name="native")
+    native.tokenizer.chat_template = TOOLS_TEMPLATE
+    assert native.template_takes_tools and "tools" in native.info.capabilities
+    assert native.render(ASK, [weather]) == "[tools] get_weather [user] what is the capital of france?\n[assistant]"
+    result = native.generate(ASK, GenerationSettings(max_new_tokens=3, tools=(weather,)))
+    assert result.input_tokens > native.count_tokens(ASK)  # the tools were in the prompt

@@ -13,6 +13,7 @@ from typing import Protocol, runtime_checkable
 
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.messages import Message
+from greenserv_core.tools.spec import ToolSpec
 
 __all__ = [
     "EnergyReading",
@@ -47,7 +48,8 @@ class EnergyReading:
 @dataclass(frozen=True)
 class GenerationSettings:
     """How to generate. ``temperature == 0`` means greedy decoding; ``max_time_s`` stops a
-    generation after that many seconds (finish reason ``length``).
+    generation after that many seconds (finish reason ``length``); ``tools`` are offered to
+    the model (through its chat template, or a system prompt where the template takes none).
 
     >>> GenerationSettings(max_new_tokens=32, stop=("\\n\\n",)).max_new_tokens
     32
@@ -59,6 +61,7 @@ class GenerationSettings:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     max_time_s: float | None = None
+    tools: tuple[ToolSpec, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
@@ -71,6 +74,10 @@ class GenerationSettings:
             raise InvalidInputError(f"max_time_s must be positive, got {self.max_time_s!r}")
         if any(not isinstance(s, str) or not s for s in self.stop):
             raise InvalidInputError(f"stop strings must be non-empty strings, got {self.stop!r}")
+        if any(not isinstance(t, ToolSpec) for t in self.tools):
+            raise InvalidInputError("tools must be ToolSpec objects (see ToolSpec.from_openai)")
+        if len({t.name for t in self.tools}) != len(self.tools):
+            raise InvalidInputError(f"tool names must be distinct, got {[t.name for t in self.tools]}")
 
 
 @dataclass(frozen=True)

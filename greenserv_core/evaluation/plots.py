@@ -89,6 +89,8 @@ def plot_replay(report: dict[str, Any], path: str | Path) -> Path:
             )
             for n in names
         ]
+        if not any(widths):
+            continue
         shares.barh(names, widths, left=left, label=model)
         left = [a + b for a, b in zip(left, widths, strict=True)]
     shares.set(xlabel="share of queries", title="Model selection shares", xlim=(0, 1))

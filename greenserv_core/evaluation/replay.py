@@ -4,7 +4,11 @@ Each run streams the table's queries in its own shuffled order. For each query t
 chooses a model from the prompt alone (the same features and policies users get); only the
 chosen model's row is revealed: its joules and latency go to ``record_outcome`` and, for a
 ``feedback_rate`` share of queries, its accuracy to ``feedback``. ``oracle`` picks the best
-model per query with hindsight (the regret baseline); it is not a router.
+model per query with hindsight (the regret baseline); it is not a router. ``known-accuracy``
+is a diagnostic: the real router (features, energy and latency models, online energy scale)
+with a policy that knows each model's mean accuracy on each task of the table beforehand and
+learns nothing, so the gap between it and the best fixed model per task is what the online
+energy estimates alone cost.
 
 Pool changes (:class:`PoolChange`) replay a model joining or leaving mid-stream: a model
 that joins at step k is absent before it, one that leaves at step k is removed from the
@@ -25,6 +29,7 @@ from typing import Any, Literal
 import numpy as np
 
 from greenserv_core.backends.base import GenerationResult, GenerationSettings, ModelInfo, StreamChunk
+from greenserv_core.bandits import Policy
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.evaluation.frontier import pareto_front
 from greenserv_core.evaluation.table import Matrices, OutcomeTable
@@ -78,6 +83,40 @@ class ReplayModel:
         raise InvalidInputError("a replayed model does not generate; its outcomes come from the table")
 
 
+class _KnownAccuracy(Policy):
+    """Scores each arm with its mean accuracy on the current query's task, from the table."""
+
+    name = "known-accuracy"
+
+    def __init__(self, dimension: int, accuracy: dict[str, dict[str, float]], *, seed: int | None = None) -> None:
+        super().__init__(dimension, seed=seed)
+        self.accuracy = accuracy
+        self.task = ""
+
+    def _estimates(self, context: np.ndarray, arms: Sequence[str]) -> dict[str, tuple[float, float]]:
+        return {arm: (self.accuracy[self.task][arm], 0.0) for arm in arms}
+
+    def update(self, arm: str, context: np.ndarray, reward: float) -> None:
+        """Learns nothing: it already knows."""
+
+    def _new_arm_state(self) -> None:
+        return None
+
+    def _arm_state(self, state: Any) -> dict[str, Any]:
+        return {}
+
+    def _load_arm_state(self, data: dict[str, Any]) -> None:
+        return None
+
+
+def _mean_accuracy_per_task(data: Matrices) -> dict[str, dict[str, float]]:
+    tasks = np.asarray(data.tasks)
+    return {
+        task: dict(zip(data.models, data.accuracy[tasks == task].mean(axis=0).tolist(), strict=True))
+        for task in set(data.tasks)
+    }
+
+
 @dataclass
 class RunResult:
     strategy: str
@@ -119,14 +158,20 @@ def _run(
     if strategy == "oracle":
         chosen[:] = available.argmax(axis=1)
     else:
+        known = strategy == "known-accuracy"
         router = GreenServRouter(
             [ReplayModel(m) for m in data.models if present[0, index[m]]],
-            strategy=strategy,
+            strategy="random" if known else strategy,
             tradeoff=tradeoff,
             seed=seed,
             features=make_features(),
             policy_params=policy_params,
         )
+        if known:
+            diagnostic = _KnownAccuracy(router.features.dimension, _mean_accuracy_per_task(data), seed=seed)
+            for name in router.models:
+                diagnostic.add_arm(name)
+            router.policy_ = diagnostic
         due = sorted((c for c in changes if c.step > 0), key=lambda c: c.step)  # step 0: already in the pool
         for step, q in enumerate(order):
             while due and due[0].step == step:
@@ -135,6 +180,8 @@ def _run(
                     router.add_model(ReplayModel(change.model))
                 else:
                     router.remove_model(change.model)
+            if known:
+                diagnostic.task = data.tasks[q]
             decision = router.route(data.prompts[q], max_new_tokens=1)
             j = index[decision.model]
             chosen[step] = j
@@ -184,7 +231,8 @@ def summarise(results: list[RunResult]) -> dict[str, Any]:
 def baselines(table: OutcomeTable, tradeoff: float) -> dict[str, dict[str, Any]]:
     """Mean accuracy, joules per query and reward of fixed choices, computed from the table:
     the expected random choice, the best single model, the best fixed model per task (the
-    most a policy that sees only the task type can reach), and the per-query oracle."""
+    most a policy that sees only the task type can reach), and the per-query oracle; and per
+    task, how close the runners-up come to the best model (what a learner must tell apart)."""
     data = table.matrices()
     reward = (1 - tradeoff) * data.accuracy - tradeoff * data.energy_norm()
     tasks = np.asarray(data.tasks)
@@ -213,6 +261,17 @@ def baselines(table: OutcomeTable, tradeoff: float) -> dict[str, dict[str, Any]]
             "reward": float(reward[rows, chosen].mean()),
         }
     out["best_single_model"]["model"] = data.models[single]
+    out["per_task"] = {}
+    for task in sorted(set(data.tasks)):
+        means = reward[tasks == task].mean(axis=0)
+        ranked = np.argsort(-means)
+        out["per_task"][task] = {
+            "queries": int((tasks == task).sum()),
+            "best_model": data.models[ranked[0]],
+            "best_reward": float(means[ranked[0]]),
+            "runner_up_gap": float(means[ranked[0]] - means[ranked[1]]) if len(ranked) > 1 else None,
+            "models_within_0.05": int((means >= means[ranked[0]] - 0.05).sum() - 1),
+        }
     return out
 
 

@@ -36,6 +36,7 @@ from greenserv_core.models.devices import device_lock, pick_device, pick_dtype
 from greenserv_core.models.memory import ModelMemory, default_memory
 from greenserv_core.models.prompt_format import PLAIN_STOPS, StopBuffer, plain_prompt, truncate_at_stop
 from greenserv_core.models.spec import ModelSpec
+from greenserv_core.tools.spec import ToolSpec, tools_system_prompt
 
 __all__ = ["TransformersBackend"]
 
@@ -132,6 +133,8 @@ class TransformersBackend:
             capabilities = set(self.spec.capabilities)
             if self.uses_chat_template:
                 capabilities.add("chat_template")
+            if self.template_takes_tools:
+                capabilities.add("tools")
             self._info = ModelInfo(
                 name=self.name,
                 context_window=window,
@@ -197,13 +200,26 @@ class TransformersBackend:
             pass
 
     # ---- prompts ----------------------------------------------------------------------
-    def render(self, messages: Sequence[Message]) -> str:
-        """The exact prompt text the model sees."""
+    @property
+    def template_takes_tools(self) -> bool:
+        """Whether the chat template renders a ``tools`` list itself (Hermes, Qwen-2.5, Llama-3.x …)."""
+        template = getattr(self.tokenizer, "chat_template", None)
+        return self.uses_chat_template and isinstance(template, str) and "tools" in template
+
+    def render(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = ()) -> str:
+        """The exact prompt text the model sees. ``tools`` go through the chat template when it
+        takes them, else into the system message in the Hermes format."""
         clean = validate_messages(list(messages))
+        native_tools = bool(tools) and self.template_takes_tools
+        if tools and not native_tools:
+            system = [m["content"] for m in clean if m["role"] == "system"]
+            rest = [m for m in clean if m["role"] != "system"]
+            clean = [{"role": "system", "content": "\n\n".join([*system, tools_system_prompt(tools)])}, *rest]
         if not self.uses_chat_template:
             return plain_prompt(clean)
+        extra: dict[str, Any] = {"tools": [t.to_openai() for t in tools]} if native_tools else {}
         try:
-            text: str = self.tokenizer.apply_chat_template(clean, tokenize=False, add_generation_prompt=True)
+            text: str = self.tokenizer.apply_chat_template(clean, tokenize=False, add_generation_prompt=True, **extra)
         except Exception as error:  # jinja2 TemplateError: e.g. a template without a system role
             raise InvalidInputError(f"model {self.name!r} cannot take these messages: {error}") from error
         return text
@@ -304,7 +320,7 @@ class TransformersBackend:
     ) -> list[GenerationResult]:
         import torch
 
-        prompts = [self.render(messages) for messages in batch]
+        prompts = [self.render(messages, settings.tools) for messages in batch]
         stops = self._stops(settings)
         self.memory.acquire(self)
         try:
@@ -347,7 +363,7 @@ class TransformersBackend:
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
-        prompt = self.render(messages)
+        prompt = self.render(messages, settings.tools)
         stops = self._stops(settings)
         cancelled = threading.Event()
 

@@ -1,0 +1,139 @@
+"""Tool calls parsed from a model's text, in the formats small open models write.
+
+* Hermes / Qwen-2.5 style: ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``, one
+  block per call (an unclosed last block, cut off by the token limit, is still tried);
+* bare JSON: the whole answer (optionally in a fenced code block) is one call object
+  ``{"name": ..., "arguments"|"parameters": {...}}`` or a list of them (Llama-3.x style).
+
+Every call is checked against the offered tools: a known name, an arguments object, and the
+tool's JSON schema (``jsonschema``). A call that fails any check becomes an
+:class:`InvalidToolCall` with the reason; parsing never raises on model output.
+
+>>> from greenserv_core.tools.spec import ToolSpec
+>>> add = ToolSpec("add", "Add.", '{"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}')
+>>> out = parse_tool_calls('Sure. <tool_call>{"name": "add", "arguments": {"a": 2}}</tool_call>', [add])
+>>> out.text, out.tool_calls[0].name, out.tool_calls[0].arguments
+('Sure.', 'add', {'a': 2})
+>>> parse_tool_calls('{"name": "add", "arguments": {"a": "two"}}', [add]).invalid_tool_calls[0].error
+"arguments do not match the schema of 'add': 'two' is not of type 'integer'"
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from greenserv_core.tools.spec import ToolSpec
+
+__all__ = ["InvalidToolCall", "ParsedOutput", "ToolCall", "parse_tool_calls"]
+
+_BLOCK = re.compile(r"<tool_call>(.*?)(?:</tool_call>|\Z)", re.DOTALL)
+_FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
+
+
+def _new_id() -> str:
+    return f"call_{uuid.uuid4().hex[:24]}"
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    name: str
+    arguments: dict[str, Any]
+    id: str = field(default_factory=_new_id)
+
+
+@dataclass(frozen=True)
+class InvalidToolCall:
+    """A call the model attempted that cannot be run: ``error`` says why."""
+
+    name: str | None
+    arguments: str | None
+    error: str
+    id: str = field(default_factory=_new_id)
+
+
+@dataclass(frozen=True)
+class ParsedOutput:
+    """The answer's prose (tool-call markup removed) and its valid and invalid calls."""
+
+    text: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    invalid_tool_calls: tuple[InvalidToolCall, ...] = ()
+
+
+def _check(raw: Any, source: str, tools: dict[str, ToolSpec]) -> ToolCall | InvalidToolCall:
+    if not isinstance(raw, dict):
+        return InvalidToolCall(None, source, "a tool call must be a JSON object with a name and arguments")
+    name = raw.get("name")
+    arguments = raw.get("arguments", raw.get("parameters", {}))
+    text_arguments = arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
+    if not isinstance(name, str) or name not in tools:
+        known = ", ".join(sorted(tools)) or "none"
+        return InvalidToolCall(
+            name if isinstance(name, str) else None, text_arguments, f"unknown tool {name!r}; tools: {known}"
+        )
+    if isinstance(arguments, str):  # some models write the arguments as a JSON string
+        try:
+            arguments = json.loads(arguments)
+        except json.JSONDecodeError:
+            return InvalidToolCall(name, text_arguments, "arguments are not valid JSON")
+    if not isinstance(arguments, dict):
+        return InvalidToolCall(name, text_arguments, "arguments must be a JSON object")
+    from jsonschema import Draft202012Validator
+
+    errors = sorted(Draft202012Validator(tools[name].parameters).iter_errors(arguments), key=lambda e: list(e.path))
+    if errors:
+        return InvalidToolCall(
+            name, text_arguments, f"arguments do not match the schema of {name!r}: {errors[0].message}"
+        )
+    return ToolCall(name, arguments)
+
+
+def _json_calls(text: str) -> list[Any] | None:
+    """The call objects if ``text`` is nothing but JSON (optionally fenced), else ``None``."""
+    stripped = text.strip()
+    fenced = _FENCE.match(stripped)
+    if fenced:
+        stripped = fenced.group(1)
+    if not stripped.startswith(("{", "[")):
+        return None
+    try:
+        value = json.loads(stripped)
+    except json.JSONDecodeError:
+        return None
+    values = value if isinstance(value, list) else [value]
+    if not values or not all(isinstance(v, dict) and "name" in v for v in values):
+        return None
+    return values
+
+
+def parse_tool_calls(text: str, tools: Sequence[ToolSpec]) -> ParsedOutput:
+    """Split ``text`` into prose and tool calls (see the module docstring)."""
+    offered = {tool.name: tool for tool in tools}
+    found: list[ToolCall | InvalidToolCall] = []
+    if "<tool_call>" in text:
+        for block in _BLOCK.findall(text):
+            source = block.strip()
+            fenced = _FENCE.match(source)
+            try:
+                raw = json.loads(fenced.group(1) if fenced else source)
+            except json.JSONDecodeError as error:
+                found.append(InvalidToolCall(None, source, f"tool call is not valid JSON: {error.msg}"))
+                continue
+            found.append(_check(raw, source, offered))
+        prose = _BLOCK.sub("", text).strip()
+    else:
+        values = _json_calls(text)
+        if values is None:
+            return ParsedOutput(text)
+        found = [_check(v, json.dumps(v, ensure_ascii=False), offered) for v in values]
+        prose = ""
+    return ParsedOutput(
+        prose,
+        tuple(c for c in found if isinstance(c, ToolCall)),
+        tuple(c for c in found if isinstance(c, InvalidToolCall)),
+    )

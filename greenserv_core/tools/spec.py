@@ -1,0 +1,104 @@
+"""A tool as the model sees it: name, description and a JSON schema of its arguments.
+
+:class:`ToolSpec` is frozen and hashable (the schema is kept as canonical JSON), so a set of
+tools can be part of :class:`~greenserv_core.backends.base.GenerationSettings`: requests
+that offer the same tools may share a batch, others never do.
+
+>>> spec = ToolSpec.from_openai({"type": "function", "function": {"name": "add",
+...     "description": "Add two integers.", "parameters": {"type": "object",
+...     "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}, "required": ["a", "b"]}}})
+>>> spec.name, sorted(spec.parameters["properties"])
+('add', ['a', 'b'])
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from greenserv_core.errors import InvalidInputError
+
+__all__ = ["ToolSpec", "as_tool_specs", "tools_system_prompt"]
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    name: str
+    description: str
+    parameters_json: str  # canonical JSON of the arguments' JSON schema
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _NAME.match(self.name):
+            raise InvalidInputError(f"a tool name must match {_NAME.pattern}, got {self.name!r}")
+        schema = json.loads(self.parameters_json)
+        if not isinstance(schema, dict) or schema.get("type", "object") != "object":
+            raise InvalidInputError(f"tool {self.name!r}: parameters must be a JSON schema of type 'object'")
+        from jsonschema import Draft202012Validator
+        from jsonschema.exceptions import SchemaError
+
+        try:
+            Draft202012Validator.check_schema(schema)
+        except SchemaError as error:
+            raise InvalidInputError(f"tool {self.name!r}: invalid parameters schema: {error.message}") from error
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        parameters: dict[str, Any] = json.loads(self.parameters_json)
+        return parameters
+
+    @classmethod
+    def from_openai(cls, tool: Mapping[str, Any]) -> ToolSpec:
+        """From the OpenAI tool format ``{"type": "function", "function": {name, description, parameters}}``
+        (or the bare ``function`` object)."""
+        if not isinstance(tool, Mapping):
+            raise InvalidInputError(f"a tool must be a mapping in the OpenAI tool format, got {type(tool).__name__}")
+        function = tool.get("function", tool) if tool.get("type", "function") == "function" else None
+        if not isinstance(function, Mapping) or "name" not in function:
+            raise InvalidInputError(f"a tool needs a function with a name, got {dict(tool)!r}")
+        parameters = function.get("parameters") or {"type": "object", "properties": {}}
+        return cls(
+            str(function["name"]),
+            str(function.get("description", "")),
+            json.dumps(parameters, sort_keys=True, ensure_ascii=False),
+        )
+
+    def to_openai(self) -> dict[str, Any]:
+        return {
+            "type": "function",
+            "function": {"name": self.name, "description": self.description, "parameters": self.parameters},
+        }
+
+
+def as_tool_specs(tools: Sequence[ToolSpec | Mapping[str, Any]] | None) -> tuple[ToolSpec, ...]:
+    """Tools given as :class:`ToolSpec` objects or OpenAI-format mappings, as a tuple of specs.
+
+    >>> [t.name for t in as_tool_specs([{"name": "now", "parameters": {}}])]
+    ['now']
+    """
+    if tools is None:
+        return ()
+    if isinstance(tools, (str, Mapping)):
+        raise InvalidInputError("tools must be a list of tools, not a single tool")
+    return tuple(t if isinstance(t, ToolSpec) else ToolSpec.from_openai(t) for t in tools)
+
+
+def tools_system_prompt(tools: Sequence[ToolSpec]) -> str:
+    """Instructions offering ``tools`` in the Hermes format, for chat templates that take no tools.
+
+    >>> print(tools_system_prompt([ToolSpec("now", "The time.", "{}")]).splitlines()[0])
+    You may call one or more functions to assist with the user query.
+    """
+    listed = "\n".join(json.dumps(t.to_openai(), ensure_ascii=False) for t in tools)
+    return (
+        "You may call one or more functions to assist with the user query.\n\n"
+        "You are provided with function signatures within <tools></tools> XML tags:\n"
+        f"<tools>\n{listed}\n</tools>\n\n"
+        "For each function call, return a json object with function name and arguments within "
+        "<tool_call></tool_call> XML tags:\n"
+        '<tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>'
+    )

@@ -1,0 +1,128 @@
+"""Tool specs, the prompt that offers them, and parsing tool calls out of model text."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from greenserv_core.errors import InvalidInputError
+from greenserv_core.tools import InvalidToolCall, ToolSpec, parse_tool_calls, tools_system_prompt
+
+WEATHER = ToolSpec.from_openai(
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Current weather in a city.",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}, "unit": {"enum": ["C", "F"]}},
+                "required": ["city"],
+            },
+        },
+    }
+)
+ADD = ToolSpec.from_openai(
+    {
+        "name": "add",
+        "description": "Add two integers.",
+        "parameters": {
+            "type": "object",
+            "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+            "required": ["a", "b"],
+        },
+    }
+)
+TOOLS = [WEATHER, ADD]
+
+
+def test_tool_specs_are_validated_hashable_and_round_trip() -> None:
+    assert ToolSpec.from_openai(WEATHER.to_openai()) == WEATHER and len({WEATHER, ADD, WEATHER}) == 2
+    with pytest.raises(InvalidInputError, match="name"):
+        ToolSpec.from_openai({"function": {"name": "bad name!", "parameters": {}}})
+    with pytest.raises(InvalidInputError, match="type 'object'"):
+        ToolSpec.from_openai({"function": {"name": "f", "parameters": {"type": "string"}}})
+    with pytest.raises(InvalidInputError, match="invalid parameters schema"):
+        ToolSpec.from_openai({"function": {"name": "f", "parameters": {"type": "object", "required": "city"}}})
+    with pytest.raises(InvalidInputError, match="mapping"):
+        ToolSpec.from_openai("get_weather")  # type: ignore[arg-type]
+    prompt = tools_system_prompt(TOOLS)
+    assert "<tools>" in prompt and '"get_weather"' in prompt and "<tool_call>" in prompt
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>',
+        'Let me check.\n<tool_call>{"name": "get_weather", "arguments": "{\\"city\\": \\"Paris\\"}"}</tool_call>',
+        '{"name": "get_weather", "parameters": {"city": "Paris"}}',
+        '```json\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n```',
+        '[{"name": "get_weather", "arguments": {"city": "Paris"}}]',
+        '<tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}',  # cut off before the closing tag
+    ],
+)
+def test_the_formats_small_models_write_parse_to_one_valid_call(text: str) -> None:
+    parsed = parse_tool_calls(text, TOOLS)
+    assert [(c.name, c.arguments) for c in parsed.tool_calls] == [("get_weather", {"city": "Paris"})]
+    assert parsed.invalid_tool_calls == () and "tool_call" not in parsed.text and "{" not in parsed.text
+
+
+def test_several_calls_and_prose() -> None:
+    text = (
+        "I will call two tools.\n"
+        '<tool_call>{"name": "add", "arguments": {"a": 1, "b": 2}}</tool_call>\n'
+        '<tool_call>{"name": "get_weather", "arguments": {"city": "Oslo", "unit": "C"}}</tool_call>'
+    )
+    parsed = parse_tool_calls(text, TOOLS)
+    assert [c.name for c in parsed.tool_calls] == ["add", "get_weather"]
+    assert parsed.text == "I will call two tools."
+    assert len({c.id for c in parsed.tool_calls}) == 2 and all(c.id.startswith("call_") for c in parsed.tool_calls)
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ('<tool_call>{"name": "get_weather", "arguments": {"city": </tool_call>', "not valid JSON"),
+        ('<tool_call>{"name": "send_email", "arguments": {}}</tool_call>', "unknown tool 'send_email'"),
+        ('<tool_call>{"name": "add", "arguments": {"a": 1}}</tool_call>', "'b' is a required property"),
+        ('<tool_call>{"name": "add", "arguments": [1, 2]}</tool_call>', "must be a JSON object"),
+        ('<tool_call>{"name": "get_weather", "arguments": "city=Paris"}</tool_call>', "not valid JSON"),
+        ('<tool_call>{"name": "get_weather", "arguments": {"city": "Oslo", "unit": "K"}}</tool_call>', "schema"),
+        ('<tool_call>["add"]</tool_call>', "JSON object"),
+    ],
+)
+def test_bad_calls_become_invalid_calls_with_a_reason(text: str, reason: str) -> None:
+    parsed = parse_tool_calls(text, TOOLS)
+    assert parsed.tool_calls == () and len(parsed.invalid_tool_calls) == 1
+    assert reason in parsed.invalid_tool_calls[0].error
+    assert isinstance(parsed.invalid_tool_calls[0], InvalidToolCall)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Paris is sunny today.",
+        '{"city": "Paris"}',  # JSON, but not a call
+        'The JSON is {"name": "add", "arguments": {"a": 1, "b": 2}} as you asked.',  # prose around bare JSON
+        "",
+    ],
+)
+def test_plain_answers_have_no_calls(text: str) -> None:
+    parsed = parse_tool_calls(text, TOOLS)
+    assert parsed.tool_calls == () and parsed.invalid_tool_calls == () and parsed.text == text
+
+
+@given(st.text(max_size=200))
+def test_parsing_never_raises_on_any_text(text: str) -> None:
+    parsed = parse_tool_calls(text, TOOLS)
+    for call in parsed.tool_calls:
+        assert call.name in {"get_weather", "add"}
+
+
+@given(st.integers(), st.integers())
+def test_valid_arguments_survive_parsing_exactly(a: int, b: int) -> None:
+    text = f"<tool_call>{json.dumps({'name': 'add', 'arguments': {'a': a, 'b': b}})}</tool_call>"
+    assert parse_tool_calls(text, TOOLS).tool_calls[0].arguments == {"a": a, "b": b}
