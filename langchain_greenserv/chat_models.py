@@ -9,17 +9,25 @@ says which model it was and what it cost. No routing logic lives here.
 >>> message.response_metadata["model_name"], message.response_metadata["greenserv"]["energy_joules"]  # doctest: +SKIP
 ('smollm2-135m-instruct', 9.8)
 >>> llm.feedback(message, 1.0)                             # doctest: +SKIP
+
+Tools and structured output go to the models of the pool that take tools (the ``tools``
+capability: a chat template that renders tools, or ``ModelSpec(capabilities={"tools"})``);
+the calls an answer makes are parsed into ``AIMessage.tool_calls``, and calls that do not
+parse or fail their tool's schema into ``invalid_tool_calls``, never an exception. (When
+streaming, LangChain rebuilds calls from chunks; the refused ones are then listed in
+``response_metadata["invalid_tool_calls"]``.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 from langchain_core.callbacks import (
@@ -28,16 +36,24 @@ from langchain_core.callbacks import (
     BaseCallbackManager,
     CallbackManagerForLLMRun,
 )
-from langchain_core.language_models import BaseChatModel, LangSmithParams
+from langchain_core.exceptions import OutputParserException
+from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import UsageMetadata
+from langchain_core.messages.tool import invalid_tool_call, tool_call, tool_call_chunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult, LLMResult
-from pydantic import ConfigDict, Field, PrivateAttr
+from langchain_core.runnables import Runnable, RunnableLambda, RunnableMap, RunnablePassthrough
+from langchain_core.tools import BaseTool
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from langchain_core.utils.pydantic import is_basemodel_subclass
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from greenserv_core.adapter_support import LazyRouter, RouterFromArguments, generation_options
 from greenserv_core.async_bridge import iterate_in_thread
 from greenserv_core.errors import GreenServError, InvalidInputError, UnknownDecisionError
+from greenserv_core.messages import Message
 from greenserv_core.router import FeedbackRecord, GreenServRouter, RoutedGeneration
+from greenserv_core.tools import as_tool_specs
 from langchain_greenserv.messages import to_greenserv_messages
 
 __all__ = ["ChatGreenServ", "decision_id_of"]
@@ -106,6 +122,41 @@ def _metadata(result: RoutedGeneration) -> dict[str, Any]:
     }
 
 
+def _tool_calls(result: RoutedGeneration) -> dict[str, Any]:
+    """``tool_calls`` and ``invalid_tool_calls`` of an ``AIMessage`` from a routed answer."""
+    return {
+        "tool_calls": [tool_call(name=c.name, args=c.arguments, id=c.id) for c in result.tool_calls],
+        "invalid_tool_calls": [
+            invalid_tool_call(name=c.name, args=c.arguments, id=c.id, error=c.error) for c in result.invalid_tool_calls
+        ],
+    }
+
+
+def _tool_choice(
+    tools: list[dict[str, Any]], choice: Any, conversation: list[Message]
+) -> tuple[list[dict[str, Any]], list[Message]]:
+    """Apply LangChain's ``tool_choice``: ``None``/``"auto"`` offer every tool, ``"none"`` none;
+    ``"any"``/``"required"``/``True`` ask for a call to one of them, a tool name (or
+    ``{"function": {"name": ...}}``) offers only that tool and asks for a call to it. Local
+    models cannot be forced, so the request is an instruction in the system message."""
+    if choice in (None, "auto") or not tools:
+        return tools, conversation
+    if choice == "none":
+        return [], conversation
+    if choice in ("any", "required", True):
+        instruction = "Answer with a call to one of the functions."
+    else:
+        name = choice.get("function", {}).get("name") if isinstance(choice, dict) else choice
+        tools = [t for t in tools if t["function"]["name"] == name]
+        if not isinstance(name, str) or not tools:
+            raise InvalidInputError(f"tool_choice {choice!r} names no bound tool")
+        instruction = f"Answer with a call to the function {name}."
+    if conversation and conversation[0]["role"] == "system":
+        head = {"role": "system", "content": f"{conversation[0]['content']}\n\n{instruction}"}
+        return tools, [head, *conversation[1:]]  # type: ignore[list-item]
+    return tools, [{"role": "system", "content": instruction}, *conversation]
+
+
 def _usage(result: RoutedGeneration) -> UsageMetadata:
     return UsageMetadata(
         input_tokens=result.input_tokens, output_tokens=result.output_tokens, total_tokens=result.total_tokens
@@ -122,7 +173,8 @@ class ChatGreenServ(RouterFromArguments, BaseChatModel):
     generation) and ``streaming`` behave as in other chat models. Per-call options:
     ``temperature``, ``max_tokens``, ``top_p``, ``seed``, ``timeout``, ``tradeoff``,
     ``max_latency_s``, and ``model`` (pin this call to one model of the pool, bypassing the
-    choice; its outcome is still learned); anything else is refused.
+    choice; its outcome is still learned), plus ``tools`` and ``tool_choice`` (set by
+    :meth:`bind_tools`); anything else is refused.
 
     The router's decision is keyed by the LangChain run id, so ``AIMessage.id``
     (``lc_run-<run id>``) or a run id from ``collect_runs()`` finds it again for
@@ -203,6 +255,20 @@ class ChatGreenServ(RouterFromArguments, BaseChatModel):
         return params
 
     # ---- calling the router ---------------------------------------------------------------
+    def _prepare(
+        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
+    ) -> tuple[list[Message], dict[str, Any]]:
+        """The conversation and the router's arguments for one call."""
+        kwargs = dict(kwargs)
+        kwargs.pop("ls_structured_output_format", None)  # tracing metadata from with_structured_output
+        tools, conversation = _tool_choice(
+            kwargs.pop("tools", None) or [], kwargs.pop("tool_choice", None), to_greenserv_messages(messages)
+        )
+        options = self._options(stop, kwargs)
+        if tools:
+            options["tools"] = tools
+        return conversation, options
+
     def _options(self, stop: list[str] | None, kwargs: dict[str, Any]) -> dict[str, Any]:
         return generation_options(
             kwargs,
@@ -230,8 +296,7 @@ class ChatGreenServ(RouterFromArguments, BaseChatModel):
     ) -> ChatResult:
         if self.streaming:
             return _merged(list(self._stream(messages, stop=stop, run_manager=run_manager, **kwargs)))
-        options = self._options(stop, kwargs)
-        conversation = to_greenserv_messages(messages)
+        conversation, options = self._prepare(messages, stop, kwargs)
         router = self.greenserv_router
         run_id = run_manager.run_id if run_manager else None
         for attempt in range(self.max_retries + 1):
@@ -244,7 +309,12 @@ class ChatGreenServ(RouterFromArguments, BaseChatModel):
                 if attempt == self.max_retries:
                     raise
                 logger.warning("generation failed (%s); re-routing, attempt %d", error, attempt + 2)
-        message = AIMessage(content=result.text, usage_metadata=_usage(result), response_metadata=_metadata(result))
+        message = AIMessage(
+            content=result.text,
+            usage_metadata=_usage(result),
+            response_metadata=_metadata(result),
+            **_tool_calls(result),
+        )
         return ChatResult(generations=[ChatGeneration(message=message)], llm_output={"model_name": result.model})
 
     def _stream(
@@ -254,22 +324,32 @@ class ChatGreenServ(RouterFromArguments, BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        options = self._options(stop, kwargs)
-        conversation = to_greenserv_messages(messages)
+        conversation, options = self._prepare(messages, stop, kwargs)
         run_id = run_manager.run_id if run_manager else None
+        with_tools = "tools" in options  # tool-call markup is parsed at the end, so the text comes in one piece
         for piece in self.greenserv_router.stream(conversation, decision_id=self._run_key(run_id, 0), **options):
             if piece.generation is None:
+                if with_tools:
+                    continue
                 chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece.delta))
             else:
                 result = piece.generation
-                chunk = ChatGenerationChunk(
-                    message=AIMessageChunk(
-                        content="",
-                        usage_metadata=_usage(result),
-                        response_metadata=_metadata(result),
-                        chunk_position="last",
-                    )
+                metadata = _metadata(result)
+                if result.invalid_tool_calls:
+                    # LangChain rebuilds a stream's calls from its chunks and keeps every call whose
+                    # arguments parse, so calls refused here (unknown tool, schema) travel in the metadata
+                    metadata["invalid_tool_calls"] = _tool_calls(result)["invalid_tool_calls"]
+                message = AIMessageChunk(
+                    content=result.text if with_tools else "",
+                    usage_metadata=_usage(result),
+                    response_metadata=metadata,
+                    tool_call_chunks=[
+                        tool_call_chunk(name=c.name, args=json.dumps(c.arguments), id=c.id, index=i)
+                        for i, c in enumerate(result.tool_calls)
+                    ],
+                    chunk_position="last",
                 )
+                chunk = ChatGenerationChunk(message=message)
             if run_manager and chunk.text:
                 run_manager.on_llm_new_token(chunk.text, chunk=chunk)
             yield chunk
@@ -302,6 +382,65 @@ class ChatGreenServ(RouterFromArguments, BaseChatModel):
             if run_manager and chunk.text:
                 await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
             yield chunk
+
+    # ---- tools ----------------------------------------------------------------------------
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
+        *,
+        tool_choice: str | dict[str, Any] | bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Offer ``tools`` (Pydantic models, functions, LangChain tools or OpenAI tool dicts)
+        on every call; only models of the pool that take tools answer. ``tool_choice``:
+        ``"auto"`` (default), ``"none"``, ``"any"``/``"required"``, or a tool's name."""
+        formatted = [convert_to_openai_tool(tool) for tool in tools]
+        as_tool_specs(formatted)  # refuse a bad schema now, not at the first call
+        return super().bind(tools=formatted, tool_choice=tool_choice, **kwargs)
+
+    def with_structured_output(
+        self,
+        schema: dict[str, Any] | type,
+        *,
+        include_raw: bool = False,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, dict[str, Any] | BaseModel]:
+        """Answers as ``schema`` (a Pydantic model, TypedDict or JSON schema), through one
+        forced tool call. An answer the schema rejects raises ``OutputParserException``
+        saying why (with ``include_raw=True`` it is returned as ``parsing_error`` instead)."""
+        kwargs.pop("method", None)
+        kwargs.pop("strict", None)
+        if kwargs:
+            raise InvalidInputError(f"with_structured_output does not take {sorted(kwargs)}")
+        name = convert_to_openai_tool(schema)["function"]["name"]
+        llm = self.bind_tools(
+            [schema],
+            tool_choice=name,
+            ls_structured_output_format={"kwargs": {"method": "function_calling"}, "schema": schema},
+        )
+        pydantic = isinstance(schema, type) and is_basemodel_subclass(schema)
+
+        def parse(message: AIMessage) -> dict[str, Any] | BaseModel:
+            for call in message.tool_calls:
+                if call["name"] == name:
+                    if not pydantic:
+                        return call["args"]
+                    validate = getattr(schema, "model_validate", None) or schema.parse_obj  # type: ignore[union-attr]
+                    try:
+                        validated: BaseModel = validate(call["args"])
+                    except ValueError as error:
+                        raise OutputParserException(f"the answer does not fit {name}: {error}") from error
+                    return validated
+            why = "; ".join(str(c.get("error")) for c in message.invalid_tool_calls) or "no call was made"
+            text = message.content if isinstance(message.content, str) else str(message.content)
+            raise OutputParserException(f"the model gave no valid {name} answer ({why})", llm_output=text)
+
+        parser = RunnableLambda(parse)
+        if not include_raw:
+            return llm | parser
+        parsed = RunnablePassthrough.assign(parsed=lambda d: parse(d["raw"]), parsing_error=lambda _: None)
+        failed = RunnablePassthrough.assign(parsed=lambda _: None)
+        return RunnableMap(raw=llm) | parsed.with_fallbacks([failed], exception_key="parsing_error")
 
     # ---- feedback -----------------------------------------------------------------------
     def feedback(self, target: Any, score: float) -> FeedbackRecord:
@@ -339,5 +478,6 @@ def _merged(chunks: list[ChatGenerationChunk]) -> ChatResult:
         usage_metadata=message.usage_metadata,
         response_metadata=message.response_metadata,
         id=message.id,
+        tool_calls=message.tool_calls,
     )
     return ChatResult(generations=[ChatGeneration(message=final)])

@@ -1,10 +1,16 @@
-"""LangChain messages → GreenServ chat messages (``{"role", "content"}``)."""
+"""LangChain messages → GreenServ chat messages (``{"role", "content"}``).
+
+An ``AIMessage`` that called tools keeps its calls as Hermes ``<tool_call>`` blocks after its
+text, and a ``ToolMessage`` becomes a ``tool`` turn wrapped in ``<tool_response>``: the format
+the tool prompt teaches, so a model sees its own earlier calls and their results.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
-from langchain_core.messages import AIMessage, BaseMessage, ChatMessage, HumanMessage, SystemMessage
+from langchain_core.messages import AIMessage, BaseMessage, ChatMessage, HumanMessage, SystemMessage, ToolMessage
 
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.messages import VALID_ROLES, Message
@@ -22,36 +28,49 @@ def _text(message: BaseMessage) -> str:
             parts.append(block)
         elif isinstance(block, dict) and block.get("type") == "text":
             parts.append(str(block.get("text", "")))
+        elif isinstance(block, dict) and block.get("type") in ("tool_use", "tool_call"):
+            continue  # the same calls are in message.tool_calls, rendered below
         else:
             kind = block.get("type") if isinstance(block, dict) else type(block).__name__
             raise InvalidInputError(f"GreenServ's local models take text only; got a {kind!r} content block")
     return "".join(parts)
 
 
+def _with_calls(message: AIMessage) -> str:
+    blocks = [
+        "<tool_call>\n" + json.dumps({"name": c["name"], "arguments": c["args"]}, ensure_ascii=False) + "\n</tool_call>"
+        for c in message.tool_calls
+    ]
+    return "\n".join(part for part in (_text(message).strip(), *blocks) if part)
+
+
 def to_greenserv_messages(messages: Sequence[BaseMessage]) -> list[Message]:
-    """Map system, human and AI messages (and ``ChatMessage`` with those roles).
+    """Map system, human, AI and tool messages (and ``ChatMessage`` with those roles).
 
     >>> to_greenserv_messages([SystemMessage("Be brief."), HumanMessage("Hi")])
     [{'role': 'system', 'content': 'Be brief.'}, {'role': 'user', 'content': 'Hi'}]
+    >>> to_greenserv_messages([ToolMessage("21 °C", tool_call_id="call_1")])[0]["content"]
+    '<tool_response>\\n21 °C\\n</tool_response>'
     """
     out: list[Message] = []
     for index, message in enumerate(messages):
+        content = _text(message) if not isinstance(message, AIMessage) else _with_calls(message)
         if isinstance(message, SystemMessage):
             role = "system"
         elif isinstance(message, HumanMessage):
             role = "user"
         elif isinstance(message, AIMessage):
-            if message.tool_calls:
-                raise InvalidInputError(f"messages[{index}] carries tool calls; this model does not take tools")
             role = "assistant"
-        elif isinstance(message, ChatMessage) and message.role in VALID_ROLES - {"tool"}:
+        elif isinstance(message, ToolMessage):
+            role, content = "tool", f"<tool_response>\n{content}\n</tool_response>"
+        elif isinstance(message, ChatMessage) and message.role in VALID_ROLES:
             role = message.role
         elif isinstance(message, ChatMessage) and message.role == "human":
             role = "user"
         else:
             raise InvalidInputError(
-                f"messages[{index}] is a {type(message).__name__} (type {message.type!r}); GreenServ's local models "
-                "take system, human and AI messages"
+                f"messages[{index}] is a {type(message).__name__} (type {message.type!r}); GreenServ takes "
+                "system, human, AI and tool messages"
             )
-        out.append({"role": role, "content": _text(message)})
+        out.append({"role": role, "content": content})
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -129,7 +130,7 @@ def test_sweep_traces_the_accuracy_energy_curve(table: OutcomeTable) -> None:
     assert low < high and 0 <= linucb["aiq"] <= 1 and 0 <= report["single_models"]["aiq"] <= 1
     for curve in report["strategies"].values():
         front = curve["pareto"]
-        assert all(a[0] < b[0] and a[1] < b[1] for a, b in zip(front, front[1:], strict=False))
+        assert all(a[0] < b[0] and a[1] < b[1] for a, b in itertools.pairwise(front))
 
 
 def test_frontier_math() -> None:

@@ -14,6 +14,7 @@ from greenserv_core.backends.base import (
     StreamChunk,
 )
 from greenserv_core.messages import Message, last_user_text
+from greenserv_core.tools.spec import ToolSpec
 
 __all__ = ["FakeBackend"]
 
@@ -25,7 +26,8 @@ def _count(text: str) -> int:
 
 
 class FakeBackend:
-    """Answers with ``reply(messages)``; tokens, latency and joules follow fixed rates
+    """Answers with ``reply(messages)`` (or ``tool_reply(messages, tools)`` when tools are
+    offered and one is given); tokens, latency and joules follow fixed rates
     (joules = ``joules_per_call + joules_per_token × (input + output tokens)``).
 
     Energy is labelled ``source="fake"`` and ``measured=False``: nothing was metered.
@@ -46,12 +48,14 @@ class FakeBackend:
         context_window: int = 2048,
         capabilities: frozenset[str] = frozenset({"chat_template"}),
         reply: Callable[[Sequence[Message]], str] | None = None,
+        tool_reply: Callable[[Sequence[Message], tuple[ToolSpec, ...]], str] | None = None,
     ) -> None:
         self._info = ModelInfo(name=name, context_window=context_window, capabilities=capabilities)
         self.joules_per_token = joules_per_token
         self.joules_per_call = joules_per_call
         self.seconds_per_token = seconds_per_token
         self._reply = reply or (lambda messages: f"{name}: {last_user_text(messages)}")
+        self._tool_reply = tool_reply
         self._lock = threading.Lock()
         self.calls = 0
 
@@ -65,7 +69,10 @@ class FakeBackend:
     def generate(self, messages: Sequence[Message], settings: GenerationSettings) -> GenerationResult:
         with self._lock:
             self.calls += 1
-        text = self._reply(messages)
+        if settings.tools and self._tool_reply is not None:
+            text = self._tool_reply(messages, settings.tools)
+        else:
+            text = self._reply(messages)
         tokens = _TOKEN.findall(text)
         finish = "stop"
         if len(tokens) > settings.max_new_tokens:

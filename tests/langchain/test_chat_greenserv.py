@@ -6,16 +6,19 @@ import asyncio
 import logging
 
 import pytest
-from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.exceptions import OutputParserException
+from langchain_core.messages import AIMessage, FunctionMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.tracers.context import collect_runs
+from pydantic import BaseModel
 
 from greenserv_core import (
     DecisionAlreadyScoredError,
     FakeBackend,
     GreenServRouter,
     InvalidInputError,
+    NoEligibleModelError,
     UnknownDecisionError,
 )
 from langchain_greenserv import ChatGreenServ, GreenServFeedbackHandler, decision_id_of
@@ -87,8 +90,8 @@ def test_unknown_arguments_and_message_types_are_refused() -> None:
     llm = make_llm()
     with pytest.raises(InvalidInputError, match="does not take"):
         llm.invoke("hi", frequency_penalty=0.3)
-    with pytest.raises(InvalidInputError, match="ToolMessage"):
-        llm.invoke([HumanMessage("hi"), ToolMessage("42", tool_call_id="call-1")])
+    with pytest.raises(InvalidInputError, match="FunctionMessage"):
+        llm.invoke([HumanMessage("hi"), FunctionMessage("42", name="f")])
     with pytest.raises(InvalidInputError, match="image"):
         llm.invoke([HumanMessage(content=[{"type": "image", "url": "http://x/y.png"}])])
     with pytest.raises(Exception, match="Extra inputs"):
@@ -184,3 +187,92 @@ def test_abatch_and_batch_return_one_answer_per_input() -> None:
     assert [a.content.split(": ", 1)[1] for a in answers] == ["one", "two", "three"]
     answers = asyncio.run(llm.abatch(["four", "five"]))
     assert len({a.response_metadata["greenserv"]["decision_id"] for a in answers}) == 2
+
+
+# ---- tools and structured output -----------------------------------------------------------
+
+
+def tool_llm(**kwargs) -> ChatGreenServ:  # type: ignore[no-untyped-def]
+    from tests.scripted_tools import scripted_tool_backend
+
+    pool = [scripted_tool_backend("caller"), FakeBackend("no-tools", joules_per_token=0.01)]
+    router = GreenServRouter(pool, features=make_hashing_extractor(), strategy="random", seed=0)
+    return ChatGreenServ(router=router, **kwargs)
+
+
+def multiply(a: int, b: int) -> int:
+    """Multiply two integers."""
+    return a * b
+
+
+class Person(BaseModel):
+    name: str
+    age: int
+
+
+def test_bound_tools_route_to_tool_capable_models_and_calls_come_back_parsed() -> None:
+    llm = tool_llm()
+    with_tools = llm.bind_tools([multiply])
+    for _ in range(6):
+        message = with_tools.invoke("What is 'six' times 7?")
+        assert message.response_metadata["model_name"] == "caller"
+        assert message.tool_calls[0]["name"] == "multiply" and message.tool_calls[0]["args"]["b"] == 7
+        assert message.invalid_tool_calls == [] and message.content == ""
+    # a whole tool round trip: the call and its result go back into the next turn
+    call = message.tool_calls[0]
+    history = [HumanMessage("What is 6 times 7?"), message, ToolMessage("42", tool_call_id=call["id"])]
+    final = with_tools.invoke(history)
+    assert final.content == "The tool says: 42" and final.tool_calls == []
+    assert {llm.invoke("hi").response_metadata["model_name"] for _ in range(10)} == {"caller", "no-tools"}
+    streamed = list(with_tools.stream("What is 'six' times 7?"))
+    merged = streamed[0]
+    for chunk in streamed[1:]:
+        merged += chunk
+    assert merged.tool_calls[0]["name"] == "multiply"
+
+
+def test_invalid_calls_are_reported_not_raised() -> None:
+    pool = [
+        FakeBackend(
+            "confused",
+            capabilities=frozenset({"tools"}),
+            tool_reply=lambda m, t: '<tool_call>{"name": "divide", "arguments": {"a": 1}}</tool_call>',
+        )
+    ]
+    router = GreenServRouter(pool, features=make_hashing_extractor(), seed=0)
+    message = ChatGreenServ(router=router).bind_tools([multiply]).invoke("What is 6 times 7?")
+    assert message.tool_calls == [] and message.invalid_tool_calls[0]["name"] == "divide"
+    assert "unknown tool 'divide'" in message.invalid_tool_calls[0]["error"]
+    streamed = ChatGreenServ(router=router, streaming=True).bind_tools([multiply]).invoke("What is 6 times 7?")
+    assert streamed.tool_calls == []
+    assert "unknown tool 'divide'" in streamed.response_metadata["invalid_tool_calls"][0]["error"]
+
+
+def test_structured_output_validates_and_says_why_it_fails() -> None:
+    llm = tool_llm()
+    person = llm.with_structured_output(Person).invoke("Make up a person called 'Ada' aged 36.")
+    assert person == Person(name="Ada", age=36)
+    as_dict = llm.with_structured_output(Person.model_json_schema()).invoke("'Ada' aged 36")
+    assert as_dict == {"name": "Ada", "age": 36}
+    broken = [
+        FakeBackend(
+            "sloppy",
+            capabilities=frozenset({"tools"}),
+            tool_reply=lambda m, t: '<tool_call>{"name": "Person", "arguments": {"name": "Ada"}}</tool_call>',
+        )
+    ]
+    sloppy = ChatGreenServ(router=GreenServRouter(broken, features=make_hashing_extractor(), seed=0))
+    with pytest.raises(OutputParserException, match="'age' is a required property"):
+        sloppy.with_structured_output(Person).invoke("a person")
+    raw = sloppy.with_structured_output(Person, include_raw=True).invoke("a person")
+    assert raw["parsed"] is None and isinstance(raw["parsing_error"], OutputParserException)
+    assert raw["raw"].invalid_tool_calls
+
+
+def test_tool_requests_no_model_can_serve_fail_clearly() -> None:
+    llm = make_llm()
+    with pytest.raises(NoEligibleModelError, match="no model in the pool has the capability tools"):
+        llm.bind_tools([multiply]).invoke("6 times 7?")
+    with pytest.raises(InvalidInputError, match="names no bound tool"):
+        tool_llm().bind_tools([multiply], tool_choice="divide").invoke("6 times 7?")
+    assert tool_llm().bind_tools([multiply], tool_choice="none").invoke("hi").tool_calls == []

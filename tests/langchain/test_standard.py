@@ -69,3 +69,53 @@ class TestChatGreenServIntegration(GreenServCapabilities, ChatModelIntegrationTe
     @property
     def supported_usage_metadata_details(self) -> dict[str, list[Any]]:
         return {"invoke": [], "stream": []}
+
+
+def scripted_router() -> GreenServRouter:
+    """A tool-capable scripted model (real Hermes markup) beside one that takes no tools."""
+    from greenserv_core import FakeBackend
+    from tests.conftest import make_hashing_extractor
+    from tests.scripted_tools import scripted_tool_backend
+
+    pool = [scripted_tool_backend(), FakeBackend("no-tools", joules_per_token=0.01)]
+    return GreenServRouter(pool, features=make_hashing_extractor(), strategy="linucb", tradeoff=0.4, seed=0)
+
+
+class ScriptedToolCapabilities(GreenServCapabilities):
+    """Tool calling and structured output, through the router, over a scripted tool-capable model."""
+
+    @property
+    def has_tool_calling(self) -> bool:
+        return True
+
+    @property
+    def has_tool_choice(self) -> bool:
+        return True
+
+    @property
+    def has_structured_output(self) -> bool:
+        return True
+
+    @property
+    def chat_model_params(self) -> dict[str, Any]:
+        return {"router": scripted_router()}
+
+
+class TestChatGreenServToolsUnit(ScriptedToolCapabilities, ChatModelUnitTests):
+    @property
+    def standard_chat_model_params(self) -> dict[str, Any]:
+        return {k: v for k, v in super().standard_chat_model_params.items() if k != "api_key"}
+
+
+class TestChatGreenServToolsIntegration(ScriptedToolCapabilities, ChatModelIntegrationTests):
+    @property
+    def chat_model_params(self) -> dict[str, Any]:
+        return {**super().chat_model_params, "max_tokens": 256}
+
+    @property
+    def supports_json_mode(self) -> bool:
+        return False
+
+    @property
+    def supported_usage_metadata_details(self) -> dict[str, list[Any]]:
+        return {"invoke": [], "stream": []}

@@ -1,0 +1,62 @@
+"""A deterministic tool-calling model for tests: it writes real Hermes ``<tool_call>`` markup.
+
+Rules, so that LangChain's standard tool and structured-output tests exercise the whole path
+(prompt → routed model → parsed calls → ``AIMessage``) without a real model:
+
+* after a tool result, it answers in prose quoting the result;
+* otherwise it calls the tool the system message asks for (``tool_choice``), else a tool
+  named in the user's text, else the first tool; arguments follow the tool's schema:
+  integers and numbers from the user's text, strings from the first quoted phrase (else
+  the user's words), booleans true, arrays and objects empty.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from greenserv_core import FakeBackend
+from greenserv_core.messages import Message, last_user_text
+from greenserv_core.tools import ToolSpec
+
+_CHOICE = re.compile(r"Answer with a call to the function ([\w.\-]+)\.")
+
+
+def _value(schema: dict[str, Any], text: str) -> Any:
+    kind = schema.get("type")
+    if "enum" in schema:
+        return schema["enum"][0]
+    if kind == "integer":
+        found = re.search(r"-?\d+", text)
+        return int(found.group()) if found else 1
+    if kind == "number":
+        found = re.search(r"-?\d+(?:\.\d+)?", text)
+        return float(found.group()) if found else 1.0
+    if kind == "boolean":
+        return True
+    if kind == "array":
+        return []
+    if kind == "object":
+        return {}
+    quoted = re.search(r"'([^']+)'", text)
+    return quoted.group(1) if quoted else text.strip() or "something"
+
+
+def tool_reply(messages: Sequence[Message], tools: tuple[ToolSpec, ...]) -> str:
+    if messages[-1]["role"] == "tool":
+        result = re.sub(r"</?tool_response>", "", messages[-1]["content"]).strip()
+        return f"The tool says: {result}"
+    system = " ".join(m["content"] for m in messages if m["role"] == "system")
+    text = last_user_text(messages)
+    chosen = _CHOICE.search(system)
+    named = [t for t in tools if t.name in text]
+    tool = next((t for t in tools if chosen and t.name == chosen.group(1)), None) or (named or list(tools))[0]
+    properties = tool.parameters.get("properties", {})
+    arguments = {key: _value(schema, text) for key, schema in properties.items()}
+    return f"<tool_call>\n{json.dumps({'name': tool.name, 'arguments': arguments}, ensure_ascii=False)}\n</tool_call>"
+
+
+def scripted_tool_backend(name: str = "scripted-tools", **kwargs: Any) -> FakeBackend:
+    return FakeBackend(name, capabilities=frozenset({"chat_template", "tools"}), tool_reply=tool_reply, **kwargs)
