@@ -182,17 +182,31 @@ def _replay(args: argparse.Namespace) -> int:
         feedback_rate=args.feedback_rate,
         policy_params=_policy_params(args.param),
         changes=changes,
+        embedding_store=_embedding_store(args),
         progress=True,
     )
     if table.simulated:
         print("NOTE: this table is SIMULATED")
     print(f"features for {report['settings']['queries']} prompts: {report['timing']['feature_warmup_s']:.1f} s")
-    print("| strategy | accuracy | energy (Wh) | reward | cumulative regret | s per run |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| strategy | accuracy | energy (Wh) | reward | cumulative regret | accuracy vs random | energy vs random "
+        "| gap closed: best fixed per task | gap closed: oracle | s per run |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name, summary in report["strategies"].items():
         cells = [f"{summary[k]['mean']:.3f} ± {summary[k]['ci95']:.3f}" for k in ("accuracy", "energy_wh", "reward")]
+        rel = report["relative"][name]
+        shares = [
+            _percent(rel[k])
+            for k in (
+                "accuracy_vs_random",
+                "energy_vs_random",
+                "gap_closed_to_best_fixed_per_task",
+                "gap_closed_to_oracle",
+            )
+        ]
         print(
-            f"| {name} | {' | '.join(cells)} | {summary['cumulative_regret']['mean']:.1f} "
+            f"| {name} | {' | '.join(cells)} | {summary['cumulative_regret']['mean']:.1f} | {' | '.join(shares)} "
             f"| {summary['seconds_per_run']['mean']:.1f} |"
         )
     print("fixed choices from the table (accuracy / J per query / reward):")
@@ -230,6 +244,7 @@ def _sweep(args: argparse.Namespace) -> int:
         seed=args.seed,
         feedback_rate=args.feedback_rate,
         policy_params=_policy_params(args.param),
+        embedding_store=_embedding_store(args),
         progress=True,
     )
     if table.simulated:
@@ -250,6 +265,16 @@ def _sweep(args: argparse.Namespace) -> int:
 
         print(f"wrote {plot_sweep(report, args.plot)}")
     return 0
+
+
+def _embedding_store(args: argparse.Namespace) -> Path | None:
+    from greenserv_core.paths import cache_dir
+
+    return None if args.no_embedding_cache else cache_dir() / "embeddings"
+
+
+def _percent(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:+.1f}%"
 
 
 def _write_outputs(args: argparse.Namespace, report: dict[str, Any]) -> None:
@@ -307,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--add-model", action="append", default=[], metavar="NAME@STEP", help="model joins at STEP")
     replay.add_argument("--remove-model", action="append", default=[], metavar="NAME@STEP", help="model leaves at STEP")
     replay.add_argument("--param", action="append", default=[], metavar="STRATEGY.NAME=VALUE", help="policy parameter")
+    replay.add_argument("--no-embedding-cache", action="store_true", help="embed every prompt again")
     replay.set_defaults(run=_replay)
     sweep = bench.add_parser("sweep", help="accuracy-energy curves over λ, Pareto fronts and AIQ")
     sweep.add_argument("--table", required=True)
@@ -318,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--param", action="append", default=[], metavar="STRATEGY.NAME=VALUE", help="policy parameter")
     sweep.add_argument("--json", help="write the full report here")
     sweep.add_argument("--plot", help="write the accuracy-vs-energy plot (PNG) here")
+    sweep.add_argument("--no-embedding-cache", action="store_true", help="embed every prompt again")
     sweep.set_defaults(run=_sweep)
     return parser
 

@@ -82,6 +82,11 @@ def test_replay_compares_strategies_with_partial_feedback(table: OutcomeTable) -
     )
     assert fixed["best_fixed_model_per_task"]["reward"] > fixed["random"]["reward"]
     assert strategies["oracle"]["reward"]["mean"] == pytest.approx(fixed["oracle"]["reward"])
+    relative = report["relative"]
+    assert relative["oracle"]["gap_closed_to_oracle"] == pytest.approx(1.0)
+    assert relative["random"]["accuracy_vs_random"] == 0.0 and relative["random"]["energy_vs_random"] == 0.0
+    assert relative["random"]["gap_closed_to_best_fixed_per_task"] == pytest.approx(0.0, abs=0.1)
+    assert relative["linucb"]["gap_closed_to_best_fixed_per_task"] > 0.3
     for summary in strategies.values():
         assert summary["energy_wh"]["mean"] == pytest.approx(summary["energy_joules"]["mean"] / 3600)
         assert sum(s["mean"] for s in summary["shares"].values()) == pytest.approx(1.0)

@@ -159,3 +159,40 @@ def test_real_minilm_features_classify_real_prompts(minilm_extractor_factory) ->
         features = extractor.extract(text)
         assert features.task == expected, (text, features)
         assert features.vector.shape == (16,)
+
+
+def test_warm_embeds_once_and_reuses_the_on_disk_store(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from greenserv_core.features import HashingEmbedder
+    from greenserv_core.features.extractor import FeatureExtractor
+
+    class CountingEmbedder(HashingEmbedder):
+        """A hashing embedder with a cache and ``preload``, counting what it really embeds."""
+
+        def __init__(self) -> None:
+            super().__init__(64)
+            self.embedded: list[str] = []
+            self.cache: dict[str, np.ndarray] = {}
+
+        def embed(self, texts):  # type: ignore[no-untyped-def]
+            fresh = [t for t in texts if t not in self.cache]
+            self.embedded += fresh
+            if fresh:
+                self.cache.update(zip(fresh, super().embed(fresh), strict=True))
+            return np.stack([self.cache[t] for t in texts])
+
+        def preload(self, texts, vectors) -> None:  # type: ignore[no-untyped-def]
+            self.cache.update(zip(texts, vectors, strict=True))
+
+    prompts = ["What is 2 + 2?", "Name a prime number.", "What is 2 + 2?"]
+    first = CountingEmbedder()
+    extractor = make_hashing_extractor()
+    FeatureExtractor(first, extractor.task_classifier).warm(prompts, store=tmp_path)
+    assert len(first.embedded) == 2 and len(list(tmp_path.glob("*.npy"))) == 1
+    second = CountingEmbedder()
+    FeatureExtractor(second, extractor.task_classifier).warm(prompts, store=tmp_path)
+    assert second.embedded == [] and len(second.cache) == 2  # loaded, not embedded
+    for text in first.cache:
+        np.testing.assert_array_equal(first.cache[text], second.cache[text])
+    third = CountingEmbedder()
+    FeatureExtractor(third, extractor.task_classifier).warm([*prompts, "A new one."], store=tmp_path)
+    assert len(third.embedded) == 3  # other prompts, other store entry

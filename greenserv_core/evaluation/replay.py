@@ -24,6 +24,7 @@ import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -38,7 +39,7 @@ from greenserv_core.features.extractor import FeatureExtractor
 from greenserv_core.messages import Message
 from greenserv_core.router import GreenServRouter
 
-__all__ = ["PoolChange", "ReplayModel", "baselines", "default_features", "replay", "summarise"]
+__all__ = ["PoolChange", "ReplayModel", "baselines", "default_features", "relative", "replay", "summarise"]
 
 _CURVE_POINTS = 200
 
@@ -312,13 +313,16 @@ def replay(
     make_features: Any = None,
     policy_params: dict[str, dict[str, Any]] | None = None,
     changes: Sequence[PoolChange] = (),
+    embedding_store: str | Path | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Replay every strategy ``runs`` times; returns the JSON-ready report.
 
     ``policy_params`` maps a strategy name to its policy's parameters (e.g.
     ``{"linucb": {"alpha": 0.3}}``). Every prompt is embedded once, in batches, before the
-    first run (``timing.feature_warmup_s``); the runs then hit the embedder's cache.
+    first run (``timing.feature_warmup_s``); the runs then hit the embedder's cache. With
+    ``embedding_store`` (a folder) those vectors are kept on disk for the next replay of the
+    same prompts (see :meth:`FeatureExtractor.warm`).
     """
     if not 0 <= feedback_rate <= 1:
         raise InvalidInputError(f"feedback_rate must be in [0, 1], got {feedback_rate}")
@@ -328,7 +332,7 @@ def replay(
     if make_features is None:
         make_features = default_features(len(set(data.prompts)))
     started = time.perf_counter()
-    make_features().warm(data.prompts)
+    make_features().warm(data.prompts, store=embedding_store)
     warmup = time.perf_counter() - started
 
     report: dict[str, Any] = {
@@ -384,4 +388,33 @@ def replay(
         results.setdefault(strategy, []).append(result)
     for strategy, runs_of in results.items():
         report["strategies"][strategy] = summarise(runs_of)
+    report["relative"] = relative(report)
     return report
+
+
+def relative(report: dict[str, Any]) -> dict[str, dict[str, float | None]]:
+    """Per strategy: accuracy and energy as changes against the ``random`` run of the same replay
+    (``None`` without one), and the share of the reward gap it closes between random routing
+    and the best fixed model per task, and between random routing and the per-query oracle
+    (both from the table's fixed choices)."""
+    fixed = report["baselines"]
+    floor = fixed["random"]["reward"]
+    random_run = report["strategies"].get("random")
+    out: dict[str, dict[str, float | None]] = {}
+    for name, summary in report["strategies"].items():
+        reward = summary["reward"]["mean"]
+        out[name] = {
+            "accuracy_vs_random": (
+                summary["accuracy"]["mean"] / random_run["accuracy"]["mean"] - 1 if random_run else None
+            ),
+            "energy_vs_random": (
+                summary["energy_joules"]["mean"] / random_run["energy_joules"]["mean"] - 1 if random_run else None
+            ),
+            "gap_closed_to_best_fixed_per_task": _share(reward, floor, fixed["best_fixed_model_per_task"]["reward"]),
+            "gap_closed_to_oracle": _share(reward, floor, fixed["oracle"]["reward"]),
+        }
+    return out
+
+
+def _share(value: float, low: float, high: float) -> float | None:
+    return (value - low) / (high - low) if high > low else None

@@ -13,6 +13,7 @@ reaches the best accuracy at the lowest cost scores that accuracy.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from greenserv_core.errors import InvalidInputError
@@ -34,6 +35,7 @@ def sweep(
     feedback_rate: float = 1.0,
     make_features: Callable[[], FeatureExtractor] | None = None,
     policy_params: dict[str, dict[str, Any]] | None = None,
+    embedding_store: str | Path | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Replay ``strategies`` at every λ in ``tradeoffs``; points, Pareto fronts and AIQ per strategy.
@@ -64,6 +66,7 @@ def sweep(
             feedback_rate=feedback_rate,
             make_features=make_features,
             policy_params=policy_params,
+            embedding_store=embedding_store,
         )
         for name, summary in report["strategies"].items():
             points[name].append(

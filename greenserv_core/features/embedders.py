@@ -139,6 +139,13 @@ class SentenceTransformerEmbedder:
         assert dimension is not None
         return int(dimension)
 
+    def preload(self, texts: Sequence[str], vectors: np.ndarray) -> None:
+        """Put vectors computed earlier (by this embedder) into the cache."""
+        if len(texts) != len(vectors):
+            raise InvalidInputError(f"{len(texts)} texts but {len(vectors)} vectors")
+        for text, vector in zip(texts, np.asarray(vectors, dtype=np.float32), strict=True):
+            self._cache.put(text, vector)
+
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if isinstance(texts, str):
             raise InvalidInputError("embed() takes a sequence of strings, not one string")

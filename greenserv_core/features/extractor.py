@@ -10,9 +10,12 @@ The prompt length (``prompt_tokens``) is kept beside the vector for the energy m
 
 from __future__ import annotations
 
+import hashlib
+import os
 import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -114,13 +117,31 @@ class FeatureExtractor:
         vector[offset + complexity_bin] = 1.0
         return vector
 
-    def warm(self, prompts: Sequence[str]) -> None:
+    def warm(self, prompts: Sequence[str], *, store: str | Path | None = None) -> None:
         """Embed many prompts now, in batches, so that later :meth:`extract` calls on them hit the
         embedder's cache (only if it has one big enough). Learns nothing.
 
+        With ``store`` (a folder), the vectors are saved there under a digest of the embedder
+        and the texts, and a later call with the same prompts loads them instead of embedding
+        again (embedders with a ``preload`` method, such as the MiniLM one).
+
         >>> FeatureExtractor.default().warm(["What is 2 + 2?", "Name a prime."])  # doctest: +SKIP
         """
-        self.embedder.embed([instruction_text(prompt) for prompt in prompts])
+        texts = sorted({instruction_text(prompt) for prompt in prompts})
+        preload = getattr(self.embedder, "preload", None)
+        path = None
+        if store is not None and preload is not None:
+            digest = hashlib.sha256("\x00".join([self.embedder.name, *texts]).encode("utf-8")).hexdigest()[:32]
+            path = Path(store) / f"{digest}.npy"
+            if path.exists():
+                preload(texts, np.load(path))
+                return
+        vectors = self.embedder.embed(texts)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_suffix(f".partial-{os.getpid()}.npy")
+            np.save(partial, vectors)
+            os.replace(partial, path)  # a crash never leaves a half-written store behind
 
     def extract(self, messages: Sequence[Message] | str, *, learn: bool = True) -> QueryFeatures:
         clean = validate_messages(messages)
