@@ -61,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     baseline = report["strategies"]["random"]["seconds_per_run"]["mean"] if "random" in report["strategies"] else None
     warmup = report["timing"]["feature_warmup_s"]
     print(f"| features: batched MiniLM over every prompt (cold) | {warmup:.1f} | {_ratio(warmup, baseline)} |")
-    print(f"| features: the same vectors from the on-disk store | {loaded:.1f} | {_ratio(loaded, baseline)} |")
+    print(f"| features: the same vectors from the on-disk store | {loaded:.2f} | {_ratio(loaded, baseline)} |")
     for name, summary in report["strategies"].items():
         seconds = summary["seconds_per_run"]["mean"]
         print(f"| replay run: {name} | {seconds:.1f} | {_ratio(seconds, baseline)} |")
