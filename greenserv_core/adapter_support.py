@@ -1,5 +1,5 @@
 """What both framework adapters need from the core: a router built lazily from simple
-arguments, and per-call options mapped onto :meth:`GreenServRouter.generate` arguments."""
+arguments, per-call options mapped onto :meth:`GreenServRouter.generate` arguments, and tool choice."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from greenserv_core.errors import InvalidInputError
+from greenserv_core.messages import Message
 from greenserv_core.router import GreenServRouter
 
-__all__ = ["CALL_OPTIONS", "LazyRouter", "RouterFromArguments", "generation_options"]
+__all__ = ["CALL_OPTIONS", "LazyRouter", "RouterFromArguments", "apply_tool_choice", "generation_options"]
 
 CALL_OPTIONS = frozenset(
     {"temperature", "max_tokens", "top_p", "seed", "timeout", "tradeoff", "max_latency_s", "model"}
@@ -96,3 +97,33 @@ def generation_options(
         "max_time_s": kwargs.get("timeout", timeout),
         "models": [kwargs["model"]] if kwargs.get("model") else None,
     }
+
+
+def apply_tool_choice(
+    tools: list[dict[str, Any]], choice: Any, conversation: list[Message]
+) -> tuple[list[dict[str, Any]], list[Message]]:
+    """Apply a ``tool_choice`` (LangChain's vocabulary): ``None``/``"auto"`` offer every tool, ``"none"`` none;
+    ``"any"``/``"required"``/``True`` ask for a call to one of them, a tool name (or
+    ``{"function": {"name": ...}}``) offers only that tool and asks for a call to it. Local
+    models cannot be forced, so the request is an instruction in the system message.
+
+    >>> tool = {"type": "function", "function": {"name": "now", "parameters": {}}}
+    >>> apply_tool_choice([tool], "any", [{"role": "user", "content": "Time?"}])[1][0]["content"]
+    'Answer with a call to one of the functions.'
+    """
+    if choice in (None, "auto") or not tools:
+        return tools, conversation
+    if choice == "none":
+        return [], conversation
+    if choice in ("any", "required", True):
+        instruction = "Answer with a call to one of the functions."
+    else:
+        name = choice.get("function", {}).get("name") if isinstance(choice, dict) else choice
+        tools = [t for t in tools if t["function"]["name"] == name]
+        if not isinstance(name, str) or not tools:
+            raise InvalidInputError(f"tool_choice {choice!r} names no bound tool")
+        instruction = f"Answer with a call to the function {name}."
+    if conversation and conversation[0]["role"] == "system":
+        head = {"role": "system", "content": f"{conversation[0]['content']}\n\n{instruction}"}
+        return tools, [head, *conversation[1:]]  # type: ignore[list-item]
+    return tools, [{"role": "system", "content": instruction}, *conversation]

@@ -287,6 +287,8 @@ def _write_outputs(args: argparse.Namespace, report: dict[str, Any]) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from greenserv_core.evaluation.collect import DEFAULT_TASKS
+
     parser = argparse.ArgumentParser(prog="greenserv", description="Energy-aware routing over local LLMs.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the router and meters do")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -313,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.set_defaults(run=_simulate)
     collect = bench.add_parser("collect", help="run the bundled models over labelled tasks into a real table")
     collect.add_argument("--out", required=True, help="table path (.parquet or .csv); resumes from <out>.rows.jsonl")
-    collect.add_argument("--tasks", default="mmlu,arc_easy,arc_challenge,hellaswag,winogrande,boolq,gsm8k")
+    collect.add_argument("--tasks", default=",".join(DEFAULT_TASKS), help="comma-separated task names")
     collect.add_argument("--limit", type=int, default=200, help="queries per task (seeded sample)")
     collect.add_argument("--seed", type=int, default=0)
     collect.add_argument("--batch-size", type=int, default=8)

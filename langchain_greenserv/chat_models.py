@@ -48,7 +48,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from greenserv_core.adapter_support import LazyRouter, RouterFromArguments, generation_options
+from greenserv_core.adapter_support import LazyRouter, RouterFromArguments, apply_tool_choice, generation_options
 from greenserv_core.async_bridge import iterate_in_thread
 from greenserv_core.errors import GreenServError, InvalidInputError, UnknownDecisionError
 from greenserv_core.messages import Message
@@ -130,31 +130,6 @@ def _tool_calls(result: RoutedGeneration) -> dict[str, Any]:
             invalid_tool_call(name=c.name, args=c.arguments, id=c.id, error=c.error) for c in result.invalid_tool_calls
         ],
     }
-
-
-def _tool_choice(
-    tools: list[dict[str, Any]], choice: Any, conversation: list[Message]
-) -> tuple[list[dict[str, Any]], list[Message]]:
-    """Apply LangChain's ``tool_choice``: ``None``/``"auto"`` offer every tool, ``"none"`` none;
-    ``"any"``/``"required"``/``True`` ask for a call to one of them, a tool name (or
-    ``{"function": {"name": ...}}``) offers only that tool and asks for a call to it. Local
-    models cannot be forced, so the request is an instruction in the system message."""
-    if choice in (None, "auto") or not tools:
-        return tools, conversation
-    if choice == "none":
-        return [], conversation
-    if choice in ("any", "required", True):
-        instruction = "Answer with a call to one of the functions."
-    else:
-        name = choice.get("function", {}).get("name") if isinstance(choice, dict) else choice
-        tools = [t for t in tools if t["function"]["name"] == name]
-        if not isinstance(name, str) or not tools:
-            raise InvalidInputError(f"tool_choice {choice!r} names no bound tool")
-        instruction = f"Answer with a call to the function {name}."
-    if conversation and conversation[0]["role"] == "system":
-        head = {"role": "system", "content": f"{conversation[0]['content']}\n\n{instruction}"}
-        return tools, [head, *conversation[1:]]  # type: ignore[list-item]
-    return tools, [{"role": "system", "content": instruction}, *conversation]
 
 
 def _usage(result: RoutedGeneration) -> UsageMetadata:
@@ -261,7 +236,7 @@ class ChatGreenServ(RouterFromArguments, BaseChatModel):
         """The conversation and the router's arguments for one call."""
         kwargs = dict(kwargs)
         kwargs.pop("ls_structured_output_format", None)  # tracing metadata from with_structured_output
-        tools, conversation = _tool_choice(
+        tools, conversation = apply_tool_choice(
             kwargs.pop("tools", None) or [], kwargs.pop("tool_choice", None), to_greenserv_messages(messages)
         )
         options = self._options(stop, kwargs)

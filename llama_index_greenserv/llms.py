@@ -10,11 +10,18 @@ model, tokens, latency, joules and their source, features, λ).
 >>> response.additional_kwargs["model"], response.additional_kwargs["energy_joules"]  # doctest: +SKIP
 ('smollm2-135m-instruct', 9.8)
 >>> llm.feedback(response, 1.0)                                # doctest: +SKIP
+
+It is a ``FunctionCallingLLM``: ``chat_with_tools`` / ``predict_and_call`` and LlamaIndex
+agents (``FunctionAgent``) route tool-bearing calls to the models of the pool that take tools
+(``metadata.is_function_calling_model`` says whether there is one). The calls an answer makes
+are in ``message.additional_kwargs["tool_calls"]`` (and refused ones, with the reason, in
+``"invalid_tool_calls"``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -29,11 +36,12 @@ from llama_index.core.base.llms.types import (
     LLMMetadata,
     MessageRole,
 )
-from llama_index.core.llms import LLM
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
+from llama_index.core.llms.function_calling import FunctionCallingLLM
+from llama_index.core.tools import BaseTool, ToolSelection
 from pydantic import ConfigDict, Field, PrivateAttr
 
-from greenserv_core.adapter_support import LazyRouter, RouterFromArguments, generation_options
+from greenserv_core.adapter_support import LazyRouter, RouterFromArguments, apply_tool_choice, generation_options
 from greenserv_core.async_bridge import iterate_in_thread
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.messages import Message
@@ -41,10 +49,12 @@ from greenserv_core.router import FeedbackRecord, GreenServRouter, RoutedChunk, 
 
 __all__ = ["GreenServLLM", "decision_id_of"]
 
-_ROLES = {MessageRole.SYSTEM: "system", MessageRole.USER: "user", MessageRole.ASSISTANT: "assistant"}
-_CALL_OPTIONS = frozenset(
-    {"temperature", "max_tokens", "top_p", "seed", "tradeoff", "max_latency_s", "timeout", "model"}
-)
+_ROLES = {
+    MessageRole.SYSTEM: "system",
+    MessageRole.USER: "user",
+    MessageRole.ASSISTANT: "assistant",
+    MessageRole.TOOL: "tool",
+}
 
 
 def decision_id_of(target: Any) -> str:
@@ -58,19 +68,35 @@ def decision_id_of(target: Any) -> str:
 
 
 def to_greenserv_messages(messages: Sequence[ChatMessage]) -> list[Message]:
+    """System, user, assistant and tool messages. An assistant turn's tool calls follow its text
+    as Hermes ``<tool_call>`` blocks; a tool result is wrapped in ``<tool_response>``.
+
+    >>> to_greenserv_messages([ChatMessage(role="tool", content="42")])[0]["content"]
+    '<tool_response>\\n42\\n</tool_response>'
+    """
     out: list[Message] = []
     for index, message in enumerate(messages):
         role = _ROLES.get(message.role)
         if role is None:
             raise InvalidInputError(
-                f"messages[{index}] has role {message.role.value!r}; GreenServ's local models take system, user "
-                "and assistant messages"
+                f"messages[{index}] has role {message.role.value!r}; GreenServ takes system, user, assistant "
+                "and tool messages"
             )
-        out.append({"role": role, "content": message.content or ""})
+        content = message.content or ""
+        if role == "tool":
+            content = f"<tool_response>\n{content}\n</tool_response>"
+        calls = message.additional_kwargs.get("tool_calls") or []
+        blocks = [
+            "<tool_call>\n"
+            + json.dumps({"name": c["name"], "arguments": c["arguments"]}, ensure_ascii=False)
+            + "\n</tool_call>"
+            for c in calls
+        ]
+        out.append({"role": role, "content": "\n".join(part for part in (content.strip(), *blocks) if part)})
     return out
 
 
-class GreenServLLM(RouterFromArguments, LLM):
+class GreenServLLM(RouterFromArguments, FunctionCallingLLM):
     """Energy-aware routing over a pool of local models, as a LlamaIndex LLM.
 
     Build from a ready ``router`` or from ``models`` (bundled names, model directories,
@@ -109,6 +135,7 @@ class GreenServLLM(RouterFromArguments, LLM):
             context_window=min(windows),
             num_output=self.max_tokens,
             is_chat_model=True,
+            is_function_calling_model=any("tools" in router.backend(n).info.capabilities for n in router.models),
             model_name="greenserv[" + ",".join(router.models) + "]",
         )
 
@@ -125,22 +152,69 @@ class GreenServLLM(RouterFromArguments, LLM):
             timeout=None,
         )
 
+    def _call(self, conversation: list[Message], kwargs: dict[str, Any]) -> tuple[list[Message], dict[str, Any]]:
+        kwargs = dict(kwargs)
+        choice = "any" if kwargs.pop("tool_required", False) else None
+        tools, conversation = apply_tool_choice(kwargs.pop("tools", None) or [], choice, conversation)
+        options = self._options(kwargs)
+        if tools:
+            options["tools"] = tools
+        return conversation, options
+
     def _run(self, conversation: list[Message], kwargs: dict[str, Any]) -> RoutedGeneration:
-        return self.greenserv_router.generate(conversation, **self._options(kwargs))
+        conversation, options = self._call(conversation, kwargs)
+        return self.greenserv_router.generate(conversation, **options)
 
     def _pieces(self, conversation: list[Message], kwargs: dict[str, Any]) -> Iterator[RoutedChunk]:
-        return self.greenserv_router.stream(conversation, **self._options(kwargs))
+        conversation, options = self._call(conversation, kwargs)
+        pieces = self.greenserv_router.stream(conversation, **options)
+        if "tools" not in options:
+            return pieces
+        return (piece for piece in pieces if piece.generation is not None)  # markup is parsed at the end
+
+    # ---- tools --------------------------------------------------------------------------
+    def _prepare_chat_with_tools(
+        self,
+        tools: Sequence[BaseTool],
+        user_msg: str | ChatMessage | None = None,
+        chat_history: list[ChatMessage] | None = None,
+        verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        tool_required: bool = False,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        messages = list(chat_history or [])
+        if user_msg is not None:
+            messages.append(
+                ChatMessage(role=MessageRole.USER, content=user_msg) if isinstance(user_msg, str) else user_msg
+            )
+        return {
+            "messages": messages,
+            "tools": [tool.metadata.to_openai_tool() for tool in tools],
+            "tool_required": tool_required,
+            **kwargs,
+        }
+
+    def get_tool_calls_from_response(
+        self, response: ChatResponse, error_on_no_tool_call: bool = True, **kwargs: Any
+    ) -> list[ToolSelection]:
+        calls = response.message.additional_kwargs.get("tool_calls") or []
+        if not calls and error_on_no_tool_call:
+            refused = response.message.additional_kwargs.get("invalid_tool_calls") or []
+            why = "; ".join(c["error"] for c in refused) or "the answer made no tool call"
+            raise ValueError(f"expected a tool call: {why}")
+        return [ToolSelection(tool_id=c["id"], tool_name=c["name"], tool_kwargs=c["arguments"]) for c in calls]
 
     # ---- sync ---------------------------------------------------------------------------
     @llm_chat_callback()
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         result = self._run(to_greenserv_messages(messages), kwargs)
-        return _chat_response(result.text, None, result.record())
+        return _chat_response(result.text, None, result)
 
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         result = self._run([{"role": "user", "content": prompt}], kwargs)
-        return _completion_response(result.text, None, result.record())
+        return _completion_response(result.text, None, result)
 
     @llm_chat_callback()
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
@@ -154,12 +228,12 @@ class GreenServLLM(RouterFromArguments, LLM):
     @llm_chat_callback()
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         result = await asyncio.to_thread(self._run, to_greenserv_messages(messages), kwargs)
-        return _chat_response(result.text, None, result.record())
+        return _chat_response(result.text, None, result)
 
     @llm_completion_callback()
     async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         result = await asyncio.to_thread(self._run, [{"role": "user", "content": prompt}], kwargs)
-        return _completion_response(result.text, None, result.record())
+        return _completion_response(result.text, None, result)
 
     @llm_chat_callback()
     async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
@@ -180,38 +254,50 @@ class GreenServLLM(RouterFromArguments, LLM):
 R = TypeVar("R", ChatResponse, CompletionResponse)
 
 
-def _chat_response(text: str, delta: str | None, record: dict[str, Any] | None) -> ChatResponse:
+def _chat_response(text: str, delta: str | None, result: RoutedGeneration | None) -> ChatResponse:
+    record = result.record() if result is not None else None
+    if result is not None and not text:
+        text = result.text  # a stream that offered tools held its text back until the calls were parsed
+    extra: dict[str, Any] = {}
+    if result is not None and (result.tool_calls or result.invalid_tool_calls):
+        extra["tool_calls"] = [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in result.tool_calls]
+        extra["invalid_tool_calls"] = [
+            {"id": c.id, "name": c.name, "arguments": c.arguments, "error": c.error} for c in result.invalid_tool_calls
+        ]
     return ChatResponse(
-        message=ChatMessage(role=MessageRole.ASSISTANT, content=text),
+        message=ChatMessage(role=MessageRole.ASSISTANT, content=text, additional_kwargs=extra),
         delta=delta,
         raw=record,
         additional_kwargs=dict(record or {}),
     )
 
 
-def _completion_response(text: str, delta: str | None, record: dict[str, Any] | None) -> CompletionResponse:
+def _completion_response(text: str, delta: str | None, result: RoutedGeneration | None) -> CompletionResponse:
+    record = result.record() if result is not None else None
     return CompletionResponse(text=text, delta=delta, raw=record, additional_kwargs=dict(record or {}))
 
 
-def _responses(pieces: Iterator[RoutedChunk], make: Callable[[str, str | None, Any], R]) -> Generator[R, None, None]:
+def _responses(
+    pieces: Iterator[RoutedChunk], make: Callable[[str, str | None, RoutedGeneration | None], R]
+) -> Generator[R, None, None]:
     """LlamaIndex's streaming convention: cumulative ``text`` plus the new ``delta``; the last
     response (empty delta) carries the routing record."""
     text = ""
     for piece in pieces:
         if piece.generation is not None:
-            yield make(text, "", piece.generation.record())
+            yield make(text, "", piece.generation)
             return
         text += piece.delta
         yield make(text, piece.delta, None)
 
 
 async def _aresponses(
-    pieces: AsyncIterator[RoutedChunk], make: Callable[[str, str | None, Any], R]
+    pieces: AsyncIterator[RoutedChunk], make: Callable[[str, str | None, RoutedGeneration | None], R]
 ) -> AsyncGenerator[R, None]:
     text = ""
     async for piece in pieces:
         if piece.generation is not None:
-            yield make(text, "", piece.generation.record())
+            yield make(text, "", piece.generation)
             return
         text += piece.delta
         yield make(text, piece.delta, None)

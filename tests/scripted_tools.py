@@ -6,8 +6,9 @@ Rules, so that LangChain's standard tool and structured-output tests exercise th
 * after a tool result, it answers in prose quoting the result;
 * otherwise it calls the tool the system message asks for (``tool_choice``), else a tool
   named in the user's text, else the first tool; arguments follow the tool's schema:
-  integers and numbers from the user's text, strings from the first quoted phrase (else
-  the user's words), booleans true, arrays and objects empty.
+  the n-th numeric argument takes the n-th number in the user's text (else the last one),
+  strings the first quoted phrase (else the user's words), booleans true, arrays and
+  objects empty.
 """
 
 from __future__ import annotations
@@ -24,16 +25,14 @@ from greenserv_core.tools import ToolSpec
 _CHOICE = re.compile(r"Answer with a call to the function ([\w.\-]+)\.")
 
 
-def _value(schema: dict[str, Any], text: str) -> Any:
+def _value(schema: dict[str, Any], text: str, position: int) -> Any:
     kind = schema.get("type")
+    numbers = re.findall(r"-?\d+(?:\.\d+)?", text)
     if "enum" in schema:
         return schema["enum"][0]
-    if kind == "integer":
-        found = re.search(r"-?\d+", text)
-        return int(found.group()) if found else 1
-    if kind == "number":
-        found = re.search(r"-?\d+(?:\.\d+)?", text)
-        return float(found.group()) if found else 1.0
+    if kind in ("integer", "number"):
+        found = numbers[min(position, len(numbers) - 1)] if numbers else "1"
+        return int(float(found)) if kind == "integer" else float(found)
     if kind == "boolean":
         return True
     if kind == "array":
@@ -54,7 +53,7 @@ def tool_reply(messages: Sequence[Message], tools: tuple[ToolSpec, ...]) -> str:
     named = [t for t in tools if t.name in text]
     tool = next((t for t in tools if chosen and t.name == chosen.group(1)), None) or (named or list(tools))[0]
     properties = tool.parameters.get("properties", {})
-    arguments = {key: _value(schema, text) for key, schema in properties.items()}
+    arguments = {key: _value(schema, text, i) for i, (key, schema) in enumerate(properties.items())}
     return f"<tool_call>\n{json.dumps({'name': tool.name, 'arguments': arguments}, ensure_ascii=False)}\n</tool_call>"
 
 

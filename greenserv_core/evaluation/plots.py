@@ -30,6 +30,15 @@ def _pyplot() -> Any:
     return plt
 
 
+def _save(plt: Any, figure: Any, path: str | Path) -> Path:
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
 def _title(report: dict[str, Any], what: str) -> str:
     return f"{what}{' (SIMULATED table)' if report.get('simulated') else ''}"
 
@@ -96,12 +105,7 @@ def plot_replay(report: dict[str, Any], path: str | Path) -> Path:
     shares.set(xlabel="share of queries", title="Model selection shares", xlim=(0, 1))
     shares.legend(fontsize="x-small", loc="lower right")
     figure.suptitle(_title(report, f"Replay of {queries} queries × {report['settings']['models']} models"))
-    figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return _save(plt, figure, path)
 
 
 def plot_sweep(report: dict[str, Any], path: str | Path) -> Path:
@@ -134,9 +138,4 @@ def plot_sweep(report: dict[str, Any], path: str | Path) -> Path:
         )
     axes.set(xlabel="joules per query", ylabel="accuracy", title=_title(report, "Accuracy vs energy over λ"))
     axes.legend(fontsize="small")
-    figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return _save(plt, figure, path)

@@ -120,8 +120,8 @@ def test_bad_input_is_refused() -> None:
     llm = make_llm()
     with pytest.raises(InvalidInputError, match="does not take"):
         llm.complete("hi", frequency_penalty=1)
-    with pytest.raises(InvalidInputError, match="tool"):
-        llm.chat([ChatMessage(role=MessageRole.TOOL, content="42")])
+    with pytest.raises(InvalidInputError, match="function"):
+        llm.chat([ChatMessage(role=MessageRole.FUNCTION, content="42")])
     assert llm.complete("pin", model="large").additional_kwargs["model"] == "large"
 
 
@@ -178,3 +178,50 @@ def test_embedding_wraps_the_core_embedder() -> None:
     embedding = GreenServEmbedding(embedder=HashingEmbedder(16))
     assert len(embedding.get_query_embedding("q")) == 16
     assert len(embedding.get_text_embedding_batch(["a", "b"])) == 2
+
+
+# ---- tools and agents ---------------------------------------------------------------------
+
+
+def multiply(a: int, b: int) -> int:
+    """Multiply two integers."""
+    return a * b
+
+
+def tool_llm() -> GreenServLLM:
+    from tests.scripted_tools import scripted_tool_backend
+
+    pool = [scripted_tool_backend("caller"), FakeBackend("no-tools", joules_per_token=0.01)]
+    return GreenServLLM(router=GreenServRouter(pool, features=make_hashing_extractor(), strategy="random", seed=0))
+
+
+def test_function_calling_routes_to_tool_capable_models_and_parses_calls() -> None:
+    from llama_index.core.tools import FunctionTool
+
+    tool = FunctionTool.from_defaults(fn=multiply)
+    llm = tool_llm()
+    assert llm.metadata.is_function_calling_model and not make_llm().metadata.is_function_calling_model
+    for _ in range(5):
+        response = llm.chat_with_tools([tool], user_msg="What is 'six' times 7?")
+        assert response.additional_kwargs["model"] == "caller"
+        selection = llm.get_tool_calls_from_response(response)[0]
+        assert selection.tool_name == "multiply" and selection.tool_kwargs["b"] == 7
+    streamed = list(llm.stream_chat_with_tools([tool], user_msg="What is 'six' times 7?"))
+    assert llm.get_tool_calls_from_response(streamed[-1])[0].tool_name == "multiply"
+    # the call and its result go back as the next turn
+    history = [ChatMessage(role="user", content="What is 6 times 7?"), response.message]
+    history.append(ChatMessage(role="tool", content="42", additional_kwargs={"tool_call_id": selection.tool_id}))
+    assert llm.chat(history, tools=[tool.metadata.to_openai_tool()]).message.content == "The tool says: 42"
+    with pytest.raises(ValueError, match="expected a tool call"):
+        llm.get_tool_calls_from_response(llm.chat([ChatMessage(role="user", content="hi")]))
+
+
+async def test_a_llama_index_function_agent_runs_its_loop_through_the_router() -> None:
+    from llama_index.core.agent.workflow import FunctionAgent
+    from llama_index.core.tools import FunctionTool
+
+    llm = tool_llm()
+    agent = FunctionAgent(tools=[FunctionTool.from_defaults(fn=multiply)], llm=llm)
+    answer = await agent.run("What is 6 times 7?")
+    assert "42" in str(answer)
+    assert llm.greenserv_router.stats_["caller"]["decisions"] >= 2  # the call, then the answer
