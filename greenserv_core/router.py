@@ -449,13 +449,17 @@ class GreenServRouter:
         models: Sequence[str] | None = None,
         requires: Collection[str] = (),
         tools: Sequence[ToolSpec | Mapping[str, Any]] | None = None,
+        score_tool_calls: bool = False,
     ) -> RoutedGeneration:
         """Route ``messages``, generate with the chosen model, record its cost.
 
         If the model raises, the decision is dropped (no cost, no feedback) and the error
         propagates. ``tools`` (OpenAI-format mappings or :class:`ToolSpec`) are offered to the
         model; only models with the ``tools`` capability are eligible, and the calls the
-        answer makes are parsed into ``tool_calls`` / ``invalid_tool_calls``.
+        answer makes are parsed into ``tool_calls`` / ``invalid_tool_calls``. With
+        ``score_tool_calls``, an answer that makes tool calls is scored at once: 1 if every
+        call parses and fits its schema, 0 if any does not (an answer without calls is left
+        for the caller to score).
         """
         settings = GenerationSettings(
             max_new_tokens, temperature, top_p, tuple(stop), seed, max_time_s, as_tool_specs(tools)
@@ -476,7 +480,7 @@ class GreenServRouter:
         except BaseException:
             self._drop(decision.decision_id)
             raise
-        return self._finish(decision, result, settings.tools)
+        return self._finish(decision, result, settings.tools, score_tool_calls)
 
     def stream(
         self,
@@ -494,6 +498,7 @@ class GreenServRouter:
         models: Sequence[str] | None = None,
         requires: Collection[str] = (),
         tools: Sequence[ToolSpec | Mapping[str, Any]] | None = None,
+        score_tool_calls: bool = False,
     ) -> Iterator[RoutedChunk]:
         """Like :meth:`generate`, piece by piece; the last chunk carries the :class:`RoutedGeneration`."""
         settings = GenerationSettings(
@@ -515,7 +520,9 @@ class GreenServRouter:
             for chunk in self.backend(decision.model).stream(clean, settings):
                 if chunk.result is not None:
                     finished = True
-                    yield RoutedChunk("", decision, self._finish(decision, chunk.result, settings.tools))
+                    yield RoutedChunk(
+                        "", decision, self._finish(decision, chunk.result, settings.tools, score_tool_calls)
+                    )
                     return
                 yield RoutedChunk(chunk.delta, decision)
         finally:
@@ -537,6 +544,7 @@ class GreenServRouter:
         models: Sequence[str] | None = None,
         requires: Collection[str] = (),
         tools: Sequence[ToolSpec | Mapping[str, Any]] | None = None,
+        score_tool_calls: bool = False,
     ) -> list[RoutedGeneration]:
         """Route each query, then run the queries routed to the same model as one batch
         (backends with ``generate_batch``; others one by one). Results keep the input order."""
@@ -576,7 +584,7 @@ class GreenServRouter:
                 else:
                     outputs = [backend.generate(messages, settings) for messages in inputs]
                 for index, output in zip(indices, outputs, strict=True):
-                    results[index] = self._finish(decisions[index], output, settings.tools)
+                    results[index] = self._finish(decisions[index], output, settings.tools, score_tool_calls)
         except BaseException:
             for index, decision in enumerate(decisions):
                 if index not in results:
@@ -585,7 +593,11 @@ class GreenServRouter:
         return [results[i] for i in range(len(decisions))]
 
     def _finish(
-        self, decision: RoutingDecision, result: GenerationResult, tools: Sequence[ToolSpec] = ()
+        self,
+        decision: RoutingDecision,
+        result: GenerationResult,
+        tools: Sequence[ToolSpec] = (),
+        score_tool_calls: bool = False,
     ) -> RoutedGeneration:
         self.record_outcome(
             decision.decision_id,
@@ -594,7 +606,7 @@ class GreenServRouter:
             energy_source=result.energy.source,
         )
         parsed = parse_tool_calls(result.text, tools) if tools else ParsedOutput(result.text)
-        return RoutedGeneration(
+        generation = RoutedGeneration(
             text=parsed.text,
             model=decision.model,
             decision_id=decision.decision_id,
@@ -609,6 +621,9 @@ class GreenServRouter:
             tool_calls=parsed.tool_calls,
             invalid_tool_calls=parsed.invalid_tool_calls,
         )
+        if score_tool_calls and (parsed.tool_calls or parsed.invalid_tool_calls):
+            self.feedback(decision.decision_id, 0.0 if parsed.invalid_tool_calls else 1.0)
+        return generation
 
     def _drop(self, decision_id: str) -> None:
         with self._lock:

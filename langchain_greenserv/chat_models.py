@@ -149,7 +149,9 @@ class ChatGreenServ(RouterFromArguments, BaseChatModel):
     ``temperature``, ``max_tokens``, ``top_p``, ``seed``, ``timeout``, ``tradeoff``,
     ``max_latency_s``, and ``model`` (pin this call to one model of the pool, bypassing the
     choice; its outcome is still learned), plus ``tools`` and ``tool_choice`` (set by
-    :meth:`bind_tools`); anything else is refused.
+    :meth:`bind_tools`); anything else is refused. ``score_tool_calls=True`` scores an answer
+    that calls tools at once (1 if every call is valid, else 0), so the user's own feedback
+    is then refused as a second score.
 
     The router's decision is keyed by the LangChain run id, so ``AIMessage.id``
     (``lc_run-<run id>``) or a run id from ``collect_runs()`` finds it again for
@@ -172,6 +174,7 @@ class ChatGreenServ(RouterFromArguments, BaseChatModel):
     streaming: bool = False
     seed: int | None = None
     max_latency_s: float | None = None
+    score_tool_calls: bool = False
 
     _router: LazyRouter = PrivateAttr(default_factory=LazyRouter)
     _recorder: _RunRecorder = PrivateAttr(default_factory=_RunRecorder)
@@ -241,7 +244,7 @@ class ChatGreenServ(RouterFromArguments, BaseChatModel):
         )
         options = self._options(stop, kwargs)
         if tools:
-            options["tools"] = tools
+            options.update(tools=tools, score_tool_calls=self.score_tool_calls)
         return conversation, options
 
     def _options(self, stop: list[str] | None, kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -104,6 +104,8 @@ class GreenServLLM(RouterFromArguments, FunctionCallingLLM):
     ``metadata.context_window`` is the smallest window in the pool. Per-call keyword
     options: ``temperature``, ``max_tokens``, ``top_p``, ``seed``, ``timeout``, ``tradeoff``,
     ``max_latency_s``, ``model`` (pin one model); anything else is refused.
+    ``score_tool_calls=True`` scores an answer that calls tools at once (1 if every call is
+    valid, else 0).
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -117,6 +119,7 @@ class GreenServLLM(RouterFromArguments, FunctionCallingLLM):
     max_tokens: int = Field(default=256, gt=0)
     seed: int | None = None
     max_latency_s: float | None = None
+    score_tool_calls: bool = False
 
     _router: LazyRouter = PrivateAttr(default_factory=LazyRouter)
 
@@ -158,7 +161,7 @@ class GreenServLLM(RouterFromArguments, FunctionCallingLLM):
         tools, conversation = apply_tool_choice(kwargs.pop("tools", None) or [], choice, conversation)
         options = self._options(kwargs)
         if tools:
-            options["tools"] = tools
+            options.update(tools=tools, score_tool_calls=self.score_tool_calls)
         return conversation, options
 
     def _run(self, conversation: list[Message], kwargs: dict[str, Any]) -> RoutedGeneration:

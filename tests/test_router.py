@@ -389,3 +389,27 @@ def test_a_capability_nobody_has_is_named_in_the_error() -> None:
     with pytest.raises(InvalidInputError, match="list of tools"):
         router.generate(ASK, tools=WEATHER_TOOL)  # type: ignore[arg-type]
     assert not router.pending_.known("anything")  # nothing was left pending
+
+
+def test_tool_calls_can_score_themselves() -> None:
+    calls = {"valid": '<tool_call>{"name": "get_weather", "arguments": {"city": "Oslo"}}</tool_call>'}
+    calls["invalid"] = '<tool_call>{"name": "get_weather", "arguments": {}}</tool_call>'
+    calls["prose"] = "It is sunny."
+    for kind, text in calls.items():
+        backend = FakeBackend("m", capabilities=frozenset({"tools"}), tool_reply=lambda m, t, text=text: text)
+        router = GreenServRouter([backend], features=make_hashing_extractor(), seed=0)
+        answer = router.generate(ASK, tools=[WEATHER_TOOL], score_tool_calls=True)
+        scored = router.stats_["m"]["feedback"]
+        if kind == "prose":
+            assert scored == 0 and router.feedback(answer.decision_id, 1.0).applied  # left to the caller
+        else:
+            assert scored == 1
+            with pytest.raises(DecisionAlreadyScoredError):
+                router.feedback(answer.decision_id, 1.0)
+            learned = router.policy_.arms_["m"].predict(answer.decision.features.vector)
+            if kind == "valid":  # one score of 1 from the prior 0
+                assert learned > 0.3
+            else:
+                assert learned == pytest.approx(0.0)
+        unscored = router.generate(ASK, tools=[WEATHER_TOOL])
+        assert router.feedback(unscored.decision_id, 1.0).applied  # off by default

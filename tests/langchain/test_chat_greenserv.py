@@ -276,3 +276,14 @@ def test_tool_requests_no_model_can_serve_fail_clearly() -> None:
     with pytest.raises(InvalidInputError, match="names no bound tool"):
         tool_llm().bind_tools([multiply], tool_choice="divide").invoke("6 times 7?")
     assert tool_llm().bind_tools([multiply], tool_choice="none").invoke("hi").tool_calls == []
+
+
+def test_tool_calls_can_be_scored_automatically() -> None:
+    llm = tool_llm(score_tool_calls=True)
+    message = llm.bind_tools([multiply]).invoke("What is 'six' times 7?")
+    assert message.tool_calls
+    with pytest.raises(DecisionAlreadyScoredError):
+        llm.feedback(message, 1.0)
+    manual = tool_llm()
+    plain = manual.bind_tools([multiply]).invoke("What is 'six' times 7?")
+    assert plain.tool_calls and manual.feedback(plain, 1.0).applied  # off by default: the user scores
