@@ -53,3 +53,17 @@ def test_llama_index_chat_engine_keeps_the_conversation() -> None:
     history = load("llama_index_chat_engine").main(max_tokens=16)
     assert len(history) == 4
     assert history[0].content == "What does GreenServ do?"
+
+
+def test_langchain_agent_with_tools_routes_every_step_to_tool_capable_models() -> None:
+    module = load("langchain_agent_with_tools")
+    assert module.calculator.invoke({"expression": "17 * 23"}) == "391.0"
+    assert "1889" in module.lookup.invoke({"topic": "Eiffel Tower"})
+    transcripts = module.main(max_tokens=24)
+    assert len(transcripts) == 2
+    for transcript in transcripts:
+        replies = [m for m in transcript if m.type == "ai"]
+        assert replies and all(r.response_metadata["model_name"] for r in replies)
+        # every tool the model called was run, and its result went back to it
+        calls = [c["id"] for r in replies for c in r.tool_calls]
+        assert calls == [m.tool_call_id for m in transcript if m.type == "tool"]

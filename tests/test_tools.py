@@ -126,3 +126,14 @@ def test_parsing_never_raises_on_any_text(text: str) -> None:
 def test_valid_arguments_survive_parsing_exactly(a: int, b: int) -> None:
     text = f"<tool_call>{json.dumps({'name': 'add', 'arguments': {'a': a, 'b': b}})}</tool_call>"
     assert parse_tool_calls(text, TOOLS).tool_calls[0].arguments == {"a": a, "b": b}
+
+
+def test_the_tool_calling_benchmark_classes_answers() -> None:
+    from greenserv_core.evaluation.tool_calling import PROMPTS, TOOLS, classify
+
+    assert len(PROMPTS) == 10 and {expected for _, expected in PROMPTS} == {t.name for t in TOOLS}
+    right = '<tool_call>{"name": "calculator", "arguments": {"expression": "17 * 23"}}</tool_call>'
+    assert classify(right, "calculator") == "right tool"
+    assert classify(right, "lookup") == "other tool"
+    assert classify('<tool_call>{"name": "lookup", "arguments": {}}</tool_call>', "lookup") == "invalid call"
+    assert classify("17 * 23 is 391.", "calculator") == "no call"

@@ -1,0 +1,94 @@
+"""A small tool-calling agent (a calculator and a document lookup) whose every step is routed.
+
+The loop is the usual one: bind the tools, call the model, run the tool calls it makes,
+send the results back as ``ToolMessage``s, and stop when it answers in prose. Only models
+that take tools are eligible for these calls. The bundled models' chat templates render no
+tools, so here they are *declared* tool-capable (``ModelSpec(capabilities={"tools"})``) and
+get the tools in a Hermes system prompt. They are far too small to call tools reliably; see
+BENCHMARKS.md: neither made a single call on 10 tool requests. Put a tool-capable
+instruct model (e.g. one whose chat template renders ``tools``) in ``models=`` for a real
+agent; the code stays the same.
+
+python examples/langchain_agent_with_tools.py
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import operator
+from typing import Any
+
+from langchain_core.messages import BaseMessage, HumanMessage, ToolMessage
+from langchain_core.tools import tool
+
+from greenserv_core.models.bundled import bundled_specs
+from langchain_greenserv import ChatGreenServ
+
+DOCUMENTS = {
+    "eiffel tower": "The Eiffel Tower in Paris was completed in 1889 for the World's Fair.",
+    "photosynthesis": "Photosynthesis turns light, water and carbon dioxide into sugar and oxygen.",
+}
+_OPERATORS: dict[type, Any] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.Pow: operator.pow,
+}
+
+
+def _evaluate(node: ast.AST) -> float:
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+        return float(node.value)
+    if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
+        return float(_OPERATORS[type(node.op)](_evaluate(node.left), _evaluate(node.right)))
+    raise ValueError("only numbers and + - * / ** are allowed")
+
+
+@tool
+def calculator(expression: str) -> str:
+    """Evaluate an arithmetic expression such as '17 * 23'."""
+    return str(_evaluate(ast.parse(expression, mode="eval").body))
+
+
+@tool
+def lookup(topic: str) -> str:
+    """Find the stored document about a topic."""
+    return DOCUMENTS.get(topic.strip().lower(), f"no document about {topic!r}")
+
+
+TOOLS = {t.name: t for t in (calculator, lookup)}
+
+
+def run_agent(llm: Any, question: str, max_steps: int = 3) -> list[BaseMessage]:
+    """The tool loop: at most ``max_steps`` model calls."""
+    agent = llm.bind_tools(list(TOOLS.values()))
+    messages: list[BaseMessage] = [HumanMessage(question)]
+    for _ in range(max_steps):
+        reply = agent.invoke(messages)
+        messages.append(reply)
+        meta = reply.response_metadata["greenserv"]
+        calls = ", ".join(f"{c['name']}({c['args']})" for c in reply.tool_calls) or "none"
+        print(f"  [{meta['model']}, {meta['energy_joules']:.1f} J {meta['energy_source']}] tool calls: {calls}")
+        if not reply.tool_calls:
+            break
+        for call in reply.tool_calls:
+            messages.append(ToolMessage(TOOLS[call["name"]].invoke(call["args"]), tool_call_id=call["id"]))
+    return messages
+
+
+def main(max_tokens: int = 48) -> list[list[BaseMessage]]:
+    pool = [dataclasses.replace(spec, capabilities=frozenset({"tools"})) for spec in bundled_specs()]
+    llm = ChatGreenServ(models=pool, tradeoff=0.4, max_tokens=max_tokens)
+    transcripts = []
+    for question in ("What is 17 * 23?", "What does the document about the Eiffel Tower say?"):
+        print(f"> {question}")
+        transcript = run_agent(llm, question)
+        print(f"  answer: {str(transcript[-1].content).strip()[:200]}")
+        transcripts.append(transcript)
+    return transcripts
+
+
+if __name__ == "__main__":
+    main()
