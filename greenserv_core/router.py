@@ -59,7 +59,15 @@ from greenserv_core.outcomes import CostModel
 from greenserv_core.pending import PendingDecision, PendingDecisions
 from greenserv_core.persistence import read_state, write_state
 from greenserv_core.reward import EnergyNormalizer, check_score, check_tradeoff, reward
-from greenserv_core.tools import InvalidToolCall, ParsedOutput, ToolCall, ToolSpec, as_tool_specs, parse_tool_calls
+from greenserv_core.tools import (
+    InvalidToolCall,
+    ParsedOutput,
+    ToolCall,
+    ToolSpec,
+    as_tool_specs,
+    parse_tool_calls,
+    with_tools_prompt,
+)
 
 __all__ = ["FeedbackRecord", "GreenServRouter", "RoutedChunk", "RoutedGeneration", "RoutingDecision"]
 
@@ -290,8 +298,10 @@ class GreenServRouter:
         decision_id: str | None = None,
         models: Sequence[str] | None = None,
         requires: Collection[str] = (),
+        tools: Sequence[ToolSpec] = (),
     ) -> RoutingDecision:
-        """:meth:`route` for messages already checked by :func:`validate_messages`."""
+        """:meth:`route` for messages already checked by :func:`validate_messages`; ``tools``
+        count towards the prompt's length as the tools prompt would."""
         allowed = None if models is None else self._check_model_names(models)
         needed = _check_capabilities(requires)
         if decision_id is not None:
@@ -305,8 +315,9 @@ class GreenServRouter:
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
             raise InvalidInputError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
         backends = dict(self._snapshot_models())
+        counted = with_tools_prompt(clean, tools)
         prompt_tokens = {
-            name: backend.count_tokens(clean)
+            name: backend.count_tokens(counted)
             for name, backend in backends.items()
             if allowed is None or name in allowed  # models not requested are never tokenised
         }
@@ -330,7 +341,7 @@ class GreenServRouter:
                     continue
                 tokens = prompt_tokens.get(name)
                 if tokens is None:
-                    tokens = backend.count_tokens(clean)
+                    tokens = backend.count_tokens(counted)
                 window = backend.info.context_window
                 if tokens + max_new_tokens > window:
                     excluded[name] = (
@@ -474,6 +485,7 @@ class GreenServRouter:
             decision_id=decision_id,
             models=models,
             requires=requires,
+            tools=settings.tools,
         )
         try:
             result = self.backend(decision.model).generate(clean, settings)
@@ -514,6 +526,7 @@ class GreenServRouter:
             decision_id=decision_id,
             models=models,
             requires=requires,
+            tools=settings.tools,
         )
         finished = False
         try:
@@ -564,6 +577,7 @@ class GreenServRouter:
                         max_new_tokens=max_new_tokens,
                         models=models,
                         requires=requires,
+                        tools=settings.tools,
                     )
                 )
         except BaseException:

@@ -413,3 +413,17 @@ def test_tool_calls_can_score_themselves() -> None:
                 assert learned == pytest.approx(0.0)
         unscored = router.generate(ASK, tools=[WEATHER_TOOL])
         assert router.feedback(unscored.decision_id, 1.0).applied  # off by default
+
+
+def test_the_tools_prompt_counts_against_the_context_window() -> None:
+    small = FakeBackend(
+        "small-window", context_window=80, capabilities=frozenset({"tools"}), tool_reply=lambda m, t: "ok"
+    )
+    large = FakeBackend(
+        "large-window", context_window=4096, capabilities=frozenset({"tools"}), tool_reply=lambda m, t: "ok"
+    )
+    router = GreenServRouter([small, large], features=make_hashing_extractor(), strategy="random", seed=0)
+    assert small.count_tokens(ASK) + 16 <= 80  # the question alone fits
+    answers = [router.generate(ASK, tools=[WEATHER_TOOL], max_new_tokens=16) for _ in range(6)]
+    assert {a.model for a in answers} == {"large-window"}
+    assert "exceed the context window 80" in answers[0].decision.excluded["small-window"]

@@ -206,3 +206,20 @@ def test_tools_go_through_a_template_that_takes_them_else_into_the_system_prompt
     assert native.render(ASK, [weather]) == "[tools] get_weather [user] what is the capital of france?\n[assistant]"
     result = native.generate(ASK, GenerationSettings(max_new_tokens=3, tools=(weather,)))
     assert result.input_tokens > native.count_tokens(ASK)  # the tools were in the prompt
+
+
+NO_SYSTEM_TEMPLATE = (
+    "{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
+    "{% endif %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}[assistant]{% endif %}"
+)
+
+
+def test_a_template_without_a_system_role_gets_the_system_text_in_the_first_user_turn(chat_dir: Path) -> None:
+    normal = backend_for(chat_dir)
+    assert normal.template_takes_system and "system_role" in normal.info.capabilities
+    strict = backend_for(chat_dir, name="strict")
+    strict.tokenizer.chat_template = NO_SYSTEM_TEMPLATE
+    assert not strict.template_takes_system and "system_role" not in strict.info.capabilities
+    messages = [{"role": "system", "content": "Be brief."}, *ASK]
+    assert strict.render(messages) == "[user] Be brief.\n\nwhat is the capital of france?\n[assistant]"
+    assert strict.generate(messages, GenerationSettings(max_new_tokens=2)).output_tokens >= 1

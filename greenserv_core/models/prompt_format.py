@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from greenserv_core.messages import Message
 
-__all__ = ["PLAIN_STOPS", "StopBuffer", "plain_prompt", "truncate_at_stop"]
+__all__ = ["PLAIN_STOPS", "StopBuffer", "fold_system_into_user", "plain_prompt", "truncate_at_stop"]
 
 PLAIN_STOPS = ("\nUser:",)
 _SPEAKER = {"user": "User", "assistant": "Assistant", "tool": "Tool"}
@@ -38,6 +38,23 @@ def plain_prompt(messages: Sequence[Message]) -> str:
     turns = [f"{_SPEAKER[m['role']]}: {m['content'].strip()}" for m in messages if m["role"] != "system"]
     head = f"{system}\n\n" if system else ""
     return head + "\n".join(turns) + "\nAssistant:"
+
+
+def fold_system_into_user(messages: Sequence[Message]) -> list[Message]:
+    """For chat templates without a system role: the system text opens the first user message.
+
+    >>> fold_system_into_user([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}])
+    [{'role': 'user', 'content': 'Be brief.\\n\\nHi'}]
+    """
+    system = "\n\n".join(m["content"].strip() for m in messages if m["role"] == "system")
+    rest = [dict(m) for m in messages if m["role"] != "system"]
+    if not system:
+        return rest  # type: ignore[return-value]
+    for message in rest:
+        if message["role"] == "user":
+            message["content"] = f"{system}\n\n{message['content']}"
+            return rest  # type: ignore[return-value]
+    return [{"role": "user", "content": system}, *rest]  # type: ignore[list-item]
 
 
 def truncate_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -34,9 +35,15 @@ from greenserv_core.errors import InvalidInputError, MissingResourceError
 from greenserv_core.messages import Message, validate_messages
 from greenserv_core.models.devices import device_lock, pick_device, pick_dtype
 from greenserv_core.models.memory import ModelMemory, default_memory
-from greenserv_core.models.prompt_format import PLAIN_STOPS, StopBuffer, plain_prompt, truncate_at_stop
+from greenserv_core.models.prompt_format import (
+    PLAIN_STOPS,
+    StopBuffer,
+    fold_system_into_user,
+    plain_prompt,
+    truncate_at_stop,
+)
 from greenserv_core.models.spec import ModelSpec
-from greenserv_core.tools.spec import ToolSpec, tools_system_prompt
+from greenserv_core.tools.spec import ToolSpec, with_tools_prompt
 
 __all__ = ["TransformersBackend"]
 
@@ -135,6 +142,8 @@ class TransformersBackend:
                 capabilities.add("chat_template")
             if self.template_takes_tools:
                 capabilities.add("tools")
+            if self.template_takes_system:
+                capabilities.add("system_role")
             self._info = ModelInfo(
                 name=self.name,
                 context_window=window,
@@ -206,15 +215,28 @@ class TransformersBackend:
         template = getattr(self.tokenizer, "chat_template", None)
         return self.uses_chat_template and isinstance(template, str) and "tools" in template
 
+    @functools.cached_property
+    def template_takes_system(self) -> bool:
+        """Whether the chat template accepts a system message (tried once; the plain format does)."""
+        if not self.uses_chat_template:
+            return True
+        probe = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]
+        try:
+            self.tokenizer.apply_chat_template(probe, tokenize=False, add_generation_prompt=True)
+        except Exception:  # jinja2 TemplateError from the template's raise_exception
+            return False
+        return True
+
     def render(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = ()) -> str:
         """The exact prompt text the model sees. ``tools`` go through the chat template when it
-        takes them, else into the system message in the Hermes format."""
+        takes them, else into the system message in the Hermes format. For a template without
+        a system role, the system text opens the first user message instead."""
         clean = validate_messages(list(messages))
         native_tools = bool(tools) and self.template_takes_tools
         if tools and not native_tools:
-            system = [m["content"] for m in clean if m["role"] == "system"]
-            rest = [m for m in clean if m["role"] != "system"]
-            clean = [{"role": "system", "content": "\n\n".join([*system, tools_system_prompt(tools)])}, *rest]
+            clean = with_tools_prompt(clean, tools)
+        if not self.template_takes_system:
+            clean = fold_system_into_user(clean)
         if not self.uses_chat_template:
             return plain_prompt(clean)
         extra: dict[str, Any] = {"tools": [t.to_openai() for t in tools]} if native_tools else {}

@@ -1,7 +1,7 @@
 """Tools for agents: tool schemas, the prompt that offers them, and tool-call parsing."""
 
 from greenserv_core.tools.calls import InvalidToolCall, ParsedOutput, ToolCall, parse_tool_calls
-from greenserv_core.tools.spec import ToolSpec, as_tool_specs, tools_system_prompt
+from greenserv_core.tools.spec import ToolSpec, as_tool_specs, tools_system_prompt, with_tools_prompt
 
 __all__ = [
     "InvalidToolCall",
@@ -11,4 +11,5 @@ __all__ = [
     "as_tool_specs",
     "parse_tool_calls",
     "tools_system_prompt",
+    "with_tools_prompt",
 ]

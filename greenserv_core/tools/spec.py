@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from greenserv_core.errors import InvalidInputError
+from greenserv_core.messages import Message
 
-__all__ = ["ToolSpec", "as_tool_specs", "tools_system_prompt"]
+__all__ = ["ToolSpec", "as_tool_specs", "tools_system_prompt", "with_tools_prompt"]
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,63}$")
 
@@ -102,3 +103,17 @@ def tools_system_prompt(tools: Sequence[ToolSpec]) -> str:
         "<tool_call></tool_call> XML tags:\n"
         '<tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>'
     )
+
+
+def with_tools_prompt(messages: Sequence[Message], tools: Sequence[ToolSpec]) -> list[Message]:
+    """``messages`` with :func:`tools_system_prompt` after the system text, as one leading
+    system message (what a model whose template takes no tools is shown).
+
+    >>> [m["role"] for m in with_tools_prompt([{"role": "user", "content": "Hi"}], [ToolSpec("now", "", "{}")])]
+    ['system', 'user']
+    """
+    if not tools:
+        return list(messages)
+    system = [m["content"] for m in messages if m["role"] == "system"]
+    rest = [m for m in messages if m["role"] != "system"]
+    return [{"role": "system", "content": "\n\n".join([*system, tools_system_prompt(tools)])}, *rest]
