@@ -119,15 +119,21 @@ def _collect(args: argparse.Namespace) -> int:
 
             raise InvalidInputError(f"unknown models {unknown}; bundled: {[b.name for b in pool]}")
         pool = [b for b in pool if b.name in wanted]
-    table = collect(
-        pool,
-        args.out,
-        tasks=args.tasks.split(","),
-        limit=args.limit,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        progress=True,
-    )
+    try:
+        table = collect(
+            pool,
+            args.out,
+            tasks=args.tasks.split(","),
+            limit=args.limit,
+            seed=args.seed,
+            batch_size=args.batch_size,
+            progress=True,
+        )
+    except KeyboardInterrupt:
+        from greenserv_core.evaluation.collect import journal_path
+
+        print(f"\ninterrupted: finished rows are kept in {journal_path(args.out)}; run the same command to go on")
+        return 130
     data = table.matrices()
     print(f"outcome table: {len(data.queries)} queries × {len(data.models)} models → {args.out}")
     print(f"energy source: {', '.join(table.metadata['energy_sources'])}")

@@ -113,3 +113,19 @@ def test_bench_simulate_then_replay(tmp_path: Path, capsys: pytest.CaptureFixtur
 def test_errors_are_reported_not_raised(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["bench", "replay", "--table", str(tmp_path / "missing.parquet")]) == 2
     assert "no outcome table" in capsys.readouterr().err
+
+
+def test_an_interrupted_collect_says_how_to_go_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    from greenserv_core.evaluation import collect as collect_module
+    from greenserv_core.models import bundled as bundled_module
+
+    def interrupted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bundled_module, "bundled_pool", lambda **kwargs: [])
+    monkeypatch.setattr(collect_module, "collect", interrupted)
+    out = tmp_path / "real.parquet"
+    assert cli.main(["bench", "collect", "--out", str(out)]) == 130
+    assert f"{out}.rows.jsonl" in capsys.readouterr().out
