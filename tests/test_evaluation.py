@@ -82,6 +82,10 @@ def test_replay_compares_strategies_with_partial_feedback(table: OutcomeTable) -
     )
     assert fixed["best_fixed_model_per_task"]["reward"] > fixed["random"]["reward"]
     assert strategies["oracle"]["reward"]["mean"] == pytest.approx(fixed["oracle"]["reward"])
+    # the router's energy scale tops out at what it has seen, never above the table's largest reading
+    table_max = max(t["max_joules"] for t in fixed["per_task"].values())
+    seen = report["strategies"]["linucb"]["energy_scale_seen"]
+    assert seen and all(0 < v["mean"] <= table_max for v in seen.values())
     relative = report["relative"]
     assert relative["oracle"]["gap_closed_to_oracle"] == pytest.approx(1.0)
     assert relative["random"]["accuracy_vs_random"] == 0.0 and relative["random"]["energy_vs_random"] == 0.0

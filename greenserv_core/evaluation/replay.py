@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -128,6 +128,7 @@ class RunResult:
     regret: float
     shares: dict[str, float]
     cumulative_regret: np.ndarray
+    energy_scale: dict[str, float] = field(default_factory=dict)  # the router's largest joules seen, per task type
     seconds: float = 0.0
 
 
@@ -156,6 +157,7 @@ def _run(
     available = np.where(present, reward[order], -np.inf)
     best = available.max(axis=1)
     chosen = np.empty(len(order), dtype=int)
+    scale: dict[str, float] = {}
     if strategy == "oracle":
         chosen[:] = available.argmax(axis=1)
     else:
@@ -191,6 +193,7 @@ def _run(
             )
             if rng.random() < feedback_rate:
                 router.feedback(decision.decision_id, float(data.accuracy[q, j]))
+        scale = {task: high for task, (_, high) in router.normalizer_.ranges_.items()}
     got = reward[order, chosen]
     counts = np.bincount(chosen, minlength=len(data.models))
     return RunResult(
@@ -202,6 +205,7 @@ def _run(
         float((best - got).sum()),
         {m: float(c / len(order)) for m, c in zip(data.models, counts, strict=True) if c},
         np.cumsum(best - got),
+        scale,
     )
 
 
@@ -213,7 +217,8 @@ def _ci95(values: Sequence[float]) -> dict[str, float]:
 
 def summarise(results: list[RunResult]) -> dict[str, Any]:
     """Means with 95% confidence intervals over runs, plus the mean cumulative-regret curve
-    (at most 200 points) and seconds per run."""
+    (at most 200 points), seconds per run, and the largest joules the router saw per task
+    type (the top of its online energy scale; the table's is ``baselines.per_task.max_joules``)."""
     models = sorted({m for r in results for m in r.shares})
     curves = np.mean([r.cumulative_regret for r in results], axis=0)
     steps = np.unique(np.linspace(0, len(curves) - 1, min(_CURVE_POINTS, len(curves))).astype(int))
@@ -226,6 +231,10 @@ def summarise(results: list[RunResult]) -> dict[str, Any]:
         "shares": {m: _ci95([r.shares.get(m, 0.0) for r in results]) for m in models},
         "regret_curve": {"step": (steps + 1).tolist(), "mean": curves[steps].round(4).tolist()},
         "seconds_per_run": _ci95([r.seconds for r in results]),
+        "energy_scale_seen": {
+            task: _ci95([r.energy_scale[task] for r in results if task in r.energy_scale])
+            for task in sorted({t for r in results for t in r.energy_scale})
+        },
     }
 
 
@@ -272,6 +281,7 @@ def baselines(table: OutcomeTable, tradeoff: float) -> dict[str, dict[str, Any]]
             "best_reward": float(means[ranked[0]]),
             "runner_up_gap": float(means[ranked[0]] - means[ranked[1]]) if len(ranked) > 1 else None,
             "models_within_0.05": int((means >= means[ranked[0]] - 0.05).sum() - 1),
+            "max_joules": float(data.energy[tasks == task].max()),
         }
     return out
 
