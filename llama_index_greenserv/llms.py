@@ -157,7 +157,9 @@ class GreenServLLM(RouterFromArguments, FunctionCallingLLM):
 
     def _call(self, conversation: list[Message], kwargs: dict[str, Any]) -> tuple[list[Message], dict[str, Any]]:
         kwargs = dict(kwargs)
-        choice = "any" if kwargs.pop("tool_required", False) else None
+        choice = kwargs.pop("tool_choice", None)
+        if kwargs.pop("tool_required", False) and choice in (None, "auto"):
+            choice = "any"
         tools, conversation = apply_tool_choice(kwargs.pop("tools", None) or [], choice, conversation)
         options = self._options(kwargs)
         if tools:

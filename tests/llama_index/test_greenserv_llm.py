@@ -225,3 +225,22 @@ async def test_a_llama_index_function_agent_runs_its_loop_through_the_router() -
     answer = await agent.run("What is 6 times 7?")
     assert "42" in str(answer)
     assert llm.greenserv_router.stats_["caller"]["decisions"] >= 2  # the call, then the answer
+
+
+def test_structured_prediction_goes_through_a_tool_call() -> None:
+    from llama_index.core.prompts import PromptTemplate
+    from llama_index.core.tools import FunctionTool
+    from pydantic import BaseModel
+
+    class Person(BaseModel):
+        name: str
+        age: int
+
+    llm = tool_llm()
+    person = llm.structured_predict(Person, PromptTemplate("Make up a person called 'Ada' aged {age}."), age="36")
+    assert person == Person(name="Ada", age=36)
+    structured = llm.as_structured_llm(Person).chat([ChatMessage(role="user", content="A person called 'Ada', 36")])
+    assert structured.raw == Person(name="Ada", age=36)
+    tools = [FunctionTool.from_defaults(fn=multiply).metadata.to_openai_tool()]
+    with pytest.raises(InvalidInputError, match="names no bound tool"):
+        llm.chat([ChatMessage(role="user", content="hi")], tools=tools, tool_choice="divide")
