@@ -38,6 +38,7 @@ from langchain_core.callbacks import (
 )
 from langchain_core.exceptions import OutputParserException
 from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
+from langchain_core.language_models.chat_models import agenerate_from_stream, generate_from_stream
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.messages.tool import invalid_tool_call, tool_call, tool_call_chunk
@@ -273,7 +274,7 @@ class ChatGreenServ(RouterFromArguments, BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         if self.streaming:
-            return _merged(list(self._stream(messages, stop=stop, run_manager=run_manager, **kwargs)))
+            return generate_from_stream(self._stream(messages, stop=stop, run_manager=run_manager, **kwargs))
         conversation, options = self._prepare(messages, stop, kwargs)
         router = self.greenserv_router
         run_id = run_manager.run_id if run_manager else None
@@ -340,9 +341,7 @@ class ChatGreenServ(RouterFromArguments, BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         if self.streaming:
-            return _merged(
-                [chunk async for chunk in self._astream(messages, stop=stop, run_manager=run_manager, **kwargs)]
-            )
+            return await agenerate_from_stream(self._astream(messages, stop=stop, run_manager=run_manager, **kwargs))
         sync_manager = _RunIdOnly(run_manager.run_id) if run_manager else None
         # the model runs in a worker thread: the event loop stays free
         return await asyncio.to_thread(self._generate, messages, stop, sync_manager, **kwargs)  # type: ignore[arg-type]
@@ -442,20 +441,3 @@ class _RunIdOnly:
 
     def on_llm_new_token(self, *args: Any, **kwargs: Any) -> None:
         return None
-
-
-def _merged(chunks: list[ChatGenerationChunk]) -> ChatResult:
-    """One ``ChatResult`` from a finished stream (``streaming=True`` under ``invoke``)."""
-    merged = chunks[0]
-    for chunk in chunks[1:]:
-        merged += chunk
-    message = merged.message
-    assert isinstance(message, AIMessageChunk)
-    final = AIMessage(
-        content=message.content,
-        usage_metadata=message.usage_metadata,
-        response_metadata=message.response_metadata,
-        id=message.id,
-        tool_calls=message.tool_calls,
-    )
-    return ChatResult(generations=[ChatGeneration(message=final)])
