@@ -7,13 +7,13 @@ the tool prompt teaches, so a model sees its own earlier calls and their results
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
 from langchain_core.messages import AIMessage, BaseMessage, ChatMessage, HumanMessage, SystemMessage, ToolMessage
 
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.messages import VALID_ROLES, Message
+from greenserv_core.tools import tool_result_turn, with_tool_calls
 
 __all__ = ["to_greenserv_messages"]
 
@@ -37,11 +37,7 @@ def _text(message: BaseMessage) -> str:
 
 
 def _with_calls(message: AIMessage) -> str:
-    blocks = [
-        "<tool_call>\n" + json.dumps({"name": c["name"], "arguments": c["args"]}, ensure_ascii=False) + "\n</tool_call>"
-        for c in message.tool_calls
-    ]
-    return "\n".join(part for part in (_text(message).strip(), *blocks) if part)
+    return with_tool_calls(_text(message), [(c["name"], c["args"]) for c in message.tool_calls])
 
 
 def to_greenserv_messages(messages: Sequence[BaseMessage]) -> list[Message]:
@@ -62,7 +58,7 @@ def to_greenserv_messages(messages: Sequence[BaseMessage]) -> list[Message]:
         elif isinstance(message, AIMessage):
             role = "assistant"
         elif isinstance(message, ToolMessage):
-            role, content = "tool", f"<tool_response>\n{content}\n</tool_response>"
+            role, content = "tool", tool_result_turn(content)
         elif isinstance(message, ChatMessage) and message.role in VALID_ROLES:
             role = message.role
         elif isinstance(message, ChatMessage) and message.role == "human":

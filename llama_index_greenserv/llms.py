@@ -21,7 +21,6 @@ are in ``message.additional_kwargs["tool_calls"]`` (and refused ones, with the r
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -46,6 +45,7 @@ from greenserv_core.async_bridge import iterate_in_thread
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.messages import Message
 from greenserv_core.router import FeedbackRecord, GreenServRouter, RoutedChunk, RoutedGeneration
+from greenserv_core.tools import tool_result_turn, with_tool_calls
 
 __all__ = ["GreenServLLM", "decision_id_of"]
 
@@ -84,15 +84,9 @@ def to_greenserv_messages(messages: Sequence[ChatMessage]) -> list[Message]:
             )
         content = message.content or ""
         if role == "tool":
-            content = f"<tool_response>\n{content}\n</tool_response>"
+            content = tool_result_turn(content)
         calls = message.additional_kwargs.get("tool_calls") or []
-        blocks = [
-            "<tool_call>\n"
-            + json.dumps({"name": c["name"], "arguments": c["arguments"]}, ensure_ascii=False)
-            + "\n</tool_call>"
-            for c in calls
-        ]
-        out.append({"role": role, "content": "\n".join(part for part in (content.strip(), *blocks) if part)})
+        out.append({"role": role, "content": with_tool_calls(content, [(c["name"], c["arguments"]) for c in calls])})
     return out
 
 

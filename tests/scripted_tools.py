@@ -13,14 +13,13 @@ Rules, so that LangChain's standard tool and structured-output tests exercise th
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from typing import Any
 
 from greenserv_core import FakeBackend
 from greenserv_core.messages import Message, last_user_text
-from greenserv_core.tools import ToolSpec
+from greenserv_core.tools import ToolSpec, with_tool_calls
 
 _CHOICE = re.compile(r"Answer with a call to the function ([\w.\-]+)\.")
 
@@ -54,7 +53,7 @@ def tool_reply(messages: Sequence[Message], tools: tuple[ToolSpec, ...]) -> str:
     tool = next((t for t in tools if chosen and t.name == chosen.group(1)), None) or (named or list(tools))[0]
     properties = tool.parameters.get("properties", {})
     arguments = {key: _value(schema, text, i) for i, (key, schema) in enumerate(properties.items())}
-    return f"<tool_call>\n{json.dumps({'name': tool.name, 'arguments': arguments}, ensure_ascii=False)}\n</tool_call>"
+    return with_tool_calls("", [(tool.name, arguments)])
 
 
 def scripted_tool_backend(name: str = "scripted-tools", **kwargs: Any) -> FakeBackend:

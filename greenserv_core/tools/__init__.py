@@ -1,6 +1,13 @@
 """Tools for agents: tool schemas, the prompt that offers them, and tool-call parsing."""
 
-from greenserv_core.tools.calls import InvalidToolCall, ParsedOutput, ToolCall, parse_tool_calls
+from greenserv_core.tools.calls import (
+    InvalidToolCall,
+    ParsedOutput,
+    ToolCall,
+    parse_tool_calls,
+    tool_result_turn,
+    with_tool_calls,
+)
 from greenserv_core.tools.spec import ToolSpec, as_tool_specs, tools_system_prompt, with_tools_prompt
 
 __all__ = [
@@ -10,6 +17,8 @@ __all__ = [
     "ToolSpec",
     "as_tool_specs",
     "parse_tool_calls",
+    "tool_result_turn",
     "tools_system_prompt",
+    "with_tool_calls",
     "with_tools_prompt",
 ]

@@ -23,13 +23,13 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from greenserv_core.tools.spec import ToolSpec
 
-__all__ = ["InvalidToolCall", "ParsedOutput", "ToolCall", "parse_tool_calls"]
+__all__ = ["InvalidToolCall", "ParsedOutput", "ToolCall", "parse_tool_calls", "tool_result_turn", "with_tool_calls"]
 
 _BLOCK = re.compile(r"<tool_call>(.*?)(?:</tool_call>|\Z)", re.DOTALL)
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
@@ -137,3 +137,31 @@ def parse_tool_calls(text: str, tools: Sequence[ToolSpec]) -> ParsedOutput:
         tuple(c for c in found if isinstance(c, ToolCall)),
         tuple(c for c in found if isinstance(c, InvalidToolCall)),
     )
+
+
+def with_tool_calls(text: str, calls: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
+    """An assistant turn as the tools prompt teaches it: the text, then one Hermes block per
+    ``(name, arguments)`` call (what :func:`parse_tool_calls` reads back).
+
+    >>> print(with_tool_calls("Checking.", [("now", {})]))
+    Checking.
+    <tool_call>
+    {"name": "now", "arguments": {}}
+    </tool_call>
+    """
+    blocks = [
+        "<tool_call>\n"
+        + json.dumps({"name": name, "arguments": dict(arguments)}, ensure_ascii=False)
+        + "\n</tool_call>"
+        for name, arguments in calls
+    ]
+    return "\n".join(part for part in (text.strip(), *blocks) if part)
+
+
+def tool_result_turn(text: str) -> str:
+    """A tool's result as the content of a ``tool`` turn.
+
+    >>> tool_result_turn("42")
+    '<tool_response>\\n42\\n</tool_response>'
+    """
+    return f"<tool_response>\n{text}\n</tool_response>"
