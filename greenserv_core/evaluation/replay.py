@@ -238,12 +238,12 @@ def summarise(results: list[RunResult]) -> dict[str, Any]:
     }
 
 
-def baselines(table: OutcomeTable, tradeoff: float) -> dict[str, dict[str, Any]]:
+def baselines(table: OutcomeTable | Matrices, tradeoff: float) -> dict[str, dict[str, Any]]:
     """Mean accuracy, joules per query and reward of fixed choices, computed from the table:
     the expected random choice, the best single model, the best fixed model per task (the
     most a policy that sees only the task type can reach), and the per-query oracle; and per
     task, how close the runners-up come to the best model (what a learner must tell apart)."""
-    data = table.matrices()
+    data = table if isinstance(table, Matrices) else table.matrices()
     reward = (1 - tradeoff) * data.accuracy - tradeoff * data.energy_norm()
     tasks = np.asarray(data.tasks)
     per_task = np.zeros(len(data.queries), dtype=int)
@@ -360,7 +360,7 @@ def replay(
         "simulated": table.simulated,
         "table_metadata": table.metadata,
         "strategies": {},
-        "baselines": baselines(table, tradeoff),
+        "baselines": baselines(data, tradeoff),
         "single_models": [
             {
                 "model": m,
