@@ -10,6 +10,17 @@ if [ ! -x .venv/bin/python ]; then
 fi
 . .venv/bin/activate
 python -m pip install --quiet --upgrade pip
+# the Redis server that the shared-learning tests start on loopback (Debian's package; skipped
+# where there is no apt-get or no root: those tests then skip)
+if ! command -v redis-server >/dev/null && command -v apt-get >/dev/null; then
+  if [ "$(id -u)" -eq 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO="sudo -n"; else SUDO="none"; fi
+  if [ "$SUDO" != "none" ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get install -y -q redis-server >/dev/null 2>&1 \
+      || { $SUDO apt-get update -q >/dev/null 2>&1 && $SUDO apt-get install -y -q redis-server >/dev/null 2>&1; } \
+      || echo "setup.sh: could not install redis-server; the tests that need it will skip" >&2
+  fi
+fi
 # the CPU build of torch that lies on disk here; any other spec pulls GBs of CUDA wheels
 python -m pip install --quiet "torch==2.13.0"
 python -m pip install --quiet -e ".[dev]"

@@ -10,6 +10,7 @@ __all__ = [
     "GreenServError",
     "InvalidInputError",
     "MissingResourceError",
+    "ModelUnavailableError",
     "NoEligibleModelError",
     "StateFileError",
     "UnknownDecisionError",
@@ -53,3 +54,8 @@ class StateFileError(GreenServError, ValueError):
 
 class MissingResourceError(GreenServError, FileNotFoundError):
     """A bundled model or data package is not installed; the message says how to install it."""
+
+
+class ModelUnavailableError(GreenServError, RuntimeError):
+    """A model could not answer: its server failed, timed out or is cooling down after
+    repeated failures. The router routes the query to another eligible model."""

@@ -112,9 +112,10 @@ class PendingDecisions:
         self._forget(decision_id, "scored")
         return decision
 
-    def discard(self, decision_id: str) -> None:
-        """Forget a decision whose generation never completed (no error if it is gone)."""
-        if self._items.pop(decision_id, None) is not None:
+    def discard(self, decision_id: str, *, reusable: bool = False) -> None:
+        """Forget a decision whose generation never completed (no error if it is gone).
+        ``reusable`` frees the id for a new decision (the router's failover re-routes under it)."""
+        if self._items.pop(decision_id, None) is not None and not reusable:
             self._forget(decision_id, "abandoned")
 
     def state_dict(self) -> dict[str, Any]:

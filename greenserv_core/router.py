@@ -38,7 +38,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,7 @@ from greenserv_core.backends.base import GenerationResult, GenerationSettings, M
 from greenserv_core.bandits import ArmScore, Policy, make_policy
 from greenserv_core.errors import (
     InvalidInputError,
+    ModelUnavailableError,
     NoEligibleModelError,
     StateFileError,
     UnknownModelError,
@@ -59,6 +60,8 @@ from greenserv_core.outcomes import CostModel
 from greenserv_core.pending import PendingDecision, PendingDecisions
 from greenserv_core.persistence import read_state, write_state
 from greenserv_core.reward import EnergyNormalizer, check_score, check_tradeoff, reward
+from greenserv_core.sharing.router_state import load_router_statistics, router_statistics
+from greenserv_core.sharing.statistics import Statistics
 from greenserv_core.tools import (
     InvalidToolCall,
     ParsedOutput,
@@ -173,6 +176,16 @@ def _check_positive(name: str, value: float | None) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise InvalidInputError(f"{name} must be a positive number of seconds, got {value!r}")
     return float(value)
+
+
+@dataclass(frozen=True)
+class _RouteArgs:
+    """The routing arguments a query keeps when it is routed again after a failure."""
+
+    tradeoff: float | None
+    max_latency_s: float | None
+    requires: Collection[str]
+    models: Sequence[str] | None
 
 
 class GreenServRouter:
@@ -299,9 +312,11 @@ class GreenServRouter:
         models: Sequence[str] | None = None,
         requires: Collection[str] = (),
         tools: Sequence[ToolSpec] = (),
+        failed: Mapping[str, str] | None = None,
     ) -> RoutingDecision:
         """:meth:`route` for messages already checked by :func:`validate_messages`; ``tools``
-        count towards the prompt's length as the tools prompt would."""
+        count towards the prompt's length as the tools prompt would; ``failed`` names models
+        that already failed this query (and why), which are not eligible again."""
         allowed = None if models is None else self._check_model_names(models)
         needed = _check_capabilities(requires)
         if decision_id is not None:
@@ -334,7 +349,13 @@ class GreenServRouter:
                 if allowed is not None and name not in allowed:
                     excluded[name] = "not among the models requested for this query"
                     continue
+                if failed and name in failed:
+                    excluded[name] = f"failed for this query: {failed[name]}"
+                    continue
                 backend = backends.get(name) or self._models[name]
+                if not getattr(backend, "available", True):
+                    excluded[name] = "unavailable (cooling down after repeated failures)"
+                    continue
                 missing = sorted(needed - backend.info.capabilities)
                 if missing:
                     excluded[name] = f"lacks the capabilit{'ies' if len(missing) > 1 else 'y'} {', '.join(missing)}"
@@ -475,24 +496,40 @@ class GreenServRouter:
         settings = GenerationSettings(
             max_new_tokens, temperature, top_p, tuple(stop), seed, max_time_s, as_tool_specs(tools)
         )
-        requires = _with_tools(requires, settings)
-        clean = validate_messages(messages)
-        decision = self._route(
-            clean,
-            tradeoff=tradeoff,
-            max_latency_s=max_latency_s,
-            max_new_tokens=max_new_tokens,
-            decision_id=decision_id,
-            models=models,
-            requires=requires,
-            tools=settings.tools,
-        )
-        try:
-            result = self.backend(decision.model).generate(clean, settings)
-        except BaseException:
-            self._drop(decision.decision_id)
-            raise
-        return self._finish(decision, result, settings.tools, score_tool_calls)
+        route = _RouteArgs(tradeoff, max_latency_s, _with_tools(requires, settings), models)
+        return self._generate(validate_messages(messages), settings, route, decision_id, {}, score_tool_calls)
+
+    def _generate(
+        self,
+        clean: list[Message],
+        settings: GenerationSettings,
+        route: _RouteArgs,
+        decision_id: str | None,
+        failed: dict[str, str],
+        score_tool_calls: bool,
+    ) -> RoutedGeneration:
+        """Route and generate; a model that fails is noted in ``failed`` and the query re-routed."""
+        while True:
+            decision = self._route(
+                clean,
+                tradeoff=route.tradeoff,
+                max_latency_s=route.max_latency_s,
+                max_new_tokens=settings.max_new_tokens,
+                decision_id=decision_id,
+                models=route.models,
+                requires=route.requires,
+                tools=settings.tools,
+                failed=failed,
+            )
+            try:
+                result = self.backend(decision.model).generate(clean, settings)
+            except ModelUnavailableError as error:
+                self._fail_over(decision, error, failed)
+                continue
+            except BaseException:
+                self._drop(decision.decision_id)
+                raise
+            return self._finish(decision, result, settings.tools, score_tool_calls)
 
     def stream(
         self,
@@ -518,29 +555,39 @@ class GreenServRouter:
         )
         requires = _with_tools(requires, settings)
         clean = validate_messages(messages)
-        decision = self._route(
-            clean,
-            tradeoff=tradeoff,
-            max_latency_s=max_latency_s,
-            max_new_tokens=max_new_tokens,
-            decision_id=decision_id,
-            models=models,
-            requires=requires,
-            tools=settings.tools,
-        )
-        finished = False
-        try:
-            for chunk in self.backend(decision.model).stream(clean, settings):
-                if chunk.result is not None:
-                    finished = True
-                    yield RoutedChunk(
-                        "", decision, self._finish(decision, chunk.result, settings.tools, score_tool_calls)
-                    )
-                    return
-                yield RoutedChunk(chunk.delta, decision)
-        finally:
-            if not finished:
-                self._drop(decision.decision_id)
+        failed: dict[str, str] = {}
+        while True:
+            decision = self._route(
+                clean,
+                tradeoff=tradeoff,
+                max_latency_s=max_latency_s,
+                max_new_tokens=max_new_tokens,
+                decision_id=decision_id,
+                models=models,
+                requires=requires,
+                tools=settings.tools,
+                failed=failed,
+            )
+            finished = started = False
+            try:
+                for chunk in self.backend(decision.model).stream(clean, settings):
+                    if chunk.result is not None:
+                        finished = True
+                        yield RoutedChunk(
+                            "", decision, self._finish(decision, chunk.result, settings.tools, score_tool_calls)
+                        )
+                        return
+                    started = True
+                    yield RoutedChunk(chunk.delta, decision)
+            except ModelUnavailableError as error:
+                if started:  # text already handed out cannot be taken back
+                    raise
+                self._fail_over(decision, error, failed)
+                finished = True  # dropped by _fail_over
+                continue
+            finally:
+                if not finished:
+                    self._drop(decision.decision_id)
 
     def generate_batch(
         self,
@@ -588,15 +635,23 @@ class GreenServRouter:
         for index, decision in enumerate(decisions):
             groups.setdefault(decision.model, []).append(index)
         results: dict[int, RoutedGeneration] = {}
+        route = _RouteArgs(tradeoff, max_latency_s, requires, models)
         try:
             for model, indices in groups.items():
                 backend = self.backend(model)
                 inputs = [cleaned[i] for i in indices]
                 batch_call = getattr(backend, "generate_batch", None)
-                if callable(batch_call):
-                    outputs = batch_call(inputs, settings)
-                else:
-                    outputs = [backend.generate(messages, settings) for messages in inputs]
+                try:
+                    if callable(batch_call):
+                        outputs = batch_call(inputs, settings)
+                    else:
+                        outputs = [backend.generate(messages, settings) for messages in inputs]
+                except ModelUnavailableError as error:  # these queries go, one by one, elsewhere
+                    for index in indices:
+                        failed: dict[str, str] = {}
+                        self._fail_over(decisions[index], error, failed)
+                        results[index] = self._generate(cleaned[index], settings, route, None, failed, score_tool_calls)
+                    continue
                 for index, output in zip(indices, outputs, strict=True):
                     results[index] = self._finish(decisions[index], output, settings.tools, score_tool_calls)
         except BaseException:
@@ -642,6 +697,28 @@ class GreenServRouter:
     def _drop(self, decision_id: str) -> None:
         with self._lock:
             self.pending_.discard(decision_id)
+
+    def _fail_over(self, decision: RoutingDecision, error: ModelUnavailableError, failed: dict[str, str]) -> None:
+        """Forget a decision whose model failed (its id may be reused) and note the model as
+        failed, so that the query is routed again among the others."""
+        with self._lock:
+            self.pending_.discard(decision.decision_id, reusable=True)
+            self.stats_[decision.model]["decisions"] -= 1
+        failed[decision.model] = str(error)
+        logger.warning("%s failed (%s); routing the query to another model", decision.model, error)
+
+    # ---- sharing learned state between replicas ---------------------------------------
+    def statistics(self) -> Statistics:
+        """What this router learned, as statistics that merge across replicas
+        (see :class:`greenserv_core.sharing.SharedLearning`)."""
+        with self._lock:
+            return router_statistics(self)
+
+    def update_statistics(self, transform: Callable[[Statistics], Statistics]) -> None:
+        """Replace the learned state with ``transform(current statistics)``, atomically: no
+        feedback arriving meanwhile is lost or counted twice."""
+        with self._lock:
+            load_router_statistics(self, transform(router_statistics(self)))
 
     # ---- persistence ------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Model backends: the :class:`ModelBackend` protocol and a deterministic fake."""
+"""Model backends: the :class:`ModelBackend` protocol, a deterministic fake, and remote
+OpenAI-compatible servers."""
 
 from greenserv_core.backends.base import (
     EnergyReading,
@@ -9,13 +10,17 @@ from greenserv_core.backends.base import (
     StreamChunk,
 )
 from greenserv_core.backends.fake import FakeBackend
+from greenserv_core.backends.openai_compatible import OpenAICompatibleBackend
+from greenserv_core.backends.remote_energy import ExporterEnergyCounter
 
 __all__ = [
     "EnergyReading",
+    "ExporterEnergyCounter",
     "FakeBackend",
     "GenerationResult",
     "GenerationSettings",
     "ModelBackend",
     "ModelInfo",
+    "OpenAICompatibleBackend",
     "StreamChunk",
 ]

@@ -36,6 +36,7 @@ class RidgeArm:
         self.l2 = float(l2)
         self.refresh_every = refresh_every
         prior = np.zeros(dimension) if prior_mean is None else np.asarray(prior_mean, dtype=np.float64)
+        self.prior_mean = prior.copy()
         self.A = self.l2 * np.eye(dimension)
         self.A_inv = np.eye(dimension) / self.l2
         self.b = self.l2 * prior
@@ -75,6 +76,31 @@ class RidgeArm:
     def variance(self, x: np.ndarray) -> float:
         """``xᵀ A⁻¹ x``: the width of the estimate at ``x`` (before noise scaling)."""
         return max(float(x @ self.A_inv @ x), 0.0)
+
+    def data_sums(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """``(Σ x xᵀ, Σ y x, n)``: what the observations added to the prior. These add up
+        across router replicas (see :mod:`greenserv_core.sharing`)."""
+        return self.A - self.l2 * np.eye(self.dimension), self.b - self.l2 * self.prior_mean, self.n
+
+    def load_data_sums(self, xx: np.ndarray, yx: np.ndarray, n: int) -> None:
+        """Set the state to the prior plus these sums (``A⁻¹`` is re-derived).
+
+        >>> one, two = RidgeArm(2), RidgeArm(2)
+        >>> one.update(np.array([1.0, 0.0]), 1.0); two.update(np.array([0.0, 1.0]), 2.0)
+        >>> merged = RidgeArm(2)
+        >>> merged.load_data_sums(*(a + b for a, b in zip(one.data_sums(), two.data_sums())))
+        >>> merged.predict(np.array([0.0, 1.0])), merged.n
+        (1.0, 2)
+        """
+        xx = np.asarray(xx, dtype=np.float64)
+        yx = np.asarray(yx, dtype=np.float64)
+        if xx.shape != (self.dimension, self.dimension) or yx.shape != (self.dimension,):
+            raise InvalidInputError(f"ridge sums do not have dimension {self.dimension}")
+        self.A = self.l2 * np.eye(self.dimension) + xx
+        self.b = self.l2 * self.prior_mean + yx
+        self.A_inv = np.asarray(np.linalg.inv(self.A), dtype=np.float64)
+        self.n = int(n)
+        self._theta = None
 
     def state_dict(self) -> dict[str, Any]:
         return {"A": self.A.copy(), "A_inv": self.A_inv.copy(), "b": self.b.copy(), "n": self.n, "l2": self.l2}

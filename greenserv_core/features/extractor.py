@@ -143,6 +143,27 @@ class FeatureExtractor:
             np.save(partial, vectors)
             os.replace(partial, path)  # a crash never leaves a half-written store behind
 
+    def seed_clusters(self, prompts: Sequence[str]) -> None:
+        """Learn the clustering from ``prompts``, in order (nothing else is learned).
+
+        Router replicas that share learning must start from the same clustering, or their
+        cluster numbers would mean different things: seed each replica's extractor with the
+        same sample (or load one saved state) before they start.
+
+        >>> from greenserv_core.features import HashingEmbedder, TaskClassifier
+        >>> embedder = HashingEmbedder(16)
+        >>> clf = TaskClassifier().fit(embedder.embed(["2+2?", "hi"]), ["math", "chat"], embedder.name)
+        >>> one, two = FeatureExtractor(embedder, clf), FeatureExtractor(embedder, clf)
+        >>> for extractor in (one, two):
+        ...     extractor.seed_clusters(["What is 2+2?", "Hello there", "Write a poem"])
+        >>> bool((one.clusterer.centroids_ == two.clusterer.centroids_).all())
+        True
+        """
+        vectors = self.embedder.embed([instruction_text(prompt) for prompt in prompts])
+        with self._lock:
+            for vector in vectors:
+                self.clusterer.partial_fit_predict(vector)
+
     def extract(self, messages: Sequence[Message] | str, *, learn: bool = True) -> QueryFeatures:
         clean = validate_messages(messages)
         text = last_user_text(clean)

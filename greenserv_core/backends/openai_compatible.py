@@ -1,0 +1,381 @@
+"""A remote model as an arm: any server with the OpenAI chat-completions API.
+
+vLLM, Hugging Face TGI and ``transformers serve``, llama.cpp's server and Ollama all serve
+``POST /v1/chat/completions``. :class:`OpenAICompatibleBackend` calls one model there:
+
+* **timeouts**: ``connect_timeout_s`` to connect, ``timeout_s`` for each read (so a stream
+  may run longer, but never stalls longer than that between pieces);
+* **retries** with exponential backoff and jitter (via ``tenacity``) on connection errors,
+  timeouts, HTTP 429 and 5xx. A streamed answer is retried only until its first piece
+  arrives: text already handed out is never taken back;
+* **cooldown**: after ``failure_threshold`` consecutive failed attempts the model reports
+  ``available = False`` for ``cooldown_s`` seconds, and the router routes around it;
+* **tokens** from the server's ``usage``; where a server sends none, a length estimate;
+* **energy** as :mod:`~greenserv_core.backends.remote_energy` describes: reported by the
+  server, from a GPU exporter's counter, or an estimate labelled as one.
+
+Failures raise :class:`~greenserv_core.errors.ModelUnavailableError`; a request the server
+rejects as malformed (HTTP 4xx) raises :class:`~greenserv_core.errors.InvalidInputError`
+and does not count against the model. Tests use ``transport=httpx.MockTransport(...)``.
+
+>>> import httpx
+>>> def server(request: httpx.Request) -> httpx.Response:
+...     return httpx.Response(200, json={
+...         "choices": [{"message": {"content": "4"}, "finish_reason": "stop"}],
+...         "usage": {"prompt_tokens": 12, "completion_tokens": 1}})
+>>> backend = OpenAICompatibleBackend("http://gpu-1:8000/v1", "qwen2.5-7b",
+...                                   transport=httpx.MockTransport(server))
+>>> result = backend.generate([{"role": "user", "content": "2+2?"}], GenerationSettings())
+>>> result.text, result.input_tokens, result.energy.source
+('4', 12, 'estimate-latency-x-300W')
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import httpx
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from greenserv_core.backends.base import GenerationResult, GenerationSettings, ModelInfo, StreamChunk
+from greenserv_core.backends.circuit import CircuitBreaker
+from greenserv_core.backends.remote_energy import RemoteEnergySource, estimated_energy, reported_energy
+from greenserv_core.errors import InvalidInputError, ModelUnavailableError
+from greenserv_core.messages import Message
+
+__all__ = ["OpenAICompatibleBackend"]
+
+_CHARS_PER_TOKEN = 4.0  # the usual rule of thumb for English with BPE tokenisers
+_RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
+
+
+class _Transient(Exception):
+    """A failed attempt worth retrying."""
+
+
+def _render_tool_calls(content: str, calls: Sequence[Mapping[str, Any]]) -> str:
+    """Structured ``tool_calls`` of the OpenAI API as the Hermes markup the router parses."""
+    blocks = []
+    for call in calls:
+        function = call.get("function") or {}
+        arguments = function.get("arguments", "{}")
+        try:
+            parsed = json.loads(arguments) if isinstance(arguments, str) else arguments
+        except json.JSONDecodeError:
+            parsed = arguments  # left as text: the router reports it as an invalid call
+        body = json.dumps({"name": function.get("name"), "arguments": parsed}, ensure_ascii=False)
+        blocks.append(f"<tool_call>\n{body}\n</tool_call>")
+    return "\n".join([content, *blocks]) if content else "\n".join(blocks)
+
+
+class OpenAICompatibleBackend:
+    """One model on an OpenAI-compatible server (see the module docstring).
+
+    ``base_url`` ends in ``/v1``; ``model`` is the server's model id; ``name`` is the arm's
+    name in the router (default: ``model``). ``capabilities`` says what the deployment
+    serves: add ``"tools"`` only for a server that parses tool calls for this model.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        name: str | None = None,
+        api_key: str | None = None,
+        timeout_s: float = 60.0,
+        connect_timeout_s: float = 5.0,
+        max_retries: int = 2,
+        backoff_s: float = 0.5,
+        max_backoff_s: float = 8.0,
+        failure_threshold: int = 3,
+        cooldown_s: float = 30.0,
+        context_window: int = 4096,
+        capabilities: frozenset[str] = frozenset({"chat_template", "system_role"}),
+        energy: RemoteEnergySource | None = None,
+        assumed_watts: float = 300.0,
+        prior_joules_per_token: float | None = None,
+        prior_seconds_per_token: float | None = None,
+        transport: httpx.BaseTransport | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+            raise InvalidInputError(f"base_url must be an http(s) URL, got {base_url!r}")
+        if not isinstance(max_retries, int) or max_retries < 0:
+            raise InvalidInputError(f"max_retries must be a non-negative integer, got {max_retries!r}")
+        for label, value in (("timeout_s", timeout_s), ("connect_timeout_s", connect_timeout_s)):
+            if not value > 0:
+                raise InvalidInputError(f"{label} must be positive, got {value!r}")
+        if not assumed_watts > 0:
+            raise InvalidInputError(f"assumed_watts must be positive, got {assumed_watts!r}")
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.energy = energy
+        self.assumed_watts = float(assumed_watts)
+        self.breaker = CircuitBreaker(failure_threshold=failure_threshold, cooldown_s=cooldown_s)
+        self._info = ModelInfo(
+            name=name or model,
+            context_window=context_window,
+            capabilities=frozenset(capabilities),
+            prior_joules_per_token=prior_joules_per_token,
+            prior_seconds_per_token=prior_seconds_per_token,
+        )
+        all_headers = dict(headers or {})
+        if api_key:
+            all_headers["Authorization"] = f"Bearer {api_key}"
+        self._client = httpx.Client(
+            base_url=self.base_url,
+            timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
+            transport=transport,
+            headers=all_headers,
+        )
+        self._lock = threading.Lock()
+        self.attempts_ = 0  # HTTP attempts made, retries included
+
+    # ---- ModelBackend -------------------------------------------------------------------
+    @property
+    def info(self) -> ModelInfo:
+        return self._info
+
+    @property
+    def available(self) -> bool:
+        """False while cooling down after ``failure_threshold`` consecutive failures."""
+        return self.breaker.available
+
+    def count_tokens(self, messages: Sequence[Message]) -> int:
+        """An estimate (about four characters a token, plus a few per turn): the server's
+        tokenizer is not at hand. Used only for context-window eligibility."""
+        return sum(4 + math.ceil(len(m["content"]) / _CHARS_PER_TOKEN) for m in messages)
+
+    def generate(self, messages: Sequence[Message], settings: GenerationSettings) -> GenerationResult:
+        if settings.max_time_s is not None:  # a time limit cuts a stream short, as local models do
+            chunks = list(self.stream(messages, settings))
+            result = chunks[-1].result
+            assert result is not None
+            return result
+        token = self._start_energy()
+        started = time.perf_counter()
+        response = self._with_retries(lambda: self._post(self._body(messages, settings, stream=False)))
+        latency = time.perf_counter() - started
+        try:
+            data = response.json()
+            choice = data["choices"][0]
+            message = choice.get("message") or {}
+            text = message.get("content") or ""
+            if message.get("tool_calls"):
+                text = _render_tool_calls(text, message["tool_calls"])
+            finish = choice.get("finish_reason") or "stop"
+        except (ValueError, KeyError, IndexError, TypeError) as error:
+            self.breaker.failure()
+            raise ModelUnavailableError(
+                f"{self._info.name}: malformed answer from {self.base_url}: {error!r}"
+            ) from error
+        usage = data.get("usage")
+        return self._result(messages, text, usage, response.headers, latency, token, finish)
+
+    def stream(self, messages: Sequence[Message], settings: GenerationSettings) -> Iterator[StreamChunk]:
+        token = self._start_energy()
+        started = time.perf_counter()
+        body = self._body(messages, settings, stream=True)
+        context = self._with_retries(lambda: self._open_stream(body))
+        pieces: list[str] = []
+        usage: Mapping[str, Any] | None = None
+        finish = "stop"
+        tool_calls: dict[int, dict[str, Any]] = {}
+        response, lines = context
+        try:
+            for line in lines:
+                if settings.max_time_s is not None and time.perf_counter() - started > settings.max_time_s:
+                    finish = "length"
+                    break
+                event = self._event(line)
+                if event == "done":
+                    break
+                if not isinstance(event, dict):
+                    continue
+                usage = event.get("usage") or usage
+                for choice in event.get("choices") or []:
+                    delta = choice.get("delta") or {}
+                    for call in delta.get("tool_calls") or []:
+                        _merge_tool_call_delta(tool_calls, call)
+                    if delta.get("content"):
+                        pieces.append(delta["content"])
+                        yield StreamChunk(delta=delta["content"])
+                    finish = choice.get("finish_reason") or finish
+        except httpx.HTTPError as error:
+            self.breaker.failure()
+            raise ModelUnavailableError(
+                f"{self._info.name}: the stream from {self.base_url} broke after {len(''.join(pieces))} characters: "
+                f"{error!r}"
+            ) from error
+        finally:
+            response.close()
+        self.breaker.success()
+        text = "".join(pieces)
+        if tool_calls:
+            text = _render_tool_calls(text, [tool_calls[i] for i in sorted(tool_calls)])
+        latency = time.perf_counter() - started
+        yield StreamChunk(
+            delta="", result=self._result(messages, text, usage, response.headers, latency, token, finish)
+        )
+
+    def close(self) -> None:
+        """Close the HTTP connection pool."""
+        self._client.close()
+
+    # ---- requests ------------------------------------------------------------------------
+    def _body(self, messages: Sequence[Message], settings: GenerationSettings, *, stream: bool) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": [dict(m) for m in messages],
+            "max_tokens": settings.max_new_tokens,
+            "temperature": settings.temperature,
+            "top_p": settings.top_p,
+            "stream": stream,
+        }
+        if settings.stop:
+            body["stop"] = list(settings.stop)
+        if settings.seed is not None:
+            body["seed"] = settings.seed
+        if settings.tools:
+            body["tools"] = [tool.to_openai() for tool in settings.tools]
+        if stream:
+            body["stream_options"] = {"include_usage": True}
+        return body
+
+    def _post(self, body: dict[str, Any]) -> httpx.Response:
+        response = self._client.post("/chat/completions", json=body)
+        self._check(response)
+        return response
+
+    def _open_stream(self, body: dict[str, Any]) -> tuple[httpx.Response, Iterator[str]]:
+        request = self._client.build_request("POST", "/chat/completions", json=body)
+        response = self._client.send(request, stream=True)
+        try:
+            if response.status_code >= 400:
+                response.read()
+            self._check(response)
+            lines = response.iter_lines()
+            first = next(lines, None)  # retried until the first line arrives
+        except BaseException:
+            response.close()
+            raise
+        return response, _prepend(first, lines)
+
+    def _check(self, response: httpx.Response) -> None:
+        if response.status_code in _RETRY_STATUS:
+            raise _Transient(f"HTTP {response.status_code}: {response.text[:200]}")
+        if response.status_code >= 400:
+            raise InvalidInputError(
+                f"{self._info.name}: {self.base_url} refused the request with HTTP {response.status_code}: "
+                f"{response.text[:500]}"
+            )
+
+    def _with_retries(self, attempt: Any) -> Any:
+        if not self.breaker.available:
+            raise ModelUnavailableError(
+                f"{self._info.name} is cooling down after repeated failures ({self.breaker.seconds_left():.1f} s left)"
+            )
+
+        def once() -> Any:
+            with self._lock:
+                self.attempts_ += 1
+            try:
+                return attempt()
+            except httpx.TransportError as error:  # connect errors, timeouts, broken connections
+                self.breaker.failure()
+                raise _Transient(repr(error)) from error
+            except _Transient:
+                self.breaker.failure()
+                raise
+
+        retrying = Retrying(
+            stop=stop_after_attempt(self.max_retries + 1),
+            wait=wait_exponential_jitter(initial=self.backoff_s, max=self.max_backoff_s),
+            # no retry once the failures opened the circuit: the router goes elsewhere now
+            retry=retry_if_exception(lambda error: isinstance(error, _Transient) and self.breaker.available),
+            reraise=True,
+        )
+        try:
+            result = retrying(once)
+        except _Transient as error:
+            raise ModelUnavailableError(
+                f"{self._info.name}: {self.base_url} failed after "
+                f"{retrying.statistics.get('attempt_number', 1)} attempt(s): {error}"
+            ) from error
+        self.breaker.success()
+        return result
+
+    @staticmethod
+    def _event(line: str) -> dict[str, Any] | str | None:
+        """One server-sent event line: its JSON, ``"done"``, or ``None`` for anything else."""
+        if not line.startswith("data:"):
+            return None
+        payload = line[5:].strip()
+        if payload == "[DONE]":
+            return "done"
+        try:
+            event = json.loads(payload)
+        except json.JSONDecodeError:
+            return None
+        return event if isinstance(event, dict) else None
+
+    # ---- results -------------------------------------------------------------------------
+    def _start_energy(self) -> object:
+        return self.energy.start() if self.energy is not None else None
+
+    def _result(
+        self,
+        messages: Sequence[Message],
+        text: str,
+        usage: Mapping[str, Any] | None,
+        headers: Mapping[str, str],
+        latency: float,
+        energy_token: object,
+        finish: str,
+    ) -> GenerationResult:
+        usage = usage or {}
+        input_tokens = usage.get("prompt_tokens")
+        output_tokens = usage.get("completion_tokens")
+        if not isinstance(input_tokens, int):
+            input_tokens = self.count_tokens(messages)
+        if not isinstance(output_tokens, int):
+            output_tokens = math.ceil(len(text) / _CHARS_PER_TOKEN)
+        energy = reported_energy(usage, headers)
+        if energy is None and self.energy is not None:
+            energy = self.energy.stop(energy_token)
+        if energy is None:
+            energy = estimated_energy(latency, self.assumed_watts)
+        return GenerationResult(
+            text=text,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            latency_s=latency,
+            energy=energy,
+            finish_reason="length" if finish == "length" else "stop",
+        )
+
+
+def _prepend(first: str | None, rest: Iterator[str]) -> Iterator[str]:
+    if first is not None:
+        yield first
+    yield from rest
+
+
+def _merge_tool_call_delta(calls: dict[int, dict[str, Any]], delta: Mapping[str, Any]) -> None:
+    """Streamed tool calls arrive in pieces keyed by ``index``; join their argument text."""
+    index = int(delta.get("index", 0))
+    call = calls.setdefault(index, {"function": {"name": None, "arguments": ""}})
+    function = delta.get("function") or {}
+    if function.get("name"):
+        call["function"]["name"] = function["name"]
+    if function.get("arguments"):
+        call["function"]["arguments"] += function["arguments"]

@@ -1,0 +1,125 @@
+"""Joules of a request served by a remote model server.
+
+In order of preference, :class:`~greenserv_core.backends.openai_compatible.OpenAICompatibleBackend` uses:
+
+1. energy the server reports for the request: a ``usage.energy_joules`` field or an
+   ``x-energy-joules`` response header (``source="server-reported"``, measured);
+2. an :class:`ExporterEnergyCounter`: a GPU energy counter scraped from a Prometheus
+   exporter (NVIDIA's DCGM exporter exposes ``DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION`` in mJ)
+   before and after the request. It is measured, but covers the whole GPU: requests the
+   server runs at the same time share the window, so with concurrent traffic it is an
+   upper bound for the one request;
+3. otherwise an estimate, ``assumed_watts × latency``, labelled ``estimate-latency-x-<W>W``
+   and never reported as measured.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
+
+import httpx
+
+from greenserv_core.backends.base import EnergyReading
+from greenserv_core.errors import InvalidInputError
+
+__all__ = ["ExporterEnergyCounter", "RemoteEnergySource", "estimated_energy", "reported_energy"]
+
+
+@runtime_checkable
+class RemoteEnergySource(Protocol):
+    """Reads a counter before and after a request."""
+
+    def start(self) -> object:
+        """Read the counter before the request."""
+        ...
+
+    def stop(self, token: object) -> EnergyReading | None:
+        """The joules since ``start`` (``None`` if the counter could not be read)."""
+        ...
+
+
+def reported_energy(usage: Mapping[str, Any] | None, headers: Mapping[str, str]) -> EnergyReading | None:
+    """Energy the server itself reported for the request, if any.
+
+    >>> reported_energy({"energy_joules": 12.5}, {})
+    EnergyReading(joules=12.5, source='server-reported', measured=True)
+    >>> reported_energy(None, {"x-energy-joules": "3"}).joules
+    3.0
+    """
+    value: Any = (usage or {}).get("energy_joules")
+    if value is None:
+        value = headers.get("x-energy-joules")
+    if value is None:
+        return None
+    try:
+        return EnergyReading(float(value), source="server-reported", measured=True)
+    except (TypeError, ValueError, InvalidInputError):
+        return None
+
+
+def estimated_energy(latency_s: float, assumed_watts: float) -> EnergyReading:
+    """``assumed_watts × latency``, labelled as the estimate it is.
+
+    >>> estimated_energy(2.0, 300.0)
+    EnergyReading(joules=600.0, source='estimate-latency-x-300W', measured=False)
+    """
+    return EnergyReading(assumed_watts * latency_s, source=f"estimate-latency-x-{assumed_watts:g}W", measured=False)
+
+
+class ExporterEnergyCounter:
+    """A cumulative energy counter scraped from a Prometheus exporter's ``/metrics`` page.
+
+    ``metric`` is the counter's name, ``labels`` pick one series (e.g. ``{"gpu": "0"}``) and
+    ``joules_per_unit`` converts its unit (DCGM reports millijoules: 0.001).
+
+    >>> page = 'DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{gpu="0"} 5000\\n'
+    >>> ExporterEnergyCounter.parse(page, "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", {"gpu": "0"})
+    5000.0
+    """
+
+    def __init__(
+        self,
+        metrics_url: str,
+        *,
+        metric: str = "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION",
+        labels: Mapping[str, str] | None = None,
+        joules_per_unit: float = 1e-3,
+        timeout_s: float = 2.0,
+        client: httpx.Client | None = None,
+    ) -> None:
+        self.metrics_url = metrics_url
+        self.metric = metric
+        self.labels = dict(labels or {})
+        self.joules_per_unit = joules_per_unit
+        self.client = client or httpx.Client(timeout=timeout_s)
+
+    @staticmethod
+    def parse(page: str, metric: str, labels: Mapping[str, str]) -> float | None:
+        """The value of the first ``metric`` series whose labels include ``labels`` (the parser
+        names a counter's samples ``<metric>_total``; either name matches)."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        names = {metric, f"{metric}_total"}
+        for family in text_string_to_metric_families(page):
+            for sample in family.samples:
+                if sample.name in names and all(sample.labels.get(k) == v for k, v in labels.items()):
+                    return float(sample.value)
+        return None
+
+    def _read(self) -> float | None:
+        try:
+            response = self.client.get(self.metrics_url)
+            response.raise_for_status()
+            return self.parse(response.text, self.metric, self.labels)
+        except (httpx.HTTPError, ValueError):
+            return None
+
+    def start(self) -> object:
+        return self._read()
+
+    def stop(self, token: object) -> EnergyReading | None:
+        end = self._read()
+        if not isinstance(token, float) or end is None or end < token:
+            return None  # unreadable, or the counter was reset: no measurement rather than a wrong one
+        return EnergyReading((end - token) * self.joules_per_unit, source="exporter-counter", measured=True)

@@ -1,0 +1,315 @@
+"""Router replicas under concurrent load: shared learning through a store versus one router.
+
+The table's queries are shuffled once per run and dealt round-robin to N replica
+*processes*, which route them at the same time, each revealing only its chosen model's row
+(as :mod:`~greenserv_core.evaluation.replay` does). Three set-ups see the same query order:
+
+* ``single``: one router, one process, no store: the reference;
+* ``shared``: N replicas syncing through one store (:class:`~greenserv_core.sharing.RedisStore`
+  or :class:`~greenserv_core.sharing.FileStore`) every ``interval_s`` seconds;
+* ``independent``: N replicas that never share, each learning from its 1/N of the traffic.
+
+Every router seeds its clusters from the same 300 prompts first (replicas must agree on
+what each cluster number means; see :class:`~greenserv_core.sharing.SharedLearning`).
+
+Reported: decisions per second over all replicas, the regret against the per-query oracle
+and its ratio to the single router's, and staleness: the seconds since a replica's last
+sync when it decides, and how many feedback updates other replicas had made by then that
+it had not yet seen (reconstructed from each replica's sync times).
+
+    python -m greenserv_core.evaluation.replicas --table paper_sim.parquet --replicas 1,2,4 --redis-url redis://127.0.0.1:6379/0
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import multiprocessing
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from greenserv_core.errors import InvalidInputError
+
+__all__ = ["WorkerResult", "compare", "main", "run_setup"]
+
+_CLUSTER_SAMPLE = 300  # prompts every router (replica or single) seeds its clusters with
+
+
+@dataclass
+class WorkerResult:
+    """What one replica did: per query routed, its table row, chosen model, decision and
+    feedback times; its sync completion times; and its own routing seconds."""
+
+    replica: int
+    queries: list[int]
+    chosen: list[int]
+    decided_at: list[float]
+    feedback_at: list[float]
+    syncs_at: list[float]
+    sync_seconds: list[float]
+    started: float
+    finished: float
+
+
+def _worker(job: dict[str, Any]) -> WorkerResult:
+    """One replica process (module level, so that ``spawn`` can import it)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
+    torch.set_num_threads(1)
+    from greenserv_core.evaluation.replay import ReplayModel, default_features
+    from greenserv_core.evaluation.table import read_table
+    from greenserv_core.router import GreenServRouter
+    from greenserv_core.sharing import FileStore, RedisStore, SharedLearning
+
+    data = read_table(job["table"]).matrices()
+    features = (job["features"] or default_features)(len(set(data.prompts)))()
+    features.warm(data.prompts, store=job.get("embedding_store"))  # the whole table: one stored file
+    features.seed_clusters([data.prompts[q] for q in job["cluster_sample"]])  # the same in every replica
+    router = GreenServRouter(
+        [ReplayModel(m) for m in data.models],
+        strategy=job["strategy"],
+        tradeoff=job["tradeoff"],
+        seed=job["seed"] * 1000 + job["replica"],
+        features=features,
+    )
+    sharing = None
+    if job["store"] is not None:
+        kind, _, where = job["store"].partition(":")
+        store = RedisStore(url=where, key=job["key"]) if kind == "redis" else FileStore(where)
+        sharing = SharedLearning(router, store, interval_s=job["interval_s"])
+    index = {m: j for j, m in enumerate(data.models)}
+    rng = np.random.default_rng(job["seed"] * 1000 + job["replica"])
+    chosen: list[int] = []
+    decided: list[float] = []
+    scored: list[float] = []
+    syncs: list[float] = []
+    sync_seconds: list[float] = []
+    job["ready"].wait()  # every replica starts together, once all have loaded their features
+    started = time.time()
+    if sharing is not None:
+        sharing.start()
+    for q in job["queries"]:
+        decision = router.route(data.prompts[q], max_new_tokens=1)
+        decided.append(time.time())
+        j = index[decision.model]
+        chosen.append(j)
+        router.record_outcome(
+            decision.decision_id, energy_joules=float(data.energy[q, j]), latency_s=float(data.latency[q, j])
+        )
+        if rng.random() < job["feedback_rate"]:
+            router.feedback(decision.decision_id, float(data.accuracy[q, j]))
+            scored.append(time.time())
+        else:
+            scored.append(math.inf)
+        last = sharing.last_sync_ if sharing is not None else None
+        if last is not None and (not syncs or syncs[-1] != last.at):
+            syncs.append(last.at)
+            sync_seconds.append(last.seconds)
+    finished = time.time()
+    if sharing is not None:
+        sharing.stop()
+        syncs.append(sharing.last_sync_.at if sharing.last_sync_ else finished)
+    return WorkerResult(
+        job["replica"], list(job["queries"]), chosen, decided, scored, syncs, sync_seconds, started, finished
+    )
+
+
+def run_setup(
+    table: str,
+    *,
+    setup: str,
+    replicas: int,
+    seed: int,
+    store: str | None = None,
+    interval_s: float = 0.2,
+    strategy: str = "linucb",
+    tradeoff: float = 0.4,
+    feedback_rate: float = 1.0,
+    limit: int | None = None,
+    embedding_store: str | None = None,
+    features: Any = None,
+) -> dict[str, Any]:
+    """Run one set-up (``single``, ``shared`` or ``independent``) once; returns its figures.
+
+    ``store`` is ``redis:<url>`` or ``file:<path>`` (``shared`` only); ``features`` is a
+    picklable factory ``f(distinct_prompts) -> (() -> FeatureExtractor)`` (default: MiniLM).
+    """
+    from greenserv_core.evaluation.table import read_table
+
+    if setup not in {"single", "shared", "independent"}:
+        raise InvalidInputError(f"setup must be single, shared or independent, got {setup!r}")
+    if setup == "shared" and store is None:
+        raise InvalidInputError("the shared set-up needs a store (redis:<url> or file:<path>)")
+    count = 1 if setup == "single" else replicas
+    data = read_table(table).matrices()
+    order = np.random.default_rng(seed).permutation(len(data.queries))
+    if limit is not None:
+        order = order[:limit]
+    cluster_sample = np.random.default_rng(12345).permutation(len(data.queries))[:_CLUSTER_SAMPLE].tolist()
+    key = f"greenserv:bench:{os.getpid()}:{time.time_ns()}"
+    context = multiprocessing.get_context("spawn")
+    manager = context.Manager()
+    ready = manager.Barrier(count)
+    jobs = [
+        {
+            "table": table,
+            "queries": order[r::count].tolist(),
+            "replica": r,
+            "strategy": strategy,
+            "tradeoff": tradeoff,
+            "feedback_rate": feedback_rate,
+            "seed": seed,
+            "store": store if setup == "shared" else None,
+            "key": key,
+            "interval_s": interval_s,
+            "ready": ready,
+            "embedding_store": embedding_store,
+            "features": features,
+            "cluster_sample": cluster_sample,
+        }
+        for r in range(count)
+    ]
+    with manager, context.Pool(count) as pool:
+        results = pool.map(_worker, jobs)
+    return _figures(data, results, tradeoff, setup, count)
+
+
+def _figures(data: Any, results: list[WorkerResult], tradeoff: float, setup: str, count: int) -> dict[str, Any]:
+    reward = (1 - tradeoff) * data.accuracy - tradeoff * data.energy_norm()
+    queries = np.concatenate([r.queries for r in results])
+    chosen = np.concatenate([r.chosen for r in results])
+    got = reward[queries, chosen]
+    regret = float((reward[queries].max(axis=1) - got).sum())
+    seconds = max(r.finished for r in results) - min(r.started for r in results)
+    ages: list[float] = []
+    unseen: list[int] = []
+    for r in results:
+        syncs = np.asarray(r.syncs_at)
+        for t in r.decided_at:
+            earlier = syncs[syncs <= t]
+            ages.append(t - earlier[-1] if len(earlier) else math.nan)
+        if count > 1 and setup == "shared":
+            unseen.extend(_unseen_updates(r, [o for o in results if o.replica != r.replica]))
+    figures: dict[str, Any] = {
+        "setup": setup,
+        "replicas": count,
+        "queries": len(queries),
+        "decisions_per_s": len(queries) / seconds if seconds > 0 else math.nan,
+        "regret": regret,
+        "mean_reward": float(got.mean()),
+        "accuracy": float(data.accuracy[queries, chosen].mean()),
+        "energy_joules": float(data.energy[queries, chosen].sum()),
+    }
+    if setup == "shared":
+        finite = [a for a in ages if math.isfinite(a)]
+        figures["staleness_s_mean"] = float(np.mean(finite)) if finite else math.nan
+        figures["unseen_remote_updates_mean"] = float(np.mean(unseen)) if unseen else 0.0
+        figures["syncs"] = sum(len(r.syncs_at) for r in results)
+        durations = [d for r in results for d in r.sync_seconds]
+        figures["sync_s_mean"] = float(np.mean(durations)) if durations else math.nan
+    return figures
+
+
+def _unseen_updates(replica: WorkerResult, others: Sequence[WorkerResult]) -> list[int]:
+    """For each of ``replica``'s decisions: feedback other replicas had given by then that it
+    had not yet received (pushed at the other's next sync, pulled at this one's next sync)."""
+    mine = np.asarray(replica.syncs_at)
+    visible_at: list[float] = []
+    for other in others:
+        theirs = np.asarray(other.syncs_at)
+        for t in other.feedback_at:
+            if not math.isfinite(t):
+                continue
+            visible_at.append(_next(mine, _next(theirs, t)))
+    given = sorted(t for other in others for t in other.feedback_at if math.isfinite(t))
+    visible = np.sort(np.asarray(visible_at))
+    out = []
+    for t in replica.decided_at:
+        made = int(np.searchsorted(given, t, side="right"))
+        seen = int(np.searchsorted(visible, t, side="right"))
+        out.append(max(0, made - seen))
+    return out
+
+
+def _next(times: np.ndarray, t: float) -> float:
+    """The first of the sorted ``times`` at or after ``t`` (infinity if none)."""
+    at = int(np.searchsorted(times, t))
+    return float(times[at]) if at < len(times) else math.inf
+
+
+def compare(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean figures per (set-up, replicas) over runs, with regret and throughput as ratios to
+    the single router of the same runs."""
+    base = [r for r in rows if r["setup"] == "single"]
+    if not base:
+        raise InvalidInputError("compare needs the single-router runs as the baseline")
+    base_regret = float(np.mean([r["regret"] for r in base]))
+    base_speed = float(np.mean([r["decisions_per_s"] for r in base]))
+    out = []
+    for key in sorted({(r["setup"], r["replicas"]) for r in rows}, key=lambda k: (k[1], k[0])):
+        group = [r for r in rows if (r["setup"], r["replicas"]) == key]
+        mean = {
+            name: float(np.mean([r[name] for r in group])) for name in group[0] if isinstance(group[0][name], float)
+        }
+        mean.update(setup=key[0], replicas=key[1], runs=len(group))
+        mean["regret_ratio"] = mean["regret"] / base_regret if base_regret else math.nan
+        mean["throughput_ratio"] = mean["decisions_per_s"] / base_speed if base_speed else math.nan
+        out.append(mean)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--table", required=True)
+    parser.add_argument("--replicas", default="2,4", help="comma-separated replica counts")
+    parser.add_argument("--store", required=True, help="redis:<url> or file:<path>")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--limit", type=int, default=None, help="route only this many queries per run")
+    parser.add_argument("--interval", type=float, default=0.2, help="seconds between syncs")
+    parser.add_argument("--strategy", default="linucb")
+    parser.add_argument("--tradeoff", type=float, default=0.4)
+    parser.add_argument("--embedding-store", default=None)
+    args = parser.parse_args(argv)
+    counts = [int(n) for n in args.replicas.split(",")]
+    rows = []
+    for run in range(args.runs):
+        options = {
+            "seed": run,
+            "strategy": args.strategy,
+            "tradeoff": args.tradeoff,
+            "limit": args.limit,
+            "embedding_store": args.embedding_store,
+        }
+        rows.append(run_setup(args.table, setup="single", replicas=1, **options))
+        for n in counts:
+            rows.append(
+                run_setup(args.table, setup="shared", replicas=n, store=args.store, interval_s=args.interval, **options)
+            )
+            rows.append(run_setup(args.table, setup="independent", replicas=n, **options))
+    print(
+        f"machine: {os.cpu_count()} CPUs; strategy {args.strategy}, λ={args.tradeoff}, {args.runs} runs, "
+        f"sync every {args.interval} s through {args.store.split(':')[0]}"
+    )
+    print()
+    print(
+        "| set-up | replicas | decisions/s | throughput ÷ single | regret | regret ÷ single | mean reward | "
+        "staleness s | unseen remote updates | seconds a sync |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for row in compare(rows):
+        print(
+            f"| {row['setup']} | {row['replicas']} | {row['decisions_per_s']:.0f} | {row['throughput_ratio']:.2f} | "
+            f"{row['regret']:.1f} | {row['regret_ratio']:.2f} | {row['mean_reward']:.4f} | "
+            f"{row.get('staleness_s_mean', math.nan):.3f} | {row.get('unseen_remote_updates_mean', math.nan):.1f} | "
+            f"{row.get('sync_s_mean', math.nan):.3f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+""":class:`SharedLearning`: one learned policy shared by many router replicas.
+
+Each replica routes with its own copy of the learned state and, every ``interval_s``
+seconds (or when :meth:`SharedLearning.sync` is called), pushes what it learned since its
+last sync to a :class:`~greenserv_core.sharing.stores.StateStore` and takes back the merged
+total. Feedback that arrives while the store is being contacted is kept and applied on top.
+A replica that restarts resumes from the store on its first sync.
+
+The semantic clusters are shared as running sums, so every replica must start from the same
+clustering (:meth:`~greenserv_core.features.FeatureExtractor.seed_clusters` on the same
+sample, or the store's once it has one); otherwise cluster 0 of one replica is not cluster
+0 of another.
+
+>>> from greenserv_core import FakeBackend, FeatureExtractor, GreenServRouter
+>>> from greenserv_core.features import HashingEmbedder, TaskClassifier
+>>> from greenserv_core.sharing import InMemoryStore, SharedLearning
+>>> embedder = HashingEmbedder(32)
+>>> clf = TaskClassifier().fit(embedder.embed(["2+2?", "hi"]), ["math", "chat"], embedder.name)
+>>> def replica():
+...     return GreenServRouter([FakeBackend("small"), FakeBackend("large")],
+...                            features=FeatureExtractor(embedder, clf), seed=0)
+>>> store = InMemoryStore()
+>>> one, two = SharedLearning(replica(), store), SharedLearning(replica(), store)
+>>> answer = one.router.generate("What is 2+2?")
+>>> _ = one.router.feedback(answer.decision_id, 1.0)
+>>> _ = one.sync(); _ = two.sync()
+>>> two.router.stats_[answer.model]["feedback"]
+1
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from greenserv_core.errors import InvalidInputError
+from greenserv_core.sharing.statistics import Statistics
+from greenserv_core.sharing.stores import StateStore
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from greenserv_core.router import GreenServRouter
+
+__all__ = ["SharedLearning", "SyncReport"]
+
+logger = logging.getLogger("greenserv")
+
+_SYNCS = "sync/pushes"
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    """One synchronisation: when, how long it took, and how many pushes by *other* replicas
+    it brought in (the store's push count moved by that much more than our own push)."""
+
+    at: float
+    seconds: float
+    remote_pushes: int
+
+
+class SharedLearning:
+    """Keeps ``router``'s learned state merged with the other replicas' through ``store``.
+
+    Use :meth:`start` for a background thread syncing every ``interval_s`` seconds (or use it
+    as a context manager), or call :meth:`sync` yourself. Learned state: ``base_`` (the merged
+    total at the last sync), ``syncs_``, ``last_sync_`` (a :class:`SyncReport`) and ``errors_``
+    (failed syncs; a failed sync loses nothing, the change is sent with the next one).
+    """
+
+    def __init__(self, router: GreenServRouter, store: StateStore, *, interval_s: float = 1.0) -> None:
+        if not isinstance(store, StateStore):
+            raise InvalidInputError(f"{store!r} is not a StateStore (merge, read)")
+        if not interval_s > 0:
+            raise InvalidInputError(f"interval_s must be positive, got {interval_s!r}")
+        self.router = router
+        self.store = store
+        self.interval_s = float(interval_s)
+        self.base_ = Statistics()
+        self.syncs_ = 0
+        self.errors_ = 0
+        self.last_sync_: SyncReport | None = None
+        self._sync_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def sync(self) -> SyncReport:
+        """Push what this replica learned since the last sync; adopt the merged total."""
+        with self._sync_lock:
+            started = time.perf_counter()
+            local = self.router.statistics()
+            delta = local.minus(self.base_)
+            delta.sums[_SYNCS] = np.array([1.0])
+            merged = self.store.merge(delta)
+            # what was learned while the store was contacted is kept on top of the total
+            self.router.update_statistics(lambda now: merged.plus(now.minus(local)))
+            seen_before = float(self.base_.sums.get(_SYNCS, np.zeros(1))[0])
+            remote = round(float(merged.sums[_SYNCS][0]) - seen_before - 1.0)
+            self.base_ = merged
+            self.syncs_ += 1
+            self.last_sync_ = SyncReport(time.time(), time.perf_counter() - started, remote)
+            return self.last_sync_
+
+    # ---- background syncing ------------------------------------------------------------
+    def start(self) -> SharedLearning:
+        """Sync now, then every ``interval_s`` seconds in a daemon thread until :meth:`stop`."""
+        if self._thread is not None:
+            raise InvalidInputError("this SharedLearning is already running")
+        self.sync()
+        if self.router.features.clusterer.centroids_ is None:
+            logger.warning(
+                "the shared state has no clustering yet and this replica has none: replicas that seed "
+                "their clusters independently give cluster numbers different meanings; seed every "
+                "replica with FeatureExtractor.seed_clusters(same prompts) first"
+            )
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="greenserv-sync", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.sync()
+            except Exception:  # the next sync carries the change; never kill the thread
+                self.errors_ += 1
+                logger.exception("syncing learned state failed (will retry in %.1f s)", self.interval_s)
+
+    def stop(self, *, final_sync: bool = True) -> None:
+        """Stop the thread; by default push what is left with one last sync."""
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+        if final_sync:
+            self.sync()
+
+    def __enter__(self) -> SharedLearning:
+        return self.start()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -1,0 +1,169 @@
+"""Where replicas keep the merged statistics: one narrow interface, three implementations.
+
+:class:`StateStore` has two methods. ``merge(delta)`` adds a replica's change to the shared
+total *atomically* and returns the new total; ``read()`` returns the total. Because the
+change is merged inside the store (never read, modified and blindly written back), two
+replicas writing at once cannot lose each other's updates.
+
+* :class:`InMemoryStore`: threads of one process (and tests).
+* :class:`FileStore`: processes of one machine; the default, no server. An exclusive
+  ``filelock`` guards a read-merge-write of one file, which is replaced atomically.
+* :class:`RedisStore`: processes on many machines, through a Redis server. The merge is an
+  optimistic transaction (``WATCH``/``MULTI``/``EXEC``), retried when another replica wrote
+  in between.
+
+>>> import numpy as np
+>>> store = InMemoryStore()
+>>> store.merge(Statistics(sums={"n": np.array([1.0])})).sums["n"]
+array([1.])
+>>> store.merge(Statistics(sums={"n": np.array([2.0])})).sums["n"]
+array([3.])
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from filelock import FileLock
+
+from greenserv_core.errors import InvalidInputError, StateFileError
+from greenserv_core.sharing.statistics import Statistics
+
+if TYPE_CHECKING:
+    import redis
+
+__all__ = ["FileStore", "InMemoryStore", "RedisStore", "StateStore"]
+
+
+@runtime_checkable
+class StateStore(Protocol):
+    """Shared merged statistics. ``merge`` must be atomic with respect to other ``merge`` calls."""
+
+    def merge(self, delta: Statistics) -> Statistics:
+        """Add ``delta`` to the shared total and return the new total."""
+        ...
+
+    def read(self) -> Statistics:
+        """The shared total (empty before the first merge)."""
+        ...
+
+
+class InMemoryStore:
+    """A store inside one process, for threads and tests."""
+
+    def __init__(self) -> None:
+        self._total = Statistics()
+        self._lock = threading.Lock()
+
+    def merge(self, delta: Statistics) -> Statistics:
+        with self._lock:
+            self._total = self._total.plus(delta)
+            return self._total
+
+    def read(self) -> Statistics:
+        with self._lock:
+            return self._total
+
+
+class FileStore:
+    """A store in one file, for processes of one machine (``path.lock`` serialises merges).
+
+    >>> import tempfile, pathlib, numpy as np
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "router.stats"
+    >>> _ = FileStore(path).merge(Statistics(sums={"n": np.array([4.0])}))
+    >>> FileStore(path).read().sums["n"]
+    array([4.])
+    """
+
+    def __init__(self, path: str | Path, *, timeout_s: float = 30.0) -> None:
+        self.path = Path(path)
+        self.timeout_s = timeout_s
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = FileLock(str(self.path) + ".lock", timeout=timeout_s)
+
+    def _read_unlocked(self) -> Statistics:
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return Statistics()
+        return Statistics.from_bytes(data)
+
+    def read(self) -> Statistics:
+        with self._lock:
+            return self._read_unlocked()
+
+    def merge(self, delta: Statistics) -> Statistics:
+        with self._lock:
+            total = self._read_unlocked().plus(delta)
+            descriptor, temporary = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+            try:
+                with os.fdopen(descriptor, "wb") as handle:
+                    handle.write(total.to_bytes())
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(temporary, self.path)
+            except BaseException:
+                Path(temporary).unlink(missing_ok=True)
+                raise
+            return total
+
+
+class RedisStore:
+    """A store in one Redis key, merged with optimistic transactions.
+
+    ``client`` is a ``redis.Redis`` (or give ``url``, e.g. ``redis://localhost:6379/0``);
+    ``key`` names the shared state, so several pools can share one server.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis | None = None,
+        *,
+        url: str | None = None,
+        key: str = "greenserv:statistics",
+        max_attempts: int = 1000,
+    ) -> None:
+        if (client is None) == (url is None):
+            raise InvalidInputError("give exactly one of client= or url=")
+        if client is None:
+            try:
+                import redis as redis_module
+            except ImportError as error:  # pragma: no cover - depends on the environment
+                raise InvalidInputError("RedisStore needs the redis package: pip install 'greenserv[redis]'") from error
+            client = redis_module.Redis.from_url(str(url))
+        self.client = client
+        self.key = key
+        self.max_attempts = max_attempts
+        self.conflicts_ = 0  # transactions retried because another replica wrote first
+
+    def read(self) -> Statistics:
+        data = self.client.get(self.key)
+        return Statistics() if data is None else Statistics.from_bytes(_as_bytes(data))
+
+    def merge(self, delta: Statistics) -> Statistics:
+        import redis as redis_module
+
+        with self.client.pipeline() as pipe:
+            for _attempt in range(self.max_attempts):
+                try:
+                    pipe.watch(self.key)  # type: ignore[no-untyped-call]
+                    data = pipe.get(self.key)
+                    total = (Statistics() if data is None else Statistics.from_bytes(_as_bytes(data))).plus(delta)
+                    pipe.multi()
+                    pipe.set(self.key, total.to_bytes())
+                    pipe.execute()
+                    return total
+                except redis_module.WatchError:
+                    self.conflicts_ += 1
+                    continue
+        raise StateFileError(f"could not merge into {self.key!r}: {self.max_attempts} attempts met concurrent writes")
+
+
+def _as_bytes(data: Any) -> bytes:
+    if isinstance(data, bytes):
+        return data
+    raise StateFileError(f"the Redis value is {type(data).__name__}, not bytes (use decode_responses=False)")

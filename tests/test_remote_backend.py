@@ -1,0 +1,306 @@
+"""The OpenAI-compatible backend against scripted HTTP (httpx.MockTransport), and the router's
+failover around models that fail. The same backend against a real server is in
+``test_remote_server.py``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+
+import httpx
+import pytest
+
+from greenserv_core import FakeBackend, GreenServRouter, InvalidInputError, NoEligibleModelError
+from greenserv_core.backends import GenerationSettings, StreamChunk
+from greenserv_core.backends.circuit import CircuitBreaker
+from greenserv_core.backends.openai_compatible import OpenAICompatibleBackend
+from greenserv_core.backends.remote_energy import ExporterEnergyCounter
+from greenserv_core.errors import ModelUnavailableError
+from greenserv_core.messages import Message
+from greenserv_core.tools import ToolSpec
+from tests.conftest import make_hashing_extractor
+
+ASK: list[Message] = [{"role": "user", "content": "What is 2 + 2?"}]
+SETTINGS = GenerationSettings(max_new_tokens=16)
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def answer(content: str = "4", usage: dict[str, int] | None = None, **extra: object) -> httpx.Response:
+    body = {"choices": [{"message": {"content": content, **extra}, "finish_reason": "stop"}]}
+    if usage is not None:
+        body["usage"] = usage  # type: ignore[assignment]
+    return httpx.Response(200, json=body)
+
+
+def sse(*events: object, done: bool = True) -> httpx.Response:
+    lines = [f"data: {json.dumps(event)}\n\n" for event in events] + (["data: [DONE]\n\n"] if done else [])
+    return httpx.Response(200, content="".join(lines).encode(), headers={"content-type": "text/event-stream"})
+
+
+def backend(handler: Handler, **options: object) -> OpenAICompatibleBackend:
+    options.setdefault("backoff_s", 0.0)
+    options.setdefault("max_backoff_s", 0.0)
+    return OpenAICompatibleBackend(
+        "http://server:8000/v1",
+        "remote-model",
+        transport=httpx.MockTransport(handler),
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def test_generate_sends_the_openai_request_and_reads_usage() -> None:
+    seen: list[dict[str, object]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/v1/chat/completions"
+        assert request.headers["authorization"] == "Bearer secret"
+        seen.append(json.loads(request.content))
+        return answer("4", {"prompt_tokens": 11, "completion_tokens": 2})
+
+    settings = GenerationSettings(max_new_tokens=5, temperature=0.7, stop=("\n",), seed=3)
+    result = backend(handler, api_key="secret").generate(ASK, settings)
+    assert seen == [
+        {
+            "model": "remote-model",
+            "messages": ASK,
+            "max_tokens": 5,
+            "temperature": 0.7,
+            "top_p": 1.0,
+            "stream": False,
+            "stop": ["\n"],
+            "seed": 3,
+        }
+    ]
+    assert (result.text, result.input_tokens, result.output_tokens) == ("4", 11, 2)
+    assert result.energy.source == "estimate-latency-x-300W" and not result.energy.measured
+    assert result.energy.joules == pytest.approx(300.0 * result.latency_s)
+
+
+def test_transient_failures_are_retried_with_backoff_then_succeed() -> None:
+    replies = iter([httpx.Response(503, text="busy"), httpx.Response(429, text="slow down"), answer("ok")])
+    remote = backend(lambda request: next(replies), max_retries=2)
+    assert remote.generate(ASK, SETTINGS).text == "ok"
+    assert remote.attempts_ == 3 and remote.available and remote.breaker.failures_ == 0
+
+
+def test_connection_errors_exhaust_retries_and_raise_model_unavailable() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    remote = backend(handler, max_retries=1, failure_threshold=10)
+    with pytest.raises(ModelUnavailableError, match="2 attempt"):
+        remote.generate(ASK, SETTINGS)
+    assert remote.attempts_ == 2 and remote.available
+
+
+def test_repeated_failures_open_a_cooldown_and_the_model_is_skipped() -> None:
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        return httpx.Response(502, text="bad gateway")
+
+    remote = backend(handler, max_retries=5, failure_threshold=3, cooldown_s=60.0)
+    with pytest.raises(ModelUnavailableError):
+        remote.generate(ASK, SETTINGS)
+    assert len(calls) == 3  # retries stop once the circuit opens
+    assert not remote.available
+    with pytest.raises(ModelUnavailableError, match="cooling down"):
+        remote.generate(ASK, SETTINGS)
+    assert len(calls) == 3  # no request while cooling down
+
+
+def test_a_malformed_request_is_not_retried_and_does_not_count_against_the_model() -> None:
+    remote = backend(lambda request: httpx.Response(400, text="max_tokens too large"), failure_threshold=1)
+    with pytest.raises(InvalidInputError, match="HTTP 400: max_tokens too large"):
+        remote.generate(ASK, SETTINGS)
+    assert remote.attempts_ == 1 and remote.available
+
+
+def test_a_garbled_answer_is_a_failure() -> None:
+    remote = backend(lambda request: httpx.Response(200, text="<html>proxy error</html>"))
+    with pytest.raises(ModelUnavailableError, match="malformed"):
+        remote.generate(ASK, SETTINGS)
+
+
+def test_stream_yields_pieces_and_usage_from_the_final_event() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
+        return sse(
+            {"choices": [{"delta": {"role": "assistant"}}]},
+            {"choices": [{"delta": {"content": "Hel"}}]},
+            {"choices": [{"delta": {"content": "lo"}, "finish_reason": "length"}]},
+            {"choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 2}},
+        )
+
+    chunks = list(backend(handler).stream(ASK, SETTINGS))
+    assert [c.delta for c in chunks] == ["Hel", "lo", ""]
+    result = chunks[-1].result
+    assert result is not None
+    assert (result.text, result.input_tokens, result.output_tokens, result.finish_reason) == ("Hello", 9, 2, "length")
+
+
+def test_a_server_without_usage_gets_estimated_token_counts() -> None:
+    result = backend(lambda request: answer("four")).generate(ASK, SETTINGS)
+    assert result.input_tokens == 4 + 4 and result.output_tokens == 1
+
+
+def test_a_stream_that_breaks_midway_raises_model_unavailable() -> None:
+    class Broken(httpx.SyncByteStream):
+        def __iter__(self) -> Iterator[bytes]:
+            yield b'data: {"choices": [{"delta": {"content": "Hi"}}]}\n\n'
+            raise httpx.RemoteProtocolError("peer closed connection without sending complete message body")
+
+    remote = backend(lambda request: httpx.Response(200, stream=Broken()), failure_threshold=5)
+    pieces = []
+    with pytest.raises(ModelUnavailableError, match="broke after 2 characters"):
+        for chunk in remote.stream(ASK, SETTINGS):
+            pieces.append(chunk.delta)
+    assert pieces == ["Hi"] and remote.breaker.failures_ == 1
+
+
+def test_tool_calls_come_back_as_markup_the_router_parses() -> None:
+    add = ToolSpec.from_openai(
+        {"name": "add", "description": "Add", "parameters": {"type": "object", "properties": {"a": {"type": "number"}}}}
+    )
+    calls = [{"id": "c1", "type": "function", "function": {"name": "add", "arguments": '{"a": 2}'}}]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert json.loads(request.content)["tools"] == [add.to_openai()]
+        return answer("", tool_calls=calls)
+
+    remote = backend(handler, capabilities=frozenset({"chat_template", "tools"}))
+    router = GreenServRouter([remote], features=make_hashing_extractor(), seed=0)
+    generation = router.generate(ASK, tools=[add])
+    assert [(c.name, c.arguments) for c in generation.tool_calls] == [("add", {"a": 2})]
+
+
+def test_streamed_tool_call_pieces_are_joined() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return sse(
+            {"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"name": "add", "arguments": '{"a"'}}]}}]},
+            {"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"arguments": ": 2}"}}]}}]},
+        )
+
+    chunks = list(backend(handler).stream(ASK, SETTINGS))
+    assert chunks[-1].result is not None
+    assert '"name": "add", "arguments": {"a": 2}' in chunks[-1].result.text
+
+
+def test_energy_reported_by_the_server_wins() -> None:
+    remote = backend(lambda request: answer("4", {"prompt_tokens": 3, "completion_tokens": 1, "energy_joules": 7}))
+    energy = remote.generate(ASK, SETTINGS).energy
+    assert (energy.joules, energy.source, energy.measured) == (7.0, "server-reported", True)
+
+
+def test_energy_from_a_gpu_exporter_counter_over_the_request() -> None:
+    readings = iter([1_000_000.0, 1_250_000.0])  # millijoules, as DCGM reports them
+
+    def exporter(request: httpx.Request) -> httpx.Response:
+        page = (
+            "# TYPE DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION counter\n"
+            f'DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{{gpu="1"}} 5\n'
+            f'DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{{gpu="0"}} {next(readings)}\n'
+        )
+        return httpx.Response(200, text=page)
+
+    counter = ExporterEnergyCounter(
+        "http://gpu-1:9400/metrics", labels={"gpu": "0"}, client=httpx.Client(transport=httpx.MockTransport(exporter))
+    )
+    energy = backend(lambda request: answer("4"), energy=counter).generate(ASK, SETTINGS).energy
+    assert (energy.joules, energy.source, energy.measured) == (250.0, "exporter-counter", True)
+
+
+def test_an_unreadable_exporter_falls_back_to_the_labelled_estimate() -> None:
+    counter = ExporterEnergyCounter(
+        "http://gpu-1:9400/metrics",
+        client=httpx.Client(transport=httpx.MockTransport(lambda request: httpx.Response(500))),
+    )
+    energy = backend(lambda request: answer("4"), energy=counter, assumed_watts=250).generate(ASK, SETTINGS).energy
+    assert energy.source == "estimate-latency-x-250W" and not energy.measured
+
+
+def test_bad_settings_are_refused() -> None:
+    with pytest.raises(InvalidInputError, match="http"):
+        OpenAICompatibleBackend("gpu-1:8000", "m")
+    with pytest.raises(InvalidInputError, match="timeout_s"):
+        OpenAICompatibleBackend("http://gpu-1:8000/v1", "m", timeout_s=0)
+    with pytest.raises(InvalidInputError, match="failure_threshold"):
+        CircuitBreaker(failure_threshold=0)
+
+
+# ---- the router routes around failing models -----------------------------------------------
+class FailingBackend(FakeBackend):
+    """Raises ModelUnavailableError, before or after its first streamed piece."""
+
+    def __init__(self, name: str, *, after_pieces: int = 0) -> None:
+        super().__init__(name, joules_per_token=0.01)
+        self.after_pieces = after_pieces
+        self.available = True
+
+    def generate(self, messages: Sequence[Message], settings: GenerationSettings):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        raise ModelUnavailableError(f"{self.info.name} is down")
+
+    def stream(self, messages: Sequence[Message], settings: GenerationSettings) -> Iterator[StreamChunk]:
+        self.calls += 1
+        for _ in range(self.after_pieces):
+            yield StreamChunk("piece ")
+        raise ModelUnavailableError(f"{self.info.name} broke")
+
+
+def failover_router(failing: FakeBackend) -> tuple[GreenServRouter, FakeBackend]:
+    healthy = FakeBackend("healthy", joules_per_token=50.0)
+    router = GreenServRouter([failing, healthy], features=make_hashing_extractor(), tradeoff=1.0, seed=0)
+    # the healthy model is seen to cost energy; the failing one is not yet, so it looks free
+    router.generate("Hi?", models=["healthy"])
+    router.generate("What is the capital of France, and why is it that city?", models=["healthy"])
+    healthy.calls = 0
+    return router, healthy
+
+
+def test_generate_fails_over_to_another_model() -> None:
+    failing = FailingBackend("flaky")
+    router, healthy = failover_router(failing)
+    generation = router.generate(ASK, decision_id="run-2")
+    assert generation.model == "healthy" and generation.decision_id == "run-2"
+    assert failing.calls == 1 and healthy.calls == 1
+    assert router.stats_["flaky"]["decisions"] == 0
+    assert router.feedback("run-2", 1.0).applied
+    assert "flaky" in generation.decision.excluded
+
+
+def test_no_model_left_names_each_failure() -> None:
+    router = GreenServRouter([FailingBackend("a"), FailingBackend("b")], features=make_hashing_extractor(), seed=0)
+    with pytest.raises(NoEligibleModelError, match=r"a: failed for this query: a is down.*b: failed"):
+        router.generate(ASK)
+
+
+def test_models_cooling_down_are_not_eligible() -> None:
+    failing = FailingBackend("flaky")
+    failing.available = False
+    router, _ = failover_router(failing)
+    decision = router.route(ASK)
+    assert decision.model == "healthy"
+    assert decision.excluded == {"flaky": "unavailable (cooling down after repeated failures)"}
+
+
+def test_stream_fails_over_before_its_first_piece_but_not_after() -> None:
+    router, _ = failover_router(FailingBackend("flaky"))
+    chunks = list(router.stream(ASK, models=["flaky", "healthy"]))
+    assert chunks[-1].generation is not None and chunks[-1].generation.model == "healthy"
+
+    router, _ = failover_router(FailingBackend("flaky", after_pieces=1))
+    pieces = []
+    with pytest.raises(ModelUnavailableError, match="flaky broke"):
+        for chunk in router.stream(ASK, models=["flaky"]):
+            pieces.append(chunk.delta)
+    assert pieces == ["piece "] and len(router.pending_) == 2  # the two priming answers
+
+
+def test_batch_queries_on_a_failed_model_are_routed_again() -> None:
+    router, _ = failover_router(FailingBackend("flaky"))
+    results = router.generate_batch(["a?", "b?", "c?"], models=["flaky", "healthy"])
+    assert [r.model for r in results] == ["healthy"] * 3
+    assert len(router.pending_) == 3 + 2

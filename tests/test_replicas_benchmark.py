@@ -1,0 +1,60 @@
+"""The replica benchmark's machinery on a small simulated table: real processes, a real
+Redis server, the dependency-free hashing features (the MiniLM run is the benchmark)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from greenserv_core.errors import InvalidInputError
+from greenserv_core.evaluation.replicas import WorkerResult, _unseen_updates, compare, run_setup
+from greenserv_core.evaluation.simulate import simulate_table
+from greenserv_core.evaluation.table import write_table
+from greenserv_core.features import FeatureExtractor
+from tests.conftest import make_hashing_extractor
+from tests.services import redis_server
+from tests.test_evaluation import CALIBRATION
+
+
+def hashing_features(distinct_prompts: int) -> Callable[[], FeatureExtractor]:
+    return make_hashing_extractor
+
+
+@pytest.fixture(scope="module")
+def table_path(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("table") / "sim.parquet"
+    write_table(simulate_table(CALIBRATION, queries_per_task=100, seed=0), path)
+    return str(path)
+
+
+def test_shared_replicas_route_every_query_once_and_report_staleness(table_path: str, tmp_path: Path) -> None:
+    options = {"seed": 0, "features": hashing_features, "interval_s": 0.05}
+    with redis_server(tmp_path) as url:
+        shared = run_setup(table_path, setup="shared", replicas=2, store=f"redis:{url}", **options)  # type: ignore[arg-type]
+    single = run_setup(table_path, setup="single", replicas=2, **options)  # type: ignore[arg-type]
+    independent = run_setup(table_path, setup="independent", replicas=2, **options)  # type: ignore[arg-type]
+    assert shared["queries"] == single["queries"] == independent["queries"] == 200
+    assert shared["replicas"] == 2 and single["replicas"] == 1
+    assert shared["syncs"] >= 4 and shared["staleness_s_mean"] >= 0
+    assert "staleness_s_mean" not in independent
+    rows = compare([single, shared, independent])
+    assert [(r["setup"], r["replicas"]) for r in rows] == [("single", 1), ("independent", 2), ("shared", 2)]
+    assert rows[0]["regret_ratio"] == pytest.approx(1.0)
+
+
+def test_a_shared_run_needs_a_store(table_path: str) -> None:
+    with pytest.raises(InvalidInputError, match="store"):
+        run_setup(table_path, setup="shared", replicas=2, seed=0)
+
+
+def test_unseen_updates_follow_push_then_pull() -> None:
+    def worker(replica: int, decided: list[float], feedback: list[float], syncs: list[float]) -> WorkerResult:
+        return WorkerResult(replica, [], [], decided, feedback, syncs, [], 0.0, 10.0)
+
+    # the other replica scores at t=1 and pushes at its sync at t=2; we pull at t=3
+    other = worker(1, [1.0], [1.0], [0.0, 2.0, 5.0])
+    mine = worker(0, [0.5, 1.5, 2.5, 3.5], [np.inf] * 4, [0.0, 3.0, 6.0])
+    assert _unseen_updates(mine, [other]) == [0, 1, 1, 0]

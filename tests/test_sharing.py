@@ -1,0 +1,274 @@
+"""Replicas sharing one learned policy: statistics, stores (memory, file, a real Redis), sync."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from greenserv_core import FakeBackend, GreenServRouter, StateFileError
+from greenserv_core.sharing import FileStore, InMemoryStore, RedisStore, SharedLearning, StateStore, Statistics
+from tests.conftest import make_hashing_extractor
+from tests.services import redis_server
+
+PROMPTS = [
+    "What is 2 + 2?",
+    "Who wrote Hamlet?",
+    "Tell me a joke about cats.",
+    "Solve 3x = 12 for x.",
+    "What is the capital of Peru?",
+    "Write a haiku about snow.",
+]
+
+
+def make_router(strategy: str = "linucb", seed: int = 0) -> GreenServRouter:
+    # one cluster: every prompt lands in it whatever the order, so sums are order-free
+    return GreenServRouter(
+        [FakeBackend("small", joules_per_token=1.0), FakeBackend("org/large", joules_per_token=9.0)],
+        features=make_hashing_extractor(n_clusters=1),
+        strategy=strategy,
+        tradeoff=0.4,
+        seed=seed,
+    )
+
+
+def serve(router: GreenServRouter, traffic: list[tuple[str, str, float]]) -> None:
+    """Each query pinned to a model (so every router sees the same outcomes), then scored."""
+    for prompt, model, score in traffic:
+        answer = router.generate(prompt, models=[model], max_new_tokens=8)
+        router.feedback(answer.decision_id, score)
+
+
+def traffic(n: int, seed: int) -> list[tuple[str, str, float]]:
+    rng = np.random.default_rng(seed)
+    return [
+        (PROMPTS[int(rng.integers(len(PROMPTS)))], ["small", "org/large"][int(rng.integers(2))], float(rng.random()))
+        for _ in range(n)
+    ]
+
+
+# ---- statistics ------------------------------------------------------------------------
+arrays = st.lists(st.floats(-1e6, 1e6), min_size=2, max_size=2).map(np.array)
+stats = st.builds(
+    Statistics,
+    sums=st.dictionaries(st.sampled_from(["a", "b", "c"]), arrays),
+    minima=st.dictionaries(st.sampled_from(["lo"]), arrays),
+    maxima=st.dictionaries(st.sampled_from(["hi"]), arrays),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(stats, stats, stats)
+def test_merging_is_commutative_and_associative(a: Statistics, b: Statistics, c: Statistics) -> None:
+    assert a.plus(b).allclose(b.plus(a))
+    assert a.plus(b).plus(c).allclose(a.plus(b.plus(c)), rtol=1e-9, atol=1e-6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(stats, stats)
+def test_a_change_merged_into_its_base_gives_the_state_back(base: Statistics, change: Statistics) -> None:
+    state = base.plus(change)
+    assert base.plus(state.minus(base)).allclose(state, atol=1e-6)
+    assert Statistics.from_bytes(state.to_bytes()) == state
+
+
+def test_arrays_of_different_lengths_merge_by_padding() -> None:
+    two = Statistics(sums={"s": np.ones((2, 3))}, maxima={"m": np.array([5.0])})
+    three = Statistics(sums={"s": np.ones((3, 3))}, maxima={"m": np.array([2.0])})
+    merged = two.plus(three)
+    assert merged.sums["s"].tolist() == [[2.0] * 3, [2.0] * 3, [1.0] * 3]
+    assert merged.maxima["m"].tolist() == [5.0]
+    assert three.minus(two).sums["s"].tolist() == [[0.0] * 3, [0.0] * 3, [1.0] * 3]
+
+
+def test_a_removed_model_does_not_erase_what_others_learned() -> None:
+    base = Statistics(sums={"policy/a/n": np.array([3.0]), "policy/b/n": np.array([4.0])})
+    local = Statistics(sums={"policy/a/n": np.array([5.0])})  # this replica removed b
+    assert set(local.minus(base).sums) == {"policy/a/n"}
+
+
+def test_corrupt_or_unsafe_bytes_are_refused() -> None:
+    with pytest.raises(StateFileError):
+        Statistics.from_bytes(b"not an archive")
+    good = Statistics(sums={"a": np.ones((2, 2))}).to_bytes()
+    for broken in (good[:-3], good + b"\0" * 8, good[:8] + b"[[1" + good[11:]):
+        with pytest.raises(StateFileError):
+            Statistics.from_bytes(broken)
+    with pytest.raises(ValueError, match="NaN"):
+        Statistics(sums={"x": np.array([np.nan])})
+
+
+# ---- a router's statistics ----------------------------------------------------------------
+@pytest.mark.parametrize("strategy", ["linucb", "thompson", "epsilon", "epsilon-nc", "random"])
+def test_statistics_carry_everything_a_router_learned(strategy: str) -> None:
+    learner, copy = make_router(strategy), make_router(strategy)
+    serve(learner, traffic(40, seed=1))
+    copy.update_statistics(lambda _: learner.statistics())
+    assert copy.statistics().allclose(learner.statistics())
+    x = copy.features.extract("What is 2 + 2?", learn=False)
+    mine = learner.policy_._estimates(x.vector, learner.models)
+    theirs = copy.policy_._estimates(x.vector, copy.models)
+    for model in learner.models:
+        assert theirs[model][0] == pytest.approx(mine[model][0])  # the bonus may be a random draw
+        arm, copied = learner.policy_.arms_[model], copy.policy_.arms_[model]
+        if hasattr(arm, "A_inv"):
+            assert np.allclose(copied.A_inv, arm.A_inv) and np.allclose(copied.theta, arm.theta)
+    assert copy.energy_.predict("small", x.vector, 10) == pytest.approx(learner.energy_.predict("small", x.vector, 10))
+    assert copy.normalizer_.ranges_ == learner.normalizer_.ranges_
+    assert copy.stats_ == learner.stats_
+
+
+def test_clusters_merge_as_running_means() -> None:
+    one, two = make_router(), make_router()
+    one.features = make_hashing_extractor(n_clusters=2)
+    two.features = make_hashing_extractor(n_clusters=2)
+    for prompt in PROMPTS[:3]:
+        one.features.extract(prompt)
+    merged = one.statistics().plus(two.statistics())
+    two.update_statistics(lambda _: merged)
+    assert np.allclose(two.features.clusterer.centroids_, one.features.clusterer.centroids_)  # type: ignore[arg-type]
+    assert two.features.clusterer.counts_.tolist() == one.features.clusterer.counts_.tolist()
+
+
+# ---- replicas through each store --------------------------------------------------------
+@pytest.fixture(params=["memory", "file", "redis"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore]:
+    if request.param == "memory":
+        yield InMemoryStore()
+    elif request.param == "file":
+        yield FileStore(tmp_path / "shared.stats")
+    else:
+        with redis_server(tmp_path) as url:
+            yield RedisStore(url=url)
+
+
+def test_two_replicas_learning_at_once_equal_one_router_that_saw_everything(store: StateStore) -> None:
+    """Two replicas serve their halves of the traffic in parallel threads, syncing as they go;
+    at the end each holds exactly what one router fed all the traffic learned."""
+    halves = [traffic(60, seed=10), traffic(60, seed=11)]
+    replicas = [SharedLearning(make_router(seed=i), store) for i in range(2)]
+
+    def work(replica: SharedLearning, load: list[tuple[str, str, float]]) -> None:
+        for start in range(0, len(load), 7):
+            serve(replica.router, load[start : start + 7])
+            replica.sync()
+
+    threads = [threading.Thread(target=work, args=pair) for pair in zip(replicas, halves, strict=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for replica in replicas:
+        replica.sync()
+    single = make_router()
+    serve(single, halves[0] + halves[1])
+    expected = single.statistics()
+    for replica in replicas:
+        assert replica.router.statistics().allclose(expected, atol=1e-7)
+        assert replica.router.policy_.t_ == 120
+    assert sum(r.last_sync_.remote_pushes for r in replicas if r.last_sync_) >= 1
+
+
+def test_feedback_arriving_during_a_sync_is_kept() -> None:
+    router = make_router()
+    replica = SharedLearning(router, InMemoryStore())
+    answer = router.generate("What is 2 + 2?", models=["small"], max_new_tokens=8)
+
+    class SlowStore(InMemoryStore):
+        def merge(self, delta: Statistics) -> Statistics:
+            if router.stats_["small"]["feedback"] == 0:
+                router.feedback(answer.decision_id, 1.0)  # lands while the store is contacted
+            return super().merge(delta)
+
+    replica.store = SlowStore()
+    replica.sync()
+    assert router.stats_["small"]["feedback"] == 1 and router.policy_.arms_["small"].n == 1
+    replica.sync()  # and the next sync pushes it
+    assert replica.store.read().sums["tallies/small"][1] == 1.0
+
+
+def test_a_restarted_replica_resumes_from_the_store(tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "shared.stats")
+    first = SharedLearning(make_router(), store)
+    serve(first.router, traffic(30, seed=3))
+    first.sync()
+    restarted = SharedLearning(make_router(), FileStore(tmp_path / "shared.stats"))
+    restarted.sync()
+    assert restarted.router.statistics().allclose(first.router.statistics())
+    restarted.sync()  # nothing new: nothing is counted twice
+    assert restarted.router.statistics().allclose(first.router.statistics())
+
+
+def test_background_sync_thread_and_context_manager() -> None:
+    store = InMemoryStore()
+    with SharedLearning(make_router(), store, interval_s=0.01) as replica:
+        serve(replica.router, traffic(5, seed=4))
+    assert replica.syncs_ >= 2 and replica.errors_ == 0
+    assert store.read().sums["tallies/small"][1] + store.read().sums["tallies/org%2Flarge"][1] == 5
+
+
+def test_a_failing_store_loses_nothing() -> None:
+    class FlakyStore(InMemoryStore):
+        fail = True
+
+        def merge(self, delta: Statistics) -> Statistics:
+            if self.fail:
+                raise ConnectionError("store down")
+            return super().merge(delta)
+
+    store = FlakyStore()
+    replica = SharedLearning(make_router(), store)
+    serve(replica.router, traffic(5, seed=5))
+    with pytest.raises(ConnectionError):
+        replica.sync()
+    store.fail = False
+    replica.sync()
+    assert store.read().sums["tallies/small"][1] + store.read().sums["tallies/org%2Flarge"][1] == 5
+
+
+def _merge_many(path: str, count: int) -> None:
+    store = FileStore(path)
+    for _ in range(count):
+        store.merge(Statistics(sums={"n": np.array([1.0])}))
+
+
+def test_file_store_loses_no_update_when_processes_write_at_once(tmp_path: Path) -> None:
+    path = str(tmp_path / "shared.stats")
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_merge_many, args=(path, 25)) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+        assert worker.exitcode == 0
+    assert FileStore(path).read().sums["n"].tolist() == [100.0]
+
+
+def test_redis_store_loses_no_update_when_replicas_write_at_once(tmp_path: Path) -> None:
+    with redis_server(tmp_path) as url:
+        stores = [RedisStore(url=url) for _ in range(6)]
+
+        def hammer(store: RedisStore) -> None:
+            for _ in range(40):
+                store.merge(Statistics(sums={"n": np.array([1.0])}, maxima={"m": np.array([1.0])}))
+
+        threads = [threading.Thread(target=hammer, args=(store,)) for store in stores]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert stores[0].read().sums["n"].tolist() == [240.0]
+
+
+def test_redis_store_refuses_foreign_values(tmp_path: Path) -> None:
+    with redis_server(tmp_path) as url:
+        store = RedisStore(url=url, key="k")
+        store.client.set("k", b"garbage")
+        with pytest.raises(StateFileError):
+            store.read()
