@@ -11,13 +11,13 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from greenserv_core.errors import DecisionAlreadyScoredError, InvalidInputError, UnknownDecisionError
 
-__all__ = ["PendingDecision", "PendingDecisions"]
+__all__ = ["PendingDecision", "PendingDecisions", "PendingStore"]
 
 
 @dataclass
@@ -33,6 +33,61 @@ class PendingDecision:
     created_at: float
     energy_joules: float | None = None
     energy_source: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain fields (the context as a list), for saving and for shared stores."""
+        return {
+            "decision_id": self.decision_id,
+            "model": self.model,
+            "context": self.context.tolist(),
+            "task": self.task,
+            "prompt_tokens": self.prompt_tokens,
+            "tradeoff": self.tradeoff,
+            "created_at": self.created_at,
+            "energy_joules": self.energy_joules,
+            "energy_source": self.energy_source,
+        }
+
+    @classmethod
+    def from_dict(cls, item: dict[str, Any]) -> PendingDecision:
+        return cls(
+            decision_id=item["decision_id"],
+            model=item["model"],
+            context=np.asarray(item["context"], dtype=np.float64),
+            task=item["task"],
+            prompt_tokens=int(item["prompt_tokens"]),
+            tradeoff=float(item["tradeoff"]),
+            created_at=float(item["created_at"]),
+            energy_joules=item["energy_joules"],
+            energy_source=item["energy_source"],
+        )
+
+
+@runtime_checkable
+class PendingStore(Protocol):
+    """Where the router keeps decisions until their feedback arrives: :class:`PendingDecisions`
+    in the process, or :class:`~greenserv_core.sharing.RedisPendingDecisions` shared by
+    replicas (so feedback may reach any of them)."""
+
+    def __len__(self) -> int: ...
+
+    def add(self, decision: PendingDecision) -> None: ...
+
+    def known(self, decision_id: str) -> bool: ...
+
+    def get(self, decision_id: str) -> PendingDecision: ...
+
+    def update(self, decision: PendingDecision) -> None:
+        """Store a changed decision (its outcome was recorded)."""
+        ...
+
+    def pop_for_feedback(self, decision_id: str) -> PendingDecision: ...
+
+    def discard(self, decision_id: str, *, reusable: bool = False) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 class PendingDecisions:
@@ -106,6 +161,9 @@ class PendingDecisions:
             raise UnknownDecisionError(f"unknown decision id {decision_id!r}")
         return decision
 
+    def update(self, decision: PendingDecision) -> None:
+        """Nothing to do: the store holds the very objects the router changes."""
+
     def pop_for_feedback(self, decision_id: str) -> PendingDecision:
         decision = self.get(decision_id)
         del self._items[decision_id]
@@ -122,40 +180,11 @@ class PendingDecisions:
         return {
             "max_size": self.max_size,
             "ttl_s": self.ttl_s,
-            "items": [
-                {
-                    "decision_id": d.decision_id,
-                    "model": d.model,
-                    "context": d.context.copy(),
-                    "task": d.task,
-                    "prompt_tokens": d.prompt_tokens,
-                    "tradeoff": d.tradeoff,
-                    "created_at": d.created_at,
-                    "energy_joules": d.energy_joules,
-                    "energy_source": d.energy_source,
-                }
-                for d in self._items.values()
-            ],
+            "items": [d.to_dict() for d in self._items.values()],
             "gone": dict(self._gone),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._items = OrderedDict(
-            (
-                item["decision_id"],
-                PendingDecision(
-                    decision_id=item["decision_id"],
-                    model=item["model"],
-                    context=np.asarray(item["context"], dtype=np.float64),
-                    task=item["task"],
-                    prompt_tokens=int(item["prompt_tokens"]),
-                    tradeoff=float(item["tradeoff"]),
-                    created_at=float(item["created_at"]),
-                    energy_joules=item["energy_joules"],
-                    energy_source=item["energy_source"],
-                ),
-            )
-            for item in state["items"]
-        )
+        self._items = OrderedDict((item["decision_id"], PendingDecision.from_dict(item)) for item in state["items"])
         self._gone = OrderedDict(state["gone"])
         self.evict()

@@ -57,7 +57,7 @@ from greenserv_core.errors import (
 from greenserv_core.features.extractor import FeatureExtractor, QueryFeatures
 from greenserv_core.messages import Message, validate_messages
 from greenserv_core.outcomes import CostModel
-from greenserv_core.pending import PendingDecision, PendingDecisions
+from greenserv_core.pending import PendingDecision, PendingDecisions, PendingStore
 from greenserv_core.persistence import read_state, write_state
 from greenserv_core.reward import EnergyNormalizer, check_score, check_tradeoff, reward
 from greenserv_core.sharing.router_state import load_router_statistics, router_statistics
@@ -195,6 +195,10 @@ class GreenServRouter:
     ``policy_params``); learned state lives in ``policy_``, ``energy_``, ``latency_``,
     ``normalizer_``, ``pending_`` and the feature extractor's clustering. All public methods
     are thread-safe; model calls and embedding run outside the router's lock.
+
+    Decisions wait for feedback in a :class:`~greenserv_core.pending.PendingDecisions` of
+    ``max_pending`` entries kept ``pending_ttl_s`` seconds, or in the ``pending`` store given
+    (e.g. :class:`~greenserv_core.sharing.RedisPendingDecisions`, shared by replicas).
     """
 
     def __init__(
@@ -209,6 +213,7 @@ class GreenServRouter:
         policy_params: Mapping[str, Any] | None = None,
         max_pending: int = 100_000,
         pending_ttl_s: float = 7 * 24 * 3600.0,
+        pending: PendingStore | None = None,
     ) -> None:
         self.strategy = strategy
         self.tradeoff = check_tradeoff(tradeoff)
@@ -221,7 +226,9 @@ class GreenServRouter:
         self.energy_ = CostModel(dimension)
         self.latency_ = CostModel(dimension)
         self.normalizer_ = EnergyNormalizer()
-        self.pending_ = PendingDecisions(max_pending, pending_ttl_s)
+        if pending is not None and not isinstance(pending, PendingStore):
+            raise InvalidInputError(f"{pending!r} is not a PendingStore")
+        self.pending_: PendingStore = pending if pending is not None else PendingDecisions(max_pending, pending_ttl_s)
         self.stats_: dict[str, dict[str, float]] = {}
         self._models: dict[str, ModelBackend] = {}
         self._lock = threading.RLock()
@@ -442,6 +449,7 @@ class GreenServRouter:
             self.normalizer_.observe(pending.task, energy_joules)
             pending.energy_joules = float(energy_joules)
             pending.energy_source = energy_source
+            self.pending_.update(pending)
 
     def feedback(self, decision_id: str, score: float) -> FeedbackRecord:
         """Score a decision's answer in [0, 1] (1 = correct/helpful). Once per decision.
@@ -485,8 +493,10 @@ class GreenServRouter:
     ) -> RoutedGeneration:
         """Route ``messages``, generate with the chosen model, record its cost.
 
-        If the model raises, the decision is dropped (no cost, no feedback) and the error
-        propagates. ``tools`` (OpenAI-format mappings or :class:`ToolSpec`) are offered to the
+        A model that fails with :class:`ModelUnavailableError` (a remote server down, timed out
+        or cooling down) is left out and the query is routed again among the other eligible
+        models, under the same ``decision_id``; any other error drops the decision (no cost,
+        no feedback) and propagates. ``tools`` (OpenAI-format mappings or :class:`ToolSpec`) are offered to the
         model; only models with the ``tools`` capability are eligible, and the calls the
         answer makes are parsed into ``tool_calls`` / ``invalid_tool_calls``. With
         ``score_tool_calls``, an answer that makes tool calls is scored at once: 1 if every
@@ -499,6 +509,26 @@ class GreenServRouter:
         route = _RouteArgs(tradeoff, max_latency_s, _with_tools(requires, settings), models)
         return self._generate(validate_messages(messages), settings, route, decision_id, {}, score_tool_calls)
 
+    def _route_for(
+        self,
+        clean: list[Message],
+        settings: GenerationSettings,
+        route: _RouteArgs,
+        decision_id: str | None,
+        failed: Mapping[str, str],
+    ) -> RoutingDecision:
+        return self._route(
+            clean,
+            tradeoff=route.tradeoff,
+            max_latency_s=route.max_latency_s,
+            max_new_tokens=settings.max_new_tokens,
+            decision_id=decision_id,
+            models=route.models,
+            requires=route.requires,
+            tools=settings.tools,
+            failed=failed,
+        )
+
     def _generate(
         self,
         clean: list[Message],
@@ -510,17 +540,7 @@ class GreenServRouter:
     ) -> RoutedGeneration:
         """Route and generate; a model that fails is noted in ``failed`` and the query re-routed."""
         while True:
-            decision = self._route(
-                clean,
-                tradeoff=route.tradeoff,
-                max_latency_s=route.max_latency_s,
-                max_new_tokens=settings.max_new_tokens,
-                decision_id=decision_id,
-                models=route.models,
-                requires=route.requires,
-                tools=settings.tools,
-                failed=failed,
-            )
+            decision = self._route_for(clean, settings, route, decision_id, failed)
             try:
                 result = self.backend(decision.model).generate(clean, settings)
             except ModelUnavailableError as error:
@@ -549,25 +569,17 @@ class GreenServRouter:
         tools: Sequence[ToolSpec | Mapping[str, Any]] | None = None,
         score_tool_calls: bool = False,
     ) -> Iterator[RoutedChunk]:
-        """Like :meth:`generate`, piece by piece; the last chunk carries the :class:`RoutedGeneration`."""
+        """Like :meth:`generate`, piece by piece; the last chunk carries the :class:`RoutedGeneration`.
+        A failing model is routed around only until its first piece: text already yielded is
+        never taken back, so a failure after it propagates."""
         settings = GenerationSettings(
             max_new_tokens, temperature, top_p, tuple(stop), seed, max_time_s, as_tool_specs(tools)
         )
-        requires = _with_tools(requires, settings)
+        route = _RouteArgs(tradeoff, max_latency_s, _with_tools(requires, settings), models)
         clean = validate_messages(messages)
         failed: dict[str, str] = {}
         while True:
-            decision = self._route(
-                clean,
-                tradeoff=tradeoff,
-                max_latency_s=max_latency_s,
-                max_new_tokens=max_new_tokens,
-                decision_id=decision_id,
-                models=models,
-                requires=requires,
-                tools=settings.tools,
-                failed=failed,
-            )
+            decision = self._route_for(clean, settings, route, decision_id, failed)
             finished = started = False
             try:
                 for chunk in self.backend(decision.model).stream(clean, settings):

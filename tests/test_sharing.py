@@ -272,3 +272,56 @@ def test_redis_store_refuses_foreign_values(tmp_path: Path) -> None:
         store.client.set("k", b"garbage")
         with pytest.raises(StateFileError):
             store.read()
+
+
+# ---- pending decisions shared through Redis ---------------------------------------------------
+def test_feedback_may_reach_another_replica_through_redis(tmp_path: Path) -> None:
+    from greenserv_core import DecisionAlreadyScoredError, UnknownDecisionError
+    from greenserv_core.sharing import RedisPendingDecisions
+
+    with redis_server(tmp_path) as url:
+
+        def replica(seed: int) -> SharedLearning:
+            router = GreenServRouter(
+                [FakeBackend("small", joules_per_token=1.0), FakeBackend("org/large", joules_per_token=9.0)],
+                features=make_hashing_extractor(n_clusters=1),
+                seed=seed,
+                pending=RedisPendingDecisions(url=url, prefix="test"),
+            )
+            return SharedLearning(router, RedisStore(url=url))
+
+        one, two = replica(0), replica(1)
+        answer = one.router.generate("What is 2 + 2?", models=["small"], max_new_tokens=8)
+        assert two.router.pending_.get(answer.decision_id).energy_joules == answer.energy_joules
+        record = two.router.feedback(answer.decision_id, 1.0)  # scored where it was not routed
+        assert record.applied and record.reward is not None
+        assert two.router.policy_.arms_["small"].n == 1
+        with pytest.raises(DecisionAlreadyScoredError):
+            one.router.feedback(answer.decision_id, 0.0)
+        two.sync()
+        one.sync()
+        assert one.router.policy_.arms_["small"].n == 1  # learned through the shared statistics
+
+        # replicas racing to score one decision: exactly one wins
+        racing = one.router.generate("Who wrote Hamlet?", max_new_tokens=8)
+        outcomes: list[str] = []
+
+        def score(router: GreenServRouter) -> None:
+            try:
+                router.feedback(racing.decision_id, 1.0)
+                outcomes.append("applied")
+            except DecisionAlreadyScoredError:
+                outcomes.append("refused")
+
+        threads = [threading.Thread(target=score, args=(r.router,)) for r in (one, two, one, two)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(outcomes) == ["applied", "refused", "refused", "refused"]
+
+        with pytest.raises(UnknownDecisionError, match="unknown or expired"):
+            two.router.feedback("never-made", 1.0)
+        with pytest.raises(ValueError, match="already in use"):
+            two.router.route("Hi", decision_id=racing.decision_id)
+        assert len(one.router.pending_) == 0

@@ -3,11 +3,23 @@
 * :class:`Statistics`: learned state as sums, minima and maxima that merge in any order;
 * :class:`StateStore` and its implementations :class:`InMemoryStore`, :class:`FileStore`
   (the default: one machine, no server) and :class:`RedisStore`;
-* :class:`SharedLearning`: pushes a router's changes and pulls the merged total on an interval.
+* :class:`SharedLearning`: pushes a router's changes and pulls the merged total on an interval;
+* :class:`RedisPendingDecisions`: decisions awaiting feedback, shared, so that feedback may
+  reach any replica.
 """
 
+from greenserv_core.sharing.pending_redis import RedisPendingDecisions
 from greenserv_core.sharing.replica import SharedLearning, SyncReport
 from greenserv_core.sharing.statistics import Statistics
 from greenserv_core.sharing.stores import FileStore, InMemoryStore, RedisStore, StateStore
 
-__all__ = ["FileStore", "InMemoryStore", "RedisStore", "SharedLearning", "StateStore", "Statistics", "SyncReport"]
+__all__ = [
+    "FileStore",
+    "InMemoryStore",
+    "RedisPendingDecisions",
+    "RedisStore",
+    "SharedLearning",
+    "StateStore",
+    "Statistics",
+    "SyncReport",
+]

@@ -1,0 +1,132 @@
+"""Pending decisions in Redis, so that feedback may reach any router replica.
+
+Behind a load balancer, the request that scores an answer may land on another replica than
+the one that routed it. With :class:`RedisPendingDecisions` as every replica's ``pending``
+store, the replica that receives the feedback takes the decision out of Redis (atomically:
+a decision is scored once, whichever replicas race for it) and learns from it; with
+:class:`~greenserv_core.sharing.SharedLearning` the others learn it at their next sync.
+
+Decisions expire after ``ttl_s`` (Redis key expiry); ids that were scored or abandoned are
+remembered as long, for precise errors.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from greenserv_core.errors import DecisionAlreadyScoredError, InvalidInputError, UnknownDecisionError
+from greenserv_core.pending import PendingDecision
+
+if TYPE_CHECKING:
+    import redis
+
+__all__ = ["RedisPendingDecisions"]
+
+# take a decision out and remember it as scored, in one step
+_POP = """
+local value = redis.call('GET', KEYS[1])
+if value then
+  redis.call('DEL', KEYS[1])
+  redis.call('SET', KEYS[2], 'scored', 'EX', ARGV[1])
+  return {1, value}
+end
+return {0, redis.call('GET', KEYS[2])}
+"""
+_DISCARD = """
+if redis.call('DEL', KEYS[1]) == 1 and ARGV[2] == '0' then
+  redis.call('SET', KEYS[2], 'abandoned', 'EX', ARGV[1])
+end
+return 0
+"""
+
+
+def _encode(decision: PendingDecision) -> str:
+    return json.dumps(decision.to_dict())
+
+
+def _decode(data: bytes | str) -> PendingDecision:
+    return PendingDecision.from_dict(json.loads(data))
+
+
+class RedisPendingDecisions:
+    """A :class:`~greenserv_core.pending.PendingStore` in Redis (keys ``<prefix>:d:<id>`` for
+    pending decisions, ``<prefix>:g:<id>`` for ids that are gone and why)."""
+
+    def __init__(
+        self,
+        client: redis.Redis | None = None,
+        *,
+        url: str | None = None,
+        prefix: str = "greenserv:pending",
+        ttl_s: float = 7 * 24 * 3600.0,
+    ) -> None:
+        if (client is None) == (url is None):
+            raise InvalidInputError("give exactly one of client= or url=")
+        if not ttl_s >= 1:
+            raise InvalidInputError(f"ttl_s must be at least one second, got {ttl_s!r}")
+        if client is None:
+            import redis as redis_module
+
+            client = redis_module.Redis.from_url(str(url))
+        self.client = client
+        self.prefix = prefix
+        self.ttl_s = ttl_s
+        self._ttl = max(1, round(ttl_s))
+        self._pop = client.register_script(_POP)
+        self._discard = client.register_script(_DISCARD)
+
+    def _key(self, decision_id: str) -> str:
+        return f"{self.prefix}:d:{decision_id}"
+
+    def _gone(self, decision_id: str) -> str:
+        return f"{self.prefix}:g:{decision_id}"
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self.client.scan_iter(match=f"{self.prefix}:d:*", count=1000))
+
+    def add(self, decision: PendingDecision) -> None:
+        if not self.client.set(self._key(decision.decision_id), _encode(decision), ex=self._ttl, nx=True):
+            raise InvalidInputError(f"decision id {decision.decision_id!r} is already in use")
+
+    def known(self, decision_id: str) -> bool:
+        return bool(self.client.exists(self._key(decision_id), self._gone(decision_id)))
+
+    def get(self, decision_id: str) -> PendingDecision:
+        data = self.client.get(self._key(decision_id))
+        if data is None:
+            self._raise_gone(decision_id, self.client.get(self._gone(decision_id)))
+        return _decode(data)  # type: ignore[arg-type]
+
+    def update(self, decision: PendingDecision) -> None:
+        self.client.set(self._key(decision.decision_id), _encode(decision), xx=True, keepttl=True)
+
+    def pop_for_feedback(self, decision_id: str) -> PendingDecision:
+        found, value = self._pop(keys=[self._key(decision_id), self._gone(decision_id)], args=[self._ttl])
+        if not found:
+            self._raise_gone(decision_id, value)
+        return _decode(value)
+
+    def discard(self, decision_id: str, *, reusable: bool = False) -> None:
+        self._discard(keys=[self._key(decision_id), self._gone(decision_id)], args=[self._ttl, int(reusable)])
+
+    def _raise_gone(self, decision_id: str, why: Any) -> None:
+        why = why.decode() if isinstance(why, bytes) else why
+        if why == "scored":
+            raise DecisionAlreadyScoredError(
+                f"decision {decision_id!r} already received feedback; a second score is refused"
+            )
+        if why == "abandoned":
+            raise UnknownDecisionError(
+                f"decision {decision_id!r} has no answer to score: its generation failed or its stream was not finished"
+            )
+        raise UnknownDecisionError(
+            f"unknown or expired decision id {decision_id!r} (decisions are kept {self.ttl_s:g} s)"
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        """Only the settings: the decisions themselves live in Redis."""
+        return {"max_size": 1, "ttl_s": self.ttl_s, "items": [], "gone": {}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Nothing to load: the decisions live in Redis."""
