@@ -41,11 +41,11 @@ import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from greenserv_core.backends.base import GenerationResult, GenerationSettings, ModelBackend
+from greenserv_core.backends.base import GenerationResult, GenerationSettings, JsonFormat, ModelBackend
 from greenserv_core.bandits import ArmScore, Policy, make_policy
 from greenserv_core.errors import (
     InvalidInputError,
@@ -166,8 +166,28 @@ def _check_capabilities(requires: Collection[str]) -> frozenset[str]:
     return frozenset(requires)
 
 
-def _with_tools(requires: Collection[str], settings: GenerationSettings) -> Collection[str]:
-    return {*_check_capabilities(requires), "tools"} if settings.tools else requires
+def _requirements(requires: Collection[str], settings: GenerationSettings) -> frozenset[str]:
+    """What the query needs: the caller's ``requires``, plus ``tools`` when tools are offered
+    and ``json_mode`` when a JSON answer is asked for."""
+    needed = set(_check_capabilities(requires))
+    if settings.tools:
+        needed.add("tools")
+    if settings.json is not None:
+        needed.add("json_mode")
+    return frozenset(needed)
+
+
+ResponseFormat = Literal["json"] | Mapping[str, Any] | JsonFormat | None
+
+
+def _json_format(response_format: ResponseFormat) -> JsonFormat | None:
+    if response_format is None or isinstance(response_format, JsonFormat):
+        return response_format
+    if response_format == "json":
+        return JsonFormat()
+    if isinstance(response_format, Mapping):
+        return JsonFormat.from_schema(response_format)
+    raise InvalidInputError(f"response_format must be None, 'json' or a JSON schema, got {response_format!r}")
 
 
 def _check_positive(name: str, value: float | None) -> float | None:
@@ -490,6 +510,7 @@ class GreenServRouter:
         requires: Collection[str] = (),
         tools: Sequence[ToolSpec | Mapping[str, Any]] | None = None,
         score_tool_calls: bool = False,
+        response_format: ResponseFormat = None,
     ) -> RoutedGeneration:
         """Route ``messages``, generate with the chosen model, record its cost.
 
@@ -501,12 +522,20 @@ class GreenServRouter:
         answer makes are parsed into ``tool_calls`` / ``invalid_tool_calls``. With
         ``score_tool_calls``, an answer that makes tool calls is scored at once: 1 if every
         call parses and fits its schema, 0 if any does not (an answer without calls is left
-        for the caller to score).
+        for the caller to score). ``response_format`` (``"json"`` or a JSON schema) asks for
+        one JSON object; only models with the ``json_mode`` capability are eligible.
         """
         settings = GenerationSettings(
-            max_new_tokens, temperature, top_p, tuple(stop), seed, max_time_s, as_tool_specs(tools)
+            max_new_tokens,
+            temperature,
+            top_p,
+            tuple(stop),
+            seed,
+            max_time_s,
+            as_tool_specs(tools),
+            _json_format(response_format),
         )
-        route = _RouteArgs(tradeoff, max_latency_s, _with_tools(requires, settings), models)
+        route = _RouteArgs(tradeoff, max_latency_s, _requirements(requires, settings), models)
         return self._generate(validate_messages(messages), settings, route, decision_id, {}, score_tool_calls)
 
     def _route_for(
@@ -568,14 +597,22 @@ class GreenServRouter:
         requires: Collection[str] = (),
         tools: Sequence[ToolSpec | Mapping[str, Any]] | None = None,
         score_tool_calls: bool = False,
+        response_format: ResponseFormat = None,
     ) -> Iterator[RoutedChunk]:
         """Like :meth:`generate`, piece by piece; the last chunk carries the :class:`RoutedGeneration`.
         A failing model is routed around only until its first piece: text already yielded is
         never taken back, so a failure after it propagates."""
         settings = GenerationSettings(
-            max_new_tokens, temperature, top_p, tuple(stop), seed, max_time_s, as_tool_specs(tools)
+            max_new_tokens,
+            temperature,
+            top_p,
+            tuple(stop),
+            seed,
+            max_time_s,
+            as_tool_specs(tools),
+            _json_format(response_format),
         )
-        route = _RouteArgs(tradeoff, max_latency_s, _with_tools(requires, settings), models)
+        route = _RouteArgs(tradeoff, max_latency_s, _requirements(requires, settings), models)
         clean = validate_messages(messages)
         failed: dict[str, str] = {}
         while True:
@@ -617,13 +654,21 @@ class GreenServRouter:
         requires: Collection[str] = (),
         tools: Sequence[ToolSpec | Mapping[str, Any]] | None = None,
         score_tool_calls: bool = False,
+        response_format: ResponseFormat = None,
     ) -> list[RoutedGeneration]:
         """Route each query, then run the queries routed to the same model as one batch
         (backends with ``generate_batch``; others one by one). Results keep the input order."""
         settings = GenerationSettings(
-            max_new_tokens, temperature, top_p, tuple(stop), seed, max_time_s, as_tool_specs(tools)
+            max_new_tokens,
+            temperature,
+            top_p,
+            tuple(stop),
+            seed,
+            max_time_s,
+            as_tool_specs(tools),
+            _json_format(response_format),
         )
-        requires = _with_tools(requires, settings)
+        requires = _requirements(requires, settings)
         cleaned = [validate_messages(messages) for messages in batch]
         decisions: list[RoutingDecision] = []
         try:

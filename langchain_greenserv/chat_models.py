@@ -28,8 +28,9 @@ import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, Literal
 
+from jsonschema import Draft202012Validator
 from langchain_core.callbacks import (
     AsyncCallbackManagerForLLMRun,
     BaseCallbackHandler,
@@ -45,7 +46,7 @@ from langchain_core.messages.tool import invalid_tool_call, tool_call, tool_call
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult, LLMResult
 from langchain_core.runnables import Runnable, RunnableLambda, RunnableMap, RunnablePassthrough
 from langchain_core.tools import BaseTool
-from langchain_core.utils.function_calling import convert_to_openai_tool
+from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
@@ -243,9 +244,12 @@ class ChatGreenServ(RouterFromArguments, BaseChatModel):
         tools, conversation = apply_tool_choice(
             kwargs.pop("tools", None) or [], kwargs.pop("tool_choice", None), to_greenserv_messages(messages)
         )
+        response_format = kwargs.pop("response_format", None)
         options = self._options(stop, kwargs)
         if tools:
             options.update(tools=tools, score_tool_calls=self.score_tool_calls)
+        if response_format is not None:
+            options["response_format"] = response_format
         return conversation, options
 
     def _options(self, stop: list[str] | None, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -379,39 +383,33 @@ class ChatGreenServ(RouterFromArguments, BaseChatModel):
         self,
         schema: dict[str, Any] | type,
         *,
+        method: Literal["function_calling", "json_mode", "json_schema"] = "function_calling",
         include_raw: bool = False,
         **kwargs: Any,
     ) -> Runnable[LanguageModelInput, dict[str, Any] | BaseModel]:
-        """Answers as ``schema`` (a Pydantic model, TypedDict or JSON schema), through one
-        forced tool call. An answer the schema rejects raises ``OutputParserException``
-        saying why (with ``include_raw=True`` it is returned as ``parsing_error`` instead)."""
-        kwargs.pop("method", None)
+        """Answers as ``schema`` (a Pydantic model, TypedDict or JSON schema).
+
+        ``method="function_calling"`` (default) asks for one forced tool call, which models
+        with the ``tools`` capability serve. ``"json_mode"`` and ``"json_schema"`` ask for a
+        JSON answer constrained to the schema, which models with the ``json_mode``
+        capability serve (remote servers with guided decoding). An answer the schema
+        rejects raises ``OutputParserException`` saying why (with ``include_raw=True`` it is
+        returned as ``parsing_error`` instead)."""
         kwargs.pop("strict", None)
         if kwargs:
             raise InvalidInputError(f"with_structured_output does not take {sorted(kwargs)}")
-        name = convert_to_openai_tool(schema)["function"]["name"]
-        llm = self.bind_tools(
-            [schema],
-            tool_choice=name,
-            ls_structured_output_format={"kwargs": {"method": "function_calling"}, "schema": schema},
-        )
+        if method not in ("function_calling", "json_mode", "json_schema"):
+            raise InvalidInputError(f"method must be function_calling, json_mode or json_schema, got {method!r}")
+        traced = {"kwargs": {"method": method}, "schema": schema}
         pydantic = isinstance(schema, type) and is_basemodel_subclass(schema)
-
-        def parse(message: AIMessage) -> dict[str, Any] | BaseModel:
-            for call in message.tool_calls:
-                if call["name"] == name:
-                    if not pydantic:
-                        return call["args"]
-                    validate = getattr(schema, "model_validate", None) or schema.parse_obj  # type: ignore[union-attr]
-                    try:
-                        validated: BaseModel = validate(call["args"])
-                    except ValueError as error:
-                        raise OutputParserException(f"the answer does not fit {name}: {error}") from error
-                    return validated
-            why = "; ".join(str(c.get("error")) for c in message.invalid_tool_calls) or "no call was made"
-            text = message.content if isinstance(message.content, str) else str(message.content)
-            raise OutputParserException(f"the model gave no valid {name} answer ({why})", llm_output=text)
-
+        if method == "function_calling":
+            name = convert_to_openai_tool(schema)["function"]["name"]
+            llm = self.bind_tools([schema], tool_choice=name, ls_structured_output_format=traced)
+            parse = _tool_call_parser(schema, name, pydantic)
+        else:
+            json_schema = _as_json_schema(schema)
+            llm = self.bind(response_format=json_schema, ls_structured_output_format=traced)
+            parse = _json_parser(schema, json_schema, pydantic)
         parser = RunnableLambda(parse)
         if not include_raw:
             return llm | parser
@@ -431,6 +429,62 @@ class ChatGreenServ(RouterFromArguments, BaseChatModel):
             return self.greenserv_router.feedback(decision_id, score)
         except UnknownDecisionError as error:
             raise UnknownDecisionError(f"no routed answer for run {decision_id!r}: {error}") from error
+
+
+def _as_json_schema(schema: Any) -> dict[str, Any]:
+    """A JSON schema given as such (titled or not) is used as it is; Pydantic models,
+    TypedDicts and OpenAI function dicts are converted by langchain-core."""
+    if isinstance(schema, dict) and "type" in schema and "parameters" not in schema and "function" not in schema:
+        return schema
+    converted: dict[str, Any] = convert_to_json_schema(schema)
+    return converted
+
+
+def _validated(schema: Any, arguments: dict[str, Any], name: str) -> BaseModel:
+    validate = getattr(schema, "model_validate", None) or schema.parse_obj
+    try:
+        validated: BaseModel = validate(arguments)
+    except ValueError as error:
+        raise OutputParserException(f"the answer does not fit {name}: {error}") from error
+    return validated
+
+
+def _tool_call_parser(schema: Any, name: str, pydantic: bool) -> Callable[[AIMessage], dict[str, Any] | BaseModel]:
+    """Structured output from the forced tool call ``name``."""
+
+    def parse(message: AIMessage) -> dict[str, Any] | BaseModel:
+        for call in message.tool_calls:
+            if call["name"] == name:
+                return _validated(schema, call["args"], name) if pydantic else call["args"]
+        why = "; ".join(str(c.get("error")) for c in message.invalid_tool_calls) or "no call was made"
+        text = message.content if isinstance(message.content, str) else str(message.content)
+        raise OutputParserException(f"the model gave no valid {name} answer ({why})", llm_output=text)
+
+    return parse
+
+
+def _json_parser(
+    schema: Any, json_schema: dict[str, Any], pydantic: bool
+) -> Callable[[AIMessage], dict[str, Any] | BaseModel]:
+    """Structured output from an answer that is one JSON object (JSON mode)."""
+    name = str(json_schema.get("title", "the schema"))
+
+    def parse(message: AIMessage) -> dict[str, Any] | BaseModel:
+        text = message.content if isinstance(message.content, str) else str(message.content)
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise OutputParserException(f"the answer is not JSON: {error}", llm_output=text) from error
+        if not isinstance(value, dict):
+            raise OutputParserException(f"the answer is JSON but not an object: {text[:200]}", llm_output=text)
+        if pydantic:
+            return _validated(schema, value, name)
+        errors = sorted(Draft202012Validator(json_schema).iter_errors(value), key=lambda e: list(e.path))
+        if errors:
+            raise OutputParserException(f"the answer does not fit {name}: {errors[0].message}", llm_output=text)
+        return value
+
+    return parse
 
 
 class _RunIdOnly:

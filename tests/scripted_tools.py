@@ -8,11 +8,14 @@ Rules, so that LangChain's standard tool and structured-output tests exercise th
   named in the user's text, else the first tool; arguments follow the tool's schema:
   the n-th numeric argument takes the n-th number in the user's text (else the last one),
   strings the first quoted phrase (else the user's words), booleans true, arrays and
-  objects empty.
+  objects empty;
+* asked for JSON (JSON mode), it answers with an object of the schema's properties filled by
+  the same rules.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -56,5 +59,20 @@ def tool_reply(messages: Sequence[Message], tools: tuple[ToolSpec, ...]) -> str:
     return with_tool_calls("", [(tool.name, arguments)])
 
 
+def json_reply(messages: Sequence[Message], schema: dict[str, Any] | None) -> str:
+    """JSON mode: an object with the schema's properties, filled by the same rules."""
+    text = last_user_text(messages)
+    if schema is None:
+        return json.dumps({"answer": text})
+    properties = schema.get("properties", {})
+    return json.dumps({key: _value(prop, text, i) for i, (key, prop) in enumerate(properties.items())})
+
+
 def scripted_tool_backend(name: str = "scripted-tools", **kwargs: Any) -> FakeBackend:
-    return FakeBackend(name, capabilities=frozenset({"chat_template", "tools"}), tool_reply=tool_reply, **kwargs)
+    return FakeBackend(
+        name,
+        capabilities=frozenset({"chat_template", "tools", "json_mode"}),
+        tool_reply=tool_reply,
+        json_reply=json_reply,
+        **kwargs,
+    )

@@ -6,10 +6,11 @@ server, or :class:`~greenserv_core.backends.fake.FakeBackend` in tests.
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.messages import Message
@@ -19,6 +20,7 @@ __all__ = [
     "EnergyReading",
     "GenerationResult",
     "GenerationSettings",
+    "JsonFormat",
     "ModelBackend",
     "ModelInfo",
     "StreamChunk",
@@ -46,10 +48,46 @@ class EnergyReading:
 
 
 @dataclass(frozen=True)
+class JsonFormat:
+    """Ask for an answer that is one JSON object (a server's JSON mode), fitting ``schema``
+    if one is given. Only models with the ``json_mode`` capability serve it: their server
+    constrains decoding (vLLM, TGI, llama.cpp's server and Ollama take OpenAI's
+    ``response_format``).
+
+    >>> JsonFormat.from_schema({"type": "object", "required": ["city"]}).schema
+    {'required': ['city'], 'type': 'object'}
+    >>> JsonFormat().schema is None
+    True
+    """
+
+    schema_json: str | None = None
+
+    @classmethod
+    def from_schema(cls, schema: Mapping[str, Any] | None) -> JsonFormat:
+        """From a JSON schema (checked to be a valid one) or ``None`` for any JSON object."""
+        if schema is None:
+            return cls()
+        from jsonschema import Draft202012Validator
+        from jsonschema.exceptions import SchemaError
+
+        try:
+            Draft202012Validator.check_schema(dict(schema))
+        except SchemaError as error:
+            raise InvalidInputError(f"not a valid JSON schema: {error.message}") from error
+        return cls(json.dumps(schema, sort_keys=True))
+
+    @property
+    def schema(self) -> dict[str, Any] | None:
+        loaded: dict[str, Any] | None = None if self.schema_json is None else json.loads(self.schema_json)
+        return loaded
+
+
+@dataclass(frozen=True)
 class GenerationSettings:
     """How to generate. ``temperature == 0`` means greedy decoding; ``max_time_s`` stops a
     generation after that many seconds (finish reason ``length``); ``tools`` are offered to
-    the model (through its chat template, or a system prompt where the template takes none).
+    the model (through its chat template, or a system prompt where the template takes none);
+    ``json`` asks for a JSON answer (:class:`JsonFormat`).
 
     >>> GenerationSettings(max_new_tokens=32, stop=("\\n\\n",)).max_new_tokens
     32
@@ -62,6 +100,7 @@ class GenerationSettings:
     seed: int | None = None
     max_time_s: float | None = None
     tools: tuple[ToolSpec, ...] = ()
+    json: JsonFormat | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
@@ -76,6 +115,8 @@ class GenerationSettings:
             raise InvalidInputError(f"stop strings must be non-empty strings, got {self.stop!r}")
         if any(not isinstance(t, ToolSpec) for t in self.tools):
             raise InvalidInputError("tools must be ToolSpec objects (see ToolSpec.from_openai)")
+        if self.json is not None and not isinstance(self.json, JsonFormat):
+            raise InvalidInputError("json must be a JsonFormat (see JsonFormat.from_schema)")
         if len({t.name for t in self.tools}) != len(self.tools):
             raise InvalidInputError(f"tool names must be distinct, got {[t.name for t in self.tools]}")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from greenserv_core.backends.base import (
     EnergyReading,
@@ -27,7 +28,8 @@ def _count(text: str) -> int:
 
 class FakeBackend:
     """Answers with ``reply(messages)`` (or ``tool_reply(messages, tools)`` when tools are
-    offered and one is given); tokens, latency and joules follow fixed rates
+    offered, ``json_reply(messages, schema)`` when JSON is asked for, and one is given);
+    tokens, latency and joules follow fixed rates
     (joules = ``joules_per_call + joules_per_token × (input + output tokens)``).
 
     Energy is labelled ``source="fake"`` and ``measured=False``: nothing was metered.
@@ -49,6 +51,7 @@ class FakeBackend:
         capabilities: frozenset[str] = frozenset({"chat_template"}),
         reply: Callable[[Sequence[Message]], str] | None = None,
         tool_reply: Callable[[Sequence[Message], tuple[ToolSpec, ...]], str] | None = None,
+        json_reply: Callable[[Sequence[Message], dict[str, Any] | None], str] | None = None,
     ) -> None:
         self._info = ModelInfo(name=name, context_window=context_window, capabilities=capabilities)
         self.joules_per_token = joules_per_token
@@ -56,6 +59,7 @@ class FakeBackend:
         self.seconds_per_token = seconds_per_token
         self._reply = reply or (lambda messages: f"{name}: {last_user_text(messages)}")
         self._tool_reply = tool_reply
+        self._json_reply = json_reply
         self._lock = threading.Lock()
         self.calls = 0
 
@@ -71,6 +75,8 @@ class FakeBackend:
             self.calls += 1
         if settings.tools and self._tool_reply is not None:
             text = self._tool_reply(messages, settings.tools)
+        elif settings.json is not None and self._json_reply is not None:
+            text = self._json_reply(messages, settings.json.schema)
         else:
             text = self._reply(messages)
         tokens = _TOKEN.findall(text)

@@ -12,7 +12,11 @@ vLLM, Hugging Face TGI and ``transformers serve``, llama.cpp's server and Ollama
   ``available = False`` for ``cooldown_s`` seconds, and the router routes around it;
 * **tokens** from the server's ``usage``; where a server sends none, a length estimate;
 * **energy** as :mod:`~greenserv_core.backends.remote_energy` describes: reported by the
-  server, from a GPU exporter's counter, or an estimate labelled as one.
+  server, from a GPU exporter's counter, or an estimate labelled as one;
+* **JSON mode**: a request with ``GenerationSettings.json`` sends OpenAI's
+  ``response_format`` (``json_object``, or ``json_schema`` with the schema). Declare the
+  ``json_mode`` capability for servers that constrain decoding to it (vLLM, TGI, llama.cpp's
+  server, Ollama).
 
 Failures raise :class:`~greenserv_core.errors.ModelUnavailableError`; a request the server
 rejects as malformed (HTTP 4xx) raises :class:`~greenserv_core.errors.InvalidInputError`
@@ -247,6 +251,13 @@ class OpenAICompatibleBackend:
             body["seed"] = settings.seed
         if settings.tools:
             body["tools"] = [tool.to_openai() for tool in settings.tools]
+        if settings.json is not None:
+            schema = settings.json.schema
+            body["response_format"] = (
+                {"type": "json_object"}
+                if schema is None
+                else {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}}
+            )
         if stream:
             body["stream_options"] = {"include_usage": True}
         return body

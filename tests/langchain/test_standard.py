@@ -72,7 +72,7 @@ class TestChatGreenServIntegration(GreenServCapabilities, ChatModelIntegrationTe
 
 
 def scripted_router() -> GreenServRouter:
-    """A tool-capable scripted model (real Hermes markup) beside one that takes no tools."""
+    """A tool- and JSON-capable scripted model (real Hermes markup) beside one that has neither."""
     from greenserv_core import FakeBackend
     from tests.conftest import make_hashing_extractor
     from tests.scripted_tools import scripted_tool_backend
@@ -82,7 +82,7 @@ def scripted_router() -> GreenServRouter:
 
 
 class ScriptedToolCapabilities(GreenServCapabilities):
-    """Tool calling and structured output, through the router, over a scripted tool-capable model."""
+    """Tool calling, JSON mode and structured output, through the router, over a scripted model."""
 
     @property
     def has_tool_calling(self) -> bool:
@@ -114,7 +114,11 @@ class TestChatGreenServToolsIntegration(ScriptedToolCapabilities, ChatModelInteg
 
     @property
     def supports_json_mode(self) -> bool:
-        return False
+        return True  # the scripted model has the json_mode capability
+
+    @property
+    def model_override_value(self) -> str:
+        return "no-tools"  # `model=` pins the query to one model of the pool
 
     @property
     def supported_usage_metadata_details(self) -> dict[str, list[Any]]:
