@@ -180,6 +180,29 @@ def _requirements(requires: Collection[str], settings: GenerationSettings) -> fr
 ResponseFormat = Literal["json"] | Mapping[str, Any] | JsonFormat | None
 
 
+def _settings(
+    max_new_tokens: int,
+    temperature: float,
+    top_p: float,
+    stop: Sequence[str],
+    seed: int | None,
+    max_time_s: float | None,
+    tools: Sequence[ToolSpec | Mapping[str, Any]] | None,
+    response_format: ResponseFormat,
+) -> GenerationSettings:
+    """The generation settings of a ``generate``/``stream``/``generate_batch`` call."""
+    return GenerationSettings(
+        max_new_tokens,
+        temperature,
+        top_p,
+        tuple(stop),
+        seed,
+        max_time_s,
+        as_tool_specs(tools),
+        _json_format(response_format),
+    )
+
+
 def _json_format(response_format: ResponseFormat) -> JsonFormat | None:
     if response_format is None or isinstance(response_format, JsonFormat):
         return response_format
@@ -525,16 +548,7 @@ class GreenServRouter:
         for the caller to score). ``response_format`` (``"json"`` or a JSON schema) asks for
         one JSON object; only models with the ``json_mode`` capability are eligible.
         """
-        settings = GenerationSettings(
-            max_new_tokens,
-            temperature,
-            top_p,
-            tuple(stop),
-            seed,
-            max_time_s,
-            as_tool_specs(tools),
-            _json_format(response_format),
-        )
+        settings = _settings(max_new_tokens, temperature, top_p, stop, seed, max_time_s, tools, response_format)
         route = _RouteArgs(tradeoff, max_latency_s, _requirements(requires, settings), models)
         return self._generate(validate_messages(messages), settings, route, decision_id, {}, score_tool_calls)
 
@@ -602,16 +616,7 @@ class GreenServRouter:
         """Like :meth:`generate`, piece by piece; the last chunk carries the :class:`RoutedGeneration`.
         A failing model is routed around only until its first piece: text already yielded is
         never taken back, so a failure after it propagates."""
-        settings = GenerationSettings(
-            max_new_tokens,
-            temperature,
-            top_p,
-            tuple(stop),
-            seed,
-            max_time_s,
-            as_tool_specs(tools),
-            _json_format(response_format),
-        )
+        settings = _settings(max_new_tokens, temperature, top_p, stop, seed, max_time_s, tools, response_format)
         route = _RouteArgs(tradeoff, max_latency_s, _requirements(requires, settings), models)
         clean = validate_messages(messages)
         failed: dict[str, str] = {}
@@ -658,16 +663,7 @@ class GreenServRouter:
     ) -> list[RoutedGeneration]:
         """Route each query, then run the queries routed to the same model as one batch
         (backends with ``generate_batch``; others one by one). Results keep the input order."""
-        settings = GenerationSettings(
-            max_new_tokens,
-            temperature,
-            top_p,
-            tuple(stop),
-            seed,
-            max_time_s,
-            as_tool_specs(tools),
-            _json_format(response_format),
-        )
+        settings = _settings(max_new_tokens, temperature, top_p, stop, seed, max_time_s, tools, response_format)
         requires = _requirements(requires, settings)
         cleaned = [validate_messages(messages) for messages in batch]
         decisions: list[RoutingDecision] = []
