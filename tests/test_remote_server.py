@@ -109,3 +109,21 @@ def test_both_adapters_route_to_the_remote_arm(server: ModelServer) -> None:
         [ChatMessage(role="user", content="Name a colour of the sky.")], model="smollm2-remote"
     )
     assert response.additional_kwargs["model"] == "smollm2-remote" and (response.message.content or "").strip()
+
+
+def test_the_chat_command_routes_to_a_remote_model(server: ModelServer, capsys: pytest.CaptureFixture[str]) -> None:
+    from greenserv_core.cli import main
+
+    address = f"{server.base_url}#{server.model_dir}"
+    assert main(["chat", "--model", address, "--max-new-tokens", "6"]) == 0
+    out = capsys.readouterr().out
+    assert f"pool: {server.model_dir}" in out
+    assert out.count(f"[{server.model_dir}]") >= 3 and "estimate-latency-x-300W, estimated" in out
+
+
+def test_a_remote_model_needs_its_id() -> None:
+    from greenserv_core.errors import InvalidInputError
+    from greenserv_core.models.pool import build_backends
+
+    with pytest.raises(InvalidInputError, match="<base URL>#<model id>"):
+        build_backends(["http://127.0.0.1:9/v1"])

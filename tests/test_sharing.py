@@ -325,3 +325,13 @@ def test_feedback_may_reach_another_replica_through_redis(tmp_path: Path) -> Non
         with pytest.raises(ValueError, match="already in use"):
             two.router.route("Hi", decision_id=racing.decision_id)
         assert len(one.router.pending_) == 0
+
+
+def test_the_default_store_is_a_file_per_pool_in_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GREENSERV_CACHE", str(tmp_path))
+    one, two = SharedLearning(make_router()), SharedLearning(make_router())
+    assert isinstance(one.store, FileStore) and one.store.path.parent == tmp_path / "shared"
+    serve(one.router, traffic(5, seed=6))
+    one.sync()
+    two.sync()
+    assert two.router.statistics().allclose(one.router.statistics())

@@ -30,28 +30,42 @@ sample, or the store's once it has one); otherwise cluster 0 of one replica is n
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from greenserv_core.errors import InvalidInputError
+from greenserv_core.paths import cache_dir
 from greenserv_core.sharing.statistics import Statistics
-from greenserv_core.sharing.stores import StateStore
+from greenserv_core.sharing.stores import FileStore, StateStore
 
 if TYPE_CHECKING:
     from types import TracebackType
 
     from greenserv_core.router import GreenServRouter
 
-__all__ = ["SharedLearning", "SyncReport"]
+__all__ = ["SharedLearning", "SyncReport", "default_store_path"]
 
 logger = logging.getLogger("greenserv")
 
 _SYNCS = "sync/pushes"
+
+
+def default_store_path(models: Sequence[str]) -> Path:
+    """The default shared file of a pool: under the cache, named by the pool's model names.
+
+    >>> default_store_path(["small", "large"]) == default_store_path(["large", "small"])
+    True
+    """
+    digest = hashlib.sha256("\x00".join(sorted(models)).encode()).hexdigest()[:16]
+    return cache_dir() / "shared" / f"pool-{digest}.gss"
 
 
 @dataclass(frozen=True)
@@ -65,7 +79,9 @@ class SyncReport:
 
 
 class SharedLearning:
-    """Keeps ``router``'s learned state merged with the other replicas' through ``store``.
+    """Keeps ``router``'s learned state merged with the other replicas' through ``store``
+    (by default a :class:`FileStore` in the cache, one per pool: replicas of one pool on one
+    machine share it without a server).
 
     Use :meth:`start` for a background thread syncing every ``interval_s`` seconds (or use it
     as a context manager), or call :meth:`sync` yourself. Learned state: ``base_`` (the merged
@@ -73,7 +89,9 @@ class SharedLearning:
     (failed syncs; a failed sync loses nothing, the change is sent with the next one).
     """
 
-    def __init__(self, router: GreenServRouter, store: StateStore, *, interval_s: float = 1.0) -> None:
+    def __init__(self, router: GreenServRouter, store: StateStore | None = None, *, interval_s: float = 1.0) -> None:
+        if store is None:
+            store = FileStore(default_store_path(router.models))
         if not isinstance(store, StateStore):
             raise InvalidInputError(f"{store!r} is not a StateStore (merge, read)")
         if not interval_s > 0:
