@@ -40,8 +40,8 @@ import json
 import math
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 
 import httpx
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
@@ -56,6 +56,7 @@ __all__ = ["OpenAICompatibleBackend"]
 
 _CHARS_PER_TOKEN = 4.0  # the usual rule of thumb for English with BPE tokenisers
 _RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
+_T = TypeVar("_T")
 
 
 class _Transient(Exception):
@@ -189,12 +190,11 @@ class OpenAICompatibleBackend:
         token = self._start_energy()
         started = time.perf_counter()
         body = self._body(messages, settings, stream=True)
-        context = self._with_retries(lambda: self._open_stream(body))
+        response, lines = self._with_retries(lambda: self._open_stream(body))
         pieces: list[str] = []
         usage: Mapping[str, Any] | None = None
         finish = "stop"
         tool_calls: dict[int, dict[str, Any]] = {}
-        response, lines = context
         try:
             for line in lines:
                 if settings.max_time_s is not None and time.perf_counter() - started > settings.max_time_s:
@@ -290,13 +290,13 @@ class OpenAICompatibleBackend:
                 f"{response.text[:500]}"
             )
 
-    def _with_retries(self, attempt: Any) -> Any:
+    def _with_retries(self, attempt: Callable[[], _T]) -> _T:
         if not self.breaker.available:
             raise ModelUnavailableError(
                 f"{self._info.name} is cooling down after repeated failures ({self.breaker.seconds_left():.1f} s left)"
             )
 
-        def once() -> Any:
+        def once() -> _T:
             with self._lock:
                 self.attempts_ += 1
             try:
