@@ -14,50 +14,20 @@ python examples/langchain_agent_with_tools.py
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import operator
 from typing import Any
 
+from agent_tools import QUESTIONS
+from agent_tools import calculator as calculate
+from agent_tools import lookup as find_document
 from langchain_core.messages import BaseMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
 
 from greenserv_core.models.bundled import bundled_specs
 from langchain_greenserv import ChatGreenServ
 
-DOCUMENTS = {
-    "eiffel tower": "The Eiffel Tower in Paris was completed in 1889 for the World's Fair.",
-    "photosynthesis": "Photosynthesis turns light, water and carbon dioxide into sugar and oxygen.",
-}
-_OPERATORS: dict[type, Any] = {
-    ast.Add: operator.add,
-    ast.Sub: operator.sub,
-    ast.Mult: operator.mul,
-    ast.Div: operator.truediv,
-    ast.Pow: operator.pow,
-}
-
-
-def _evaluate(node: ast.AST) -> float:
-    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
-        return float(node.value)
-    if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
-        return float(_OPERATORS[type(node.op)](_evaluate(node.left), _evaluate(node.right)))
-    raise ValueError("only numbers and + - * / ** are allowed")
-
-
-@tool
-def calculator(expression: str) -> str:
-    """Evaluate an arithmetic expression such as '17 * 23'."""
-    return str(_evaluate(ast.parse(expression, mode="eval").body))
-
-
-@tool
-def lookup(topic: str) -> str:
-    """Find the stored document about a topic."""
-    return DOCUMENTS.get(topic.strip().lower(), f"no document about {topic!r}")
-
-
+calculator = tool(calculate)
+lookup = tool(find_document)
 TOOLS = {t.name: t for t in (calculator, lookup)}
 
 
@@ -82,7 +52,7 @@ def main(max_tokens: int = 48) -> list[list[BaseMessage]]:
     pool = [dataclasses.replace(spec, capabilities=frozenset({"tools"})) for spec in bundled_specs()]
     llm = ChatGreenServ(models=pool, tradeoff=0.4, max_tokens=max_tokens)
     transcripts = []
-    for question in ("What is 17 * 23?", "What does the document about the Eiffel Tower say?"):
+    for question in QUESTIONS:
         print(f"> {question}")
         transcript = run_agent(llm, question)
         print(f"  answer: {str(transcript[-1].content).strip()[:200]}")

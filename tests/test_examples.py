@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 from types import ModuleType
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
+if str(EXAMPLES) not in sys.path:
+    sys.path.append(str(EXAMPLES))  # as when an example runs as a script: its shared helpers import
 
 
 def load(name: str) -> ModuleType:
@@ -67,3 +70,11 @@ def test_langchain_agent_with_tools_routes_every_step_to_tool_capable_models() -
         # every tool the model called was run, and its result went back to it
         calls = [c["id"] for r in replies for c in r.tool_calls]
         assert calls == [m.tool_call_id for m in transcript if m.type == "tool"]
+
+
+def test_llama_index_agent_with_tools_runs_every_step_through_the_router() -> None:
+    module = load("llama_index_agent_with_tools")
+    llm, answers = module.main(max_tokens=24)
+    assert len(answers) == 2 and all(answer.strip() for answer in answers)
+    router = llm.greenserv_router
+    assert sum(router.stats_[name]["decisions"] for name in router.models) >= 2  # at least one call a question
