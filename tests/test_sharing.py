@@ -193,12 +193,11 @@ def test_feedback_arriving_during_a_sync_is_kept() -> None:
     assert replica.store.read().sums["tallies/small"][1] == 1.0
 
 
-def test_a_restarted_replica_resumes_from_the_store(tmp_path: Path) -> None:
-    store = FileStore(tmp_path / "shared.stats")
+def test_a_restarted_replica_resumes_from_the_store(store: StateStore) -> None:
     first = SharedLearning(make_router(), store)
     serve(first.router, traffic(30, seed=3))
     first.sync()
-    restarted = SharedLearning(make_router(), FileStore(tmp_path / "shared.stats"))
+    restarted = SharedLearning(make_router(), store)  # a fresh process: nothing learned locally
     restarted.sync()
     assert restarted.router.statistics().allclose(first.router.statistics())
     restarted.sync()  # nothing new: nothing is counted twice
