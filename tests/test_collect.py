@@ -139,3 +139,13 @@ def test_collect_refuses_mixed_settings_and_bad_input(tmp_path: Path) -> None:
         collect([FakeBackend("m"), FakeBackend("m")], tmp_path / "x.csv", tasks=TASKS, limit=1)
     with pytest.raises(InvalidInputError, match="at least one"):
         collect([], tmp_path / "x.csv")
+
+
+def test_summaries_are_scored_with_rouge_l() -> None:
+    from greenserv_core.evaluation.scoring import score_answer
+
+    example = TaskExample("cnn_dailymail", "s1", "Summarise: ...", "The council approved the new park on Monday.")
+    assert score_answer(example, "The council approved the new park on Monday.") == 1.0
+    partial = score_answer(example, "On Monday a park was approved.")
+    assert 0.0 < partial < 1.0
+    assert score_answer(example, "Unrelated text about weather.") == 0.0

@@ -3,7 +3,9 @@
 * multiple choice: the option letter the answer commits to, exact match with the gold letter;
 * GSM8K: the number after ``####`` (else the last number in the answer), numeric exact match;
 * BoolQ: the first ``yes``/``no`` in the answer;
-* open QA (TriviaQA, NQ): any gold alias contained in the normalised answer.
+* open QA (TriviaQA, NQ): any gold alias contained in the normalised answer;
+* summaries (``SUMMARY_TASKS``, e.g. CNN/DailyMail): ROUGE-L F1 against the reference, a
+  score in [0, 1] rather than 0 or 1 (Google's ``rouge-score``, with stemming).
 
 >>> from greenserv_core.datasets import TaskExample
 >>> example = TaskExample("arc_easy", "q1", "...", "B", choices=("red", "blue"))
@@ -13,12 +15,16 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import string
+from typing import Any
 
 from greenserv_core.datasets.olmo_eval import LETTERS, TaskExample
 
-__all__ = ["extract_choice", "extract_number", "extract_yes_no", "score_answer"]
+__all__ = ["SUMMARY_TASKS", "extract_choice", "extract_number", "extract_yes_no", "rouge_l", "score_answer"]
+
+SUMMARY_TASKS = frozenset({"cnn_dailymail", "xsum", "samsum"})
 
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 
@@ -85,8 +91,28 @@ def _normalise(text: str) -> str:
     return " ".join(text.split())
 
 
+@functools.cache
+def _rouge_scorer() -> Any:
+    from rouge_score import rouge_scorer
+
+    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+
+
+def rouge_l(output: str, reference: str) -> float:
+    """ROUGE-L F1 of ``output`` against ``reference`` (longest common subsequence of words).
+
+    >>> round(rouge_l("The cat sat on the mat.", "A cat was sitting on the mat."), 3)
+    0.615
+    >>> rouge_l("", "A reference."), rouge_l("Same words.", "same words")
+    (0.0, 1.0)
+    """
+    return float(_rouge_scorer().score(reference, output)["rougeL"].fmeasure)
+
+
 def score_answer(example: TaskExample, output: str) -> float:
-    """1.0 if ``output`` answers ``example`` correctly, else 0.0."""
+    """How well ``output`` answers ``example``: 1.0 or 0.0, or ROUGE-L F1 for a summary."""
+    if example.task in SUMMARY_TASKS:
+        return rouge_l(output, example.reference)
     if example.choices:
         return float(extract_choice(output, len(example.choices)) == example.reference)
     if example.task == "gsm8k":
