@@ -39,6 +39,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -662,7 +663,8 @@ class GreenServRouter:
         response_format: ResponseFormat = None,
     ) -> list[RoutedGeneration]:
         """Route each query, then run the queries routed to the same model as one batch
-        (backends with ``generate_batch``; others one by one). Results keep the input order."""
+        (backends with ``generate_batch``; others one request per query, up to the backend's
+        ``max_concurrency`` at once). Results keep the input order."""
         settings = _settings(max_new_tokens, temperature, top_p, stop, seed, max_time_s, tools, response_format)
         requires = _requirements(requires, settings)
         cleaned = [validate_messages(messages) for messages in batch]
@@ -692,18 +694,19 @@ class GreenServRouter:
         try:
             for model, indices in groups.items():
                 backend = self.backend(model)
-                inputs = [cleaned[i] for i in indices]
                 batch_call = getattr(backend, "generate_batch", None)
+                if not callable(batch_call):
+                    results.update(
+                        self._one_by_one(backend, indices, cleaned, decisions, settings, route, score_tool_calls)
+                    )
+                    continue
                 try:
-                    if callable(batch_call):
-                        outputs = batch_call(inputs, settings)
-                    else:
-                        outputs = [backend.generate(messages, settings) for messages in inputs]
+                    outputs = batch_call([cleaned[i] for i in indices], settings)
                 except ModelUnavailableError as error:  # these queries go, one by one, elsewhere
                     for index in indices:
-                        failed: dict[str, str] = {}
-                        self._fail_over(decisions[index], error, failed)
-                        results[index] = self._generate(cleaned[index], settings, route, None, failed, score_tool_calls)
+                        results[index] = self._elsewhere(
+                            decisions[index], cleaned[index], error, settings, route, score_tool_calls
+                        )
                     continue
                 for index, output in zip(indices, outputs, strict=True):
                     results[index] = self._finish(decisions[index], output, settings.tools, score_tool_calls)
@@ -713,6 +716,47 @@ class GreenServRouter:
                     self._drop(decision.decision_id)
             raise
         return [results[i] for i in range(len(decisions))]
+
+    def _one_by_one(
+        self,
+        backend: ModelBackend,
+        indices: list[int],
+        cleaned: list[list[Message]],
+        decisions: list[RoutingDecision],
+        settings: GenerationSettings,
+        route: _RouteArgs,
+        score_tool_calls: bool,
+    ) -> dict[int, RoutedGeneration]:
+        """The queries of a batch routed to a backend without ``generate_batch``: one request
+        each, up to its ``max_concurrency`` at once (a remote server batches them itself); a
+        query whose request fails is routed elsewhere on its own."""
+
+        def one(index: int) -> RoutedGeneration:
+            try:
+                output = backend.generate(cleaned[index], settings)
+            except ModelUnavailableError as error:
+                return self._elsewhere(decisions[index], cleaned[index], error, settings, route, score_tool_calls)
+            return self._finish(decisions[index], output, settings.tools, score_tool_calls)
+
+        workers = min(len(indices), max(1, int(getattr(backend, "max_concurrency", 1))))
+        if workers == 1:
+            return {index: one(index) for index in indices}
+        with ThreadPoolExecutor(workers, thread_name_prefix="greenserv-batch") as pool:
+            return dict(zip(indices, pool.map(one, indices), strict=True))
+
+    def _elsewhere(
+        self,
+        decision: RoutingDecision,
+        clean: list[Message],
+        error: ModelUnavailableError,
+        settings: GenerationSettings,
+        route: _RouteArgs,
+        score_tool_calls: bool,
+    ) -> RoutedGeneration:
+        """A batch query whose model failed, routed again among the other models."""
+        failed: dict[str, str] = {}
+        self._fail_over(decision, error, failed)
+        return self._generate(clean, settings, route, None, failed, score_tool_calls)
 
     def _finish(
         self,

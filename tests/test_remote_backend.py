@@ -304,3 +304,34 @@ def test_batch_queries_on_a_failed_model_are_routed_again() -> None:
     results = router.generate_batch(["a?", "b?", "c?"], models=["flaky", "healthy"])
     assert [r.model for r in results] == ["healthy"] * 3
     assert len(router.pending_) == 3 + 2
+
+
+def test_a_batch_goes_to_a_remote_server_concurrently_and_only_failed_queries_move() -> None:
+    import threading
+    import time
+
+    lock = threading.Lock()
+    in_flight = [0, 0]  # now, most
+
+    def server(request: httpx.Request) -> httpx.Response:
+        prompt = json.loads(request.content)["messages"][-1]["content"]
+        with lock:
+            in_flight[0] += 1
+            in_flight[1] = max(in_flight[1], in_flight[0])
+        time.sleep(0.05)
+        with lock:
+            in_flight[0] -= 1
+        if prompt == "q3":
+            return httpx.Response(503, text="overloaded")
+        return answer(f"answer to {prompt}")
+
+    remote = backend(server, name="remote", max_concurrency=4, max_retries=0, failure_threshold=100)
+    local = FakeBackend("local", joules_per_token=50.0)
+    router = GreenServRouter([remote, local], features=make_hashing_extractor(), tradeoff=1.0, seed=0)
+    router.generate("Hi?", models=["local"])  # the local model is seen to cost energy; the remote one looks free
+    router.generate("What is the capital of France, and why is it that city?", models=["local"])
+    results = router.generate_batch([f"q{i}" for i in range(8)])
+    assert [r.model for r in results] == ["remote"] * 3 + ["local"] + ["remote"] * 4
+    assert results[0].text == "answer to q0" and results[3].text == "local: q3"
+    assert 1 < in_flight[1] <= 4  # concurrent, within the bound
+    assert "remote" in results[3].decision.excluded

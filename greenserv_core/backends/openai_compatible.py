@@ -84,6 +84,8 @@ class OpenAICompatibleBackend:
     ``base_url`` ends in ``/v1``; ``model`` is the server's model id; ``name`` is the arm's
     name in the router (default: ``model``). ``capabilities`` says what the deployment
     serves: add ``"tools"`` only for a server that parses tool calls for this model.
+    ``max_concurrency`` bounds the requests ``router.generate_batch`` sends at once (the
+    server batches them).
     """
 
     def __init__(
@@ -108,6 +110,7 @@ class OpenAICompatibleBackend:
         prior_seconds_per_token: float | None = None,
         transport: httpx.BaseTransport | None = None,
         headers: Mapping[str, str] | None = None,
+        max_concurrency: int = 8,
     ) -> None:
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             raise InvalidInputError(f"base_url must be an http(s) URL, got {base_url!r}")
@@ -116,6 +119,8 @@ class OpenAICompatibleBackend:
         for label, value in (("timeout_s", timeout_s), ("connect_timeout_s", connect_timeout_s)):
             if not value > 0:
                 raise InvalidInputError(f"{label} must be positive, got {value!r}")
+        if not isinstance(max_concurrency, int) or max_concurrency < 1:
+            raise InvalidInputError(f"max_concurrency must be a positive integer, got {max_concurrency!r}")
         if not assumed_watts > 0:
             raise InvalidInputError(f"assumed_watts must be positive, got {assumed_watts!r}")
         self.base_url = base_url.rstrip("/")
@@ -125,6 +130,7 @@ class OpenAICompatibleBackend:
         self.max_backoff_s = max_backoff_s
         self.energy = energy
         self.assumed_watts = float(assumed_watts)
+        self.max_concurrency = max_concurrency
         self.breaker = CircuitBreaker(failure_threshold=failure_threshold, cooldown_s=cooldown_s)
         self._info = ModelInfo(
             name=name or model,
@@ -139,6 +145,7 @@ class OpenAICompatibleBackend:
         self._client = httpx.Client(
             base_url=self.base_url,
             timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
+            limits=httpx.Limits(max_connections=max(max_concurrency, 10)),
             transport=transport,
             headers=all_headers,
         )
