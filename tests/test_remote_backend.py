@@ -335,3 +335,9 @@ def test_a_batch_goes_to_a_remote_server_concurrently_and_only_failed_queries_mo
     assert results[0].text == "answer to q0" and results[3].text == "local: q3"
     assert 1 < in_flight[1] <= 4  # concurrent, within the bound
     assert "remote" in results[3].decision.excluded
+    # overlapping requests share the server: each is charged its share of the busy time,
+    # not the whole of its own latency (the estimate is 300 W × that share)
+    remote_results = [r for r in results if r.model == "remote"]
+    charged = sum(r.energy_joules for r in remote_results) / 300.0
+    assert charged < sum(r.latency_s for r in remote_results)
+    assert all(r.energy_source == "estimate-latency-x-300W" for r in remote_results)

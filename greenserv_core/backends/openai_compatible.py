@@ -41,14 +41,20 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from greenserv_core.backends.base import GenerationResult, GenerationSettings, ModelInfo, StreamChunk
+from greenserv_core.backends.base import EnergyReading, GenerationResult, GenerationSettings, ModelInfo, StreamChunk
 from greenserv_core.backends.circuit import CircuitBreaker
-from greenserv_core.backends.remote_energy import RemoteEnergySource, estimated_energy, reported_energy
+from greenserv_core.backends.remote_energy import (
+    OverlapShares,
+    RemoteEnergySource,
+    estimated_energy,
+    reported_energy,
+)
 from greenserv_core.errors import InvalidInputError, ModelUnavailableError
 from greenserv_core.messages import Message
 
@@ -132,6 +138,7 @@ class OpenAICompatibleBackend:
         self.assumed_watts = float(assumed_watts)
         self.max_concurrency = max_concurrency
         self.breaker = CircuitBreaker(failure_threshold=failure_threshold, cooldown_s=cooldown_s)
+        self._overlap = OverlapShares()
         self._info = ModelInfo(
             name=name or model,
             context_window=context_window,
@@ -173,9 +180,13 @@ class OpenAICompatibleBackend:
             result = chunks[-1].result
             assert result is not None
             return result
-        token = self._start_energy()
+        window = self._start_energy()
         started = time.perf_counter()
-        response = self._with_retries(lambda: self._post(self._body(messages, settings, stream=False)))
+        try:
+            response = self._with_retries(lambda: self._post(self._body(messages, settings, stream=False)))
+        except BaseException:
+            self._overlap.leave(window.ticket)
+            raise
         latency = time.perf_counter() - started
         try:
             data = response.json()
@@ -187,14 +198,23 @@ class OpenAICompatibleBackend:
             finish = choice.get("finish_reason") or "stop"
         except (ValueError, KeyError, IndexError, TypeError) as error:
             self.breaker.failure()
+            self._overlap.leave(window.ticket)
             raise ModelUnavailableError(
                 f"{self._info.name}: malformed answer from {self.base_url}: {error!r}"
             ) from error
         usage = data.get("usage")
-        return self._result(messages, text, usage, response.headers, latency, token, finish)
+        return self._result(messages, text, usage, response.headers, latency, window, finish)
 
     def stream(self, messages: Sequence[Message], settings: GenerationSettings) -> Iterator[StreamChunk]:
-        token = self._start_energy()
+        window = self._start_energy()
+        try:
+            yield from self._stream(messages, settings, window)
+        finally:
+            self._overlap.leave(window.ticket)  # a no-op once the result was computed
+
+    def _stream(
+        self, messages: Sequence[Message], settings: GenerationSettings, window: _Window
+    ) -> Iterator[StreamChunk]:
         started = time.perf_counter()
         body = self._body(messages, settings, stream=True)
         response, lines = self._with_retries(lambda: self._open_stream(body))
@@ -235,7 +255,7 @@ class OpenAICompatibleBackend:
             text = _render_tool_calls(text, [tool_calls[i] for i in sorted(tool_calls)])
         latency = time.perf_counter() - started
         yield StreamChunk(
-            delta="", result=self._result(messages, text, usage, response.headers, latency, token, finish)
+            delta="", result=self._result(messages, text, usage, response.headers, latency, window, finish)
         )
 
     def close(self) -> None:
@@ -347,8 +367,8 @@ class OpenAICompatibleBackend:
         return event if isinstance(event, dict) else None
 
     # ---- results -------------------------------------------------------------------------
-    def _start_energy(self) -> object:
-        return self.energy.start() if self.energy is not None else None
+    def _start_energy(self) -> _Window:
+        return _Window(self._overlap.enter(), self.energy.start() if self.energy is not None else None)
 
     def _result(
         self,
@@ -357,7 +377,7 @@ class OpenAICompatibleBackend:
         usage: Mapping[str, Any] | None,
         headers: Mapping[str, str],
         latency: float,
-        energy_token: object,
+        window: _Window,
         finish: str,
     ) -> GenerationResult:
         usage = usage or {}
@@ -367,11 +387,15 @@ class OpenAICompatibleBackend:
             input_tokens = self.count_tokens(messages)
         if not isinstance(output_tokens, int):
             output_tokens = math.ceil(len(text) / _CHARS_PER_TOKEN)
+        share = min(self._overlap.leave(window.ticket), latency)  # this request's part of the busy time
         energy = reported_energy(usage, headers)
         if energy is None and self.energy is not None:
-            energy = self.energy.stop(energy_token)
+            counted = self.energy.stop(window.counter)
+            if counted is not None:
+                part = share / latency if latency > 0 else 1.0
+                energy = EnergyReading(counted.joules * part, source=counted.source, measured=counted.measured)
         if energy is None:
-            energy = estimated_energy(latency, self.assumed_watts)
+            energy = estimated_energy(share, self.assumed_watts)
         return GenerationResult(
             text=text,
             input_tokens=input_tokens,
@@ -380,6 +404,14 @@ class OpenAICompatibleBackend:
             energy=energy,
             finish_reason="length" if finish == "length" else "stop",
         )
+
+
+@dataclass(frozen=True)
+class _Window:
+    """A request's ticket in the overlap shares and its energy counter's start reading."""
+
+    ticket: int
+    counter: object
 
 
 def _prepend(first: str | None, rest: Iterator[str]) -> Iterator[str]:
