@@ -56,6 +56,13 @@ def test_routed_generation_and_stream_through_a_real_server(server: ModelServer)
     assert router.feedback(final.decision_id, 1.0).applied
 
 
+def test_prompt_tokens_counted_with_the_model_tokenizer_match_the_server(server: ModelServer) -> None:
+    exact = remote(server, tokenizer=server.model_dir)
+    result = exact.generate(ASK, GenerationSettings(max_new_tokens=4))
+    assert exact.count_tokens(ASK) == result.input_tokens  # the server's usage
+    assert remote(server).count_tokens(ASK) != result.input_tokens  # the estimate is only that
+
+
 def test_a_server_killed_mid_stream(tmp_path: Path) -> None:
     dying = ModelServer(model_dir(), tmp_path)
     arm = OpenAICompatibleBackend(

@@ -42,6 +42,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -91,7 +92,8 @@ class OpenAICompatibleBackend:
     name in the router (default: ``model``). ``capabilities`` says what the deployment
     serves: add ``"tools"`` only for a server that parses tool calls for this model.
     ``max_concurrency`` bounds the requests ``router.generate_batch`` sends at once (the
-    server batches them).
+    server batches them). ``tokenizer`` (a local copy of the model's tokenizer) makes
+    :meth:`count_tokens` exact.
     """
 
     def __init__(
@@ -117,6 +119,7 @@ class OpenAICompatibleBackend:
         transport: httpx.BaseTransport | None = None,
         headers: Mapping[str, str] | None = None,
         max_concurrency: int = 8,
+        tokenizer: str | Path | None = None,
     ) -> None:
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             raise InvalidInputError(f"base_url must be an http(s) URL, got {base_url!r}")
@@ -137,6 +140,8 @@ class OpenAICompatibleBackend:
         self.energy = energy
         self.assumed_watts = float(assumed_watts)
         self.max_concurrency = max_concurrency
+        self.tokenizer = tokenizer
+        self._tokenizer: Any = None
         self.breaker = CircuitBreaker(failure_threshold=failure_threshold, cooldown_s=cooldown_s)
         self._overlap = OverlapShares()
         self._info = ModelInfo(
@@ -170,9 +175,23 @@ class OpenAICompatibleBackend:
         return self.breaker.available
 
     def count_tokens(self, messages: Sequence[Message]) -> int:
-        """An estimate (about four characters a token, plus a few per turn): the server's
-        tokenizer is not at hand. Used only for context-window eligibility."""
-        return sum(4 + math.ceil(len(m["content"]) / _CHARS_PER_TOKEN) for m in messages)
+        """The prompt's length in the model's tokens, through its chat template, when a local
+        copy of its ``tokenizer`` (a folder or an offline hub id) was given; otherwise an
+        estimate of about four characters a token, plus a few per turn. Used for
+        context-window eligibility (the server's ``usage`` gives the counts of an answer)."""
+        if self.tokenizer is None:
+            return sum(4 + math.ceil(len(m["content"]) / _CHARS_PER_TOKEN) for m in messages)
+        with self._lock:
+            if self._tokenizer is None:
+                from transformers import AutoTokenizer
+
+                self._tokenizer = AutoTokenizer.from_pretrained(str(self.tokenizer))
+        tokenizer = self._tokenizer
+        if getattr(tokenizer, "chat_template", None):
+            ids = tokenizer.apply_chat_template(list(messages), tokenize=True, add_generation_prompt=True)
+            ids = ids["input_ids"] if isinstance(ids, Mapping) else ids
+            return len(ids)
+        return sum(len(tokenizer.encode(m["content"])) for m in messages)
 
     def generate(self, messages: Sequence[Message], settings: GenerationSettings) -> GenerationResult:
         if settings.max_time_s is not None:  # a time limit cuts a stream short, as local models do
