@@ -39,7 +39,16 @@ from greenserv_core.features.extractor import FeatureExtractor
 from greenserv_core.messages import Message
 from greenserv_core.router import GreenServRouter
 
-__all__ = ["PoolChange", "ReplayModel", "baselines", "default_features", "relative", "replay", "summarise"]
+__all__ = [
+    "PoolChange",
+    "ReplayModel",
+    "baselines",
+    "default_features",
+    "relative",
+    "replay",
+    "replay_query",
+    "summarise",
+]
 
 _CURVE_POINTS = 200
 
@@ -132,6 +141,28 @@ class RunResult:
     seconds: float = 0.0
 
 
+def replay_query(
+    router: GreenServRouter,
+    data: Matrices,
+    q: int,
+    index: dict[str, int],
+    rng: np.random.Generator,
+    feedback_rate: float,
+) -> tuple[int, bool]:
+    """Route query ``q`` and reveal only the chosen model's row: its joules and latency always,
+    its accuracy with probability ``feedback_rate``. Returns the chosen column and whether
+    feedback was given."""
+    decision = router.route(data.prompts[q], max_new_tokens=1)
+    j = index[decision.model]
+    router.record_outcome(
+        decision.decision_id, energy_joules=float(data.energy[q, j]), latency_s=float(data.latency[q, j])
+    )
+    scored = bool(rng.random() < feedback_rate)
+    if scored:
+        router.feedback(decision.decision_id, float(data.accuracy[q, j]))
+    return j, scored
+
+
 def _run(
     strategy: str,
     data: Matrices,
@@ -185,14 +216,7 @@ def _run(
                     router.remove_model(change.model)
             if known:
                 diagnostic.task = data.tasks[q]
-            decision = router.route(data.prompts[q], max_new_tokens=1)
-            j = index[decision.model]
-            chosen[step] = j
-            router.record_outcome(
-                decision.decision_id, energy_joules=float(data.energy[q, j]), latency_s=float(data.latency[q, j])
-            )
-            if rng.random() < feedback_rate:
-                router.feedback(decision.decision_id, float(data.accuracy[q, j]))
+            chosen[step], _ = replay_query(router, data, q, index, rng, feedback_rate)
         scale = {task: high for task, (_, high) in router.normalizer_.ranges_.items()}
     got = reward[order, chosen]
     counts = np.bincount(chosen, minlength=len(data.models))

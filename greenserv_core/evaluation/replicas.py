@@ -62,7 +62,7 @@ def _worker(job: dict[str, Any]) -> WorkerResult:
     import torch
 
     torch.set_num_threads(1)
-    from greenserv_core.evaluation.replay import ReplayModel, default_features
+    from greenserv_core.evaluation.replay import ReplayModel, default_features, replay_query
     from greenserv_core.evaluation.table import read_table
     from greenserv_core.router import GreenServRouter
     from greenserv_core.sharing import FileStore, RedisStore, SharedLearning
@@ -95,18 +95,11 @@ def _worker(job: dict[str, Any]) -> WorkerResult:
     if sharing is not None:
         sharing.start()
     for q in job["queries"]:
-        decision = router.route(data.prompts[q], max_new_tokens=1)
-        decided.append(time.time())
-        j = index[decision.model]
+        j, given = replay_query(router, data, q, index, rng, job["feedback_rate"])
+        now = time.time()  # decision and feedback are moments apart: one time stamp for both
+        decided.append(now)
         chosen.append(j)
-        router.record_outcome(
-            decision.decision_id, energy_joules=float(data.energy[q, j]), latency_s=float(data.latency[q, j])
-        )
-        if rng.random() < job["feedback_rate"]:
-            router.feedback(decision.decision_id, float(data.accuracy[q, j]))
-            scored.append(time.time())
-        else:
-            scored.append(math.inf)
+        scored.append(now if given else math.inf)
         last = sharing.last_sync_ if sharing is not None else None
         if last is not None and (not syncs or syncs[-1] != last.at):
             syncs.append(last.at)

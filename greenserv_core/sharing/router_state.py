@@ -9,7 +9,7 @@ decision goes to the replica that made it) and each replica's random generator.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote
 
 import numpy as np
@@ -93,7 +93,9 @@ def _load_clusters(clusters: OnlineKMeans, sums: dict[str, np.ndarray]) -> None:
     clusters.centroids_ = sums["clusters/sums"][:seeded] / counts[:seeded, None]
 
 
-def _normalizer_ranges(normalizer: EnergyNormalizer, minima: dict[str, np.ndarray], maxima: dict[str, Any]) -> None:
+def _normalizer_ranges(
+    normalizer: EnergyNormalizer, minima: dict[str, np.ndarray], maxima: dict[str, np.ndarray]
+) -> None:
     for task, (low, high) in normalizer.ranges_.items():
         key = f"normalizer/{quote(task, safe='')}"
         minima[key], maxima[key] = np.array([low]), np.array([high])
