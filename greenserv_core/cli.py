@@ -189,6 +189,7 @@ def _replay(args: argparse.Namespace) -> int:
         policy_params=_policy_params(args.param),
         changes=changes,
         embedding_store=_embedding_store(args),
+        energy_scale=args.energy_scale,
         progress=True,
     )
     if table.simulated:
@@ -347,6 +348,13 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--remove-model", action="append", default=[], metavar="NAME@STEP", help="model leaves at STEP")
     replay.add_argument("--param", action="append", default=[], metavar="STRATEGY.NAME=VALUE", help="policy parameter")
     replay.add_argument("--no-embedding-cache", action="store_true", help="embed every prompt again")
+    replay.add_argument(
+        "--energy-scale",
+        choices=("online", "table"),
+        default="online",
+        help="online: the router normalises joules by what it has seen (as deployed); "
+        "table: a diagnostic that gives it the table's per-task scale, the one it is scored on",
+    )
     replay.set_defaults(run=_replay)
     sweep = bench.add_parser("sweep", help="accuracy-energy curves over λ, Pareto fronts and AIQ")
     sweep.add_argument("--table", required=True)

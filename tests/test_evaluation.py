@@ -11,7 +11,7 @@ import pytest
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.evaluation.frontier import aiq, pareto_front, upper_hull
 from greenserv_core.evaluation.plots import plot_replay, plot_sweep
-from greenserv_core.evaluation.replay import PoolChange, replay
+from greenserv_core.evaluation.replay import PoolChange, replay, table_energy_ranges
 from greenserv_core.evaluation.simulate import Calibration, simulate_table
 from greenserv_core.evaluation.sweep import sweep
 from greenserv_core.evaluation.table import OutcomeTable, read_table, write_table
@@ -167,3 +167,37 @@ def test_known_accuracy_diagnostic_reaches_the_best_fixed_model_when_energy_does
     report = replay(table, ["known-accuracy"], tradeoff=0.0, runs=1, make_features=make_hashing_extractor)
     got = report["strategies"]["known-accuracy"]["reward"]["mean"]
     assert got == pytest.approx(report["baselines"]["best_fixed_model_per_task"]["reward"], abs=0.01)
+
+
+def test_replay_can_hand_the_router_the_tables_energy_scale(table: OutcomeTable) -> None:
+    from greenserv_core.features import FeatureExtractor, HashingEmbedder, TaskClassifier
+    from greenserv_core.features.task_classifier import instruction_text
+
+    data = table.matrices()
+    embedder = HashingEmbedder(256)  # a classifier that knows the table's tasks: labels = tasks
+    texts = [instruction_text(p) for p in data.prompts]
+    classifier = TaskClassifier().fit(embedder.embed(texts), data.tasks, embedder.name)
+
+    def make() -> FeatureExtractor:
+        return FeatureExtractor(embedder, classifier)
+
+    tasks = np.asarray(data.tasks)
+    expected = {
+        t: [float(data.energy[tasks == t].min()), float(data.energy[tasks == t].max())] for t in set(data.tasks)
+    }
+    assert table_energy_ranges(data, make()) == expected
+    online = replay(table, ["linucb"], runs=1, make_features=make)
+    given = replay(table, ["linucb"], runs=1, make_features=make, energy_scale="table")
+    assert online["settings"]["energy_scale"] == "online" and given["settings"]["energy_scale"] == "table"
+    seen = {t: s["mean"] for t, s in given["strategies"]["linucb"]["energy_scale_seen"].items()}
+    assert seen == pytest.approx({t: high for t, (_, high) in expected.items()})
+    with pytest.raises(InvalidInputError, match="energy_scale"):
+        replay(table, ["linucb"], runs=1, make_features=make, energy_scale="oracle")  # type: ignore[arg-type]
+
+
+def test_task_thompson_diagnostic_learns_the_best_model_per_task(table: OutcomeTable) -> None:
+    report = replay(table, ["task-thompson", "random"], runs=2, make_features=make_hashing_extractor)
+    got = report["strategies"]["task-thompson"]["reward"]["mean"]
+    low = report["strategies"]["random"]["reward"]["mean"]
+    best = report["baselines"]["best_fixed_model_per_task"]["reward"]
+    assert (got - low) / (best - low) > 0.7

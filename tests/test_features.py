@@ -196,3 +196,33 @@ def test_warm_embeds_once_and_reuses_the_on_disk_store(tmp_path) -> None:  # typ
     third = CountingEmbedder()
     FeatureExtractor(third, extractor.task_classifier).warm([*prompts, "A new one."], store=tmp_path)
     assert len(third.embedded) == 3  # other prompts, other store entry
+
+
+def test_minilm_bfloat16_autocast_gives_the_float32_vectors_and_labels() -> None:
+    from greenserv_core.features import SentenceTransformerEmbedder
+
+    texts = [
+        "Tom has 3 boxes with 12 pencils each. How many pencils does he have?",
+        "Summarize the following article in two sentences.",
+        "Which gas do plants take in? A. oxygen B. carbon dioxide C. helium D. neon\nAnswer:",
+    ]
+    full = SentenceTransformerEmbedder(precision="float32", cache_size=0)
+    half = SentenceTransformerEmbedder(precision="bfloat16", cache_size=0)
+    half._model = full.model  # one loaded model; only the autocast differs
+    assert not full.uses_bfloat16(64) and half.uses_bfloat16(1)
+    auto = SentenceTransformerEmbedder()
+    assert not auto.uses_bfloat16(1)  # one text: float32, where autocast would only add overhead
+    assert full.name == half.name  # the same embedding space: saved state stays loadable
+    a, b = full.embed(texts), half.embed(texts)
+    assert b.dtype == np.float32 and b.shape == a.shape
+    np.testing.assert_allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5)
+    assert (a * b).sum(axis=1).min() > 0.999
+    classifier = TaskClassifier.bundled()
+    assert [classifier.predict(v).label for v in a] == [classifier.predict(v).label for v in b]
+
+
+def test_embedder_refuses_an_unknown_precision() -> None:
+    from greenserv_core.features import SentenceTransformerEmbedder
+
+    with pytest.raises(InvalidInputError, match="precision"):
+        SentenceTransformerEmbedder(precision="fp8")  # type: ignore[arg-type]

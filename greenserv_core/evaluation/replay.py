@@ -9,13 +9,20 @@ is a diagnostic: the real router (features, energy and latency models, online en
 with a policy that knows each model's mean accuracy on each task of the table beforehand and
 learns nothing, so the gap between it and the best fixed model per task is what the online
 energy estimates alone cost.
+``task-thompson`` is the other diagnostic: the real router with an idealised learner, Beta–
+Bernoulli Thompson sampling per (true task, model), told each query's true task and blind to
+everything else; what it leaves of the gap is what learning the accuracies costs a learner
+that needs no classifier and wastes nothing on features that do not matter.
 
 Pool changes (:class:`PoolChange`) replay a model joining or leaving mid-stream: a model
 that joins at step k is absent before it, one that leaves at step k is removed from the
 router there; the oracle and the regret only count the models present at each step.
 
 Reward, for evaluation: ``(1-λ)·accuracy − λ·energy_norm`` with energy normalised per task
-by the table's min and max.
+by the table's min and max. The router normalises by the joules it has seen (its online scale,
+as deployed); ``energy_scale="table"`` is a diagnostic that hands it the table's scale
+instead (per task type it predicts), so that the router optimises exactly the reward it is
+scored on and what is left is the cost of learning.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from greenserv_core.evaluation.frontier import pareto_front
 from greenserv_core.evaluation.table import Matrices, OutcomeTable
 from greenserv_core.features.complexity import approximate_tokens
 from greenserv_core.features.extractor import FeatureExtractor
+from greenserv_core.features.task_classifier import instruction_text
 from greenserv_core.messages import Message
 from greenserv_core.router import GreenServRouter
 
@@ -48,6 +56,7 @@ __all__ = [
     "replay",
     "replay_query",
     "summarise",
+    "table_energy_ranges",
 ]
 
 _CURVE_POINTS = 200
@@ -119,6 +128,41 @@ class _KnownAccuracy(Policy):
         return None
 
 
+class _TaskThompson(Policy):
+    """Beta(1, 1)–Bernoulli Thompson sampling per (task, arm), on the current query's true task."""
+
+    name = "task-thompson"
+
+    def __init__(self, dimension: int, *, seed: int | None = None) -> None:
+        super().__init__(dimension, seed=seed)
+        self.task = ""
+        self.counts: dict[tuple[str, str], list[float]] = {}  # (task, arm) -> [successes + 1, failures + 1]
+
+    def _estimates(self, context: np.ndarray, arms: Sequence[str]) -> dict[str, tuple[float, float]]:
+        draws = {}
+        for arm in arms:
+            a, b = self.counts.get((self.task, arm), (1.0, 1.0))
+            draws[arm] = (float(self.rng_.beta(a, b)), 0.0)
+        return draws
+
+    def update(self, arm: str, context: np.ndarray, reward: float) -> None:
+        counts = self.counts.setdefault((self.task, arm), [1.0, 1.0])
+        counts[0] += reward
+        counts[1] += 1.0 - reward
+
+    def _new_arm_state(self) -> None:
+        return None
+
+    def _arm_state(self, state: Any) -> dict[str, Any]:
+        return {}
+
+    def _load_arm_state(self, data: dict[str, Any]) -> None:
+        return None
+
+
+_DIAGNOSTICS = ("known-accuracy", "task-thompson")
+
+
 def _mean_accuracy_per_task(data: Matrices) -> dict[str, dict[str, float]]:
     tasks = np.asarray(data.tasks)
     return {
@@ -137,7 +181,7 @@ class RunResult:
     regret: float
     shares: dict[str, float]
     cumulative_regret: np.ndarray
-    energy_scale: dict[str, float] = field(default_factory=dict)  # the router's largest joules seen, per task type
+    energy_scale: dict[str, float] = field(default_factory=dict)  # top of the router's energy scale, per task type
     seconds: float = 0.0
 
 
@@ -174,6 +218,7 @@ def _run(
     make_features: Any,
     policy_params: dict[str, Any] | None,
     changes: Sequence[PoolChange],
+    energy_ranges: dict[str, list[float]] | None = None,
 ) -> RunResult:
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(data.queries))
@@ -192,20 +237,26 @@ def _run(
     if strategy == "oracle":
         chosen[:] = available.argmax(axis=1)
     else:
-        known = strategy == "known-accuracy"
+        told_the_task = strategy in _DIAGNOSTICS
         router = GreenServRouter(
             [ReplayModel(m) for m in data.models if present[0, index[m]]],
-            strategy="random" if known else strategy,
+            strategy="random" if told_the_task else strategy,
             tradeoff=tradeoff,
             seed=seed,
             features=make_features(),
             policy_params=policy_params,
         )
-        if known:
+        diagnostic: _KnownAccuracy | _TaskThompson | None = None
+        if strategy == "known-accuracy":
             diagnostic = _KnownAccuracy(router.features.dimension, _mean_accuracy_per_task(data), seed=seed)
+        elif strategy == "task-thompson":
+            diagnostic = _TaskThompson(router.features.dimension, seed=seed)
+        if diagnostic is not None:
             for name in router.models:
                 diagnostic.add_arm(name)
             router.policy_ = diagnostic
+        if energy_ranges is not None:
+            router.normalizer_.ranges_ = {task: list(bounds) for task, bounds in energy_ranges.items()}
         due = sorted((c for c in changes if c.step > 0), key=lambda c: c.step)  # step 0: already in the pool
         for step, q in enumerate(order):
             while due and due[0].step == step:
@@ -214,7 +265,7 @@ def _run(
                     router.add_model(ReplayModel(change.model))
                 else:
                     router.remove_model(change.model)
-            if known:
+            if diagnostic is not None:
                 diagnostic.task = data.tasks[q]
             chosen[step], _ = replay_query(router, data, q, index, rng, feedback_rate)
         scale = {task: high for task, (_, high) in router.normalizer_.ranges_.items()}
@@ -324,6 +375,18 @@ def default_features(distinct_prompts: int) -> Callable[[], FeatureExtractor]:
     return make_features
 
 
+def table_energy_ranges(data: Matrices, features: FeatureExtractor) -> dict[str, list[float]]:
+    """The table's [min, max] joules over every model, per task type the router predicts for
+    the prompts (the scale ``energy_scale="table"`` hands the router)."""
+    texts = [instruction_text(prompt) for prompt in data.prompts]
+    vectors = features.embedder.embed(texts)
+    labels = np.asarray([features.task_classifier.predict(vector).label for vector in vectors])
+    return {
+        str(label): [float(data.energy[labels == label].min()), float(data.energy[labels == label].max())]
+        for label in sorted(set(labels.tolist()))
+    }
+
+
 def _check_changes(changes: Sequence[PoolChange], data: Matrices) -> None:
     for change in changes:
         if change.model not in data.models:
@@ -348,6 +411,7 @@ def replay(
     policy_params: dict[str, dict[str, Any]] | None = None,
     changes: Sequence[PoolChange] = (),
     embedding_store: str | Path | None = None,
+    energy_scale: Literal["online", "table"] = "online",
     progress: bool = False,
 ) -> dict[str, Any]:
     """Replay every strategy ``runs`` times; returns the JSON-ready report.
@@ -356,18 +420,24 @@ def replay(
     ``{"linucb": {"alpha": 0.3}}``). Every prompt is embedded once, in batches, before the
     first run (``timing.feature_warmup_s``); the runs then hit the embedder's cache. With
     ``embedding_store`` (a folder) those vectors are kept on disk for the next replay of the
-    same prompts (see :meth:`FeatureExtractor.warm`).
+    same prompts (see :meth:`FeatureExtractor.warm`). ``energy_scale="table"`` gives every
+    router the table's energy scale (:func:`table_energy_ranges`) instead of its online one: a
+    diagnostic, see the module's docstring.
     """
     if not 0 <= feedback_rate <= 1:
         raise InvalidInputError(f"feedback_rate must be in [0, 1], got {feedback_rate}")
+    if energy_scale not in ("online", "table"):
+        raise InvalidInputError(f"energy_scale must be 'online' or 'table', got {energy_scale!r}")
     data = table.matrices()
     _check_changes(changes, data)
     energy_norm = data.energy_norm()
     if make_features is None:
         make_features = default_features(len(set(data.prompts)))
     started = time.perf_counter()
-    make_features().warm(data.prompts, store=embedding_store)
+    warm = make_features()
+    warm.warm(data.prompts, store=embedding_store)
     warmup = time.perf_counter() - started
+    energy_ranges = table_energy_ranges(data, warm) if energy_scale == "table" else None
 
     report: dict[str, Any] = {
         "settings": {
@@ -379,6 +449,7 @@ def replay(
             "models": len(data.models),
             "policy_params": policy_params or {},
             "pool_changes": [f"{c.action} {c.model}@{c.step}" for c in changes],
+            "energy_scale": energy_scale,
         },
         "timing": {"feature_warmup_s": round(warmup, 3)},
         "simulated": table.simulated,
@@ -417,6 +488,7 @@ def replay(
             make_features=make_features,
             policy_params=params,
             changes=changes,
+            energy_ranges=energy_ranges,
         )
         result.seconds = time.perf_counter() - started
         results.setdefault(strategy, []).append(result)

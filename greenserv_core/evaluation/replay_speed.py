@@ -3,10 +3,11 @@
 The paper pool's calibration covers four tasks, 7,586 distinct real prompts in all. To reach
 10,000 distinct prompts this speed-only table lets further real tasks (ARC, OpenBookQA, SciQ,
 PIQA, BoolQ) borrow the MMLU calibration rows; its outcomes mean nothing, only its size does.
-Timed, in one process: the batched MiniLM pass over every prompt (cold), loading those
-vectors back from the on-disk store a later replay uses, then one replay run per strategy
-(features from the cache, policy, cost models, feedback), with ``random`` as the baseline of
-the ratios.
+Timed, in one process: the batched MiniLM pass over every prompt (cold, in the embedder's
+default precision), loading those vectors back from the on-disk store a later replay uses,
+one replay run per strategy (features from the cache, policy, cost models, feedback), with
+``random`` as the baseline of the ratios, and, where the default is bfloat16 autocast, the
+same cold pass in float32 for comparison.
 
     python -m greenserv_core.evaluation.replay_speed --calibration ../shared/data/paper_pool_calibration.csv
 """
@@ -24,6 +25,8 @@ import torch
 
 from greenserv_core.evaluation.replay import default_features, replay
 from greenserv_core.evaluation.simulate import read_calibration, simulate_table
+from greenserv_core.features import SentenceTransformerEmbedder
+from greenserv_core.features.task_classifier import instruction_text
 
 __all__ = ["main"]
 
@@ -51,9 +54,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         started = time.perf_counter()
         default_features(len(data.queries))().warm(data.prompts, store=store)
         loaded = time.perf_counter() - started
+    default = SentenceTransformerEmbedder(cache_size=0)
+    float32 = None
+    if default.uses_bfloat16(len(data.queries)):
+        full = SentenceTransformerEmbedder(precision="float32", cache_size=0)
+        texts = sorted({instruction_text(prompt) for prompt in data.prompts})
+        started = time.perf_counter()
+        full.embed(texts)  # loading the model included, as in the replay's warm-up
+        float32 = time.perf_counter() - started
     print(
         f"machine: {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}; "
-        f"{len(data.queries)} distinct real prompts × {len(data.models)} models (speed-only table)"
+        f"{len(data.queries)} distinct real prompts × {len(data.models)} models (speed-only table); "
+        f"embedder precision: {'bfloat16 autocast' if default.uses_bfloat16(len(data.queries)) else 'float32'}"
     )
     print()
     print("| step | seconds | ratio to the random-routing run |")
@@ -61,6 +73,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     baseline = report["strategies"]["random"]["seconds_per_run"]["mean"] if "random" in report["strategies"] else None
     warmup = report["timing"]["feature_warmup_s"]
     print(f"| features: batched MiniLM over every prompt (cold) | {warmup:.1f} | {_ratio(warmup, baseline)} |")
+    if float32 is not None:
+        print(f"| features: the same cold pass in float32 | {float32:.1f} | {_ratio(float32, baseline)} |")
     print(f"| features: the same vectors from the on-disk store | {loaded:.2f} | {_ratio(loaded, baseline)} |")
     for name, summary in report["strategies"].items():
         seconds = summary["seconds_per_run"]["mean"]
