@@ -223,3 +223,16 @@ def test_a_template_without_a_system_role_gets_the_system_text_in_the_first_user
     messages = [{"role": "system", "content": "Be brief."}, *ASK]
     assert strict.render(messages) == "[user] Be brief.\n\nwhat is the capital of france?\n[assistant]"
     assert strict.generate(messages, GenerationSettings(max_new_tokens=2)).output_tokens >= 1
+
+
+def test_dtype_names_are_checked() -> None:
+    import torch
+
+    from greenserv_core.models.devices import pick_dtype
+
+    assert pick_dtype("cpu") == torch.float32
+    assert pick_dtype("cpu", "bfloat16") == torch.bfloat16
+    with pytest.raises(InvalidInputError, match="unknown dtype 'float33'"):
+        pick_dtype("cpu", "float33")
+    with pytest.raises(InvalidInputError, match="unknown dtype"):
+        pick_dtype("cpu", "Tensor")  # a torch attribute, but not a dtype

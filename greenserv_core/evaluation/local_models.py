@@ -3,7 +3,9 @@
 * load time: first (GGUF → de-quantised model directory, into a temporary cache) and cached;
 * decoding speed (output tokens per second) and joules per query, per model;
 * the router's added latency over calling the same model directly, as a ratio in one run
-  (``static:<model>`` routing, so both paths run the same model on the same prompts).
+  (``static:<model>`` routing, so both paths run the same model on the same prompts);
+* with ``--dtypes float32,bfloat16``, each model in each dtype, with its direct latency as a
+  ratio of float32's in the same run (``auto`` is the backend's default choice).
 
     python -m greenserv_core.evaluation.local_models --queries 12
 """
@@ -17,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from greenserv_core.backends.base import GenerationSettings
 from greenserv_core.datasets import load_task
@@ -48,6 +51,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-first-load", action="store_true")
+    parser.add_argument("--dtypes", default="auto", help="comma-separated dtypes to compare; float32 is the baseline")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     prompts = _prompts(args.queries, args.seed)
@@ -55,36 +59,62 @@ def main(argv: Sequence[str] | None = None) -> None:
     features = FeatureExtractor.default()
     features.extract("warm-up")  # load the embedder outside the timed region
     print(
-        "| model | first load (GGUF → model dir) s | cached load s | output tok/s (mean) | J per query "
-        "(mean, source) | direct p50 s | routed p50 s | routed / direct |"
+        "| model | dtype | first load (GGUF → model dir) s | cached load s | output tok/s (mean) | J per query "
+        "(mean, source) | direct p50 s | routed p50 s | routed / direct | direct p50 / float32's |"
     )
-    print("|---|---|---|---|---|---|---|---|")
-    for backend in bundled_pool(meter="auto"):
-        assert isinstance(backend, TransformersBackend)
-        first = "skipped" if args.skip_first_load else f"{_first_load_seconds(backend.name):.1f}"
-        backend.load()
-        cached = backend.load_seconds or 0.0
-        backend.generate([{"role": "user", "content": "Hello"}], GenerationSettings(max_new_tokens=4))  # warm-up
-        router = GreenServRouter([backend], strategy=f"static:{backend.name}", features=features, seed=args.seed)
-        direct, routed, speeds, joules, sources = [], [], [], [], set()
-        for prompt in prompts:  # interleaved, so drift in machine load hits both paths alike
-            messages: list[Message] = [{"role": "user", "content": prompt}]
-            started = time.perf_counter()
-            result = backend.generate(messages, settings)
-            direct.append(time.perf_counter() - started)
-            speeds.append(result.output_tokens / result.latency_s)
-            joules.append(result.energy.joules)
-            sources.add(result.energy.source)
-            started = time.perf_counter()
-            router.generate(messages, max_new_tokens=args.max_new_tokens)
-            routed.append(time.perf_counter() - started)
-        ratio = statistics.median(routed) / statistics.median(direct)
-        print(
-            f"| {backend.name} | {first} | {cached:.2f} | {statistics.mean(speeds):.1f} | "
-            f"{statistics.mean(joules):.1f} ({', '.join(sorted(sources))}) | {statistics.median(direct):.2f} | "
-            f"{statistics.median(routed):.2f} | {ratio:.3f} |"
-        )
-        backend.unload()
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    float32_p50: dict[str, float] = {}
+    for dtype in sorted(args.dtypes.split(","), key=lambda name: name != "float32"):  # the baseline first
+        for backend in bundled_pool(meter="auto", dtype=None if dtype == "auto" else dtype):
+            assert isinstance(backend, TransformersBackend)
+            first = (
+                "skipped" if args.skip_first_load or dtype != "float32" else f"{_first_load_seconds(backend.name):.1f}"
+            )
+            row = _measure(backend, prompts, settings, features, args.seed)
+            loaded = str(next(backend.load().parameters()).dtype).removeprefix("torch.")
+            if dtype == "float32":
+                float32_p50[backend.name] = row["direct"]
+            baseline = float32_p50.get(backend.name)
+            ratio = f"{row['direct'] / baseline:.2f}" if baseline else "–"
+            print(
+                f"| {backend.name} | {dtype} ({loaded}) | {first} | {row['cached']:.2f} | {row['speed']:.1f} | "
+                f"{row['joules']:.1f} ({row['sources']}) | {row['direct']:.2f} | {row['routed']:.2f} | "
+                f"{row['routed'] / row['direct']:.3f} | {ratio} |"
+            )
+            backend.unload()
+
+
+def _measure(
+    backend: TransformersBackend,
+    prompts: Sequence[str],
+    settings: GenerationSettings,
+    features: FeatureExtractor,
+    seed: int,
+) -> dict[str, Any]:
+    backend.load()
+    cached = backend.load_seconds or 0.0
+    backend.generate([{"role": "user", "content": "Hello"}], GenerationSettings(max_new_tokens=4))  # warm-up
+    router = GreenServRouter([backend], strategy=f"static:{backend.name}", features=features, seed=seed)
+    direct, routed, speeds, joules, sources = [], [], [], [], set()
+    for prompt in prompts:  # interleaved, so drift in machine load hits both paths alike
+        messages: list[Message] = [{"role": "user", "content": prompt}]
+        started = time.perf_counter()
+        result = backend.generate(messages, settings)
+        direct.append(time.perf_counter() - started)
+        speeds.append(result.output_tokens / result.latency_s)
+        joules.append(result.energy.joules)
+        sources.add(result.energy.source)
+        started = time.perf_counter()
+        router.generate(messages, max_new_tokens=settings.max_new_tokens)
+        routed.append(time.perf_counter() - started)
+    return {
+        "cached": cached,
+        "speed": statistics.mean(speeds),
+        "joules": statistics.mean(joules),
+        "sources": ", ".join(sorted(sources)),
+        "direct": statistics.median(direct),
+        "routed": statistics.median(routed),
+    }
 
 
 if __name__ == "__main__":

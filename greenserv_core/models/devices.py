@@ -6,6 +6,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from greenserv_core.errors import InvalidInputError
+
 __all__ = ["device_lock", "pick_device", "pick_dtype"]
 
 _locks: dict[str, threading.Lock] = {}
@@ -22,11 +24,18 @@ def pick_device(requested: str | None = None) -> str:
 
 
 def pick_dtype(device: str, requested: str | None = None) -> Any:
-    """bfloat16 on GPUs that support it (else float16), float32 on the CPU."""
+    """``requested`` (a torch dtype name), else bfloat16 on GPUs that support it (else float16)
+    and float32 on the CPU. On the CPU, bfloat16 does not pay for these small models, even with
+    AMX: their latency in bf16 was 0.95–1.04× their latency in float32 (BENCHMARKS.md), since
+    decoding one token at a time is bound by overhead, not by matrix products.
+    """
     import torch
 
     if requested:
-        return getattr(torch, requested)
+        dtype = getattr(torch, requested, None)
+        if not isinstance(dtype, torch.dtype):
+            raise InvalidInputError(f"unknown dtype {requested!r}; use e.g. 'float32' or 'bfloat16'")
+        return dtype
     if device.startswith("cuda"):
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.float32

@@ -1,0 +1,25 @@
+"""What the hardware runs natively, for choosing a precision."""
+
+from __future__ import annotations
+
+__all__ = ["bfloat16_is_fast"]
+
+
+def bfloat16_is_fast(device: str = "cpu") -> bool:
+    """Whether ``device`` runs bfloat16 matrix products in hardware: a CUDA GPU that supports
+    bf16, or a CPU with AVX-512 BF16 / AMX (oneDNN). Elsewhere bf16 is emulated, and slower
+    than float32.
+
+    >>> isinstance(bfloat16_is_fast("cpu"), bool)
+    True
+    """
+    import torch
+
+    if device.startswith("cuda"):
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if device != "cpu":
+        return False
+    try:  # the check torch's own CPU autocast tests use; private, so guarded
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())  # type: ignore[no-untyped-call]
+    except (AttributeError, RuntimeError):
+        return False
