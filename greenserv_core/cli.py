@@ -337,7 +337,12 @@ def build_parser() -> argparse.ArgumentParser:
     collect.set_defaults(run=_collect)
     replay = bench.add_parser("replay", help="replay a table through the router with partial feedback")
     replay.add_argument("--table", required=True)
-    replay.add_argument("--strategies", default="linucb,thompson,epsilon,epsilon-nc,random,oracle")
+    replay.add_argument(
+        "--strategies",
+        default="linucb,thompson,epsilon,epsilon-nc,random,oracle",
+        help="comma-separated: policies (linucb, thompson, epsilon, epsilon-nc, random, static:MODEL), "
+        "oracle, and the diagnostics known-accuracy and task-thompson",
+    )
     replay.add_argument("--tradeoff", type=float, default=0.4)
     replay.add_argument("--runs", type=int, default=5)
     replay.add_argument("--seed", type=int, default=0)

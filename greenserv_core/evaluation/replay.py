@@ -102,21 +102,12 @@ class ReplayModel:
         raise InvalidInputError("a replayed model does not generate; its outcomes come from the table")
 
 
-class _KnownAccuracy(Policy):
-    """Scores each arm with its mean accuracy on the current query's task, from the table."""
+class _TaskDiagnostic(Policy):
+    """A diagnostic policy: the replay tells it each query's true ``task``; it saves no state."""
 
-    name = "known-accuracy"
-
-    def __init__(self, dimension: int, accuracy: dict[str, dict[str, float]], *, seed: int | None = None) -> None:
+    def __init__(self, dimension: int, *, seed: int | None = None) -> None:
         super().__init__(dimension, seed=seed)
-        self.accuracy = accuracy
         self.task = ""
-
-    def _estimates(self, context: np.ndarray, arms: Sequence[str]) -> dict[str, tuple[float, float]]:
-        return {arm: (self.accuracy[self.task][arm], 0.0) for arm in arms}
-
-    def update(self, arm: str, context: np.ndarray, reward: float) -> None:
-        """Learns nothing: it already knows."""
 
     def _new_arm_state(self) -> None:
         return None
@@ -128,14 +119,29 @@ class _KnownAccuracy(Policy):
         return None
 
 
-class _TaskThompson(Policy):
+class _KnownAccuracy(_TaskDiagnostic):
+    """Scores each arm with its mean accuracy on the current query's task, from the table."""
+
+    name = "known-accuracy"
+
+    def __init__(self, dimension: int, accuracy: dict[str, dict[str, float]], *, seed: int | None = None) -> None:
+        super().__init__(dimension, seed=seed)
+        self.accuracy = accuracy
+
+    def _estimates(self, context: np.ndarray, arms: Sequence[str]) -> dict[str, tuple[float, float]]:
+        return {arm: (self.accuracy[self.task][arm], 0.0) for arm in arms}
+
+    def update(self, arm: str, context: np.ndarray, reward: float) -> None:
+        """Learns nothing: it already knows."""
+
+
+class _TaskThompson(_TaskDiagnostic):
     """Beta(1, 1)–Bernoulli Thompson sampling per (task, arm), on the current query's true task."""
 
     name = "task-thompson"
 
     def __init__(self, dimension: int, *, seed: int | None = None) -> None:
         super().__init__(dimension, seed=seed)
-        self.task = ""
         self.counts: dict[tuple[str, str], list[float]] = {}  # (task, arm) -> [successes + 1, failures + 1]
 
     def _estimates(self, context: np.ndarray, arms: Sequence[str]) -> dict[str, tuple[float, float]]:
@@ -149,15 +155,6 @@ class _TaskThompson(Policy):
         counts = self.counts.setdefault((self.task, arm), [1.0, 1.0])
         counts[0] += reward
         counts[1] += 1.0 - reward
-
-    def _new_arm_state(self) -> None:
-        return None
-
-    def _arm_state(self, state: Any) -> dict[str, Any]:
-        return {}
-
-    def _load_arm_state(self, data: dict[str, Any]) -> None:
-        return None
 
 
 _DIAGNOSTICS = ("known-accuracy", "task-thompson")
@@ -246,7 +243,7 @@ def _run(
             features=make_features(),
             policy_params=policy_params,
         )
-        diagnostic: _KnownAccuracy | _TaskThompson | None = None
+        diagnostic: _TaskDiagnostic | None = None
         if strategy == "known-accuracy":
             diagnostic = _KnownAccuracy(router.features.dimension, _mean_accuracy_per_task(data), seed=seed)
         elif strategy == "task-thompson":
