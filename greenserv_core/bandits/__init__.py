@@ -1,6 +1,6 @@
 """Bandit policies, one file each, behind one interface (:class:`Policy`)."""
 
-from greenserv_core.bandits.base import ArmScore, Choice, Policy
+from greenserv_core.bandits.base import ArmScore, Choice, Policy, StatelessArmsPolicy
 from greenserv_core.bandits.epsilon_greedy import EpsilonGreedy
 from greenserv_core.bandits.epsilon_greedy_noncontextual import EpsilonGreedyNonContextual
 from greenserv_core.bandits.linear import LinearPolicy
@@ -23,6 +23,7 @@ __all__ = [
     "Policy",
     "RandomPolicy",
     "RidgeArm",
+    "StatelessArmsPolicy",
     "StaticPolicy",
     "make_policy",
 ]

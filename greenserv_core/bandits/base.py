@@ -22,7 +22,7 @@ import numpy as np
 
 from greenserv_core.errors import InvalidInputError, StateFileError, UnknownModelError
 
-__all__ = ["ArmScore", "Choice", "Policy"]
+__all__ = ["ArmScore", "Choice", "Policy", "StatelessArmsPolicy"]
 
 _TIE_TOLERANCE = 1e-12
 
@@ -192,3 +192,17 @@ class Policy(ABC):
         self.arms_ = arms
         self.t_ = int(state["t"])
         self.rng_.bit_generator.state = state["rng"]
+
+
+class StatelessArmsPolicy(Policy):
+    """A :class:`Policy` that keeps nothing per arm (baselines, diagnostics): the arm-state
+    hooks are no-ops, so its saved state is just its arms and step count."""
+
+    def _new_arm_state(self) -> None:
+        return None
+
+    def _arm_state(self, state: Any) -> dict[str, Any]:
+        return {}
+
+    def _load_arm_state(self, data: dict[str, Any]) -> None:
+        return None

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
 
-from greenserv_core.bandits.base import ArmScore, Policy
+from greenserv_core.bandits.base import ArmScore, StatelessArmsPolicy
 
 __all__ = ["RandomPolicy"]
 
 
-class RandomPolicy(Policy):
+class RandomPolicy(StatelessArmsPolicy):
     """Ignores context and rewards.
 
     >>> policy = RandomPolicy(dimension=1, seed=0)
@@ -23,15 +22,6 @@ class RandomPolicy(Policy):
 
     name = "random"
     contextual = False
-
-    def _new_arm_state(self) -> None:
-        return None
-
-    def _arm_state(self, state: None) -> dict[str, Any]:
-        return {}
-
-    def _load_arm_state(self, data: dict[str, Any]) -> None:
-        return None
 
     def _estimates(self, context: np.ndarray, arms: Sequence[str]) -> dict[str, tuple[float, float]]:
         return {arm: (0.0, 0.0) for arm in arms}

@@ -7,13 +7,13 @@ from typing import Any
 
 import numpy as np
 
-from greenserv_core.bandits.base import ArmScore, Policy
+from greenserv_core.bandits.base import ArmScore, StatelessArmsPolicy
 from greenserv_core.errors import InvalidInputError, NoEligibleModelError
 
 __all__ = ["StaticPolicy"]
 
 
-class StaticPolicy(Policy):
+class StaticPolicy(StatelessArmsPolicy):
     """Always ``arm``; if that arm is not eligible for a query, :class:`NoEligibleModelError`.
 
     >>> policy = StaticPolicy(dimension=1, arm="big")
@@ -30,15 +30,6 @@ class StaticPolicy(Policy):
             raise InvalidInputError(f"static policy needs a model name, got {arm!r}")
         super().__init__(dimension, seed=seed)
         self.arm = arm
-
-    def _new_arm_state(self) -> None:
-        return None
-
-    def _arm_state(self, state: None) -> dict[str, Any]:
-        return {}
-
-    def _load_arm_state(self, data: dict[str, Any]) -> None:
-        return None
 
     def _estimates(self, context: np.ndarray, arms: Sequence[str]) -> dict[str, tuple[float, float]]:
         return {arm: (1.0 if arm == self.arm else 0.0, 0.0) for arm in arms}

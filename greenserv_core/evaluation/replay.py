@@ -37,7 +37,7 @@ from typing import Any, Literal
 import numpy as np
 
 from greenserv_core.backends.base import GenerationResult, GenerationSettings, ModelInfo, StreamChunk
-from greenserv_core.bandits import Policy
+from greenserv_core.bandits import StatelessArmsPolicy
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.evaluation.frontier import pareto_front
 from greenserv_core.evaluation.table import Matrices, OutcomeTable
@@ -102,21 +102,12 @@ class ReplayModel:
         raise InvalidInputError("a replayed model does not generate; its outcomes come from the table")
 
 
-class _TaskDiagnostic(Policy):
+class _TaskDiagnostic(StatelessArmsPolicy):
     """A diagnostic policy: the replay tells it each query's true ``task``; it saves no state."""
 
     def __init__(self, dimension: int, *, seed: int | None = None) -> None:
         super().__init__(dimension, seed=seed)
         self.task = ""
-
-    def _new_arm_state(self) -> None:
-        return None
-
-    def _arm_state(self, state: Any) -> dict[str, Any]:
-        return {}
-
-    def _load_arm_state(self, data: dict[str, Any]) -> None:
-        return None
 
 
 class _KnownAccuracy(_TaskDiagnostic):
@@ -431,10 +422,10 @@ def replay(
     if make_features is None:
         make_features = default_features(len(set(data.prompts)))
     started = time.perf_counter()
-    warm = make_features()
-    warm.warm(data.prompts, store=embedding_store)
+    extractor = make_features()
+    extractor.warm(data.prompts, store=embedding_store)
     warmup = time.perf_counter() - started
-    energy_ranges = table_energy_ranges(data, warm) if energy_scale == "table" else None
+    energy_ranges = table_energy_ranges(data, extractor) if energy_scale == "table" else None
 
     report: dict[str, Any] = {
         "settings": {
