@@ -13,7 +13,10 @@ from typing import Any
 
 from greenserv_core.errors import InvalidInputError
 
-__all__ = ["EnergyNormalizer", "check_score", "check_tradeoff", "reward"]
+__all__ = ["DEFAULT_TRADEOFF", "EnergyNormalizer", "check_score", "check_tradeoff", "reward"]
+
+DEFAULT_TRADEOFF = 0.4
+"""The default λ of the router and both adapters: the paper's evaluation setting."""
 
 
 def check_tradeoff(tradeoff: object) -> float:

@@ -24,6 +24,12 @@ __all__ = [
     "ModelBackend",
     "ModelInfo",
     "StreamChunk",
+    "SupportsAvailability",
+    "SupportsBatching",
+    "SupportsConcurrency",
+    "batch_generator",
+    "concurrency_of",
+    "is_available",
 ]
 
 
@@ -183,3 +189,51 @@ class ModelBackend(Protocol):
     def stream(self, messages: Sequence[Message], settings: GenerationSettings) -> Iterator[StreamChunk]:
         """Answer ``messages`` piece by piece; the last chunk carries the :class:`GenerationResult`."""
         ...
+
+
+# ---- optional members: a backend may declare any of these; the router asks through the helpers
+@runtime_checkable
+class SupportsAvailability(Protocol):
+    """A backend that can be temporarily unavailable (a remote server cooling down after
+    repeated failures). Backends without ``available`` are always available."""
+
+    @property
+    def available(self) -> bool: ...
+
+
+@runtime_checkable
+class SupportsConcurrency(Protocol):
+    """A backend that serves up to ``max_concurrency`` requests at once (a remote server that
+    batches them itself). Backends without it get one request at a time."""
+
+    @property
+    def max_concurrency(self) -> int: ...
+
+
+@runtime_checkable
+class SupportsBatching(Protocol):
+    """A backend that answers several queries in one padded batch (a local model)."""
+
+    def generate_batch(
+        self, batch: Sequence[Sequence[Message]], settings: GenerationSettings
+    ) -> list[GenerationResult]: ...
+
+
+def is_available(backend: ModelBackend) -> bool:
+    """Whether ``backend`` takes requests now (see :class:`SupportsAvailability`).
+
+    >>> from greenserv_core.backends.fake import FakeBackend
+    >>> is_available(FakeBackend("m"))
+    True
+    """
+    return bool(backend.available) if isinstance(backend, SupportsAvailability) else True
+
+
+def concurrency_of(backend: ModelBackend) -> int:
+    """How many requests ``backend`` serves at once (see :class:`SupportsConcurrency`), at least 1."""
+    return max(1, int(backend.max_concurrency)) if isinstance(backend, SupportsConcurrency) else 1
+
+
+def batch_generator(backend: ModelBackend) -> SupportsBatching | None:
+    """``backend`` as a :class:`SupportsBatching`, or ``None`` when it answers one query at a time."""
+    return backend if isinstance(backend, SupportsBatching) else None
