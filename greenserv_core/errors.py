@@ -12,6 +12,7 @@ __all__ = [
     "MissingResourceError",
     "ModelUnavailableError",
     "NoEligibleModelError",
+    "SharingNotSupportedError",
     "StateFileError",
     "UnknownDecisionError",
     "UnknownModelError",
@@ -59,3 +60,8 @@ class MissingResourceError(GreenServError, FileNotFoundError):
 class ModelUnavailableError(GreenServError, RuntimeError):
     """A model could not answer: its server failed, timed out or is cooling down after
     repeated failures. The router routes the query to another eligible model."""
+
+
+class SharingNotSupportedError(GreenServError, TypeError):
+    """A learned component (e.g. a custom policy) cannot turn its state into mergeable
+    statistics, so replicas cannot share it; raised when sharing starts."""

@@ -8,11 +8,13 @@ length. These are observed right after each generation, independent of user feed
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 
 from greenserv_core.bandits.ridge import RidgeArm
 from greenserv_core.errors import UnknownModelError
+from greenserv_core.statistics import Statistics
 
 __all__ = ["CostModel"]
 
@@ -58,6 +60,15 @@ class CostModel:
             model = self.models_.get(name)
             out[name] = None if model is None or model.n == 0 else max(0.0, model.predict(x))
         return out
+
+    def statistics(self) -> Statistics:
+        """Every model's ridge sums, under its percent-encoded name."""
+        return Statistics.join({quote(name, safe=""): arm.statistics() for name, arm in self.models_.items()})
+
+    def load_statistics(self, stats: Statistics) -> None:
+        """Set the models this cost model has from ``stats`` (others are skipped)."""
+        for name, arm in self.models_.items():
+            arm.load_statistics(stats.under(quote(name, safe="")))
 
     def state_dict(self) -> dict[str, Any]:
         return {"l2": self.l2, "models": {name: arm.state_dict() for name, arm in self.models_.items()}}

@@ -9,9 +9,14 @@ reading) borrows the range over all tasks; with no range at all the normalised e
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import quote, unquote
+
+import numpy as np
 
 from greenserv_core.errors import InvalidInputError
+from greenserv_core.statistics import Statistics
 
 __all__ = ["DEFAULT_TRADEOFF", "EnergyNormalizer", "check_score", "check_tradeoff", "reward"]
 
@@ -47,14 +52,25 @@ def reward(accuracy: float, energy_norm: float, tradeoff: float) -> float:
 class EnergyNormalizer:
     """Running per-task min/max of joules. Learned state: ``ranges_`` {task: [min, max]}.
 
+    ``ranges`` starts the scale from known ranges per task (e.g. an outcome table's) instead
+    of from nothing; readings outside them still widen it.
+
     >>> norm = EnergyNormalizer()
     >>> norm.observe("qa", 10.0); norm.observe("qa", 30.0)
     >>> norm.normalize("qa", 20.0)
     0.5
+    >>> EnergyNormalizer({"qa": (0.0, 40.0)}).normalize("qa", 20.0)
+    0.5
     """
 
-    def __init__(self) -> None:
+    def __init__(self, ranges: Mapping[str, Sequence[float]] | None = None) -> None:
+        self.ranges = ranges
         self.ranges_: dict[str, list[float]] = {}
+        for task, bounds in (ranges or {}).items():
+            low, high = (float(b) for b in bounds)
+            if not (math.isfinite(low) and math.isfinite(high) and 0 <= low <= high):
+                raise InvalidInputError(f"energy range of {task!r} must be 0 <= min <= max joules, got {bounds!r}")
+            self.ranges_[task] = [low, high]
 
     def observe(self, task: str, joules: float) -> None:
         if not math.isfinite(joules) or joules < 0:
@@ -79,6 +95,20 @@ class EnergyNormalizer:
             return 0.0
         low, high = bounds
         return min(1.0, max(0.0, (joules - low) / (high - low)))
+
+    def statistics(self) -> Statistics:
+        """Each task's range as a minimum and a maximum (keyed by the percent-encoded task)."""
+        keys = {task: quote(task, safe="") for task in self.ranges_}
+        return Statistics(
+            minima={keys[task]: np.array([low]) for task, (low, _) in self.ranges_.items()},
+            maxima={keys[task]: np.array([high]) for task, (_, high) in self.ranges_.items()},
+        )
+
+    def load_statistics(self, stats: Statistics) -> None:
+        """Take the merged range of every task in ``stats``; other tasks keep theirs."""
+        for key, low in stats.minima.items():
+            if key in stats.maxima:
+                self.ranges_[unquote(key)] = [float(low[0]), float(stats.maxima[key][0])]
 
     def state_dict(self) -> dict[str, Any]:
         return {"ranges": {task: list(r) for task, r in self.ranges_.items()}}

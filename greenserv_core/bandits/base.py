@@ -17,10 +17,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 import numpy as np
 
-from greenserv_core.errors import InvalidInputError, StateFileError, UnknownModelError
+from greenserv_core.errors import InvalidInputError, SharingNotSupportedError, StateFileError, UnknownModelError
+from greenserv_core.statistics import Statistics
 
 __all__ = ["ArmScore", "Choice", "Policy", "StatelessArmsPolicy"]
 
@@ -50,7 +52,9 @@ class Policy(ABC):
     """Base class: arm bookkeeping, validation, argmax with random ties, seeded state.
 
     Subclasses implement :meth:`_estimates` (estimate and bonus per arm), :meth:`update`,
-    :meth:`_new_arm_state` and the ``_arm_state`` / ``_load_arm_state`` pair.
+    :meth:`_new_arm_state` and the ``_arm_state`` / ``_load_arm_state`` pair (saving). A policy
+    that replicas may share also implements ``_arm_statistics`` / ``_load_arm_statistics``: an
+    arm's state as sums that add up across replicas, and back.
     """
 
     name: ClassVar[str]
@@ -171,6 +175,48 @@ class Policy(ABC):
         """Constructor parameters (saved so that :func:`make_policy` can rebuild the policy)."""
         return {}
 
+    # ---- sharing between replicas -----------------------------------------------------
+    @property
+    def shareable(self) -> bool:
+        """Whether this policy's state can be shared (it implements the arm-statistics pair)."""
+        return type(self)._arm_statistics is not Policy._arm_statistics
+
+    def _arm_statistics(self, state: Any) -> dict[str, np.ndarray]:
+        """An arm's learned state as sums that add up across replicas."""
+        raise SharingNotSupportedError(
+            f"the {self.name!r} policy ({type(self).__name__}) cannot share its learned state between "
+            "replicas: it does not implement _arm_statistics / _load_arm_statistics"
+        )
+
+    def _load_arm_statistics(self, state: Any, sums: dict[str, np.ndarray]) -> Any:
+        """The arm's state rebuilt from merged :meth:`_arm_statistics` sums."""
+        raise SharingNotSupportedError(f"the {self.name!r} policy cannot load shared statistics")
+
+    def statistics(self) -> Statistics:
+        """The step count and every arm's sums (keys ``t`` and ``<quoted arm>/<name>``).
+
+        >>> from greenserv_core.bandits import LinUCB
+        >>> policy = LinUCB(2); policy.add_arm("a"); policy.update("a", np.array([1.0, 0.0]), 1.0)
+        >>> sorted(policy.statistics().sums)
+        ['a/n', 'a/xx', 'a/yx', 't']
+        """
+        if not self.shareable:
+            self._arm_statistics(None)  # raises the explanation
+        sums = {"t": np.array([float(self.t_)])}
+        for arm, state in self.arms_.items():
+            prefix = quote(arm, safe="")
+            sums.update({f"{prefix}/{key}": value for key, value in self._arm_statistics(state).items()})
+        return Statistics(sums=sums)
+
+    def load_statistics(self, stats: Statistics) -> None:
+        """Set the step count and the state of every arm this policy has from ``stats``."""
+        if "t" in stats.sums:
+            self.t_ = round(float(stats.sums["t"][0]))
+        for arm, state in self.arms_.items():
+            own = stats.under(quote(arm, safe="")).sums
+            if own:
+                self.arms_[arm] = self._load_arm_statistics(state, own)
+
     # ---- persistence ------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -205,4 +251,10 @@ class StatelessArmsPolicy(Policy):
         return {}
 
     def _load_arm_state(self, data: dict[str, Any]) -> None:
+        return None
+
+    def _arm_statistics(self, state: Any) -> dict[str, np.ndarray]:
+        return {}
+
+    def _load_arm_statistics(self, state: Any, sums: dict[str, np.ndarray]) -> None:
         return None

@@ -8,10 +8,12 @@ from typing import Any
 import numpy as np
 
 from greenserv_core.bandits.epsilon_greedy import EpsilonExploration
+from greenserv_core.bandits.registry import register_policy
 
 __all__ = ["EpsilonGreedyNonContextual"]
 
 
+@register_policy
 class EpsilonGreedyNonContextual(EpsilonExploration):
     """Running mean reward per arm; unplayed arms score ``prior_reward`` (optimistic by default).
 
@@ -47,6 +49,15 @@ class EpsilonGreedyNonContextual(EpsilonExploration):
 
     def _load_arm_state(self, data: dict[str, Any]) -> dict[str, float]:
         return {"n": int(data["n"]), "mean": float(data["mean"])}
+
+    def _arm_statistics(self, state: dict[str, float]) -> dict[str, np.ndarray]:
+        return {"n": np.array([float(state["n"])]), "sum": np.array([float(state["n"] * state["mean"])])}
+
+    def _load_arm_statistics(self, state: dict[str, float], sums: dict[str, np.ndarray]) -> dict[str, float]:
+        if "sum" in sums:
+            n = round(float(sums["n"][0]))
+            state["n"], state["mean"] = n, float(sums["sum"][0]) / n if n else 0.0
+        return state
 
     def _estimates(self, context: np.ndarray, arms: Sequence[str]) -> dict[str, tuple[float, float]]:
         return {arm: (self.arms_[arm]["mean"] if self.arms_[arm]["n"] else self.prior_reward, 0.0) for arm in arms}

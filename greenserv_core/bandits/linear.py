@@ -9,6 +9,7 @@ import numpy as np
 from greenserv_core.bandits.base import Policy
 from greenserv_core.bandits.ridge import RidgeArm
 from greenserv_core.errors import InvalidInputError
+from greenserv_core.statistics import Statistics
 
 __all__ = ["LinearPolicy"]
 
@@ -43,6 +44,13 @@ class LinearPolicy(Policy):
         arm = self._new_arm_state()
         arm.load_state_dict(data)
         return arm
+
+    def _arm_statistics(self, state: RidgeArm) -> dict[str, np.ndarray]:
+        return state.statistics().sums
+
+    def _load_arm_statistics(self, state: RidgeArm, sums: dict[str, np.ndarray]) -> RidgeArm:
+        state.load_statistics(Statistics(sums=sums))
+        return state
 
     def update(self, arm: str, context: np.ndarray, reward: float) -> None:
         self._require_arm(arm)

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from greenserv_core.errors import InvalidInputError
+from greenserv_core.statistics import Statistics
 
 __all__ = ["RidgeArm"]
 
@@ -101,6 +102,16 @@ class RidgeArm:
         self.A_inv = np.asarray(np.linalg.inv(self.A), dtype=np.float64)
         self.n = int(n)
         self._theta = None
+
+    def statistics(self) -> Statistics:
+        """:meth:`data_sums` as :class:`~greenserv_core.statistics.Statistics` (``xx``, ``yx``, ``n``)."""
+        xx, yx, n = self.data_sums()
+        return Statistics(sums={"xx": xx, "yx": yx, "n": np.array([float(n)])})
+
+    def load_statistics(self, stats: Statistics) -> None:
+        """:meth:`load_data_sums` from :meth:`statistics` (left as it is when they hold none)."""
+        if "xx" in stats.sums:
+            self.load_data_sums(stats.sums["xx"], stats.sums["yx"], round(float(stats.sums["n"][0])))
 
     def state_dict(self) -> dict[str, Any]:
         return {"A": self.A.copy(), "A_inv": self.A_inv.copy(), "b": self.b.copy(), "n": self.n, "l2": self.l2}

@@ -37,7 +37,7 @@ from typing import Any, Literal
 import numpy as np
 
 from greenserv_core.backends.base import GenerationResult, GenerationSettings, ModelInfo, StreamChunk
-from greenserv_core.bandits import StatelessArmsPolicy
+from greenserv_core.bandits import Policy, StatelessArmsPolicy
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.evaluation.frontier import pareto_front
 from greenserv_core.evaluation.table import Matrices, OutcomeTable
@@ -45,6 +45,7 @@ from greenserv_core.features.complexity import approximate_tokens
 from greenserv_core.features.extractor import FeatureExtractor
 from greenserv_core.features.task_classifier import instruction_text
 from greenserv_core.messages import Message
+from greenserv_core.reward import EnergyNormalizer
 from greenserv_core.router import GreenServRouter
 
 __all__ = [
@@ -102,15 +103,7 @@ class ReplayModel:
         raise InvalidInputError("a replayed model does not generate; its outcomes come from the table")
 
 
-class _TaskDiagnostic(StatelessArmsPolicy):
-    """A diagnostic policy: the replay tells it each query's true ``task``; it saves no state."""
-
-    def __init__(self, dimension: int, *, seed: int | None = None) -> None:
-        super().__init__(dimension, seed=seed)
-        self.task = ""
-
-
-class _KnownAccuracy(_TaskDiagnostic):
+class _KnownAccuracy(StatelessArmsPolicy):
     """Scores each arm with its mean accuracy on the current query's task, from the table."""
 
     name = "known-accuracy"
@@ -118,6 +111,7 @@ class _KnownAccuracy(_TaskDiagnostic):
     def __init__(self, dimension: int, accuracy: dict[str, dict[str, float]], *, seed: int | None = None) -> None:
         super().__init__(dimension, seed=seed)
         self.accuracy = accuracy
+        self.task = ""  # the replay tells it each query's true task
 
     def _estimates(self, context: np.ndarray, arms: Sequence[str]) -> dict[str, tuple[float, float]]:
         return {arm: (self.accuracy[self.task][arm], 0.0) for arm in arms}
@@ -126,24 +120,35 @@ class _KnownAccuracy(_TaskDiagnostic):
         """Learns nothing: it already knows."""
 
 
-class _TaskThompson(_TaskDiagnostic):
-    """Beta(1, 1)–Bernoulli Thompson sampling per (task, arm), on the current query's true task."""
+class _TaskThompson(Policy):
+    """Beta(1, 1)–Bernoulli Thompson sampling per (task, arm), on the current query's true task.
+
+    Learned state, per arm in ``arms_``: {task: [successes + 1, failures + 1]}."""
 
     name = "task-thompson"
 
     def __init__(self, dimension: int, *, seed: int | None = None) -> None:
         super().__init__(dimension, seed=seed)
-        self.counts: dict[tuple[str, str], list[float]] = {}  # (task, arm) -> [successes + 1, failures + 1]
+        self.task = ""
+
+    def _new_arm_state(self) -> dict[str, list[float]]:
+        return {}
+
+    def _arm_state(self, state: dict[str, list[float]]) -> dict[str, Any]:
+        return {task: list(counts) for task, counts in state.items()}
+
+    def _load_arm_state(self, data: dict[str, Any]) -> dict[str, list[float]]:
+        return {task: [float(a), float(b)] for task, (a, b) in data.items()}
 
     def _estimates(self, context: np.ndarray, arms: Sequence[str]) -> dict[str, tuple[float, float]]:
         draws = {}
         for arm in arms:
-            a, b = self.counts.get((self.task, arm), (1.0, 1.0))
+            a, b = self.arms_[arm].get(self.task, (1.0, 1.0))
             draws[arm] = (float(self.rng_.beta(a, b)), 0.0)
         return draws
 
     def update(self, arm: str, context: np.ndarray, reward: float) -> None:
-        counts = self.counts.setdefault((self.task, arm), [1.0, 1.0])
+        counts = self.arms_[arm].setdefault(self.task, [1.0, 1.0])
         counts[0] += reward
         counts[1] += 1.0 - reward
 
@@ -225,26 +230,21 @@ def _run(
     if strategy == "oracle":
         chosen[:] = available.argmax(axis=1)
     else:
-        told_the_task = strategy in _DIAGNOSTICS
+        features = make_features()
+        diagnostic: _KnownAccuracy | _TaskThompson | None = None
+        if strategy == "known-accuracy":
+            diagnostic = _KnownAccuracy(features.dimension, _mean_accuracy_per_task(data), seed=seed)
+        elif strategy == "task-thompson":
+            diagnostic = _TaskThompson(features.dimension, seed=seed)
         router = GreenServRouter(
             [ReplayModel(m) for m in data.models if present[0, index[m]]],
-            strategy="random" if told_the_task else strategy,
+            policy=diagnostic if diagnostic is not None else strategy,
             tradeoff=tradeoff,
             seed=seed,
-            features=make_features(),
-            policy_params=policy_params,
+            features=features,
+            policy_params=policy_params if diagnostic is None else None,
+            energy_scale=None if energy_ranges is None else EnergyNormalizer(energy_ranges),
         )
-        diagnostic: _TaskDiagnostic | None = None
-        if strategy == "known-accuracy":
-            diagnostic = _KnownAccuracy(router.features.dimension, _mean_accuracy_per_task(data), seed=seed)
-        elif strategy == "task-thompson":
-            diagnostic = _TaskThompson(router.features.dimension, seed=seed)
-        if diagnostic is not None:
-            for name in router.models:
-                diagnostic.add_arm(name)
-            router.policy_ = diagnostic
-        if energy_ranges is not None:
-            router.normalizer_.ranges_ = {task: list(bounds) for task, bounds in energy_ranges.items()}
         due = sorted((c for c in changes if c.step > 0), key=lambda c: c.step)  # step 0: already in the pool
         for step, q in enumerate(order):
             while due and due[0].step == step:

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from greenserv_core.errors import InvalidInputError, StateFileError
+from greenserv_core.statistics import Statistics
 
 __all__ = ["OnlineKMeans"]
 
@@ -74,6 +75,27 @@ class OnlineKMeans:
         self.counts_[best] += 1
         self.centroids_[best] += (x - self.centroids_[best]) / self.counts_[best]
         return best
+
+    def statistics(self) -> Statistics:
+        """Cluster ``sums`` (running means × counts) and ``counts``, which add up across
+        replicas; empty until the first cluster is seeded."""
+        if self.centroids_ is None:
+            return Statistics()
+        counts = self.counts_.astype(np.float64)
+        return Statistics(sums={"sums": self.centroids_ * counts[:, None], "counts": counts})
+
+    def load_statistics(self, stats: Statistics) -> None:
+        """Centroids from merged :meth:`statistics` (left as they are when ``stats`` has none)."""
+        if "counts" not in stats.sums:
+            return
+        counts = np.rint(stats.sums["counts"]).astype(np.int64)
+        seeded = int(np.count_nonzero(counts))
+        if seeded == 0:
+            return
+        if np.any(counts[:seeded] == 0) or len(counts) > self.n_clusters:
+            raise StateFileError(f"shared clusters are inconsistent (counts {counts.tolist()})")
+        self.counts_ = counts[:seeded].copy()
+        self.centroids_ = stats.sums["sums"][:seeded] / counts[:seeded, None]
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -26,6 +26,7 @@ from greenserv_core.features.complexity import ComplexityBinner, approximate_tok
 from greenserv_core.features.embedders import Embedder, SentenceTransformerEmbedder
 from greenserv_core.features.task_classifier import TaskClassifier, instruction_text
 from greenserv_core.messages import Message, last_user_text, validate_messages
+from greenserv_core.statistics import Statistics
 
 __all__ = ["FeatureExtractor", "QueryFeatures"]
 
@@ -181,6 +182,15 @@ class FeatureExtractor:
             prompt_tokens=sum(approximate_tokens(m["content"]) for m in clean),
             vector=self.encode(prediction.label, cluster, complexity.bin),
         )
+
+    def statistics(self) -> Statistics:
+        """The clustering's mergeable statistics (see :class:`~greenserv_core.statistics.Shareable`)."""
+        with self._lock:
+            return self.clusterer.statistics()
+
+    def load_statistics(self, stats: Statistics) -> None:
+        with self._lock:
+            self.clusterer.load_statistics(stats)
 
     def state_dict(self) -> dict[str, Any]:
         with self._lock:

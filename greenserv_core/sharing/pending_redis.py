@@ -125,8 +125,10 @@ class RedisPendingDecisions:
         )
 
     def state_dict(self) -> dict[str, Any]:
-        """Only the settings: the decisions themselves live in Redis."""
-        return {"max_size": 1, "ttl_s": self.ttl_s, "items": [], "gone": {}}
+        """Only the settings: the decisions themselves live in Redis, and a router loaded with
+        the same store (``GreenServRouter.load(..., pending=store)``) finds them there. There
+        is no size limit: Redis drops decisions after ``ttl_s``."""
+        return {"store": "redis", "prefix": self.prefix, "max_size": None, "ttl_s": self.ttl_s, "items": [], "gone": {}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Nothing to load: the decisions live in Redis."""

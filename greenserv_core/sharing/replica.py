@@ -34,24 +34,38 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.paths import cache_dir
-from greenserv_core.sharing.statistics import Statistics
 from greenserv_core.sharing.stores import FileStore, StateStore
+from greenserv_core.statistics import Statistics
 
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from greenserv_core.router import GreenServRouter
+__all__ = ["SharedLearner", "SharedLearning", "SyncReport", "default_store_path"]
 
-__all__ = ["SharedLearning", "SyncReport", "default_store_path"]
+_CLUSTERS = "clusters/"  # where a router keeps its clustering's statistics (GreenServRouter.statistics)
+
+
+@runtime_checkable
+class SharedLearner(Protocol):
+    """What :class:`SharedLearning` needs of a router: its model names (to name the default
+    store), its learned state as :class:`Statistics`, and an atomic way to replace it."""
+
+    @property
+    def models(self) -> list[str]: ...
+
+    def statistics(self) -> Statistics: ...
+
+    def update_statistics(self, transform: Callable[[Statistics], Statistics]) -> None: ...
+
 
 logger = logging.getLogger("greenserv")
 
@@ -84,12 +98,17 @@ class SharedLearning:
     machine share it without a server).
 
     Use :meth:`start` for a background thread syncing every ``interval_s`` seconds (or use it
-    as a context manager), or call :meth:`sync` yourself. Learned state: ``base_`` (the merged
+    as a context manager), or call :meth:`sync` yourself. Every learned component must be
+    shareable: a policy that cannot turn its state into statistics is refused here, with
+    :class:`~greenserv_core.errors.SharingNotSupportedError`. Learned state: ``base_`` (the merged
     total at the last sync), ``syncs_``, ``last_sync_`` (a :class:`SyncReport`) and ``errors_``
     (failed syncs; a failed sync loses nothing, the change is sent with the next one).
     """
 
-    def __init__(self, router: GreenServRouter, store: StateStore | None = None, *, interval_s: float = 1.0) -> None:
+    def __init__(self, router: SharedLearner, store: StateStore | None = None, *, interval_s: float = 1.0) -> None:
+        if not isinstance(router, SharedLearner):
+            raise InvalidInputError(f"{router!r} cannot share what it learns (models, statistics, update_statistics)")
+        router.statistics()  # a component that cannot be shared says so now (SharingNotSupportedError)
         if store is None:
             store = FileStore(default_store_path(router.models))
         if not isinstance(store, StateStore):
@@ -130,7 +149,7 @@ class SharedLearning:
         if self._thread is not None:
             raise InvalidInputError("this SharedLearning is already running")
         self.sync()
-        if self.router.features.clusterer.centroids_ is None:
+        if not any(key.startswith(_CLUSTERS) for key in self.base_.sums):
             logger.warning(
                 "the shared state has no clustering yet and this replica has none: replicas that seed "
                 "their clusters independently give cluster numbers different meanings; seed every "

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from filelock import FileLock
 
 from greenserv_core.errors import InvalidInputError, StateFileError
-from greenserv_core.sharing.statistics import Statistics
+from greenserv_core.statistics import Statistics
 
 if TYPE_CHECKING:
     import redis

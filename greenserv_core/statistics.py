@@ -1,7 +1,10 @@
 """Learned state as mergeable statistics: what router replicas exchange.
 
-Everything a router learns is kept as quantities that combine across replicas without
-losing anything:
+Every learned component (a policy, a cost model, the energy normaliser, the clustering)
+implements :class:`Shareable`: it turns itself into :class:`Statistics` and back. A router
+joins its components' statistics under one prefix each (:meth:`Statistics.join`), so a
+component knows only its own keys. Everything is kept as quantities that combine across
+replicas without losing anything:
 
 * **sums** add up: the data part of each ridge regression (``Σ x xᵀ``, ``Σ y x``, ``n``),
   decision counts, the k-means cluster sums and counts;
@@ -27,12 +30,13 @@ import math
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from greenserv_core.errors import InvalidInputError, StateFileError
 
-__all__ = ["Statistics"]
+__all__ = ["Shareable", "Statistics"]
 
 _KINDS = ("sums", "minima", "maxima")
 _MAGIC = b"GSS1"
@@ -108,6 +112,28 @@ class Statistics:
             maxima={k: v.copy() for k, v in self.maxima.items()},
         )
 
+    @classmethod
+    def join(cls, parts: Mapping[str, Statistics]) -> Statistics:
+        """One set of statistics from several components', each under ``<name>/``.
+
+        >>> one = Statistics.join({"a": Statistics(sums={"n": np.ones(1)})})
+        >>> list(one.sums), list(one.under("a").sums)
+        (['a/n'], ['n'])
+        """
+        out = cls()
+        for name, part in parts.items():
+            for kind in _KINDS:
+                getattr(out, kind).update({f"{name}/{key}": value for key, value in getattr(part, kind).items()})
+        return out
+
+    def under(self, name: str) -> Statistics:
+        """The part of these statistics that :meth:`join` put under ``<name>/``, without the prefix."""
+        prefix, start = f"{name}/", len(name) + 1
+        parts = {
+            kind: {k[start:]: v for k, v in getattr(self, kind).items() if k.startswith(prefix)} for kind in _KINDS
+        }
+        return Statistics(**parts)
+
     def is_empty(self) -> bool:
         return not (self.sums or self.minima or self.maxima)
 
@@ -169,3 +195,18 @@ class Statistics:
         except (ValueError, TypeError, struct.error, json.JSONDecodeError) as error:
             raise StateFileError(f"shared statistics are corrupt: {error}") from error
         return out
+
+
+@runtime_checkable
+class Shareable(Protocol):
+    """A learned component that replicas can share: it gives its state as :class:`Statistics`
+    and takes merged statistics back (keys it does not know, such as models it does not
+    have, are skipped)."""
+
+    def statistics(self) -> Statistics:
+        """The learned state as sums, minima and maxima."""
+        ...
+
+    def load_statistics(self, stats: Statistics) -> None:
+        """Set the learned state to ``stats`` (as :meth:`statistics` gave them, possibly merged)."""
+        ...

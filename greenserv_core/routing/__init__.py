@@ -1,0 +1,54 @@
+"""The rooms of a routed query, in the order it passes them.
+
+* :mod:`~greenserv_core.routing.request`: :class:`RouteRequest`, the query and its options,
+  checked once (the keyword options of ``generate``, ``stream``, ``generate_batch`` and
+  ``route`` are the typed dicts :class:`GenerateOptions`, :class:`BatchOptions`,
+  :class:`RouteOptions`);
+* :mod:`~greenserv_core.routing.eligibility`: which models may answer. **An eligibility rule
+  goes here**: one function ``(Candidate, Limits) -> reason | None``, added to ``RULES``;
+* :mod:`~greenserv_core.routing.learner`: :class:`RoutingLearner`, which decides and learns
+  (policy, cost models, energy normaliser, tallies, pending decisions) behind one lock;
+* :mod:`~greenserv_core.routing.executor`: :class:`Executor`, which runs the chosen model
+  with one failover helper for generate, stream and batch;
+* :mod:`~greenserv_core.routing.results`: what comes back (:class:`RoutingDecision`,
+  :class:`RoutedGeneration`, :class:`RoutedChunk`, :class:`FeedbackRecord`).
+
+:class:`~greenserv_core.router.GreenServRouter` puts them together. Policies live in
+:mod:`greenserv_core.bandits`, energy meters in :mod:`greenserv_core.energy`, model
+backends in :mod:`greenserv_core.backends`.
+"""
+
+from greenserv_core.routing.eligibility import RULES, Candidate, Eligibility, Limits, check_eligibility
+from greenserv_core.routing.executor import Executor
+from greenserv_core.routing.learner import RoutingLearner
+from greenserv_core.routing.request import (
+    BatchOptions,
+    GenerateOptions,
+    ResponseFormat,
+    RouteOptions,
+    RouteRequest,
+    check_positive,
+)
+from greenserv_core.routing.results import FeedbackRecord, RoutedChunk, RoutedGeneration, RoutingDecision
+from greenserv_core.routing.tallies import Tallies
+
+__all__ = [
+    "RULES",
+    "BatchOptions",
+    "Candidate",
+    "Eligibility",
+    "Executor",
+    "FeedbackRecord",
+    "GenerateOptions",
+    "Limits",
+    "ResponseFormat",
+    "RouteOptions",
+    "RouteRequest",
+    "RoutedChunk",
+    "RoutedGeneration",
+    "RoutingDecision",
+    "RoutingLearner",
+    "Tallies",
+    "check_eligibility",
+    "check_positive",
+]

@@ -1,0 +1,192 @@
+"""Running a routed query on its model: one failover helper for ``generate``, ``stream`` and
+``generate_batch``, and the step that turns a model's result into a :class:`RoutedGeneration`.
+
+A model that fails with :class:`ModelUnavailableError` (a remote server down, timed out or
+cooling down) is left out and the query is routed again among the other eligible models,
+under the same decision id. Any other error drops the decision (no cost, no feedback) and
+propagates. A stream is routed around only until its first piece: text already handed out
+is never taken back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from greenserv_core.backends.base import (
+    GenerationResult,
+    ModelBackend,
+    StreamChunk,
+    batch_generator,
+    concurrency_of,
+)
+from greenserv_core.errors import ModelUnavailableError
+from greenserv_core.routing.learner import RoutingLearner
+from greenserv_core.routing.request import RouteRequest
+from greenserv_core.routing.results import RoutedChunk, RoutedGeneration, RoutingDecision
+from greenserv_core.tools import ParsedOutput, parse_tool_calls
+
+__all__ = ["Executor", "RouteFunction"]
+
+logger = logging.getLogger("greenserv")
+
+T = TypeVar("T")
+
+RouteFunction = Callable[[RouteRequest, Mapping[str, str], "str | None"], RoutingDecision]
+"""Routes a request, leaving out the models that already failed it, under a decision id."""
+
+
+class Executor:
+    """Runs requests on the models that ``route`` chooses; ``backend`` looks a model up by name."""
+
+    def __init__(self, route: RouteFunction, backend: Callable[[str], ModelBackend], learner: RoutingLearner) -> None:
+        self.route = route
+        self.backend = backend
+        self.learner = learner
+
+    def with_failover(
+        self,
+        request: RouteRequest,
+        attempt: Callable[[RoutingDecision], T],
+        *,
+        decision: RoutingDecision | None = None,
+        failure: ModelUnavailableError | None = None,
+    ) -> T:
+        """``attempt(decision)`` until a model does not fail with :class:`ModelUnavailableError`.
+
+        ``decision`` is a decision already made for ``request`` (routed now when ``None``);
+        ``failure`` says that its model already failed."""
+        failed: dict[str, str] = {}
+        decision_id = request.decision_id
+        while True:
+            if decision is not None and failure is not None:
+                self.learner.fail_over(decision)
+                failed[decision.model] = str(failure)
+                logger.warning("%s failed (%s); routing the query to another model", decision.model, failure)
+                decision_id, decision, failure = decision.decision_id, None, None
+            if decision is None:
+                decision = self.route(request, failed, decision_id)
+            try:
+                return attempt(decision)
+            except ModelUnavailableError as error:
+                failure = error
+            except BaseException:
+                self.learner.drop(decision.decision_id)
+                raise
+
+    # ---- the three ways to run a query -------------------------------------------------------
+    def generate(self, request: RouteRequest) -> RoutedGeneration:
+        return self.with_failover(request, lambda decision: self._generate_once(request, decision))
+
+    def stream(self, request: RouteRequest) -> Iterator[RoutedChunk]:
+        def first_piece(decision: RoutingDecision) -> tuple[RoutingDecision, Iterator[StreamChunk], StreamChunk | None]:
+            pieces = iter(self.backend(decision.model).stream(request.messages, request.settings))
+            return decision, pieces, next(pieces, None)
+
+        decision, pieces, chunk = self.with_failover(request, first_piece)
+        finished = False
+        try:
+            while chunk is not None:
+                if chunk.result is not None:
+                    finished = True
+                    yield RoutedChunk("", decision, self.finish(decision, chunk.result, request))
+                    return
+                yield RoutedChunk(chunk.delta, decision)
+                chunk = next(pieces, None)
+        finally:
+            if not finished:
+                self.learner.drop(decision.decision_id)
+
+    def generate_batch(self, requests: Sequence[RouteRequest]) -> list[RoutedGeneration]:
+        """Route each request, then run those routed to the same model together: as one batch
+        where the backend batches (:class:`SupportsBatching`), else one request each, up to
+        its ``max_concurrency`` at once. Results keep the input order."""
+        decisions: list[RoutingDecision] = []
+        results: dict[int, RoutedGeneration] = {}
+        try:
+            for request in requests:
+                decisions.append(self.route(request, {}, request.decision_id))
+            groups: dict[str, list[int]] = {}
+            for index, decision in enumerate(decisions):
+                groups.setdefault(decision.model, []).append(index)
+            for model, indices in groups.items():
+                results.update(self._run_group(self.backend(model), indices, requests, decisions))
+        except BaseException:
+            for index, decision in enumerate(decisions):
+                if index not in results:
+                    self.learner.drop(decision.decision_id)
+            raise
+        return [results[i] for i in range(len(decisions))]
+
+    def _run_group(
+        self,
+        backend: ModelBackend,
+        indices: list[int],
+        requests: Sequence[RouteRequest],
+        decisions: list[RoutingDecision],
+    ) -> dict[int, RoutedGeneration]:
+        batcher = batch_generator(backend)
+        if batcher is not None:
+            settings = requests[indices[0]].settings
+            try:
+                outputs = batcher.generate_batch([requests[i].messages for i in indices], settings)
+            except ModelUnavailableError as error:  # these queries go, one by one, elsewhere
+                return {i: self._retry_elsewhere(requests[i], decisions[i], error) for i in indices}
+            return {
+                i: self.finish(decisions[i], output, requests[i]) for i, output in zip(indices, outputs, strict=True)
+            }
+
+        def one(index: int) -> RoutedGeneration:
+            request = requests[index]
+            return self.with_failover(
+                request, lambda decision: self._generate_once(request, decision), decision=decisions[index]
+            )
+
+        workers = min(len(indices), concurrency_of(backend))
+        if workers == 1:
+            return {index: one(index) for index in indices}
+        with ThreadPoolExecutor(workers, thread_name_prefix="greenserv-batch") as pool:
+            return dict(zip(indices, pool.map(one, indices), strict=True))
+
+    def _retry_elsewhere(
+        self, request: RouteRequest, decision: RoutingDecision, error: ModelUnavailableError
+    ) -> RoutedGeneration:
+        return self.with_failover(
+            request, lambda again: self._generate_once(request, again), decision=decision, failure=error
+        )
+
+    def _generate_once(self, request: RouteRequest, decision: RoutingDecision) -> RoutedGeneration:
+        result = self.backend(decision.model).generate(request.messages, request.settings)
+        return self.finish(decision, result, request)
+
+    # ---- the result --------------------------------------------------------------------------
+    def finish(self, decision: RoutingDecision, result: GenerationResult, request: RouteRequest) -> RoutedGeneration:
+        """Record the cost, parse the tool calls an answer makes, and score them if asked."""
+        self.learner.record_outcome(
+            decision.decision_id,
+            energy_joules=result.energy.joules,
+            latency_s=result.latency_s,
+            energy_source=result.energy.source,
+        )
+        tools = request.settings.tools
+        parsed = parse_tool_calls(result.text, tools) if tools else ParsedOutput(result.text)
+        generation = RoutedGeneration(
+            text=parsed.text,
+            model=decision.model,
+            decision_id=decision.decision_id,
+            input_tokens=result.input_tokens,
+            output_tokens=result.output_tokens,
+            latency_s=result.latency_s,
+            energy_joules=result.energy.joules,
+            energy_source=result.energy.source,
+            energy_measured=result.energy.measured,
+            finish_reason=result.finish_reason,
+            decision=decision,
+            tool_calls=parsed.tool_calls,
+            invalid_tool_calls=parsed.invalid_tool_calls,
+        )
+        if request.score_tool_calls and (parsed.tool_calls or parsed.invalid_tool_calls):
+            self.learner.feedback(decision.decision_id, 0.0 if parsed.invalid_tool_calls else 1.0)
+        return generation

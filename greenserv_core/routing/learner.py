@@ -1,0 +1,277 @@
+"""The learner: everything a router learns, behind one lock.
+
+:class:`RoutingLearner` owns the policy (accuracy, from feedback), the energy and latency
+cost models (from every generation), the energy normaliser, the per-model tallies and the
+decisions waiting for feedback. The router calls it to decide, to record an outcome and to
+apply feedback; nothing else in the router holds a lock.
+
+How the reward is learned from partial, late feedback: the reward of a routed query is
+``r = (1-λ)·accuracy − λ·energy_norm``. Energy (and latency) is measured right after every
+generation and learned at once by per-model ridge regressions (:class:`CostModel`); the
+:class:`EnergyNormalizer` maps joules to [0, 1] per task type. Accuracy arrives through
+feedback, late or never, and only the policy learns it. Each eligible model then scores
+``(1-λ)·(accuracy estimate + exploration bonus) − λ·predicted energy_norm``.
+
+>>> import numpy as np
+>>> from greenserv_core.bandits import LinUCB
+>>> from greenserv_core.backends.base import ModelInfo
+>>> from greenserv_core.features.extractor import QueryFeatures
+>>> from greenserv_core.routing.eligibility import Candidate, Limits
+>>> learner = RoutingLearner(LinUCB(2, seed=0), dimension=2)
+>>> learner.add_arm("small"); learner.add_arm("large")
+>>> query = QueryFeatures("qa", 0.9, 0, 60.0, 0, 10, np.array([1.0, 0.0]))
+>>> decision = learner.decide(query, [Candidate(ModelInfo("small")), Candidate(ModelInfo("large"))], Limits(), 0.4)
+>>> learner.record_outcome(decision.decision_id, energy_joules=3.0, latency_s=0.2)
+>>> learner.feedback(decision.decision_id, 1.0).applied
+True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from greenserv_core.bandits import Policy
+from greenserv_core.errors import InvalidInputError, UnknownModelError
+from greenserv_core.features.extractor import QueryFeatures
+from greenserv_core.outcomes import CostModel
+from greenserv_core.pending import PendingDecision, PendingDecisions, PendingStore
+from greenserv_core.reward import EnergyNormalizer, check_score, reward
+from greenserv_core.routing.eligibility import Candidate, Limits, check_eligibility, no_eligible_model
+from greenserv_core.routing.results import FeedbackRecord, RoutingDecision
+from greenserv_core.routing.tallies import Tallies
+from greenserv_core.statistics import Shareable, Statistics
+
+__all__ = ["RoutingLearner"]
+
+logger = logging.getLogger("greenserv")
+
+
+class RoutingLearner:
+    """Decides, records outcomes and learns from feedback; thread-safe.
+
+    Parameters: ``policy`` (a :class:`Policy`, which learns in place), the context
+    ``dimension``, the ``pending`` store (default: an in-process one of ``max_pending``
+    decisions kept ``pending_ttl_s`` seconds), an ``energy_scale`` to start the normaliser
+    from, and ``shared``: other learned components to share with replicas under a name
+    (the router passes its feature extractor's clustering as ``clusters``).
+
+    Learned state: ``policy_``, ``energy_``, ``latency_``, ``normalizer_``, ``tallies_`` and
+    ``pending_``.
+    """
+
+    def __init__(
+        self,
+        policy: Policy,
+        *,
+        dimension: int,
+        pending: PendingStore | None = None,
+        max_pending: int = 100_000,
+        pending_ttl_s: float = 7 * 24 * 3600.0,
+        energy_scale: EnergyNormalizer | None = None,
+        shared: Mapping[str, Shareable] | None = None,
+    ) -> None:
+        if not isinstance(policy, Policy):
+            raise InvalidInputError(f"{policy!r} is not a Policy")
+        if policy.dimension != dimension:
+            raise InvalidInputError(f"the policy has dimension {policy.dimension}, the features {dimension}")
+        if pending is not None and not isinstance(pending, PendingStore):
+            raise InvalidInputError(f"{pending!r} is not a PendingStore")
+        self.policy = policy
+        self.dimension = dimension
+        self.pending = pending
+        self.energy_scale = energy_scale
+        self.shared = dict(shared or {})
+        self.policy_ = policy
+        self.energy_ = CostModel(dimension)
+        self.latency_ = CostModel(dimension)
+        self.normalizer_ = energy_scale if energy_scale is not None else EnergyNormalizer()
+        self.tallies_ = Tallies()
+        self.pending_: PendingStore = pending if pending is not None else PendingDecisions(max_pending, pending_ttl_s)
+        self._lock = threading.RLock()
+
+    # ---- arms ---------------------------------------------------------------------------
+    @property
+    def arms(self) -> list[str]:
+        with self._lock:
+            return self.policy_.arms
+
+    def add_arm(self, name: str) -> None:
+        """A new model: it starts from the policy's prior, with no cost estimates."""
+        with self._lock:
+            self.policy_.add_arm(name)
+            self.energy_.add_model(name)
+            self.latency_.add_model(name)
+            self.tallies_.add_model(name)
+
+    def remove_arm(self, name: str) -> None:
+        """Forget a model's learned estimates (its tallies stay)."""
+        with self._lock:
+            self.policy_.remove_arm(name)
+            self.energy_.remove_model(name)
+            self.latency_.remove_model(name)
+
+    # ---- deciding -----------------------------------------------------------------------
+    def check_new_id(self, decision_id: str | None) -> None:
+        """Refuse a caller's decision id that is pending or was recently used."""
+        if decision_id is not None:
+            with self._lock:
+                if self.pending_.known(decision_id):
+                    raise InvalidInputError(f"decision id {decision_id!r} is already in use")
+
+    def decide(
+        self,
+        features: QueryFeatures,
+        candidates: Sequence[Candidate],
+        limits: Limits,
+        tradeoff: float,
+        decision_id: str | None = None,
+    ) -> RoutingDecision:
+        """Choose among the eligible ``candidates`` and keep the decision pending."""
+        x = features.vector
+        with self._lock:
+            present = [c for c in candidates if c.name in self.policy_.arms_]
+            names = [c.name for c in present]
+            seconds = self.latency_.predict_all(names, x, features.prompt_tokens)
+            joules = self.energy_.predict_all(names, x, features.prompt_tokens)
+            predicted = [
+                dataclasses.replace(c, predicted_joules=joules[c.name], predicted_seconds=seconds[c.name])
+                for c in present
+            ]
+            verdict = check_eligibility(predicted, limits)
+            self.check_new_id(decision_id)
+            if not verdict.predicted_joules:
+                raise no_eligible_model(candidates, limits, verdict.excluded)
+            costs = {
+                name: 0.0 if j is None else tradeoff * self.normalizer_.normalize(features.task, j)
+                for name, j in verdict.predicted_joules.items()
+            }
+            choice = self.policy_.decide(x, list(costs), value_scale=1.0 - tradeoff, costs=costs)
+            decision = RoutingDecision(
+                decision_id=decision_id or uuid.uuid4().hex,
+                model=choice.arm,
+                features=features,
+                scores=choice.scores,
+                excluded=verdict.excluded,
+                predicted_joules=verdict.predicted_joules,
+                tradeoff=tradeoff,
+                explored=choice.explored,
+            )
+            pending = PendingDecision(
+                decision.decision_id, choice.arm, x.copy(), features.task, features.prompt_tokens, tradeoff, time.time()
+            )
+            self.pending_.add(pending)
+            self.tallies_.decided(choice.arm)
+        logger.debug("routed %s to %s (task=%s)", decision.decision_id, decision.model, features.task)
+        return decision
+
+    def fail_over(self, decision: RoutingDecision) -> None:
+        """Take back a decision whose model failed; its id may be routed again."""
+        with self._lock:
+            self.pending_.discard(decision.decision_id, reusable=True)
+            self.tallies_.decided(decision.model, by=-1)
+
+    def drop(self, decision_id: str) -> None:
+        """Forget a decision whose generation did not complete (it cannot be scored)."""
+        with self._lock:
+            self.pending_.discard(decision_id)
+
+    # ---- learning -----------------------------------------------------------------------
+    def record_outcome(
+        self, decision_id: str, *, energy_joules: float, latency_s: float, energy_source: str = "external"
+    ) -> None:
+        """Teach the cost models what a decision's generation spent (once per decision)."""
+        if not math.isfinite(energy_joules) or energy_joules < 0:
+            raise InvalidInputError(f"energy_joules must be finite and >= 0, got {energy_joules!r}")
+        if not math.isfinite(latency_s) or latency_s < 0:
+            raise InvalidInputError(f"latency_s must be finite and >= 0, got {latency_s!r}")
+        with self._lock:
+            pending = self.pending_.get(decision_id)
+            if pending.energy_joules is not None:
+                raise InvalidInputError(f"the outcome of decision {decision_id!r} was already recorded")
+            if pending.model in self.policy_.arms_:
+                self.energy_.observe(pending.model, pending.context, pending.prompt_tokens, energy_joules)
+                self.latency_.observe(pending.model, pending.context, pending.prompt_tokens, latency_s)
+                self.tallies_.spent(pending.model, energy_joules)
+            self.normalizer_.observe(pending.task, energy_joules)
+            pending.energy_joules = float(energy_joules)
+            pending.energy_source = energy_source
+            self.pending_.update(pending)
+
+    def feedback(self, decision_id: str, score: float) -> FeedbackRecord:
+        """Teach the policy a decision's score in [0, 1] (once per decision)."""
+        value = check_score(score)
+        if not isinstance(decision_id, str):
+            raise InvalidInputError(f"decision_id must be a string, got {type(decision_id).__name__}")
+        with self._lock:
+            pending = self.pending_.pop_for_feedback(decision_id)
+            applied = pending.model in self.policy_.arms_
+            if applied:
+                self.policy_.update(pending.model, pending.context, value)
+                self.tallies_.scored(pending.model)
+            realised = None
+            if pending.energy_joules is not None:
+                energy_norm = self.normalizer_.normalize(pending.task, pending.energy_joules)
+                realised = reward(value, energy_norm, pending.tradeoff)
+        return FeedbackRecord(decision_id, pending.model, value, realised, applied)
+
+    # ---- sharing ------------------------------------------------------------------------
+    def _components(self) -> dict[str, Shareable]:
+        return {
+            "policy": self.policy_,
+            "energy": self.energy_,
+            "latency": self.latency_,
+            "normalizer": self.normalizer_,
+            "tallies": self.tallies_,
+            **self.shared,
+        }
+
+    def statistics(self) -> Statistics:
+        """Everything learned that replicas share, one prefix per component. Pending
+        decisions and random generators are not shared."""
+        with self._lock:
+            return Statistics.join({name: part.statistics() for name, part in self._components().items()})
+
+    def update_statistics(self, transform: Callable[[Statistics], Statistics]) -> None:
+        """Set the learned state to ``transform(current statistics)``, atomically."""
+        with self._lock:
+            merged = transform(self.statistics())
+            for name, part in self._components().items():
+                part.load_statistics(merged.under(name))
+
+    # ---- saving -------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "policy": self.policy_.state_dict(),
+                "energy": self.energy_.state_dict(),
+                "latency": self.latency_.state_dict(),
+                "normalizer": self.normalizer_.state_dict(),
+                "pending": self.pending_.state_dict(),
+                "stats": self.tallies_.state_dict(),
+            }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`; models of this learner missing from it join as new arms."""
+        with self._lock:
+            arms = self.policy_.arms
+            self.policy_.load_state_dict(state["policy"])
+            self.energy_.load_state_dict(state["energy"])
+            self.latency_.load_state_dict(state["latency"])
+            for name in arms:
+                if name not in self.policy_.arms_:
+                    self.policy_.add_arm(name)
+                    self.energy_.add_model(name)
+                    self.latency_.add_model(name)
+            unknown = sorted(set(self.policy_.arms) - set(arms))
+            if unknown:
+                raise UnknownModelError(f"saved state has models {unknown} that this learner does not have")
+            self.normalizer_.load_state_dict(state["normalizer"])
+            self.pending_.load_state_dict(state["pending"])
+            self.tallies_.load_state_dict(state["stats"], set(arms))

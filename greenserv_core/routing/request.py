@@ -1,0 +1,167 @@
+"""One routed query as a :class:`RouteRequest`: its messages, generation settings and routing
+options, checked once.
+
+``generate``, ``stream`` and ``generate_batch`` take the same keyword options
+(:class:`GenerateOptions`); ``route`` takes the routing subset (:class:`RouteOptions`).
+
+>>> request = RouteRequest.build("What is 2+2?", {"max_new_tokens": 8, "tools": None})
+>>> request.settings.max_new_tokens, request.requires
+(8, frozenset())
+>>> RouteRequest.build("hi", {"max_new_token": 8})
+Traceback (most recent call last):
+...
+TypeError: unexpected keyword argument 'max_new_token'; the options are decision_id, max_latency_s, \
+max_new_tokens, max_time_s, models, requires, response_format, score_tool_calls, seed, stop, temperature, \
+tools, top_p, tradeoff
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, TypedDict
+
+from greenserv_core.backends.base import GenerationSettings, JsonFormat
+from greenserv_core.errors import InvalidInputError
+from greenserv_core.messages import Message, validate_messages
+from greenserv_core.reward import check_tradeoff
+from greenserv_core.tools import ToolSpec, as_tool_specs
+
+__all__ = ["BatchOptions", "GenerateOptions", "ResponseFormat", "RouteOptions", "RouteRequest", "check_positive"]
+
+ResponseFormat = Literal["json"] | Mapping[str, Any] | JsonFormat | None
+
+
+class RouteOptions(TypedDict, total=False):
+    """How to route a query (all optional): ``tradeoff`` λ for this call (else the router's),
+    ``max_latency_s``, ``max_new_tokens`` (counts towards the context window),
+    ``decision_id`` (your own key, e.g. a framework's run id), ``models`` (restrict the
+    choice; one name pins the query), ``requires`` (capabilities the query needs)."""
+
+    tradeoff: float | None
+    max_latency_s: float | None
+    max_new_tokens: int
+    decision_id: str | None
+    models: Sequence[str] | None
+    requires: Collection[str]
+
+
+class BatchOptions(TypedDict, total=False):
+    """The options of ``generate_batch``: those of :class:`GenerateOptions` but ``decision_id``."""
+
+    tradeoff: float | None
+    max_latency_s: float | None
+    max_new_tokens: int
+    models: Sequence[str] | None
+    requires: Collection[str]
+    temperature: float
+    top_p: float
+    stop: Sequence[str]
+    seed: int | None
+    max_time_s: float | None
+    tools: Sequence[ToolSpec | Mapping[str, Any]] | None
+    score_tool_calls: bool
+    response_format: ResponseFormat
+
+
+class GenerateOptions(BatchOptions, total=False):
+    """The options of ``generate`` and ``stream``: routing (:class:`RouteOptions`) plus
+    generation settings (``temperature``, ``top_p``, ``stop``, ``seed``, ``max_time_s``),
+    ``tools`` offered to the model, ``score_tool_calls`` and ``response_format``."""
+
+    decision_id: str | None
+
+
+_OPTION_NAMES = frozenset(GenerateOptions.__annotations__) | frozenset(BatchOptions.__annotations__)
+
+
+def check_positive(name: str, value: float | None) -> float | None:
+    """``None``, or ``value`` as a positive float (seconds), or :class:`InvalidInputError`."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise InvalidInputError(f"{name} must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+def _capabilities(requires: Collection[str]) -> frozenset[str]:
+    if isinstance(requires, str) or not all(isinstance(c, str) and c for c in requires):
+        raise InvalidInputError(f"requires must be a collection of capability names, got {requires!r}")
+    return frozenset(requires)
+
+
+def _json_format(response_format: ResponseFormat) -> JsonFormat | None:
+    if response_format is None or isinstance(response_format, JsonFormat):
+        return response_format
+    if response_format == "json":
+        return JsonFormat()
+    if isinstance(response_format, Mapping):
+        return JsonFormat.from_schema(response_format)
+    raise InvalidInputError(f"response_format must be None, 'json' or a JSON schema, got {response_format!r}")
+
+
+def _model_names(models: Sequence[str] | None) -> frozenset[str] | None:
+    if models is None:
+        return None
+    names = frozenset([models] if isinstance(models, str) else models)
+    if not all(isinstance(name, str) for name in names):
+        raise InvalidInputError(f"models must be model names, got {models!r}")
+    return names
+
+
+@dataclass(frozen=True)
+class RouteRequest:
+    """A checked query: ``messages``, ``settings``, and the routing options. ``tradeoff`` and
+    ``max_latency_s`` are ``None`` where the router's own apply; ``requires`` includes
+    ``tools`` when tools are offered and ``json_mode`` when a JSON answer is asked for."""
+
+    messages: list[Message]
+    settings: GenerationSettings
+    tradeoff: float | None = None
+    max_latency_s: float | None = None
+    requires: frozenset[str] = frozenset()
+    models: frozenset[str] | None = None
+    decision_id: str | None = None
+    score_tool_calls: bool = False
+
+    @classmethod
+    def build(cls, messages: Sequence[Message] | str, options: Mapping[str, Any]) -> RouteRequest:
+        """Check ``messages`` and the keyword ``options`` of a router call (unknown names are a
+        ``TypeError``, as for any Python call; bad values an :class:`InvalidInputError`)."""
+        unknown = sorted(set(options) - _OPTION_NAMES)
+        if unknown:
+            raise TypeError(
+                f"unexpected keyword argument {unknown[0]!r}; the options are {', '.join(sorted(_OPTION_NAMES))}"
+            )
+        max_new_tokens = options.get("max_new_tokens", 256)
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+            raise InvalidInputError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
+        tradeoff = options.get("tradeoff")
+        decision_id = options.get("decision_id")
+        if decision_id is not None and (not isinstance(decision_id, str) or not decision_id):
+            raise InvalidInputError(f"decision_id must be a non-empty string, got {decision_id!r}")
+        settings = GenerationSettings(
+            max_new_tokens,
+            options.get("temperature", 0.0),
+            options.get("top_p", 1.0),
+            tuple(options.get("stop", ())),
+            options.get("seed"),
+            options.get("max_time_s"),
+            as_tool_specs(options.get("tools")),
+            _json_format(options.get("response_format")),
+        )
+        needed = set(_capabilities(options.get("requires", ())))
+        if settings.tools:
+            needed.add("tools")
+        if settings.json is not None:
+            needed.add("json_mode")
+        return cls(
+            messages=validate_messages(messages),
+            settings=settings,
+            tradeoff=None if tradeoff is None else check_tradeoff(tradeoff),
+            max_latency_s=check_positive("max_latency_s", options.get("max_latency_s")),
+            requires=frozenset(needed),
+            models=_model_names(options.get("models")),
+            decision_id=decision_id,
+            score_tool_calls=bool(options.get("score_tool_calls", False)),
+        )

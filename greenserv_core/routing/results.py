@@ -1,0 +1,94 @@
+"""What routing returns: a :class:`RoutingDecision` (which model, and why), a
+:class:`RoutedGeneration` (the answer with its cost), a :class:`RoutedChunk` (a streamed
+piece) and a :class:`FeedbackRecord` (what a score did)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from greenserv_core.bandits import ArmScore
+from greenserv_core.features.extractor import QueryFeatures
+from greenserv_core.tools import InvalidToolCall, ToolCall
+
+__all__ = ["FeedbackRecord", "RoutedChunk", "RoutedGeneration", "RoutingDecision"]
+
+
+@dataclass(frozen=True)
+class RoutingDecision:
+    """Which model answers a query, and why.
+
+    ``scores`` holds every eligible model's :class:`ArmScore`; ``excluded`` maps each
+    ineligible model to the reason; ``predicted_joules`` is the energy model's estimate
+    (``None`` for a model not yet observed).
+    """
+
+    decision_id: str
+    model: str
+    features: QueryFeatures
+    scores: dict[str, ArmScore]
+    excluded: dict[str, str]
+    predicted_joules: dict[str, float | None]
+    tradeoff: float
+    explored: bool
+
+
+@dataclass(frozen=True)
+class RoutedGeneration:
+    """A routed answer with its cost. ``energy_measured`` is False for estimates. When tools
+    were offered, ``text`` is the answer's prose and the calls it made are parsed out."""
+
+    text: str
+    model: str
+    decision_id: str
+    input_tokens: int
+    output_tokens: int
+    latency_s: float
+    energy_joules: float
+    energy_source: str
+    energy_measured: bool
+    finish_reason: str
+    decision: RoutingDecision = field(repr=False)
+    tool_calls: tuple[ToolCall, ...] = ()
+    invalid_tool_calls: tuple[InvalidToolCall, ...] = ()
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def record(self) -> dict[str, Any]:
+        """The routing record as plain JSON-ready data (what the adapters attach to answers)."""
+        return {
+            "decision_id": self.decision_id,
+            "model": self.model,
+            "energy_joules": self.energy_joules,
+            "energy_source": self.energy_source,
+            "energy_measured": self.energy_measured,
+            "latency_s": self.latency_s,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "tradeoff": self.decision.tradeoff,
+            "features": self.decision.features.to_dict(),
+            "explored": self.decision.explored,
+        }
+
+
+@dataclass(frozen=True)
+class RoutedChunk:
+    """A streamed piece; the last chunk has ``generation`` set and an empty ``delta``."""
+
+    delta: str
+    decision: RoutingDecision = field(repr=False)
+    generation: RoutedGeneration | None = None
+
+
+@dataclass(frozen=True)
+class FeedbackRecord:
+    """What a feedback call did. ``reward`` is ``None`` when the decision's energy was never
+    recorded; ``applied`` is False when the model was removed from the pool meanwhile."""
+
+    decision_id: str
+    model: str
+    score: float
+    reward: float | None
+    applied: bool

@@ -1,0 +1,69 @@
+"""Per-model tallies: decisions, scored answers and joules spent, kept in one place.
+
+>>> tallies = Tallies()
+>>> tallies.add_model("m"); tallies.decided("m"); tallies.spent("m", 2.5); tallies.scored("m")
+>>> tallies.as_dict()["m"]
+{'decisions': 1, 'feedback': 1, 'energy_joules': 2.5}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import numpy as np
+
+from greenserv_core.statistics import Statistics
+
+__all__ = ["Tallies"]
+
+_FIELDS = ("decisions", "feedback", "energy_joules")
+
+
+class Tallies:
+    """Counts per model. Learned state: ``counts_`` {model: {decisions, feedback, energy_joules}}.
+    A removed model keeps its tallies (they are history, not state of the pool)."""
+
+    def __init__(self) -> None:
+        self.counts_: dict[str, dict[str, float]] = {}
+
+    def add_model(self, name: str) -> None:
+        self.counts_.setdefault(name, {"decisions": 0, "feedback": 0, "energy_joules": 0.0})
+
+    def decided(self, name: str, by: int = 1) -> None:
+        """``name`` was chosen (``by=-1``: a decision taken back when its model failed)."""
+        self.counts_[name]["decisions"] += by
+
+    def scored(self, name: str) -> None:
+        self.counts_[name]["feedback"] += 1
+
+    def spent(self, name: str, joules: float) -> None:
+        self.counts_[name]["energy_joules"] += joules
+
+    def as_dict(self) -> dict[str, dict[str, float]]:
+        return {name: dict(counts) for name, counts in self.counts_.items()}
+
+    # ---- sharing and saving --------------------------------------------------------------
+    def statistics(self) -> Statistics:
+        return Statistics(
+            sums={
+                quote(name, safe=""): np.array([float(counts[k]) for k in _FIELDS])
+                for name, counts in self.counts_.items()
+            }
+        )
+
+    def load_statistics(self, stats: Statistics) -> None:
+        for name in self.counts_:
+            values = stats.sums.get(quote(name, safe=""))
+            if values is not None:
+                self.counts_[name] = {
+                    k: (float(v) if k == "energy_joules" else round(float(v)))
+                    for k, v in zip(_FIELDS, values, strict=True)
+                }
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.as_dict()
+
+    def load_state_dict(self, state: dict[str, Any], models: set[str] | None = None) -> None:
+        """Take the saved tallies (only of ``models``, when given)."""
+        self.counts_.update({name: dict(s) for name, s in state.items() if models is None or name in models})
