@@ -35,12 +35,11 @@ from typing_extensions import Unpack
 
 from greenserv_core.backends.base import ModelBackend, is_available
 from greenserv_core.bandits import Policy, make_policy
-from greenserv_core.errors import InvalidInputError, StateFileError, UnknownModelError
+from greenserv_core.errors import InvalidInputError, UnknownModelError
 from greenserv_core.features.extractor import FeatureExtractor
 from greenserv_core.messages import Message
 from greenserv_core.outcomes import CostModel
 from greenserv_core.pending import PendingStore
-from greenserv_core.persistence import read_state, write_state
 from greenserv_core.reward import DEFAULT_TRADEOFF, EnergyNormalizer, check_tradeoff
 from greenserv_core.routing import (
     BatchOptions,
@@ -57,13 +56,19 @@ from greenserv_core.routing import (
     RoutingLearner,
     check_positive,
 )
+from greenserv_core.routing.saved import read_router_state, state_errors, write_router_state
 from greenserv_core.statistics import Statistics
 from greenserv_core.tools import with_tools_prompt
 
 __all__ = ["FeedbackRecord", "GreenServRouter", "RoutedChunk", "RoutedGeneration", "RoutingDecision"]
 
-STATE_FORMAT = "greenserv-router-state"
-STATE_VERSION = 1
+
+def _policy(policy: Policy | str, dimension: int, seed: int | None, params: Mapping[str, Any]) -> Policy:
+    if not isinstance(policy, Policy):
+        return make_policy(policy, dimension, seed=seed, **params)
+    if params:
+        raise InvalidInputError("policy_params apply to a policy given by name, not to a Policy instance")
+    return policy
 
 
 class GreenServRouter:
@@ -103,12 +108,7 @@ class GreenServRouter:
         self.max_latency_s = check_positive("max_latency_s", max_latency_s)
         self.policy_params = dict(policy_params or {})
         self.features = features if features is not None else FeatureExtractor.default()
-        if isinstance(chosen, Policy):
-            if self.policy_params:
-                raise InvalidInputError("policy_params apply to a policy given by name, not to a Policy instance")
-            built = chosen
-        else:
-            built = make_policy(chosen, self.features.dimension, seed=seed, **self.policy_params)
+        built = _policy(chosen, self.features.dimension, seed, self.policy_params)
         self.strategy = chosen if isinstance(chosen, str) else built.name
         self.learner_ = RoutingLearner(
             built,
@@ -244,7 +244,6 @@ class GreenServRouter:
         return self._executor.generate_batch([RouteRequest.build(messages, options) for messages in batch])
 
     # ---- learned state: sharing and persistence -------------------------------------------
-    # the learner's state, as the router has always exposed it
     @property
     def policy_(self) -> Policy:
         return self.learner_.policy_
@@ -294,7 +293,7 @@ class GreenServRouter:
 
     def save(self, path: str | Path) -> None:
         """Persist all learned state atomically (write to a temporary file, then rename)."""
-        write_state(path, self.state_dict(), fmt=STATE_FORMAT, version=STATE_VERSION)
+        write_router_state(path, self.state_dict())
 
     @classmethod
     def load(
@@ -314,31 +313,9 @@ class GreenServRouter:
         the state join as fresh arms. A corrupt file, another format version, or features of
         another shape raise :class:`StateFileError`, never a fresh start.
         """
-        state = read_state(path, fmt=STATE_FORMAT, version=STATE_VERSION)
-        try:
-            by_name = {m.info.name: m for m in models}
-            missing = [name for name in state["models"] if name not in by_name]
-            if missing:
-                raise StateFileError(f"saved state has models {missing} that are not in the pool {sorted(by_name)}")
-            ordered = [by_name[name] for name in state["models"]]
-            ordered += [m for name, m in by_name.items() if name not in state["models"]]
-            saved = state["pending"]
-            router = cls(
-                ordered,
-                policy=policy if policy is not None else state["strategy"],
-                tradeoff=state["tradeoff"],
-                features=features,
-                seed=state["seed"],
-                max_latency_s=state["max_latency_s"],
-                policy_params=None if policy is not None else state["policy_params"],
-                max_pending=int(saved.get("max_size") or 100_000),
-                pending_ttl_s=float(saved["ttl_s"]),
-                pending=pending,
-            )
+        state, arguments = read_router_state(path, models, policy)
+        with state_errors(path):
+            router = cls(**arguments, features=features, pending=pending)
             router.features.load_state_dict(state["features"])
             router.learner_.load_state_dict(state)
-        except StateFileError:
-            raise
-        except (KeyError, TypeError, ValueError) as error:
-            raise StateFileError(f"{path} does not hold a compatible router state: {error!r}") from error
         return router

@@ -1,0 +1,65 @@
+"""A router's saved state: what :meth:`GreenServRouter.save` writes and ``load`` reads back.
+
+The file holds the router's parameters (policy name and parameters, λ, seed, latency limit),
+its pool's model names in order, the feature extractor's clustering and the learner's state
+(:meth:`RoutingLearner.state_dict`), as versioned JSON written atomically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from greenserv_core.backends.base import ModelBackend
+from greenserv_core.bandits import Policy
+from greenserv_core.errors import StateFileError
+from greenserv_core.persistence import read_state, write_state
+
+__all__ = ["read_router_state", "state_errors", "write_router_state"]
+
+STATE_FORMAT = "greenserv-router-state"
+STATE_VERSION = 1
+
+
+def write_router_state(path: str | Path, state: Mapping[str, Any]) -> None:
+    write_state(path, dict(state), fmt=STATE_FORMAT, version=STATE_VERSION)
+
+
+@contextmanager
+def state_errors(path: str | Path) -> Iterator[None]:
+    """Turn a missing or mistyped field of a saved state into a :class:`StateFileError`."""
+    try:
+        yield
+    except StateFileError:
+        raise
+    except (KeyError, TypeError, ValueError) as error:
+        raise StateFileError(f"{path} does not hold a compatible router state: {error!r}") from error
+
+
+def read_router_state(
+    path: str | Path, models: Sequence[ModelBackend], policy: Policy | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The saved state, and the arguments that rebuild its router over ``models``: the saved
+    models first, in their order, then the new ones. Every saved model must be in ``models``."""
+    state = read_state(path, fmt=STATE_FORMAT, version=STATE_VERSION)
+    with state_errors(path):
+        by_name = {m.info.name: m for m in models}
+        missing = [name for name in state["models"] if name not in by_name]
+        if missing:
+            raise StateFileError(f"saved state has models {missing} that are not in the pool {sorted(by_name)}")
+        ordered = [by_name[name] for name in state["models"]]
+        ordered += [m for name, m in by_name.items() if name not in state["models"]]
+        pending = state["pending"]
+        arguments = {
+            "models": ordered,
+            "policy": policy if policy is not None else state["strategy"],
+            "policy_params": None if policy is not None else state["policy_params"],
+            "tradeoff": state["tradeoff"],
+            "seed": state["seed"],
+            "max_latency_s": state["max_latency_s"],
+            "max_pending": int(pending.get("max_size") or 100_000),  # a shared store saves no size
+            "pending_ttl_s": float(pending["ttl_s"]),
+        }
+    return state, arguments
