@@ -16,24 +16,21 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import BaseMessage
-from langchain_core.outputs import ChatGeneration, LLMResult
+from langchain_core.outputs import LLMResult
 
+from greenserv_core.adapters import AnswerLog, Evaluator
 from greenserv_core.router import FeedbackRecord
-from langchain_greenserv.chat_models import ChatGreenServ
+from langchain_greenserv.chat_models import ChatGreenServ, routed_answers
 
 __all__ = ["GreenServFeedbackHandler", "RecordedRun"]
 
 logger = logging.getLogger("greenserv.langchain")
-
-Evaluator = Callable[[str, str], float]
 
 
 @dataclass
@@ -49,7 +46,8 @@ class RecordedRun:
 
 
 class GreenServFeedbackHandler(BaseCallbackHandler):
-    """Connects LangChain runs to routing decisions. Keeps the last ``max_runs`` runs.
+    """Connects LangChain runs to routing decisions. ``runs`` maps run ids to the last
+    ``max_runs`` :class:`RecordedRun` objects.
 
     A failing evaluator is logged (``greenserv.langchain`` logger) and kept in ``errors``;
     it never breaks the chain.
@@ -63,10 +61,14 @@ class GreenServFeedbackHandler(BaseCallbackHandler):
         self.chat_model = chat_model
         self.evaluator = evaluator
         self.max_runs = max_runs
-        self.runs: OrderedDict[str, RecordedRun] = OrderedDict()
-        self.errors: list[tuple[str, BaseException]] = []
+        self.runs = AnswerLog[RecordedRun](chat_model.feedback, max_entries=max_runs, logger=logger, what="run")
         self._prompts: dict[str, str] = {}
         self._lock = threading.Lock()
+
+    @property
+    def errors(self) -> list[tuple[str, BaseException]]:
+        """``(run id, error)`` of each evaluator call that failed."""
+        return self.runs.errors
 
     def on_chat_model_start(
         self, serialized: dict[str, Any], messages: list[list[BaseMessage]], *, run_id: UUID, **kwargs: Any
@@ -79,43 +81,14 @@ class GreenServFeedbackHandler(BaseCallbackHandler):
         key = str(run_id)
         with self._lock:
             prompt = self._prompts.pop(key, "")
-        for batch in response.generations:
-            for generation in batch:
-                if not isinstance(generation, ChatGeneration):
-                    continue
-                record = generation.message.response_metadata.get("greenserv")
-                if not isinstance(record, dict):
-                    continue  # not a routed answer (another model in the chain)
-                run = RecordedRun(key, str(record["decision_id"]), str(record["model"]), prompt, generation.text)
-                with self._lock:
-                    self.runs[key] = run
-                    while len(self.runs) > self.max_runs:
-                        self.runs.popitem(last=False)
-                if self.evaluator is not None:
-                    self._evaluate(run)
+        for generation, record in routed_answers(response):
+            run = RecordedRun(key, str(record["decision_id"]), str(record["model"]), prompt, generation.text)
+            self.runs.record(key, run, self.evaluator)
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         with self._lock:
             self._prompts.pop(str(run_id), None)
 
-    def _evaluate(self, run: RecordedRun) -> None:
-        assert self.evaluator is not None
-        try:
-            score = float(self.evaluator(run.prompt, run.output))
-            self.chat_model.feedback(run.decision_id, score)
-            run.score = score
-        except Exception as error:
-            logger.warning("GreenServ evaluator failed for run %s: %r", run.run_id, error)
-            with self._lock:
-                self.errors.append((run.run_id, error))
-
     def feedback(self, run_id: UUID | str, score: float) -> FeedbackRecord:
         """Score a recorded run later. Unknown run ids raise ``KeyError``."""
-        key = str(run_id)
-        with self._lock:
-            run = self.runs.get(key)
-        if run is None:
-            raise KeyError(f"run {key!r} was not seen by this handler (or is older than the last {self.max_runs})")
-        record = self.chat_model.feedback(run.decision_id, score)
-        run.score = record.score
-        return record
+        return self.runs.feedback(str(run_id), score)

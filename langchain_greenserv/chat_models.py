@@ -22,13 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
-import re
-import threading
 import uuid
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from jsonschema import Draft202012Validator
 from langchain_core.callbacks import (
@@ -48,22 +44,25 @@ from langchain_core.runnables import Runnable, RunnableLambda, RunnableMap, Runn
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr
 
-from greenserv_core.adapter_support import LazyRouter, RouterFromArguments, apply_tool_choice, generation_options
+from greenserv_core.adapters import (
+    AdapterCore,
+    BoundedRecorder,
+    LazyRouter,
+    decision_id_in,
+    tool_calls_of,
+    why_no_tool_call,
+)
+from greenserv_core.adapters import decision_id_of as answer_key
 from greenserv_core.async_bridge import iterate_in_thread
-from greenserv_core.errors import GreenServError, InvalidInputError, UnknownDecisionError
-from greenserv_core.messages import Message
+from greenserv_core.errors import InvalidInputError
+from greenserv_core.reward import DEFAULT_TRADEOFF, check_tradeoff
 from greenserv_core.router import FeedbackRecord, GreenServRouter, RoutedGeneration
 from greenserv_core.tools import as_tool_specs
 from langchain_greenserv.messages import to_greenserv_messages
 
-__all__ = ["ChatGreenServ", "decision_id_of"]
-
-logger = logging.getLogger("greenserv.langchain")
-
-
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+__all__ = ["ChatGreenServ", "decision_id_of", "routed_answers"]
 
 
 def decision_id_of(target: Any) -> str:
@@ -73,46 +72,42 @@ def decision_id_of(target: Any) -> str:
 
     >>> decision_id_of("lc_run--5b4e0f1c-0000-4000-8000-000000000000-0")
     '5b4e0f1c-0000-4000-8000-000000000000'
+    >>> decision_id_of(AIMessage("4", response_metadata={"greenserv": {"decision_id": "d-1"}}))
+    'd-1'
     """
-    if isinstance(target, BaseMessage):
-        record = target.response_metadata.get("greenserv")
-        if isinstance(record, dict) and record.get("decision_id"):
-            return str(record["decision_id"])
-        if target.id:
-            return decision_id_of(target.id)
+    if not isinstance(target, BaseMessage):
+        return answer_key(target)
+    record = target.response_metadata.get("greenserv")
+    if decision_id_in(record) is None and not target.id:
         raise InvalidInputError("this message carries no GreenServ routing record and no run id")
-    if isinstance(target, uuid.UUID):
-        return str(target)
-    if isinstance(target, str) and target:
-        if target.startswith("lc_run-") and (found := _UUID.search(target)):
-            return found.group(0)
-        return target
-    raise InvalidInputError(f"expected a run id, a message id or an AIMessage, got {type(target).__name__}")
+    return answer_key(target.id, record=record)
+
+
+def routed_answers(response: LLMResult) -> Iterator[tuple[ChatGeneration, dict[str, Any]]]:
+    """The generations of a LangChain result that carry a GreenServ routing record, each with
+    its record (other models in a chain carry none)."""
+    for batch in response.generations:
+        for generation in batch:
+            if isinstance(generation, ChatGeneration):
+                record = generation.message.response_metadata.get("greenserv")
+                if isinstance(record, dict) and decision_id_in(record) is not None:
+                    yield generation, record
 
 
 class _RunRecorder(BaseCallbackHandler):
-    """Remembers which decision answered which run (streams are routed before LangChain
-    hands the model its run id), so feedback by run id works for every call path."""
+    """Remembers which decision answered which run, so that feedback by run id works for
+    every call path (``BaseChatModel.stream`` calls ``_stream`` without the run's manager,
+    so a stream's decision id is not its run id)."""
 
     def __init__(self, max_runs: int = 100_000) -> None:
-        self.max_runs = max_runs
-        self.decisions: OrderedDict[str, str] = OrderedDict()
-        self._lock = threading.Lock()
+        self.decisions = BoundedRecorder[str](max_runs)
 
     def on_llm_end(self, response: LLMResult, *, run_id: uuid.UUID, **kwargs: Any) -> None:
-        for batch in response.generations:
-            for generation in batch:
-                record = getattr(generation, "message", None)
-                meta = record.response_metadata.get("greenserv") if record is not None else None
-                if isinstance(meta, dict):
-                    with self._lock:
-                        self.decisions[str(run_id)] = str(meta["decision_id"])
-                        while len(self.decisions) > self.max_runs:
-                            self.decisions.popitem(last=False)
+        for _, record in routed_answers(response):
+            self.decisions.add(str(run_id), str(record["decision_id"]))
 
     def resolve(self, key: str) -> str:
-        with self._lock:
-            return self.decisions.get(key, key)
+        return self.decisions.get(key, key)
 
 
 def _metadata(result: RoutedGeneration) -> dict[str, Any]:
@@ -126,10 +121,11 @@ def _metadata(result: RoutedGeneration) -> dict[str, Any]:
 
 def _tool_calls(result: RoutedGeneration) -> dict[str, Any]:
     """``tool_calls`` and ``invalid_tool_calls`` of an ``AIMessage`` from a routed answer."""
+    valid, invalid = tool_calls_of(result)
     return {
-        "tool_calls": [tool_call(name=c.name, args=c.arguments, id=c.id) for c in result.tool_calls],
+        "tool_calls": [tool_call(name=c["name"], args=c["arguments"], id=c["id"]) for c in valid],
         "invalid_tool_calls": [
-            invalid_tool_call(name=c.name, args=c.arguments, id=c.id, error=c.error) for c in result.invalid_tool_calls
+            invalid_tool_call(name=c["name"], args=c["arguments"], id=c["id"], error=c["error"]) for c in invalid
         ],
     }
 
@@ -140,20 +136,35 @@ def _usage(result: RoutedGeneration) -> UsageMetadata:
     )
 
 
-class ChatGreenServ(RouterFromArguments, BaseChatModel):
+def _run_key(run_manager: CallbackManagerForLLMRun | None) -> str | None:
+    """The decision id of a call: LangChain's run id, if there is one."""
+    return str(run_manager.run_id) if run_manager is not None else None
+
+
+def _call_options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A call's options without LangChain's tracing metadata (set by ``with_structured_output``)."""
+    return {key: value for key, value in kwargs.items() if key != "ls_structured_output_format"}
+
+
+class ChatGreenServ(AdapterCore, BaseChatModel):
     """Energy-aware routing over a pool of local models, as a LangChain chat model.
 
     Build it from a ready ``router`` or from simple arguments: ``models`` (bundled model
     names, local model directories, ``ModelSpec`` or ``ModelBackend`` objects; default: the
-    bundled offline pool), ``strategy`` and ``tradeoff`` (λ). ``temperature``, ``max_tokens``,
-    ``stop``, ``timeout`` (seconds per generation), ``max_retries`` (re-routes a failed
-    generation) and ``streaming`` behave as in other chat models. Per-call options:
-    ``temperature``, ``max_tokens``, ``top_p``, ``seed``, ``timeout``, ``tradeoff``,
-    ``max_latency_s``, and ``model`` (pin this call to one model of the pool, bypassing the
-    choice; its outcome is still learned), plus ``tools`` and ``tool_choice`` (set by
-    :meth:`bind_tools`); anything else is refused. ``score_tool_calls=True`` scores an answer
-    that calls tools at once (1 if every call is valid, else 0), so the user's own feedback
-    is then refused as a second score.
+    bundled offline pool), ``strategy`` and ``tradeoff`` (λ, default
+    :data:`~greenserv_core.reward.DEFAULT_TRADEOFF`). ``temperature``, ``top_p``,
+    ``max_tokens``, ``stop``, ``timeout`` (seconds per generation) and ``streaming`` behave as
+    in other chat models. Per-call options: ``temperature``, ``max_tokens``, ``top_p``,
+    ``stop``, ``seed``, ``timeout``, ``tradeoff``, ``max_latency_s``, and ``model`` (pin this
+    call to one model of the pool, bypassing the choice; its outcome is still learned), plus
+    ``tools`` and ``tool_choice`` (set by :meth:`bind_tools`); anything else is refused.
+    ``score_tool_calls=True`` scores an answer that calls tools at once (1 if every call is
+    valid, else 0), so the user's own feedback is then refused as a second score.
+
+    ``max_retries`` is accepted (a standard chat-model parameter) but retries nothing here:
+    failover is the router's, which routes a query whose model is unavailable
+    (``ModelUnavailableError``) to another eligible model; any other error is a bug and
+    propagates at once, never tried again on the same model.
 
     The router's decision is keyed by the LangChain run id, so ``AIMessage.id``
     (``lc_run-<run id>``) or a run id from ``collect_runs()`` finds it again for
@@ -165,14 +176,14 @@ class ChatGreenServ(RouterFromArguments, BaseChatModel):
     router: GreenServRouter | None = Field(default=None, exclude=True)
     models: list[Any] | None = Field(default=None, exclude=True)
     strategy: str = "linucb"
-    tradeoff: float = 0.4
+    tradeoff: Annotated[float, BeforeValidator(check_tradeoff)] = DEFAULT_TRADEOFF
     meter: str = "auto"
     temperature: float = 0.0
     top_p: float = 1.0
-    max_tokens: int | None = 256
+    max_tokens: int | None = Field(default=256, gt=0)
     stop: list[str] | None = Field(default=None, alias="stop_sequences")
     timeout: float | None = None
-    max_retries: int = 2
+    max_retries: int | None = Field(default=None, ge=0)
     streaming: bool = False
     seed: int | None = None
     max_latency_s: float | None = None
@@ -182,13 +193,6 @@ class ChatGreenServ(RouterFromArguments, BaseChatModel):
     _recorder: _RunRecorder = PrivateAttr(default_factory=_RunRecorder)
 
     def model_post_init(self, context: Any) -> None:
-        if not 0.0 <= self.tradeoff <= 1.0:
-            raise InvalidInputError(f"tradeoff λ must be in [0, 1], got {self.tradeoff!r}")
-        if self.max_retries < 0:
-            raise InvalidInputError(f"max_retries must be >= 0, got {self.max_retries!r}")
-        if self.max_tokens is not None and self.max_tokens < 1:
-            raise InvalidInputError(f"max_tokens must be positive, got {self.max_tokens!r}")
-        self._router = LazyRouter(self.router)
         if isinstance(self.callbacks, BaseCallbackManager):
             self.callbacks.add_handler(self._recorder, inherit=False)
         else:
@@ -199,16 +203,6 @@ class ChatGreenServ(RouterFromArguments, BaseChatModel):
     @property
     def _llm_type(self) -> str:
         return "greenserv"
-
-    @property
-    def pool_name(self) -> str:
-        if self._router.router is not None:
-            names = self._router.router.models
-        elif self.models is not None:
-            names = [m if isinstance(m, str) else getattr(getattr(m, "info", m), "name", str(m)) for m in self.models]
-        else:
-            names = ["bundled"]
-        return "greenserv[" + ",".join(names) + "]"
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
@@ -235,41 +229,6 @@ class ChatGreenServ(RouterFromArguments, BaseChatModel):
         return params
 
     # ---- calling the router ---------------------------------------------------------------
-    def _prepare(
-        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
-    ) -> tuple[list[Message], dict[str, Any]]:
-        """The conversation and the router's arguments for one call."""
-        kwargs = dict(kwargs)
-        kwargs.pop("ls_structured_output_format", None)  # tracing metadata from with_structured_output
-        tools, conversation = apply_tool_choice(
-            kwargs.pop("tools", None) or [], kwargs.pop("tool_choice", None), to_greenserv_messages(messages)
-        )
-        response_format = kwargs.pop("response_format", None)
-        options = self._options(stop, kwargs)
-        if tools:
-            options.update(tools=tools, score_tool_calls=self.score_tool_calls)
-        if response_format is not None:
-            options["response_format"] = response_format
-        return conversation, options
-
-    def _options(self, stop: list[str] | None, kwargs: dict[str, Any]) -> dict[str, Any]:
-        return generation_options(
-            kwargs,
-            owner="ChatGreenServ",
-            temperature=self.temperature,
-            top_p=self.top_p,
-            max_tokens=self.max_tokens or 256,
-            seed=self.seed,
-            max_latency_s=self.max_latency_s,
-            timeout=self.timeout,
-            stop=stop if stop is not None else (self.stop or []),
-        )
-
-    @staticmethod
-    def _run_key(run_id: uuid.UUID | None, attempt: int) -> str:
-        base = str(run_id) if run_id is not None else uuid.uuid4().hex
-        return base if attempt == 0 else f"{base}#retry{attempt}"
-
     def _generate(
         self,
         messages: list[BaseMessage],
@@ -279,19 +238,9 @@ class ChatGreenServ(RouterFromArguments, BaseChatModel):
     ) -> ChatResult:
         if self.streaming:
             return generate_from_stream(self._stream(messages, stop=stop, run_manager=run_manager, **kwargs))
-        conversation, options = self._prepare(messages, stop, kwargs)
-        router = self.greenserv_router
-        run_id = run_manager.run_id if run_manager else None
-        for attempt in range(self.max_retries + 1):
-            try:
-                result = router.generate(conversation, decision_id=self._run_key(run_id, attempt), **options)
-                break
-            except GreenServError:
-                raise  # bad input, no eligible model, missing model: another try cannot help
-            except Exception as error:
-                if attempt == self.max_retries:
-                    raise
-                logger.warning("generation failed (%s); re-routing, attempt %d", error, attempt + 2)
+        result = self.routed_generation(
+            to_greenserv_messages(messages), _call_options(kwargs), stop=stop, decision_id=_run_key(run_manager)
+        )
         message = AIMessage(
             content=result.text,
             usage_metadata=_usage(result),
@@ -307,28 +256,27 @@ class ChatGreenServ(RouterFromArguments, BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        conversation, options = self._prepare(messages, stop, kwargs)
-        run_id = run_manager.run_id if run_manager else None
-        with_tools = "tools" in options  # tool-call markup is parsed at the end, so the text comes in one piece
-        for piece in self.greenserv_router.stream(conversation, decision_id=self._run_key(run_id, 0), **options):
+        pieces = self.routed_stream(
+            to_greenserv_messages(messages), _call_options(kwargs), stop=stop, decision_id=_run_key(run_manager)
+        )
+        for piece in pieces:  # while tools are offered, the text comes whole in the last piece
             if piece.generation is None:
-                if with_tools:
-                    continue
                 chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece.delta))
             else:
                 result = piece.generation
                 metadata = _metadata(result)
-                if result.invalid_tool_calls:
+                calls = _tool_calls(result)
+                if calls["invalid_tool_calls"]:
                     # LangChain rebuilds a stream's calls from its chunks and keeps every call whose
                     # arguments parse, so calls refused here (unknown tool, schema) travel in the metadata
-                    metadata["invalid_tool_calls"] = _tool_calls(result)["invalid_tool_calls"]
+                    metadata["invalid_tool_calls"] = calls["invalid_tool_calls"]
                 message = AIMessageChunk(
-                    content=result.text if with_tools else "",
+                    content=piece.delta,
                     usage_metadata=_usage(result),
                     response_metadata=metadata,
                     tool_call_chunks=[
-                        tool_call_chunk(name=c.name, args=json.dumps(c.arguments), id=c.id, index=i)
-                        for i, c in enumerate(result.tool_calls)
+                        tool_call_chunk(name=c["name"], args=json.dumps(c["args"]), id=c["id"], index=i)
+                        for i, c in enumerate(calls["tool_calls"])
                     ],
                     chunk_position="last",
                 )
@@ -424,11 +372,7 @@ class ChatGreenServ(RouterFromArguments, BaseChatModel):
         Raises ``UnknownDecisionError`` (a ``KeyError``) for an unknown or expired run and
         ``DecisionAlreadyScoredError`` for a second score.
         """
-        decision_id = self._recorder.resolve(decision_id_of(target))
-        try:
-            return self.greenserv_router.feedback(decision_id, score)
-        except UnknownDecisionError as error:
-            raise UnknownDecisionError(f"no routed answer for run {decision_id!r}: {error}") from error
+        return self.routed_feedback(self._recorder.resolve(decision_id_of(target)), score)
 
 
 def _as_json_schema(schema: Any) -> dict[str, Any]:
@@ -456,7 +400,7 @@ def _tool_call_parser(schema: Any, name: str, pydantic: bool) -> Callable[[AIMes
         for call in message.tool_calls:
             if call["name"] == name:
                 return _validated(schema, call["args"], name) if pydantic else call["args"]
-        why = "; ".join(str(c.get("error")) for c in message.invalid_tool_calls) or "no call was made"
+        why = why_no_tool_call(message.invalid_tool_calls)
         text = message.content if isinstance(message.content, str) else str(message.content)
         raise OutputParserException(f"the model gave no valid {name} answer ({why})", llm_output=text)
 

@@ -11,9 +11,6 @@ a failing evaluator is logged and kept in ``errors``.
 from __future__ import annotations
 
 import logging
-import threading
-from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +18,7 @@ from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.events.llm import LLMChatEndEvent, LLMCompletionEndEvent
 from pydantic import ConfigDict, PrivateAttr
 
+from greenserv_core.adapters import AnswerLog, Evaluator, decision_id_in
 from greenserv_core.router import FeedbackRecord
 
 __all__ = ["GreenServEventHandler", "SeenDecision"]
@@ -38,29 +36,37 @@ class SeenDecision:
 
 
 class GreenServEventHandler(BaseEventHandler):
-    """Connects LlamaIndex LLM end events to routing decisions of a ``GreenServLLM``."""
+    """Connects LlamaIndex LLM end events to routing decisions of a ``GreenServLLM``; ``seen``
+    maps decision ids to the last ``max_decisions`` :class:`SeenDecision` objects."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     llm: Any
-    evaluator: Callable[[str, str], float] | None = None
+    evaluator: Evaluator | None = None
     max_decisions: int = 10_000
 
-    _seen: OrderedDict[str, SeenDecision] = PrivateAttr(default_factory=OrderedDict)
-    _errors: list[tuple[str, BaseException]] = PrivateAttr(default_factory=list)
-    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _seen: AnswerLog[SeenDecision] = PrivateAttr()
+
+    def model_post_init(self, context: Any) -> None:
+        self._seen = AnswerLog(
+            lambda decision_id, score: self.llm.feedback(decision_id, score),
+            max_entries=self.max_decisions,
+            logger=logger,
+            what="decision",
+        )
 
     @classmethod
     def class_name(cls) -> str:
         return "GreenServEventHandler"
 
     @property
-    def seen(self) -> OrderedDict[str, SeenDecision]:
+    def seen(self) -> AnswerLog[SeenDecision]:
         return self._seen
 
     @property
     def errors(self) -> list[tuple[str, BaseException]]:
-        return self._errors
+        """``(decision id, error)`` of each evaluator call that failed."""
+        return self._seen.errors
 
     def handle(self, event: Any, **kwargs: Any) -> None:
         response: Any
@@ -74,36 +80,12 @@ class GreenServEventHandler(BaseEventHandler):
         else:
             return
         record = getattr(response, "additional_kwargs", None) or {}
-        decision_id = record.get("decision_id")
-        if not decision_id:
+        decision_id = decision_id_in(record)
+        if decision_id is None:
             return  # not a routed answer, or a stream's intermediate response
-        with self._lock:
-            if decision_id in self._seen:
-                return  # nested or repeated events: one decision counts once
-            seen = SeenDecision(str(decision_id), str(record.get("model")), prompt, output)
-            self._seen[seen.decision_id] = seen
-            while len(self._seen) > self.max_decisions:
-                self._seen.popitem(last=False)
-        if self.evaluator is not None:
-            self._evaluate(seen)
-
-    def _evaluate(self, seen: SeenDecision) -> None:
-        assert self.evaluator is not None
-        try:
-            score = float(self.evaluator(seen.prompt, seen.output))
-            self.llm.feedback(seen.decision_id, score)
-            seen.score = score
-        except Exception as error:
-            logger.warning("GreenServ evaluator failed for decision %s: %r", seen.decision_id, error)
-            with self._lock:
-                self._errors.append((seen.decision_id, error))
+        seen = SeenDecision(decision_id, str(record.get("model")), prompt, output)
+        self._seen.record(decision_id, seen, self.evaluator)  # nested or repeated events: one decision counts once
 
     def feedback(self, decision_id: str, score: float) -> FeedbackRecord:
-        """Score a decision this handler saw, later."""
-        with self._lock:
-            seen = self._seen.get(decision_id)
-        if seen is None:
-            raise KeyError(f"decision {decision_id!r} was not seen by this handler")
-        record: FeedbackRecord = self.llm.feedback(decision_id, score)
-        seen.score = record.score
-        return record
+        """Score a decision this handler saw, later. Unknown decision ids raise ``KeyError``."""
+        return self._seen.feedback(decision_id, score)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from llama_index.core.base.llms.types import (
     ChatMessage,
@@ -38,13 +38,15 @@ from llama_index.core.base.llms.types import (
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.tools import BaseTool, ToolSelection
-from pydantic import ConfigDict, Field, PrivateAttr
+from pydantic import BeforeValidator, ConfigDict, Field, PrivateAttr
 
-from greenserv_core.adapter_support import LazyRouter, RouterFromArguments, apply_tool_choice, generation_options
+from greenserv_core.adapters import AdapterCore, LazyRouter, Piece, tool_calls_of, why_no_tool_call
+from greenserv_core.adapters import decision_id_of as answer_key
 from greenserv_core.async_bridge import iterate_in_thread
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.messages import Message
-from greenserv_core.router import FeedbackRecord, GreenServRouter, RoutedChunk, RoutedGeneration
+from greenserv_core.reward import DEFAULT_TRADEOFF, check_tradeoff
+from greenserv_core.router import FeedbackRecord, GreenServRouter, RoutedGeneration
 from greenserv_core.tools import tool_result_turn, with_tool_calls
 
 __all__ = ["GreenServLLM", "decision_id_of"]
@@ -58,13 +60,12 @@ _ROLES = {
 
 
 def decision_id_of(target: Any) -> str:
-    """The decision id of a ``ChatResponse`` / ``CompletionResponse``, or the id itself."""
-    if isinstance(target, str) and target:
-        return target
-    extra = getattr(target, "additional_kwargs", None)
-    if isinstance(extra, dict) and extra.get("decision_id"):
-        return str(extra["decision_id"])
-    raise InvalidInputError(f"expected a GreenServ response or a decision id, got {type(target).__name__}")
+    """The decision id of a ``ChatResponse`` / ``CompletionResponse``, or the id itself.
+
+    >>> decision_id_of(CompletionResponse(text="4", additional_kwargs={"decision_id": "d-1"}))
+    'd-1'
+    """
+    return answer_key(target, record=getattr(target, "additional_kwargs", None))
 
 
 def to_greenserv_messages(messages: Sequence[ChatMessage]) -> list[Message]:
@@ -90,16 +91,36 @@ def to_greenserv_messages(messages: Sequence[ChatMessage]) -> list[Message]:
     return out
 
 
-class GreenServLLM(RouterFromArguments, FunctionCallingLLM):
+def _call_options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A call's options, with LlamaIndex's ``tool_required`` as a ``tool_choice``."""
+    options = dict(kwargs)
+    if options.pop("tool_required", False) and options.get("tool_choice") in (None, "auto"):
+        options["tool_choice"] = "any"
+    return options
+
+
+class GreenServLLM(AdapterCore, FunctionCallingLLM):
     """Energy-aware routing over a pool of local models, as a LlamaIndex LLM.
 
     Build from a ready ``router`` or from ``models`` (bundled names, model directories,
-    ``ModelSpec``/``ModelBackend``; default: the bundled pool), ``strategy`` and ``tradeoff``.
-    ``metadata.context_window`` is the smallest window in the pool. Per-call keyword
-    options: ``temperature``, ``max_tokens``, ``top_p``, ``seed``, ``timeout``, ``tradeoff``,
+    ``ModelSpec``/``ModelBackend``; default: the bundled pool), ``strategy`` and ``tradeoff``
+    (λ, default :data:`~greenserv_core.reward.DEFAULT_TRADEOFF`). ``temperature``,
+    ``max_tokens``, ``top_p``, ``stop`` and ``timeout`` (seconds per generation) are the
+    defaults of every call. ``metadata.context_window`` is the smallest window in the pool.
+    Per-call keyword options (of ``chat``, ``complete``, their streaming and async forms):
+    ``temperature``, ``max_tokens``, ``top_p``, ``stop``, ``seed``, ``timeout``, ``tradeoff``,
     ``max_latency_s``, ``model`` (pin one model); anything else is refused.
     ``score_tool_calls=True`` scores an answer that calls tools at once (1 if every call is
-    valid, else 0).
+    valid, else 0). A model that is unavailable is routed around by the router.
+
+    >>> from greenserv_core import FakeBackend, GreenServRouter
+    >>> from greenserv_core.features import FeatureExtractor, HashingEmbedder, TaskClassifier
+    >>> embedder = HashingEmbedder(16)
+    >>> clf = TaskClassifier().fit(embedder.embed(["2+2?", "hi"]), ["math", "chat"], embedder.name)
+    >>> router = GreenServRouter([FakeBackend("tiny")], features=FeatureExtractor(embedder, clf), seed=0)
+    >>> llm = GreenServLLM(router=router, stop=["!"])
+    >>> llm.complete("one two! three").text, llm.complete("one two! three", stop=["two"]).text
+    ('tiny: one two', 'tiny: one ')
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -107,18 +128,18 @@ class GreenServLLM(RouterFromArguments, FunctionCallingLLM):
     router: GreenServRouter | None = Field(default=None, exclude=True)
     models: list[Any] | None = Field(default=None, exclude=True)
     strategy: str = "linucb"
-    tradeoff: float = Field(default=0.4, ge=0.0, le=1.0)
+    tradeoff: Annotated[float, BeforeValidator(check_tradeoff)] = DEFAULT_TRADEOFF
     meter: str = "auto"
     temperature: float = 0.0
+    top_p: float = 1.0
     max_tokens: int = Field(default=256, gt=0)
+    stop: list[str] | None = None
+    timeout: float | None = None
     seed: int | None = None
     max_latency_s: float | None = None
     score_tool_calls: bool = False
 
     _router: LazyRouter = PrivateAttr(default_factory=LazyRouter)
-
-    def model_post_init(self, context: Any) -> None:
-        self._router = LazyRouter(self.router)
 
     @classmethod
     def class_name(cls) -> str:
@@ -133,43 +154,15 @@ class GreenServLLM(RouterFromArguments, FunctionCallingLLM):
             num_output=self.max_tokens,
             is_chat_model=True,
             is_function_calling_model=any("tools" in router.backend(n).info.capabilities for n in router.models),
-            model_name="greenserv[" + ",".join(router.models) + "]",
+            model_name=self.pool_name,
         )
 
     # ---- calling the router ---------------------------------------------------------------
-    def _options(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        return generation_options(
-            kwargs,
-            owner="GreenServLLM",
-            temperature=self.temperature,
-            top_p=1.0,
-            max_tokens=self.max_tokens,
-            seed=self.seed,
-            max_latency_s=self.max_latency_s,
-            timeout=None,
-        )
-
-    def _call(self, conversation: list[Message], kwargs: dict[str, Any]) -> tuple[list[Message], dict[str, Any]]:
-        kwargs = dict(kwargs)
-        choice = kwargs.pop("tool_choice", None)
-        if kwargs.pop("tool_required", False) and choice in (None, "auto"):
-            choice = "any"
-        tools, conversation = apply_tool_choice(kwargs.pop("tools", None) or [], choice, conversation)
-        options = self._options(kwargs)
-        if tools:
-            options.update(tools=tools, score_tool_calls=self.score_tool_calls)
-        return conversation, options
-
     def _run(self, conversation: list[Message], kwargs: dict[str, Any]) -> RoutedGeneration:
-        conversation, options = self._call(conversation, kwargs)
-        return self.greenserv_router.generate(conversation, **options)
+        return self.routed_generation(conversation, _call_options(kwargs))
 
-    def _pieces(self, conversation: list[Message], kwargs: dict[str, Any]) -> Iterator[RoutedChunk]:
-        conversation, options = self._call(conversation, kwargs)
-        pieces = self.greenserv_router.stream(conversation, **options)
-        if "tools" not in options:
-            return pieces
-        return (piece for piece in pieces if piece.generation is not None)  # markup is parsed at the end
+    def _pieces(self, conversation: list[Message], kwargs: dict[str, Any]) -> Iterator[Piece]:
+        return self.routed_stream(conversation, _call_options(kwargs))
 
     # ---- tools --------------------------------------------------------------------------
     def _prepare_chat_with_tools(
@@ -200,8 +193,7 @@ class GreenServLLM(RouterFromArguments, FunctionCallingLLM):
         calls = response.message.additional_kwargs.get("tool_calls") or []
         if not calls and error_on_no_tool_call:
             refused = response.message.additional_kwargs.get("invalid_tool_calls") or []
-            why = "; ".join(c["error"] for c in refused) or "the answer made no tool call"
-            raise ValueError(f"expected a tool call: {why}")
+            raise ValueError(f"expected a tool call: {why_no_tool_call(refused)}")
         return [ToolSelection(tool_id=c["id"], tool_name=c["name"], tool_kwargs=c["arguments"]) for c in calls]
 
     # ---- sync ---------------------------------------------------------------------------
@@ -247,7 +239,7 @@ class GreenServLLM(RouterFromArguments, FunctionCallingLLM):
     # ---- feedback -----------------------------------------------------------------------
     def feedback(self, target: Any, score: float) -> FeedbackRecord:
         """Score a response (``ChatResponse``/``CompletionResponse``) or a decision id in [0, 1]."""
-        return self.greenserv_router.feedback(decision_id_of(target), score)
+        return self.routed_feedback(decision_id_of(target), score)
 
 
 R = TypeVar("R", ChatResponse, CompletionResponse)
@@ -255,14 +247,9 @@ R = TypeVar("R", ChatResponse, CompletionResponse)
 
 def _chat_response(text: str, delta: str | None, result: RoutedGeneration | None) -> ChatResponse:
     record = result.record() if result is not None else None
-    if result is not None and not text:
-        text = result.text  # a stream that offered tools held its text back until the calls were parsed
     extra: dict[str, Any] = {}
     if result is not None and (result.tool_calls or result.invalid_tool_calls):
-        extra["tool_calls"] = [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in result.tool_calls]
-        extra["invalid_tool_calls"] = [
-            {"id": c.id, "name": c.name, "arguments": c.arguments, "error": c.error} for c in result.invalid_tool_calls
-        ]
+        extra["tool_calls"], extra["invalid_tool_calls"] = tool_calls_of(result)
     return ChatResponse(
         message=ChatMessage(role=MessageRole.ASSISTANT, content=text, additional_kwargs=extra),
         delta=delta,
@@ -277,26 +264,20 @@ def _completion_response(text: str, delta: str | None, result: RoutedGeneration 
 
 
 def _responses(
-    pieces: Iterator[RoutedChunk], make: Callable[[str, str | None, RoutedGeneration | None], R]
+    pieces: Iterator[Piece], make: Callable[[str, str | None, RoutedGeneration | None], R]
 ) -> Generator[R, None, None]:
     """LlamaIndex's streaming convention: cumulative ``text`` plus the new ``delta``; the last
-    response (empty delta) carries the routing record."""
+    response carries the routing record (and, if tools were offered, the whole text)."""
     text = ""
     for piece in pieces:
-        if piece.generation is not None:
-            yield make(text, "", piece.generation)
-            return
         text += piece.delta
-        yield make(text, piece.delta, None)
+        yield make(text, piece.delta, piece.generation)
 
 
 async def _aresponses(
-    pieces: AsyncIterator[RoutedChunk], make: Callable[[str, str | None, RoutedGeneration | None], R]
+    pieces: AsyncIterator[Piece], make: Callable[[str, str | None, RoutedGeneration | None], R]
 ) -> AsyncGenerator[R, None]:
     text = ""
     async for piece in pieces:
-        if piece.generation is not None:
-            yield make(text, "", piece.generation)
-            return
         text += piece.delta
-        yield make(text, piece.delta, None)
+        yield make(text, piece.delta, piece.generation)

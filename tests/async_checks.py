@@ -1,13 +1,16 @@
-"""Shared check for adapters' async methods: does the event loop keep running meanwhile?"""
+"""Shared checks for the adapters: does the event loop keep running while an async method
+works, and which generation settings reached the model?"""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from greenserv_core import FakeBackend
+from greenserv_core.backends.base import GenerationResult, GenerationSettings
+from greenserv_core.messages import Message
 
 T = TypeVar("T")
 
@@ -22,6 +25,18 @@ def slow_backend(seconds: float = 0.3) -> FakeBackend:
         return SLOW_ANSWER
 
     return FakeBackend("slow", reply=slow)
+
+
+class SettingsRecorder(FakeBackend):
+    """A fake model that keeps the settings of every generation (streams included)."""
+
+    def __init__(self, name: str = "recorder", **kwargs: Any) -> None:
+        super().__init__(name, **kwargs)
+        self.settings: list[GenerationSettings] = []
+
+    def generate(self, messages: Sequence[Message], settings: GenerationSettings) -> GenerationResult:
+        self.settings.append(settings)
+        return super().generate(messages, settings)
 
 
 def run_while_ticking(work: Callable[[], Awaitable[T]]) -> tuple[int, T]:

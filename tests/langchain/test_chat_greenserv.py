@@ -18,11 +18,13 @@ from greenserv_core import (
     FakeBackend,
     GreenServRouter,
     InvalidInputError,
+    ModelUnavailableError,
     NoEligibleModelError,
     UnknownDecisionError,
 )
+from greenserv_core.reward import DEFAULT_TRADEOFF
 from langchain_greenserv import ChatGreenServ, GreenServFeedbackHandler, decision_id_of
-from tests.async_checks import SLOW_ANSWER, run_while_ticking, slow_backend
+from tests.async_checks import SLOW_ANSWER, SettingsRecorder, run_while_ticking, slow_backend
 from tests.conftest import make_hashing_extractor
 
 
@@ -98,6 +100,14 @@ def test_unknown_arguments_and_message_types_are_refused() -> None:
         ChatGreenServ(router=make_llm().greenserv_router, frequency_penalty=0.3)
     with pytest.raises(ValueError, match="tradeoff"):  # pydantic's ValidationError is a ValueError
         ChatGreenServ(tradeoff=1.5)
+    with pytest.raises(ValueError, match="tradeoff"):
+        ChatGreenServ(tradeoff=True)
+    with pytest.raises(ValueError, match="max_retries"):
+        ChatGreenServ(max_retries=-1)
+
+
+def test_default_tradeoff_is_the_routers() -> None:
+    assert ChatGreenServ().tradeoff == DEFAULT_TRADEOFF  # the router is built on first use only
 
 
 def test_per_call_options_reach_the_router() -> None:
@@ -107,24 +117,41 @@ def test_per_call_options_reach_the_router() -> None:
     assert llm.invoke("pin me", model="large").response_metadata["model_name"] == "large"
     stopped = llm.invoke("alpha beta gamma", stop=["beta"], max_tokens=50)
     assert "beta" not in stopped.content
+    recorder = SettingsRecorder()
+    timed = make_llm(backends=[recorder], top_p=0.9, timeout=30.0)
+    timed.invoke("hi")
+    timed.invoke("hi", top_p=0.5, timeout=2.0)
+    assert [(s.top_p, s.max_time_s) for s in recorder.settings] == [(0.9, 30.0), (0.5, 2.0)]
 
 
-def test_retries_reroute_a_failed_generation() -> None:
-    calls = {"n": 0}
+def broken(error: Exception):  # type: ignore[no-untyped-def]
+    def reply(messages):  # type: ignore[no-untyped-def]
+        raise error
 
-    def flaky(messages):  # type: ignore[no-untyped-def]
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise RuntimeError("transient failure")
-        return "ok"
+    return reply
 
-    llm = make_llm(backends=[FakeBackend("only", reply=flaky)], max_retries=1)
-    assert llm.invoke("hi").content == "ok"
-    llm_no_retry = make_llm(
-        backends=[FakeBackend("only", reply=lambda m: (_ for _ in ()).throw(RuntimeError("down")))], max_retries=0
-    )
-    with pytest.raises(RuntimeError, match="down"):
-        llm_no_retry.invoke("hi")
+
+def test_a_bug_in_a_model_is_not_retried() -> None:
+    buggy = FakeBackend("buggy", reply=broken(RuntimeError("bug")))
+    fine = FakeBackend("fine")
+    llm = make_llm(backends=[buggy, fine], max_retries=2)  # accepted, but nothing is retried here
+    with pytest.raises(RuntimeError, match="bug"):
+        llm.invoke("hi", model="buggy")
+    with pytest.raises(RuntimeError, match="bug"):
+        list(llm.stream("hi", model="buggy"))
+    assert buggy.calls == 2 and fine.calls == 0  # once per call, never again on the same model
+
+
+def test_an_unavailable_model_fails_over_to_another_in_the_router() -> None:
+    down = FakeBackend("down", reply=broken(ModelUnavailableError("server down")))
+    llm = make_llm(backends=[down, FakeBackend("up")], max_retries=0)
+    for _ in range(4):
+        message = llm.invoke("hi")
+        assert message.response_metadata["model_name"] == "up"
+        assert llm.feedback(message, 1.0).applied
+    streamed = list(llm.stream("hi"))
+    assert streamed[-1].response_metadata["model_name"] == "up"
+    assert down.calls >= 1  # it was chosen, failed, and the query went elsewhere
 
 
 def test_lcel_chain_with_an_evaluator_scores_automatically() -> None:

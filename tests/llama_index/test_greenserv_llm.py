@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
@@ -11,8 +12,9 @@ from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.events.llm import LLMChatEndEvent, LLMCompletionEndEvent
 
 from greenserv_core import DecisionAlreadyScoredError, FakeBackend, GreenServRouter, InvalidInputError
+from greenserv_core.reward import DEFAULT_TRADEOFF
 from llama_index_greenserv import GreenServEmbedding, GreenServEventHandler, GreenServLLM
-from tests.async_checks import SLOW_ANSWER, run_while_ticking, slow_backend
+from tests.async_checks import SLOW_ANSWER, SettingsRecorder, run_while_ticking, slow_backend
 from tests.conftest import make_hashing_extractor
 
 ASK = [ChatMessage(role=MessageRole.SYSTEM, content="Be brief."), ChatMessage(role=MessageRole.USER, content="2+2?")]
@@ -123,6 +125,42 @@ def test_bad_input_is_refused() -> None:
     with pytest.raises(InvalidInputError, match="function"):
         llm.chat([ChatMessage(role=MessageRole.FUNCTION, content="42")])
     assert llm.complete("pin", model="large").additional_kwargs["model"] == "large"
+
+
+def test_default_tradeoff_and_its_check_are_the_routers() -> None:
+    assert GreenServLLM().tradeoff == DEFAULT_TRADEOFF  # the router is built on first use only
+    for bad in (1.5, -0.1, True, "0.4"):
+        with pytest.raises(ValueError, match="tradeoff"):
+            GreenServLLM(tradeoff=bad)
+
+
+def test_stop_top_p_and_timeout_as_defaults_and_per_call() -> None:
+    recorder = SettingsRecorder()
+    llm = make_llm([recorder], stop=["gamma"], top_p=0.9, timeout=30.0)
+    assert llm.complete("alpha beta gamma delta").text == "recorder: alpha beta "
+    assert llm.complete("alpha beta gamma", stop=["beta"], top_p=0.5, timeout=2.0).text == "recorder: alpha "
+    assert [(s.stop, s.top_p, s.max_time_s) for s in recorder.settings] == [
+        (("gamma",), 0.9, 30.0),
+        (("beta",), 0.5, 2.0),
+    ]
+    call = {"stop": ["x"], "top_p": 0.25, "timeout": 5.0}
+    recorder.settings.clear()
+    llm.chat(ASK, **call)
+    list(llm.stream_chat(ASK, **call))
+    list(llm.stream_complete("hi", **call))
+
+    async def work() -> None:
+        await llm.achat(ASK, **call)
+        await llm.acomplete("hi", **call)
+        _ = [r async for r in await llm.astream_chat(ASK, **call)]
+        _ = [r async for r in await llm.astream_complete("hi", **call)]
+
+    asyncio.run(work())
+    assert [(s.stop, s.top_p, s.max_time_s) for s in recorder.settings] == [(("x",), 0.25, 5.0)] * 7
+    with pytest.raises(InvalidInputError, match="top_p"):
+        llm.complete("hi", top_p=0.0)
+    with pytest.raises(InvalidInputError, match="max_time_s"):
+        llm.complete("hi", timeout=-1.0)
 
 
 def test_instrumentation_events_carry_the_routing_record(collector) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,48 @@
+"""The one core of the framework adapters (``langchain_greenserv``, ``llama_index_greenserv``).
+
+Everything the adapters do that is not about their framework's objects lives here, one
+module per job, and imports nothing from LangChain or LlamaIndex:
+
+* :mod:`~greenserv_core.adapters.calls`: calling the router (the :class:`AdapterCore` mixin:
+  the router built lazily from simple arguments, per-call options, ``tool_choice``, feedback);
+* :mod:`~greenserv_core.adapters.answers`: what comes back (tool calls as plain data, a
+  stream's text held back while tools are offered, the decision id of an answer);
+* :mod:`~greenserv_core.adapters.feedback`: the callback handlers' bounded record of seen
+  answers and their evaluator call.
+
+The default λ is :data:`greenserv_core.reward.DEFAULT_TRADEOFF`, checked by
+:func:`greenserv_core.reward.check_tradeoff`, as in the router.
+"""
+
+from greenserv_core.adapters.answers import (
+    InvalidToolCallData,
+    Piece,
+    ToolCallData,
+    answer_pieces,
+    decision_id_in,
+    decision_id_of,
+    tool_calls_of,
+    why_no_tool_call,
+)
+from greenserv_core.adapters.calls import CALL_OPTIONS, AdapterCore, LazyRouter, apply_tool_choice, generation_options
+from greenserv_core.adapters.feedback import AnswerLog, BoundedRecorder, Evaluator, SeenAnswer
+
+__all__ = [
+    "CALL_OPTIONS",
+    "AdapterCore",
+    "AnswerLog",
+    "BoundedRecorder",
+    "Evaluator",
+    "InvalidToolCallData",
+    "LazyRouter",
+    "Piece",
+    "SeenAnswer",
+    "ToolCallData",
+    "answer_pieces",
+    "apply_tool_choice",
+    "decision_id_in",
+    "decision_id_of",
+    "generation_options",
+    "tool_calls_of",
+    "why_no_tool_call",
+]

@@ -1,0 +1,228 @@
+"""Calling the router for an adapter: the router built lazily from simple arguments, a call's
+options mapped onto :meth:`GreenServRouter.generate` arguments, and ``tool_choice``."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from greenserv_core.adapters.answers import Piece, answer_pieces
+from greenserv_core.errors import InvalidInputError, UnknownDecisionError
+from greenserv_core.messages import Message
+from greenserv_core.router import FeedbackRecord, GreenServRouter, RoutedGeneration
+
+__all__ = ["CALL_OPTIONS", "AdapterCore", "LazyRouter", "apply_tool_choice", "generation_options"]
+
+CALL_OPTIONS = frozenset(
+    {"temperature", "max_tokens", "top_p", "stop", "seed", "timeout", "tradeoff", "max_latency_s", "model"}
+)
+"""The keyword options both adapters take per call (besides ``tools``, ``tool_choice`` and
+``response_format``); ``timeout`` is the router's ``max_time_s`` and ``model`` pins one model."""
+
+
+class LazyRouter:
+    """Holds a router, built on first use (thread-safe).
+
+    >>> lazy = LazyRouter()
+    >>> lazy.get(lambda: "built"), lazy.get(lambda: "not again")
+    ('built', 'built')
+    """
+
+    def __init__(self) -> None:
+        self.router: GreenServRouter | None = None
+        self._lock = threading.Lock()
+
+    def get(self, build: Callable[[], GreenServRouter]) -> GreenServRouter:
+        if self.router is None:
+            with self._lock:
+                if self.router is None:
+                    self.router = build()
+        return self.router
+
+
+def generation_options(
+    kwargs: Mapping[str, Any],
+    *,
+    owner: str,
+    temperature: float,
+    top_p: float,
+    max_tokens: int,
+    seed: int | None,
+    max_latency_s: float | None,
+    timeout: float | None,
+    stop: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Router arguments from an adapter's defaults and a call's options (:data:`CALL_OPTIONS`);
+    unknown options raise :class:`InvalidInputError` naming them (nothing is silently dropped).
+
+    >>> options = generation_options({"model": "small", "timeout": 5.0, "stop": ["\\n"]}, owner="X",
+    ...     temperature=0.0, top_p=1.0, max_tokens=8, seed=None, max_latency_s=None, timeout=None)
+    >>> options["models"], options["max_time_s"], options["stop"]
+    (['small'], 5.0, ['\\n'])
+    """
+    unknown = set(kwargs) - CALL_OPTIONS
+    if unknown:
+        raise InvalidInputError(f"{owner} does not take {sorted(unknown)}; per-call options are {sorted(CALL_OPTIONS)}")
+    call_stop = kwargs.get("stop")
+    return {
+        "temperature": kwargs.get("temperature", temperature),
+        "top_p": kwargs.get("top_p", top_p),
+        "max_new_tokens": kwargs.get("max_tokens", max_tokens),
+        "stop": list(call_stop if call_stop is not None else stop or ()),
+        "seed": kwargs.get("seed", seed),
+        "tradeoff": kwargs.get("tradeoff"),
+        "max_latency_s": kwargs.get("max_latency_s", max_latency_s),
+        "max_time_s": kwargs.get("timeout", timeout),
+        "models": [kwargs["model"]] if kwargs.get("model") else None,
+    }
+
+
+def apply_tool_choice(
+    tools: list[dict[str, Any]], choice: Any, conversation: list[Message]
+) -> tuple[list[dict[str, Any]], list[Message]]:
+    """Apply a ``tool_choice`` (LangChain's vocabulary): ``None``/``"auto"`` offer every tool, ``"none"`` none;
+    ``"any"``/``"required"``/``True`` ask for a call to one of them, a tool name (or
+    ``{"function": {"name": ...}}``) offers only that tool and asks for a call to it. Local
+    models cannot be forced, so the request is an instruction in the system message.
+
+    >>> tool = {"type": "function", "function": {"name": "now", "parameters": {}}}
+    >>> apply_tool_choice([tool], "any", [{"role": "user", "content": "Time?"}])[1][0]["content"]
+    'Answer with a call to one of the functions.'
+    """
+    if choice in (None, "auto") or not tools:
+        return tools, conversation
+    if choice == "none":
+        return [], conversation
+    if choice in ("any", "required", True):
+        instruction = "Answer with a call to one of the functions."
+    else:
+        name = choice.get("function", {}).get("name") if isinstance(choice, dict) else choice
+        tools = [t for t in tools if t["function"]["name"] == name]
+        if not isinstance(name, str) or not tools:
+            raise InvalidInputError(f"tool_choice {choice!r} names no bound tool")
+        instruction = f"Answer with a call to the function {name}."
+    if conversation and conversation[0]["role"] == "system":
+        head = {"role": "system", "content": f"{conversation[0]['content']}\n\n{instruction}"}
+        return tools, [head, *conversation[1:]]  # type: ignore[list-item]
+    return tools, [{"role": "system", "content": instruction}, *conversation]
+
+
+class AdapterCore:
+    """What an adapter model does with the router, whatever the framework: a mixin for models
+    that hold a ready ``router`` or the simple arguments to build one (``models``, ``meter``,
+    ``strategy``, ``tradeoff``, ``seed``, ``max_latency_s``), the generation defaults
+    (``temperature``, ``top_p``, ``max_tokens``, ``stop``, ``timeout``), ``score_tool_calls``
+    and a :class:`LazyRouter` in ``_router``. The adapter only translates framework objects.
+    """
+
+    if TYPE_CHECKING:
+        router: GreenServRouter | None
+        models: Any
+        meter: str
+        strategy: str
+        tradeoff: float
+        seed: int | None
+        max_latency_s: float | None
+        temperature: float
+        top_p: float
+        max_tokens: int | None
+        stop: list[str] | None
+        timeout: float | None
+        score_tool_calls: bool
+        _router: LazyRouter
+
+    @property
+    def greenserv_router(self) -> GreenServRouter:
+        """The router: the one given, or one built from ``models``/``strategy``/``tradeoff`` on first use."""
+
+        def build() -> GreenServRouter:
+            if self.router is not None:
+                return self.router
+            from greenserv_core.models.pool import build_backends  # loads the local-model stack
+
+            return GreenServRouter(
+                build_backends(self.models, meter=self.meter),
+                strategy=self.strategy,
+                tradeoff=self.tradeoff,
+                seed=self.seed,
+                max_latency_s=self.max_latency_s,
+            )
+
+        return self._router.get(build)
+
+    @property
+    def pool_name(self) -> str:
+        """``greenserv[<model>,...]``, without building the router."""
+        router = self.router if self.router is not None else self._router.router
+        if router is not None:
+            names = router.models
+        elif self.models is not None:
+            names = [m if isinstance(m, str) else getattr(getattr(m, "info", m), "name", str(m)) for m in self.models]
+        else:
+            names = ["bundled"]
+        return "greenserv[" + ",".join(names) + "]"
+
+    def router_arguments(
+        self, conversation: list[Message], kwargs: Mapping[str, Any], stop: Sequence[str] | None = None
+    ) -> tuple[list[Message], dict[str, Any]]:
+        """The conversation (with a ``tool_choice`` instruction) and the router's keyword
+        arguments for one call: the model's defaults, the call's options, ``tools``,
+        ``tool_choice`` and ``response_format``; ``stop`` (a framework's own argument)
+        stands in for the model's ``stop`` when the call gives none."""
+        options = dict(kwargs)
+        tools, conversation = apply_tool_choice(
+            options.pop("tools", None) or [], options.pop("tool_choice", None), conversation
+        )
+        response_format = options.pop("response_format", None)
+        arguments = generation_options(
+            options,
+            owner=type(self).__name__,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            max_tokens=self.max_tokens or 256,
+            seed=self.seed,
+            max_latency_s=self.max_latency_s,
+            timeout=self.timeout,
+            stop=stop if stop is not None else self.stop,
+        )
+        if tools:
+            arguments.update(tools=tools, score_tool_calls=self.score_tool_calls)
+        if response_format is not None:
+            arguments["response_format"] = response_format
+        return conversation, arguments
+
+    def routed_generation(
+        self,
+        conversation: list[Message],
+        kwargs: Mapping[str, Any],
+        *,
+        stop: Sequence[str] | None = None,
+        decision_id: str | None = None,
+    ) -> RoutedGeneration:
+        """One routed answer. Failover is the router's: a model that is unavailable is left
+        out and the query routed again; any other error propagates, never retried."""
+        conversation, arguments = self.router_arguments(conversation, kwargs, stop)
+        return self.greenserv_router.generate(conversation, decision_id=decision_id, **arguments)
+
+    def routed_stream(
+        self,
+        conversation: list[Message],
+        kwargs: Mapping[str, Any],
+        *,
+        stop: Sequence[str] | None = None,
+        decision_id: str | None = None,
+    ) -> Iterator[Piece]:
+        """A routed answer piece by piece (:func:`answer_pieces`); the options are checked now,
+        before the first piece is asked for."""
+        conversation, arguments = self.router_arguments(conversation, kwargs, stop)
+        chunks = self.greenserv_router.stream(conversation, decision_id=decision_id, **arguments)
+        return answer_pieces(chunks, tools_offered="tools" in arguments)
+
+    def routed_feedback(self, decision_id: str, score: float) -> FeedbackRecord:
+        """Send a score in [0, 1] for a decision; an unknown or expired one raises
+        :class:`UnknownDecisionError` (a ``KeyError``) naming it."""
+        try:
+            return self.greenserv_router.feedback(decision_id, score)
+        except UnknownDecisionError as error:
+            raise UnknownDecisionError(f"no routed answer for {decision_id!r}: {error}") from error
