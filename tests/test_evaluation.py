@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import itertools
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,7 +16,7 @@ from greenserv_core.evaluation.plots import plot_replay, plot_sweep
 from greenserv_core.evaluation.replay import PoolChange, replay, table_energy_ranges
 from greenserv_core.evaluation.simulate import Calibration, simulate_table
 from greenserv_core.evaluation.sweep import sweep
-from greenserv_core.evaluation.table import OutcomeTable, read_table, write_table
+from greenserv_core.evaluation.table import COLUMNS, OutcomeTable, read_table, write_table
 from tests.conftest import make_hashing_extractor
 
 CALIBRATION = [
@@ -201,3 +203,75 @@ def test_task_thompson_diagnostic_learns_the_best_model_per_task(table: OutcomeT
     low = report["strategies"]["random"]["reward"]["mean"]
     best = report["baselines"]["best_fixed_model_per_task"]["reward"]
     assert (got - low) / (best - low) > 0.7
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list[object]], **options: Any) -> Path:
+    with open(path, "w", newline="", encoding=options.pop("encoding", "utf-8")) as handle:
+        writer = csv.writer(handle, **options)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def _outcome_rows(prompt: str = 'Line one,\nline two with "quotes"\r\nand a third') -> list[list[object]]:
+    return [
+        [f"q{q}", "winogrande", prompt, "A", model, f"{model} says\nA", accuracy, joules, "simulated", 0.1, 12, 1]
+        for q in range(3)
+        for model, accuracy, joules in (("small", 0.0, 1.5), ("large", 1.0, 9.0))
+    ]
+
+
+@pytest.mark.parametrize("dialect", [{}, {"lineterminator": "\n", "quoting": csv.QUOTE_NONNUMERIC}])
+def test_csv_tables_with_line_breaks_in_quoted_fields_load(tmp_path: Path, dialect: dict[str, Any]) -> None:
+    path = _write_csv(tmp_path / "t.csv", ["extra", *COLUMNS], [["x", *row] for row in _outcome_rows()], **dialect)
+    table = read_table(path)
+    assert len(table) == 6 and not table.simulated
+    assert table.columns["prompt"][0] == 'Line one,\nline two with "quotes"\r\nand a third'
+    assert table.columns["output"][1] == "large says\nA"
+    assert table.columns["accuracy"][:2] == [0.0, 1.0] and table.columns["input_tokens"][0] == 12
+    assert table.matrices().models == ["small", "large"]
+    again = read_table(write_table(table, tmp_path / "again.csv"))
+    assert again.columns == table.columns
+
+
+def test_a_spreadsheet_csv_with_a_byte_order_mark_and_float_counts_loads(tmp_path: Path) -> None:
+    rows = [[*row[:10], "12.0", "1.0"] for row in _outcome_rows()]
+    path = _write_csv(tmp_path / "t.csv", list(COLUMNS), rows, encoding="utf-8-sig")
+    assert read_table(path).columns["output_tokens"] == [1] * 6
+
+
+def test_malformed_csv_tables_name_the_file_and_the_place(tmp_path: Path) -> None:
+    good = _write_csv(tmp_path / "good.csv", list(COLUMNS), _outcome_rows()).read_text()
+    cases = {
+        "unterminated.csv": (good + 'q9,winogrande,"never closed\n', r"unterminated\.csv.*line 2[0-9]"),
+        "short.csv": (good + "q9,winogrande,prompt\n", r"short\.csv: row 7 \(ending on line 2[0-9]\) has 3 fields"),
+        "stray.csv": (good + 'q9,winogrande,"closed"then,A\n', r"stray\.csv: malformed CSV near line"),
+        "letters.csv": (
+            good.replace(",1.5,", ",lots,", 1),
+            r"letters\.csv: row 1 \(ending on line 5\), column 'energy_joules'",
+        ),
+        "fraction.csv": (
+            good.replace(",12,", ",12.5,", 1),
+            r"fraction\.csv: row 1 .*'input_tokens': '12.5' is not an integer",
+        ),
+        "range.csv": (good.replace(",1.0,9.0,", ",2.0,9.0,", 1), r"range\.csv: accuracy must lie in \[0, 1\]; row 2"),
+        "columns.csv": (
+            good.replace("energy_joules", "joules", 1),
+            r"columns\.csv lacks the columns \['energy_joules'\]",
+        ),
+        "empty.csv": ("", r"empty\.csv is empty"),
+    }
+    for name, (text, message) in cases.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        with pytest.raises(InvalidInputError, match=message):
+            read_table(tmp_path / name)
+    (tmp_path / "good.csv.meta.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(InvalidInputError, match=r"good\.csv\.meta\.json is not valid JSON"):
+        read_table(tmp_path / "good.csv")
+
+
+def test_a_broken_parquet_file_names_itself(tmp_path: Path) -> None:
+    path = tmp_path / "broken.parquet"
+    path.write_bytes(b"PAR1 not really")
+    with pytest.raises(InvalidInputError, match=r"broken\.parquet is not a readable Parquet table"):
+        read_table(path)

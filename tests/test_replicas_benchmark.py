@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from greenserv_core.errors import InvalidInputError
-from greenserv_core.evaluation.replicas import WorkerResult, _unseen_updates, compare, run_setup
+from greenserv_core.evaluation.replicas import WorkerResult, _unseen_updates, compare, run_replicas, run_setup
 from greenserv_core.evaluation.simulate import simulate_table
 from greenserv_core.evaluation.table import write_table
 from greenserv_core.features import FeatureExtractor
@@ -48,6 +48,8 @@ def test_shared_replicas_route_every_query_once_and_report_staleness(table_path:
 def test_a_shared_run_needs_a_store(table_path: str) -> None:
     with pytest.raises(InvalidInputError, match="store"):
         run_setup(table_path, setup="shared", replicas=2, seed=0)
+    with pytest.raises(InvalidInputError, match="positive"):
+        run_replicas(table_path, store="file:/nowhere", replicas=[2, 0])
 
 
 def test_unseen_updates_follow_push_then_pull() -> None:

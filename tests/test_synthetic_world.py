@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests import world
+from greenserv_core.evaluation import synthetic_world as world
 
 SEEDS = (0, 1, 2)
 

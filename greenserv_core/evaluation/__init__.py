@@ -1,1 +1,1 @@
-"""Evaluation and benchmarks of routing (run as modules; results go to BENCHMARKS.md)."""
+"""Evaluation and benchmarks of routing (run as `greenserv bench <name>`; results go to BENCHMARKS.md)."""

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from greenserv_core.backends.base import GenerationResult, GenerationSettings, ModelBackend
+from greenserv_core.backends.base import GenerationResult, GenerationSettings, ModelBackend, batch_generator
 from greenserv_core.datasets.olmo_eval import TaskExample, load_task
 from greenserv_core.errors import InvalidInputError, StateFileError
 from greenserv_core.evaluation.scoring import score_answer
@@ -94,10 +94,9 @@ def _read_journal(path: Path, header: dict[str, Any]) -> list[dict[str, Any]]:
 def _generate(
     backend: ModelBackend, batch: list[list[Message]], settings: GenerationSettings
 ) -> list[GenerationResult]:
-    many = getattr(backend, "generate_batch", None)
+    many = batch_generator(backend)
     if many is not None and len(batch) > 1:
-        results: list[GenerationResult] = many(batch, settings)
-        return results
+        return many.generate_batch(batch, settings)
     return [backend.generate(messages, settings) for messages in batch]
 
 

@@ -1,4 +1,4 @@
-"""Benchmark of the bundled local models on this machine (prints Markdown for BENCHMARKS.md).
+"""Benchmark of the bundled local models on this machine (``greenserv bench local-models``).
 
 * load time: first (GGUF → de-quantised model directory, into a temporary cache) and cached;
 * decoding speed (output tokens per second) and joules per query, per model;
@@ -7,29 +7,29 @@
 * with ``--dtypes float32,bfloat16``, each model in each dtype, with its direct latency as a
   ratio of float32's in the same run (``auto`` is the backend's default choice).
 
-    python -m greenserv_core.evaluation.local_models --queries 12
+    greenserv bench local-models --queries 12
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from greenserv_core.backends.base import GenerationSettings
+from greenserv_core.backends.transformers import TransformersBackend
 from greenserv_core.datasets import load_task
 from greenserv_core.features import FeatureExtractor
 from greenserv_core.messages import Message
 from greenserv_core.models.bundled import BUNDLED_MODELS, bundled_pool, convert_gguf
-from greenserv_core.models.transformers_backend import TransformersBackend
 from greenserv_core.router import GreenServRouter
 
-__all__ = ["main"]
+__all__ = ["LocalModelRow", "LocalModelsReport", "run_local_models"]
 
 
 def _prompts(n: int, seed: int) -> list[str]:
@@ -45,43 +45,96 @@ def _first_load_seconds(name: str) -> float:
         return time.perf_counter() - started
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--queries", type=int, default=12)
-    parser.add_argument("--max-new-tokens", type=int, default=32)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--skip-first-load", action="store_true")
-    parser.add_argument("--dtypes", default="auto", help="comma-separated dtypes to compare; float32 is the baseline")
-    args = parser.parse_args(argv)
+@dataclass(frozen=True)
+class LocalModelRow:
+    """One model in one dtype; seconds, tokens per second and joules (means or medians)."""
+
+    model: str
+    dtype: str
+    loaded_dtype: str
+    first_load_s: float | None  # None: not measured
+    cached_load_s: float
+    tokens_per_s: float
+    joules_per_query: float
+    energy_sources: str
+    direct_p50_s: float
+    routed_p50_s: float
+    direct_vs_float32: float | None  # None: no float32 run of this model
+
+    @property
+    def routed_vs_direct(self) -> float:
+        return self.routed_p50_s / self.direct_p50_s
+
+
+@dataclass(frozen=True)
+class LocalModelsReport:
+    rows: list[LocalModelRow]
+
+    def table(self) -> list[dict[str, str]]:
+        """Rows for :func:`~greenserv_core.evaluation.markdown.markdown_table`."""
+        return [
+            {
+                "model": r.model,
+                "dtype": f"{r.dtype} ({r.loaded_dtype})",
+                "first load (GGUF → model dir) s": "skipped" if r.first_load_s is None else f"{r.first_load_s:.1f}",
+                "cached load s": f"{r.cached_load_s:.2f}",
+                "output tok/s (mean)": f"{r.tokens_per_s:.1f}",
+                "J per query (mean, source)": f"{r.joules_per_query:.1f} ({r.energy_sources})",
+                "direct p50 s": f"{r.direct_p50_s:.2f}",
+                "routed p50 s": f"{r.routed_p50_s:.2f}",
+                "routed / direct": f"{r.routed_vs_direct:.3f}",
+                "direct p50 / float32's": "–" if r.direct_vs_float32 is None else f"{r.direct_vs_float32:.2f}",
+            }
+            for r in self.rows
+        ]
+
+
+def run_local_models(
+    *,
+    queries: int = 12,
+    max_new_tokens: int = 32,
+    seed: int = 0,
+    skip_first_load: bool = False,
+    dtypes: Sequence[str] = ("auto",),
+) -> LocalModelsReport:
+    """Load and time every bundled model in every dtype (``float32``, the baseline, first).
+
+    The first load (GGUF conversion into a temporary folder) is timed in the first dtype only.
+    """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    prompts = _prompts(args.queries, args.seed)
-    settings = GenerationSettings(max_new_tokens=args.max_new_tokens)
+    prompts = _prompts(queries, seed)
+    settings = GenerationSettings(max_new_tokens=max_new_tokens)
     features = FeatureExtractor.default()
     features.extract("warm-up")  # load the embedder outside the timed region
-    print(
-        "| model | dtype | first load (GGUF → model dir) s | cached load s | output tok/s (mean) | J per query "
-        "(mean, source) | direct p50 s | routed p50 s | routed / direct | direct p50 / float32's |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    rows: list[LocalModelRow] = []
     float32_p50: dict[str, float] = {}
-    for dtype in sorted(args.dtypes.split(","), key=lambda name: name != "float32"):  # the baseline first
+    ordered = sorted(dict.fromkeys(dtypes), key=lambda name: name != "float32")  # the baseline first
+    for dtype in ordered:
         for backend in bundled_pool(meter="auto", dtype=None if dtype == "auto" else dtype):
             assert isinstance(backend, TransformersBackend)
-            first = (
-                "skipped" if args.skip_first_load or dtype != "float32" else f"{_first_load_seconds(backend.name):.1f}"
-            )
-            row = _measure(backend, prompts, settings, features, args.seed)
+            first = None if skip_first_load or dtype != ordered[0] else _first_load_seconds(backend.name)
+            row = _measure(backend, prompts, settings, features, seed)
             loaded = str(next(backend.load().parameters()).dtype).removeprefix("torch.")
             if dtype == "float32":
                 float32_p50[backend.name] = row["direct"]
             baseline = float32_p50.get(backend.name)
-            ratio = f"{row['direct'] / baseline:.2f}" if baseline else "–"
-            print(
-                f"| {backend.name} | {dtype} ({loaded}) | {first} | {row['cached']:.2f} | {row['speed']:.1f} | "
-                f"{row['joules']:.1f} ({row['sources']}) | {row['direct']:.2f} | {row['routed']:.2f} | "
-                f"{row['routed'] / row['direct']:.3f} | {ratio} |"
+            rows.append(
+                LocalModelRow(
+                    backend.name,
+                    dtype,
+                    loaded,
+                    first,
+                    row["cached"],
+                    row["speed"],
+                    row["joules"],
+                    row["sources"],
+                    row["direct"],
+                    row["routed"],
+                    row["direct"] / baseline if baseline else None,
+                )
             )
             backend.unload()
+    return LocalModelsReport(rows)
 
 
 def _measure(
@@ -115,7 +168,3 @@ def _measure(
         "direct": statistics.median(direct),
         "routed": statistics.median(routed),
     }
-
-
-if __name__ == "__main__":
-    main()

@@ -1,20 +1,20 @@
-"""Micro-benchmark: routing overhead per query (not a test; prints a Markdown table).
+"""Micro-benchmark: routing overhead per query (``greenserv bench overhead``; not a test).
 
 Overhead = context features (sentence embedding included, cache disabled, so every query is
 embedded) + policy decision + bookkeeping (pending store, cost-model and feedback updates).
 Models are zero-cost fakes, so nothing but the router is timed. The embedding alone on the
 same prompts is timed in the same run as the baseline.
 
-    python -m greenserv_core.evaluation.overhead --queries 1000
+    greenserv bench overhead --queries 1000
 """
 
 from __future__ import annotations
 
-import argparse
 import platform
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -23,8 +23,9 @@ from greenserv_core.datasets import load_task
 from greenserv_core.features import FeatureExtractor, SentenceTransformerEmbedder, TaskClassifier, instruction_text
 from greenserv_core.router import GreenServRouter
 
-__all__ = ["main"]
+__all__ = ["DEFAULT_STRATEGIES", "OverheadReport", "OverheadRow", "measure", "run_overhead"]
 
+DEFAULT_STRATEGIES = ("linucb", "thompson", "epsilon", "random")
 TASK_MIX = ("mmlu", "hellaswag", "winogrande", "gsm8k", "boolq", "triviaqa")
 
 
@@ -40,9 +41,21 @@ def _percentiles(samples_s: Sequence[float]) -> tuple[float, float, float]:
     return float(np.percentile(ms, 50)), float(np.percentile(ms, 99)), float(np.mean(ms))
 
 
-def measure(strategy: str, prompts: Sequence[str], n_models: int, seed: int) -> dict[str, tuple[float, float, float]]:
-    embedder = SentenceTransformerEmbedder(cache_size=0)
-    features = FeatureExtractor(embedder, TaskClassifier.bundled())
+def _default_features() -> FeatureExtractor:
+    return FeatureExtractor(SentenceTransformerEmbedder(cache_size=0), TaskClassifier.bundled())
+
+
+def measure(
+    strategy: str,
+    prompts: Sequence[str],
+    n_models: int,
+    seed: int,
+    *,
+    make_features: Callable[[], FeatureExtractor] | None = None,
+) -> dict[str, tuple[float, float, float]]:
+    """p50, p99 and mean milliseconds of the embedding alone, ``route()``, and a whole round."""
+    features = (make_features or _default_features)()
+    embedder = features.embedder
     models = [FakeBackend(f"model-{i}", joules_per_token=float(i + 1)) for i in range(n_models)]
     router = GreenServRouter(models, strategy=strategy, tradeoff=0.4, features=features, seed=seed)
     for text in prompts[:20]:  # warm-up: load the model, fill caches of the tokenizer
@@ -68,28 +81,60 @@ def measure(strategy: str, prompts: Sequence[str], n_models: int, seed: int) -> 
     }
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--queries", type=int, default=1000)
-    parser.add_argument("--models", type=int, default=16)
-    parser.add_argument("--strategies", default="linucb,thompson,epsilon,random")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    prompts = _prompts(args.queries, args.seed)
+@dataclass(frozen=True)
+class OverheadRow:
+    """One strategy and one measured path, in milliseconds."""
+
+    strategy: str
+    measured: str
+    p50_ms: float
+    p99_ms: float
+    mean_ms: float
+    p50_vs_embedding: float
+
+
+@dataclass(frozen=True)
+class OverheadReport:
+    machine: str
+    rows: list[OverheadRow]
+
+    def table(self) -> list[dict[str, str]]:
+        """Rows for :func:`~greenserv_core.evaluation.markdown.markdown_table`."""
+        return [
+            {
+                "strategy": r.strategy,
+                "measured": r.measured,
+                "p50 ms": f"{r.p50_ms:.2f}",
+                "p99 ms": f"{r.p99_ms:.2f}",
+                "mean ms": f"{r.mean_ms:.2f}",
+                "p50 / embedding p50": f"{r.p50_vs_embedding:.2f}",
+            }
+            for r in self.rows
+        ]
+
+
+def run_overhead(
+    *,
+    queries: int = 1000,
+    models: int = 16,
+    strategies: Sequence[str] = DEFAULT_STRATEGIES,
+    seed: int = 0,
+    make_features: Callable[[], FeatureExtractor] | None = None,
+) -> OverheadReport:
+    """Time every strategy over ``queries`` distinct real prompts and ``models`` fake models.
+
+    ``make_features`` builds a fresh extractor per strategy (default: MiniLM, cache disabled).
+    """
     import torch
 
-    print(
+    prompts = _prompts(queries, seed)
+    rows: list[OverheadRow] = []
+    for strategy in strategies:
+        measured = measure(strategy, prompts, models, seed, make_features=make_features)
+        base = measured["embedding only"][0]
+        rows.extend(OverheadRow(strategy, label, *times, times[0] / base) for label, times in measured.items())
+    machine = (
         f"machine: {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}, "
-        f"{args.queries} distinct real prompts, {args.models} models\n"
+        f"{len(prompts)} distinct real prompts, {models} models"
     )
-    print("| strategy | measured | p50 ms | p99 ms | mean ms | p50 / embedding p50 |")
-    print("|---|---|---|---|---|---|")
-    for strategy in args.strategies.split(","):
-        rows = measure(strategy, prompts, args.models, args.seed)
-        base = rows["embedding only"][0]
-        for label, (p50, p99, mean) in rows.items():
-            print(f"| {strategy} | {label} | {p50:.2f} | {p99:.2f} | {mean:.2f} | {p50 / base:.2f} |")
-
-
-if __name__ == "__main__":
-    main()
+    return OverheadReport(machine, rows)

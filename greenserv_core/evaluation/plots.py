@@ -4,7 +4,7 @@
   strategy, with the single models and their Pareto front; model selection shares.
 * :func:`plot_sweep`: each strategy's accuracy–energy curve over λ with its Pareto front and AIQ.
 
-matplotlib is an optional dependency (``pip install greenserv[plot]``).
+matplotlib comes with the ``bench`` extra (``pip install 'greenserv[bench]'``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from greenserv_core.errors import MissingResourceError
+from greenserv_core.evaluation.extras import bench_import
 
 __all__ = ["plot_replay", "plot_sweep"]
 
@@ -20,14 +20,8 @@ _TOP_MODELS = 8
 
 
 def _pyplot() -> Any:
-    try:
-        import matplotlib
-    except ImportError as error:
-        raise MissingResourceError("plots need matplotlib: pip install 'greenserv[plot]'") from error
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    bench_import("matplotlib").use("Agg")
+    return bench_import("matplotlib.pyplot")
 
 
 def _save(plt: Any, figure: Any, path: str | Path) -> Path:

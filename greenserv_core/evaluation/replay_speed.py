@@ -1,4 +1,4 @@
-"""How fast a replay runs: 10,000 queries × 16 models by default (prints Markdown for BENCHMARKS.md).
+"""How fast a replay runs: 10,000 queries × 16 models by default (``greenserv bench replay-speed``).
 
 The paper pool's calibration covers four tasks, 7,586 distinct real prompts in all. To reach
 10,000 distinct prompts this speed-only table lets further real tasks (ARC, OpenBookQA, SciQ,
@@ -9,81 +9,115 @@ one replay run per strategy (features from the cache, policy, cost models, feedb
 ``random`` as the baseline of the ratios, and, where the default is bfloat16 autocast, the
 same cold pass in float32 for comparison.
 
-    python -m greenserv_core.evaluation.replay_speed --calibration ../shared/data/paper_pool_calibration.csv
+    greenserv bench replay-speed --calibration ../shared/data/paper_pool_calibration.csv
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 
 from greenserv_core.evaluation.replay import default_features, replay
 from greenserv_core.evaluation.simulate import read_calibration, simulate_table
-from greenserv_core.features import SentenceTransformerEmbedder
+from greenserv_core.features import FeatureExtractor, SentenceTransformerEmbedder
 from greenserv_core.features.task_classifier import instruction_text
 
-__all__ = ["main"]
+__all__ = ["DEFAULT_STRATEGIES", "ReplaySpeedReport", "SpeedStep", "run_replay_speed"]
+
+DEFAULT_STRATEGIES = ("random", "linucb", "thompson", "epsilon")
 
 _BORROWING = ("arc_easy", "arc_challenge", "openbookqa", "sciq", "piqa", "boolq")
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--calibration", required=True)
-    parser.add_argument("--queries", type=int, default=10_000)
-    parser.add_argument("--strategies", default="random,linucb,thompson,epsilon")
-    args = parser.parse_args(argv)
+@dataclass(frozen=True)
+class SpeedStep:
+    """One timed step; ``ratio`` is its seconds over the random-routing run's (None without one)."""
+
+    step: str
+    seconds: float
+    ratio: float | None
+
+
+@dataclass(frozen=True)
+class ReplaySpeedReport:
+    machine: str
+    steps: list[SpeedStep]
+
+    def table(self) -> list[dict[str, str]]:
+        """Rows for :func:`~greenserv_core.evaluation.markdown.markdown_table`."""
+        return [
+            {
+                "step": s.step,
+                "seconds": f"{s.seconds:.2f}" if s.seconds < 1 else f"{s.seconds:.1f}",
+                "ratio to the random-routing run": "–" if s.ratio is None else f"{s.ratio:.2f}",
+            }
+            for s in self.steps
+        ]
+
+
+def run_replay_speed(
+    calibration: str | Path,
+    *,
+    queries: int = 10_000,
+    strategies: Sequence[str] = DEFAULT_STRATEGIES,
+    queries_per_task: int = 2500,
+    make_features: Callable[[int], Callable[[], FeatureExtractor]] = default_features,
+    make_embedder: Callable[..., Any] = SentenceTransformerEmbedder,
+) -> ReplaySpeedReport:
+    """Simulate the speed-only table from ``calibration`` (it needs MMLU rows; ``queries_per_task``
+    drawn per task, the first ``queries`` query ids kept) and time each step.
+
+    ``make_features`` is :func:`~greenserv_core.evaluation.replay.default_features`'s kind of
+    factory; ``make_embedder(precision=..., cache_size=0)`` builds the embedders timed alone.
+    """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    calibration = read_calibration(args.calibration)
-    borrowed = [dataclasses.replace(c, task=task) for task in _BORROWING for c in calibration if c.task == "mmlu"]
-    tasks = sorted({c.task for c in calibration}) + list(_BORROWING)
-    table = simulate_table(calibration + borrowed, queries_per_task=2500, tasks=tasks, seed=0)
-    keep = sorted(set(table.columns["query_id"]))[: args.queries]
+    calibration_rows = read_calibration(calibration)
+    borrowed = [dataclasses.replace(c, task=task) for task in _BORROWING for c in calibration_rows if c.task == "mmlu"]
+    tasks = sorted({c.task for c in calibration_rows}) + list(_BORROWING)
+    table = simulate_table(calibration_rows + borrowed, queries_per_task=queries_per_task, tasks=tasks, seed=0)
+    keep = sorted(set(table.columns["query_id"]))[:queries]
     kept = set(keep)
     rows = [i for i, q in enumerate(table.columns["query_id"]) if q in kept]
     table.columns = {name: [values[i] for i in rows] for name, values in table.columns.items()}
     data = table.matrices()
     with tempfile.TemporaryDirectory() as store:
-        report = replay(table, args.strategies.split(","), runs=1, tradeoff=0.4, embedding_store=store)
+        features = make_features(len(data.queries))
+        report = replay(table, list(strategies), runs=1, tradeoff=0.4, embedding_store=store, make_features=features)
         started = time.perf_counter()
-        default_features(len(data.queries))().warm(data.prompts, store=store)
+        make_features(len(data.queries))().warm(data.prompts, store=store)  # a fresh embedder, as a later replay
         loaded = time.perf_counter() - started
-    default = SentenceTransformerEmbedder(cache_size=0)
+    default = make_embedder(cache_size=0)
+    bfloat16 = bool(getattr(default, "uses_bfloat16", lambda n: False)(len(data.queries)))
     float32 = None
-    if default.uses_bfloat16(len(data.queries)):
-        full = SentenceTransformerEmbedder(precision="float32", cache_size=0)
+    if bfloat16:
+        full = make_embedder(precision="float32", cache_size=0)
         texts = sorted({instruction_text(prompt) for prompt in data.prompts})
         started = time.perf_counter()
         full.embed(texts)  # loading the model included, as in the replay's warm-up
         float32 = time.perf_counter() - started
-    print(
+    machine = (
         f"machine: {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}; "
         f"{len(data.queries)} distinct real prompts × {len(data.models)} models (speed-only table); "
-        f"embedder precision: {'bfloat16 autocast' if default.uses_bfloat16(len(data.queries)) else 'float32'}"
+        f"embedder precision: {'bfloat16 autocast' if bfloat16 else 'float32'}"
     )
-    print()
-    print("| step | seconds | ratio to the random-routing run |")
-    print("|---|---|---|")
     baseline = report["strategies"]["random"]["seconds_per_run"]["mean"] if "random" in report["strategies"] else None
+
+    def step(name: str, seconds: float) -> SpeedStep:
+        return SpeedStep(name, seconds, seconds / baseline if baseline else None)
+
     warmup = report["timing"]["feature_warmup_s"]
-    print(f"| features: batched MiniLM over every prompt (cold) | {warmup:.1f} | {_ratio(warmup, baseline)} |")
+    steps = [step("features: batched MiniLM over every prompt (cold)", warmup)]
     if float32 is not None:
-        print(f"| features: the same cold pass in float32 | {float32:.1f} | {_ratio(float32, baseline)} |")
-    print(f"| features: the same vectors from the on-disk store | {loaded:.2f} | {_ratio(loaded, baseline)} |")
+        steps.append(step("features: the same cold pass in float32", float32))
+    steps.append(step("features: the same vectors from the on-disk store", loaded))
     for name, summary in report["strategies"].items():
-        seconds = summary["seconds_per_run"]["mean"]
-        print(f"| replay run: {name} | {seconds:.1f} | {_ratio(seconds, baseline)} |")
-
-
-def _ratio(seconds: float, baseline: float | None) -> str:
-    return f"{seconds / baseline:.2f}" if baseline else "–"
-
-
-if __name__ == "__main__":
-    main()
+        steps.append(step(f"replay run: {name}", summary["seconds_per_run"]["mean"]))
+    return ReplaySpeedReport(machine, steps)

@@ -17,12 +17,11 @@ and its ratio to the single router's, and staleness: the seconds since a replica
 sync when it decides, and how many feedback updates other replicas had made by then that
 it had not yet seen (reconstructed from each replica's sync times).
 
-    python -m greenserv_core.evaluation.replicas --table paper_sim.parquet --replicas 1,2,4 --redis-url redis://127.0.0.1:6379/0
+    greenserv bench replicas --table paper_sim.parquet --replicas 2,4 --store redis:redis://127.0.0.1:6379/0
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 import multiprocessing
 import os
@@ -35,7 +34,7 @@ import numpy as np
 
 from greenserv_core.errors import InvalidInputError
 
-__all__ = ["WorkerResult", "compare", "main", "run_setup"]
+__all__ = ["ReplicasReport", "WorkerResult", "compare", "run_replicas", "run_setup"]
 
 _CLUSTER_SAMPLE = 300  # prompts every router (replica or single) seeds its clusters with
 
@@ -257,52 +256,65 @@ def compare(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--table", required=True)
-    parser.add_argument("--replicas", default="2,4", help="comma-separated replica counts")
-    parser.add_argument("--store", required=True, help="redis:<url> or file:<path>")
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--limit", type=int, default=None, help="route only this many queries per run")
-    parser.add_argument("--interval", type=float, default=0.2, help="seconds between syncs")
-    parser.add_argument("--strategy", default="linucb")
-    parser.add_argument("--tradeoff", type=float, default=0.4)
-    parser.add_argument("--embedding-store", default=None)
-    args = parser.parse_args(argv)
-    counts = [int(n) for n in args.replicas.split(",")]
+@dataclass(frozen=True)
+class ReplicasReport:
+    """:func:`compare`'s rows over every run, and the settings they ran with."""
+
+    machine: str
+    rows: list[dict[str, Any]]
+
+    def table(self) -> list[dict[str, str]]:
+        """Rows for :func:`~greenserv_core.evaluation.markdown.markdown_table`."""
+        return [
+            {
+                "set-up": row["setup"],
+                "replicas": str(row["replicas"]),
+                "decisions/s": f"{row['decisions_per_s']:.0f}",
+                "throughput ÷ single": f"{row['throughput_ratio']:.2f}",
+                "regret": f"{row['regret']:.1f}",
+                "regret ÷ single": f"{row['regret_ratio']:.2f}",
+                "mean reward": f"{row['mean_reward']:.4f}",
+                "staleness s": f"{row.get('staleness_s_mean', math.nan):.3f}",
+                "unseen remote updates": f"{row.get('unseen_remote_updates_mean', math.nan):.1f}",
+                "seconds a sync": f"{row.get('sync_s_mean', math.nan):.3f}",
+            }
+            for row in self.rows
+        ]
+
+
+def run_replicas(
+    table: str,
+    *,
+    store: str,
+    replicas: Sequence[int] = (2, 4),
+    runs: int = 3,
+    limit: int | None = None,
+    interval_s: float = 0.2,
+    strategy: str = "linucb",
+    tradeoff: float = 0.4,
+    embedding_store: str | None = None,
+    features: Any = None,
+) -> ReplicasReport:
+    """Per run (seeded 0, 1, …): the single router, then for each replica count the shared and
+    the independent set-ups (:func:`run_setup`); their means by :func:`compare`."""
+    if runs < 1 or not replicas or min(replicas) < 1:
+        raise InvalidInputError(f"runs and replica counts must be positive, got {runs} and {list(replicas)}")
     rows = []
-    for run in range(args.runs):
-        options = {
+    for run in range(runs):
+        options: dict[str, Any] = {
             "seed": run,
-            "strategy": args.strategy,
-            "tradeoff": args.tradeoff,
-            "limit": args.limit,
-            "embedding_store": args.embedding_store,
+            "strategy": strategy,
+            "tradeoff": tradeoff,
+            "limit": limit,
+            "embedding_store": embedding_store,
+            "features": features,
         }
-        rows.append(run_setup(args.table, setup="single", replicas=1, **options))
-        for n in counts:
-            rows.append(
-                run_setup(args.table, setup="shared", replicas=n, store=args.store, interval_s=args.interval, **options)
-            )
-            rows.append(run_setup(args.table, setup="independent", replicas=n, **options))
-    print(
-        f"machine: {os.cpu_count()} CPUs; strategy {args.strategy}, λ={args.tradeoff}, {args.runs} runs, "
-        f"sync every {args.interval} s through {args.store.split(':')[0]}"
+        rows.append(run_setup(table, setup="single", replicas=1, **options))
+        for n in replicas:
+            rows.append(run_setup(table, setup="shared", replicas=n, store=store, interval_s=interval_s, **options))
+            rows.append(run_setup(table, setup="independent", replicas=n, **options))
+    machine = (
+        f"machine: {os.cpu_count()} CPUs; strategy {strategy}, λ={tradeoff}, {runs} runs, "
+        f"sync every {interval_s} s through {store.split(':')[0]}"
     )
-    print()
-    print(
-        "| set-up | replicas | decisions/s | throughput ÷ single | regret | regret ÷ single | mean reward | "
-        "staleness s | unseen remote updates | seconds a sync |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for row in compare(rows):
-        print(
-            f"| {row['setup']} | {row['replicas']} | {row['decisions_per_s']:.0f} | {row['throughput_ratio']:.2f} | "
-            f"{row['regret']:.1f} | {row['regret_ratio']:.2f} | {row['mean_reward']:.4f} | "
-            f"{row.get('staleness_s_mean', math.nan):.3f} | {row.get('unseen_remote_updates_mean', math.nan):.1f} | "
-            f"{row.get('sync_s_mean', math.nan):.3f} |"
-        )
-
-
-if __name__ == "__main__":
-    main()
+    return ReplicasReport(machine, compare(rows))

@@ -5,7 +5,7 @@
 * BoolQ: the first ``yes``/``no`` in the answer;
 * open QA (TriviaQA, NQ): any gold alias contained in the normalised answer;
 * summaries (``SUMMARY_TASKS``, e.g. CNN/DailyMail): ROUGE-L F1 against the reference, a
-  score in [0, 1] rather than 0 or 1 (Google's ``rouge-score``, with stemming).
+  score in [0, 1] rather than 0 or 1 (Google's ``rouge-score``, with stemming; the ``bench`` extra).
 
 >>> from greenserv_core.datasets import TaskExample
 >>> example = TaskExample("arc_easy", "q1", "...", "B", choices=("red", "blue"))
@@ -21,6 +21,7 @@ import string
 from typing import Any
 
 from greenserv_core.datasets.olmo_eval import LETTERS, TaskExample
+from greenserv_core.evaluation.extras import bench_import
 
 __all__ = ["SUMMARY_TASKS", "extract_choice", "extract_number", "extract_yes_no", "rouge_l", "score_answer"]
 
@@ -93,8 +94,7 @@ def _normalise(text: str) -> str:
 
 @functools.cache
 def _rouge_scorer() -> Any:
-    from rouge_score import rouge_scorer
-
+    rouge_scorer = bench_import("rouge_score.rouge_scorer")
     return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
 
 

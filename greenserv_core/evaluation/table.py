@@ -3,11 +3,14 @@
 Columns: ``query_id, task, prompt, reference, model, output, accuracy (0..1), energy_joules,
 energy_source, latency_s, input_tokens, output_tokens``. Table-level facts (above all
 whether the table is **simulated**) travel in the Parquet schema metadata, or for CSV in a
-sidecar ``<file>.meta.json``.
+sidecar ``<file>.meta.json``. CSV is read and written with the standard library (quoted
+fields may span lines, as pandas and spreadsheets write them); Parquet needs the ``bench``
+extra (pyarrow).
 """
 
 from __future__ import annotations
 
+import csv
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from greenserv_core.errors import InvalidInputError, StateFileError
+from greenserv_core.evaluation.extras import bench_import
 
 __all__ = ["COLUMNS", "OutcomeTable", "read_table", "write_table"]
 
@@ -51,8 +55,10 @@ class OutcomeTable:
         if len(lengths) > 1:
             raise InvalidInputError("outcome table columns have different lengths")
         accuracy = np.asarray(self.columns["accuracy"], dtype=float)
-        if accuracy.size and (np.isnan(accuracy).any() or accuracy.min() < 0 or accuracy.max() > 1):
-            raise InvalidInputError("accuracy must lie in [0, 1]")
+        outside = np.flatnonzero(~((accuracy >= 0) & (accuracy <= 1)))  # NaN included
+        if outside.size:
+            row = int(outside[0])
+            raise InvalidInputError(f"accuracy must lie in [0, 1]; row {row + 1} has {self.columns['accuracy'][row]!r}")
         self.metadata.setdefault("simulated", False)
 
     def __len__(self) -> int:
@@ -104,21 +110,21 @@ class Matrices:
 
 
 def write_table(table: OutcomeTable, path: str | Path) -> Path:
-    """Write ``.parquet`` or ``.csv`` (with a ``.meta.json`` sidecar)."""
-    import pyarrow as pa
-
+    """Write ``.parquet`` (needs the ``bench`` extra) or ``.csv`` (RFC 4180, with a ``.meta.json`` sidecar)."""
     path = Path(path)
-    arrow = pa.table({name: table.columns[name] for name in COLUMNS})
     meta = json.dumps(table.metadata, sort_keys=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
+        pa = bench_import("pyarrow")
+        pq = bench_import("pyarrow.parquet")
+        arrow = pa.table({name: table.columns[name] for name in COLUMNS})
+        path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(arrow.replace_schema_metadata({"greenserv": meta}), path)
     elif path.suffix == ".csv":
-        import pyarrow.csv as pcsv
-
-        pcsv.write_csv(arrow, path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(COLUMNS)
+            writer.writerows(zip(*(table.columns[name] for name in COLUMNS), strict=True))
         Path(f"{path}.meta.json").write_text(meta, encoding="utf-8")
     else:
         raise InvalidInputError(f"outcome tables are .csv or .parquet, not {path.suffix!r}")
@@ -126,27 +132,103 @@ def write_table(table: OutcomeTable, path: str | Path) -> Path:
 
 
 def read_table(path: str | Path) -> OutcomeTable:
-    import pyarrow as pa
+    """Read a table written by :func:`write_table`, or a CSV from pandas or a spreadsheet.
 
+    CSV fields may hold quoted line breaks (RFC 4180); extra columns are ignored. A malformed
+    table raises :class:`~greenserv_core.errors.InvalidInputError` naming the file, and the
+    row and column where it can.
+    """
     path = Path(path)
     if not path.exists():
         raise StateFileError(f"no outcome table at {path}")
     if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        arrow = pq.read_table(path)
-        raw = (arrow.schema.metadata or {}).get(b"greenserv", b"{}")
-        metadata = json.loads(raw)
+        columns, metadata = _read_parquet(path)
     elif path.suffix == ".csv":
-        import pyarrow.csv as pcsv
-
-        types = {"query_id": pa.string(), "reference": pa.string(), "output": pa.string(), "prompt": pa.string()}
-        arrow = pcsv.read_csv(path, convert_options=pcsv.ConvertOptions(column_types=types, strings_can_be_null=False))
+        columns = _read_csv(path)
         sidecar = Path(f"{path}.meta.json")
-        metadata = json.loads(sidecar.read_text(encoding="utf-8")) if sidecar.exists() else {}
+        try:
+            metadata = json.loads(sidecar.read_text(encoding="utf-8")) if sidecar.exists() else {}
+        except json.JSONDecodeError as error:
+            raise InvalidInputError(f"{sidecar} is not valid JSON: {error}") from error
     else:
         raise InvalidInputError(f"outcome tables are .csv or .parquet, not {path.suffix!r}")
-    columns = {name: arrow.column(name).to_pylist() for name in COLUMNS}
-    for name, kind in _NUMERIC.items():
-        columns[name] = [kind(v) for v in columns[name]]
-    return OutcomeTable(columns, metadata)
+    if not isinstance(metadata, dict):
+        raise InvalidInputError(f"{path}: its metadata must be a JSON object, got {type(metadata).__name__}")
+    try:
+        return OutcomeTable(columns, metadata)
+    except InvalidInputError as error:
+        raise InvalidInputError(f"{path}: {error}") from error
+
+
+def _read_parquet(path: Path) -> tuple[dict[str, list[Any]], dict[str, Any]]:
+    pa = bench_import("pyarrow")
+    pq = bench_import("pyarrow.parquet")
+    try:
+        arrow = pq.read_table(path)
+    except (pa.ArrowException, OSError) as error:
+        raise InvalidInputError(f"{path} is not a readable Parquet table: {error}") from error
+    missing = [name for name in COLUMNS if name not in arrow.column_names]
+    if missing:
+        raise InvalidInputError(f"{path} lacks the columns {missing}")
+    try:
+        metadata = json.loads((arrow.schema.metadata or {}).get(b"greenserv", b"{}"))
+    except json.JSONDecodeError as error:
+        raise InvalidInputError(f"{path}: its greenserv metadata is not valid JSON: {error}") from error
+    columns: dict[str, list[Any]] = {}
+    for name in COLUMNS:
+        values = arrow.column(name).to_pylist()
+        columns[name] = _convert(path, name, values) if name in _NUMERIC else values
+    return columns, metadata
+
+
+def _read_csv(path: Path) -> dict[str, list[Any]]:
+    """Every field as text (UTF-8, a byte-order mark allowed); rows are numbered from 1 after the header."""
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle, strict=True)
+        try:
+            header = next(reader, None)
+            if header is None:
+                raise InvalidInputError(f"{path} is empty")
+            missing = [name for name in COLUMNS if name not in header]
+            if missing:
+                raise InvalidInputError(f"{path} lacks the columns {missing} (its header: {header})")
+            where = [header.index(name) for name in COLUMNS]
+            columns: dict[str, list[Any]] = {name: [] for name in COLUMNS}
+            lines: list[int] = []  # the line each row ends on (quoted fields may span lines)
+            for number, row in enumerate((row for row in reader if row), start=1):  # blank lines skipped
+                if len(row) != len(header):
+                    raise InvalidInputError(
+                        f"{path}: row {number} (ending on line {reader.line_num}) has {len(row)} fields, "
+                        f"the header has {len(header)}"
+                    )
+                lines.append(reader.line_num)
+                for name, at in zip(COLUMNS, where, strict=True):
+                    columns[name].append(row[at])
+        except csv.Error as error:
+            raise InvalidInputError(f"{path}: malformed CSV near line {reader.line_num}: {error}") from error
+        except UnicodeDecodeError as error:
+            raise InvalidInputError(f"{path} is not UTF-8 text: {error}") from error
+    for name in _NUMERIC:
+        columns[name] = _convert(path, name, columns[name], lines)
+    return columns
+
+
+def _convert(path: Path, column: str, values: list[Any], lines: list[int] | None = None) -> list[Any]:
+    """The numbers of a numeric column (an integral float such as ``12.0`` is fine for a count)."""
+    kind = _NUMERIC[column]
+    out: list[Any] = []
+    for number, value in enumerate(values, start=1):
+        try:
+            number_value = float(value)
+            if kind is int:
+                if not number_value.is_integer():
+                    raise ValueError(value)
+                out.append(int(number_value))
+            else:
+                out.append(number_value)
+        except (TypeError, ValueError):
+            line = f" (ending on line {lines[number - 1]})" if lines else ""
+            wanted = "an integer" if kind is int else "a number"
+            message = f"{path}: row {number}{line}, column {column!r}: {value!r} is not {wanted}"
+            raise InvalidInputError(message) from None
+    return out

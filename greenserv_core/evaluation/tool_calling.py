@@ -1,4 +1,4 @@
-"""How often local models call tools correctly (prints Markdown for BENCHMARKS.md).
+"""How often local models call tools correctly (``greenserv bench tool-calling``).
 
 A fixed set of 10 requests, each answerable with one of two tools (a calculator and a
 document lookup), is sent to each model with both tools offered. A model whose chat
@@ -7,23 +7,21 @@ system prompt (``ModelSpec(capabilities={"tools"})``). Each answer is classed as
 call to the expected tool, a valid call to the other tool, an invalid call (it does not
 parse or does not fit the schema), or no call.
 
-    python -m greenserv_core.evaluation.tool_calling
+    greenserv bench tool-calling
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from greenserv_core.backends.base import GenerationSettings
-from greenserv_core.models.bundled import bundled_specs
-from greenserv_core.models.transformers_backend import TransformersBackend
+from greenserv_core.backends.base import GenerationSettings, ModelBackend
 from greenserv_core.tools import ToolSpec, parse_tool_calls
 
-__all__ = ["PROMPTS", "TOOLS", "main"]
+__all__ = ["KINDS", "PROMPTS", "TOOLS", "ToolCallingReport", "ToolCallingRow", "classify", "run_tool_calling"]
 
 TOOLS = (
     ToolSpec.from_openai(
@@ -63,6 +61,9 @@ PROMPTS = (
 )
 
 
+KINDS = ("right tool", "other tool", "invalid call", "no call")
+
+
 def classify(text: str, expected: str) -> str:
     """One of ``right tool``, ``other tool``, ``invalid call``, ``no call``."""
     parsed = parse_tool_calls(text, TOOLS)
@@ -73,27 +74,52 @@ def classify(text: str, expected: str) -> str:
     return "right tool" if parsed.tool_calls[0].name == expected else "other tool"
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--max-new-tokens", type=int, default=64)
-    args = parser.parse_args(argv)
+@dataclass(frozen=True)
+class ToolCallingRow:
+    """One model's answers to :data:`PROMPTS`, counted by :data:`KINDS`."""
+
+    model: str
+    offered_through: str  # "chat template" or "Hermes system prompt"
+    counts: dict[str, int]
+
+
+@dataclass(frozen=True)
+class ToolCallingReport:
+    rows: list[ToolCallingRow]
+
+    def table(self) -> list[dict[str, str]]:
+        """Rows for :func:`~greenserv_core.evaluation.markdown.markdown_table`."""
+        return [
+            {
+                "model": r.model,
+                "tools offered through": r.offered_through,
+                **{kind: f"{r.counts.get(kind, 0)}/{len(PROMPTS)}" for kind in KINDS},
+            }
+            for r in self.rows
+        ]
+
+
+def _bundled_tool_backends() -> list[ModelBackend]:
+    from greenserv_core.backends.transformers import TransformersBackend
+    from greenserv_core.models.bundled import bundled_specs
+
+    return [
+        TransformersBackend(dataclasses.replace(spec, capabilities=frozenset({"tools"})), meter="cpu-estimate")
+        for spec in bundled_specs()
+    ]
+
+
+def run_tool_calling(*, max_new_tokens: int = 64, backends: Sequence[ModelBackend] | None = None) -> ToolCallingReport:
+    """Send :data:`PROMPTS` with :data:`TOOLS` to each backend (default: the bundled models,
+    declared tool-capable) and class each answer."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    settings = GenerationSettings(max_new_tokens=args.max_new_tokens, tools=TOOLS)
-    kinds = ("right tool", "other tool", "invalid call", "no call")
-    print(f"| model | tools offered through | {' | '.join(kinds)} |")
-    print("|---|---|---|---|---|---|")
-    for spec in bundled_specs():
-        backend = TransformersBackend(
-            dataclasses.replace(spec, capabilities=frozenset({"tools"})), meter="cpu-estimate"
-        )
-        through = "chat template" if backend.template_takes_tools else "Hermes system prompt"
+    settings = GenerationSettings(max_new_tokens=max_new_tokens, tools=TOOLS)
+    rows = []
+    for backend in _bundled_tool_backends() if backends is None else backends:
+        through = "chat template" if getattr(backend, "template_takes_tools", False) else "Hermes system prompt"
         counts = Counter(
             classify(backend.generate([{"role": "user", "content": prompt}], settings).text, expected)
             for prompt, expected in PROMPTS
         )
-        cells = " | ".join(f"{counts[k]}/{len(PROMPTS)}" for k in kinds)
-        print(f"| {spec.name} | {through} | {cells} |")
-
-
-if __name__ == "__main__":
-    main()
+        rows.append(ToolCallingRow(backend.info.name, through, {kind: counts[kind] for kind in KINDS}))
+    return ToolCallingReport(rows)

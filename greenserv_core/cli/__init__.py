@@ -1,0 +1,57 @@
+"""The ``greenserv`` command: ``setup`` and ``chat`` (:mod:`~greenserv_core.cli.chat`), and
+``bench``: outcome tables (:mod:`~greenserv_core.cli.tables`), their replay
+(:mod:`~greenserv_core.cli.replay`) and the benchmarks of BENCHMARKS.md
+(:mod:`~greenserv_core.cli.benchmarks`).
+
+>>> build_parser().parse_args(["bench", "overhead", "--queries", "10"]).queries
+10
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from greenserv_core.cli import benchmarks, chat, replay, tables
+
+    parser = argparse.ArgumentParser(prog="greenserv", description="Energy-aware routing over local LLMs.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what the router and meters do")
+    commands = parser.add_subparsers(dest="command", required=True)
+    chat.add_commands(commands)
+    bench = commands.add_parser("bench", help="outcome tables, their replay, and the benchmarks").add_subparsers(
+        dest="bench", required=True
+    )
+    tables.add_commands(bench)
+    replay.add_commands(bench)
+    benchmarks.add_commands(bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    from greenserv_core.errors import GreenServError
+    from greenserv_core.evaluation.extras import missing_extra
+
+    try:
+        return int(args.run(args))
+    except GreenServError as error:
+        print(f"greenserv: error: {error}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as error:  # a package of the bench extra, imported outside bench_import
+        missing = missing_extra(error)
+        if missing is None:
+            raise
+        print(f"greenserv: error: {missing}", file=sys.stderr)
+        return 2

@@ -1,0 +1,156 @@
+"""The benchmarks of BENCHMARKS.md as ``greenserv bench <name>``: ``overhead``, ``local-models``,
+``replay-speed``, ``tool-calling``, ``replicas`` and ``synthetic-world``. Each runs a function of
+:mod:`greenserv_core.evaluation` that returns its results, and prints them as a Markdown table."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from greenserv_core.cli.common import parse_strategies, print_table, strategy_help
+
+__all__ = ["add_commands"]
+
+
+def _overhead(args: argparse.Namespace) -> int:
+    from greenserv_core.evaluation.overhead import run_overhead
+
+    report = run_overhead(
+        queries=args.queries, models=args.models, strategies=parse_strategies(args.strategies), seed=args.seed
+    )
+    print(report.machine)
+    print()
+    print_table(report.table())
+    return 0
+
+
+def _local_models(args: argparse.Namespace) -> int:
+    from greenserv_core.evaluation.local_models import run_local_models
+
+    report = run_local_models(
+        queries=args.queries,
+        max_new_tokens=args.max_new_tokens,
+        seed=args.seed,
+        skip_first_load=args.skip_first_load,
+        dtypes=[d.strip() for d in args.dtypes.split(",") if d.strip()],
+    )
+    print_table(report.table())
+    return 0
+
+
+def _replay_speed(args: argparse.Namespace) -> int:
+    from greenserv_core.evaluation.replay_speed import run_replay_speed
+
+    report = run_replay_speed(args.calibration, queries=args.queries, strategies=parse_strategies(args.strategies))
+    print(report.machine)
+    print()
+    print_table(report.table())
+    return 0
+
+
+def _tool_calling(args: argparse.Namespace) -> int:
+    from greenserv_core.evaluation.tool_calling import run_tool_calling
+
+    print_table(run_tool_calling(max_new_tokens=args.max_new_tokens).table())
+    return 0
+
+
+def _replicas(args: argparse.Namespace) -> int:
+    from greenserv_core.errors import InvalidInputError
+    from greenserv_core.evaluation.replicas import run_replicas
+
+    parse_strategies(args.strategy)
+    try:
+        counts = [int(n) for n in args.replicas.split(",")]
+    except ValueError as error:
+        raise InvalidInputError(f"--replicas is comma-separated counts, got {args.replicas!r}") from error
+    report = run_replicas(
+        args.table,
+        store=args.store,
+        replicas=counts,
+        runs=args.runs,
+        limit=args.limit,
+        interval_s=args.interval,
+        strategy=args.strategy,
+        tradeoff=args.tradeoff,
+        embedding_store=args.embedding_store,
+    )
+    print(report.machine)
+    print()
+    print_table(report.table())
+    return 0
+
+
+def _synthetic_world(args: argparse.Namespace) -> int:
+    from greenserv_core.errors import InvalidInputError
+    from greenserv_core.evaluation.synthetic_world import run_synthetic_world
+
+    try:
+        seeds = [int(seed) for seed in args.seeds.split(",")]
+    except ValueError as error:
+        raise InvalidInputError(f"--seeds is comma-separated integers, got {args.seeds!r}") from error
+    report = run_synthetic_world(
+        strategies=parse_strategies(args.strategies),
+        seeds=seeds,
+        steps=args.steps,
+        last=args.last,
+        sparse_feedback=args.sparse_feedback,
+        queries_per_task=args.queries_per_task,
+    )
+    print_table(report.table())
+    return 0
+
+
+def add_commands(bench: Any) -> None:
+    """Add the benchmarks to the ``bench`` subparsers."""
+    overhead = bench.add_parser("overhead", help="routing overhead per query over zero-cost fake models")
+    overhead.add_argument("--queries", type=int, default=1000, help="distinct real prompts")
+    overhead.add_argument("--models", type=int, default=16, help="fake models in the pool")
+    overhead.add_argument(
+        "--strategies", default="linucb,thompson,epsilon,random", help=f"comma-separated {strategy_help()}"
+    )
+    overhead.add_argument("--seed", type=int, default=0)
+    overhead.set_defaults(run=_overhead)
+
+    local = bench.add_parser("local-models", help="load time, speed, joules and routed latency of the bundled models")
+    local.add_argument("--queries", type=int, default=12)
+    local.add_argument("--max-new-tokens", type=int, default=32)
+    local.add_argument("--seed", type=int, default=0)
+    local.add_argument("--skip-first-load", action="store_true", help="do not time the GGUF conversion")
+    local.add_argument("--dtypes", default="auto", help="comma-separated dtypes to compare; float32 is the baseline")
+    local.set_defaults(run=_local_models)
+
+    speed = bench.add_parser("replay-speed", help="how fast a replay of 10,000 queries × 16 models runs")
+    speed.add_argument("--calibration", required=True, help="CSV of per-(model, task) figures, with MMLU rows")
+    speed.add_argument("--queries", type=int, default=10_000)
+    speed.add_argument(
+        "--strategies", default="random,linucb,thompson,epsilon", help=f"comma-separated {strategy_help()}"
+    )
+    speed.set_defaults(run=_replay_speed)
+
+    tools = bench.add_parser("tool-calling", help="how often the bundled models call the offered tools correctly")
+    tools.add_argument("--max-new-tokens", type=int, default=64)
+    tools.set_defaults(run=_tool_calling)
+
+    replicas = bench.add_parser("replicas", help="router replicas sharing learning through a store, under load")
+    replicas.add_argument("--table", required=True)
+    replicas.add_argument("--replicas", default="2,4", help="comma-separated replica counts")
+    replicas.add_argument("--store", required=True, help="redis:<url> or file:<path>")
+    replicas.add_argument("--runs", type=int, default=3)
+    replicas.add_argument("--limit", type=int, default=None, help="route only this many queries per run")
+    replicas.add_argument("--interval", type=float, default=0.2, help="seconds between syncs")
+    replicas.add_argument("--strategy", default="linucb", help=f"one of the {strategy_help()}")
+    replicas.add_argument("--tradeoff", type=float, default=0.4)
+    replicas.add_argument("--embedding-store", default=None, help="a folder to keep the prompts' vectors in")
+    replicas.set_defaults(run=_replicas)
+
+    world = bench.add_parser("synthetic-world", help="do the policies learn the best model per task? (fake models)")
+    world.add_argument(
+        "--strategies", default="linucb,thompson,epsilon,epsilon-nc,random", help=f"comma-separated {strategy_help()}"
+    )
+    world.add_argument("--seeds", default="0,1,2", help="comma-separated seeds, one run each")
+    world.add_argument("--steps", type=int, default=2000, help="queries routed per run")
+    world.add_argument("--last", type=int, default=500, help="score the share of these last queries")
+    world.add_argument("--sparse-feedback", type=float, default=0.2, help="the share scored in the sparse runs")
+    world.add_argument("--queries-per-task", type=int, default=60, help="real prompts per task to draw from")
+    world.set_defaults(run=_synthetic_world)

@@ -1,0 +1,130 @@
+"""What several ``greenserv`` commands share: strategy names from the registries, tables, JSON reports."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from greenserv_core.errors import InvalidInputError
+
+__all__ = [
+    "embedding_store",
+    "meter_help",
+    "model_help",
+    "parse_strategies",
+    "percent",
+    "policy_params",
+    "print_table",
+    "strategy_help",
+    "write_json",
+]
+
+
+def _policy_names() -> list[str]:
+    from greenserv_core.bandits.registry import POLICIES
+
+    return [f"{name}:MODEL" if name == "static" else name for name in sorted(POLICIES)]
+
+
+def _replay_only_names() -> list[str]:
+    from greenserv_core.evaluation.replay import _DIAGNOSTICS
+
+    return ["oracle", *_DIAGNOSTICS]
+
+
+def strategy_help(*, replay: bool = False) -> str:
+    """The strategy names a command takes, from the policy registry (and replay's own)."""
+    names = f"policies ({', '.join(_policy_names())})"
+    if replay:
+        oracle, *diagnostics = _replay_only_names()
+        names += f", {oracle}, and the diagnostics {', '.join(diagnostics)}"
+    return names
+
+
+def parse_strategies(text: str, *, replay: bool = False) -> list[str]:
+    """``"linucb,static:big"`` → a checked list; unknown names raise :class:`InvalidInputError`."""
+    from greenserv_core.bandits.registry import POLICIES
+
+    known = set(POLICIES) | (set(_replay_only_names()) if replay else set())
+    strategies = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in strategies if name.partition(":")[0] not in known]
+    if not strategies or unknown:
+        raise InvalidInputError(f"unknown strategies {unknown or [text]}; choose from {strategy_help(replay=replay)}")
+    return strategies
+
+
+def policy_params(items: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``["linucb.alpha=0.3", ...]`` → ``{"linucb": {"alpha": 0.3}}`` (values parsed as JSON when they can be).
+
+    >>> policy_params(["linucb.alpha=0.3", "epsilon.schedule=decay"])
+    {'linucb': {'alpha': 0.3}, 'epsilon': {'schedule': 'decay'}}
+    """
+    params: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, equals, raw = item.partition("=")
+        strategy, dot, name = key.partition(".")
+        if not equals or not dot or not strategy or not name:
+            raise InvalidInputError(f"--param is STRATEGY.NAME=VALUE (e.g. linucb.alpha=0.3), got {item!r}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        params.setdefault(strategy, {})[name] = value
+    return params
+
+
+def percent(value: float | None) -> str:
+    """A relative change as a signed percentage.
+
+    >>> percent(0.1234), percent(None)
+    ('+12.3%', '–')
+    """
+    return "–" if value is None else f"{100 * value:+.1f}%"
+
+
+def print_table(rows: Sequence[Mapping[str, object]], columns: Sequence[str] | None = None) -> None:
+    from greenserv_core.evaluation.markdown import markdown_table
+
+    print(markdown_table(rows, columns))
+
+
+def embedding_store(args: argparse.Namespace) -> Path | None:
+    from greenserv_core.paths import cache_dir
+
+    return None if args.no_embedding_cache else cache_dir() / "embeddings"
+
+
+def write_json(path: str | None, report: Any) -> None:
+    """Write ``report`` as JSON to ``path`` (if one is given) and say so."""
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(report, indent=2), encoding="utf-8")
+        print(f"wrote {path}")
+
+
+def meter_help() -> str:
+    """The energy meter names, from the meter registry."""
+    from greenserv_core.energy import meter_names
+
+    return _either(meter_names())
+
+
+def model_help() -> str:
+    """The kinds of model address, from the address-scheme registry."""
+    import greenserv_core.models.pool  # noqa: F401  (registers the schemes)
+    from greenserv_core.backends.registry import address_schemes
+
+    return _either([scheme.describes for scheme in address_schemes()])
+
+
+def _either(names: Sequence[str]) -> str:
+    """Names joined as a choice.
+
+    >>> _either(["a", "b", "c"])
+    'a, b or c'
+    """
+    *first, last = names
+    return f"{', '.join(first)} or {last}" if first else last

@@ -1,0 +1,93 @@
+"""``greenserv bench simulate`` and ``greenserv bench collect``: outcome tables, drawn or measured."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from greenserv_core.cli.common import meter_help, print_table
+
+__all__ = ["add_commands"]
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from greenserv_core.evaluation.simulate import read_calibration, simulate_table
+    from greenserv_core.evaluation.table import write_table
+
+    table = simulate_table(read_calibration(args.calibration), queries_per_task=args.queries_per_task, seed=args.seed)
+    path = write_table(table, args.out)
+    print(f"wrote a SIMULATED outcome table: {len(table)} rows, {table.metadata['models']} models → {path}")
+    return 0
+
+
+def _collect(args: argparse.Namespace) -> int:
+    from greenserv_core.evaluation.collect import collect
+    from greenserv_core.models.bundled import bundled_pool
+
+    pool = bundled_pool(meter=args.meter)
+    if args.models:
+        wanted = args.models.split(",")
+        unknown = sorted(set(wanted) - {b.name for b in pool})
+        if unknown:
+            from greenserv_core.errors import InvalidInputError
+
+            raise InvalidInputError(f"unknown models {unknown}; bundled: {[b.name for b in pool]}")
+        pool = [b for b in pool if b.name in wanted]
+    try:
+        table = collect(
+            pool,
+            args.out,
+            tasks=args.tasks.split(","),
+            limit=args.limit,
+            seed=args.seed,
+            batch_size=args.batch_size,
+            progress=True,
+        )
+    except KeyboardInterrupt:
+        from greenserv_core.evaluation.collect import journal_path
+
+        print(f"\ninterrupted: finished rows are kept in {journal_path(args.out)}; run the same command to go on")
+        return 130
+    data = table.matrices()
+    print(f"outcome table: {len(data.queries)} queries × {len(data.models)} models → {args.out}")
+    print(f"energy source: {', '.join(table.metadata['energy_sources'])}")
+    rows = []
+    for task in dict.fromkeys(data.tasks):
+        mine = [i for i, t in enumerate(data.tasks) if t == task]
+        for j, model in enumerate(data.models):
+            rows.append(
+                {
+                    "task": task,
+                    "model": model,
+                    "accuracy": f"{data.accuracy[mine, j].mean():.3f}",
+                    "J per query": f"{data.energy[mine, j].mean():.2f}",
+                    "latency s": f"{data.latency[mine, j].mean():.2f}",
+                }
+            )
+    print_table(rows)
+    return 0
+
+
+def add_commands(bench: Any) -> None:
+    """Add ``simulate`` and ``collect`` to the ``bench`` subparsers."""
+    from greenserv_core.datasets import TASKS
+    from greenserv_core.evaluation.collect import DEFAULT_TASKS
+    from greenserv_core.models.bundled import BUNDLED_MODELS
+
+    simulate = bench.add_parser("simulate", help="draw a SIMULATED paper-scale table from calibration figures")
+    simulate.add_argument("--calibration", required=True, help="CSV of per-(model, task) figures")
+    simulate.add_argument("--out", required=True, help="table path (.parquet or .csv)")
+    simulate.add_argument("--queries-per-task", type=int, default=2500)
+    simulate.add_argument("--seed", type=int, default=0)
+    simulate.set_defaults(run=_simulate)
+    collect = bench.add_parser("collect", help="run the bundled models over labelled tasks into a real table")
+    collect.add_argument("--out", required=True, help="table path (.parquet or .csv); resumes from <out>.rows.jsonl")
+    collect.add_argument(
+        "--tasks", default=",".join(DEFAULT_TASKS), help=f"comma-separated, of: {', '.join(sorted(TASKS))}"
+    )
+    collect.add_argument("--limit", type=int, default=200, help="queries per task (seeded sample)")
+    collect.add_argument("--seed", type=int, default=0)
+    collect.add_argument("--batch-size", type=int, default=8)
+    collect.add_argument("--models", help=f"comma-separated, of: {', '.join(BUNDLED_MODELS)} (default: all)")
+    collect.add_argument("--meter", default="auto", help=meter_help())
+    collect.set_defaults(run=_collect)
