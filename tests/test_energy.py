@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import types
@@ -17,9 +18,10 @@ from greenserv_core.energy import (
     RaplMeter,
     auto_meter,
     make_meter,
+    meter_names,
 )
-from greenserv_core.energy import auto as auto_module
 from greenserv_core.energy import nvml as nvml_module
+from greenserv_core.energy import registry as registry_module
 from greenserv_core.errors import InvalidInputError, MissingResourceError
 
 
@@ -99,16 +101,58 @@ def test_auto_meter_without_any_counter_is_a_labelled_estimate(monkeypatch: pyte
     def no_nvml() -> None:
         raise MissingResourceError("NVML is not usable here")
 
+    def no_rapl(cuda_devices: object) -> None:
+        raise MissingResourceError("no RAPL")
+
     monkeypatch.setattr(nvml_module, "load_pynvml", no_nvml)
-    monkeypatch.setattr(auto_module, "RaplMeter", lambda: (_ for _ in ()).throw(MissingResourceError("no RAPL")))
-    monkeypatch.setattr(auto_module, "_announced", set())
+    rapl = registry_module.METERS["rapl"]
+    monkeypatch.setitem(registry_module.METERS, "rapl", dataclasses.replace(rapl, build=no_rapl))
+    monkeypatch.setattr(registry_module, "_announced", set())
     with caplog.at_level(logging.WARNING, logger="greenserv.energy"):
         meter = auto_meter([0])
     assert meter.source == "cpu-time-estimate"
     assert "ESTIMATED" in caplog.text
+    assert auto_meter([]).source == "cpu-time-estimate"  # on the CPU, without RAPL
     with meter.measure() as window:  # type: ignore[attr-defined]
         sum(i for i in range(100_000))
     assert window.measured is False and window.source == "cpu-time-estimate"
+
+
+def test_the_log_level_of_the_choice_comes_from_the_meter_not_its_name(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Named(CpuTimeEstimateMeter):
+        def __init__(self, source: str, measured: bool) -> None:
+            super().__init__()
+            self.source, self.measured = source, measured
+
+    monkeypatch.setattr(registry_module, "_announced", set())
+    levels = {}
+    for source, measured in (("estimate-free-counter", True), ("wall-plug", False)):
+        monkeypatch.setitem(
+            registry_module.METERS,
+            "top",
+            registry_module.MeterKind("top", lambda devices, s=source, m=measured: Named(s, m), 99, "any"),
+        )
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="greenserv.energy"):
+            assert auto_meter([]).source == source
+        levels[source] = [r.levelname for r in caplog.records]
+    assert levels == {"estimate-free-counter": ["INFO"], "wall-plug": ["WARNING"]}
+
+
+def test_an_unmatched_nvml_handle_is_reported_once(monkeypatch: pytest.MonkeyPatch, caplog) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(nvml_module, "_warned", set())
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    fake = FakeNvml()
+    with caplog.at_level(logging.WARNING, logger="greenserv.energy"):
+        assert nvml_module.nvml_handles(fake, [0]) == ["gpu0"]  # type: ignore[arg-type]
+        assert nvml_module.nvml_handles(fake, [0]) == ["gpu0"]  # type: ignore[arg-type]
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and "CUDA device 0" in warnings[0] and "using NVML device 0" in warnings[0]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    with pytest.raises(MissingResourceError, match=r"by UUID .*CUDA_VISIBLE_DEVICES"):
+        nvml_module.nvml_handles(fake, [0])  # type: ignore[arg-type]
 
 
 def test_nvml_failure_mid_run_falls_back_once_and_never_raises(caplog) -> None:  # type: ignore[no-untyped-def]
@@ -172,6 +216,7 @@ def test_cpu_estimate_is_labelled_and_configurable(monkeypatch: pytest.MonkeyPat
 
 def test_make_meter_by_name() -> None:
     assert make_meter("cpu-estimate").source == "cpu-time-estimate"
+    assert meter_names() == ["auto", "nvml", "nvml-power", "rapl", "cpu-estimate"]
     with pytest.raises(InvalidInputError, match="unknown energy meter"):
         make_meter("joulemeter-9000")
     with pytest.raises(InvalidInputError, match="CUDA"):

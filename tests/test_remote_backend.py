@@ -5,6 +5,7 @@ failover around models that fail. The same backend against a real server is in
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterator, Sequence
 
 import httpx
@@ -14,7 +15,7 @@ from greenserv_core import FakeBackend, GreenServRouter, InvalidInputError, NoEl
 from greenserv_core.backends import GenerationSettings, StreamChunk
 from greenserv_core.backends.circuit import CircuitBreaker
 from greenserv_core.backends.openai_compatible import OpenAICompatibleBackend
-from greenserv_core.backends.remote_energy import ExporterEnergyCounter
+from greenserv_core.energy.remote import ExporterEnergyCounter
 from greenserv_core.errors import ModelUnavailableError
 from greenserv_core.messages import Message
 from greenserv_core.tools import ToolSpec
@@ -219,6 +220,46 @@ def test_an_unreadable_exporter_falls_back_to_the_labelled_estimate() -> None:
     )
     energy = backend(lambda request: answer("4"), energy=counter, assumed_watts=250).generate(ASK, SETTINGS).energy
     assert energy.source == "estimate-latency-x-250W" and not energy.measured
+
+
+def test_any_energy_meter_measures_requests_and_a_failing_one_is_reported_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from greenserv_core.energy import CpuTimeEstimateMeter, TimedMeter
+
+    class Flaky(TimedMeter):  # a local meter beside the server: reads twice, then breaks
+        source = "flaky-counter"
+        reads = 0
+
+        def _start(self) -> object:
+            return None
+
+        def _stop(self, token: object, duration_s: float) -> float:
+            Flaky.reads += 1
+            if Flaky.reads > 1:
+                raise RuntimeError("counter lost")
+            return 40.0
+
+    remote = backend(lambda request: answer("4"), energy=Flaky())
+    with caplog.at_level(logging.WARNING, logger="greenserv"):
+        energies = [remote.generate(ASK, SETTINGS).energy for _ in range(3)]
+        streamed = list(remote.stream(ASK, SETTINGS))[-1].result
+    assert (energies[0].joules, energies[0].source, energies[0].measured) == (40.0, "flaky-counter", True)
+    assert all(e.source == "estimate-latency-x-300W" for e in energies[1:])
+    assert streamed is not None and streamed.energy.source == "estimate-latency-x-300W"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "flaky-counter" in warnings[0] and "counter lost" in warnings[0]
+    estimate = backend(lambda request: answer("4"), energy=CpuTimeEstimateMeter()).generate(ASK, SETTINGS).energy
+    assert estimate.source == "cpu-time-estimate" and not estimate.measured
+
+
+def test_the_optional_members_are_declared_protocols() -> None:
+    from greenserv_core.backends.base import batch_generator, concurrency_of, is_available
+
+    remote = backend(lambda request: answer("4"), max_concurrency=3)
+    assert is_available(remote) and concurrency_of(remote) == 3 and batch_generator(remote) is None
+    fake = FakeBackend("fake")
+    assert is_available(fake) and concurrency_of(fake) == 1 and batch_generator(fake) is None
 
 
 def test_bad_settings_are_refused() -> None:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 
 from greenserv_core import GenerationSettings, GreenServRouter, InvalidInputError, MissingResourceError
+from greenserv_core.backends.memory import ModelMemory
+from greenserv_core.backends.prompt_format import StopBuffer, truncate_at_stop
+from greenserv_core.backends.transformers import TransformersBackend
 from greenserv_core.energy import CpuTimeEstimateMeter
-from greenserv_core.models import ModelMemory, ModelSpec, TransformersBackend
+from greenserv_core.models import ModelSpec
 from greenserv_core.tools import ToolSpec
 from tests.conftest import make_hashing_extractor
-from tests.tiny_models import build_tiny_model
+from tests.tiny_models import build_scripted_model, build_tiny_model
 
 ASK = [{"role": "user", "content": "what is the capital of france?"}]
 
@@ -107,7 +111,10 @@ def test_abandoned_stream_releases_the_device(plain_dir: Path) -> None:
 
 
 def test_batch_attributes_joules_by_token_share(plain_dir: Path) -> None:
+    from greenserv_core.backends.base import batch_generator, concurrency_of
+
     backend = backend_for(plain_dir)
+    assert batch_generator(backend) is backend and concurrency_of(backend) == 1
     batch = [ASK, [{"role": "user", "content": "name three colours of the rainbow please, in order"}]]
     results = backend.generate_batch(batch, GenerationSettings(max_new_tokens=8))
     assert [r.input_tokens for r in results] == [backend.count_tokens(m) for m in batch]
@@ -214,21 +221,85 @@ NO_SYSTEM_TEMPLATE = (
 )
 
 
-def test_a_template_without_a_system_role_gets_the_system_text_in_the_first_user_turn(chat_dir: Path) -> None:
+def test_a_template_without_a_system_role_gets_the_system_text_in_the_first_user_turn(
+    chat_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     normal = backend_for(chat_dir)
-    assert normal.template_takes_system and "system_role" in normal.info.capabilities
+    with caplog.at_level(logging.WARNING, logger="greenserv"):
+        assert normal.template_takes_system and "system_role" in normal.info.capabilities
+    assert not caplog.records
     strict = backend_for(chat_dir, name="strict")
     strict.tokenizer.chat_template = NO_SYSTEM_TEMPLATE
-    assert not strict.template_takes_system and "system_role" not in strict.info.capabilities
-    messages = [{"role": "system", "content": "Be brief."}, *ASK]
-    assert strict.render(messages) == "[user] Be brief.\n\nwhat is the capital of france?\n[assistant]"
-    assert strict.generate(messages, GenerationSettings(max_new_tokens=2)).output_tokens >= 1
+    with caplog.at_level(logging.WARNING, logger="greenserv"):
+        assert not strict.template_takes_system and "system_role" not in strict.info.capabilities
+        messages = [{"role": "system", "content": "Be brief."}, *ASK]
+        assert strict.render(messages) == "[user] Be brief.\n\nwhat is the capital of france?\n[assistant]"
+        assert strict.generate(messages, GenerationSettings(max_new_tokens=2)).output_tokens >= 1
+    # the failed probe says what happened, once
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "strict" in warnings[0] and "System role not supported" in warnings[0]
+
+
+def test_loading_shows_no_progress_bars(plain_dir: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    from transformers.utils import logging as hf_logging
+
+    before = hf_logging.is_progress_bar_enabled()
+    backend_for(plain_dir).load()
+    assert "Loading weights" not in capfd.readouterr().err
+    assert hf_logging.is_progress_bar_enabled() == before
+
+
+# A base model goes on with invented turns; the scripted model answers " Rome." and then
+# "\nKid: Rome.\nKid: ..." for ever (its greedy cycle after the prompt's last ":").
+@pytest.fixture(scope="module")
+def scripted_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_scripted_model(tmp_path_factory.mktemp("scripted"), ": Rome.\nKid")
+
+
+def test_a_base_model_stops_at_the_next_turn_marker(scripted_dir: Path) -> None:
+    backend = backend_for(scripted_dir)
+    assert not backend.uses_chat_template and backend.stops_at_turn_markers
+    settings = GenerationSettings(max_new_tokens=40)
+    result = backend.generate(ASK, settings)
+    assert (result.text, result.finish_reason) == ("Rome.", "stop")
+    assert result.output_tokens == len(" Rome.\nKid:")  # generation stopped at the marker, not at 40
+    chunks = list(backend.stream(ASK, settings))
+    assert "".join(c.delta for c in chunks[:-1]) == "Rome."
+    final = chunks[-1].result
+    assert final is not None and (final.text, final.output_tokens) == ("Rome.", result.output_tokens)
+    longer = [{"role": "user", "content": "and what is the capital of italy, please?"}]
+    batch = backend.generate_batch([ASK, longer], settings)
+    assert [(r.text, r.output_tokens) for r in batch] == [("Rome.", result.output_tokens)] * 2
+
+
+def test_a_chat_template_model_is_not_cut_at_turn_markers(tmp_path: Path) -> None:
+    backend = backend_for(build_scripted_model(tmp_path, "] Rome.\nKid:", chat_template=True))
+    assert backend.uses_chat_template and not backend.stops_at_turn_markers
+    result = backend.generate(ASK, GenerationSettings(max_new_tokens=20))
+    assert result.text.startswith(" Rome.\nKid:] Rome.") and result.finish_reason == "length"
+
+
+def test_turn_markers_cut_plain_answers_and_streams() -> None:
+    assert truncate_at_stop("Paris.\nStudent: and Rome?", [], turn_markers=True) == ("Paris.", True)
+    assert truncate_at_stop("Paris.\nAssistant: again", [], turn_markers=True) == ("Paris.", True)
+    assert truncate_at_stop("Paris.\nStudent: and Rome?", []) == ("Paris.\nStudent: and Rome?", False)
+    assert truncate_at_stop("one\ntwo: three\nStep 2: go", [], turn_markers=True) == (
+        "one\ntwo: three\nStep 2: go",
+        False,
+    )
+    text = "Paris is the capital.\nIt is large.\nUser: thanks"
+    buffer = StopBuffer([], turn_markers=True)
+    streamed = "".join(buffer.push(char) for char in text) + buffer.flush()
+    assert streamed == "Paris is the capital.\nIt is large." and buffer.stopped
+    buffer = StopBuffer([], turn_markers=True)
+    streamed = "".join(buffer.push(char) for char in "Paris.\nIt") + buffer.flush()
+    assert streamed == "Paris.\nIt" and not buffer.stopped
 
 
 def test_dtype_names_are_checked() -> None:
     import torch
 
-    from greenserv_core.models.devices import pick_dtype
+    from greenserv_core.backends.devices import pick_dtype
 
     assert pick_dtype("cpu") == torch.float32
     assert pick_dtype("cpu", "bfloat16") == torch.bfloat16

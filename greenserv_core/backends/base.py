@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from greenserv_core.energy.base import EnergyReading
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.messages import Message
 from greenserv_core.tools.spec import ToolSpec
@@ -31,26 +32,6 @@ __all__ = [
     "concurrency_of",
     "is_available",
 ]
-
-
-@dataclass(frozen=True)
-class EnergyReading:
-    """Joules spent by one generation and where the number comes from.
-
-    ``measured`` is False for estimates (CPU time × wattage, priors): an estimate is never
-    reported as a measurement.
-
-    >>> EnergyReading(12.5, source="nvml-counter", measured=True).joules
-    12.5
-    """
-
-    joules: float
-    source: str
-    measured: bool
-
-    def __post_init__(self) -> None:
-        if not math.isfinite(self.joules) or self.joules < 0:
-            raise InvalidInputError(f"energy must be a finite, non-negative number of joules, got {self.joules!r}")
 
 
 @dataclass(frozen=True)

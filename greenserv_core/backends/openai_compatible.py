@@ -11,8 +11,9 @@ vLLM, Hugging Face TGI and ``transformers serve``, llama.cpp's server and Ollama
 * **cooldown**: after ``failure_threshold`` consecutive failed attempts the model reports
   ``available = False`` for ``cooldown_s`` seconds, and the router routes around it;
 * **tokens** from the server's ``usage``; where a server sends none, a length estimate;
-* **energy** as :mod:`~greenserv_core.backends.remote_energy` describes: reported by the
-  server, from a GPU exporter's counter, or an estimate labelled as one;
+* **energy** as :mod:`~greenserv_core.energy.remote` describes: reported by the server,
+  from an energy meter around the request (a GPU exporter's counter), or an estimate
+  labelled as one;
 * **JSON mode**: a request with ``GenerationSettings.json`` sends OpenAI's
   ``response_format`` (``json_object``, or ``json_schema`` with the schema). Declare the
   ``json_mode`` capability for servers that constrain decoding to it (vLLM, TGI, llama.cpp's
@@ -37,29 +38,29 @@ and does not count against the model. Tests use ``transport=httpx.MockTransport(
 from __future__ import annotations
 
 import json
+import logging
 import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from greenserv_core.backends.base import EnergyReading, GenerationResult, GenerationSettings, ModelInfo, StreamChunk
+from greenserv_core.backends.base import GenerationResult, GenerationSettings, ModelInfo, StreamChunk
 from greenserv_core.backends.circuit import CircuitBreaker
-from greenserv_core.backends.remote_energy import (
-    OverlapShares,
-    RemoteEnergySource,
-    estimated_energy,
-    reported_energy,
-)
+from greenserv_core.backends.registry import register_address_scheme
+from greenserv_core.energy.base import EnergyMeter, EnergyReading, EnergyWindow
+from greenserv_core.energy.remote import OverlapShares, estimated_energy, reported_energy
 from greenserv_core.errors import InvalidInputError, ModelUnavailableError
 from greenserv_core.messages import Message
 
-__all__ = ["OpenAICompatibleBackend"]
+__all__ = ["OpenAICompatibleBackend", "remote_backend"]
+
+logger = logging.getLogger("greenserv")
 
 _CHARS_PER_TOKEN = 4.0  # the usual rule of thumb for English with BPE tokenisers
 _RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
@@ -93,7 +94,9 @@ class OpenAICompatibleBackend:
     serves: add ``"tools"`` only for a server that parses tool calls for this model.
     ``max_concurrency`` bounds the requests ``router.generate_batch`` sends at once (the
     server batches them). ``tokenizer`` (a local copy of the model's tokenizer) makes
-    :meth:`count_tokens` exact.
+    :meth:`count_tokens` exact. ``energy`` is an :class:`~greenserv_core.energy.base.EnergyMeter`
+    with a window around each request (e.g. an
+    :class:`~greenserv_core.energy.remote.ExporterEnergyCounter`).
     """
 
     def __init__(
@@ -112,7 +115,7 @@ class OpenAICompatibleBackend:
         cooldown_s: float = 30.0,
         context_window: int = 4096,
         capabilities: frozenset[str] = frozenset({"chat_template", "system_role"}),
-        energy: RemoteEnergySource | None = None,
+        energy: EnergyMeter | None = None,
         assumed_watts: float = 300.0,
         prior_joules_per_token: float | None = None,
         prior_seconds_per_token: float | None = None,
@@ -163,6 +166,7 @@ class OpenAICompatibleBackend:
         )
         self._lock = threading.Lock()
         self.attempts_ = 0  # HTTP attempts made, retries included
+        self._meter_failed = False
 
     # ---- ModelBackend -------------------------------------------------------------------
     @property
@@ -204,7 +208,7 @@ class OpenAICompatibleBackend:
         try:
             response = self._with_retries(lambda: self._post(self._body(messages, settings, stream=False)))
         except BaseException:
-            self._overlap.leave(window.ticket)
+            window.close()
             raise
         latency = time.perf_counter() - started
         try:
@@ -217,7 +221,7 @@ class OpenAICompatibleBackend:
             finish = choice.get("finish_reason") or "stop"
         except (ValueError, KeyError, IndexError, TypeError) as error:
             self.breaker.failure()
-            self._overlap.leave(window.ticket)
+            window.close()
             raise ModelUnavailableError(
                 f"{self._info.name}: malformed answer from {self.base_url}: {error!r}"
             ) from error
@@ -229,7 +233,7 @@ class OpenAICompatibleBackend:
         try:
             yield from self._stream(messages, settings, window)
         finally:
-            self._overlap.leave(window.ticket)  # a no-op once the result was computed
+            window.close()  # a no-op once the result was computed
 
     def _stream(
         self, messages: Sequence[Message], settings: GenerationSettings, window: _Window
@@ -387,7 +391,25 @@ class OpenAICompatibleBackend:
 
     # ---- results -------------------------------------------------------------------------
     def _start_energy(self) -> _Window:
-        return _Window(self._overlap.enter(), self.energy.start() if self.energy is not None else None)
+        window = _Window(self._overlap)
+        if self.energy is not None:
+            try:
+                window.open(self.energy)
+            except Exception as error:
+                self._meter_trouble(error)
+        return window
+
+    def _meter_trouble(self, error: Exception) -> None:
+        with self._lock:
+            first, self._meter_failed = not self._meter_failed, True
+        if first:
+            logger.warning(
+                "%s: energy meter %s failed (%s: %s); such requests get the labelled estimate",
+                self._info.name,
+                getattr(self.energy, "source", "?"),
+                type(error).__name__,
+                error,
+            )
 
     def _result(
         self,
@@ -406,13 +428,14 @@ class OpenAICompatibleBackend:
             input_tokens = self.count_tokens(messages)
         if not isinstance(output_tokens, int):
             output_tokens = math.ceil(len(text) / _CHARS_PER_TOKEN)
-        share = min(self._overlap.leave(window.ticket), latency)  # this request's part of the busy time
+        charged, counted = window.close()
+        if window.error is not None:
+            self._meter_trouble(window.error)
+        share = min(charged, latency)  # this request's part of the busy time
         energy = reported_energy(usage, headers)
-        if energy is None and self.energy is not None:
-            counted = self.energy.stop(window.counter)
-            if counted is not None:
-                part = share / latency if latency > 0 else 1.0
-                energy = EnergyReading(counted.joules * part, source=counted.source, measured=counted.measured)
+        if energy is None and counted is not None:
+            part = share / latency if latency > 0 else 1.0
+            energy = EnergyReading(counted.joules * part, source=counted.source, measured=counted.measured)
         if energy is None:
             energy = estimated_energy(share, self.assumed_watts)
         return GenerationResult(
@@ -425,12 +448,38 @@ class OpenAICompatibleBackend:
         )
 
 
-@dataclass(frozen=True)
 class _Window:
-    """A request's ticket in the overlap shares and its energy counter's start reading."""
+    """A request's ticket in the overlap shares and its energy meter's open window."""
 
-    ticket: int
-    counter: object
+    def __init__(self, overlap: OverlapShares) -> None:
+        self.overlap = overlap
+        self.ticket = overlap.enter()
+        self.closed = False
+        self._meter: AbstractContextManager[EnergyWindow] | None = None
+        self._window: EnergyWindow | None = None
+        self.error: Exception | None = None
+
+    def open(self, meter: EnergyMeter) -> None:
+        context = meter.measure()
+        self._window = context.__enter__()
+        self._meter = context
+
+    def close(self) -> tuple[float, EnergyReading | None]:
+        """Leave the overlap shares and close the meter's window (the first call does it):
+        the seconds charged to the request and the meter's reading (``None`` without one)."""
+        if self.closed:
+            return 0.0, None
+        self.closed = True
+        charged = self.overlap.leave(self.ticket)
+        meter, self._meter = self._meter, None
+        if meter is None or self._window is None:
+            return charged, None
+        try:
+            meter.__exit__(None, None, None)
+        except Exception as error:
+            self.error = error
+            return charged, None
+        return charged, self._window.reading()
 
 
 def _prepend(first: str | None, rest: Iterator[str]) -> Iterator[str]:
@@ -448,3 +497,19 @@ def _merge_tool_call_delta(calls: dict[int, dict[str, Any]], delta: Mapping[str,
         call["function"]["name"] = function["name"]
     if function.get("arguments"):
         call["function"]["arguments"] += function["arguments"]
+
+
+@register_address_scheme("remote", ("http://", "https://"), describes="a remote <base URL>#<model id>", priority=10)
+def remote_backend(address: str, meter: str = "auto") -> OpenAICompatibleBackend:
+    """A model on an OpenAI-compatible server, written ``<base URL>#<model id>`` (the server
+    reports or estimates its energy, so ``meter`` is not used).
+
+    >>> remote_backend("http://gpu-1:8000/v1#Qwen/Qwen2.5-7B-Instruct").info.name
+    'Qwen/Qwen2.5-7B-Instruct'
+    """
+    base_url, _, model = address.partition("#")
+    if not model:
+        raise InvalidInputError(
+            f"a remote model is <base URL>#<model id>, e.g. http://gpu-1:8000/v1#qwen, got {address!r}"
+        )
+    return OpenAICompatibleBackend(base_url, model)

@@ -1,4 +1,12 @@
-"""Bandit policies, one file each, behind one interface (:class:`Policy`)."""
+"""Bandit policies, one file each, behind one interface (:class:`Policy`).
+
+To add a policy, drop one file here with a :class:`Policy` subclass that has a ``name`` and
+the ``@register_policy`` decorator: every module of this package is imported with it, so the
+policy is then a ``strategy=`` of the router and a name in :func:`policy_names`.
+"""
+
+import importlib
+import pkgutil
 
 from greenserv_core.bandits.base import ArmScore, Choice, Policy, StatelessArmsPolicy
 from greenserv_core.bandits.epsilon_greedy import EpsilonGreedy
@@ -6,10 +14,13 @@ from greenserv_core.bandits.epsilon_greedy_noncontextual import EpsilonGreedyNon
 from greenserv_core.bandits.linear import LinearPolicy
 from greenserv_core.bandits.linucb import LinUCB
 from greenserv_core.bandits.random_policy import RandomPolicy
-from greenserv_core.bandits.registry import POLICIES, make_policy
+from greenserv_core.bandits.registry import POLICIES, make_policy, policy_names, register_policy, unregister_policy
 from greenserv_core.bandits.ridge import RidgeArm
 from greenserv_core.bandits.static import StaticPolicy
 from greenserv_core.bandits.thompson import LinearThompson
+
+for _module in pkgutil.iter_modules(__path__):  # policies in files beyond those above register too
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = [
     "POLICIES",
@@ -26,4 +37,7 @@ __all__ = [
     "StatelessArmsPolicy",
     "StaticPolicy",
     "make_policy",
+    "policy_names",
+    "register_policy",
+    "unregister_policy",
 ]

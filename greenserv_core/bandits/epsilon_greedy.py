@@ -9,6 +9,7 @@ import numpy as np
 
 from greenserv_core.bandits.base import ArmScore, Policy
 from greenserv_core.bandits.linear import LinearPolicy
+from greenserv_core.bandits.registry import register_policy
 from greenserv_core.errors import InvalidInputError
 
 __all__ = ["EpsilonExploration", "EpsilonGreedy", "epsilon_at"]
@@ -49,6 +50,7 @@ class EpsilonExploration(Policy):
         return self._argmax(scores), False
 
 
+@register_policy
 class EpsilonGreedy(EpsilonExploration, LinearPolicy):
     """With probability ε_t a uniformly random eligible arm, else the best ridge estimate.
 

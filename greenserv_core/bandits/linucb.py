@@ -8,11 +8,13 @@ from typing import Any
 import numpy as np
 
 from greenserv_core.bandits.linear import LinearPolicy
+from greenserv_core.bandits.registry import register_policy
 from greenserv_core.errors import InvalidInputError
 
 __all__ = ["LinUCB"]
 
 
+@register_policy
 class LinUCB(LinearPolicy):
     """Upper confidence bound: ``θᵀx + alpha·sqrt(xᵀA⁻¹x)``.
 

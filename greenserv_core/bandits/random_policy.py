@@ -7,10 +7,12 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from greenserv_core.bandits.base import ArmScore, StatelessArmsPolicy
+from greenserv_core.bandits.registry import register_policy
 
 __all__ = ["RandomPolicy"]
 
 
+@register_policy
 class RandomPolicy(StatelessArmsPolicy):
     """Ignores context and rewards.
 

@@ -1,25 +1,54 @@
-"""Build a policy from its name: ``linucb``, ``thompson``, ``epsilon``, ``epsilon-nc``,
-``random``, ``static:MODEL``."""
+"""Policies by name. A policy class registers itself with ``@register_policy`` under its
+``name``; :func:`make_policy` builds one from a strategy string (``linucb``, ``static:MODEL`` …)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from greenserv_core.bandits.base import Policy
-from greenserv_core.bandits.epsilon_greedy import EpsilonGreedy
-from greenserv_core.bandits.epsilon_greedy_noncontextual import EpsilonGreedyNonContextual
-from greenserv_core.bandits.linucb import LinUCB
-from greenserv_core.bandits.random_policy import RandomPolicy
-from greenserv_core.bandits.static import StaticPolicy
-from greenserv_core.bandits.thompson import LinearThompson
 from greenserv_core.errors import InvalidInputError
 
-__all__ = ["POLICIES", "make_policy"]
+__all__ = ["POLICIES", "make_policy", "policy_names", "register_policy", "unregister_policy"]
 
-POLICIES: dict[str, type[Policy]] = {
-    cls.name: cls
-    for cls in (LinUCB, LinearThompson, EpsilonGreedy, EpsilonGreedyNonContextual, RandomPolicy, StaticPolicy)
-}
+POLICIES: dict[str, type[Policy]] = {}
+"""Every registered policy class by its ``name`` (filled by :func:`register_policy`)."""
+
+_P = TypeVar("_P", bound=type[Policy])
+
+
+def register_policy(cls: _P) -> _P:
+    """Class decorator: make ``cls`` available to :func:`make_policy` as ``cls.name``.
+
+    >>> from greenserv_core.bandits.random_policy import RandomPolicy
+    >>> @register_policy
+    ... class Coin(RandomPolicy):
+    ...     name = "coin"
+    >>> make_policy("coin", 2).name
+    'coin'
+    >>> unregister_policy("coin")
+    """
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not name or ":" in name:
+        raise InvalidInputError(f"policy {cls.__name__} needs a class attribute name without ':', got {name!r}")
+    known = POLICIES.get(name)
+    if known is not None and known.__qualname__ != cls.__qualname__:
+        raise InvalidInputError(f"policy name {name!r} is taken by {known.__module__}.{known.__qualname__}")
+    POLICIES[name] = cls
+    return cls
+
+
+def unregister_policy(name: str) -> None:
+    """Forget the policy registered as ``name`` (no error if there is none)."""
+    POLICIES.pop(name, None)
+
+
+def policy_names() -> list[str]:
+    """The registered policy names, sorted (``static`` is used as ``static:MODEL``).
+
+    >>> {"linucb", "static"} <= set(policy_names())
+    True
+    """
+    return sorted(POLICIES)
 
 
 def make_policy(strategy: str, dimension: int, *, seed: int | None = None, **params: Any) -> Policy:
@@ -35,7 +64,7 @@ def make_policy(strategy: str, dimension: int, *, seed: int | None = None, **par
     name, _, argument = strategy.partition(":")
     if name not in POLICIES:
         raise InvalidInputError(
-            f"unknown strategy {strategy!r}; choose one of {sorted(POLICIES)} (static as 'static:MODEL')"
+            f"unknown strategy {strategy!r}; choose one of {policy_names()} (static as 'static:MODEL')"
         )
     if name == "static":
         params.setdefault("arm", argument)

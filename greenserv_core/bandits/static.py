@@ -8,11 +8,13 @@ from typing import Any
 import numpy as np
 
 from greenserv_core.bandits.base import ArmScore, StatelessArmsPolicy
+from greenserv_core.bandits.registry import register_policy
 from greenserv_core.errors import InvalidInputError, NoEligibleModelError
 
 __all__ = ["StaticPolicy"]
 
 
+@register_policy
 class StaticPolicy(StatelessArmsPolicy):
     """Always ``arm``; if that arm is not eligible for a query, :class:`NoEligibleModelError`.
 

@@ -8,11 +8,13 @@ from typing import Any
 import numpy as np
 
 from greenserv_core.bandits.linear import LinearPolicy
+from greenserv_core.bandits.registry import register_policy
 from greenserv_core.errors import InvalidInputError
 
 __all__ = ["LinearThompson"]
 
 
+@register_policy
 class LinearThompson(LinearPolicy):
     """Samples ``θ̃ ~ N(θ̂, v²A⁻¹)`` per arm and plays the best ``θ̃ᵀx``.
 

@@ -1,16 +1,38 @@
-"""The energy-meter interface: ``with meter.measure() as window: ...`` then ``window.joules``."""
+"""The one energy-meter interface, :class:`EnergyMeter`: ``with meter.measure() as window: ...``
+then ``window.joules``; and :class:`EnergyReading`, the joules a generation reports."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from greenserv_core.backends.base import EnergyReading
+from greenserv_core.errors import InvalidInputError
 
-__all__ = ["EnergyMeter", "EnergyWindow", "TimedMeter"]
+__all__ = ["EnergyMeter", "EnergyReading", "EnergyWindow", "TimedMeter"]
+
+
+@dataclass(frozen=True)
+class EnergyReading:
+    """Joules spent by one generation and where the number comes from.
+
+    ``measured`` is False for estimates (CPU time × wattage, priors): an estimate is never
+    reported as a measurement.
+
+    >>> EnergyReading(12.5, source="nvml-counter", measured=True).joules
+    12.5
+    """
+
+    joules: float
+    source: str
+    measured: bool
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.joules) or self.joules < 0:
+            raise InvalidInputError(f"energy must be a finite, non-negative number of joules, got {self.joules!r}")
 
 
 @dataclass
@@ -32,11 +54,19 @@ class EnergyWindow:
 
 @runtime_checkable
 class EnergyMeter(Protocol):
-    """Measures the energy of the code inside ``measure()``."""
+    """Measures the energy of the code inside ``measure()``; a window that cannot be read
+    raises when it closes. Register a meter with
+    :func:`~greenserv_core.energy.registry.register_meter` to make it a choice by name and
+    for :func:`~greenserv_core.energy.registry.auto_meter`."""
 
     @property
     def source(self) -> str:
         """Name of the method, e.g. ``nvml-counter``, ``rapl``, ``cpu-time-estimate``."""
+        ...
+
+    @property
+    def measured(self) -> bool:
+        """True for hardware counters and sampled power; False for estimates."""
         ...
 
     def measure(self) -> AbstractContextManager[EnergyWindow]:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 
 from greenserv_core.energy.base import TimedMeter
+from greenserv_core.energy.registry import register_meter
 from greenserv_core.errors import InvalidInputError
 
-__all__ = ["DEFAULT_WATTS_PER_CORE", "CpuTimeEstimateMeter"]
+__all__ = ["DEFAULT_WATTS_PER_CORE", "CpuTimeEstimateMeter", "cpu_estimate_meter"]
 
 DEFAULT_WATTS_PER_CORE = 15.0
 
@@ -47,3 +49,9 @@ class CpuTimeEstimateMeter(TimedMeter):
     def _stop(self, token: object, duration_s: float) -> float:
         assert isinstance(token, float)
         return (time.process_time() - token) * self.watts_per_core
+
+
+@register_meter("cpu-estimate", priority=0)
+def cpu_estimate_meter(cuda_devices: Sequence[int]) -> CpuTimeEstimateMeter:
+    """The labelled estimate: always available, tried last."""
+    return CpuTimeEstimateMeter()

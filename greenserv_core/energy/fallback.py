@@ -41,6 +41,10 @@ class FallbackMeter:
     def source(self) -> str:
         return self.fallback.source if self.failed else self.primary.source
 
+    @property
+    def measured(self) -> bool:
+        return self.fallback.measured if self.failed else self.primary.measured
+
     def _fail(self, error: BaseException) -> None:
         if not self.failed:
             self.failed = True

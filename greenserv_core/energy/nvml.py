@@ -13,6 +13,7 @@ the local backend serialises generations per device so that a window holds one g
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import threading
 import time
@@ -22,12 +23,23 @@ from types import ModuleType
 from typing import Any
 
 from greenserv_core.energy.base import TimedMeter
+from greenserv_core.energy.registry import register_meter
 from greenserv_core.errors import MissingResourceError
 
-__all__ = ["NvmlCounterMeter", "NvmlPowerMeter", "cuda_synchronizer", "load_pynvml", "nvml_handles"]
+__all__ = [
+    "NvmlCounterMeter",
+    "NvmlPowerMeter",
+    "cuda_synchronizer",
+    "load_pynvml",
+    "nvml_counter_meter",
+    "nvml_handles",
+    "nvml_power_meter",
+]
 
 _INIT_LOCK = threading.Lock()
 _initialised = False
+_warned: set[str] = set()
+logger = logging.getLogger("greenserv.energy")
 
 
 def load_pynvml() -> ModuleType:
@@ -49,23 +61,37 @@ def load_pynvml() -> ModuleType:
 
 
 def nvml_handles(pynvml: ModuleType, cuda_devices: Sequence[int]) -> list[Any]:
-    """NVML handles of CUDA devices, matched by UUID (so ``CUDA_VISIBLE_DEVICES`` is honoured)."""
+    """NVML handles of CUDA devices, matched by UUID (so ``CUDA_VISIBLE_DEVICES`` is honoured).
+
+    If the UUID match fails, the failure is logged (once) and, without
+    ``CUDA_VISIBLE_DEVICES``, the CUDA index is taken as the NVML index; with it, the
+    indices may differ, so :class:`MissingResourceError` names the failure instead.
+    """
     handles = []
     for index in cuda_devices:
-        handle = None
         try:
             import torch
 
             uuid = str(torch.cuda.get_device_properties(index).uuid)
             handle = pynvml.nvmlDeviceGetHandleByUUID(uuid if uuid.startswith("GPU-") else f"GPU-{uuid}")
-        except Exception:
-            handle = None
-        if handle is None:
+        except Exception as error:  # no torch, no CUDA, an NVML error ...
+            failure = f"cannot match CUDA device {index} to an NVML device by UUID ({type(error).__name__}: {error})"
             if os.environ.get("CUDA_VISIBLE_DEVICES"):
-                raise MissingResourceError(f"cannot match CUDA device {index} to an NVML device")
+                raise MissingResourceError(
+                    f"{failure}; with CUDA_VISIBLE_DEVICES set the indices may differ"
+                ) from error
+            _warn_once(f"energy: {failure}; using NVML device {index}")
             handle = pynvml.nvmlDeviceGetHandleByIndex(index)
         handles.append(handle)
     return handles
+
+
+def _warn_once(message: str) -> None:
+    with _INIT_LOCK:
+        if message in _warned:
+            return
+        _warned.add(message)
+    logger.warning(message)
 
 
 def cuda_synchronizer(cuda_devices: Sequence[int]) -> Callable[[], None]:
@@ -195,3 +221,15 @@ class _PowerWindow:
     stop: threading.Event
     errors: list[BaseException]
     thread: threading.Thread | None = None
+
+
+@register_meter("nvml", priority=30, placement="gpu")
+def nvml_counter_meter(cuda_devices: Sequence[int]) -> NvmlCounterMeter:
+    """The GPUs' total-energy counters (Volta and newer): the first choice on GPUs."""
+    return NvmlCounterMeter(cuda_devices)
+
+
+@register_meter("nvml-power", priority=20, placement="gpu")
+def nvml_power_meter(cuda_devices: Sequence[int]) -> NvmlPowerMeter:
+    """Sampled GPU power, for GPUs without the counter."""
+    return NvmlPowerMeter(cuda_devices)

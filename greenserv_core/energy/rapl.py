@@ -7,12 +7,14 @@ the whole package, all processes included. Often readable only by root.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from greenserv_core.energy.base import TimedMeter
+from greenserv_core.energy.registry import register_meter
 from greenserv_core.errors import MissingResourceError
 
-__all__ = ["RaplMeter", "rapl_zones"]
+__all__ = ["RaplMeter", "rapl_meter", "rapl_zones"]
 
 DEFAULT_ROOT = Path("/sys/class/powercap")
 
@@ -62,3 +64,9 @@ class RaplMeter(TimedMeter):
         for before, after, wrap in zip(token, self._read(), self._ranges, strict=True):
             total_uj += after - before if after >= before else after + wrap - before
         return total_uj / 1e6
+
+
+@register_meter("rapl", priority=10, placement="cpu")
+def rapl_meter(cuda_devices: Sequence[int]) -> RaplMeter:
+    """The CPU packages' RAPL counters, for models on the CPU."""
+    return RaplMeter()

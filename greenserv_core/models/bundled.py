@@ -7,6 +7,9 @@ written into a temporary folder and renamed into place only when complete, with 
 file; a folder without the marker (an interrupted run) is deleted and redone, never loaded.
 
 Licences: SmolLM2 is Apache-2.0; Gemma-3 is under the Gemma Terms of Use.
+
+A bundled model's name is also its address (the ``bundled`` address scheme), so
+``models=["gemma-3-270m"]`` builds its backend.
 """
 
 from __future__ import annotations
@@ -21,17 +24,22 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from greenserv_core.backends.registry import register_address_scheme
 from greenserv_core.errors import MissingResourceError
 from greenserv_core.models.spec import ModelSpec
-from greenserv_core.models.transformers_backend import TransformersBackend
 from greenserv_core.paths import cache_dir
+
+if TYPE_CHECKING:
+    from greenserv_core.backends.transformers import TransformersBackend
 
 __all__ = [
     "BUNDLED_MODELS",
     "BundledModel",
+    "bundled_backend",
     "bundled_pool",
+    "bundled_spec",
     "bundled_specs",
     "converted_dir",
     "ensure_converted",
@@ -116,17 +124,21 @@ def _pip(args: list[str]) -> None:
 
 
 def convert_gguf(gguf: Path, out: Path) -> None:
-    """De-quantise a GGUF file with transformers and save an ordinary model directory."""
+    """De-quantise a GGUF file with transformers and save an ordinary model directory (without
+    transformers' own progress bars: ``greenserv setup`` shows one per model)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    # the weights are de-quantised now; drop the GGUF quantizer marker so they save as usual
-    model.hf_quantizer = None  # type: ignore[assignment]
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    from greenserv_core.backends.transformers import quiet_loading
+
+    with quiet_loading():
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        # the weights are de-quantised now; drop the GGUF quantizer marker so they save as usual
+        model.hf_quantizer = None  # type: ignore[assignment]
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
 
 
 def ensure_converted(name: str) -> Path:
@@ -161,17 +173,38 @@ def ensure_converted(name: str) -> Path:
     return target
 
 
+def bundled_spec(name: str) -> ModelSpec:
+    """The spec of a bundled model's converted directory (convert it with ``greenserv setup``)."""
+    if name not in BUNDLED_MODELS:
+        raise MissingResourceError(f"no bundled model named {name!r}; bundled: {sorted(BUNDLED_MODELS)}")
+    if not is_converted(name):
+        raise MissingResourceError(f"bundled model {name!r} is not set up in {converted_dir(name)}; {SETUP_HINT}")
+    return ModelSpec(name, path=str(converted_dir(name)), install_hint=SETUP_HINT)
+
+
 def bundled_specs() -> list[ModelSpec]:
-    """Specs of the bundled models' converted directories (convert them with ``greenserv setup``)."""
-    specs = []
-    for name in BUNDLED_MODELS:
-        if not is_converted(name):
-            raise MissingResourceError(f"bundled model {name!r} is not set up in {converted_dir(name)}; {SETUP_HINT}")
-        specs.append(ModelSpec(name, path=str(converted_dir(name)), install_hint=SETUP_HINT))
-    return specs
+    """Specs of all the bundled models' converted directories."""
+    return [bundled_spec(name) for name in BUNDLED_MODELS]
 
 
 def bundled_pool(**backend_options: Any) -> list[TransformersBackend]:
-    """One :class:`TransformersBackend` per bundled model (weights load on first use)."""
+    """One :class:`~greenserv_core.backends.transformers.TransformersBackend` per bundled model
+    (weights load on first use)."""
+    from greenserv_core.backends.transformers import TransformersBackend
+
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     return [TransformersBackend(spec, **backend_options) for spec in bundled_specs()]
+
+
+@register_address_scheme(
+    "bundled",
+    lambda address: address in BUNDLED_MODELS,
+    describes=f"a bundled model name ({', '.join(sorted(BUNDLED_MODELS))})",
+    priority=20,
+)
+def bundled_backend(address: str, meter: str = "auto") -> TransformersBackend:
+    """The backend of one bundled model, by name."""
+    from greenserv_core.backends.transformers import TransformersBackend
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    return TransformersBackend(bundled_spec(address), meter=meter)

@@ -3,9 +3,10 @@
 * Loads lazily on first use, on CUDA when present (bf16/fp16) else the CPU (fp32), within a
   shared memory budget (least-recently-used idle models are unloaded beyond it).
 * Uses the tokenizer's chat template when it has one, else the documented plain format
-  (:mod:`greenserv_core.models.prompt_format`).
+  (:mod:`greenserv_core.backends.prompt_format`), which stops at the next turn marker.
 * Greedy (``temperature == 0``) or sampled decoding, ``max_new_tokens``, multi-token stop
   strings (transformers' ``stop_strings``; the text is cut before the stop string).
+* Loads quietly: transformers' progress bars are off while the weights load.
 * Exact token counts: the prompt's tokens, and the tokens generated up to and including EOS.
 * Energy: one meter window around each generation, holding the device's lock, so a
   device-wide counter sees one generation. Batches split a window's joules by token share.
@@ -20,34 +21,58 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from greenserv_core.backends.base import (
-    EnergyReading,
-    GenerationResult,
-    GenerationSettings,
-    ModelInfo,
-    StreamChunk,
-)
-from greenserv_core.energy import EnergyMeter, EnergyWindow, make_meter
-from greenserv_core.errors import InvalidInputError, MissingResourceError
-from greenserv_core.messages import Message, validate_messages
-from greenserv_core.models.devices import device_lock, pick_device, pick_dtype
-from greenserv_core.models.memory import ModelMemory, default_memory
-from greenserv_core.models.prompt_format import (
-    PLAIN_STOPS,
+from greenserv_core.backends.base import GenerationResult, GenerationSettings, ModelInfo, StreamChunk
+from greenserv_core.backends.devices import device_lock, pick_device, pick_dtype
+from greenserv_core.backends.memory import ModelMemory, default_memory
+from greenserv_core.backends.prompt_format import (
+    TURN_MARKER,
     StopBuffer,
     fold_system_into_user,
     plain_prompt,
     truncate_at_stop,
 )
+from greenserv_core.backends.registry import register_address_scheme
+from greenserv_core.energy.base import EnergyMeter, EnergyReading, EnergyWindow
+from greenserv_core.energy.registry import make_meter
+from greenserv_core.errors import InvalidInputError, MissingResourceError
+from greenserv_core.messages import Message, validate_messages
 from greenserv_core.models.spec import ModelSpec
 from greenserv_core.tools.spec import ToolSpec, with_tools_prompt
 
-__all__ = ["TransformersBackend"]
+__all__ = ["TransformersBackend", "directory_backend", "quiet_loading"]
 
 logger = logging.getLogger("greenserv")
+
+_TAIL_TOKENS = 24  # enough tokens to hold a turn marker ("\n" + a word of up to 20 letters + ":")
+_quiet_lock = threading.Lock()
+_quiet_depth = 0
+_bars_were_on = False
+
+
+@contextmanager
+def quiet_loading() -> Iterator[None]:
+    """transformers' progress bars ("Loading weights" …) off inside the block (nestable and
+    thread-safe; they are back on after the last block if they were on before it)."""
+    global _quiet_depth, _bars_were_on
+    from transformers.utils import logging as hf_logging
+
+    with _quiet_lock:
+        if _quiet_depth == 0:
+            _bars_were_on = hf_logging.is_progress_bar_enabled()
+            hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+        _quiet_depth += 1
+    try:
+        yield
+    finally:
+        with _quiet_lock:
+            _quiet_depth -= 1
+            if _quiet_depth == 0 and _bars_were_on:
+                hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
 
 
 @dataclass
@@ -179,9 +204,10 @@ class TransformersBackend:
 
             started = time.perf_counter()
             try:
-                model = AutoModelForCausalLM.from_pretrained(
-                    self.spec.source, gguf_file=self.spec.gguf_file, dtype=pick_dtype(self.device, self.dtype_name)
-                )
+                with quiet_loading():
+                    model = AutoModelForCausalLM.from_pretrained(
+                        self.spec.source, gguf_file=self.spec.gguf_file, dtype=pick_dtype(self.device, self.dtype_name)
+                    )
             except OSError as error:
                 hint = f" ({self.spec.install_hint})" if self.spec.install_hint else ""
                 raise MissingResourceError(
@@ -217,13 +243,21 @@ class TransformersBackend:
 
     @functools.cached_property
     def template_takes_system(self) -> bool:
-        """Whether the chat template accepts a system message (tried once; the plain format does)."""
+        """Whether the chat template accepts a system message (tried once; the plain format
+        does). If the probe fails, a warning says why, and system text goes into the first
+        user turn from then on."""
         if not self.uses_chat_template:
             return True
         probe = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]
         try:
             self.tokenizer.apply_chat_template(probe, tokenize=False, add_generation_prompt=True)
-        except Exception:  # jinja2 TemplateError from the template's raise_exception
+        except Exception as error:  # jinja2 TemplateError from the template's raise_exception, or a broken template
+            logger.warning(
+                "%s: the chat template refused a system message (%s: %s); system text goes into the first user turn",
+                self.name,
+                type(error).__name__,
+                error,
+            )
             return False
         return True
 
@@ -260,13 +294,35 @@ class TransformersBackend:
     def count_tokens(self, messages: Sequence[Message]) -> int:
         return len(self._encode([self.render(messages)])["input_ids"][0])
 
-    def _stops(self, settings: GenerationSettings) -> list[str]:
-        return list(settings.stop) + ([] if self.uses_chat_template else list(PLAIN_STOPS))
+    @property
+    def stops_at_turn_markers(self) -> bool:
+        """Whether answers end at the plain format's next turn marker (models without a chat template)."""
+        return not self.uses_chat_template
 
-    def _generate_kwargs(self, settings: GenerationSettings, stops: list[str]) -> dict[str, Any]:
+    def _turn_marker_criteria(self, width: int) -> Any:
+        """A stopping criterion for rows whose new text (after ``width`` prompt tokens) holds a turn marker."""
+        import torch
+        from transformers import StoppingCriteria
+
+        tokenizer = self.tokenizer
+
+        class TurnMarkerCriteria(StoppingCriteria):  # type: ignore[misc]
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+                tails = tokenizer.batch_decode(input_ids[:, width:][:, -_TAIL_TOKENS:], skip_special_tokens=True)
+                found = [TURN_MARKER.search(tail) is not None for tail in tails]
+                return torch.tensor(found, dtype=torch.bool, device=input_ids.device)
+
+        return TurnMarkerCriteria()
+
+    def _generate_kwargs(self, settings: GenerationSettings, stops: list[str], width: int) -> dict[str, Any]:
+        from transformers import StoppingCriteriaList
+
         kwargs: dict[str, Any] = {
             "max_new_tokens": settings.max_new_tokens,
             "pad_token_id": self.tokenizer.pad_token_id,
+            "stopping_criteria": StoppingCriteriaList(
+                [self._turn_marker_criteria(width)] if self.stops_at_turn_markers else []
+            ),
         }
         if settings.temperature > 0:
             kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p)
@@ -279,12 +335,16 @@ class TransformersBackend:
         return kwargs
 
     def _new_token_counts(self, generated: Any) -> list[int]:
-        """Tokens generated per row, up to and including the first EOS (padding excluded)."""
+        """Tokens generated per row, up to and including the first EOS. Padding is excluded: a
+        row that stopped early (a stop string, a turn marker) is padded to the batch's length."""
         eos = self._eos_ids()
+        pad = self.tokenizer.pad_token_id
         counts = []
         for row in generated.tolist():
             count = 0
             for token in row:
+                if token == pad and token not in eos:
+                    break
                 count += 1
                 if token in eos:
                     break
@@ -343,7 +403,7 @@ class TransformersBackend:
         import torch
 
         prompts = [self.render(messages, settings.tools) for messages in batch]
-        stops = self._stops(settings)
+        stops = list(settings.stop)
         self.memory.acquire(self)
         try:
             model = self.load()
@@ -354,7 +414,7 @@ class TransformersBackend:
                 torch.manual_seed(settings.seed)
             started = time.perf_counter()
             with self.meter.measure() as window, torch.inference_mode():
-                output = model.generate(**encoded, **self._generate_kwargs(settings, stops))
+                output = model.generate(**encoded, **self._generate_kwargs(settings, stops, width))
             latency = time.perf_counter() - started
         finally:
             self.memory.release(self)
@@ -364,7 +424,7 @@ class TransformersBackend:
         totals = [i + o for i, o in zip(input_counts, output_counts, strict=True)]
         for row, (n_in, n_out) in enumerate(zip(input_counts, output_counts, strict=True)):
             text = self.tokenizer.decode(generated[row, :n_out], skip_special_tokens=True)
-            text, stopped = truncate_at_stop(text, stops)
+            text, stopped = truncate_at_stop(text, stops, turn_markers=self.stops_at_turn_markers)
             finish = "stop" if stopped or n_out < settings.max_new_tokens else "length"
             share = totals[row] / sum(totals)
             results.append(
@@ -383,10 +443,10 @@ class TransformersBackend:
         """Stream text through ``TextIteratorStreamer``; same energy and token accounting as
         :meth:`generate`. Closing the iterator early stops generation."""
         import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+        from transformers import StoppingCriteria, TextIteratorStreamer
 
         prompt = self.render(messages, settings.tools)
-        stops = self._stops(settings)
+        stops = list(settings.stop)
         cancelled = threading.Event()
 
         class _Cancel(StoppingCriteria):  # type: ignore[misc]
@@ -401,8 +461,9 @@ class TransformersBackend:
             n_in = int(encoded["attention_mask"].sum())
             width = encoded["input_ids"].shape[1]
             streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-            kwargs = self._generate_kwargs(settings, stops)
-            kwargs.update(streamer=streamer, stopping_criteria=StoppingCriteriaList([_Cancel()]))
+            kwargs = self._generate_kwargs(settings, stops, width)
+            kwargs["stopping_criteria"].append(_Cancel())
+            kwargs["streamer"] = streamer
             outcome: dict[str, Any] = {}
 
             def run() -> None:
@@ -421,7 +482,7 @@ class TransformersBackend:
                 with self.meter.measure() as window:
                     thread = threading.Thread(target=run, name=f"greenserv-stream-{self.name}", daemon=True)
                     thread.start()
-                    buffer = StopBuffer(stops)
+                    buffer = StopBuffer(stops, turn_markers=self.stops_at_turn_markers)
                     emitted: list[str] = []
                     try:
                         for piece in streamer:
@@ -458,3 +519,15 @@ class TransformersBackend:
                 finish_reason=finish,
             ),
         )
+
+
+@register_address_scheme(
+    "directory", lambda address: Path(address).is_dir(), describes="a local model directory", priority=-10
+)
+def directory_backend(address: str, meter: str = "auto") -> TransformersBackend:
+    """A local Hugging Face model directory, named after the folder.
+
+    >>> directory_backend("/models/qwen2.5-0.5b").name
+    'qwen2.5-0.5b'
+    """
+    return TransformersBackend(ModelSpec(Path(address).name, path=address), meter=meter)

@@ -9,19 +9,23 @@ The plain format (for base models such as Gemma-3-270m) is::
     User: <text>
     Assistant:
 
-Generation stops at ``"\\nUser:"`` (added to the caller's stop strings), so a base model
-does not write the user's next turn.
+A base model tends to go on with invented turns ("User: …", "Student: …"), so generation in
+this format stops at a turn marker, :data:`TURN_MARKER`: a line that opens with one
+capitalised word and a colon. The marker is not part of the answer.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from greenserv_core.messages import Message
 
-__all__ = ["PLAIN_STOPS", "StopBuffer", "fold_system_into_user", "plain_prompt", "truncate_at_stop"]
+__all__ = ["TURN_MARKER", "StopBuffer", "fold_system_into_user", "plain_prompt", "truncate_at_stop"]
 
-PLAIN_STOPS = ("\nUser:",)
+TURN_MARKER = re.compile(r"\n[A-Z][A-Za-z]{0,19}:")
+"""Where a turn of the plain format starts (``"\\nUser:"``, ``"\\nAssistant:"``, ``"\\nStudent:"`` …)."""
+_PARTIAL_TURN_MARKER = re.compile(r"\n(?:[A-Z][A-Za-z]{0,19})?\Z")  # a tail that may still become one
 _SPEAKER = {"user": "User", "assistant": "Assistant", "tool": "Tool"}
 
 
@@ -57,26 +61,37 @@ def fold_system_into_user(messages: Sequence[Message]) -> list[Message]:
     return [{"role": "user", "content": system}, *rest]  # type: ignore[list-item]
 
 
-def truncate_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
-    """Cut ``text`` at the earliest stop string; return (text, whether one was found).
+def truncate_at_stop(text: str, stops: Sequence[str], *, turn_markers: bool = False) -> tuple[str, bool]:
+    """Cut ``text`` at the earliest stop string (or :data:`TURN_MARKER` with ``turn_markers``);
+    return (text, whether one was found).
 
     >>> truncate_at_stop("Paris.\\nUser: next", ["\\nUser:"])
     ('Paris.', True)
+    >>> truncate_at_stop("Paris.\\nStudent: and Rome?", [], turn_markers=True)
+    ('Paris.', True)
     """
     cuts = [i for i in (text.find(s) for s in stops) if i >= 0]
+    marker = TURN_MARKER.search(text) if turn_markers else None
+    if marker is not None:
+        cuts.append(marker.start())
     return (text[: min(cuts)], True) if cuts else (text, False)
 
 
 class StopBuffer:
-    """Streams text while holding back any tail that could start a stop string.
+    """Streams text while holding back any tail that could start a stop string (or a turn
+    marker, with ``turn_markers``).
 
     >>> buffer = StopBuffer(["\\nUser:"])
     >>> buffer.push("Paris.\\nUs"), buffer.push("er: more"), buffer.stopped
     ('Paris.', '', True)
+    >>> buffer = StopBuffer([], turn_markers=True)
+    >>> buffer.push("Paris.\\nStud"), buffer.push("ent: and"), buffer.stopped
+    ('Paris.', '', True)
     """
 
-    def __init__(self, stops: Sequence[str]) -> None:
+    def __init__(self, stops: Sequence[str], *, turn_markers: bool = False) -> None:
         self.stops = [s for s in stops if s]
+        self.turn_markers = turn_markers
         self.text = ""
         self.emitted = 0
         self.stopped = False
@@ -85,7 +100,7 @@ class StopBuffer:
         if self.stopped:
             return ""
         self.text += delta
-        cut, found = truncate_at_stop(self.text, self.stops)
+        cut, found = truncate_at_stop(self.text, self.stops, turn_markers=self.turn_markers)
         if found:
             self.stopped = True
             out = cut[self.emitted :]
@@ -97,6 +112,9 @@ class StopBuffer:
                 if self.text.endswith(stop[:size]):
                     hold = max(hold, size)
                     break
+        partial = _PARTIAL_TURN_MARKER.search(self.text) if self.turn_markers else None
+        if partial is not None:
+            hold = max(hold, len(self.text) - partial.start())
         safe = len(self.text) - hold
         out = self.text[self.emitted : safe] if safe > self.emitted else ""
         self.emitted = max(self.emitted, safe)

@@ -4,11 +4,12 @@ In order of preference, :class:`~greenserv_core.backends.openai_compatible.OpenA
 
 1. energy the server reports for the request: a ``usage.energy_joules`` field or an
    ``x-energy-joules`` response header (``source="server-reported"``, measured);
-2. an :class:`ExporterEnergyCounter`: a GPU energy counter scraped from a Prometheus
-   exporter (NVIDIA's DCGM exporter exposes ``DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION`` in mJ)
-   before and after the request. It is measured, but covers the whole GPU: requests the
-   server runs at the same time share the window, so with concurrent traffic it is an
-   upper bound for the one request;
+2. its ``energy`` meter, any :class:`~greenserv_core.energy.base.EnergyMeter` with a window
+   around the request, such as an :class:`ExporterEnergyCounter`: a GPU energy counter
+   scraped from a Prometheus exporter (NVIDIA's DCGM exporter exposes
+   ``DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION`` in mJ) before and after the request. It is
+   measured, but covers the whole GPU: requests the server runs at the same time share the
+   window, so with concurrent traffic it is an upper bound for the one request;
 3. otherwise an estimate, ``assumed_watts × latency``, labelled ``estimate-latency-x-<W>W``
    and never reported as measured.
 
@@ -24,27 +25,14 @@ import itertools
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import httpx
 
-from greenserv_core.backends.base import EnergyReading
-from greenserv_core.errors import InvalidInputError
+from greenserv_core.energy.base import EnergyReading, TimedMeter
+from greenserv_core.errors import InvalidInputError, MissingResourceError
 
-__all__ = ["ExporterEnergyCounter", "OverlapShares", "RemoteEnergySource", "estimated_energy", "reported_energy"]
-
-
-@runtime_checkable
-class RemoteEnergySource(Protocol):
-    """Reads a counter before and after a request."""
-
-    def start(self) -> object:
-        """Read the counter before the request."""
-        ...
-
-    def stop(self, token: object) -> EnergyReading | None:
-        """The joules since ``start`` (``None`` if the counter could not be read)."""
-        ...
+__all__ = ["ExporterEnergyCounter", "OverlapShares", "estimated_energy", "reported_energy"]
 
 
 def reported_energy(usage: Mapping[str, Any] | None, headers: Mapping[str, str]) -> EnergyReading | None:
@@ -118,8 +106,9 @@ def estimated_energy(latency_s: float, assumed_watts: float) -> EnergyReading:
     return EnergyReading(assumed_watts * latency_s, source=f"estimate-latency-x-{assumed_watts:g}W", measured=False)
 
 
-class ExporterEnergyCounter:
-    """A cumulative energy counter scraped from a Prometheus exporter's ``/metrics`` page.
+class ExporterEnergyCounter(TimedMeter):
+    """A meter reading a cumulative energy counter from a Prometheus exporter's ``/metrics``
+    page before and after the block (a window it cannot read raises when it closes).
 
     ``metric`` is the counter's name, ``labels`` pick one series (e.g. ``{"gpu": "0"}``) and
     ``joules_per_unit`` converts its unit (DCGM reports millijoules: 0.001).
@@ -128,6 +117,9 @@ class ExporterEnergyCounter:
     >>> ExporterEnergyCounter.parse(page, "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", {"gpu": "0"})
     5000.0
     """
+
+    source = "exporter-counter"
+    measured = True
 
     def __init__(
         self,
@@ -158,19 +150,23 @@ class ExporterEnergyCounter:
                     return float(sample.value)
         return None
 
-    def _read(self) -> float | None:
+    def _read(self) -> float:
         try:
             response = self.client.get(self.metrics_url)
             response.raise_for_status()
-            return self.parse(response.text, self.metric, self.labels)
-        except (httpx.HTTPError, ValueError):
-            return None
+            value = self.parse(response.text, self.metric, self.labels)
+        except (httpx.HTTPError, ValueError) as error:
+            raise MissingResourceError(f"cannot read {self.metrics_url}: {error}") from error
+        if value is None:
+            raise MissingResourceError(f"{self.metrics_url} has no {self.metric} series with labels {self.labels}")
+        return value
 
-    def start(self) -> object:
+    def _start(self) -> object:
         return self._read()
 
-    def stop(self, token: object) -> EnergyReading | None:
+    def _stop(self, token: object, duration_s: float) -> float:
+        assert isinstance(token, float)
         end = self._read()
-        if not isinstance(token, float) or end is None or end < token:
-            return None  # unreadable, or the counter was reset: no measurement rather than a wrong one
-        return EnergyReading((end - token) * self.joules_per_unit, source="exporter-counter", measured=True)
+        if end < token:  # the counter was reset: no measurement rather than a wrong one
+            raise MissingResourceError(f"the counter at {self.metrics_url} went back from {token} to {end}")
+        return (end - token) * self.joules_per_unit

@@ -1,0 +1,172 @@
+"""Adding one: a policy, an energy meter and a backend with its address scheme, each written in
+one place (here, a fixture) and registered there. The fixtures undo their registration, so no
+other test sees the additions."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping, Sequence
+
+import numpy as np
+import pytest
+
+from greenserv_core import GreenServRouter, InvalidInputError
+from greenserv_core.backends import (
+    FakeBackend,
+    GenerationResult,
+    GenerationSettings,
+    ModelBackend,
+    ModelInfo,
+    StreamChunk,
+    address_schemes,
+    register_address_scheme,
+    unregister_address_scheme,
+)
+from greenserv_core.bandits import ArmScore, StatelessArmsPolicy, policy_names, register_policy, unregister_policy
+from greenserv_core.energy import (
+    FallbackMeter,
+    TimedMeter,
+    auto_meter,
+    make_meter,
+    meter_names,
+    register_meter,
+    unregister_meter,
+)
+from greenserv_core.energy.base import EnergyReading
+from greenserv_core.messages import Message
+from greenserv_core.models.pool import build_backends
+from tests.conftest import make_hashing_extractor
+
+
+@pytest.fixture
+def first_name_policy() -> Iterator[str]:
+    @register_policy
+    class FirstName(StatelessArmsPolicy):
+        """Always the eligible model whose name sorts first."""
+
+        name = "first-name"
+        contextual = False
+
+        def _estimates(self, context: np.ndarray, arms: Sequence[str]) -> dict[str, tuple[float, float]]:
+            return {arm: (0.0, 0.0) for arm in arms}
+
+        def _choose(self, scores: Mapping[str, ArmScore]) -> tuple[str, bool]:
+            return min(scores), False
+
+        def update(self, arm: str, context: np.ndarray, reward: float) -> None:
+            self._require_arm(arm)
+
+    yield FirstName.name
+    unregister_policy(FirstName.name)
+
+
+def test_a_policy_added_in_one_place_is_a_router_strategy(first_name_policy: str) -> None:
+    assert first_name_policy in policy_names()
+    router = GreenServRouter(
+        [FakeBackend("small"), FakeBackend("large"), FakeBackend("medium")],
+        strategy=first_name_policy,
+        features=make_hashing_extractor(),
+        seed=0,
+    )
+    answers = [router.generate(text, max_new_tokens=4) for text in ("Hi there", "What is 2 + 2?", "Who wrote Hamlet?")]
+    assert [a.model for a in answers] == ["large"] * 3
+    assert router.feedback(answers[0].decision_id, 1.0).applied
+
+
+def test_a_removed_policy_is_unknown_again(first_name_policy: str) -> None:
+    unregister_policy(first_name_policy)
+    with pytest.raises(InvalidInputError, match="unknown strategy"):
+        GreenServRouter([FakeBackend("small")], strategy=first_name_policy, features=make_hashing_extractor())
+
+
+@pytest.fixture
+def wall_plug_meter() -> Iterator[str]:
+    class WallPlug(TimedMeter):
+        """A smart plug's energy counter (here: 2 J per second of wall time)."""
+
+        source = "wall-plug"
+        measured = True
+
+        def _start(self) -> object:
+            return time.perf_counter()
+
+        def _stop(self, token: object, duration_s: float) -> float:
+            return 2.0 * duration_s
+
+    @register_meter("wall-plug", priority=100, placement="any")
+    def wall_plug(cuda_devices: Sequence[int]) -> WallPlug:
+        return WallPlug()
+
+    yield "wall-plug"
+    unregister_meter("wall-plug")
+
+
+def test_a_meter_added_in_one_place_is_chosen_automatically(wall_plug_meter: str) -> None:
+    assert wall_plug_meter in meter_names()
+    for meter in (auto_meter([]), auto_meter([0]), make_meter(wall_plug_meter)):
+        assert isinstance(meter, FallbackMeter) and meter.source == "wall-plug" and meter.measured
+        with meter.measure() as window:
+            time.sleep(0.01)
+        assert window.source == "wall-plug" and window.measured and window.joules > 0
+
+
+def test_a_removed_meter_is_no_longer_chosen(wall_plug_meter: str) -> None:
+    unregister_meter(wall_plug_meter)
+    assert auto_meter([]).source != "wall-plug"
+    with pytest.raises(InvalidInputError, match="unknown energy meter"):
+        make_meter(wall_plug_meter)
+
+
+class EchoBackend:
+    """Answers with the user's last message, backwards: just the four members of ModelBackend."""
+
+    def __init__(self, name: str) -> None:
+        self._info = ModelInfo(name=name, context_window=512)
+
+    @property
+    def info(self) -> ModelInfo:
+        return self._info
+
+    def count_tokens(self, messages: Sequence[Message]) -> int:
+        return sum(len(m["content"].split()) for m in messages)
+
+    def generate(self, messages: Sequence[Message], settings: GenerationSettings) -> GenerationResult:
+        text = messages[-1]["content"][::-1]
+        return GenerationResult(
+            text=text,
+            input_tokens=self.count_tokens(messages),
+            output_tokens=len(text.split()),
+            latency_s=0.0,
+            energy=EnergyReading(0.5, source="echo", measured=False),
+        )
+
+    def stream(self, messages: Sequence[Message], settings: GenerationSettings) -> Iterator[StreamChunk]:
+        result = self.generate(messages, settings)
+        yield StreamChunk(delta=result.text)
+        yield StreamChunk(delta="", result=result)
+
+
+@pytest.fixture
+def echo_scheme() -> Iterator[str]:
+    @register_address_scheme("echo", "echo://", describes="an echo://<name> model")
+    def echo(address: str, meter: str) -> EchoBackend:
+        return EchoBackend(address.removeprefix("echo://"))
+
+    yield "echo"
+    unregister_address_scheme("echo")
+
+
+def test_a_backend_and_its_address_scheme_added_in_one_place_resolve_in_the_pool(echo_scheme: str) -> None:
+    assert echo_scheme in [scheme.name for scheme in address_schemes()]
+    backends = build_backends(["echo://parrot", FakeBackend("fake")])
+    assert isinstance(backends[0], EchoBackend) and isinstance(backends[0], ModelBackend)
+    assert [b.info.name for b in backends] == ["parrot", "fake"]
+    router = GreenServRouter(backends, features=make_hashing_extractor(), seed=0)
+    answer = router.generate("olleh", models=["parrot"], max_new_tokens=4)
+    assert (answer.model, answer.text, answer.energy_source) == ("parrot", "hello", "echo")
+
+
+def test_a_removed_scheme_no_longer_resolves(echo_scheme: str) -> None:
+    unregister_address_scheme(echo_scheme)
+    with pytest.raises(InvalidInputError, match="cannot use 'echo://parrot' as a model"):
+        build_backends(["echo://parrot"])
