@@ -250,10 +250,10 @@ def test_loading_shows_no_progress_bars(plain_dir: Path, capfd: pytest.CaptureFi
 
 
 # A base model goes on with invented turns; the scripted model answers " Rome." and then
-# "\nKid: Rome.\nKid: ..." for ever (its greedy cycle after the prompt's last ":").
+# "\nQ: Rome.\nQ: ..." for ever (its greedy cycle after the prompt's last ":").
 @pytest.fixture(scope="module")
 def scripted_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_scripted_model(tmp_path_factory.mktemp("scripted"), ": Rome.\nKid")
+    return build_scripted_model(tmp_path_factory.mktemp("scripted"), ": Rome.\nQ")
 
 
 def test_a_base_model_stops_at_the_next_turn_marker(scripted_dir: Path) -> None:
@@ -262,7 +262,7 @@ def test_a_base_model_stops_at_the_next_turn_marker(scripted_dir: Path) -> None:
     settings = GenerationSettings(max_new_tokens=40)
     result = backend.generate(ASK, settings)
     assert (result.text, result.finish_reason) == ("Rome.", "stop")
-    assert result.output_tokens == len(" Rome.\nKid:")  # generation stopped at the marker, not at 40
+    assert result.output_tokens == len(" Rome.\nQ:")  # generation stopped at the marker, not at 40
     chunks = list(backend.stream(ASK, settings))
     assert "".join(c.delta for c in chunks[:-1]) == "Rome."
     final = chunks[-1].result
@@ -273,10 +273,10 @@ def test_a_base_model_stops_at_the_next_turn_marker(scripted_dir: Path) -> None:
 
 
 def test_a_chat_template_model_is_not_cut_at_turn_markers(tmp_path: Path) -> None:
-    backend = backend_for(build_scripted_model(tmp_path, "] Rome.\nKid:", chat_template=True))
+    backend = backend_for(build_scripted_model(tmp_path, "] Rome.\nQ:", chat_template=True))
     assert backend.uses_chat_template and not backend.stops_at_turn_markers
     result = backend.generate(ASK, GenerationSettings(max_new_tokens=20))
-    assert result.text.startswith(" Rome.\nKid:] Rome.") and result.finish_reason == "length"
+    assert result.text.startswith(" Rome.\nQ:] Rome.") and result.finish_reason == "length"
 
 
 def test_turn_markers_cut_plain_answers_and_streams() -> None:

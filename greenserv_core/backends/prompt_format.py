@@ -10,8 +10,8 @@ The plain format (for base models such as Gemma-3-270m) is::
     Assistant:
 
 A base model tends to go on with invented turns ("User: …", "Student: …"), so generation in
-this format stops at a turn marker, :data:`TURN_MARKER`: a line that opens with one
-capitalised word and a colon. The marker is not part of the answer.
+this format stops at a turn marker, :data:`TURN_MARKER`: a line that opens with a speaker's
+name (:data:`SPEAKERS`) and a colon. The marker is not part of the answer.
 """
 
 from __future__ import annotations
@@ -21,11 +21,28 @@ from collections.abc import Sequence
 
 from greenserv_core.messages import Message
 
-__all__ = ["TURN_MARKER", "StopBuffer", "fold_system_into_user", "plain_prompt", "truncate_at_stop"]
+__all__ = ["SPEAKERS", "TURN_MARKER", "StopBuffer", "fold_system_into_user", "plain_prompt", "truncate_at_stop"]
 
-TURN_MARKER = re.compile(r"\n[A-Z][A-Za-z]{0,19}:")
+SPEAKERS = (
+    "User",
+    "Assistant",
+    "System",
+    "Tool",
+    "Human",
+    "AI",
+    "Bot",
+    "Person",
+    "Student",
+    "Teacher",
+    "Question",
+    "Q",
+)
+"""The speaker names a base model invents turns for. Lines such as ``"Answer:"`` or ``"Note:"``
+are part of an answer, so they are not markers."""
+TURN_MARKER = re.compile(r"\n(?:" + "|".join(SPEAKERS) + r"):")
 """Where a turn of the plain format starts (``"\\nUser:"``, ``"\\nAssistant:"``, ``"\\nStudent:"`` …)."""
-_PARTIAL_TURN_MARKER = re.compile(r"\n(?:[A-Z][A-Za-z]{0,19})?\Z")  # a tail that may still become one
+_PREFIXES = sorted({name[:i] for name in SPEAKERS for i in range(1, len(name) + 1)}, key=len, reverse=True)
+_PARTIAL_TURN_MARKER = re.compile(r"\n(?:" + "|".join(_PREFIXES) + r")?\Z")  # a tail that may still become one
 _SPEAKER = {"user": "User", "assistant": "Assistant", "tool": "Tool"}
 
 
@@ -69,6 +86,8 @@ def truncate_at_stop(text: str, stops: Sequence[str], *, turn_markers: bool = Fa
     ('Paris.', True)
     >>> truncate_at_stop("Paris.\\nStudent: and Rome?", [], turn_markers=True)
     ('Paris.', True)
+    >>> truncate_at_stop("2 + 2 = 4.\\nAnswer: 4", [], turn_markers=True)
+    ('2 + 2 = 4.\\nAnswer: 4', False)
     """
     cuts = [i for i in (text.find(s) for s in stops) if i >= 0]
     marker = TURN_MARKER.search(text) if turn_markers else None

@@ -21,7 +21,6 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,37 +41,14 @@ from greenserv_core.energy.registry import make_meter
 from greenserv_core.errors import InvalidInputError, MissingResourceError
 from greenserv_core.messages import Message, validate_messages
 from greenserv_core.models.spec import ModelSpec
+from greenserv_core.quiet_loading import quiet_loading
 from greenserv_core.tools.spec import ToolSpec, with_tools_prompt
 
-__all__ = ["TransformersBackend", "directory_backend", "quiet_loading"]
+__all__ = ["TransformersBackend", "directory_backend"]
 
 logger = logging.getLogger("greenserv")
 
 _TAIL_TOKENS = 24  # enough tokens to hold a turn marker ("\n" + a word of up to 20 letters + ":")
-_quiet_lock = threading.Lock()
-_quiet_depth = 0
-_bars_were_on = False
-
-
-@contextmanager
-def quiet_loading() -> Iterator[None]:
-    """transformers' progress bars ("Loading weights" …) off inside the block (nestable and
-    thread-safe; they are back on after the last block if they were on before it)."""
-    global _quiet_depth, _bars_were_on
-    from transformers.utils import logging as hf_logging
-
-    with _quiet_lock:
-        if _quiet_depth == 0:
-            _bars_were_on = hf_logging.is_progress_bar_enabled()
-            hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-        _quiet_depth += 1
-    try:
-        yield
-    finally:
-        with _quiet_lock:
-            _quiet_depth -= 1
-            if _quiet_depth == 0 and _bars_were_on:
-                hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
 
 
 @dataclass

@@ -59,6 +59,8 @@ class Policy(ABC):
 
     name: ClassVar[str]
     contextual: ClassVar[bool] = True
+    strategy_argument: ClassVar[str | None] = None
+    """The keyword that takes the text after ``:`` in a strategy name (``static:MODEL`` → ``arm``)."""
 
     def __init__(self, dimension: int, *, seed: int | None = None) -> None:
         if not isinstance(dimension, int) or dimension < 1:

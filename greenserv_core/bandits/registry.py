@@ -66,8 +66,9 @@ def make_policy(strategy: str, dimension: int, *, seed: int | None = None, **par
         raise InvalidInputError(
             f"unknown strategy {strategy!r}; choose one of {policy_names()} (static as 'static:MODEL')"
         )
-    if name == "static":
-        params.setdefault("arm", argument)
+    keyword = POLICIES[name].strategy_argument
+    if keyword is not None:
+        params.setdefault(keyword, argument)
     elif argument:
         raise InvalidInputError(f"strategy {name!r} takes no ':' argument")
     try:

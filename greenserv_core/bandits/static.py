@@ -26,6 +26,7 @@ class StaticPolicy(StatelessArmsPolicy):
 
     name = "static"
     contextual = False
+    strategy_argument = "arm"  # "static:MODEL"
 
     def __init__(self, dimension: int, *, arm: str, seed: int | None = None) -> None:
         if not isinstance(arm, str) or not arm:

@@ -22,6 +22,7 @@ import numpy as np
 
 from greenserv_core.errors import InvalidInputError, MissingResourceError
 from greenserv_core.hardware import bfloat16_is_fast
+from greenserv_core.quiet_loading import quiet_loading
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -152,7 +153,8 @@ class SentenceTransformerEmbedder:
                         os.environ.setdefault("HF_HUB_OFFLINE", "1")
                     from sentence_transformers import SentenceTransformer
 
-                    model = SentenceTransformer(str(path), device=self.device)
+                    with quiet_loading():
+                        model = SentenceTransformer(str(path), device=self.device)
                     model.max_seq_length = self.max_seq_length
                     self._model = model
         return self._model

@@ -128,7 +128,7 @@ def convert_gguf(gguf: Path, out: Path) -> None:
     transformers' own progress bars: ``greenserv setup`` shows one per model)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from greenserv_core.backends.transformers import quiet_loading
+    from greenserv_core.quiet_loading import quiet_loading
 
     with quiet_loading():
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
