@@ -28,7 +28,6 @@ True
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import threading
@@ -141,8 +140,7 @@ class RoutingLearner:
             seconds = self.latency_.predict_all(names, x, features.prompt_tokens)
             joules = self.energy_.predict_all(names, x, features.prompt_tokens)
             predicted = [
-                dataclasses.replace(c, predicted_joules=joules[c.name], predicted_seconds=seconds[c.name])
-                for c in present
+                Candidate(c.info, c.available, c.prompt_tokens, joules[c.name], seconds[c.name]) for c in present
             ]
             verdict = check_eligibility(predicted, limits)
             self.check_new_id(decision_id)
