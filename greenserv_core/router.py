@@ -68,6 +68,8 @@ def _policy(policy: Policy | str, dimension: int, seed: int | None, params: Mapp
         return make_policy(policy, dimension, seed=seed, **params)
     if params:
         raise InvalidInputError("policy_params apply to a policy given by name, not to a Policy instance")
+    if policy.arms:
+        raise InvalidInputError(f"the policy given already has arms {policy.arms}: give a fresh one (one per router)")
     return policy
 
 
@@ -75,9 +77,10 @@ class GreenServRouter:
     """Routes each query to one model of a pool and learns online which choice pays off.
 
     Parameters are stored as given: ``policy`` (a name such as ``"linucb"`` or
-    ``"static:MODEL"``, or a :class:`Policy` instance; ``strategy`` is the older name of the
-    same parameter), ``tradeoff`` λ, ``seed``, ``max_latency_s``, ``policy_params``,
-    ``energy_scale`` (an :class:`EnergyNormalizer` to start from) and the ``pending`` store
+    ``"static:MODEL"``, or a fresh :class:`Policy` instance, which then learns in place and
+    keeps its own ``seed``; ``strategy`` is the older name of the same parameter),
+    ``tradeoff`` λ, ``seed``, ``max_latency_s``, ``policy_params``, ``energy_scale`` (an
+    :class:`EnergyNormalizer` whose copy the router starts from) and the ``pending`` store
     (default: ``max_pending`` decisions kept ``pending_ttl_s`` seconds in the process; a
     :class:`~greenserv_core.sharing.RedisPendingDecisions` lets feedback reach any replica).
     Learned state lives in ``learner_`` (:class:`RoutingLearner`) and the feature extractor's
@@ -168,8 +171,8 @@ class GreenServRouter:
             self.backend(name)
             if len(self._backends) == 1:
                 raise InvalidInputError(f"cannot remove {name!r}: it is the last model in the pool")
-            self.learner_.remove_arm(name)
             self._backends = {n: b for n, b in self._backends.items() if n != name}
+            self.learner_.remove_arm(name)
 
     # ---- deciding and learning ----------------------------------------------------------
     def route(self, messages: Sequence[Message] | str, **options: Unpack[RouteOptions]) -> RoutingDecision:
@@ -178,7 +181,7 @@ class GreenServRouter:
         When you call the model yourself, report its cost with :meth:`record_outcome`. If no
         model has a capability in ``requires``, the error says which.
         """
-        request = RouteRequest.build(messages, options)
+        request = RouteRequest.build(messages, options, "route")
         return self._route(request, {}, request.decision_id)
 
     def _route(self, request: RouteRequest, failed: Mapping[str, str], decision_id: str | None) -> RoutingDecision:
@@ -233,7 +236,7 @@ class GreenServRouter:
     def stream(self, messages: Sequence[Message] | str, **options: Unpack[GenerateOptions]) -> Iterator[RoutedChunk]:
         """Like :meth:`generate`, piece by piece; the last chunk carries the :class:`RoutedGeneration`.
         A failing model is routed around only until its first piece."""
-        return self._executor.stream(RouteRequest.build(messages, options))
+        return self._executor.stream(RouteRequest.build(messages, options, "stream"))
 
     def generate_batch(
         self, batch: Sequence[Sequence[Message] | str], **options: Unpack[BatchOptions]
@@ -241,7 +244,10 @@ class GreenServRouter:
         """Route each query, then run the queries routed to the same model as one batch
         (or one request each, up to the backend's ``max_concurrency`` at once). Results keep
         the input order."""
-        return self._executor.generate_batch([RouteRequest.build(messages, options) for messages in batch])
+        if not batch:
+            return []
+        first = RouteRequest.build(batch[0], options, "generate_batch")  # the options are checked once
+        return self._executor.generate_batch([first] + [first.with_messages(m) for m in batch[1:]])
 
     # ---- learned state: sharing and persistence -------------------------------------------
     @property
@@ -280,6 +286,11 @@ class GreenServRouter:
         self.learner_.update_statistics(transform)
 
     def state_dict(self) -> dict[str, Any]:
+        """Parameters and learned state, as one consistent snapshot."""
+        with self._pool_lock, self.learner_.lock:
+            return self._state()
+
+    def _state(self) -> dict[str, Any]:
         return {
             "strategy": self.strategy,
             "policy_params": dict(self.policy_params) if isinstance(self.policy, str) else self.policy_.params(),
@@ -292,7 +303,7 @@ class GreenServRouter:
         }
 
     def save(self, path: str | Path) -> None:
-        """Persist all learned state atomically (write to a temporary file, then rename)."""
+        """Persist a consistent snapshot of all learned state (written to a temporary file, then renamed)."""
         write_router_state(path, self.state_dict())
 
     @classmethod
@@ -313,7 +324,7 @@ class GreenServRouter:
         the state join as fresh arms. A corrupt file, another format version, or features of
         another shape raise :class:`StateFileError`, never a fresh start.
         """
-        state, arguments = read_router_state(path, models, policy)
+        state, arguments = read_router_state(path, models, policy, pending)
         with state_errors(path):
             router = cls(**arguments, features=features, pending=pending)
             router.features.load_state_dict(state["features"])

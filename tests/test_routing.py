@@ -58,6 +58,10 @@ def test_a_request_checks_its_options_once() -> None:
 def test_router_methods_refuse_unknown_options_like_any_python_call(router: GreenServRouter) -> None:
     with pytest.raises(TypeError, match="temprature"):
         router.generate("hi", temprature=0.5)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=r"route\(\) got an unexpected keyword argument 'temperature'"):
+        router.route("hi", temperature=0.5)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="decision_id"):
+        router.generate_batch(["a", "b"], decision_id="x")  # type: ignore[call-arg]
     assert len(router.pending_) == 0
 
 
@@ -143,6 +147,41 @@ def test_one_default_tradeoff() -> None:
     assert router.tradeoff == DEFAULT_TRADEOFF == 0.4
 
 
+# ---- the executor's error paths ------------------------------------------------------------------------
+class EndlessStream(FakeBackend):
+    """A broken model whose stream ends without its result."""
+
+    def stream(self, messages, settings):  # type: ignore[no-untyped-def]
+        yield from list(super().stream(messages, settings))[:-1]
+
+
+def test_a_stream_that_ends_without_its_result_fails_over_or_fails_never_hangs() -> None:
+    from greenserv_core import ModelUnavailableError
+
+    extractor = make_hashing_extractor()
+    router = GreenServRouter([EndlessStream("broken"), FakeBackend("good")], features=extractor, seed=0)
+    pieces = list(router.stream("hi", models=["broken", "good"], max_new_tokens=4))
+    final = pieces[-1].generation
+    assert final is not None and final.model in {"broken", "good"}
+    alone = GreenServRouter([EndlessStream("broken")], features=make_hashing_extractor(), seed=0)
+    with pytest.raises(ModelUnavailableError, match="ended without its result"):
+        list(alone.stream("hi", max_new_tokens=4))
+    assert len(alone.pending_) == 0
+
+
+def test_a_failing_batch_leaves_no_decision_pending() -> None:
+    class Broken(FakeBackend):
+        def generate(self, messages, settings):  # type: ignore[no-untyped-def]
+            raise RuntimeError("a bug")
+
+    router = GreenServRouter([FakeBackend("good"), Broken("bad")], features=make_hashing_extractor(), seed=0)
+    with pytest.raises(RuntimeError, match="a bug"):
+        for _ in range(20):  # until a batch has a query routed to each model
+            for answer in router.generate_batch(["one?", "two?", "three?"], max_new_tokens=2):
+                router.feedback(answer.decision_id, 1.0)
+    assert len(router.pending_) == 0
+
+
 # ---- a policy instance and a given energy scale ------------------------------------------------------
 def test_the_router_takes_a_policy_instance_and_an_energy_scale() -> None:
     extractor = make_hashing_extractor()
@@ -151,8 +190,12 @@ def test_the_router_takes_a_policy_instance_and_an_energy_scale() -> None:
     router = GreenServRouter(
         [FakeBackend("a"), FakeBackend("b")], policy=policy, features=extractor, energy_scale=scale
     )
-    assert router.policy_ is policy and router.normalizer_ is scale and router.strategy == "linucb"
-    assert policy.arms == ["a", "b"]
+    assert router.policy_ is policy and router.strategy == "linucb" and policy.arms == ["a", "b"]
+    assert router.normalizer_ is not scale and router.normalizer_.ranges_ == {"qa": [0.0, 100.0]}  # a copy
+    router.record_outcome(router.route("hi").decision_id, energy_joules=500.0, latency_s=0.1)
+    assert scale.ranges_ == {"qa": [0.0, 100.0]}  # the router learns on its copy
+    with pytest.raises(InvalidInputError, match="fresh one"):  # one instance, one router
+        GreenServRouter([FakeBackend("a")], policy=policy, features=extractor)
     with pytest.raises(InvalidInputError, match="not both"):
         GreenServRouter([FakeBackend("a")], policy="linucb", strategy="linucb", features=extractor)
     with pytest.raises(InvalidInputError, match="dimension"):

@@ -72,6 +72,9 @@ def register_address_scheme(
         raise InvalidInputError(f"matches must be a prefix, a tuple of prefixes or a predicate, got {matches!r}")
 
     def register(factory: _F) -> _F:
+        known = ADDRESS_SCHEMES.get(name)
+        if known is not None and _origin(known.build) != _origin(factory):
+            raise InvalidInputError(f"address scheme name {name!r} is taken by {'.'.join(_origin(known.build))}")
         ADDRESS_SCHEMES[name] = AddressScheme(name, predicate, factory, describes, int(priority))
         return factory
 
@@ -108,3 +111,8 @@ def backend_from_address(address: str, meter: str = "auto") -> ModelBackend:
     raise InvalidInputError(
         f"cannot use {address!r} as a model: give {', '.join(s.describes for s in address_schemes())}"
     )
+
+
+def _origin(factory: Callable[..., object]) -> tuple[str, str]:
+    """Where a factory is defined: the same one registered again (a module reloaded) is no clash."""
+    return getattr(factory, "__module__", ""), getattr(factory, "__qualname__", repr(factory))

@@ -181,7 +181,11 @@ class Policy(ABC):
     @property
     def shareable(self) -> bool:
         """Whether this policy's state can be shared (it implements the arm-statistics pair)."""
-        return type(self)._arm_statistics is not Policy._arm_statistics
+        cls = type(self)
+        return (
+            cls._arm_statistics is not Policy._arm_statistics
+            and cls._load_arm_statistics is not Policy._load_arm_statistics
+        )
 
     def _arm_statistics(self, state: Any) -> dict[str, np.ndarray]:
         """An arm's learned state as sums that add up across replicas."""
@@ -192,7 +196,10 @@ class Policy(ABC):
 
     def _load_arm_statistics(self, state: Any, sums: dict[str, np.ndarray]) -> Any:
         """The arm's state rebuilt from merged :meth:`_arm_statistics` sums."""
-        raise SharingNotSupportedError(f"the {self.name!r} policy cannot load shared statistics")
+        raise SharingNotSupportedError(
+            f"the {self.name!r} policy ({type(self).__name__}) cannot load shared statistics: "
+            "it does not implement _load_arm_statistics"
+        )
 
     def statistics(self) -> Statistics:
         """The step count and every arm's sums (keys ``t`` and ``<quoted arm>/<name>``).
@@ -203,7 +210,10 @@ class Policy(ABC):
         ['a/n', 'a/xx', 'a/yx', 't']
         """
         if not self.shareable:
-            self._arm_statistics(None)  # raises the explanation
+            raise SharingNotSupportedError(
+                f"the {self.name!r} policy ({type(self).__name__}) cannot share its learned state between "
+                "replicas: it does not implement both _arm_statistics and _load_arm_statistics"
+            )
         sums = {"t": np.array([float(self.t_)])}
         for arm, state in self.arms_.items():
             prefix = quote(arm, safe="")

@@ -31,7 +31,7 @@ def register_policy(cls: _P) -> _P:
     if not isinstance(name, str) or not name or ":" in name:
         raise InvalidInputError(f"policy {cls.__name__} needs a class attribute name without ':', got {name!r}")
     known = POLICIES.get(name)
-    if known is not None and known.__qualname__ != cls.__qualname__:
+    if known is not None and (known.__module__, known.__qualname__) != (cls.__module__, cls.__qualname__):
         raise InvalidInputError(f"policy name {name!r} is taken by {known.__module__}.{known.__qualname__}")
     POLICIES[name] = cls
     return cls

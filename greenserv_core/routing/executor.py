@@ -81,20 +81,19 @@ class Executor:
         return self.with_failover(request, lambda decision: self._generate_once(request, decision))
 
     def stream(self, request: RouteRequest) -> Iterator[RoutedChunk]:
-        def first_piece(decision: RoutingDecision) -> tuple[RoutingDecision, Iterator[StreamChunk], StreamChunk | None]:
+        def first_piece(decision: RoutingDecision) -> tuple[RoutingDecision, Iterator[StreamChunk], StreamChunk]:
             pieces = iter(self.backend(decision.model).stream(request.messages, request.settings))
-            return decision, pieces, next(pieces, None)
+            return decision, pieces, _next_piece(pieces, decision.model)
 
         decision, pieces, chunk = self.with_failover(request, first_piece)
         finished = False
         try:
-            while chunk is not None:
-                if chunk.result is not None:
-                    finished = True
-                    yield RoutedChunk("", decision, self.finish(decision, chunk.result, request))
-                    return
+            while chunk.result is None:
                 yield RoutedChunk(chunk.delta, decision)
-                chunk = next(pieces, None)
+                chunk = _next_piece(pieces, decision.model)
+            generation = self.finish(decision, chunk.result, request)
+            finished = True
+            yield RoutedChunk("", decision, generation)
         finally:
             if not finished:
                 self.learner.drop(decision.decision_id)
@@ -114,9 +113,8 @@ class Executor:
             for model, indices in groups.items():
                 results.update(self._run_group(self.backend(model), indices, requests, decisions))
         except BaseException:
-            for index, decision in enumerate(decisions):
-                if index not in results:
-                    self.learner.drop(decision.decision_id)
+            for decision in decisions:  # answers already made are never handed out: none can be scored
+                self.learner.drop(decision.decision_id)
             raise
         return [results[i] for i in range(len(decisions))]
 
@@ -133,16 +131,13 @@ class Executor:
             try:
                 outputs = batcher.generate_batch([requests[i].messages for i in indices], settings)
             except ModelUnavailableError as error:  # these queries go, one by one, elsewhere
-                return {i: self._retry_elsewhere(requests[i], decisions[i], error) for i in indices}
+                return {i: self._generate_from(requests[i], decisions[i], error) for i in indices}
             return {
                 i: self.finish(decisions[i], output, requests[i]) for i, output in zip(indices, outputs, strict=True)
             }
 
         def one(index: int) -> RoutedGeneration:
-            request = requests[index]
-            return self.with_failover(
-                request, lambda decision: self._generate_once(request, decision), decision=decisions[index]
-            )
+            return self._generate_from(requests[index], decisions[index])
 
         workers = min(len(indices), concurrency_of(backend))
         if workers == 1:
@@ -150,11 +145,12 @@ class Executor:
         with ThreadPoolExecutor(workers, thread_name_prefix="greenserv-batch") as pool:
             return dict(zip(indices, pool.map(one, indices), strict=True))
 
-    def _retry_elsewhere(
-        self, request: RouteRequest, decision: RoutingDecision, error: ModelUnavailableError
+    def _generate_from(
+        self, request: RouteRequest, decision: RoutingDecision, failure: ModelUnavailableError | None = None
     ) -> RoutedGeneration:
+        """Generate for a query already routed (whose model may already have failed it)."""
         return self.with_failover(
-            request, lambda again: self._generate_once(request, again), decision=decision, failure=error
+            request, lambda again: self._generate_once(request, again), decision=decision, failure=failure
         )
 
     def _generate_once(self, request: RouteRequest, decision: RoutingDecision) -> RoutedGeneration:
@@ -190,3 +186,11 @@ class Executor:
         if request.score_tool_calls and (parsed.tool_calls or parsed.invalid_tool_calls):
             self.learner.feedback(decision.decision_id, 0.0 if parsed.invalid_tool_calls else 1.0)
         return generation
+
+
+def _next_piece(pieces: Iterator[StreamChunk], model: str) -> StreamChunk:
+    """The next piece of a model's stream; a stream must end with its result."""
+    piece = next(pieces, None)
+    if piece is None:
+        raise ModelUnavailableError(f"the stream of {model!r} ended without its result")
+    return piece

@@ -2,8 +2,8 @@
 
 :class:`RoutingLearner` owns the policy (accuracy, from feedback), the energy and latency
 cost models (from every generation), the energy normaliser, the per-model tallies and the
-decisions waiting for feedback. The router calls it to decide, to record an outcome and to
-apply feedback; nothing else in the router holds a lock.
+decisions waiting for feedback, behind one lock. The router calls it to decide, to record an
+outcome and to apply feedback; the router's only other lock guards changes to its pool.
 
 How the reward is learned from partial, late feedback: the reward of a routed query is
 ``r = (1-λ)·accuracy − λ·energy_norm``. Energy (and latency) is measured right after every
@@ -28,6 +28,7 @@ True
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import threading
@@ -90,20 +91,21 @@ class RoutingLearner:
         self.policy_ = policy
         self.energy_ = CostModel(dimension)
         self.latency_ = CostModel(dimension)
-        self.normalizer_ = energy_scale if energy_scale is not None else EnergyNormalizer()
+        self.normalizer_ = copy.deepcopy(energy_scale) if energy_scale is not None else EnergyNormalizer()
         self.tallies_ = Tallies()
         self.pending_: PendingStore = pending if pending is not None else PendingDecisions(max_pending, pending_ttl_s)
-        self._lock = threading.RLock()
+        self.lock = threading.RLock()
+        """Held by every method; hold it yourself to read several parts as one snapshot."""
 
     # ---- arms ---------------------------------------------------------------------------
     @property
     def arms(self) -> list[str]:
-        with self._lock:
+        with self.lock:
             return self.policy_.arms
 
     def add_arm(self, name: str) -> None:
         """A new model: it starts from the policy's prior, with no cost estimates."""
-        with self._lock:
+        with self.lock:
             self.policy_.add_arm(name)
             self.energy_.add_model(name)
             self.latency_.add_model(name)
@@ -111,7 +113,7 @@ class RoutingLearner:
 
     def remove_arm(self, name: str) -> None:
         """Forget a model's learned estimates (its tallies stay)."""
-        with self._lock:
+        with self.lock:
             self.policy_.remove_arm(name)
             self.energy_.remove_model(name)
             self.latency_.remove_model(name)
@@ -120,7 +122,7 @@ class RoutingLearner:
     def check_new_id(self, decision_id: str | None) -> None:
         """Refuse a caller's decision id that is pending or was recently used."""
         if decision_id is not None:
-            with self._lock:
+            with self.lock:
                 if self.pending_.known(decision_id):
                     raise InvalidInputError(f"decision id {decision_id!r} is already in use")
 
@@ -134,8 +136,9 @@ class RoutingLearner:
     ) -> RoutingDecision:
         """Choose among the eligible ``candidates`` and keep the decision pending."""
         x = features.vector
-        with self._lock:
+        with self.lock:
             present = [c for c in candidates if c.name in self.policy_.arms_]
+            gone = {c.name: "removed from the pool" for c in candidates if c.name not in self.policy_.arms_}
             names = [c.name for c in present]
             seconds = self.latency_.predict_all(names, x, features.prompt_tokens)
             joules = self.energy_.predict_all(names, x, features.prompt_tokens)
@@ -143,9 +146,10 @@ class RoutingLearner:
                 Candidate(c.info, c.available, c.prompt_tokens, joules[c.name], seconds[c.name]) for c in present
             ]
             verdict = check_eligibility(predicted, limits)
+            excluded = {**verdict.excluded, **gone}
             self.check_new_id(decision_id)
             if not verdict.predicted_joules:
-                raise no_eligible_model(candidates, limits, verdict.excluded)
+                raise no_eligible_model(candidates, limits, excluded)
             costs = {
                 name: 0.0 if j is None else tradeoff * self.normalizer_.normalize(features.task, j)
                 for name, j in verdict.predicted_joules.items()
@@ -156,7 +160,7 @@ class RoutingLearner:
                 model=choice.arm,
                 features=features,
                 scores=choice.scores,
-                excluded=verdict.excluded,
+                excluded=excluded,
                 predicted_joules=verdict.predicted_joules,
                 tradeoff=tradeoff,
                 explored=choice.explored,
@@ -171,13 +175,13 @@ class RoutingLearner:
 
     def fail_over(self, decision: RoutingDecision) -> None:
         """Take back a decision whose model failed; its id may be routed again."""
-        with self._lock:
+        with self.lock:
             self.pending_.discard(decision.decision_id, reusable=True)
             self.tallies_.decided(decision.model, by=-1)
 
     def drop(self, decision_id: str) -> None:
         """Forget a decision whose generation did not complete (it cannot be scored)."""
-        with self._lock:
+        with self.lock:
             self.pending_.discard(decision_id)
 
     # ---- learning -----------------------------------------------------------------------
@@ -189,7 +193,7 @@ class RoutingLearner:
             raise InvalidInputError(f"energy_joules must be finite and >= 0, got {energy_joules!r}")
         if not math.isfinite(latency_s) or latency_s < 0:
             raise InvalidInputError(f"latency_s must be finite and >= 0, got {latency_s!r}")
-        with self._lock:
+        with self.lock:
             pending = self.pending_.get(decision_id)
             if pending.energy_joules is not None:
                 raise InvalidInputError(f"the outcome of decision {decision_id!r} was already recorded")
@@ -207,7 +211,7 @@ class RoutingLearner:
         value = check_score(score)
         if not isinstance(decision_id, str):
             raise InvalidInputError(f"decision_id must be a string, got {type(decision_id).__name__}")
-        with self._lock:
+        with self.lock:
             pending = self.pending_.pop_for_feedback(decision_id)
             applied = pending.model in self.policy_.arms_
             if applied:
@@ -233,19 +237,19 @@ class RoutingLearner:
     def statistics(self) -> Statistics:
         """Everything learned that replicas share, one prefix per component. Pending
         decisions and random generators are not shared."""
-        with self._lock:
+        with self.lock:
             return Statistics.join({name: part.statistics() for name, part in self._components().items()})
 
     def update_statistics(self, transform: Callable[[Statistics], Statistics]) -> None:
         """Set the learned state to ``transform(current statistics)``, atomically."""
-        with self._lock:
+        with self.lock:
             merged = transform(self.statistics())
             for name, part in self._components().items():
                 part.load_statistics(merged.under(name))
 
     # ---- saving -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        with self._lock:
+        with self.lock:
             return {
                 "policy": self.policy_.state_dict(),
                 "energy": self.energy_.state_dict(),
@@ -257,7 +261,7 @@ class RoutingLearner:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict`; models of this learner missing from it join as new arms."""
-        with self._lock:
+        with self.lock:
             arms = self.policy_.arms
             self.policy_.load_state_dict(state["policy"])
             self.energy_.load_state_dict(state["energy"])

@@ -10,13 +10,14 @@ options, checked once.
 >>> RouteRequest.build("hi", {"max_new_token": 8})
 Traceback (most recent call last):
 ...
-TypeError: unexpected keyword argument 'max_new_token'; the options are decision_id, max_latency_s, \
-max_new_tokens, max_time_s, models, requires, response_format, score_tool_calls, seed, stop, temperature, \
-tools, top_p, tradeoff
+TypeError: generate() got an unexpected keyword argument 'max_new_token'; its options are decision_id, \
+max_latency_s, max_new_tokens, max_time_s, models, requires, response_format, score_tool_calls, seed, stop, \
+temperature, tools, top_p, tradeoff
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypedDict
@@ -27,7 +28,15 @@ from greenserv_core.messages import Message, validate_messages
 from greenserv_core.reward import check_tradeoff
 from greenserv_core.tools import ToolSpec, as_tool_specs
 
-__all__ = ["BatchOptions", "GenerateOptions", "ResponseFormat", "RouteOptions", "RouteRequest", "check_positive"]
+__all__ = [
+    "OPTION_NAMES",
+    "BatchOptions",
+    "GenerateOptions",
+    "ResponseFormat",
+    "RouteOptions",
+    "RouteRequest",
+    "check_positive",
+]
 
 ResponseFormat = Literal["json"] | Mapping[str, Any] | JsonFormat | None
 
@@ -72,7 +81,17 @@ class GenerateOptions(BatchOptions, total=False):
     decision_id: str | None
 
 
-_OPTION_NAMES = frozenset(GenerateOptions.__annotations__) | frozenset(BatchOptions.__annotations__)
+def _names(options: type) -> frozenset[str]:
+    return frozenset(options.__required_keys__ | options.__optional_keys__)  # type: ignore[attr-defined]
+
+
+OPTION_NAMES: dict[str, frozenset[str]] = {
+    "route": _names(RouteOptions),
+    "generate_batch": _names(BatchOptions),
+    "generate": _names(GenerateOptions),
+    "stream": _names(GenerateOptions),
+}
+"""The keyword options each router method takes."""
 
 
 def check_positive(name: str, value: float | None) -> float | None:
@@ -124,14 +143,23 @@ class RouteRequest:
     decision_id: str | None = None
     score_tool_calls: bool = False
 
+    def with_messages(self, messages: Sequence[Message] | str) -> RouteRequest:
+        """The same options for other messages (a batch checks its options once)."""
+        return dataclasses.replace(self, messages=validate_messages(messages))
+
     @classmethod
-    def build(cls, messages: Sequence[Message] | str, options: Mapping[str, Any]) -> RouteRequest:
-        """Check ``messages`` and the keyword ``options`` of a router call (unknown names are a
-        ``TypeError``, as for any Python call; bad values an :class:`InvalidInputError`)."""
-        unknown = sorted(set(options) - _OPTION_NAMES)
+    def build(
+        cls, messages: Sequence[Message] | str, options: Mapping[str, Any], method: str = "generate"
+    ) -> RouteRequest:
+        """Check ``messages`` and the keyword ``options`` of the router's ``method`` (a name it
+        does not take is a ``TypeError``, as for any Python call; a bad value an
+        :class:`InvalidInputError`)."""
+        allowed = OPTION_NAMES[method]
+        unknown = sorted(set(options) - allowed)
         if unknown:
             raise TypeError(
-                f"unexpected keyword argument {unknown[0]!r}; the options are {', '.join(sorted(_OPTION_NAMES))}"
+                f"{method}() got an unexpected keyword argument {unknown[0]!r}; "
+                f"its options are {', '.join(sorted(allowed))}"
             )
         max_new_tokens = options.get("max_new_tokens", 256)
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:

@@ -7,6 +7,7 @@ its pool's model names in order, the feature extractor's clustering and the lear
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,9 +16,12 @@ from typing import Any
 from greenserv_core.backends.base import ModelBackend
 from greenserv_core.bandits import Policy
 from greenserv_core.errors import StateFileError
+from greenserv_core.pending import PendingStore
 from greenserv_core.persistence import read_state, write_state
 
 __all__ = ["read_router_state", "state_errors", "write_router_state"]
+
+logger = logging.getLogger("greenserv")
 
 STATE_FORMAT = "greenserv-router-state"
 STATE_VERSION = 1
@@ -39,19 +43,24 @@ def state_errors(path: str | Path) -> Iterator[None]:
 
 
 def read_router_state(
-    path: str | Path, models: Sequence[ModelBackend], policy: Policy | None = None
+    path: str | Path,
+    models: Sequence[ModelBackend],
+    policy: Policy | None = None,
+    pending: PendingStore | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The saved state, and the arguments that rebuild its router over ``models``: the saved
-    models first, in their order, then the new ones. Every saved model must be in ``models``."""
+    models first, in their order, then the new ones. Every saved model must be in ``models``.
+    A pending store that does not match the saved one (``pending`` given or not) is warned of."""
     state = read_state(path, fmt=STATE_FORMAT, version=STATE_VERSION)
     with state_errors(path):
+        _check_pending_store(path, state["pending"], pending)
         by_name = {m.info.name: m for m in models}
         missing = [name for name in state["models"] if name not in by_name]
         if missing:
             raise StateFileError(f"saved state has models {missing} that are not in the pool {sorted(by_name)}")
         ordered = [by_name[name] for name in state["models"]]
         ordered += [m for name, m in by_name.items() if name not in state["models"]]
-        pending = state["pending"]
+        saved = state["pending"]
         arguments = {
             "models": ordered,
             "policy": policy if policy is not None else state["strategy"],
@@ -59,7 +68,26 @@ def read_router_state(
             "tradeoff": state["tradeoff"],
             "seed": state["seed"],
             "max_latency_s": state["max_latency_s"],
-            "max_pending": int(pending.get("max_size") or 100_000),  # a shared store saves no size
-            "pending_ttl_s": float(pending["ttl_s"]),
+            "max_pending": int(saved.get("max_size") or 100_000),  # a shared store saves no size
+            "pending_ttl_s": float(saved["ttl_s"]),
         }
     return state, arguments
+
+
+def _check_pending_store(path: str | Path, saved: Mapping[str, Any], given: PendingStore | None) -> None:
+    shared = saved.get("store") == "redis"
+    now = given.state_dict() if given is not None else {}
+    if shared and given is None:
+        logger.warning(
+            "%s was saved with a shared (Redis) pending store; without pending= the loaded router keeps "
+            "its pending decisions in the process, and feedback for the saved ones is refused",
+            path,
+        )
+    elif shared and now.get("prefix") != saved.get("prefix"):
+        logger.warning("%s was saved with the pending store %r; the store given is another", path, saved.get("prefix"))
+    elif not shared and now.get("store") == "redis" and saved.get("items"):
+        logger.warning(
+            "%s holds %d pending decisions, which a shared store does not take; they are dropped",
+            path,
+            len(saved["items"]),
+        )
