@@ -1,5 +1,13 @@
 """GreenServ: energy-aware routing of queries over a pool of local LLMs.
 
+Where things live: :mod:`~greenserv_core.router` (the :class:`GreenServRouter` facade),
+:mod:`~greenserv_core.routing` (request, eligibility rules, learner, executor),
+:mod:`~greenserv_core.features` (the context), :mod:`~greenserv_core.bandits` (one file per
+policy), :mod:`~greenserv_core.energy` (one file per meter), :mod:`~greenserv_core.backends`
+(one file per kind of model), :mod:`~greenserv_core.models` (the bundled pool),
+:mod:`~greenserv_core.sharing` (replicas), :mod:`~greenserv_core.adapters` (what the
+LangChain and LlamaIndex adapters share).
+
 >>> from greenserv_core import GreenServRouter, FakeBackend   # doctest: +SKIP
 >>> router = GreenServRouter([FakeBackend("small"), FakeBackend("large")], tradeoff=0.4)  # doctest: +SKIP
 >>> answer = router.generate("What is the capital of France?")  # doctest: +SKIP
