@@ -26,10 +26,11 @@ Example, with fake models and the dependency-free hashing embedder::
 
 from __future__ import annotations
 
+import operator
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 from typing_extensions import Unpack
 
@@ -62,6 +63,8 @@ from greenserv_core.tools import with_tools_prompt
 
 __all__ = ["FeedbackRecord", "GreenServRouter", "RoutedChunk", "RoutedGeneration", "RoutingDecision"]
 
+T = TypeVar("T")
+
 
 def _policy(policy: Policy | str, dimension: int, seed: int | None, params: Mapping[str, Any]) -> Policy:
     if not isinstance(policy, Policy):
@@ -71,6 +74,23 @@ def _policy(policy: Policy | str, dimension: int, seed: int | None, params: Mapp
     if policy.arms:
         raise InvalidInputError(f"the policy given already has arms {policy.arms}: give a fresh one (one per router)")
     return policy
+
+
+class _FromLearner(Generic[T]):
+    """A read-only attribute of the router that is the learner's (``policy_``, ``stats_`` …)."""
+
+    def __init__(self, path: str) -> None:
+        self.get = operator.attrgetter(f"learner_.{path}")
+
+    @overload
+    def __get__(self, router: None, owner: type) -> _FromLearner[T]: ...
+    @overload
+    def __get__(self, router: GreenServRouter, owner: type | None = None) -> T: ...
+    def __get__(self, router: GreenServRouter | None, owner: type | None = None) -> T | _FromLearner[T]:
+        if router is None:  # on the class: the descriptor itself (help(), documentation tools)
+            return self
+        value: T = self.get(router)
+        return value
 
 
 class GreenServRouter:
@@ -222,14 +242,9 @@ class GreenServRouter:
     def generate(self, messages: Sequence[Message] | str, **options: Unpack[GenerateOptions]) -> RoutedGeneration:
         """Route ``messages``, generate with the chosen model, record its cost.
 
-        Options (:class:`GenerateOptions`): routing (``tradeoff``, ``max_latency_s``,
-        ``models``, ``requires``, ``decision_id``), generation (``max_new_tokens``,
-        ``temperature``, ``top_p``, ``stop``, ``seed``, ``max_time_s``), ``tools`` (only models
-        with the ``tools`` capability are eligible; calls are parsed into ``tool_calls`` /
-        ``invalid_tool_calls``; with ``score_tool_calls`` an answer making calls is scored at
-        once, 1 if every call fits its schema, else 0) and ``response_format`` (``"json"`` or
-        a JSON schema; only ``json_mode`` models). An unavailable model is routed around under
-        the same decision id (:mod:`greenserv_core.routing.executor`).
+        The options (:class:`~greenserv_core.routing.GenerateOptions`) route the query, set the
+        generation, offer ``tools`` (parsed into ``tool_calls``) and ask for a ``response_format``.
+        An unavailable model is routed around under the same decision id.
         """
         return self._executor.generate(RouteRequest.build(messages, options))
 
@@ -250,30 +265,13 @@ class GreenServRouter:
         return self._executor.generate_batch([first] + [first.with_messages(m) for m in batch[1:]])
 
     # ---- learned state: sharing and persistence -------------------------------------------
-    @property
-    def policy_(self) -> Policy:
-        return self.learner_.policy_
-
-    @property
-    def energy_(self) -> CostModel:
-        return self.learner_.energy_
-
-    @property
-    def latency_(self) -> CostModel:
-        return self.learner_.latency_
-
-    @property
-    def normalizer_(self) -> EnergyNormalizer:
-        return self.learner_.normalizer_
-
-    @property
-    def pending_(self) -> PendingStore:
-        return self.learner_.pending_
-
-    @property
-    def stats_(self) -> dict[str, dict[str, float]]:
-        """Per model: decisions, scored answers (``feedback``) and ``energy_joules``."""
-        return self.learner_.tallies_.counts_
+    # the learner's state, read where the router has always shown it
+    policy_: _FromLearner[Policy] = _FromLearner("policy_")
+    energy_: _FromLearner[CostModel] = _FromLearner("energy_")
+    latency_: _FromLearner[CostModel] = _FromLearner("latency_")
+    normalizer_: _FromLearner[EnergyNormalizer] = _FromLearner("normalizer_")
+    pending_: _FromLearner[PendingStore] = _FromLearner("pending_")
+    stats_: _FromLearner[dict[str, dict[str, float]]] = _FromLearner("tallies_.counts_")
 
     def statistics(self) -> Statistics:
         """What this router learned, as statistics that merge across replicas
@@ -288,19 +286,16 @@ class GreenServRouter:
     def state_dict(self) -> dict[str, Any]:
         """Parameters and learned state, as one consistent snapshot."""
         with self._pool_lock, self.learner_.lock:
-            return self._state()
-
-    def _state(self) -> dict[str, Any]:
-        return {
-            "strategy": self.strategy,
-            "policy_params": dict(self.policy_params) if isinstance(self.policy, str) else self.policy_.params(),
-            "tradeoff": self.tradeoff,
-            "seed": self.seed,
-            "max_latency_s": self.max_latency_s,
-            "models": self.models,
-            "features": self.features.state_dict(),
-            **self.learner_.state_dict(),
-        }
+            return {
+                "strategy": self.strategy,
+                "policy_params": dict(self.policy_params) if isinstance(self.policy, str) else self.policy_.params(),
+                "tradeoff": self.tradeoff,
+                "seed": self.seed,
+                "max_latency_s": self.max_latency_s,
+                "models": self.models,
+                "features": self.features.state_dict(),
+                **self.learner_.state_dict(),
+            }
 
     def save(self, path: str | Path) -> None:
         """Persist a consistent snapshot of all learned state (written to a temporary file, then renamed)."""
