@@ -38,11 +38,12 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Candidate:
     """One model of the pool as the rules see it: its ``info``, whether it takes requests
     now, the query's length in its tokens (``None`` when not counted: a model not requested),
-    and the learned cost models' predictions (``None`` until the model has been observed)."""
+    and the learned cost models' predictions (``None`` until the model has been observed;
+    the learner fills them in). Made afresh for every query."""
 
     info: ModelInfo
     available: bool = True
@@ -143,13 +144,15 @@ def check_eligibility(candidates: Sequence[Candidate], limits: Limits, rules: Se
     eligible: dict[str, float | None] = {}
     excluded: dict[str, str] = {}
     for candidate in candidates:
-        reason = next((why for rule in rules if (why := rule(candidate, limits)) is not None), None)
-        if reason is not None:
-            excluded[candidate.name] = reason
-            continue
-        eligible[candidate.name] = candidate.expected(
-            candidate.predicted_joules, candidate.info.prior_joules_per_token, limits.max_new_tokens
-        )
+        for rule in rules:
+            reason = rule(candidate, limits)
+            if reason is not None:
+                excluded[candidate.info.name] = reason
+                break
+        else:
+            eligible[candidate.info.name] = candidate.expected(
+                candidate.predicted_joules, candidate.info.prior_joules_per_token, limits.max_new_tokens
+            )
     return Eligibility(eligible, excluded)
 
 

@@ -142,10 +142,9 @@ class RoutingLearner:
             names = [c.name for c in present]
             seconds = self.latency_.predict_all(names, x, features.prompt_tokens)
             joules = self.energy_.predict_all(names, x, features.prompt_tokens)
-            predicted = [
-                Candidate(c.info, c.available, c.prompt_tokens, joules[c.name], seconds[c.name]) for c in present
-            ]
-            verdict = check_eligibility(predicted, limits)
+            for c in present:
+                c.predicted_joules, c.predicted_seconds = joules[c.name], seconds[c.name]
+            verdict = check_eligibility(present, limits)
             excluded = {**verdict.excluded, **gone}
             self.check_new_id(decision_id)
             if not verdict.predicted_joules:
