@@ -144,12 +144,12 @@ def test_every_bench_subcommand_has_help(name: str, capsys: pytest.CaptureFixtur
 
 def test_strategy_names_come_from_the_registries(capsys: pytest.CaptureFixture[str]) -> None:
     from greenserv_core.bandits.registry import POLICIES
-    from greenserv_core.evaluation.replay import _DIAGNOSTICS
+    from greenserv_core.evaluation.replay import DIAGNOSTICS
 
     with pytest.raises(SystemExit):
         cli.main(["bench", "replay", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert all(name in text for name in [*POLICIES, *_DIAGNOSTICS, "oracle"])
+    assert all(name in text for name in [*POLICIES, *DIAGNOSTICS, "oracle"])
     assert cli.main(["bench", "overhead", "--strategies", "linucb,nonesuch"]) == 2
     err = capsys.readouterr().err
     assert "nonesuch" in err and "linucb" in err

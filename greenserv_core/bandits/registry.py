@@ -43,7 +43,8 @@ def unregister_policy(name: str) -> None:
 
 
 def policy_names() -> list[str]:
-    """The registered policy names, sorted (``static`` is used as ``static:MODEL``).
+    """The registered policy names, sorted (one with a ``strategy_argument`` is used as
+    ``NAME:ARGUMENT``, e.g. ``static:MODEL``).
 
     >>> {"linucb", "static"} <= set(policy_names())
     True

@@ -26,13 +26,16 @@ __all__ = [
 def _policy_names() -> list[str]:
     from greenserv_core.bandits.registry import POLICIES
 
-    return [f"{name}:MODEL" if name == "static" else name for name in sorted(POLICIES)]
+    return [
+        name if cls.strategy_argument is None else f"{name}:{cls.strategy_argument.upper()}"
+        for name, cls in sorted(POLICIES.items())
+    ]
 
 
 def _replay_only_names() -> list[str]:
-    from greenserv_core.evaluation.replay import _DIAGNOSTICS
+    from greenserv_core.evaluation.replay import DIAGNOSTICS
 
-    return ["oracle", *_DIAGNOSTICS]
+    return ["oracle", *DIAGNOSTICS]
 
 
 def strategy_help(*, replay: bool = False) -> str:

@@ -49,6 +49,7 @@ from greenserv_core.reward import EnergyNormalizer
 from greenserv_core.router import GreenServRouter
 
 __all__ = [
+    "DIAGNOSTICS",
     "PoolChange",
     "ReplayModel",
     "baselines",
@@ -153,7 +154,7 @@ class _TaskThompson(Policy):
         counts[1] += 1.0 - reward
 
 
-_DIAGNOSTICS = ("known-accuracy", "task-thompson")
+DIAGNOSTICS = ("known-accuracy", "task-thompson")
 
 
 def _mean_accuracy_per_task(data: Matrices) -> dict[str, dict[str, float]]:
