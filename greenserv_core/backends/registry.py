@@ -17,6 +17,7 @@ from typing import TypeVar
 
 from greenserv_core.backends.base import ModelBackend
 from greenserv_core.errors import InvalidInputError
+from greenserv_core.registration import claim_name
 
 __all__ = [
     "ADDRESS_SCHEMES",
@@ -73,8 +74,7 @@ def register_address_scheme(
 
     def register(factory: _F) -> _F:
         known = ADDRESS_SCHEMES.get(name)
-        if known is not None and _origin(known.build) != _origin(factory):
-            raise InvalidInputError(f"address scheme name {name!r} is taken by {'.'.join(_origin(known.build))}")
+        claim_name("address scheme", name, None if known is None else known.build, factory)
         ADDRESS_SCHEMES[name] = AddressScheme(name, predicate, factory, describes, int(priority))
         return factory
 
@@ -111,8 +111,3 @@ def backend_from_address(address: str, meter: str = "auto") -> ModelBackend:
     raise InvalidInputError(
         f"cannot use {address!r} as a model: give {', '.join(s.describes for s in address_schemes())}"
     )
-
-
-def _origin(factory: Callable[..., object]) -> tuple[str, str]:
-    """Where a factory is defined: the same one registered again (a module reloaded) is no clash."""
-    return getattr(factory, "__module__", ""), getattr(factory, "__qualname__", repr(factory))

@@ -187,19 +187,19 @@ class Policy(ABC):
             and cls._load_arm_statistics is not Policy._load_arm_statistics
         )
 
+    def _not_shareable(self) -> SharingNotSupportedError:
+        return SharingNotSupportedError(
+            f"the {self.name!r} policy ({type(self).__name__}) cannot share its learned state between "
+            "replicas: it does not implement both _arm_statistics and _load_arm_statistics"
+        )
+
     def _arm_statistics(self, state: Any) -> dict[str, np.ndarray]:
         """An arm's learned state as sums that add up across replicas."""
-        raise SharingNotSupportedError(
-            f"the {self.name!r} policy ({type(self).__name__}) cannot share its learned state between "
-            "replicas: it does not implement _arm_statistics / _load_arm_statistics"
-        )
+        raise self._not_shareable()
 
     def _load_arm_statistics(self, state: Any, sums: dict[str, np.ndarray]) -> Any:
         """The arm's state rebuilt from merged :meth:`_arm_statistics` sums."""
-        raise SharingNotSupportedError(
-            f"the {self.name!r} policy ({type(self).__name__}) cannot load shared statistics: "
-            "it does not implement _load_arm_statistics"
-        )
+        raise self._not_shareable()
 
     def statistics(self) -> Statistics:
         """The step count and every arm's sums (keys ``t`` and ``<quoted arm>/<name>``).
@@ -210,10 +210,7 @@ class Policy(ABC):
         ['a/n', 'a/xx', 'a/yx', 't']
         """
         if not self.shareable:
-            raise SharingNotSupportedError(
-                f"the {self.name!r} policy ({type(self).__name__}) cannot share its learned state between "
-                "replicas: it does not implement both _arm_statistics and _load_arm_statistics"
-            )
+            raise self._not_shareable()
         sums = {"t": np.array([float(self.t_)])}
         for arm, state in self.arms_.items():
             prefix = quote(arm, safe="")
@@ -222,6 +219,8 @@ class Policy(ABC):
 
     def load_statistics(self, stats: Statistics) -> None:
         """Set the step count and the state of every arm this policy has from ``stats``."""
+        if not self.shareable:
+            raise self._not_shareable()
         if "t" in stats.sums:
             self.t_ = round(float(stats.sums["t"][0]))
         for arm, state in self.arms_.items():

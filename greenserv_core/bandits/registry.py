@@ -7,8 +7,9 @@ from typing import Any, TypeVar
 
 from greenserv_core.bandits.base import Policy
 from greenserv_core.errors import InvalidInputError
+from greenserv_core.registration import claim_name
 
-__all__ = ["POLICIES", "make_policy", "policy_names", "register_policy", "unregister_policy"]
+__all__ = ["POLICIES", "make_policy", "policy_names", "register_policy", "strategy_forms", "unregister_policy"]
 
 POLICIES: dict[str, type[Policy]] = {}
 """Every registered policy class by its ``name`` (filled by :func:`register_policy`)."""
@@ -30,9 +31,7 @@ def register_policy(cls: _P) -> _P:
     name = getattr(cls, "name", None)
     if not isinstance(name, str) or not name or ":" in name:
         raise InvalidInputError(f"policy {cls.__name__} needs a class attribute name without ':', got {name!r}")
-    known = POLICIES.get(name)
-    if known is not None and (known.__module__, known.__qualname__) != (cls.__module__, cls.__qualname__):
-        raise InvalidInputError(f"policy name {name!r} is taken by {known.__module__}.{known.__qualname__}")
+    claim_name("policy", name, POLICIES.get(name), cls)
     POLICIES[name] = cls
     return cls
 
@@ -52,6 +51,19 @@ def policy_names() -> list[str]:
     return sorted(POLICIES)
 
 
+def strategy_forms() -> list[str]:
+    """How each registered policy is named as a strategy: its name, followed by
+    ``:ARGUMENT`` for one that takes a ``strategy_argument``.
+
+    >>> "static:ARM" in strategy_forms() and "linucb" in strategy_forms()
+    True
+    """
+    return [
+        name if cls.strategy_argument is None else f"{name}:{cls.strategy_argument.upper()}"
+        for name, cls in sorted(POLICIES.items())
+    ]
+
+
 def make_policy(strategy: str, dimension: int, *, seed: int | None = None, **params: Any) -> Policy:
     """A fresh policy.
 
@@ -64,9 +76,7 @@ def make_policy(strategy: str, dimension: int, *, seed: int | None = None, **par
         raise InvalidInputError(f"strategy must be a string, got {type(strategy).__name__}")
     name, _, argument = strategy.partition(":")
     if name not in POLICIES:
-        raise InvalidInputError(
-            f"unknown strategy {strategy!r}; choose one of {policy_names()} (static as 'static:MODEL')"
-        )
+        raise InvalidInputError(f"unknown strategy {strategy!r}; choose one of {', '.join(strategy_forms())}")
     keyword = POLICIES[name].strategy_argument
     if keyword is not None:
         params.setdefault(keyword, argument)

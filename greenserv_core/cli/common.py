@@ -23,15 +23,6 @@ __all__ = [
 ]
 
 
-def _policy_names() -> list[str]:
-    from greenserv_core.bandits.registry import POLICIES
-
-    return [
-        name if cls.strategy_argument is None else f"{name}:{cls.strategy_argument.upper()}"
-        for name, cls in sorted(POLICIES.items())
-    ]
-
-
 def _replay_only_names() -> list[str]:
     from greenserv_core.evaluation.replay import DIAGNOSTICS
 
@@ -40,7 +31,9 @@ def _replay_only_names() -> list[str]:
 
 def strategy_help(*, replay: bool = False) -> str:
     """The strategy names a command takes, from the policy registry (and replay's own)."""
-    names = f"policies ({', '.join(_policy_names())})"
+    from greenserv_core.bandits.registry import strategy_forms
+
+    names = f"policies ({', '.join(strategy_forms())})"
     if replay:
         oracle, *diagnostics = _replay_only_names()
         names += f", {oracle}, and the diagnostics {', '.join(diagnostics)}"

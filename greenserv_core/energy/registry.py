@@ -21,6 +21,7 @@ from typing import Literal, TypeVar
 from greenserv_core.energy.base import EnergyMeter
 from greenserv_core.energy.fallback import FallbackMeter
 from greenserv_core.errors import InvalidInputError, MissingResourceError
+from greenserv_core.registration import claim_name
 
 __all__ = [
     "METERS",
@@ -75,8 +76,7 @@ def register_meter(name: str, *, priority: int, placement: Placement = "any") ->
 
     def register(factory: _F) -> _F:
         known = METERS.get(name)
-        if known is not None and _origin(known.build) != _origin(factory):
-            raise InvalidInputError(f"energy meter name {name!r} is taken by {'.'.join(_origin(known.build))}")
+        claim_name("energy meter", name, None if known is None else known.build, factory)
         METERS[name] = MeterKind(name, factory, int(priority), placement)
         return factory
 
@@ -162,8 +162,3 @@ def make_meter(name: str, cuda_devices: Sequence[int] = ()) -> EnergyMeter:
     if kind.placement == "gpu" and not cuda_devices:
         raise InvalidInputError(f"meter {name!r} needs a model on a CUDA device")
     return _with_fallback(kind.build(tuple(cuda_devices)))
-
-
-def _origin(factory: Callable[..., object]) -> tuple[str, str]:
-    """Where a factory is defined: the same one registered again (a module reloaded) is no clash."""
-    return getattr(factory, "__module__", ""), getattr(factory, "__qualname__", repr(factory))

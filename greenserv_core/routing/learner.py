@@ -98,11 +98,6 @@ class RoutingLearner:
         """Held by every method; hold it yourself to read several parts as one snapshot."""
 
     # ---- arms ---------------------------------------------------------------------------
-    @property
-    def arms(self) -> list[str]:
-        with self.lock:
-            return self.policy_.arms
-
     def add_arm(self, name: str) -> None:
         """A new model: it starts from the policy's prior, with no cost estimates."""
         with self.lock:
@@ -137,8 +132,13 @@ class RoutingLearner:
         """Choose among the eligible ``candidates`` and keep the decision pending."""
         x = features.vector
         with self.lock:
-            present = [c for c in candidates if c.name in self.policy_.arms_]
-            gone = {c.name: "removed from the pool" for c in candidates if c.name not in self.policy_.arms_}
+            present: list[Candidate] = []
+            gone: dict[str, str] = {}
+            for c in candidates:
+                if c.name in self.policy_.arms_:
+                    present.append(c)
+                else:
+                    gone[c.name] = "removed from the pool"
             names = [c.name for c in present]
             seconds = self.latency_.predict_all(names, x, features.prompt_tokens)
             joules = self.energy_.predict_all(names, x, features.prompt_tokens)
@@ -262,6 +262,9 @@ class RoutingLearner:
         """Restore :meth:`state_dict`; models of this learner missing from it join as new arms."""
         with self.lock:
             arms = self.policy_.arms
+            unknown = sorted(set(state["policy"]["arms"]) - set(arms))
+            if unknown:
+                raise UnknownModelError(f"saved state has models {unknown} that this learner does not have")
             self.policy_.load_state_dict(state["policy"])
             self.energy_.load_state_dict(state["energy"])
             self.latency_.load_state_dict(state["latency"])
@@ -270,9 +273,6 @@ class RoutingLearner:
                     self.policy_.add_arm(name)
                     self.energy_.add_model(name)
                     self.latency_.add_model(name)
-            unknown = sorted(set(self.policy_.arms) - set(arms))
-            if unknown:
-                raise UnknownModelError(f"saved state has models {unknown} that this learner does not have")
             self.normalizer_.load_state_dict(state["normalizer"])
             self.pending_.load_state_dict(state["pending"])
             self.tallies_.load_state_dict(state["stats"], set(arms))
