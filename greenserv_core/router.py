@@ -130,7 +130,7 @@ class GreenServRouter:
         self.policy, self.tradeoff, self.seed = chosen, check_tradeoff(tradeoff), seed
         self.max_latency_s = check_positive("max_latency_s", max_latency_s)
         self.policy_params = dict(policy_params or {})
-        self.features = features if features is not None else FeatureExtractor.default()
+        self._features = features if features is not None else FeatureExtractor.default()
         built = _policy(chosen, self.features.dimension, seed, self.policy_params)
         self.strategy = chosen if isinstance(chosen, str) else built.name
         self.learner_ = RoutingLearner(
@@ -158,8 +158,7 @@ class GreenServRouter:
     @features.setter
     def features(self, extractor: FeatureExtractor) -> None:
         self._features = extractor
-        if hasattr(self, "learner_"):
-            self.learner_.shared["clusters"] = extractor
+        self.learner_.shared["clusters"] = extractor
 
     # ---- the pool ---------------------------------------------------------------------
     @property
