@@ -35,6 +35,7 @@ from greenserv_core.errors import (
     UnknownModelError,
 )
 from greenserv_core.features import FeatureExtractor, QueryFeatures
+from greenserv_core.quality import QualityPrior
 from greenserv_core.router import FeedbackRecord, GreenServRouter, RoutedChunk, RoutedGeneration, RoutingDecision
 
 __version__ = "0.1.0"
@@ -55,6 +56,7 @@ __all__ = [
     "ModelInfo",
     "ModelUnavailableError",
     "NoEligibleModelError",
+    "QualityPrior",
     "QueryFeatures",
     "RoutedChunk",
     "RoutedGeneration",

@@ -26,6 +26,7 @@ Example, with fake models and the dependency-free hashing embedder::
 
 from __future__ import annotations
 
+import logging
 import operator
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -35,7 +36,7 @@ from typing import Any, Generic, TypeVar, overload
 from typing_extensions import Unpack
 
 from greenserv_core.backends.base import ModelBackend, is_available
-from greenserv_core.bandits import Policy, make_policy
+from greenserv_core.bandits import DEFAULT_POLICY, Policy, make_policy
 from greenserv_core.errors import InvalidInputError, UnknownModelError
 from greenserv_core.features.extractor import FeatureExtractor
 from greenserv_core.messages import Message
@@ -57,6 +58,8 @@ from greenserv_core.routing import (
     RoutingLearner,
     check_positive,
 )
+from greenserv_core.routing.learner import EnergyScaleName
+from greenserv_core.routing.priors import arm_prior
 from greenserv_core.routing.saved import read_router_state, state_errors, write_router_state
 from greenserv_core.statistics import Statistics
 from greenserv_core.tools import with_tools_prompt
@@ -93,14 +96,20 @@ class _FromLearner(Generic[T]):
         return value
 
 
+logger = logging.getLogger("greenserv")
+
+
 class GreenServRouter:
     """Routes each query to one model of a pool and learns online which choice pays off.
 
     Parameters are stored as given: ``policy`` (a name such as ``"linucb"`` or
     ``"static:MODEL"``, or a fresh :class:`Policy` instance, which then learns in place and
     keeps its own ``seed``; ``strategy`` is the older name of the same parameter),
-    ``tradeoff`` λ, ``seed``, ``max_latency_s``, ``policy_params``, ``energy_scale`` (an
-    :class:`EnergyNormalizer` whose copy the router starts from) and the ``pending`` store
+    ``tradeoff`` λ, ``seed``, ``max_latency_s``, ``policy_params``, ``energy_scale``
+    (``"seen"``, the default: joules normalised by the range measured per task type, or an
+    :class:`EnergyNormalizer` whose copy starts that range; ``"pool"``: by the spread of the
+    pool's predicted joules for each query; see
+    :data:`~greenserv_core.routing.learner.ENERGY_SCALES`) and the ``pending`` store
     (default: ``max_pending`` decisions kept ``pending_ttl_s`` seconds in the process; a
     :class:`~greenserv_core.sharing.RedisPendingDecisions` lets feedback reach any replica).
     Learned state lives in ``learner_`` (:class:`RoutingLearner`) and the feature extractor's
@@ -122,11 +131,11 @@ class GreenServRouter:
         max_pending: int = 100_000,
         pending_ttl_s: float = 7 * 24 * 3600.0,
         pending: PendingStore | None = None,
-        energy_scale: EnergyNormalizer | None = None,
+        energy_scale: EnergyNormalizer | EnergyScaleName | None = None,
     ) -> None:
         if policy is not None and strategy is not None:
             raise InvalidInputError("give policy= or its older name strategy=, not both")
-        chosen = policy if policy is not None else (strategy or "linucb")
+        chosen = policy if policy is not None else (strategy or DEFAULT_POLICY)
         self.policy, self.tradeoff, self.seed = chosen, check_tradeoff(tradeoff), seed
         self.max_latency_s = check_positive("max_latency_s", max_latency_s)
         self.policy_params = dict(policy_params or {})
@@ -172,7 +181,8 @@ class GreenServRouter:
         return backends[name]
 
     def add_model(self, backend: ModelBackend) -> None:
-        """Add a model at runtime; it starts from the policy's prior and gets explored."""
+        """Add a model at runtime; it starts from the policy's prior (and its ``info.quality``
+        prior, if any) and gets explored."""
         if not isinstance(backend, ModelBackend):
             raise InvalidInputError(
                 f"{backend!r} does not implement ModelBackend (info, count_tokens, generate, stream)"
@@ -181,7 +191,11 @@ class GreenServRouter:
         with self._pool_lock:
             if name in self._backends:
                 raise InvalidInputError(f"model {name!r} is already in the pool")
-            self.learner_.add_arm(name)
+            quality = backend.info.quality
+            if quality is not None and not self.learner_.policy_.takes_priors:
+                logger.warning("model %r: the %r policy takes no quality prior; it is ignored", name, self.strategy)
+                quality = None
+            self.learner_.add_arm(name, None if quality is None else arm_prior(quality, self.features))
             self._backends = {**self._backends, name: backend}
 
     def remove_model(self, name: str) -> None:
@@ -236,6 +250,35 @@ class GreenServRouter:
         :class:`DecisionAlreadyScoredError` for a second score.
         """
         return self.learner_.feedback(decision_id, score)
+
+    def learn(
+        self,
+        messages: Sequence[Message] | str,
+        model: str,
+        *,
+        score: float | None = None,
+        energy_joules: float | None = None,
+        latency_s: float | None = None,
+    ) -> None:
+        """Teach the router an outcome it did not route: ``model`` answered ``messages``
+        and scored ``score`` in [0, 1], spending ``energy_joules`` in ``latency_s``.
+
+        Use it to warm-start from labelled outcomes, e.g. rows of an outcome table collected
+        with ``greenserv bench collect`` on a few queries per task. Each part is optional.
+
+        >>> from greenserv_core import FakeBackend, FeatureExtractor
+        >>> from greenserv_core.features import HashingEmbedder, TaskClassifier
+        >>> embedder = HashingEmbedder(64)
+        >>> clf = TaskClassifier().fit(embedder.embed(["2+2?", "hi there"]), ["math", "chat"], embedder.name)
+        >>> router = GreenServRouter([FakeBackend("small"), FakeBackend("large")],
+        ...                          features=FeatureExtractor(embedder, clf), seed=0)
+        >>> router.learn("What is 2+2?", "large", score=1.0, energy_joules=9.0, latency_s=0.5)
+        >>> router.stats_["large"]["decisions"], router.learner_.policy_.arms_["large"].n
+        (0, 1)
+        """
+        self.backend(model)
+        features = self.features.extract(messages, learn=False)  # a labelled row is not live traffic
+        self.learner_.learn(features, model, score=score, energy_joules=energy_joules, latency_s=latency_s)
 
     # ---- generating -------------------------------------------------------------------
     def generate(self, messages: Sequence[Message] | str, **options: Unpack[GenerateOptions]) -> RoutedGeneration:

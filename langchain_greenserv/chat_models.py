@@ -56,6 +56,7 @@ from greenserv_core.adapters import (
 )
 from greenserv_core.adapters import decision_id_of as answer_key
 from greenserv_core.async_bridge import iterate_in_thread
+from greenserv_core.bandits import DEFAULT_POLICY
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.reward import DEFAULT_TRADEOFF, check_tradeoff
 from greenserv_core.router import FeedbackRecord, GreenServRouter, RoutedGeneration
@@ -175,7 +176,7 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
 
     router: GreenServRouter | None = Field(default=None, exclude=True)
     models: list[Any] | None = Field(default=None, exclude=True)
-    strategy: str = "linucb"
+    strategy: str = DEFAULT_POLICY
     tradeoff: Annotated[float, BeforeValidator(check_tradeoff)] = DEFAULT_TRADEOFF
     meter: str = "auto"
     temperature: float = 0.0

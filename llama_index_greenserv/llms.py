@@ -43,6 +43,7 @@ from pydantic import BeforeValidator, ConfigDict, Field, PrivateAttr
 from greenserv_core.adapters import AdapterCore, LazyRouter, Piece, tool_calls_of, why_no_tool_call
 from greenserv_core.adapters import decision_id_of as answer_key
 from greenserv_core.async_bridge import iterate_in_thread
+from greenserv_core.bandits import DEFAULT_POLICY
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.messages import Message
 from greenserv_core.reward import DEFAULT_TRADEOFF, check_tradeoff
@@ -127,7 +128,7 @@ class GreenServLLM(AdapterCore, FunctionCallingLLM):
 
     router: GreenServRouter | None = Field(default=None, exclude=True)
     models: list[Any] | None = Field(default=None, exclude=True)
-    strategy: str = "linucb"
+    strategy: str = DEFAULT_POLICY
     tradeoff: Annotated[float, BeforeValidator(check_tradeoff)] = DEFAULT_TRADEOFF
     meter: str = "auto"
     temperature: float = 0.0

@@ -397,7 +397,7 @@ def test_tool_calls_can_score_themselves() -> None:
     calls["prose"] = "It is sunny."
     for kind, text in calls.items():
         backend = FakeBackend("m", capabilities=frozenset({"tools"}), tool_reply=lambda m, t, text=text: text)
-        router = GreenServRouter([backend], features=make_hashing_extractor(), seed=0)
+        router = GreenServRouter([backend], policy="linucb", features=make_hashing_extractor(), seed=0)  # prior 0
         answer = router.generate(ASK, tools=[WEATHER_TOOL], score_tool_calls=True)
         scored = router.stats_["m"]["feedback"]
         if kind == "prose":

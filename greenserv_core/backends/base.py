@@ -16,6 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 from greenserv_core.energy.base import EnergyReading
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.messages import Message
+from greenserv_core.quality import QualityPrior
 from greenserv_core.tools.spec import ToolSpec
 
 __all__ = [
@@ -135,7 +136,9 @@ class ModelInfo:
 
     ``context_window`` bounds prompt + new tokens; ``capabilities`` names what the model can
     serve (e.g. ``"chat_template"``, ``"tools"``). The priors (per input+output token) stand
-    in for the router's energy and latency estimates until the model has been observed.
+    in for the router's energy and latency estimates until the model has been observed;
+    ``quality`` (a :class:`~greenserv_core.quality.QualityPrior`) for its accuracy estimates
+    until it has been scored.
     """
 
     name: str
@@ -143,8 +146,11 @@ class ModelInfo:
     capabilities: frozenset[str] = field(default_factory=frozenset)
     prior_joules_per_token: float | None = None
     prior_seconds_per_token: float | None = None
+    quality: QualityPrior | None = None
 
     def __post_init__(self) -> None:
+        if self.quality is not None and not isinstance(self.quality, QualityPrior):
+            raise InvalidInputError(f"quality must be a QualityPrior, got {type(self.quality).__name__}")
         if not isinstance(self.name, str) or not self.name.strip():
             raise InvalidInputError(f"model name must be a non-empty string, got {self.name!r}")
         if self.context_window < 1:

@@ -15,6 +15,7 @@ from greenserv_core.backends.base import (
     StreamChunk,
 )
 from greenserv_core.messages import Message, last_user_text
+from greenserv_core.quality import QualityPrior
 from greenserv_core.tools.spec import ToolSpec
 
 __all__ = ["FakeBackend"]
@@ -52,8 +53,9 @@ class FakeBackend:
         reply: Callable[[Sequence[Message]], str] | None = None,
         tool_reply: Callable[[Sequence[Message], tuple[ToolSpec, ...]], str] | None = None,
         json_reply: Callable[[Sequence[Message], dict[str, Any] | None], str] | None = None,
+        quality: QualityPrior | None = None,
     ) -> None:
-        self._info = ModelInfo(name=name, context_window=context_window, capabilities=capabilities)
+        self._info = ModelInfo(name=name, context_window=context_window, capabilities=capabilities, quality=quality)
         self.joules_per_token = joules_per_token
         self.joules_per_call = joules_per_call
         self.seconds_per_token = seconds_per_token

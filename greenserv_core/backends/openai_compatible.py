@@ -57,6 +57,7 @@ from greenserv_core.energy.base import EnergyMeter, EnergyReading, EnergyWindow
 from greenserv_core.energy.remote import OverlapShares, estimated_energy, reported_energy
 from greenserv_core.errors import InvalidInputError, ModelUnavailableError
 from greenserv_core.messages import Message
+from greenserv_core.quality import QualityPrior
 
 __all__ = ["OpenAICompatibleBackend", "remote_backend"]
 
@@ -119,6 +120,7 @@ class OpenAICompatibleBackend:
         assumed_watts: float = 300.0,
         prior_joules_per_token: float | None = None,
         prior_seconds_per_token: float | None = None,
+        quality: QualityPrior | None = None,
         transport: httpx.BaseTransport | None = None,
         headers: Mapping[str, str] | None = None,
         max_concurrency: int = 8,
@@ -153,6 +155,7 @@ class OpenAICompatibleBackend:
             capabilities=frozenset(capabilities),
             prior_joules_per_token=prior_joules_per_token,
             prior_seconds_per_token=prior_seconds_per_token,
+            quality=quality,
         )
         all_headers = dict(headers or {})
         if api_key:

@@ -150,6 +150,7 @@ class TransformersBackend:
                 context_window=window,
                 capabilities=frozenset(capabilities),
                 prior_joules_per_token=self.spec.prior_joules_per_token,
+                quality=self.spec.quality,
                 prior_seconds_per_token=self.spec.prior_seconds_per_token,
             )
         return self._info

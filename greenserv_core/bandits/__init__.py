@@ -8,13 +8,20 @@ policy is then a ``strategy=`` of the router and a name in :func:`policy_names`.
 import importlib
 import pkgutil
 
-from greenserv_core.bandits.base import ArmScore, Choice, Policy, StatelessArmsPolicy
+from greenserv_core.bandits.base import ArmPrior, ArmScore, Choice, Policy, StatelessArmsPolicy
 from greenserv_core.bandits.epsilon_greedy import EpsilonGreedy
 from greenserv_core.bandits.epsilon_greedy_noncontextual import EpsilonGreedyNonContextual
 from greenserv_core.bandits.linear import LinearPolicy
 from greenserv_core.bandits.linucb import LinUCB
 from greenserv_core.bandits.random_policy import RandomPolicy
-from greenserv_core.bandits.registry import POLICIES, make_policy, policy_names, register_policy, unregister_policy
+from greenserv_core.bandits.registry import (
+    DEFAULT_POLICY,
+    POLICIES,
+    make_policy,
+    policy_names,
+    register_policy,
+    unregister_policy,
+)
 from greenserv_core.bandits.ridge import RidgeArm
 from greenserv_core.bandits.static import StaticPolicy
 from greenserv_core.bandits.thompson import LinearThompson
@@ -23,7 +30,9 @@ for _module in pkgutil.iter_modules(__path__):  # policies in files beyond those
     importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = [
+    "DEFAULT_POLICY",
     "POLICIES",
+    "ArmPrior",
     "ArmScore",
     "Choice",
     "EpsilonGreedy",

@@ -24,7 +24,7 @@ import numpy as np
 from greenserv_core.errors import InvalidInputError, SharingNotSupportedError, StateFileError, UnknownModelError
 from greenserv_core.statistics import Statistics
 
-__all__ = ["ArmScore", "Choice", "Policy", "StatelessArmsPolicy"]
+__all__ = ["ArmPrior", "ArmScore", "Choice", "Policy", "StatelessArmsPolicy"]
 
 _TIE_TOLERANCE = 1e-12
 
@@ -37,6 +37,40 @@ class ArmScore:
     bonus: float
     cost: float
     score: float
+
+
+@dataclass(frozen=True, eq=False)
+class ArmPrior:
+    """What an arm is believed to earn before it is played: ``weights[i]`` pseudo-observations
+    of reward ``rewards[i]`` at context ``contexts[i]`` (a ``k × d`` array).
+
+    >>> prior = ArmPrior(np.array([[1.0, 0.0]]), np.array([0.8]), np.array([10.0]))
+    >>> prior.strength
+    10.0
+    """
+
+    contexts: np.ndarray
+    rewards: np.ndarray
+    weights: np.ndarray
+
+    def __post_init__(self) -> None:
+        contexts = np.atleast_2d(np.asarray(self.contexts, dtype=np.float64))
+        rewards = np.asarray(self.rewards, dtype=np.float64).reshape(-1)
+        weights = np.asarray(self.weights, dtype=np.float64).reshape(-1)
+        if not len(contexts) == len(rewards) == len(weights):
+            raise InvalidInputError("a prior needs as many rewards and weights as contexts")
+        if not (np.all(np.isfinite(contexts)) and np.all(np.isfinite(rewards)) and np.all(np.isfinite(weights))):
+            raise InvalidInputError("prior contexts, rewards and weights must be finite")
+        if np.any(weights < 0):
+            raise InvalidInputError("prior weights must be >= 0")
+        object.__setattr__(self, "contexts", contexts)
+        object.__setattr__(self, "rewards", rewards)
+        object.__setattr__(self, "weights", weights)
+
+    @property
+    def strength(self) -> float:
+        """Pseudo-observations in all."""
+        return float(self.weights.sum())
 
 
 @dataclass(frozen=True)
@@ -59,6 +93,9 @@ class Policy(ABC):
 
     name: ClassVar[str]
     contextual: ClassVar[bool] = True
+    reward_range: tuple[float, float] | None = None
+    """The rewards the policy can be taught; an arm's index (estimate + bonus) is clipped to it,
+    since an optimistic value above the best possible reward carries no information."""
     strategy_argument: ClassVar[str | None] = None
     """The keyword that takes the text after ``:`` in a strategy name (``static:MODEL`` → ``arm``)."""
 
@@ -76,13 +113,39 @@ class Policy(ABC):
     def arms(self) -> list[str]:
         return list(self.arms_)
 
-    def add_arm(self, name: str) -> None:
-        """Add an arm with the prior; it is explored like any unplayed arm."""
+    def add_arm(self, name: str, prior: ArmPrior | None = None) -> None:
+        """Add an arm with the policy's prior, plus ``prior`` where given; it is explored like
+        any unplayed arm."""
         if not isinstance(name, str) or not name:
             raise InvalidInputError(f"arm name must be a non-empty string, got {name!r}")
         if name in self.arms_:
             raise InvalidInputError(f"arm {name!r} already exists")
-        self.arms_[name] = self._new_arm_state()
+        state = self._new_arm_state()
+        if prior is not None:
+            if prior.contexts.shape[1] != self.dimension:
+                raise InvalidInputError(
+                    f"the prior's contexts have dimension {prior.contexts.shape[1]}, not {self.dimension}"
+                )
+            state = self._with_prior(state, prior)
+        self.arms_[name] = state
+
+    @property
+    def takes_priors(self) -> bool:
+        """Whether :meth:`add_arm` accepts an :class:`ArmPrior` (the policy overrides ``_with_prior``)."""
+        return type(self)._with_prior is not Policy._with_prior
+
+    def _untried(self, arm: str) -> bool:
+        """Whether ``arm`` has neither data nor a prior of its own: a bounded policy then gives it
+        the best possible index, so that every model is tried at least once (no policy here does
+        by default)."""
+        return False
+
+    def _with_prior(self, state: Any, prior: ArmPrior) -> Any:
+        """The arm state with ``prior`` folded in (a policy that takes priors overrides this)."""
+        raise InvalidInputError(
+            f"the {self.name!r} policy takes no prior beliefs about its arms; use a linear policy "
+            "(linucb, thompson, epsilon) to give models a quality prior"
+        )
 
     def remove_arm(self, name: str) -> None:
         """Forget an arm; it is never chosen again."""
@@ -119,14 +182,15 @@ class Policy(ABC):
         costs: Mapping[str, float] | None = None,
     ) -> Choice:
         """Choose an arm and report every eligible arm's score."""
-        x = self._check_context(context)
-        arms = self.arms if eligible_arms is None else list(eligible_arms)
-        if not arms:
-            raise InvalidInputError("no eligible arms to choose from")
-        for arm in arms:
-            self._require_arm(arm)
+        x, arms = self._check_decision(context, eligible_arms)
         costs = costs or {}
         estimates = self._estimates(x, arms)
+        if self.reward_range is not None:
+            low, high = self.reward_range
+            estimates = {
+                arm: (est, (high if self._untried(arm) else min(high, max(low, est + bonus))) - est)
+                for arm, (est, bonus) in estimates.items()
+            }
         scores = {
             arm: ArmScore(
                 est, bonus, float(costs.get(arm, 0.0)), value_scale * (est + bonus) - float(costs.get(arm, 0.0))
@@ -136,6 +200,16 @@ class Policy(ABC):
         chosen, explored = self._choose(scores)
         self.t_ += 1
         return Choice(chosen, scores, explored)
+
+    def _check_decision(self, context: np.ndarray, eligible_arms: Sequence[str] | None) -> tuple[np.ndarray, list[str]]:
+        """The checked context and the eligible arms (all arms for ``None``), or :class:`InvalidInputError`."""
+        x = self._check_context(context)
+        arms = self.arms if eligible_arms is None else list(eligible_arms)
+        if not arms:
+            raise InvalidInputError("no eligible arms to choose from")
+        for arm in arms:
+            self._require_arm(arm)
+        return x, arms
 
     def select(
         self,
@@ -253,9 +327,12 @@ class Policy(ABC):
 
 class StatelessArmsPolicy(Policy):
     """A :class:`Policy` that keeps nothing per arm (baselines, diagnostics): the arm-state
-    hooks are no-ops, so its saved state is just its arms and step count."""
+    hooks are no-ops (a prior is ignored), so its saved state is just its arms and step count."""
 
     def _new_arm_state(self) -> None:
+        return None
+
+    def _with_prior(self, state: Any, prior: ArmPrior) -> None:
         return None
 
     def _arm_state(self, state: Any) -> dict[str, Any]:

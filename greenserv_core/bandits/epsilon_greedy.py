@@ -6,9 +6,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from typing_extensions import Unpack
 
 from greenserv_core.bandits.base import ArmScore, Policy
-from greenserv_core.bandits.linear import LinearPolicy
+from greenserv_core.bandits.linear import LinearOptions, LinearPolicy
 from greenserv_core.bandits.registry import register_policy
 from greenserv_core.errors import InvalidInputError
 
@@ -72,11 +73,10 @@ class EpsilonGreedy(EpsilonExploration, LinearPolicy):
         epsilon: float = 0.1,
         decay: float = 0.999,
         min_epsilon: float = 0.01,
-        l2: float = 1.0,
-        prior_reward: float = 1.0,
-        seed: int | None = None,
+        **options: Unpack[LinearOptions],
     ) -> None:
-        super().__init__(dimension, l2=l2, prior_reward=prior_reward, seed=seed)
+        options.setdefault("prior_reward", 1.0)  # optimistic: an unplayed arm is tried greedily
+        super().__init__(dimension, **options)
         self._set_schedule(epsilon, decay, min_epsilon)
 
     def _estimates(self, context: np.ndarray, arms: Sequence[str]) -> dict[str, tuple[float, float]]:

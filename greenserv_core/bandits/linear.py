@@ -2,16 +2,40 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TypedDict
 
 import numpy as np
 
-from greenserv_core.bandits.base import Policy
+from greenserv_core.bandits.base import ArmPrior, Policy
 from greenserv_core.bandits.ridge import RidgeArm
-from greenserv_core.errors import InvalidInputError
+from greenserv_core.errors import InvalidInputError, SharingNotSupportedError
 from greenserv_core.statistics import Statistics
 
-__all__ = ["LinearPolicy"]
+__all__ = ["LinearOptions", "LinearPolicy"]
+
+
+class LinearOptions(TypedDict, total=False):
+    """The keywords every linear policy takes beside its own (see :class:`LinearPolicy`)."""
+
+    l2: float
+    prior_reward: float
+    reward_range: Sequence[float] | None
+    forget: float
+    pool_prior: bool
+    try_unplayed: bool
+    seed: int | None
+
+
+def _check_range(bounds: object) -> tuple[float, float]:
+    """``bounds`` as two finite numbers ``low < high``, or :class:`InvalidInputError`."""
+    try:
+        low, high = (float(v) for v in bounds)  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"reward_range must be two numbers (low, high), got {bounds!r}") from None
+    if not (np.isfinite(low) and np.isfinite(high) and low < high):
+        raise InvalidInputError(f"reward_range must be finite numbers with low < high, got {bounds!r}")
+    return low, high
 
 
 class LinearPolicy(Policy):
@@ -19,15 +43,41 @@ class LinearPolicy(Policy):
 
     ``prior_reward`` is the estimate of an unplayed arm (the context's first entry is the
     intercept, so the prior mean is ``prior_reward`` on it and zero elsewhere); ``l2`` is the
-    prior's strength in pseudo-observations.
+    prior's strength in pseudo-observations. ``reward_range`` bounds what the policy can be
+    taught (the router teaches accuracy, so ``(0, 1)``; rewards are not checked against it); an
+    arm's index is then clipped to it,
+    so an arm cannot look better than a perfect answer (default ``None``: unbounded, which
+    measured better with the default ``"seen"`` energy scale, see BENCHMARKS.md). ``forget`` below 1
+    discounts old evidence by that factor per update of the arm (see :class:`RidgeArm`), for
+    models that change under the same name. A per-arm :class:`ArmPrior` adds weighted
+    pseudo-observations to an arm's prior. With ``try_unplayed`` (and a ``reward_range``), an
+    arm with neither data nor a prior of its own gets the best possible index, so every model,
+    a newcomer included, is tried at least once.
     """
 
-    def __init__(self, dimension: int, *, l2: float = 1.0, prior_reward: float = 0.0, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        dimension: int,
+        *,
+        l2: float = 1.0,
+        prior_reward: float = 0.0,
+        reward_range: Sequence[float] | None = None,
+        forget: float = 1.0,
+        pool_prior: bool = False,
+        try_unplayed: bool = True,
+        seed: int | None = None,
+    ) -> None:
         super().__init__(dimension, seed=seed)
+        self.pool_prior = bool(pool_prior)
+        self.try_unplayed = bool(try_unplayed)
         if not l2 > 0:
             raise InvalidInputError(f"l2 must be positive, got {l2!r}")
+        if isinstance(forget, bool) or not isinstance(forget, (int, float)) or not 0 < forget <= 1:
+            raise InvalidInputError(f"forget must be a number in (0, 1], got {forget!r}")
+        self.reward_range = None if reward_range is None else _check_range(reward_range)
         self.l2 = float(l2)
         self.prior_reward = float(prior_reward)
+        self.forget = float(forget)
 
     def _prior_mean(self) -> np.ndarray:
         prior = np.zeros(self.dimension)
@@ -35,7 +85,25 @@ class LinearPolicy(Policy):
         return prior
 
     def _new_arm_state(self) -> RidgeArm:
-        return RidgeArm(self.dimension, l2=self.l2, prior_mean=self._prior_mean())
+        return RidgeArm(self.dimension, l2=self.l2, prior_mean=self._prior_mean(), forget=self.forget)
+
+    def add_arm(self, name: str, prior: ArmPrior | None = None) -> None:
+        """Add an arm. With ``pool_prior``, an arm that joins after others have learned starts
+        from the mean of their coefficients (an empirical-Bayes prior of strength ``l2``)
+        instead of ``prior_reward``, so a newcomer is neither ignored nor over-trusted."""
+        learned = [state.theta for state in self.arms_.values() if state.n > 0]
+        super().add_arm(name, prior)
+        if self.pool_prior and learned:
+            self.arms_[name].set_prior_mean(np.mean(learned, axis=0))
+
+    def _untried(self, arm: str) -> bool:
+        state: RidgeArm = self.arms_[arm]
+        has_prior = state.prior_xx.any() or not np.array_equal(state.prior_mean, self._prior_mean())
+        return self.try_unplayed and state.n == 0 and not has_prior
+
+    def _with_prior(self, state: RidgeArm, prior: ArmPrior) -> RidgeArm:
+        state.add_prior(prior.contexts, prior.rewards, prior.weights)
+        return state
 
     def _arm_state(self, state: RidgeArm) -> dict[str, Any]:
         return state.state_dict()
@@ -45,7 +113,21 @@ class LinearPolicy(Policy):
         arm.load_state_dict(data)
         return arm
 
+    @property
+    def shareable(self) -> bool:
+        """Not with ``forget`` below 1: discounted sums do not add up across replicas."""
+        return self.forget == 1.0 and super().shareable
+
+    def _not_shareable(self) -> SharingNotSupportedError:
+        if self.forget < 1.0:
+            return SharingNotSupportedError(
+                f"the {self.name!r} policy forgets (forget={self.forget}): its discounted sums cannot be shared"
+            )
+        return super()._not_shareable()
+
     def _arm_statistics(self, state: RidgeArm) -> dict[str, np.ndarray]:
+        if self.forget < 1.0:
+            raise self._not_shareable()
         return state.statistics().sums
 
     def _load_arm_statistics(self, state: RidgeArm, sums: dict[str, np.ndarray]) -> RidgeArm:
@@ -64,4 +146,11 @@ class LinearPolicy(Policy):
         return theta
 
     def params(self) -> dict[str, Any]:
-        return {"l2": self.l2, "prior_reward": self.prior_reward}
+        return {
+            "l2": self.l2,
+            "prior_reward": self.prior_reward,
+            "reward_range": None if self.reward_range is None else list(self.reward_range),
+            "forget": self.forget,
+            "pool_prior": self.pool_prior,
+            "try_unplayed": self.try_unplayed,
+        }

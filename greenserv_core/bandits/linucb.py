@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from typing_extensions import Unpack
 
-from greenserv_core.bandits.linear import LinearPolicy
+from greenserv_core.bandits.linear import LinearOptions, LinearPolicy
 from greenserv_core.bandits.registry import register_policy
 from greenserv_core.errors import InvalidInputError
 
@@ -16,7 +17,11 @@ __all__ = ["LinUCB"]
 
 @register_policy
 class LinUCB(LinearPolicy):
-    """Upper confidence bound: ``θᵀx + alpha·sqrt(xᵀA⁻¹x)``.
+    """Upper confidence bound: ``θᵀx + alpha·sqrt(xᵀA⁻¹x)`` (clipped to ``reward_range`` if set).
+
+    With ``energy_scale="pool"`` on a large pool, ``alpha=0.3, reward_range=(0, 1)`` learns
+    much faster; with the default scale the bound costs reward, and a small ``alpha`` can lock
+    onto a worse model for good. Both are measured in BENCHMARKS.md (issue 15).
 
     >>> policy = LinUCB(dimension=2, seed=0)
     >>> for name in ("small", "large"): policy.add_arm(name)
@@ -27,10 +32,8 @@ class LinUCB(LinearPolicy):
 
     name = "linucb"
 
-    def __init__(
-        self, dimension: int, *, alpha: float = 1.0, l2: float = 1.0, prior_reward: float = 0.0, seed: int | None = None
-    ) -> None:
-        super().__init__(dimension, l2=l2, prior_reward=prior_reward, seed=seed)
+    def __init__(self, dimension: int, *, alpha: float = 1.0, **options: Unpack[LinearOptions]) -> None:
+        super().__init__(dimension, **options)
         if not alpha >= 0:
             raise InvalidInputError(f"alpha must be >= 0, got {alpha!r}")
         self.alpha = float(alpha)

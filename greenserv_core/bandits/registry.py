@@ -9,7 +9,20 @@ from greenserv_core.bandits.base import Policy
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.registration import claim_name
 
-__all__ = ["POLICIES", "make_policy", "policy_names", "register_policy", "strategy_forms", "unregister_policy"]
+__all__ = [
+    "DEFAULT_POLICY",
+    "POLICIES",
+    "make_policy",
+    "policy_names",
+    "register_policy",
+    "strategy_forms",
+    "unregister_policy",
+]
+
+DEFAULT_POLICY = "epsilon"
+"""The policy of a router, adapter or ``greenserv chat`` that names none: contextual ε-greedy,
+chosen from the replays of BENCHMARKS.md (issue 15) on the simulated paper-scale table, the
+real table and the synthetic world, against LinUCB, Thompson sampling and the peers."""
 
 POLICIES: dict[str, type[Policy]] = {}
 """Every registered policy class by its ``name`` (filled by :func:`register_policy`)."""

@@ -1,8 +1,14 @@
 """Online ridge regression with Sherman–Morrison rank-one updates (one per arm).
 
-Sufficient statistics ``A = l2·I + Σ x xᵀ`` and ``b = l2·θ₀ + Σ r x`` are kept (they add up
-across replicas); ``A⁻¹`` is updated in O(d²) per observation instead of inverted, and
-re-derived from ``A`` every ``refresh_every`` updates to stop round-off from accumulating.
+Sufficient statistics ``A = A₀ + Σ x xᵀ`` and ``b = b₀ + Σ r x`` are kept, where the prior
+``A₀ = l2·I + Σ w x xᵀ`` and ``b₀ = l2·θ₀ + Σ w r x`` holds the prior mean and any weighted
+pseudo-observations (:meth:`RidgeArm.add_prior`). The data part adds up across replicas;
+``A⁻¹`` is updated in O(d²) per observation instead of inverted, and re-derived from ``A``
+every ``refresh_every`` updates to stop round-off from accumulating.
+
+With ``forget`` below 1, the data part is discounted by that factor at each update, so old
+evidence fades (an observation ``k`` updates ago weighs ``forgetᵏ``) and the estimate follows
+a model that changes; the prior never fades.
 """
 
 from __future__ import annotations
@@ -27,22 +33,75 @@ class RidgeArm:
     """
 
     def __init__(
-        self, dimension: int, *, l2: float = 1.0, prior_mean: np.ndarray | None = None, refresh_every: int = 2048
+        self,
+        dimension: int,
+        *,
+        l2: float = 1.0,
+        prior_mean: np.ndarray | None = None,
+        refresh_every: int = 2048,
+        forget: float = 1.0,
     ) -> None:
         if dimension < 1:
             raise InvalidInputError(f"dimension must be positive, got {dimension}")
         if not l2 > 0:
             raise InvalidInputError(f"l2 must be positive, got {l2}")
+        if not 0 < forget <= 1:
+            raise InvalidInputError(f"forget must be in (0, 1], got {forget!r}")
         self.dimension = dimension
         self.l2 = float(l2)
         self.refresh_every = refresh_every
+        self.forget = float(forget)
         prior = np.zeros(dimension) if prior_mean is None else np.asarray(prior_mean, dtype=np.float64)
         self.prior_mean = prior.copy()
+        self.prior_xx = np.zeros((dimension, dimension))
+        self.prior_yx = np.zeros(dimension)
         self.A = self.l2 * np.eye(dimension)
         self.A_inv = np.eye(dimension) / self.l2
         self.b = self.l2 * prior
         self.n = 0
         self._theta: np.ndarray | None = None
+
+    def _prior_sums(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(A₀, b₀)``: the prior's part of ``A`` and ``b``."""
+        return self.l2 * np.eye(self.dimension) + self.prior_xx, self.l2 * self.prior_mean + self.prior_yx
+
+    def set_prior_mean(self, prior_mean: np.ndarray) -> None:
+        """Move the prior mean ``θ₀`` (what the data say stays as it is).
+
+        >>> arm = RidgeArm(1, l2=1.0); arm.set_prior_mean(np.array([0.6])); arm.predict(np.array([1.0]))
+        0.6
+        """
+        mean = np.asarray(prior_mean, dtype=np.float64)
+        if mean.shape != (self.dimension,) or not np.all(np.isfinite(mean)):
+            raise InvalidInputError(f"prior mean must be {self.dimension} finite numbers")
+        self.b = self.b + self.l2 * (mean - self.prior_mean)
+        self.prior_mean = mean.copy()
+        self._theta = None
+
+    def add_prior(self, contexts: np.ndarray, targets: np.ndarray, weights: np.ndarray) -> None:
+        """Add weighted pseudo-observations to the prior: ``weights[i]`` observations of
+        ``targets[i]`` at ``contexts[i]``. They never fade and are not shared as data.
+
+        >>> arm = RidgeArm(1, l2=1e-6)
+        >>> arm.add_prior(np.array([[1.0]]), np.array([0.7]), np.array([10.0]))
+        >>> round(arm.predict(np.array([1.0])), 3), arm.n
+        (0.7, 0)
+        """
+        xs = np.atleast_2d(np.asarray(contexts, dtype=np.float64))
+        ys = np.asarray(targets, dtype=np.float64).reshape(-1)
+        ws = np.asarray(weights, dtype=np.float64).reshape(-1)
+        if xs.shape[1:] != (self.dimension,) or len(ys) != len(xs) or len(ws) != len(xs):
+            raise InvalidInputError(f"a prior needs k contexts of dimension {self.dimension}, k targets and k weights")
+        if not (np.all(np.isfinite(xs)) and np.all(np.isfinite(ys)) and np.all(np.isfinite(ws)) and np.all(ws >= 0)):
+            raise InvalidInputError("prior contexts, targets and weights must be finite, with weights >= 0")
+        xx = (xs * ws[:, None]).T @ xs
+        yx = (ws * ys) @ xs
+        self.prior_xx = self.prior_xx + xx
+        self.prior_yx = self.prior_yx + yx
+        self.A = self.A + xx
+        self.b = self.b + yx
+        self.A_inv = np.asarray(np.linalg.inv(self.A), dtype=np.float64)
+        self._theta = None
 
     @property
     def theta(self) -> np.ndarray:
@@ -62,14 +121,20 @@ class RidgeArm:
         x = self.check(x)
         if not np.isfinite(y):
             raise InvalidInputError(f"target must be finite, got {y!r}")
+        self.n += 1
+        self._theta = None
+        if self.forget < 1.0:
+            base_a, base_b = self._prior_sums()
+            self.A = base_a + self.forget * (self.A - base_a) + np.outer(x, x)
+            self.b = base_b + self.forget * (self.b - base_b) + y * x
+            self.A_inv = np.asarray(np.linalg.inv(self.A), dtype=np.float64)
+            return
         a_inv_x = self.A_inv @ x
         self.A += np.outer(x, x)
         self.A_inv -= np.outer(a_inv_x, a_inv_x) / (1.0 + x @ a_inv_x)
         self.b += y * x
-        self.n += 1
         if self.refresh_every and self.n % self.refresh_every == 0:
             self.A_inv = np.asarray(np.linalg.inv(self.A), dtype=np.float64)
-        self._theta = None
 
     def predict(self, x: np.ndarray) -> float:
         return float(x @ self.theta)
@@ -81,7 +146,8 @@ class RidgeArm:
     def data_sums(self) -> tuple[np.ndarray, np.ndarray, int]:
         """``(Σ x xᵀ, Σ y x, n)``: what the observations added to the prior. These add up
         across router replicas (see :mod:`greenserv_core.sharing`)."""
-        return self.A - self.l2 * np.eye(self.dimension), self.b - self.l2 * self.prior_mean, self.n
+        base_a, base_b = self._prior_sums()
+        return self.A - base_a, self.b - base_b, self.n
 
     def load_data_sums(self, xx: np.ndarray, yx: np.ndarray, n: int) -> None:
         """Set the state to the prior plus these sums (``A⁻¹`` is re-derived).
@@ -97,8 +163,9 @@ class RidgeArm:
         yx = np.asarray(yx, dtype=np.float64)
         if xx.shape != (self.dimension, self.dimension) or yx.shape != (self.dimension,):
             raise InvalidInputError(f"ridge sums do not have dimension {self.dimension}")
-        self.A = self.l2 * np.eye(self.dimension) + xx
-        self.b = self.l2 * self.prior_mean + yx
+        base_a, base_b = self._prior_sums()
+        self.A = base_a + xx
+        self.b = base_b + yx
         self.A_inv = np.asarray(np.linalg.inv(self.A), dtype=np.float64)
         self.n = int(n)
         self._theta = None
@@ -114,7 +181,16 @@ class RidgeArm:
             self.load_data_sums(stats.sums["xx"], stats.sums["yx"], round(float(stats.sums["n"][0])))
 
     def state_dict(self) -> dict[str, Any]:
-        return {"A": self.A.copy(), "A_inv": self.A_inv.copy(), "b": self.b.copy(), "n": self.n, "l2": self.l2}
+        return {
+            "A": self.A.copy(),
+            "A_inv": self.A_inv.copy(),
+            "b": self.b.copy(),
+            "n": self.n,
+            "l2": self.l2,
+            "prior_xx": self.prior_xx.copy(),
+            "prior_yx": self.prior_yx.copy(),
+            "prior_mean": self.prior_mean.copy(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         A = np.asarray(state["A"], dtype=np.float64)
@@ -125,4 +201,9 @@ class RidgeArm:
         self.A, self.A_inv, self.b = A.copy(), A_inv.copy(), b.copy()
         self.n = int(state["n"])
         self.l2 = float(state["l2"])
+        if "prior_xx" in state:  # saved before priors existed: none
+            self.prior_xx = np.asarray(state["prior_xx"], dtype=np.float64).reshape(A.shape).copy()
+            self.prior_yx = np.asarray(state["prior_yx"], dtype=np.float64).reshape(b.shape).copy()
+        if "prior_mean" in state:
+            self.prior_mean = np.asarray(state["prior_mean"], dtype=np.float64).reshape(b.shape).copy()
         self._theta = None

@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from typing_extensions import Unpack
 
-from greenserv_core.bandits.linear import LinearPolicy
+from greenserv_core.bandits.linear import LinearOptions, LinearPolicy
 from greenserv_core.bandits.registry import register_policy
 from greenserv_core.errors import InvalidInputError
 
@@ -29,10 +30,8 @@ class LinearThompson(LinearPolicy):
 
     name = "thompson"
 
-    def __init__(
-        self, dimension: int, *, v: float = 0.5, l2: float = 1.0, prior_reward: float = 0.0, seed: int | None = None
-    ) -> None:
-        super().__init__(dimension, l2=l2, prior_reward=prior_reward, seed=seed)
+    def __init__(self, dimension: int, *, v: float = 0.5, **options: Unpack[LinearOptions]) -> None:
+        super().__init__(dimension, **options)
         if not v >= 0:
             raise InvalidInputError(f"v must be >= 0, got {v!r}")
         self.v = float(v)

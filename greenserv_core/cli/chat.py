@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from greenserv_core.bandits import DEFAULT_POLICY
 from greenserv_core.cli.common import meter_help, model_help, strategy_help
 
 __all__ = ["DEMO_QUERIES", "add_commands"]
@@ -107,7 +108,7 @@ def add_commands(commands: Any) -> None:
         action="append",
         help=f"a pool member (repeat for each): {model_help()}; default: the bundled models",
     )
-    chat.add_argument("--strategy", default="linucb", help=f"one of the {strategy_help()}")
+    chat.add_argument("--strategy", default=DEFAULT_POLICY, help=f"one of the {strategy_help()}")
     chat.add_argument("--tradeoff", type=float, default=0.4, help="λ: 0 = accuracy only, 1 = energy only")
     chat.add_argument("--max-new-tokens", type=int, default=48)
     chat.add_argument("--meter", default="auto", help=meter_help())

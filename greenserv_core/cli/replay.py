@@ -14,19 +14,47 @@ from greenserv_core.cli.common import (
     strategy_help,
     write_json,
 )
+from greenserv_core.errors import InvalidInputError
 
 __all__ = ["add_commands"]
 
 
+def _strategies(text: str) -> list[str]:
+    """The strategies of ``--strategies``: the registry's, replay's own, and the peers'."""
+    from greenserv_core.evaluation.replay import peer_strategies
+
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    peers = set(peer_strategies(names))
+    others = [name for name in names if name not in peers]
+    if others or not names:
+        parse_strategies(",".join(others) or text, replay=True)  # raises for an unknown name
+    return names
+
+
+def _horizons(text: str) -> list[int]:
+    """``"500,2000"`` → ``[500, 2000]``.
+
+    >>> _horizons("500, 2000"), _horizons("")
+    ([500, 2000], [])
+    """
+    try:
+        return [int(h) for h in text.split(",") if h.strip()]
+    except ValueError as error:
+        raise InvalidInputError(f"--horizons is comma-separated numbers of queries, got {text!r}") from error
+
+
 def _replay(args: argparse.Namespace) -> int:
-    from greenserv_core.evaluation.replay import PoolChange, replay
+    from greenserv_core.evaluation.replay import PoolChange, Shift, parse_overstatement, replay
     from greenserv_core.evaluation.table import read_table
 
     changes = [PoolChange.parse("add", c) for c in args.add_model] + [
         PoolChange.parse("remove", c) for c in args.remove_model
     ]
-    strategies = parse_strategies(args.strategies, replay=True)
+    shifts = [Shift.parse(s) for s in args.shift]
+    overstate = dict(parse_overstatement(o) for o in args.overstate)
+    strategies = _strategies(args.strategies)
     params = policy_params(args.param)
+    horizons = _horizons(args.horizons)
     table = read_table(args.table)
     report = replay(
         table,
@@ -40,11 +68,41 @@ def _replay(args: argparse.Namespace) -> int:
         embedding_store=embedding_store(args),
         energy_scale=args.energy_scale,
         progress=True,
+        per_task=args.per_task,
+        horizons=horizons,
+        shifts=shifts,
+        warm_start=args.warm_start,
+        overstate=overstate,
     )
     if table.simulated:
         print("NOTE: this table is SIMULATED")
-    print(f"features for {report['settings']['queries']} prompts: {report['timing']['feature_warmup_s']:.1f} s")
+    settings = report["settings"]
+    print(f"features for {settings['queries']} prompts: {report['timing']['feature_warmup_s']:.1f} s")
+    if settings["per_task"] is not None:
+        print(f"streamed: the first {settings['per_task']} queries of each task ({settings['queries']} queries)")
+    warm = report["warm_start"]
+    if warm["rows"]:
+        overstated = ", ".join(f"{m} {d:+g}" for m, d in warm["overstated"].items())
+        print(
+            f"warm start: {warm['queries_per_task']} queries per task ({warm['source']}), {warm['rows']} rows "
+            f"taught, which cost {warm['joules']:.1f} J ({warm['wh']:.3f} Wh) in the table"
+            + (f"; scores overstated: {overstated}" if overstated else "")
+        )
     print_table(replay_rows(report))
+    print("learning curve (gap closed to the best fixed model per task; accuracy vs random; energy vs random):")
+    print_table(learning_curve_rows(report))
+    for shift in report["shifts"]:
+        print(
+            f"shift {shift['shift']}: the new optimum gives {shift['model']} "
+            f"{percent_share(shift['new_optimum_share'])} of the queries after it"
+        )
+        print_table(shift_rows(report, shift))
+    for newcomer in report["newcomers"]:
+        print(
+            f"newcomer {newcomer['model']}@{newcomer['step']} (final share over the last "
+            f"{newcomer['final_window']} queries):"
+        )
+        print_table(newcomer_rows(report, newcomer))
     print("fixed choices from the table (accuracy / J per query / reward):")
     baselines = dict(report["baselines"])
     per_task = baselines.pop("per_task")
@@ -66,6 +124,72 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _label(report: dict[str, Any], name: str) -> str:
+    return f"{name} (peer)" if name in report["settings"].get("peers", ()) else name
+
+
+def percent_share(value: dict[str, float] | None) -> str:
+    """A mean share over runs as a percentage.
+
+    >>> percent_share({"mean": 0.25, "ci95": 0.0}), percent_share(None)
+    ('25.0%', '–')
+    """
+    return "–" if value is None else f"{100 * value['mean']:.1f}%"
+
+
+def _mean(value: dict[str, float] | None) -> float | None:
+    return None if value is None else value["mean"]
+
+
+def _steps(found: dict[str, Any]) -> str:
+    runs = ", ".join("never" if v is None else str(v) for v in found["runs"])
+    return "never" if found["mean"] is None else f"{found['mean']:.0f} ({runs})"
+
+
+def learning_curve_rows(report: dict[str, Any]) -> list[dict[str, str]]:
+    """One row per strategy; per horizon, gap closed to the best fixed model per task; accuracy
+    and energy against the expected random choice, over the first queries of each run."""
+    curve = report["learning_curve"]
+    queries = report["settings"]["queries"]
+    rows = []
+    for name, points in curve["strategies"].items():
+        row = {"strategy": _label(report, name)}
+        for point in points:
+            h = point["queries"]
+            row[f"first {h}" if h < queries else f"all {h}"] = "; ".join(
+                percent(_mean(point[key]))
+                for key in ("gap_closed_to_best_fixed_per_task", "accuracy_vs_random", "energy_vs_random")
+            )
+        rows.append(row)
+    return rows
+
+
+def shift_rows(report: dict[str, Any], shift: dict[str, Any]) -> list[dict[str, str]]:
+    """One row per strategy: time to re-adapt to ``shift`` and the model's share around it."""
+    around = f"{shift['model']} share"
+    return [
+        {
+            "strategy": _label(report, name),
+            "re-adapt (steps; per run)": _steps(found["readapt_steps"]),
+            f"{around}, 1000 before": percent_share(found["share_before"]),
+            f"{around}, 1000 after": percent_share(found["share_after"]),
+        }
+        for name, found in shift["strategies"].items()
+    ]
+
+
+def newcomer_rows(report: dict[str, Any], newcomer: dict[str, Any]) -> list[dict[str, str]]:
+    """One row per strategy: steps until the newcomer reaches half of its final share."""
+    return [
+        {
+            "strategy": _label(report, name),
+            "steps to half the final share (per run)": _steps(found["steps_to_half"]),
+            "final share": percent_share(found["final_share"]),
+        }
+        for name, found in newcomer["strategies"].items()
+    ]
+
+
 def replay_rows(report: dict[str, Any]) -> list[dict[str, str]]:
     """One row per strategy of a :func:`~greenserv_core.evaluation.replay.replay` report."""
     rows = []
@@ -73,7 +197,7 @@ def replay_rows(report: dict[str, Any]) -> list[dict[str, str]]:
         rel = report["relative"][name]
         rows.append(
             {
-                "strategy": name,
+                "strategy": _label(report, name),
                 **{
                     label: f"{summary[key]['mean']:.3f} ± {summary[key]['ci95']:.3f}"
                     for label, key in (("accuracy", "accuracy"), ("energy (Wh)", "energy_wh"), ("reward", "reward"))
@@ -144,7 +268,8 @@ def add_commands(bench: Any) -> None:
     replay.add_argument(
         "--strategies",
         default="linucb,thompson,epsilon,epsilon-nc,random,oracle",
-        help=f"comma-separated: {strategy_help(replay=True)}",
+        help=f"comma-separated: {strategy_help(replay=True)}; and the peers of greenserv_core.evaluation.peers "
+        "(vw-squarecb, vw-epsilon: the bench extra; mabwiser-linucb: the peers extra)",
     )
     replay.add_argument("--tradeoff", type=float, default=0.4)
     replay.add_argument("--runs", type=int, default=5)
@@ -158,10 +283,39 @@ def add_commands(bench: Any) -> None:
     replay.add_argument("--no-embedding-cache", action="store_true", help="embed every prompt again")
     replay.add_argument(
         "--energy-scale",
-        choices=("online", "table"),
+        choices=("online", "seen", "pool", "table"),
         default="online",
-        help="online: the router normalises joules by what it has seen (as deployed); "
+        help="online: the router's own default scale (as deployed); seen / pool: one of the router's scales; "
         "table: a diagnostic that gives it the table's per-task scale, the one it is scored on",
+    )
+    replay.add_argument("--per-task", type=int, metavar="N", help="stream only the first N queries of each task")
+    replay.add_argument(
+        "--horizons",
+        default="500,2000",
+        metavar="H,H",
+        help="learning curve: metrics over the first H queries of each run (and all of them)",
+    )
+    replay.add_argument(
+        "--shift",
+        action="append",
+        default=[],
+        metavar="MODEL@STEP:CHANGE",
+        help="drift from STEP on; CHANGE is accuracy-D, accuracy+D, energy*F or latency*F (repeatable)",
+    )
+    replay.add_argument(
+        "--warm-start",
+        type=int,
+        default=0,
+        metavar="N",
+        help="teach every router all models' outcomes on N labelled queries per task first: those after "
+        "--per-task's cut, else the last N of each task, which then leave the stream",
+    )
+    replay.add_argument(
+        "--overstate",
+        action="append",
+        default=[],
+        metavar="MODEL:+D",
+        help="teach MODEL's warm-start scores raised by D, capped at 1 (a wrong prior; repeatable)",
     )
     replay.set_defaults(run=_replay)
     sweep = bench.add_parser("sweep", help="accuracy-energy curves over λ, Pareto fronts and AIQ")

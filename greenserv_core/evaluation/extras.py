@@ -21,7 +21,12 @@ from greenserv_core.errors import GreenServError
 
 __all__ = ["BENCH_PACKAGES", "MissingExtraError", "bench_import", "missing_extra"]
 
-BENCH_PACKAGES = {"pyarrow": "pyarrow", "rouge_score": "rouge-score", "matplotlib": "matplotlib"}
+BENCH_PACKAGES = {
+    "pyarrow": "pyarrow",
+    "rouge_score": "rouge-score",
+    "matplotlib": "matplotlib",
+    "vowpalwabbit": "vowpalwabbit",
+}
 """Import name → distribution name of each package in the ``bench`` extra."""
 
 

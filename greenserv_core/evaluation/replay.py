@@ -18,21 +18,41 @@ Pool changes (:class:`PoolChange`) replay a model joining or leaving mid-stream:
 that joins at step k is absent before it, one that leaves at step k is removed from the
 router there; the oracle and the regret only count the models present at each step.
 
+Learning over time (:mod:`~greenserv_core.evaluation.learning_curves`): metrics over the first
+``h`` queries of each run (``horizons``), against the same queries' baselines. Drift
+(:class:`~greenserv_core.evaluation.shifts.Shift`): a model's outcomes change from some step
+on; the router, the reward, the oracle and the regret all see the shifted outcomes (the table
+is not modified), and the report says how long each policy takes to re-adapt. A model joining
+mid-stream is reported with the time each policy takes to adopt it.
+
+``per_task`` keeps the first ``N`` queries of each task (table order); the baselines are those
+of the cut table. ``warm_start`` teaches every router (not the oracle), before its stream, the
+outcomes of every model on ``N`` labelled queries per task (:meth:`GreenServRouter.learn`):
+with a cut, the ``N`` queries of each task that follow it, so that the stream is the cold
+start's; without one, the last ``N`` of each task, which then leave the stream. A model that
+joins mid-stream is taught its rows when it joins. ``overstate`` teaches a model's warm-start
+scores raised by a margin (a wrong prior).
+
+Peers (``greenserv_core.evaluation.peers``, the ``bench`` extra) are replayed as policies of the
+real router, like the diagnostics.
+
 Reward, for evaluation: ``(1-λ)·accuracy − λ·energy_norm`` with energy normalised per task
-by the table's min and max. The router normalises by the joules it has seen (its online scale,
-as deployed); ``energy_scale="table"`` is a diagnostic that hands it the table's scale
-instead (per task type it predicts), so that the router optimises exactly the reward it is
-scored on and what is left is the cost of learning.
+by the table's min and max. The router normalises with its own online scale, as deployed
+(``energy_scale="online"``: the router's default; ``"seen"`` or ``"pool"`` pick one of
+:data:`~greenserv_core.routing.learner.ENERGY_SCALES`); ``energy_scale="table"`` is a
+diagnostic that hands it the table's scale instead (per task type it predicts), so that the
+router optimises exactly the reward it is scored on and what is left is the cost of learning.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -40,6 +60,17 @@ from greenserv_core.backends.base import GenerationResult, GenerationSettings, M
 from greenserv_core.bandits import Policy, StatelessArmsPolicy
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.evaluation.frontier import pareto_front
+from greenserv_core.evaluation.learning_curves import (
+    StepBaselines,
+    horizon_metrics,
+    new_optimum_share,
+    newcomer_time,
+    readapt_time,
+    share_around,
+    step_baselines,
+    summarise_values,
+)
+from greenserv_core.evaluation.shifts import Shift, shift_outcomes
 from greenserv_core.evaluation.table import Matrices, OutcomeTable
 from greenserv_core.features.complexity import approximate_tokens
 from greenserv_core.features.extractor import FeatureExtractor
@@ -47,13 +78,17 @@ from greenserv_core.features.task_classifier import instruction_text
 from greenserv_core.messages import Message
 from greenserv_core.reward import EnergyNormalizer
 from greenserv_core.router import GreenServRouter
+from greenserv_core.routing.learner import EnergyScaleName
 
 __all__ = [
     "DIAGNOSTICS",
     "PoolChange",
     "ReplayModel",
+    "Shift",
     "baselines",
     "default_features",
+    "parse_overstatement",
+    "peer_strategies",
     "relative",
     "replay",
     "replay_query",
@@ -177,6 +212,7 @@ class RunResult:
     cumulative_regret: np.ndarray
     energy_scale: dict[str, float] = field(default_factory=dict)  # top of the router's energy scale, per task type
     seconds: float = 0.0
+    chosen: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))  # the model column at each step
 
 
 def replay_query(
@@ -201,10 +237,165 @@ def replay_query(
     return j, scored
 
 
+def _order(seed: int, queries: int) -> tuple[np.random.Generator, np.ndarray]:
+    """A run's order of the queries, and its generator (which then draws the scored answers)."""
+    rng = np.random.default_rng(seed)
+    return rng, rng.permutation(queries)
+
+
+@dataclass
+class _Stream:
+    """One run's stream, shared by all its strategies: the table's rows in the run's order with
+    the shifts applied (``data``, step × model), the evaluation reward, the models present at
+    each step, and the per-step baselines of the learning curve."""
+
+    table: Matrices  # the (cut) table itself, unshifted
+    order: np.ndarray
+    data: Matrices
+    reward: np.ndarray
+    present: np.ndarray
+    task_index: np.ndarray
+    baselines: StepBaselines
+
+
+def _presence(changes: Sequence[PoolChange], queries: int, models: Sequence[str]) -> np.ndarray:
+    """Which models are in the pool at each step."""
+    index = {m: j for j, m in enumerate(models)}
+    present = np.ones((queries, len(models)), dtype=bool)
+    for change in changes:
+        if change.action == "add":
+            present[: change.step, index[change.model]] = False
+        else:
+            present[change.step :, index[change.model]] = False
+    return present
+
+
+def _streams(
+    data: Matrices, tradeoff: float, changes: Sequence[PoolChange], shifts: Sequence[Shift]
+) -> Callable[[int], _Stream]:
+    """A maker of each run's :class:`_Stream` by its seed (made once, then kept)."""
+    energy_norm = data.energy_norm()
+    reward = (1 - tradeoff) * data.accuracy - tradeoff * energy_norm
+    names = sorted(set(data.tasks))
+    task_index = np.searchsorted(names, np.asarray(data.tasks))
+    rows_of = [task_index == t for t in range(len(names))]
+    task_reward = np.stack([reward[rows].mean(axis=0) for rows in rows_of])
+    rank = np.argsort(np.argsort(-task_reward, axis=1, kind="stable"), axis=1)  # 0: the task's best fixed model
+    task_accuracy = np.stack([data.accuracy[rows].mean(axis=0) for rows in rows_of])
+    low = np.asarray([data.energy[rows].min() for rows in rows_of])
+    span = np.asarray([data.energy[rows].max() for rows in rows_of]) - low
+    binary = np.all((data.accuracy == 0) | (data.accuracy == 1), axis=0)
+    present = _presence(changes, len(data.queries), data.models)
+    columns = {m: j for j, m in enumerate(data.models)}
+    made: dict[int, _Stream] = {}
+
+    def make(seed: int) -> _Stream:
+        if seed in made:
+            return made[seed]
+        _, order = _order(seed, len(data.queries))
+        tasks = task_index[order]
+        accuracy, energy, latency = data.accuracy[order], data.energy[order], data.latency[order]
+        norm = energy_norm[order]
+        if shifts:
+            accuracy, energy, latency = shift_outcomes(
+                accuracy, energy, latency, task_accuracy[tasks], binary, shifts, columns, seed
+            )
+            if any(s.kind == "energy" for s in shifts):  # the table's scale, applied to the shifted joules
+                scaled = (energy - low[tasks, None]) / np.where(span > 0, span, 1.0)[tasks, None]
+                shifted = np.where(span[tasks, None] > 0, scaled, 0.0)
+                norm = np.where(energy != data.energy[order], shifted, norm)
+        step_reward = (1 - tradeoff) * accuracy - tradeoff * norm
+        stream = Matrices(
+            [data.queries[q] for q in order],
+            data.models,
+            [data.prompts[q] for q in order],
+            [data.tasks[q] for q in order],
+            accuracy,
+            energy,
+            latency,
+        )
+        made[seed] = _Stream(
+            data,
+            order,
+            stream,
+            step_reward,
+            present,
+            tasks,
+            step_baselines(step_reward, accuracy, energy, present, rank[tasks]),
+        )
+        return made[seed]
+
+    return make
+
+
+def _peer(strategy: str, dimension: int, seed: int) -> Policy | None:
+    """The peer policy named ``strategy``, or ``None`` if it is not a peer's name (the peers'
+    module is only imported for names the registry and the diagnostics do not know)."""
+    if not peer_strategies([strategy]):
+        return None
+    policy: Policy = importlib.import_module("greenserv_core.evaluation.peers").make_peer(
+        strategy, dimension, seed=seed
+    )
+    return policy
+
+
+def peer_strategies(strategies: Sequence[str]) -> list[str]:
+    """Those of ``strategies`` that name a peer (see :mod:`greenserv_core.evaluation.peers`)."""
+    from greenserv_core.bandits.registry import POLICIES
+
+    unknown = [s for s in strategies if s.partition(":")[0] not in POLICIES and s not in (*DIAGNOSTICS, "oracle")]
+    if not unknown:
+        return []
+    try:
+        peers = importlib.import_module("greenserv_core.evaluation.peers")
+    except ImportError:
+        return []
+    names = set(peers.peer_names())
+    return [s for s in unknown if s in names]
+
+
+def parse_overstatement(text: str) -> tuple[str, float]:
+    """``MODEL:+D`` → the model whose warm-start scores are taught raised by ``D`` (capped at 1).
+
+    >>> parse_overstatement("qwen2.5-14b:+0.4")
+    ('qwen2.5-14b', 0.4)
+    """
+    model, colon, amount = text.rpartition(":")
+    try:
+        value = float(amount)
+    except ValueError:
+        value = math.nan
+    if not colon or not model or not -1 <= value <= 1:
+        raise InvalidInputError(f"an overstatement is MODEL:+D with -1 <= D <= 1 (e.g. qwen2.5-14b:+0.4), got {text!r}")
+    return model, value
+
+
+def _teach(
+    router: GreenServRouter,
+    warm: Matrices,
+    models: Sequence[str],
+    overstate: Mapping[str, float],
+    diagnostic: _KnownAccuracy | _TaskThompson | None,
+) -> None:
+    """Teach ``router`` the warm-start rows of ``models``, query by query (table order)."""
+    index = {m: j for j, m in enumerate(warm.models)}
+    for i, prompt in enumerate(warm.prompts):
+        if diagnostic is not None:
+            diagnostic.task = warm.tasks[i]
+        for model in models:
+            j = index[model]
+            router.learn(
+                prompt,
+                model,
+                score=min(1.0, max(0.0, float(warm.accuracy[i, j]) + overstate.get(model, 0.0))),
+                energy_joules=float(warm.energy[i, j]),
+                latency_s=float(warm.latency[i, j]),
+            )
+
+
 def _run(
     strategy: str,
-    data: Matrices,
-    energy_norm: np.ndarray,
+    stream: _Stream,
     *,
     tradeoff: float,
     feedback_rate: float,
@@ -213,20 +404,16 @@ def _run(
     policy_params: dict[str, Any] | None,
     changes: Sequence[PoolChange],
     energy_ranges: dict[str, list[float]] | None = None,
+    router_scale: EnergyScaleName | None = None,
+    warm: Matrices | None = None,
+    overstate: Mapping[str, float] | None = None,
 ) -> RunResult:
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(data.queries))
-    reward = (1 - tradeoff) * data.accuracy - tradeoff * energy_norm
+    data, present = stream.data, stream.present  # rows in the run's order, shifted outcomes
+    rng, _ = _order(seed, len(data.queries))  # the stream's order; the generator then draws the scored answers
     index = {m: j for j, m in enumerate(data.models)}
-    present = np.ones((len(order), len(data.models)), dtype=bool)  # which models are in the pool at each step
-    for change in changes:
-        if change.action == "add":
-            present[: change.step, index[change.model]] = False
-        else:
-            present[change.step :, index[change.model]] = False
-    available = np.where(present, reward[order], -np.inf)
+    available = np.where(present, stream.reward, -np.inf)
     best = available.max(axis=1)
-    chosen = np.empty(len(order), dtype=int)
+    chosen = np.empty(len(data.queries), dtype=int)
     scale: dict[str, float] = {}
     if strategy == "oracle":
         chosen[:] = available.argmax(axis=1)
@@ -234,42 +421,50 @@ def _run(
         features = make_features()
         diagnostic: _KnownAccuracy | _TaskThompson | None = None
         if strategy == "known-accuracy":
-            diagnostic = _KnownAccuracy(features.dimension, _mean_accuracy_per_task(data), seed=seed)
+            diagnostic = _KnownAccuracy(features.dimension, _mean_accuracy_per_task(stream.table), seed=seed)
         elif strategy == "task-thompson":
             diagnostic = _TaskThompson(features.dimension, seed=seed)
+        peer = _peer(strategy, features.dimension, seed) if diagnostic is None else None
+        custom = diagnostic if diagnostic is not None else peer
         router = GreenServRouter(
             [ReplayModel(m) for m in data.models if present[0, index[m]]],
-            policy=diagnostic if diagnostic is not None else strategy,
+            policy=custom if custom is not None else strategy,
             tradeoff=tradeoff,
             seed=seed,
             features=features,
-            policy_params=policy_params if diagnostic is None else None,
-            energy_scale=None if energy_ranges is None else EnergyNormalizer(energy_ranges),
+            policy_params=policy_params if custom is None else None,
+            energy_scale=router_scale if energy_ranges is None else EnergyNormalizer(energy_ranges),
         )
+        if warm is not None:
+            _teach(router, warm, [m for m in data.models if present[0, index[m]]], overstate or {}, diagnostic)
         due = sorted((c for c in changes if c.step > 0), key=lambda c: c.step)  # step 0: already in the pool
-        for step, q in enumerate(order):
+        for step in range(len(data.queries)):
             while due and due[0].step == step:
                 change = due.pop(0)
                 if change.action == "add":
                     router.add_model(ReplayModel(change.model))
+                    if warm is not None:
+                        _teach(router, warm, [change.model], overstate or {}, diagnostic)
                 else:
                     router.remove_model(change.model)
             if diagnostic is not None:
-                diagnostic.task = data.tasks[q]
-            chosen[step], _ = replay_query(router, data, q, index, rng, feedback_rate)
+                diagnostic.task = data.tasks[step]
+            chosen[step], _ = replay_query(router, data, step, index, rng, feedback_rate)
         scale = {task: high for task, (_, high) in router.normalizer_.ranges_.items()}
-    got = reward[order, chosen]
+    steps = np.arange(len(chosen))
+    got = stream.reward[steps, chosen]
     counts = np.bincount(chosen, minlength=len(data.models))
     return RunResult(
         strategy,
         seed,
-        float(data.accuracy[order, chosen].mean()),
-        float(data.energy[order, chosen].sum()),
+        float(data.accuracy[steps, chosen].mean()),
+        float(data.energy[steps, chosen].sum()),
         float(got.mean()),
         float((best - got).sum()),
-        {m: float(c / len(order)) for m, c in zip(data.models, counts, strict=True) if c},
+        {m: float(c / len(chosen)) for m, c in zip(data.models, counts, strict=True) if c},
         np.cumsum(best - got),
         scale,
+        chosen=chosen,
     )
 
 
@@ -388,6 +583,175 @@ def _check_changes(changes: Sequence[PoolChange], data: Matrices) -> None:
         raise InvalidInputError("at least one model must be in the pool from the start")
 
 
+def _check_shifts(shifts: Sequence[Shift], data: Matrices) -> None:
+    for shift in shifts:
+        if shift.model not in data.models:
+            raise InvalidInputError(f"shift names {shift.model!r}, which the table does not have")
+        if not 0 <= shift.step < len(data.queries):
+            raise InvalidInputError(f"shift step {shift.step} is outside 0..{len(data.queries) - 1}")
+        shift.check()
+
+
+def _subset(data: Matrices, rows: np.ndarray) -> Matrices:
+    return Matrices(
+        [data.queries[i] for i in rows],
+        data.models,
+        [data.prompts[i] for i in rows],
+        [data.tasks[i] for i in rows],
+        data.accuracy[rows],
+        data.energy[rows],
+        data.latency[rows],
+    )
+
+
+def _split(data: Matrices, per_task: int | None, warm_start: int) -> tuple[Matrices, Matrices | None]:
+    """The queries to stream and the warm-start queries (both in table order): with a cut, the
+    first ``per_task`` of each task and the ``warm_start`` that follow; without one, all but the
+    last ``warm_start`` of each task, and those."""
+    if per_task is not None and per_task < 1:
+        raise InvalidInputError(f"per_task must be at least 1, got {per_task}")
+    if warm_start < 0:
+        raise InvalidInputError(f"warm_start must be at least 0, got {warm_start}")
+    if per_task is None and not warm_start:
+        return data, None
+    tasks = np.asarray(data.tasks)
+    stream: list[np.ndarray] = []
+    warm: list[np.ndarray] = []
+    for task in dict.fromkeys(data.tasks):
+        rows = np.flatnonzero(tasks == task)
+        keep = per_task if per_task is not None else len(rows) - warm_start
+        if keep < 1 or (warm_start and len(rows) < keep + warm_start):
+            raise InvalidInputError(
+                f"task {task!r} has {len(rows)} queries: too few for "
+                f"{f'{per_task} per task and ' if per_task is not None else ''}{warm_start} to warm start on"
+            )
+        stream.append(rows[:keep])
+        warm.append(rows[keep : keep + warm_start])
+    streamed = _subset(data, np.sort(np.concatenate(stream)))
+    return streamed, _subset(data, np.sort(np.concatenate(warm))) if warm_start else None
+
+
+def _horizons(horizons: Sequence[int], queries: int) -> list[int]:
+    """The horizons below the number of queries, sorted, and the end."""
+    if any(h < 1 for h in horizons):
+        raise InvalidInputError(f"horizons are numbers of queries >= 1, got {list(horizons)}")
+    return sorted({int(h) for h in horizons if h < queries} | {queries})
+
+
+def _learning_curve(
+    results: dict[str, list[RunResult]], make_stream: Callable[[int], _Stream], horizons: list[int]
+) -> dict[str, Any]:
+    """Each strategy's metrics over the first ``h`` queries of its runs, means over runs."""
+    metrics = ("reward", "accuracy", "joules_per_query", *_CURVE_METRICS)
+    per_strategy: dict[str, list[dict[str, Any]]] = {}
+    seeds: dict[int, list[dict[str, float | None]]] = {}
+    for strategy, runs_of in results.items():
+        points = []
+        for result in runs_of:
+            stream = make_stream(result.run)
+            steps = np.arange(len(result.chosen))
+            points.append(
+                horizon_metrics(
+                    stream.reward[steps, result.chosen],
+                    stream.data.accuracy[steps, result.chosen],
+                    stream.data.energy[steps, result.chosen],
+                    stream.baselines,
+                    horizons,
+                )
+            )
+            seeds.setdefault(result.run, points[-1])
+        per_strategy[strategy] = [
+            {"queries": h, **{key: summarise_values([run[i][key] for run in points]) for key in metrics}}
+            for i, h in enumerate(horizons)
+        ]
+    fixed = [
+        {
+            "queries": h,
+            **{
+                name: summarise_values([run[i][f"{name}_reward"] for run in seeds.values()])
+                for name in ("random", "best_fixed_model_per_task", "oracle")
+            },
+        }
+        for i, h in enumerate(horizons)
+    ]
+    return {"horizons": horizons, "baselines": fixed, "strategies": per_strategy}
+
+
+_CURVE_METRICS = ("gap_closed_to_best_fixed_per_task", "gap_closed_to_oracle", "accuracy_vs_random", "energy_vs_random")
+
+
+def _steps(values: list[int | None]) -> dict[str, Any]:
+    done = [v for v in values if v is not None]
+    return {"mean": float(np.mean(done)) if done else None, "runs": values, "reached": len(done)}
+
+
+def _shift_report(
+    shifts: Sequence[Shift], results: dict[str, list[RunResult]], make_stream: Callable[[int], _Stream]
+) -> list[dict[str, Any]]:
+    """Per shift: the model's share under the new optimum and, per strategy, the time to re-adapt
+    and the model's share in the ``AROUND`` steps before and after the shift."""
+    out = []
+    for shift in shifts:
+        targets: dict[int, float] = {}
+        per_strategy: dict[str, Any] = {}
+        for strategy, runs_of in results.items():
+            times: list[int | None] = []
+            before: list[float | None] = []
+            after: list[float | None] = []
+            for result in runs_of:
+                stream = make_stream(result.run)
+                j = stream.data.models.index(shift.model)
+                if result.run not in targets:
+                    targets[result.run] = new_optimum_share(
+                        stream.reward, stream.present, stream.task_index, shift.step, j
+                    )
+                picked = result.chosen == j
+                times.append(readapt_time(picked, shift.step, targets[result.run], worsens=shift.worsens))
+                share = share_around(picked, shift.step)
+                before.append(share[0])
+                after.append(share[1])
+            per_strategy[strategy] = {
+                "readapt_steps": _steps(times),
+                "share_before": summarise_values(before),
+                "share_after": summarise_values(after),
+            }
+        out.append(
+            {
+                "shift": str(shift),
+                "model": shift.model,
+                "step": shift.step,
+                "kind": shift.kind,
+                "amount": shift.amount,
+                "worsens": shift.worsens,
+                "new_optimum_share": summarise_values(list(targets.values())),
+                "strategies": per_strategy,
+            }
+        )
+    return out
+
+
+def _newcomer_report(
+    changes: Sequence[PoolChange], results: dict[str, list[RunResult]], models: list[str]
+) -> list[dict[str, Any]]:
+    """Per model joining mid-stream, per strategy: the time to reach half of its final share."""
+    out = []
+    for change in changes:
+        if change.action != "add":
+            continue
+        j = models.index(change.model)
+        per_strategy: dict[str, Any] = {}
+        window = 0
+        for strategy, runs_of in results.items():
+            found = [newcomer_time(r.chosen == j, change.step) for r in runs_of]
+            window = found[0]["final_window"]
+            per_strategy[strategy] = {
+                "steps_to_half": _steps([f["steps_to_half"] for f in found]),
+                "final_share": summarise_values([f["final_share"] for f in found]),
+            }
+        out.append({"model": change.model, "step": change.step, "final_window": window, "strategies": per_strategy})
+    return out
+
+
 def replay(
     table: OutcomeTable,
     strategies: Sequence[str],
@@ -400,8 +764,13 @@ def replay(
     policy_params: dict[str, dict[str, Any]] | None = None,
     changes: Sequence[PoolChange] = (),
     embedding_store: str | Path | None = None,
-    energy_scale: Literal["online", "table"] = "online",
+    energy_scale: Literal["online", "seen", "pool", "table"] = "online",
     progress: bool = False,
+    per_task: int | None = None,
+    horizons: Sequence[int] = (500, 2000),
+    shifts: Sequence[Shift] = (),
+    warm_start: int = 0,
+    overstate: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """Replay every strategy ``runs`` times; returns the JSON-ready report.
 
@@ -412,21 +781,38 @@ def replay(
     same prompts (see :meth:`FeatureExtractor.warm`). ``energy_scale="table"`` gives every
     router the table's energy scale (:func:`table_energy_ranges`) instead of its online one: a
     diagnostic, see the module's docstring.
+
+    ``per_task`` streams only the first ``N`` queries of each task; ``horizons`` are the
+    numbers of queries of the learning curve (the end is always added); ``shifts`` change
+    models' outcomes mid-stream; ``warm_start`` teaches ``N`` labelled queries per task first,
+    with the ``overstate`` margins (model → added score) on their scores. See the module's
+    docstring.
     """
     if not 0 <= feedback_rate <= 1:
         raise InvalidInputError(f"feedback_rate must be in [0, 1], got {feedback_rate}")
-    if energy_scale not in ("online", "table"):
-        raise InvalidInputError(f"energy_scale must be 'online' or 'table', got {energy_scale!r}")
-    data = table.matrices()
+    if energy_scale not in ("online", "seen", "pool", "table"):
+        raise InvalidInputError(f"energy_scale must be 'online', 'seen', 'pool' or 'table', got {energy_scale!r}")
+    full = table.matrices()
+    overstate = dict(overstate or {})
+    unknown = [m for m in overstate if m not in full.models]
+    if unknown:
+        raise InvalidInputError(f"overstate names {unknown}, which the table does not have")
+    if overstate and not warm_start:
+        raise InvalidInputError("overstate changes warm-start scores; it needs warm_start >= 1")
+    data, warm = _split(full, per_task, warm_start)
     _check_changes(changes, data)
-    energy_norm = data.energy_norm()
+    _check_shifts(shifts, data)
+    points = _horizons(horizons, len(data.queries))
+    prompts = data.prompts + (warm.prompts if warm is not None else [])
     if make_features is None:
-        make_features = default_features(len(set(data.prompts)))
+        make_features = default_features(len(set(prompts)))
     started = time.perf_counter()
     extractor = make_features()
-    extractor.warm(data.prompts, store=embedding_store)
+    extractor.warm(prompts, store=embedding_store)
     warmup = time.perf_counter() - started
     energy_ranges = table_energy_ranges(data, extractor) if energy_scale == "table" else None
+    make_stream = _streams(data, tradeoff, changes, shifts)
+    peers = peer_strategies(strategies)
 
     report: dict[str, Any] = {
         "settings": {
@@ -439,6 +825,12 @@ def replay(
             "policy_params": policy_params or {},
             "pool_changes": [f"{c.action} {c.model}@{c.step}" for c in changes],
             "energy_scale": energy_scale,
+            "per_task": per_task,
+            "horizons": points,
+            "shifts": [str(s) for s in shifts],
+            "warm_start": warm_start,
+            "overstate": overstate,
+            "peers": peers,
         },
         "timing": {"feature_warmup_s": round(warmup, 3)},
         "simulated": table.simulated,
@@ -457,6 +849,7 @@ def replay(
     report["single_models_pareto"] = [
         list(p) for p in pareto_front([(s["joules_per_query"], s["accuracy"]) for s in report["single_models"]])
     ]
+    report["warm_start"] = _warm_report(warm, data, changes, per_task, warm_start, overstate)
     jobs = [(s, seed + r) for s in strategies for r in range(runs)]
     iterator: Any = jobs
     if progress:
@@ -469,8 +862,7 @@ def replay(
         started = time.perf_counter()
         result = _run(
             strategy,
-            data,
-            energy_norm,
+            make_stream(run_seed),
             tradeoff=tradeoff,
             feedback_rate=feedback_rate,
             seed=run_seed,
@@ -478,13 +870,46 @@ def replay(
             policy_params=params,
             changes=changes,
             energy_ranges=energy_ranges,
+            router_scale=None if energy_scale in ("online", "table") else cast(EnergyScaleName, energy_scale),
+            warm=warm,
+            overstate=overstate,
         )
         result.seconds = time.perf_counter() - started
         results.setdefault(strategy, []).append(result)
     for strategy, runs_of in results.items():
         report["strategies"][strategy] = summarise(runs_of)
     report["relative"] = relative(report)
+    report["learning_curve"] = _learning_curve(results, make_stream, points)
+    report["shifts"] = _shift_report(shifts, results, make_stream)
+    report["newcomers"] = _newcomer_report(changes, results, data.models)
     return report
+
+
+def _warm_report(
+    warm: Matrices | None,
+    data: Matrices,
+    changes: Sequence[PoolChange],
+    per_task: int | None,
+    warm_start: int,
+    overstate: Mapping[str, float],
+) -> dict[str, Any]:
+    """What the warm start taught every router: its queries, rows (query × model that is ever in
+    the pool) and the joules those rows cost in the table."""
+    if warm is None:
+        return {"queries_per_task": 0, "queries": 0, "rows": 0, "joules": 0.0, "wh": 0.0, "overstated": {}}
+    taught = _presence(changes, len(data.queries), data.models).any(axis=0)
+    joules = float(warm.energy[:, taught].sum())
+    return {
+        "queries_per_task": warm_start,
+        "queries": len(warm.queries),
+        "rows": int(len(warm.queries) * taught.sum()),
+        "joules": joules,
+        "wh": joules / 3600,
+        "overstated": dict(overstate),
+        "source": "the queries after the per-task cut"
+        if per_task is not None
+        else "the last queries of each task, left out of the stream",
+    }
 
 
 def relative(report: dict[str, Any]) -> dict[str, dict[str, float | None]]:

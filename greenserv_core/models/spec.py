@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from greenserv_core.errors import InvalidInputError
+from greenserv_core.quality import QualityPrior
 
 __all__ = ["ModelSpec"]
 
@@ -17,7 +18,8 @@ class ModelSpec:
     it) or ``hub_id`` (downloaded by transformers when online). ``chat_template=None`` means
     "use the tokenizer's template if it has one"; ``context_window=None`` reads it from the
     model config. The priors (per input+output token) stand in for measurements until the
-    router has seen the model run.
+    router has seen the model run; ``quality`` (a :class:`QualityPrior`, e.g. from the model
+    card's benchmark scores) stands in for its accuracy until it has been scored.
 
     >>> ModelSpec("my-model", path="/models/my-model").source
     '/models/my-model'
@@ -32,6 +34,7 @@ class ModelSpec:
     capabilities: frozenset[str] = field(default_factory=frozenset)
     prior_joules_per_token: float | None = None
     prior_seconds_per_token: float | None = None
+    quality: QualityPrior | None = None
     install_hint: str | None = None
 
     def __post_init__(self) -> None:

@@ -35,9 +35,9 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
-from greenserv_core.bandits import Policy
+from greenserv_core.bandits import ArmPrior, Policy
 from greenserv_core.errors import InvalidInputError, UnknownModelError
 from greenserv_core.features.extractor import QueryFeatures
 from greenserv_core.outcomes import CostModel
@@ -48,7 +48,19 @@ from greenserv_core.routing.results import FeedbackRecord, RoutingDecision
 from greenserv_core.routing.tallies import Tallies
 from greenserv_core.statistics import Shareable, Statistics
 
-__all__ = ["RoutingLearner"]
+__all__ = ["DEFAULT_ENERGY_SCALE", "ENERGY_SCALES", "EnergyScaleName", "RoutingLearner"]
+
+EnergyScaleName = Literal["seen", "pool"]
+ENERGY_SCALES: tuple[EnergyScaleName, ...] = ("seen", "pool")
+"""How predicted joules become ``energy_norm`` at decision time. ``"seen"`` (the default): by
+the range of joules the router has measured on the query's task type (:class:`EnergyNormalizer`;
+an :class:`EnergyNormalizer` given instead starts that range and implies ``"seen"``).
+``"pool"``: by the spread of the pool's predicted joules for this very query, cheapest model 0
+and dearest 1, so λ prices the whole spread of the pool's energy and does not move with what
+the router happened to explore (until two models are measured it falls back to ``"seen"``).
+It depends on the pool instead: one very dear model makes every other look cheap. BENCHMARKS.md
+(issue 15) measures both."""
+DEFAULT_ENERGY_SCALE: EnergyScaleName = "seen"
 
 logger = logging.getLogger("greenserv")
 
@@ -58,12 +70,13 @@ class RoutingLearner:
 
     Parameters: ``policy`` (a :class:`Policy`, which learns in place), the context
     ``dimension``, the ``pending`` store (default: an in-process one of ``max_pending``
-    decisions kept ``pending_ttl_s`` seconds), an ``energy_scale`` to start the normaliser
-    from, and ``shared``: other learned components to share with replicas under a name
-    (the router passes its feature extractor's clustering as ``clusters``).
+    decisions kept ``pending_ttl_s`` seconds), the ``energy_scale`` (see
+    :data:`ENERGY_SCALES`; an :class:`EnergyNormalizer` starts the ``"seen"`` range), and
+    ``shared``: other learned components to share with replicas under a name (the router
+    passes its feature extractor's clustering as ``clusters``).
 
-    Learned state: ``policy_``, ``energy_``, ``latency_``, ``normalizer_``, ``tallies_`` and
-    ``pending_``.
+    Learned state: ``policy_``, ``energy_``, ``latency_``, ``normalizer_``, ``tallies_``,
+    ``pending_`` and ``priors_`` (each model's :class:`ArmPrior`, kept to re-add it).
     """
 
     def __init__(
@@ -74,9 +87,13 @@ class RoutingLearner:
         pending: PendingStore | None = None,
         max_pending: int = 100_000,
         pending_ttl_s: float = 7 * 24 * 3600.0,
-        energy_scale: EnergyNormalizer | None = None,
+        energy_scale: EnergyNormalizer | EnergyScaleName | None = None,
         shared: Mapping[str, Shareable] | None = None,
     ) -> None:
+        if not (energy_scale is None or isinstance(energy_scale, EnergyNormalizer) or energy_scale in ENERGY_SCALES):
+            raise InvalidInputError(
+                f"energy_scale must be one of {ENERGY_SCALES} or an EnergyNormalizer, got {energy_scale!r}"
+            )
         if not isinstance(policy, Policy):
             raise InvalidInputError(f"{policy!r} is not a Policy")
         if policy.dimension != dimension:
@@ -87,21 +104,29 @@ class RoutingLearner:
         self.dimension = dimension
         self.pending = pending
         self.energy_scale = energy_scale
+        self._scale: EnergyScaleName = (
+            "seen" if isinstance(energy_scale, EnergyNormalizer) else (energy_scale or DEFAULT_ENERGY_SCALE)
+        )
         self.shared = dict(shared or {})
         self.policy_ = policy
         self.energy_ = CostModel(dimension)
         self.latency_ = CostModel(dimension)
-        self.normalizer_ = copy.deepcopy(energy_scale) if energy_scale is not None else EnergyNormalizer()
+        self.normalizer_ = (
+            copy.deepcopy(energy_scale) if isinstance(energy_scale, EnergyNormalizer) else EnergyNormalizer()
+        )
         self.tallies_ = Tallies()
+        self.priors_: dict[str, ArmPrior] = {}
         self.pending_: PendingStore = pending if pending is not None else PendingDecisions(max_pending, pending_ttl_s)
         self.lock = threading.RLock()
         """Held by every method; hold it yourself to read several parts as one snapshot."""
 
     # ---- arms ---------------------------------------------------------------------------
-    def add_arm(self, name: str) -> None:
-        """A new model: it starts from the policy's prior, with no cost estimates."""
+    def add_arm(self, name: str, prior: ArmPrior | None = None) -> None:
+        """A new model: it starts from the policy's prior (plus ``prior``), with no cost estimates."""
         with self.lock:
-            self.policy_.add_arm(name)
+            self.policy_.add_arm(name, prior)
+            if prior is not None:
+                self.priors_[name] = prior
             self.energy_.add_model(name)
             self.latency_.add_model(name)
             self.tallies_.add_model(name)
@@ -110,6 +135,7 @@ class RoutingLearner:
         """Forget a model's learned estimates (its tallies stay)."""
         with self.lock:
             self.policy_.remove_arm(name)
+            self.priors_.pop(name, None)
             self.energy_.remove_model(name)
             self.latency_.remove_model(name)
 
@@ -149,10 +175,7 @@ class RoutingLearner:
             self.check_new_id(decision_id)
             if not verdict.predicted_joules:
                 raise no_eligible_model(candidates, limits, excluded)
-            costs = {
-                name: 0.0 if j is None else tradeoff * self.normalizer_.normalize(features.task, j)
-                for name, j in verdict.predicted_joules.items()
-            }
+            costs = self._costs(features.task, verdict.predicted_joules, joules, tradeoff)
             choice = self.policy_.decide(x, list(costs), value_scale=1.0 - tradeoff, costs=costs)
             decision = RoutingDecision(
                 decision_id=decision_id or uuid.uuid4().hex,
@@ -171,6 +194,26 @@ class RoutingLearner:
             self.tallies_.decided(choice.arm)
         logger.debug("routed %s to %s (task=%s)", decision.decision_id, decision.model, features.task)
         return decision
+
+    def _costs(
+        self,
+        task: str,
+        eligible: Mapping[str, float | None],
+        pool: Mapping[str, float | None],
+        tradeoff: float,
+    ) -> dict[str, float]:
+        """λ · normalised predicted joules of each eligible model (0 while a model is unmeasured)."""
+        if self._scale == "pool":
+            known = [j for j in (*pool.values(), *eligible.values()) if j is not None]
+            if len(known) >= 2 and max(known) > min(known):
+                low, high = min(known), max(known)
+                return {
+                    name: 0.0 if j is None else tradeoff * min(1.0, max(0.0, (j - low) / (high - low)))
+                    for name, j in eligible.items()
+                }
+        return {
+            name: 0.0 if j is None else tradeoff * self.normalizer_.normalize(task, j) for name, j in eligible.items()
+        }
 
     def fail_over(self, decision: RoutingDecision) -> None:
         """Take back a decision whose model failed; its id may be routed again."""
@@ -222,6 +265,34 @@ class RoutingLearner:
                 realised = reward(value, energy_norm, pending.tradeoff)
         return FeedbackRecord(decision_id, pending.model, value, realised, applied)
 
+    def learn(
+        self,
+        features: QueryFeatures,
+        model: str,
+        *,
+        score: float | None = None,
+        energy_joules: float | None = None,
+        latency_s: float | None = None,
+    ) -> None:
+        """Teach a labelled outcome that was not routed (e.g. a warm start from an outcome
+        table): its score to the policy, its joules and seconds to the cost models and the
+        energy scale. Each part is optional; nothing is pending afterwards."""
+        value = None if score is None else check_score(score)
+        for name, quantity in (("energy_joules", energy_joules), ("latency_s", latency_s)):
+            if quantity is not None and (not math.isfinite(quantity) or quantity < 0):
+                raise InvalidInputError(f"{name} must be finite and >= 0, got {quantity!r}")
+        x = features.vector
+        with self.lock:
+            if model not in self.policy_.arms_:
+                raise UnknownModelError(f"unknown model {model!r}; the models are {self.policy_.arms}")
+            if value is not None:
+                self.policy_.update(model, x, value)
+            if energy_joules is not None:
+                self.energy_.observe(model, x, features.prompt_tokens, energy_joules)
+                self.normalizer_.observe(features.task, energy_joules)
+            if latency_s is not None:
+                self.latency_.observe(model, x, features.prompt_tokens, latency_s)
+
     # ---- sharing ------------------------------------------------------------------------
     def _components(self) -> dict[str, Shareable]:
         return {
@@ -254,6 +325,7 @@ class RoutingLearner:
                 "energy": self.energy_.state_dict(),
                 "latency": self.latency_.state_dict(),
                 "normalizer": self.normalizer_.state_dict(),
+                "energy_scale": self._scale,
                 "pending": self.pending_.state_dict(),
                 "stats": self.tallies_.state_dict(),
             }
@@ -270,9 +342,11 @@ class RoutingLearner:
             self.latency_.load_state_dict(state["latency"])
             for name in arms:
                 if name not in self.policy_.arms_:
-                    self.policy_.add_arm(name)
+                    self.policy_.add_arm(name, self.priors_.get(name))
                     self.energy_.add_model(name)
                     self.latency_.add_model(name)
             self.normalizer_.load_state_dict(state["normalizer"])
+            if state.get("energy_scale") in ENERGY_SCALES:  # saved before the scale was chosen: as built
+                self._scale = state["energy_scale"]
             self.pending_.load_state_dict(state["pending"])
             self.tallies_.load_state_dict(state["stats"], set(arms))

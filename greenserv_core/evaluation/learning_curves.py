@@ -1,0 +1,182 @@
+"""How a replay run learns over time: metrics over the first queries of each run, how fast a
+policy turns from a model that got worse (or better), and how fast it adopts a newcomer.
+
+All of it is numpy over a run's steps (step = position in the run's own stream).
+
+* Learning curve, at a horizon ``h``: over the first ``h`` steps, the run's reward, accuracy and
+  joules against the same steps' baselines: the expected random choice (the mean over the
+  models present at each step), the best fixed model per task (ranked on the whole table; the
+  best one present at each step) and the per-query oracle.
+* Re-adaptation to a :class:`~greenserv_core.evaluation.shifts.Shift`: the number of decisions
+  from the shift's step (inclusive) until the model's share of the last ``WINDOW`` decisions
+  first comes within ``MARGIN`` of its share under the new optimum (the share of post-shift
+  queries whose task's best fixed model, by mean reward on the post-shift outcomes, is that
+  model): at or below it + ``MARGIN`` when the model got worse, at or above it − ``MARGIN``
+  when it got better.
+* Newcomer: the number of decisions from a model's joining step until its share of the last
+  ``WINDOW`` decisions first reaches half of its final share (its share of the last ``AROUND``
+  steps, or of the last 20% of the steps since it joined when that is fewer).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "AROUND",
+    "MARGIN",
+    "WINDOW",
+    "StepBaselines",
+    "horizon_metrics",
+    "new_optimum_share",
+    "newcomer_time",
+    "readapt_time",
+    "share_around",
+    "step_baselines",
+    "summarise_values",
+    "trailing_share",
+]
+
+WINDOW = 200
+AROUND = 1_000
+MARGIN = 0.05
+
+
+@dataclass(frozen=True)
+class StepBaselines:
+    """Per step of a run: reward, accuracy and joules of the expected random choice among the
+    models present; reward of the best fixed model per task present; reward of the oracle."""
+
+    random_reward: np.ndarray
+    random_accuracy: np.ndarray
+    random_energy: np.ndarray
+    fixed_reward: np.ndarray
+    oracle_reward: np.ndarray
+
+
+def step_baselines(
+    reward: np.ndarray, accuracy: np.ndarray, energy: np.ndarray, present: np.ndarray, rank: np.ndarray
+) -> StepBaselines:
+    """``rank`` (step × model): each model's place in the ranking of its step's task on the
+    whole table (0 = best); the best fixed choice at a step is the best-ranked model present."""
+    count = present.sum(axis=1)
+    rows = np.arange(len(reward))
+    fixed = np.where(present, rank, np.iinfo(rank.dtype).max).argmin(axis=1)
+    return StepBaselines(
+        random_reward=np.where(present, reward, 0.0).sum(axis=1) / count,
+        random_accuracy=np.where(present, accuracy, 0.0).sum(axis=1) / count,
+        random_energy=np.where(present, energy, 0.0).sum(axis=1) / count,
+        fixed_reward=reward[rows, fixed],
+        oracle_reward=np.where(present, reward, -np.inf).max(axis=1),
+    )
+
+
+def _prefix_means(values: np.ndarray, horizons: np.ndarray) -> np.ndarray:
+    return np.asarray(np.cumsum(values)[horizons - 1] / horizons, dtype=float)
+
+
+def _share(value: float, low: float, high: float) -> float | None:
+    return (value - low) / (high - low) if high > low else None
+
+
+def _ratio(value: float, base: float) -> float | None:
+    return value / base - 1 if base > 0 else None
+
+
+def horizon_metrics(
+    reward: np.ndarray,
+    accuracy: np.ndarray,
+    energy: np.ndarray,
+    base: StepBaselines,
+    horizons: Sequence[int],
+) -> list[dict[str, float | None]]:
+    """One run's metrics over its first ``h`` steps, for each ``h`` in ``horizons``; ``reward``,
+    ``accuracy`` and ``energy`` are what the run got at each step."""
+    at = np.asarray(horizons, dtype=int)
+    got, acc, joules = (_prefix_means(v, at) for v in (reward, accuracy, energy))
+    low, fixed, oracle = (_prefix_means(v, at) for v in (base.random_reward, base.fixed_reward, base.oracle_reward))
+    random_acc, random_joules = (_prefix_means(v, at) for v in (base.random_accuracy, base.random_energy))
+    return [
+        {
+            "reward": float(got[i]),
+            "accuracy": float(acc[i]),
+            "joules_per_query": float(joules[i]),
+            "gap_closed_to_best_fixed_per_task": _share(float(got[i]), float(low[i]), float(fixed[i])),
+            "gap_closed_to_oracle": _share(float(got[i]), float(low[i]), float(oracle[i])),
+            "accuracy_vs_random": _ratio(float(acc[i]), float(random_acc[i])),
+            "energy_vs_random": _ratio(float(joules[i]), float(random_joules[i])),
+            "random_reward": float(low[i]),
+            "best_fixed_model_per_task_reward": float(fixed[i]),
+            "oracle_reward": float(oracle[i]),
+        }
+        for i in range(len(at))
+    ]
+
+
+def summarise_values(values: Sequence[float | None]) -> dict[str, float] | None:
+    """Mean and 95% confidence half-width over the runs that have a value (``None`` if none)."""
+    array = np.asarray([v for v in values if v is not None], dtype=float)
+    if not len(array):
+        return None
+    half = 1.96 * array.std(ddof=1) / math.sqrt(len(array)) if len(array) > 1 else 0.0
+    return {"mean": float(array.mean()), "ci95": float(half)}
+
+
+def trailing_share(chosen: np.ndarray, window: int = WINDOW) -> np.ndarray:
+    """At each step, the share of ``chosen`` (booleans) over the last ``window`` decisions
+    (fewer at the start of the stream), that step's included."""
+    counts = np.concatenate(([0], np.cumsum(chosen, dtype=np.int64)))
+    steps = np.arange(len(chosen))
+    start = np.maximum(0, steps - window + 1)
+    return np.asarray((counts[steps + 1] - counts[start]) / (steps + 1 - start), dtype=float)
+
+
+def _first(condition: np.ndarray, step: int) -> int | None:
+    hits = np.flatnonzero(condition[step:])
+    return int(hits[0]) + 1 if hits.size else None
+
+
+def new_optimum_share(reward: np.ndarray, present: np.ndarray, task_index: np.ndarray, step: int, column: int) -> float:
+    """The share of the queries from ``step`` on whose task's best fixed model, by mean reward
+    over those queries (models present only), is ``column``."""
+    after = slice(step, None)
+    values, mask, tasks = reward[after], present[after], task_index[after]
+    if not len(tasks):
+        return 0.0
+    best = np.full(int(task_index.max()) + 1, -1)
+    for task in np.unique(tasks):
+        rows = tasks == task
+        total = np.where(mask[rows], values[rows], 0.0).sum(axis=0)
+        seen = mask[rows].sum(axis=0)
+        means = np.where(seen > 0, total / np.maximum(seen, 1), -np.inf)
+        best[task] = int(means.argmax())
+    return float((best[tasks] == column).mean())
+
+
+def readapt_time(chosen: np.ndarray, step: int, target: float, *, worsens: bool) -> int | None:
+    """Decisions from ``step`` until the trailing share of ``chosen`` first comes within
+    ``MARGIN`` of ``target`` (from above if ``worsens``, else from below); ``None`` if never."""
+    share = trailing_share(chosen)
+    met = share <= target + MARGIN + 1e-12 if worsens else share >= target - MARGIN - 1e-12
+    return _first(met, step)
+
+
+def share_around(chosen: np.ndarray, step: int, span: int = AROUND) -> tuple[float | None, float | None]:
+    """The share of ``chosen`` over the ``span`` steps before ``step`` and the ``span`` from it."""
+    before, after = chosen[max(0, step - span) : step], chosen[step : step + span]
+    return (float(before.mean()) if len(before) else None, float(after.mean()) if len(after) else None)
+
+
+def newcomer_time(chosen: np.ndarray, step: int) -> dict[str, Any]:
+    """Decisions from the joining ``step`` until the trailing share first reaches half of the
+    final share (``None`` if never, or if the final share is 0), and that final share."""
+    window = max(1, min(AROUND, round(0.2 * (len(chosen) - step))))
+    final = float(chosen[-window:].mean())
+    share = trailing_share(chosen)
+    steps = _first((share >= final / 2 - 1e-12) & (share > 0), step) if final > 0 else None
+    return {"steps_to_half": steps, "final_share": final, "final_window": window}

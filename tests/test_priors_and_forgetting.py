@@ -1,0 +1,200 @@
+"""Quality priors, bounded indices, forgetting and warm starts (issue 15)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from greenserv_core import FakeBackend, FeatureExtractor, GreenServRouter, QualityPrior
+from greenserv_core.bandits import ArmPrior, EpsilonGreedyNonContextual, LinUCB, RandomPolicy, RidgeArm
+from greenserv_core.errors import InvalidInputError, UnknownModelError
+from greenserv_core.features import HashingEmbedder, TaskClassifier
+from greenserv_core.routing.priors import arm_prior
+
+
+def _features() -> FeatureExtractor:
+    embedder = HashingEmbedder(64)
+    texts = ["What is 2 + 2?", "Compute 17 * 3.", "Hello, how are you?", "Nice weather today."]
+    clf = TaskClassifier().fit(embedder.embed(texts), ["math", "math", "chat", "chat"], embedder.name)
+    return FeatureExtractor(embedder, clf)
+
+
+def test_prior_pseudo_observations_set_the_estimate_but_are_not_data() -> None:
+    arm = RidgeArm(2, l2=1e-3)
+    arm.add_prior(np.array([[1.0, 0.0]]), np.array([0.8]), np.array([20.0]))
+    assert arm.predict(np.array([1.0, 0.0])) == pytest.approx(0.8, abs=1e-3)
+    xx, yx, n = arm.data_sums()
+    assert n == 0 and np.allclose(xx, 0) and np.allclose(yx, 0)
+    for _ in range(20):
+        arm.update(np.array([1.0, 0.0]), 0.2)
+    assert arm.predict(np.array([1.0, 0.0])) == pytest.approx(0.5, abs=1e-3)  # 20 pseudo + 20 real
+    copy = RidgeArm(2, l2=1e-3)
+    copy.load_state_dict(arm.state_dict())
+    assert np.allclose(copy.data_sums()[0], arm.data_sums()[0])
+    merged = RidgeArm(2, l2=1e-3)
+    merged.add_prior(np.array([[1.0, 0.0]]), np.array([0.8]), np.array([20.0]))
+    merged.load_statistics(arm.statistics())
+    assert merged.predict(np.array([1.0, 0.0])) == pytest.approx(arm.predict(np.array([1.0, 0.0])))
+
+
+def test_bad_priors_are_refused() -> None:
+    with pytest.raises(InvalidInputError):
+        ArmPrior(np.array([[1.0]]), np.array([0.5, 0.6]), np.array([1.0]))
+    with pytest.raises(InvalidInputError):
+        ArmPrior(np.array([[1.0]]), np.array([0.5]), np.array([-1.0]))
+    with pytest.raises(InvalidInputError, match="takes no prior"):
+        EpsilonGreedyNonContextual(1).add_arm("a", ArmPrior(np.ones((1, 1)), np.ones(1), np.ones(1)))
+    with pytest.raises(InvalidInputError, match="dimension"):
+        LinUCB(2).add_arm("a", ArmPrior(np.ones((1, 3)), np.ones(1), np.ones(1)))
+    RandomPolicy(1).add_arm("a", ArmPrior(np.ones((1, 1)), np.ones(1), np.ones(1)))  # learns nothing: ignored
+    with pytest.raises(InvalidInputError):
+        QualityPrior({"math": 1.5})
+    with pytest.raises(InvalidInputError):
+        QualityPrior({"math": 0.5}, strength=0)
+    with pytest.raises(InvalidInputError, match="unknown task types"):
+        arm_prior(QualityPrior({"poetry": 0.5}), _features())
+
+
+def test_forgetting_follows_a_change_and_keeps_the_prior() -> None:
+    x = np.array([1.0])
+    steady, forgetful = RidgeArm(1, l2=1.0), RidgeArm(1, l2=1.0, forget=0.9)
+    for arm in (steady, forgetful):
+        for _ in range(300):
+            arm.update(x, 0.9)
+        for _ in range(50):
+            arm.update(x, 0.3)
+    assert 0.25 < forgetful.predict(x) < 0.31  # about 10 effective observations of 0.3, against the prior of 0
+    assert steady.predict(x) > 0.75
+    np.testing.assert_allclose(forgetful.A_inv, np.linalg.inv(forgetful.A))
+    with pytest.raises(InvalidInputError):
+        RidgeArm(1, forget=0.0)
+
+
+def test_bounded_index_never_exceeds_a_perfect_answer() -> None:
+    bounded, unbounded = LinUCB(3, alpha=2.0, reward_range=(0.0, 1.0), seed=0), LinUCB(3, alpha=2.0, seed=0)
+    x = np.array([1.0, 1.0, 1.0])
+    for policy in (bounded, unbounded):
+        policy.add_arm("a")
+        policy.add_arm("b")
+    high = {arm: s.estimate + s.bonus for arm, s in bounded.decide(x).scores.items()}
+    assert max(high.values()) == pytest.approx(1.0)
+    assert max(s.estimate + s.bonus for s in unbounded.decide(x).scores.values()) > 1.0
+    # a dear model whose best possible score is below a cheap one's known score is not explored
+    for _ in range(30):
+        bounded.update("a", x, 0.9)
+    costs = {"a": 0.0, "b": 0.6}
+    assert all(bounded.select(x, value_scale=0.6, costs=costs) == "a" for _ in range(20))
+
+
+def test_a_quality_prior_is_used_from_the_first_query_and_a_wrong_one_is_outvoted(tmp_path: Path) -> None:
+    believed = QualityPrior({"math": 0.95}, default=0.9, strength=10)
+    router = GreenServRouter(  # LinUCB: an unplayed model starts at 0, not optimistically at 1 as with ε-greedy
+        [FakeBackend("plain"), FakeBackend("praised", quality=believed)],
+        policy="linucb",
+        features=_features(),
+        seed=0,
+        tradeoff=0.0,
+    )
+    assert router.route("What is 2 + 2?").model == "praised"
+    chosen = []
+    for _ in range(150):
+        decision = router.route("What is 2 + 2?")
+        router.record_outcome(decision.decision_id, energy_joules=1.0, latency_s=0.1)
+        router.feedback(decision.decision_id, 1.0 if decision.model == "plain" else 0.0)
+        chosen.append(decision.model)
+    assert chosen[-50:].count("plain") > 40  # the prior of 10 answers was outvoted
+    router.save(tmp_path / "router.json")
+    again = GreenServRouter.load(
+        tmp_path / "router.json",
+        [FakeBackend("plain"), FakeBackend("praised", quality=believed)],
+        features=_features(),
+    )
+    assert np.allclose(
+        again.learner_.policy_.arms_["praised"].prior_xx, router.learner_.policy_.arms_["praised"].prior_xx
+    )
+
+
+def test_learn_teaches_an_outcome_that_was_not_routed() -> None:
+    router = GreenServRouter([FakeBackend("a"), FakeBackend("b")], features=_features(), seed=0, tradeoff=0.0)
+    for _ in range(10):
+        router.learn("What is 2 + 2?", "b", score=1.0, energy_joules=2.0, latency_s=0.1)
+        router.learn("What is 2 + 2?", "a", score=0.0, energy_joules=1.0, latency_s=0.1)
+    assert router.stats_["b"]["decisions"] == 0
+    assert router.energy_.predict("b", router.features.extract("What is 2 + 2?", learn=False).vector, 5) is not None
+    assert router.learner_.policy_.arms_["b"].n == 10
+    assert router.route("Compute 6 * 7.", tradeoff=0.0).model == "b"
+    with pytest.raises(UnknownModelError):
+        router.learn("hi", "c", score=1.0)
+    with pytest.raises(InvalidInputError):
+        router.learn("hi", "a", score=2.0)
+    with pytest.raises(InvalidInputError):
+        router.learn("hi", "a", energy_joules=-1.0)
+
+
+def test_a_newcomer_starts_from_the_pool_mean_with_pool_prior() -> None:
+    x = np.array([1.0, 0.0])
+    pooled, plain = LinUCB(2, pool_prior=True, seed=0), LinUCB(2, seed=0)
+    for policy in (pooled, plain):
+        policy.add_arm("a")
+        policy.add_arm("b")
+        for _ in range(50):
+            policy.update("a", x, 0.8)
+            policy.update("b", x, 0.6)
+        policy.add_arm("new")
+    assert pooled.arms_["new"].predict(x) == pytest.approx(np.mean([pooled.theta("a"), pooled.theta("b")], axis=0)[0])
+    assert plain.arms_["new"].predict(x) == 0.0
+    restored = LinUCB(2, pool_prior=True)
+    restored.load_state_dict(pooled.state_dict())
+    assert np.allclose(restored.arms_["new"].data_sums()[1], 0.0)  # the pooled mean stays a prior, not data
+
+
+def test_the_pool_energy_scale_prices_the_spread_of_the_pool() -> None:
+    router = GreenServRouter(
+        [FakeBackend("small"), FakeBackend("large"), FakeBackend("mid")],
+        features=_features(),
+        seed=0,
+        tradeoff=0.5,
+        energy_scale="pool",
+    )
+    for model, joules in (("small", 1.0), ("large", 9.0), ("mid", 5.0)):
+        for _ in range(5):
+            router.learn("What is 2 + 2?", model, energy_joules=joules)
+    costs = {model: score.cost for model, score in router.route("What is 2 + 2?").scores.items()}
+    assert costs == pytest.approx({"small": 0.0, "mid": 0.25, "large": 0.5}, abs=0.02)
+    with pytest.raises(InvalidInputError, match="energy_scale"):
+        GreenServRouter([FakeBackend("a")], features=_features(), energy_scale="widest")  # type: ignore[arg-type]
+
+
+def test_forgetting_policies_refuse_to_share_and_bad_options_are_refused() -> None:
+    from greenserv_core.errors import SharingNotSupportedError
+
+    policy = LinUCB(2, forget=0.9)
+    policy.add_arm("a")
+    assert not policy.shareable
+    with pytest.raises(SharingNotSupportedError, match="forget"):
+        policy.statistics()
+    for bad in ("0,1", (0, 1, 2), 1, (1.0, 0.0), (0.0, float("inf"))):
+        with pytest.raises(InvalidInputError, match="reward_range"):
+            LinUCB(2, reward_range=bad)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="forget"):
+        LinUCB(2, forget="0.9")  # type: ignore[arg-type]
+
+
+def test_the_pool_scale_is_saved_and_its_costs_stay_in_range(tmp_path: Path) -> None:
+    router = GreenServRouter([FakeBackend("a"), FakeBackend("b")], features=_features(), energy_scale="pool", seed=0)
+    router.save(tmp_path / "router.json")
+    again = GreenServRouter.load(tmp_path / "router.json", [FakeBackend("a"), FakeBackend("b")], features=_features())
+    assert again.learner_._scale == "pool"
+    costs = router.learner_._costs("chat", {"a": 0.5, "b": 30.0, "c": None}, {"a": 1.0, "b": 9.0}, 0.5)
+    assert costs == {"a": 0.0, "b": 0.5, "c": 0.0}
+
+
+def test_a_policy_without_priors_ignores_a_models_quality_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    router = GreenServRouter(
+        [FakeBackend("a", quality=QualityPrior(default=0.9)), FakeBackend("b")],
+        policy="epsilon-nc",
+        features=_features(),
+    )
+    assert router.models == ["a", "b"]
+    assert "takes no quality prior" in caplog.text
+    assert hash(QualityPrior({"math": 0.5})) == hash(QualityPrior({"math": 0.6}))  # hashable, as a frozen spec needs
