@@ -21,7 +21,7 @@ def _features() -> FeatureExtractor:
 
 def test_prior_pseudo_observations_set_the_estimate_but_are_not_data() -> None:
     arm = RidgeArm(2, l2=1e-3)
-    arm.add_prior(np.array([[1.0, 0.0]]), np.array([0.8]), np.array([20.0]))
+    arm.add_prior(ArmPrior(np.array([[1.0, 0.0]]), np.array([0.8]), np.array([20.0])))
     assert arm.predict(np.array([1.0, 0.0])) == pytest.approx(0.8, abs=1e-3)
     xx, yx, n = arm.data_sums()
     assert n == 0 and np.allclose(xx, 0) and np.allclose(yx, 0)
@@ -32,7 +32,7 @@ def test_prior_pseudo_observations_set_the_estimate_but_are_not_data() -> None:
     copy.load_state_dict(arm.state_dict())
     assert np.allclose(copy.data_sums()[0], arm.data_sums()[0])
     merged = RidgeArm(2, l2=1e-3)
-    merged.add_prior(np.array([[1.0, 0.0]]), np.array([0.8]), np.array([20.0]))
+    merged.add_prior(ArmPrior(np.array([[1.0, 0.0]]), np.array([0.8]), np.array([20.0])))
     merged.load_statistics(arm.statistics())
     assert merged.predict(np.array([1.0, 0.0])) == pytest.approx(arm.predict(np.array([1.0, 0.0])))
 

@@ -102,7 +102,7 @@ class LinearPolicy(Policy):
         return self.try_unplayed and state.n == 0 and not has_prior
 
     def _with_prior(self, state: RidgeArm, prior: ArmPrior) -> RidgeArm:
-        state.add_prior(prior.contexts, prior.rewards, prior.weights)
+        state.add_prior(prior)
         return state
 
     def _arm_state(self, state: RidgeArm) -> dict[str, Any]:
@@ -126,8 +126,6 @@ class LinearPolicy(Policy):
         return super()._not_shareable()
 
     def _arm_statistics(self, state: RidgeArm) -> dict[str, np.ndarray]:
-        if self.forget < 1.0:
-            raise self._not_shareable()
         return state.statistics().sums
 
     def _load_arm_statistics(self, state: RidgeArm, sums: dict[str, np.ndarray]) -> RidgeArm:

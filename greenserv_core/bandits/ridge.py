@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from greenserv_core.bandits.prior import ArmPrior
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.statistics import Statistics
 
@@ -78,22 +79,18 @@ class RidgeArm:
         self.prior_mean = mean.copy()
         self._theta = None
 
-    def add_prior(self, contexts: np.ndarray, targets: np.ndarray, weights: np.ndarray) -> None:
-        """Add weighted pseudo-observations to the prior: ``weights[i]`` observations of
-        ``targets[i]`` at ``contexts[i]``. They never fade and are not shared as data.
+    def add_prior(self, prior: ArmPrior) -> None:
+        """Add ``prior``'s weighted pseudo-observations to the prior: ``weights[i]`` observations
+        of ``rewards[i]`` at ``contexts[i]``. They never fade and are not shared as data.
 
         >>> arm = RidgeArm(1, l2=1e-6)
-        >>> arm.add_prior(np.array([[1.0]]), np.array([0.7]), np.array([10.0]))
+        >>> arm.add_prior(ArmPrior(np.array([[1.0]]), np.array([0.7]), np.array([10.0])))
         >>> round(arm.predict(np.array([1.0])), 3), arm.n
         (0.7, 0)
         """
-        xs = np.atleast_2d(np.asarray(contexts, dtype=np.float64))
-        ys = np.asarray(targets, dtype=np.float64).reshape(-1)
-        ws = np.asarray(weights, dtype=np.float64).reshape(-1)
-        if xs.shape[1:] != (self.dimension,) or len(ys) != len(xs) or len(ws) != len(xs):
-            raise InvalidInputError(f"a prior needs k contexts of dimension {self.dimension}, k targets and k weights")
-        if not (np.all(np.isfinite(xs)) and np.all(np.isfinite(ys)) and np.all(np.isfinite(ws)) and np.all(ws >= 0)):
-            raise InvalidInputError("prior contexts, targets and weights must be finite, with weights >= 0")
+        xs, ys, ws = prior.contexts, prior.rewards, prior.weights
+        if xs.shape[1] != self.dimension:
+            raise InvalidInputError(f"the prior's contexts have dimension {xs.shape[1]}, not {self.dimension}")
         xx = (xs * ws[:, None]).T @ xs
         yx = (ws * ys) @ xs
         self.prior_xx = self.prior_xx + xx

@@ -15,6 +15,7 @@ from greenserv_core.cli.common import (
     write_json,
 )
 from greenserv_core.errors import InvalidInputError
+from greenserv_core.evaluation.learning_curves import AROUND
 
 __all__ = ["add_commands"]
 
@@ -171,8 +172,8 @@ def shift_rows(report: dict[str, Any], shift: dict[str, Any]) -> list[dict[str, 
         {
             "strategy": _label(report, name),
             "re-adapt (steps; per run)": _steps(found["readapt_steps"]),
-            f"{around}, 1000 before": percent_share(found["share_before"]),
-            f"{around}, 1000 after": percent_share(found["share_after"]),
+            f"{around}, {AROUND} before": percent_share(found["share_before"]),
+            f"{around}, {AROUND} after": percent_share(found["share_after"]),
         }
         for name, found in shift["strategies"].items()
     ]

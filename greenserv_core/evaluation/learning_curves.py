@@ -32,7 +32,9 @@ __all__ = [
     "MARGIN",
     "WINDOW",
     "StepBaselines",
+    "gap_share",
     "horizon_metrics",
+    "mean_ci95",
     "new_optimum_share",
     "newcomer_time",
     "readapt_time",
@@ -80,7 +82,12 @@ def _prefix_means(values: np.ndarray, horizons: np.ndarray) -> np.ndarray:
     return np.asarray(np.cumsum(values)[horizons - 1] / horizons, dtype=float)
 
 
-def _share(value: float, low: float, high: float) -> float | None:
+def gap_share(value: float, low: float, high: float) -> float | None:
+    """The share of the gap from ``low`` to ``high`` that ``value`` closes (``None`` without a gap).
+
+    >>> gap_share(0.5, 0.25, 0.75), gap_share(0.5, 0.5, 0.5)
+    (0.5, None)
+    """
     return (value - low) / (high - low) if high > low else None
 
 
@@ -106,8 +113,8 @@ def horizon_metrics(
             "reward": float(got[i]),
             "accuracy": float(acc[i]),
             "joules_per_query": float(joules[i]),
-            "gap_closed_to_best_fixed_per_task": _share(float(got[i]), float(low[i]), float(fixed[i])),
-            "gap_closed_to_oracle": _share(float(got[i]), float(low[i]), float(oracle[i])),
+            "gap_closed_to_best_fixed_per_task": gap_share(float(got[i]), float(low[i]), float(fixed[i])),
+            "gap_closed_to_oracle": gap_share(float(got[i]), float(low[i]), float(oracle[i])),
             "accuracy_vs_random": _ratio(float(acc[i]), float(random_acc[i])),
             "energy_vs_random": _ratio(float(joules[i]), float(random_joules[i])),
             "random_reward": float(low[i]),
@@ -118,13 +125,17 @@ def horizon_metrics(
     ]
 
 
-def summarise_values(values: Sequence[float | None]) -> dict[str, float] | None:
-    """Mean and 95% confidence half-width over the runs that have a value (``None`` if none)."""
-    array = np.asarray([v for v in values if v is not None], dtype=float)
-    if not len(array):
-        return None
+def mean_ci95(values: Sequence[float]) -> dict[str, float]:
+    """Mean and 95% confidence half-width over runs (0 for a single run)."""
+    array = np.asarray(values, dtype=float)
     half = 1.96 * array.std(ddof=1) / math.sqrt(len(array)) if len(array) > 1 else 0.0
     return {"mean": float(array.mean()), "ci95": float(half)}
+
+
+def summarise_values(values: Sequence[float | None]) -> dict[str, float] | None:
+    """:func:`mean_ci95` over the runs that have a value (``None`` if none)."""
+    present = [v for v in values if v is not None]
+    return mean_ci95(present) if present else None
 
 
 def trailing_share(chosen: np.ndarray, window: int = WINDOW) -> np.ndarray:

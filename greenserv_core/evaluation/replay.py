@@ -50,7 +50,7 @@ import importlib
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -62,7 +62,9 @@ from greenserv_core.errors import InvalidInputError
 from greenserv_core.evaluation.frontier import pareto_front
 from greenserv_core.evaluation.learning_curves import (
     StepBaselines,
+    gap_share,
     horizon_metrics,
+    mean_ci95,
     new_optimum_share,
     newcomer_time,
     readapt_time,
@@ -294,7 +296,8 @@ def _streams(
             return made[seed]
         _, order = _order(seed, len(data.queries))
         tasks = task_index[order]
-        accuracy, energy, latency = data.accuracy[order], data.energy[order], data.latency[order]
+        ordered = _subset(data, order)
+        accuracy, energy, latency = ordered.accuracy, ordered.energy, ordered.latency
         norm = energy_norm[order]
         if shifts:
             accuracy, energy, latency = shift_outcomes(
@@ -305,15 +308,7 @@ def _streams(
                 shifted = np.where(span[tasks, None] > 0, scaled, 0.0)
                 norm = np.where(energy != data.energy[order], shifted, norm)
         step_reward = (1 - tradeoff) * accuracy - tradeoff * norm
-        stream = Matrices(
-            [data.queries[q] for q in order],
-            data.models,
-            [data.prompts[q] for q in order],
-            [data.tasks[q] for q in order],
-            accuracy,
-            energy,
-            latency,
-        )
+        stream = replace(ordered, accuracy=accuracy, energy=energy, latency=latency)
         made[seed] = _Stream(
             data,
             order,
@@ -468,12 +463,6 @@ def _run(
     )
 
 
-def _ci95(values: Sequence[float]) -> dict[str, float]:
-    array = np.asarray(values, dtype=float)
-    half = 1.96 * array.std(ddof=1) / math.sqrt(len(array)) if len(array) > 1 else 0.0
-    return {"mean": float(array.mean()), "ci95": float(half)}
-
-
 def summarise(results: list[RunResult]) -> dict[str, Any]:
     """Means with 95% confidence intervals over runs, plus the mean cumulative-regret curve
     (at most 200 points), seconds per run, and the largest joules the router saw per task
@@ -482,16 +471,16 @@ def summarise(results: list[RunResult]) -> dict[str, Any]:
     curves = np.mean([r.cumulative_regret for r in results], axis=0)
     steps = np.unique(np.linspace(0, len(curves) - 1, min(_CURVE_POINTS, len(curves))).astype(int))
     return {
-        "accuracy": _ci95([r.accuracy for r in results]),
-        "energy_joules": _ci95([r.energy_joules for r in results]),
-        "energy_wh": _ci95([r.energy_joules / 3600 for r in results]),
-        "reward": _ci95([r.reward for r in results]),
-        "cumulative_regret": _ci95([r.regret for r in results]),
-        "shares": {m: _ci95([r.shares.get(m, 0.0) for r in results]) for m in models},
+        "accuracy": mean_ci95([r.accuracy for r in results]),
+        "energy_joules": mean_ci95([r.energy_joules for r in results]),
+        "energy_wh": mean_ci95([r.energy_joules / 3600 for r in results]),
+        "reward": mean_ci95([r.reward for r in results]),
+        "cumulative_regret": mean_ci95([r.regret for r in results]),
+        "shares": {m: mean_ci95([r.shares.get(m, 0.0) for r in results]) for m in models},
         "regret_curve": {"step": (steps + 1).tolist(), "mean": curves[steps].round(4).tolist()},
-        "seconds_per_run": _ci95([r.seconds for r in results]),
+        "seconds_per_run": mean_ci95([r.seconds for r in results]),
         "energy_scale_seen": {
-            task: _ci95([r.energy_scale[task] for r in results if task in r.energy_scale])
+            task: mean_ci95([r.energy_scale[task] for r in results if task in r.energy_scale])
             for task in sorted({t for r in results for t in r.energy_scale})
         },
     }
@@ -571,12 +560,17 @@ def table_energy_ranges(data: Matrices, features: FeatureExtractor) -> dict[str,
     }
 
 
+def _check_model_step(what: str, model: str, step: int, data: Matrices) -> None:
+    """A pool change or shift must name a model of the table and a step of its stream."""
+    if model not in data.models:
+        raise InvalidInputError(f"{what} names {model!r}, which the table does not have")
+    if not 0 <= step < len(data.queries):
+        raise InvalidInputError(f"{what} step {step} is outside 0..{len(data.queries) - 1}")
+
+
 def _check_changes(changes: Sequence[PoolChange], data: Matrices) -> None:
     for change in changes:
-        if change.model not in data.models:
-            raise InvalidInputError(f"pool change names {change.model!r}, which the table does not have")
-        if not 0 <= change.step < len(data.queries):
-            raise InvalidInputError(f"pool change step {change.step} is outside 0..{len(data.queries) - 1}")
+        _check_model_step("pool change", change.model, change.step, data)
     if len({c.model for c in changes}) != len(changes):
         raise InvalidInputError("each model may join or leave at most once")
     if len({c.model for c in changes if c.action == "add"}) == len(data.models):
@@ -585,10 +579,7 @@ def _check_changes(changes: Sequence[PoolChange], data: Matrices) -> None:
 
 def _check_shifts(shifts: Sequence[Shift], data: Matrices) -> None:
     for shift in shifts:
-        if shift.model not in data.models:
-            raise InvalidInputError(f"shift names {shift.model!r}, which the table does not have")
-        if not 0 <= shift.step < len(data.queries):
-            raise InvalidInputError(f"shift step {shift.step} is outside 0..{len(data.queries) - 1}")
+        _check_model_step("shift", shift.model, shift.step, data)
         shift.check()
 
 
@@ -930,11 +921,7 @@ def relative(report: dict[str, Any]) -> dict[str, dict[str, float | None]]:
             "energy_vs_random": (
                 summary["energy_joules"]["mean"] / random_run["energy_joules"]["mean"] - 1 if random_run else None
             ),
-            "gap_closed_to_best_fixed_per_task": _share(reward, floor, fixed["best_fixed_model_per_task"]["reward"]),
-            "gap_closed_to_oracle": _share(reward, floor, fixed["oracle"]["reward"]),
+            "gap_closed_to_best_fixed_per_task": gap_share(reward, floor, fixed["best_fixed_model_per_task"]["reward"]),
+            "gap_closed_to_oracle": gap_share(reward, floor, fixed["oracle"]["reward"]),
         }
     return out
-
-
-def _share(value: float, low: float, high: float) -> float | None:
-    return (value - low) / (high - low) if high > low else None

@@ -104,15 +104,20 @@ class FeatureExtractor:
             + [f"flesch_bin={label}" for label in self.complexity.labels()]
         )
 
-    def encode(self, task: str, cluster: int, complexity_bin: int) -> np.ndarray:
-        """The one-hot context vector of given feature values."""
+    def encode_task(self, task: str) -> np.ndarray:
+        """The context vector of a task type alone: the intercept and the task's one-hot entry
+        (cluster and complexity left at zero)."""
         if task not in self.task_types:
             raise InvalidInputError(f"unknown task type {task!r}; known: {list(self.task_types)}")
         vector = np.zeros(self.dimension)
         vector[0] = 1.0
-        offset = 1
-        vector[offset + self.task_types.index(task)] = 1.0
-        offset += len(self.task_types)
+        vector[1 + self.task_types.index(task)] = 1.0
+        return vector
+
+    def encode(self, task: str, cluster: int, complexity_bin: int) -> np.ndarray:
+        """The one-hot context vector of given feature values."""
+        vector = self.encode_task(task)
+        offset = 1 + len(self.task_types)
         vector[offset + cluster] = 1.0
         offset += self.clusterer.n_clusters
         vector[offset + complexity_bin] = 1.0

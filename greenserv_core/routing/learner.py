@@ -65,6 +65,12 @@ DEFAULT_ENERGY_SCALE: EnergyScaleName = "seen"
 logger = logging.getLogger("greenserv")
 
 
+def _check_measured(name: str, value: float) -> None:
+    """A measured joules or seconds must be finite and >= 0, or :class:`InvalidInputError`."""
+    if not math.isfinite(value) or value < 0:
+        raise InvalidInputError(f"{name} must be finite and >= 0, got {value!r}")
+
+
 class RoutingLearner:
     """Decides, records outcomes and learns from feedback; thread-safe.
 
@@ -231,10 +237,8 @@ class RoutingLearner:
         self, decision_id: str, *, energy_joules: float, latency_s: float, energy_source: str = "external"
     ) -> None:
         """Teach the cost models what a decision's generation spent (once per decision)."""
-        if not math.isfinite(energy_joules) or energy_joules < 0:
-            raise InvalidInputError(f"energy_joules must be finite and >= 0, got {energy_joules!r}")
-        if not math.isfinite(latency_s) or latency_s < 0:
-            raise InvalidInputError(f"latency_s must be finite and >= 0, got {latency_s!r}")
+        _check_measured("energy_joules", energy_joules)
+        _check_measured("latency_s", latency_s)
         with self.lock:
             pending = self.pending_.get(decision_id)
             if pending.energy_joules is not None:
@@ -279,8 +283,8 @@ class RoutingLearner:
         energy scale. Each part is optional; nothing is pending afterwards."""
         value = None if score is None else check_score(score)
         for name, quantity in (("energy_joules", energy_joules), ("latency_s", latency_s)):
-            if quantity is not None and (not math.isfinite(quantity) or quantity < 0):
-                raise InvalidInputError(f"{name} must be finite and >= 0, got {quantity!r}")
+            if quantity is not None:
+                _check_measured(name, quantity)
         x = features.vector
         with self.lock:
             if model not in self.policy_.arms_:

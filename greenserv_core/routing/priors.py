@@ -31,16 +31,8 @@ def arm_prior(quality: QualityPrior, features: FeatureExtractor) -> ArmPrior | N
     unknown = sorted(set(quality.scores) - set(features.task_types))
     if unknown:
         raise InvalidInputError(f"quality prior names unknown task types {unknown}; known: {list(features.task_types)}")
-    rows, rewards = [], []
-    for index, task in enumerate(features.task_types):
-        score = quality.score_for(task)
-        if score is None:
-            continue
-        vector = np.zeros(features.dimension)
-        vector[0] = 1.0
-        vector[1 + index] = 1.0
-        rows.append(vector)
-        rewards.append(score)
-    if not rows:
+    believed = {task: score for task in features.task_types if (score := quality.score_for(task)) is not None}
+    if not believed:
         return None
-    return ArmPrior(np.array(rows), np.array(rewards), np.full(len(rows), float(quality.strength)))
+    contexts = np.array([features.encode_task(task) for task in believed])
+    return ArmPrior(contexts, np.array(list(believed.values())), np.full(len(believed), float(quality.strength)))
