@@ -2,17 +2,21 @@
 
 Each model has one ridge regression per quantity on ``[context vector, prompt_tokens/1000]``,
 so cost can depend on the task type (short vs long answers), cluster, complexity and prompt
-length. These are observed right after each generation, independent of user feedback.
+length. These are observed right after each generation, independent of user feedback. All
+models' regressions are stacked (:class:`~greenserv_core.bandits.ridges.RidgeStack`), so
+predicting for the whole pool is one matrix-vector product (:meth:`CostModel.predict_array`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
 import numpy as np
 
 from greenserv_core.bandits.ridge import RidgeArm
+from greenserv_core.bandits.ridges import RidgeStack
 from greenserv_core.errors import UnknownModelError
 from greenserv_core.statistics import Statistics
 
@@ -32,34 +36,61 @@ class CostModel:
     def __init__(self, dimension: int, *, l2: float = 0.01) -> None:
         self.dimension = dimension
         self.l2 = l2
+        self.ridge_ = RidgeStack(dimension + 1, l2=l2)
+        """Every model's regression, one row each."""
         self.models_: dict[str, RidgeArm] = {}
+        """A view of each model's row."""
 
     def _x(self, context: np.ndarray, prompt_tokens: int) -> np.ndarray:
-        return np.append(np.asarray(context, dtype=np.float64), prompt_tokens / 1000.0)
+        x = np.empty(self.dimension + 1)
+        x[:-1] = context
+        x[-1] = prompt_tokens / 1000.0
+        return x
 
     def add_model(self, name: str) -> None:
-        self.models_[name] = RidgeArm(self.dimension + 1, l2=self.l2)
+        """A new model, not yet observed (one already here starts afresh)."""
+        self.remove_model(name)
+        self.ridge_.add(name)
+        self.models_[name] = RidgeArm.of(self.ridge_, name)
 
     def remove_model(self, name: str) -> None:
-        self.models_.pop(name, None)
+        if self.models_.pop(name, None) is not None:
+            self.ridge_.remove(name)
 
     def observe(self, name: str, context: np.ndarray, prompt_tokens: int, value: float) -> None:
         if name not in self.models_:
             raise UnknownModelError(f"unknown model {name!r}")
-        self.models_[name].update(self._x(context, prompt_tokens), float(value))
+        self.ridge_.update(name, self._x(context, prompt_tokens), float(value))
 
     def predict(self, name: str, context: np.ndarray, prompt_tokens: int) -> float | None:
         """Estimated value (never negative), or ``None`` for a model not yet observed."""
         return self.predict_all([name], context, prompt_tokens)[name]
 
-    def predict_all(self, names: list[str], context: np.ndarray, prompt_tokens: int) -> dict[str, float | None]:
+    def predict_all(self, names: Sequence[str], context: np.ndarray, prompt_tokens: int) -> dict[str, float | None]:
         """:meth:`predict` for several models, building the feature vector once."""
-        x = self._x(context, prompt_tokens)
-        out: dict[str, float | None] = {}
-        for name in names:
-            model = self.models_.get(name)
-            out[name] = None if model is None or model.n == 0 else max(0.0, model.predict(x))
-        return out
+        values = self.predict_array(names, context, prompt_tokens)
+        return {name: None if np.isnan(value) else float(value) for name, value in zip(names, values, strict=True)}
+
+    def predict_array(self, names: Sequence[str], context: np.ndarray, prompt_tokens: int) -> np.ndarray:
+        """:meth:`predict` of each of ``names`` as one array, NaN for a model not yet observed
+        (or not known): one matrix-vector product over all models.
+
+        >>> costs = CostModel(dimension=1); costs.add_model("a"); costs.add_model("b")
+        >>> costs.observe("b", np.ones(1), prompt_tokens=0, value=2.0)
+        >>> costs.predict_array(["a", "b"], np.ones(1), prompt_tokens=0).round(2).tolist()
+        [nan, 1.98]
+        """
+        stack = self.ridge_
+        try:
+            rows = stack.rows(names)
+        except UnknownModelError:
+            positions = [i for i, name in enumerate(names) if name in stack]
+            out = np.full(len(names), np.nan)
+            out[positions] = self.predict_array([names[i] for i in positions], context, prompt_tokens)
+            return out
+        predicted: np.ndarray = np.maximum(0.0, stack.predict(self._x(context, prompt_tokens))[rows])
+        predicted[stack.n[rows] == 0] = np.nan
+        return predicted
 
     def statistics(self) -> Statistics:
         """Every model's ridge sums, under its percent-encoded name."""
@@ -74,10 +105,10 @@ class CostModel:
         return {"l2": self.l2, "models": {name: arm.state_dict() for name, arm in self.models_.items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.l2 = float(state["l2"])
-        models = {}
+        l2 = float(state["l2"])
+        stack = RidgeStack(self.dimension + 1, l2=l2)
         for name, data in state["models"].items():
-            arm = RidgeArm(self.dimension + 1, l2=self.l2)
-            arm.load_state_dict(data)
-            models[name] = arm
-        self.models_ = models
+            stack.add(name)
+            stack.load_state_dict(name, data)
+        self.l2, self.ridge_ = l2, stack
+        self.models_ = {name: RidgeArm.of(stack, name) for name in stack.names}

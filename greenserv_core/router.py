@@ -35,9 +35,10 @@ from typing import Any, Generic, TypeVar, overload
 
 from typing_extensions import Unpack
 
-from greenserv_core.backends.base import ModelBackend, is_available
+from greenserv_core.backends.base import ModelBackend
 from greenserv_core.bandits import DEFAULT_POLICY, Policy, make_policy
 from greenserv_core.errors import InvalidInputError, UnknownModelError
+from greenserv_core.features.bundled import bundled_name
 from greenserv_core.features.extractor import FeatureExtractor
 from greenserv_core.messages import Message
 from greenserv_core.outcomes import CostModel
@@ -45,7 +46,6 @@ from greenserv_core.pending import PendingStore
 from greenserv_core.reward import DEFAULT_TRADEOFF, EnergyNormalizer, check_tradeoff
 from greenserv_core.routing import (
     BatchOptions,
-    Candidate,
     Executor,
     FeedbackRecord,
     GenerateOptions,
@@ -59,6 +59,7 @@ from greenserv_core.routing import (
     check_positive,
 )
 from greenserv_core.routing.learner import EnergyScaleName
+from greenserv_core.routing.pool import ModelPool
 from greenserv_core.routing.priors import arm_prior
 from greenserv_core.routing.saved import read_router_state, state_errors, write_router_state
 from greenserv_core.statistics import Statistics
@@ -105,7 +106,9 @@ class GreenServRouter:
     Parameters are stored as given: ``policy`` (a name such as ``"linucb"`` or
     ``"static:MODEL"``, or a fresh :class:`Policy` instance, which then learns in place and
     keeps its own ``seed``; ``strategy`` is the older name of the same parameter),
-    ``tradeoff`` λ, ``seed``, ``max_latency_s``, ``policy_params``, ``energy_scale``
+    ``tradeoff`` λ, ``seed``, ``max_latency_s``, ``policy_params``, ``embedder`` (the bundled
+    embedder of the default features, ``"minilm"`` or ``"static"``; or give ``features``),
+    ``energy_scale``
     (``"seen"``, the default: joules normalised by the range measured per task type, or an
     :class:`EnergyNormalizer` whose copy starts that range; ``"pool"``: by the spread of the
     pool's predicted joules for each query; see
@@ -132,14 +135,17 @@ class GreenServRouter:
         pending_ttl_s: float = 7 * 24 * 3600.0,
         pending: PendingStore | None = None,
         energy_scale: EnergyNormalizer | EnergyScaleName | None = None,
+        embedder: str | None = None,
     ) -> None:
+        if features is not None and embedder is not None:
+            raise InvalidInputError("give features= or embedder= (a bundled embedder's name), not both")
         if policy is not None and strategy is not None:
             raise InvalidInputError("give policy= or its older name strategy=, not both")
         chosen = policy if policy is not None else (strategy or DEFAULT_POLICY)
         self.policy, self.tradeoff, self.seed = chosen, check_tradeoff(tradeoff), seed
         self.max_latency_s = check_positive("max_latency_s", max_latency_s)
         self.policy_params = dict(policy_params or {})
-        self._features = features if features is not None else FeatureExtractor.default()
+        self._features = features if features is not None else FeatureExtractor.default(embedder=embedder)
         built = _policy(chosen, self.features.dimension, seed, self.policy_params)
         self.strategy = chosen if isinstance(chosen, str) else built.name
         self.learner_ = RoutingLearner(
@@ -153,6 +159,9 @@ class GreenServRouter:
         )
         self._executor = Executor(self._route, self.backend, self.learner_)
         self._backends: dict[str, ModelBackend] = {}
+        """The pool's backends by name; replaced, never changed, when the pool changes."""
+        self._pool: ModelPool | None = None
+        """The pool as columns, made again on the first query after a change."""
         self._pool_lock = threading.Lock()
         if not models:
             raise InvalidInputError("a router needs at least one model")
@@ -217,8 +226,16 @@ class GreenServRouter:
         request = RouteRequest.build(messages, options, "route")
         return self._route(request, {}, request.decision_id)
 
+    def _model_pool(self) -> ModelPool:
+        """The :class:`ModelPool` of the current backends (made again after the pool changed)."""
+        backends, pool = self._backends, self._pool
+        if pool is None or pool.backends is not backends:
+            pool = self._pool = ModelPool(backends)
+        return pool
+
     def _route(self, request: RouteRequest, failed: Mapping[str, str], decision_id: str | None) -> RoutingDecision:
-        backends = self._backends
+        pool = self._model_pool()
+        backends = pool.backends
         unknown = sorted(request.models - set(backends)) if request.models is not None else []
         if unknown or request.models == frozenset():
             raise UnknownModelError(f"unknown model(s) {unknown or '[]'}; the pool is {list(backends)}")
@@ -226,11 +243,7 @@ class GreenServRouter:
         lam = self.tradeoff if request.tradeoff is None else request.tradeoff
         limit = self.max_latency_s if request.max_latency_s is None else request.max_latency_s
         counted = with_tools_prompt(request.messages, request.settings.tools)
-        wanted = request.models if request.models is not None else backends.keys()  # the others are not tokenised
-        candidates = [
-            Candidate(b.info, is_available(b), b.count_tokens(counted) if name in wanted else None)
-            for name, b in backends.items()
-        ]
+        candidates = pool.candidates(counted, request.models)  # models not requested are not tokenised
         features = self.features.extract(request.messages)
         limits = Limits(request.settings.max_new_tokens, request.models, failed, request.requires, limit)
         return self.learner_.decide(features, candidates, limits, lam, decision_id)
@@ -355,7 +368,8 @@ class GreenServRouter:
     ) -> GreenServRouter:
         """Rebuild a router saved with :meth:`save` over ``models``.
 
-        ``features``, ``pending`` and ``policy`` are the same as for ``__init__`` (a policy
+        ``features``, ``pending`` and ``policy`` are the same as for ``__init__`` (default
+        features: the bundled embedder the state was saved with; a policy
         instance is needed only when the saved one is not registered by name). Every model in
         the saved state must be in ``models`` (else :class:`StateFileError`); models new to
         the state join as fresh arms. A corrupt file, another format version, or features of
@@ -363,6 +377,12 @@ class GreenServRouter:
         """
         state, arguments = read_router_state(path, models, policy, pending)
         with state_errors(path):
+            if features is None:  # the bundled features the state was saved with
+                saved = state["features"]
+                features = FeatureExtractor.default(
+                    embedder=bundled_name(str(saved.get("embedder", ""))),
+                    task_encoding=saved.get("task_encoding", "onehot"),
+                )
             router = cls(**arguments, features=features, pending=pending)
             router.features.load_state_dict(state["features"])
             router.learner_.load_state_dict(state)

@@ -152,7 +152,8 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
 
     Build it from a ready ``router`` or from simple arguments: ``models`` (bundled model
     names, local model directories, ``ModelSpec`` or ``ModelBackend`` objects; default: the
-    bundled offline pool), ``strategy`` and ``tradeoff`` (λ, default
+    bundled offline pool), ``strategy``, ``embedder`` (``"minilm"`` or ``"static"``, the
+    features' bundled embedder; default: the router's) and ``tradeoff`` (λ, default
     :data:`~greenserv_core.reward.DEFAULT_TRADEOFF`). ``temperature``, ``top_p``,
     ``max_tokens``, ``stop``, ``timeout`` (seconds per generation) and ``streaming`` behave as
     in other chat models. Per-call options: ``temperature``, ``max_tokens``, ``top_p``,
@@ -177,6 +178,7 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
     router: GreenServRouter | None = Field(default=None, exclude=True)
     models: list[Any] | None = Field(default=None, exclude=True)
     strategy: str = DEFAULT_POLICY
+    embedder: str | None = None
     tradeoff: Annotated[float, BeforeValidator(check_tradeoff)] = DEFAULT_TRADEOFF
     meter: str = "auto"
     temperature: float = 0.0

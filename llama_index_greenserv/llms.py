@@ -104,8 +104,9 @@ class GreenServLLM(AdapterCore, FunctionCallingLLM):
     """Energy-aware routing over a pool of local models, as a LlamaIndex LLM.
 
     Build from a ready ``router`` or from ``models`` (bundled names, model directories,
-    ``ModelSpec``/``ModelBackend``; default: the bundled pool), ``strategy`` and ``tradeoff``
-    (λ, default :data:`~greenserv_core.reward.DEFAULT_TRADEOFF`). ``temperature``,
+    ``ModelSpec``/``ModelBackend``; default: the bundled pool), ``strategy``, ``embedder``
+    (``"minilm"`` or ``"static"``, the features' bundled embedder; default: the router's) and
+    ``tradeoff`` (λ, default :data:`~greenserv_core.reward.DEFAULT_TRADEOFF`). ``temperature``,
     ``max_tokens``, ``top_p``, ``stop`` and ``timeout`` (seconds per generation) are the
     defaults of every call. ``metadata.context_window`` is the smallest window in the pool.
     Per-call keyword options (of ``chat``, ``complete``, their streaming and async forms):
@@ -129,6 +130,7 @@ class GreenServLLM(AdapterCore, FunctionCallingLLM):
     router: GreenServRouter | None = Field(default=None, exclude=True)
     models: list[Any] | None = Field(default=None, exclude=True)
     strategy: str = DEFAULT_POLICY
+    embedder: str | None = None
     tradeoff: Annotated[float, BeforeValidator(check_tradeoff)] = DEFAULT_TRADEOFF
     meter: str = "auto"
     temperature: float = 0.0

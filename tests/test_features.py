@@ -138,9 +138,10 @@ def test_bundled_classifier_covers_the_task_types() -> None:
         "open_factual_qa",
         "summarization",
         "chat",
+        "code",
     }
     assert clf.metrics_["held_out_macro_f1"] > 0.85
-    assert clf.coef_.shape == (8, 384)
+    assert clf.coef_.shape == (9, 384)
 
 
 def test_real_minilm_features_classify_real_prompts(minilm_extractor_factory) -> None:  # type: ignore[no-untyped-def]
@@ -158,7 +159,7 @@ def test_real_minilm_features_classify_real_prompts(minilm_extractor_factory) ->
     for expected, text in cases.items():
         features = extractor.extract(text)
         assert features.task == expected, (text, features)
-        assert features.vector.shape == (16,)
+        assert features.vector.shape == (17,)
 
 
 def test_warm_embeds_once_and_reuses_the_on_disk_store(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -111,7 +111,7 @@ def apply_tool_choice(
 class AdapterCore:
     """What an adapter model does with the router, whatever the framework: a mixin for models
     that hold a ready ``router`` or the simple arguments to build one (``models``, ``meter``,
-    ``strategy``, ``tradeoff``, ``seed``, ``max_latency_s``), the generation defaults
+    ``strategy``, ``embedder``, ``tradeoff``, ``seed``, ``max_latency_s``), the generation defaults
     (``temperature``, ``top_p``, ``max_tokens``, ``stop``, ``timeout``), ``score_tool_calls``
     and a :class:`LazyRouter` in ``_router``. The adapter only translates framework objects.
     """
@@ -121,6 +121,7 @@ class AdapterCore:
         models: Any
         meter: str
         strategy: str
+        embedder: str | None
         tradeoff: float
         seed: int | None
         max_latency_s: float | None
@@ -144,6 +145,7 @@ class AdapterCore:
             return GreenServRouter(
                 build_backends(self.models, meter=self.meter),
                 strategy=self.strategy,
+                embedder=self.embedder,
                 tradeoff=self.tradeoff,
                 seed=self.seed,
                 max_latency_s=self.max_latency_s,

@@ -69,6 +69,10 @@ class FakeBackend:
     def info(self) -> ModelInfo:
         return self._info
 
+    token_count_key = "fake:words"
+    """Every fake counts tokens the same way, so the router counts a prompt once per pool
+    (see :class:`~greenserv_core.routing.pool.SharesTokenCounts`)."""
+
     def count_tokens(self, messages: Sequence[Message]) -> int:
         return sum(_count(m["content"]) for m in messages)
 

@@ -181,6 +181,12 @@ class OpenAICompatibleBackend:
         """False while cooling down after ``failure_threshold`` consecutive failures."""
         return self.breaker.available
 
+    @property
+    def token_count_key(self) -> str:
+        """Equal for servers whose prompts are counted alike: the same local tokenizer, or the
+        character estimate; the router then counts a prompt once per key, not once per server."""
+        return f"openai-compatible:{self.tokenizer}" if self.tokenizer is not None else "openai-compatible:chars"
+
     def count_tokens(self, messages: Sequence[Message]) -> int:
         """The prompt's length in the model's tokens, through its chat template, when a local
         copy of its ``tokenizer`` (a folder or an offline hub id) was given; otherwise an

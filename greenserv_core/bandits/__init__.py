@@ -2,13 +2,16 @@
 
 To add a policy, drop one file here with a :class:`Policy` subclass that has a ``name`` and
 the ``@register_policy`` decorator: every module of this package is imported with it, so the
-policy is then a ``strategy=`` of the router and a name in :func:`policy_names`.
+policy is then a ``strategy=`` of the router and a name in :func:`policy_names`. It gives
+each arm's estimate and bonus with ``_estimates`` (a dict, arm by arm), or with
+``_estimate_arrays`` (two arrays, every arm at once: what the linear policies do over their
+stacked :class:`RidgeStack`, so a decision over a thousand arms is a few array operations).
 """
 
 import importlib
 import pkgutil
 
-from greenserv_core.bandits.base import ArmPrior, ArmScore, Choice, Policy, StatelessArmsPolicy
+from greenserv_core.bandits.base import ArmPrior, ArmScore, ArmScores, ArmValues, Choice, Policy, StatelessArmsPolicy
 from greenserv_core.bandits.epsilon_greedy import EpsilonGreedy
 from greenserv_core.bandits.epsilon_greedy_noncontextual import EpsilonGreedyNonContextual
 from greenserv_core.bandits.linear import LinearPolicy
@@ -23,6 +26,7 @@ from greenserv_core.bandits.registry import (
     unregister_policy,
 )
 from greenserv_core.bandits.ridge import RidgeArm
+from greenserv_core.bandits.ridges import RidgeStack
 from greenserv_core.bandits.static import StaticPolicy
 from greenserv_core.bandits.thompson import LinearThompson
 
@@ -34,6 +38,8 @@ __all__ = [
     "POLICIES",
     "ArmPrior",
     "ArmScore",
+    "ArmScores",
+    "ArmValues",
     "Choice",
     "EpsilonGreedy",
     "EpsilonGreedyNonContextual",
@@ -43,6 +49,7 @@ __all__ = [
     "Policy",
     "RandomPolicy",
     "RidgeArm",
+    "RidgeStack",
     "StatelessArmsPolicy",
     "StaticPolicy",
     "make_policy",

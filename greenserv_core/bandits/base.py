@@ -9,6 +9,12 @@ router already knows (the energy cost, measured on every call):
 
 With the defaults (``value_scale=1``, no costs) this is an ordinary contextual bandit.
 Ties are broken uniformly at random with the policy's own seeded generator.
+
+A decision is a few array operations over the eligible arms: a policy gives every arm's
+estimate and bonus at once (:meth:`Policy._estimate_arrays`; the linear policies compute them
+from stacked statistics), the scores are kept as arrays (:class:`ArmScores`), and costs given
+as :class:`ArmValues` over the eligible arms are used as they are. A simple policy may
+implement the per-arm :meth:`Policy._estimates` alone.
 """
 
 from __future__ import annotations
@@ -21,38 +27,45 @@ from urllib.parse import quote
 
 import numpy as np
 
+from greenserv_core.bandits.columns import ArmScore, ArmScores, ArmValues
 from greenserv_core.bandits.prior import ArmPrior
 from greenserv_core.errors import InvalidInputError, SharingNotSupportedError, StateFileError, UnknownModelError
 from greenserv_core.statistics import Statistics
 
-__all__ = ["ArmPrior", "ArmScore", "Choice", "Policy", "StatelessArmsPolicy"]
+__all__ = ["ArmPrior", "ArmScore", "ArmScores", "ArmValues", "Choice", "Policy", "StatelessArmsPolicy"]
 
 _TIE_TOLERANCE = 1e-12
 
 
 @dataclass(frozen=True)
-class ArmScore:
-    """How one arm scored: learned ``estimate``, exploration ``bonus``, known ``cost``, and ``score``."""
-
-    estimate: float
-    bonus: float
-    cost: float
-    score: float
-
-
-@dataclass(frozen=True)
 class Choice:
-    """The chosen arm, every eligible arm's score, and whether the choice was exploratory."""
+    """The chosen arm, every eligible arm's score (an :class:`ArmScores` from the policies
+    here), and whether the choice was exploratory."""
 
     arm: str
-    scores: dict[str, ArmScore]
+    scores: Mapping[str, ArmScore]
     explored: bool = False
+
+
+def _same_arms(arms: Sequence[str], other: list[str]) -> bool:
+    return arms is other or (arms if isinstance(arms, list) else list(arms)) == other
+
+
+def _cost_column(arms: list[str], costs: Mapping[str, float] | None) -> np.ndarray:
+    """Each arm's cost (0 where ``costs`` has none), without per-arm work when ``costs`` is
+    an :class:`ArmValues` over exactly ``arms``."""
+    if not costs:
+        return np.zeros(len(arms))
+    if isinstance(costs, ArmValues) and _same_arms(costs.arms, arms):
+        return costs.array
+    return np.fromiter((float(costs.get(arm, 0.0)) for arm in arms), dtype=np.float64, count=len(arms))
 
 
 class Policy(ABC):
     """Base class: arm bookkeeping, validation, argmax with random ties, seeded state.
 
-    Subclasses implement :meth:`_estimates` (estimate and bonus per arm), :meth:`update`,
+    Subclasses implement :meth:`_estimates` (estimate and bonus per arm; a policy that can
+    compute them for all arms at once overrides :meth:`_estimate_arrays` too), :meth:`update`,
     :meth:`_new_arm_state` and the ``_arm_state`` / ``_load_arm_state`` pair (saving). A policy
     that replicas may share also implements ``_arm_statistics`` / ``_load_arm_statistics``: an
     arm's state as sums that add up across replicas, and back.
@@ -83,18 +96,22 @@ class Policy(ABC):
     def add_arm(self, name: str, prior: ArmPrior | None = None) -> None:
         """Add an arm with the policy's prior, plus ``prior`` where given; it is explored like
         any unplayed arm."""
+        self._check_new_arm(name, prior)
+        state = self._new_arm_state()
+        if prior is not None:
+            state = self._with_prior(state, prior)
+        self.arms_[name] = state
+
+    def _check_new_arm(self, name: str, prior: ArmPrior | None) -> None:
+        """Refuse a bad or taken arm name, and a prior of another dimension."""
         if not isinstance(name, str) or not name:
             raise InvalidInputError(f"arm name must be a non-empty string, got {name!r}")
         if name in self.arms_:
             raise InvalidInputError(f"arm {name!r} already exists")
-        state = self._new_arm_state()
-        if prior is not None:
-            if prior.contexts.shape[1] != self.dimension:
-                raise InvalidInputError(
-                    f"the prior's contexts have dimension {prior.contexts.shape[1]}, not {self.dimension}"
-                )
-            state = self._with_prior(state, prior)
-        self.arms_[name] = state
+        if prior is not None and prior.contexts.shape[1] != self.dimension:
+            raise InvalidInputError(
+                f"the prior's contexts have dimension {prior.contexts.shape[1]}, not {self.dimension}"
+            )
 
     @property
     def takes_priors(self) -> bool:
@@ -106,6 +123,10 @@ class Policy(ABC):
         the best possible index, so that every model is tried at least once (no policy here does
         by default)."""
         return False
+
+    def _untried_mask(self, arms: Sequence[str]) -> np.ndarray:
+        """:meth:`_untried` of each of ``arms``, as a boolean array (override to do it at once)."""
+        return np.fromiter((self._untried(arm) for arm in arms), dtype=bool, count=len(arms))
 
     def _with_prior(self, state: Any, prior: ArmPrior) -> Any:
         """The arm state with ``prior`` folded in (a policy that takes priors overrides this)."""
@@ -148,22 +169,20 @@ class Policy(ABC):
         value_scale: float = 1.0,
         costs: Mapping[str, float] | None = None,
     ) -> Choice:
-        """Choose an arm and report every eligible arm's score."""
+        """Choose an arm and report every eligible arm's score (as :class:`ArmScores`).
+
+        ``costs`` may be any mapping; an :class:`ArmValues` over exactly the eligible arms is
+        used as it is.
+        """
         x, arms = self._check_decision(context, eligible_arms)
-        costs = costs or {}
-        estimates = self._estimates(x, arms)
+        estimate, bonus = self._estimate_arrays(x, arms)
         if self.reward_range is not None:
             low, high = self.reward_range
-            estimates = {
-                arm: (est, (high if self._untried(arm) else min(high, max(low, est + bonus))) - est)
-                for arm, (est, bonus) in estimates.items()
-            }
-        scores = {
-            arm: ArmScore(
-                est, bonus, float(costs.get(arm, 0.0)), value_scale * (est + bonus) - float(costs.get(arm, 0.0))
-            )
-            for arm, (est, bonus) in estimates.items()
-        }
+            index = np.minimum(high, np.maximum(low, estimate + bonus))
+            index[self._untried_mask(arms)] = high
+            bonus = index - estimate
+        cost = _cost_column(arms, costs)
+        scores = ArmScores(arms, estimate, bonus, cost, value_scale * (estimate + bonus) - cost)
         chosen, explored = self._choose(scores)
         self.t_ += 1
         return Choice(chosen, scores, explored)
@@ -174,8 +193,9 @@ class Policy(ABC):
         arms = self.arms if eligible_arms is None else list(eligible_arms)
         if not arms:
             raise InvalidInputError("no eligible arms to choose from")
-        for arm in arms:
-            self._require_arm(arm)
+        if eligible_arms is not None and arms != list(self.arms_) and not all(map(self.arms_.__contains__, arms)):
+            for arm in arms:
+                self._require_arm(arm)
         return x, arms
 
     def select(
@@ -193,13 +213,25 @@ class Policy(ABC):
         return self._argmax(scores), False
 
     def _argmax(self, scores: Mapping[str, ArmScore]) -> str:
-        best = max(s.score for s in scores.values())
-        tied = [arm for arm, s in scores.items() if s.score >= best - _TIE_TOLERANCE]
-        return tied[int(self.rng_.integers(len(tied)))] if len(tied) > 1 else tied[0]
+        """The best-scoring arm, ties (within 1e-12) broken uniformly at random."""
+        if isinstance(scores, ArmScores):
+            arms, values = scores.arms, scores.score
+        else:
+            arms, values = list(scores), np.array([s.score for s in scores.values()], dtype=np.float64)
+        tied = np.flatnonzero(values >= values.max() - _TIE_TOLERANCE)
+        return arms[int(tied[int(self.rng_.integers(len(tied)))])] if len(tied) > 1 else arms[int(tied[0])]
 
     @abstractmethod
     def _estimates(self, context: np.ndarray, arms: Sequence[str]) -> dict[str, tuple[float, float]]:
         """(estimate, exploration bonus) of each arm at ``context``."""
+
+    def _estimate_arrays(self, context: np.ndarray, arms: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The estimates and the exploration bonuses of ``arms`` at ``context``, as two arrays
+        aligned with ``arms`` (by default from :meth:`_estimates`; a policy that can compute
+        them for all arms at once overrides this)."""
+        estimates = self._estimates(context, arms)
+        pairs = np.array([estimates[arm] for arm in arms], dtype=np.float64).reshape(len(arms), 2)
+        return pairs[:, 0].copy(), pairs[:, 1].copy()
 
     @abstractmethod
     def update(self, arm: str, context: np.ndarray, reward: float) -> None:
@@ -286,10 +318,13 @@ class Policy(ABC):
             raise StateFileError(f"saved policy is {state.get('policy')!r}, this is {self.name!r}")
         if int(state["dimension"]) != self.dimension:
             raise StateFileError(f"saved policy has context dimension {state['dimension']}, expected {self.dimension}")
-        arms = {arm: self._load_arm_state(data) for arm, data in state["arms"].items()}
-        self.arms_ = arms
+        self._load_arms(state["arms"])
         self.t_ = int(state["t"])
         self.rng_.bit_generator.state = state["rng"]
+
+    def _load_arms(self, arms: Mapping[str, dict[str, Any]]) -> None:
+        """Replace every arm's state by the saved ones (``_load_arm_state`` of each)."""
+        self.arms_ = {arm: self._load_arm_state(data) for arm, data in arms.items()}
 
 
 class StatelessArmsPolicy(Policy):

@@ -79,8 +79,9 @@ class EpsilonGreedy(EpsilonExploration, LinearPolicy):
         super().__init__(dimension, **options)
         self._set_schedule(epsilon, decay, min_epsilon)
 
-    def _estimates(self, context: np.ndarray, arms: Sequence[str]) -> dict[str, tuple[float, float]]:
-        return {arm: (self.arms_[arm].predict(context), 0.0) for arm in arms}
+    def _estimate_arrays(self, context: np.ndarray, arms: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        estimate, _ = self._ridge_estimates(context, arms)
+        return estimate, np.zeros(len(arms))
 
     def params(self) -> dict[str, Any]:
         return {**super().params(), **self._schedule_params()}

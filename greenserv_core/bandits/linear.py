@@ -1,14 +1,18 @@
-"""Shared base of the linear contextual policies: one :class:`RidgeArm` per arm."""
+"""Shared base of the linear contextual policies: one ridge regression per arm, all arms
+stacked in one :class:`~greenserv_core.bandits.ridges.RidgeStack` (``ridge_``), so that a
+decision computes every arm's estimate with a few array operations. ``arms_`` maps each arm
+to a :class:`RidgeArm` view of its row."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, TypedDict
 
 import numpy as np
 
 from greenserv_core.bandits.base import ArmPrior, Policy
 from greenserv_core.bandits.ridge import RidgeArm
+from greenserv_core.bandits.ridges import RidgeStack
 from greenserv_core.errors import InvalidInputError, SharingNotSupportedError
 from greenserv_core.statistics import Statistics
 
@@ -78,28 +82,63 @@ class LinearPolicy(Policy):
         self.l2 = float(l2)
         self.prior_reward = float(prior_reward)
         self.forget = float(forget)
+        self.ridge_ = self._new_stack()
+        """Every arm's ridge statistics, one row per arm in the order of ``arms_``."""
 
     def _prior_mean(self) -> np.ndarray:
         prior = np.zeros(self.dimension)
         prior[0] = self.prior_reward
         return prior
 
+    def _new_stack(self) -> RidgeStack:
+        return RidgeStack(self.dimension, l2=self.l2, prior_mean=self._prior_mean(), forget=self.forget)
+
     def _new_arm_state(self) -> RidgeArm:
+        """A fresh arm on its own (the policy's own arms are rows of ``ridge_``: see :meth:`add_arm`)."""
         return RidgeArm(self.dimension, l2=self.l2, prior_mean=self._prior_mean(), forget=self.forget)
 
     def add_arm(self, name: str, prior: ArmPrior | None = None) -> None:
         """Add an arm. With ``pool_prior``, an arm that joins after others have learned starts
         from the mean of their coefficients (an empirical-Bayes prior of strength ``l2``)
         instead of ``prior_reward``, so a newcomer is neither ignored nor over-trusted."""
-        learned = [state.theta for state in self.arms_.values() if state.n > 0]
-        super().add_arm(name, prior)
-        if self.pool_prior and learned:
-            self.arms_[name].set_prior_mean(np.mean(learned, axis=0))
+        self._check_new_arm(name, prior)
+        learned = self.ridge_.theta[self.ridge_.n > 0]
+        self.ridge_.add(name)
+        arm = self.arms_[name] = RidgeArm.of(self.ridge_, name)
+        if prior is not None:
+            arm.add_prior(prior)
+        if self.pool_prior and len(learned):
+            arm.set_prior_mean(np.mean(learned, axis=0))
+
+    def remove_arm(self, name: str) -> None:
+        super().remove_arm(name)
+        self.ridge_.remove(name)
 
     def _untried(self, arm: str) -> bool:
-        state: RidgeArm = self.arms_[arm]
-        has_prior = state.prior_xx.any() or not np.array_equal(state.prior_mean, self._prior_mean())
-        return self.try_unplayed and state.n == 0 and not has_prior
+        self._require_arm(arm)
+        return bool(self._untried_mask([arm])[0])
+
+    def _untried_mask(self, arms: Sequence[str]) -> np.ndarray:
+        untried = np.zeros(len(arms), dtype=bool)
+        if not self.try_unplayed:
+            return untried
+        rows = np.arange(len(self.ridge_))[self.ridge_.rows(arms)]
+        unplayed = np.flatnonzero(self.ridge_.n[rows] == 0)
+        if len(unplayed):  # only an arm without data can be untried: look at those arms' priors alone
+            untried[unplayed] = ~self.ridge_.has_own_prior(rows[unplayed])
+        return untried
+
+    def _ridge_estimates(self, context: np.ndarray, arms: Sequence[str]) -> tuple[np.ndarray, slice | np.ndarray]:
+        """``θᵀx`` of each of ``arms`` (one matrix-vector product over the stack), and their rows."""
+        rows = self.ridge_.rows(arms)
+        return self.ridge_.predict(context)[rows], rows
+
+    def _estimates(self, context: np.ndarray, arms: Sequence[str]) -> dict[str, tuple[float, float]]:
+        """From :meth:`_estimate_arrays`, which a linear policy implements."""
+        if type(self)._estimate_arrays is Policy._estimate_arrays:
+            raise NotImplementedError(f"{type(self).__name__} implements neither _estimate_arrays nor _estimates")
+        estimate, bonus = self._estimate_arrays(context, arms)
+        return {arm: (float(e), float(b)) for arm, e, b in zip(arms, estimate, bonus, strict=True)}
 
     def _with_prior(self, state: RidgeArm, prior: ArmPrior) -> RidgeArm:
         state.add_prior(prior)
@@ -112,6 +151,14 @@ class LinearPolicy(Policy):
         arm = self._new_arm_state()
         arm.load_state_dict(data)
         return arm
+
+    def _load_arms(self, arms: Mapping[str, dict[str, Any]]) -> None:
+        stack = self._new_stack()
+        for name, data in arms.items():
+            stack.add(name)
+            stack.load_state_dict(name, data)
+        self.ridge_ = stack
+        self.arms_ = {name: RidgeArm.of(stack, name) for name in stack.names}
 
     @property
     def shareable(self) -> bool:
@@ -135,12 +182,12 @@ class LinearPolicy(Policy):
     def update(self, arm: str, context: np.ndarray, reward: float) -> None:
         self._require_arm(arm)
         x = self._check_context(context)
-        self.arms_[arm].update(x, self._check_reward(reward))
+        self.ridge_.update(arm, x, self._check_reward(reward))
 
     def theta(self, arm: str) -> np.ndarray:
         """The arm's current coefficient vector."""
         self._require_arm(arm)
-        theta: np.ndarray = self.arms_[arm].theta.copy()
+        theta: np.ndarray = self.ridge_.theta[self.ridge_.row(arm)].copy()
         return theta
 
     def params(self) -> dict[str, Any]:

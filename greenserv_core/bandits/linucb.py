@@ -38,11 +38,9 @@ class LinUCB(LinearPolicy):
             raise InvalidInputError(f"alpha must be >= 0, got {alpha!r}")
         self.alpha = float(alpha)
 
-    def _estimates(self, context: np.ndarray, arms: Sequence[str]) -> dict[str, tuple[float, float]]:
-        return {
-            arm: (self.arms_[arm].predict(context), self.alpha * float(np.sqrt(self.arms_[arm].variance(context))))
-            for arm in arms
-        }
+    def _estimate_arrays(self, context: np.ndarray, arms: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        estimate, rows = self._ridge_estimates(context, arms)
+        return estimate, self.alpha * np.sqrt(self.ridge_.variance(context)[rows])
 
     def params(self) -> dict[str, Any]:
         return {**super().params(), "alpha": self.alpha}

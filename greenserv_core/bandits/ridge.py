@@ -1,14 +1,9 @@
-"""Online ridge regression with Sherman–Morrison rank-one updates (one per arm).
+"""One online ridge regression: a row of a :class:`~greenserv_core.bandits.ridges.RidgeStack`.
 
-Sufficient statistics ``A = A₀ + Σ x xᵀ`` and ``b = b₀ + Σ r x`` are kept, where the prior
-``A₀ = l2·I + Σ w x xᵀ`` and ``b₀ = l2·θ₀ + Σ w r x`` holds the prior mean and any weighted
-pseudo-observations (:meth:`RidgeArm.add_prior`). The data part adds up across replicas;
-``A⁻¹`` is updated in O(d²) per observation instead of inverted, and re-derived from ``A``
-every ``refresh_every`` updates to stop round-off from accumulating.
-
-With ``forget`` below 1, the data part is discounted by that factor at each update, so old
-evidence fades (an observation ``k`` updates ago weighs ``forgetᵏ``) and the estimate follows
-a model that changes; the prior never fades.
+A :class:`RidgeArm` made on its own owns a stack of one row; the policies and the cost models
+keep all their arms in one stack and hand out :meth:`RidgeArm.of` views of its rows, which
+read and change the stack in place. The mathematics (Sherman–Morrison updates, the periodic
+refresh of ``A⁻¹``, priors and forgetting) is told in :mod:`greenserv_core.bandits.ridges`.
 """
 
 from __future__ import annotations
@@ -18,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from greenserv_core.bandits.prior import ArmPrior
-from greenserv_core.errors import InvalidInputError
+from greenserv_core.bandits.ridges import RidgeStack
 from greenserv_core.statistics import Statistics
 
 __all__ = ["RidgeArm"]
@@ -33,6 +28,8 @@ class RidgeArm:
     0.5
     """
 
+    __slots__ = ("name", "stack")
+
     def __init__(
         self,
         dimension: int,
@@ -42,42 +39,90 @@ class RidgeArm:
         refresh_every: int = 2048,
         forget: float = 1.0,
     ) -> None:
-        if dimension < 1:
-            raise InvalidInputError(f"dimension must be positive, got {dimension}")
-        if not l2 > 0:
-            raise InvalidInputError(f"l2 must be positive, got {l2}")
-        if not 0 < forget <= 1:
-            raise InvalidInputError(f"forget must be in (0, 1], got {forget!r}")
-        self.dimension = dimension
-        self.l2 = float(l2)
-        self.refresh_every = refresh_every
-        self.forget = float(forget)
-        prior = np.zeros(dimension) if prior_mean is None else np.asarray(prior_mean, dtype=np.float64)
-        self.prior_mean = prior.copy()
-        self.prior_xx = np.zeros((dimension, dimension))
-        self.prior_yx = np.zeros(dimension)
-        self.A = self.l2 * np.eye(dimension)
-        self.A_inv = np.eye(dimension) / self.l2
-        self.b = self.l2 * prior
-        self.n = 0
-        self._theta: np.ndarray | None = None
+        self.stack = RidgeStack(dimension, l2=l2, prior_mean=prior_mean, refresh_every=refresh_every, forget=forget)
+        self.name = ""
+        self.stack.add(self.name)
 
-    def _prior_sums(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(A₀, b₀)``: the prior's part of ``A`` and ``b``."""
-        return self.l2 * np.eye(self.dimension) + self.prior_xx, self.l2 * self.prior_mean + self.prior_yx
+    @classmethod
+    def of(cls, stack: RidgeStack, name: str) -> RidgeArm:
+        """The view of arm ``name`` of ``stack`` (it reads and changes the stack's row).
 
+        >>> stack = RidgeStack(1); stack.add("a")
+        >>> RidgeArm.of(stack, "a").update(np.ones(1), 2.0); stack.predict(np.ones(1)).tolist()
+        [1.0]
+        """
+        arm = cls.__new__(cls)
+        arm.stack, arm.name = stack, name
+        return arm
+
+    # ---- the row's state ----------------------------------------------------------------
+    @property
+    def _row(self) -> int:
+        return self.stack.row(self.name)
+
+    @property
+    def dimension(self) -> int:
+        return self.stack.dimension
+
+    @property
+    def forget(self) -> float:
+        return self.stack.forget
+
+    @property
+    def refresh_every(self) -> int:
+        return self.stack.refresh_every
+
+    @property
+    def l2(self) -> float:
+        return float(self.stack.l2s[self._row])
+
+    @property
+    def n(self) -> int:
+        return int(self.stack.n[self._row])
+
+    @property
+    def A(self) -> np.ndarray:
+        row: np.ndarray = self.stack.A[self._row]
+        return row
+
+    @property
+    def A_inv(self) -> np.ndarray:
+        row: np.ndarray = self.stack.A_inv[self._row]
+        return row
+
+    @property
+    def b(self) -> np.ndarray:
+        row: np.ndarray = self.stack.b[self._row]
+        return row
+
+    @property
+    def prior_xx(self) -> np.ndarray:
+        row: np.ndarray = self.stack.prior_xx[self._row]
+        return row
+
+    @property
+    def prior_yx(self) -> np.ndarray:
+        row: np.ndarray = self.stack.prior_yx[self._row]
+        return row
+
+    @property
+    def prior_mean(self) -> np.ndarray:
+        row: np.ndarray = self.stack.prior_mean[self._row]
+        return row
+
+    @property
+    def theta(self) -> np.ndarray:
+        row: np.ndarray = self.stack.theta[self._row]
+        return row
+
+    # ---- learning and predicting --------------------------------------------------------
     def set_prior_mean(self, prior_mean: np.ndarray) -> None:
         """Move the prior mean ``θ₀`` (what the data say stays as it is).
 
         >>> arm = RidgeArm(1, l2=1.0); arm.set_prior_mean(np.array([0.6])); arm.predict(np.array([1.0]))
         0.6
         """
-        mean = np.asarray(prior_mean, dtype=np.float64)
-        if mean.shape != (self.dimension,) or not np.all(np.isfinite(mean)):
-            raise InvalidInputError(f"prior mean must be {self.dimension} finite numbers")
-        self.b = self.b + self.l2 * (mean - self.prior_mean)
-        self.prior_mean = mean.copy()
-        self._theta = None
+        self.stack.set_prior_mean(self.name, prior_mean)
 
     def add_prior(self, prior: ArmPrior) -> None:
         """Add ``prior``'s weighted pseudo-observations to the prior: ``weights[i]`` observations
@@ -88,50 +133,13 @@ class RidgeArm:
         >>> round(arm.predict(np.array([1.0])), 3), arm.n
         (0.7, 0)
         """
-        xs, ys, ws = prior.contexts, prior.rewards, prior.weights
-        if xs.shape[1] != self.dimension:
-            raise InvalidInputError(f"the prior's contexts have dimension {xs.shape[1]}, not {self.dimension}")
-        xx = (xs * ws[:, None]).T @ xs
-        yx = (ws * ys) @ xs
-        self.prior_xx = self.prior_xx + xx
-        self.prior_yx = self.prior_yx + yx
-        self.A = self.A + xx
-        self.b = self.b + yx
-        self.A_inv = np.asarray(np.linalg.inv(self.A), dtype=np.float64)
-        self._theta = None
-
-    @property
-    def theta(self) -> np.ndarray:
-        if self._theta is None:
-            self._theta = self.A_inv @ self.b
-        return self._theta
+        self.stack.add_prior(self.name, prior)
 
     def check(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float64)
-        if x.shape != (self.dimension,):
-            raise InvalidInputError(f"context must have shape ({self.dimension},), got {x.shape}")
-        if not np.all(np.isfinite(x)):
-            raise InvalidInputError("context contains NaN or infinity")
-        return x
+        return self.stack.check(x)
 
     def update(self, x: np.ndarray, y: float) -> None:
-        x = self.check(x)
-        if not np.isfinite(y):
-            raise InvalidInputError(f"target must be finite, got {y!r}")
-        self.n += 1
-        self._theta = None
-        if self.forget < 1.0:
-            base_a, base_b = self._prior_sums()
-            self.A = base_a + self.forget * (self.A - base_a) + np.outer(x, x)
-            self.b = base_b + self.forget * (self.b - base_b) + y * x
-            self.A_inv = np.asarray(np.linalg.inv(self.A), dtype=np.float64)
-            return
-        a_inv_x = self.A_inv @ x
-        self.A += np.outer(x, x)
-        self.A_inv -= np.outer(a_inv_x, a_inv_x) / (1.0 + x @ a_inv_x)
-        self.b += y * x
-        if self.refresh_every and self.n % self.refresh_every == 0:
-            self.A_inv = np.asarray(np.linalg.inv(self.A), dtype=np.float64)
+        self.stack.update(self.name, x, y)
 
     def predict(self, x: np.ndarray) -> float:
         return float(x @ self.theta)
@@ -140,11 +148,11 @@ class RidgeArm:
         """``xᵀ A⁻¹ x``: the width of the estimate at ``x`` (before noise scaling)."""
         return max(float(x @ self.A_inv @ x), 0.0)
 
+    # ---- sharing and saving -------------------------------------------------------------
     def data_sums(self) -> tuple[np.ndarray, np.ndarray, int]:
         """``(Σ x xᵀ, Σ y x, n)``: what the observations added to the prior. These add up
         across router replicas (see :mod:`greenserv_core.sharing`)."""
-        base_a, base_b = self._prior_sums()
-        return self.A - base_a, self.b - base_b, self.n
+        return self.stack.data_sums(self.name)
 
     def load_data_sums(self, xx: np.ndarray, yx: np.ndarray, n: int) -> None:
         """Set the state to the prior plus these sums (``A⁻¹`` is re-derived).
@@ -156,16 +164,7 @@ class RidgeArm:
         >>> merged.predict(np.array([0.0, 1.0])), merged.n
         (1.0, 2)
         """
-        xx = np.asarray(xx, dtype=np.float64)
-        yx = np.asarray(yx, dtype=np.float64)
-        if xx.shape != (self.dimension, self.dimension) or yx.shape != (self.dimension,):
-            raise InvalidInputError(f"ridge sums do not have dimension {self.dimension}")
-        base_a, base_b = self._prior_sums()
-        self.A = base_a + xx
-        self.b = base_b + yx
-        self.A_inv = np.asarray(np.linalg.inv(self.A), dtype=np.float64)
-        self.n = int(n)
-        self._theta = None
+        self.stack.load_data_sums(self.name, xx, yx, n)
 
     def statistics(self) -> Statistics:
         """:meth:`data_sums` as :class:`~greenserv_core.statistics.Statistics` (``xx``, ``yx``, ``n``)."""
@@ -178,29 +177,7 @@ class RidgeArm:
             self.load_data_sums(stats.sums["xx"], stats.sums["yx"], round(float(stats.sums["n"][0])))
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "A": self.A.copy(),
-            "A_inv": self.A_inv.copy(),
-            "b": self.b.copy(),
-            "n": self.n,
-            "l2": self.l2,
-            "prior_xx": self.prior_xx.copy(),
-            "prior_yx": self.prior_yx.copy(),
-            "prior_mean": self.prior_mean.copy(),
-        }
+        return self.stack.state_dict(self.name)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        A = np.asarray(state["A"], dtype=np.float64)
-        b = np.asarray(state["b"], dtype=np.float64)
-        A_inv = np.asarray(state["A_inv"], dtype=np.float64)
-        if A.shape != (self.dimension, self.dimension) or b.shape != (self.dimension,) or A_inv.shape != A.shape:
-            raise InvalidInputError(f"ridge state does not have dimension {self.dimension}")
-        self.A, self.A_inv, self.b = A.copy(), A_inv.copy(), b.copy()
-        self.n = int(state["n"])
-        self.l2 = float(state["l2"])
-        if "prior_xx" in state:  # saved before priors existed: none
-            self.prior_xx = np.asarray(state["prior_xx"], dtype=np.float64).reshape(A.shape).copy()
-            self.prior_yx = np.asarray(state["prior_yx"], dtype=np.float64).reshape(b.shape).copy()
-        if "prior_mean" in state:
-            self.prior_mean = np.asarray(state["prior_mean"], dtype=np.float64).reshape(b.shape).copy()
-        self._theta = None
+        self.stack.load_state_dict(self.name, state)

@@ -36,12 +36,10 @@ class LinearThompson(LinearPolicy):
             raise InvalidInputError(f"v must be >= 0, got {v!r}")
         self.v = float(v)
 
-    def _estimates(self, context: np.ndarray, arms: Sequence[str]) -> dict[str, tuple[float, float]]:
+    def _estimate_arrays(self, context: np.ndarray, arms: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         noise = self.rng_.standard_normal(len(arms))
-        return {
-            arm: (self.arms_[arm].predict(context), self.v * float(np.sqrt(self.arms_[arm].variance(context))) * z)
-            for arm, z in zip(arms, noise, strict=True)
-        }
+        estimate, rows = self._ridge_estimates(context, arms)
+        return estimate, self.v * np.sqrt(self.ridge_.variance(context)[rows]) * noise
 
     def params(self) -> dict[str, Any]:
         return {**super().params(), "v": self.v}

@@ -1,6 +1,7 @@
 """The benchmarks of BENCHMARKS.md as ``greenserv bench <name>``: ``overhead``, ``local-models``,
-``replay-speed``, ``tool-calling``, ``replicas`` and ``synthetic-world``. Each runs a function of
-:mod:`greenserv_core.evaluation` that returns its results, and prints them as a Markdown table."""
+``replay-speed``, ``tool-calling``, ``replicas``, ``synthetic-world`` and ``classifier``. Each runs a
+function of :mod:`greenserv_core.evaluation` that returns its results, and prints them as a Markdown
+table."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import argparse
 from typing import Any
 
 from greenserv_core.cli.common import parse_strategies, print_table, strategy_help
+from greenserv_core.errors import InvalidInputError
+from greenserv_core.features.bundled import EMBEDDERS
 
 __all__ = ["add_commands"]
 
@@ -15,8 +18,18 @@ __all__ = ["add_commands"]
 def _overhead(args: argparse.Namespace) -> int:
     from greenserv_core.evaluation.overhead import run_overhead
 
+    embedders = [e.strip() for e in args.embedders.split(",") if e.strip()]
+    unknown = [e for e in embedders if e not in EMBEDDERS]
+    if unknown or not embedders:
+        raise InvalidInputError(
+            f"--embedders takes a comma-separated list of {list(EMBEDDERS)}, got {args.embedders!r}"
+        )
     report = run_overhead(
-        queries=args.queries, models=args.models, strategies=parse_strategies(args.strategies), seed=args.seed
+        queries=args.queries,
+        models=args.models,
+        strategies=parse_strategies(args.strategies),
+        embedders=embedders,
+        seed=args.seed,
     )
     print(report.machine)
     print()
@@ -41,7 +54,9 @@ def _local_models(args: argparse.Namespace) -> int:
 def _replay_speed(args: argparse.Namespace) -> int:
     from greenserv_core.evaluation.replay_speed import run_replay_speed
 
-    report = run_replay_speed(args.calibration, queries=args.queries, strategies=parse_strategies(args.strategies))
+    report = run_replay_speed(
+        args.calibration, queries=args.queries, strategies=parse_strategies(args.strategies), embedder=args.embedder
+    )
     print(report.machine)
     print()
     print_table(report.table())
@@ -101,6 +116,22 @@ def _synthetic_world(args: argparse.Namespace) -> int:
     return 0
 
 
+def _classifier(args: argparse.Namespace) -> int:
+    from greenserv_core.evaluation.task_generalisation import evaluate_generalisation
+    from greenserv_core.features.bundled import bundled_classifier, bundled_embedder
+    from greenserv_core.features.task_classifier import TaskClassifier
+
+    classifier = TaskClassifier.load(args.classifier) if args.classifier else bundled_classifier(args.embedder)
+    embedder = bundled_embedder(args.embedder)
+    report = evaluate_generalisation(
+        embedder, classifier, per_source=args.per_source, in_distribution_per_label=args.per_label, seed=args.seed
+    )
+    print(f"task classifier over {report.embedder} ({len(report.labels)} task types)")
+    print()
+    print_table(report.table())
+    return 0
+
+
 def add_commands(bench: Any) -> None:
     """Add the benchmarks to the ``bench`` subparsers."""
     overhead = bench.add_parser("overhead", help="routing overhead per query over zero-cost fake models")
@@ -108,6 +139,9 @@ def add_commands(bench: Any) -> None:
     overhead.add_argument("--models", type=int, default=16, help="fake models in the pool")
     overhead.add_argument(
         "--strategies", default="linucb,thompson,epsilon,random", help=f"comma-separated {strategy_help()}"
+    )
+    overhead.add_argument(
+        "--embedders", default="minilm", help=f"comma-separated features' embedders, of {list(EMBEDDERS)}"
     )
     overhead.add_argument("--seed", type=int, default=0)
     overhead.set_defaults(run=_overhead)
@@ -126,6 +160,7 @@ def add_commands(bench: Any) -> None:
     speed.add_argument(
         "--strategies", default="random,linucb,thompson,epsilon", help=f"comma-separated {strategy_help()}"
     )
+    speed.add_argument("--embedder", choices=EMBEDDERS, default="minilm", help="the features' embedder")
     speed.set_defaults(run=_replay_speed)
 
     tools = bench.add_parser("tool-calling", help="how often the bundled models call the offered tools correctly")
@@ -154,3 +189,13 @@ def add_commands(bench: Any) -> None:
     world.add_argument("--sparse-feedback", type=float, default=0.2, help="the share scored in the sparse runs")
     world.add_argument("--queries-per-task", type=int, default=60, help="real prompts per task to draw from")
     world.set_defaults(run=_synthetic_world)
+
+    classifier = bench.add_parser(
+        "classifier", help="task-classifier accuracy on held-out sources and everyday queries, and in-distribution F1"
+    )
+    classifier.add_argument("--embedder", choices=EMBEDDERS, default="minilm")
+    classifier.add_argument("--classifier", default=None, help="a saved classifier (default: the bundled one)")
+    classifier.add_argument("--per-source", type=int, default=200, help="prompts per held-out source")
+    classifier.add_argument("--per-label", type=int, default=200, help="in-distribution test prompts per task type")
+    classifier.add_argument("--seed", type=int, default=0)
+    classifier.set_defaults(run=_classifier)

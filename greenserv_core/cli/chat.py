@@ -12,6 +12,7 @@ from typing import Any
 
 from greenserv_core.bandits import DEFAULT_POLICY
 from greenserv_core.cli.common import meter_help, model_help, strategy_help
+from greenserv_core.features.bundled import DEFAULT_EMBEDDER, EMBEDDERS
 
 __all__ = ["DEMO_QUERIES", "add_commands"]
 
@@ -31,6 +32,7 @@ def _setup(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from greenserv_core.features.complexity import prepare_offline_cmudict
+    from greenserv_core.features.static_embedder import distill_static, static_model_dir
     from greenserv_core.models.bundled import (
         BUNDLED_MODELS,
         converted_dir,
@@ -43,6 +45,11 @@ def _setup(args: argparse.Namespace) -> int:
     if installed:
         print(f"installed: {', '.join(installed)}")
     prepare_offline_cmudict()
+    static = static_model_dir()
+    if not (static / "config.json").exists():
+        started = time.perf_counter()
+        distill_static(out=static)
+        print(f"distilled the static embedder in {time.perf_counter() - started:.0f} s → {static}")
     todo = [name for name in BUNDLED_MODELS if not is_converted(name)]
     for name in tqdm(todo, desc="converting GGUF models", unit="model", disable=not todo):
         started = time.perf_counter()
@@ -50,6 +57,7 @@ def _setup(args: argparse.Namespace) -> int:
         tqdm.write(f"converted {name} in {time.perf_counter() - started:.0f} s → {converted_dir(name)}")
     for name, model in BUNDLED_MODELS.items():
         print(f"ready: {name:24s} {converted_dir(name)}  ({model.licence})")
+    print(f"ready: {'static embedder':24s} {static}  (distilled from all-MiniLM-L6-v2, Apache-2.0)")
     return 0
 
 
@@ -63,7 +71,9 @@ def _chat(args: argparse.Namespace) -> int:
         router = GreenServRouter.load(state, pool)
         print(f"loaded learned state from {state}")
     else:
-        router = GreenServRouter(pool, strategy=args.strategy, tradeoff=args.tradeoff, seed=args.seed)
+        router = GreenServRouter(
+            pool, strategy=args.strategy, embedder=args.embedder, tradeoff=args.tradeoff, seed=args.seed
+        )
     queries: Sequence[str] = DEMO_QUERIES if not args.interactive else ()
     print(f"pool: {', '.join(router.models)} | strategy {router.strategy} | λ = {router.tradeoff}\n")
     totals: dict[str, list[float]] = {}
@@ -109,6 +119,12 @@ def add_commands(commands: Any) -> None:
         help=f"a pool member (repeat for each): {model_help()}; default: the bundled models",
     )
     chat.add_argument("--strategy", default=DEFAULT_POLICY, help=f"one of the {strategy_help()}")
+    chat.add_argument(
+        "--embedder",
+        choices=EMBEDDERS,
+        default=None,
+        help=f"the features' embedder (default: {DEFAULT_EMBEDDER}; a loaded --state keeps its own)",
+    )
     chat.add_argument("--tradeoff", type=float, default=0.4, help="λ: 0 = accuracy only, 1 = energy only")
     chat.add_argument("--max-new-tokens", type=int, default=48)
     chat.add_argument("--meter", default="auto", help=meter_help())

@@ -16,6 +16,8 @@ from greenserv_core.cli.common import (
 )
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.evaluation.learning_curves import AROUND
+from greenserv_core.features.bundled import DEFAULT_EMBEDDER, EMBEDDERS
+from greenserv_core.features.extractor import TASK_ENCODINGS
 
 __all__ = ["add_commands"]
 
@@ -45,7 +47,7 @@ def _horizons(text: str) -> list[int]:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from greenserv_core.evaluation.replay import PoolChange, Shift, parse_overstatement, replay
+    from greenserv_core.evaluation.replay import PoolChange, Shift, default_features, parse_overstatement, replay
     from greenserv_core.evaluation.table import read_table
 
     changes = [PoolChange.parse("add", c) for c in args.add_model] + [
@@ -57,9 +59,11 @@ def _replay(args: argparse.Namespace) -> int:
     params = policy_params(args.param)
     horizons = _horizons(args.horizons)
     table = read_table(args.table)
+    distinct = len(set(table.columns["prompt"]))
     report = replay(
         table,
         strategies,
+        make_features=default_features(distinct, args.embedder, args.task_encoding),
         tradeoff=args.tradeoff,
         runs=args.runs,
         seed=args.seed,
@@ -282,6 +286,13 @@ def add_commands(bench: Any) -> None:
     replay.add_argument("--remove-model", action="append", default=[], metavar="NAME@STEP", help="model leaves at STEP")
     replay.add_argument("--param", action="append", default=[], metavar="STRATEGY.NAME=VALUE", help="policy parameter")
     replay.add_argument("--no-embedding-cache", action="store_true", help="embed every prompt again")
+    replay.add_argument("--embedder", choices=EMBEDDERS, default=DEFAULT_EMBEDDER, help="the features' embedder")
+    replay.add_argument(
+        "--task-encoding",
+        choices=TASK_ENCODINGS,
+        default="onehot",
+        help="the task type in the context vector: one-hot, or the classifier's probabilities",
+    )
     replay.add_argument(
         "--energy-scale",
         choices=("online", "seen", "pool", "table"),

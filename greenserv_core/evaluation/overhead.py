@@ -20,7 +20,8 @@ import numpy as np
 
 from greenserv_core.backends.fake import FakeBackend
 from greenserv_core.datasets import load_task
-from greenserv_core.features import FeatureExtractor, SentenceTransformerEmbedder, TaskClassifier, instruction_text
+from greenserv_core.features import FeatureExtractor, instruction_text
+from greenserv_core.features.bundled import bundled_features
 from greenserv_core.router import GreenServRouter
 
 __all__ = ["DEFAULT_STRATEGIES", "OverheadReport", "OverheadRow", "measure", "run_overhead"]
@@ -41,8 +42,13 @@ def _percentiles(samples_s: Sequence[float]) -> tuple[float, float, float]:
     return float(np.percentile(ms, 50)), float(np.percentile(ms, 99)), float(np.mean(ms))
 
 
-def _default_features() -> FeatureExtractor:
-    return FeatureExtractor(SentenceTransformerEmbedder(cache_size=0), TaskClassifier.bundled())
+def bundled_uncached(embedder: str) -> Callable[[], FeatureExtractor]:
+    """A factory of the bundled features of ``embedder`` with no embedding cache."""
+
+    def make() -> FeatureExtractor:
+        return FeatureExtractor(*bundled_features(embedder, cache_size=0))
+
+    return make
 
 
 def measure(
@@ -54,7 +60,7 @@ def measure(
     make_features: Callable[[], FeatureExtractor] | None = None,
 ) -> dict[str, tuple[float, float, float]]:
     """p50, p99 and mean milliseconds of the embedding alone, ``route()``, and a whole round."""
-    features = (make_features or _default_features)()
+    features = (make_features or bundled_uncached("minilm"))()
     embedder = features.embedder
     models = [FakeBackend(f"model-{i}", joules_per_token=float(i + 1)) for i in range(n_models)]
     router = GreenServRouter(models, strategy=strategy, tradeoff=0.4, features=features, seed=seed)
@@ -83,14 +89,17 @@ def measure(
 
 @dataclass(frozen=True)
 class OverheadRow:
-    """One strategy and one measured path, in milliseconds."""
+    """One embedder, strategy and measured path, in milliseconds; ``p50_vs_minilm`` is its p50
+    over the same path's with MiniLM features in the same run (None without a MiniLM row)."""
 
+    embedder: str
     strategy: str
     measured: str
     p50_ms: float
     p99_ms: float
     mean_ms: float
     p50_vs_embedding: float
+    p50_vs_minilm: float | None = None
 
 
 @dataclass(frozen=True)
@@ -102,12 +111,14 @@ class OverheadReport:
         """Rows for :func:`~greenserv_core.evaluation.markdown.markdown_table`."""
         return [
             {
+                "embedder": r.embedder,
                 "strategy": r.strategy,
                 "measured": r.measured,
-                "p50 ms": f"{r.p50_ms:.2f}",
-                "p99 ms": f"{r.p99_ms:.2f}",
-                "mean ms": f"{r.mean_ms:.2f}",
+                "p50 ms": f"{r.p50_ms:.3f}",
+                "p99 ms": f"{r.p99_ms:.3f}",
+                "mean ms": f"{r.mean_ms:.3f}",
                 "p50 / embedding p50": f"{r.p50_vs_embedding:.2f}",
+                "p50 / MiniLM p50": "–" if r.p50_vs_minilm is None else f"{r.p50_vs_minilm:.3f}",
             }
             for r in self.rows
         ]
@@ -118,21 +129,30 @@ def run_overhead(
     queries: int = 1000,
     models: int = 16,
     strategies: Sequence[str] = DEFAULT_STRATEGIES,
+    embedders: Sequence[str] = ("minilm",),
     seed: int = 0,
     make_features: Callable[[], FeatureExtractor] | None = None,
 ) -> OverheadReport:
-    """Time every strategy over ``queries`` distinct real prompts and ``models`` fake models.
-
-    ``make_features`` builds a fresh extractor per strategy (default: MiniLM, cache disabled).
+    """Time every embedder × strategy over ``queries`` distinct real prompts and ``models`` fake
+    models. Each embedder's bundled features are built fresh per strategy, cache disabled;
+    ``make_features`` replaces them all (for tests).
     """
     import torch
 
     prompts = _prompts(queries, seed)
     rows: list[OverheadRow] = []
-    for strategy in strategies:
-        measured = measure(strategy, prompts, models, seed, make_features=make_features)
-        base = measured["embedding only"][0]
-        rows.extend(OverheadRow(strategy, label, *times, times[0] / base) for label, times in measured.items())
+    minilm: dict[tuple[str, str], float] = {}
+    for embedder in embedders:
+        factory = make_features or bundled_uncached(embedder)
+        for strategy in strategies:
+            measured = measure(strategy, prompts, models, seed, make_features=factory)
+            base = measured["embedding only"][0]
+            for label, times in measured.items():
+                if embedder == "minilm":
+                    minilm[strategy, label] = times[0]
+                reference = minilm.get((strategy, label))
+                ratio = times[0] / reference if reference else None
+                rows.append(OverheadRow(embedder, strategy, label, *times, times[0] / base, ratio))
     machine = (
         f"machine: {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}, "
         f"{len(prompts)} distinct real prompts, {models} models"

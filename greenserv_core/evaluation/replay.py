@@ -75,7 +75,7 @@ from greenserv_core.evaluation.learning_curves import (
 from greenserv_core.evaluation.shifts import Shift, shift_outcomes
 from greenserv_core.evaluation.table import Matrices, OutcomeTable
 from greenserv_core.features.complexity import approximate_tokens
-from greenserv_core.features.extractor import FeatureExtractor
+from greenserv_core.features.extractor import FeatureExtractor, TaskEncoding
 from greenserv_core.features.task_classifier import instruction_text
 from greenserv_core.messages import Message
 from greenserv_core.reward import EnergyNormalizer
@@ -534,16 +534,18 @@ def baselines(table: OutcomeTable | Matrices, tradeoff: float) -> dict[str, dict
     return out
 
 
-def default_features(distinct_prompts: int) -> Callable[[], FeatureExtractor]:
-    """A factory of fresh feature extractors (own clustering) that share one MiniLM embedder
-    whose cache holds every prompt, and the bundled task classifier."""
-    from greenserv_core.features import SentenceTransformerEmbedder, TaskClassifier
+def default_features(
+    distinct_prompts: int, embedder: str = "minilm", task_encoding: TaskEncoding = "onehot"
+) -> Callable[[], FeatureExtractor]:
+    """A factory of fresh feature extractors (own clustering) that share one bundled embedder
+    (``"minilm"``, whose cache then holds every prompt, or ``"static"``) and its bundled task
+    classifier."""
+    from greenserv_core.features.bundled import bundled_features
 
-    embedder = SentenceTransformerEmbedder(cache_size=distinct_prompts + 16)
-    classifier = TaskClassifier.bundled()
+    shared_embedder, classifier = bundled_features(embedder, cache_size=distinct_prompts + 16)
 
     def make_features() -> FeatureExtractor:
-        return FeatureExtractor(embedder, classifier)
+        return FeatureExtractor(shared_embedder, classifier, task_encoding=task_encoding)
 
     return make_features
 

@@ -15,6 +15,7 @@ same cold pass in float32 for comparison.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import tempfile
 import time
@@ -69,15 +70,20 @@ def run_replay_speed(
     queries: int = 10_000,
     strategies: Sequence[str] = DEFAULT_STRATEGIES,
     queries_per_task: int = 2500,
-    make_features: Callable[[int], Callable[[], FeatureExtractor]] = default_features,
+    embedder: str = "minilm",
+    make_features: Callable[[int], Callable[[], FeatureExtractor]] | None = None,
     make_embedder: Callable[..., Any] = SentenceTransformerEmbedder,
 ) -> ReplaySpeedReport:
     """Simulate the speed-only table from ``calibration`` (it needs MMLU rows; ``queries_per_task``
     drawn per task, the first ``queries`` query ids kept) and time each step.
 
-    ``make_features`` is :func:`~greenserv_core.evaluation.replay.default_features`'s kind of
-    factory; ``make_embedder(precision=..., cache_size=0)`` builds the embedders timed alone.
+    ``embedder`` names the bundled features' embedder (``"minilm"`` or ``"static"``);
+    ``make_features`` replaces them (a factory of the kind of
+    :func:`~greenserv_core.evaluation.replay.default_features`); for MiniLM,
+    ``make_embedder(precision=..., cache_size=0)`` builds the embedders timed alone.
     """
+    if make_features is None:
+        make_features = functools.partial(default_features, embedder=embedder)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     calibration_rows = read_calibration(calibration)
     borrowed = [dataclasses.replace(c, task=task) for task in _BORROWING for c in calibration_rows if c.task == "mmlu"]
@@ -94,7 +100,7 @@ def run_replay_speed(
         started = time.perf_counter()
         make_features(len(data.queries))().warm(data.prompts, store=store)  # a fresh embedder, as a later replay
         loaded = time.perf_counter() - started
-    default = make_embedder(cache_size=0)
+    default = make_embedder(cache_size=0) if embedder == "minilm" else None
     bfloat16 = bool(getattr(default, "uses_bfloat16", lambda n: False)(len(data.queries)))
     float32 = None
     if bfloat16:
@@ -106,7 +112,7 @@ def run_replay_speed(
     machine = (
         f"machine: {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}; "
         f"{len(data.queries)} distinct real prompts × {len(data.models)} models (speed-only table); "
-        f"embedder precision: {'bfloat16 autocast' if bfloat16 else 'float32'}"
+        f"embedder: {embedder}" + (f", precision: {'bfloat16 autocast' if bfloat16 else 'float32'}" if default else "")
     )
     baseline = report["strategies"]["random"]["seconds_per_run"]["mean"] if "random" in report["strategies"] else None
 
@@ -114,7 +120,8 @@ def run_replay_speed(
         return SpeedStep(name, seconds, seconds / baseline if baseline else None)
 
     warmup = report["timing"]["feature_warmup_s"]
-    steps = [step("features: batched MiniLM over every prompt (cold)", warmup)]
+    what = "batched MiniLM" if embedder == "minilm" else f"the {embedder} embedder"
+    steps = [step(f"features: {what} over every prompt (cold)", warmup)]
     if float32 is not None:
         steps.append(step("features: the same cold pass in float32", float32))
     steps.append(step("features: the same vectors from the on-disk store", loaded))

@@ -1,9 +1,11 @@
 """The query context generator: messages → :class:`QueryFeatures` → context vector.
 
-Context vector layout (dimension ``1 + n_tasks + n_clusters + n_complexity_bins``; 16 with the
-defaults: 8 task types, 3 clusters, 4 reading-ease bins)::
+Context vector layout (dimension ``1 + n_tasks + n_clusters + n_complexity_bins``)::
 
     [ intercept | one-hot task type | one-hot semantic cluster | one-hot complexity bin ]
+
+With ``task_encoding="probabilities"`` the task block holds the classifier's probabilities
+instead of a one-hot, so an unsure prediction counts less for its top task type.
 
 The prompt length (``prompt_tokens``) is kept beside the vector for the energy model.
 """
@@ -16,19 +18,35 @@ import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
 from greenserv_core.errors import InvalidInputError, StateFileError
 from greenserv_core.features.clustering import OnlineKMeans
 from greenserv_core.features.complexity import ComplexityBinner, approximate_tokens
-from greenserv_core.features.embedders import Embedder, SentenceTransformerEmbedder
-from greenserv_core.features.task_classifier import TaskClassifier, instruction_text
+from greenserv_core.features.embedders import Embedder
+from greenserv_core.features.task_classifier import TaskClassifier, TaskPrediction, instruction_text
 from greenserv_core.messages import Message, last_user_text, validate_messages
 from greenserv_core.statistics import Statistics
 
-__all__ = ["FeatureExtractor", "QueryFeatures"]
+__all__ = ["TASK_ENCODINGS", "FeatureExtractor", "QueryFeatures", "TaskEncoding", "check_pair"]
+
+TaskEncoding = Literal["onehot", "probabilities"]
+TASK_ENCODINGS: tuple[TaskEncoding, ...] = get_args(TaskEncoding)
+
+
+def check_pair(embedder: Embedder, classifier: TaskClassifier) -> None:
+    """Refuse a classifier trained on another embedding space than ``embedder``'s.
+
+    A classifier without a recorded space (``embedder_name_`` empty) is accepted as it is.
+    """
+    trained_on = classifier.embedder_name_
+    if trained_on and trained_on != embedder.name:
+        hint = " (re-run `greenserv setup` to distil it again)" if embedder.name.startswith("static:") else ""
+        raise InvalidInputError(
+            f"the task classifier was trained on {trained_on!r} embeddings, but the embedder is {embedder.name!r}{hint}"
+        )
 
 
 @dataclass(frozen=True)
@@ -75,17 +93,36 @@ class FeatureExtractor:
         *,
         n_clusters: int = 3,
         complexity_edges: Sequence[float] = (30.0, 50.0, 70.0),
+        task_encoding: TaskEncoding = "onehot",
     ) -> None:
+        if task_encoding not in TASK_ENCODINGS:
+            raise InvalidInputError(f"task_encoding must be one of {list(TASK_ENCODINGS)}, got {task_encoding!r}")
         self.embedder = embedder
         self.task_classifier = task_classifier
+        self.task_encoding = task_encoding
         self.clusterer = OnlineKMeans(n_clusters)
         self.complexity = ComplexityBinner(complexity_edges)
         self._lock = threading.Lock()
 
     @classmethod
-    def default(cls, *, n_clusters: int = 3, device: str = "cpu") -> FeatureExtractor:
-        """The bundled MiniLM embedder and the bundled task classifier."""
-        return cls(SentenceTransformerEmbedder(device=device), TaskClassifier.bundled(), n_clusters=n_clusters)
+    def default(
+        cls,
+        *,
+        embedder: str | None = None,
+        n_clusters: int = 3,
+        device: str = "cpu",
+        task_encoding: TaskEncoding = "onehot",
+    ) -> FeatureExtractor:
+        """A bundled embedder (``"minilm"`` or ``"static"``; default
+        :data:`~greenserv_core.features.bundled.DEFAULT_EMBEDDER`) and its bundled task classifier.
+
+        >>> FeatureExtractor.default(embedder="static").embedder.name   # doctest: +SKIP
+        'static:all-MiniLM-L6-v2:384:…'
+        """
+        from greenserv_core.features.bundled import DEFAULT_EMBEDDER, bundled_features
+
+        embedder_model, classifier = bundled_features(embedder or DEFAULT_EMBEDDER, device=device)
+        return cls(embedder_model, classifier, n_clusters=n_clusters, task_encoding=task_encoding)
 
     @property
     def task_types(self) -> tuple[str, ...]:
@@ -185,8 +222,14 @@ class FeatureExtractor:
             flesch_reading_ease=complexity.flesch_reading_ease,
             complexity_bin=complexity.bin,
             prompt_tokens=sum(approximate_tokens(m["content"]) for m in clean),
-            vector=self.encode(prediction.label, cluster, complexity.bin),
+            vector=self._vector(prediction, cluster, complexity.bin),
         )
+
+    def _vector(self, prediction: TaskPrediction, cluster: int, complexity_bin: int) -> np.ndarray:
+        vector = self.encode(prediction.label, cluster, complexity_bin)
+        if self.task_encoding == "probabilities":  # an unsure prediction spreads over its candidates
+            vector[1 : 1 + len(self.task_types)] = [prediction.probabilities[t] for t in self.task_types]
+        return vector
 
     def statistics(self) -> Statistics:
         """The clustering's mergeable statistics (see :class:`~greenserv_core.statistics.Shareable`)."""
@@ -203,6 +246,7 @@ class FeatureExtractor:
                 "embedder": self.embedder.name,
                 "task_types": list(self.task_types),
                 "complexity_edges": list(self.complexity.edges),
+                "task_encoding": self.task_encoding,
                 "clusterer": self.clusterer.state_dict(),
             }
 
@@ -215,6 +259,9 @@ class FeatureExtractor:
             mismatches.append(f"task types {state['task_types']} != {list(self.task_types)}")
         if [float(e) for e in state["complexity_edges"]] != list(self.complexity.edges):
             mismatches.append(f"complexity edges {state['complexity_edges']} != {list(self.complexity.edges)}")
+        saved_encoding = state.get("task_encoding", "onehot")  # saved before the option: one-hot
+        if saved_encoding != self.task_encoding:
+            mismatches.append(f"task encoding {saved_encoding!r} != {self.task_encoding!r}")
         if mismatches:
             raise StateFileError("saved features do not match this extractor: " + "; ".join(mismatches))
         with self._lock:

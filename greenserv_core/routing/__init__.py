@@ -4,8 +4,11 @@
   checked once (the keyword options of ``generate``, ``stream``, ``generate_batch`` and
   ``route`` are the typed dicts :class:`GenerateOptions`, :class:`BatchOptions`,
   :class:`RouteOptions`);
+* :mod:`~greenserv_core.routing.pool`: :class:`ModelPool`, the pool's models as columns, and
+  each query's :class:`Candidates` among them (availability, prompt tokens);
 * :mod:`~greenserv_core.routing.eligibility`: which models may answer. **An eligibility rule
-  goes here**: one function ``(Candidate, Limits) -> reason | None``, added to ``RULES``;
+  goes here**: one function ``(Candidate, Limits) -> reason | None``, added to ``RULES``
+  (and, for large pools, its column form to ``COLUMN_RULES``);
 * :mod:`~greenserv_core.routing.learner`: :class:`RoutingLearner`, which decides and learns
   (policy, cost models, energy normaliser, tallies, pending decisions) behind one lock;
 * :mod:`~greenserv_core.routing.executor`: :class:`Executor`, which runs the chosen model
@@ -18,9 +21,18 @@
 backends in :mod:`greenserv_core.backends`.
 """
 
-from greenserv_core.routing.eligibility import RULES, Candidate, Eligibility, Limits, check_eligibility
+from greenserv_core.routing.eligibility import (
+    COLUMN_RULES,
+    RULES,
+    Candidate,
+    Candidates,
+    Eligibility,
+    Limits,
+    check_eligibility,
+)
 from greenserv_core.routing.executor import Executor
 from greenserv_core.routing.learner import RoutingLearner
+from greenserv_core.routing.pool import ModelPool
 from greenserv_core.routing.request import (
     BatchOptions,
     GenerateOptions,
@@ -33,14 +45,17 @@ from greenserv_core.routing.results import FeedbackRecord, RoutedChunk, RoutedGe
 from greenserv_core.routing.tallies import Tallies
 
 __all__ = [
+    "COLUMN_RULES",
     "RULES",
     "BatchOptions",
     "Candidate",
+    "Candidates",
     "Eligibility",
     "Executor",
     "FeedbackRecord",
     "GenerateOptions",
     "Limits",
+    "ModelPool",
     "ResponseFormat",
     "RouteOptions",
     "RouteRequest",

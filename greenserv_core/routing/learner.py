@@ -37,13 +37,16 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
+import numpy as np
+
 from greenserv_core.bandits import ArmPrior, Policy
+from greenserv_core.bandits.columns import ArmValues, KnownValues
 from greenserv_core.errors import InvalidInputError, UnknownModelError
 from greenserv_core.features.extractor import QueryFeatures
 from greenserv_core.outcomes import CostModel
 from greenserv_core.pending import PendingDecision, PendingDecisions, PendingStore
 from greenserv_core.reward import EnergyNormalizer, check_score, reward
-from greenserv_core.routing.eligibility import Candidate, Limits, check_eligibility, no_eligible_model
+from greenserv_core.routing.eligibility import Candidate, Candidates, Limits, check_eligibility, no_eligible_model
 from greenserv_core.routing.results import FeedbackRecord, RoutingDecision
 from greenserv_core.routing.tallies import Tallies
 from greenserv_core.statistics import Shareable, Statistics
@@ -63,6 +66,10 @@ It depends on the pool instead: one very dear model makes every other look cheap
 DEFAULT_ENERGY_SCALE: EnergyScaleName = "seen"
 
 logger = logging.getLogger("greenserv")
+
+
+def _known(value: float | None) -> float:
+    return np.nan if value is None else float(value)
 
 
 def _check_measured(name: str, value: float) -> None:
@@ -156,33 +163,36 @@ class RoutingLearner:
     def decide(
         self,
         features: QueryFeatures,
-        candidates: Sequence[Candidate],
+        candidates: Sequence[Candidate] | Candidates,
         limits: Limits,
         tradeoff: float,
         decision_id: str | None = None,
     ) -> RoutingDecision:
-        """Choose among the eligible ``candidates`` and keep the decision pending."""
+        """Choose among the eligible ``candidates`` and keep the decision pending (the cost
+        predictions are filled into ``candidates``)."""
         x = features.vector
+        table = candidates if isinstance(candidates, Candidates) else Candidates.of(candidates)
         with self.lock:
-            present: list[Candidate] = []
+            arms = self.policy_.arms_
             gone: dict[str, str] = {}
-            for c in candidates:
-                if c.name in self.policy_.arms_:
-                    present.append(c)
-                else:
-                    gone[c.name] = "removed from the pool"
-            names = [c.name for c in present]
-            seconds = self.latency_.predict_all(names, x, features.prompt_tokens)
-            joules = self.energy_.predict_all(names, x, features.prompt_tokens)
-            for c in present:
-                c.predicted_joules, c.predicted_seconds = joules[c.name], seconds[c.name]
-            verdict = check_eligibility(present, limits)
+            if table.names != list(arms) and not all(map(arms.__contains__, table.names)):
+                gone = {name: "removed from the pool" for name in table.names if name not in arms}
+                table = table.take([i for i, name in enumerate(table.names) if name in arms])
+            table.predicted_seconds = self.latency_.predict_array(table.names, x, features.prompt_tokens)
+            table.predicted_joules = self.energy_.predict_array(table.names, x, features.prompt_tokens)
+            if not isinstance(candidates, Candidates):  # a list of Candidate: fill the predictions in
+                for c in candidates:
+                    position = table.pool.index.get(c.name)
+                    if position is not None:
+                        known = table.candidate(position)
+                        c.predicted_joules, c.predicted_seconds = known.predicted_joules, known.predicted_seconds
+            verdict = check_eligibility(table, limits)
             excluded = {**verdict.excluded, **gone}
             self.check_new_id(decision_id)
             if not verdict.predicted_joules:
                 raise no_eligible_model(candidates, limits, excluded)
-            costs = self._costs(features.task, verdict.predicted_joules, joules, tradeoff)
-            choice = self.policy_.decide(x, list(costs), value_scale=1.0 - tradeoff, costs=costs)
+            costs = self._costs(features.task, verdict.predicted_joules, table.predicted_joules, tradeoff)
+            choice = self.policy_.decide(x, costs.arms, value_scale=1.0 - tradeoff, costs=costs)
             decision = RoutingDecision(
                 decision_id=decision_id or uuid.uuid4().hex,
                 model=choice.arm,
@@ -205,21 +215,27 @@ class RoutingLearner:
         self,
         task: str,
         eligible: Mapping[str, float | None],
-        pool: Mapping[str, float | None],
+        pool: Mapping[str, float | None] | np.ndarray,
         tradeoff: float,
-    ) -> dict[str, float]:
-        """λ · normalised predicted joules of each eligible model (0 while a model is unmeasured)."""
+    ) -> ArmValues:
+        """λ · normalised predicted joules of each eligible model (0 while a model is unmeasured);
+        ``pool`` holds the learned predictions of the whole pool (``None`` or NaN: none)."""
+        if not isinstance(eligible, KnownValues):
+            eligible = KnownValues(list(eligible), np.array([_known(j) for j in eligible.values()], dtype=np.float64))
+        if not isinstance(pool, np.ndarray):
+            pool = np.array([_known(j) for j in pool.values()], dtype=np.float64)
+        joules = eligible.array
+        bounds = self.normalizer_.range_for(task)
         if self._scale == "pool":
-            known = [j for j in (*pool.values(), *eligible.values()) if j is not None]
-            if len(known) >= 2 and max(known) > min(known):
-                low, high = min(known), max(known)
-                return {
-                    name: 0.0 if j is None else tradeoff * min(1.0, max(0.0, (j - low) / (high - low)))
-                    for name, j in eligible.items()
-                }
-        return {
-            name: 0.0 if j is None else tradeoff * self.normalizer_.normalize(task, j) for name, j in eligible.items()
-        }
+            known = np.concatenate([pool, joules])
+            known = known[~np.isnan(known)]
+            if len(known) >= 2 and known.max() > known.min():
+                bounds = float(known.min()), float(known.max())
+        if bounds is None:
+            return ArmValues(eligible.arms, np.zeros(len(joules)))
+        low, high = bounds
+        normalised = np.minimum(1.0, np.maximum(0.0, (joules - low) / (high - low)))
+        return ArmValues(eligible.arms, np.where(np.isnan(joules), 0.0, tradeoff * normalised))
 
     def fail_over(self, decision: RoutingDecision) -> None:
         """Take back a decision whose model failed; its id may be routed again."""

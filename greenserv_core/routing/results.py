@@ -4,6 +4,7 @@ piece) and a :class:`FeedbackRecord` (what a score did)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,15 +21,17 @@ class RoutingDecision:
 
     ``scores`` holds every eligible model's :class:`ArmScore`; ``excluded`` maps each
     ineligible model to the reason; ``predicted_joules`` is the energy model's estimate
-    (``None`` for a model not yet observed).
+    (``None`` for a model not yet observed). ``scores`` and ``predicted_joules`` are read-only
+    mappings over arrays (:class:`~greenserv_core.bandits.ArmScores`,
+    :class:`~greenserv_core.bandits.columns.KnownValues`): a model's entry is made when read.
     """
 
     decision_id: str
     model: str
     features: QueryFeatures
-    scores: dict[str, ArmScore]
+    scores: Mapping[str, ArmScore]
     excluded: dict[str, str]
-    predicted_joules: dict[str, float | None]
+    predicted_joules: Mapping[str, float | None]
     tradeoff: float
     explored: bool
 

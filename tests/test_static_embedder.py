@@ -1,0 +1,153 @@
+"""The static embedder: distillation (on a tiny random BERT), serving, the bundled pair, and the
+``embedder=`` and ``task_encoding=`` options of the features and the router."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from greenserv_core import FakeBackend, GreenServRouter
+from greenserv_core.errors import InvalidInputError, MissingResourceError, StateFileError
+from greenserv_core.features import FeatureExtractor, HashingEmbedder, StaticEmbedder, TaskClassifier, distill_static
+from greenserv_core.features.bundled import bundled_features, bundled_name
+from greenserv_core.features.embedders import bundled_minilm_path
+from greenserv_core.features.extractor import check_pair
+from greenserv_core.features.static_embedder import _pca, static_model_dir
+
+from .conftest import TINY_TRAINING, make_hashing_extractor
+
+
+@pytest.fixture(scope="module")
+def tiny_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random 1-layer BERT beside the bundled MiniLM's real tokenizer (30,522 tokens)."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=30522, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
+    )
+    BertModel(config).save_pretrained(folder)
+    shutil.copyfile(bundled_minilm_path() / "tokenizer.json", folder / "tokenizer.json")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_static(tiny_source: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return distill_static(tiny_source, tmp_path_factory.mktemp("static") / "tiny", dimension=8, show_progress=False)
+
+
+def test_distillation_writes_a_loadable_table(tiny_source: Path, tiny_static: Path) -> None:
+    config = json.loads((tiny_static / "config.json").read_text())
+    vectors = np.load(tiny_static / "vectors.npy")
+    assert vectors.shape == (30522, 8) and config["dimension"] == 8
+    assert not vectors[1].any()  # "[unused0]": a placeholder the tokenizer never produces
+    embedder = StaticEmbedder(tiny_static)
+    out = embedder.embed(["What is 12 times 3?", "Which element has the symbol Fe?", ""])
+    assert out.shape == (3, 8) and out.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+    assert embedder.name == f"static:{tiny_source.name}:8:{config['fingerprint']}"
+    np.testing.assert_allclose(embedder.embed(["hello world"]), embedder.embed(["hello world", "x"])[:1], atol=1e-6)
+
+
+def test_distillation_is_reproducible(tiny_source: Path, tiny_static: Path, tmp_path: Path) -> None:
+    again = distill_static(tiny_source, tmp_path / "again", dimension=8, show_progress=False)
+    assert StaticEmbedder(again).name == StaticEmbedder(tiny_static).name  # same bytes, same recipe
+    np.testing.assert_allclose(np.load(again / "vectors.npy"), np.load(tiny_static / "vectors.npy"), atol=1e-5)
+    other = distill_static(tiny_source, tmp_path / "other", dimension=12, show_progress=False)
+    assert StaticEmbedder(other).name != StaticEmbedder(tiny_static).name
+
+
+def test_pca_fixes_each_axis_sign() -> None:
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(200, 5)) * np.array([5.0, 4.0, 3.0, 2.0, 1.0])
+    one, two = _pca(data, 3), _pca(-data, 3)  # a sign flip of the input flips the data, not the axes
+    np.testing.assert_allclose(one, -two, atol=1e-8)
+    assert np.all(np.diff(one.var(axis=0)) < 0)  # largest variance first
+
+
+def test_static_embedder_refuses_bad_input(tiny_static: Path, tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError, match="sequence of strings"):
+        StaticEmbedder(tiny_static).embed("one string")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="max_tokens"):
+        StaticEmbedder(tiny_static, max_tokens=0)
+    with pytest.raises(MissingResourceError, match="greenserv setup"):
+        StaticEmbedder(tmp_path / "nothing").embed(["hi"])
+    with pytest.raises(InvalidInputError, match="dimension"):
+        distill_static(tmp_path, tmp_path / "x", dimension=2)
+
+
+def test_a_classifier_of_another_space_is_refused() -> None:
+    classifier = make_hashing_extractor().task_classifier
+    check_pair(HashingEmbedder(128), classifier)
+    with pytest.raises(InvalidInputError, match="trained on 'hashing:128'"):
+        check_pair(HashingEmbedder(64), classifier)
+
+
+def test_bundled_names() -> None:
+    assert bundled_name("sentence-transformers:all-MiniLM-L6-v2:128") == "minilm"
+    assert bundled_name("static:all-MiniLM-L6-v2:384:abc") == "static"
+    assert bundled_name("hashing:64") is None
+    with pytest.raises(InvalidInputError, match="embedder must be one of"):
+        bundled_features("word2vec")
+
+
+def test_probability_encoding_spreads_the_task_block() -> None:
+    embedder = HashingEmbedder(128)
+    texts = [t for group in TINY_TRAINING.values() for t in group]
+    labels = [label for label, group in TINY_TRAINING.items() for _ in group]
+    classifier = TaskClassifier().fit(embedder.embed(texts), labels, embedder.name)
+    onehot = FeatureExtractor(embedder, classifier)
+    spread = FeatureExtractor(embedder, classifier, task_encoding="probabilities")
+    a, b = onehot.extract("What is 7 + 5?", learn=False), spread.extract("What is 7 + 5?", learn=False)
+    block = slice(1, 1 + len(classifier.labels))
+    assert a.vector[block].sum() == 1.0 and set(a.vector[block]) == {0.0, 1.0}
+    assert b.vector[block].sum() == pytest.approx(1.0) and 0 < b.vector[block].max() < 1
+    assert b.vector[block].argmax() == a.vector[block].argmax()
+    np.testing.assert_array_equal(a.vector[block.stop :], b.vector[block.stop :])
+    with pytest.raises(StateFileError, match="task encoding"):
+        spread.load_state_dict(onehot.state_dict())
+    with pytest.raises(InvalidInputError, match="task_encoding"):
+        FeatureExtractor(embedder, classifier, task_encoding="soft")  # type: ignore[arg-type]
+
+
+def test_router_takes_an_embedder_or_features_not_both() -> None:
+    with pytest.raises(InvalidInputError, match="not both"):
+        GreenServRouter([FakeBackend("a")], features=make_hashing_extractor(), embedder="static")
+
+
+needs_static = pytest.mark.skipif(
+    not (static_model_dir() / "config.json").exists(), reason="run `greenserv setup` to distil the static embedder"
+)
+
+
+@needs_static
+def test_the_bundled_static_pair_matches_and_reads_everyday_queries() -> None:
+    embedder, classifier = bundled_features("static")
+    assert classifier.embedder_name_ == embedder.name
+    labels = {
+        text: classifier.predict(v).label for text, v in zip(_EVERYDAY, embedder.embed(list(_EVERYDAY)), strict=True)
+    }
+    assert labels["What is 12 times 3?"] == "math_word_problem"
+    assert labels["Write a python function that reverses a string."] == "code"
+
+
+_EVERYDAY = ("What is 12 times 3?", "Write a python function that reverses a string.")
+
+
+@needs_static
+def test_a_static_router_saves_and_loads_with_its_own_embedder(tmp_path: Path) -> None:
+    router = GreenServRouter([FakeBackend("a"), FakeBackend("b")], embedder="static", seed=0)
+    decision = router.route("What is 12 times 3?", max_new_tokens=4)
+    assert decision.features.task == "math_word_problem"
+    router.save(tmp_path / "state.json")
+    loaded = GreenServRouter.load(tmp_path / "state.json", [FakeBackend("a"), FakeBackend("b")])
+    assert loaded.features.embedder.name == router.features.embedder.name
+    minilm = FeatureExtractor(*bundled_features("minilm"))
+    with pytest.raises(StateFileError, match="embedder"):
+        GreenServRouter.load(tmp_path / "state.json", [FakeBackend("a"), FakeBackend("b")], features=minilm)
