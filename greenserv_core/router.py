@@ -376,13 +376,16 @@ class GreenServRouter:
         another shape raise :class:`StateFileError`, never a fresh start.
         """
         state, arguments = read_router_state(path, models, policy, pending)
-        with state_errors(path):
-            if features is None:  # the bundled features the state was saved with
-                saved = state["features"]
-                features = FeatureExtractor.default(
-                    embedder=bundled_name(str(saved.get("embedder", ""))),
-                    task_encoding=saved.get("task_encoding", "onehot"),
+        if features is None:  # the bundled features the state was saved with
+            with state_errors(path):
+                space, encoding = str(state["features"]["embedder"]), state["features"].get("task_encoding", "onehot")
+            name = bundled_name(space)
+            if name is None:
+                raise InvalidInputError(
+                    f"the state was saved with the embedder {space!r}, which is not bundled: pass features="
                 )
+            features = FeatureExtractor.default(embedder=name, task_encoding=encoding)
+        with state_errors(path):
             router = cls(**arguments, features=features, pending=pending)
             router.features.load_state_dict(state["features"])
             router.learner_.load_state_dict(state)

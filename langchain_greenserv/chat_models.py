@@ -212,6 +212,7 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
         return {
             "pool": self.pool_name,
             "strategy": self.strategy,
+            "embedder": self.embedder,
             "tradeoff": self.tradeoff,
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,

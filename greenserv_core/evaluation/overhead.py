@@ -140,19 +140,20 @@ def run_overhead(
     import torch
 
     prompts = _prompts(queries, seed)
-    rows: list[OverheadRow] = []
-    minilm: dict[tuple[str, str], float] = {}
+    measured_rows: list[tuple[str, str, str, tuple[float, float, float], float]] = []
     for embedder in embedders:
         factory = make_features or bundled_uncached(embedder)
         for strategy in strategies:
             measured = measure(strategy, prompts, models, seed, make_features=factory)
             base = measured["embedding only"][0]
-            for label, times in measured.items():
-                if embedder == "minilm":
-                    minilm[strategy, label] = times[0]
-                reference = minilm.get((strategy, label))
-                ratio = times[0] / reference if reference else None
-                rows.append(OverheadRow(embedder, strategy, label, *times, times[0] / base, ratio))
+            measured_rows += [(embedder, strategy, label, times, times[0] / base) for label, times in measured.items()]
+    minilm = {
+        (strategy, label): times[0] for embedder, strategy, label, times, _ in measured_rows if embedder == "minilm"
+    }
+    rows = [
+        OverheadRow(embedder, strategy, label, *times, ratio, times[0] / minilm[strategy, label] if minilm else None)
+        for embedder, strategy, label, times, ratio in measured_rows
+    ]
     machine = (
         f"machine: {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}, "
         f"{len(prompts)} distinct real prompts, {models} models"

@@ -3,8 +3,8 @@
 ``"minilm"``: all-MiniLM-L6-v2, a transformer pass per query (about 12 ms on two CPU cores).
 ``"static"``: static token vectors distilled from it at ``greenserv setup`` (tens of
 microseconds; :mod:`~greenserv_core.features.static_embedder`). Each has its own bundled task
-classifier, which records the embedding space it was trained on, so a classifier is never
-given vectors of another space.
+classifier, which records the embedding space it was trained on; :func:`bundled_features`
+refuses a pair whose spaces differ (see :func:`~greenserv_core.features.extractor.check_pair`).
 
 >>> sorted(EMBEDDERS)
 ['minilm', 'static']

@@ -46,10 +46,11 @@ if TYPE_CHECKING:
 
 __all__ = ["STATIC_MODEL", "StaticEmbedder", "distill_static", "static_model_dir"]
 
-STATIC_MODEL = "minilm-static-v1"
+STATIC_MODEL = "minilm-static-v2"
 """Name of the static model that ``greenserv setup`` distils from the bundled MiniLM."""
 
 _FORMAT = "greenserv-static-embedder"
+_RECIPE_VERSION = 2  # 2: each token alone between [CLS] and [SEP] (1 padded it to 128 tokens)
 _SKIPPED_TOKEN_PREFIX = "[unused"  # BERT's reserved placeholders: never produced by the tokenizer
 _SETUP_HINT = "run `greenserv setup` to distil it from the bundled all-MiniLM-L6-v2"
 
@@ -101,6 +102,20 @@ def _fingerprint(source: Path, recipe: dict[str, Any]) -> str:
     return digest.hexdigest()[:12]
 
 
+def _special_wrap(tokenizer: Tokenizer) -> tuple[list[int], list[int]]:
+    """The ids a tokenizer puts before and after a text (``[CLS]`` and ``[SEP]`` for BERT), with
+    its padding and truncation switched off (MiniLM's tokenizer pads every text to 128).
+
+    >>> from tokenizers import Tokenizer                                       # doctest: +SKIP
+    >>> _special_wrap(Tokenizer.from_file(".../tokenizer.json"))               # doctest: +SKIP
+    ([101], [102])
+    """
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    special = tokenizer.encode("", add_special_tokens=True).ids
+    return (special[:1], special[1:]) if special else ([], [])
+
+
 def _token_vectors(
     source: Path,
     token_ids: Sequence[int],
@@ -146,7 +161,7 @@ def distill_static(
     the source's ``tokenizer.json`` and a ``config.json``; returns ``out``.
 
     >>> distill_static()            # doctest: +SKIP
-    PosixPath('.../static/minilm-static-v1')
+    PosixPath('.../static/minilm-static-v2')
     """
     from tokenizers import Tokenizer
     from tqdm import tqdm
@@ -164,8 +179,7 @@ def distill_static(
         raise MissingResourceError(f"{tokenizer_file} is missing: a fast tokenizer is needed to distil")
     tokenizer = Tokenizer.from_file(str(tokenizer_file))
     vocabulary = tokenizer.get_vocab()
-    special = tokenizer.encode("", add_special_tokens=True).ids  # e.g. [CLS] [SEP]: what wraps a token
-    wrap = (special[:1], special[1:]) if special else ([], [])
+    wrap = _special_wrap(tokenizer)
     ordered = sorted(vocabulary.items(), key=lambda item: item[1])  # id order ≈ frequency rank
     kept = [token_id for token, token_id in ordered if not token.startswith(_SKIPPED_TOKEN_PREFIX)]
     with tqdm(total=len(kept), desc="distilling static embeddings", unit="token", disable=not show_progress) as bar:
@@ -175,7 +189,12 @@ def distill_static(
         reduced = reduced * _sif_weights(len(kept), sif_coefficient)[:, None]
     vectors = np.zeros((max(vocabulary.values()) + 1, reduced.shape[1]), dtype=np.float32)
     vectors[kept] = reduced  # placeholders keep a zero vector
-    recipe = {"dimension": int(vectors.shape[1]), "sif_coefficient": sif_coefficient, "skipped": _SKIPPED_TOKEN_PREFIX}
+    recipe = {
+        "recipe": _RECIPE_VERSION,
+        "dimension": int(vectors.shape[1]),
+        "sif_coefficient": sif_coefficient,
+        "skipped": _SKIPPED_TOKEN_PREFIX,
+    }
     config = {
         "format": _FORMAT,
         "version": 1,
