@@ -435,6 +435,8 @@ def test_the_column_rules_exclude_exactly_what_the_rule_functions_do(
 class Counting(FakeBackend):
     """A fake that counts its ``count_tokens`` calls and may share its token counts."""
 
+    token_count_key: Hashable | None = None  # a plain attribute here, set per fake
+
     def __init__(self, name: str, key: Hashable | None = None, **kwargs: object) -> None:
         super().__init__(name, **kwargs)  # type: ignore[arg-type]
         self.token_count_key = key
