@@ -160,20 +160,25 @@ def _arc(subset: str, task: str) -> Callable[[], Iterator[TaskExample]]:
     return load
 
 
-def _openbookqa() -> Iterator[TaskExample]:
-    for row in _read_arrow("openbookqa/main/validation"):
-        parsed = _literal(row["choices"])
-        labels = list(parsed["label"])
-        choices = tuple(parsed["text"])
-        question = row["question_stem"].strip()
-        yield TaskExample(
-            "openbookqa",
-            f"openbookqa/{row['id']}",
-            multiple_choice_prompt(_MC, f"Question: {question}", choices),
-            LETTERS[labels.index(row["answerKey"])],
-            choices,
-            question=question,
-        )
+def _lettered(task: str, relative: str, question_key: str) -> Callable[[], Iterator[TaskExample]]:
+    """A loader of a set whose rows hold ``choices`` (labels and texts), ``answerKey`` and a question."""
+
+    def load() -> Iterator[TaskExample]:
+        for row in _read_arrow(relative):
+            parsed = _literal(row["choices"])
+            labels = list(parsed["label"])
+            choices = tuple(parsed["text"])
+            question = row[question_key].strip()
+            yield TaskExample(
+                task,
+                f"{task}/{row['id']}",
+                multiple_choice_prompt(_MC, f"Question: {question}", choices),
+                LETTERS[labels.index(row["answerKey"])],
+                choices,
+                question=question,
+            )
+
+    return load
 
 
 def _sciq() -> Iterator[TaskExample]:
@@ -190,22 +195,6 @@ def _sciq() -> Iterator[TaskExample]:
             tuple(choices),
             question=question,
             passage=row["support"].strip(),  # the supporting paragraph, which the prompt leaves out
-        )
-
-
-def _csqa() -> Iterator[TaskExample]:
-    for row in _read_arrow("tau/commonsense_qa/none/validation"):
-        parsed = _literal(row["choices"])
-        labels = list(parsed["label"])
-        choices = tuple(parsed["text"])
-        question = row["question"].strip()
-        yield TaskExample(
-            "csqa",
-            f"csqa/{row['id']}",
-            multiple_choice_prompt(_MC, f"Question: {question}", choices),
-            LETTERS[labels.index(row["answerKey"])],
-            choices,
-            question=question,
         )
 
 
@@ -477,9 +466,9 @@ TASKS: dict[str, Callable[[], Iterator[TaskExample]]] = {
     "mmlu": _mmlu,
     "arc_easy": _arc("ARC-Easy", "arc_easy"),
     "arc_challenge": _arc("ARC-Challenge", "arc_challenge"),
-    "openbookqa": _openbookqa,
+    "openbookqa": _lettered("openbookqa", "openbookqa/main/validation", "question_stem"),
     "sciq": _sciq,
-    "csqa": _csqa,
+    "csqa": _lettered("csqa", "tau/commonsense_qa/none/validation", "question"),
     "hellaswag": _hellaswag,
     "piqa": _piqa,
     "copa": _copa,
