@@ -33,6 +33,10 @@ class PendingDecision:
     created_at: float
     energy_joules: float | None = None
     energy_source: str | None = None
+    predicted_joules: float | None = None
+    """The energy model's prediction for the chosen model (``None``: none yet)."""
+    budget_joules: float | None = None
+    """The per-query energy budget in force (``None``: no budget); it normalises the reward's joules."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain fields (the context as a list), for saving and for shared stores."""
@@ -46,6 +50,8 @@ class PendingDecision:
             "created_at": self.created_at,
             "energy_joules": self.energy_joules,
             "energy_source": self.energy_source,
+            "predicted_joules": self.predicted_joules,
+            "budget_joules": self.budget_joules,
         }
 
     @classmethod
@@ -60,6 +66,8 @@ class PendingDecision:
             created_at=float(item["created_at"]),
             energy_joules=item["energy_joules"],
             energy_source=item["energy_source"],
+            predicted_joules=item.get("predicted_joules"),
+            budget_joules=item.get("budget_joules"),
         )
 
 

@@ -37,6 +37,7 @@ from typing_extensions import Unpack
 
 from greenserv_core.backends.base import ModelBackend
 from greenserv_core.bandits import DEFAULT_POLICY, Policy, make_policy
+from greenserv_core.budget import BudgetPacer, BudgetStatus, EnergyBudget, check_max_joules
 from greenserv_core.errors import InvalidInputError, UnknownModelError
 from greenserv_core.features.bundled import bundled_name
 from greenserv_core.features.extractor import FeatureExtractor
@@ -68,6 +69,21 @@ from greenserv_core.tools import with_tools_prompt
 __all__ = ["FeedbackRecord", "GreenServRouter", "RoutedChunk", "RoutedGeneration", "RoutingDecision"]
 
 T = TypeVar("T")
+
+
+def _energy_budget(budget: object) -> EnergyBudget | BudgetPacer | None:
+    """``energy_budget=`` as given: ``None``, an :class:`EnergyBudget` or :class:`BudgetPacer`,
+    a number (joules per query) or text such as ``"50J/query"`` or ``"2Wh/h"``."""
+    if budget is None or isinstance(budget, (EnergyBudget, BudgetPacer)):
+        return budget
+    if isinstance(budget, str):
+        return EnergyBudget.parse(budget)
+    if isinstance(budget, (int, float)) and not isinstance(budget, bool):
+        return EnergyBudget.per_query(budget)
+    raise InvalidInputError(
+        "energy_budget must be joules per query, text such as '50J/query' or '2Wh/h', "
+        f"or an EnergyBudget; got {budget!r}"
+    )
 
 
 def _policy(policy: Policy | str, dimension: int, seed: int | None, params: Mapping[str, Any]) -> Policy:
@@ -106,7 +122,12 @@ class GreenServRouter:
     Parameters are stored as given: ``policy`` (a name such as ``"linucb"`` or
     ``"static:MODEL"``, or a fresh :class:`Policy` instance, which then learns in place and
     keeps its own ``seed``; ``strategy`` is the older name of the same parameter),
-    ``tradeoff`` λ, ``seed``, ``max_latency_s``, ``policy_params``, ``embedder`` (the bundled
+    ``tradeoff`` λ, ``energy_budget`` (joules per query as a number, text such as
+    ``"50J/query"`` or ``"2Wh/h"``, an :class:`~greenserv_core.budget.EnergyBudget`, or a
+    :class:`~greenserv_core.budget.BudgetPacer` with its settings: the router then sets λ for
+    each query so that it spends up to the budget and no more, and ``tradeoff`` only starts
+    it), ``max_joules`` (a cap on each query's predicted joules), ``seed``, ``max_latency_s``,
+    ``policy_params``, ``embedder`` (the bundled
     embedder of the default features, ``"minilm"`` or ``"static"``; or give ``features``),
     ``energy_scale``
     (``"seen"``, the default: joules normalised by the range measured per task type, or an
@@ -136,6 +157,8 @@ class GreenServRouter:
         pending: PendingStore | None = None,
         energy_scale: EnergyNormalizer | EnergyScaleName | None = None,
         embedder: str | None = None,
+        energy_budget: EnergyBudget | BudgetPacer | str | float | None = None,
+        max_joules: float | None = None,
     ) -> None:
         if features is not None and embedder is not None:
             raise InvalidInputError("give features= or embedder= (a bundled embedder's name), not both")
@@ -144,6 +167,8 @@ class GreenServRouter:
         chosen = policy if policy is not None else (strategy or DEFAULT_POLICY)
         self.policy, self.tradeoff, self.seed = chosen, check_tradeoff(tradeoff), seed
         self.max_latency_s = check_positive("max_latency_s", max_latency_s)
+        self.energy_budget = _energy_budget(energy_budget)
+        self.max_joules = check_max_joules(max_joules)
         self.policy_params = dict(policy_params or {})
         self._features = features if features is not None else FeatureExtractor.default(embedder=embedder)
         built = _policy(chosen, self.features.dimension, seed, self.policy_params)
@@ -156,6 +181,7 @@ class GreenServRouter:
             pending_ttl_s=pending_ttl_s,
             energy_scale=energy_scale,
             shared={"clusters": self.features},
+            energy_budget=self._paced_budget(),
         )
         self._executor = Executor(self._route, self.backend, self.learner_)
         self._backends: dict[str, ModelBackend] = {}
@@ -167,6 +193,21 @@ class GreenServRouter:
             raise InvalidInputError("a router needs at least one model")
         for model in models:
             self.add_model(model)
+
+    def _paced_budget(self) -> BudgetPacer | EnergyBudget | None:
+        """The budget for the learner; a bare budget starts at the router's λ."""
+        if isinstance(self.energy_budget, EnergyBudget):
+            return BudgetPacer(self.energy_budget, initial_tradeoff=self.tradeoff)
+        return self.energy_budget
+
+    @property
+    def budget_(self) -> BudgetStatus | None:
+        """What the energy budget stands at now (``None`` without one)."""
+        pacer = self.learner_.pacer_
+        if pacer is None:
+            return None
+        with self.learner_.lock:
+            return pacer.status()
 
     @property
     def features(self) -> FeatureExtractor:
@@ -240,12 +281,15 @@ class GreenServRouter:
         if unknown or request.models == frozenset():
             raise UnknownModelError(f"unknown model(s) {unknown or '[]'}; the pool is {list(backends)}")
         self.learner_.check_new_id(decision_id)
-        lam = self.tradeoff if request.tradeoff is None else request.tradeoff
+        lam = request.tradeoff
+        if lam is None and self.learner_.pacer_ is None:
+            lam = self.tradeoff
         limit = self.max_latency_s if request.max_latency_s is None else request.max_latency_s
+        cap = self.max_joules if request.max_joules is None else request.max_joules
         counted = with_tools_prompt(request.messages, request.settings.tools)
         candidates = pool.candidates(counted, request.models)  # models not requested are not tokenised
         features = self.features.extract(request.messages)
-        limits = Limits(request.settings.max_new_tokens, request.models, failed, request.requires, limit)
+        limits = Limits(request.settings.max_new_tokens, request.models, failed, request.requires, limit, cap)
         return self.learner_.decide(features, candidates, limits, lam, decision_id)
 
     def record_outcome(
@@ -347,10 +391,17 @@ class GreenServRouter:
                 "tradeoff": self.tradeoff,
                 "seed": self.seed,
                 "max_latency_s": self.max_latency_s,
+                "energy_budget": None if self.energy_budget is None else self._budget_spec().to_dict(),
+                "max_joules": self.max_joules,
                 "models": self.models,
                 "features": self.features.state_dict(),
                 **self.learner_.state_dict(),
             }
+
+    def _budget_spec(self) -> EnergyBudget:
+        budget = self.energy_budget
+        assert budget is not None
+        return budget.budget if isinstance(budget, BudgetPacer) else budget
 
     def save(self, path: str | Path) -> None:
         """Persist a consistent snapshot of all learned state (written to a temporary file, then renamed)."""
@@ -365,10 +416,12 @@ class GreenServRouter:
         features: FeatureExtractor | None = None,
         pending: PendingStore | None = None,
         policy: Policy | None = None,
+        energy_budget: BudgetPacer | None = None,
     ) -> GreenServRouter:
         """Rebuild a router saved with :meth:`save` over ``models``.
 
-        ``features``, ``pending`` and ``policy`` are the same as for ``__init__`` (default
+        ``features``, ``pending``, ``policy`` and ``energy_budget`` (a :class:`BudgetPacer` with
+        its settings for the saved budget) are the same as for ``__init__`` (default
         features: the bundled embedder the state was saved with; a policy
         instance is needed only when the saved one is not registered by name). Every model in
         the saved state must be in ``models`` (else :class:`StateFileError`); models new to
@@ -376,6 +429,15 @@ class GreenServRouter:
         another shape raise :class:`StateFileError`, never a fresh start.
         """
         state, arguments = read_router_state(path, models, policy, pending)
+        if energy_budget is not None:
+            saved = arguments["energy_budget"]
+            if not isinstance(energy_budget, BudgetPacer) or energy_budget.budget != saved:
+                raise InvalidInputError(
+                    f"{path} was saved "
+                    + (f"under the budget {saved.describe()}" if saved is not None else "without an energy budget")
+                    + "; energy_budget= must be a BudgetPacer for that budget"
+                )
+            arguments["energy_budget"] = energy_budget
         if features is None:  # the bundled features the state was saved with
             with state_errors(path):
                 space, encoding = str(state["features"]["embedder"]), state["features"].get("task_encoding", "onehot")

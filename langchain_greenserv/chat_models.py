@@ -44,12 +44,14 @@ from langchain_core.runnables import Runnable, RunnableLambda, RunnableMap, Runn
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, model_validator
+from typing_extensions import Self
 
 from greenserv_core.adapters import (
     AdapterCore,
     BoundedRecorder,
     LazyRouter,
+    check_energy_budget,
     decision_id_in,
     tool_calls_of,
     why_no_tool_call,
@@ -57,6 +59,7 @@ from greenserv_core.adapters import (
 from greenserv_core.adapters import decision_id_of as answer_key
 from greenserv_core.async_bridge import iterate_in_thread
 from greenserv_core.bandits import DEFAULT_POLICY
+from greenserv_core.budget import check_max_joules
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.reward import DEFAULT_TRADEOFF, check_tradeoff
 from greenserv_core.router import FeedbackRecord, GreenServRouter, RoutedGeneration
@@ -157,9 +160,22 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
     :data:`~greenserv_core.reward.DEFAULT_TRADEOFF`). ``temperature``, ``top_p``,
     ``max_tokens``, ``stop``, ``timeout`` (seconds per generation) and ``streaming`` behave as
     in other chat models. Per-call options: ``temperature``, ``max_tokens``, ``top_p``,
-    ``stop``, ``seed``, ``timeout``, ``tradeoff``, ``max_latency_s``, and ``model`` (pin this
-    call to one model of the pool, bypassing the choice; its outcome is still learned), plus
-    ``tools`` and ``tool_choice`` (set by :meth:`bind_tools`); anything else is refused.
+    ``stop``, ``seed``, ``timeout``, ``tradeoff``, ``max_latency_s``, ``max_joules``, and
+    ``model`` (pin this call to one model of the pool, bypassing the choice; its outcome is
+    still learned), plus ``tools`` and ``tool_choice`` (set by :meth:`bind_tools`); anything
+    else is refused.
+
+    Energy: ``energy_budget`` gives the router it builds a budget, as joules per query
+    (``50.0``) or text (``"50J/query"``, ``"2Wh/h"``, ``"500J/30s"``; an ``EnergyBudget`` is
+    taken too): the router then sets λ for each query so that it spends up to the budget and
+    no more, ``tradeoff`` only starts it, and a call's own ``tradeoff`` overrides it for that
+    call. ``max_joules`` caps each call's predicted joules: a model predicted to spend more
+    does not answer (one with no prediction yet, neither measured nor given a per-token
+    prior, is not excluded). Both are checked when the model is made; a budget beside a
+    ready ``router=`` is refused (give it to the router).
+    ``response_metadata["greenserv"]["budget"]`` says what the budget did (the λ in force, the
+    joules spent, what is left of the window), ``None`` without one.
+
     ``score_tool_calls=True`` scores an answer that calls tools at once (1 if every call is
     valid, else 0), so the user's own feedback is then refused as a second score.
 
@@ -171,6 +187,23 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
     The router's decision is keyed by the LangChain run id, so ``AIMessage.id``
     (``lc_run-<run id>``) or a run id from ``collect_runs()`` finds it again for
     :meth:`feedback`. Feedback is accepted once per answer; a second score is refused.
+
+    With an energy budget (the router is built from ``models``):
+
+    >>> from greenserv_core import FakeBackend
+    >>> pool = [FakeBackend("small", joules_per_token=1.0), FakeBackend("large", joules_per_token=9.0)]
+    >>> llm = ChatGreenServ(models=pool, embedder="static", energy_budget="2Wh/h", max_joules=500.0)
+    >>> budget = llm.invoke("What is 2 + 2?").response_metadata["greenserv"]["budget"]
+    >>> budget["budget"], budget["tradeoff"], budget["window_remaining_joules"]
+    ('2 Wh per 1 h', 0.4, 7200.0)
+    >>> llm.invoke("What is 2 + 2?", max_joules=100.0).response_metadata["model_name"] in ("small", "large")
+    True
+    >>> ChatGreenServ(energy_budget="fifty joules")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    pydantic_core._pydantic_core.ValidationError: 1 validation error for ChatGreenServ
+    energy_budget
+      Value error, cannot read the energy budget 'fifty joules': ...
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, populate_by_name=True, extra="forbid")
@@ -190,10 +223,17 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
     streaming: bool = False
     seed: int | None = None
     max_latency_s: float | None = None
+    energy_budget: Annotated[float | str | None, BeforeValidator(check_energy_budget)] = None
+    max_joules: Annotated[float | None, BeforeValidator(check_max_joules)] = None
     score_tool_calls: bool = False
 
     _router: LazyRouter = PrivateAttr(default_factory=LazyRouter)
     _recorder: _RunRecorder = PrivateAttr(default_factory=_RunRecorder)
+
+    @model_validator(mode="after")
+    def _budget_needs_no_router(self) -> Self:
+        self.check_budget_owner()
+        return self
 
     def model_post_init(self, context: Any) -> None:
         if isinstance(self.callbacks, BaseCallbackManager):
@@ -214,6 +254,8 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
             "strategy": self.strategy,
             "embedder": self.embedder,
             "tradeoff": self.tradeoff,
+            "energy_budget": self.energy_budget,
+            "max_joules": self.max_joules,
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,
         }

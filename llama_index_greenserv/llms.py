@@ -2,7 +2,7 @@
 
 Set ``Settings.llm = GreenServLLM()`` and query engines, chat engines and agents route every
 call. Each response's ``raw`` and ``additional_kwargs`` carry the routing record (decision id,
-model, tokens, latency, joules and their source, features, λ).
+model, tokens, latency, joules and their source, features, λ, and what an energy budget did).
 
 >>> from llama_index_greenserv import GreenServLLM            # doctest: +SKIP
 >>> llm = GreenServLLM(tradeoff=0.4)                           # doctest: +SKIP
@@ -38,12 +38,21 @@ from llama_index.core.base.llms.types import (
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.tools import BaseTool, ToolSelection
-from pydantic import BeforeValidator, ConfigDict, Field, PrivateAttr
+from pydantic import BeforeValidator, ConfigDict, Field, PrivateAttr, model_validator
+from typing_extensions import Self
 
-from greenserv_core.adapters import AdapterCore, LazyRouter, Piece, tool_calls_of, why_no_tool_call
+from greenserv_core.adapters import (
+    AdapterCore,
+    LazyRouter,
+    Piece,
+    check_energy_budget,
+    tool_calls_of,
+    why_no_tool_call,
+)
 from greenserv_core.adapters import decision_id_of as answer_key
 from greenserv_core.async_bridge import iterate_in_thread
 from greenserv_core.bandits import DEFAULT_POLICY
+from greenserv_core.budget import check_max_joules
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.messages import Message
 from greenserv_core.reward import DEFAULT_TRADEOFF, check_tradeoff
@@ -111,9 +120,19 @@ class GreenServLLM(AdapterCore, FunctionCallingLLM):
     defaults of every call. ``metadata.context_window`` is the smallest window in the pool.
     Per-call keyword options (of ``chat``, ``complete``, their streaming and async forms):
     ``temperature``, ``max_tokens``, ``top_p``, ``stop``, ``seed``, ``timeout``, ``tradeoff``,
-    ``max_latency_s``, ``model`` (pin one model); anything else is refused.
+    ``max_latency_s``, ``max_joules``, ``model`` (pin one model); anything else is refused.
     ``score_tool_calls=True`` scores an answer that calls tools at once (1 if every call is
     valid, else 0). A model that is unavailable is routed around by the router.
+
+    Energy: ``energy_budget`` gives the router it builds a budget, as joules per query
+    (``50.0``) or text (``"50J/query"``, ``"2Wh/h"``, ``"500J/30s"``; an ``EnergyBudget`` is
+    taken too): the router then sets λ for each query to spend up to the budget and no more
+    (``tradeoff`` only starts it; a call's own ``tradeoff`` overrides it for that call).
+    ``max_joules`` caps each call's predicted joules (a model with no prediction yet,
+    neither measured nor given a per-token prior, is not excluded). Both are checked when
+    the LLM is made; a budget beside a ready ``router=`` is refused (give it to the router).
+    The record's ``"budget"`` says what the budget did (the λ in force, the joules spent,
+    what is left of the window), ``None`` without one.
 
     >>> from greenserv_core import FakeBackend, GreenServRouter
     >>> from greenserv_core.features import FeatureExtractor, HashingEmbedder, TaskClassifier
@@ -123,6 +142,22 @@ class GreenServLLM(AdapterCore, FunctionCallingLLM):
     >>> llm = GreenServLLM(router=router, stop=["!"])
     >>> llm.complete("one two! three").text, llm.complete("one two! three", stop=["two"]).text
     ('tiny: one two', 'tiny: one ')
+
+    With an energy budget (the router is built from ``models``):
+
+    >>> pool = [FakeBackend("small", joules_per_token=1.0), FakeBackend("large", joules_per_token=9.0)]
+    >>> llm = GreenServLLM(models=pool, embedder="static", energy_budget=50.0, max_joules=500.0)
+    >>> budget = llm.complete("What is 2 + 2?").raw["budget"]
+    >>> budget["budget"], budget["tradeoff"], budget["per_query_joules"]
+    ('50 J per query', 0.4, 50.0)
+    >>> llm.complete("2 + 2?", max_joules=100.0).additional_kwargs["model"] in ("small", "large")
+    True
+    >>> GreenServLLM(max_joules=-1)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    pydantic_core._pydantic_core.ValidationError: 1 validation error for GreenServLLM
+    max_joules
+      Value error, max_joules must be a positive finite number, got -1 ...
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -140,9 +175,16 @@ class GreenServLLM(AdapterCore, FunctionCallingLLM):
     timeout: float | None = None
     seed: int | None = None
     max_latency_s: float | None = None
+    energy_budget: Annotated[float | str | None, BeforeValidator(check_energy_budget)] = None
+    max_joules: Annotated[float | None, BeforeValidator(check_max_joules)] = None
     score_tool_calls: bool = False
 
     _router: LazyRouter = PrivateAttr(default_factory=LazyRouter)
+
+    @model_validator(mode="after")
+    def _budget_needs_no_router(self) -> Self:
+        self.check_budget_owner()
+        return self
 
     @classmethod
     def class_name(cls) -> str:

@@ -78,3 +78,10 @@ def test_llama_index_agent_with_tools_runs_every_step_through_the_router() -> No
     assert len(answers) == 2 and all(answer.strip() for answer in answers)
     router = llm.greenserv_router
     assert sum(router.stats_[name]["decisions"] for name in router.models) >= 2  # at least one call a question
+
+
+def test_energy_budget_spends_the_budget_where_accuracy_pays() -> None:
+    result = load("energy_budget").main(steps=600)
+    assert 0.9 * 30 <= result["mean_joules"] <= 1.01 * 30
+    late = result["late"]
+    assert late["gsm8k"]["large"] > 5 * late["boolq"]["large"]  # the dear model goes where it pays

@@ -103,7 +103,10 @@ def test_the_first_rule_that_excludes_gives_the_reason_and_costs_fall_back_to_pr
     verdict = check_eligibility(pool, Limits(max_new_tokens=5))
     assert verdict.predicted_joules == {"a": 7.0, "b": 20.0, "c": None}
     assert list(verdict.excluded) == ["d"] and "unavailable" in verdict.excluded["d"]  # not the context window
-    assert len(RULES) == 6
+    assert len(RULES) == 7
+    capped = check_eligibility(pool, Limits(max_new_tokens=5, max_joules=15.0))
+    assert capped.excluded["b"] == "predicted energy 20.0 J exceeds the cap 15.0 J"  # from its prior
+    assert "c" not in capped.excluded  # no prediction yet: not excluded
 
 
 def test_a_new_rule_is_one_function() -> None:

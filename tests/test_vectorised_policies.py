@@ -385,19 +385,27 @@ def test_costs_given_as_a_plain_mapping_or_as_columns_score_alike() -> None:
 
 # ---- eligibility over columns ------------------------------------------------------------------
 candidate_strategy = st.builds(
-    lambda i, window, caps, prior_s, available, tokens, seconds: Candidate(
-        ModelInfo(f"m{i}", context_window=window, capabilities=frozenset(caps), prior_seconds_per_token=prior_s),
+    lambda i, window, caps, prior_s, prior_j, available, tokens, joules, seconds: Candidate(
+        ModelInfo(
+            f"m{i}",
+            context_window=window,
+            capabilities=frozenset(caps),
+            prior_seconds_per_token=prior_s,
+            prior_joules_per_token=prior_j,
+        ),
         available,
         tokens,
-        None,
+        joules,
         seconds,
     ),
     st.integers(0, 10**6),
     st.integers(1, 200),
     st.sets(st.sampled_from(["tools", "json_mode", "chat_template"])),
     st.none() | st.floats(0.0, 0.1),
+    st.none() | st.floats(0.0, 2.0),
     st.booleans(),
     st.none() | st.integers(0, 200),
+    st.none() | st.floats(0.0, 300.0),
     st.none() | st.floats(0.0, 5.0),
 )
 
@@ -408,15 +416,21 @@ candidate_strategy = st.builds(
     max_new_tokens=st.integers(1, 64),
     requires=st.sets(st.sampled_from(["tools", "json_mode"])),
     max_latency_s=st.none() | st.floats(0.1, 3.0),
+    max_joules=st.none() | st.floats(1.0, 200.0),
     pick=st.data(),
 )
 def test_the_column_rules_exclude_exactly_what_the_rule_functions_do(
-    pool: list[Candidate], max_new_tokens: int, requires: set[str], max_latency_s: float | None, pick: st.DataObject
+    pool: list[Candidate],
+    max_new_tokens: int,
+    requires: set[str],
+    max_latency_s: float | None,
+    max_joules: float | None,
+    pick: st.DataObject,
 ) -> None:
     names = [c.name for c in pool]
     requested = pick.draw(st.none() | st.sets(st.sampled_from(names))) if names else None
     failed = {name: "boom" for name in pick.draw(st.sets(st.sampled_from(names)))} if names else {}
-    limits = Limits(max_new_tokens, requested, failed, frozenset(requires), max_latency_s)
+    limits = Limits(max_new_tokens, requested, failed, frozenset(requires), max_latency_s, max_joules)
     verdict = check_eligibility(Candidates.of(pool), limits)
     expected_excluded: dict[str, str] = {}
     expected_joules: dict[str, float | None] = {}

@@ -24,7 +24,14 @@ from greenserv_core.adapters.answers import (
     tool_calls_of,
     why_no_tool_call,
 )
-from greenserv_core.adapters.calls import CALL_OPTIONS, AdapterCore, LazyRouter, apply_tool_choice, generation_options
+from greenserv_core.adapters.calls import (
+    CALL_OPTIONS,
+    AdapterCore,
+    LazyRouter,
+    apply_tool_choice,
+    check_energy_budget,
+    generation_options,
+)
 from greenserv_core.adapters.feedback import AnswerLog, BoundedRecorder, Evaluator, SeenAnswer
 
 __all__ = [
@@ -40,6 +47,7 @@ __all__ = [
     "ToolCallData",
     "answer_pieces",
     "apply_tool_choice",
+    "check_energy_budget",
     "decision_id_in",
     "decision_id_of",
     "generation_options",

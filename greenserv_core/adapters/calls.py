@@ -8,17 +8,73 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from greenserv_core.adapters.answers import Piece, answer_pieces
+from greenserv_core.budget import BudgetPacer, EnergyBudget
 from greenserv_core.errors import InvalidInputError, UnknownDecisionError
 from greenserv_core.messages import Message
 from greenserv_core.router import FeedbackRecord, GreenServRouter, RoutedGeneration
 
-__all__ = ["CALL_OPTIONS", "AdapterCore", "LazyRouter", "apply_tool_choice", "generation_options"]
+__all__ = [
+    "CALL_OPTIONS",
+    "AdapterCore",
+    "LazyRouter",
+    "apply_tool_choice",
+    "check_energy_budget",
+    "generation_options",
+]
 
 CALL_OPTIONS = frozenset(
-    {"temperature", "max_tokens", "top_p", "stop", "seed", "timeout", "tradeoff", "max_latency_s", "model"}
+    {
+        "temperature",
+        "max_tokens",
+        "top_p",
+        "stop",
+        "seed",
+        "timeout",
+        "tradeoff",
+        "max_latency_s",
+        "max_joules",
+        "model",
+    }
 )
 """The keyword options both adapters take per call (besides ``tools``, ``tool_choice`` and
-``response_format``); ``timeout`` is the router's ``max_time_s`` and ``model`` pins one model."""
+``response_format``); ``timeout`` is the router's ``max_time_s``, ``max_joules`` caps the
+predicted joules of the model that answers, and ``model`` pins one model."""
+
+
+def check_energy_budget(budget: object) -> float | str | None:
+    """An adapter's ``energy_budget`` in a plain, serialisable form, checked now rather than
+    when the router is first built: ``None``; joules per query as a float; or budget text
+    such as ``"50J/query"`` or ``"2Wh/h"``, kept as given. An
+    :class:`~greenserv_core.budget.EnergyBudget` becomes its joules per query, or text that
+    parses back to the same budget. Anything else raises :class:`InvalidInputError` saying why.
+
+    >>> check_energy_budget(50), check_energy_budget("2Wh/h")
+    (50.0, '2Wh/h')
+    >>> check_energy_budget(EnergyBudget.per_window(wh=2, window_s=3600))
+    '7200.0J/3600.0s'
+    >>> check_energy_budget("fifty joules")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    greenserv_core.errors.InvalidInputError: cannot read the energy budget 'fifty joules': write an amount, ...
+    """
+    if budget is None:
+        return None
+    if isinstance(budget, EnergyBudget):
+        return budget.joules if budget.window_s is None else f"{budget.joules!r}J/{budget.window_s!r}s"
+    if isinstance(budget, BudgetPacer):
+        raise InvalidInputError(
+            "a BudgetPacer holds settings and learned state: build the router with it "
+            "(GreenServRouter(..., energy_budget=pacer)) and pass router="
+        )
+    if isinstance(budget, str):
+        EnergyBudget.parse(budget)
+        return budget
+    if isinstance(budget, (int, float)) and not isinstance(budget, bool):
+        return EnergyBudget.per_query(budget).joules
+    raise InvalidInputError(
+        f"energy_budget must be joules per query, text such as '50J/query' or '2Wh/h', or an EnergyBudget; "
+        f"got {budget!r}"
+    )
 
 
 class LazyRouter:
@@ -52,14 +108,15 @@ def generation_options(
     max_latency_s: float | None,
     timeout: float | None,
     stop: Sequence[str] | None = None,
+    max_joules: float | None = None,
 ) -> dict[str, Any]:
     """Router arguments from an adapter's defaults and a call's options (:data:`CALL_OPTIONS`);
     unknown options raise :class:`InvalidInputError` naming them (nothing is silently dropped).
 
-    >>> options = generation_options({"model": "small", "timeout": 5.0, "stop": ["\\n"]}, owner="X",
-    ...     temperature=0.0, top_p=1.0, max_tokens=8, seed=None, max_latency_s=None, timeout=None)
-    >>> options["models"], options["max_time_s"], options["stop"]
-    (['small'], 5.0, ['\\n'])
+    >>> options = generation_options({"model": "small", "timeout": 5.0, "stop": ["\\n"], "max_joules": 20.0},
+    ...     owner="X", temperature=0.0, top_p=1.0, max_tokens=8, seed=None, max_latency_s=None, timeout=None)
+    >>> options["models"], options["max_time_s"], options["stop"], options["max_joules"]
+    (['small'], 5.0, ['\\n'], 20.0)
     """
     unknown = set(kwargs) - CALL_OPTIONS
     if unknown:
@@ -73,6 +130,7 @@ def generation_options(
         "seed": kwargs.get("seed", seed),
         "tradeoff": kwargs.get("tradeoff"),
         "max_latency_s": kwargs.get("max_latency_s", max_latency_s),
+        "max_joules": kwargs.get("max_joules", max_joules),
         "max_time_s": kwargs.get("timeout", timeout),
         "models": [kwargs["model"]] if kwargs.get("model") else None,
     }
@@ -111,9 +169,15 @@ def apply_tool_choice(
 class AdapterCore:
     """What an adapter model does with the router, whatever the framework: a mixin for models
     that hold a ready ``router`` or the simple arguments to build one (``models``, ``meter``,
-    ``strategy``, ``embedder``, ``tradeoff``, ``seed``, ``max_latency_s``), the generation defaults
-    (``temperature``, ``top_p``, ``max_tokens``, ``stop``, ``timeout``), ``score_tool_calls``
-    and a :class:`LazyRouter` in ``_router``. The adapter only translates framework objects.
+    ``strategy``, ``embedder``, ``tradeoff``, ``seed``, ``max_latency_s``, ``energy_budget``,
+    ``max_joules``), the generation defaults (``temperature``, ``top_p``, ``max_tokens``,
+    ``stop``, ``timeout``, ``max_latency_s``, ``max_joules``), ``score_tool_calls`` and a
+    :class:`LazyRouter` in ``_router``. The adapter only translates framework objects.
+
+    ``energy_budget`` (checked by :func:`check_energy_budget`) is the budget of the router the
+    adapter builds; a ready ``router`` has its own, so giving both is refused
+    (:meth:`check_budget_owner`). ``max_joules`` is every call's default cap, and so applies
+    to a ready router too.
     """
 
     if TYPE_CHECKING:
@@ -125,6 +189,8 @@ class AdapterCore:
         tradeoff: float
         seed: int | None
         max_latency_s: float | None
+        energy_budget: float | str | None
+        max_joules: float | None
         temperature: float
         top_p: float
         max_tokens: int | None
@@ -149,9 +215,20 @@ class AdapterCore:
                 tradeoff=self.tradeoff,
                 seed=self.seed,
                 max_latency_s=self.max_latency_s,
+                energy_budget=getattr(self, "energy_budget", None),
+                max_joules=getattr(self, "max_joules", None),
             )
 
         return self._router.get(build)
+
+    def check_budget_owner(self) -> None:
+        """Refuse an ``energy_budget`` beside a ready ``router`` (it would be silently ignored:
+        the router given keeps its own budget, or none)."""
+        if self.router is not None and getattr(self, "energy_budget", None) is not None:
+            raise InvalidInputError(
+                f"{type(self).__name__} was given router= and energy_budget=: the budget belongs to the router, "
+                "so build it with GreenServRouter(..., energy_budget=...), or give models= instead of router="
+            )
 
     @property
     def pool_name(self) -> str:
@@ -185,6 +262,7 @@ class AdapterCore:
             max_tokens=self.max_tokens or 256,
             seed=self.seed,
             max_latency_s=self.max_latency_s,
+            max_joules=getattr(self, "max_joules", None),
             timeout=self.timeout,
             stop=stop if stop is not None else self.stop,
         )

@@ -1,6 +1,7 @@
 """The ``greenserv`` command: ``setup`` and ``chat`` (:mod:`~greenserv_core.cli.chat`), and
 ``bench``: outcome tables (:mod:`~greenserv_core.cli.tables`), their replay
-(:mod:`~greenserv_core.cli.replay`) and the benchmarks of BENCHMARKS.md
+(:mod:`~greenserv_core.cli.replay`), energy budgets replayed (:mod:`~greenserv_core.cli.budget`)
+and the benchmarks of BENCHMARKS.md
 (:mod:`~greenserv_core.cli.benchmarks`).
 
 >>> build_parser().parse_args(["bench", "overhead", "--queries", "10"]).queries
@@ -19,7 +20,7 @@ __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from greenserv_core.cli import benchmarks, chat, replay, tables
+    from greenserv_core.cli import benchmarks, budget, chat, replay, tables
 
     parser = argparse.ArgumentParser(prog="greenserv", description="Energy-aware routing over local LLMs.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the router and meters do")
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tables.add_commands(bench)
     replay.add_commands(bench)
+    budget.add_commands(bench)
     benchmarks.add_commands(bench)
     return parser
 

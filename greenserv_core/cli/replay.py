@@ -58,6 +58,7 @@ def _replay(args: argparse.Namespace) -> int:
     strategies = _strategies(args.strategies)
     params = policy_params(args.param)
     horizons = _horizons(args.horizons)
+    budget = replay_budget(args)
     table = read_table(args.table)
     distinct = len(set(table.columns["prompt"]))
     report = replay(
@@ -78,6 +79,8 @@ def _replay(args: argparse.Namespace) -> int:
         shifts=shifts,
         warm_start=args.warm_start,
         overstate=overstate,
+        energy_budget=budget,
+        arrival_rate=args.arrival_rate,
     )
     if table.simulated:
         print("NOTE: this table is SIMULATED")
@@ -94,6 +97,11 @@ def _replay(args: argparse.Namespace) -> int:
             + (f"; scores overstated: {overstated}" if overstated else "")
         )
     print_table(replay_rows(report))
+    if "budget" in report:
+        from greenserv_core.cli.budget import spend_rows
+
+        print(f"energy budget {report['budget']['budget']}: realised spend (share of the budget)")
+        print_table(spend_rows(report["budget"]))
     print("learning curve (gap closed to the best fixed model per task; accuracy vs random; energy vs random):")
     print_table(learning_curve_rows(report))
     for shift in report["shifts"]:
@@ -127,6 +135,17 @@ def _replay(args: argparse.Namespace) -> int:
 
         print(f"wrote {plot_replay(report, args.plot)}")
     return 0
+
+
+def replay_budget(args: argparse.Namespace) -> Any:
+    """The :class:`EnergyBudget` of ``--budget-joules-per-query`` or ``--budget`` (``None``: none)."""
+    from greenserv_core.budget import EnergyBudget
+
+    if args.budget_joules_per_query is not None and args.budget is not None:
+        raise InvalidInputError("give --budget-joules-per-query or --budget, not both")
+    if args.budget_joules_per_query is not None:
+        return EnergyBudget.per_query(args.budget_joules_per_query)
+    return None if args.budget is None else EnergyBudget.parse(args.budget)
 
 
 def _label(report: dict[str, Any], name: str) -> str:
@@ -328,6 +347,22 @@ def add_commands(bench: Any) -> None:
         default=[],
         metavar="MODEL:+D",
         help="teach MODEL's warm-start scores raised by D, capped at 1 (a wrong prior; repeatable)",
+    )
+    replay.add_argument(
+        "--budget-joules-per-query",
+        type=float,
+        metavar="J",
+        help="pace every router to a mean of J joules per query (λ then only starts it); "
+        "for a sweep over budgets see `greenserv bench budget`",
+    )
+    replay.add_argument(
+        "--budget", metavar="TEXT", help="an energy budget as text, e.g. '50J/query' or '2Wh/h' (needs --arrival-rate)"
+    )
+    replay.add_argument(
+        "--arrival-rate",
+        type=float,
+        metavar="Q_PER_S",
+        help="queries per second of the Poisson arrivals a window budget is paced over",
     )
     replay.set_defaults(run=_replay)
     sweep = bench.add_parser("sweep", help="accuracy-energy curves over λ, Pareto fronts and AIQ")

@@ -18,7 +18,7 @@ import numpy as np
 
 from greenserv_core.errors import InvalidInputError
 
-__all__ = ["aiq", "pareto_front", "upper_hull"]
+__all__ = ["aiq", "hull_quality_at", "pareto_front", "upper_hull"]
 
 Point = tuple[float, float]  # (cost, quality)
 
@@ -67,3 +67,21 @@ def aiq(points: Sequence[Point], *, low: float, high: float) -> float:
     curve = np.where(grid < costs[0], 0.0, np.interp(grid, costs, qualities))
     area = float(((curve[1:] + curve[:-1]) / 2 * np.diff(grid)).sum())  # trapezoids
     return area / (high - low)
+
+
+def hull_quality_at(points: Sequence[Point], cost: float) -> float | None:
+    """The quality that mixing two of ``points`` at random reaches at ``cost``: the upper convex
+    hull of their Pareto front there (flat beyond the dearest point; ``None`` below the
+    cheapest, which no mix reaches).
+
+    >>> hull_quality_at([(1.0, 0.5), (3.0, 0.9)], 2.0)
+    0.7
+    >>> hull_quality_at([(1.0, 0.5), (3.0, 0.9)], 0.5) is None
+    True
+    """
+    hull = upper_hull(pareto_front(points))
+    if not hull or cost < hull[0][0]:
+        return None
+    costs = [c for c, _ in hull]
+    qualities = [q for _, q in hull]
+    return round(float(np.interp(cost, costs, qualities)), 12)

@@ -3,6 +3,8 @@
 * :func:`plot_replay`: cumulative regret over queries; accuracy versus joules per query of each
   strategy, with the single models and their Pareto front; model selection shares.
 * :func:`plot_sweep`: each strategy's accuracy–energy curve over λ with its Pareto front and AIQ.
+* :func:`plot_budget`: realised spend against each energy budget over the stream, the λ the
+  budget set, and accuracy against the single-model and fixed-λ fronts.
 
 matplotlib comes with the ``bench`` extra (``pip install 'greenserv[bench]'``).
 """
@@ -14,7 +16,7 @@ from typing import Any
 
 from greenserv_core.evaluation.extras import bench_import
 
-__all__ = ["plot_replay", "plot_sweep"]
+__all__ = ["plot_budget", "plot_replay", "plot_sweep"]
 
 _TOP_MODELS = 8
 
@@ -132,4 +134,41 @@ def plot_sweep(report: dict[str, Any], path: str | Path) -> Path:
         )
     axes.set(xlabel="joules per query", ylabel="accuracy", title=_title(report, "Accuracy vs energy over λ"))
     axes.legend(fontsize="small")
+    return _save(plt, figure, path)
+
+
+def plot_budget(report: dict[str, Any], path: str | Path) -> Path:
+    """Three panels from a :func:`~greenserv_core.evaluation.budgets.budget_sweep` report: the
+    spend over the stream as a share of each budget (running mean, solid; last 500 queries,
+    dotted), the λ in force, and accuracy against joules per query with both fronts."""
+    from greenserv_core.evaluation.frontier import pareto_front, upper_hull
+
+    plt = _pyplot()
+    figure, (spend, lambdas, scatter) = plt.subplots(1, 3, figsize=(18, 5.5))
+    strategy = report["settings"]["strategy"]
+    for row in report["budgets"]:
+        curve = row["spend"]["curve"]
+        (line,) = spend.plot(curve["step"], curve["running_mean"], label=row["budget"])
+        spend.plot(curve["step"], curve["recent_mean"], linestyle=":", color=line.get_color())
+        lambdas.plot(curve["step"], curve["tradeoff"], color=line.get_color(), label=row["budget"])
+        scatter.scatter(
+            [row["realised_joules_per_query"]], [row["accuracy"]["mean"]], color=line.get_color(), marker="*", s=160
+        )
+    for level, style in ((1.0, "-"), (1.1, "--")):
+        spend.axhline(level, color="black", linewidth=0.8, linestyle=style)
+    spend.set(xlabel="queries (first run)", ylabel="spend / budget", title="Spend against the budget")
+    spend.set_ylim(0, 2)
+    spend.legend()
+    lambdas.set(xlabel="queries (first run)", ylabel="λ in force", title="The trade-off the budget set")
+    lambdas.legend()
+    singles = [(s["joules_per_query"], s["accuracy"]) for s in report["single_models"]]
+    scatter.scatter(*zip(*singles, strict=True), c="lightgrey", marker="s", label="single models")
+    hull = upper_hull(pareto_front(singles))
+    scatter.plot(*zip(*hull, strict=True), color="grey", label="single-model front")
+    fixed = [(p["joules_per_query"], p["accuracy"]) for p in report["fixed_tradeoff"]]
+    scatter.plot(*zip(*upper_hull(pareto_front(fixed)), strict=True), color="tab:blue", label=f"{strategy}, fixed λ")
+    scatter.scatter(*zip(*fixed, strict=True), color="tab:blue", s=12)
+    scatter.set(xlabel="joules per query", ylabel="accuracy", title=_title(report, "Accuracy at each budget (stars)"))
+    scatter.set_xscale("log")
+    scatter.legend()
     return _save(plt, figure, path)

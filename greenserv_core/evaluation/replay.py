@@ -58,7 +58,9 @@ import numpy as np
 
 from greenserv_core.backends.base import GenerationResult, GenerationSettings, ModelInfo, StreamChunk
 from greenserv_core.bandits import Policy, StatelessArmsPolicy
+from greenserv_core.budget import BudgetPacer, EnergyBudget
 from greenserv_core.errors import InvalidInputError
+from greenserv_core.evaluation.budget_report import spend_report
 from greenserv_core.evaluation.frontier import pareto_front
 from greenserv_core.evaluation.learning_curves import (
     StepBaselines,
@@ -215,6 +217,34 @@ class RunResult:
     energy_scale: dict[str, float] = field(default_factory=dict)  # top of the router's energy scale, per task type
     seconds: float = 0.0
     chosen: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))  # the model column at each step
+    tradeoffs: np.ndarray = field(default_factory=lambda: np.zeros(0))  # the λ in force at each step
+    arrivals: np.ndarray | None = None  # seconds from the start at each step (window budgets)
+
+
+class _SimulatedClock:
+    """The replay's clock for a window budget: the arrival time of the query being routed."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _pacer(budget: EnergyBudget | BudgetPacer | None, tradeoff: float, clock: _SimulatedClock) -> BudgetPacer | None:
+    """A fresh pacer for one run on the replay's clock: ``budget``'s settings, started at ``tradeoff``."""
+    if budget is None:
+        return None
+    if isinstance(budget, EnergyBudget):
+        return BudgetPacer(budget, initial_tradeoff=tradeoff, clock=clock)
+    return BudgetPacer(**{**budget.params(), "clock": clock})
+
+
+def arrival_times(seed: int, queries: int, rate_per_s: float) -> np.ndarray:
+    """Poisson arrivals at ``rate_per_s`` queries per second: each query's time in seconds
+    (drawn from its own generator, so that nothing else of the run changes)."""
+    rng = np.random.default_rng([seed, 17])
+    return np.cumsum(rng.exponential(1.0 / rate_per_s, size=queries))
 
 
 def replay_query(
@@ -224,10 +254,10 @@ def replay_query(
     index: dict[str, int],
     rng: np.random.Generator,
     feedback_rate: float,
-) -> tuple[int, bool]:
+) -> tuple[int, bool, float]:
     """Route query ``q`` and reveal only the chosen model's row: its joules and latency always,
-    its accuracy with probability ``feedback_rate``. Returns the chosen column and whether
-    feedback was given."""
+    its accuracy with probability ``feedback_rate``. Returns the chosen column, whether
+    feedback was given, and the λ in force."""
     decision = router.route(data.prompts[q], max_new_tokens=1)
     j = index[decision.model]
     router.record_outcome(
@@ -236,7 +266,7 @@ def replay_query(
     scored = bool(rng.random() < feedback_rate)
     if scored:
         router.feedback(decision.decision_id, float(data.accuracy[q, j]))
-    return j, scored
+    return j, scored, decision.tradeoff
 
 
 def _order(seed: int, queries: int) -> tuple[np.random.Generator, np.ndarray]:
@@ -402,6 +432,8 @@ def _run(
     router_scale: EnergyScaleName | None = None,
     warm: Matrices | None = None,
     overstate: Mapping[str, float] | None = None,
+    energy_budget: EnergyBudget | BudgetPacer | None = None,
+    arrivals: np.ndarray | None = None,
 ) -> RunResult:
     data, present = stream.data, stream.present  # rows in the run's order, shifted outcomes
     rng, _ = _order(seed, len(data.queries))  # the stream's order; the generator then draws the scored answers
@@ -409,6 +441,8 @@ def _run(
     available = np.where(present, stream.reward, -np.inf)
     best = available.max(axis=1)
     chosen = np.empty(len(data.queries), dtype=int)
+    tradeoffs = np.full(len(data.queries), tradeoff)
+    clock = _SimulatedClock()
     scale: dict[str, float] = {}
     if strategy == "oracle":
         chosen[:] = available.argmax(axis=1)
@@ -429,6 +463,7 @@ def _run(
             features=features,
             policy_params=policy_params if custom is None else None,
             energy_scale=router_scale if energy_ranges is None else EnergyNormalizer(energy_ranges),
+            energy_budget=_pacer(energy_budget, tradeoff, clock),
         )
         if warm is not None:
             _teach(router, warm, [m for m in data.models if present[0, index[m]]], overstate or {}, diagnostic)
@@ -444,7 +479,9 @@ def _run(
                     router.remove_model(change.model)
             if diagnostic is not None:
                 diagnostic.task = data.tasks[step]
-            chosen[step], _ = replay_query(router, data, step, index, rng, feedback_rate)
+            if arrivals is not None:
+                clock.now = float(arrivals[step])
+            chosen[step], _, tradeoffs[step] = replay_query(router, data, step, index, rng, feedback_rate)
         scale = {task: high for task, (_, high) in router.normalizer_.ranges_.items()}
     steps = np.arange(len(chosen))
     got = stream.reward[steps, chosen]
@@ -460,6 +497,8 @@ def _run(
         np.cumsum(best - got),
         scale,
         chosen=chosen,
+        tradeoffs=tradeoffs,
+        arrivals=arrivals,
     )
 
 
@@ -764,6 +803,8 @@ def replay(
     shifts: Sequence[Shift] = (),
     warm_start: int = 0,
     overstate: Mapping[str, float] | None = None,
+    energy_budget: EnergyBudget | BudgetPacer | None = None,
+    arrival_rate: float | None = None,
 ) -> dict[str, Any]:
     """Replay every strategy ``runs`` times; returns the JSON-ready report.
 
@@ -780,7 +821,18 @@ def replay(
     models' outcomes mid-stream; ``warm_start`` teaches ``N`` labelled queries per task first,
     with the ``overstate`` margins (model → added score) on their scores. See the module's
     docstring.
+
+    ``energy_budget`` paces every router (not the oracle) to a budget; λ then only starts it.
+    A window budget needs ``arrival_rate`` (queries per second): each run draws Poisson
+    arrival times, and the router's clock is the arrival time of each query. The report's
+    ``budget`` part holds the spend against the budget (see
+    :func:`~greenserv_core.evaluation.budget_report.spend_report`).
     """
+    spec = energy_budget.budget if isinstance(energy_budget, BudgetPacer) else energy_budget
+    if spec is not None and spec.window_s is not None and arrival_rate is None:
+        raise InvalidInputError("a window budget needs arrival_rate= (queries per second) to draw arrival times")
+    if arrival_rate is not None and not (math.isfinite(arrival_rate) and arrival_rate > 0):
+        raise InvalidInputError(f"arrival_rate must be a positive number of queries per second, got {arrival_rate!r}")
     if not 0 <= feedback_rate <= 1:
         raise InvalidInputError(f"feedback_rate must be in [0, 1], got {feedback_rate}")
     if energy_scale not in ("online", "seen", "pool", "table"):
@@ -824,6 +876,9 @@ def replay(
             "warm_start": warm_start,
             "overstate": overstate,
             "peers": peers,
+            "energy_budget": None if spec is None else spec.describe(),
+            "budget_price_on": energy_budget.price_on if isinstance(energy_budget, BudgetPacer) else None,
+            "arrival_rate_per_s": arrival_rate,
         },
         "timing": {"feature_warmup_s": round(warmup, 3)},
         "simulated": table.simulated,
@@ -866,6 +921,8 @@ def replay(
             router_scale=None if energy_scale in ("online", "table") else cast(EnergyScaleName, energy_scale),
             warm=warm,
             overstate=overstate,
+            energy_budget=energy_budget,
+            arrivals=None if arrival_rate is None else arrival_times(run_seed, len(data.queries), arrival_rate),
         )
         result.seconds = time.perf_counter() - started
         results.setdefault(strategy, []).append(result)
@@ -875,6 +932,9 @@ def replay(
     report["learning_curve"] = _learning_curve(results, make_stream, points)
     report["shifts"] = _shift_report(shifts, results, make_stream)
     report["newcomers"] = _newcomer_report(changes, results, data.models)
+    if energy_budget is not None:
+        assert spec is not None
+        report["budget"] = spend_report(spec, results, lambda run: make_stream(run).data)
     return report
 
 

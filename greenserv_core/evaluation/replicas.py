@@ -94,7 +94,7 @@ def _worker(job: dict[str, Any]) -> WorkerResult:
     if sharing is not None:
         sharing.start()
     for q in job["queries"]:
-        j, given = replay_query(router, data, q, index, rng, job["feedback_rate"])
+        j, given, _ = replay_query(router, data, q, index, rng, job["feedback_rate"])
         now = time.time()  # decision and feedback are moments apart: one time stamp for both
         decided.append(now)
         chosen.append(j)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import itertools
 import math
 import os
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +17,7 @@ from pathlib import Path
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.paths import cache_dir
 
-__all__ = ["ComplexityBinner", "ComplexityFeatures", "approximate_tokens", "prepare_offline_cmudict"]
+__all__ = ["ComplexityBinner", "ComplexityFeatures", "approximate_tokens", "prepare_offline_cmudict", "reading_ease"]
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 _NLTK_READY = threading.Lock()
@@ -100,10 +102,38 @@ class ComplexityBinner:
 
     def extract(self, text: str) -> ComplexityFeatures:
         """Reading ease of ``text``; text without words scores as easy (100)."""
-        prepare_offline_cmudict()
-        import textstat
-
-        score = float(textstat.flesch_reading_ease(text)) if re.search(r"[A-Za-z]", text) else 100.0
-        if not math.isfinite(score):
-            score = 100.0
+        score = reading_ease(text)
         return ComplexityFeatures(score, self.bin_of(score))
+
+
+_REMEMBERED = 32_768
+_scores: OrderedDict[bytes, float] = OrderedDict()
+_scores_lock = threading.Lock()
+
+
+def reading_ease(text: str) -> float:
+    """Flesch reading ease of ``text`` (textstat), 100 for text without words.
+
+    The scores of the last 32,768 texts are remembered under a 16-byte digest of the text
+    (not the text itself), so that a replay, which sees each prompt once per run, pays
+    textstat's cost once per prompt.
+
+    >>> reading_ease("123")
+    100.0
+    """
+    key = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    with _scores_lock:
+        known = _scores.get(key)
+        if known is not None:
+            _scores.move_to_end(key)
+            return known
+    prepare_offline_cmudict()
+    import textstat
+
+    score = float(textstat.flesch_reading_ease(text)) if re.search(r"[A-Za-z]", text) else 100.0
+    score = score if math.isfinite(score) else 100.0
+    with _scores_lock:
+        _scores[key] = score
+        if len(_scores) > _REMEMBERED:
+            _scores.popitem(last=False)
+    return score

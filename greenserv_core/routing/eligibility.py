@@ -42,6 +42,7 @@ __all__ = [
     "PoolColumns",
     "check_eligibility",
     "exceeds_context_window",
+    "exceeds_energy_cap",
     "exceeds_latency_limit",
     "failed_before",
     "lacks_capability",
@@ -78,14 +79,15 @@ class Candidate:
 @dataclass(frozen=True)
 class Limits:
     """What the query allows: the ``models`` requested (``None``: any), the models that
-    already ``failed`` it (and why), the capabilities it ``requires``, its ``max_new_tokens``
-    and its latency limit in seconds."""
+    already ``failed`` it (and why), the capabilities it ``requires``, its ``max_new_tokens``,
+    its latency limit in seconds and its energy cap in joules."""
 
     max_new_tokens: int = 256
     models: Collection[str] | None = None
     failed: Mapping[str, str] = field(default_factory=dict)
     requires: frozenset[str] = frozenset()
     max_latency_s: float | None = None
+    max_joules: float | None = None
 
 
 Rule = Callable[[Candidate, Limits], "str | None"]
@@ -264,6 +266,23 @@ def exceeds_latency_limit(candidate: Candidate, limits: Limits) -> str | None:
     return None
 
 
+def exceeds_energy_cap(candidate: Candidate, limits: Limits) -> str | None:
+    """A model whose predicted joules (learned, else from its per-token prior) break the
+    query's cap; a model with no prediction yet is not excluded.
+
+    >>> exceeds_energy_cap(Candidate(ModelInfo("big"), predicted_joules=90.0), Limits(max_joules=50.0))
+    'predicted energy 90.0 J exceeds the cap 50.0 J'
+    """
+    if limits.max_joules is None:
+        return None
+    joules = candidate.expected(
+        candidate.predicted_joules, candidate.info.prior_joules_per_token, limits.max_new_tokens
+    )
+    if joules is not None and joules > limits.max_joules:
+        return f"predicted energy {joules:.1f} J exceeds the cap {limits.max_joules:.1f} J"
+    return None
+
+
 RULES: tuple[Rule, ...] = (
     not_requested,
     failed_before,
@@ -271,6 +290,7 @@ RULES: tuple[Rule, ...] = (
     lacks_capability,
     exceeds_context_window,
     exceeds_latency_limit,
+    exceeds_energy_cap,
 )
 """The rules, in the order they are checked; the first that excludes a model gives the reason."""
 
@@ -319,6 +339,16 @@ def _exceeds_latency_limit_columns(candidates: Candidates, limits: Limits) -> np
     return excluded
 
 
+def _exceeds_energy_cap_columns(candidates: Candidates, limits: Limits) -> np.ndarray | None:
+    if limits.max_joules is None:
+        return None
+    joules = candidates.expected(
+        candidates.predicted_joules, candidates.pool.prior_joules_per_token, limits.max_new_tokens
+    )
+    excluded: np.ndarray = joules > limits.max_joules  # NaN (unknown) is never above
+    return excluded
+
+
 COLUMN_RULES: dict[Rule, ColumnRule] = {
     not_requested: _not_requested_columns,
     failed_before: _failed_before_columns,
@@ -326,6 +356,7 @@ COLUMN_RULES: dict[Rule, ColumnRule] = {
     lacks_capability: _lacks_capability_columns,
     exceeds_context_window: _exceeds_context_window_columns,
     exceeds_latency_limit: _exceeds_latency_limit_columns,
+    exceeds_energy_cap: _exceeds_energy_cap_columns,
 }
 """The column form of each rule that has one (the rule's function still gives the reason)."""
 

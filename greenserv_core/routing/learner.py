@@ -39,8 +39,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from greenserv_core.bandits import ArmPrior, Policy
-from greenserv_core.bandits.columns import ArmValues, KnownValues
+from greenserv_core.bandits import ArmPrior, Choice, Policy
+from greenserv_core.bandits.columns import ArmScores, ArmValues, KnownValues
+from greenserv_core.budget import BudgetPacer, BudgetStatus, EnergyBudget
 from greenserv_core.errors import InvalidInputError, UnknownModelError
 from greenserv_core.features.extractor import QueryFeatures
 from greenserv_core.outcomes import CostModel
@@ -86,10 +87,13 @@ class RoutingLearner:
     decisions kept ``pending_ttl_s`` seconds), the ``energy_scale`` (see
     :data:`ENERGY_SCALES`; an :class:`EnergyNormalizer` starts the ``"seen"`` range), and
     ``shared``: other learned components to share with replicas under a name (the router
-    passes its feature extractor's clustering as ``clusters``).
+    passes its feature extractor's clustering as ``clusters``), and the ``energy_budget``
+    (an :class:`EnergyBudget`, or a :class:`BudgetPacer` whose settings, clock included, a
+    fresh pacer takes; ``None``: λ as given to :meth:`decide`).
 
     Learned state: ``policy_``, ``energy_``, ``latency_``, ``normalizer_``, ``tallies_``,
-    ``pending_`` and ``priors_`` (each model's :class:`ArmPrior`, kept to re-add it).
+    ``pending_``, ``priors_`` (each model's :class:`ArmPrior`, kept to re-add it) and
+    ``pacer_`` (the :class:`BudgetPacer`, or ``None`` without a budget).
     """
 
     def __init__(
@@ -102,7 +106,10 @@ class RoutingLearner:
         pending_ttl_s: float = 7 * 24 * 3600.0,
         energy_scale: EnergyNormalizer | EnergyScaleName | None = None,
         shared: Mapping[str, Shareable] | None = None,
+        energy_budget: EnergyBudget | BudgetPacer | None = None,
     ) -> None:
+        if energy_budget is not None and not isinstance(energy_budget, (EnergyBudget, BudgetPacer)):
+            raise InvalidInputError(f"energy_budget must be an EnergyBudget or a BudgetPacer, got {energy_budget!r}")
         if not (energy_scale is None or isinstance(energy_scale, EnergyNormalizer) or energy_scale in ENERGY_SCALES):
             raise InvalidInputError(
                 f"energy_scale must be one of {ENERGY_SCALES} or an EnergyNormalizer, got {energy_scale!r}"
@@ -121,6 +128,14 @@ class RoutingLearner:
             "seen" if isinstance(energy_scale, EnergyNormalizer) else (energy_scale or DEFAULT_ENERGY_SCALE)
         )
         self.shared = dict(shared or {})
+        self.energy_budget = energy_budget
+        self.pacer_: BudgetPacer | None = (
+            BudgetPacer(**energy_budget.params())
+            if isinstance(energy_budget, BudgetPacer)
+            else None
+            if energy_budget is None
+            else BudgetPacer(energy_budget)
+        )
         self.policy_ = policy
         self.energy_ = CostModel(dimension)
         self.latency_ = CostModel(dimension)
@@ -165,11 +180,13 @@ class RoutingLearner:
         features: QueryFeatures,
         candidates: Sequence[Candidate] | Candidates,
         limits: Limits,
-        tradeoff: float,
+        tradeoff: float | None,
         decision_id: str | None = None,
     ) -> RoutingDecision:
         """Choose among the eligible ``candidates`` and keep the decision pending (the cost
-        predictions are filled into ``candidates``)."""
+        predictions are filled into ``candidates``). ``tradeoff`` ``None``: the energy budget
+        sets λ (see :class:`BudgetPacer`); a number overrides the budget for this query, which
+        still counts towards it."""
         x = features.vector
         table = candidates if isinstance(candidates, Candidates) else Candidates.of(candidates)
         with self.lock:
@@ -191,8 +208,26 @@ class RoutingLearner:
             self.check_new_id(decision_id)
             if not verdict.predicted_joules:
                 raise no_eligible_model(candidates, limits, excluded)
-            costs = self._costs(features.task, verdict.predicted_joules, table.predicted_joules, tradeoff)
+            budget: BudgetStatus | None = None
+            per_query: float | None = None
+            if tradeoff is None:
+                if self.pacer_ is None:
+                    raise InvalidInputError("a tradeoff λ is needed when the router has no energy budget")
+                budget = self.pacer_.status()
+                tradeoff = budget.tradeoff
+                joules = verdict.predicted_joules.array
+                if self.pacer_.price_on == "joules":
+                    per_query = budget.per_query_joules
+                    units = np.where(np.isnan(joules), 0.0, joules / per_query)
+                else:
+                    units = self._costs(features.task, verdict.predicted_joules, table.predicted_joules, 1.0).array
+                costs = ArmValues(verdict.predicted_joules.arms, tradeoff * units)
+            else:
+                costs = self._costs(features.task, verdict.predicted_joules, table.predicted_joules, tradeoff)
             choice = self.policy_.decide(x, costs.arms, value_scale=1.0 - tradeoff, costs=costs)
+            if budget is not None:
+                choice = self._paced(choice, verdict.predicted_joules, units, budget)
+            chosen_joules = verdict.predicted_joules.get(choice.arm)
             decision = RoutingDecision(
                 decision_id=decision_id or uuid.uuid4().hex,
                 model=choice.arm,
@@ -202,14 +237,40 @@ class RoutingLearner:
                 predicted_joules=verdict.predicted_joules,
                 tradeoff=tradeoff,
                 explored=choice.explored,
+                budget=budget,
             )
             pending = PendingDecision(
-                decision.decision_id, choice.arm, x.copy(), features.task, features.prompt_tokens, tradeoff, time.time()
+                decision.decision_id,
+                choice.arm,
+                x.copy(),
+                features.task,
+                features.prompt_tokens,
+                tradeoff,
+                time.time(),
+                predicted_joules=chosen_joules,
+                budget_joules=per_query,
             )
             self.pending_.add(pending)
             self.tallies_.decided(choice.arm)
         logger.debug("routed %s to %s (task=%s)", decision.decision_id, decision.model, features.task)
         return decision
+
+    def _paced(self, choice: Choice, predicted: KnownValues, units: np.ndarray, budget: BudgetStatus) -> Choice:
+        """Let the pacer remember the decision; when the budget cannot be met, take the
+        cheapest eligible model with a known prediction instead of the policy's choice."""
+        assert self.pacer_ is not None
+        scores = choice.scores
+        if isinstance(scores, ArmScores):
+            values = scores.estimate + scores.bonus
+        else:
+            values = np.array([scores[arm].estimate + scores[arm].bonus for arm in predicted.arms])
+        joules = predicted.array
+        if len(joules) > 1:  # a query pinned to one model tells nothing about the price
+            self.pacer_.remember(values, units, joules)
+        if budget.met or np.all(np.isnan(joules)):
+            return choice
+        cheapest = predicted.arms[int(np.nanargmin(joules))]
+        return Choice(cheapest, scores, False)
 
     def _costs(
         self,
@@ -264,6 +325,8 @@ class RoutingLearner:
                 self.latency_.observe(pending.model, pending.context, pending.prompt_tokens, latency_s)
                 self.tallies_.spent(pending.model, energy_joules)
             self.normalizer_.observe(pending.task, energy_joules)
+            if self.pacer_ is not None:
+                self.pacer_.observe(energy_joules, predicted=pending.predicted_joules)
             pending.energy_joules = float(energy_joules)
             pending.energy_source = energy_source
             self.pending_.update(pending)
@@ -280,7 +343,9 @@ class RoutingLearner:
                 self.policy_.update(pending.model, pending.context, value)
                 self.tallies_.scored(pending.model)
             realised = None
-            if pending.energy_joules is not None:
+            if pending.energy_joules is not None and pending.budget_joules:
+                energy_norm = pending.energy_joules / pending.budget_joules
+            elif pending.energy_joules is not None:
                 energy_norm = self.normalizer_.normalize(pending.task, pending.energy_joules)
                 realised = reward(value, energy_norm, pending.tradeoff)
         return FeedbackRecord(decision_id, pending.model, value, realised, applied)
@@ -315,12 +380,14 @@ class RoutingLearner:
 
     # ---- sharing ------------------------------------------------------------------------
     def _components(self) -> dict[str, Shareable]:
+        budget: dict[str, Shareable] = {} if self.pacer_ is None else {"budget": self.pacer_}
         return {
             "policy": self.policy_,
             "energy": self.energy_,
             "latency": self.latency_,
             "normalizer": self.normalizer_,
             "tallies": self.tallies_,
+            **budget,
             **self.shared,
         }
 
@@ -348,6 +415,7 @@ class RoutingLearner:
                 "energy_scale": self._scale,
                 "pending": self.pending_.state_dict(),
                 "stats": self.tallies_.state_dict(),
+                "budget": None if self.pacer_ is None else self.pacer_.state_dict(),
             }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -370,3 +438,5 @@ class RoutingLearner:
                 self._scale = state["energy_scale"]
             self.pending_.load_state_dict(state["pending"])
             self.tallies_.load_state_dict(state["stats"], set(arms))
+            if self.pacer_ is not None and state.get("budget") is not None:
+                self.pacer_.load_state_dict(state["budget"])

@@ -11,8 +11,8 @@ options, checked once.
 Traceback (most recent call last):
 ...
 TypeError: generate() got an unexpected keyword argument 'max_new_token'; its options are decision_id, \
-max_latency_s, max_new_tokens, max_time_s, models, requires, response_format, score_tool_calls, seed, stop, \
-temperature, tools, top_p, tradeoff
+max_joules, max_latency_s, max_new_tokens, max_time_s, models, requires, response_format, score_tool_calls, seed, \
+stop, temperature, tools, top_p, tradeoff
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypedDict
 
 from greenserv_core.backends.base import GenerationSettings, JsonFormat
+from greenserv_core.budget import check_max_joules
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.messages import Message, validate_messages
 from greenserv_core.reward import check_tradeoff
@@ -43,12 +44,14 @@ ResponseFormat = Literal["json"] | Mapping[str, Any] | JsonFormat | None
 
 class RouteOptions(TypedDict, total=False):
     """How to route a query (all optional): ``tradeoff`` λ for this call (else the router's),
-    ``max_latency_s``, ``max_new_tokens`` (counts towards the context window),
+    ``max_latency_s``, ``max_joules`` (a cap on the predicted joules of the model that answers),
+    ``max_new_tokens`` (counts towards the context window),
     ``decision_id`` (your own key, e.g. a framework's run id), ``models`` (restrict the
     choice; one name pins the query), ``requires`` (capabilities the query needs)."""
 
     tradeoff: float | None
     max_latency_s: float | None
+    max_joules: float | None
     max_new_tokens: int
     decision_id: str | None
     models: Sequence[str] | None
@@ -60,6 +63,7 @@ class BatchOptions(TypedDict, total=False):
 
     tradeoff: float | None
     max_latency_s: float | None
+    max_joules: float | None
     max_new_tokens: int
     models: Sequence[str] | None
     requires: Collection[str]
@@ -130,14 +134,15 @@ def _model_names(models: Sequence[str] | None) -> frozenset[str] | None:
 
 @dataclass(frozen=True)
 class RouteRequest:
-    """A checked query: ``messages``, ``settings``, and the routing options. ``tradeoff`` and
-    ``max_latency_s`` are ``None`` where the router's own apply; ``requires`` includes
+    """A checked query: ``messages``, ``settings``, and the routing options. ``tradeoff``,
+    ``max_latency_s`` and ``max_joules`` are ``None`` where the router's own apply; ``requires`` includes
     ``tools`` when tools are offered and ``json_mode`` when a JSON answer is asked for."""
 
     messages: list[Message]
     settings: GenerationSettings
     tradeoff: float | None = None
     max_latency_s: float | None = None
+    max_joules: float | None = None
     requires: frozenset[str] = frozenset()
     models: frozenset[str] | None = None
     decision_id: str | None = None
@@ -188,6 +193,7 @@ class RouteRequest:
             settings=settings,
             tradeoff=None if tradeoff is None else check_tradeoff(tradeoff),
             max_latency_s=check_positive("max_latency_s", options.get("max_latency_s")),
+            max_joules=check_max_joules(options.get("max_joules")),
             requires=frozenset(needed),
             models=_model_names(options.get("models")),
             decision_id=decision_id,

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from greenserv_core.bandits import ArmScore
+from greenserv_core.budget import BudgetStatus
 from greenserv_core.features.extractor import QueryFeatures
 from greenserv_core.tools import InvalidToolCall, ToolCall
 
@@ -24,6 +25,8 @@ class RoutingDecision:
     (``None`` for a model not yet observed). ``scores`` and ``predicted_joules`` are read-only
     mappings over arrays (:class:`~greenserv_core.bandits.ArmScores`,
     :class:`~greenserv_core.bandits.columns.KnownValues`): a model's entry is made when read.
+    ``tradeoff`` is the λ in force; ``budget`` what the energy budget did (``None``: no
+    budget, or a λ given for this query).
     """
 
     decision_id: str
@@ -34,6 +37,7 @@ class RoutingDecision:
     predicted_joules: Mapping[str, float | None]
     tradeoff: float
     explored: bool
+    budget: BudgetStatus | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,7 @@ class RoutedGeneration:
             "tradeoff": self.decision.tradeoff,
             "features": self.decision.features.to_dict(),
             "explored": self.decision.explored,
+            "budget": None if self.decision.budget is None else self.decision.budget.to_dict(),
         }
 
 

@@ -1,6 +1,7 @@
 """A router's saved state: what :meth:`GreenServRouter.save` writes and ``load`` reads back.
 
-The file holds the router's parameters (policy name and parameters, λ, seed, latency limit),
+The file holds the router's parameters (policy name and parameters, λ, seed, latency limit,
+energy budget and cap),
 its pool's model names in order, the feature extractor's clustering and the learner's state
 (:meth:`RoutingLearner.state_dict`), as versioned JSON written atomically.
 """
@@ -15,6 +16,7 @@ from typing import Any
 
 from greenserv_core.backends.base import ModelBackend
 from greenserv_core.bandits import Policy
+from greenserv_core.budget import EnergyBudget
 from greenserv_core.errors import StateFileError
 from greenserv_core.pending import PendingStore
 from greenserv_core.persistence import read_state, write_state
@@ -68,6 +70,10 @@ def read_router_state(
             "tradeoff": state["tradeoff"],
             "seed": state["seed"],
             "max_latency_s": state["max_latency_s"],
+            "max_joules": state.get("max_joules"),
+            "energy_budget": None
+            if state.get("energy_budget") is None
+            else EnergyBudget.from_dict(state["energy_budget"]),
             "max_pending": int(saved.get("max_size") or 100_000),  # a shared store saves no size
             "pending_ttl_s": float(saved["ttl_s"]),
         }

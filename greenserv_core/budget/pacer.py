@@ -1,0 +1,493 @@
+"""The :class:`BudgetPacer`: it turns an :class:`EnergyBudget` into the λ in force for each query.
+
+The router scores each eligible model ``(1-λ)·value − λ·cost``: ``value`` is the policy's
+accuracy estimate (with its exploration bonus) and ``cost`` the model's predicted energy in
+per-query budgets (``price_on="joules"``, the default: predicted joules over the per-query
+budget, one price for every task type, which is what buys the most accuracy for a mean
+spend) or in the router's own units (``price_on="energy_scale"``: the normalised energy of
+the reward, exactly as without a budget). BENCHMARKS.md (issue 17) measures both: the
+single price buys 0.01–0.1 more accuracy at every budget tried. With a budget the
+pacer sets λ; the λ in force is reported with every answer.
+
+How λ is found, every ``resolve_every`` answers:
+
+1. **Re-solve on recent decisions.** The pacer remembers, for its last ``memory`` decisions,
+   every eligible model's value, cost and predicted joules. For any λ it knows which model
+   each of them would have chosen, and so the mean predicted spend at that λ; a bisection
+   finds the λ whose spend meets the target. λ thus tracks the query mix, the energy scale
+   and what the policy has learned, with no step size to tune.
+2. **Feedback on the running deficit.** The target is the per-query budget, less the deficit
+   (joules spent beyond the allowance so far) repaid over ``horizon`` answers, times the
+   ratio of predicted to measured joules (exploration and prediction errors). The deficit
+   also raises the price ``λ/(1-λ)`` itself, by ``exp(deficit / (horizon budgets))``: where
+   many decisions switch model at one λ, moving the target alone does not move the spend.
+   Unspent allowance is banked up to ``bank`` per-query budgets and no more, so a quiet
+   start does not license a burst.
+
+A window budget (joules per ``window_s`` seconds) accrues its allowance with time; its
+per-query budget is the rate times the mean time between answers.
+
+When even the highest λ spends more than the budget, for five re-solves in a row, the budget
+cannot be met: the router then answers with the cheapest eligible model, and says so once
+in the log and in every record while it lasts.
+
+>>> from greenserv_core.budget.spec import EnergyBudget
+>>> pacer = BudgetPacer(EnergyBudget.per_query(10.0))
+>>> round(pacer.status().tradeoff, 3)
+0.4
+>>> pacer.remember(np.array([0.9, 0.5]), np.array([1.0, 0.0]), np.array([30.0, 5.0]))
+>>> pacer.observe(6.0, predicted=5.0)
+>>> pacer.status().spent_joules
+6.0
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from greenserv_core.budget.spec import EnergyBudget
+from greenserv_core.errors import InvalidInputError
+from greenserv_core.reward import DEFAULT_TRADEOFF, check_tradeoff
+from greenserv_core.statistics import Statistics
+
+__all__ = ["BudgetPacer", "BudgetStatus"]
+
+logger = logging.getLogger("greenserv")
+
+_MIN_MU, _MAX_MU = 1e-4, 1e3
+"""Bounds of the price ``μ = λ/(1-λ)`` (λ from 0.0001 to 0.999)."""
+PRICE_UNITS = ("energy_scale", "joules")
+_HISTORY = 512
+_SWING = 0.3
+"""The target spend stays within this share of the per-query budget: a deficit is repaid by
+routing cheaper, not by routing every query to the cheapest model."""
+_NUDGE = 0.5
+"""The most a deficit moves the log-price by itself."""
+_OVERSPEND_PACE = 1.0
+"""A per-query budget repays an overspend over this share of the horizon, and spends a credit
+over its inverse."""
+_SATURATED_RESOLVES = 5
+"""Re-solves in a row at which even the highest price overspends before the budget is said
+to be out of reach."""
+_ASSUMED_PER_WINDOW = 100
+"""Answers per window a window budget assumes until two answers have been measured."""
+
+
+@dataclass(frozen=True)
+class BudgetStatus:
+    """What the budget did for one query: the ``budget`` in words, the ``tradeoff`` λ in force,
+    the ``per_query_joules`` budget in force, the joules
+    ``spent`` over ``answers`` measured answers, the ``allowance`` so far, the current
+    window's remaining joules (window budgets), whether the budget can be ``met``, and the
+    recent ``history`` of λ as ``(answers, λ)`` points."""
+
+    budget: str
+    tradeoff: float
+    per_query_joules: float
+    spent_joules: float
+    answers: int
+    allowance_joules: float
+    window_remaining_joules: float | None
+    met: bool
+    history: tuple[tuple[int, float], ...] = ()
+
+    @property
+    def mean_joules(self) -> float | None:
+        """Mean measured joules per answer (``None`` before the first)."""
+        return self.spent_joules / self.answers if self.answers else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "budget": self.budget,
+            "tradeoff": self.tradeoff,
+            "per_query_joules": self.per_query_joules,
+            "spent_joules": self.spent_joules,
+            "answers": self.answers,
+            "mean_joules": self.mean_joules,
+            "allowance_joules": self.allowance_joules,
+            "window_remaining_joules": self.window_remaining_joules,
+            "met": self.met,
+            "history": [list(point) for point in self.history],
+        }
+
+    def describe(self) -> str:
+        """One short line, e.g. ``'budget 50 J per query: λ 0.62, mean 48.1 J over 120'``."""
+        line = f"budget {self.budget}: λ {self.tradeoff:.2f}"
+        if self.mean_joules is not None:
+            line += f", mean {self.mean_joules:.1f} J over {self.answers}"
+        if self.window_remaining_joules is not None:
+            line += f", {self.window_remaining_joules:.0f} J left in this window"
+        return line + ("" if self.met else " (cannot be met: cheapest model)")
+
+
+class _RecentDecisions:
+    """The last ``size`` decisions as three arrays, one row each: the eligible models' values
+    (−inf past a row's models), costs (0 past them) and predicted joules (NaN: unknown)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.values = np.full((size, 1), -np.inf)
+        self.costs = np.zeros((size, 1))
+        self.joules = np.full((size, 1), np.nan)
+        self.count = 0
+
+    def __len__(self) -> int:
+        return min(self.count, self.size)
+
+    def add(self, values: np.ndarray, costs: np.ndarray, joules: np.ndarray) -> None:
+        width = self.values.shape[1]
+        if len(values) > width:  # a larger decision: widen every row
+            grow = ((0, 0), (0, len(values) - width))
+            self.values = np.pad(self.values, grow, constant_values=-np.inf)
+            self.costs = np.pad(self.costs, grow, constant_values=0.0)
+            self.joules = np.pad(self.joules, grow, constant_values=np.nan)
+        row = self.count % self.size
+        self.values[row], self.costs[row], self.joules[row] = -np.inf, 0.0, np.nan
+        self.values[row, : len(values)] = values
+        self.costs[row, : len(costs)] = costs
+        self.joules[row, : len(joules)] = joules
+        self.count += 1
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rows = len(self)
+        return self.values[:rows], self.costs[:rows], self.joules[:rows]
+
+
+def _positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+class BudgetPacer:
+    """Paces an :class:`EnergyBudget` by setting the price of a joule (see the module).
+
+    Parameters, stored as given: ``budget``; ``price_on`` (the cost λ weighs: see the module);
+    ``horizon`` (answers over which a deficit is
+    repaid); ``memory`` (decisions the price is re-solved on); ``resolve_every`` (answers
+    between re-solves); ``bank`` (the most unspent allowance kept, in per-query budgets);
+    ``initial_tradeoff`` (λ before anything is known); ``clock`` (seconds, for window budgets).
+
+    Learned state: ``price_`` (``λ/(1-λ)``), ``spent_``, ``answers_``, ``forfeited_`` (allowance beyond
+    the bank), ``predicted_``/``measured_`` (the joules predicted for and measured on the
+    answers whose prediction was known), ``start_`` (the clock at the first decision),
+    ``windows_`` (joules per window index), ``debt_`` (overspend carried from past windows),
+    ``last_window_``, ``history_`` and ``recent_`` (the remembered
+    decisions; not saved).
+    """
+
+    def __init__(
+        self,
+        budget: EnergyBudget,
+        *,
+        price_on: str = "joules",
+        horizon: int = 50,
+        memory: int = 300,
+        resolve_every: int = 10,
+        bank: float = 25.0,
+        initial_tradeoff: float = DEFAULT_TRADEOFF,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not isinstance(budget, EnergyBudget):
+            raise InvalidInputError(f"budget must be an EnergyBudget, got {budget!r}")
+        if price_on not in PRICE_UNITS:
+            raise InvalidInputError(f"price_on must be one of {PRICE_UNITS}, got {price_on!r}")
+        self.budget = budget
+        self.price_on = price_on
+        self.horizon = _positive_int("horizon", horizon)
+        self.memory = _positive_int("memory", memory)
+        self.resolve_every = _positive_int("resolve_every", resolve_every)
+        if isinstance(bank, bool) or not isinstance(bank, (int, float)) or not 0 <= bank < math.inf:
+            raise InvalidInputError(f"bank must be a finite number >= 0, got {bank!r}")
+        self.bank = float(bank)
+        self.initial_tradeoff = check_tradeoff(initial_tradeoff)
+        self.clock = clock
+        lam = min(max(self.initial_tradeoff, _MIN_MU / (1 + _MIN_MU)), _MAX_MU / (1 + _MAX_MU))
+        self._initial_mu = lam / (1.0 - lam)
+        self.price_: float | None = None  # λ/(1-λ); None until the first re-solve
+        self.spent_ = 0.0
+        self.answers_ = 0
+        self.forfeited_ = 0.0
+        self.predicted_ = 0.0
+        self.measured_ = 0.0
+        self.start_: float | None = None
+        self.windows_: dict[int, float] = {}
+        self.debt_ = 0.0
+        self.last_window_: int | None = None
+        self.history_: list[tuple[int, float]] = []
+        self.recent_ = _RecentDecisions(self.memory)
+        self.saturated_ = False
+        self._warned = False
+        self._since_resolve = 0
+        self._saturated_for = 0
+
+    def params(self) -> dict[str, Any]:
+        """The parameters, as given to ``__init__`` (``BudgetPacer(**pacer.params())`` is a fresh copy)."""
+        return {
+            "budget": self.budget,
+            "price_on": self.price_on,
+            "horizon": self.horizon,
+            "memory": self.memory,
+            "resolve_every": self.resolve_every,
+            "bank": self.bank,
+            "initial_tradeoff": self.initial_tradeoff,
+            "clock": self.clock,
+        }
+
+    # ---- what the budget allows -----------------------------------------------------------
+    def _now(self) -> float:
+        now = float(self.clock())
+        if self.start_ is None:
+            self.start_ = now
+        return now
+
+    def per_query_joules(self, now: float | None = None) -> float:
+        """The per-query budget in force: the budget itself, or a window budget's rate times
+        the mean time between answers."""
+        rate = self.budget.joules_per_second
+        if rate is None:
+            return self.budget.joules
+        assert self.budget.window_s is not None
+        elapsed = (self._now() if now is None else now) - (self.start_ or 0.0)
+        if self.answers_ < 2 or elapsed <= 0:
+            return self.budget.joules / _ASSUMED_PER_WINDOW
+        return rate * elapsed / self.answers_
+
+    def allowance(self, now: float | None = None) -> float:
+        """Joules allowed so far, less what was forfeited beyond the bank."""
+        rate = self.budget.joules_per_second
+        if rate is None:
+            earned = self.budget.joules * self.answers_
+        else:
+            earned = rate * max(0.0, (self._now() if now is None else now) - (self.start_ or 0.0))
+        return earned - self.forfeited_
+
+    def _window(self, now: float) -> int:
+        assert self.budget.window_s is not None
+        return int((now - (self.start_ or now)) // self.budget.window_s)
+
+    def _mu(self) -> float:
+        return self._initial_mu if self.price_ is None else self.price_
+
+    def status(self) -> BudgetStatus:
+        """The budget's state now (what the routing record shows)."""
+        now = self._now()
+        per_query = self.per_query_joules(now)
+        mu = self._mu()
+        remaining = None
+        if self.budget.window_s is not None:
+            remaining = self.budget.joules - self.windows_.get(self._window(now), 0.0)
+        return BudgetStatus(
+            budget=self.budget.describe(),
+            tradeoff=mu / (1.0 + mu),
+            per_query_joules=per_query,
+            spent_joules=self.spent_,
+            answers=self.answers_,
+            allowance_joules=self.allowance(now),
+            window_remaining_joules=remaining,
+            met=not (self.saturated_ and self.spent_ > self.allowance(now)),
+            history=tuple(self.history_[-5:]),
+        )
+
+    # ---- learning ------------------------------------------------------------------------
+    def remember(self, values: np.ndarray, costs: np.ndarray, predicted: np.ndarray) -> None:
+        """Keep a decision: each eligible model's value (accuracy estimate with its bonus), cost
+        (what λ weighs) and predicted joules (NaN: unknown)."""
+        if values.size and not np.all(np.isnan(predicted)):
+            self.recent_.add(
+                np.asarray(values, dtype=np.float64),
+                np.asarray(costs, dtype=np.float64),
+                np.asarray(predicted, dtype=np.float64),
+            )
+
+    def observe(self, joules: float, *, predicted: float | None = None) -> None:
+        """Count an answer's measured joules (and the joules predicted for it, when known)."""
+        now = self._now()
+        self.spent_ += joules
+        self.answers_ += 1
+        if predicted is not None and math.isfinite(predicted) and predicted > 0:
+            self.predicted_ += predicted
+            self.measured_ += joules
+        if self.budget.window_s is not None:
+            index = self._window(now)
+            self._close_windows(index)
+            self.windows_[index] = self.windows_.get(index, 0.0) + joules
+            for old in [k for k in self.windows_ if k < index - 2]:
+                del self.windows_[old]
+        per_query = self.per_query_joules(now)
+        unspent = self.allowance(now) - self.spent_
+        if self.budget.window_s is None and unspent > self.bank * per_query:
+            self.forfeited_ += unspent - self.bank * per_query
+        self._since_resolve += 1
+        if self.price_ is None or self._since_resolve >= self.resolve_every:
+            self._resolve(now, per_query)
+        if self.answers_ % 25 == 0:
+            self.history_.append((self.answers_, round(self.status().tradeoff, 4)))
+            if len(self.history_) > _HISTORY:
+                self.history_ = self.history_[::2]
+
+    def _bias(self) -> float:
+        """Predicted over measured joules (exploration and prediction errors), 1 until known."""
+        if self.predicted_ > 0 and self.measured_ > 0:
+            return self.predicted_ / self.measured_
+        return 1.0
+
+    def _close_windows(self, index: int) -> None:
+        """Carry the overspend of the windows before ``index`` into it (never an underspend)."""
+        last = self.last_window_
+        if last is not None and index > last:
+            for closed in range(last, min(index, last + 3)):
+                self.debt_ = max(0.0, self.debt_ + self.windows_.get(closed, 0.0) - self.budget.joules)
+            if index > last + 3:  # several empty windows: any debt is repaid
+                self.debt_ = 0.0
+        self.last_window_ = index if last is None else max(last, index)
+
+    def _deficit(self, now: float, per_query: float) -> tuple[float, float]:
+        """The joules spent beyond the allowance, and the answers to repay them over.
+
+        A per-query budget counts from the start (unspent allowance banked up to ``bank``
+        budgets); a window budget counts within the current window, whose allowance accrues
+        with time and is not carried over, and repays within the answers left in it."""
+        window = self.budget.window_s
+        if window is None:
+            deficit = self.spent_ - self.allowance(now)
+            # an overspend is repaid twice as fast as the horizon, a credit spent half as fast:
+            # a run of windows then rarely overshoots, and little is forfeited
+            return deficit, self.horizon * (_OVERSPEND_PACE if deficit > 0 else 1 / _OVERSPEND_PACE)
+        start = self.start_ if self.start_ is not None else now
+        index = self._window(now)
+        assert self.budget.joules_per_second is not None
+        accrued = self.budget.joules_per_second * (now - start - index * window)
+        left = (start + (index + 1) * window - now) * self.budget.joules_per_second / per_query
+        deficit = self.windows_.get(index, 0.0) + self.debt_ - accrued
+        return deficit, max(1.0, min(float(self.horizon), left))
+
+    def _target(self, now: float, per_query: float) -> float:
+        """The mean predicted joules per query to aim at now."""
+        deficit, horizon = self._deficit(now, per_query)
+        target = (per_query - deficit / horizon) * self._bias()
+        return min((1 + _SWING) * per_query, max((1 - _SWING) * per_query, target))
+
+    def _resolve(self, now: float, per_query: float) -> None:
+        self._since_resolve = 0
+        if not len(self.recent_):
+            return
+        values, costs, predicted = self.recent_.arrays()
+        unknown = np.isnan(predicted)
+        known = (~unknown).sum(axis=1)
+        row_mean = np.where(unknown, 0.0, predicted).sum(axis=1) / np.maximum(known, 1)
+        spend = np.where(unknown, row_mean[:, None], predicted)  # an unmeasured model: its row's mean
+        complete = ~(unknown & (values > -np.inf)).any(axis=1)
+        rows = np.arange(len(values))
+
+        def spent_at(log_price: float, among: np.ndarray = rows) -> float:
+            choice = np.argmax(values[among] - math.exp(log_price) * costs[among], axis=1)
+            return float(spend[among, choice].mean())
+
+        target = self._target(now, per_query)
+        low, high = math.log(_MIN_MU), math.log(_MAX_MU)
+        measured = rows[complete]  # decisions whose every model had been measured
+        # the budget itself cannot be met (not merely the repayment of a deficit)
+        self.saturated_ = bool(len(measured)) and spent_at(high, measured) > per_query * self._bias()
+        if spent_at(low) <= target:
+            price = low
+        elif spent_at(high) > target:
+            price = high
+        else:
+            for _ in range(30):
+                middle = 0.5 * (low + high)
+                if spent_at(middle) > target:
+                    low = middle
+                else:
+                    high = middle
+            price = high
+        deficit, horizon = self._deficit(now, per_query)
+        price += min(_NUDGE, max(-_NUDGE, deficit / (per_query * horizon)))
+        self.price_ = math.exp(min(math.log(_MAX_MU), max(math.log(_MIN_MU), price)))
+        if self.answers_ < 2 * self.horizon:  # too early to tell: the cost models are still young
+            self.saturated_ = False
+        self._saturated_for = self._saturated_for + 1 if self.saturated_ else 0
+        if self._saturated_for < _SATURATED_RESOLVES:  # a passing spell of dear queries is not a verdict
+            self.saturated_ = False
+        if self.saturated_ and self.spent_ > self.allowance(now) and not self._warned:
+            self._warned = True
+            logger.warning(
+                "the energy budget %s cannot be met: even the cheapest eligible models spend more; "
+                "routing to the cheapest eligible model",
+                self.budget.describe(),
+            )
+
+    # ---- sharing and saving --------------------------------------------------------------
+    def statistics(self) -> Statistics:
+        """Spend and answers as sums (they add across replicas), the start as a minimum and
+        the price ``λ/(1-λ)`` as a maximum (the dearest replica's holds until the next re-solve)."""
+        sums = {
+            "spent": np.array([self.spent_]),
+            "answers": np.array([float(self.answers_)]),
+            "forfeited": np.array([self.forfeited_]),
+            "predicted": np.array([self.predicted_]),
+            "measured": np.array([self.measured_]),
+        }
+        sums.update({f"window/{k}": np.array([v]) for k, v in self.windows_.items()})
+        minima = {} if self.start_ is None else {"start": np.array([self.start_])}
+        maxima = {} if self.price_ is None else {"price": np.array([self.price_])}
+        return Statistics(sums=sums, minima=minima, maxima=maxima)
+
+    def load_statistics(self, stats: Statistics) -> None:
+        sums = stats.sums
+        if "spent" not in sums:
+            return
+        self.spent_ = float(sums["spent"][0])
+        self.answers_ = round(float(sums["answers"][0]))
+        self.forfeited_ = float(sums["forfeited"][0])
+        self.predicted_ = float(sums["predicted"][0])
+        self.measured_ = float(sums["measured"][0])
+        self.windows_ = {int(k.partition("/")[2]): float(v[0]) for k, v in sums.items() if k.startswith("window/")}
+        if "start" in stats.minima:
+            self.start_ = float(stats.minima["start"][0])
+        if "price" in stats.maxima:
+            self.price_ = float(stats.maxima["price"][0])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "budget": self.budget.to_dict(),
+            "price_on": self.price_on,
+            "price": self.price_,
+            "spent": self.spent_,
+            "answers": self.answers_,
+            "forfeited": self.forfeited_,
+            "predicted": self.predicted_,
+            "measured": self.measured_,
+            "start": self.start_,
+            "windows": {str(k): v for k, v in self.windows_.items()},
+            "debt": self.debt_,
+            "last_window": self.last_window_,
+            "history": [list(p) for p in self.history_],
+            "saturated": self.saturated_,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`; a state saved under another budget is refused."""
+        saved = EnergyBudget.from_dict(state["budget"])
+        if saved != self.budget:
+            raise InvalidInputError(
+                f"the state was saved under the budget {saved.describe()}, not {self.budget.describe()}"
+            )
+        same_units = state.get("price_on", "energy_scale") == self.price_on
+        self.price_ = None if state["price"] is None or not same_units else float(state["price"])
+        self.spent_, self.answers_ = float(state["spent"]), int(state["answers"])
+        self.forfeited_ = float(state["forfeited"])
+        self.predicted_, self.measured_ = float(state["predicted"]), float(state["measured"])
+        self.start_ = None if state["start"] is None else float(state["start"])
+        self.windows_ = {int(k): float(v) for k, v in state["windows"].items()}
+        self.debt_ = float(state.get("debt", 0.0))
+        self.last_window_ = None if state.get("last_window") is None else int(state["last_window"])
+        self.history_ = [(int(a), float(b)) for a, b in state["history"]]
+        self.saturated_ = bool(state.get("saturated", False))

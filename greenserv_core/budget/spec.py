@@ -1,0 +1,140 @@
+"""What an operator states: an :class:`EnergyBudget`, in joules per query or per time window.
+
+>>> EnergyBudget.parse("50 J/query")
+EnergyBudget(joules=50.0, window_s=None)
+>>> EnergyBudget.parse("2Wh/h").describe()
+'2 Wh per 1 h'
+>>> EnergyBudget.parse("500J/30s").joules_per_second
+16.666666666666668
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from greenserv_core.errors import InvalidInputError
+
+__all__ = ["EnergyBudget", "check_max_joules"]
+
+_UNITS_J = {"j": 1.0, "kj": 1e3, "mj": 1e6, "wh": 3600.0, "kwh": 3.6e6}
+_UNITS_S = {"s": 1.0, "sec": 1.0, "min": 60.0, "m": 60.0, "h": 3600.0, "hour": 3600.0, "d": 86400.0, "day": 86400.0}
+_TEXT = re.compile(r"^\s*([0-9.eE+-]+)\s*([a-zA-Z]+)\s*(?:/|per)\s*([0-9.eE+-]*)\s*([a-zA-Z]+)\s*$")
+
+
+def _positive(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidInputError(f"{name} must be a positive finite number, got {value!r}")
+    number = float(value)
+    if not math.isfinite(number) or number <= 0:
+        raise InvalidInputError(f"{name} must be a positive finite number, got {value!r}")
+    return number
+
+
+def check_max_joules(value: object) -> float | None:
+    """``None``, or a per-query cap in joules as a positive finite float, or :class:`InvalidInputError`."""
+    return None if value is None else _positive("max_joules", value)
+
+
+@dataclass(frozen=True)
+class EnergyBudget:
+    """An energy budget: ``joules`` per query (``window_s=None``), or ``joules`` per window of
+    ``window_s`` seconds. Build it with :meth:`per_query`, :meth:`per_window` or :meth:`parse`.
+
+    The router spends up to the budget on average and no more: per query, the mean over the
+    answers it has measured; per window, the joules of every window of ``window_s`` seconds.
+    """
+
+    joules: float
+    window_s: float | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "joules", _positive("the energy budget", self.joules))
+        if self.window_s is not None:
+            object.__setattr__(self, "window_s", _positive("the budget's window length (seconds)", self.window_s))
+
+    @classmethod
+    def per_query(cls, joules: float) -> EnergyBudget:
+        """A mean of ``joules`` per query."""
+        return cls(joules)
+
+    @classmethod
+    def per_window(cls, *, window_s: float, joules: float | None = None, wh: float | None = None) -> EnergyBudget:
+        """``joules`` (or ``wh`` watt-hours) per window of ``window_s`` seconds.
+
+        >>> EnergyBudget.per_window(wh=2, window_s=3600).joules
+        7200.0
+        """
+        if (joules is None) == (wh is None):
+            raise InvalidInputError("a window budget takes joules= or wh=, exactly one")
+        amount = joules if joules is not None else _positive("wh", wh) * 3600.0
+        return cls(amount, window_s)
+
+    @classmethod
+    def parse(cls, text: str) -> EnergyBudget:
+        """``"50J/query"``, ``"2Wh/h"``, ``"500 J per 30s"``, ``"1.5kWh/day"``: an amount with
+        a unit (J, kJ, MJ, Wh, kWh), then ``/`` or ``per``, then ``query`` or a duration
+        (s, min, h, day, with an optional count)."""
+        if isinstance(text, EnergyBudget):
+            return text
+        if not isinstance(text, str):
+            raise InvalidInputError(f"an energy budget is text such as '50J/query' or '2Wh/h', got {text!r}")
+        match = _TEXT.match(text)
+        if match is None:
+            raise InvalidInputError(
+                f"cannot read the energy budget {text!r}: write an amount, a unit and a period, "
+                "e.g. '50J/query', '2Wh/h' or '500J/30s'"
+            )
+        amount_text, unit, count_text, period = match.groups()
+        try:
+            amount = float(amount_text)
+        except ValueError:
+            raise InvalidInputError(f"cannot read the amount {amount_text!r} of the budget {text!r}") from None
+        factor = _UNITS_J.get(unit.lower())
+        if factor is None:
+            raise InvalidInputError(f"unknown energy unit {unit!r} in {text!r}; use one of J, kJ, MJ, Wh, kWh")
+        joules = _positive("the energy budget", amount) * factor
+        if period.lower() in ("q", "query", "queries", "request", "answer"):
+            if count_text:
+                raise InvalidInputError(f"a per-query budget takes no count before 'query': {text!r}")
+            return cls(joules)
+        seconds = _UNITS_S.get(period.lower())
+        if seconds is None:
+            raise InvalidInputError(
+                f"unknown period {period!r} in {text!r}; use 'query' or a duration in s, min, h or day"
+            )
+        try:
+            count = float(count_text) if count_text else 1.0
+        except ValueError:
+            raise InvalidInputError(f"cannot read the window length {count_text!r} of {text!r}") from None
+        return cls(joules, _positive("the budget's window length", count) * seconds)
+
+    @property
+    def per_query_joules(self) -> float | None:
+        """The joules per query, or ``None`` for a window budget."""
+        return self.joules if self.window_s is None else None
+
+    @property
+    def joules_per_second(self) -> float | None:
+        """A window budget's rate (joules per second), or ``None`` for a per-query budget."""
+        return None if self.window_s is None else self.joules / self.window_s
+
+    def describe(self) -> str:
+        """The budget in words, e.g. ``'50 J per query'`` or ``'2 Wh per 1 h'``."""
+        if self.window_s is None:
+            return f"{self.joules:g} J per query"
+        amount = f"{self.joules / 3600:g} Wh" if self.joules >= 3600 else f"{self.joules:g} J"
+        window = self.window_s
+        span = f"{window / 3600:g} h" if window >= 3600 else f"{window / 60:g} min" if window >= 60 else f"{window:g} s"
+        return f"{amount} per {span}"
+
+    def to_dict(self) -> dict[str, float | None]:
+        return {"joules": self.joules, "window_s": self.window_s}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, float | None]) -> EnergyBudget:
+        joules = data["joules"]
+        if joules is None:
+            raise InvalidInputError("a saved energy budget has no joules")
+        return cls(float(joules), None if data.get("window_s") is None else float(data["window_s"]))  # type: ignore[arg-type]

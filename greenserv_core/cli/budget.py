@@ -1,0 +1,171 @@
+"""``greenserv bench budget``: energy budgets replayed, held against the budget and the fronts."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from greenserv_core.cli.common import embedding_store, print_table, write_json
+from greenserv_core.errors import InvalidInputError
+
+__all__ = ["add_commands", "budget_rows", "spend_rows"]
+
+
+def _numbers(flag: str, text: str) -> list[float]:
+    """``"0.25,0.5"`` → ``[0.25, 0.5]``.
+
+    >>> _numbers("--fractions", "0.25, 0.5")
+    [0.25, 0.5]
+    """
+    try:
+        return [float(t) for t in text.split(",") if t.strip()]
+    except ValueError as error:
+        raise InvalidInputError(f"{flag} is comma-separated numbers, got {text!r}") from error
+
+
+def _share(value: dict[str, float] | None) -> str:
+    return "–" if value is None else f"{100 * value['mean']:.1f}% ± {100 * value['ci95']:.1f}"
+
+
+def spend_rows(spend: dict[str, Any]) -> list[dict[str, str]]:
+    """One row per strategy of a replay report's ``budget`` part."""
+    rows = []
+    for name, found in spend["strategies"].items():
+        row = {
+            "strategy": name,
+            "mean spend / budget": _share(found["spend_over_budget"]),
+            f"worst {spend['window_queries']} queries / budget": _share(found["worst_window_over_budget"]),
+            "mean λ": f"{found['mean_tradeoff']['mean']:.3f}",
+        }
+        if "time_windows" in found:
+            windows = found["time_windows"]
+            row["worst time window / budget"] = _share(windows["worst_over_budget"])
+            row["time windows over budget"] = _share(windows["share_over_budget"])
+        rows.append(row)
+    return rows
+
+
+def _accuracy(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def budget_rows(report: dict[str, Any]) -> list[dict[str, str]]:
+    """One row per budget of a :func:`~greenserv_core.evaluation.budgets.budget_sweep` report."""
+    rows = []
+    for row in report["budgets"]:
+        spend = row["spend"]
+        out = {
+            "budget": f"{row['budget']} ({100 * row['share_of_best_single_model']:.0f}%)",
+            "mean spend / budget": _share(spend["spend_over_budget"]),
+            "worst 500 / budget (max run)": f"{_share(spend['worst_window_over_budget'])} "
+            f"({100 * (spend['worst_window_over_budget_max'] or 0):.1f}%)",
+        }
+        if "time_windows" in spend:
+            out["worst time window / budget (max run)"] = (
+                f"{_share(spend['time_windows']['worst_over_budget'])} "
+                f"({100 * (spend['time_windows']['worst_over_budget_max'] or 0):.1f}%)"
+            )
+        out.update(
+            {
+                "accuracy": f"{row['accuracy']['mean']:.3f} ± {row['accuracy']['ci95']:.3f}",
+                "single-model front": _accuracy(row["single_model_front_accuracy"]),
+                "fixed-λ front": _accuracy(row["fixed_tradeoff_front_accuracy"]),
+                "mean λ": f"{spend['mean_tradeoff']['mean']:.3f}",
+            }
+        )
+        rows.append(out)
+    return rows
+
+
+def _window(text: str | None) -> float | None:
+    """``--window``: a duration such as ``1h``, ``15min`` or ``30s``, in seconds."""
+    if text is None:
+        return None
+    from greenserv_core.budget import EnergyBudget
+
+    window = EnergyBudget.parse(f"1J/{text}").window_s
+    if window is None:
+        raise InvalidInputError(f"--window is a duration such as 1h, 15min or 30s, got {text!r}")
+    return window
+
+
+def _budget(args: argparse.Namespace) -> int:
+    from greenserv_core.cli.common import parse_strategies
+    from greenserv_core.evaluation.budgets import budget_sweep
+    from greenserv_core.evaluation.replay import default_features
+    from greenserv_core.evaluation.table import read_table
+
+    (strategy,) = parse_strategies(args.strategy)
+    window = _window(args.window)
+    table = read_table(args.table)
+    report = budget_sweep(
+        table,
+        fractions=_numbers("--fractions", args.fractions),
+        joules_per_query=_numbers("--joules-per-query", args.joules_per_query or ""),
+        window_s=window,
+        arrival_rate=args.arrival_rate,
+        strategy=strategy,
+        price_on=args.price_on,
+        tradeoffs=_numbers("--tradeoffs", args.tradeoffs),
+        runs=args.runs,
+        seed=args.seed,
+        feedback_rate=args.feedback_rate,
+        make_features=default_features(len(set(table.columns["prompt"])), args.embedder),
+        embedding_store=embedding_store(args),
+        progress=True,
+    )
+    if table.simulated:
+        print("NOTE: this table is SIMULATED")
+    best = report["reference"]["best_single_model"]
+    print(
+        f"best single model: {best['model']}, {best['joules_per_query']:.1f} J per query, accuracy "
+        f"{best['accuracy']:.3f}; strategy {strategy}, {args.runs} runs"
+    )
+    write_json(args.json, report)
+    print_table(budget_rows(report))
+    if args.plot:
+        from greenserv_core.evaluation.plots import plot_budget
+
+        print(f"wrote {plot_budget(report, args.plot)}")
+    return 0
+
+
+def add_commands(bench: Any) -> None:
+    """Add ``budget`` to the ``bench`` subparsers."""
+    from greenserv_core.bandits import DEFAULT_POLICY
+    from greenserv_core.budget.pacer import PRICE_UNITS
+    from greenserv_core.evaluation.budgets import DEFAULT_TRADEOFF_GRID
+    from greenserv_core.features.bundled import DEFAULT_EMBEDDER, EMBEDDERS
+
+    budget = bench.add_parser(
+        "budget", help="replay energy budgets: spend against the budget, accuracy against the fronts"
+    )
+    budget.add_argument("--table", required=True)
+    budget.add_argument(
+        "--fractions", default="0.25,0.5,0.75", help="budgets as shares of the best single model's joules per query"
+    )
+    budget.add_argument("--joules-per-query", metavar="J,J", help="budgets in joules per query (instead of fractions)")
+    budget.add_argument(
+        "--window", metavar="DURATION", help="hold each budget per time window (e.g. 1h) instead of per query"
+    )
+    budget.add_argument("--arrival-rate", type=float, metavar="Q_PER_S", help="Poisson arrivals for --window")
+    budget.add_argument("--strategy", default=DEFAULT_POLICY, help="the policy to pace (default: the router's)")
+    budget.add_argument(
+        "--price-on",
+        choices=PRICE_UNITS,
+        default="joules",
+        help="the cost λ weighs: joules over the per-query budget (default) or the router's energy scale",
+    )
+    budget.add_argument(
+        "--tradeoffs",
+        default=",".join(f"{t:g}" for t in DEFAULT_TRADEOFF_GRID),
+        help="the fixed-λ grid the budgets are compared with",
+    )
+    budget.add_argument("--runs", type=int, default=5)
+    budget.add_argument("--seed", type=int, default=0)
+    budget.add_argument("--feedback-rate", type=float, default=1.0)
+    budget.add_argument("--embedder", choices=EMBEDDERS, default=DEFAULT_EMBEDDER, help="the features' embedder")
+    budget.add_argument("--json", help="write the full report here")
+    budget.add_argument("--plot", help="write spend-over-time, λ and accuracy-vs-energy plots (PNG) here")
+    budget.add_argument("--no-embedding-cache", action="store_true", help="embed every prompt again")
+    budget.set_defaults(run=_budget)

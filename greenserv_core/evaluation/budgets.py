@@ -1,0 +1,151 @@
+"""The energy-budget benchmark: does the router spend its budget, and what does it buy?
+
+For each budget (by default 25%, 50% and 75% of the best single model's joules per query on
+the table), the default policy is replayed with the budget (:func:`replay` with
+``energy_budget``), and its realised spend is held against the budget: over the run, over
+every run of 500 queries after the first 500, and (window budgets) over every time window.
+Its accuracy is compared, at the spend it realised, with two fronts from the same table:
+
+* the **single-model front**: the upper convex hull of the single models' (joules per query,
+  accuracy), what mixing two models at random reaches;
+* the **fixed-λ front**: the same policy replayed without a budget at every λ of a grid (its
+  points, then their hull: mixing two λ at random), so that the budget is judged against
+  the trade-off knob it replaces, at the same spend.
+
+Everything comes from one call, so every figure is measured in the same run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from greenserv_core.bandits import DEFAULT_POLICY
+from greenserv_core.budget import BudgetPacer, EnergyBudget
+from greenserv_core.errors import InvalidInputError
+from greenserv_core.evaluation.frontier import hull_quality_at
+from greenserv_core.evaluation.replay import baselines, default_features, replay
+from greenserv_core.evaluation.sweep import sweep
+from greenserv_core.evaluation.table import OutcomeTable
+from greenserv_core.features.extractor import FeatureExtractor
+from greenserv_core.reward import DEFAULT_TRADEOFF
+
+__all__ = ["DEFAULT_FRACTIONS", "DEFAULT_TRADEOFF_GRID", "budget_sweep"]
+
+DEFAULT_FRACTIONS = (0.25, 0.5, 0.75)
+"""Budgets as shares of the best single model's joules per query."""
+DEFAULT_TRADEOFF_GRID = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
+
+
+def budget_sweep(
+    table: OutcomeTable,
+    *,
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    joules_per_query: Sequence[float] = (),
+    window_s: float | None = None,
+    arrival_rate: float | None = None,
+    strategy: str = DEFAULT_POLICY,
+    price_on: str = "joules",
+    tradeoffs: Sequence[float] = DEFAULT_TRADEOFF_GRID,
+    runs: int = 5,
+    seed: int = 0,
+    feedback_rate: float = 1.0,
+    make_features: Callable[[], FeatureExtractor] | None = None,
+    embedding_store: str | Path | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Replay ``strategy`` under each budget and at each fixed λ; returns the JSON-ready report.
+
+    The budgets are ``joules_per_query`` when given, else ``fractions`` of the best single
+    model's joules per query (the best by reward at the default λ). With ``window_s`` each
+    becomes a window budget of that many joules per query times ``arrival_rate`` (queries per
+    second, Poisson) times ``window_s``: the same mean spend, held per window of time.
+    ``price_on`` is the pacer's (see :class:`~greenserv_core.budget.BudgetPacer`).
+    """
+    if window_s is not None and arrival_rate is None:
+        raise InvalidInputError("a window budget needs arrival_rate (queries per second)")
+    if not fractions and not joules_per_query:
+        raise InvalidInputError("give budgets as fractions or joules_per_query")
+    if any(not f > 0 for f in fractions):
+        raise InvalidInputError(f"budget fractions must be positive, got {list(fractions)}")
+    data = table.matrices()
+    if make_features is None:
+        make_features = default_features(len(set(data.prompts)))
+    reference = baselines(data, DEFAULT_TRADEOFF)["best_single_model"]
+    amounts = list(joules_per_query) or [f * reference["joules_per_query"] for f in fractions]
+    singles = [(float(data.energy[:, j].mean()), float(data.accuracy[:, j].mean())) for j in range(len(data.models))]
+    fixed = sweep(
+        table,
+        [strategy],
+        tradeoffs,
+        runs=runs,
+        seed=seed,
+        feedback_rate=feedback_rate,
+        make_features=make_features,
+        embedding_store=embedding_store,
+        progress=progress,
+    )["strategies"][strategy]["points"]
+    fixed_points = [(p["joules_per_query"], p["accuracy"]) for p in fixed]
+    rows: list[dict[str, Any]] = []
+    for amount in amounts:
+        budget = (
+            EnergyBudget.per_query(amount)
+            if window_s is None
+            else EnergyBudget.per_window(joules=amount * (arrival_rate or 0.0) * window_s, window_s=window_s)
+        )
+        report = replay(
+            table,
+            [strategy],
+            tradeoff=DEFAULT_TRADEOFF,
+            runs=runs,
+            seed=seed,
+            feedback_rate=feedback_rate,
+            make_features=make_features,
+            embedding_store=embedding_store,
+            energy_budget=BudgetPacer(budget, price_on=price_on),
+            arrival_rate=arrival_rate,
+            progress=progress,
+        )
+        summary = report["strategies"][strategy]
+        spend = report["budget"]["strategies"][strategy]
+        realised = summary["energy_joules"]["mean"] / len(data.queries)
+        accuracy = summary["accuracy"]["mean"]
+        single_front = hull_quality_at(singles, realised)
+        fixed_front = hull_quality_at(fixed_points, realised)
+        rows.append(
+            {
+                "budget": budget.describe(),
+                "joules_per_query": amount,
+                "share_of_best_single_model": amount / reference["joules_per_query"],
+                "realised_joules_per_query": realised,
+                "accuracy": summary["accuracy"],
+                "reward": summary["reward"],
+                "spend": spend,
+                "single_model_front_accuracy": single_front,
+                "fixed_tradeoff_front_accuracy": fixed_front,
+                "ahead_of_single_model_front": None if single_front is None else accuracy - single_front,
+                "ahead_of_fixed_tradeoff_front": None if fixed_front is None else accuracy - fixed_front,
+            }
+        )
+    return {
+        "settings": {
+            "strategy": strategy,
+            "price_on": price_on,
+            "runs": runs,
+            "seed": seed,
+            "feedback_rate": feedback_rate,
+            "tradeoffs": [float(t) for t in tradeoffs],
+            "window_s": window_s,
+            "arrival_rate_per_s": arrival_rate,
+            "queries": len(data.queries),
+            "models": len(data.models),
+        },
+        "simulated": table.simulated,
+        "reference": {"best_single_model": reference},
+        "single_models": [
+            {"model": m, "joules_per_query": c, "accuracy": q} for m, (c, q) in zip(data.models, singles, strict=True)
+        ],
+        "fixed_tradeoff": fixed,
+        "budgets": rows,
+    }

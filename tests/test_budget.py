@@ -1,0 +1,247 @@
+"""Energy budgets: the spec, the pacer, the router's budget and cap, and the replay's report."""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from greenserv_core import FakeBackend, GreenServRouter
+from greenserv_core.budget import BudgetPacer, EnergyBudget, check_max_joules
+from greenserv_core.errors import InvalidInputError, NoEligibleModelError
+from greenserv_core.evaluation.budget_report import time_windows, worst_window
+from greenserv_core.evaluation.budgets import budget_sweep
+from greenserv_core.evaluation.replay import replay
+from greenserv_core.evaluation.simulate import Calibration, simulate_table
+from greenserv_core.evaluation.table import OutcomeTable
+from greenserv_core.sharing import SharedLearning
+from tests.conftest import make_hashing_extractor
+
+PROMPTS = ["What is 2 + 2?", "Who wrote Hamlet?", "Tell me a joke.", "Compute 17 times 3.", "Hi, how are you?"]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _pool() -> list[FakeBackend]:
+    return [FakeBackend("small", joules_per_token=1.0), FakeBackend("large", joules_per_token=9.0)]
+
+
+def _router(budget: object, **options: object) -> GreenServRouter:
+    return GreenServRouter(_pool(), features=make_hashing_extractor(), seed=0, energy_budget=budget, **options)  # type: ignore[arg-type]
+
+
+def _stream(router: GreenServRouter, queries: int, clock: Clock | None = None, gap_s: float = 1.0) -> list[float]:
+    """Answer ``queries`` prompts; the large model is right, the small one now and then."""
+    rng = np.random.default_rng(0)
+    spent = []
+    for i in range(queries):
+        if clock is not None:
+            clock.now += gap_s
+        answer = router.generate(PROMPTS[i % len(PROMPTS)] * int(rng.integers(1, 4)))
+        router.feedback(answer.decision_id, 1.0 if answer.model == "large" else float(rng.random() < 0.3))
+        spent.append(answer.energy_joules)
+    return spent
+
+
+# ---- the spec -----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "joules", "window_s"),
+    [
+        ("50J/query", 50.0, None),
+        ("50 J per query", 50.0, None),
+        ("2Wh/h", 7200.0, 3600.0),
+        ("500 J per 30s", 500.0, 30.0),
+        ("1.5kWh/day", 5.4e6, 86400.0),
+        ("3 kJ / 15min", 3000.0, 900.0),
+    ],
+)
+def test_budgets_are_read_from_text(text: str, joules: float, window_s: float | None) -> None:
+    budget = EnergyBudget.parse(text)
+    assert budget.joules == pytest.approx(joules) and budget.window_s == window_s
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["-5J/query", "0J/query", "nanJ/query", "infJ/query", "50J/", "50J", "50 furlongs/query", "50J/fortnight", "5J/0s"],
+)
+def test_bad_budget_text_is_refused_clearly(bad: str) -> None:
+    with pytest.raises(InvalidInputError, match=r"budget|unit|period|window"):
+        EnergyBudget.parse(bad)
+
+
+@pytest.mark.parametrize("bad", [-1.0, 0, math.nan, math.inf, True, "x"])
+def test_bad_budgets_and_caps_are_refused(bad: object) -> None:
+    with pytest.raises(InvalidInputError):
+        EnergyBudget(bad)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError):
+        check_max_joules(bad)
+    with pytest.raises(InvalidInputError):
+        _router(bad if not isinstance(bad, str) else "x J/query")
+    with pytest.raises(InvalidInputError, match="window"):
+        EnergyBudget(10.0, window_s=bad)  # type: ignore[arg-type]
+
+
+def test_a_window_budget_needs_a_length_and_one_amount() -> None:
+    with pytest.raises(InvalidInputError, match="exactly one"):
+        EnergyBudget.per_window(window_s=60.0)
+    assert EnergyBudget.per_window(wh=1, window_s=60).joules == 3600.0
+
+
+# ---- the router's budget ------------------------------------------------------------------
+def test_the_router_spends_up_to_its_budget_and_no_more() -> None:
+    router = _router(60.0)
+    spent = _stream(router, 800)
+    status = router.budget_
+    assert status is not None and status.answers == 800
+    assert 0.9 <= np.mean(spent) / 60.0 <= 1.02
+    assert 0.9 <= np.mean(spent[400:]) / 60.0 <= 1.05  # held, not only on average
+    assert router.stats_["large"]["decisions"] > 50  # it buys the dear model when it can afford it
+    assert status.met and 0 < status.tradeoff < 1
+
+
+def test_the_budget_is_on_every_record_and_a_tradeoff_given_overrides_it() -> None:
+    router = _router("60J/query")
+    answer = router.generate("What is 2 + 2?")
+    record = answer.record()["budget"]
+    assert record["budget"] == "60 J per query" and record["tradeoff"] == pytest.approx(answer.decision.tradeoff)
+    pinned = router.generate("What is 2 + 2?", tradeoff=0.9)
+    assert pinned.decision.budget is None and pinned.decision.tradeoff == 0.9
+    assert router.budget_ is not None and router.budget_.answers == 2  # it still counts
+    plain = GreenServRouter(_pool(), features=make_hashing_extractor(), seed=0)
+    assert plain.generate("hi").record()["budget"] is None and plain.budget_ is None
+
+
+def test_a_budget_no_model_can_meet_routes_to_the_cheapest_and_says_so_once(caplog: pytest.LogCaptureFixture) -> None:
+    router = _router(5.0)  # the small model alone spends about 10 J per answer
+    with caplog.at_level(logging.WARNING, logger="greenserv"):
+        _stream(router, 400)
+    warnings = [r for r in caplog.records if "cannot be met" in r.getMessage()]
+    assert len(warnings) == 1
+    last = router.generate("What is 2 + 2?")
+    assert last.decision.budget is not None and not last.decision.budget.met
+    assert last.model == "small" and "cannot be met" in last.decision.budget.describe()
+
+
+def test_max_joules_excludes_dear_models_per_router_and_per_call() -> None:
+    router = GreenServRouter(_pool(), features=make_hashing_extractor(), seed=0, max_joules=1e9)
+    _stream(router, 30)  # both models measured
+    answer = router.generate("What is 2 + 2?", max_joules=30.0)
+    assert answer.model == "small" and "exceeds the cap 30.0 J" in answer.decision.excluded["large"]
+    with pytest.raises(NoEligibleModelError, match=r"exceeds the cap 1\.0 J"):
+        router.generate("What is 2 + 2?", max_joules=1.0)
+    with pytest.raises(InvalidInputError, match="max_joules"):
+        router.generate("hi", max_joules=-3)
+    capped = GreenServRouter(_pool(), features=make_hashing_extractor(), seed=0, max_joules=30.0)
+    _stream(capped, 30)
+    assert capped.route("What is 2 + 2?").excluded["large"].startswith("predicted energy")
+
+
+def test_a_window_budget_is_held_per_window() -> None:
+    clock = Clock()
+    pacer = BudgetPacer(EnergyBudget.per_window(joules=6000.0, window_s=60.0), clock=clock)
+    router = _router(pacer)
+    spent = _stream(router, 2000, clock=clock, gap_s=0.6)  # 100 queries a minute: 60 J per query
+    per_window = time_windows(np.array(spent), np.arange(1, 2001) * 0.6, 60.0) / 6000.0
+    assert 0.93 <= per_window.mean() <= 1.02
+    assert per_window[1:].max() <= 1.3  # an answer of the dear model is 5% of a window
+    status = router.budget_
+    assert status is not None and status.window_remaining_joules is not None
+    assert status.per_query_joules == pytest.approx(60.0, rel=0.05)
+
+
+def test_the_budget_survives_save_and_load(tmp_path: Path) -> None:
+    router = _router(60.0)
+    _stream(router, 100)
+    router.save(tmp_path / "state.json")
+    again = GreenServRouter.load(tmp_path / "state.json", _pool(), features=make_hashing_extractor())
+    before, after = router.budget_, again.budget_
+    assert before is not None and after is not None
+    assert after.spent_joules == before.spent_joules and after.answers == 100
+    assert after.tradeoff == pytest.approx(before.tradeoff)
+    with pytest.raises(InvalidInputError, match="saved under the budget 60 J per query"):
+        GreenServRouter.load(
+            tmp_path / "state.json",
+            _pool(),
+            features=make_hashing_extractor(),
+            energy_budget=BudgetPacer(EnergyBudget.per_query(30.0)),
+        )
+
+
+def test_replicas_share_what_the_budget_spent(tmp_path: Path) -> None:
+    from greenserv_core.sharing import FileStore
+
+    store = FileStore(tmp_path / "shared")
+    first, second = _router(60.0), _router(60.0)
+    sharing = [SharedLearning(r, store) for r in (first, second)]
+    _stream(first, 40)
+    _stream(second, 20)
+    for s in sharing + sharing:
+        s.sync()
+    a, b = first.budget_, second.budget_
+    assert a is not None and b is not None
+    assert a.answers == b.answers == 60 and a.spent_joules == pytest.approx(b.spent_joules)
+
+
+# ---- the replay ---------------------------------------------------------------------------
+CALIBRATION = [
+    Calibration("small", "winogrande", 0.50, 0.05, 0.06, 0.07, 1),
+    Calibration("large", "winogrande", 0.90, 0.40, 0.45, 0.50, 1),
+    Calibration("small", "gsm8k", 0.20, 0.8, 1.0, 1.2, 256),
+    Calibration("large", "gsm8k", 0.85, 4.0, 5.0, 6.0, 256),
+]
+
+
+@pytest.fixture(scope="module")
+def table() -> OutcomeTable:
+    return simulate_table(CALIBRATION, queries_per_task=300, seed=0)
+
+
+def test_a_replay_under_a_budget_reports_its_spend(table: OutcomeTable) -> None:
+    data = table.matrices()
+    budget = 0.5 * float(data.energy.mean(axis=0).max())
+    report = replay(
+        table,
+        ["epsilon"],
+        runs=2,
+        make_features=make_hashing_extractor,
+        energy_budget=EnergyBudget.per_query(budget),
+    )
+    spend = report["budget"]["strategies"]["epsilon"]
+    assert 0.85 <= spend["spend_over_budget"]["mean"] <= 1.02
+    assert spend["worst_window_over_budget"]["mean"] <= 1.3
+    assert len(spend["curve"]["tradeoff"]) == len(spend["curve"]["step"])
+    with pytest.raises(InvalidInputError, match="arrival_rate"):
+        replay(
+            table, ["epsilon"], runs=1, make_features=make_hashing_extractor, energy_budget=EnergyBudget.parse("1kJ/h")
+        )
+
+
+def test_the_budget_sweep_compares_with_both_fronts(table: OutcomeTable, tmp_path: Path) -> None:
+    report = budget_sweep(
+        table, fractions=(0.5,), tradeoffs=(0.2, 0.6, 1.0), runs=1, make_features=make_hashing_extractor
+    )
+    (row,) = report["budgets"]
+    assert row["share_of_best_single_model"] == 0.5
+    assert row["single_model_front_accuracy"] is not None and len(report["fixed_tradeoff"]) == 3
+    assert row["ahead_of_single_model_front"] == pytest.approx(
+        row["accuracy"]["mean"] - row["single_model_front_accuracy"]
+    )
+    from greenserv_core.evaluation.plots import plot_budget
+
+    assert plot_budget(report, tmp_path / "budget.png").stat().st_size > 0
+
+
+def test_worst_window_and_time_windows() -> None:
+    spend = np.array([1.0, 1.0, 3.0, 1.0])
+    assert worst_window(spend, budget=1.0, window=2, skip=0) == 2.0
+    assert worst_window(spend, budget=1.0, window=5, skip=0) is None
+    assert time_windows(spend, np.array([0.5, 1.5, 2.5, 3.5]), 2.0).tolist() == [2.0]
