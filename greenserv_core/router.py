@@ -391,17 +391,17 @@ class GreenServRouter:
                 "tradeoff": self.tradeoff,
                 "seed": self.seed,
                 "max_latency_s": self.max_latency_s,
-                "energy_budget": None if self.energy_budget is None else self._budget_spec().to_dict(),
+                "energy_budget": None if self.learner_.pacer_ is None else self._saved_budget(),
                 "max_joules": self.max_joules,
                 "models": self.models,
                 "features": self.features.state_dict(),
                 **self.learner_.state_dict(),
             }
 
-    def _budget_spec(self) -> EnergyBudget:
-        budget = self.energy_budget
-        assert budget is not None
-        return budget.budget if isinstance(budget, BudgetPacer) else budget
+    def _saved_budget(self) -> dict[str, Any]:
+        pacer = self.learner_.pacer_
+        assert pacer is not None
+        return {**pacer.budget.to_dict(), "price_on": pacer.price_on}
 
     def save(self, path: str | Path) -> None:
         """Persist a consistent snapshot of all learned state (written to a temporary file, then renamed)."""
@@ -431,10 +431,14 @@ class GreenServRouter:
         state, arguments = read_router_state(path, models, policy, pending)
         if energy_budget is not None:
             saved = arguments["energy_budget"]
-            if not isinstance(energy_budget, BudgetPacer) or energy_budget.budget != saved:
+            if not isinstance(energy_budget, BudgetPacer) or saved is None or energy_budget.budget != saved.budget:
                 raise InvalidInputError(
                     f"{path} was saved "
-                    + (f"under the budget {saved.describe()}" if saved is not None else "without an energy budget")
+                    + (
+                        f"under the budget {saved.budget.describe()}"
+                        if saved is not None
+                        else "without an energy budget"
+                    )
                     + "; energy_budget= must be a BudgetPacer for that budget"
                 )
             arguments["energy_budget"] = energy_budget

@@ -245,3 +245,58 @@ def test_worst_window_and_time_windows() -> None:
     assert worst_window(spend, budget=1.0, window=2, skip=0) == 2.0
     assert worst_window(spend, budget=1.0, window=5, skip=0) is None
     assert time_windows(spend, np.array([0.5, 1.5, 2.5, 3.5]), 2.0).tolist() == [2.0]
+
+
+def test_a_paced_answer_still_reports_its_reward() -> None:
+    router = _router(60.0)
+    answer = router.generate("What is 2 + 2?")
+    record = router.feedback(answer.decision_id, 1.0)
+    budget = answer.decision.budget
+    assert budget is not None and record.reward is not None
+    lam = answer.decision.tradeoff
+    assert record.reward == pytest.approx((1 - lam) - lam * answer.energy_joules / budget.per_query_joules)
+
+
+def test_replicas_syncing_often_still_spend_their_budget(tmp_path: Path) -> None:
+    from greenserv_core.sharing import FileStore
+
+    store = FileStore(tmp_path / "shared")
+    routers = [_router(60.0) for _ in range(3)]
+    sharing = [SharedLearning(r, store) for r in routers]
+    rng = np.random.default_rng(1)
+    spent = []
+    for step in range(900):
+        replica = step % 3
+        answer = routers[replica].generate(PROMPTS[step % len(PROMPTS)] * int(rng.integers(1, 4)))
+        routers[replica].feedback(answer.decision_id, 1.0 if answer.model == "large" else float(rng.random() < 0.3))
+        spent.append(answer.energy_joules)
+        if step % 6 == 5:
+            sharing[replica].sync()
+    assert 0.9 <= np.mean(spent[300:]) / 60.0 <= 1.05  # neither a shared top price nor phantom forfeits
+    status = routers[0].budget_
+    assert status is not None and 0 < status.tradeoff < 0.99
+
+
+def test_a_window_budget_after_a_quiet_spell_does_not_overspend() -> None:
+    clock = Clock()
+    router = _router(BudgetPacer(EnergyBudget.per_window(joules=6000.0, window_s=60.0), clock=clock))
+    _stream(router, 600, clock=clock, gap_s=0.6)
+    clock.now += 7200.0  # two quiet hours
+    spent = _stream(router, 600, clock=clock, gap_s=0.6)
+    per_window = time_windows(np.array(spent), np.arange(1, 601) * 0.6, 60.0) / 6000.0
+    assert per_window[1:].max() <= 1.3  # the quiet hours are not a credit
+
+
+def test_a_clock_that_starts_at_zero_and_the_units_survive_save_and_load(tmp_path: Path) -> None:
+    clock = Clock()
+    clock.now = 0.0
+    pacer = BudgetPacer(EnergyBudget.per_window(joules=600.0, window_s=10.0), clock=clock, price_on="energy_scale")
+    router = _router(pacer)
+    _stream(router, 100, clock=clock, gap_s=1.0)
+    status = router.budget_
+    assert status is not None and status.window_remaining_joules is not None
+    assert status.window_remaining_joules > -600.0  # ten answers a window, not all in window 0
+    router.save(tmp_path / "state.json")
+    again = GreenServRouter.load(tmp_path / "state.json", _pool(), features=make_hashing_extractor())
+    loaded = again.learner_.pacer_
+    assert loaded is not None and loaded.price_on == "energy_scale" and loaded.price_ == router.learner_.pacer_.price_  # type: ignore[union-attr]

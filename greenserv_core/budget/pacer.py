@@ -219,6 +219,7 @@ class BudgetPacer:
         self.measured_ = 0.0
         self.start_: float | None = None
         self.windows_: dict[int, float] = {}
+        self.window_answers_: dict[int, int] = {}
         self.debt_ = 0.0
         self.last_window_: int | None = None
         self.history_: list[tuple[int, float]] = []
@@ -249,16 +250,26 @@ class BudgetPacer:
         return now
 
     def per_query_joules(self, now: float | None = None) -> float:
-        """The per-query budget in force: the budget itself, or a window budget's rate times
-        the mean time between answers."""
-        rate = self.budget.joules_per_second
-        if rate is None:
+        """The per-query budget in force: the budget itself, or a window budget divided by the
+        answers of the last window's length (the current window's so far, and the share of the
+        previous window's that falls in that span; the current window's rate extrapolated
+        when there is no previous one, and 100 answers per window before any)."""
+        window = self.budget.window_s
+        if window is None:
             return self.budget.joules
-        assert self.budget.window_s is not None
-        elapsed = (self._now() if now is None else now) - (self.start_ or 0.0)
-        if self.answers_ < 2 or elapsed <= 0:
-            return self.budget.joules / _ASSUMED_PER_WINDOW
-        return rate * elapsed / self.answers_
+        now = self._now() if now is None else now
+        index = self._window(now)
+        start = self.start_ if self.start_ is not None else now
+        elapsed = max(0.0, min(1.0, (now - start - index * window) / window))
+        current = self.window_answers_.get(index, 0)
+        previous = self.window_answers_.get(index - 1)
+        if previous is not None:
+            recent = current + previous * (1.0 - elapsed)
+        elif current:
+            recent = current / max(elapsed, 0.1)
+        else:
+            recent = float(_ASSUMED_PER_WINDOW)
+        return self.budget.joules / max(1.0, recent)
 
     def allowance(self, now: float | None = None) -> float:
         """Joules allowed so far, less what was forfeited beyond the bank."""
@@ -266,12 +277,14 @@ class BudgetPacer:
         if rate is None:
             earned = self.budget.joules * self.answers_
         else:
-            earned = rate * max(0.0, (self._now() if now is None else now) - (self.start_ or 0.0))
+            now = self._now() if now is None else now
+            earned = rate * max(0.0, now - (self.start_ if self.start_ is not None else now))
         return earned - self.forfeited_
 
     def _window(self, now: float) -> int:
         assert self.budget.window_s is not None
-        return int((now - (self.start_ or now)) // self.budget.window_s)
+        start = self.start_ if self.start_ is not None else now
+        return int((now - start) // self.budget.window_s)
 
     def _mu(self) -> float:
         return self._initial_mu if self.price_ is None else self.price_
@@ -283,7 +296,7 @@ class BudgetPacer:
         mu = self._mu()
         remaining = None
         if self.budget.window_s is not None:
-            remaining = self.budget.joules - self.windows_.get(self._window(now), 0.0)
+            remaining = self.budget.joules - self.windows_.get(self._window(now), 0.0) - self.debt_
         return BudgetStatus(
             budget=self.budget.describe(),
             tradeoff=mu / (1.0 + mu),
@@ -319,14 +332,14 @@ class BudgetPacer:
             index = self._window(now)
             self._close_windows(index)
             self.windows_[index] = self.windows_.get(index, 0.0) + joules
-            for old in [k for k in self.windows_ if k < index - 2]:
-                del self.windows_[old]
+            self.window_answers_[index] = self.window_answers_.get(index, 0) + 1
+            self._prune_windows(index)
         per_query = self.per_query_joules(now)
         unspent = self.allowance(now) - self.spent_
         if self.budget.window_s is None and unspent > self.bank * per_query:
             self.forfeited_ += unspent - self.bank * per_query
         self._since_resolve += 1
-        if self.price_ is None or self._since_resolve >= self.resolve_every:
+        if self.price_ is None or self._since_resolve >= self.resolve_every:  # (set after a merge)
             self._resolve(now, per_query)
         if self.answers_ % 25 == 0:
             self.history_.append((self.answers_, round(self.status().tradeoff, 4)))
@@ -338,6 +351,13 @@ class BudgetPacer:
         if self.predicted_ > 0 and self.measured_ > 0:
             return self.predicted_ / self.measured_
         return 1.0
+
+    def _prune_windows(self, index: int) -> None:
+        """Keep the windows from ``index - 2`` on (the current one, and two before it)."""
+        for old in [k for k in self.windows_ if k < index - 2]:
+            del self.windows_[old]
+        for old in [k for k in self.window_answers_ if k < index - 2]:
+            del self.window_answers_[old]
 
     def _close_windows(self, index: int) -> None:
         """Carry the overspend of the windows before ``index`` into it (never an underspend)."""
@@ -358,8 +378,7 @@ class BudgetPacer:
         window = self.budget.window_s
         if window is None:
             deficit = self.spent_ - self.allowance(now)
-            # an overspend is repaid twice as fast as the horizon, a credit spent half as fast:
-            # a run of windows then rarely overshoots, and little is forfeited
+            # _OVERSPEND_PACE < 1 would repay an overspend faster than a credit is spent
             return deficit, self.horizon * (_OVERSPEND_PACE if deficit > 0 else 1 / _OVERSPEND_PACE)
         start = self.start_ if self.start_ is not None else now
         index = self._window(now)
@@ -426,34 +445,39 @@ class BudgetPacer:
 
     # ---- sharing and saving --------------------------------------------------------------
     def statistics(self) -> Statistics:
-        """Spend and answers as sums (they add across replicas), the start as a minimum and
-        the price ``λ/(1-λ)`` as a maximum (the dearest replica's holds until the next re-solve)."""
+        """What replicas share: spend and answers as sums (also per window), and the start as
+        a minimum. The price, the forfeits beyond the bank and the carried debt stay each
+        replica's own: each re-solves its price from the shared spend, and each bounds its own
+        view of the credit (shared as sums they would be counted once per replica)."""
         sums = {
             "spent": np.array([self.spent_]),
             "answers": np.array([float(self.answers_)]),
-            "forfeited": np.array([self.forfeited_]),
             "predicted": np.array([self.predicted_]),
             "measured": np.array([self.measured_]),
         }
-        sums.update({f"window/{k}": np.array([v]) for k, v in self.windows_.items()})
+        sums.update(
+            {f"window/{k}": np.array([v, float(self.window_answers_.get(k, 0))]) for k, v in self.windows_.items()}
+        )
         minima = {} if self.start_ is None else {"start": np.array([self.start_])}
-        maxima = {} if self.price_ is None else {"price": np.array([self.price_])}
-        return Statistics(sums=sums, minima=minima, maxima=maxima)
+        return Statistics(sums=sums, minima=minima)
 
     def load_statistics(self, stats: Statistics) -> None:
+        """Take the merged spend; the price is solved again at the next answer."""
         sums = stats.sums
         if "spent" not in sums:
             return
         self.spent_ = float(sums["spent"][0])
         self.answers_ = round(float(sums["answers"][0]))
-        self.forfeited_ = float(sums["forfeited"][0])
         self.predicted_ = float(sums["predicted"][0])
         self.measured_ = float(sums["measured"][0])
-        self.windows_ = {int(k.partition("/")[2]): float(v[0]) for k, v in sums.items() if k.startswith("window/")}
         if "start" in stats.minima:
             self.start_ = float(stats.minima["start"][0])
-        if "price" in stats.maxima:
-            self.price_ = float(stats.maxima["price"][0])
+        windows = {int(k.partition("/")[2]): v for k, v in sums.items() if k.startswith("window/")}
+        self.windows_ = {k: float(v[0]) for k, v in windows.items()}
+        self.window_answers_ = {k: round(float(v[1])) for k, v in windows.items() if len(v) > 1}
+        if self.budget.window_s is not None and self.windows_:
+            self._prune_windows(self._window(self._now()))  # old windows other replicas still send
+        self._since_resolve = self.resolve_every
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -467,6 +491,7 @@ class BudgetPacer:
             "measured": self.measured_,
             "start": self.start_,
             "windows": {str(k): v for k, v in self.windows_.items()},
+            "window_answers": {str(k): v for k, v in self.window_answers_.items()},
             "debt": self.debt_,
             "last_window": self.last_window_,
             "history": [list(p) for p in self.history_],
@@ -487,6 +512,7 @@ class BudgetPacer:
         self.predicted_, self.measured_ = float(state["predicted"]), float(state["measured"])
         self.start_ = None if state["start"] is None else float(state["start"])
         self.windows_ = {int(k): float(v) for k, v in state["windows"].items()}
+        self.window_answers_ = {int(k): int(v) for k, v in state.get("window_answers", {}).items()}
         self.debt_ = float(state.get("debt", 0.0))
         self.last_window_ = None if state.get("last_window") is None else int(state["last_window"])
         self.history_ = [(int(a), float(b)) for a, b in state["history"]]

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from greenserv_core.errors import InvalidInputError
 
@@ -133,8 +135,9 @@ class EnergyBudget:
         return {"joules": self.joules, "window_s": self.window_s}
 
     @classmethod
-    def from_dict(cls, data: dict[str, float | None]) -> EnergyBudget:
+    def from_dict(cls, data: Mapping[str, Any]) -> EnergyBudget:
         joules = data["joules"]
         if joules is None:
             raise InvalidInputError("a saved energy budget has no joules")
-        return cls(float(joules), None if data.get("window_s") is None else float(data["window_s"]))  # type: ignore[arg-type]
+        window = data.get("window_s")
+        return cls(float(joules), None if window is None else float(window))

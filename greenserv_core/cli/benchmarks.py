@@ -30,6 +30,7 @@ def _overhead(args: argparse.Namespace) -> int:
         strategies=parse_strategies(args.strategies),
         embedders=embedders,
         seed=args.seed,
+        energy_budget=args.budget_joules_per_query,
     )
     print(report.machine)
     print()
@@ -144,6 +145,12 @@ def add_commands(bench: Any) -> None:
         "--embedders", default="minilm", help=f"comma-separated features' embedders, of {list(EMBEDDERS)}"
     )
     overhead.add_argument("--seed", type=int, default=0)
+    overhead.add_argument(
+        "--budget-joules-per-query",
+        type=float,
+        metavar="J",
+        help="also time each strategy paced to this energy budget (the fake answers cost 1-5 J)",
+    )
     overhead.set_defaults(run=_overhead)
 
     local = bench.add_parser("local-models", help="load time, speed, joules and routed latency of the bundled models")

@@ -46,7 +46,7 @@ def spend_rows(spend: dict[str, Any]) -> list[dict[str, str]]:
 
 
 def _accuracy(value: float | None) -> str:
-    return "–" if value is None else f"{value:.3f}"
+    return "below its cheapest point" if value is None else f"{value:.3f}"
 
 
 def budget_rows(report: dict[str, Any]) -> list[dict[str, str]]:
@@ -70,6 +70,7 @@ def budget_rows(report: dict[str, Any]) -> list[dict[str, str]]:
                 "accuracy": f"{row['accuracy']['mean']:.3f} ± {row['accuracy']['ci95']:.3f}",
                 "single-model front": _accuracy(row["single_model_front_accuracy"]),
                 "fixed-λ front": _accuracy(row["fixed_tradeoff_front_accuracy"]),
+                "fixed-price front": _accuracy(row["fixed_price_front_accuracy"]),
                 "mean λ": f"{spend['mean_tradeoff']['mean']:.3f}",
             }
         )

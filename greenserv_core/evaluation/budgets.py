@@ -10,7 +10,11 @@ Its accuracy is compared, at the spend it realised, with two fronts from the sam
   accuracy), what mixing two models at random reaches;
 * the **fixed-λ front**: the same policy replayed without a budget at every λ of a grid (its
   points, then their hull: mixing two λ at random), so that the budget is judged against
-  the trade-off knob it replaces, at the same spend.
+  the trade-off knob it replaces, at the same spend;
+* the **fixed-price front**: the same policy, pricing energy in the budget's own units but
+  at a fixed λ of the grid, with no controller (:class:`FixedPrice`). The budget prices
+  joules with one price for every task type, the default λ normalised energy per task type;
+  this front tells what the controller itself costs or buys, apart from that change of units.
 
 Everything comes from one call, so every figure is measured in the same run.
 """
@@ -31,11 +35,30 @@ from greenserv_core.evaluation.table import OutcomeTable
 from greenserv_core.features.extractor import FeatureExtractor
 from greenserv_core.reward import DEFAULT_TRADEOFF
 
-__all__ = ["DEFAULT_FRACTIONS", "DEFAULT_TRADEOFF_GRID", "budget_sweep"]
+__all__ = ["DEFAULT_FRACTIONS", "DEFAULT_TRADEOFF_GRID", "FixedPrice", "budget_sweep"]
 
 DEFAULT_FRACTIONS = (0.25, 0.5, 0.75)
 """Budgets as shares of the best single model's joules per query."""
 DEFAULT_TRADEOFF_GRID = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
+
+
+class FixedPrice(BudgetPacer):
+    """A pacer that never moves: λ stays ``initial_tradeoff``, energy is priced in the units of
+    ``price_on`` over ``budget``'s joules per query, and nothing is ever said to be out of reach.
+    A benchmark baseline, not a way to hold a budget."""
+
+    def _resolve(self, now: float, per_query: float) -> None:
+        self._since_resolve = 0
+
+
+def _points(report: dict[str, Any], strategy: str, queries: int, tradeoff: float) -> dict[str, float]:
+    summary = report["strategies"][strategy]
+    return {
+        "tradeoff": tradeoff,
+        "accuracy": summary["accuracy"]["mean"],
+        "joules_per_query": summary["energy_joules"]["mean"] / queries,
+        "reward": summary["reward"]["mean"],
+    }
 
 
 def budget_sweep(
@@ -55,7 +78,9 @@ def budget_sweep(
     embedding_store: str | Path | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Replay ``strategy`` under each budget and at each fixed λ; returns the JSON-ready report.
+    """Replay ``strategy`` under each budget, at each fixed λ, and at each fixed price (λ of the
+    grid in the budget's units, over the best single model's joules per query); returns the
+    JSON-ready report.
 
     The budgets are ``joules_per_query`` when given, else ``fractions`` of the best single
     model's joules per query (the best by reward at the default λ). With ``window_s`` each
@@ -87,6 +112,26 @@ def budget_sweep(
         progress=progress,
     )["strategies"][strategy]["points"]
     fixed_points = [(p["joules_per_query"], p["accuracy"]) for p in fixed]
+    unit = EnergyBudget.per_query(reference["joules_per_query"])
+    priced = [
+        _points(
+            replay(
+                table,
+                [strategy],
+                runs=runs,
+                seed=seed,
+                feedback_rate=feedback_rate,
+                make_features=make_features,
+                embedding_store=embedding_store,
+                energy_budget=FixedPrice(unit, price_on=price_on, initial_tradeoff=min(t, 0.999)),
+            ),
+            strategy,
+            len(data.queries),
+            float(t),
+        )
+        for t in tradeoffs
+    ]
+    priced_points = [(p["joules_per_query"], p["accuracy"]) for p in priced]
     rows: list[dict[str, Any]] = []
     for amount in amounts:
         budget = (
@@ -113,6 +158,7 @@ def budget_sweep(
         accuracy = summary["accuracy"]["mean"]
         single_front = hull_quality_at(singles, realised)
         fixed_front = hull_quality_at(fixed_points, realised)
+        priced_front = hull_quality_at(priced_points, realised)
         rows.append(
             {
                 "budget": budget.describe(),
@@ -126,6 +172,8 @@ def budget_sweep(
                 "fixed_tradeoff_front_accuracy": fixed_front,
                 "ahead_of_single_model_front": None if single_front is None else accuracy - single_front,
                 "ahead_of_fixed_tradeoff_front": None if fixed_front is None else accuracy - fixed_front,
+                "fixed_price_front_accuracy": priced_front,
+                "ahead_of_fixed_price_front": None if priced_front is None else accuracy - priced_front,
             }
         )
     return {
@@ -147,5 +195,6 @@ def budget_sweep(
             {"model": m, "joules_per_query": c, "accuracy": q} for m, (c, q) in zip(data.models, singles, strict=True)
         ],
         "fixed_tradeoff": fixed,
+        "fixed_price": {"unit_joules_per_query": unit.joules, "points": priced},
         "budgets": rows,
     }

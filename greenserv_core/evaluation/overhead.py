@@ -58,12 +58,16 @@ def measure(
     seed: int,
     *,
     make_features: Callable[[], FeatureExtractor] | None = None,
+    energy_budget: float | None = None,
 ) -> dict[str, tuple[float, float, float]]:
-    """p50, p99 and mean milliseconds of the embedding alone, ``route()``, and a whole round."""
+    """p50, p99 and mean milliseconds of the embedding alone, ``route()``, and a whole round
+    (with ``energy_budget`` joules per query paced, when given)."""
     features = (make_features or bundled_uncached("minilm"))()
     embedder = features.embedder
     models = [FakeBackend(f"model-{i}", joules_per_token=float(i + 1)) for i in range(n_models)]
-    router = GreenServRouter(models, strategy=strategy, tradeoff=0.4, features=features, seed=seed)
+    router = GreenServRouter(
+        models, strategy=strategy, tradeoff=0.4, features=features, seed=seed, energy_budget=energy_budget
+    )
     for text in prompts[:20]:  # warm-up: load the model, fill caches of the tokenizer
         embedder.embed([instruction_text(text)])
     embed_times, route_times, total_times = [], [], []
@@ -90,7 +94,8 @@ def measure(
 @dataclass(frozen=True)
 class OverheadRow:
     """One embedder, strategy and measured path, in milliseconds; ``p50_vs_minilm`` is its p50
-    over the same path's with MiniLM features in the same run (None without a MiniLM row)."""
+    over the same path's with MiniLM features in the same run (None without a MiniLM row), and
+    ``p50_vs_unpaced`` a paced strategy's over the same strategy's without a budget."""
 
     embedder: str
     strategy: str
@@ -100,6 +105,7 @@ class OverheadRow:
     mean_ms: float
     p50_vs_embedding: float
     p50_vs_minilm: float | None = None
+    p50_vs_unpaced: float | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +125,7 @@ class OverheadReport:
                 "mean ms": f"{r.mean_ms:.3f}",
                 "p50 / embedding p50": f"{r.p50_vs_embedding:.2f}",
                 "p50 / MiniLM p50": "–" if r.p50_vs_minilm is None else f"{r.p50_vs_minilm:.3f}",
+                "p50 / unpaced p50": "–" if r.p50_vs_unpaced is None else f"{r.p50_vs_unpaced:.3f}",
             }
             for r in self.rows
         ]
@@ -132,10 +139,13 @@ def run_overhead(
     embedders: Sequence[str] = ("minilm",),
     seed: int = 0,
     make_features: Callable[[], FeatureExtractor] | None = None,
+    energy_budget: float | None = None,
 ) -> OverheadReport:
     """Time every embedder × strategy over ``queries`` distinct real prompts and ``models`` fake
     models. Each embedder's bundled features are built fresh per strategy, cache disabled;
-    ``make_features`` replaces them all (for tests).
+    ``make_features`` replaces them all (for tests). With ``energy_budget`` (joules per query;
+    the fake answers cost 1–5 J) each strategy is also timed paced to that budget, as
+    ``<strategy>+budget``, with its p50 over the unpaced strategy's in ``p50_vs_unpaced``.
     """
     import torch
 
@@ -144,14 +154,27 @@ def run_overhead(
     for embedder in embedders:
         factory = make_features or bundled_uncached(embedder)
         for strategy in strategies:
-            measured = measure(strategy, prompts, models, seed, make_features=factory)
-            base = measured["embedding only"][0]
-            measured_rows += [(embedder, strategy, label, times, times[0] / base) for label, times in measured.items()]
+            for budget in (None, energy_budget) if energy_budget is not None else (None,):
+                measured = measure(strategy, prompts, models, seed, make_features=factory, energy_budget=budget)
+                base = measured["embedding only"][0]
+                name = strategy if budget is None else f"{strategy}+budget"
+                measured_rows += [(embedder, name, label, times, times[0] / base) for label, times in measured.items()]
     minilm = {
         (strategy, label): times[0] for embedder, strategy, label, times, _ in measured_rows if embedder == "minilm"
     }
+    unpaced = {(e, strategy, label): times[0] for e, strategy, label, times, _ in measured_rows}
     rows = [
-        OverheadRow(embedder, strategy, label, *times, ratio, times[0] / minilm[strategy, label] if minilm else None)
+        OverheadRow(
+            embedder,
+            strategy,
+            label,
+            *times,
+            ratio,
+            times[0] / minilm[strategy, label] if minilm else None,
+            times[0] / unpaced[embedder, strategy.removesuffix("+budget"), label]
+            if strategy.endswith("+budget")
+            else None,
+        )
         for embedder, strategy, label, times, ratio in measured_rows
     ]
     machine = (

@@ -168,6 +168,11 @@ def plot_budget(report: dict[str, Any], path: str | Path) -> Path:
     fixed = [(p["joules_per_query"], p["accuracy"]) for p in report["fixed_tradeoff"]]
     scatter.plot(*zip(*upper_hull(pareto_front(fixed)), strict=True), color="tab:blue", label=f"{strategy}, fixed λ")
     scatter.scatter(*zip(*fixed, strict=True), color="tab:blue", s=12)
+    priced = [(p["joules_per_query"], p["accuracy"]) for p in report["fixed_price"]["points"]]
+    scatter.plot(
+        *zip(*upper_hull(pareto_front(priced)), strict=True), color="tab:purple", label=f"{strategy}, fixed price"
+    )
+    scatter.scatter(*zip(*priced, strict=True), color="tab:purple", s=12)
     scatter.set(xlabel="joules per query", ylabel="accuracy", title=_title(report, "Accuracy at each budget (stars)"))
     scatter.set_xscale("log")
     scatter.legend()

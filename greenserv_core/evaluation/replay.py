@@ -237,7 +237,7 @@ def _pacer(budget: EnergyBudget | BudgetPacer | None, tradeoff: float, clock: _S
         return None
     if isinstance(budget, EnergyBudget):
         return BudgetPacer(budget, initial_tradeoff=tradeoff, clock=clock)
-    return BudgetPacer(**{**budget.params(), "clock": clock})
+    return type(budget)(**{**budget.params(), "clock": clock})
 
 
 def arrival_times(seed: int, queries: int, rate_per_s: float) -> np.ndarray:

@@ -130,7 +130,7 @@ class RoutingLearner:
         self.shared = dict(shared or {})
         self.energy_budget = energy_budget
         self.pacer_: BudgetPacer | None = (
-            BudgetPacer(**energy_budget.params())
+            type(energy_budget)(**energy_budget.params())
             if isinstance(energy_budget, BudgetPacer)
             else None
             if energy_budget is None
@@ -343,10 +343,11 @@ class RoutingLearner:
                 self.policy_.update(pending.model, pending.context, value)
                 self.tallies_.scored(pending.model)
             realised = None
-            if pending.energy_joules is not None and pending.budget_joules:
-                energy_norm = pending.energy_joules / pending.budget_joules
-            elif pending.energy_joules is not None:
-                energy_norm = self.normalizer_.normalize(pending.task, pending.energy_joules)
+            if pending.energy_joules is not None:
+                if pending.budget_joules:  # paced in joules: the reward's energy in per-query budgets
+                    energy_norm = pending.energy_joules / pending.budget_joules
+                else:
+                    energy_norm = self.normalizer_.normalize(pending.task, pending.energy_joules)
                 realised = reward(value, energy_norm, pending.tradeoff)
         return FeedbackRecord(decision_id, pending.model, value, realised, applied)
 

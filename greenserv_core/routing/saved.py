@@ -16,7 +16,7 @@ from typing import Any
 
 from greenserv_core.backends.base import ModelBackend
 from greenserv_core.bandits import Policy
-from greenserv_core.budget import EnergyBudget
+from greenserv_core.budget import BudgetPacer, EnergyBudget
 from greenserv_core.errors import StateFileError
 from greenserv_core.pending import PendingStore
 from greenserv_core.persistence import read_state, write_state
@@ -71,13 +71,18 @@ def read_router_state(
             "seed": state["seed"],
             "max_latency_s": state["max_latency_s"],
             "max_joules": state.get("max_joules"),
-            "energy_budget": None
-            if state.get("energy_budget") is None
-            else EnergyBudget.from_dict(state["energy_budget"]),
+            "energy_budget": _saved_budget(state.get("energy_budget")),
             "max_pending": int(saved.get("max_size") or 100_000),  # a shared store saves no size
             "pending_ttl_s": float(saved["ttl_s"]),
         }
     return state, arguments
+
+
+def _saved_budget(saved: Mapping[str, Any] | None) -> BudgetPacer | None:
+    """The pacer of a saved budget, in the units it priced (its learned state is loaded later)."""
+    if saved is None:
+        return None
+    return BudgetPacer(EnergyBudget.from_dict(dict(saved)), price_on=saved.get("price_on", "joules"))
 
 
 def _check_pending_store(path: str | Path, saved: Mapping[str, Any], given: PendingStore | None) -> None:
