@@ -18,11 +18,14 @@ How λ is found, every ``resolve_every`` answers:
    and what the policy has learned, with no step size to tune.
 2. **Feedback on the running deficit.** The target is the per-query budget, less the deficit
    (joules spent beyond the allowance so far) repaid over ``horizon`` answers, times the
-   ratio of predicted to measured joules (exploration and prediction errors). The deficit
-   also raises the price ``λ/(1-λ)`` itself, by ``exp(deficit / (horizon budgets))``: where
-   many decisions switch model at one λ, moving the target alone does not move the spend.
-   Unspent allowance is banked up to ``bank`` per-query budgets and no more, so a quiet
-   start does not license a burst.
+   ratio of predicted to measured joules (exploration and prediction errors), kept within
+   15% of the budget. The deficit also raises the price ``λ/(1-λ)`` itself, by
+   ``exp(deficit / (horizon budgets))`` up to ``exp(0.25)``: where many decisions switch
+   model at one λ, moving the target alone does not move the spend. Both bounds keep λ
+   steady: a fixed price at the right level buys the most accuracy, and wider swings cost
+   up to 0.04 of it for a few points less overshoot (BENCHMARKS.md, issue 17). Unspent
+   allowance is banked up to ``bank`` per-query budgets and no more, so a quiet start does
+   not license a burst.
 
 A window budget (joules per ``window_s`` seconds) accrues its allowance with time; its
 per-query budget is the rate times the mean time between answers.
@@ -65,14 +68,11 @@ _MIN_MU, _MAX_MU = 1e-4, 1e3
 """Bounds of the price ``μ = λ/(1-λ)`` (λ from 0.0001 to 0.999)."""
 PRICE_UNITS = ("energy_scale", "joules")
 _HISTORY = 512
-_SWING = 0.3
+_SWING = 0.15
 """The target spend stays within this share of the per-query budget: a deficit is repaid by
 routing cheaper, not by routing every query to the cheapest model."""
-_NUDGE = 0.5
+_NUDGE = 0.25
 """The most a deficit moves the log-price by itself."""
-_OVERSPEND_PACE = 1.0
-"""A per-query budget repays an overspend over this share of the horizon, and spends a credit
-over its inverse."""
 _SATURATED_RESOLVES = 5
 """Re-solves in a row at which even the highest price overspends before the budget is said
 to be out of reach."""
@@ -374,12 +374,11 @@ class BudgetPacer:
 
         A per-query budget counts from the start (unspent allowance banked up to ``bank``
         budgets); a window budget counts within the current window, whose allowance accrues
-        with time and is not carried over, and repays within the answers left in it."""
+        with time and is not carried over (an overspend is, as ``debt_``), and repays within the
+        answers left in it."""
         window = self.budget.window_s
         if window is None:
-            deficit = self.spent_ - self.allowance(now)
-            # _OVERSPEND_PACE < 1 would repay an overspend faster than a credit is spent
-            return deficit, self.horizon * (_OVERSPEND_PACE if deficit > 0 else 1 / _OVERSPEND_PACE)
+            return self.spent_ - self.allowance(now), float(self.horizon)
         start = self.start_ if self.start_ is not None else now
         index = self._window(now)
         assert self.budget.joules_per_second is not None
