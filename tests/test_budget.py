@@ -15,10 +15,11 @@ from greenserv_core.errors import InvalidInputError, NoEligibleModelError
 from greenserv_core.evaluation.budget_report import time_windows, worst_window
 from greenserv_core.evaluation.budgets import budget_sweep
 from greenserv_core.evaluation.replay import replay
-from greenserv_core.evaluation.simulate import Calibration, simulate_table
+from greenserv_core.evaluation.simulate import simulate_table
 from greenserv_core.evaluation.table import OutcomeTable
 from greenserv_core.sharing import SharedLearning
 from tests.conftest import make_hashing_extractor
+from tests.test_evaluation import CALIBRATION
 
 PROMPTS = ["What is 2 + 2?", "Who wrote Hamlet?", "Tell me a joke.", "Compute 17 times 3.", "Hi, how are you?"]
 
@@ -192,14 +193,6 @@ def test_replicas_share_what_the_budget_spent(tmp_path: Path) -> None:
 
 
 # ---- the replay ---------------------------------------------------------------------------
-CALIBRATION = [
-    Calibration("small", "winogrande", 0.50, 0.05, 0.06, 0.07, 1),
-    Calibration("large", "winogrande", 0.90, 0.40, 0.45, 0.50, 1),
-    Calibration("small", "gsm8k", 0.20, 0.8, 1.0, 1.2, 256),
-    Calibration("large", "gsm8k", 0.85, 4.0, 5.0, 6.0, 256),
-]
-
-
 @pytest.fixture(scope="module")
 def table() -> OutcomeTable:
     return simulate_table(CALIBRATION, queries_per_task=300, seed=0)

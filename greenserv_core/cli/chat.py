@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from greenserv_core.bandits import DEFAULT_POLICY
 from greenserv_core.budget import BudgetPacer, BudgetStatus, EnergyBudget, check_max_joules
-from greenserv_core.cli.common import meter_help, model_help, strategy_help
+from greenserv_core.cli.common import budget_option, meter_help, model_help, strategy_help
 from greenserv_core.errors import InvalidInputError, NoEligibleModelError
 from greenserv_core.features.bundled import DEFAULT_EMBEDDER, EMBEDDERS
 from greenserv_core.reward import check_tradeoff
@@ -110,10 +110,7 @@ def _number(option: str, text: str | None) -> float | None:
 def chat_limits(args: argparse.Namespace) -> tuple[EnergyBudget | None, float | None]:
     """The energy budget and the per-answer cap the chat's options ask for, checked before
     any model is loaded (:class:`InvalidInputError` says what is wrong)."""
-    per_query = _number("--budget-joules-per-query", args.budget_joules_per_query)
-    budget = EnergyBudget.per_query(per_query) if per_query is not None else None
-    if args.budget is not None:
-        budget = EnergyBudget.parse(args.budget)
+    budget = budget_option(_number("--budget-joules-per-query", args.budget_joules_per_query), args.budget)
     cap = check_max_joules(_number("--max-joules", args.max_joules))
     return budget, cap
 

@@ -11,6 +11,7 @@ from typing import Any
 from greenserv_core.errors import InvalidInputError
 
 __all__ = [
+    "budget_option",
     "embedding_store",
     "meter_help",
     "model_help",
@@ -85,6 +86,22 @@ def print_table(rows: Sequence[Mapping[str, object]], columns: Sequence[str] | N
     from greenserv_core.evaluation.markdown import markdown_table
 
     print(markdown_table(rows, columns))
+
+
+def budget_option(per_query: float | None, text: str | None) -> Any:
+    """The :class:`~greenserv_core.budget.EnergyBudget` of ``--budget-joules-per-query`` or
+    ``--budget`` (``None`` for neither; both is an error).
+
+    >>> budget_option(None, "2Wh/h").describe(), budget_option(None, None)
+    ('2 Wh per 1 h', None)
+    """
+    from greenserv_core.budget import EnergyBudget
+
+    if per_query is not None and text is not None:
+        raise InvalidInputError("give --budget-joules-per-query or --budget, not both")
+    if per_query is not None:
+        return EnergyBudget.per_query(per_query)
+    return None if text is None else EnergyBudget.parse(text)
 
 
 def embedding_store(args: argparse.Namespace) -> Path | None:

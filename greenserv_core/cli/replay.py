@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from greenserv_core.cli.common import (
+    budget_option,
     embedding_store,
     parse_strategies,
     percent,
@@ -58,7 +59,7 @@ def _replay(args: argparse.Namespace) -> int:
     strategies = _strategies(args.strategies)
     params = policy_params(args.param)
     horizons = _horizons(args.horizons)
-    budget = replay_budget(args)
+    budget = budget_option(args.budget_joules_per_query, args.budget)
     table = read_table(args.table)
     distinct = len(set(table.columns["prompt"]))
     report = replay(
@@ -135,17 +136,6 @@ def _replay(args: argparse.Namespace) -> int:
 
         print(f"wrote {plot_replay(report, args.plot)}")
     return 0
-
-
-def replay_budget(args: argparse.Namespace) -> Any:
-    """The :class:`EnergyBudget` of ``--budget-joules-per-query`` or ``--budget`` (``None``: none)."""
-    from greenserv_core.budget import EnergyBudget
-
-    if args.budget_joules_per_query is not None and args.budget is not None:
-        raise InvalidInputError("give --budget-joules-per-query or --budget, not both")
-    if args.budget_joules_per_query is not None:
-        return EnergyBudget.per_query(args.budget_joules_per_query)
-    return None if args.budget is None else EnergyBudget.parse(args.budget)
 
 
 def _label(report: dict[str, Any], name: str) -> str:

@@ -112,19 +112,26 @@ def budget_sweep(
         progress=progress,
     )["strategies"][strategy]["points"]
     fixed_points = [(p["joules_per_query"], p["accuracy"]) for p in fixed]
+
+    def paced(pacer: BudgetPacer) -> dict[str, Any]:
+        return replay(
+            table,
+            [strategy],
+            tradeoff=DEFAULT_TRADEOFF,
+            runs=runs,
+            seed=seed,
+            feedback_rate=feedback_rate,
+            make_features=make_features,
+            embedding_store=embedding_store,
+            energy_budget=pacer,
+            arrival_rate=arrival_rate if pacer.budget.window_s is not None else None,
+            progress=progress,
+        )
+
     unit = EnergyBudget.per_query(reference["joules_per_query"])
     priced = [
         _points(
-            replay(
-                table,
-                [strategy],
-                runs=runs,
-                seed=seed,
-                feedback_rate=feedback_rate,
-                make_features=make_features,
-                embedding_store=embedding_store,
-                energy_budget=FixedPrice(unit, price_on=price_on, initial_tradeoff=min(t, 0.999)),
-            ),
+            paced(FixedPrice(unit, price_on=price_on, initial_tradeoff=min(t, 0.999))),
             strategy,
             len(data.queries),
             float(t),
@@ -139,19 +146,7 @@ def budget_sweep(
             if window_s is None
             else EnergyBudget.per_window(joules=amount * (arrival_rate or 0.0) * window_s, window_s=window_s)
         )
-        report = replay(
-            table,
-            [strategy],
-            tradeoff=DEFAULT_TRADEOFF,
-            runs=runs,
-            seed=seed,
-            feedback_rate=feedback_rate,
-            make_features=make_features,
-            embedding_store=embedding_store,
-            energy_budget=BudgetPacer(budget, price_on=price_on),
-            arrival_rate=arrival_rate,
-            progress=progress,
-        )
+        report = paced(BudgetPacer(budget, price_on=price_on))
         summary = report["strategies"][strategy]
         spend = report["budget"]["strategies"][strategy]
         realised = summary["energy_joules"]["mean"] / len(data.queries)

@@ -255,13 +255,18 @@ def exceeds_context_window(candidate: Candidate, limits: Limits) -> str | None:
     return None
 
 
+def _above(expected: float | None, limit: float | None) -> float | None:
+    """``expected`` when it is known and above ``limit`` (a limit of ``None`` is none)."""
+    return expected if limit is not None and expected is not None and expected > limit else None
+
+
 def exceeds_latency_limit(candidate: Candidate, limits: Limits) -> str | None:
-    if limits.max_latency_s is None:
-        return None
-    seconds = candidate.expected(
-        candidate.predicted_seconds, candidate.info.prior_seconds_per_token, limits.max_new_tokens
+    info = candidate.info
+    seconds = _above(
+        candidate.expected(candidate.predicted_seconds, info.prior_seconds_per_token, limits.max_new_tokens),
+        limits.max_latency_s,
     )
-    if seconds is not None and seconds > limits.max_latency_s:
+    if seconds is not None:
         return f"predicted latency {seconds:.3f} s exceeds the limit {limits.max_latency_s:.3f} s"
     return None
 
@@ -273,12 +278,12 @@ def exceeds_energy_cap(candidate: Candidate, limits: Limits) -> str | None:
     >>> exceeds_energy_cap(Candidate(ModelInfo("big"), predicted_joules=90.0), Limits(max_joules=50.0))
     'predicted energy 90.0 J exceeds the cap 50.0 J'
     """
-    if limits.max_joules is None:
-        return None
-    joules = candidate.expected(
-        candidate.predicted_joules, candidate.info.prior_joules_per_token, limits.max_new_tokens
+    info = candidate.info
+    joules = _above(
+        candidate.expected(candidate.predicted_joules, info.prior_joules_per_token, limits.max_new_tokens),
+        limits.max_joules,
     )
-    if joules is not None and joules > limits.max_joules:
+    if joules is not None:
         return f"predicted energy {joules:.1f} J exceeds the cap {limits.max_joules:.1f} J"
     return None
 
@@ -329,24 +334,28 @@ def _exceeds_context_window_columns(candidates: Candidates, limits: Limits) -> n
     return excluded
 
 
-def _exceeds_latency_limit_columns(candidates: Candidates, limits: Limits) -> np.ndarray | None:
-    if limits.max_latency_s is None:
+def _above_columns(
+    learned: np.ndarray, prior: np.ndarray, limit: float | None, candidates: Candidates, limits: Limits
+) -> np.ndarray | None:
+    """Which candidates' expected cost (learned, else from the prior) is above ``limit``."""
+    if limit is None:
         return None
-    seconds = candidates.expected(
-        candidates.predicted_seconds, candidates.pool.prior_seconds_per_token, limits.max_new_tokens
-    )
-    excluded: np.ndarray = seconds > limits.max_latency_s  # NaN (unknown) is never above
+    excluded: np.ndarray = candidates.expected(learned, prior, limits.max_new_tokens) > limit  # NaN is never above
     return excluded
+
+
+def _exceeds_latency_limit_columns(candidates: Candidates, limits: Limits) -> np.ndarray | None:
+    pool = candidates.pool
+    return _above_columns(
+        candidates.predicted_seconds, pool.prior_seconds_per_token, limits.max_latency_s, candidates, limits
+    )
 
 
 def _exceeds_energy_cap_columns(candidates: Candidates, limits: Limits) -> np.ndarray | None:
-    if limits.max_joules is None:
-        return None
-    joules = candidates.expected(
-        candidates.predicted_joules, candidates.pool.prior_joules_per_token, limits.max_new_tokens
+    pool = candidates.pool
+    return _above_columns(
+        candidates.predicted_joules, pool.prior_joules_per_token, limits.max_joules, candidates, limits
     )
-    excluded: np.ndarray = joules > limits.max_joules  # NaN (unknown) is never above
-    return excluded
 
 
 COLUMN_RULES: dict[Rule, ColumnRule] = {
