@@ -225,6 +225,9 @@ def test_the_budget_sweep_compares_with_both_fronts(table: OutcomeTable, tmp_pat
     (row,) = report["budgets"]
     assert row["share_of_best_single_model"] == 0.5
     assert row["single_model_front_accuracy"] is not None and len(report["fixed_tradeoff"]) == 3
+    assert len(report["fixed_price"]["points"]) == 3
+    static = row["static_mix"]
+    assert static["accuracy"] is not None and static["worst_window_over_budget"]["mean"] >= 1.0
     assert row["ahead_of_single_model_front"] == pytest.approx(
         row["accuracy"]["mean"] - row["single_model_front_accuracy"]
     )

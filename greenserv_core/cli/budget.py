@@ -71,11 +71,20 @@ def budget_rows(report: dict[str, Any]) -> list[dict[str, str]]:
                 "single-model front": _accuracy(row["single_model_front_accuracy"]),
                 "fixed-λ front": _accuracy(row["fixed_tradeoff_front_accuracy"]),
                 "fixed-price front": _accuracy(row["fixed_price_front_accuracy"]),
+                "static mix: accuracy, worst 500 / budget": _static(row.get("static_mix")),
                 "mean λ": f"{spend['mean_tradeoff']['mean']:.3f}",
             }
         )
         rows.append(out)
     return rows
+
+
+def _static(found: dict[str, Any] | None) -> str:
+    """The static mix's accuracy and worst run of 500 (``–`` for a window budget)."""
+    if found is None or found["accuracy"] is None:
+        return "–"
+    worst = found["worst_window_over_budget"]
+    return f"{found['accuracy']:.3f}, " + ("–" if worst is None else f"{100 * worst['mean']:.1f}%")
 
 
 def _window(text: str | None) -> float | None:

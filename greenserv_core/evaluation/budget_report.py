@@ -20,7 +20,7 @@ from greenserv_core.budget import EnergyBudget
 from greenserv_core.evaluation.learning_curves import mean_ci95
 from greenserv_core.evaluation.table import Matrices
 
-__all__ = ["WINDOW_QUERIES", "spend_curve", "spend_report", "time_windows", "worst_window"]
+__all__ = ["WINDOW_QUERIES", "spend_curve", "spend_report", "static_mix", "time_windows", "worst_window"]
 
 WINDOW_QUERIES = 500
 """The length, in queries, of the windows a per-query budget is checked over (after the first)."""
@@ -123,3 +123,56 @@ def spend_report(
             }
         out["strategies"][strategy] = row
     return out
+
+
+def static_mix(
+    data: Matrices, budget: float, orders: Sequence[np.ndarray], *, window: int = WINDOW_QUERIES
+) -> dict[str, Any]:
+    """What a router told every model's mean accuracy and joules per task type would do with
+    a mean of ``budget`` joules per query, and no controller: one price for every task (the
+    Lagrangian of the budget), a fixed model per task at that price, and two neighbouring
+    prices mixed at random so that the mean spend meets the budget exactly. Its accuracy is
+    the most a per-task router can buy with the budget; its worst run of ``window`` queries
+    after the first, over each stream order, is what the query mix alone does to the spend.
+    ``None`` in the report when no price spends the budget (it is below the cheapest mix or
+    above the dearest)."""
+    tasks = np.asarray(data.tasks)
+    names = sorted(set(data.tasks))
+    task_of = np.searchsorted(names, tasks)
+    accuracy = np.stack([data.accuracy[tasks == t].mean(axis=0) for t in names])
+    joules = np.stack([data.energy[tasks == t].mean(axis=0) for t in names])
+    share = np.array([(tasks == t).mean() for t in names])
+    rows = np.arange(len(names))
+
+    def choice(price: float) -> np.ndarray:
+        picked: np.ndarray = (accuracy - price * joules).argmax(axis=1)
+        return picked
+
+    def spend(price: float) -> float:
+        return float((share * joules[rows, choice(price)]).sum())
+
+    low, high = 0.0, 1.0
+    while spend(high) > budget and high < 1e6:
+        high *= 2
+    if spend(low) < budget or spend(high) > budget:
+        return {"accuracy": None, "worst_window_over_budget": None}
+    for _ in range(60):
+        middle = (low + high) / 2
+        low, high = (middle, high) if spend(middle) > budget else (low, middle)
+    dear, cheap = choice(low), choice(high)
+    mix = (budget - spend(high)) / (spend(low) - spend(high)) if spend(low) > spend(high) else 0.0
+    accuracy_mean = mix * float((share * accuracy[rows, dear]).sum()) + (1 - mix) * float(
+        (share * accuracy[rows, cheap]).sum()
+    )
+    worst = []
+    for run, order in enumerate(orders):
+        rng = np.random.default_rng([run, 29])
+        picked = np.where(rng.random(len(order)) < mix, dear[task_of[order]], cheap[task_of[order]])
+        found = worst_window(data.energy[order, picked], budget=budget, window=window, skip=window)
+        if found is not None:
+            worst.append(found)
+    return {
+        "accuracy": accuracy_mean,
+        "worst_window_over_budget": mean_ci95(worst) if worst else None,
+        "worst_window_over_budget_max": max(worst) if worst else None,
+    }

@@ -11,6 +11,10 @@ Its accuracy is compared, at the spend it realised, with two fronts from the sam
 * the **fixed-λ front**: the same policy replayed without a budget at every λ of a grid (its
   points, then their hull: mixing two λ at random), so that the budget is judged against
   the trade-off knob it replaces, at the same spend;
+* the **static mix** (:func:`~greenserv_core.evaluation.budget_report.static_mix`): a router
+  told every model's accuracy and joules per task type, meeting the budget exactly with a
+  fixed choice per task: the accuracy the budget can buy at most, and how far the query
+  mix alone moves the spend of a run of 500 queries;
 * the **fixed-price front**: the same policy, pricing energy in the budget's own units but
   at a fixed λ of the grid, with no controller (:class:`FixedPrice`). The budget prices
   joules with one price for every task type, the default λ normalised energy per task type;
@@ -28,8 +32,9 @@ from typing import Any
 from greenserv_core.bandits import DEFAULT_POLICY
 from greenserv_core.budget import BudgetPacer, EnergyBudget
 from greenserv_core.errors import InvalidInputError
+from greenserv_core.evaluation.budget_report import static_mix
 from greenserv_core.evaluation.frontier import hull_quality_at
-from greenserv_core.evaluation.replay import baselines, default_features, replay
+from greenserv_core.evaluation.replay import baselines, default_features, replay, stream_order
 from greenserv_core.evaluation.sweep import sweep
 from greenserv_core.evaluation.table import OutcomeTable
 from greenserv_core.features.extractor import FeatureExtractor
@@ -139,6 +144,7 @@ def budget_sweep(
         for t in tradeoffs
     ]
     priced_points = [(p["joules_per_query"], p["accuracy"]) for p in priced]
+    orders = [stream_order(seed + run, len(data.queries))[1] for run in range(runs)]  # the replay's streams
     rows: list[dict[str, Any]] = []
     for amount in amounts:
         budget = (
@@ -151,6 +157,8 @@ def budget_sweep(
         spend = report["budget"]["strategies"][strategy]
         realised = summary["energy_joules"]["mean"] / len(data.queries)
         accuracy = summary["accuracy"]["mean"]
+        window = report["budget"]["window_queries"]
+        oracle = static_mix(data, amount, orders, window=window) if window_s is None else None
         single_front = hull_quality_at(singles, realised)
         fixed_front = hull_quality_at(fixed_points, realised)
         priced_front = hull_quality_at(priced_points, realised)
@@ -168,6 +176,7 @@ def budget_sweep(
                 "ahead_of_single_model_front": None if single_front is None else accuracy - single_front,
                 "ahead_of_fixed_tradeoff_front": None if fixed_front is None else accuracy - fixed_front,
                 "fixed_price_front_accuracy": priced_front,
+                "static_mix": oracle,
                 "ahead_of_fixed_price_front": None if priced_front is None else accuracy - priced_front,
             }
         )

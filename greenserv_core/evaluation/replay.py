@@ -96,6 +96,7 @@ __all__ = [
     "relative",
     "replay",
     "replay_query",
+    "stream_order",
     "summarise",
     "table_energy_ranges",
 ]
@@ -269,7 +270,7 @@ def replay_query(
     return j, scored, decision.tradeoff
 
 
-def _order(seed: int, queries: int) -> tuple[np.random.Generator, np.ndarray]:
+def stream_order(seed: int, queries: int) -> tuple[np.random.Generator, np.ndarray]:
     """A run's order of the queries, and its generator (which then draws the scored answers)."""
     rng = np.random.default_rng(seed)
     return rng, rng.permutation(queries)
@@ -324,7 +325,7 @@ def _streams(
     def make(seed: int) -> _Stream:
         if seed in made:
             return made[seed]
-        _, order = _order(seed, len(data.queries))
+        _, order = stream_order(seed, len(data.queries))
         tasks = task_index[order]
         ordered = _subset(data, order)
         accuracy, energy, latency = ordered.accuracy, ordered.energy, ordered.latency
@@ -436,7 +437,7 @@ def _run(
     arrivals: np.ndarray | None = None,
 ) -> RunResult:
     data, present = stream.data, stream.present  # rows in the run's order, shifted outcomes
-    rng, _ = _order(seed, len(data.queries))  # the stream's order; the generator then draws the scored answers
+    rng, _ = stream_order(seed, len(data.queries))  # the stream's order; the generator then draws the scored answers
     index = {m: j for j, m in enumerate(data.models)}
     available = np.where(present, stream.reward, -np.inf)
     best = available.max(axis=1)
