@@ -27,10 +27,12 @@ How λ is found, every ``resolve_every`` answers:
    allowance is banked up to ``bank`` per-query budgets and no more, so a quiet start does
    not license a burst.
 
-A window budget (joules per ``window_s`` seconds) accrues its allowance with time; its
-per-query budget is the rate times the mean time between answers.
+A window budget (joules per ``window_s`` seconds) accrues its allowance with time within each
+window; an overspend is carried into the next window, an underspend is not. Its per-query
+budget is the window's joules over the answers of the last window's length, so a quiet spell
+is not a credit.
 
-When even the highest λ spends more than the budget, for five re-solves in a row, the budget
+When even the highest λ spends more than the budget, for twenty re-solves in a row, the budget
 cannot be met: the router then answers with the cheapest eligible model, and says so once
 in the log and in every record while it lasts.
 
@@ -73,7 +75,7 @@ _SWING = 0.15
 routing cheaper, not by routing every query to the cheapest model."""
 _NUDGE = 0.25
 """The most a deficit moves the log-price by itself."""
-_SATURATED_RESOLVES = 5
+_SATURATED_RESOLVES = 20
 """Re-solves in a row at which even the highest price overspends before the budget is said
 to be out of reach."""
 _ASSUMED_PER_WINDOW = 100

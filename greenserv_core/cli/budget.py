@@ -39,7 +39,8 @@ def spend_rows(spend: dict[str, Any]) -> list[dict[str, str]]:
         }
         if "time_windows" in found:
             windows = found["time_windows"]
-            row["worst time window / budget"] = _share(windows["worst_over_budget"])
+            row["first time window / budget"] = _share(windows["first_over_budget"])
+            row["worst later time window / budget"] = _share(windows["worst_over_budget"])
             row["time windows over budget"] = _share(windows["share_over_budget"])
         rows.append(row)
     return rows
@@ -61,7 +62,8 @@ def budget_rows(report: dict[str, Any]) -> list[dict[str, str]]:
             f"({100 * (spend['worst_window_over_budget_max'] or 0):.1f}%)",
         }
         if "time_windows" in spend:
-            out["worst time window / budget (max run)"] = (
+            out["first time window / budget"] = _share(spend["time_windows"]["first_over_budget"])
+            out["worst later time window / budget (max run)"] = (
                 f"{_share(spend['time_windows']['worst_over_budget'])} "
                 f"({100 * (spend['time_windows']['worst_over_budget_max'] or 0):.1f}%)"
             )
