@@ -32,9 +32,9 @@ window; an overspend is carried into the next window, an underspend is not. Its 
 budget is the window's joules over the answers of the last window's length, so a quiet spell
 is not a credit.
 
-When even the highest λ spends more than the budget, for twenty re-solves in a row, the budget
-cannot be met: the router then answers with the cheapest eligible model, and says so once
-in the log and in every record while it lasts.
+When even the highest λ spends more than the budget for ten re-solves in a row (after the
+first ``horizon`` answers), the budget cannot be met: the router then answers with the
+cheapest eligible model, and says so once in the log and in every record while it lasts.
 
 >>> from greenserv_core.budget.spec import EnergyBudget
 >>> pacer = BudgetPacer(EnergyBudget.per_query(10.0))
@@ -75,7 +75,7 @@ _SWING = 0.15
 routing cheaper, not by routing every query to the cheapest model."""
 _NUDGE = 0.25
 """The most a deficit moves the log-price by itself."""
-_SATURATED_RESOLVES = 20
+_SATURATED_RESOLVES = 10
 """Re-solves in a row at which even the highest price overspends before the budget is said
 to be out of reach."""
 _ASSUMED_PER_WINDOW = 100
@@ -431,7 +431,7 @@ class BudgetPacer:
         deficit, horizon = self._deficit(now, per_query)
         price += min(_NUDGE, max(-_NUDGE, deficit / (per_query * horizon)))
         self.price_ = math.exp(min(math.log(_MAX_MU), max(math.log(_MIN_MU), price)))
-        if self.answers_ < 2 * self.horizon:  # too early to tell: the cost models are still young
+        if self.answers_ < self.horizon:  # too early to tell: the cost models are still young
             self.saturated_ = False
         self._saturated_for = self._saturated_for + 1 if self.saturated_ else 0
         if self._saturated_for < _SATURATED_RESOLVES:  # a passing spell of dear queries is not a verdict
