@@ -22,6 +22,7 @@ from greenserv_core.backends.fake import FakeBackend
 from greenserv_core.datasets import load_task
 from greenserv_core.features import FeatureExtractor, instruction_text
 from greenserv_core.features.bundled import bundled_features
+from greenserv_core.features.complexity import forget_reading_ease
 from greenserv_core.router import GreenServRouter
 
 __all__ = ["DEFAULT_STRATEGIES", "OverheadReport", "OverheadRow", "measure", "run_overhead"]
@@ -70,6 +71,8 @@ def measure(
     )
     for text in prompts[:20]:  # warm-up: load the model, fill caches of the tokenizer
         embedder.embed([instruction_text(text)])
+    router.features.extract(prompts[-1])  # warm-up: load textstat's dictionary
+    forget_reading_ease()  # every prompt's reading ease is computed in the timed loop, as in live traffic
     embed_times, route_times, total_times = [], [], []
     for text in prompts:
         start = time.perf_counter()

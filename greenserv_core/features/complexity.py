@@ -17,7 +17,14 @@ from pathlib import Path
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.paths import cache_dir
 
-__all__ = ["ComplexityBinner", "ComplexityFeatures", "approximate_tokens", "prepare_offline_cmudict", "reading_ease"]
+__all__ = [
+    "ComplexityBinner",
+    "ComplexityFeatures",
+    "approximate_tokens",
+    "forget_reading_ease",
+    "prepare_offline_cmudict",
+    "reading_ease",
+]
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 _NLTK_READY = threading.Lock()
@@ -109,6 +116,12 @@ class ComplexityBinner:
 _REMEMBERED = 32_768
 _scores: OrderedDict[bytes, float] = OrderedDict()
 _scores_lock = threading.Lock()
+
+
+def forget_reading_ease() -> None:
+    """Forget every remembered reading-ease score (benchmarks of the per-query cost start cold)."""
+    with _scores_lock:
+        _scores.clear()
 
 
 def reading_ease(text: str) -> float:
