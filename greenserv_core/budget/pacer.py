@@ -251,6 +251,10 @@ class BudgetPacer:
             self.start_ = now
         return now
 
+    def _elapsed(self, now: float) -> float:
+        """Seconds from the first decision to ``now`` (0 before any)."""
+        return now - (self.start_ if self.start_ is not None else now)
+
     def per_query_joules(self, now: float | None = None) -> float:
         """The per-query budget in force: the budget itself, or a window budget divided by the
         answers of the last window's length (the current window's so far, and the share of the
@@ -261,8 +265,7 @@ class BudgetPacer:
             return self.budget.joules
         now = self._now() if now is None else now
         index = self._window(now)
-        start = self.start_ if self.start_ is not None else now
-        elapsed = max(0.0, min(1.0, (now - start - index * window) / window))
+        elapsed = max(0.0, min(1.0, (self._elapsed(now) - index * window) / window))
         current = self.window_answers_.get(index, 0)
         previous = self.window_answers_.get(index - 1)
         if previous is not None:
@@ -279,14 +282,12 @@ class BudgetPacer:
         if rate is None:
             earned = self.budget.joules * self.answers_
         else:
-            now = self._now() if now is None else now
-            earned = rate * max(0.0, now - (self.start_ if self.start_ is not None else now))
+            earned = rate * max(0.0, self._elapsed(self._now() if now is None else now))
         return earned - self.forfeited_
 
     def _window(self, now: float) -> int:
         assert self.budget.window_s is not None
-        start = self.start_ if self.start_ is not None else now
-        return int((now - start) // self.budget.window_s)
+        return int(self._elapsed(now) // self.budget.window_s)
 
     def _mu(self) -> float:
         return self._initial_mu if self.price_ is None else self.price_
@@ -296,6 +297,7 @@ class BudgetPacer:
         now = self._now()
         per_query = self.per_query_joules(now)
         mu = self._mu()
+        allowance = self.allowance(now)
         remaining = None
         if self.budget.window_s is not None:
             remaining = self.budget.joules - self.windows_.get(self._window(now), 0.0) - self.debt_
@@ -305,9 +307,9 @@ class BudgetPacer:
             per_query_joules=per_query,
             spent_joules=self.spent_,
             answers=self.answers_,
-            allowance_joules=self.allowance(now),
+            allowance_joules=allowance,
             window_remaining_joules=remaining,
-            met=not (self.saturated_ and self.spent_ > self.allowance(now)),
+            met=not (self.saturated_ and self.spent_ > allowance),
             history=tuple(self.history_[-5:]),
         )
 
@@ -344,7 +346,8 @@ class BudgetPacer:
         if self.price_ is None or self._since_resolve >= self.resolve_every:  # (set after a merge)
             self._resolve(now, per_query)
         if self.answers_ % 25 == 0:
-            self.history_.append((self.answers_, round(self.status().tradeoff, 4)))
+            mu = self._mu()
+            self.history_.append((self.answers_, round(mu / (1.0 + mu), 4)))
             if len(self.history_) > _HISTORY:
                 self.history_ = self.history_[::2]
 
@@ -381,11 +384,11 @@ class BudgetPacer:
         window = self.budget.window_s
         if window is None:
             return self.spent_ - self.allowance(now), float(self.horizon)
-        start = self.start_ if self.start_ is not None else now
         index = self._window(now)
+        into = self._elapsed(now) - index * window  # seconds into the current window
         assert self.budget.joules_per_second is not None
-        accrued = self.budget.joules_per_second * (now - start - index * window)
-        left = (start + (index + 1) * window - now) * self.budget.joules_per_second / per_query
+        accrued = self.budget.joules_per_second * into
+        left = (window - into) * self.budget.joules_per_second / per_query
         deficit = self.windows_.get(index, 0.0) + self.debt_ - accrued
         return deficit, max(1.0, min(float(self.horizon), left))
 
