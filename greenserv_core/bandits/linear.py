@@ -11,6 +11,7 @@ from typing import Any, TypedDict
 import numpy as np
 
 from greenserv_core.bandits.base import ArmPrior, Policy
+from greenserv_core.bandits.hybrid import HybridFit, fit_hybrid
 from greenserv_core.bandits.ridge import RidgeArm
 from greenserv_core.bandits.ridges import RidgeStack
 from greenserv_core.errors import InvalidInputError, SharingNotSupportedError
@@ -28,6 +29,7 @@ class LinearOptions(TypedDict, total=False):
     forget: float
     pool_prior: bool
     try_unplayed: bool
+    share: float
     seed: int | None
 
 
@@ -57,6 +59,13 @@ class LinearPolicy(Policy):
     pseudo-observations to an arm's prior. With ``try_unplayed`` (and a ``reward_range``), an
     arm with neither data nor a prior of its own gets the best possible index, so every model,
     a newcomer included, is tried at least once.
+
+    ``share`` above 0 makes the arms learn from each other: each arm's coefficients are a part
+    shared by all arms plus the arm's own, whose coefficients other than the intercept are held
+    towards the shared ones by ``share`` pseudo-observations (a hybrid ridge,
+    :mod:`~greenserv_core.bandits.hybrid`). It pays on a large pool, where what one model
+    finds hard the others mostly find hard too, and can cost on a pool of two: BENCHMARKS.md
+    (issue 15, "Shared structure") measures both. Default 0: every arm on its own.
     """
 
     def __init__(
@@ -69,9 +78,13 @@ class LinearPolicy(Policy):
         forget: float = 1.0,
         pool_prior: bool = False,
         try_unplayed: bool = True,
+        share: float = 0.0,
         seed: int | None = None,
     ) -> None:
         super().__init__(dimension, seed=seed)
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not (np.isfinite(share) and share >= 0):
+            raise InvalidInputError(f"share must be a finite number >= 0, got {share!r}")
+        self.share = float(share)
         self.pool_prior = bool(pool_prior)
         self.try_unplayed = bool(try_unplayed)
         if not l2 > 0:
@@ -84,6 +97,7 @@ class LinearPolicy(Policy):
         self.forget = float(forget)
         self.ridge_ = self._new_stack()
         """Every arm's ridge statistics, one row per arm in the order of ``arms_``."""
+        self._fit: tuple[RidgeStack, int, HybridFit] | None = None
 
     def _prior_mean(self) -> np.ndarray:
         prior = np.zeros(self.dimension)
@@ -128,10 +142,27 @@ class LinearPolicy(Policy):
             untried[unplayed] = ~self.ridge_.has_own_prior(rows[unplayed])
         return untried
 
+    def _hybrid(self) -> HybridFit:
+        """The hybrid fit of the stack as it is now (refitted only after it changed)."""
+        stack = self.ridge_
+        if self._fit is None or self._fit[0] is not stack or self._fit[1] != stack.version:
+            self._fit = (stack, stack.version, fit_hybrid(stack, self.share))
+        return self._fit[2]
+
+    def _coefficients(self) -> np.ndarray:
+        """Every arm's coefficients, in row order: its own ridge's, or with ``share`` the hybrid's."""
+        return self._hybrid().theta if self.share else self.ridge_.theta
+
     def _ridge_estimates(self, context: np.ndarray, arms: Sequence[str]) -> tuple[np.ndarray, slice | np.ndarray]:
         """``θᵀx`` of each of ``arms`` (one matrix-vector product over the stack), and their rows."""
         rows = self.ridge_.rows(arms)
-        return self.ridge_.predict(context)[rows], rows
+        estimates: np.ndarray = self._coefficients() @ context
+        return estimates[rows], rows
+
+    def _widths(self, context: np.ndarray, rows: slice | np.ndarray) -> np.ndarray:
+        """``xᵀA⁻¹x`` of the arms of ``rows`` (with ``share``, of each arm's own part)."""
+        variance = self._hybrid().variance(context) if self.share else self.ridge_.variance(context)
+        return variance[rows]
 
     def _estimates(self, context: np.ndarray, arms: Sequence[str]) -> dict[str, tuple[float, float]]:
         """From :meth:`_estimate_arrays`, which a linear policy implements."""
@@ -187,7 +218,7 @@ class LinearPolicy(Policy):
     def theta(self, arm: str) -> np.ndarray:
         """The arm's current coefficient vector."""
         self._require_arm(arm)
-        theta: np.ndarray = self.ridge_.theta[self.ridge_.row(arm)].copy()
+        theta: np.ndarray = self._coefficients()[self.ridge_.row(arm)].copy()
         return theta
 
     def params(self) -> dict[str, Any]:
@@ -198,4 +229,5 @@ class LinearPolicy(Policy):
             "forget": self.forget,
             "pool_prior": self.pool_prior,
             "try_unplayed": self.try_unplayed,
+            "share": self.share,
         }

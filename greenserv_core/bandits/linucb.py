@@ -40,7 +40,7 @@ class LinUCB(LinearPolicy):
 
     def _estimate_arrays(self, context: np.ndarray, arms: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         estimate, rows = self._ridge_estimates(context, arms)
-        return estimate, self.alpha * np.sqrt(self.ridge_.variance(context)[rows])
+        return estimate, self.alpha * np.sqrt(self._widths(context, rows))
 
     def params(self) -> dict[str, Any]:
         return {**super().params(), "alpha": self.alpha}

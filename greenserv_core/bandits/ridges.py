@@ -76,6 +76,8 @@ class RidgeStack:
         self._rows: dict[str, int] = {}
         self._stale: set[int] = set()
         """The rows whose ``theta`` is out of date."""
+        self.version = 0
+        """Counts the changes to any arm's statistics (so that what is derived from them can be cached)."""
         self._allocate(0)
 
     # ---- rows -------------------------------------------------------------------------
@@ -124,6 +126,7 @@ class RidgeStack:
 
     def add(self, name: str) -> None:
         """A new arm at the prior: ``A = l2·I``, ``b = l2·prior_mean``."""
+        self.version += 1
         if name in self._rows:
             raise InvalidInputError(f"arm {name!r} already exists")
         r = len(self.names)
@@ -142,6 +145,7 @@ class RidgeStack:
 
     def remove(self, name: str) -> None:
         """Forget an arm; the rows after it move up one, so the order of the others stays."""
+        self.version += 1
         r, size = self.row(name), len(self.names)
         for array_name in _ARRAYS:
             array = getattr(self, array_name)
@@ -239,6 +243,7 @@ class RidgeStack:
 
     def update(self, name: str, x: np.ndarray, y: float) -> None:
         """Learn that arm ``name`` saw target ``y`` at ``x`` (a rank-one update of its row)."""
+        self.version += 1
         r = self.row(name)
         x = self.check(x)
         if not np.isfinite(y):
@@ -261,6 +266,7 @@ class RidgeStack:
 
     def set_prior_mean(self, name: str, prior_mean: np.ndarray) -> None:
         """Move arm ``name``'s prior mean ``θ₀`` (what the data say stays as it is)."""
+        self.version += 1
         r = self.row(name)
         mean = np.asarray(prior_mean, dtype=np.float64)
         if mean.shape != (self.dimension,) or not np.all(np.isfinite(mean)):
@@ -272,6 +278,7 @@ class RidgeStack:
     def add_prior(self, name: str, prior: ArmPrior) -> None:
         """Add ``prior``'s weighted pseudo-observations to arm ``name``'s prior: ``weights[i]``
         observations of ``rewards[i]`` at ``contexts[i]``. They never fade and are not data."""
+        self.version += 1
         r = self.row(name)
         xs, ys, ws = prior.contexts, prior.rewards, prior.weights
         if xs.shape[1] != self.dimension:
@@ -294,6 +301,7 @@ class RidgeStack:
 
     def load_data_sums(self, name: str, xx: np.ndarray, yx: np.ndarray, n: int) -> None:
         """Set arm ``name`` to its prior plus these sums (``A⁻¹`` is re-derived)."""
+        self.version += 1
         r = self.row(name)
         xx = np.asarray(xx, dtype=np.float64)
         yx = np.asarray(yx, dtype=np.float64)
@@ -322,6 +330,7 @@ class RidgeStack:
 
     def load_state_dict(self, name: str, state: dict[str, Any]) -> None:
         """Set arm ``name`` to a saved :meth:`state_dict` (older ones, without priors, too)."""
+        self.version += 1
         r, d = self.row(name), self.dimension
         A = np.asarray(state["A"], dtype=np.float64)
         b = np.asarray(state["b"], dtype=np.float64)

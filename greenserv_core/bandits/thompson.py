@@ -39,7 +39,7 @@ class LinearThompson(LinearPolicy):
     def _estimate_arrays(self, context: np.ndarray, arms: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         noise = self.rng_.standard_normal(len(arms))
         estimate, rows = self._ridge_estimates(context, arms)
-        return estimate, self.v * np.sqrt(self.ridge_.variance(context)[rows]) * noise
+        return estimate, self.v * np.sqrt(self._widths(context, rows)) * noise
 
     def params(self) -> dict[str, Any]:
         return {**super().params(), "v": self.v}
