@@ -1,11 +1,12 @@
-"""Adding one: a policy, an energy meter and a backend with its address scheme, each written in
-one place (here, a fixture) and registered there. The fixtures undo their registration, so no
-other test sees the additions."""
+"""Adding one: a policy, an energy meter, a backend with its address scheme and a confidence
+signal, each written in one place (here, a fixture or the test) and registered there. The
+fixtures undo their registration, so no other test sees the additions."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -170,3 +171,23 @@ def test_a_removed_scheme_no_longer_resolves(echo_scheme: str) -> None:
     unregister_address_scheme(echo_scheme)
     with pytest.raises(InvalidInputError, match="cannot use 'echo://parrot' as a model"):
         build_backends(["echo://parrot"])
+
+
+def test_a_confidence_signal_written_in_one_place_is_recorded_by_collect(tmp_path: Path) -> None:
+    from greenserv_core.confidence import ConfidenceSignal
+    from greenserv_core.evaluation.collect import collect
+
+    class ShortIsSure:
+        """Sure of a short answer, unsure of a long one."""
+
+        name = "short-is-sure"
+
+        def __call__(self, result: GenerationResult) -> float | None:
+            return 1.0 / (1 + len(result.text))
+
+    assert isinstance(ShortIsSure(), ConfidenceSignal)
+    table = collect(
+        [FakeBackend("f", reply=lambda m: "AB")], tmp_path / "t.csv", tasks=["arc_easy"], limit=2, signal=ShortIsSure()
+    )
+    assert table.columns["confidence"] == [pytest.approx(1 / 3)] * 2
+    assert table.metadata["confidence_signals"] == {"arc_easy": "short-is-sure"}

@@ -307,3 +307,19 @@ def test_dtype_names_are_checked() -> None:
         pick_dtype("cpu", "float33")
     with pytest.raises(InvalidInputError, match="unknown dtype"):
         pick_dtype("cpu", "Tensor")  # a torch attribute, but not a dtype
+
+
+def test_logprobs_of_each_generated_token_when_asked(plain_dir: Path) -> None:
+    import math
+
+    backend = backend_for(plain_dir)
+    assert backend.generate(ASK, GenerationSettings(max_new_tokens=4)).token_logprobs is None
+    asked = GenerationSettings(max_new_tokens=4, logprobs=True)
+    one = backend.generate(ASK, asked)
+    assert one.token_logprobs is not None and len(one.token_logprobs) == one.output_tokens
+    assert all(value <= 0 and math.isfinite(value) for value in one.token_logprobs)
+    batch = backend.generate_batch([ASK, [{"role": "user", "content": "hi"}]], asked)
+    assert batch[0].token_logprobs == pytest.approx(one.token_logprobs, abs=1e-4)  # padding does not change them
+    assert all(r.token_logprobs is not None and len(r.token_logprobs) == r.output_tokens for r in batch)
+    streamed = list(backend.stream(ASK, asked))[-1].result
+    assert streamed is not None and streamed.token_logprobs == pytest.approx(one.token_logprobs, abs=1e-4)

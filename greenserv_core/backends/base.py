@@ -76,7 +76,9 @@ class GenerationSettings:
     """How to generate. ``temperature == 0`` means greedy decoding; ``max_time_s`` stops a
     generation after that many seconds (finish reason ``length``); ``tools`` are offered to
     the model (through its chat template, or a system prompt where the template takes none);
-    ``json`` asks for a JSON answer (:class:`JsonFormat`).
+    ``json`` asks for a JSON answer (:class:`JsonFormat`); ``logprobs`` asks for the
+    log-probability of each generated token (:attr:`GenerationResult.token_logprobs`), which
+    confidence signals read (:mod:`greenserv_core.confidence`).
 
     >>> GenerationSettings(max_new_tokens=32, stop=("\\n\\n",)).max_new_tokens
     32
@@ -90,6 +92,7 @@ class GenerationSettings:
     max_time_s: float | None = None
     tools: tuple[ToolSpec, ...] = ()
     json: JsonFormat | None = None
+    logprobs: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
@@ -100,6 +103,8 @@ class GenerationSettings:
             raise InvalidInputError(f"top_p must be in (0, 1], got {self.top_p!r}")
         if self.max_time_s is not None and not self.max_time_s > 0:
             raise InvalidInputError(f"max_time_s must be positive, got {self.max_time_s!r}")
+        if not isinstance(self.logprobs, bool):
+            raise InvalidInputError(f"logprobs must be True or False, got {self.logprobs!r}")
         if any(not isinstance(s, str) or not s for s in self.stop):
             raise InvalidInputError(f"stop strings must be non-empty strings, got {self.stop!r}")
         if any(not isinstance(t, ToolSpec) for t in self.tools):
@@ -120,6 +125,9 @@ class GenerationResult:
     latency_s: float
     energy: EnergyReading
     finish_reason: str = "stop"
+    token_logprobs: tuple[float, ...] | None = None
+    """The natural-log probability of each generated token, when ``logprobs`` was asked for
+    and the backend gives them (``None`` otherwise)."""
 
 
 @dataclass(frozen=True)

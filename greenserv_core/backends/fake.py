@@ -33,7 +33,9 @@ class FakeBackend:
     tokens, latency and joules follow fixed rates
     (joules = ``joules_per_call + joules_per_token × (input + output tokens)``).
 
-    Energy is labelled ``source="fake"`` and ``measured=False``: nothing was metered.
+    Energy is labelled ``source="fake"`` and ``measured=False``: nothing was metered. With
+    ``logprobs(messages, text)`` given, a generation that asks for log-probabilities gets them
+    (one per token of the answer, as the callable says).
 
     >>> backend = FakeBackend("tiny", joules_per_token=0.5)
     >>> result = backend.generate([{"role": "user", "content": "Say hi"}], GenerationSettings())
@@ -54,6 +56,7 @@ class FakeBackend:
         tool_reply: Callable[[Sequence[Message], tuple[ToolSpec, ...]], str] | None = None,
         json_reply: Callable[[Sequence[Message], dict[str, Any] | None], str] | None = None,
         quality: QualityPrior | None = None,
+        logprobs: Callable[[Sequence[Message], str], Sequence[float]] | None = None,
     ) -> None:
         self._info = ModelInfo(name=name, context_window=context_window, capabilities=capabilities, quality=quality)
         self.joules_per_token = joules_per_token
@@ -62,6 +65,7 @@ class FakeBackend:
         self._reply = reply or (lambda messages: f"{name}: {last_user_text(messages)}")
         self._tool_reply = tool_reply
         self._json_reply = json_reply
+        self._logprobs = logprobs
         self._lock = threading.Lock()
         self.calls = 0
 
@@ -106,6 +110,11 @@ class FakeBackend:
             latency_s=self.seconds_per_token * total,
             energy=EnergyReading(self.joules_per_call + self.joules_per_token * total, source="fake", measured=False),
             finish_reason=finish,
+            token_logprobs=(
+                tuple(float(v) for v in self._logprobs(messages, text))
+                if settings.logprobs and self._logprobs is not None
+                else None
+            ),
         )
 
     def stream(self, messages: Sequence[Message], settings: GenerationSettings) -> Iterator[StreamChunk]:

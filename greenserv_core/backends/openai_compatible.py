@@ -228,6 +228,7 @@ class OpenAICompatibleBackend:
             if message.get("tool_calls"):
                 text = _render_tool_calls(text, message["tool_calls"])
             finish = choice.get("finish_reason") or "stop"
+            logprobs = _token_logprobs(choice) if settings.logprobs else None
         except (ValueError, KeyError, IndexError, TypeError) as error:
             self.breaker.failure()
             window.close()
@@ -235,7 +236,7 @@ class OpenAICompatibleBackend:
                 f"{self._info.name}: malformed answer from {self.base_url}: {error!r}"
             ) from error
         usage = data.get("usage")
-        return self._result(messages, text, usage, response.headers, latency, window, finish)
+        return self._result(messages, text, usage, response.headers, latency, window, finish, logprobs)
 
     def stream(self, messages: Sequence[Message], settings: GenerationSettings) -> Iterator[StreamChunk]:
         window = self._start_energy()
@@ -254,6 +255,7 @@ class OpenAICompatibleBackend:
         usage: Mapping[str, Any] | None = None
         finish = "stop"
         tool_calls: dict[int, dict[str, Any]] = {}
+        logprobs: list[float] | None = [] if settings.logprobs else None
         try:
             for line in lines:
                 if settings.max_time_s is not None and time.perf_counter() - started > settings.max_time_s:
@@ -272,6 +274,8 @@ class OpenAICompatibleBackend:
                     if delta.get("content"):
                         pieces.append(delta["content"])
                         yield StreamChunk(delta=delta["content"])
+                    if logprobs is not None:
+                        logprobs.extend(_token_logprobs(choice) or ())
                     finish = choice.get("finish_reason") or finish
         except httpx.HTTPError as error:
             self.breaker.failure()
@@ -286,8 +290,9 @@ class OpenAICompatibleBackend:
         if tool_calls:
             text = _render_tool_calls(text, [tool_calls[i] for i in sorted(tool_calls)])
         latency = time.perf_counter() - started
+        kept = tuple(logprobs) if logprobs else None
         yield StreamChunk(
-            delta="", result=self._result(messages, text, usage, response.headers, latency, window, finish)
+            delta="", result=self._result(messages, text, usage, response.headers, latency, window, finish, kept)
         )
 
     def close(self) -> None:
@@ -317,6 +322,8 @@ class OpenAICompatibleBackend:
                 if schema is None
                 else {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}}
             )
+        if settings.logprobs:
+            body["logprobs"] = True
         if stream:
             body["stream_options"] = {"include_usage": True}
         return body
@@ -429,6 +436,7 @@ class OpenAICompatibleBackend:
         latency: float,
         window: _Window,
         finish: str,
+        token_logprobs: tuple[float, ...] | None = None,
     ) -> GenerationResult:
         usage = usage or {}
         input_tokens = usage.get("prompt_tokens")
@@ -454,7 +462,21 @@ class OpenAICompatibleBackend:
             latency_s=latency,
             energy=energy,
             finish_reason="length" if finish == "length" else "stop",
+            token_logprobs=token_logprobs,
         )
+
+
+def _token_logprobs(choice: Mapping[str, Any]) -> tuple[float, ...] | None:
+    """The tokens' log-probabilities of an OpenAI choice (``logprobs.content[].logprob``), or
+    ``None`` where the server gave none (not every OpenAI-compatible server does)."""
+    content = (choice.get("logprobs") or {}).get("content")
+    if not isinstance(content, list):
+        return None
+    try:
+        values = tuple(float(item["logprob"]) for item in content)
+    except (KeyError, TypeError, ValueError):
+        return None  # a confidence signal is optional: a malformed one is none, not a failed answer
+    return values if values and all(math.isfinite(v) and v <= 0 for v in values) else None
 
 
 class _Window:

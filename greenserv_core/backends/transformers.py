@@ -309,7 +309,17 @@ class TransformersBackend:
             kwargs.update(stop_strings=stops, tokenizer=self.tokenizer)
         if settings.max_time_s is not None:
             kwargs["max_time"] = settings.max_time_s
+        if settings.logprobs:
+            kwargs.update(output_scores=True, return_dict_in_generate=True)
         return kwargs
+
+    def _token_logprobs(self, output: Any, settings: GenerationSettings) -> tuple[Any, Any]:
+        """``(sequences, per-token log-probabilities or None)`` of ``model.generate``'s output,
+        which is a plain tensor unless ``logprobs`` asked for the scores too."""
+        if not settings.logprobs:
+            return output, None
+        scores = self.load().compute_transition_scores(output.sequences, output.scores, normalize_logits=True)
+        return output.sequences, scores.float().cpu()
 
     def _new_token_counts(self, generated: Any) -> list[int]:
         """Tokens generated per row, up to and including the first EOS. Padding is excluded: a
@@ -395,7 +405,8 @@ class TransformersBackend:
             latency = time.perf_counter() - started
         finally:
             self.memory.release(self)
-        generated = output[:, width:]
+        sequences, logprobs = self._token_logprobs(output, settings)
+        generated = sequences[:, width:]
         output_counts = self._new_token_counts(generated)
         results = []
         totals = [i + o for i, o in zip(input_counts, output_counts, strict=True)]
@@ -412,6 +423,7 @@ class TransformersBackend:
                     latency_s=latency,
                     energy=EnergyReading(window.joules * share, source=window.source, measured=window.measured),
                     finish_reason=finish,
+                    token_logprobs=None if logprobs is None else tuple(logprobs[row, :n_out].tolist()),
                 )
             )
         return results
@@ -483,7 +495,8 @@ class TransformersBackend:
             self.memory.release(self)
         if "error" in outcome:
             raise outcome["error"]
-        n_out = self._new_token_counts(outcome["output"][:, width:])[0]
+        sequences, logprobs = self._token_logprobs(outcome["output"], settings)
+        n_out = self._new_token_counts(sequences[:, width:])[0]
         finish = "stop" if buffer.stopped or n_out < settings.max_new_tokens else "length"
         yield StreamChunk(
             delta="",
@@ -494,6 +507,7 @@ class TransformersBackend:
                 latency_s=latency,
                 energy=window.reading(),
                 finish_reason=finish,
+                token_logprobs=None if logprobs is None else tuple(logprobs[0, :n_out].tolist()),
             ),
         )
 

@@ -1,4 +1,5 @@
-"""``greenserv bench simulate`` and ``greenserv bench collect``: outcome tables, drawn or measured."""
+"""``greenserv bench simulate``, ``collect`` and ``confidence``: outcome tables, drawn or measured, and
+how well their answers' confidence tells right from wrong."""
 
 from __future__ import annotations
 
@@ -68,8 +69,33 @@ def _collect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _confidence(args: argparse.Namespace) -> int:
+    from greenserv_core.evaluation.confidence_report import confidence_report
+    from greenserv_core.evaluation.table import read_table
+
+    def shown(value: float | None) -> str:
+        return "–" if value is None else f"{value:.3f}"
+
+    table = read_table(args.table)
+    print_table(
+        [
+            {
+                "task": row["task"],
+                "model": row["model"],
+                "signal": row["signal"],
+                "answers": str(row["answers"]),
+                "accuracy": shown(row["accuracy"]),
+                "confidence right / wrong": f"{shown(row['confidence_right'])} / {shown(row['confidence_wrong'])}",
+                "AUROC": shown(row["auroc"]),
+            }
+            for row in confidence_report(table)
+        ]
+    )
+    return 0
+
+
 def add_commands(bench: Any) -> None:
-    """Add ``simulate`` and ``collect`` to the ``bench`` subparsers."""
+    """Add ``simulate``, ``collect`` and ``confidence`` to the ``bench`` subparsers."""
     from greenserv_core.datasets import TASKS
     from greenserv_core.evaluation.collect import DEFAULT_TASKS
     from greenserv_core.models.bundled import BUNDLED_MODELS
@@ -91,3 +117,8 @@ def add_commands(bench: Any) -> None:
     collect.add_argument("--models", help=f"comma-separated, of: {', '.join(BUNDLED_MODELS)} (default: all)")
     collect.add_argument("--meter", default="auto", help=meter_help())
     collect.set_defaults(run=_collect)
+    confidence = bench.add_parser(
+        "confidence", help="how well the answers' confidence tells right from wrong (AUROC per model and task)"
+    )
+    confidence.add_argument("--table", required=True, help="an outcome table with a confidence column")
+    confidence.set_defaults(run=_confidence)

