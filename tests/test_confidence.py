@@ -174,3 +174,24 @@ def test_collect_records_each_answers_confidence(tmp_path: Path) -> None:
     rows = confidence_report(read_table(tmp_path / "t.csv"))
     assert [row["task"] for row in rows] == ["arc_easy", "all"]
     assert rows[0]["answers"] == 6 and rows[0]["signal"] == "answer-probability"
+
+
+def test_the_simulator_draws_confidence_at_the_stated_auroc_without_changing_outcomes() -> None:
+    from greenserv_core.evaluation.simulate import simulate_table
+    from tests.test_evaluation import CALIBRATION
+
+    plain = simulate_table(CALIBRATION, queries_per_task=300, seed=0)
+    for target in (0.7, 0.8):
+        table = simulate_table(CALIBRATION, queries_per_task=300, seed=0, confidence_auroc=target)
+        for name in COLUMNS:
+            assert table.columns[name] == plain.columns[name]
+        assert table.metadata["confidence_auroc"] == target and table.simulated
+        rows = [row for row in confidence_report(table) if row["task"] != "all"]
+        assert rows and all(row["auroc"] == pytest.approx(target, abs=0.01) for row in rows)
+        assert all(row["confidence_right"] > row["confidence_wrong"] for row in rows)
+    data = simulate_table(CALIBRATION, queries_per_task=300, seed=0, confidence_auroc=0.8).matrices()
+    assert data.confidence is not None
+    hard = data.accuracy.mean(axis=1) < 0.3  # queries most models get wrong
+    assert data.confidence[hard].mean() < data.confidence[~hard].mean()  # are unsure for every model
+    with pytest.raises(InvalidInputError, match="confidence_auroc"):
+        simulate_table(CALIBRATION, queries_per_task=10, confidence_auroc=1.0)

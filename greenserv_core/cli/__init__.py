@@ -20,7 +20,7 @@ __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from greenserv_core.cli import benchmarks, budget, chat, replay, tables
+    from greenserv_core.cli import benchmarks, budget, cascades, chat, replay, tables
 
     parser = argparse.ArgumentParser(prog="greenserv", description="Energy-aware routing over local LLMs.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the router and meters do")
@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_commands(bench)
     budget.add_commands(bench)
     benchmarks.add_commands(bench)
+    cascades.add_commands(bench)
     return parser
 
 

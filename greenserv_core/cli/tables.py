@@ -15,7 +15,12 @@ def _simulate(args: argparse.Namespace) -> int:
     from greenserv_core.evaluation.simulate import read_calibration, simulate_table
     from greenserv_core.evaluation.table import write_table
 
-    table = simulate_table(read_calibration(args.calibration), queries_per_task=args.queries_per_task, seed=args.seed)
+    table = simulate_table(
+        read_calibration(args.calibration),
+        queries_per_task=args.queries_per_task,
+        seed=args.seed,
+        confidence_auroc=args.confidence_auroc,
+    )
     path = write_table(table, args.out)
     print(f"wrote a SIMULATED outcome table: {len(table)} rows, {table.metadata['models']} models → {path}")
     return 0
@@ -105,6 +110,11 @@ def add_commands(bench: Any) -> None:
     simulate.add_argument("--out", required=True, help="table path (.parquet or .csv)")
     simulate.add_argument("--queries-per-task", type=int, default=2500)
     simulate.add_argument("--seed", type=int, default=0)
+    simulate.add_argument(
+        "--confidence-auroc",
+        type=float,
+        help="also draw each answer's confidence, at this AUROC for its correctness (e.g. 0.8)",
+    )
     simulate.set_defaults(run=_simulate)
     collect = bench.add_parser("collect", help="run the bundled models over labelled tasks into a real table")
     collect.add_argument("--out", required=True, help="table path (.parquet or .csv); resumes from <out>.rows.jsonl")

