@@ -195,3 +195,42 @@ def test_the_simulator_draws_confidence_at_the_stated_auroc_without_changing_out
     assert data.confidence[hard].mean() < data.confidence[~hard].mean()  # are unsure for every model
     with pytest.raises(InvalidInputError, match="confidence_auroc"):
         simulate_table(CALIBRATION, queries_per_task=10, confidence_auroc=1.0)
+
+
+def test_collect_can_go_without_confidence_and_resumes_only_with_the_same_signal(tmp_path: Path) -> None:
+    from greenserv_core.errors import StateFileError
+    from greenserv_core.evaluation.collect import journal_path
+
+    asked: list[bool] = []
+
+    class Recording(FakeBackend):
+        def generate(self, messages: Sequence[Message], settings: GenerationSettings) -> GenerationResult:
+            asked.append(settings.logprobs)
+            return super().generate(messages, settings)
+
+    table = collect(
+        [Recording("r", reply=lambda m: "A")], tmp_path / "plain.csv", tasks=["arc_easy"], limit=2, confidence=False
+    )
+    assert asked == [False, False] and "confidence" not in table.columns
+    assert table.metadata["confidence_signals"] is None
+    journal = journal_path(tmp_path / "half.csv")
+    journal.write_text(
+        json.dumps(
+            {
+                "greenserv_collect": 1,
+                "tasks": ["arc_easy"],
+                "limit": 2,
+                "seed": 0,
+                "models": ["r"],
+                "confidence_signals": {"arc_easy": "other"},
+            }
+        )
+        + "\n"
+    )
+    with pytest.raises(StateFileError, match="other settings"):
+        collect([Recording("r")], tmp_path / "half.csv", tasks=["arc_easy"], limit=2)
+
+
+def test_a_nan_logprob_gives_no_confidence() -> None:
+    assert AnswerProbability()(_answer(-0.1, float("nan"))) is None
+    assert TokenQuantile()(_answer(float("nan"))) is None

@@ -175,3 +175,18 @@ def test_the_bonus_is_the_width_of_the_arms_own_part() -> None:
 def test_a_bad_share_is_refused(bad: object) -> None:
     with pytest.raises(InvalidInputError, match="share"):
         make_policy("linucb", 2, share=bad)
+
+
+def test_a_pooled_newcomer_starts_at_the_others_level_when_sharing() -> None:
+    x, y = np.array([1.0, 1.0]), np.array([1.0, 0.0])
+    for share in (0.0, 5.0):
+        policy = make_policy("linucb", 2, share=share, pool_prior=True, seed=0)
+        policy.add_arm("a")
+        policy.add_arm("b")
+        for _ in range(200):
+            for arm in ("a", "b"):
+                policy.update(arm, x, 0.2)
+                policy.update(arm, y, 0.8)
+        policy.add_arm("c")
+        c = policy.theta("c")  # type: ignore[attr-defined]
+        assert c @ y == pytest.approx(0.8, abs=0.05) and c @ x == pytest.approx(0.2, abs=0.05)

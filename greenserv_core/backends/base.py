@@ -126,8 +126,9 @@ class GenerationResult:
     energy: EnergyReading
     finish_reason: str = "stop"
     token_logprobs: tuple[float, ...] | None = None
-    """The natural-log probability of each generated token, when ``logprobs`` was asked for
-    and the backend gives them (``None`` otherwise)."""
+    """The natural-log probability of each generated token under the distribution it was
+    drawn from, when ``logprobs`` was asked for and the backend gives them (``None``
+    otherwise)."""
 
 
 @dataclass(frozen=True)

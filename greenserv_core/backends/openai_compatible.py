@@ -274,8 +274,9 @@ class OpenAICompatibleBackend:
                     if delta.get("content"):
                         pieces.append(delta["content"])
                         yield StreamChunk(delta=delta["content"])
-                    if logprobs is not None:
-                        logprobs.extend(_token_logprobs(choice) or ())
+                    if logprobs is not None and (delta.get("content") or choice.get("logprobs")):
+                        piece = _token_logprobs(choice)
+                        logprobs = None if piece is None else [*logprobs, *piece]  # one bad chunk spoils them all
                     finish = choice.get("finish_reason") or finish
         except httpx.HTTPError as error:
             self.breaker.failure()

@@ -313,13 +313,23 @@ class TransformersBackend:
             kwargs.update(output_scores=True, return_dict_in_generate=True)
         return kwargs
 
-    def _token_logprobs(self, output: Any, settings: GenerationSettings) -> tuple[Any, Any]:
+    @staticmethod
+    def _token_logprobs(output: Any, settings: GenerationSettings, width: int) -> tuple[Any, Any]:
         """``(sequences, per-token log-probabilities or None)`` of ``model.generate``'s output,
-        which is a plain tensor unless ``logprobs`` asked for the scores too."""
+        which is a plain tensor unless ``logprobs`` asked for the scores too. The scores are
+        those the tokens were chosen from (after the model's logits processors, as in
+        ``compute_transition_scores``); each step's row is reduced to its chosen token at once."""
         if not settings.logprobs:
             return output, None
-        scores = self.load().compute_transition_scores(output.sequences, output.scores, normalize_logits=True)
-        return output.sequences, scores.float().cpu()
+        import torch
+
+        sequences = output.sequences
+        chosen = sequences[:, width:]
+        steps = [
+            torch.log_softmax(scores.float(), dim=-1).gather(1, chosen[:, step : step + 1])
+            for step, scores in enumerate(output.scores)
+        ]
+        return sequences, torch.cat(steps, dim=1).cpu()
 
     def _new_token_counts(self, generated: Any) -> list[int]:
         """Tokens generated per row, up to and including the first EOS. Padding is excluded: a
@@ -405,7 +415,7 @@ class TransformersBackend:
             latency = time.perf_counter() - started
         finally:
             self.memory.release(self)
-        sequences, logprobs = self._token_logprobs(output, settings)
+        sequences, logprobs = self._token_logprobs(output, settings, width)
         generated = sequences[:, width:]
         output_counts = self._new_token_counts(generated)
         results = []
@@ -495,7 +505,7 @@ class TransformersBackend:
             self.memory.release(self)
         if "error" in outcome:
             raise outcome["error"]
-        sequences, logprobs = self._token_logprobs(outcome["output"], settings)
+        sequences, logprobs = self._token_logprobs(outcome["output"], settings, width)
         n_out = self._new_token_counts(sequences[:, width:])[0]
         finish = "stop" if buffer.stopped or n_out < settings.max_new_tokens else "length"
         yield StreamChunk(

@@ -116,7 +116,9 @@ class LinearPolicy(Policy):
         from the mean of their coefficients (an empirical-Bayes prior of strength ``l2``)
         instead of ``prior_reward``, so a newcomer is neither ignored nor over-trusted."""
         self._check_new_arm(name, prior)
-        learned = self.ridge_.theta[self.ridge_.n > 0]
+        # with share, an arm's prior is the centre of its own part: pool the others' own parts
+        own = self._hybrid().theta - self._hybrid().shared if self.share else self.ridge_.theta
+        learned = own[self.ridge_.n > 0]
         self.ridge_.add(name)
         arm = self.arms_[name] = RidgeArm.of(self.ridge_, name)
         if prior is not None:

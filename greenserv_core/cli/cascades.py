@@ -61,7 +61,7 @@ def _cascades(args: argparse.Namespace) -> int:
             fronts.append(
                 {
                     "front": name.replace("_", " "),
-                    "AIQ": f"{front['aiq']:.4f}",
+                    "AIQ": _number(front["aiq"], "{:.4f}"),
                     "to reach": f"{reference.replace('_', ' ')} {model['model']} ({model['accuracy']:.3f}, "
                     f"{model['joules_per_query']:.1f} J)",
                     "J per query": _number(reach["joules_per_query"], "{:.1f}"),

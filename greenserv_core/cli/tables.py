@@ -48,6 +48,7 @@ def _collect(args: argparse.Namespace) -> int:
             seed=args.seed,
             batch_size=args.batch_size,
             progress=True,
+            confidence=not args.no_confidence,
         )
     except KeyboardInterrupt:
         from greenserv_core.evaluation.collect import journal_path
@@ -126,6 +127,9 @@ def add_commands(bench: Any) -> None:
     collect.add_argument("--batch-size", type=int, default=8)
     collect.add_argument("--models", help=f"comma-separated, of: {', '.join(BUNDLED_MODELS)} (default: all)")
     collect.add_argument("--meter", default="auto", help=meter_help())
+    collect.add_argument(
+        "--no-confidence", action="store_true", help="do not ask for log-probabilities (no confidence column)"
+    )
     collect.set_defaults(run=_collect)
     confidence = bench.add_parser(
         "confidence", help="how well the answers' confidence tells right from wrong (AUROC per model and task)"

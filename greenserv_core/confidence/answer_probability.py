@@ -37,4 +37,7 @@ class AnswerProbability:
         if not result.token_logprobs:
             return None
         tokens = result.token_logprobs if self.first_tokens is None else result.token_logprobs[: self.first_tokens]
-        return math.exp(min(0.0, math.fsum(tokens)))
+        total = math.fsum(tokens)
+        if math.isnan(total):
+            return None  # a broken log-probability says nothing
+        return math.exp(min(0.0, total))

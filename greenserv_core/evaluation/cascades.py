@@ -170,7 +170,7 @@ def cascade_report(table: OutcomeTable | Matrices, *, tradeoff: float = 0.4) -> 
     fronts: dict[str, Any] = {}
     for name, task_pools in (("without_cascades", singles), ("with_cascades", weighted)):
         hull = upper_hull(pareto_front(_front(task_pools, prices)))
-        fronts[name] = {"hull": hull, "aiq": aiq(hull, low=low, high=high), "to_reach": {}}
+        fronts[name] = {"hull": hull, "aiq": aiq(hull, low=low, high=high) if high > low else None, "to_reach": {}}
         for reference, j in references.items():
             reach = _joules_to_reach(hull, float(data.accuracy[:, j].mean()))
             fronts[name]["to_reach"][reference] = {

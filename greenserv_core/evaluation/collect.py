@@ -29,7 +29,7 @@ import json
 import os
 import platform
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -128,11 +128,14 @@ def collect(
     batch_size: int = 8,
     progress: bool = False,
     signal: ConfidenceSignal | None = None,
+    confidence: bool = True,
 ) -> OutcomeTable:
     """Run ``backends`` over ``limit`` seeded examples of each task; write and return the table.
 
     Resumes from ``<out>.rows.jsonl`` when it exists (same settings required). Each answer's
-    confidence is read by ``signal`` (default: :func:`signal_for_task` per task).
+    confidence is read by ``signal`` (default: :func:`signal_for_task` per task) from the
+    tokens' log-probabilities; ``confidence=False`` does not ask for them (for a server that
+    refuses the ``logprobs`` field), and the table then has no ``confidence`` column.
     """
     if not backends:
         raise InvalidInputError("collect needs at least one model")
@@ -142,7 +145,15 @@ def collect(
     if len(set(names)) != len(names):
         raise InvalidInputError(f"model names must be distinct, got {names}")
     out = Path(out)
-    header = {"greenserv_collect": 1, "tasks": list(tasks), "limit": limit, "seed": seed, "models": names}
+    signals = {task: (signal or signal_for_task(TASK_SETTINGS.get(task, _SHORT).max_new_tokens)).name for task in tasks}
+    header = {
+        "greenserv_collect": 1,
+        "tasks": list(tasks),
+        "limit": limit,
+        "seed": seed,
+        "models": names,
+        "confidence_signals": signals if confidence else None,
+    }
     journal = journal_path(out)
     if out.exists() and not journal.exists():
         table = read_table(out)
@@ -165,6 +176,8 @@ def collect(
         for task, task_jobs in jobs.items():
             settings = TASK_SETTINGS.get(task, _SHORT)
             reader = signal or signal_for_task(settings.max_new_tokens)
+            if not confidence:
+                settings = replace(settings, logprobs=False)
             for backend, name in zip(backends, names, strict=True):
                 todo = [job for job in task_jobs if (job.query_id, name) not in done]
                 if bar is not None:
@@ -187,14 +200,12 @@ def collect(
         "generator": "greenserv collect",
         "energy_sources": sorted({row["energy_source"] for row in rows}),
         "machine": f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPUs",
-        "settings": {task: asdict(TASK_SETTINGS.get(task, _SHORT)) for task in tasks},
-        "confidence_signals": {
-            task: (signal or signal_for_task(TASK_SETTINGS.get(task, _SHORT).max_new_tokens)).name for task in tasks
-        },
+        "settings": {task: asdict(replace(TASK_SETTINGS.get(task, _SHORT), logprobs=confidence)) for task in tasks},
     }
     metadata = json.loads(json.dumps(metadata))  # as it will read back: lists, not tuples
     columns = {name: [row[name] for row in rows] for name in COLUMNS}
-    columns["confidence"] = [row.get("confidence") for row in rows]  # rows journalled before it: none
+    if confidence:
+        columns["confidence"] = [row.get("confidence") for row in rows]
     table = OutcomeTable(columns, metadata)
     write_table(table, out)
     journal.unlink()

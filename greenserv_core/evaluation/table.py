@@ -71,7 +71,10 @@ class OutcomeTable:
             row = int(outside[0])
             raise InvalidInputError(f"accuracy must lie in [0, 1]; row {row + 1} has {self.columns['accuracy'][row]!r}")
         if "confidence" in self.columns:
-            confidence = np.array([np.nan if v is None else v for v in self.columns["confidence"]], dtype=float)
+            try:
+                confidence = np.array([np.nan if v is None else v for v in self.columns["confidence"]], dtype=float)
+            except (TypeError, ValueError):
+                raise InvalidInputError("confidence must hold numbers in [0, 1] or be empty") from None
             outside = np.flatnonzero((confidence < 0) | (confidence > 1))
             if outside.size:
                 row = int(outside[0])
