@@ -198,3 +198,31 @@ def test_a_policy_without_priors_ignores_a_models_quality_with_a_warning(caplog:
     assert router.models == ["a", "b"]
     assert "takes no quality prior" in caplog.text
     assert hash(QualityPrior({"math": 0.5})) == hash(QualityPrior({"math": 0.6}))  # hashable, as a frozen spec needs
+
+
+def test_a_late_model_is_explored_at_the_starting_epsilon_until_it_has_answers() -> None:
+    from greenserv_core.bandits import EpsilonGreedy
+
+    x = np.array([1.0, 0.0])
+    counts = {}
+    for answers in (0, 30):
+        policy = EpsilonGreedy(2, newcomer_answers=answers, seed=3)
+        policy.add_arm("old")
+        for _ in range(3000):  # ε decays to its floor (0.01)
+            policy.update(policy.select(x), x, 0.6)
+        policy.add_arm("new")
+        assert policy.late_ == {"new"}
+        rng = np.random.default_rng(0)
+        for _ in range(600):
+            arm = policy.select(x)
+            policy.update(arm, x, float(rng.random() < (0.3 if arm == "new" else 0.6)))  # the newcomer looks bad
+        counts[answers] = int(policy.ridge_.n[policy.ridge_.row("new")])
+    assert counts[30] >= 30 > counts[0]  # without the rule, the decayed ε barely tries it
+    state = policy.state_dict()
+    loaded = EpsilonGreedy(2, **state["params"])
+    loaded.load_state_dict(state)
+    assert loaded.late_ == {"new"} and loaded.newcomer_answers == 30
+    loaded.remove_arm("new")
+    assert loaded.late_ == set()
+    with pytest.raises(InvalidInputError, match="newcomer_answers"):
+        EpsilonGreedy(2, newcomer_answers=-1)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from typing_extensions import Unpack
 
-from greenserv_core.bandits.base import ArmScore, Policy
+from greenserv_core.bandits.base import ArmPrior, ArmScore, Policy
 from greenserv_core.bandits.linear import LinearOptions, LinearPolicy
 from greenserv_core.bandits.registry import register_policy
 from greenserv_core.errors import InvalidInputError
@@ -55,7 +55,11 @@ class EpsilonExploration(Policy):
 class EpsilonGreedy(EpsilonExploration, LinearPolicy):
     """With probability ε_t a uniformly random eligible arm, else the best ridge estimate.
 
-    ``prior_reward`` defaults to 1 (optimistic), so an unplayed arm is tried greedily.
+    ``prior_reward`` defaults to 1 (optimistic), so an unplayed arm is tried greedily. A model
+    that joins after the first decision (``late_``) is explored at the starting ``epsilon``
+    until it has ``newcomer_answers`` answers, however far ε has decayed: a few unlucky first
+    answers would otherwise bury it for thousands of queries (BENCHMARKS.md, issue 15, "A
+    newcomer"). The models present from the start are not affected (0 turns it off).
 
     >>> policy = EpsilonGreedy(dimension=2, epsilon=0.0, min_epsilon=0.0, seed=0)
     >>> policy.add_arm("a"); policy.add_arm("b")
@@ -73,15 +77,45 @@ class EpsilonGreedy(EpsilonExploration, LinearPolicy):
         epsilon: float = 0.1,
         decay: float = 0.999,
         min_epsilon: float = 0.01,
+        newcomer_answers: int = 30,
         **options: Unpack[LinearOptions],
     ) -> None:
         options.setdefault("prior_reward", 1.0)  # optimistic: an unplayed arm is tried greedily
         super().__init__(dimension, **options)
         self._set_schedule(epsilon, decay, min_epsilon)
+        if isinstance(newcomer_answers, bool) or not isinstance(newcomer_answers, int) or newcomer_answers < 0:
+            raise InvalidInputError(f"newcomer_answers must be an integer >= 0, got {newcomer_answers!r}")
+        self.newcomer_answers = newcomer_answers
+        self.late_: set[str] = set()
+        """The arms added after the first decision."""
+
+    def add_arm(self, name: str, prior: ArmPrior | None = None) -> None:
+        super().add_arm(name, prior)
+        if self.t_ > 0:
+            self.late_.add(name)
+
+    def remove_arm(self, name: str) -> None:
+        super().remove_arm(name)
+        self.late_.discard(name)
+
+    def _choose(self, scores: Mapping[str, ArmScore]) -> tuple[str, bool]:
+        if self.late_ and self.newcomer_answers:
+            counts = self.ridge_.n
+            late = [a for a in scores if a in self.late_ and counts[self.ridge_.row(a)] < self.newcomer_answers]
+            if late and self.rng_.random() < self.epsilon:
+                return late[int(self.rng_.integers(len(late)))], True
+        return super()._choose(scores)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "late_arms": sorted(self.late_)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.late_ = set(state.get("late_arms", ())) & set(self.arms_)
 
     def _estimate_arrays(self, context: np.ndarray, arms: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         estimate, _ = self._ridge_estimates(context, arms)
         return estimate, np.zeros(len(arms))
 
     def params(self) -> dict[str, Any]:
-        return {**super().params(), **self._schedule_params()}
+        return {**super().params(), **self._schedule_params(), "newcomer_answers": self.newcomer_answers}
