@@ -226,3 +226,59 @@ def test_a_late_model_is_explored_at_the_starting_epsilon_until_it_has_answers()
     assert loaded.late_ == set()
     with pytest.raises(InvalidInputError, match="newcomer_answers"):
         EpsilonGreedy(2, newcomer_answers=-1)
+
+
+def test_a_model_whose_answers_fall_below_its_estimate_is_forgotten_and_tried_again() -> None:
+    from greenserv_core.bandits import EpsilonGreedy
+
+    x = np.array([1.0, 0.0])
+    rng = np.random.default_rng(1)
+    policy = EpsilonGreedy(2, seed=0)
+    for arm in ("steady", "drifting"):
+        policy.add_arm(arm)
+    for step in range(6000):
+        for arm in ("steady", "drifting"):
+            rate = 0.8 if arm == "steady" or step < 3000 else 0.3
+            policy.update(arm, x, float(rng.random() < rate))
+        if step == 2999:
+            assert policy.drift_alarms_ == {}  # 3,000 steady answers each: no false alarm
+    assert policy.drift_alarms_ == {"drifting": 1} and "steady" not in policy.drift_alarms_
+    assert policy.theta("drifting") @ x == pytest.approx(0.3, abs=0.1)  # only the new evidence
+    assert "drifting" in policy.late_
+    state = policy.state_dict()
+    loaded = EpsilonGreedy(2, **state["params"])
+    loaded.load_state_dict(state)
+    assert loaded.drift_alarms_ == {"drifting": 1} and loaded.cusum_ == policy.cusum_
+    off = EpsilonGreedy(2, drift_alarm=None, seed=0)
+    off.add_arm("a")
+    for _ in range(200):
+        off.update("a", x, 1.0)
+    for _ in range(500):
+        off.update("a", x, 0.0)
+    assert off.drift_alarms_ == {} and off.ridge_.n[0] == 700
+    with pytest.raises(InvalidInputError, match="drift_alarm"):
+        EpsilonGreedy(2, drift_alarm=0)
+
+
+def test_a_forgotten_model_is_forgotten_by_every_replica_at_the_next_sync() -> None:
+    from greenserv_core.bandits import EpsilonGreedy
+
+    x = np.array([1.0, 0.0])
+    one, two = EpsilonGreedy(2, seed=0), EpsilonGreedy(2, seed=1)
+    for policy in (one, two):
+        policy.add_arm("m")
+    for _ in range(100):
+        one.update("m", x, 1.0)
+        two.update("m", x, 1.0)
+    shared = one.statistics().plus(two.statistics())  # what a store holds after both synced
+    for policy in (one, two):
+        policy.load_statistics(shared)
+    base = shared
+    for _ in range(400):  # the model gets worse; replica one notices
+        one.update("m", x, 0.0)
+        if one.drift_alarms_:
+            break
+    assert one.drift_alarms_ == {"m": 1}
+    shared = shared.plus(one.statistics().minus(base))  # replica one's change, as the sharing layer sends it
+    two.load_statistics(shared)
+    assert two.ridge_.n[0] == one.ridge_.n[0] < 100

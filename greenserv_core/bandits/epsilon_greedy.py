@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -14,6 +15,11 @@ from greenserv_core.bandits.registry import register_policy
 from greenserv_core.errors import InvalidInputError
 
 __all__ = ["EpsilonExploration", "EpsilonGreedy", "epsilon_at"]
+
+logger = logging.getLogger("greenserv")
+
+_DRIFT_ALLOWANCE = 0.1
+"""How far below its estimate an arm's reward may fall per answer before it counts as drift."""
 
 
 def epsilon_at(t: int, epsilon: float, decay: float, min_epsilon: float) -> float:
@@ -61,6 +67,13 @@ class EpsilonGreedy(EpsilonExploration, LinearPolicy):
     answers would otherwise bury it for thousands of queries (BENCHMARKS.md, issue 15, "A
     newcomer"). The models present from the start are not affected (0 turns it off).
 
+    Each arm also keeps a one-sided CUSUM of how far its rewards fall below its own estimate,
+    less an allowance of 0.1 per answer. When it passes ``drift_alarm`` (default 20), the
+    model has changed under its name: its evidence is forgotten (its prior stays), and it is
+    explored again like a newcomer (``drift_alarms_`` counts the alarms; the log says so).
+    Replicas that share learning then all forget it at their next sync. On the static tables
+    of BENCHMARKS.md no alarm fires; ``None`` turns it off.
+
     >>> policy = EpsilonGreedy(dimension=2, epsilon=0.0, min_epsilon=0.0, seed=0)
     >>> policy.add_arm("a"); policy.add_arm("b")
     >>> policy.update("a", np.array([1.0, 0.0]), 0.0)
@@ -78,6 +91,7 @@ class EpsilonGreedy(EpsilonExploration, LinearPolicy):
         decay: float = 0.999,
         min_epsilon: float = 0.01,
         newcomer_answers: int = 30,
+        drift_alarm: float | None = 20.0,
         **options: Unpack[LinearOptions],
     ) -> None:
         options.setdefault("prior_reward", 1.0)  # optimistic: an unplayed arm is tried greedily
@@ -86,8 +100,17 @@ class EpsilonGreedy(EpsilonExploration, LinearPolicy):
         if isinstance(newcomer_answers, bool) or not isinstance(newcomer_answers, int) or newcomer_answers < 0:
             raise InvalidInputError(f"newcomer_answers must be an integer >= 0, got {newcomer_answers!r}")
         self.newcomer_answers = newcomer_answers
+        if drift_alarm is not None and (
+            isinstance(drift_alarm, bool) or not isinstance(drift_alarm, (int, float)) or not 0 < drift_alarm < 1e9
+        ):
+            raise InvalidInputError(f"drift_alarm must be a positive number or None, got {drift_alarm!r}")
+        self.drift_alarm = None if drift_alarm is None else float(drift_alarm)
         self.late_: set[str] = set()
-        """The arms added after the first decision."""
+        """The arms added after the first decision (or forgotten after a drift alarm)."""
+        self.cusum_: dict[str, float] = {}
+        """Each arm's one-sided CUSUM of its shortfall below its own estimate."""
+        self.drift_alarms_: dict[str, int] = {}
+        """How many times each arm's evidence was forgotten."""
 
     def add_arm(self, name: str, prior: ArmPrior | None = None) -> None:
         super().add_arm(name, prior)
@@ -97,6 +120,32 @@ class EpsilonGreedy(EpsilonExploration, LinearPolicy):
     def remove_arm(self, name: str) -> None:
         super().remove_arm(name)
         self.late_.discard(name)
+        self.cusum_.pop(name, None)
+
+    def update(self, arm: str, context: np.ndarray, reward: float) -> None:
+        if self.drift_alarm is None:
+            super().update(arm, context, reward)
+            return
+        self._require_arm(arm)
+        x = self._check_context(context)
+        row = self.ridge_.row(arm)
+        played = bool(self.ridge_.n[row] > 0)
+        shortfall = float(self._coefficients()[row] @ x) - self._check_reward(reward)
+        super().update(arm, x, reward)
+        if not played:
+            return  # the optimistic prior's first error is not drift
+        total = max(0.0, self.cusum_.get(arm, 0.0) + shortfall - _DRIFT_ALLOWANCE)
+        if total <= self.drift_alarm:
+            self.cusum_[arm] = total
+            return
+        d = self.dimension
+        self.ridge_.load_data_sums(arm, np.zeros((d, d)), np.zeros(d), 0)
+        self.cusum_[arm] = 0.0
+        self.late_.add(arm)
+        self.drift_alarms_[arm] = self.drift_alarms_.get(arm, 0) + 1
+        logger.info(
+            "policy: %s answers below its estimate (CUSUM > %g); its evidence is forgotten", arm, self.drift_alarm
+        )
 
     def _choose(self, scores: Mapping[str, ArmScore]) -> tuple[str, bool]:
         if self.late_ and self.newcomer_answers:
@@ -107,15 +156,27 @@ class EpsilonGreedy(EpsilonExploration, LinearPolicy):
         return super()._choose(scores)
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "late_arms": sorted(self.late_)}
+        return {
+            **super().state_dict(),
+            "late_arms": sorted(self.late_),
+            "cusum": dict(self.cusum_),
+            "drift_alarms": dict(self.drift_alarms_),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.late_ = set(state.get("late_arms", ())) & set(self.arms_)
+        self.cusum_ = {arm: float(v) for arm, v in state.get("cusum", {}).items() if arm in self.arms_}
+        self.drift_alarms_ = {arm: int(v) for arm, v in state.get("drift_alarms", {}).items()}
 
     def _estimate_arrays(self, context: np.ndarray, arms: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         estimate, _ = self._ridge_estimates(context, arms)
         return estimate, np.zeros(len(arms))
 
     def params(self) -> dict[str, Any]:
-        return {**super().params(), **self._schedule_params(), "newcomer_answers": self.newcomer_answers}
+        return {
+            **super().params(),
+            **self._schedule_params(),
+            "newcomer_answers": self.newcomer_answers,
+            "drift_alarm": self.drift_alarm,
+        }
