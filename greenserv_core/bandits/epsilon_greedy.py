@@ -13,6 +13,7 @@ from greenserv_core.bandits.base import ArmPrior, ArmScore, Policy
 from greenserv_core.bandits.linear import LinearOptions, LinearPolicy
 from greenserv_core.bandits.registry import register_policy
 from greenserv_core.errors import InvalidInputError
+from greenserv_core.statistics import Statistics
 
 __all__ = ["EpsilonExploration", "EpsilonGreedy", "epsilon_at"]
 
@@ -71,8 +72,12 @@ class EpsilonGreedy(EpsilonExploration, LinearPolicy):
     less an allowance of 0.1 per answer. When it passes ``drift_alarm`` (default 20), the
     model has changed under its name: its evidence is forgotten (its prior stays), and it is
     explored again like a newcomer (``drift_alarms_`` counts the alarms; the log says so).
-    Replicas that share learning then all forget it at their next sync. On the static tables
-    of BENCHMARKS.md no alarm fires; ``None`` turns it off.
+    The check waits for the first decision (a warm start through ``learn()`` raises no alarm)
+    and, for a model with a prior of its own, for as many answers as the prior's weight (else
+    a strong, wrong prior would raise alarm after alarm). A policy that shares its learning
+    with replicas (it has loaded shared statistics) raises none: its sums only add up, and two
+    replicas forgetting the same model would subtract it twice. On the static tables of
+    BENCHMARKS.md no alarm fires; ``None`` turns it off.
 
     >>> policy = EpsilonGreedy(dimension=2, epsilon=0.0, min_epsilon=0.0, seed=0)
     >>> policy.add_arm("a"); policy.add_arm("b")
@@ -111,6 +116,8 @@ class EpsilonGreedy(EpsilonExploration, LinearPolicy):
         """Each arm's one-sided CUSUM of its shortfall below its own estimate."""
         self.drift_alarms_: dict[str, int] = {}
         """How many times each arm's evidence was forgotten."""
+        self.shares_ = False
+        """Whether the policy has loaded shared statistics (then it raises no drift alarm)."""
 
     def add_arm(self, name: str, prior: ArmPrior | None = None) -> None:
         super().add_arm(name, prior)
@@ -121,15 +128,22 @@ class EpsilonGreedy(EpsilonExploration, LinearPolicy):
         super().remove_arm(name)
         self.late_.discard(name)
         self.cusum_.pop(name, None)
+        self.drift_alarms_.pop(name, None)
+
+    def load_statistics(self, stats: Statistics) -> None:
+        super().load_statistics(stats)
+        self.shares_ = True
+        self.cusum_.clear()
 
     def update(self, arm: str, context: np.ndarray, reward: float) -> None:
-        if self.drift_alarm is None:
+        if self.drift_alarm is None or self.t_ == 0 or self.shares_:
             super().update(arm, context, reward)
             return
         self._require_arm(arm)
         x = self._check_context(context)
         row = self.ridge_.row(arm)
-        played = bool(self.ridge_.n[row] > 0)
+        prior_weight = float(self.ridge_.prior_xx[row][0, 0])  # the pseudo-answers' weight (intercept column)
+        played = bool(self.ridge_.n[row] > max(0.0, prior_weight))
         shortfall = float(self._coefficients()[row] @ x) - self._check_reward(reward)
         super().update(arm, x, reward)
         if not played:
