@@ -116,15 +116,22 @@ class LinearPolicy(Policy):
         from the mean of their coefficients (an empirical-Bayes prior of strength ``l2``)
         instead of ``prior_reward``, so a newcomer is neither ignored nor over-trusted."""
         self._check_new_arm(name, prior)
-        # with share, an arm's prior is the centre of its own part: pool the others' own parts
-        own = self._hybrid().theta - self._hybrid().shared if self.share else self.ridge_.theta
-        learned = own[self.ridge_.n > 0]
+        learned = self._own_coefficients()[self.ridge_.n > 0] if self.pool_prior else None
         self.ridge_.add(name)
         arm = self.arms_[name] = RidgeArm.of(self.ridge_, name)
         if prior is not None:
             arm.add_prior(prior)
-        if self.pool_prior and len(learned):
+        if learned is not None and len(learned):
             arm.set_prior_mean(np.mean(learned, axis=0))
+
+    def _own_coefficients(self) -> np.ndarray:
+        """Every arm's own coefficients, the centre its prior stands for: its ridge's, or with
+        ``share`` its own part of the hybrid (without the shared part)."""
+        if not self.share:
+            return self.ridge_.theta
+        fit = self._hybrid()
+        own: np.ndarray = fit.theta - fit.shared
+        return own
 
     def remove_arm(self, name: str) -> None:
         super().remove_arm(name)

@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
-from greenserv_core.cli.common import print_table
+from greenserv_core.cli.common import number, print_table, write_json
 
 __all__ = ["add_commands"]
-
-
-def _number(value: float | None, form: str = "{:.3f}") -> str:
-    return "–" if value is None else form.format(value)
 
 
 def _cascades(args: argparse.Namespace) -> int:
@@ -40,10 +35,10 @@ def _cascades(args: argparse.Namespace) -> int:
                     "task": task,
                     "": name.replace("_", " "),
                     "setting": best["setting"],
-                    "accuracy": _number(best["accuracy"]),
-                    "J per query": _number(best["joules_per_query"], "{:.2f}"),
-                    "escalated": _number(best["escalated"], "{:.0%}"),
-                    "reward": _number(best["reward"], "{:.4f}"),
+                    "accuracy": number(best["accuracy"]),
+                    "J per query": number(best["joules_per_query"], "{:.2f}"),
+                    "escalated": number(best["escalated"], "{:.0%}"),
+                    "reward": number(best["reward"], "{:.4f}"),
                 }
             )
     print_table(rows)
@@ -61,18 +56,15 @@ def _cascades(args: argparse.Namespace) -> int:
             fronts.append(
                 {
                     "front": name.replace("_", " "),
-                    "AIQ": _number(front["aiq"], "{:.4f}"),
+                    "AIQ": number(front["aiq"], "{:.4f}"),
                     "to reach": f"{reference.replace('_', ' ')} {model['model']} ({model['accuracy']:.3f}, "
                     f"{model['joules_per_query']:.1f} J)",
-                    "J per query": _number(reach["joules_per_query"], "{:.1f}"),
-                    "share of its J": _number(reach["share_of_its_joules"], "{:.1%}"),
+                    "J per query": number(reach["joules_per_query"], "{:.1f}"),
+                    "share of its J": number(reach["share_of_its_joules"], "{:.1%}"),
                 }
             )
     print_table(fronts)
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(report, handle, indent=1)
-        print(f"wrote {args.json}")
+    write_json(args.json, report)
     return 0
 
 

@@ -15,6 +15,7 @@ __all__ = [
     "embedding_store",
     "meter_help",
     "model_help",
+    "number",
     "parse_strategies",
     "percent",
     "policy_params",
@@ -80,6 +81,15 @@ def percent(value: float | None) -> str:
     ('+12.3%', '–')
     """
     return "–" if value is None else f"{100 * value:+.1f}%"
+
+
+def number(value: float | None, form: str = "{:.3f}") -> str:
+    """``value`` in ``form``, or ``–`` for none.
+
+    >>> number(0.12345), number(None), number(2.5, "{:.1f} J")
+    ('0.123', '–', '2.5 J')
+    """
+    return "–" if value is None else form.format(value)
 
 
 def print_table(rows: Sequence[Mapping[str, object]], columns: Sequence[str] | None = None) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from greenserv_core.cli.common import meter_help, print_table
+from greenserv_core.cli.common import meter_help, number, print_table
 
 __all__ = ["add_commands"]
 
@@ -79,9 +79,6 @@ def _confidence(args: argparse.Namespace) -> int:
     from greenserv_core.evaluation.confidence_report import confidence_report
     from greenserv_core.evaluation.table import read_table
 
-    def shown(value: float | None) -> str:
-        return "–" if value is None else f"{value:.3f}"
-
     table = read_table(args.table)
     print_table(
         [
@@ -90,9 +87,9 @@ def _confidence(args: argparse.Namespace) -> int:
                 "model": row["model"],
                 "signal": row["signal"],
                 "answers": str(row["answers"]),
-                "accuracy": shown(row["accuracy"]),
-                "confidence right / wrong": f"{shown(row['confidence_right'])} / {shown(row['confidence_wrong'])}",
-                "AUROC": shown(row["auroc"]),
+                "accuracy": number(row["accuracy"]),
+                "confidence right / wrong": f"{number(row['confidence_right'])} / {number(row['confidence_wrong'])}",
+                "AUROC": number(row["auroc"]),
             }
             for row in confidence_report(table)
         ]

@@ -162,7 +162,8 @@ def static_mix(
         middle = (low + high) / 2
         low, high = (middle, high) if spend(middle) > budget else (low, middle)
     dear, cheap = choice(low), choice(high)
-    mix = (budget - spend(high)) / (spend(low) - spend(high)) if spend(low) > spend(high) else 0.0
+    dear_spend, cheap_spend = spend(low), spend(high)
+    mix = (budget - cheap_spend) / (dear_spend - cheap_spend) if dear_spend > cheap_spend else 0.0
     accuracy_mean = mix * float((share * accuracy[rows, dear]).sum()) + (1 - mix) * float(
         (share * accuracy[rows, cheap]).sum()
     )

@@ -95,10 +95,12 @@ def task_settings(data: Matrices, rows: np.ndarray) -> list[CascadeSetting]:
     return settings
 
 
-def _best(settings: list[CascadeSetting], low: float, high: float, tradeoff: float) -> CascadeSetting:
+def _best(settings: list[CascadeSetting], low: float, high: float, tradeoff: float) -> tuple[CascadeSetting, float]:
+    """The setting of highest reward on the task's energy scale ``[low, high]``, and that reward."""
     span = high - low if high > low else 1.0
     rewards = [(1 - tradeoff) * s.accuracy - tradeoff * (s.joules - low) / span for s in settings]
-    return settings[int(np.argmax(rewards))]
+    best = int(np.argmax(rewards))
+    return settings[best], rewards[best]
 
 
 def _front(per_task: list[tuple[float, list[CascadeSetting]]], prices: np.ndarray) -> list[tuple[float, float]]:
@@ -148,8 +150,7 @@ def cascade_report(table: OutcomeTable | Matrices, *, tradeoff: float = 0.4) -> 
         singles.append((share, alone))
         entry: dict[str, Any] = {"queries": int(rows.sum())}
         for name, pool in (("without_cascades", alone), ("with_cascades", settings)):
-            best = _best(pool, low, high, tradeoff)
-            value = (1 - tradeoff) * best.accuracy - tradeoff * (best.joules - low) / (high - low or 1.0)
+            best, value = _best(pool, low, high, tradeoff)
             entry[name] = {
                 "setting": best.label,
                 "accuracy": best.accuracy,

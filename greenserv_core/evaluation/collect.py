@@ -145,14 +145,15 @@ def collect(
     if len(set(names)) != len(names):
         raise InvalidInputError(f"model names must be distinct, got {names}")
     out = Path(out)
-    signals = {task: (signal or signal_for_task(TASK_SETTINGS.get(task, _SHORT).max_new_tokens)).name for task in tasks}
+    settings_of = {task: replace(TASK_SETTINGS.get(task, _SHORT), logprobs=confidence) for task in tasks}
+    reader_of = {task: signal or signal_for_task(settings_of[task].max_new_tokens) for task in tasks}
     header = {
         "greenserv_collect": 1,
         "tasks": list(tasks),
         "limit": limit,
         "seed": seed,
         "models": names,
-        "confidence_signals": signals if confidence else None,
+        "confidence_signals": {task: reader.name for task, reader in reader_of.items()} if confidence else None,
     }
     journal = journal_path(out)
     if out.exists() and not journal.exists():
@@ -174,10 +175,7 @@ def collect(
         if not journal.stat().st_size:
             _append(handle, [header])
         for task, task_jobs in jobs.items():
-            settings = TASK_SETTINGS.get(task, _SHORT)
-            reader = signal or signal_for_task(settings.max_new_tokens)
-            if not confidence:
-                settings = replace(settings, logprobs=False)
+            settings, reader = settings_of[task], reader_of[task]
             for backend, name in zip(backends, names, strict=True):
                 todo = [job for job in task_jobs if (job.query_id, name) not in done]
                 if bar is not None:
@@ -200,7 +198,7 @@ def collect(
         "generator": "greenserv collect",
         "energy_sources": sorted({row["energy_source"] for row in rows}),
         "machine": f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPUs",
-        "settings": {task: asdict(replace(TASK_SETTINGS.get(task, _SHORT), logprobs=confidence)) for task in tasks},
+        "settings": {task: asdict(settings) for task, settings in settings_of.items()},
     }
     metadata = json.loads(json.dumps(metadata))  # as it will read back: lists, not tuples
     columns = {name: [row[name] for row in rows] for name in COLUMNS}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,27 +66,14 @@ class OutcomeTable:
         lengths = {len(v) for v in self.columns.values()}
         if len(lengths) > 1:
             raise InvalidInputError("outcome table columns have different lengths")
-        accuracy = np.asarray(self.columns["accuracy"], dtype=float)
-        outside = np.flatnonzero(~((accuracy >= 0) & (accuracy <= 1)))  # NaN included
-        if outside.size:
-            row = int(outside[0])
-            raise InvalidInputError(f"accuracy must lie in [0, 1]; row {row + 1} has {self.columns['accuracy'][row]!r}")
+        _check_unit_interval(self.columns["accuracy"], "accuracy", empty=False)
         if "confidence" in self.columns:
-            try:
-                confidence = np.array([np.nan if v is None else v for v in self.columns["confidence"]], dtype=float)
-            except (TypeError, ValueError):
-                raise InvalidInputError("confidence must hold numbers in [0, 1] or be empty") from None
-            outside = np.flatnonzero((confidence < 0) | (confidence > 1))
-            if outside.size:
-                row = int(outside[0])
-                raise InvalidInputError(
-                    f"confidence must lie in [0, 1] or be empty; row {row + 1} has {self.columns['confidence'][row]!r}"
-                )
+            _check_unit_interval(self.columns["confidence"], "confidence", empty=True)
         self.metadata.setdefault("simulated", False)
 
     def column_names(self) -> list[str]:
         """The required columns, then the optional ones this table has."""
-        return [*COLUMNS, *(name for name in OPTIONAL_COLUMNS if name in self.columns)]
+        return _present(self.columns)
 
     def __len__(self) -> int:
         return len(self.columns["query_id"])
@@ -115,6 +103,28 @@ class OutcomeTable:
         if np.isnan(accuracy).any():
             raise InvalidInputError("the table is not complete: some (query, model) rows are missing")
         return Matrices(queries, models, prompts, tasks, accuracy, energy, latency, confidence)
+
+
+def _present(available: Collection[str]) -> list[str]:
+    """The required columns, then those of :data:`OPTIONAL_COLUMNS` among ``available``."""
+    return [*COLUMNS, *(name for name in OPTIONAL_COLUMNS if name in available)]
+
+
+def _check_unit_interval(values: list[Any], name: str, *, empty: bool) -> None:
+    """Every value a number in [0, 1] (``None`` and NaN too where ``empty``), or
+    :class:`InvalidInputError` naming the first row that is not."""
+    either = " or be empty" if empty else ""
+    try:
+        numbers = np.array([np.nan if v is None else v for v in values], dtype=float)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"{name} must hold numbers in [0, 1]{either}") from None
+    inside = (numbers >= 0) & (numbers <= 1)  # NaN is outside
+    if empty:
+        inside |= np.isnan(numbers)
+    outside = np.flatnonzero(~inside)
+    if outside.size:
+        row = int(outside[0])
+        raise InvalidInputError(f"{name} must lie in [0, 1]{either}; row {row + 1} has {values[row]!r}")
 
 
 @dataclass
@@ -213,7 +223,7 @@ def _read_parquet(path: Path) -> tuple[dict[str, list[Any]], dict[str, Any]]:
     except json.JSONDecodeError as error:
         raise InvalidInputError(f"{path}: its greenserv metadata is not valid JSON: {error}") from error
     columns: dict[str, list[Any]] = {}
-    for name in (*COLUMNS, *(n for n in OPTIONAL_COLUMNS if n in arrow.column_names)):
+    for name in _present(arrow.column_names):
         values = arrow.column(name).to_pylist()
         columns[name] = _convert(path, name, values) if name in _NUMERIC else values
     return columns, metadata
@@ -230,7 +240,7 @@ def _read_csv(path: Path) -> dict[str, list[Any]]:
             missing = [name for name in COLUMNS if name not in header]
             if missing:
                 raise InvalidInputError(f"{path} lacks the columns {missing} (its header: {header})")
-            names = [*COLUMNS, *(name for name in OPTIONAL_COLUMNS if name in header)]
+            names = _present(header)
             where = [header.index(name) for name in names]
             columns: dict[str, list[Any]] = {name: [] for name in names}
             lines: list[int] = []  # the line each row ends on (quoted fields may span lines)
