@@ -6,6 +6,7 @@ Every error names the problem; the router's state is unchanged when one is raise
 from __future__ import annotations
 
 __all__ = [
+    "CascadeMemberUnavailableError",
     "DecisionAlreadyScoredError",
     "GreenServError",
     "InvalidInputError",
@@ -60,6 +61,16 @@ class MissingResourceError(GreenServError, FileNotFoundError):
 class ModelUnavailableError(GreenServError, RuntimeError):
     """A model could not answer: its server failed, timed out or is cooling down after
     repeated failures. The router routes the query to another eligible model."""
+
+
+class CascadeMemberUnavailableError(ModelUnavailableError):
+    """A model of a cascade could not answer (``member``); ``spent_joules`` were already spent
+    on the cascade's earlier answer. The router routes the query around that model."""
+
+    def __init__(self, message: str, *, member: str, spent_joules: float = 0.0) -> None:
+        super().__init__(message)
+        self.member = member
+        self.spent_joules = spent_joules
 
 
 class SharingNotSupportedError(GreenServError, TypeError):

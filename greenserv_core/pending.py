@@ -37,6 +37,10 @@ class PendingDecision:
     """The energy model's prediction for the chosen model (``None``: none yet)."""
     budget_joules: float | None = None
     """The per-query energy budget in force (``None``: no budget); it normalises the reward's joules."""
+    cascade: dict[str, Any] | None = None
+    """For a cascade, its plan and what happened (plain JSON): ``first``, ``then``,
+    ``then_accuracy``, ``then_cost``, ``first_accuracy``; then ``confidence``, ``escalated``,
+    ``explored`` and ``agreed`` once known (see :meth:`RoutingLearner.escalate`)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain fields (the context as a list), for saving and for shared stores."""
@@ -52,6 +56,7 @@ class PendingDecision:
             "energy_source": self.energy_source,
             "predicted_joules": self.predicted_joules,
             "budget_joules": self.budget_joules,
+            "cascade": self.cascade,
         }
 
     @classmethod
@@ -68,6 +73,7 @@ class PendingDecision:
             energy_source=item["energy_source"],
             predicted_joules=item.get("predicted_joules"),
             budget_joules=item.get("budget_joules"),
+            cascade=item.get("cascade"),
         )
 
 

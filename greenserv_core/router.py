@@ -38,6 +38,8 @@ from typing_extensions import Unpack
 from greenserv_core.backends.base import ModelBackend
 from greenserv_core.bandits import DEFAULT_POLICY, Policy, make_policy
 from greenserv_core.budget import BudgetPacer, BudgetStatus, EnergyBudget, check_max_joules
+from greenserv_core.cascades import CascadeBackend, EscalationModel, Verdict
+from greenserv_core.confidence import ConfidenceSignal
 from greenserv_core.errors import InvalidInputError, UnknownModelError
 from greenserv_core.features.bundled import bundled_name
 from greenserv_core.features.extractor import FeatureExtractor
@@ -115,6 +117,9 @@ class _FromLearner(Generic[T]):
 
 logger = logging.getLogger("greenserv")
 
+_ESCALATION_SETTINGS = ("keep_rate", "ridge", "then_prior", "informed_after")
+"""The escalation model's parameters that a saved state restores."""
+
 
 class GreenServRouter:
     """Routes each query to one model of a pool and learns online which choice pays off.
@@ -159,6 +164,8 @@ class GreenServRouter:
         embedder: str | None = None,
         energy_budget: EnergyBudget | BudgetPacer | str | float | None = None,
         max_joules: float | None = None,
+        cascades: Sequence[tuple[str, str]] = (),
+        escalation: EscalationModel | None = None,
     ) -> None:
         if features is not None and embedder is not None:
             raise InvalidInputError("give features= or embedder= (a bundled embedder's name), not both")
@@ -182,6 +189,7 @@ class GreenServRouter:
             energy_scale=energy_scale,
             shared={"clusters": self.features},
             energy_budget=self._paced_budget(),
+            escalation=escalation if escalation is not None else EscalationModel(self.features.dimension, seed=seed),
         )
         self._executor = Executor(self._route, self.backend, self.learner_)
         self._backends: dict[str, ModelBackend] = {}
@@ -193,6 +201,12 @@ class GreenServRouter:
             raise InvalidInputError("a router needs at least one model")
         for model in models:
             self.add_model(model)
+        for pair in cascades:
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise InvalidInputError(f"a cascade is a pair (first model, second model), got {pair!r}")
+        self.cascades = [(pair[0], pair[1]) for pair in cascades]
+        for first, then in self.cascades:
+            self.add_cascade(first, then)
 
     def _paced_budget(self) -> BudgetPacer | EnergyBudget | None:
         """The budget for the learner; a bare budget starts at the router's λ."""
@@ -222,7 +236,35 @@ class GreenServRouter:
     # ---- the pool ---------------------------------------------------------------------
     @property
     def models(self) -> list[str]:
+        """The single models of the pool (not the cascades; see :attr:`arms`)."""
+        return [name for name, backend in self._backends.items() if not isinstance(backend, CascadeBackend)]
+
+    @property
+    def arms(self) -> list[str]:
+        """Everything the policy chooses among: the models, then the cascades."""
         return list(self._backends)
+
+    def add_cascade(self, first: str, then: str, *, signal: ConfidenceSignal | None = None) -> str:
+        """Let the router answer with ``first`` and escalate to ``then`` when it learns that
+        pays; returns the cascade's name (``"first->then"``), an arm from now on.
+
+        The cascade competes with both models as an arm of the same decision; whether it
+        escalates after ``first``'s answer is learned from that answer's confidence
+        (``signal``; default: by answer length, see
+        :func:`~greenserv_core.confidence.signal_for_task`). Its record lists the chain.
+
+        >>> from greenserv_core import FakeBackend, FeatureExtractor
+        >>> from greenserv_core.features import HashingEmbedder, TaskClassifier
+        >>> embedder = HashingEmbedder(64)
+        >>> clf = TaskClassifier().fit(embedder.embed(["2+2?", "hi there"]), ["math", "chat"], embedder.name)
+        >>> router = GreenServRouter([FakeBackend("small"), FakeBackend("big")],
+        ...                          features=FeatureExtractor(embedder, clf), seed=0)
+        >>> router.add_cascade("small", "big"), router.arms
+        ('small->big', ['small', 'big', 'small->big'])
+        """
+        cascade = CascadeBackend(self.backend(first), self.backend(then), signal=signal)
+        self.add_model(cascade)
+        return cascade.info.name
 
     def backend(self, name: str) -> ModelBackend:
         backends = self._backends
@@ -241,6 +283,16 @@ class GreenServRouter:
         with self._pool_lock:
             if name in self._backends:
                 raise InvalidInputError(f"model {name!r} is already in the pool")
+            if isinstance(backend, CascadeBackend):
+                first, then = backend.first.info.name, backend.then.info.name
+                for member in (backend.first, backend.then):
+                    if self._backends.get(member.info.name) is not member:
+                        raise InvalidInputError(
+                            f"the cascade {name!r} runs {member.info.name!r}, which is not this model of the pool"
+                        )
+                self.learner_.add_cascade(name, first, then)
+                self._backends = {**self._backends, name: backend}
+                return
             quality = backend.info.quality
             if quality is not None and not self.learner_.policy_.takes_priors:
                 logger.warning("model %r: the %r policy takes no quality prior; it is ignored", name, self.strategy)
@@ -249,12 +301,20 @@ class GreenServRouter:
             self._backends = {**self._backends, name: backend}
 
     def remove_model(self, name: str) -> None:
-        """Remove a model; it is never chosen again. Pending feedback for it is accepted and ignored."""
+        """Remove a model or a cascade; it is never chosen again, and neither is any cascade
+        through the model. Pending feedback for it is accepted and ignored."""
         with self._pool_lock:
             self.backend(name)
-            if len(self._backends) == 1:
+            gone = {name} | {
+                arm
+                for arm, backend in self._backends.items()
+                if isinstance(backend, CascadeBackend) and name in (backend.first.info.name, backend.then.info.name)
+            }
+            if not any(arm not in gone for arm in self._backends):
                 raise InvalidInputError(f"cannot remove {name!r}: it is the last model in the pool")
-            self._backends = {n: b for n, b in self._backends.items() if n != name}
+            self._backends = {n: b for n, b in self._backends.items() if n not in gone}
+            for arm in sorted(gone - {name}):
+                self.learner_.remove_arm(arm)
             self.learner_.remove_arm(name)
 
     # ---- deciding and learning ----------------------------------------------------------
@@ -291,6 +351,18 @@ class GreenServRouter:
         features = self.features.extract(request.messages)
         limits = Limits(request.settings.max_new_tokens, request.models, failed, request.requires, limit, cap)
         return self.learner_.decide(features, candidates, limits, lam, decision_id)
+
+    def escalate(self, decision_id: str, confidence: float | None) -> Verdict:
+        """For a decision routed to a cascade that you run yourself: after its first answer,
+        whether to escalate, from the answer's ``confidence`` in [0, 1] (``None``: no
+        signal). Then report the summed cost with :meth:`record_outcome`, and, when it
+        escalated, whether both answers agree with :meth:`record_agreement`."""
+        return self.learner_.escalate(decision_id, confidence)
+
+    def record_agreement(self, decision_id: str, agreed: bool) -> None:
+        """For an escalated cascade: whether the second answer agrees with the first (the
+        stated proxy that labels the first answer, which nobody scores)."""
+        self.learner_.record_agreement(decision_id, agreed)
 
     def record_outcome(
         self, decision_id: str, *, energy_joules: float, latency_s: float, energy_source: str = "external"
@@ -394,9 +466,17 @@ class GreenServRouter:
                 "energy_budget": None if self.learner_.pacer_ is None else self._saved_budget(),
                 "max_joules": self.max_joules,
                 "models": self.models,
+                "cascades": [list(pair) for pair in self._cascade_pairs()],
                 "features": self.features.state_dict(),
                 **self.learner_.state_dict(),
             }
+
+    def _cascade_pairs(self) -> list[tuple[str, str]]:
+        return [
+            (backend.first.info.name, backend.then.info.name)
+            for backend in self._backends.values()
+            if isinstance(backend, CascadeBackend)
+        ]
 
     def _saved_budget(self) -> dict[str, Any]:
         pacer = self.learner_.pacer_
@@ -452,6 +532,9 @@ class GreenServRouter:
                 )
             features = FeatureExtractor.default(embedder=name, task_encoding=encoding)
         with state_errors(path):
+            saved_escalation = state.get("escalation") or {}
+            settings = {k: v for k, v in saved_escalation.items() if k in _ESCALATION_SETTINGS}
+            arguments["escalation"] = EscalationModel(features.dimension, seed=arguments["seed"], **settings)
             router = cls(**arguments, features=features, pending=pending)
             router.features.load_state_dict(state["features"])
             router.learner_.load_state_dict(state)

@@ -173,8 +173,14 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
     does not answer (one with no prediction yet, neither measured nor given a per-token
     prior, is not excluded). Both are checked when the model is made; a budget beside a
     ready ``router=`` is refused (give it to the router).
+
     ``response_metadata["greenserv"]["budget"]`` says what the budget did (the λ in force, the
     joules spent, what is left of the window), ``None`` without one.
+
+    Cascades: ``cascades=[("small", "big")]`` lets the router it builds answer with ``small``
+    and escalate to ``big`` when it learns that pays. It is transparent: the message is the
+    kept answer, ``response_metadata["greenserv"]["chain"]`` lists each model tried, and a
+    stream shows only the kept answer (the cheap one is held back until it is accepted).
 
     ``score_tool_calls=True`` scores an answer that calls tools at once (1 if every call is
     valid, else 0), so the user's own feedback is then refused as a second score.
@@ -225,6 +231,7 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
     max_latency_s: float | None = None
     energy_budget: Annotated[float | str | None, BeforeValidator(check_energy_budget)] = None
     max_joules: Annotated[float | None, BeforeValidator(check_max_joules)] = None
+    cascades: list[tuple[str, str]] | None = None
     score_tool_calls: bool = False
 
     _router: LazyRouter = PrivateAttr(default_factory=LazyRouter)

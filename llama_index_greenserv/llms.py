@@ -131,6 +131,9 @@ class GreenServLLM(AdapterCore, FunctionCallingLLM):
     ``max_joules`` caps each call's predicted joules (a model with no prediction yet,
     neither measured nor given a per-token prior, is not excluded). Both are checked when
     the LLM is made; a budget beside a ready ``router=`` is refused (give it to the router).
+    ``cascades=[("small", "big")]``: the router it builds may also answer with ``small`` and
+    escalate to ``big`` when it learns that pays; the record's ``"chain"`` lists each model
+    tried, and a stream shows only the kept answer.
     The record's ``"budget"`` says what the budget did (the λ in force, the joules spent,
     what is left of the window), ``None`` without one.
 
@@ -177,6 +180,7 @@ class GreenServLLM(AdapterCore, FunctionCallingLLM):
     max_latency_s: float | None = None
     energy_budget: Annotated[float | str | None, BeforeValidator(check_energy_budget)] = None
     max_joules: Annotated[float | None, BeforeValidator(check_max_joules)] = None
+    cascades: list[tuple[str, str]] | None = None
     score_tool_calls: bool = False
 
     _router: LazyRouter = PrivateAttr(default_factory=LazyRouter)

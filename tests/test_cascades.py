@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from greenserv_core import cli
+from greenserv_core.cli.common import cascade_pair
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.evaluation.cascades import cascade_report, task_settings
 from greenserv_core.evaluation.replay import baselines
@@ -92,3 +93,68 @@ def test_the_cascades_command_prints_and_writes_the_report(tmp_path: Path, capsy
     printed = capsys.readouterr().out
     assert "small → big" in printed and "with cascades" in printed
     assert json.loads((tmp_path / "r.json").read_text())["tradeoff"] == 0.4
+
+
+# ---- learned cascades replayed through the router (greenserv bench cascade-replay) -------------
+def _sharp_table(queries: int = 120) -> OutcomeTable:
+    """The small model (1 J) is right on even queries and says so (confidence 0.95, else 0.05);
+    the big one (10 J) is always right."""
+    rows: dict[str, list[object]] = {k: [] for k in ("query_id", "task", "prompt", "reference", "model", "output")}
+    rows.update({k: [] for k in ("accuracy", "energy_joules", "energy_source", "latency_s", "input_tokens")})
+    rows.update({"output_tokens": [], "confidence": []})
+    for q in range(queries):
+        for model, joules in (("small", 1.0), ("big", 10.0)):
+            right = model == "big" or q % 2 == 0
+            for key, value in (
+                ("query_id", f"q{q}"),
+                ("task", "t"),
+                ("prompt", f"What is {q} + {q}?"),
+                ("reference", ""),
+                ("model", model),
+                ("output", ""),
+                ("accuracy", float(right)),
+                ("energy_joules", joules),
+                ("energy_source", "x"),
+                ("latency_s", 0.1),
+                ("input_tokens", 5),
+                ("output_tokens", 1),
+                ("confidence", (0.95 if right else 0.05) if model == "small" else 0.9),
+            ):
+                rows[key].append(value)
+    return OutcomeTable(rows)  # type: ignore[arg-type]
+
+
+def test_the_learned_cascade_replay_escalates_where_it_pays() -> None:
+    from greenserv_core.evaluation.cascade_replay import STRATEGIES, cascade_pairs, replay_cascades
+    from tests.conftest import make_hashing_extractor
+
+    table = _sharp_table()
+    assert cascade_pairs(table, 0.4) == [("small", "big")]
+    report = replay_cascades(table, runs=2, tradeoffs=(0.4,), make_features=make_hashing_extractor)
+    entry = report["by_tradeoff"]["0.4"]
+    assert set(STRATEGIES) <= set(entry)
+    cascaded, control = entry["routing+cascades"], entry["cascade arms, never escalating"]
+    assert cascaded["escalated_share"]["mean"] > 0 and control["escalated_share"]["mean"] == 0
+    assert control["cascade_share"]["mean"] > 0
+    assert cascaded["accuracy"]["mean"] > control["accuracy"]["mean"]  # escalating the unsure answers pays
+    assert report["settings"]["cascades"] == ["small->big"]
+
+
+def test_the_cascade_replay_command_prints_the_three_strategies(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from greenserv_core.evaluation import replay
+    from tests.conftest import make_hashing_extractor
+
+    monkeypatch.setattr(replay, "default_features", lambda *args, **kwargs: make_hashing_extractor)
+    from greenserv_core.evaluation import cascade_replay
+
+    monkeypatch.setattr(cascade_replay, "default_features", lambda *args, **kwargs: make_hashing_extractor)
+    path = write_table(_sharp_table(40), tmp_path / "t.csv")
+    argv = ["bench", "cascade-replay", "--table", str(path), "--runs", "1", "--quiet", "--no-embedding-cache"]
+    assert cli.main([*argv, "--tradeoffs", "0.4,0.8", "--json", str(tmp_path / "r.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "routing+cascades" in printed and "never escalating" in printed and "AIQ" in printed
+    assert set(json.loads((tmp_path / "r.json").read_text())["fronts"]) >= {"routing", "routing+cascades"}
+    with pytest.raises(InvalidInputError, match="FIRST->THEN"):
+        cascade_pair("small")

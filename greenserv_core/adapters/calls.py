@@ -170,14 +170,17 @@ class AdapterCore:
     """What an adapter model does with the router, whatever the framework: a mixin for models
     that hold a ready ``router`` or the simple arguments to build one (``models``, ``meter``,
     ``strategy``, ``embedder``, ``tradeoff``, ``seed``, ``max_latency_s``, ``energy_budget``,
-    ``max_joules``), the generation defaults (``temperature``, ``top_p``, ``max_tokens``,
+    ``max_joules``, ``cascades``), the generation defaults (``temperature``, ``top_p``, ``max_tokens``,
     ``stop``, ``timeout``, ``max_latency_s``, ``max_joules``), ``score_tool_calls`` and a
     :class:`LazyRouter` in ``_router``. The adapter only translates framework objects.
 
     ``energy_budget`` (checked by :func:`check_energy_budget`) is the budget of the router the
     adapter builds; a ready ``router`` has its own, so giving both is refused
     (:meth:`check_budget_owner`). ``max_joules`` is every call's default cap, and so applies
-    to a ready router too.
+    to a ready router too. ``cascades`` (pairs of model names) are offered by the router the
+    adapter builds; a ready router is given its cascades with ``add_cascade``. A cascade runs
+    transparently: the answer is the kept one, its record lists the chain, feedback scores
+    the cascade's decision, and a stream shows only the kept answer.
     """
 
     if TYPE_CHECKING:
@@ -191,6 +194,7 @@ class AdapterCore:
         max_latency_s: float | None
         energy_budget: float | str | None
         max_joules: float | None
+        cascades: list[tuple[str, str]] | None
         temperature: float
         top_p: float
         max_tokens: int | None
@@ -217,6 +221,7 @@ class AdapterCore:
                 max_latency_s=self.max_latency_s,
                 energy_budget=getattr(self, "energy_budget", None),
                 max_joules=getattr(self, "max_joules", None),
+                cascades=getattr(self, "cascades", None) or (),
             )
 
         return self._router.get(build)
@@ -224,6 +229,11 @@ class AdapterCore:
     def check_budget_owner(self) -> None:
         """Refuse an ``energy_budget`` beside a ready ``router`` (it would be silently ignored:
         the router given keeps its own budget, or none)."""
+        if self.router is not None and getattr(self, "cascades", None):
+            raise InvalidInputError(
+                f"{type(self).__name__} was given router= and cascades=: the cascades belong to the router, "
+                "so add them with router.add_cascade(first, then), or give models= instead of router="
+            )
         if self.router is not None and getattr(self, "energy_budget", None) is not None:
             raise InvalidInputError(
                 f"{type(self).__name__} was given router= and energy_budget=: the budget belongs to the router, "

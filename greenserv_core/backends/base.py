@@ -20,6 +20,7 @@ from greenserv_core.quality import QualityPrior
 from greenserv_core.tools.spec import ToolSpec
 
 __all__ = [
+    "ChainStep",
     "EnergyReading",
     "GenerationResult",
     "GenerationSettings",
@@ -129,6 +130,42 @@ class GenerationResult:
     """The natural-log probability of each generated token under the distribution it was
     drawn from, when ``logprobs`` was asked for and the backend gives them (``None``
     otherwise)."""
+    chain: tuple[ChainStep, ...] = ()
+    """For a cascade (:mod:`greenserv_core.cascades`), each model it ran, in order; the
+    result's text is the kept answer and its tokens, seconds and joules are the sums over
+    the chain. Empty for a single model."""
+
+
+@dataclass(frozen=True)
+class ChainStep:
+    """One model run by a cascade: its answer's ``confidence`` (``None``: no signal), what it
+    cost, and what the cascade did next (``action``: ``"escalated"``, ``"kept"`` or
+    ``"answered"`` for the last model) and why (``reason``). ``agreed`` is, for the last
+    model of an escalated chain, whether its answer agrees with the one before it (the proxy
+    label of the answer that was not kept)."""
+
+    model: str
+    text: str
+    confidence: float | None
+    energy_joules: float
+    latency_s: float
+    output_tokens: int
+    action: str
+    reason: str
+    agreed: bool | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready fields (for routing records)."""
+        return {
+            "model": self.model,
+            "confidence": self.confidence,
+            "energy_joules": self.energy_joules,
+            "latency_s": self.latency_s,
+            "output_tokens": self.output_tokens,
+            "action": self.action,
+            "reason": self.reason,
+            "agreed": self.agreed,
+        }
 
 
 @dataclass(frozen=True)

@@ -187,6 +187,12 @@ class Policy(ABC):
         self.t_ += 1
         return Choice(chosen, scores, explored)
 
+    def estimates(self, context: np.ndarray, arms: Sequence[str]) -> np.ndarray:
+        """Each arm's estimate at ``context``, without exploration (e.g. the accuracy of a
+        cascade's model that the query did not offer to the policy)."""
+        x, checked = self._check_decision(context, arms)
+        return self._estimate_arrays(x, checked)[0]
+
     def _check_decision(self, context: np.ndarray, eligible_arms: Sequence[str] | None) -> tuple[np.ndarray, list[str]]:
         """The checked context and the eligible arms (all arms for ``None``), or :class:`InvalidInputError`."""
         x = self._check_context(context)

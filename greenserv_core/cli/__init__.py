@@ -20,11 +20,12 @@ __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from greenserv_core.cli import benchmarks, budget, cascades, chat, replay, tables
+    from greenserv_core.cli import benchmarks, budget, cascades, chat, demo, replay, tables
 
     parser = argparse.ArgumentParser(prog="greenserv", description="Energy-aware routing over local LLMs.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the router and meters do")
     commands = parser.add_subparsers(dest="command", required=True)
+    demo.add_commands(commands)
     chat.add_commands(commands)
     bench = commands.add_parser("bench", help="outcome tables, their replay, and the benchmarks").add_subparsers(
         dest="bench", required=True

@@ -1,11 +1,13 @@
-"""``greenserv bench cascades``: what escalating after a cheap answer could buy on a table."""
+"""``greenserv bench cascades``: what escalating after a cheap answer could buy on a table
+(fixed cascades, with hindsight); ``greenserv bench cascade-replay``: what the router learns
+with cascades as arms, against routing alone."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from greenserv_core.cli.common import number, print_table, write_json
+from greenserv_core.cli.common import cascade_pair, number, print_table, write_json
 
 __all__ = ["add_commands"]
 
@@ -68,8 +70,98 @@ def _cascades(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cascade_replay(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from greenserv_core.cli.common import embedding_store
+    from greenserv_core.evaluation.cascade_replay import STRATEGIES, replay_cascades
+    from greenserv_core.evaluation.table import read_table
+
+    table = read_table(args.table)
+    pairs = [cascade_pair(text) for text in args.cascade] or None
+    tradeoffs = [float(t) for t in args.tradeoffs.split(",")]
+    total = 3 * args.runs * len(tradeoffs)
+    with tqdm(total=total, unit="run", desc="replaying", disable=args.quiet) as bar:
+
+        def progress(message: str) -> None:
+            bar.set_postfix_str(message)
+            bar.update(1)
+
+        report = replay_cascades(
+            table,
+            tradeoffs=tradeoffs,
+            runs=args.runs,
+            seed=args.seed,
+            pairs=pairs,
+            feedback_rate=args.feedback_rate,
+            policy=args.policy,
+            progress=progress,
+            embedding_store=embedding_store(args),
+            energy_scale=args.energy_scale,
+        )
+    if table.simulated:
+        print("NOTE: this table is SIMULATED")
+    print(f"cascades: {', '.join(report['settings']['cascades'])}; energy scale: {args.energy_scale}")
+    rows = []
+    for lam, entry in report["by_tradeoff"].items():
+        for name in STRATEGIES:
+            result = entry[name]
+            rows.append(
+                {
+                    "λ": lam,
+                    "strategy": name,
+                    "accuracy": f"{result['accuracy']['mean']:.4f} ± {result['accuracy']['ci95']:.4f}",
+                    "J per query": f"{result['joules_per_query']['mean']:.1f}",
+                    "reward": f"{result['reward']['mean']:.4f} ± {result['reward']['ci95']:.4f}",
+                    "escalated": f"{result['escalated_share']['mean']:.1%}",
+                }
+            )
+        base = entry["baselines"]
+        for name in ("random", "best_single_model", "best_fixed_model_per_task", "oracle"):
+            rows.append(
+                {
+                    "λ": lam,
+                    "strategy": name.replace("_", " "),
+                    "accuracy": f"{base[name]['accuracy']:.4f}",
+                    "J per query": f"{base[name]['joules_per_query']:.1f}",
+                    "reward": f"{base[name]['reward']:.4f}",
+                    "escalated": "",
+                }
+            )
+        hindsight = entry["hindsight_fixed_per_task_reward"]["with"]
+        rows.append(
+            {
+                "λ": lam,
+                "strategy": "best fixed per task with cascades (hindsight)",
+                "accuracy": "",
+                "J per query": "",
+                "reward": f"{hindsight:.4f}",
+                "escalated": "",
+            }
+        )
+    print_table(rows)
+    if "fronts" in report:
+        best = report["most_accurate_model"]
+        fronts = []
+        for name in STRATEGIES:
+            front = report["fronts"][name]
+            fronts.append(
+                {
+                    "front over λ": name,
+                    "AIQ": number(front["aiq"], "{:.4f}"),
+                    f"J to reach {best['model']} ({best['accuracy']:.3f})": number(
+                        front["joules_to_reach_most_accurate"], "{:.1f}"
+                    ),
+                    f"share of its {best['joules_per_query']:.1f} J": number(front["share_of_its_joules"], "{:.1%}"),
+                }
+            )
+        print_table(fronts)
+    write_json(args.json, report)
+    return 0
+
+
 def add_commands(bench: Any) -> None:
-    """Add ``cascades`` to the ``bench`` subparsers."""
+    """Add ``cascades`` and ``cascade-replay`` to the ``bench`` subparsers."""
     cascades = bench.add_parser(
         "cascades", help="fixed cascades (cheap model, escalate when unsure) against single models, on a table"
     )
@@ -77,3 +169,29 @@ def add_commands(bench: Any) -> None:
     cascades.add_argument("--tradeoff", type=float, default=0.4, help="λ of the reward")
     cascades.add_argument("--json", help="write the full report here")
     cascades.set_defaults(run=_cascades)
+    learned = bench.add_parser(
+        "cascade-replay", help="replay the router with cascades as arms against routing alone, on a table"
+    )
+    learned.add_argument("--table", required=True, help="an outcome table with a confidence column")
+    learned.add_argument(
+        "--cascade",
+        action="append",
+        default=[],
+        metavar="FIRST->THEN",
+        help="a cascade to offer (repeatable; default: the best fixed cascade of each task at the first λ)",
+    )
+    learned.add_argument("--tradeoffs", default="0.4", help="comma-separated λs; several give fronts and AIQ")
+    learned.add_argument("--runs", type=int, default=5)
+    learned.add_argument("--seed", type=int, default=0)
+    learned.add_argument("--policy", default="epsilon", help="the routing policy of both strategies")
+    learned.add_argument("--feedback-rate", type=float, default=1.0)
+    learned.add_argument(
+        "--energy-scale",
+        choices=("online", "table"),
+        default="online",
+        help="online: the router's own scale (as deployed); table: a diagnostic, the table's scale",
+    )
+    learned.add_argument("--json", help="write the full report here")
+    learned.add_argument("--no-embedding-cache", action="store_true", help="embed every prompt again")
+    learned.add_argument("--quiet", action="store_true", help="no progress bar")
+    learned.set_defaults(run=_cascade_replay)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,7 +28,15 @@ from typing import TYPE_CHECKING, Any
 
 from greenserv_core.bandits import DEFAULT_POLICY
 from greenserv_core.budget import BudgetPacer, BudgetStatus, EnergyBudget, check_max_joules
-from greenserv_core.cli.common import budget_option, meter_help, model_help, strategy_help
+from greenserv_core.cli.common import (
+    budget_option,
+    cascade_pair,
+    meter_help,
+    model_help,
+    quiet_first_screen,
+    strategy_help,
+)
+from greenserv_core.cli.session import ChatSession, describe_chain, run_repl
 from greenserv_core.errors import InvalidInputError, NoEligibleModelError
 from greenserv_core.features.bundled import DEFAULT_EMBEDDER, EMBEDDERS
 from greenserv_core.reward import check_tradeoff
@@ -148,6 +155,8 @@ def _chat(args: argparse.Namespace) -> int:
 
     check_tradeoff(args.tradeoff)
     budget, cap = chat_limits(args)  # before any model is loaded
+    quiet_first_screen()
+    cascades = [cascade_pair(text) for text in args.cascade]
     pool = build_backends(args.model or None, meter=args.meter)
     state = Path(args.state) if args.state else None
     if state and state.exists():
@@ -163,6 +172,9 @@ def _chat(args: argparse.Namespace) -> int:
             energy_budget=budget,
             max_joules=cap,
         )
+    for first, then in cascades:
+        if f"{first}->{then}" not in router.arms:
+            router.add_cascade(first, then)
     queries: Sequence[str] = DEMO_QUERIES if not args.interactive else ()
     status = router.budget_
     if status is None:
@@ -171,7 +183,9 @@ def _chat(args: argparse.Namespace) -> int:
         lam = f"budget {status.budget}, λ set per query (starts at {status.tradeoff:.2f})"
     limit = cap if cap is not None else router.max_joules
     capped = "" if limit is None else f" | at most {limit:g} J predicted per answer"
-    print(f"pool: {', '.join(router.models)} | strategy {router.strategy} | {lam}{capped}\n")
+    offered = router.arms[len(router.models) :]
+    chained = f" | cascades {', '.join(offered)}" if offered else ""
+    print(f"pool: {', '.join(router.models)}{chained} | strategy {router.strategy} | {lam}{capped}\n")
     totals: dict[str, list[float]] = {}
 
     def answer(text: str) -> None:
@@ -185,6 +199,8 @@ def _chat(args: argparse.Namespace) -> int:
             f"{result.energy_joules:.2f} J ({result.energy_source}{'' if result.energy_measured else ', estimated'})"
         )
         print(f"  [{result.model}] {result.text.strip()[:300]}")
+        if result.chain:
+            print(f"  chain: {describe_chain(result.chain)}")
         print(
             f"  tokens {result.input_tokens} in / {result.output_tokens} out | {result.latency_s:.2f} s | {energy} "
             f"| task {result.decision.features.task}{budget_note(result.decision.budget)}\n"
@@ -192,11 +208,9 @@ def _chat(args: argparse.Namespace) -> int:
         totals.setdefault(result.model, []).append(result.energy_joules)
 
     if args.interactive:
-        print("type a message (empty line to quit)")
-        for line in sys.stdin:
-            if not line.strip():
-                break
-            answer(line.strip())
+        session = ChatSession(router, max_new_tokens=args.max_new_tokens, max_joules=cap)
+        run_repl(session)
+        session.stats()
     for text in queries:
         answer(text)
     for model, joules in totals.items():
@@ -247,6 +261,13 @@ def build_chat_parser(chat: argparse.ArgumentParser | None = None) -> argparse.A
         metavar="J",
         help="a hard cap: no model predicted to spend more than J joules answers "
         "(a model with no prediction yet is not excluded)",
+    )
+    chat.add_argument(
+        "--cascade",
+        action="append",
+        default=[],
+        metavar="FIRST->THEN",
+        help="also offer a cascade: FIRST answers, THEN when the router learns that escalating pays (repeatable)",
     )
     chat.add_argument("--max-new-tokens", type=int, default=48)
     chat.add_argument("--meter", default="auto", help=meter_help())

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,6 +15,7 @@ from greenserv_core.errors import InvalidInputError
 
 __all__ = [
     "budget_option",
+    "cascade_pair",
     "embedding_store",
     "meter_help",
     "model_help",
@@ -20,6 +24,7 @@ __all__ = [
     "percent",
     "policy_params",
     "print_table",
+    "quiet_first_screen",
     "strategy_help",
     "write_json",
 ]
@@ -112,6 +117,30 @@ def budget_option(per_query: float | None, text: str | None) -> Any:
     if per_query is not None:
         return EnergyBudget.per_query(per_query)
     return None if text is None else EnergyBudget.parse(text)
+
+
+def quiet_first_screen() -> None:
+    """For the commands a newcomer runs first (``demo``, ``chat``): no progress bars or
+    warnings of the libraries underneath, and the energy meter's notice left to the command,
+    which says once, on one short line, that the joules are estimates."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore")
+    for name in ("transformers", "accelerate", "torch", "sentence_transformers", "huggingface_hub", "greenserv.energy"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def cascade_pair(text: str) -> tuple[str, str]:
+    """``"FIRST->THEN"`` as a pair of model names.
+
+    >>> cascade_pair("qwen2.5-7b->qwen2.5-14b")
+    ('qwen2.5-7b', 'qwen2.5-14b')
+    """
+    first, arrow, then = text.partition("->")
+    if not arrow or not first.strip() or not then.strip():
+        raise InvalidInputError(f"a cascade is FIRST->THEN (e.g. qwen2.5-7b->qwen2.5-14b), got {text!r}")
+    return first.strip(), then.strip()
 
 
 def embedding_store(args: argparse.Namespace) -> Path | None:

@@ -58,6 +58,8 @@ class CascadeSetting:
     escalated: float
     """The share of queries that went on to the second model (0 for a single model)."""
     cascade: bool = False
+    pair: tuple[str, str] | None = None
+    """A cascade's first and second model (``None`` for a single model)."""
 
 
 def task_settings(data: Matrices, rows: np.ndarray) -> list[CascadeSetting]:
@@ -90,6 +92,7 @@ def task_settings(data: Matrices, rows: np.ndarray) -> list[CascadeSetting]:
                         float(joules[t]),
                         float(escalated[t]),
                         cascade=True,
+                        pair=(first, second),
                     )
                 )
     return settings
@@ -157,6 +160,7 @@ def cascade_report(table: OutcomeTable | Matrices, *, tradeoff: float = 0.4) -> 
                 "joules_per_query": best.joules,
                 "escalated": best.escalated,
                 "reward": value,
+                "pair": None if best.pair is None else list(best.pair),
             }
             ceiling["without" if name == "without_cascades" else "with"] += share * value
         per_task[task] = entry

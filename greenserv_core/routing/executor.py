@@ -22,7 +22,8 @@ from greenserv_core.backends.base import (
     batch_generator,
     concurrency_of,
 )
-from greenserv_core.errors import ModelUnavailableError
+from greenserv_core.cascades import CascadeBackend, Escalate
+from greenserv_core.errors import CascadeMemberUnavailableError, ModelUnavailableError
 from greenserv_core.routing.learner import RoutingLearner
 from greenserv_core.routing.request import RouteRequest
 from greenserv_core.routing.results import RoutedChunk, RoutedGeneration, RoutingDecision
@@ -64,6 +65,11 @@ class Executor:
             if decision is not None and failure is not None:
                 self.learner.fail_over(decision)
                 failed[decision.model] = str(failure)
+                if isinstance(failure, CascadeMemberUnavailableError):  # no other cascade through that model
+                    failed[failure.member] = str(failure)
+                member = getattr(failure, "member", None)
+                if member is not None:  # a cascade's model failed: no other cascade through it either
+                    failed[member] = str(failure)
                 logger.warning("%s failed (%s); routing the query to another model", decision.model, failure)
                 decision_id, decision, failure = decision.decision_id, None, None
             if decision is None:
@@ -82,7 +88,12 @@ class Executor:
 
     def stream(self, request: RouteRequest) -> Iterator[RoutedChunk]:
         def first_piece(decision: RoutingDecision) -> tuple[RoutingDecision, Iterator[StreamChunk], StreamChunk]:
-            pieces = iter(self.backend(decision.model).stream(request.messages, request.settings))
+            backend = self.backend(decision.model)
+            if isinstance(backend, CascadeBackend):
+                escalate = self._escalation(decision)
+                pieces = iter(backend.stream(request.messages, request.settings, escalate))
+            else:
+                pieces = iter(backend.stream(request.messages, request.settings))
             return decision, pieces, _next_piece(pieces, decision.model)
 
         decision, pieces, chunk = self.with_failover(request, first_piece)
@@ -154,17 +165,29 @@ class Executor:
         )
 
     def _generate_once(self, request: RouteRequest, decision: RoutingDecision) -> RoutedGeneration:
-        result = self.backend(decision.model).generate(request.messages, request.settings)
+        backend = self.backend(decision.model)
+        if isinstance(backend, CascadeBackend):
+            result = backend.generate(request.messages, request.settings, self._escalation(decision))
+        else:
+            result = backend.generate(request.messages, request.settings)
         return self.finish(decision, result, request)
+
+    def _escalation(self, decision: RoutingDecision) -> Escalate:
+        """The learned escalation rule for a decision routed to a cascade."""
+        return lambda confidence: self.learner.escalate(decision.decision_id, confidence)
 
     # ---- the result --------------------------------------------------------------------------
     def finish(self, decision: RoutingDecision, result: GenerationResult, request: RouteRequest) -> RoutedGeneration:
         """Record the cost, parse the tool calls an answer makes, and score them if asked."""
+        agreed = result.chain[-1].agreed if result.chain else None
+        if agreed is not None:
+            self.learner.record_agreement(decision.decision_id, agreed)
         self.learner.record_outcome(
             decision.decision_id,
             energy_joules=result.energy.joules,
             latency_s=result.latency_s,
             energy_source=result.energy.source,
+            members=[(step.model, step.energy_joules, step.latency_s) for step in result.chain],
         )
         tools = request.settings.tools
         parsed = parse_tool_calls(result.text, tools) if tools else ParsedOutput(result.text)
@@ -182,6 +205,7 @@ class Executor:
             decision=decision,
             tool_calls=parsed.tool_calls,
             invalid_tool_calls=parsed.invalid_tool_calls,
+            chain=result.chain,
         )
         if request.score_tool_calls and (parsed.tool_calls or parsed.invalid_tool_calls):
             self.learner.feedback(decision.decision_id, 0.0 if parsed.invalid_tool_calls else 1.0)

@@ -39,15 +39,26 @@ from typing import Any, Literal
 
 import numpy as np
 
+from greenserv_core.backends.base import ModelInfo
 from greenserv_core.bandits import ArmPrior, Choice, Policy
 from greenserv_core.bandits.columns import ArmScores, ArmValues, KnownValues
 from greenserv_core.budget import BudgetPacer, BudgetStatus, EnergyBudget
+from greenserv_core.cascades.escalation import EscalationModel, Verdict
 from greenserv_core.errors import InvalidInputError, UnknownModelError
 from greenserv_core.features.extractor import QueryFeatures
 from greenserv_core.outcomes import CostModel
 from greenserv_core.pending import PendingDecision, PendingDecisions, PendingStore
 from greenserv_core.reward import EnergyNormalizer, check_score, reward
-from greenserv_core.routing.eligibility import Candidate, Candidates, Limits, check_eligibility, no_eligible_model
+from greenserv_core.routing.eligibility import (
+    RULES,
+    Candidate,
+    Candidates,
+    Eligibility,
+    Limits,
+    check_eligibility,
+    no_eligible_model,
+    not_requested,
+)
 from greenserv_core.routing.results import FeedbackRecord, RoutingDecision
 from greenserv_core.routing.tallies import Tallies
 from greenserv_core.statistics import Shareable, Statistics
@@ -67,6 +78,12 @@ It depends on the pool instead: one very dear model makes every other look cheap
 DEFAULT_ENERGY_SCALE: EnergyScaleName = "seen"
 
 logger = logging.getLogger("greenserv")
+
+
+_NOT_REQUESTED = not_requested(Candidate(ModelInfo("-")), Limits(models=()))
+"""The reason a model the query did not request is not eligible."""
+_MEMBER_RULES = tuple(rule for rule in RULES if rule is not not_requested)
+"""The rules a model the query did not request must still pass to serve a cascade it requested."""
 
 
 def _known(value: float | None) -> float:
@@ -107,6 +124,7 @@ class RoutingLearner:
         energy_scale: EnergyNormalizer | EnergyScaleName | None = None,
         shared: Mapping[str, Shareable] | None = None,
         energy_budget: EnergyBudget | BudgetPacer | None = None,
+        escalation: EscalationModel | None = None,
     ) -> None:
         if energy_budget is not None and not isinstance(energy_budget, (EnergyBudget, BudgetPacer)):
             raise InvalidInputError(f"energy_budget must be an EnergyBudget or a BudgetPacer, got {energy_budget!r}")
@@ -120,6 +138,12 @@ class RoutingLearner:
             raise InvalidInputError(f"the policy has dimension {policy.dimension}, the features {dimension}")
         if pending is not None and not isinstance(pending, PendingStore):
             raise InvalidInputError(f"{pending!r} is not a PendingStore")
+        if escalation is not None and (not isinstance(escalation, EscalationModel) or escalation.cascades_):
+            raise InvalidInputError(f"escalation must be a fresh EscalationModel, got {escalation!r}")
+        if escalation is not None and escalation.dimension != dimension:
+            raise InvalidInputError(
+                f"the escalation model has dimension {escalation.dimension}, the features {dimension}"
+            )
         self.policy = policy
         self.dimension = dimension
         self.pending = pending
@@ -143,6 +167,9 @@ class RoutingLearner:
             copy.deepcopy(energy_scale) if isinstance(energy_scale, EnergyNormalizer) else EnergyNormalizer()
         )
         self.tallies_ = Tallies()
+        self.escalation_ = escalation if escalation is not None else EscalationModel(dimension)
+        self.cascades_: dict[str, tuple[str, str]] = {}
+        """Each cascade arm's first and second model."""
         self.priors_: dict[str, ArmPrior] = {}
         self.pending_: PendingStore = pending if pending is not None else PendingDecisions(max_pending, pending_ttl_s)
         self.lock = threading.RLock()
@@ -159,9 +186,23 @@ class RoutingLearner:
             self.latency_.add_model(name)
             self.tallies_.add_model(name)
 
-    def remove_arm(self, name: str) -> None:
-        """Forget a model's learned estimates (its tallies stay)."""
+    def add_cascade(self, name: str, first: str, then: str) -> None:
+        """A new cascade arm ``name``: ``first`` answers, ``then`` when it escalates. Both must
+        be arms already."""
         with self.lock:
+            missing = [m for m in (first, then) if m not in self.policy_.arms_ or m in self.cascades_]
+            if missing:
+                raise UnknownModelError(f"a cascade's models must be single models of the pool; unknown: {missing}")
+            self.add_arm(name)
+            self.cascades_[name] = (first, then)
+            self.escalation_.add(first, name)
+
+    def remove_arm(self, name: str) -> None:
+        """Forget a model's learned estimates (its tallies stay); a cascade arm's escalation
+        state goes with it."""
+        with self.lock:
+            if self.cascades_.pop(name, None) is not None:
+                self.escalation_.remove(name)
             self.policy_.remove_arm(name)
             self.priors_.pop(name, None)
             self.energy_.remove_model(name)
@@ -205,6 +246,8 @@ class RoutingLearner:
                         c.predicted_joules, c.predicted_seconds = known.predicted_joules, known.predicted_seconds
             verdict = check_eligibility(table, limits)
             excluded = {**verdict.excluded, **gone}
+            if self.cascades_:
+                verdict = self._cascades_eligible(verdict, excluded, limits, table)
             self.check_new_id(decision_id)
             if not verdict.predicted_joules:
                 raise no_eligible_model(candidates, limits, excluded)
@@ -249,11 +292,81 @@ class RoutingLearner:
                 time.time(),
                 predicted_joules=chosen_joules,
                 budget_joules=per_query,
+                cascade=(
+                    self._cascade_plan(choice, costs, x, features.task, table, tradeoff, per_query)
+                    if choice.arm in self.cascades_
+                    else None
+                ),
             )
             self.pending_.add(pending)
             self.tallies_.decided(choice.arm)
         logger.debug("routed %s to %s (task=%s)", decision.decision_id, decision.model, features.task)
         return decision
+
+    def _cascades_eligible(
+        self, verdict: Eligibility, excluded: dict[str, str], limits: Limits, table: Candidates
+    ) -> Eligibility:
+        """Leave out the cascades one of whose models is not eligible (noted in ``excluded``).
+        A model the query did not request still serves a cascade that the query requested,
+        if the other rules allow it."""
+        arms = verdict.predicted_joules.arms
+        eligible = set(arms)
+        if limits.models is not None:
+            unrequested = [i for i, name in enumerate(table.names) if excluded.get(name) == _NOT_REQUESTED]
+            if unrequested:
+                serving = check_eligibility(table.take(unrequested), limits, _MEMBER_RULES)
+                eligible |= set(serving.predicted_joules.arms)
+                excluded.update(serving.excluded)  # the reason that would also bar it from a cascade
+        keep: list[int] = []
+        for position, arm in enumerate(arms):
+            members = self.cascades_.get(arm)
+            out = [] if members is None else [m for m in members if m not in eligible]
+            if out:
+                excluded[arm] = f"its model {out[0]!r} is not eligible ({excluded.get(out[0], 'not in the pool')})"
+            else:
+                keep.append(position)
+        if len(keep) == len(arms):
+            return verdict
+        joules = verdict.predicted_joules
+        return Eligibility(
+            KnownValues([arms[i] for i in keep], joules.array[keep]), verdict.excluded, verdict.positions[keep]
+        )
+
+    def _cascade_plan(
+        self,
+        choice: Choice,
+        costs: ArmValues,
+        x: np.ndarray,
+        task: str,
+        table: Candidates,
+        tradeoff: float,
+        per_query: float | None,
+    ) -> dict[str, Any]:
+        """What the escalation rule of the chosen cascade needs after the first answer: the
+        router's estimates of both models here, and the second model's energy cost at λ
+        (computed here for a model the query did not request, which the policy did not score)."""
+        first, then = self.cascades_[choice.arm]
+        scores = choice.scores
+        missing = [m for m in (first, then) if m not in scores]
+        estimated = dict(zip(missing, self.policy_.estimates(x, missing), strict=True)) if missing else {}
+        cost = costs.get(then)
+        if then not in costs:
+            joules = table.predicted_joules[table.pool.index[then]]
+            if per_query is not None:
+                cost = 0.0 if np.isnan(joules) else tradeoff * float(joules) / per_query
+            else:
+                alone = KnownValues([then], np.array([joules]))
+                cost = float(self._costs(task, alone, table.predicted_joules, tradeoff).array[0])
+        escalated = self.escalation_.thens_[choice.arm][1]  # what it scored after escalations counts too
+        scored = None if then in self.priors_ else float(self.tallies_.counts_[then]["feedback"] + escalated)
+        return {
+            "first": first,
+            "then": then,
+            "first_accuracy": scores[first].estimate if first in scores else estimated[first],
+            "then_accuracy": scores[then].estimate if then in scores else estimated[then],
+            "then_scored": scored,
+            "then_cost": 0.0 if cost is None else float(cost),
+        }
 
     def _paced(self, choice: Choice, predicted: KnownValues, units: np.ndarray, budget: BudgetStatus) -> Choice:
         """Let the pacer remember the decision; when the budget cannot be met, take the
@@ -298,6 +411,56 @@ class RoutingLearner:
         normalised = np.minimum(1.0, np.maximum(0.0, (joules - low) / (high - low)))
         return ArmValues(eligible.arms, np.where(np.isnan(joules), 0.0, tradeoff * normalised))
 
+    def escalate(self, decision_id: str, confidence: float | None) -> Verdict:
+        """After a cascade's first answer: escalate to its second model, or keep the answer?
+        ``confidence`` is the answer's confidence in [0, 1] (``None``: no signal). The
+        verdict is kept with the decision, for feedback."""
+        if confidence is not None and (
+            isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0.0 <= confidence <= 1.0
+        ):
+            raise InvalidInputError(f"confidence must be a number in [0, 1] or None, got {confidence!r}")
+        with self.lock:
+            pending = self.pending_.get(decision_id)
+            plan = pending.cascade
+            if plan is None:
+                raise InvalidInputError(f"decision {decision_id!r} chose {pending.model!r}, which is not a cascade")
+            if "escalated" in plan:
+                raise InvalidInputError(f"the cascade of decision {decision_id!r} was already decided")
+            if pending.model not in self.cascades_:  # removed meanwhile (its second model may be gone): keep
+                verdict = Verdict(False, confidence, float("nan"), 0.0, 0.0, False, "kept: the cascade was removed")
+            else:
+                verdict = self.escalation_.decide(
+                    plan["first"],
+                    pending.model,
+                    pending.context,
+                    confidence,
+                    then_accuracy=plan["then_accuracy"],
+                    then_cost=plan["then_cost"],
+                    value_scale=1.0 - pending.tradeoff,
+                    first_accuracy=plan["first_accuracy"],
+                    then_scored=plan.get("then_scored"),
+                )
+            signal = plan["first_accuracy"] if confidence is None else confidence
+            plan.update(
+                confidence=None if signal is None else float(signal),
+                escalated=verdict.escalate,
+                explored=verdict.explored,
+            )
+            self.pending_.update(pending)
+        return verdict
+
+    def record_agreement(self, decision_id: str, agreed: bool) -> None:
+        """After an escalated cascade: whether the second answer agrees with the first (the
+        proxy label of the first answer, see :mod:`greenserv_core.cascades.escalation`)."""
+        if not isinstance(agreed, bool):
+            raise InvalidInputError(f"agreed must be True or False, got {agreed!r}")
+        with self.lock:
+            pending = self.pending_.get(decision_id)
+            if pending.cascade is None or not pending.cascade.get("escalated"):
+                raise InvalidInputError(f"decision {decision_id!r} did not escalate a cascade")
+            pending.cascade["agreed"] = agreed
+            self.pending_.update(pending)
+
     def fail_over(self, decision: RoutingDecision) -> None:
         """Take back a decision whose model failed; its id may be routed again."""
         with self.lock:
@@ -311,11 +474,22 @@ class RoutingLearner:
 
     # ---- learning -----------------------------------------------------------------------
     def record_outcome(
-        self, decision_id: str, *, energy_joules: float, latency_s: float, energy_source: str = "external"
+        self,
+        decision_id: str,
+        *,
+        energy_joules: float,
+        latency_s: float,
+        energy_source: str = "external",
+        members: Sequence[tuple[str, float, float]] = (),
     ) -> None:
-        """Teach the cost models what a decision's generation spent (once per decision)."""
+        """Teach the cost models what a decision's generation spent (once per decision).
+        For a cascade, ``members`` are ``(model, joules, seconds)`` of each model it ran,
+        which also teach those models' own cost models."""
         _check_measured("energy_joules", energy_joules)
         _check_measured("latency_s", latency_s)
+        for _, joules, seconds in members:
+            _check_measured("a member's energy_joules", joules)
+            _check_measured("a member's latency_s", seconds)
         with self.lock:
             pending = self.pending_.get(decision_id)
             if pending.energy_joules is not None:
@@ -324,6 +498,10 @@ class RoutingLearner:
                 self.energy_.observe(pending.model, pending.context, pending.prompt_tokens, energy_joules)
                 self.latency_.observe(pending.model, pending.context, pending.prompt_tokens, latency_s)
                 self.tallies_.spent(pending.model, energy_joules)
+            for model, joules, seconds in members:
+                if model in self.policy_.arms_:
+                    self.energy_.observe(model, pending.context, pending.prompt_tokens, joules)
+                    self.latency_.observe(model, pending.context, pending.prompt_tokens, seconds)
             self.normalizer_.observe(pending.task, energy_joules)
             if self.pacer_ is not None:
                 self.pacer_.observe(energy_joules, predicted=pending.predicted_joules)
@@ -342,6 +520,18 @@ class RoutingLearner:
             if applied:
                 self.policy_.update(pending.model, pending.context, value)
                 self.tallies_.scored(pending.model)
+            plan = pending.cascade
+            if applied and plan is not None and "escalated" in plan and plan["confidence"] is not None:
+                self.escalation_.learn(
+                    plan["first"],
+                    pending.model,
+                    pending.context,
+                    plan["confidence"],
+                    escalated=plan["escalated"],
+                    score=value,
+                    then_accuracy=plan["then_accuracy"],
+                    agreed=plan.get("agreed"),
+                )
             realised = None
             if pending.energy_joules is not None:
                 if pending.budget_joules:  # paced in joules: the reward's energy in per-query budgets
@@ -388,6 +578,7 @@ class RoutingLearner:
             "latency": self.latency_,
             "normalizer": self.normalizer_,
             "tallies": self.tallies_,
+            "escalation": self.escalation_,
             **budget,
             **self.shared,
         }
@@ -417,6 +608,7 @@ class RoutingLearner:
                 "pending": self.pending_.state_dict(),
                 "stats": self.tallies_.state_dict(),
                 "budget": None if self.pacer_ is None else self.pacer_.state_dict(),
+                "escalation": self.escalation_.state_dict(),
             }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -441,3 +633,5 @@ class RoutingLearner:
             self.tallies_.load_state_dict(state["stats"], set(arms))
             if self.pacer_ is not None and state.get("budget") is not None:
                 self.pacer_.load_state_dict(state["budget"])
+            if state.get("escalation") is not None:
+                self.escalation_.load_state_dict(state["escalation"])

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from greenserv_core.backends.base import ChainStep
 from greenserv_core.bandits import ArmScore
 from greenserv_core.budget import BudgetStatus
 from greenserv_core.features.extractor import QueryFeatures
@@ -58,6 +59,9 @@ class RoutedGeneration:
     decision: RoutingDecision = field(repr=False)
     tool_calls: tuple[ToolCall, ...] = ()
     invalid_tool_calls: tuple[InvalidToolCall, ...] = ()
+    chain: tuple[ChainStep, ...] = ()
+    """For a cascade: each model it ran, its confidence and cost, and why it escalated or
+    stopped (empty for a single model; joules and seconds above are the chain's sums)."""
 
     @property
     def total_tokens(self) -> int:
@@ -78,6 +82,7 @@ class RoutedGeneration:
             "features": self.decision.features.to_dict(),
             "explored": self.decision.explored,
             "budget": None if self.decision.budget is None else self.decision.budget.to_dict(),
+            "chain": [step.to_dict() for step in self.chain],
         }
 
 

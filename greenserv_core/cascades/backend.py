@@ -1,0 +1,228 @@
+"""A cascade as a member of the pool: answer with a cheap model, escalate to a stronger one.
+
+:class:`CascadeBackend` implements :class:`~greenserv_core.backends.base.ModelBackend`, so the
+router's policy weighs "answer with A", "answer with B" and "A, then B if A is unsure" as
+arms of one decision and learns per context which pays. Inside a router, whether to escalate
+is learned (:class:`~greenserv_core.cascades.escalation.EscalationModel`); used on its own,
+the cascade escalates when the confidence is below ``threshold``.
+
+The first model is asked for token log-probabilities (``logprobs=True``), which ``signal``
+turns into a confidence (default: :func:`~greenserv_core.confidence.signal_for_task` for the
+answer's length). Joules, seconds and output tokens of the result are the sums over the
+models run; its ``chain`` lists each model with its confidence, cost and what happened next.
+Streaming holds the first answer back until it is kept: only the kept answer is streamed,
+and no escalated text ever reaches the stream. A member that is unavailable raises
+:class:`~greenserv_core.errors.CascadeMemberUnavailableError` naming it, so that the router
+routes the query around that model, not only around this cascade (joules already spent on
+the first answer are then reported in the error and the log, not in the budget).
+
+>>> from greenserv_core.backends.fake import FakeBackend
+>>> from greenserv_core.backends.base import GenerationSettings
+>>> small = FakeBackend("small", reply=lambda m: "7", logprobs=lambda m, text: [-2.3])
+>>> big = FakeBackend("big", joules_per_token=5.0, reply=lambda m: "8")
+>>> cascade = CascadeBackend(small, big, threshold=0.5)
+>>> result = cascade.generate([{"role": "user", "content": "3 + 5?"}], GenerationSettings(max_new_tokens=4))
+>>> result.text, [(s.model, s.action) for s in result.chain]
+('8', [('small', 'escalated'), ('big', 'answered')])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator, Sequence
+
+from greenserv_core.backends.base import (
+    ChainStep,
+    EnergyReading,
+    GenerationResult,
+    GenerationSettings,
+    ModelBackend,
+    ModelInfo,
+    StreamChunk,
+)
+from greenserv_core.cascades.agreement import answers_agree
+from greenserv_core.cascades.escalation import Verdict
+from greenserv_core.confidence import ConfidenceSignal, signal_for_task
+from greenserv_core.errors import CascadeMemberUnavailableError, InvalidInputError, ModelUnavailableError
+from greenserv_core.messages import Message
+
+__all__ = ["CASCADE_SEPARATOR", "CascadeBackend", "Escalate", "cascade_name"]
+
+CASCADE_SEPARATOR = "->"
+"""Between the two model names in a cascade's name: ``"small->big"``."""
+
+Escalate = Callable[[float | None], Verdict]
+"""Decides after the first answer, from its confidence (``None``: no signal)."""
+
+
+def cascade_name(first: str, then: str) -> str:
+    """The name of the cascade from ``first`` to ``then``.
+
+    >>> cascade_name("smollm2-135m", "gemma-3-270m")
+    'smollm2-135m->gemma-3-270m'
+    """
+    return f"{first}{CASCADE_SEPARATOR}{then}"
+
+
+def _prior(first: float | None, then: float | None) -> float | None:
+    """A per-token prior for the cascade: both models' (an upper bound until it is measured)."""
+    return None if first is None or then is None else first + then
+
+
+def _energy(first: EnergyReading, then: EnergyReading) -> EnergyReading:
+    source = first.source if first.source == then.source else f"{first.source}+{then.source}"
+    return EnergyReading(first.joules + then.joules, source, first.measured and then.measured)
+
+
+class CascadeBackend:
+    """``first`` answers; ``then`` answers instead when the cascade escalates.
+
+    Parameters are stored as given: the two backends, the confidence ``signal`` (``None``:
+    chosen per query by answer length) and the fixed ``threshold`` used when no learned rule
+    is given to :meth:`generate`. The name is ``"<first>-><then>"``; the context window is the
+    smaller one, the capabilities those both models have.
+    """
+
+    def __init__(
+        self,
+        first: ModelBackend,
+        then: ModelBackend,
+        *,
+        signal: ConfidenceSignal | None = None,
+        threshold: float = 0.5,
+    ) -> None:
+        for role, backend in (("first", first), ("then", then)):
+            if not isinstance(backend, ModelBackend) or isinstance(backend, CascadeBackend):
+                raise InvalidInputError(f"the {role} model of a cascade must be a single ModelBackend, got {backend!r}")
+        if first.info.name == then.info.name:
+            raise InvalidInputError(f"a cascade needs two different models, got {first.info.name!r} twice")
+        if signal is not None and not isinstance(signal, ConfidenceSignal):
+            raise InvalidInputError(f"signal must be a ConfidenceSignal, got {signal!r}")
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
+            raise InvalidInputError(f"threshold must be in [0, 1], got {threshold!r}")
+        self.first, self.then, self.signal, self.threshold = first, then, signal, float(threshold)
+        a, b = first.info, then.info
+        self._info = ModelInfo(
+            name=cascade_name(a.name, b.name),
+            context_window=min(a.context_window, b.context_window),
+            capabilities=a.capabilities & b.capabilities,
+            prior_joules_per_token=_prior(a.prior_joules_per_token, b.prior_joules_per_token),
+            prior_seconds_per_token=_prior(a.prior_seconds_per_token, b.prior_seconds_per_token),
+        )
+
+    @property
+    def info(self) -> ModelInfo:
+        return self._info
+
+    def count_tokens(self, messages: Sequence[Message]) -> int:
+        """The longer of the two models' counts: the prompt must fit both."""
+        return max(self.first.count_tokens(messages), self.then.count_tokens(messages))
+
+    def _fixed(self, confidence: float | None) -> Verdict:
+        low = confidence is None or confidence < self.threshold
+        reason = (
+            "escalated: no confidence signal"
+            if confidence is None
+            else f"{'escalated' if low else 'kept'}: confidence {confidence:.3g} "
+            f"{'<' if low else '≥'} threshold {self.threshold:.3g}"
+        )
+        return Verdict(low, confidence, float("nan"), float("nan"), float("nan"), False, reason)
+
+    def _first(
+        self, messages: Sequence[Message], settings: GenerationSettings
+    ) -> tuple[GenerationResult, float | None]:
+        try:
+            result = self.first.generate(messages, dataclasses.replace(settings, logprobs=True))
+        except ModelUnavailableError as error:
+            raise CascadeMemberUnavailableError(str(error), member=self.first.info.name) from error
+        signal = self.signal if self.signal is not None else signal_for_task(settings.max_new_tokens)
+        return result, signal(result)
+
+    def _step(self, result: GenerationResult, confidence: float | None, verdict: Verdict) -> ChainStep:
+        return ChainStep(
+            self.first.info.name,
+            result.text,
+            confidence,
+            result.energy.joules,
+            result.latency_s,
+            result.output_tokens,
+            "escalated" if verdict.escalate else "kept",
+            verdict.reason,
+        )
+
+    def _kept(self, result: GenerationResult, step: ChainStep) -> GenerationResult:
+        return dataclasses.replace(result, chain=(step,))
+
+    def _joined(self, first: GenerationResult, step: ChainStep, second: GenerationResult) -> GenerationResult:
+        last = ChainStep(
+            self.then.info.name,
+            second.text,
+            None,
+            second.energy.joules,
+            second.latency_s,
+            second.output_tokens,
+            "answered",
+            "the last model of the cascade",
+            agreed=answers_agree(first.text, second.text),
+        )
+        return dataclasses.replace(
+            second,
+            input_tokens=first.input_tokens + second.input_tokens,
+            output_tokens=first.output_tokens + second.output_tokens,
+            latency_s=first.latency_s + second.latency_s,
+            energy=_energy(first.energy, second.energy),
+            chain=(step, last),
+        )
+
+    def generate(
+        self, messages: Sequence[Message], settings: GenerationSettings, escalate: Escalate | None = None
+    ) -> GenerationResult:
+        """Answer with the first model, and with the second when ``escalate`` (default: the
+        fixed threshold) says so. Log-probabilities of the kept answer are returned only
+        when ``settings`` asked for them."""
+        first, confidence = self._first(messages, settings)
+        verdict = (escalate or self._fixed)(confidence)
+        step = self._step(first, confidence, verdict)
+        if not verdict.escalate:
+            kept = self._kept(first, step)
+            return kept if settings.logprobs else dataclasses.replace(kept, token_logprobs=None)
+        try:
+            second = self.then.generate(messages, settings)
+        except ModelUnavailableError as error:
+            raise self._then_failed(error, first) from error
+        return self._joined(first, step, second)
+
+    def _then_failed(self, error: ModelUnavailableError, first: GenerationResult) -> CascadeMemberUnavailableError:
+        return CascadeMemberUnavailableError(
+            f"{self.then.info.name!r} failed after {self.first.info.name!r} answered "
+            f"({first.energy.joules:.1f} J spent): {error}",
+            member=self.then.info.name,
+            spent_joules=first.energy.joules,
+        )
+
+    def stream(
+        self, messages: Sequence[Message], settings: GenerationSettings, escalate: Escalate | None = None
+    ) -> Iterator[StreamChunk]:
+        """Stream only the answer that is kept: the first answer is generated whole and held
+        back; kept, it is handed out as one piece; escalated, the second model's stream
+        follows and the first answer is never shown."""
+        first, confidence = self._first(messages, settings)
+        verdict = (escalate or self._fixed)(confidence)
+        step = self._step(first, confidence, verdict)
+        if not verdict.escalate:
+            kept = self._kept(first, step)
+            yield StreamChunk(first.text)
+            yield StreamChunk("", kept if settings.logprobs else dataclasses.replace(kept, token_logprobs=None))
+            return
+        pieces = iter(self.then.stream(messages, settings))
+        try:
+            chunk = next(pieces, None)
+        except ModelUnavailableError as error:  # before any piece: the router may still route around it
+            raise self._then_failed(error, first) from error
+        while chunk is not None:
+            if chunk.result is not None:
+                yield StreamChunk("", self._joined(first, step, chunk.result))
+                return
+            yield chunk
+            chunk = next(pieces, None)
+        raise ModelUnavailableError(f"the stream of {self.then.info.name!r} ended without its result")

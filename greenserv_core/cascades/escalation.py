@@ -1,0 +1,293 @@
+"""The learned escalation rule of a cascade: keep the cheap answer, or pay for a stronger one.
+
+After the first model ``A`` of a cascade ``A → B`` has answered, :class:`EscalationModel`
+estimates the chance ``p`` that ``A``'s answer is right from the query's context ``x`` and the
+answer's confidence ``c``, and escalates to ``B`` when the expected gain in accuracy is worth
+``B``'s predicted joules at the λ in force::
+
+    escalate  ⇔  (1 − λ) · (q_B + δ − p)  >  λ · energy_norm(B)
+
+* ``p = clip(c + w_A · [x, c, 1])``: the confidence, read as a probability, plus a correction
+  per first model learned by ridge regression on the labelled answers of ``A`` (so an
+  uncalibrated or useless signal is learned away, per context);
+* ``q_B``: the router's estimate of ``B``'s accuracy in this context (optimistically 1 until
+  ``B`` has been scored ``informed_after`` times, so that a cascade to an untried model
+  escalates and learns), and ``δ`` a learned offset per cascade of what ``B`` scored on the
+  queries that reached it (queries ``A`` is unsure of are harder for ``B`` too), shrunk
+  towards 0 by ``then_prior`` pseudo-answers.
+
+Feedback scores the final answer only, so ``A``'s correctness is censored when a query
+escalates. Labels for ``A`` therefore come from (i) every kept answer's score; (ii) the
+stated agreement proxy: when ``B``'s answer agrees with ``A``'s, ``A`` is taken to score what
+``B`` scored, and when they disagree and ``B`` scored at least 0.5, ``A`` is taken to be wrong
+(a disagreement with a wrong ``B`` says nothing); (iii) exploration: with probability
+``keep_rate`` an answer that would have escalated is kept, so that the region below the
+threshold keeps getting honest labels.
+
+>>> import numpy as np
+>>> model = EscalationModel(2, keep_rate=0.0, seed=0)
+>>> model.add("small", "small->big")
+>>> x = np.array([1.0, 0.0])
+>>> model.decide("small", "small->big", x, 0.9, then_accuracy=0.8, then_cost=0.1, value_scale=0.6).escalate
+False
+>>> model.decide("small", "small->big", x, 0.2, then_accuracy=0.8, then_cost=0.1, value_scale=0.6).escalate
+True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from greenserv_core.errors import InvalidInputError
+from greenserv_core.statistics import Statistics
+
+__all__ = ["EscalationModel", "Verdict"]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the cascade does after its first answer, and why.
+
+    ``probability`` is the estimated chance that the first answer is right; ``gain`` the
+    expected accuracy gained by escalating, weighted by ``1 − λ``; ``cost`` the second model's
+    energy cost at λ; ``explored``: kept although the rule said escalate (to keep learning)."""
+
+    escalate: bool
+    confidence: float | None
+    probability: float
+    gain: float
+    cost: float
+    explored: bool
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "escalate": self.escalate,
+            "confidence": self.confidence,
+            "probability": self.probability,
+            "gain": self.gain,
+            "cost": self.cost,
+            "explored": self.explored,
+            "reason": self.reason,
+        }
+
+
+def _check_rate(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise InvalidInputError(f"{name} must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
+def _check_positive(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or not np.isfinite(value):
+        raise InvalidInputError(f"{name} must be a positive number, got {value!r}")
+    return float(value)
+
+
+class EscalationModel:
+    """Learns when each cascade should escalate (see the module's docstring).
+
+    Parameters are stored as given: the context ``dimension``, ``keep_rate`` (the chance of
+    keeping an answer that would escalate, to keep learning), ``ridge`` (the regularisation
+    of each first model's correction), ``then_prior`` (pseudo-answers at offset 0 for
+    each cascade's second model) and ``informed_after`` (scored answers of the second model
+    before its estimate is trusted; until then it counts as always right). Learned state:
+    ``firsts_`` (per first model, the sums ``Σ z zᵀ`` and ``Σ z (label − c)`` of its correction),
+    ``thens_`` (per cascade, the sum
+    of ``score − q_B`` and the count) and ``cascades_`` (each cascade's first model).
+    """
+
+    def __init__(
+        self,
+        dimension: int,
+        *,
+        keep_rate: float = 0.1,
+        ridge: float = 1.0,
+        then_prior: float = 10.0,
+        informed_after: int = 10,
+        seed: int | None = None,
+    ) -> None:
+        if isinstance(dimension, bool) or not isinstance(dimension, int) or dimension < 1:
+            raise InvalidInputError(f"dimension must be a positive integer, got {dimension!r}")
+        self.dimension = dimension
+        self.keep_rate = _check_rate("keep_rate", keep_rate)
+        self.ridge = _check_positive("ridge", ridge)
+        self.then_prior = _check_positive("then_prior", then_prior)
+        if isinstance(informed_after, bool) or not isinstance(informed_after, int) or informed_after < 0:
+            raise InvalidInputError(f"informed_after must be a non-negative integer, got {informed_after!r}")
+        self.informed_after = informed_after
+        self.seed = seed
+        self.firsts_: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.thens_: dict[str, np.ndarray] = {}
+        self.cascades_: dict[str, str] = {}
+        self.rng_ = np.random.default_rng(seed)
+
+    # ---- the cascades ------------------------------------------------------------------
+    def add(self, first: str, cascade: str) -> None:
+        """Start learning for ``cascade`` whose first model is ``first`` (kept if known)."""
+        width = self.dimension + 2
+        self.firsts_.setdefault(first, (np.zeros((width, width)), np.zeros(width)))
+        self.thens_.setdefault(cascade, np.zeros(2))
+        self.cascades_[cascade] = first
+
+    def remove(self, cascade: str) -> None:
+        """Forget a cascade (its first model's correction stays while another cascade uses it)."""
+        first = self.cascades_.pop(cascade, None)
+        self.thens_.pop(cascade, None)
+        if first is not None and first not in self.cascades_.values():
+            self.firsts_.pop(first, None)
+
+    # ---- deciding ----------------------------------------------------------------------
+    def _z(self, x: np.ndarray, confidence: float) -> np.ndarray:
+        return np.concatenate([np.asarray(x, dtype=np.float64), [confidence, 1.0]])
+
+    def probability(self, first: str, x: np.ndarray, confidence: float) -> float:
+        """The estimated chance that ``first``'s answer with this ``confidence`` is right."""
+        zz, zy = self.firsts_[first]
+        z = self._z(x, confidence)
+        if not zy.any():
+            return float(np.clip(confidence, 0.0, 1.0))
+        weights = np.linalg.solve(zz + self.ridge * np.eye(len(z)), zy)
+        return float(np.clip(confidence + z @ weights, 0.0, 1.0))
+
+    def then_offset(self, cascade: str) -> float:
+        """The learned offset ``δ`` of the second model's accuracy on escalated queries."""
+        residual, count = self.thens_[cascade]
+        return float(residual / (count + self.then_prior))
+
+    def decide(
+        self,
+        first: str,
+        cascade: str,
+        x: np.ndarray,
+        confidence: float | None,
+        *,
+        then_accuracy: float,
+        then_cost: float,
+        value_scale: float,
+        first_accuracy: float | None = None,
+        then_scored: float | None = None,
+    ) -> Verdict:
+        """Escalate or keep. Without a confidence signal, ``first_accuracy`` (the router's
+        estimate of the first model in this context; 0.5 when ``None``) stands in for it.
+        ``then_scored`` is how often the second model was scored (``None``: trust
+        ``then_accuracy``); below ``informed_after`` it counts as always right."""
+        if cascade not in self.cascades_:
+            raise InvalidInputError(f"unknown cascade {cascade!r}")
+        signal = confidence
+        if signal is None:
+            signal = 0.5 if first_accuracy is None else float(np.clip(first_accuracy, 0.0, 1.0))
+        p = self.probability(first, x, signal)
+        informed = then_scored is None or then_scored >= self.informed_after
+        q = float(np.clip((then_accuracy if informed else 1.0) + self.then_offset(cascade), 0.0, 1.0))
+        gain = value_scale * (q - p)
+        source = "confidence" if confidence is not None else "no confidence signal: estimated accuracy"
+        if gain <= then_cost:
+            reason = f"kept: {source} {signal:.3g} → P(right) {p:.3g}; gain {gain:.3g} ≤ cost {then_cost:.3g}"
+            return Verdict(False, confidence, p, gain, then_cost, False, reason)
+        if self.keep_rate and self.rng_.random() < self.keep_rate:
+            reason = f"kept to explore: P(right) {p:.3g}; gain {gain:.3g} > cost {then_cost:.3g}"
+            return Verdict(False, confidence, p, gain, then_cost, True, reason)
+        reason = f"escalated: {source} {signal:.3g} → P(right) {p:.3g}; gain {gain:.3g} > cost {then_cost:.3g}"
+        return Verdict(True, confidence, p, gain, then_cost, False, reason)
+
+    # ---- learning ----------------------------------------------------------------------
+    def learn_first(self, first: str, x: np.ndarray, confidence: float, label: float) -> None:
+        """Teach ``first``'s correction one labelled answer (``label`` in [0, 1])."""
+        if first not in self.firsts_:
+            return  # its cascades were removed meanwhile
+        zz, zy = self.firsts_[first]
+        z = self._z(x, confidence)
+        zz += np.outer(z, z)
+        zy += z * (label - confidence)
+
+    def learn_then(self, cascade: str, then_accuracy: float, score: float) -> None:
+        """Teach ``cascade``'s offset what its second model scored on an escalated query."""
+        if cascade in self.thens_:
+            self.thens_[cascade] += (score - then_accuracy, 1.0)
+
+    def learn(
+        self,
+        first: str,
+        cascade: str,
+        x: np.ndarray,
+        confidence: float,
+        *,
+        escalated: bool,
+        score: float,
+        then_accuracy: float | None,
+        agreed: bool | None,
+    ) -> str | None:
+        """Learn from the final answer's ``score``; returns how ``first`` was labelled
+        (``"kept"``, ``"agreed"``, ``"disagreed"``) or ``None`` when it was not."""
+        if not escalated:
+            self.learn_first(first, x, confidence, score)
+            return "kept"
+        if then_accuracy is not None:
+            self.learn_then(cascade, then_accuracy, score)
+        if agreed:
+            self.learn_first(first, x, confidence, score)
+            return "agreed"
+        if agreed is False and score >= 0.5:
+            self.learn_first(first, x, confidence, 0.0)
+            return "disagreed"
+        return None
+
+    # ---- sharing and saving ------------------------------------------------------------
+    def statistics(self) -> Statistics:
+        sums: dict[str, np.ndarray] = {}
+        for first, (zz, zy) in self.firsts_.items():
+            sums[f"first/{first}/zz"] = zz.copy()
+            sums[f"first/{first}/zy"] = zy.copy()
+        for cascade, then in self.thens_.items():
+            sums[f"then/{cascade}"] = then.copy()
+        return Statistics(sums=sums)
+
+    def load_statistics(self, statistics: Statistics) -> None:
+        for first in self.firsts_:
+            zz, zy = statistics.sums.get(f"first/{first}/zz"), statistics.sums.get(f"first/{first}/zy")
+            if zz is not None and zy is not None:
+                self.firsts_[first] = (zz.copy(), zy.copy())
+        for cascade in self.thens_:
+            then = statistics.sums.get(f"then/{cascade}")
+            if then is not None:
+                self.thens_[cascade] = then.copy()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "keep_rate": self.keep_rate,
+            "ridge": self.ridge,
+            "then_prior": self.then_prior,
+            "informed_after": self.informed_after,
+            "cascades": dict(self.cascades_),
+            "firsts": {first: [zz.tolist(), zy.tolist()] for first, (zz, zy) in self.firsts_.items()},
+            "thens": {cascade: then.tolist() for cascade, then in self.thens_.items()},
+            "rng": self.rng_.bit_generator.state,
+        }
+
+    def params(self) -> dict[str, Any]:
+        """The parameters, as ``__init__`` takes them (without the dimension)."""
+        return {
+            "keep_rate": self.keep_rate,
+            "ridge": self.ridge,
+            "then_prior": self.then_prior,
+            "informed_after": self.informed_after,
+            "seed": self.seed,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`; cascades of this model missing from it stay fresh."""
+        width = self.dimension + 2
+        for first, (zz, zy) in state["firsts"].items():
+            if first in self.firsts_:
+                loaded = np.asarray(zz, dtype=np.float64), np.asarray(zy, dtype=np.float64)
+                if loaded[0].shape != (width, width) or loaded[1].shape != (width,):
+                    raise InvalidInputError(f"the escalation state of {first!r} has another context dimension")
+                self.firsts_[first] = loaded
+        for cascade, then in state["thens"].items():
+            if cascade in self.thens_:
+                self.thens_[cascade] = np.asarray(then, dtype=np.float64)
+        self.rng_.bit_generator.state = state["rng"]

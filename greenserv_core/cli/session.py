@@ -1,0 +1,288 @@
+"""A chat session with a router, as ``greenserv chat --interactive`` runs it: a conversation
+with history, and the commands that rate an answer and show what the router learned.
+
+:class:`ChatSession` holds the conversation and turns each line into a query or a command; the
+terminal loop (:func:`run_repl`) only reads lines. Commands:
+
+``/good``, ``/bad``, ``/score X``
+    rate the last answer (1, 0 or X in [0, 1]); the score is the router's feedback for the
+    decision that chose its model.
+``/why``
+    why the last answer's model was chosen: the query's features, each eligible model's
+    estimated accuracy, exploration bonus, predicted joules and score, whether the router
+    explored, and why other models were left out.
+``/stats``
+    per model: answers, joules, mean score and share, and the joules saved against always
+    using the dearest model (from the router's per-query energy predictions).
+``/models``, ``/new`` (start the conversation over), ``/help``, ``/quit``.
+
+>>> from greenserv_core import FakeBackend, FeatureExtractor, GreenServRouter
+>>> from greenserv_core.features import HashingEmbedder, TaskClassifier
+>>> embedder = HashingEmbedder(64)
+>>> clf = TaskClassifier().fit(embedder.embed(["2+2?", "hi there"]), ["math", "chat"], embedder.name)
+>>> router = GreenServRouter([FakeBackend("small", reply=lambda m: "4")],
+...                          features=FeatureExtractor(embedder, clf), seed=0)
+>>> session = ChatSession(router, max_new_tokens=8)
+>>> session.handle("What is 2 + 2?")           # doctest: +ELLIPSIS
+small › 4
+  1 tokens · 0.00 s · 7.0 J est. · task math · rate it: /good /bad · /why
+  (no energy counter here: joules are estimates, source fake)
+True
+>>> session.handle("/good")                     # doctest: +ELLIPSIS
+  thanks: small scored 1 (reward +0.600 at λ 0.40); the router learned from it
+True
+>>> router.stats_["small"]["feedback"]
+1
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from greenserv_core.errors import GreenServError, NoEligibleModelError
+from greenserv_core.messages import Message
+
+if TYPE_CHECKING:
+    from greenserv_core.router import GreenServRouter, RoutedGeneration
+
+__all__ = ["HELP", "ChatSession", "describe_chain", "run_repl"]
+
+HELP = """commands:
+  /good  /bad  /score X   rate the last answer (X in [0, 1]); the router learns from it
+  /why                    why that model answered: features, estimates, predicted joules
+  /stats                  answers, joules, scores and shares per model; joules saved
+  /models                 the pool
+  /new                    start the conversation over
+  /help  /quit            this help; leave (Ctrl-D too). Ctrl-C stops an answer."""
+
+
+def describe_chain(chain: object) -> str:
+    """A cascade's chain on one line.
+
+    >>> from greenserv_core.backends.base import ChainStep
+    >>> describe_chain([ChainStep("small", "4", 0.31, 2.0, 0.1, 1, "escalated", "…"),
+    ...                 ChainStep("big", "5", None, 9.5, 0.4, 1, "answered", "…", agreed=False)])
+    'small (confidence 0.31, 2.0 J) escalated → big (9.5 J) answered, disagreed'
+    """
+    parts = []
+    for step in chain:  # type: ignore[attr-defined]
+        sure = "" if step.confidence is None else f"confidence {step.confidence:.2f}, "
+        agreed = "" if step.agreed is None else (", agreed" if step.agreed else ", disagreed")
+        parts.append(f"{step.model} ({sure}{step.energy_joules:.1f} J) {step.action}{agreed}")
+    return " → ".join(parts)
+
+
+@dataclass
+class _Tally:
+    answers: int = 0
+    joules: float = 0.0
+    scores: list[float] = field(default_factory=list)
+
+
+class ChatSession:
+    """One conversation with ``router``. ``say`` prints a line (default: ``print``).
+
+    State: ``messages_`` (the conversation so far), ``last_`` (the last answer), ``rated_``
+    (decisions already scored), ``tallies_`` (per model, what this session saw) and
+    ``saved_joules_`` (against the dearest model, where the router predicted its joules)."""
+
+    def __init__(
+        self,
+        router: GreenServRouter,
+        *,
+        max_new_tokens: int = 48,
+        max_joules: float | None = None,
+        say: Callable[[str], None] = print,
+    ) -> None:
+        self.router, self.max_new_tokens, self.max_joules, self.say = router, max_new_tokens, max_joules, say
+        self.messages_: list[Message] = []
+        self.last_: RoutedGeneration | None = None
+        self.rated_: set[str] = set()
+        self.tallies_: dict[str, _Tally] = {}
+        self.saved_joules_ = 0.0
+        self.compared_ = 0
+        self.noted_estimate_ = False
+
+    # ---- one line ------------------------------------------------------------------------
+    def handle(self, line: str) -> bool:
+        """Act on one line; ``False`` when the session should end."""
+        text = line.strip()
+        if not text:
+            return True
+        if not text.startswith("/"):
+            self.ask(text)
+            return True
+        command, _, argument = text.partition(" ")
+        command = command.lower()
+        if command in ("/quit", "/exit", "/q"):
+            return False
+        actions: dict[str, Callable[[], None]] = {
+            "/good": lambda: self.rate(1.0),
+            "/bad": lambda: self.rate(0.0),
+            "/score": lambda: self._score(argument),
+            "/why": self.why,
+            "/stats": self.stats,
+            "/models": self.models,
+            "/new": self.new,
+            "/help": lambda: self.say(HELP),
+        }
+        action = actions.get(command)
+        if action is None:
+            self.say(f"unknown command {command}; /help lists them (a message cannot start with '/')")
+        else:
+            action()
+        return True
+
+    # ---- asking --------------------------------------------------------------------------
+    def ask(self, text: str) -> RoutedGeneration | None:
+        """Send ``text`` with the conversation so far; print and remember the answer."""
+        messages: list[Message] = [*self.messages_, {"role": "user", "content": text}]
+        try:
+            result = self.router.generate(messages, max_new_tokens=self.max_new_tokens, max_joules=self.max_joules)
+        except NoEligibleModelError as error:
+            self.say(f"[no answer] {error}")
+            return None
+        self.messages_ = [*messages, {"role": "assistant", "content": result.text.strip()}]
+        self.last_ = result
+        self._count(result)
+        self.say(f"{result.model} › {result.text.strip()}")
+        if result.chain:
+            self.say(f"  chain: {describe_chain(result.chain)}")
+        estimated = "" if result.energy_measured else " est."
+        self.say(
+            f"  {result.output_tokens} tokens · {result.latency_s:.2f} s · {result.energy_joules:.1f} J{estimated}"
+            f" · task {result.decision.features.task} · rate it: /good /bad · /why"
+        )
+        if not result.energy_measured and not self.noted_estimate_:
+            self.noted_estimate_ = True
+            self.say(f"  (no energy counter here: joules are estimates, source {result.energy_source})")
+        return result
+
+    def _count(self, result: RoutedGeneration) -> None:
+        tally = self.tallies_.setdefault(result.model, _Tally())
+        tally.answers += 1
+        tally.joules += result.energy_joules
+        known = {m: j for m, j in result.decision.predicted_joules.items() if j is not None}
+        if len(known) == len(self.router.models) and known:
+            self.saved_joules_ += max(known.values()) - result.energy_joules
+            self.compared_ += 1
+
+    # ---- rating --------------------------------------------------------------------------
+    def _score(self, argument: str) -> None:
+        try:
+            value = float(argument)
+        except ValueError:
+            self.say(f"/score takes a number in [0, 1], got {argument!r}")
+            return
+        self.rate(value)
+
+    def rate(self, score: float) -> None:
+        """Send ``score`` as feedback for the last answer's decision (once per answer)."""
+        last = self.last_
+        if last is None:
+            self.say("nothing to rate yet: ask something first")
+            return
+        if last.decision_id in self.rated_:
+            self.say("that answer is already rated (one score per answer)")
+            return
+        if not (isinstance(score, float) and math.isfinite(score) and 0.0 <= score <= 1.0):
+            self.say(f"a score is a number in [0, 1], got {score!r}")
+            return
+        try:
+            record = self.router.feedback(last.decision_id, score)
+        except (GreenServError, KeyError) as error:
+            self.say(f"could not rate it: {error}")
+            return
+        self.rated_.add(last.decision_id)
+        self.tallies_.setdefault(last.model, _Tally()).scores.append(score)
+        reward = "" if record.reward is None else f" (reward {record.reward:+.3f} at λ {last.decision.tradeoff:.2f})"
+        self.say(f"  thanks: {last.model} scored {score:g}{reward}; the router learned from it")
+
+    # ---- explaining ----------------------------------------------------------------------
+    def why(self) -> None:
+        """Print why the last answer's model was chosen."""
+        last = self.last_
+        if last is None:
+            self.say("nothing to explain yet: ask something first")
+            return
+        decision = last.decision
+        f = decision.features
+        self.say(
+            f"why {decision.model}: task {f.task} (p {f.task_probability:.2f}), cluster {f.cluster}, "
+            f"reading ease {f.flesch_reading_ease:.0f} (bin {f.complexity_bin}), {f.prompt_tokens} prompt tokens; "
+            f"λ {decision.tradeoff:.2f}"
+        )
+        self.say(
+            f"  {'model':28s} {'accuracy est.':>13s} {'bonus':>6s} {'pred. J':>8s} {'energy cost':>11s} {'score':>7s}"
+        )
+        for model, score in sorted(decision.scores.items(), key=lambda kv: -kv[1].score):
+            joules = decision.predicted_joules.get(model)
+            mark = " ←" if model == decision.model else ""
+            shown = "unknown" if joules is None else f"{joules:.1f}"
+            self.say(
+                f"  {model:28s} {score.estimate:13.3f} {score.bonus:6.3f} {shown:>8s} {score.cost:11.3f} "
+                f"{score.score:7.3f}{mark}"
+            )
+        self.say(
+            "  explored: yes (tried for learning, not the best score)"
+            if decision.explored
+            else "  explored: no (the best score: (1-λ)·(estimate + bonus) − energy cost)"
+        )
+        for model, reason in decision.excluded.items():
+            self.say(f"  left out {model}: {reason}")
+        if last.chain:
+            for step in last.chain:
+                self.say(f"  cascade {step.model}: {step.reason}")
+
+    def stats(self) -> None:
+        """Print what this session saw per model, and the joules saved."""
+        if not self.tallies_:
+            self.say("no answers yet")
+            return
+        total = sum(t.answers for t in self.tallies_.values())
+        self.say(f"  {'model':28s} {'answers':>7s} {'joules':>9s} {'mean score':>14s} {'share':>6s}")
+        for model, tally in sorted(self.tallies_.items(), key=lambda kv: -kv[1].answers):
+            mean = f"{sum(tally.scores) / len(tally.scores):.2f} ({len(tally.scores)})" if tally.scores else "unrated"
+            self.say(f"  {model:28s} {tally.answers:7d} {tally.joules:9.1f} {mean:>14s} {tally.answers / total:6.0%}")
+        if self.compared_:
+            self.say(
+                f"  saved against always using the dearest model: {self.saved_joules_:.1f} J over "
+                f"{self.compared_} answer(s) (its joules as the router predicted them)"
+            )
+        else:
+            self.say("  joules saved: not yet known (the router has not measured every model)")
+
+    def models(self) -> None:
+        for name in self.router.arms:
+            self.say(f"  {name}")
+
+    def new(self) -> None:
+        self.messages_ = []
+        self.say("  (a new conversation; what was learned stays)")
+
+
+def run_repl(session: ChatSession, read: Callable[[str], str] = input, prompt: str = "you> ") -> None:
+    """Read lines until ``/quit`` or end of input. Ctrl-C during an answer stops that answer
+    (nothing is learned from it); at the prompt it clears the line. Line editing and history
+    come from the standard ``readline`` module where the platform has it."""
+    with contextlib.suppress(ImportError):  # not on every platform
+        import readline  # noqa: F401  (line editing and history for input())
+    session.say(HELP.splitlines()[0].replace("commands:", "type a message, or /help for the commands"))
+    while True:
+        try:
+            line = read(prompt)
+        except EOFError:
+            session.say("")
+            return
+        except KeyboardInterrupt:
+            session.say("")
+            continue
+        try:
+            if not session.handle(line):
+                return
+        except KeyboardInterrupt:
+            session.say("  [stopped]")

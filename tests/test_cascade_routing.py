@@ -1,0 +1,726 @@
+"""Learned cascades in the router: the cascade backend, streaming, the escalation rule and
+its censored feedback, eligibility, the manual path, and saving."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from greenserv_core import FakeBackend, GreenServRouter, InvalidInputError, NoEligibleModelError, UnknownModelError
+from greenserv_core.backends.base import GenerationSettings
+from greenserv_core.bandits import ArmScore
+from greenserv_core.bandits.static import StaticPolicy
+from greenserv_core.cascades import CascadeBackend, EscalationModel, Verdict, answers_agree
+from greenserv_core.messages import Message
+from greenserv_core.pending import PendingDecision
+from tests.conftest import make_hashing_extractor
+
+ASK: list[Message] = [{"role": "user", "content": "What is 2 + 2?"}]
+CHEAP = "CHEAP-ANSWER"
+STRONG = "strong answer here"
+SHORT = GenerationSettings(max_new_tokens=8)
+
+
+def _small(confidence: float | None, text: str = CHEAP) -> FakeBackend:
+    """The first model: ``text`` with one token log-probability giving ``confidence`` (``None``: none)."""
+    logprob = None if confidence is None else math.log(confidence)
+    return FakeBackend(
+        "small",
+        joules_per_token=1.0,
+        seconds_per_token=0.001,
+        reply=lambda m: text,
+        logprobs=None if logprob is None else (lambda m, t: [logprob]),
+    )
+
+
+def _big(text: str = STRONG, context_window: int = 2048) -> FakeBackend:
+    return FakeBackend(
+        "big", joules_per_token=5.0, seconds_per_token=0.01, reply=lambda m: text, context_window=context_window
+    )
+
+
+class PinnedPolicy(StaticPolicy):
+    """Always ``arm``, with a fixed accuracy estimate per model (``then_accuracy`` for ``big``),
+    so that the learned escalation rule has a second model worth paying for."""
+
+    def __init__(self, dimension: int, *, arm: str, then_accuracy: float) -> None:
+        super().__init__(dimension, arm=arm)
+        self.then_accuracy = then_accuracy
+
+    def _estimates(self, context: np.ndarray, arms: Sequence[str]) -> dict[str, tuple[float, float]]:
+        return {arm: (self.then_accuracy if arm == "big" else 0.0, 0.0) for arm in arms}
+
+
+def _router(
+    confidence: float | None = 0.2,
+    *,
+    small_text: str = CHEAP,
+    big_text: str = STRONG,
+    then_accuracy: float = 0.9,
+    arm: str = "small->big",
+    keep_rate: float = 0.0,
+) -> GreenServRouter:
+    """``small`` and ``big`` with the cascade ``small->big``, always routed to ``arm``. With
+    ``then_accuracy`` 0.9 (trusted at once: ``informed_after=0``) and no energy measured yet,
+    the rule escalates any confidence < 0.9."""
+    features = make_hashing_extractor()
+    return GreenServRouter(
+        [_small(confidence, small_text), _big(big_text)],
+        cascades=[("small", "big")],
+        features=features,
+        policy=PinnedPolicy(features.dimension, arm=arm, then_accuracy=then_accuracy),
+        tradeoff=0.4,
+        seed=0,
+        escalation=EscalationModel(features.dimension, keep_rate=keep_rate, informed_after=0, seed=0),
+    )
+
+
+def _firsts(router: GreenServRouter) -> tuple[np.ndarray, np.ndarray]:
+    zz, zy = router.learner_.escalation_.firsts_["small"]
+    return zz.copy(), zy.copy()
+
+
+# ---- 1. the cascade backend alone -------------------------------------------------------------
+def test_a_confident_answer_is_kept_and_costs_only_the_first_model() -> None:
+    small, big = _small(0.8), _big()
+    result = CascadeBackend(small, big, threshold=0.5).generate(ASK, SHORT)
+    assert result.text == CHEAP and big.calls == 0
+    alone = small.generate(ASK, SHORT)
+    assert result.energy.joules == alone.energy.joules and result.output_tokens == alone.output_tokens
+    assert [(s.model, s.action, s.agreed) for s in result.chain] == [("small", "kept", None)]
+    assert result.chain[0].confidence == pytest.approx(0.8)
+    assert result.token_logprobs is None  # the first model was asked for them, the caller was not
+    asked = CascadeBackend(small, big, threshold=0.5).generate(ASK, GenerationSettings(max_new_tokens=8, logprobs=True))
+    assert asked.token_logprobs is not None and list(asked.token_logprobs) == pytest.approx([math.log(0.8)])
+
+
+def test_an_unsure_answer_escalates_and_the_result_sums_both_calls() -> None:
+    small, big = _small(0.3), _big()
+    cascade = CascadeBackend(small, big, threshold=0.5)
+    assert cascade.info.name == "small->big"
+    result = cascade.generate(ASK, SHORT)
+    first, second = small.generate(ASK, SHORT), big.generate(ASK, SHORT)
+    assert result.text == STRONG
+    assert result.energy.joules == pytest.approx(first.energy.joules + second.energy.joules)
+    assert result.latency_s == pytest.approx(first.latency_s + second.latency_s)
+    assert result.output_tokens == first.output_tokens + second.output_tokens
+    assert result.token_logprobs is None
+    steps = [(s.model, s.action, s.agreed) for s in result.chain]
+    assert steps == [("small", "escalated", None), ("big", "answered", False)]
+    assert result.chain[0].confidence == pytest.approx(0.3) and result.chain[1].confidence is None
+    assert result.chain[0].text == CHEAP and result.chain[0].energy_joules == first.energy.joules
+
+
+def test_the_fixed_threshold_keeps_at_the_threshold_and_escalates_without_a_signal() -> None:
+    assert CascadeBackend(_small(0.5), _big(), threshold=0.5).generate(ASK, SHORT).text == CHEAP
+    result = CascadeBackend(_small(None), _big(), threshold=0.0).generate(ASK, SHORT)
+    assert result.text == STRONG and result.chain[0].confidence is None
+    assert "no confidence signal" in result.chain[0].reason
+
+
+def test_an_agreeing_second_answer_is_marked_agreed() -> None:
+    result = CascadeBackend(_small(0.1, "Paris"), _big("Paris."), threshold=0.5).generate(ASK, SHORT)
+    assert result.chain[-1].agreed is True
+
+
+def test_a_given_escalation_rule_overrides_the_threshold() -> None:
+    seen: list[float | None] = []
+
+    def never(confidence: float | None) -> Verdict:
+        seen.append(confidence)
+        return Verdict(False, confidence, 1.0, 0.0, 0.0, False, "kept: test")
+
+    result = CascadeBackend(_small(0.01), _big(), threshold=0.9).generate(ASK, SHORT, never)
+    assert result.text == CHEAP and seen == [pytest.approx(0.01)] and result.chain[0].reason == "kept: test"
+
+
+def test_a_cascade_refuses_bad_members_and_thresholds() -> None:
+    small, big = _small(0.5), _big()
+    with pytest.raises(InvalidInputError, match="two different models"):
+        CascadeBackend(small, _small(0.5))
+    with pytest.raises(InvalidInputError, match="single ModelBackend"):
+        CascadeBackend(CascadeBackend(small, big), FakeBackend("other"))
+    with pytest.raises(InvalidInputError, match="single ModelBackend"):
+        CascadeBackend(small, CascadeBackend(FakeBackend("a"), FakeBackend("b")))
+    for bad in (1.5, -0.1, True, "0.5"):
+        with pytest.raises(InvalidInputError, match="threshold"):
+            CascadeBackend(small, big, threshold=bad)  # type: ignore[arg-type]
+
+
+def test_the_cascade_fits_both_models() -> None:
+    small = FakeBackend("small", context_window=4096, capabilities=frozenset({"chat_template", "tools"}))
+    big = FakeBackend("big", context_window=512)
+    info = CascadeBackend(small, big).info
+    assert info.context_window == 512 and info.capabilities == frozenset({"chat_template"})
+
+
+# ---- 2. streaming -------------------------------------------------------------------------------
+def test_an_escalated_stream_shows_none_of_the_first_answer() -> None:
+    small, big = _small(0.2), _big()
+    chunks = list(CascadeBackend(small, big, threshold=0.5).stream(ASK, SHORT))
+    pieces = [c.delta for c in chunks if c.result is None]
+    assert len(pieces) == 3 and "".join(pieces) == STRONG
+    assert all("CHEAP" not in c.delta for c in chunks)
+    final = chunks[-1].result
+    assert final is not None and final.text == STRONG
+    assert [s.action for s in final.chain] == ["escalated", "answered"]
+    expected = small.generate(ASK, SHORT).energy.joules + big.generate(ASK, SHORT).energy.joules
+    assert final.energy.joules == pytest.approx(expected)
+
+
+def test_a_kept_stream_shows_the_first_answer_in_one_piece() -> None:
+    small, big = _small(0.9), _big()
+    chunks = list(CascadeBackend(small, big, threshold=0.5).stream(ASK, SHORT))
+    assert [c.delta for c in chunks] == [CHEAP, ""] and big.calls == 0
+    final = chunks[-1].result
+    assert final is not None and [s.action for s in final.chain] == ["kept"] and final.token_logprobs is None
+
+
+def test_the_router_streams_only_the_escalated_answer() -> None:
+    router = _router(0.2)
+    chunks = list(router.stream(ASK, max_new_tokens=8))
+    assert "".join(c.delta for c in chunks) == STRONG
+    assert all("CHEAP" not in c.delta for c in chunks)
+    final = chunks[-1].generation
+    assert final is not None and final.model == "small->big" and final.text == STRONG
+    assert [s.model for s in final.chain] == ["small", "big"]
+    assert final.energy_joules == pytest.approx(sum(s.energy_joules for s in final.chain))
+    assert router.feedback(final.decision_id, 1.0).applied
+
+
+def test_the_router_streams_a_kept_answer() -> None:
+    router = _router(0.95)
+    chunks = list(router.stream(ASK, max_new_tokens=8))
+    assert [c.delta for c in chunks] == [CHEAP, ""]
+    final = chunks[-1].generation
+    assert final is not None and [s.action for s in final.chain] == ["kept"]
+
+
+def test_a_cascade_pinned_by_the_static_policy_streams_its_kept_answer() -> None:
+    features = make_hashing_extractor()  # an unscored second model counts as always right: only a sure answer is kept
+    router = GreenServRouter(
+        [_small(1.0), _big()], cascades=[("small", "big")], features=features, policy="static:small->big", seed=0
+    )
+    chunks = list(router.stream(ASK, max_new_tokens=8))
+    final = chunks[-1].generation
+    assert final is not None and final.model == "small->big" and "".join(c.delta for c in chunks) == CHEAP
+
+
+def test_a_cascade_pinned_by_the_static_policy_escalates_a_hopeless_answer() -> None:
+    features = make_hashing_extractor()
+    router = GreenServRouter(
+        [_small(0.01), _big()], cascades=[("small", "big")], features=features, policy="static:small->big", seed=0
+    )
+    chunks = list(router.stream(ASK, max_new_tokens=8))
+    assert "".join(c.delta for c in chunks) == STRONG
+
+
+# ---- 3. the cascade as an arm of the router ---------------------------------------------------
+def test_a_cascade_is_an_arm_but_not_a_model() -> None:
+    router = _router()
+    assert router.arms == ["small", "big", "small->big"]
+    assert router.models == ["small", "big"]
+    assert "small->big" in router.policy_.arms
+
+
+def test_the_routed_generation_records_the_chain_and_the_summed_cost() -> None:
+    router = _router(0.2)
+    answer = router.generate(ASK, max_new_tokens=8)
+    assert answer.model == "small->big" and answer.text == STRONG
+    settings = GenerationSettings(max_new_tokens=8)
+    expected = _small(0.2).generate(ASK, settings).energy.joules + _big().generate(ASK, settings).energy.joules
+    assert answer.energy_joules == pytest.approx(expected)
+    chain = answer.record()["chain"]
+    assert [(s["model"], s["action"]) for s in chain] == [("small", "escalated"), ("big", "answered")]
+    assert chain[1]["agreed"] is False and chain[0]["confidence"] == pytest.approx(0.2)
+    assert router.stats_["small->big"]["energy_joules"] == pytest.approx(expected)
+    record = router.feedback(answer.decision_id, 1.0)
+    assert record.applied and record.model == "small->big"
+    assert router.stats_["small->big"]["feedback"] == 1 and router.stats_["big"]["feedback"] == 0
+
+
+def test_a_single_model_generation_has_no_chain() -> None:
+    answer = _router(arm="big").generate(ASK, max_new_tokens=8)
+    assert answer.model == "big" and answer.chain == () and answer.record()["chain"] == []
+
+
+def test_a_batch_runs_each_query_through_the_cascade() -> None:
+    answers = _router(0.2).generate_batch([ASK, "Who wrote Hamlet?"], max_new_tokens=8)
+    assert [a.text for a in answers] == [STRONG, STRONG]
+    assert all(len(a.chain) == 2 for a in answers)
+
+
+def test_a_kept_answer_teaches_the_escalation_model() -> None:
+    router = _router(0.8, then_accuracy=0.5)  # the second model is worse: keep
+    zz, zy = _firsts(router)
+    answer = router.generate(ASK, max_new_tokens=8)
+    assert [s.action for s in answer.chain] == ["kept"]
+    assert np.array_equal(_firsts(router)[1], zy)  # nothing learned before the feedback
+    router.feedback(answer.decision_id, 1.0)
+    new_zz, new_zy = _firsts(router)
+    assert not np.array_equal(new_zy, zy) and not np.array_equal(new_zz, zz)
+    assert new_zy[-1] == pytest.approx(1.0 - 0.8)  # the bias term: label − confidence
+
+
+def test_an_escalated_answer_that_agrees_labels_the_first_answer() -> None:
+    router = _router(0.2, small_text="Paris", big_text="Paris")
+    answer = router.generate(ASK, max_new_tokens=8)
+    assert answer.chain[-1].agreed is True
+    assert router.pending_.get(answer.decision_id).cascade == {
+        "first": "small",
+        "then": "big",
+        "first_accuracy": 0.0,
+        "then_accuracy": 0.9,
+        "then_scored": 0.0,
+        "then_cost": 0.0,
+        "confidence": pytest.approx(0.2),
+        "escalated": True,
+        "explored": False,
+        "agreed": True,
+    }
+    _, zy = _firsts(router)
+    router.feedback(answer.decision_id, 1.0)
+    assert _firsts(router)[1][-1] == pytest.approx(zy[-1] + 1.0 - 0.2)
+    then = router.learner_.escalation_.thens_["small->big"]
+    assert then.tolist() == [pytest.approx(1.0 - 0.9), 1.0]
+
+
+def test_a_disagreement_with_a_right_second_answer_labels_the_first_wrong() -> None:
+    router = _router(0.2)
+    answer = router.generate(ASK, max_new_tokens=8)
+    assert answer.chain[-1].agreed is False
+    router.feedback(answer.decision_id, 1.0)
+    assert _firsts(router)[1][-1] == pytest.approx(0.0 - 0.2)
+
+
+def test_a_disagreement_with_a_wrong_second_answer_teaches_the_first_nothing() -> None:
+    router = _router(0.2)
+    zz, zy = _firsts(router)
+    answer = router.generate(ASK, max_new_tokens=8)
+    assert answer.chain[-1].agreed is False
+    router.feedback(answer.decision_id, 0.2)
+    new_zz, new_zy = _firsts(router)
+    assert np.array_equal(new_zz, zz) and np.array_equal(new_zy, zy)
+    then = router.learner_.escalation_.thens_["small->big"]
+    assert then.tolist() == [pytest.approx(0.2 - 0.9), 1.0]  # the second model's offset still learns
+
+
+# ---- 4. the learned escalation rule -------------------------------------------------------------
+def _model(keep_rate: float = 0.0, seed: int | None = 0) -> EscalationModel:
+    model = EscalationModel(2, keep_rate=keep_rate, seed=seed)
+    model.add("small", "small->big")
+    return model
+
+
+def _decide(model: EscalationModel, confidence: float | None, x: np.ndarray | None = None) -> Verdict:
+    context = np.array([1.0, 0.0]) if x is None else x
+    return model.decide("small", "small->big", context, confidence, then_accuracy=0.8, then_cost=0.1, value_scale=0.6)
+
+
+def test_an_uninformative_confidence_is_learned_away() -> None:
+    model, x = _model(), np.array([1.0, 0.0])
+    assert model.probability("small", x, 0.2) == pytest.approx(0.2)
+    assert _decide(model, 0.2).escalate
+    for c in np.linspace(0.0, 1.0, 101):  # the first model is right whatever its confidence
+        assert (
+            model.learn("small", "small->big", x, float(c), escalated=False, score=1.0, then_accuracy=None, agreed=None)
+            == "kept"
+        )
+    assert model.probability("small", x, 0.2) > 0.9
+    assert not _decide(model, 0.2).escalate and not _decide(model, 0.05).escalate
+
+
+def test_an_overconfident_first_model_is_learned_to_escalate() -> None:
+    model, x = _model(), np.array([0.0, 1.0])
+    assert not _decide(model, 0.9, x).escalate
+    for i in range(300):  # confidence 0.9, right three times in ten
+        model.learn_first("small", x, 0.9, 1.0 if i % 10 < 3 else 0.0)
+    assert model.probability("small", x, 0.9) == pytest.approx(0.3, abs=0.02)
+    verdict = _decide(model, 0.9, x)
+    assert verdict.escalate and verdict.probability == pytest.approx(0.3, abs=0.02)
+
+
+def test_exploration_keeps_some_answers_that_would_escalate() -> None:
+    def verdicts(seed: int) -> list[Verdict]:
+        model = _model(keep_rate=0.2, seed=seed)
+        return [_decide(model, 0.0) for _ in range(2000)]
+
+    first = verdicts(3)
+    explored = [v.explored for v in first]
+    assert all(not v.escalate for v in first if v.explored)
+    assert all(v.escalate for v in first if not v.explored)
+    assert 0.17 < sum(explored) / len(explored) < 0.23
+    assert [v.explored for v in verdicts(3)] == explored  # the seed fixes it
+    assert not any(_decide(_model(keep_rate=0.2), 0.99).explored for _ in range(100))  # only would-escalate
+
+
+def test_the_learn_labels_follow_the_stated_proxy() -> None:
+    model, x = _model(), np.array([1.0, 0.0])
+
+    def learn(score: float, agreed: bool | None) -> str | None:
+        return model.learn("small", "small->big", x, 0.3, escalated=True, score=score, then_accuracy=0.8, agreed=agreed)
+
+    assert learn(1.0, True) == "agreed"
+    assert learn(0.9, False) == "disagreed"
+    assert learn(0.4, False) is None
+    assert learn(1.0, None) is None
+    assert model.thens_["small->big"].tolist() == [pytest.approx(0.2 + 0.1 - 0.4 + 0.2), 4.0]
+
+
+def test_the_escalation_model_checks_its_arguments() -> None:
+    for bad in ({"keep_rate": 1.5}, {"ridge": 0.0}, {"then_prior": -1.0}):
+        with pytest.raises(InvalidInputError):
+            EscalationModel(2, **bad)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="dimension"):
+        EscalationModel(0)
+    with pytest.raises(InvalidInputError, match="unknown cascade"):
+        _decide(EscalationModel(2), 0.5)
+
+
+# ---- 5. eligibility and the pool ------------------------------------------------------------------
+def test_a_requested_cascade_runs_models_that_were_not_requested() -> None:
+    router = _router(arm="small")
+    decision = router.route(ASK, models=["small", "small->big"])
+    assert decision.model == "small" and set(decision.scores) == {"small", "small->big"}
+    assert "not among the models requested" in decision.excluded["big"]
+    only_small = router.route(ASK, models=["small"])
+    assert "small->big" in only_small.excluded and "big" in only_small.excluded
+
+
+def test_a_cascade_is_left_out_when_its_second_model_cannot_fit_the_prompt() -> None:
+    features = make_hashing_extractor()
+    router = GreenServRouter(
+        [_small(0.5), _big(context_window=64)],
+        cascades=[("small", "big")],
+        features=features,
+        policy="static:small",
+        seed=0,
+    )
+    decision = router.route("What is 2 + 2? " * 10, max_new_tokens=8)
+    assert decision.model == "small"
+    assert "context window 64" in decision.excluded["big"]
+    assert "small->big" in decision.excluded
+
+
+def test_a_pinned_cascade_with_an_unavailable_member_is_refused() -> None:
+    router = _router()
+    big = router.backend("big")
+    big.available = False  # type: ignore[attr-defined]  # a remote server that is down
+    router.remove_model("small->big")  # the pool reads who reports availability when it is made
+    router.add_cascade("small", "big")
+    with pytest.raises(NoEligibleModelError) as error:
+        router.route(ASK, models=["small->big"])
+    assert "'big' is not eligible" in str(error.value)
+
+
+def test_removing_a_member_removes_its_cascades() -> None:
+    router = _router(arm="small")
+    router.remove_model("big")
+    assert router.arms == ["small"] and router.models == ["small"]
+    assert "small->big" not in router.policy_.arms
+    escalation = router.learner_.escalation_
+    assert escalation.cascades_ == {} and escalation.firsts_ == {} and escalation.thens_ == {}
+    assert router.route(ASK).model == "small"
+    with pytest.raises(InvalidInputError, match="last model"):
+        router.remove_model("small")
+
+
+def test_removing_a_cascade_keeps_its_models() -> None:
+    router = _router(arm="small")
+    router.remove_model("small->big")
+    assert router.arms == ["small", "big"] and router.learner_.escalation_.cascades_ == {}
+
+
+def test_a_pending_cascade_decision_survives_its_removal() -> None:
+    router = _router(0.2)
+    decision = router.route(ASK)
+    router.remove_model("small->big")
+    verdict = router.escalate(decision.decision_id, 0.2)
+    assert not verdict.escalate and "removed" in verdict.reason  # its second model may be gone: keep
+    record = router.feedback(decision.decision_id, 1.0)
+    assert not record.applied
+
+
+def test_cascades_are_added_by_pair_or_as_a_backend_of_the_pool() -> None:
+    features = make_hashing_extractor()
+    small, big = _small(0.5), _big()
+    router = GreenServRouter([small, big], features=features, seed=0)
+    router.add_model(CascadeBackend(small, big))
+    assert router.arms == ["small", "big", "small->big"]
+    assert router.add_cascade("big", "small") == "big->small"
+    with pytest.raises(InvalidInputError, match="already in the pool"):
+        router.add_cascade("small", "big")
+    with pytest.raises(InvalidInputError, match="not this model of the pool"):
+        router.add_model(CascadeBackend(_small(0.5), FakeBackend("other")))
+    with pytest.raises(UnknownModelError):
+        router.add_cascade("small", "huge")
+    with pytest.raises(InvalidInputError, match="pair"):
+        GreenServRouter([small, big], cascades=[("small",)], features=features)  # type: ignore[list-item]
+
+
+# ---- 6. the manual path ---------------------------------------------------------------------------
+def test_a_manual_cascade_escalates_once() -> None:
+    router = _router()
+    decision = router.route(ASK)
+    assert decision.model == "small->big"
+    verdict = router.escalate(decision.decision_id, 0.1)
+    assert isinstance(verdict, Verdict) and verdict.escalate and verdict.probability == pytest.approx(0.1)
+    assert verdict.to_dict()["escalate"] is True
+    with pytest.raises(InvalidInputError, match="already decided"):
+        router.escalate(decision.decision_id, 0.1)
+    router.record_agreement(decision.decision_id, True)
+    router.record_outcome(decision.decision_id, energy_joules=10.0, latency_s=0.1)
+    assert router.feedback(decision.decision_id, 1.0).applied
+    assert router.learner_.escalation_.firsts_["small"][1][-1] == pytest.approx(1.0 - 0.1)
+
+
+def test_the_manual_path_refuses_what_does_not_apply() -> None:
+    router = _router(arm="small")
+    with pytest.raises(InvalidInputError, match="not a cascade"):
+        router.escalate(router.route(ASK).decision_id, 0.5)
+    router = _router()
+    decision = router.route(ASK)
+    with pytest.raises(InvalidInputError, match="did not escalate"):
+        router.record_agreement(decision.decision_id, True)  # not decided yet
+    for bad in (1.5, -0.1, True, float("nan")):
+        with pytest.raises(InvalidInputError, match="confidence"):
+            router.escalate(decision.decision_id, bad)
+    kept = router.escalate(decision.decision_id, 1.0)
+    assert not kept.escalate
+    with pytest.raises(InvalidInputError, match="did not escalate"):
+        router.record_agreement(decision.decision_id, False)
+    other = router.route(ASK)
+    router.escalate(other.decision_id, 0.1)
+    with pytest.raises(InvalidInputError, match="agreed"):
+        router.record_agreement(other.decision_id, "yes")  # type: ignore[arg-type]
+
+
+def test_without_a_signal_the_first_models_estimate_stands_in() -> None:
+    router = _router()
+    decision = router.route(ASK)
+    verdict = router.escalate(decision.decision_id, None)
+    assert verdict.confidence is None and verdict.escalate  # the first model's estimate is 0
+    assert router.pending_.get(decision.decision_id).cascade["confidence"] == 0.0  # type: ignore[index]
+
+
+# ---- 7. saving and sharing ------------------------------------------------------------------------
+def test_the_escalation_state_is_shared_under_its_prefix() -> None:
+    router = _router(0.8, then_accuracy=0.5)
+    answer = router.generate(ASK, max_new_tokens=8)
+    router.feedback(answer.decision_id, 1.0)
+    sums = router.statistics().sums
+    keys = {key for key in sums if key.startswith("escalation/")}
+    assert keys == {"escalation/first/small/zz", "escalation/first/small/zy", "escalation/then/small->big"}
+    assert np.array_equal(sums["escalation/first/small/zy"], _firsts(router)[1])
+    fresh = _router(0.8, then_accuracy=0.5)
+    fresh.update_statistics(lambda _: router.statistics())
+    assert np.array_equal(_firsts(fresh)[1], _firsts(router)[1])
+
+
+def test_a_pending_cascade_plan_round_trips() -> None:
+    router = _router()
+    decision = router.route(ASK)
+    router.escalate(decision.decision_id, 0.3)
+    pending = router.pending_.get(decision.decision_id)
+    again = PendingDecision.from_dict(pending.to_dict())
+    assert again.cascade == pending.cascade and again.cascade is not None and again.cascade["escalated"]
+
+
+def _trained(tmp_path: Path, keep_rate: float = 0.0) -> tuple[GreenServRouter, Path]:
+    features = make_hashing_extractor()
+    router = GreenServRouter(
+        [_small(0.3), _big()],
+        cascades=[("small", "big")],
+        features=features,
+        policy="static:small->big",
+        seed=0,
+        escalation=EscalationModel(features.dimension, keep_rate=keep_rate, seed=0),
+    )
+    for _ in range(3):
+        answer = router.generate(ASK, max_new_tokens=8)
+        router.feedback(answer.decision_id, 1.0)
+    path = tmp_path / "router.json"
+    router.save(path)
+    return router, path
+
+
+def test_a_saved_router_keeps_its_cascade_and_escalation_state(tmp_path: Path) -> None:
+    router, path = _trained(tmp_path)
+    loaded = GreenServRouter.load(path, [_small(0.3), _big()], features=router.features)
+    assert loaded.arms == ["small", "big", "small->big"] and loaded.models == ["small", "big"]
+    for before, after in zip(_firsts(router), _firsts(loaded), strict=True):
+        assert np.array_equal(before, after)
+    assert loaded.learner_.escalation_.cascades_ == {"small->big": "small"}
+    assert loaded.generate(ASK, max_new_tokens=8).model == "small->big"
+
+
+def test_a_saved_router_keeps_its_escalation_settings(tmp_path: Path) -> None:
+    router, path = _trained(tmp_path, keep_rate=0.0)
+    loaded = GreenServRouter.load(path, [_small(0.3), _big()], features=router.features)
+    assert loaded.learner_.escalation_.keep_rate == 0.0
+
+
+def test_the_saved_state_holds_the_escalation_state(tmp_path: Path) -> None:
+    router, _ = _trained(tmp_path)
+    state = router.state_dict()
+    assert state["escalation"]["cascades"] == {"small->big": "small"}
+    assert state["escalation"]["keep_rate"] == 0.0
+    assert list(state["policy"]["arms"]) == ["small", "big", "small->big"]
+
+
+# ---- 8. agreement -----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("first", "second", "agree"),
+    [
+        ("B) Paris", "b", True),
+        ("42", "42.", True),
+        ("42", "41", False),
+        ("Yes", "yes, it is", True),
+        ("The capital of France is Paris.", "Paris is the capital of France", True),
+        ("The capital of France is Paris.", "Berlin is a large German city today", False),
+        ("", "", True),
+        ("", "something", False),
+        ("...", "x", False),
+    ],
+)
+def test_answers_agree(first: str, second: str, agree: bool) -> None:
+    assert answers_agree(first, second) is agree
+    assert answers_agree(second, first) is agree
+
+
+def test_the_agreement_threshold_is_a_word_f1() -> None:
+    first, second = "one two three four", "one two five six"  # F1 0.5
+    assert answers_agree(first, second)
+    assert not answers_agree(first, second, threshold=0.6)
+
+
+# ---- a cascade requested by name, the adapters and the chat line ------------------------------
+def test_a_query_may_request_a_cascade_by_name_alone() -> None:
+    router = GreenServRouter(
+        [_small(0.2), _big()], cascades=[("small", "big")], features=make_hashing_extractor(), seed=0
+    )
+    answer = router.generate(ASK, models=["small->big"], max_new_tokens=8)
+    assert answer.model == "small->big" and [s.model for s in answer.chain] == ["small", "big"]
+    # the models it runs were not offered on their own
+    assert set(answer.decision.scores) == {"small->big"}
+    assert answer.decision.excluded["small"] == answer.decision.excluded["big"]
+
+
+@pytest.fixture
+def hashing_features(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Routers the adapters build get the dependency-free hashing features."""
+    from greenserv_core import FeatureExtractor
+
+    monkeypatch.setattr(FeatureExtractor, "default", classmethod(lambda cls, **kwargs: make_hashing_extractor()))
+
+
+@pytest.mark.usefixtures("hashing_features")
+def test_chat_greenserv_cascades_transparently() -> None:
+    from langchain_greenserv import ChatGreenServ
+
+    llm = ChatGreenServ(models=[_small(0.2), _big()], cascades=[("small", "big")], max_tokens=8, seed=0)
+    message = llm.invoke("What is 2 + 2?", model="small->big")
+    record = message.response_metadata["greenserv"]
+    assert message.content == STRONG and record["model"] == "small->big"
+    assert [step["model"] for step in record["chain"]] == ["small", "big"]
+    assert record["energy_joules"] == pytest.approx(sum(step["energy_joules"] for step in record["chain"]))
+    assert llm.feedback(message, 1.0).model == "small->big"  # the score reaches the cascade's decision
+    chunks = list(llm.stream("What is 2 + 2?", model="small->big"))
+    assert CHEAP not in "".join(str(chunk.content) for chunk in chunks)
+    assert "".join(str(chunk.content) for chunk in chunks) == STRONG
+
+
+def test_an_adapter_refuses_cascades_beside_a_ready_router() -> None:
+    from langchain_greenserv import ChatGreenServ
+
+    router = GreenServRouter([_small(0.2), _big()], features=make_hashing_extractor(), seed=0)
+    with pytest.raises(ValueError, match="add_cascade"):
+        ChatGreenServ(router=router, cascades=[("small", "big")])
+
+
+@pytest.mark.usefixtures("hashing_features")
+def test_greenserv_llm_streams_only_the_kept_answer() -> None:
+    from llama_index_greenserv import GreenServLLM
+
+    llm = GreenServLLM(models=[_small(0.2), _big()], cascades=[("small", "big")], max_tokens=8)
+    pieces = list(llm.stream_complete("What is 2 + 2?", model="small->big"))
+    assert "".join(p.delta or "" for p in pieces) == STRONG
+    final = pieces[-1].raw
+    assert final is not None and [step["action"] for step in final["chain"]] == ["escalated", "answered"]
+    assert llm.feedback(pieces[-1], 0.0).model == "small->big"
+
+
+def test_the_chat_line_describes_the_chain(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from greenserv_core import cli
+    from greenserv_core.models import pool
+
+    monkeypatch.setattr(pool, "build_backends", lambda names, meter="auto": [_small(0.2), _big()])
+    from greenserv_core import FeatureExtractor
+
+    monkeypatch.setattr(FeatureExtractor, "default", classmethod(lambda cls, **kwargs: make_hashing_extractor()))
+    monkeypatch.setattr("sys.stdin", __import__("io").StringIO("What is 2 + 2?\n\n"))
+    assert cli.main(["chat", "--interactive", "--cascade", "small->big", "--strategy", "static:small->big"]) == 0
+    out = capsys.readouterr().out
+    assert "cascades small->big" in out
+    assert "chain: small (confidence 0.20, " in out and "escalated → big (" in out
+
+
+# ---- review fixes: members' costs, failures inside a cascade, removal, dimensions -----------------
+def test_an_escalated_cascade_teaches_each_models_cost_model() -> None:
+    router = _router(0.2)
+    answer = router.generate(ASK, max_new_tokens=8)
+    assert [s.action for s in answer.chain] == ["escalated", "answered"]
+    x = answer.decision.features.vector
+    tokens = answer.decision.features.prompt_tokens
+    for step in answer.chain:  # each model of the chain learned what it spent
+        assert router.energy_.predict(step.model, x, tokens) == pytest.approx(step.energy_joules, rel=0.2)
+
+
+def test_escalated_scores_count_as_the_second_models_evidence() -> None:
+    router = _router(0.2)
+    router.learner_.escalation_.informed_after = 2
+    for _ in range(2):
+        router.feedback(router.generate(ASK, max_new_tokens=8).decision_id, 1.0)
+    assert router.route(ASK, max_new_tokens=8).model == "small->big"
+    plan = router.pending_.get(router.generate(ASK, max_new_tokens=8).decision_id).cascade
+    assert plan is not None and plan["then_scored"] == 2.0
+
+
+class _Down(FakeBackend):
+    def generate(self, messages: Sequence[Message], settings: GenerationSettings) -> Any:
+        from greenserv_core.errors import ModelUnavailableError
+
+        raise ModelUnavailableError(f"{self.info.name} is down")
+
+
+class _Preferring(StaticPolicy):
+    """Its arm when eligible, else the first eligible one."""
+
+    def _choose(self, scores: Mapping[str, ArmScore]) -> tuple[str, bool]:
+        return (self.arm if self.arm in scores else next(iter(scores))), False
+
+
+def test_a_failing_member_is_routed_around_not_only_its_cascade() -> None:
+    features = make_hashing_extractor()
+    down = _Down("small", reply=lambda m: CHEAP)
+    router = GreenServRouter(
+        [down, _big(), FakeBackend("other", reply=lambda m: "other answer")],
+        cascades=[("small", "big"), ("small", "other")],
+        features=features,
+        policy=_Preferring(features.dimension, arm="small->big"),
+        seed=0,
+    )
+    answer = router.generate(ASK, max_new_tokens=8)
+    assert answer.model in {"big", "other"}  # neither cascade through the failed model was tried again
+    assert "small" in answer.decision.excluded and "small->other" in answer.decision.excluded
+
+
+def test_the_escalation_model_must_match_the_features() -> None:
+    features = make_hashing_extractor()
+    with pytest.raises(InvalidInputError, match="dimension"):
+        GreenServRouter([_small(0.5), _big()], features=features, escalation=EscalationModel(3))

@@ -1,0 +1,96 @@
+"""``greenserv chat --interactive`` driven as a person would, in a pseudo-terminal: type a
+question, rate it, ask why, and check that the feedback reached the router's saved state."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pexpect
+
+from greenserv_core import FakeBackend, GreenServRouter
+from greenserv_core.cli.session import ChatSession, run_repl
+from tests.conftest import make_hashing_extractor
+
+ROOT = Path(__file__).resolve().parent.parent
+PROMPT = "you> "
+
+
+def _spawn(*options: str) -> pexpect.spawn:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TERM": "dumb"}
+    child = pexpect.spawn(
+        sys.executable, ["-m", "tests.repl_app", *options], cwd=str(ROOT), env=env, encoding="utf-8", timeout=60
+    )
+    child.expect_exact(PROMPT)
+    return child
+
+
+def test_a_person_asks_rates_asks_why_and_the_router_learns(tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    child = _spawn("--state", str(state), "--strategy", "static:large")
+    child.sendline("What is 2 + 2?")
+    child.expect(r"large › large answer to: What is 2 \+ 2\? \(turn 1\)")
+    child.expect_exact(PROMPT)
+    child.sendline("/good")
+    child.expect("thanks: large scored 1")
+    child.expect_exact(PROMPT)
+    child.sendline("/good")  # one score per answer
+    child.expect("already rated")
+    child.expect_exact(PROMPT)
+    child.sendline("/why")
+    child.expect("why large: task ")
+    child.expect(r"large .* ←")
+    child.expect("explored: no")
+    child.expect_exact(PROMPT)
+    child.sendline("And times 3?")  # the conversation goes on: the second user turn
+    child.expect(r"\(turn 2\)")
+    child.expect_exact(PROMPT)
+    child.sendline("/new")
+    child.expect("new conversation")
+    child.expect_exact(PROMPT)
+    child.sendline("Hello")
+    child.expect(r"\(turn 1\)")
+    child.expect_exact(PROMPT)
+    child.sendline("/stats")
+    child.expect(r"large\s+3\s+")
+    child.expect_exact(PROMPT)
+    child.sendline("/frobnicate")
+    child.expect("unknown command /frobnicate")
+    child.expect_exact(PROMPT)
+    child.sendline("/quit")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    saved = json.loads(state.read_text(encoding="utf-8"))
+    assert saved["state"]["stats"]["large"]["feedback"] == 1 and saved["state"]["stats"]["large"]["decisions"] == 3
+
+
+def test_ctrl_c_stops_an_answer_not_the_chat() -> None:
+    child = _spawn("--strategy", "static:large")
+    child.sendline("Answer slowly please")
+    child.expect_exact("Answer slowly please")
+    child.sendintr()
+    child.expect_exact("[stopped]")
+    child.expect_exact(PROMPT)
+    child.sendline("/bad")  # nothing was answered, so there is nothing to rate
+    child.expect("nothing to rate yet")
+    child.expect_exact(PROMPT)
+    child.sendeof()
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+
+
+def test_the_session_checks_scores_and_commands() -> None:
+    lines: list[str] = []
+    router = GreenServRouter([FakeBackend("small"), FakeBackend("large")], features=make_hashing_extractor(), seed=0)
+    session = ChatSession(router, max_new_tokens=8, say=lines.append)
+    feed = iter(["/why", "/score 0.5", "What is 2 + 2?", "/score 7", "/score x", "/score 0.25", "/help", "/quit", "no"])
+    run_repl(session, read=lambda prompt: next(feed))
+    text = "\n".join(lines)
+    assert "nothing to explain yet" in text and "nothing to rate yet" in text
+    assert "a score is a number in [0, 1], got 7.0" in text and "/score takes a number in [0, 1], got 'x'" in text
+    assert "scored 0.25" in text and "/good  /bad  /score X" in text
+    assert session.last_ is not None and router.stats_[session.last_.model]["feedback"] == 1
