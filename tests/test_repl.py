@@ -94,3 +94,26 @@ def test_the_session_checks_scores_and_commands() -> None:
     assert "a score is a number in [0, 1], got 7.0" in text and "/score takes a number in [0, 1], got 'x'" in text
     assert "scored 0.25" in text and "/good  /bad  /score X" in text
     assert session.last_ is not None and router.stats_[session.last_.model]["feedback"] == 1
+
+
+def test_the_demo_shows_the_router_learning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``greenserv demo`` over two fake models on real labelled prompts: every line, the
+    summary with the measured comparisons, and the plot."""
+    from greenserv_core import FeatureExtractor, cli
+    from greenserv_core.models import pool
+
+    fakes = [FakeBackend("small", reply=lambda m: "A"), FakeBackend("large", joules_per_token=9.0, reply=lambda m: "B")]
+    monkeypatch.setattr(pool, "build_backends", lambda names, meter="auto": fakes)
+    monkeypatch.setattr(FeatureExtractor, "default", classmethod(lambda cls, **kwargs: make_hashing_extractor()))
+    plot = tmp_path / "demo.png"
+    assert cli.main(["demo", "--queries", "8", "--tasks", "arc_easy,mmlu", "--plot", str(plot)]) == 0
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith("[")]
+    assert len(lines) == 8 and lines[-1].startswith("[ 8/8]")
+    assert "always large" in lines[-1] and "random" in lines[-1]
+    assert "joules are estimates" in out  # said once
+    assert out.count("joules are estimates") == 1
+    assert "always large: right" in out and "GreenServ saved" in out
+    assert plot.exists() and plot.stat().st_size > 10_000

@@ -334,3 +334,21 @@ def test_the_default_store_is_a_file_per_pool_in_the_cache(tmp_path: Path, monke
     one.sync()
     two.sync()
     assert two.router.statistics().allclose(one.router.statistics())
+
+
+def test_a_model_added_on_one_replica_later_keeps_what_others_learned() -> None:
+    """Replica A learns about a model that replica B adds only later: B's first sync must add
+    its (zero) change, not subtract A's learning from the store."""
+    store = InMemoryStore()
+    a, b = make_router(seed=0), make_router(seed=1)
+    a.add_model(FakeBackend("extra", joules_per_token=2.0))
+    first, second = SharedLearning(a, store), SharedLearning(b, store)
+    serve(a, [(prompt, "extra", 1.0) for prompt in PROMPTS])
+    first.sync()
+    second.sync()  # B has no "extra" yet: it adopts nothing of it
+    b.add_model(FakeBackend("extra", joules_per_token=2.0))
+    second.sync()
+    first.sync()
+    learned = a.policy_.arms_["extra"].n
+    assert learned == len(PROMPTS)
+    assert b.policy_.arms_["extra"].n == learned  # B adopted A's learning about the model

@@ -138,7 +138,7 @@ class SharedLearning:
             self.router.update_statistics(lambda now: merged.plus(now.minus(local)))
             seen_before = float(self.base_.sums.get(_SYNCS, np.zeros(1))[0])
             remote = round(float(merged.sums[_SYNCS][0]) - seen_before - 1.0)
-            self.base_ = merged
+            self.base_ = _adopted(merged, self.router.statistics())
             self.syncs_ += 1
             self.last_sync_ = SyncReport(time.time(), time.perf_counter() - started, remote)
             return self.last_sync_
@@ -184,3 +184,16 @@ class SharedLearning:
         self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def _adopted(merged: Statistics, local: Statistics) -> Statistics:
+    """What a replica took of the merged total: the keys it holds after adopting it. A model
+    this replica adds later (a new arm, a cascade) then starts its first change from zero, so
+    its first sync adds to what other replicas learned about that model instead of
+    subtracting it."""
+    return Statistics(
+        sums={k: v for k, v in merged.sums.items() if k in local.sums or k == _SYNCS},
+        minima={k: v for k, v in merged.minima.items() if k in local.minima},
+        maxima={k: v for k, v in merged.maxima.items() if k in local.maxima},
+    )
+
