@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pexpect
+import pytest
 
 from greenserv_core import FakeBackend, GreenServRouter
 from greenserv_core.cli.session import ChatSession, run_repl

@@ -196,4 +196,3 @@ def _adopted(merged: Statistics, local: Statistics) -> Statistics:
         minima={k: v for k, v in merged.minima.items() if k in local.minima},
         maxima={k: v for k, v in merged.maxima.items() if k in local.maxima},
     )
-
