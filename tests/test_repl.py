@@ -118,3 +118,36 @@ def test_the_demo_shows_the_router_learning(
     assert out.count("joules are estimates") == 1
     assert "always large: right" in out and "GreenServ saved" in out
     assert plot.exists() and plot.stat().st_size > 10_000
+
+
+def test_the_real_chat_learns_from_a_rating(tmp_path: Path) -> None:
+    """``greenserv chat --interactive`` over the bundled models, in a pseudo-terminal: nothing
+    but the chat's own lines before the first answer, and a rating that reaches the state."""
+    state = tmp_path / "state.json"
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "greenserv_core.cli", "chat", "--interactive", "--state", str(state), "--max-new-tokens", "12"],
+        cwd=str(ROOT),
+        env={**os.environ, "TERM": "dumb"},
+        encoding="utf-8",
+        timeout=300,
+    )
+    child.expect_exact(PROMPT)
+    first_screen = child.before
+    assert "WARNING" not in first_screen and "it/s" not in first_screen and "%|" not in first_screen
+    child.sendline("What is the capital of France?")
+    child.expect(r"› [^\r\n]+\r\n")
+    child.expect_exact(PROMPT)
+    assert "joules are estimates" in child.before or "J ·" in child.before
+    child.sendline("/good")
+    child.expect("the router learned from it")
+    child.expect_exact(PROMPT)
+    child.sendline("/why")
+    child.expect("explored: ")
+    child.expect_exact(PROMPT)
+    child.sendline("/quit")
+    child.expect(pexpect.EOF, timeout=120)
+    child.close()
+    assert child.exitstatus == 0
+    counts = json.loads(state.read_text(encoding="utf-8"))["state"]["stats"]
+    assert sum(model["feedback"] for model in counts.values()) == 1

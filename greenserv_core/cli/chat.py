@@ -210,7 +210,9 @@ def _chat(args: argparse.Namespace) -> int:
     if args.interactive:
         session = ChatSession(router, max_new_tokens=args.max_new_tokens, max_joules=cap)
         run_repl(session)
-        session.stats()
+        if session.tallies_:
+            print("this session:")
+            session.stats()
     for text in queries:
         answer(text)
     for model, joules in totals.items():
