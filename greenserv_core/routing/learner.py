@@ -293,7 +293,7 @@ class RoutingLearner:
                 predicted_joules=chosen_joules,
                 budget_joules=per_query,
                 cascade=(
-                    self._cascade_plan(choice, costs, x, features.task, table, tradeoff, per_query)
+                    self._cascade_plan(choice, x, features.task, table, tradeoff, per_query)
                     if choice.arm in self.cascades_
                     else None
                 ),
@@ -335,7 +335,6 @@ class RoutingLearner:
     def _cascade_plan(
         self,
         choice: Choice,
-        costs: ArmValues,
         x: np.ndarray,
         task: str,
         table: Candidates,
@@ -343,20 +342,21 @@ class RoutingLearner:
         per_query: float | None,
     ) -> dict[str, Any]:
         """What the escalation rule of the chosen cascade needs after the first answer: the
-        router's estimates of both models here, and the second model's energy cost at λ
-        (computed here for a model the query did not request, which the policy did not score)."""
+        router's estimates of both models here (from the policy for a model the query did not
+        offer it), and what escalating costs at λ: the second model's predicted joules on the
+        reward's energy scale, i.e. the reward lost by adding them to the first model's."""
         first, then = self.cascades_[choice.arm]
         scores = choice.scores
         missing = [m for m in (first, then) if m not in scores]
         estimated = dict(zip(missing, self.policy_.estimates(x, missing), strict=True)) if missing else {}
-        cost = costs.get(then)
-        if then not in costs:
-            joules = table.predicted_joules[table.pool.index[then]]
+        joules = float(table.predicted_joules[table.pool.index[then]])
+        cost = 0.0
+        if not np.isnan(joules):  # what escalating adds: the second model's joules, on the reward's scale
             if per_query is not None:
-                cost = 0.0 if np.isnan(joules) else tradeoff * float(joules) / per_query
+                cost = tradeoff * joules / per_query
             else:
-                alone = KnownValues([then], np.array([joules]))
-                cost = float(self._costs(task, alone, table.predicted_joules, tradeoff).array[0])
+                bounds = self._bounds(task, np.array([joules]), table.predicted_joules)
+                cost = 0.0 if bounds is None else tradeoff * min(1.0, joules / (bounds[1] - bounds[0]))
         escalated = self.escalation_.thens_[choice.arm][1]  # what it scored after escalations counts too
         scored = None if then in self.priors_ else float(self.tallies_.counts_[then]["feedback"] + escalated)
         return {
@@ -365,7 +365,7 @@ class RoutingLearner:
             "first_accuracy": scores[first].estimate if first in scores else estimated[first],
             "then_accuracy": scores[then].estimate if then in scores else estimated[then],
             "then_scored": scored,
-            "then_cost": 0.0 if cost is None else float(cost),
+            "then_cost": float(cost),
         }
 
     def _paced(self, choice: Choice, predicted: KnownValues, units: np.ndarray, budget: BudgetStatus) -> Choice:
@@ -399,12 +399,7 @@ class RoutingLearner:
         if not isinstance(pool, np.ndarray):
             pool = np.array([_known(j) for j in pool.values()], dtype=np.float64)
         joules = eligible.array
-        bounds = self.normalizer_.range_for(task)
-        if self._scale == "pool":
-            known = np.concatenate([pool, joules])
-            known = known[~np.isnan(known)]
-            if len(known) >= 2 and known.max() > known.min():
-                bounds = float(known.min()), float(known.max())
+        bounds = self._bounds(task, joules, pool)
         if bounds is None:
             return ArmValues(eligible.arms, np.zeros(len(joules)))
         low, high = bounds
@@ -460,6 +455,18 @@ class RoutingLearner:
                 raise InvalidInputError(f"decision {decision_id!r} did not escalate a cascade")
             pending.cascade["agreed"] = agreed
             self.pending_.update(pending)
+
+    def _bounds(self, task: str, joules: np.ndarray, pool: np.ndarray) -> tuple[float, float] | None:
+        """The joules that map to energy_norm 0 and 1 for a query of ``task``: the range seen
+        on the task (``"seen"``), or the spread of the pool's predictions for this query
+        (``"pool"``, once two are known); ``None`` before any range is known."""
+        bounds = self.normalizer_.range_for(task)
+        if self._scale == "pool":
+            known = np.concatenate([pool, joules])
+            known = known[~np.isnan(known)]
+            if len(known) >= 2 and known.max() > known.min():
+                bounds = float(known.min()), float(known.max())
+        return bounds
 
     def fail_over(self, decision: RoutingDecision) -> None:
         """Take back a decision whose model failed; its id may be routed again."""
