@@ -19,8 +19,10 @@ ROOT = Path(__file__).resolve().parent.parent
 PROMPT = "you> "
 
 
-def _spawn(*options: str) -> pexpect.spawn:
+def _spawn(*options: str, cache: Path | None = None) -> pexpect.spawn:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TERM": "dumb"}
+    if cache is not None:
+        env["GREENSERV_CACHE"] = str(cache)
     child = pexpect.spawn(
         sys.executable, ["-m", "tests.repl_app", *options], cwd=str(ROOT), env=env, encoding="utf-8", timeout=60
     )
@@ -30,7 +32,7 @@ def _spawn(*options: str) -> pexpect.spawn:
 
 def test_a_person_asks_rates_asks_why_and_the_router_learns(tmp_path: Path) -> None:
     state = tmp_path / "state.json"
-    child = _spawn("--state", str(state), "--strategy", "static:large")
+    child = _spawn("--state", str(state), "--strategy", "static:large", cache=tmp_path / "cache")
     child.sendline("What is 2 + 2?")
     child.expect(r"large › large answer to: What is 2 \+ 2\? \(turn 1\)")
     child.expect_exact(PROMPT)
@@ -66,6 +68,8 @@ def test_a_person_asks_rates_asks_why_and_the_router_learns(tmp_path: Path) -> N
     assert child.exitstatus == 0
     saved = json.loads(state.read_text(encoding="utf-8"))
     assert saved["state"]["stats"]["large"]["feedback"] == 1 and saved["state"]["stats"]["large"]["decisions"] == 3
+    history = (tmp_path / "cache" / "chat_history").read_text(encoding="utf-8")  # lines typed, kept for next time
+    assert "What is 2 + 2?" in history and "/why" in history
 
 
 def test_ctrl_c_stops_an_answer_not_the_chat() -> None:

@@ -209,7 +209,9 @@ def _chat(args: argparse.Namespace) -> int:
 
     if args.interactive:
         session = ChatSession(router, max_new_tokens=args.max_new_tokens, max_joules=cap)
-        run_repl(session)
+        from greenserv_core.paths import cache_dir
+
+        run_repl(session, history=cache_dir() / "chat_history")
         if session.tallies_:
             print("this session:")
             session.stats()

@@ -41,7 +41,8 @@ import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from greenserv_core.errors import GreenServError, NoEligibleModelError
 from greenserv_core.messages import Message
@@ -265,13 +266,40 @@ class ChatSession:
         self.say("  (a new conversation; what was learned stays)")
 
 
-def run_repl(session: ChatSession, read: Callable[[str], str] = input, prompt: str = "you> ") -> None:
+def run_repl(
+    session: ChatSession,
+    read: Callable[[str], str] = input,
+    prompt: str = "you> ",
+    history: Path | None = None,
+) -> None:
     """Read lines until ``/quit`` or end of input. Ctrl-C during an answer stops that answer
     (nothing is learned from it); at the prompt it clears the line. Line editing and history
-    come from the standard ``readline`` module where the platform has it."""
-    with contextlib.suppress(ImportError):  # not on every platform
-        import readline  # noqa: F401  (line editing and history for input())
+    come from the standard ``readline`` module where the platform has it; with ``history`` (a
+    file), the lines typed are kept there between sessions."""
+    readline = _line_editing(history)
     session.say(HELP.splitlines()[0].replace("commands:", "type a message, or /help for the commands"))
+    try:
+        _loop(session, read, prompt)
+    finally:
+        if readline is not None and history is not None:
+            with contextlib.suppress(OSError):
+                readline.write_history_file(str(history))
+
+
+def _line_editing(history: Path | None) -> Any:
+    """The ``readline`` module (``None`` where the platform has none), with ``history`` loaded."""
+    try:
+        import readline
+    except ImportError:  # pragma: no cover - not on every platform
+        return None
+    if history is not None:
+        readline.set_history_length(1000)
+        with contextlib.suppress(OSError):
+            readline.read_history_file(str(history))
+    return readline
+
+
+def _loop(session: ChatSession, read: Callable[[str], str], prompt: str) -> None:
     while True:
         try:
             line = read(prompt)
