@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pexpect
@@ -13,6 +14,7 @@ import pytest
 
 from greenserv_core import FakeBackend, GreenServRouter
 from greenserv_core.cli.session import ChatSession, run_repl
+from greenserv_core.messages import Message
 from tests.conftest import make_hashing_extractor
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -155,3 +157,58 @@ def test_the_real_chat_learns_from_a_rating(tmp_path: Path) -> None:
     assert child.exitstatus == 0
     counts = json.loads(state.read_text(encoding="utf-8"))["state"]["stats"]
     assert sum(model["feedback"] for model in counts.values()) == 1
+
+
+def _session(reply: Callable[[Sequence[Message]], str]) -> tuple[ChatSession, list[str], GreenServRouter]:
+    lines: list[str] = []
+    router = GreenServRouter(
+        [FakeBackend("small", reply=reply), FakeBackend("large", joules_per_token=9.0, reply=reply)],
+        features=make_hashing_extractor(),
+        policy="static:small",
+        seed=0,
+    )
+    return ChatSession(router, max_new_tokens=8, say=lines.append), lines, router
+
+
+def test_a_stopped_or_failed_answer_leaves_nothing_to_rate() -> None:
+    def reply(messages: Sequence[Message]) -> str:
+        text = str(messages[-1]["content"])
+        if "intr" in text:
+            raise KeyboardInterrupt
+        if "boom" in text:
+            raise RuntimeError("CUDA out of memory")
+        return "fine"
+
+    session, lines, router = _session(reply)
+    feed = iter(["hello", "please intr", "/bad", "please go boom", "/good", "/quit"])
+    run_repl(session, read=lambda prompt: next(feed))
+    text = "\n".join(lines)
+    assert "[stopped]" in text and "[error] RuntimeError: CUDA out of memory" in text
+    assert text.count("nothing to rate yet") == 2  # neither the stopped nor the failed answer is rated
+    assert router.stats_["small"]["feedback"] == 0
+
+
+def test_stats_compare_predictions_with_predictions() -> None:
+    session, lines, router = _session(lambda m: "an answer of five words")
+    for _ in range(3):  # teach the energy model both models' joules
+        for model, joules in (("small", 10.0), ("large", 90.0)):
+            router.learn("What is 2 + 2?", model, energy_joules=joules)
+    answer = session.ask("What is 2 + 2?")
+    assert answer is not None and answer.model == "small"
+    predicted = answer.decision.predicted_joules
+    assert session.compared_ == 1
+    assert session.saved_joules_ == pytest.approx(predicted["large"] - predicted["small"])  # type: ignore[operator]
+    session.stats()
+    assert any("saved against always using the dearest model" in line for line in lines)
+
+
+def test_a_one_prompt_demo_still_summarises(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from greenserv_core import FeatureExtractor, cli
+    from greenserv_core.models import pool
+
+    monkeypatch.setattr(pool, "build_backends", lambda names, meter="auto": [FakeBackend("a"), FakeBackend("b")])
+    monkeypatch.setattr(FeatureExtractor, "default", classmethod(lambda cls, **kwargs: make_hashing_extractor()))
+    assert cli.main(["demo", "--queries", "1", "--tasks", "arc_easy", "--plot", ""]) == 0
+    assert "summary" in capsys.readouterr().out

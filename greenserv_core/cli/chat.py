@@ -211,7 +211,11 @@ def _chat(args: argparse.Namespace) -> int:
         session = ChatSession(router, max_new_tokens=args.max_new_tokens, max_joules=cap)
         from greenserv_core.paths import cache_dir
 
-        run_repl(session, history=cache_dir() / "chat_history")
+        try:
+            run_repl(session, history=cache_dir() / "chat_history")
+        finally:  # whatever ends the session, what was learned is kept
+            if state:
+                router.save(state)
         if session.tallies_:
             print("this session:")
             session.stats()

@@ -23,6 +23,16 @@ def _short_names(names: list[str]) -> dict[str, str]:
     return first if len(set(first.values())) == len(names) else {name: name for name in names}
 
 
+def _saving(spent: float, other: float) -> str:
+    """``"saved 7%"`` or ``"spent 4% more"``.
+
+    >>> _saving(93.0, 100.0), _saving(104.0, 100.0)
+    ('saved 7%', 'spent 4% more')
+    """
+    share = 1 - spent / other
+    return f"saved {share:.0%}" if share >= 0 else f"spent {-share:.0%} more"
+
+
 def _shares(counts: dict[str, int], total: int, short: dict[str, str]) -> str:
     return " ".join(f"{short[name]} {count / total:4.0%}" for name, count in counts.items())
 
@@ -48,7 +58,15 @@ def _demo(args: argparse.Namespace) -> int:
     spent = dearest = random = 0.0
     steps = []
     noted = False
-    for step in run_learning_demo(router, examples):
+    stream = run_learning_demo(router, examples)
+    while True:
+        try:
+            step = next(stream, None)
+        except KeyboardInterrupt:  # Ctrl-C: stop the stream, keep the summary of what ran
+            print("  [stopped]")
+            break
+        if step is None:
+            break
         steps.append(step)
         counts[step.model] += 1
         spent += step.joules
@@ -65,23 +83,26 @@ def _demo(args: argparse.Namespace) -> int:
         if not step.energy_measured and not noted:
             noted = True
             print(f"   (no energy counter here: joules are estimates, {step.energy_source})")
+    if not steps:
+        return 0
     summary = summarise_demo(steps)
     print("\nsummary")
     for name, model in summary.models.items():
         print(
             f"  {name:24s} chosen {model['answers']:3.0f}× ({model['share']:4.0%}; first half "
-            f"{summary.first_half_shares[name]:4.0%} → second half {summary.second_half_shares[name]:4.0%}) | "
+            f"{summary.first_half_shares.get(name, 0.0):4.0%} → second half "
+            f"{summary.second_half_shares.get(name, 0.0):4.0%}) | "
             f"alone: right {model['own_score']:.0%}, {model['own_joules_per_answer']:.1f} J per answer"
         )
     print(f"  GreenServ: right {summary.router_score:.0%}, {summary.router_joules:.1f} J in all")
     if summary.dearest_model is not None and summary.dearest_joules and summary.random_joules:
         print(
             f"  always {summary.dearest_model}: right {summary.dearest_score:.0%}, {summary.dearest_joules:.1f} J "
-            f"→ GreenServ saved {1 - summary.router_joules / summary.dearest_joules:.0%}"
+            f"→ GreenServ {_saving(summary.router_joules, summary.dearest_joules)}"
         )
         print(
             f"  random routing: right {summary.random_score:.0%}, {summary.random_joules:.1f} J "
-            f"→ GreenServ saved {1 - summary.router_joules / summary.random_joules:.0%}"
+            f"→ GreenServ {_saving(summary.router_joules, summary.random_joules)}"
         )
     if args.plot:
         try:

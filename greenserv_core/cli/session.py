@@ -142,10 +142,15 @@ class ChatSession:
     def ask(self, text: str) -> RoutedGeneration | None:
         """Send ``text`` with the conversation so far; print and remember the answer."""
         messages: list[Message] = [*self.messages_, {"role": "user", "content": text}]
+        self.last_ = None  # a stopped or failed answer leaves nothing to rate
         try:
             result = self.router.generate(messages, max_new_tokens=self.max_new_tokens, max_joules=self.max_joules)
         except NoEligibleModelError as error:
-            self.say(f"[no answer] {error}")
+            hint = " (the conversation may be too long: /new starts over)" if self.messages_ else ""
+            self.say(f"[no answer] {error}{hint}")
+            return None
+        except Exception as error:  # a model that broke: say so, keep the session and what it learned
+            self.say(f"[error] {type(error).__name__}: {error}")
             return None
         self.messages_ = [*messages, {"role": "assistant", "content": result.text.strip()}]
         self.last_ = result
@@ -167,9 +172,12 @@ class ChatSession:
         tally = self.tallies_.setdefault(result.model, _Tally())
         tally.answers += 1
         tally.joules += result.energy_joules
-        known = {m: j for m, j in result.decision.predicted_joules.items() if j is not None}
-        if len(known) == len(self.router.models) and known:
-            self.saved_joules_ += max(known.values()) - result.energy_joules
+        predicted = result.decision.predicted_joules
+        known = {m: predicted.get(m) for m in self.router.models}
+        ran = [step.model for step in result.chain] or [result.model]
+        if known and all(j is not None for j in known.values()) and all(m in known for m in ran):
+            dearest = max(j for j in known.values() if j is not None)
+            self.saved_joules_ += dearest - sum(known[m] or 0.0 for m in ran)  # prediction against prediction
             self.compared_ += 1
 
     # ---- rating --------------------------------------------------------------------------
@@ -190,7 +198,11 @@ class ChatSession:
         if last.decision_id in self.rated_:
             self.say("that answer is already rated (one score per answer)")
             return
-        if not (isinstance(score, float) and math.isfinite(score) and 0.0 <= score <= 1.0):
+        if (
+            isinstance(score, bool)
+            or not isinstance(score, (int, float))
+            or not (math.isfinite(score) and 0.0 <= score <= 1.0)
+        ):
             self.say(f"a score is a number in [0, 1], got {score!r}")
             return
         try:
@@ -199,7 +211,7 @@ class ChatSession:
             self.say(f"could not rate it: {error}")
             return
         self.rated_.add(last.decision_id)
-        self.tallies_.setdefault(last.model, _Tally()).scores.append(score)
+        self.tallies_.setdefault(last.model, _Tally()).scores.append(float(score))
         reward = "" if record.reward is None else f" (reward {record.reward:+.3f} at λ {last.decision.tradeoff:.2f})"
         self.say(f"  thanks: {last.model} scored {score:g}{reward}; the router learned from it")
 
@@ -252,7 +264,7 @@ class ChatSession:
         if self.compared_:
             self.say(
                 f"  saved against always using the dearest model: {self.saved_joules_:.1f} J over "
-                f"{self.compared_} answer(s) (its joules as the router predicted them)"
+                f"{self.compared_} answer(s) (both as the router predicted them before answering)"
             )
         else:
             self.say("  joules saved: not yet known (the router has not measured every model)")
