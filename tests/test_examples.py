@@ -85,3 +85,13 @@ def test_energy_budget_spends_the_budget_where_accuracy_pays() -> None:
     assert 0.9 * 30 <= result["mean_joules"] <= 1.01 * 30
     late = result["late"]
     assert late["gsm8k"]["large"] > 5 * late["boolq"]["large"]  # the dear model goes where it pays
+
+
+def test_cascades_escalate_where_the_cheap_model_is_unsure() -> None:
+    result = load("cascades").main()
+    late, escalations = result["late"], result["escalations"]
+    assert late["gsm8k"]["large"] > 0.8 * sum(late["gsm8k"].values())  # maths: the small model is hopeless
+    assert late["boolq"]["small->large"] + late["boolq"]["small"] > 0.5 * sum(late["boolq"].values())
+    escalated = sum(escalations.values())
+    assert escalated > 0
+    assert escalations["small was wrong"] / escalated > 0.3  # the small model is wrong 30% of the time on boolq
