@@ -10,7 +10,7 @@ import functools
 import json
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from greenserv_core.energy.base import EnergyReading
@@ -155,17 +155,10 @@ class ChainStep:
     agreed: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready fields (for routing records)."""
-        return {
-            "model": self.model,
-            "confidence": self.confidence,
-            "energy_joules": self.energy_joules,
-            "latency_s": self.latency_s,
-            "output_tokens": self.output_tokens,
-            "action": self.action,
-            "reason": self.reason,
-            "agreed": self.agreed,
-        }
+        """Plain JSON-ready fields for routing records (all but the answer's text)."""
+        fields = asdict(self)
+        del fields["text"]
+        return fields
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ True
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -64,15 +64,7 @@ class Verdict:
     reason: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "escalate": self.escalate,
-            "confidence": self.confidence,
-            "probability": self.probability,
-            "gain": self.gain,
-            "cost": self.cost,
-            "explored": self.explored,
-            "reason": self.reason,
-        }
+        return asdict(self)
 
 
 def _check_rate(name: str, value: float) -> float:
@@ -257,11 +249,9 @@ class EscalationModel:
                 self.thens_[cascade] = then.copy()
 
     def state_dict(self) -> dict[str, Any]:
+        settings = {name: value for name, value in self.params().items() if name != "seed"}
         return {
-            "keep_rate": self.keep_rate,
-            "ridge": self.ridge,
-            "then_prior": self.then_prior,
-            "informed_after": self.informed_after,
+            **settings,
             "cascades": dict(self.cascades_),
             "firsts": {first: [zz.tolist(), zy.tolist()] for first, (zz, zy) in self.firsts_.items()},
             "thens": {cascade: then.tolist() for cascade, then in self.thens_.items()},
