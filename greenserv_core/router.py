@@ -39,7 +39,7 @@ from greenserv_core.backends.base import ModelBackend
 from greenserv_core.bandits import DEFAULT_POLICY, Policy, make_policy
 from greenserv_core.budget import BudgetPacer, BudgetStatus, EnergyBudget, check_max_joules
 from greenserv_core.cascades import CascadeBackend, EscalationModel, Verdict
-from greenserv_core.confidence import ConfidenceSignal
+from greenserv_core.confidence import ConfidenceSignal, signal_from_name
 from greenserv_core.errors import InvalidInputError, UnknownModelError
 from greenserv_core.features.bundled import bundled_name
 from greenserv_core.features.extractor import FeatureExtractor
@@ -466,14 +466,15 @@ class GreenServRouter:
                 "energy_budget": None if self.learner_.pacer_ is None else self._saved_budget(),
                 "max_joules": self.max_joules,
                 "models": self.models,
-                "cascades": [list(pair) for pair in self._cascade_pairs()],
+                "cascades": self._saved_cascades(),
                 "features": self.features.state_dict(),
                 **self.learner_.state_dict(),
             }
 
-    def _cascade_pairs(self) -> list[tuple[str, str]]:
+    def _saved_cascades(self) -> list[list[str | None]]:
+        """Each cascade as ``[first, then, signal name]`` (``None``: the signal by answer length)."""
         return [
-            (backend.first.info.name, backend.then.info.name)
+            [backend.first.info.name, backend.then.info.name, None if backend.signal is None else backend.signal.name]
             for backend in self._backends.values()
             if isinstance(backend, CascadeBackend)
         ]
@@ -536,6 +537,11 @@ class GreenServRouter:
             settings = {k: v for k, v in saved_escalation.items() if k in _ESCALATION_SETTINGS}
             arguments["escalation"] = EscalationModel(features.dimension, seed=arguments["seed"], **settings)
             router = cls(**arguments, features=features, pending=pending)
+            for first, then, *signal in state.get("cascades", []):
+                if signal and signal[0] is not None:  # a cascade given its own signal keeps it
+                    cascade = router.backend(f"{first}->{then}")
+                    if isinstance(cascade, CascadeBackend):
+                        cascade.signal = signal_from_name(str(signal[0]))
             router.features.load_state_dict(state["features"])
             router.learner_.load_state_dict(state)
         return router

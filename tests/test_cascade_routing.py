@@ -724,3 +724,26 @@ def test_the_escalation_model_must_match_the_features() -> None:
     features = make_hashing_extractor()
     with pytest.raises(InvalidInputError, match="dimension"):
         GreenServRouter([_small(0.5), _big()], features=features, escalation=EscalationModel(3))
+
+
+def test_a_saved_cascade_keeps_its_own_confidence_signal(tmp_path: Path) -> None:
+    from greenserv_core.confidence import AnswerProbability, signal_from_name
+    from greenserv_core.errors import StateFileError
+    from greenserv_core.routing.saved import write_router_state
+
+    features = make_hashing_extractor()
+    router = GreenServRouter([_small(0.5), _big()], features=features, seed=0)
+    router.add_cascade("small", "big", signal=AnswerProbability(first_tokens=1))
+    path = tmp_path / "router.json"
+    router.save(path)
+    loaded = GreenServRouter.load(path, [_small(0.5), _big()], features=features)
+    cascade = loaded.backend("small->big")
+    assert isinstance(cascade, CascadeBackend) and cascade.signal is not None
+    assert cascade.signal.name == "first-1-token-probability"
+    state = router.state_dict()
+    state["cascades"] = [["small", "big", "mood-ring"]]
+    write_router_state(path, state)
+    with pytest.raises(StateFileError, match="mood-ring"):  # an unknown signal is refused, not replaced
+        GreenServRouter.load(path, [_small(0.5), _big()], features=features)
+    with pytest.raises(InvalidInputError, match="no bundled confidence signal"):
+        signal_from_name("token-quantile-x")

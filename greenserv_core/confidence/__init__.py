@@ -19,7 +19,7 @@ models compute them from the logits, OpenAI-compatible servers return them where
 """
 
 from greenserv_core.confidence.answer_probability import AnswerProbability
-from greenserv_core.confidence.base import ConfidenceSignal, signal_for_task
+from greenserv_core.confidence.base import ConfidenceSignal, signal_for_task, signal_from_name
 from greenserv_core.confidence.token_quantile import TokenQuantile
 
-__all__ = ["AnswerProbability", "ConfidenceSignal", "TokenQuantile", "signal_for_task"]
+__all__ = ["AnswerProbability", "ConfidenceSignal", "TokenQuantile", "signal_for_task", "signal_from_name"]

@@ -6,7 +6,7 @@ from typing import Protocol, runtime_checkable
 
 from greenserv_core.backends.base import GenerationResult
 
-__all__ = ["ConfidenceSignal", "signal_for_task"]
+__all__ = ["ConfidenceSignal", "signal_for_task", "signal_from_name"]
 
 
 @runtime_checkable
@@ -33,3 +33,27 @@ def signal_for_task(max_new_tokens: int) -> ConfidenceSignal:
     from greenserv_core.confidence.token_quantile import TokenQuantile
 
     return AnswerProbability() if max_new_tokens <= 8 else TokenQuantile(0.1)
+
+
+def signal_from_name(name: str) -> ConfidenceSignal:
+    """The bundled signal a ``name`` describes (what a saved router records of its cascades).
+
+    >>> signal_from_name("first-1-token-probability").name, signal_from_name("token-quantile-0.2").name
+    ('first-1-token-probability', 'token-quantile-0.2')
+    """
+    from greenserv_core.confidence.answer_probability import AnswerProbability
+    from greenserv_core.confidence.token_quantile import TokenQuantile
+    from greenserv_core.errors import InvalidInputError
+
+    if name == "answer-probability":
+        return AnswerProbability()
+    first = name.removeprefix("first-").removesuffix("-token-probability")
+    if name.startswith("first-") and name.endswith("-token-probability") and first.isdigit():
+        return AnswerProbability(first_tokens=int(first))
+    quantile = name.removeprefix("token-quantile-")
+    if name.startswith("token-quantile-"):
+        try:
+            return TokenQuantile(float(quantile))
+        except ValueError:
+            pass
+    raise InvalidInputError(f"no bundled confidence signal is named {name!r}")

@@ -71,7 +71,7 @@ def read_router_state(
             "seed": state["seed"],
             "max_latency_s": state["max_latency_s"],
             "max_joules": state.get("max_joules"),
-            "cascades": [(str(first), str(then)) for first, then in state.get("cascades", [])],
+            "cascades": [(str(entry[0]), str(entry[1])) for entry in state.get("cascades", [])],
             "energy_budget": _saved_budget(state.get("energy_budget")),
             "max_pending": int(saved.get("max_size") or 100_000),  # a shared store saves no size
             "pending_ttl_s": float(saved["ttl_s"]),
