@@ -38,7 +38,7 @@ from typing_extensions import Unpack
 from greenserv_core.backends.base import ModelBackend
 from greenserv_core.bandits import DEFAULT_POLICY, Policy, make_policy
 from greenserv_core.budget import BudgetPacer, BudgetStatus, EnergyBudget, check_max_joules
-from greenserv_core.cascades import CascadeBackend, EscalationModel, Verdict
+from greenserv_core.cascades import CascadeBackend, EscalationModel, Verdict, cascade_name
 from greenserv_core.confidence import ConfidenceSignal, signal_from_name
 from greenserv_core.errors import InvalidInputError, UnknownModelError
 from greenserv_core.features.bundled import bundled_name
@@ -116,9 +116,6 @@ class _FromLearner(Generic[T]):
 
 
 logger = logging.getLogger("greenserv")
-
-_ESCALATION_SETTINGS = ("keep_rate", "ridge", "then_prior", "informed_after")
-"""The escalation model's parameters that a saved state restores."""
 
 
 class GreenServRouter:
@@ -534,12 +531,12 @@ class GreenServRouter:
             features = FeatureExtractor.default(embedder=name, task_encoding=encoding)
         with state_errors(path):
             saved_escalation = state.get("escalation") or {}
-            settings = {k: v for k, v in saved_escalation.items() if k in _ESCALATION_SETTINGS}
+            settings = {k: v for k, v in saved_escalation.items() if k in EscalationModel.SETTINGS}
             arguments["escalation"] = EscalationModel(features.dimension, seed=arguments["seed"], **settings)
             router = cls(**arguments, features=features, pending=pending)
             for first, then, *signal in state.get("cascades", []):
                 if signal and signal[0] is not None:  # a cascade given its own signal keeps it
-                    cascade = router.backend(f"{first}->{then}")
+                    cascade = router.backend(cascade_name(first, then))
                     if isinstance(cascade, CascadeBackend):
                         cascade.signal = signal_from_name(str(signal[0]))
             router.features.load_state_dict(state["features"])

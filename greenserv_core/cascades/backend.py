@@ -129,17 +129,18 @@ class CascadeBackend:
         return Verdict(low, confidence, float("nan"), float("nan"), float("nan"), False, reason)
 
     def _first(
-        self, messages: Sequence[Message], settings: GenerationSettings
-    ) -> tuple[GenerationResult, float | None]:
+        self, messages: Sequence[Message], settings: GenerationSettings, escalate: Escalate | None
+    ) -> tuple[GenerationResult, ChainStep, bool]:
+        """The first model's answer, its step of the chain, and whether to escalate (by
+        ``escalate``, default the fixed threshold)."""
         try:
             result = self.first.generate(messages, dataclasses.replace(settings, logprobs=True))
         except ModelUnavailableError as error:
             raise CascadeMemberUnavailableError(str(error), member=self.first.info.name) from error
         signal = self.signal if self.signal is not None else signal_for_task(settings.max_new_tokens)
-        return result, signal(result)
-
-    def _step(self, result: GenerationResult, confidence: float | None, verdict: Verdict) -> ChainStep:
-        return ChainStep(
+        confidence = signal(result)
+        verdict = (escalate or self._fixed)(confidence)
+        step = ChainStep(
             self.first.info.name,
             result.text,
             confidence,
@@ -149,9 +150,12 @@ class CascadeBackend:
             "escalated" if verdict.escalate else "kept",
             verdict.reason,
         )
+        return result, step, verdict.escalate
 
-    def _kept(self, result: GenerationResult, step: ChainStep) -> GenerationResult:
-        return dataclasses.replace(result, chain=(step,))
+    def _kept(self, result: GenerationResult, step: ChainStep, settings: GenerationSettings) -> GenerationResult:
+        """The first answer kept: its chain, and log-probabilities only if they were asked for."""
+        kept = dataclasses.replace(result, chain=(step,))
+        return kept if settings.logprobs else dataclasses.replace(kept, token_logprobs=None)
 
     def _joined(self, first: GenerationResult, step: ChainStep, second: GenerationResult) -> GenerationResult:
         last = ChainStep(
@@ -180,12 +184,9 @@ class CascadeBackend:
         """Answer with the first model, and with the second when ``escalate`` (default: the
         fixed threshold) says so. Log-probabilities of the kept answer are returned only
         when ``settings`` asked for them."""
-        first, confidence = self._first(messages, settings)
-        verdict = (escalate or self._fixed)(confidence)
-        step = self._step(first, confidence, verdict)
-        if not verdict.escalate:
-            kept = self._kept(first, step)
-            return kept if settings.logprobs else dataclasses.replace(kept, token_logprobs=None)
+        first, step, escalated = self._first(messages, settings, escalate)
+        if not escalated:
+            return self._kept(first, step, settings)
         try:
             second = self.then.generate(messages, settings)
         except ModelUnavailableError as error:
@@ -206,13 +207,10 @@ class CascadeBackend:
         """Stream only the answer that is kept: the first answer is generated whole and held
         back; kept, it is handed out as one piece; escalated, the second model's stream
         follows and the first answer is never shown."""
-        first, confidence = self._first(messages, settings)
-        verdict = (escalate or self._fixed)(confidence)
-        step = self._step(first, confidence, verdict)
-        if not verdict.escalate:
-            kept = self._kept(first, step)
+        first, step, escalated = self._first(messages, settings, escalate)
+        if not escalated:
             yield StreamChunk(first.text)
-            yield StreamChunk("", kept if settings.logprobs else dataclasses.replace(kept, token_logprobs=None))
+            yield StreamChunk("", self._kept(first, step, settings))
             return
         pieces = iter(self.then.stream(messages, settings))
         try:

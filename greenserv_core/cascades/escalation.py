@@ -87,10 +87,13 @@ class EscalationModel:
     of each first model's correction), ``then_prior`` (pseudo-answers at offset 0 for
     each cascade's second model) and ``informed_after`` (scored answers of the second model
     before its estimate is trusted; until then it counts as always right). Learned state:
-    ``firsts_`` (per first model, the sums ``Σ z zᵀ`` and ``Σ z (label − c)`` of its correction),
-    ``thens_`` (per cascade, the sum
-    of ``score − q_B`` and the count) and ``cascades_`` (each cascade's first model).
+    ``firsts_`` (per first model, the sums ``Σ z zᵀ`` and ``Σ z (label − c)`` of its
+    correction), ``thens_`` (per cascade, the sum of ``score − q_B`` and the count) and
+    ``cascades_`` (each cascade's first model).
     """
+
+    SETTINGS = ("keep_rate", "ridge", "then_prior", "informed_after")
+    """The parameters a saved state keeps (all but the dimension and the seed)."""
 
     def __init__(
         self,
@@ -249,9 +252,8 @@ class EscalationModel:
                 self.thens_[cascade] = then.copy()
 
     def state_dict(self) -> dict[str, Any]:
-        settings = {name: value for name, value in self.params().items() if name != "seed"}
         return {
-            **settings,
+            **{name: getattr(self, name) for name in self.SETTINGS},
             "cascades": dict(self.cascades_),
             "firsts": {first: [zz.tolist(), zy.tolist()] for first, (zz, zy) in self.firsts_.items()},
             "thens": {cascade: then.tolist() for cascade, then in self.thens_.items()},
@@ -260,13 +262,7 @@ class EscalationModel:
 
     def params(self) -> dict[str, Any]:
         """The parameters, as ``__init__`` takes them (without the dimension)."""
-        return {
-            "keep_rate": self.keep_rate,
-            "ridge": self.ridge,
-            "then_prior": self.then_prior,
-            "informed_after": self.informed_after,
-            "seed": self.seed,
-        }
+        return {**{name: getattr(self, name) for name in self.SETTINGS}, "seed": self.seed}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`; cascades of this model missing from it stay fresh."""

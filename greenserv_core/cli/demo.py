@@ -53,9 +53,10 @@ def _demo(args: argparse.Namespace) -> int:
     names = router.models
     print(f"pool: {', '.join(names)} | λ = {args.tradeoff} | loaded in {time.perf_counter() - started:.0f} s\n")
     counts = dict.fromkeys(names, 0)
+    totals = dict.fromkeys(names, 0.0)  # each model's joules so far, measured (shadow runs included)
     short = _short_names(names)
     width = max(len(n) for n in short.values())
-    spent = dearest = random = 0.0
+    spent = random = 0.0
     steps = []
     noted = False
     stream = run_learning_demo(router, examples)
@@ -70,8 +71,10 @@ def _demo(args: argparse.Namespace) -> int:
         steps.append(step)
         counts[step.model] += 1
         spent += step.joules
-        most = max(names, key=lambda n: sum(s.joules_by_model[n] for s in steps))
-        dearest = sum(s.joules_by_model[most] for s in steps)
+        for name, joules in step.joules_by_model.items():
+            totals[name] += joules
+        most = max(totals, key=totals.__getitem__)
+        dearest = totals[most]
         random += sum(step.joules_by_model.values()) / len(step.joules_by_model)
         mark = "✓" if step.score >= 0.5 else "✗"
         tried = "explored" if step.explored else ""

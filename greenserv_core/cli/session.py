@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,6 +48,7 @@ from greenserv_core.errors import GreenServError, NoEligibleModelError
 from greenserv_core.messages import Message
 
 if TYPE_CHECKING:
+    from greenserv_core.backends.base import ChainStep
     from greenserv_core.router import GreenServRouter, RoutedGeneration
 
 __all__ = ["HELP", "ChatSession", "describe_chain", "run_repl"]
@@ -61,7 +62,7 @@ HELP = """commands:
   /help  /quit            this help; leave (Ctrl-D too). Ctrl-C stops an answer."""
 
 
-def describe_chain(chain: object) -> str:
+def describe_chain(chain: Iterable[ChainStep]) -> str:
     """A cascade's chain on one line.
 
     >>> from greenserv_core.backends.base import ChainStep
@@ -70,7 +71,7 @@ def describe_chain(chain: object) -> str:
     'small (confidence 0.31, 2.0 J) escalated → big (9.5 J) answered, disagreed'
     """
     parts = []
-    for step in chain:  # type: ignore[attr-defined]
+    for step in chain:
         sure = "" if step.confidence is None else f"confidence {step.confidence:.2f}, "
         agreed = "" if step.agreed is None else (", agreed" if step.agreed else ", disagreed")
         parts.append(f"{step.model} ({sure}{step.energy_joules:.1f} J) {step.action}{agreed}")

@@ -35,7 +35,7 @@ import numpy as np
 
 from greenserv_core.cascades import EscalationModel, Verdict
 from greenserv_core.errors import InvalidInputError
-from greenserv_core.evaluation.cascades import cascade_report
+from greenserv_core.evaluation.cascades import cascade_report, joules_to_reach
 from greenserv_core.evaluation.frontier import aiq, pareto_front, upper_hull
 from greenserv_core.evaluation.learning_curves import mean_ci95
 from greenserv_core.evaluation.replay import (
@@ -95,7 +95,11 @@ def cascade_pairs(table: OutcomeTable, tradeoff: float) -> list[tuple[str, str]]
     >>> cascade_pairs(OutcomeTable(rows), 0.4)
     [('small', 'big')]
     """
-    report = cascade_report(table, tradeoff=tradeoff)
+    return _pairs_of(cascade_report(table, tradeoff=tradeoff))
+
+
+def _pairs_of(report: dict[str, Any]) -> list[tuple[str, str]]:
+    """The distinct model pairs of a cascade report's best fixed cascade per task."""
     pairs: list[tuple[str, str]] = []
     for entry in report["per_task"].values():
         pair = entry["with_cascades"]["pair"]
@@ -203,13 +207,6 @@ def _summary(runs: list[CascadeRun]) -> dict[str, Any]:
     }
 
 
-def _joules_to_reach(hull: list[tuple[float, float]], target: float) -> float | None:
-    for (c1, q1), (c2, q2) in zip([(0.0, -1.0), *hull], hull, strict=False):
-        if q2 >= target:
-            return c2 if q1 < 0 or q2 == q1 else c1 + (target - q1) / (q2 - q1) * (c2 - c1)
-    return None
-
-
 def replay_cascades(
     table: OutcomeTable,
     *,
@@ -239,7 +236,8 @@ def replay_cascades(
     data = table.matrices()
     if data.confidence is None:
         raise InvalidInputError("cascades need the table's confidence column (collect it, or simulate with one)")
-    chosen = list(pairs) if pairs is not None else cascade_pairs(table, tradeoffs[0])
+    hindsight = {tradeoff: cascade_report(table, tradeoff=tradeoff) for tradeoff in tradeoffs}
+    chosen = list(pairs) if pairs is not None else _pairs_of(hindsight[tradeoffs[0]])
     unknown = sorted({m for pair in chosen for m in pair} - set(data.models))
     if unknown:
         raise InvalidInputError(f"cascades name {unknown}, which the table does not have")
@@ -286,8 +284,7 @@ def replay_cascades(
                     progress(f"λ={tradeoff} {strategy} run {run + 1}/{runs}")
             entry[strategy] = _summary(results)
         entry["baselines"] = baselines(data, tradeoff)
-        hindsight = cascade_report(table, tradeoff=tradeoff)
-        entry["hindsight_fixed_per_task_reward"] = hindsight["best_fixed_per_task_reward"]
+        entry["hindsight_fixed_per_task_reward"] = hindsight[tradeoff]["best_fixed_per_task_reward"]
         report["by_tradeoff"][str(float(tradeoff))] = entry
     mean_joules, mean_accuracy = data.energy.mean(axis=0), data.accuracy.mean(axis=0)
     low, high = float(mean_joules.min()), float(mean_joules.max())
@@ -305,7 +302,7 @@ def replay_cascades(
                 for entry in report["by_tradeoff"].values()
             ]
             hull = upper_hull(pareto_front(points))
-            reach = _joules_to_reach(hull, float(mean_accuracy[best]))
+            reach = joules_to_reach(hull, float(mean_accuracy[best]))
             report["fronts"][strategy] = {
                 "points": [list(p) for p in points],
                 "aiq": aiq(points, low=low, high=high),

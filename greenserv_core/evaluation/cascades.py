@@ -42,7 +42,7 @@ from greenserv_core.errors import InvalidInputError
 from greenserv_core.evaluation.frontier import aiq, pareto_front, upper_hull
 from greenserv_core.evaluation.table import Matrices, OutcomeTable
 
-__all__ = ["CascadeSetting", "cascade_report", "task_settings"]
+__all__ = ["CascadeSetting", "cascade_report", "joules_to_reach", "task_settings"]
 
 QUANTILES = tuple(np.round(np.arange(0.05, 1.0, 0.05), 2))
 """The thresholds tried for each cascade: these quantiles of the first model's confidence."""
@@ -120,7 +120,7 @@ def _front(per_task: list[tuple[float, list[CascadeSetting]]], prices: np.ndarra
     return points
 
 
-def _joules_to_reach(hull: list[tuple[float, float]], accuracy: float) -> float | None:
+def joules_to_reach(hull: list[tuple[float, float]], accuracy: float) -> float | None:
     """The least joules per query at which the hull reaches ``accuracy`` (``None``: never)."""
     if not hull:
         return None
@@ -177,7 +177,7 @@ def cascade_report(table: OutcomeTable | Matrices, *, tradeoff: float = 0.4) -> 
         hull = upper_hull(pareto_front(_front(task_pools, prices)))
         fronts[name] = {"hull": hull, "aiq": aiq(hull, low=low, high=high) if high > low else None, "to_reach": {}}
         for reference, j in references.items():
-            reach = _joules_to_reach(hull, float(data.accuracy[:, j].mean()))
+            reach = joules_to_reach(hull, float(data.accuracy[:, j].mean()))
             fronts[name]["to_reach"][reference] = {
                 "joules_per_query": reach,
                 "share_of_its_joules": None if reach is None else reach / float(data.energy[:, j].mean()),

@@ -67,9 +67,6 @@ class Executor:
                 failed[decision.model] = str(failure)
                 if isinstance(failure, CascadeMemberUnavailableError):  # no other cascade through that model
                     failed[failure.member] = str(failure)
-                member = getattr(failure, "member", None)
-                if member is not None:  # a cascade's model failed: no other cascade through it either
-                    failed[member] = str(failure)
                 logger.warning("%s failed (%s); routing the query to another model", decision.model, failure)
                 decision_id, decision, failure = decision.decision_id, None, None
             if decision is None:
