@@ -132,7 +132,8 @@ class GreenServRouter:
     ``policy_params``, ``embedder`` (the bundled
     embedder of the default features, ``"minilm"`` or ``"static"``; or give ``features``),
     ``energy_scale``
-    (``"seen"``, the default: joules normalised by the range measured per task type, or an
+    (``"known"``, the default: joules normalised by the range known per task type, measured
+    or predicted for a model of the pool; ``"seen"``: by the range measured, or an
     :class:`EnergyNormalizer` whose copy starts that range; ``"pool"``: by the spread of the
     pool's predicted joules for each query; see
     :data:`~greenserv_core.routing.learner.ENERGY_SCALES`) and the ``pending`` store

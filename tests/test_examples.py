@@ -89,9 +89,11 @@ def test_energy_budget_spends_the_budget_where_accuracy_pays() -> None:
 
 def test_cascades_escalate_where_the_cheap_model_is_unsure() -> None:
     result = load("cascades").main()
-    late, escalations = result["late"], result["escalations"]
-    assert late["gsm8k"]["large"] > 0.8 * sum(late["gsm8k"].values())  # maths: the small model is hopeless
+    late, answered, escalations = result["late"], result["answered"], result["escalations"]
+    # maths: the small model is hopeless, so the large one answers (chosen, or escalated to)
+    assert answered["gsm8k"]["large"] > 0.7 * sum(answered["gsm8k"].values())
     assert late["boolq"]["small->large"] + late["boolq"]["small"] > 0.5 * sum(late["boolq"].values())
+    assert answered["boolq"]["small"] > 0.5 * sum(answered["boolq"].values())  # yes/no: mostly kept
     escalated = sum(escalations.values())
     assert escalated > 0
     assert escalations["small was wrong"] / escalated > 0.3  # the small model is wrong 30% of the time on boolq

@@ -165,6 +165,28 @@ def test_the_pool_energy_scale_prices_the_spread_of_the_pool() -> None:
         GreenServRouter([FakeBackend("a")], features=_features(), energy_scale="widest")  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("scale", ["known", "seen"])
+def test_the_known_energy_scale_spans_the_pools_predictions_from_the_first_query(scale: str) -> None:
+    # "large" has only answered a chat query; on maths only the cheap models have run
+    router = GreenServRouter(
+        [FakeBackend("small"), FakeBackend("mid"), FakeBackend("large")],
+        features=_features(),
+        seed=0,
+        tradeoff=0.5,
+        **({} if scale == "known" else {"energy_scale": scale}),  # type: ignore[arg-type]
+    )
+    router.learn("Hello, how are you?", "large", energy_joules=9.0)
+    for model, joules in (("small", 1.0), ("mid", 2.0)):
+        router.learn("What is 2 + 2?", model, energy_joules=joules)
+    costs = {model: score.cost for model, score in router.route("What is 2 + 2?").scores.items()}
+    low, high = router.learner_.normalizer_.range_for("math") or (0.0, 0.0)
+    assert costs["small"] == pytest.approx(0.0, abs=0.02) and costs["large"] == pytest.approx(0.5, abs=0.01)
+    if scale == "known":  # the range takes in large's prediction: mid is cheap beside it
+        assert router.learner_._scale == "known" and high > 4.0 and costs["mid"] < 0.2
+    else:  # only what ran on maths: mid is the dearest seen there, and priced like large
+        assert (low, high) == (1.0, 2.0) and costs["mid"] == pytest.approx(0.5, abs=0.01)
+
+
 def test_forgetting_policies_refuse_to_share_and_bad_options_are_refused() -> None:
     from greenserv_core.errors import SharingNotSupportedError
 

@@ -311,10 +311,14 @@ def test_the_router_energy_scale_is_chosen_per_replay(monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(replay_module, "GreenServRouter", spy)
     table = two_model_table(40)
-    for scale, given in (("seen", "seen"), ("pool", "pool"), ("online", None)):
+    for scale, given in (("known", "known"), ("seen", "seen"), ("pool", "pool"), ("online", None)):
         built.clear()
         report = quick(table, ["linucb"], runs=1, tradeoff=0.1, energy_scale=scale)
         assert report["settings"]["energy_scale"] == scale and built == [given]
         assert report["strategies"]["linucb"]["accuracy"]["mean"] > 0.6  # the good model is learned
     with pytest.raises(InvalidInputError, match="energy_scale"):
         quick(table, ["linucb"], runs=1, energy_scale="widest")
+    from greenserv_core.cli.replay import ENERGY_SCALE_CHOICES
+    from greenserv_core.routing.learner import ENERGY_SCALES
+
+    assert ENERGY_SCALE_CHOICES == replay_module.REPLAY_ENERGY_SCALES == ("online", *ENERGY_SCALES, "table")

@@ -27,14 +27,17 @@ PROMPTS = [
 ]
 
 
-def make_router(strategy: str = "linucb", seed: int = 0) -> GreenServRouter:
-    # one cluster: every prompt lands in it whatever the order, so sums are order-free
+def make_router(strategy: str = "linucb", seed: int = 0, energy_scale: str = "seen") -> GreenServRouter:
+    # one cluster: every prompt lands in it whatever the order, so sums are order-free; the
+    # "seen" energy scale: its range is what was measured, where the default "known" one also
+    # takes in each replica's own predictions, which depend on when it last synced
     return GreenServRouter(
         [FakeBackend("small", joules_per_token=1.0), FakeBackend("org/large", joules_per_token=9.0)],
         features=make_hashing_extractor(n_clusters=1),
         strategy=strategy,
         tradeoff=0.4,
         seed=seed,
+        energy_scale=energy_scale,  # type: ignore[arg-type]
     )
 
 
@@ -134,6 +137,22 @@ def test_clusters_merge_as_running_means() -> None:
     two.update_statistics(lambda _: merged)
     assert np.allclose(two.features.clusterer.centroids_, one.features.clusterer.centroids_)  # type: ignore[arg-type]
     assert two.features.clusterer.counts_.tolist() == one.features.clusterer.counts_.tolist()
+
+
+def test_replicas_on_the_known_scale_share_one_range_per_task() -> None:
+    store = InMemoryStore()
+    replicas = [SharedLearning(make_router(seed=i, energy_scale="known"), store) for i in range(2)]
+    for replica, seed in zip(replicas, (10, 11), strict=True):
+        serve(replica.router, traffic(30, seed=seed))
+        replica.router.route("What is 2 + 2?")  # a decision: the known scale takes in its predictions
+        replica.sync()
+    own = [dict(r.router.learner_.normalizer_.ranges_) for r in replicas]
+    for replica in replicas:
+        replica.sync()
+    merged = replicas[0].router.learner_.normalizer_.ranges_
+    assert merged == replicas[1].router.learner_.normalizer_.ranges_
+    for task, (low, high) in merged.items():
+        assert low == min(o[task][0] for o in own if task in o) and high == max(o[task][1] for o in own if task in o)
 
 
 # ---- replicas through each store --------------------------------------------------------

@@ -53,7 +53,7 @@ class LinearPolicy(Policy):
     taught (the router teaches accuracy, so ``(0, 1)``; rewards are not checked against it); an
     arm's index is then clipped to it,
     so an arm cannot look better than a perfect answer (default ``None``: unbounded, which
-    measured better with the default ``"seen"`` energy scale, see BENCHMARKS.md). ``forget`` below 1
+    measured better with the ``"seen"`` energy scale, see BENCHMARKS.md). ``forget`` below 1
     discounts old evidence by that factor per update of the arm (see :class:`RidgeArm`), for
     models that change under the same name. A per-arm :class:`ArmPrior` adds weighted
     pseudo-observations to an arm's prior. With ``try_unplayed`` (and a ``reward_range``), an

@@ -20,6 +20,10 @@ from greenserv_core.evaluation.learning_curves import AROUND
 from greenserv_core.features.bundled import DEFAULT_EMBEDDER, EMBEDDERS
 from greenserv_core.features.extractor import TASK_ENCODINGS
 
+ENERGY_SCALE_CHOICES = ("online", "known", "seen", "pool", "table")
+"""``--energy-scale``: :data:`~greenserv_core.evaluation.replay.REPLAY_ENERGY_SCALES`, spelt out
+so that parsing the command line does not import the router (a test checks they agree)."""
+
 __all__ = ["add_commands"]
 
 
@@ -248,6 +252,7 @@ def _sweep(args: argparse.Namespace) -> int:
         feedback_rate=args.feedback_rate,
         policy_params=params,
         embedding_store=embedding_store(args),
+        energy_scale=args.energy_scale,
         progress=True,
     )
     if table.simulated:
@@ -304,9 +309,9 @@ def add_commands(bench: Any) -> None:
     )
     replay.add_argument(
         "--energy-scale",
-        choices=("online", "seen", "pool", "table"),
+        choices=ENERGY_SCALE_CHOICES,
         default="online",
-        help="online: the router's own default scale (as deployed); seen / pool: one of the router's scales; "
+        help="online: the router's own default scale (as deployed); known / seen / pool: one of the router's scales; "
         "table: a diagnostic that gives it the table's per-task scale, the one it is scored on",
     )
     replay.add_argument("--per-task", type=int, metavar="N", help="stream only the first N queries of each task")
@@ -368,4 +373,10 @@ def add_commands(bench: Any) -> None:
     sweep.add_argument("--json", help="write the full report here")
     sweep.add_argument("--plot", help="write the accuracy-vs-energy plot (PNG) here")
     sweep.add_argument("--no-embedding-cache", action="store_true", help="embed every prompt again")
+    sweep.add_argument(
+        "--energy-scale",
+        choices=ENERGY_SCALE_CHOICES,
+        default="online",
+        help="the router's energy scale, as for replay",
+    )
     sweep.set_defaults(run=_sweep)

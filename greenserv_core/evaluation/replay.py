@@ -38,7 +38,7 @@ real router, like the diagnostics.
 
 Reward, for evaluation: ``(1-λ)·accuracy − λ·energy_norm`` with energy normalised per task
 by the table's min and max. The router normalises with its own online scale, as deployed
-(``energy_scale="online"``: the router's default; ``"seen"`` or ``"pool"`` pick one of
+(``energy_scale="online"``: the router's default; ``"known"``, ``"seen"`` or ``"pool"`` pick one of
 :data:`~greenserv_core.routing.learner.ENERGY_SCALES`); ``energy_scale="table"`` is a
 diagnostic that hands it the table's scale instead (per task type it predicts), so that the
 router optimises exactly the reward it is scored on and what is left is the cost of learning.
@@ -86,7 +86,9 @@ from greenserv_core.routing.learner import EnergyScaleName
 
 __all__ = [
     "DIAGNOSTICS",
+    "REPLAY_ENERGY_SCALES",
     "PoolChange",
+    "ReplayEnergyScale",
     "ReplayModel",
     "Shift",
     "baselines",
@@ -195,6 +197,11 @@ class _TaskThompson(Policy):
 
 
 DIAGNOSTICS = ("known-accuracy", "task-thompson")
+
+ReplayEnergyScale = Literal["online", "known", "seen", "pool", "table"]
+REPLAY_ENERGY_SCALES: tuple[ReplayEnergyScale, ...] = ("online", "known", "seen", "pool", "table")
+"""The router's energy scale in a replay: ``online`` (its default), one of
+:data:`~greenserv_core.routing.learner.ENERGY_SCALES`, or the diagnostic ``table``."""
 
 
 def _mean_accuracy_per_task(data: Matrices) -> dict[str, dict[str, float]]:
@@ -797,7 +804,7 @@ def replay(
     policy_params: dict[str, dict[str, Any]] | None = None,
     changes: Sequence[PoolChange] = (),
     embedding_store: str | Path | None = None,
-    energy_scale: Literal["online", "seen", "pool", "table"] = "online",
+    energy_scale: ReplayEnergyScale = "online",
     progress: bool = False,
     per_task: int | None = None,
     horizons: Sequence[int] = (500, 2000),
@@ -836,8 +843,8 @@ def replay(
         raise InvalidInputError(f"arrival_rate must be a positive number of queries per second, got {arrival_rate!r}")
     if not 0 <= feedback_rate <= 1:
         raise InvalidInputError(f"feedback_rate must be in [0, 1], got {feedback_rate}")
-    if energy_scale not in ("online", "seen", "pool", "table"):
-        raise InvalidInputError(f"energy_scale must be 'online', 'seen', 'pool' or 'table', got {energy_scale!r}")
+    if energy_scale not in REPLAY_ENERGY_SCALES:
+        raise InvalidInputError(f"energy_scale must be one of {REPLAY_ENERGY_SCALES}, got {energy_scale!r}")
     full = table.matrices()
     overstate = dict(overstate or {})
     unknown = [m for m in overstate if m not in full.models]

@@ -18,7 +18,7 @@ from typing import Any
 
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.evaluation.frontier import aiq, pareto_front
-from greenserv_core.evaluation.replay import default_features, replay
+from greenserv_core.evaluation.replay import ReplayEnergyScale, default_features, replay
 from greenserv_core.evaluation.table import OutcomeTable
 from greenserv_core.features.extractor import FeatureExtractor
 
@@ -36,12 +36,14 @@ def sweep(
     make_features: Callable[[], FeatureExtractor] | None = None,
     policy_params: dict[str, dict[str, Any]] | None = None,
     embedding_store: str | Path | None = None,
+    energy_scale: ReplayEnergyScale = "online",
     progress: bool = False,
 ) -> dict[str, Any]:
     """Replay ``strategies`` at every λ in ``tradeoffs``; points, Pareto fronts and AIQ per strategy.
 
     Every single model of the table is a reference point (``single_models``), with its own
-    front and AIQ: what fixed choices reach without routing.
+    front and AIQ: what fixed choices reach without routing. ``energy_scale`` is the router's,
+    as in :func:`~greenserv_core.evaluation.replay.replay`.
     """
     if not tradeoffs:
         raise InvalidInputError("sweep needs at least one tradeoff")
@@ -67,6 +69,7 @@ def sweep(
             make_features=make_features,
             policy_params=policy_params,
             embedding_store=embedding_store,
+            energy_scale=energy_scale,
         )
         for name, summary in report["strategies"].items():
             points[name].append(

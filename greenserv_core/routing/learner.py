@@ -65,17 +65,26 @@ from greenserv_core.statistics import Shareable, Statistics
 
 __all__ = ["DEFAULT_ENERGY_SCALE", "ENERGY_SCALES", "EnergyScaleName", "RoutingLearner"]
 
-EnergyScaleName = Literal["seen", "pool"]
-ENERGY_SCALES: tuple[EnergyScaleName, ...] = ("seen", "pool")
-"""How predicted joules become ``energy_norm`` at decision time. ``"seen"`` (the default): by
-the range of joules the router has measured on the query's task type (:class:`EnergyNormalizer`;
-an :class:`EnergyNormalizer` given instead starts that range and implies ``"seen"``).
-``"pool"``: by the spread of the pool's predicted joules for this very query, cheapest model 0
-and dearest 1, so λ prices the whole spread of the pool's energy and does not move with what
-the router happened to explore (until two models are measured it falls back to ``"seen"``).
-It depends on the pool instead: one very dear model makes every other look cheap. BENCHMARKS.md
-(issue 15) measures both."""
-DEFAULT_ENERGY_SCALE: EnergyScaleName = "seen"
+EnergyScaleName = Literal["known", "seen", "pool"]
+ENERGY_SCALES: tuple[EnergyScaleName, ...] = ("known", "seen", "pool")
+"""How predicted joules become ``energy_norm`` at decision time.
+
+- ``"known"`` (the default): by the range of joules the router knows on the query's task type:
+  every joule measured there, and every prediction it made there for a model of the pool.
+  Once each model has answered once (anywhere), the range spans the dearest model's
+  predictions from a task's first query on, so the weight of energy does not start high and
+  shrink as the router explores. The range is a high-water mark: an early prediction that
+  overshoots (a model measured on one task type, predicted on another) stays in it.
+  BENCHMARKS.md (issue 15, "The energy scale") measures all three.
+- ``"seen"``: by the range of joules measured on the task (:class:`EnergyNormalizer`; an
+  :class:`EnergyNormalizer` given instead starts that range and implies ``"seen"``). Early on
+  it spans only the models the router happened to run, so energy weighs more, and less as it
+  explores (the default before ``"known"``).
+- ``"pool"``: by the spread of the pool's predicted joules for this very query, cheapest model
+  0 and dearest 1 (until two models are measured it falls back to ``"seen"``). It depends on
+  the pool: one very dear model makes every other look cheap.
+"""
+DEFAULT_ENERGY_SCALE: EnergyScaleName = "known"
 
 logger = logging.getLogger("greenserv")
 
@@ -244,6 +253,8 @@ class RoutingLearner:
                     if position is not None:
                         known = table.candidate(position)
                         c.predicted_joules, c.predicted_seconds = known.predicted_joules, known.predicted_seconds
+            if self._scale == "known":
+                self._widen_scale(features.task, table.predicted_joules)
             verdict = check_eligibility(table, limits)
             excluded = {**verdict.excluded, **gone}
             if self.cascades_:
@@ -456,10 +467,18 @@ class RoutingLearner:
             pending.cascade["agreed"] = agreed
             self.pending_.update(pending)
 
+    def _widen_scale(self, task: str, predicted: np.ndarray) -> None:
+        """The ``"known"`` scale: the task's range takes in this query's predicted joules."""
+        known = predicted[~np.isnan(predicted)]
+        if len(known):
+            self.normalizer_.observe(task, float(known.min()))
+            self.normalizer_.observe(task, float(known.max()))
+
     def _bounds(self, task: str, joules: np.ndarray, pool: np.ndarray) -> tuple[float, float] | None:
-        """The joules that map to energy_norm 0 and 1 for a query of ``task``: the range seen
-        on the task (``"seen"``), or the spread of the pool's predictions for this query
-        (``"pool"``, once two are known); ``None`` before any range is known."""
+        """The joules that map to energy_norm 0 and 1 for a query of ``task``: the range known
+        (``"known"``) or measured (``"seen"``) on the task, or the spread of the pool's
+        predictions for this query (``"pool"``, once two are known); ``None`` before any range
+        is known."""
         bounds = self.normalizer_.range_for(task)
         if self._scale == "pool":
             known = np.concatenate([pool, joules])
