@@ -7,10 +7,12 @@ knows when: its answer's log-probability is high when it is right and low when i
 ``small``, ``large`` and the cascade ``small->large``; it learns which pays per task, and,
 inside the cascade, when to escalate. Each answer's chain says what happened.
 
-On maths the small model is hopeless, so the large one should give the answer: the router
-either picks ``large`` or picks the cascade and escalates almost every time (the two are
-within a few hundredths in reward, and which one it settles on depends on the run). On
-yes/no questions the small answer should mostly be kept.
+On maths the small model is hopeless, so the large one should give most answers: the router
+either picks ``large`` or picks the cascade and escalates most of the time. The two arms are
+within a few hundredths in reward, so which one it settles on depends on the run, and the
+cascade keeps some small answers on purpose (``keep_rate``: an unsure answer kept now and
+then, so that the escalation rule keeps learning) or because the small model sounded sure.
+On yes/no questions the small answer should mostly be kept.
 
     python examples/cascades.py
 """

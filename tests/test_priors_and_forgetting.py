@@ -187,6 +187,31 @@ def test_the_known_energy_scale_spans_the_pools_predictions_from_the_first_query
         assert (low, high) == (1.0, 2.0) and costs["mid"] == pytest.approx(0.5, abs=0.01)
 
 
+def test_the_energy_scale_is_saved_and_a_state_from_before_it_keeps_seen(tmp_path: Path) -> None:
+    from greenserv_core.errors import StateFileError
+
+    def pool() -> list[FakeBackend]:
+        return [FakeBackend("a"), FakeBackend("b")]
+
+    for scale in ("known", "seen"):
+        router = GreenServRouter(pool(), features=_features(), seed=0, energy_scale=scale)  # type: ignore[arg-type]
+        router.save(tmp_path / f"{scale}.json")
+        again = GreenServRouter.load(tmp_path / f"{scale}.json", pool(), features=_features())
+        assert again.learner_._scale == scale
+    state = GreenServRouter(pool(), features=_features(), seed=0).learner_.state_dict()
+    del state["energy_scale"]  # saved before the scale was recorded, when only "seen" existed
+    old = GreenServRouter(pool(), features=_features(), seed=0)
+    old.learner_.load_state_dict(state)
+    assert old.learner_._scale == "seen"
+    state["energy_scale"] = "widest"
+    other = GreenServRouter(pool(), features=_features(), seed=0)
+    other.route("What is 2 + 2?")
+    before = other.learner_.state_dict()
+    with pytest.raises(StateFileError, match="energy scale"):
+        other.learner_.load_state_dict(state)
+    assert other.learner_._scale == "known" and repr(other.learner_.state_dict()) == repr(before)  # untouched
+
+
 def test_forgetting_policies_refuse_to_share_and_bad_options_are_refused() -> None:
     from greenserv_core.errors import SharingNotSupportedError
 

@@ -153,6 +153,13 @@ def test_replicas_on_the_known_scale_share_one_range_per_task() -> None:
     assert merged == replicas[1].router.learner_.normalizer_.ranges_
     for task, (low, high) in merged.items():
         assert low == min(o[task][0] for o in own if task in o) and high == max(o[task][1] for o in own if task in o)
+    # the same traffic on the "seen" scale: the known ranges hold it, and predictions beyond it
+    seen = make_router(energy_scale="seen")
+    for seed in (10, 11):
+        serve(seen, traffic(30, seed=seed))
+    measured = seen.learner_.normalizer_.ranges_
+    assert all(merged[t][0] <= low and high <= merged[t][1] for t, (low, high) in measured.items())
+    assert any(merged[t] != measured.get(t) for t in merged)
 
 
 # ---- replicas through each store --------------------------------------------------------

@@ -44,7 +44,7 @@ from greenserv_core.bandits import ArmPrior, Choice, Policy
 from greenserv_core.bandits.columns import ArmScores, ArmValues, KnownValues
 from greenserv_core.budget import BudgetPacer, BudgetStatus, EnergyBudget
 from greenserv_core.cascades.escalation import EscalationModel, Verdict
-from greenserv_core.errors import InvalidInputError, UnknownModelError
+from greenserv_core.errors import InvalidInputError, StateFileError, UnknownModelError
 from greenserv_core.features.extractor import QueryFeatures
 from greenserv_core.outcomes import CostModel
 from greenserv_core.pending import PendingDecision, PendingDecisions, PendingStore
@@ -74,8 +74,9 @@ ENERGY_SCALES: tuple[EnergyScaleName, ...] = ("known", "seen", "pool")
   Once each model has answered once (anywhere), the range spans the dearest model's
   predictions from a task's first query on, so the weight of energy does not start high and
   shrink as the router explores. The range is a high-water mark: an early prediction that
-  overshoots (a model measured on one task type, predicted on another) stays in it.
-  BENCHMARKS.md (issue 15, "The energy scale") measures all three.
+  overshoots (a model measured on one task type, predicted on another) stays in it, and so
+  does one that undershoots at the low end. A cascade's own prediction does not count (its
+  members' do). BENCHMARKS.md (issue 15, "The ``known`` energy scale") measures all three.
 - ``"seen"``: by the range of joules measured on the task (:class:`EnergyNormalizer`; an
   :class:`EnergyNormalizer` given instead starts that range and implies ``"seen"``). Early on
   it spans only the models the router happened to run, so energy weighs more, and less as it
@@ -253,8 +254,6 @@ class RoutingLearner:
                     if position is not None:
                         known = table.candidate(position)
                         c.predicted_joules, c.predicted_seconds = known.predicted_joules, known.predicted_seconds
-            if self._scale == "known":
-                self._widen_scale(features.task, table.predicted_joules)
             verdict = check_eligibility(table, limits)
             excluded = {**verdict.excluded, **gone}
             if self.cascades_:
@@ -262,6 +261,8 @@ class RoutingLearner:
             self.check_new_id(decision_id)
             if not verdict.predicted_joules:
                 raise no_eligible_model(candidates, limits, excluded)
+            if self._scale == "known":
+                self._widen_scale(features.task, table.names, table.predicted_joules)
             budget: BudgetStatus | None = None
             per_query: float | None = None
             if tradeoff is None:
@@ -467,9 +468,12 @@ class RoutingLearner:
             pending.cascade["agreed"] = agreed
             self.pending_.update(pending)
 
-    def _widen_scale(self, task: str, predicted: np.ndarray) -> None:
-        """The ``"known"`` scale: the task's range takes in this query's predicted joules."""
-        known = predicted[~np.isnan(predicted)]
+    def _widen_scale(self, task: str, names: Sequence[str], predicted: np.ndarray) -> None:
+        """The ``"known"`` scale: the task's range takes in this query's predicted joules of
+        the single models (a cascade's own prediction mixes kept and escalated answers, and its
+        members' predictions already bound it)."""
+        known = predicted[[name not in self.cascades_ for name in names]] if self.cascades_ else predicted
+        known = known[np.isfinite(known)]
         if len(known):
             self.normalizer_.observe(task, float(known.min()))
             self.normalizer_.observe(task, float(known.max()))
@@ -644,6 +648,9 @@ class RoutingLearner:
             unknown = sorted(set(state["policy"]["arms"]) - set(arms))
             if unknown:
                 raise UnknownModelError(f"saved state has models {unknown} that this learner does not have")
+            scale = state.get("energy_scale", "seen")  # saved before the scale was recorded: "seen"
+            if scale not in ENERGY_SCALES:
+                raise StateFileError(f"saved state has energy scale {scale!r}; this version knows {ENERGY_SCALES}")
             self.policy_.load_state_dict(state["policy"])
             self.energy_.load_state_dict(state["energy"])
             self.latency_.load_state_dict(state["latency"])
@@ -653,8 +660,7 @@ class RoutingLearner:
                     self.energy_.add_model(name)
                     self.latency_.add_model(name)
             self.normalizer_.load_state_dict(state["normalizer"])
-            if state.get("energy_scale") in ENERGY_SCALES:  # saved before the scale was chosen: as built
-                self._scale = state["energy_scale"]
+            self._scale = scale
             self.pending_.load_state_dict(state["pending"])
             self.tallies_.load_state_dict(state["stats"], set(arms))
             if self.pacer_ is not None and state.get("budget") is not None:
