@@ -140,6 +140,31 @@ def test_the_learned_cascade_replay_escalates_where_it_pays() -> None:
     assert report["settings"]["cascades"] == ["small->big"]
 
 
+def test_the_cascade_replay_takes_the_routers_energy_scale(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typing import Any
+
+    from greenserv_core import GreenServRouter
+    from greenserv_core.evaluation import cascade_replay
+    from tests.conftest import make_hashing_extractor
+
+    built: list[object] = []
+
+    def spy(*args: Any, **kwargs: Any) -> GreenServRouter:
+        built.append(kwargs.get("energy_scale"))
+        return GreenServRouter(*args, **kwargs)
+
+    monkeypatch.setattr(cascade_replay, "GreenServRouter", spy)
+    table = _sharp_table(40)
+    for scale, given in (("seen", "seen"), ("online", None)):
+        built.clear()
+        report = cascade_replay.replay_cascades(
+            table, runs=1, tradeoffs=(0.4,), make_features=make_hashing_extractor, energy_scale=scale
+        )
+        assert report["settings"]["energy_scale"] == scale and set(built) == {given}
+    with pytest.raises(InvalidInputError, match="energy_scale"):
+        cascade_replay.replay_cascades(table, runs=1, energy_scale="widest")  # type: ignore[arg-type]
+
+
 def test_the_cascade_replay_command_prints_the_three_strategies(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

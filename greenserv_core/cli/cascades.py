@@ -8,6 +8,7 @@ import argparse
 from typing import Any
 
 from greenserv_core.cli.common import cascade_pair, number, print_table, write_json
+from greenserv_core.cli.replay import ENERGY_SCALE_CHOICES
 
 __all__ = ["add_commands"]
 
@@ -187,9 +188,10 @@ def add_commands(bench: Any) -> None:
     learned.add_argument("--feedback-rate", type=float, default=1.0)
     learned.add_argument(
         "--energy-scale",
-        choices=("online", "table"),
+        choices=ENERGY_SCALE_CHOICES,
         default="online",
-        help="online: the router's own scale (as deployed); table: a diagnostic, the table's scale",
+        help="online: the router's own default scale (as deployed); known / seen / pool: one of its "
+        "scales; table: a diagnostic, the table's scale",
     )
     learned.add_argument("--json", help="write the full report here")
     learned.add_argument("--no-embedding-cache", action="store_true", help="embed every prompt again")

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, cast
 
 import numpy as np
 
@@ -39,6 +39,8 @@ from greenserv_core.evaluation.cascades import cascade_report, joules_to_reach
 from greenserv_core.evaluation.frontier import aiq, pareto_front, upper_hull
 from greenserv_core.evaluation.learning_curves import mean_ci95
 from greenserv_core.evaluation.replay import (
+    REPLAY_ENERGY_SCALES,
+    ReplayEnergyScale,
     ReplayModel,
     baselines,
     default_features,
@@ -49,6 +51,7 @@ from greenserv_core.evaluation.table import Matrices, OutcomeTable
 from greenserv_core.features.extractor import FeatureExtractor
 from greenserv_core.reward import EnergyNormalizer
 from greenserv_core.router import GreenServRouter
+from greenserv_core.routing.learner import EnergyScaleName
 
 __all__ = ["CascadeRun", "cascade_pairs", "replay_cascades", "run_cascades"]
 
@@ -131,9 +134,11 @@ def run_cascades(
     strategy: str = "routing+cascades",
     energy_ranges: dict[str, list[float]] | None = None,
     dimension: int | None = None,
+    router_scale: EnergyScaleName | None = None,
 ) -> CascadeRun:
     """One run of one strategy (``pairs`` empty: routing alone). ``energy_ranges`` hands the
-    router the table's energy scale (see ``energy_scale`` of :func:`replay_cascades`)."""
+    router the table's energy scale, ``router_scale`` names one of its own (default: its
+    default; see ``energy_scale`` of :func:`replay_cascades`)."""
     if data.confidence is None and pairs:
         raise InvalidInputError("cascades need the table's confidence column")
     started = time.perf_counter()
@@ -146,7 +151,7 @@ def run_cascades(
         seed=seed,
         features=make_features(),
         cascades=list(pairs),
-        energy_scale=None if energy_ranges is None else EnergyNormalizer(energy_ranges),
+        energy_scale=router_scale if energy_ranges is None else EnergyNormalizer(energy_ranges),
         escalation=_NeverEscalating(dimension or make_features().dimension) if strategy == STRATEGIES[2] else None,
     )
     members = {f"{a}->{b}": (index[a], index[b]) for a, b in pairs}
@@ -219,16 +224,17 @@ def replay_cascades(
     make_features: Callable[[], FeatureExtractor] | None = None,
     progress: Callable[[str], None] | None = None,
     embedding_store: str | Path | None = None,
-    energy_scale: Literal["online", "table"] = "online",
+    energy_scale: ReplayEnergyScale = "online",
 ) -> dict[str, Any]:
     """Replay routing alone and routing with cascades at each λ of ``tradeoffs``, ``runs``
     times each; returns the JSON-ready report (see the module's docstring). ``pairs``
     default to :func:`cascade_pairs` at the first λ, the headline one. ``embedding_store``:
     as for :func:`~greenserv_core.evaluation.replay.replay`. ``energy_scale="online"``: the
-    router's own scale, as deployed; ``"table"``: the diagnostic that hands it the table's
-    per-task scale, so that it optimises the reward it is scored on."""
-    if energy_scale not in ("online", "table"):
-        raise InvalidInputError(f"energy_scale must be 'online' or 'table', got {energy_scale!r}")
+    router's own default scale, as deployed; ``"known"``, ``"seen"`` or ``"pool"``: one of its
+    scales; ``"table"``: the diagnostic that hands it the table's per-task scale, so that it
+    optimises the reward it is scored on."""
+    if energy_scale not in REPLAY_ENERGY_SCALES:
+        raise InvalidInputError(f"energy_scale must be one of {REPLAY_ENERGY_SCALES}, got {energy_scale!r}")
     if not tradeoffs:
         raise InvalidInputError("give at least one tradeoff λ")
     if runs < 1:
@@ -278,6 +284,9 @@ def replay_cascades(
                         strategy=strategy,
                         energy_ranges=ranges,
                         dimension=extractor.dimension,
+                        router_scale=None
+                        if energy_scale in ("online", "table")
+                        else cast(EnergyScaleName, energy_scale),
                     )
                 )
                 if progress is not None:
