@@ -18,6 +18,18 @@ TINY_TRAINING = {
 }
 
 
+def spy_energy_scales(monkeypatch: pytest.MonkeyPatch, module: object) -> list[object]:
+    """Make ``module``'s ``GreenServRouter`` note the ``energy_scale`` each router is built with."""
+    built: list[object] = []
+
+    def spy(*args: object, **kwargs: object) -> GreenServRouter:
+        built.append(kwargs.get("energy_scale"))
+        return GreenServRouter(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(module, "GreenServRouter", spy)
+    return built
+
+
 def make_hashing_extractor(n_clusters: int = 3) -> FeatureExtractor:
     embedder = HashingEmbedder(128)
     texts = [t for texts in TINY_TRAINING.values() for t in texts]

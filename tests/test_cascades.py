@@ -141,19 +141,10 @@ def test_the_learned_cascade_replay_escalates_where_it_pays() -> None:
 
 
 def test_the_cascade_replay_takes_the_routers_energy_scale(monkeypatch: pytest.MonkeyPatch) -> None:
-    from typing import Any
-
-    from greenserv_core import GreenServRouter
     from greenserv_core.evaluation import cascade_replay
-    from tests.conftest import make_hashing_extractor
+    from tests.conftest import make_hashing_extractor, spy_energy_scales
 
-    built: list[object] = []
-
-    def spy(*args: Any, **kwargs: Any) -> GreenServRouter:
-        built.append(kwargs.get("energy_scale"))
-        return GreenServRouter(*args, **kwargs)
-
-    monkeypatch.setattr(cascade_replay, "GreenServRouter", spy)
+    built = spy_energy_scales(monkeypatch, cascade_replay)
     table = _sharp_table(40)
     for scale, given in (("seen", "seen"), ("online", None)):
         built.clear()

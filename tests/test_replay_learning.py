@@ -302,14 +302,9 @@ def test_cli_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypat
 
 def test_the_router_energy_scale_is_chosen_per_replay(monkeypatch: pytest.MonkeyPatch) -> None:
     import greenserv_core.evaluation.replay as replay_module
+    from tests.conftest import spy_energy_scales
 
-    built: list[object] = []
-
-    def spy(*args: Any, **kwargs: Any) -> GreenServRouter:
-        built.append(kwargs.get("energy_scale"))
-        return GreenServRouter(*args, **kwargs)
-
-    monkeypatch.setattr(replay_module, "GreenServRouter", spy)
+    built = spy_energy_scales(monkeypatch, replay_module)
     table = two_model_table(40)
     for scale, given in (("known", "known"), ("seen", "seen"), ("pool", "pool"), ("online", None)):
         built.clear()
