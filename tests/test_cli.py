@@ -106,6 +106,7 @@ def test_bench_simulate_then_replay(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "| single models |" in out and "| linucb |" in out
     swept = json.loads((tmp_path / "sweep.json").read_text())
     assert len(swept["strategies"]["linucb"]["points"]) == 2 and (tmp_path / "sweep.png").exists()
+    assert swept["settings"]["energy_scale"] == "online"
     assert cli.main(["bench", "replay", "--table", str(table_path), "--param", "alpha=1"]) == 2
     assert "STRATEGY.NAME=VALUE" in capsys.readouterr().err
 

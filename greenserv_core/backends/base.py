@@ -154,6 +154,29 @@ class ChainStep:
     reason: str
     agreed: bool | None = None
 
+    @classmethod
+    def of_result(
+        cls,
+        model: str,
+        result: GenerationResult,
+        confidence: float | None,
+        action: str,
+        reason: str,
+        agreed: bool | None = None,
+    ) -> ChainStep:
+        """The step of ``model``'s answer ``result``: its text and what it cost."""
+        return cls(
+            model,
+            result.text,
+            confidence,
+            result.energy.joules,
+            result.latency_s,
+            result.output_tokens,
+            action,
+            reason,
+            agreed,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready fields for routing records (all but the answer's text)."""
         fields = asdict(self)

@@ -140,15 +140,8 @@ class CascadeBackend:
         signal = self.signal if self.signal is not None else signal_for_task(settings.max_new_tokens)
         confidence = signal(result)
         verdict = (escalate or self._fixed)(confidence)
-        step = ChainStep(
-            self.first.info.name,
-            result.text,
-            confidence,
-            result.energy.joules,
-            result.latency_s,
-            result.output_tokens,
-            "escalated" if verdict.escalate else "kept",
-            verdict.reason,
+        step = ChainStep.of_result(
+            self.first.info.name, result, confidence, "escalated" if verdict.escalate else "kept", verdict.reason
         )
         return result, step, verdict.escalate
 
@@ -158,13 +151,10 @@ class CascadeBackend:
         return kept if settings.logprobs else dataclasses.replace(kept, token_logprobs=None)
 
     def _joined(self, first: GenerationResult, step: ChainStep, second: GenerationResult) -> GenerationResult:
-        last = ChainStep(
+        last = ChainStep.of_result(
             self.then.info.name,
-            second.text,
+            second,
             None,
-            second.energy.joules,
-            second.latency_s,
-            second.output_tokens,
             "answered",
             "the last model of the cascade",
             agreed=answers_agree(first.text, second.text),

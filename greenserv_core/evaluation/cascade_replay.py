@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
@@ -44,6 +44,7 @@ from greenserv_core.evaluation.replay import (
     ReplayModel,
     baselines,
     default_features,
+    router_energy_scale,
     stream_order,
     table_energy_ranges,
 )
@@ -252,6 +253,7 @@ def replay_cascades(
     extractor = make_features()
     extractor.warm(data.prompts, store=embedding_store)
     ranges = table_energy_ranges(data, extractor) if energy_scale == "table" else None
+    router_scale = router_energy_scale(energy_scale)
     report: dict[str, Any] = {
         "settings": {
             "tradeoffs": [float(t) for t in tradeoffs],
@@ -284,9 +286,7 @@ def replay_cascades(
                         strategy=strategy,
                         energy_ranges=ranges,
                         dimension=extractor.dimension,
-                        router_scale=None
-                        if energy_scale in ("online", "table")
-                        else cast(EnergyScaleName, energy_scale),
+                        router_scale=router_scale,
                     )
                 )
                 if progress is not None:

@@ -98,6 +98,7 @@ __all__ = [
     "relative",
     "replay",
     "replay_query",
+    "router_energy_scale",
     "stream_order",
     "summarise",
     "table_energy_ranges",
@@ -202,6 +203,17 @@ ReplayEnergyScale = Literal["online", "known", "seen", "pool", "table"]
 REPLAY_ENERGY_SCALES: tuple[ReplayEnergyScale, ...] = ("online", "known", "seen", "pool", "table")
 """The router's energy scale in a replay: ``online`` (its default), one of
 :data:`~greenserv_core.routing.learner.ENERGY_SCALES`, or the diagnostic ``table``."""
+
+
+def router_energy_scale(energy_scale: ReplayEnergyScale) -> EnergyScaleName | None:
+    """The ``energy_scale`` a replay builds its routers with: ``None`` (the router's default)
+    for ``online`` and for ``table`` (which hands it an :class:`EnergyNormalizer` instead),
+    else the scale named.
+
+    >>> router_energy_scale("online"), router_energy_scale("seen")
+    (None, 'seen')
+    """
+    return None if energy_scale in ("online", "table") else cast(EnergyScaleName, energy_scale)
 
 
 def _mean_accuracy_per_task(data: Matrices) -> dict[str, dict[str, float]]:
@@ -864,6 +876,7 @@ def replay(
     extractor.warm(prompts, store=embedding_store)
     warmup = time.perf_counter() - started
     energy_ranges = table_energy_ranges(data, extractor) if energy_scale == "table" else None
+    router_scale = router_energy_scale(energy_scale)
     make_stream = _streams(data, tradeoff, changes, shifts)
     peers = peer_strategies(strategies)
 
@@ -926,7 +939,7 @@ def replay(
             policy_params=params,
             changes=changes,
             energy_ranges=energy_ranges,
-            router_scale=None if energy_scale in ("online", "table") else cast(EnergyScaleName, energy_scale),
+            router_scale=router_scale,
             warm=warm,
             overstate=overstate,
             energy_budget=energy_budget,

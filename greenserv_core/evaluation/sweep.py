@@ -88,6 +88,7 @@ def sweep(
             "seed": seed,
             "feedback_rate": feedback_rate,
             "policy_params": policy_params or {},
+            "energy_scale": energy_scale,
         },
         "simulated": table.simulated,
         "cost_range_joules_per_query": [low, high],
