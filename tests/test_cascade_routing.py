@@ -647,7 +647,7 @@ def test_an_adapter_refuses_cascades_beside_a_ready_router() -> None:
 def test_greenserv_llm_streams_only_the_kept_answer() -> None:
     from llama_index_greenserv import GreenServLLM
 
-    llm = GreenServLLM(models=[_small(0.2), _big()], cascades=[("small", "big")], max_tokens=8)
+    llm = GreenServLLM(models=[_small(0.2), _big()], cascades=[("small", "big")], max_tokens=8, seed=0)
     pieces = list(llm.stream_complete("What is 2 + 2?", model="small->big"))
     assert "".join(p.delta or "" for p in pieces) == STRONG
     final = pieces[-1].raw
