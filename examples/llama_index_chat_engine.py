@@ -20,7 +20,7 @@ TURNS = ("What does GreenServ do?", "What does it learn from?")
 def main(max_tokens: int = 32) -> list[ChatMessage]:
     llm = GreenServLLM(tradeoff=0.4, max_tokens=max_tokens)
     Settings.llm = llm
-    Settings.embed_model = GreenServEmbedding(embedder=llm.greenserv_router.features.embedder)
+    Settings.embed_model = GreenServEmbedding()  # the bundled MiniLM
     index = VectorStoreIndex.from_documents([Document(text=text) for text in DOCUMENTS])
     engine = index.as_chat_engine(chat_mode="condense_plus_context", similarity_top_k=1)
     for turn in TURNS:

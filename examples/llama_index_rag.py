@@ -24,7 +24,7 @@ QUESTIONS = {"When was the Eiffel Tower completed?": "1889", "Which cities does 
 def main(max_tokens: int = 32) -> GreenServEventHandler:
     llm = GreenServLLM(tradeoff=0.4, max_tokens=max_tokens)
     Settings.llm = llm
-    Settings.embed_model = GreenServEmbedding(embedder=llm.greenserv_router.features.embedder)  # one MiniLM
+    Settings.embed_model = GreenServEmbedding()  # the bundled MiniLM for retrieval; the router routes on static vectors
     handler = GreenServEventHandler(
         llm=llm, evaluator=lambda prompt, output: float(any(a in output.lower() for a in QUESTIONS.values()))
     )

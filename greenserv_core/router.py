@@ -130,7 +130,8 @@ class GreenServRouter:
     each query so that it spends up to the budget and no more, and ``tradeoff`` only starts
     it), ``max_joules`` (a cap on each query's predicted joules), ``seed``, ``max_latency_s``,
     ``policy_params``, ``embedder`` (the bundled
-    embedder of the default features, ``"minilm"`` or ``"static"``; or give ``features``),
+    embedder of the default features: ``"static"``, the default, or ``"minilm"``; or give
+    ``features``),
     ``energy_scale``
     (``"known"``, the default: joules normalised by the range known per task type, measured
     or predicted for a model of the pool; ``"seen"``: by the range measured, or an

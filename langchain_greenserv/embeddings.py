@@ -1,5 +1,6 @@
-"""``GreenServEmbeddings``: the router's sentence embedder as LangChain ``Embeddings``, so a
-RAG pipeline needs nothing from a hub and shares the one loaded MiniLM with the router."""
+"""``GreenServEmbeddings``: the bundled MiniLM sentence embedder as LangChain ``Embeddings``, so
+a RAG pipeline needs nothing from a hub (and can share the router's MiniLM when the router's
+features use it, ``embedder="minilm"``)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ __all__ = ["GreenServEmbeddings"]
 
 class GreenServEmbeddings(BaseModel, Embeddings):
     """Embeds documents and queries with a GreenServ embedder (default: bundled MiniLM, full
-    256-token inputs). Pass ``ChatGreenServ(...).greenserv_router.features.embedder`` to share it.
+    256-token inputs). With ``ChatGreenServ(embedder="minilm")``, pass
+    ``chat.greenserv_router.features.embedder`` to share its loaded model (the router's default
+    static vectors are for routing, not retrieval).
 
     >>> from greenserv_core.features import HashingEmbedder
     >>> len(GreenServEmbeddings(embedder=HashingEmbedder(32)).embed_query("hello"))

@@ -1,5 +1,6 @@
-"""``GreenServEmbedding``: the router's sentence embedder as a LlamaIndex ``BaseEmbedding``,
-so an index needs nothing from a hub and can share the router's loaded MiniLM."""
+"""``GreenServEmbedding``: the bundled MiniLM sentence embedder as a LlamaIndex ``BaseEmbedding``,
+so an index needs nothing from a hub (and can share the router's MiniLM when the router's
+features use it, ``embedder="minilm"``)."""
 
 from __future__ import annotations
 

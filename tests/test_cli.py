@@ -167,8 +167,10 @@ def test_bench_overhead_prints_a_table(capsys: pytest.CaptureFixture[str], monke
     assert cli.main(["bench", "overhead", "--queries", "12", "--models", "3", "--strategies", "linucb,random"]) == 0
     out = capsys.readouterr().out
     assert "12 distinct real prompts, 3 models" in out
-    assert "| strategy | measured | p50 ms | p99 ms | mean ms | p50 / embedding p50 |" in out
-    assert out.count("| linucb |") == 3 and out.count("| random | embedding only |") == 1
+    # by default both embedders, MiniLM first: the baseline of the ratios
+    assert "| embedder | strategy | measured | p50 ms | p99 ms | mean ms | p50 / embedding p50 | p50 / MiniLM" in out
+    assert out.count("| minilm | linucb |") == 3 and out.count("| static | random | embedding only |") == 1
+    assert out.index("| minilm |") < out.index("| static |")
 
 
 def test_bench_replay_speed_prints_a_table(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -89,6 +89,42 @@ def test_static_embedder_refuses_bad_input(tiny_static: Path, tmp_path: Path) ->
         distill_static(tmp_path, tmp_path / "x", dimension=2)
 
 
+def test_the_default_model_is_distilled_on_first_use(
+    tiny_source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import greenserv_core.features.embedders as embedders
+    import greenserv_core.features.static_embedder as static
+
+    target = tmp_path / "cache" / "minilm-static-v2"
+    calls: list[Path] = []
+
+    def distil(out: Path) -> Path:
+        calls.append(out)
+        return distill_static(tiny_source, out, dimension=8, show_progress=False)
+
+    monkeypatch.setattr(static, "static_model_dir", lambda name=static.STATIC_MODEL: target)
+    monkeypatch.setattr(static, "distill_static", lambda out: distil(Path(out)))
+    monkeypatch.setattr(embedders, "bundled_minilm_path", lambda: tiny_source)
+    assert StaticEmbedder().embed(["What is 12 times 3?"]).shape == (1, 8)
+    assert calls == [target] and (target / "config.json").exists()
+    StaticEmbedder().embed(["again"])
+    assert calls == [target]  # once: the next embedder finds it in the cache
+
+
+def test_without_minilm_the_default_model_asks_for_setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import greenserv_core.features.embedders as embedders
+    import greenserv_core.features.static_embedder as static
+
+    def missing() -> Path:
+        raise MissingResourceError("the bundled embedder all-MiniLM-L6-v2 is not installed")
+
+    monkeypatch.setattr(static, "static_model_dir", lambda name=static.STATIC_MODEL: tmp_path / "none")
+    monkeypatch.setattr(embedders, "bundled_minilm_path", missing)
+    with pytest.raises(MissingResourceError, match="greenserv setup"):
+        StaticEmbedder().embed(["hi"])
+    assert not (tmp_path / "none").exists()
+
+
 def test_a_classifier_of_another_space_is_refused() -> None:
     classifier = make_hashing_extractor().task_classifier
     check_pair(HashingEmbedder(128), classifier)

@@ -1,5 +1,6 @@
-"""Acceptance: on a synthetic world with real prompts and features, the contextual policies
-learn the best model per task from partial feedback; random routing does not."""
+"""Acceptance: on a synthetic world with real prompts and features (each bundled embedder's),
+the contextual policies learn the best model per task from partial feedback; random routing
+does not."""
 
 from __future__ import annotations
 
@@ -16,9 +17,16 @@ def pool() -> list[world.Query]:
     return world.queries()
 
 
-@pytest.fixture(scope="module")
-def make_extractor(minilm_extractor_factory):  # type: ignore[no-untyped-def]
-    return minilm_extractor_factory
+@pytest.fixture(scope="module", params=["static", "minilm"])
+def make_extractor(request, minilm_extractor_factory):  # type: ignore[no-untyped-def]
+    """Each bundled embedder's features: the default (static) and MiniLM."""
+    if request.param == "minilm":
+        return minilm_extractor_factory
+    from greenserv_core.features import FeatureExtractor
+    from greenserv_core.features.bundled import bundled_features
+
+    embedder, classifier = bundled_features("static")
+    return lambda: FeatureExtractor(embedder, classifier)
 
 
 def test_the_world_has_a_different_best_model_per_task() -> None:

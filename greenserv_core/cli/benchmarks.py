@@ -10,7 +10,7 @@ from typing import Any
 
 from greenserv_core.cli.common import parse_strategies, print_table, strategy_help
 from greenserv_core.errors import InvalidInputError
-from greenserv_core.features.bundled import EMBEDDERS
+from greenserv_core.features.bundled import DEFAULT_EMBEDDER, EMBEDDERS
 
 __all__ = ["add_commands"]
 
@@ -142,7 +142,9 @@ def add_commands(bench: Any) -> None:
         "--strategies", default="linucb,thompson,epsilon,random", help=f"comma-separated {strategy_help()}"
     )
     overhead.add_argument(
-        "--embedders", default="minilm", help=f"comma-separated features' embedders, of {list(EMBEDDERS)}"
+        "--embedders",
+        default="minilm,static",
+        help=f"comma-separated features' embedders, of {list(EMBEDDERS)} (MiniLM's row is the ratios' baseline)",
     )
     overhead.add_argument("--seed", type=int, default=0)
     overhead.add_argument(
@@ -167,7 +169,7 @@ def add_commands(bench: Any) -> None:
     speed.add_argument(
         "--strategies", default="random,linucb,thompson,epsilon", help=f"comma-separated {strategy_help()}"
     )
-    speed.add_argument("--embedder", choices=EMBEDDERS, default="minilm", help="the features' embedder")
+    speed.add_argument("--embedder", choices=EMBEDDERS, default=DEFAULT_EMBEDDER, help="the features' embedder")
     speed.set_defaults(run=_replay_speed)
 
     tools = bench.add_parser("tool-calling", help="how often the bundled models call the offered tools correctly")
@@ -200,7 +202,7 @@ def add_commands(bench: Any) -> None:
     classifier = bench.add_parser(
         "classifier", help="task-classifier accuracy on held-out sources and everyday queries, and in-distribution F1"
     )
-    classifier.add_argument("--embedder", choices=EMBEDDERS, default="minilm")
+    classifier.add_argument("--embedder", choices=EMBEDDERS, default=DEFAULT_EMBEDDER)
     classifier.add_argument("--classifier", default=None, help="a saved classifier (default: the bundled one)")
     classifier.add_argument("--per-source", type=int, default=200, help="prompts per held-out source")
     classifier.add_argument("--per-label", type=int, default=200, help="in-distribution test prompts per task type")

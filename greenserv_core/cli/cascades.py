@@ -9,6 +9,7 @@ from typing import Any
 
 from greenserv_core.cli.common import cascade_pair, number, print_table, write_json
 from greenserv_core.cli.replay import ENERGY_SCALE_CHOICES
+from greenserv_core.features.bundled import DEFAULT_EMBEDDER, EMBEDDERS
 
 __all__ = ["add_commands"]
 
@@ -76,6 +77,7 @@ def _cascade_replay(args: argparse.Namespace) -> int:
 
     from greenserv_core.cli.common import embedding_store
     from greenserv_core.evaluation.cascade_replay import STRATEGIES, replay_cascades
+    from greenserv_core.evaluation.replay import default_features
     from greenserv_core.evaluation.table import read_table
 
     table = read_table(args.table)
@@ -99,6 +101,7 @@ def _cascade_replay(args: argparse.Namespace) -> int:
             progress=progress,
             embedding_store=embedding_store(args),
             energy_scale=args.energy_scale,
+            make_features=default_features(len(set(table.columns["prompt"])), args.embedder),
         )
     if table.simulated:
         print("NOTE: this table is SIMULATED")
@@ -195,5 +198,6 @@ def add_commands(bench: Any) -> None:
     )
     learned.add_argument("--json", help="write the full report here")
     learned.add_argument("--no-embedding-cache", action="store_true", help="embed every prompt again")
+    learned.add_argument("--embedder", choices=EMBEDDERS, default=DEFAULT_EMBEDDER, help="the features' embedder")
     learned.add_argument("--quiet", action="store_true", help="no progress bar")
     learned.set_defaults(run=_cascade_replay)

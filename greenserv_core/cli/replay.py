@@ -233,6 +233,7 @@ def replay_rows(report: dict[str, Any]) -> list[dict[str, str]]:
 
 def _sweep(args: argparse.Namespace) -> int:
     from greenserv_core.errors import InvalidInputError
+    from greenserv_core.evaluation.replay import default_features
     from greenserv_core.evaluation.sweep import sweep
     from greenserv_core.evaluation.table import read_table
 
@@ -253,6 +254,7 @@ def _sweep(args: argparse.Namespace) -> int:
         policy_params=params,
         embedding_store=embedding_store(args),
         energy_scale=args.energy_scale,
+        make_features=default_features(len(set(table.columns["prompt"])), args.embedder),
         progress=True,
     )
     if table.simulated:
@@ -373,6 +375,7 @@ def add_commands(bench: Any) -> None:
     sweep.add_argument("--json", help="write the full report here")
     sweep.add_argument("--plot", help="write the accuracy-vs-energy plot (PNG) here")
     sweep.add_argument("--no-embedding-cache", action="store_true", help="embed every prompt again")
+    sweep.add_argument("--embedder", choices=EMBEDDERS, default=DEFAULT_EMBEDDER, help="the features' embedder")
     sweep.add_argument(
         "--energy-scale",
         choices=ENERGY_SCALE_CHOICES,

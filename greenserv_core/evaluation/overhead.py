@@ -139,7 +139,7 @@ def run_overhead(
     queries: int = 1000,
     models: int = 16,
     strategies: Sequence[str] = DEFAULT_STRATEGIES,
-    embedders: Sequence[str] = ("minilm",),
+    embedders: Sequence[str] = ("minilm", "static"),
     seed: int = 0,
     make_features: Callable[[], FeatureExtractor] | None = None,
     energy_budget: float | None = None,

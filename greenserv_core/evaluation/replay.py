@@ -594,14 +594,15 @@ def baselines(table: OutcomeTable | Matrices, tradeoff: float) -> dict[str, dict
 
 
 def default_features(
-    distinct_prompts: int, embedder: str = "minilm", task_encoding: TaskEncoding = "onehot"
+    distinct_prompts: int, embedder: str | None = None, task_encoding: TaskEncoding = "onehot"
 ) -> Callable[[], FeatureExtractor]:
     """A factory of fresh feature extractors (own clustering) that share one bundled embedder
-    (``"minilm"``, whose cache then holds every prompt, or ``"static"``) and its bundled task
-    classifier."""
-    from greenserv_core.features.bundled import bundled_features
+    and its bundled task classifier: ``embedder`` ``None`` is the router's default
+    (:data:`~greenserv_core.features.bundled.DEFAULT_EMBEDDER`); ``"minilm"``'s cache then
+    holds every prompt."""
+    from greenserv_core.features.bundled import DEFAULT_EMBEDDER, bundled_features
 
-    shared_embedder, classifier = bundled_features(embedder, cache_size=distinct_prompts + 16)
+    shared_embedder, classifier = bundled_features(embedder or DEFAULT_EMBEDDER, cache_size=distinct_prompts + 16)
 
     def make_features() -> FeatureExtractor:
         return FeatureExtractor(shared_embedder, classifier, task_encoding=task_encoding)

@@ -29,6 +29,7 @@ import torch
 from greenserv_core.evaluation.replay import default_features, replay
 from greenserv_core.evaluation.simulate import read_calibration, simulate_table
 from greenserv_core.features import FeatureExtractor, SentenceTransformerEmbedder
+from greenserv_core.features.bundled import DEFAULT_EMBEDDER
 from greenserv_core.features.task_classifier import instruction_text
 
 __all__ = ["DEFAULT_STRATEGIES", "ReplaySpeedReport", "SpeedStep", "run_replay_speed"]
@@ -70,14 +71,14 @@ def run_replay_speed(
     queries: int = 10_000,
     strategies: Sequence[str] = DEFAULT_STRATEGIES,
     queries_per_task: int = 2500,
-    embedder: str = "minilm",
+    embedder: str = DEFAULT_EMBEDDER,
     make_features: Callable[[int], Callable[[], FeatureExtractor]] | None = None,
     make_embedder: Callable[..., Any] = SentenceTransformerEmbedder,
 ) -> ReplaySpeedReport:
     """Simulate the speed-only table from ``calibration`` (it needs MMLU rows; ``queries_per_task``
     drawn per task, the first ``queries`` query ids kept) and time each step.
 
-    ``embedder`` names the bundled features' embedder (``"minilm"`` or ``"static"``);
+    ``embedder`` names the bundled features' embedder (default ``"static"``, or ``"minilm"``);
     ``make_features`` replaces them (a factory of the kind of
     :func:`~greenserv_core.evaluation.replay.default_features`); for MiniLM,
     ``make_embedder(precision=..., cache_size=0)`` builds the embedders timed alone.

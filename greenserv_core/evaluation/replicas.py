@@ -130,7 +130,7 @@ def run_setup(
     """Run one set-up (``single``, ``shared`` or ``independent``) once; returns its figures.
 
     ``store`` is ``redis:<url>`` or ``file:<path>`` (``shared`` only); ``features`` is a
-    picklable factory ``f(distinct_prompts) -> (() -> FeatureExtractor)`` (default: MiniLM).
+    picklable factory ``f(distinct_prompts) -> (() -> FeatureExtractor)`` (default: the router's default features).
     """
     from greenserv_core.evaluation.table import read_table
 

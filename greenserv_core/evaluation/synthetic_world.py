@@ -146,9 +146,9 @@ class WorldReport:
 
 
 def _default_features() -> Callable[[], FeatureExtractor]:
-    from greenserv_core.features import SentenceTransformerEmbedder, TaskClassifier
+    from greenserv_core.features.bundled import DEFAULT_EMBEDDER, bundled_features
 
-    embedder, classifier = SentenceTransformerEmbedder(), TaskClassifier.bundled()
+    embedder, classifier = bundled_features(DEFAULT_EMBEDDER)
 
     def make() -> FeatureExtractor:
         return FeatureExtractor(embedder, classifier)
@@ -167,7 +167,8 @@ def run_synthetic_world(
     make_features: Callable[[], FeatureExtractor] | None = None,
 ) -> WorldReport:
     """Each strategy, per seed, with full and with ``sparse_feedback`` feedback: the share of the
-    ``last`` of ``steps`` queries routed to the best model (default features: MiniLM, bundled classifier)."""
+    ``last`` of ``steps`` queries routed to the best model (default features: the router's
+    default embedder, static, and its bundled classifier)."""
     make = make_features or _default_features()
     pool = queries(queries_per_task)
     rows = []

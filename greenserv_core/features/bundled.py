@@ -34,8 +34,10 @@ __all__ = [
 
 EmbedderName = Literal["minilm", "static"]
 EMBEDDERS: tuple[EmbedderName, ...] = get_args(EmbedderName)
-DEFAULT_EMBEDDER: EmbedderName = "minilm"
-"""The embedder of the router's default features (see BENCHMARKS.md, issue 16, for the choice)."""
+DEFAULT_EMBEDDER: EmbedderName = "static"
+"""The embedder of the router's default features: ``"static"`` since 2026-12-03 (BENCHMARKS.md,
+issue 16, "Which features are the default", has the evidence). ``embedder="minilm"`` chooses
+the transformer pass instead."""
 
 _CLASSIFIER_FILES: dict[EmbedderName, str] = {
     "minilm": "task_classifier.json",

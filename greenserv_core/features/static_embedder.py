@@ -16,9 +16,10 @@ same split). model2vec's 256 axes and 1e-4 scored 0.908 here: SIF assumes token 
 frequency, which BERT's vocabulary only roughly does (single characters come first).
 
 Distillation runs at ``greenserv setup`` (about 30 s on two CPU cores) and the table lands in
-the cache (:func:`static_model_dir`). We write it here rather than use model2vec's
-``distill`` extra, which pins ``transformers<5.4`` and so conflicts with ours; it is short,
-and serving needs only ``tokenizers`` and numpy.
+the cache (:func:`static_model_dir`). The default :class:`StaticEmbedder` distils it on first
+use if setup has not (the router's default features use it), with a progress bar, once. We
+write it here rather than use model2vec's ``distill`` extra, which pins ``transformers<5.4``
+and so conflicts with ours; it is short, and serving needs only ``tokenizers`` and numpy.
 
 >>> embedder = StaticEmbedder()                      # doctest: +SKIP
 >>> embedder.embed(["What is 12 times 3?"]).shape    # doctest: +SKIP
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import threading
@@ -45,6 +47,8 @@ if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
 __all__ = ["STATIC_MODEL", "StaticEmbedder", "distill_static", "static_model_dir"]
+
+logger = logging.getLogger("greenserv")
 
 STATIC_MODEL = "minilm-static-v2"
 """Name of the static model that ``greenserv setup`` distils from the bundled MiniLM."""
@@ -214,9 +218,25 @@ def distill_static(
     return target
 
 
+def _distil_default(path: Path) -> None:
+    """Distil the default static model into ``path`` on first use, if the bundled MiniLM is
+    installed (else leave it to the caller's :class:`MissingResourceError`)."""
+    from greenserv_core.features.embedders import bundled_minilm_path
+
+    try:
+        bundled_minilm_path()
+    except MissingResourceError:
+        return
+    logger.info("distilling the static embedder %s once, from the bundled all-MiniLM-L6-v2", path.name)
+    distill_static(out=path)
+
+
 class StaticEmbedder:
     """Embeds texts by averaging distilled static token vectors. No torch at query time.
 
+    ``model_path`` ``None`` is the cache's default model (:func:`static_model_dir`); when it is
+    missing, it is distilled there from the bundled all-MiniLM-L6-v2 on first use (about 30 s,
+    once; ``greenserv setup`` does it ahead of time). A given ``model_path`` must exist.
     ``max_tokens`` caps the tokens looked at per text (the features need the instruction,
     not the whole document). Texts are embedded independently, so there is nothing to cache:
     a lookup costs less than a cache would.
@@ -242,6 +262,8 @@ class StaticEmbedder:
 
                     path = Path(self.model_path) if self.model_path is not None else static_model_dir()
                     config_file = path / "config.json"
+                    if not config_file.exists() and self.model_path is None:
+                        _distil_default(path)
                     if not config_file.exists():
                         raise MissingResourceError(f"no static embedder at {path}; {_SETUP_HINT}")
                     config = json.loads(config_file.read_text(encoding="utf-8"))
