@@ -89,6 +89,21 @@ def test_static_embedder_refuses_bad_input(tiny_static: Path, tmp_path: Path) ->
         distill_static(tmp_path, tmp_path / "x", dimension=2)
 
 
+def test_the_cache_returns_the_vectors_it_would_compute(tiny_static: Path) -> None:
+    texts = ["What is 12 times 3?", "Which element has the symbol Fe?", "What is 12 times 3?"]
+    uncached = StaticEmbedder(tiny_static, cache_size=0)
+    cached = StaticEmbedder(tiny_static, cache_size=2)
+    expected = uncached.embed(texts)
+    np.testing.assert_array_equal(cached.embed(texts), expected)  # a batch fills the cache
+    np.testing.assert_array_equal(cached.embed(texts[:1]), expected[:1])  # a hit, bit for bit
+    assert cached._cache.get(texts[0]) is not None and len(cached._cache._items) == 2
+    cached.embed(["a third text"])  # evicts the least recently used
+    assert len(cached._cache._items) == 2
+    assert uncached.embed([]).shape == cached.embed([]).shape == (0, 8)
+    with pytest.raises(InvalidInputError, match="cache_size"):
+        StaticEmbedder(tiny_static, cache_size=-1)
+
+
 def test_the_default_model_is_distilled_on_first_use(
     tiny_source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

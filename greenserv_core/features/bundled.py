@@ -66,10 +66,10 @@ def bundled_name(space: str) -> EmbedderName | None:
 
 
 def bundled_embedder(name: str = DEFAULT_EMBEDDER, *, device: str = "cpu", cache_size: int = 4096) -> Embedder:
-    """A fresh bundled embedder. ``device`` and ``cache_size`` apply to MiniLM only (a static
-    lookup is cheaper than a cache)."""
+    """A fresh bundled embedder with an LRU cache of ``cache_size`` texts (0: none). ``device``
+    applies to MiniLM only."""
     if _check_name(name) == "static":
-        return StaticEmbedder()
+        return StaticEmbedder(cache_size=cache_size)
     return SentenceTransformerEmbedder(device=device, cache_size=cache_size)
 
 

@@ -13,7 +13,6 @@ import os
 import re
 import threading
 import zlib
-from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 import numpy as np
 
 from greenserv_core.errors import InvalidInputError, MissingResourceError
+from greenserv_core.features.vector_cache import LRUCache
 from greenserv_core.hardware import bfloat16_is_fast
 from greenserv_core.quiet_loading import quiet_loading
 
@@ -74,29 +74,6 @@ def bundled_minilm_path() -> Path:
     return path
 
 
-class _LRUCache:
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._items: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: str) -> np.ndarray | None:
-        with self._lock:
-            value = self._items.get(key)
-            if value is not None:
-                self._items.move_to_end(key)
-            return value
-
-    def put(self, key: str, value: np.ndarray) -> None:
-        if self.size <= 0:
-            return
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-
-
 class SentenceTransformerEmbedder:
     """A sentence-transformers model, loaded lazily, with an LRU cache of recent texts.
 
@@ -135,7 +112,7 @@ class SentenceTransformerEmbedder:
         self._bfloat16: bool | None = None  # bfloat16_is_fast(device), once asked
         self._model: SentenceTransformer | None = None
         self._load_lock = threading.Lock()
-        self._cache = _LRUCache(cache_size)
+        self._cache = LRUCache(cache_size)
 
     @property
     def name(self) -> str:

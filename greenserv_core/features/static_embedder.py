@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from greenserv_core.errors import InvalidInputError, MissingResourceError
+from greenserv_core.features.vector_cache import LRUCache
 from greenserv_core.paths import cache_dir
 
 if TYPE_CHECKING:
@@ -238,19 +239,24 @@ class StaticEmbedder:
     missing, it is distilled there from the bundled all-MiniLM-L6-v2 on first use (about 30 s,
     once; ``greenserv setup`` does it ahead of time). A given ``model_path`` must exist.
     ``max_tokens`` caps the tokens looked at per text (the features need the instruction,
-    not the whole document). Texts are embedded independently, so there is nothing to cache:
-    a lookup costs less than a cache would.
+    not the whole document). ``cache_size`` recent texts keep their vectors (0: none): a hit
+    costs microseconds, a miss about 0.3 ms for a 370-character instruction here, most of it
+    the tokenizer. A text's vector is the same alone or in a batch, cached or not.
 
     >>> embedder = StaticEmbedder()                                   # doctest: +SKIP
     >>> float(embedder.embed(["hello"]) @ embedder.embed(["hi"]).T)   # doctest: +SKIP
     0.7...
     """
 
-    def __init__(self, model_path: str | Path | None = None, *, max_tokens: int = 512) -> None:
+    def __init__(self, model_path: str | Path | None = None, *, max_tokens: int = 512, cache_size: int = 4096) -> None:
         if max_tokens < 1:
             raise InvalidInputError(f"max_tokens must be >= 1, got {max_tokens}")
+        if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
+            raise InvalidInputError(f"cache_size must be an integer >= 0, got {cache_size!r}")
         self.model_path = model_path
         self.max_tokens = max_tokens
+        self.cache_size = cache_size
+        self._cache = LRUCache(cache_size)
         self._loaded: tuple[Tokenizer, np.ndarray, dict[str, Any]] | None = None
         self._lock = threading.Lock()
 
@@ -288,6 +294,20 @@ class StaticEmbedder:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if isinstance(texts, str):
             raise InvalidInputError("embed() takes a sequence of strings, not one string")
+        if self.cache_size <= 0:
+            return self._embed(texts)
+        found = [self._cache.get(text) for text in texts]
+        missing = sorted({text for text, vector in zip(texts, found, strict=True) if vector is None})
+        if not missing:
+            return np.stack(found) if found else self._embed(texts)  # type: ignore[arg-type]
+        computed = dict(zip(missing, self._embed(missing), strict=True))
+        for text, vector in computed.items():
+            self._cache.put(text, vector)
+        pairs = zip(texts, found, strict=True)
+        return np.stack([computed[text] if vector is None else vector for text, vector in pairs])
+
+    def _embed(self, texts: Sequence[str]) -> np.ndarray:
+        """The vectors of ``texts``, computed (no cache)."""
         tokenizer, vectors, _ = self._load()
         if len(texts) == 1:  # the routing path: one query, no batch bookkeeping
             ids = tokenizer.encode(texts[0], add_special_tokens=False).ids
