@@ -227,3 +227,24 @@ def test_embedder_refuses_an_unknown_precision() -> None:
 
     with pytest.raises(InvalidInputError, match="precision"):
         SentenceTransformerEmbedder(precision="fp8")  # type: ignore[arg-type]
+
+
+def test_our_reading_ease_is_textstats_bit_for_bit() -> None:
+    import textstat
+
+    from greenserv_core.evaluation.synthetic_world import queries
+    from greenserv_core.features.complexity import flesch_reading_ease, prepare_offline_cmudict
+
+    prepare_offline_cmudict()
+    texts = [q.prompt for q in queries(20)] + [
+        "",
+        "123",
+        "Hello, world!",
+        "Don't 'quote' me -- ok?",
+        "Ünïcödé wörds, ça va? Oui.",
+        "What's 15% of 80?",
+        "zxqv blorptastic supercalifragilistic.",  # words the CMU dictionary lacks: pyphen counts them
+        "A. B. C. One two three four five six.",
+    ]
+    for text in texts:
+        assert flesch_reading_ease(text) == textstat.flesch_reading_ease(text), text
