@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from greenserv_core.cli.common import embedding_store, print_table, write_json
+from greenserv_core.cli.common import add_feature_options, embedding_store, print_table, table_features, write_json
 from greenserv_core.errors import InvalidInputError
 
 __all__ = ["add_commands", "budget_rows", "spend_rows"]
@@ -104,7 +104,6 @@ def _window(text: str | None) -> float | None:
 def _budget(args: argparse.Namespace) -> int:
     from greenserv_core.cli.common import parse_strategies
     from greenserv_core.evaluation.budgets import budget_sweep
-    from greenserv_core.evaluation.replay import default_features
     from greenserv_core.evaluation.table import read_table
 
     (strategy,) = parse_strategies(args.strategy)
@@ -122,7 +121,7 @@ def _budget(args: argparse.Namespace) -> int:
         runs=args.runs,
         seed=args.seed,
         feedback_rate=args.feedback_rate,
-        make_features=default_features(len(set(table.columns["prompt"])), args.embedder),
+        make_features=table_features(args, table),
         embedding_store=embedding_store(args),
         progress=True,
     )
@@ -147,7 +146,6 @@ def add_commands(bench: Any) -> None:
     from greenserv_core.bandits import DEFAULT_POLICY
     from greenserv_core.budget.pacer import PRICE_UNITS
     from greenserv_core.evaluation.budgets import DEFAULT_TRADEOFF_GRID
-    from greenserv_core.features.bundled import DEFAULT_EMBEDDER, EMBEDDERS
 
     budget = bench.add_parser(
         "budget", help="replay energy budgets: spend against the budget, accuracy against the fronts"
@@ -176,8 +174,7 @@ def add_commands(bench: Any) -> None:
     budget.add_argument("--runs", type=int, default=5)
     budget.add_argument("--seed", type=int, default=0)
     budget.add_argument("--feedback-rate", type=float, default=1.0)
-    budget.add_argument("--embedder", choices=EMBEDDERS, default=DEFAULT_EMBEDDER, help="the features' embedder")
     budget.add_argument("--json", help="write the full report here")
     budget.add_argument("--plot", help="write spend-over-time, λ and accuracy-vs-energy plots (PNG) here")
-    budget.add_argument("--no-embedding-cache", action="store_true", help="embed every prompt again")
+    add_feature_options(budget)
     budget.set_defaults(run=_budget)

@@ -7,9 +7,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from greenserv_core.cli.common import cascade_pair, number, print_table, write_json
+from greenserv_core.cli.common import add_feature_options, cascade_pair, number, print_table, table_features, write_json
 from greenserv_core.cli.replay import ENERGY_SCALE_CHOICES
-from greenserv_core.features.bundled import DEFAULT_EMBEDDER, EMBEDDERS
 
 __all__ = ["add_commands"]
 
@@ -77,7 +76,6 @@ def _cascade_replay(args: argparse.Namespace) -> int:
 
     from greenserv_core.cli.common import embedding_store
     from greenserv_core.evaluation.cascade_replay import STRATEGIES, replay_cascades
-    from greenserv_core.evaluation.replay import default_features
     from greenserv_core.evaluation.table import read_table
 
     table = read_table(args.table)
@@ -101,7 +99,7 @@ def _cascade_replay(args: argparse.Namespace) -> int:
             progress=progress,
             embedding_store=embedding_store(args),
             energy_scale=args.energy_scale,
-            make_features=default_features(len(set(table.columns["prompt"])), args.embedder),
+            make_features=table_features(args, table),
         )
     if table.simulated:
         print("NOTE: this table is SIMULATED")
@@ -197,7 +195,6 @@ def add_commands(bench: Any) -> None:
         "scales; table: a diagnostic, the table's scale",
     )
     learned.add_argument("--json", help="write the full report here")
-    learned.add_argument("--no-embedding-cache", action="store_true", help="embed every prompt again")
-    learned.add_argument("--embedder", choices=EMBEDDERS, default=DEFAULT_EMBEDDER, help="the features' embedder")
+    add_feature_options(learned)
     learned.add_argument("--quiet", action="store_true", help="no progress bar")
     learned.set_defaults(run=_cascade_replay)

@@ -9,11 +9,19 @@ import os
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from greenserv_core.errors import InvalidInputError
+from greenserv_core.features.bundled import DEFAULT_EMBEDDER, EMBEDDERS
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from greenserv_core.evaluation.table import OutcomeTable
+    from greenserv_core.features.extractor import FeatureExtractor, TaskEncoding
 
 __all__ = [
+    "add_feature_options",
     "budget_option",
     "cascade_pair",
     "embedding_store",
@@ -26,6 +34,7 @@ __all__ = [
     "print_table",
     "quiet_first_screen",
     "strategy_help",
+    "table_features",
     "write_json",
 ]
 
@@ -141,6 +150,22 @@ def cascade_pair(text: str) -> tuple[str, str]:
     if not arrow or not first.strip() or not then.strip():
         raise InvalidInputError(f"a cascade is FIRST->THEN (e.g. qwen2.5-7b->qwen2.5-14b), got {text!r}")
     return first.strip(), then.strip()
+
+
+def add_feature_options(parser: Any) -> None:
+    """``--no-embedding-cache`` and ``--embedder``: how a command over a table builds its
+    features (read back by :func:`embedding_store` and :func:`table_features`)."""
+    parser.add_argument("--no-embedding-cache", action="store_true", help="embed every prompt again")
+    parser.add_argument("--embedder", choices=EMBEDDERS, default=DEFAULT_EMBEDDER, help="the features' embedder")
+
+
+def table_features(
+    args: argparse.Namespace, table: OutcomeTable, task_encoding: TaskEncoding = "onehot"
+) -> Callable[[], FeatureExtractor]:
+    """The bundled features of ``--embedder``, one embedder shared by every run over ``table``."""
+    from greenserv_core.evaluation.replay import default_features
+
+    return default_features(len(set(table.columns["prompt"])), args.embedder, task_encoding)
 
 
 def embedding_store(args: argparse.Namespace) -> Path | None:

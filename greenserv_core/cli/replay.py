@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from greenserv_core.cli.common import (
+    add_feature_options,
     budget_option,
     embedding_store,
     parse_strategies,
@@ -13,11 +14,11 @@ from greenserv_core.cli.common import (
     policy_params,
     print_table,
     strategy_help,
+    table_features,
     write_json,
 )
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.evaluation.learning_curves import AROUND
-from greenserv_core.features.bundled import DEFAULT_EMBEDDER, EMBEDDERS
 from greenserv_core.features.extractor import TASK_ENCODINGS
 
 ENERGY_SCALE_CHOICES = ("online", "known", "seen", "pool", "table")
@@ -52,7 +53,7 @@ def _horizons(text: str) -> list[int]:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from greenserv_core.evaluation.replay import PoolChange, Shift, default_features, parse_overstatement, replay
+    from greenserv_core.evaluation.replay import PoolChange, Shift, parse_overstatement, replay
     from greenserv_core.evaluation.table import read_table
 
     changes = [PoolChange.parse("add", c) for c in args.add_model] + [
@@ -65,11 +66,10 @@ def _replay(args: argparse.Namespace) -> int:
     horizons = _horizons(args.horizons)
     budget = budget_option(args.budget_joules_per_query, args.budget)
     table = read_table(args.table)
-    distinct = len(set(table.columns["prompt"]))
     report = replay(
         table,
         strategies,
-        make_features=default_features(distinct, args.embedder, args.task_encoding),
+        make_features=table_features(args, table, args.task_encoding),
         tradeoff=args.tradeoff,
         runs=args.runs,
         seed=args.seed,
@@ -233,7 +233,6 @@ def replay_rows(report: dict[str, Any]) -> list[dict[str, str]]:
 
 def _sweep(args: argparse.Namespace) -> int:
     from greenserv_core.errors import InvalidInputError
-    from greenserv_core.evaluation.replay import default_features
     from greenserv_core.evaluation.sweep import sweep
     from greenserv_core.evaluation.table import read_table
 
@@ -254,7 +253,7 @@ def _sweep(args: argparse.Namespace) -> int:
         policy_params=params,
         embedding_store=embedding_store(args),
         energy_scale=args.energy_scale,
-        make_features=default_features(len(set(table.columns["prompt"])), args.embedder),
+        make_features=table_features(args, table),
         progress=True,
     )
     if table.simulated:
@@ -301,8 +300,7 @@ def add_commands(bench: Any) -> None:
     replay.add_argument("--add-model", action="append", default=[], metavar="NAME@STEP", help="model joins at STEP")
     replay.add_argument("--remove-model", action="append", default=[], metavar="NAME@STEP", help="model leaves at STEP")
     replay.add_argument("--param", action="append", default=[], metavar="STRATEGY.NAME=VALUE", help="policy parameter")
-    replay.add_argument("--no-embedding-cache", action="store_true", help="embed every prompt again")
-    replay.add_argument("--embedder", choices=EMBEDDERS, default=DEFAULT_EMBEDDER, help="the features' embedder")
+    add_feature_options(replay)
     replay.add_argument(
         "--task-encoding",
         choices=TASK_ENCODINGS,
@@ -374,8 +372,7 @@ def add_commands(bench: Any) -> None:
     sweep.add_argument("--param", action="append", default=[], metavar="STRATEGY.NAME=VALUE", help="policy parameter")
     sweep.add_argument("--json", help="write the full report here")
     sweep.add_argument("--plot", help="write the accuracy-vs-energy plot (PNG) here")
-    sweep.add_argument("--no-embedding-cache", action="store_true", help="embed every prompt again")
-    sweep.add_argument("--embedder", choices=EMBEDDERS, default=DEFAULT_EMBEDDER, help="the features' embedder")
+    add_feature_options(sweep)
     sweep.add_argument(
         "--energy-scale",
         choices=ENERGY_SCALE_CHOICES,

@@ -148,7 +148,7 @@ def flesch_reading_ease(text: str) -> float:
     """
     from textstat import backend
 
-    words = backend.selections.list_words(text, lowercase=True) if text else []
+    words = backend.selections.list_words(text, lowercase=True)
     syllables = sum(map(_word_syllables, words))
     try:
         per_word = syllables / backend.counts.count_words(text)
