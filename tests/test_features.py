@@ -140,8 +140,8 @@ def test_bundled_classifier_covers_the_task_types() -> None:
         "chat",
         "code",
     }
-    assert clf.metrics_["held_out_macro_f1"] > 0.85
-    assert clf.coef_.shape == (9, 384)
+    assert clf.metrics_["held_out_macro_f1"] > 0.95
+    assert clf.coef_.shape == (9, 384 + clf.lexical_features) and clf.lexical_features == 4096
 
 
 def test_real_minilm_features_classify_real_prompts(minilm_extractor_factory) -> None:  # type: ignore[no-untyped-def]
@@ -219,7 +219,9 @@ def test_minilm_bfloat16_autocast_gives_the_float32_vectors_and_labels() -> None
     np.testing.assert_allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5)
     assert (a * b).sum(axis=1).min() > 0.999
     classifier = TaskClassifier.bundled()
-    assert [classifier.predict(v).label for v in a] == [classifier.predict(v).label for v in b]
+    assert [classifier.predict(v, t).label for v, t in zip(a, texts, strict=True)] == [
+        classifier.predict(v, t).label for v, t in zip(b, texts, strict=True)
+    ]
 
 
 def test_embedder_refuses_an_unknown_precision() -> None:

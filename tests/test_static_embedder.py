@@ -189,7 +189,8 @@ def test_the_bundled_static_pair_matches_and_reads_everyday_queries() -> None:
     embedder, classifier = bundled_features("static")
     assert classifier.embedder_name_ == embedder.name
     labels = {
-        text: classifier.predict(v).label for text, v in zip(_EVERYDAY, embedder.embed(list(_EVERYDAY)), strict=True)
+        text: classifier.predict(v, text).label
+        for text, v in zip(_EVERYDAY, embedder.embed(list(_EVERYDAY)), strict=True)
     }
     assert labels["What is 12 times 3?"] == "math_word_problem"
     assert labels["Write a python function that reverses a string."] == "code"

@@ -615,7 +615,9 @@ def table_energy_ranges(data: Matrices, features: FeatureExtractor) -> dict[str,
     the prompts (the scale ``energy_scale="table"`` hands the router)."""
     texts = [instruction_text(prompt) for prompt in data.prompts]
     vectors = features.embedder.embed(texts)
-    labels = np.asarray([features.task_classifier.predict(vector).label for vector in vectors])
+    labels = np.asarray(
+        [features.task_classifier.predict(vector, text).label for vector, text in zip(vectors, texts, strict=True)]
+    )
     return {
         str(label): [float(data.energy[labels == label].min()), float(data.energy[labels == label].max())]
         for label in sorted(set(labels.tolist()))

@@ -240,7 +240,8 @@ def held_out_prompts(per_source: int = 200, seed: int = 0) -> dict[str, tuple[st
 def _predict(embedder: Embedder, classifier: TaskClassifier, prompts: Sequence[str]) -> list[str]:
     if not prompts:
         return []
-    probabilities = classifier.predict_proba(embedder.embed([instruction_text(p) for p in prompts]))
+    texts = [instruction_text(p) for p in prompts]
+    probabilities = classifier.predict_proba(embedder.embed(texts), texts)
     return [classifier.labels[i] for i in np.argmax(probabilities, axis=1)]
 
 

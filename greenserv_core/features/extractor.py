@@ -210,8 +210,9 @@ class FeatureExtractor:
     def extract(self, messages: Sequence[Message] | str, *, learn: bool = True) -> QueryFeatures:
         clean = validate_messages(messages)
         text = last_user_text(clean)
-        embedding = self.embedder.embed([instruction_text(text)])[0]
-        prediction = self.task_classifier.predict(embedding)
+        instruction = instruction_text(text)
+        embedding = self.embedder.embed([instruction])[0]
+        prediction = self.task_classifier.predict(embedding, instruction)
         complexity = self.complexity.extract(text)
         with self._lock:
             cluster = self.clusterer.partial_fit_predict(embedding) if learn else self.clusterer.predict(embedding)

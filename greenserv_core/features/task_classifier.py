@@ -1,4 +1,5 @@
-"""Task-type classifier: logistic regression on sentence embeddings of the instruction text.
+"""Task-type classifier: logistic regression on the instruction text's sentence embedding,
+and optionally on its hashed word n-grams (:class:`~greenserv_core.features.lexical.LexicalHasher`).
 
 Training uses scikit-learn's ``LogisticRegression``; the fitted weights are stored as JSON
 in the package (``greenserv_core/data/task_classifier.json``), not as a pickle, so they load
@@ -16,6 +17,7 @@ and the accuracy on held-out sources, :mod:`greenserv_core.evaluation.task_gener
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import math
 from collections.abc import Sequence
@@ -28,6 +30,7 @@ import numpy as np
 
 from greenserv_core.errors import InvalidInputError, StateFileError
 from greenserv_core.features.embedders import Embedder
+from greenserv_core.features.lexical import LexicalHasher
 
 __all__ = [
     "BUNDLED_CLASSIFIER",
@@ -71,10 +74,13 @@ class TaskPrediction:
 
 
 class TaskClassifier:
-    """Multinomial logistic regression over embeddings.
+    """Multinomial logistic regression over embeddings, and optionally over hashed word n-grams.
 
-    ``C`` is the inverse regularisation strength, as in scikit-learn. Learned state:
-    ``classes_``, ``coef_`` (n_classes × dim), ``intercept_``, ``embedder_name_``.
+    ``C`` is the inverse regularisation strength, as in scikit-learn. ``lexical_features``
+    buckets of word unigrams and bigrams (0: none) join the embedding, scaled by
+    ``lexical_weight``; such a classifier needs the text beside its embedding. Learned state:
+    ``classes_``, ``coef_`` (n_classes × (dim + lexical_features)), ``intercept_``,
+    ``embedder_name_``.
 
     >>> from greenserv_core.features.embedders import HashingEmbedder
     >>> embedder = HashingEmbedder(64)
@@ -82,49 +88,102 @@ class TaskClassifier:
     >>> clf = TaskClassifier().fit(embedder.embed(texts), ["math", "math", "chat", "chat"], embedder.name)
     >>> clf.predict(embedder.embed(["add 7 and 8"])[0]).label
     'math'
+    >>> lexical = TaskClassifier(lexical_features=256)
+    >>> lexical = lexical.fit(embedder.embed(texts), ["math", "math", "chat", "chat"], embedder.name, texts=texts)
+    >>> lexical.predict(embedder.embed(["add 7 and 8"])[0], text="add 7 and 8").label
+    'math'
     """
 
-    def __init__(self, C: float = 10.0, max_iter: int = 2000) -> None:
+    def __init__(
+        self, C: float = 10.0, max_iter: int = 2000, lexical_features: int = 0, lexical_weight: float = 1.0
+    ) -> None:
         self.C = C
         self.max_iter = max_iter
+        self.lexical_features = lexical_features
+        self.lexical_weight = lexical_weight
         self.classes_: tuple[str, ...] = ()
         self.coef_: np.ndarray = np.zeros((0, 0))
         self.intercept_: np.ndarray = np.zeros(0)
         self.embedder_name_: str = ""
         self.metrics_: dict[str, Any] = {}
 
-    def fit(self, embeddings: np.ndarray, labels: Sequence[str], embedder_name: str) -> TaskClassifier:
+    @property
+    def reads_text(self) -> bool:
+        """Whether predictions need the text as well as its embedding."""
+        return self.lexical_features > 0
+
+    def _hasher(self) -> LexicalHasher:
+        return LexicalHasher(self.lexical_features)
+
+    def fit(
+        self,
+        embeddings: np.ndarray,
+        labels: Sequence[str],
+        embedder_name: str,
+        *,
+        texts: Sequence[str] | None = None,
+    ) -> TaskClassifier:
+        """Fit on embeddings (and, with ``lexical_features``, the texts they embed)."""
         from sklearn.linear_model import LogisticRegression
 
         if len(set(labels)) < 2:
             raise InvalidInputError("a task classifier needs at least two task types")
+        x: Any = np.asarray(embeddings, dtype=np.float64)
+        self._check_texts(texts, len(x))
+        if self.reads_text:
+            from scipy.sparse import csr_matrix, hstack
+
+            assert texts is not None  # checked above
+            x = hstack([csr_matrix(x), self._hasher().transform(texts) * self.lexical_weight]).tocsr()
         model = LogisticRegression(C=self.C, max_iter=self.max_iter)
-        model.fit(np.asarray(embeddings, dtype=np.float64), list(labels))
+        model.fit(x, list(labels))
         self.classes_ = tuple(str(c) for c in model.classes_)
         coef, intercept = model.coef_, model.intercept_
         if len(self.classes_) == 2:  # binary LR stores one row; expand to a two-class softmax
             coef = np.vstack([-coef[0] / 2, coef[0] / 2])
             intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
         self.coef_, self.intercept_ = np.asarray(coef), np.asarray(intercept)
+        if self.reads_text:  # the weight is folded into the stored coefficients
+            self.coef_[:, -self.lexical_features :] *= self.lexical_weight
         self.embedder_name_ = embedder_name
         return self
+
+    def _check_texts(self, texts: Sequence[str] | None, n: int) -> None:
+        if not self.reads_text:
+            return
+        if texts is None or isinstance(texts, str):
+            raise InvalidInputError(
+                "this task classifier reads the text as well as its embedding: pass texts=[...], one per embedding"
+            )
+        if len(texts) != n:
+            raise InvalidInputError(f"{len(texts)} texts for {n} embeddings")
 
     @property
     def labels(self) -> tuple[str, ...]:
         return self.classes_
 
-    def predict_proba(self, embeddings: np.ndarray) -> np.ndarray:
+    def predict_proba(self, embeddings: np.ndarray, texts: Sequence[str] | None = None) -> np.ndarray:
+        """Class probabilities, one row per embedding (``texts`` beside them when :attr:`reads_text`)."""
         if not self.classes_:
             raise InvalidInputError("the task classifier is not fitted")
-        logits = np.atleast_2d(embeddings) @ self.coef_.T + self.intercept_
+        embeddings = np.atleast_2d(embeddings)
+        self._check_texts(texts, len(embeddings))
+        dim = self.coef_.shape[1] - self.lexical_features
+        logits = embeddings @ self.coef_[:, :dim].T + self.intercept_
+        if self.reads_text:
+            assert texts is not None  # checked above
+            lexical, hasher = self.coef_[:, dim:], self._hasher()
+            for row, text in enumerate(texts):
+                indices, values = hasher.features(text)
+                logits[row] += lexical[:, indices] @ values
         logits -= logits.max(axis=1, keepdims=True)
         weights = np.exp(logits)
         probabilities: np.ndarray = weights / weights.sum(axis=1, keepdims=True)
         return probabilities
 
-    def predict(self, embedding: np.ndarray) -> TaskPrediction:
+    def predict(self, embedding: np.ndarray, text: str | None = None) -> TaskPrediction:
         """Always a label: the most probable class, however unsure (see ``probability``)."""
-        probabilities = self.predict_proba(embedding)[0]
+        probabilities = self.predict_proba(embedding, None if text is None else [text])[0]
         best = int(np.argmax(probabilities))
         return TaskPrediction(
             self.classes_[best],
@@ -133,28 +192,43 @@ class TaskClassifier:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "format": "greenserv-task-classifier",
-            "version": 1,
+            "version": 2,
             "classes": list(self.classes_),
-            "coef": self.coef_.tolist(),
+            "coef": _pack(self.coef_),
             "intercept": self.intercept_.tolist(),
             "embedder": self.embedder_name_,
             "C": self.C,
             "metrics": self.metrics_,
         }
+        if self.reads_text:
+            data["lexical"] = {**self._hasher().to_dict(), "weight": self.lexical_weight}
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TaskClassifier:
-        if data.get("format") != "greenserv-task-classifier" or data.get("version") != 1:
+        if data.get("format") != "greenserv-task-classifier" or data.get("version") not in (1, 2):
             raise StateFileError("not a GreenServ task classifier (format/version mismatch)")
-        clf = cls(C=float(data.get("C", 10.0)))
+        lexical = data.get("lexical") or {}
+        if lexical and lexical.get("kind") != LexicalHasher(2).to_dict()["kind"]:
+            raise StateFileError(f"unknown lexical features {lexical.get('kind')!r} in the task classifier")
+        clf = cls(
+            C=float(data.get("C", 10.0)),
+            lexical_features=int(lexical.get("n_features", 0)),
+            lexical_weight=float(lexical.get("weight", 1.0)),
+        )
         clf.classes_ = tuple(data["classes"])
-        clf.coef_ = np.asarray(data["coef"], dtype=np.float64)
+        clf.coef_ = _unpack(data["coef"])
         clf.intercept_ = np.asarray(data["intercept"], dtype=np.float64)
         clf.embedder_name_ = str(data["embedder"])
         clf.metrics_ = dict(data.get("metrics", {}))
-        if clf.coef_.shape != (len(clf.classes_), clf.coef_.shape[1]) or clf.intercept_.shape != (len(clf.classes_),):
+        if (
+            clf.coef_.ndim != 2
+            or clf.coef_.shape[0] != len(clf.classes_)
+            or clf.coef_.shape[1] <= clf.lexical_features
+            or clf.intercept_.shape != (len(clf.classes_),)
+        ):
             raise StateFileError("task classifier weights have inconsistent shapes")
         return clf
 
@@ -172,10 +246,31 @@ class TaskClassifier:
         return cls.from_dict(json.loads(text))
 
 
+def _pack(matrix: np.ndarray) -> dict[str, Any]:
+    """A float64 matrix as base64 bytes (exact, and a third of the size of a JSON list)."""
+    data = np.ascontiguousarray(matrix, dtype="<f8")
+    return {"dtype": "<f8", "shape": list(data.shape), "base64": base64.b64encode(data.tobytes()).decode("ascii")}
+
+
+def _unpack(packed: Any) -> np.ndarray:
+    """The inverse of :func:`_pack`; a nested list (format version 1) is read as it is."""
+    if not isinstance(packed, dict):
+        return np.asarray(packed, dtype=np.float64)
+    try:
+        if packed["dtype"] not in ("<f8", "<f4"):
+            raise ValueError(f"dtype {packed['dtype']!r} is not a little-endian float")
+        raw = np.frombuffer(base64.b64decode(packed["base64"], validate=True), dtype=np.dtype(packed["dtype"]))
+        return raw.reshape([int(n) for n in packed["shape"]]).astype(np.float64)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StateFileError(f"task classifier weights cannot be read: {exc}") from exc
+
+
 BUNDLED_PER_LABEL = 1200
 """Training prompts per task type of the bundled classifiers."""
 BUNDLED_C: dict[str, float] = {"minilm": 3.0, "static": 10.0}
 """Inverse regularisation strength of each bundled classifier (chosen on the held-out sources)."""
+BUNDLED_LEXICAL_FEATURES = 4096
+"""Hash buckets of word n-grams beside the embedding in the bundled classifiers."""
 
 
 def train_task_classifier(
@@ -185,6 +280,7 @@ def train_task_classifier(
     test_per_label: int = 200,
     seed: int = 0,
     C: float = 3.0,
+    lexical_features: int = BUNDLED_LEXICAL_FEATURES,
 ) -> TaskClassifier:
     """Fit on the train split of :func:`~greenserv_core.features.task_dataset.build_task_dataset`
     and record macro-F1 on its test split (sources seen in training, items not). The classifier
@@ -202,10 +298,12 @@ def train_task_classifier(
     train = build_task_dataset(per_label=per_label, seed=seed, split="train")
     test = build_task_dataset(per_label=test_per_label, seed=seed, split="test")
     train_y, test_y = [item.label for item in train], [item.label for item in test]
-    classifier = TaskClassifier(C=C).fit(
-        embedder.embed([instruction_text(item.text) for item in train]), train_y, embedder.name
+    train_x = [instruction_text(item.text) for item in train]
+    test_x = [instruction_text(item.text) for item in test]
+    classifier = TaskClassifier(C=C, lexical_features=lexical_features).fit(
+        embedder.embed(train_x), train_y, embedder.name, texts=train_x
     )
-    probabilities = classifier.predict_proba(embedder.embed([instruction_text(item.text) for item in test]))
+    probabilities = classifier.predict_proba(embedder.embed(test_x), test_x)
     predicted = [classifier.classes_[i] for i in np.argmax(probabilities, axis=1)]
     macro_f1 = float(f1_score(test_y, predicted, average="macro"))
     if not math.isfinite(macro_f1):
@@ -217,6 +315,7 @@ def train_task_classifier(
         "n_train": len(train_y),
         "n_test": len(test_y),
         "per_label": per_label,
+        "lexical_features": lexical_features,
         "seed": seed,
     }
     return classifier
@@ -231,13 +330,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--embedder", choices=EMBEDDERS, default="minilm")
     parser.add_argument("--per-label", type=int, default=BUNDLED_PER_LABEL, help="training prompts per task type")
     parser.add_argument("--C", type=float, default=None, help=f"inverse regularisation strength {BUNDLED_C}")
+    parser.add_argument(
+        "--lexical-features", type=int, default=BUNDLED_LEXICAL_FEATURES, help="hashed word n-gram buckets (0: none)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--per-source", type=int, default=200, help="prompts per held-out source (0: skip)")
     parser.add_argument("--out", type=Path, required=True, help="e.g. greenserv_core/data/task_classifier.json")
     args = parser.parse_args(argv)
     embedder = bundled_embedder(args.embedder)
     C = BUNDLED_C[args.embedder] if args.C is None else args.C
-    classifier = train_task_classifier(embedder, per_label=args.per_label, seed=args.seed, C=C)
+    classifier = train_task_classifier(
+        embedder, per_label=args.per_label, seed=args.seed, C=C, lexical_features=args.lexical_features
+    )
     if args.per_source > 0:
         from greenserv_core.evaluation.task_generalisation import evaluate_generalisation
 
