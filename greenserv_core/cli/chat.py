@@ -71,7 +71,7 @@ def _static_matches(folder: Path) -> bool:
 def _setup(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from greenserv_core.features.complexity import prepare_offline_cmudict
+    from greenserv_core.features.complexity import prepare_syllable_table
     from greenserv_core.features.static_embedder import distill_static, static_model_dir
     from greenserv_core.models.bundled import (
         BUNDLED_MODELS,
@@ -84,7 +84,7 @@ def _setup(args: argparse.Namespace) -> int:
     installed = [] if args.no_install else install_missing()
     if installed:
         print(f"installed: {', '.join(installed)}")
-    prepare_offline_cmudict()
+    prepare_syllable_table()
     static = static_model_dir()
     if not _static_matches(static):
         started = time.perf_counter()
