@@ -71,7 +71,7 @@ def measure(
     )
     for text in prompts[:20]:  # warm-up: load the model, fill caches of the tokenizer
         embedder.embed([instruction_text(text)])
-    router.features.extract(prompts[-1])  # warm-up: load textstat's dictionary
+    router.features.extract(prompts[-1])  # warm-up: load the syllable table
     forget_reading_ease()  # every prompt's reading ease is computed in the timed loop, as in live traffic
     embed_times, route_times, total_times = [], [], []
     for text in prompts:
