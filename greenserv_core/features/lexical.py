@@ -44,6 +44,9 @@ class LexicalHasher:
     It learns nothing: two hashers with the same ``n_features`` give the same features.
     """
 
+    KIND = "word-1-2-crc32"
+    """What a stored classifier names these features by."""
+
     def __init__(self, n_features: int = 2**13) -> None:
         if not isinstance(n_features, int) or isinstance(n_features, bool) or n_features < 2:
             raise InvalidInputError(f"n_features must be an integer >= 2, got {n_features!r}")
@@ -75,4 +78,4 @@ class LexicalHasher:
         return csr_matrix((values, indices, indptr), shape=(len(texts), self.n_features))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": "word-1-2-crc32", "n_features": self.n_features}
+        return {"kind": self.KIND, "n_features": self.n_features}

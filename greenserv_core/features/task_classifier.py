@@ -211,7 +211,7 @@ class TaskClassifier:
         if data.get("format") != "greenserv-task-classifier" or data.get("version") not in (1, 2):
             raise StateFileError("not a GreenServ task classifier (format/version mismatch)")
         lexical = data.get("lexical") or {}
-        if lexical and lexical.get("kind") != LexicalHasher(2).to_dict()["kind"]:
+        if lexical and lexical.get("kind") != LexicalHasher.KIND:
             raise StateFileError(f"unknown lexical features {lexical.get('kind')!r} in the task classifier")
         clf = cls(
             C=float(data.get("C", 10.0)),
