@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from greenserv_core import FakeBackend, GreenServRouter
-from greenserv_core.budget import BudgetPacer, EnergyBudget, check_max_joules
+from greenserv_core.budget import DEFAULT_PRICE_ON, BudgetPacer, EnergyBudget, check_max_joules
+from greenserv_core.budget.pacer import PRICE_UNITS
 from greenserv_core.errors import InvalidInputError, NoEligibleModelError
 from greenserv_core.evaluation.budget_report import time_windows, worst_window
 from greenserv_core.evaluation.budgets import budget_sweep
@@ -243,14 +244,27 @@ def test_worst_window_and_time_windows() -> None:
     assert time_windows(spend, np.array([0.5, 1.5, 2.5, 3.5]), 2.0).tolist() == [2.0]
 
 
-def test_a_paced_answer_still_reports_its_reward() -> None:
-    router = _router(60.0)
-    answer = router.generate("What is 2 + 2?")
-    record = router.feedback(answer.decision_id, 1.0)
+@pytest.mark.parametrize("price_on", PRICE_UNITS)
+def test_a_paced_answer_still_reports_its_reward(price_on: str) -> None:
+    router = _router(BudgetPacer(EnergyBudget.per_query(60.0), price_on=price_on))
+    answers = [router.generate(prompt) for prompt in ("What is 2 + 2?", "Name a prime number.", "What is 3 + 5?")]
+    records = [router.feedback(answer.decision_id, 1.0) for answer in answers]
+    answer, record = answers[-1], records[-1]
     budget = answer.decision.budget
     assert budget is not None and record.reward is not None
     lam = answer.decision.tradeoff
-    assert record.reward == pytest.approx((1 - lam) - lam * answer.energy_joules / budget.per_query_joules)
+    if price_on == "joules":  # the energy in per-query budgets
+        energy = answer.energy_joules / budget.per_query_joules
+    else:  # the router's own energy scale, as without a budget
+        energy = router.learner_.normalizer_.normalize(answer.decision.features.task, answer.energy_joules)
+    assert record.reward == pytest.approx((1 - lam) - lam * energy)
+    assert router.learner_.pacer_ is not None and router.learner_.pacer_.price_on == price_on
+
+
+def test_the_default_price_is_on_the_routers_energy_scale() -> None:
+    assert DEFAULT_PRICE_ON == "energy_scale"
+    assert BudgetPacer(EnergyBudget.per_query(1.0)).price_on == DEFAULT_PRICE_ON
+    assert _router(60.0).learner_.pacer_.price_on == DEFAULT_PRICE_ON  # type: ignore[union-attr]
 
 
 def test_replicas_syncing_often_still_spend_their_budget(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@
 5400000.0
 """
 
-from greenserv_core.budget.pacer import BudgetPacer, BudgetStatus
+from greenserv_core.budget.pacer import DEFAULT_PRICE_ON, BudgetPacer, BudgetStatus
 from greenserv_core.budget.spec import EnergyBudget, check_max_joules
 
-__all__ = ["BudgetPacer", "BudgetStatus", "EnergyBudget", "check_max_joules"]
+__all__ = ["DEFAULT_PRICE_ON", "BudgetPacer", "BudgetStatus", "EnergyBudget", "check_max_joules"]

@@ -2,12 +2,13 @@
 
 The router scores each eligible model ``(1-λ)·value − λ·cost``: ``value`` is the policy's
 accuracy estimate (with its exploration bonus) and ``cost`` the model's predicted energy in
-per-query budgets (``price_on="joules"``, the default: predicted joules over the per-query
-budget, one price for every task type, which is what buys the most accuracy for a mean
-spend) or in the router's own units (``price_on="energy_scale"``: the normalised energy of
-the reward, exactly as without a budget). BENCHMARKS.md (issue 17) measures both: the
-single price buys 0.01–0.1 more accuracy at every budget tried. With a budget the
-pacer sets λ; the λ in force is reported with every answer.
+the router's own units (``price_on="energy_scale"``, the default: the normalised energy of the
+reward, exactly as without a budget) or in per-query budgets (``price_on="joules"``: predicted
+joules over the per-query budget, one price for every task type). With a budget the pacer
+sets λ; the λ in force is reported with every answer. BENCHMARKS.md (issue 17) measures both:
+with the router's ``known`` energy scale, the default buys more accuracy at five of six
+budgets tried (per query +0.004 to +0.023, level with the fixed-λ router at the same spend);
+the single price in joules did better only at the tightest budget per hour (+0.019).
 
 How λ is found, every ``resolve_every`` answers:
 
@@ -62,13 +63,15 @@ from greenserv_core.errors import InvalidInputError
 from greenserv_core.reward import DEFAULT_TRADEOFF, check_tradeoff
 from greenserv_core.statistics import Statistics
 
-__all__ = ["BudgetPacer", "BudgetStatus"]
+__all__ = ["DEFAULT_PRICE_ON", "BudgetPacer", "BudgetStatus"]
 
 logger = logging.getLogger("greenserv")
 
 _MIN_MU, _MAX_MU = 1e-4, 1e3
 """Bounds of the price ``μ = λ/(1-λ)`` (λ from 0.0001 to 0.999)."""
 PRICE_UNITS = ("energy_scale", "joules")
+DEFAULT_PRICE_ON = "energy_scale"
+"""The cost λ weighs unless told otherwise (see the module)."""
 _HISTORY = 512
 _SWING = 0.15
 """The target spend stays within this share of the per-query budget: a deficit is repaid by
@@ -189,7 +192,7 @@ class BudgetPacer:
         self,
         budget: EnergyBudget,
         *,
-        price_on: str = "joules",
+        price_on: str = DEFAULT_PRICE_ON,
         horizon: int = 50,
         memory: int = 300,
         resolve_every: int = 10,

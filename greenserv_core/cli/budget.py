@@ -144,7 +144,7 @@ def _budget(args: argparse.Namespace) -> int:
 def add_commands(bench: Any) -> None:
     """Add ``budget`` to the ``bench`` subparsers."""
     from greenserv_core.bandits import DEFAULT_POLICY
-    from greenserv_core.budget.pacer import PRICE_UNITS
+    from greenserv_core.budget.pacer import DEFAULT_PRICE_ON, PRICE_UNITS
     from greenserv_core.evaluation.budgets import DEFAULT_TRADEOFF_GRID
 
     budget = bench.add_parser(
@@ -163,8 +163,8 @@ def add_commands(bench: Any) -> None:
     budget.add_argument(
         "--price-on",
         choices=PRICE_UNITS,
-        default="joules",
-        help="the cost λ weighs: joules over the per-query budget (default) or the router's energy scale",
+        default=DEFAULT_PRICE_ON,
+        help="the cost λ weighs: the router's energy scale (default) or joules over the per-query budget",
     )
     budget.add_argument(
         "--tradeoffs",

@@ -16,9 +16,10 @@ Its accuracy is compared, at the spend it realised, with two fronts from the sam
   fixed choice per task: the accuracy the budget can buy at most, and how far the query
   mix alone moves the spend of a run of 500 queries;
 * the **fixed-price front**: the same policy, pricing energy in the budget's own units but
-  at a fixed λ of the grid, with no controller (:class:`FixedPrice`). The budget prices
-  joules with one price for every task type, the default λ normalised energy per task type;
-  this front tells what the controller itself costs or buys, apart from that change of units.
+  at a fixed λ of the grid, with no controller (:class:`FixedPrice`): what the controller
+  itself costs or buys, apart from the units. With ``price_on="energy_scale"`` (the default)
+  those are the fixed-λ router's units, so the two fronts coincide; with ``"joules"`` the
+  budget prices joules with one price for every task type.
 
 Everything comes from one call, so every figure is measured in the same run.
 """
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from greenserv_core.bandits import DEFAULT_POLICY
-from greenserv_core.budget import BudgetPacer, EnergyBudget
+from greenserv_core.budget import DEFAULT_PRICE_ON, BudgetPacer, EnergyBudget
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.evaluation.budget_report import static_mix
 from greenserv_core.evaluation.frontier import hull_quality_at
@@ -74,7 +75,7 @@ def budget_sweep(
     window_s: float | None = None,
     arrival_rate: float | None = None,
     strategy: str = DEFAULT_POLICY,
-    price_on: str = "joules",
+    price_on: str = DEFAULT_PRICE_ON,
     tradeoffs: Sequence[float] = DEFAULT_TRADEOFF_GRID,
     runs: int = 5,
     seed: int = 0,
