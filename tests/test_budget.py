@@ -160,6 +160,22 @@ def test_a_window_budget_is_held_per_window() -> None:
     assert status.per_query_joules == pytest.approx(60.0, rel=0.05)
 
 
+def test_the_first_window_extrapolates_its_rate_from_its_answers_so_far() -> None:
+    clock = Clock()
+    pacer = BudgetPacer(EnergyBudget.per_window(joules=3600.0, window_s=3600.0), clock=clock)
+    assert pacer.per_query_joules() == pytest.approx(36.0)  # nothing measured: 100 answers assumed
+    pacer.remember(np.array([0.9, 0.5]), np.array([1.0, 0.0]), np.array([2.0, 1.0]))
+    for _ in range(30):  # one answer every 2 s for a minute: 1,800 answers an hour
+        clock.now += 2.0
+        pacer.observe(1.0, predicted=1.0)
+    assert pacer.per_query_joules() == pytest.approx(3600.0 / 1800.0, rel=0.05)
+    burst = BudgetPacer(EnergyBudget.per_window(joules=3600.0, window_s=3600.0), clock=clock)
+    for _ in range(10):  # ten answers within a second are not taken for 36,000 an hour
+        clock.now += 0.1
+        burst.observe(1.0)
+    assert burst.per_query_joules() == pytest.approx(3600.0 / (10 / 0.01))
+
+
 def test_the_budget_survives_save_and_load(tmp_path: Path) -> None:
     router = _router(60.0)
     _stream(router, 100)

@@ -82,7 +82,12 @@ _SATURATED_RESOLVES = 10
 """Re-solves in a row at which even the highest price overspends before the budget is said
 to be out of reach."""
 _ASSUMED_PER_WINDOW = 100
-"""Answers per window a window budget assumes until two answers have been measured."""
+"""Answers per window a window budget assumes before its first answer."""
+_SHORTEST_SPAN = 0.01
+"""The share of a window that the first window's answers so far are taken to span at least
+when its rate is extrapolated: a burst in its first seconds does not look like a flood. At
+0.1 of the window, the rate was taken as up to ten times too low for the first tenth of it,
+and the first hour of a tight budget overspent by a fifth (BENCHMARKS.md, issue 17)."""
 
 
 @dataclass(frozen=True)
@@ -274,7 +279,7 @@ class BudgetPacer:
         if previous is not None:
             recent = current + previous * (1.0 - elapsed)
         elif current:
-            recent = current / max(elapsed, 0.1)
+            recent = current / max(elapsed, _SHORTEST_SPAN)
         else:
             recent = float(_ASSUMED_PER_WINDOW)
         return self.budget.joules / max(1.0, recent)
