@@ -6,9 +6,9 @@ the router's own units (``price_on="energy_scale"``, the default: the normalised
 reward, exactly as without a budget) or in per-query budgets (``price_on="joules"``: predicted
 joules over the per-query budget, one price for every task type). With a budget the pacer
 sets λ; the λ in force is reported with every answer. BENCHMARKS.md (issue 17) measures both:
-with the router's ``known`` energy scale, the default buys more accuracy at five of six
-budgets tried (per query +0.004 to +0.023, level with the fixed-λ router at the same spend);
-the single price in joules did better only at the tightest budget per hour (+0.019).
+with the router's ``known`` energy scale, the default buys as much accuracy or more at each
+of the six budgets tried (per query +0.004 to +0.023, level with the fixed-λ router at the
+same spend; per hour +0.001 to +0.009).
 
 How λ is found, every ``resolve_every`` answers:
 
