@@ -173,6 +173,37 @@ def test_bench_overhead_prints_a_table(capsys: pytest.CaptureFixture[str], monke
     assert out.index("| minilm |") < out.index("| static |")
 
 
+def test_bench_overhead_saves_its_prompts_and_times_a_prompts_file(  # type: ignore[no-untyped-def]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch
+) -> None:
+    from greenserv_core.evaluation import overhead
+    from greenserv_core.evaluation.prompt_files import read_prompts
+    from tests.conftest import make_hashing_extractor
+
+    saved = tmp_path / "prompts.jsonl"
+    assert cli.main(["bench", "overhead", "--queries", "7", "--save-prompts", str(saved)]) == 0
+    prompts = read_prompts(saved)
+    assert len(prompts) == len(set(prompts)) == 7 and prompts == overhead.overhead_prompts(7)
+    capsys.readouterr()
+    original = overhead.run_overhead
+    monkeypatch.setattr(
+        overhead, "run_overhead", lambda **k: original(**{**k, "make_features": make_hashing_extractor})
+    )
+    mine = tmp_path / "mine.jsonl"
+    mine.write_text('"What is 2 + 2?"\n\n{"prompt": "Name a prime.", "id": 3}\n"Who wrote Hamlet?"\n')
+    args = ["bench", "overhead", "--models", "2", "--strategies", "random", "--embedders", "static"]
+    assert cli.main([*args, "--prompts", str(mine)]) == 0
+    assert "3 distinct real prompts, 2 models" in capsys.readouterr().out
+    mine.write_text('"fine"\n{"text": "no prompt key"}\n')
+    assert cli.main([*args, "--prompts", str(mine)]) == 2
+    assert "line 2" in capsys.readouterr().err
+
+
+def test_bench_local_models_refuses_an_unknown_model_before_timing(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["bench", "local-models", "--models", "nonesuch"]) == 2
+    assert "nonesuch" in capsys.readouterr().err
+
+
 def test_bench_replay_speed_prints_a_table(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from greenserv_core.evaluation import replay_speed
     from greenserv_core.features import HashingEmbedder
@@ -253,7 +284,13 @@ def test_bench_local_models_prints_a_table(capsys: pytest.CaptureFixture[str], m
 
     monkeypatch.setattr(local_models, "run_local_models", fake_run)
     assert (
-        cli.main(["bench", "local-models", "--queries", "2", "--dtypes", "float32,bfloat16", "--skip-first-load"]) == 0
+        cli.main(
+            [
+                *("bench", "local-models", "--queries", "2", "--dtypes", "float32,bfloat16", "--skip-first-load"),
+                *("--models", "smollm2-135m-instruct", "--prompts", "p.jsonl"),
+            ]
+        )
+        == 0
     )
     assert asked == {
         "queries": 2,
@@ -261,6 +298,8 @@ def test_bench_local_models_prints_a_table(capsys: pytest.CaptureFixture[str], m
         "seed": 0,
         "skip_first_load": True,
         "dtypes": ["float32", "bfloat16"],
+        "models": ["smollm2-135m-instruct"],
+        "prompts_file": "p.jsonl",
     }
     out = capsys.readouterr().out
     assert (

@@ -16,8 +16,13 @@ __all__ = ["add_commands"]
 
 
 def _overhead(args: argparse.Namespace) -> int:
-    from greenserv_core.evaluation.overhead import run_overhead
+    from greenserv_core.evaluation.overhead import overhead_prompts, run_overhead
+    from greenserv_core.evaluation.prompt_files import write_prompts
 
+    if args.save_prompts:
+        write_prompts(args.save_prompts, overhead_prompts(args.queries, args.seed))
+        print(f"wrote {args.queries} prompts to {args.save_prompts}")
+        return 0
     embedders = [e.strip() for e in args.embedders.split(",") if e.strip()]
     unknown = [e for e in embedders if e not in EMBEDDERS]
     if unknown or not embedders:
@@ -31,6 +36,8 @@ def _overhead(args: argparse.Namespace) -> int:
         embedders=embedders,
         seed=args.seed,
         energy_budget=args.budget_joules_per_query,
+        prompts_file=args.prompts,
+        device=args.device,
     )
     print(report.machine)
     print()
@@ -47,7 +54,11 @@ def _local_models(args: argparse.Namespace) -> int:
         seed=args.seed,
         skip_first_load=args.skip_first_load,
         dtypes=[d.strip() for d in args.dtypes.split(",") if d.strip()],
+        models=[m.strip() for m in args.models.split(",") if m.strip()] if args.models else None,
+        prompts_file=args.prompts,
     )
+    print(report.machine)
+    print()
     print_table(report.table())
     return 0
 
@@ -153,6 +164,11 @@ def add_commands(bench: Any) -> None:
         metavar="J",
         help="also time each strategy paced to this energy budget (the fake answers cost 1-5 J)",
     )
+    overhead.add_argument("--device", default="cpu", help="where MiniLM embeds: cpu, cuda or cuda:N")
+    overhead.add_argument("--prompts", metavar="FILE", help="time these prompts (JSON Lines), not the bundled ones")
+    overhead.add_argument(
+        "--save-prompts", metavar="FILE", help="only write the bundled prompts it would time to FILE (for --prompts)"
+    )
     overhead.set_defaults(run=_overhead)
 
     local = bench.add_parser("local-models", help="load time, speed, joules and routed latency of the bundled models")
@@ -161,6 +177,8 @@ def add_commands(bench: Any) -> None:
     local.add_argument("--seed", type=int, default=0)
     local.add_argument("--skip-first-load", action="store_true", help="do not time the GGUF conversion")
     local.add_argument("--dtypes", default="auto", help="comma-separated dtypes to compare; float32 is the baseline")
+    local.add_argument("--models", help="comma-separated bundled models to time (default: all)")
+    local.add_argument("--prompts", metavar="FILE", help="time these prompts (JSON Lines), not the bundled ones")
     local.set_defaults(run=_local_models)
 
     speed = bench.add_parser("replay-speed", help="how fast a replay of 10,000 queries × 16 models runs")

@@ -8,6 +8,7 @@
   ratio of float32's in the same run (``auto`` is the backend's default choice).
 
     greenserv bench local-models --queries 12
+    greenserv bench local-models --models smollm2-135m-instruct --prompts prompts.jsonl   # a GPU machine
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ from typing import Any
 from greenserv_core.backends.base import GenerationSettings
 from greenserv_core.backends.transformers import TransformersBackend
 from greenserv_core.datasets import load_task
+from greenserv_core.evaluation.prompt_files import read_prompts
 from greenserv_core.features import FeatureExtractor
 from greenserv_core.messages import Message
-from greenserv_core.models.bundled import BUNDLED_MODELS, bundled_pool, convert_gguf
+from greenserv_core.models.bundled import BUNDLED_MODELS, bundled_spec, convert_gguf
 from greenserv_core.router import GreenServRouter
 
 __all__ = ["LocalModelRow", "LocalModelsReport", "run_local_models"]
@@ -69,6 +71,7 @@ class LocalModelRow:
 @dataclass(frozen=True)
 class LocalModelsReport:
     rows: list[LocalModelRow]
+    machine: str = ""
 
     def table(self) -> list[dict[str, str]]:
         """Rows for :func:`~greenserv_core.evaluation.markdown.markdown_table`."""
@@ -96,13 +99,20 @@ def run_local_models(
     seed: int = 0,
     skip_first_load: bool = False,
     dtypes: Sequence[str] = ("auto",),
+    models: Sequence[str] | None = None,
+    prompts_file: str | None = None,
 ) -> LocalModelsReport:
-    """Load and time every bundled model in every dtype (``float32``, the baseline, first).
+    """Load and time every bundled model (or those named in ``models``) in every dtype
+    (``float32``, the baseline, first), on a GPU when one is visible.
 
     The first load (GGUF conversion into a temporary folder) is timed in the first dtype only.
+    ``prompts_file`` (see :mod:`~greenserv_core.evaluation.prompt_files`) replaces the bundled
+    prompts.
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    prompts = _prompts(queries, seed)
+    names = list(models) if models else list(BUNDLED_MODELS)
+    specs = [bundled_spec(name) for name in names]  # unknown or missing models fail here, before any timing
+    prompts = read_prompts(prompts_file, limit=queries) if prompts_file else _prompts(queries, seed)
     settings = GenerationSettings(max_new_tokens=max_new_tokens)
     features = FeatureExtractor.default()
     features.extract("warm-up")  # load the embedder outside the timed region
@@ -110,8 +120,8 @@ def run_local_models(
     float32_p50: dict[str, float] = {}
     ordered = sorted(dict.fromkeys(dtypes), key=lambda name: name != "float32")  # the baseline first
     for dtype in ordered:
-        for backend in bundled_pool(meter="auto", dtype=None if dtype == "auto" else dtype):
-            assert isinstance(backend, TransformersBackend)
+        for spec in specs:
+            backend = TransformersBackend(spec, meter="auto", dtype=None if dtype == "auto" else dtype)
             first = None if skip_first_load or dtype != ordered[0] else _first_load_seconds(backend.name)
             row = _measure(backend, prompts, settings, features, seed)
             loaded = str(next(backend.load().parameters()).dtype).removeprefix("torch.")
@@ -134,7 +144,19 @@ def run_local_models(
                 )
             )
             backend.unload()
-    return LocalModelsReport(rows)
+    return LocalModelsReport(rows, _machine())
+
+
+def _machine() -> str:
+    import platform
+
+    import torch
+
+    from greenserv_core.backends.devices import pick_device
+
+    device = pick_device()
+    where = torch.cuda.get_device_name(0) if device == "cuda" else platform.processor() or platform.machine()
+    return f"device: {device} ({where}), torch {torch.__version__}"
 
 
 def _measure(

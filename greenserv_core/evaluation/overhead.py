@@ -6,6 +6,7 @@ Models are zero-cost fakes, so nothing but the router is timed. The embedding al
 same prompts is timed in the same run as the baseline.
 
     greenserv bench overhead --queries 1000
+    greenserv bench overhead --prompts prompts.jsonl --device cuda   # on a GPU machine
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ import numpy as np
 
 from greenserv_core.backends.fake import FakeBackend
 from greenserv_core.datasets import load_task
+from greenserv_core.evaluation.prompt_files import read_prompts
 from greenserv_core.features import FeatureExtractor, instruction_text
 from greenserv_core.features.bundled import bundled_features
 from greenserv_core.features.complexity import forget_reading_ease
 from greenserv_core.router import GreenServRouter
 
-__all__ = ["DEFAULT_STRATEGIES", "OverheadReport", "OverheadRow", "measure", "run_overhead"]
+__all__ = ["DEFAULT_STRATEGIES", "OverheadReport", "OverheadRow", "measure", "overhead_prompts", "run_overhead"]
 
 DEFAULT_STRATEGIES = ("linucb", "thompson", "epsilon", "random")
 TASK_MIX = ("mmlu", "hellaswag", "winogrande", "gsm8k", "boolq", "triviaqa")
@@ -43,11 +45,12 @@ def _percentiles(samples_s: Sequence[float]) -> tuple[float, float, float]:
     return float(np.percentile(ms, 50)), float(np.percentile(ms, 99)), float(np.mean(ms))
 
 
-def bundled_uncached(embedder: str) -> Callable[[], FeatureExtractor]:
-    """A factory of the bundled features of ``embedder`` with no embedding cache."""
+def bundled_uncached(embedder: str, device: str = "cpu") -> Callable[[], FeatureExtractor]:
+    """A factory of the bundled features of ``embedder`` with no embedding cache (MiniLM runs
+    on ``device``; the static embedder is a table lookup on the CPU)."""
 
     def make() -> FeatureExtractor:
-        return FeatureExtractor(*bundled_features(embedder, cache_size=0))
+        return FeatureExtractor(*bundled_features(embedder, device=device, cache_size=0))
 
     return make
 
@@ -134,6 +137,20 @@ class OverheadReport:
         ]
 
 
+def overhead_prompts(queries: int = 1000, seed: int = 0) -> list[str]:
+    """The ``queries`` distinct real prompts that :func:`run_overhead` times by default."""
+    return _prompts(queries, seed)
+
+
+def _machine(device: str) -> str:
+    import torch
+
+    where = f"machine: {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}"
+    if device.startswith("cuda"):
+        where += f", MiniLM on {torch.cuda.get_device_name(torch.device(device))}"
+    return where
+
+
 def run_overhead(
     *,
     queries: int = 1000,
@@ -143,19 +160,21 @@ def run_overhead(
     seed: int = 0,
     make_features: Callable[[], FeatureExtractor] | None = None,
     energy_budget: float | None = None,
+    prompts_file: str | None = None,
+    device: str = "cpu",
 ) -> OverheadReport:
     """Time every embedder × strategy over ``queries`` distinct real prompts and ``models`` fake
     models. Each embedder's bundled features are built fresh per strategy, cache disabled;
     ``make_features`` replaces them all (for tests). With ``energy_budget`` (joules per query;
     the fake answers cost 1–5 J) each strategy is also timed paced to that budget, as
     ``<strategy>+budget``, with its p50 over the unpaced strategy's in ``p50_vs_unpaced``.
+    ``prompts_file`` (see :mod:`~greenserv_core.evaluation.prompt_files`) replaces the bundled
+    prompts; ``device`` is where MiniLM embeds (``"cuda"`` on a GPU machine).
     """
-    import torch
-
-    prompts = _prompts(queries, seed)
+    prompts = read_prompts(prompts_file, limit=queries) if prompts_file else _prompts(queries, seed)
     measured_rows: list[tuple[str, str, str, tuple[float, float, float], float]] = []
     for embedder in embedders:
-        factory = make_features or bundled_uncached(embedder)
+        factory = make_features or bundled_uncached(embedder, device)
         for strategy in strategies:
             for budget in (None, energy_budget) if energy_budget is not None else (None,):
                 measured = measure(strategy, prompts, models, seed, make_features=factory, energy_budget=budget)
@@ -180,8 +199,5 @@ def run_overhead(
         )
         for embedder, strategy, label, times, ratio in measured_rows
     ]
-    machine = (
-        f"machine: {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}, "
-        f"{len(prompts)} distinct real prompts, {models} models"
-    )
+    machine = f"{_machine(device)}, {len(prompts)} distinct real prompts, {models} models"
     return OverheadReport(machine, rows)
