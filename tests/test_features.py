@@ -75,6 +75,16 @@ def test_instruction_text_keeps_head_and_tail() -> None:
     assert picked.startswith("INSTRUCTION") and picked.endswith("QUESTION?") and len(picked) < 600
 
 
+def test_instruction_text_reads_drawing_code_as_a_figure() -> None:
+    problem = "In square $ABCD$, $AB = 4$. Find the area of triangle $ABC$."
+    drawing = '[asy]\npair A=(0,0), B=(4,0);\ndraw(A--B);\nlabel("$A$", A, SW);\n' * 20
+    assert instruction_text(f"{problem}\n\n{drawing}[/asy]\n\nSolution:") == f"{problem}\n\n[figure]\n\nSolution:"
+    assert instruction_text(f"{problem}\n[ASY]draw(A--B);") == f"{problem}\n[figure]"  # unterminated, any case
+    tikz = "\\begin{tikzpicture}\\draw (0,0) -- (4,0);\\end{tikzpicture}"
+    assert instruction_text(f"{problem} {tikz} Why?") == f"{problem} [figure] Why?"
+    assert instruction_text("No drawing [here]") == "No drawing [here]"
+
+
 def test_context_vector_layout() -> None:
     extractor = make_hashing_extractor(n_clusters=3)
     n_tasks = len(extractor.task_types)

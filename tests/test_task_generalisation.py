@@ -106,3 +106,16 @@ def test_cli_with_minilm_and_the_bundled_classifier(capsys: pytest.CaptureFixtur
     assert cli.main(["bench", "classifier", "--embedder", "minilm", "--per-source", "2", "--per-label", "2"]) == 0
     out = capsys.readouterr().out
     assert "9 task types" in out and "| mt_mbpp_python |" in out
+
+
+def test_the_bundled_static_classifier_reads_a_geometry_problem_with_a_drawing_as_math() -> None:
+    embedder, classifier = bundled.bundled_embedder("static"), bundled.bundled_classifier("static")
+    drawing = "".join(f'pair P{i} = ({i},{i % 3});\nlabel("${chr(65 + i)}$", P{i}, NE);\n' for i in range(12))
+    prompt = (
+        "Problem:\nIn the figure below, $ABCD$ is a square and $E$ lies on $\\overline{BC}$ with $BE = 3$. "
+        f"What is the area of triangle $AEC$?\n\n[asy]\nsize(5cm);\n{drawing}draw(A--B--C--D--cycle);\n[/asy]\n\n"
+        "Solution:"
+    )
+    text = instruction_text(prompt)
+    assert "[figure]" in text and "pair" not in text
+    assert classifier.predict(embedder.embed([text])[0], text).label == "math_word_problem"

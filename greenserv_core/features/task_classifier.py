@@ -20,6 +20,7 @@ import argparse
 import base64
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -35,6 +36,7 @@ from greenserv_core.features.lexical import LexicalHasher
 __all__ = [
     "BUNDLED_CLASSIFIER",
     "ELISION",
+    "FIGURE",
     "TaskClassifier",
     "TaskPrediction",
     "instruction_text",
@@ -49,16 +51,31 @@ ELISION = "\n[... the middle of a long text is left out ...]\n"
 carries "a long text was here" (a passage to read or summarise) as well as the edges' content."""
 
 
+FIGURE = "[figure]"
+"""What stands for a drawing's code (Asymptote's ``[asy]...[/asy]``, TikZ's
+``tikzpicture``): the figure is there, its coordinates say nothing of the task."""
+
+_DRAWING = re.compile(
+    r"\[asy\].*?(?:\[/asy\]|\Z)|\\begin\{tikzpicture\}.*?(?:\\end\{tikzpicture\}|\Z)", re.DOTALL | re.IGNORECASE
+)
+
+
 def instruction_text(text: str, head_chars: int = 160, tail_chars: int = 160) -> str:
     """What the features look at: the head of the prompt (the instruction) and its tail
     (the question and options), joined by :data:`ELISION`. Short prompts are returned whole.
+    Drawing code is replaced by :data:`FIGURE` first: a geometry problem's ``[asy]`` block
+    would otherwise fill the tail with coordinates, and its point labels read as options.
 
     >>> instruction_text("x" * 10)
     'xxxxxxxxxx'
     >>> instruction_text("Summarise this: " + "text " * 400 + "Thanks!", 15, 12).splitlines()
     ['Summarise this:', '[... the middle of a long text is left out ...]', 'text Thanks!']
+    >>> instruction_text("Find the area of square ABCD.\\n[asy]draw((0,0)--(1,0));label('A',(0,0));[/asy]")
+    'Find the area of square ABCD.\\n[figure]'
     """
     text = text.strip()
+    if "[asy]" in text.lower() or "tikzpicture" in text:
+        text = _DRAWING.sub(FIGURE, text).strip()
     if len(text) <= head_chars + tail_chars:
         return text
     return f"{text[:head_chars]}{ELISION}{text[-tail_chars:]}" if tail_chars else text[:head_chars]
