@@ -148,6 +148,28 @@ def test_epsilon_decays_to_its_floor() -> None:
     assert sum(early) > 30 and sum(late) == 0
 
 
+def test_undominated_exploration_never_tries_a_model_whose_cost_alone_rules_it_out() -> None:
+    costs = {"a": 0.0, "b": 0.1, "c": 0.45}  # at value scale 0.6, c scores at most 0.6 - 0.45 = 0.15
+    picked = {}
+    for explore in ("all", "undominated"):
+        policy = policy_with_arms("epsilon", epsilon=1.0, decay=1.0, min_epsilon=1.0, seed=0, explore=explore)
+        for _ in range(10):
+            policy.update("a", ctx(1), 0.5)  # a's estimate ~0.5: score ~0.3 > c's best possible 0.15
+            policy.update("b", ctx(1), 0.4)
+            policy.update("c", ctx(1), 0.9)
+        choices = [policy.decide(ctx(1), value_scale=0.6, costs=costs) for _ in range(300)]
+        assert all(choice.explored for choice in choices)
+        picked[explore] = {choice.arm for choice in choices}
+    assert picked["all"] == {"a", "b", "c"} and picked["undominated"] == {"a", "b"}
+    # with energy weighed less, c could win again, and is explored again
+    policy = policy_with_arms("epsilon", epsilon=1.0, decay=1.0, min_epsilon=1.0, seed=0, explore="undominated")
+    policy.update("a", ctx(1), 0.5)
+    assert "c" in {policy.decide(ctx(1), value_scale=0.9, costs={**costs, "c": 0.1}).arm for _ in range(100)}
+    assert make_policy("epsilon", DIM, **policy.params()).explore == "undominated"
+    with pytest.raises(InvalidInputError, match="explore"):
+        make_policy("epsilon", DIM, explore="some")
+
+
 def test_static_policy() -> None:
     policy = policy_with_arms("static:b")
     assert {policy.select(ctx(1)) for _ in range(20)} == {"b"}

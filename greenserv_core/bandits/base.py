@@ -182,7 +182,7 @@ class Policy(ABC):
             index[self._untried_mask(arms)] = high
             bonus = index - estimate
         cost = _cost_column(arms, costs)
-        scores = ArmScores(arms, estimate, bonus, cost, value_scale * (estimate + bonus) - cost)
+        scores = ArmScores(arms, estimate, bonus, cost, value_scale * (estimate + bonus) - cost, value_scale)
         chosen, explored = self._choose(scores)
         self.t_ += 1
         return Choice(chosen, scores, explored)

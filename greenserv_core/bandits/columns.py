@@ -112,19 +112,28 @@ class KnownValues(ByArm[float | None]):
 
 
 class ArmScores(ByArm[ArmScore]):
-    """Every eligible arm's :class:`ArmScore`, kept as four aligned arrays.
+    """Every eligible arm's :class:`ArmScore`, kept as four aligned arrays, and the
+    ``value_scale`` that weighed the values in the scores (``score = value_scale · (estimate +
+    bonus) − cost``).
 
     >>> scores = ArmScores(["a", "b"], np.array([0.5, 0.2]), np.zeros(2), np.array([0.0, 0.1]), np.array([0.5, 0.1]))
     >>> scores["b"]
     ArmScore(estimate=0.2, bonus=0.0, cost=0.1, score=0.1)
     """
 
-    __slots__ = ("bonus", "cost", "estimate", "score")
+    __slots__ = ("bonus", "cost", "estimate", "score", "value_scale")
 
     def __init__(
-        self, arms: Sequence[str], estimate: np.ndarray, bonus: np.ndarray, cost: np.ndarray, score: np.ndarray
+        self,
+        arms: Sequence[str],
+        estimate: np.ndarray,
+        bonus: np.ndarray,
+        cost: np.ndarray,
+        score: np.ndarray,
+        value_scale: float = 1.0,
     ) -> None:
         super().__init__(arms)
+        self.value_scale = float(value_scale)
         self.estimate = _column(arms, estimate, "estimates")
         self.bonus = _column(arms, bonus, "bonuses")
         self.cost = _column(arms, cost, "costs")

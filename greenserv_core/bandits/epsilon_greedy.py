@@ -10,12 +10,13 @@ import numpy as np
 from typing_extensions import Unpack
 
 from greenserv_core.bandits.base import ArmPrior, ArmScore, Policy
+from greenserv_core.bandits.columns import ArmScores
 from greenserv_core.bandits.linear import LinearOptions, LinearPolicy
 from greenserv_core.bandits.registry import register_policy
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.statistics import Statistics
 
-__all__ = ["EpsilonExploration", "EpsilonGreedy", "epsilon_at"]
+__all__ = ["EXPLORE", "EpsilonExploration", "EpsilonGreedy", "epsilon_at"]
 
 logger = logging.getLogger("greenserv")
 
@@ -32,12 +33,25 @@ def epsilon_at(t: int, epsilon: float, decay: float, min_epsilon: float) -> floa
     return max(min_epsilon, epsilon * decay**t)
 
 
+EXPLORE = ("all", "undominated")
+"""Which arms an exploring step draws from (see :class:`EpsilonExploration`)."""
+
+
 class EpsilonExploration(Policy):
-    """Mixin: explore uniformly with probability ε_t, else take the argmax of the scores."""
+    """Mixin: explore uniformly with probability ε_t, else take the argmax of the scores.
+
+    ``explore="undominated"`` draws an exploring step only from the arms that could still win:
+    those whose score with the best possible value (``value_bound``, 1 for a feedback score)
+    reaches the best score of the estimates (each capped at that bound). A model whose cost
+    alone puts it below another model's expected score is then never explored, since no answer
+    it gives can make it the right choice at that cost. ``"all"`` draws from every eligible arm.
+    """
 
     epsilon: float
     decay: float
     min_epsilon: float
+    explore: str = "all"
+    value_bound: float = 1.0
 
     def _set_schedule(self, epsilon: float, decay: float, min_epsilon: float) -> None:
         if not 0 <= epsilon <= 1:
@@ -48,12 +62,29 @@ class EpsilonExploration(Policy):
             raise InvalidInputError(f"min_epsilon must be in [0, epsilon], got {min_epsilon!r}")
         self.epsilon, self.decay, self.min_epsilon = float(epsilon), float(decay), float(min_epsilon)
 
+    def _set_exploration(self, explore: str, value_bound: float) -> None:
+        if explore not in EXPLORE:
+            raise InvalidInputError(f"explore must be one of {EXPLORE}, got {explore!r}")
+        if isinstance(value_bound, bool) or not isinstance(value_bound, (int, float)) or not np.isfinite(value_bound):
+            raise InvalidInputError(f"value_bound must be a finite number, got {value_bound!r}")
+        self.explore, self.value_bound = explore, float(value_bound)
+
     def _schedule_params(self) -> dict[str, Any]:
         return {"epsilon": self.epsilon, "decay": self.decay, "min_epsilon": self.min_epsilon}
 
+    def _exploration_arms(self, scores: Mapping[str, ArmScore]) -> list[str]:
+        """The arms an exploring step draws from (see the class)."""
+        arms = list(scores)
+        if self.explore == "all" or not isinstance(scores, ArmScores):
+            return arms
+        bound = self.value_bound
+        best = float(np.max(scores.value_scale * np.minimum(bound, scores.estimate + scores.bonus) - scores.cost))
+        reach = scores.value_scale * bound - scores.cost
+        return [arm for arm, ok in zip(arms, reach >= best - 1e-12, strict=True) if ok]
+
     def _choose(self, scores: Mapping[str, ArmScore]) -> tuple[str, bool]:
         if self.rng_.random() < epsilon_at(self.t_, self.epsilon, self.decay, self.min_epsilon):
-            arms = list(scores)
+            arms = self._exploration_arms(scores)
             return arms[int(self.rng_.integers(len(arms)))], True
         return self._argmax(scores), False
 
@@ -97,11 +128,14 @@ class EpsilonGreedy(EpsilonExploration, LinearPolicy):
         min_epsilon: float = 0.01,
         newcomer_answers: int = 30,
         drift_alarm: float | None = 20.0,
+        explore: str = "all",
+        value_bound: float = 1.0,
         **options: Unpack[LinearOptions],
     ) -> None:
         options.setdefault("prior_reward", 1.0)  # optimistic: an unplayed arm is tried greedily
         super().__init__(dimension, **options)
         self._set_schedule(epsilon, decay, min_epsilon)
+        self._set_exploration(explore, value_bound)
         if isinstance(newcomer_answers, bool) or not isinstance(newcomer_answers, int) or newcomer_answers < 0:
             raise InvalidInputError(f"newcomer_answers must be an integer >= 0, got {newcomer_answers!r}")
         self.newcomer_answers = newcomer_answers
@@ -193,4 +227,6 @@ class EpsilonGreedy(EpsilonExploration, LinearPolicy):
             **self._schedule_params(),
             "newcomer_answers": self.newcomer_answers,
             "drift_alarm": self.drift_alarm,
+            "explore": self.explore,
+            "value_bound": self.value_bound,
         }
