@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["bfloat16_is_fast"]
+__all__ = ["bfloat16_is_fast", "device_name"]
 
 
 def bfloat16_is_fast(device: str = "cpu") -> bool:
@@ -23,3 +23,19 @@ def bfloat16_is_fast(device: str = "cpu") -> bool:
         return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())  # type: ignore[no-untyped-call]
     except (AttributeError, RuntimeError):
         return False
+
+
+def device_name(device: str = "cpu") -> str:
+    """The name of the processor behind ``device``: the GPU's for ``cuda``/``cuda:N``, else the
+    CPU's (or, where the platform does not say, its architecture).
+
+    >>> isinstance(device_name("cpu"), str)
+    True
+    """
+    if device.startswith("cuda"):
+        import torch
+
+        return str(torch.cuda.get_device_name(torch.device(device)))
+    import platform
+
+    return platform.processor() or platform.machine()

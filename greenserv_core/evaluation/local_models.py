@@ -27,6 +27,7 @@ from greenserv_core.backends.transformers import TransformersBackend
 from greenserv_core.datasets import load_task
 from greenserv_core.evaluation.prompt_files import read_prompts
 from greenserv_core.features import FeatureExtractor
+from greenserv_core.hardware import device_name
 from greenserv_core.messages import Message
 from greenserv_core.models.bundled import BUNDLED_MODELS, bundled_spec, convert_gguf
 from greenserv_core.router import GreenServRouter
@@ -148,15 +149,12 @@ def run_local_models(
 
 
 def _machine() -> str:
-    import platform
-
     import torch
 
     from greenserv_core.backends.devices import pick_device
 
     device = pick_device()
-    where = torch.cuda.get_device_name(0) if device == "cuda" else platform.processor() or platform.machine()
-    return f"device: {device} ({where}), torch {torch.__version__}"
+    return f"device: {device} ({device_name(device)}), torch {torch.__version__}"
 
 
 def _measure(

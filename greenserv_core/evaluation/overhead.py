@@ -11,7 +11,6 @@ same prompts is timed in the same run as the baseline.
 
 from __future__ import annotations
 
-import platform
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -25,6 +24,7 @@ from greenserv_core.evaluation.prompt_files import read_prompts
 from greenserv_core.features import FeatureExtractor, instruction_text
 from greenserv_core.features.bundled import bundled_features
 from greenserv_core.features.complexity import forget_reading_ease
+from greenserv_core.hardware import device_name
 from greenserv_core.router import GreenServRouter
 
 __all__ = ["DEFAULT_STRATEGIES", "OverheadReport", "OverheadRow", "measure", "overhead_prompts", "run_overhead"]
@@ -33,7 +33,8 @@ DEFAULT_STRATEGIES = ("linucb", "thompson", "epsilon", "random")
 TASK_MIX = ("mmlu", "hellaswag", "winogrande", "gsm8k", "boolq", "triviaqa")
 
 
-def _prompts(n: int, seed: int) -> list[str]:
+def overhead_prompts(n: int = 1000, seed: int = 0) -> list[str]:
+    """The ``n`` distinct real prompts that :func:`run_overhead` times by default."""
     per_task = n // len(TASK_MIX) + 1
     prompts = [ex.prompt for task in TASK_MIX for ex in load_task(task, limit=per_task, seed=seed)]
     random.Random(seed).shuffle(prompts)
@@ -137,17 +138,12 @@ class OverheadReport:
         ]
 
 
-def overhead_prompts(queries: int = 1000, seed: int = 0) -> list[str]:
-    """The ``queries`` distinct real prompts that :func:`run_overhead` times by default."""
-    return _prompts(queries, seed)
-
-
 def _machine(device: str) -> str:
     import torch
 
-    where = f"machine: {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}"
+    where = f"machine: {device_name()}, torch threads {torch.get_num_threads()}"
     if device.startswith("cuda"):
-        where += f", MiniLM on {torch.cuda.get_device_name(torch.device(device))}"
+        where += f", MiniLM on {device_name(device)}"
     return where
 
 
@@ -171,7 +167,7 @@ def run_overhead(
     ``prompts_file`` (see :mod:`~greenserv_core.evaluation.prompt_files`) replaces the bundled
     prompts; ``device`` is where MiniLM embeds (``"cuda"`` on a GPU machine).
     """
-    prompts = read_prompts(prompts_file, limit=queries) if prompts_file else _prompts(queries, seed)
+    prompts = read_prompts(prompts_file, limit=queries) if prompts_file else overhead_prompts(queries, seed)
     measured_rows: list[tuple[str, str, str, tuple[float, float, float], float]] = []
     for embedder in embedders:
         factory = make_features or bundled_uncached(embedder, device)
