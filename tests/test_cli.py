@@ -271,6 +271,56 @@ def test_bench_replicas_prints_a_table(capsys: pytest.CaptureFixture[str], monke
     assert "| shared | 2 | 200 | 2.00 | 12.0 | 1.09 | 0.5000 | 0.100 | 2.0 | 0.010 |" in out
 
 
+def test_bench_local_models_times_each_path_first_on_every_other_prompt(extractor, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from greenserv_core.backends.base import GenerationSettings
+    from greenserv_core.backends.fake import FakeBackend
+    from greenserv_core.evaluation import local_models
+    from greenserv_core.router import GreenServRouter
+
+    order: list[str] = []
+
+    class Loadable(FakeBackend):
+        load_seconds = 0.0
+        name = "tiny"
+
+        def load(self) -> None:
+            pass
+
+    backend = Loadable("tiny", seconds_per_token=0.001)
+    routed_generate = GreenServRouter.generate
+
+    inside = [False]
+
+    def routed(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        order.append("routed")
+        inside[0] = True
+        try:
+            return routed_generate(self, *args, **kwargs)
+        finally:
+            inside[0] = False
+
+    direct_generate = backend.generate
+
+    def direct(messages, settings):  # type: ignore[no-untyped-def]
+        if not inside[0]:
+            order.append("direct")
+        return direct_generate(messages, settings)
+
+    monkeypatch.setattr(GreenServRouter, "generate", routed)
+    monkeypatch.setattr(backend, "generate", direct)
+    out = local_models._measure(backend, ["a b", "c d", "e f"], GenerationSettings(max_new_tokens=4), extractor, 0)  # type: ignore[arg-type]
+    assert order[1:] == ["direct", "routed", "routed", "direct", "direct", "routed"]  # after the warm-up call
+    assert out["direct"] > 0 and out["routed"] > 0 and out["sources"] == "fake" and out["paired"] > 0
+
+
+def test_local_models_ratio_is_the_median_of_paired_ratios_when_known() -> None:
+    from greenserv_core.evaluation.local_models import LocalModelRow
+
+    timings = ("tiny", "float32", "float32", None, 0.2, 25.0, 30.0, "cpu-time-estimate", 2.0, 2.2, 1.0)
+    assert LocalModelRow(*timings).routed_vs_direct == pytest.approx(1.1)  # the two medians
+    assert LocalModelRow(*timings, paired_ratio=1.02).routed_vs_direct == 1.02
+
+
 def test_bench_local_models_prints_a_table(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from greenserv_core.evaluation import local_models
     from greenserv_core.evaluation.local_models import LocalModelRow, LocalModelsReport

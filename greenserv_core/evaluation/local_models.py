@@ -3,7 +3,9 @@
 * load time: first (GGUF → de-quantised model directory, into a temporary cache) and cached;
 * decoding speed (output tokens per second) and joules per query, per model;
 * the router's added latency over calling the same model directly, as a ratio in one run
-  (``static:<model>`` routing, so both paths run the same model on the same prompts);
+  (``static:<model>`` routing, so both paths run the same model on the same prompts): the
+  median over prompts of each prompt's routed over direct seconds, each path timed first
+  on every other prompt;
 * with ``--dtypes float32,bfloat16``, each model in each dtype, with its direct latency as a
   ratio of float32's in the same run (``auto`` is the backend's default choice).
 
@@ -63,10 +65,13 @@ class LocalModelRow:
     direct_p50_s: float
     routed_p50_s: float
     direct_vs_float32: float | None  # None: no float32 run of this model
+    paired_ratio: float | None = None  # median over prompts of routed / direct seconds
 
     @property
     def routed_vs_direct(self) -> float:
-        return self.routed_p50_s / self.direct_p50_s
+        """The median over prompts of each prompt's routed over direct seconds (the ratio of
+        the two medians when the pairs are not known)."""
+        return self.paired_ratio if self.paired_ratio is not None else self.routed_p50_s / self.direct_p50_s
 
 
 @dataclass(frozen=True)
@@ -142,6 +147,7 @@ def run_local_models(
                     row["direct"],
                     row["routed"],
                     row["direct"] / baseline if baseline else None,
+                    row["paired"],
                 )
             )
             backend.unload()
@@ -169,17 +175,26 @@ def _measure(
     backend.generate([{"role": "user", "content": "Hello"}], GenerationSettings(max_new_tokens=4))  # warm-up
     router = GreenServRouter([backend], strategy=f"static:{backend.name}", features=features, seed=seed)
     direct, routed, speeds, joules, sources = [], [], [], [], set()
-    for prompt in prompts:  # interleaved, so drift in machine load hits both paths alike
-        messages: list[Message] = [{"role": "user", "content": prompt}]
+
+    def call_direct(messages: list[Message]) -> None:
         started = time.perf_counter()
         result = backend.generate(messages, settings)
         direct.append(time.perf_counter() - started)
         speeds.append(result.output_tokens / result.latency_s)
         joules.append(result.energy.joules)
         sources.add(result.energy.source)
+
+    def call_routed(messages: list[Message]) -> None:
         started = time.perf_counter()
         router.generate(messages, max_new_tokens=settings.max_new_tokens)
         routed.append(time.perf_counter() - started)
+
+    # interleaved, so drift in machine load hits both paths alike, and each path goes first on
+    # every other prompt, so a cache warmed by the first call does not favour the second
+    for position, prompt in enumerate(prompts):
+        messages: list[Message] = [{"role": "user", "content": prompt}]
+        for call in (call_direct, call_routed) if position % 2 == 0 else (call_routed, call_direct):
+            call(messages)
     return {
         "cached": cached,
         "speed": statistics.mean(speeds),
@@ -187,4 +202,5 @@ def _measure(
         "sources": ", ".join(sorted(sources)),
         "direct": statistics.median(direct),
         "routed": statistics.median(routed),
+        "paired": statistics.median(r / d for r, d in zip(routed, direct, strict=True)),
     }
