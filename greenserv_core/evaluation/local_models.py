@@ -6,6 +6,10 @@
   (``static:<model>`` routing, so both paths run the same model on the same prompts): the
   median over prompts of each prompt's routed over direct seconds, each path timed first
   on every other prompt;
+* the router's own time per answer: each path's seconds outside the model's ``generate``
+  (which every answer reports as its latency), routed less direct, per prompt. Repeated
+  generations of one prompt vary by tens of milliseconds on a busy CPU, so the ratio above
+  is noisy; this subtracts the generation itself and is not;
 * with ``--dtypes float32,bfloat16``, each model in each dtype, with its direct latency as a
   ratio of float32's in the same run (``auto`` is the backend's default choice).
 
@@ -66,6 +70,7 @@ class LocalModelRow:
     routed_p50_s: float
     direct_vs_float32: float | None  # None: no float32 run of this model
     paired_ratio: float | None = None  # median over prompts of routed / direct seconds
+    router_ms: float | None = None  # median over prompts of the routed path's extra time outside generation
 
     @property
     def routed_vs_direct(self) -> float:
@@ -92,6 +97,7 @@ class LocalModelsReport:
                 "direct p50 s": f"{r.direct_p50_s:.2f}",
                 "routed p50 s": f"{r.routed_p50_s:.2f}",
                 "routed / direct": f"{r.routed_vs_direct:.3f}",
+                "router's own ms (p50)": "–" if r.router_ms is None else f"{r.router_ms:.1f}",
                 "direct p50 / float32's": "–" if r.direct_vs_float32 is None else f"{r.direct_vs_float32:.2f}",
             }
             for r in self.rows
@@ -148,6 +154,7 @@ def run_local_models(
                     row["routed"],
                     row["direct"] / baseline if baseline else None,
                     row["paired"],
+                    row["router_ms"],
                 )
             )
             backend.unload()
@@ -175,19 +182,22 @@ def _measure(
     backend.generate([{"role": "user", "content": "Hello"}], GenerationSettings(max_new_tokens=4))  # warm-up
     router = GreenServRouter([backend], strategy=f"static:{backend.name}", features=features, seed=seed)
     direct, routed, speeds, joules, sources = [], [], [], [], set()
+    outside: dict[str, list[float]] = {"direct": [], "routed": []}  # seconds outside model.generate
 
     def call_direct(messages: list[Message]) -> None:
         started = time.perf_counter()
         result = backend.generate(messages, settings)
         direct.append(time.perf_counter() - started)
+        outside["direct"].append(direct[-1] - result.latency_s)
         speeds.append(result.output_tokens / result.latency_s)
         joules.append(result.energy.joules)
         sources.add(result.energy.source)
 
     def call_routed(messages: list[Message]) -> None:
         started = time.perf_counter()
-        router.generate(messages, max_new_tokens=settings.max_new_tokens)
+        answer = router.generate(messages, max_new_tokens=settings.max_new_tokens)
         routed.append(time.perf_counter() - started)
+        outside["routed"].append(routed[-1] - answer.latency_s)
 
     # interleaved, so drift in machine load hits both paths alike, and each path goes first on
     # every other prompt, so a cache warmed by the first call does not favour the second
@@ -203,4 +213,5 @@ def _measure(
         "direct": statistics.median(direct),
         "routed": statistics.median(routed),
         "paired": statistics.median(r / d for r, d in zip(routed, direct, strict=True)),
+        "router_ms": 1000 * statistics.median(r - d for r, d in zip(outside["routed"], outside["direct"], strict=True)),
     }
