@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 
 from greenserv_core import cli
+from greenserv_core.errors import InvalidInputError
 from greenserv_core.evaluation.table import read_table
 
 
@@ -272,46 +274,57 @@ def test_bench_replicas_prints_a_table(capsys: pytest.CaptureFixture[str], monke
 
 
 def test_bench_local_models_times_each_path_first_on_every_other_prompt(extractor, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from types import SimpleNamespace
+
     from greenserv_core.backends.base import GenerationSettings
     from greenserv_core.backends.fake import FakeBackend
     from greenserv_core.evaluation import local_models
     from greenserv_core.router import GreenServRouter
 
+    clock = [0.0]  # the benchmark's clock: a generation takes 2 s (its reported latency 1.5 s), routing 3 ms
     order: list[str] = []
+    inside = [False]
 
-    class Loadable(FakeBackend):
+    class Timed(FakeBackend):
         load_seconds = 0.0
         name = "tiny"
 
         def load(self) -> None:
             pass
 
-    backend = Loadable("tiny", seconds_per_token=0.001)
-    routed_generate = GreenServRouter.generate
+        def generate(self, messages, settings):  # type: ignore[no-untyped-def]
+            if not inside[0]:
+                order.append("direct")
+            clock[0] += 2.0
+            return dataclasses.replace(super().generate(messages, settings), latency_s=1.5)
 
-    inside = [False]
+    routed_generate = GreenServRouter.generate
 
     def routed(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         order.append("routed")
         inside[0] = True
+        clock[0] += 0.003
         try:
             return routed_generate(self, *args, **kwargs)
         finally:
             inside[0] = False
 
-    direct_generate = backend.generate
-
-    def direct(messages, settings):  # type: ignore[no-untyped-def]
-        if not inside[0]:
-            order.append("direct")
-        return direct_generate(messages, settings)
-
     monkeypatch.setattr(GreenServRouter, "generate", routed)
-    monkeypatch.setattr(backend, "generate", direct)
+    monkeypatch.setattr(local_models, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    backend = Timed("tiny")
     out = local_models._measure(backend, ["a b", "c d", "e f"], GenerationSettings(max_new_tokens=4), extractor, 0)  # type: ignore[arg-type]
     assert order[1:] == ["direct", "routed", "routed", "direct", "direct", "routed"]  # after the warm-up call
-    assert out["direct"] > 0 and out["routed"] > 0 and out["sources"] == "fake" and out["paired"] > 0
-    assert out["router_ms"] > 0  # the fake's latency is its nominal seconds per token, so this is the routing
+    assert out["direct"] == pytest.approx(2.0) and out["routed"] == pytest.approx(2.003)
+    assert out["paired"] == pytest.approx(2.003 / 2.0)
+    assert out["router_ms"] == pytest.approx(3.0)  # outside the generation: routed 0.503 s, direct 0.5 s
+    assert out["sources"] == "fake"
+
+
+def test_bench_local_models_refuses_no_prompts() -> None:
+    from greenserv_core.evaluation.local_models import run_local_models
+
+    with pytest.raises(InvalidInputError, match="queries must be a positive integer"):
+        run_local_models(queries=0)
 
 
 def test_local_models_ratio_is_the_median_of_paired_ratios_when_known() -> None:

@@ -8,8 +8,8 @@
   on every other prompt;
 * the router's own time per answer: each path's seconds outside the model's ``generate``
   (which every answer reports as its latency), routed less direct, per prompt. Repeated
-  generations of one prompt vary by tens of milliseconds on a busy CPU, so the ratio above
-  is noisy; this subtracts the generation itself and is not;
+  generations of one prompt can differ by hundreds of milliseconds on a small CPU, so the
+  ratio above is noisy; this leaves the generation itself out and is much less so;
 * with ``--dtypes float32,bfloat16``, each model in each dtype, with its direct latency as a
   ratio of float32's in the same run (``auto`` is the backend's default choice).
 
@@ -31,6 +31,7 @@ from typing import Any
 from greenserv_core.backends.base import GenerationSettings
 from greenserv_core.backends.transformers import TransformersBackend
 from greenserv_core.datasets import load_task
+from greenserv_core.errors import InvalidInputError
 from greenserv_core.evaluation.prompt_files import read_prompts
 from greenserv_core.features import FeatureExtractor
 from greenserv_core.hardware import device_name
@@ -96,7 +97,7 @@ class LocalModelsReport:
                 "J per query (mean, source)": f"{r.joules_per_query:.1f} ({r.energy_sources})",
                 "direct p50 s": f"{r.direct_p50_s:.2f}",
                 "routed p50 s": f"{r.routed_p50_s:.2f}",
-                "routed / direct": f"{r.routed_vs_direct:.3f}",
+                "routed / direct (paired p50)": f"{r.routed_vs_direct:.3f}",
                 "router's own ms (p50)": "–" if r.router_ms is None else f"{r.router_ms:.1f}",
                 "direct p50 / float32's": "–" if r.direct_vs_float32 is None else f"{r.direct_vs_float32:.2f}",
             }
@@ -121,6 +122,8 @@ def run_local_models(
     ``prompts_file`` (see :mod:`~greenserv_core.evaluation.prompt_files`) replaces the bundled
     prompts.
     """
+    if isinstance(queries, bool) or not isinstance(queries, int) or queries < 1:
+        raise InvalidInputError(f"queries must be a positive integer, got {queries!r}")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     names = list(models) if models else list(BUNDLED_MODELS)
     specs = [bundled_spec(name) for name in names]  # unknown or missing models fail here, before any timing
