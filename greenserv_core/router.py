@@ -39,7 +39,7 @@ from greenserv_core.backends.base import ModelBackend
 from greenserv_core.bandits import DEFAULT_POLICY, Policy, make_policy
 from greenserv_core.budget import BudgetPacer, BudgetStatus, EnergyBudget, check_max_joules
 from greenserv_core.cascades import CascadeBackend, EscalationModel, Verdict, cascade_name
-from greenserv_core.confidence import ConfidenceSignal, signal_from_name
+from greenserv_core.confidence import ConfidenceSignal, VerifyingSignal, signal_from_name
 from greenserv_core.errors import InvalidInputError, UnknownModelError
 from greenserv_core.features.bundled import bundled_name
 from greenserv_core.features.extractor import FeatureExtractor
@@ -243,7 +243,7 @@ class GreenServRouter:
         """Everything the policy chooses among: the models, then the cascades."""
         return list(self._backends)
 
-    def add_cascade(self, first: str, then: str, *, signal: ConfidenceSignal | None = None) -> str:
+    def add_cascade(self, first: str, then: str, *, signal: ConfidenceSignal | VerifyingSignal | None = None) -> str:
         """Let the router answer with ``first`` and escalate to ``then`` when it learns that
         pays; returns the cascade's name (``"first->then"``), an arm from now on.
 

@@ -137,7 +137,7 @@ def test_an_interrupted_collect_says_how_to_go_on(
 BENCHMARKS = ["overhead", "local-models", "replay-speed", "tool-calling", "replicas", "synthetic-world"]
 
 
-@pytest.mark.parametrize("name", ["simulate", "collect", "replay", "sweep", *BENCHMARKS])
+@pytest.mark.parametrize("name", ["simulate", "collect", "verify", "replay", "sweep", *BENCHMARKS])
 def test_every_bench_subcommand_has_help(name: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["bench", name, "--help"])

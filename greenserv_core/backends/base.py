@@ -33,6 +33,7 @@ __all__ = [
     "SupportsConcurrency",
     "batch_generator",
     "concurrency_of",
+    "generate_all",
     "is_available",
 ]
 
@@ -299,3 +300,14 @@ def concurrency_of(backend: ModelBackend) -> int:
 def batch_generator(backend: ModelBackend) -> SupportsBatching | None:
     """``backend`` as a :class:`SupportsBatching`, or ``None`` when it answers one query at a time."""
     return backend if _declares(backend, "generate_batch") else None  # type: ignore[return-value]
+
+
+def generate_all(
+    backend: ModelBackend, batch: Sequence[Sequence[Message]], settings: GenerationSettings
+) -> list[GenerationResult]:
+    """``backend``'s answers to every conversation of ``batch``: in one batched call where the
+    backend batches (:class:`SupportsBatching`), else one call each."""
+    many = batch_generator(backend)
+    if many is not None and len(batch) > 1:
+        return many.generate_batch(batch, settings)
+    return [backend.generate(messages, settings) for messages in batch]

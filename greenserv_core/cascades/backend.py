@@ -8,8 +8,11 @@ the cascade escalates when the confidence is below ``threshold``.
 
 The first model is asked for token log-probabilities (``logprobs=True``), which ``signal``
 turns into a confidence (default: :func:`~greenserv_core.confidence.signal_for_task` for the
-answer's length). Joules, seconds and output tokens of the result are the sums over the
-models run; its ``chain`` lists each model with its confidence, cost and what happened next.
+answer's length). A :class:`~greenserv_core.confidence.VerifyingSignal` (such as
+:class:`~greenserv_core.confidence.SelfVerification`) asks the first model about its answer
+instead, and the joules and seconds of that question count as the first answer's.
+Joules, seconds and output tokens of the result are the sums over the models run; its
+``chain`` lists each model with its confidence, cost and what happened next.
 Streaming holds the first answer back until it is kept: only the kept answer is streamed,
 and no escalated text ever reaches the stream. A member that is unavailable raises
 :class:`~greenserv_core.errors.CascadeMemberUnavailableError` naming it, so that the router
@@ -33,7 +36,6 @@ from collections.abc import Callable, Iterator, Sequence
 
 from greenserv_core.backends.base import (
     ChainStep,
-    EnergyReading,
     GenerationResult,
     GenerationSettings,
     ModelBackend,
@@ -42,7 +44,8 @@ from greenserv_core.backends.base import (
 )
 from greenserv_core.cascades.agreement import answers_agree
 from greenserv_core.cascades.escalation import Verdict
-from greenserv_core.confidence import ConfidenceSignal, signal_for_task
+from greenserv_core.confidence import ConfidenceSignal, VerifyingSignal, signal_for_task
+from greenserv_core.confidence.base import combined_energy
 from greenserv_core.errors import CascadeMemberUnavailableError, InvalidInputError, ModelUnavailableError
 from greenserv_core.messages import Message
 
@@ -69,11 +72,6 @@ def _prior(first: float | None, then: float | None) -> float | None:
     return None if first is None or then is None else first + then
 
 
-def _energy(first: EnergyReading, then: EnergyReading) -> EnergyReading:
-    source = first.source if first.source == then.source else f"{first.source}+{then.source}"
-    return EnergyReading(first.joules + then.joules, source, first.measured and then.measured)
-
-
 class CascadeBackend:
     """``first`` answers; ``then`` answers instead when the cascade escalates.
 
@@ -88,7 +86,7 @@ class CascadeBackend:
         first: ModelBackend,
         then: ModelBackend,
         *,
-        signal: ConfidenceSignal | None = None,
+        signal: ConfidenceSignal | VerifyingSignal | None = None,
         threshold: float = 0.5,
     ) -> None:
         for role, backend in (("first", first), ("then", then)):
@@ -96,8 +94,8 @@ class CascadeBackend:
                 raise InvalidInputError(f"the {role} model of a cascade must be a single ModelBackend, got {backend!r}")
         if first.info.name == then.info.name:
             raise InvalidInputError(f"a cascade needs two different models, got {first.info.name!r} twice")
-        if signal is not None and not isinstance(signal, ConfidenceSignal):
-            raise InvalidInputError(f"signal must be a ConfidenceSignal, got {signal!r}")
+        if signal is not None and not isinstance(signal, (ConfidenceSignal, VerifyingSignal)):
+            raise InvalidInputError(f"signal must be a ConfidenceSignal or a VerifyingSignal, got {signal!r}")
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
             raise InvalidInputError(f"threshold must be in [0, 1], got {threshold!r}")
         self.first, self.then, self.signal, self.threshold = first, then, signal, float(threshold)
@@ -138,7 +136,14 @@ class CascadeBackend:
         except ModelUnavailableError as error:
             raise CascadeMemberUnavailableError(str(error), member=self.first.info.name) from error
         signal = self.signal if self.signal is not None else signal_for_task(settings.max_new_tokens)
-        confidence = signal(result)
+        if isinstance(signal, VerifyingSignal):  # a second question to the first model: its cost is the answer's
+            try:
+                verification = signal.verify(messages, result, self.first)
+            except ModelUnavailableError as error:
+                raise CascadeMemberUnavailableError(str(error), member=self.first.info.name) from error
+            confidence, result = verification.confidence, verification.charged(result)
+        else:
+            confidence = signal(result)
         verdict = (escalate or self._fixed)(confidence)
         step = ChainStep.of_result(
             self.first.info.name, result, confidence, "escalated" if verdict.escalate else "kept", verdict.reason
@@ -164,7 +169,7 @@ class CascadeBackend:
             input_tokens=first.input_tokens + second.input_tokens,
             output_tokens=first.output_tokens + second.output_tokens,
             latency_s=first.latency_s + second.latency_s,
-            energy=_energy(first.energy, second.energy),
+            energy=combined_energy([first.energy, second.energy]),
             chain=(step, last),
         )
 

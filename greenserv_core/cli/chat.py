@@ -37,6 +37,7 @@ from greenserv_core.cli.common import (
     strategy_help,
 )
 from greenserv_core.cli.session import ChatSession, describe_chain, run_repl
+from greenserv_core.confidence import signal_from_name
 from greenserv_core.errors import InvalidInputError, NoEligibleModelError
 from greenserv_core.features.bundled import DEFAULT_EMBEDDER, EMBEDDERS
 from greenserv_core.reward import check_tradeoff
@@ -157,6 +158,11 @@ def _chat(args: argparse.Namespace) -> int:
     budget, cap = chat_limits(args)  # before any model is loaded
     quiet_first_screen()
     cascades = [cascade_pair(text) for text in args.cascade]
+    if args.cascade_signal is not None and not cascades:
+        raise InvalidInputError(
+            "--cascade-signal sets the signal of the cascades: give at least one --cascade FIRST->THEN"
+        )
+    signal = None if args.cascade_signal is None else signal_from_name(args.cascade_signal)
     pool = build_backends(args.model or None, meter=args.meter)
     state = Path(args.state) if args.state else None
     if state and state.exists():
@@ -174,7 +180,7 @@ def _chat(args: argparse.Namespace) -> int:
         )
     for first, then in cascades:
         if f"{first}->{then}" not in router.arms:
-            router.add_cascade(first, then)
+            router.add_cascade(first, then, signal=signal)
     queries: Sequence[str] = DEMO_QUERIES if not args.interactive else ()
     status = router.budget_
     if status is None:
@@ -276,6 +282,13 @@ def build_chat_parser(chat: argparse.ArgumentParser | None = None) -> argparse.A
         default=[],
         metavar="FIRST->THEN",
         help="also offer a cascade: FIRST answers, THEN when the router learns that escalating pays (repeatable)",
+    )
+    chat.add_argument(
+        "--cascade-signal",
+        metavar="NAME",
+        help="the cascades' confidence signal: answer-probability, token-quantile-Q, self-verification "
+        "(FIRST judges its own answer, at the cost of one more call) or self-verification-K (K sampled verdicts); "
+        "default: by answer length",
     )
     chat.add_argument("--max-new-tokens", type=int, default=48)
     chat.add_argument("--meter", default="auto", help=meter_help())

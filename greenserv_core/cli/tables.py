@@ -1,5 +1,6 @@
-"""``greenserv bench simulate``, ``collect`` and ``confidence``: outcome tables, drawn or measured, and
-how well their answers' confidence tells right from wrong."""
+"""``greenserv bench simulate``, ``collect``, ``confidence`` and ``verify``: outcome tables, drawn or
+measured, and how well their answers' confidence (or the models' verdicts on their own
+answers) tells right from wrong."""
 
 from __future__ import annotations
 
@@ -97,8 +98,50 @@ def _confidence(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verify(args: argparse.Namespace) -> int:
+    from greenserv_core.confidence import SelfVerification
+    from greenserv_core.errors import InvalidInputError
+    from greenserv_core.evaluation.confidence_report import confidence_report
+    from greenserv_core.evaluation.table import read_table
+    from greenserv_core.evaluation.verify import verify_table
+    from greenserv_core.models.bundled import bundled_pool
+
+    if args.batch_size < 1:
+        raise InvalidInputError(f"--batch-size must be positive, got {args.batch_size}")
+    signal = SelfVerification(samples=args.samples, seed=args.seed)  # checks --samples before any model loads
+    table = read_table(args.table)
+    wanted = set(table.columns["model"])
+    pool = [backend for backend in bundled_pool(meter=args.meter) if backend.name in wanted]
+    verified = verify_table(table, pool, args.out, signal=signal, batch_size=args.batch_size, progress=True)
+    before = (
+        {(row["task"], row["model"]): row for row in confidence_report(table)} if "confidence" in table.columns else {}
+    )
+    print(f"wrote {args.out}: the answers of {args.table}, with {signal.name} as their confidence")
+    rows = []
+    for row in confidence_report(verified):
+        old = before.get((row["task"], row["model"]))
+        rows.append(
+            {
+                "task": row["task"],
+                "model": row["model"],
+                "answers": str(row["answers"]),
+                "accuracy": number(row["accuracy"]),
+                "AUROC: the table's signal": "–" if old is None else number(old["auroc"]),
+                f"AUROC: {signal.name}": number(row["auroc"]),
+            }
+        )
+    print_table(rows)
+    for model, cost in verified.metadata["verification"].items():
+        share = cost["joules"] / cost["answer_joules"] if cost["answer_joules"] > 0 else float("nan")
+        print(
+            f"{model}: verifying {cost['answers']} answers cost {cost['joules']:.1f} J "
+            f"({', '.join(cost['energy_sources'])}), {share:.0%} of the answers' own {cost['answer_joules']:.1f} J"
+        )
+    return 0
+
+
 def add_commands(bench: Any) -> None:
-    """Add ``simulate``, ``collect`` and ``confidence`` to the ``bench`` subparsers."""
+    """Add ``simulate``, ``collect``, ``confidence`` and ``verify`` to the ``bench`` subparsers."""
     from greenserv_core.datasets import TASKS
     from greenserv_core.evaluation.collect import DEFAULT_TASKS
     from greenserv_core.models.bundled import BUNDLED_MODELS
@@ -133,3 +176,17 @@ def add_commands(bench: Any) -> None:
     )
     confidence.add_argument("--table", required=True, help="an outcome table with a confidence column")
     confidence.set_defaults(run=_confidence)
+    verify = bench.add_parser(
+        "verify",
+        help="ask each bundled model whether its own answers in a table are right (self-verification) "
+        "and report how well its verdicts tell right from wrong",
+    )
+    verify.add_argument("--table", required=True, help="a table from `greenserv bench collect`")
+    verify.add_argument("--out", required=True, help="where to write the copy with the verdicts as its confidence")
+    verify.add_argument(
+        "--samples", type=int, default=1, help="1: one greedy verdict, read with its probability; K: K sampled verdicts"
+    )
+    verify.add_argument("--seed", type=int, default=0, help="the first sampled verdict's seed")
+    verify.add_argument("--batch-size", type=int, default=8)
+    verify.add_argument("--meter", default="auto", help=meter_help())
+    verify.set_defaults(run=_verify)

@@ -13,13 +13,35 @@ that has a ``name`` and that call.
 - :class:`TokenQuantile`: a low quantile of the per-token probabilities, for free text. The
   mean is biased by length (Gupta et al. 2024); a quantile reads the least sure tokens.
 
+A signal that must ask a model a second question (:class:`VerifyingSignal`) takes the
+conversation, the answer and the model, and returns a :class:`Verification`: the confidence
+and the calls it made, whose joules a cascade adds to its first answer's.
+
+- :class:`SelfVerification`: the answering model's own verdict on its answer (AutoMix).
+
 Ask the backend for log-probabilities with ``GenerationSettings(logprobs=True)``: local
 models compute them from the logits, OpenAI-compatible servers return them where they can
 (the ``logprobs`` field).
 """
 
 from greenserv_core.confidence.answer_probability import AnswerProbability
-from greenserv_core.confidence.base import ConfidenceSignal, signal_for_task, signal_from_name
+from greenserv_core.confidence.base import (
+    ConfidenceSignal,
+    Verification,
+    VerifyingSignal,
+    signal_for_task,
+    signal_from_name,
+)
+from greenserv_core.confidence.self_verification import SelfVerification
 from greenserv_core.confidence.token_quantile import TokenQuantile
 
-__all__ = ["AnswerProbability", "ConfidenceSignal", "TokenQuantile", "signal_for_task", "signal_from_name"]
+__all__ = [
+    "AnswerProbability",
+    "ConfidenceSignal",
+    "SelfVerification",
+    "TokenQuantile",
+    "Verification",
+    "VerifyingSignal",
+    "signal_for_task",
+    "signal_from_name",
+]

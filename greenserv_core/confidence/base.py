@@ -1,12 +1,24 @@
-"""The one interface every confidence signal implements."""
+"""The two interfaces of confidence signals: one reads the answer, the other asks a model about it."""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from greenserv_core.backends.base import GenerationResult
+from greenserv_core.backends.base import GenerationResult, ModelBackend
+from greenserv_core.energy.base import EnergyReading
+from greenserv_core.messages import Message
 
-__all__ = ["ConfidenceSignal", "signal_for_task", "signal_from_name"]
+__all__ = [
+    "ConfidenceSignal",
+    "Verification",
+    "VerifyingSignal",
+    "combined_energy",
+    "signal_for_task",
+    "signal_from_name",
+]
 
 
 @runtime_checkable
@@ -19,6 +31,61 @@ class ConfidenceSignal(Protocol):
         ...
 
     def __call__(self, result: GenerationResult) -> float | None: ...
+
+
+def combined_energy(readings: Sequence[EnergyReading]) -> EnergyReading:
+    """The joules of several calls as one reading: summed, their sources joined with ``+``
+    where they differ, and measured only if every one was (an estimate stays labelled).
+
+    >>> combined_energy([EnergyReading(2.0, "nvml", True), EnergyReading(1.0, "cpu-time-estimate", False)])
+    EnergyReading(joules=3.0, source='nvml+cpu-time-estimate', measured=False)
+    """
+    sources = list(dict.fromkeys(reading.source for reading in readings))
+    return EnergyReading(
+        sum(reading.joules for reading in readings), "+".join(sources), all(reading.measured for reading in readings)
+    )
+
+
+@dataclass(frozen=True)
+class Verification:
+    """What a :class:`VerifyingSignal` found: the ``confidence`` (``None``: no verdict) and the
+    ``calls`` it made to reach it, whose joules and seconds belong to the answer's cost."""
+
+    confidence: float | None
+    calls: tuple[GenerationResult, ...] = ()
+
+    def charged(self, answer: GenerationResult) -> GenerationResult:
+        """``answer`` with the verification's joules and seconds added (its tokens stay the
+        answer's own, which is what a user is shown and billed for).
+
+        >>> answer = GenerationResult("B", 10, 1, 0.5, EnergyReading(2.0, "fake", False))
+        >>> check = GenerationResult("Yes", 30, 1, 0.25, EnergyReading(1.0, "fake", False))
+        >>> charged = Verification(0.9, (check,)).charged(answer)
+        >>> charged.energy.joules, charged.latency_s, charged.output_tokens
+        (3.0, 0.75, 1)
+        """
+        if not self.calls:
+            return answer
+        return dataclasses.replace(
+            answer,
+            latency_s=answer.latency_s + sum(call.latency_s for call in self.calls),
+            energy=combined_energy([answer.energy, *(call.energy for call in self.calls)]),
+        )
+
+
+@runtime_checkable
+class VerifyingSignal(Protocol):
+    """A signal that asks a model a second question about the answer (self-verification, as
+    in AutoMix), so it needs the conversation and the model, and it costs joules: the
+    :class:`Verification` it returns lists the calls it made. A cascade adds their joules
+    and seconds to its first answer's."""
+
+    @property
+    def name(self) -> str:
+        """A short label for tables and records, such as ``"self-verification"``."""
+        ...
+
+    def verify(self, messages: Sequence[Message], answer: GenerationResult, model: ModelBackend) -> Verification: ...
 
 
 def signal_for_task(max_new_tokens: int) -> ConfidenceSignal:
@@ -35,18 +102,26 @@ def signal_for_task(max_new_tokens: int) -> ConfidenceSignal:
     return AnswerProbability() if max_new_tokens <= 8 else TokenQuantile(0.1)
 
 
-def signal_from_name(name: str) -> ConfidenceSignal:
+def signal_from_name(name: str) -> ConfidenceSignal | VerifyingSignal:
     """The bundled signal a ``name`` describes (what a saved router records of its cascades).
 
     >>> signal_from_name("first-1-token-probability").name, signal_from_name("token-quantile-0.2").name
     ('first-1-token-probability', 'token-quantile-0.2')
+    >>> signal_from_name("self-verification-8").name
+    'self-verification-8'
     """
     from greenserv_core.confidence.answer_probability import AnswerProbability
+    from greenserv_core.confidence.self_verification import SelfVerification
     from greenserv_core.confidence.token_quantile import TokenQuantile
     from greenserv_core.errors import InvalidInputError
 
     if name == "answer-probability":
         return AnswerProbability()
+    if name == "self-verification":
+        return SelfVerification()
+    samples = name.removeprefix("self-verification-")
+    if name.startswith("self-verification-") and samples.isdigit() and int(samples) > 1:
+        return SelfVerification(samples=int(samples))
     first = name.removeprefix("first-").removesuffix("-token-probability")
     if name.startswith("first-") and name.endswith("-token-probability") and first.isdigit():
         return AnswerProbability(first_tokens=int(first))

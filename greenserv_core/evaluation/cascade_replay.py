@@ -7,10 +7,12 @@ with the same arms under a rule that never escalates (the control, which says wh
 arms alone do). When the
 router chooses a cascade ``A->B``, the table reveals ``A``'s confidence; the router's learned
 escalation rule (:meth:`GreenServRouter.escalate`) keeps ``A``'s answer or pays for ``B``'s,
-and the cost recorded is both calls' joules. Feedback scores the final answer only (with
-probability ``feedback_rate``). The agreement proxy needs both answers' text, which an
-outcome table does not hold; here two answers agree when both are correct, so a proxy label
-exists exactly when ``B`` is right, and a wrong pair of answers counts as a disagreement.
+and the cost recorded is both calls' joules, plus what reading ``A``'s confidence cost where
+the table records it (``confidence_joules``, e.g. a self-verification question). Feedback
+scores the final answer only (with probability ``feedback_rate``). The agreement proxy needs
+both answers' text, which an outcome table does not hold; here two answers agree when both
+are correct, so a proxy label exists exactly when ``B`` is right, and a wrong pair of
+answers counts as a disagreement.
 
 Scored like every replay: accuracy, joules per query and the reward
 ``(1-λ)·accuracy − λ·energy_norm`` with the table's per-task energy scale (an escalated
@@ -172,15 +174,17 @@ def run_cascades(
             verdict = router.escalate(decision.decision_id, None if np.isnan(confidence) else confidence)
             cascaded += 1
             explored += verdict.explored
+            asking = 0.0 if data.confidence_joules is None else float(data.confidence_joules[q, a])
             if verdict.escalate:
                 escalated += 1
                 accuracy[step] = data.accuracy[q, b]
-                joules[step] = data.energy[q, a] + data.energy[q, b]
+                joules[step] = data.energy[q, a] + asking + data.energy[q, b]
                 seconds = data.latency[q, a] + data.latency[q, b]
                 agreed = bool(data.accuracy[q, a] >= 0.5 and data.accuracy[q, b] >= 0.5)
                 router.record_agreement(decision.decision_id, agreed)
             else:
-                accuracy[step], joules[step], seconds = data.accuracy[q, a], data.energy[q, a], data.latency[q, a]
+                accuracy[step], seconds = data.accuracy[q, a], data.latency[q, a]
+                joules[step] = data.energy[q, a] + asking
         router.record_outcome(decision.decision_id, energy_joules=float(joules[step]), latency_s=float(seconds))
         if rng.random() < feedback_rate:
             router.feedback(decision.decision_id, float(accuracy[step]))

@@ -2,7 +2,8 @@
 
 A cascade ``A → B @ τ`` answers with model ``A`` and keeps that answer when its confidence
 (the table's ``confidence`` column) is at least ``τ``; otherwise it also asks ``B`` and
-answers with ``B``. Its joules are both calls' when it escalates. This module puts every
+answers with ``B``. Its joules are both calls' when it escalates, plus what reading ``A``'s
+confidence cost where the table records it (``confidence_joules``). This module puts every
 single model and every cascade of a cheaper ``A`` and a dearer ``B`` (thresholds at the
 5%, 10%, … 95% quantiles of ``A``'s confidence on the task) on one footing. It then reports:
 
@@ -67,6 +68,7 @@ def task_settings(data: Matrices, rows: np.ndarray) -> list[CascadeSetting]:
     if data.confidence is None:
         raise InvalidInputError("cascades need the table's confidence column (collect it, or simulate with one)")
     accuracy, energy, confidence = data.accuracy[rows], data.energy[rows], data.confidence[rows]
+    asking = np.zeros_like(energy) if data.confidence_joules is None else data.confidence_joules[rows]
     mean_joules = energy.mean(axis=0)
     settings = [
         CascadeSetting(model, float(accuracy[:, j].mean()), float(mean_joules[j]), 0.0)
@@ -82,7 +84,8 @@ def task_settings(data: Matrices, rows: np.ndarray) -> list[CascadeSetting]:
             if mean_joules[b] <= mean_joules[a]:
                 continue
             kept_accuracy = np.where(sure, accuracy[:, a][:, None], accuracy[:, b][:, None]).mean(axis=0)
-            joules = energy[:, a].mean() + np.where(sure, 0.0, energy[:, b][:, None]).mean(axis=0)
+            first_joules = energy[:, a].mean() + asking[:, a].mean()  # the answer, and reading its confidence
+            joules = first_joules + np.where(sure, 0.0, energy[:, b][:, None]).mean(axis=0)
             escalated = 1.0 - sure.mean(axis=0)
             for t, threshold in enumerate(thresholds):
                 settings.append(

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
-from greenserv_core.backends.base import GenerationResult, GenerationSettings, ModelBackend, batch_generator
+from greenserv_core.backends.base import GenerationResult, GenerationSettings, ModelBackend, generate_all
 from greenserv_core.confidence import ConfidenceSignal, signal_for_task
 from greenserv_core.datasets.olmo_eval import TaskExample, load_task
 from greenserv_core.errors import InvalidInputError, StateFileError
@@ -96,15 +96,6 @@ def _read_journal(path: Path, header: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def _generate(
-    backend: ModelBackend, batch: list[list[Message]], settings: GenerationSettings
-) -> list[GenerationResult]:
-    many = batch_generator(backend)
-    if many is not None and len(batch) > 1:
-        return many.generate_batch(batch, settings)
-    return [backend.generate(messages, settings) for messages in batch]
-
-
 def _batches(jobs: list[_Job], size: int) -> Iterator[list[_Job]]:
     ordered = sorted(jobs, key=lambda job: len(job.example.prompt))  # similar lengths pad less
     for start in range(0, len(ordered), size):
@@ -141,6 +132,11 @@ def collect(
         raise InvalidInputError("collect needs at least one model")
     if limit < 1 or batch_size < 1:
         raise InvalidInputError(f"limit and batch_size must be positive, got {limit} and {batch_size}")
+    if signal is not None and not isinstance(signal, ConfidenceSignal):
+        raise InvalidInputError(
+            f"collect reads a signal from each answer (a ConfidenceSignal), got {signal!r}; a signal that asks "
+            "the model again (self-verification) runs on the collected table: `greenserv bench verify`"
+        )
     names = [b.info.name for b in backends]
     if len(set(names)) != len(names):
         raise InvalidInputError(f"model names must be distinct, got {names}")
@@ -182,7 +178,7 @@ def collect(
                     bar.set_postfix_str(f"{task} · {name}")
                 for batch in _batches(todo, batch_size):
                     messages: list[list[Message]] = [[{"role": "user", "content": j.example.prompt}] for j in batch]
-                    results = _generate(backend, messages, settings)
+                    results = generate_all(backend, messages, settings)
                     new = [_row(job, name, result, reader) for job, result in zip(batch, results, strict=True)]
                     _append(handle, new)
                     rows.extend(new)

@@ -3,7 +3,9 @@
 Columns: ``query_id, task, prompt, reference, model, output, accuracy (0..1), energy_joules,
 energy_source, latency_s, input_tokens, output_tokens``, and optionally ``confidence`` (0..1,
 empty where the model gave no signal; see :mod:`greenserv_core.confidence`; the signal used per
-task is named in the metadata's ``confidence_signals``). Table-level facts (above all
+task is named in the metadata's ``confidence_signals``) and ``confidence_joules`` (what reading
+that confidence cost beyond the answer, such as a self-verification question; empty or
+absent: nothing, as for the tokens' own log-probabilities). Table-level facts (above all
 whether the table is **simulated**) travel in the Parquet schema metadata, or for CSV in a
 sidecar ``<file>.meta.json``. CSV is read and written with the standard library (quoted
 fields may span lines, as pandas and spreadsheets write them); Parquet needs the ``bench``
@@ -40,7 +42,7 @@ COLUMNS = (
     "input_tokens",
     "output_tokens",
 )
-OPTIONAL_COLUMNS = ("confidence",)
+OPTIONAL_COLUMNS = ("confidence", "confidence_joules")
 """Columns a table may have: written and read when present."""
 _NUMERIC = {
     "accuracy": float,
@@ -49,6 +51,7 @@ _NUMERIC = {
     "input_tokens": int,
     "output_tokens": int,
     "confidence": float,
+    "confidence_joules": float,
 }
 
 
@@ -69,6 +72,8 @@ class OutcomeTable:
         _check_unit_interval(self.columns["accuracy"], "accuracy", empty=False)
         if "confidence" in self.columns:
             _check_unit_interval(self.columns["confidence"], "confidence", empty=True)
+        if "confidence_joules" in self.columns:
+            _check_non_negative(self.columns["confidence_joules"], "confidence_joules")
         self.metadata.setdefault("simulated", False)
 
     def column_names(self) -> list[str]:
@@ -91,6 +96,7 @@ class OutcomeTable:
         shape = (len(queries), len(models))
         accuracy, energy, latency = np.full(shape, np.nan), np.full(shape, np.nan), np.full(shape, np.nan)
         confidence = np.full(shape, np.nan) if "confidence" in self.columns else None
+        confidence_joules = np.zeros(shape) if "confidence_joules" in self.columns else None
         prompts, tasks = [""] * len(queries), [""] * len(queries)
         for row in range(len(self)):
             i, j = q_index[self.columns["query_id"][row]], m_index[self.columns["model"][row]]
@@ -99,15 +105,30 @@ class OutcomeTable:
             latency[i, j] = self.columns["latency_s"][row]
             if confidence is not None and self.columns["confidence"][row] is not None:
                 confidence[i, j] = self.columns["confidence"][row]
+            if confidence_joules is not None and self.columns["confidence_joules"][row] is not None:
+                confidence_joules[i, j] = self.columns["confidence_joules"][row]
             prompts[i], tasks[i] = self.columns["prompt"][row], self.columns["task"][row]
         if np.isnan(accuracy).any():
             raise InvalidInputError("the table is not complete: some (query, model) rows are missing")
-        return Matrices(queries, models, prompts, tasks, accuracy, energy, latency, confidence)
+        return Matrices(queries, models, prompts, tasks, accuracy, energy, latency, confidence, confidence_joules)
 
 
 def _present(available: Collection[str]) -> list[str]:
     """The required columns, then those of :data:`OPTIONAL_COLUMNS` among ``available``."""
     return [*COLUMNS, *(name for name in OPTIONAL_COLUMNS if name in available)]
+
+
+def _check_non_negative(values: list[Any], name: str) -> None:
+    """Every value a finite number ``>= 0`` or empty, or :class:`InvalidInputError` naming the
+    first row that is not."""
+    try:
+        numbers = np.array([0.0 if v is None else v for v in values], dtype=float)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"{name} must hold numbers >= 0 or be empty") from None
+    bad = np.flatnonzero(~(np.isfinite(numbers) & (numbers >= 0)))
+    if bad.size:
+        row = int(bad[0])
+        raise InvalidInputError(f"{name} must be a finite number >= 0 or be empty; row {row + 1} has {values[row]!r}")
 
 
 def _check_unit_interval(values: list[Any], name: str, *, empty: bool) -> None:
@@ -138,6 +159,9 @@ class Matrices:
     latency: np.ndarray
     confidence: np.ndarray | None = None
     """Each answer's confidence (NaN where none), when the table records it."""
+    confidence_joules: np.ndarray | None = None
+    """What reading each confidence cost beyond the answer (0 where nothing), when the table
+    records it: a cascade charges it to its first model."""
 
     def energy_norm(self) -> np.ndarray:
         """Energy mapped to [0, 1] per task by the table's own min and max (the evaluation's scale)."""

@@ -1,0 +1,107 @@
+"""Self-verification on a collected table: ask each model about its own answers, record the verdicts.
+
+``greenserv bench collect`` stores every answer with the confidence its tokens give. A
+:class:`~greenserv_core.confidence.SelfVerification` signal needs one more call per answer, so
+it is measured apart: :func:`verify_table` sends each stored answer back to the model that gave
+it, with the verification question, and writes a copy of the table whose ``confidence`` column
+holds the verdicts and whose ``confidence_joules`` what each question cost. ``greenserv bench
+confidence`` then reports its AUROC beside the token signal's, and the cascade benchmarks
+charge each question to the cascade's first answer. The answers, scores and joules are the
+original table's, untouched; the metadata's ``verification`` sums the questions' joules and
+seconds per model, beside the answers' own joules.
+
+    greenserv bench verify --table conf40.parquet --out conf40_verified.parquet
+    greenserv bench confidence --table conf40_verified.parquet
+
+>>> from greenserv_core.backends.fake import FakeBackend
+>>> from greenserv_core.evaluation.table import OutcomeTable
+>>> rows = {"query_id": ["q1", "q2"], "task": ["arc_easy"] * 2, "prompt": ["2+2?", "3+3?"], "reference": ["4", "6"],
+...         "model": ["m", "m"], "output": ["4", "5"], "accuracy": [1.0, 0.0], "energy_joules": [1.0, 1.0],
+...         "energy_source": ["fake"] * 2, "latency_s": [0.1, 0.1], "input_tokens": [3, 3], "output_tokens": [1, 1]}
+>>> judge = FakeBackend("m", reply=lambda m: "Yes" if "Proposed answer:\\n4" in m[-1]["content"] else "No")
+>>> verified = verify_table(OutcomeTable(rows, {}), [judge], "/tmp/gs-doc/verified.csv")
+>>> verified.columns["confidence"], verified.metadata["confidence_signals"]
+([1.0, 0.0], {'arc_easy': 'self-verification'})
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from greenserv_core.backends.base import GenerationResult, ModelBackend, generate_all
+from greenserv_core.confidence import SelfVerification
+from greenserv_core.errors import InvalidInputError
+from greenserv_core.evaluation.table import OutcomeTable, write_table
+
+__all__ = ["verify_table"]
+
+
+def verify_table(
+    table: OutcomeTable,
+    backends: Sequence[ModelBackend],
+    out: str | Path,
+    *,
+    signal: SelfVerification | None = None,
+    batch_size: int = 8,
+    progress: bool = False,
+) -> OutcomeTable:
+    """A copy of ``table`` whose ``confidence`` is ``signal``'s verdict (default: one greedy
+    :class:`SelfVerification`) on each answer, asked of the model that gave it; written to
+    ``out`` and returned. Every model of the table must be among ``backends`` (by name)."""
+    signal = signal or SelfVerification()
+    if batch_size < 1:
+        raise InvalidInputError(f"batch_size must be positive, got {batch_size}")
+    columns = table.columns
+    by_name = {backend.info.name: backend for backend in backends}
+    missing = sorted(set(columns["model"]) - set(by_name))
+    if missing:
+        raise InvalidInputError(f"the table's models {missing} are not among the models given {sorted(by_name)}")
+    rows_of: dict[str, list[int]] = {}
+    for row, model in enumerate(columns["model"]):
+        rows_of.setdefault(str(model), []).append(row)
+    confidence: list[float | None] = [None] * len(columns["model"])
+    asking: list[float] = [0.0] * len(columns["model"])
+    spent: dict[str, list[GenerationResult]] = {model: [] for model in rows_of}
+    bar: Any = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(confidence), desc="verify", unit="answer")
+    for model, rows in rows_of.items():
+        backend = by_name[model]
+        for start in range(0, len(rows), batch_size):
+            batch = rows[start : start + batch_size]
+            questions = [
+                signal.prompt([{"role": "user", "content": str(columns["prompt"][row])}], str(columns["output"][row]))
+                for row in batch
+            ]
+            replies = [generate_all(backend, questions, settings) for settings in signal.settings()]
+            for position, row in enumerate(batch):
+                mine = [answers[position] for answers in replies]
+                confidence[row] = signal.read(mine)
+                asking[row] = sum(reply.energy.joules for reply in mine)
+                spent[model].extend(mine)
+            if bar is not None:
+                bar.update(len(batch))
+    if bar is not None:
+        bar.close()
+    verification = {
+        model: {
+            "answers": len(rows),
+            "joules": sum(reply.energy.joules for reply in spent[model]),
+            "answer_joules": sum(float(columns["energy_joules"][row]) for row in rows),
+            "energy_sources": sorted({reply.energy.source for reply in spent[model]}),
+            "seconds": sum(reply.latency_s for reply in spent[model]),
+        }
+        for model, rows in rows_of.items()
+    }
+    metadata = {
+        **table.metadata,
+        "confidence_signals": {str(task): signal.name for task in dict.fromkeys(columns["task"])},
+        "verification": verification,
+    }
+    verified = OutcomeTable({**columns, "confidence": confidence, "confidence_joules": asking}, metadata)
+    write_table(verified, out)
+    return verified

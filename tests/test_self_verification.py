@@ -1,0 +1,304 @@
+"""Self-verification (AutoMix) as a confidence signal: the verdict's reading, its cost in a
+cascade, saving, and the `bench verify` measurement on a collected table."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from greenserv_core import FakeBackend, GreenServRouter, InvalidInputError
+from greenserv_core.backends.base import GenerationResult, GenerationSettings
+from greenserv_core.cascades import CascadeBackend
+from greenserv_core.confidence import SelfVerification, VerifyingSignal, signal_from_name
+from greenserv_core.confidence.self_verification import verdict_of
+from greenserv_core.energy.base import EnergyReading
+from greenserv_core.errors import CascadeMemberUnavailableError, ModelUnavailableError
+from greenserv_core.evaluation.table import OutcomeTable, read_table
+from greenserv_core.evaluation.verify import verify_table
+from greenserv_core.messages import Message, last_user_text
+from tests.conftest import make_hashing_extractor
+
+ASK: list[Message] = [{"role": "user", "content": "What is 2 + 2?"}]
+SHORT = GenerationSettings(max_new_tokens=8)
+
+
+def _reply(text: str, logprobs: tuple[float, ...] | None = None) -> GenerationResult:
+    return GenerationResult(text, 10, 1, 0.1, EnergyReading(1.0, "fake", False), token_logprobs=logprobs)
+
+
+def _judging(answer: str, verdict: str, logprob: float = math.log(0.9), joules: float = 1.0) -> FakeBackend:
+    """Answers ``answer``; asked to verify (the question names the proposed answer), says ``verdict``."""
+
+    def reply(messages: Sequence[Message]) -> str:
+        return verdict if "Proposed answer:" in last_user_text(messages) else answer
+
+    return FakeBackend("small", joules_per_token=joules, reply=reply, logprobs=lambda m, text: [logprob])
+
+
+@pytest.mark.parametrize(
+    ("text", "verdict"),
+    [("Yes", True), (" yes.", True), ("\nCorrect", True), ("True", True), ("No", False), ("incorrect", False),
+     ("Wrong!", False), ("Yesterday", None), ("maybe", None), ("", None), ("The answer is yes", None)],
+)  # fmt: skip
+def test_the_verdict_is_read_from_the_reply_s_first_word(text: str, verdict: bool | None) -> None:
+    assert verdict_of(text) is verdict
+
+
+def test_a_greedy_verdict_reads_its_own_probability() -> None:
+    signal = SelfVerification()
+    assert signal.read([_reply("Yes", (math.log(0.8), math.log(0.5)))]) == pytest.approx(0.8)  # the first token only
+    assert signal.read([_reply("No", (math.log(0.7),))]) == pytest.approx(0.3)
+    assert signal.read([_reply("\nYes", (math.log(0.9), math.log(0.5)))]) == pytest.approx(0.45)  # after a line break
+    assert signal.read([_reply("Yes")]) == 1.0 and signal.read([_reply("No")]) == 0.0  # no log-probabilities
+    assert signal.read([_reply("Perhaps", (math.log(0.9),))]) is None
+    assert signal.read([_reply("Yes", (math.nan,))]) is None
+    (settings,) = signal.settings()
+    assert settings.temperature == 0.0 and settings.logprobs
+
+
+def test_sampled_verdicts_give_the_share_of_yes() -> None:
+    signal = SelfVerification(samples=4, seed=7)
+    settings = signal.settings()
+    assert [s.seed for s in settings] == [7, 8, 9, 10] and all(s.temperature == 1.0 for s in settings)
+    assert signal.read([_reply("Yes"), _reply("No"), _reply("yes"), _reply("hmm")]) == pytest.approx(2 / 3)
+    assert signal.read([_reply("hmm")] * 4) is None
+    assert signal.name == "self-verification-4" and SelfVerification().name == "self-verification"
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"samples": 0}, {"samples": 1.5}, {"samples": True}, {"temperature": 0}, {"temperature": -1.0},
+     {"seed": -1}, {"max_new_tokens": 0}],
+)  # fmt: skip
+def test_bad_settings_are_refused(kwargs: dict[str, object]) -> None:
+    with pytest.raises(InvalidInputError):
+        SelfVerification(**kwargs)  # type: ignore[arg-type]
+
+
+def test_its_name_rebuilds_it() -> None:
+    assert isinstance(signal_from_name("self-verification"), SelfVerification)
+    rebuilt = signal_from_name("self-verification-8")
+    assert isinstance(rebuilt, SelfVerification) and rebuilt.samples == 8
+    for bad in ("self-verification-1", "self-verification-x", "self-verification-"):
+        with pytest.raises(InvalidInputError, match="no bundled confidence signal"):
+            signal_from_name(bad)
+
+
+def test_verify_asks_the_model_that_answered_about_that_answer() -> None:
+    small = _judging("4", "Yes", math.log(0.9))
+    answer = small.generate(ASK, SHORT)
+    check = SelfVerification().verify(ASK, answer, small)
+    assert isinstance(SelfVerification(), VerifyingSignal)
+    assert check.confidence == pytest.approx(0.9) and len(check.calls) == 1 and small.calls == 2
+    charged = check.charged(answer)
+    assert charged.energy.joules == pytest.approx(answer.energy.joules + check.calls[0].energy.joules)
+    assert charged.output_tokens == answer.output_tokens and charged.text == "4"
+
+
+@pytest.mark.parametrize(("verdict", "action"), [("Yes", "kept"), ("No", "escalated")])
+def test_a_cascade_charges_the_question_to_its_first_answer(verdict: str, action: str) -> None:
+    small = _judging("4", verdict, math.log(0.9))
+    big = FakeBackend("big", joules_per_token=5.0, reply=lambda m: "four")
+    cascade = CascadeBackend(small, big, signal=SelfVerification(), threshold=0.5)
+    result = cascade.generate(ASK, SHORT)
+    first = result.chain[0]
+    answer_only = small.joules_per_token * 1  # the fake spends joules per output token; "4" is one
+    assert small.calls == 2 and first.action == action
+    assert first.confidence == pytest.approx(0.9 if verdict == "Yes" else 0.1)
+    assert first.energy_joules > answer_only  # the verification's joules are the first step's
+    assert result.energy.joules == pytest.approx(sum(step.energy_joules for step in result.chain))
+    assert result.text == ("4" if verdict == "Yes" else "four")
+
+
+def test_a_failing_verification_names_the_first_model() -> None:
+    class FailsOnSecondCall(FakeBackend):
+        def generate(self, messages: Sequence[Message], settings: GenerationSettings) -> GenerationResult:
+            if self.calls >= 1:
+                raise ModelUnavailableError("server went away")
+            return super().generate(messages, settings)
+
+    cascade = CascadeBackend(FailsOnSecondCall("small"), FakeBackend("big"), signal=SelfVerification())
+    with pytest.raises(CascadeMemberUnavailableError) as caught:
+        cascade.generate(ASK, SHORT)
+    assert caught.value.member == "small"
+
+
+def test_a_router_saves_and_reloads_the_cascade_s_verification(tmp_path: Path) -> None:
+    features = make_hashing_extractor()
+    pool = [_judging("4", "Yes"), FakeBackend("big")]
+    router = GreenServRouter(pool, features=features, seed=0)
+    router.add_cascade("small", "big", signal=SelfVerification(samples=3))
+    answer = router.generate(ASK, max_new_tokens=8, models=["small->big"])
+    chain = answer.record()["chain"]
+    assert chain[0]["confidence"] == 1.0 and chain[0]["action"] == "kept"  # three sampled "Yes"
+    assert answer.energy_joules == pytest.approx(chain[0]["energy_joules"])  # the answer and its three questions
+    path = tmp_path / "router.json"
+    router.save(path)
+    loaded = GreenServRouter.load(path, [_judging("4", "Yes"), FakeBackend("big")], features=features)
+    cascade = loaded.backend("small->big")
+    assert isinstance(cascade, CascadeBackend) and isinstance(cascade.signal, SelfVerification)
+    assert cascade.signal.samples == 3
+
+
+def _table(outputs: list[str], accuracy: list[float], models: list[str]) -> OutcomeTable:
+    n = len(outputs)
+    return OutcomeTable(
+        {
+            "query_id": [f"q{i}" for i in range(n)],
+            "task": ["arc_easy"] * n,
+            "prompt": [f"Question {i}: pick one." for i in range(n)],
+            "reference": ["A"] * n,
+            "model": models,
+            "output": outputs,
+            "accuracy": accuracy,
+            "energy_joules": [2.0] * n,
+            "energy_source": ["fake"] * n,
+            "latency_s": [0.1] * n,
+            "input_tokens": [5] * n,
+            "output_tokens": [1] * n,
+            "confidence": [0.5] * n,
+        },
+        {"generator": "greenserv collect"},
+    )
+
+
+def test_verify_table_replaces_the_confidence_and_states_the_cost(tmp_path: Path) -> None:
+    def says_a_is_right(messages: Sequence[Message]) -> str:
+        return "Yes" if "Proposed answer:\nA" in last_user_text(messages) else "No"
+
+    table = _table(["A", "B", "A", "C"], [1.0, 0.0, 1.0, 0.0], ["m", "m", "n", "n"])
+    judges = [FakeBackend(name, joules_per_token=0.5, reply=says_a_is_right) for name in ("m", "n")]
+    out = tmp_path / "verified.parquet"
+    signal = SelfVerification()
+    questions = [
+        signal.prompt([{"role": "user", "content": p}], a)
+        for p, a in zip(table.columns["prompt"][:2], "AB", strict=True)
+    ]
+    expected = sum(judges[0].generate(q, signal.settings()[0]).energy.joules for q in questions)  # m's two questions
+    verified = verify_table(table, judges, out, batch_size=3)
+    assert verified.columns["confidence"] == [1.0, 0.0, 1.0, 0.0]
+    for column in ("output", "accuracy", "energy_joules", "prompt"):
+        assert verified.columns[column] == table.columns[column]  # the answers are untouched
+    cost = verified.metadata["verification"]["m"]
+    assert cost["answers"] == 2 and cost["joules"] == pytest.approx(expected) and cost["answer_joules"] == 4.0
+    assert verified.metadata["confidence_signals"] == {"arc_easy": "self-verification"}
+    assert verified.metadata["generator"] == "greenserv collect"
+    assert read_table(out).columns["confidence"] == [1.0, 0.0, 1.0, 0.0]
+
+
+def test_verify_table_needs_every_model_of_the_table(tmp_path: Path) -> None:
+    table = _table(["A", "B"], [1.0, 0.0], ["m", "absent"])
+    with pytest.raises(InvalidInputError, match="absent"):
+        verify_table(table, [FakeBackend("m")], tmp_path / "out.parquet")
+    assert not (tmp_path / "out.parquet").exists()
+    with pytest.raises(InvalidInputError, match="batch_size"):
+        verify_table(table, [FakeBackend("m"), FakeBackend("absent")], tmp_path / "out.parquet", batch_size=0)
+
+
+def test_bench_verify_refuses_bad_samples_before_loading_models(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from greenserv_core import cli
+    from greenserv_core.models import bundled as bundled_module
+
+    def no_models(**kwargs: object) -> list[object]:
+        raise AssertionError("models were loaded")
+
+    monkeypatch.setattr(bundled_module, "bundled_pool", no_models)
+    args = ["bench", "verify", "--table", str(tmp_path / "t.parquet"), "--out", str(tmp_path / "o.parquet")]
+    assert cli.main([*args, "--samples", "0"]) == 2
+    assert "samples must be an integer >= 1" in capsys.readouterr().err
+
+
+def test_bench_verify_prints_both_signals_aurocs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from greenserv_core import cli
+    from greenserv_core.evaluation.table import write_table
+    from greenserv_core.models import bundled as bundled_module
+
+    class Named(FakeBackend):
+        @property
+        def name(self) -> str:
+            return self.info.name
+
+    def says_a_is_right(messages: Sequence[Message]) -> str:
+        return "Yes" if "Proposed answer:\nA" in last_user_text(messages) else "No"
+
+    monkeypatch.setattr(bundled_module, "bundled_pool", lambda **kwargs: [Named("m", reply=says_a_is_right)])
+    table_path = write_table(_table(["A", "B", "A", "C"], [1.0, 0.0, 1.0, 0.0], ["m"] * 4), tmp_path / "t.parquet")
+    out = tmp_path / "o.parquet"
+    assert cli.main(["bench", "verify", "--table", str(table_path), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "AUROC: self-verification" in printed and "1.000" in printed and "0.500" in printed
+    assert "verifying 4 answers cost" in printed and out.exists()
+
+
+def _asking_table(asking: list[float | None]) -> OutcomeTable:
+    """Two queries × two models; the small model's confidence cost ``asking`` joules to read."""
+    table = _table(["A", "A", "B", "A"], [1.0, 1.0, 0.0, 1.0], ["small", "big", "small", "big"])
+    table.columns["query_id"] = ["q0", "q0", "q1", "q1"]
+    table.columns["energy_joules"] = [1.0, 10.0, 1.0, 10.0]
+    table.columns["confidence"] = [0.9, None, 0.1, None]
+    table.columns["confidence_joules"] = asking
+    return OutcomeTable(table.columns, table.metadata)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_a_table_keeps_what_reading_each_confidence_cost(tmp_path: Path, suffix: str) -> None:
+    from greenserv_core.evaluation.table import write_table
+
+    table = _asking_table([3.0, None, 5.0, None])
+    back = read_table(write_table(table, tmp_path / f"t{suffix}"))
+    assert back.columns["confidence_joules"] == [3.0, None, 5.0, None]
+    joules = back.matrices().confidence_joules
+    assert joules is not None and joules.tolist() == [[3.0, 0.0], [5.0, 0.0]]
+    for bad in (-1.0, float("nan"), float("inf"), "lots"):
+        with pytest.raises(InvalidInputError, match="confidence_joules"):
+            _asking_table([bad, None, 0.0, None])  # type: ignore[list-item]
+
+
+def test_the_cascade_benchmarks_charge_the_confidence_to_the_first_answer() -> None:
+    import numpy as np
+
+    from greenserv_core.evaluation.cascade_replay import STRATEGIES, run_cascades
+    from greenserv_core.evaluation.cascades import task_settings
+
+    free, asked = _asking_table([0.0, None, 0.0, None]), _asking_table([3.0, None, 5.0, None])
+    rows = np.ones(2, dtype=bool)
+    cost = {s.label: s.joules for s in task_settings(free.matrices(), rows) if s.cascade}
+    charged = {s.label: s.joules for s in task_settings(asked.matrices(), rows) if s.cascade}
+    assert cost and all(charged[label] == pytest.approx(cost[label] + 4.0) for label in cost)  # the mean question
+    always = {"policy": "static:small->big", "strategy": STRATEGIES[2], "tradeoff": 0.4, "seed": 0}
+    run = run_cascades(asked.matrices(), [("small", "big")], make_features=make_hashing_extractor, **always)  # type: ignore[arg-type]
+    assert run.cascade_share == 1.0 and run.joules_per_query == pytest.approx(1.0 + 4.0)
+
+
+def test_collect_sends_a_verifying_signal_to_bench_verify(tmp_path: Path) -> None:
+    from greenserv_core.evaluation.collect import collect
+
+    with pytest.raises(InvalidInputError, match="bench verify"):
+        collect([FakeBackend("m")], tmp_path / "t.csv", tasks=["arc_easy"], limit=1, signal=SelfVerification())  # type: ignore[arg-type]
+    assert not (tmp_path / "t.csv").exists()
+
+
+def test_chat_offers_self_verified_cascades(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from greenserv_core import FeatureExtractor, cli
+    from greenserv_core.models import pool
+
+    fakes = [_judging("4", "No", math.log(0.9)), FakeBackend("big", reply=lambda m: "four")]
+    monkeypatch.setattr(pool, "build_backends", lambda names, meter="auto": fakes)
+    monkeypatch.setattr(FeatureExtractor, "default", classmethod(lambda cls, **kwargs: make_hashing_extractor()))
+    argv = ["chat", "--cascade", "small->big", "--cascade-signal", "self-verification"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "small (confidence 0.10" in out and "escalated → big" in out  # a cascade query's chain: "No" at 0.9
+    assert cli.main(["chat", "--cascade-signal", "self-verification"]) == 2
+    assert "give at least one --cascade" in capsys.readouterr().err
+    assert cli.main([*argv[:3], "--cascade-signal", "mood-ring"]) == 2
+    assert "no bundled confidence signal is named 'mood-ring'" in capsys.readouterr().err
