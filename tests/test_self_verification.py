@@ -29,13 +29,13 @@ def _reply(text: str, logprobs: tuple[float, ...] | None = None) -> GenerationRe
     return GenerationResult(text, 10, 1, 0.1, EnergyReading(1.0, "fake", False), token_logprobs=logprobs)
 
 
-def _judging(answer: str, verdict: str, logprob: float = math.log(0.9), joules: float = 1.0) -> FakeBackend:
+def _judging(answer: str, verdict: str, logprob: float = math.log(0.9), seconds: float = 0.0) -> FakeBackend:
     """Answers ``answer``; asked to verify (the question names the proposed answer), says ``verdict``."""
 
     def reply(messages: Sequence[Message]) -> str:
         return verdict if "Proposed answer:" in last_user_text(messages) else answer
 
-    return FakeBackend("small", joules_per_token=joules, reply=reply, logprobs=lambda m, text: [logprob])
+    return FakeBackend("small", seconds_per_token=seconds, reply=reply, logprobs=lambda m, text: [logprob])
 
 
 @pytest.mark.parametrize(
@@ -49,10 +49,18 @@ def test_the_verdict_is_read_from_the_reply_s_first_word(text: str, verdict: boo
 
 def test_a_greedy_verdict_reads_its_own_probability() -> None:
     signal = SelfVerification()
-    assert signal.read([_reply("Yes", (math.log(0.8), math.log(0.5)))]) == pytest.approx(0.8)  # the first token only
-    assert signal.read([_reply("No", (math.log(0.7),))]) == pytest.approx(0.3)
-    assert signal.read([_reply("\nYes", (math.log(0.9), math.log(0.5)))]) == pytest.approx(0.45)  # after a line break
+    assert signal.read([_reply("Yes", (math.log(0.8), math.log(0.5)))]) == pytest.approx(0.9)  # the first token only
+    assert signal.read([_reply("No", (math.log(0.7),))]) == pytest.approx(0.15)
+    assert signal.read([_reply("\nYes", (math.log(0.9), math.log(0.5)))]) == pytest.approx(0.725)  # after a line break
     assert signal.read([_reply("Yes")]) == 1.0 and signal.read([_reply("No")]) == 0.0  # no log-probabilities
+    assert signal.read([_reply("**Yes**", (math.log(0.05), math.log(0.9)))]) == 1.0  # not read from the formatting
+    unsure_no, unsure_yes = (
+        signal.read([_reply("No", (math.log(0.4),))]),
+        signal.read([_reply("Yes", (math.log(0.4),))]),
+    )
+    assert (
+        unsure_no is not None and unsure_yes is not None and unsure_no < 0.5 < unsure_yes
+    )  # a "No" never reads as sure
     assert signal.read([_reply("Perhaps", (math.log(0.9),))]) is None
     assert signal.read([_reply("Yes", (math.nan,))]) is None
     (settings,) = signal.settings()
@@ -65,7 +73,7 @@ def test_sampled_verdicts_give_the_share_of_yes() -> None:
     assert [s.seed for s in settings] == [7, 8, 9, 10] and all(s.temperature == 1.0 for s in settings)
     assert signal.read([_reply("Yes"), _reply("No"), _reply("yes"), _reply("hmm")]) == pytest.approx(2 / 3)
     assert signal.read([_reply("hmm")] * 4) is None
-    assert signal.name == "self-verification-4" and SelfVerification().name == "self-verification"
+    assert signal.name == "self-verification-4;seed=7" and SelfVerification(4).name == "self-verification-4"
 
 
 @pytest.mark.parametrize(
@@ -78,13 +86,26 @@ def test_bad_settings_are_refused(kwargs: dict[str, object]) -> None:
         SelfVerification(**kwargs)  # type: ignore[arg-type]
 
 
-def test_its_name_rebuilds_it() -> None:
-    assert isinstance(signal_from_name("self-verification"), SelfVerification)
-    rebuilt = signal_from_name("self-verification-8")
-    assert isinstance(rebuilt, SelfVerification) and rebuilt.samples == 8
-    for bad in ("self-verification-1", "self-verification-x", "self-verification-"):
-        with pytest.raises(InvalidInputError, match="no bundled confidence signal"):
-            signal_from_name(bad)
+@pytest.mark.parametrize(
+    "signal",
+    [SelfVerification(), SelfVerification(8), SelfVerification(2, seed=1234567),
+     SelfVerification(3, temperature=0.7, max_new_tokens=5)],
+)  # fmt: skip
+def test_its_name_rebuilds_it_with_every_setting(signal: SelfVerification) -> None:
+    rebuilt = signal_from_name(signal.name)
+    assert isinstance(rebuilt, SelfVerification)
+    assert vars(rebuilt) == vars(signal)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["self-verification-1", "self-verification-x", "self-verification-", "self-verification;seed=1.5",
+     "self-verification;seed=0", "self-verification;colour=red", "self-verification;seed=2;seed=3",
+     "self-verification;temperature=nan", "self-verification;seed=03"],
+)  # fmt: skip
+def test_a_name_that_is_not_one_is_refused(name: str) -> None:
+    with pytest.raises(InvalidInputError, match="no bundled confidence signal"):
+        signal_from_name(name)
 
 
 def test_verify_asks_the_model_that_answered_about_that_answer() -> None:
@@ -92,7 +113,7 @@ def test_verify_asks_the_model_that_answered_about_that_answer() -> None:
     answer = small.generate(ASK, SHORT)
     check = SelfVerification().verify(ASK, answer, small)
     assert isinstance(SelfVerification(), VerifyingSignal)
-    assert check.confidence == pytest.approx(0.9) and len(check.calls) == 1 and small.calls == 2
+    assert check.confidence == pytest.approx(0.95) and len(check.calls) == 1 and small.calls == 2
     charged = check.charged(answer)
     assert charged.energy.joules == pytest.approx(answer.energy.joules + check.calls[0].energy.joules)
     assert charged.output_tokens == answer.output_tokens and charged.text == "4"
@@ -100,17 +121,37 @@ def test_verify_asks_the_model_that_answered_about_that_answer() -> None:
 
 @pytest.mark.parametrize(("verdict", "action"), [("Yes", "kept"), ("No", "escalated")])
 def test_a_cascade_charges_the_question_to_its_first_answer(verdict: str, action: str) -> None:
-    small = _judging("4", verdict, math.log(0.9))
+    small = _judging("4", verdict, math.log(0.9), seconds=0.01)
     big = FakeBackend("big", joules_per_token=5.0, reply=lambda m: "four")
     cascade = CascadeBackend(small, big, signal=SelfVerification(), threshold=0.5)
     result = cascade.generate(ASK, SHORT)
     first = result.chain[0]
-    answer_only = small.joules_per_token * 1  # the fake spends joules per output token; "4" is one
+    twin, signal = _judging("4", verdict, math.log(0.9), seconds=0.01), SelfVerification()
+    answer, question = twin.generate(ASK, SHORT), twin.generate(signal.prompt(ASK, "4"), signal.settings()[0])
     assert small.calls == 2 and first.action == action
-    assert first.confidence == pytest.approx(0.9 if verdict == "Yes" else 0.1)
-    assert first.energy_joules > answer_only  # the verification's joules are the first step's
+    assert first.confidence == pytest.approx(0.95 if verdict == "Yes" else 0.05)
+    assert first.energy_joules == pytest.approx(answer.energy.joules + question.energy.joules)
+    assert first.latency_s == pytest.approx(answer.latency_s + question.latency_s)
     assert result.energy.joules == pytest.approx(sum(step.energy_joules for step in result.chain))
     assert result.text == ("4" if verdict == "Yes" else "four")
+
+
+@pytest.mark.parametrize(("verdict", "shown"), [("Yes", ["4"]), ("No", ["four"])])
+def test_a_streamed_cascade_shows_only_the_kept_answer_and_charges_the_question(verdict: str, shown: list[str]) -> None:
+    small = _judging("4", verdict, math.log(0.9))
+    cascade = CascadeBackend(small, FakeBackend("big", reply=lambda m: "four"), signal=SelfVerification())
+    chunks = list(cascade.stream(ASK, SHORT))
+    text = "".join(chunk.delta for chunk in chunks)
+    final = chunks[-1].result
+    assert final is not None and text.strip() == shown[0] and ("4" in text) == (verdict == "Yes")
+    twin, signal = _judging("4", verdict, math.log(0.9)), SelfVerification()
+    answer, question = twin.generate(ASK, SHORT), twin.generate(signal.prompt(ASK, "4"), signal.settings()[0])
+    assert final.chain[0].energy_joules == pytest.approx(answer.energy.joules + question.energy.joules)
+
+
+def test_a_signal_class_instead_of_an_instance_is_refused() -> None:
+    with pytest.raises(InvalidInputError, match="instance"):
+        CascadeBackend(FakeBackend("small"), FakeBackend("big"), signal=SelfVerification)  # type: ignore[arg-type]
 
 
 def test_a_failing_verification_names_the_first_model() -> None:
@@ -134,7 +175,10 @@ def test_a_router_saves_and_reloads_the_cascade_s_verification(tmp_path: Path) -
     answer = router.generate(ASK, max_new_tokens=8, models=["small->big"])
     chain = answer.record()["chain"]
     assert chain[0]["confidence"] == 1.0 and chain[0]["action"] == "kept"  # three sampled "Yes"
-    assert answer.energy_joules == pytest.approx(chain[0]["energy_joules"])  # the answer and its three questions
+    twin, signal = _judging("4", "Yes"), SelfVerification(samples=3)
+    questions = [twin.generate(signal.prompt(ASK, "4"), settings) for settings in signal.settings()]
+    own = twin.generate(ASK, GenerationSettings(max_new_tokens=8)).energy.joules
+    assert answer.energy_joules == pytest.approx(own + sum(q.energy.joules for q in questions))
     path = tmp_path / "router.json"
     router.save(path)
     loaded = GreenServRouter.load(path, [_judging("4", "Yes"), FakeBackend("big")], features=features)
@@ -180,13 +224,17 @@ def test_verify_table_replaces_the_confidence_and_states_the_cost(tmp_path: Path
     expected = sum(judges[0].generate(q, signal.settings()[0]).energy.joules for q in questions)  # m's two questions
     verified = verify_table(table, judges, out, batch_size=3)
     assert verified.columns["confidence"] == [1.0, 0.0, 1.0, 0.0]
+    asked = [judges[0].generate(q, signal.settings()[0]).energy.joules for q in questions]
+    assert verified.columns["confidence_joules"][:2] == pytest.approx(asked)
     for column in ("output", "accuracy", "energy_joules", "prompt"):
         assert verified.columns[column] == table.columns[column]  # the answers are untouched
     cost = verified.metadata["verification"]["m"]
     assert cost["answers"] == 2 and cost["joules"] == pytest.approx(expected) and cost["answer_joules"] == 4.0
     assert verified.metadata["confidence_signals"] == {"arc_easy": "self-verification"}
     assert verified.metadata["generator"] == "greenserv collect"
-    assert read_table(out).columns["confidence"] == [1.0, 0.0, 1.0, 0.0]
+    back = read_table(out)
+    assert back.columns["confidence"] == [1.0, 0.0, 1.0, 0.0]
+    assert back.columns["confidence_joules"] == pytest.approx(verified.columns["confidence_joules"])
 
 
 def test_verify_table_needs_every_model_of_the_table(tmp_path: Path) -> None:
@@ -220,20 +268,15 @@ def test_bench_verify_prints_both_signals_aurocs(
     from greenserv_core.evaluation.table import write_table
     from greenserv_core.models import bundled as bundled_module
 
-    class Named(FakeBackend):
-        @property
-        def name(self) -> str:
-            return self.info.name
-
     def says_a_is_right(messages: Sequence[Message]) -> str:
         return "Yes" if "Proposed answer:\nA" in last_user_text(messages) else "No"
 
-    monkeypatch.setattr(bundled_module, "bundled_pool", lambda **kwargs: [Named("m", reply=says_a_is_right)])
+    monkeypatch.setattr(bundled_module, "bundled_pool", lambda **kwargs: [FakeBackend("m", reply=says_a_is_right)])
     table_path = write_table(_table(["A", "B", "A", "C"], [1.0, 0.0, 1.0, 0.0], ["m"] * 4), tmp_path / "t.parquet")
     out = tmp_path / "o.parquet"
     assert cli.main(["bench", "verify", "--table", str(table_path), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "AUROC: self-verification" in printed and "1.000" in printed and "0.500" in printed
+    assert "| all | m | 4 | 0.500 | 0.500 | 1.000 |" in printed  # the table's flat 0.5 against the verdicts
     assert "verifying 4 answers cost" in printed and out.exists()
 
 
@@ -256,9 +299,11 @@ def test_a_table_keeps_what_reading_each_confidence_cost(tmp_path: Path, suffix:
     assert back.columns["confidence_joules"] == [3.0, None, 5.0, None]
     joules = back.matrices().confidence_joules
     assert joules is not None and joules.tolist() == [[3.0, 0.0], [5.0, 0.0]]
-    for bad in (-1.0, float("nan"), float("inf"), "lots"):
+    for bad in (-1.0, float("inf"), "lots"):
         with pytest.raises(InvalidInputError, match="confidence_joules"):
             _asking_table([bad, None, 0.0, None])  # type: ignore[list-item]
+    missing = _asking_table([float("nan"), None, 2.0, None]).matrices().confidence_joules  # NaN: pandas' empty
+    assert missing is not None and missing.tolist() == [[0.0, 0.0], [2.0, 0.0]]
 
 
 def test_the_cascade_benchmarks_charge_the_confidence_to_the_first_answer() -> None:
@@ -272,9 +317,14 @@ def test_the_cascade_benchmarks_charge_the_confidence_to_the_first_answer() -> N
     cost = {s.label: s.joules for s in task_settings(free.matrices(), rows) if s.cascade}
     charged = {s.label: s.joules for s in task_settings(asked.matrices(), rows) if s.cascade}
     assert cost and all(charged[label] == pytest.approx(cost[label] + 4.0) for label in cost)  # the mean question
-    always = {"policy": "static:small->big", "strategy": STRATEGIES[2], "tradeoff": 0.4, "seed": 0}
-    run = run_cascades(asked.matrices(), [("small", "big")], make_features=make_hashing_extractor, **always)  # type: ignore[arg-type]
-    assert run.cascade_share == 1.0 and run.joules_per_query == pytest.approx(1.0 + 4.0)
+    data = asked.matrices()
+    for strategy in STRATEGIES[1:]:  # with the learned rule, and the control that never escalates
+        for seed in range(4):
+            setting = {"policy": "static:small->big", "strategy": strategy, "tradeoff": 0.4, "seed": seed}
+            run = run_cascades(data, [("small", "big")], make_features=make_hashing_extractor, **setting)  # type: ignore[arg-type]
+            # each query once: its answer (1 J), its question (3 or 5 J), and big's 10 J where it escalated
+            assert run.cascade_share == 1.0
+            assert run.joules_per_query == pytest.approx(1.0 + 4.0 + 10.0 * run.escalated_share)
 
 
 def test_collect_sends_a_verifying_signal_to_bench_verify(tmp_path: Path) -> None:
@@ -297,8 +347,19 @@ def test_chat_offers_self_verified_cascades(
     argv = ["chat", "--cascade", "small->big", "--cascade-signal", "self-verification"]
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
-    assert "small (confidence 0.10" in out and "escalated → big" in out  # a cascade query's chain: "No" at 0.9
+    assert "small (confidence 0.05" in out and "escalated → big" in out  # a cascade query's chain: "No" at 0.9
     assert cli.main(["chat", "--cascade-signal", "self-verification"]) == 2
     assert "give at least one --cascade" in capsys.readouterr().err
     assert cli.main([*argv[:3], "--cascade-signal", "mood-ring"]) == 2
     assert "no bundled confidence signal is named 'mood-ring'" in capsys.readouterr().err
+
+
+def test_chat_keeps_a_saved_cascade_s_signal(tmp_path: Path) -> None:
+    from greenserv_core.cli.chat import _check_saved_signal
+
+    router = GreenServRouter([_judging("4", "Yes"), FakeBackend("big")], features=make_hashing_extractor(), seed=0)
+    router.add_cascade("small", "big", signal=SelfVerification())
+    state = tmp_path / "state.json"
+    _check_saved_signal(router, "small->big", "self-verification", state)  # the same signal: fine
+    with pytest.raises(InvalidInputError, match="holds the cascade small->big with the signal self-verification"):
+        _check_saved_signal(router, "small->big", "self-verification-4", state)

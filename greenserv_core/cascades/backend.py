@@ -45,7 +45,7 @@ from greenserv_core.backends.base import (
 from greenserv_core.cascades.agreement import answers_agree
 from greenserv_core.cascades.escalation import Verdict
 from greenserv_core.confidence import ConfidenceSignal, VerifyingSignal, signal_for_task
-from greenserv_core.confidence.base import combined_energy
+from greenserv_core.energy.base import combined_energy
 from greenserv_core.errors import CascadeMemberUnavailableError, InvalidInputError, ModelUnavailableError
 from greenserv_core.messages import Message
 
@@ -94,8 +94,10 @@ class CascadeBackend:
                 raise InvalidInputError(f"the {role} model of a cascade must be a single ModelBackend, got {backend!r}")
         if first.info.name == then.info.name:
             raise InvalidInputError(f"a cascade needs two different models, got {first.info.name!r} twice")
-        if signal is not None and not isinstance(signal, (ConfidenceSignal, VerifyingSignal)):
-            raise InvalidInputError(f"signal must be a ConfidenceSignal or a VerifyingSignal, got {signal!r}")
+        if signal is not None and (
+            isinstance(signal, type) or not isinstance(signal, (ConfidenceSignal, VerifyingSignal))
+        ):
+            raise InvalidInputError(f"signal must be a ConfidenceSignal or a VerifyingSignal instance, got {signal!r}")
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
             raise InvalidInputError(f"threshold must be in [0, 1], got {threshold!r}")
         self.first, self.then, self.signal, self.threshold = first, then, signal, float(threshold)

@@ -150,6 +150,19 @@ def _load_state(path: Path, pool: Sequence[Any], budget: EnergyBudget | None) ->
     return router
 
 
+def _check_saved_signal(router: GreenServRouter, cascade: str, wanted: str, state: Path | None) -> None:
+    """A cascade loaded from ``state`` keeps its signal: another one asked for is refused."""
+    from greenserv_core.cascades import CascadeBackend
+
+    backend = router.backend(cascade)
+    saved = backend.signal.name if isinstance(backend, CascadeBackend) and backend.signal is not None else None
+    if saved != wanted:
+        raise InvalidInputError(
+            f"{state} holds the cascade {cascade} with the signal {saved or 'chosen by answer length'}, "
+            f"not {wanted}: leave --cascade-signal out to keep it, or use another --state file"
+        )
+
+
 def _chat(args: argparse.Namespace) -> int:
     from greenserv_core import GreenServRouter
     from greenserv_core.models.pool import build_backends
@@ -181,6 +194,8 @@ def _chat(args: argparse.Namespace) -> int:
     for first, then in cascades:
         if f"{first}->{then}" not in router.arms:
             router.add_cascade(first, then, signal=signal)
+        elif signal is not None:
+            _check_saved_signal(router, f"{first}->{then}", signal.name, state)
     queries: Sequence[str] = DEMO_QUERIES if not args.interactive else ()
     status = router.budget_
     if status is None:

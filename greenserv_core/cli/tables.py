@@ -111,7 +111,7 @@ def _verify(args: argparse.Namespace) -> int:
     signal = SelfVerification(samples=args.samples, seed=args.seed)  # checks --samples before any model loads
     table = read_table(args.table)
     wanted = set(table.columns["model"])
-    pool = [backend for backend in bundled_pool(meter=args.meter) if backend.name in wanted]
+    pool = [backend for backend in bundled_pool(meter=args.meter) if backend.info.name in wanted]
     verified = verify_table(table, pool, args.out, signal=signal, batch_size=args.batch_size, progress=True)
     before = (
         {(row["task"], row["model"]): row for row in confidence_report(table)} if "confidence" in table.columns else {}

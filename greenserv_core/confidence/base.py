@@ -8,14 +8,13 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from greenserv_core.backends.base import GenerationResult, ModelBackend
-from greenserv_core.energy.base import EnergyReading
+from greenserv_core.energy.base import combined_energy
 from greenserv_core.messages import Message
 
 __all__ = [
     "ConfidenceSignal",
     "Verification",
     "VerifyingSignal",
-    "combined_energy",
     "signal_for_task",
     "signal_from_name",
 ]
@@ -33,19 +32,6 @@ class ConfidenceSignal(Protocol):
     def __call__(self, result: GenerationResult) -> float | None: ...
 
 
-def combined_energy(readings: Sequence[EnergyReading]) -> EnergyReading:
-    """The joules of several calls as one reading: summed, their sources joined with ``+``
-    where they differ, and measured only if every one was (an estimate stays labelled).
-
-    >>> combined_energy([EnergyReading(2.0, "nvml", True), EnergyReading(1.0, "cpu-time-estimate", False)])
-    EnergyReading(joules=3.0, source='nvml+cpu-time-estimate', measured=False)
-    """
-    sources = list(dict.fromkeys(reading.source for reading in readings))
-    return EnergyReading(
-        sum(reading.joules for reading in readings), "+".join(sources), all(reading.measured for reading in readings)
-    )
-
-
 @dataclass(frozen=True)
 class Verification:
     """What a :class:`VerifyingSignal` found: the ``confidence`` (``None``: no verdict) and the
@@ -58,6 +44,7 @@ class Verification:
         """``answer`` with the verification's joules and seconds added (its tokens stay the
         answer's own, which is what a user is shown and billed for).
 
+        >>> from greenserv_core.energy.base import EnergyReading
         >>> answer = GenerationResult("B", 10, 1, 0.5, EnergyReading(2.0, "fake", False))
         >>> check = GenerationResult("Yes", 30, 1, 0.25, EnergyReading(1.0, "fake", False))
         >>> charged = Verification(0.9, (check,)).charged(answer)
@@ -117,11 +104,9 @@ def signal_from_name(name: str) -> ConfidenceSignal | VerifyingSignal:
 
     if name == "answer-probability":
         return AnswerProbability()
-    if name == "self-verification":
-        return SelfVerification()
-    samples = name.removeprefix("self-verification-")
-    if name.startswith("self-verification-") and samples.isdigit() and int(samples) > 1:
-        return SelfVerification(samples=int(samples))
+    verification = SelfVerification.from_name(name)
+    if verification is not None:
+        return verification
     first = name.removeprefix("first-").removesuffix("-token-probability")
     if name.startswith("first-") and name.endswith("-token-probability") and first.isdigit():
         return AnswerProbability(first_tokens=int(first))

@@ -37,43 +37,98 @@ def verdict_of(text: str) -> bool | None:
     return None if found is None else found.group(1).lower() in _YES
 
 
+_DEFAULTS = {"temperature": 1.0, "seed": 0, "max_new_tokens": 3}
+
+
 class SelfVerification:
     """The chance that an answer is right, from the answering model's own verdict on it.
 
     AutoMix (Madaan et al. 2023) has the small model of a cascade check its own answer and
     escalates when it doubts it. With ``samples=1`` (the default) the model is asked once,
-    greedily, and the verdict's probability is read from its first token's log-probability
-    (the first two after a line break): ``p`` for a "Yes" of probability ``p``, ``1 − p`` for
-    a "No" (a verdict without log-probabilities counts as 1 or 0). With ``samples=k > 1`` it is asked ``k`` times at
-    ``temperature`` (seeds ``seed, seed + 1, …``), as AutoMix does, and the confidence is the
-    share of "Yes" among the verdicts given. A reply that is neither gives no verdict; with
-    none at all the confidence is ``None``.
+    greedily, and the confidence is ``0.5 + p/2`` for a "Yes" and ``0.5 − p/2`` for a "No",
+    where ``p`` is the verdict token's probability (the reply's first token, or the second
+    after a line break). So a "Yes" always reads above a "No", and a sure verdict further from
+    0.5 than an unsure one. A verdict whose probability cannot be read (no log-probabilities,
+    or formatting before the word) counts as 1 or 0. With ``samples=k > 1`` the model is
+    asked ``k`` times at ``temperature`` (seeds ``seed, seed + 1, …``), as AutoMix does, and
+    the confidence is the share of "Yes" among the verdicts given. A reply that is neither
+    gives no verdict; with none at all the confidence is ``None``.
 
-    Each question is a call to the model: its joules and seconds are returned with the
-    verdict (:class:`~greenserv_core.confidence.base.Verification`) and a cascade adds them to
-    its first answer's cost. For a model that cannot judge its own answers, the measured
-    AUROC says so (``greenserv bench verify``).
+    The question (:data:`VERIFY_TEMPLATE`) quotes the query's last user turn and the answer;
+    a system prompt or earlier turns are not repeated, and the question is longer than the
+    query, so it must fit the model's context window too. Each question is a call to the
+    model: its joules and seconds are returned with the verdict
+    (:class:`~greenserv_core.confidence.base.Verification`) and a cascade adds them to its
+    first answer's cost. Every setting is in :attr:`name`, so a saved router rebuilds the
+    same signal (:func:`~greenserv_core.confidence.signal_from_name`). How well a model
+    judges its own answers is measured with ``greenserv bench verify``.
 
     >>> from greenserv_core.backends.fake import FakeBackend
     >>> judge = FakeBackend("small", reply=lambda m: "Yes", logprobs=lambda m, text: [-0.223])
     >>> answer = judge.generate([{"role": "user", "content": "2 + 2?"}], GenerationSettings(max_new_tokens=4))
     >>> check = SelfVerification().verify([{"role": "user", "content": "2 + 2?"}], answer, judge)
     >>> round(check.confidence, 2), len(check.calls)
-    (0.8, 1)
+    (0.9, 1)
+    >>> SelfVerification(samples=4, temperature=0.7).name
+    'self-verification-4;temperature=0.7'
     """
 
-    def __init__(self, samples: int = 1, *, temperature: float = 1.0, seed: int = 0, max_new_tokens: int = 3) -> None:
+    def __init__(
+        self,
+        samples: int = 1,
+        *,
+        temperature: float = _DEFAULTS["temperature"],
+        seed: int = int(_DEFAULTS["seed"]),
+        max_new_tokens: int = int(_DEFAULTS["max_new_tokens"]),
+    ) -> None:
         for label, value, low in (("samples", samples, 1), ("max_new_tokens", max_new_tokens, 1), ("seed", seed, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise InvalidInputError(f"{label} must be an integer >= {low}, got {value!r}")
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < math.inf:
             raise InvalidInputError(f"temperature must be a positive number, got {temperature!r}")
         self.samples, self.temperature = samples, float(temperature)
         self.seed, self.max_new_tokens = seed, max_new_tokens
 
     @property
     def name(self) -> str:
-        return "self-verification" if self.samples == 1 else f"self-verification-{self.samples}"
+        """``self-verification[-K]``, then ``;setting=value`` for each setting not at its default."""
+        base = "self-verification" if self.samples == 1 else f"self-verification-{self.samples}"
+        values = {key: getattr(self, key) for key in _DEFAULTS}
+        return base + "".join(f";{key}={value!r}" for key, value in values.items() if value != _DEFAULTS[key])
+
+    @classmethod
+    def from_name(cls, name: str) -> SelfVerification | None:
+        """The signal a :attr:`name` describes, or ``None`` when ``name`` is not one.
+
+        >>> SelfVerification.from_name("self-verification-8;seed=3").seed, SelfVerification.from_name("x")
+        (3, None)
+        """
+        base, *settings = name.split(";")
+        samples = base.removeprefix("self-verification-")
+        if base != "self-verification" and not (base.startswith("self-verification-") and samples.isdigit()):
+            return None
+        options: dict[str, float] = {}
+        for setting in settings:
+            key, _, value = setting.partition("=")
+            if key not in _DEFAULTS or key in options:
+                return None
+            try:
+                options[key] = float(value)
+            except ValueError:
+                return None
+        count = 1 if base == "self-verification" else int(samples)
+        if count == 1 and base != "self-verification":
+            return None  # one sample is named without a count
+        try:
+            signal = cls(
+                count,
+                temperature=options.get("temperature", _DEFAULTS["temperature"]),
+                seed=_whole(options.get("seed", _DEFAULTS["seed"])),
+                max_new_tokens=_whole(options.get("max_new_tokens", _DEFAULTS["max_new_tokens"])),
+            )
+        except InvalidInputError:
+            return None
+        return signal if signal.name == name else None  # only the canonical spelling
 
     def prompt(self, messages: Sequence[Message], answer: str) -> list[Message]:
         """The verification question about ``answer`` to the query in ``messages``."""
@@ -97,16 +152,34 @@ class SelfVerification:
         if self.samples > 1:
             return sum(verdict for verdict, _ in given) / len(given)
         verdict, reply = given[0]
-        logprobs = reply.token_logprobs
-        deciding = 2 if reply.text[:1] in ("\n", "\r") else 1  # a line break first is a token of its own
-        total = 0.0 if not logprobs else math.fsum(logprobs[:deciding])
-        if math.isnan(total):
+        sure = _verdict_probability(reply)
+        if sure is None:
             return None  # a broken log-probability says nothing
-        sure = math.exp(min(0.0, total))
-        return sure if verdict else 1.0 - sure
+        return 0.5 + sure / 2 if verdict else 0.5 - sure / 2
 
     def verify(self, messages: Sequence[Message], answer: GenerationResult, model: ModelBackend) -> Verification:
         """Ask ``model`` about ``answer`` and read its verdict."""
         question = self.prompt(messages, answer.text)
         replies = tuple(model.generate(question, settings) for settings in self.settings())
         return Verification(self.read(replies), replies)
+
+
+def _whole(value: float) -> int:
+    if not float(value).is_integer():
+        raise InvalidInputError(f"expected a whole number, got {value!r}")
+    return int(value)
+
+
+def _verdict_probability(reply: GenerationResult) -> float | None:
+    """The probability of the verdict word's token: the first token, or the first two after a
+    line break (its own token); 1 where it cannot be read (no log-probabilities, or
+    formatting before the word); ``None`` for a NaN log-probability."""
+    logprobs = reply.token_logprobs
+    found = _VERDICT.match(reply.text)
+    before = "" if found is None else reply.text[: found.start(1)]
+    if not logprobs or before not in ("", " ", "\n", "\r\n"):
+        return 1.0
+    total = math.fsum(logprobs[: 1 if before in ("", " ") else 2])
+    if math.isnan(total):
+        return None
+    return math.exp(min(0.0, total))

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from greenserv_core.errors import InvalidInputError
 
-__all__ = ["EnergyMeter", "EnergyReading", "EnergyWindow", "TimedMeter"]
+__all__ = ["EnergyMeter", "EnergyReading", "EnergyWindow", "TimedMeter", "combined_energy"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,23 @@ class EnergyReading:
     def __post_init__(self) -> None:
         if not math.isfinite(self.joules) or self.joules < 0:
             raise InvalidInputError(f"energy must be a finite, non-negative number of joules, got {self.joules!r}")
+
+
+def combined_energy(readings: Sequence[EnergyReading]) -> EnergyReading:
+    """The joules of several calls as one reading: summed, their sources joined with ``+``
+    where they differ, and measured only if every one was (an estimate stays labelled).
+
+    >>> combined_energy([EnergyReading(2.0, "nvml", True), EnergyReading(1.0, "cpu-time-estimate", False)])
+    EnergyReading(joules=3.0, source='nvml+cpu-time-estimate', measured=False)
+    """
+    if not readings:
+        raise InvalidInputError("combined_energy needs at least one reading")
+    sources = list(dict.fromkeys(reading.source for reading in readings))
+    return EnergyReading(
+        math.fsum(reading.joules for reading in readings),
+        "+".join(sources),
+        all(reading.measured for reading in readings),
+    )
 
 
 @dataclass

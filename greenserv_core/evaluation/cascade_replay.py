@@ -8,7 +8,8 @@ arms alone do). When the
 router chooses a cascade ``A->B``, the table reveals ``A``'s confidence; the router's learned
 escalation rule (:meth:`GreenServRouter.escalate`) keeps ``A``'s answer or pays for ``B``'s,
 and the cost recorded is both calls' joules, plus what reading ``A``'s confidence cost where
-the table records it (``confidence_joules``, e.g. a self-verification question). Feedback
+the table records it (``confidence_joules``, e.g. a self-verification question; a table holds
+no seconds for it, so the recorded latency is the answers' only). Feedback
 scores the final answer only (with probability ``feedback_rate``). The agreement proxy needs
 both answers' text, which an outcome table does not hold; here two answers agree when both
 are correct, so a proxy label exists exactly when ``B`` is right, and a wrong pair of

@@ -648,6 +648,7 @@ def _check_shifts(shifts: Sequence[Shift], data: Matrices) -> None:
 
 
 def _subset(data: Matrices, rows: np.ndarray) -> Matrices:
+    """The queries ``rows`` of ``data``, with every per-answer array (the optional ones too)."""
     return Matrices(
         [data.queries[i] for i in rows],
         data.models,
@@ -656,6 +657,8 @@ def _subset(data: Matrices, rows: np.ndarray) -> Matrices:
         data.accuracy[rows],
         data.energy[rows],
         data.latency[rows],
+        None if data.confidence is None else data.confidence[rows],
+        None if data.confidence_joules is None else data.confidence_joules[rows],
     )
 
 

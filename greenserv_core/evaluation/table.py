@@ -105,8 +105,9 @@ class OutcomeTable:
             latency[i, j] = self.columns["latency_s"][row]
             if confidence is not None and self.columns["confidence"][row] is not None:
                 confidence[i, j] = self.columns["confidence"][row]
-            if confidence_joules is not None and self.columns["confidence_joules"][row] is not None:
-                confidence_joules[i, j] = self.columns["confidence_joules"][row]
+            asking = None if confidence_joules is None else self.columns["confidence_joules"][row]
+            if confidence_joules is not None and asking is not None and not np.isnan(asking):
+                confidence_joules[i, j] = asking
             prompts[i], tasks[i] = self.columns["prompt"][row], self.columns["task"][row]
         if np.isnan(accuracy).any():
             raise InvalidInputError("the table is not complete: some (query, model) rows are missing")
@@ -119,13 +120,13 @@ def _present(available: Collection[str]) -> list[str]:
 
 
 def _check_non_negative(values: list[Any], name: str) -> None:
-    """Every value a finite number ``>= 0`` or empty, or :class:`InvalidInputError` naming the
-    first row that is not."""
+    """Every value a finite number ``>= 0`` or empty (``None`` or NaN, as pandas writes a
+    missing number), or :class:`InvalidInputError` naming the first row that is not."""
     try:
-        numbers = np.array([0.0 if v is None else v for v in values], dtype=float)
+        numbers = np.array([np.nan if v is None else v for v in values], dtype=float)
     except (TypeError, ValueError):
         raise InvalidInputError(f"{name} must hold numbers >= 0 or be empty") from None
-    bad = np.flatnonzero(~(np.isfinite(numbers) & (numbers >= 0)))
+    bad = np.flatnonzero(~(np.isnan(numbers) | (np.isfinite(numbers) & (numbers >= 0))))
     if bad.size:
         row = int(bad[0])
         raise InvalidInputError(f"{name} must be a finite number >= 0 or be empty; row {row + 1} has {values[row]!r}")

@@ -8,7 +8,11 @@ holds the verdicts and whose ``confidence_joules`` what each question cost. ``gr
 confidence`` then reports its AUROC beside the token signal's, and the cascade benchmarks
 charge each question to the cascade's first answer. The answers, scores and joules are the
 original table's, untouched; the metadata's ``verification`` sums the questions' joules and
-seconds per model, beside the answers' own joules.
+seconds per model, beside the answers' own joules. Questions go to a local model in batches
+(``batch_size``); with sampled verdicts the batch shares one seed per sample, so the draws
+differ from a cascade's one-at-a-time questions though they estimate the same share. Not
+resumable: 640 greedy questions to the bundled models take about four minutes on two CPU
+cores.
 
     greenserv bench verify --table conf40.parquet --out conf40_verified.parquet
     greenserv bench confidence --table conf40_verified.parquet
