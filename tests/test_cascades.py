@@ -174,3 +174,26 @@ def test_the_cascade_replay_command_prints_the_three_strategies(
     assert set(json.loads((tmp_path / "r.json").read_text())["fronts"]) >= {"routing", "routing+cascades"}
     with pytest.raises(InvalidInputError, match="FIRST->THEN"):
         cascade_pair("small")
+
+
+def test_the_cascade_replay_can_pace_one_budget_for_every_strategy() -> None:
+    from greenserv_core.evaluation.cascade_replay import STRATEGIES, replay_cascades
+    from tests.conftest import make_hashing_extractor
+
+    table, pair = _sharp_table(200), [("small", "big")]
+    free = replay_cascades(table, runs=2, tradeoffs=(0.0,), pairs=pair, make_features=make_hashing_extractor)
+    paced = replay_cascades(
+        table, runs=2, tradeoffs=(0.0,), pairs=pair, make_features=make_hashing_extractor, budget_joules_per_query=3.0
+    )
+    assert free["by_tradeoff"]["0.0"]["routing"]["joules_per_query"]["mean"] > 9.0  # λ = 0 buys the big model
+    entry = paced["by_tradeoff"]["0.0"]
+    for strategy in STRATEGIES:
+        assert 2.5 < entry[strategy]["joules_per_query"]["mean"] < 3.6  # held near the budget (small: 1 J, big: 10 J)
+    # at one spend, escalating the answers the small model doubts buys accuracy
+    assert entry["routing+cascades"]["accuracy"]["mean"] > entry["routing"]["accuracy"]["mean"]
+    assert paced["settings"]["budget_joules_per_query"] == 3.0
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(InvalidInputError):
+            replay_cascades(
+                table, runs=1, pairs=pair, make_features=make_hashing_extractor, budget_joules_per_query=bad
+            )

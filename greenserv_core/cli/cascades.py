@@ -100,10 +100,13 @@ def _cascade_replay(args: argparse.Namespace) -> int:
             embedding_store=embedding_store(args),
             energy_scale=args.energy_scale,
             make_features=table_features(args, table),
+            budget_joules_per_query=args.budget_joules_per_query,
         )
     if table.simulated:
         print("NOTE: this table is SIMULATED")
-    print(f"cascades: {', '.join(report['settings']['cascades'])}; energy scale: {args.energy_scale}")
+    budget = args.budget_joules_per_query
+    paced = "" if budget is None else f"; every strategy paces {budget:g} J per query (λ: where it starts)"
+    print(f"cascades: {', '.join(report['settings']['cascades'])}; energy scale: {args.energy_scale}{paced}")
     rows = []
     for lam, entry in report["by_tradeoff"].items():
         for name in STRATEGIES:
@@ -193,6 +196,13 @@ def add_commands(bench: Any) -> None:
         default="online",
         help="online: the router's own default scale (as deployed); known / seen / pool: one of its "
         "scales; table: a diagnostic, the table's scale",
+    )
+    learned.add_argument(
+        "--budget-joules-per-query",
+        type=float,
+        metavar="J",
+        help="every strategy paces this mean spend instead of holding λ (λ is where it starts), "
+        "so their accuracy compares at one spend",
     )
     learned.add_argument("--json", help="write the full report here")
     add_feature_options(learned)

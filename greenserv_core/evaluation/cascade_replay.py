@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from greenserv_core.budget import EnergyBudget
 from greenserv_core.cascades import EscalationModel, Verdict
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.evaluation.cascades import cascade_report, joules_to_reach
@@ -139,10 +140,13 @@ def run_cascades(
     energy_ranges: dict[str, list[float]] | None = None,
     dimension: int | None = None,
     router_scale: EnergyScaleName | None = None,
+    budget_joules_per_query: float | None = None,
 ) -> CascadeRun:
     """One run of one strategy (``pairs`` empty: routing alone). ``energy_ranges`` hands the
     router the table's energy scale, ``router_scale`` names one of its own (default: its
-    default; see ``energy_scale`` of :func:`replay_cascades`)."""
+    default; see ``energy_scale`` of :func:`replay_cascades`). With ``budget_joules_per_query``
+    the router paces that mean spend (λ starts at ``tradeoff``; see
+    :class:`~greenserv_core.budget.BudgetPacer`); the reward is still scored at ``tradeoff``."""
     if data.confidence is None and pairs:
         raise InvalidInputError("cascades need the table's confidence column")
     started = time.perf_counter()
@@ -157,6 +161,7 @@ def run_cascades(
         cascades=list(pairs),
         energy_scale=router_scale if energy_ranges is None else EnergyNormalizer(energy_ranges),
         escalation=_NeverEscalating(dimension or make_features().dimension) if strategy == STRATEGIES[2] else None,
+        energy_budget=None if budget_joules_per_query is None else EnergyBudget.per_query(budget_joules_per_query),
     )
     members = {f"{a}->{b}": (index[a], index[b]) for a, b in pairs}
     accuracy = np.empty(len(order))
@@ -231,6 +236,7 @@ def replay_cascades(
     progress: Callable[[str], None] | None = None,
     embedding_store: str | Path | None = None,
     energy_scale: ReplayEnergyScale = "online",
+    budget_joules_per_query: float | None = None,
 ) -> dict[str, Any]:
     """Replay routing alone and routing with cascades at each λ of ``tradeoffs``, ``runs``
     times each; returns the JSON-ready report (see the module's docstring). ``pairs``
@@ -238,13 +244,17 @@ def replay_cascades(
     as for :func:`~greenserv_core.evaluation.replay.replay`. ``energy_scale="online"``: the
     router's own default scale, as deployed; ``"known"``, ``"seen"`` or ``"pool"``: one of its
     scales; ``"table"``: the diagnostic that hands it the table's per-task scale, so that it
-    optimises the reward it is scored on."""
+    optimises the reward it is scored on. ``budget_joules_per_query``: every strategy paces
+    that mean spend instead of holding λ (each λ of ``tradeoffs`` is then where λ starts and
+    what the reward is scored at), so the strategies' accuracy compares at one spend."""
     if energy_scale not in REPLAY_ENERGY_SCALES:
         raise InvalidInputError(f"energy_scale must be one of {REPLAY_ENERGY_SCALES}, got {energy_scale!r}")
     if not tradeoffs:
         raise InvalidInputError("give at least one tradeoff λ")
     if runs < 1:
         raise InvalidInputError(f"runs must be at least 1, got {runs}")
+    if budget_joules_per_query is not None:
+        EnergyBudget.per_query(budget_joules_per_query)  # a bad budget is refused before any run
     data = table.matrices()
     if data.confidence is None:
         raise InvalidInputError("cascades need the table's confidence column (collect it, or simulate with one)")
@@ -267,6 +277,7 @@ def replay_cascades(
             "feedback_rate": feedback_rate,
             "policy": policy,
             "energy_scale": energy_scale,
+            "budget_joules_per_query": budget_joules_per_query,
             "queries": len(data.queries),
             "cascades": [f"{a}->{b}" for a, b in chosen],
             "agreement_proxy": "both answers correct (a table holds no answer text)",
@@ -292,6 +303,7 @@ def replay_cascades(
                         energy_ranges=ranges,
                         dimension=extractor.dimension,
                         router_scale=router_scale,
+                        budget_joules_per_query=budget_joules_per_query,
                     )
                 )
                 if progress is not None:
