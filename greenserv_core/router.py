@@ -140,9 +140,11 @@ class GreenServRouter:
     :data:`~greenserv_core.routing.learner.ENERGY_SCALES`) and the ``pending`` store
     (default: ``max_pending`` decisions kept ``pending_ttl_s`` seconds in the process; a
     :class:`~greenserv_core.sharing.RedisPendingDecisions` lets feedback reach any replica).
-    Learned state lives in ``learner_`` (:class:`RoutingLearner`) and the feature extractor's
-    clustering. All public methods are thread-safe; model calls and embedding run outside
-    the learner's lock.
+    ``cascades`` (pairs of model names; see :meth:`add_cascade`) are offered with
+    ``cascade_signal`` (a confidence signal, or its name such as ``"self-verification"``;
+    default: chosen by answer length). Learned state lives in ``learner_``
+    (:class:`RoutingLearner`) and the feature extractor's clustering. All public methods are
+    thread-safe; model calls and embedding run outside the learner's lock.
     """
 
     def __init__(
@@ -164,6 +166,7 @@ class GreenServRouter:
         energy_budget: EnergyBudget | BudgetPacer | str | float | None = None,
         max_joules: float | None = None,
         cascades: Sequence[tuple[str, str]] = (),
+        cascade_signal: ConfidenceSignal | VerifyingSignal | str | None = None,
         escalation: EscalationModel | None = None,
     ) -> None:
         if features is not None and embedder is not None:
@@ -204,8 +207,9 @@ class GreenServRouter:
             if not isinstance(pair, (tuple, list)) or len(pair) != 2:
                 raise InvalidInputError(f"a cascade is a pair (first model, second model), got {pair!r}")
         self.cascades = [(pair[0], pair[1]) for pair in cascades]
+        signal = signal_from_name(cascade_signal) if isinstance(cascade_signal, str) else cascade_signal
         for first, then in self.cascades:
-            self.add_cascade(first, then)
+            self.add_cascade(first, then, signal=signal)
 
     def _paced_budget(self) -> BudgetPacer | EnergyBudget | None:
         """The budget for the learner; a bare budget starts at the router's λ."""

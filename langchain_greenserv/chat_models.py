@@ -51,6 +51,7 @@ from greenserv_core.adapters import (
     AdapterCore,
     BoundedRecorder,
     LazyRouter,
+    check_cascade_signal,
     check_energy_budget,
     decision_id_in,
     tool_calls_of,
@@ -181,6 +182,7 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
     and escalate to ``big`` when it learns that pays. It is transparent: the message is the
     kept answer, ``response_metadata["greenserv"]["chain"]`` lists each model tried, and a
     stream shows only the kept answer (the cheap one is held back until it is accepted).
+    ``cascade_signal="self-verification"`` has the cheap model judge its own answer first.
 
     ``score_tool_calls=True`` scores an answer that calls tools at once (1 if every call is
     valid, else 0), so the user's own feedback is then refused as a second score.
@@ -232,6 +234,7 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
     energy_budget: Annotated[float | str | None, BeforeValidator(check_energy_budget)] = None
     max_joules: Annotated[float | None, BeforeValidator(check_max_joules)] = None
     cascades: list[tuple[str, str]] | None = None
+    cascade_signal: Annotated[str | None, BeforeValidator(check_cascade_signal)] = None
     score_tool_calls: bool = False
 
     _router: LazyRouter = PrivateAttr(default_factory=LazyRouter)

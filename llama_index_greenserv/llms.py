@@ -45,6 +45,7 @@ from greenserv_core.adapters import (
     AdapterCore,
     LazyRouter,
     Piece,
+    check_cascade_signal,
     check_energy_budget,
     tool_calls_of,
     why_no_tool_call,
@@ -133,7 +134,8 @@ class GreenServLLM(AdapterCore, FunctionCallingLLM):
     the LLM is made; a budget beside a ready ``router=`` is refused (give it to the router).
     ``cascades=[("small", "big")]``: the router it builds may also answer with ``small`` and
     escalate to ``big`` when it learns that pays; the record's ``"chain"`` lists each model
-    tried, and a stream shows only the kept answer.
+    tried, and a stream shows only the kept answer. ``cascade_signal="self-verification"`` has
+    the cheap model judge its own answer first.
     The record's ``"budget"`` says what the budget did (the λ in force, the joules spent,
     what is left of the window), ``None`` without one.
 
@@ -181,6 +183,7 @@ class GreenServLLM(AdapterCore, FunctionCallingLLM):
     energy_budget: Annotated[float | str | None, BeforeValidator(check_energy_budget)] = None
     max_joules: Annotated[float | None, BeforeValidator(check_max_joules)] = None
     cascades: list[tuple[str, str]] | None = None
+    cascade_signal: Annotated[str | None, BeforeValidator(check_cascade_signal)] = None
     score_tool_calls: bool = False
 
     _router: LazyRouter = PrivateAttr(default_factory=LazyRouter)

@@ -363,3 +363,56 @@ def test_chat_keeps_a_saved_cascade_s_signal(tmp_path: Path) -> None:
     _check_saved_signal(router, "small->big", "self-verification", state)  # the same signal: fine
     with pytest.raises(InvalidInputError, match="holds the cascade small->big with the signal self-verification"):
         _check_saved_signal(router, "small->big", "self-verification-4", state)
+
+
+def test_the_router_gives_its_cascades_the_named_signal() -> None:
+    router = GreenServRouter(
+        [_judging("4", "Yes"), FakeBackend("big")],
+        features=make_hashing_extractor(),
+        cascades=[("small", "big")],
+        cascade_signal="self-verification-3",
+        seed=0,
+    )
+    cascade = router.backend("small->big")
+    assert isinstance(cascade, CascadeBackend) and isinstance(cascade.signal, SelfVerification)
+    assert cascade.signal.samples == 3
+    with pytest.raises(InvalidInputError, match="no bundled confidence signal"):
+        GreenServRouter([FakeBackend("a"), FakeBackend("b")], cascades=[("a", "b")], cascade_signal="mood-ring")
+
+
+@pytest.fixture
+def hashing_features(monkeypatch: pytest.MonkeyPatch) -> None:
+    from greenserv_core import FeatureExtractor
+
+    monkeypatch.setattr(FeatureExtractor, "default", classmethod(lambda cls, **kwargs: make_hashing_extractor()))
+
+
+@pytest.mark.usefixtures("hashing_features")
+def test_both_adapters_cascade_with_self_verification() -> None:
+    from langchain_greenserv import ChatGreenServ
+    from llama_index_greenserv import GreenServLLM
+
+    options = {"cascades": [("small", "big")], "max_tokens": 8, "seed": 0}
+    chat = ChatGreenServ(models=[_judging("4", "No"), FakeBackend("big", reply=lambda m: "four")], **options)  # type: ignore[arg-type]
+    assert chat.cascade_signal is None
+    chat = ChatGreenServ(
+        models=[_judging("4", "No"), FakeBackend("big", reply=lambda m: "four")],
+        cascade_signal=SelfVerification(samples=2),  # type: ignore[arg-type]
+        **options,  # type: ignore[arg-type]
+    )
+    assert chat.cascade_signal == "self-verification-2"  # kept as its name: serialisable
+    message = chat.invoke("What is 2 + 2?", model="small->big")
+    chain = message.response_metadata["greenserv"]["chain"]
+    assert message.content == "four" and chain[0]["confidence"] == 0.0 and chain[0]["action"] == "escalated"
+    llm = GreenServLLM(
+        models=[_judging("4", "Yes"), FakeBackend("big")],
+        cascade_signal="self-verification",
+        **options,  # type: ignore[arg-type]
+    )
+    raw = llm.complete("What is 2 + 2?", model="small->big").raw
+    assert raw is not None and raw["chain"][0]["confidence"] == pytest.approx(0.95)
+    with pytest.raises(ValueError, match="no bundled confidence signal"):
+        GreenServLLM(models=[FakeBackend("a")], cascade_signal="mood-ring")
+    router = GreenServRouter([_judging("4", "Yes"), FakeBackend("big")], features=make_hashing_extractor(), seed=0)
+    with pytest.raises(ValueError, match="cascade_signal"):
+        ChatGreenServ(router=router, cascade_signal="self-verification")

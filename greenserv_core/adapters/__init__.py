@@ -29,6 +29,7 @@ from greenserv_core.adapters.calls import (
     AdapterCore,
     LazyRouter,
     apply_tool_choice,
+    check_cascade_signal,
     check_energy_budget,
     generation_options,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "ToolCallData",
     "answer_pieces",
     "apply_tool_choice",
+    "check_cascade_signal",
     "check_energy_budget",
     "decision_id_in",
     "decision_id_of",

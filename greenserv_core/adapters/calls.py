@@ -18,6 +18,7 @@ __all__ = [
     "AdapterCore",
     "LazyRouter",
     "apply_tool_choice",
+    "check_cascade_signal",
     "check_energy_budget",
     "generation_options",
 ]
@@ -39,6 +40,34 @@ CALL_OPTIONS = frozenset(
 """The keyword options both adapters take per call (besides ``tools``, ``tool_choice`` and
 ``response_format``); ``timeout`` is the router's ``max_time_s``, ``max_joules`` caps the
 predicted joules of the model that answers, and ``model`` pins one model."""
+
+
+def check_cascade_signal(signal: object) -> str | None:
+    """An adapter's ``cascade_signal`` as the signal's name, checked now: ``None``; a bundled
+    signal's name (:func:`~greenserv_core.confidence.signal_from_name`); or a signal whose
+    name rebuilds it. Anything else raises :class:`InvalidInputError` saying why.
+
+    >>> from greenserv_core.confidence import SelfVerification
+    >>> check_cascade_signal("self-verification"), check_cascade_signal(SelfVerification(samples=4))
+    ('self-verification', 'self-verification-4')
+    """
+    from greenserv_core.confidence import signal_from_name
+
+    if signal is None:
+        return None
+    name = signal if isinstance(signal, str) else getattr(signal, "name", None)
+    if not isinstance(name, str):
+        raise InvalidInputError(f"cascade_signal must be a confidence signal or its name, got {signal!r}")
+    try:
+        signal_from_name(name)
+    except InvalidInputError:
+        if isinstance(signal, str):
+            raise
+        raise InvalidInputError(
+            f"the signal {name!r} is not bundled, so an adapter cannot rebuild it: build the router with "
+            "add_cascade(first, then, signal=...) and pass router="
+        ) from None
+    return name
 
 
 def check_energy_budget(budget: object) -> float | str | None:
@@ -170,15 +199,16 @@ class AdapterCore:
     """What an adapter model does with the router, whatever the framework: a mixin for models
     that hold a ready ``router`` or the simple arguments to build one (``models``, ``meter``,
     ``strategy``, ``embedder``, ``tradeoff``, ``seed``, ``max_latency_s``, ``energy_budget``,
-    ``max_joules``, ``cascades``), the generation defaults (``temperature``, ``top_p``, ``max_tokens``,
-    ``stop``, ``timeout``, ``max_latency_s``, ``max_joules``), ``score_tool_calls`` and a
-    :class:`LazyRouter` in ``_router``. The adapter only translates framework objects.
+    ``max_joules``, ``cascades``, ``cascade_signal``), the generation defaults (``temperature``,
+    ``top_p``, ``max_tokens``, ``stop``, ``timeout``, ``max_latency_s``, ``max_joules``),
+    ``score_tool_calls`` and a :class:`LazyRouter` in ``_router``. The adapter only translates framework objects.
 
     ``energy_budget`` (checked by :func:`check_energy_budget`) is the budget of the router the
     adapter builds; a ready ``router`` has its own, so giving both is refused
     (:meth:`check_budget_owner`). ``max_joules`` is every call's default cap, and so applies
     to a ready router too. ``cascades`` (pairs of model names) are offered by the router the
-    adapter builds; a ready router is given its cascades with ``add_cascade``. A cascade runs
+    adapter builds, with ``cascade_signal`` (a signal's name, such as ``"self-verification"``;
+    default: by answer length); a ready router is given its cascades with ``add_cascade``. A cascade runs
     transparently: the answer is the kept one, its record lists the chain, feedback scores
     the cascade's decision, and a stream shows only the kept answer.
     """
@@ -195,6 +225,7 @@ class AdapterCore:
         energy_budget: float | str | None
         max_joules: float | None
         cascades: list[tuple[str, str]] | None
+        cascade_signal: str | None
         temperature: float
         top_p: float
         max_tokens: int | None
@@ -222,6 +253,7 @@ class AdapterCore:
                 energy_budget=getattr(self, "energy_budget", None),
                 max_joules=getattr(self, "max_joules", None),
                 cascades=getattr(self, "cascades", None) or (),
+                cascade_signal=getattr(self, "cascade_signal", None),
             )
 
         return self._router.get(build)
@@ -229,10 +261,10 @@ class AdapterCore:
     def check_budget_owner(self) -> None:
         """Refuse an ``energy_budget`` beside a ready ``router`` (it would be silently ignored:
         the router given keeps its own budget, or none)."""
-        if self.router is not None and getattr(self, "cascades", None):
+        if self.router is not None and (getattr(self, "cascades", None) or getattr(self, "cascade_signal", None)):
             raise InvalidInputError(
-                f"{type(self).__name__} was given router= and cascades=: the cascades belong to the router, "
-                "so add them with router.add_cascade(first, then), or give models= instead of router="
+                f"{type(self).__name__} was given router= and cascades= or cascade_signal=: the cascades belong to "
+                "the router, so add them with router.add_cascade(first, then, signal=...), or give models= instead"
             )
         if self.router is not None and getattr(self, "energy_budget", None) is not None:
             raise InvalidInputError(
