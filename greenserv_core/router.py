@@ -477,7 +477,7 @@ class GreenServRouter:
     def _saved_cascades(self) -> list[list[str | None]]:
         """Each cascade as ``[first, then, signal name]`` (``None``: the signal by answer length)."""
         return [
-            [backend.first.info.name, backend.then.info.name, None if backend.signal is None else backend.signal.name]
+            [backend.first.info.name, backend.then.info.name, backend.signal_name]
             for backend in self._backends.values()
             if isinstance(backend, CascadeBackend)
         ]

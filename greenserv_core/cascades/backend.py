@@ -114,6 +114,11 @@ class CascadeBackend:
     def info(self) -> ModelInfo:
         return self._info
 
+    @property
+    def signal_name(self) -> str | None:
+        """The name of the cascade's own signal (``None``: chosen per query by answer length)."""
+        return None if self.signal is None else self.signal.name
+
     def count_tokens(self, messages: Sequence[Message]) -> int:
         """The longer of the two models' counts: the prompt must fit both."""
         return max(self.first.count_tokens(messages), self.then.count_tokens(messages))

@@ -155,7 +155,7 @@ def _check_saved_signal(router: GreenServRouter, cascade: str, wanted: str, stat
     from greenserv_core.cascades import CascadeBackend
 
     backend = router.backend(cascade)
-    saved = backend.signal.name if isinstance(backend, CascadeBackend) and backend.signal is not None else None
+    saved = backend.signal_name if isinstance(backend, CascadeBackend) else None
     if saved != wanted:
         raise InvalidInputError(
             f"{state} holds the cascade {cascade} with the signal {saved or 'chosen by answer length'}, "

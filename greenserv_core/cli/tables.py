@@ -100,14 +100,11 @@ def _confidence(args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     from greenserv_core.confidence import SelfVerification
-    from greenserv_core.errors import InvalidInputError
     from greenserv_core.evaluation.confidence_report import confidence_report
     from greenserv_core.evaluation.table import read_table
     from greenserv_core.evaluation.verify import verify_table
     from greenserv_core.models.bundled import bundled_pool
 
-    if args.batch_size < 1:
-        raise InvalidInputError(f"--batch-size must be positive, got {args.batch_size}")
     signal = SelfVerification(samples=args.samples, seed=args.seed)  # checks --samples before any model loads
     table = read_table(args.table)
     wanted = set(table.columns["model"])

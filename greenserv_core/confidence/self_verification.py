@@ -110,15 +110,13 @@ class SelfVerification:
         options: dict[str, float] = {}
         for setting in settings:
             key, _, value = setting.partition("=")
-            if key not in _DEFAULTS or key in options:
+            if key not in _DEFAULTS:
                 return None
             try:
                 options[key] = float(value)
             except ValueError:
                 return None
         count = 1 if base == "self-verification" else int(samples)
-        if count == 1 and base != "self-verification":
-            return None  # one sample is named without a count
         try:
             signal = cls(
                 count,
@@ -128,7 +126,8 @@ class SelfVerification:
             )
         except InvalidInputError:
             return None
-        return signal if signal.name == name else None  # only the canonical spelling
+        # only the canonical spelling: no repeated or reordered setting, no "-1", no default spelled out
+        return signal if signal.name == name else None
 
     def prompt(self, messages: Sequence[Message], answer: str) -> list[Message]:
         """The verification question about ``answer`` to the query in ``messages``."""

@@ -69,11 +69,11 @@ class OutcomeTable:
         lengths = {len(v) for v in self.columns.values()}
         if len(lengths) > 1:
             raise InvalidInputError("outcome table columns have different lengths")
-        _check_unit_interval(self.columns["accuracy"], "accuracy", empty=False)
+        _check_within(self.columns["accuracy"], "accuracy", high=1.0, empty=False)
         if "confidence" in self.columns:
-            _check_unit_interval(self.columns["confidence"], "confidence", empty=True)
+            _check_within(self.columns["confidence"], "confidence", high=1.0, empty=True)
         if "confidence_joules" in self.columns:
-            _check_non_negative(self.columns["confidence_joules"], "confidence_joules")
+            _check_within(self.columns["confidence_joules"], "confidence_joules", high=np.inf, empty=True)
         self.metadata.setdefault("simulated", False)
 
     def column_names(self) -> list[str]:
@@ -119,34 +119,23 @@ def _present(available: Collection[str]) -> list[str]:
     return [*COLUMNS, *(name for name in OPTIONAL_COLUMNS if name in available)]
 
 
-def _check_non_negative(values: list[Any], name: str) -> None:
-    """Every value a finite number ``>= 0`` or empty (``None`` or NaN, as pandas writes a
-    missing number), or :class:`InvalidInputError` naming the first row that is not."""
-    try:
-        numbers = np.array([np.nan if v is None else v for v in values], dtype=float)
-    except (TypeError, ValueError):
-        raise InvalidInputError(f"{name} must hold numbers >= 0 or be empty") from None
-    bad = np.flatnonzero(~(np.isnan(numbers) | (np.isfinite(numbers) & (numbers >= 0))))
-    if bad.size:
-        row = int(bad[0])
-        raise InvalidInputError(f"{name} must be a finite number >= 0 or be empty; row {row + 1} has {values[row]!r}")
-
-
-def _check_unit_interval(values: list[Any], name: str, *, empty: bool) -> None:
-    """Every value a number in [0, 1] (``None`` and NaN too where ``empty``), or
-    :class:`InvalidInputError` naming the first row that is not."""
+def _check_within(values: list[Any], name: str, *, high: float, empty: bool) -> None:
+    """Every value a finite number in ``[0, high]`` (``None`` and NaN too where ``empty``:
+    pandas writes a missing number as NaN), or :class:`InvalidInputError` naming the first
+    row that is not."""
+    span = f"[0, {high:g}]" if np.isfinite(high) else "[0, ∞)"
     either = " or be empty" if empty else ""
     try:
         numbers = np.array([np.nan if v is None else v for v in values], dtype=float)
     except (TypeError, ValueError):
-        raise InvalidInputError(f"{name} must hold numbers in [0, 1]{either}") from None
-    inside = (numbers >= 0) & (numbers <= 1)  # NaN is outside
+        raise InvalidInputError(f"{name} must hold numbers in {span}{either}") from None
+    inside = np.isfinite(numbers) & (numbers >= 0) & (numbers <= high)  # NaN is outside
     if empty:
         inside |= np.isnan(numbers)
     outside = np.flatnonzero(~inside)
     if outside.size:
         row = int(outside[0])
-        raise InvalidInputError(f"{name} must lie in [0, 1]{either}; row {row + 1} has {values[row]!r}")
+        raise InvalidInputError(f"{name} must lie in {span}{either}; row {row + 1} has {values[row]!r}")
 
 
 @dataclass

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from greenserv_core.backends.base import GenerationResult, ModelBackend, generate_all
+from greenserv_core.backends.base import ModelBackend, generate_all
 from greenserv_core.confidence import SelfVerification
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.evaluation.table import OutcomeTable, write_table
@@ -67,7 +67,8 @@ def verify_table(
         rows_of.setdefault(str(model), []).append(row)
     confidence: list[float | None] = [None] * len(columns["model"])
     asking: list[float] = [0.0] * len(columns["model"])
-    spent: dict[str, list[GenerationResult]] = {model: [] for model in rows_of}
+    seconds: dict[str, float] = dict.fromkeys(rows_of, 0.0)
+    sources: dict[str, set[str]] = {model: set() for model in rows_of}
     bar: Any = None
     if progress:
         from tqdm import tqdm
@@ -86,7 +87,8 @@ def verify_table(
                 mine = [answers[position] for answers in replies]
                 confidence[row] = signal.read(mine)
                 asking[row] = sum(reply.energy.joules for reply in mine)
-                spent[model].extend(mine)
+                seconds[model] += sum(reply.latency_s for reply in mine)
+                sources[model].update(reply.energy.source for reply in mine)
             if bar is not None:
                 bar.update(len(batch))
     if bar is not None:
@@ -94,10 +96,10 @@ def verify_table(
     verification = {
         model: {
             "answers": len(rows),
-            "joules": sum(reply.energy.joules for reply in spent[model]),
+            "joules": sum(asking[row] for row in rows),
             "answer_joules": sum(float(columns["energy_joules"][row]) for row in rows),
-            "energy_sources": sorted({reply.energy.source for reply in spent[model]}),
-            "seconds": sum(reply.latency_s for reply in spent[model]),
+            "energy_sources": sorted(sources[model]),
+            "seconds": seconds[model],
         }
         for model, rows in rows_of.items()
     }
