@@ -37,6 +37,7 @@ from greenserv_core.errors import (
 from greenserv_core.features import FeatureExtractor, QueryFeatures
 from greenserv_core.quality import QualityPrior
 from greenserv_core.router import FeedbackRecord, GreenServRouter, RoutedChunk, RoutedGeneration, RoutingDecision
+from greenserv_core.routing.labelled import LabelledAnswer
 
 __version__ = "0.1.0"
 
@@ -51,6 +52,7 @@ __all__ = [
     "GreenServError",
     "GreenServRouter",
     "InvalidInputError",
+    "LabelledAnswer",
     "MissingResourceError",
     "ModelBackend",
     "ModelInfo",

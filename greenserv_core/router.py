@@ -52,6 +52,7 @@ from greenserv_core.routing import (
     Executor,
     FeedbackRecord,
     GenerateOptions,
+    LabelledAnswer,
     Limits,
     RoutedChunk,
     RoutedGeneration,
@@ -411,6 +412,44 @@ class GreenServRouter:
         self.backend(model)
         features = self.features.extract(messages, learn=False)  # a labelled row is not live traffic
         self.learner_.learn(features, model, score=score, energy_joules=energy_joules, latency_s=latency_s)
+
+    def learn_answers(
+        self, messages: Sequence[Message] | str, answers: Mapping[str, LabelledAnswer]
+    ) -> dict[str, bool]:
+        """Teach the router every model's labelled answer to one query it did not route: a
+        warm start from an outcome table, one :class:`LabelledAnswer` per model (a row each).
+
+        Each model learns its answer as with :meth:`learn`. Each cascade whose two models both
+        answered learns what it would have done at the router's λ (with a budget, the λ in
+        force): its rule, as learned so far, keeps the first answer or escalates, and the
+        cascade is taught that outcome's score and joules. The first answer's confidence is
+        labelled with its score, uncensored. Returns each taught cascade's verdict (``True``:
+        escalated).
+
+        >>> from greenserv_core import FakeBackend, FeatureExtractor, LabelledAnswer
+        >>> from greenserv_core.features import HashingEmbedder, TaskClassifier
+        >>> embedder = HashingEmbedder(64)
+        >>> clf = TaskClassifier().fit(embedder.embed(["2+2?", "hi there"]), ["math", "chat"], embedder.name)
+        >>> router = GreenServRouter([FakeBackend("small"), FakeBackend("large")],
+        ...                          features=FeatureExtractor(embedder, clf), cascades=[("small", "large")], seed=0)
+        >>> router.learn_answers("What is 2+2?", {
+        ...     "small": LabelledAnswer(score=0.0, energy_joules=1.0, latency_s=0.1, confidence=0.3),
+        ...     "large": LabelledAnswer(score=1.0, energy_joules=9.0, latency_s=0.5)})
+        {'small->large': True}
+        >>> router.learner_.policy_.arms_["small->large"].n
+        1
+        """
+        for model in answers:
+            if not isinstance(answers[model], LabelledAnswer):
+                raise InvalidInputError(f"the answer of {model!r} must be a LabelledAnswer, got {answers[model]!r}")
+        features = self.features.extract(messages, learn=False)  # labelled rows are not live traffic
+        pacer = self.learner_.pacer_
+        lam, per_query = self.tradeoff, None
+        if pacer is not None:
+            budget = pacer.status()
+            lam = budget.tradeoff
+            per_query = budget.per_query_joules if pacer.price_on == "joules" else None
+        return self.learner_.learn_answers(features, answers, lam, per_query)
 
     # ---- generating -------------------------------------------------------------------
     def generate(self, messages: Sequence[Message] | str, **options: Unpack[GenerateOptions]) -> RoutedGeneration:

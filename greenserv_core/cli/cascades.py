@@ -101,12 +101,19 @@ def _cascade_replay(args: argparse.Namespace) -> int:
             energy_scale=args.energy_scale,
             make_features=table_features(args, table),
             budget_joules_per_query=args.budget_joules_per_query,
+            warm_start=args.warm_start,
         )
     if table.simulated:
         print("NOTE: this table is SIMULATED")
     budget = args.budget_joules_per_query
     paced = "" if budget is None else f"; every strategy paces {budget:g} J per query (λ: where it starts)"
     print(f"cascades: {', '.join(report['settings']['cascades'])}; energy scale: {args.energy_scale}{paced}")
+    warm = report["warm_start"]
+    if warm["queries"]:
+        print(
+            f"warm start: the last {args.warm_start} queries of each task, left out of the stream: {warm['rows']} "
+            f"labelled answers taught, which cost {warm['joules']:.1f} J ({warm['wh']:.3f} Wh) in the table"
+        )
     rows = []
     for lam, entry in report["by_tradeoff"].items():
         for name in STRATEGIES:
@@ -203,6 +210,14 @@ def add_commands(bench: Any) -> None:
         metavar="J",
         help="every strategy paces this mean spend instead of holding λ (λ is where it starts), "
         "so their accuracy compares at one spend",
+    )
+    learned.add_argument(
+        "--warm-start",
+        type=int,
+        default=0,
+        metavar="N",
+        help="teach every router all models' labelled answers to the last N queries of each task first "
+        "(they leave the stream); a cascade learns what its rule would have done",
     )
     learned.add_argument("--json", help="write the full report here")
     add_feature_options(learned)

@@ -49,6 +49,7 @@ from greenserv_core.evaluation.replay import (
     baselines,
     default_features,
     router_energy_scale,
+    split_warm_start,
     stream_order,
     table_energy_ranges,
 )
@@ -56,6 +57,7 @@ from greenserv_core.evaluation.table import Matrices, OutcomeTable
 from greenserv_core.features.extractor import FeatureExtractor
 from greenserv_core.reward import EnergyNormalizer
 from greenserv_core.router import GreenServRouter
+from greenserv_core.routing.labelled import LabelledAnswer
 from greenserv_core.routing.learner import EnergyScaleName
 
 __all__ = ["CascadeRun", "cascade_pairs", "replay_cascades", "run_cascades"]
@@ -141,12 +143,15 @@ def run_cascades(
     dimension: int | None = None,
     router_scale: EnergyScaleName | None = None,
     budget_joules_per_query: float | None = None,
+    warm: Matrices | None = None,
 ) -> CascadeRun:
     """One run of one strategy (``pairs`` empty: routing alone). ``energy_ranges`` hands the
     router the table's energy scale, ``router_scale`` names one of its own (default: its
     default; see ``energy_scale`` of :func:`replay_cascades`). With ``budget_joules_per_query``
     the router paces that mean spend (λ starts at ``tradeoff``; see
-    :class:`~greenserv_core.budget.BudgetPacer`); the reward is still scored at ``tradeoff``."""
+    :class:`~greenserv_core.budget.BudgetPacer`); the reward is still scored at ``tradeoff``.
+    ``warm``: labelled queries taught first, every model's answer to each (see
+    :meth:`~greenserv_core.router.GreenServRouter.learn_answers`)."""
     if data.confidence is None and pairs:
         raise InvalidInputError("cascades need the table's confidence column")
     started = time.perf_counter()
@@ -163,6 +168,8 @@ def run_cascades(
         escalation=_NeverEscalating(dimension or make_features().dimension) if strategy == STRATEGIES[2] else None,
         energy_budget=None if budget_joules_per_query is None else EnergyBudget.per_query(budget_joules_per_query),
     )
+    if warm is not None:
+        _teach(router, warm)
     members = {f"{a}->{b}": (index[a], index[b]) for a, b in pairs}
     accuracy = np.empty(len(order))
     joules = np.empty(len(order))
@@ -211,6 +218,34 @@ def run_cascades(
     )
 
 
+def _teach(router: GreenServRouter, warm: Matrices) -> None:
+    """Teach ``router`` every model's labelled answer to each warm-start query (table order)."""
+    for i, prompt in enumerate(warm.prompts):
+        answers = {}
+        for j, model in enumerate(warm.models):
+            confidence = None if warm.confidence is None else float(warm.confidence[i, j])
+            asking = 0.0 if warm.confidence_joules is None else float(warm.confidence_joules[i, j])
+            answers[model] = LabelledAnswer(
+                score=float(warm.accuracy[i, j]),
+                energy_joules=float(warm.energy[i, j]),
+                latency_s=float(warm.latency[i, j]),
+                confidence=None if confidence is None or np.isnan(confidence) else confidence,
+                confidence_joules=0.0 if np.isnan(asking) else asking,
+            )
+        router.learn_answers(prompt, answers)
+
+
+def _warm_report(warm: Matrices | None) -> dict[str, Any]:
+    """What the warm start taught: its queries, rows (query × model) and what they cost in the
+    table (the answers' joules and their confidences')."""
+    if warm is None:
+        return {"queries": 0, "rows": 0, "joules": 0.0, "wh": 0.0}
+    joules = float(warm.energy.sum())
+    if warm.confidence_joules is not None:
+        joules += float(np.nansum(warm.confidence_joules))
+    return {"queries": len(warm.queries), "rows": int(warm.energy.size), "joules": joules, "wh": joules / 3600}
+
+
 def _summary(runs: list[CascadeRun]) -> dict[str, Any]:
     return {
         "accuracy": mean_ci95([r.accuracy for r in runs]),
@@ -237,6 +272,7 @@ def replay_cascades(
     embedding_store: str | Path | None = None,
     energy_scale: ReplayEnergyScale = "online",
     budget_joules_per_query: float | None = None,
+    warm_start: int = 0,
 ) -> dict[str, Any]:
     """Replay routing alone and routing with cascades at each λ of ``tradeoffs``, ``runs``
     times each; returns the JSON-ready report (see the module's docstring). ``pairs``
@@ -246,7 +282,10 @@ def replay_cascades(
     scales; ``"table"``: the diagnostic that hands it the table's per-task scale, so that it
     optimises the reward it is scored on. ``budget_joules_per_query``: every strategy paces
     that mean spend instead of holding λ (each λ of ``tradeoffs`` is then where λ starts and
-    what the reward is scored at), so the strategies' accuracy compares at one spend."""
+    what the reward is scored at), so the strategies' accuracy compares at one spend.
+    ``warm_start``: the last ``N`` queries of each task leave the stream and teach every
+    strategy's router every model's labelled answer to them first (a cascade learns what its
+    rule would have done; the report states the joules those answers cost)."""
     if energy_scale not in REPLAY_ENERGY_SCALES:
         raise InvalidInputError(f"energy_scale must be one of {REPLAY_ENERGY_SCALES}, got {energy_scale!r}")
     if not tradeoffs:
@@ -255,10 +294,11 @@ def replay_cascades(
         raise InvalidInputError(f"runs must be at least 1, got {runs}")
     if budget_joules_per_query is not None:
         EnergyBudget.per_query(budget_joules_per_query)  # a bad budget is refused before any run
-    data = table.matrices()
-    if data.confidence is None:
+    full = table.matrices()
+    if full.confidence is None:
         raise InvalidInputError("cascades need the table's confidence column (collect it, or simulate with one)")
-    hindsight = {tradeoff: cascade_report(table, tradeoff=tradeoff) for tradeoff in tradeoffs}
+    data, warm = split_warm_start(full, None, warm_start)
+    hindsight = {tradeoff: cascade_report(data, tradeoff=tradeoff) for tradeoff in tradeoffs}
     chosen = list(pairs) if pairs is not None else _pairs_of(hindsight[tradeoffs[0]])
     unknown = sorted({m for pair in chosen for m in pair} - set(data.models))
     if unknown:
@@ -266,7 +306,7 @@ def replay_cascades(
     if make_features is None:
         make_features = default_features(len(set(data.prompts)))
     extractor = make_features()
-    extractor.warm(data.prompts, store=embedding_store)
+    extractor.warm(full.prompts, store=embedding_store)
     ranges = table_energy_ranges(data, extractor) if energy_scale == "table" else None
     router_scale = router_energy_scale(energy_scale)
     report: dict[str, Any] = {
@@ -278,11 +318,13 @@ def replay_cascades(
             "policy": policy,
             "energy_scale": energy_scale,
             "budget_joules_per_query": budget_joules_per_query,
+            "warm_start": warm_start,
             "queries": len(data.queries),
             "cascades": [f"{a}->{b}" for a, b in chosen],
             "agreement_proxy": "both answers correct (a table holds no answer text)",
         },
         "simulated": table.simulated,
+        "warm_start": _warm_report(warm),
         "by_tradeoff": {},
     }
     for tradeoff in tradeoffs:
@@ -304,6 +346,7 @@ def replay_cascades(
                         dimension=extractor.dimension,
                         router_scale=router_scale,
                         budget_joules_per_query=budget_joules_per_query,
+                        warm=warm,
                     )
                 )
                 if progress is not None:

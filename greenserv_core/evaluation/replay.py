@@ -99,6 +99,7 @@ __all__ = [
     "replay",
     "replay_query",
     "router_energy_scale",
+    "split_warm_start",
     "stream_order",
     "summarise",
     "table_energy_ranges",
@@ -662,7 +663,7 @@ def _subset(data: Matrices, rows: np.ndarray) -> Matrices:
     )
 
 
-def _split(data: Matrices, per_task: int | None, warm_start: int) -> tuple[Matrices, Matrices | None]:
+def split_warm_start(data: Matrices, per_task: int | None, warm_start: int) -> tuple[Matrices, Matrices | None]:
     """The queries to stream and the warm-start queries (both in table order): with a cut, the
     first ``per_task`` of each task and the ``warm_start`` that follow; without one, all but the
     last ``warm_start`` of each task, and those."""
@@ -870,7 +871,7 @@ def replay(
         raise InvalidInputError(f"overstate names {unknown}, which the table does not have")
     if overstate and not warm_start:
         raise InvalidInputError("overstate changes warm-start scores; it needs warm_start >= 1")
-    data, warm = _split(full, per_task, warm_start)
+    data, warm = split_warm_start(full, per_task, warm_start)
     _check_changes(changes, data)
     _check_shifts(shifts, data)
     points = _horizons(horizons, len(data.queries))

@@ -9,6 +9,8 @@
 * :mod:`~greenserv_core.routing.eligibility`: which models may answer. **An eligibility rule
   goes here**: one function ``(Candidate, Limits) -> reason | None``, added to ``RULES``
   (and, for large pools, its column form to ``COLUMN_RULES``);
+* :mod:`~greenserv_core.routing.labelled`: :class:`LabelledAnswer`, a model's labelled answer
+  to a query that was not routed (a warm start);
 * :mod:`~greenserv_core.routing.learner`: :class:`RoutingLearner`, which decides and learns
   (policy, cost models, energy normaliser, tallies, pending decisions) behind one lock;
 * :mod:`~greenserv_core.routing.executor`: :class:`Executor`, which runs the chosen model
@@ -31,6 +33,7 @@ from greenserv_core.routing.eligibility import (
     check_eligibility,
 )
 from greenserv_core.routing.executor import Executor
+from greenserv_core.routing.labelled import LabelledAnswer
 from greenserv_core.routing.learner import RoutingLearner
 from greenserv_core.routing.pool import ModelPool
 from greenserv_core.routing.request import (
@@ -54,6 +57,7 @@ __all__ = [
     "Executor",
     "FeedbackRecord",
     "GenerateOptions",
+    "LabelledAnswer",
     "Limits",
     "ModelPool",
     "ResponseFormat",

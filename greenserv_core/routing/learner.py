@@ -59,6 +59,7 @@ from greenserv_core.routing.eligibility import (
     no_eligible_model,
     not_requested,
 )
+from greenserv_core.routing.labelled import LabelledAnswer
 from greenserv_core.routing.results import FeedbackRecord, RoutingDecision
 from greenserv_core.routing.tallies import Tallies
 from greenserv_core.statistics import Shareable, Statistics
@@ -102,8 +103,14 @@ def _known(value: float | None) -> float:
 
 def _check_measured(name: str, value: float) -> None:
     """A measured joules or seconds must be finite and >= 0, or :class:`InvalidInputError`."""
-    if not math.isfinite(value) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
         raise InvalidInputError(f"{name} must be finite and >= 0, got {value!r}")
+
+
+def _total(amounts: Sequence[float | None]) -> float | None:
+    """The sum, or ``None`` when any amount is unknown."""
+    known = [a for a in amounts if a is not None]
+    return sum(known) if len(known) == len(amounts) else None
 
 
 class RoutingLearner:
@@ -362,15 +369,8 @@ class RoutingLearner:
         missing = [m for m in (first, then) if m not in scores]
         estimated = dict(zip(missing, self.policy_.estimates(x, missing), strict=True)) if missing else {}
         joules = float(table.predicted_joules[table.pool.index[then]])
-        cost = 0.0
-        if not np.isnan(joules):  # what escalating adds: the second model's joules, on the reward's scale
-            if per_query is not None:
-                cost = tradeoff * joules / per_query
-            else:
-                bounds = self._bounds(task, np.array([joules]), table.predicted_joules)
-                cost = 0.0 if bounds is None else tradeoff * min(1.0, joules / (bounds[1] - bounds[0]))
-        escalated = self.escalation_.thens_[choice.arm][1]  # what it scored after escalations counts too
-        scored = None if then in self.priors_ else float(self.tallies_.counts_[then]["feedback"] + escalated)
+        cost = self._escalation_cost(task, joules, table.predicted_joules, tradeoff, per_query)
+        scored = self._then_scored(choice.arm, then)
         return {
             "first": first,
             "then": then,
@@ -379,6 +379,24 @@ class RoutingLearner:
             "then_scored": scored,
             "then_cost": float(cost),
         }
+
+    def _escalation_cost(
+        self, task: str, joules: float, pool: np.ndarray, tradeoff: float, per_query: float | None
+    ) -> float:
+        """What escalating adds: the second model's predicted ``joules`` on the reward's scale
+        (0 while they are unknown)."""
+        if np.isnan(joules):
+            return 0.0
+        if per_query is not None:
+            return float(tradeoff * joules / per_query)
+        bounds = self._bounds(task, np.array([joules]), pool)
+        return 0.0 if bounds is None else float(tradeoff * min(1.0, joules / (bounds[1] - bounds[0])))
+
+    def _then_scored(self, cascade: str, then: str) -> float | None:
+        """How often a cascade's second model was scored (its feedback, and what it scored
+        after this cascade's escalations); ``None`` when a prior vouches for its estimate."""
+        escalated = self.escalation_.thens_[cascade][1]
+        return None if then in self.priors_ else float(self.tallies_.counts_[then]["feedback"] + escalated)
 
     def _paced(self, choice: Choice, predicted: KnownValues, units: np.ndarray, budget: BudgetStatus) -> Choice:
         """Let the pacer remember the decision; when the budget cannot be met, take the
@@ -598,6 +616,85 @@ class RoutingLearner:
                 self.normalizer_.observe(features.task, energy_joules)
             if latency_s is not None:
                 self.latency_.observe(model, x, features.prompt_tokens, latency_s)
+
+    def learn_answers(
+        self,
+        features: QueryFeatures,
+        answers: Mapping[str, LabelledAnswer],
+        tradeoff: float,
+        per_query: float | None = None,
+    ) -> dict[str, bool]:
+        """Teach every model its labelled answer to one query (as :meth:`learn`), and every
+        cascade both of whose models answered with a score what its escalation rule, as
+        learned before this query, would have done at ``tradeoff`` (``per_query``: the
+        per-query budget when joules are priced in budgets): kept the first answer (its score,
+        its joules and its confidence's) or escalated (the second's score, both models'
+        joules). A first answer's confidence is labelled with its score, uncensored, and an
+        escalation teaches the second model's offset. Returns each taught cascade's verdict
+        (``True``: escalated); a cascade is not a model here, since its outcome follows from
+        its models' answers."""
+        x = features.vector
+        with self.lock:
+            unknown = sorted(m for m in answers if m not in self.policy_.arms_)
+            if unknown:
+                raise UnknownModelError(f"unknown model(s) {unknown}; the models are {self.policy_.arms}")
+            cascades = sorted(m for m in answers if m in self.cascades_)
+            if cascades:
+                raise InvalidInputError(
+                    f"{cascades} are cascades: teach their models' answers; each cascade learns what it would have done"
+                )
+            arms = self.policy_.arms
+            pool = self.energy_.predict_array(arms, x, features.prompt_tokens)
+            predicted = dict(zip(arms, pool, strict=True))
+            firsts = {first for first, _ in self.cascades_.values()}
+            signals: dict[str, float] = {}  # each first model's confidence (its estimate without one)
+            for first in firsts:
+                answer = answers.get(first)
+                if answer is not None and answer.score is not None:
+                    signal = answer.confidence
+                    signals[first] = float(self.policy_.estimates(x, [first])[0]) if signal is None else signal
+            verdicts: dict[str, tuple[bool, float]] = {}
+            for cascade, (first, then) in self.cascades_.items():
+                then_answer = answers.get(then)
+                if first not in signals or then_answer is None or then_answer.score is None:
+                    continue
+                first_accuracy, then_accuracy = (float(v) for v in self.policy_.estimates(x, [first, then]))
+                verdict = self.escalation_.decide(
+                    first,
+                    cascade,
+                    x,
+                    answers[first].confidence,
+                    then_accuracy=then_accuracy,
+                    then_cost=self._escalation_cost(features.task, predicted[then], pool, tradeoff, per_query),
+                    value_scale=1.0 - tradeoff,
+                    first_accuracy=first_accuracy,
+                    then_scored=self._then_scored(cascade, then),
+                )
+                verdicts[cascade] = (verdict.escalate or verdict.explored, then_accuracy)  # the rule's choice
+            for name, answer in answers.items():
+                self.learn(
+                    features, name, score=answer.score, energy_joules=answer.energy_joules, latency_s=answer.latency_s
+                )
+            for first, signal in signals.items():
+                score = answers[first].score
+                assert score is not None
+                self.escalation_.learn_first(first, x, signal, score)
+            for cascade, (escalated, then_accuracy) in verdicts.items():
+                first, then = self.cascades_[cascade]
+                kept, second = answers[first], answers[then]
+                ran = (kept, second) if escalated else (kept,)
+                joules = _total([a.energy_joules for a in ran])
+                self.learn(
+                    features,
+                    cascade,
+                    score=second.score if escalated else kept.score,
+                    energy_joules=None if joules is None else joules + kept.confidence_joules,
+                    latency_s=_total([a.latency_s for a in ran]),
+                )
+                if escalated:
+                    assert second.score is not None
+                    self.escalation_.learn_then(cascade, then_accuracy, second.score)
+            return {cascade: escalated for cascade, (escalated, _) in verdicts.items()}
 
     # ---- sharing ------------------------------------------------------------------------
     def _components(self) -> dict[str, Shareable]:

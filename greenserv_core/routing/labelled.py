@@ -1,0 +1,60 @@
+"""A model's labelled answer to one query, taught without routing it (a warm start).
+
+:meth:`GreenServRouter.learn_answers <greenserv_core.router.GreenServRouter.learn_answers>`
+takes one :class:`LabelledAnswer` per model for a query, e.g. one row per model of an outcome
+table collected with ``greenserv bench collect``. Every part is optional; what is given is
+checked here, once.
+
+>>> LabelledAnswer(score=1.0, energy_joules=12.5, latency_s=0.4, confidence=0.83)
+LabelledAnswer(score=1.0, energy_joules=12.5, latency_s=0.4, confidence=0.83, confidence_joules=0.0)
+>>> LabelledAnswer(score=1.5)
+Traceback (most recent call last):
+...
+greenserv_core.errors.InvalidInputError: feedback score must be a number in [0, 1], got 1.5
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from greenserv_core.errors import InvalidInputError
+from greenserv_core.reward import check_score
+
+__all__ = ["LabelledAnswer"]
+
+
+def _check_amount(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise InvalidInputError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
+@dataclass(frozen=True)
+class LabelledAnswer:
+    """What one model's answer to a query scored (``score`` in [0, 1]), spent
+    (``energy_joules``, ``latency_s``), and how sure the model was (``confidence`` in [0, 1],
+    e.g. :class:`~greenserv_core.confidence.AnswerProbability`'s reading, with
+    ``confidence_joules`` what reading it cost, such as a self-verification question; a
+    cascade's first answer is charged for it)."""
+
+    score: float | None = None
+    energy_joules: float | None = None
+    latency_s: float | None = None
+    confidence: float | None = None
+    confidence_joules: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.score is not None:
+            object.__setattr__(self, "score", check_score(self.score))
+        for name in ("energy_joules", "latency_s"):
+            value = getattr(self, name)
+            if value is not None:
+                _check_amount(name, value)
+        _check_amount("confidence_joules", self.confidence_joules)
+        confidence = self.confidence
+        if confidence is not None and (
+            isinstance(confidence, bool)
+            or not isinstance(confidence, (int, float))
+            or not 0.0 <= confidence <= 1.0  # NaN fails both comparisons
+        ):
+            raise InvalidInputError(f"confidence must be a number in [0, 1] or None, got {confidence!r}")

@@ -1,0 +1,114 @@
+"""A warm start from labelled answers (``GreenServRouter.learn_answers``): every model learns
+its answer, and every cascade learns what its rule would have done with them."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from greenserv_core import GreenServRouter, InvalidInputError, LabelledAnswer, UnknownModelError
+from tests.test_cascade_routing import ASK, _firsts, _router
+from tests.test_cascades import _sharp_table
+
+RIGHT_BIG = LabelledAnswer(score=1.0, energy_joules=9.0, latency_s=0.5)
+
+
+def _small_answer(score: float, confidence: float | None, asking: float = 0.0) -> LabelledAnswer:
+    return LabelledAnswer(
+        score=score, energy_joules=1.0, latency_s=0.1, confidence=confidence, confidence_joules=asking
+    )
+
+
+def test_a_labelled_answer_refuses_bad_parts() -> None:
+    for bad in (
+        {"score": 1.5},
+        {"score": math.nan},
+        {"energy_joules": -1.0},
+        {"latency_s": math.inf},
+        {"confidence": 1.2},
+        {"confidence": math.nan},
+        {"confidence": True},
+        {"confidence_joules": -0.1},
+        {"energy_joules": "3"},
+    ):
+        with pytest.raises(InvalidInputError):
+            LabelledAnswer(**bad)  # type: ignore[arg-type]
+    assert LabelledAnswer(score=True).score == 1.0  # a bool score is a 0/1 label, as in feedback
+
+
+def test_an_unsure_wrong_first_answer_is_taught_as_escalated_with_both_models_joules() -> None:
+    router = _router(0.2)  # the pinned policy trusts big at 0.9: a confidence below that escalates
+    zz, zy = _firsts(router)
+    verdicts = router.learn_answers(ASK, {"small": _small_answer(0.0, 0.2, asking=0.5), "big": RIGHT_BIG})
+    assert verdicts == {"small->big": True}
+    learner = router.learner_
+    cascade = _predicted(router, "small->big")
+    assert cascade == pytest.approx(1.0 + 0.5 + 9.0, rel=0.01)  # both answers' joules and the question's
+    assert learner.escalation_.thens_["small->big"].tolist() == [pytest.approx(1.0 - 0.9), 1.0]
+    new_zz, new_zy = _firsts(router)
+    assert not np.array_equal(new_zz, zz)
+    assert new_zy[-1] == pytest.approx(zy[-1] + 0.0 - 0.2)  # labelled with its own score, not censored
+    assert router.stats_["small"]["decisions"] == 0 and len(router.pending_) == 0  # nothing was routed
+
+
+def test_a_sure_first_answer_is_taught_as_kept() -> None:
+    router = _router(0.95)
+    verdicts = router.learn_answers(ASK, {"small": _small_answer(1.0, 0.95), "big": RIGHT_BIG})
+    assert verdicts == {"small->big": False}
+    assert router.learner_.escalation_.thens_["small->big"].tolist() == [0.0, 0.0]  # no escalation to learn from
+    cascade = _predicted(router, "small->big")
+    assert cascade == pytest.approx(1.0, rel=0.01)  # the kept answer's joules only
+
+
+def test_without_a_confidence_the_first_models_estimate_stands_in() -> None:
+    router = _router(None, then_accuracy=0.9)  # the pinned policy estimates small at 0.0: escalate
+    assert router.learn_answers(ASK, {"small": _small_answer(1.0, None), "big": RIGHT_BIG}) == {"small->big": True}
+    assert _firsts(router)[1][-1] == pytest.approx(1.0 - 0.0)  # label − the estimate it stood in for
+
+
+def test_a_cascade_with_a_model_missing_or_unscored_is_not_taught() -> None:
+    router = _router(0.2)
+    assert router.learn_answers(ASK, {"small": _small_answer(0.0, 0.2)}) == {}
+    assert router.learn_answers(ASK, {"small": _small_answer(0.0, 0.2), "big": LabelledAnswer(energy_joules=9.0)}) == {}
+    assert router.learner_.escalation_.thens_["small->big"].tolist() == [0.0, 0.0]
+    # the first model's confidence was still labelled, twice
+    assert _firsts(router)[0][-1, -1] == pytest.approx(2.0)
+
+
+def test_bad_answers_are_refused_before_anything_is_learned() -> None:
+    router = _router(0.2)
+    before = _firsts(router)
+    with pytest.raises(UnknownModelError, match="huge"):
+        router.learn_answers(ASK, {"small": _small_answer(1.0, 0.9), "huge": RIGHT_BIG})
+    with pytest.raises(InvalidInputError, match="cascades"):
+        router.learn_answers(ASK, {"small->big": RIGHT_BIG})
+    with pytest.raises(InvalidInputError, match="LabelledAnswer"):
+        router.learn_answers(ASK, {"small": {"score": 1.0}})  # type: ignore[dict-item]
+    assert all(np.array_equal(a, b) for a, b in zip(_firsts(router), before, strict=True))
+    assert _predicted(router, "small") is None
+
+
+def _predicted(router: GreenServRouter, model: str) -> float | None:
+    """The router's predicted joules of ``model`` for :data:`ASK`."""
+    features = router.features.extract(ASK, learn=False)
+    return router.learner_.energy_.predict(model, features.vector, features.prompt_tokens)
+
+
+def test_the_cascade_replay_warm_starts_every_strategy_and_states_the_joules() -> None:
+    from greenserv_core.evaluation.cascade_replay import replay_cascades
+    from tests.conftest import make_hashing_extractor
+
+    table = _sharp_table(120)
+    pair = [("small", "big")]
+    report = replay_cascades(table, runs=1, pairs=pair, make_features=make_hashing_extractor, warm_start=20)
+    assert report["settings"]["warm_start"] == 20 and report["settings"]["queries"] == 100
+    # 20 queries × (small 1 J + big 10 J)
+    assert report["warm_start"] == {"queries": 20, "rows": 40, "joules": 220.0, "wh": pytest.approx(220 / 3600)}
+    cold = replay_cascades(table, runs=1, pairs=pair, make_features=make_hashing_extractor)
+    assert cold["warm_start"]["rows"] == 0 and cold["settings"]["queries"] == 120
+    warm_entry = report["by_tradeoff"]["0.4"]["routing+cascades"]
+    assert warm_entry["accuracy"]["mean"] >= cold["by_tradeoff"]["0.4"]["routing+cascades"]["accuracy"]["mean"]
+    with pytest.raises(InvalidInputError, match="too few"):
+        replay_cascades(table, runs=1, pairs=pair, make_features=make_hashing_extractor, warm_start=200)
