@@ -73,7 +73,7 @@ class GreenServFeedbackHandler(BaseCallbackHandler):
     def on_chat_model_start(
         self, serialized: dict[str, Any], messages: list[list[BaseMessage]], *, run_id: UUID, **kwargs: Any
     ) -> None:
-        text = "\n".join(str(m.content) for m in messages[0]) if messages else ""
+        text = "\n".join(m.text for m in messages[0]) if messages else ""
         with self._lock:
             self._prompts[str(run_id)] = text
 
@@ -82,6 +82,8 @@ class GreenServFeedbackHandler(BaseCallbackHandler):
         with self._lock:
             prompt = self._prompts.pop(key, "")
         for generation, record in routed_answers(response):
+            if not self.chat_model.decided(str(record["decision_id"])):
+                continue  # another GreenServ model of the chain answered: its router, not ours
             run = RecordedRun(key, str(record["decision_id"]), str(record["model"]), prompt, generation.text)
             self.runs.record(key, run, self.evaluator)
 

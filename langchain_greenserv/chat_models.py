@@ -146,9 +146,14 @@ def _run_key(run_manager: CallbackManagerForLLMRun | None) -> str | None:
     return str(run_manager.run_id) if run_manager is not None else None
 
 
+_LANGCHAIN_OPTIONS = frozenset({"ls_structured_output_format", "stream"})
+
+
 def _call_options(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """A call's options without LangChain's tracing metadata (set by ``with_structured_output``)."""
-    return {key: value for key, value in kwargs.items() if key != "ls_structured_output_format"}
+    """A call's options without LangChain's own: the tracing metadata set by
+    ``with_structured_output``, and ``stream=`` (the per-call switch between streaming and not,
+    which LangChain reads before it calls the model)."""
+    return {key: value for key, value in kwargs.items() if key not in _LANGCHAIN_OPTIONS}
 
 
 class ChatGreenServ(AdapterCore, BaseChatModel):
@@ -186,6 +191,10 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
 
     ``score_tool_calls=True`` scores an answer that calls tools at once (1 if every call is
     valid, else 0), so the user's own feedback is then refused as a second score.
+
+    With a LangChain cache set (``set_llm_cache``), a repeated prompt returns the cached
+    message and its routing record: nothing is routed or spent, and the record's decision is
+    the first call's, so it takes one score only. ``cache=False`` routes every call.
 
     ``max_retries`` is accepted (a standard chat-model parameter) but retries nothing here:
     failover is the router's, which routes a query whose model is unavailable
@@ -242,10 +251,11 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
 
     @model_validator(mode="after")
     def _budget_needs_no_router(self) -> Self:
-        self.check_budget_owner()
+        self.check_router_arguments()
         return self
 
     def model_post_init(self, context: Any) -> None:
+        super().model_post_init(context)
         if isinstance(self.callbacks, BaseCallbackManager):
             self.callbacks.add_handler(self._recorder, inherit=False)
         else:
@@ -259,15 +269,24 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
+        router = self.router  # a ready router's own settings, not this model's unused defaults
         return {
             "pool": self.pool_name,
-            "strategy": self.strategy,
-            "embedder": self.embedder,
-            "tradeoff": self.tradeoff,
+            "strategy": self.strategy if router is None else getattr(router.policy, "name", str(router.policy)),
+            "embedder": self.embedder if router is None else router.features.embedder.name,
+            "tradeoff": self.tradeoff if router is None else self.call_tradeoff or router.tradeoff,
             "energy_budget": self.energy_budget,
             "max_joules": self.max_joules,
+            "max_latency_s": self.max_latency_s,
+            "cascades": self.cascades,
+            "cascade_signal": self.cascade_signal,
             "temperature": self.temperature,
+            "top_p": self.top_p,
             "max_tokens": self.max_tokens,
+            "stop": self.stop,
+            "seed": self.seed,
+            "timeout": self.timeout,
+            "score_tool_calls": self.score_tool_calls,
         }
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
@@ -281,7 +300,7 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
         if max_tokens is not None:
             params["ls_max_tokens"] = max_tokens
         if stop := stop or self.stop:
-            params["ls_stop"] = list(stop)
+            params["ls_stop"] = [stop] if isinstance(stop, str) else list(stop)
         return params
 
     # ---- calling the router ---------------------------------------------------------------
@@ -456,8 +475,9 @@ def _tool_call_parser(schema: Any, name: str, pydantic: bool) -> Callable[[AIMes
         for call in message.tool_calls:
             if call["name"] == name:
                 return _validated(schema, call["args"], name) if pydantic else call["args"]
-        why = why_no_tool_call(message.invalid_tool_calls)
-        text = message.content if isinstance(message.content, str) else str(message.content)
+        # a streamed answer carries its refused calls in the metadata (see the module)
+        why = why_no_tool_call(message.invalid_tool_calls or message.response_metadata.get("invalid_tool_calls", []))
+        text = message.text
         raise OutputParserException(f"the model gave no valid {name} answer ({why})", llm_output=text)
 
     return parse
@@ -470,7 +490,7 @@ def _json_parser(
     name = str(json_schema.get("title", "the schema"))
 
     def parse(message: AIMessage) -> dict[str, Any] | BaseModel:
-        text = message.content if isinstance(message.content, str) else str(message.content)
+        text = message.text  # the text blocks of a list content (output_version="v1"), or the string
         try:
             value = json.loads(text)
         except json.JSONDecodeError as error:

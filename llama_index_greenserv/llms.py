@@ -21,6 +21,7 @@ are in ``message.additional_kwargs["tool_calls"]`` (and refused ones, with the r
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator, Sequence
 from typing import Annotated, Any, TypeVar
 
@@ -34,6 +35,7 @@ from llama_index.core.base.llms.types import (
     CompletionResponseGen,
     LLMMetadata,
     MessageRole,
+    ToolCallBlock,
 )
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.function_calling import FunctionCallingLLM
@@ -97,9 +99,41 @@ def to_greenserv_messages(messages: Sequence[ChatMessage]) -> list[Message]:
         content = message.content or ""
         if role == "tool":
             content = tool_result_turn(content)
-        calls = message.additional_kwargs.get("tool_calls") or []
-        out.append({"role": role, "content": with_tool_calls(content, [(c["name"], c["arguments"]) for c in calls])})
+        out.append({"role": role, "content": with_tool_calls(content, _history_calls(message, index))})
     return out
+
+
+def _history_calls(message: ChatMessage, index: int) -> list[tuple[str, dict[str, Any]]]:
+    """The tool calls an assistant turn made: GreenServ's own ``{"name", "arguments"}``, OpenAI's
+    ``{"function": {"name", "arguments": JSON}}`` in ``additional_kwargs["tool_calls"]``, or
+    ``ToolCallBlock`` s among its blocks; anything else raises :class:`InvalidInputError`."""
+    calls = message.additional_kwargs.get("tool_calls") or []
+    found: list[tuple[str, Any]] = []
+    for given in calls:
+        dump = getattr(given, "model_dump", None)  # e.g. an OpenAI SDK object
+        call = dump() if callable(dump) and not isinstance(given, dict) else given
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(call, dict) and "name" in call:
+            found.append((call["name"], call.get("arguments", {})))
+        elif isinstance(function, dict) and "name" in function:
+            found.append((function["name"], function.get("arguments", {})))
+        else:
+            raise InvalidInputError(f"messages[{index}] has a tool call GreenServ cannot read: {call!r}")
+    if not calls:
+        found = [(b.tool_name, b.tool_kwargs) for b in message.blocks if isinstance(b, ToolCallBlock)]
+    read: list[tuple[str, dict[str, Any]]] = []
+    for name, arguments in found:
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments) if arguments.strip() else {}
+            except json.JSONDecodeError as error:
+                raise InvalidInputError(
+                    f"messages[{index}]: the arguments of {name!r} are not JSON: {error}"
+                ) from error
+        if not isinstance(name, str) or not isinstance(arguments, dict):
+            raise InvalidInputError(f"messages[{index}] has a tool call GreenServ cannot read: {(name, arguments)!r}")
+        read.append((name, arguments))
+    return read
 
 
 def _call_options(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -190,7 +224,7 @@ class GreenServLLM(AdapterCore, FunctionCallingLLM):
 
     @model_validator(mode="after")
     def _budget_needs_no_router(self) -> Self:
-        self.check_budget_owner()
+        self.check_router_arguments()
         return self
 
     @classmethod
@@ -239,6 +273,20 @@ class GreenServLLM(AdapterCore, FunctionCallingLLM):
             **kwargs,
         }
 
+    def _validate_chat_with_tools_response(
+        self,
+        response: ChatResponse,
+        tools: Sequence[BaseTool],
+        allow_parallel_tool_calls: bool = False,
+        **kwargs: Any,
+    ) -> ChatResponse:
+        """Keep the first tool call only, unless parallel calls are allowed (as LlamaIndex's
+        OpenAI integration does: ``predict_and_call`` expects one)."""
+        calls = response.message.additional_kwargs.get("tool_calls") or []
+        if not allow_parallel_tool_calls and len(calls) > 1:
+            response.message.additional_kwargs["tool_calls"] = calls[:1]
+        return response
+
     def get_tool_calls_from_response(
         self, response: ChatResponse, error_on_no_tool_call: bool = True, **kwargs: Any
     ) -> list[ToolSelection]:
@@ -281,11 +329,13 @@ class GreenServLLM(AdapterCore, FunctionCallingLLM):
     @llm_chat_callback()
     async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
         conversation = to_greenserv_messages(messages)
+        self.router_arguments(conversation, _call_options(kwargs))  # the options are checked now, as a sync stream's
         return _aresponses(iterate_in_thread(lambda: self._pieces(conversation, kwargs)), _chat_response)
 
     @llm_completion_callback()
     async def astream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseAsyncGen:
         conversation: list[Message] = [{"role": "user", "content": prompt}]
+        self.router_arguments(conversation, _call_options(kwargs))  # the options are checked now, as a sync stream's
         return _aresponses(iterate_in_thread(lambda: self._pieces(conversation, kwargs)), _completion_response)
 
     # ---- feedback -----------------------------------------------------------------------

@@ -157,8 +157,8 @@ def answered_by(messages: Iterator[AIMessage]) -> set[str]:
 
 
 def test_max_joules_per_call_leaves_out_the_dear_model() -> None:
-    llm = ChatGreenServ(router=warm_router(), max_tokens=8, tradeoff=0.0)
-    assert answered_by(llm.invoke(PROMPT, max_joules=50.0) for _ in range(8)) == {"small"}
+    llm = ChatGreenServ(router=warm_router(), max_tokens=8)
+    assert answered_by(llm.invoke(PROMPT, max_joules=50.0, tradeoff=0.0) for _ in range(8)) == {"small"}
     with pytest.raises(NoEligibleModelError, match=r"exceeds the cap 5\.0 J"):
         llm.invoke(PROMPT, max_joules=5.0)
     with pytest.raises(InvalidInputError, match="max_joules"):

@@ -427,3 +427,20 @@ def test_the_tools_prompt_counts_against_the_context_window() -> None:
     answers = [router.generate(ASK, tools=[WEATHER_TOOL], max_new_tokens=16) for _ in range(6)]
     assert {a.model for a in answers} == {"large-window"}
     assert "exceed the context window 80" in answers[0].decision.excluded["small-window"]
+
+
+def test_a_stop_string_is_one_stop_sequence_and_a_bad_stop_is_refused() -> None:
+    echo = FakeBackend("solo", reply=lambda messages: "say hello world friend")
+    router = GreenServRouter([echo], features=make_hashing_extractor(), seed=0)
+    assert router.generate("go", stop="world").text == "say hello "  # not the letters w, o, r, l, d
+    assert router.generate("go", stop=None).text == "say hello world friend"
+    for bad in ([""], 5, ["ok", 3]):
+        with pytest.raises(InvalidInputError, match="stop"):
+            router.generate("go", stop=bad)  # type: ignore[arg-type]
+
+
+def test_learn_refuses_a_measurement_that_is_not_a_number() -> None:
+    router = GreenServRouter([FakeBackend("solo")], features=make_hashing_extractor(), seed=0)
+    for bad in ({"latency_s": "x"}, {"energy_joules": True}, {"energy_joules": float("nan")}):
+        with pytest.raises(InvalidInputError):
+            router.learn("hi", "solo", **bad)  # type: ignore[arg-type]

@@ -12,6 +12,7 @@ from greenserv_core.budget import BudgetPacer, EnergyBudget
 from greenserv_core.errors import InvalidInputError, UnknownDecisionError
 from greenserv_core.messages import Message
 from greenserv_core.router import FeedbackRecord, GreenServRouter, RoutedGeneration
+from greenserv_core.routing.request import stop_sequences
 
 __all__ = [
     "CALL_OPTIONS",
@@ -138,6 +139,7 @@ def generation_options(
     timeout: float | None,
     stop: Sequence[str] | None = None,
     max_joules: float | None = None,
+    tradeoff: float | None = None,
 ) -> dict[str, Any]:
     """Router arguments from an adapter's defaults and a call's options (:data:`CALL_OPTIONS`);
     unknown options raise :class:`InvalidInputError` naming them (nothing is silently dropped).
@@ -155,9 +157,9 @@ def generation_options(
         "temperature": kwargs.get("temperature", temperature),
         "top_p": kwargs.get("top_p", top_p),
         "max_new_tokens": kwargs.get("max_tokens", max_tokens),
-        "stop": list(call_stop if call_stop is not None else stop or ()),
+        "stop": list(stop_sequences(call_stop if call_stop is not None else stop)),
         "seed": kwargs.get("seed", seed),
-        "tradeoff": kwargs.get("tradeoff"),
+        "tradeoff": kwargs.get("tradeoff", tradeoff),
         "max_latency_s": kwargs.get("max_latency_s", max_latency_s),
         "max_joules": kwargs.get("max_joules", max_joules),
         "max_time_s": kwargs.get("timeout", timeout),
@@ -195,6 +197,10 @@ def apply_tool_choice(
     return tools, [{"role": "system", "content": instruction}, *conversation]
 
 
+_ROUTER_BUILDERS = ("models", "strategy", "embedder", "meter")
+"""An adapter's arguments that only a router it builds itself uses."""
+
+
 class AdapterCore:
     """What an adapter model does with the router, whatever the framework: a mixin for models
     that hold a ready ``router`` or the simple arguments to build one (``models``, ``meter``,
@@ -205,7 +211,9 @@ class AdapterCore:
 
     ``energy_budget`` (checked by :func:`check_energy_budget`) is the budget of the router the
     adapter builds; a ready ``router`` has its own, so giving both is refused
-    (:meth:`check_budget_owner`). ``max_joules`` is every call's default cap, and so applies
+    (:meth:`check_router_arguments`), as are ``models``, ``meter``, ``strategy`` and
+    ``embedder`` set beside it. ``tradeoff`` set beside a ready router is every call's λ
+    (:attr:`call_tradeoff`). ``max_joules`` is every call's default cap, and so applies
     to a ready router too. ``cascades`` (pairs of model names) are offered by the router the
     adapter builds, with ``cascade_signal`` (a signal's name, such as ``"self-verification"``;
     default: by answer length); a ready router is given its cascades with ``add_cascade``. A cascade runs
@@ -258,18 +266,41 @@ class AdapterCore:
 
         return self._router.get(build)
 
-    def check_budget_owner(self) -> None:
-        """Refuse an ``energy_budget`` beside a ready ``router`` (it would be silently ignored:
-        the router given keeps its own budget, or none)."""
-        if self.router is not None and (getattr(self, "cascades", None) or getattr(self, "cascade_signal", None)):
+    @property
+    def call_tradeoff(self) -> float | None:
+        """The λ every call sends: ``tradeoff`` when it was set away from its default beside a
+        ready ``router`` (it then overrides the router's λ, or its budget's, as a call's
+        ``tradeoff=`` does; e.g. a LangChain ``configurable_fields`` copy), else ``None`` (the
+        router's own)."""
+        return self.tradeoff if self.router is not None and "tradeoff" in self._changed_fields() else None
+
+    def _changed_fields(self) -> set[str]:
+        """The fields set away from their defaults (a framework's copy passes every field)."""
+        fields = getattr(type(self), "model_fields", {})
+        return {name for name, field in fields.items() if name != "router" and getattr(self, name) != field.default}
+
+    def check_router_arguments(self) -> None:
+        """Refuse the arguments that build a router beside a ready ``router`` (they would be
+        silently ignored: the router given keeps its own pool, policy, λ, budget and cascades)."""
+        if self.router is None:
+            return
+        name = type(self).__name__
+        if getattr(self, "cascades", None) or getattr(self, "cascade_signal", None):
             raise InvalidInputError(
-                f"{type(self).__name__} was given router= and cascades= or cascade_signal=: the cascades belong to "
+                f"{name} was given router= and cascades= or cascade_signal=: the cascades belong to "
                 "the router, so add them with router.add_cascade(first, then, signal=...), or give models= instead"
             )
-        if self.router is not None and getattr(self, "energy_budget", None) is not None:
+        if getattr(self, "energy_budget", None) is not None:
             raise InvalidInputError(
-                f"{type(self).__name__} was given router= and energy_budget=: the budget belongs to the router, "
+                f"{name} was given router= and energy_budget=: the budget belongs to the router, "
                 "so build it with GreenServRouter(..., energy_budget=...), or give models= instead of router="
+            )
+        changed = self._changed_fields()
+        building = [field for field in _ROUTER_BUILDERS if field in changed]
+        if building:
+            raise InvalidInputError(
+                f"{name} was given router= and {', '.join(f + '=' for f in building)}: those build a router, and the "
+                "router given has its own; set them on GreenServRouter(...), or give models= instead of router="
             )
 
     @property
@@ -307,6 +338,7 @@ class AdapterCore:
             max_joules=getattr(self, "max_joules", None),
             timeout=self.timeout,
             stop=stop if stop is not None else self.stop,
+            tradeoff=self.call_tradeoff,
         )
         if tools:
             arguments.update(tools=tools, score_tool_calls=self.score_tool_calls)
@@ -348,3 +380,9 @@ class AdapterCore:
             return self.greenserv_router.feedback(decision_id, score)
         except UnknownDecisionError as error:
             raise UnknownDecisionError(f"no routed answer for {decision_id!r}: {error}") from error
+
+    def decided(self, decision_id: str) -> bool:
+        """Whether this model's router made the decision (pending, or recently scored), so that
+        a feedback handler leaves alone the answers of other routers in the same chain."""
+        router = self.router if self.router is not None else self._router.router
+        return router is not None and router.pending_.known(decision_id)

@@ -30,6 +30,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from typing import Generic, Protocol, TypeVar
 
+from greenserv_core.errors import DecisionAlreadyScoredError
 from greenserv_core.router import FeedbackRecord
 
 __all__ = ["AnswerLog", "BoundedRecorder", "Evaluator", "SeenAnswer"]
@@ -122,6 +123,9 @@ class AnswerLog(BoundedRecorder[A]):
         try:
             score = float(evaluator(answer.prompt, answer.output))
             self._send(answer.decision_id, score)
+        except DecisionAlreadyScoredError:  # the router scored it itself (score_tool_calls=True)
+            self._logger.debug("GreenServ %s %s was already scored; the evaluator's score is not sent", self._what, key)
+            return None
         except Exception as error:
             self._logger.warning("GreenServ evaluator failed for %s %s: %r", self._what, key, error)
             with self._lock:

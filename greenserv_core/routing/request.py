@@ -69,7 +69,7 @@ class BatchOptions(TypedDict, total=False):
     requires: Collection[str]
     temperature: float
     top_p: float
-    stop: Sequence[str]
+    stop: str | Sequence[str]
     seed: int | None
     max_time_s: float | None
     tools: Sequence[ToolSpec | Mapping[str, Any]] | None
@@ -121,6 +121,20 @@ def _json_format(response_format: ResponseFormat) -> JsonFormat | None:
     if isinstance(response_format, Mapping):
         return JsonFormat.from_schema(response_format)
     raise InvalidInputError(f"response_format must be None, 'json' or a JSON schema, got {response_format!r}")
+
+
+def stop_sequences(stop: str | Sequence[str] | None) -> tuple[str, ...]:
+    """The stop sequences of a call: one string is one sequence (as OpenAI takes it), ``None`` none.
+
+    >>> stop_sequences("world"), stop_sequences(["a", "b"]), stop_sequences(None)
+    (('world',), ('a', 'b'), ())
+    """
+    if stop is None:
+        return ()
+    sequences = (stop,) if isinstance(stop, str) else tuple(stop) if isinstance(stop, (list, tuple)) else None
+    if sequences is None or not all(isinstance(s, str) and s for s in sequences):
+        raise InvalidInputError(f"stop must be a non-empty string or a list of them, got {stop!r}")
+    return sequences
 
 
 def _model_names(models: Sequence[str] | None) -> frozenset[str] | None:
@@ -177,7 +191,7 @@ class RouteRequest:
             max_new_tokens,
             options.get("temperature", 0.0),
             options.get("top_p", 1.0),
-            tuple(options.get("stop", ())),
+            stop_sequences(options.get("stop")),
             options.get("seed"),
             options.get("max_time_s"),
             as_tool_specs(options.get("tools")),

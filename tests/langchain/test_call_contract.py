@@ -1,0 +1,116 @@
+"""ChatGreenServ keeps LangChain's calling conventions: ``stop`` strings, the per-call ``stream=``
+switch, list content (``output_version="v1"``), the package versions in ``metadata``, and
+router arguments that would be ignored beside a ready router."""
+
+from __future__ import annotations
+
+import pytest
+from langchain_core.exceptions import OutputParserException
+from langchain_core.messages import HumanMessage
+from langchain_core.output_parsers import StrOutputParser
+from langchain_core.runnables import ConfigurableField
+from pydantic import BaseModel
+
+from greenserv_core import FakeBackend, GreenServRouter, InvalidInputError
+from langchain_greenserv import ChatGreenServ, GreenServFeedbackHandler
+from tests.conftest import make_hashing_extractor
+from tests.langchain.test_chat_greenserv import make_llm
+from tests.scripted_tools import scripted_tool_backend
+
+
+class Person(BaseModel):
+    name: str
+    age: int
+
+
+def _solo() -> ChatGreenServ:
+    echo = FakeBackend("solo", reply=lambda messages: "alpha beta gamma")
+    return ChatGreenServ(router=GreenServRouter([echo], features=make_hashing_extractor(), seed=0))
+
+
+def test_a_stop_string_is_one_stop_sequence() -> None:
+    llm = _solo()
+    assert llm.invoke("go", stop=["beta"]).content == "alpha "
+    assert llm.invoke("go", stop="beta").content == "alpha "  # type: ignore[arg-type]  # not 'b', 'e', 't', 'a'
+    assert llm.bind(stop="beta").invoke("go").content == "alpha "
+    assert llm._get_ls_params(stop="beta")["ls_stop"] == ["beta"]  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="stop"):
+        llm.invoke("go", stop=[""])
+
+
+def test_the_per_call_stream_switch_is_langchains_not_an_unknown_option() -> None:
+    llm = make_llm()
+    for stream in (True, False):
+        assert llm.invoke("hi", stream=stream).response_metadata["model_name"] in ("small", "large")
+
+
+def test_the_package_versions_are_in_the_metadata() -> None:
+    assert "langchain-core" in (make_llm().metadata or {})["lc_versions"]
+
+
+def test_arguments_that_build_a_router_are_refused_beside_a_ready_one() -> None:
+    router = GreenServRouter([FakeBackend("small")], features=make_hashing_extractor(), tradeoff=0.1, seed=0)
+    for given in ({"strategy": "random"}, {"models": ["small"]}, {"embedder": "static"}, {"meter": "estimate"}):
+        with pytest.raises(ValueError, match="router= and " + next(iter(given)) + "="):
+            ChatGreenServ(router=router, **given)
+    llm = ChatGreenServ(router=router)  # the adapter reports the router's own λ and policy
+    assert llm._identifying_params["tradeoff"] == 0.1 and llm._identifying_params["strategy"] == router.policy
+    assert llm.invoke("hi").response_metadata["greenserv"]["tradeoff"] == 0.1
+    assert llm.invoke("hi", tradeoff=0.9).response_metadata["greenserv"]["tradeoff"] == 0.9  # λ per call
+    assert ChatGreenServ(router=router, max_joules=50.0).max_joules == 50.0  # a per-call default still applies
+
+
+def test_a_tradeoff_beside_a_ready_router_is_every_calls_and_configurable() -> None:
+    router = GreenServRouter([FakeBackend("small")], features=make_hashing_extractor(), tradeoff=0.1, seed=0)
+    llm = ChatGreenServ(router=router, tradeoff=0.7)
+    assert llm.invoke("hi").response_metadata["greenserv"]["tradeoff"] == 0.7
+    assert llm._identifying_params["tradeoff"] == 0.7
+    configurable = ChatGreenServ(router=router).configurable_fields(tradeoff=ConfigurableField(id="λ"))
+    answer = configurable.invoke("hi", config={"configurable": {"λ": 0.9}})
+    assert answer.response_metadata["greenserv"]["tradeoff"] == 0.9
+    assert llm.feedback(answer, 1.0).applied  # the copy answered with the same router
+
+
+def test_settings_that_change_an_answer_tell_cached_answers_apart() -> None:
+    first, second = make_llm(top_p=0.5), make_llm(top_p=0.9)
+    assert first._identifying_params != second._identifying_params
+    assert make_llm(stop=["x"])._identifying_params != make_llm()._identifying_params
+
+
+def test_list_content_is_read_as_its_text() -> None:
+    llm = ChatGreenServ(
+        router=GreenServRouter([scripted_tool_backend("caller")], features=make_hashing_extractor(), seed=0),
+        output_version="v1",
+    )
+    for method in ("json_mode", "json_schema", "function_calling"):
+        assert llm.with_structured_output(Person, method=method).invoke("'Ada' aged 36") == Person(name="Ada", age=36)
+    prompts: list[str] = []
+    plain = make_llm()
+    handler = GreenServFeedbackHandler(plain, evaluator=lambda prompt, output: prompts.append(prompt) or 1.0)
+    plain.invoke([HumanMessage(content=[{"type": "text", "text": "What is 2 + 2?"}])], config={"callbacks": [handler]})
+    assert prompts == ["What is 2 + 2?"]
+
+
+def test_a_streamed_structured_answer_keeps_the_reason_it_was_refused() -> None:
+    sloppy = FakeBackend(
+        "sloppy",
+        capabilities=frozenset({"tools"}),
+        tool_reply=lambda m, t: '<tool_call>{"name": "Person", "arguments": {"name": "Ada"}}</tool_call>',
+    )
+    router = GreenServRouter([sloppy], features=make_hashing_extractor(), seed=0)
+    structured = ChatGreenServ(router=router).with_structured_output(Person)
+    with pytest.raises(OutputParserException, match="'age' is a required property"):
+        list(structured.stream("a person"))
+    streaming = ChatGreenServ(router=router, streaming=True).with_structured_output(Person)
+    with pytest.raises(OutputParserException, match="'age' is a required property"):
+        streaming.invoke("a person")
+
+
+def test_the_feedback_handler_leaves_other_routers_answers_alone() -> None:
+    drafter, reviewer = make_llm(), make_llm()
+    handler = GreenServFeedbackHandler(reviewer, evaluator=lambda prompt, output: 1.0)
+    (drafter | StrOutputParser() | reviewer).invoke("draft a haiku", config={"callbacks": [handler]})
+    assert len(handler.runs) == 1 and handler.errors == []
+    (run,) = handler.runs.values()
+    assert run.score == 1.0 and reviewer.greenserv_router.pending_.known(run.decision_id)
+    assert sum(arm.n for arm in drafter.greenserv_router.policy_.arms_.values()) == 0  # nothing sent to the drafter

@@ -1,0 +1,101 @@
+"""GreenServLLM keeps LlamaIndex's calling conventions: one tool call unless parallel calls are
+allowed, tool calls in the history in every shape LlamaIndex writes them, async streams that
+check their options when called, a ``stop`` string, and router arguments beside a ready router."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from llama_index.core.base.llms.types import ChatMessage, MessageRole, TextBlock, ToolCallBlock
+from llama_index.core.tools import FunctionTool
+
+from greenserv_core import FakeBackend, GreenServRouter, InvalidInputError
+from greenserv_core.tools import with_tool_calls
+from llama_index_greenserv import GreenServLLM
+from llama_index_greenserv.llms import to_greenserv_messages
+from tests.conftest import make_hashing_extractor
+from tests.llama_index.test_greenserv_llm import collector, make_llm  # noqa: F401  (a fixture)
+from tests.scripted_tools import scripted_tool_backend
+
+CALL = '<tool_call>\n{"name": "multiply", "arguments": {"a": 2, "b": 3}}\n</tool_call>'
+
+
+def multiply(a: int, b: int) -> int:
+    """Multiply two integers."""
+    return a * b
+
+
+def test_one_tool_call_unless_parallel_calls_are_allowed() -> None:
+    two = FakeBackend(
+        "caller",
+        capabilities=frozenset({"chat_template", "tools"}),
+        tool_reply=lambda m, t: with_tool_calls("", [("multiply", {"a": 2, "b": 3}), ("multiply", {"a": 4, "b": 5})]),
+    )
+    llm = make_llm([two])
+    tool = FunctionTool.from_defaults(fn=multiply)
+    single = llm.chat_with_tools([tool], user_msg="2*3?")
+    assert len(llm.get_tool_calls_from_response(single)) == 1
+    both = llm.chat_with_tools([tool], user_msg="2*3?", allow_parallel_tool_calls=True)
+    assert len(llm.get_tool_calls_from_response(both)) == 2
+    assert str(llm.predict_and_call([tool], user_msg="2*3?")) == "6"
+
+
+def test_tool_calls_in_the_history_are_read_in_every_shape() -> None:
+    arguments = {"a": 2, "b": 3}
+    ours = {"name": "multiply", "arguments": arguments}
+    openai = {"id": "c1", "type": "function", "function": {"name": "multiply", "arguments": '{"a": 2, "b": 3}'}}
+    block = ToolCallBlock(tool_call_id="c1", tool_name="multiply", tool_kwargs=arguments)
+    shapes = [
+        ChatMessage(role=MessageRole.ASSISTANT, additional_kwargs={"tool_calls": [ours]}),
+        ChatMessage(role=MessageRole.ASSISTANT, additional_kwargs={"tool_calls": [openai]}),
+        ChatMessage(role=MessageRole.ASSISTANT, blocks=[block]),
+    ]
+    for message in shapes:
+        assert to_greenserv_messages([message])[0]["content"] == CALL
+    as_text = ToolCallBlock(tool_name="multiply", tool_kwargs='{"a": 2, "b": 3}')
+    said = ChatMessage(role=MessageRole.ASSISTANT, blocks=[TextBlock(text="Checking."), as_text])
+    assert to_greenserv_messages([said])[0]["content"] == "Checking.\n" + CALL
+    for bad in ({"id": "c1"}, {"name": "multiply", "arguments": "{not json"}):
+        message = ChatMessage(role=MessageRole.ASSISTANT, additional_kwargs={"tool_calls": [bad]})
+        with pytest.raises(InvalidInputError, match=r"messages\[1\]"):
+            to_greenserv_messages([ChatMessage(role=MessageRole.USER, content="2*3?"), message])
+
+
+def test_async_streams_check_their_options_when_called() -> None:
+    llm = make_llm()
+
+    async def call(method: str) -> None:
+        await getattr(llm, method)(
+            *(["hi"] if "complete" in method else [[ChatMessage(role="user", content="hi")]]), bogus=1
+        )
+
+    for method in ("astream_complete", "astream_chat"):
+        with pytest.raises(InvalidInputError, match="bogus"):
+            asyncio.run(call(method))
+
+
+def test_a_stop_string_is_one_stop_sequence() -> None:
+    echo = FakeBackend("solo", reply=lambda messages: "alpha beta gamma")
+    llm = GreenServLLM(router=GreenServRouter([echo], features=make_hashing_extractor(), seed=0))
+    assert llm.complete("go", stop="beta").text == "alpha "
+    assert llm.complete("go", stop=None).text == "alpha beta gamma"
+    assert GreenServLLM(router=llm.router, stop=["beta"]).complete("go").text == "alpha "
+
+
+def test_arguments_that_build_a_router_are_refused_beside_a_ready_one() -> None:
+    router = GreenServRouter([FakeBackend("small")], features=make_hashing_extractor(), tradeoff=0.1, seed=0)
+    for given in ({"strategy": "random"}, {"models": ["small"]}, {"meter": "estimate"}, {"embedder": "static"}):
+        with pytest.raises(ValueError, match="router= and " + next(iter(given)) + "="):
+            GreenServLLM(router=router, **given)
+    assert GreenServLLM(router=router).complete("hi").raw["tradeoff"] == 0.1  # the router's own
+    llm = GreenServLLM(router=router, tradeoff=0.9)  # given beside a ready router: every call's λ
+    assert llm.complete("hi").raw["tradeoff"] == 0.9
+    assert llm.complete("hi", tradeoff=0.3).raw["tradeoff"] == 0.3
+
+
+def test_an_answer_the_router_scored_itself_is_not_an_evaluator_failure(collector) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    llm = make_llm([scripted_tool_backend("caller")], score_tool_calls=True)
+    handler = collector(llm, evaluator=lambda prompt, output: 1.0)
+    llm.chat_with_tools([FunctionTool.from_defaults(fn=multiply)], user_msg="What is 6 times 7?")
+    assert handler.errors == [] and len(handler.seen) == 1
