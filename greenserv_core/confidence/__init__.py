@@ -25,13 +25,8 @@ models compute them from the logits, OpenAI-compatible servers return them where
 """
 
 from greenserv_core.confidence.answer_probability import AnswerProbability
-from greenserv_core.confidence.base import (
-    ConfidenceSignal,
-    Verification,
-    VerifyingSignal,
-    signal_for_task,
-    signal_from_name,
-)
+from greenserv_core.confidence.base import ConfidenceSignal, Verification, VerifyingSignal
+from greenserv_core.confidence.selection import signal_for_task, signal_from_name
 from greenserv_core.confidence.self_verification import SelfVerification
 from greenserv_core.confidence.token_quantile import TokenQuantile
 

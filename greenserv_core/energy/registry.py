@@ -54,6 +54,8 @@ class MeterKind:
 
 METERS: dict[str, MeterKind] = {}
 """Every registered meter by name (filled by :func:`register_meter`)."""
+FALLBACK_METER = "cpu-estimate"
+"""The registered meter a measured one falls back to when it breaks (an estimate, labelled so)."""
 
 _announced: set[str] = set()
 
@@ -61,12 +63,18 @@ _announced: set[str] = set()
 def register_meter(name: str, *, priority: int, placement: Placement = "any") -> Callable[[_F], _F]:
     """Decorator for a meter factory ``(cuda_devices) -> EnergyMeter``.
 
-    >>> from greenserv_core.energy.cpu_estimate import CpuTimeEstimateMeter
+    >>> from greenserv_core.energy.base import TimedMeter
+    >>> class Flat(TimedMeter):  # ten watts, estimated
+    ...     source, measured = "flat-10w", False
+    ...     def _start(self):
+    ...         return None
+    ...     def _stop(self, token, duration_s):
+    ...         return 10.0 * duration_s
     >>> @register_meter("flat-10w", priority=-1)
     ... def flat(cuda_devices):
-    ...     return CpuTimeEstimateMeter(watts_per_core=10.0)
-    >>> make_meter("flat-10w").watts_per_core
-    10.0
+    ...     return Flat()
+    >>> make_meter("flat-10w").source
+    'flat-10w'
     >>> unregister_meter("flat-10w")
     """
     if not isinstance(name, str) or not name or name == "auto":
@@ -111,9 +119,7 @@ def _with_fallback(meter: EnergyMeter) -> EnergyMeter:
     """A measured meter falls back to the CPU-time estimate if it breaks; an estimate is as is."""
     if not meter.measured:
         return meter
-    from greenserv_core.energy.cpu_estimate import CpuTimeEstimateMeter
-
-    return FallbackMeter(meter, CpuTimeEstimateMeter())
+    return FallbackMeter(meter, METERS[FALLBACK_METER].build(()))
 
 
 def auto_meter(cuda_devices: Sequence[int] = ()) -> EnergyMeter:

@@ -6,7 +6,7 @@ templates), plus ``everyday``: :data:`EVERYDAY`, short queries as people type th
 once and labelled by what the person means. MBPP-family sources give only their held-out
 (odd-numbered) problems. Beside them, the in-distribution macro-F1: on the training sources'
 test split, which no classifier trained by
-:func:`~greenserv_core.features.task_classifier.train_task_classifier` has seen.
+:func:`~greenserv_core.evaluation.classifier_training.train_task_classifier` has seen.
 
 ``greenserv bench classifier`` prints the table::
 
@@ -29,8 +29,7 @@ import numpy as np
 
 from greenserv_core.datasets import olmo_eval
 from greenserv_core.features.embedders import Embedder
-from greenserv_core.features.extractor import check_pair
-from greenserv_core.features.task_classifier import TaskClassifier, instruction_text
+from greenserv_core.features.task_classifier import TaskClassifier, check_pair, instruction_text
 from greenserv_core.features.task_dataset import (
     HELD_OUT_SOURCES,
     MBPP_FAMILY,

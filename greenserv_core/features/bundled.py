@@ -4,7 +4,7 @@
 ``"static"``: static token vectors distilled from it at ``greenserv setup`` (tens of
 microseconds; :mod:`~greenserv_core.features.static_embedder`). Each has its own bundled task
 classifier, which records the embedding space it was trained on; :func:`bundled_features`
-refuses a pair whose spaces differ (see :func:`~greenserv_core.features.extractor.check_pair`).
+refuses a pair whose spaces differ (see :func:`~greenserv_core.features.task_classifier.check_pair`).
 
 >>> sorted(EMBEDDERS)
 ['minilm', 'static']
@@ -19,9 +19,8 @@ from typing import Literal, get_args
 
 from greenserv_core.errors import InvalidInputError, MissingResourceError
 from greenserv_core.features.embedders import Embedder, SentenceTransformerEmbedder
-from greenserv_core.features.extractor import check_pair
 from greenserv_core.features.static_embedder import StaticEmbedder
-from greenserv_core.features.task_classifier import TaskClassifier
+from greenserv_core.features.task_classifier import TaskClassifier, check_pair
 
 __all__ = [
     "DEFAULT_EMBEDDER",

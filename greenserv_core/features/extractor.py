@@ -26,7 +26,7 @@ from greenserv_core.errors import InvalidInputError, StateFileError
 from greenserv_core.features.clustering import OnlineKMeans
 from greenserv_core.features.complexity import ComplexityBinner, approximate_tokens
 from greenserv_core.features.embedders import Embedder
-from greenserv_core.features.task_classifier import TaskClassifier, TaskPrediction, instruction_text
+from greenserv_core.features.task_classifier import TaskClassifier, TaskPrediction, check_pair, instruction_text
 from greenserv_core.messages import Message, last_user_text, validate_messages
 from greenserv_core.statistics import Statistics
 
@@ -34,19 +34,6 @@ __all__ = ["TASK_ENCODINGS", "FeatureExtractor", "QueryFeatures", "TaskEncoding"
 
 TaskEncoding = Literal["onehot", "probabilities"]
 TASK_ENCODINGS: tuple[TaskEncoding, ...] = get_args(TaskEncoding)
-
-
-def check_pair(embedder: Embedder, classifier: TaskClassifier) -> None:
-    """Refuse a classifier trained on another embedding space than ``embedder``'s.
-
-    A classifier without a recorded space (``embedder_name_`` empty) is accepted as it is.
-    """
-    trained_on = classifier.embedder_name_
-    if trained_on and trained_on != embedder.name:
-        hint = " (re-run `greenserv setup` to distil it again)" if embedder.name.startswith("static:") else ""
-        raise InvalidInputError(
-            f"the task classifier was trained on {trained_on!r} embeddings, but the embedder is {embedder.name!r}{hint}"
-        )
 
 
 @dataclass(frozen=True)
