@@ -443,13 +443,7 @@ class GreenServRouter:
             if not isinstance(answers[model], LabelledAnswer):
                 raise InvalidInputError(f"the answer of {model!r} must be a LabelledAnswer, got {answers[model]!r}")
         features = self.features.extract(messages, learn=False)  # labelled rows are not live traffic
-        pacer = self.learner_.pacer_
-        lam, per_query = self.tradeoff, None
-        if pacer is not None:
-            budget = pacer.status()
-            lam = budget.tradeoff
-            per_query = budget.per_query_joules if pacer.price_on == "joules" else None
-        return self.learner_.learn_answers(features, answers, lam, per_query)
+        return self.learner_.learn_answers(features, answers, None if self.learner_.pacer_ else self.tradeoff)
 
     # ---- generating -------------------------------------------------------------------
     def generate(self, messages: Sequence[Message] | str, **options: Unpack[GenerateOptions]) -> RoutedGeneration:

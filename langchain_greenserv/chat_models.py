@@ -53,6 +53,8 @@ from greenserv_core.adapters import (
     LazyRouter,
     check_cascade_signal,
     check_energy_budget,
+    check_optional_tradeoff,
+    check_stop,
     decision_id_in,
     tool_calls_of,
     why_no_tool_call,
@@ -62,7 +64,6 @@ from greenserv_core.async_bridge import iterate_in_thread
 from greenserv_core.bandits import DEFAULT_POLICY
 from greenserv_core.budget import check_max_joules
 from greenserv_core.errors import InvalidInputError
-from greenserv_core.reward import DEFAULT_TRADEOFF, check_tradeoff
 from greenserv_core.router import FeedbackRecord, GreenServRouter, RoutedGeneration
 from greenserv_core.tools import as_tool_specs
 from langchain_greenserv.messages import to_greenserv_messages
@@ -162,8 +163,9 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
     Build it from a ready ``router`` or from simple arguments: ``models`` (bundled model
     names, local model directories, ``ModelSpec`` or ``ModelBackend`` objects; default: the
     bundled offline pool), ``strategy``, ``embedder`` (``"minilm"`` or ``"static"``, the
-    features' bundled embedder; default: the router's) and ``tradeoff`` (λ, default
-    :data:`~greenserv_core.reward.DEFAULT_TRADEOFF`). ``temperature``, ``top_p``,
+    features' bundled embedder; default: the router's) and ``tradeoff`` (λ; default: the
+    router's own, :data:`~greenserv_core.reward.DEFAULT_TRADEOFF` for the router it builds;
+    given beside a ready ``router`` it is every call's λ). ``temperature``, ``top_p``,
     ``max_tokens``, ``stop``, ``timeout`` (seconds per generation) and ``streaming`` behave as
     in other chat models. Per-call options: ``temperature``, ``max_tokens``, ``top_p``,
     ``stop``, ``seed``, ``timeout``, ``tradeoff``, ``max_latency_s``, ``max_joules``, and
@@ -229,12 +231,12 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
     models: list[Any] | None = Field(default=None, exclude=True)
     strategy: str = DEFAULT_POLICY
     embedder: str | None = None
-    tradeoff: Annotated[float, BeforeValidator(check_tradeoff)] = DEFAULT_TRADEOFF
+    tradeoff: Annotated[float | None, BeforeValidator(check_optional_tradeoff)] = None
     meter: str = "auto"
     temperature: float = 0.0
     top_p: float = 1.0
     max_tokens: int | None = Field(default=256, gt=0)
-    stop: list[str] | None = Field(default=None, alias="stop_sequences")
+    stop: Annotated[list[str] | None, BeforeValidator(check_stop)] = Field(default=None, alias="stop_sequences")
     timeout: float | None = None
     max_retries: int | None = Field(default=None, ge=0)
     streaming: bool = False
@@ -274,7 +276,7 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
             "pool": self.pool_name,
             "strategy": self.strategy if router is None else getattr(router.policy, "name", str(router.policy)),
             "embedder": self.embedder if router is None else router.features.embedder.name,
-            "tradeoff": self.tradeoff if router is None else self.call_tradeoff or router.tradeoff,
+            "tradeoff": self.tradeoff_in_force,
             "energy_budget": self.energy_budget,
             "max_joules": self.max_joules,
             "max_latency_s": self.max_latency_s,

@@ -49,6 +49,8 @@ from greenserv_core.adapters import (
     Piece,
     check_cascade_signal,
     check_energy_budget,
+    check_optional_tradeoff,
+    check_stop,
     tool_calls_of,
     why_no_tool_call,
 )
@@ -58,7 +60,6 @@ from greenserv_core.bandits import DEFAULT_POLICY
 from greenserv_core.budget import check_max_joules
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.messages import Message
-from greenserv_core.reward import DEFAULT_TRADEOFF, check_tradeoff
 from greenserv_core.router import FeedbackRecord, GreenServRouter, RoutedGeneration
 from greenserv_core.tools import tool_result_turn, with_tool_calls
 
@@ -150,7 +151,8 @@ class GreenServLLM(AdapterCore, FunctionCallingLLM):
     Build from a ready ``router`` or from ``models`` (bundled names, model directories,
     ``ModelSpec``/``ModelBackend``; default: the bundled pool), ``strategy``, ``embedder``
     (``"minilm"`` or ``"static"``, the features' bundled embedder; default: the router's) and
-    ``tradeoff`` (λ, default :data:`~greenserv_core.reward.DEFAULT_TRADEOFF`). ``temperature``,
+    ``tradeoff`` (λ; default: the router's own, :data:`~greenserv_core.reward.DEFAULT_TRADEOFF`
+    for the router it builds; given beside a ready ``router`` it is every call's λ). ``temperature``,
     ``max_tokens``, ``top_p``, ``stop`` and ``timeout`` (seconds per generation) are the
     defaults of every call. ``metadata.context_window`` is the smallest window in the pool.
     Per-call keyword options (of ``chat``, ``complete``, their streaming and async forms):
@@ -205,12 +207,12 @@ class GreenServLLM(AdapterCore, FunctionCallingLLM):
     models: list[Any] | None = Field(default=None, exclude=True)
     strategy: str = DEFAULT_POLICY
     embedder: str | None = None
-    tradeoff: Annotated[float, BeforeValidator(check_tradeoff)] = DEFAULT_TRADEOFF
+    tradeoff: Annotated[float | None, BeforeValidator(check_optional_tradeoff)] = None
     meter: str = "auto"
     temperature: float = 0.0
     top_p: float = 1.0
     max_tokens: int = Field(default=256, gt=0)
-    stop: list[str] | None = None
+    stop: Annotated[list[str] | None, BeforeValidator(check_stop)] = None
     timeout: float | None = None
     seed: int | None = None
     max_latency_s: float | None = None

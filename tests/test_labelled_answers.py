@@ -112,3 +112,62 @@ def test_the_cascade_replay_warm_starts_every_strategy_and_states_the_joules() -
     assert warm_entry["accuracy"]["mean"] >= cold["by_tradeoff"]["0.4"]["routing+cascades"]["accuracy"]["mean"]
     with pytest.raises(InvalidInputError, match="too few"):
         replay_cascades(table, runs=1, pairs=pair, make_features=make_hashing_extractor, warm_start=200)
+
+
+def _learning_router(**kwargs: object) -> GreenServRouter:
+    """small (1 J) and big (9 J) with the cascade small->big, and the default policy."""
+    from greenserv_core import FakeBackend
+    from tests.conftest import make_hashing_extractor
+
+    pool = [FakeBackend("small", joules_per_token=1.0), FakeBackend("big", joules_per_token=9.0)]
+    return GreenServRouter(
+        pool,
+        cascades=[("small", "big")],
+        features=make_hashing_extractor(),
+        seed=0,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def test_labelled_answers_count_as_scored_so_the_second_models_estimate_is_trusted() -> None:
+    router = _learning_router()
+    for _ in range(30):
+        router.learn(ASK, "big", score=0.0)  # the second model is always wrong here
+    assert router.stats_["big"]["labelled"] == 30 and router.stats_["big"]["feedback"] == 0
+    verdicts = router.learn_answers(ASK, {"small": _small_answer(0.0, 0.2), "big": LabelledAnswer(score=0.0)})
+    assert verdicts == {"small->big": False}  # paying for a model known to be wrong does not pay
+    assert router.stats_["small"]["labelled"] == 1
+
+
+def test_the_warm_start_does_not_explore_or_draw_from_the_rules_generator() -> None:
+    from greenserv_core.cascades import EscalationModel
+
+    router = _router(0.2, keep_rate=1.0)  # online, every answer that would escalate is kept to explore
+    rule = router.learner_.escalation_
+    assert isinstance(rule, EscalationModel)
+    state = rule.rng_.bit_generator.state
+    assert router.learn_answers(ASK, {"small": _small_answer(0.0, 0.2), "big": RIGHT_BIG}) == {"small->big": True}
+    assert rule.rng_.bit_generator.state == state
+
+
+def test_a_warm_start_leaves_a_budgets_clock_alone() -> None:
+    router = _learning_router(energy_budget="2Wh/h")
+    pacer = router.learner_.pacer_
+    assert pacer is not None
+    router.learn_answers(ASK, {"small": _small_answer(0.0, 0.2), "big": RIGHT_BIG})
+    assert pacer.start_ is None  # the first window opens at the first decision, not at the warm start
+    router.route(ASK)
+    assert pacer.start_ is not None
+
+
+def test_measurements_may_be_numpy_numbers() -> None:
+    router = _learning_router()
+    router.learn(ASK, "small", score=np.float64(1.0), energy_joules=np.float32(2.5), latency_s=np.int64(1))
+    decision = router.route(ASK)
+    router.record_outcome(decision.decision_id, energy_joules=np.int64(3), latency_s=np.float32(0.5))
+
+
+def test_a_state_saved_before_labelled_answers_were_counted_loads() -> None:
+    router = _learning_router()
+    router.learner_.tallies_.load_state_dict({"small": {"decisions": 2, "feedback": 1, "energy_joules": 4.0}})
+    assert router.stats_["small"] == {"decisions": 2, "feedback": 1, "energy_joules": 4.0, "labelled": 0}

@@ -137,6 +137,7 @@ def test_the_learner_decides_records_and_learns_without_a_router() -> None:
         "decisions": 1,
         "feedback": 1,
         "energy_joules": 5.0,
+        "labelled": 0,
     }
     assert learner.policy_.arms_["large"].n == 1
     assert learner.energy_.predict("large", features().vector, 10) == pytest.approx(5.0, rel=0.1)

@@ -31,6 +31,8 @@ from greenserv_core.adapters.calls import (
     apply_tool_choice,
     check_cascade_signal,
     check_energy_budget,
+    check_optional_tradeoff,
+    check_stop,
     generation_options,
 )
 from greenserv_core.adapters.feedback import AnswerLog, BoundedRecorder, Evaluator, SeenAnswer
@@ -50,6 +52,8 @@ __all__ = [
     "apply_tool_choice",
     "check_cascade_signal",
     "check_energy_budget",
+    "check_optional_tradeoff",
+    "check_stop",
     "decision_id_in",
     "decision_id_of",
     "generation_options",

@@ -11,6 +11,7 @@ from greenserv_core.adapters.answers import Piece, answer_pieces
 from greenserv_core.budget import BudgetPacer, EnergyBudget
 from greenserv_core.errors import InvalidInputError, UnknownDecisionError
 from greenserv_core.messages import Message
+from greenserv_core.reward import DEFAULT_TRADEOFF, check_tradeoff
 from greenserv_core.router import FeedbackRecord, GreenServRouter, RoutedGeneration
 from greenserv_core.routing.request import stop_sequences
 
@@ -21,6 +22,8 @@ __all__ = [
     "apply_tool_choice",
     "check_cascade_signal",
     "check_energy_budget",
+    "check_optional_tradeoff",
+    "check_stop",
     "generation_options",
 ]
 
@@ -69,6 +72,16 @@ def check_cascade_signal(signal: object) -> str | None:
             "add_cascade(first, then, signal=...) and pass router="
         ) from None
     return name
+
+
+def check_optional_tradeoff(tradeoff: object) -> float | None:
+    """An adapter's ``tradeoff``: ``None`` (the router's own λ) or a λ in [0, 1]."""
+    return None if tradeoff is None else check_tradeoff(tradeoff)
+
+
+def check_stop(stop: object) -> list[str] | None:
+    """An adapter's default ``stop``: ``None``, one string (one sequence) or a list of them."""
+    return None if stop is None else list(stop_sequences(stop))  # type: ignore[arg-type]
 
 
 def check_energy_budget(budget: object) -> float | str | None:
@@ -212,13 +225,15 @@ class AdapterCore:
     ``energy_budget`` (checked by :func:`check_energy_budget`) is the budget of the router the
     adapter builds; a ready ``router`` has its own, so giving both is refused
     (:meth:`check_router_arguments`), as are ``models``, ``meter``, ``strategy`` and
-    ``embedder`` set beside it. ``tradeoff`` set beside a ready router is every call's λ
-    (:attr:`call_tradeoff`). ``max_joules`` is every call's default cap, and so applies
-    to a ready router too. ``cascades`` (pairs of model names) are offered by the router the
-    adapter builds, with ``cascade_signal`` (a signal's name, such as ``"self-verification"``;
-    default: by answer length); a ready router is given its cascades with ``add_cascade``. A cascade runs
-    transparently: the answer is the kept one, its record lists the chain, feedback scores
-    the cascade's decision, and a stream shows only the kept answer.
+    ``embedder`` set beside it. ``tradeoff`` (default ``None``: the router's own λ, and
+    :data:`~greenserv_core.reward.DEFAULT_TRADEOFF` for a router the adapter builds) given
+    beside a ready router is every call's λ (:attr:`call_tradeoff`). ``max_joules`` is every
+    call's default cap, and so applies to a ready router too. ``cascades`` (pairs of model
+    names) are offered by the router the adapter builds, with ``cascade_signal`` (a signal's
+    name, such as ``"self-verification"``; default: by answer length); a ready router is given
+    its cascades with ``add_cascade``. A cascade runs transparently: the answer is the kept
+    one, its record lists the chain, feedback scores the cascade's decision, and a stream
+    shows only the kept answer.
     """
 
     if TYPE_CHECKING:
@@ -227,7 +242,7 @@ class AdapterCore:
         meter: str
         strategy: str
         embedder: str | None
-        tradeoff: float
+        tradeoff: float | None
         seed: int | None
         max_latency_s: float | None
         energy_budget: float | str | None
@@ -255,7 +270,7 @@ class AdapterCore:
                 build_backends(self.models, meter=self.meter),
                 strategy=self.strategy,
                 embedder=getattr(self, "embedder", None),
-                tradeoff=self.tradeoff,
+                tradeoff=self.tradeoff_in_force,
                 seed=self.seed,
                 max_latency_s=self.max_latency_s,
                 energy_budget=getattr(self, "energy_budget", None),
@@ -268,11 +283,18 @@ class AdapterCore:
 
     @property
     def call_tradeoff(self) -> float | None:
-        """The λ every call sends: ``tradeoff`` when it was set away from its default beside a
-        ready ``router`` (it then overrides the router's λ, or its budget's, as a call's
-        ``tradeoff=`` does; e.g. a LangChain ``configurable_fields`` copy), else ``None`` (the
-        router's own)."""
-        return self.tradeoff if self.router is not None and "tradeoff" in self._changed_fields() else None
+        """The λ every call sends: ``tradeoff`` when it is given beside a ready ``router`` (it
+        then overrides the router's λ, or its budget's, as a call's ``tradeoff=`` does; e.g. a
+        LangChain ``configurable_fields`` copy), else ``None`` (the router's own)."""
+        return self.tradeoff if self.router is not None else None
+
+    @property
+    def tradeoff_in_force(self) -> float:
+        """The λ the calls get unless they give their own: :attr:`call_tradeoff`, else the
+        ready router's, else the one the adapter builds its router with."""
+        if self.tradeoff is not None:
+            return self.tradeoff
+        return self.router.tradeoff if self.router is not None else DEFAULT_TRADEOFF
 
     def _changed_fields(self) -> set[str]:
         """The fields set away from their defaults (a framework's copy passes every field)."""

@@ -300,6 +300,16 @@ class BudgetPacer:
     def _mu(self) -> float:
         return self._initial_mu if self.price_ is None else self.price_
 
+    def peek(self) -> tuple[float, float]:
+        """The λ in force and the per-query budget, without starting the clock (a warm start
+        before the first decision must not open the first window)."""
+        mu = self._mu()
+        if self.budget.window_s is not None and self.start_ is None:
+            per_query = self.budget.joules / _ASSUMED_PER_WINDOW
+        else:
+            per_query = self.per_query_joules(None if self.start_ is None else float(self.clock()))
+        return mu / (1.0 + mu), per_query
+
     def status(self) -> BudgetStatus:
         """The budget's state now (what the routing record shows)."""
         now = self._now()

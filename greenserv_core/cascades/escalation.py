@@ -165,11 +165,13 @@ class EscalationModel:
         value_scale: float,
         first_accuracy: float | None = None,
         then_scored: float | None = None,
+        explore: bool = True,
     ) -> Verdict:
         """Escalate or keep. Without a confidence signal, ``first_accuracy`` (the router's
         estimate of the first model in this context; 0.5 when ``None``) stands in for it.
         ``then_scored`` is how often the second model was scored (``None``: trust
-        ``then_accuracy``); below ``informed_after`` it counts as always right."""
+        ``then_accuracy``); below ``informed_after`` it counts as always right. ``explore=False``
+        never keeps an answer to explore (and draws nothing from the generator)."""
         if cascade not in self.cascades_:
             raise InvalidInputError(f"unknown cascade {cascade!r}")
         signal = confidence
@@ -183,7 +185,7 @@ class EscalationModel:
         if gain <= then_cost:
             reason = f"kept: {source} {signal:.3g} → P(right) {p:.3g}; gain {gain:.3g} ≤ cost {then_cost:.3g}"
             return Verdict(False, confidence, p, gain, then_cost, False, reason)
-        if self.keep_rate and self.rng_.random() < self.keep_rate:
+        if explore and self.keep_rate and self.rng_.random() < self.keep_rate:
             reason = f"kept to explore: P(right) {p:.3g}; gain {gain:.3g} > cost {then_cost:.3g}"
             return Verdict(False, confidence, p, gain, then_cost, True, reason)
         reason = f"escalated: {source} {signal:.3g} → P(right) {p:.3g}; gain {gain:.3g} > cost {then_cost:.3g}"

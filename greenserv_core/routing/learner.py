@@ -31,6 +31,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import numbers
 import threading
 import time
 import uuid
@@ -103,7 +104,7 @@ def _known(value: float | None) -> float:
 
 def _check_measured(name: str, value: float) -> None:
     """A measured joules or seconds must be finite and >= 0, or :class:`InvalidInputError`."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
         raise InvalidInputError(f"{name} must be finite and >= 0, got {value!r}")
 
 
@@ -393,10 +394,14 @@ class RoutingLearner:
         return 0.0 if bounds is None else float(tradeoff * min(1.0, joules / (bounds[1] - bounds[0])))
 
     def _then_scored(self, cascade: str, then: str) -> float | None:
-        """How often a cascade's second model was scored (its feedback, and what it scored
-        after this cascade's escalations); ``None`` when a prior vouches for its estimate."""
+        """How often a cascade's second model was scored (its feedback, its labelled answers,
+        and what it scored after this cascade's escalations); ``None`` when a prior vouches
+        for its estimate."""
         escalated = self.escalation_.thens_[cascade][1]
-        return None if then in self.priors_ else float(self.tallies_.counts_[then]["feedback"] + escalated)
+        if then in self.priors_:
+            return None
+        counts = self.tallies_.counts_[then]
+        return float(counts["feedback"] + counts["labelled"] + escalated)
 
     def _paced(self, choice: Choice, predicted: KnownValues, units: np.ndarray, budget: BudgetStatus) -> Choice:
         """Let the pacer remember the decision; when the budget cannot be met, take the
@@ -611,6 +616,7 @@ class RoutingLearner:
                 raise UnknownModelError(f"unknown model {model!r}; the models are {self.policy_.arms}")
             if value is not None:
                 self.policy_.update(model, x, value)
+                self.tallies_.labelled(model)
             if energy_joules is not None:
                 self.energy_.observe(model, x, features.prompt_tokens, energy_joules)
                 self.normalizer_.observe(features.task, energy_joules)
@@ -618,18 +624,14 @@ class RoutingLearner:
                 self.latency_.observe(model, x, features.prompt_tokens, latency_s)
 
     def learn_answers(
-        self,
-        features: QueryFeatures,
-        answers: Mapping[str, LabelledAnswer],
-        tradeoff: float,
-        per_query: float | None = None,
+        self, features: QueryFeatures, answers: Mapping[str, LabelledAnswer], tradeoff: float | None
     ) -> dict[str, bool]:
         """Teach every model its labelled answer to one query (as :meth:`learn`), and every
         cascade both of whose models answered with a score what its escalation rule, as
-        learned before this query, would have done at ``tradeoff`` (``per_query``: the
-        per-query budget when joules are priced in budgets): kept the first answer (its score,
-        its joules and its confidence's) or escalated (the second's score, both models'
-        joules). A first answer's confidence is labelled with its score, uncensored, and an
+        learned before this query and without exploring, would have done at ``tradeoff``
+        (``None``: the energy budget's λ, read without starting its clock): kept the first
+        answer (its score, its joules and its confidence's) or escalated (the second's score,
+        both models' joules). A first answer's confidence is labelled with its score, uncensored, and an
         escalation teaches the second model's offset. Returns each taught cascade's verdict
         (``True``: escalated); a cascade is not a model here, since its outcome follows from
         its models' answers."""
@@ -643,6 +645,12 @@ class RoutingLearner:
                 raise InvalidInputError(
                     f"{cascades} are cascades: teach their models' answers; each cascade learns what it would have done"
                 )
+            per_query: float | None = None
+            if tradeoff is None:
+                if self.pacer_ is None:
+                    raise InvalidInputError("a tradeoff λ is needed when the router has no energy budget")
+                tradeoff, budget = self.pacer_.peek()
+                per_query = budget if self.pacer_.price_on == "joules" else None
             arms = self.policy_.arms
             pool = self.energy_.predict_array(arms, x, features.prompt_tokens)
             predicted = dict(zip(arms, pool, strict=True))
@@ -669,8 +677,9 @@ class RoutingLearner:
                     value_scale=1.0 - tradeoff,
                     first_accuracy=first_accuracy,
                     then_scored=self._then_scored(cascade, then),
+                    explore=False,  # the labels are all here: no answer need be kept to learn
                 )
-                verdicts[cascade] = (verdict.escalate or verdict.explored, then_accuracy)  # the rule's choice
+                verdicts[cascade] = (verdict.escalate, then_accuracy)
             for name, answer in answers.items():
                 self.learn(
                     features, name, score=answer.score, energy_joules=answer.energy_joules, latency_s=answer.latency_s

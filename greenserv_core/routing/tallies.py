@@ -1,9 +1,10 @@
-"""Per-model tallies: decisions, scored answers and joules spent, kept in one place.
+"""Per-model tallies: decisions, scored answers, joules spent and labelled answers taught
+(a warm start), kept in one place.
 
 >>> tallies = Tallies()
 >>> tallies.add_model("m"); tallies.decided("m"); tallies.spent("m", 2.5); tallies.scored("m")
 >>> tallies.as_dict()["m"]
-{'decisions': 1, 'feedback': 1, 'energy_joules': 2.5}
+{'decisions': 1, 'feedback': 1, 'energy_joules': 2.5, 'labelled': 0}
 """
 
 from __future__ import annotations
@@ -17,18 +18,19 @@ from greenserv_core.statistics import Statistics
 
 __all__ = ["Tallies"]
 
-_FIELDS = ("decisions", "feedback", "energy_joules")
+_FIELDS = ("decisions", "feedback", "energy_joules", "labelled")
 
 
 class Tallies:
-    """Counts per model. Learned state: ``counts_`` {model: {decisions, feedback, energy_joules}}.
+    """Counts per model. Learned state: ``counts_`` {model: {decisions, feedback, energy_joules,
+    labelled}} (``labelled``: scored answers taught without routing, e.g. a warm start).
     A removed model keeps its tallies (they are history, not state of the pool)."""
 
     def __init__(self) -> None:
         self.counts_: dict[str, dict[str, float]] = {}
 
     def add_model(self, name: str) -> None:
-        self.counts_.setdefault(name, {"decisions": 0, "feedback": 0, "energy_joules": 0.0})
+        self.counts_.setdefault(name, {"decisions": 0, "feedback": 0, "energy_joules": 0.0, "labelled": 0})
 
     def decided(self, name: str, by: int = 1) -> None:
         """``name`` was chosen (``by=-1``: a decision taken back when its model failed)."""
@@ -36,6 +38,10 @@ class Tallies:
 
     def scored(self, name: str) -> None:
         self.counts_[name]["feedback"] += 1
+
+    def labelled(self, name: str) -> None:
+        """``name`` was taught a scored answer it did not give as a routed decision."""
+        self.counts_[name]["labelled"] += 1
 
     def spent(self, name: str, joules: float) -> None:
         self.counts_[name]["energy_joules"] += joules
@@ -56,14 +62,17 @@ class Tallies:
         for name in self.counts_:
             values = stats.sums.get(quote(name, safe=""))
             if values is not None:
-                self.counts_[name] = {
+                counts = {
                     k: (float(v) if k == "energy_joules" else round(float(v)))
-                    for k, v in zip(_FIELDS, values, strict=True)
+                    for k, v in zip(_FIELDS, values, strict=False)  # a state from before "labelled" has three
                 }
+                self.counts_[name] = {"labelled": 0, **counts}
 
     def state_dict(self) -> dict[str, Any]:
         return self.as_dict()
 
     def load_state_dict(self, state: dict[str, Any], models: set[str] | None = None) -> None:
         """Take the saved tallies (only of ``models``, when given)."""
-        self.counts_.update({name: dict(s) for name, s in state.items() if models is None or name in models})
+        self.counts_.update(
+            {name: {"labelled": 0, **s} for name, s in state.items() if models is None or name in models}
+        )  # a state saved before labelled answers were counted has none

@@ -33,6 +33,7 @@ def test_a_stop_string_is_one_stop_sequence() -> None:
     assert llm.invoke("go", stop=["beta"]).content == "alpha "
     assert llm.invoke("go", stop="beta").content == "alpha "  # type: ignore[arg-type]  # not 'b', 'e', 't', 'a'
     assert llm.bind(stop="beta").invoke("go").content == "alpha "
+    assert ChatGreenServ(router=llm.router, stop="beta").invoke("go").content == "alpha "
     assert llm._get_ls_params(stop="beta")["ls_stop"] == ["beta"]  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError, match="stop"):
         llm.invoke("go", stop=[""])
@@ -62,9 +63,10 @@ def test_arguments_that_build_a_router_are_refused_beside_a_ready_one() -> None:
 
 def test_a_tradeoff_beside_a_ready_router_is_every_calls_and_configurable() -> None:
     router = GreenServRouter([FakeBackend("small")], features=make_hashing_extractor(), tradeoff=0.1, seed=0)
-    llm = ChatGreenServ(router=router, tradeoff=0.7)
-    assert llm.invoke("hi").response_metadata["greenserv"]["tradeoff"] == 0.7
-    assert llm._identifying_params["tradeoff"] == 0.7
+    for lam in (0.7, 0.4, 0.0):  # the default's value and zero too
+        llm = ChatGreenServ(router=router, tradeoff=lam)
+        assert llm.invoke("hi").response_metadata["greenserv"]["tradeoff"] == lam
+        assert llm._identifying_params["tradeoff"] == lam  # a cached answer of another λ is not this one's
     configurable = ChatGreenServ(router=router).configurable_fields(tradeoff=ConfigurableField(id="λ"))
     answer = configurable.invoke("hi", config={"configurable": {"λ": 0.9}})
     assert answer.response_metadata["greenserv"]["tradeoff"] == 0.9
@@ -113,4 +115,4 @@ def test_the_feedback_handler_leaves_other_routers_answers_alone() -> None:
     assert len(handler.runs) == 1 and handler.errors == []
     (run,) = handler.runs.values()
     assert run.score == 1.0 and reviewer.greenserv_router.pending_.known(run.decision_id)
-    assert sum(arm.n for arm in drafter.greenserv_router.policy_.arms_.values()) == 0  # nothing sent to the drafter
+    assert len(drafter.greenserv_router.pending_) == 1  # the drafter's answer waits for its own score

@@ -107,7 +107,7 @@ def test_unknown_arguments_and_message_types_are_refused() -> None:
 
 
 def test_default_tradeoff_is_the_routers() -> None:
-    assert ChatGreenServ().tradeoff == DEFAULT_TRADEOFF  # the router is built on first use only
+    assert ChatGreenServ().tradeoff_in_force == DEFAULT_TRADEOFF  # the router is built on first use only
 
 
 def test_per_call_options_reach_the_router() -> None:

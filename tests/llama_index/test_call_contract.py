@@ -81,6 +81,7 @@ def test_a_stop_string_is_one_stop_sequence() -> None:
     assert llm.complete("go", stop="beta").text == "alpha "
     assert llm.complete("go", stop=None).text == "alpha beta gamma"
     assert GreenServLLM(router=llm.router, stop=["beta"]).complete("go").text == "alpha "
+    assert GreenServLLM(router=llm.router, stop="beta").complete("go").text == "alpha "
 
 
 def test_arguments_that_build_a_router_are_refused_beside_a_ready_one() -> None:
@@ -92,6 +93,7 @@ def test_arguments_that_build_a_router_are_refused_beside_a_ready_one() -> None:
     llm = GreenServLLM(router=router, tradeoff=0.9)  # given beside a ready router: every call's λ
     assert llm.complete("hi").raw["tradeoff"] == 0.9
     assert llm.complete("hi", tradeoff=0.3).raw["tradeoff"] == 0.3
+    assert GreenServLLM(router=router, tradeoff=0.4).complete("hi").raw["tradeoff"] == 0.4  # the default's value too
 
 
 def test_an_answer_the_router_scored_itself_is_not_an_evaluator_failure(collector) -> None:  # type: ignore[no-untyped-def]  # noqa: F811

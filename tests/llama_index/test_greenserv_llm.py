@@ -128,7 +128,7 @@ def test_bad_input_is_refused() -> None:
 
 
 def test_default_tradeoff_and_its_check_are_the_routers() -> None:
-    assert GreenServLLM().tradeoff == DEFAULT_TRADEOFF  # the router is built on first use only
+    assert GreenServLLM().tradeoff_in_force == DEFAULT_TRADEOFF  # the router is built on first use only
     for bad in (1.5, -0.1, True, "0.4"):
         with pytest.raises(ValueError, match="tradeoff"):
             GreenServLLM(tradeoff=bad)
