@@ -9,6 +9,7 @@ reading) borrows the range over all tasks; with no range at all the normalised e
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, unquote
@@ -35,7 +36,7 @@ def check_score(score: object) -> float:
     """A feedback score as a float in [0, 1], or :class:`InvalidInputError` (NaN included)."""
     if isinstance(score, bool):
         return float(score)
-    if not isinstance(score, (int, float)) or math.isnan(float(score)) or not 0.0 <= float(score) <= 1.0:
+    if not isinstance(score, numbers.Real) or math.isnan(float(score)) or not 0.0 <= float(score) <= 1.0:
         raise InvalidInputError(f"feedback score must be a number in [0, 1], got {score!r}")
     return float(score)
 

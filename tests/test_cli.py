@@ -147,7 +147,7 @@ def test_every_bench_subcommand_has_help(name: str, capsys: pytest.CaptureFixtur
 
 def test_strategy_names_come_from_the_registries(capsys: pytest.CaptureFixture[str]) -> None:
     from greenserv_core.bandits.registry import POLICIES
-    from greenserv_core.evaluation.replay import DIAGNOSTICS
+    from greenserv_core.evaluation.diagnostics import DIAGNOSTICS
 
     with pytest.raises(SystemExit):
         cli.main(["bench", "replay", "--help"])

@@ -221,3 +221,28 @@ def test_make_meter_by_name() -> None:
         make_meter("joulemeter-9000")
     with pytest.raises(InvalidInputError, match="CUDA"):
         make_meter("nvml", [])
+
+
+def test_a_measured_meter_without_the_fallback_estimate_registered_is_used_as_it_is() -> None:
+    from greenserv_core.energy import METERS, FallbackMeter, TimedMeter, make_meter, register_meter, unregister_meter
+    from greenserv_core.energy.registry import FALLBACK_METER
+
+    class Plug(TimedMeter):
+        source, measured = "plug", True
+
+        def _start(self) -> object:
+            return None
+
+        def _stop(self, token: object, duration_s: float) -> float:
+            return 1.0
+
+    register_meter("plug", priority=-5)(lambda cuda_devices: Plug())
+    try:
+        assert isinstance(make_meter("plug"), FallbackMeter)  # falls back to the estimate if it breaks
+        kind = METERS.pop(FALLBACK_METER)
+        try:
+            assert isinstance(make_meter("plug"), Plug)  # no estimate left to fall back to: as it is
+        finally:
+            METERS[FALLBACK_METER] = kind
+    finally:
+        unregister_meter("plug")

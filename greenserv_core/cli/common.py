@@ -40,7 +40,7 @@ __all__ = [
 
 
 def _replay_only_names() -> list[str]:
-    from greenserv_core.evaluation.replay import DIAGNOSTICS
+    from greenserv_core.evaluation.diagnostics import DIAGNOSTICS
 
     return ["oracle", *DIAGNOSTICS]
 

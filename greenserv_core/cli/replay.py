@@ -53,8 +53,9 @@ def _horizons(text: str) -> list[int]:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from greenserv_core.evaluation.replay import PoolChange, Shift, parse_overstatement, replay
+    from greenserv_core.evaluation.replay import PoolChange, Shift, replay
     from greenserv_core.evaluation.table import read_table
+    from greenserv_core.evaluation.warm_start import parse_overstatement
 
     changes = [PoolChange.parse("add", c) for c in args.add_model] + [
         PoolChange.parse("remove", c) for c in args.remove_model

@@ -117,9 +117,10 @@ def _announce(message: str, *, measured: bool) -> None:
 
 def _with_fallback(meter: EnergyMeter) -> EnergyMeter:
     """A measured meter falls back to the CPU-time estimate if it breaks; an estimate is as is."""
-    if not meter.measured:
+    fallback = METERS.get(FALLBACK_METER)
+    if not meter.measured or fallback is None:  # an estimate is as is; so is a meter with no estimate left
         return meter
-    return FallbackMeter(meter, METERS[FALLBACK_METER].build(()))
+    return FallbackMeter(meter, fallback.build(()))
 
 
 def auto_meter(cuda_devices: Sequence[int] = ()) -> EnergyMeter:

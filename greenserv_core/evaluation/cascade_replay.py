@@ -49,15 +49,14 @@ from greenserv_core.evaluation.replay import (
     baselines,
     default_features,
     router_energy_scale,
-    split_warm_start,
     stream_order,
     table_energy_ranges,
 )
 from greenserv_core.evaluation.table import Matrices, OutcomeTable
+from greenserv_core.evaluation.warm_start import answers_report, split_warm_start, teach_answers
 from greenserv_core.features.extractor import FeatureExtractor
 from greenserv_core.reward import EnergyNormalizer
 from greenserv_core.router import GreenServRouter
-from greenserv_core.routing.labelled import LabelledAnswer
 from greenserv_core.routing.learner import EnergyScaleName
 
 __all__ = ["CascadeRun", "cascade_pairs", "replay_cascades", "run_cascades"]
@@ -169,7 +168,7 @@ def run_cascades(
         energy_budget=None if budget_joules_per_query is None else EnergyBudget.per_query(budget_joules_per_query),
     )
     if warm is not None:
-        _teach(router, warm)
+        teach_answers(router, warm)
     members = {f"{a}->{b}": (index[a], index[b]) for a, b in pairs}
     accuracy = np.empty(len(order))
     joules = np.empty(len(order))
@@ -216,34 +215,6 @@ def run_cascades(
         explored,
         time.perf_counter() - started,
     )
-
-
-def _teach(router: GreenServRouter, warm: Matrices) -> None:
-    """Teach ``router`` every model's labelled answer to each warm-start query (table order)."""
-    for i, prompt in enumerate(warm.prompts):
-        answers = {}
-        for j, model in enumerate(warm.models):
-            confidence = None if warm.confidence is None else float(warm.confidence[i, j])
-            asking = 0.0 if warm.confidence_joules is None else float(warm.confidence_joules[i, j])
-            answers[model] = LabelledAnswer(
-                score=float(warm.accuracy[i, j]),
-                energy_joules=float(warm.energy[i, j]),
-                latency_s=float(warm.latency[i, j]),
-                confidence=None if confidence is None or np.isnan(confidence) else confidence,
-                confidence_joules=0.0 if np.isnan(asking) else asking,
-            )
-        router.learn_answers(prompt, answers)
-
-
-def _warm_report(warm: Matrices | None) -> dict[str, Any]:
-    """What the warm start taught: its queries, rows (query × model) and what they cost in the
-    table (the answers' joules and their confidences')."""
-    if warm is None:
-        return {"queries": 0, "rows": 0, "joules": 0.0, "wh": 0.0}
-    joules = float(warm.energy.sum())
-    if warm.confidence_joules is not None:
-        joules += float(np.nansum(warm.confidence_joules))
-    return {"queries": len(warm.queries), "rows": int(warm.energy.size), "joules": joules, "wh": joules / 3600}
 
 
 def _summary(runs: list[CascadeRun]) -> dict[str, Any]:
@@ -324,7 +295,7 @@ def replay_cascades(
             "agreement_proxy": "both answers correct (a table holds no answer text)",
         },
         "simulated": table.simulated,
-        "warm_start": _warm_report(warm),
+        "warm_start": answers_report(warm),
         "by_tradeoff": {},
     }
     for tradeoff in tradeoffs:

@@ -12,7 +12,8 @@ energy estimates alone cost.
 ``task-thompson`` is the other diagnostic: the real router with an idealised learner, Beta–
 Bernoulli Thompson sampling per (true task, model), told each query's true task and blind to
 everything else; what it leaves of the gap is what learning the accuracies costs a learner
-that needs no classifier and wastes nothing on features that do not matter.
+that needs no classifier and wastes nothing on features that do not matter. Both live in
+:mod:`~greenserv_core.evaluation.diagnostics`.
 
 Pool changes (:class:`PoolChange`) replay a model joining or leaving mid-stream: a model
 that joins at step k is absent before it, one that leaves at step k is removed from the
@@ -31,7 +32,7 @@ outcomes of every model on ``N`` labelled queries per task (:meth:`GreenServRout
 with a cut, the ``N`` queries of each task that follow it, so that the stream is the cold
 start's; without one, the last ``N`` of each task, which then leave the stream. A model that
 joins mid-stream is taught its rows when it joins. ``overstate`` teaches a model's warm-start
-scores raised by a margin (a wrong prior).
+scores raised by a margin (a wrong prior). The pieces: :mod:`~greenserv_core.evaluation.warm_start`.
 
 Peers (``greenserv_core.evaluation.peers``, the ``bench`` extra) are replayed as policies of the
 real router, like the diagnostics.
@@ -57,10 +58,17 @@ from typing import Any, Literal, cast
 import numpy as np
 
 from greenserv_core.backends.base import GenerationResult, GenerationSettings, ModelInfo, StreamChunk
-from greenserv_core.bandits import Policy, StatelessArmsPolicy
+from greenserv_core.bandits import Policy
 from greenserv_core.budget import BudgetPacer, EnergyBudget
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.evaluation.budget_report import spend_report
+from greenserv_core.evaluation.diagnostics import (
+    DIAGNOSTICS,
+    Diagnostic,
+    KnownAccuracy,
+    TaskThompson,
+    mean_accuracy_per_task,
+)
 from greenserv_core.evaluation.frontier import pareto_front
 from greenserv_core.evaluation.learning_curves import (
     StepBaselines,
@@ -76,6 +84,7 @@ from greenserv_core.evaluation.learning_curves import (
 )
 from greenserv_core.evaluation.shifts import Shift, shift_outcomes
 from greenserv_core.evaluation.table import Matrices, OutcomeTable
+from greenserv_core.evaluation.warm_start import split_warm_start, teach_outcomes
 from greenserv_core.features.complexity import approximate_tokens
 from greenserv_core.features.extractor import FeatureExtractor, TaskEncoding
 from greenserv_core.features.task_classifier import instruction_text
@@ -85,7 +94,6 @@ from greenserv_core.router import GreenServRouter
 from greenserv_core.routing.learner import EnergyScaleName
 
 __all__ = [
-    "DIAGNOSTICS",
     "REPLAY_ENERGY_SCALES",
     "PoolChange",
     "ReplayEnergyScale",
@@ -93,13 +101,11 @@ __all__ = [
     "Shift",
     "baselines",
     "default_features",
-    "parse_overstatement",
     "peer_strategies",
     "relative",
     "replay",
     "replay_query",
     "router_energy_scale",
-    "split_warm_start",
     "stream_order",
     "summarise",
     "table_energy_ranges",
@@ -148,58 +154,6 @@ class ReplayModel:
         raise InvalidInputError("a replayed model does not generate; its outcomes come from the table")
 
 
-class _KnownAccuracy(StatelessArmsPolicy):
-    """Scores each arm with its mean accuracy on the current query's task, from the table."""
-
-    name = "known-accuracy"
-
-    def __init__(self, dimension: int, accuracy: dict[str, dict[str, float]], *, seed: int | None = None) -> None:
-        super().__init__(dimension, seed=seed)
-        self.accuracy = accuracy
-        self.task = ""  # the replay tells it each query's true task
-
-    def _estimates(self, context: np.ndarray, arms: Sequence[str]) -> dict[str, tuple[float, float]]:
-        return {arm: (self.accuracy[self.task][arm], 0.0) for arm in arms}
-
-    def update(self, arm: str, context: np.ndarray, reward: float) -> None:
-        """Learns nothing: it already knows."""
-
-
-class _TaskThompson(Policy):
-    """Beta(1, 1)–Bernoulli Thompson sampling per (task, arm), on the current query's true task.
-
-    Learned state, per arm in ``arms_``: {task: [successes + 1, failures + 1]}."""
-
-    name = "task-thompson"
-
-    def __init__(self, dimension: int, *, seed: int | None = None) -> None:
-        super().__init__(dimension, seed=seed)
-        self.task = ""
-
-    def _new_arm_state(self) -> dict[str, list[float]]:
-        return {}
-
-    def _arm_state(self, state: dict[str, list[float]]) -> dict[str, Any]:
-        return {task: list(counts) for task, counts in state.items()}
-
-    def _load_arm_state(self, data: dict[str, Any]) -> dict[str, list[float]]:
-        return {task: [float(a), float(b)] for task, (a, b) in data.items()}
-
-    def _estimates(self, context: np.ndarray, arms: Sequence[str]) -> dict[str, tuple[float, float]]:
-        draws = {}
-        for arm in arms:
-            a, b = self.arms_[arm].get(self.task, (1.0, 1.0))
-            draws[arm] = (float(self.rng_.beta(a, b)), 0.0)
-        return draws
-
-    def update(self, arm: str, context: np.ndarray, reward: float) -> None:
-        counts = self.arms_[arm].setdefault(self.task, [1.0, 1.0])
-        counts[0] += reward
-        counts[1] += 1.0 - reward
-
-
-DIAGNOSTICS = ("known-accuracy", "task-thompson")
-
 ReplayEnergyScale = Literal["online", "known", "seen", "pool", "table"]
 REPLAY_ENERGY_SCALES: tuple[ReplayEnergyScale, ...] = ("online", "known", "seen", "pool", "table")
 """The router's energy scale in a replay: ``online`` (its default), one of
@@ -215,14 +169,6 @@ def router_energy_scale(energy_scale: ReplayEnergyScale) -> EnergyScaleName | No
     (None, 'seen')
     """
     return None if energy_scale in ("online", "table") else cast(EnergyScaleName, energy_scale)
-
-
-def _mean_accuracy_per_task(data: Matrices) -> dict[str, dict[str, float]]:
-    tasks = np.asarray(data.tasks)
-    return {
-        task: dict(zip(data.models, data.accuracy[tasks == task].mean(axis=0).tolist(), strict=True))
-        for task in set(data.tasks)
-    }
 
 
 @dataclass
@@ -347,7 +293,7 @@ def _streams(
             return made[seed]
         _, order = stream_order(seed, len(data.queries))
         tasks = task_index[order]
-        ordered = _subset(data, order)
+        ordered = data.take(order)
         accuracy, energy, latency = ordered.accuracy, ordered.energy, ordered.latency
         norm = energy_norm[order]
         if shifts:
@@ -400,45 +346,6 @@ def peer_strategies(strategies: Sequence[str]) -> list[str]:
     return [s for s in unknown if s in names]
 
 
-def parse_overstatement(text: str) -> tuple[str, float]:
-    """``MODEL:+D`` → the model whose warm-start scores are taught raised by ``D`` (capped at 1).
-
-    >>> parse_overstatement("qwen2.5-14b:+0.4")
-    ('qwen2.5-14b', 0.4)
-    """
-    model, colon, amount = text.rpartition(":")
-    try:
-        value = float(amount)
-    except ValueError:
-        value = math.nan
-    if not colon or not model or not -1 <= value <= 1:
-        raise InvalidInputError(f"an overstatement is MODEL:+D with -1 <= D <= 1 (e.g. qwen2.5-14b:+0.4), got {text!r}")
-    return model, value
-
-
-def _teach(
-    router: GreenServRouter,
-    warm: Matrices,
-    models: Sequence[str],
-    overstate: Mapping[str, float],
-    diagnostic: _KnownAccuracy | _TaskThompson | None,
-) -> None:
-    """Teach ``router`` the warm-start rows of ``models``, query by query (table order)."""
-    index = {m: j for j, m in enumerate(warm.models)}
-    for i, prompt in enumerate(warm.prompts):
-        if diagnostic is not None:
-            diagnostic.task = warm.tasks[i]
-        for model in models:
-            j = index[model]
-            router.learn(
-                prompt,
-                model,
-                score=min(1.0, max(0.0, float(warm.accuracy[i, j]) + overstate.get(model, 0.0))),
-                energy_joules=float(warm.energy[i, j]),
-                latency_s=float(warm.latency[i, j]),
-            )
-
-
 def _run(
     strategy: str,
     stream: _Stream,
@@ -469,11 +376,11 @@ def _run(
         chosen[:] = available.argmax(axis=1)
     else:
         features = make_features()
-        diagnostic: _KnownAccuracy | _TaskThompson | None = None
+        diagnostic: Diagnostic | None = None
         if strategy == "known-accuracy":
-            diagnostic = _KnownAccuracy(features.dimension, _mean_accuracy_per_task(stream.table), seed=seed)
+            diagnostic = KnownAccuracy(features.dimension, mean_accuracy_per_task(stream.table), seed=seed)
         elif strategy == "task-thompson":
-            diagnostic = _TaskThompson(features.dimension, seed=seed)
+            diagnostic = TaskThompson(features.dimension, seed=seed)
         peer = _peer(strategy, features.dimension, seed) if diagnostic is None else None
         custom = diagnostic if diagnostic is not None else peer
         router = GreenServRouter(
@@ -487,7 +394,7 @@ def _run(
             energy_budget=_pacer(energy_budget, tradeoff, clock),
         )
         if warm is not None:
-            _teach(router, warm, [m for m in data.models if present[0, index[m]]], overstate or {}, diagnostic)
+            teach_outcomes(router, warm, [m for m in data.models if present[0, index[m]]], overstate or {}, diagnostic)
         due = sorted((c for c in changes if c.step > 0), key=lambda c: c.step)  # step 0: already in the pool
         for step in range(len(data.queries)):
             while due and due[0].step == step:
@@ -495,7 +402,7 @@ def _run(
                 if change.action == "add":
                     router.add_model(ReplayModel(change.model))
                     if warm is not None:
-                        _teach(router, warm, [change.model], overstate or {}, diagnostic)
+                        teach_outcomes(router, warm, [change.model], overstate or {}, diagnostic)
                 else:
                     router.remove_model(change.model)
             if diagnostic is not None:
@@ -646,48 +553,6 @@ def _check_shifts(shifts: Sequence[Shift], data: Matrices) -> None:
     for shift in shifts:
         _check_model_step("shift", shift.model, shift.step, data)
         shift.check()
-
-
-def _subset(data: Matrices, rows: np.ndarray) -> Matrices:
-    """The queries ``rows`` of ``data``, with every per-answer array (the optional ones too)."""
-    return Matrices(
-        [data.queries[i] for i in rows],
-        data.models,
-        [data.prompts[i] for i in rows],
-        [data.tasks[i] for i in rows],
-        data.accuracy[rows],
-        data.energy[rows],
-        data.latency[rows],
-        None if data.confidence is None else data.confidence[rows],
-        None if data.confidence_joules is None else data.confidence_joules[rows],
-    )
-
-
-def split_warm_start(data: Matrices, per_task: int | None, warm_start: int) -> tuple[Matrices, Matrices | None]:
-    """The queries to stream and the warm-start queries (both in table order): with a cut, the
-    first ``per_task`` of each task and the ``warm_start`` that follow; without one, all but the
-    last ``warm_start`` of each task, and those."""
-    if per_task is not None and per_task < 1:
-        raise InvalidInputError(f"per_task must be at least 1, got {per_task}")
-    if warm_start < 0:
-        raise InvalidInputError(f"warm_start must be at least 0, got {warm_start}")
-    if per_task is None and not warm_start:
-        return data, None
-    tasks = np.asarray(data.tasks)
-    stream: list[np.ndarray] = []
-    warm: list[np.ndarray] = []
-    for task in dict.fromkeys(data.tasks):
-        rows = np.flatnonzero(tasks == task)
-        keep = per_task if per_task is not None else len(rows) - warm_start
-        if keep < 1 or (warm_start and len(rows) < keep + warm_start):
-            raise InvalidInputError(
-                f"task {task!r} has {len(rows)} queries: too few for "
-                f"{f'{per_task} per task and ' if per_task is not None else ''}{warm_start} to warm start on"
-            )
-        stream.append(rows[:keep])
-        warm.append(rows[keep : keep + warm_start])
-    streamed = _subset(data, np.sort(np.concatenate(stream)))
-    return streamed, _subset(data, np.sort(np.concatenate(warm))) if warm_start else None
 
 
 def _horizons(horizons: Sequence[int], queries: int) -> list[int]:

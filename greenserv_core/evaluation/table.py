@@ -153,6 +153,20 @@ class Matrices:
     """What reading each confidence cost beyond the answer (0 where nothing), when the table
     records it: a cascade charges it to its first model."""
 
+    def take(self, rows: np.ndarray) -> Matrices:
+        """The queries ``rows`` (in that order), with every per-answer array, the optional ones too."""
+        return Matrices(
+            [self.queries[i] for i in rows],
+            self.models,
+            [self.prompts[i] for i in rows],
+            [self.tasks[i] for i in rows],
+            self.accuracy[rows],
+            self.energy[rows],
+            self.latency[rows],
+            None if self.confidence is None else self.confidence[rows],
+            None if self.confidence_joules is None else self.confidence_joules[rows],
+        )
+
     def energy_norm(self) -> np.ndarray:
         """Energy mapped to [0, 1] per task by the table's own min and max (the evaluation's scale)."""
         out = np.zeros_like(self.energy)

@@ -285,3 +285,9 @@ def check_pair(embedder: Embedder, classifier: TaskClassifier) -> None:
         raise InvalidInputError(
             f"the task classifier was trained on {trained_on!r} embeddings, but the embedder is {embedder.name!r}{hint}"
         )
+
+
+if __name__ == "__main__":  # the training command's old home
+    raise SystemExit(
+        "training the task classifier moved: python -m greenserv_core.evaluation.classifier_training --help"
+    )

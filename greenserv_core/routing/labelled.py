@@ -16,6 +16,7 @@ greenserv_core.errors.InvalidInputError: feedback score must be a number in [0, 
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 from greenserv_core.errors import InvalidInputError
@@ -25,7 +26,7 @@ __all__ = ["LabelledAnswer"]
 
 
 def _check_amount(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
         raise InvalidInputError(f"{name} must be a finite number >= 0, got {value!r}")
 
 
@@ -50,11 +51,15 @@ class LabelledAnswer:
             value = getattr(self, name)
             if value is not None:
                 _check_amount(name, value)
+                object.__setattr__(self, name, float(value))
         _check_amount("confidence_joules", self.confidence_joules)
+        object.__setattr__(self, "confidence_joules", float(self.confidence_joules))
         confidence = self.confidence
         if confidence is not None and (
             isinstance(confidence, bool)
-            or not isinstance(confidence, (int, float))
+            or not isinstance(confidence, numbers.Real)
             or not 0.0 <= confidence <= 1.0  # NaN fails both comparisons
         ):
             raise InvalidInputError(f"confidence must be a number in [0, 1] or None, got {confidence!r}")
+        if confidence is not None:
+            object.__setattr__(self, "confidence", float(confidence))

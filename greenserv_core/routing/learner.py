@@ -602,10 +602,12 @@ class RoutingLearner:
         score: float | None = None,
         energy_joules: float | None = None,
         latency_s: float | None = None,
+        counted: bool = True,
     ) -> None:
         """Teach a labelled outcome that was not routed (e.g. a warm start from an outcome
-        table): its score to the policy, its joules and seconds to the cost models and the
-        energy scale. Each part is optional; nothing is pending afterwards."""
+        table): its score to the policy (counted as ``labelled`` unless ``counted=False``: an
+        answer a cascade counts as its escalation already), its joules and seconds to the
+        cost models and the energy scale. Each part is optional; nothing is pending afterwards."""
         value = None if score is None else check_score(score)
         for name, quantity in (("energy_joules", energy_joules), ("latency_s", latency_s)):
             if quantity is not None:
@@ -616,7 +618,8 @@ class RoutingLearner:
                 raise UnknownModelError(f"unknown model {model!r}; the models are {self.policy_.arms}")
             if value is not None:
                 self.policy_.update(model, x, value)
-                self.tallies_.labelled(model)
+                if counted:
+                    self.tallies_.labelled(model)
             if energy_joules is not None:
                 self.energy_.observe(model, x, features.prompt_tokens, energy_joules)
                 self.normalizer_.observe(features.task, energy_joules)
@@ -680,9 +683,16 @@ class RoutingLearner:
                     explore=False,  # the labels are all here: no answer need be kept to learn
                 )
                 verdicts[cascade] = (verdict.escalate, then_accuracy)
+            # a second model's answer that a cascade escalated to counts once, as the escalation
+            counted_by_cascade = {self.cascades_[c][1] for c, (escalated, _) in verdicts.items() if escalated}
             for name, answer in answers.items():
                 self.learn(
-                    features, name, score=answer.score, energy_joules=answer.energy_joules, latency_s=answer.latency_s
+                    features,
+                    name,
+                    score=answer.score,
+                    energy_joules=answer.energy_joules,
+                    latency_s=answer.latency_s,
+                    counted=name not in counted_by_cascade,
                 )
             for first, signal in signals.items():
                 score = answers[first].score

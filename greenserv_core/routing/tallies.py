@@ -18,7 +18,9 @@ from greenserv_core.statistics import Statistics
 
 __all__ = ["Tallies"]
 
-_FIELDS = ("decisions", "feedback", "energy_joules", "labelled")
+_FIELDS = ("decisions", "feedback", "energy_joules")
+"""The fields shared as one vector per model; ``labelled`` is shared under a key of its own,
+``labelled/<model>``, so that a replica of a version before it reads the vector it knows."""
 
 
 class Tallies:
@@ -51,22 +53,23 @@ class Tallies:
 
     # ---- sharing and saving --------------------------------------------------------------
     def statistics(self) -> Statistics:
-        return Statistics(
-            sums={
-                quote(name, safe=""): np.array([float(counts[k]) for k in _FIELDS])
-                for name, counts in self.counts_.items()
-            }
+        sums = {quote(name, safe=""): np.array([float(c[k]) for k in _FIELDS]) for name, c in self.counts_.items()}
+        sums.update(
+            {f"labelled/{quote(name, safe='')}": np.array([float(c["labelled"])]) for name, c in self.counts_.items()}
         )
+        return Statistics(sums=sums)
 
     def load_statistics(self, stats: Statistics) -> None:
         for name in self.counts_:
             values = stats.sums.get(quote(name, safe=""))
             if values is not None:
-                counts = {
+                counts: dict[str, float] = {
                     k: (float(v) if k == "energy_joules" else round(float(v)))
-                    for k, v in zip(_FIELDS, values, strict=False)  # a state from before "labelled" has three
+                    for k, v in zip(_FIELDS, values, strict=True)
                 }
-                self.counts_[name] = {"labelled": 0, **counts}
+                labelled = stats.sums.get(f"labelled/{quote(name, safe='')}")
+                counts["labelled"] = 0 if labelled is None else round(float(labelled[0]))
+                self.counts_[name] = counts
 
     def state_dict(self) -> dict[str, Any]:
         return self.as_dict()
