@@ -327,3 +327,43 @@ def test_a_clock_that_starts_at_zero_and_the_units_survive_save_and_load(tmp_pat
     again = GreenServRouter.load(tmp_path / "state.json", _pool(), features=make_hashing_extractor())
     loaded = again.learner_.pacer_
     assert loaded is not None and loaded.price_on == "energy_scale" and loaded.price_ == router.learner_.pacer_.price_  # type: ignore[union-attr]
+
+
+# ---- the guard on runs of answers ----------------------------------------------------------------
+def _burst(pacer: BudgetPacer) -> BudgetPacer:
+    """Twenty free answers (allowance banked), then eight dear ones: over the whole run the
+    spend is still within the budget, but the last answers are far over it."""
+    for _ in range(40):  # the choice the price makes: a dear good model or a cheap weak one
+        pacer.remember(np.array([0.9, 0.5]), np.array([1.0, 0.0]), np.array([30.0, 5.0]))
+    for joules in [0.0] * 20 + [30.0] * 8:
+        pacer.observe(joules, predicted=joules or None)
+    return pacer
+
+
+def test_the_guard_raises_the_price_when_the_last_answers_overspend() -> None:
+    budget = EnergyBudget.per_query(10.0)
+    plain = _burst(BudgetPacer(budget, resolve_every=1))
+    guarded = _burst(BudgetPacer(budget, resolve_every=1, window_queries=10, guard_horizon=5))
+    assert plain.spent_ < plain.allowance()  # the mean is within the budget: the plain pacer sees no debt
+    assert guarded.status().tradeoff > plain.status().tradeoff  # the guard sees the last ten answers
+    assert guarded.trailing_.maxlen == 5 and list(guarded.trailing_) == [30.0] * 5
+    assert len(plain.trailing_) == 0  # no guard, nothing kept
+
+
+def test_the_guard_is_checked_kept_on_save_and_copied_with_the_params() -> None:
+    budget = EnergyBudget.per_query(10.0)
+    for bad in ({"window_queries": 5, "guard_horizon": 5}, {"window_queries": 0}, {"window_queries": 2.5}):
+        with pytest.raises(InvalidInputError):
+            BudgetPacer(budget, **bad)  # type: ignore[arg-type]
+    guarded = _burst(BudgetPacer(budget, window_queries=10, guard_horizon=5))
+    copy = BudgetPacer(**guarded.params())
+    assert (copy.window_queries, copy.guard_horizon) == (10, 5)
+    copy.load_state_dict(guarded.state_dict())
+    assert list(copy.trailing_) == list(guarded.trailing_)
+
+
+def test_the_budget_sweep_takes_the_guard(table: OutcomeTable) -> None:
+    report = budget_sweep(
+        table, fractions=(0.5,), tradeoffs=(0.2, 1.0), runs=1, make_features=make_hashing_extractor, window_queries=40
+    )
+    assert report["settings"]["window_queries"] == 40

@@ -117,6 +117,7 @@ def _budget(args: argparse.Namespace) -> int:
         arrival_rate=args.arrival_rate,
         strategy=strategy,
         price_on=args.price_on,
+        window_queries=args.window_queries,
         tradeoffs=_numbers("--tradeoffs", args.tradeoffs),
         runs=args.runs,
         seed=args.seed,
@@ -165,6 +166,12 @@ def add_commands(bench: Any) -> None:
         choices=PRICE_UNITS,
         default=DEFAULT_PRICE_ON,
         help="the cost λ weighs: the router's energy scale (default) or joules over the per-query budget",
+    )
+    budget.add_argument(
+        "--window-queries",
+        type=int,
+        metavar="N",
+        help="also hold every run of N answers to the budget (the pacer's guard; off by default)",
     )
     budget.add_argument(
         "--tradeoffs",

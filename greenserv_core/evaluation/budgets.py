@@ -76,6 +76,7 @@ def budget_sweep(
     arrival_rate: float | None = None,
     strategy: str = DEFAULT_POLICY,
     price_on: str = DEFAULT_PRICE_ON,
+    window_queries: int | None = None,
     tradeoffs: Sequence[float] = DEFAULT_TRADEOFF_GRID,
     runs: int = 5,
     seed: int = 0,
@@ -92,7 +93,8 @@ def budget_sweep(
     model's joules per query (the best by reward at the default λ). With ``window_s`` each
     becomes a window budget of that many joules per query times ``arrival_rate`` (queries per
     second, Poisson) times ``window_s``: the same mean spend, held per window of time.
-    ``price_on`` is the pacer's (see :class:`~greenserv_core.budget.BudgetPacer`).
+    ``price_on`` and ``window_queries`` (the guard on runs of answers, off by default) are the
+    pacer's (see :class:`~greenserv_core.budget.BudgetPacer`).
     """
     if window_s is not None and arrival_rate is None:
         raise InvalidInputError("a window budget needs arrival_rate (queries per second)")
@@ -153,7 +155,7 @@ def budget_sweep(
             if window_s is None
             else EnergyBudget.per_window(joules=amount * (arrival_rate or 0.0) * window_s, window_s=window_s)
         )
-        report = paced(BudgetPacer(budget, price_on=price_on))
+        report = paced(BudgetPacer(budget, price_on=price_on, window_queries=window_queries))
         summary = report["strategies"][strategy]
         spend = report["budget"]["strategies"][strategy]
         realised = summary["energy_joules"]["mean"] / len(data.queries)
@@ -185,6 +187,7 @@ def budget_sweep(
         "settings": {
             "strategy": strategy,
             "price_on": price_on,
+            "window_queries": window_queries,
             "runs": runs,
             "seed": seed,
             "feedback_rate": feedback_rate,
