@@ -350,11 +350,35 @@ def test_the_guard_raises_the_price_when_the_last_answers_overspend() -> None:
     assert len(plain.trailing_) == 0  # no guard, nothing kept
 
 
+def test_the_guard_caps_the_target_at_the_room_left_in_the_run() -> None:
+    pacer = BudgetPacer(EnergyBudget.per_query(10.0), window_queries=10, guard_horizon=5)
+    for answers in range(1, 6):
+        pacer.observe(15.0, predicted=15.0)
+        # 4 answers: the guard waits for its five; the deficit alone: 10 - (15 - 10)·4/50 = 9.6
+        if answers == 4:
+            assert pacer._target(pacer.clock(), 10.0) == pytest.approx(9.6)
+    # five answers of 15 J leave (10 budgets of 10 J - 75 J) / 5 answers = 5 J per answer
+    assert pacer._target(pacer.clock(), 10.0) == pytest.approx(5.0)
+    plain = BudgetPacer(EnergyBudget.per_query(10.0))
+    for _ in range(5):
+        plain.observe(15.0, predicted=15.0)
+    assert plain._target(plain.clock(), 10.0) == pytest.approx(9.5)  # 10 - 25/50
+    assert BudgetPacer(EnergyBudget.per_query(1.0), window_queries=500).trailing_.maxlen == 400  # H = N/5
+
+
 def test_the_guard_is_checked_kept_on_save_and_copied_with_the_params() -> None:
     budget = EnergyBudget.per_query(10.0)
-    for bad in ({"window_queries": 5, "guard_horizon": 5}, {"window_queries": 0}, {"window_queries": 2.5}):
+    for bad in (
+        {"window_queries": 5, "guard_horizon": 5},
+        {"window_queries": 0},
+        {"window_queries": 1},
+        {"window_queries": 2.5},
+        {"guard_horizon": 5},  # a horizon without a guard
+    ):
         with pytest.raises(InvalidInputError):
             BudgetPacer(budget, **bad)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="per window of time"):
+        BudgetPacer(EnergyBudget.per_window(joules=100.0, window_s=60.0), window_queries=50)
     guarded = _burst(BudgetPacer(budget, window_queries=10, guard_horizon=5))
     copy = BudgetPacer(**guarded.params())
     assert (copy.window_queries, copy.guard_horizon) == (10, 5)
@@ -362,8 +386,42 @@ def test_the_guard_is_checked_kept_on_save_and_copied_with_the_params() -> None:
     assert list(copy.trailing_) == list(guarded.trailing_)
 
 
-def test_the_budget_sweep_takes_the_guard(table: OutcomeTable) -> None:
+def test_the_budget_sweep_takes_the_guard(table: OutcomeTable, monkeypatch: pytest.MonkeyPatch) -> None:
+    from greenserv_core.evaluation import budgets
+
+    guards: list[int | None] = []
+
+    class Spy(BudgetPacer):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+            guards.append(self.window_queries)
+
+    monkeypatch.setattr(budgets, "BudgetPacer", Spy)
     report = budget_sweep(
         table, fractions=(0.5,), tradeoffs=(0.2, 1.0), runs=1, make_features=make_hashing_extractor, window_queries=40
     )
-    assert report["settings"]["window_queries"] == 40
+    assert report["settings"]["window_queries"] == 40 and 40 in guards  # the budget's pacer has the guard
+    for bad in ({"window_queries": 0}, {"window_queries": 40, "window_s": 60.0, "arrival_rate": 1.0}):
+        guards.clear()
+        with pytest.raises(InvalidInputError):
+            budget_sweep(table, fractions=(0.5,), runs=1, make_features=make_hashing_extractor, **bad)  # type: ignore[arg-type]
+        assert guards == []  # refused before any replay ran
+
+
+def test_the_budget_command_passes_the_guard(
+    table: OutcomeTable, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from greenserv_core import cli
+    from greenserv_core.evaluation import budgets
+    from greenserv_core.evaluation.table import write_table
+
+    seen: dict[str, object] = {}
+
+    def sweep(table: OutcomeTable, **kwargs: object) -> dict[str, object]:
+        seen.update(kwargs)
+        raise InvalidInputError("stop here")
+
+    monkeypatch.setattr(budgets, "budget_sweep", sweep)
+    path = write_table(table, tmp_path / "t.csv")
+    assert cli.main(["bench", "budget", "--table", str(path), "--window-queries", "500", "--no-embedding-cache"]) != 0
+    assert seen["window_queries"] == 500

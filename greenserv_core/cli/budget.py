@@ -171,7 +171,7 @@ def add_commands(bench: Any) -> None:
         "--window-queries",
         type=int,
         metavar="N",
-        help="also hold every run of N answers to the budget (the pacer's guard; off by default)",
+        help="also aim to hold every run of N answers to the budget (the pacer's guard; off by default)",
     )
     budget.add_argument(
         "--tradeoffs",

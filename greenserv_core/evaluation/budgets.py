@@ -98,6 +98,10 @@ def budget_sweep(
     """
     if window_s is not None and arrival_rate is None:
         raise InvalidInputError("a window budget needs arrival_rate (queries per second)")
+    if window_queries is not None:  # a bad guard is refused before any replay runs
+        if window_s is not None:
+            raise InvalidInputError("window_queries guards budgets per query, not per window of time")
+        BudgetPacer(EnergyBudget.per_query(1.0), window_queries=window_queries)
     if not fractions and not joules_per_query:
         raise InvalidInputError("give budgets as fractions or joules_per_query")
     if any(not f > 0 for f in fractions):
