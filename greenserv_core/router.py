@@ -518,7 +518,8 @@ class GreenServRouter:
     def _saved_budget(self) -> dict[str, Any]:
         pacer = self.learner_.pacer_
         assert pacer is not None
-        return {**pacer.budget.to_dict(), "price_on": pacer.price_on}
+        settings = {k: v for k, v in pacer.params().items() if k in BudgetPacer.SETTINGS}
+        return {**pacer.budget.to_dict(), "price_on": pacer.price_on, "settings": settings}
 
     def save(self, path: str | Path) -> None:
         """Persist a consistent snapshot of all learned state (written to a temporary file, then renamed)."""
@@ -538,7 +539,8 @@ class GreenServRouter:
         """Rebuild a router saved with :meth:`save` over ``models``.
 
         ``features``, ``pending``, ``policy`` and ``energy_budget`` (a :class:`BudgetPacer` with
-        its settings for the saved budget) are the same as for ``__init__`` (default
+        other settings for the saved budget; by default the saved pacer's own) are the same as
+        for ``__init__`` (default
         features: the bundled embedder the state was saved with; a policy
         instance is needed only when the saved one is not registered by name). Every model in
         the saved state must be in ``models`` (else :class:`StateFileError`); models new to

@@ -425,3 +425,24 @@ def test_the_budget_command_passes_the_guard(
     path = write_table(table, tmp_path / "t.csv")
     assert cli.main(["bench", "budget", "--table", str(path), "--window-queries", "500", "--no-embedding-cache"]) != 0
     assert seen["window_queries"] == 500
+
+
+def test_the_pacers_settings_and_guard_survive_save_and_load(tmp_path: Path) -> None:
+    from greenserv_core.routing.saved import write_router_state
+
+    pacer = BudgetPacer(EnergyBudget.per_query(60.0), window_queries=40, horizon=30, bank=5.0, memory=200)
+    router = _router(pacer)
+    _stream(router, 50)
+    router.save(tmp_path / "state.json")
+    again = GreenServRouter.load(tmp_path / "state.json", _pool(), features=make_hashing_extractor())
+    loaded, used = again.learner_.pacer_, router.learner_.pacer_
+    assert loaded is not None and used is not None
+    settings = (loaded.window_queries, loaded.guard_horizon, loaded.horizon, loaded.bank, loaded.memory)
+    assert settings == (40, None, 30, 5.0, 200)
+    assert list(loaded.trailing_) == list(used.trailing_) and len(loaded.trailing_) == 32  # 40 - 40/5
+    # a state saved before the settings were saved loads with the defaults
+    state = router.state_dict()
+    del state["energy_budget"]["settings"]
+    write_router_state(tmp_path / "old.json", state)
+    old = GreenServRouter.load(tmp_path / "old.json", _pool(), features=make_hashing_extractor())
+    assert old.learner_.pacer_ is not None and old.learner_.pacer_.window_queries is None

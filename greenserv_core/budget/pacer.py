@@ -271,6 +271,9 @@ class BudgetPacer:
         self._since_resolve = 0
         self._saturated_for = 0
 
+    SETTINGS = ("horizon", "memory", "resolve_every", "bank", "initial_tradeoff", "window_queries", "guard_horizon")
+    """The parameters a router saves with its budget (all but the budget, its units and the clock)."""
+
     def params(self) -> dict[str, Any]:
         """The parameters, as given to ``__init__`` (``BudgetPacer(**pacer.params())`` is a fresh copy)."""
         return {

@@ -80,10 +80,12 @@ def read_router_state(
 
 
 def _saved_budget(saved: Mapping[str, Any] | None) -> BudgetPacer | None:
-    """The pacer of a saved budget, in the units it priced (its learned state is loaded later)."""
+    """The pacer of a saved budget, in the units it priced and with its settings (a state saved
+    before they were saved gets the defaults); its learned state is loaded later."""
     if saved is None:
         return None
-    return BudgetPacer(EnergyBudget.from_dict(dict(saved)), price_on=saved.get("price_on", "joules"))
+    settings = {k: v for k, v in dict(saved.get("settings") or {}).items() if k in BudgetPacer.SETTINGS}
+    return BudgetPacer(EnergyBudget.from_dict(dict(saved)), price_on=saved.get("price_on", "joules"), **settings)
 
 
 def _check_pending_store(path: str | Path, saved: Mapping[str, Any], given: PendingStore | None) -> None:
