@@ -252,7 +252,7 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
     _recorder: _RunRecorder = PrivateAttr(default_factory=_RunRecorder)
 
     @model_validator(mode="after")
-    def _budget_needs_no_router(self) -> Self:
+    def _router_arguments_checked(self) -> Self:
         self.check_router_arguments()
         return self
 

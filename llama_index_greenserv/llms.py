@@ -225,7 +225,7 @@ class GreenServLLM(AdapterCore, FunctionCallingLLM):
     _router: LazyRouter = PrivateAttr(default_factory=LazyRouter)
 
     @model_validator(mode="after")
-    def _budget_needs_no_router(self) -> Self:
+    def _router_arguments_checked(self) -> Self:
         self.check_router_arguments()
         return self
 
@@ -330,15 +330,14 @@ class GreenServLLM(AdapterCore, FunctionCallingLLM):
 
     @llm_chat_callback()
     async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
-        conversation = to_greenserv_messages(messages)
-        self.router_arguments(conversation, _call_options(kwargs))  # the options are checked now, as a sync stream's
-        return _aresponses(iterate_in_thread(lambda: self._pieces(conversation, kwargs)), _chat_response)
+        conversation, arguments = self.router_arguments(to_greenserv_messages(messages), _call_options(kwargs))
+        return _aresponses(iterate_in_thread(lambda: self.stream_prepared(conversation, arguments)), _chat_response)
 
     @llm_completion_callback()
     async def astream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseAsyncGen:
-        conversation: list[Message] = [{"role": "user", "content": prompt}]
-        self.router_arguments(conversation, _call_options(kwargs))  # the options are checked now, as a sync stream's
-        return _aresponses(iterate_in_thread(lambda: self._pieces(conversation, kwargs)), _completion_response)
+        conversation, arguments = self.router_arguments([{"role": "user", "content": prompt}], _call_options(kwargs))
+        pieces = iterate_in_thread(lambda: self.stream_prepared(conversation, arguments))
+        return _aresponses(pieces, _completion_response)
 
     # ---- feedback -----------------------------------------------------------------------
     def feedback(self, target: Any, score: float) -> FeedbackRecord:

@@ -296,11 +296,6 @@ class AdapterCore:
             return self.tradeoff
         return self.router.tradeoff if self.router is not None else DEFAULT_TRADEOFF
 
-    def _changed_fields(self) -> set[str]:
-        """The fields set away from their defaults (a framework's copy passes every field)."""
-        fields = getattr(type(self), "model_fields", {})
-        return {name for name, field in fields.items() if name != "router" and getattr(self, name) != field.default}
-
     def check_router_arguments(self) -> None:
         """Refuse the arguments that build a router beside a ready ``router`` (they would be
         silently ignored: the router given keeps its own pool, policy, λ, budget and cascades)."""
@@ -317,8 +312,8 @@ class AdapterCore:
                 f"{name} was given router= and energy_budget=: the budget belongs to the router, "
                 "so build it with GreenServRouter(..., energy_budget=...), or give models= instead of router="
             )
-        changed = self._changed_fields()
-        building = [field for field in _ROUTER_BUILDERS if field in changed]
+        fields = getattr(type(self), "model_fields", {})  # set away from the default (a framework's copy passes all)
+        building = [field for field in _ROUTER_BUILDERS if getattr(self, field) != fields[field].default]
         if building:
             raise InvalidInputError(
                 f"{name} was given router= and {', '.join(f + '=' for f in building)}: those build a router, and the "
@@ -392,6 +387,14 @@ class AdapterCore:
         """A routed answer piece by piece (:func:`answer_pieces`); the options are checked now,
         before the first piece is asked for."""
         conversation, arguments = self.router_arguments(conversation, kwargs, stop)
+        return self.stream_prepared(conversation, arguments, decision_id=decision_id)
+
+    def stream_prepared(
+        self, conversation: list[Message], arguments: Mapping[str, Any], *, decision_id: str | None = None
+    ) -> Iterator[Piece]:
+        """Like :meth:`routed_stream`, from what :meth:`router_arguments` made of a call (an
+        async stream checks the options on the event loop, then streams in a worker thread,
+        where the router may first have to be built)."""
         chunks = self.greenserv_router.stream(conversation, decision_id=decision_id, **arguments)
         return answer_pieces(chunks, tools_offered="tools" in arguments)
 

@@ -341,10 +341,12 @@ class BudgetPacer:
         """The λ in force and the per-query budget, without starting the clock (a warm start
         before the first decision must not open the first window)."""
         mu = self._mu()
-        if self.budget.window_s is not None and self.start_ is None:
+        if self.budget.window_s is None:
+            per_query = self.budget.joules
+        elif self.start_ is None:
             per_query = self.budget.joules / _ASSUMED_PER_WINDOW
         else:
-            per_query = self.per_query_joules(None if self.start_ is None else float(self.clock()))
+            per_query = self.per_query_joules(float(self.clock()))
         return mu / (1.0 + mu), per_query
 
     def status(self) -> BudgetStatus:

@@ -22,12 +22,14 @@ from dataclasses import dataclass
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.reward import check_score
 
-__all__ = ["LabelledAnswer"]
+__all__ = ["LabelledAnswer", "check_measured"]
 
 
-def _check_amount(name: str, value: object) -> None:
+def check_measured(name: str, value: object) -> None:
+    """A measured amount (joules, seconds) must be a finite number >= 0, or
+    :class:`InvalidInputError` (the learner checks its outcomes with it too)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
-        raise InvalidInputError(f"{name} must be a finite number >= 0, got {value!r}")
+        raise InvalidInputError(f"{name} must be finite and >= 0, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -50,9 +52,9 @@ class LabelledAnswer:
         for name in ("energy_joules", "latency_s"):
             value = getattr(self, name)
             if value is not None:
-                _check_amount(name, value)
+                check_measured(name, value)
                 object.__setattr__(self, name, float(value))
-        _check_amount("confidence_joules", self.confidence_joules)
+        check_measured("confidence_joules", self.confidence_joules)
         object.__setattr__(self, "confidence_joules", float(self.confidence_joules))
         confidence = self.confidence
         if confidence is not None and (

@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
-import numbers
 import threading
 import time
 import uuid
@@ -60,7 +58,7 @@ from greenserv_core.routing.eligibility import (
     no_eligible_model,
     not_requested,
 )
-from greenserv_core.routing.labelled import LabelledAnswer
+from greenserv_core.routing.labelled import LabelledAnswer, check_measured
 from greenserv_core.routing.results import FeedbackRecord, RoutingDecision
 from greenserv_core.routing.tallies import Tallies
 from greenserv_core.statistics import Shareable, Statistics
@@ -100,12 +98,6 @@ _MEMBER_RULES = tuple(rule for rule in RULES if rule is not not_requested)
 
 def _known(value: float | None) -> float:
     return np.nan if value is None else float(value)
-
-
-def _check_measured(name: str, value: float) -> None:
-    """A measured joules or seconds must be finite and >= 0, or :class:`InvalidInputError`."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
-        raise InvalidInputError(f"{name} must be finite and >= 0, got {value!r}")
 
 
 def _total(amounts: Sequence[float | None]) -> float | None:
@@ -313,7 +305,7 @@ class RoutingLearner:
                 predicted_joules=chosen_joules,
                 budget_joules=per_query,
                 cascade=(
-                    self._cascade_plan(choice, x, features.task, table, tradeoff, per_query)
+                    self._decision_plan(choice, x, features.task, table, tradeoff, per_query)
                     if choice.arm in self.cascades_
                     else None
                 ),
@@ -352,7 +344,7 @@ class RoutingLearner:
             KnownValues([arms[i] for i in keep], joules.array[keep]), verdict.excluded, verdict.positions[keep]
         )
 
-    def _cascade_plan(
+    def _decision_plan(
         self,
         choice: Choice,
         x: np.ndarray,
@@ -361,25 +353,65 @@ class RoutingLearner:
         tradeoff: float,
         per_query: float | None,
     ) -> dict[str, Any]:
-        """What the escalation rule of the chosen cascade needs after the first answer: the
-        router's estimates of both models here (from the policy for a model the query did not
-        offer it), and what escalating costs at λ: the second model's predicted joules on the
-        reward's energy scale, i.e. the reward lost by adding them to the first model's."""
+        """The :meth:`_cascade_plan` of a decision that chose a cascade: the decision's own
+        estimates of its models where it has them, and the query's predicted joules."""
         first, then = self.cascades_[choice.arm]
         scores = choice.scores
-        missing = [m for m in (first, then) if m not in scores]
-        estimated = dict(zip(missing, self.policy_.estimates(x, missing), strict=True)) if missing else {}
+        known = {m: scores[m].estimate for m in (first, then) if m in scores}
         joules = float(table.predicted_joules[table.pool.index[then]])
-        cost = self._escalation_cost(task, joules, table.predicted_joules, tradeoff, per_query)
-        scored = self._then_scored(choice.arm, then)
+        return self._cascade_plan(choice.arm, x, task, known, joules, table.predicted_joules, tradeoff, per_query)
+
+    def _cascade_plan(
+        self,
+        cascade: str,
+        x: np.ndarray,
+        task: str,
+        known: Mapping[str, float],
+        then_joules: float,
+        pool: np.ndarray,
+        tradeoff: float,
+        per_query: float | None,
+    ) -> dict[str, Any]:
+        """What the escalation rule of ``cascade`` needs after the first answer: the router's
+        estimates of both models here (``known``, else from the policy), and what escalating
+        costs at λ: the second model's predicted joules on the reward's energy scale (``pool``:
+        the pool's predictions, for the ``"pool"`` scale), i.e. the reward lost by adding them
+        to the first model's."""
+        first, then = self.cascades_[cascade]
+        missing = [m for m in (first, then) if m not in known]
+        estimated = dict(zip(missing, self.policy_.estimates(x, missing), strict=True)) if missing else {}
         return {
             "first": first,
             "then": then,
-            "first_accuracy": scores[first].estimate if first in scores else estimated[first],
-            "then_accuracy": scores[then].estimate if then in scores else estimated[then],
-            "then_scored": scored,
-            "then_cost": float(cost),
+            "first_accuracy": known[first] if first in known else estimated[first],
+            "then_accuracy": known[then] if then in known else estimated[then],
+            "then_scored": self._then_scored(cascade, then),
+            "then_cost": float(self._escalation_cost(task, then_joules, pool, tradeoff, per_query)),
         }
+
+    def _verdict(
+        self,
+        plan: Mapping[str, Any],
+        cascade: str,
+        x: np.ndarray,
+        confidence: float | None,
+        tradeoff: float,
+        *,
+        explore: bool = True,
+    ) -> Verdict:
+        """The escalation rule's verdict on a cascade's first answer, from its :meth:`_cascade_plan`."""
+        return self.escalation_.decide(
+            plan["first"],
+            cascade,
+            x,
+            confidence,
+            then_accuracy=plan["then_accuracy"],
+            then_cost=plan["then_cost"],
+            value_scale=1.0 - tradeoff,
+            first_accuracy=plan["first_accuracy"],
+            then_scored=plan.get("then_scored"),
+            explore=explore,
+        )
 
     def _escalation_cost(
         self, task: str, joules: float, pool: np.ndarray, tradeoff: float, per_query: float | None
@@ -459,17 +491,7 @@ class RoutingLearner:
             if pending.model not in self.cascades_:  # removed meanwhile (its second model may be gone): keep
                 verdict = Verdict(False, confidence, float("nan"), 0.0, 0.0, False, "kept: the cascade was removed")
             else:
-                verdict = self.escalation_.decide(
-                    plan["first"],
-                    pending.model,
-                    pending.context,
-                    confidence,
-                    then_accuracy=plan["then_accuracy"],
-                    then_cost=plan["then_cost"],
-                    value_scale=1.0 - pending.tradeoff,
-                    first_accuracy=plan["first_accuracy"],
-                    then_scored=plan.get("then_scored"),
-                )
+                verdict = self._verdict(plan, pending.model, pending.context, confidence, pending.tradeoff)
             signal = plan["first_accuracy"] if confidence is None else confidence
             plan.update(
                 confidence=None if signal is None else float(signal),
@@ -538,11 +560,11 @@ class RoutingLearner:
         """Teach the cost models what a decision's generation spent (once per decision).
         For a cascade, ``members`` are ``(model, joules, seconds)`` of each model it ran,
         which also teach those models' own cost models."""
-        _check_measured("energy_joules", energy_joules)
-        _check_measured("latency_s", latency_s)
+        check_measured("energy_joules", energy_joules)
+        check_measured("latency_s", latency_s)
         for _, joules, seconds in members:
-            _check_measured("a member's energy_joules", joules)
-            _check_measured("a member's latency_s", seconds)
+            check_measured("a member's energy_joules", joules)
+            check_measured("a member's latency_s", seconds)
         with self.lock:
             pending = self.pending_.get(decision_id)
             if pending.energy_joules is not None:
@@ -611,7 +633,7 @@ class RoutingLearner:
         value = None if score is None else check_score(score)
         for name, quantity in (("energy_joules", energy_joules), ("latency_s", latency_s)):
             if quantity is not None:
-                _check_measured(name, quantity)
+                check_measured(name, quantity)
         x = features.vector
         with self.lock:
             if model not in self.policy_.arms_:
@@ -669,20 +691,10 @@ class RoutingLearner:
                 then_answer = answers.get(then)
                 if first not in signals or then_answer is None or then_answer.score is None:
                     continue
-                first_accuracy, then_accuracy = (float(v) for v in self.policy_.estimates(x, [first, then]))
-                verdict = self.escalation_.decide(
-                    first,
-                    cascade,
-                    x,
-                    answers[first].confidence,
-                    then_accuracy=then_accuracy,
-                    then_cost=self._escalation_cost(features.task, predicted[then], pool, tradeoff, per_query),
-                    value_scale=1.0 - tradeoff,
-                    first_accuracy=first_accuracy,
-                    then_scored=self._then_scored(cascade, then),
-                    explore=False,  # the labels are all here: no answer need be kept to learn
-                )
-                verdicts[cascade] = (verdict.escalate, then_accuracy)
+                plan = self._cascade_plan(cascade, x, features.task, {}, predicted[then], pool, tradeoff, per_query)
+                # the labels are all here: no answer need be kept to learn
+                verdict = self._verdict(plan, cascade, x, answers[first].confidence, tradeoff, explore=False)
+                verdicts[cascade] = (verdict.escalate, float(plan["then_accuracy"]))
             # a second model's answer that a cascade escalated to counts once, as the escalation
             counted_by_cascade = {self.cascades_[c][1] for c, (escalated, _) in verdicts.items() if escalated}
             for name, answer in answers.items():

@@ -53,21 +53,23 @@ class Tallies:
 
     # ---- sharing and saving --------------------------------------------------------------
     def statistics(self) -> Statistics:
-        sums = {quote(name, safe=""): np.array([float(c[k]) for k in _FIELDS]) for name, c in self.counts_.items()}
-        sums.update(
-            {f"labelled/{quote(name, safe='')}": np.array([float(c["labelled"])]) for name, c in self.counts_.items()}
-        )
+        sums = {}
+        for name, counts in self.counts_.items():
+            key = quote(name, safe="")
+            sums[key] = np.array([float(counts[k]) for k in _FIELDS])
+            sums[f"labelled/{key}"] = np.array([float(counts["labelled"])])
         return Statistics(sums=sums)
 
     def load_statistics(self, stats: Statistics) -> None:
         for name in self.counts_:
-            values = stats.sums.get(quote(name, safe=""))
+            key = quote(name, safe="")
+            values = stats.sums.get(key)
             if values is not None:
                 counts: dict[str, float] = {
                     k: (float(v) if k == "energy_joules" else round(float(v)))
                     for k, v in zip(_FIELDS, values, strict=True)
                 }
-                labelled = stats.sums.get(f"labelled/{quote(name, safe='')}")
+                labelled = stats.sums.get(f"labelled/{key}")
                 counts["labelled"] = 0 if labelled is None else round(float(labelled[0]))
                 self.counts_[name] = counts
 
