@@ -248,7 +248,12 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
     cascade_signal: Annotated[str | None, BeforeValidator(check_cascade_signal)] = None
     score_tool_calls: bool = False
 
-    _router: LazyRouter = PrivateAttr(default_factory=LazyRouter)
+    built_routers: LazyRouter = Field(
+        default_factory=LazyRouter,
+        exclude=True,
+        repr=False,
+        description="The routers built from models=, shared with this model's copies; not a setting.",
+    )
     _recorder: _RunRecorder = PrivateAttr(default_factory=_RunRecorder)
 
     @model_validator(mode="after")

@@ -40,7 +40,7 @@ from llama_index.core.base.llms.types import (
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.tools import BaseTool, ToolSelection
-from pydantic import BeforeValidator, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BeforeValidator, ConfigDict, Field, model_validator
 from typing_extensions import Self
 
 from greenserv_core.adapters import (
@@ -222,7 +222,12 @@ class GreenServLLM(AdapterCore, FunctionCallingLLM):
     cascade_signal: Annotated[str | None, BeforeValidator(check_cascade_signal)] = None
     score_tool_calls: bool = False
 
-    _router: LazyRouter = PrivateAttr(default_factory=LazyRouter)
+    built_routers: LazyRouter = Field(
+        default_factory=LazyRouter,
+        exclude=True,
+        repr=False,
+        description="The routers built from models=, shared with this model's copies; not a setting.",
+    )
 
     @model_validator(mode="after")
     def _router_arguments_checked(self) -> Self:

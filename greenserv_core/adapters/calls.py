@@ -4,7 +4,7 @@ options mapped onto :meth:`GreenServRouter.generate` arguments, and ``tool_choic
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from greenserv_core.adapters.answers import Piece, answer_pieces
@@ -121,23 +121,37 @@ def check_energy_budget(budget: object) -> float | str | None:
 
 
 class LazyRouter:
-    """Holds a router, built on first use (thread-safe).
+    """Holds the routers an adapter builds, one for each set of building arguments, each built
+    on first use (thread-safe). An adapter's copies (LangChain's ``configurable_fields``,
+    ``model_copy``) hold the same ``LazyRouter``, so a copy that would build the same router
+    uses the one already built, and what it learns, instead of loading the models again.
 
     >>> lazy = LazyRouter()
-    >>> lazy.get(lambda: "built"), lazy.get(lambda: "not again")
-    ('built', 'built')
+    >>> lazy.get(lambda: "built", key="a"), lazy.get(lambda: "not again", key="a"), lazy.get(lambda: "other", key="b")
+    ('built', 'built', 'other')
+    >>> lazy.built("a"), lazy.built("c")
+    ('built', None)
     """
 
     def __init__(self) -> None:
-        self.router: GreenServRouter | None = None
+        self._routers: dict[Hashable, tuple[Any, GreenServRouter]] = {}
         self._lock = threading.Lock()
 
-    def get(self, build: Callable[[], GreenServRouter]) -> GreenServRouter:
-        if self.router is None:
+    def get(self, build: Callable[[], GreenServRouter], key: Hashable = None, keep: Any = None) -> GreenServRouter:
+        """The router built for ``key``, built now if there is none; ``keep`` is held beside it
+        (the objects whose identities the key names, so that no other object takes them)."""
+        held = self._routers.get(key)
+        if held is None:
             with self._lock:
-                if self.router is None:
-                    self.router = build()
-        return self.router
+                held = self._routers.get(key)
+                if held is None:
+                    held = self._routers[key] = (keep, build())
+        return held[1]
+
+    def built(self, key: Hashable = None) -> GreenServRouter | None:
+        """The router built for ``key``, or ``None`` when there is none yet."""
+        held = self._routers.get(key)
+        return None if held is None else held[1]
 
 
 def generation_options(
@@ -220,14 +234,18 @@ class AdapterCore:
     ``strategy``, ``embedder``, ``tradeoff``, ``seed``, ``max_latency_s``, ``energy_budget``,
     ``max_joules``, ``cascades``, ``cascade_signal``), the generation defaults (``temperature``,
     ``top_p``, ``max_tokens``, ``stop``, ``timeout``, ``max_latency_s``, ``max_joules``),
-    ``score_tool_calls`` and a :class:`LazyRouter` in ``_router``. The adapter only translates framework objects.
+    ``score_tool_calls`` and a :class:`LazyRouter` in ``built_routers`` (a field, so that copies
+    share it). The adapter only translates framework objects.
 
     ``energy_budget`` (checked by :func:`check_energy_budget`) is the budget of the router the
     adapter builds; a ready ``router`` has its own, so giving both is refused
     (:meth:`check_router_arguments`), as are ``models``, ``meter``, ``strategy`` and
     ``embedder`` set beside it. ``tradeoff`` (default ``None``: the router's own λ, and
-    :data:`~greenserv_core.reward.DEFAULT_TRADEOFF` for a router the adapter builds) given
-    beside a ready router is every call's λ (:attr:`call_tradeoff`). ``max_joules`` is every
+    :data:`~greenserv_core.reward.DEFAULT_TRADEOFF` for a router the adapter builds) is every
+    call's λ when given (:attr:`call_tradeoff`), unless the router the adapter builds has an
+    energy budget. The adapter's copies (such as LangChain's ``configurable_fields``) share
+    the router it builds while they would build the same one, so configuring λ per call keeps
+    one router and what it learns. ``max_joules`` is every
     call's default cap, and so applies to a ready router too. ``cascades`` (pairs of model
     names) are offered by the router the adapter builds, with ``cascade_signal`` (a signal's
     name, such as ``"self-verification"``; default: by answer length); a ready router is given
@@ -255,15 +273,13 @@ class AdapterCore:
         stop: list[str] | None
         timeout: float | None
         score_tool_calls: bool
-        _router: LazyRouter
+        built_routers: LazyRouter
 
     @property
     def greenserv_router(self) -> GreenServRouter:
         """The router: the one given, or one built from ``models``/``strategy``/``tradeoff`` on first use."""
 
         def build() -> GreenServRouter:
-            if self.router is not None:
-                return self.router
             from greenserv_core.models.pool import build_backends  # loads the local-model stack
 
             return GreenServRouter(
@@ -279,14 +295,44 @@ class AdapterCore:
                 cascade_signal=getattr(self, "cascade_signal", None),
             )
 
-        return self._router.get(build)
+        if self.router is not None:
+            return self.router
+        return self.built_routers.get(build, key=self._building_key, keep=self.models)
+
+    @property
+    def _building_key(self) -> Hashable:
+        """What the router this adapter builds depends on: copies with the same key share one.
+        λ is not part of it, since every call sends its own (:attr:`call_tradeoff`), except
+        beside an energy budget, whose starting λ it is."""
+        budget = getattr(self, "energy_budget", None)
+        return (
+            None if self.models is None else tuple(m if isinstance(m, str) else id(m) for m in self.models),
+            self.meter,
+            self.strategy,
+            getattr(self, "embedder", None),
+            self.seed,
+            self.max_latency_s,
+            budget,
+            getattr(self, "max_joules", None),
+            tuple(tuple(pair) for pair in getattr(self, "cascades", None) or ()),
+            getattr(self, "cascade_signal", None),
+            None if budget is None else self.tradeoff_in_force,
+        )
+
+    @property
+    def _built_router(self) -> GreenServRouter | None:
+        """The ready router, or the one this adapter has built; ``None`` before the first call."""
+        return self.router if self.router is not None else self.built_routers.built(self._building_key)
 
     @property
     def call_tradeoff(self) -> float | None:
-        """The λ every call sends: ``tradeoff`` when it is given beside a ready ``router`` (it
-        then overrides the router's λ, or its budget's, as a call's ``tradeoff=`` does; e.g. a
-        LangChain ``configurable_fields`` copy), else ``None`` (the router's own)."""
-        return self.tradeoff if self.router is not None else None
+        """The λ every call sends: ``tradeoff`` when it is given (it then overrides a ready
+        router's λ, or its budget's, as a call's ``tradeoff=`` does; e.g. a LangChain
+        ``configurable_fields`` copy, which shares the router), else ``None`` (the router's own).
+        A router the adapter builds with an energy budget sets λ itself, so then ``None``."""
+        if self.router is None and getattr(self, "energy_budget", None) is not None:
+            return None
+        return self.tradeoff
 
     @property
     def tradeoff_in_force(self) -> float:
@@ -323,7 +369,7 @@ class AdapterCore:
     @property
     def pool_name(self) -> str:
         """``greenserv[<model>,...]``, without building the router."""
-        router = self.router if self.router is not None else self._router.router
+        router = self._built_router
         if router is not None:
             names = router.models
         elif self.models is not None:
@@ -409,5 +455,5 @@ class AdapterCore:
     def decided(self, decision_id: str) -> bool:
         """Whether this model's router made the decision (pending, or recently scored), so that
         a feedback handler leaves alone the answers of other routers in the same chain."""
-        router = self.router if self.router is not None else self._router.router
+        router = self._built_router
         return router is not None and router.pending_.known(decision_id)

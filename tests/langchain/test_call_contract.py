@@ -116,3 +116,26 @@ def test_the_feedback_handler_leaves_other_routers_answers_alone() -> None:
     (run,) = handler.runs.values()
     assert run.score == 1.0 and reviewer.greenserv_router.pending_.known(run.decision_id)
     assert len(drafter.greenserv_router.pending_) == 1  # the drafter's answer waits for its own score
+
+
+def test_configured_copies_of_a_model_that_builds_its_router_share_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from greenserv_core.features import FeatureExtractor
+
+    monkeypatch.setattr(FeatureExtractor, "default", classmethod(lambda cls, **kwargs: make_hashing_extractor()))
+    llm = ChatGreenServ(models=[FakeBackend("small"), FakeBackend("big")], tradeoff=0.3, seed=0)
+    configurable = llm.configurable_fields(tradeoff=ConfigurableField(id="λ"))
+    answers = [configurable.invoke("hi", config={"configurable": {"λ": lam}}) for lam in (0.9, 0.1)]
+    assert [a.response_metadata["greenserv"]["tradeoff"] for a in answers] == [0.9, 0.1]
+    router = llm.greenserv_router
+    assert sum(router.stats_[m]["decisions"] for m in router.models) == 2  # both copies routed with it
+    assert llm.feedback(answers[0], 1.0).applied  # the copy's decision is the original's router's
+    assert llm.invoke("hi").response_metadata["greenserv"]["tradeoff"] == 0.3  # its own λ, as before
+    other = configurable.with_config(configurable={"λ": 0.5})
+    assert other.invoke("hi").response_metadata["greenserv"]["tradeoff"] == 0.5
+    assert llm.model_copy().greenserv_router is router
+    # a copy that builds another router (another policy) gets its own, built once
+    linucb = llm.configurable_fields(strategy=ConfigurableField(id="policy"))
+    for _ in range(2):
+        linucb.invoke("hi", config={"configurable": {"policy": "linucb"}})
+    built = llm.model_copy(update={"strategy": "linucb"}).greenserv_router
+    assert built is not router and sum(built.stats_[m]["decisions"] for m in built.models) == 2

@@ -101,3 +101,17 @@ def test_an_answer_the_router_scored_itself_is_not_an_evaluator_failure(collecto
     handler = collector(llm, evaluator=lambda prompt, output: 1.0)
     llm.chat_with_tools([FunctionTool.from_defaults(fn=multiply)], user_msg="What is 6 times 7?")
     assert handler.errors == [] and len(handler.seen) == 1
+
+
+def test_copies_share_the_router_they_would_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    from greenserv_core.features import FeatureExtractor
+
+    monkeypatch.setattr(FeatureExtractor, "default", classmethod(lambda cls, **kwargs: make_hashing_extractor()))
+    llm = GreenServLLM(models=[FakeBackend("small"), FakeBackend("big")], seed=0)
+    router = llm.greenserv_router
+    copy = llm.model_copy(update={"tradeoff": 0.9})
+    assert copy.greenserv_router is router and copy.complete("hi").additional_kwargs["tradeoff"] == 0.9
+    assert llm.model_copy(update={"strategy": "linucb"}).greenserv_router is not router
+    budget = GreenServLLM(models=[FakeBackend("small"), FakeBackend("big")], energy_budget=30.0, tradeoff=0.2, seed=0)
+    assert budget.call_tradeoff is None  # the budget sets λ; tradeoff is only where it starts
+    assert budget.model_copy(update={"tradeoff": 0.6}).greenserv_router is not budget.greenserv_router
