@@ -161,6 +161,126 @@ def test_a_stream_that_breaks_midway_raises_model_unavailable() -> None:
     assert pieces == ["Hi"] and remote.breaker.failures_ == 1
 
 
+def raw_sse(*lines: str) -> httpx.Response:
+    body = "".join(line + "\n\n" for line in lines)
+    return httpx.Response(200, content=body.encode(), headers={"content-type": "text/event-stream"})
+
+
+VLLM_ERROR = 'data: {"error": {"message": "CUDA out of memory", "type": "InternalServerError", "code": 500}}'
+LLAMA_CPP_ERROR = 'error: {"code": 400, "message": "the request exceeds the available context size", "type": "x"}'
+
+
+@pytest.mark.parametrize(
+    ("lines", "message", "counted"),
+    [
+        ((VLLM_ERROR, "data: [DONE]"), r"reported an error after 0 characters \(500\): CUDA out of memory", 1),
+        (
+            ('data: {"choices": [{"delta": {"content": "The answer is"}}]}', VLLM_ERROR, "data: [DONE]"),
+            "after 13 characters",
+            1,
+        ),
+        ((LLAMA_CPP_ERROR, "data: [DONE]"), r"\(400\): the request exceeds the available context size", 0),
+    ],
+)
+def test_an_error_the_server_reports_in_its_stream_fails_the_answer(
+    lines: tuple[str, ...], message: str, counted: int
+) -> None:
+    remote = backend(lambda request: raw_sse(*lines), failure_threshold=5)
+    with pytest.raises(ModelUnavailableError, match=message):
+        list(remote.stream(ASK, SETTINGS))
+    assert remote.breaker.failures_ == counted  # a request too long says nothing of the model's health
+
+
+def test_an_error_body_with_status_200_fails_the_answer_with_the_servers_words() -> None:
+    remote = backend(lambda request: httpx.Response(200, json={"error": {"message": "model overloaded", "code": 503}}))
+    with pytest.raises(ModelUnavailableError, match=r"answered with an error \(503\): model overloaded"):
+        remote.generate(ASK, SETTINGS)
+
+
+def test_a_streamed_error_before_the_first_piece_fails_over() -> None:
+    remote = backend(lambda request: raw_sse(VLLM_ERROR, "data: [DONE]"), name="remote")
+    healthy = FakeBackend("healthy", joules_per_token=50.0)
+    router = GreenServRouter([remote, healthy], features=make_hashing_extractor(), tradeoff=1.0, seed=0)
+    router.generate("Hi?", models=["healthy"])
+    generation = list(router.stream(ASK))[-1].generation
+    assert generation is not None and generation.model == "healthy" and generation.text
+    assert router.stats_["remote"]["decisions"] == 0
+
+
+@pytest.mark.parametrize("status", [401, 403, 404])
+def test_a_wrong_key_address_or_model_id_makes_the_model_unavailable_not_the_input_wrong(status: int) -> None:
+    remote = backend(lambda request: httpx.Response(status, text="no such model"), name="remote", failure_threshold=2)
+    with pytest.raises(ModelUnavailableError, match=f"HTTP {status} .*model id 'remote-model'"):
+        remote.generate(ASK, SETTINGS)
+    assert remote.attempts_ == 1 and remote.breaker.failures_ == 1  # not retried; it cools down if it goes on
+    healthy = FakeBackend("healthy")
+    router = GreenServRouter([remote, healthy], features=make_hashing_extractor(), seed=0)
+    assert all(router.generate(ASK).model == "healthy" for _ in range(4))
+
+
+def test_a_prompt_longer_than_the_servers_context_goes_to_another_model() -> None:
+    said = "This model's maximum context length is 4096 tokens. However, you requested 5000 tokens."
+    remote = backend(lambda request: httpx.Response(400, json={"error": {"message": said}}), failure_threshold=1)
+    with pytest.raises(ModelUnavailableError, match="too long for the server's context"):
+        remote.generate(ASK, SETTINGS)
+    assert remote.available  # the model is fine
+
+
+def test_a_non_streamed_answer_has_its_own_time_limit_and_is_not_asked_again() -> None:
+    seen: list[object] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.extensions["timeout"])
+        if len(seen) > 1:
+            raise httpx.ReadTimeout("slow", request=request)
+        return answer()
+
+    remote = backend(handler, timeout_s=1.0, request_timeout_s=120.0)
+    remote.generate(ASK, SETTINGS)
+    assert seen[0] == {"connect": 5.0, "read": 120.0, "write": 120.0, "pool": 120.0}  # not the 1 s between pieces
+    with pytest.raises(ModelUnavailableError, match="within request_timeout_s"):
+        remote.generate(ASK, SETTINGS)
+    assert len(seen) == 2 and remote.attempts_ == 2  # the timed-out request was not sent again
+
+
+def test_openais_empty_first_logprobs_chunk_keeps_the_streams_logprobs() -> None:
+    def token(text: str, logprob: float) -> dict[str, object]:
+        return {"delta": {"content": text}, "logprobs": {"content": [{"token": text, "logprob": logprob}]}}
+
+    stream = sse(
+        {"choices": [{"delta": {"role": "assistant", "content": ""}, "logprobs": {"content": [], "refusal": None}}]},
+        {"choices": [token("4", -0.003)]},
+        {"choices": [token(".", -0.009)]},
+    )
+    chunks = list(backend(lambda request: stream).stream(ASK, GenerationSettings(max_new_tokens=8, logprobs=True)))
+    assert chunks[-1].result is not None and chunks[-1].result.token_logprobs == (-0.003, -0.009)
+
+
+def test_a_filtered_or_refused_answer_says_so() -> None:
+    filtered = {"choices": [{"message": {"content": None}, "finish_reason": "content_filter"}]}
+    result = backend(lambda request: httpx.Response(200, json=filtered)).generate(ASK, SETTINGS)
+    assert (result.text, result.finish_reason) == ("", "content_filter")
+    refused = {"choices": [{"message": {"content": None, "refusal": "I can't help with that."}}]}
+    result = backend(lambda request: httpx.Response(200, json=refused)).generate(ASK, SETTINGS)
+    assert (result.text, result.finish_reason) == ("I can't help with that.", "refusal")
+    stream = sse({"choices": [{"delta": {"refusal": "I can't"}}]}, {"choices": [{"delta": {"refusal": " help."}}]})
+    result = list(backend(lambda request: stream).stream(ASK, SETTINGS))[-1].result
+    assert result is not None and (result.text, result.finish_reason) == ("I can't help.", "refusal")
+
+
+def test_the_token_limit_can_take_the_name_reasoning_models_need() -> None:
+    bodies: list[dict[str, object]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        bodies.append(json.loads(request.content))
+        return answer()
+
+    backend(handler, max_tokens_field="max_completion_tokens").generate(ASK, SETTINGS)
+    assert bodies[0]["max_completion_tokens"] == 16 and "max_tokens" not in bodies[0]
+    with pytest.raises(InvalidInputError, match="max_tokens_field"):
+        backend(handler, max_tokens_field="max_new_tokens")
+
+
 def test_tool_calls_come_back_as_markup_the_router_parses() -> None:
     add = ToolSpec.from_openai(
         {"name": "add", "description": "Add", "parameters": {"type": "object", "properties": {"a": {"type": "number"}}}}

@@ -87,10 +87,13 @@ def test_a_server_killed_mid_stream(tmp_path: Path) -> None:
 
 
 def test_a_server_that_does_not_answer_in_time(server: ModelServer) -> None:
-    slow = remote(server, timeout_s=0.05, max_retries=1, backoff_s=0.0)
-    with pytest.raises(ModelUnavailableError, match="ReadTimeout"):
+    slow = remote(server, request_timeout_s=0.05, max_retries=1, backoff_s=0.0)
+    with pytest.raises(ModelUnavailableError, match="within request_timeout_s"):
         slow.generate(ASK, GenerationSettings(max_new_tokens=64))
-    assert slow.attempts_ == 2
+    assert slow.attempts_ == 1  # sent once: the server may still be generating it
+    streaming = remote(server, timeout_s=0.05, max_retries=1, backoff_s=0.0)  # 0.05 s between pieces is too short
+    with pytest.raises(ModelUnavailableError, match="ReadTimeout"):
+        list(streaming.stream(ASK, GenerationSettings(max_new_tokens=64)))
 
 
 def test_a_listener_that_never_replies_times_out() -> None:
@@ -100,6 +103,9 @@ def test_a_listener_that_never_replies_times_out() -> None:
         port = listener.getsockname()[1]
         arm = OpenAICompatibleBackend(f"http://127.0.0.1:{port}/v1", "m", timeout_s=0.2, max_retries=2, backoff_s=0.0)
         with pytest.raises(ModelUnavailableError, match="3 attempt"):
+            list(arm.stream(ASK, GenerationSettings(max_new_tokens=4)))
+        arm = OpenAICompatibleBackend(f"http://127.0.0.1:{port}/v1", "m", request_timeout_s=0.2, backoff_s=0.0)
+        with pytest.raises(ModelUnavailableError, match="within request_timeout_s"):
             arm.generate(ASK, GenerationSettings(max_new_tokens=4))
 
 

@@ -3,11 +3,19 @@
 vLLM, Hugging Face TGI and ``transformers serve``, llama.cpp's server and Ollama all serve
 ``POST /v1/chat/completions``. :class:`OpenAICompatibleBackend` calls one model there:
 
-* **timeouts**: ``connect_timeout_s`` to connect, ``timeout_s`` for each read (so a stream
-  may run longer, but never stalls longer than that between pieces);
+* **timeouts**: ``connect_timeout_s`` to connect, ``timeout_s`` for each read of a stream
+  (so a stream may run longer, but never stalls longer than that between pieces), and
+  ``request_timeout_s`` for a whole answer that is not streamed (it arrives in one read,
+  after the whole generation);
 * **retries** with exponential backoff and jitter (via ``tenacity``) on connection errors,
   timeouts, HTTP 429 and 5xx. A streamed answer is retried only until its first piece
-  arrives: text already handed out is never taken back;
+  arrives: text already handed out is never taken back. An answer that is not streamed is
+  not asked again once it timed out, since the server may still be generating it;
+* **errors the server reports** after its 200 status (an ``error`` event in a stream, as vLLM
+  and llama.cpp's server send, or an ``error`` body) fail the answer, never pass as an empty
+  one; a wrong key, address or model id (HTTP 401, 403, 404) and a prompt longer than the
+  server's context (HTTP 400 naming it) make the model unavailable for the query, so the
+  router routes around it;
 * **cooldown**: after ``failure_threshold`` consecutive failed attempts the model reports
   ``available = False`` for ``cooldown_s`` seconds, and the router routes around it;
 * **tokens** from the server's ``usage``; where a server sends none, a length estimate;
@@ -20,8 +28,12 @@ vLLM, Hugging Face TGI and ``transformers serve``, llama.cpp's server and Ollama
   server, Ollama).
 
 Failures raise :class:`~greenserv_core.errors.ModelUnavailableError`; a request the server
-rejects as malformed (HTTP 4xx) raises :class:`~greenserv_core.errors.InvalidInputError`
-and does not count against the model. Tests use ``transport=httpx.MockTransport(...)``.
+rejects as malformed (any other HTTP 4xx) raises
+:class:`~greenserv_core.errors.InvalidInputError` and does not count against the model.
+``finish_reason`` is ``"stop"``, ``"length"``, ``"content_filter"`` (the server's filter cut the
+answer) or ``"refusal"`` (the model refused; the refusal's text is the answer's text).
+``max_tokens_field="max_completion_tokens"`` names the token limit as OpenAI's reasoning
+models require (vLLM takes either). Tests use ``transport=httpx.MockTransport(...)``.
 
 >>> import httpx
 >>> def server(request: httpx.Request) -> httpx.Response:
@@ -65,11 +77,40 @@ logger = logging.getLogger("greenserv")
 
 _CHARS_PER_TOKEN = 4.0  # the usual rule of thumb for English with BPE tokenisers
 _RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
+_SETUP_STATUS = {401, 403, 404}  # a wrong key, address or model id: the arm's setup, not the query
+_CONTEXT_WORDS = ("context length", "context_length", "context size", "context window", "maximum context")
+_FINISH_REASONS = {"length", "content_filter", "refusal"}  # kept as the server said; any other is "stop"
 _T = TypeVar("_T")
 
 
 class _Transient(Exception):
     """A failed attempt worth retrying."""
+
+
+class _ServerError(Exception):
+    """An error the server reported after its 200 status: in a stream's event or in the body."""
+
+    def __init__(self, message: str, code: int | None) -> None:
+        super().__init__(message)
+        self.code = code
+
+    @property
+    def about_the_request(self) -> bool:
+        """A 4xx the request caused (such as a prompt longer than the context), which says
+        nothing about the model's health; anything else counts against the model."""
+        return self.code is not None and 400 <= self.code < 500 and self.code not in _RETRY_STATUS
+
+    @classmethod
+    def of(cls, payload: object) -> _ServerError | None:
+        """The error an OpenAI-style ``{"error": {"message": ..., "code": ...}}`` object
+        reports (``None`` when it reports none, or also carries ``choices``)."""
+        if not isinstance(payload, dict) or "error" not in payload or payload.get("choices"):
+            return None
+        error = payload["error"]
+        if isinstance(error, dict):
+            code = error.get("code")
+            return cls(str(error.get("message") or error), code if isinstance(code, int) else None)
+        return cls(str(error), None)
 
 
 def _render_tool_calls(content: str, calls: Sequence[Mapping[str, Any]]) -> str:
@@ -109,6 +150,7 @@ class OpenAICompatibleBackend:
         api_key: str | None = None,
         timeout_s: float = 60.0,
         connect_timeout_s: float = 5.0,
+        request_timeout_s: float = 600.0,
         max_retries: int = 2,
         backoff_s: float = 0.5,
         max_backoff_s: float = 8.0,
@@ -125,12 +167,18 @@ class OpenAICompatibleBackend:
         headers: Mapping[str, str] | None = None,
         max_concurrency: int = 8,
         tokenizer: str | Path | None = None,
+        max_tokens_field: str = "max_tokens",
     ) -> None:
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             raise InvalidInputError(f"base_url must be an http(s) URL, got {base_url!r}")
         if not isinstance(max_retries, int) or max_retries < 0:
             raise InvalidInputError(f"max_retries must be a non-negative integer, got {max_retries!r}")
-        for label, value in (("timeout_s", timeout_s), ("connect_timeout_s", connect_timeout_s)):
+        if max_tokens_field not in ("max_tokens", "max_completion_tokens"):
+            raise InvalidInputError(
+                f"max_tokens_field must be 'max_tokens' or 'max_completion_tokens', got {max_tokens_field!r}"
+            )
+        timeouts = (("timeout_s", timeout_s), ("connect_timeout_s", connect_timeout_s))
+        for label, value in (*timeouts, ("request_timeout_s", request_timeout_s)):
             if not value > 0:
                 raise InvalidInputError(f"{label} must be positive, got {value!r}")
         if not isinstance(max_concurrency, int) or max_concurrency < 1:
@@ -139,6 +187,8 @@ class OpenAICompatibleBackend:
             raise InvalidInputError(f"assumed_watts must be positive, got {assumed_watts!r}")
         self.base_url = base_url.rstrip("/")
         self.model = model
+        self.max_tokens_field = max_tokens_field
+        self.request_timeout = httpx.Timeout(request_timeout_s, connect=connect_timeout_s)
         self.max_retries = max_retries
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
@@ -222,12 +272,18 @@ class OpenAICompatibleBackend:
         latency = time.perf_counter() - started
         try:
             data = response.json()
+            reported = _ServerError.of(data)
+            if reported is not None:
+                window.close()
+                raise self._unavailable(reported, "answered with an error")
             choice = data["choices"][0]
             message = choice.get("message") or {}
             text = message.get("content") or ""
+            finish = choice.get("finish_reason") or "stop"
+            if not text and message.get("refusal"):
+                text, finish = str(message["refusal"]), "refusal"
             if message.get("tool_calls"):
                 text = _render_tool_calls(text, message["tool_calls"])
-            finish = choice.get("finish_reason") or "stop"
             logprobs = _token_logprobs(choice) if settings.logprobs else None
         except (ValueError, KeyError, IndexError, TypeError) as error:
             self.breaker.failure()
@@ -264,6 +320,8 @@ class OpenAICompatibleBackend:
                 event = self._event(line)
                 if event == "done":
                     break
+                if isinstance(event, _ServerError):
+                    raise event
                 if not isinstance(event, dict):
                     continue
                 usage = event.get("usage") or usage
@@ -271,13 +329,18 @@ class OpenAICompatibleBackend:
                     delta = choice.get("delta") or {}
                     for call in delta.get("tool_calls") or []:
                         _merge_tool_call_delta(tool_calls, call)
-                    if delta.get("content"):
-                        pieces.append(delta["content"])
-                        yield StreamChunk(delta=delta["content"])
+                    text_piece = delta.get("content") or delta.get("refusal")
+                    if text_piece:
+                        pieces.append(text_piece)
+                        yield StreamChunk(delta=text_piece)
+                    if delta.get("refusal") and not delta.get("content"):
+                        finish = "refusal"
                     if logprobs is not None and (delta.get("content") or choice.get("logprobs")):
-                        piece = _token_logprobs(choice)
+                        piece = _token_logprobs(choice, chunk=True)
                         logprobs = None if piece is None else [*logprobs, *piece]  # one bad chunk spoils them all
                     finish = choice.get("finish_reason") or finish
+        except _ServerError as error:
+            raise self._unavailable(error, f"reported an error after {len(''.join(pieces))} characters") from error
         except httpx.HTTPError as error:
             self.breaker.failure()
             raise ModelUnavailableError(
@@ -305,7 +368,7 @@ class OpenAICompatibleBackend:
         body: dict[str, Any] = {
             "model": self.model,
             "messages": [dict(m) for m in messages],
-            "max_tokens": settings.max_new_tokens,
+            self.max_tokens_field: settings.max_new_tokens,
             "temperature": settings.temperature,
             "top_p": settings.top_p,
             "stream": stream,
@@ -330,7 +393,14 @@ class OpenAICompatibleBackend:
         return body
 
     def _post(self, body: dict[str, Any]) -> httpx.Response:
-        response = self._client.post("/chat/completions", json=body)
+        try:
+            response = self._client.post("/chat/completions", json=body, timeout=self.request_timeout)
+        except httpx.ReadTimeout as error:  # sent, and maybe still being generated: not asked again
+            self.breaker.failure()
+            raise ModelUnavailableError(
+                f"{self._info.name}: no answer from {self.base_url} within request_timeout_s "
+                f"({self.request_timeout.read} s); raise it for long answers, or stream them"
+            ) from error
         self._check(response)
         return response
 
@@ -351,6 +421,16 @@ class OpenAICompatibleBackend:
     def _check(self, response: httpx.Response) -> None:
         if response.status_code in _RETRY_STATUS:
             raise _Transient(f"HTTP {response.status_code}: {response.text[:200]}")
+        if response.status_code in _SETUP_STATUS:
+            self.breaker.failure()  # it will not answer until its setup is mended: let it cool down
+            raise ModelUnavailableError(
+                f"{self._info.name}: {self.base_url} answered HTTP {response.status_code} (check the API key, "
+                f"the base URL and the model id {self.model!r}): {response.text[:300]}"
+            )
+        if response.status_code == 400 and any(word in response.text.lower() for word in _CONTEXT_WORDS):
+            raise ModelUnavailableError(  # another model, with a longer context, may take it
+                f"{self._info.name}: the prompt is too long for the server's context: {response.text[:300]}"
+            )
         if response.status_code >= 400:
             raise InvalidInputError(
                 f"{self._info.name}: {self.base_url} refused the request with HTTP {response.status_code}: "
@@ -392,18 +472,33 @@ class OpenAICompatibleBackend:
         self.breaker.success()
         return result
 
+    def _unavailable(self, error: _ServerError, what: str) -> ModelUnavailableError:
+        """The error to raise for one the server reported (it counts against the model unless
+        the request caused it)."""
+        if not error.about_the_request:
+            self.breaker.failure()
+        code = "" if error.code is None else f" ({error.code})"
+        return ModelUnavailableError(f"{self._info.name}: {self.base_url} {what}{code}: {error}")
+
     @staticmethod
-    def _event(line: str) -> dict[str, Any] | str | None:
-        """One server-sent event line: its JSON, ``"done"``, or ``None`` for anything else."""
-        if not line.startswith("data:"):
+    def _event(line: str) -> dict[str, Any] | str | _ServerError | None:
+        """One server-sent event line: its JSON, ``"done"``, the error it reports (vLLM's
+        ``data: {"error": ...}``, llama.cpp's ``error: {...}``), or ``None`` for anything else."""
+        field, _, payload = line.partition(":")
+        if field not in ("data", "error"):
             return None
-        payload = line[5:].strip()
-        if payload == "[DONE]":
+        payload = payload.strip()
+        if field == "data" and payload == "[DONE]":
             return "done"
         try:
             event = json.loads(payload)
         except json.JSONDecodeError:
-            return None
+            return _ServerError(payload or "an error event", None) if field == "error" else None
+        if field == "error":
+            return _ServerError.of({"error": event}) or _ServerError(payload, None)
+        reported = _ServerError.of(event)
+        if reported is not None:
+            return reported
         return event if isinstance(event, dict) else None
 
     # ---- results -------------------------------------------------------------------------
@@ -462,14 +557,15 @@ class OpenAICompatibleBackend:
             output_tokens=output_tokens,
             latency_s=latency,
             energy=energy,
-            finish_reason="length" if finish == "length" else "stop",
+            finish_reason=finish if finish in _FINISH_REASONS else "stop",
             token_logprobs=token_logprobs,
         )
 
 
-def _token_logprobs(choice: Mapping[str, Any]) -> tuple[float, ...] | None:
+def _token_logprobs(choice: Mapping[str, Any], *, chunk: bool = False) -> tuple[float, ...] | None:
     """The tokens' log-probabilities of an OpenAI choice (``logprobs.content[].logprob``), or
-    ``None`` where the server gave none (not every OpenAI-compatible server does)."""
+    ``None`` where the server gave none (not every OpenAI-compatible server does). A stream's
+    ``chunk`` may hold no tokens (OpenAI's first chunk has ``"content": []``): then ``()``."""
     content = (choice.get("logprobs") or {}).get("content")
     if not isinstance(content, list):
         return None
@@ -477,7 +573,7 @@ def _token_logprobs(choice: Mapping[str, Any]) -> tuple[float, ...] | None:
         values = tuple(float(item["logprob"]) for item in content)
     except (KeyError, TypeError, ValueError):
         return None  # a confidence signal is optional: a malformed one is none, not a failed answer
-    return values if values and all(math.isfinite(v) and v <= 0 for v in values) else None
+    return values if (values or chunk) and all(math.isfinite(v) and v <= 0 for v in values) else None
 
 
 class _Window:
