@@ -485,10 +485,21 @@ class GreenServRouter:
         (see :class:`greenserv_core.sharing.SharedLearning`)."""
         return self.learner_.statistics()
 
-    def update_statistics(self, transform: Callable[[Statistics], Statistics]) -> None:
+    def update_statistics(
+        self,
+        transform: Callable[[Statistics], Statistics],
+        *,
+        sync_base: tuple[str, Callable[[Statistics], Statistics]] | None = None,
+    ) -> None:
         """Replace the learned state with ``transform(current statistics)``, atomically: no
-        feedback arriving meanwhile is lost or counted twice."""
-        self.learner_.update_statistics(transform)
+        feedback arriving meanwhile is lost or counted twice. ``sync_base`` records, in the
+        same step, what :class:`~greenserv_core.sharing.SharedLearning` adopted from a store
+        (saved with the router; see :meth:`RoutingLearner.update_statistics`)."""
+        self.learner_.update_statistics(transform, sync_base=sync_base)
+
+    def sync_base(self, store: str) -> Statistics | None:
+        """What this router adopted from ``store`` at its last sync, kept across save and load."""
+        return self.learner_.sync_base(store)
 
     def state_dict(self) -> dict[str, Any]:
         """Parameters and learned state, as one consistent snapshot."""

@@ -446,3 +446,28 @@ def test_the_pacers_settings_and_guard_survive_save_and_load(tmp_path: Path) -> 
     write_router_state(tmp_path / "old.json", state)
     old = GreenServRouter.load(tmp_path / "old.json", _pool(), features=make_hashing_extractor())
     assert old.learner_.pacer_ is not None and old.learner_.pacer_.window_queries is None
+
+
+def test_a_loaded_budget_paces_as_the_saved_one_would(tmp_path: Path) -> None:
+    for budget, policy in ((25.0, "linucb"), (0.5, "epsilon")):  # one that binds, one no model can meet
+        router = _router(budget, policy=policy)
+        _stream(router, 200)
+        router.save(tmp_path / "state.json")
+        again = GreenServRouter.load(tmp_path / "state.json", _pool(), features=make_hashing_extractor())
+        saved, loaded = router.learner_.pacer_, again.learner_.pacer_
+        assert saved is not None and loaded is not None and len(loaded.recent_) == len(saved.recent_) > 100
+        for i in range(60):
+            prompt = PROMPTS[i % len(PROMPTS)]
+            first, second = router.generate(prompt), again.generate(prompt)
+            assert (first.model, first.decision.tradeoff) == (second.model, second.decision.tradeoff)
+            assert first.decision.budget == second.decision.budget
+            router.feedback(first.decision_id, 1.0)
+            again.feedback(second.decision_id, 1.0)
+    # the remembered decisions of a pacer with another memory keep the latest ones
+    other = BudgetPacer(EnergyBudget.per_query(0.5), memory=50)
+    state = saved.state_dict()
+    other.load_state_dict(state)
+    ring, count = saved.recent_.values, saved.recent_.count
+    latest = [ring[i % len(ring)] for i in range(count - 50, count)]  # oldest first
+    kept, now = other.recent_.values, other.recent_.count
+    assert len(other.recent_) == 50 and np.array_equal([kept[i % 50] for i in range(now - 50, now)], latest)

@@ -269,6 +269,33 @@ def test_load_adds_new_models_and_refuses_missing_ones(router: GreenServRouter, 
         GreenServRouter.load(path, [fakes[0], fakes[2]], features=make_hashing_extractor())
 
 
+def test_load_refuses_a_pool_that_names_a_model_twice_and_keeps_removed_models_tallies(  # type: ignore[no-untyped-def]
+    router: GreenServRouter, fakes, tmp_path: Path
+) -> None:
+    for _ in range(6):
+        answer = router.generate(ASK, models=["medium"])
+        router.feedback(answer.decision_id, 1.0)
+    router.remove_model("medium")
+    path = tmp_path / "router.json"
+    router.save(path)
+    with pytest.raises(InvalidInputError, match=r"names \['small'\] more than once"):
+        GreenServRouter.load(
+            path, [*fakes, FakeBackend("small", joules_per_token=50.0)], features=make_hashing_extractor()
+        )
+    loaded = GreenServRouter.load(path, [fakes[0], fakes[2]], features=make_hashing_extractor())
+    assert loaded.stats_["medium"] == router.stats_["medium"] and loaded.stats_["medium"]["feedback"] == 6
+
+
+def test_a_sharing_epsilon_greedy_policy_stays_one_after_load(fakes, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from greenserv_core.sharing import InMemoryStore, SharedLearning
+
+    router = GreenServRouter(fakes, features=make_hashing_extractor(), seed=0, strategy="epsilon")
+    SharedLearning(router, InMemoryStore()).sync()
+    router.save(tmp_path / "router.json")
+    loaded = GreenServRouter.load(tmp_path / "router.json", fakes, features=make_hashing_extractor())
+    assert router.policy_.shares_ and loaded.policy_.shares_  # so it raises no drift alarm that unshares sums
+
+
 def test_load_refuses_corrupt_or_incompatible_files(router: GreenServRouter, fakes, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     path = tmp_path / "router.json"
     router.save(path)

@@ -230,6 +230,69 @@ def test_a_restarted_replica_resumes_from_the_store(store: StateStore) -> None:
     assert restarted.router.statistics().allclose(first.router.statistics())
 
 
+def test_a_replica_restarted_from_its_saved_state_counts_nothing_twice(store: StateStore, tmp_path: Path) -> None:
+    one, two = SharedLearning(make_router(seed=0), store), SharedLearning(make_router(seed=1), store)
+    serve(one.router, traffic(20, seed=3))
+    serve(two.router, traffic(20, seed=4))
+    one.sync()
+    two.sync()
+    one.sync()
+    expected = one.router.statistics()  # every answer, once
+    one.router.save(tmp_path / "one.json")
+    pool = [FakeBackend("small", joules_per_token=1.0), FakeBackend("org/large", joules_per_token=9.0)]
+    loaded = GreenServRouter.load(tmp_path / "one.json", pool, features=make_hashing_extractor(n_clusters=1))
+    restarted = SharedLearning(loaded, store)
+    restarted.sync()
+    two.sync()
+    for replica in (restarted, two):
+        assert replica.router.statistics().allclose(expected) and replica.router.policy_.t_ == 40
+    again = SharedLearning(restarted.router, store)  # the same router wrapped once more
+    again.sync()
+    assert again.router.statistics().allclose(expected)
+
+
+def test_a_store_emptied_since_the_last_sync_is_given_everything_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    replica = SharedLearning(make_router(), FileStore(tmp_path / "shared.stats"))
+    serve(replica.router, traffic(20, seed=3))
+    replica.sync()
+    expected = replica.router.statistics()
+    (tmp_path / "shared.stats").unlink()  # e.g. a Redis server restarted without persistence
+    with caplog.at_level("WARNING", logger="greenserv"):
+        replica.sync()
+    assert "emptied or replaced" in caplog.text
+    assert replica.router.statistics().allclose(expected)
+    fresh = SharedLearning(make_router(seed=5), FileStore(tmp_path / "shared.stats"))
+    fresh.sync()
+    assert fresh.router.statistics().allclose(expected)
+
+
+def test_a_sync_loses_no_clustering_learned_while_it_runs() -> None:
+    router = GreenServRouter(
+        [FakeBackend("small"), FakeBackend("large")], features=make_hashing_extractor(n_clusters=3), seed=0
+    )
+    router.features.seed_clusters(PROMPTS)
+    before = int(router.features.clusterer.counts_.sum())
+    done = threading.Event()
+
+    def route() -> None:
+        for i in range(1500):
+            router.route(PROMPTS[i % len(PROMPTS)])
+        done.set()
+
+    def sync() -> None:
+        while not done.is_set():
+            router.update_statistics(lambda now: now)  # what a sync does, changing nothing
+
+    threads = [threading.Thread(target=route), threading.Thread(target=sync)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert int(router.features.clusterer.counts_.sum()) - before == 1500
+
+
 def test_background_sync_thread_and_context_manager() -> None:
     store = InMemoryStore()
     with SharedLearning(make_router(), store, interval_s=0.01) as replica:

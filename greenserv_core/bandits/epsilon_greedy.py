@@ -209,6 +209,7 @@ class EpsilonGreedy(EpsilonExploration, LinearPolicy):
             "late_arms": sorted(self.late_),
             "cusum": dict(self.cusum_),
             "drift_alarms": dict(self.drift_alarms_),
+            "shares": self.shares_,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -216,6 +217,7 @@ class EpsilonGreedy(EpsilonExploration, LinearPolicy):
         self.late_ = set(state.get("late_arms", ())) & set(self.arms_)
         self.cusum_ = {arm: float(v) for arm, v in state.get("cusum", {}).items() if arm in self.arms_}
         self.drift_alarms_ = {arm: int(v) for arm, v in state.get("drift_alarms", {}).items()}
+        self.shares_ = bool(state.get("shares", False))  # a sharing policy raises no alarm, loaded or not
 
     def _estimate_arrays(self, context: np.ndarray, arms: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         estimate, _ = self._ridge_estimates(context, arms)

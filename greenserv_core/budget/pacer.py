@@ -178,6 +178,40 @@ class _RecentDecisions:
         rows = len(self)
         return self.values[:rows], self.costs[:rows], self.joules[:rows]
 
+    def state_dict(self) -> dict[str, Any]:
+        """The rows as JSON lists (``None`` where a value is −inf or a prediction unknown)."""
+
+        def listed(array: np.ndarray) -> list[list[float | None]]:
+            return [[float(v) if math.isfinite(v) else None for v in row] for row in array]
+
+        return {
+            "count": self.count,
+            "values": listed(self.values),
+            "costs": listed(self.costs),
+            "joules": listed(self.joules),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` (a state of another ``size`` keeps its latest rows)."""
+
+        def array(rows: list[list[float | None]], missing: float) -> np.ndarray:
+            out = np.array([[missing if v is None else float(v) for v in row] for row in rows], dtype=float)
+            return out.reshape(len(rows), -1) if len(rows) else np.full((0, 1), missing)
+
+        values, costs, joules = (
+            array(state["values"], -np.inf),
+            array(state["costs"], 0.0),
+            array(state["joules"], np.nan),
+        )
+        count = int(state["count"])
+        if len(values) == self.size:
+            self.values, self.costs, self.joules, self.count = values, costs, joules, count
+            return
+        rows = min(count, len(values))  # another memory: add the saved rows again, oldest first
+        for index in range(count - rows, count):
+            row = index % len(values)
+            self.add(values[row], costs[row], joules[row])
+
 
 def _positive_int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -203,7 +237,8 @@ class BudgetPacer:
     answers whose prediction was known), ``start_`` (the clock at the first decision),
     ``windows_`` (joules per window index), ``debt_`` (overspend carried from past windows),
     ``last_window_``, ``history_``, ``trailing_`` (the joules of the guard's last answers; each
-    replica keeps its own) and ``recent_`` (the remembered decisions; not saved).
+    replica keeps its own) and ``recent_`` (the remembered decisions the price is re-solved on;
+    saved, and each replica keeps its own).
     """
 
     def __init__(
@@ -576,6 +611,10 @@ class BudgetPacer:
             "history": [list(p) for p in self.history_],
             "saturated": self.saturated_,
             "trailing": list(self.trailing_),
+            "recent": self.recent_.state_dict(),
+            "since_resolve": self._since_resolve,
+            "saturated_for": self._saturated_for,
+            "warned": self._warned,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -598,3 +637,9 @@ class BudgetPacer:
         self.history_ = [(int(a), float(b)) for a, b in state["history"]]
         self.saturated_ = bool(state.get("saturated", False))
         self.trailing_ = deque((float(j) for j in state.get("trailing", [])), maxlen=self._trailing_length())
+        self.recent_ = _RecentDecisions(self.memory)
+        if state.get("recent") is not None:  # saved before the decisions were: re-solved on the new ones
+            self.recent_.load_state_dict(state["recent"])
+        self._since_resolve = int(state.get("since_resolve", 0))
+        self._saturated_for = int(state.get("saturated_for", 0))
+        self._warned = bool(state.get("warned", False))

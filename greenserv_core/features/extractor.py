@@ -89,7 +89,7 @@ class FeatureExtractor:
         self.task_encoding = task_encoding
         self.clusterer = OnlineKMeans(n_clusters)
         self.complexity = ComplexityBinner(complexity_edges)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     @classmethod
     def default(
@@ -218,6 +218,12 @@ class FeatureExtractor:
         if self.task_encoding == "probabilities":  # an unsure prediction spreads over its candidates
             vector[1 : 1 + len(self.task_types)] = [prediction.probabilities[t] for t in self.task_types]
         return vector
+
+    @property
+    def lock(self) -> threading.RLock:
+        """Held while the clustering learns or is read; hold it to read and replace the
+        statistics as one step (as :meth:`RoutingLearner.update_statistics` does)."""
+        return self._lock
 
     def statistics(self) -> Statistics:
         """The clustering's mergeable statistics (see :class:`~greenserv_core.statistics.Shareable`)."""

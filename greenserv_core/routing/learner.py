@@ -28,12 +28,14 @@ True
 
 from __future__ import annotations
 
+import base64
 import copy
 import logging
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from typing import Any, Literal
 
 import numpy as np
@@ -181,6 +183,10 @@ class RoutingLearner:
         self.cascades_: dict[str, tuple[str, str]] = {}
         """Each cascade arm's first and second model."""
         self.priors_: dict[str, ArmPrior] = {}
+        self.sync_bases_: dict[str, Statistics] = {}
+        """For each store this learner shares through, the total it adopted at its last sync
+        (:class:`~greenserv_core.sharing.SharedLearning`); saved, so a replica restarted from
+        a saved state pushes only what it learned since, never the total again."""
         self.pending_: PendingStore = pending if pending is not None else PendingDecisions(max_pending, pending_ttl_s)
         self.lock = threading.RLock()
         """Held by every method; hold it yourself to read several parts as one snapshot."""
@@ -747,12 +753,33 @@ class RoutingLearner:
         with self.lock:
             return Statistics.join({name: part.statistics() for name, part in self._components().items()})
 
-    def update_statistics(self, transform: Callable[[Statistics], Statistics]) -> None:
-        """Set the learned state to ``transform(current statistics)``, atomically."""
-        with self.lock:
+    def update_statistics(
+        self,
+        transform: Callable[[Statistics], Statistics],
+        *,
+        sync_base: tuple[str, Callable[[Statistics], Statistics]] | None = None,
+    ) -> None:
+        """Set the learned state to ``transform(current statistics)``, atomically: every
+        component's lock (a shared one's too, such as the clustering's) is held from the read
+        to the write. ``sync_base`` is ``(store, base_of)``: the store's sync base becomes
+        ``base_of(the statistics after the update)`` in the same step, so that a state saved
+        meanwhile holds both or neither."""
+        with self.lock, ExitStack() as held:
+            for part in self.shared.values():
+                lock = getattr(part, "lock", None)
+                if lock is not None:
+                    held.enter_context(lock)
             merged = transform(self.statistics())
             for name, part in self._components().items():
                 part.load_statistics(merged.under(name))
+            if sync_base is not None:
+                store, base_of = sync_base
+                self.sync_bases_[store] = base_of(self.statistics())
+
+    def sync_base(self, store: str) -> Statistics | None:
+        """The total adopted from ``store`` at the last sync (``None``: never synced with it)."""
+        with self.lock:
+            return self.sync_bases_.get(store)
 
     # ---- saving -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -767,6 +794,9 @@ class RoutingLearner:
                 "stats": self.tallies_.state_dict(),
                 "budget": None if self.pacer_ is None else self.pacer_.state_dict(),
                 "escalation": self.escalation_.state_dict(),
+                "sync_bases": {
+                    store: base64.b64encode(base.to_bytes()).decode() for store, base in self.sync_bases_.items()
+                },
             }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -790,8 +820,12 @@ class RoutingLearner:
             self.normalizer_.load_state_dict(state["normalizer"])
             self._scale = scale
             self.pending_.load_state_dict(state["pending"])
-            self.tallies_.load_state_dict(state["stats"], set(arms))
+            self.tallies_.load_state_dict(state["stats"])  # a removed model's tallies too: they are history
             if self.pacer_ is not None and state.get("budget") is not None:
                 self.pacer_.load_state_dict(state["budget"])
             if state.get("escalation") is not None:
                 self.escalation_.load_state_dict(state["escalation"])
+            self.sync_bases_ = {
+                str(store): Statistics.from_bytes(base64.b64decode(base))
+                for store, base in (state.get("sync_bases") or {}).items()
+            }

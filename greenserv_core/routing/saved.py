@@ -17,7 +17,7 @@ from typing import Any
 from greenserv_core.backends.base import ModelBackend
 from greenserv_core.bandits import Policy
 from greenserv_core.budget import BudgetPacer, EnergyBudget
-from greenserv_core.errors import StateFileError
+from greenserv_core.errors import InvalidInputError, StateFileError
 from greenserv_core.pending import PendingStore
 from greenserv_core.persistence import read_state, write_state
 
@@ -53,10 +53,14 @@ def read_router_state(
     """The saved state, and the arguments that rebuild its router over ``models``: the saved
     models first, in their order, then the new ones. Every saved model must be in ``models``.
     A pending store that does not match the saved one (``pending`` given or not) is warned of."""
+    names = [m.info.name for m in models]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise InvalidInputError(f"the pool names {twice} more than once: each model needs its own name")
     state = read_state(path, fmt=STATE_FORMAT, version=STATE_VERSION)
     with state_errors(path):
         _check_pending_store(path, state["pending"], pending)
-        by_name = {m.info.name: m for m in models}
+        by_name = dict(zip(names, models, strict=True))
         missing = [name for name in state["models"] if name not in by_name]
         if missing:
             raise StateFileError(f"saved state has models {missing} that are not in the pool {sorted(by_name)}")

@@ -4,7 +4,10 @@ Each replica routes with its own copy of the learned state and, every ``interval
 seconds (or when :meth:`SharedLearning.sync` is called), pushes what it learned since its
 last sync to a :class:`~greenserv_core.sharing.stores.StateStore` and takes back the merged
 total. Feedback that arrives while the store is being contacted is kept and applied on top.
-A replica that restarts resumes from the store on its first sync.
+A replica that restarts resumes from the store on its first sync. A router remembers what
+it adopted from each store (:meth:`~greenserv_core.GreenServRouter.sync_base`, saved with
+it), so a replica restarted from a saved router, or wrapped again, pushes only what it
+learned since its last sync: nothing is counted twice.
 
 The semantic clusters are shared as running sums, so every replica must start from the same
 clustering (:meth:`~greenserv_core.features.FeatureExtractor.seed_clusters` on the same
@@ -43,13 +46,13 @@ import numpy as np
 
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.paths import cache_dir
-from greenserv_core.sharing.stores import FileStore, StateStore
+from greenserv_core.sharing.stores import FileStore, StateStore, store_identity
 from greenserv_core.statistics import Statistics
 
 if TYPE_CHECKING:
     from types import TracebackType
 
-__all__ = ["SharedLearner", "SharedLearning", "SyncReport", "default_store_path"]
+__all__ = ["RemembersSyncBase", "SharedLearner", "SharedLearning", "SyncReport", "default_store_path"]
 
 _CLUSTERS = "clusters/"  # where a router keeps its clustering's statistics (GreenServRouter.statistics)
 
@@ -65,6 +68,21 @@ class SharedLearner(Protocol):
     def statistics(self) -> Statistics: ...
 
     def update_statistics(self, transform: Callable[[Statistics], Statistics]) -> None: ...
+
+
+@runtime_checkable
+class RemembersSyncBase(SharedLearner, Protocol):
+    """A :class:`SharedLearner` that keeps what it adopted from each store with its own state
+    (as :class:`~greenserv_core.GreenServRouter` does), so that the base survives a restart."""
+
+    def sync_base(self, store: str) -> Statistics | None: ...
+
+    def update_statistics(
+        self,
+        transform: Callable[[Statistics], Statistics],
+        *,
+        sync_base: tuple[str, Callable[[Statistics], Statistics]] | None = None,
+    ) -> None: ...
 
 
 logger = logging.getLogger("greenserv")
@@ -118,7 +136,9 @@ class SharedLearning:
         self.router = router
         self.store = store
         self.interval_s = float(interval_s)
-        self.base_ = Statistics()
+        self.identity = store_identity(store)
+        remembered = router.sync_base(self.identity) if isinstance(router, RemembersSyncBase) else None
+        self.base_ = remembered if remembered is not None else Statistics()
         self.syncs_ = 0
         self.errors_ = 0
         self.last_sync_: SyncReport | None = None
@@ -134,11 +154,41 @@ class SharedLearning:
             delta = local.minus(self.base_)
             delta.sums[_SYNCS] = np.array([1.0])
             merged = self.store.merge(delta)
-            # what was learned while the store was contacted is kept on top of the total
-            self.router.update_statistics(lambda now: merged.plus(now.minus(local)))
             seen_before = float(self.base_.sums.get(_SYNCS, np.zeros(1))[0])
+            if float(merged.sums[_SYNCS][0]) < seen_before + 1.0:  # emptied or replaced since our last sync
+                logger.warning(
+                    "the shared store %s holds fewer syncs (%d) than this replica saw (%d): it was emptied or "
+                    "replaced; this replica pushes all it holds again",
+                    self.identity,
+                    round(float(merged.sums[_SYNCS][0])),
+                    round(seen_before),
+                )
+                kept = Statistics(
+                    sums={k: v for k, v in self.base_.sums.items() if k != _SYNCS},
+                    minima=dict(self.base_.minima),
+                    maxima=dict(self.base_.maxima),
+                )
+                merged = self.store.merge(kept)
+                seen_before = float(merged.sums[_SYNCS][0]) - 1.0
+            # what was learned while the store was contacted is kept on top of the total
+            total = merged
+
+            def adopt(now: Statistics) -> Statistics:
+                return total.plus(now.minus(local))
+
+            if isinstance(self.router, RemembersSyncBase):
+                bases: list[Statistics] = []
+
+                def base_of(adopted: Statistics) -> Statistics:
+                    bases.append(_adopted(total, adopted))
+                    return bases[-1]
+
+                self.router.update_statistics(adopt, sync_base=(self.identity, base_of))
+                self.base_ = bases[-1]
+            else:
+                self.router.update_statistics(adopt)
+                self.base_ = _adopted(merged, self.router.statistics())
             remote = round(float(merged.sums[_SYNCS][0]) - seen_before - 1.0)
-            self.base_ = _adopted(merged, self.router.statistics())
             self.syncs_ += 1
             self.last_sync_ = SyncReport(time.time(), time.perf_counter() - started, remote)
             return self.last_sync_

@@ -36,7 +36,7 @@ from greenserv_core.statistics import Statistics
 if TYPE_CHECKING:
     import redis
 
-__all__ = ["FileStore", "InMemoryStore", "RedisStore", "StateStore"]
+__all__ = ["FileStore", "InMemoryStore", "RedisStore", "StateStore", "store_identity"]
 
 
 @runtime_checkable
@@ -52,12 +52,28 @@ class StateStore(Protocol):
         ...
 
 
+def store_identity(store: StateStore) -> str:
+    """A name for where ``store`` keeps the total, the same for every object that reaches the
+    same total (its ``identity`` attribute where it has one), so that a router's sync base
+    (:meth:`~greenserv_core.GreenServRouter.sync_base`) is used only with the store it came from.
+
+    >>> store_identity(FileStore("/tmp/pool.gss")) == store_identity(FileStore("/tmp/../tmp/pool.gss"))
+    True
+    """
+    identity = getattr(store, "identity", None)
+    return str(identity) if identity is not None else f"{type(store).__qualname__}:{id(store):x}"
+
+
 class InMemoryStore:
     """A store inside one process, for threads and tests."""
 
     def __init__(self) -> None:
         self._total = Statistics()
         self._lock = threading.Lock()
+
+    @property
+    def identity(self) -> str:
+        return f"memory:{id(self):x}"
 
     def merge(self, delta: Statistics) -> Statistics:
         with self._lock:
@@ -84,6 +100,10 @@ class FileStore:
         self.timeout_s = timeout_s
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = FileLock(str(self.path) + ".lock", timeout=timeout_s)
+
+    @property
+    def identity(self) -> str:
+        return f"file:{self.path.resolve()}"
 
     def _read_unlocked(self) -> Statistics:
         try:
@@ -139,6 +159,12 @@ class RedisStore:
         self.key = key
         self.max_attempts = max_attempts
         self.conflicts_ = 0  # transactions retried because another replica wrote first
+
+    @property
+    def identity(self) -> str:
+        where = self.client.connection_pool.connection_kwargs
+        server = where.get("path") or f"{where.get('host', 'localhost')}:{where.get('port', 6379)}"
+        return f"redis:{server}/{where.get('db', 0)}#{self.key}"
 
     def read(self) -> Statistics:
         data = self.client.get(self.key)
