@@ -281,6 +281,37 @@ def test_the_token_limit_can_take_the_name_reasoning_models_need() -> None:
         backend(handler, max_tokens_field="max_new_tokens")
 
 
+def test_a_tool_conversation_is_sent_in_openais_shape() -> None:
+    from greenserv_core.tools import tool_result_turn, with_tool_calls
+
+    bodies: list[dict[str, object]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        bodies.append(json.loads(request.content))
+        return answer("5")
+
+    history: list[Message] = [
+        {"role": "user", "content": "Add 2 and 3, then 1 and 1."},
+        {
+            "role": "assistant",
+            "content": with_tool_calls("Adding.", [("add", {"a": 2, "b": 3}), ("add", {"a": 1, "b": 1})]),
+        },
+        {"role": "tool", "content": tool_result_turn("5")},
+        {"role": "tool", "content": tool_result_turn("2")},
+    ]
+    backend(handler, capabilities=frozenset({"chat_template", "tools"})).generate(history, SETTINGS)
+    sent = bodies[0]["messages"]
+    assert isinstance(sent, list)
+    calls = sent[1]["tool_calls"]
+    assert sent[1]["content"] == "Adding." and [c["function"]["arguments"] for c in calls] == [
+        '{"a": 2, "b": 3}',
+        '{"a": 1, "b": 1}',
+    ]
+    assert [(m["tool_call_id"], m["content"]) for m in sent[2:]] == [(calls[0]["id"], "5"), (calls[1]["id"], "2")]
+    backend(handler).generate(history, SETTINGS)  # a server without tools gets the turns as they are
+    assert bodies[1]["messages"] == history
+
+
 def test_tool_calls_come_back_as_markup_the_router_parses() -> None:
     add = ToolSpec.from_openai(
         {"name": "add", "description": "Add", "parameters": {"type": "object", "properties": {"a": {"type": "number"}}}}

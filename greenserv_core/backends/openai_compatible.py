@@ -70,6 +70,7 @@ from greenserv_core.energy.remote import OverlapShares, estimated_energy, report
 from greenserv_core.errors import InvalidInputError, ModelUnavailableError
 from greenserv_core.messages import Message
 from greenserv_core.quality import QualityPrior
+from greenserv_core.tools.calls import split_tool_calls, tool_result_text
 
 __all__ = ["OpenAICompatibleBackend", "remote_backend"]
 
@@ -367,7 +368,9 @@ class OpenAICompatibleBackend:
     def _body(self, messages: Sequence[Message], settings: GenerationSettings, *, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.model,
-            "messages": [dict(m) for m in messages],
+            "messages": _openai_messages(messages)
+            if "tools" in self._info.capabilities
+            else [dict(m) for m in messages],
             self.max_tokens_field: settings.max_new_tokens,
             "temperature": settings.temperature,
             "top_p": settings.top_p,
@@ -560,6 +563,48 @@ class OpenAICompatibleBackend:
             finish_reason=finish if finish in _FINISH_REASONS else "stop",
             token_logprobs=token_logprobs,
         )
+
+
+def _openai_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
+    """The conversation in the shape of OpenAI's API for a server that takes tools: an
+    assistant turn's Hermes calls become its ``tool_calls`` (ids made here, one per call),
+    and each ``tool`` turn that follows answers the next of them by ``tool_call_id``, with
+    the result unwrapped. OpenAI refuses a ``tool`` turn without one, and vLLM's templates
+    render the calls in their own model's format.
+
+    >>> from greenserv_core.tools import tool_result_turn, with_tool_calls
+    >>> turns = _openai_messages([{"role": "assistant", "content": with_tool_calls("", [("add", {"a": 2})])},
+    ...                           {"role": "tool", "content": tool_result_turn("2")}])
+    >>> turns[0]["tool_calls"][0]["id"] == turns[1]["tool_call_id"], turns[1]["content"]
+    (True, '2')
+    """
+    out: list[dict[str, Any]] = []
+    waiting: list[str] = []
+    for turn, message in enumerate(messages):
+        if message["role"] == "assistant" and "<tool_call>" in message["content"]:
+            prose, calls = split_tool_calls(message["content"])
+            if calls:
+                ids = [f"call_{turn}_{k}" for k in range(len(calls))]
+                out.append(
+                    {
+                        "role": "assistant",
+                        "content": prose or None,
+                        "tool_calls": [
+                            {"id": i, "type": "function", "function": {"name": name, "arguments": arguments}}
+                            for i, (name, arguments) in zip(ids, calls, strict=True)
+                        ],
+                    }
+                )
+                waiting = ids
+                continue
+        if message["role"] == "tool":
+            entry: dict[str, Any] = {"role": "tool", "content": tool_result_text(message["content"])}
+            if waiting:
+                entry["tool_call_id"] = waiting.pop(0)
+            out.append(entry)
+            continue
+        out.append(dict(message))
+    return out
 
 
 def _token_logprobs(choice: Mapping[str, Any], *, chunk: bool = False) -> tuple[float, ...] | None:

@@ -29,9 +29,19 @@ from typing import Any
 
 from greenserv_core.tools.spec import ToolSpec
 
-__all__ = ["InvalidToolCall", "ParsedOutput", "ToolCall", "parse_tool_calls", "tool_result_turn", "with_tool_calls"]
+__all__ = [
+    "InvalidToolCall",
+    "ParsedOutput",
+    "ToolCall",
+    "parse_tool_calls",
+    "split_tool_calls",
+    "tool_result_text",
+    "tool_result_turn",
+    "with_tool_calls",
+]
 
 _BLOCK = re.compile(r"<tool_call>(.*?)(?:</tool_call>|\Z)", re.DOTALL)
+_RESPONSE = re.compile(r"\A\s*<tool_response>\n?(.*?)\n?</tool_response>\s*\Z", re.DOTALL)
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
 
 
@@ -165,3 +175,41 @@ def tool_result_turn(text: str) -> str:
     '<tool_response>\\n42\\n</tool_response>'
     """
     return f"<tool_response>\n{text}\n</tool_response>"
+
+
+def tool_result_text(content: str) -> str:
+    """The result inside a ``tool`` turn written by :func:`tool_result_turn` (any other text as it is).
+
+    >>> tool_result_text(tool_result_turn("42")), tool_result_text("42")
+    ('42', '42')
+    """
+    match = _RESPONSE.match(content)
+    return match.group(1) if match else content
+
+
+def split_tool_calls(text: str) -> tuple[str, list[tuple[str, str]]]:
+    """An assistant turn's prose and its Hermes calls as ``(name, arguments as JSON text)``,
+    unchecked (the calls of a past turn, as :func:`with_tool_calls` wrote them); a block that
+    is not a call object stays in the prose.
+
+    >>> split_tool_calls(with_tool_calls("Checking.", [("add", {"a": 2})]))
+    ('Checking.', [('add', '{"a": 2}')])
+    """
+    calls: list[tuple[str, str]] = []
+    kept: list[str] = []
+
+    def take(match: re.Match[str]) -> str:
+        try:
+            raw = json.loads(match.group(1).strip())
+        except json.JSONDecodeError:
+            raw = None
+        if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+            kept.append(match.group(0))
+            return match.group(0)
+        arguments = raw.get("arguments", raw.get("parameters", {}))
+        text_arguments = arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
+        calls.append((raw["name"], text_arguments))
+        return ""
+
+    prose = _BLOCK.sub(take, text).strip()
+    return prose, calls
