@@ -302,7 +302,9 @@ class GreenServRouter:
                 logger.warning("model %r: the %r policy takes no quality prior; it is ignored", name, self.strategy)
                 quality = None
             self.learner_.add_arm(name, None if quality is None else arm_prior(quality, self.features))
-            self._backends = {**self._backends, name: backend}
+            cascades = {n: b for n, b in self._backends.items() if isinstance(b, CascadeBackend)}
+            models = {n: b for n, b in self._backends.items() if n not in cascades}
+            self._backends = {**models, name: backend, **cascades}  # the models, then the cascades (as load builds it)
 
     def remove_model(self, name: str) -> None:
         """Remove a model or a cascade; it is never chosen again, and neither is any cascade

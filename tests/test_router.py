@@ -471,3 +471,16 @@ def test_learn_refuses_a_measurement_that_is_not_a_number() -> None:
     for bad in ({"latency_s": "x"}, {"energy_joules": True}, {"energy_joules": float("nan")}):
         with pytest.raises(InvalidInputError):
             router.learn("hi", "solo", **bad)  # type: ignore[arg-type]
+
+
+def test_a_model_added_after_a_cascade_keeps_the_arms_order_that_load_rebuilds(fakes, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    router = GreenServRouter(
+        fakes, features=make_hashing_extractor(), seed=3, strategy="random", cascades=[("small", "large")]
+    )
+    router.add_model(FakeBackend("xl", joules_per_token=20.0))
+    assert router.arms == ["small", "medium", "large", "xl", "small->large"]  # the models, then the cascades
+    router.save(tmp_path / "router.json")
+    pool = [*fakes, FakeBackend("xl", joules_per_token=20.0)]
+    loaded = GreenServRouter.load(tmp_path / "router.json", pool, features=make_hashing_extractor())
+    assert loaded.arms == router.arms
+    assert [router.route(ASK).model for _ in range(30)] == [loaded.route(ASK).model for _ in range(30)]
