@@ -249,7 +249,7 @@ def test_bench_tool_calling_prints_a_table(capsys: pytest.CaptureFixture[str], m
     assert "| caller | Hermes system prompt | 5/10 | 5/10 | 0/10 | 0/10 |" in out
 
 
-def test_bench_replicas_prints_a_table(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_bench_replicas_prints_a_table(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from greenserv_core.evaluation import replicas
 
     seen: list[tuple[str, int]] = []
@@ -264,7 +264,18 @@ def test_bench_replicas_prints_a_table(capsys: pytest.CaptureFixture[str], monke
         return figures
 
     monkeypatch.setattr(replicas, "run_setup", fake_setup)
-    args = ["bench", "replicas", "--table", "t.parquet", "--store", "file:/tmp/x", "--replicas", "2", "--runs", "2"]
+    args = [
+        "bench",
+        "replicas",
+        "--table",
+        "t.parquet",
+        "--store",
+        f"file:{tmp_path / 'x'}",
+        "--replicas",
+        "2",
+        "--runs",
+        "2",
+    ]
     assert cli.main(args) == 0
     assert seen == [("single", 1), ("shared", 2), ("independent", 2)] * 2
     out = capsys.readouterr().out

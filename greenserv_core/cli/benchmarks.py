@@ -6,19 +6,55 @@ table."""
 from __future__ import annotations
 
 import argparse
+import math
+import os
 from typing import Any
 
-from greenserv_core.cli.common import parse_strategies, print_table, strategy_help
+from greenserv_core.cli.common import (
+    at_least,
+    check_fraction,
+    check_output_file,
+    parse_strategies,
+    print_table,
+    strategy_help,
+)
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.features.bundled import DEFAULT_EMBEDDER, EMBEDDERS
 
 __all__ = ["add_commands"]
 
 
+def _check_input_file(flag: str, path: str) -> None:
+    """A file the command reads must be there, and not be a folder."""
+    if not os.path.exists(path):
+        raise InvalidInputError(f"{flag}: no file at {path}")
+    if os.path.isdir(path):
+        raise InvalidInputError(f"{flag} {path} is a folder, not a file")
+
+
+def _check_device(device: str) -> None:
+    """``--device``: ``cpu``, or ``cuda``/``cuda:N`` when this torch sees that GPU."""
+    if device == "cpu":
+        return
+    kind, colon, number = device.partition(":")
+    if kind != "cuda" or (colon and not number.isdigit()):
+        raise InvalidInputError(f"--device is cpu, cuda or cuda:N, got {device!r}")
+    import torch
+
+    if not torch.cuda.is_available():
+        why = "this torch is built without CUDA" if torch.version.cuda is None else "it sees no GPU"
+        raise InvalidInputError(f"--device {device} is not available: {why}; use --device cpu")
+    if colon and int(number) >= torch.cuda.device_count():
+        raise InvalidInputError(f"--device {device} is not available: torch sees {torch.cuda.device_count()} GPU(s)")
+
+
 def _overhead(args: argparse.Namespace) -> int:
     from greenserv_core.evaluation.overhead import overhead_prompts, run_overhead
     from greenserv_core.evaluation.prompt_files import write_prompts
 
+    at_least("--queries", args.queries, 1)
+    at_least("--models", args.models, 1)
+    check_output_file("--save-prompts", args.save_prompts)
     if args.save_prompts:
         write_prompts(args.save_prompts, overhead_prompts(args.queries, args.seed))
         print(f"wrote {args.queries} prompts to {args.save_prompts}")
@@ -29,6 +65,7 @@ def _overhead(args: argparse.Namespace) -> int:
         raise InvalidInputError(
             f"--embedders takes a comma-separated list of {list(EMBEDDERS)}, got {args.embedders!r}"
         )
+    _check_device(args.device)
     report = run_overhead(
         queries=args.queries,
         models=args.models,
@@ -48,6 +85,8 @@ def _overhead(args: argparse.Namespace) -> int:
 def _local_models(args: argparse.Namespace) -> int:
     from greenserv_core.evaluation.local_models import run_local_models
 
+    at_least("--queries", args.queries, 1)
+    at_least("--max-new-tokens", args.max_new_tokens, 1)
     report = run_local_models(
         queries=args.queries,
         max_new_tokens=args.max_new_tokens,
@@ -66,6 +105,7 @@ def _local_models(args: argparse.Namespace) -> int:
 def _replay_speed(args: argparse.Namespace) -> int:
     from greenserv_core.evaluation.replay_speed import run_replay_speed
 
+    at_least("--queries", args.queries, 1)
     report = run_replay_speed(
         args.calibration, queries=args.queries, strategies=parse_strategies(args.strategies), embedder=args.embedder
     )
@@ -83,10 +123,14 @@ def _tool_calling(args: argparse.Namespace) -> int:
 
 
 def _replicas(args: argparse.Namespace) -> int:
-    from greenserv_core.errors import InvalidInputError
-    from greenserv_core.evaluation.replicas import run_replicas
+    from greenserv_core.evaluation.replicas import check_store, run_replicas
 
     parse_strategies(args.strategy)
+    check_store(args.store, option="--store")
+    at_least("--limit", args.limit, 1)
+    at_least("--runs", args.runs, 1)
+    if not (math.isfinite(args.interval) and args.interval > 0):
+        raise InvalidInputError(f"--interval must be a positive number of seconds, got {args.interval:g}")
     try:
         counts = [int(n) for n in args.replicas.split(",")]
     except ValueError as error:
@@ -116,6 +160,12 @@ def _synthetic_world(args: argparse.Namespace) -> int:
         seeds = [int(seed) for seed in args.seeds.split(",")]
     except ValueError as error:
         raise InvalidInputError(f"--seeds is comma-separated integers, got {args.seeds!r}") from error
+    at_least("--steps", args.steps, 1)
+    at_least("--last", args.last, 1)
+    if args.last > args.steps:
+        raise InvalidInputError(f"--last must be at most --steps ({args.steps}), got {args.last}")
+    check_fraction("--sparse-feedback", args.sparse_feedback)
+    at_least("--queries-per-task", args.queries_per_task, 1)
     report = run_synthetic_world(
         strategies=parse_strategies(args.strategies),
         seeds=seeds,
@@ -133,6 +183,10 @@ def _classifier(args: argparse.Namespace) -> int:
     from greenserv_core.features.bundled import bundled_classifier, bundled_embedder
     from greenserv_core.features.task_classifier import TaskClassifier
 
+    at_least("--per-source", args.per_source, 1)
+    at_least("--per-label", args.per_label, 1)
+    if args.classifier:
+        _check_input_file("--classifier", args.classifier)
     classifier = TaskClassifier.load(args.classifier) if args.classifier else bundled_classifier(args.embedder)
     embedder = bundled_embedder(args.embedder)
     report = evaluate_generalisation(

@@ -5,7 +5,18 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from greenserv_core.cli.common import add_feature_options, embedding_store, print_table, table_features, write_json
+from greenserv_core.cli.common import (
+    PLOT_SUFFIXES,
+    add_feature_options,
+    at_least,
+    check_arrival_rate,
+    check_fraction,
+    check_output_file,
+    embedding_store,
+    print_table,
+    table_features,
+    write_json,
+)
 from greenserv_core.errors import InvalidInputError
 
 __all__ = ["add_commands", "budget_rows", "spend_rows"]
@@ -21,6 +32,20 @@ def _numbers(flag: str, text: str) -> list[float]:
         return [float(t) for t in text.split(",") if t.strip()]
     except ValueError as error:
         raise InvalidInputError(f"{flag} is comma-separated numbers, got {text!r}") from error
+
+
+def _positive(flag: str, text: str) -> list[float]:
+    """``--fractions`` or ``--joules-per-query``: at least one number, each positive.
+
+    >>> _positive("--fractions", "0.5,0")
+    Traceback (most recent call last):
+    ...
+    greenserv_core.errors.InvalidInputError: --fractions takes positive numbers, got '0.5,0'
+    """
+    values = _numbers(flag, text)
+    if not values or any(not value > 0 for value in values):  # NaN too
+        raise InvalidInputError(f"{flag} takes positive numbers, got {text!r}")
+    return values
 
 
 def _share(value: dict[str, float] | None) -> str:
@@ -103,22 +128,41 @@ def _window(text: str | None) -> float | None:
 
 def _budget(args: argparse.Namespace) -> int:
     from greenserv_core.cli.common import parse_strategies
-    from greenserv_core.evaluation.budgets import budget_sweep
+    from greenserv_core.evaluation.budgets import DEFAULT_FRACTIONS, budget_sweep
     from greenserv_core.evaluation.table import read_table
 
-    (strategy,) = parse_strategies(args.strategy)
+    strategies = parse_strategies(args.strategy)
+    if len(strategies) != 1:
+        raise InvalidInputError(f"--strategy takes one policy, got {strategies}")
+    (strategy,) = strategies
     window = _window(args.window)
+    if args.fractions is not None and args.joules_per_query is not None:
+        raise InvalidInputError("give --fractions or --joules-per-query, not both")
+    fractions = list(DEFAULT_FRACTIONS) if args.fractions is None else _positive("--fractions", args.fractions)
+    joules = [] if args.joules_per_query is None else _positive("--joules-per-query", args.joules_per_query)
+    tradeoffs = _numbers("--tradeoffs", args.tradeoffs)
+    if not tradeoffs:
+        raise InvalidInputError(f"--tradeoffs is comma-separated numbers, got {args.tradeoffs!r}")
+    at_least("--runs", args.runs, 1)
+    check_fraction("--feedback-rate", args.feedback_rate)
+    check_arrival_rate(args.arrival_rate, window=window is not None)
+    if args.window_queries is not None and window is not None:
+        raise InvalidInputError("--window-queries guards budgets per query, not per --window of time: give one of them")
+    if window is not None and args.arrival_rate is None:
+        raise InvalidInputError("--window needs --arrival-rate (queries per second) to draw arrival times")
+    check_output_file("--json", args.json)
+    check_output_file("--plot", args.plot, PLOT_SUFFIXES)
     table = read_table(args.table)
     report = budget_sweep(
         table,
-        fractions=_numbers("--fractions", args.fractions),
-        joules_per_query=_numbers("--joules-per-query", args.joules_per_query or ""),
+        fractions=fractions,
+        joules_per_query=joules,
         window_s=window,
         arrival_rate=args.arrival_rate,
         strategy=strategy,
         price_on=args.price_on,
         window_queries=args.window_queries,
-        tradeoffs=_numbers("--tradeoffs", args.tradeoffs),
+        tradeoffs=tradeoffs,
         runs=args.runs,
         seed=args.seed,
         feedback_rate=args.feedback_rate,
@@ -153,13 +197,17 @@ def add_commands(bench: Any) -> None:
     )
     budget.add_argument("--table", required=True)
     budget.add_argument(
-        "--fractions", default="0.25,0.5,0.75", help="budgets as shares of the best single model's joules per query"
+        "--fractions",
+        default=None,
+        help="budgets as shares of the best single model's joules per query (default: 0.25,0.5,0.75)",
     )
     budget.add_argument("--joules-per-query", metavar="J,J", help="budgets in joules per query (instead of fractions)")
     budget.add_argument(
         "--window", metavar="DURATION", help="hold each budget per time window (e.g. 1h) instead of per query"
     )
-    budget.add_argument("--arrival-rate", type=float, metavar="Q_PER_S", help="Poisson arrivals for --window")
+    budget.add_argument(
+        "--arrival-rate", type=float, metavar="Q_PER_S", help="Poisson arrivals for --window (queries per second)"
+    )
     budget.add_argument("--strategy", default=DEFAULT_POLICY, help="the policy to pace (default: the router's)")
     budget.add_argument(
         "--price-on",

@@ -7,8 +7,19 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from greenserv_core.cli.common import add_feature_options, cascade_pair, number, print_table, table_features, write_json
+from greenserv_core.cli.common import (
+    add_feature_options,
+    at_least,
+    cascade_pair,
+    check_fraction,
+    check_output_file,
+    number,
+    print_table,
+    table_features,
+    write_json,
+)
 from greenserv_core.cli.replay import ENERGY_SCALE_CHOICES
+from greenserv_core.errors import InvalidInputError
 
 __all__ = ["add_commands"]
 
@@ -17,6 +28,7 @@ def _cascades(args: argparse.Namespace) -> int:
     from greenserv_core.evaluation.cascades import cascade_report
     from greenserv_core.evaluation.table import read_table
 
+    check_output_file("--json", args.json)
     table = read_table(args.table)
     report = cascade_report(table, tradeoff=args.tradeoff)
     if table.simulated:
@@ -71,6 +83,21 @@ def _cascades(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tradeoffs(text: str) -> list[float]:
+    """``--tradeoffs``: comma-separated λs, each in [0, 1].
+
+    >>> _tradeoffs("0.2, 0.4")
+    [0.2, 0.4]
+    """
+    try:
+        values = [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        values = []
+    if not values or any(not 0 <= value <= 1 for value in values):  # NaN too
+        raise InvalidInputError(f"--tradeoffs is comma-separated λs in [0, 1], got {text!r}")
+    return values
+
+
 def _cascade_replay(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
@@ -78,9 +105,13 @@ def _cascade_replay(args: argparse.Namespace) -> int:
     from greenserv_core.evaluation.cascade_replay import STRATEGIES, replay_cascades
     from greenserv_core.evaluation.table import read_table
 
-    table = read_table(args.table)
     pairs = [cascade_pair(text) for text in args.cascade] or None
-    tradeoffs = [float(t) for t in args.tradeoffs.split(",")]
+    tradeoffs = _tradeoffs(args.tradeoffs)
+    at_least("--runs", args.runs, 1)
+    at_least("--warm-start", args.warm_start, 0)
+    check_fraction("--feedback-rate", args.feedback_rate)
+    check_output_file("--json", args.json)
+    table = read_table(args.table)
     total = 3 * args.runs * len(tradeoffs)
     with tqdm(total=total, unit="run", desc="replaying", disable=args.quiet) as bar:
 

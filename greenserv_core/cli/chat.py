@@ -29,9 +29,10 @@ from typing import TYPE_CHECKING, Any
 from greenserv_core.bandits import DEFAULT_POLICY
 from greenserv_core.budget import BudgetPacer, BudgetStatus, EnergyBudget, check_max_joules
 from greenserv_core.cli.common import (
+    add_meter_option,
+    at_least,
     budget_option,
     cascade_pair,
-    meter_help,
     model_help,
     quiet_first_screen,
     strategy_help,
@@ -40,7 +41,7 @@ from greenserv_core.cli.session import ChatSession, describe_chain, run_repl
 from greenserv_core.confidence import signal_from_name
 from greenserv_core.errors import InvalidInputError, NoEligibleModelError
 from greenserv_core.features.bundled import DEFAULT_EMBEDDER, EMBEDDERS
-from greenserv_core.reward import check_tradeoff
+from greenserv_core.reward import DEFAULT_TRADEOFF, check_tradeoff
 
 if TYPE_CHECKING:
     from greenserv_core.router import GreenServRouter
@@ -150,6 +151,26 @@ def _load_state(path: Path, pool: Sequence[Any], budget: EnergyBudget | None) ->
     return router
 
 
+def _keep_saved_settings(router: GreenServRouter, args: argparse.Namespace, state: Path) -> None:
+    """A router loaded from ``state`` keeps its strategy (what it learned belongs to it): another
+    ``--strategy`` is refused. An explicit ``--tradeoff`` is applied to the answers to come (the
+    state's own λ is kept when the option is left out), unless the state paces a budget, which
+    sets λ itself: then it is refused."""
+    if args.strategy is not None and args.strategy != router.strategy:
+        raise InvalidInputError(
+            f"{state} was saved with the strategy {router.strategy}, so it cannot continue as "
+            f"{args.strategy}: leave --strategy out to keep the saved one, or use another --state file "
+            "to start afresh with the new strategy"
+        )
+    if args.tradeoff is not None and args.tradeoff != router.tradeoff:
+        if router.energy_budget is not None:
+            raise InvalidInputError(
+                f"{state} paces an energy budget, which sets λ per query: leave --tradeoff out, "
+                "or use another --state file to start afresh"
+            )
+        router.tradeoff = args.tradeoff
+
+
 def _check_saved_signal(router: GreenServRouter, cascade: str, wanted: str, state: Path | None) -> None:
     """A cascade loaded from ``state`` keeps its signal: another one asked for is refused."""
     from greenserv_core.cascades import CascadeBackend
@@ -167,8 +188,12 @@ def _chat(args: argparse.Namespace) -> int:
     from greenserv_core import GreenServRouter
     from greenserv_core.models.pool import build_backends
 
-    check_tradeoff(args.tradeoff)
+    if args.tradeoff is not None:
+        check_tradeoff(args.tradeoff)
     budget, cap = chat_limits(args)  # before any model is loaded
+    at_least("--max-new-tokens", args.max_new_tokens, 1)
+    if args.state and Path(args.state).is_dir():
+        raise InvalidInputError(f"--state {args.state} is a folder; give a file to load and save the learned state")
     quiet_first_screen()
     cascades = [cascade_pair(text) for text in args.cascade]
     if args.cascade_signal is not None and not cascades:
@@ -180,13 +205,14 @@ def _chat(args: argparse.Namespace) -> int:
     state = Path(args.state) if args.state else None
     if state and state.exists():
         router = _load_state(state, pool, budget)
+        _keep_saved_settings(router, args, state)
         print(f"loaded learned state from {state}")
     else:
         router = GreenServRouter(
             pool,
-            strategy=args.strategy,
+            strategy=args.strategy or DEFAULT_POLICY,
             embedder=args.embedder,
-            tradeoff=args.tradeoff,
+            tradeoff=DEFAULT_TRADEOFF if args.tradeoff is None else args.tradeoff,
             seed=args.seed,
             energy_budget=budget,
             max_joules=cap,
@@ -261,7 +287,12 @@ def build_chat_parser(chat: argparse.ArgumentParser | None = None) -> argparse.A
         action="append",
         help=f"a pool member (repeat for each): {model_help()}; default: the bundled models",
     )
-    chat.add_argument("--strategy", default=DEFAULT_POLICY, help=f"one of the {strategy_help()}")
+    chat.add_argument(
+        "--strategy",
+        default=None,
+        help=f"one of the {strategy_help()} (default: {DEFAULT_POLICY}; a loaded --state keeps its own, "
+        "and another is refused)",
+    )
     chat.add_argument(
         "--embedder",
         choices=EMBEDDERS,
@@ -271,8 +302,9 @@ def build_chat_parser(chat: argparse.ArgumentParser | None = None) -> argparse.A
     chat.add_argument(
         "--tradeoff",
         type=float,
-        default=0.4,
-        help="λ: 0 = accuracy only, 1 = energy only (with a budget: the λ it starts from)",
+        default=None,
+        help=f"λ: 0 = accuracy only, 1 = energy only (default: {DEFAULT_TRADEOFF}; with a budget: the λ it "
+        "starts from); a loaded --state keeps its own λ unless this is given",
     )
     budget = chat.add_mutually_exclusive_group()
     budget.add_argument(
@@ -306,7 +338,7 @@ def build_chat_parser(chat: argparse.ArgumentParser | None = None) -> argparse.A
         "default: by answer length",
     )
     chat.add_argument("--max-new-tokens", type=int, default=48)
-    chat.add_argument("--meter", default="auto", help=meter_help())
+    add_meter_option(chat)
     chat.add_argument("--state", help="load learned state from this file if it exists, save it there at the end")
     chat.add_argument("--seed", type=int, default=0)
     chat.add_argument("--interactive", action="store_true", help="read messages from standard input")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import warnings
 from collections.abc import Mapping, Sequence
@@ -21,9 +22,15 @@ if TYPE_CHECKING:
     from greenserv_core.features.extractor import FeatureExtractor, TaskEncoding
 
 __all__ = [
+    "PLOT_SUFFIXES",
     "add_feature_options",
+    "add_meter_option",
+    "at_least",
     "budget_option",
     "cascade_pair",
+    "check_arrival_rate",
+    "check_fraction",
+    "check_output_file",
     "embedding_store",
     "meter_help",
     "model_help",
@@ -37,6 +44,61 @@ __all__ = [
     "table_features",
     "write_json",
 ]
+
+
+def at_least(flag: str, value: float | None, low: float) -> None:
+    """:class:`InvalidInputError` unless ``value`` (when given) is at least ``low``.
+
+    >>> at_least("--runs", 0, 1)
+    Traceback (most recent call last):
+    ...
+    greenserv_core.errors.InvalidInputError: --runs must be at least 1, got 0
+    """
+    if value is not None and not value >= low:  # NaN fails too
+        raise InvalidInputError(f"{flag} must be at least {low:g}, got {value:g}")
+
+
+def check_fraction(flag: str, value: float | None) -> None:
+    """:class:`InvalidInputError` unless ``value`` (when given) lies in [0, 1] (NaN does not).
+
+    >>> check_fraction("--feedback-rate", 1.5)
+    Traceback (most recent call last):
+    ...
+    greenserv_core.errors.InvalidInputError: --feedback-rate must lie in [0, 1], got 1.5
+    """
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise InvalidInputError(f"{flag} must lie in [0, 1], got {value:g}")
+
+
+def check_output_file(flag: str, path: str | None, suffixes: Sequence[str] = ()) -> None:
+    """Before a command's work: ``path`` (when given) must not be a folder, and must end in one
+    of ``suffixes`` when they are given (or have no suffix at all when ``""`` is one of them)."""
+    if not path:
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise InvalidInputError(f"{flag} {path} is a folder; give a file name")
+    if suffixes and target.suffix.lower() not in suffixes:
+        wanted = ", ".join(s or "none" for s in suffixes)
+        raise InvalidInputError(f"{flag} {path}: the file must end in {wanted}, not {target.suffix or 'nothing'!r}")
+
+
+PLOT_SUFFIXES = ("", ".png", ".pdf", ".svg", ".jpg", ".jpeg", ".eps", ".ps", ".tif", ".tiff", ".webp")
+"""What a ``--plot`` path may end in: image formats matplotlib writes (none: it adds ``.png``)."""
+
+
+def check_arrival_rate(rate: float | None, *, window: bool) -> None:
+    """``--arrival-rate``: a positive number of queries per second, and only beside a window
+    budget (``window``), the one thing it paces."""
+    if rate is None:
+        return
+    if not (math.isfinite(rate) and rate > 0):
+        raise InvalidInputError(f"--arrival-rate must be a positive number of queries per second, got {rate:g}")
+    if not window:
+        raise InvalidInputError(
+            "--arrival-rate only paces a window budget (joules per window of time, e.g. --budget 2Wh/h "
+            "or --window 1h); without one it would be ignored"
+        )
 
 
 def _replay_only_names() -> list[str]:
@@ -180,6 +242,13 @@ def write_json(path: str | None, report: Any) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(json.dumps(report, indent=2), encoding="utf-8")
         print(f"wrote {path}")
+
+
+def add_meter_option(parser: Any) -> None:
+    """``--meter``: one of the registered energy meters (or ``auto``), checked as the command line is read."""
+    from greenserv_core.energy import meter_names
+
+    parser.add_argument("--meter", default="auto", choices=meter_names(), help=meter_help())
 
 
 def meter_help() -> str:

@@ -38,6 +38,10 @@ def _shares(counts: dict[str, int], total: int, short: dict[str, str]) -> str:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from greenserv_core.cli.common import PLOT_SUFFIXES, at_least, check_output_file
+
+    at_least("--queries", args.queries, 1)
+    check_output_file("--plot", args.plot, PLOT_SUFFIXES)  # before the models load
     quiet_first_screen()
     from greenserv_core import GreenServRouter
     from greenserv_core.evaluation.learning_demo import demo_stream, plot_demo, run_learning_demo, summarise_demo
@@ -122,7 +126,7 @@ def _demo(args: argparse.Namespace) -> int:
 def add_commands(commands: Any) -> None:
     """Add ``demo`` to the top-level subparsers."""
     from greenserv_core.bandits import DEFAULT_POLICY
-    from greenserv_core.cli.common import meter_help, model_help
+    from greenserv_core.cli.common import add_meter_option, model_help
     from greenserv_core.evaluation.learning_demo import DEMO_TASKS
 
     demo = commands.add_parser("demo", help="watch the router learn on a short labelled stream of real prompts")
@@ -131,7 +135,7 @@ def add_commands(commands: Any) -> None:
     demo.add_argument("--model", action="append", help=f"a pool member (repeat): {model_help()}; default: bundled")
     demo.add_argument("--strategy", default=DEFAULT_POLICY)
     demo.add_argument("--tradeoff", type=float, default=0.4, help="λ: 0 = accuracy only, 1 = energy only")
-    demo.add_argument("--meter", default="auto", help=meter_help())
+    add_meter_option(demo)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--plot", default="greenserv-demo.png", help="where to write the plot ('' for none)")
     demo.set_defaults(run=_demo)

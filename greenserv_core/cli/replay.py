@@ -6,8 +6,13 @@ import argparse
 from typing import Any
 
 from greenserv_core.cli.common import (
+    PLOT_SUFFIXES,
     add_feature_options,
+    at_least,
     budget_option,
+    check_arrival_rate,
+    check_fraction,
+    check_output_file,
     embedding_store,
     parse_strategies,
     percent,
@@ -40,6 +45,24 @@ def _strategies(text: str) -> list[str]:
     return names
 
 
+def _check_runs(args: argparse.Namespace) -> None:
+    """``--runs`` and ``--feedback-rate``, checked before the table is read."""
+    at_least("--runs", args.runs, 1)
+    check_fraction("--feedback-rate", args.feedback_rate)
+
+
+def _params_of(items: list[str], strategies: list[str]) -> dict[str, dict[str, Any]]:
+    """``--param``s, each for a strategy of ``--strategies`` (another would be silently ignored)."""
+    params = policy_params(items)
+    running = {name.split(":")[0] for name in strategies}
+    unused = sorted(set(params) - running)
+    if unused:
+        raise InvalidInputError(
+            f"--param names the strategies {unused}, which are not among --strategies {sorted(running)}"
+        )
+    return params
+
+
 def _horizons(text: str) -> list[int]:
     """``"500,2000"`` → ``[500, 2000]``.
 
@@ -63,9 +86,15 @@ def _replay(args: argparse.Namespace) -> int:
     shifts = [Shift.parse(s) for s in args.shift]
     overstate = dict(parse_overstatement(o) for o in args.overstate)
     strategies = _strategies(args.strategies)
-    params = policy_params(args.param)
+    params = _params_of(args.param, strategies)
     horizons = _horizons(args.horizons)
     budget = budget_option(args.budget_joules_per_query, args.budget)
+    _check_runs(args)
+    at_least("--per-task", args.per_task, 1)
+    at_least("--warm-start", args.warm_start, 0)
+    check_arrival_rate(args.arrival_rate, window=budget is not None and budget.window_s is not None)
+    check_output_file("--json", args.json)
+    check_output_file("--plot", args.plot, PLOT_SUFFIXES)
     table = read_table(args.table)
     report = replay(
         table,
@@ -242,7 +271,10 @@ def _sweep(args: argparse.Namespace) -> int:
         tradeoffs = [float(t) for t in args.tradeoffs.split(",")]
     except ValueError as error:
         raise InvalidInputError(f"--tradeoffs is comma-separated numbers, got {args.tradeoffs!r}") from error
-    params = policy_params(args.param)
+    params = _params_of(args.param, strategies)
+    _check_runs(args)
+    check_output_file("--json", args.json)
+    check_output_file("--plot", args.plot, PLOT_SUFFIXES)
     table = read_table(args.table)
     report = sweep(
         table,
@@ -352,13 +384,16 @@ def add_commands(bench: Any) -> None:
         "for a sweep over budgets see `greenserv bench budget`",
     )
     replay.add_argument(
-        "--budget", metavar="TEXT", help="an energy budget as text, e.g. '50J/query' or '2Wh/h' (needs --arrival-rate)"
+        "--budget",
+        metavar="TEXT",
+        help="an energy budget as text, e.g. '50J/query', or joules per window of time such as '2Wh/h' "
+        "(a window budget needs --arrival-rate)",
     )
     replay.add_argument(
         "--arrival-rate",
         type=float,
         metavar="Q_PER_S",
-        help="queries per second of the Poisson arrivals a window budget is paced over",
+        help="queries per second of the Poisson arrivals a window budget is paced over (only with a window --budget)",
     )
     replay.set_defaults(run=_replay)
     sweep = bench.add_parser("sweep", help="accuracy-energy curves over λ, Pareto fronts and AIQ")

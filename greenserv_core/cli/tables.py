@@ -5,40 +5,54 @@ answers) tells right from wrong."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
-from greenserv_core.cli.common import meter_help, number, print_table
+from greenserv_core.cli.common import add_meter_option, at_least, number, print_table
+from greenserv_core.errors import InvalidInputError
 
 __all__ = ["add_commands"]
 
 
 def _simulate(args: argparse.Namespace) -> int:
     from greenserv_core.evaluation.simulate import read_calibration, simulate_table
-    from greenserv_core.evaluation.table import write_table
+    from greenserv_core.evaluation.table import check_table_suffix, write_table
 
+    check_table_suffix(args.out, "--out")  # before the draws
+    at_least("--queries-per-task", args.queries_per_task, 1)
+    if args.confidence_auroc is not None and not 0.5 < args.confidence_auroc < 1:
+        raise InvalidInputError(f"--confidence-auroc must lie strictly between 0.5 and 1, got {args.confidence_auroc}")
     table = simulate_table(
         read_calibration(args.calibration),
         queries_per_task=args.queries_per_task,
         seed=args.seed,
         confidence_auroc=args.confidence_auroc,
     )
-    path = write_table(table, args.out)
+    try:
+        path = write_table(table, args.out)
+    except OSError as error:
+        raise InvalidInputError(f"--out {args.out}: cannot write the table: {error.strerror or error}") from error
     print(f"wrote a SIMULATED outcome table: {len(table)} rows, {table.metadata['models']} models → {path}")
     return 0
 
 
 def _collect(args: argparse.Namespace) -> int:
     from greenserv_core.evaluation.collect import collect
-    from greenserv_core.models.bundled import bundled_pool
+    from greenserv_core.evaluation.table import check_table_suffix
+    from greenserv_core.models.bundled import BUNDLED_MODELS, bundled_pool
 
+    check_table_suffix(args.out, "--out")  # before any model loads
+    wanted = None if args.models is None else [name.strip() for name in args.models.split(",") if name.strip()]
+    if wanted is not None:
+        unknown = sorted(set(wanted) - set(BUNDLED_MODELS))
+        if unknown or not wanted:
+            raise InvalidInputError(
+                f"--models takes comma-separated bundled models, of {list(BUNDLED_MODELS)}; "
+                + (f"unknown: {unknown}" if unknown else f"got {args.models!r}")
+                + " (leave --models out for all of them)"
+            )
     pool = bundled_pool(meter=args.meter)
-    if args.models:
-        wanted = args.models.split(",")
-        unknown = sorted(set(wanted) - {b.name for b in pool})
-        if unknown:
-            from greenserv_core.errors import InvalidInputError
-
-            raise InvalidInputError(f"unknown models {unknown}; bundled: {[b.name for b in pool]}")
+    if wanted is not None:
         pool = [b for b in pool if b.name in wanted]
     try:
         table = collect(
@@ -101,11 +115,14 @@ def _confidence(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     from greenserv_core.confidence import SelfVerification
     from greenserv_core.evaluation.confidence_report import confidence_report
-    from greenserv_core.evaluation.table import read_table
+    from greenserv_core.evaluation.table import check_table_suffix, read_table
     from greenserv_core.evaluation.verify import verify_table
     from greenserv_core.models.bundled import bundled_pool
 
     signal = SelfVerification(samples=args.samples, seed=args.seed)  # checks --samples before any model loads
+    out = check_table_suffix(args.out, "--out")
+    if out.resolve() == Path(args.table).resolve():
+        raise InvalidInputError(f"--out {args.out} is the --table itself: write the verified copy to another file")
     table = read_table(args.table)
     wanted = set(table.columns["model"])
     pool = [backend for backend in bundled_pool(meter=args.meter) if backend.info.name in wanted]
@@ -163,7 +180,7 @@ def add_commands(bench: Any) -> None:
     collect.add_argument("--seed", type=int, default=0)
     collect.add_argument("--batch-size", type=int, default=8)
     collect.add_argument("--models", help=f"comma-separated, of: {', '.join(BUNDLED_MODELS)} (default: all)")
-    collect.add_argument("--meter", default="auto", help=meter_help())
+    add_meter_option(collect)
     collect.add_argument(
         "--no-confidence", action="store_true", help="do not ask for log-probabilities (no confidence column)"
     )
@@ -185,5 +202,5 @@ def add_commands(bench: Any) -> None:
     )
     verify.add_argument("--seed", type=int, default=0, help="the first sampled verdict's seed")
     verify.add_argument("--batch-size", type=int, default=8)
-    verify.add_argument("--meter", default="auto", help=meter_help())
+    add_meter_option(verify)
     verify.set_defaults(run=_verify)

@@ -263,6 +263,8 @@ def replay_cascades(
         raise InvalidInputError("give at least one tradeoff λ")
     if runs < 1:
         raise InvalidInputError(f"runs must be at least 1, got {runs}")
+    if not 0 <= feedback_rate <= 1:  # NaN too
+        raise InvalidInputError(f"feedback_rate must be in [0, 1], got {feedback_rate}")
     if budget_joules_per_query is not None:
         EnergyBudget.per_query(budget_joules_per_query)  # a bad budget is refused before any run
     full = table.matrices()

@@ -29,6 +29,8 @@ def _pyplot() -> Any:
 def _save(plt: Any, figure: Any, path: str | Path) -> Path:
     figure.tight_layout()
     path = Path(path)
+    if not path.suffix:  # matplotlib would add .png itself: return the file's real name
+        path = path.with_name(f"{path.name}.png")
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
     plt.close(figure)

@@ -26,6 +26,21 @@ def read_prompts(path: str | Path, limit: int | None = None) -> list[str]:
     """The prompts in ``path`` (the first ``limit`` of them), or :class:`InvalidInputError`
     naming the line that is neither a string nor an object with a ``"prompt"`` string."""
     prompts: list[str] = []
+    if not Path(path).exists():
+        raise InvalidInputError(f"no prompts file at {path}")
+    if Path(path).is_dir():
+        raise InvalidInputError(f"the prompts file {path} is a folder")
+    try:
+        _read_lines(path, limit, prompts)
+    except UnicodeDecodeError as error:
+        raise InvalidInputError(f"{path} is not a prompts file (not UTF-8 text): {error}") from error
+    if not prompts:
+        raise InvalidInputError(f"{path} holds no prompts")
+    return prompts
+
+
+def _read_lines(path: str | Path, limit: int | None, prompts: list[str]) -> None:
+    """Append the prompts of ``path``'s lines to ``prompts`` (see :func:`read_prompts`)."""
     with open(path, encoding="utf-8") as lines:
         for number, line in enumerate(lines, 1):
             if not line.strip():
@@ -40,13 +55,12 @@ def read_prompts(path: str | Path, limit: int | None = None) -> list[str]:
             prompts.append(prompt)
             if limit is not None and len(prompts) >= limit:
                 break
-    if not prompts:
-        raise InvalidInputError(f"{path} holds no prompts")
-    return prompts
 
 
 def write_prompts(path: str | Path, prompts: Sequence[str]) -> None:
     """Write ``prompts`` to ``path``, one JSON string per line."""
+    if Path(path).is_dir():
+        raise InvalidInputError(f"{path} is a folder; give a file name for the prompts")
     with open(path, "w", encoding="utf-8") as out:
         for prompt in prompts:
             out.write(json.dumps(prompt) + "\n")

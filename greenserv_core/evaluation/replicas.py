@@ -22,6 +22,7 @@ it had not yet seen (reconstructed from each replica's sync times).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing
 import os
@@ -34,7 +35,7 @@ import numpy as np
 
 from greenserv_core.errors import InvalidInputError
 
-__all__ = ["ReplicasReport", "WorkerResult", "compare", "run_replicas", "run_setup"]
+__all__ = ["ReplicasReport", "WorkerResult", "check_store", "compare", "run_replicas", "run_setup"]
 
 _CLUSTER_SAMPLE = 300  # prompts every router (replica or single) seeds its clusters with
 
@@ -112,6 +113,31 @@ def _worker(job: dict[str, Any]) -> WorkerResult:
     )
 
 
+def check_store(store: str, *, option: str = "store", fresh: bool = True) -> tuple[str, str]:
+    """``store`` split into its kind (``redis`` or ``file``) and where, or
+    :class:`InvalidInputError` naming ``option``. With ``fresh``, a ``file:`` store must not
+    exist yet: it would hold the statistics of earlier runs, and every replica would start
+    from them."""
+    kind, colon, where = store.partition(":")
+    if kind not in {"redis", "file"} or not colon or not where:
+        raise InvalidInputError(f"{option} is redis:<url> or file:<path>, got {store!r}")
+    if kind == "file" and fresh and (os.path.lexists(where) or os.path.lexists(f"{where}.lock")):
+        raise InvalidInputError(
+            f"{option} {store}: {where} already exists, and the shared replicas would start from what it "
+            "holds (statistics of earlier runs); remove it (and its .lock) or name a new file"
+        )
+    return kind, where
+
+
+def _forget_file_store(store: str) -> None:
+    """Remove a ``file:`` store (and its lock) a shared set-up wrote, so that the next one starts empty."""
+    kind, _, where = store.partition(":")
+    if kind == "file":
+        for name in (where, f"{where}.lock"):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(name)
+
+
 def run_setup(
     table: str,
     *,
@@ -138,6 +164,10 @@ def run_setup(
         raise InvalidInputError(f"setup must be single, shared or independent, got {setup!r}")
     if setup == "shared" and store is None:
         raise InvalidInputError("the shared set-up needs a store (redis:<url> or file:<path>)")
+    if setup == "shared" and store is not None:
+        check_store(store, fresh=False)
+    if limit is not None and limit < 1:
+        raise InvalidInputError(f"limit must be at least 1 query, got {limit}")
     count = 1 if setup == "single" else replicas
     data = read_table(table).matrices()
     order = np.random.default_rng(seed).permutation(len(data.queries))
@@ -296,9 +326,15 @@ def run_replicas(
     features: Any = None,
 ) -> ReplicasReport:
     """Per run (seeded 0, 1, …): the single router, then for each replica count the shared and
-    the independent set-ups (:func:`run_setup`); their means by :func:`compare`."""
+    the independent set-ups (:func:`run_setup`); their means by :func:`compare`.
+
+    A ``file:`` store must not exist yet (:func:`check_store`); it is removed after each shared
+    set-up, so that every one starts empty, as each gets a Redis key of its own."""
     if runs < 1 or not replicas or min(replicas) < 1:
         raise InvalidInputError(f"runs and replica counts must be positive, got {runs} and {list(replicas)}")
+    check_store(store)
+    if limit is not None and limit < 1:
+        raise InvalidInputError(f"limit must be at least 1 query, got {limit}")
     rows = []
     for run in range(runs):
         options: dict[str, Any] = {
@@ -311,7 +347,10 @@ def run_replicas(
         }
         rows.append(run_setup(table, setup="single", replicas=1, **options))
         for n in replicas:
-            rows.append(run_setup(table, setup="shared", replicas=n, store=store, interval_s=interval_s, **options))
+            try:
+                rows.append(run_setup(table, setup="shared", replicas=n, store=store, interval_s=interval_s, **options))
+            finally:  # every shared set-up starts from an empty store (a Redis one gets a key of its own)
+                _forget_file_store(store)
             rows.append(run_setup(table, setup="independent", replicas=n, **options))
     machine = (
         f"machine: {os.cpu_count()} CPUs; strategy {strategy}, λ={tradeoff}, {runs} runs, "

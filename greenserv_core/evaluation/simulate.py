@@ -59,24 +59,96 @@ class Calibration:
     max_new_tokens: int
 
 
+_CALIBRATION_COLUMNS = (
+    "model",
+    "task",
+    "accuracy",
+    "joules_per_token_p25",
+    "joules_per_token_median",
+    "joules_per_token_p75",
+    "max_new_tokens",
+)
+
+
 def read_calibration(path: str | Path) -> list[Calibration]:
-    rows = []
-    with open(path, newline="", encoding="utf-8") as handle:
-        for row in csv.DictReader(handle):
-            rows.append(
-                Calibration(
-                    row["model"],
-                    row["task"],
-                    float(row["accuracy"]),
-                    float(row["joules_per_token_p25"]),
-                    float(row["joules_per_token_median"]),
-                    float(row["joules_per_token_p75"]),
-                    int(row["max_new_tokens"]),
+    """The rows of a calibration CSV (see the module docstring), checked: a missing or
+    unreadable file, a missing column, a field that is not a number, an accuracy outside
+    [0, 1], joules per token that are not positive and ordered (p25 ≤ median ≤ p75), a
+    ``max_new_tokens`` below 1 or a repeated (model, task) raise :class:`InvalidInputError`
+    naming the file, and the row and column where it can (rows are numbered from 1 after the header)."""
+    path = Path(path)
+    if not path.exists():
+        raise InvalidInputError(f"no calibration file at {path}")
+    if path.is_dir():
+        raise InvalidInputError(f"the calibration {path} is a folder, not a CSV file")
+    rows: list[Calibration] = []
+    seen: dict[tuple[str, str], int] = {}
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle, strict=True)
+            missing = [name for name in _CALIBRATION_COLUMNS if name not in (reader.fieldnames or [])]
+            if reader.fieldnames is not None and missing:
+                raise InvalidInputError(
+                    f"{path} lacks the calibration columns {missing} (its header: {reader.fieldnames})"
                 )
-            )
+            for number, row in enumerate(reader, start=1):
+                rows.append(_calibration_row(path, number, row))
+                first = seen.setdefault((rows[-1].model, rows[-1].task), number)
+                if first != number:
+                    raise InvalidInputError(
+                        f"{path}: row {number} repeats model {rows[-1].model!r} on task {rows[-1].task!r} "
+                        f"(first in row {first})"
+                    )
+    except csv.Error as error:
+        raise InvalidInputError(f"{path} is not a readable CSV file: {error}") from error
+    except UnicodeDecodeError as error:
+        raise InvalidInputError(f"{path} is not a CSV file (not UTF-8 text): {error}") from error
     if not rows:
         raise InvalidInputError(f"{path} holds no calibration rows")
     return rows
+
+
+def _calibration_row(path: Path, number: int, row: dict[str, str | None]) -> Calibration:
+    """One calibration row, or :class:`InvalidInputError` naming its row and column."""
+
+    def field(column: str) -> str:
+        value = row.get(column)
+        if value is None:  # a short row
+            raise InvalidInputError(f"{path}: row {number} has no {column!r} field")
+        return value.strip()
+
+    def figure(column: str) -> float:
+        try:
+            return float(field(column))
+        except ValueError:
+            raise InvalidInputError(
+                f"{path}: row {number}, column {column!r}: {field(column)!r} is not a number"
+            ) from None
+
+    accuracy = figure("accuracy")
+    if not 0.0 <= accuracy <= 1.0:  # NaN too
+        raise InvalidInputError(
+            f"{path}: row {number}, column 'accuracy' must lie in [0, 1], got {field('accuracy')!r}"
+        )
+    quartiles = [figure(f"joules_per_token_{q}") for q in ("p25", "median", "p75")]
+    for q, value in zip(("p25", "median", "p75"), quartiles, strict=True):
+        if not 0.0 < value < math.inf:  # NaN too
+            column = f"joules_per_token_{q}"
+            raise InvalidInputError(
+                f"{path}: row {number}, column {column!r} must be a positive number, got {field(column)!r}"
+            )
+    if not quartiles[0] <= quartiles[1] <= quartiles[2]:
+        raise InvalidInputError(
+            f"{path}: row {number}: joules per token must be ordered p25 ≤ median ≤ p75, got {quartiles}"
+        )
+    tokens = figure("max_new_tokens")
+    if not tokens.is_integer() or tokens < 1:
+        raise InvalidInputError(
+            f"{path}: row {number}, column 'max_new_tokens' must be a whole number of at least 1 "
+            f"(1 for multiple choice), got {field('max_new_tokens')!r}"
+        )
+    low, median, high = quartiles
+    return Calibration(row["model"] or "", row["task"] or "", accuracy, low, median, high, int(tokens))
 
 
 def _expected_accuracy(a: float, beta: float) -> float:
@@ -145,6 +217,8 @@ def simulate_table(
     ``confidence_auroc`` in (0.5, 1) adds a ``confidence`` column at that AUROC per (model,
     task); the table's outcomes are the same with and without it.
     """
+    if queries_per_task < 1:
+        raise InvalidInputError(f"queries_per_task must be at least 1, got {queries_per_task}")
     if confidence_auroc is not None and not 0.5 < confidence_auroc < 1:
         raise InvalidInputError(f"confidence_auroc must lie strictly between 0.5 and 1, got {confidence_auroc!r}")
     rng = np.random.default_rng(seed)

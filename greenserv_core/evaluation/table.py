@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Collection
+import os
+import uuid
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,7 @@ import numpy as np
 from greenserv_core.errors import InvalidInputError, StateFileError
 from greenserv_core.evaluation.extras import bench_import
 
-__all__ = ["COLUMNS", "OPTIONAL_COLUMNS", "OutcomeTable", "read_table", "write_table"]
+__all__ = ["COLUMNS", "OPTIONAL_COLUMNS", "OutcomeTable", "check_table_suffix", "read_table", "write_table"]
 
 COLUMNS = (
     "query_id",
@@ -70,6 +72,9 @@ class OutcomeTable:
         if len(lengths) > 1:
             raise InvalidInputError("outcome table columns have different lengths")
         _check_within(self.columns["accuracy"], "accuracy", high=1.0, empty=False)
+        _check_within(self.columns["energy_joules"], "energy_joules", high=np.inf, empty=False)
+        _check_within(self.columns["latency_s"], "latency_s", high=np.inf, empty=False)
+        _check_unique(self.columns["query_id"], self.columns["model"])
         if "confidence" in self.columns:
             _check_within(self.columns["confidence"], "confidence", high=1.0, empty=True)
         if "confidence_joules" in self.columns:
@@ -138,6 +143,19 @@ def _check_within(values: list[Any], name: str, *, high: float, empty: bool) -> 
         raise InvalidInputError(f"{name} must lie in {span}{either}; row {row + 1} has {values[row]!r}")
 
 
+def _check_unique(queries: list[Any], models: list[Any]) -> None:
+    """One row per (query, model), or :class:`InvalidInputError` naming the first repeated row
+    and the row it repeats (a second row would silently replace the first)."""
+    seen: dict[tuple[Any, Any], int] = {}
+    for row, key in enumerate(zip(queries, models, strict=True)):
+        first = seen.setdefault(key, row)
+        if first != row:
+            raise InvalidInputError(
+                f"row {row + 1} repeats query_id {key[0]!r} with model {key[1]!r} (first in row {first + 1}); "
+                "a table has one row per (query, model)"
+            )
+
+
 @dataclass
 class Matrices:
     queries: list[str]
@@ -179,28 +197,62 @@ class Matrices:
 
 
 def write_table(table: OutcomeTable, path: str | Path) -> Path:
-    """Write ``.parquet`` (needs the ``bench`` extra) or ``.csv`` (RFC 4180, with a ``.meta.json`` sidecar)."""
+    """Write ``.parquet`` (needs the ``bench`` extra) or ``.csv`` (RFC 4180, with a ``.meta.json`` sidecar).
+
+    Each file is written to a temporary file in the same folder and renamed into place, the
+    CSV's sidecar before the table: an interrupted write leaves the old files (or none), never
+    half a table, and never a table that reads as real for want of its sidecar.
+    """
     path = Path(path)
+    check_table_suffix(path)
     meta = json.dumps(table.metadata, sort_keys=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".parquet":
         pa = bench_import("pyarrow")
         pq = bench_import("pyarrow.parquet")
         arrow = pa.table({name: table.columns[name] for name in table.column_names()})
-        path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(arrow.replace_schema_metadata({"greenserv": meta}), path)
-    elif path.suffix == ".csv":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            names = table.column_names()
-            writer.writerow(names)
-            writer.writerows(
-                zip(*(_csv_values(table.columns[name]) for name in names), strict=True)  # None: an empty field
-            )
-        Path(f"{path}.meta.json").write_text(meta, encoding="utf-8")
+        _write_atomically(
+            path, lambda temporary: pq.write_table(arrow.replace_schema_metadata({"greenserv": meta}), temporary)
+        )
     else:
-        raise InvalidInputError(f"outcome tables are .csv or .parquet, not {path.suffix!r}")
+
+        def write_csv(temporary: Path) -> None:
+            with open(temporary, "w", newline="", encoding="utf-8") as handle:
+                writer = csv.writer(handle)
+                names = table.column_names()
+                writer.writerow(names)
+                writer.writerows(
+                    zip(*(_csv_values(table.columns[name]) for name in names), strict=True)  # None: an empty field
+                )
+
+        _write_atomically(Path(f"{path}.meta.json"), lambda temporary: temporary.write_text(meta, encoding="utf-8"))
+        _write_atomically(path, write_csv)
     return path
+
+
+def check_table_suffix(path: str | Path, flag: str | None = None) -> Path:
+    """``path`` when it names a ``.csv`` or ``.parquet`` file; otherwise :class:`InvalidInputError`
+    (naming ``flag``, the command-line option, when given)."""
+    path = Path(path)
+    where = f"{flag} {path}: " if flag else ""
+    if path.suffix not in {".csv", ".parquet"}:
+        raise InvalidInputError(f"{where}outcome tables are .csv or .parquet, not {path.suffix!r}")
+    if path.is_dir():
+        raise InvalidInputError(f"{flag} {path} is a folder, not a table file" if flag else f"{path} is a folder")
+    return path
+
+
+def _write_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """``write`` a temporary file beside ``path``, then rename it to ``path`` (the temporary
+    file is removed if writing fails or is interrupted). The temporary file is created by
+    ``write`` itself, so it gets the permissions a plain write would."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def _csv_values(values: list[Any]) -> list[Any]:
@@ -231,9 +283,12 @@ def read_table(path: str | Path) -> OutcomeTable:
     if not isinstance(metadata, dict):
         raise InvalidInputError(f"{path}: its metadata must be a JSON object, got {type(metadata).__name__}")
     try:
-        return OutcomeTable(columns, metadata)
+        table = OutcomeTable(columns, metadata)
     except InvalidInputError as error:
         raise InvalidInputError(f"{path}: {error}") from error
+    if not len(table):
+        raise InvalidInputError(f"{path} holds no rows, only a header")
+    return table
 
 
 def _read_parquet(path: Path) -> tuple[dict[str, list[Any]], dict[str, Any]]:

@@ -246,7 +246,23 @@ class TaskClassifier:
 
     @classmethod
     def load(cls, path: str | Path) -> TaskClassifier:
-        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+        """The classifier :meth:`save` wrote to ``path``; :class:`StateFileError` names the file
+        when it is missing, a folder, not JSON or not a task classifier."""
+        path = Path(path)
+        if not path.is_file():
+            raise StateFileError(f"no task classifier file at {path}" + (" (it is a folder)" if path.is_dir() else ""))
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise StateFileError(f"{path} is not a saved task classifier (not JSON: {error})") from error
+        if not isinstance(data, dict):
+            raise StateFileError(f"{path} is not a saved task classifier (not a JSON object)")
+        try:
+            return cls.from_dict(data)
+        except StateFileError as error:
+            raise StateFileError(f"{path}: {error}") from error
+        except (KeyError, TypeError, ValueError) as error:
+            raise StateFileError(f"{path} is not a saved task classifier ({type(error).__name__}: {error})") from error
 
     @classmethod
     def bundled(cls) -> TaskClassifier:

@@ -1,0 +1,561 @@
+"""The command line refuses bad input up front, with a clear message, and loses no data."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from greenserv_core import cli
+from greenserv_core.errors import InvalidInputError
+from greenserv_core.evaluation import table as table_module
+from greenserv_core.evaluation.simulate import read_calibration, simulate_table
+from greenserv_core.evaluation.table import OutcomeTable, read_table, write_table
+from tests.test_cli import write_calibration
+
+CALIBRATION_FIELDS = [
+    "model",
+    "params_billion",
+    "task",
+    "observed_queries",
+    "accuracy",
+    "joules_per_token_p25",
+    "joules_per_token_median",
+    "joules_per_token_p75",
+    "max_new_tokens",
+    "mean_prompt_words",
+]
+
+
+@pytest.fixture
+def calibration(tmp_path: Path) -> Path:
+    return write_calibration(tmp_path / "cal.csv")
+
+
+@pytest.fixture
+def tiny(calibration: Path) -> OutcomeTable:
+    """A simulated table: 4 queries × 2 models, with confidence."""
+    return simulate_table(read_calibration(calibration), queries_per_task=4, confidence_auroc=0.8)
+
+
+@pytest.fixture
+def tiny_path(tmp_path: Path, tiny: OutcomeTable) -> Path:
+    return write_table(tiny, tmp_path / "tiny.csv")
+
+
+def refused(argv: list[str], capsys: pytest.CaptureFixture[str], *needles: str) -> str:
+    """Run the command line; it must fail with exit code 2 and an error naming each of ``needles``."""
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("greenserv: error: "), err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+def never(*args: Any, **kwargs: Any) -> Any:
+    raise AssertionError("the work ran before the input was checked")
+
+
+# --- A1: write_table is atomic ---------------------------------------------------------------
+
+
+def _interrupt_while_writing(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = [0]
+    original = table_module._csv_values
+
+    def values(column: list[Any]) -> list[Any]:
+        calls[0] += 1
+        if calls[0] > 3:  # part of the table is already written
+            raise KeyboardInterrupt
+        return original(column)
+
+    monkeypatch.setattr(table_module, "_csv_values", values)
+
+
+def test_an_interrupted_write_leaves_the_old_table(
+    tmp_path: Path, tiny: OutcomeTable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_table(tiny, tmp_path / "t.csv")
+    before = path.read_bytes()
+    _interrupt_while_writing(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        write_table(tiny, path)
+    assert path.read_bytes() == before
+    assert read_table(path).simulated
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []  # no temporary files left
+
+
+def test_an_interrupted_first_write_leaves_no_table(
+    tmp_path: Path, tiny: OutcomeTable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _interrupt_while_writing(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        write_table(tiny, tmp_path / "t.csv")
+    assert not (tmp_path / "t.csv").exists()  # never half a table that reads as a real one
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_the_sidecar_is_in_place_before_the_table(
+    tmp_path: Path, tiny: OutcomeTable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    renamed: list[str] = []
+    original = os.replace
+
+    def replace(source: Any, target: Any) -> None:
+        renamed.append(Path(target).name)
+        original(source, target)
+
+    monkeypatch.setattr(table_module.os, "replace", replace)
+    write_table(tiny, tmp_path / "t.csv")
+    assert renamed == ["t.csv.meta.json", "t.csv"]
+
+
+# --- A2, A3, A4: collect and verify check their options before any model loads ------------------
+
+
+@pytest.mark.parametrize("command", ["collect", "verify"])
+def test_collect_and_verify_check_the_out_suffix_first(
+    command: str, tmp_path: Path, tiny_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from greenserv_core.models import bundled
+
+    monkeypatch.setattr(bundled, "bundled_pool", never)
+    out = str(tmp_path / "x.txt")
+    argv = ["bench", command, "--out", out] + (["--table", str(tiny_path)] if command == "verify" else [])
+    refused(argv, capsys, "--out", ".csv or .parquet", "'.txt'")
+
+
+def test_verify_refuses_to_overwrite_its_table(
+    tiny_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from greenserv_core.evaluation import verify
+    from greenserv_core.models import bundled
+
+    monkeypatch.setattr(bundled, "bundled_pool", never)
+    monkeypatch.setattr(verify, "verify_table", never)
+    before = tiny_path.read_bytes()
+    same = str(tiny_path.parent / "." / tiny_path.name)  # the same file, spelt otherwise
+    refused(["bench", "verify", "--table", str(tiny_path), "--out", same], capsys, "--out", "--table")
+    assert tiny_path.read_bytes() == before
+
+
+@pytest.mark.parametrize("models", ["", " , "])
+def test_collect_refuses_an_empty_list_of_models(
+    models: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from greenserv_core.evaluation import collect
+    from greenserv_core.models import bundled
+
+    monkeypatch.setattr(bundled, "bundled_pool", never)
+    monkeypatch.setattr(collect, "collect", never)
+    refused(["bench", "collect", "--out", str(tmp_path / "t.csv"), "--models", models], capsys, "--models")
+
+
+# --- A5: read_table refuses impossible energy and latency, and repeated rows ----------------------
+
+
+def _rewrite(path: Path, row: int, column: str, value: str) -> None:
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    rows[row][rows[0].index(column)] = value
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows(rows)
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [("energy_joules", "nan"), ("energy_joules", "-3"), ("latency_s", "nan"), ("latency_s", "-0.5")],
+)
+def test_read_table_refuses_impossible_energy_and_latency(tiny_path: Path, column: str, value: str) -> None:
+    _rewrite(tiny_path, 3, column, value)
+    with pytest.raises(InvalidInputError, match=rf"{column} must lie in \[0, ∞\); row 3 has"):
+        read_table(tiny_path)
+
+
+def test_read_table_keeps_zero_energy(tiny_path: Path) -> None:
+    _rewrite(tiny_path, 3, "energy_joules", "0")
+    assert read_table(tiny_path).columns["energy_joules"][2] == 0.0
+
+
+def test_read_table_refuses_a_repeated_query_and_model(tiny_path: Path) -> None:
+    with open(tiny_path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    rows.append(rows[2])
+    with open(tiny_path, "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows(rows)
+    with pytest.raises(InvalidInputError, match=r"row 9 repeats query_id .* \(first in row 2\)"):
+        read_table(tiny_path)
+
+
+def test_read_table_refuses_a_header_only_table(tiny_path: Path) -> None:
+    tiny_path.write_text(tiny_path.read_text(encoding="utf-8").splitlines()[0] + "\n", encoding="utf-8")
+    with pytest.raises(InvalidInputError, match="no rows"):
+        read_table(tiny_path)
+
+
+# --- A6: replicas' store and limit ----------------------------------------------------------------
+
+
+def test_replicas_refuse_an_existing_store_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from greenserv_core.evaluation import replicas
+
+    monkeypatch.setattr(replicas, "run_setup", never)
+    store = tmp_path / "store"
+    store.write_bytes(b"earlier statistics")
+    argv = ["bench", "replicas", "--table", "t.csv", "--store", f"file:{store}"]
+    refused(argv, capsys, "--store", "already exists")
+    assert store.read_bytes() == b"earlier statistics"
+
+
+@pytest.mark.parametrize(("option", "value"), [("--store", "bogus"), ("--store", "file:"), ("--limit", "0")])
+def test_replicas_refuse_bad_options_up_front(
+    option: str, value: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from greenserv_core.evaluation import replicas
+
+    monkeypatch.setattr(replicas, "run_setup", never)
+    argv = ["bench", "replicas", "--table", "t.csv", "--store", f"file:{tmp_path / 's'}", option, value]
+    refused(argv, capsys, option)
+
+
+def test_every_shared_replicas_run_starts_from_an_empty_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from greenserv_core.evaluation import replicas
+
+    store = tmp_path / "store"
+    found: list[bool] = []
+
+    def fake_setup(table: str, *, setup: str, replicas: int, seed: int, **options: Any) -> dict[str, Any]:
+        if setup == "shared":
+            found.append(store.exists())
+            store.write_bytes(b"learned")  # what the replicas share
+        return {"setup": setup, "replicas": replicas, "regret": 1.0, "decisions_per_s": 1.0}
+
+    monkeypatch.setattr(replicas, "run_setup", fake_setup)
+    replicas.run_replicas("t.csv", store=f"file:{store}", replicas=[2, 3], runs=2)
+    assert found == [False] * 4
+
+
+# --- A7: calibration files ------------------------------------------------------------------------
+
+
+def _calibration(tmp_path: Path, **changes: str) -> Path:
+    row = {
+        "model": "small",
+        "params_billion": "1",
+        "task": "winogrande",
+        "observed_queries": "100",
+        "accuracy": "0.5",
+        "joules_per_token_p25": "0.05",
+        "joules_per_token_median": "0.06",
+        "joules_per_token_p75": "0.07",
+        "max_new_tokens": "1",
+        "mean_prompt_words": "35",
+    }
+    row.update(changes)
+    path = tmp_path / "bad_cal.csv"
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, CALIBRATION_FIELDS)
+        writer.writeheader()
+        writer.writerow(row)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"accuracy": "1.7"}, r"row 1, column 'accuracy' must lie in \[0, 1\]"),
+        ({"accuracy": "-0.1"}, r"row 1, column 'accuracy' must lie in \[0, 1\]"),
+        ({"accuracy": "nan"}, r"row 1, column 'accuracy' must lie in \[0, 1\]"),
+        ({"accuracy": "abc"}, r"row 1, column 'accuracy': 'abc' is not a number"),
+        ({"joules_per_token_p25": "-1"}, r"row 1, column 'joules_per_token_p25' must be a positive number"),
+        ({"joules_per_token_median": "0"}, r"row 1, column 'joules_per_token_median' must be a positive number"),
+        ({"joules_per_token_p75": "nan"}, r"row 1, column 'joules_per_token_p75' must be a positive number"),
+        ({"joules_per_token_p25": "0.09"}, r"row 1: joules per token must be ordered"),
+        ({"max_new_tokens": "0"}, r"row 1, column 'max_new_tokens' must be a whole number of at least 1"),
+    ],
+)
+def test_read_calibration_refuses_impossible_figures(tmp_path: Path, changes: dict[str, str], message: str) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        read_calibration(_calibration(tmp_path, **changes))
+
+
+def test_read_calibration_refuses_unreadable_files(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError, match="no calibration file at"):
+        read_calibration(tmp_path / "missing.csv")
+    with pytest.raises(InvalidInputError, match="is a folder"):
+        read_calibration(tmp_path)
+    binary = tmp_path / "binary.csv"
+    binary.write_bytes(b"\xff\xfe\x00\x81 not text")
+    with pytest.raises(InvalidInputError, match="not a CSV file"):
+        read_calibration(binary)
+    short = tmp_path / "short.csv"
+    short.write_text("model,task,accuracy\nsmall,winogrande,0.5\n", encoding="utf-8")
+    with pytest.raises(InvalidInputError, match=r"lacks the calibration columns \['joules_per_token_p25'"):
+        read_calibration(short)
+
+
+def test_read_calibration_refuses_a_repeated_model_and_task(calibration: Path) -> None:
+    with open(calibration, encoding="utf-8") as handle:
+        lines = handle.read().splitlines()
+    calibration.write_text("\n".join([*lines, lines[1]]) + "\n", encoding="utf-8")
+    with pytest.raises(InvalidInputError, match="row 3 repeats model 'small' on task 'winogrande'"):
+        read_calibration(calibration)
+
+
+def test_bench_simulate_reports_a_bad_calibration(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _calibration(tmp_path, joules_per_token_median="x")
+    refused(["bench", "simulate", "--calibration", str(path), "--out", str(tmp_path / "t.csv")], capsys, str(path))
+
+
+# --- B, C, D, E: nonsense numbers, ignored options and tracebacks, refused before the work --------
+
+MISSING = "no-such-table.csv"  # a check that came after reading the table would report this instead
+SIMULATE = ["bench", "simulate", "--calibration", MISSING, "--out", "t.csv"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        # 8: no runs
+        (["bench", "replay", "--table", MISSING, "--runs", "0"], "--runs"),
+        (["bench", "sweep", "--table", MISSING, "--runs", "0"], "--runs"),
+        (["bench", "budget", "--table", MISSING, "--runs", "0"], "--runs"),
+        (["bench", "replay", "--table", MISSING, "--feedback-rate", "nan"], "--feedback-rate"),
+        (["bench", "replay", "--table", MISSING, "--per-task", "0"], "--per-task"),
+        # 9, 19: cascade-replay
+        (["bench", "cascade-replay", "--table", MISSING, "--feedback-rate", "1.5"], "--feedback-rate"),
+        (["bench", "cascade-replay", "--table", MISSING, "--feedback-rate", "nan"], "--feedback-rate"),
+        (["bench", "cascade-replay", "--table", MISSING, "--tradeoffs", "0.4,abc"], "--tradeoffs"),
+        (["bench", "cascade-replay", "--table", MISSING, "--tradeoffs", ""], "--tradeoffs"),
+        (["bench", "cascade-replay", "--table", MISSING, "--runs", "0"], "--runs"),
+        # 10, 11: the fake-model benchmarks
+        (["bench", "replay-speed", "--calibration", MISSING, "--queries", "0"], "--queries"),
+        (["bench", "synthetic-world", "--steps", "0"], "--steps"),
+        (["bench", "synthetic-world", "--last", "0"], "--last"),
+        (["bench", "synthetic-world", "--steps", "100", "--last", "500"], "--last"),
+        (["bench", "synthetic-world", "--sparse-feedback", "1.5"], "--sparse-feedback"),
+        (["bench", "synthetic-world", "--sparse-feedback", "nan"], "--sparse-feedback"),
+        # 13: a --param for a strategy that does not run
+        (["bench", "replay", "--table", MISSING, "--strategies", "linucb", "--param", "thompson.v=2"], "--param"),
+        (["bench", "sweep", "--table", MISSING, "--strategies", "linucb", "--param", "epsilon.e=0.1"], "--param"),
+        # 15, 16, 18, 28: budget options
+        (["bench", "budget", "--table", MISSING, "--fractions", "0.5", "--joules-per-query", "10"], "not both"),
+        (["bench", "budget", "--table", MISSING, "--joules-per-query", "-10"], "--joules-per-query"),
+        (["bench", "budget", "--table", MISSING, "--strategy", "linucb,thompson"], "--strategy"),
+        (["bench", "budget", "--table", MISSING, "--arrival-rate", "2"], "--arrival-rate"),
+        (["bench", "budget", "--table", MISSING, "--window", "1h", "--arrival-rate", "0"], "--arrival-rate"),
+        (["bench", "budget", "--table", MISSING, "--window", "1h", "--arrival-rate", "nan"], "--arrival-rate"),
+        (["bench", "budget", "--table", MISSING, "--window", "1h"], "--arrival-rate"),
+        (
+            ["bench", "budget", "--table", MISSING, "--window", "1h", "--arrival-rate", "1", "--window-queries", "9"],
+            "--window-queries",
+        ),
+        (["bench", "replicas", "--table", MISSING, "--store", "file:s", "--interval", "0"], "--interval"),
+        (["bench", "replay", "--table", MISSING, "--arrival-rate", "2"], "--arrival-rate"),
+        (["bench", "replay", "--table", MISSING, "--budget", "50J/query", "--arrival-rate", "2"], "--arrival-rate"),
+        (["bench", "replay", "--table", MISSING, "--budget", "2Wh/h", "--arrival-rate", "-1"], "--arrival-rate"),
+        # 22, 23: overhead, local-models and the classifier benchmark
+        (["bench", "overhead", "--queries", "0"], "--queries"),
+        (["bench", "overhead", "--queries", "-3", "--save-prompts", "p.jsonl"], "--queries"),
+        (["bench", "overhead", "--device", "gpu"], "--device"),
+        (["bench", "local-models", "--queries", "0"], "--queries"),
+        (["bench", "classifier", "--per-source", "0"], "--per-source"),
+        (["bench", "classifier", "--per-label", "0"], "--per-label"),
+        (["bench", "classifier", "--classifier", "no-such-classifier.json"], "no-such-classifier.json"),
+        # 12: simulate
+        (
+            ["bench", "simulate", "--calibration", MISSING, "--out", "t.csv", "--queries-per-task", "0"],
+            "--queries-per-task",
+        ),
+        (
+            ["bench", "simulate", "--calibration", MISSING, "--out", "t.csv", "--queries-per-task", "-2"],
+            "--queries-per-task",
+        ),
+        (
+            ["bench", "simulate", "--calibration", MISSING, "--out", "t.csv", "--confidence-auroc", "2"],
+            "--confidence-auroc",
+        ),
+    ],
+)
+def test_nonsense_options_are_refused_up_front(
+    argv: list[str], needle: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from greenserv_core.evaluation import overhead, replay_speed, synthetic_world, task_generalisation
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(synthetic_world, "run_synthetic_world", never)
+    monkeypatch.setattr(replay_speed, "run_replay_speed", never)
+    monkeypatch.setattr(overhead, "run_overhead", never)
+    monkeypatch.setattr(overhead, "overhead_prompts", never)
+    monkeypatch.setattr(task_generalisation, "evaluate_generalisation", never)
+    refused(argv, capsys, needle)
+
+
+def test_overhead_says_when_cuda_is_not_there(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    from greenserv_core.evaluation import overhead
+
+    monkeypatch.setattr(overhead, "run_overhead", never)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    refused(["bench", "overhead", "--device", "cuda"], capsys, "--device cuda is not available", "--device cpu")
+
+
+def test_overhead_refuses_a_folder_to_save_prompts_in(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from greenserv_core.evaluation import overhead
+
+    monkeypatch.setattr(overhead, "overhead_prompts", never)
+    refused(
+        ["bench", "overhead", "--queries", "3", "--save-prompts", str(tmp_path)], capsys, "--save-prompts", "folder"
+    )
+
+
+def test_a_missing_prompts_file_is_named(tmp_path: Path) -> None:
+    from greenserv_core.evaluation.prompt_files import read_prompts
+
+    with pytest.raises(InvalidInputError, match="no prompts file at"):
+        read_prompts(tmp_path / "missing.jsonl")
+    with pytest.raises(InvalidInputError, match="is a folder"):
+        read_prompts(tmp_path)
+
+
+def test_a_bad_classifier_file_is_named(tmp_path: Path) -> None:
+    from greenserv_core.errors import StateFileError
+    from greenserv_core.features.task_classifier import TaskClassifier
+
+    with pytest.raises(StateFileError, match="no task classifier file at"):
+        TaskClassifier.load(tmp_path / "missing.json")
+    with pytest.raises(StateFileError, match="folder"):
+        TaskClassifier.load(tmp_path)
+    for text, message in [("not json", "not JSON"), ("[1, 2]", "not a JSON object"), ("{}", "format/version")]:
+        path = tmp_path / "bad.json"
+        path.write_text(text, encoding="utf-8")
+        with pytest.raises(StateFileError, match=message):
+            TaskClassifier.load(path)
+
+
+def test_replay_refuses_no_runs(tiny: OutcomeTable) -> None:
+    from greenserv_core.evaluation.replay import replay
+
+    with pytest.raises(InvalidInputError, match="runs must be at least 1"):
+        replay(tiny, ["random"], runs=0)
+
+
+def test_cascade_replay_refuses_a_feedback_rate_outside_zero_to_one(tiny: OutcomeTable) -> None:
+    from greenserv_core.evaluation.cascade_replay import replay_cascades
+
+    for rate in (1.5, -0.1, float("nan")):
+        with pytest.raises(InvalidInputError, match="feedback_rate must be in"):
+            replay_cascades(tiny, feedback_rate=rate)
+
+
+def test_simulate_refuses_no_queries(calibration: Path) -> None:
+    with pytest.raises(InvalidInputError, match="queries_per_task must be at least 1"):
+        simulate_table(read_calibration(calibration), queries_per_task=0)
+
+
+# --- 21, 25: output paths are checked before the work -----------------------------------------------
+
+
+def test_simulate_refuses_a_folder_or_an_unwritable_out(
+    tmp_path: Path, calibration: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "folder.csv"
+    folder.mkdir()
+    argv = ["bench", "simulate", "--calibration", str(calibration), "--queries-per-task", "2", "--out"]
+    refused([*argv, str(folder)], capsys, "--out", "folder")
+    blocked = tmp_path / "a-file"
+    blocked.write_text("", encoding="utf-8")
+    refused([*argv, str(blocked / "t.csv")], capsys, "--out", "cannot write")
+
+
+@pytest.mark.parametrize("command", ["replay", "sweep", "budget"])
+def test_json_and_plot_paths_are_checked_before_the_replay(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["bench", command, "--table", MISSING]
+    refused([*argv, "--json", str(tmp_path)], capsys, "--json", "folder")
+    refused([*argv, "--plot", str(tmp_path)], capsys, "--plot", "folder")
+    refused([*argv, "--plot", str(tmp_path / "plot.txt")], capsys, "--plot", ".txt")
+
+
+def test_cascades_check_the_json_path_first(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    refused(["bench", "cascades", "--table", MISSING, "--json", str(tmp_path)], capsys, "--json", "folder")
+    refused(["bench", "cascade-replay", "--table", MISSING, "--json", str(tmp_path)], capsys, "--json", "folder")
+
+
+def test_a_plot_without_a_suffix_reports_the_file_it_wrote(tmp_path: Path) -> None:
+    from greenserv_core.evaluation.plots import _pyplot, _save
+
+    plt = _pyplot()
+    figure, axes = plt.subplots()
+    axes.plot([0, 1], [0, 1])
+    path = _save(plt, figure, tmp_path / "out" / "noext")
+    assert path == tmp_path / "out" / "noext.png"
+    assert path.exists()
+
+
+# --- 14, 26, 27: chat and demo -------------------------------------------------------------------
+
+
+def test_chat_and_demo_check_their_options_before_loading_models(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from greenserv_core.models import pool
+
+    monkeypatch.setattr(pool, "build_backends", never)
+    refused(["chat", "--state", str(tmp_path)], capsys, "--state", "folder")
+    refused(["chat", "--max-new-tokens", "0"], capsys, "--max-new-tokens")
+    refused(["demo", "--plot", str(tmp_path)], capsys, "--plot", "folder")
+    refused(["demo", "--queries", "0"], capsys, "--queries")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["chat"],
+        ["demo"],
+        ["bench", "collect", "--out", "t.csv"],
+        ["bench", "verify", "--table", "t.csv", "--out", "o.csv"],
+    ],
+)
+def test_meter_names_are_checked_as_the_command_line_is_read(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([*command, "--meter", "bogus"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "--meter" in err and "cpu-estimate" in err
+
+
+def test_a_loaded_chat_state_keeps_its_strategy(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from greenserv_core.cli.chat import _keep_saved_settings, build_chat_parser
+
+    router: Any = SimpleNamespace(strategy="linucb", tradeoff=0.4, energy_budget=None)
+    state = tmp_path / "state.json"
+
+    def args(*argv: str) -> Any:
+        return build_chat_parser().parse_args(list(argv))
+
+    _keep_saved_settings(router, args(), state)  # nothing asked: the saved settings stay
+    assert (router.strategy, router.tradeoff) == ("linucb", 0.4)
+    _keep_saved_settings(router, args("--strategy", "linucb", "--tradeoff", "0.7"), state)
+    assert router.tradeoff == 0.7  # an explicit λ applies to the answers to come
+    with pytest.raises(InvalidInputError, match=r"saved with the strategy linucb.*--strategy"):
+        _keep_saved_settings(router, args("--strategy", "thompson"), state)
+    router.energy_budget = object()
+    with pytest.raises(InvalidInputError, match="--tradeoff"):
+        _keep_saved_settings(router, args("--tradeoff", "0.1"), state)
