@@ -2,7 +2,9 @@
 
 An ``AIMessage`` that called tools keeps its calls as Hermes ``<tool_call>`` blocks after its
 text, and a ``ToolMessage`` becomes a ``tool`` turn wrapped in ``<tool_response>``: the format
-the tool prompt teaches, so a model sees its own earlier calls and their results.
+the tool prompt teaches, so a model sees its own earlier calls and their results. The results
+follow in the order of the calls they answer (by ``tool_call_id``), as a model and a server
+that pairs them by position read them.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from langchain_core.messages import AIMessage, BaseMessage, ChatMessage, HumanMe
 
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.messages import VALID_ROLES, Message
-from greenserv_core.tools import tool_result_turn, with_tool_calls
+from greenserv_core.tools import in_call_order, tool_result_turn, with_tool_calls
 
 __all__ = ["to_greenserv_messages"]
 
@@ -49,8 +51,16 @@ def to_greenserv_messages(messages: Sequence[BaseMessage]) -> list[Message]:
     '<tool_response>\\n21 °C\\n</tool_response>'
     """
     out: list[Message] = []
+    ids: list[list[str] | str | None] = []
     for index, message in enumerate(messages):
         content = _text(message) if not isinstance(message, AIMessage) else _with_calls(message)
+        ids.append(
+            [str(c.get("id")) for c in message.tool_calls]
+            if isinstance(message, AIMessage)
+            else message.tool_call_id
+            if isinstance(message, ToolMessage)
+            else None
+        )
         if isinstance(message, SystemMessage):
             role = "system"
         elif isinstance(message, HumanMessage):
@@ -69,4 +79,4 @@ def to_greenserv_messages(messages: Sequence[BaseMessage]) -> list[Message]:
                 "system, human, AI and tool messages"
             )
         out.append({"role": role, "content": content})
-    return out
+    return in_call_order(out, ids)  # results in the order of the calls they answer

@@ -61,7 +61,7 @@ from greenserv_core.budget import check_max_joules
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.messages import Message
 from greenserv_core.router import FeedbackRecord, GreenServRouter, RoutedGeneration
-from greenserv_core.tools import tool_result_turn, with_tool_calls
+from greenserv_core.tools import in_call_order, tool_result_turn, with_tool_calls
 
 __all__ = ["GreenServLLM", "decision_id_of"]
 
@@ -90,6 +90,7 @@ def to_greenserv_messages(messages: Sequence[ChatMessage]) -> list[Message]:
     '<tool_response>\\n42\\n</tool_response>'
     """
     out: list[Message] = []
+    ids: list[list[str] | str | None] = []
     for index, message in enumerate(messages):
         role = _ROLES.get(message.role)
         if role is None:
@@ -101,7 +102,24 @@ def to_greenserv_messages(messages: Sequence[ChatMessage]) -> list[Message]:
         if role == "tool":
             content = tool_result_turn(content)
         out.append({"role": role, "content": with_tool_calls(content, _history_calls(message, index))})
-    return out
+        ids.append(_call_ids(message) if role == "assistant" else _answered_id(message) if role == "tool" else None)
+    return in_call_order(out, ids)  # results in the order of the calls they answer
+
+
+def _call_ids(message: ChatMessage) -> list[str]:
+    """The ids of an assistant turn's tool calls, in order (empty where they have none)."""
+    calls = message.additional_kwargs.get("tool_calls") or []
+    if calls:
+        found = [c.get("id") if isinstance(c, dict) else getattr(c, "id", None) for c in calls]
+    else:
+        found = [b.tool_call_id for b in message.blocks if isinstance(b, ToolCallBlock)]
+    return [str(i) for i in found if i is not None]
+
+
+def _answered_id(message: ChatMessage) -> str | None:
+    """The id of the call a tool turn answers (LlamaIndex keeps it in ``additional_kwargs``)."""
+    given = message.additional_kwargs.get("tool_call_id")
+    return None if given is None else str(given)
 
 
 def _history_calls(message: ChatMessage, index: int) -> list[tuple[str, dict[str, Any]]]:

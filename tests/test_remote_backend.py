@@ -197,6 +197,14 @@ def test_an_error_body_with_status_200_fails_the_answer_with_the_servers_words()
         remote.generate(ASK, SETTINGS)
 
 
+def test_an_error_field_that_is_null_is_no_error() -> None:
+    stream = sse({"choices": [{"delta": {"content": "Hello"}}], "error": None}, {"choices": [], "error": None})
+    result = list(backend(lambda request: stream).stream(ASK, SETTINGS))[-1].result
+    assert result is not None and result.text == "Hello"
+    body = {"choices": [{"message": {"content": "4"}}], "error": None}
+    assert backend(lambda request: httpx.Response(200, json=body)).generate(ASK, SETTINGS).text == "4"
+
+
 def test_a_streamed_error_before_the_first_piece_fails_over() -> None:
     remote = backend(lambda request: raw_sse(VLLM_ERROR, "data: [DONE]"), name="remote")
     healthy = FakeBackend("healthy", joules_per_token=50.0)
@@ -263,7 +271,11 @@ def test_a_filtered_or_refused_answer_says_so() -> None:
     refused = {"choices": [{"message": {"content": None, "refusal": "I can't help with that."}}]}
     result = backend(lambda request: httpx.Response(200, json=refused)).generate(ASK, SETTINGS)
     assert (result.text, result.finish_reason) == ("I can't help with that.", "refusal")
-    stream = sse({"choices": [{"delta": {"refusal": "I can't"}}]}, {"choices": [{"delta": {"refusal": " help."}}]})
+    stream = sse(
+        {"choices": [{"delta": {"refusal": "I can't"}}]},
+        {"choices": [{"delta": {"refusal": " help."}}]},
+        {"choices": [{"delta": {}, "finish_reason": "stop"}]},  # as OpenAI ends it
+    )
     result = list(backend(lambda request: stream).stream(ASK, SETTINGS))[-1].result
     assert result is not None and (result.text, result.finish_reason) == ("I can't help.", "refusal")
 
@@ -310,6 +322,9 @@ def test_a_tool_conversation_is_sent_in_openais_shape() -> None:
     assert [(m["tool_call_id"], m["content"]) for m in sent[2:]] == [(calls[0]["id"], "5"), (calls[1]["id"], "2")]
     backend(handler).generate(history, SETTINGS)  # a server without tools gets the turns as they are
     assert bodies[1]["messages"] == history
+    orphan: list[Message] = [{"role": "user", "content": "Go on."}, {"role": "tool", "content": tool_result_turn("7")}]
+    backend(handler, capabilities=frozenset({"chat_template", "tools"})).generate(orphan, SETTINGS)
+    assert bodies[2]["messages"][1] == {"role": "user", "content": "Tool result:\n7"}  # no call to answer
 
 
 def test_tool_calls_come_back_as_markup_the_router_parses() -> None:

@@ -251,21 +251,42 @@ def test_a_replica_restarted_from_its_saved_state_counts_nothing_twice(store: St
     assert again.router.statistics().allclose(expected)
 
 
-def test_a_store_emptied_since_the_last_sync_is_given_everything_again(
+def test_a_store_emptied_since_the_last_sync_is_said_and_counted_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    replica = SharedLearning(make_router(), FileStore(tmp_path / "shared.stats"))
-    serve(replica.router, traffic(20, seed=3))
-    replica.sync()
-    expected = replica.router.statistics()
+    replicas = [SharedLearning(make_router(seed=i), FileStore(tmp_path / "shared.stats")) for i in range(2)]
+    for i, replica in enumerate(replicas):
+        serve(replica.router, traffic(20, seed=3 + i))
+        replica.sync()
+    replicas[0].sync()
     (tmp_path / "shared.stats").unlink()  # e.g. a Redis server restarted without persistence
     with caplog.at_level("WARNING", logger="greenserv"):
-        replica.sync()
-    assert "emptied or replaced" in caplog.text
-    assert replica.router.statistics().allclose(expected)
-    fresh = SharedLearning(make_router(seed=5), FileStore(tmp_path / "shared.stats"))
-    fresh.sync()
-    assert fresh.router.statistics().allclose(expected)
+        for replica in replicas:
+            replica.sync()
+    assert caplog.text.count("emptied or replaced") == 2
+    # each adopts the store as it is: what was learned before is lost, and nothing is counted twice
+    store = FileStore(tmp_path / "shared.stats").read()
+    assert store.sums["sync/pushes"][0] == 2.0
+    assert all(replica.router.policy_.t_ == 0 for replica in replicas)
+    assert replicas[0].router.statistics().allclose(replicas[1].router.statistics())
+
+
+def test_wrappers_of_one_router_and_a_save_between_syncs_count_nothing_twice(tmp_path: Path) -> None:
+    store = InMemoryStore()
+    router = make_router()
+    first, second = SharedLearning(router, store), SharedLearning(router, store)
+    serve(router, traffic(10, seed=3))
+    first.sync()
+    serve(router, traffic(10, seed=4))
+    first.sync()  # the second wrapper's base is now stale, unless it reads the router's
+    second.sync()
+    assert store.read().sums["tallies/small"][0] + store.read().sums["tallies/org%2Flarge"][0] == 20
+    serve(router, traffic(10, seed=5))
+    first.save(tmp_path / "router.json")  # syncs, then saves
+    pool = [FakeBackend("small", joules_per_token=1.0), FakeBackend("org/large", joules_per_token=9.0)]
+    loaded = GreenServRouter.load(tmp_path / "router.json", pool, features=make_hashing_extractor(n_clusters=1))
+    SharedLearning(loaded, store).sync()
+    assert loaded.policy_.t_ == 30 and router.policy_.t_ == 30
 
 
 def test_a_sync_loses_no_clustering_learned_while_it_runs() -> None:

@@ -287,8 +287,8 @@ class AdapterCore:
                 strategy=self.strategy,
                 embedder=getattr(self, "embedder", None),
                 tradeoff=self.tradeoff_in_force,
-                seed=self.seed,
-                max_latency_s=self.max_latency_s,
+                seed=self.seed,  # the policy's draws; a call's own seed is sent with it
+                max_latency_s=self.max_latency_s,  # defaults: each call sends its own, if it has one
                 energy_budget=getattr(self, "energy_budget", None),
                 max_joules=getattr(self, "max_joules", None),
                 cascades=getattr(self, "cascades", None) or (),
@@ -302,18 +302,17 @@ class AdapterCore:
     @property
     def _building_key(self) -> Hashable:
         """What the router this adapter builds depends on: copies with the same key share one.
-        λ is not part of it, since every call sends its own (:attr:`call_tradeoff`), except
-        beside an energy budget, whose starting λ it is."""
+        The options every call sends are not part of it (``max_joules``, ``max_latency_s``,
+        ``seed``, λ: :attr:`call_tradeoff`), so configuring them per call keeps one router (built
+        with the first copy's as its defaults, which a copy that sets none gets); λ is, beside
+        an energy budget, whose starting λ it is."""
         budget = getattr(self, "energy_budget", None)
         return (
             None if self.models is None else tuple(m if isinstance(m, str) else id(m) for m in self.models),
             self.meter,
             self.strategy,
             getattr(self, "embedder", None),
-            self.seed,
-            self.max_latency_s,
             budget,
-            getattr(self, "max_joules", None),
             tuple(tuple(pair) for pair in getattr(self, "cascades", None) or ()),
             getattr(self, "cascade_signal", None),
             None if budget is None else self.tradeoff_in_force,

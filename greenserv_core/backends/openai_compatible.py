@@ -105,8 +105,8 @@ class _ServerError(Exception):
     def of(cls, payload: object) -> _ServerError | None:
         """The error an OpenAI-style ``{"error": {"message": ..., "code": ...}}`` object
         reports (``None`` when it reports none, or also carries ``choices``)."""
-        if not isinstance(payload, dict) or "error" not in payload or payload.get("choices"):
-            return None
+        if not isinstance(payload, dict) or not payload.get("error") or payload.get("choices"):
+            return None  # {"error": null} beside an answer is no error
         error = payload["error"]
         if isinstance(error, dict):
             code = error.get("code")
@@ -339,7 +339,8 @@ class OpenAICompatibleBackend:
                     if logprobs is not None and (delta.get("content") or choice.get("logprobs")):
                         piece = _token_logprobs(choice, chunk=True)
                         logprobs = None if piece is None else [*logprobs, *piece]  # one bad chunk spoils them all
-                    finish = choice.get("finish_reason") or finish
+                    if finish != "refusal":  # OpenAI ends a refusal's stream with "stop"
+                        finish = choice.get("finish_reason") or finish
         except _ServerError as error:
             raise self._unavailable(error, f"reported an error after {len(''.join(pieces))} characters") from error
         except httpx.HTTPError as error:
@@ -568,8 +569,9 @@ class OpenAICompatibleBackend:
 def _openai_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
     """The conversation in the shape of OpenAI's API for a server that takes tools: an
     assistant turn's Hermes calls become its ``tool_calls`` (ids made here, one per call),
-    and each ``tool`` turn that follows answers the next of them by ``tool_call_id``, with
-    the result unwrapped. OpenAI refuses a ``tool`` turn without one, and vLLM's templates
+    and each ``tool`` turn that follows answers the next of them by ``tool_call_id`` (the
+    adapters put the results in the calls' order), with the result unwrapped; a ``tool`` turn
+    with no call left to answer becomes a user turn. OpenAI refuses a ``tool`` turn without one, and vLLM's templates
     render the calls in their own model's format.
 
     >>> from greenserv_core.tools import tool_result_turn, with_tool_calls
@@ -598,10 +600,11 @@ def _openai_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
                 waiting = ids
                 continue
         if message["role"] == "tool":
-            entry: dict[str, Any] = {"role": "tool", "content": tool_result_text(message["content"])}
+            result = tool_result_text(message["content"])
             if waiting:
-                entry["tool_call_id"] = waiting.pop(0)
-            out.append(entry)
+                out.append({"role": "tool", "tool_call_id": waiting.pop(0), "content": result})
+            else:  # no call left to answer (say, its turn was trimmed away): OpenAI refuses a tool turn then
+                out.append({"role": "user", "content": f"Tool result:\n{result}"})
             continue
         out.append(dict(message))
     return out

@@ -37,6 +37,7 @@ import hashlib
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,61 +138,79 @@ class SharedLearning:
         self.store = store
         self.interval_s = float(interval_s)
         self.identity = store_identity(store)
-        remembered = router.sync_base(self.identity) if isinstance(router, RemembersSyncBase) else None
-        self.base_ = remembered if remembered is not None else Statistics()
+        self.base_ = self._remembered_base() or Statistics()
         self.syncs_ = 0
         self.errors_ = 0
         self.last_sync_: SyncReport | None = None
-        self._sync_lock = threading.Lock()
+        self._sync_lock = _sync_lock(router, self.identity)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    def _remembered_base(self) -> Statistics | None:
+        """What the router adopted from this store at its last sync, by any wrapper (``None``
+        for a router that does not keep it, or never synced with this store)."""
+        return self.router.sync_base(self.identity) if isinstance(self.router, RemembersSyncBase) else None
 
     def sync(self) -> SyncReport:
         """Push what this replica learned since the last sync; adopt the merged total."""
         with self._sync_lock:
-            started = time.perf_counter()
-            local = self.router.statistics()
-            delta = local.minus(self.base_)
-            delta.sums[_SYNCS] = np.array([1.0])
-            merged = self.store.merge(delta)
-            seen_before = float(self.base_.sums.get(_SYNCS, np.zeros(1))[0])
-            if float(merged.sums[_SYNCS][0]) < seen_before + 1.0:  # emptied or replaced since our last sync
-                logger.warning(
-                    "the shared store %s holds fewer syncs (%d) than this replica saw (%d): it was emptied or "
-                    "replaced; this replica pushes all it holds again",
-                    self.identity,
-                    round(float(merged.sums[_SYNCS][0])),
-                    round(seen_before),
-                )
-                kept = Statistics(
-                    sums={k: v for k, v in self.base_.sums.items() if k != _SYNCS},
-                    minima=dict(self.base_.minima),
-                    maxima=dict(self.base_.maxima),
-                )
-                merged = self.store.merge(kept)
-                seen_before = float(merged.sums[_SYNCS][0]) - 1.0
-            # what was learned while the store was contacted is kept on top of the total
-            total = merged
+            return self._sync()
 
-            def adopt(now: Statistics) -> Statistics:
-                return total.plus(now.minus(local))
+    def save(self, path: str | Path) -> SyncReport:
+        """Sync, then save the router (``router.save(path)``) before any other sync can start:
+        a replica restarted from that file pushes only what it learns afterwards. A router
+        saved on its own between syncs holds answers that its next sync pushes, and a restart
+        from that file pushes them again."""
+        save = getattr(self.router, "save", None)
+        if not callable(save):
+            raise InvalidInputError(f"{self.router!r} cannot be saved (it has no save method)")
+        with self._sync_lock:
+            report = self._sync()
+            save(path)
+            return report
 
-            if isinstance(self.router, RemembersSyncBase):
-                bases: list[Statistics] = []
+    def _sync(self) -> SyncReport:
+        """:meth:`sync`, with the lock held."""
+        started = time.perf_counter()
+        remembered = self._remembered_base()  # another wrapper of this router may have synced since
+        if remembered is not None:
+            self.base_ = remembered
+        local = self.router.statistics()
+        delta = local.minus(self.base_)
+        delta.sums[_SYNCS] = np.array([1.0])
+        merged = self.store.merge(delta)
+        seen_before = float(self.base_.sums.get(_SYNCS, np.zeros(1))[0])
+        if float(merged.sums[_SYNCS][0]) < seen_before + 1.0:  # emptied or replaced since our last sync
+            logger.warning(
+                "the shared store %s holds fewer syncs (%d) than this replica saw (%d): it was emptied or "
+                "replaced, and what the replicas learned before is lost to all of them: this replica adopts "
+                "the store as it is (pushing it again from every replica would count it once per replica); "
+                "keep the store durable (Redis with persistence, a file that is not deleted)",
+                self.identity,
+                round(float(merged.sums[_SYNCS][0])),
+                round(seen_before),
+            )
+            seen_before = float(merged.sums[_SYNCS][0]) - 1.0
 
-                def base_of(adopted: Statistics) -> Statistics:
-                    bases.append(_adopted(total, adopted))
-                    return bases[-1]
+        def adopt(now: Statistics) -> Statistics:  # what was learned while the store was contacted stays
+            return merged.plus(now.minus(local))
 
-                self.router.update_statistics(adopt, sync_base=(self.identity, base_of))
-                self.base_ = bases[-1]
-            else:
-                self.router.update_statistics(adopt)
-                self.base_ = _adopted(merged, self.router.statistics())
-            remote = round(float(merged.sums[_SYNCS][0]) - seen_before - 1.0)
-            self.syncs_ += 1
-            self.last_sync_ = SyncReport(time.time(), time.perf_counter() - started, remote)
-            return self.last_sync_
+        if isinstance(self.router, RemembersSyncBase):
+            bases: list[Statistics] = []
+
+            def base_of(adopted: Statistics) -> Statistics:
+                bases.append(_adopted(merged, adopted))
+                return bases[-1]
+
+            self.router.update_statistics(adopt, sync_base=(self.identity, base_of))
+            self.base_ = bases[-1]
+        else:
+            self.router.update_statistics(adopt)
+            self.base_ = _adopted(merged, self.router.statistics())
+        remote = round(float(merged.sums[_SYNCS][0]) - seen_before - 1.0)
+        self.syncs_ += 1
+        self.last_sync_ = SyncReport(time.time(), time.perf_counter() - started, remote)
+        return self.last_sync_
 
     # ---- background syncing ------------------------------------------------------------
     def start(self) -> SharedLearning:
@@ -234,6 +253,20 @@ class SharedLearning:
         self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
     ) -> None:
         self.stop()
+
+
+_LOCKS: weakref.WeakKeyDictionary[object, dict[str, threading.Lock]] = weakref.WeakKeyDictionary()
+_LOCKS_LOCK = threading.Lock()
+
+
+def _sync_lock(router: object, store: str) -> threading.Lock:
+    """One lock per router and store, shared by every :class:`SharedLearning` that wraps them,
+    so that two wrappers never push the same answers at once."""
+    with _LOCKS_LOCK:
+        try:
+            return _LOCKS.setdefault(router, {}).setdefault(store, threading.Lock())
+        except TypeError:  # a router that takes no weak reference: a lock of this wrapper's own
+            return threading.Lock()
 
 
 def _adopted(merged: Statistics, local: Statistics) -> Statistics:

@@ -10,6 +10,9 @@ tool's JSON schema (``jsonschema``). A call that fails any check becomes an
 :class:`InvalidToolCall` with the reason; parsing never raises on model output.
 
 >>> from greenserv_core.tools.spec import ToolSpec
+
+if TYPE_CHECKING:
+    from greenserv_core.messages import Message
 >>> add = ToolSpec("add", "Add.", '{"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}')
 >>> out = parse_tool_calls('Sure. <tool_call>{"name": "add", "arguments": {"a": 2}}</tool_call>', [add])
 >>> out.text, out.tool_calls[0].name, out.tool_calls[0].arguments
@@ -27,12 +30,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from greenserv_core.messages import Message
 from greenserv_core.tools.spec import ToolSpec
 
 __all__ = [
     "InvalidToolCall",
     "ParsedOutput",
     "ToolCall",
+    "in_call_order",
     "parse_tool_calls",
     "split_tool_calls",
     "tool_result_text",
@@ -213,3 +218,39 @@ def split_tool_calls(text: str) -> tuple[str, list[tuple[str, str]]]:
 
     prose = _BLOCK.sub(take, text).strip()
     return prose, calls
+
+
+def in_call_order(messages: Sequence[Message], ids: Sequence[Sequence[str] | str | None]) -> list[Message]:
+    """``messages`` with each run of ``tool`` turns after an assistant turn put in the order of
+    that turn's calls, matched by id: ``ids[i]`` is the ids of an assistant turn's calls, the id
+    of the call a tool turn answers, or ``None``. A framework's tool results may come in any
+    order; a model, and a server that pairs them by position, reads them in the calls' order.
+    A result whose id is not among the calls keeps its place after the matched ones.
+
+    >>> turns = [{"role": "assistant", "content": "a, b"}, {"role": "tool", "content": "B"},
+    ...          {"role": "tool", "content": "A"}]
+    >>> [m["content"] for m in in_call_order(turns, [["1", "2"], "2", "1"])]
+    ['a, b', 'A', 'B']
+    """
+    out: list[Message] = []
+    calls: list[str] = []
+
+    def place(i: int) -> int:
+        given = ids[i]
+        return calls.index(given) if isinstance(given, str) and given in calls else len(calls)
+
+    index = 0
+    while index < len(messages):
+        if messages[index]["role"] != "tool":
+            if messages[index]["role"] == "assistant":
+                given = ids[index]
+                calls = [] if given is None or isinstance(given, str) else list(given)
+            out.append(messages[index])
+            index += 1
+            continue
+        end = index
+        while end < len(messages) and messages[end]["role"] == "tool":
+            end += 1
+        out.extend(messages[i] for i in sorted(range(index, end), key=place))  # sorted() is stable
+        index = end
+    return out

@@ -133,9 +133,35 @@ def test_configured_copies_of_a_model_that_builds_its_router_share_it(monkeypatc
     other = configurable.with_config(configurable={"λ": 0.5})
     assert other.invoke("hi").response_metadata["greenserv"]["tradeoff"] == 0.5
     assert llm.model_copy().greenserv_router is router
+    capped = llm.configurable_fields(max_joules=ConfigurableField(id="cap"), seed=ConfigurableField(id="seed"))
+    for cap, seed in ((1e6, 1), (2e6, 2)):  # options every call sends build no other router
+        capped.invoke("hi", config={"configurable": {"cap": cap, "seed": seed}})
+    assert sum(router.stats_[m]["decisions"] for m in router.models) == 6
     # a copy that builds another router (another policy) gets its own, built once
     linucb = llm.configurable_fields(strategy=ConfigurableField(id="policy"))
     for _ in range(2):
         linucb.invoke("hi", config={"configurable": {"policy": "linucb"}})
     built = llm.model_copy(update={"strategy": "linucb"}).greenserv_router
     assert built is not router and sum(built.stats_[m]["decisions"] for m in built.models) == 2
+
+
+def test_tool_results_follow_the_order_of_the_calls_they_answer() -> None:
+    from langchain_core.messages import AIMessage, ToolMessage
+
+    from langchain_greenserv.messages import to_greenserv_messages
+
+    calls = [{"name": "a", "args": {}, "id": "x"}, {"name": "b", "args": {}, "id": "y"}]
+    turns = to_greenserv_messages(
+        [
+            HumanMessage("Run a and b."),
+            AIMessage("", tool_calls=calls),
+            ToolMessage("result of b", tool_call_id="y"),
+            ToolMessage("result of a", tool_call_id="x"),
+            HumanMessage("Thanks."),
+        ]
+    )
+    assert [t["content"] for t in turns[2:4]] == [
+        "<tool_response>\nresult of a\n</tool_response>",
+        "<tool_response>\nresult of b\n</tool_response>",
+    ]
+    assert turns[4] == {"role": "user", "content": "Thanks."}

@@ -115,3 +115,23 @@ def test_copies_share_the_router_they_would_build(monkeypatch: pytest.MonkeyPatc
     budget = GreenServLLM(models=[FakeBackend("small"), FakeBackend("big")], energy_budget=30.0, tradeoff=0.2, seed=0)
     assert budget.call_tradeoff is None  # the budget sets λ; tradeoff is only where it starts
     assert budget.model_copy(update={"tradeoff": 0.6}).greenserv_router is not budget.greenserv_router
+
+
+def test_tool_results_follow_the_order_of_the_calls_they_answer() -> None:
+    history = [
+        ChatMessage(role=MessageRole.USER, content="Run a and b."),
+        ChatMessage(
+            role=MessageRole.ASSISTANT,
+            blocks=[
+                ToolCallBlock(tool_call_id="x", tool_name="a", tool_kwargs={}),
+                ToolCallBlock(tool_call_id="y", tool_name="b", tool_kwargs={}),
+            ],
+        ),
+        ChatMessage(role=MessageRole.TOOL, content="result of b", additional_kwargs={"tool_call_id": "y"}),
+        ChatMessage(role=MessageRole.TOOL, content="result of a", additional_kwargs={"tool_call_id": "x"}),
+    ]
+    turns = to_greenserv_messages(history)
+    assert [t["content"] for t in turns[2:]] == [
+        "<tool_response>\nresult of a\n</tool_response>",
+        "<tool_response>\nresult of b\n</tool_response>",
+    ]
