@@ -200,6 +200,18 @@ def test_rapl_sums_packages_and_handles_wraparound(tmp_path: Path) -> None:
     assert window.source == "rapl" and window.measured
 
 
+def test_rapl_leaves_out_the_platform_zone_that_holds_the_packages(tmp_path: Path) -> None:
+    _powercap(tmp_path, {"intel-rapl:0": (1_000_000, 10_000_000), "intel-rapl:1": (2_000_000, 10_000_000)})
+    (tmp_path / "intel-rapl:0" / "name").write_text("package-0\n")
+    (tmp_path / "intel-rapl:1" / "name").write_text("psys\n")
+    meter = RaplMeter(tmp_path)
+    assert [z.name for z in meter.zones] == ["intel-rapl:0"]
+    with meter.measure() as window:
+        (tmp_path / "intel-rapl:0" / "energy_uj").write_text("11000000")  # +10 J, the package
+        (tmp_path / "intel-rapl:1" / "energy_uj").write_text("16000000")  # +14 J, the platform with it
+    assert window.joules == pytest.approx(10.0)
+
+
 def test_cpu_estimate_is_labelled_and_configurable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GREENSERV_CPU_WATTS_PER_CORE", "20")
     meter = CpuTimeEstimateMeter()

@@ -323,3 +323,118 @@ def test_logprobs_of_each_generated_token_when_asked(plain_dir: Path) -> None:
     assert all(r.token_logprobs is not None and len(r.token_logprobs) == r.output_tokens for r in batch)
     streamed = list(backend.stream(ASK, asked))[-1].result
     assert streamed is not None and streamed.token_logprobs == pytest.approx(one.token_logprobs, abs=1e-4)
+
+
+# ---- found by review (2026-12-05) ------------------------------------------------------------
+def test_a_stop_string_is_looked_for_in_the_new_text_only(scripted_dir: Path) -> None:
+    backend = backend_for(scripted_dir)
+    assert backend.render(ASK).endswith("Assistant:")  # so "t: " would match across the prompt's end
+    for settings in (GenerationSettings(max_new_tokens=40, stop=("t: ",)), GenerationSettings(max_new_tokens=40)):
+        result = backend.generate(ASK, settings)
+        assert (result.text, result.finish_reason) == ("Rome.", "stop")
+    assert GenerationSettings(stop="t: ").stop == ("t: ",)  # a string is one stop sequence, not its letters
+
+
+def test_a_row_counts_its_tokens_up_to_the_stop_and_says_why_it_ended(scripted_dir: Path, tmp_path: Path) -> None:
+    import torch
+
+    backend = backend_for(scripted_dir)
+    backend.load()
+    eos = backend.tokenizer.eos_token_id
+    ids = backend.tokenizer(" Rome.\nQ", add_special_tokens=False)["input_ids"]
+    row = torch.tensor([*ids, eos, eos])  # a batch pads a finished row; here the pad is the EOS token
+    assert backend._outcome(row, len(ids) + 1, ["me"]) == (" Ro", 5, "stop")  # " Rome" completed the stop
+    assert backend._outcome(row, len(ids) + 1, [])[1:] == (len(ids) + 1, "stop")  # ended at EOS
+    assert backend._outcome(row[:3], 3, [])[1:] == (3, "length")  # cut by the limit (or max_time_s)
+    chat = backend_for(build_scripted_model(tmp_path / "chat", ": Rome.\nQ", chat_template=True))
+    first = chat.generate(ASK, GenerationSettings(max_new_tokens=1))  # "[assistant]" ends in no script letter
+    assert (first.text, first.output_tokens, first.finish_reason) == ("", 1, "stop")
+
+
+def test_a_call_that_fails_fails_alone_and_a_seeded_sample_does_not_depend_on_the_load(
+    plain_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    backend = backend_for(plain_dir)
+    seeded = GenerationSettings(max_new_tokens=8, temperature=1.0, seed=7)
+    alone = backend.generate(ASK, seeded).text
+    bad: list[dict[str, object]] = [{"role": "user", "content": 42}]
+    calls = (
+        [(ASK, seeded)] * 4
+        + [(bad, GenerationSettings(max_new_tokens=4))]
+        + [(ASK, GenerationSettings(max_new_tokens=4))] * 3
+    )
+    single = backend._generate_prompts
+
+    def no_batches(prompts, settings):  # type: ignore[no-untyped-def]
+        if len(prompts) > 1:
+            raise RuntimeError("a batch failed")
+        return single(prompts, settings)
+
+    monkeypatch.setattr(backend, "_generate_prompts", no_batches)
+    out: dict[int, object] = {}
+    start = threading.Barrier(len(calls))
+
+    def call(i: int) -> None:
+        start.wait()
+        try:
+            out[i] = backend.generate(calls[i][0], calls[i][1])  # type: ignore[arg-type]
+        except Exception as error:
+            out[i] = error
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [out[i].text for i in range(4)] == [alone] * 4  # type: ignore[attr-defined]
+    assert isinstance(out[4], InvalidInputError)
+    assert all(out[i].output_tokens >= 1 for i in range(5, 8))  # type: ignore[attr-defined]
+
+
+def test_a_stream_leaves_the_device_to_other_calls_while_it_is_read(plain_dir: Path) -> None:
+    import threading
+
+    backend, other = backend_for(plain_dir), backend_for(plain_dir, name="other")
+    finished: list[bool] = []
+
+    def read() -> None:
+        for chunk in backend.stream(ASK, GenerationSettings(max_new_tokens=6)):
+            if chunk.result is None and not finished:
+                finished.append(other.generate(ASK, GenerationSettings(max_new_tokens=2)).output_tokens >= 1)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout=60)
+    assert not reader.is_alive() and finished == [True]
+
+
+def test_sampling_draws_from_the_whole_vocabulary_and_a_meter_object_falls_back(plain_dir: Path) -> None:
+    from greenserv_core.energy.base import TimedMeter
+
+    backend = backend_for(plain_dir)
+    kwargs = backend._generate_kwargs(GenerationSettings(temperature=0.7), [], 4)
+    assert kwargs["top_k"] == 0 and kwargs["top_p"] == 1.0  # not transformers' default top-50
+
+    class Broken(TimedMeter):
+        source, measured = "broken-counter", True
+
+        def _start(self) -> object:
+            raise OSError("counter gone")
+
+        def _stop(self, token: object, duration_s: float) -> float:
+            return 0.0
+
+    kept = backend_for(plain_dir, meter=Broken()).generate(ASK, GenerationSettings(max_new_tokens=2))
+    assert kept.energy.source == "cpu-time-estimate" and not kept.energy.measured  # the answer is kept
+
+
+def test_a_template_that_drops_system_messages_gets_them_in_the_first_user_turn(chat_dir: Path) -> None:
+    dropping = backend_for(chat_dir, name="dropping")
+    dropping.tokenizer.chat_template = (
+        "{% for m in messages %}{% if m['role'] != 'system' %}[{{ m['role'] }}] {{ m['content'] }}\n"
+        "{% endif %}{% endfor %}{% if add_generation_prompt %}[assistant]{% endif %}"
+    )
+    assert not dropping.template_takes_system
+    assert "Be brief." in dropping.render([{"role": "system", "content": "Be brief."}, *ASK])

@@ -84,6 +84,8 @@ class GenerationSettings:
 
     >>> GenerationSettings(max_new_tokens=32, stop=("\\n\\n",)).max_new_tokens
     32
+    >>> GenerationSettings(stop="User:").stop  # one stop sequence
+    ('User:',)
     """
 
     max_new_tokens: int = 256
@@ -97,6 +99,10 @@ class GenerationSettings:
     logprobs: bool = False
 
     def __post_init__(self) -> None:
+        if isinstance(self.stop, str):  # one stop sequence, as transformers and OpenAI take it; never its letters
+            object.__setattr__(self, "stop", (self.stop,))
+        elif not isinstance(self.stop, tuple):
+            object.__setattr__(self, "stop", tuple(self.stop))
         if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
             raise InvalidInputError(f"max_new_tokens must be a positive integer, got {self.max_new_tokens!r}")
         if not math.isfinite(self.temperature) or self.temperature < 0:

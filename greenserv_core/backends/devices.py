@@ -42,7 +42,8 @@ def pick_dtype(device: str, requested: str | None = None) -> Any:
 
 
 def device_lock(device: str) -> threading.Lock:
-    """The lock of a device (``cuda`` and ``cuda:0`` share one)."""
-    key = "cuda:0" if device == "cuda" else device
+    """The lock of a device (``cuda`` and ``cuda:0`` share one, as do ``cpu`` and ``cpu:N``: the
+    CPU-time estimate counts the whole process, so CPU generations must not overlap)."""
+    key = "cuda:0" if device == "cuda" else "cpu" if device.startswith("cpu") else device
     with _locks_guard:
         return _locks.setdefault(key, threading.Lock())

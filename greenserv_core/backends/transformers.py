@@ -4,14 +4,21 @@
   shared memory budget (least-recently-used idle models are unloaded beyond it).
 * Uses the tokenizer's chat template when it has one, else the documented plain format
   (:mod:`greenserv_core.backends.prompt_format`), which stops at the next turn marker.
-* Greedy (``temperature == 0``) or sampled decoding, ``max_new_tokens``, multi-token stop
-  strings (transformers' ``stop_strings``; the text is cut before the stop string).
+* Greedy (``temperature == 0``) or sampled decoding (``top_p`` over the whole vocabulary, as
+  OpenAI's API samples: no top-k), ``max_new_tokens``, multi-token stop strings, looked for in
+  the new text only (the text is cut before the stop string).
 * Loads quietly: transformers' progress bars are off while the weights load.
-* Exact token counts: the prompt's tokens, and the tokens generated up to and including EOS.
+* Exact token counts: the prompt's tokens, and the tokens generated up to and including EOS
+  or the token that completed a stop string (a batch's padding after it is not counted).
 * Energy: one meter window around each generation, holding the device's lock, so a
   device-wide counter sees one generation. Batches split a window's joules by token share.
 * Concurrent ``generate`` calls (LangChain ``batch``, several users) are coalesced into
-  padded batches while the device is busy.
+  padded batches while the device is busy. Each call's prompt is checked in its own thread
+  first; a batch that fails is run again one call at a time, so one bad call fails alone; a
+  sampled call with a ``seed`` runs alone, so that its answer does not depend on the load.
+* A stream generates in a worker thread that holds the device and the meter's window; the
+  caller only reads the pieces, so the answer's seconds and joules are the generation's, and
+  the caller may use other models of the device while it reads.
 """
 
 from __future__ import annotations
@@ -29,15 +36,14 @@ from greenserv_core.backends.base import GenerationResult, GenerationSettings, M
 from greenserv_core.backends.devices import device_lock, pick_device, pick_dtype
 from greenserv_core.backends.memory import ModelMemory, default_memory
 from greenserv_core.backends.prompt_format import (
-    TURN_MARKER,
     StopBuffer,
     fold_system_into_user,
     plain_prompt,
     truncate_at_stop,
 )
 from greenserv_core.backends.registry import register_address_scheme
-from greenserv_core.energy.base import EnergyMeter, EnergyReading, EnergyWindow
-from greenserv_core.energy.registry import make_meter
+from greenserv_core.energy.base import EnergyMeter, EnergyReading
+from greenserv_core.energy.registry import make_meter, with_fallback
 from greenserv_core.errors import InvalidInputError, MissingResourceError
 from greenserv_core.messages import Message, validate_messages
 from greenserv_core.models.spec import ModelSpec
@@ -53,7 +59,7 @@ _TAIL_TOKENS = 24  # enough tokens to hold a turn marker ("\n" + a word of up to
 
 @dataclass
 class _Ticket:
-    messages: list[Message]
+    prompt: str
     settings: GenerationSettings
     done: threading.Event = field(default_factory=threading.Event)
     result: GenerationResult | None = None
@@ -86,7 +92,9 @@ class TransformersBackend:
         self.device = pick_device(device)
         self.dtype_name = dtype
         self._meter_spec = meter
-        self._meter: EnergyMeter | None = meter if not isinstance(meter, str) else None
+        # a meter given as an object falls back to the labelled estimate too, so a failed read
+        # never throws a finished answer away
+        self._meter: EnergyMeter | None = with_fallback(meter) if not isinstance(meter, str) else None
         self.memory = memory if memory is not None else default_memory()
         self._tokenizer: Any = None
         self._loaded: _Loaded | None = None
@@ -225,15 +233,21 @@ class TransformersBackend:
         user turn from then on."""
         if not self.uses_chat_template:
             return True
-        probe = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]
+        marker = "greenserv-system-probe"
+        probe = [{"role": "system", "content": marker}, {"role": "user", "content": "u"}]
         try:
-            self.tokenizer.apply_chat_template(probe, tokenize=False, add_generation_prompt=True)
+            rendered = self.tokenizer.apply_chat_template(probe, tokenize=False, add_generation_prompt=True)
         except Exception as error:  # jinja2 TemplateError from the template's raise_exception, or a broken template
             logger.warning(
                 "%s: the chat template refused a system message (%s: %s); system text goes into the first user turn",
                 self.name,
                 type(error).__name__,
                 error,
+            )
+            return False
+        if marker not in str(rendered):
+            logger.warning(
+                "%s: the chat template drops system messages; system text goes into the first user turn", self.name
             )
             return False
         return True
@@ -276,37 +290,37 @@ class TransformersBackend:
         """Whether answers end at the plain format's next turn marker (models without a chat template)."""
         return not self.uses_chat_template
 
-    def _turn_marker_criteria(self, width: int) -> Any:
-        """A stopping criterion for rows whose new text (after ``width`` prompt tokens) holds a turn marker."""
+    def _stop_criteria(self, width: int, stops: Sequence[str]) -> Any:
+        """A stopping criterion for rows whose new text (after ``width`` prompt tokens) holds a
+        stop string (or a turn marker, for the plain format). Only the new tokens are read:
+        transformers' own ``stop_strings`` also match text that begins in the prompt."""
         import torch
         from transformers import StoppingCriteria
 
-        tokenizer = self.tokenizer
+        tokenizer, markers = self.tokenizer, self.stops_at_turn_markers
+        tail = max([_TAIL_TOKENS if markers else 0, *(4 * len(stop) + 8 for stop in stops)])
 
-        class TurnMarkerCriteria(StoppingCriteria):  # type: ignore[misc]
+        class StopCriteria(StoppingCriteria):  # type: ignore[misc]
             def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-                tails = tokenizer.batch_decode(input_ids[:, width:][:, -_TAIL_TOKENS:], skip_special_tokens=True)
-                found = [TURN_MARKER.search(tail) is not None for tail in tails]
+                tails = tokenizer.batch_decode(input_ids[:, width:][:, -tail:], skip_special_tokens=True)
+                found = [truncate_at_stop(text, stops, turn_markers=markers)[1] for text in tails]
                 return torch.tensor(found, dtype=torch.bool, device=input_ids.device)
 
-        return TurnMarkerCriteria()
+        return StopCriteria()
 
     def _generate_kwargs(self, settings: GenerationSettings, stops: list[str], width: int) -> dict[str, Any]:
         from transformers import StoppingCriteriaList
 
+        criteria = [self._stop_criteria(width, stops)] if stops or self.stops_at_turn_markers else []
         kwargs: dict[str, Any] = {
             "max_new_tokens": settings.max_new_tokens,
             "pad_token_id": self.tokenizer.pad_token_id,
-            "stopping_criteria": StoppingCriteriaList(
-                [self._turn_marker_criteria(width)] if self.stops_at_turn_markers else []
-            ),
+            "stopping_criteria": StoppingCriteriaList(criteria),
         }
-        if settings.temperature > 0:
-            kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p)
+        if settings.temperature > 0:  # top_k 0: the whole vocabulary, not transformers' default 50
+            kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p, top_k=0)
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        if stops:
-            kwargs.update(stop_strings=stops, tokenizer=self.tokenizer)
         if settings.max_time_s is not None:
             kwargs["max_time"] = settings.max_time_s
         if settings.logprobs:
@@ -348,6 +362,29 @@ class TransformersBackend:
             counts.append(count)
         return counts
 
+    def _outcome(self, row: Any, counted: int, stops: Sequence[str]) -> tuple[str, int, str]:
+        """One row's ``(text, output tokens, finish reason)`` from its generated ids and
+        :meth:`_new_token_counts`' count. A row that stopped at a stop string counts the tokens
+        up to the one that completed it (a batch pads such a row, and a pad that is also the
+        EOS token is not the row's); it finishes ``"stop"`` then, or at EOS, else ``"length"``
+        (the token limit, or ``max_time_s``)."""
+        markers = self.stops_at_turn_markers
+
+        def cut(n: int) -> tuple[str, bool]:
+            return truncate_at_stop(
+                self.tokenizer.decode(row[:n], skip_special_tokens=True), stops, turn_markers=markers
+            )
+
+        text, stopped = cut(counted)
+        if stopped:  # the fewest tokens whose text holds the stop
+            low, high = 1, counted
+            while low < high:
+                middle = (low + high) // 2
+                low, high = (low, middle) if cut(middle)[1] else (middle + 1, high)
+            counted = high
+        ended = counted > 0 and int(row[counted - 1]) in self._eos_ids()
+        return text, counted, "stop" if stopped or ended else "length"
+
     def _eos_ids(self) -> set[int]:
         model = self.load()
         eos = model.generation_config.eos_token_id
@@ -360,8 +397,14 @@ class TransformersBackend:
     def generate(self, messages: Sequence[Message], settings: GenerationSettings) -> GenerationResult:
         """One answer. Concurrent calls with equal settings are coalesced: whoever holds the
         device runs every request queued meanwhile as one padded batch (a call that finds the
-        device free runs at once, alone)."""
-        ticket = _Ticket(list(messages), settings)
+        device free runs at once, alone). The prompt is checked here, in the caller's thread;
+        a batch that fails is run again one call at a time; a sampled call with a ``seed``
+        runs alone (its draws would otherwise depend on the batch it fell into)."""
+        ticket = _Ticket(self.render(messages, settings.tools), settings)
+        if settings.seed is not None and settings.temperature > 0:
+            with device_lock(self.device):
+                self.coalesced_batches += 1
+                return self._generate_prompts([ticket.prompt], settings)[0]
         with self._queue_lock:
             self._queue.append(ticket)
         with device_lock(self.device):
@@ -369,21 +412,34 @@ class TransformersBackend:
                 with self._queue_lock:
                     group = [t for t in self._queue if t.settings == settings]
                     self._queue = [t for t in self._queue if t.settings != settings]
-                self.coalesced_batches += 1
-                try:
-                    results = self._generate_locked([t.messages for t in group], settings)
-                except BaseException as error:
-                    for t in group:
-                        t.error = error
-                        t.done.set()
-                    raise
-                for t, result in zip(group, results, strict=True):
-                    t.result = result
-                    t.done.set()
+                self._run_group(group, settings)
         if ticket.error is not None:
             raise ticket.error
         assert ticket.result is not None
         return ticket.result
+
+    def _run_group(self, group: list[_Ticket], settings: GenerationSettings) -> None:
+        """Answer ``group`` as one batch; if it fails, each ticket alone (so one failing call
+        does not fail the others); every ticket is done afterwards."""
+        try:
+            self.coalesced_batches += 1
+            results = self._generate_prompts([t.prompt for t in group], settings)
+        except Exception as error:
+            if len(group) > 1:
+                for ticket in group:
+                    self._run_group([ticket], settings)
+                return
+            group[0].error = error
+            group[0].done.set()
+            return
+        except BaseException as error:  # an interrupt stops them all
+            for ticket in group:
+                ticket.error = error
+                ticket.done.set()
+            raise
+        for ticket, result in zip(group, results, strict=True):
+            ticket.result = result
+            ticket.done.set()
 
     def generate_batch(
         self, batch: Sequence[Sequence[Message]], settings: GenerationSettings
@@ -391,20 +447,19 @@ class TransformersBackend:
         """Generate for several conversations in one padded batch; joules split by token share."""
         if not batch:
             return []
+        prompts = [self.render(messages, settings.tools) for messages in batch]
         with device_lock(self.device):
-            return self._generate_locked(batch, settings)
+            return self._generate_prompts(prompts, settings)
 
-    def _generate_locked(
-        self, batch: Sequence[Sequence[Message]], settings: GenerationSettings
-    ) -> list[GenerationResult]:
+    def _generate_prompts(self, prompts: Sequence[str], settings: GenerationSettings) -> list[GenerationResult]:
+        """Answer rendered ``prompts`` as one padded batch (the device's lock is held)."""
         import torch
 
-        prompts = [self.render(messages, settings.tools) for messages in batch]
         stops = list(settings.stop)
         self.memory.acquire(self)
         try:
             model = self.load()
-            encoded = self._to_device(self._encode(prompts))
+            encoded = self._to_device(self._encode(list(prompts)))
             input_counts = [int(n) for n in encoded["attention_mask"].sum(dim=1).tolist()]
             width = encoded["input_ids"].shape[1]
             if settings.seed is not None:
@@ -419,11 +474,10 @@ class TransformersBackend:
         generated = sequences[:, width:]
         output_counts = self._new_token_counts(generated)
         results = []
+        outcomes = [self._outcome(generated[row], n, stops) for row, n in enumerate(output_counts)]
+        output_counts = [n for _, n, _ in outcomes]
         totals = [i + o for i, o in zip(input_counts, output_counts, strict=True)]
-        for row, (n_in, n_out) in enumerate(zip(input_counts, output_counts, strict=True)):
-            text = self.tokenizer.decode(generated[row, :n_out], skip_special_tokens=True)
-            text, stopped = truncate_at_stop(text, stops, turn_markers=self.stops_at_turn_markers)
-            finish = "stop" if stopped or n_out < settings.max_new_tokens else "length"
+        for row, (n_in, (text, n_out, finish)) in enumerate(zip(input_counts, outcomes, strict=True)):
             share = totals[row] / sum(totals)
             results.append(
                 GenerationResult(
@@ -440,7 +494,10 @@ class TransformersBackend:
 
     def stream(self, messages: Sequence[Message], settings: GenerationSettings) -> Iterator[StreamChunk]:
         """Stream text through ``TextIteratorStreamer``; same energy and token accounting as
-        :meth:`generate`. Closing the iterator early stops generation."""
+        :meth:`generate`. A worker thread generates holding the device's lock and the meter's
+        window, so the seconds and joules are the generation's however slowly the pieces are
+        read, and the caller may use the device's other models meanwhile. Closing the iterator
+        early stops generation."""
         import torch
         from transformers import StoppingCriteria, TextIteratorStreamer
 
@@ -453,7 +510,6 @@ class TransformersBackend:
                 return cancelled.is_set()
 
         self.memory.acquire(self)
-        lock = device_lock(self.device)
         try:
             model = self.load()
             encoded = self._to_device(self._encode([prompt]))
@@ -467,56 +523,55 @@ class TransformersBackend:
 
             def run() -> None:
                 try:
-                    with torch.inference_mode():
-                        outcome["output"] = model.generate(**encoded, **kwargs)
+                    with device_lock(self.device):
+                        if settings.seed is not None:
+                            torch.manual_seed(settings.seed)
+                        started = time.perf_counter()
+                        with self.meter.measure() as window, torch.inference_mode():
+                            outcome["output"] = model.generate(**encoded, **kwargs)
+                        outcome["latency"] = time.perf_counter() - started
+                        outcome["energy"] = window.reading()
                 except BaseException as error:
                     outcome["error"] = error
                     streamer.on_finalized_text("", stream_end=True)
 
-            with lock:
-                if settings.seed is not None:
-                    torch.manual_seed(settings.seed)
-                started = time.perf_counter()
-                window: EnergyWindow
-                with self.meter.measure() as window:
-                    thread = threading.Thread(target=run, name=f"greenserv-stream-{self.name}", daemon=True)
-                    thread.start()
-                    buffer = StopBuffer(stops, turn_markers=self.stops_at_turn_markers)
-                    emitted: list[str] = []
-                    try:
-                        for piece in streamer:
-                            out = buffer.push(piece)
-                            if out and not emitted and not self.uses_chat_template:
-                                out = out.lstrip()  # the plain format's "Assistant:" leaves a space
-                            if out:
-                                emitted.append(out)
-                                yield StreamChunk(delta=out)
-                            if buffer.stopped:
-                                cancelled.set()
-                        tail = buffer.flush()
-                        if tail:
-                            emitted.append(tail)
-                            yield StreamChunk(delta=tail)
-                    finally:
+            thread = threading.Thread(target=run, name=f"greenserv-stream-{self.name}", daemon=True)
+            thread.start()
+            buffer = StopBuffer(stops, turn_markers=self.stops_at_turn_markers)
+            emitted: list[str] = []
+            try:
+                for piece in streamer:
+                    out = buffer.push(piece)
+                    if out and not emitted and not self.uses_chat_template:
+                        out = out.lstrip()  # the plain format's "Assistant:" leaves a space
+                    if out:
+                        emitted.append(out)
+                        yield StreamChunk(delta=out)
+                    if buffer.stopped:
                         cancelled.set()
-                        thread.join()
-                latency = time.perf_counter() - started
+                tail = buffer.flush()
+                if tail:
+                    emitted.append(tail)
+                    yield StreamChunk(delta=tail)
+            finally:
+                cancelled.set()
+                thread.join()
         finally:
             self.memory.release(self)
         if "error" in outcome:
             raise outcome["error"]
         sequences, logprobs = self._token_logprobs(outcome["output"], settings, width)
-        n_out = self._new_token_counts(sequences[:, width:])[0]
-        finish = "stop" if buffer.stopped or n_out < settings.max_new_tokens else "length"
+        generated = sequences[:, width:]
+        _, n_out, finish = self._outcome(generated[0], self._new_token_counts(generated)[0], stops)
         yield StreamChunk(
             delta="",
             result=GenerationResult(
                 text="".join(emitted),
                 input_tokens=n_in,
                 output_tokens=n_out,
-                latency_s=latency,
-                energy=window.reading(),
-                finish_reason=finish,
+                latency_s=outcome["latency"],
+                energy=outcome["energy"],
+                finish_reason="stop" if buffer.stopped else finish,
                 token_logprobs=None if logprobs is None else tuple(logprobs[0, :n_out].tolist()),
             ),
         )

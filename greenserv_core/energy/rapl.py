@@ -1,8 +1,10 @@
 """Intel/AMD RAPL package energy counters from ``/sys/class/powercap`` (Linux).
 
-Reads ``energy_uj`` of every top-level ``intel-rapl:N`` zone (one per CPU package) before and
-after the block and handles counter wrap-around with ``max_energy_range_uj``. RAPL measures
-the whole package, all processes included. Often readable only by root.
+Reads ``energy_uj`` of every top-level ``intel-rapl:N`` zone named ``package-N`` (one per CPU
+package) before and after the block and handles counter wrap-around with
+``max_energy_range_uj``. A ``psys`` zone (the whole platform, on many laptops) already holds
+the packages, so it is left out rather than counted twice. RAPL measures the whole package,
+all processes included. Often readable only by root.
 """
 
 from __future__ import annotations
@@ -24,6 +26,12 @@ def rapl_zones(root: Path = DEFAULT_ROOT) -> list[Path]:
     zones = []
     for zone in sorted(root.glob("intel-rapl:*")):
         if zone.name.count(":") != 1:  # sub-zones (core, uncore, dram) are inside the package
+            continue
+        try:
+            name = (zone / "name").read_text().strip()
+        except OSError:
+            name = "package"  # a zone without a name file: a package, as on older kernels
+        if not name.startswith("package"):  # psys: the platform, packages included
             continue
         try:
             int((zone / "energy_uj").read_text())

@@ -31,6 +31,7 @@ __all__ = [
     "meter_names",
     "register_meter",
     "unregister_meter",
+    "with_fallback",
 ]
 
 logger = logging.getLogger("greenserv.energy")
@@ -115,10 +116,11 @@ def _announce(message: str, *, measured: bool) -> None:
         logger.log(logging.INFO if measured else logging.WARNING, message)
 
 
-def _with_fallback(meter: EnergyMeter) -> EnergyMeter:
-    """A measured meter falls back to the CPU-time estimate if it breaks; an estimate is as is."""
+def with_fallback(meter: EnergyMeter) -> EnergyMeter:
+    """A measured meter falls back to the CPU-time estimate if it breaks (labelled as the
+    estimate); an estimate, or a meter that already falls back, is as is."""
     fallback = METERS.get(FALLBACK_METER)
-    if not meter.measured or fallback is None:  # an estimate is as is; so is a meter with no estimate left
+    if not meter.measured or fallback is None or isinstance(meter, FallbackMeter):
         return meter
     return FallbackMeter(meter, fallback.build(()))
 
@@ -150,7 +152,7 @@ def auto_meter(cuda_devices: Sequence[int] = ()) -> EnergyMeter:
                 f"{meter.source}",
                 measured=False,
             )
-        return _with_fallback(meter)
+        return with_fallback(meter)
     raise MissingResourceError(f"no energy meter works for {where}: {'; '.join(reasons) or 'none registered'}")
 
 
@@ -168,4 +170,4 @@ def make_meter(name: str, cuda_devices: Sequence[int] = ()) -> EnergyMeter:
         raise InvalidInputError(f"unknown energy meter {name!r}; choose one of {meter_names()}")
     if kind.placement == "gpu" and not cuda_devices:
         raise InvalidInputError(f"meter {name!r} needs a model on a CUDA device")
-    return _with_fallback(kind.build(tuple(cuda_devices)))
+    return with_fallback(kind.build(tuple(cuda_devices)))
