@@ -318,3 +318,31 @@ def test_the_router_energy_scale_is_chosen_per_replay(monkeypatch: pytest.Monkey
     from greenserv_core.routing.learner import ENERGY_SCALES
 
     assert ENERGY_SCALE_CHOICES == replay_module.REPLAY_ENERGY_SCALES == ("online", *ENERGY_SCALES, "table")
+
+
+def test_the_gap_with_a_pool_change_counts_only_the_models_present() -> None:
+    # one task; a is always wrong, b always right, at equal joules (λ 0.4: rewards 0 and 0.6); b joins at query 2
+    queries = [f"q{i}" for i in range(4)]
+    rows = {
+        "query_id": [q for q in queries for _ in range(2)],
+        "task": ["t"] * 8,
+        "prompt": [f"What is {i} plus {i}?" for i in range(4) for _ in range(2)],
+        "reference": [""] * 8,
+        "model": ["a", "b"] * 4,
+        "output": [""] * 8,
+        "accuracy": [0.0, 1.0] * 4,
+        "energy_joules": [1.0] * 8,
+        "energy_source": ["x"] * 8,
+        "latency_s": [0.1] * 8,
+        "input_tokens": [1] * 8,
+        "output_tokens": [1] * 8,
+    }
+    report = replay(OutcomeTable(rows), ["oracle"], runs=1, changes=[PoolChange("add", "b", 2)], horizons=())
+    # present models: random earns 0, 0, 0.3, 0.3 and the oracle (and best fixed) 0, 0, 0.6, 0.6
+    assert report["stream_baselines"]["random"]["reward"] == pytest.approx(0.15)
+    assert report["stream_baselines"]["oracle"]["reward"] == pytest.approx(0.30)
+    gaps = report["relative"]["oracle"]
+    assert gaps["gap_closed_to_oracle"] == pytest.approx(1.0)
+    assert gaps["gap_closed_to_best_fixed_per_task"] == pytest.approx(1.0)
+    curve = report["learning_curve"]["strategies"]["oracle"][-1]
+    assert curve["gap_closed_to_oracle"]["mean"] == pytest.approx(gaps["gap_closed_to_oracle"])

@@ -727,6 +727,8 @@ def replay(
         raise InvalidInputError(f"arrival_rate must be a positive number of queries per second, got {arrival_rate!r}")
     if not 0 <= feedback_rate <= 1:
         raise InvalidInputError(f"feedback_rate must be in [0, 1], got {feedback_rate}")
+    if runs < 1:
+        raise InvalidInputError(f"runs must be at least 1, got {runs}")
     if energy_scale not in REPLAY_ENERGY_SCALES:
         raise InvalidInputError(f"energy_scale must be one of {REPLAY_ENERGY_SCALES}, got {energy_scale!r}")
     full = table.matrices()
@@ -821,6 +823,9 @@ def replay(
         results.setdefault(strategy, []).append(result)
     for strategy, runs_of in results.items():
         report["strategies"][strategy] = summarise(runs_of)
+    if changes or shifts:
+        seeds = [seed + r for r in range(runs)]
+        report["stream_baselines"] = _stream_baselines([make_stream(s).baselines for s in seeds])
     report["relative"] = relative(report)
     report["learning_curve"] = _learning_curve(results, make_stream, points)
     report["shifts"] = _shift_report(shifts, results, make_stream)
@@ -858,12 +863,24 @@ def _warm_report(
     }
 
 
+def _stream_baselines(runs: Sequence[StepBaselines]) -> dict[str, dict[str, float]]:
+    """The baselines of the streams the policies ran on, averaged over the runs: with a pool
+    that changes, or outcomes that shift, only the models present at each step, with their
+    outcomes as the stream has them (the learning curves' baselines, over the whole stream)."""
+    return {
+        "random": {"reward": float(np.mean([b.random_reward.mean() for b in runs]))},
+        "best_fixed_model_per_task": {"reward": float(np.mean([b.fixed_reward.mean() for b in runs]))},
+        "oracle": {"reward": float(np.mean([b.oracle_reward.mean() for b in runs]))},
+    }
+
+
 def relative(report: dict[str, Any]) -> dict[str, dict[str, float | None]]:
     """Per strategy: accuracy and energy as changes against the ``random`` run of the same replay
     (``None`` without one), and the share of the reward gap it closes between random routing
-    and the best fixed model per task, and between random routing and the per-query oracle
-    (both from the table's fixed choices)."""
-    fixed = report["baselines"]
+    and the best fixed model per task, and between random routing and the per-query oracle:
+    the table's fixed choices, or, when the pool changes or outcomes shift, those of the
+    streams the policies ran on (``stream_baselines``: the models present at each step)."""
+    fixed = report.get("stream_baselines") or report["baselines"]
     floor = fixed["random"]["reward"]
     random_run = report["strategies"].get("random")
     out: dict[str, dict[str, float | None]] = {}
