@@ -438,3 +438,25 @@ def test_a_template_that_drops_system_messages_gets_them_in_the_first_user_turn(
     )
     assert not dropping.template_takes_system
     assert "Be brief." in dropping.render([{"role": "system", "content": "Be brief."}, *ASK])
+
+
+def test_offered_tools_that_overflow_the_context_make_the_model_unavailable(plain_dir: Path) -> None:
+    from greenserv_core.errors import ModelUnavailableError
+
+    tool = ToolSpec.from_openai(
+        {
+            "name": "get_weather",
+            "description": "Weather for a city, today or on a given date, in Celsius",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+        }
+    )
+    small = TransformersBackend(
+        ModelSpec("small-window", path=str(plain_dir), context_window=64),
+        device="cpu",
+        meter=CpuTimeEstimateMeter(),
+        memory=ModelMemory(),
+    )
+    assert small.count_tokens(ASK) + 4 < 64  # the router's count fits; the tools prompt does not
+    with pytest.raises(ModelUnavailableError, match="with its tools is .* context window of 64"):
+        small.generate(ASK, GenerationSettings(max_new_tokens=4, tools=(tool,)))
+    assert small.generate(ASK, GenerationSettings(max_new_tokens=4)).output_tokens >= 1

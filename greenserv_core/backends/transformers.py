@@ -44,7 +44,7 @@ from greenserv_core.backends.prompt_format import (
 from greenserv_core.backends.registry import register_address_scheme
 from greenserv_core.energy.base import EnergyMeter, EnergyReading
 from greenserv_core.energy.registry import make_meter, with_fallback
-from greenserv_core.errors import InvalidInputError, MissingResourceError
+from greenserv_core.errors import InvalidInputError, MissingResourceError, ModelUnavailableError
 from greenserv_core.messages import Message, validate_messages
 from greenserv_core.models.spec import ModelSpec
 from greenserv_core.quiet_loading import quiet_loading
@@ -285,6 +285,21 @@ class TransformersBackend:
     def count_tokens(self, messages: Sequence[Message]) -> int:
         return len(self._encode([self.render(messages)])["input_ids"][0])
 
+    def _fitting_prompt(self, messages: Sequence[Message], settings: GenerationSettings) -> str:
+        """The rendered prompt, if it and ``max_new_tokens`` fit the context window: the
+        router counts the messages (:meth:`count_tokens`), but offered tools add their prompt
+        here, so a prompt that no longer fits makes the model unavailable for the query (the
+        router then tries one with a longer context) instead of running past its window."""
+        prompt = self.render(messages, settings.tools)
+        if settings.tools:
+            length = len(self._encode([prompt])["input_ids"][0])
+            if length + settings.max_new_tokens > self.info.context_window:
+                raise ModelUnavailableError(
+                    f"{self.name}: the prompt with its tools is {length} tokens; with max_new_tokens "
+                    f"{settings.max_new_tokens} it exceeds the context window of {self.info.context_window}"
+                )
+        return prompt
+
     @property
     def stops_at_turn_markers(self) -> bool:
         """Whether answers end at the plain format's next turn marker (models without a chat template)."""
@@ -400,7 +415,7 @@ class TransformersBackend:
         device free runs at once, alone). The prompt is checked here, in the caller's thread;
         a batch that fails is run again one call at a time; a sampled call with a ``seed``
         runs alone (its draws would otherwise depend on the batch it fell into)."""
-        ticket = _Ticket(self.render(messages, settings.tools), settings)
+        ticket = _Ticket(self._fitting_prompt(messages, settings), settings)
         if settings.seed is not None and settings.temperature > 0:
             with device_lock(self.device):
                 self.coalesced_batches += 1
@@ -447,7 +462,7 @@ class TransformersBackend:
         """Generate for several conversations in one padded batch; joules split by token share."""
         if not batch:
             return []
-        prompts = [self.render(messages, settings.tools) for messages in batch]
+        prompts = [self._fitting_prompt(messages, settings) for messages in batch]
         with device_lock(self.device):
             return self._generate_prompts(prompts, settings)
 
@@ -501,7 +516,7 @@ class TransformersBackend:
         import torch
         from transformers import StoppingCriteria, TextIteratorStreamer
 
-        prompt = self.render(messages, settings.tools)
+        prompt = self._fitting_prompt(messages, settings)
         stops = list(settings.stop)
         cancelled = threading.Event()
 
