@@ -5,6 +5,8 @@ Every error names the problem; the router's state is unchanged when one is raise
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "CascadeMemberUnavailableError",
     "DecisionAlreadyScoredError",
@@ -17,6 +19,7 @@ __all__ = [
     "StateFileError",
     "UnknownDecisionError",
     "UnknownModelError",
+    "spent_by",
 ]
 
 
@@ -60,17 +63,63 @@ class MissingResourceError(GreenServError, FileNotFoundError):
 
 class ModelUnavailableError(GreenServError, RuntimeError):
     """A model could not answer: its server failed, timed out or is cooling down after
-    repeated failures. The router routes the query to another eligible model."""
+    repeated failures. The router routes the query to another eligible model.
+
+    What the failed attempt spent before it failed, where the backend knows it:
+    ``spent_joules`` and ``spent_s``, with the joules' ``spent_source`` and whether they were
+    ``spent_measured`` (a remote server's time priced at its assumed watts is an estimate).
+    The router charges them to the query (:attr:`RoutedGeneration.failed_attempts`).
+    """
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        spent_joules: float = 0.0,
+        spent_s: float = 0.0,
+        spent_source: str | None = None,
+        spent_measured: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.spent_joules = spent_joules
+        self.spent_s = spent_s
+        self.spent_source = spent_source
+        self.spent_measured = spent_measured
+
+
+def spent_by(error: ModelUnavailableError) -> dict[str, Any]:
+    """What ``error`` says its failed attempt spent, as keyword arguments for another
+    :class:`ModelUnavailableError` that carries it on."""
+    return {
+        "spent_joules": error.spent_joules,
+        "spent_s": error.spent_s,
+        "spent_source": error.spent_source,
+        "spent_measured": error.spent_measured,
+    }
 
 
 class CascadeMemberUnavailableError(ModelUnavailableError):
     """A model of a cascade could not answer (``member``); ``spent_joules`` were already spent
     on the cascade's earlier answer. The router routes the query around that model."""
 
-    def __init__(self, message: str, *, member: str, spent_joules: float = 0.0) -> None:
-        super().__init__(message)
+    def __init__(
+        self,
+        message: str,
+        *,
+        member: str,
+        spent_joules: float = 0.0,
+        spent_s: float = 0.0,
+        spent_source: str | None = None,
+        spent_measured: bool = False,
+    ) -> None:
+        super().__init__(
+            message,
+            spent_joules=spent_joules,
+            spent_s=spent_s,
+            spent_source=spent_source,
+            spent_measured=spent_measured,
+        )
         self.member = member
-        self.spent_joules = spent_joules
 
 
 class SharingNotSupportedError(GreenServError, TypeError):

@@ -548,3 +548,52 @@ def test_a_batch_goes_to_a_remote_server_concurrently_and_only_failed_queries_mo
     charged = sum(r.energy_joules for r in remote_results) / 300.0
     assert charged < sum(r.latency_s for r in remote_results)
     assert all(r.energy_source == "estimate-latency-x-300W" for r in remote_results)
+
+
+def test_what_a_failed_attempt_spent_is_charged_to_the_query() -> None:
+    from greenserv_core.budget import BudgetPacer, EnergyBudget
+
+    class Costly(FailingBackend):
+        def generate(self, messages: Sequence[Message], settings: GenerationSettings):  # type: ignore[no-untyped-def]
+            self.calls += 1
+            raise ModelUnavailableError("flaky is down", spent_joules=40.0, spent_s=0.9, spent_source="estimate-x")
+
+        def stream(self, messages: Sequence[Message], settings: GenerationSettings) -> Iterator[StreamChunk]:
+            self.calls += 1
+            raise ModelUnavailableError("flaky broke", spent_joules=30.0, spent_s=0.5, spent_source="estimate-x")
+            yield StreamChunk("never")  # a generator
+
+    failing, healthy = Costly("flaky"), FakeBackend("healthy", joules_per_token=50.0)
+    router = GreenServRouter(
+        [failing, healthy],
+        features=make_hashing_extractor(),
+        tradeoff=1.0,
+        seed=0,
+        energy_budget=BudgetPacer(EnergyBudget.per_query(1000.0)),
+    )
+    router.generate("Hi?", models=["healthy"])
+    spent_before = router.budget_.spent_joules  # type: ignore[union-attr]
+    generation = router.generate(ASK)
+    assert generation.model == "healthy" and len(generation.failed_attempts) == 1
+    attempt = generation.failed_attempts[0]
+    assert (attempt.model, attempt.energy_joules, attempt.latency_s, attempt.energy_measured) == (
+        "flaky",
+        40.0,
+        0.9,
+        False,
+    )
+    assert generation.total_energy_joules == generation.energy_joules + 40.0
+    assert generation.record()["failed_attempts"][0]["energy_source"] == "estimate-x"
+    assert router.stats_["flaky"]["energy_joules"] == 40.0 and router.stats_["flaky"]["decisions"] == 0
+    assert router.budget_.spent_joules == pytest.approx(spent_before + generation.energy_joules + 40.0)  # type: ignore[union-attr]
+    streamed = list(router.stream(ASK, models=["flaky", "healthy"]))[-1].generation
+    assert streamed is not None and [a.energy_joules for a in streamed.failed_attempts] == [30.0]
+
+
+def test_a_remote_request_that_fails_says_what_it_spent() -> None:
+    remote = backend(lambda request: httpx.Response(503, text="overloaded"), max_retries=2, failure_threshold=10)
+    with pytest.raises(ModelUnavailableError) as caught:
+        remote.generate(ASK, SETTINGS)
+    error = caught.value
+    assert error.spent_joules >= 0.0 and error.spent_s > 0.0
+    assert error.spent_source == "estimate-latency-x-300W" and not error.spent_measured

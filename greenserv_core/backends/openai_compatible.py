@@ -267,6 +267,9 @@ class OpenAICompatibleBackend:
         started = time.perf_counter()
         try:
             response = self._with_retries(lambda: self._post(self._body(messages, settings, stream=False)))
+        except ModelUnavailableError as error:
+            self._charge(error, window, started)
+            raise
         except BaseException:
             window.close()
             raise
@@ -275,8 +278,7 @@ class OpenAICompatibleBackend:
             data = response.json()
             reported = _ServerError.of(data)
             if reported is not None:
-                window.close()
-                raise self._unavailable(reported, "answered with an error")
+                raise self._charge(self._unavailable(reported, "answered with an error"), window, started)
             choice = data["choices"][0]
             message = choice.get("message") or {}
             text = message.get("content") or ""
@@ -288,19 +290,37 @@ class OpenAICompatibleBackend:
             logprobs = _token_logprobs(choice) if settings.logprobs else None
         except (ValueError, KeyError, IndexError, TypeError) as error:
             self.breaker.failure()
-            window.close()
-            raise ModelUnavailableError(
-                f"{self._info.name}: malformed answer from {self.base_url}: {error!r}"
-            ) from error
+            failed = ModelUnavailableError(f"{self._info.name}: malformed answer from {self.base_url}: {error!r}")
+            raise self._charge(failed, window, started) from error
         usage = data.get("usage")
         return self._result(messages, text, usage, response.headers, latency, window, finish, logprobs)
 
     def stream(self, messages: Sequence[Message], settings: GenerationSettings) -> Iterator[StreamChunk]:
         window = self._start_energy()
+        started = time.perf_counter()
         try:
             yield from self._stream(messages, settings, window)
+        except ModelUnavailableError as error:
+            self._charge(error, window, started)
+            raise
         finally:
-            window.close()  # a no-op once the result was computed
+            window.close()  # a no-op once the result was computed or charged
+
+    def _charge(self, error: ModelUnavailableError, window: _Window, started: float) -> ModelUnavailableError:
+        """Put what the failed request spent on ``error`` (its share of the server's busy time,
+        metered or priced at ``assumed_watts`` as a labelled estimate), closing its window."""
+        seconds = time.perf_counter() - started
+        charged, counted = window.close()
+        share = min(charged, seconds)
+        if counted is not None:
+            part = share / seconds if seconds > 0 else 1.0
+            energy = EnergyReading(counted.joules * part, source=counted.source, measured=counted.measured)
+        else:
+            energy = estimated_energy(share, self.assumed_watts)
+        error.spent_joules += energy.joules
+        error.spent_s += seconds
+        error.spent_source, error.spent_measured = energy.source, energy.measured
+        return error
 
     def _stream(
         self, messages: Sequence[Message], settings: GenerationSettings, window: _Window

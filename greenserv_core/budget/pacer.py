@@ -445,6 +445,16 @@ class BudgetPacer:
             if len(self.history_) > _HISTORY:
                 self.history_ = self.history_[::2]
 
+    def charge(self, joules: float) -> None:
+        """Count joules spent without an answer (a failed attempt before another model
+        answered): the spend and the window grow, the count of answers does not."""
+        now = self._now()
+        self.spent_ += joules
+        if self.budget.window_s is not None:
+            index = self._window(now)
+            self._close_windows(index)
+            self.windows_[index] = self.windows_.get(index, 0.0) + joules
+
     def _bias(self) -> float:
         """Predicted over measured joules (exploration and prediction errors), 1 until known."""
         if self.predicted_ > 0 and self.measured_ > 0:

@@ -46,7 +46,12 @@ from greenserv_core.cascades.agreement import answers_agree
 from greenserv_core.cascades.escalation import Verdict
 from greenserv_core.confidence import ConfidenceSignal, VerifyingSignal, signal_for_task
 from greenserv_core.energy.base import combined_energy
-from greenserv_core.errors import CascadeMemberUnavailableError, InvalidInputError, ModelUnavailableError
+from greenserv_core.errors import (
+    CascadeMemberUnavailableError,
+    InvalidInputError,
+    ModelUnavailableError,
+    spent_by,
+)
 from greenserv_core.messages import Message
 
 __all__ = ["CASCADE_SEPARATOR", "CascadeBackend", "Escalate", "cascade_name"]
@@ -141,13 +146,15 @@ class CascadeBackend:
         try:
             result = self.first.generate(messages, dataclasses.replace(settings, logprobs=True))
         except ModelUnavailableError as error:
-            raise CascadeMemberUnavailableError(str(error), member=self.first.info.name) from error
+            raise CascadeMemberUnavailableError(str(error), member=self.first.info.name, **spent_by(error)) from error
         signal = self.signal if self.signal is not None else signal_for_task(settings.max_new_tokens)
         if isinstance(signal, VerifyingSignal):  # a second question to the first model: its cost is the answer's
             try:
                 verification = signal.verify(messages, result, self.first)
             except ModelUnavailableError as error:
-                raise CascadeMemberUnavailableError(str(error), member=self.first.info.name) from error
+                raise CascadeMemberUnavailableError(
+                    str(error), member=self.first.info.name, **spent_by(error)
+                ) from error
             confidence, result = verification.confidence, verification.charged(result)
         else:
             confidence = signal(result)
@@ -200,7 +207,10 @@ class CascadeBackend:
             f"{self.then.info.name!r} failed after {self.first.info.name!r} answered "
             f"({first.energy.joules:.1f} J spent): {error}",
             member=self.then.info.name,
-            spent_joules=first.energy.joules,
+            spent_joules=first.energy.joules + error.spent_joules,
+            spent_s=first.latency_s + error.spent_s,
+            spent_source=first.energy.source,
+            spent_measured=first.energy.measured and (error.spent_joules == 0 or error.spent_measured),
         )
 
     def stream(

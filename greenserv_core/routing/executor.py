@@ -10,6 +10,7 @@ is never taken back.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -23,10 +24,10 @@ from greenserv_core.backends.base import (
     concurrency_of,
 )
 from greenserv_core.cascades import CascadeBackend, Escalate
-from greenserv_core.errors import CascadeMemberUnavailableError, ModelUnavailableError
+from greenserv_core.errors import CascadeMemberUnavailableError, ModelUnavailableError, spent_by
 from greenserv_core.routing.learner import RoutingLearner
 from greenserv_core.routing.request import RouteRequest
-from greenserv_core.routing.results import RoutedChunk, RoutedGeneration, RoutingDecision
+from greenserv_core.routing.results import FailedAttempt, RoutedChunk, RoutedGeneration, RoutingDecision
 from greenserv_core.tools import ParsedOutput, parse_tool_calls
 
 __all__ = ["Executor", "RouteFunction"]
@@ -54,17 +55,30 @@ class Executor:
         *,
         decision: RoutingDecision | None = None,
         failure: ModelUnavailableError | None = None,
+        failures: list[FailedAttempt] | None = None,
     ) -> T:
         """``attempt(decision)`` until a model does not fail with :class:`ModelUnavailableError`.
 
         ``decision`` is a decision already made for ``request`` (routed now when ``None``);
-        ``failure`` says that its model already failed."""
+        ``failure`` says that its model already failed. Each failed attempt, with what it
+        spent, is added to ``failures`` (see :meth:`settle`)."""
         failed: dict[str, str] = {}
         decision_id = request.decision_id
         while True:
             if decision is not None and failure is not None:
                 self.learner.fail_over(decision)
                 failed[decision.model] = str(failure)
+                if failures is not None:
+                    failures.append(
+                        FailedAttempt(
+                            decision.model,
+                            str(failure),
+                            failure.spent_joules,
+                            failure.spent_s,
+                            failure.spent_source,
+                            failure.spent_measured,
+                        )
+                    )
                 if isinstance(failure, CascadeMemberUnavailableError):  # no other cascade through that model
                     failed[failure.member] = str(failure)
                 logger.warning("%s failed (%s); routing the query to another model", decision.model, failure)
@@ -81,7 +95,19 @@ class Executor:
 
     # ---- the three ways to run a query -------------------------------------------------------
     def generate(self, request: RouteRequest) -> RoutedGeneration:
-        return self.with_failover(request, lambda decision: self._generate_once(request, decision))
+        failures: list[FailedAttempt] = []
+        generation = self.with_failover(
+            request, lambda decision: self._generate_once(request, decision), failures=failures
+        )
+        return self.settle(generation, failures)
+
+    def settle(self, generation: RoutedGeneration, failures: Sequence[FailedAttempt]) -> RoutedGeneration:
+        """Charge what the failed attempts spent (the failed models' tallies and the energy
+        budget: the query cost that much more) and list them on the answer."""
+        if not failures:
+            return generation
+        self.learner.charge_failed([(a.model, a.energy_joules) for a in failures])
+        return dataclasses.replace(generation, failed_attempts=tuple(failures))
 
     def stream(self, request: RouteRequest) -> Iterator[RoutedChunk]:
         def first_piece(decision: RoutingDecision) -> tuple[RoutingDecision, Iterator[StreamChunk], StreamChunk]:
@@ -93,13 +119,14 @@ class Executor:
                 pieces = iter(backend.stream(request.messages, request.settings))
             return decision, pieces, _next_piece(pieces, decision.model)
 
-        decision, pieces, chunk = self.with_failover(request, first_piece)
+        failures: list[FailedAttempt] = []
+        decision, pieces, chunk = self.with_failover(request, first_piece, failures=failures)
         finished = False
         try:
             while chunk.result is None:
                 yield RoutedChunk(chunk.delta, decision)
                 chunk = _next_piece(pieces, decision.model)
-            generation = self.finish(decision, chunk.result, request)
+            generation = self.settle(self.finish(decision, chunk.result, request), failures)
             finished = True
             yield RoutedChunk("", decision, generation)
         finally:
@@ -139,7 +166,11 @@ class Executor:
             try:
                 outputs = batcher.generate_batch([requests[i].messages for i in indices], settings)
             except ModelUnavailableError as error:  # these queries go, one by one, elsewhere
-                return {i: self._generate_from(requests[i], decisions[i], error) for i in indices}
+                share = {**spent_by(error), "spent_joules": error.spent_joules / len(indices)}
+                return {
+                    i: self._generate_from(requests[i], decisions[i], ModelUnavailableError(str(error), **share))
+                    for i in indices
+                }
             return {
                 i: self.finish(decisions[i], output, requests[i]) for i, output in zip(indices, outputs, strict=True)
             }
@@ -157,9 +188,15 @@ class Executor:
         self, request: RouteRequest, decision: RoutingDecision, failure: ModelUnavailableError | None = None
     ) -> RoutedGeneration:
         """Generate for a query already routed (whose model may already have failed it)."""
-        return self.with_failover(
-            request, lambda again: self._generate_once(request, again), decision=decision, failure=failure
+        failures: list[FailedAttempt] = []
+        generation = self.with_failover(
+            request,
+            lambda again: self._generate_once(request, again),
+            decision=decision,
+            failure=failure,
+            failures=failures,
         )
+        return self.settle(generation, failures)
 
     def _generate_once(self, request: RouteRequest, decision: RoutingDecision) -> RoutedGeneration:
         backend = self.backend(decision.model)

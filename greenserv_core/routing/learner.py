@@ -548,6 +548,18 @@ class RoutingLearner:
             self.pending_.discard(decision.decision_id, reusable=True)
             self.tallies_.decided(decision.model, by=-1)
 
+    def charge_failed(self, spent: Sequence[tuple[str, float]]) -> None:
+        """What failed attempts spent, ``(model, joules)`` each: the models' energy tallies
+        and the energy budget count it (the query cost that much more); no cost model learns
+        from it, as no answer came."""
+        with self.lock:
+            for model, joules in spent:
+                check_measured("a failed attempt's energy_joules", joules)
+                if model in self.tallies_.counts_:
+                    self.tallies_.spent(model, joules)
+                if self.pacer_ is not None and joules > 0:
+                    self.pacer_.charge(joules)
+
     def drop(self, decision_id: str) -> None:
         """Forget a decision whose generation did not complete (it cannot be scored)."""
         with self.lock:

@@ -14,7 +14,7 @@ from greenserv_core.budget import BudgetStatus
 from greenserv_core.features.extractor import QueryFeatures
 from greenserv_core.tools import InvalidToolCall, ToolCall
 
-__all__ = ["FeedbackRecord", "RoutedChunk", "RoutedGeneration", "RoutingDecision"]
+__all__ = ["FailedAttempt", "FeedbackRecord", "RoutedChunk", "RoutedGeneration", "RoutingDecision"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,30 @@ class RoutingDecision:
 
 
 @dataclass(frozen=True)
+class FailedAttempt:
+    """A model that failed a query before another answered it, and what it spent first
+    (a remote server's busy time priced at its assumed watts is an estimate: ``energy_measured``
+    False; ``energy_source`` ``None`` where the backend could not tell)."""
+
+    model: str
+    error: str
+    energy_joules: float
+    latency_s: float
+    energy_source: str | None
+    energy_measured: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "error": self.error,
+            "energy_joules": self.energy_joules,
+            "latency_s": self.latency_s,
+            "energy_source": self.energy_source,
+            "energy_measured": self.energy_measured,
+        }
+
+
+@dataclass(frozen=True)
 class RoutedGeneration:
     """A routed answer with its cost. ``energy_measured`` is False for estimates. When tools
     were offered, ``text`` is the answer's prose and the calls it made are parsed out."""
@@ -62,10 +86,18 @@ class RoutedGeneration:
     chain: tuple[ChainStep, ...] = ()
     """For a cascade: each model it ran, its confidence and cost, and why it escalated or
     stopped (empty for a single model; joules and seconds above are the chain's sums)."""
+    failed_attempts: tuple[FailedAttempt, ...] = ()
+    """The models that failed this query before ``model`` answered it, with what each spent;
+    the joules and seconds above are the answer's own, these come on top."""
 
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
+
+    @property
+    def total_energy_joules(self) -> float:
+        """The answer's joules and its failed attempts' (what the query cost in all)."""
+        return self.energy_joules + sum(attempt.energy_joules for attempt in self.failed_attempts)
 
     def record(self) -> dict[str, Any]:
         """The routing record as plain JSON-ready data (what the adapters attach to answers)."""
@@ -83,6 +115,7 @@ class RoutedGeneration:
             "explored": self.decision.explored,
             "budget": None if self.decision.budget is None else self.decision.budget.to_dict(),
             "chain": [step.to_dict() for step in self.chain],
+            "failed_attempts": [attempt.to_dict() for attempt in self.failed_attempts],
         }
 
 
