@@ -457,6 +457,6 @@ def test_offered_tools_that_overflow_the_context_make_the_model_unavailable(plai
         memory=ModelMemory(),
     )
     assert small.count_tokens(ASK) + 4 < 64  # the router's count fits; the tools prompt does not
-    with pytest.raises(ModelUnavailableError, match="with its tools is .* context window of 64"):
+    with pytest.raises(ModelUnavailableError, match=r"with its tools is .* context window of 64"):
         small.generate(ASK, GenerationSettings(max_new_tokens=4, tools=(tool,)))
     assert small.generate(ASK, GenerationSettings(max_new_tokens=4)).output_tokens >= 1
