@@ -13,20 +13,22 @@ from greenserv_core import cli
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.evaluation.table import read_table
 
+CALIBRATION_FIELDS = [
+    "model",
+    "params_billion",
+    "task",
+    "observed_queries",
+    "accuracy",
+    "joules_per_token_p25",
+    "joules_per_token_median",
+    "joules_per_token_p75",
+    "max_new_tokens",
+    "mean_prompt_words",
+]
+
 
 def write_calibration(path: Path) -> Path:
-    fields = [
-        "model",
-        "params_billion",
-        "task",
-        "observed_queries",
-        "accuracy",
-        "joules_per_token_p25",
-        "joules_per_token_median",
-        "joules_per_token_p75",
-        "max_new_tokens",
-        "mean_prompt_words",
-    ]
+    fields = CALIBRATION_FIELDS
     rows = [
         ["small", 1, "winogrande", 100, 0.5, 0.05, 0.06, 0.07, 1, 35],
         ["large", 9, "winogrande", 100, 0.9, 0.4, 0.45, 0.5, 1, 35],

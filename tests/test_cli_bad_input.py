@@ -14,20 +14,7 @@ from greenserv_core.errors import InvalidInputError
 from greenserv_core.evaluation import table as table_module
 from greenserv_core.evaluation.simulate import read_calibration, simulate_table
 from greenserv_core.evaluation.table import OutcomeTable, read_table, write_table
-from tests.test_cli import write_calibration
-
-CALIBRATION_FIELDS = [
-    "model",
-    "params_billion",
-    "task",
-    "observed_queries",
-    "accuracy",
-    "joules_per_token_p25",
-    "joules_per_token_median",
-    "joules_per_token_p75",
-    "max_new_tokens",
-    "mean_prompt_words",
-]
+from tests.test_cli import CALIBRATION_FIELDS, write_calibration
 
 
 @pytest.fixture
