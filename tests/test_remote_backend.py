@@ -597,3 +597,34 @@ def test_a_remote_request_that_fails_says_what_it_spent() -> None:
     error = caught.value
     assert error.spent_joules >= 0.0 and error.spent_s > 0.0
     assert error.spent_source == "estimate-latency-x-300W" and not error.spent_measured
+
+
+def test_json_requests_keep_openais_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    from greenserv_core.backends import JsonFormat
+
+    bodies: list[dict[str, object]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        bodies.append(json.loads(request.content))
+        return answer('{"city": "Paris"}')
+
+    plain = backend(handler)
+    plain.generate(ASK, GenerationSettings(max_new_tokens=8, json=JsonFormat()))
+    assert bodies[0]["messages"][0] == {"role": "system", "content": "Answer in JSON."}  # type: ignore[index]
+    plain.generate([{"role": "user", "content": "Reply in json: capital?"}], GenerationSettings(json=JsonFormat()))
+    assert len(bodies[1]["messages"]) == 1  # type: ignore[arg-type]  # it already asks for JSON
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    strict = backend(handler, strict_json_schema=True)
+    strict.generate(ASK, GenerationSettings(json=JsonFormat.from_schema(schema)))
+    assert bodies[2]["response_format"]["json_schema"]["strict"] is True  # type: ignore[index]
+    plain.generate(ASK, GenerationSettings(json=JsonFormat.from_schema(schema)))
+    assert "strict" not in bodies[3]["response_format"]["json_schema"]  # type: ignore[index]
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    seen: list[str] = []
+    openai = OpenAICompatibleBackend(
+        "https://api.openai.com/v1",
+        "gpt-4o-mini",
+        transport=httpx.MockTransport(lambda r: seen.append(r.headers["authorization"]) or answer()),
+    )
+    openai.generate(ASK, SETTINGS)
+    assert seen == ["Bearer sk-test"]

@@ -33,7 +33,11 @@ rejects as malformed (any other HTTP 4xx) raises
 ``finish_reason`` is ``"stop"``, ``"length"``, ``"content_filter"`` (the server's filter cut the
 answer) or ``"refusal"`` (the model refused; the refusal's text is the answer's text).
 ``max_tokens_field="max_completion_tokens"`` names the token limit as OpenAI's reasoning
-models require (vLLM takes either). Tests use ``transport=httpx.MockTransport(...)``.
+models require (vLLM takes either). ``strict_json_schema=True`` sends ``"strict": true`` with a
+JSON schema, without which OpenAI does not enforce it (it then requires every property to be
+required and ``additionalProperties`` false). JSON mode without a schema says "Answer in
+JSON." first when no message mentions JSON, as OpenAI requires. The API key is
+``api_key=``, or ``$OPENAI_API_KEY`` for ``https://api.openai.com``. Tests use ``transport=httpx.MockTransport(...)``.
 
 >>> import httpx
 >>> def server(request: httpx.Request) -> httpx.Response:
@@ -52,6 +56,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -169,6 +174,7 @@ class OpenAICompatibleBackend:
         max_concurrency: int = 8,
         tokenizer: str | Path | None = None,
         max_tokens_field: str = "max_tokens",
+        strict_json_schema: bool = False,
     ) -> None:
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             raise InvalidInputError(f"base_url must be an http(s) URL, got {base_url!r}")
@@ -189,6 +195,7 @@ class OpenAICompatibleBackend:
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.max_tokens_field = max_tokens_field
+        self.strict_json_schema = bool(strict_json_schema)
         self.request_timeout = httpx.Timeout(request_timeout_s, connect=connect_timeout_s)
         self.max_retries = max_retries
         self.backoff_s = backoff_s
@@ -209,6 +216,8 @@ class OpenAICompatibleBackend:
             quality=quality,
         )
         all_headers = dict(headers or {})
+        if api_key is None and self.base_url.startswith("https://api.openai.com"):
+            api_key = os.environ.get("OPENAI_API_KEY")
         if api_key:
             all_headers["Authorization"] = f"Bearer {api_key}"
         self._client = httpx.Client(
@@ -405,11 +414,16 @@ class OpenAICompatibleBackend:
             body["tools"] = [tool.to_openai() for tool in settings.tools]
         if settings.json is not None:
             schema = settings.json.schema
-            body["response_format"] = (
-                {"type": "json_object"}
-                if schema is None
-                else {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}}
-            )
+            if schema is None:
+                body["response_format"] = {"type": "json_object"}
+                if not any("json" in str(m.get("content") or "").lower() for m in body["messages"]):
+                    # OpenAI refuses JSON mode unless the conversation asks for JSON in words
+                    body["messages"] = [{"role": "system", "content": "Answer in JSON."}, *body["messages"]]
+            else:
+                described: dict[str, Any] = {"name": "answer", "schema": schema}
+                if self.strict_json_schema:
+                    described["strict"] = True
+                body["response_format"] = {"type": "json_schema", "json_schema": described}
         if settings.logprobs:
             body["logprobs"] = True
         if stream:
