@@ -324,3 +324,25 @@ def test_the_old_training_command_says_where_it_moved() -> None:
         check=False,
     )
     assert done.returncode != 0 and "greenserv_core.evaluation.classifier_training" in done.stderr
+
+
+def test_warm_shows_a_bar_where_the_embedder_can_and_gives_the_same_vectors(
+    minilm_extractor_factory, capfd: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
+    from greenserv_core.features.vector_cache import LRUCache
+
+    prompts = [f"Question {i}: what is {i} plus {i}?" for i in range(40)]
+    extractor = minilm_extractor_factory()
+    embedder = extractor.embedder
+    shared = embedder._cache  # type: ignore[attr-defined]  # the session's embedder: put its cache back
+    try:
+        embedder._cache = LRUCache(1000)  # type: ignore[attr-defined]
+        extractor.warm(prompts)
+        plain = embedder.embed(prompts)
+        capfd.readouterr()
+        embedder._cache = LRUCache(1000)  # type: ignore[attr-defined]
+        extractor.warm(prompts, progress=True)
+        assert "Batches" in capfd.readouterr().err  # sentence-transformers' bar
+        assert np.array_equal(embedder.embed(prompts), plain)
+    finally:
+        embedder._cache = shared  # type: ignore[attr-defined]

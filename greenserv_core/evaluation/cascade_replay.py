@@ -279,7 +279,7 @@ def replay_cascades(
     if make_features is None:
         make_features = default_features(len(set(data.prompts)))
     extractor = make_features()
-    extractor.warm(full.prompts, store=embedding_store)
+    extractor.warm(full.prompts, store=embedding_store, progress=progress is not None)
     ranges = table_energy_ranges(data, extractor) if energy_scale == "table" else None
     router_scale = router_energy_scale(energy_scale)
     report: dict[str, Any] = {

@@ -747,7 +747,7 @@ def replay(
         make_features = default_features(len(set(prompts)))
     started = time.perf_counter()
     extractor = make_features()
-    extractor.warm(prompts, store=embedding_store)
+    extractor.warm(prompts, store=embedding_store, progress=progress)
     warmup = time.perf_counter() - started
     energy_ranges = table_energy_ranges(data, extractor) if energy_scale == "table" else None
     router_scale = router_energy_scale(energy_scale)

@@ -160,6 +160,13 @@ class SentenceTransformerEmbedder:
             self._cache.put(text, vector)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return self._embed(texts, progress=False)
+
+    def embed_with_progress(self, texts: Sequence[str]) -> np.ndarray:
+        """:meth:`embed`, showing a progress bar while it embeds (the same vectors)."""
+        return self._embed(texts, progress=True)
+
+    def _embed(self, texts: Sequence[str], *, progress: bool) -> np.ndarray:
         if isinstance(texts, str):
             raise InvalidInputError("embed() takes a sequence of strings, not one string")
         found = [self._cache.get(text) for text in texts]
@@ -174,7 +181,7 @@ class SentenceTransformerEmbedder:
             )
             with torch.inference_mode(), autocast:
                 vectors = self.model.encode(
-                    list(missing), normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+                    list(missing), normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=progress
                 )
             computed = dict(zip(missing, np.asarray(vectors, dtype=np.float32), strict=True))
             for text, vector in computed.items():

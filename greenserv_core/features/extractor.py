@@ -147,9 +147,10 @@ class FeatureExtractor:
         vector[offset + complexity_bin] = 1.0
         return vector
 
-    def warm(self, prompts: Sequence[str], *, store: str | Path | None = None) -> None:
+    def warm(self, prompts: Sequence[str], *, store: str | Path | None = None, progress: bool = False) -> None:
         """Embed many prompts now, in batches, so that later :meth:`extract` calls on them hit the
-        embedder's cache (only if it has one big enough). Learns nothing.
+        embedder's cache (only if it has one big enough). Learns nothing. ``progress`` shows a
+        bar while an embedder that can show one (``embed_with_progress``, e.g. MiniLM) works.
 
         With ``store`` (a folder), the vectors are saved there under a digest of the embedder
         and the texts, and a later call with the same prompts loads them instead of embedding
@@ -166,7 +167,8 @@ class FeatureExtractor:
             if path.exists():
                 preload(texts, np.load(path))
                 return
-        vectors = self.embedder.embed(texts)
+        with_bar = getattr(self.embedder, "embed_with_progress", None) if progress else None
+        vectors = with_bar(texts) if with_bar is not None else self.embedder.embed(texts)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             partial = path.with_suffix(f".partial-{os.getpid()}.npy")
