@@ -51,10 +51,26 @@ def validate_messages(messages: object) -> list[Message]:
             raise InvalidInputError(f"messages[{index}] has role {role!r}; expected one of {sorted(VALID_ROLES)}")
         if not isinstance(content, str):
             raise InvalidInputError(f"messages[{index}] content must be a string, got {type(content).__name__}")
+        try:
+            content.encode("utf-8")
+        except UnicodeEncodeError as error:  # a lone surrogate, e.g. from JSON's "\ud800"
+            raise InvalidInputError(
+                f"messages[{index}] content is not valid Unicode text ({error.reason} at {error.start})"
+            ) from error
         clean.append({"role": str(role), "content": content})
-    if not any(m["content"].strip() for m in clean):
+    if not any(_has_text(m["content"]) for m in clean):
         raise InvalidInputError("every message is empty: nothing to answer")
     return clean
+
+
+def _has_text(content: str) -> bool:
+    """Whether ``content`` holds a visible character (not only spaces, zero-width or control
+    characters).
+
+    >>> _has_text(" " + chr(0x200B) + chr(0)), _has_text("a")
+    (False, True)
+    """
+    return any(ch.isprintable() and not ch.isspace() for ch in content)
 
 
 def last_user_text(messages: Sequence[Message]) -> str:
@@ -64,9 +80,9 @@ def last_user_text(messages: Sequence[Message]) -> str:
     '2+2?'
     """
     for message in reversed(messages):
-        if message["role"] == "user" and message["content"].strip():
+        if message["role"] == "user" and _has_text(message["content"]):
             return message["content"]
     for message in reversed(messages):
-        if message["content"].strip():
+        if _has_text(message["content"]):
             return message["content"]
     raise InvalidInputError("every message is empty: nothing to answer")

@@ -582,7 +582,9 @@ class GreenServRouter:
                 raise InvalidInputError(
                     f"the state was saved with the embedder {space!r}, which is not bundled: pass features="
                 )
-            features = FeatureExtractor.default(embedder=name, task_encoding=encoding)
+            with state_errors(path):
+                clusters = int(state["features"]["clusterer"]["n_clusters"])
+            features = FeatureExtractor.default(embedder=name, task_encoding=encoding, n_clusters=clusters)
         with state_errors(path):
             saved_escalation = state.get("escalation") or {}
             settings = {k: v for k, v in saved_escalation.items() if k in EscalationModel.SETTINGS}

@@ -346,3 +346,31 @@ def test_warm_shows_a_bar_where_the_embedder_can_and_gives_the_same_vectors(
         assert np.array_equal(embedder.embed(prompts), plain)
     finally:
         embedder._cache = shared  # type: ignore[attr-defined]
+
+
+def test_text_with_nothing_to_read_and_broken_unicode_are_refused_and_long_prompts_are_not_kept() -> None:
+    import json
+
+    from greenserv_core.errors import InvalidInputError
+    from greenserv_core.features import complexity
+    from greenserv_core.messages import validate_messages
+
+    with pytest.raises(InvalidInputError, match="not valid Unicode"):
+        validate_messages(json.loads('"Hi \\ud800 there"'))
+    with pytest.raises(InvalidInputError, match="every message is empty"):
+        validate_messages("\u200b\x00")
+    long = "word " * 20_000
+    assert complexity.approximate_tokens(long) == 20_000
+    assert all(isinstance(key, bytes) and len(key) == 16 for key in complexity._TOKENS)  # digests, not texts
+
+
+def test_load_rebuilds_the_saved_number_of_clusters(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from greenserv_core import FakeBackend, GreenServRouter
+    from greenserv_core.features.extractor import FeatureExtractor
+
+    pool = [FakeBackend("small"), FakeBackend("large")]
+    router = GreenServRouter(pool, features=FeatureExtractor.default(embedder="static", n_clusters=5), seed=0)
+    router.generate("What is 2 + 2?")
+    router.save(tmp_path / "router.json")
+    loaded = GreenServRouter.load(tmp_path / "router.json", pool)  # the bundled features, as saved
+    assert loaded.features.clusterer.n_clusters == 5

@@ -40,14 +40,29 @@ __all__ = [
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 
 
-@functools.lru_cache(maxsize=4096)
 def approximate_tokens(text: str) -> int:
-    """Model-independent prompt length: words and punctuation marks.
+    """Model-independent prompt length: words and punctuation marks (the counts of the last
+    4,096 texts are remembered under a digest, never the text: long prompts are not kept).
 
     >>> approximate_tokens("Hello, world!")
     4
     """
-    return len(_TOKEN.findall(text))
+    key = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    with _TOKENS_LOCK:
+        count = _TOKENS.get(key)
+        if count is not None:
+            _TOKENS.move_to_end(key)
+            return count
+    count = len(_TOKEN.findall(text))
+    with _TOKENS_LOCK:
+        _TOKENS[key] = count
+        if len(_TOKENS) > 4096:
+            _TOKENS.popitem(last=False)
+    return count
+
+
+_TOKENS: OrderedDict[bytes, int] = OrderedDict()
+_TOKENS_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
