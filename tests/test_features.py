@@ -361,7 +361,7 @@ def test_text_with_nothing_to_read_and_broken_unicode_are_refused_and_long_promp
         validate_messages("\u200b\x00")
     long = "word " * 20_000
     assert complexity.approximate_tokens(long) == 20_000
-    assert all(isinstance(key, bytes) and len(key) == 16 for key in complexity._TOKENS)  # digests, not texts
+    assert all(isinstance(key, bytes) and len(key) == 16 for key in complexity._TOKENS.values)  # digests, not texts
 
 
 def test_load_rebuilds_the_saved_number_of_clusters(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -19,10 +19,10 @@ import os
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.paths import cache_dir
@@ -38,6 +38,7 @@ __all__ = [
 ]
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
+_V = TypeVar("_V")
 
 
 def approximate_tokens(text: str) -> int:
@@ -47,22 +48,37 @@ def approximate_tokens(text: str) -> int:
     >>> approximate_tokens("Hello, world!")
     4
     """
-    key = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
-    with _TOKENS_LOCK:
-        count = _TOKENS.get(key)
-        if count is not None:
-            _TOKENS.move_to_end(key)
-            return count
-    count = len(_TOKEN.findall(text))
-    with _TOKENS_LOCK:
-        _TOKENS[key] = count
-        if len(_TOKENS) > 4096:
-            _TOKENS.popitem(last=False)
-    return count
+    return _TOKENS.get(text, lambda: len(_TOKEN.findall(text)))
 
 
-_TOKENS: OrderedDict[bytes, int] = OrderedDict()
-_TOKENS_LOCK = threading.Lock()
+class _DigestMemo(Generic[_V]):
+    """The values of the last ``size`` texts, each remembered under a 16-byte digest of the
+    text (never the text itself, which may be a long prompt); thread-safe."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.values: OrderedDict[bytes, _V] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, text: str, compute: Callable[[], _V]) -> _V:
+        key = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        with self.lock:
+            if key in self.values:
+                self.values.move_to_end(key)
+                return self.values[key]
+        value = compute()
+        with self.lock:
+            self.values[key] = value
+            if len(self.values) > self.size:
+                self.values.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        with self.lock:
+            self.values.clear()
+
+
+_TOKENS: _DigestMemo[int] = _DigestMemo(4096)
 
 
 @dataclass(frozen=True)
@@ -106,9 +122,7 @@ class ComplexityBinner:
         return ComplexityFeatures(score, self.bin_of(score))
 
 
-_REMEMBERED = 32_768
-_scores: OrderedDict[bytes, float] = OrderedDict()
-_scores_lock = threading.Lock()
+_SCORES: _DigestMemo[float] = _DigestMemo(32_768)
 
 
 _SYLLABLES_FILE = "cmudict_syllables.json"
@@ -203,8 +217,7 @@ def flesch_reading_ease(text: str) -> float:
 
 def forget_reading_ease() -> None:
     """Forget every remembered reading-ease score (benchmarks of the per-query cost start cold)."""
-    with _scores_lock:
-        _scores.clear()
+    _SCORES.clear()
 
 
 def reading_ease(text: str) -> float:
@@ -217,16 +230,9 @@ def reading_ease(text: str) -> float:
     >>> reading_ease("123")
     100.0
     """
-    key = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
-    with _scores_lock:
-        known = _scores.get(key)
-        if known is not None:
-            _scores.move_to_end(key)
-            return known
-    score = flesch_reading_ease(text) if re.search(r"[A-Za-z]", text) else 100.0
-    score = score if math.isfinite(score) else 100.0
-    with _scores_lock:
-        _scores[key] = score
-        if len(_scores) > _REMEMBERED:
-            _scores.popitem(last=False)
-    return score
+
+    def compute() -> float:
+        score = flesch_reading_ease(text) if re.search(r"[A-Za-z]", text) else 100.0
+        return score if math.isfinite(score) else 100.0
+
+    return _SCORES.get(text, compute)
