@@ -319,13 +319,7 @@ class OpenAICompatibleBackend:
         """Put what the failed request spent on ``error`` (its share of the server's busy time,
         metered or priced at ``assumed_watts`` as a labelled estimate), closing its window."""
         seconds = time.perf_counter() - started
-        charged, counted = window.close()
-        share = min(charged, seconds)
-        if counted is not None:
-            part = share / seconds if seconds > 0 else 1.0
-            energy = EnergyReading(counted.joules * part, source=counted.source, measured=counted.measured)
-        else:
-            energy = estimated_energy(share, self.assumed_watts)
+        energy = self._window_energy(window, seconds)
         error.spent_joules += energy.joules
         error.spent_s += seconds
         error.spent_source, error.spent_measured = energy.source, energy.measured
@@ -579,16 +573,9 @@ class OpenAICompatibleBackend:
             input_tokens = self.count_tokens(messages)
         if not isinstance(output_tokens, int):
             output_tokens = math.ceil(len(text) / _CHARS_PER_TOKEN)
-        charged, counted = window.close()
-        if window.error is not None:
-            self._meter_trouble(window.error)
-        share = min(charged, latency)  # this request's part of the busy time
-        energy = reported_energy(usage, headers)
-        if energy is None and counted is not None:
-            part = share / latency if latency > 0 else 1.0
-            energy = EnergyReading(counted.joules * part, source=counted.source, measured=counted.measured)
-        if energy is None:
-            energy = estimated_energy(share, self.assumed_watts)
+        metered = self._window_energy(window, latency)  # closes the window either way
+        reported = reported_energy(usage, headers)
+        energy = reported if reported is not None else metered
         return GenerationResult(
             text=text,
             input_tokens=input_tokens,
@@ -598,6 +585,18 @@ class OpenAICompatibleBackend:
             finish_reason=finish if finish in _FINISH_REASONS else "stop",
             token_logprobs=token_logprobs,
         )
+
+    def _window_energy(self, window: _Window, seconds: float) -> EnergyReading:
+        """Close a request's window: its share of the server's busy time (``seconds`` long in
+        all), as the meter counted it, else priced at ``assumed_watts`` as a labelled estimate."""
+        charged, counted = window.close()
+        if window.error is not None:
+            self._meter_trouble(window.error)
+        share = min(charged, seconds)  # this request's part of the busy time
+        if counted is None:
+            return estimated_energy(share, self.assumed_watts)
+        part = share / seconds if seconds > 0 else 1.0
+        return EnergyReading(counted.joules * part, source=counted.source, measured=counted.measured)
 
 
 def _openai_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:

@@ -418,16 +418,16 @@ class TransformersBackend:
         ticket = _Ticket(self._fitting_prompt(messages, settings), settings)
         if settings.seed is not None and settings.temperature > 0:
             with device_lock(self.device):
-                self.coalesced_batches += 1
-                return self._generate_prompts([ticket.prompt], settings)[0]
-        with self._queue_lock:
-            self._queue.append(ticket)
-        with device_lock(self.device):
-            if not ticket.done.is_set():
-                with self._queue_lock:
-                    group = [t for t in self._queue if t.settings == settings]
-                    self._queue = [t for t in self._queue if t.settings != settings]
-                self._run_group(group, settings)
+                self._run_group([ticket], settings)
+        else:
+            with self._queue_lock:
+                self._queue.append(ticket)
+            with device_lock(self.device):
+                if not ticket.done.is_set():
+                    with self._queue_lock:
+                        group = [t for t in self._queue if t.settings == settings]
+                        self._queue = [t for t in self._queue if t.settings != settings]
+                    self._run_group(group, settings)
         if ticket.error is not None:
             raise ticket.error
         assert ticket.result is not None

@@ -419,19 +419,15 @@ class BudgetPacer:
     def observe(self, joules: float, *, predicted: float | None = None) -> None:
         """Count an answer's measured joules (and the joules predicted for it, when known)."""
         now = self._now()
-        self.spent_ += joules
+        index = self._spend(now, joules)
         self.answers_ += 1
+        if index is not None:
+            self.window_answers_[index] = self.window_answers_.get(index, 0) + 1
         if self.window_queries is not None:
             self.trailing_.append(float(joules))
         if predicted is not None and math.isfinite(predicted) and predicted > 0:
             self.predicted_ += predicted
             self.measured_ += joules
-        if self.budget.window_s is not None:
-            index = self._window(now)
-            self._close_windows(index)
-            self.windows_[index] = self.windows_.get(index, 0.0) + joules
-            self.window_answers_[index] = self.window_answers_.get(index, 0) + 1
-            self._prune_windows(index)
         per_query = self.per_query_joules(now)
         unspent = self.allowance(now) - self.spent_
         if self.budget.window_s is None and unspent > self.bank * per_query:
@@ -448,12 +444,19 @@ class BudgetPacer:
     def charge(self, joules: float) -> None:
         """Count joules spent without an answer (a failed attempt before another model
         answered): the spend and the window grow, the count of answers does not."""
-        now = self._now()
+        self._spend(self._now(), joules)
+
+    def _spend(self, now: float, joules: float) -> int | None:
+        """Add ``joules`` to the spend, and to the current window's for a budget per window of
+        time (whose index is returned; ``None`` for a budget per query)."""
         self.spent_ += joules
-        if self.budget.window_s is not None:
-            index = self._window(now)
-            self._close_windows(index)
-            self.windows_[index] = self.windows_.get(index, 0.0) + joules
+        if self.budget.window_s is None:
+            return None
+        index = self._window(now)
+        self._close_windows(index)
+        self.windows_[index] = self.windows_.get(index, 0.0) + joules
+        self._prune_windows(index)
+        return index
 
     def _bias(self) -> float:
         """Predicted over measured joules (exploration and prediction errors), 1 until known."""

@@ -69,16 +69,7 @@ class Executor:
                 self.learner.fail_over(decision)
                 failed[decision.model] = str(failure)
                 if failures is not None:
-                    failures.append(
-                        FailedAttempt(
-                            decision.model,
-                            str(failure),
-                            failure.spent_joules,
-                            failure.spent_s,
-                            failure.spent_source,
-                            failure.spent_measured,
-                        )
-                    )
+                    failures.append(FailedAttempt.of(decision.model, failure))
                 if isinstance(failure, CascadeMemberUnavailableError):  # no other cascade through that model
                     failed[failure.member] = str(failure)
                 logger.warning("%s failed (%s); routing the query to another model", decision.model, failure)

@@ -4,6 +4,7 @@ piece) and a :class:`FeedbackRecord` (what a score did)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 from greenserv_core.backends.base import ChainStep
 from greenserv_core.bandits import ArmScore
 from greenserv_core.budget import BudgetStatus
+from greenserv_core.errors import ModelUnavailableError
 from greenserv_core.features.extractor import QueryFeatures
 from greenserv_core.tools import InvalidToolCall, ToolCall
 
@@ -54,15 +56,13 @@ class FailedAttempt:
     energy_source: str | None
     energy_measured: bool
 
+    @classmethod
+    def of(cls, model: str, error: ModelUnavailableError) -> FailedAttempt:
+        """What ``error`` says ``model``'s failed attempt spent."""
+        return cls(model, str(error), error.spent_joules, error.spent_s, error.spent_source, error.spent_measured)
+
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "error": self.error,
-            "energy_joules": self.energy_joules,
-            "latency_s": self.latency_s,
-            "energy_source": self.energy_source,
-            "energy_measured": self.energy_measured,
-        }
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)

@@ -195,15 +195,9 @@ class SharedLearning:
         def adopt(now: Statistics) -> Statistics:  # what was learned while the store was contacted stays
             return merged.plus(now.minus(local))
 
-        if isinstance(self.router, RemembersSyncBase):
-            bases: list[Statistics] = []
-
-            def base_of(adopted: Statistics) -> Statistics:
-                bases.append(_adopted(merged, adopted))
-                return bases[-1]
-
-            self.router.update_statistics(adopt, sync_base=(self.identity, base_of))
-            self.base_ = bases[-1]
+        if isinstance(self.router, RemembersSyncBase):  # the base is kept with the router, in the same step
+            self.router.update_statistics(adopt, sync_base=(self.identity, lambda now: _adopted(merged, now)))
+            self.base_ = self.router.sync_base(self.identity) or Statistics()
         else:
             self.router.update_statistics(adopt)
             self.base_ = _adopted(merged, self.router.statistics())

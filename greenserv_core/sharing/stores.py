@@ -71,10 +71,6 @@ class InMemoryStore:
         self._total = Statistics()
         self._lock = threading.Lock()
 
-    @property
-    def identity(self) -> str:
-        return f"memory:{id(self):x}"
-
     def merge(self, delta: Statistics) -> Statistics:
         with self._lock:
             self._total = self._total.plus(delta)

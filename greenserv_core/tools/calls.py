@@ -201,7 +201,6 @@ def split_tool_calls(text: str) -> tuple[str, list[tuple[str, str]]]:
     ('Checking.', [('add', '{"a": 2}')])
     """
     calls: list[tuple[str, str]] = []
-    kept: list[str] = []
 
     def take(match: re.Match[str]) -> str:
         try:
@@ -209,7 +208,6 @@ def split_tool_calls(text: str) -> tuple[str, list[tuple[str, str]]]:
         except json.JSONDecodeError:
             raw = None
         if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
-            kept.append(match.group(0))
             return match.group(0)
         arguments = raw.get("arguments", raw.get("parameters", {}))
         text_arguments = arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
