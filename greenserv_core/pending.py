@@ -37,6 +37,9 @@ class PendingDecision:
     """The energy model's prediction for the chosen model (``None``: none yet)."""
     budget_joules: float | None = None
     """The per-query energy budget in force (``None``: no budget); it normalises the reward's joules."""
+    energy_bounds: tuple[float, float] | None = None
+    """The joules that mapped to energy_norm 0 and 1 for this decision, where they belong to the
+    query (the ``"pool"`` scale: the pool's predictions for it); ``None``: the task's range."""
     cascade: dict[str, Any] | None = None
     """For a cascade, its plan and what happened (plain JSON): ``first``, ``then``,
     ``then_accuracy``, ``then_cost``, ``first_accuracy``; then ``confidence``, ``escalated``,
@@ -56,6 +59,7 @@ class PendingDecision:
             "energy_source": self.energy_source,
             "predicted_joules": self.predicted_joules,
             "budget_joules": self.budget_joules,
+            "energy_bounds": None if self.energy_bounds is None else list(self.energy_bounds),
             "cascade": self.cascade,
         }
 
@@ -73,8 +77,14 @@ class PendingDecision:
             energy_source=item["energy_source"],
             predicted_joules=item.get("predicted_joules"),
             budget_joules=item.get("budget_joules"),
+            energy_bounds=None if item.get("energy_bounds") is None else _pair(item["energy_bounds"]),
             cascade=item.get("cascade"),
         )
+
+
+def _pair(bounds: Any) -> tuple[float, float]:
+    low, high = bounds
+    return float(low), float(high)
 
 
 @runtime_checkable

@@ -1,5 +1,6 @@
 """Quality priors, bounded indices, forgetting and warm starts (issue 15)."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ from greenserv_core import FakeBackend, FeatureExtractor, GreenServRouter, Quali
 from greenserv_core.bandits import ArmPrior, EpsilonGreedyNonContextual, LinUCB, RandomPolicy, RidgeArm
 from greenserv_core.errors import InvalidInputError, UnknownModelError
 from greenserv_core.features import HashingEmbedder, TaskClassifier
+from greenserv_core.pending import PendingDecision
 from greenserv_core.routing.priors import arm_prior
 
 
@@ -163,6 +165,32 @@ def test_the_pool_energy_scale_prices_the_spread_of_the_pool() -> None:
     assert costs == pytest.approx({"small": 0.0, "mid": 0.25, "large": 0.5}, abs=0.02)
     with pytest.raises(InvalidInputError, match="energy_scale"):
         GreenServRouter([FakeBackend("a")], features=_features(), energy_scale="widest")  # type: ignore[arg-type]
+
+
+def test_the_pool_scales_feedback_reward_uses_the_decisions_own_bounds() -> None:
+    # the task's range grows to 0.5..30 J; this query's pool spans 1..9 J, as its decision weighed
+    router = GreenServRouter(
+        [FakeBackend("small"), FakeBackend("large"), FakeBackend("mid")],
+        features=_features(),
+        seed=0,
+        tradeoff=0.5,
+        energy_scale="pool",
+    )
+    for model, joules in (("small", 1.0), ("large", 9.0), ("mid", 5.0)):
+        for _ in range(5):
+            router.learn("What is 2 + 2?", model, energy_joules=joules)
+    router.learn("What is 2 + 2?", "small", energy_joules=0.5)
+    router.learn("What is 2 + 2?", "large", energy_joules=30.0)
+    decision = router.route("What is 2 + 2?")
+    low, high = min(decision.predicted_joules.values()), max(decision.predicted_joules.values())  # type: ignore[type-var]
+    assert low is not None and high is not None
+    router.record_outcome(decision.decision_id, energy_joules=5.0, latency_s=0.1)
+    pending = router.pending_.get(decision.decision_id)
+    assert PendingDecision.from_dict(json.loads(json.dumps(pending.to_dict()))).energy_bounds == (low, high)
+    record = router.feedback(decision.decision_id, 1.0)
+    assert record.reward == pytest.approx(0.5 - 0.5 * (5.0 - low) / (high - low))
+    task_range = router.learner_.normalizer_.range_for(decision.features.task)
+    assert task_range is not None and task_range[1] - task_range[0] > 2 * (high - low)  # the other scale differs
 
 
 @pytest.mark.parametrize("scale", ["known", "seen"])

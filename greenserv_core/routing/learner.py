@@ -310,6 +310,11 @@ class RoutingLearner:
                 time.time(),
                 predicted_joules=chosen_joules,
                 budget_joules=per_query,
+                energy_bounds=(
+                    self._bounds(features.task, verdict.predicted_joules.array, table.predicted_joules)
+                    if self._scale == "pool" and per_query is None
+                    else None
+                ),
                 cascade=(
                     self._decision_plan(choice, x, features.task, table, tradeoff, per_query)
                     if choice.arm in self.cascades_
@@ -629,6 +634,9 @@ class RoutingLearner:
             if pending.energy_joules is not None:
                 if pending.budget_joules:  # paced in joules: the reward's energy in per-query budgets
                     energy_norm = pending.energy_joules / pending.budget_joules
+                elif pending.energy_bounds is not None:  # the scale the decision weighed this query on
+                    low, high = pending.energy_bounds
+                    energy_norm = min(1.0, max(0.0, (pending.energy_joules - low) / (high - low)))
                 else:
                     energy_norm = self.normalizer_.normalize(pending.task, pending.energy_joules)
                 realised = reward(value, energy_norm, pending.tradeoff)
