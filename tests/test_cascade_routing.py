@@ -630,7 +630,9 @@ def test_chat_greenserv_cascades_transparently() -> None:
     assert [step["model"] for step in record["chain"]] == ["small", "big"]
     assert record["energy_joules"] == pytest.approx(sum(step["energy_joules"] for step in record["chain"]))
     assert llm.feedback(message, 1.0).model == "small->big"  # the score reaches the cascade's decision
-    chunks = list(llm.stream("What is 2 + 2?", model="small->big"))
+    # a stream of an escalated answer (the rule never keeps one to explore here)
+    streaming = ChatGreenServ(router=_router(0.2, arm="small->big"), max_tokens=8)
+    chunks = list(streaming.stream("What is 2 + 2?", model="small->big"))
     assert CHEAP not in "".join(str(chunk.content) for chunk in chunks)
     assert "".join(str(chunk.content) for chunk in chunks) == STRONG
 
@@ -747,3 +749,15 @@ def test_a_saved_cascade_keeps_its_own_confidence_signal(tmp_path: Path) -> None
         GreenServRouter.load(path, [_small(0.5), _big()], features=features)
     with pytest.raises(InvalidInputError, match="no bundled confidence signal"):
         signal_from_name("token-quantile-x")
+
+
+def test_the_escalation_rule_and_the_policy_draw_independent_numbers_from_one_seed() -> None:
+    features = make_hashing_extractor()
+    router = GreenServRouter(
+        [_small(0.2), _big()], cascades=[("small", "big")], features=features, policy="epsilon", seed=0
+    )
+    policy_rng = router.learner_.policy_.rng_  # type: ignore[attr-defined]
+    escalation_rng = router.learner_.escalation_.rng_
+    assert not np.array_equal(policy_rng.random(8), escalation_rng.random(8))
+    again = EscalationModel(features.dimension, seed=0)
+    assert np.array_equal(again.rng_.random(8), EscalationModel(features.dimension, seed=0).rng_.random(8))

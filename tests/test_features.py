@@ -55,6 +55,47 @@ def test_kmeans_rejects_bad_input_and_state() -> None:
         OnlineKMeans(3).load_state_dict(km.state_dict())
 
 
+def test_kmeans_measures_directions_from_its_centre() -> None:
+    # in a cone around (1, 0), from the origin a point above the axis is nearest the seed
+    # just below it; measured from the centre it is on the side of the seed above
+    points = [unit(1, 0.3), unit(1, -0.05), unit(1, 0.02)]
+    plain, centred = OnlineKMeans(2), OnlineKMeans(2, centre=np.array([1.0, 0.0]))
+    assert [plain.partial_fit_predict(x) for x in points] == [0, 1, 1]
+    assert [centred.partial_fit_predict(x) for x in points] == [0, 1, 0]
+    # saved and loaded, the centroids keep the centre they were learned around
+    again = OnlineKMeans(2)
+    again.load_state_dict(centred.state_dict())
+    assert again.centre is not None and again.predict(unit(1, 0.01)) == 0
+    counts = centred.counts_.copy()
+    assert centred.partial_fit_predict(np.array([1.0, 0.0])) == 0  # the centre has no direction
+    assert np.array_equal(centred.counts_, counts)  # and teaches nothing
+    with pytest.raises(InvalidInputError, match="dimension"):
+        centred.partial_fit_predict(unit(1, 0, 0))
+    with pytest.raises(InvalidInputError, match="centre"):
+        OnlineKMeans(2, centre=np.array([np.nan, 1.0]))
+    with pytest.raises(StateFileError, match="centre"):
+        OnlineKMeans(2).load_state_dict({**centred.state_dict(), "centre": [np.inf, 0.0]})
+
+
+def test_the_default_features_cluster_by_topic_not_by_arrival() -> None:
+    """The bundled static embeddings lie in a narrow cone; measured from the classifier's mean
+    embedding the three clusters are used, and follow the task types."""
+    from sklearn.metrics import normalized_mutual_info_score
+
+    from greenserv_core.features.extractor import FeatureExtractor
+    from greenserv_core.features.task_dataset import build_task_dataset
+
+    items = list(build_task_dataset(per_label=40, seed=2, split="test"))
+    np.random.default_rng(0).shuffle(items)  # type: ignore[arg-type]
+    shares, agreement = {}, {}
+    for centred in (True, False):
+        extractor = FeatureExtractor.default(embedder="static", centre_clusters=centred)
+        clusters = [extractor.extract(item.text).cluster for item in items]
+        shares[centred] = np.bincount(clusters, minlength=3).max() / len(items)
+        agreement[centred] = normalized_mutual_info_score([item.label for item in items], clusters)
+    assert shares[True] < 0.6 and agreement[True] > agreement[False]
+
+
 def test_complexity_bins() -> None:
     binner = ComplexityBinner((30, 50, 70))
     easy = binner.extract("The cat sat on the mat. It was happy.")

@@ -102,11 +102,11 @@ def test_the_cascade_replay_warm_starts_every_strategy_and_states_the_joules() -
 
     table = _sharp_table(120)
     pair = [("small", "big")]
-    report = replay_cascades(table, runs=1, pairs=pair, make_features=make_hashing_extractor, warm_start=20)
+    report = replay_cascades(table, runs=3, pairs=pair, make_features=make_hashing_extractor, warm_start=20)
     assert report["settings"]["warm_start"] == 20 and report["settings"]["queries"] == 100
     # 20 queries × (small 1 J + big 10 J)
     assert report["warm_start"] == {"queries": 20, "rows": 40, "joules": 220.0, "wh": pytest.approx(220 / 3600)}
-    cold = replay_cascades(table, runs=1, pairs=pair, make_features=make_hashing_extractor)
+    cold = replay_cascades(table, runs=3, pairs=pair, make_features=make_hashing_extractor)
     assert cold["warm_start"]["rows"] == 0 and cold["settings"]["queries"] == 120
     warm_entry = report["by_tradeoff"]["0.4"]["routing+cascades"]
     assert warm_entry["accuracy"]["mean"] >= cold["by_tradeoff"]["0.4"]["routing+cascades"]["accuracy"]["mean"]

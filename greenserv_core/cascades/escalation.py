@@ -46,6 +46,8 @@ from greenserv_core.statistics import Statistics
 
 __all__ = ["EscalationModel", "Verdict"]
 
+_OWN_STREAM = 0x657363  # mixed into the seed, so that a policy seeded alike draws other numbers
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -89,7 +91,8 @@ class EscalationModel:
     before its estimate is trusted; until then it counts as always right). Learned state:
     ``firsts_`` (per first model, the sums ``Σ z zᵀ`` and ``Σ z (label − c)`` of its
     correction), ``thens_`` (per cascade, the sum of ``score − q_B`` and the count) and
-    ``cascades_`` (each cascade's first model).
+    ``cascades_`` (each cascade's first model). ``seed`` seeds a random stream of the model's
+    own: a policy given the same seed draws independent numbers.
     """
 
     SETTINGS = ("keep_rate", "ridge", "then_prior", "informed_after")
@@ -118,7 +121,7 @@ class EscalationModel:
         self.firsts_: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.thens_: dict[str, np.ndarray] = {}
         self.cascades_: dict[str, str] = {}
-        self.rng_ = np.random.default_rng(seed)
+        self.rng_ = np.random.default_rng(None if seed is None else [seed, _OWN_STREAM])
 
     # ---- the cascades ------------------------------------------------------------------
     def add(self, first: str, cascade: str) -> None:

@@ -62,7 +62,11 @@ class FeatureExtractor:
     """Embeds the query once and derives task type, cluster and complexity from it.
 
     ``extract`` learns (moves a cluster centroid); ``extract(..., learn=False)`` does not.
-    Learned state: the clustering (``clusterer.centroids_``); see :meth:`state_dict`.
+    Learned state: the clustering (``clusterer.centroids_``); see :meth:`state_dict`. With
+    ``centre_clusters`` (the default), the clustering measures each embedding from the mean
+    embedding the task classifier was fitted on (``embedding_mean_``, where it has one), so
+    that the clusters split by topic instead of one taking most queries
+    (:class:`~greenserv_core.features.clustering.OnlineKMeans`).
 
     >>> from greenserv_core.features.embedders import HashingEmbedder
     >>> embedder = HashingEmbedder(64)
@@ -81,13 +85,16 @@ class FeatureExtractor:
         n_clusters: int = 3,
         complexity_edges: Sequence[float] = (30.0, 50.0, 70.0),
         task_encoding: TaskEncoding = "onehot",
+        centre_clusters: bool = True,
     ) -> None:
         if task_encoding not in TASK_ENCODINGS:
             raise InvalidInputError(f"task_encoding must be one of {list(TASK_ENCODINGS)}, got {task_encoding!r}")
         self.embedder = embedder
         self.task_classifier = task_classifier
         self.task_encoding = task_encoding
-        self.clusterer = OnlineKMeans(n_clusters)
+        self.centre_clusters = centre_clusters
+        centre = task_classifier.embedding_mean_ if centre_clusters else None
+        self.clusterer = OnlineKMeans(n_clusters, centre=centre)
         self.complexity = ComplexityBinner(complexity_edges)
         self._lock = threading.RLock()
 
@@ -99,6 +106,7 @@ class FeatureExtractor:
         n_clusters: int = 3,
         device: str = "cpu",
         task_encoding: TaskEncoding = "onehot",
+        centre_clusters: bool = True,
     ) -> FeatureExtractor:
         """A bundled embedder (``"minilm"`` or ``"static"``; default
         :data:`~greenserv_core.features.bundled.DEFAULT_EMBEDDER`) and its bundled task classifier.
@@ -109,7 +117,13 @@ class FeatureExtractor:
         from greenserv_core.features.bundled import DEFAULT_EMBEDDER, bundled_features
 
         embedder_model, classifier = bundled_features(embedder or DEFAULT_EMBEDDER, device=device)
-        return cls(embedder_model, classifier, n_clusters=n_clusters, task_encoding=task_encoding)
+        return cls(
+            embedder_model,
+            classifier,
+            n_clusters=n_clusters,
+            task_encoding=task_encoding,
+            centre_clusters=centre_clusters,
+        )
 
     @property
     def task_types(self) -> tuple[str, ...]:

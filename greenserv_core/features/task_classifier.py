@@ -89,7 +89,9 @@ class TaskClassifier:
     buckets of word unigrams and bigrams (0: none) join the embedding, scaled by
     ``lexical_weight``; such a classifier needs the text beside its embedding. Learned state:
     ``classes_``, ``coef_`` (n_classes × (dim + lexical_features)), ``intercept_``,
-    ``embedder_name_``.
+    ``embedder_name_``, and ``embedding_mean_``, the mean of the embeddings it was fitted on
+    (the clustering of :class:`~greenserv_core.features.extractor.FeatureExtractor` measures
+    directions from it; ``None`` for a classifier saved without one).
 
     >>> from greenserv_core.features.embedders import HashingEmbedder
     >>> embedder = HashingEmbedder(64)
@@ -114,6 +116,7 @@ class TaskClassifier:
         self.coef_: np.ndarray = np.zeros((0, 0))
         self.intercept_: np.ndarray = np.zeros(0)
         self.embedder_name_: str = ""
+        self.embedding_mean_: np.ndarray | None = None
         self.metrics_: dict[str, Any] = {}
 
     @property
@@ -139,6 +142,7 @@ class TaskClassifier:
             raise InvalidInputError("a task classifier needs at least two task types")
         x: Any = np.asarray(embeddings, dtype=np.float64)
         self._check_texts(texts, len(x))
+        mean = x.mean(axis=0)
         if self.reads_text:
             from scipy.sparse import csr_matrix, hstack
 
@@ -155,6 +159,7 @@ class TaskClassifier:
         if self.reads_text:  # the weight is folded into the stored coefficients
             self.coef_[:, -self.lexical_features :] *= self.lexical_weight
         self.embedder_name_ = embedder_name
+        self.embedding_mean_ = mean
         return self
 
     def _check_texts(self, texts: Sequence[str] | None, n: int) -> None:
@@ -211,6 +216,8 @@ class TaskClassifier:
             "C": self.C,
             "metrics": self.metrics_,
         }
+        if self.embedding_mean_ is not None:
+            data["embedding_mean"] = self.embedding_mean_.tolist()
         if self.reads_text:
             data["lexical"] = {**self._hasher().to_dict(), "weight": self.lexical_weight}
         return data
@@ -232,11 +239,17 @@ class TaskClassifier:
         clf.intercept_ = np.asarray(data["intercept"], dtype=np.float64)
         clf.embedder_name_ = str(data["embedder"])
         clf.metrics_ = dict(data.get("metrics", {}))
+        mean = data.get("embedding_mean")  # absent from classifiers saved before 2026-12-05
+        clf.embedding_mean_ = None if mean is None else np.asarray(mean, dtype=np.float64)
         if (
             clf.coef_.ndim != 2
             or clf.coef_.shape[0] != len(clf.classes_)
             or clf.coef_.shape[1] <= clf.lexical_features
             or clf.intercept_.shape != (len(clf.classes_),)
+            or (
+                clf.embedding_mean_ is not None
+                and clf.embedding_mean_.shape != (clf.coef_.shape[1] - clf.lexical_features,)
+            )
         ):
             raise StateFileError("task classifier weights have inconsistent shapes")
         return clf
