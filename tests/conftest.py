@@ -30,12 +30,12 @@ def spy_energy_scales(monkeypatch: pytest.MonkeyPatch, module: object) -> list[o
     return built
 
 
-def make_hashing_extractor(n_clusters: int = 3) -> FeatureExtractor:
+def make_hashing_extractor(n_clusters: int = 3, *, centre_clusters: bool = True) -> FeatureExtractor:
     embedder = HashingEmbedder(128)
     texts = [t for texts in TINY_TRAINING.values() for t in texts]
     labels = [label for label, texts in TINY_TRAINING.items() for _ in texts]
     classifier = TaskClassifier().fit(embedder.embed(texts), labels, embedder.name)
-    return FeatureExtractor(embedder, classifier, n_clusters=n_clusters)
+    return FeatureExtractor(embedder, classifier, n_clusters=n_clusters, centre_clusters=centre_clusters)
 
 
 @pytest.fixture

@@ -77,6 +77,37 @@ def test_kmeans_measures_directions_from_its_centre() -> None:
         OnlineKMeans(2).load_state_dict({**centred.state_dict(), "centre": [np.inf, 0.0]})
 
 
+def test_shared_clusters_carry_their_centre() -> None:
+    from greenserv_core.statistics import Statistics
+
+    points = [unit(1, 0.3), unit(1, -0.05), unit(1, 0.02)]
+    centred, plain = OnlineKMeans(2, centre=np.array([1.0, 0.0])), OnlineKMeans(2)
+    for x in points:
+        centred.partial_fit_predict(x)
+        plain.partial_fit_predict(x)
+    # a fresh replica adopts the store's clustering with its centre, or with none
+    fresh = OnlineKMeans(2)
+    fresh.load_statistics(centred.statistics())
+    assert fresh.centre is not None and fresh.predict(unit(1, 0.02)) == centred.predict(unit(1, 0.02))
+    fresh = OnlineKMeans(2, centre=np.array([1.0, 0.0]))
+    fresh.load_statistics(plain.statistics())
+    assert fresh.centre is None
+    older = plain.statistics()  # a store written before centres: sums and counts only
+    fresh.load_statistics(Statistics(sums=older.sums))
+    assert fresh.centre is None
+    with pytest.raises(StateFileError, match="different centres"):
+        OnlineKMeans(2).load_statistics(centred.statistics().plus(plain.statistics()))
+
+
+def test_the_extractor_says_whether_its_loaded_clusters_are_centred() -> None:
+    origin = make_hashing_extractor(centre_clusters=False)
+    origin.extract("What is 2 + 2?")
+    centred = make_hashing_extractor()
+    assert centred.centre_clusters and centred.clusterer.centre is not None
+    centred.load_state_dict(origin.state_dict())
+    assert not centred.centre_clusters and centred.clusterer.centre is None
+
+
 def test_the_default_features_cluster_by_topic_not_by_arrival() -> None:
     """The bundled static embeddings lie in a narrow cone; measured from the classifier's mean
     embedding the three clusters are used, and follow the task types."""

@@ -193,6 +193,20 @@ def test_the_pool_scales_feedback_reward_uses_the_decisions_own_bounds() -> None
     assert task_range is not None and task_range[1] - task_range[0] > 2 * (high - low)  # the other scale differs
 
 
+def test_the_pool_scale_without_a_spread_reads_the_tasks_range_at_feedback() -> None:
+    router = GreenServRouter(
+        [FakeBackend("small"), FakeBackend("large")], features=_features(), seed=0, tradeoff=0.5, energy_scale="pool"
+    )
+    router.learn("What is 2 + 2?", "small", energy_joules=1.0)  # one model measured: no pool spread
+    router.learn("What is 2 + 2?", "small", energy_joules=3.0)
+    decision = router.route("What is 2 + 2?")
+    assert router.pending_.get(decision.decision_id).energy_bounds is None
+    router.learn("What is 2 + 2?", "small", energy_joules=20.0)  # the task's range widens meanwhile
+    router.record_outcome(decision.decision_id, energy_joules=2.0, latency_s=0.1)
+    energy = router.learner_.normalizer_.normalize(decision.features.task, 2.0)
+    assert router.feedback(decision.decision_id, 1.0).reward == pytest.approx(0.5 - 0.5 * energy)
+
+
 @pytest.mark.parametrize("scale", ["known", "seen"])
 def test_the_known_energy_scale_spans_the_pools_predictions_from_the_first_query(scale: str) -> None:
     # "large" has only answered a chat query; on maths only the cheap models have run

@@ -20,9 +20,9 @@ class OnlineKMeans:
     (the running mean of its members). Learned state: ``centroids_`` and ``counts_``.
 
     ``centre`` (optional) is subtracted from every embedding first. Sentence embeddings lie in
-    a narrow cone (the bundled static ones: mean cosine 0.83 on the paper-scale table's
-    prompts), so cosines from the origin barely differ and the first centroid seeded takes
-    most queries; measured from the space's mean embedding, the clusters split by topic
+    a narrow cone (the bundled static ones: mean cosine 0.77–0.91 to their mean direction),
+    so cosines from the origin barely differ and one centroid takes most queries (85% of a
+    nine-type sample); measured from the space's mean embedding, the clusters split by topic
     (BENCHMARKS.md, "Clusters measured from the mean embedding").
 
     >>> km = OnlineKMeans(n_clusters=2)
@@ -96,14 +96,24 @@ class OnlineKMeans:
 
     def statistics(self) -> Statistics:
         """Cluster ``sums`` (running means × counts) and ``counts``, which add up across
-        replicas; empty until the first cluster is seeded."""
+        replicas, and the ``centre`` they were measured from (zeros: the origin) as a minimum
+        and a maximum, so that replicas measuring from different centres are told apart;
+        empty until the first cluster is seeded."""
         if self.centroids_ is None:
             return Statistics()
         counts = self.counts_.astype(np.float64)
-        return Statistics(sums={"sums": self.centroids_ * counts[:, None], "counts": counts})
+        centre = np.zeros(self.centroids_.shape[1]) if self.centre is None else self.centre
+        return Statistics(
+            sums={"sums": self.centroids_ * counts[:, None], "counts": counts},
+            minima={"centre": centre},
+            maxima={"centre": centre},
+        )
 
     def load_statistics(self, stats: Statistics) -> None:
-        """Centroids from merged :meth:`statistics` (left as they are when ``stats`` has none)."""
+        """Centroids from merged :meth:`statistics` (left as they are when ``stats`` has none),
+        with the centre they were measured from: the shared clustering wins. Shared sums
+        without a centre were learned from the origin (replicas of before 2026-12-05).
+        Replicas that measure from different centres cannot share clusters (``StateFileError``)."""
         if "counts" not in stats.sums:
             return
         counts = np.rint(stats.sums["counts"]).astype(np.int64)
@@ -112,6 +122,13 @@ class OnlineKMeans:
             return
         if np.any(counts[:seeded] == 0) or len(counts) > self.n_clusters:
             raise StateFileError(f"shared clusters are inconsistent (counts {counts.tolist()})")
+        low, high = stats.minima.get("centre"), stats.maxima.get("centre")
+        if low is not None and high is not None and not np.array_equal(low, high):
+            raise StateFileError(
+                "replicas share clusters measured from different centres (their task classifiers, or "
+                "their saved states, differ): start them from one saved state or with the same features"
+            )
+        self.centre = None if low is None or not low.any() else low.copy()
         self.counts_ = counts[:seeded].copy()
         self.centroids_ = stats.sums["sums"][:seeded] / counts[:seeded, None]
 
@@ -130,11 +147,15 @@ class OnlineKMeans:
             )
         # the centroids were learned around the saved centre (none in states saved before 2026-12-05)
         try:
-            self.centre = _check_centre(state.get("centre"))
+            centre = _check_centre(state.get("centre"))
         except InvalidInputError as error:
             raise StateFileError(f"saved clustering: {error}") from None
         centroids = state["centroids"]
-        self.centroids_ = None if centroids is None else np.asarray(centroids, dtype=np.float64).copy()
+        centroids = None if centroids is None else np.asarray(centroids, dtype=np.float64).copy()
+        if centre is not None and centroids is not None and (centroids.ndim != 2 or centroids.shape[1] != len(centre)):
+            raise StateFileError("saved clustering: its centre and its centroids differ in dimension")
+        self.centre = centre
+        self.centroids_ = centroids
         self.counts_ = np.asarray(state["counts"], dtype=np.int64).copy()
 
 

@@ -249,6 +249,7 @@ class FeatureExtractor:
     def load_statistics(self, stats: Statistics) -> None:
         with self._lock:
             self.clusterer.load_statistics(stats)
+            self.centre_clusters = self.clusterer.centre is not None
 
     def state_dict(self) -> dict[str, Any]:
         with self._lock:
@@ -276,3 +277,4 @@ class FeatureExtractor:
             raise StateFileError("saved features do not match this extractor: " + "; ".join(mismatches))
         with self._lock:
             self.clusterer.load_state_dict(state["clusterer"])
+            self.centre_clusters = self.clusterer.centre is not None  # as the saved clusters were learned

@@ -248,7 +248,10 @@ class TaskClassifier:
             or clf.intercept_.shape != (len(clf.classes_),)
             or (
                 clf.embedding_mean_ is not None
-                and clf.embedding_mean_.shape != (clf.coef_.shape[1] - clf.lexical_features,)
+                and (
+                    clf.embedding_mean_.shape != (clf.coef_.shape[1] - clf.lexical_features,)
+                    or not np.all(np.isfinite(clf.embedding_mean_))
+                )
             )
         ):
             raise StateFileError("task classifier weights have inconsistent shapes")

@@ -311,7 +311,7 @@ class RoutingLearner:
                 predicted_joules=chosen_joules,
                 budget_joules=per_query,
                 energy_bounds=(
-                    self._bounds(features.task, verdict.predicted_joules.array, table.predicted_joules)
+                    self._pool_spread(verdict.predicted_joules.array, table.predicted_joules)
                     if self._scale == "pool" and per_query is None
                     else None
                 ),
@@ -539,13 +539,18 @@ class RoutingLearner:
         (``"known"``) or measured (``"seen"``) on the task, or the spread of the pool's
         predictions for this query (``"pool"``, once two are known); ``None`` before any range
         is known."""
-        bounds = self.normalizer_.range_for(task)
-        if self._scale == "pool":
-            known = np.concatenate([pool, joules])
-            known = known[~np.isnan(known)]
-            if len(known) >= 2 and known.max() > known.min():
-                bounds = float(known.min()), float(known.max())
-        return bounds
+        spread = self._pool_spread(joules, pool) if self._scale == "pool" else None
+        return spread if spread is not None else self.normalizer_.range_for(task)
+
+    @staticmethod
+    def _pool_spread(joules: np.ndarray, pool: np.ndarray) -> tuple[float, float] | None:
+        """The cheapest and dearest predicted joules of the pool for this query (``None``
+        before two differ)."""
+        known = np.concatenate([pool, joules])
+        known = known[~np.isnan(known)]
+        if len(known) >= 2 and known.max() > known.min():
+            return float(known.min()), float(known.max())
+        return None
 
     def fail_over(self, decision: RoutingDecision) -> None:
         """Take back a decision whose model failed; its id may be routed again."""
