@@ -150,7 +150,8 @@ def test_a_newcomer_starts_from_the_pool_mean_with_pool_prior() -> None:
     assert np.allclose(restored.arms_["new"].data_sums()[1], 0.0)  # the pooled mean stays a prior, not data
 
 
-def test_the_pool_energy_scale_prices_the_spread_of_the_pool() -> None:
+def _pool_scaled_router() -> GreenServRouter:
+    """small 1 J, mid 5 J, large 9 J on maths, λ 0.5, the pool energy scale."""
     router = GreenServRouter(
         [FakeBackend("small"), FakeBackend("large"), FakeBackend("mid")],
         features=_features(),
@@ -161,6 +162,11 @@ def test_the_pool_energy_scale_prices_the_spread_of_the_pool() -> None:
     for model, joules in (("small", 1.0), ("large", 9.0), ("mid", 5.0)):
         for _ in range(5):
             router.learn("What is 2 + 2?", model, energy_joules=joules)
+    return router
+
+
+def test_the_pool_energy_scale_prices_the_spread_of_the_pool() -> None:
+    router = _pool_scaled_router()
     costs = {model: score.cost for model, score in router.route("What is 2 + 2?").scores.items()}
     assert costs == pytest.approx({"small": 0.0, "mid": 0.25, "large": 0.5}, abs=0.02)
     with pytest.raises(InvalidInputError, match="energy_scale"):
@@ -169,16 +175,7 @@ def test_the_pool_energy_scale_prices_the_spread_of_the_pool() -> None:
 
 def test_the_pool_scales_feedback_reward_uses_the_decisions_own_bounds() -> None:
     # the task's range grows to 0.5..30 J; this query's pool spans 1..9 J, as its decision weighed
-    router = GreenServRouter(
-        [FakeBackend("small"), FakeBackend("large"), FakeBackend("mid")],
-        features=_features(),
-        seed=0,
-        tradeoff=0.5,
-        energy_scale="pool",
-    )
-    for model, joules in (("small", 1.0), ("large", 9.0), ("mid", 5.0)):
-        for _ in range(5):
-            router.learn("What is 2 + 2?", model, energy_joules=joules)
+    router = _pool_scaled_router()
     router.learn("What is 2 + 2?", "small", energy_joules=0.5)
     router.learn("What is 2 + 2?", "large", energy_joules=30.0)
     decision = router.route("What is 2 + 2?")
