@@ -99,6 +99,18 @@ def test_shared_clusters_carry_their_centre() -> None:
         OnlineKMeans(2).load_statistics(centred.statistics().plus(plain.statistics()))
 
 
+def test_a_seed_is_kept_apart_and_saved() -> None:
+    km = OnlineKMeans(2)
+    km.seed([unit(1, 0), unit(0, 1)])
+    km.partial_fit_predict(unit(1, 0.1))
+    assert km.statistics().sums["counts"].tolist() == [1.0, 0.0]  # the seed is not data
+    again = OnlineKMeans(2)
+    again.load_state_dict(km.state_dict())
+    assert again.prior_counts_.tolist() == [1, 1] and again.statistics().sums["counts"].tolist() == [1.0, 0.0]
+    with pytest.raises(StateFileError, match="seed"):
+        OnlineKMeans(2).load_state_dict({**km.state_dict(), "prior_counts": [1, 1, 1]})
+
+
 def test_the_extractor_says_whether_its_loaded_clusters_are_centred() -> None:
     origin = make_hashing_extractor(centre_clusters=False)
     origin.extract("What is 2 + 2?")

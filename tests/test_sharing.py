@@ -289,6 +289,34 @@ def test_wrappers_of_one_router_and_a_save_between_syncs_count_nothing_twice(tmp
     assert loaded.policy_.t_ == 30 and router.policy_.t_ == 30
 
 
+def _clustered_router() -> GreenServRouter:
+    return GreenServRouter(
+        [FakeBackend("small"), FakeBackend("large")], features=make_hashing_extractor(n_clusters=3), seed=0
+    )
+
+
+def test_replicas_seeded_alike_count_the_seed_once_and_a_newcomer_adopts_it() -> None:
+    store = InMemoryStore()
+    replicas = [_clustered_router() for _ in range(3)]
+    for router in replicas:
+        router.features.seed_clusters(PROMPTS)
+    for router in replicas:
+        SharedLearning(router, store).sync()
+    for router in replicas:
+        SharedLearning(router, store).sync()
+    for router in replicas:
+        assert int(router.features.clusterer.counts_.sum()) == len(PROMPTS)  # not three times
+    newcomer = _clustered_router()  # never seeded: takes the store's clustering, seed included
+    SharedLearning(newcomer, store).sync()
+    seeded = replicas[0].features.clusterer
+    assert np.allclose(newcomer.features.clusterer.centroids_, seeded.centroids_)  # type: ignore[arg-type]
+    assert newcomer.features.clusterer.counts_.tolist() == seeded.counts_.tolist()
+    odd = _clustered_router()
+    odd.features.seed_clusters([*reversed(PROMPTS), "Name a prime number."])
+    with pytest.raises(StateFileError, match="seeded their clusters with different prompts"):
+        SharedLearning(odd, store).sync()
+
+
 def test_a_sync_loses_no_clustering_learned_while_it_runs() -> None:
     router = GreenServRouter(
         [FakeBackend("small"), FakeBackend("large")], features=make_hashing_extractor(n_clusters=3), seed=0

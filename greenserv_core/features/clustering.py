@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -40,6 +41,8 @@ class OnlineKMeans:
         self.distinct_tol = distinct_tol
         self.centroids_: np.ndarray | None = None  # (n_seeded, dim), float64
         self.counts_: np.ndarray = np.zeros(0, dtype=np.int64)
+        self.prior_sums_: np.ndarray | None = None  # (n_clusters, dim): what seed() added
+        self.prior_counts_: np.ndarray = np.zeros(0, dtype=np.int64)
 
     def _unit(self, x: np.ndarray) -> np.ndarray:
         """``x`` minus the centre, at unit length; all zeros where ``x`` is the centre (no direction)."""
@@ -94,43 +97,99 @@ class OnlineKMeans:
         self.centroids_[best] += (x - self.centroids_[best]) / self.counts_[best]
         return best
 
+    def _sums(self, dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """Each cluster's sum of members and count, padded to ``n_clusters``."""
+        sums, counts = np.zeros((self.n_clusters, dim)), np.zeros(self.n_clusters, dtype=np.int64)
+        if self.centroids_ is not None:
+            k = len(self.centroids_)
+            counts[:k] = self.counts_
+            sums[:k] = self.centroids_ * self.counts_[:, None]
+        return sums, counts
+
+    def seed(self, embeddings: Sequence[np.ndarray] | np.ndarray) -> None:
+        """Learn from ``embeddings`` (in order) as a prior: replicas that seed alike share it as
+        such, so that shared statistics count the seed once, not once per replica.
+
+        >>> km = OnlineKMeans(2)
+        >>> km.seed([np.array([1.0, 0.0]), np.array([0.0, 1.0])])
+        >>> km.statistics().sums["counts"].tolist(), km.prior_counts_.tolist()
+        ([0.0, 0.0], [1, 1])
+        """
+        vectors = [np.asarray(x, dtype=np.float64).ravel() for x in embeddings]
+        if not vectors:
+            return
+        dim = len(vectors[0])
+        before_sums, before_counts = self._sums(dim)
+        for vector in vectors:
+            self.partial_fit_predict(vector)
+        after_sums, after_counts = self._sums(dim)
+        if self.prior_sums_ is None:
+            self.prior_sums_, self.prior_counts_ = np.zeros((self.n_clusters, dim)), np.zeros(self.n_clusters, np.int64)
+        self.prior_sums_ = self.prior_sums_ + (after_sums - before_sums)
+        self.prior_counts_ = self.prior_counts_ + (after_counts - before_counts)
+
     def statistics(self) -> Statistics:
         """Cluster ``sums`` (running means × counts) and ``counts``, which add up across
-        replicas, and the ``centre`` they were measured from (zeros: the origin) as a minimum
-        and a maximum, so that replicas measuring from different centres are told apart;
-        empty until the first cluster is seeded."""
+        replicas, less what :meth:`seed` added; the seed (``prior_sums``, ``prior_counts``) and
+        the ``centre`` the clusters are measured from (zeros: the origin) as minima and maxima,
+        which replicas that agree hold alike. Empty until the first cluster is seeded."""
         if self.centroids_ is None:
             return Statistics()
+        k, dim = self.centroids_.shape
         counts = self.counts_.astype(np.float64)
-        centre = np.zeros(self.centroids_.shape[1]) if self.centre is None else self.centre
-        return Statistics(
-            sums={"sums": self.centroids_ * counts[:, None], "counts": counts},
-            minima={"centre": centre},
-            maxima={"centre": centre},
-        )
+        sums = self.centroids_ * counts[:, None]
+        extremes = {"centre": np.zeros(dim) if self.centre is None else self.centre}
+        if self.prior_sums_ is not None:
+            counts = counts - self.prior_counts_[:k]
+            sums = sums - self.prior_sums_[:k]
+            extremes.update(prior_sums=self.prior_sums_, prior_counts=self.prior_counts_.astype(np.float64))
+        return Statistics(sums={"sums": sums, "counts": counts}, minima=extremes, maxima=dict(extremes))
 
     def load_statistics(self, stats: Statistics) -> None:
         """Centroids from merged :meth:`statistics` (left as they are when ``stats`` has none),
-        with the centre they were measured from: the shared clustering wins. Shared sums
-        without a centre were learned from the origin (replicas of before 2026-12-05).
-        Replicas that measure from different centres cannot share clusters (``StateFileError``)."""
+        with their seed and the centre they were measured from: the shared clustering wins.
+        Shared sums without a seed or a centre hold every replica's seed and were measured from
+        the origin (replicas of before 2026-12-05). Replicas that measure from different centres,
+        or seeded with different prompts, cannot share clusters (``StateFileError``)."""
         if "counts" not in stats.sums:
             return
-        counts = np.rint(stats.sums["counts"]).astype(np.int64)
-        seeded = int(np.count_nonzero(counts))
-        if seeded == 0:
-            return
-        if np.any(counts[:seeded] == 0) or len(counts) > self.n_clusters:
-            raise StateFileError(f"shared clusters are inconsistent (counts {counts.tolist()})")
         low, high = stats.minima.get("centre"), stats.maxima.get("centre")
         if low is not None and high is not None and not np.array_equal(low, high):
             raise StateFileError(
                 "replicas share clusters measured from different centres (their task classifiers, or "
                 "their saved states, differ): start them from one saved state or with the same features"
             )
+        prior_sums, prior_counts = stats.maxima.get("prior_sums"), stats.maxima.get("prior_counts")
+        fewest = stats.minima.get("prior_counts")
+        if prior_sums is not None and prior_counts is not None and fewest is not None:
+            if fewest.any() and not (
+                np.array_equal(fewest, prior_counts) and np.array_equal(stats.minima["prior_sums"], prior_sums)
+            ):
+                raise StateFileError(
+                    "replicas seeded their clusters with different prompts: seed every replica with the same "
+                    "sample (FeatureExtractor.seed_clusters), or start them from one saved state"
+                )
+        else:
+            prior_sums = prior_counts = None
+        total_counts = _padded(stats.sums["counts"], self.n_clusters)
+        total_sums = stats.sums["sums"]
+        if prior_counts is not None and prior_sums is not None:
+            total_counts = total_counts + _padded(prior_counts, self.n_clusters)
+            total_sums = _padded(total_sums, self.n_clusters) + _padded(prior_sums, self.n_clusters)
+        counts = np.rint(total_counts).astype(np.int64)
+        seeded = int(np.count_nonzero(counts))
+        if seeded == 0:
+            return
+        if np.any(counts[:seeded] == 0) or len(stats.sums["counts"]) > self.n_clusters:
+            raise StateFileError(f"shared clusters are inconsistent (counts {counts.tolist()})")
         self.centre = None if low is None or not low.any() else low.copy()
+        if prior_counts is not None and prior_sums is not None:
+            self.prior_sums_ = _padded(prior_sums, self.n_clusters).copy()
+            self.prior_counts_ = np.rint(_padded(prior_counts, self.n_clusters)).astype(np.int64)
+        else:
+            self.prior_sums_, self.prior_counts_ = None, np.zeros(0, dtype=np.int64)
         self.counts_ = counts[:seeded].copy()
-        self.centroids_ = stats.sums["sums"][:seeded] / counts[:seeded, None]
+        self.centroids_ = total_sums[:seeded] / counts[:seeded, None]
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -138,6 +197,8 @@ class OnlineKMeans:
             "centre": None if self.centre is None else self.centre.copy(),
             "centroids": None if self.centroids_ is None else self.centroids_.copy(),
             "counts": self.counts_.copy(),
+            "prior_sums": None if self.prior_sums_ is None else self.prior_sums_.copy(),
+            "prior_counts": self.prior_counts_.copy(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -156,7 +217,22 @@ class OnlineKMeans:
             raise StateFileError("saved clustering: its centre and its centroids differ in dimension")
         self.centre = centre
         self.centroids_ = centroids
+        prior = state.get("prior_sums")  # absent from states saved before 2026-12-05: no seed kept apart
+        self.prior_sums_ = None if prior is None else np.asarray(prior, dtype=np.float64).copy()
+        self.prior_counts_ = np.asarray(state.get("prior_counts", []), dtype=np.int64).copy()
+        if self.prior_sums_ is not None and (
+            self.prior_sums_.shape[0] != self.n_clusters or self.prior_counts_.shape != (self.n_clusters,)
+        ):
+            raise StateFileError("saved clustering: its seed does not match its number of clusters")
         self.counts_ = np.asarray(state["counts"], dtype=np.int64).copy()
+
+
+def _padded(array: np.ndarray, length: int) -> np.ndarray:
+    """``array`` with zero rows added up to ``length`` rows."""
+    array = np.asarray(array, dtype=np.float64)
+    if len(array) >= length:
+        return array
+    return np.concatenate([array, np.zeros((length - len(array), *array.shape[1:]))])
 
 
 def _check_centre(centre: Any) -> np.ndarray | None:

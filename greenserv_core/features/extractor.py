@@ -194,7 +194,9 @@ class FeatureExtractor:
 
         Router replicas that share learning must start from the same clustering, or their
         cluster numbers would mean different things: seed each replica's extractor with the
-        same sample (or load one saved state) before they start.
+        same sample (or load one saved state) before they start. The seed is kept apart as a
+        prior (:meth:`OnlineKMeans.seed`), so shared statistics count it once, and a replica
+        that did not seed adopts it from the store.
 
         >>> from greenserv_core.features import HashingEmbedder, TaskClassifier
         >>> embedder = HashingEmbedder(16)
@@ -207,8 +209,7 @@ class FeatureExtractor:
         """
         vectors = self.embedder.embed([instruction_text(prompt) for prompt in prompts])
         with self._lock:
-            for vector in vectors:
-                self.clusterer.partial_fit_predict(vector)
+            self.clusterer.seed(list(vectors))
 
     def extract(self, messages: Sequence[Message] | str, *, learn: bool = True) -> QueryFeatures:
         clean = validate_messages(messages)

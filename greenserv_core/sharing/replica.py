@@ -12,8 +12,10 @@ learned since its last sync: nothing is counted twice.
 The semantic clusters are shared as running sums, so every replica must start from the same
 clustering (:meth:`~greenserv_core.features.FeatureExtractor.seed_clusters` on the same
 sample, or the store's once it has one); otherwise cluster 0 of one replica is not cluster
-0 of another. The clusters carry the centre they are measured from: a replica adopts the
-store's, and replicas measuring from different centres are refused (``StateFileError``).
+0 of another. The clusters carry the centre they are measured from and the seed as a prior
+(counted once, however many replicas seeded): a replica adopts the store's, and replicas
+measuring from different centres or seeded with different prompts are refused
+(``StateFileError``).
 
 >>> from greenserv_core import FakeBackend, FeatureExtractor, GreenServRouter
 >>> from greenserv_core.features import HashingEmbedder, TaskClassifier
