@@ -109,6 +109,12 @@ def test_a_seed_is_kept_apart_and_saved() -> None:
     assert again.prior_counts_.tolist() == [1, 1] and again.statistics().sums["counts"].tolist() == [1.0, 0.0]
     with pytest.raises(StateFileError, match="seed"):
         OnlineKMeans(2).load_state_dict({**km.state_dict(), "prior_counts": [1, 1, 1]})
+    # seeds that differ by float rounding (another machine's embeddings) are one seed
+    other = OnlineKMeans(2)
+    other.seed([unit(1, 0) + 1e-12, unit(0, 1)])
+    fresh = OnlineKMeans(2)
+    fresh.load_statistics(km.statistics().plus(other.statistics()))
+    assert fresh.prior_counts_.tolist() == [1, 1]
 
 
 def test_the_extractor_says_whether_its_loaded_clusters_are_centred() -> None:

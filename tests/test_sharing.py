@@ -311,10 +311,48 @@ def test_replicas_seeded_alike_count_the_seed_once_and_a_newcomer_adopts_it() ->
     seeded = replicas[0].features.clusterer
     assert np.allclose(newcomer.features.clusterer.centroids_, seeded.centroids_)  # type: ignore[arg-type]
     assert newcomer.features.clusterer.counts_.tolist() == seeded.counts_.tolist()
+    # seeding again (a restarted replica running its start-up again) changes nothing
+    replicas[0].features.seed_clusters(PROMPTS)
+    newcomer.features.seed_clusters(PROMPTS)
+    for router in (*replicas, newcomer):
+        SharedLearning(router, store).sync()
+    assert int(replicas[0].features.clusterer.counts_.sum()) == len(PROMPTS)
+    # a replica seeded otherwise is refused before it writes anything, and keeps its own state
+    before = store.read()
     odd = _clustered_router()
     odd.features.seed_clusters([*reversed(PROMPTS), "Name a prime number."])
+    serve(odd, [("What is 2 + 2?", "small", 1.0)])
+    policy = odd.policy_.state_dict()
     with pytest.raises(StateFileError, match="seeded their clusters with different prompts"):
         SharedLearning(odd, store).sync()
+    after = store.read()
+    assert after.sums.keys() == before.sums.keys()
+    assert all(np.array_equal(after.sums[key], before.sums[key]) for key in before.sums)
+    assert snapshot_equal(odd.policy_.state_dict(), policy)
+    SharedLearning(replicas[1], store).sync()  # the others sync on
+
+
+def snapshot_equal(a: object, b: object) -> bool:
+    from greenserv_core.persistence import _canonical, _encode
+
+    return bool(_canonical(_encode(a)) == _canonical(_encode(b)))
+
+
+def test_a_merge_refused_by_one_component_leaves_every_component_as_it_was() -> None:
+    router = _clustered_router()
+    router.features.seed_clusters(PROMPTS)
+    serve(router, [(prompt, "large", 0.5) for prompt in PROMPTS])
+    state = router.statistics()
+
+    def foreign(now: Statistics) -> Statistics:  # more answers, and clusters from another centre
+        doubled = now.plus(now)
+        doubled.minima["clusters/centre"] = doubled.minima["clusters/centre"] + 1.0
+        return doubled
+
+    with pytest.raises(StateFileError, match="different centres"):
+        router.update_statistics(foreign)
+    again = router.statistics()
+    assert all(np.allclose(again.sums[key], state.sums[key]) for key in state.sums)
 
 
 def test_a_sync_loses_no_clustering_learned_while_it_runs() -> None:

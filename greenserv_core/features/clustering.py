@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,7 +11,9 @@ import numpy as np
 from greenserv_core.errors import InvalidInputError, StateFileError
 from greenserv_core.statistics import Statistics
 
-__all__ = ["OnlineKMeans"]
+__all__ = ["OnlineKMeans", "check_shared_clusters"]
+
+logger = logging.getLogger(__name__)
 
 
 class OnlineKMeans:
@@ -114,9 +117,15 @@ class OnlineKMeans:
         >>> km.seed([np.array([1.0, 0.0]), np.array([0.0, 1.0])])
         >>> km.statistics().sums["counts"].tolist(), km.prior_counts_.tolist()
         ([0.0, 0.0], [1, 1])
+
+        A clustering seeds once: a later call (say, a restarted replica seeded again, or one
+        that adopted the shared seed) changes nothing, so replicas keep one seed.
         """
         vectors = [np.asarray(x, dtype=np.float64).ravel() for x in embeddings]
         if not vectors:
+            return
+        if self.prior_sums_ is not None:  # seeded before (or adopted a shared seed): seeding is once
+            logger.info("the clustering already holds a seed; seeding again is skipped")
             return
         dim = len(vectors[0])
         before_sums, before_counts = self._sums(dim)
@@ -153,24 +162,9 @@ class OnlineKMeans:
         or seeded with different prompts, cannot share clusters (``StateFileError``)."""
         if "counts" not in stats.sums:
             return
-        low, high = stats.minima.get("centre"), stats.maxima.get("centre")
-        if low is not None and high is not None and not np.array_equal(low, high):
-            raise StateFileError(
-                "replicas share clusters measured from different centres (their task classifiers, or "
-                "their saved states, differ): start them from one saved state or with the same features"
-            )
-        prior_sums, prior_counts = stats.maxima.get("prior_sums"), stats.maxima.get("prior_counts")
-        fewest = stats.minima.get("prior_counts")
-        if prior_sums is not None and prior_counts is not None and fewest is not None:
-            if fewest.any() and not (
-                np.array_equal(fewest, prior_counts) and np.array_equal(stats.minima["prior_sums"], prior_sums)
-            ):
-                raise StateFileError(
-                    "replicas seeded their clusters with different prompts: seed every replica with the same "
-                    "sample (FeatureExtractor.seed_clusters), or start them from one saved state"
-                )
-        else:
-            prior_sums = prior_counts = None
+        check_shared_clusters(stats, self.n_clusters)
+        low = stats.minima.get("centre")
+        prior_sums, prior_counts = _shared_seed(stats, self.n_clusters)
         total_counts = _padded(stats.sums["counts"], self.n_clusters)
         total_sums = stats.sums["sums"]
         if prior_counts is not None and prior_sums is not None:
@@ -225,6 +219,40 @@ class OnlineKMeans:
         ):
             raise StateFileError("saved clustering: its seed does not match its number of clusters")
         self.counts_ = np.asarray(state["counts"], dtype=np.int64).copy()
+
+
+def check_shared_clusters(stats: Statistics, n_clusters: int | None = None) -> None:
+    """Refuse shared cluster statistics that replicas could not have learned alike: a centre or
+    a seed that differs between them (``StateFileError``); what :meth:`OnlineKMeans.load_statistics`
+    checks, for a store to be checked before anything is written to it."""
+    low, high = stats.minima.get("centre"), stats.maxima.get("centre")
+    if low is not None and high is not None and not np.allclose(low, high, rtol=1e-6, atol=1e-9):
+        raise StateFileError(
+            "replicas share clusters measured from different centres (their task classifiers, or "
+            "their saved states, differ): start them from one saved state or with the same features"
+        )
+    _shared_seed(stats, n_clusters)
+
+
+def _shared_seed(stats: Statistics, n_clusters: int | None) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The seed that shared statistics hold (``None``, ``None``: none, as in stores written
+    before 2026-12-05); refused when replicas seeded differently or with more clusters."""
+    prior_sums, prior_counts = stats.maxima.get("prior_sums"), stats.maxima.get("prior_counts")
+    fewest, least = stats.minima.get("prior_counts"), stats.minima.get("prior_sums")
+    if prior_sums is None or prior_counts is None or fewest is None or least is None:
+        return None, None
+    if n_clusters is not None and len(prior_counts) > n_clusters:
+        raise StateFileError(
+            f"shared clusters were seeded with {len(prior_counts)} clusters, this one has {n_clusters}"
+        )
+    if fewest.any() and not (
+        np.array_equal(fewest, prior_counts) and np.allclose(least, prior_sums, rtol=1e-6, atol=1e-9)
+    ):
+        raise StateFileError(
+            "replicas seeded their clusters with different prompts: seed every replica with the same "
+            "sample (FeatureExtractor.seed_clusters), or start them from one saved state"
+        )
+    return prior_sums, prior_counts
 
 
 def _padded(array: np.ndarray, length: int) -> np.ndarray:

@@ -195,8 +195,9 @@ class FeatureExtractor:
         Router replicas that share learning must start from the same clustering, or their
         cluster numbers would mean different things: seed each replica's extractor with the
         same sample (or load one saved state) before they start. The seed is kept apart as a
-        prior (:meth:`OnlineKMeans.seed`), so shared statistics count it once, and a replica
-        that did not seed adopts it from the store.
+        prior (:meth:`~greenserv_core.features.clustering.OnlineKMeans.seed`), so shared
+        statistics count it once, and a replica that did not seed adopts it from the store.
+        A clustering seeds once: a second call changes nothing.
 
         >>> from greenserv_core.features import HashingEmbedder, TaskClassifier
         >>> embedder = HashingEmbedder(16)

@@ -36,7 +36,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, cast
 
 import numpy as np
 
@@ -106,6 +106,14 @@ def _total(amounts: Sequence[float | None]) -> float | None:
     """The sum, or ``None`` when any amount is unknown."""
     known = [a for a in amounts if a is not None]
     return sum(known) if len(known) == len(amounts) else None
+
+
+class _Restorable(Protocol):
+    """A shared component whose state can be saved and put back (every one the learner holds)."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 class RoutingLearner:
@@ -795,8 +803,18 @@ class RoutingLearner:
                 if lock is not None:
                     held.enter_context(lock)
             merged = transform(self.statistics())
-            for name, part in self._components().items():
-                part.load_statistics(merged.under(name))
+            components = self._components()
+            # all or nothing: a component that refuses the merge (say, clusters from another
+            # centre) must not leave the others holding a total that no sync base records
+            restorable = {name: cast(_Restorable, part) for name, part in components.items()}
+            saved = {name: copy.deepcopy(held_part.state_dict()) for name, held_part in restorable.items()}
+            try:
+                for name, part in components.items():
+                    part.load_statistics(merged.under(name))
+            except BaseException:
+                for name, restoring in restorable.items():
+                    restoring.load_state_dict(saved[name])
+                raise
             if sync_base is not None:
                 store, base_of = sync_base
                 self.sync_bases_[store] = base_of(self.statistics())

@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import numpy as np
 
 from greenserv_core.errors import InvalidInputError
+from greenserv_core.features.clustering import check_shared_clusters
 from greenserv_core.paths import cache_dir
 from greenserv_core.sharing.stores import FileStore, StateStore, store_identity
 from greenserv_core.statistics import Statistics
@@ -181,6 +182,9 @@ class SharedLearning:
         local = self.router.statistics()
         delta = local.minus(self.base_)
         delta.sums[_SYNCS] = np.array([1.0])
+        if self.syncs_ == 0:  # a replica set up unlike the others is refused before it writes to the store
+            extremes = Statistics(minima=delta.minima, maxima=delta.maxima)
+            check_shared_clusters(self.store.read().plus(extremes).under(_CLUSTERS.rstrip("/")))
         merged = self.store.merge(delta)
         seen_before = float(self.base_.sums.get(_SYNCS, np.zeros(1))[0])
         if float(merged.sums[_SYNCS][0]) < seen_before + 1.0:  # emptied or replaced since our last sync
