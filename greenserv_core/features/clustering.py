@@ -132,10 +132,7 @@ class OnlineKMeans:
         for vector in vectors:
             self.partial_fit_predict(vector)
         after_sums, after_counts = self._sums(dim)
-        if self.prior_sums_ is None:
-            self.prior_sums_, self.prior_counts_ = np.zeros((self.n_clusters, dim)), np.zeros(self.n_clusters, np.int64)
-        self.prior_sums_ = self.prior_sums_ + (after_sums - before_sums)
-        self.prior_counts_ = self.prior_counts_ + (after_counts - before_counts)
+        self.prior_sums_, self.prior_counts_ = after_sums - before_sums, after_counts - before_counts
 
     def statistics(self) -> Statistics:
         """Cluster ``sums`` (running means × counts) and ``counts``, which add up across
@@ -162,26 +159,25 @@ class OnlineKMeans:
         or seeded with different prompts, cannot share clusters (``StateFileError``)."""
         if "counts" not in stats.sums:
             return
-        check_shared_clusters(stats, self.n_clusters)
-        low = stats.minima.get("centre")
-        prior_sums, prior_counts = _shared_seed(stats, self.n_clusters)
+        prior_sums, prior_counts = check_shared_clusters(stats, self.n_clusters)
         total_counts = _padded(stats.sums["counts"], self.n_clusters)
         total_sums = stats.sums["sums"]
-        if prior_counts is not None and prior_sums is not None:
-            total_counts = total_counts + _padded(prior_counts, self.n_clusters)
-            total_sums = _padded(total_sums, self.n_clusters) + _padded(prior_sums, self.n_clusters)
+        if prior_sums is not None and prior_counts is not None:
+            prior_sums, prior_counts = _padded(prior_sums, self.n_clusters), _padded(prior_counts, self.n_clusters)
+            total_counts = total_counts + prior_counts
+            total_sums = _padded(total_sums, self.n_clusters) + prior_sums
         counts = np.rint(total_counts).astype(np.int64)
         seeded = int(np.count_nonzero(counts))
         if seeded == 0:
             return
         if np.any(counts[:seeded] == 0) or len(stats.sums["counts"]) > self.n_clusters:
             raise StateFileError(f"shared clusters are inconsistent (counts {counts.tolist()})")
+        low = stats.minima.get("centre")
         self.centre = None if low is None or not low.any() else low.copy()
-        if prior_counts is not None and prior_sums is not None:
-            self.prior_sums_ = _padded(prior_sums, self.n_clusters).copy()
-            self.prior_counts_ = np.rint(_padded(prior_counts, self.n_clusters)).astype(np.int64)
-        else:
-            self.prior_sums_, self.prior_counts_ = None, np.zeros(0, dtype=np.int64)
+        self.prior_sums_ = None if prior_sums is None else prior_sums.copy()
+        self.prior_counts_ = (
+            np.zeros(0, dtype=np.int64) if prior_counts is None else np.rint(prior_counts).astype(np.int64)
+        )
         self.counts_ = counts[:seeded].copy()
         self.centroids_ = total_sums[:seeded] / counts[:seeded, None]
 
@@ -221,17 +217,20 @@ class OnlineKMeans:
         self.counts_ = np.asarray(state["counts"], dtype=np.int64).copy()
 
 
-def check_shared_clusters(stats: Statistics, n_clusters: int | None = None) -> None:
+def check_shared_clusters(
+    stats: Statistics, n_clusters: int | None = None
+) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Refuse shared cluster statistics that replicas could not have learned alike: a centre or
     a seed that differs between them (``StateFileError``); what :meth:`OnlineKMeans.load_statistics`
-    checks, for a store to be checked before anything is written to it."""
+    checks, for a store to be checked before anything is written to it. Returns the shared
+    seed's sums and counts (``None``, ``None``: none, as in stores written before 2026-12-05)."""
     low, high = stats.minima.get("centre"), stats.maxima.get("centre")
     if low is not None and high is not None and not np.allclose(low, high, rtol=1e-6, atol=1e-9):
         raise StateFileError(
             "replicas share clusters measured from different centres (their task classifiers, or "
             "their saved states, differ): start them from one saved state or with the same features"
         )
-    _shared_seed(stats, n_clusters)
+    return _shared_seed(stats, n_clusters)
 
 
 def _shared_seed(stats: Statistics, n_clusters: int | None) -> tuple[np.ndarray | None, np.ndarray | None]:
