@@ -243,6 +243,12 @@ def test_the_budget_sweep_compares_with_both_fronts(table: OutcomeTable, tmp_pat
     assert row["share_of_best_single_model"] == 0.5
     assert row["single_model_front_accuracy"] is not None and len(report["fixed_tradeoff"]) == 3
     assert len(report["fixed_price"]["points"]) == 3
+    assert row["most_spent_at_a_fixed_tradeoff"] == max(p["joules_per_query"] for p in report["fixed_tradeoff"])
+    from greenserv_core.cli.budget import budget_rows
+
+    (printed,) = budget_rows(report)
+    most = row["most_spent_at_a_fixed_tradeoff"] / row["joules_per_query"]
+    assert printed["most a fixed λ spends / budget"] == f"{100 * most:.1f}%"
     static = row["static_mix"]
     assert static["accuracy"] is not None and static["worst_window_over_budget"]["mean"] >= 1.0
     assert row["ahead_of_single_model_front"] == pytest.approx(

@@ -97,6 +97,7 @@ def budget_rows(report: dict[str, Any]) -> list[dict[str, str]]:
                 "accuracy": f"{row['accuracy']['mean']:.3f} ± {row['accuracy']['ci95']:.3f}",
                 "single-model front": _accuracy(row["single_model_front_accuracy"]),
                 "fixed-λ front": _accuracy(row["fixed_tradeoff_front_accuracy"]),
+                "most a fixed λ spends / budget": _most(row),
                 "fixed-price front": _accuracy(row["fixed_price_front_accuracy"]),
                 "static mix: accuracy, worst 500 / budget": _static(row.get("static_mix")),
                 "mean λ": f"{spend['mean_tradeoff']['mean']:.3f}",
@@ -104,6 +105,13 @@ def budget_rows(report: dict[str, Any]) -> list[dict[str, str]]:
         )
         rows.append(out)
     return rows
+
+
+def _most(row: dict[str, Any]) -> str:
+    """The most joules per query any fixed λ of the grid spent, as a share of the budget
+    (window budgets: of their mean per query, ``–`` where the report predates the field)."""
+    most = row.get("most_spent_at_a_fixed_tradeoff")
+    return "–" if most is None else f"{100 * most / row['joules_per_query']:.1f}%"
 
 
 def _static(found: dict[str, Any] | None) -> str:

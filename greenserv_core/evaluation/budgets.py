@@ -10,7 +10,9 @@ Its accuracy is compared, at the spend it realised, with two fronts from the sam
   accuracy), what mixing two models at random reaches;
 * the **fixed-λ front**: the same policy replayed without a budget at every λ of a grid (its
   points, then their hull: mixing two λ at random), so that the budget is judged against
-  the trade-off knob it replaces, at the same spend;
+  the trade-off knob it replaces, at the same spend. The most any of its points spends is
+  reported too (``most_spent_at_a_fixed_tradeoff``): a budget above it cannot be spent by
+  the policy at any λ, so its underspend is the policy's choice, not the pacer's;
 * the **static mix** (:func:`~greenserv_core.evaluation.budget_report.static_mix`): a router
   told every model's accuracy and joules per task type, meeting the budget exactly with a
   fixed choice per task: the accuracy the budget can buy at most, and how far the query
@@ -124,6 +126,7 @@ def budget_sweep(
         progress=progress,
     )["strategies"][strategy]["points"]
     fixed_points = [(p["joules_per_query"], p["accuracy"]) for p in fixed]
+    most_spent = max((p["joules_per_query"] for p in fixed), default=None)
 
     def paced(pacer: BudgetPacer) -> dict[str, Any]:
         return replay(
@@ -180,6 +183,7 @@ def budget_sweep(
                 "spend": spend,
                 "single_model_front_accuracy": single_front,
                 "fixed_tradeoff_front_accuracy": fixed_front,
+                "most_spent_at_a_fixed_tradeoff": most_spent,
                 "ahead_of_single_model_front": None if single_front is None else accuracy - single_front,
                 "ahead_of_fixed_tradeoff_front": None if fixed_front is None else accuracy - fixed_front,
                 "fixed_price_front_accuracy": priced_front,
