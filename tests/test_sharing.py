@@ -289,9 +289,11 @@ def test_wrappers_of_one_router_and_a_save_between_syncs_count_nothing_twice(tmp
     assert loaded.policy_.t_ == 30 and router.policy_.t_ == 30
 
 
-def _clustered_router() -> GreenServRouter:
+def _clustered_router(*, centre_clusters: bool = True) -> GreenServRouter:
     return GreenServRouter(
-        [FakeBackend("small"), FakeBackend("large")], features=make_hashing_extractor(n_clusters=3), seed=0
+        [FakeBackend("small"), FakeBackend("large")],
+        features=make_hashing_extractor(n_clusters=3, centre_clusters=centre_clusters),
+        seed=0,
     )
 
 
@@ -330,6 +332,37 @@ def test_replicas_seeded_alike_count_the_seed_once_and_a_newcomer_adopts_it() ->
     assert all(np.array_equal(after.sums[key], before.sums[key]) for key in before.sums)
     assert snapshot_equal(odd.policy_.state_dict(), policy)
     SharedLearning(replicas[1], store).sync()  # the others sync on
+
+
+def test_a_replica_with_centred_clusters_is_refused_by_a_store_of_clusters_from_the_origin() -> None:
+    """A store written before 2026-12-05 holds cluster sums with no centre (measured from the
+    origin); a seeded replica measuring from a centre would add its sums to them."""
+    store = InMemoryStore()
+    old = _clustered_router(centre_clusters=False)
+    old.features.seed_clusters(PROMPTS)
+    serve(old, [("What is 2 + 2?", "small", 1.0)])
+    written = old.statistics()
+    keep = {key for key in written.minima if not key.startswith("clusters/")}  # as written before: no extremes
+    store.merge(
+        Statistics(
+            sums=written.sums,
+            minima={k: v for k, v in written.minima.items() if k in keep},
+            maxima={k: v for k, v in written.maxima.items() if k in keep},
+        )
+    )
+    before = store.read()
+    centred = _clustered_router()  # measures from its classifier's mean embedding
+    assert centred.features.clusterer.centre is not None
+    centred.features.seed_clusters(PROMPTS)
+    with pytest.raises(StateFileError, match="measured from the origin"):
+        SharedLearning(centred, store).sync()
+    assert store.read() == before  # refused before it wrote anything
+    from_origin = _clustered_router(centre_clusters=False)  # the same replica measuring from the origin joins
+    from_origin.features.seed_clusters(PROMPTS)
+    SharedLearning(from_origin, store).sync()
+    fresh = _clustered_router()  # a centred replica with no clusters yet adopts the store's, from the origin
+    SharedLearning(fresh, store).sync()
+    assert fresh.features.clusterer.centre is None
 
 
 def snapshot_equal(a: object, b: object) -> bool:

@@ -11,7 +11,7 @@ import numpy as np
 from greenserv_core.errors import InvalidInputError, StateFileError
 from greenserv_core.statistics import Statistics
 
-__all__ = ["OnlineKMeans", "check_shared_clusters"]
+__all__ = ["OnlineKMeans", "check_joining_clusters", "check_shared_clusters"]
 
 logger = logging.getLogger(__name__)
 
@@ -231,6 +231,23 @@ def check_shared_clusters(
             "their saved states, differ): start them from one saved state or with the same features"
         )
     return _shared_seed(stats, n_clusters)
+
+
+def check_joining_clusters(stored: Statistics, joining: Statistics) -> None:
+    """Refuse a replica whose clusters (``joining``: its minima and maxima) cannot join the
+    clusters of a store (``stored``) before it writes anything: what
+    :func:`check_shared_clusters` refuses, and clusters measured from a centre joining clusters
+    that replicas of before 2026-12-05 wrote (sums with no centre: measured from the origin),
+    whose sums would otherwise be added to this replica's, measured elsewhere."""
+    check_shared_clusters(stored.plus(joining))
+    centre = joining.minima.get("centre")
+    if "counts" in stored.sums and "centre" not in stored.minima and centre is not None and centre.any():
+        raise StateFileError(
+            "the shared store's clusters were written by replicas of before 2026-12-05 and are measured "
+            "from the origin, but this replica measures its clusters from its task classifier's mean "
+            "embedding: start it with FeatureExtractor(..., centre_clusters=False) to join that store, "
+            "or start every replica afresh on an empty store"
+        )
 
 
 def _shared_seed(stats: Statistics, n_clusters: int | None) -> tuple[np.ndarray | None, np.ndarray | None]:
