@@ -452,7 +452,9 @@ class GreenServRouter:
         """Route ``messages``, generate with the chosen model, record its cost.
 
         The options (:class:`~greenserv_core.routing.GenerateOptions`) route the query, set the
-        generation, offer ``tools`` (parsed into ``tool_calls``) and ask for a ``response_format``.
+        generation, offer ``tools`` (parsed into ``tool_calls``) and ask for a ``response_format``
+        (``"json"``, a JSON schema, or OpenAI's ``{"type": "json_schema", ...}`` objects; see
+        :func:`~greenserv_core.routing.request.json_format`).
         An unavailable model is routed around under the same decision id.
         """
         return self._executor.generate(RouteRequest.build(messages, options))

@@ -48,6 +48,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr,
 from typing_extensions import Self
 
 from greenserv_core.adapters import (
+    DEFAULT_MAX_TOKENS,
     AdapterCore,
     BoundedRecorder,
     LazyRouter,
@@ -110,7 +111,7 @@ class _RunRecorder(BaseCallbackHandler):
 
     def on_llm_end(self, response: LLMResult, *, run_id: uuid.UUID, **kwargs: Any) -> None:
         for _, record in routed_answers(response):
-            self.decisions.add(str(run_id), str(record["decision_id"]))
+            self.decisions.put(str(run_id), str(record["decision_id"]))  # a run id used again names its latest
 
     def resolve(self, key: str) -> str:
         return self.decisions.get(key, key)
@@ -125,9 +126,13 @@ def _metadata(result: RoutedGeneration) -> dict[str, Any]:
     }
 
 
-def _tool_calls(result: RoutedGeneration) -> dict[str, Any]:
-    """``tool_calls`` and ``invalid_tool_calls`` of an ``AIMessage`` from a routed answer."""
+def _tool_calls(result: RoutedGeneration, *, parallel: bool = True) -> dict[str, Any]:
+    """``tool_calls`` and ``invalid_tool_calls`` of an ``AIMessage`` from a routed answer; with
+    ``parallel=False`` (``parallel_tool_calls=False``) one call at most: the first valid one,
+    else the first invalid one."""
     valid, invalid = tool_calls_of(result)
+    if not parallel:
+        valid, invalid = valid[:1], ([] if valid else invalid[:1])
     return {
         "tool_calls": [tool_call(name=c["name"], args=c["arguments"], id=c["id"]) for c in valid],
         "invalid_tool_calls": [
@@ -147,14 +152,23 @@ def _run_key(run_manager: CallbackManagerForLLMRun | None) -> str | None:
     return str(run_manager.run_id) if run_manager is not None else None
 
 
-_LANGCHAIN_OPTIONS = frozenset({"ls_structured_output_format", "stream"})
+_LANGCHAIN_OPTIONS = frozenset({"ls_structured_output_format", "stream", "parallel_tool_calls"})
 
 
 def _call_options(kwargs: dict[str, Any]) -> dict[str, Any]:
     """A call's options without LangChain's own: the tracing metadata set by
-    ``with_structured_output``, and ``stream=`` (the per-call switch between streaming and not,
-    which LangChain reads before it calls the model)."""
+    ``with_structured_output``, ``stream=`` (the per-call switch between streaming and not,
+    which LangChain reads before it calls the model) and ``parallel_tool_calls`` (read here, by
+    :func:`_parallel`)."""
     return {key: value for key, value in kwargs.items() if key not in _LANGCHAIN_OPTIONS}
+
+
+def _parallel(kwargs: dict[str, Any]) -> bool:
+    """Whether an answer may make several tool calls (``parallel_tool_calls``, default yes)."""
+    parallel = kwargs.get("parallel_tool_calls")
+    if parallel is not None and not isinstance(parallel, bool):
+        raise InvalidInputError(f"parallel_tool_calls must be True, False or None, got {parallel!r}")
+    return parallel is not False
 
 
 class ChatGreenServ(AdapterCore, BaseChatModel):
@@ -167,11 +181,11 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
     router's own, :data:`~greenserv_core.reward.DEFAULT_TRADEOFF` for the router it builds;
     given beside a ready ``router`` it is every call's λ). ``temperature``, ``top_p``,
     ``max_tokens``, ``stop``, ``timeout`` (seconds per generation) and ``streaming`` behave as
-    in other chat models. Per-call options: ``temperature``, ``max_tokens``, ``top_p``,
+    in other chat models (``max_tokens=None``: 256). Per-call options: ``temperature``, ``max_tokens``, ``top_p``,
     ``stop``, ``seed``, ``timeout``, ``tradeoff``, ``max_latency_s``, ``max_joules``, and
     ``model`` (pin this call to one model of the pool, bypassing the choice; its outcome is
-    still learned), plus ``tools`` and ``tool_choice`` (set by :meth:`bind_tools`); anything
-    else is refused.
+    still learned), plus ``tools``, ``tool_choice`` and ``parallel_tool_calls`` (set by
+    :meth:`bind_tools`); an option given as ``None`` takes the default; anything else is refused.
 
     Energy: ``energy_budget`` gives the router it builds a budget, as joules per query
     (``50.0``) or text (``"50J/query"``, ``"2Wh/h"``, ``"500J/30s"``; an ``EnergyBudget`` is
@@ -303,14 +317,19 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
             ls_model_type="chat",
             ls_temperature=kwargs.get("temperature", self.temperature),
         )
-        max_tokens = kwargs.get("max_tokens", self.max_tokens)
-        if max_tokens is not None:
-            params["ls_max_tokens"] = max_tokens
+        params["ls_max_tokens"] = kwargs.get("max_tokens") or self.max_tokens or DEFAULT_MAX_TOKENS
         if stop := stop or self.stop:
             params["ls_stop"] = [stop] if isinstance(stop, str) else list(stop)
         return params
 
     # ---- calling the router ---------------------------------------------------------------
+    def _decision_key(self, run_manager: CallbackManagerForLLMRun | None) -> str | None:
+        """The run id as the decision id, unless the router already holds a decision under it
+        (a caller's ``config={"run_id": ...}`` used again): then a fresh one, which feedback by
+        that run id reaches (the run's latest answer)."""
+        key = _run_key(run_manager)
+        return None if key is not None and self.decided(key) else key
+
     def _generate(
         self,
         messages: list[BaseMessage],
@@ -321,13 +340,16 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
         if self.streaming:
             return generate_from_stream(self._stream(messages, stop=stop, run_manager=run_manager, **kwargs))
         result = self.routed_generation(
-            to_greenserv_messages(messages), _call_options(kwargs), stop=stop, decision_id=_run_key(run_manager)
+            to_greenserv_messages(messages),
+            _call_options(kwargs),
+            stop=stop,
+            decision_id=self._decision_key(run_manager),
         )
         message = AIMessage(
             content=result.text,
             usage_metadata=_usage(result),
             response_metadata=_metadata(result),
-            **_tool_calls(result),
+            **_tool_calls(result, parallel=_parallel(kwargs)),
         )
         return ChatResult(generations=[ChatGeneration(message=message)], llm_output={"model_name": result.model})
 
@@ -338,8 +360,12 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
+        parallel = _parallel(kwargs)
         pieces = self.routed_stream(
-            to_greenserv_messages(messages), _call_options(kwargs), stop=stop, decision_id=_run_key(run_manager)
+            to_greenserv_messages(messages),
+            _call_options(kwargs),
+            stop=stop,
+            decision_id=self._decision_key(run_manager),
         )
         for piece in pieces:  # while tools are offered, the text comes whole in the last piece
             if piece.generation is None:
@@ -347,7 +373,7 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
             else:
                 result = piece.generation
                 metadata = _metadata(result)
-                calls = _tool_calls(result)
+                calls = _tool_calls(result, parallel=parallel)
                 if calls["invalid_tool_calls"]:
                     # LangChain rebuilds a stream's calls from its chunks and keeps every call whose
                     # arguments parse, so calls refused here (unknown tool, schema) travel in the metadata
@@ -400,18 +426,28 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
         tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
         *,
         tool_choice: str | dict[str, Any] | bool | None = None,
+        strict: bool | None = None,
+        parallel_tool_calls: bool | None = None,
         **kwargs: Any,
     ) -> Runnable[LanguageModelInput, AIMessage]:
         """Offer ``tools`` (Pydantic models, functions, LangChain tools or OpenAI tool dicts)
         on every call; only models of the pool that take tools answer. ``tool_choice``:
-        ``"auto"`` (default), ``"none"``, ``"any"``/``"required"``, or a tool's name."""
+        ``"auto"`` (default) or ``False``, ``"none"``, ``"any"``/``"required"``/``True``, or a
+        tool's name. ``strict`` is taken as ChatOpenAI takes it, and changes nothing: every
+        call is checked against its tool's schema anyway, and one that fails it is reported in
+        ``invalid_tool_calls``. ``parallel_tool_calls=False`` keeps one call per answer."""
         formatted = [convert_to_openai_tool(tool) for tool in tools]
         as_tool_specs(formatted)  # refuse a bad schema now, not at the first call
+        if strict is not None and not isinstance(strict, bool):
+            raise InvalidInputError(f"strict must be True, False or None, got {strict!r}")
+        if parallel_tool_calls is not None:
+            kwargs["parallel_tool_calls"] = parallel_tool_calls
+            _parallel(kwargs)  # refuse a bad value now
         return super().bind(tools=formatted, tool_choice=tool_choice, **kwargs)
 
     def with_structured_output(
         self,
-        schema: dict[str, Any] | type,
+        schema: dict[str, Any] | type | None = None,
         *,
         method: Literal["function_calling", "json_mode", "json_schema"] = "function_calling",
         include_raw: bool = False,
@@ -424,15 +460,24 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
         JSON answer constrained to the schema, which models with the ``json_mode``
         capability serve (remote servers with guided decoding). An answer the schema
         rejects raises ``OutputParserException`` saying why (with ``include_raw=True`` it is
-        returned as ``parsing_error`` instead)."""
+        returned as ``parsing_error`` instead). With ``method="json_mode"`` the ``schema`` may
+        be left out: the answer is any JSON object, returned as a dict."""
         kwargs.pop("strict", None)
         if kwargs:
             raise InvalidInputError(f"with_structured_output does not take {sorted(kwargs)}")
         if method not in ("function_calling", "json_mode", "json_schema"):
             raise InvalidInputError(f"method must be function_calling, json_mode or json_schema, got {method!r}")
+        if schema is None and method != "json_mode":
+            raise InvalidInputError(
+                f"with_structured_output needs a schema for method={method!r}; only json_mode takes none"
+            )
         traced = {"kwargs": {"method": method}, "schema": schema}
         pydantic = isinstance(schema, type) and is_basemodel_subclass(schema)
-        if method == "function_calling":
+        llm: Runnable[LanguageModelInput, AIMessage]
+        if schema is None:
+            llm = self.bind(response_format="json", ls_structured_output_format=traced)
+            parse = _json_parser(None, {"title": "a JSON object"}, False)
+        elif method == "function_calling":
             name = convert_to_openai_tool(schema)["function"]["name"]
             llm = self.bind_tools([schema], tool_choice=name, ls_structured_output_format=traced)
             parse = _tool_call_parser(schema, name, pydantic)

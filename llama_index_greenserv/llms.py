@@ -35,6 +35,8 @@ from llama_index.core.base.llms.types import (
     CompletionResponseGen,
     LLMMetadata,
     MessageRole,
+    TextBlock,
+    ThinkingBlock,
     ToolCallBlock,
 )
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
@@ -82,9 +84,15 @@ def decision_id_of(target: Any) -> str:
     return answer_key(target, record=getattr(target, "additional_kwargs", None))
 
 
+_TEXT_BLOCKS = (TextBlock, ToolCallBlock, ThinkingBlock)
+"""The blocks a message may hold: its text, its tool calls (rendered from the blocks) and a
+model's reasoning (left out, as a chat template does)."""
+
+
 def to_greenserv_messages(messages: Sequence[ChatMessage]) -> list[Message]:
     """System, user, assistant and tool messages. An assistant turn's tool calls follow its text
-    as Hermes ``<tool_call>`` blocks; a tool result is wrapped in ``<tool_response>``.
+    as Hermes ``<tool_call>`` blocks; a tool result is wrapped in ``<tool_response>``. An image,
+    audio, video or document block raises :class:`InvalidInputError` (it would be lost).
 
     >>> to_greenserv_messages([ChatMessage(role="tool", content="42")])[0]["content"]
     '<tool_response>\\n42\\n</tool_response>'
@@ -97,6 +105,12 @@ def to_greenserv_messages(messages: Sequence[ChatMessage]) -> list[Message]:
             raise InvalidInputError(
                 f"messages[{index}] has role {message.role.value!r}; GreenServ takes system, user, assistant "
                 "and tool messages"
+            )
+        other = [type(b).__name__ for b in message.blocks if not isinstance(b, _TEXT_BLOCKS)]
+        if other:  # LlamaIndex's .content keeps only the text: an image or a document would be lost unsaid
+            raise InvalidInputError(
+                f"messages[{index}] has a {other[0]}; GreenServ's local models take text only (text, "
+                "tool-call and thinking blocks)"
             )
         content = message.content or ""
         if role == "tool":

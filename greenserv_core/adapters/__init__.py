@@ -26,6 +26,7 @@ from greenserv_core.adapters.answers import (
 )
 from greenserv_core.adapters.calls import (
     CALL_OPTIONS,
+    DEFAULT_MAX_TOKENS,
     AdapterCore,
     LazyRouter,
     apply_tool_choice,
@@ -39,6 +40,7 @@ from greenserv_core.adapters.feedback import AnswerLog, BoundedRecorder, Evaluat
 
 __all__ = [
     "CALL_OPTIONS",
+    "DEFAULT_MAX_TOKENS",
     "AdapterCore",
     "AnswerLog",
     "BoundedRecorder",

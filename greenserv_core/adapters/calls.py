@@ -17,6 +17,7 @@ from greenserv_core.routing.request import stop_sequences
 
 __all__ = [
     "CALL_OPTIONS",
+    "DEFAULT_MAX_TOKENS",
     "AdapterCore",
     "LazyRouter",
     "apply_tool_choice",
@@ -44,6 +45,8 @@ CALL_OPTIONS = frozenset(
 """The keyword options both adapters take per call (besides ``tools``, ``tool_choice`` and
 ``response_format``); ``timeout`` is the router's ``max_time_s``, ``max_joules`` caps the
 predicted joules of the model that answers, and ``model`` pins one model."""
+DEFAULT_MAX_TOKENS = 256
+"""The tokens an answer may have when an adapter's ``max_tokens`` is ``None``."""
 
 
 def check_cascade_signal(signal: object) -> str | None:
@@ -170,6 +173,7 @@ def generation_options(
 ) -> dict[str, Any]:
     """Router arguments from an adapter's defaults and a call's options (:data:`CALL_OPTIONS`);
     unknown options raise :class:`InvalidInputError` naming them (nothing is silently dropped).
+    An option given as ``None`` takes the adapter's default, as in other chat models.
 
     >>> options = generation_options({"model": "small", "timeout": 5.0, "stop": ["\\n"], "max_joules": 20.0},
     ...     owner="X", temperature=0.0, top_p=1.0, max_tokens=8, seed=None, max_latency_s=None, timeout=None)
@@ -180,10 +184,15 @@ def generation_options(
     if unknown:
         raise InvalidInputError(f"{owner} does not take {sorted(unknown)}; per-call options are {sorted(CALL_OPTIONS)}")
     call_stop = kwargs.get("stop")
+
+    def given(name: str, default: Any) -> Any:  # None means "the default", as in other chat models
+        value = kwargs.get(name)
+        return default if value is None else value
+
     return {
-        "temperature": kwargs.get("temperature", temperature),
-        "top_p": kwargs.get("top_p", top_p),
-        "max_new_tokens": kwargs.get("max_tokens", max_tokens),
+        "temperature": given("temperature", temperature),
+        "top_p": given("top_p", top_p),
+        "max_new_tokens": given("max_tokens", max_tokens),
         "stop": list(stop_sequences(call_stop if call_stop is not None else stop)),
         "seed": kwargs.get("seed", seed),
         "tradeoff": kwargs.get("tradeoff", tradeoff),
@@ -197,8 +206,8 @@ def generation_options(
 def apply_tool_choice(
     tools: list[dict[str, Any]], choice: Any, conversation: list[Message]
 ) -> tuple[list[dict[str, Any]], list[Message]]:
-    """Apply a ``tool_choice`` (LangChain's vocabulary): ``None``/``"auto"`` offer every tool, ``"none"`` none;
-    ``"any"``/``"required"``/``True`` ask for a call to one of them, a tool name (or
+    """Apply a ``tool_choice`` (LangChain's vocabulary): ``None``/``"auto"``/``False`` offer
+    every tool, ``"none"`` none; ``"any"``/``"required"``/``True`` ask for a call to one of them, a tool name (or
     ``{"function": {"name": ...}}``) offers only that tool and asks for a call to it. Local
     models cannot be forced, so the request is an instruction in the system message.
 
@@ -206,7 +215,7 @@ def apply_tool_choice(
     >>> apply_tool_choice([tool], "any", [{"role": "user", "content": "Time?"}])[1][0]["content"]
     'Answer with a call to one of the functions.'
     """
-    if choice in (None, "auto") or not tools:
+    if choice in (None, "auto", False) or not tools:  # False: as ChatOpenAI reads it, no choice made
         return tools, conversation
     if choice == "none":
         return [], conversation
@@ -367,8 +376,19 @@ class AdapterCore:
 
     @property
     def pool_name(self) -> str:
-        """``greenserv[<model>,...]``, without building the router."""
-        router = self._built_router
+        """``greenserv[<model>,...]``, without building the router: a router given names its
+        models, else the ``models`` as configured (``bundled`` by default). The name does not
+        change when the adapter builds its router on the first call, so a framework's cache
+        key and traces name the same pool before and after.
+
+        >>> from greenserv_core.adapters.calls import AdapterCore
+        >>> class Adapter(AdapterCore):
+        ...     models = ["http://127.0.0.1:8000/v1#qwen"]
+        ...     router = None
+        >>> Adapter().pool_name
+        'greenserv[http://127.0.0.1:8000/v1#qwen]'
+        """
+        router = self.router
         if router is not None:
             names = router.models
         elif self.models is not None:
@@ -394,7 +414,7 @@ class AdapterCore:
             owner=type(self).__name__,
             temperature=self.temperature,
             top_p=self.top_p,
-            max_tokens=self.max_tokens or 256,
+            max_tokens=self.max_tokens or DEFAULT_MAX_TOKENS,
             seed=self.seed,
             max_latency_s=self.max_latency_s,
             max_joules=getattr(self, "max_joules", None),

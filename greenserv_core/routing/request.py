@@ -37,6 +37,7 @@ __all__ = [
     "RouteOptions",
     "RouteRequest",
     "check_positive",
+    "json_format",
 ]
 
 ResponseFormat = Literal["json"] | Mapping[str, Any] | JsonFormat | None
@@ -113,11 +114,37 @@ def _capabilities(requires: Collection[str]) -> frozenset[str]:
     return frozenset(requires)
 
 
-def _json_format(response_format: ResponseFormat) -> JsonFormat | None:
+_OPENAI_FORMATS = ("text", "json_object", "json_schema")
+"""The ``type`` of OpenAI's ``response_format`` objects (none of them a JSON schema's type)."""
+
+
+def json_format(response_format: ResponseFormat) -> JsonFormat | None:
+    """A call's ``response_format``: ``None``, ``"json"`` (any JSON object), a JSON schema, or
+    OpenAI's objects (``{"type": "text"}``, ``{"type": "json_object"}``, ``{"type":
+    "json_schema", "json_schema": {"name": ..., "schema": {...}}}``).
+
+    >>> json_format({"type": "json_schema", "json_schema": {"name": "A", "schema": {"type": "object"}}}).schema
+    {'type': 'object'}
+    >>> json_format({"type": "json_object"}).schema is None, json_format({"type": "text"})
+    (True, None)
+    """
     if response_format is None or isinstance(response_format, JsonFormat):
         return response_format
     if response_format == "json":
         return JsonFormat()
+    if isinstance(response_format, Mapping) and response_format.get("type") in _OPENAI_FORMATS:
+        kind = response_format["type"]
+        if kind == "text":
+            return None
+        if kind == "json_object":
+            return JsonFormat()
+        described = response_format.get("json_schema")
+        if not isinstance(described, Mapping) or not isinstance(described.get("schema", {}), Mapping):
+            raise InvalidInputError(
+                f"a json_schema response_format holds its schema as {{'json_schema': {{'schema': {{...}}}}}}, "
+                f"got {response_format!r}"
+            )
+        return JsonFormat.from_schema(described.get("schema"))
     if isinstance(response_format, Mapping):
         return JsonFormat.from_schema(response_format)
     raise InvalidInputError(f"response_format must be None, 'json' or a JSON schema, got {response_format!r}")
@@ -195,7 +222,7 @@ class RouteRequest:
             options.get("seed"),
             options.get("max_time_s"),
             as_tool_specs(options.get("tools")),
-            _json_format(options.get("response_format")),
+            json_format(options.get("response_format")),
         )
         needed = set(_capabilities(options.get("requires", ())))
         if settings.tools:

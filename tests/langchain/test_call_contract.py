@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from greenserv_core import FakeBackend, GreenServRouter, InvalidInputError
 from langchain_greenserv import ChatGreenServ, GreenServFeedbackHandler
 from tests.conftest import make_hashing_extractor
-from tests.langchain.test_chat_greenserv import make_llm
+from tests.langchain.test_chat_greenserv import make_llm, multiply, tool_llm
 from tests.scripted_tools import scripted_tool_backend
 
 
@@ -165,3 +165,73 @@ def test_tool_results_follow_the_order_of_the_calls_they_answer() -> None:
         "<tool_response>\nresult of b\n</tool_response>",
     ]
     assert turns[4] == {"role": "user", "content": "Thanks."}
+
+
+# ---- what other chat models take (found by a review of the adapter, 2026-12-05) -----------
+
+
+def test_the_pool_name_does_not_change_when_the_router_is_built() -> None:
+    """LangChain's cache key and traces name the pool before the first call and after it."""
+    remote = ChatGreenServ(models=["http://127.0.0.1:9/v1#qwen", "http://127.0.0.1:9/v1#llama"], embedder="static")
+    before = (remote._get_ls_params()["ls_model_name"], remote._get_llm_string())
+    assert remote.greenserv_router.models == ["qwen", "llama"]  # what the first call does (connects lazily)
+    assert (remote._get_ls_params()["ls_model_name"], remote._get_llm_string()) == before
+    assert before[0] == "greenserv[http://127.0.0.1:9/v1#qwen,http://127.0.0.1:9/v1#llama]"
+
+
+def test_bind_tools_takes_strict_and_parallel_tool_calls() -> None:
+    two = FakeBackend(
+        "caller",
+        capabilities=frozenset({"chat_template", "tools"}),
+        tool_reply=lambda m, t: (
+            '<tool_call>{"name": "multiply", "arguments": {"a": 2, "b": 3}}</tool_call>\n'
+            '<tool_call>{"name": "multiply", "arguments": {"a": 4, "b": 5}}</tool_call>'
+        ),
+    )
+    llm = ChatGreenServ(router=GreenServRouter([two], features=make_hashing_extractor(), seed=0))
+    assert len(llm.bind_tools([multiply], strict=True).invoke("2*3 and 4*5?").tool_calls) == 2
+    single = llm.bind_tools([multiply], parallel_tool_calls=False)
+    assert [c["args"] for c in single.invoke("2*3 and 4*5?").tool_calls] == [{"a": 2, "b": 3}]
+    merged = None
+    for chunk in single.stream("2*3 and 4*5?"):
+        merged = chunk if merged is None else merged + chunk
+    assert merged is not None and len(merged.tool_calls) == 1
+    assert len(llm.bind_tools([multiply]).invoke("2*3?", parallel_tool_calls=False).tool_calls) == 1
+    with pytest.raises(InvalidInputError, match="parallel_tool_calls"):
+        llm.bind_tools([multiply], parallel_tool_calls="no")  # type: ignore[arg-type]
+    # tool_choice=False makes no choice, as ChatOpenAI reads it
+    assert len(llm.bind_tools([multiply], tool_choice=False).invoke("2*3?").tool_calls) == 2
+
+
+def test_openai_response_formats_and_json_mode_without_a_schema() -> None:
+    llm = tool_llm()
+    assert llm.with_structured_output(None, method="json_mode").invoke("A person called 'Ada'") == {
+        "answer": "A person called 'Ada'"
+    }
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
+    openai_shaped = {"type": "json_schema", "json_schema": {"name": "Answer", "schema": schema, "strict": True}}
+    assert llm.bind(response_format=openai_shaped).invoke("A person called 'Ada'").content.startswith("{")
+    assert llm.bind(response_format={"type": "json_object"}).invoke("A person called 'Ada'").content.startswith("{")
+    with pytest.raises(InvalidInputError, match="json_schema"):
+        llm.bind(response_format={"type": "json_schema", "json_schema": "no"}).invoke("hi")
+    with pytest.raises(InvalidInputError, match="needs a schema"):
+        llm.with_structured_output(None)
+
+
+def test_options_given_as_none_take_the_defaults() -> None:
+    llm = make_llm()
+    for option in ("temperature", "top_p", "max_tokens", "seed", "timeout", "tradeoff"):
+        assert llm.invoke("hi", **{option: None}).content  # type: ignore[arg-type]
+    assert ChatGreenServ(router=llm.router, max_tokens=None)._get_ls_params()["ls_max_tokens"] == 256
+
+
+def test_a_run_id_given_again_routes_again_and_feedback_reaches_its_latest_answer() -> None:
+    import uuid
+
+    llm = make_llm()
+    run_id = uuid.uuid4()
+    first = llm.invoke("first question", config={"run_id": run_id})
+    assert llm.feedback(first, 1.0).applied
+    second = llm.invoke("second question", config={"run_id": run_id})
+    assert second.response_metadata["greenserv"]["decision_id"] != first.response_metadata["greenserv"]["decision_id"]
+    assert llm.feedback(str(run_id), 0.0).applied  # the run id names its latest answer

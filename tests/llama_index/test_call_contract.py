@@ -135,3 +135,21 @@ def test_tool_results_follow_the_order_of_the_calls_they_answer() -> None:
         "<tool_response>\nresult of a\n</tool_response>",
         "<tool_response>\nresult of b\n</tool_response>",
     ]
+
+
+def test_images_and_documents_are_refused_not_dropped() -> None:
+    from llama_index.core.base.llms.types import DocumentBlock, ImageBlock, ThinkingBlock
+
+    llm = make_llm()
+    for block in (ImageBlock(url="https://example.com/cat.png"), DocumentBlock(data=b"%PDF-1.4", title="a.pdf")):
+        message = ChatMessage(role="user", blocks=[TextBlock(text="Describe this."), block])
+        with pytest.raises(InvalidInputError, match=rf"messages\[0\] has a {type(block).__name__}"):
+            llm.chat([message])
+    thought = ChatMessage(role="assistant", blocks=[ThinkingBlock(content="hmm"), TextBlock(text="Four.")])
+    assert to_greenserv_messages([thought])[0]["content"] == "Four."  # a model's reasoning is left out
+
+
+def test_options_given_as_none_take_the_defaults() -> None:
+    llm = make_llm()
+    for option in ("temperature", "top_p", "max_tokens", "seed", "timeout", "tradeoff"):
+        assert llm.chat([ChatMessage(role="user", content="hi")], **{option: None}).message.content
