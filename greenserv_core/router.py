@@ -37,6 +37,7 @@ from typing_extensions import Unpack
 
 from greenserv_core.backends.base import ModelBackend
 from greenserv_core.bandits import DEFAULT_POLICY, Policy, make_policy
+from greenserv_core.bandits.base import check_seed
 from greenserv_core.budget import BudgetPacer, BudgetStatus, EnergyBudget, check_max_joules
 from greenserv_core.cascades import CascadeBackend, EscalationModel, Verdict, cascade_name
 from greenserv_core.confidence import ConfidenceSignal, VerifyingSignal, signal_from_name
@@ -175,7 +176,7 @@ class GreenServRouter:
         if policy is not None and strategy is not None:
             raise InvalidInputError("give policy= or its older name strategy=, not both")
         chosen = policy if policy is not None else (strategy or DEFAULT_POLICY)
-        self.policy, self.tradeoff, self.seed = chosen, check_tradeoff(tradeoff), seed
+        self.policy, self.tradeoff, self.seed = chosen, check_tradeoff(tradeoff), check_seed(seed)
         self.max_latency_s = check_positive("max_latency_s", max_latency_s)
         self.energy_budget = _energy_budget(energy_budget)
         self.max_joules = check_max_joules(max_joules)

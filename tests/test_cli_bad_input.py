@@ -463,7 +463,7 @@ def test_simulate_refuses_a_folder_or_an_unwritable_out(
     refused([*argv, str(folder)], capsys, "--out", "folder")
     blocked = tmp_path / "a-file"
     blocked.write_text("", encoding="utf-8")
-    refused([*argv, str(blocked / "t.csv")], capsys, "--out", "cannot write")
+    refused([*argv, str(blocked / "t.csv")], capsys, "--out", "is a file, not a folder")  # before the draws
 
 
 @pytest.mark.parametrize("command", ["replay", "sweep", "budget"])
@@ -546,3 +546,173 @@ def test_a_loaded_chat_state_keeps_its_strategy(tmp_path: Path) -> None:
     router.energy_budget = object()
     with pytest.raises(InvalidInputError, match="--tradeoff"):
         _keep_saved_settings(router, args("--tradeoff", "0.1"), state)
+
+
+# --- a review of 2026-12-05: outputs that would destroy inputs, seeds, stores, declared models ---
+
+
+@pytest.mark.parametrize("command", ["replay", "sweep", "budget", "cascade-replay", "cascades"])
+def test_an_output_that_is_the_table_is_refused_and_the_table_kept(
+    command: str, tiny_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = tiny_path.read_bytes()
+    refused(["bench", command, "--table", str(tiny_path), "--json", str(tiny_path)], capsys, "--json", "--table too")
+    assert tiny_path.read_bytes() == before
+
+
+@pytest.mark.parametrize("command", ["replay", "sweep", "budget"])
+def test_a_plot_over_the_json_or_under_a_file_is_refused_first(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    same = str(tmp_path / "same.png")
+    refused(["bench", command, "--table", MISSING, "--json", same, "--plot", same], capsys, "--plot", "--json too")
+    afile = tmp_path / "afile"
+    afile.write_text("", encoding="utf-8")
+    refused(["bench", command, "--table", MISSING, "--json", str(afile / "r.json")], capsys, "--json", "not a folder")
+
+
+def test_simulate_does_not_write_over_its_calibration(calibration: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    copy = calibration.with_name("calibration-copy.csv")
+    copy.write_bytes(calibration.read_bytes())
+    argv = ["bench", "simulate", "--calibration", str(copy), "--out", str(copy)]
+    refused(argv, capsys, "--out", "--calibration too")
+    assert copy.read_bytes() == calibration.read_bytes()
+
+
+def test_simulate_says_when_a_task_has_fewer_queries_than_asked(
+    calibration: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "t.csv"
+    assert (
+        cli.main(
+            [
+                "bench",
+                "simulate",
+                "--calibration",
+                str(calibration),
+                "--queries-per-task",
+                "10000000",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    said = capsys.readouterr().out
+    assert "NOTE: fewer than --queries-per-task 10000000" in said
+    assert sum(read_table(out).metadata["queries_by_task"].values()) == len(read_table(out)) // 2  # two models
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["bench", "replay", "--table", MISSING],
+        ["bench", "sweep", "--table", MISSING],
+        ["bench", "budget", "--table", MISSING],
+        ["bench", "cascade-replay", "--table", MISSING],
+        ["chat"],
+        ["demo"],
+    ],
+)
+def test_a_negative_seed_is_refused_as_the_command_line_is_read(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([*command, "--seed", "-1"])
+    assert exit_.value.code == 2
+    assert "--seed" in capsys.readouterr().err
+
+
+def test_a_negative_seed_is_refused_by_the_router_and_the_replay(tiny: OutcomeTable) -> None:
+    from greenserv_core import FakeBackend, GreenServRouter
+    from greenserv_core.evaluation.replay import replay
+    from tests.conftest import make_hashing_extractor
+
+    for seed in (-1, 1.5, True):
+        with pytest.raises(InvalidInputError, match="seed must be None or an integer of 0 or more"):
+            GreenServRouter([FakeBackend("a")], features=make_hashing_extractor(), seed=seed)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="seed"):
+        replay(tiny, ["random"], seed=-1, make_features=make_hashing_extractor)
+
+
+def test_out_of_range_tradeoffs_and_infinite_budgets_are_refused_before_any_replay(
+    tiny_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from greenserv_core.evaluation import budgets, sweep
+
+    monkeypatch.setattr(sweep, "sweep", never)
+    monkeypatch.setattr(budgets, "budget_sweep", never)
+    refused(["bench", "sweep", "--table", str(tiny_path), "--tradeoffs", "0.4,1.5"], capsys, "--tradeoffs")
+    refused(["bench", "budget", "--table", str(tiny_path), "--tradeoffs", "0.2,5"], capsys, "--tradeoffs")
+    refused(["bench", "budget", "--table", str(tiny_path), "--fractions", "inf"], capsys, "--fractions")
+
+
+def test_horizons_past_the_stream_are_said(tiny_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["bench", "replay", "--table", str(tiny_path), "--runs", "1", "--strategies", "random"]
+    assert cli.main([*argv, "--horizons", "2,100000", "--embedder", "static"]) == 0
+    assert "--horizons 100000 reach past the stream" in capsys.readouterr().out
+
+
+def test_cascade_replay_refuses_a_confidence_column_without_values(
+    tiny: OutcomeTable, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    columns = dict(tiny.columns)
+    columns["confidence"] = [float("nan")] * len(tiny)
+    empty = write_table(OutcomeTable(columns, metadata=tiny.metadata), tmp_path / "empty.csv")
+    refused(["bench", "cascade-replay", "--table", str(empty), "--runs", "1", "--quiet"], capsys, "confidence column")
+
+
+@pytest.mark.parametrize("store", ["redis://localhost:1", "redis:localhost:6379", "redis:redis://127.0.0.1:1/0"])
+def test_replicas_refuse_a_redis_store_they_cannot_use(
+    store: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from greenserv_core.evaluation import replicas
+
+    monkeypatch.setattr(replicas, "run_setup", never)
+    refused(["bench", "replicas", "--table", "t.csv", "--store", store], capsys, "--store")
+
+
+def test_chat_refuses_a_static_strategy_outside_the_pool(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from greenserv_core import FakeBackend
+    from greenserv_core.models import pool
+
+    monkeypatch.setattr(pool, "build_backends", lambda models, meter="auto": [FakeBackend("a"), FakeBackend("b")])
+    state = tmp_path / "state.json"
+    argv = ["chat", "--strategy", "static:nope", "--embedder", "static", "--state", str(state)]
+    refused(argv, capsys, "static:nope", "not in the pool")
+    assert not state.exists()  # no state saved that could not continue
+
+
+def test_a_folder_transformers_cannot_read_is_a_clear_error(tmp_path: Path) -> None:
+    from greenserv_core.backends.transformers import TransformersBackend
+    from greenserv_core.errors import MissingResourceError
+    from greenserv_core.models.spec import ModelSpec
+
+    backend = TransformersBackend(ModelSpec("empty", path=str(tmp_path)))
+    with pytest.raises(MissingResourceError, match=r"cannot load model 'empty' from"):
+        _ = backend.info
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("prior_joules_per_token", -5.0),
+        ("prior_joules_per_token", float("nan")),
+        ("prior_seconds_per_token", float("-inf")),
+        ("context_window", 2.5),
+        ("capabilities", "tools"),
+    ],
+)
+def test_declared_models_refuse_impossible_values(field: str, value: object) -> None:
+    from greenserv_core.backends.base import ModelInfo
+    from greenserv_core.models.spec import ModelSpec
+
+    with pytest.raises(InvalidInputError, match=field):
+        ModelInfo("m", **{field: value})  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match=field):
+        ModelSpec("m", path="/models/m", **{field: value})  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="path"):
+        ModelSpec("m", path="")
+    assert ModelInfo("m", capabilities={"tools"}).capabilities == frozenset({"tools"})  # type: ignore[arg-type]

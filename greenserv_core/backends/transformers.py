@@ -119,11 +119,8 @@ class TransformersBackend:
 
                     try:
                         tokenizer = AutoTokenizer.from_pretrained(self.spec.source, gguf_file=self.spec.gguf_file)
-                    except OSError as error:
-                        hint = f" ({self.spec.install_hint})" if self.spec.install_hint else ""
-                        raise MissingResourceError(
-                            f"cannot load model {self.name!r} from {self.spec.source}{hint}: {error}"
-                        ) from error
+                    except (OSError, ValueError) as error:  # ValueError: a folder transformers cannot read
+                        raise self._cannot_load(error) from error
                     if tokenizer.pad_token is None:
                         tokenizer.pad_token = tokenizer.eos_token
                     tokenizer.padding_side = "left"
@@ -143,7 +140,10 @@ class TransformersBackend:
             if window is None:
                 from transformers import AutoConfig
 
-                config = AutoConfig.from_pretrained(self.spec.source, gguf_file=self.spec.gguf_file)
+                try:
+                    config = AutoConfig.from_pretrained(self.spec.source, gguf_file=self.spec.gguf_file)
+                except (OSError, ValueError) as error:
+                    raise self._cannot_load(error) from error
                 text_config = getattr(config, "text_config", config)
                 window = int(getattr(text_config, "max_position_embeddings", 2048) or 2048)
             capabilities = set(self.spec.capabilities)
@@ -176,6 +176,11 @@ class TransformersBackend:
         return self._meter
 
     # ---- loading ----------------------------------------------------------------------
+    def _cannot_load(self, error: Exception) -> MissingResourceError:
+        """What a failed load says: the model, where from, how to install it, and why."""
+        hint = f" ({self.spec.install_hint})" if self.spec.install_hint else ""
+        return MissingResourceError(f"cannot load model {self.name!r} from {self.spec.source}{hint}: {error}")
+
     @property
     def is_loaded(self) -> bool:
         return self._loaded is not None
@@ -193,11 +198,8 @@ class TransformersBackend:
                     model = AutoModelForCausalLM.from_pretrained(
                         self.spec.source, gguf_file=self.spec.gguf_file, dtype=pick_dtype(self.device, self.dtype_name)
                     )
-            except OSError as error:
-                hint = f" ({self.spec.install_hint})" if self.spec.install_hint else ""
-                raise MissingResourceError(
-                    f"cannot load model {self.name!r} from {self.spec.source}{hint}: {error}"
-                ) from error
+            except (OSError, ValueError) as error:
+                raise self._cannot_load(error) from error
             model = model.to(self.device).eval()  # type: ignore[arg-type]
             self.load_seconds = time.perf_counter() - started
             size = sum(p.numel() * p.element_size() for p in model.parameters())

@@ -32,7 +32,7 @@ from greenserv_core.bandits.prior import ArmPrior
 from greenserv_core.errors import InvalidInputError, SharingNotSupportedError, StateFileError, UnknownModelError
 from greenserv_core.statistics import Statistics
 
-__all__ = ["ArmPrior", "ArmScore", "ArmScores", "ArmValues", "Choice", "Policy", "StatelessArmsPolicy"]
+__all__ = ["ArmPrior", "ArmScore", "ArmScores", "ArmValues", "Choice", "Policy", "StatelessArmsPolicy", "check_seed"]
 
 _TIE_TOLERANCE = 1e-12
 
@@ -45,6 +45,24 @@ class Choice:
     arm: str
     scores: Mapping[str, ArmScore]
     explored: bool = False
+
+
+def check_seed(seed: object) -> int | None:
+    """A seed for numpy's generators: ``None`` or an integer of 0 or more, else
+    :class:`InvalidInputError`.
+
+    >>> check_seed(7), check_seed(None)
+    (7, None)
+    >>> check_seed(-1)
+    Traceback (most recent call last):
+    ...
+    greenserv_core.errors.InvalidInputError: seed must be None or an integer of 0 or more, got -1
+    """
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InvalidInputError(f"seed must be None or an integer of 0 or more, got {seed!r}")
+    return int(seed)
 
 
 def _same_arms(arms: Sequence[str], other: list[str]) -> bool:
@@ -83,7 +101,7 @@ class Policy(ABC):
         if not isinstance(dimension, int) or dimension < 1:
             raise InvalidInputError(f"dimension must be a positive integer, got {dimension!r}")
         self.dimension = dimension
-        self.seed = seed
+        self.seed = check_seed(seed)
         self.rng_ = np.random.default_rng(seed)
         self.arms_: dict[str, Any] = {}
         self.t_ = 0

@@ -16,6 +16,7 @@ from greenserv_core.cli.common import (
     check_output_file,
     parse_strategies,
     print_table,
+    seed_number,
     strategy_help,
 )
 from greenserv_core.errors import InvalidInputError
@@ -126,7 +127,7 @@ def _replicas(args: argparse.Namespace) -> int:
     from greenserv_core.evaluation.replicas import check_store, run_replicas
 
     parse_strategies(args.strategy)
-    check_store(args.store, option="--store")
+    check_store(args.store, option="--store", connect=True)
     at_least("--limit", args.limit, 1)
     at_least("--runs", args.runs, 1)
     if not (math.isfinite(args.interval) and args.interval > 0):
@@ -160,6 +161,8 @@ def _synthetic_world(args: argparse.Namespace) -> int:
         seeds = [int(seed) for seed in args.seeds.split(",")]
     except ValueError as error:
         raise InvalidInputError(f"--seeds is comma-separated integers, got {args.seeds!r}") from error
+    if any(seed < 0 for seed in seeds):
+        raise InvalidInputError(f"--seeds are integers of 0 or more, got {args.seeds!r}")
     at_least("--steps", args.steps, 1)
     at_least("--last", args.last, 1)
     if args.last > args.steps:
@@ -211,7 +214,7 @@ def add_commands(bench: Any) -> None:
         default="minilm,static",
         help=f"comma-separated features' embedders, of {list(EMBEDDERS)} (MiniLM's row is the ratios' baseline)",
     )
-    overhead.add_argument("--seed", type=int, default=0)
+    overhead.add_argument("--seed", type=seed_number, default=0)
     overhead.add_argument(
         "--budget-joules-per-query",
         type=float,
@@ -228,7 +231,7 @@ def add_commands(bench: Any) -> None:
     local = bench.add_parser("local-models", help="load time, speed, joules and routed latency of the bundled models")
     local.add_argument("--queries", type=int, default=12)
     local.add_argument("--max-new-tokens", type=int, default=32)
-    local.add_argument("--seed", type=int, default=0)
+    local.add_argument("--seed", type=seed_number, default=0)
     local.add_argument("--skip-first-load", action="store_true", help="do not time the GGUF conversion")
     local.add_argument("--dtypes", default="auto", help="comma-separated dtypes to compare; float32 is the baseline")
     local.add_argument("--models", help="comma-separated bundled models to time (default: all)")
@@ -278,5 +281,5 @@ def add_commands(bench: Any) -> None:
     classifier.add_argument("--classifier", default=None, help="a saved classifier (default: the bundled one)")
     classifier.add_argument("--per-source", type=int, default=200, help="prompts per held-out source")
     classifier.add_argument("--per-label", type=int, default=200, help="in-distribution test prompts per task type")
-    classifier.add_argument("--seed", type=int, default=0)
+    classifier.add_argument("--seed", type=seed_number, default=0)
     classifier.set_defaults(run=_classifier)

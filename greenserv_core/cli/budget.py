@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Any
 
 from greenserv_core.cli.common import (
@@ -14,7 +15,9 @@ from greenserv_core.cli.common import (
     check_output_file,
     embedding_store,
     print_table,
+    seed_number,
     table_features,
+    tradeoff_list,
     write_json,
 )
 from greenserv_core.errors import InvalidInputError
@@ -35,16 +38,16 @@ def _numbers(flag: str, text: str) -> list[float]:
 
 
 def _positive(flag: str, text: str) -> list[float]:
-    """``--fractions`` or ``--joules-per-query``: at least one number, each positive.
+    """``--fractions`` or ``--joules-per-query``: at least one number, each positive and finite.
 
     >>> _positive("--fractions", "0.5,0")
     Traceback (most recent call last):
     ...
-    greenserv_core.errors.InvalidInputError: --fractions takes positive numbers, got '0.5,0'
+    greenserv_core.errors.InvalidInputError: --fractions takes positive finite numbers, got '0.5,0'
     """
     values = _numbers(flag, text)
-    if not values or any(not value > 0 for value in values):  # NaN too
-        raise InvalidInputError(f"{flag} takes positive numbers, got {text!r}")
+    if not values or any(not 0 < value < math.inf for value in values):  # NaN too
+        raise InvalidInputError(f"{flag} takes positive finite numbers, got {text!r}")
     return values
 
 
@@ -80,10 +83,11 @@ def budget_rows(report: dict[str, Any]) -> list[dict[str, str]]:
     rows = []
     for row in report["budgets"]:
         spend = row["spend"]
+        window = row.get("window_queries", 500)  # a short table is checked over shorter runs
         out = {
             "budget": f"{row['budget']} ({100 * row['share_of_best_single_model']:.0f}%)",
             "mean spend / budget": _share(spend["spend_over_budget"]),
-            "worst 500 / budget (max run)": f"{_share(spend['worst_window_over_budget'])} "
+            f"worst {window} / budget (max run)": f"{_share(spend['worst_window_over_budget'])} "
             f"({100 * (spend['worst_window_over_budget_max'] or 0):.1f}%)",
         }
         if "time_windows" in spend:
@@ -99,7 +103,7 @@ def budget_rows(report: dict[str, Any]) -> list[dict[str, str]]:
                 "fixed-λ front": _accuracy(row["fixed_tradeoff_front_accuracy"]),
                 "most a fixed λ spends / budget": _most(row),
                 "fixed-price front": _accuracy(row["fixed_price_front_accuracy"]),
-                "static mix: accuracy, worst 500 / budget": _static(row.get("static_mix")),
+                f"static mix: accuracy, worst {window} / budget": _static(row.get("static_mix")),
                 "mean λ": f"{spend['mean_tradeoff']['mean']:.3f}",
             }
         )
@@ -148,9 +152,7 @@ def _budget(args: argparse.Namespace) -> int:
         raise InvalidInputError("give --fractions or --joules-per-query, not both")
     fractions = list(DEFAULT_FRACTIONS) if args.fractions is None else _positive("--fractions", args.fractions)
     joules = [] if args.joules_per_query is None else _positive("--joules-per-query", args.joules_per_query)
-    tradeoffs = _numbers("--tradeoffs", args.tradeoffs)
-    if not tradeoffs:
-        raise InvalidInputError(f"--tradeoffs is comma-separated numbers, got {args.tradeoffs!r}")
+    tradeoffs = tradeoff_list(args.tradeoffs)
     at_least("--runs", args.runs, 1)
     check_fraction("--feedback-rate", args.feedback_rate)
     check_arrival_rate(args.arrival_rate, window=window is not None)
@@ -158,8 +160,8 @@ def _budget(args: argparse.Namespace) -> int:
         raise InvalidInputError("--window-queries guards budgets per query, not per --window of time: give one of them")
     if window is not None and args.arrival_rate is None:
         raise InvalidInputError("--window needs --arrival-rate (queries per second) to draw arrival times")
-    check_output_file("--json", args.json)
-    check_output_file("--plot", args.plot, PLOT_SUFFIXES)
+    check_output_file("--json", args.json, not_to={"--table": args.table})
+    check_output_file("--plot", args.plot, PLOT_SUFFIXES, not_to={"--table": args.table, "--json": args.json})
     table = read_table(args.table)
     report = budget_sweep(
         table,
@@ -235,7 +237,7 @@ def add_commands(bench: Any) -> None:
         help="the fixed-λ grid the budgets are compared with",
     )
     budget.add_argument("--runs", type=int, default=5)
-    budget.add_argument("--seed", type=int, default=0)
+    budget.add_argument("--seed", type=seed_number, default=0)
     budget.add_argument("--feedback-rate", type=float, default=1.0)
     budget.add_argument("--json", help="write the full report here")
     budget.add_argument("--plot", help="write spend-over-time, λ and accuracy-vs-energy plots (PNG) here")

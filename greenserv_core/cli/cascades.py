@@ -15,11 +15,12 @@ from greenserv_core.cli.common import (
     check_output_file,
     number,
     print_table,
+    seed_number,
     table_features,
+    tradeoff_list,
     write_json,
 )
 from greenserv_core.cli.replay import ENERGY_SCALE_CHOICES
-from greenserv_core.errors import InvalidInputError
 
 __all__ = ["add_commands"]
 
@@ -28,7 +29,7 @@ def _cascades(args: argparse.Namespace) -> int:
     from greenserv_core.evaluation.cascades import cascade_report
     from greenserv_core.evaluation.table import read_table
 
-    check_output_file("--json", args.json)
+    check_output_file("--json", args.json, not_to={"--table": args.table})
     table = read_table(args.table)
     report = cascade_report(table, tradeoff=args.tradeoff)
     if table.simulated:
@@ -83,21 +84,6 @@ def _cascades(args: argparse.Namespace) -> int:
     return 0
 
 
-def _tradeoffs(text: str) -> list[float]:
-    """``--tradeoffs``: comma-separated λs, each in [0, 1].
-
-    >>> _tradeoffs("0.2, 0.4")
-    [0.2, 0.4]
-    """
-    try:
-        values = [float(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        values = []
-    if not values or any(not 0 <= value <= 1 for value in values):  # NaN too
-        raise InvalidInputError(f"--tradeoffs is comma-separated λs in [0, 1], got {text!r}")
-    return values
-
-
 def _cascade_replay(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
@@ -106,11 +92,11 @@ def _cascade_replay(args: argparse.Namespace) -> int:
     from greenserv_core.evaluation.table import read_table
 
     pairs = [cascade_pair(text) for text in args.cascade] or None
-    tradeoffs = _tradeoffs(args.tradeoffs)
+    tradeoffs = tradeoff_list(args.tradeoffs)
     at_least("--runs", args.runs, 1)
     at_least("--warm-start", args.warm_start, 0)
     check_fraction("--feedback-rate", args.feedback_rate)
-    check_output_file("--json", args.json)
+    check_output_file("--json", args.json, not_to={"--table": args.table})
     table = read_table(args.table)
     total = 3 * args.runs * len(tradeoffs)
     with tqdm(total=total, unit="run", desc="replaying", disable=args.quiet) as bar:
@@ -225,7 +211,7 @@ def add_commands(bench: Any) -> None:
     )
     learned.add_argument("--tradeoffs", default="0.4", help="comma-separated λs; several give fronts and AIQ")
     learned.add_argument("--runs", type=int, default=5)
-    learned.add_argument("--seed", type=int, default=0)
+    learned.add_argument("--seed", type=seed_number, default=0)
     learned.add_argument("--policy", default="epsilon", help="the routing policy of both strategies")
     learned.add_argument("--feedback-rate", type=float, default=1.0)
     learned.add_argument(

@@ -33,8 +33,10 @@ from greenserv_core.cli.common import (
     at_least,
     budget_option,
     cascade_pair,
+    check_output_file,
     model_help,
     quiet_first_screen,
+    seed_number,
     strategy_help,
 )
 from greenserv_core.cli.session import ChatSession, describe_chain, run_repl
@@ -194,6 +196,7 @@ def _chat(args: argparse.Namespace) -> int:
     at_least("--max-new-tokens", args.max_new_tokens, 1)
     if args.state and Path(args.state).is_dir():
         raise InvalidInputError(f"--state {args.state} is a folder; give a file to load and save the learned state")
+    check_output_file("--state", args.state)  # not under a file: what it learns is saved there at the end
     quiet_first_screen()
     cascades = [cascade_pair(text) for text in args.cascade]
     if args.cascade_signal is not None and not cascades:
@@ -222,6 +225,12 @@ def _chat(args: argparse.Namespace) -> int:
             router.add_cascade(first, then, signal=signal)
         elif signal is not None:
             _check_saved_signal(router, f"{first}->{then}", signal.name, state)
+    fixed = router.strategy.partition(":")[2] if router.strategy.startswith("static:") else ""
+    if fixed and fixed not in router.arms:  # before any answer, and before a state is saved with it
+        raise InvalidInputError(
+            f"--strategy {router.strategy} routes every query to {fixed!r}, which is not in the pool "
+            f"{router.arms}; name one of them"
+        )
     queries: Sequence[str] = DEMO_QUERIES if not args.interactive else ()
     status = router.budget_
     if status is None:
@@ -340,7 +349,7 @@ def build_chat_parser(chat: argparse.ArgumentParser | None = None) -> argparse.A
     chat.add_argument("--max-new-tokens", type=int, default=48)
     add_meter_option(chat)
     chat.add_argument("--state", help="load learned state from this file if it exists, save it there at the end")
-    chat.add_argument("--seed", type=int, default=0)
+    chat.add_argument("--seed", type=seed_number, default=0)
     chat.add_argument("--interactive", action="store_true", help="read messages from standard input")
     chat.set_defaults(run=_chat)
     return chat

@@ -40,8 +40,10 @@ __all__ = [
     "policy_params",
     "print_table",
     "quiet_first_screen",
+    "seed_number",
     "strategy_help",
     "table_features",
+    "tradeoff_list",
     "write_json",
 ]
 
@@ -70,17 +72,35 @@ def check_fraction(flag: str, value: float | None) -> None:
         raise InvalidInputError(f"{flag} must lie in [0, 1], got {value:g}")
 
 
-def check_output_file(flag: str, path: str | None, suffixes: Sequence[str] = ()) -> None:
-    """Before a command's work: ``path`` (when given) must not be a folder, and must end in one
-    of ``suffixes`` when they are given (or have no suffix at all when ``""`` is one of them)."""
+def check_output_file(
+    flag: str, path: str | None, suffixes: Sequence[str] = (), *, not_to: Mapping[str, str | None] | None = None
+) -> None:
+    """Before a command's work: ``path`` (when given) must not be a folder, nor lie under a
+    file, must end in one of ``suffixes`` when they are given (or have no suffix at all when
+    ``""`` is one of them), and must not be any file of ``not_to`` (flag to path: the command's
+    inputs and its other outputs), which writing it would destroy.
+
+    >>> check_output_file("--json", "t.csv", not_to={"--table": "./t.csv"})
+    Traceback (most recent call last):
+    ...
+    greenserv_core.errors.InvalidInputError: --json t.csv is the --table too: writing would destroy it
+    """
     if not path:
         return
     target = Path(path)
     if target.is_dir():
         raise InvalidInputError(f"{flag} {path} is a folder; give a file name")
+    for folder in target.absolute().parents:
+        if folder.exists():
+            if not folder.is_dir():
+                raise InvalidInputError(f"{flag} {path}: {folder} is a file, not a folder")
+            break
     if suffixes and target.suffix.lower() not in suffixes:
         wanted = ", ".join(s or "none" for s in suffixes)
         raise InvalidInputError(f"{flag} {path}: the file must end in {wanted}, not {target.suffix or 'nothing'!r}")
+    for other, given in (not_to or {}).items():
+        if given and Path(given).resolve() == target.resolve():
+            raise InvalidInputError(f"{flag} {path} is the {other} too: writing would destroy it")
 
 
 PLOT_SUFFIXES = ("", ".png", ".pdf", ".svg", ".jpg", ".jpeg", ".eps", ".ps", ".tif", ".tiff", ".webp")
@@ -157,6 +177,45 @@ def percent(value: float | None) -> str:
     ('+12.3%', '–')
     """
     return "–" if value is None else f"{100 * value:+.1f}%"
+
+
+def seed_number(text: str) -> int:
+    """``--seed``: an integer of 0 or more (what numpy's generators take), else a clear
+    argparse error naming the flag.
+
+    >>> seed_number("3")
+    3
+    >>> seed_number("-1")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: a seed is an integer of 0 or more, got '-1'
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a seed is an integer of 0 or more, got {text!r}")
+    return value
+
+
+def tradeoff_list(text: str) -> list[float]:
+    """``--tradeoffs``: comma-separated λs, each in [0, 1], checked before any work.
+
+    >>> tradeoff_list("0.2, 0.4")
+    [0.2, 0.4]
+    >>> tradeoff_list("0.4,1.5")
+    Traceback (most recent call last):
+    ...
+    greenserv_core.errors.InvalidInputError: --tradeoffs is comma-separated λs in [0, 1], got '0.4,1.5'
+    """
+    try:
+        values = [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        values = []
+    if not values or any(not 0 <= value <= 1 for value in values):  # NaN too
+        raise InvalidInputError(f"--tradeoffs is comma-separated λs in [0, 1], got {text!r}")
+    return values
 
 
 def number(value: float | None, form: str = "{:.3f}") -> str:

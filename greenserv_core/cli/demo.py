@@ -12,7 +12,7 @@ import argparse
 import time
 from typing import Any
 
-from greenserv_core.cli.common import quiet_first_screen
+from greenserv_core.cli.common import quiet_first_screen, seed_number
 
 __all__ = ["add_commands"]
 
@@ -136,6 +136,6 @@ def add_commands(commands: Any) -> None:
     demo.add_argument("--strategy", default=DEFAULT_POLICY)
     demo.add_argument("--tradeoff", type=float, default=0.4, help="λ: 0 = accuracy only, 1 = energy only")
     add_meter_option(demo)
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--seed", type=seed_number, default=0)
     demo.add_argument("--plot", default="greenserv-demo.png", help="where to write the plot ('' for none)")
     demo.set_defaults(run=_demo)

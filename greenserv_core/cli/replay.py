@@ -18,8 +18,10 @@ from greenserv_core.cli.common import (
     percent,
     policy_params,
     print_table,
+    seed_number,
     strategy_help,
     table_features,
+    tradeoff_list,
     write_json,
 )
 from greenserv_core.errors import InvalidInputError
@@ -93,8 +95,8 @@ def _replay(args: argparse.Namespace) -> int:
     at_least("--per-task", args.per_task, 1)
     at_least("--warm-start", args.warm_start, 0)
     check_arrival_rate(args.arrival_rate, window=budget is not None and budget.window_s is not None)
-    check_output_file("--json", args.json)
-    check_output_file("--plot", args.plot, PLOT_SUFFIXES)
+    check_output_file("--json", args.json, not_to={"--table": args.table})
+    check_output_file("--plot", args.plot, PLOT_SUFFIXES, not_to={"--table": args.table, "--json": args.json})
     table = read_table(args.table)
     report = replay(
         table,
@@ -122,7 +124,13 @@ def _replay(args: argparse.Namespace) -> int:
     settings = report["settings"]
     print(f"features for {settings['queries']} prompts: {report['timing']['feature_warmup_s']:.1f} s")
     if settings["per_task"] is not None:
-        print(f"streamed: the first {settings['per_task']} queries of each task ({settings['queries']} queries)")
+        print(f"streamed: up to {settings['per_task']} queries of each task ({settings['queries']} queries in all)")
+    past = [h for h in horizons if h >= settings["queries"]]
+    if past:
+        print(
+            f"NOTE: --horizons {','.join(map(str, past))} reach past the stream's {settings['queries']} queries; "
+            "the learning curve ends at the stream's end"
+        )
     warm = report["warm_start"]
     if warm["rows"]:
         overstated = ", ".join(f"{m} {d:+g}" for m, d in warm["overstated"].items())
@@ -262,19 +270,15 @@ def replay_rows(report: dict[str, Any]) -> list[dict[str, str]]:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from greenserv_core.errors import InvalidInputError
     from greenserv_core.evaluation.sweep import sweep
     from greenserv_core.evaluation.table import read_table
 
     strategies = parse_strategies(args.strategies, replay=True)
-    try:
-        tradeoffs = [float(t) for t in args.tradeoffs.split(",")]
-    except ValueError as error:
-        raise InvalidInputError(f"--tradeoffs is comma-separated numbers, got {args.tradeoffs!r}") from error
+    tradeoffs = tradeoff_list(args.tradeoffs)
     params = _params_of(args.param, strategies)
     _check_runs(args)
-    check_output_file("--json", args.json)
-    check_output_file("--plot", args.plot, PLOT_SUFFIXES)
+    check_output_file("--json", args.json, not_to={"--table": args.table})
+    check_output_file("--plot", args.plot, PLOT_SUFFIXES, not_to={"--table": args.table, "--json": args.json})
     table = read_table(args.table)
     report = sweep(
         table,
@@ -326,7 +330,7 @@ def add_commands(bench: Any) -> None:
     )
     replay.add_argument("--tradeoff", type=float, default=0.4)
     replay.add_argument("--runs", type=int, default=5)
-    replay.add_argument("--seed", type=int, default=0)
+    replay.add_argument("--seed", type=seed_number, default=0)
     replay.add_argument("--feedback-rate", type=float, default=1.0)
     replay.add_argument("--json", help="write the full report (CIs, shares, regret curves, settings) here")
     replay.add_argument("--plot", help="write regret, accuracy-vs-energy and selection-share plots (PNG) here")
@@ -403,7 +407,7 @@ def add_commands(bench: Any) -> None:
     )
     sweep.add_argument("--tradeoffs", default="0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1")
     sweep.add_argument("--runs", type=int, default=3)
-    sweep.add_argument("--seed", type=int, default=0)
+    sweep.add_argument("--seed", type=seed_number, default=0)
     sweep.add_argument("--feedback-rate", type=float, default=1.0)
     sweep.add_argument("--param", action="append", default=[], metavar="STRATEGY.NAME=VALUE", help="policy parameter")
     sweep.add_argument("--json", help="write the full report here")

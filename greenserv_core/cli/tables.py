@@ -8,7 +8,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from greenserv_core.cli.common import add_meter_option, at_least, number, print_table
+from greenserv_core.cli.common import add_meter_option, at_least, check_output_file, number, print_table, seed_number
 from greenserv_core.errors import InvalidInputError
 
 __all__ = ["add_commands"]
@@ -19,6 +19,7 @@ def _simulate(args: argparse.Namespace) -> int:
     from greenserv_core.evaluation.table import check_table_suffix, write_table
 
     check_table_suffix(args.out, "--out")  # before the draws
+    check_output_file("--out", args.out, not_to={"--calibration": args.calibration})
     at_least("--queries-per-task", args.queries_per_task, 1)
     if args.confidence_auroc is not None and not 0.5 < args.confidence_auroc < 1:
         raise InvalidInputError(f"--confidence-auroc must lie strictly between 0.5 and 1, got {args.confidence_auroc}")
@@ -33,6 +34,13 @@ def _simulate(args: argparse.Namespace) -> int:
     except OSError as error:
         raise InvalidInputError(f"--out {args.out}: cannot write the table: {error.strerror or error}") from error
     print(f"wrote a SIMULATED outcome table: {len(table)} rows, {table.metadata['models']} models → {path}")
+    short = {t: n for t, n in table.metadata["queries_by_task"].items() if n < args.queries_per_task}
+    if short:
+        print(
+            f"NOTE: fewer than --queries-per-task {args.queries_per_task} examples in "
+            + ", ".join(f"{task} ({n})" for task, n in short.items())
+            + ": every example of those tasks was drawn"
+        )
     return 0
 
 
@@ -42,6 +50,7 @@ def _collect(args: argparse.Namespace) -> int:
     from greenserv_core.models.bundled import BUNDLED_MODELS, bundled_pool
 
     check_table_suffix(args.out, "--out")  # before any model loads
+    check_output_file("--out", args.out)
     wanted = None if args.models is None else [name.strip() for name in args.models.split(",") if name.strip()]
     if wanted is not None:
         unknown = sorted(set(wanted) - set(BUNDLED_MODELS))
@@ -121,6 +130,7 @@ def _verify(args: argparse.Namespace) -> int:
 
     signal = SelfVerification(samples=args.samples, seed=args.seed)  # checks --samples before any model loads
     out = check_table_suffix(args.out, "--out")
+    check_output_file("--out", args.out)
     if out.resolve() == Path(args.table).resolve():
         raise InvalidInputError(f"--out {args.out} is the --table itself: write the verified copy to another file")
     table = read_table(args.table)
@@ -164,7 +174,7 @@ def add_commands(bench: Any) -> None:
     simulate.add_argument("--calibration", required=True, help="CSV of per-(model, task) figures")
     simulate.add_argument("--out", required=True, help="table path (.parquet or .csv)")
     simulate.add_argument("--queries-per-task", type=int, default=2500)
-    simulate.add_argument("--seed", type=int, default=0)
+    simulate.add_argument("--seed", type=seed_number, default=0)
     simulate.add_argument(
         "--confidence-auroc",
         type=float,
@@ -177,7 +187,7 @@ def add_commands(bench: Any) -> None:
         "--tasks", default=",".join(DEFAULT_TASKS), help=f"comma-separated, of: {', '.join(sorted(TASKS))}"
     )
     collect.add_argument("--limit", type=int, default=200, help="queries per task (seeded sample)")
-    collect.add_argument("--seed", type=int, default=0)
+    collect.add_argument("--seed", type=seed_number, default=0)
     collect.add_argument("--batch-size", type=int, default=8)
     collect.add_argument("--models", help=f"comma-separated, of: {', '.join(BUNDLED_MODELS)} (default: all)")
     add_meter_option(collect)
@@ -200,7 +210,7 @@ def add_commands(bench: Any) -> None:
     verify.add_argument(
         "--samples", type=int, default=1, help="1: one greedy verdict, read with its probability; K: K sampled verdicts"
     )
-    verify.add_argument("--seed", type=int, default=0, help="the first sampled verdict's seed")
+    verify.add_argument("--seed", type=seed_number, default=0, help="the first sampled verdict's seed")
     verify.add_argument("--batch-size", type=int, default=8)
     add_meter_option(verify)
     verify.set_defaults(run=_verify)

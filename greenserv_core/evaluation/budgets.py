@@ -181,6 +181,7 @@ def budget_sweep(
                 "accuracy": summary["accuracy"],
                 "reward": summary["reward"],
                 "spend": spend,
+                "window_queries": window,
                 "single_model_front_accuracy": single_front,
                 "fixed_tradeoff_front_accuracy": fixed_front,
                 "most_spent_at_a_fixed_tradeoff": most_spent,

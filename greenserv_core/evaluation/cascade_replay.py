@@ -268,11 +268,18 @@ def replay_cascades(
     if budget_joules_per_query is not None:
         EnergyBudget.per_query(budget_joules_per_query)  # a bad budget is refused before any run
     full = table.matrices()
-    if full.confidence is None:
-        raise InvalidInputError("cascades need the table's confidence column (collect it, or simulate with one)")
+    if full.confidence is None or bool(np.isnan(full.confidence).all()):
+        raise InvalidInputError(
+            "cascades need the table's confidence column, with values (collect it, or simulate with one)"
+        )
     data, warm = split_warm_start(full, None, warm_start)
     hindsight = {tradeoff: cascade_report(data, tradeoff=tradeoff) for tradeoff in tradeoffs}
     chosen = list(pairs) if pairs is not None else _pairs_of(hindsight[tradeoffs[0]])
+    if not chosen:
+        raise InvalidInputError(
+            "no cascade pays on this table with hindsight, so none would be offered: name the cascades "
+            "(pairs=, or --cascade FIRST->THEN)"
+        )
     unknown = sorted({m for pair in chosen for m in pair} - set(data.models))
     if unknown:
         raise InvalidInputError(f"cascades name {unknown}, which the table does not have")

@@ -59,6 +59,7 @@ import numpy as np
 
 from greenserv_core.backends.base import GenerationResult, GenerationSettings, ModelInfo, StreamChunk
 from greenserv_core.bandits import Policy
+from greenserv_core.bandits.base import check_seed
 from greenserv_core.budget import BudgetPacer, EnergyBudget
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.evaluation.budget_report import spend_report
@@ -729,6 +730,8 @@ def replay(
         raise InvalidInputError(f"feedback_rate must be in [0, 1], got {feedback_rate}")
     if runs < 1:
         raise InvalidInputError(f"runs must be at least 1, got {runs}")
+    if check_seed(seed) is None:
+        raise InvalidInputError("a replay needs a seed (an integer of 0 or more), got None")
     if energy_scale not in REPLAY_ENERGY_SCALES:
         raise InvalidInputError(f"energy_scale must be one of {REPLAY_ENERGY_SCALES}, got {energy_scale!r}")
     full = table.matrices()

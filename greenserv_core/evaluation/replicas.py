@@ -113,14 +113,32 @@ def _worker(job: dict[str, Any]) -> WorkerResult:
     )
 
 
-def check_store(store: str, *, option: str = "store", fresh: bool = True) -> tuple[str, str]:
+def check_store(store: str, *, option: str = "store", fresh: bool = True, connect: bool = False) -> tuple[str, str]:
     """``store`` split into its kind (``redis`` or ``file``) and where, or
     :class:`InvalidInputError` naming ``option``. With ``fresh``, a ``file:`` store must not
     exist yet: it would hold the statistics of earlier runs, and every replica would start
-    from them."""
+    from them. A ``redis:`` store's URL must be one Redis takes (``redis://``, ``rediss://``
+    or ``unix://``); with ``connect`` its server must answer a ping."""
     kind, colon, where = store.partition(":")
     if kind not in {"redis", "file"} or not colon or not where:
         raise InvalidInputError(f"{option} is redis:<url> or file:<path>, got {store!r}")
+    if kind == "redis":
+        if not where.startswith(("redis://", "rediss://", "unix://")):
+            raise InvalidInputError(
+                f"{option} {store}: the URL after redis: must start with redis://, rediss:// or unix://, "
+                "e.g. redis:redis://127.0.0.1:6379/0"
+            )
+        if connect:
+            try:
+                import redis
+            except ImportError as error:
+                raise InvalidInputError(
+                    f"{option} {store} needs the redis package: pip install 'greenserv[redis]'"
+                ) from error
+            try:
+                redis.Redis.from_url(where, socket_connect_timeout=5).ping()
+            except (redis.RedisError, OSError, ValueError) as error:
+                raise InvalidInputError(f"{option} {store}: cannot reach the Redis server: {error}") from error
     if kind == "file" and fresh and (os.path.lexists(where) or os.path.lexists(f"{where}.lock")):
         raise InvalidInputError(
             f"{option} {store}: {where} already exists, and the shared replicas would start from what it "

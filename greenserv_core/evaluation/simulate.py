@@ -229,11 +229,13 @@ def simulate_table(
     tasks = list(tasks or sorted(by_task))
     models = sorted({row.model for row in calibration})
     columns: dict[str, list[object]] = {name: [] for name in COLUMNS}
+    drawn: dict[str, int] = {}
     for task in tasks:
         missing = [m for m in models if m not in by_task.get(task, {})]
         if missing:
             raise InvalidInputError(f"calibration has no row for task {task!r} and models {missing}")
         examples = load_task(task, limit=queries_per_task, seed=seed)
+        drawn[task] = len(examples)
         random.Random(seed).shuffle(examples)
         ability = {m: solve_ability(by_task[task][m].accuracy, beta) for m in models}
         for number, example in enumerate(examples):
@@ -269,6 +271,7 @@ def simulate_table(
         "beta": beta,
         "seed": seed,
         "queries_per_task": queries_per_task,
+        "queries_by_task": drawn,  # fewer than queries_per_task where a task has fewer examples
         "assumed_watts": ASSUMED_WATTS,
         "models": len(models),
     }

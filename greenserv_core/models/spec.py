@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from greenserv_core.backends.base import check_declared
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.quality import QualityPrior
 
@@ -42,8 +43,17 @@ class ModelSpec:
             raise InvalidInputError(f"a model spec needs a name, got {self.name!r}")
         if (self.path is None) == (self.hub_id is None):
             raise InvalidInputError(f"model {self.name!r}: give exactly one of path= or hub_id=")
-        if self.context_window is not None and self.context_window < 1:
-            raise InvalidInputError(f"model {self.name!r}: context_window must be positive")
+        for name, where in (("path", self.path), ("hub_id", self.hub_id), ("gguf_file", self.gguf_file)):
+            if where is not None and (not isinstance(where, str) or not where.strip()):
+                raise InvalidInputError(f"model {self.name!r}: {name} must be a non-empty string, got {where!r}")
+        capabilities = check_declared(
+            self.name,
+            context_window=self.context_window,
+            capabilities=self.capabilities,
+            prior_joules_per_token=self.prior_joules_per_token,
+            prior_seconds_per_token=self.prior_seconds_per_token,
+        )
+        object.__setattr__(self, "capabilities", capabilities)
 
     @property
     def source(self) -> str:
