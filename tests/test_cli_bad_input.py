@@ -716,3 +716,18 @@ def test_declared_models_refuse_impossible_values(field: str, value: object) -> 
     with pytest.raises(InvalidInputError, match="path"):
         ModelSpec("m", path="")
     assert ModelInfo("m", capabilities={"tools"}).capabilities == frozenset({"tools"})  # type: ignore[arg-type]
+
+
+def test_the_version_is_printed(capsys: pytest.CaptureFixture[str]) -> None:
+    from greenserv_core import __version__
+
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"greenserv {__version__}"
+
+
+def test_a_bad_policy_parameter_is_named() -> None:
+    from greenserv_core.bandits import make_policy
+
+    with pytest.raises(InvalidInputError, match=r"bad parameters for 'linucb' \(alpha='abc'\)"):
+        make_policy("linucb", 4, alpha="abc")

@@ -98,4 +98,5 @@ def make_policy(strategy: str, dimension: int, *, seed: int | None = None, **par
     try:
         return POLICIES[name](dimension, seed=seed, **params)
     except TypeError as error:
-        raise InvalidInputError(f"bad parameters for {name!r}: {error}") from error
+        given = ", ".join(f"{key}={value!r}" for key, value in params.items())
+        raise InvalidInputError(f"bad parameters for {name!r} ({given}): {error}") from error

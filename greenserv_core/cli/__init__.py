@@ -19,11 +19,18 @@ from collections.abc import Sequence
 __all__ = ["build_parser", "main"]
 
 
+def _version() -> str:
+    from greenserv_core import __version__
+
+    return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     from greenserv_core.cli import benchmarks, budget, cascades, chat, demo, replay, tables
 
     parser = argparse.ArgumentParser(prog="greenserv", description="Energy-aware routing over local LLMs.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the router and meters do")
+    parser.add_argument("--version", action="version", version=f"greenserv {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     demo.add_commands(commands)
     chat.add_commands(commands)
