@@ -352,8 +352,35 @@ def test_the_guard_raises_the_price_when_the_last_answers_overspend() -> None:
     guarded = _burst(BudgetPacer(budget, resolve_every=1, window_queries=10, guard_horizon=5))
     assert plain.spent_ < plain.allowance()  # the mean is within the budget: the plain pacer sees no debt
     assert guarded.status().tradeoff > plain.status().tradeoff  # the guard sees the last ten answers
-    assert guarded.trailing_.maxlen == 5 and list(guarded.trailing_) == [30.0] * 5
+    assert guarded.trailing_.maxlen == 9 and list(guarded.trailing_) == [0.0] + [30.0] * 8  # a run but one
     assert len(plain.trailing_) == 0  # no guard, nothing kept
+
+
+def test_the_guard_sends_an_answer_that_would_break_its_run_to_a_model_under_the_cap() -> None:
+    """Every run of four answers within its four budgets of 60 J: once the last three answers
+    spent 200 J, the next may be predicted to cost 40 J at most, so the large model (90 J)
+    gives way to the small one (10 J) whatever the policy prefers."""
+    router = _router(
+        BudgetPacer(EnergyBudget.per_query(60.0), window_queries=4, guard_horizon=1), policy="static:large"
+    )
+    pacer = router.learner_.pacer_
+    assert pacer is not None
+    prompt = "What is the capital of France? Answer in one word."
+    router.learn(prompt, "small", energy_joules=10.0)  # each model's joules known, so predicted
+    router.learn(prompt, "large", energy_joules=90.0)
+    for _ in range(3):  # a run whose last three answers spent 200 J
+        pacer.observe(200.0 / 3)
+    assert pacer.answer_cap() == pytest.approx(40.0)
+    capped = router.generate(prompt, max_new_tokens=8)
+    assert capped.model == "small"
+    status = capped.decision.budget
+    assert status is not None and status.answer_cap_joules == pytest.approx(40.0)  # said on the answer
+    assert "at most 40 J for this answer" in status.describe()
+    assert router.generate(prompt, max_new_tokens=8).model == "small"  # still over: the run keeps the cap
+    unguarded = _router(EnergyBudget.per_query(60.0), policy="static:large")
+    unguarded.learn(prompt, "small", energy_joules=10.0)
+    unguarded.learn(prompt, "large", energy_joules=90.0)
+    assert unguarded.generate(prompt, max_new_tokens=8).model == "large"
 
 
 def test_the_guard_caps_the_target_at_the_room_left_in_the_run() -> None:
@@ -369,7 +396,7 @@ def test_the_guard_caps_the_target_at_the_room_left_in_the_run() -> None:
     for _ in range(5):
         plain.observe(15.0, predicted=15.0)
     assert plain._target(plain.clock(), 10.0) == pytest.approx(9.5)  # 10 - 25/50
-    assert BudgetPacer(EnergyBudget.per_query(1.0), window_queries=500).trailing_.maxlen == 400  # H = N/5
+    assert BudgetPacer(EnergyBudget.per_query(1.0), window_queries=500).trailing_.maxlen == 499  # the cap's run
 
 
 def test_the_guard_is_checked_kept_on_save_and_copied_with_the_params() -> None:
@@ -445,7 +472,7 @@ def test_the_pacers_settings_and_guard_survive_save_and_load(tmp_path: Path) -> 
     assert loaded is not None and used is not None
     settings = (loaded.window_queries, loaded.guard_horizon, loaded.horizon, loaded.bank, loaded.memory)
     assert settings == (40, None, 30, 5.0, 200)
-    assert list(loaded.trailing_) == list(used.trailing_) and len(loaded.trailing_) == 32  # 40 - 40/5
+    assert list(loaded.trailing_) == list(used.trailing_) and len(loaded.trailing_) == 39  # a run of 40 but one
     # a state saved before the settings were saved loads with the defaults
     state = router.state_dict()
     del state["energy_budget"]["settings"]

@@ -32,9 +32,12 @@ How λ is found, every ``resolve_every`` answers:
    mean over the whole run is held, but the query mix can still make a run of N answers
    overspend (a GSM8K answer costs several budgets even on the cheapest model). With the
    guard, the target also aims to keep the joules of the last ``N − guard_horizon`` answers
-   plus the next ``guard_horizon`` within N budgets. It is off by default: at 50% of the best
-   model's joules it held every run of 500 answers within 10% over, at 25% it did not, and
-   cost accuracy there (BENCHMARKS.md, issue 17, "Holding every run of 500 answers").
+   plus the next ``guard_horizon`` within N budgets, and each answer is capped
+   (:meth:`BudgetPacer.answer_cap`): the router answers with the best model whose predicted
+   joules keep the run of N answers that this one closes within N budgets, or the cheapest.
+   It is off by default: on the simulated paper-scale table it held every run of 500 answers
+   within 106.2%, 102.8% and 102.6% of the 25%, 50% and 75% budgets, for 0.041, 0.010 and
+   0.005 of accuracy (BENCHMARKS.md, issue 17, "The guard caps each answer").
 
 A window budget (joules per ``window_s`` seconds) accrues its allowance with time within each
 window; an overspend is carried into the next window, an underspend is not. Its per-query
@@ -57,6 +60,7 @@ cheapest eligible model, and says so once in the log and in every record while i
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
@@ -104,8 +108,9 @@ class BudgetStatus:
     """What the budget did for one query: the ``budget`` in words, the ``tradeoff`` λ in force,
     the ``per_query_joules`` budget in force, the joules
     ``spent`` over ``answers`` measured answers, the ``allowance`` so far, the current
-    window's remaining joules (window budgets), whether the budget can be ``met``, and the
-    recent ``history`` of λ as ``(answers, λ)`` points."""
+    window's remaining joules (window budgets), whether the budget can be ``met``, the
+    recent ``history`` of λ as ``(answers, λ)`` points, and with the guard the ``answer_cap``:
+    the most joules this answer may be predicted to cost (``None`` without one)."""
 
     budget: str
     tradeoff: float
@@ -116,6 +121,7 @@ class BudgetStatus:
     window_remaining_joules: float | None
     met: bool
     history: tuple[tuple[int, float], ...] = ()
+    answer_cap_joules: float | None = None
 
     @property
     def mean_joules(self) -> float | None:
@@ -134,6 +140,7 @@ class BudgetStatus:
             "window_remaining_joules": self.window_remaining_joules,
             "met": self.met,
             "history": [list(point) for point in self.history],
+            "answer_cap_joules": self.answer_cap_joules,
         }
 
     def describe(self) -> str:
@@ -143,6 +150,8 @@ class BudgetStatus:
             line += f", mean {self.mean_joules:.1f} J over {self.answers}"
         if self.window_remaining_joules is not None:
             line += f", {self.window_remaining_joules:.0f} J left in this window"
+        if self.answer_cap_joules is not None:
+            line += f", at most {self.answer_cap_joules:.0f} J for this answer"
         return line + ("" if self.met else " (cannot be met: cheapest model)")
 
 
@@ -403,6 +412,7 @@ class BudgetPacer:
             window_remaining_joules=remaining,
             met=not (self.saturated_ and self.spent_ > allowance),
             history=tuple(self.history_[-5:]),
+            answer_cap_joules=self.answer_cap(),
         )
 
     # ---- learning ------------------------------------------------------------------------
@@ -507,17 +517,38 @@ class BudgetPacer:
         return max(1, (self.window_queries or 0) // 5)
 
     def _trailing_length(self) -> int:
-        """How many of the last answers' joules the guard keeps (0: no guard)."""
-        return 0 if self.window_queries is None else self.window_queries - self._horizon_of_guard()
+        """How many of the last answers' joules the guard keeps (0: no guard): a run of
+        ``window_queries`` answers but one, so that the next answer closes a whole run."""
+        return 0 if self.window_queries is None else self.window_queries - 1
+
+    def answer_cap(self) -> float | None:
+        """With the guard, the most joules the next answer may be predicted to cost so that the
+        run of ``window_queries`` answers it closes stays within its budgets (in predicted
+        joules, so scaled by their bias like the target); ``None`` without the guard or before
+        that many answers. The router then answers with the best model under the cap, or the
+        cheapest. Only the last answer's own prediction error can take a run over.
+
+        >>> from greenserv_core.budget.spec import EnergyBudget
+        >>> pacer = BudgetPacer(EnergyBudget.per_query(10.0), window_queries=4, guard_horizon=1)
+        >>> for joules in (12.0, 9.0, 15.0):
+        ...     pacer.observe(joules)
+        >>> pacer.answer_cap()  # 4 answers × 10 J, less the 36 J of the last three
+        4.0
+        """
+        if self.window_queries is None or len(self.trailing_) < self.window_queries - 1:
+            return None
+        return max(0.0, self.window_queries * self.budget.joules - sum(self.trailing_)) * self._bias()
 
     def _target(self, now: float, per_query: float) -> float:
         """The mean predicted joules per query to aim at now."""
         deficit, horizon = self._deficit(now, per_query)
         target = (per_query - deficit / horizon) * self._bias()
         target = min((1 + _SWING) * per_query, max((1 - _SWING) * per_query, target))
-        if self.window_queries is not None and len(self.trailing_) == self.trailing_.maxlen:
+        behind = self.window_queries - self._horizon_of_guard() if self.window_queries is not None else 0
+        if self.window_queries is not None and len(self.trailing_) >= behind:
             # the run of answers that ends guard_horizon answers from now stays within its budgets
-            room = (self.window_queries * per_query - sum(self.trailing_)) / self._horizon_of_guard()
+            recent = sum(itertools.islice(reversed(self.trailing_), behind))
+            room = (self.window_queries * per_query - recent) / self._horizon_of_guard()
             target = min(target, max(0.0, room * self._bias()))
         return target
 

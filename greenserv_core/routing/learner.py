@@ -466,10 +466,21 @@ class RoutingLearner:
         joules = predicted.array
         if len(joules) > 1:  # a query pinned to one model tells nothing about the price
             self.pacer_.remember(values, units, joules)
-        if budget.met or np.all(np.isnan(joules)):
+        if np.all(np.isnan(joules)):
             return choice
-        cheapest = predicted.arms[int(np.nanargmin(joules))]
-        return Choice(cheapest, scores, False)
+        if not budget.met:
+            return Choice(predicted.arms[int(np.nanargmin(joules))], scores, False)
+        cap = budget.answer_cap_joules
+        chosen = predicted.position(choice.arm) if choice.arm in predicted else None
+        if cap is None or chosen is None or not joules[chosen] > cap:
+            return choice
+        # the guard: this answer would take its run of answers over the budget
+        under = np.where(np.isnan(joules), False, joules <= cap)
+        if not under.any():
+            return Choice(predicted.arms[int(np.nanargmin(joules))], scores, False)
+        lam = budget.tradeoff
+        total = np.where(under, (1.0 - lam) * values - lam * units, -np.inf)
+        return Choice(predicted.arms[int(np.argmax(total))], scores, False)
 
     def _costs(
         self,
