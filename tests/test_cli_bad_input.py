@@ -583,21 +583,8 @@ def test_simulate_says_when_a_task_has_fewer_queries_than_asked(
     calibration: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "t.csv"
-    assert (
-        cli.main(
-            [
-                "bench",
-                "simulate",
-                "--calibration",
-                str(calibration),
-                "--queries-per-task",
-                "10000000",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    argv = ["bench", "simulate", "--calibration", str(calibration), "--queries-per-task", "10000000"]
+    assert cli.main([*argv, "--out", str(out)]) == 0
     said = capsys.readouterr().out
     assert "NOTE: fewer than --queries-per-task 10000000" in said
     assert sum(read_table(out).metadata["queries_by_task"].values()) == len(read_table(out)) // 2  # two models

@@ -200,43 +200,32 @@ class StreamChunk:
     result: GenerationResult | None = None
 
 
-def check_declared(
-    owner: str,
-    *,
-    context_window: object,
-    capabilities: object,
-    prior_joules_per_token: object,
-    prior_seconds_per_token: object,
-) -> frozenset[str]:
+def check_declared(model: Any) -> None:
     """What a model declares (:class:`ModelInfo`, :class:`~greenserv_core.models.spec.ModelSpec`),
-    checked: a context window of 1 token or more (``None`` where it is read later), capability
-    names, and priors that are finite and 0 or more; returns the capabilities as a frozenset.
+    checked in place: a context window of 1 token or more (``None`` where it is read later),
+    capability names (kept as a frozenset), and priors that are finite and 0 or more.
 
-    >>> check_declared("m", context_window=None, capabilities={"tools"}, prior_joules_per_token=-5,
-    ...                prior_seconds_per_token=None)
+    >>> ModelInfo("m", prior_joules_per_token=-5)
     Traceback (most recent call last):
     ...
     greenserv_core.errors.InvalidInputError: model 'm': prior_joules_per_token must be a finite number >= 0, got -5
     """
-    if context_window is not None and (
-        isinstance(context_window, bool) or not isinstance(context_window, int) or context_window < 1
-    ):
-        raise InvalidInputError(f"model {owner!r}: context_window must be a positive integer, got {context_window!r}")
+    owner, window, capabilities = model.name, model.context_window, model.capabilities
+    if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
+        raise InvalidInputError(f"model {owner!r}: context_window must be a positive integer, got {window!r}")
     if isinstance(capabilities, str) or not isinstance(capabilities, (set, frozenset, list, tuple)):
         raise InvalidInputError(
             f"model {owner!r}: capabilities is a collection of names such as {{'tools'}}, got {capabilities!r}"
         )
     if not all(isinstance(c, str) and c for c in capabilities):
         raise InvalidInputError(f"model {owner!r}: capabilities must be non-empty names, got {capabilities!r}")
-    for name, prior in (
-        ("prior_joules_per_token", prior_joules_per_token),
-        ("prior_seconds_per_token", prior_seconds_per_token),
-    ):
+    for name in ("prior_joules_per_token", "prior_seconds_per_token"):
+        prior = getattr(model, name)
         if prior is not None and (
             isinstance(prior, bool) or not isinstance(prior, (int, float)) or not 0 <= prior < math.inf
         ):
             raise InvalidInputError(f"model {owner!r}: {name} must be a finite number >= 0, got {prior!r}")
-    return frozenset(capabilities)
+    object.__setattr__(model, "capabilities", frozenset(capabilities))
 
 
 @dataclass(frozen=True)
@@ -262,14 +251,7 @@ class ModelInfo:
             raise InvalidInputError(f"quality must be a QualityPrior, got {type(self.quality).__name__}")
         if not isinstance(self.name, str) or not self.name.strip():
             raise InvalidInputError(f"model name must be a non-empty string, got {self.name!r}")
-        capabilities = check_declared(
-            self.name,
-            context_window=self.context_window,
-            capabilities=self.capabilities,
-            prior_joules_per_token=self.prior_joules_per_token,
-            prior_seconds_per_token=self.prior_seconds_per_token,
-        )
-        object.__setattr__(self, "capabilities", capabilities)
+        check_declared(self)
 
 
 @runtime_checkable

@@ -46,14 +46,7 @@ class ModelSpec:
         for name, where in (("path", self.path), ("hub_id", self.hub_id), ("gguf_file", self.gguf_file)):
             if where is not None and (not isinstance(where, str) or not where.strip()):
                 raise InvalidInputError(f"model {self.name!r}: {name} must be a non-empty string, got {where!r}")
-        capabilities = check_declared(
-            self.name,
-            context_window=self.context_window,
-            capabilities=self.capabilities,
-            prior_joules_per_token=self.prior_joules_per_token,
-            prior_seconds_per_token=self.prior_seconds_per_token,
-        )
-        object.__setattr__(self, "capabilities", capabilities)
+        check_declared(self)
 
     @property
     def source(self) -> str:
