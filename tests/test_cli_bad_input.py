@@ -718,3 +718,19 @@ def test_a_bad_policy_parameter_is_named() -> None:
 
     with pytest.raises(InvalidInputError, match=r"bad parameters for 'linucb' \(alpha='abc'\)"):
         make_policy("linucb", 4, alpha="abc")
+
+
+def test_a_strategy_named_twice_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    refused(["bench", "replay", "--table", MISSING, "--strategies", "linucb,linucb"], capsys, "named twice", "linucb")
+
+
+def test_chat_fails_when_no_query_is_answered(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from greenserv_core import FakeBackend
+    from greenserv_core.models import pool
+
+    monkeypatch.setattr(pool, "build_backends", lambda models, meter="auto": [FakeBackend("a", context_window=4)])
+    assert cli.main(["chat", "--embedder", "static", "--max-new-tokens", "8"]) == 1  # no prompt fits the window
+    captured = capsys.readouterr()
+    assert "[no answer]" in captured.out and "no query was answered" in captured.err

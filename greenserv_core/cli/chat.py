@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -284,6 +285,9 @@ def _chat(args: argparse.Namespace) -> int:
     if state:
         router.save(state)
         print(f"saved learned state to {state}")
+    if queries and not totals:  # every query failed (say, a server that cannot be reached): not a success
+        print("greenserv: error: no query was answered (the reasons are above)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -147,6 +147,9 @@ def parse_strategies(text: str, *, replay: bool = False) -> list[str]:
     unknown = [name for name in strategies if name.partition(":")[0] not in known]
     if not strategies or unknown:
         raise InvalidInputError(f"unknown strategies {unknown or [text]}; choose from {strategy_help(replay=replay)}")
+    repeated = sorted({name for name in strategies if strategies.count(name) > 1})
+    if repeated:
+        raise InvalidInputError(f"strategies named twice: {repeated}; each is one row of the report")
     return strategies
 
 
