@@ -84,8 +84,11 @@ class GreenServFeedbackHandler(BaseCallbackHandler):
         for generation, record in routed_answers(response):
             if not self.chat_model.decided(str(record["decision_id"])):
                 continue  # another GreenServ model of the chain answered: its router, not ours
-            run = RecordedRun(key, str(record["decision_id"]), str(record["model"]), prompt, generation.text)
-            self.runs.record(key, run, self.evaluator)
+            decision = str(record["decision_id"])
+            kept = self.runs.get(key)
+            where = decision if kept is not None and kept.decision_id != decision else key  # a run id used again
+            run = RecordedRun(key, decision, str(record["model"]), prompt, generation.text)
+            self.runs.record(where, run, self.evaluator)
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         with self._lock:

@@ -111,7 +111,7 @@ class _RunRecorder(BaseCallbackHandler):
 
     def on_llm_end(self, response: LLMResult, *, run_id: uuid.UUID, **kwargs: Any) -> None:
         for _, record in routed_answers(response):
-            self.decisions.put(str(run_id), str(record["decision_id"]))  # a run id used again names its latest
+            self.decisions.add(str(run_id), str(record["decision_id"]))  # a run id used again names its first
 
     def resolve(self, key: str) -> str:
         return self.decisions.get(key, key)
@@ -325,8 +325,8 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
     # ---- calling the router ---------------------------------------------------------------
     def _decision_key(self, run_manager: CallbackManagerForLLMRun | None) -> str | None:
         """The run id as the decision id, unless the router already holds a decision under it
-        (a caller's ``config={"run_id": ...}`` used again): then a fresh one, which feedback by
-        that run id reaches (the run's latest answer)."""
+        (a caller's ``config={"run_id": ...}`` used again): then a fresh one. The run id keeps
+        naming its first answer; a later one is scored by its message or its decision id."""
         key = _run_key(run_manager)
         return None if key is not None and self.decided(key) else key
 

@@ -26,6 +26,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, 
 from typing import Annotated, Any, TypeVar
 
 from llama_index.core.base.llms.types import (
+    CachePoint,
     ChatMessage,
     ChatResponse,
     ChatResponseAsyncGen,
@@ -84,9 +85,9 @@ def decision_id_of(target: Any) -> str:
     return answer_key(target, record=getattr(target, "additional_kwargs", None))
 
 
-_TEXT_BLOCKS = (TextBlock, ToolCallBlock, ThinkingBlock)
-"""The blocks a message may hold: its text, its tool calls (rendered from the blocks) and a
-model's reasoning (left out, as a chat template does)."""
+_TEXT_BLOCKS = (TextBlock, ToolCallBlock, ThinkingBlock, CachePoint)
+"""The blocks a message may hold: its text, its tool calls (rendered from the blocks), a
+model's reasoning (left out, as a chat template does) and prompt-caching markers (no content)."""
 
 
 def to_greenserv_messages(messages: Sequence[ChatMessage]) -> list[Message]:

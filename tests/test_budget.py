@@ -383,6 +383,20 @@ def test_the_guard_sends_an_answer_that_would_break_its_run_to_a_model_under_the
     assert unguarded.generate(prompt, max_new_tokens=8).model == "large"
 
 
+def test_the_guard_does_not_let_a_model_it_cannot_predict_past_the_cap() -> None:
+    pool = [*_pool(), FakeBackend("huge", joules_per_token=1000.0)]  # never measured: no prediction
+    pacer = BudgetPacer(EnergyBudget.per_query(60.0), window_queries=4, guard_horizon=1)
+    router = GreenServRouter(pool, features=make_hashing_extractor(), seed=0, energy_budget=pacer, policy="static:huge")
+    guard = router.learner_.pacer_
+    assert guard is not None
+    prompt = "What is the capital of France? Answer in one word."
+    router.learn(prompt, "small", energy_joules=10.0)
+    router.learn(prompt, "large", energy_joules=90.0)
+    for _ in range(3):
+        guard.observe(200.0 / 3)
+    assert router.generate(prompt, max_new_tokens=8).model == "small"
+
+
 def test_the_guard_caps_the_target_at_the_room_left_in_the_run() -> None:
     pacer = BudgetPacer(EnergyBudget.per_query(10.0), window_queries=10, guard_horizon=5)
     for answers in range(1, 6):

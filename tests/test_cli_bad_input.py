@@ -566,6 +566,8 @@ def test_a_plot_over_the_json_or_under_a_file_is_refused_first(
 ) -> None:
     same = str(tmp_path / "same.png")
     refused(["bench", command, "--table", MISSING, "--json", same, "--plot", same], capsys, "--plot", "--json too")
+    bare = str(tmp_path / "same")  # matplotlib writes it as same.png
+    refused(["bench", command, "--table", MISSING, "--json", same, "--plot", bare], capsys, "--plot", "--json too")
     afile = tmp_path / "afile"
     afile.write_text("", encoding="utf-8")
     refused(["bench", command, "--table", MISSING, "--json", str(afile / "r.json")], capsys, "--json", "not a folder")
@@ -703,6 +705,11 @@ def test_declared_models_refuse_impossible_values(field: str, value: object) -> 
     with pytest.raises(InvalidInputError, match="path"):
         ModelSpec("m", path="")
     assert ModelInfo("m", capabilities={"tools"}).capabilities == frozenset({"tools"})  # type: ignore[arg-type]
+    import numpy as np
+
+    numpy_info = ModelInfo("m", context_window=np.int64(4096), prior_joules_per_token=np.float32(0.5))  # type: ignore[arg-type]
+    assert (numpy_info.context_window, numpy_info.prior_joules_per_token) == (4096, 0.5)
+    assert ModelInfo("m", capabilities={"tools": 1}.keys()).capabilities == frozenset({"tools"})  # type: ignore[arg-type]
 
 
 def test_the_version_is_printed(capsys: pytest.CaptureFixture[str]) -> None:

@@ -194,11 +194,11 @@ def generation_options(
         "top_p": given("top_p", top_p),
         "max_new_tokens": given("max_tokens", max_tokens),
         "stop": list(stop_sequences(call_stop if call_stop is not None else stop)),
-        "seed": kwargs.get("seed", seed),
-        "tradeoff": kwargs.get("tradeoff", tradeoff),
-        "max_latency_s": kwargs.get("max_latency_s", max_latency_s),
-        "max_joules": kwargs.get("max_joules", max_joules),
-        "max_time_s": kwargs.get("timeout", timeout),
+        "seed": given("seed", seed),
+        "tradeoff": given("tradeoff", tradeoff),
+        "max_latency_s": given("max_latency_s", max_latency_s),
+        "max_joules": given("max_joules", max_joules),
+        "max_time_s": given("timeout", timeout),
         "models": [kwargs["model"]] if kwargs.get("model") else None,
     }
 

@@ -81,14 +81,6 @@ class BoundedRecorder(Mapping[str, V], Generic[V]):
                 self._entries.popitem(last=False)
             return True
 
-    def put(self, key: str, value: V) -> None:
-        """Keep ``value`` under ``key``, in place of any value there (the newest wins)."""
-        with self._lock:
-            self._entries.pop(key, None)
-            self._entries[key] = value
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
-
     def __getitem__(self, key: str) -> V:
         with self._lock:
             return self._entries[key]

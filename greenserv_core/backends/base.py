@@ -9,7 +9,8 @@ from __future__ import annotations
 import functools
 import json
 import math
-from collections.abc import Iterator, Mapping, Sequence
+import numbers
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -211,21 +212,24 @@ def check_declared(model: Any) -> None:
     greenserv_core.errors.InvalidInputError: model 'm': prior_joules_per_token must be a finite number >= 0, got -5
     """
     owner, window, capabilities = model.name, model.context_window, model.capabilities
-    if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
-        raise InvalidInputError(f"model {owner!r}: context_window must be a positive integer, got {window!r}")
-    if isinstance(capabilities, str) or not isinstance(capabilities, (set, frozenset, list, tuple)):
+    if window is not None:
+        if isinstance(window, bool) or not isinstance(window, numbers.Integral) or window < 1:
+            raise InvalidInputError(f"model {owner!r}: context_window must be a positive integer, got {window!r}")
+        object.__setattr__(model, "context_window", int(window))
+    if isinstance(capabilities, (str, bytes)) or not isinstance(capabilities, Collection):
         raise InvalidInputError(
             f"model {owner!r}: capabilities is a collection of names such as {{'tools'}}, got {capabilities!r}"
         )
     if not all(isinstance(c, str) and c for c in capabilities):
         raise InvalidInputError(f"model {owner!r}: capabilities must be non-empty names, got {capabilities!r}")
+    object.__setattr__(model, "capabilities", frozenset(capabilities))
     for name in ("prior_joules_per_token", "prior_seconds_per_token"):
         prior = getattr(model, name)
-        if prior is not None and (
-            isinstance(prior, bool) or not isinstance(prior, (int, float)) or not 0 <= prior < math.inf
-        ):
+        if prior is None:
+            continue
+        if isinstance(prior, bool) or not isinstance(prior, numbers.Real) or not 0 <= float(prior) < math.inf:
             raise InvalidInputError(f"model {owner!r}: {name} must be a finite number >= 0, got {prior!r}")
-    object.__setattr__(model, "capabilities", frozenset(capabilities))
+        object.__setattr__(model, name, float(prior))
 
 
 @dataclass(frozen=True)

@@ -98,8 +98,9 @@ def check_output_file(
     if suffixes and target.suffix.lower() not in suffixes:
         wanted = ", ".join(s or "none" for s in suffixes)
         raise InvalidInputError(f"{flag} {path}: the file must end in {wanted}, not {target.suffix or 'nothing'!r}")
+    written = target.with_suffix(".png") if "" in suffixes and not target.suffix else target  # as matplotlib saves it
     for other, given in (not_to or {}).items():
-        if given and Path(given).resolve() == target.resolve():
+        if given and Path(given).resolve() == written.resolve():
             raise InvalidInputError(f"{flag} {path} is the {other} too: writing would destroy it")
 
 

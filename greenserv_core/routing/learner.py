@@ -456,7 +456,9 @@ class RoutingLearner:
 
     def _paced(self, choice: Choice, predicted: KnownValues, units: np.ndarray, budget: BudgetStatus) -> Choice:
         """Let the pacer remember the decision; when the budget cannot be met, take the
-        cheapest eligible model with a known prediction instead of the policy's choice."""
+        cheapest eligible model with a known prediction instead of the policy's choice. With
+        the pacer's guard, a choice predicted above the answer's cap (or not predicted at all)
+        gives way to the best model under the cap, or else the cheapest with a prediction."""
         assert self.pacer_ is not None
         scores = choice.scores
         if isinstance(scores, ArmScores):
@@ -472,9 +474,10 @@ class RoutingLearner:
             return Choice(predicted.arms[int(np.nanargmin(joules))], scores, False)
         cap = budget.answer_cap_joules
         chosen = predicted.position(choice.arm) if choice.arm in predicted else None
-        if cap is None or chosen is None or not joules[chosen] > cap:
+        if cap is None or chosen is None or joules[chosen] <= cap:
             return choice
-        # the guard: this answer would take its run of answers over the budget
+        # the guard: this answer would take its run of answers over the budget, or nothing
+        # bounds its joules yet (a model or cascade not measured): a model under the cap answers
         under = np.where(np.isnan(joules), False, joules <= cap)
         if not under.any():
             return Choice(predicted.arms[int(np.nanargmin(joules))], scores, False)

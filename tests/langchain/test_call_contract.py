@@ -12,6 +12,7 @@ from langchain_core.runnables import ConfigurableField
 from pydantic import BaseModel
 
 from greenserv_core import FakeBackend, GreenServRouter, InvalidInputError
+from greenserv_core.adapters import CALL_OPTIONS
 from langchain_greenserv import ChatGreenServ, GreenServFeedbackHandler
 from tests.conftest import make_hashing_extractor
 from tests.langchain.test_chat_greenserv import make_llm, multiply, tool_llm
@@ -219,19 +220,44 @@ def test_openai_response_formats_and_json_mode_without_a_schema() -> None:
 
 
 def test_options_given_as_none_take_the_defaults() -> None:
+    from greenserv_core.adapters import generation_options
+
     llm = make_llm()
     for option in ("temperature", "top_p", "max_tokens", "seed", "timeout", "tradeoff"):
         assert llm.invoke("hi", **{option: None}).content  # type: ignore[arg-type]
     assert ChatGreenServ(router=llm.router, max_tokens=None)._get_ls_params()["ls_max_tokens"] == 256
+    defaults = {"temperature": 0.7, "top_p": 0.9, "max_tokens": 64, "seed": 7, "max_latency_s": 2.0}
+    options = generation_options(
+        dict.fromkeys([*CALL_OPTIONS - {"model", "stop"}]),
+        owner="X",
+        timeout=5.0,
+        max_joules=20.0,
+        tradeoff=0.3,
+        **defaults,  # type: ignore[arg-type]
+    )
+    assert (options["temperature"], options["top_p"], options["max_new_tokens"]) == (0.7, 0.9, 64)
+    assert (options["seed"], options["max_latency_s"], options["max_time_s"]) == (7, 2.0, 5.0)
+    assert (options["max_joules"], options["tradeoff"]) == (20.0, 0.3)  # a cap is not lifted by None
 
 
-def test_a_run_id_given_again_routes_again_and_feedback_reaches_its_latest_answer() -> None:
+def test_a_run_id_given_again_routes_again_and_each_answer_is_scored_as_its_own() -> None:
     import uuid
+
+    from greenserv_core import DecisionAlreadyScoredError
 
     llm = make_llm()
     run_id = uuid.uuid4()
     first = llm.invoke("first question", config={"run_id": run_id})
-    assert llm.feedback(first, 1.0).applied
     second = llm.invoke("second question", config={"run_id": run_id})
-    assert second.response_metadata["greenserv"]["decision_id"] != first.response_metadata["greenserv"]["decision_id"]
-    assert llm.feedback(str(run_id), 0.0).applied  # the run id names its latest answer
+    first_id, second_id = (m.response_metadata["greenserv"]["decision_id"] for m in (first, second))
+    assert first_id != second_id
+    assert llm.feedback(second, 0.0).decision_id == second_id  # each message scores its own answer
+    assert llm.feedback(first, 1.0).decision_id == first_id
+    with pytest.raises(DecisionAlreadyScoredError):
+        llm.feedback(str(run_id), 1.0)  # the run id names its first answer
+    seen: list[str] = []
+    handler = GreenServFeedbackHandler(llm, evaluator=lambda prompt, output: seen.append(prompt) or 1.0)
+    again = uuid.uuid4()
+    for question in ("third question", "fourth question"):
+        llm.invoke(question, config={"run_id": again, "callbacks": [handler]})
+    assert seen == ["third question", "fourth question"]  # the evaluator scores both answers

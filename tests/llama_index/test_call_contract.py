@@ -147,6 +147,12 @@ def test_images_and_documents_are_refused_not_dropped() -> None:
             llm.chat([message])
     thought = ChatMessage(role="assistant", blocks=[ThinkingBlock(content="hmm"), TextBlock(text="Four.")])
     assert to_greenserv_messages([thought])[0]["content"] == "Four."  # a model's reasoning is left out
+    from llama_index.core.base.llms.types import CacheControl, CachePoint
+
+    marked = ChatMessage(
+        role="user", blocks=[TextBlock(text="Hi."), CachePoint(cache_control=CacheControl(type="ephemeral"))]
+    )
+    assert to_greenserv_messages([marked])[0]["content"] == "Hi."  # a caching marker holds no content
 
 
 def test_options_given_as_none_take_the_defaults() -> None:
