@@ -258,3 +258,13 @@ def test_a_measured_meter_without_the_fallback_estimate_registered_is_used_as_it
             METERS[FALLBACK_METER] = kind
     finally:
         unregister_meter("plug")
+
+
+def test_a_counter_that_went_back_is_no_reading() -> None:
+    """A driver reload or a GPU reset restarts the counter: no measurement, never 0 J measured."""
+    from greenserv_core.errors import MissingResourceError
+
+    fake = FakeNvml(mj_per_read=2500)
+    meter = NvmlCounterMeter([0], pynvml=fake, synchronize=lambda: None)  # type: ignore[arg-type]
+    with pytest.raises(MissingResourceError, match="went back"), meter.measure():
+        fake.mj = 1000

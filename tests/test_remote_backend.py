@@ -66,7 +66,6 @@ def test_generate_sends_the_openai_request_and_reads_usage() -> None:
             "messages": ASK,
             "max_tokens": 5,
             "temperature": 0.7,
-            "top_p": 1.0,
             "stream": False,
             "stop": ["\n"],
             "seed": 3,
@@ -628,3 +627,112 @@ def test_json_requests_keep_openais_rules(monkeypatch: pytest.MonkeyPatch) -> No
     )
     openai.generate(ASK, SETTINGS)
     assert seen == ["Bearer sk-test"]
+
+
+# ---- a review of 2026-12-05: TGI, Ollama, redirects, servers failing after HTTP 200 ----------------
+
+
+def test_top_p_is_sent_only_when_it_narrows_sampling() -> None:
+    """TGI refuses top_p = 1 (HTTP 422); OpenAI's client leaves it out unless it is set."""
+    seen: list[dict[str, object]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(json.loads(request.content))
+        return answer("4")
+
+    remote = backend(handler)
+    remote.generate(ASK, SETTINGS)
+    remote.generate(ASK, GenerationSettings(max_new_tokens=16, top_p=0.9))
+    assert "top_p" not in seen[0] and seen[1]["top_p"] == 0.9
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        lambda: httpx.Response(200, json={"error": {"message": "CUDA out of memory", "code": 500}}),
+        lambda: httpx.Response(200, text="not json"),
+    ],
+)
+def test_a_server_failing_after_http_200_cools_down(reply: Callable[[], httpx.Response]) -> None:
+    remote = backend(lambda request: reply(), failure_threshold=3)
+    for _ in range(3):
+        with pytest.raises(ModelUnavailableError):
+            remote.generate(ASK, SETTINGS)
+    assert not remote.available  # three failures in a row, each after a 200
+
+
+def test_a_stream_dying_after_http_200_counts_against_the_model() -> None:
+    remote = backend(lambda request: sse({"error": {"message": "engine died", "code": 500}}), failure_threshold=2)
+    for _ in range(2):
+        with pytest.raises(ModelUnavailableError):
+            list(remote.stream(ASK, SETTINGS))
+    assert not remote.available
+
+
+def test_tgis_prompt_too_long_fails_over_to_another_model() -> None:
+    message = "Input validation error: `inputs` tokens + `max_new_tokens` must be <= 4096. Given: 4000"
+    remote = backend(lambda request: httpx.Response(422, json={"error": message, "error_type": "validation"}))
+    with pytest.raises(ModelUnavailableError, match="too long"):
+        remote.generate(ASK, SETTINGS)
+    assert remote.available  # the query's fault, not the model's
+
+
+def test_parallel_tool_calls_at_one_index_stay_apart_in_a_stream() -> None:
+    """Ollama numbers every streamed call 0; Gemini sends no index at all."""
+    paris = {"id": "a", "function": {"name": "weather", "arguments": '{"city": "Paris"}'}}
+    tokyo = {"id": "b", "function": {"name": "weather", "arguments": '{"city": "Tokyo"}'}}
+    for calls in ([{**paris, "index": 0}, {**tokyo, "index": 0}], [paris, tokyo]):
+        remote = backend(
+            lambda request, calls=calls: sse(
+                {"choices": [{"delta": {"tool_calls": calls}, "finish_reason": "tool_calls"}]}
+            ),
+            capabilities=frozenset({"tools"}),
+        )
+        result = list(remote.stream(ASK, SETTINGS))[-1].result
+        assert result is not None and result.text.count("<tool_call>") == 2 and "Tokyo" in result.text
+
+
+def test_redirects_are_followed_and_a_whole_answer_to_a_stream_request_is_read() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/chat/completions":
+            return httpx.Response(307, headers={"location": "http://server:8000/v2/chat/completions"})
+        return answer("4")  # a server that answers a stream request with one JSON body
+
+    remote = backend(handler)
+    assert remote.generate(ASK, SETTINGS).text == "4"
+    result = list(remote.stream(ASK, SETTINGS))[-1].result
+    assert result is not None and result.text == "4"
+
+
+def test_a_malformed_stream_chunk_fails_the_answer_not_the_caller() -> None:
+    remote = backend(lambda request: sse({"choices": {"delta": "not a list"}}))
+    with pytest.raises(ModelUnavailableError, match="malformed stream"):
+        list(remote.stream(ASK, SETTINGS))
+
+
+def test_json_mode_asks_in_the_one_system_turn_or_the_first_user_turn() -> None:
+    from greenserv_core.backends.base import JsonFormat
+
+    seen: list[list[dict[str, str]]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(json.loads(request.content)["messages"])
+        return answer("{}")
+
+    settings = GenerationSettings(max_new_tokens=16, json=JsonFormat())
+    system = [{"role": "system", "content": "Be brief."}, *ASK]
+    backend(handler, capabilities=frozenset({"json_mode", "system_role"})).generate(system, settings)  # type: ignore[arg-type]
+    backend(handler, capabilities=frozenset({"json_mode"})).generate(ASK, settings)
+    assert [m["role"] for m in seen[0]] == ["system", "user"] and seen[0][0]["content"].endswith("Answer in JSON.")
+    assert [m["role"] for m in seen[1]] == ["user"] and seen[1][0]["content"].startswith("Answer in JSON.")
+
+
+def test_an_exporter_counter_that_did_not_move_is_no_reading() -> None:
+    page = 'DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{gpu="0"} 1000000\n'  # not refreshed within the request
+    counter = ExporterEnergyCounter(
+        "http://gpu-1:9400/metrics",
+        labels={"gpu": "0"},
+        client=httpx.Client(transport=httpx.MockTransport(lambda request: httpx.Response(200, text=page))),
+    )
+    energy = backend(lambda request: answer("4"), energy=counter, assumed_watts=250).generate(ASK, SETTINGS).energy
+    assert energy.source == "estimate-latency-x-250W" and not energy.measured

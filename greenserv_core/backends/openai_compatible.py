@@ -84,7 +84,8 @@ logger = logging.getLogger("greenserv")
 _CHARS_PER_TOKEN = 4.0  # the usual rule of thumb for English with BPE tokenisers
 _RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
 _SETUP_STATUS = {401, 403, 404}  # a wrong key, address or model id: the arm's setup, not the query
-_CONTEXT_WORDS = ("context length", "context_length", "context size", "context window", "maximum context")
+_CONTEXT_WORDS = ("context length", "context_length", "context size", "context window", "maximum context", "must be <=")
+_CONTEXT_STATUS = {400, 413, 422}  # vLLM and OpenAI say 400; TGI 422 ("inputs tokens + max_new_tokens must be <= N")
 _FINISH_REASONS = {"length", "content_filter", "refusal"}  # kept as the server said; any other is "stop"
 _T = TypeVar("_T")
 
@@ -226,6 +227,7 @@ class OpenAICompatibleBackend:
             limits=httpx.Limits(max_connections=max(max_concurrency, 10)),
             transport=transport,
             headers=all_headers,
+            follow_redirects=True,  # as OpenAI's client does (a base URL without its trailing path, say)
         )
         self._lock = threading.Lock()
         self.attempts_ = 0  # HTTP attempts made, retries included
@@ -302,6 +304,7 @@ class OpenAICompatibleBackend:
             failed = ModelUnavailableError(f"{self._info.name}: malformed answer from {self.base_url}: {error!r}")
             raise self._charge(failed, window, started) from error
         usage = data.get("usage")
+        self.breaker.success()
         return self._result(messages, text, usage, response.headers, latency, window, finish, logprobs)
 
     def stream(self, messages: Sequence[Message], settings: GenerationSettings) -> Iterator[StreamChunk]:
@@ -335,7 +338,10 @@ class OpenAICompatibleBackend:
         usage: Mapping[str, Any] | None = None
         finish = "stop"
         tool_calls: dict[int, dict[str, Any]] = {}
+        aliases: dict[int, int] = {}
         logprobs: list[float] | None = [] if settings.logprobs else None
+        events = 0
+        other: list[str] = []  # lines that are no event: a server answering the stream request whole
         try:
             for line in lines:
                 if settings.max_time_s is not None and time.perf_counter() - started > settings.max_time_s:
@@ -347,12 +353,14 @@ class OpenAICompatibleBackend:
                 if isinstance(event, _ServerError):
                     raise event
                 if not isinstance(event, dict):
+                    other.append(line)
                     continue
+                events += 1
                 usage = event.get("usage") or usage
                 for choice in event.get("choices") or []:
                     delta = choice.get("delta") or {}
                     for call in delta.get("tool_calls") or []:
-                        _merge_tool_call_delta(tool_calls, call)
+                        _merge_tool_call_delta(tool_calls, call, aliases)
                     text_piece = delta.get("content") or delta.get("refusal")
                     if text_piece:
                         pieces.append(text_piece)
@@ -364,8 +372,30 @@ class OpenAICompatibleBackend:
                         logprobs = None if piece is None else [*logprobs, *piece]  # one bad chunk spoils them all
                     if finish != "refusal":  # OpenAI ends a refusal's stream with "stop"
                         finish = choice.get("finish_reason") or finish
+            if not events and finish != "length":  # the whole answer as JSON, an error body, or nothing
+                data = json.loads("\n".join(other))
+                reported = _ServerError.of(data) if isinstance(data, dict) else None
+                if reported is not None:
+                    raise reported
+                whole = data["choices"][0]
+                message = whole.get("message") or {}
+                text_piece = message.get("content") or message.get("refusal") or ""
+                if message.get("tool_calls"):
+                    text_piece = _render_tool_calls(text_piece, message["tool_calls"])
+                finish = whole.get("finish_reason") or finish
+                usage = data.get("usage") or usage
+                logprobs = None
+                if text_piece:
+                    pieces.append(text_piece)
+                    yield StreamChunk(delta=text_piece)
         except _ServerError as error:
             raise self._unavailable(error, f"reported an error after {len(''.join(pieces))} characters") from error
+        except (TypeError, ValueError, KeyError, AttributeError) as error:  # a chunk not shaped as OpenAI's
+            self.breaker.failure()
+            raise ModelUnavailableError(
+                f"{self._info.name}: malformed stream from {self.base_url} after {len(''.join(pieces))} "
+                f"characters: {error!r}"
+            ) from error
         except httpx.HTTPError as error:
             self.breaker.failure()
             raise ModelUnavailableError(
@@ -397,9 +427,12 @@ class OpenAICompatibleBackend:
             else [dict(m) for m in messages],
             self.max_tokens_field: settings.max_new_tokens,
             "temperature": settings.temperature,
-            "top_p": settings.top_p,
             "stream": stream,
         }
+        if (
+            settings.top_p < 1.0
+        ):  # 1 is every server's default, and TGI refuses it (422): left out, as OpenAI's client does
+            body["top_p"] = settings.top_p
         if settings.stop:
             body["stop"] = list(settings.stop)
         if settings.seed is not None:
@@ -412,7 +445,7 @@ class OpenAICompatibleBackend:
                 body["response_format"] = {"type": "json_object"}
                 if not any("json" in str(m.get("content") or "").lower() for m in body["messages"]):
                     # OpenAI refuses JSON mode unless the conversation asks for JSON in words
-                    body["messages"] = [{"role": "system", "content": "Answer in JSON."}, *body["messages"]]
+                    body["messages"] = _asking_for_json(body["messages"], "system_role" in self._info.capabilities)
             else:
                 described: dict[str, Any] = {"name": "answer", "schema": schema}
                 if self.strict_json_schema:
@@ -459,9 +492,15 @@ class OpenAICompatibleBackend:
                 f"{self._info.name}: {self.base_url} answered HTTP {response.status_code} (check the API key, "
                 f"the base URL and the model id {self.model!r}): {response.text[:300]}"
             )
-        if response.status_code == 400 and any(word in response.text.lower() for word in _CONTEXT_WORDS):
+        if response.status_code in _CONTEXT_STATUS and any(word in response.text.lower() for word in _CONTEXT_WORDS):
             raise ModelUnavailableError(  # another model, with a longer context, may take it
                 f"{self._info.name}: the prompt is too long for the server's context: {response.text[:300]}"
+            )
+        if 300 <= response.status_code < 400:  # a redirect that could not be followed
+            self.breaker.failure()
+            raise ModelUnavailableError(
+                f"{self._info.name}: {self.base_url} answered HTTP {response.status_code} "
+                f"(to {response.headers.get('location', '?')}): check the base URL"
             )
         if response.status_code >= 400:
             raise InvalidInputError(
@@ -501,8 +540,7 @@ class OpenAICompatibleBackend:
                 f"{self._info.name}: {self.base_url} failed after "
                 f"{retrying.statistics.get('attempt_number', 1)} attempt(s): {error}"
             ) from error
-        self.breaker.success()
-        return result
+        return result  # the breaker counts a success once the whole answer is read (generate, _stream)
 
     def _unavailable(self, error: _ServerError, what: str) -> ModelUnavailableError:
         """The error to raise for one the server reported (it counts against the model unless
@@ -691,17 +729,61 @@ class _Window:
         return charged, self._window.reading()
 
 
+def _asking_for_json(messages: list[dict[str, Any]], system_role: bool) -> list[dict[str, Any]]:
+    r"""The conversation with "Answer in JSON." in its one leading system turn (added to it, or
+    a new one), or at the start of the first user turn for a model declared without
+    ``system_role``: templates that take one system turn only (Gemma-3, Mistral) refuse two.
+
+    >>> _asking_for_json([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}], True)[0]
+    {'role': 'system', 'content': 'Be brief.\n\nAnswer in JSON.'}
+    >>> _asking_for_json([{"role": "user", "content": "Hi"}], False)
+    [{'role': 'user', 'content': 'Answer in JSON.\n\nHi'}]
+    """
+    ask = "Answer in JSON."
+    if messages and messages[0]["role"] == "system":
+        return [{**messages[0], "content": f"{messages[0].get('content') or ''}\n\n{ask}".lstrip()}, *messages[1:]]
+    if system_role:
+        return [{"role": "system", "content": ask}, *messages]
+    for position, message in enumerate(messages):
+        if message["role"] == "user":
+            changed = {**message, "content": f"{ask}\n\n{message.get('content') or ''}"}
+            return [*messages[:position], changed, *messages[position + 1 :]]
+    return [{"role": "user", "content": ask}, *messages]
+
+
 def _prepend(first: str | None, rest: Iterator[str]) -> Iterator[str]:
     if first is not None:
         yield first
     yield from rest
 
 
-def _merge_tool_call_delta(calls: dict[int, dict[str, Any]], delta: Mapping[str, Any]) -> None:
-    """Streamed tool calls arrive in pieces keyed by ``index``; join their argument text."""
-    index = int(delta.get("index", 0))
-    call = calls.setdefault(index, {"function": {"name": None, "arguments": ""}})
+def _merge_tool_call_delta(calls: dict[int, dict[str, Any]], delta: Mapping[str, Any], aliases: dict[int, int]) -> None:
+    """Streamed tool calls arrive in pieces keyed by ``index``; join their argument text. A
+    piece with a new ``id``, or a name for a call that has one, starts a new call even at an
+    index already taken (Ollama numbers every call 0; Gemini sends no index); ``aliases``
+    keeps where each of the server's indices points now.
+
+    >>> calls, aliases = {}, {}
+    >>> for piece in ({"index": 0, "id": "a", "function": {"name": "f", "arguments": "{"}},
+    ...               {"index": 0, "function": {"arguments": "}"}},
+    ...               {"index": 0, "id": "b", "function": {"name": "g", "arguments": "{}"}}):
+    ...     _merge_tool_call_delta(calls, piece, aliases)
+    >>> [(c["function"]["name"], c["function"]["arguments"]) for c in calls.values()]
+    [('f', '{}'), ('g', '{}')]
+    """
+    given = int(delta.get("index", 0))
+    key = aliases.get(given, given)
     function = delta.get("function") or {}
+    existing = calls.get(key)
+    if existing is not None:
+        new_id = bool(delta.get("id")) and bool(existing.get("id")) and delta["id"] != existing["id"]
+        new_name = bool(function.get("name")) and bool(existing["function"]["name"])
+        if new_id or new_name:
+            key = max(calls) + 1
+            aliases[given] = key
+    call = calls.setdefault(key, {"function": {"name": None, "arguments": ""}})
+    if delta.get("id"):
+        call["id"] = delta["id"]
     if function.get("name"):
         call["function"]["name"] = function["name"]
     if function.get("arguments"):

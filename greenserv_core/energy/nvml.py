@@ -157,8 +157,10 @@ class NvmlCounterMeter(_NvmlMeter):
     def _stop(self, token: object, duration_s: float) -> float:
         assert isinstance(token, list)
         self.synchronize()
-        millijoules = sum(after - before for before, after in zip(token, self._read(), strict=True))
-        return float(millijoules) / 1000.0
+        changes = [after - before for before, after in zip(token, self._read(), strict=True)]
+        if any(change < 0 for change in changes):  # a driver reload or GPU reset: no reading, not 0 J
+            raise MissingResourceError(f"the GPU energy counter went back by {-min(changes)} mJ during the window")
+        return float(sum(changes)) / 1000.0
 
 
 class NvmlPowerMeter(_NvmlMeter):

@@ -169,4 +169,9 @@ class ExporterEnergyCounter(TimedMeter):
         end = self._read()
         if end < token:  # the counter was reset: no measurement rather than a wrong one
             raise MissingResourceError(f"the counter at {self.metrics_url} went back from {token} to {end}")
+        if end == token and duration_s > 0:  # not refreshed within the window (DCGM collects every few seconds)
+            raise MissingResourceError(
+                f"the counter at {self.metrics_url} did not move in {duration_s:.3f} s: the exporter has not "
+                "refreshed it, so there is no reading"
+            )
         return (end - token) * self.joules_per_unit
