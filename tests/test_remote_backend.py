@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 
 import httpx
@@ -736,3 +737,51 @@ def test_an_exporter_counter_that_did_not_move_is_no_reading() -> None:
     )
     energy = backend(lambda request: answer("4"), energy=counter, assumed_watts=250).generate(ASK, SETTINGS).energy
     assert energy.source == "estimate-latency-x-250W" and not energy.measured
+
+
+def test_a_stream_that_stalls_past_its_time_limit_ends_there() -> None:
+    """A real socket (a mock transport has no read timeout): the server sends one piece, then
+    stalls for 3 s; with max_time_s = 0.5 the answer ends about then, cut as "length"."""
+    import http.server
+    import threading
+    import time
+
+    class Stalling(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["content-length"]))
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream")
+            self.end_headers()
+            self.wfile.write(b'data: {"choices": [{"delta": {"content": "Hel"}}]}\n\n')
+            self.wfile.flush()
+            time.sleep(3)
+            self.wfile.write(b'data: {"choices": [{"delta": {"content": "lo"}}]}\n\ndata: [DONE]\n\n')
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Stalling)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        remote = OpenAICompatibleBackend(f"http://127.0.0.1:{server.server_address[1]}/v1", "m")
+        started = time.perf_counter()
+        result = remote.generate(ASK, GenerationSettings(max_new_tokens=16, max_time_s=0.5))
+        elapsed = time.perf_counter() - started
+    finally:
+        server.shutdown()
+    assert (result.text, result.finish_reason) == ("Hel", "length")
+    assert elapsed < 2.5 and remote.available  # not held for the stall; not counted against the model
+
+
+def test_a_servers_retry_after_is_honoured() -> None:
+    calls: list[float] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(time.perf_counter())
+        if len(calls) == 1:
+            return httpx.Response(429, headers={"retry-after": "0.3"}, text="slow down")
+        return answer("4")
+
+    assert backend(handler).generate(ASK, SETTINGS).text == "4"  # backoff 0 here: only Retry-After waits
+    assert calls[1] - calls[0] >= 0.3

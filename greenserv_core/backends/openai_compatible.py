@@ -53,6 +53,7 @@ JSON." first when no message mentions JSON, as OpenAI requires. The API key is
 
 from __future__ import annotations
 
+import email.utils
 import json
 import logging
 import math
@@ -65,7 +66,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from greenserv_core.backends.base import GenerationResult, GenerationSettings, ModelInfo, StreamChunk
 from greenserv_core.backends.circuit import CircuitBreaker
@@ -91,7 +92,37 @@ _T = TypeVar("_T")
 
 
 class _Transient(Exception):
-    """A failed attempt worth retrying."""
+    """A failed attempt worth retrying, after ``retry_after`` seconds where the server said."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+_LONGEST_RETRY_AFTER_S = 60.0
+"""The longest ``Retry-After`` honoured (as OpenAI's client does); a longer one is not waited for."""
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """The seconds a server asks for before the next attempt: ``retry-after-ms``, or
+    ``Retry-After`` in seconds or as an HTTP date (``None``: not said, or not readable).
+
+    >>> _retry_after({"retry-after": "2"}), _retry_after({"retry-after-ms": "1500"}), _retry_after({})
+    (2.0, 1.5, None)
+    """
+    try:
+        if "retry-after-ms" in headers:
+            return max(0.0, float(headers["retry-after-ms"]) / 1000.0)
+        given = headers.get("retry-after")
+        if given is None:
+            return None
+        try:
+            return max(0.0, float(given))
+        except ValueError:
+            when = email.utils.parsedate_to_datetime(given)
+            return max(0.0, when.timestamp() - time.time())
+    except (ValueError, TypeError, OverflowError):
+        return None
 
 
 class _ServerError(Exception):
@@ -333,7 +364,10 @@ class OpenAICompatibleBackend:
     ) -> Iterator[StreamChunk]:
         started = time.perf_counter()
         body = self._body(messages, settings, stream=True)
-        response, lines = self._with_retries(lambda: self._open_stream(body))
+        limit = settings.max_time_s
+        response, lines = self._with_retries(lambda: self._open_stream(body, limit))
+        if limit is not None:  # a server that stalls past the time limit ends the answer there
+            lines = _until_late(lines, lambda: time.perf_counter() - started >= limit)
         pieces: list[str] = []
         usage: Mapping[str, Any] | None = None
         finish = "stop"
@@ -372,6 +406,8 @@ class OpenAICompatibleBackend:
                         logprobs = None if piece is None else [*logprobs, *piece]  # one bad chunk spoils them all
                     if finish != "refusal":  # OpenAI ends a refusal's stream with "stop"
                         finish = choice.get("finish_reason") or finish
+            if limit is not None and time.perf_counter() - started >= limit:
+                finish = "length"
             if not events and finish != "length":  # the whole answer as JSON, an error body, or nothing
                 data = json.loads("\n".join(other))
                 reported = _ServerError.of(data) if isinstance(data, dict) else None
@@ -469,8 +505,15 @@ class OpenAICompatibleBackend:
         self._check(response)
         return response
 
-    def _open_stream(self, body: dict[str, Any]) -> tuple[httpx.Response, Iterator[str]]:
-        request = self._client.build_request("POST", "/chat/completions", json=body)
+    def _open_stream(self, body: dict[str, Any], limit_s: float | None = None) -> tuple[httpx.Response, Iterator[str]]:
+        """The stream's response and its lines, the first already read; with a time limit
+        ``limit_s``, no read waits longer than that (a stalled server cannot hold the answer
+        for the whole read timeout)."""
+        timeout = self._client.timeout
+        if limit_s is not None:
+            read = limit_s if timeout.read is None else min(timeout.read, limit_s)
+            timeout = httpx.Timeout(connect=timeout.connect, read=read, write=timeout.write, pool=timeout.pool)
+        request = self._client.build_request("POST", "/chat/completions", json=body, timeout=timeout)
         response = self._client.send(request, stream=True)
         try:
             if response.status_code >= 400:
@@ -485,7 +528,7 @@ class OpenAICompatibleBackend:
 
     def _check(self, response: httpx.Response) -> None:
         if response.status_code in _RETRY_STATUS:
-            raise _Transient(f"HTTP {response.status_code}: {response.text[:200]}")
+            raise _Transient(f"HTTP {response.status_code}: {response.text[:200]}", _retry_after(response.headers))
         if response.status_code in _SETUP_STATUS:
             self.breaker.failure()  # it will not answer until its setup is mended: let it cool down
             raise ModelUnavailableError(
@@ -526,9 +569,17 @@ class OpenAICompatibleBackend:
                 self.breaker.failure()
                 raise
 
+        backoff = wait_exponential_jitter(initial=self.backoff_s, max=self.max_backoff_s)
+
+        def wait(state: RetryCallState) -> float:  # the server's Retry-After where it said one, up to a minute
+            waited = float(backoff(state))
+            error = state.outcome.exception() if state.outcome is not None else None
+            asked = getattr(error, "retry_after", None)
+            return max(waited, asked) if asked is not None and asked <= _LONGEST_RETRY_AFTER_S else waited
+
         retrying = Retrying(
             stop=stop_after_attempt(self.max_retries + 1),
-            wait=wait_exponential_jitter(initial=self.backoff_s, max=self.max_backoff_s),
+            wait=wait,
             # no retry once the failures opened the circuit: the router goes elsewhere now
             retry=retry_if_exception(lambda error: isinstance(error, _Transient) and self.breaker.available),
             reraise=True,
@@ -749,6 +800,16 @@ def _asking_for_json(messages: list[dict[str, Any]], system_role: bool) -> list[
             changed = {**message, "content": f"{ask}\n\n{message.get('content') or ''}"}
             return [*messages[:position], changed, *messages[position + 1 :]]
     return [{"role": "user", "content": ask}, *messages]
+
+
+def _until_late(lines: Iterator[str], late: Callable[[], bool]) -> Iterator[str]:
+    """``lines``, ended quietly by a read that timed out once the answer's time is up (it is
+    then cut, as a local model's is); a timeout before that is raised."""
+    try:
+        yield from lines
+    except httpx.ReadTimeout:
+        if not late():
+            raise
 
 
 def _prepend(first: str | None, rest: Iterator[str]) -> Iterator[str]:
