@@ -670,8 +670,14 @@ def test_a_stream_dying_after_http_200_counts_against_the_model() -> None:
     assert not remote.available
 
 
-def test_tgis_prompt_too_long_fails_over_to_another_model() -> None:
-    message = "Input validation error: `inputs` tokens + `max_new_tokens` must be <= 4096. Given: 4000"
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Input validation error: `inputs` tokens + `max_new_tokens` must be <= 4096. Given: 4000",
+        "Input validation error: `inputs` must have less than 4095 tokens. Given: 5000",
+    ],
+)
+def test_tgis_prompt_too_long_fails_over_to_another_model(message: str) -> None:
     remote = backend(lambda request: httpx.Response(422, json={"error": message, "error_type": "validation"}))
     with pytest.raises(ModelUnavailableError, match="too long"):
         remote.generate(ASK, SETTINGS)
@@ -693,16 +699,38 @@ def test_parallel_tool_calls_at_one_index_stay_apart_in_a_stream() -> None:
         assert result is not None and result.text.count("<tool_call>") == 2 and "Tokyo" in result.text
 
 
-def test_redirects_are_followed_and_a_whole_answer_to_a_stream_request_is_read() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/v1/chat/completions":
-            return httpx.Response(307, headers={"location": "http://server:8000/v2/chat/completions"})
-        return answer("4")  # a server that answers a stream request with one JSON body
-
-    remote = backend(handler)
-    assert remote.generate(ASK, SETTINGS).text == "4"
-    result = list(remote.stream(ASK, SETTINGS))[-1].result
+def test_a_redirect_names_where_to_and_a_whole_answer_to_a_stream_request_is_read() -> None:
+    moved = backend(
+        lambda request: httpx.Response(301, headers={"location": "https://server:8000/v1/chat/completions"})
+    )
+    with pytest.raises(ModelUnavailableError, match=r"redirects .*https://server:8000"):  # not followed: a POST
+        moved.generate(ASK, SETTINGS)  # would come back as a GET
+    whole = backend(lambda request: answer("4"))  # a server that answers a stream request with one JSON body
+    result = list(whole.stream(ASK, SETTINGS))[-1].result
     assert result is not None and result.text == "4"
+    empty = backend(lambda request: sse())  # a well-formed stream with no content is an empty answer
+    result = list(empty.stream(ASK, SETTINGS))[-1].result
+    assert result is not None and result.text == "" and empty.breaker.failures_ == 0
+
+
+def test_a_call_whose_deltas_repeat_its_id_and_name_stays_one_call() -> None:
+    pieces = [{"index": 0, "id": "a", "function": {"name": "f", "arguments": part}} for part in ('{"x"', ": 1}")]
+    remote = backend(
+        lambda request: sse({"choices": [{"delta": {"tool_calls": pieces}, "finish_reason": "tool_calls"}]}),
+        capabilities=frozenset({"tools"}),
+    )
+    result = list(remote.stream(ASK, SETTINGS))[-1].result
+    assert result is not None and result.text.count("<tool_call>") == 1 and '"x": 1' in result.text
+
+
+def test_a_stream_the_caller_stops_reading_counts_as_a_success() -> None:
+    remote = backend(lambda request: sse({"choices": [{"delta": {"content": "Hel"}}]}), failure_threshold=3)
+    for _ in range(2):
+        remote.breaker.failure()
+    pieces = remote.stream(ASK, SETTINGS)
+    next(pieces)
+    pieces.close()  # a client that went away
+    assert remote.breaker.failures_ == 0
 
 
 def test_a_malformed_stream_chunk_fails_the_answer_not_the_caller() -> None:
@@ -747,11 +775,17 @@ def test_a_stream_that_stalls_past_its_time_limit_ends_there() -> None:
     import time
 
     class Stalling(http.server.BaseHTTPRequestHandler):
+        calls = 0
+
         def do_POST(self) -> None:
+            Stalling.calls += 1
             self.rfile.read(int(self.headers["content-length"]))
             self.send_response(200)
             self.send_header("content-type", "text/event-stream")
             self.end_headers()
+            if Stalling.calls > 1:  # the second query: nothing before the time limit
+                self.wfile.flush()
+                time.sleep(1.5)
             self.wfile.write(b'data: {"choices": [{"delta": {"content": "Hel"}}]}\n\n')
             self.wfile.flush()
             time.sleep(3)
@@ -768,10 +802,13 @@ def test_a_stream_that_stalls_past_its_time_limit_ends_there() -> None:
         started = time.perf_counter()
         result = remote.generate(ASK, GenerationSettings(max_new_tokens=16, max_time_s=0.5))
         elapsed = time.perf_counter() - started
+        late = remote.generate(ASK, GenerationSettings(max_new_tokens=16, max_time_s=0.5))
     finally:
         server.shutdown()
     assert (result.text, result.finish_reason) == ("Hel", "length")
     assert elapsed < 2.5 and remote.available  # not held for the stall; not counted against the model
+    assert (late.text, late.finish_reason) == ("", "length")  # a first token later than the limit: cut, not retried
+    assert Stalling.calls == 2 and remote.breaker.failures_ == 0
 
 
 def test_a_servers_retry_after_is_honoured() -> None:

@@ -85,7 +85,15 @@ logger = logging.getLogger("greenserv")
 _CHARS_PER_TOKEN = 4.0  # the usual rule of thumb for English with BPE tokenisers
 _RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
 _SETUP_STATUS = {401, 403, 404}  # a wrong key, address or model id: the arm's setup, not the query
-_CONTEXT_WORDS = ("context length", "context_length", "context size", "context window", "maximum context", "must be <=")
+_CONTEXT_WORDS = (
+    "context length",
+    "context_length",
+    "context size",
+    "context window",
+    "maximum context",
+    "must be <=",  # TGI: "`inputs` tokens + `max_new_tokens` must be <= N"
+    "must have less than",  # TGI: "`inputs` must have less than N tokens"
+)
 _CONTEXT_STATUS = {400, 413, 422}  # vLLM and OpenAI say 400; TGI 422 ("inputs tokens + max_new_tokens must be <= N")
 _FINISH_REASONS = {"length", "content_filter", "refusal"}  # kept as the server said; any other is "stop"
 _T = TypeVar("_T")
@@ -258,7 +266,6 @@ class OpenAICompatibleBackend:
             limits=httpx.Limits(max_connections=max(max_concurrency, 10)),
             transport=transport,
             headers=all_headers,
-            follow_redirects=True,  # as OpenAI's client does (a base URL without its trailing path, say)
         )
         self._lock = threading.Lock()
         self.attempts_ = 0  # HTTP attempts made, retries included
@@ -365,7 +372,8 @@ class OpenAICompatibleBackend:
         started = time.perf_counter()
         body = self._body(messages, settings, stream=True)
         limit = settings.max_time_s
-        response, lines = self._with_retries(lambda: self._open_stream(body, limit))
+        deadline = None if limit is None else started + limit
+        response, lines = self._with_retries(lambda: self._open_stream(body, limit), deadline)
         if limit is not None:  # a server that stalls past the time limit ends the answer there
             lines = _until_late(lines, lambda: time.perf_counter() - started >= limit)
         pieces: list[str] = []
@@ -408,8 +416,9 @@ class OpenAICompatibleBackend:
                         finish = choice.get("finish_reason") or finish
             if limit is not None and time.perf_counter() - started >= limit:
                 finish = "length"
-            if not events and finish != "length":  # the whole answer as JSON, an error body, or nothing
-                data = json.loads("\n".join(other))
+            body_text = "\n".join(line for line in other if line.strip())
+            if not events and finish != "length" and body_text.lstrip().startswith("{"):  # an answer or error as JSON
+                data = json.loads(body_text)
                 reported = _ServerError.of(data) if isinstance(data, dict) else None
                 if reported is not None:
                     raise reported
@@ -438,6 +447,10 @@ class OpenAICompatibleBackend:
                 f"{self._info.name}: the stream from {self.base_url} broke after {len(''.join(pieces))} characters: "
                 f"{error!r}"
             ) from error
+        except GeneratorExit:  # the caller stopped reading a stream that was answering well
+            if events:
+                self.breaker.success()
+            raise
         finally:
             response.close()
         self.breaker.success()
@@ -520,7 +533,12 @@ class OpenAICompatibleBackend:
                 response.read()
             self._check(response)
             lines = response.iter_lines()
-            first = next(lines, None)  # retried until the first line arrives
+            try:
+                first = next(lines, None)  # retried until the first line arrives
+            except httpx.ReadTimeout:
+                if limit_s is None:
+                    raise
+                return response, iter(())  # nothing within the time limit: cut there, as "length"
         except BaseException:
             response.close()
             raise
@@ -539,11 +557,11 @@ class OpenAICompatibleBackend:
             raise ModelUnavailableError(  # another model, with a longer context, may take it
                 f"{self._info.name}: the prompt is too long for the server's context: {response.text[:300]}"
             )
-        if 300 <= response.status_code < 400:  # a redirect that could not be followed
+        if 300 <= response.status_code < 400:  # not followed: a 301 or 302 would turn the POST into a GET
             self.breaker.failure()
             raise ModelUnavailableError(
-                f"{self._info.name}: {self.base_url} answered HTTP {response.status_code} "
-                f"(to {response.headers.get('location', '?')}): check the base URL"
+                f"{self._info.name}: {self.base_url} redirects (HTTP {response.status_code}) to "
+                f"{response.headers.get('location', '?')}: give that as the base URL"
             )
         if response.status_code >= 400:
             raise InvalidInputError(
@@ -551,7 +569,10 @@ class OpenAICompatibleBackend:
                 f"{response.text[:500]}"
             )
 
-    def _with_retries(self, attempt: Callable[[], _T]) -> _T:
+    def _with_retries(self, attempt: Callable[[], _T], deadline: float | None = None) -> _T:
+        """``attempt``, retried on transient failures with backoff (or the server's
+        ``Retry-After``, up to a minute); never waiting past ``deadline`` (a
+        ``time.perf_counter()`` value: an answer with a time limit), where it stops retrying."""
         if not self.breaker.available:
             raise ModelUnavailableError(
                 f"{self._info.name} is cooling down after repeated failures ({self.breaker.seconds_left():.1f} s left)"
@@ -575,13 +596,18 @@ class OpenAICompatibleBackend:
             waited = float(backoff(state))
             error = state.outcome.exception() if state.outcome is not None else None
             asked = getattr(error, "retry_after", None)
-            return max(waited, asked) if asked is not None and asked <= _LONGEST_RETRY_AFTER_S else waited
+            if asked is not None and asked <= _LONGEST_RETRY_AFTER_S:
+                waited = max(waited, asked)
+            return waited if deadline is None else max(0.0, min(waited, deadline - time.perf_counter()))
+
+        def worth_retrying(error: BaseException) -> bool:  # not once the circuit opened, nor past the deadline
+            in_time = deadline is None or time.perf_counter() < deadline
+            return isinstance(error, _Transient) and self.breaker.available and in_time
 
         retrying = Retrying(
             stop=stop_after_attempt(self.max_retries + 1),
             wait=wait,
-            # no retry once the failures opened the circuit: the router goes elsewhere now
-            retry=retry_if_exception(lambda error: isinstance(error, _Transient) and self.breaker.available),
+            retry=retry_if_exception(worth_retrying),
             reraise=True,
         )
         try:
@@ -838,7 +864,7 @@ def _merge_tool_call_delta(calls: dict[int, dict[str, Any]], delta: Mapping[str,
     existing = calls.get(key)
     if existing is not None:
         new_id = bool(delta.get("id")) and bool(existing.get("id")) and delta["id"] != existing["id"]
-        new_name = bool(function.get("name")) and bool(existing["function"]["name"])
+        new_name = bool(function.get("name")) and bool(existing["function"]["name"]) and not delta.get("id")
         if new_id or new_name:
             key = max(calls) + 1
             aliases[given] = key
