@@ -111,7 +111,10 @@ class ExporterEnergyCounter(TimedMeter):
     page before and after the block (a window it cannot read raises when it closes).
 
     ``metric`` is the counter's name, ``labels`` pick one series (e.g. ``{"gpu": "0"}``) and
-    ``joules_per_unit`` converts its unit (DCGM reports millijoules: 0.001).
+    ``joules_per_unit`` converts its unit (DCGM reports millijoules: 0.001). A counter that did
+    not move during a request gives no reading (the labelled estimate stands in): the exporter
+    refreshes it only every collection interval, so set that well below a request's length
+    (dcgm-exporter's ``-c``, in milliseconds) for the counter to measure short requests.
 
     >>> page = 'DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{gpu="0"} 5000\\n'
     >>> ExporterEnergyCounter.parse(page, "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", {"gpu": "0"})
