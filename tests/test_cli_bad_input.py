@@ -741,3 +741,13 @@ def test_chat_fails_when_no_query_is_answered(
     assert cli.main(["chat", "--embedder", "static", "--max-new-tokens", "8"]) == 1  # no prompt fits the window
     captured = capsys.readouterr()
     assert "[no answer]" in captured.out and "no query was answered" in captured.err
+
+
+@pytest.mark.parametrize("dtypes", [",", "nope", "float32,nope"])
+def test_local_models_check_their_dtypes_before_loading(
+    dtypes: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from greenserv_core.evaluation import local_models
+
+    monkeypatch.setattr(local_models, "run_local_models", never)
+    refused(["bench", "local-models", "--dtypes", dtypes], capsys, "--dtypes")

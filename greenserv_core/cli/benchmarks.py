@@ -84,16 +84,26 @@ def _overhead(args: argparse.Namespace) -> int:
 
 
 def _local_models(args: argparse.Namespace) -> int:
+    from greenserv_core.backends.devices import pick_dtype
     from greenserv_core.evaluation.local_models import run_local_models
 
     at_least("--queries", args.queries, 1)
     at_least("--max-new-tokens", args.max_new_tokens, 1)
+    dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
+    if not dtypes:
+        raise InvalidInputError(f"--dtypes is comma-separated dtypes such as float32,bfloat16, got {args.dtypes!r}")
+    for dtype in dtypes:  # before any model loads
+        if dtype != "auto":
+            try:
+                pick_dtype("cpu", dtype)
+            except InvalidInputError as error:
+                raise InvalidInputError(f"--dtypes: {error}") from error
     report = run_local_models(
         queries=args.queries,
         max_new_tokens=args.max_new_tokens,
         seed=args.seed,
         skip_first_load=args.skip_first_load,
-        dtypes=[d.strip() for d in args.dtypes.split(",") if d.strip()],
+        dtypes=dtypes,
         models=[m.strip() for m in args.models.split(",") if m.strip()] if args.models else None,
         prompts_file=args.prompts,
     )
@@ -260,7 +270,12 @@ def add_commands(bench: Any) -> None:
     replicas.add_argument("--interval", type=float, default=0.2, help="seconds between syncs")
     replicas.add_argument("--strategy", default="linucb", help=f"one of the {strategy_help()}")
     replicas.add_argument("--tradeoff", type=float, default=0.4)
-    replicas.add_argument("--embedding-store", default=None, help="a folder to keep the prompts' vectors in")
+    replicas.add_argument(
+        "--embedding-store",
+        default=None,
+        help="a folder to keep the prompts' vectors in (embedders that can load them again, such as MiniLM; "
+        "the default static embedder needs none)",
+    )
     replicas.set_defaults(run=_replicas)
 
     world = bench.add_parser("synthetic-world", help="do the policies learn the best model per task? (fake models)")
