@@ -48,7 +48,6 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr,
 from typing_extensions import Self
 
 from greenserv_core.adapters import (
-    DEFAULT_MAX_TOKENS,
     AdapterCore,
     BoundedRecorder,
     LazyRouter,
@@ -317,7 +316,7 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
             ls_model_type="chat",
             ls_temperature=kwargs.get("temperature", self.temperature),
         )
-        params["ls_max_tokens"] = kwargs.get("max_tokens") or self.max_tokens or DEFAULT_MAX_TOKENS
+        params["ls_max_tokens"] = kwargs.get("max_tokens") or self.max_tokens_in_force
         if stop := stop or self.stop:
             params["ls_stop"] = [stop] if isinstance(stop, str) else list(stop)
         return params

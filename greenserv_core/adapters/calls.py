@@ -375,6 +375,12 @@ class AdapterCore:
             )
 
     @property
+    def max_tokens_in_force(self) -> int:
+        """Every call's default ``max_tokens``: the adapter's, or :data:`DEFAULT_MAX_TOKENS`
+        where it is ``None``."""
+        return self.max_tokens or DEFAULT_MAX_TOKENS
+
+    @property
     def pool_name(self) -> str:
         """``greenserv[<model>,...]``, without building the router: a router given names its
         models, else the ``models`` as configured (``bundled`` by default). The name does not
@@ -414,7 +420,7 @@ class AdapterCore:
             owner=type(self).__name__,
             temperature=self.temperature,
             top_p=self.top_p,
-            max_tokens=self.max_tokens or DEFAULT_MAX_TOKENS,
+            max_tokens=self.max_tokens_in_force,
             seed=self.seed,
             max_latency_s=self.max_latency_s,
             max_joules=getattr(self, "max_joules", None),

@@ -329,13 +329,7 @@ class OpenAICompatibleBackend:
             if reported is not None:
                 raise self._charge(self._unavailable(reported, "answered with an error"), window, started)
             choice = data["choices"][0]
-            message = choice.get("message") or {}
-            text = message.get("content") or ""
-            finish = choice.get("finish_reason") or "stop"
-            if not text and message.get("refusal"):
-                text, finish = str(message["refusal"]), "refusal"
-            if message.get("tool_calls"):
-                text = _render_tool_calls(text, message["tool_calls"])
+            text, finish = _whole_answer(choice)
             logprobs = _token_logprobs(choice) if settings.logprobs else None
         except (ValueError, KeyError, IndexError, TypeError) as error:
             self.breaker.failure()
@@ -373,9 +367,13 @@ class OpenAICompatibleBackend:
         body = self._body(messages, settings, stream=True)
         limit = settings.max_time_s
         deadline = None if limit is None else started + limit
+
+        def late() -> bool:  # the answer's time limit is up
+            return deadline is not None and time.perf_counter() >= deadline
+
         response, lines = self._with_retries(lambda: self._open_stream(body, limit), deadline)
         if limit is not None:  # a server that stalls past the time limit ends the answer there
-            lines = _until_late(lines, lambda: time.perf_counter() - started >= limit)
+            lines = _until_late(lines, late)
         pieces: list[str] = []
         usage: Mapping[str, Any] | None = None
         finish = "stop"
@@ -386,7 +384,7 @@ class OpenAICompatibleBackend:
         other: list[str] = []  # lines that are no event: a server answering the stream request whole
         try:
             for line in lines:
-                if settings.max_time_s is not None and time.perf_counter() - started > settings.max_time_s:
+                if late():
                     finish = "length"
                     break
                 event = self._event(line)
@@ -414,7 +412,7 @@ class OpenAICompatibleBackend:
                         logprobs = None if piece is None else [*logprobs, *piece]  # one bad chunk spoils them all
                     if finish != "refusal":  # OpenAI ends a refusal's stream with "stop"
                         finish = choice.get("finish_reason") or finish
-            if limit is not None and time.perf_counter() - started >= limit:
+            if late():
                 finish = "length"
             body_text = "\n".join(line for line in other if line.strip())
             if not events and finish != "length" and body_text.lstrip().startswith("{"):  # an answer or error as JSON
@@ -422,12 +420,7 @@ class OpenAICompatibleBackend:
                 reported = _ServerError.of(data) if isinstance(data, dict) else None
                 if reported is not None:
                     raise reported
-                whole = data["choices"][0]
-                message = whole.get("message") or {}
-                text_piece = message.get("content") or message.get("refusal") or ""
-                if message.get("tool_calls"):
-                    text_piece = _render_tool_calls(text_piece, message["tool_calls"])
-                finish = whole.get("finish_reason") or finish
+                text_piece, finish = _whole_answer(data["choices"][0])
                 usage = data.get("usage") or usage
                 logprobs = None
                 if text_piece:
@@ -435,7 +428,7 @@ class OpenAICompatibleBackend:
                     yield StreamChunk(delta=text_piece)
         except _ServerError as error:
             raise self._unavailable(error, f"reported an error after {len(''.join(pieces))} characters") from error
-        except (TypeError, ValueError, KeyError, AttributeError) as error:  # a chunk not shaped as OpenAI's
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError) as error:  # not shaped as OpenAI's
             self.breaker.failure()
             raise ModelUnavailableError(
                 f"{self._info.name}: malformed stream from {self.base_url} after {len(''.join(pieces))} "
@@ -478,9 +471,8 @@ class OpenAICompatibleBackend:
             "temperature": settings.temperature,
             "stream": stream,
         }
-        if (
-            settings.top_p < 1.0
-        ):  # 1 is every server's default, and TGI refuses it (422): left out, as OpenAI's client does
+        # 1 is every server's default, and TGI refuses it (422): left out, as OpenAI's client does
+        if settings.top_p < 1.0:
             body["top_p"] = settings.top_p
         if settings.stop:
             body["stop"] = list(settings.stop)
@@ -804,6 +796,25 @@ class _Window:
             self.error = error
             return charged, None
         return charged, self._window.reading()
+
+
+def _whole_answer(choice: Mapping[str, Any]) -> tuple[str, str]:
+    """The text (tool calls rendered as Hermes blocks, a refusal as its text) and the finish
+    reason of one choice of a whole, non-streamed answer.
+
+    >>> _whole_answer({"message": {"content": "4"}, "finish_reason": "stop"})
+    ('4', 'stop')
+    >>> _whole_answer({"message": {"content": None, "refusal": "No."}})
+    ('No.', 'refusal')
+    """
+    message = choice.get("message") or {}
+    text = message.get("content") or ""
+    finish = choice.get("finish_reason") or "stop"
+    if not text and message.get("refusal"):
+        text, finish = str(message["refusal"]), "refusal"
+    if message.get("tool_calls"):
+        text = _render_tool_calls(text, message["tool_calls"])
+    return text, finish
 
 
 def _asking_for_json(messages: list[dict[str, Any]], system_role: bool) -> list[dict[str, Any]]:

@@ -544,12 +544,13 @@ class BudgetPacer:
         deficit, horizon = self._deficit(now, per_query)
         target = (per_query - deficit / horizon) * self._bias()
         target = min((1 + _SWING) * per_query, max((1 - _SWING) * per_query, target))
-        behind = self.window_queries - self._horizon_of_guard() if self.window_queries is not None else 0
-        if self.window_queries is not None and len(self.trailing_) >= behind:
+        if self.window_queries is not None:
             # the run of answers that ends guard_horizon answers from now stays within its budgets
-            recent = sum(itertools.islice(reversed(self.trailing_), behind))
-            room = (self.window_queries * per_query - recent) / self._horizon_of_guard()
-            target = min(target, max(0.0, room * self._bias()))
+            behind = self.window_queries - self._horizon_of_guard()
+            if len(self.trailing_) >= behind:
+                recent = sum(itertools.islice(reversed(self.trailing_), behind))
+                room = (self.window_queries * per_query - recent) / self._horizon_of_guard()
+                target = min(target, max(0.0, room * self._bias()))
         return target
 
     def _resolve(self, now: float, per_query: float) -> None:

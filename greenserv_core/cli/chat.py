@@ -195,9 +195,7 @@ def _chat(args: argparse.Namespace) -> int:
         check_tradeoff(args.tradeoff)
     budget, cap = chat_limits(args)  # before any model is loaded
     at_least("--max-new-tokens", args.max_new_tokens, 1)
-    if args.state and Path(args.state).is_dir():
-        raise InvalidInputError(f"--state {args.state} is a folder; give a file to load and save the learned state")
-    check_output_file("--state", args.state)  # not under a file: what it learns is saved there at the end
+    check_output_file("--state", args.state)  # a file, not under a file: what it learns is saved there at the end
     quiet_first_screen()
     cascades = [cascade_pair(text) for text in args.cascade]
     if args.cascade_signal is not None and not cascades:

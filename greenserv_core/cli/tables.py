@@ -5,7 +5,6 @@ answers) tells right from wrong."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from greenserv_core.cli.common import add_meter_option, at_least, check_output_file, number, print_table, seed_number
@@ -129,10 +128,8 @@ def _verify(args: argparse.Namespace) -> int:
     from greenserv_core.models.bundled import bundled_pool
 
     signal = SelfVerification(samples=args.samples, seed=args.seed)  # checks --samples before any model loads
-    out = check_table_suffix(args.out, "--out")
-    check_output_file("--out", args.out)
-    if out.resolve() == Path(args.table).resolve():
-        raise InvalidInputError(f"--out {args.out} is the --table itself: write the verified copy to another file")
+    check_table_suffix(args.out, "--out")
+    check_output_file("--out", args.out, not_to={"--table": args.table})
     table = read_table(args.table)
     wanted = set(table.columns["model"])
     pool = [backend for backend in bundled_pool(meter=args.meter) if backend.info.name in wanted]

@@ -470,8 +470,9 @@ class RoutingLearner:
             self.pacer_.remember(values, units, joules)
         if np.all(np.isnan(joules)):
             return choice
+        cheapest = Choice(predicted.arms[int(np.nanargmin(joules))], scores, False)
         if not budget.met:
-            return Choice(predicted.arms[int(np.nanargmin(joules))], scores, False)
+            return cheapest
         cap = budget.answer_cap_joules
         chosen = predicted.position(choice.arm) if choice.arm in predicted else None
         if cap is None or chosen is None or joules[chosen] <= cap:
@@ -480,7 +481,7 @@ class RoutingLearner:
         # bounds its joules yet (a model or cascade not measured): a model under the cap answers
         under = np.where(np.isnan(joules), False, joules <= cap)
         if not under.any():
-            return Choice(predicted.arms[int(np.nanargmin(joules))], scores, False)
+            return cheapest
         lam = budget.tradeoff
         total = np.where(under, (1.0 - lam) * values - lam * units, -np.inf)
         return Choice(predicted.arms[int(np.argmax(total))], scores, False)
