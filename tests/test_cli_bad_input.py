@@ -43,6 +43,18 @@ def refused(argv: list[str], capsys: pytest.CaptureFixture[str], *needles: str) 
     return err
 
 
+def refused_as_read(argv: list[str], capsys: pytest.CaptureFixture[str], *needles: str) -> str:
+    """Run the command line; argparse must refuse it as it reads it (exit code 2), with an error
+    naming each of ``needles``."""
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
 def never(*args: Any, **kwargs: Any) -> Any:
     raise AssertionError("the work ran before the input was checked")
 
@@ -519,11 +531,7 @@ def test_chat_and_demo_check_their_options_before_loading_models(
 def test_meter_names_are_checked_as_the_command_line_is_read(
     command: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with pytest.raises(SystemExit) as exit_:
-        cli.main([*command, "--meter", "bogus"])
-    assert exit_.value.code == 2
-    err = capsys.readouterr().err
-    assert "--meter" in err and "cpu-estimate" in err
+    refused_as_read([*command, "--meter", "bogus"], capsys, "--meter", "cpu-estimate")
 
 
 def test_a_loaded_chat_state_keeps_its_strategy(tmp_path: Path) -> None:
@@ -606,10 +614,7 @@ def test_simulate_says_when_a_task_has_fewer_queries_than_asked(
 def test_a_negative_seed_is_refused_as_the_command_line_is_read(
     command: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with pytest.raises(SystemExit) as exit_:
-        cli.main([*command, "--seed", "-1"])
-    assert exit_.value.code == 2
-    assert "--seed" in capsys.readouterr().err
+    refused_as_read([*command, "--seed", "-1"], capsys, "--seed")
 
 
 def test_a_negative_seed_is_refused_by_the_router_and_the_replay(tiny: OutcomeTable) -> None:
