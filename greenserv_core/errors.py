@@ -19,6 +19,7 @@ __all__ = [
     "StateFileError",
     "UnknownDecisionError",
     "UnknownModelError",
+    "WindowNotMeasuredError",
     "spent_by",
 ]
 
@@ -59,6 +60,13 @@ class StateFileError(GreenServError, ValueError):
 
 class MissingResourceError(GreenServError, FileNotFoundError):
     """A bundled model or data package is not installed; the message says how to install it."""
+
+
+class WindowNotMeasuredError(MissingResourceError):
+    """An energy meter that works has no reading for one window: its counter went back (a
+    driver reload, a GPU reset, an exporter restart) or was not refreshed within the window.
+    A :class:`~greenserv_core.energy.FallbackMeter` takes its fallback's reading for that
+    window only and keeps the meter for the next one."""
 
 
 class ModelUnavailableError(GreenServError, RuntimeError):

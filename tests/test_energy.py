@@ -268,3 +268,21 @@ def test_a_counter_that_went_back_is_no_reading() -> None:
     meter = NvmlCounterMeter([0], pynvml=fake, synchronize=lambda: None)  # type: ignore[arg-type]
     with pytest.raises(MissingResourceError, match="went back"), meter.measure():
         fake.mj = 1000
+
+
+def test_a_counter_that_went_back_costs_one_window_not_the_meter(caplog) -> None:  # type: ignore[no-untyped-def]
+    """A GPU reset mid-run: that window gets the labelled estimate; the next is measured again."""
+    fake = FakeNvml(mj_per_read=2500)
+    meter = FallbackMeter(NvmlCounterMeter([0], pynvml=fake, synchronize=lambda: None), CpuTimeEstimateMeter())  # type: ignore[arg-type]
+    with caplog.at_level(logging.WARNING, logger="greenserv.energy"):
+        with meter.measure() as reset:
+            fake.mj = 1000
+        with meter.measure() as after:
+            pass
+        with meter.measure() as again:
+            fake.mj = 0
+    assert reset.source == "cpu-time-estimate" and not reset.measured
+    assert after.source == "nvml-counter" and after.measured and after.joules == pytest.approx(2.5)
+    assert again.source == "cpu-time-estimate"
+    assert not meter.failed and meter.missed_windows == 2 and meter.source == "nvml-counter"
+    assert caplog.text.count("no reading for a window") == 1

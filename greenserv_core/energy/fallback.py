@@ -1,5 +1,7 @@
 """A meter that never fails a generation: if the primary meter breaks, the fallback's reading
-is used, a warning is logged once, and the primary is not tried again."""
+is used, a warning is logged once, and the primary is not tried again. A window the primary
+could not read although it works (:class:`~greenserv_core.errors.WindowNotMeasuredError`: a
+counter that went back or was not refreshed) takes the fallback's reading for that window only."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
 
 from greenserv_core.energy.base import EnergyMeter, EnergyWindow
+from greenserv_core.errors import WindowNotMeasuredError
 
 __all__ = ["FallbackMeter"]
 
@@ -29,6 +32,9 @@ class FallbackMeter:
     ...     pass
     >>> window.source, meter.failed
     ('cpu-time-estimate', True)
+
+    ``missed_windows`` counts the windows the primary had no reading for while it kept working
+    (each one the fallback's labelled estimate); ``failed`` says it broke for good.
     """
 
     def __init__(self, primary: EnergyMeter, fallback: EnergyMeter) -> None:
@@ -36,6 +42,7 @@ class FallbackMeter:
         self.fallback = fallback
         self.failed = False
         self.failure: str | None = None
+        self.missed_windows = 0
 
     @property
     def source(self) -> str:
@@ -53,6 +60,16 @@ class FallbackMeter:
                 "energy meter %s failed (%s); using %s from now on",
                 self.primary.source,
                 self.failure,
+                self.fallback.source,
+            )
+
+    def _miss(self, error: WindowNotMeasuredError) -> None:
+        self.missed_windows += 1
+        if self.missed_windows == 1:
+            logger.warning(
+                "energy meter %s had no reading for a window (%s); that window, and any other such, gets %s (labelled)",
+                self.primary.source,
+                error,
                 self.fallback.source,
             )
 
@@ -80,6 +97,8 @@ class FallbackMeter:
                     primary_cm.__exit__(None, None, None)
                     assert primary_window is not None
                     chosen = primary_window
+                except WindowNotMeasuredError as error:  # this window only: the meter works
+                    self._miss(error)
                 except Exception as error:
                     self._fail(error)
             filled = replace(chosen)

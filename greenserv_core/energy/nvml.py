@@ -24,7 +24,7 @@ from typing import Any
 
 from greenserv_core.energy.base import TimedMeter
 from greenserv_core.energy.registry import register_meter
-from greenserv_core.errors import MissingResourceError
+from greenserv_core.errors import MissingResourceError, WindowNotMeasuredError
 
 __all__ = [
     "NvmlCounterMeter",
@@ -159,7 +159,7 @@ class NvmlCounterMeter(_NvmlMeter):
         self.synchronize()
         changes = [after - before for before, after in zip(token, self._read(), strict=True)]
         if any(change < 0 for change in changes):  # a driver reload or GPU reset: no reading, not 0 J
-            raise MissingResourceError(f"the GPU energy counter went back by {-min(changes)} mJ during the window")
+            raise WindowNotMeasuredError(f"the GPU energy counter went back by {-min(changes)} mJ during the window")
         return float(sum(changes)) / 1000.0
 
 

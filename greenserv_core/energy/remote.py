@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 
 from greenserv_core.energy.base import EnergyReading, TimedMeter
-from greenserv_core.errors import InvalidInputError, MissingResourceError
+from greenserv_core.errors import InvalidInputError, MissingResourceError, WindowNotMeasuredError
 
 __all__ = ["ExporterEnergyCounter", "OverlapShares", "estimated_energy", "reported_energy"]
 
@@ -171,9 +171,9 @@ class ExporterEnergyCounter(TimedMeter):
         assert isinstance(token, float)
         end = self._read()
         if end < token:  # the counter was reset: no measurement rather than a wrong one
-            raise MissingResourceError(f"the counter at {self.metrics_url} went back from {token} to {end}")
+            raise WindowNotMeasuredError(f"the counter at {self.metrics_url} went back from {token} to {end}")
         if end == token and duration_s > 0:  # not refreshed within the window (DCGM collects every few seconds)
-            raise MissingResourceError(
+            raise WindowNotMeasuredError(
                 f"the counter at {self.metrics_url} did not move in {duration_s:.3f} s: the exporter has not "
                 "refreshed it, so there is no reading"
             )
