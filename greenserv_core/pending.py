@@ -35,6 +35,9 @@ class PendingDecision:
     energy_source: str | None = None
     predicted_joules: float | None = None
     """The energy model's prediction for the chosen model (``None``: none yet)."""
+    generation: int | None = None
+    """Which model of that name chose it (the learner counts each time a name joins the pool):
+    feedback for a model removed and replaced under its name is ignored (``None``: any)."""
     budget_joules: float | None = None
     """The per-query energy budget in force (``None``: no budget); it normalises the reward's joules."""
     energy_bounds: tuple[float, float] | None = None
@@ -44,6 +47,9 @@ class PendingDecision:
     """For a cascade, its plan and what happened (plain JSON): ``first``, ``then``,
     ``then_accuracy``, ``then_cost``, ``first_accuracy``; then ``confidence``, ``escalated``,
     ``explored`` and ``agreed`` once known (see :meth:`RoutingLearner.escalate`)."""
+    score: float | None = None
+    """A score that came before the outcome was recorded: the policy learned it, and the
+    decision waits only for its joules and seconds (``None``: not scored yet)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain fields (the context as a list), for saving and for shared stores."""
@@ -58,9 +64,11 @@ class PendingDecision:
             "energy_joules": self.energy_joules,
             "energy_source": self.energy_source,
             "predicted_joules": self.predicted_joules,
+            "generation": self.generation,
             "budget_joules": self.budget_joules,
             "energy_bounds": None if self.energy_bounds is None else list(self.energy_bounds),
             "cascade": self.cascade,
+            "score": self.score,
         }
 
     @classmethod
@@ -76,9 +84,11 @@ class PendingDecision:
             energy_joules=item["energy_joules"],
             energy_source=item["energy_source"],
             predicted_joules=item.get("predicted_joules"),
+            generation=item.get("generation"),
             budget_joules=item.get("budget_joules"),
             energy_bounds=None if item.get("energy_bounds") is None else _pair(item["energy_bounds"]),
             cascade=item.get("cascade"),
+            score=item.get("score"),
         )
 
 
@@ -95,7 +105,9 @@ class PendingStore(Protocol):
 
     def __len__(self) -> int: ...
 
-    def add(self, decision: PendingDecision) -> None: ...
+    def add(self, decision: PendingDecision) -> None:
+        """Keep ``decision``; a store that ages decisions by its own clock stamps its ``created_at``."""
+        ...
 
     def known(self, decision_id: str) -> bool: ...
 
@@ -156,6 +168,8 @@ class PendingDecisions:
         return dropped
 
     def add(self, decision: PendingDecision) -> None:
+        """Keep ``decision``, stamped with this store's clock (its age is measured by it)."""
+        decision.created_at = self.clock()
         self._items[decision.decision_id] = decision
         self.evict()
 

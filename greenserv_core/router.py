@@ -309,7 +309,8 @@ class GreenServRouter:
 
     def remove_model(self, name: str) -> None:
         """Remove a model or a cascade; it is never chosen again, and neither is any cascade
-        through the model. Pending feedback for it is accepted and ignored."""
+        through the model. Pending feedback for it is accepted and ignored, even after another
+        model joins under its name."""
         with self._pool_lock:
             self.backend(name)
             gone = {name} | {

@@ -64,6 +64,10 @@ def _stream(router: GreenServRouter, queries: int, clock: Clock | None = None, g
         ("500 J per 30s", 500.0, 30.0),
         ("1.5kWh/day", 5.4e6, 86400.0),
         ("3 kJ / 15min", 3000.0, 900.0),
+        ("500 mJ/query", 0.5, None),
+        ("2 MJ/day", 2e6, 86400.0),
+        ("2 mWh/h", 7.2, 3600.0),
+        ("2 KWH/h", 7.2e6, 3600.0),
     ],
 )
 def test_budgets_are_read_from_text(text: str, joules: float, window_s: float | None) -> None:
@@ -77,6 +81,12 @@ def test_budgets_are_read_from_text(text: str, joules: float, window_s: float | 
 )
 def test_bad_budget_text_is_refused_clearly(bad: str) -> None:
     with pytest.raises(InvalidInputError, match=r"budget|unit|period|window"):
+        EnergyBudget.parse(bad)
+
+
+@pytest.mark.parametrize(("bad", "choices"), [("500 mj/query", "mJ .* or MJ"), ("2 MWH/h", "mWh .* or MWh")])
+def test_milli_or_mega_written_in_one_case_is_refused_as_ambiguous(bad: str, choices: str) -> None:
+    with pytest.raises(InvalidInputError, match=f"ambiguous: write {choices}"):
         EnergyBudget.parse(bad)
 
 
@@ -518,3 +528,49 @@ def test_a_loaded_budget_paces_as_the_saved_one_would(tmp_path: Path) -> None:
     latest = [ring[i % len(ring)] for i in range(count - 50, count)]  # oldest first
     kept, now = other.recent_.values, other.recent_.count
     assert len(other.recent_) == 50 and np.array_equal([kept[i % 50] for i in range(now - 50, now)], latest)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -1.0, True, "5"])
+def test_the_pacer_refuses_a_reading_that_is_not_joules(bad: object) -> None:
+    pacer = BudgetPacer(EnergyBudget.per_window(joules=1000.0, window_s=60.0), clock=lambda: 0.0)
+    with pytest.raises(InvalidInputError, match="joules must be a finite number >= 0"):
+        pacer.observe(bad)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="joules must be a finite number >= 0"):
+        pacer.charge(bad)  # type: ignore[arg-type]
+    assert pacer.spent_ == 0.0 and pacer.answers_ == 0
+
+
+def test_a_wall_clock_stepped_back_spends_in_the_latest_window_not_a_closed_one() -> None:
+    now = [0.0]
+    pacer = BudgetPacer(EnergyBudget.per_window(joules=1000.0, window_s=3600.0), clock=lambda: now[0])
+    for when, joules in ((0.0, 900.0), (3601.0, 10.0), (3500.0, 2500.0)):  # NTP steps back 101 s
+        now[0] = when
+        pacer.observe(joules)
+    assert pacer.windows_ == {0: 900.0, 1: 2510.0}
+    assert pacer.status().window_remaining_joules == pytest.approx(1000.0 - 2510.0)
+    now[0] = 7300.0  # the next window carries the overspend
+    assert pacer.status().window_remaining_joules == pytest.approx(1000.0 - 1510.0)
+
+
+def test_the_window_left_in_the_record_counts_the_last_windows_overspend_before_any_answer_in_the_new_one() -> None:
+    now = [0.0]
+    pacer = BudgetPacer(EnergyBudget.per_window(joules=1000.0, window_s=60.0), clock=lambda: now[0])
+    pacer.observe(1500.0)
+    now[0] = 61.0
+    assert pacer.status().window_remaining_joules == pytest.approx(500.0)
+    pacer.observe(0.0)
+    assert pacer.status().window_remaining_joules == pytest.approx(500.0)
+
+
+def test_one_runaway_answer_does_not_make_a_budget_that_fits_look_out_of_reach() -> None:
+    rng = np.random.default_rng(0)
+    pacer = BudgetPacer(EnergyBudget.per_query(10.0))
+    flagged = 0
+    for step in range(1500):
+        values, units, joules = np.array([rng.uniform(0.5, 1.0), 0.5]), np.array([1.0, 0.0]), np.array([30.0, 5.0])
+        status = pacer.status()
+        pacer.remember(values, units, joules)
+        pick = 1 if not status.met else int(np.argmax((1 - status.tradeoff) * values - status.tradeoff * units))
+        flagged += not status.met
+        pacer.observe(3000.0 if step == 200 else float(joules[pick]), predicted=float(joules[pick]))
+    assert flagged == 0 and pacer.spent_ <= pacer.allowance() * 1.01

@@ -54,6 +54,30 @@ def test_bad_arguments_are_named(strategy: str) -> None:
         policy.update("zzz", ctx(1), 1.0)
     with pytest.raises(InvalidInputError, match="already exists"):
         policy.add_arm("a")
+    with pytest.raises(InvalidInputError, match="distinct; repeated: \\['a'\\]"):
+        policy.select(ctx(1), ["a", "a", "b"])
+    with pytest.raises(InvalidInputError, match="cost of 'a' must be a finite number"):
+        policy.select(ctx(1), costs={"a": float("nan"), "b": 0.1})
+    for scale in (float("nan"), float("inf"), -1.0):
+        with pytest.raises(InvalidInputError, match="value_scale must be a finite number >= 0"):
+            policy.select(ctx(1), value_scale=scale)
+
+
+@pytest.mark.parametrize(
+    ("strategy", "params", "named"),
+    [
+        ("linucb", {"prior_reward": float("nan")}, "prior_reward"),
+        ("epsilon", {"prior_reward": float("inf")}, "prior_reward"),
+        ("epsilon-nc", {"prior_reward": float("nan")}, "prior_reward"),
+        ("thompson", {"l2": float("inf")}, "l2"),
+        ("linucb", {"alpha": float("inf")}, "alpha"),
+        ("thompson", {"v": float("inf")}, "v"),
+        ("thompson", {"v": "wide"}, "v"),
+    ],
+)
+def test_parameters_that_are_not_finite_are_refused_when_given(strategy: str, params, named: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(InvalidInputError, match=f"^{named} must be a finite number"):
+        make_policy(strategy, DIM, **params)
 
 
 @pytest.mark.parametrize("strategy", ["linucb", "thompson", "epsilon", "epsilon-nc", "random"])

@@ -484,3 +484,51 @@ def test_a_model_added_after_a_cascade_keeps_the_arms_order_that_load_rebuilds(f
     loaded = GreenServRouter.load(tmp_path / "router.json", pool, features=make_hashing_extractor())
     assert loaded.arms == router.arms
     assert [router.route(ASK).model for _ in range(30)] == [loaded.route(ASK).model for _ in range(30)]
+
+
+def test_a_score_before_the_outcome_still_lets_the_outcome_teach_the_costs(fakes, extractor) -> None:  # type: ignore[no-untyped-def]
+    router = GreenServRouter(fakes, features=extractor, seed=0, energy_budget="50J/query")
+    decision = router.route(ASK)
+    record = router.feedback(decision.decision_id, 1.0)  # the user's score comes first
+    assert record.applied and record.reward is None
+    with pytest.raises(DecisionAlreadyScoredError, match="already received feedback"):
+        router.feedback(decision.decision_id, 0.0)
+    router.record_outcome(decision.decision_id, energy_joules=42.0, latency_s=0.3)  # then the meter's reading
+    x, tokens = decision.features.vector, decision.features.prompt_tokens
+    assert router.energy_.predict(decision.model, x, tokens) > 0
+    assert router.stats_[decision.model]["energy_joules"] == 42.0
+    assert router.budget_.spent_joules == 42.0  # type: ignore[union-attr]
+    assert len(router.pending_) == 0
+    with pytest.raises(DecisionAlreadyScoredError):
+        router.feedback(decision.decision_id, 1.0)
+
+
+def test_a_decision_for_a_removed_model_teaches_nothing_to_a_newcomer_of_its_name(fakes, extractor) -> None:  # type: ignore[no-untyped-def]
+    router = GreenServRouter(fakes, features=extractor, seed=0, policy="epsilon")
+    name = fakes[-1].info.name
+    decision = router.route(ASK, models=[name])
+    router.remove_model(name)
+    router.add_model(FakeBackend(name))  # say, an upgraded model under the same name
+    before = snapshot(router)
+    router.record_outcome(decision.decision_id, energy_joules=999.0, latency_s=9.0)
+    assert not router.feedback(decision.decision_id, 0.0).applied
+    learned = router.learner_
+    assert learned.policy_.arms_[name].n == 0
+    assert learned.energy_.predict(name, decision.features.vector, decision.features.prompt_tokens) is None
+    assert learned.generations_[name] == 2 and before != snapshot(router)  # the decision itself is gone
+    fresh = router.route(ASK, models=[name])  # the newcomer's own decisions do teach it
+    router.feedback(fresh.decision_id, 1.0)
+    assert learned.policy_.arms_[name].n == 1
+
+
+def test_the_pending_store_ages_decisions_by_its_own_clock(fakes, extractor) -> None:  # type: ignore[no-untyped-def]
+    from greenserv_core.pending import PendingDecisions
+
+    now = [1000.0]
+    store = PendingDecisions(ttl_s=60, clock=lambda: now[0])
+    router = GreenServRouter(fakes, features=extractor, seed=0, pending=store)
+    decision = router.route(ASK)
+    assert next(iter(store)).created_at == 1000.0
+    now[0] += 61
+    with pytest.raises(UnknownDecisionError, match="expired"):
+        router.feedback(decision.decision_id, 1.0)

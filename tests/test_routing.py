@@ -146,6 +146,21 @@ def test_the_learner_decides_records_and_learns_without_a_router() -> None:
     assert len(learner.pending_) == 0
 
 
+def test_the_learner_names_a_context_of_the_wrong_shape_before_any_cost_model_reads_it() -> None:
+    learner = RoutingLearner(LinUCB(3, seed=0), dimension=3)
+    for name in ("small", "large"):
+        learner.add_arm(name)
+    pool = [Candidate(ModelInfo("small")), Candidate(ModelInfo("large"))]
+    wrong = QueryFeatures("qa", 0.9, 0, 60.0, 0, 10, np.ones(4))
+    with pytest.raises(InvalidInputError, match=r"context must have shape \(3,\), got \(4,\)"):
+        learner.decide(wrong, pool, Limits(), 0.4)
+    with pytest.raises(InvalidInputError, match="context must have shape"):
+        learner.learn(wrong, "small", energy_joules=2.0)
+    with pytest.raises(InvalidInputError, match="context must have shape"):
+        learner.learn_answers(wrong, {}, 0.4)
+    assert len(learner.pending_) == 0 and learner.energy_.predict("small", np.ones(3), 10) is None
+
+
 def test_one_default_tradeoff() -> None:
     router = GreenServRouter([FakeBackend("m")], features=make_hashing_extractor())
     assert router.tradeoff == DEFAULT_TRADEOFF == 0.4

@@ -32,7 +32,17 @@ from greenserv_core.bandits.prior import ArmPrior
 from greenserv_core.errors import InvalidInputError, SharingNotSupportedError, StateFileError, UnknownModelError
 from greenserv_core.statistics import Statistics
 
-__all__ = ["ArmPrior", "ArmScore", "ArmScores", "ArmValues", "Choice", "Policy", "StatelessArmsPolicy", "check_seed"]
+__all__ = [
+    "ArmPrior",
+    "ArmScore",
+    "ArmScores",
+    "ArmValues",
+    "Choice",
+    "Policy",
+    "StatelessArmsPolicy",
+    "check_number",
+    "check_seed",
+]
 
 _TIE_TOLERANCE = 1e-12
 
@@ -63,6 +73,26 @@ def check_seed(seed: object) -> int | None:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise InvalidInputError(f"seed must be None or an integer of 0 or more, got {seed!r}")
     return int(seed)
+
+
+def check_number(name: str, value: object, *, low: float | None = None, strict: bool = False) -> float:
+    """A finite real number (at least ``low``, or above it if ``strict``), as a float, else
+    :class:`InvalidInputError` naming the parameter.
+
+    >>> check_number("alpha", 0.5, low=0.0)
+    0.5
+    >>> check_number("l2", float("inf"), low=0.0, strict=True)
+    Traceback (most recent call last):
+    ...
+    greenserv_core.errors.InvalidInputError: l2 must be a finite number > 0, got inf
+    """
+    bound = "" if low is None else f" {'>' if strict else '>='} {low:g}"
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise InvalidInputError(f"{name} must be a finite number{bound}, got {value!r}")
+    number = float(value)
+    if not np.isfinite(number) or (low is not None and (number <= low if strict else number < low)):
+        raise InvalidInputError(f"{name} must be a finite number{bound}, got {value!r}")
+    return number
 
 
 def _same_arms(arms: Sequence[str], other: list[str]) -> bool:
@@ -162,6 +192,11 @@ class Policy(ABC):
         if name not in self.arms_:
             raise UnknownModelError(f"unknown arm {name!r}; arms are {self.arms}")
 
+    def check_context(self, context: np.ndarray) -> np.ndarray:
+        """``context`` as a float array of this policy's dimension, or :class:`InvalidInputError`
+        (a wrong shape, NaN or infinity)."""
+        return self._check_context(context)
+
     def _check_context(self, context: np.ndarray) -> np.ndarray:
         x = np.asarray(context, dtype=np.float64)
         if x.shape != (self.dimension,):
@@ -193,6 +228,8 @@ class Policy(ABC):
         used as it is.
         """
         x, arms = self._check_decision(context, eligible_arms)
+        if value_scale != 1.0:
+            check_number("value_scale", value_scale, low=0.0)
         estimate, bonus = self._estimate_arrays(x, arms)
         if self.reward_range is not None:
             low, high = self.reward_range
@@ -200,6 +237,9 @@ class Policy(ABC):
             index[self._untried_mask(arms)] = high
             bonus = index - estimate
         cost = _cost_column(arms, costs)
+        if costs and not np.isfinite(cost).all():
+            bad = arms[int(np.flatnonzero(~np.isfinite(cost))[0])]
+            raise InvalidInputError(f"the cost of {bad!r} must be a finite number, got {cost[arms.index(bad)]!r}")
         scores = ArmScores(arms, estimate, bonus, cost, value_scale * (estimate + bonus) - cost, value_scale)
         chosen, explored = self._choose(scores)
         self.t_ += 1
@@ -217,9 +257,13 @@ class Policy(ABC):
         arms = self.arms if eligible_arms is None else list(eligible_arms)
         if not arms:
             raise InvalidInputError("no eligible arms to choose from")
-        if eligible_arms is not None and arms != list(self.arms_) and not all(map(self.arms_.__contains__, arms)):
-            for arm in arms:
-                self._require_arm(arm)
+        if eligible_arms is not None and arms != list(self.arms_):
+            if not all(map(self.arms_.__contains__, arms)):
+                for arm in arms:
+                    self._require_arm(arm)
+            if len(set(arms)) != len(arms):
+                repeated = sorted({arm for arm in arms if arms.count(arm) > 1})
+                raise InvalidInputError(f"eligible arms must be distinct; repeated: {repeated}")
         return x, arms
 
     def select(

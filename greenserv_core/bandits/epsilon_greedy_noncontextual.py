@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from greenserv_core.bandits.base import check_number
 from greenserv_core.bandits.epsilon_greedy import EpsilonExploration
 from greenserv_core.bandits.registry import register_policy
 
@@ -39,7 +40,7 @@ class EpsilonGreedyNonContextual(EpsilonExploration):
     ) -> None:
         super().__init__(dimension, seed=seed)
         self._set_schedule(epsilon, decay, min_epsilon)
-        self.prior_reward = float(prior_reward)
+        self.prior_reward = check_number("prior_reward", prior_reward)
 
     def _new_arm_state(self) -> dict[str, float]:
         return {"n": 0, "mean": 0.0}

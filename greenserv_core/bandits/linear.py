@@ -10,7 +10,7 @@ from typing import Any, TypedDict
 
 import numpy as np
 
-from greenserv_core.bandits.base import ArmPrior, Policy
+from greenserv_core.bandits.base import ArmPrior, Policy, check_number
 from greenserv_core.bandits.hybrid import HybridFit, fit_hybrid
 from greenserv_core.bandits.ridge import RidgeArm
 from greenserv_core.bandits.ridges import RidgeStack
@@ -87,8 +87,8 @@ class LinearPolicy(Policy):
         self.share = float(share)
         self.pool_prior = bool(pool_prior)
         self.try_unplayed = bool(try_unplayed)
-        if not l2 > 0:
-            raise InvalidInputError(f"l2 must be positive, got {l2!r}")
+        check_number("l2", l2, low=0.0, strict=True)
+        check_number("prior_reward", prior_reward)
         if isinstance(forget, bool) or not isinstance(forget, (int, float)) or not 0 < forget <= 1:
             raise InvalidInputError(f"forget must be a number in (0, 1], got {forget!r}")
         self.reward_range = None if reward_range is None else _check_range(reward_range)

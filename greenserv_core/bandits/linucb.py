@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 from typing_extensions import Unpack
 
+from greenserv_core.bandits.base import check_number
 from greenserv_core.bandits.linear import LinearOptions, LinearPolicy
 from greenserv_core.bandits.registry import register_policy
-from greenserv_core.errors import InvalidInputError
 
 __all__ = ["LinUCB"]
 
@@ -34,9 +34,7 @@ class LinUCB(LinearPolicy):
 
     def __init__(self, dimension: int, *, alpha: float = 1.0, **options: Unpack[LinearOptions]) -> None:
         super().__init__(dimension, **options)
-        if not alpha >= 0:
-            raise InvalidInputError(f"alpha must be >= 0, got {alpha!r}")
-        self.alpha = float(alpha)
+        self.alpha = check_number("alpha", alpha, low=0.0)
 
     def _estimate_arrays(self, context: np.ndarray, arms: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         estimate, rows = self._ridge_estimates(context, arms)

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from greenserv_core.bandits.base import check_number
 from greenserv_core.bandits.prior import ArmPrior
 from greenserv_core.errors import InvalidInputError, UnknownModelError
 
@@ -60,8 +61,7 @@ class RidgeStack:
     ) -> None:
         if dimension < 1:
             raise InvalidInputError(f"dimension must be positive, got {dimension}")
-        if not l2 > 0:
-            raise InvalidInputError(f"l2 must be positive, got {l2}")
+        check_number("l2", l2, low=0.0, strict=True)
         if not 0 < forget <= 1:
             raise InvalidInputError(f"forget must be in (0, 1], got {forget!r}")
         self.dimension = dimension

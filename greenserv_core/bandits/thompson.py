@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 from typing_extensions import Unpack
 
+from greenserv_core.bandits.base import check_number
 from greenserv_core.bandits.linear import LinearOptions, LinearPolicy
 from greenserv_core.bandits.registry import register_policy
-from greenserv_core.errors import InvalidInputError
 
 __all__ = ["LinearThompson"]
 
@@ -32,9 +32,7 @@ class LinearThompson(LinearPolicy):
 
     def __init__(self, dimension: int, *, v: float = 0.5, **options: Unpack[LinearOptions]) -> None:
         super().__init__(dimension, **options)
-        if not v >= 0:
-            raise InvalidInputError(f"v must be >= 0, got {v!r}")
-        self.v = float(v)
+        self.v = check_number("v", v, low=0.0)
 
     def _estimate_arrays(self, context: np.ndarray, arms: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         noise = self.rng_.standard_normal(len(arms))

@@ -222,6 +222,15 @@ class _RecentDecisions:
             self.add(values[row], costs[row], joules[row])
 
 
+def _joules(value: object) -> float:
+    """A measured amount of joules: a finite number of 0 or more, else :class:`InvalidInputError`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise InvalidInputError(f"joules must be a finite number >= 0, got {value!r}")
+    if not (math.isfinite(value) and value >= 0):
+        raise InvalidInputError(f"joules must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
 def _positive_int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
@@ -311,6 +320,8 @@ class BudgetPacer:
         self.recent_ = _RecentDecisions(self.memory)
         self.trailing_: deque[float] = deque(maxlen=self._trailing_length())
         self.saturated_ = False
+        self.latest_: float | None = None
+        """The latest clock reading: the pacer's time never goes back (a wall clock may)."""
         self._warned = False
         self._since_resolve = 0
         self._saturated_for = 0
@@ -335,9 +346,19 @@ class BudgetPacer:
 
     # ---- what the budget allows -----------------------------------------------------------
     def _now(self) -> float:
-        now = float(self.clock())
+        now = self._read_clock()
+        self.latest_ = now
         if self.start_ is None:
             self.start_ = now
+        return now
+
+    def _read_clock(self) -> float:
+        """The clock, never earlier than a reading before it (a wall clock stepped back by
+        NTP must not reopen a closed window) nor than the first decision."""
+        now = float(self.clock())
+        for floor in (self.latest_, self.start_):
+            if floor is not None and now < floor:
+                now = floor
         return now
 
     def _elapsed(self, now: float) -> float:
@@ -390,7 +411,7 @@ class BudgetPacer:
         elif self.start_ is None:
             per_query = self.budget.joules / _ASSUMED_PER_WINDOW
         else:
-            per_query = self.per_query_joules(float(self.clock()))
+            per_query = self.per_query_joules(self._read_clock())
         return mu / (1.0 + mu), per_query
 
     def status(self) -> BudgetStatus:
@@ -401,7 +422,8 @@ class BudgetPacer:
         allowance = self.allowance(now)
         remaining = None
         if self.budget.window_s is not None:
-            remaining = self.budget.joules - self.windows_.get(self._window(now), 0.0) - self.debt_
+            index = self._window(now)
+            remaining = self.budget.joules - self.windows_.get(index, 0.0) - self._debt_at(index)
         return BudgetStatus(
             budget=self.budget.describe(),
             tradeoff=mu / (1.0 + mu),
@@ -428,6 +450,7 @@ class BudgetPacer:
 
     def observe(self, joules: float, *, predicted: float | None = None) -> None:
         """Count an answer's measured joules (and the joules predicted for it, when known)."""
+        joules = _joules(joules)
         now = self._now()
         index = self._spend(now, joules)
         self.answers_ += 1
@@ -454,7 +477,7 @@ class BudgetPacer:
     def charge(self, joules: float) -> None:
         """Count joules spent without an answer (a failed attempt before another model
         answered): the spend and the window grow, the count of answers does not."""
-        self._spend(self._now(), joules)
+        self._spend(self._now(), _joules(joules))
 
     def _spend(self, now: float, joules: float) -> int | None:
         """Add ``joules`` to the spend, and to the current window's for a budget per window of
@@ -483,13 +506,18 @@ class BudgetPacer:
 
     def _close_windows(self, index: int) -> None:
         """Carry the overspend of the windows before ``index`` into it (never an underspend)."""
-        last = self.last_window_
+        self.debt_ = self._debt_at(index)
+        self.last_window_ = index if self.last_window_ is None else max(self.last_window_, index)
+
+    def _debt_at(self, index: int) -> float:
+        """The overspend carried into window ``index`` once the windows before it are closed."""
+        last, debt = self.last_window_, self.debt_
         if last is not None and index > last:
             for closed in range(last, min(index, last + 3)):
-                self.debt_ = max(0.0, self.debt_ + self.windows_.get(closed, 0.0) - self.budget.joules)
+                debt = max(0.0, debt + self.windows_.get(closed, 0.0) - self.budget.joules)
             if index > last + 3:  # several empty windows: any debt is repaid
-                self.debt_ = 0.0
-        self.last_window_ = index if last is None else max(last, index)
+                debt = 0.0
+        return debt
 
     def _deficit(self, now: float, per_query: float) -> tuple[float, float]:
         """The joules spent beyond the allowance, and the answers to repay them over.
@@ -572,8 +600,9 @@ class BudgetPacer:
         target = self._target(now, per_query)
         low, high = math.log(_MIN_MU), math.log(_MAX_MU)
         measured = rows[complete]  # decisions whose every model had been measured
-        # the budget itself cannot be met (not merely the repayment of a deficit)
-        self.saturated_ = bool(len(measured)) and spent_at(high, measured) > per_query * self._bias()
+        # the budget itself cannot be met (not merely the repayment of a deficit); a bias below
+        # 1 (answers dearer than predicted, such as one runaway answer) does not count here
+        self.saturated_ = bool(len(measured)) and spent_at(high, measured) > per_query * max(1.0, self._bias())
         if spent_at(low) <= target:
             price = low
         elif spent_at(high) > target:
@@ -655,6 +684,7 @@ class BudgetPacer:
             "last_window": self.last_window_,
             "history": [list(p) for p in self.history_],
             "saturated": self.saturated_,
+            "latest": self.latest_,
             "trailing": list(self.trailing_),
             "recent": self.recent_.state_dict(),
             "since_resolve": self._since_resolve,
@@ -681,6 +711,7 @@ class BudgetPacer:
         self.last_window_ = None if state.get("last_window") is None else int(state["last_window"])
         self.history_ = [(int(a), float(b)) for a, b in state["history"]]
         self.saturated_ = bool(state.get("saturated", False))
+        self.latest_ = None if state.get("latest") is None else float(state["latest"])
         self.trailing_ = deque((float(j) for j in state.get("trailing", [])), maxlen=self._trailing_length())
         self.recent_ = _RecentDecisions(self.memory)
         if state.get("recent") is not None:  # saved before the decisions were: re-solved on the new ones

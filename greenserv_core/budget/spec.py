@@ -20,7 +20,8 @@ from greenserv_core.errors import InvalidInputError
 
 __all__ = ["EnergyBudget", "check_max_joules"]
 
-_UNITS_J = {"j": 1.0, "kj": 1e3, "mj": 1e6, "wh": 3600.0, "kwh": 3.6e6}
+_UNITS_J = {"j": 1.0, "kj": 1e3, "wh": 3600.0, "kwh": 3.6e6}  # any case
+_CASED_UNITS_J = {"mJ": 1e-3, "MJ": 1e6, "mWh": 3.6, "MWh": 3.6e9}  # milli or mega: the case says which
 _UNITS_S = {"s": 1.0, "sec": 1.0, "min": 60.0, "m": 60.0, "h": 3600.0, "hour": 3600.0, "d": 86400.0, "day": 86400.0}
 _TEXT = re.compile(r"^\s*([0-9.eE+-]+)\s*([a-zA-Z]+)\s*(?:/|per)\s*([0-9.eE+-]*)\s*([a-zA-Z]+)\s*$")
 
@@ -76,8 +77,8 @@ class EnergyBudget:
     @classmethod
     def parse(cls, text: str) -> EnergyBudget:
         """``"50J/query"``, ``"2Wh/h"``, ``"500 J per 30s"``, ``"1.5kWh/day"``: an amount with
-        a unit (J, kJ, MJ, Wh, kWh), then ``/`` or ``per``, then ``query`` or a duration
-        (s, min, h, day, with an optional count)."""
+        a unit (J, kJ, mJ, MJ, Wh, kWh, mWh, MWh: milli and mega by their case), then ``/`` or
+        ``per``, then ``query`` or a duration (s, min, h, day, with an optional count)."""
         if isinstance(text, EnergyBudget):
             return text
         if not isinstance(text, str):
@@ -93,9 +94,16 @@ class EnergyBudget:
             amount = float(amount_text)
         except ValueError:
             raise InvalidInputError(f"cannot read the amount {amount_text!r} of the budget {text!r}") from None
-        factor = _UNITS_J.get(unit.lower())
+        factor = _CASED_UNITS_J.get(unit, _UNITS_J.get(unit.lower()))
+        if factor is None and unit.lower() in ("mj", "mwh"):
+            base = "J" if unit.lower() == "mj" else "Wh"
+            raise InvalidInputError(
+                f"the energy unit {unit!r} in {text!r} is ambiguous: write m{base} (milli) or M{base} (mega)"
+            )
         if factor is None:
-            raise InvalidInputError(f"unknown energy unit {unit!r} in {text!r}; use one of J, kJ, MJ, Wh, kWh")
+            raise InvalidInputError(
+                f"unknown energy unit {unit!r} in {text!r}; use one of J, kJ, mJ, MJ, Wh, kWh, mWh, MWh"
+            )
         joules = _positive("the energy budget", amount) * factor
         if period.lower() in ("q", "query", "queries", "request", "answer"):
             if count_text:

@@ -45,7 +45,7 @@ from greenserv_core.bandits import ArmPrior, Choice, Policy
 from greenserv_core.bandits.columns import ArmScores, ArmValues, KnownValues
 from greenserv_core.budget import BudgetPacer, BudgetStatus, EnergyBudget
 from greenserv_core.cascades.escalation import EscalationModel, Verdict
-from greenserv_core.errors import InvalidInputError, StateFileError, UnknownModelError
+from greenserv_core.errors import DecisionAlreadyScoredError, InvalidInputError, StateFileError, UnknownModelError
 from greenserv_core.features.extractor import QueryFeatures
 from greenserv_core.outcomes import CostModel
 from greenserv_core.pending import PendingDecision, PendingDecisions, PendingStore
@@ -191,6 +191,9 @@ class RoutingLearner:
         self.cascades_: dict[str, tuple[str, str]] = {}
         """Each cascade arm's first and second model."""
         self.priors_: dict[str, ArmPrior] = {}
+        self.generations_: dict[str, int] = {}
+        """How many times each name joined the pool: a decision for an earlier model of that
+        name (removed, then another added under it) teaches the newcomer nothing."""
         self.sync_bases_: dict[str, Statistics] = {}
         """For each store this learner shares through, the total it adopted at its last sync
         (:class:`~greenserv_core.sharing.SharedLearning`); saved, so a replica restarted from
@@ -204,6 +207,7 @@ class RoutingLearner:
         """A new model: it starts from the policy's prior (plus ``prior``), with no cost estimates."""
         with self.lock:
             self.policy_.add_arm(name, prior)
+            self.generations_[name] = self.generations_.get(name, 0) + 1
             if prior is not None:
                 self.priors_[name] = prior
             self.energy_.add_model(name)
@@ -252,7 +256,7 @@ class RoutingLearner:
         predictions are filled into ``candidates``). ``tradeoff`` ``None``: the energy budget
         sets λ (see :class:`BudgetPacer`); a number overrides the budget for this query, which
         still counts towards it."""
-        x = features.vector
+        x = self.policy_.check_context(features.vector)
         table = candidates if isinstance(candidates, Candidates) else Candidates.of(candidates)
         with self.lock:
             arms = self.policy_.arms_
@@ -315,8 +319,9 @@ class RoutingLearner:
                 features.task,
                 features.prompt_tokens,
                 tradeoff,
-                time.time(),
+                time.time(),  # the pending store stamps it again with its own clock
                 predicted_joules=chosen_joules,
+                generation=self.generations_.get(choice.arm),
                 budget_joules=per_query,
                 energy_bounds=(
                     self._pool_spread(verdict.predicted_joules.array, table.predicted_joules)
@@ -620,12 +625,13 @@ class RoutingLearner:
             pending = self.pending_.get(decision_id)
             if pending.energy_joules is not None:
                 raise InvalidInputError(f"the outcome of decision {decision_id!r} was already recorded")
-            if pending.model in self.policy_.arms_:
+            current = self._current(pending)
+            if current:
                 self.energy_.observe(pending.model, pending.context, pending.prompt_tokens, energy_joules)
                 self.latency_.observe(pending.model, pending.context, pending.prompt_tokens, latency_s)
                 self.tallies_.spent(pending.model, energy_joules)
             for model, joules, seconds in members:
-                if model in self.policy_.arms_:
+                if current and model in self.policy_.arms_:
                     self.energy_.observe(model, pending.context, pending.prompt_tokens, joules)
                     self.latency_.observe(model, pending.context, pending.prompt_tokens, seconds)
             self.normalizer_.observe(pending.task, energy_joules)
@@ -633,16 +639,36 @@ class RoutingLearner:
                 self.pacer_.observe(energy_joules, predicted=pending.predicted_joules)
             pending.energy_joules = float(energy_joules)
             pending.energy_source = energy_source
-            self.pending_.update(pending)
+            if pending.score is None:
+                self.pending_.update(pending)
+            else:  # scored already: the outcome was all it waited for
+                self.pending_.pop_for_feedback(decision_id)
+
+    def _current(self, pending: PendingDecision) -> bool:
+        """Whether the model a decision chose is still the one in the pool under that name."""
+        generation = self.generations_.get(pending.model)
+        return pending.model in self.policy_.arms_ and pending.generation in (None, generation)
 
     def feedback(self, decision_id: str, score: float) -> FeedbackRecord:
-        """Teach the policy a decision's score in [0, 1] (once per decision)."""
+        """Teach the policy a decision's score in [0, 1] (once per decision).
+
+        A score may come before the decision's outcome (:meth:`record_outcome`): the policy
+        learns it at once, and the decision waits for its joules and seconds, which the cost
+        models and the budget still learn; the record's ``reward`` is then ``None``."""
         value = check_score(score)
         if not isinstance(decision_id, str):
             raise InvalidInputError(f"decision_id must be a string, got {type(decision_id).__name__}")
         with self.lock:
             pending = self.pending_.pop_for_feedback(decision_id)
-            applied = pending.model in self.policy_.arms_
+            if pending.score is not None:  # scored before its outcome, which it still waits for
+                self.pending_.add(pending)
+                raise DecisionAlreadyScoredError(
+                    f"decision {decision_id!r} already received feedback; a second score is refused"
+                )
+            if pending.energy_joules is None:
+                pending.score = value
+                self.pending_.add(pending)
+            applied = self._current(pending)
             if applied:
                 self.policy_.update(pending.model, pending.context, value)
                 self.tallies_.scored(pending.model)
@@ -688,7 +714,7 @@ class RoutingLearner:
         for name, quantity in (("energy_joules", energy_joules), ("latency_s", latency_s)):
             if quantity is not None:
                 check_measured(name, quantity)
-        x = features.vector
+        x = self.policy_.check_context(features.vector)
         with self.lock:
             if model not in self.policy_.arms_:
                 raise UnknownModelError(f"unknown model {model!r}; the models are {self.policy_.arms}")
@@ -714,7 +740,7 @@ class RoutingLearner:
         escalation teaches the second model's offset. Returns each taught cascade's verdict
         (``True``: escalated); a cascade is not a model here, since its outcome follows from
         its models' answers."""
-        x = features.vector
+        x = self.policy_.check_context(features.vector)
         with self.lock:
             unknown = sorted(m for m in answers if m not in self.policy_.arms_)
             if unknown:
@@ -852,6 +878,7 @@ class RoutingLearner:
                 "stats": self.tallies_.state_dict(),
                 "budget": None if self.pacer_ is None else self.pacer_.state_dict(),
                 "escalation": self.escalation_.state_dict(),
+                "generations": dict(self.generations_),
                 "sync_bases": {
                     store: base64.b64encode(base.to_bytes()).decode() for store, base in self.sync_bases_.items()
                 },
@@ -883,6 +910,8 @@ class RoutingLearner:
                 self.pacer_.load_state_dict(state["budget"])
             if state.get("escalation") is not None:
                 self.escalation_.load_state_dict(state["escalation"])
+            saved = state.get("generations") or {}  # saved before generations: every model its first
+            self.generations_ = {name: int(saved.get(name, self.generations_.get(name, 1))) for name in arms}
             self.sync_bases_ = {
                 str(store): Statistics.from_bytes(base64.b64decode(base))
                 for store, base in (state.get("sync_bases") or {}).items()
