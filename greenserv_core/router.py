@@ -41,7 +41,7 @@ from greenserv_core.bandits.base import check_seed
 from greenserv_core.budget import BudgetPacer, BudgetStatus, EnergyBudget, check_max_joules
 from greenserv_core.cascades import CascadeBackend, EscalationModel, Verdict, cascade_name
 from greenserv_core.confidence import ConfidenceSignal, VerifyingSignal, signal_from_name
-from greenserv_core.errors import InvalidInputError, UnknownModelError
+from greenserv_core.errors import InvalidInputError, StateFileError, UnknownModelError
 from greenserv_core.features.bundled import bundled_name
 from greenserv_core.features.extractor import FeatureExtractor
 from greenserv_core.messages import Message
@@ -118,6 +118,21 @@ class _FromLearner(Generic[T]):
 
 
 logger = logging.getLogger("greenserv")
+
+
+def _saved_signal(
+    name: str, given: Mapping[str, ConfidenceSignal | VerifyingSignal], cascade: str
+) -> ConfidenceSignal | VerifyingSignal:
+    """The confidence signal a saved cascade used: one of ``given`` by its name, or a bundled one."""
+    if name in given:
+        return given[name]
+    try:
+        return signal_from_name(name)
+    except InvalidInputError:
+        raise StateFileError(
+            f"the cascade {cascade!r} was saved with the confidence signal {name!r}, which is not bundled: "
+            "pass it to load(..., cascade_signals=[your_signal])"
+        ) from None
 
 
 class GreenServRouter:
@@ -552,6 +567,7 @@ class GreenServRouter:
         pending: PendingStore | None = None,
         policy: Policy | None = None,
         energy_budget: BudgetPacer | None = None,
+        cascade_signals: Sequence[ConfidenceSignal | VerifyingSignal] = (),
     ) -> GreenServRouter:
         """Rebuild a router saved with :meth:`save` over ``models``.
 
@@ -562,7 +578,9 @@ class GreenServRouter:
         instance is needed only when the saved one is not registered by name). Every model in
         the saved state must be in ``models`` (else :class:`StateFileError`); models new to
         the state join as fresh arms. A corrupt file, another format version, or features of
-        another shape raise :class:`StateFileError`, never a fresh start.
+        another shape raise :class:`StateFileError`, never a fresh start. A cascade saved with
+        a confidence signal of your own finds it by its ``name`` among ``cascade_signals``
+        (the bundled signals are rebuilt from their names).
         """
         state, arguments = read_router_state(path, models, policy, pending)
         if energy_budget is not None:
@@ -590,15 +608,22 @@ class GreenServRouter:
                 clusters = int(state["features"]["clusterer"]["n_clusters"])
             features = FeatureExtractor.default(embedder=name, task_encoding=encoding, n_clusters=clusters)
         with state_errors(path):
+            saved_signals = {
+                cascade_name(first, then): str(signal[0])
+                for first, then, *signal in state.get("cascades", [])
+                if signal and signal[0] is not None  # a cascade given its own signal keeps it
+            }
+        given = {signal.name: signal for signal in cascade_signals}
+        signals = {cascade: _saved_signal(name, given, cascade) for cascade, name in saved_signals.items()}
+        with state_errors(path):
             saved_escalation = state.get("escalation") or {}
             settings = {k: v for k, v in saved_escalation.items() if k in EscalationModel.SETTINGS}
             arguments["escalation"] = EscalationModel(features.dimension, seed=arguments["seed"], **settings)
             router = cls(**arguments, features=features, pending=pending)
-            for first, then, *signal in state.get("cascades", []):
-                if signal and signal[0] is not None:  # a cascade given its own signal keeps it
-                    cascade = router.backend(cascade_name(first, then))
-                    if isinstance(cascade, CascadeBackend):
-                        cascade.signal = signal_from_name(str(signal[0]))
+            for arm, signal in signals.items():
+                cascade = router.backend(arm)
+                if isinstance(cascade, CascadeBackend):
+                    cascade.signal = signal
             router.features.load_state_dict(state["features"])
             router.learner_.load_state_dict(state)
         return router

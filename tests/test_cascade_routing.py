@@ -586,6 +586,16 @@ def test_the_saved_state_holds_the_escalation_state(tmp_path: Path) -> None:
         ("", "", True),
         ("", "something", False),
         ("...", "x", False),
+        ("The answer is 41.", "The answer is 42.", False),  # the same words around two numbers
+        ("The answer is 42.", "42", True),
+        ("It costs 1,200 J.", "1200", True),
+        ("Answer: B", "B", True),
+        ("The answer is (C).", "c) Rome", True),
+        ("A dog", "A cat", False),  # an article, not a choice
+        ("No.", "yes", False),
+        ("True", "yes", True),
+        ("Paris", "It is Paris", True),
+        ("Paris", "It is London", False),
     ],
 )
 def test_answers_agree(first: str, second: str, agree: bool) -> None:
@@ -761,3 +771,53 @@ def test_the_escalation_rule_and_the_policy_draw_independent_numbers_from_one_se
     assert not np.array_equal(policy_rng.random(8), escalation_rng.random(8))
     again = EscalationModel(features.dimension, seed=0)
     assert np.array_equal(again.rng_.random(8), EscalationModel(features.dimension, seed=0).rng_.random(8))
+
+
+def test_a_cascade_keeps_its_first_answer_where_escalating_would_break_max_joules() -> None:
+    def unsure_when_hard(messages: Sequence[Message], text: str) -> list[float]:
+        return [-4.0] if "hard" in str(messages[-1]["content"]) else [-0.01]
+
+    small = FakeBackend("small", joules_per_token=2.0, reply=lambda m: "7", logprobs=unsure_when_hard)
+    big = FakeBackend("big", joules_per_token=3.0, reply=lambda m: "8")
+    router = GreenServRouter([small, big], features=make_hashing_extractor(), cascades=[("small", "big")], seed=0)
+    for _ in range(30):  # the cascade learns its cost on easy questions, which it keeps
+        answer = router.generate("What is 3 + 5 easy?", models=["small->big"], max_new_tokens=4)
+        router.feedback(answer.decision_id, 1.0)
+    for _ in range(5):  # both models measured alone: 16 J and 24 J
+        for model in ("small", "big"):
+            router.feedback(router.generate("What is 3 + 5 easy?", models=[model], max_new_tokens=4).decision_id, 1.0)
+    ask = "What is 3 + 5 hard?"
+    loose = []
+    while len(loose) < 10 and (not loose or loose[-1].chain[0].action != "escalated"):  # some are kept to explore
+        loose.append(router.generate(ask, models=["small->big"], max_new_tokens=4, max_joules=50.0))
+    assert [step.action for step in loose[-1].chain] == ["escalated", "answered"]
+    capped = [router.generate(ask, models=["small->big"], max_new_tokens=4, max_joules=30.0) for _ in range(3)]
+    assert all([step.action for step in a.chain] == ["kept"] and a.energy_joules <= 30.0 for a in capped)
+    assert all("above the cap of 30.0 J" in a.chain[0].reason for a in capped)
+
+
+def test_a_cascade_saved_with_a_signal_of_ones_own_loads_with_it(tmp_path: Path) -> None:
+    from greenserv_core.errors import StateFileError
+
+    class ShortIsSure:
+        name = "short-is-sure"
+
+        def __call__(self, result: Any) -> float:
+            return 1.0 if len(result.text) < 5 else 0.2
+
+    def pool() -> list[FakeBackend]:
+        return [FakeBackend("small", reply=lambda m: "7"), FakeBackend("big", reply=lambda m: "8")]
+
+    router = GreenServRouter(
+        pool(), features=make_hashing_extractor(), seed=0, cascades=[("small", "big")], cascade_signal=ShortIsSure()
+    )
+    router.feedback(router.generate("2 + 5?", max_new_tokens=4).decision_id, 1.0)
+    router.save(tmp_path / "state.json")
+    with pytest.raises(StateFileError, match=r"signal 'short-is-sure', which is not bundled: pass it to load"):
+        GreenServRouter.load(tmp_path / "state.json", pool(), features=make_hashing_extractor())
+    signal = ShortIsSure()
+    loaded = GreenServRouter.load(
+        tmp_path / "state.json", pool(), features=make_hashing_extractor(), cascade_signals=[signal]
+    )
+    cascade = loaded.backend("small->big")
+    assert isinstance(cascade, CascadeBackend) and cascade.signal is signal

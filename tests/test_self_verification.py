@@ -132,8 +132,29 @@ def test_a_cascade_charges_the_question_to_its_first_answer(verdict: str, action
     assert first.confidence == pytest.approx(0.95 if verdict == "Yes" else 0.05)
     assert first.energy_joules == pytest.approx(answer.energy.joules + question.energy.joules)
     assert first.latency_s == pytest.approx(answer.latency_s + question.latency_s)
+    assert first.confidence_joules == pytest.approx(question.energy.joules)
+    assert first.confidence_s == pytest.approx(question.latency_s)
     assert result.energy.joules == pytest.approx(sum(step.energy_joules for step in result.chain))
     assert result.text == ("4" if verdict == "Yes" else "four")
+
+
+def test_the_question_teaches_the_first_model_alone_nothing_of_its_cost() -> None:
+    small = FakeBackend("small", joules_per_token=1.0, reply=lambda m: "7", logprobs=lambda m, t: [-0.05])
+    big = FakeBackend("big", joules_per_token=9.0, reply=lambda m: "8")
+    router = GreenServRouter(
+        [small, big],
+        features=make_hashing_extractor(),
+        seed=0,
+        cascades=[("small", "big")],
+        cascade_signal=SelfVerification(),
+    )
+    alone = router.generate("What is 3 + 4?", models=["small"], max_new_tokens=4)
+    for _ in range(10):
+        answer = router.generate("What is 3 + 4?", models=["small->big"], max_new_tokens=4)
+        router.feedback(answer.decision_id, 1.0)
+    assert answer.chain[0].energy_joules > 3 * alone.energy_joules  # the cascade pays for the question
+    predicted = router.route("What is 3 + 4?", models=["small"], max_new_tokens=4).predicted_joules["small"]
+    assert predicted == pytest.approx(alone.energy_joules, rel=0.05)  # the model alone does not
 
 
 @pytest.mark.parametrize(("verdict", "shown"), [("Yes", ["4"]), ("No", ["four"])])

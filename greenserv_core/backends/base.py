@@ -151,7 +151,9 @@ class ChainStep:
     cost, and what the cascade did next (``action``: ``"escalated"``, ``"kept"`` or
     ``"answered"`` for the last model) and why (``reason``). ``agreed`` is, for the last
     model of an escalated chain, whether its answer agrees with the one before it (the proxy
-    label of the answer that was not kept)."""
+    label of the answer that was not kept). ``confidence_joules`` and ``confidence_s`` are the
+    part of the step's cost spent on its confidence signal (a self-verification question):
+    the cascade pays them, but the model answering alone would not."""
 
     model: str
     text: str
@@ -162,6 +164,8 @@ class ChainStep:
     action: str
     reason: str
     agreed: bool | None = None
+    confidence_joules: float = 0.0
+    confidence_s: float = 0.0
 
     @classmethod
     def of_result(

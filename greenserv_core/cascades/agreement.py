@@ -3,17 +3,23 @@
 When a cascade escalates, nobody scores the first model's answer. If the stronger model's
 answer agrees with it, the first answer is taken to be as right as the second; if they
 disagree and the second is right, the first is taken to be wrong. That is a proxy, not a
-label, and :func:`answers_agree` is deliberately simple: answers are compared as lowercase
-words without punctuation; short answers (a choice, a number, yes or no: up to three words
-on either side) agree when their first words are equal, longer ones when their word-level
-F1 is at least ``threshold``.
+label, and :func:`answers_agree` is deliberately simple:
+
+- answers that both commit to a final answer of one kind are compared by it: a choice letter
+  (``"B) Paris"``, ``"Answer: B"``, ``"(B)"``), then yes or no (also true or false), then
+  the last number (``"The answer is 42."``), whatever the words around it;
+- otherwise they are compared as lowercase words without punctuation: a short answer (up to
+  three words) agrees with another when all its words are among the other's, longer ones
+  when their word-level F1 is at least ``threshold``.
 
 >>> answers_agree("B) Paris", "b")
 True
 >>> answers_agree("The capital of France is Paris.", "Paris is the capital of France")
 True
->>> answers_agree("42", "41")
+>>> answers_agree("The answer is 41.", "The answer is 42.")
 False
+>>> answers_agree("The answer is 42.", "42"), answers_agree("Answer: B", "B")
+(True, True)
 """
 
 from __future__ import annotations
@@ -21,22 +27,50 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-__all__ = ["answers_agree"]
+__all__ = ["answers_agree", "final_answer"]
 
 _WORD = re.compile(r"[\w.%-]+")
+_LEADING_CHOICE = re.compile(r"^\s*\(?([A-Ea-e])(?:[).:]|\s*$)")  # "B) Paris", "(b)", "B": never "A dog"
+_NAMED_CHOICE = re.compile(r"\b(?:answer|option|choice)(?:\s+is)?\s*:?\s*\(?([A-Ea-e])\b(?![\w'-])", re.IGNORECASE)
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+_YES_NO = {"yes": "yes", "true": "yes", "no": "no", "false": "no"}
 
 
 def _words(text: str) -> list[str]:
     return [w.strip(".").lower() for w in _WORD.findall(text) if w.strip(".")]
 
 
+def final_answer(text: str) -> tuple[str, str] | None:
+    """The answer ``text`` commits to, as ``(kind, value)``: ``("choice", "b")``,
+    ``("yes/no", "yes")`` or ``("number", "42")``; ``None`` for free text.
+
+    >>> final_answer("The answer is (C)."), final_answer("True."), final_answer("It costs 1,200 J.")
+    (('choice', 'c'), ('yes/no', 'yes'), ('number', '1200'))
+    """
+    choice = _LEADING_CHOICE.match(text) or _NAMED_CHOICE.search(text)
+    if choice is not None:
+        return "choice", choice.group(1).lower()
+    words = _words(text)
+    if words and words[0] in _YES_NO:
+        return "yes/no", _YES_NO[words[0]]
+    numbers = _NUMBER.findall(text)
+    if numbers:
+        value = float(numbers[-1].replace(",", ""))
+        return "number", f"{value:g}" if value != int(value) else str(int(value))
+    return None
+
+
 def answers_agree(first: str, second: str, *, threshold: float = 0.5) -> bool:
     """Whether ``first`` and ``second`` give the same answer (see the module's docstring)."""
+    key_a, key_b = final_answer(first), final_answer(second)
+    if key_a is not None and key_b is not None and key_a[0] == key_b[0]:
+        return key_a[1] == key_b[1]
     a, b = _words(first), _words(second)
     if not a or not b:
         return not a and not b
-    if min(len(a), len(b)) <= 3:
-        return a[0] == b[0]
+    short, long = (a, b) if len(a) <= len(b) else (b, a)
+    if len(short) <= 3:
+        return set(short) <= set(long)
     common = sum((Counter(a) & Counter(b)).values())
     if common == 0:
         return False

@@ -155,12 +155,18 @@ class CascadeBackend:
                 raise CascadeMemberUnavailableError(
                     str(error), member=self.first.info.name, **spent_by(error)
                 ) from error
-            confidence, result = verification.confidence, verification.charged(result)
+            own, result = result, verification.charged(result)
+            confidence = verification.confidence
         else:
-            confidence = signal(result)
+            own, confidence = result, signal(result)
         verdict = (escalate or self._fixed)(confidence)
         step = ChainStep.of_result(
             self.first.info.name, result, confidence, "escalated" if verdict.escalate else "kept", verdict.reason
+        )
+        step = dataclasses.replace(
+            step,
+            confidence_joules=result.energy.joules - own.energy.joules,
+            confidence_s=result.latency_s - own.latency_s,
         )
         return result, step, verdict.escalate
 

@@ -212,7 +212,10 @@ class Executor:
             energy_joules=result.energy.joules,
             latency_s=result.latency_s,
             energy_source=result.energy.source,
-            members=[(step.model, step.energy_joules, step.latency_s) for step in result.chain],
+            members=[  # each model's own answer: a confidence question is the cascade's cost, not the model's
+                (step.model, step.energy_joules - step.confidence_joules, step.latency_s - step.confidence_s)
+                for step in result.chain
+            ],
         )
         tools = request.settings.tools
         parsed = parse_tool_calls(result.text, tools) if tools else ParsedOutput(result.text)

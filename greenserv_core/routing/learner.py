@@ -108,6 +108,13 @@ def _total(amounts: Sequence[float | None]) -> float | None:
     return sum(known) if len(known) == len(amounts) else None
 
 
+def _cap(limits: Limits, budget: BudgetStatus | None) -> float | None:
+    """The most joules a query may be predicted to spend: its ``max_joules``, or the pacer
+    guard's cap on the answer, whichever is lower (``None``: no cap)."""
+    caps = [c for c in (limits.max_joules, None if budget is None else budget.answer_cap_joules) if c is not None]
+    return min(caps) if caps else None
+
+
 class _Restorable(Protocol):
     """A shared component whose state can be saved and put back (every one the learner holds)."""
 
@@ -329,7 +336,7 @@ class RoutingLearner:
                     else None
                 ),
                 cascade=(
-                    self._decision_plan(choice, x, features.task, table, tradeoff, per_query)
+                    self._decision_plan(choice, x, features.task, table, tradeoff, per_query, _cap(limits, budget))
                     if choice.arm in self.cascades_
                     else None
                 ),
@@ -376,14 +383,21 @@ class RoutingLearner:
         table: Candidates,
         tradeoff: float,
         per_query: float | None,
+        cap: float | None = None,
     ) -> dict[str, Any]:
         """The :meth:`_cascade_plan` of a decision that chose a cascade: the decision's own
-        estimates of its models where it has them, and the query's predicted joules."""
+        estimates of its models where it has them, and the query's predicted joules. Under a
+        ``cap`` on the query's joules (``max_joules``, or the pacer guard's cap on the answer)
+        that both models together are predicted to break, the plan keeps the first answer."""
         first, then = self.cascades_[choice.arm]
         scores = choice.scores
         known = {m: scores[m].estimate for m in (first, then) if m in scores}
         joules = float(table.predicted_joules[table.pool.index[then]])
-        return self._cascade_plan(choice.arm, x, task, known, joules, table.predicted_joules, tradeoff, per_query)
+        plan = self._cascade_plan(choice.arm, x, task, known, joules, table.predicted_joules, tradeoff, per_query)
+        both = joules + float(table.predicted_joules[table.pool.index[first]])
+        if cap is not None and both > cap:  # (an unknown prediction, NaN, does not hold it back)
+            plan["held"] = f"kept: escalating is predicted to spend {both:.1f} J in all, above the cap of {cap:.1f} J"
+        return plan
 
     def _cascade_plan(
         self,
@@ -529,6 +543,8 @@ class RoutingLearner:
                 raise InvalidInputError(f"the cascade of decision {decision_id!r} was already decided")
             if pending.model not in self.cascades_:  # removed meanwhile (its second model may be gone): keep
                 verdict = Verdict(False, confidence, float("nan"), 0.0, 0.0, False, "kept: the cascade was removed")
+            elif plan.get("held"):  # escalating would break the query's cap on joules
+                verdict = Verdict(False, confidence, float("nan"), 0.0, 0.0, False, str(plan["held"]))
             else:
                 verdict = self._verdict(plan, pending.model, pending.context, confidence, pending.tradeoff)
             signal = plan["first_accuracy"] if confidence is None else confidence

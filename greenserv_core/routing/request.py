@@ -45,7 +45,8 @@ ResponseFormat = Literal["json"] | Mapping[str, Any] | JsonFormat | None
 
 class RouteOptions(TypedDict, total=False):
     """How to route a query (all optional): ``tradeoff`` λ for this call (else the router's),
-    ``max_latency_s``, ``max_joules`` (a cap on the predicted joules of the model that answers),
+    ``max_latency_s``, ``max_joules`` (a cap on the predicted joules of the model that answers;
+    a cascade keeps its first answer where escalating is predicted to break it),
     ``max_new_tokens`` (counts towards the context window),
     ``decision_id`` (your own key, e.g. a framework's run id), ``models`` (restrict the
     choice; one name pins the query), ``requires`` (capabilities the query needs)."""
