@@ -76,7 +76,9 @@ def test_bad_arguments_are_named(strategy: str) -> None:
     ],
 )
 def test_parameters_that_are_not_finite_are_refused_when_given(strategy: str, params, named: str) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(InvalidInputError, match=f"^{named} must be a finite number"):
+    with pytest.raises(
+        InvalidInputError, match=f"^bad parameters for '{strategy}' .*: {named} must be a finite number"
+    ):
         make_policy(strategy, DIM, **params)
 
 

@@ -97,6 +97,6 @@ def make_policy(strategy: str, dimension: int, *, seed: int | None = None, **par
         raise InvalidInputError(f"strategy {name!r} takes no ':' argument")
     try:
         return POLICIES[name](dimension, seed=seed, **params)
-    except TypeError as error:
+    except (TypeError, InvalidInputError) as error:
         given = ", ".join(f"{key}={value!r}" for key, value in params.items())
         raise InvalidInputError(f"bad parameters for {name!r} ({given}): {error}") from error
