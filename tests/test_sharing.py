@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from greenserv_core import FakeBackend, GreenServRouter, StateFileError
+from greenserv_core import FakeBackend, GreenServRouter, InvalidInputError, StateFileError
 from greenserv_core.sharing import FileStore, InMemoryStore, RedisStore, SharedLearning, StateStore, Statistics
 from tests.conftest import make_hashing_extractor
 from tests.services import redis_server
@@ -482,6 +482,28 @@ def test_redis_store_refuses_foreign_values(tmp_path: Path) -> None:
             store.read()
 
 
+def test_a_replica_restarted_under_another_address_of_the_same_redis_counts_nothing_twice(tmp_path: Path) -> None:
+    import redis
+
+    with redis_server(tmp_path) as url:
+        port = redis.Redis.from_url(url).connection_pool.connection_kwargs["port"]
+        router = make_router()
+        sharing = SharedLearning(router, RedisStore(url=f"redis://localhost:{port}/0", key="k"))
+        serve(router, traffic(4, seed=0))
+        sharing.save(tmp_path / "replica.json")
+        counted = RedisStore(url=url, key="k").read().sums["tallies/small"].tolist()
+        pool = [FakeBackend("small", joules_per_token=1.0), FakeBackend("org/large", joules_per_token=9.0)]
+        restarted = GreenServRouter.load(tmp_path / "replica.json", pool, features=make_hashing_extractor(n_clusters=1))
+        SharedLearning(restarted, RedisStore(url=f"redis://127.0.0.1:{port}/0", key="k")).sync()
+        assert RedisStore(url=url, key="k").read().sums["tallies/small"].tolist() == counted
+        named = RedisStore(url=url, key="k", identity="pool-a")
+        assert named.identity == "redis:pool-a#k" and RedisStore(url=url, key="k").identity.startswith(
+            "redis:loopback:"
+        )
+        with pytest.raises(InvalidInputError, match="decode_responses=False"):
+            RedisStore(redis.Redis.from_url(url, decode_responses=True))
+
+
 # ---- pending decisions shared through Redis ---------------------------------------------------
 def test_feedback_may_reach_another_replica_through_redis(tmp_path: Path) -> None:
     from greenserv_core import DecisionAlreadyScoredError, UnknownDecisionError
@@ -561,3 +583,29 @@ def test_a_model_added_on_one_replica_later_keeps_what_others_learned() -> None:
     learned = a.policy_.arms_["extra"].n
     assert learned == len(PROMPTS)
     assert b.policy_.arms_["extra"].n == learned  # B adopted A's learning about the model
+
+
+def test_a_sync_whose_total_cannot_be_adopted_never_sends_its_change_twice() -> None:
+    """Two replicas seeded otherwise start together: both pass the first-sync check, both
+    write, and the total holds two seeds no replica can load. The change each sent stays sent."""
+
+    class ReadBeforeTheOtherWrites(InMemoryStore):
+        def read(self) -> Statistics:
+            return Statistics()  # what both replicas saw when they started at once
+
+    store = ReadBeforeTheOtherWrites()
+    first, second = _clustered_router(), _clustered_router()
+    first.features.seed_clusters(PROMPTS)
+    second.features.seed_clusters([*reversed(PROMPTS), "Name a prime number."])
+    SharedLearning(first, store).sync()
+    sharing = SharedLearning(second, store)
+    with pytest.raises(StateFileError, match="different prompts"):
+        sharing.sync()
+    serve(second, [("What is 2 + 2?", "small", 1.0)])
+    with pytest.raises(StateFileError, match="different prompts"):
+        sharing.sync()  # sends the answer
+    sent = store.merge(Statistics()).sums["tallies/small"].copy()
+    for _ in range(2):
+        with pytest.raises(StateFileError, match="different prompts"):
+            sharing.sync()
+    assert store.merge(Statistics()).sums["tallies/small"].tolist() == sent.tolist()  # the answer once, not thrice

@@ -152,8 +152,15 @@ class SharedLearning:
 
     def _remembered_base(self) -> Statistics | None:
         """What the router adopted from this store at its last sync, by any wrapper (``None``
-        for a router that does not keep it, or never synced with this store)."""
-        return self.router.sync_base(self.identity) if isinstance(self.router, RemembersSyncBase) else None
+        for a router that does not keep it, or never synced with this store), under the
+        store's name or a name it had before."""
+        if not isinstance(self.router, RemembersSyncBase):
+            return None
+        for identity in (self.identity, *getattr(self.store, "former_identities", ())):
+            base = self.router.sync_base(identity)
+            if base is not None:
+                return base
+        return None
 
     def sync(self) -> SyncReport:
         """Push what this replica learned since the last sync; adopt the merged total."""
@@ -203,16 +210,30 @@ class SharedLearning:
         def adopt(now: Statistics) -> Statistics:  # what was learned while the store was contacted stays
             return merged.plus(now.minus(local))
 
-        if isinstance(self.router, RemembersSyncBase):  # the base is kept with the router, in the same step
-            self.router.update_statistics(adopt, sync_base=(self.identity, lambda now: _adopted(merged, now)))
-            self.base_ = self.router.sync_base(self.identity) or Statistics()
-        else:
-            self.router.update_statistics(adopt)
-            self.base_ = _adopted(merged, self.router.statistics())
+        try:
+            if isinstance(self.router, RemembersSyncBase):  # the base is kept with the router, in the same step
+                self.router.update_statistics(adopt, sync_base=(self.identity, lambda now: _adopted(merged, now)))
+                self.base_ = self.router.sync_base(self.identity) or Statistics()
+            else:
+                self.router.update_statistics(adopt)
+                self.base_ = _adopted(merged, self.router.statistics())
+        except BaseException:  # the store holds this change now: the next sync must not send it again
+            self._pushed(self.base_.plus(delta))
+            raise
         remote = round(float(merged.sums[_SYNCS][0]) - seen_before - 1.0)
         self.syncs_ += 1
         self.last_sync_ = SyncReport(time.time(), time.perf_counter() - started, remote)
         return self.last_sync_
+
+    def _pushed(self, base: Statistics) -> None:
+        """Take ``base`` (the last base plus the change the store took) as the sync base, here
+        and in the router, after a sync whose total could not be adopted."""
+        self.base_ = base
+        if isinstance(self.router, RemembersSyncBase):
+            try:
+                self.router.update_statistics(lambda now: now, sync_base=(self.identity, lambda now: base))
+            except Exception:  # the sync's own error is the one to report
+                logger.exception("could not record the sync base of %s in the router", self.identity)
 
     # ---- background syncing ------------------------------------------------------------
     def start(self) -> SharedLearning:

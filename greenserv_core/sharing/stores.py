@@ -22,6 +22,7 @@ array([3.])
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tempfile
 import threading
@@ -133,6 +134,12 @@ class RedisStore:
 
     ``client`` is a ``redis.Redis`` (or give ``url``, e.g. ``redis://localhost:6379/0``);
     ``key`` names the shared state, so several pools can share one server.
+
+    A router remembers what it took from a store under the store's :attr:`identity`: the
+    server's address (``localhost``, ``127.0.0.1`` and ``::1`` are one), its database and the
+    key. Where replicas reach one server under several names (a DNS alias, a service name),
+    give the store one name yourself, ``identity="..."``, so that a replica restarted under
+    another address finds what it took and pushes nothing twice.
     """
 
     def __init__(
@@ -142,24 +149,49 @@ class RedisStore:
         url: str | None = None,
         key: str = "greenserv:statistics",
         max_attempts: int = 1000,
+        identity: str | None = None,
     ) -> None:
         if (client is None) == (url is None):
             raise InvalidInputError("give exactly one of client= or url=")
+        if identity is not None and (not isinstance(identity, str) or not identity.strip()):
+            raise InvalidInputError(f"identity must be a non-empty string, got {identity!r}")
         if client is None:
             try:
                 import redis as redis_module
             except ImportError as error:  # pragma: no cover - depends on the environment
                 raise InvalidInputError("RedisStore needs the redis package: pip install 'greenserv[redis]'") from error
             client = redis_module.Redis.from_url(str(url))
+        if client.connection_pool.connection_kwargs.get("decode_responses"):
+            raise InvalidInputError(
+                "RedisStore keeps bytes: give it a client made with decode_responses=False (redis-py's default)"
+            )
         self.client = client
         self.key = key
         self.max_attempts = max_attempts
+        self.given_identity = identity
         self.conflicts_ = 0  # transactions retried because another replica wrote first
 
     @property
     def identity(self) -> str:
+        """``identity=`` as given, else ``redis:<server>/<db>#<key>`` (a loopback address is
+        ``loopback``)."""
+        if self.given_identity is not None:
+            return f"redis:{self.given_identity}#{self.key}"
+        return self._address_identity(canonical=True)
+
+    @property
+    def former_identities(self) -> tuple[str, ...]:
+        """The name this store had before loopback addresses were made one (a router saved
+        then remembers its sync base under it)."""
+        former = self._address_identity(canonical=False)
+        return () if former == self.identity else (former,)
+
+    def _address_identity(self, *, canonical: bool) -> str:
         where = self.client.connection_pool.connection_kwargs
-        server = where.get("path") or f"{where.get('host', 'localhost')}:{where.get('port', 6379)}"
+        host = str(where.get("host", "localhost"))
+        if canonical:
+            host = _LOOPBACK if _is_loopback(host) else host.lower()
+        server = where.get("path") or f"{host}:{where.get('port', 6379)}"
         return f"redis:{server}/{where.get('db', 0)}#{self.key}"
 
     def read(self) -> Statistics:
@@ -183,6 +215,19 @@ class RedisStore:
                     self.conflicts_ += 1
                     continue
         raise StateFileError(f"could not merge into {self.key!r}: {self.max_attempts} attempts met concurrent writes")
+
+
+_LOOPBACK = "loopback"
+
+
+def _is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address (``127.0.0.1``, ``::1``)."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _as_bytes(data: Any) -> bytes:
