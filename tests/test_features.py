@@ -213,7 +213,10 @@ def test_unknown_input_still_gets_a_label_with_probability() -> None:
 def test_state_refuses_another_embedder() -> None:
     extractor = make_hashing_extractor()
     state = extractor.state_dict()
-    other = FeatureExtractor(HashingEmbedder(64), extractor.task_classifier)
+    small = HashingEmbedder(64)
+    texts = ["add 2 and 3", "sum 4 and 5", "write a poem", "a poem on rain"]
+    classifier = TaskClassifier().fit(small.embed(texts), ["math", "math", "chat", "chat"], small.name)
+    other = FeatureExtractor(small, classifier)
     with pytest.raises(StateFileError, match="embedder"):
         other.load_state_dict(state)
 
@@ -270,7 +273,7 @@ def test_warm_embeds_once_and_reuses_the_on_disk_store(tmp_path) -> None:  # typ
         """A hashing embedder with a cache and ``preload``, counting what it really embeds."""
 
         def __init__(self) -> None:
-            super().__init__(64)
+            super().__init__(128)
             self.embedded: list[str] = []
             self.cache: dict[str, np.ndarray] = {}
 
@@ -464,3 +467,31 @@ def test_load_rebuilds_the_saved_number_of_clusters(tmp_path) -> None:  # type: 
     router.save(tmp_path / "router.json")
     loaded = GreenServRouter.load(tmp_path / "router.json", pool)  # the bundled features, as saved
     assert loaded.features.clusterer.n_clusters == 5
+
+
+def test_an_extractor_refuses_a_classifier_trained_on_another_embedding_space() -> None:
+    trained = make_hashing_extractor()  # on hashing:128
+    with pytest.raises(
+        InvalidInputError, match="trained on 'hashing:128' embeddings, but the embedder is 'hashing:64'"
+    ):
+        FeatureExtractor(HashingEmbedder(64), trained.task_classifier)
+    unnamed = TaskClassifier().fit(HashingEmbedder(64).embed(["add 2 and 3", "a poem"]), ["math", "chat"], "")
+    with pytest.raises(InvalidInputError, match=r"reads 64-dimensional embeddings, but the embedder .* gives 128"):
+        FeatureExtractor(HashingEmbedder(128), unnamed)
+
+
+@pytest.mark.parametrize(("cluster", "complexity_bin"), [(-1, 0), (3, 0), (0, -2), (0, 4), (1.0, 0), (True, 0)])
+def test_encode_refuses_values_outside_their_block(cluster: object, complexity_bin: object) -> None:
+    extractor = make_hashing_extractor(n_clusters=3)
+    task = extractor.task_types[0]
+    with pytest.raises(InvalidInputError, match=r"must be an integer in \[0, [34]\)"):
+        extractor.encode(task, cluster, complexity_bin)  # type: ignore[arg-type]
+
+
+def test_scripts_written_without_spaces_count_a_token_a_character() -> None:
+    from greenserv_core.features.complexity import approximate_tokens
+
+    assert approximate_tokens("Hello, world!") == 4
+    assert approximate_tokens("请把这篇文章总结成三句话。") == 13
+    assert approximate_tokens("この文章を要約してください") == 13
+    assert approximate_tokens("abc中文def") == 4

@@ -37,16 +37,19 @@ __all__ = [
     "reading_ease",
 ]
 
-_TOKEN = re.compile(r"\w+|[^\w\s]")
+_ONE_TOKEN_EACH = "\u0e00-\u0e7f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
+"""Thai, kana, CJK ideographs and Hangul: written without spaces, so each character counts."""
+_TOKEN = re.compile(rf"[{_ONE_TOKEN_EACH}]|[^\W{_ONE_TOKEN_EACH}]+|[^\w\s]")
 _V = TypeVar("_V")
 
 
 def approximate_tokens(text: str) -> int:
-    """Model-independent prompt length: words and punctuation marks (the counts of the last
-    4,096 texts are remembered under a digest, never the text: long prompts are not kept).
+    """Model-independent prompt length: words and punctuation marks, and each character of
+    scripts written without spaces (Chinese, Japanese, Korean, Thai). The counts of the last
+    4,096 texts are remembered under a digest, never the text: long prompts are not kept.
 
-    >>> approximate_tokens("Hello, world!")
-    4
+    >>> approximate_tokens("Hello, world!"), approximate_tokens("你好，世界！")
+    (4, 6)
     """
     return _TOKENS.get(text, lambda: len(_TOKEN.findall(text)))
 

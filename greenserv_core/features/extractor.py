@@ -89,6 +89,13 @@ class FeatureExtractor:
     ) -> None:
         if task_encoding not in TASK_ENCODINGS:
             raise InvalidInputError(f"task_encoding must be one of {list(TASK_ENCODINGS)}, got {task_encoding!r}")
+        check_pair(embedder, task_classifier)
+        width = task_classifier.coef_.shape[1] - task_classifier.lexical_features
+        if task_classifier.coef_.size and width != embedder.dimension:
+            raise InvalidInputError(
+                f"the task classifier reads {width}-dimensional embeddings, but the embedder "
+                f"{embedder.name!r} gives {embedder.dimension}"
+            )
         self.embedder = embedder
         self.task_classifier = task_classifier
         self.task_encoding = task_encoding
@@ -154,6 +161,12 @@ class FeatureExtractor:
 
     def encode(self, task: str, cluster: int, complexity_bin: int) -> np.ndarray:
         """The one-hot context vector of given feature values."""
+        for name, value, count in (
+            ("cluster", cluster, self.clusterer.n_clusters),
+            ("complexity_bin", complexity_bin, self.complexity.n_bins),
+        ):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < count:
+                raise InvalidInputError(f"{name} must be an integer in [0, {count}), got {value!r}")
         vector = self.encode_task(task)
         offset = 1 + len(self.task_types)
         vector[offset + cluster] = 1.0

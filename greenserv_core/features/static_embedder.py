@@ -244,7 +244,7 @@ class StaticEmbedder:
     the tokenizer. A text's vector is the same alone or in a batch, cached or not.
 
     >>> embedder = StaticEmbedder()                                   # doctest: +SKIP
-    >>> float(embedder.embed(["hello"]) @ embedder.embed(["hi"]).T)   # doctest: +SKIP
+    >>> float(embedder.embed(["hello"])[0] @ embedder.embed(["hi"])[0])  # doctest: +SKIP
     0.7...
     """
 
