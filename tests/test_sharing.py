@@ -609,3 +609,28 @@ def test_a_sync_whose_total_cannot_be_adopted_never_sends_its_change_twice() -> 
         with pytest.raises(StateFileError, match="different prompts"):
             sharing.sync()
     assert store.merge(Statistics()).sums["tallies/small"].tolist() == sent.tolist()  # the answer once, not thrice
+
+
+@pytest.mark.parametrize("other", [{"complexity_edges": (10.0, 20.0, 90.0)}, {"task_encoding": "probabilities"}])
+def test_a_replica_whose_context_means_other_things_is_refused_before_it_writes(other: dict[str, object]) -> None:
+    from greenserv_core.features import FeatureExtractor
+
+    def replica(**options: object) -> GreenServRouter:
+        features = make_hashing_extractor(n_clusters=3)
+        extractor = FeatureExtractor(features.embedder, features.task_classifier, n_clusters=3, **options)  # type: ignore[arg-type]
+        extractor.seed_clusters(PROMPTS)
+        return GreenServRouter([FakeBackend("small"), FakeBackend("large")], features=extractor, seed=0)
+
+    store = InMemoryStore()
+    first = replica()
+    serve(first, [("What is 2 + 2?", "small", 1.0)])
+    SharedLearning(first, store).sync()
+    before = store.read()
+    odd = replica(**other)
+    serve(odd, [("What is 2 + 2?", "small", 1.0)])
+    with pytest.raises(StateFileError, match="different context layouts"):
+        SharedLearning(odd, store).sync()
+    assert store.read().sums.keys() == before.sums.keys()
+    assert all(np.array_equal(store.read().sums[key], before.sums[key]) for key in before.sums)
+    with pytest.raises(StateFileError, match="different context layouts"):  # a total that holds both is refused too
+        odd.features.load_statistics(first.features.statistics().plus(odd.features.statistics()))

@@ -13,6 +13,7 @@ The prompt length (``prompt_tokens``) is kept beside the vector for the energy m
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import threading
 from collections.abc import Sequence
@@ -56,6 +57,23 @@ class QueryFeatures:
         data = asdict(self)
         data["vector"] = self.vector.tolist()
         return data
+
+
+_LAYOUT = "layout"
+
+
+def check_shared_layout(stats: Statistics, own: float | None = None) -> None:
+    """Refuse shared statistics from replicas whose context layouts differ (or differ from
+    ``own``): the same entry of their vectors means different things, so their policies'
+    statistics cannot be added. Statistics without a layout (written before it was shared) pass."""
+    low, high = stats.minima.get(_LAYOUT), stats.maxima.get(_LAYOUT)
+    if low is None or high is None:
+        return
+    if low[0] != high[0] or (own is not None and low[0] != own):
+        raise StateFileError(
+            "replicas share statistics of different context layouts (another embedder, other task "
+            "types, another task encoding or other reading-ease bins): give every replica the same features"
+        )
 
 
 class FeatureExtractor:
@@ -257,14 +275,36 @@ class FeatureExtractor:
         return self._lock
 
     def statistics(self) -> Statistics:
-        """The clustering's mergeable statistics (see :class:`~greenserv_core.statistics.Shareable`)."""
+        """The clustering's mergeable statistics (see :class:`~greenserv_core.statistics.Shareable`),
+        and a fingerprint of the context's layout (:meth:`layout_fingerprint`) as an equal
+        minimum and maximum: replicas whose context vectors mean different things differ there."""
         with self._lock:
-            return self.clusterer.statistics()
+            stats = self.clusterer.statistics()
+            mark = np.array([self.layout_fingerprint()])
+            return Statistics(
+                sums=stats.sums, minima={**stats.minima, _LAYOUT: mark}, maxima={**stats.maxima, _LAYOUT: mark}
+            )
 
     def load_statistics(self, stats: Statistics) -> None:
+        """Take merged clustering statistics; :class:`StateFileError` if they come from
+        replicas whose context layout differs from this one's."""
+        check_shared_layout(stats, self.layout_fingerprint())
+        clusters = Statistics(
+            sums=stats.sums,
+            minima={k: v for k, v in stats.minima.items() if k != _LAYOUT},
+            maxima={k: v for k, v in stats.maxima.items() if k != _LAYOUT},
+        )
         with self._lock:
-            self.clusterer.load_statistics(stats)
+            self.clusterer.load_statistics(clusters)
             self.centre_clusters = self.clusterer.centre is not None
+
+    def layout_fingerprint(self) -> float:
+        """What the context vector's entries mean (the embedder, the task types, their encoding
+        and the reading-ease bins), digested into one exactly representable number."""
+        layout = json.dumps(
+            [self.embedder.name, list(self.task_types), self.task_encoding, list(self.complexity.edges)]
+        )
+        return float(int.from_bytes(hashlib.sha256(layout.encode()).digest()[:6], "big"))
 
     def state_dict(self) -> dict[str, Any]:
         with self._lock:

@@ -50,6 +50,7 @@ import numpy as np
 
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.features.clustering import check_joining_clusters
+from greenserv_core.features.extractor import check_shared_layout
 from greenserv_core.paths import cache_dir
 from greenserv_core.sharing.stores import FileStore, StateStore, store_identity
 from greenserv_core.statistics import Statistics
@@ -192,7 +193,9 @@ class SharedLearning:
         if self.syncs_ == 0:  # a replica set up unlike the others is refused before it writes to the store
             extremes = Statistics(minima=delta.minima, maxima=delta.maxima)
             clusters = _CLUSTERS.rstrip("/")
-            check_joining_clusters(self.store.read().under(clusters), extremes.under(clusters))
+            stored, joining = self.store.read().under(clusters), extremes.under(clusters)
+            check_shared_layout(stored.plus(joining))
+            check_joining_clusters(stored, joining)
         merged = self.store.merge(delta)
         seen_before = float(self.base_.sums.get(_SYNCS, np.zeros(1))[0])
         if float(merged.sums[_SYNCS][0]) < seen_before + 1.0:  # emptied or replaced since our last sync
