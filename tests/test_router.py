@@ -318,15 +318,13 @@ def test_load_refuses_corrupt_or_incompatible_files(router: GreenServRouter, fak
     with pytest.raises(StateFileError, match="version"):
         load()
     path.write_text(text)
+    from greenserv_core.features import HashingEmbedder, TaskClassifier
+
+    small = HashingEmbedder(32)  # features of another embedder, with a classifier of its own
+    texts, labels = ["add 2 and 3", "sum 4 and 5", "write a poem", "a poem on rain"], ["a", "a", "b", "b"]
+    classifier = TaskClassifier().fit(small.embed(texts), labels, small.name)
     with pytest.raises(StateFileError, match="embedder"):
-        GreenServRouter.load(
-            path,
-            fakes,
-            features=FeatureExtractor(
-                __import__("greenserv_core.features", fromlist=["HashingEmbedder"]).HashingEmbedder(32),
-                make_hashing_extractor().task_classifier,
-            ),
-        )
+        GreenServRouter.load(path, fakes, features=FeatureExtractor(small, classifier))
     with pytest.raises(StateFileError, match="no saved state"):
         GreenServRouter.load(tmp_path / "absent.json", fakes, features=make_hashing_extractor())
 
