@@ -346,3 +346,42 @@ def test_the_gap_with_a_pool_change_counts_only_the_models_present() -> None:
     assert gaps["gap_closed_to_best_fixed_per_task"] == pytest.approx(1.0)
     curve = report["learning_curve"]["strategies"]["oracle"][-1]
     assert curve["gap_closed_to_oracle"]["mean"] == pytest.approx(gaps["gap_closed_to_oracle"])
+
+
+def test_under_a_shift_the_best_fixed_model_per_task_is_the_best_of_each_stretch() -> None:
+    """One task, equal joules, λ = 0.4: a scores 0.5 (reward 0.30), b 0.9 (0.54) until query 2
+    and 0.3 (0.18) after, c 0. Before the shift b is the best fixed model, after it a: the
+    baseline is (2·0.54 + 8·0.30)/10 = 0.348, never b's shifted 0.252."""
+    models, scores = ["a", "b", "c"], [0.5, 0.9, 0.0]
+    rows = [
+        {
+            "query_id": f"q{q}",
+            "task": "t",
+            "prompt": f"what is {q} plus {q}?",
+            "reference": "",
+            "model": m,
+            "output": "",
+            "accuracy": a,
+            "energy_joules": 1.0,
+            "energy_source": "x",
+            "latency_s": 0.1,
+            "input_tokens": 1,
+            "output_tokens": 1,
+        }
+        for q in range(10)
+        for m, a in zip(models, scores, strict=True)
+    ]
+    columns = {key: [row[key] for row in rows] for key in rows[0]}
+    table = OutcomeTable(columns, {"simulated": True})
+    report = replay(
+        table,
+        ["random"],
+        runs=1,
+        tradeoff=0.4,
+        shifts=[Shift.parse("b@2:accuracy-0.6")],
+        horizons=(),
+        make_features=make_hashing_extractor,
+    )
+    baselines = report["stream_baselines"]
+    assert baselines["best_fixed_model_per_task"]["reward"] == pytest.approx(0.348)
+    assert baselines["random"]["reward"] == pytest.approx(0.184)

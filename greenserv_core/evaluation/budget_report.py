@@ -44,9 +44,15 @@ def worst_window(spend: np.ndarray, *, budget: float, window: int, skip: int) ->
 
 
 def time_windows(spend: np.ndarray, arrivals: np.ndarray, window_s: float) -> np.ndarray:
-    """The joules spent in each whole window of ``window_s`` seconds (the last, partial one left out)."""
-    index = (arrivals // window_s).astype(int)
-    whole = int(arrivals[-1] // window_s)  # windows 0 .. whole-1 are complete
+    """The joules spent in each whole window of ``window_s`` seconds, counted from the first
+    arrival as the pacer counts them (the last, partial one left out).
+
+    >>> time_windows(np.full(5, 10.0), np.array([8.0, 9.0, 12.0, 19.0, 27.0]), 10.0).tolist()
+    [30.0]
+    """
+    since = arrivals - arrivals[0]
+    index = (since // window_s).astype(int)
+    whole = int(since[-1] // window_s)  # windows 0 .. whole-1 are complete
     return np.bincount(index[index < whole], weights=spend[index < whole], minlength=whole)
 
 
@@ -92,7 +98,8 @@ def spend_report(
             per_query = budget.per_query_joules
             if per_query is None:
                 assert result.arrivals is not None and budget.window_s is not None
-                per_query = budget.joules / budget.window_s * float(result.arrivals[-1]) / len(spend)
+                elapsed = float(result.arrivals[-1] - result.arrivals[0])  # the pacer's clock starts at the first
+                per_query = budget.joules / budget.window_s * elapsed / len(spend)
                 windows = time_windows(spend, result.arrivals, budget.window_s) / budget.joules
                 if len(windows) > 1:
                     first.append(float(windows[0]))

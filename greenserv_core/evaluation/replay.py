@@ -48,6 +48,7 @@ router optimises exactly the reward it is scored on and what is left is the cost
 from __future__ import annotations
 
 import importlib
+import itertools
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -307,6 +308,7 @@ def _streams(
                 norm = np.where(energy != data.energy[order], shifted, norm)
         step_reward = (1 - tradeoff) * accuracy - tradeoff * norm
         stream = replace(ordered, accuracy=accuracy, energy=energy, latency=latency)
+        ranks = _shifted_ranks(step_reward, tasks, len(names), shifts) if shifts else rank[tasks]
         made[seed] = _Stream(
             data,
             order,
@@ -314,11 +316,27 @@ def _streams(
             step_reward,
             present,
             tasks,
-            step_baselines(step_reward, accuracy, energy, present, rank[tasks]),
+            step_baselines(step_reward, accuracy, energy, present, ranks),
         )
         return made[seed]
 
     return make
+
+
+def _shifted_ranks(step_reward: np.ndarray, tasks: np.ndarray, n_tasks: int, shifts: Sequence[Shift]) -> np.ndarray:
+    """Each step's ranking of the models on its task (0: best) when outcomes shift: ranked on
+    the run's own shifted rewards, within each stretch between shift steps, so that the best
+    fixed model per task is the one that was best in that stretch (as a pool change switches
+    it to the best model present), never a model ranked on outcomes it no longer has."""
+    ranks = np.zeros(step_reward.shape, dtype=np.int64)
+    bounds = sorted({0, len(step_reward), *(min(max(s.step, 0), len(step_reward)) for s in shifts)})
+    for start, stop in itertools.pairwise(bounds):
+        for task in range(n_tasks):
+            rows = np.flatnonzero(tasks[start:stop] == task) + start
+            if len(rows):
+                mean = step_reward[rows].mean(axis=0)
+                ranks[rows] = np.argsort(np.argsort(-mean, kind="stable"), kind="stable")
+    return ranks
 
 
 def _peer(strategy: str, dimension: int, seed: int) -> Policy | None:
