@@ -385,3 +385,8 @@ def test_under_a_shift_the_best_fixed_model_per_task_is_the_best_of_each_stretch
     baselines = report["stream_baselines"]
     assert baselines["best_fixed_model_per_task"]["reward"] == pytest.approx(0.348)
     assert baselines["random"]["reward"] == pytest.approx(0.184)
+
+
+def test_peers_are_refused_with_a_warm_start_whose_rows_they_would_learn_on_another_scale() -> None:
+    with pytest.raises(InvalidInputError, match=r"peers \['vw-squarecb'\] would learn a warm start"):
+        replay(two_model_table(20), ["epsilon", "vw-squarecb"], runs=1, warm_start=2, horizons=())

@@ -18,9 +18,10 @@ learn shared × action interactions (``-q SA``), i.e. per-arm context effects.
 
 The router's ``update(arm, context, accuracy)`` carries no decision id, so a peer remembers
 its recent decisions by (arm, context) and matches feedback to the newest one. Feedback that
-matches no decision (a warm start from a table, routed by nobody) is learned as if the arm had
+matches no decision (rows taught from a table, routed by nobody) is learned as if the arm had
 been chosen uniformly at random (probability ``1 / number of arms``) at no cost
-(``value_scale = 1``, ``cost = 0``, so ``r = accuracy``).
+(``value_scale = 1``, ``cost = 0``, so ``r = accuracy``): on another scale than a routed
+answer's reward, so the replay refuses peers together with a warm start.
 
 Peers cannot be saved or shared between replicas. Vowpal Wabbit comes with the ``bench`` extra
 and MABWiser with the ``peers`` extra; each is imported only when its peer is made.

@@ -759,6 +759,11 @@ def replay(
         raise InvalidInputError(f"overstate names {unknown}, which the table does not have")
     if overstate and not warm_start:
         raise InvalidInputError("overstate changes warm-start scores; it needs warm_start >= 1")
+    if warm_start and peer_strategies(strategies):
+        raise InvalidInputError(
+            f"the peers {peer_strategies(strategies)} would learn a warm start's rows as accuracy alone, on "
+            "another scale than the rewards of the answers they route: replay them without warm_start"
+        )
     data, warm = split_warm_start(full, per_task, warm_start)
     _check_changes(changes, data)
     _check_shifts(shifts, data)
