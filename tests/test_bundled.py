@@ -68,6 +68,19 @@ def test_missing_setup_names_the_command(tmp_path: Path, monkeypatch: pytest.Mon
         bundled.ensure_converted("gpt-17")
 
 
+def test_a_pool_of_some_bundled_models_needs_only_those_set_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    from greenserv_core.backends import transformers
+    from greenserv_core.errors import InvalidInputError
+
+    asked: list[str] = []
+    monkeypatch.setattr(bundled, "bundled_spec", lambda name: asked.append(name) or name)
+    monkeypatch.setattr(transformers, "TransformersBackend", lambda spec, **options: spec)
+    assert bundled.bundled_pool(names=["smollm2-135m-instruct"]) == ["smollm2-135m-instruct"]  # type: ignore[comparison-overlap]
+    assert asked == ["smollm2-135m-instruct"]  # the other model's setup is never looked at
+    with pytest.raises(InvalidInputError, match=r"no bundled models named \['gpt-17'\]"):
+        bundled.bundled_pool(names=["gpt-17"])
+
+
 def test_install_missing_only_installs_what_is_absent(monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib.util
 

@@ -33,6 +33,14 @@ TASKS = ["arc_easy", "boolq", "gsm8k"]
         ("A man walks in", None),
         ("It must be C) the third", "C"),
         ("", None),
+        ("**B**", "B"),
+        ("**B. dog**", "B"),
+        ("B, dog", "B"),
+        ("B is correct", "B"),
+        ("The answer is: B", "B"),
+        ("The answer is **B**", "B"),
+        ("The answer is a cow, C.", "C"),  # an article, not option A
+        ("My answer is a guess", None),
     ],
 )
 def test_extract_choice(text: str, expected: str | None) -> None:
@@ -64,6 +72,34 @@ def test_score_answer_per_task_kind() -> None:
     trivia = TaskExample("triviaqa", "t", "...", "Paris", aliases=("Paris", "City of Light"))
     assert score_answer(trivia, "The city of light!") == 1.0
     assert score_answer(trivia, "Parisian") == 0.0
+
+
+@pytest.mark.parametrize(
+    ("reference", "output", "score"),
+    [
+        ("-42", "42", 0.0),  # a sign is part of the number
+        ("-42", " -42", 1.0),
+        ("96", "-96", 0.0),
+        ("54.6", "546", 0.0),  # so is the decimal point
+        ("54.6", "54.6 percent", 1.0),
+        ("1200", "about 1,200 people", 1.0),
+        ("COVID-19", "covid-19 cases", 1.0),
+    ],
+)
+def test_open_answers_keep_a_numbers_sign_and_decimals(reference: str, output: str, score: float) -> None:
+    assert score_answer(TaskExample("basic_arithmetic", "q", "...", reference), output) == score
+
+
+def test_every_yes_no_reference_reads_the_first_yes_or_no() -> None:
+    for task in ("qasper_yesno", "sciriff_yesno"):
+        assert score_answer(TaskExample(task, "q", "...", "no"), "Yes, no doubt about it.") == 0.0
+        assert score_answer(TaskExample(task, "q", "...", "yes"), "Yes, no doubt about it.") == 1.0
+
+
+@pytest.mark.parametrize("task", ["basic_skills_arithmetic", "qasper_yesno", "sciriff_yesno"])
+def test_each_document_of_a_task_is_loaded_once(task: str) -> None:
+    examples = load_task(task)
+    assert len({ex.example_id for ex in examples}) == len(examples)
 
 
 def _oracle_reply(messages: Sequence[Message]) -> str:
@@ -116,15 +152,22 @@ def test_collect_resumes_after_a_crash_without_losing_or_redoing_rows(tmp_path: 
     assert len(kept) == 1 + 7 and not out.exists()
     with open(journal, "a", encoding="utf-8") as handle:
         handle.write('{"query_id": "torn')  # a crash in the middle of a write
+    with pytest.raises(KeyboardInterrupt):  # resumed, and killed mid-write again
+        collect([Crashing("m", budget=2, reply=_oracle_reply)], out, tasks=TASKS, limit=4, seed=3, batch_size=1)
+    with open(journal, "a", encoding="utf-8") as handle:
+        handle.write('{"query_id": "torn again')
     resumed = FakeBackend("m", reply=_oracle_reply)
     table = collect([resumed], out, tasks=TASKS, limit=4, seed=3, batch_size=1)
-    assert resumed.calls == 12 - 7
+    assert resumed.calls == 12 - 7 - 2
     assert len(table) == 12 and sorted(set(table.columns["query_id"])) == sorted(table.columns["query_id"])
-    fresh = collect([FakeBackend("m", reply=_oracle_reply)], tmp_path / "fresh.csv", tasks=TASKS, limit=4, seed=3)
+    fresh = collect(
+        [FakeBackend("m", reply=_oracle_reply)], tmp_path / "fresh.csv", tasks=TASKS, limit=4, seed=3, batch_size=1
+    )
     assert table.columns == fresh.columns
     # running the finished command again is a no-op
     again = FakeBackend("m", reply=_oracle_reply)
-    assert collect([again], out, tasks=TASKS, limit=4, seed=3).columns == table.columns and again.calls == 0
+    assert collect([again], out, tasks=TASKS, limit=4, seed=3, batch_size=1).columns == table.columns
+    assert again.calls == 0
 
 
 def test_collect_refuses_mixed_settings_and_bad_input(tmp_path: Path) -> None:
@@ -139,6 +182,22 @@ def test_collect_refuses_mixed_settings_and_bad_input(tmp_path: Path) -> None:
         collect([FakeBackend("m"), FakeBackend("m")], tmp_path / "x.csv", tasks=TASKS, limit=1)
     with pytest.raises(InvalidInputError, match="at least one"):
         collect([], tmp_path / "x.csv")
+    with pytest.raises(InvalidInputError, match="tasks must be a list of task names"):
+        collect([FakeBackend("m")], tmp_path / "x.csv", tasks="arc_easy")
+    with pytest.raises(InvalidInputError, match=r"\['codex_humaneval', 'minerva_math_algebra'\] have code or LaTeX"):
+        collect([FakeBackend("m")], tmp_path / "x.csv", tasks=["arc_easy", "minerva_math_algebra", "codex_humaneval"])
+    with pytest.raises(InvalidInputError, match="limit must be None or an integer of 0 or more"):
+        load_task("arc_easy", limit=-1)
+
+
+def test_the_batch_size_that_defines_latency_is_recorded_and_a_resume_must_keep_it(tmp_path: Path) -> None:
+    out = tmp_path / "t.csv"
+    with pytest.raises(KeyboardInterrupt):
+        collect([Crashing("m", budget=2, reply=_oracle_reply)], out, tasks=TASKS, limit=4, seed=3, batch_size=1)
+    with pytest.raises(StateFileError, match="other settings"):
+        collect([FakeBackend("m", reply=_oracle_reply)], out, tasks=TASKS, limit=4, seed=3, batch_size=4)
+    table = collect([FakeBackend("m", reply=_oracle_reply)], out, tasks=TASKS, limit=4, seed=3, batch_size=1)
+    assert table.metadata["batch_size"] == 1
 
 
 def test_summaries_are_scored_with_rouge_l() -> None:

@@ -39,6 +39,13 @@ ADD = ToolSpec.from_openai(
 TOOLS = [WEATHER, ADD]
 
 
+def test_a_tool_spec_names_bad_json_and_a_description_that_is_not_text() -> None:
+    with pytest.raises(InvalidInputError, match="parameters_json must be a JSON schema as text"):
+        ToolSpec("add", "Add.", "{'type': 'object'}")
+    with pytest.raises(InvalidInputError, match="description must be a string"):
+        ToolSpec("add", None, "{}")  # type: ignore[arg-type]
+
+
 def test_tool_specs_are_validated_hashable_and_round_trip() -> None:
     assert ToolSpec.from_openai(WEATHER.to_openai()) == WEATHER and len({WEATHER, ADD, WEATHER}) == 2
     with pytest.raises(InvalidInputError, match="name"):
@@ -108,6 +115,8 @@ def test_bad_calls_become_invalid_calls_with_a_reason(text: str, reason: str) ->
         '{"city": "Paris"}',  # JSON, but not a call
         'The JSON is {"name": "add", "arguments": {"a": 1, "b": 2}} as you asked.',  # prose around bare JSON
         "",
+        '{"name": "Ada Lovelace", "born": 1815}',  # a JSON record with a name, not a call
+        "Wrap each call in a <tool_call> tag, then wait for the result.",  # the tag named in prose
     ],
 )
 def test_plain_answers_have_no_calls(text: str) -> None:

@@ -59,9 +59,7 @@ def _collect(args: argparse.Namespace) -> int:
                 + (f"unknown: {unknown}" if unknown else f"got {args.models!r}")
                 + " (leave --models out for all of them)"
             )
-    pool = bundled_pool(meter=args.meter)
-    if wanted is not None:
-        pool = [b for b in pool if b.name in wanted]
+    pool = bundled_pool(names=wanted, meter=args.meter)  # only the models asked for need to be set up
     try:
         table = collect(
             pool,
@@ -132,7 +130,7 @@ def _verify(args: argparse.Namespace) -> int:
     check_output_file("--out", args.out, not_to={"--table": args.table})
     table = read_table(args.table)
     wanted = set(table.columns["model"])
-    pool = [backend for backend in bundled_pool(meter=args.meter) if backend.info.name in wanted]
+    pool = [b for b in bundled_pool(names=sorted(wanted), meter=args.meter) if b.info.name in wanted]
     verified = verify_table(table, pool, args.out, signal=signal, batch_size=args.batch_size, progress=True)
     before = (
         {(row["task"], row["model"]): row for row in confidence_report(table)} if "confidence" in table.columns else {}
@@ -164,7 +162,7 @@ def _verify(args: argparse.Namespace) -> int:
 def add_commands(bench: Any) -> None:
     """Add ``simulate``, ``collect``, ``confidence`` and ``verify`` to the ``bench`` subparsers."""
     from greenserv_core.datasets import TASKS
-    from greenserv_core.evaluation.collect import DEFAULT_TASKS
+    from greenserv_core.evaluation.collect import DEFAULT_TASKS, UNSCORED_TASKS
     from greenserv_core.models.bundled import BUNDLED_MODELS
 
     simulate = bench.add_parser("simulate", help="draw a SIMULATED paper-scale table from calibration figures")
@@ -181,7 +179,9 @@ def add_commands(bench: Any) -> None:
     collect = bench.add_parser("collect", help="run the bundled models over labelled tasks into a real table")
     collect.add_argument("--out", required=True, help="table path (.parquet or .csv); resumes from <out>.rows.jsonl")
     collect.add_argument(
-        "--tasks", default=",".join(DEFAULT_TASKS), help=f"comma-separated, of: {', '.join(sorted(TASKS))}"
+        "--tasks",
+        default=",".join(DEFAULT_TASKS),
+        help=f"comma-separated, of: {', '.join(sorted(set(TASKS) - UNSCORED_TASKS))}",
     )
     collect.add_argument("--limit", type=int, default=200, help="queries per task (seeded sample)")
     collect.add_argument("--seed", type=seed_number, default=0)

@@ -313,11 +313,14 @@ def _basic_arithmetic() -> Iterator[TaskExample]:
 
 
 def _documents(relative: str) -> Iterator[tuple[dict[str, Any], str]]:
-    """Each document of an oe-eval request file once, with its request's (few-shot) context."""
+    """Each document of an oe-eval request file once, with its first request's (few-shot)
+    context. A document is known by its content: some files (the basic-skills probes, Qasper
+    and SciRIFF yes/no) hold each one twice, under two ``doc_id`` s and two few-shot contexts."""
     seen: set[Any] = set()
     for record in _read_requests(relative):
-        if record["doc_id"] not in seen:
-            seen.add(record["doc_id"])
+        key = json.dumps(record["doc"], sort_keys=True, default=str)
+        if record["doc_id"] not in seen and key not in seen:
+            seen.update((record["doc_id"], key))
             yield record["doc"], str(record["request"]["context"])
 
 
@@ -503,6 +506,8 @@ def load_task(name: str, *, limit: int | None = None, seed: int = 0) -> list[Tas
     """All examples of a task, or a seeded random sample of ``limit`` of them."""
     if name not in TASKS:
         raise InvalidInputError(f"unknown task {name!r}; known tasks: {sorted(TASKS)}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise InvalidInputError(f"limit must be None or an integer of 0 or more, got {limit!r}")
     examples = list(TASKS[name]())
     if limit is not None and limit < len(examples):
         examples = random.Random(seed).sample(examples, limit)

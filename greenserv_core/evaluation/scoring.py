@@ -2,8 +2,9 @@
 
 * multiple choice: the option letter the answer commits to, exact match with the gold letter;
 * GSM8K: the number after ``####`` (else the last number in the answer), numeric exact match;
-* BoolQ: the first ``yes``/``no`` in the answer;
-* open QA (TriviaQA, NQ): any gold alias contained in the normalised answer;
+* BoolQ and every task whose reference is ``yes`` or ``no``: the first ``yes``/``no`` in the answer;
+* open QA (TriviaQA, NQ, arithmetic, DROP): any gold alias contained in the answer, both read
+  as lowercase words and numbers (a number keeps its sign and its decimals: ``-42`` is not ``42``);
 * summaries (``SUMMARY_TASKS``, e.g. CNN/DailyMail): ROUGE-L F1 against the reference, a
   score in [0, 1] rather than 0 or 1 (Google's ``rouge-score``, with stemming; the ``bench`` extra).
 
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import re
-import string
 from typing import Any
 
 from greenserv_core.datasets.olmo_eval import LETTERS, TaskExample
@@ -33,22 +33,27 @@ _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 def extract_choice(text: str, n_choices: int) -> str | None:
     """The option letter an answer commits to, or ``None``.
 
-    A leading letter (``"B"``, ``"(B)"``, ``"B. blue"``, not ``"A man"``) wins; otherwise an explicit
-    ``answer is B``; otherwise the first letter that stands alone as ``B.`` or ``B)``.
-    Letters beyond the number of options do not count.
+    A leading letter (``"B"``, ``"(B)"``, ``"B. blue"``, ``"B, blue"``, ``"B is right"``, not
+    ``"A man"``) wins; otherwise an explicit ``answer is B`` (``answer: b.``; a lowercase letter
+    only where it stands alone, so never the article in ``answer is a cow``); otherwise the
+    first letter that stands alone as ``B.`` or ``B)``. Markdown emphasis (``**B**``) is read
+    through. Letters beyond the number of options do not count.
 
     >>> extract_choice("C) because", 4), extract_choice("I think the answer is d.", 4), extract_choice("I'm", 4)
     ('C', 'D', None)
+    >>> extract_choice("The answer is: **B**", 4), extract_choice("The answer is a cow, C.", 4)
+    ('B', 'C')
     """
     valid = LETTERS[:n_choices]
-    letters = f"[{valid}{valid.lower()}]"
+    lower = valid.lower()
+    text = re.sub(r"[*_`]", "", text)
     patterns = (
-        rf"^\s*\(?({letters})(?:[.):\n]|\s*$)",
-        rf"answer\s*(?:is|:)?\s*\(?({letters})\b",
+        rf"^\s*\(?([{valid}{lower}])(?:[.):,\n]|\s*$|\s+(?:is|would)\b)",
+        rf"(?i:answer)\s*(?:(?i:is)\s*)?:?\s*\(?([{valid}]\b|[{lower}](?=[.)]|\s*$))",
         rf"(?:^|\s)\(?([{valid}])[.)](?:\s|$)",
     )
     for pattern in patterns:
-        match = re.search(pattern, text, flags=re.IGNORECASE if pattern is patterns[1] else 0)
+        match = re.search(pattern, text)
         if match:
             return match.group(1).upper()
     return None
@@ -86,10 +91,25 @@ def extract_yes_no(text: str) -> str | None:
     return match.group(1).lower() if match else None
 
 
+_TOKEN = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?|[^\W_]+")
+_ARTICLES = frozenset({"a", "an", "the"})
+
+
 def _normalise(text: str) -> str:
-    text = text.lower().translate(str.maketrans("", "", string.punctuation))
-    text = re.sub(r"\b(a|an|the)\b", " ", text)
-    return " ".join(text.split())
+    """Lowercase words and numbers, one space apart, without articles or punctuation; a
+    number keeps its sign and decimals and loses its thousands separators (``-1,200.50`` is
+    ``-1200.5``).
+
+    >>> _normalise("The answer: -1,200.50, not 1200!")
+    'answer -1200.5 not 1200'
+    """
+    words = []
+    for token in _TOKEN.findall(text.lower()):
+        if token[-1].isdigit() and (token[0].isdigit() or token[0] == "-"):
+            token = _canonical_number(token) or token
+        if token not in _ARTICLES:
+            words.append(token)
+    return " ".join(words)
 
 
 @functools.cache
@@ -117,8 +137,8 @@ def score_answer(example: TaskExample, output: str) -> float:
         return float(extract_choice(output, len(example.choices)) == example.reference)
     if example.task == "gsm8k":
         return float(extract_number(output) == _canonical_number(example.reference))
-    if example.task == "boolq":
+    if example.task == "boolq" or (not example.aliases and example.reference in ("yes", "no")):
         return float(extract_yes_no(output) == example.reference)
-    answer = _normalise(output)
+    answer = f" {_normalise(output)} "
     aliases = [_normalise(a) for a in (example.aliases or (example.reference,))]
-    return float(any(alias and re.search(rf"\b{re.escape(alias)}\b", answer) for alias in aliases))
+    return float(any(alias and f" {alias} " in answer for alias in aliases))

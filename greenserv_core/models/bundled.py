@@ -21,13 +21,13 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from greenserv_core.backends.registry import register_address_scheme
-from greenserv_core.errors import MissingResourceError
+from greenserv_core.errors import InvalidInputError, MissingResourceError
 from greenserv_core.models.spec import ModelSpec
 from greenserv_core.paths import cache_dir
 
@@ -187,13 +187,18 @@ def bundled_specs() -> list[ModelSpec]:
     return [bundled_spec(name) for name in BUNDLED_MODELS]
 
 
-def bundled_pool(**backend_options: Any) -> list[TransformersBackend]:
-    """One :class:`~greenserv_core.backends.transformers.TransformersBackend` per bundled model
-    (weights load on first use)."""
+def bundled_pool(names: Sequence[str] | None = None, **backend_options: Any) -> list[TransformersBackend]:
+    """One :class:`~greenserv_core.backends.transformers.TransformersBackend` per bundled model,
+    or per bundled model of ``names`` (only those need to be set up; weights load on first use)."""
     from greenserv_core.backends.transformers import TransformersBackend
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    return [TransformersBackend(spec, **backend_options) for spec in bundled_specs()]
+    if names is None:
+        return [TransformersBackend(spec, **backend_options) for spec in bundled_specs()]
+    unknown = sorted(set(names) - set(BUNDLED_MODELS))
+    if unknown:
+        raise InvalidInputError(f"no bundled models named {unknown}; the bundled models are {list(BUNDLED_MODELS)}")
+    return [TransformersBackend(bundled_spec(name), **backend_options) for name in BUNDLED_MODELS if name in names]
 
 
 @register_address_scheme(

@@ -108,8 +108,10 @@ def _check(raw: Any, source: str, tools: dict[str, ToolSpec]) -> ToolCall | Inva
     return ToolCall(name, arguments)
 
 
-def _json_calls(text: str) -> list[Any] | None:
-    """The call objects if ``text`` is nothing but JSON (optionally fenced), else ``None``."""
+def _json_calls(text: str, offered: Mapping[str, ToolSpec]) -> list[Any] | None:
+    """The call objects if ``text`` is nothing but JSON (optionally fenced) in which every
+    object calls: it names an offered tool, or gives ``arguments`` (``parameters``); else
+    ``None`` (a JSON answer that merely has a ``name``, such as a record asked for, is prose)."""
     stripped = text.strip()
     fenced = _FENCE.match(stripped)
     if fenced:
@@ -123,6 +125,8 @@ def _json_calls(text: str) -> list[Any] | None:
     values = value if isinstance(value, list) else [value]
     if not values or not all(isinstance(v, dict) and "name" in v for v in values):
         return None
+    if not all(v["name"] in offered or "arguments" in v or "parameters" in v for v in values):
+        return None
     return values
 
 
@@ -131,8 +135,14 @@ def parse_tool_calls(text: str, tools: Sequence[ToolSpec]) -> ParsedOutput:
     offered = {tool.name: tool for tool in tools}
     found: list[ToolCall | InvalidToolCall] = []
     if "<tool_call>" in text:
-        for block in _BLOCK.findall(text):
-            source = block.strip()
+        kept: list[str] = []  # the prose around the calls
+        end = 0
+        for match in _BLOCK.finditer(text):
+            source = match.group(1).strip()
+            if not match.group(0).endswith("</tool_call>") and not source.startswith(("{", "[", "```")):
+                continue  # "<tool_call>" named in prose, not a call cut short: the text stays
+            kept.append(text[end : match.start()])
+            end = match.end()
             fenced = _FENCE.match(source)
             try:
                 raw = json.loads(fenced.group(1) if fenced else source)
@@ -140,9 +150,9 @@ def parse_tool_calls(text: str, tools: Sequence[ToolSpec]) -> ParsedOutput:
                 found.append(InvalidToolCall(None, source, f"tool call is not valid JSON: {error.msg}"))
                 continue
             found.append(_check(raw, source, offered))
-        prose = _BLOCK.sub("", text).strip()
+        prose = "".join([*kept, text[end:]]).strip()
     else:
-        values = _json_calls(text)
+        values = _json_calls(text, offered)
         if values is None:
             return ParsedOutput(text)
         found = [_check(v, json.dumps(v, ensure_ascii=False), offered) for v in values]

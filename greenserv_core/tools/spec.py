@@ -36,7 +36,15 @@ class ToolSpec:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.match(self.name):
             raise InvalidInputError(f"a tool name must match {_NAME.pattern}, got {self.name!r}")
-        schema = json.loads(self.parameters_json)
+        if not isinstance(self.description, str):
+            raise InvalidInputError(f"tool {self.name!r}: description must be a string, got {self.description!r}")
+        try:
+            schema = json.loads(self.parameters_json)
+        except (TypeError, json.JSONDecodeError) as error:
+            raise InvalidInputError(
+                f"tool {self.name!r}: parameters_json must be a JSON schema as text, "
+                f"got {self.parameters_json!r} ({error})"
+            ) from None
         if not isinstance(schema, dict) or schema.get("type", "object") != "object":
             raise InvalidInputError(f"tool {self.name!r}: parameters must be a JSON schema of type 'object'")
         from jsonschema import Draft202012Validator
