@@ -35,9 +35,6 @@ class PendingDecision:
     energy_source: str | None = None
     predicted_joules: float | None = None
     """The energy model's prediction for the chosen model (``None``: none yet)."""
-    generation: int | None = None
-    """Which model of that name chose it (the learner counts each time a name joins the pool):
-    feedback for a model removed and replaced under its name is ignored (``None``: any)."""
     budget_joules: float | None = None
     """The per-query energy budget in force (``None``: no budget); it normalises the reward's joules."""
     energy_bounds: tuple[float, float] | None = None
@@ -47,9 +44,6 @@ class PendingDecision:
     """For a cascade, its plan and what happened (plain JSON): ``first``, ``then``,
     ``then_accuracy``, ``then_cost``, ``first_accuracy``; then ``confidence``, ``escalated``,
     ``explored`` and ``agreed`` once known (see :meth:`RoutingLearner.escalate`)."""
-    score: float | None = None
-    """A score that came before the outcome was recorded: the policy learned it, and the
-    decision waits only for its joules and seconds (``None``: not scored yet)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain fields (the context as a list), for saving and for shared stores."""
@@ -64,11 +58,9 @@ class PendingDecision:
             "energy_joules": self.energy_joules,
             "energy_source": self.energy_source,
             "predicted_joules": self.predicted_joules,
-            "generation": self.generation,
             "budget_joules": self.budget_joules,
             "energy_bounds": None if self.energy_bounds is None else list(self.energy_bounds),
             "cascade": self.cascade,
-            "score": self.score,
         }
 
     @classmethod
@@ -84,11 +76,9 @@ class PendingDecision:
             energy_joules=item["energy_joules"],
             energy_source=item["energy_source"],
             predicted_joules=item.get("predicted_joules"),
-            generation=item.get("generation"),
             budget_joules=item.get("budget_joules"),
             energy_bounds=None if item.get("energy_bounds") is None else _pair(item["energy_bounds"]),
             cascade=item.get("cascade"),
-            score=item.get("score"),
         )
 
 
@@ -105,9 +95,7 @@ class PendingStore(Protocol):
 
     def __len__(self) -> int: ...
 
-    def add(self, decision: PendingDecision) -> None:
-        """Keep ``decision``; a store that ages decisions by its own clock stamps its ``created_at``."""
-        ...
+    def add(self, decision: PendingDecision) -> None: ...
 
     def known(self, decision_id: str) -> bool: ...
 
@@ -117,7 +105,15 @@ class PendingStore(Protocol):
         """Store a changed decision (its outcome was recorded)."""
         ...
 
-    def pop_for_feedback(self, decision_id: str) -> PendingDecision: ...
+    def pop_for_feedback(self, decision_id: str) -> PendingDecision:
+        """Take a decision out to score it, atomically (it is scored once): one whose outcome is
+        not recorded yet is kept aside for :meth:`take_awaiting`."""
+        ...
+
+    def take_awaiting(self, decision_id: str) -> PendingDecision | None:
+        """A decision scored before its outcome was recorded, taken (once) for that outcome;
+        ``None`` when there is none."""
+        ...
 
     def discard(self, decision_id: str, *, reusable: bool = False) -> None: ...
 
@@ -142,6 +138,7 @@ class PendingDecisions:
         self.clock = clock
         self._items: OrderedDict[str, PendingDecision] = OrderedDict()
         self._gone: OrderedDict[str, str] = OrderedDict()  # id -> "expired" | "scored" | "abandoned"
+        self._awaiting: dict[str, PendingDecision] = {}  # scored before their outcome (ids among _gone)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -152,7 +149,8 @@ class PendingDecisions:
     def _forget(self, decision_id: str, why: str) -> None:
         self._gone[decision_id] = why
         while len(self._gone) > self.max_size:
-            self._gone.popitem(last=False)
+            oldest, _ = self._gone.popitem(last=False)
+            self._awaiting.pop(oldest, None)
 
     def evict(self) -> int:
         """Drop decisions past their age or over the size limit; returns how many."""
@@ -168,8 +166,6 @@ class PendingDecisions:
         return dropped
 
     def add(self, decision: PendingDecision) -> None:
-        """Keep ``decision``, stamped with this store's clock (its age is measured by it)."""
-        decision.created_at = self.clock()
         self._items[decision.decision_id] = decision
         self.evict()
 
@@ -206,7 +202,12 @@ class PendingDecisions:
         decision = self.get(decision_id)
         del self._items[decision_id]
         self._forget(decision_id, "scored")
+        if decision.energy_joules is None:
+            self._awaiting[decision_id] = decision
         return decision
+
+    def take_awaiting(self, decision_id: str) -> PendingDecision | None:
+        return self._awaiting.pop(decision_id, None)
 
     def discard(self, decision_id: str, *, reusable: bool = False) -> None:
         """Forget a decision whose generation never completed (no error if it is gone).
@@ -220,9 +221,11 @@ class PendingDecisions:
             "ttl_s": self.ttl_s,
             "items": [d.to_dict() for d in self._items.values()],
             "gone": dict(self._gone),
+            "awaiting": [d.to_dict() for d in self._awaiting.values()],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._items = OrderedDict((item["decision_id"], PendingDecision.from_dict(item)) for item in state["items"])
         self._gone = OrderedDict(state["gone"])
+        self._awaiting = {item["decision_id"]: PendingDecision.from_dict(item) for item in state.get("awaiting", [])}
         self.evict()

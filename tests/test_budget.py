@@ -540,6 +540,15 @@ def test_the_pacer_refuses_a_reading_that_is_not_joules(bad: object) -> None:
     assert pacer.spent_ == 0.0 and pacer.answers_ == 0
 
 
+def test_the_pacer_takes_any_real_number_of_joules_the_router_takes() -> None:
+    from fractions import Fraction
+
+    pacer = BudgetPacer(EnergyBudget.per_query(10.0))
+    pacer.observe(Fraction(7, 2))  # type: ignore[arg-type]
+    pacer.observe(np.float32(1.5))  # type: ignore[arg-type]
+    assert pacer.spent_ == 5.0 and pacer.answers_ == 2
+
+
 def test_a_wall_clock_stepped_back_spends_in_the_latest_window_not_a_closed_one() -> None:
     now = [0.0]
     pacer = BudgetPacer(EnergyBudget.per_window(joules=1000.0, window_s=3600.0), clock=lambda: now[0])

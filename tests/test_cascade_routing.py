@@ -594,8 +594,10 @@ def test_the_saved_state_holds_the_escalation_state(tmp_path: Path) -> None:
         ("A dog", "A cat", False),  # an article, not a choice
         ("No.", "yes", False),
         ("True", "yes", True),
-        ("Paris", "It is Paris", True),
+        ("Paris", "Paris, the capital", True),
         ("Paris", "It is London", False),
+        ("Sydney", "Canberra, not Sydney.", False),  # named to be rejected, not agreed with
+        ("Mercury", "Venus is hotter than Mercury", False),
     ],
 )
 def test_answers_agree(first: str, second: str, agree: bool) -> None:

@@ -41,6 +41,8 @@ TASKS = ["arc_easy", "boolq", "gsm8k"]
         ("The answer is **B**", "B"),
         ("The answer is a cow, C.", "C"),  # an article, not option A
         ("My answer is a guess", None),
+        ("The answer is b because the sun is hot.", "B"),  # only 'a' (and 'i') are also words
+        ("Answer: b (Paris)", "B"),
     ],
 )
 def test_extract_choice(text: str, expected: str | None) -> None:
@@ -208,3 +210,16 @@ def test_summaries_are_scored_with_rouge_l() -> None:
     partial = score_answer(example, "On Monday a park was approved.")
     assert 0.0 < partial < 1.0
     assert score_answer(example, "Unrelated text about weather.") == 0.0
+
+
+def test_a_journal_begun_before_the_batch_size_was_recorded_resumes(tmp_path: Path) -> None:
+    out = tmp_path / "t.csv"
+    with pytest.raises(KeyboardInterrupt):
+        collect([Crashing("m", budget=2, reply=_oracle_reply)], out, tasks=TASKS, limit=4, seed=3, batch_size=1)
+    journal = journal_path(out)
+    lines = journal.read_text(encoding="utf-8").splitlines()
+    header = json.loads(lines[0])
+    del header["batch_size"]  # as the journals of before wrote it
+    journal.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n", encoding="utf-8")
+    resumed = FakeBackend("m", reply=_oracle_reply)
+    assert len(collect([resumed], out, tasks=TASKS, limit=4, seed=3, batch_size=1)) == 12 and resumed.calls == 10

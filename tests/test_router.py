@@ -501,22 +501,30 @@ def test_a_score_before_the_outcome_still_lets_the_outcome_teach_the_costs(fakes
         router.feedback(decision.decision_id, 1.0)
 
 
-def test_a_decision_for_a_removed_model_teaches_nothing_to_a_newcomer_of_its_name(fakes, extractor) -> None:  # type: ignore[no-untyped-def]
+def test_a_decision_for_a_removed_model_teaches_nothing_to_a_newcomer_of_its_name(fakes, extractor, tmp_path) -> None:  # type: ignore[no-untyped-def]
     router = GreenServRouter(fakes, features=extractor, seed=0, policy="epsilon")
     name = fakes[-1].info.name
-    decision = router.route(ASK, models=[name])
+    early, late = router.route(ASK, models=[name]), router.route(ASK, models=[name])
     router.remove_model(name)
-    router.add_model(FakeBackend(name))  # say, an upgraded model under the same name
-    before = snapshot(router)
-    router.record_outcome(decision.decision_id, energy_joules=999.0, latency_s=9.0)
-    assert not router.feedback(decision.decision_id, 0.0).applied
-    learned = router.learner_
-    assert learned.policy_.arms_[name].n == 0
-    assert learned.energy_.predict(name, decision.features.vector, decision.features.prompt_tokens) is None
-    assert learned.generations_[name] == 2 and before != snapshot(router)  # the decision itself is gone
-    fresh = router.route(ASK, models=[name])  # the newcomer's own decisions do teach it
-    router.feedback(fresh.decision_id, 1.0)
-    assert learned.policy_.arms_[name].n == 1
+    router.save(tmp_path / "router.json")  # saved between the removal and the newcomer
+    for learner_of in (
+        lambda: router,
+        lambda: GreenServRouter.load(tmp_path / "router.json", fakes[:-1], features=extractor),
+    ):
+        serving = learner_of()
+        serving.add_model(FakeBackend(name))  # say, an upgraded model under the same name
+        learned = serving.learner_
+        if serving is router:
+            serving.record_outcome(early.decision_id, energy_joules=999.0, latency_s=9.0)
+            assert not serving.feedback(early.decision_id, 0.0).applied
+        else:
+            serving.record_outcome(late.decision_id, energy_joules=999.0, latency_s=9.0)
+            assert not serving.feedback(late.decision_id, 0.0).applied
+        assert learned.policy_.arms_[name].n == 0
+        assert learned.energy_.predict(name, early.features.vector, early.features.prompt_tokens) is None
+        fresh = serving.route(ASK, models=[name])  # the newcomer's own decisions do teach it
+        serving.feedback(fresh.decision_id, 1.0)
+        assert learned.policy_.arms_[name].n == 1
 
 
 def test_the_pending_store_ages_decisions_by_its_own_clock(fakes, extractor) -> None:  # type: ignore[no-untyped-def]

@@ -634,3 +634,30 @@ def test_a_replica_whose_context_means_other_things_is_refused_before_it_writes(
     assert all(np.array_equal(store.read().sums[key], before.sums[key]) for key in before.sums)
     with pytest.raises(StateFileError, match="different context layouts"):  # a total that holds both is refused too
         odd.features.load_statistics(first.features.statistics().plus(odd.features.statistics()))
+
+
+def test_a_score_before_the_outcome_through_redis_is_taken_once_and_the_outcome_still_teaches(tmp_path: Path) -> None:
+    from greenserv_core import DecisionAlreadyScoredError
+    from greenserv_core.sharing import RedisPendingDecisions
+
+    with redis_server(tmp_path) as url:
+
+        def replica(seed: int) -> GreenServRouter:
+            return GreenServRouter(
+                [FakeBackend("small", joules_per_token=1.0), FakeBackend("large", joules_per_token=9.0)],
+                features=make_hashing_extractor(n_clusters=1),
+                seed=seed,
+                pending=RedisPendingDecisions(url=url, prefix="early"),
+            )
+
+        one, two = replica(0), replica(1)
+        decision = one.route("What is 2 + 2?", models=["small"])
+        assert two.feedback(decision.decision_id, 1.0).applied  # the score first, on another replica
+        with pytest.raises(DecisionAlreadyScoredError):
+            one.feedback(decision.decision_id, 0.0)
+        one.record_outcome(decision.decision_id, energy_joules=3.0, latency_s=0.1)  # then the outcome
+        x, tokens = decision.features.vector, decision.features.prompt_tokens
+        assert one.energy_.predict("small", x, tokens) == pytest.approx(3.0, rel=0.2)
+        with pytest.raises(InvalidInputError, match="already recorded"):
+            two.record_outcome(decision.decision_id, energy_joules=3.0, latency_s=0.1)  # taken once
+        assert two.energy_.predict("small", x, tokens) is None

@@ -116,6 +116,7 @@ def test_bad_calls_become_invalid_calls_with_a_reason(text: str, reason: str) ->
         'The JSON is {"name": "add", "arguments": {"a": 1, "b": 2}} as you asked.',  # prose around bare JSON
         "",
         '{"name": "Ada Lovelace", "born": 1815}',  # a JSON record with a name, not a call
+        '{"name": {"first": "Ada", "last": "Lovelace"}}',  # a name that is not even text
         "Wrap each call in a <tool_call> tag, then wait for the result.",  # the tag named in prose
     ],
 )

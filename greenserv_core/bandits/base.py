@@ -19,6 +19,7 @@ implement the per-arm :meth:`Policy._estimates` alone.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -201,7 +202,7 @@ class Policy(ABC):
         x = np.asarray(context, dtype=np.float64)
         if x.shape != (self.dimension,):
             raise InvalidInputError(f"context must have shape ({self.dimension},), got {x.shape}")
-        if not np.all(np.isfinite(x)):
+        if not math.isfinite(x.sum()) and not np.isfinite(x).all():  # a sum is finite when every entry is
             raise InvalidInputError("context contains NaN or infinity")
         return x
 
@@ -228,7 +229,7 @@ class Policy(ABC):
         used as it is.
         """
         x, arms = self._check_decision(context, eligible_arms)
-        if value_scale != 1.0:
+        if not (type(value_scale) is float and 0.0 <= value_scale < math.inf):  # the router's: a float
             check_number("value_scale", value_scale, low=0.0)
         estimate, bonus = self._estimate_arrays(x, arms)
         if self.reward_range is not None:
@@ -237,7 +238,7 @@ class Policy(ABC):
             index[self._untried_mask(arms)] = high
             bonus = index - estimate
         cost = _cost_column(arms, costs)
-        if costs and not np.isfinite(cost).all():
+        if costs and not math.isfinite(cost.sum()) and not np.isfinite(cost).all():  # (a sum of huge costs)
             bad = arms[int(np.flatnonzero(~np.isfinite(cost))[0])]
             raise InvalidInputError(f"the cost of {bad!r} must be a finite number, got {cost[arms.index(bad)]!r}")
         scores = ArmScores(arms, estimate, bonus, cost, value_scale * (estimate + bonus) - cost, value_scale)

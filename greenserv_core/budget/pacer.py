@@ -63,6 +63,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import numbers
 import time
 from collections import deque
 from collections.abc import Callable
@@ -224,11 +225,12 @@ class _RecentDecisions:
 
 def _joules(value: object) -> float:
     """A measured amount of joules: a finite number of 0 or more, else :class:`InvalidInputError`."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise InvalidInputError(f"joules must be a finite number >= 0, got {value!r}")
-    if not (math.isfinite(value) and value >= 0):
+    number = float(value)
+    if not (math.isfinite(number) and number >= 0):
         raise InvalidInputError(f"joules must be a finite number >= 0, got {value!r}")
-    return float(value)
+    return number
 
 
 def _positive_int(name: str, value: object) -> int:

@@ -9,8 +9,9 @@ label, and :func:`answers_agree` is deliberately simple:
   (``"B) Paris"``, ``"Answer: B"``, ``"(B)"``), then yes or no (also true or false), then
   the last number (``"The answer is 42."``), whatever the words around it;
 - otherwise they are compared as lowercase words without punctuation: a short answer (up to
-  three words) agrees with another when all its words are among the other's, longer ones
-  when their word-level F1 is at least ``threshold``.
+  three words) agrees with another that begins with it (``"Paris"`` and ``"Paris is the
+  capital"``, never ``"Canberra, not Sydney"`` with ``"Sydney"``), longer ones when their
+  word-level F1 is at least ``threshold``.
 
 >>> answers_agree("B) Paris", "b")
 True
@@ -70,7 +71,7 @@ def answers_agree(first: str, second: str, *, threshold: float = 0.5) -> bool:
         return not a and not b
     short, long = (a, b) if len(a) <= len(b) else (b, a)
     if len(short) <= 3:
-        return set(short) <= set(long)
+        return long[: len(short)] == short
     common = sum((Counter(a) & Counter(b)).values())
     if common == 0:
         return False

@@ -106,6 +106,8 @@ def _read_journal(path: Path, header: dict[str, Any]) -> list[dict[str, Any]]:
         found = json.loads(lines[0])
     except json.JSONDecodeError as error:
         raise StateFileError(f"{path} is not a GreenServ collect journal") from error
+    if isinstance(found, dict):  # a journal begun before the batch size was recorded (2026-12-05)
+        found.setdefault("batch_size", header["batch_size"])
     if found != header:
         raise StateFileError(
             f"{path} was started with other settings ({found}); use another --out or delete the journal to start over"

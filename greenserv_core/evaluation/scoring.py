@@ -46,10 +46,13 @@ def extract_choice(text: str, n_choices: int) -> str | None:
     """
     valid = LETTERS[:n_choices]
     lower = valid.lower()
+    words = "".join(letter for letter in "ai" if letter in lower)  # lowercase letters that are also words
+    plain = "".join(letter for letter in lower if letter not in words)
+    either = f"[{plain}]\\b|" if plain else ""
     text = re.sub(r"[*_`]", "", text)
     patterns = (
         rf"^\s*\(?([{valid}{lower}])(?:[.):,\n]|\s*$|\s+(?:is|would)\b)",
-        rf"(?i:answer)\s*(?:(?i:is)\s*)?:?\s*\(?([{valid}]\b|[{lower}](?=[.)]|\s*$))",
+        rf"(?i:answer)\s*(?:(?i:is)\s*)?:?\s*\(?([{valid}]\b|{either}[{words}](?=[.)]|\s*$))",
         rf"(?:^|\s)\(?([{valid}])[.)](?:\s|$)",
     )
     for pattern in patterns:

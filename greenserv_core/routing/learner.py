@@ -198,9 +198,9 @@ class RoutingLearner:
         self.cascades_: dict[str, tuple[str, str]] = {}
         """Each cascade arm's first and second model."""
         self.priors_: dict[str, ArmPrior] = {}
-        self.generations_: dict[str, int] = {}
-        """How many times each name joined the pool: a decision for an earlier model of that
-        name (removed, then another added under it) teaches the newcomer nothing."""
+        self.removed_at_: dict[str, float] = {}
+        """When each name last left the pool (by the pending store's clock): a decision made
+        before that, for the model then under the name, teaches a newcomer of that name nothing."""
         self.sync_bases_: dict[str, Statistics] = {}
         """For each store this learner shares through, the total it adopted at its last sync
         (:class:`~greenserv_core.sharing.SharedLearning`); saved, so a replica restarted from
@@ -214,7 +214,6 @@ class RoutingLearner:
         """A new model: it starts from the policy's prior (plus ``prior``), with no cost estimates."""
         with self.lock:
             self.policy_.add_arm(name, prior)
-            self.generations_[name] = self.generations_.get(name, 0) + 1
             if prior is not None:
                 self.priors_[name] = prior
             self.energy_.add_model(name)
@@ -239,6 +238,7 @@ class RoutingLearner:
             if self.cascades_.pop(name, None) is not None:
                 self.escalation_.remove(name)
             self.policy_.remove_arm(name)
+            self.removed_at_[name] = self._now()
             self.priors_.pop(name, None)
             self.energy_.remove_model(name)
             self.latency_.remove_model(name)
@@ -326,9 +326,8 @@ class RoutingLearner:
                 features.task,
                 features.prompt_tokens,
                 tradeoff,
-                time.time(),  # the pending store stamps it again with its own clock
+                self._now(),
                 predicted_joules=chosen_joules,
-                generation=self.generations_.get(choice.arm),
                 budget_joules=per_query,
                 energy_bounds=(
                     self._pool_spread(verdict.predicted_joules.array, table.predicted_joules)
@@ -638,7 +637,16 @@ class RoutingLearner:
             check_measured("a member's energy_joules", joules)
             check_measured("a member's latency_s", seconds)
         with self.lock:
-            pending = self.pending_.get(decision_id)
+            try:
+                pending, scored = self.pending_.get(decision_id), False
+            except DecisionAlreadyScoredError:  # scored first: its outcome is still awaited, once
+                take = getattr(self.pending_, "take_awaiting", None)
+                waiting = take(decision_id) if take is not None else None
+                if waiting is None:
+                    raise InvalidInputError(
+                        f"the outcome of decision {decision_id!r} was already recorded (it is scored)"
+                    ) from None
+                pending, scored = waiting, True
             if pending.energy_joules is not None:
                 raise InvalidInputError(f"the outcome of decision {decision_id!r} was already recorded")
             current = self._current(pending)
@@ -655,35 +663,32 @@ class RoutingLearner:
                 self.pacer_.observe(energy_joules, predicted=pending.predicted_joules)
             pending.energy_joules = float(energy_joules)
             pending.energy_source = energy_source
-            if pending.score is None:
+            if not scored:
                 self.pending_.update(pending)
-            else:  # scored already: the outcome was all it waited for
-                self.pending_.pop_for_feedback(decision_id)
+
+    def _now(self) -> float:
+        """The pending store's clock (its ``clock``, else the wall clock): decisions are aged by it."""
+        clock = getattr(self.pending_, "clock", None)
+        return float(clock()) if callable(clock) else time.time()
 
     def _current(self, pending: PendingDecision) -> bool:
-        """Whether the model a decision chose is still the one in the pool under that name."""
-        generation = self.generations_.get(pending.model)
-        return pending.model in self.policy_.arms_ and pending.generation in (None, generation)
+        """Whether the model a decision chose is still the one in the pool under that name
+        (not one removed after the decision, whatever joined under its name since)."""
+        removed = self.removed_at_.get(pending.model)
+        return pending.model in self.policy_.arms_ and (removed is None or pending.created_at > removed)
 
     def feedback(self, decision_id: str, score: float) -> FeedbackRecord:
         """Teach the policy a decision's score in [0, 1] (once per decision).
 
         A score may come before the decision's outcome (:meth:`record_outcome`): the policy
-        learns it at once, and the decision waits for its joules and seconds, which the cost
-        models and the budget still learn; the record's ``reward`` is then ``None``."""
+        learns it at once, and the pending store keeps the decision aside for its joules and
+        seconds, which the cost models and the budget still learn; the record's ``reward`` is
+        then ``None``."""
         value = check_score(score)
         if not isinstance(decision_id, str):
             raise InvalidInputError(f"decision_id must be a string, got {type(decision_id).__name__}")
         with self.lock:
             pending = self.pending_.pop_for_feedback(decision_id)
-            if pending.score is not None:  # scored before its outcome, which it still waits for
-                self.pending_.add(pending)
-                raise DecisionAlreadyScoredError(
-                    f"decision {decision_id!r} already received feedback; a second score is refused"
-                )
-            if pending.energy_joules is None:
-                pending.score = value
-                self.pending_.add(pending)
             applied = self._current(pending)
             if applied:
                 self.policy_.update(pending.model, pending.context, value)
@@ -894,7 +899,7 @@ class RoutingLearner:
                 "stats": self.tallies_.state_dict(),
                 "budget": None if self.pacer_ is None else self.pacer_.state_dict(),
                 "escalation": self.escalation_.state_dict(),
-                "generations": dict(self.generations_),
+                "removed_at": dict(self.removed_at_),
                 "sync_bases": {
                     store: base64.b64encode(base.to_bytes()).decode() for store, base in self.sync_bases_.items()
                 },
@@ -926,8 +931,8 @@ class RoutingLearner:
                 self.pacer_.load_state_dict(state["budget"])
             if state.get("escalation") is not None:
                 self.escalation_.load_state_dict(state["escalation"])
-            saved = state.get("generations") or {}  # saved before generations: every model its first
-            self.generations_ = {name: int(saved.get(name, self.generations_.get(name, 1))) for name in arms}
+            saved_removals = state.get("removed_at") or {}
+            self.removed_at_ = {**self.removed_at_, **{str(k): float(v) for k, v in saved_removals.items()}}
             self.sync_bases_ = {
                 str(store): Statistics.from_bytes(base64.b64decode(base))
                 for store, base in (state.get("sync_bases") or {}).items()

@@ -23,15 +23,26 @@ if TYPE_CHECKING:
 
 __all__ = ["RedisPendingDecisions"]
 
-# take a decision out and remember it as scored, in one step
+# take a decision out and remember it as scored, in one step; one whose outcome is not
+# recorded yet is kept aside (KEYS[3]) for the outcome
 _POP = """
 local value = redis.call('GET', KEYS[1])
 if value then
   redis.call('DEL', KEYS[1])
   redis.call('SET', KEYS[2], 'scored', 'EX', ARGV[1])
+  if cjson.decode(value)['energy_joules'] == cjson.null then
+    redis.call('SET', KEYS[3], value, 'EX', ARGV[1])
+  end
   return {1, value}
 end
 return {0, redis.call('GET', KEYS[2])}
+"""
+_TAKE = """
+local value = redis.call('GET', KEYS[1])
+if value then
+  redis.call('DEL', KEYS[1])
+end
+return value
 """
 _DISCARD = """
 if redis.call('DEL', KEYS[1]) == 1 and ARGV[2] == '0' then
@@ -51,7 +62,8 @@ def _decode(data: bytes | str) -> PendingDecision:
 
 class RedisPendingDecisions:
     """A :class:`~greenserv_core.pending.PendingStore` in Redis (keys ``<prefix>:d:<id>`` for
-    pending decisions, ``<prefix>:g:<id>`` for ids that are gone and why)."""
+    pending decisions, ``<prefix>:g:<id>`` for ids that are gone and why, ``<prefix>:a:<id>``
+    for decisions scored before their outcome, which wait for it)."""
 
     def __init__(
         self,
@@ -74,6 +86,7 @@ class RedisPendingDecisions:
         self.ttl_s = ttl_s
         self._ttl = max(1, round(ttl_s))
         self._pop = client.register_script(_POP)
+        self._take = client.register_script(_TAKE)
         self._discard = client.register_script(_DISCARD)
 
     def _key(self, decision_id: str) -> str:
@@ -81,6 +94,9 @@ class RedisPendingDecisions:
 
     def _gone(self, decision_id: str) -> str:
         return f"{self.prefix}:g:{decision_id}"
+
+    def _awaiting(self, decision_id: str) -> str:
+        return f"{self.prefix}:a:{decision_id}"
 
     def __len__(self) -> int:
         return sum(1 for _ in self.client.scan_iter(match=f"{self.prefix}:d:*", count=1000))
@@ -102,10 +118,15 @@ class RedisPendingDecisions:
         self.client.set(self._key(decision.decision_id), _encode(decision), xx=True, keepttl=True)
 
     def pop_for_feedback(self, decision_id: str) -> PendingDecision:
-        found, value = self._pop(keys=[self._key(decision_id), self._gone(decision_id)], args=[self._ttl])
+        keys = [self._key(decision_id), self._gone(decision_id), self._awaiting(decision_id)]
+        found, value = self._pop(keys=keys, args=[self._ttl])
         if not found:
             self._raise_gone(decision_id, value)
         return _decode(value)
+
+    def take_awaiting(self, decision_id: str) -> PendingDecision | None:
+        value = self._take(keys=[self._awaiting(decision_id)])
+        return None if value is None else _decode(value)
 
     def discard(self, decision_id: str, *, reusable: bool = False) -> None:
         self._discard(keys=[self._key(decision_id), self._gone(decision_id)], args=[self._ttl, int(reusable)])

@@ -125,7 +125,9 @@ def _json_calls(text: str, offered: Mapping[str, ToolSpec]) -> list[Any] | None:
     values = value if isinstance(value, list) else [value]
     if not values or not all(isinstance(v, dict) and "name" in v for v in values):
         return None
-    if not all(v["name"] in offered or "arguments" in v or "parameters" in v for v in values):
+    if not all(
+        (isinstance(v["name"], str) and v["name"] in offered) or "arguments" in v or "parameters" in v for v in values
+    ):
         return None
     return values
 
