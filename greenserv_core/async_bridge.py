@@ -19,6 +19,10 @@ T = TypeVar("T")
 async def iterate_in_thread(make_iterator: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
     """Yield the items of ``make_iterator()``, which runs in a daemon thread.
 
+    The thread takes the next item only when the consumer asks for it, so closing the async
+    iterator early always closes the blocking one before it ran further (a router's stream
+    closed after its first piece never reaches its answer, and so cannot be scored).
+
     >>> async def demo():
     ...     return [x async for x in iterate_in_thread(lambda: iter(range(3)))]
     >>> asyncio.run(demo())
@@ -27,15 +31,21 @@ async def iterate_in_thread(make_iterator: Callable[[], Iterator[T]]) -> AsyncIt
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[str, object]] = asyncio.Queue()
     stop = threading.Event()
+    wanted = threading.Semaphore(0)  # one release per item the consumer asks for
 
     def produce() -> None:
         try:
             iterator = make_iterator()
             try:
-                for item in iterator:
-                    loop.call_soon_threadsafe(queue.put_nowait, ("item", item))
+                while True:
+                    wanted.acquire()
                     if stop.is_set():
                         break
+                    try:
+                        item = next(iterator)
+                    except StopIteration:
+                        break
+                    loop.call_soon_threadsafe(queue.put_nowait, ("item", item))
             finally:
                 close = getattr(iterator, "close", None)
                 if callable(close):
@@ -47,6 +57,7 @@ async def iterate_in_thread(make_iterator: Callable[[], Iterator[T]]) -> AsyncIt
     threading.Thread(target=produce, name="greenserv-async-bridge", daemon=True).start()
     try:
         while True:
+            wanted.release()
             kind, value = await queue.get()
             if kind == "end":
                 return
@@ -56,3 +67,4 @@ async def iterate_in_thread(make_iterator: Callable[[], Iterator[T]]) -> AsyncIt
             yield value  # type: ignore[misc]
     finally:
         stop.set()
+        wanted.release()  # wake the thread, which then closes the iterator

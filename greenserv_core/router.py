@@ -43,7 +43,7 @@ from greenserv_core.cascades import CascadeBackend, EscalationModel, Verdict, ca
 from greenserv_core.confidence import ConfidenceSignal, VerifyingSignal, signal_from_name
 from greenserv_core.errors import InvalidInputError, StateFileError, UnknownModelError
 from greenserv_core.features.bundled import bundled_name
-from greenserv_core.features.extractor import FeatureExtractor
+from greenserv_core.features.extractor import FeatureExtractor, QueryFeatures
 from greenserv_core.messages import Message
 from greenserv_core.outcomes import CostModel
 from greenserv_core.pending import PendingStore
@@ -357,13 +357,22 @@ class GreenServRouter:
             pool = self._pool = ModelPool(backends)
         return pool
 
-    def _route(self, request: RouteRequest, failed: Mapping[str, str], decision_id: str | None) -> RoutingDecision:
+    def _route(
+        self,
+        request: RouteRequest,
+        failed: Mapping[str, str],
+        decision_id: str | None,
+        features: QueryFeatures | None = None,
+    ) -> RoutingDecision:
+        """Route ``request`` among the models that have not ``failed`` it (with ``features``
+        already extracted for an earlier attempt, else extracted now)."""
         pool = self._model_pool()
         backends = pool.backends
         unknown = sorted(request.models - set(backends)) if request.models is not None else []
         if unknown or request.models == frozenset():
             raise UnknownModelError(f"unknown model(s) {unknown or '[]'}; the pool is {list(backends)}")
-        self.learner_.check_new_id(decision_id)
+        rerouting = bool(failed)  # the query's own id, held while it is routed again
+        self.learner_.check_new_id(decision_id, rerouting=rerouting)
         lam = request.tradeoff
         if lam is None and self.learner_.pacer_ is None:
             lam = self.tradeoff
@@ -371,9 +380,10 @@ class GreenServRouter:
         cap = self.max_joules if request.max_joules is None else request.max_joules
         counted = with_tools_prompt(request.messages, request.settings.tools)
         candidates = pool.candidates(counted, request.models)  # models not requested are not tokenised
-        features = self.features.extract(request.messages)
+        if features is None:
+            features = self.features.extract(request.messages)
         limits = Limits(request.settings.max_new_tokens, request.models, failed, request.requires, limit, cap)
-        return self.learner_.decide(features, candidates, limits, lam, decision_id)
+        return self.learner_.decide(features, candidates, limits, lam, decision_id, rerouting=rerouting)
 
     def escalate(self, decision_id: str, confidence: float | None) -> Verdict:
         """For a decision routed to a cascade that you run yourself: after its first answer,
@@ -487,6 +497,11 @@ class GreenServRouter:
         """Route each query, then run the queries routed to the same model as one batch
         (or one request each, up to the backend's ``max_concurrency`` at once). Results keep
         the input order."""
+        if isinstance(batch, str) or (batch and isinstance(batch[0], Mapping)):
+            raise InvalidInputError(
+                "generate_batch takes a list of queries (each a string or a list of messages); "
+                "for one query use generate()"
+            )
         if not batch:
             return []
         first = RouteRequest.build(batch[0], options, "generate_batch")  # the options are checked once

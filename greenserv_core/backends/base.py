@@ -107,12 +107,14 @@ class GenerationSettings:
             object.__setattr__(self, "stop", tuple(self.stop))
         if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
             raise InvalidInputError(f"max_new_tokens must be a positive integer, got {self.max_new_tokens!r}")
-        if not math.isfinite(self.temperature) or self.temperature < 0:
-            raise InvalidInputError(f"temperature must be >= 0, got {self.temperature!r}")
-        if not (0 < self.top_p <= 1):
-            raise InvalidInputError(f"top_p must be in (0, 1], got {self.top_p!r}")
-        if self.max_time_s is not None and not self.max_time_s > 0:
-            raise InvalidInputError(f"max_time_s must be positive, got {self.max_time_s!r}")
+        if not _real(self.temperature) or not math.isfinite(self.temperature) or self.temperature < 0:
+            raise InvalidInputError(f"temperature must be a number >= 0, got {self.temperature!r}")
+        if not _real(self.top_p) or not (0 < self.top_p <= 1):
+            raise InvalidInputError(f"top_p must be a number in (0, 1], got {self.top_p!r}")
+        if self.max_time_s is not None and (not _real(self.max_time_s) or not self.max_time_s > 0):
+            raise InvalidInputError(f"max_time_s must be a positive number, got {self.max_time_s!r}")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral)):
+            raise InvalidInputError(f"seed must be None or an integer, got {self.seed!r}")
         if not isinstance(self.logprobs, bool):
             raise InvalidInputError(f"logprobs must be True or False, got {self.logprobs!r}")
         if any(not isinstance(s, str) or not s for s in self.stop):
@@ -123,6 +125,10 @@ class GenerationSettings:
             raise InvalidInputError("json must be a JsonFormat (see JsonFormat.from_schema)")
         if len({t.name for t in self.tools}) != len(self.tools):
             raise InvalidInputError(f"tool names must be distinct, got {[t.name for t in self.tools]}")
+
+
+def _real(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)

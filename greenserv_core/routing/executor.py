@@ -24,7 +24,8 @@ from greenserv_core.backends.base import (
     concurrency_of,
 )
 from greenserv_core.cascades import CascadeBackend, Escalate
-from greenserv_core.errors import CascadeMemberUnavailableError, ModelUnavailableError, spent_by
+from greenserv_core.errors import CascadeMemberUnavailableError, ModelUnavailableError, UnknownModelError, spent_by
+from greenserv_core.features.extractor import QueryFeatures
 from greenserv_core.routing.learner import RoutingLearner
 from greenserv_core.routing.request import RouteRequest
 from greenserv_core.routing.results import FailedAttempt, RoutedChunk, RoutedGeneration, RoutingDecision
@@ -36,8 +37,9 @@ logger = logging.getLogger("greenserv")
 
 T = TypeVar("T")
 
-RouteFunction = Callable[[RouteRequest, Mapping[str, str], "str | None"], RoutingDecision]
-"""Routes a request, leaving out the models that already failed it, under a decision id."""
+RouteFunction = Callable[[RouteRequest, Mapping[str, str], "str | None", "QueryFeatures | None"], RoutingDecision]
+"""Routes a request, leaving out the models that already failed it, under a decision id (with
+the query's features when they were extracted for an earlier attempt)."""
 
 
 class Executor:
@@ -60,22 +62,33 @@ class Executor:
         """``attempt(decision)`` until a model does not fail with :class:`ModelUnavailableError`.
 
         ``decision`` is a decision already made for ``request`` (routed now when ``None``);
-        ``failure`` says that its model already failed. Each failed attempt, with what it
-        spent, is added to ``failures`` (see :meth:`settle`)."""
+        ``failure`` says that its model already failed. What each failed attempt spent is
+        charged when it fails (the model's tally and the energy budget: the query cost that
+        much more, whether or not another model answers), and the attempt is added to
+        ``failures`` (see :meth:`settle`). The query's features are extracted once, and its
+        decision id stays reserved while it is routed again."""
         failed: dict[str, str] = {}
         decision_id = request.decision_id
+        features: QueryFeatures | None = None
         while True:
             if decision is not None and failure is not None:
                 self.learner.fail_over(decision)
+                attempt_failed = FailedAttempt.of(decision.model, failure)
+                self.learner.charge_failed([(attempt_failed.model, attempt_failed.energy_joules)])
                 failed[decision.model] = str(failure)
                 if failures is not None:
-                    failures.append(FailedAttempt.of(decision.model, failure))
+                    failures.append(attempt_failed)
                 if isinstance(failure, CascadeMemberUnavailableError):  # no other cascade through that model
                     failed[failure.member] = str(failure)
                 logger.warning("%s failed (%s); routing the query to another model", decision.model, failure)
-                decision_id, decision, failure = decision.decision_id, None, None
+                decision_id, features, decision, failure = decision.decision_id, decision.features, None, None
             if decision is None:
-                decision = self.route(request, failed, decision_id)
+                try:
+                    decision = self.route(request, failed, decision_id, features)
+                except BaseException:
+                    if failed and decision_id is not None:
+                        self.learner.release(decision_id)  # no model left: the id is not routed again
+                    raise
             try:
                 return attempt(decision)
             except ModelUnavailableError as error:
@@ -93,16 +106,14 @@ class Executor:
         return self.settle(generation, failures)
 
     def settle(self, generation: RoutedGeneration, failures: Sequence[FailedAttempt]) -> RoutedGeneration:
-        """Charge what the failed attempts spent (the failed models' tallies and the energy
-        budget: the query cost that much more) and list them on the answer."""
+        """List the failed attempts on the answer (what they spent was charged as they failed)."""
         if not failures:
             return generation
-        self.learner.charge_failed([(a.model, a.energy_joules) for a in failures])
         return dataclasses.replace(generation, failed_attempts=tuple(failures))
 
     def stream(self, request: RouteRequest) -> Iterator[RoutedChunk]:
         def first_piece(decision: RoutingDecision) -> tuple[RoutingDecision, Iterator[StreamChunk], StreamChunk]:
-            backend = self.backend(decision.model)
+            backend = self._backend_of(decision)
             if isinstance(backend, CascadeBackend):
                 escalate = self._escalation(decision)
                 pieces = iter(backend.stream(request.messages, request.settings, escalate))
@@ -114,9 +125,14 @@ class Executor:
         decision, pieces, chunk = self.with_failover(request, first_piece, failures=failures)
         finished = False
         try:
-            while chunk.result is None:
-                yield RoutedChunk(chunk.delta, decision)
-                chunk = _next_piece(pieces, decision.model)
+            try:
+                while chunk.result is None:
+                    yield RoutedChunk(chunk.delta, decision)
+                    chunk = _next_piece(pieces, decision.model)
+            except ModelUnavailableError as error:  # mid-stream: no failover, but what it spent is charged
+                spent = FailedAttempt.of(decision.model, error)
+                self.learner.charge_failed([(spent.model, spent.energy_joules)])
+                raise
             generation = self.settle(self.finish(decision, chunk.result, request), failures)
             finished = True
             yield RoutedChunk("", decision, generation)
@@ -132,12 +148,17 @@ class Executor:
         results: dict[int, RoutedGeneration] = {}
         try:
             for request in requests:
-                decisions.append(self.route(request, {}, request.decision_id))
+                decisions.append(self.route(request, {}, request.decision_id, None))
             groups: dict[str, list[int]] = {}
             for index, decision in enumerate(decisions):
                 groups.setdefault(decision.model, []).append(index)
-            for model, indices in groups.items():
-                results.update(self._run_group(self.backend(model), indices, requests, decisions))
+            for indices in groups.values():
+                try:
+                    backend = self._backend_of(decisions[indices[0]])
+                except ModelUnavailableError as gone:  # removed meanwhile: these queries go elsewhere
+                    results.update({i: self._generate_from(requests[i], decisions[i], gone) for i in indices})
+                    continue
+                results.update(self._run_group(backend, indices, requests, decisions))
         except BaseException:
             for decision in decisions:  # answers already made are never handed out: none can be scored
                 self.learner.drop(decision.decision_id)
@@ -189,8 +210,16 @@ class Executor:
         )
         return self.settle(generation, failures)
 
+    def _backend_of(self, decision: RoutingDecision) -> ModelBackend:
+        """The decision's model, or :class:`ModelUnavailableError` if it left the pool since
+        (removed while the query was routed): the query then fails over like any other."""
+        try:
+            return self.backend(decision.model)
+        except UnknownModelError as error:
+            raise ModelUnavailableError(f"{decision.model} left the pool: {error}") from error
+
     def _generate_once(self, request: RouteRequest, decision: RoutingDecision) -> RoutedGeneration:
-        backend = self.backend(decision.model)
+        backend = self._backend_of(decision)
         if isinstance(backend, CascadeBackend):
             result = backend.generate(request.messages, request.settings, self._escalation(decision))
         else:

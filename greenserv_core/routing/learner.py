@@ -198,6 +198,8 @@ class RoutingLearner:
         self.cascades_: dict[str, tuple[str, str]] = {}
         """Each cascade arm's first and second model."""
         self.priors_: dict[str, ArmPrior] = {}
+        self.rerouting_: set[str] = set()
+        """Ids of queries whose model failed, until they are routed again (no one else may take them)."""
         self.removed_at_: dict[str, float] = {}
         """When each name last left the pool (by the pending store's clock): a decision made
         before that, for the model then under the name, teaches a newcomer of that name nothing."""
@@ -244,12 +246,18 @@ class RoutingLearner:
             self.latency_.remove_model(name)
 
     # ---- deciding -----------------------------------------------------------------------
-    def check_new_id(self, decision_id: str | None) -> None:
-        """Refuse a caller's decision id that is pending or was recently used."""
+    def check_new_id(self, decision_id: str | None, *, rerouting: bool = False) -> None:
+        """Refuse a caller's decision id that is pending or was recently used, or that a query
+        being routed again after a failure holds (unless ``rerouting``: that query itself)."""
         if decision_id is not None:
             with self.lock:
-                if self.pending_.known(decision_id):
+                if self.pending_.known(decision_id) or (decision_id in self.rerouting_ and not rerouting):
                     raise InvalidInputError(f"decision id {decision_id!r} is already in use")
+
+    def release(self, decision_id: str) -> None:
+        """Free the id of a query that failed over and found no other model."""
+        with self.lock:
+            self.rerouting_.discard(decision_id)
 
     def decide(
         self,
@@ -258,6 +266,8 @@ class RoutingLearner:
         limits: Limits,
         tradeoff: float | None,
         decision_id: str | None = None,
+        *,
+        rerouting: bool = False,
     ) -> RoutingDecision:
         """Choose among the eligible ``candidates`` and keep the decision pending (the cost
         predictions are filled into ``candidates``). ``tradeoff`` ``None``: the energy budget
@@ -283,7 +293,7 @@ class RoutingLearner:
             excluded = {**verdict.excluded, **gone}
             if self.cascades_:
                 verdict = self._cascades_eligible(verdict, excluded, limits, table)
-            self.check_new_id(decision_id)
+            self.check_new_id(decision_id, rerouting=rerouting)
             if not verdict.predicted_joules:
                 raise no_eligible_model(candidates, limits, excluded)
             if self._scale == "known":
@@ -341,6 +351,7 @@ class RoutingLearner:
                 ),
             )
             self.pending_.add(pending)
+            self.rerouting_.discard(decision.decision_id)
             self.tallies_.decided(choice.arm)
         logger.debug("routed %s to %s (task=%s)", decision.decision_id, decision.model, features.task)
         return decision
@@ -596,9 +607,11 @@ class RoutingLearner:
         return None
 
     def fail_over(self, decision: RoutingDecision) -> None:
-        """Take back a decision whose model failed; its id may be routed again."""
+        """Take back a decision whose model failed; its id is kept for the query's next route
+        (:meth:`release` frees it if there is none)."""
         with self.lock:
             self.pending_.discard(decision.decision_id, reusable=True)
+            self.rerouting_.add(decision.decision_id)
             self.tallies_.decided(decision.model, by=-1)
 
     def charge_failed(self, spent: Sequence[tuple[str, float]]) -> None:

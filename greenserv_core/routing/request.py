@@ -174,6 +174,12 @@ def _model_names(models: Sequence[str] | None) -> frozenset[str] | None:
     return names
 
 
+def _flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidInputError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class RouteRequest:
     """A checked query: ``messages``, ``settings``, and the routing options. ``tradeoff``,
@@ -239,5 +245,5 @@ class RouteRequest:
             requires=frozenset(needed),
             models=_model_names(options.get("models")),
             decision_id=decision_id,
-            score_tool_calls=bool(options.get("score_tool_calls", False)),
+            score_tool_calls=_flag("score_tool_calls", options.get("score_tool_calls", False)),
         )

@@ -1,0 +1,169 @@
+"""The serving paths around a failing or vanishing model: what failed attempts cost on every
+path, a model removed while its query was routed, a decision id held through failover, the
+features extracted once, an async stream closed early, and bad batch and option input."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator, Sequence
+
+import pytest
+
+from greenserv_core import FakeBackend, GreenServRouter, InvalidInputError, NoEligibleModelError
+from greenserv_core.async_bridge import iterate_in_thread
+from greenserv_core.backends.base import GenerationResult, GenerationSettings, StreamChunk
+from greenserv_core.errors import ModelUnavailableError, UnknownDecisionError
+from greenserv_core.messages import Message
+from tests.conftest import make_hashing_extractor
+
+ASK = "What is 2 + 2?"
+
+
+class Failing(FakeBackend):
+    """Spends 5 J, then fails: before answering, or (``after``) after that many stream pieces."""
+
+    def __init__(self, name: str, *, after: int | None = None, **options: float) -> None:
+        super().__init__(name, **options)  # type: ignore[arg-type]
+        self.after = after
+
+    def _down(self, what: str) -> ModelUnavailableError:
+        return ModelUnavailableError(f"{self.info.name} {what}", spent_joules=5.0, spent_s=0.1)
+
+    def generate(self, messages: Sequence[Message], settings: GenerationSettings) -> GenerationResult:
+        raise self._down("is down")
+
+    def stream(self, messages: Sequence[Message], settings: GenerationSettings) -> Iterator[StreamChunk]:
+        if self.after is None:
+            raise self._down("is down")
+        for _ in range(self.after):
+            yield StreamChunk("piece ")
+        raise self._down("dropped mid-stream")
+
+
+def _router(first: FakeBackend, second: FakeBackend | None = None) -> GreenServRouter:
+    """``first`` is far cheaper, so it is chosen first; a budget counts what is spent."""
+    pool = [first, second or FakeBackend("b", joules_per_token=50.0)]
+    router = GreenServRouter(pool, features=make_hashing_extractor(), tradeoff=0.4, seed=0, energy_budget="1000J/query")
+    router.learn(ASK, first.info.name, energy_joules=0.1, latency_s=0.01)
+    router.learn(ASK, pool[1].info.name, energy_joules=500.0, latency_s=0.01)
+    return router
+
+
+def _spent(router: GreenServRouter) -> tuple[float, float]:
+    assert router.budget_ is not None
+    return router.stats_["a"]["energy_joules"], router.budget_.spent_joules
+
+
+def test_a_failed_attempt_is_charged_on_every_path_once() -> None:
+    answered = _router(Failing("a", joules_per_token=0.01))
+    generation = answered.generate(ASK)
+    assert generation.model == "b" and [f.energy_joules for f in generation.failed_attempts] == [5.0]
+    assert _spent(answered)[0] == 5.0
+
+    mid_stream = _router(Failing("a", after=2, joules_per_token=0.01))
+    stream = mid_stream.stream(ASK)
+    first = next(stream)
+    with pytest.raises(ModelUnavailableError, match="mid-stream"):
+        list(stream)
+    assert _spent(mid_stream) == (5.0, 5.0)  # the answer was lost, the joules were not
+    with pytest.raises(UnknownDecisionError):
+        mid_stream.feedback(first.decision.decision_id, 1.0)
+
+    closed = _router(Failing("a", joules_per_token=0.01))
+    stream = closed.stream(ASK)
+    next(stream)  # b streams: a failed before its first piece
+    stream.close()
+    assert _spent(closed) == (5.0, 5.0)
+
+    nobody = _router(Failing("a", joules_per_token=0.01), Failing("b", joules_per_token=50.0))
+    with pytest.raises(NoEligibleModelError):
+        nobody.generate(ASK)
+    assert _spent(nobody) == (5.0, 10.0)
+    again = nobody.route(ASK, models=["a"])  # the id of the failed query is free; others route as before
+    assert again.model == "a"
+
+
+def test_a_model_removed_while_its_query_was_routed_fails_the_query_over() -> None:
+    router = _router(FakeBackend("a", joules_per_token=0.01))
+    route = router._executor.route
+
+    def route_then_remove(*args: object) -> object:
+        decision = route(*args)  # type: ignore[arg-type]
+        if decision.model == "a" and "a" in router.models:
+            router.remove_model("a")  # another thread, right between the decision and the model's call
+        return decision
+
+    router._executor.route = route_then_remove  # type: ignore[method-assign]
+    assert router.generate(ASK).model == "b"
+    router.add_model(FakeBackend("a", joules_per_token=0.01))
+    router.learn(ASK, "a", energy_joules=0.1, latency_s=0.01)
+    assert list(router.stream(ASK))[-1].generation.model == "b"  # type: ignore[union-attr]
+
+
+def test_a_callers_decision_id_stays_reserved_while_its_query_fails_over() -> None:
+    router = _router(Failing("a", joules_per_token=0.01))
+    fail_over = router.learner_.fail_over
+    taken: list[str] = []
+
+    def fail_over_then_retry(decision: object) -> None:
+        fail_over(decision)  # type: ignore[arg-type]
+        try:  # a client retrying the same id while the first call is still being routed
+            router.generate(ASK, decision_id="run-42", models=["b"])
+        except InvalidInputError as error:
+            taken.append(str(error))
+
+    router.learner_.fail_over = fail_over_then_retry  # type: ignore[method-assign]
+    assert router.generate(ASK, decision_id="run-42").model == "b"
+    assert taken == ["decision id 'run-42' is already in use"]
+
+
+def test_a_query_that_fails_over_is_embedded_and_clustered_once() -> None:
+    router = _router(Failing("a", joules_per_token=0.01))
+    before = int(router.features.clusterer.counts_.sum())
+    router.generate(ASK)
+    assert int(router.features.clusterer.counts_.sum()) == before + 1
+
+
+def test_an_async_stream_closed_early_leaves_no_decision_to_score() -> None:
+    router = GreenServRouter(
+        [FakeBackend("small"), FakeBackend("large", joules_per_token=9.0)], features=make_hashing_extractor(), seed=0
+    )
+
+    async def first_piece_then_close() -> str:
+        pieces = iterate_in_thread(lambda: router.stream("Write a poem about rain in the city at night please"))
+        first = await pieces.__anext__()
+        await asyncio.sleep(0.02)  # the consumer is slower than the model
+        await pieces.aclose()
+        await asyncio.sleep(0.05)
+        return first.decision.decision_id
+
+    for _ in range(5):
+        decision_id = asyncio.run(first_piece_then_close())
+        with pytest.raises(UnknownDecisionError):
+            router.feedback(decision_id, 1.0)
+
+
+@pytest.mark.parametrize("batch", ["Hello", [{"role": "user", "content": "Hello"}]])
+def test_a_batch_that_is_one_query_is_refused(batch: object) -> None:
+    router = _router(FakeBackend("a"))
+    with pytest.raises(InvalidInputError, match="generate_batch takes a list of queries"):
+        router.generate_batch(batch)  # type: ignore[arg-type]
+    assert len(router.pending_) == 0
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "named"),
+    [
+        ("temperature", None, "temperature must be a number"),
+        ("temperature", "0.5", "temperature must be a number"),
+        ("top_p", None, "top_p must be a number"),
+        ("seed", "abc", "seed must be None or an integer"),
+        ("seed", 1.5, "seed must be None or an integer"),
+        ("max_time_s", True, "max_time_s must be a positive number"),
+        ("score_tool_calls", "no", "score_tool_calls must be True or False"),
+    ],
+)
+def test_an_option_of_the_wrong_type_is_named(option: str, value: object, named: str) -> None:
+    router = _router(FakeBackend("a"))
+    with pytest.raises(InvalidInputError, match=named):
+        router.generate(ASK, **{option: value})  # type: ignore[arg-type]
