@@ -756,3 +756,13 @@ def test_local_models_check_their_dtypes_before_loading(
 
     monkeypatch.setattr(local_models, "run_local_models", never)
     refused(["bench", "local-models", "--dtypes", dtypes], capsys, "--dtypes")
+
+
+def test_overhead_will_not_save_the_bundled_prompts_over_the_prompts_it_was_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mine = tmp_path / "my_prompts.jsonl"
+    mine.write_text('{"prompt": "mine"}\n', encoding="utf-8")
+    argv = ["bench", "overhead", "--prompts", str(mine), "--save-prompts", str(mine)]
+    refused(argv, capsys, "--save-prompts", "--prompts")
+    assert mine.read_text(encoding="utf-8") == '{"prompt": "mine"}\n'

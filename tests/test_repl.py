@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pexpect
@@ -212,3 +212,75 @@ def test_a_one_prompt_demo_still_summarises(
     monkeypatch.setattr(FeatureExtractor, "default", classmethod(lambda cls, **kwargs: make_hashing_extractor()))
     assert cli.main(["demo", "--queries", "1", "--tasks", "arc_easy", "--plot", ""]) == 0
     assert "summary" in capsys.readouterr().out
+
+
+def test_a_line_that_is_not_valid_text_is_skipped_and_the_chat_goes_on() -> None:
+    session, lines, router = _session(lambda m: "fine")
+
+    feed: Iterator[str | bytes] = iter(["hello", b"caf\xe9", "/good", "/quit"])
+
+    def read(prompt: str) -> str:
+        line = next(feed)
+        if isinstance(line, bytes):
+            raise UnicodeDecodeError("utf-8", line, 3, 4, "invalid continuation byte")
+        return line
+
+    run_repl(session, read=read)
+    assert any("[skipped] a line that is not valid text" in line for line in lines)
+    assert router.stats_["small"]["feedback"] == 1  # the rating after it still reached the router
+
+
+def test_each_answer_line_shows_the_budget_after_that_answer_and_stats_say_more_joules_plainly() -> None:
+    lines: list[str] = []
+    router = GreenServRouter(
+        [FakeBackend("small", reply=lambda m: "fine")], features=make_hashing_extractor(), seed=0, energy_budget="2Wh/h"
+    )
+    session = ChatSession(router, max_new_tokens=8, say=lines.append)
+    answer = session.ask("What is 2 + 2?")
+    assert answer is not None and router.budget_ is not None
+    left = router.budget_.window_remaining_joules
+    assert left is not None and left < 7200.0
+    assert any(f"{left:.0f} J left in this window" in line and "rate it" in line for line in lines)
+    session.saved_joules_, session.compared_ = -10.0, 1  # a cascade ran both models
+    session.stats()
+    assert any("spent 10.0 J more than always using the dearest model" in line for line in lines)
+    assert any(line.strip().startswith("budget 2 Wh per 1 h") for line in lines)
+
+
+def test_an_interrupted_demo_exits_130_and_a_demo_refuses_tasks_it_cannot_score(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from greenserv_core import FeatureExtractor, InvalidInputError, cli
+    from greenserv_core.evaluation.learning_demo import demo_stream
+    from greenserv_core.models import pool
+
+    def interrupted(messages: Sequence[Message]) -> str:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pool, "build_backends", lambda names, meter="auto": [FakeBackend("a", reply=interrupted)])
+    monkeypatch.setattr(FeatureExtractor, "default", classmethod(lambda cls, **kwargs: make_hashing_extractor()))
+    assert cli.main(["demo", "--queries", "2", "--tasks", "arc_easy", "--plot", ""]) == 130
+    assert "[stopped]" in capsys.readouterr().out
+    with pytest.raises(InvalidInputError, match="code or LaTeX references, which the demo cannot score"):
+        demo_stream(["arc_easy", "codex_humaneval"], 4)
+
+
+def test_an_interrupted_chat_keeps_its_state_and_exits_130(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from greenserv_core import FeatureExtractor, cli
+    from greenserv_core.models import pool
+
+    calls: list[str] = []
+
+    def second_interrupts(messages: Sequence[Message]) -> str:
+        calls.append("x")
+        if len(calls) > 1:
+            raise KeyboardInterrupt
+        return "fine"
+
+    monkeypatch.setattr(pool, "build_backends", lambda names, meter="auto": [FakeBackend("a", reply=second_interrupts)])
+    monkeypatch.setattr(FeatureExtractor, "default", classmethod(lambda cls, **kwargs: make_hashing_extractor()))
+    state = tmp_path / "state.json"
+    assert cli.main(["chat", "--state", str(state), "--max-new-tokens", "8"]) == 130
+    assert state.exists() and "[stopped]" in capsys.readouterr().out

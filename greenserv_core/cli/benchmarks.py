@@ -55,6 +55,8 @@ def _overhead(args: argparse.Namespace) -> int:
 
     at_least("--queries", args.queries, 1)
     at_least("--models", args.models, 1)
+    if args.save_prompts and args.prompts:
+        raise InvalidInputError("--save-prompts writes the bundled prompts; it does not go with --prompts (read)")
     check_output_file("--save-prompts", args.save_prompts)
     if args.save_prompts:
         write_prompts(args.save_prompts, overhead_prompts(args.queries, args.seed))

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from greenserv_core.bandits import DEFAULT_POLICY
-from greenserv_core.budget import BudgetPacer, BudgetStatus, EnergyBudget, check_max_joules
+from greenserv_core.budget import BudgetPacer, EnergyBudget, check_max_joules
 from greenserv_core.cli.common import (
     add_meter_option,
     at_least,
@@ -40,7 +40,7 @@ from greenserv_core.cli.common import (
     seed_number,
     strategy_help,
 )
-from greenserv_core.cli.session import ChatSession, describe_chain, run_repl
+from greenserv_core.cli.session import ChatSession, budget_note, describe_chain, run_repl
 from greenserv_core.confidence import signal_from_name
 from greenserv_core.errors import InvalidInputError, NoEligibleModelError
 from greenserv_core.features.bundled import DEFAULT_EMBEDDER, EMBEDDERS
@@ -125,17 +125,6 @@ def chat_limits(args: argparse.Namespace) -> tuple[EnergyBudget | None, float | 
     budget = budget_option(_number("--budget-joules-per-query", args.budget_joules_per_query), args.budget)
     cap = check_max_joules(_number("--max-joules", args.max_joules))
     return budget, cap
-
-
-def budget_note(status: BudgetStatus | None) -> str:
-    """What the budget did for an answer, for the end of its line (empty without a budget).
-
-    >>> status = BudgetStatus(budget="2 Wh per 1 h", tradeoff=0.62, per_query_joules=72.0, spent_joules=1200.0,
-    ...     answers=20, allowance_joules=1440.0, window_remaining_joules=6000.0, met=True)
-    >>> budget_note(status)
-    ' | budget 2 Wh per 1 h: λ 0.62, mean 60.0 J over 20, 6000 J left in this window'
-    """
-    return "" if status is None else f" | {status.describe()}"
 
 
 def _load_state(path: Path, pool: Sequence[Any], budget: EnergyBudget | None) -> GreenServRouter:
@@ -258,7 +247,7 @@ def _chat(args: argparse.Namespace) -> int:
             print(f"  chain: {describe_chain(result.chain)}")
         print(
             f"  tokens {result.input_tokens} in / {result.output_tokens} out | {result.latency_s:.2f} s | {energy} "
-            f"| task {result.decision.features.task}{budget_note(result.decision.budget)}\n"
+            f"| task {result.decision.features.task}{budget_note(result.decision.budget, router.budget_)}\n"
         )
         totals.setdefault(result.model, []).append(result.energy_joules)
 
@@ -274,8 +263,13 @@ def _chat(args: argparse.Namespace) -> int:
         if session.tallies_:
             print("this session:")
             session.stats()
-    for text in queries:
-        answer(text)
+    interrupted = False
+    try:
+        for text in queries:
+            answer(text)
+    except KeyboardInterrupt:  # what was answered and learned so far is kept
+        print("\n[stopped]")
+        interrupted = True
     for model, joules in totals.items():
         print(f"{model}: {len(joules)} answers, {sum(joules):.1f} J")
     if (final := router.budget_) is not None:
@@ -283,6 +277,8 @@ def _chat(args: argparse.Namespace) -> int:
     if state:
         router.save(state)
         print(f"saved learned state to {state}")
+    if interrupted:
+        return 130
     if queries and not totals:  # every query failed (say, a server that cannot be reached): not a success
         print("greenserv: error: no query was answered (the reasons are above)", file=sys.stderr)
         return 1

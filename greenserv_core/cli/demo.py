@@ -64,11 +64,13 @@ def _demo(args: argparse.Namespace) -> int:
     steps = []
     noted = False
     stream = run_learning_demo(router, examples)
+    interrupted = False
     while True:
         try:
             step = next(stream, None)
         except KeyboardInterrupt:  # Ctrl-C: stop the stream, keep the summary of what ran
             print("  [stopped]")
+            interrupted = True
             break
         if step is None:
             break
@@ -91,7 +93,7 @@ def _demo(args: argparse.Namespace) -> int:
             noted = True
             print(f"   (no energy counter here: joules are estimates, {step.energy_source})")
     if not steps:
-        return 0
+        return 130 if interrupted else 0
     summary = summarise_demo(steps)
     print("\nsummary")
     for name, model in summary.models.items():
@@ -120,7 +122,7 @@ def _demo(args: argparse.Namespace) -> int:
         f"{time.perf_counter() - started:.0f} s in all. Next: `greenserv chat --interactive`, "
         "and rate its answers with /good or /bad"
     )
-    return 0
+    return 130 if interrupted else 0
 
 
 def add_commands(commands: Any) -> None:

@@ -38,7 +38,9 @@ True
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,9 +51,10 @@ from greenserv_core.messages import Message
 
 if TYPE_CHECKING:
     from greenserv_core.backends.base import ChainStep
+    from greenserv_core.budget import BudgetStatus
     from greenserv_core.router import GreenServRouter, RoutedGeneration
 
-__all__ = ["HELP", "ChatSession", "describe_chain", "run_repl"]
+__all__ = ["HELP", "ChatSession", "budget_note", "describe_chain", "run_repl"]
 
 HELP = """commands:
   /good  /bad  /score X   rate the last answer (X in [0, 1]); the router learns from it
@@ -160,9 +163,10 @@ class ChatSession:
         if result.chain:
             self.say(f"  chain: {describe_chain(result.chain)}")
         estimated = "" if result.energy_measured else " est."
+        budget = budget_note(result.decision.budget, self.router.budget_).replace(" | ", " · ", 1)
         self.say(
             f"  {result.output_tokens} tokens · {result.latency_s:.2f} s · {result.energy_joules:.1f} J{estimated}"
-            f" · task {result.decision.features.task} · rate it: /good /bad · /why"
+            f" · task {result.decision.features.task}{budget} · rate it: /good /bad · /why"
         )
         if not result.energy_measured and not self.noted_estimate_:
             self.noted_estimate_ = True
@@ -263,10 +267,14 @@ class ChatSession:
             mean = f"{sum(tally.scores) / len(tally.scores):.2f} ({len(tally.scores)})" if tally.scores else "unrated"
             self.say(f"  {model:28s} {tally.answers:7d} {tally.joules:9.1f} {mean:>14s} {tally.answers / total:6.0%}")
         if self.compared_:
-            self.say(
-                f"  saved against always using the dearest model: {self.saved_joules_:.1f} J over "
-                f"{self.compared_} answer(s) (both as the router predicted them before answering)"
+            change = (
+                f"saved against always using the dearest model: {self.saved_joules_:.1f} J"
+                if self.saved_joules_ >= 0
+                else f"spent {-self.saved_joules_:.1f} J more than always using the dearest model (cascades ran two)"
             )
+            self.say(f"  {change} over {self.compared_} answer(s) (both as the router predicted them before answering)")
+        if (budget := self.router.budget_) is not None:
+            self.say(f"  {budget.describe()}")
         else:
             self.say("  joules saved: not yet known (the router has not measured every model)")
 
@@ -277,6 +285,30 @@ class ChatSession:
     def new(self) -> None:
         self.messages_ = []
         self.say("  (a new conversation; what was learned stays)")
+
+
+def budget_note(status: BudgetStatus | None, after: BudgetStatus | None = None) -> str:
+    """What the budget did for an answer, for the end of its line (empty without a budget):
+    the λ, cap and verdict it was routed under (``status``, the decision's), and the mean and
+    joules left once it was answered (``after``, the router's ``budget_`` then; else as routed).
+
+    >>> from greenserv_core.budget import BudgetStatus
+    >>> status = BudgetStatus(budget="2 Wh per 1 h", tradeoff=0.62, per_query_joules=72.0, spent_joules=1200.0,
+    ...     answers=20, allowance_joules=1440.0, window_remaining_joules=6000.0, met=True)
+    >>> budget_note(status)
+    ' | budget 2 Wh per 1 h: λ 0.62, mean 60.0 J over 20, 6000 J left in this window'
+    >>> spent = dataclasses.replace(status, tradeoff=0.7, spent_joules=1290.0, answers=21,
+    ...     window_remaining_joules=5910.0)
+    >>> budget_note(status, after=spent)
+    ' | budget 2 Wh per 1 h: λ 0.62, mean 61.4 J over 21, 5910 J left in this window'
+    """
+    if status is None:
+        return ""
+    if after is not None:
+        status = dataclasses.replace(
+            after, tradeoff=status.tradeoff, met=status.met, answer_cap_joules=status.answer_cap_joules
+        )
+    return f" | {status.describe()}"
 
 
 def run_repl(
@@ -290,6 +322,8 @@ def run_repl(
     come from the standard ``readline`` module where the platform has it; with ``history`` (a
     file), the lines typed are kept there between sessions."""
     readline = _line_editing(history)
+    if read is input and hasattr(sys.stdin, "reconfigure"):  # piped bytes that are not UTF-8 stay readable
+        sys.stdin.reconfigure(errors="surrogateescape")
     session.say(HELP.splitlines()[0].replace("commands:", "type a message, or /help for the commands"))
     try:
         _loop(session, read, prompt)
@@ -321,6 +355,9 @@ def _loop(session: ChatSession, read: Callable[[str], str], prompt: str) -> None
             return
         except KeyboardInterrupt:
             session.say("")
+            continue
+        except UnicodeDecodeError as error:  # bytes that are not the terminal's encoding: skip the line
+            session.say(f"[skipped] a line that is not valid text ({error.reason})")
             continue
         try:
             if not session.handle(line):
