@@ -222,7 +222,7 @@ def test_chat_prints_the_lambda_of_the_budget_on_each_line(
     assert "budget 40 J per query, λ set per query (starts at 0.40) | at most 500 J predicted per answer" in out
     lines = answer_lines(out)
     assert len(lines) == 6 and all("| budget 40 J per query: λ " in line for line in lines)
-    assert lines[0].endswith("| budget 40 J per query: λ 0.40")  # nothing spent yet
+    assert "| budget 40 J per query: λ 0.40, mean " in lines[0] and lines[0].endswith(" over 1")  # after answer 1
     assert "mean " in lines[-1] and "budget 40 J per query: λ " in out.splitlines()[-2]  # the final status
     # the state remembers its budget ...
     assert cli.main(common) == 0
