@@ -15,6 +15,9 @@ __all__ = ["iterate_in_thread"]
 
 T = TypeVar("T")
 
+_POLL_S = 0.5
+"""How often a waiting thread checks that its consumer's event loop is still open."""
+
 
 async def iterate_in_thread(make_iterator: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
     """Yield the items of ``make_iterator()``, which runs in a daemon thread.
@@ -33,26 +36,40 @@ async def iterate_in_thread(make_iterator: Callable[[], Iterator[T]]) -> AsyncIt
     stop = threading.Event()
     wanted = threading.Semaphore(0)  # one release per item the consumer asks for
 
+    def post(kind: str, value: object) -> None:
+        """Hand ``value`` to the consumer; a loop closed meanwhile (``asyncio.run`` ending after
+        the consumer stopped) takes nothing more, and the thread ends quietly."""
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
+        except RuntimeError:  # the event loop is closed
+            stop.set()
+
+    def asked() -> bool:
+        """Wait until the consumer asks for an item; ``False`` once it stopped or its loop closed
+        (a stream left open when the loop closes must not hold the thread forever)."""
+        while not wanted.acquire(timeout=_POLL_S):
+            if loop.is_closed():
+                stop.set()
+                return False
+        return not stop.is_set()
+
     def produce() -> None:
         try:
             iterator = make_iterator()
             try:
-                while True:
-                    wanted.acquire()
-                    if stop.is_set():
-                        break
+                while asked():
                     try:
                         item = next(iterator)
                     except StopIteration:
                         break
-                    loop.call_soon_threadsafe(queue.put_nowait, ("item", item))
+                    post("item", item)
             finally:
                 close = getattr(iterator, "close", None)
                 if callable(close):
                     close()  # a generator's finally blocks run now (e.g. generation stops)
-            loop.call_soon_threadsafe(queue.put_nowait, ("end", None))
+            post("end", None)
         except BaseException as error:
-            loop.call_soon_threadsafe(queue.put_nowait, ("error", error))
+            post("error", error)
 
     threading.Thread(target=produce, name="greenserv-async-bridge", daemon=True).start()
     try:

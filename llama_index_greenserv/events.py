@@ -83,6 +83,8 @@ class GreenServEventHandler(BaseEventHandler):
         decision_id = decision_id_in(record)
         if decision_id is None:
             return  # not a routed answer, or a stream's intermediate response
+        if not self.llm.decided(decision_id):
+            return  # another GreenServLLM's answer (the dispatcher is global): its own handler scores it
         seen = SeenDecision(decision_id, str(record.get("model")), prompt, output)
         self._seen.record(decision_id, seen, self.evaluator)  # nested or repeated events: one decision counts once
 

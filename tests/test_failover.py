@@ -167,3 +167,53 @@ def test_an_option_of_the_wrong_type_is_named(option: str, value: object, named:
     router = _router(FakeBackend("a"))
     with pytest.raises(InvalidInputError, match=named):
         router.generate(ASK, **{option: value})  # type: ignore[arg-type]
+
+
+def test_a_stream_left_open_when_its_event_loop_closes_ends_its_thread_and_its_decision() -> None:
+    import gc
+    import threading
+    import time
+
+    router = GreenServRouter([FakeBackend("small")], features=make_hashing_extractor(), seed=0)
+    loop = asyncio.new_event_loop()
+    held: list[object] = []
+
+    async def start() -> str:
+        pieces = iterate_in_thread(lambda: router.stream("Write a poem about rain in the city at night please"))
+        held.append(pieces)
+        first = await pieces.__anext__()
+        return first.decision.decision_id
+
+    decision_id = loop.run_until_complete(start())
+    loop.close()  # without shutting the async generators down
+    held.clear()
+    gc.collect()
+    deadline = time.monotonic() + 10
+    while any(t.name == "greenserv-async-bridge" for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(t.name == "greenserv-async-bridge" for t in threading.enumerate())
+    with pytest.raises(UnknownDecisionError):
+        router.feedback(decision_id, 1.0)
+
+
+def test_breaking_out_of_an_async_stream_leaves_no_thread_error(recwarn: pytest.WarningsRecorder) -> None:
+    import threading
+
+    errors: list[BaseException] = []
+    previous = threading.excepthook
+    threading.excepthook = lambda args: errors.append(args.exc_value)  # type: ignore[assignment,return-value]
+    try:
+        router = GreenServRouter([FakeBackend("small")], features=make_hashing_extractor(), seed=0)
+
+        async def first_only() -> None:
+            async for _ in iterate_in_thread(lambda: router.stream("Write a poem about rain please")):
+                break
+
+        for _ in range(5):
+            asyncio.run(first_only())
+        import time
+
+        time.sleep(1.0)
+    finally:
+        threading.excepthook = previous
+    assert errors == []

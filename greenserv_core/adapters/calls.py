@@ -3,6 +3,9 @@ options mapped onto :meth:`GreenServRouter.generate` arguments, and ``tool_choic
 
 from __future__ import annotations
 
+import decimal
+import numbers
+import operator
 import threading
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -189,16 +192,28 @@ def generation_options(
         value = kwargs.get(name)
         return default if value is None else value
 
+    def number(name: str, default: Any) -> Any:  # as the model's fields take them (numpy, Decimal)
+        value = given(name, default)
+        if isinstance(value, (numbers.Real, decimal.Decimal)) and not isinstance(value, (bool, int)):
+            return float(value)
+        return value
+
+    def whole(name: str, default: Any) -> Any:
+        value = given(name, default)
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            return operator.index(value)
+        return value
+
     return {
-        "temperature": given("temperature", temperature),
-        "top_p": given("top_p", top_p),
-        "max_new_tokens": given("max_tokens", max_tokens),
+        "temperature": number("temperature", temperature),
+        "top_p": number("top_p", top_p),
+        "max_new_tokens": whole("max_tokens", max_tokens),
         "stop": list(stop_sequences(call_stop if call_stop is not None else stop)),
-        "seed": given("seed", seed),
-        "tradeoff": given("tradeoff", tradeoff),
-        "max_latency_s": given("max_latency_s", max_latency_s),
-        "max_joules": given("max_joules", max_joules),
-        "max_time_s": given("timeout", timeout),
+        "seed": whole("seed", seed),
+        "tradeoff": number("tradeoff", tradeoff),
+        "max_latency_s": number("max_latency_s", max_latency_s),
+        "max_joules": number("max_joules", max_joules),
+        "max_time_s": number("timeout", timeout),
         "models": [kwargs["model"]] if kwargs.get("model") else None,
     }
 

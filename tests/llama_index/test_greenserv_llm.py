@@ -210,6 +210,24 @@ def test_handler_records_for_later_feedback() -> None:
         handler.feedback("unseen", 1.0)
 
 
+def test_a_handler_leaves_another_greenserv_llms_answers_alone(collector) -> None:  # type: ignore[no-untyped-def]
+    answerer, condenser = make_llm(), make_llm()  # two GreenServLLMs, two routers; the dispatcher is global
+    handler = collector(answerer, evaluator=lambda prompt, output: 1.0)
+    answerer.complete("What is 2 + 2?")
+    condenser.complete("Rewrite the question: what is 2 + 2?")
+    assert len(handler.seen) == 1 and handler.errors == []
+
+
+def test_per_call_numbers_are_taken_as_the_fields_take_them() -> None:
+    import decimal
+
+    import numpy as np
+
+    llm = make_llm()
+    response = llm.complete("hi", max_tokens=np.int64(8), temperature=decimal.Decimal("0.5"), seed=np.int64(3))
+    assert response.text
+
+
 def test_embedding_wraps_the_core_embedder() -> None:
     from greenserv_core.features import HashingEmbedder
 
