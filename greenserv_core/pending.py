@@ -131,8 +131,8 @@ class PendingDecisions:
     ) -> None:
         if max_size < 1:
             raise InvalidInputError(f"max_size must be >= 1, got {max_size}")
-        if not ttl_s > 0:
-            raise InvalidInputError(f"ttl_s must be > 0, got {ttl_s}")
+        if not 0 < ttl_s < float("inf"):
+            raise InvalidInputError(f"ttl_s must be a positive finite number of seconds, got {ttl_s}")
         self.max_size = max_size
         self.ttl_s = ttl_s
         self.clock = clock

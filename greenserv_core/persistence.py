@@ -9,10 +9,14 @@ old file or the new one, never half of one.
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import hashlib
 import json
 import os
+import stat
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +54,14 @@ def _canonical(state: Any) -> str:
 
 
 def write_state(path: str | Path, state: dict[str, Any], *, fmt: str, version: int) -> None:
-    """Write ``state`` to ``path`` atomically (write-then-rename)."""
-    path = Path(path)
+    """Write ``state`` to ``path`` atomically (write-then-rename), through a symbolic link to
+    its target, keeping an existing file's permissions (a new file's follow the umask)."""
+    path = Path(os.path.realpath(path))
     encoded = _encode(state)
-    body = _canonical(encoded)
+    try:
+        body = _canonical(encoded)
+    except ValueError as error:  # NaN or infinity somewhere in the state
+        raise StateFileError(f"cannot save to {path}: {error} (a setting or statistic is NaN or infinite)") from error
     document = {
         "format": fmt,
         "version": version,
@@ -61,16 +69,41 @@ def write_state(path: str | Path, state: dict[str, Any], *, fmt: str, version: i
         "state": encoded,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(path)
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             json.dump(document, handle, allow_nan=False)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(temporary, _mode_for(path))
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+_STALE_S = 3600.0
+"""A temporary file of a save older than this was left by a crash (a save takes seconds)."""
+
+
+def _mode_for(path: Path) -> int:
+    """The permissions a saved file gets: the existing file's, else what the umask allows."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete what saves of ``path`` that crashed between writing and renaming left behind."""
+    now = time.time()
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        with contextlib.suppress(OSError):
+            if now - leftover.stat().st_mtime > _STALE_S:
+                leftover.unlink()
 
 
 def read_state(path: str | Path, *, fmt: str, version: int) -> dict[str, Any]:

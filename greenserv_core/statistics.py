@@ -178,23 +178,30 @@ class Statistics:
                 raise ValueError("not GreenServ statistics")
             (length,) = struct.unpack("<I", data[4:8])
             entries = json.loads(data[8 : 8 + length])
-            out = cls()
+            if not isinstance(entries, list):
+                raise ValueError("the header is not a list of entries")
+            arrays: dict[str, dict[str, np.ndarray]] = {kind: {} for kind in _KINDS}
             offset = 8 + length
-            for kind, key, shape in entries:
-                if kind not in _KINDS or not isinstance(key, str):
-                    raise ValueError(f"unexpected entry {kind!r}/{key!r}")
+            for entry in entries:
+                if not (isinstance(entry, list) and len(entry) == 3):
+                    raise ValueError(f"unexpected entry {entry!r}")
+                kind, key, shape = entry
+                if kind not in _KINDS or not isinstance(key, str) or key in arrays[kind]:
+                    raise ValueError(f"unexpected or repeated entry {kind!r}/{key!r}")
+                if not isinstance(shape, list) or not all(isinstance(n, int) and n >= 0 for n in shape):
+                    raise ValueError(f"entry {key!r} has the shape {shape!r}")
                 size = 8 * math.prod(shape)
                 if offset + size > len(data):
                     raise ValueError("truncated")
-                getattr(out, kind)[key] = (
+                arrays[kind][key] = (
                     np.frombuffer(data, dtype="<f8", count=size // 8, offset=offset).reshape(shape).astype(np.float64)
                 )
                 offset += size
             if offset != len(data):
                 raise ValueError("trailing bytes")
-        except (ValueError, TypeError, struct.error, json.JSONDecodeError) as error:
+            return cls(**arrays)  # checked as any statistics are: no NaN, no infinity
+        except (ValueError, TypeError, RecursionError, struct.error, json.JSONDecodeError) as error:
             raise StateFileError(f"shared statistics are corrupt: {error}") from error
-        return out
 
 
 @runtime_checkable

@@ -286,3 +286,34 @@ def test_a_counter_that_went_back_costs_one_window_not_the_meter(caplog) -> None
     assert again.source == "cpu-time-estimate"
     assert not meter.failed and meter.missed_windows == 2 and meter.source == "nvml-counter"
     assert caplog.text.count("no reading for a window") == 1
+
+
+@pytest.mark.parametrize(("setting", "named"), [("15W", "a number of watts"), ("inf", "a positive finite")])
+def test_a_cpu_wattage_that_is_not_a_number_of_watts_is_named(
+    setting: str, named: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from greenserv_core.errors import InvalidInputError
+
+    monkeypatch.setenv("GREENSERV_CPU_WATTS_PER_CORE", setting)
+    with pytest.raises(InvalidInputError, match=f"GREENSERV_CPU_WATTS_PER_CORE must be {named}"):
+        CpuTimeEstimateMeter()
+
+
+def test_a_rapl_zone_without_its_range_is_no_counter(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from greenserv_core.energy.rapl import RaplMeter
+    from greenserv_core.errors import MissingResourceError
+
+    zone = tmp_path / "intel-rapl:0"
+    zone.mkdir()
+    (zone / "name").write_text("package-0\n")
+    (zone / "energy_uj").write_text("100\n")
+    with pytest.raises(MissingResourceError, match="no readable range"):
+        RaplMeter(tmp_path)
+
+
+def test_a_misspelt_meter_is_named_before_any_model_is_built() -> None:
+    from greenserv_core.errors import InvalidInputError
+    from greenserv_core.models.pool import build_backends
+
+    with pytest.raises(InvalidInputError, match="unknown energy meter 'rpal'"):
+        build_backends(["http://gpu-1:8000/v1#qwen"], meter="rpal")

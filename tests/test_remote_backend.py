@@ -822,3 +822,27 @@ def test_a_servers_retry_after_is_honoured() -> None:
 
     assert backend(handler).generate(ASK, SETTINGS).text == "4"  # backoff 0 here: only Retry-After waits
     assert calls[1] - calls[0] >= 0.3
+
+
+def test_credentials_in_the_address_authenticate_but_never_appear_in_messages_and_a_query_is_kept() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(503, json={"error": "down"})
+
+    remote = OpenAICompatibleBackend(
+        "https://alice:s3cr3t@llm.example.com/openai/v1?api-version=2024-06-01",
+        "gpt",
+        transport=httpx.MockTransport(handler),
+        max_retries=0,
+    )
+    assert remote.base_url == "https://llm.example.com/openai/v1"
+    with pytest.raises(ModelUnavailableError) as failed:
+        remote.generate(ASK, SETTINGS)
+    assert "s3cr3t" not in str(failed.value) and "alice" not in str(failed.value)
+    request = seen[0]
+    assert request.url.path == "/openai/v1/chat/completions" and request.url.params["api-version"] == "2024-06-01"
+    assert request.headers["authorization"].startswith("Basic ")
+    with pytest.raises(InvalidInputError, match="base_url must be an http"):
+        OpenAICompatibleBackend("http://", "m")

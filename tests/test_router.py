@@ -538,3 +538,25 @@ def test_the_pending_store_ages_decisions_by_its_own_clock(fakes, extractor) -> 
     now[0] += 61
     with pytest.raises(UnknownDecisionError, match="expired"):
         router.feedback(decision.decision_id, 1.0)
+
+
+def test_a_save_keeps_the_files_permissions_and_writes_through_a_link(fakes, extractor, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import stat
+
+    router = GreenServRouter(fakes, features=extractor, seed=0)
+    target = tmp_path / "shared" / "router.json"
+    router.save(target)
+    os.chmod(target, 0o644)
+    link = tmp_path / "current.json"
+    link.symlink_to(target)
+    router.generate(ASK)
+    router.save(link)
+    assert link.is_symlink() and stat.S_IMODE(target.stat().st_mode) == 0o644
+    assert GreenServRouter.load(link, fakes, features=extractor).stats_ == router.stats_
+
+
+@pytest.mark.parametrize("setting", [{"max_latency_s": float("inf")}, {"pending_ttl_s": float("inf")}])
+def test_a_setting_a_state_file_cannot_hold_is_refused_when_given(fakes, extractor, setting) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(InvalidInputError, match="positive finite number"):
+        GreenServRouter(fakes, features=extractor, seed=0, **setting)

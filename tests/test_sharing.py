@@ -661,3 +661,22 @@ def test_a_score_before_the_outcome_through_redis_is_taken_once_and_the_outcome_
         with pytest.raises(InvalidInputError, match="already recorded"):
             two.record_outcome(decision.decision_id, energy_joules=3.0, latency_s=0.1)  # taken once
         assert two.energy_.predict("small", x, tokens) is None
+
+
+def test_statistics_bytes_that_could_not_have_been_written_are_refused() -> None:
+    import json as json_module
+    import struct
+
+    def packed(entries: object, data: bytes) -> bytes:
+        header = json_module.dumps(entries).encode()
+        return b"GSS1" + struct.pack("<I", len(header)) + header + data
+
+    nan = np.array([np.nan]).astype("<f8").tobytes()
+    for bad in (
+        packed([["sums", "n", [1]]], nan),  # NaN, which no merge can take
+        packed([["sums", "a", [-1]], ["sums", "b", [3]]], np.ones(2).tobytes()),  # a negative shape
+        packed([["sums", "a", [1]], ["sums", "a", [1]]], np.ones(2).tobytes()),  # a key twice
+        packed("entries", b""),
+    ):
+        with pytest.raises(StateFileError, match="shared statistics are corrupt"):
+            Statistics.from_bytes(bad)

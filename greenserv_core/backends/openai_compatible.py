@@ -232,7 +232,13 @@ class OpenAICompatibleBackend:
             raise InvalidInputError(f"max_concurrency must be a positive integer, got {max_concurrency!r}")
         if not assumed_watts > 0:
             raise InvalidInputError(f"assumed_watts must be positive, got {assumed_watts!r}")
-        self.base_url = base_url.rstrip("/")
+        url = httpx.URL(base_url.strip()) if isinstance(base_url, str) else None
+        if url is None or url.scheme not in ("http", "https") or not url.host:
+            raise InvalidInputError(f"base_url must be an http(s) URL with a host, got {base_url!r}")
+        credentials = (url.username, url.password) if url.username or url.password else None
+        query = dict(url.params)  # e.g. Azure's api-version: sent with every request
+        # the URL as shown in messages and logs: no credentials, no query
+        self.base_url = str(httpx.URL(scheme=url.scheme, host=url.host, port=url.port, path=url.path)).rstrip("/")
         self.model = model
         self.max_tokens_field = max_tokens_field
         self.strict_json_schema = bool(strict_json_schema)
@@ -262,6 +268,8 @@ class OpenAICompatibleBackend:
             all_headers["Authorization"] = f"Bearer {api_key}"
         self._client = httpx.Client(
             base_url=self.base_url,
+            params=query,
+            auth=credentials,
             timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
             limits=httpx.Limits(max_connections=max(max_concurrency, 10)),
             transport=transport,

@@ -7,6 +7,7 @@ router serialises generations per device, which keeps that to routing and embedd
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -38,9 +39,19 @@ class CpuTimeEstimateMeter(TimedMeter):
 
     def __init__(self, watts_per_core: float | None = None) -> None:
         if watts_per_core is None:
-            watts_per_core = float(os.environ.get("GREENSERV_CPU_WATTS_PER_CORE", DEFAULT_WATTS_PER_CORE))
-        if not watts_per_core > 0:
-            raise InvalidInputError(f"watts_per_core must be positive, got {watts_per_core!r}")
+            setting = os.environ.get("GREENSERV_CPU_WATTS_PER_CORE", str(DEFAULT_WATTS_PER_CORE))
+            try:
+                watts_per_core = float(setting)
+            except ValueError:
+                raise InvalidInputError(
+                    f"GREENSERV_CPU_WATTS_PER_CORE must be a number of watts, such as 15, got {setting!r}"
+                ) from None
+            if not 0 < watts_per_core < math.inf:
+                raise InvalidInputError(
+                    f"GREENSERV_CPU_WATTS_PER_CORE must be a positive finite number, got {setting!r}"
+                )
+        if not 0 < watts_per_core < math.inf:
+            raise InvalidInputError(f"watts_per_core must be a positive finite number, got {watts_per_core!r}")
         self.watts_per_core = float(watts_per_core)
 
     def _start(self) -> object:

@@ -58,7 +58,10 @@ class RaplMeter(TimedMeter):
         self.zones = rapl_zones(self.root)
         if not self.zones:
             raise MissingResourceError(f"no readable RAPL counter under {self.root}")
-        self._ranges = [int((zone / "max_energy_range_uj").read_text()) for zone in self.zones]
+        try:
+            self._ranges = [int((zone / "max_energy_range_uj").read_text()) for zone in self.zones]
+        except (OSError, ValueError) as error:  # no range to wrap the counter at: no reading to trust
+            raise MissingResourceError(f"a RAPL counter under {self.root} has no readable range: {error}") from error
 
     def _read(self) -> list[int]:
         return [int((zone / "energy_uj").read_text()) for zone in self.zones]

@@ -41,7 +41,12 @@ def resolve_model(item: Any, meter: str = "auto") -> ModelBackend:
 
 
 def build_backends(models: Sequence[Any] | None, meter: str = "auto") -> list[ModelBackend]:
-    """``None``: the bundled pool; else :func:`resolve_model` of each item."""
+    """``None``: the bundled pool; else :func:`resolve_model` of each item. ``meter`` is checked
+    first (``auto`` or a registered meter's name), before any model is built or loaded."""
+    from greenserv_core.energy.registry import meter_names
+
+    if meter != "auto" and meter not in meter_names():
+        raise InvalidInputError(f"unknown energy meter {meter!r}; choose one of {meter_names()}")
     if models is None:
         return list(bundled_pool(meter=meter))
     return [resolve_model(item, meter) for item in models]

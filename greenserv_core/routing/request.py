@@ -18,6 +18,7 @@ stop, temperature, tools, top_p, tradeoff
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypedDict
@@ -101,11 +102,12 @@ OPTION_NAMES: dict[str, frozenset[str]] = {
 
 
 def check_positive(name: str, value: float | None) -> float | None:
-    """``None``, or ``value`` as a positive float (seconds), or :class:`InvalidInputError`."""
+    """``None`` (no limit), or ``value`` as a positive finite float (seconds), or
+    :class:`InvalidInputError`."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise InvalidInputError(f"{name} must be a positive number of seconds, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        raise InvalidInputError(f"{name} must be a positive finite number of seconds (None: no limit), got {value!r}")
     return float(value)
 
 
