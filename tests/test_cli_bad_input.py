@@ -766,3 +766,7 @@ def test_overhead_will_not_save_the_bundled_prompts_over_the_prompts_it_was_give
     argv = ["bench", "overhead", "--prompts", str(mine), "--save-prompts", str(mine)]
     refused(argv, capsys, "--save-prompts", "--prompts")
     assert mine.read_text(encoding="utf-8") == '{"prompt": "mine"}\n'
+
+
+def test_cascade_replay_names_a_bad_policy_before_it_reads_the_table(capsys: pytest.CaptureFixture[str]) -> None:
+    refused(["bench", "cascade-replay", "--table", MISSING, "--policy", "no-such-policy"], capsys, "no-such-policy")

@@ -680,3 +680,45 @@ def test_statistics_bytes_that_could_not_have_been_written_are_refused() -> None
     ):
         with pytest.raises(StateFileError, match="shared statistics are corrupt"):
             Statistics.from_bytes(bad)
+
+
+def test_leaving_a_failed_block_reports_the_blocks_error_not_the_last_syncs() -> None:
+    class Unreachable(InMemoryStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.down = False
+
+        def merge(self, delta: Statistics) -> Statistics:
+            if self.down:
+                raise ConnectionError("store unreachable")
+            return super().merge(delta)
+
+    store = Unreachable()
+    sharing = SharedLearning(make_router(), store, interval_s=60.0)
+    with pytest.raises(ValueError, match="the block's own error"), sharing:
+        store.down = True
+        raise ValueError("the block's own error")
+    assert sharing.errors_ == 1
+
+
+def test_a_sync_thread_stopped_by_a_base_exception_is_counted_and_can_start_again() -> None:
+    import time
+
+    class Exiting(InMemoryStore):
+        exits = 0
+
+        def merge(self, delta: Statistics) -> Statistics:
+            if self.exits:
+                self.exits -= 1
+                raise SystemExit("a store client gave up")
+            return super().merge(delta)
+
+    store = Exiting()
+    sharing = SharedLearning(make_router(), store, interval_s=0.02).start()
+    store.exits = 1
+    deadline = time.monotonic() + 5
+    while sharing.errors_ == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert sharing.errors_ == 1
+    sharing.start()  # the dead thread is not "already running"
+    sharing.stop()

@@ -21,6 +21,7 @@ from greenserv_core.cli.common import (
     write_json,
 )
 from greenserv_core.cli.replay import ENERGY_SCALE_CHOICES
+from greenserv_core.errors import InvalidInputError
 
 __all__ = ["add_commands"]
 
@@ -87,10 +88,12 @@ def _cascades(args: argparse.Namespace) -> int:
 def _cascade_replay(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from greenserv_core.cli.common import embedding_store
+    from greenserv_core.cli.common import embedding_store, parse_strategies
     from greenserv_core.evaluation.cascade_replay import STRATEGIES, replay_cascades
     from greenserv_core.evaluation.table import read_table
 
+    if len(parse_strategies(args.policy)) != 1:  # before the table is read and embedded
+        raise InvalidInputError(f"--policy takes one policy, got {args.policy!r}")
     pairs = [cascade_pair(text) for text in args.cascade] or None
     tradeoffs = tradeoff_list(args.tradeoffs)
     at_least("--runs", args.runs, 1)

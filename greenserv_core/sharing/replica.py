@@ -241,7 +241,7 @@ class SharedLearning:
     # ---- background syncing ------------------------------------------------------------
     def start(self) -> SharedLearning:
         """Sync now, then every ``interval_s`` seconds in a daemon thread until :meth:`stop`."""
-        if self._thread is not None:
+        if self._thread is not None and self._thread.is_alive():
             raise InvalidInputError("this SharedLearning is already running")
         self.sync()
         if not any(key.startswith(_CLUSTERS) for key in self.base_.sums):
@@ -262,6 +262,10 @@ class SharedLearning:
             except Exception:  # the next sync carries the change; never kill the thread
                 self.errors_ += 1
                 logger.exception("syncing learned state failed (will retry in %.1f s)", self.interval_s)
+            except BaseException:  # (SystemExit from a store client): counted and said; start() may run again
+                self.errors_ += 1
+                logger.exception("syncing learned state stopped the sync thread")
+                return
 
     def stop(self, *, final_sync: bool = True) -> None:
         """Stop the thread; by default push what is left with one last sync."""
@@ -278,7 +282,14 @@ class SharedLearning:
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
     ) -> None:
-        self.stop()
+        if error is None:
+            self.stop()
+            return
+        try:  # the block's own error is the one to report; a failed last sync is counted and logged
+            self.stop()
+        except Exception:
+            self.errors_ += 1
+            logger.exception("the last sync, on leaving a block that failed, failed too")
 
 
 _LOCKS: weakref.WeakKeyDictionary[object, dict[str, threading.Lock]] = weakref.WeakKeyDictionary()
