@@ -20,6 +20,7 @@ implement the per-arm :meth:`Policy._estimates` alone.
 from __future__ import annotations
 
 import math
+import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -88,7 +89,7 @@ def check_number(name: str, value: object, *, low: float | None = None, strict: 
     greenserv_core.errors.InvalidInputError: l2 must be a finite number > 0, got inf
     """
     bound = "" if low is None else f" {'>' if strict else '>='} {low:g}"
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):  # numpy's numbers are Real too
         raise InvalidInputError(f"{name} must be a finite number{bound}, got {value!r}")
     number = float(value)
     if not np.isfinite(number) or (low is not None and (number <= low if strict else number < low)):

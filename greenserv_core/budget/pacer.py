@@ -63,7 +63,6 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-import numbers
 import time
 from collections import deque
 from collections.abc import Callable
@@ -72,6 +71,7 @@ from typing import Any
 
 import numpy as np
 
+from greenserv_core.bandits.base import check_number
 from greenserv_core.budget.spec import EnergyBudget
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.reward import DEFAULT_TRADEOFF, check_tradeoff
@@ -221,16 +221,6 @@ class _RecentDecisions:
         for index in range(count - rows, count):
             row = index % len(values)
             self.add(values[row], costs[row], joules[row])
-
-
-def _joules(value: object) -> float:
-    """A measured amount of joules: a finite number of 0 or more, else :class:`InvalidInputError`."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise InvalidInputError(f"joules must be a finite number >= 0, got {value!r}")
-    number = float(value)
-    if not (math.isfinite(number) and number >= 0):
-        raise InvalidInputError(f"joules must be a finite number >= 0, got {value!r}")
-    return number
 
 
 def _positive_int(name: str, value: object) -> int:
@@ -452,7 +442,7 @@ class BudgetPacer:
 
     def observe(self, joules: float, *, predicted: float | None = None) -> None:
         """Count an answer's measured joules (and the joules predicted for it, when known)."""
-        joules = _joules(joules)
+        joules = check_number("joules", joules, low=0.0)
         now = self._now()
         index = self._spend(now, joules)
         self.answers_ += 1
@@ -479,7 +469,7 @@ class BudgetPacer:
     def charge(self, joules: float) -> None:
         """Count joules spent without an answer (a failed attempt before another model
         answered): the spend and the window grow, the count of answers does not."""
-        self._spend(self._now(), _joules(joules))
+        self._spend(self._now(), check_number("joules", joules, low=0.0))
 
     def _spend(self, now: float, joules: float) -> int | None:
         """Add ``joules`` to the spend, and to the current window's for a budget per window of

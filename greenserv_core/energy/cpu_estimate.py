@@ -38,20 +38,17 @@ class CpuTimeEstimateMeter(TimedMeter):
     measured = False
 
     def __init__(self, watts_per_core: float | None = None) -> None:
+        name, given = "watts_per_core", repr(watts_per_core)  # as the error names and shows it
         if watts_per_core is None:
-            setting = os.environ.get("GREENSERV_CPU_WATTS_PER_CORE", str(DEFAULT_WATTS_PER_CORE))
+            name = "GREENSERV_CPU_WATTS_PER_CORE"
+            setting = os.environ.get(name, str(DEFAULT_WATTS_PER_CORE))
+            given = repr(setting)
             try:
                 watts_per_core = float(setting)
             except ValueError:
-                raise InvalidInputError(
-                    f"GREENSERV_CPU_WATTS_PER_CORE must be a number of watts, such as 15, got {setting!r}"
-                ) from None
-            if not 0 < watts_per_core < math.inf:
-                raise InvalidInputError(
-                    f"GREENSERV_CPU_WATTS_PER_CORE must be a positive finite number, got {setting!r}"
-                )
+                raise InvalidInputError(f"{name} must be a number of watts, such as 15, got {given}") from None
         if not 0 < watts_per_core < math.inf:
-            raise InvalidInputError(f"watts_per_core must be a positive finite number, got {watts_per_core!r}")
+            raise InvalidInputError(f"{name} must be a positive finite number, got {given}")
         self.watts_per_core = float(watts_per_core)
 
     def _start(self) -> object:

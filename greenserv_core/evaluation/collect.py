@@ -41,7 +41,7 @@ from greenserv_core.evaluation.scoring import score_answer
 from greenserv_core.evaluation.table import COLUMNS, OutcomeTable, read_table, write_table
 from greenserv_core.messages import Message
 
-__all__ = ["DEFAULT_TASKS", "TASK_SETTINGS", "UNSCORED_TASKS", "collect", "journal_path"]
+__all__ = ["DEFAULT_TASKS", "TASK_SETTINGS", "UNSCORED_TASKS", "check_scored_tasks", "collect", "journal_path"]
 
 DEFAULT_TASKS = ("mmlu", "arc_easy", "arc_challenge", "hellaswag", "winogrande", "boolq", "gsm8k")
 _SHORT = GenerationSettings(max_new_tokens=3, logprobs=True)
@@ -73,6 +73,16 @@ UNSCORED_TASKS = frozenset(
 deciding mathematical equivalence), so they serve the task-type classifier, never a table."""
 
 
+def check_scored_tasks(tasks: Sequence[str], who: str) -> None:
+    """Refuse :data:`UNSCORED_TASKS` among ``tasks``, saying that ``who`` cannot score them."""
+    unscored = sorted(set(tasks) & UNSCORED_TASKS)
+    if unscored:
+        raise InvalidInputError(
+            f"{unscored} have code or LaTeX references, which {who} cannot score (it would take running "
+            "the code or deciding mathematical equivalence): give it other tasks"
+        )
+
+
 def journal_path(out: str | Path) -> Path:
     return Path(f"{out}.rows.jsonl")
 
@@ -96,10 +106,11 @@ def _read_journal(path: Path, header: dict[str, Any]) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
+    whole = data[: data.rfind(b"\n") + 1]  # a torn line has no newline yet
+    if len(whole) != len(data):
         with open(path, "r+b") as handle:
-            handle.truncate(data.rfind(b"\n") + 1)
-    lines = path.read_text(encoding="utf-8").splitlines()
+            handle.truncate(len(whole))
+    lines = whole.decode("utf-8").splitlines()
     if not lines:
         return []
     try:
@@ -158,12 +169,7 @@ def collect(
         raise InvalidInputError("collect needs at least one model")
     if isinstance(tasks, str) or not all(isinstance(task, str) for task in tasks):
         raise InvalidInputError(f"tasks must be a list of task names, got {tasks!r}")
-    unscored = sorted(set(tasks) & UNSCORED_TASKS)
-    if unscored:
-        raise InvalidInputError(
-            f"{unscored} have code or LaTeX references, which GreenServ cannot score (it would take running "
-            "the code or deciding mathematical equivalence); collect other tasks"
-        )
+    check_scored_tasks(tasks, "collect")
     if limit < 1 or batch_size < 1:
         raise InvalidInputError(f"limit and batch_size must be positive, got {limit} and {batch_size}")
     if signal is not None and not isinstance(signal, ConfidenceSignal):
@@ -189,10 +195,8 @@ def collect(
     journal = journal_path(out)
     if out.exists() and not journal.exists():
         table = read_table(out)
-        saved = {
-            **table.metadata,
-            "batch_size": table.metadata.get("batch_size", batch_size),
-        }  # (recorded since 2026-12-05)
+        # the batch size is recorded since 2026-12-05: an older table holds none
+        saved = {**table.metadata, "batch_size": table.metadata.get("batch_size", batch_size)}
         if {k: saved.get(k) for k in header} == header:
             return table  # already complete
         raise StateFileError(f"{out} exists and holds another collection; choose another --out")

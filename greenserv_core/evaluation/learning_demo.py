@@ -52,13 +52,9 @@ def demo_stream(tasks: Sequence[str] = DEMO_TASKS, queries: int = 48, seed: int 
         raise InvalidInputError(f"queries must be at least 1, got {queries}")
     if not tasks:
         raise InvalidInputError("give at least one task")
-    from greenserv_core.evaluation.collect import UNSCORED_TASKS
+    from greenserv_core.evaluation.collect import check_scored_tasks
 
-    unscored = sorted(set(tasks) & UNSCORED_TASKS)
-    if unscored:
-        raise InvalidInputError(
-            f"{unscored} have code or LaTeX references, which the demo cannot score: give it other tasks"
-        )
+    check_scored_tasks(tasks, "the demo")
     per_task = -(-queries // len(tasks))
     examples = [example for task in tasks for example in load_task(task, limit=per_task, seed=seed)]
     random.Random(seed).shuffle(examples)

@@ -73,8 +73,7 @@ class Executor:
         while True:
             if decision is not None and failure is not None:
                 self.learner.fail_over(decision)
-                attempt_failed = FailedAttempt.of(decision.model, failure)
-                self.learner.charge_failed([(attempt_failed.model, attempt_failed.energy_joules)])
+                attempt_failed = self._charge(decision, failure)
                 failed[decision.model] = str(failure)
                 if failures is not None:
                     failures.append(attempt_failed)
@@ -105,6 +104,12 @@ class Executor:
         )
         return self.settle(generation, failures)
 
+    def _charge(self, decision: RoutingDecision, error: ModelUnavailableError) -> FailedAttempt:
+        """Charge what a failed attempt spent (its model's tally and the energy budget)."""
+        attempt = FailedAttempt.of(decision.model, error)
+        self.learner.charge_failed([(attempt.model, attempt.energy_joules)])
+        return attempt
+
     def settle(self, generation: RoutedGeneration, failures: Sequence[FailedAttempt]) -> RoutedGeneration:
         """List the failed attempts on the answer (what they spent was charged as they failed)."""
         if not failures:
@@ -130,8 +135,7 @@ class Executor:
                     yield RoutedChunk(chunk.delta, decision)
                     chunk = _next_piece(pieces, decision.model)
             except ModelUnavailableError as error:  # mid-stream: no failover, but what it spent is charged
-                spent = FailedAttempt.of(decision.model, error)
-                self.learner.charge_failed([(spent.model, spent.energy_joules)])
+                self._charge(decision, error)
                 raise
             generation = self.settle(self.finish(decision, chunk.result, request), failures)
             finished = True
