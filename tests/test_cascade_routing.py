@@ -597,6 +597,7 @@ def test_the_saved_state_holds_the_escalation_state(tmp_path: Path) -> None:
         ("Paris", "Paris, the capital", True),
         ("Paris", "It is London", False),
         ("Sydney", "Canberra, not Sydney.", False),  # named to be rejected, not agreed with
+        ("9" * 400, "9" * 400, True),  # a number too long for a float is still compared, never a crash
         ("Mercury", "Venus is hotter than Mercury", False),
     ],
 )

@@ -28,12 +28,13 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-__all__ = ["answers_agree", "final_answer"]
+__all__ = ["NUMBER_PATTERN", "answers_agree", "canonical_number", "final_answer"]
 
 _WORD = re.compile(r"[\w.%-]+")
 _LEADING_CHOICE = re.compile(r"^\s*\(?([A-Ea-e])(?:[).:]|\s*$)")  # "B) Paris", "(b)", "B": never "A dog"
 _NAMED_CHOICE = re.compile(r"\b(?:answer|option|choice)(?:\s+is)?\s*:?\s*\(?([A-Ea-e])\b(?![\w'-])", re.IGNORECASE)
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+NUMBER_PATTERN = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+"""A number as answers write it: a sign, thousands separators, decimals."""
 _YES_NO = {"yes": "yes", "true": "yes", "no": "no", "false": "no"}
 
 
@@ -54,11 +55,25 @@ def final_answer(text: str) -> tuple[str, str] | None:
     words = _words(text)
     if words and words[0] in _YES_NO:
         return "yes/no", _YES_NO[words[0]]
-    numbers = _NUMBER.findall(text)
+    numbers = NUMBER_PATTERN.findall(text)
     if numbers:
-        value = float(numbers[-1].replace(",", ""))
-        return "number", f"{value:g}" if value != int(value) else str(int(value))
+        return "number", canonical_number(numbers[-1]) or numbers[-1]
     return None
+
+
+def canonical_number(text: str) -> str | None:
+    """A number written as answers write it, in one form (``None`` if it is none): no
+    thousands separators, no trailing point, a whole number without decimals.
+
+    >>> canonical_number("1,200.00"), canonical_number("-3.50"), canonical_number("9" * 400), canonical_number("x")
+    ('1200', '-3.5', 'inf', None)
+    """
+    cleaned = text.replace(",", "").rstrip(".")
+    try:
+        value = float(cleaned)
+    except ValueError:
+        return None
+    return str(int(value)) if value.is_integer() else str(value)
 
 
 def answers_agree(first: str, second: str, *, threshold: float = 0.5) -> bool:

@@ -20,14 +20,13 @@ import functools
 import re
 from typing import Any
 
+from greenserv_core.cascades.agreement import NUMBER_PATTERN, canonical_number
 from greenserv_core.datasets.olmo_eval import LETTERS, TaskExample
 from greenserv_core.evaluation.extras import bench_import
 
 __all__ = ["SUMMARY_TASKS", "extract_choice", "extract_number", "extract_yes_no", "rouge_l", "score_answer"]
 
 SUMMARY_TASKS = frozenset({"cnn_dailymail", "xsum", "samsum"})
-
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 
 
 def extract_choice(text: str, n_choices: int) -> str | None:
@@ -62,15 +61,6 @@ def extract_choice(text: str, n_choices: int) -> str | None:
     return None
 
 
-def _canonical_number(text: str) -> str | None:
-    cleaned = text.replace(",", "").rstrip(".")
-    try:
-        value = float(cleaned)
-    except ValueError:
-        return None
-    return str(int(value)) if value.is_integer() else str(value)
-
-
 def extract_number(text: str) -> str | None:
     """The final numeric answer: after ``####`` if present, else the last number.
 
@@ -78,10 +68,10 @@ def extract_number(text: str) -> str | None:
     ('12', '1250')
     """
     tail = text.split("####", 1)[1] if "####" in text else text
-    numbers = _NUMBER.findall(tail)
+    numbers = NUMBER_PATTERN.findall(tail)
     if not numbers:
         return None
-    return _canonical_number(numbers[0] if "####" in text else numbers[-1])
+    return canonical_number(numbers[0] if "####" in text else numbers[-1])
 
 
 def extract_yes_no(text: str) -> str | None:
@@ -109,7 +99,7 @@ def _normalise(text: str) -> str:
     words = []
     for token in _TOKEN.findall(text.lower()):
         if token[-1].isdigit() and (token[0].isdigit() or token[0] == "-"):
-            token = _canonical_number(token) or token
+            token = canonical_number(token) or token
         if token not in _ARTICLES:
             words.append(token)
     return " ".join(words)
@@ -139,7 +129,7 @@ def score_answer(example: TaskExample, output: str) -> float:
     if example.choices:
         return float(extract_choice(output, len(example.choices)) == example.reference)
     if example.task == "gsm8k":
-        return float(extract_number(output) == _canonical_number(example.reference))
+        return float(extract_number(output) == canonical_number(example.reference))
     if example.task == "boolq" or (not example.aliases and example.reference in ("yes", "no")):
         return float(extract_yes_no(output) == example.reference)
     answer = f" {_normalise(output)} "
