@@ -181,6 +181,24 @@ def test_a_kept_stream_shows_the_first_answer_in_one_piece() -> None:
     assert final is not None and [s.action for s in final.chain] == ["kept"] and final.token_logprobs is None
 
 
+def test_a_cascade_stream_closed_early_reports_every_model_it_ran() -> None:
+    from greenserv_core.backends.abandoned import collecting_abandoned
+
+    small, big = _small(0.2), _big()
+    escalated = CascadeBackend(small, big, threshold=0.5).stream(ASK, SHORT)
+    next(escalated)  # the second model's first piece
+    with collecting_abandoned() as spent:
+        escalated.close()
+    assert [r.energy.joules for r in spent] == pytest.approx(
+        [small.generate(ASK, SHORT).energy.joules, big.generate(ASK, SHORT).energy.joules]
+    )
+    kept = CascadeBackend(_small(0.9), _big(), threshold=0.5).stream(ASK, SHORT)
+    next(kept)
+    with collecting_abandoned() as spent:
+        kept.close()
+    assert [r.energy.joules for r in spent] == pytest.approx([_small(0.9).generate(ASK, SHORT).energy.joules])
+
+
 def test_the_router_streams_only_the_escalated_answer() -> None:
     router = _router(0.2)
     chunks = list(router.stream(ASK, max_new_tokens=8))

@@ -49,6 +49,11 @@ def _router(first: FakeBackend, second: FakeBackend | None = None) -> GreenServR
     return router
 
 
+def _joules_of(backend: FakeBackend) -> float:
+    """What ``backend`` spends on the whole answer to ``ASK``."""
+    return backend.generate([{"role": "user", "content": ASK}], GenerationSettings()).energy.joules
+
+
 def _spent(router: GreenServRouter) -> tuple[float, float]:
     assert router.budget_ is not None
     return router.stats_["a"]["energy_joules"], router.budget_.spent_joules
@@ -73,7 +78,9 @@ def test_a_failed_attempt_is_charged_on_every_path_once() -> None:
     stream = closed.stream(ASK)
     next(stream)  # b streams: a failed before its first piece
     stream.close()
-    assert _spent(closed) == (5.0, 5.0)
+    b_spent = _joules_of(FakeBackend("b", joules_per_token=50.0))
+    assert closed.stats_["a"]["energy_joules"] == 5.0 and closed.stats_["b"]["energy_joules"] == b_spent
+    assert closed.budget_ is not None and closed.budget_.spent_joules == 5.0 + b_spent  # b ran, unread
 
     nobody = _router(Failing("a", joules_per_token=0.01), Failing("b", joules_per_token=50.0))
     with pytest.raises(NoEligibleModelError):
@@ -217,3 +224,31 @@ def test_breaking_out_of_an_async_stream_leaves_no_thread_error(recwarn: pytest.
     finally:
         threading.excepthook = previous
     assert errors == []
+
+
+def test_a_stream_closed_before_its_answer_charges_what_the_model_spent() -> None:
+    router = _router(FakeBackend("a", joules_per_token=0.5))
+    stream = router.stream(ASK)
+    first = next(stream)
+    stream.close()
+    spent = _joules_of(FakeBackend("a", joules_per_token=0.5))
+    assert _spent(router) == (spent, spent)
+    with pytest.raises(UnknownDecisionError):  # and the unfinished answer cannot be scored
+        router.feedback(first.decision.decision_id, 1.0)
+
+    read = _router(FakeBackend("a", joules_per_token=0.5))
+    generation = list(read.stream(ASK))[-1].generation
+    assert generation is not None and _spent(read) == (spent, spent)  # a whole answer is charged once
+
+
+def test_a_backend_that_reports_nothing_when_closed_charges_nothing() -> None:
+    class Silent(FakeBackend):
+        def stream(self, messages: Sequence[Message], settings: GenerationSettings) -> Iterator[StreamChunk]:
+            yield StreamChunk("piece ")
+            yield StreamChunk("", self.generate(messages, settings))
+
+    router = _router(Silent("a", joules_per_token=0.5))
+    stream = router.stream(ASK)
+    next(stream)
+    stream.close()
+    assert _spent(router) == (0.0, 0.0)  # the router does not invent joules

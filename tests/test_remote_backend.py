@@ -733,6 +733,24 @@ def test_a_stream_the_caller_stops_reading_counts_as_a_success() -> None:
     assert remote.breaker.failures_ == 0
 
 
+def test_a_stream_closed_before_its_answer_reports_the_servers_time() -> None:
+    from greenserv_core.backends.abandoned import collecting_abandoned
+
+    remote = backend(lambda request: sse({"choices": [{"delta": {"content": "Hel"}}]}))
+    pieces = remote.stream(ASK, SETTINGS)
+    next(pieces)
+    with collecting_abandoned() as spent:
+        pieces.close()
+    assert len(spent) == 1 and spent[0].seconds > 0
+    assert spent[0].energy.source.startswith("estimate") and not spent[0].energy.measured
+
+    whole = remote.stream(ASK, SETTINGS)
+    chunks = list(whole)
+    with collecting_abandoned() as after_answer:
+        whole.close()
+    assert chunks[-1].result is not None and after_answer == []  # an answer that came is not charged twice
+
+
 def test_a_malformed_stream_chunk_fails_the_answer_not_the_caller() -> None:
     remote = backend(lambda request: sse({"choices": {"delta": "not a list"}}))
     with pytest.raises(ModelUnavailableError, match="malformed stream"):

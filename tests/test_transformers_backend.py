@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from greenserv_core import GenerationSettings, GreenServRouter, InvalidInputError, MissingResourceError
+from greenserv_core.backends.abandoned import collecting_abandoned
 from greenserv_core.backends.memory import ModelMemory
 from greenserv_core.backends.prompt_format import StopBuffer, truncate_at_stop
 from greenserv_core.backends.transformers import TransformersBackend
@@ -106,8 +107,11 @@ def test_abandoned_stream_releases_the_device(plain_dir: Path) -> None:
     backend = backend_for(plain_dir)
     stream = backend.stream(ASK, GenerationSettings(max_new_tokens=30))
     next(stream)
-    stream.close()
+    with collecting_abandoned() as spent:
+        stream.close()
     assert backend.generate(ASK, GenerationSettings(max_new_tokens=3)).output_tokens >= 1  # lock was released
+    assert len(spent) == 1 and spent[0].seconds > 0  # what it ran until closed is reported
+    assert spent[0].energy.source == backend.generate(ASK, GenerationSettings(max_new_tokens=1)).energy.source
 
 
 def test_batch_attributes_joules_by_token_share(plain_dir: Path) -> None:

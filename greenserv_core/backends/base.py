@@ -286,7 +286,9 @@ class ModelBackend(Protocol):
         ...
 
     def stream(self, messages: Sequence[Message], settings: GenerationSettings) -> Iterator[StreamChunk]:
-        """Answer ``messages`` piece by piece; the last chunk carries the :class:`GenerationResult`."""
+        """Answer ``messages`` piece by piece; the last chunk carries the :class:`GenerationResult`.
+        Closed before that chunk, a stream should pass what it spent until then to
+        :func:`~greenserv_core.backends.abandoned.report_abandoned`, so that budgets count it."""
         ...
 
 

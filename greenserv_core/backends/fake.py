@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from greenserv_core.backends.abandoned import report_abandoned
 from greenserv_core.backends.base import (
     EnergyReading,
     GenerationResult,
@@ -119,6 +120,10 @@ class FakeBackend:
 
     def stream(self, messages: Sequence[Message], settings: GenerationSettings) -> Iterator[StreamChunk]:
         result = self.generate(messages, settings)
-        for piece in re.findall(r"\S+\s*|\s+", result.text):
-            yield StreamChunk(delta=piece)
+        try:
+            for piece in re.findall(r"\S+\s*|\s+", result.text):
+                yield StreamChunk(delta=piece)
+        except GeneratorExit:  # the whole answer was computed up front: all of it was spent
+            report_abandoned(result.energy, result.latency_s)
+            raise
         yield StreamChunk(delta="", result=result)

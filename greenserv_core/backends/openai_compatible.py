@@ -60,7 +60,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -68,6 +68,7 @@ from typing import Any, TypeVar
 import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
+from greenserv_core.backends.abandoned import report_abandoned
 from greenserv_core.backends.base import GenerationResult, GenerationSettings, ModelInfo, StreamChunk
 from greenserv_core.backends.circuit import CircuitBreaker
 from greenserv_core.backends.registry import register_address_scheme
@@ -350,10 +351,20 @@ class OpenAICompatibleBackend:
     def stream(self, messages: Sequence[Message], settings: GenerationSettings) -> Iterator[StreamChunk]:
         window = self._start_energy()
         started = time.perf_counter()
+        answered = False
+        chunks = self._stream(messages, settings, window)
         try:
-            yield from self._stream(messages, settings, window)
+            for chunk in chunks:
+                answered = chunk.result is not None
+                yield chunk
         except ModelUnavailableError as error:
             self._charge(error, window, started)
+            raise
+        except GeneratorExit:  # closed before its answer: what the server spent so far is reported
+            chunks.close()  # the request is dropped first
+            if not answered:
+                seconds = time.perf_counter() - started
+                report_abandoned(self._window_energy(window, seconds), seconds)
             raise
         finally:
             window.close()  # a no-op once the result was computed or charged
@@ -370,7 +381,7 @@ class OpenAICompatibleBackend:
 
     def _stream(
         self, messages: Sequence[Message], settings: GenerationSettings, window: _Window
-    ) -> Iterator[StreamChunk]:
+    ) -> Generator[StreamChunk, None, None]:
         started = time.perf_counter()
         body = self._body(messages, settings, stream=True)
         limit = settings.max_time_s

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from greenserv_core.backends.abandoned import report_abandoned
 from greenserv_core.backends.base import GenerationResult, GenerationSettings, ModelInfo, StreamChunk
 from greenserv_core.backends.devices import device_lock, pick_device, pick_dtype
 from greenserv_core.backends.memory import ModelMemory, default_memory
@@ -556,6 +557,7 @@ class TransformersBackend:
             thread.start()
             buffer = StopBuffer(stops, turn_markers=self.stops_at_turn_markers)
             emitted: list[str] = []
+            abandoned = False
             try:
                 for piece in streamer:
                     out = buffer.push(piece)
@@ -570,9 +572,14 @@ class TransformersBackend:
                 if tail:
                     emitted.append(tail)
                     yield StreamChunk(delta=tail)
+            except GeneratorExit:
+                abandoned = True
+                raise
             finally:
                 cancelled.set()
                 thread.join()
+                if abandoned and "energy" in outcome:  # generation stopped: what it spent until then
+                    report_abandoned(outcome["energy"], outcome["latency"])
         finally:
             self.memory.release(self)
         if "error" in outcome:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterator, Sequence
 
+from greenserv_core.backends.abandoned import report_abandoned
 from greenserv_core.backends.base import (
     ChainStep,
     GenerationResult,
@@ -227,7 +228,11 @@ class CascadeBackend:
         follows and the first answer is never shown."""
         first, step, escalated = self._first(messages, settings, escalate)
         if not escalated:
-            yield StreamChunk(first.text)
+            try:
+                yield StreamChunk(first.text)
+            except GeneratorExit:  # closed before the result: the first answer was spent all the same
+                report_abandoned(first.energy, first.latency_s)
+                raise
             yield StreamChunk("", self._kept(first, step, settings))
             return
         pieces = iter(self.then.stream(messages, settings))
@@ -239,6 +244,13 @@ class CascadeBackend:
             if chunk.result is not None:
                 yield StreamChunk("", self._joined(first, step, chunk.result))
                 return
-            yield chunk
+            try:
+                yield chunk
+            except GeneratorExit:  # both models ran: the first answer, and the second until now
+                report_abandoned(first.energy, first.latency_s)
+                close = getattr(pieces, "close", None)
+                if callable(close):
+                    close()
+                raise
             chunk = next(pieces, None)
         raise ModelUnavailableError(f"the stream of {self.then.info.name!r} ended without its result")

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+from greenserv_core.backends.abandoned import collecting_abandoned
 from greenserv_core.backends.base import (
     GenerationResult,
     ModelBackend,
@@ -143,6 +144,19 @@ class Executor:
         finally:
             if not finished:
                 self.learner.drop(decision.decision_id)
+                self._charge_abandoned(decision, pieces)
+
+    def _charge_abandoned(self, decision: RoutingDecision, pieces: Iterator[StreamChunk]) -> None:
+        """A stream closed before its answer: close the model's stream now, and charge what
+        the backend reports it spent until then (a backend that reports nothing charges nothing)."""
+        close = getattr(pieces, "close", None)
+        if not callable(close):
+            return
+        with collecting_abandoned() as spent:
+            close()
+        joules = sum(reading.energy.joules for reading in spent)
+        if joules > 0:
+            self.learner.charge_failed([(decision.model, joules)])
 
     def generate_batch(self, requests: Sequence[RouteRequest]) -> list[RoutedGeneration]:
         """Route each request, then run those routed to the same model together: as one batch
