@@ -26,6 +26,7 @@ Example, with fake models and the dependency-free hashing embedder::
 
 from __future__ import annotations
 
+import functools
 import logging
 import operator
 import threading
@@ -210,7 +211,7 @@ class GreenServRouter:
             energy_budget=self._paced_budget(),
             escalation=escalation if escalation is not None else EscalationModel(self.features.dimension, seed=seed),
         )
-        self._executor = Executor(self._route, self.backend, self.learner_)
+        self._executor = Executor(functools.partial(self._route, under_way=True), self.backend, self.learner_)
         self._backends: dict[str, ModelBackend] = {}
         """The pool's backends by name; replaced, never changed, when the pool changes."""
         self._pool: ModelPool | None = None
@@ -363,9 +364,12 @@ class GreenServRouter:
         failed: Mapping[str, str],
         decision_id: str | None,
         features: QueryFeatures | None = None,
+        *,
+        under_way: bool = False,
     ) -> RoutingDecision:
         """Route ``request`` among the models that have not ``failed`` it (with ``features``
-        already extracted for an earlier attempt, else extracted now)."""
+        already extracted for an earlier attempt, else extracted now); ``under_way``: the
+        router runs the answer itself (:meth:`RoutingLearner.decide`)."""
         pool = self._model_pool()
         backends = pool.backends
         unknown = sorted(request.models - set(backends)) if request.models is not None else []
@@ -383,7 +387,9 @@ class GreenServRouter:
         if features is None:
             features = self.features.extract(request.messages)
         limits = Limits(request.settings.max_new_tokens, request.models, failed, request.requires, limit, cap)
-        return self.learner_.decide(features, candidates, limits, lam, decision_id, rerouting=rerouting)
+        return self.learner_.decide(
+            features, candidates, limits, lam, decision_id, rerouting=rerouting, under_way=under_way
+        )
 
     def escalate(self, decision_id: str, confidence: float | None) -> Verdict:
         """For a decision routed to a cascade that you run yourself: after its first answer,

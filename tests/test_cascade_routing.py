@@ -842,3 +842,22 @@ def test_a_cascade_saved_with_a_signal_of_ones_own_loads_with_it(tmp_path: Path)
     )
     cascade = loaded.backend("small->big")
     assert isinstance(cascade, CascadeBackend) and cascade.signal is signal
+
+
+def test_a_model_that_joins_again_under_a_name_is_not_trusted_for_the_names_old_scores(tmp_path: Path) -> None:
+    router = GreenServRouter([_small(0.9), _big()], features=make_hashing_extractor(), seed=0)
+    for _ in range(12):
+        answer = router.generate(ASK, models=["big"], max_new_tokens=8)
+        router.feedback(answer.decision_id, 1.0)
+    router.remove_model("big")
+    router.add_model(_big())
+    router.add_cascade("small", "big")
+    assert router.stats_["big"]["feedback"] == 12  # the name's history stays
+    assert router.learner_._then_scored("small->big", "big") == 0  # the model now under it was never scored
+    answer = router.generate(ASK, models=["big"], max_new_tokens=8)
+    router.feedback(answer.decision_id, 1.0)
+    assert router.learner_._then_scored("small->big", "big") == 1
+    path = tmp_path / "router.json"
+    router.save(path)
+    loaded = GreenServRouter.load(path, [_small(0.9), _big()], features=make_hashing_extractor())
+    assert loaded.learner_._then_scored("small->big", "big") == 1  # saved with the state

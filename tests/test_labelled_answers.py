@@ -178,7 +178,20 @@ def test_a_warm_escalation_counts_the_second_models_answer_once() -> None:
     for taught in range(1, 6):  # unsure first answers: the rule escalates each (the second model not yet trusted)
         assert router.learn_answers(ASK, {"small": _small_answer(0.0, 0.1), "big": RIGHT_BIG}) == {"small->big": True}
         assert router.learner_._then_scored("small->big", "big") == taught  # not twice: once as the escalation
-    assert router.stats_["big"]["labelled"] == 0 and router.stats_["small"]["labelled"] == 5
+    assert router.stats_["big"]["labelled"] == 5 and router.stats_["small"]["labelled"] == 5  # each taught five
+
+
+def test_a_second_model_taught_through_one_cascade_counts_as_scored_for_every_cascade() -> None:
+    from greenserv_core import FakeBackend
+    from tests.conftest import make_hashing_extractor
+
+    pool = [FakeBackend(name, joules_per_token=j) for name, j in (("a", 1.0), ("b", 2.0), ("c", 9.0))]
+    router = GreenServRouter(pool, features=make_hashing_extractor(), seed=0, cascades=[("a", "c"), ("b", "c")])
+    for _ in range(12):
+        unsure = LabelledAnswer(score=0.0, energy_joules=1.0, confidence=0.05)
+        router.learn_answers(ASK, {"a": unsure, "c": LabelledAnswer(score=1.0, energy_joules=9.0)})
+    assert router.stats_["c"]["labelled"] == 12
+    assert router.learner_._then_scored("a->c", "c") == router.learner_._then_scored("b->c", "c") == 12
 
 
 def test_labelled_answers_may_hold_numpy_numbers() -> None:

@@ -144,6 +144,16 @@ def test_shift_outcomes_flip_only_after_the_step_and_keep_the_mean_drop() -> Non
     assert str(Shift.parse("a@b@3:latency*0.5")) == "a@b@3:latency*0.5"
 
 
+def test_two_shifts_of_one_models_accuracy_add_up() -> None:
+    rng = np.random.default_rng(2)
+    accuracy = (rng.random((20_000, 1)) < 0.8).astype(float)
+    ones, means, binary = np.ones((20_000, 1)), np.full((20_000, 1), 0.8), np.array([True])
+    twice = [Shift.parse("m@0:accuracy-0.3"), Shift.parse("m@10000:accuracy-0.3")]
+    shifted, _, _ = shift_outcomes(accuracy, ones, ones, means, binary, twice, {"m": 0}, 3)
+    assert shifted[:10_000, 0].mean() == pytest.approx(0.5, abs=0.02)
+    assert shifted[10_000:, 0].mean() == pytest.approx(0.2, abs=0.02)  # 0.8 − 0.3 − 0.3, not 0.5 − 0.3·0.5/0.8
+
+
 def test_a_shift_lowers_the_models_accuracy_and_policies_re_adapt() -> None:
     table = two_model_table(300, good=0.9, bad=0.6)
     shift = Shift.parse("good@60:accuracy-0.8")

@@ -247,8 +247,9 @@ class BudgetPacer:
     answers whose prediction was known), ``start_`` (the clock at the first decision),
     ``windows_`` (joules per window index), ``debt_`` (overspend carried from past windows),
     ``last_window_``, ``history_``, ``trailing_`` (the joules of the guard's last answers; each
-    replica keeps its own) and ``recent_`` (the remembered decisions the price is re-solved on;
-    saved, and each replica keeps its own).
+    replica keeps its own), ``in_flight_`` (the guard's answers routed and not yet
+    measured) and ``recent_`` (the remembered decisions the price is re-solved on; saved,
+    and each replica keeps its own).
     """
 
     def __init__(
@@ -311,6 +312,8 @@ class BudgetPacer:
         self.history_: list[tuple[int, float]] = []
         self.recent_ = _RecentDecisions(self.memory)
         self.trailing_: deque[float] = deque(maxlen=self._trailing_length())
+        self.in_flight_: dict[str, float] = {}
+        """The guard's answers under way: decision id → predicted joules (not saved)."""
         self.saturated_ = False
         self.latest_: float | None = None
         """The latest clock reading: the pacer's time never goes back (a wall clock may)."""
@@ -554,10 +557,34 @@ class BudgetPacer:
         ...     pacer.observe(joules)
         >>> pacer.answer_cap()  # 4 answers × 10 J, less the 36 J of the last three
         4.0
+        >>> pacer.reserve("under-way", 3.0)  # an answer routed, not yet measured, predicted at 3 J
+        >>> pacer.answer_cap()  # 4 × 10 J, less the last two answers' 24 J and the 3 J under way
+        13.0
+
+        Answers under way (see :meth:`reserve`) belong to the run too: they take the place of
+        the oldest of the last answers, at their predicted joules.
         """
-        if self.window_queries is None or len(self.trailing_) < self.window_queries - 1:
+        if self.window_queries is None:
             return None
-        return max(0.0, self.window_queries * self.budget.joules - sum(self.trailing_)) * self._bias()
+        under_way = list(self.in_flight_.values())[-(self.window_queries - 1) :]
+        behind = self.window_queries - 1 - len(under_way)
+        if len(self.trailing_) < behind:
+            return None
+        measured = sum(itertools.islice(reversed(self.trailing_), behind))
+        return max(0.0, (self.window_queries * self.budget.joules - measured) * self._bias() - sum(under_way))
+
+    def reserve(self, decision_id: str, joules: float) -> None:
+        """With the guard, count an answer routed and not yet measured, at its predicted
+        ``joules``, in the cap of the answers routed meanwhile (:meth:`settle` ends it; a
+        decision routed again replaces its own)."""
+        if self.window_queries is None:
+            return
+        self.in_flight_.pop(decision_id, None)
+        self.in_flight_[decision_id] = check_number("joules", joules, low=0.0)
+
+    def settle(self, decision_id: str) -> None:
+        """An answer under way (:meth:`reserve`) was measured, failed or dropped."""
+        self.in_flight_.pop(decision_id, None)
 
     def _target(self, now: float, per_query: float) -> float:
         """The mean predicted joules per query to aim at now."""

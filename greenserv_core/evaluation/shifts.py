@@ -91,9 +91,11 @@ def shift_outcomes(
     """The (step × model) outcomes of one run's stream with ``shifts`` applied, in order (copies).
 
     ``task_accuracy`` holds, per step, each model's mean accuracy on that step's task in the
-    table; ``binary`` says per model whether all its accuracies are 0 or 1.
+    table; ``binary`` says per model whether all its accuracies are 0 or 1. Two shifts of
+    one model's accuracy add up: the second moves the mean the first left.
     """
     accuracy, energy, latency = accuracy.copy(), energy.copy(), latency.copy()
+    task_accuracy = np.array(task_accuracy, dtype=np.float64)  # a later shift starts from the shifted mean
     rng = np.random.default_rng([seed, _FLIPS])
     for shift in shifts:
         j, after = columns[shift.model], slice(shift.step, None)
@@ -115,4 +117,5 @@ def shift_outcomes(
                     chance = np.where(mean < 1, np.minimum(1.0, d / (1 - mean)), 1.0)
                     flip = (got == 0) & (draws < chance)
             accuracy[after, j] = np.where(flip, 1.0 - got, got)
+            task_accuracy[after, j] = np.clip(mean + shift.amount, 0.0, 1.0)
     return accuracy, energy, latency

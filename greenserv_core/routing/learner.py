@@ -203,6 +203,13 @@ class RoutingLearner:
         self.removed_at_: dict[str, float] = {}
         """When each name last left the pool (by the pending store's clock): a decision made
         before that, for the model then under the name, teaches a newcomer of that name nothing."""
+        self.scored_before_: dict[str, float] = {}
+        """For a name that joined the pool again: the scores its tallies held as it joined, so
+        that a cascade counts only what the model now under the name was scored
+        (:meth:`_then_scored`; the tallies themselves are the name's history)."""
+        self.labelled_thens_: dict[str, float] = {}
+        """Per cascade, its escalations taught from labelled rows: the second model's labelled
+        answer counts them already (:meth:`_then_scored`)."""
         self.sync_bases_: dict[str, Statistics] = {}
         """For each store this learner shares through, the total it adopted at its last sync
         (:class:`~greenserv_core.sharing.SharedLearning`); saved, so a replica restarted from
@@ -220,7 +227,16 @@ class RoutingLearner:
                 self.priors_[name] = prior
             self.energy_.add_model(name)
             self.latency_.add_model(name)
+            if name in self.removed_at_:  # a newcomer under a former name: the name's scores are not its own
+                self._joined_again(name)
             self.tallies_.add_model(name)
+
+    def _joined_again(self, name: str) -> None:
+        counts = self.tallies_.counts_.get(name)
+        self.scored_before_[name] = 0.0 if counts is None else float(counts["feedback"] + counts["labelled"])
+        for cascade, (_, then) in self.cascades_.items():
+            if then == name:
+                self.labelled_thens_.pop(cascade, None)
 
     def add_cascade(self, name: str, first: str, then: str) -> None:
         """A new cascade arm ``name``: ``first`` answers, ``then`` when it escalates. Both must
@@ -268,11 +284,14 @@ class RoutingLearner:
         decision_id: str | None = None,
         *,
         rerouting: bool = False,
+        under_way: bool = False,
     ) -> RoutingDecision:
         """Choose among the eligible ``candidates`` and keep the decision pending (the cost
         predictions are filled into ``candidates``). ``tradeoff`` ``None``: the energy budget
         sets λ (see :class:`BudgetPacer`); a number overrides the budget for this query, which
-        still counts towards it."""
+        still counts towards it. ``under_way``: the router runs the answer now, so the budget's
+        guard counts its predicted joules until its outcome, failure or drop (the caps of
+        answers routed meanwhile leave room for it)."""
         x = self.policy_.check_context(features.vector)
         table = candidates if isinstance(candidates, Candidates) else Candidates.of(candidates)
         with self.lock:
@@ -353,6 +372,8 @@ class RoutingLearner:
             self.pending_.add(pending)
             self.rerouting_.discard(decision.decision_id)
             self.tallies_.decided(choice.arm)
+            if under_way and self.pacer_ is not None and chosen_joules is not None:
+                self.pacer_.reserve(decision.decision_id, chosen_joules)
         logger.debug("routed %s to %s (task=%s)", decision.decision_id, decision.model, features.task)
         return decision
 
@@ -477,11 +498,12 @@ class RoutingLearner:
         """How often a cascade's second model was scored (its feedback, its labelled answers,
         and what it scored after this cascade's escalations); ``None`` when a prior vouches
         for its estimate."""
-        escalated = self.escalation_.thens_[cascade][1]
+        escalated = self.escalation_.thens_[cascade][1] - self.labelled_thens_.get(cascade, 0.0)
         if then in self.priors_:
             return None
         counts = self.tallies_.counts_[then]
-        return float(counts["feedback"] + counts["labelled"] + escalated)
+        own = counts["feedback"] + counts["labelled"] - self.scored_before_.get(then, 0.0)
+        return float(max(0.0, own) + max(0.0, escalated))
 
     def _paced(self, choice: Choice, predicted: KnownValues, units: np.ndarray, budget: BudgetStatus) -> Choice:
         """Let the pacer remember the decision; when the budget cannot be met, take the
@@ -610,6 +632,7 @@ class RoutingLearner:
         """Take back a decision whose model failed; its id is kept for the query's next route
         (:meth:`release` frees it if there is none)."""
         with self.lock:
+            self._settle(decision.decision_id)
             self.pending_.discard(decision.decision_id, reusable=True)
             self.rerouting_.add(decision.decision_id)
             self.tallies_.decided(decision.model, by=-1)
@@ -629,7 +652,13 @@ class RoutingLearner:
     def drop(self, decision_id: str) -> None:
         """Forget a decision whose generation did not complete (it cannot be scored)."""
         with self.lock:
+            self._settle(decision_id)
             self.pending_.discard(decision_id)
+
+    def _settle(self, decision_id: str) -> None:
+        """The decision's answer is no longer under way (for the budget's guard)."""
+        if self.pacer_ is not None:
+            self.pacer_.settle(decision_id)
 
     # ---- learning -----------------------------------------------------------------------
     def record_outcome(
@@ -650,6 +679,7 @@ class RoutingLearner:
             check_measured("a member's energy_joules", joules)
             check_measured("a member's latency_s", seconds)
         with self.lock:
+            self._settle(decision_id)
             try:
                 pending, scored = self.pending_.get(decision_id), False
             except DecisionAlreadyScoredError:  # scored first: its outcome is still awaited, once
@@ -738,12 +768,10 @@ class RoutingLearner:
         score: float | None = None,
         energy_joules: float | None = None,
         latency_s: float | None = None,
-        counted: bool = True,
     ) -> None:
         """Teach a labelled outcome that was not routed (e.g. a warm start from an outcome
-        table): its score to the policy (counted as ``labelled`` unless ``counted=False``: an
-        answer a cascade counts as its escalation already), its joules and seconds to the
-        cost models and the energy scale. Each part is optional; nothing is pending afterwards."""
+        table): its score to the policy (counted as ``labelled``), its joules and seconds to
+        the cost models and the energy scale. Each part is optional; nothing is pending afterwards."""
         value = None if score is None else check_score(score)
         for name, quantity in (("energy_joules", energy_joules), ("latency_s", latency_s)):
             if quantity is not None:
@@ -754,8 +782,7 @@ class RoutingLearner:
                 raise UnknownModelError(f"unknown model {model!r}; the models are {self.policy_.arms}")
             if value is not None:
                 self.policy_.update(model, x, value)
-                if counted:
-                    self.tallies_.labelled(model)
+                self.tallies_.labelled(model)
             if energy_joules is not None:
                 self.energy_.observe(model, x, features.prompt_tokens, energy_joules)
                 self.normalizer_.observe(features.task, energy_joules)
@@ -809,16 +836,9 @@ class RoutingLearner:
                 # the labels are all here: no answer need be kept to learn
                 verdict = self._verdict(plan, cascade, x, answers[first].confidence, tradeoff, explore=False)
                 verdicts[cascade] = (verdict.escalate, float(plan["then_accuracy"]))
-            # a second model's answer that a cascade escalated to counts once, as the escalation
-            counted_by_cascade = {self.cascades_[c][1] for c, (escalated, _) in verdicts.items() if escalated}
             for name, answer in answers.items():
                 self.learn(
-                    features,
-                    name,
-                    score=answer.score,
-                    energy_joules=answer.energy_joules,
-                    latency_s=answer.latency_s,
-                    counted=name not in counted_by_cascade,
+                    features, name, score=answer.score, energy_joules=answer.energy_joules, latency_s=answer.latency_s
                 )
             for first, signal in signals.items():
                 score = answers[first].score
@@ -839,6 +859,8 @@ class RoutingLearner:
                 if escalated:
                     assert second.score is not None
                     self.escalation_.learn_then(cascade, then_accuracy, second.score)
+                    # the second model's labelled answer counts this score already
+                    self.labelled_thens_[cascade] = self.labelled_thens_.get(cascade, 0.0) + 1.0
             return {cascade: escalated for cascade, (escalated, _) in verdicts.items()}
 
     # ---- sharing ------------------------------------------------------------------------
@@ -913,6 +935,8 @@ class RoutingLearner:
                 "budget": None if self.pacer_ is None else self.pacer_.state_dict(),
                 "escalation": self.escalation_.state_dict(),
                 "removed_at": dict(self.removed_at_),
+                "scored_before": dict(self.scored_before_),
+                "labelled_thens": dict(self.labelled_thens_),
                 "sync_bases": {
                     store: base64.b64encode(base.to_bytes()).decode() for store, base in self.sync_bases_.items()
                 },
@@ -931,11 +955,11 @@ class RoutingLearner:
             self.policy_.load_state_dict(state["policy"])
             self.energy_.load_state_dict(state["energy"])
             self.latency_.load_state_dict(state["latency"])
-            for name in arms:
-                if name not in self.policy_.arms_:
-                    self.policy_.add_arm(name, self.priors_.get(name))
-                    self.energy_.add_model(name)
-                    self.latency_.add_model(name)
+            joined = [name for name in arms if name not in self.policy_.arms_]
+            for name in joined:
+                self.policy_.add_arm(name, self.priors_.get(name))
+                self.energy_.add_model(name)
+                self.latency_.add_model(name)
             self.normalizer_.load_state_dict(state["normalizer"])
             self._scale = scale
             self.pending_.load_state_dict(state["pending"])
@@ -946,6 +970,11 @@ class RoutingLearner:
                 self.escalation_.load_state_dict(state["escalation"])
             saved_removals = state.get("removed_at") or {}
             self.removed_at_ = {**self.removed_at_, **{str(k): float(v) for k, v in saved_removals.items()}}
+            self.scored_before_ = {str(k): float(v) for k, v in (state.get("scored_before") or {}).items()}
+            self.labelled_thens_ = {str(k): float(v) for k, v in (state.get("labelled_thens") or {}).items()}
+            for name in joined:  # a model the saved state does not know: the name's tallies are not its own
+                if name in self.tallies_.counts_:
+                    self._joined_again(name)
             self.sync_bases_ = {
                 str(store): Statistics.from_bytes(base64.b64decode(base))
                 for store, base in (state.get("sync_bases") or {}).items()
