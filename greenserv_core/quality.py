@@ -8,6 +8,7 @@ as much as 10 scored answers, so a wrong one is outvoted after a few dozen real 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -33,13 +34,23 @@ class QualityPrior:
     strength: float = 10.0
 
     def __post_init__(self) -> None:
-        for task, score in {**self.scores, "default": self.default if self.default is not None else 0.0}.items():
-            if isinstance(score, bool) or not isinstance(score, (int, float)) or not 0.0 <= float(score) <= 1.0:
-                raise InvalidInputError(f"quality prior of {task!r} must be a number in [0, 1], got {score!r}")
-        if not isinstance(self.strength, (int, float)) or not math.isfinite(self.strength) or self.strength <= 0:
+        if not isinstance(self.scores, Mapping):
+            raise InvalidInputError(f"quality prior scores must map task types to scores, got {self.scores!r}")
+        named = [(f"task type {task!r}", score) for task, score in self.scores.items()]
+        for what, score in [*named, ("the default", 0.0 if self.default is None else self.default)]:
+            if not _real(score) or not 0.0 <= float(score) <= 1.0:
+                raise InvalidInputError(f"quality prior of {what} must be a number in [0, 1], got {score!r}")
+        if not _real(self.strength) or not math.isfinite(self.strength) or self.strength <= 0:
             raise InvalidInputError(f"quality prior strength must be a positive number, got {self.strength!r}")
         object.__setattr__(self, "scores", {str(t): float(s) for t, s in self.scores.items()})
+        object.__setattr__(self, "strength", float(self.strength))
+        if self.default is not None:
+            object.__setattr__(self, "default", float(self.default))
 
     def score_for(self, task: str) -> float | None:
         """The believed score on ``task``, or ``None`` where there is no belief."""
         return self.scores.get(task, self.default)
+
+
+def _real(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)

@@ -121,6 +121,18 @@ class _FromLearner(Generic[T]):
 logger = logging.getLogger("greenserv")
 
 
+def _check_same_contexts(new: FeatureExtractor, old: FeatureExtractor) -> None:
+    """A feature extractor may replace the router's only if it builds the same contexts
+    (length and task types): the policy and its priors learned on those."""
+    now = (old.dimension, tuple(getattr(old, "task_types", ())))
+    given = (getattr(new, "dimension", None), tuple(getattr(new, "task_types", ())))
+    if given != now:
+        raise InvalidInputError(
+            f"the feature extractor builds contexts of {given[0]} entries with task types {list(given[1])}; "
+            f"the router's policy learned on {now[0]} entries with {list(now[1])}: make a new router to change them"
+        )
+
+
 def _saved_signal(
     name: str, given: Mapping[str, ConfidenceSignal | VerifyingSignal], cascade: str
 ) -> ConfidenceSignal | VerifyingSignal:
@@ -192,7 +204,7 @@ class GreenServRouter:
         if policy is not None and strategy is not None:
             raise InvalidInputError("give policy= or its older name strategy=, not both")
         chosen = policy if policy is not None else (strategy or DEFAULT_POLICY)
-        self.policy, self.tradeoff, self.seed = chosen, check_tradeoff(tradeoff), check_seed(seed)
+        self.policy, self._tradeoff, self.seed = chosen, check_tradeoff(tradeoff), check_seed(seed)
         self.max_latency_s = check_positive("max_latency_s", max_latency_s)
         self.energy_budget = _energy_budget(energy_budget)
         self.max_joules = check_max_joules(max_joules)
@@ -245,14 +257,25 @@ class GreenServRouter:
             return pacer.status()
 
     @property
+    def tradeoff(self) -> float:
+        """λ for queries that give none, when the router has no energy budget (checked when set)."""
+        return self._tradeoff
+
+    @tradeoff.setter
+    def tradeoff(self, value: float) -> None:
+        self._tradeoff = check_tradeoff(value)
+
+    @property
     def features(self) -> FeatureExtractor:
         """The feature extractor; its clustering is learned state, shared with replicas."""
         return self._features
 
     @features.setter
     def features(self, extractor: FeatureExtractor) -> None:
-        self._features = extractor
-        self.learner_.shared["clusters"] = extractor
+        _check_same_contexts(extractor, self._features)
+        with self.learner_.lock:
+            self._features = extractor
+            self.learner_.shared["clusters"] = extractor
 
     # ---- the pool ---------------------------------------------------------------------
     @property
@@ -520,7 +543,13 @@ class GreenServRouter:
     latency_: _FromLearner[CostModel] = _FromLearner("latency_")
     normalizer_: _FromLearner[EnergyNormalizer] = _FromLearner("normalizer_")
     pending_: _FromLearner[PendingStore] = _FromLearner("pending_")
-    stats_: _FromLearner[dict[str, dict[str, float]]] = _FromLearner("tallies_.counts_")
+
+    @property
+    def stats_(self) -> dict[str, dict[str, float]]:
+        """Per model (a removed one's too: they are history): decisions, scored answers
+        (``feedback``), joules spent and ``labelled`` answers taught; a copy, read as one."""
+        with self.learner_.lock:
+            return self.learner_.tallies_.as_dict()
 
     def statistics(self) -> Statistics:
         """What this router learned, as statistics that merge across replicas

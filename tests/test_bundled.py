@@ -60,6 +60,25 @@ def test_interrupted_conversion_leaves_no_complete_looking_folder(fake_cache: li
     assert not bundled.converted_dir("toy").exists()
 
 
+def test_a_conversion_under_way_in_another_process_is_left_alone(fake_cache: list[Path]) -> None:
+    import subprocess
+    import sys
+
+    target = bundled.converted_dir("toy")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        running = target.with_name(f"{target.name}.partial-{other.pid}")
+        running.mkdir()
+        dead = target.with_name(f"{target.name}.partial-999999999")
+        dead.mkdir()
+        bundled.ensure_converted("toy")
+        assert running.exists() and not dead.exists()  # only an interrupted run's folder is stale
+    finally:
+        other.kill()
+        other.wait()
+
+
 def test_missing_setup_names_the_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GREENSERV_CACHE", str(tmp_path))
     with pytest.raises(MissingResourceError, match="greenserv setup"):

@@ -617,6 +617,13 @@ def test_the_saved_state_holds_the_escalation_state(tmp_path: Path) -> None:
         ("Sydney", "Canberra, not Sydney.", False),  # named to be rejected, not agreed with
         ("9" * 400, "9" * 400, True),  # a number too long for a float is still compared, never a crash
         ("Mercury", "Venus is hotter than Mercury", False),
+        ("The answer is 3/4.", "The answer is 1/4.", False),  # a fraction is one number
+        ("The answer is 3/4.", "0.75", True),
+        ("The answer is a dog", "Answer: A", False),  # the article is no choice
+        ("e.g. 42", "42", True),  # nor is an abbreviation
+        ("Pages 3-5", "pages 3 to 5", True),  # a dash between numbers is no sign
+        ("1" * 20 + "0", "1" * 20 + "1", False),  # long numbers compared exactly
+        ("the answer is b.", "(B)", True),
     ],
 )
 def test_answers_agree(first: str, second: str, agree: bool) -> None:

@@ -49,6 +49,41 @@ def test_a_token_quantile_does_not_drift_with_the_answers_length() -> None:
         TokenQuantile(1.5)
 
 
+def test_a_log_probability_above_zero_reads_as_a_sure_token_never_a_crash() -> None:
+    assert AnswerProbability()(_answer(math.log(0.5), math.inf)) == pytest.approx(0.5)
+    assert AnswerProbability()(_answer(-math.inf, math.inf)) == 0.0
+
+
+def test_a_token_quantile_keeps_its_q_exactly_in_its_name() -> None:
+    from greenserv_core.confidence import signal_from_name
+
+    signal = TokenQuantile(0.1234567)
+    assert signal_from_name(signal.name).q == 0.1234567  # type: ignore[attr-defined]
+
+
+def test_the_escalation_model_refuses_confidences_and_labels_outside_0_1() -> None:
+    import numpy as np
+
+    from greenserv_core.cascades import EscalationModel
+
+    model = EscalationModel(2)
+    model.add("small", "small->big")
+    x = np.array([1.0, 0.0])
+    for bad in (math.nan, 1.5, -0.1):
+        with pytest.raises(InvalidInputError, match="confidence"):
+            model.learn_first("small", x, bad, 1.0)
+    with pytest.raises(InvalidInputError, match="label"):
+        model.learn_first("small", x, 0.5, 3.0)
+    model.learn_first("small", x, np.float32(0.5), 1.0)  # type: ignore[arg-type]
+    assert 0.5 < model.probability("small", x, 0.5) <= 1.0
+    state = model.state_dict()
+    state["thens"]["small->big"] = [1.0, 2.0, 3.0]
+    fresh = EscalationModel(2)
+    fresh.add("small", "small->big")
+    with pytest.raises(InvalidInputError, match="offset and count"):
+        fresh.load_state_dict(state)
+
+
 def test_the_signal_suits_the_answers_length() -> None:
     assert isinstance(signal_for_task(3), AnswerProbability)
     assert isinstance(signal_for_task(160), TokenQuantile)

@@ -385,3 +385,11 @@ def test_a_strong_prior_does_not_raise_alarm_after_alarm() -> None:
     for _ in range(20000):
         policy.update("m", x, float(rng.random() < 0.5))
     assert policy.drift_alarms_.get("m", 0) <= 1
+
+
+def test_a_quality_prior_checks_every_score_and_its_strength() -> None:
+    for bad in ({"scores": {"default": 5.0}}, {"scores": {}, "strength": True}, {"scores": {"qa": True}}):
+        with pytest.raises(InvalidInputError, match="quality prior"):
+            QualityPrior(**bad)  # type: ignore[arg-type]
+    prior = QualityPrior({"qa": np.float32(0.5)}, default=np.float64(0.25), strength=np.int64(4))  # type: ignore[dict-item, arg-type]
+    assert (prior.score_for("qa"), prior.score_for("chat"), prior.strength) == (0.5, 0.25, 4.0)

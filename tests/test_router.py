@@ -560,3 +560,30 @@ def test_a_save_keeps_the_files_permissions_and_writes_through_a_link(fakes, ext
 def test_a_setting_a_state_file_cannot_hold_is_refused_when_given(fakes, extractor, setting) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(InvalidInputError, match="positive finite number"):
         GreenServRouter(fakes, features=extractor, seed=0, **setting)
+
+
+def test_stats_are_a_copy_read_as_one() -> None:
+    router = GreenServRouter([FakeBackend("a"), FakeBackend("b")], features=make_hashing_extractor(), seed=0)
+    router.generate("hello", models=["a"])
+    stats = router.stats_
+    stats["a"]["decisions"] = 999
+    assert router.stats_["a"]["decisions"] == 1  # the router's tallies are its own
+
+
+def test_a_feature_extractor_that_builds_other_contexts_is_refused() -> None:
+    router = GreenServRouter([FakeBackend("a"), FakeBackend("b")], features=make_hashing_extractor(), seed=0)
+    same = make_hashing_extractor()
+    router.features = same
+    assert router.features is same
+    with pytest.raises(InvalidInputError, match="make a new router"):
+        router.features = make_hashing_extractor(n_clusters=router.features.clusterer.n_clusters + 3)
+    assert router.features is same
+
+
+def test_the_tradeoff_is_checked_when_set() -> None:
+    router = GreenServRouter([FakeBackend("a"), FakeBackend("b")], features=make_hashing_extractor(), seed=0)
+    router.tradeoff = np.float32(0.25)  # type: ignore[assignment]
+    assert router.tradeoff == 0.25
+    with pytest.raises(InvalidInputError, match="tradeoff"):
+        router.tradeoff = 5.0
+    assert router.generate("hello", max_new_tokens=np.int64(4)).decision.tradeoff == 0.25  # type: ignore[arg-type]

@@ -27,13 +27,15 @@ PROMPTS = [
 ]
 
 
-def make_router(strategy: str = "linucb", seed: int = 0, energy_scale: str = "seen") -> GreenServRouter:
+def make_router(
+    strategy: str = "linucb", seed: int = 0, energy_scale: str = "seen", n_clusters: int = 1
+) -> GreenServRouter:
     # one cluster: every prompt lands in it whatever the order, so sums are order-free; the
     # "seen" energy scale: its range is what was measured, where the default "known" one also
     # takes in each replica's own predictions, which depend on when it last synced
     return GreenServRouter(
         [FakeBackend("small", joules_per_token=1.0), FakeBackend("org/large", joules_per_token=9.0)],
-        features=make_hashing_extractor(n_clusters=1),
+        features=make_hashing_extractor(n_clusters=n_clusters),
         strategy=strategy,
         tradeoff=0.4,
         seed=seed,
@@ -128,9 +130,7 @@ def test_statistics_carry_everything_a_router_learned(strategy: str) -> None:
 
 
 def test_clusters_merge_as_running_means() -> None:
-    one, two = make_router(), make_router()
-    one.features = make_hashing_extractor(n_clusters=2)
-    two.features = make_hashing_extractor(n_clusters=2)
+    one, two = make_router(n_clusters=2), make_router(n_clusters=2)
     for prompt in PROMPTS[:3]:
         one.features.extract(prompt)
     merged = one.statistics().plus(two.statistics())

@@ -464,3 +464,79 @@ def test_offered_tools_that_overflow_the_context_make_the_model_unavailable(plai
     with pytest.raises(ModelUnavailableError, match=r"with its tools is .* context window of 64"):
         small.generate(ASK, GenerationSettings(max_new_tokens=4, tools=(tool,)))
     assert small.generate(ASK, GenerationSettings(max_new_tokens=4)).output_tokens >= 1
+
+
+def test_a_model_acquired_while_it_is_unloaded_waits_until_it_is_out() -> None:
+    import threading
+    import time
+
+    memory, events = ModelMemory(budget_bytes=100), []
+
+    class Slow:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def unload(self) -> None:
+            events.append(f"unloading {self.name}")
+            time.sleep(0.2)
+            events.append(f"unloaded {self.name}")
+
+    first, second = Slow("a"), Slow("b")
+    memory.loaded(first, 60)
+    loading = threading.Thread(target=memory.loaded, args=(second, 60))
+    loading.start()
+    while not events:
+        time.sleep(0.005)
+    memory.acquire(first)  # a generation starts on the model chosen to make room
+    events.append("acquired a")
+    loading.join()
+    assert events == ["unloading a", "unloaded a", "acquired a"]  # then it loads again, counted
+
+
+def test_a_backend_nobody_holds_stops_counting_against_the_memory() -> None:
+    import gc
+
+    class Model:
+        name = "m"
+
+        def unload(self) -> None: ...
+
+    memory = ModelMemory()
+    memory.loaded(Model(), 50)
+    gc.collect()
+    assert memory.used_bytes == 0
+
+
+def test_counting_an_answer_does_not_load_an_unloaded_model_again(plain_dir: Path) -> None:
+    backend = backend_for(plain_dir)
+    backend.generate(ASK, GenerationSettings(max_new_tokens=2))
+    backend.unload()
+    assert backend._eos_ids() and not backend.is_loaded
+
+
+def test_a_seeded_sample_is_the_same_alone_and_in_a_batch(plain_dir: Path) -> None:
+    backend = backend_for(plain_dir)
+    settings = GenerationSettings(max_new_tokens=8, temperature=1.0, seed=3)
+    other = [{"role": "user", "content": "name three colours of the rainbow please, in order"}]
+    alone = backend.generate(ASK, settings).text
+    assert backend.generate_batch([ASK, other], settings)[0].text == alone
+
+
+def test_a_prompt_past_the_context_window_makes_the_model_unavailable(plain_dir: Path) -> None:
+    from greenserv_core.errors import ModelUnavailableError
+
+    small = backend_for(plain_dir)  # a window of 256 tokens
+    with pytest.raises(ModelUnavailableError, match="exceeds the context window of 256"):
+        small.generate(ASK, GenerationSettings(max_new_tokens=250))
+    assert small.generate("what is the capital of france?", GenerationSettings(max_new_tokens=2)).output_tokens >= 1
+
+
+def test_generation_settings_take_numpy_integers_and_refuse_what_is_not_a_setting() -> None:
+    import numpy as np
+
+    settings = GenerationSettings(max_new_tokens=np.int64(8), stop=None, tools=[], seed=np.int64(3))  # type: ignore[arg-type]
+    assert (settings.max_new_tokens, settings.stop, settings.tools, settings.seed) == (8, (), (), 3)
+    assert type(settings.max_new_tokens) is int and hash(settings)  # frozen, and hashable: equal settings batch
+    for bad in ({"max_new_tokens": True}, {"seed": 2**64}, {"seed": -1}, {"stop": 5}):
+        with pytest.raises(InvalidInputError):
+            GenerationSettings(**bad)  # type: ignore[arg-type]

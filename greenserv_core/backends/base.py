@@ -101,20 +101,30 @@ class GenerationSettings:
     logprobs: bool = False
 
     def __post_init__(self) -> None:
-        if isinstance(self.stop, str):  # one stop sequence, as transformers and OpenAI take it; never its letters
+        if self.stop is None:
+            object.__setattr__(self, "stop", ())
+        elif isinstance(self.stop, str):  # one stop sequence, as transformers and OpenAI take it; never its letters
             object.__setattr__(self, "stop", (self.stop,))
         elif not isinstance(self.stop, tuple):
-            object.__setattr__(self, "stop", tuple(self.stop))
-        if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
-            raise InvalidInputError(f"max_new_tokens must be a positive integer, got {self.max_new_tokens!r}")
+            object.__setattr__(self, "stop", _tuple_of("stop", self.stop))
+        if self.tools is None:
+            object.__setattr__(self, "tools", ())
+        elif not isinstance(self.tools, tuple):
+            object.__setattr__(self, "tools", _tuple_of("tools", self.tools))
+        tokens = self.max_new_tokens
+        if isinstance(tokens, bool) or not isinstance(tokens, numbers.Integral) or tokens < 1:
+            raise InvalidInputError(f"max_new_tokens must be a positive integer, got {tokens!r}")
+        object.__setattr__(self, "max_new_tokens", int(tokens))
         if not _real(self.temperature) or not math.isfinite(self.temperature) or self.temperature < 0:
             raise InvalidInputError(f"temperature must be a number >= 0, got {self.temperature!r}")
         if not _real(self.top_p) or not (0 < self.top_p <= 1):
             raise InvalidInputError(f"top_p must be a number in (0, 1], got {self.top_p!r}")
         if self.max_time_s is not None and (not _real(self.max_time_s) or not self.max_time_s > 0):
             raise InvalidInputError(f"max_time_s must be a positive number, got {self.max_time_s!r}")
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral)):
-            raise InvalidInputError(f"seed must be None or an integer, got {self.seed!r}")
+        if self.seed is not None:
+            if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) or not 0 <= self.seed < 2**63:
+                raise InvalidInputError(f"seed must be None or an integer in [0, 2**63), got {self.seed!r}")
+            object.__setattr__(self, "seed", int(self.seed))
         if not isinstance(self.logprobs, bool):
             raise InvalidInputError(f"logprobs must be True or False, got {self.logprobs!r}")
         if any(not isinstance(s, str) or not s for s in self.stop):
@@ -125,6 +135,14 @@ class GenerationSettings:
             raise InvalidInputError("json must be a JsonFormat (see JsonFormat.from_schema)")
         if len({t.name for t in self.tools}) != len(self.tools):
             raise InvalidInputError(f"tool names must be distinct, got {[t.name for t in self.tools]}")
+
+
+def _tuple_of(name: str, values: object) -> tuple[Any, ...]:
+    """``values`` as a tuple (settings are frozen and hashable), else a clear error."""
+    try:
+        return tuple(values)  # type: ignore[arg-type]
+    except TypeError:
+        raise InvalidInputError(f"{name} must be a sequence, got {values!r}") from None
 
 
 def _real(value: object) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import weakref
 from collections import OrderedDict
 from typing import Protocol
 
@@ -26,7 +27,9 @@ class ModelMemory:
     """Tracks loaded models' bytes; ``budget_bytes=None`` means no limit.
 
     A model in use (between :meth:`acquire` and :meth:`release`) is never unloaded; if only
-    busy models remain, the budget is exceeded rather than a generation broken.
+    busy models remain, the budget is exceeded rather than a generation broken. A model
+    being unloaded is acquired only once it is out (then it loads again). Models are held
+    weakly: a backend nobody uses any more is freed, and its bytes stop counting.
 
     >>> memory = ModelMemory(budget_bytes=100)
     >>> class M:
@@ -43,16 +46,20 @@ class ModelMemory:
             raise InvalidInputError(f"memory budget must be positive, got {budget_bytes}")
         self.budget_bytes = budget_bytes
         self._lock = threading.Lock()
-        self._sizes: OrderedDict[int, tuple[Unloadable, int]] = OrderedDict()
+        self._changed = threading.Condition(self._lock)
+        self._sizes: OrderedDict[int, tuple[weakref.ref[Unloadable], int]] = OrderedDict()
         self._busy: dict[int, int] = {}
+        self._unloading: set[int] = set()
 
     @property
     def used_bytes(self) -> int:
         with self._lock:
-            return sum(size for _, size in self._sizes.values())
+            return sum(size for ref, size in self._sizes.values() if ref() is not None)
 
     def acquire(self, model: Unloadable) -> None:
-        with self._lock:
+        with self._changed:
+            while id(model) in self._unloading:  # not mid-unload: it loads again once out
+                self._changed.wait()
             self._busy[id(model)] = self._busy.get(id(model), 0) + 1
             if id(model) in self._sizes:
                 self._sizes.move_to_end(id(model))
@@ -67,23 +74,32 @@ class ModelMemory:
 
     def loaded(self, model: Unloadable, size_bytes: int) -> None:
         """Record a freshly loaded model and unload idle ones until the budget holds."""
-        victims = []
+        victims: list[tuple[int, Unloadable]] = []
         with self._lock:
-            self._sizes[id(model)] = (model, size_bytes)
+            self._sizes[id(model)] = (weakref.ref(model), size_bytes)
             self._sizes.move_to_end(id(model))
+            for key in [key for key, (ref, _) in self._sizes.items() if ref() is None]:
+                del self._sizes[key]  # freed: its bytes are gone
             if self.budget_bytes is not None:
                 used = sum(size for _, size in self._sizes.values())
-                for key, (other, size) in list(self._sizes.items()):
+                for key, (ref, size) in list(self._sizes.items()):
+                    other = ref()
                     if used <= self.budget_bytes:
                         break
-                    if key == id(model) or self._busy.get(key):
+                    if other is None or key == id(model) or self._busy.get(key) or key in self._unloading:
                         continue
-                    victims.append(other)
+                    victims.append((key, other))
+                    self._unloading.add(key)  # acquired meanwhile, it waits until it is out
                     del self._sizes[key]
                     used -= size
-        for victim in victims:
-            logger.info("unloading %s to stay within the memory budget", victim.name)
-            victim.unload()
+        for key, victim in victims:
+            try:
+                logger.info("unloading %s to stay within the memory budget", victim.name)
+                victim.unload()
+            finally:
+                with self._changed:
+                    self._unloading.discard(key)
+                    self._changed.notify_all()
 
     def forget(self, model: Unloadable) -> None:
         with self._lock:

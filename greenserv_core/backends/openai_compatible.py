@@ -584,7 +584,7 @@ class OpenAICompatibleBackend:
         """``attempt``, retried on transient failures with backoff (or the server's
         ``Retry-After``, up to a minute); never waiting past ``deadline`` (a
         ``time.perf_counter()`` value: an answer with a time limit), where it stops retrying."""
-        if not self.breaker.available:
+        if not self.breaker.claim():  # half-open: one request tries the server, the others wait
             raise ModelUnavailableError(
                 f"{self._info.name} is cooling down after repeated failures ({self.breaker.seconds_left():.1f} s left)"
             )

@@ -99,6 +99,8 @@ class TransformersBackend:
         self.memory = memory if memory is not None else default_memory()
         self._tokenizer: Any = None
         self._loaded: _Loaded | None = None
+        self._eos: frozenset[int] | None = None
+        """The end-of-sequence token ids, read at the first load (they outlive an unload)."""
         self._info: ModelInfo | None = None
         self._load_lock = threading.RLock()
         self._queue_lock = threading.Lock()
@@ -205,6 +207,11 @@ class TransformersBackend:
             self.load_seconds = time.perf_counter() - started
             size = sum(p.numel() * p.element_size() for p in model.parameters())
             self._loaded = _Loaded(model, size)
+            eos = model.generation_config.eos_token_id
+            ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+            if self.tokenizer.eos_token_id is not None:
+                ids.add(self.tokenizer.eos_token_id)
+            self._eos = frozenset(ids)
             logger.info("loaded %s on %s in %.1f s (%.0f MB)", self.name, self.device, self.load_seconds, size / 2**20)
         self.memory.loaded(self, size)
         return model
@@ -259,7 +266,7 @@ class TransformersBackend:
         """The exact prompt text the model sees. ``tools`` go through the chat template when it
         takes them, else into the system message in the Hermes format. For a template without
         a system role, the system text opens the first user message instead."""
-        clean = validate_messages(list(messages))
+        clean = validate_messages(messages)  # a bare string is one user message
         native_tools = bool(tools) and self.template_takes_tools
         if tools and not native_tools:
             clean = with_tools_prompt(clean, tools)
@@ -290,17 +297,18 @@ class TransformersBackend:
 
     def _fitting_prompt(self, messages: Sequence[Message], settings: GenerationSettings) -> str:
         """The rendered prompt, if it and ``max_new_tokens`` fit the context window: the
-        router counts the messages (:meth:`count_tokens`), but offered tools add their prompt
-        here, so a prompt that no longer fits makes the model unavailable for the query (the
-        router then tries one with a longer context) instead of running past its window."""
+        router counts the messages (:meth:`count_tokens`), but the template and offered tools
+        add to them here, so a prompt that no longer fits makes the model unavailable for the
+        query (the router then tries one with a longer context) instead of running past its
+        window."""
         prompt = self.render(messages, settings.tools)
-        if settings.tools:
-            length = len(self._encode([prompt])["input_ids"][0])
-            if length + settings.max_new_tokens > self.info.context_window:
-                raise ModelUnavailableError(
-                    f"{self.name}: the prompt with its tools is {length} tokens; with max_new_tokens "
-                    f"{settings.max_new_tokens} it exceeds the context window of {self.info.context_window}"
-                )
+        length = len(self._encode([prompt])["input_ids"][0])
+        if length + settings.max_new_tokens > self.info.context_window:
+            with_tools = " with its tools" if settings.tools else ""
+            raise ModelUnavailableError(
+                f"{self.name}: the prompt{with_tools} is {length} tokens; with max_new_tokens "
+                f"{settings.max_new_tokens} it exceeds the context window of {self.info.context_window}"
+            )
         return prompt
 
     @property
@@ -403,13 +411,13 @@ class TransformersBackend:
         ended = counted > 0 and int(row[counted - 1]) in self._eos_ids()
         return text, counted, "stop" if stopped or ended else "length"
 
-    def _eos_ids(self) -> set[int]:
-        model = self.load()
-        eos = model.generation_config.eos_token_id
-        ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-        if self.tokenizer.eos_token_id is not None:
-            ids.add(self.tokenizer.eos_token_id)
-        return ids
+    def _eos_ids(self) -> frozenset[int]:
+        """The end-of-sequence ids (read at load: an answer counted after its model was
+        unloaded does not load it again)."""
+        if self._eos is None:
+            self.load()
+        assert self._eos is not None
+        return self._eos
 
     # ---- generation -------------------------------------------------------------------
     def generate(self, messages: Sequence[Message], settings: GenerationSettings) -> GenerationResult:
@@ -462,11 +470,15 @@ class TransformersBackend:
     def generate_batch(
         self, batch: Sequence[Sequence[Message]], settings: GenerationSettings
     ) -> list[GenerationResult]:
-        """Generate for several conversations in one padded batch; joules split by token share."""
+        """Generate for several conversations in one padded batch; joules split by token share.
+        A sampled batch with a ``seed`` runs one conversation at a time, each seeded, so that
+        its answers are those :meth:`generate` gives (they would otherwise depend on the batch)."""
         if not batch:
             return []
         prompts = [self._fitting_prompt(messages, settings) for messages in batch]
         with device_lock(self.device):
+            if settings.seed is not None and settings.temperature > 0:  # as generate(): each draw its own
+                return [self._generate_prompts([prompt], settings)[0] for prompt in prompts]
             return self._generate_prompts(prompts, settings)
 
     def _generate_prompts(self, prompts: Sequence[str], settings: GenerationSettings) -> list[GenerationResult]:

@@ -27,14 +27,23 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
 
 __all__ = ["NUMBER_PATTERN", "answers_agree", "canonical_number", "final_answer"]
 
 _WORD = re.compile(r"[\w.%-]+")
-_LEADING_CHOICE = re.compile(r"^\s*\(?([A-Ea-e])(?:[).:]|\s*$)")  # "B) Paris", "(b)", "B": never "A dog"
-_NAMED_CHOICE = re.compile(r"\b(?:answer|option|choice)(?:\s+is)?\s*:?\s*\(?([A-Ea-e])\b(?![\w'-])", re.IGNORECASE)
-NUMBER_PATTERN = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
-"""A number as answers write it: a sign, thousands separators, decimals."""
+# "B) Paris", "(b)", "B": never "A dog", nor "e.g. 42"
+_LEADING_CHOICE = re.compile(r"^\s*\(?([A-Ea-e])(?:[):]|\.(?![A-Za-z]\.)|\s*$)")
+# "the answer is B", "Answer: (c)", "answer is b.": a lower-case letter only bracketed or at the
+# sentence's end, never the article in "the answer is a dog"
+_NAMED_CHOICE = re.compile(
+    r"\b(?i:answer|option|choice)(?:\s+is)?\s*:?\s*"
+    r"(?:\(([A-Ea-e])\)|([A-E])\b(?![\w'-])|([a-e])(?=\s*(?:[).:,;!?]|$)))"
+)
+NUMBER_PATTERN = re.compile(r"(?:(?<![\w-])-)?\d[\d,]*(?:\.\d+)?(?:/\d+)?")
+"""A number as answers write it: a sign (not a dash between numbers, as in ``3-5``),
+thousands separators, decimals, or a fraction (``3/4``)."""
 _YES_NO = {"yes": "yes", "true": "yes", "no": "no", "false": "no"}
 
 
@@ -51,7 +60,7 @@ def final_answer(text: str) -> tuple[str, str] | None:
     """
     choice = _LEADING_CHOICE.match(text) or _NAMED_CHOICE.search(text)
     if choice is not None:
-        return "choice", choice.group(1).lower()
+        return "choice", next(letter for letter in choice.groups() if letter).lower()
     words = _words(text)
     if words and words[0] in _YES_NO:
         return "yes/no", _YES_NO[words[0]]
@@ -62,18 +71,34 @@ def final_answer(text: str) -> tuple[str, str] | None:
 
 
 def canonical_number(text: str) -> str | None:
-    """A number written as answers write it, in one form (``None`` if it is none): no
-    thousands separators, no trailing point, a whole number without decimals.
+    """A number written as answers write it, in one form (``None`` if it is none), exact
+    however long: no thousands separators, no trailing point, a whole number without
+    decimals, a fraction as its decimal where that ends (``3/4`` is ``0.75``), else reduced.
 
-    >>> canonical_number("1,200.00"), canonical_number("-3.50"), canonical_number("9" * 400), canonical_number("x")
-    ('1200', '-3.5', 'inf', None)
+    >>> canonical_number("1,200.00"), canonical_number("-3.50"), canonical_number("6/8"), canonical_number("2/6")
+    ('1200', '-3.5', '0.75', '1/3')
+    >>> canonical_number("9" * 30) == "9" * 30, canonical_number("x"), canonical_number("1/0")
+    (True, None, None)
     """
     cleaned = text.replace(",", "").rstrip(".")
     try:
-        value = float(cleaned)
-    except ValueError:
+        if "/" in cleaned:
+            numerator, denominator = cleaned.split("/")
+            value = Fraction(int(numerator), int(denominator))
+        else:
+            value = Fraction(Decimal(cleaned))
+    except (ValueError, ZeroDivisionError, InvalidOperation):
         return None
-    return str(int(value)) if value.is_integer() else str(value)
+    if value.denominator == 1:
+        return str(value.numerator)
+    rest = value.denominator
+    for factor in (2, 5):
+        while rest % factor == 0:
+            rest //= factor
+    if rest != 1:  # no decimal ends it
+        return f"{value.numerator}/{value.denominator}"
+    decimal = Decimal(value.numerator) / Decimal(value.denominator)
+    return format(decimal.normalize(), "f")
 
 
 def answers_agree(first: str, second: str, *, threshold: float = 0.5) -> bool:

@@ -36,6 +36,7 @@ True
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -44,7 +45,7 @@ import numpy as np
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.statistics import Statistics
 
-__all__ = ["EscalationModel", "Verdict"]
+__all__ = ["EscalationModel", "Verdict", "check_confidence"]
 
 _OWN_STREAM = 0x657363  # mixed into the seed, so that a policy seeded alike draws other numbers
 
@@ -78,6 +79,17 @@ def _check_rate(name: str, value: float) -> float:
 def _check_positive(name: str, value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or not np.isfinite(value):
         raise InvalidInputError(f"{name} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def check_confidence(value: object, name: str = "confidence") -> float:
+    """A confidence (or label) as a float in [0, 1], else :class:`InvalidInputError`.
+
+    >>> check_confidence(np.float32(0.5))
+    0.5
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= float(value) <= 1.0:
+        raise InvalidInputError(f"{name} must be a number in [0, 1], got {value!r}")
     return float(value)
 
 
@@ -140,6 +152,7 @@ class EscalationModel:
 
     # ---- deciding ----------------------------------------------------------------------
     def _z(self, x: np.ndarray, confidence: float) -> np.ndarray:
+        check_confidence(confidence)
         return np.concatenate([np.asarray(x, dtype=np.float64), [confidence, 1.0]])
 
     def probability(self, first: str, x: np.ndarray, confidence: float) -> float:
@@ -199,6 +212,7 @@ class EscalationModel:
         """Teach ``first``'s correction one labelled answer (``label`` in [0, 1])."""
         if first not in self.firsts_:
             return  # its cascades were removed meanwhile
+        label = check_confidence(label, "label")
         zz, zy = self.firsts_[first]
         z = self._z(x, confidence)
         zz += np.outer(z, z)
@@ -280,5 +294,8 @@ class EscalationModel:
                 self.firsts_[first] = loaded
         for cascade, then in state["thens"].items():
             if cascade in self.thens_:
-                self.thens_[cascade] = np.asarray(then, dtype=np.float64)
+                loaded_then = np.asarray(then, dtype=np.float64)
+                if loaded_then.shape != (2,) or not np.all(np.isfinite(loaded_then)):
+                    raise InvalidInputError(f"the escalation state of {cascade!r} holds no offset and count: {then!r}")
+                self.thens_[cascade] = loaded_then
         self.rng_.bit_generator.state = state["rng"]

@@ -37,7 +37,7 @@ class AnswerProbability:
         if not result.token_logprobs:
             return None
         tokens = result.token_logprobs if self.first_tokens is None else result.token_logprobs[: self.first_tokens]
-        total = math.fsum(tokens)
-        if math.isnan(total):
+        if any(math.isnan(t) for t in tokens):
             return None  # a broken log-probability says nothing
-        return math.exp(min(0.0, total))
+        total = math.fsum(min(0.0, t) for t in tokens)  # a log-probability above 0 (+inf too) is 0
+        return math.exp(total)

@@ -170,15 +170,16 @@ def _whole(value: float) -> int:
 
 
 def _verdict_probability(reply: GenerationResult) -> float | None:
-    """The probability of the verdict word's token: the first token, or the first two after a
-    line break (its own token); 1 where it cannot be read (no log-probabilities, or
-    formatting before the word); ``None`` for a NaN log-probability."""
+    """The probability of the verdict word's token: the first token, or the second after a
+    line break (its own token, whose probability is not the verdict's); 1 where it cannot be
+    read (no log-probabilities, or formatting before the word); ``None`` for a NaN
+    log-probability."""
     logprobs = reply.token_logprobs
     found = _VERDICT.match(reply.text)
     before = "" if found is None else reply.text[: found.start(1)]
     if not logprobs or before not in ("", " ", "\n", "\r\n"):
         return 1.0
-    total = math.fsum(logprobs[: 1 if before in ("", " ") else 2])
-    if math.isnan(total):
+    verdict = logprobs[1] if before.strip(" ") and len(logprobs) > 1 else logprobs[0]
+    if math.isnan(verdict):
         return None
-    return math.exp(min(0.0, total))
+    return math.exp(min(0.0, verdict))

@@ -32,7 +32,7 @@ class TokenQuantile:
 
     @property
     def name(self) -> str:
-        return f"token-quantile-{self.q:g}"
+        return f"token-quantile-{self.q!r}"
 
     def __call__(self, result: GenerationResult) -> float | None:
         if not result.token_logprobs:

@@ -150,8 +150,10 @@ def ensure_converted(name: str) -> Path:
         return target
     if target.exists():  # no completion marker: half-written or foreign, never loaded
         shutil.rmtree(target)
-    for stale in target.parent.glob(f"{target.name}.partial-*"):  # left by interrupted runs
-        shutil.rmtree(stale, ignore_errors=True)
+    for stale in target.parent.glob(f"{target.name}.partial-*"):  # left by interrupted runs, not running ones
+        owner = stale.name.rsplit("-", 1)[-1]
+        if not (owner.isdigit() and _running(int(owner))):
+            shutil.rmtree(stale, ignore_errors=True)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     gguf = BUNDLED_MODELS[name].locate()
     started = time.perf_counter()
@@ -169,8 +171,30 @@ def ensure_converted(name: str) -> Path:
         encoding="utf-8",
     )
     target.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(partial, target)
+    try:
+        os.replace(partial, target)
+    except OSError:
+        if not (target / MARKER).exists():
+            raise
+        shutil.rmtree(partial, ignore_errors=True)  # another process converted it meanwhile
     return target
+
+
+def _running(pid: int) -> bool:
+    """Whether a process of this id runs (another conversion, whose folder is not stale)."""
+    if pid == os.getpid():
+        return False  # this process's own folder is left from an earlier, failed try
+    if os.name == "nt":  # os.kill(pid, 0) would end the process there: keep the folder
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True
 
 
 def bundled_spec(name: str) -> ModelSpec:

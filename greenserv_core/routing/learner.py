@@ -44,7 +44,7 @@ from greenserv_core.backends.base import ModelInfo
 from greenserv_core.bandits import ArmPrior, Choice, Policy
 from greenserv_core.bandits.columns import ArmScores, ArmValues, KnownValues
 from greenserv_core.budget import BudgetPacer, BudgetStatus, EnergyBudget
-from greenserv_core.cascades.escalation import EscalationModel, Verdict
+from greenserv_core.cascades.escalation import EscalationModel, Verdict, check_confidence
 from greenserv_core.errors import DecisionAlreadyScoredError, InvalidInputError, StateFileError, UnknownModelError
 from greenserv_core.features.extractor import QueryFeatures
 from greenserv_core.outcomes import CostModel
@@ -562,10 +562,8 @@ class RoutingLearner:
         """After a cascade's first answer: escalate to its second model, or keep the answer?
         ``confidence`` is the answer's confidence in [0, 1] (``None``: no signal). The
         verdict is kept with the decision, for feedback."""
-        if confidence is not None and (
-            isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0.0 <= confidence <= 1.0
-        ):
-            raise InvalidInputError(f"confidence must be a number in [0, 1] or None, got {confidence!r}")
+        if confidence is not None:
+            confidence = check_confidence(confidence)
         with self.lock:
             pending = self.pending_.get(decision_id)
             plan = pending.cascade

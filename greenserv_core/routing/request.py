@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypedDict
@@ -106,7 +107,7 @@ def check_positive(name: str, value: float | None) -> float | None:
     :class:`InvalidInputError`."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < float(value) < math.inf:
         raise InvalidInputError(f"{name} must be a positive finite number of seconds (None: no limit), got {value!r}")
     return float(value)
 
@@ -216,9 +217,7 @@ class RouteRequest:
                 f"{method}() got an unexpected keyword argument {unknown[0]!r}; "
                 f"its options are {', '.join(sorted(allowed))}"
             )
-        max_new_tokens = options.get("max_new_tokens", 256)
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-            raise InvalidInputError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
+        max_new_tokens = options.get("max_new_tokens", 256)  # checked by GenerationSettings
         tradeoff = options.get("tradeoff")
         decision_id = options.get("decision_id")
         if decision_id is not None and (not isinstance(decision_id, str) or not decision_id):
