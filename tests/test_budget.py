@@ -393,18 +393,25 @@ def test_the_guard_sends_an_answer_that_would_break_its_run_to_a_model_under_the
     assert unguarded.generate(prompt, max_new_tokens=8).model == "large"
 
 
-def test_the_guards_cap_leaves_room_for_the_answers_under_way() -> None:
-    """Four budgets of 60 J per run of four answers, the last three 10 J each: a batch routes
-    all its queries before any answers, so each cap must leave room for those routed before."""
-    pacer = BudgetPacer(EnergyBudget.per_query(60.0), window_queries=4, guard_horizon=1)
-    router = _router(pacer, policy="static:large")
+def _guarded(router: GreenServRouter, run_joules: float) -> tuple[BudgetPacer, str]:
+    """Teach the small (10 J) and large (90 J) models' joules, so both are predicted, and end
+    the guard's run with three answers of ``run_joules`` in all; returns the guard and a prompt."""
     guard = router.learner_.pacer_
     assert guard is not None
     prompt = "What is the capital of France? Answer in one word."
     router.learn(prompt, "small", energy_joules=10.0)
     router.learn(prompt, "large", energy_joules=90.0)
     for _ in range(3):
-        guard.observe(10.0)
+        guard.observe(run_joules / 3)
+    return guard, prompt
+
+
+def test_the_guards_cap_leaves_room_for_the_answers_under_way() -> None:
+    """Four budgets of 60 J per run of four answers, the last three 10 J each: a batch routes
+    all its queries before any answers, so each cap must leave room for those routed before."""
+    pacer = BudgetPacer(EnergyBudget.per_query(60.0), window_queries=4, guard_horizon=1)
+    router = _router(pacer, policy="static:large")
+    guard, prompt = _guarded(router, 30.0)
     routed = router.route(prompt)  # not run by the router: nothing under way
     assert routed.model == "large" and guard.in_flight_ == {}
     batch = router.generate_batch([prompt] * 3, max_new_tokens=8)
@@ -417,13 +424,7 @@ def test_the_guard_does_not_let_a_model_it_cannot_predict_past_the_cap() -> None
     pool = [*_pool(), FakeBackend("huge", joules_per_token=1000.0)]  # never measured: no prediction
     pacer = BudgetPacer(EnergyBudget.per_query(60.0), window_queries=4, guard_horizon=1)
     router = GreenServRouter(pool, features=make_hashing_extractor(), seed=0, energy_budget=pacer, policy="static:huge")
-    guard = router.learner_.pacer_
-    assert guard is not None
-    prompt = "What is the capital of France? Answer in one word."
-    router.learn(prompt, "small", energy_joules=10.0)
-    router.learn(prompt, "large", energy_joules=90.0)
-    for _ in range(3):
-        guard.observe(200.0 / 3)
+    _, prompt = _guarded(router, 200.0)
     assert router.generate(prompt, max_new_tokens=8).model == "small"
 
 

@@ -81,6 +81,31 @@ def test_stream_ends_with_one_last_chunk_carrying_usage_and_model() -> None:
     assert llm.feedback(runs.traced_runs[0].id, 1.0).applied  # the run id finds the streamed decision
 
 
+def test_a_stream_left_early_charges_what_its_model_spent() -> None:
+    llm = make_llm()
+    for chunk in llm.stream("tell me something long, please, in many words"):
+        assert chunk.content
+        break  # the reader leaves after the first piece
+    spent = llm.router.stats_
+    assert sum(model["energy_joules"] for model in spent.values()) > 0  # the model ran, unread
+
+
+async def _first_piece_then_leave(llm: ChatGreenServ) -> None:
+    async for _ in llm.astream("tell me something long, please, in many words"):
+        break
+
+
+def test_an_async_stream_left_early_charges_what_its_model_spent() -> None:
+    import time
+
+    llm = make_llm()
+    asyncio.run(_first_piece_then_leave(llm))
+    deadline = time.monotonic() + 10.0  # the bridge's thread closes the stream soon after, not before
+    while not any(model["energy_joules"] for model in llm.router.stats_.values()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sum(model["energy_joules"] for model in llm.router.stats_.values()) > 0
+
+
 def test_streaming_flag_makes_invoke_stream() -> None:
     llm = make_llm(streaming=True)
     message = llm.invoke("hi")
