@@ -194,6 +194,30 @@ def test_a_second_model_taught_through_one_cascade_counts_as_scored_for_every_ca
     assert router.learner_._then_scored("a->c", "c") == router.learner_._then_scored("b->c", "c") == 12
 
 
+def test_a_replica_that_adopts_the_statistics_counts_a_warm_escalation_once() -> None:
+    teacher, replica = _learning_router(), _learning_router()
+    for _ in range(5):
+        teacher.learn_answers(ASK, {"small": _small_answer(0.0, 0.1), "big": RIGHT_BIG})
+    statistics = teacher.statistics()
+    replica.update_statistics(lambda _: statistics)
+    assert teacher.learner_._then_scored("small->big", "big") == 5
+    assert replica.learner_._then_scored("small->big", "big") == 5  # not 10: the labelled escalations travel too
+
+
+def test_a_cascade_added_again_counts_its_new_escalations() -> None:
+    router = _learning_router()
+    for _ in range(5):
+        router.learn_answers(ASK, {"small": _small_answer(0.0, 0.1), "big": RIGHT_BIG})
+    router.remove_model("big")
+    from greenserv_core import FakeBackend
+
+    router.add_model(FakeBackend("big", joules_per_token=9.0))
+    router.add_cascade("small", "big")
+    assert router.learner_._then_scored("small->big", "big") == 0  # a new model under the name
+    router.learner_.escalation_.learn_then("small->big", 0.5, 1.0)  # a routed escalation, scored
+    assert router.learner_._then_scored("small->big", "big") == 1
+
+
 def test_labelled_answers_may_hold_numpy_numbers() -> None:
     answer = LabelledAnswer(score=np.float32(1.0), energy_joules=np.float32(2.5), confidence=np.float64(0.5))
     assert (answer.score, answer.energy_joules, answer.confidence) == (1.0, 2.5, 0.5)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 
 __all__ = ["NUMBER_PATTERN", "answers_agree", "canonical_number", "final_answer"]
@@ -77,28 +76,44 @@ def canonical_number(text: str) -> str | None:
 
     >>> canonical_number("1,200.00"), canonical_number("-3.50"), canonical_number("6/8"), canonical_number("2/6")
     ('1200', '-3.5', '0.75', '1/3')
-    >>> canonical_number("9" * 30) == "9" * 30, canonical_number("x"), canonical_number("1/0")
+    >>> canonical_number("9" * 5000) == "9" * 5000, canonical_number("x"), canonical_number("1/0")
     (True, None, None)
     """
     cleaned = text.replace(",", "").rstrip(".")
     try:
         if "/" in cleaned:
             numerator, denominator = cleaned.split("/")
-            value = Fraction(int(numerator), int(denominator))
-        else:
-            value = Fraction(Decimal(cleaned))
-    except (ValueError, ZeroDivisionError, InvalidOperation):
+            return _fraction_text(Fraction(int(numerator), int(denominator)))
+    except (ValueError, ZeroDivisionError):  # not two whole numbers, or too long for int()
         return None
+    found = _DECIMAL.fullmatch(cleaned)
+    return None if found is None else _decimal_text(*found.groups())
+
+
+_DECIMAL = re.compile(r"([+-]?)(\d+)(?:\.(\d*))?")
+
+
+def _decimal_text(sign: str, whole: str, decimals: str | None) -> str:
+    """A decimal in one form, by its digits (exact at any length)."""
+    whole, decimals = whole.lstrip("0") or "0", (decimals or "").rstrip("0")
+    sign = "-" if sign == "-" and (whole != "0" or decimals) else ""
+    return f"{sign}{whole}.{decimals}" if decimals else f"{sign}{whole}"
+
+
+def _fraction_text(value: Fraction) -> str:
+    """A fraction as its decimal where one ends it, else reduced (``1/3``)."""
     if value.denominator == 1:
         return str(value.numerator)
-    rest = value.denominator
+    rest, places = value.denominator, 0
     for factor in (2, 5):
+        count = 0
         while rest % factor == 0:
-            rest //= factor
+            rest, count = rest // factor, count + 1
+        places = max(places, count)
     if rest != 1:  # no decimal ends it
         return f"{value.numerator}/{value.denominator}"
-    decimal = Decimal(value.numerator) / Decimal(value.denominator)
-    return format(decimal.normalize(), "f")
+    digits = str(abs(value.numerator) * 10**places // value.denominator).rjust(places + 1, "0")
+    return _decimal_text("-" if value < 0 else "", digits[:-places], digits[-places:])
 
 
 def answers_agree(first: str, second: str, *, threshold: float = 0.5) -> bool:

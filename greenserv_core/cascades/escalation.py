@@ -102,8 +102,10 @@ class EscalationModel:
     each cascade's second model) and ``informed_after`` (scored answers of the second model
     before its estimate is trusted; until then it counts as always right). Learned state:
     ``firsts_`` (per first model, the sums ``Σ z zᵀ`` and ``Σ z (label − c)`` of its
-    correction), ``thens_`` (per cascade, the sum of ``score − q_B`` and the count) and
-    ``cascades_`` (each cascade's first model). ``seed`` seeds a random stream of the model's
+    correction), ``thens_`` (per cascade, the sum of ``score − q_B`` and the count),
+    ``labelled_thens_`` (per cascade, how many of those counted answers were taught from
+    labelled rows, which the second model's own tally counts already) and ``cascades_``
+    (each cascade's first model). ``seed`` seeds a random stream of the model's
     own: a policy given the same seed draws independent numbers.
     """
 
@@ -132,6 +134,7 @@ class EscalationModel:
         self.seed = seed
         self.firsts_: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.thens_: dict[str, np.ndarray] = {}
+        self.labelled_thens_: dict[str, float] = {}
         self.cascades_: dict[str, str] = {}
         self.rng_ = np.random.default_rng(None if seed is None else [seed, _OWN_STREAM])
 
@@ -141,12 +144,14 @@ class EscalationModel:
         width = self.dimension + 2
         self.firsts_.setdefault(first, (np.zeros((width, width)), np.zeros(width)))
         self.thens_.setdefault(cascade, np.zeros(2))
+        self.labelled_thens_.setdefault(cascade, 0.0)
         self.cascades_[cascade] = first
 
     def remove(self, cascade: str) -> None:
         """Forget a cascade (its first model's correction stays while another cascade uses it)."""
         first = self.cascades_.pop(cascade, None)
         self.thens_.pop(cascade, None)
+        self.labelled_thens_.pop(cascade, None)
         if first is not None and first not in self.cascades_.values():
             self.firsts_.pop(first, None)
 
@@ -218,10 +223,18 @@ class EscalationModel:
         zz += np.outer(z, z)
         zy += z * (label - confidence)
 
-    def learn_then(self, cascade: str, then_accuracy: float, score: float) -> None:
-        """Teach ``cascade``'s offset what its second model scored on an escalated query."""
+    def learn_then(self, cascade: str, then_accuracy: float, score: float, *, labelled: bool = False) -> None:
+        """Teach ``cascade``'s offset what its second model scored on an escalated query
+        (``labelled``: a labelled row's answer, which the second model's tally counts too)."""
         if cascade in self.thens_:
             self.thens_[cascade] += (score - then_accuracy, 1.0)
+            if labelled:
+                self.labelled_thens_[cascade] = self.labelled_thens_.get(cascade, 0.0) + 1.0
+
+    def routed_escalations(self, cascade: str) -> float:
+        """How many of ``cascade``'s escalations were scored as routed answers (not taught
+        from labelled rows)."""
+        return float(self.thens_[cascade][1] - self.labelled_thens_.get(cascade, 0.0))
 
     def learn(
         self,
@@ -258,6 +271,8 @@ class EscalationModel:
             sums[f"first/{first}/zy"] = zy.copy()
         for cascade, then in self.thens_.items():
             sums[f"then/{cascade}"] = then.copy()
+            # beside the offset, under a key of its own: a replica of a version before reads what it knows
+            sums[f"then-labelled/{cascade}"] = np.array([self.labelled_thens_.get(cascade, 0.0)])
         return Statistics(sums=sums)
 
     def load_statistics(self, statistics: Statistics) -> None:
@@ -269,6 +284,9 @@ class EscalationModel:
             then = statistics.sums.get(f"then/{cascade}")
             if then is not None:
                 self.thens_[cascade] = then.copy()
+            labelled = statistics.sums.get(f"then-labelled/{cascade}")
+            if labelled is not None:
+                self.labelled_thens_[cascade] = float(labelled[0])
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -276,6 +294,7 @@ class EscalationModel:
             "cascades": dict(self.cascades_),
             "firsts": {first: [zz.tolist(), zy.tolist()] for first, (zz, zy) in self.firsts_.items()},
             "thens": {cascade: then.tolist() for cascade, then in self.thens_.items()},
+            "labelled_thens": dict(self.labelled_thens_),
             "rng": self.rng_.bit_generator.state,
         }
 
@@ -298,4 +317,7 @@ class EscalationModel:
                 if loaded_then.shape != (2,) or not np.all(np.isfinite(loaded_then)):
                     raise InvalidInputError(f"the escalation state of {cascade!r} holds no offset and count: {then!r}")
                 self.thens_[cascade] = loaded_then
+        for cascade, count in (state.get("labelled_thens") or {}).items():
+            if cascade in self.thens_:
+                self.labelled_thens_[cascade] = float(count)
         self.rng_.bit_generator.state = state["rng"]

@@ -207,9 +207,6 @@ class RoutingLearner:
         """For a name that joined the pool again: the scores its tallies held as it joined, so
         that a cascade counts only what the model now under the name was scored
         (:meth:`_then_scored`; the tallies themselves are the name's history)."""
-        self.labelled_thens_: dict[str, float] = {}
-        """Per cascade, its escalations taught from labelled rows: the second model's labelled
-        answer counts them already (:meth:`_then_scored`)."""
         self.sync_bases_: dict[str, Statistics] = {}
         """For each store this learner shares through, the total it adopted at its last sync
         (:class:`~greenserv_core.sharing.SharedLearning`); saved, so a replica restarted from
@@ -234,9 +231,6 @@ class RoutingLearner:
     def _joined_again(self, name: str) -> None:
         counts = self.tallies_.counts_.get(name)
         self.scored_before_[name] = 0.0 if counts is None else float(counts["feedback"] + counts["labelled"])
-        for cascade, (_, then) in self.cascades_.items():
-            if then == name:
-                self.labelled_thens_.pop(cascade, None)
 
     def add_cascade(self, name: str, first: str, then: str) -> None:
         """A new cascade arm ``name``: ``first`` answers, ``then`` when it escalates. Both must
@@ -498,7 +492,7 @@ class RoutingLearner:
         """How often a cascade's second model was scored (its feedback, its labelled answers,
         and what it scored after this cascade's escalations); ``None`` when a prior vouches
         for its estimate."""
-        escalated = self.escalation_.thens_[cascade][1] - self.labelled_thens_.get(cascade, 0.0)
+        escalated = self.escalation_.routed_escalations(cascade)
         if then in self.priors_:
             return None
         counts = self.tallies_.counts_[then]
@@ -856,9 +850,8 @@ class RoutingLearner:
                 )
                 if escalated:
                     assert second.score is not None
-                    self.escalation_.learn_then(cascade, then_accuracy, second.score)
                     # the second model's labelled answer counts this score already
-                    self.labelled_thens_[cascade] = self.labelled_thens_.get(cascade, 0.0) + 1.0
+                    self.escalation_.learn_then(cascade, then_accuracy, second.score, labelled=True)
             return {cascade: escalated for cascade, (escalated, _) in verdicts.items()}
 
     # ---- sharing ------------------------------------------------------------------------
@@ -934,7 +927,6 @@ class RoutingLearner:
                 "escalation": self.escalation_.state_dict(),
                 "removed_at": dict(self.removed_at_),
                 "scored_before": dict(self.scored_before_),
-                "labelled_thens": dict(self.labelled_thens_),
                 "sync_bases": {
                     store: base64.b64encode(base.to_bytes()).decode() for store, base in self.sync_bases_.items()
                 },
@@ -969,7 +961,6 @@ class RoutingLearner:
             saved_removals = state.get("removed_at") or {}
             self.removed_at_ = {**self.removed_at_, **{str(k): float(v) for k, v in saved_removals.items()}}
             self.scored_before_ = {str(k): float(v) for k, v in (state.get("scored_before") or {}).items()}
-            self.labelled_thens_ = {str(k): float(v) for k, v in (state.get("labelled_thens") or {}).items()}
             for name in joined:  # a model the saved state does not know: the name's tallies are not its own
                 if name in self.tallies_.counts_:
                     self._joined_again(name)
