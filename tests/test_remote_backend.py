@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 
@@ -864,3 +865,86 @@ def test_credentials_in_the_address_authenticate_but_never_appear_in_messages_an
     assert request.headers["authorization"].startswith("Basic ")
     with pytest.raises(InvalidInputError, match="base_url must be an http"):
         OpenAICompatibleBackend("http://", "m")
+
+
+def test_a_stream_that_holds_no_answer_or_stops_before_its_end_fails() -> None:
+    page = httpx.Response(200, content=b"<html>gateway</html>", headers={"content-type": "text/html"})
+    cut = sse({"choices": [{"delta": {"content": "The answer is 1"}}]}, done=False)  # no [DONE], no finish
+    for reply, match in (
+        (page, "held no answer"),
+        (httpx.Response(200, content=b""), "held no answer"),
+        (cut, "without its end"),
+    ):
+        remote = backend(lambda request, reply=reply: reply)  # type: ignore[misc]
+        with pytest.raises(ModelUnavailableError, match=match):
+            list(remote.stream(ASK, SETTINGS))
+        assert remote.breaker.failures_ == 1  # it counts against the model: never an empty answer
+    finished = sse({"choices": [{"delta": {"content": "4"}, "finish_reason": "stop"}]}, done=False)
+    result = list(backend(lambda request: finished).stream(ASK, SETTINGS))[-1].result
+    assert result is not None and result.text == "4"  # a finish reason ends a stream too
+
+
+def test_no_retry_is_sent_past_the_answers_time_limit() -> None:
+    sent: list[float] = []
+    started = time.perf_counter()
+
+    def busy(request: httpx.Request) -> httpx.Response:
+        sent.append(time.perf_counter() - started)
+        return httpx.Response(503, headers={"retry-after": "5"}, content=b"busy")
+
+    remote = backend(busy, max_retries=3)
+    with pytest.raises(ModelUnavailableError, match="time limit"):
+        remote.generate(ASK, GenerationSettings(max_new_tokens=8, max_time_s=0.5))
+    assert len(sent) == 1 and time.perf_counter() - started < 0.4  # the wait would pass the limit: none sent
+
+
+def test_a_server_that_stalls_before_the_time_limit_fails_rather_than_answering_nothing() -> None:
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+
+    def stall() -> None:
+        connection, _ = listener.accept()
+        connection.recv(65536)
+        connection.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+        time.sleep(2.0)
+        connection.close()
+
+    threading.Thread(target=stall, daemon=True).start()
+    port = listener.getsockname()[1]
+    remote = OpenAICompatibleBackend(f"http://127.0.0.1:{port}/v1", "m", timeout_s=0.3, max_retries=0)
+    with pytest.raises(ModelUnavailableError):
+        remote.generate(ASK, GenerationSettings(max_new_tokens=8, max_time_s=5.0))
+    assert remote.breaker.failures_ >= 1
+    listener.close()
+
+
+def test_tgi_s_bare_streamed_tool_call_is_read_as_one_call() -> None:
+    call = {"index": 0, "id": "a", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+    remote = backend(
+        lambda request: sse({"choices": [{"delta": {"tool_calls": call}, "finish_reason": "tool_calls"}]}),
+        capabilities=frozenset({"tools"}),
+    )
+    result = list(remote.stream(ASK, SETTINGS))[-1].result
+    assert result is not None and result.text.count("<tool_call>") == 1 and "get_weather" in result.text
+
+
+def test_credentials_never_show_in_errors_and_schemes_match_in_any_case() -> None:
+    from greenserv_core.backends import backend_from_address
+
+    for bad in ("https://user:sk-SECRET@api.example.com/v1", "https://user:sk-SECRET@/v1#m", "HTTPS://u:sk-SECRET@x"):
+        with pytest.raises(InvalidInputError) as raised:
+            backend_from_address(bad)
+        assert "SECRET" not in str(raised.value)
+    assert backend_from_address("HTTPS://gpu-1:8000/v1#qwen").info.name == "qwen"
+
+
+def test_an_exporter_and_an_assumed_wattage_must_be_positive_and_finite() -> None:
+    for bad in (0.0, -1.0, math.inf, True):
+        with pytest.raises(InvalidInputError, match="joules_per_unit"):
+            ExporterEnergyCounter("http://exporter:9400/metrics", joules_per_unit=bad)
+        with pytest.raises(InvalidInputError, match="assumed_watts"):
+            backend(lambda request: answer(), assumed_watts=bad)

@@ -72,11 +72,13 @@ from greenserv_core.backends.abandoned import report_abandoned
 from greenserv_core.backends.base import GenerationResult, GenerationSettings, ModelInfo, StreamChunk
 from greenserv_core.backends.circuit import CircuitBreaker
 from greenserv_core.backends.registry import register_address_scheme
+from greenserv_core.bandits.base import check_number
 from greenserv_core.energy.base import EnergyMeter, EnergyReading, EnergyWindow
 from greenserv_core.energy.remote import OverlapShares, estimated_energy, reported_energy
 from greenserv_core.errors import InvalidInputError, ModelUnavailableError
 from greenserv_core.messages import Message
 from greenserv_core.quality import QualityPrior
+from greenserv_core.redaction import redacted
 from greenserv_core.tools.calls import split_tool_calls, tool_result_text
 
 __all__ = ["OpenAICompatibleBackend", "remote_backend"]
@@ -217,8 +219,8 @@ class OpenAICompatibleBackend:
         max_tokens_field: str = "max_tokens",
         strict_json_schema: bool = False,
     ) -> None:
-        if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
-            raise InvalidInputError(f"base_url must be an http(s) URL, got {base_url!r}")
+        if not isinstance(base_url, str) or not base_url.strip().lower().startswith(("http://", "https://")):
+            raise InvalidInputError(f"base_url must be an http(s) URL, got {redacted(repr(base_url))}")
         if not isinstance(max_retries, int) or max_retries < 0:
             raise InvalidInputError(f"max_retries must be a non-negative integer, got {max_retries!r}")
         if max_tokens_field not in ("max_tokens", "max_completion_tokens"):
@@ -231,11 +233,10 @@ class OpenAICompatibleBackend:
                 raise InvalidInputError(f"{label} must be positive, got {value!r}")
         if not isinstance(max_concurrency, int) or max_concurrency < 1:
             raise InvalidInputError(f"max_concurrency must be a positive integer, got {max_concurrency!r}")
-        if not assumed_watts > 0:
-            raise InvalidInputError(f"assumed_watts must be positive, got {assumed_watts!r}")
+        assumed_watts = check_number("assumed_watts", assumed_watts, low=0.0, strict=True)
         url = httpx.URL(base_url.strip()) if isinstance(base_url, str) else None
         if url is None or url.scheme not in ("http", "https") or not url.host:
-            raise InvalidInputError(f"base_url must be an http(s) URL with a host, got {base_url!r}")
+            raise InvalidInputError(f"base_url must be an http(s) URL with a host, got {redacted(repr(base_url))}")
         credentials = (url.username, url.password) if url.username or url.password else None
         query = dict(url.params)  # e.g. Azure's api-version: sent with every request
         # the URL as shown in messages and logs: no credentials, no query
@@ -390,7 +391,7 @@ class OpenAICompatibleBackend:
         def late() -> bool:  # the answer's time limit is up
             return deadline is not None and time.perf_counter() >= deadline
 
-        response, lines = self._with_retries(lambda: self._open_stream(body, limit), deadline)
+        response, lines = self._with_retries(lambda: self._open_stream(body, deadline), deadline)
         if limit is not None:  # a server that stalls past the time limit ends the answer there
             lines = _until_late(lines, late)
         pieces: list[str] = []
@@ -400,6 +401,7 @@ class OpenAICompatibleBackend:
         aliases: dict[int, int] = {}
         logprobs: list[float] | None = [] if settings.logprobs else None
         events = 0
+        ended = False  # "[DONE]" or a finish reason came: the stream ended as streams end
         other: list[str] = []  # lines that are no event: a server answering the stream request whole
         try:
             for line in lines:
@@ -408,6 +410,7 @@ class OpenAICompatibleBackend:
                     break
                 event = self._event(line)
                 if event == "done":
+                    ended = True
                     break
                 if isinstance(event, _ServerError):
                     raise event
@@ -418,7 +421,8 @@ class OpenAICompatibleBackend:
                 usage = event.get("usage") or usage
                 for choice in event.get("choices") or []:
                     delta = choice.get("delta") or {}
-                    for call in delta.get("tool_calls") or []:
+                    calls = delta.get("tool_calls") or []
+                    for call in [calls] if isinstance(calls, Mapping) else calls:  # TGI sent one call bare
                         _merge_tool_call_delta(tool_calls, call, aliases)
                     text_piece = delta.get("content") or delta.get("refusal")
                     if text_piece:
@@ -429,6 +433,7 @@ class OpenAICompatibleBackend:
                     if logprobs is not None and (delta.get("content") or choice.get("logprobs")):
                         piece = _token_logprobs(choice, chunk=True)
                         logprobs = None if piece is None else [*logprobs, *piece]  # one bad chunk spoils them all
+                    ended = ended or bool(choice.get("finish_reason"))
                     if finish != "refusal":  # OpenAI ends a refusal's stream with "stop"
                         finish = choice.get("finish_reason") or finish
             if late():
@@ -441,10 +446,13 @@ class OpenAICompatibleBackend:
                     raise reported
                 text_piece, finish = _whole_answer(data["choices"][0])
                 usage = data.get("usage") or usage
-                logprobs = None
+                logprobs, ended = None, True
                 if text_piece:
                     pieces.append(text_piece)
                     yield StreamChunk(delta=text_piece)
+            if not ended and finish != "length":  # cut off, or not an answer at all (a proxy's page)
+                what = f"ended after {events} events without its end" if events else "held no answer"
+                raise ValueError(f"the stream {what}: {body_text[:200]!r}")
         except _ServerError as error:
             raise self._unavailable(error, f"reported an error after {len(''.join(pieces))} characters") from error
         except (TypeError, ValueError, KeyError, IndexError, AttributeError) as error:  # not shaped as OpenAI's
@@ -529,13 +537,15 @@ class OpenAICompatibleBackend:
         self._check(response)
         return response
 
-    def _open_stream(self, body: dict[str, Any], limit_s: float | None = None) -> tuple[httpx.Response, Iterator[str]]:
-        """The stream's response and its lines, the first already read; with a time limit
-        ``limit_s``, no read waits longer than that (a stalled server cannot hold the answer
-        for the whole read timeout)."""
+    def _open_stream(self, body: dict[str, Any], deadline: float | None = None) -> tuple[httpx.Response, Iterator[str]]:
+        """The stream's response and its lines, the first already read; with a ``deadline`` (a
+        ``time.perf_counter()`` value: the answer's time limit), no read waits past it (a
+        stalled server cannot hold the answer for the whole read timeout), and nothing by
+        then cuts the answer there; a read that times out before it is a failure."""
         timeout = self._client.timeout
-        if limit_s is not None:
-            read = limit_s if timeout.read is None else min(timeout.read, limit_s)
+        if deadline is not None:
+            left = max(1e-3, deadline - time.perf_counter())
+            read = left if timeout.read is None else min(timeout.read, left)
             timeout = httpx.Timeout(connect=timeout.connect, read=read, write=timeout.write, pool=timeout.pool)
         request = self._client.build_request("POST", "/chat/completions", json=body, timeout=timeout)
         response = self._client.send(request, stream=True)
@@ -547,8 +557,8 @@ class OpenAICompatibleBackend:
             try:
                 first = next(lines, None)  # retried until the first line arrives
             except httpx.ReadTimeout:
-                if limit_s is None:
-                    raise
+                if deadline is None or time.perf_counter() < deadline:
+                    raise  # the server stalled: a failure, not an empty answer
                 return response, iter(())  # nothing within the time limit: cut there, as "length"
         except BaseException:
             response.close()
@@ -589,7 +599,14 @@ class OpenAICompatibleBackend:
                 f"{self._info.name} is cooling down after repeated failures ({self.breaker.seconds_left():.1f} s left)"
             )
 
+        tried, out_of_time = [0], [False]
+
         def once() -> _T:
+            if tried[0] and deadline is not None and (out_of_time[0] or time.perf_counter() >= deadline):
+                raise ModelUnavailableError(  # a retry now would answer past the time limit, to be thrown away
+                    f"{self._info.name}: {self.base_url} did not answer within the time limit ({tried[0]} attempt(s))"
+                )
+            tried[0] += 1
             with self._lock:
                 self.attempts_ += 1
             try:
@@ -609,7 +626,13 @@ class OpenAICompatibleBackend:
             asked = getattr(error, "retry_after", None)
             if asked is not None and asked <= _LONGEST_RETRY_AFTER_S:
                 waited = max(waited, asked)
-            return waited if deadline is None else max(0.0, min(waited, deadline - time.perf_counter()))
+            if deadline is None:
+                return waited
+            left = deadline - time.perf_counter()
+            if waited >= left:  # the retry would come past the time limit: none is sent
+                out_of_time[0] = True
+                return 0.0
+            return waited
 
         def worth_retrying(error: BaseException) -> bool:  # not once the circuit opened, nor past the deadline
             in_time = deadline is None or time.perf_counter() < deadline
@@ -918,6 +941,6 @@ def remote_backend(address: str, meter: str = "auto") -> OpenAICompatibleBackend
     base_url, _, model = address.partition("#")
     if not model:
         raise InvalidInputError(
-            f"a remote model is <base URL>#<model id>, e.g. http://gpu-1:8000/v1#qwen, got {address!r}"
+            f"a remote model is <base URL>#<model id>, e.g. http://gpu-1:8000/v1#qwen, got {redacted(repr(address))}"
         )
     return OpenAICompatibleBackend(base_url, model)

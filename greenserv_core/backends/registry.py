@@ -17,6 +17,7 @@ from typing import TypeVar
 
 from greenserv_core.backends.base import ModelBackend
 from greenserv_core.errors import InvalidInputError
+from greenserv_core.redaction import redacted
 from greenserv_core.registration import claim_name
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "register_address_scheme",
     "unregister_address_scheme",
 ]
+
 
 AddressFactory = Callable[[str, str], ModelBackend]
 _F = TypeVar("_F", bound=AddressFactory)
@@ -82,7 +84,11 @@ def register_address_scheme(
 
 
 def _starts_with(address: str, *, prefixes: tuple[str, ...]) -> bool:
-    return address.startswith(prefixes)
+    """Whether ``address`` starts with one of ``prefixes`` (a URL's scheme in any case)."""
+    return any(
+        address[: len(prefix)].lower() == prefix.lower() if prefix.endswith("://") else address.startswith(prefix)
+        for prefix in prefixes
+    )
 
 
 def unregister_address_scheme(name: str) -> None:
@@ -109,5 +115,5 @@ def backend_from_address(address: str, meter: str = "auto") -> ModelBackend:
         if scheme.matches(address):
             return scheme.build(address, meter)
     raise InvalidInputError(
-        f"cannot use {address!r} as a model: give {', '.join(s.describes for s in address_schemes())}"
+        f"cannot use {redacted(repr(address))} as a model: give {', '.join(s.describes for s in address_schemes())}"
     )

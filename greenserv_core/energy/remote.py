@@ -29,8 +29,10 @@ from typing import Any
 
 import httpx
 
+from greenserv_core.bandits.base import check_number
 from greenserv_core.energy.base import EnergyReading, TimedMeter
 from greenserv_core.errors import InvalidInputError, MissingResourceError, WindowNotMeasuredError
+from greenserv_core.redaction import redacted
 
 __all__ = ["ExporterEnergyCounter", "OverlapShares", "estimated_energy", "reported_energy"]
 
@@ -137,7 +139,7 @@ class ExporterEnergyCounter(TimedMeter):
         self.metrics_url = metrics_url
         self.metric = metric
         self.labels = dict(labels or {})
-        self.joules_per_unit = joules_per_unit
+        self.joules_per_unit = check_number("joules_per_unit", joules_per_unit, low=0.0, strict=True)
         self.client = client or httpx.Client(timeout=timeout_s)
 
     @staticmethod
@@ -153,15 +155,20 @@ class ExporterEnergyCounter(TimedMeter):
                     return float(sample.value)
         return None
 
+    @property
+    def _where(self) -> str:
+        """The exporter's address as messages show it (credentials hidden)."""
+        return redacted(self.metrics_url)
+
     def _read(self) -> float:
         try:
             response = self.client.get(self.metrics_url)
             response.raise_for_status()
             value = self.parse(response.text, self.metric, self.labels)
         except (httpx.HTTPError, ValueError) as error:
-            raise MissingResourceError(f"cannot read {self.metrics_url}: {error}") from error
+            raise MissingResourceError(f"cannot read {self._where}: {redacted(str(error))}") from error
         if value is None:
-            raise MissingResourceError(f"{self.metrics_url} has no {self.metric} series with labels {self.labels}")
+            raise MissingResourceError(f"{self._where} has no {self.metric} series with labels {self.labels}")
         return value
 
     def _start(self) -> object:
@@ -171,10 +178,10 @@ class ExporterEnergyCounter(TimedMeter):
         assert isinstance(token, float)
         end = self._read()
         if end < token:  # the counter was reset: no measurement rather than a wrong one
-            raise WindowNotMeasuredError(f"the counter at {self.metrics_url} went back from {token} to {end}")
+            raise WindowNotMeasuredError(f"the counter at {self._where} went back from {token} to {end}")
         if end == token and duration_s > 0:  # not refreshed within the window (DCGM collects every few seconds)
             raise WindowNotMeasuredError(
-                f"the counter at {self.metrics_url} did not move in {duration_s:.3f} s: the exporter has not "
+                f"the counter at {self._where} did not move in {duration_s:.3f} s: the exporter has not "
                 "refreshed it, so there is no reading"
             )
         return (end - token) * self.joules_per_unit
