@@ -131,6 +131,12 @@ def _check_same_contexts(new: FeatureExtractor, old: FeatureExtractor) -> None:
             f"the feature extractor builds contexts of {given[0]} entries with task types {list(given[1])}; "
             f"the router's policy learned on {now[0]} entries with {list(now[1])}: make a new router to change them"
         )
+    same_meaning = new.feature_names() == old.feature_names() and new.layout_fingerprint() == old.layout_fingerprint()
+    if not same_meaning:  # as long, but its entries mean other things (clusters, bins, encoding, embedder)
+        raise InvalidInputError(
+            "the feature extractor's context entries mean other things than the router's (its embedder, "
+            "clusters, reading-ease bins or task encoding differ): make a new router to change them"
+        )
 
 
 def _saved_signal(

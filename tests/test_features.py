@@ -495,3 +495,51 @@ def test_scripts_written_without_spaces_count_a_token_a_character() -> None:
     assert approximate_tokens("请把这篇文章总结成三句话。") == 13
     assert approximate_tokens("この文章を要約してください") == 13
     assert approximate_tokens("abc中文def") == 4
+
+
+def test_replicas_seeded_alike_share_clusters_despite_float_rounding() -> None:
+    from greenserv_core.features.clustering import check_shared_clusters
+    from greenserv_core.statistics import Statistics
+
+    counts, sums = np.array([3.0, 2.0]), np.array([[1.5, 0.5], [0.2, 1.1]])
+
+    def shared(other: np.ndarray) -> Statistics:
+        return Statistics(
+            minima={"prior_counts": counts, "prior_sums": np.minimum(sums, other)},
+            maxima={"prior_counts": counts, "prior_sums": np.maximum(sums, other)},
+        )
+
+    check_shared_clusters(shared(sums + 1.4e-3))  # bfloat16 against float32, or one prompt embedded alone
+    with pytest.raises(StateFileError, match="different prompts"):
+        check_shared_clusters(shared(sums + np.array([[0.0, 0.0], [0.5, -0.4]])))  # another prompt
+
+
+def test_saved_clusters_no_clustering_could_have_learned_are_refused() -> None:
+    good = OnlineKMeans(2)
+    good.partial_fit_predict(unit(1, 0))
+    state = good.state_dict()
+    for key, bad in (
+        ("counts", np.array([1, 1])),  # more counts than centroids
+        ("counts", np.array([0])),  # a centroid that nothing joined
+        ("centroids", np.array([[np.nan, 1.0]])),
+        ("centroids", np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])),  # more centroids than clusters
+    ):
+        with pytest.raises(StateFileError, match="saved clustering"):
+            OnlineKMeans(2).load_state_dict({**state, key: bad})
+
+
+def test_a_warm_store_names_its_texts_unambiguously(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    class Preloading(HashingEmbedder):
+        def __init__(self) -> None:
+            super().__init__(128)
+            self.cache: dict[str, np.ndarray] = {}
+
+        def preload(self, texts, vectors) -> None:  # type: ignore[no-untyped-def]
+            self.cache.update(zip(texts, vectors, strict=True))
+
+    classifier = make_hashing_extractor().task_classifier
+    FeatureExtractor(Preloading(), classifier).warm(["add 2 and 3\x00write a poem", "summarise"], store=tmp_path)
+    other = Preloading()
+    FeatureExtractor(other, classifier).warm(["add 2 and 3", "write a poem\x00summarise"], store=tmp_path)
+    assert len(list(tmp_path.glob("*.npy"))) == 2  # two sets of prompts, two entries
+    assert other.cache == {}  # embedded afresh, never another text's vector

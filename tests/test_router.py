@@ -587,3 +587,17 @@ def test_the_tradeoff_is_checked_when_set() -> None:
     with pytest.raises(InvalidInputError, match="tradeoff"):
         router.tradeoff = 5.0
     assert router.generate("hello", max_new_tokens=np.int64(4)).decision.tradeoff == 0.25  # type: ignore[arg-type]
+
+
+def test_a_feature_extractor_as_long_but_meaning_other_things_is_refused() -> None:
+    router = GreenServRouter(
+        [FakeBackend("a"), FakeBackend("b")], features=make_hashing_extractor(n_clusters=3), seed=0
+    )
+    swapped = make_hashing_extractor(n_clusters=3)
+    swapped.complexity.edges = swapped.complexity.edges[:-1]  # one bin fewer ...
+    from greenserv_core.features import OnlineKMeans
+
+    swapped.clusterer = OnlineKMeans(4)  # ... one cluster more: as long, other meanings
+    assert swapped.dimension == router.features.dimension
+    with pytest.raises(InvalidInputError, match="mean other things"):
+        router.features = swapped

@@ -148,7 +148,9 @@ class SentenceTransformerEmbedder:
 
     @property
     def dimension(self) -> int:
-        dimension = self.model.get_sentence_embedding_dimension()
+        model = self.model  # sentence-transformers 5 renamed the method; older versions have only the old name
+        read = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        dimension = read()
         assert dimension is not None
         return int(dimension)
 

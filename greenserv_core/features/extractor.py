@@ -207,11 +207,14 @@ class FeatureExtractor:
         preload = getattr(self.embedder, "preload", None)
         path = None
         if store is not None and preload is not None:
-            digest = hashlib.sha256("\x00".join([self.embedder.name, *texts]).encode("utf-8")).hexdigest()[:32]
+            named = json.dumps([self.embedder.name, texts])  # unambiguous, whatever the texts hold
+            digest = hashlib.sha256(named.encode("utf-8")).hexdigest()[:32]
             path = Path(store) / f"{digest}.npy"
             if path.exists():
-                preload(texts, np.load(path))
-                return
+                stored = np.load(path)
+                if stored.shape == (len(texts), self.embedder.dimension):
+                    preload(texts, stored)
+                    return
         with_bar = getattr(self.embedder, "embed_with_progress", None) if progress else None
         vectors = with_bar(texts) if with_bar is not None else self.embedder.embed(texts)
         if path is not None:

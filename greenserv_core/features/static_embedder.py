@@ -57,6 +57,8 @@ STATIC_MODEL = "minilm-static-v2"
 _FORMAT = "greenserv-static-embedder"
 _RECIPE_VERSION = 2  # 2: each token alone between [CLS] and [SEP] (1 padded it to 128 tokens)
 _SKIPPED_TOKEN_PREFIX = "[unused"  # BERT's reserved placeholders: never produced by the tokenizer
+_DEFAULT_MAX_TOKENS = 512
+"""The tokens per text the bundled task classifiers were trained on."""
 _SETUP_HINT = "run `greenserv setup` to distil it from the bundled all-MiniLM-L6-v2"
 
 
@@ -248,7 +250,9 @@ class StaticEmbedder:
     0.7...
     """
 
-    def __init__(self, model_path: str | Path | None = None, *, max_tokens: int = 512, cache_size: int = 4096) -> None:
+    def __init__(
+        self, model_path: str | Path | None = None, *, max_tokens: int = _DEFAULT_MAX_TOKENS, cache_size: int = 4096
+    ) -> None:
         if max_tokens < 1:
             raise InvalidInputError(f"max_tokens must be >= 1, got {max_tokens}")
         if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
@@ -285,7 +289,9 @@ class StaticEmbedder:
     @property
     def name(self) -> str:
         config = self._load()[2]
-        return f"static:{config['source']}:{config['dimension']}:{config['fingerprint']}"
+        name = f"static:{config['source']}:{config['dimension']}:{config['fingerprint']}"
+        # fewer tokens looked at is another embedding space (the default's name stays as bundled classifiers know it)
+        return name if self.max_tokens == _DEFAULT_MAX_TOKENS else f"{name}:max_tokens={self.max_tokens}"
 
     @property
     def dimension(self) -> int:
