@@ -56,6 +56,7 @@ from greenserv_core.adapters import (
     check_optional_tradeoff,
     check_stop,
     decision_id_in,
+    schema_refused,
     tool_calls_of,
     why_no_tool_call,
 )
@@ -527,7 +528,15 @@ def _tool_call_parser(schema: Any, name: str, pydantic: bool) -> Callable[[AIMes
             if call["name"] == name:
                 return _validated(schema, call["args"], name) if pydantic else call["args"]
         # a streamed answer carries its refused calls in the metadata (see the module)
-        why = why_no_tool_call(message.invalid_tool_calls or message.response_metadata.get("invalid_tool_calls", []))
+        refused = message.invalid_tool_calls or message.response_metadata.get("invalid_tool_calls", [])
+        refused = [{**call, "arguments": call.get("arguments", call.get("args"))} for call in refused]
+        if pydantic:  # arguments the schema refused (a quoted number) may still fit the model, as in json_schema mode
+            for near in schema_refused(refused, name):
+                try:
+                    return _validated(schema, near["arguments"], name)
+                except OutputParserException:
+                    continue
+        why = why_no_tool_call(refused)
         text = message.text
         raise OutputParserException(f"the model gave no valid {name} answer ({why})", llm_output=text)
 

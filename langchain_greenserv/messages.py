@@ -19,6 +19,9 @@ from greenserv_core.tools import in_call_order, tool_result_turn, with_tool_call
 
 __all__ = ["to_greenserv_messages"]
 
+_REASONING = ("reasoning", "thinking", "redacted_thinking")
+"""Content blocks of a reasoning model's thoughts (LangChain's standard, Anthropic's)."""
+
 
 def _text(message: BaseMessage) -> str:
     content = message.content
@@ -32,6 +35,8 @@ def _text(message: BaseMessage) -> str:
             parts.append(str(block.get("text", "")))
         elif isinstance(block, dict) and block.get("type") in ("tool_use", "tool_call"):
             continue  # the same calls are in message.tool_calls, rendered below
+        elif isinstance(block, dict) and block.get("type") in _REASONING:
+            continue  # an earlier model's reasoning: not part of the conversation, as chat templates drop it
         else:
             kind = block.get("type") if isinstance(block, dict) else type(block).__name__
             raise InvalidInputError(f"GreenServ's local models take text only; got a {kind!r} content block")

@@ -54,6 +54,7 @@ from greenserv_core.adapters import (
     check_energy_budget,
     check_optional_tradeoff,
     check_stop,
+    schema_refused,
     tool_calls_of,
     why_no_tool_call,
 )
@@ -70,6 +71,7 @@ __all__ = ["GreenServLLM", "decision_id_of"]
 
 _ROLES = {
     MessageRole.SYSTEM: "system",
+    MessageRole.DEVELOPER: "system",  # OpenAI's system role for reasoning models
     MessageRole.USER: "user",
     MessageRole.ASSISTANT: "assistant",
     MessageRole.TOOL: "tool",
@@ -271,6 +273,24 @@ class GreenServLLM(AdapterCore, FunctionCallingLLM):
     def class_name(cls) -> str:
         return "GreenServLLM"
 
+    def to_payload(self) -> dict[str, Any]:
+        """What callbacks and instrumentation see of this model, read before every call, on
+        the event loop for async calls: the full metadata once the router is built, else the
+        configuration alone (building the router there would block the loop)."""
+        if self._built_router is not None:
+            return super().to_payload()
+        return {
+            "class_name": self.class_name(),
+            "model_name": self.pool_name,
+            "num_output": self.max_tokens,
+            "is_chat_model": True,
+        }
+
+    async def _router_built(self) -> None:
+        """Build the router in a worker thread, not on the event loop (its first use loads models)."""
+        if self._built_router is None:
+            await asyncio.to_thread(lambda: self.greenserv_router)
+
     @property
     def metadata(self) -> LLMMetadata:
         router = self.greenserv_router
@@ -331,8 +351,10 @@ class GreenServLLM(AdapterCore, FunctionCallingLLM):
         self, response: ChatResponse, error_on_no_tool_call: bool = True, **kwargs: Any
     ) -> list[ToolSelection]:
         calls = response.message.additional_kwargs.get("tool_calls") or []
+        refused = response.message.additional_kwargs.get("invalid_tool_calls") or []
+        if not calls:  # arguments only the schema refused: the tool's own model may coerce them (as OpenAI's do)
+            calls = schema_refused(refused)
         if not calls and error_on_no_tool_call:
-            refused = response.message.additional_kwargs.get("invalid_tool_calls") or []
             raise ValueError(f"expected a tool call: {why_no_tool_call(refused)}")
         return [ToolSelection(tool_id=c["id"], tool_name=c["name"], tool_kwargs=c["arguments"]) for c in calls]
 
@@ -368,11 +390,13 @@ class GreenServLLM(AdapterCore, FunctionCallingLLM):
 
     @llm_chat_callback()
     async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
+        await self._router_built()
         conversation, arguments = self.router_arguments(to_greenserv_messages(messages), _call_options(kwargs))
         return _aresponses(iterate_in_thread(lambda: self.stream_prepared(conversation, arguments)), _chat_response)
 
     @llm_completion_callback()
     async def astream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseAsyncGen:
+        await self._router_built()
         conversation, arguments = self.router_arguments([{"role": "user", "content": prompt}], _call_options(kwargs))
         pieces = iterate_in_thread(lambda: self.stream_prepared(conversation, arguments))
         return _aresponses(pieces, _completion_response)

@@ -21,6 +21,7 @@ from greenserv_core.adapters.answers import (
     answer_pieces,
     decision_id_in,
     decision_id_of,
+    schema_refused,
     tool_calls_of,
     why_no_tool_call,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "decision_id_in",
     "decision_id_of",
     "generation_options",
+    "schema_refused",
     "tool_calls_of",
     "why_no_tool_call",
 ]

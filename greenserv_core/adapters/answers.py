@@ -22,6 +22,7 @@ True
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
@@ -38,6 +39,7 @@ __all__ = [
     "answer_pieces",
     "decision_id_in",
     "decision_id_of",
+    "schema_refused",
     "tool_calls_of",
     "why_no_tool_call",
 ]
@@ -68,6 +70,34 @@ def tool_calls_of(result: RoutedGeneration) -> tuple[list[ToolCallData], list[In
         for c in result.invalid_tool_calls
     ]
     return valid, invalid
+
+
+SCHEMA_MISMATCH = "arguments do not match the schema of "
+"""How a refused call's error begins when only its arguments' types or fields were off."""
+
+
+def schema_refused(refused: Iterable[Mapping[str, object]], name: str | None = None) -> list[ToolCallData]:
+    """The refused calls (of tool ``name``, or any) that named a tool and gave a JSON object,
+    refused only by the tool's JSON schema: a small model quoting a number, say. Pydantic
+    coerces such arguments where the schema refuses them, so structured output may still
+    read them (as ``json_schema`` mode does).
+
+    >>> schema_refused([{"id": "c1", "name": "P", "arguments": '{"age": "42"}',
+    ...                  "error": "arguments do not match the schema of 'P': '42' is not of type 'integer'"}])
+    [{'id': 'c1', 'name': 'P', 'arguments': {'age': '42'}}]
+    """
+    found: list[ToolCallData] = []
+    for call in refused:
+        tool, text, error = call.get("name"), call.get("arguments"), str(call.get("error", ""))
+        if not isinstance(tool, str) or (name is not None and tool != name) or not error.startswith(SCHEMA_MISMATCH):
+            continue
+        try:
+            arguments = json.loads(text) if isinstance(text, str) else text
+        except ValueError:
+            continue
+        if isinstance(arguments, dict):
+            found.append(ToolCallData(id=str(call.get("id", "")), name=tool, arguments=arguments))
+    return found
 
 
 def why_no_tool_call(refused: Iterable[Mapping[str, object]]) -> str:

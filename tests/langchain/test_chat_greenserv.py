@@ -321,6 +321,36 @@ def test_structured_output_validates_and_says_why_it_fails() -> None:
     assert raw["raw"].invalid_tool_calls
 
 
+def test_structured_output_takes_arguments_only_the_schema_refused_when_pydantic_fits_them() -> None:
+    quoting = [
+        FakeBackend(
+            "quoting",
+            capabilities=frozenset({"tools"}),
+            tool_reply=lambda m, t: (
+                '<tool_call>{"name": "Person", "arguments": {"name": "Ada", "age": "36"}}</tool_call>'
+            ),
+        )
+    ]
+    llm = ChatGreenServ(router=GreenServRouter(quoting, features=make_hashing_extractor(), seed=0))
+    assert llm.with_structured_output(Person).invoke("a person") == Person(name="Ada", age=36)  # "36" coerced
+    with pytest.raises(OutputParserException, match="is not of type 'integer'"):  # a dict keeps the schema's verdict
+        llm.with_structured_output(Person.model_json_schema()).invoke("a person")
+
+
+def test_an_earlier_models_reasoning_blocks_are_left_out_of_the_history() -> None:
+    history = [
+        HumanMessage("What is 2 + 2?"),
+        AIMessage(content=[{"type": "reasoning", "reasoning": "2 and 2"}, {"type": "text", "text": "4"}]),
+        AIMessage(content=[{"type": "thinking", "thinking": "hm"}, {"type": "text", "text": "Four."}]),
+        HumanMessage("And 3 + 3?"),
+    ]
+    from langchain_greenserv.messages import to_greenserv_messages
+
+    assert [m["content"] for m in to_greenserv_messages(history)] == ["What is 2 + 2?", "4", "Four.", "And 3 + 3?"]
+    with pytest.raises(InvalidInputError, match="'image'"):
+        to_greenserv_messages([HumanMessage(content=[{"type": "image", "url": "https://x/y.png"}])])
+
+
 def test_tool_requests_no_model_can_serve_fail_clearly() -> None:
     llm = make_llm()
     with pytest.raises(NoEligibleModelError, match="no model in the pool has the capability tools"):

@@ -283,6 +283,37 @@ async def test_a_llama_index_function_agent_runs_its_loop_through_the_router() -
     assert llm.greenserv_router.stats_["caller"]["decisions"] >= 2  # the call, then the answer
 
 
+def test_structured_prediction_takes_arguments_only_the_schema_refused() -> None:
+    from llama_index.core.prompts import PromptTemplate
+    from pydantic import BaseModel
+
+    class Person(BaseModel):
+        name: str
+        age: int
+
+    quoting = FakeBackend(
+        "quoting",
+        capabilities=frozenset({"tools"}),
+        tool_reply=lambda m, t: '<tool_call>{"name": "Person", "arguments": {"name": "Ada", "age": "36"}}</tool_call>',
+    )
+    llm = make_llm([quoting])
+    assert llm.structured_predict(Person, PromptTemplate("A person.")) == Person(name="Ada", age=36)
+
+
+def test_the_developer_role_is_a_system_turn() -> None:
+    from llama_index_greenserv.llms import to_greenserv_messages
+
+    turns = to_greenserv_messages([ChatMessage(role=MessageRole.DEVELOPER, content="Be brief."), ASK[1]])
+    assert [t["role"] for t in turns] == ["system", "user"]
+
+
+def test_callbacks_read_the_model_without_building_its_router() -> None:
+    lazy = GreenServLLM(models=["http://gpu-1:8000/v1#qwen", "http://gpu-2:8000/v1#llama"])
+    payload = lazy.to_payload()  # what every call's callbacks read first, on the event loop for async calls
+    assert payload["class_name"] == "GreenServLLM" and lazy._built_router is None  # nothing was built
+    assert make_llm().to_payload()["context_window"] == 1024  # a router already there: its full metadata
+
+
 def test_structured_prediction_goes_through_a_tool_call() -> None:
     from llama_index.core.prompts import PromptTemplate
     from llama_index.core.tools import FunctionTool
