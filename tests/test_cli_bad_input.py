@@ -770,3 +770,29 @@ def test_overhead_will_not_save_the_bundled_prompts_over_the_prompts_it_was_give
 
 def test_cascade_replay_names_a_bad_policy_before_it_reads_the_table(capsys: pytest.CaptureFixture[str]) -> None:
     refused(["bench", "cascade-replay", "--table", MISSING, "--policy", "no-such-policy"], capsys, "no-such-policy")
+
+
+def test_ctrl_c_in_any_command_is_a_word_and_130_not_a_traceback(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from greenserv_core import cli
+    from greenserv_core.cli import benchmarks
+
+    def interrupted(args: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(benchmarks, "_tool_calling", interrupted)  # the parser is built per call: it takes this
+    assert cli.main(["bench", "tool-calling"]) == 130
+    assert "greenserv: interrupted" in capsys.readouterr().err
+
+
+def test_a_replicas_file_store_under_a_file_is_refused_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from greenserv_core import cli
+
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    argv = ["bench", "replicas", "--table", str(tmp_path / "t.parquet"), "--store", f"file:{afile}/store"]
+    assert cli.main(argv) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err

@@ -200,6 +200,7 @@ def test_stats_compare_predictions_with_predictions() -> None:
     assert session.saved_joules_ == pytest.approx(predicted["large"] - predicted["small"])  # type: ignore[operator]
     session.stats()
     assert any("saved against always using the dearest model" in line for line in lines)
+    assert not any("not yet known" in line for line in lines)  # the saving, not both verdicts
 
 
 def test_a_one_prompt_demo_still_summarises(
@@ -228,6 +229,11 @@ def test_a_line_that_is_not_valid_text_is_skipped_and_the_chat_goes_on() -> None
     run_repl(session, read=read)
     assert any("[skipped] a line that is not valid text" in line for line in lines)
     assert router.stats_["small"]["feedback"] == 1  # the rating after it still reached the router
+    escaped = iter(["caf\udce9", "/quit"])  # what stdin read with surrogateescape gives for b"caf\xe9"
+    lines.clear()
+    run_repl(session, read=lambda prompt: next(escaped))
+    assert any("[skipped] a line that is not valid text" in line for line in lines)
+    assert not any("[error]" in line for line in lines)
 
 
 def test_each_answer_line_shows_the_budget_after_that_answer_and_stats_say_more_joules_plainly() -> None:

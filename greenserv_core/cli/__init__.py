@@ -60,6 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GreenServError as error:
         print(f"greenserv: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: a word, not a traceback, and the shell's code for it
+        print("\ngreenserv: interrupted", file=sys.stderr)
+        return 130
     except ModuleNotFoundError as error:  # a package of the bench extra, imported outside bench_import
         missing = missing_extra(error)
         if missing is None:

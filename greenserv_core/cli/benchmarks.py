@@ -139,7 +139,9 @@ def _replicas(args: argparse.Namespace) -> int:
     from greenserv_core.evaluation.replicas import check_store, run_replicas
 
     parse_strategies(args.strategy)
-    check_store(args.store, option="--store", connect=True)
+    kind, where = check_store(args.store, option="--store", connect=True)
+    if kind == "file":
+        check_output_file("--store", where)  # not under a file: it would fail in the workers, after the set-ups
     at_least("--limit", args.limit, 1)
     at_least("--runs", args.runs, 1)
     if not (math.isfinite(args.interval) and args.interval > 0):

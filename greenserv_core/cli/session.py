@@ -273,10 +273,10 @@ class ChatSession:
                 else f"spent {-self.saved_joules_:.1f} J more than always using the dearest model (cascades ran two)"
             )
             self.say(f"  {change} over {self.compared_} answer(s) (both as the router predicted them before answering)")
-        if (budget := self.router.budget_) is not None:
-            self.say(f"  {budget.describe()}")
         else:
             self.say("  joules saved: not yet known (the router has not measured every model)")
+        if (budget := self.router.budget_) is not None:
+            self.say(f"  {budget.describe()}")
 
     def models(self) -> None:
         for name in self.router.arms:
@@ -358,6 +358,9 @@ def _loop(session: ChatSession, read: Callable[[str], str], prompt: str) -> None
             continue
         except UnicodeDecodeError as error:  # bytes that are not the terminal's encoding: skip the line
             session.say(f"[skipped] a line that is not valid text ({error.reason})")
+            continue
+        if any("\udc80" <= character <= "\udcff" for character in line):  # read with surrogateescape
+            session.say("[skipped] a line that is not valid text (bytes that are not UTF-8)")
             continue
         try:
             if not session.handle(line):

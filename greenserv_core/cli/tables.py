@@ -64,7 +64,7 @@ def _collect(args: argparse.Namespace) -> int:
         table = collect(
             pool,
             args.out,
-            tasks=args.tasks.split(","),
+            tasks=[task.strip() for task in args.tasks.split(",") if task.strip()],
             limit=args.limit,
             seed=args.seed,
             batch_size=args.batch_size,
