@@ -239,3 +239,41 @@ def test_load_refuses_another_policy() -> None:
     state = policy_with_arms("linucb").state_dict()
     with pytest.raises(StateFileError, match="linucb"):
         policy_with_arms("thompson").load_state_dict(state)
+
+
+def test_an_update_that_would_overflow_is_refused_and_the_arm_stays_usable() -> None:
+    for name in ("linucb", "thompson", "epsilon"):
+        policy = make_policy(name, 2, seed=0)
+        for arm in ("a", "b"):
+            policy.add_arm(arm)
+        x = np.array([1.0, 0.0])
+        policy.update("a", x, 1.0)
+        for context, target in ((x, 1e308), (np.array([1.0, 1e200]), 0.5)):
+            with pytest.raises(InvalidInputError, match="overflows"):
+                for _ in range(2):  # 1e308 once fits, twice it would not
+                    policy.update("a", context, target)
+        assert np.all(np.isfinite(policy.estimates(x, ["a", "b"])))  # nothing of the refused updates stayed
+        assert policy.select(x) in ("a", "b")
+
+
+def test_thompson_estimates_draw_nothing_so_seeded_decisions_stay_the_same() -> None:
+    def decisions(read_estimates: bool) -> list[str]:
+        policy = make_policy("thompson", 2, seed=3)
+        for arm in ("a", "b"):
+            policy.add_arm(arm)
+        chosen = []
+        for step in range(20):
+            x = np.array([1.0, step % 2])
+            if read_estimates:
+                policy.estimates(x, ["a", "b"])
+            arm = policy.select(x)
+            policy.update(arm, x, float(arm == "a"))
+            chosen.append(arm)
+        return chosen
+
+    assert decisions(True) == decisions(False)
+
+
+def test_policies_that_keep_nothing_per_arm_say_they_take_no_prior() -> None:
+    assert not make_policy("random", 2, seed=0).takes_priors
+    assert make_policy("linucb", 2, seed=0).takes_priors

@@ -288,6 +288,8 @@ class Policy(ABC):
             arms, values = scores.arms, scores.score
         else:
             arms, values = list(scores), np.array([s.score for s in scores.values()], dtype=np.float64)
+        if np.isnan(values).any():
+            raise InvalidInputError(f"the policy scored {arms[int(np.flatnonzero(np.isnan(values))[0])]!r} NaN")
         tied = np.flatnonzero(values >= values.max() - _TIE_TOLERANCE)
         return arms[int(tied[int(self.rng_.integers(len(tied)))])] if len(tied) > 1 else arms[int(tied[0])]
 
@@ -406,6 +408,11 @@ class StatelessArmsPolicy(Policy):
 
     def _with_prior(self, state: Any, prior: ArmPrior) -> None:
         return None
+
+    @property
+    def takes_priors(self) -> bool:
+        """No: a prior given to it is ignored (the router says so)."""
+        return False
 
     def _arm_state(self, state: Any) -> dict[str, Any]:
         return {}

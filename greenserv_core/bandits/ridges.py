@@ -26,6 +26,7 @@ of one row.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -248,6 +249,12 @@ class RidgeStack:
         x = self.check(x)
         if not np.isfinite(y):
             raise InvalidInputError(f"target must be finite, got {y!r}")
+        size = float(np.abs(x).max(initial=0.0))  # A is positive definite: its largest entry is on its diagonal
+        room = float(np.diagonal(self._A[r]).max()) + size * size, float(np.abs(self._b[r]).max()) + abs(y) * size
+        if not (math.isfinite(room[0]) and math.isfinite(room[1])):
+            raise InvalidInputError(  # one such update would turn the arm's estimates into NaN for good
+                f"an update of {name!r} with context up to {size:.3g} and target {y!r} overflows"
+            )
         self._n[r] += 1
         self._stale.add(r)
         if self.forget < 1.0:

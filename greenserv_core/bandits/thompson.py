@@ -34,6 +34,12 @@ class LinearThompson(LinearPolicy):
         super().__init__(dimension, **options)
         self.v = check_number("v", v, low=0.0)
 
+    def estimates(self, context: np.ndarray, arms: Sequence[str]) -> np.ndarray:
+        """Each arm's posterior mean: a read, which draws nothing (a cascade's plan reads it,
+        and seeded decisions stay the same whether it does or not)."""
+        x, checked = self._check_decision(context, arms)
+        return self._ridge_estimates(x, checked)[0]
+
     def _estimate_arrays(self, context: np.ndarray, arms: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         noise = self.rng_.standard_normal(len(arms))
         estimate, rows = self._ridge_estimates(context, arms)
