@@ -10,7 +10,7 @@ import re
 
 __all__ = ["redacted"]
 
-_USERINFO = re.compile(r"(?<=://)[^/@\s]*@")
+_USERINFO = re.compile(r"(?<=://)[^/?#\s]*@")  # to the last "@" before the path, as URLs are split
 _QUERY_VALUE = re.compile(r"([?&][^=&#\s]+)=[^&#\s]*")
 
 

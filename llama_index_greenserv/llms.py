@@ -54,7 +54,6 @@ from greenserv_core.adapters import (
     check_energy_budget,
     check_optional_tradeoff,
     check_stop,
-    schema_refused,
     tool_calls_of,
     why_no_tool_call,
 )
@@ -352,8 +351,6 @@ class GreenServLLM(AdapterCore, FunctionCallingLLM):
     ) -> list[ToolSelection]:
         calls = response.message.additional_kwargs.get("tool_calls") or []
         refused = response.message.additional_kwargs.get("invalid_tool_calls") or []
-        if not calls:  # arguments only the schema refused: the tool's own model may coerce them (as OpenAI's do)
-            calls = schema_refused(refused)
         if not calls and error_on_no_tool_call:
             raise ValueError(f"expected a tool call: {why_no_tool_call(refused)}")
         return [ToolSelection(tool_id=c["id"], tool_name=c["name"], tool_kwargs=c["arguments"]) for c in calls]

@@ -512,6 +512,13 @@ def test_replicas_seeded_alike_share_clusters_despite_float_rounding() -> None:
     check_shared_clusters(shared(sums + 1.4e-3))  # bfloat16 against float32, or one prompt embedded alone
     with pytest.raises(StateFileError, match="different prompts"):
         check_shared_clusters(shared(sums + np.array([[0.0, 0.0], [0.5, -0.4]])))  # another prompt
+    big = np.array([40.0, 2.0])  # a large cluster: the allowance does not grow with it as a prompt's change does
+    swapped = Statistics(
+        minima={"prior_counts": big, "prior_sums": sums - np.array([[0.2, 0.2], [0.0, 0.0]])},
+        maxima={"prior_counts": big, "prior_sums": sums},
+    )
+    with pytest.raises(StateFileError, match="different prompts"):
+        check_shared_clusters(swapped)
 
 
 def test_saved_clusters_no_clustering_could_have_learned_are_refused() -> None:

@@ -948,3 +948,16 @@ def test_an_exporter_and_an_assumed_wattage_must_be_positive_and_finite() -> Non
             ExporterEnergyCounter("http://exporter:9400/metrics", joules_per_unit=bad)
         with pytest.raises(InvalidInputError, match="assumed_watts"):
             backend(lambda request: answer(), assumed_watts=bad)
+
+
+def test_a_password_holding_an_at_sign_is_hidden_whole() -> None:
+    from greenserv_core.redaction import redacted
+
+    assert redacted("got 'https://user:p@ss-SECRET@api.example.com/v1'") == "got 'https://***@api.example.com/v1'"
+
+
+def test_a_retry_cut_by_the_time_limit_names_the_servers_last_answer() -> None:
+    remote = backend(lambda request: httpx.Response(429, headers={"retry-after": "30"}, content=b"quota exceeded"))
+    with pytest.raises(ModelUnavailableError, match="the last: HTTP 429") as raised:
+        remote.generate(ASK, GenerationSettings(max_new_tokens=8, max_time_s=5.0))
+    assert raised.value.__cause__ is not None

@@ -147,3 +147,26 @@ def test_the_tool_calling_benchmark_classes_answers() -> None:
     assert classify(right, "lookup") == "other tool"
     assert classify('<tool_call>{"name": "lookup", "arguments": {}}</tool_call>', "lookup") == "invalid call"
     assert classify("17 * 23 is 391.", "calculator") == "no call"
+
+
+def test_a_quoted_number_the_schema_wants_as_a_number_is_unquoted_and_nothing_else_is() -> None:
+    from greenserv_core.tools import parse_tool_calls
+
+    multiply = ToolSpec.from_openai(
+        {
+            "name": "multiply",
+            "parameters": {
+                "type": "object",
+                "properties": {"a": {"type": "integer"}, "b": {"type": "number"}, "note": {"type": "string"}},
+                "required": ["a", "b"],
+            },
+        }
+    )
+
+    def call(arguments: str) -> object:
+        return parse_tool_calls(f'<tool_call>{{"name": "multiply", "arguments": {arguments}}}</tool_call>', [multiply])
+
+    assert call('{"a": "6", "b": " 7.5", "note": "12"}').tool_calls[0].arguments == {"a": 6, "b": 7.5, "note": "12"}
+    for refused in ('{"a": "six", "b": 7}', '{"a": "6.5", "b": 7}', '{"a": "6"}', '{"a": 6, "b": "nan"}'):
+        parsed = call(refused)
+        assert parsed.tool_calls == () and "do not match the schema" in parsed.invalid_tool_calls[0].error

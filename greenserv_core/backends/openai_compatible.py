@@ -600,12 +600,14 @@ class OpenAICompatibleBackend:
             )
 
         tried, out_of_time = [0], [False]
+        last: list[BaseException | None] = [None]
 
         def once() -> _T:
             if tried[0] and deadline is not None and (out_of_time[0] or time.perf_counter() >= deadline):
                 raise ModelUnavailableError(  # a retry now would answer past the time limit, to be thrown away
-                    f"{self._info.name}: {self.base_url} did not answer within the time limit ({tried[0]} attempt(s))"
-                )
+                    f"{self._info.name}: {self.base_url} did not answer within the time limit "
+                    f"({tried[0]} attempt(s); the last: {last[0]})"
+                ) from last[0]
             tried[0] += 1
             with self._lock:
                 self.attempts_ += 1
@@ -623,6 +625,7 @@ class OpenAICompatibleBackend:
         def wait(state: RetryCallState) -> float:  # the server's Retry-After where it said one, up to a minute
             waited = float(backoff(state))
             error = state.outcome.exception() if state.outcome is not None else None
+            last[0] = error
             asked = getattr(error, "retry_after", None)
             if asked is not None and asked <= _LONGEST_RETRY_AFTER_S:
                 waited = max(waited, asked)

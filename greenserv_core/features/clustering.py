@@ -266,8 +266,8 @@ def check_joining_clusters(stored: Statistics, joining: Statistics) -> None:
         )
 
 
-_SEED_TOLERANCE = 0.02
-"""How far two replicas' seed sums may differ, per seed prompt in each cluster."""
+_SEED_ROUNDING = 0.1
+"""How far (in length) two replicas' sums of one seed cluster may differ beyond ``0.01·√count``."""
 
 
 def _shared_seed(stats: Statistics, n_clusters: int | None) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -281,10 +281,12 @@ def _shared_seed(stats: Statistics, n_clusters: int | None) -> tuple[np.ndarray 
         raise StateFileError(
             f"shared clusters were seeded with {len(prior_counts)} clusters, this one has {n_clusters}"
         )
-    # the same prompts embedded alone or in a batch, or in float32 and bfloat16, differ by about
-    # 1e-3 per prompt; another prompt moves a sum by the size of an embedding
-    tolerance = _SEED_TOLERANCE * np.maximum(prior_counts, 1).reshape((-1,) + (1,) * (prior_sums.ndim - 1))
-    if fewest.any() and not (np.array_equal(fewest, prior_counts) and np.all(np.abs(least - prior_sums) <= tolerance)):
+    # the same prompts embedded alone or in a batch, or in float32 and bfloat16, move a cluster's
+    # sum by about 0.005 per prompt (its length); one other prompt moves it by 0.5 or more
+    counts = np.maximum(prior_counts, 1)
+    apart = np.sqrt(((least - prior_sums) ** 2).reshape(len(prior_counts), -1).sum(axis=1))
+    alike = np.all(apart <= _SEED_ROUNDING + 0.01 * np.sqrt(counts))
+    if fewest.any() and not (np.array_equal(fewest, prior_counts) and alike):
         raise StateFileError(
             "replicas seeded their clusters with different prompts: seed every replica with the same "
             "sample (FeatureExtractor.seed_clusters), or start them from one saved state"

@@ -23,7 +23,9 @@ if TYPE_CHECKING:
 
 from __future__ import annotations
 
+import copy
 import json
+import math
 import re
 import uuid
 from collections.abc import Mapping, Sequence
@@ -100,12 +102,52 @@ def _check(raw: Any, source: str, tools: dict[str, ToolSpec]) -> ToolCall | Inva
         return InvalidToolCall(name, text_arguments, "arguments must be a JSON object")
     from jsonschema import Draft202012Validator
 
-    errors = sorted(Draft202012Validator(tools[name].parameters).iter_errors(arguments), key=lambda e: list(e.path))
+    validator = Draft202012Validator(tools[name].parameters)
+    errors = sorted(validator.iter_errors(arguments), key=lambda e: list(e.path))
     if errors:
+        coerced = _numbers_unquoted(arguments, errors)
+        if coerced is not None and not any(True for _ in validator.iter_errors(coerced)):
+            return ToolCall(name, coerced)
         return InvalidToolCall(
             name, text_arguments, f"arguments do not match the schema of {name!r}: {errors[0].message}"
         )
     return ToolCall(name, arguments)
+
+
+def _numbers_unquoted(arguments: dict[str, Any], errors: Sequence[Any]) -> dict[str, Any] | None:
+    """``arguments`` with each quoted number the schema wanted as a number unquoted (small
+    models write ``{"age": "36"}``), or ``None`` when some error is of another kind. Only a
+    string that is exactly a number is taken: ``"six"`` stays refused.
+
+    >>> from jsonschema import Draft202012Validator
+    >>> schema = {"type": "object", "properties": {"n": {"type": "integer"}, "x": {"type": "number"}}}
+    >>> found = list(Draft202012Validator(schema).iter_errors({"n": "36", "x": " 2.5"}))
+    >>> _numbers_unquoted({"n": "36", "x": " 2.5"}, found)
+    {'n': 36, 'x': 2.5}
+    """
+    fixed = copy.deepcopy(arguments)
+    for error in errors:
+        wanted, value, path = error.validator_value, error.instance, list(error.absolute_path)
+        kinds = [wanted] if isinstance(wanted, str) else list(wanted) if error.validator == "type" else []
+        number = _exact_number(value, kinds) if isinstance(value, str) and path else None
+        if number is None:
+            return None
+        holder: Any = fixed
+        for key in path[:-1]:
+            holder = holder[key]
+        holder[path[-1]] = number
+    return fixed
+
+
+def _exact_number(text: str, kinds: Sequence[str]) -> int | float | None:
+    """``text`` as the number a schema wanted (``integer`` or ``number``), if it is exactly one."""
+    cleaned = text.strip()
+    if "integer" in kinds and re.fullmatch(r"[+-]?\d+", cleaned):
+        return int(cleaned)
+    if "number" in kinds and re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", cleaned):
+        value = float(cleaned)
+        return value if math.isfinite(value) else None
+    return None
 
 
 def _json_calls(text: str, offered: Mapping[str, ToolSpec]) -> list[Any] | None:

@@ -332,9 +332,23 @@ def test_structured_output_takes_arguments_only_the_schema_refused_when_pydantic
         )
     ]
     llm = ChatGreenServ(router=GreenServRouter(quoting, features=make_hashing_extractor(), seed=0))
-    assert llm.with_structured_output(Person).invoke("a person") == Person(name="Ada", age=36)  # "36" coerced
-    with pytest.raises(OutputParserException, match="is not of type 'integer'"):  # a dict keeps the schema's verdict
-        llm.with_structured_output(Person.model_json_schema()).invoke("a person")
+    assert llm.with_structured_output(Person).invoke("a person") == Person(name="Ada", age=36)  # "36" unquoted
+    assert llm.with_structured_output(Person.model_json_schema()).invoke("a person") == {"name": "Ada", "age": 36}
+    flagged = [
+        FakeBackend(
+            "flagged",
+            capabilities=frozenset({"tools"}),
+            tool_reply=lambda m, t: '<tool_call>{"name": "Flag", "arguments": {"on": "yes"}}</tool_call>',
+        )
+    ]
+
+    class Flag(BaseModel):
+        on: bool
+
+    llm = ChatGreenServ(router=GreenServRouter(flagged, features=make_hashing_extractor(), seed=0))
+    assert llm.with_structured_output(Flag).invoke("a flag") == Flag(on=True)  # the schema refused it, Pydantic took it
+    with pytest.raises(OutputParserException, match="is not of type 'boolean'"):  # a dict keeps the schema's verdict
+        llm.with_structured_output(Flag.model_json_schema()).invoke("a flag")
 
 
 def test_an_earlier_models_reasoning_blocks_are_left_out_of_the_history() -> None:
