@@ -722,3 +722,29 @@ def test_a_sync_thread_stopped_by_a_base_exception_is_counted_and_can_start_agai
     assert sharing.errors_ == 1
     sharing.start()  # the dead thread is not "already running"
     sharing.stop()
+
+
+def test_a_model_removed_and_added_again_between_syncs_takes_nothing_from_the_pool() -> None:
+    store = InMemoryStore()
+    one, two = SharedLearning(make_router(), store), SharedLearning(make_router(), store)
+    serve(two.router, [("What is 2 + 2?", "org/large", 1.0)] * 3)
+    two.sync()
+    one.sync()
+    learned = {k: v.copy() for k, v in store.read().sums.items() if k.startswith("policy/")}
+    one.router.remove_model("org/large")  # a redeploy: gone and back before the next sync
+    one.router.add_model(FakeBackend("org/large", joules_per_token=9.0))
+    one.sync()
+    two.sync()
+    after = store.read().sums
+    for key, value in learned.items():
+        assert np.allclose(after[key], value), key  # nothing subtracted from what the pool learned
+
+
+def test_tallies_shared_as_one_vector_with_labelled_are_read() -> None:
+    from greenserv_core.routing.tallies import Tallies
+    from greenserv_core.statistics import Statistics
+
+    tallies = Tallies()
+    tallies.add_model("m")
+    tallies.load_statistics(Statistics(sums={"m": np.array([3.0, 2.0, 1.5, 1.0])}))  # as one earlier version wrote
+    assert tallies.as_dict()["m"] == {"decisions": 3, "feedback": 2, "energy_joules": 1.5, "labelled": 1}

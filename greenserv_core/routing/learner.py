@@ -245,8 +245,11 @@ class RoutingLearner:
 
     def remove_arm(self, name: str) -> None:
         """Forget a model's learned estimates (its tallies stay); a cascade arm's escalation
-        state goes with it."""
+        state goes with it. What the sync bases hold of it goes too: a model that joins again
+        under the name before the next sync pushes what it learns, never its predecessor's
+        totals taken away from every replica's."""
         with self.lock:
+            before = set(self.statistics().sums) if self.sync_bases_ else set()
             if self.cascades_.pop(name, None) is not None:
                 self.escalation_.remove(name)
             self.policy_.remove_arm(name)
@@ -254,6 +257,16 @@ class RoutingLearner:
             self.priors_.pop(name, None)
             self.energy_.remove_model(name)
             self.latency_.remove_model(name)
+            if before:
+                gone = before - set(self.statistics().sums)
+                self.sync_bases_ = {
+                    store: Statistics(
+                        sums={key: value for key, value in base.sums.items() if key not in gone},
+                        minima=base.minima,
+                        maxima=base.maxima,
+                    )
+                    for store, base in self.sync_bases_.items()
+                }
 
     # ---- deciding -----------------------------------------------------------------------
     def check_new_id(self, decision_id: str | None, *, rerouting: bool = False) -> None:

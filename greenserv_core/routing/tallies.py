@@ -67,9 +67,11 @@ class Tallies:
             if values is not None:
                 counts: dict[str, float] = {
                     k: (float(v) if k == "energy_joules" else round(float(v)))
-                    for k, v in zip(_FIELDS, values, strict=True)
+                    for k, v in zip(_FIELDS, values[: len(_FIELDS)], strict=True)
                 }
                 labelled = stats.sums.get(f"labelled/{key}")
+                if labelled is None and len(values) > len(_FIELDS):  # a replica that shared it in the vector
+                    labelled = values[len(_FIELDS) :]
                 counts["labelled"] = 0 if labelled is None else round(float(labelled[0]))
                 self.counts_[name] = counts
 

@@ -26,6 +26,7 @@ import ipaddress
 import os
 import tempfile
 import threading
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -201,6 +202,10 @@ class RedisStore:
     def merge(self, delta: Statistics) -> Statistics:
         import redis as redis_module
 
+        # each write also sets a marker of its own: a reply lost on the way back (a timeout, a
+        # dropped connection: redis-py may report it as a conflict) is told from a conflict by
+        # it, so a change the store took is never added again
+        marker = f"{self.key}:merged:{uuid.uuid4().hex}"
         with self.client.pipeline() as pipe:
             for _attempt in range(self.max_attempts):
                 try:
@@ -209,13 +214,19 @@ class RedisStore:
                     total = (Statistics() if data is None else Statistics.from_bytes(_as_bytes(data))).plus(delta)
                     pipe.multi()
                     pipe.set(self.key, total.to_bytes())
+                    pipe.set(marker, b"1", ex=_MARKER_TTL_S)
                     pipe.execute()
                     return total
-                except redis_module.WatchError:
+                except (redis_module.WatchError, redis_module.ConnectionError, redis_module.TimeoutError):
+                    if self.client.exists(marker):  # it went through: the store holds this change
+                        return self.read()
                     self.conflicts_ += 1
                     continue
         raise StateFileError(f"could not merge into {self.key!r}: {self.max_attempts} attempts met concurrent writes")
 
+
+_MARKER_TTL_S = 3600
+"""How long a merge's marker is kept (long past any retry of that merge)."""
 
 _LOOPBACK = "loopback"
 
