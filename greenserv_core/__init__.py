@@ -8,10 +8,18 @@ policy), :mod:`~greenserv_core.energy` (one file per meter), :mod:`~greenserv_co
 :mod:`~greenserv_core.sharing` (replicas), :mod:`~greenserv_core.adapters` (what the
 LangChain and LlamaIndex adapters share).
 
->>> from greenserv_core import GreenServRouter, FakeBackend   # doctest: +SKIP
->>> router = GreenServRouter([FakeBackend("small"), FakeBackend("large")], tradeoff=0.4)  # doctest: +SKIP
->>> answer = router.generate("What is the capital of France?")  # doctest: +SKIP
->>> router.feedback(answer.decision_id, 1.0)  # doctest: +SKIP
+Without ``features=`` a router uses the bundled static features; here, a tiny hashing
+embedder and classifier keep the example self-contained:
+
+>>> from greenserv_core import GreenServRouter, FakeBackend, FeatureExtractor
+>>> from greenserv_core.features import HashingEmbedder, TaskClassifier
+>>> embedder = HashingEmbedder(16)
+>>> classifier = TaskClassifier().fit(embedder.embed(["2+2?", "hi"]), ["math", "chat"], embedder.name)
+>>> features = FeatureExtractor(embedder, classifier)
+>>> router = GreenServRouter([FakeBackend("small"), FakeBackend("large")], features=features, tradeoff=0.4, seed=0)
+>>> answer = router.generate("What is the capital of France?")
+>>> router.feedback(answer.decision_id, 1.0).applied
+True
 """
 
 from greenserv_core.backends import (
