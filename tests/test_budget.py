@@ -604,3 +604,43 @@ def test_one_runaway_answer_does_not_make_a_budget_that_fits_look_out_of_reach()
         flagged += not status.met
         pacer.observe(3000.0 if step == 200 else float(joules[pick]), predicted=float(joules[pick]))
     assert flagged == 0 and pacer.spent_ <= pacer.allowance() * 1.01
+
+
+def test_a_window_overspent_by_many_budgets_is_repaid_one_budget_per_quiet_window() -> None:
+    clock = Clock()
+    pacer = BudgetPacer(EnergyBudget.parse("100J/10s"), clock=clock)
+    pacer.observe(1000.0)  # window 0 spends ten windows' worth
+    remaining = []
+    for window in (3, 4, 5):
+        clock.now = 1_000.0 + window * 10.0 + 1.0  # windows count from the first answer
+        status = pacer.status()
+        assert status.window_remaining_joules is not None
+        remaining.append(round(status.window_remaining_joules))
+    assert remaining == [-600, -500, -400]  # never forgiven by a quiet spell
+
+
+def test_the_guard_counts_what_failed_or_was_left_unread_in_its_run() -> None:
+    pacer = BudgetPacer(EnergyBudget.per_query(10.0), window_queries=4, guard_horizon=1)
+    for _ in range(3):
+        pacer.charge(30.0)  # a failed attempt ...
+        pacer.observe(5.0)  # ... then the answer
+    assert list(pacer.trailing_) == [35.0, 35.0, 35.0]
+    assert pacer.answer_cap() == 0.0  # the run's 40 J were spent long ago
+
+
+def test_a_large_prediction_error_does_not_hold_the_spend_over_a_reachable_budget() -> None:
+    """Every answer costs twice its prediction; the cheapest model measures 10 J, so 15 J is
+    reachable, and the pacer must hold it (the bias once fell under the target's swing bound)."""
+    rng = np.random.default_rng(1)
+    pacer = BudgetPacer(EnergyBudget.per_query(15.0))
+    predicted = np.array([5.0, 10.0, 20.0])
+    costs = predicted / 20
+    spent = []
+    for _ in range(3000):
+        values = np.array([0.5, 0.7, 0.9]) + rng.normal(0, 0.05, 3)
+        lam, _ = pacer.peek()
+        chosen = int(np.argmax(values - lam / (1 - lam) * costs))
+        pacer.remember(values, costs, predicted)
+        spent.append(2 * predicted[chosen])
+        pacer.observe(spent[-1], predicted=predicted[chosen])
+    assert np.mean(spent[-1000:]) == pytest.approx(15.0, rel=0.03)  # was 19 J, with the budget said to be met

@@ -4,7 +4,7 @@ its censored feedback, eligibility, the manual path, and saving."""
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from greenserv_core import FakeBackend, GreenServRouter, InvalidInputError, NoEligibleModelError, UnknownModelError
-from greenserv_core.backends.base import GenerationSettings
+from greenserv_core.backends.base import GenerationSettings, StreamChunk
 from greenserv_core.bandits import ArmScore
 from greenserv_core.bandits.static import StaticPolicy
 from greenserv_core.cascades import CascadeBackend, EscalationModel, Verdict, answers_agree
@@ -874,3 +874,29 @@ def test_a_model_that_joins_again_under_a_name_is_not_trusted_for_the_names_old_
     router.save(path)
     loaded = GreenServRouter.load(path, [_small(0.9), _big()], features=make_hashing_extractor())
     assert loaded.learner_._then_scored("small->big", "big") == 1  # saved with the state
+
+
+def test_an_escalated_stream_that_fails_midway_charges_both_models() -> None:
+    from greenserv_core.errors import ModelUnavailableError
+
+    class DiesMidStream(FakeBackend):
+        def stream(self, messages: Sequence[Message], settings: GenerationSettings) -> Iterator[StreamChunk]:
+            yield StreamChunk(delta="strong ")
+            raise ModelUnavailableError("connection reset mid-stream", spent_joules=7.0)
+
+    features = make_hashing_extractor()
+    small = _small(0.2)
+    big = DiesMidStream("big", joules_per_token=5.0, reply=lambda m: "strong answer here")
+    router = GreenServRouter(
+        [small, big],
+        cascades=[("small", "big")],
+        features=features,
+        policy=PinnedPolicy(features.dimension, arm="small->big", then_accuracy=0.9),
+        seed=0,
+        energy_budget="1000J/query",
+        escalation=EscalationModel(features.dimension, keep_rate=0.0, informed_after=0, seed=0),
+    )
+    first = small.generate(ASK, GenerationSettings(max_new_tokens=8, logprobs=True)).energy.joules
+    with pytest.raises(ModelUnavailableError, match="mid-stream"):
+        list(router.stream(ASK, max_new_tokens=8))
+    assert router.budget_ is not None and router.budget_.spent_joules == pytest.approx(first + 7.0)

