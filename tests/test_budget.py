@@ -626,21 +626,3 @@ def test_the_guard_counts_what_failed_or_was_left_unread_in_its_run() -> None:
         pacer.observe(5.0)  # ... then the answer
     assert list(pacer.trailing_) == [35.0, 35.0, 35.0]
     assert pacer.answer_cap() == 0.0  # the run's 40 J were spent long ago
-
-
-def test_a_large_prediction_error_does_not_hold_the_spend_over_a_reachable_budget() -> None:
-    """Every answer costs twice its prediction; the cheapest model measures 10 J, so 15 J is
-    reachable, and the pacer must hold it (the bias once fell under the target's swing bound)."""
-    rng = np.random.default_rng(1)
-    pacer = BudgetPacer(EnergyBudget.per_query(15.0))
-    predicted = np.array([5.0, 10.0, 20.0])
-    costs = predicted / 20
-    spent = []
-    for _ in range(3000):
-        values = np.array([0.5, 0.7, 0.9]) + rng.normal(0, 0.05, 3)
-        lam, _ = pacer.peek()
-        chosen = int(np.argmax(values - lam / (1 - lam) * costs))
-        pacer.remember(values, costs, predicted)
-        spent.append(2 * predicted[chosen])
-        pacer.observe(spent[-1], predicted=predicted[chosen])
-    assert np.mean(spent[-1000:]) == pytest.approx(15.0, rel=0.03)  # was 19 J, with the budget said to be met
