@@ -714,14 +714,21 @@ def test_a_redirect_names_where_to_and_a_whole_answer_to_a_stream_request_is_rea
     assert result is not None and result.text == "" and empty.breaker.failures_ == 0
 
 
-def test_a_call_whose_deltas_repeat_its_id_and_name_stays_one_call() -> None:
-    pieces = [{"index": 0, "id": "a", "function": {"name": "f", "arguments": part}} for part in ('{"x"', ": 1}")]
+def _streamed_tool_text(tool_calls: object) -> str:
+    """The answer text of a stream whose one event carries ``tool_calls`` as its delta's."""
     remote = backend(
-        lambda request: sse({"choices": [{"delta": {"tool_calls": pieces}, "finish_reason": "tool_calls"}]}),
+        lambda request: sse({"choices": [{"delta": {"tool_calls": tool_calls}, "finish_reason": "tool_calls"}]}),
         capabilities=frozenset({"tools"}),
     )
     result = list(remote.stream(ASK, SETTINGS))[-1].result
-    assert result is not None and result.text.count("<tool_call>") == 1 and '"x": 1' in result.text
+    assert result is not None
+    return result.text
+
+
+def test_a_call_whose_deltas_repeat_its_id_and_name_stays_one_call() -> None:
+    pieces = [{"index": 0, "id": "a", "function": {"name": "f", "arguments": part}} for part in ('{"x"', ": 1}")]
+    text = _streamed_tool_text(pieces)
+    assert text.count("<tool_call>") == 1 and '"x": 1' in text
 
 
 def test_a_stream_the_caller_stops_reading_counts_as_a_success() -> None:
@@ -924,12 +931,8 @@ def test_a_server_that_stalls_before_the_time_limit_fails_rather_than_answering_
 
 def test_tgi_s_bare_streamed_tool_call_is_read_as_one_call() -> None:
     call = {"index": 0, "id": "a", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
-    remote = backend(
-        lambda request: sse({"choices": [{"delta": {"tool_calls": call}, "finish_reason": "tool_calls"}]}),
-        capabilities=frozenset({"tools"}),
-    )
-    result = list(remote.stream(ASK, SETTINGS))[-1].result
-    assert result is not None and result.text.count("<tool_call>") == 1 and "get_weather" in result.text
+    text = _streamed_tool_text(call)
+    assert text.count("<tool_call>") == 1 and "get_weather" in text
 
 
 def test_credentials_never_show_in_errors_and_schemes_match_in_any_case() -> None:
