@@ -124,8 +124,7 @@ logger = logging.getLogger("greenserv")
 def _check_same_contexts(new: FeatureExtractor, old: FeatureExtractor) -> None:
     """A feature extractor may replace the router's only if it builds the same contexts
     (length and task types): the policy and its priors learned on those."""
-    now = (old.dimension, tuple(getattr(old, "task_types", ())))
-    given = (getattr(new, "dimension", None), tuple(getattr(new, "task_types", ())))
+    now, given = (old.dimension, tuple(old.task_types)), (new.dimension, tuple(new.task_types))
     if given != now:
         raise InvalidInputError(
             f"the feature extractor builds contexts of {given[0]} entries with task types {list(given[1])}; "

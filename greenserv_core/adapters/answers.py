@@ -31,6 +31,7 @@ from typing import Any, TypedDict
 
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.router import RoutedChunk, RoutedGeneration
+from greenserv_core.tools.calls import SCHEMA_MISMATCH
 
 __all__ = [
     "InvalidToolCallData",
@@ -70,10 +71,6 @@ def tool_calls_of(result: RoutedGeneration) -> tuple[list[ToolCallData], list[In
         for c in result.invalid_tool_calls
     ]
     return valid, invalid
-
-
-SCHEMA_MISMATCH = "arguments do not match the schema of "
-"""How a refused call's error begins when only its arguments' types or fields were off."""
 
 
 def schema_refused(refused: Iterable[Mapping[str, object]], name: str | None = None) -> list[ToolCallData]:

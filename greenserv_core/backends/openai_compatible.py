@@ -599,16 +599,7 @@ class OpenAICompatibleBackend:
                 f"{self._info.name} is cooling down after repeated failures ({self.breaker.seconds_left():.1f} s left)"
             )
 
-        tried, out_of_time = [0], [False]
-        last: list[BaseException | None] = [None]
-
         def once() -> _T:
-            if tried[0] and deadline is not None and (out_of_time[0] or time.perf_counter() >= deadline):
-                raise ModelUnavailableError(  # a retry now would answer past the time limit, to be thrown away
-                    f"{self._info.name}: {self.base_url} did not answer within the time limit "
-                    f"({tried[0]} attempt(s); the last: {last[0]})"
-                ) from last[0]
-            tried[0] += 1
             with self._lock:
                 self.attempts_ += 1
             try:
@@ -625,16 +616,15 @@ class OpenAICompatibleBackend:
         def wait(state: RetryCallState) -> float:  # the server's Retry-After where it said one, up to a minute
             waited = float(backoff(state))
             error = state.outcome.exception() if state.outcome is not None else None
-            last[0] = error
             asked = getattr(error, "retry_after", None)
             if asked is not None and asked <= _LONGEST_RETRY_AFTER_S:
                 waited = max(waited, asked)
-            if deadline is None:
-                return waited
-            left = deadline - time.perf_counter()
-            if waited >= left:  # the retry would come past the time limit: none is sent
-                out_of_time[0] = True
-                return 0.0
+            retry_left = state.attempt_number <= self.max_retries  # (tenacity asks for the wait before its stop)
+            if retry_left and deadline is not None and waited >= deadline - time.perf_counter():
+                raise ModelUnavailableError(  # a retry then would answer past the time limit, to be thrown away
+                    f"{self._info.name}: {self.base_url} did not answer within the time limit "
+                    f"({state.attempt_number} attempt(s); the last: {error})"
+                ) from error
             return waited
 
         def worth_retrying(error: BaseException) -> bool:  # not once the circuit opened, nor past the deadline

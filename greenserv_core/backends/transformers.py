@@ -427,7 +427,7 @@ class TransformersBackend:
         a batch that fails is run again one call at a time; a sampled call with a ``seed``
         runs alone (its draws would otherwise depend on the batch it fell into)."""
         ticket = _Ticket(self._fitting_prompt(messages, settings), settings)
-        if settings.seed is not None and settings.temperature > 0:
+        if _seeded_sample(settings):
             with device_lock(self.device):
                 self._run_group([ticket], settings)
         else:
@@ -477,7 +477,7 @@ class TransformersBackend:
             return []
         prompts = [self._fitting_prompt(messages, settings) for messages in batch]
         with device_lock(self.device):
-            if settings.seed is not None and settings.temperature > 0:  # as generate(): each draw its own
+            if _seeded_sample(settings):  # as generate(): each draw its own
                 return [self._generate_prompts([prompt], settings)[0] for prompt in prompts]
             return self._generate_prompts(prompts, settings)
 
@@ -611,6 +611,12 @@ class TransformersBackend:
                 token_logprobs=None if logprobs is None else tuple(logprobs[0, :n_out].tolist()),
             ),
         )
+
+
+def _seeded_sample(settings: GenerationSettings) -> bool:
+    """Whether ``settings`` sample with a seed: such an answer is drawn alone, so that its
+    draws do not depend on the batch it would fall into."""
+    return settings.seed is not None and settings.temperature > 0
 
 
 @register_address_scheme(

@@ -313,9 +313,9 @@ class BudgetPacer:
         self.recent_ = _RecentDecisions(self.memory)
         self.trailing_: deque[float] = deque(maxlen=self._trailing_length())
         self.in_flight_: dict[str, float] = {}
+        """The guard's answers under way: decision id → predicted joules (not saved)."""
         self.charged_ = 0.0
         """With the guard, joules charged without an answer since the last answer (it counts them)."""
-        """The guard's answers under way: decision id → predicted joules (not saved)."""
         self.saturated_ = False
         self.latest_: float | None = None
         """The latest clock reading: the pacer's time never goes back (a wall clock may)."""

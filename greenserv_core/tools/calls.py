@@ -36,6 +36,7 @@ from greenserv_core.messages import Message
 from greenserv_core.tools.spec import ToolSpec
 
 __all__ = [
+    "SCHEMA_MISMATCH",
     "InvalidToolCall",
     "ParsedOutput",
     "ToolCall",
@@ -82,6 +83,10 @@ class ParsedOutput:
     invalid_tool_calls: tuple[InvalidToolCall, ...] = ()
 
 
+SCHEMA_MISMATCH = "arguments do not match the schema of "
+"""How a refused call's error begins when only its arguments' types or fields were off."""
+
+
 def _check(raw: Any, source: str, tools: dict[str, ToolSpec]) -> ToolCall | InvalidToolCall:
     if not isinstance(raw, dict):
         return InvalidToolCall(None, source, "a tool call must be a JSON object with a name and arguments")
@@ -106,11 +111,9 @@ def _check(raw: Any, source: str, tools: dict[str, ToolSpec]) -> ToolCall | Inva
     errors = sorted(validator.iter_errors(arguments), key=lambda e: list(e.path))
     if errors:
         coerced = _numbers_unquoted(arguments, errors)
-        if coerced is not None and not any(True for _ in validator.iter_errors(coerced)):
+        if coerced is not None and validator.is_valid(coerced):
             return ToolCall(name, coerced)
-        return InvalidToolCall(
-            name, text_arguments, f"arguments do not match the schema of {name!r}: {errors[0].message}"
-        )
+        return InvalidToolCall(name, text_arguments, f"{SCHEMA_MISMATCH}{name!r}: {errors[0].message}")
     return ToolCall(name, arguments)
 
 
