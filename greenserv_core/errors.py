@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "BatchItemsUnavailableError",
     "CascadeMemberUnavailableError",
     "DecisionAlreadyScoredError",
     "GreenServError",
@@ -128,6 +129,21 @@ class CascadeMemberUnavailableError(ModelUnavailableError):
             spent_measured=spent_measured,
         )
         self.member = member
+
+
+class BatchItemsUnavailableError(ModelUnavailableError):
+    """Some conversations of a batch cannot be answered by this model, the others can: raised
+    before anything ran. ``items`` maps each one's position in the batch to why (a prompt past
+    the context window). The router sends those elsewhere and runs the rest on the model.
+
+    >>> error = BatchItemsUnavailableError({1: "m: the prompt is 9000 tokens ..."})
+    >>> error.items
+    {1: 'm: the prompt is 9000 tokens ...'}
+    """
+
+    def __init__(self, items: dict[int, str]) -> None:
+        super().__init__("; ".join(f"batch item {i}: {why}" for i, why in sorted(items.items())))
+        self.items = dict(items)
 
 
 class SharingNotSupportedError(GreenServError, TypeError):

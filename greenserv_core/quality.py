@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from greenserv_core.errors import InvalidInputError
 
-__all__ = ["QualityPrior"]
+__all__ = ["QualityPrior", "is_real"]
 
 
 @dataclass(frozen=True)
@@ -38,9 +38,9 @@ class QualityPrior:
             raise InvalidInputError(f"quality prior scores must map task types to scores, got {self.scores!r}")
         named = [(f"task type {task!r}", score) for task, score in self.scores.items()]
         for what, score in [*named, ("the default", 0.0 if self.default is None else self.default)]:
-            if not _real(score) or not 0.0 <= float(score) <= 1.0:
+            if not is_real(score) or not 0.0 <= float(score) <= 1.0:
                 raise InvalidInputError(f"quality prior of {what} must be a number in [0, 1], got {score!r}")
-        if not _real(self.strength) or not math.isfinite(self.strength) or self.strength <= 0:
+        if not is_real(self.strength) or not math.isfinite(self.strength) or self.strength <= 0:
             raise InvalidInputError(f"quality prior strength must be a positive number, got {self.strength!r}")
         object.__setattr__(self, "scores", {str(t): float(s) for t, s in self.scores.items()})
         object.__setattr__(self, "strength", float(self.strength))
@@ -52,5 +52,10 @@ class QualityPrior:
         return self.scores.get(task, self.default)
 
 
-def _real(value: object) -> bool:
+def is_real(value: object) -> bool:
+    """Whether ``value`` is a real number (a bool is not one).
+
+    >>> is_real(0.5), is_real(True), is_real("1")
+    (True, False, False)
+    """
     return isinstance(value, numbers.Real) and not isinstance(value, bool)

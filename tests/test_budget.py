@@ -606,6 +606,38 @@ def test_one_runaway_answer_does_not_make_a_budget_that_fits_look_out_of_reach()
     assert flagged == 0 and pacer.spent_ <= pacer.allowance() * 1.01
 
 
+@pytest.mark.parametrize("factor", [1.0, 1.5, 2.0])
+def test_a_budget_holds_when_every_answer_costs_a_multiple_of_its_prediction(factor: float) -> None:
+    # three models predicted at 5, 10 and 20 J; a 15 J budget any factor here can meet. Before,
+    # the ±15% bound on the target also bounded the correction: off by 2x, 22.9 J a query, "met"
+    rng = np.random.default_rng(0)
+    pacer = BudgetPacer(EnergyBudget.per_query(15.0), clock=lambda: 0.0)
+    predicted, units = np.array([5.0, 10.0, 20.0]), np.array([0.25, 0.5, 1.0])
+    spent = []
+    for _ in range(3000):
+        values = np.array([0.5, 0.65, 0.75]) + rng.normal(0.0, 0.1, 3)
+        tradeoff = pacer.status().tradeoff
+        pacer.remember(values, units, predicted)
+        pick = int(np.argmax((1 - tradeoff) * values - tradeoff * units))
+        spent.append(factor * predicted[pick])
+        pacer.observe(spent[-1], predicted=float(predicted[pick]))
+    assert pacer._lasting_bias() == pytest.approx(1 / factor)
+    assert 14.0 <= np.mean(spent) <= 15.3  # held, and spent, not starved
+    assert pacer.status().met
+
+
+def test_the_young_cost_models_errors_do_not_move_the_pacers_bound() -> None:
+    pacer = BudgetPacer(EnergyBudget.per_query(15.0), memory=10, clock=lambda: 0.0)
+    for step in range(30):  # predictions far too low at first, right later
+        pacer.observe(10.0, predicted=1.0 if step < 10 else 10.0)
+        expected = 1.0 if step < 19 else pytest.approx(1.0)  # only after 2 × memory answers
+        assert pacer._lasting_bias() == expected
+    assert pacer._bias() == pytest.approx(210 / 300)  # the whole run's still carries them
+    again = BudgetPacer(EnergyBudget.per_query(15.0), memory=10, clock=lambda: 0.0)
+    again.load_state_dict(pacer.state_dict())
+    assert list(again.errors_) == list(pacer.errors_)
+
+
 def test_a_window_overspent_by_many_budgets_is_repaid_one_budget_per_quiet_window() -> None:
     clock = Clock()
     pacer = BudgetPacer(EnergyBudget.parse("100J/10s"), clock=clock)

@@ -18,7 +18,7 @@ from greenserv_core.backends import GenerationSettings, StreamChunk
 from greenserv_core.backends.circuit import CircuitBreaker
 from greenserv_core.backends.openai_compatible import OpenAICompatibleBackend
 from greenserv_core.energy.remote import ExporterEnergyCounter
-from greenserv_core.errors import ModelUnavailableError
+from greenserv_core.errors import BatchItemsUnavailableError, ModelUnavailableError
 from greenserv_core.messages import Message
 from greenserv_core.tools import ToolSpec
 from tests.conftest import make_hashing_extractor
@@ -294,6 +294,35 @@ def test_the_token_limit_can_take_the_name_reasoning_models_need() -> None:
         backend(handler, max_tokens_field="max_new_tokens")
 
 
+def test_stops_past_the_servers_four_end_the_answer_here() -> None:
+    bodies: list[dict[str, object]] = []
+    stops = ("A:", "B:", "C:", "D:", "\nQ:", "###")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        bodies.append(json.loads(request.content))
+        if bodies[-1]["stream"]:
+            return sse(*({"choices": [{"delta": {"content": piece}}]} for piece in ("4 is it.\n", "Q: next", " one")))
+        return answer("4 is it.\nQ: and 3 + 3?", logprobs={"content": [{"token": "4", "logprob": -0.1}]})
+
+    remote = backend(handler)
+    settings = GenerationSettings(max_new_tokens=16, stop=stops, logprobs=True)
+    result = remote.generate(ASK, settings)
+    assert bodies[0]["stop"] == ["A:", "B:", "C:", "D:"]  # OpenAI takes four
+    assert (result.text, result.finish_reason, result.token_logprobs) == ("4 is it.", "stop", None)
+    chunks = list(remote.stream(ASK, settings))
+    assert "".join(c.delta for c in chunks) == "4 is it." and chunks[-1].result is not None
+    assert (chunks[-1].result.text, chunks[-1].result.finish_reason) == ("4 is it.", "stop")
+    # a tail held back in case a stop began there is handed out when none does
+    held = backend(lambda request: sse({"choices": [{"delta": {"content": "done #"}, "finish_reason": "stop"}]}))
+    assert "".join(c.delta for c in held.stream(ASK, settings)) == "done #"
+    every = backend(handler, max_stop_sequences=None)  # a server that takes them all (vLLM)
+    every.generate(ASK, settings)
+    assert bodies[-1]["stop"] == list(stops)
+    for bad in (-1, 2.5, True):
+        with pytest.raises(InvalidInputError, match="max_stop_sequences"):
+            backend(handler, max_stop_sequences=bad)
+
+
 def test_a_tool_conversation_is_sent_in_openais_shape() -> None:
     from greenserv_core.tools import tool_result_turn, with_tool_calls
 
@@ -512,6 +541,32 @@ def test_batch_queries_on_a_failed_model_are_routed_again() -> None:
     results = router.generate_batch(["a?", "b?", "c?"], models=["flaky", "healthy"])
     assert [r.model for r in results] == ["healthy"] * 3
     assert len(router.pending_) == 3 + 2
+
+
+class RefusingSomeBackend(FakeBackend):
+    """Batches, and refuses the conversations that say LONG (as a local model refuses a prompt
+    past its context window): the others it answers."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name, joules_per_token=0.01)
+        self.batches: list[int] = []
+
+    def generate_batch(self, batch: Sequence[Sequence[Message]], settings: GenerationSettings):  # type: ignore[no-untyped-def]
+        unfit = {i: "too long" for i, messages in enumerate(batch) if "LONG" in str(messages[-1]["content"])}
+        if unfit:
+            raise BatchItemsUnavailableError(unfit)
+        self.batches.append(len(batch))
+        return [self.generate(messages, settings) for messages in batch]
+
+
+def test_a_batch_item_the_model_refuses_goes_elsewhere_and_the_rest_stay() -> None:
+    router, healthy = failover_router(RefusingSomeBackend("flaky"))
+    results = router.generate_batch(["a?", "LONG b?", "c?", "LONG d?"], models=["flaky", "healthy"])
+    assert [r.model for r in results] == ["flaky", "healthy", "flaky", "healthy"]
+    failing = router.backend("flaky")
+    assert isinstance(failing, RefusingSomeBackend) and failing.batches == [2]  # the two that fit, together
+    assert healthy.calls == 2 and "too long" in results[1].failed_attempts[0].error
+    assert len(router.pending_) == 4 + 2
 
 
 def test_a_batch_goes_to_a_remote_server_concurrently_and_only_failed_queries_move() -> None:

@@ -531,6 +531,16 @@ def test_a_prompt_past_the_context_window_makes_the_model_unavailable(plain_dir:
     assert small.generate("what is the capital of france?", GenerationSettings(max_new_tokens=2)).output_tokens >= 1
 
 
+def test_a_batch_refuses_only_its_prompts_past_the_context_window(plain_dir: Path) -> None:
+    from greenserv_core.errors import BatchItemsUnavailableError
+
+    small = backend_for(plain_dir)  # a window of 256 tokens
+    long = [{"role": "user", "content": "why " * 600}]
+    with pytest.raises(BatchItemsUnavailableError, match="batch item 1: tiny: the prompt is") as refused:
+        small.generate_batch([ASK, long, ASK], GenerationSettings(max_new_tokens=4))
+    assert list(refused.value.items) == [1] and not small.is_loaded  # refused before anything ran
+
+
 def test_generation_settings_take_numpy_integers_and_refuse_what_is_not_a_setting() -> None:
     import numpy as np
 

@@ -17,7 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 from greenserv_core.energy.base import EnergyReading
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.messages import Message
-from greenserv_core.quality import QualityPrior
+from greenserv_core.quality import QualityPrior, is_real
 from greenserv_core.tools.spec import ToolSpec
 
 __all__ = [
@@ -115,11 +115,11 @@ class GenerationSettings:
         if isinstance(tokens, bool) or not isinstance(tokens, numbers.Integral) or tokens < 1:
             raise InvalidInputError(f"max_new_tokens must be a positive integer, got {tokens!r}")
         object.__setattr__(self, "max_new_tokens", int(tokens))
-        if not _real(self.temperature) or not math.isfinite(self.temperature) or self.temperature < 0:
+        if not is_real(self.temperature) or not math.isfinite(self.temperature) or self.temperature < 0:
             raise InvalidInputError(f"temperature must be a number >= 0, got {self.temperature!r}")
-        if not _real(self.top_p) or not (0 < self.top_p <= 1):
+        if not is_real(self.top_p) or not (0 < self.top_p <= 1):
             raise InvalidInputError(f"top_p must be a number in (0, 1], got {self.top_p!r}")
-        if self.max_time_s is not None and (not _real(self.max_time_s) or not self.max_time_s > 0):
+        if self.max_time_s is not None and (not is_real(self.max_time_s) or not self.max_time_s > 0):
             raise InvalidInputError(f"max_time_s must be a positive number, got {self.max_time_s!r}")
         if self.seed is not None:
             if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) or not 0 <= self.seed < 2**63:
@@ -143,10 +143,6 @@ def _tuple_of(name: str, values: object) -> tuple[Any, ...]:
         return tuple(values)  # type: ignore[arg-type]
     except TypeError:
         raise InvalidInputError(f"{name} must be a sequence, got {values!r}") from None
-
-
-def _real(value: object) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,9 @@ vLLM, Hugging Face TGI and ``transformers serve``, llama.cpp's server and Ollama
 * **energy** as :mod:`~greenserv_core.energy.remote` describes: reported by the server,
   from an energy meter around the request (a GPU exporter's counter), or an estimate
   labelled as one;
+* **stop sequences**: the first ``max_stop_sequences`` (4, OpenAI's limit) go to the server;
+  any more end the answer here, at the first of them in its text (what the server generated
+  past it is still counted; a streamed answer is closed there);
 * **JSON mode**: a request with ``GenerationSettings.json`` sends OpenAI's
   ``response_format`` (``json_object``, or ``json_schema`` with the schema). Declare the
   ``json_mode`` capability for servers that constrain decoding to it (vLLM, TGI, llama.cpp's
@@ -71,6 +74,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 from greenserv_core.backends.abandoned import report_abandoned
 from greenserv_core.backends.base import GenerationResult, GenerationSettings, ModelInfo, StreamChunk
 from greenserv_core.backends.circuit import CircuitBreaker
+from greenserv_core.backends.prompt_format import StopBuffer, truncate_at_stop
 from greenserv_core.backends.registry import register_address_scheme
 from greenserv_core.bandits.base import check_number
 from greenserv_core.energy.base import EnergyMeter, EnergyReading, EnergyWindow
@@ -218,6 +222,7 @@ class OpenAICompatibleBackend:
         tokenizer: str | Path | None = None,
         max_tokens_field: str = "max_tokens",
         strict_json_schema: bool = False,
+        max_stop_sequences: int | None = 4,
     ) -> None:
         if not isinstance(base_url, str) or not base_url.strip().lower().startswith(("http://", "https://")):
             raise InvalidInputError(f"base_url must be an http(s) URL, got {redacted(repr(base_url))}")
@@ -231,6 +236,10 @@ class OpenAICompatibleBackend:
         for label, value in (*timeouts, ("request_timeout_s", request_timeout_s)):
             if not value > 0:
                 raise InvalidInputError(f"{label} must be positive, got {value!r}")
+        if max_stop_sequences is not None and (
+            isinstance(max_stop_sequences, bool) or not isinstance(max_stop_sequences, int) or max_stop_sequences < 0
+        ):
+            raise InvalidInputError(f"max_stop_sequences must be None or an integer >= 0, got {max_stop_sequences!r}")
         if not isinstance(max_concurrency, int) or max_concurrency < 1:
             raise InvalidInputError(f"max_concurrency must be a positive integer, got {max_concurrency!r}")
         assumed_watts = check_number("assumed_watts", assumed_watts, low=0.0, strict=True)
@@ -243,6 +252,7 @@ class OpenAICompatibleBackend:
         self.base_url = str(httpx.URL(scheme=url.scheme, host=url.host, port=url.port, path=url.path)).rstrip("/")
         self.model = model
         self.max_tokens_field = max_tokens_field
+        self.max_stop_sequences = max_stop_sequences
         self.strict_json_schema = bool(strict_json_schema)
         self.request_timeout = httpx.Timeout(request_timeout_s, connect=connect_timeout_s)
         self.max_retries = max_retries
@@ -341,6 +351,9 @@ class OpenAICompatibleBackend:
             choice = data["choices"][0]
             text, finish = _whole_answer(choice)
             logprobs = _token_logprobs(choice) if settings.logprobs else None
+            text, cut = truncate_at_stop(text, self._stops_kept_here(settings))
+            if cut:  # the tokens' probabilities run past the cut: not the answer's
+                finish, logprobs = "stop", None
         except (ValueError, KeyError, IndexError, TypeError) as error:
             self.breaker.failure()
             failed = ModelUnavailableError(f"{self._info.name}: malformed answer from {self.base_url}: {error!r}")
@@ -402,6 +415,8 @@ class OpenAICompatibleBackend:
         logprobs: list[float] | None = [] if settings.logprobs else None
         events = 0
         ended = False  # "[DONE]" or a finish reason came: the stream ended as streams end
+        kept_here = self._stops_kept_here(settings)
+        buffer = StopBuffer(kept_here) if kept_here else None
         other: list[str] = []  # lines that are no event: a server answering the stream request whole
         try:
             for line in lines:
@@ -425,6 +440,8 @@ class OpenAICompatibleBackend:
                     for call in [calls] if isinstance(calls, Mapping) else calls:  # TGI sent one call bare
                         _merge_tool_call_delta(tool_calls, call, aliases)
                     text_piece = delta.get("content") or delta.get("refusal")
+                    if text_piece and buffer is not None:
+                        text_piece = buffer.push(text_piece)
                     if text_piece:
                         pieces.append(text_piece)
                         yield StreamChunk(delta=text_piece)
@@ -436,6 +453,13 @@ class OpenAICompatibleBackend:
                     ended = ended or bool(choice.get("finish_reason"))
                     if finish != "refusal":  # OpenAI ends a refusal's stream with "stop"
                         finish = choice.get("finish_reason") or finish
+                if buffer is not None and buffer.stopped:  # at a stop kept here: closed, as stopped
+                    ended, finish, logprobs = True, "stop", None
+                    break
+            held = buffer.flush() if buffer is not None else ""
+            if held:  # the tail held back in case a stop began there
+                pieces.append(held)
+                yield StreamChunk(delta=held)
             if late():
                 finish = "length"
             body_text = "\n".join(line for line in other if line.strip())
@@ -445,6 +469,8 @@ class OpenAICompatibleBackend:
                 if reported is not None:
                     raise reported
                 text_piece, finish = _whole_answer(data["choices"][0])
+                text_piece, cut = truncate_at_stop(text_piece, kept_here)
+                finish = "stop" if cut else finish
                 usage = data.get("usage") or usage
                 logprobs, ended = None, True
                 if text_piece:
@@ -488,6 +514,10 @@ class OpenAICompatibleBackend:
         self._client.close()
 
     # ---- requests ------------------------------------------------------------------------
+    def _stops_kept_here(self, settings: GenerationSettings) -> tuple[str, ...]:
+        """The stop sequences past ``max_stop_sequences``: this backend ends the answer at them."""
+        return () if self.max_stop_sequences is None else settings.stop[self.max_stop_sequences :]
+
     def _body(self, messages: Sequence[Message], settings: GenerationSettings, *, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.model,
@@ -501,8 +531,9 @@ class OpenAICompatibleBackend:
         # 1 is every server's default, and TGI refuses it (422): left out, as OpenAI's client does
         if settings.top_p < 1.0:
             body["top_p"] = settings.top_p
-        if settings.stop:
-            body["stop"] = list(settings.stop)
+        sent = list(settings.stop[: self.max_stop_sequences])
+        if sent:
+            body["stop"] = sent
         if settings.seed is not None:
             body["seed"] = settings.seed
         if settings.tools:

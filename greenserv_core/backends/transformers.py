@@ -45,7 +45,12 @@ from greenserv_core.backends.prompt_format import (
 from greenserv_core.backends.registry import register_address_scheme
 from greenserv_core.energy.base import EnergyMeter, EnergyReading
 from greenserv_core.energy.registry import make_meter, with_fallback
-from greenserv_core.errors import InvalidInputError, MissingResourceError, ModelUnavailableError
+from greenserv_core.errors import (
+    BatchItemsUnavailableError,
+    InvalidInputError,
+    MissingResourceError,
+    ModelUnavailableError,
+)
 from greenserv_core.messages import Message, validate_messages
 from greenserv_core.models.spec import ModelSpec
 from greenserv_core.quiet_loading import quiet_loading
@@ -472,10 +477,20 @@ class TransformersBackend:
     ) -> list[GenerationResult]:
         """Generate for several conversations in one padded batch; joules split by token share.
         A sampled batch with a ``seed`` runs one conversation at a time, each seeded, so that
-        its answers are those :meth:`generate` gives (they would otherwise depend on the batch)."""
+        its answers are those :meth:`generate` gives (they would otherwise depend on the batch).
+        Conversations whose prompt does not fit the context window are refused together, before
+        anything runs (:class:`BatchItemsUnavailableError`): the router answers them elsewhere
+        and the rest here."""
         if not batch:
             return []
-        prompts = [self._fitting_prompt(messages, settings) for messages in batch]
+        prompts, unfit = [], {}
+        for index, messages in enumerate(batch):
+            try:
+                prompts.append(self._fitting_prompt(messages, settings))
+            except ModelUnavailableError as error:  # the others still fit: only these go elsewhere
+                unfit[index] = str(error)
+        if unfit:
+            raise BatchItemsUnavailableError(unfit)
         with device_lock(self.device):
             if _seeded_sample(settings):  # as generate(): each draw its own
                 return [self._generate_prompts([prompt], settings)[0] for prompt in prompts]

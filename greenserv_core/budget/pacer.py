@@ -20,7 +20,9 @@ How λ is found, every ``resolve_every`` answers:
 2. **Feedback on the running deficit.** The target is the per-query budget, less the deficit
    (joules spent beyond the allowance so far) repaid over ``horizon`` answers, times the
    ratio of predicted to measured joules (exploration and prediction errors), kept within
-   15% of the budget. The deficit also raises the price ``λ/(1-λ)`` itself, by
+   15% of the budget; that ratio over the last ``memory`` answers, once it lasts (after
+   ``2 × memory`` answers), widens the bound to itself, so a budget holds where every answer
+   costs twice its prediction (BENCHMARKS.md, issue 17). The deficit also raises the price ``λ/(1-λ)`` itself, by
    ``exp(deficit / (horizon budgets))`` up to ``exp(0.25)``: where many decisions switch
    model at one λ, moving the target alone does not move the spend. Both bounds keep λ
    steady: a fixed price at the right level buys the most accuracy, and wider swings cost
@@ -247,7 +249,8 @@ class BudgetPacer:
     answers whose prediction was known), ``start_`` (the clock at the first decision),
     ``windows_`` (joules per window index), ``debt_`` (overspend carried from past windows),
     ``last_window_``, ``history_``, ``trailing_`` (the joules of the guard's last answers; each
-    replica keeps its own), ``in_flight_`` (the guard's answers routed and not yet
+    replica keeps its own), ``errors_`` (the last ``memory`` answers' predicted and measured
+    joules; each replica's own), ``in_flight_`` (the guard's answers routed and not yet
     measured) and ``recent_`` (the remembered decisions the price is re-solved on; saved,
     and each replica keeps its own).
     """
@@ -312,6 +315,8 @@ class BudgetPacer:
         self.history_: list[tuple[int, float]] = []
         self.recent_ = _RecentDecisions(self.memory)
         self.trailing_: deque[float] = deque(maxlen=self._trailing_length())
+        self.errors_: deque[tuple[float, float]] = deque(maxlen=self.memory)
+        """The last ``memory`` answers' predicted and measured joules (each replica's own)."""
         self.in_flight_: dict[str, float] = {}
         """The guard's answers under way: decision id → predicted joules (not saved)."""
         self.charged_ = 0.0
@@ -459,6 +464,7 @@ class BudgetPacer:
         if predicted is not None and math.isfinite(predicted) and predicted > 0:
             self.predicted_ += predicted
             self.measured_ += joules
+            self.errors_.append((float(predicted), float(joules)))
         per_query = self.per_query_joules(now)
         unspent = self.allowance(now) - self.spent_
         if self.budget.window_s is None and unspent > self.bank * per_query:
@@ -498,6 +504,16 @@ class BudgetPacer:
         if self.predicted_ > 0 and self.measured_ > 0:
             return self.predicted_ / self.measured_
         return 1.0
+
+    def _lasting_bias(self) -> float:
+        """Predicted over measured joules of the last ``memory`` answers, once ``2 × memory``
+        answers are in (1 before): a prediction error that lasts, not the cost models' young
+        errors, which the bias of the whole run still carries for hundreds of answers."""
+        if self.answers_ < 2 * self.memory or len(self.errors_) < self.memory:
+            return 1.0
+        predicted = sum(p for p, _ in self.errors_)
+        measured = sum(m for _, m in self.errors_)
+        return predicted / measured if predicted > 0 and measured > 0 else 1.0
 
     def _prune_windows(self, index: int) -> None:
         """Keep the windows from ``index - 2`` on (the current one, and two before it)."""
@@ -596,11 +612,15 @@ class BudgetPacer:
     def _target(self, now: float, per_query: float) -> float:
         """The mean predicted joules per query to aim at now."""
         deficit, horizon = self._deficit(now, per_query)
-        # the swing bounds the bias-corrected target too: applying the bias whole after the
-        # bound holds a budget under predictions off by 2x, but cost 0.020 of accuracy at a
-        # quarter of the best model's joules on the simulated table (BENCHMARKS.md, issue 17)
+        # the swing bounds the bias-corrected target too (applying the whole bias after the
+        # bound cost 0.020 of accuracy at a quarter of the best model's joules on the simulated
+        # table, where the young cost models' errors last hundreds of answers); a prediction
+        # error that lasts moves the bound itself, so a budget holds under predictions off by
+        # 2x (BENCHMARKS.md, issue 17)
         target = (per_query - deficit / horizon) * self._bias()
-        target = min((1 + _SWING) * per_query, max((1 - _SWING) * per_query, target))
+        lasting = self._lasting_bias()
+        low, high = min(1 - _SWING, lasting) * per_query, max(1 + _SWING, lasting) * per_query
+        target = min(high, max(low, target))
         if self.window_queries is not None:
             # the run of answers that ends guard_horizon answers from now stays within its budgets
             behind = self.window_queries - self._horizon_of_guard()
@@ -715,6 +735,7 @@ class BudgetPacer:
             "saturated": self.saturated_,
             "latest": self.latest_,
             "trailing": list(self.trailing_),
+            "errors": [list(pair) for pair in self.errors_],
             "charged": self.charged_,
             "recent": self.recent_.state_dict(),
             "since_resolve": self._since_resolve,
@@ -744,6 +765,7 @@ class BudgetPacer:
         self.latest_ = None if state.get("latest") is None else float(state["latest"])
         self.trailing_ = deque((float(j) for j in state.get("trailing", [])), maxlen=self._trailing_length())
         self.charged_ = float(state.get("charged", 0.0))  # absent from states saved before 2026-12-05
+        self.errors_ = deque(((float(p), float(m)) for p, m in state.get("errors", [])), maxlen=self.memory)
         self.recent_ = _RecentDecisions(self.memory)
         if state.get("recent") is not None:  # saved before the decisions were: re-solved on the new ones
             self.recent_.load_state_dict(state["recent"])

@@ -25,7 +25,13 @@ from greenserv_core.backends.base import (
     concurrency_of,
 )
 from greenserv_core.cascades import CascadeBackend, Escalate
-from greenserv_core.errors import CascadeMemberUnavailableError, ModelUnavailableError, UnknownModelError, spent_by
+from greenserv_core.errors import (
+    BatchItemsUnavailableError,
+    CascadeMemberUnavailableError,
+    ModelUnavailableError,
+    UnknownModelError,
+    spent_by,
+)
 from greenserv_core.features.extractor import QueryFeatures
 from greenserv_core.routing.learner import RoutingLearner
 from greenserv_core.routing.request import RouteRequest
@@ -195,6 +201,18 @@ class Executor:
             settings = requests[indices[0]].settings
             try:
                 outputs = batcher.generate_batch([requests[i].messages for i in indices], settings)
+            except BatchItemsUnavailableError as error:  # those go elsewhere, the rest run here
+                unfit = {indices[item]: why for item, why in error.items.items() if 0 <= item < len(indices)}
+                rest = [i for i in indices if i not in unfit]
+                done = {
+                    i: self._generate_from(requests[i], decisions[i], ModelUnavailableError(why))
+                    for i, why in unfit.items()
+                }
+                if rest and unfit:  # each try leaves fewer: this ends
+                    done.update(self._run_group(backend, rest, requests, decisions))
+                elif rest:  # a backend that named none of them: each goes alone
+                    done.update({i: self._generate_from(requests[i], decisions[i]) for i in rest})
+                return done
             except ModelUnavailableError as error:  # these queries go, one by one, elsewhere
                 share = {**spent_by(error), "spent_joules": error.spent_joules / len(indices)}
                 return {
