@@ -289,6 +289,17 @@ class GreenServRouter:
         return [name for name, backend in self._backends.items() if not isinstance(backend, CascadeBackend)]
 
     @property
+    def cascade_pairs(self) -> list[tuple[str, str]]:
+        """The cascades offered now, as ``(first, then)`` pairs: those given, as models were
+        added or removed since, and those added with :meth:`add_cascade` (``cascades`` is the
+        parameter as given)."""
+        return [
+            (backend.first.info.name, backend.then.info.name)
+            for backend in self._backends.values()
+            if isinstance(backend, CascadeBackend)
+        ]
+
+    @property
     def arms(self) -> list[str]:
         """Everything the policy chooses among: the models, then the cascades."""
         return list(self._backends)

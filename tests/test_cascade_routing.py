@@ -900,3 +900,71 @@ def test_an_escalated_stream_that_fails_midway_charges_both_models() -> None:
     with pytest.raises(ModelUnavailableError, match="mid-stream"):
         list(router.stream(ASK, max_new_tokens=8))
     assert router.budget_ is not None and router.budget_.spent_joules == pytest.approx(first + 7.0)
+
+
+# ---- review fixes (2026-12-05) ----------------------------------------------------------------------
+class _OverEstimating(PinnedPolicy):
+    """As :class:`PinnedPolicy`, with the first model's accuracy estimated past 1 (a linear
+    estimate can pass it, by a rounding error or early on by far)."""
+
+    def _estimates(self, context: np.ndarray, arms: Sequence[str]) -> dict[str, tuple[float, float]]:
+        return {arm: (self.then_accuracy if arm == "big" else 1.0000000000000002, 0.0) for arm in arms}
+
+
+def test_feedback_on_a_cascade_whose_first_model_gives_no_confidence_takes_the_estimate_within_0_and_1() -> None:
+    from greenserv_core import LabelledAnswer
+
+    features = make_hashing_extractor()
+    router = GreenServRouter(
+        [_small(None), _big()],
+        cascades=[("small", "big")],
+        features=features,
+        policy=_OverEstimating(features.dimension, arm="small->big", then_accuracy=0.9),
+        tradeoff=0.4,
+        seed=0,
+        escalation=EscalationModel(features.dimension, keep_rate=0.0, informed_after=0, seed=0),
+    )
+    answer = router.generate(ASK, max_new_tokens=8)
+    record = router.feedback(answer.decision_id, 1.0)  # raised: confidence 1.0000000000000002
+    assert record.applied and record.reward is not None
+    answers = {
+        "small": LabelledAnswer(score=1.0, energy_joules=5.0, latency_s=0.1),
+        "big": LabelledAnswer(score=1.0, energy_joules=50.0, latency_s=1.0),
+    }
+    router.learn_answers(ASK, answers)  # raised after teaching the models, before the cascade
+    assert router.stats_["small"]["labelled"] == router.stats_["small->big"]["labelled"] == 1
+
+
+def test_a_failed_verification_charges_the_answer_it_was_to_check() -> None:
+    from greenserv_core.confidence import SelfVerification
+    from greenserv_core.errors import ModelUnavailableError
+
+    class DownOnItsSecondCall(FakeBackend):
+        def generate(self, messages: Sequence[Message], settings: GenerationSettings):  # type: ignore[no-untyped-def]
+            if self.calls >= 1:
+                self.calls += 1
+                raise ModelUnavailableError("down", spent_joules=0.5, spent_s=0.01)
+            return super().generate(messages, settings)
+
+    small = DownOnItsSecondCall("small", joules_per_token=1.0, reply=lambda m: CHEAP)
+    answered = FakeBackend("twin", joules_per_token=1.0, reply=lambda m: CHEAP).generate(ASK, SHORT)
+    with pytest.raises(ModelUnavailableError) as failed:
+        CascadeBackend(small, _big(), signal=SelfVerification()).generate(ASK, SHORT)
+    assert failed.value.spent_joules == pytest.approx(answered.energy.joules + 0.5)  # was 0.5
+
+
+def test_a_batch_routed_to_a_cascade_runs_as_many_at_once_as_its_models_serve() -> None:
+    from greenserv_core.backends.base import concurrency_of
+
+    small, big = _small(0.2), _big()
+    small.max_concurrency, big.max_concurrency = 8, 3  # type: ignore[attr-defined]
+    assert concurrency_of(CascadeBackend(small, big)) == 3  # was 1
+    assert concurrency_of(CascadeBackend(_small(0.2), _big())) == 1
+
+
+def test_the_cascades_offered_now_follow_the_pool() -> None:
+    router = _router()
+    router.add_model(FakeBackend("other"))
+    router.add_cascade("small", "other")
+    router.remove_model("big")
+    assert router.cascade_pairs == [("small", "other")] and router.cascades == [("small", "big")]  # as given

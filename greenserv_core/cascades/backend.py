@@ -42,6 +42,7 @@ from greenserv_core.backends.base import (
     ModelBackend,
     ModelInfo,
     StreamChunk,
+    concurrency_of,
 )
 from greenserv_core.cascades.agreement import answers_agree
 from greenserv_core.cascades.escalation import Verdict
@@ -125,6 +126,12 @@ class CascadeBackend:
         """The name of the cascade's own signal (``None``: chosen per query by answer length)."""
         return None if self.signal is None else self.signal.name
 
+    @property
+    def max_concurrency(self) -> int:
+        """Queries the cascade answers at once: as many as both its models serve at once (a
+        batch routed to it then runs that many together, as on its members)."""
+        return min(concurrency_of(self.first), concurrency_of(self.then))
+
     def count_tokens(self, messages: Sequence[Message]) -> int:
         """The longer of the two models' counts: the prompt must fit both."""
         return max(self.first.count_tokens(messages), self.then.count_tokens(messages))
@@ -152,9 +159,14 @@ class CascadeBackend:
         if isinstance(signal, VerifyingSignal):  # a second question to the first model: its cost is the answer's
             try:
                 verification = signal.verify(messages, result, self.first)
-            except ModelUnavailableError as error:
+            except ModelUnavailableError as error:  # the answer it was to check was spent too
                 raise CascadeMemberUnavailableError(
-                    str(error), member=self.first.info.name, **spent_by(error)
+                    str(error),
+                    member=self.first.info.name,
+                    spent_joules=result.energy.joules + error.spent_joules,
+                    spent_s=result.latency_s + error.spent_s,
+                    spent_source=result.energy.source,
+                    spent_measured=result.energy.measured and (error.spent_joules == 0 or error.spent_measured),
                 ) from error
             own, result = result, verification.charged(result)
             confidence = verification.confidence

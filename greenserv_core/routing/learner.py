@@ -459,7 +459,9 @@ class RoutingLearner:
         return {
             "first": first,
             "then": then,
-            "first_accuracy": known[first] if first in known else estimated[first],
+            # the first answer's confidence where it gives none: an accuracy, so in [0, 1] (a
+            # linear estimate may pass 1 by a rounding error, or by far early on)
+            "first_accuracy": min(1.0, max(0.0, float(known[first] if first in known else estimated[first]))),
             "then_accuracy": known[then] if then in known else estimated[then],
             "then_scored": self._then_scored(cascade, then),
             "then_cost": float(self._escalation_cost(task, then_joules, pool, tradeoff, per_query)),
@@ -831,7 +833,8 @@ class RoutingLearner:
                 answer = answers.get(first)
                 if answer is not None and answer.score is not None:
                     signal = answer.confidence
-                    signals[first] = float(self.policy_.estimates(x, [first])[0]) if signal is None else signal
+                    estimate = min(1.0, max(0.0, float(self.policy_.estimates(x, [first])[0])))
+                    signals[first] = estimate if signal is None else signal
             verdicts: dict[str, tuple[bool, float]] = {}
             for cascade, (first, then) in self.cascades_.items():
                 then_answer = answers.get(then)
