@@ -123,7 +123,11 @@ def read_state(path: str | Path, *, fmt: str, version: int) -> dict[str, Any]:
             f"{path} has format version {document.get('version')!r}; this GreenServ reads version {version}"
         )
     state = document.get("state")
-    if not isinstance(state, dict) or hashlib.sha256(_canonical(state).encode()).hexdigest() != document.get("sha256"):
+    try:
+        digest = hashlib.sha256(_canonical(state).encode()).hexdigest() if isinstance(state, dict) else None
+    except (ValueError, RecursionError) as error:  # a NaN or a nesting past reason, put in by hand
+        raise StateFileError(f"{path} is corrupt ({error})") from error
+    if digest is None or digest != document.get("sha256"):
         raise StateFileError(f"{path} is corrupt (checksum mismatch)")
     decoded: dict[str, Any] = _decode(state)
     return decoded

@@ -584,6 +584,12 @@ class GreenServRouter:
         (saved with the router; see :meth:`RoutingLearner.update_statistics`)."""
         self.learner_.update_statistics(transform, sync_base=sync_base)
 
+    @property
+    def loaded_statistics_(self) -> Statistics | None:
+        """What the saved state held when :meth:`load` read it (``None``: not loaded); replicas
+        loaded from one file push it to a shared store once between them."""
+        return self.learner_.loaded_statistics_
+
     def sync_base(self, store: str) -> Statistics | None:
         """What this router adopted from ``store`` at its last sync, kept across save and load."""
         return self.learner_.sync_base(store)

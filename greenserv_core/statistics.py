@@ -25,6 +25,7 @@ True
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import struct
@@ -157,6 +158,24 @@ class Statistics:
             )
             for kind in _KINDS
         )
+
+    def fingerprint(self) -> str:
+        """A digest of every array, by kind and key in sorted order (equal statistics, however
+        built, have the same one).
+
+        >>> a = Statistics(sums={"x": np.array([1.0]), "y": np.array([2.0])})
+        >>> b = Statistics(sums={"y": np.array([2.0]), "x": np.array([1.0])})
+        >>> a.fingerprint() == b.fingerprint() != Statistics().fingerprint()
+        True
+        """
+        digest = hashlib.sha256()
+        for kind in _KINDS:
+            arrays = getattr(self, kind)
+            for key in sorted(arrays):
+                value = np.ascontiguousarray(arrays[key], dtype="<f8")
+                digest.update(json.dumps([kind, key, list(value.shape)]).encode())
+                digest.update(value.tobytes())
+        return digest.hexdigest()[:32]
 
     # ---- wire format -------------------------------------------------------------------
     def to_bytes(self) -> bytes:

@@ -635,7 +635,25 @@ def test_the_young_cost_models_errors_do_not_move_the_pacers_bound() -> None:
     assert pacer._bias() == pytest.approx(210 / 300)  # the whole run's still carries them
     again = BudgetPacer(EnergyBudget.per_query(15.0), memory=10, clock=lambda: 0.0)
     again.load_state_dict(pacer.state_dict())
-    assert list(again.errors_) == list(pacer.errors_)
+    assert list(again.errors_) == list(pacer.errors_) and again.own_predicted_ == 30
+
+
+def test_replicas_count_their_own_answers_before_trusting_a_lasting_prediction_error() -> None:
+    from greenserv_core.statistics import Statistics
+
+    replicas = [BudgetPacer(EnergyBudget.per_query(15.0), memory=10, clock=lambda: 0.0) for _ in range(2)]
+    base = Statistics()
+    for step in range(10):  # the first 10 answers of the two, predicted 4x too low; 20 answers in all
+        for replica in replicas:
+            replica.observe(40.0 if step < 5 else 10.0, predicted=10.0)
+        merged = base
+        for replica in replicas:
+            merged = merged.plus(replica.statistics().minus(base))
+        for replica in replicas:
+            replica.load_statistics(merged)
+        base = merged
+    assert replicas[0].answers_ == 20 and len(replicas[0].errors_) == 10
+    assert replicas[0]._lasting_bias() == 1.0  # was 0.4: its window still held its young errors
 
 
 def test_a_window_overspent_by_many_budgets_is_repaid_one_budget_per_quiet_window() -> None:

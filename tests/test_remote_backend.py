@@ -321,6 +321,17 @@ def test_stops_past_the_servers_four_end_the_answer_here() -> None:
     for bad in (-1, 2.5, True):
         with pytest.raises(InvalidInputError, match="max_stop_sequences"):
             backend(handler, max_stop_sequences=bad)
+    # the tool calls' blocks are never cut (their newlines are the renderer's), and a refusal stays one
+    newline = GenerationSettings(max_new_tokens=16, stop=("A:", "B:", "C:", "D:", "\n"))
+    call = {"id": "c1", "type": "function", "function": {"name": "add", "arguments": '{"a": 1}'}}
+    tool = backend(lambda request: answer("", tool_calls=[call])).generate(ASK, newline)
+    assert tool.text == '<tool_call>\n{"name": "add", "arguments": {"a": 1}}\n</tool_call>'
+    refused = {"choices": [{"message": {"content": None, "refusal": "I can't help.\nSorry."}}]}
+    result = backend(lambda request: httpx.Response(200, json=refused)).generate(ASK, newline)
+    assert (result.text, result.finish_reason) == ("I can't help.", "refusal")
+    stream = sse({"choices": [{"delta": {"refusal": "I can't help.\nSorry."}}]})
+    result = list(backend(lambda request: stream).stream(ASK, newline))[-1].result
+    assert result is not None and (result.text, result.finish_reason) == ("I can't help.", "refusal")
 
 
 def test_a_tool_conversation_is_sent_in_openais_shape() -> None:

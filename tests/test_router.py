@@ -1,3 +1,4 @@
+import hashlib
 import json
 import threading
 from collections import Counter
@@ -316,6 +317,19 @@ def test_load_refuses_corrupt_or_incompatible_files(router: GreenServRouter, fak
     document["version"] = 99
     path.write_text(json.dumps(document))
     with pytest.raises(StateFileError, match="version"):
+        load()
+    document = json.loads(text)
+    document["state"]["tradeoff"] = float("nan")  # Python's json writes NaN; the checksum cannot take it
+    path.write_text(json.dumps(document))
+    with pytest.raises(StateFileError, match="corrupt"):
+        load()
+    from greenserv_core.persistence import _canonical
+
+    document = json.loads(text)
+    document["state"]["pending"] = []  # re-signed, as another build or a tool might write it
+    document["sha256"] = hashlib.sha256(_canonical(document["state"]).encode()).hexdigest()
+    path.write_text(json.dumps(document))
+    with pytest.raises(StateFileError, match="compatible router state"):
         load()
     path.write_text(text)
     from greenserv_core.features import HashingEmbedder, TaskClassifier

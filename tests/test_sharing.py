@@ -251,6 +251,28 @@ def test_a_replica_restarted_from_its_saved_state_counts_nothing_twice(store: St
     assert again.router.statistics().allclose(expected)
 
 
+def test_replicas_loaded_from_one_saved_state_count_it_once(store: StateStore, tmp_path: Path) -> None:
+    """A warm-started router saved on its own (never synced), then deployed as three replicas
+    that each serve some traffic: the store holds the saved state once, and every answer."""
+    warm, loads = traffic(30, seed=5), [traffic(10, seed=20 + i) for i in range(3)]
+    saved = make_router()
+    serve(saved, warm)
+    saved.save(tmp_path / "warm.json")
+    pool = [FakeBackend("small", joules_per_token=1.0), FakeBackend("org/large", joules_per_token=9.0)]
+    replicas = []
+    for load in loads:
+        router = GreenServRouter.load(tmp_path / "warm.json", pool, features=make_hashing_extractor(n_clusters=1))
+        serve(router, load)
+        replicas.append(SharedLearning(router, store))
+    for replica in replicas + replicas:
+        replica.sync()
+    single = make_router()
+    serve(single, warm + loads[0] + loads[1] + loads[2])
+    for replica in replicas:
+        assert replica.router.policy_.t_ == 60  # was 120: the saved 30 once per replica
+        assert replica.router.statistics().allclose(single.statistics(), atol=1e-7)
+
+
 def test_a_store_emptied_since_the_last_sync_is_said_and_counted_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -472,6 +494,70 @@ def test_redis_store_loses_no_update_when_replicas_write_at_once(tmp_path: Path)
         for thread in threads:
             thread.join()
         assert stores[0].read().sums["n"].tolist() == [240.0]
+
+
+def test_a_merge_whose_reply_and_check_were_both_lost_is_not_sent_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis
+    from redis.client import Pipeline
+
+    with redis_server(tmp_path) as url:
+        store = RedisStore(url=url, key="k")
+        router = make_router()
+        replica = SharedLearning(router, store)
+        replica.sync()
+        serve(router, traffic(5, seed=1))
+        execute = Pipeline.execute
+
+        def applied_then_lost(self: Pipeline, *args: object, **kwargs: object) -> object:
+            execute(self, *args, **kwargs)  # the server applies the transaction; its reply is lost
+            raise redis.ConnectionError("connection reset")
+
+        def unreachable(*args: object) -> object:
+            raise redis.ConnectionError("server unreachable for a moment")
+
+        with monkeypatch.context() as lost:
+            lost.setattr(Pipeline, "execute", applied_then_lost)
+            for check in ("get", "exists"):  # and the check that it went through fails too
+                lost.setattr(store.client, check, unreachable)
+            with pytest.raises(redis.ConnectionError):
+                replica.sync()
+        replica.sync()
+        total = store.read().sums
+        assert total["tallies/small"][0] + total["tallies/org%2Flarge"][0] == 5  # was 10
+        assert router.policy_.t_ == 5 and total["sync/pushes"][0] == 3
+
+
+def test_a_replica_whose_taking_back_of_a_loaded_state_failed_owes_it(tmp_path: Path) -> None:
+    saved = make_router()
+    serve(saved, traffic(10, seed=5))
+    saved.save(tmp_path / "warm.json")
+
+    class FailsOnce(InMemoryStore):
+        failed = False
+
+        def merge(self, delta: Statistics) -> Statistics:
+            if not self.failed and "sync/pushes" not in delta.sums:  # the taking back
+                self.failed = True
+                raise OSError("store unreachable")
+            return super().merge(delta)
+
+    store = FailsOnce()
+    pool = [FakeBackend("small", joules_per_token=1.0), FakeBackend("org/large", joules_per_token=9.0)]
+    replicas = [
+        SharedLearning(
+            GreenServRouter.load(tmp_path / "warm.json", pool, features=make_hashing_extractor(n_clusters=1)), store
+        )
+        for _ in range(2)
+    ]
+    replicas[0].sync()
+    with pytest.raises(OSError):
+        replicas[1].sync()  # pushed the saved state again; could not take it back out
+    for replica in replicas + replicas:
+        replica.sync()
+    for replica in replicas:
+        assert replica.router.policy_.t_ == 10
 
 
 def test_redis_store_refuses_foreign_values(tmp_path: Path) -> None:

@@ -349,11 +349,9 @@ class OpenAICompatibleBackend:
             if reported is not None:
                 raise self._charge(self._unavailable(reported, "answered with an error"), window, started)
             choice = data["choices"][0]
-            text, finish = _whole_answer(choice)
-            logprobs = _token_logprobs(choice) if settings.logprobs else None
-            text, cut = truncate_at_stop(text, self._stops_kept_here(settings))
-            if cut:  # the tokens' probabilities run past the cut: not the answer's
-                finish, logprobs = "stop", None
+            text, finish, cut = _whole_answer(choice, self._stops_kept_here(settings))
+            # cut at a stop kept here, the tokens' probabilities run past the answer
+            logprobs = _token_logprobs(choice) if settings.logprobs and not cut else None
         except (ValueError, KeyError, IndexError, TypeError) as error:
             self.breaker.failure()
             failed = ModelUnavailableError(f"{self._info.name}: malformed answer from {self.base_url}: {error!r}")
@@ -454,7 +452,8 @@ class OpenAICompatibleBackend:
                     if finish != "refusal":  # OpenAI ends a refusal's stream with "stop"
                         finish = choice.get("finish_reason") or finish
                 if buffer is not None and buffer.stopped:  # at a stop kept here: closed, as stopped
-                    ended, finish, logprobs = True, "stop", None
+                    ended, logprobs = True, None
+                    finish = finish if finish == "refusal" else "stop"
                     break
             held = buffer.flush() if buffer is not None else ""
             if held:  # the tail held back in case a stop began there
@@ -468,9 +467,7 @@ class OpenAICompatibleBackend:
                 reported = _ServerError.of(data) if isinstance(data, dict) else None
                 if reported is not None:
                     raise reported
-                text_piece, finish = _whole_answer(data["choices"][0])
-                text_piece, cut = truncate_at_stop(text_piece, kept_here)
-                finish = "stop" if cut else finish
+                text_piece, finish, _ = _whole_answer(data["choices"][0], kept_here)
                 usage = data.get("usage") or usage
                 logprobs, ended = None, True
                 if text_piece:
@@ -864,23 +861,27 @@ class _Window:
         return charged, self._window.reading()
 
 
-def _whole_answer(choice: Mapping[str, Any]) -> tuple[str, str]:
-    """The text (tool calls rendered as Hermes blocks, a refusal as its text) and the finish
-    reason of one choice of a whole, non-streamed answer.
+def _whole_answer(choice: Mapping[str, Any], stops: Sequence[str] = ()) -> tuple[str, str, bool]:
+    """The text (tool calls rendered as Hermes blocks, a refusal as its text), the finish
+    reason of one choice of a whole, non-streamed answer, and whether the text was cut at one
+    of ``stops`` (the stop sequences kept here; the tool calls' blocks are never cut).
 
     >>> _whole_answer({"message": {"content": "4"}, "finish_reason": "stop"})
-    ('4', 'stop')
-    >>> _whole_answer({"message": {"content": None, "refusal": "No."}})
-    ('No.', 'refusal')
+    ('4', 'stop', False)
+    >>> _whole_answer({"message": {"content": None, "refusal": "No. Sorry."}}, stops=[" "])
+    ('No.', 'refusal', True)
     """
     message = choice.get("message") or {}
     text = message.get("content") or ""
     finish = choice.get("finish_reason") or "stop"
     if not text and message.get("refusal"):
         text, finish = str(message["refusal"]), "refusal"
+    text, cut = truncate_at_stop(text, stops)
+    if cut and finish != "refusal":
+        finish = "stop"
     if message.get("tool_calls"):
         text = _render_tool_calls(text, message["tool_calls"])
-    return text, finish
+    return text, finish, cut
 
 
 def _asking_for_json(messages: list[dict[str, Any]], system_role: bool) -> list[dict[str, Any]]:

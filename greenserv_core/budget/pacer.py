@@ -250,9 +250,9 @@ class BudgetPacer:
     ``windows_`` (joules per window index), ``debt_`` (overspend carried from past windows),
     ``last_window_``, ``history_``, ``trailing_`` (the joules of the guard's last answers; each
     replica keeps its own), ``errors_`` (the last ``memory`` answers' predicted and measured
-    joules; each replica's own), ``in_flight_`` (the guard's answers routed and not yet
-    measured) and ``recent_`` (the remembered decisions the price is re-solved on; saved,
-    and each replica keeps its own).
+    joules) and ``own_predicted_`` (how many such answers; each replica's own),
+    ``in_flight_`` (the guard's answers routed and not yet measured) and ``recent_`` (the
+    remembered decisions the price is re-solved on; saved, and each replica keeps its own).
     """
 
     def __init__(
@@ -317,6 +317,8 @@ class BudgetPacer:
         self.trailing_: deque[float] = deque(maxlen=self._trailing_length())
         self.errors_: deque[tuple[float, float]] = deque(maxlen=self.memory)
         """The last ``memory`` answers' predicted and measured joules (each replica's own)."""
+        self.own_predicted_ = 0
+        """How many answers with a known prediction this pacer (not its replicas) has counted."""
         self.in_flight_: dict[str, float] = {}
         """The guard's answers under way: decision id → predicted joules (not saved)."""
         self.charged_ = 0.0
@@ -465,6 +467,7 @@ class BudgetPacer:
             self.predicted_ += predicted
             self.measured_ += joules
             self.errors_.append((float(predicted), float(joules)))
+            self.own_predicted_ += 1
         per_query = self.per_query_joules(now)
         unspent = self.allowance(now) - self.spent_
         if self.budget.window_s is None and unspent > self.bank * per_query:
@@ -506,10 +509,11 @@ class BudgetPacer:
         return 1.0
 
     def _lasting_bias(self) -> float:
-        """Predicted over measured joules of the last ``memory`` answers, once ``2 × memory``
-        answers are in (1 before): a prediction error that lasts, not the cost models' young
-        errors, which the bias of the whole run still carries for hundreds of answers."""
-        if self.answers_ < 2 * self.memory or len(self.errors_) < self.memory:
+        """Predicted over measured joules of the last ``memory`` answers, once this pacer has
+        counted ``2 × memory`` answers with a prediction (1 before): a prediction error that
+        lasts, not the cost models' young errors, which the bias of the whole run still
+        carries for hundreds of answers."""
+        if self.own_predicted_ < 2 * self.memory:  # this replica's own: the shared count may be far ahead
             return 1.0
         predicted = sum(p for p, _ in self.errors_)
         measured = sum(m for _, m in self.errors_)
@@ -685,7 +689,10 @@ class BudgetPacer:
         """What replicas share: spend and answers as sums (also per window), and the start as
         a minimum. The price, the forfeits beyond the bank and the carried debt stay each
         replica's own: each re-solves its price from the shared spend, and each bounds its own
-        view of the credit (shared as sums they would be counted once per replica)."""
+        view of the credit (shared as sums they would be counted once per replica). Windows
+        count from the shared start: a replica that answers before its first sync books those
+        answers in windows counted from its own start, so sync first (``SharedLearning.start``
+        does)."""
         sums = {
             "spent": np.array([self.spent_]),
             "answers": np.array([float(self.answers_)]),
@@ -736,6 +743,7 @@ class BudgetPacer:
             "latest": self.latest_,
             "trailing": list(self.trailing_),
             "errors": [list(pair) for pair in self.errors_],
+            "own_predicted": self.own_predicted_,
             "charged": self.charged_,
             "recent": self.recent_.state_dict(),
             "since_resolve": self._since_resolve,
@@ -766,6 +774,7 @@ class BudgetPacer:
         self.trailing_ = deque((float(j) for j in state.get("trailing", [])), maxlen=self._trailing_length())
         self.charged_ = float(state.get("charged", 0.0))  # absent from states saved before 2026-12-05
         self.errors_ = deque(((float(p), float(m)) for p, m in state.get("errors", [])), maxlen=self.memory)
+        self.own_predicted_ = int(state.get("own_predicted", 0))
         self.recent_ = _RecentDecisions(self.memory)
         if state.get("recent") is not None:  # saved before the decisions were: re-solved on the new ones
             self.recent_.load_state_dict(state["recent"])

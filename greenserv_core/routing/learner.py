@@ -208,6 +208,9 @@ class RoutingLearner:
         that a cascade counts only what the model now under the name was scored
         (:meth:`_then_scored`; the tallies themselves are the name's history)."""
         self.sync_bases_: dict[str, Statistics] = {}
+        self.loaded_statistics_: Statistics | None = None
+        """What a saved state held when it was loaded (``None``: not loaded): replicas loaded
+        from one file push it to a shared store once (see :class:`~greenserv_core.sharing.SharedLearning`)."""
         """For each store this learner shares through, the total it adopted at its last sync
         (:class:`~greenserv_core.sharing.SharedLearning`); saved, so a replica restarted from
         a saved state pushes only what it learned since, never the total again."""
@@ -984,3 +987,4 @@ class RoutingLearner:
                 str(store): Statistics.from_bytes(base64.b64decode(base))
                 for store, base in (state.get("sync_bases") or {}).items()
             }
+            self.loaded_statistics_ = self.statistics()

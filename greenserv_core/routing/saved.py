@@ -40,7 +40,7 @@ def state_errors(path: str | Path) -> Iterator[None]:
         yield
     except StateFileError:
         raise
-    except (KeyError, TypeError, ValueError) as error:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
         raise StateFileError(f"{path} does not hold a compatible router state: {error!r}") from error
 
 

@@ -12,12 +12,13 @@
 
 from greenserv_core.sharing.pending_redis import RedisPendingDecisions
 from greenserv_core.sharing.replica import SharedLearner, SharedLearning, SyncReport
-from greenserv_core.sharing.stores import FileStore, InMemoryStore, RedisStore, StateStore
+from greenserv_core.sharing.stores import FileStore, InMemoryStore, KeepsReceipts, RedisStore, StateStore
 from greenserv_core.statistics import Statistics
 
 __all__ = [
     "FileStore",
     "InMemoryStore",
+    "KeepsReceipts",
     "RedisPendingDecisions",
     "RedisStore",
     "SharedLearner",

@@ -7,7 +7,9 @@ total. Feedback that arrives while the store is being contacted is kept and appl
 A replica that restarts resumes from the store on its first sync. A router remembers what
 it adopted from each store (:meth:`~greenserv_core.GreenServRouter.sync_base`, saved with
 it), so a replica restarted from a saved router, or wrapped again, pushes only what it
-learned since its last sync: nothing is counted twice.
+learned since its last sync: nothing is counted twice. Replicas loaded from one saved state
+that never synced with the store (a warm start saved on its own) push it once between them:
+the store counts its pushes by the state's fingerprint, and each later one takes it out again.
 
 The semantic clusters are shared as running sums, so every replica must start from the same
 clustering (:meth:`~greenserv_core.features.FeatureExtractor.seed_clusters` on the same
@@ -40,6 +42,7 @@ import hashlib
 import logging
 import threading
 import time
+import uuid
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -52,7 +55,7 @@ from greenserv_core.errors import InvalidInputError
 from greenserv_core.features.clustering import check_joining_clusters
 from greenserv_core.features.extractor import check_shared_layout
 from greenserv_core.paths import cache_dir
-from greenserv_core.sharing.stores import FileStore, StateStore, store_identity
+from greenserv_core.sharing.stores import FileStore, KeepsReceipts, StateStore, store_identity
 from greenserv_core.statistics import Statistics
 
 if TYPE_CHECKING:
@@ -94,6 +97,8 @@ class RemembersSyncBase(SharedLearner, Protocol):
 logger = logging.getLogger("greenserv")
 
 _SYNCS = "sync/pushes"
+_LOADED = "sync/loaded/"
+"""Where a store counts the replicas that pushed one saved state (by its fingerprint)."""
 
 
 def default_store_path(models: Sequence[str]) -> Path:
@@ -150,6 +155,8 @@ class SharedLearning:
         self._sync_lock = _sync_lock(router, self.identity)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._slot = uuid.uuid4().hex  # where a store that keeps receipts records this replica's last merge
+        self._unconfirmed: tuple[tuple[str, str], Statistics] | None = None  # a merge that failed, maybe taken
 
     def _remembered_base(self) -> Statistics | None:
         """What the router adopted from this store at its last sync, by any wrapper (``None``
@@ -187,16 +194,34 @@ class SharedLearning:
         remembered = self._remembered_base()  # another wrapper of this router may have synced since
         if remembered is not None:
             self.base_ = remembered
+        if self._unconfirmed is not None:  # the last merge failed: did the store take it anyway?
+            receipt, sent = self._unconfirmed
+            assert isinstance(self.store, KeepsReceipts)
+            if self.store.took(receipt):  # (if the store cannot say, nothing is sent, and it asks again)
+                self._pushed(self.base_.plus(sent))
+            self._unconfirmed = None
         local = self.router.statistics()
         delta = local.minus(self.base_)
         delta.sums[_SYNCS] = np.array([1.0])
+        loaded = self._loaded_state(delta)
+        if loaded is not None:  # counts the replicas that push this saved state
+            delta.sums[loaded[0]] = np.array([1.0])
         if self.syncs_ == 0:  # a replica set up unlike the others is refused before it writes to the store
             extremes = Statistics(minima=delta.minima, maxima=delta.maxima)
             clusters = _CLUSTERS.rstrip("/")
             stored, joining = self.store.read().under(clusters), extremes.under(clusters)
             check_shared_layout(stored.plus(joining))
             check_joining_clusters(stored, joining)
-        merged = self.store.merge(delta)
+        merged = self._merge(delta)
+        if loaded is not None and float(merged.sums[loaded[0]][0]) > 1.0:
+            # another replica loaded from the same file pushed it first: take it back out, so
+            # that the store counts it once and this replica only what it learned since
+            taken_back = Statistics(sums={key: -value for key, value in loaded[1].sums.items()})
+            try:
+                merged = self._merge(taken_back)
+            except BaseException:  # the store holds the change; the taking back is still owed
+                self._pushed(self.base_.plus(delta).minus(taken_back))
+                raise
         seen_before = float(self.base_.sums.get(_SYNCS, np.zeros(1))[0])
         if float(merged.sums[_SYNCS][0]) < seen_before + 1.0:  # emptied or replaced since our last sync
             logger.warning(
@@ -227,6 +252,30 @@ class SharedLearning:
         self.syncs_ += 1
         self.last_sync_ = SyncReport(time.time(), time.perf_counter() - started, remote)
         return self.last_sync_
+
+    def _merge(self, delta: Statistics) -> Statistics:
+        """``store.merge(delta)``; with a store that keeps receipts, one that failed is
+        remembered, for the next sync to ask whether the store took it before sending it again."""
+        if not isinstance(self.store, KeepsReceipts):
+            return self.store.merge(delta)
+        receipt = (self._slot, uuid.uuid4().hex)
+        try:
+            return self.store.merge(delta, receipt=receipt)
+        except BaseException:
+            self._unconfirmed = (receipt, delta)
+            raise
+
+    def _loaded_state(self, delta: Statistics) -> tuple[str, Statistics] | None:
+        """For a first push of a router loaded from a saved state (``loaded_statistics_``) with
+        no base from this store: the store's key counting the pushes of that state, and the
+        part of it that ``delta`` holds; else ``None``."""
+        loaded = getattr(self.router, "loaded_statistics_", None)  # (a router loaded from a file has it)
+        if not isinstance(loaded, Statistics) or not self.base_.is_empty():
+            return None
+        held = {key: value for key, value in loaded.sums.items() if key in delta.sums}
+        if not held:
+            return None
+        return f"{_LOADED}{loaded.fingerprint()}", Statistics(sums=held)
 
     def _pushed(self, base: Statistics) -> None:
         """Take ``base`` (the last base plus the change the store took) as the sync base, here

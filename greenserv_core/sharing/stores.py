@@ -10,7 +10,8 @@ replicas writing at once cannot lose each other's updates.
   ``filelock`` guards a read-merge-write of one file, which is replaced atomically.
 * :class:`RedisStore`: processes on many machines, through a Redis server. The merge is an
   optimistic transaction (``WATCH``/``MULTI``/``EXEC``), retried when another replica wrote
-  in between.
+  in between. It keeps receipts (:class:`KeepsReceipts`): a change whose reply was lost is
+  never sent twice.
 
 >>> import numpy as np
 >>> store = InMemoryStore()
@@ -38,7 +39,7 @@ from greenserv_core.statistics import Statistics
 if TYPE_CHECKING:
     import redis
 
-__all__ = ["FileStore", "InMemoryStore", "RedisStore", "StateStore", "store_identity"]
+__all__ = ["FileStore", "InMemoryStore", "KeepsReceipts", "RedisStore", "StateStore", "store_identity"]
 
 
 @runtime_checkable
@@ -52,6 +53,18 @@ class StateStore(Protocol):
     def read(self) -> Statistics:
         """The shared total (empty before the first merge)."""
         ...
+
+
+@runtime_checkable
+class KeepsReceipts(Protocol):
+    """A store whose ``merge`` can fail after the store took the change (a reply lost on the
+    network). ``merge(delta, receipt=(slot, token))`` records ``token`` in the slot with the
+    change, atomically, and ``took((slot, token))`` says later whether it did: a replica whose
+    merge failed asks before it sends that change again."""
+
+    def merge(self, delta: Statistics, *, receipt: tuple[str, str] | None = None) -> Statistics: ...
+
+    def took(self, receipt: tuple[str, str]) -> bool: ...
 
 
 def store_identity(store: StateStore) -> str:
@@ -199,13 +212,18 @@ class RedisStore:
         data = self.client.get(self.key)
         return Statistics() if data is None else Statistics.from_bytes(_as_bytes(data))
 
-    def merge(self, delta: Statistics) -> Statistics:
+    def merge(self, delta: Statistics, *, receipt: tuple[str, str] | None = None) -> Statistics:
+        """Add ``delta`` to the total in one transaction; with a ``receipt`` (see
+        :class:`KeepsReceipts`), also record its token, for :meth:`took` to find."""
         import redis as redis_module
 
         # each write also sets a marker of its own: a reply lost on the way back (a timeout, a
         # dropped connection: redis-py may report it as a conflict) is told from a conflict by
         # it, so a change the store took is never added again
-        marker = f"{self.key}:merged:{uuid.uuid4().hex}"
+        if receipt is None:
+            marker, token, ttl = f"{self.key}:merged:{uuid.uuid4().hex}", b"1", _MARKER_TTL_S
+        else:
+            marker, token, ttl = self._slot(receipt[0]), receipt[1].encode(), _RECEIPT_TTL_S
         with self.client.pipeline() as pipe:
             for _attempt in range(self.max_attempts):
                 try:
@@ -214,19 +232,28 @@ class RedisStore:
                     total = (Statistics() if data is None else Statistics.from_bytes(_as_bytes(data))).plus(delta)
                     pipe.multi()
                     pipe.set(self.key, total.to_bytes())
-                    pipe.set(marker, b"1", ex=_MARKER_TTL_S)
+                    pipe.set(marker, token, ex=ttl)
                     pipe.execute()
                     return total
                 except (redis_module.WatchError, redis_module.ConnectionError, redis_module.TimeoutError):
-                    if self.client.exists(marker):  # it went through: the store holds this change
+                    if self.client.get(marker) == token:  # it went through: the store holds this change
                         return self.read()
                     self.conflicts_ += 1
                     continue
         raise StateFileError(f"could not merge into {self.key!r}: {self.max_attempts} attempts met concurrent writes")
 
+    def took(self, receipt: tuple[str, str]) -> bool:
+        """Whether a merge with ``receipt`` went through (as long as its slot is kept: a week)."""
+        return bool(self.client.get(self._slot(receipt[0])) == receipt[1].encode())
+
+    def _slot(self, slot: str) -> str:
+        return f"{self.key}:receipt:{slot}"
+
 
 _MARKER_TTL_S = 3600
 """How long a merge's marker is kept (long past any retry of that merge)."""
+_RECEIPT_TTL_S = 7 * 24 * 3600
+"""How long a replica's receipt is kept: its next sync may come after a long outage."""
 
 _LOOPBACK = "loopback"
 
