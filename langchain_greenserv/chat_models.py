@@ -53,7 +53,9 @@ from greenserv_core.adapters import (
     LazyRouter,
     check_cascade_signal,
     check_energy_budget,
+    check_optional_positive,
     check_optional_tradeoff,
+    check_setting,
     check_stop,
     decision_id_in,
     schema_refused,
@@ -247,15 +249,15 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
     embedder: str | None = None
     tradeoff: Annotated[float | None, BeforeValidator(check_optional_tradeoff)] = None
     meter: str = "auto"
-    temperature: float = 0.0
-    top_p: float = 1.0
+    temperature: Annotated[float, BeforeValidator(check_setting("temperature"))] = 0.0
+    top_p: Annotated[float, BeforeValidator(check_setting("top_p"))] = 1.0
     max_tokens: int | None = Field(default=256, gt=0)
     stop: Annotated[list[str] | None, BeforeValidator(check_stop)] = Field(default=None, alias="stop_sequences")
-    timeout: float | None = None
+    timeout: Annotated[float | None, BeforeValidator(check_optional_positive("timeout"))] = None
     max_retries: int | None = Field(default=None, ge=0)
     streaming: bool = False
-    seed: int | None = None
-    max_latency_s: float | None = None
+    seed: Annotated[int | None, BeforeValidator(check_setting("seed"))] = None
+    max_latency_s: Annotated[float | None, BeforeValidator(check_optional_positive("max_latency_s"))] = None
     energy_budget: Annotated[float | str | None, BeforeValidator(check_energy_budget)] = None
     max_joules: Annotated[float | None, BeforeValidator(check_max_joules)] = None
     cascades: list[tuple[str, str]] | None = None
@@ -277,7 +279,8 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
 
     def model_post_init(self, context: Any) -> None:
         super().model_post_init(context)
-        if isinstance(self.callbacks, BaseCallbackManager):
+        if isinstance(self.callbacks, BaseCallbackManager):  # a copy: the caller's manager is not grown per model
+            self.callbacks = self.callbacks.copy()
             self.callbacks.add_handler(self._recorder, inherit=False)
         else:
             self.callbacks = [*(self.callbacks or []), self._recorder]
@@ -339,6 +342,7 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
     ) -> ChatResult:
         if self.streaming:
             return generate_from_stream(self._stream(messages, stop=stop, run_manager=run_manager, **kwargs))
+        parallel = _parallel(kwargs)  # checked before the model runs
         result = self.routed_generation(
             to_greenserv_messages(messages),
             _call_options(kwargs),
@@ -349,7 +353,7 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
             content=result.text,
             usage_metadata=_usage(result),
             response_metadata=_metadata(result),
-            **_tool_calls(result, parallel=_parallel(kwargs)),
+            **_tool_calls(result, parallel=parallel),
         )
         return ChatResult(generations=[ChatGeneration(message=message)], llm_output={"model_name": result.model})
 

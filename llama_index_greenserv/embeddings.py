@@ -4,6 +4,7 @@ features use it, ``embedder="minilm"``)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from llama_index.core.base.embeddings.base import BaseEmbedding
@@ -43,5 +44,12 @@ class GreenServEmbedding(BaseEmbedding):
     def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
         return self._embed(texts)
 
+    # async: embedded in a worker thread, a batch at a time; the event loop stays free
     async def _aget_query_embedding(self, query: str) -> list[float]:
-        return self._get_query_embedding(query)
+        return (await asyncio.to_thread(self._embed, [query]))[0]
+
+    async def _aget_text_embedding(self, text: str) -> list[float]:
+        return (await asyncio.to_thread(self._embed, [text]))[0]
+
+    async def _aget_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        return await asyncio.to_thread(self._embed, texts)

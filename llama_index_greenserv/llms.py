@@ -21,8 +21,10 @@ are in ``message.additional_kwargs["tool_calls"]`` (and refused ones, with the r
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
 
 from llama_index.core.base.llms.types import (
@@ -52,8 +54,11 @@ from greenserv_core.adapters import (
     Piece,
     check_cascade_signal,
     check_energy_budget,
+    check_optional_positive,
     check_optional_tradeoff,
+    check_setting,
     check_stop,
+    schema_refused,
     tool_calls_of,
     why_no_tool_call,
 )
@@ -171,12 +176,48 @@ def _history_calls(message: ChatMessage, index: int) -> list[tuple[str, dict[str
     return read
 
 
+_SHAPING = "greenserv_tool_shaping"
+"""The keyword under which :meth:`GreenServLLM._prepare_chat_with_tools` passes how to shape
+the tool calls of the answer (taken out before the router sees the options)."""
+
+
+@dataclass(frozen=True)
+class _ToolShaping:
+    """How the tool calls of an answer to ``chat_with_tools`` and its stream forms are shaped
+    (LlamaIndex validates only the answers of ``chat_with_tools``): with ``single``, the first
+    call only; with no valid call, the calls refused only by a tool's JSON schema that its
+    pydantic ``fn_schema`` accepts (a quoted number, ``"true"``), as that model reads them."""
+
+    single: bool = False
+    schemas: dict[str, Any] = field(default_factory=dict)
+
+    def shaped(self, calls: list[Any], refused: list[Any]) -> list[Any]:
+        if not calls:
+            for near in schema_refused(refused):
+                schema = self.schemas.get(near["name"])
+                if schema is None:
+                    continue
+                try:
+                    arguments = schema.model_validate(near["arguments"]).model_dump()
+                except Exception:  # not even pydantic reads it: it stays refused
+                    continue
+                calls = [*calls, {**near, "arguments": arguments}]
+        return calls[:1] if self.single else calls
+
+
 def _call_options(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """A call's options, with LlamaIndex's ``tool_required`` as a ``tool_choice``."""
+    """A call's options, with LlamaIndex's ``tool_required`` as a ``tool_choice`` (and the
+    tool calls' shaping taken out)."""
     options = dict(kwargs)
+    options.pop(_SHAPING, None)
     if options.pop("tool_required", False) and options.get("tool_choice") in (None, "auto"):
         options["tool_choice"] = "any"
     return options
+
+
+def _shaping(kwargs: dict[str, Any]) -> _ToolShaping | None:
+    shaping = kwargs.get(_SHAPING)
+    return shaping if isinstance(shaping, _ToolShaping) else None
 
 
 class GreenServLLM(AdapterCore, FunctionCallingLLM):
@@ -243,13 +284,13 @@ class GreenServLLM(AdapterCore, FunctionCallingLLM):
     embedder: str | None = None
     tradeoff: Annotated[float | None, BeforeValidator(check_optional_tradeoff)] = None
     meter: str = "auto"
-    temperature: float = 0.0
-    top_p: float = 1.0
+    temperature: Annotated[float, BeforeValidator(check_setting("temperature"))] = 0.0
+    top_p: Annotated[float, BeforeValidator(check_setting("top_p"))] = 1.0
     max_tokens: int = Field(default=256, gt=0)
     stop: Annotated[list[str] | None, BeforeValidator(check_stop)] = None
-    timeout: float | None = None
-    seed: int | None = None
-    max_latency_s: float | None = None
+    timeout: Annotated[float | None, BeforeValidator(check_optional_positive("timeout"))] = None
+    seed: Annotated[int | None, BeforeValidator(check_setting("seed"))] = None
+    max_latency_s: Annotated[float | None, BeforeValidator(check_optional_positive("max_latency_s"))] = None
     energy_budget: Annotated[float | str | None, BeforeValidator(check_energy_budget)] = None
     max_joules: Annotated[float | None, BeforeValidator(check_max_joules)] = None
     cascades: list[tuple[str, str]] | None = None
@@ -325,10 +366,13 @@ class GreenServLLM(AdapterCore, FunctionCallingLLM):
             messages.append(
                 ChatMessage(role=MessageRole.USER, content=user_msg) if isinstance(user_msg, str) else user_msg
             )
+        schemas = {tool.metadata.get_name(): tool.metadata.fn_schema for tool in tools if tool.metadata.fn_schema}
         return {
             "messages": messages,
-            "tools": [tool.metadata.to_openai_tool() for tool in tools],
+            # OpenAI's limit of 1024 characters on a description means nothing to local models
+            "tools": [tool.metadata.to_openai_tool(skip_length_check=True) for tool in tools],
             "tool_required": tool_required,
+            _SHAPING: _ToolShaping(single=not allow_parallel_tool_calls, schemas=schemas),
             **kwargs,
         }
 
@@ -359,7 +403,7 @@ class GreenServLLM(AdapterCore, FunctionCallingLLM):
     @llm_chat_callback()
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         result = self._run(to_greenserv_messages(messages), kwargs)
-        return _chat_response(result.text, None, result)
+        return _chat_response(result.text, None, result, shaping=_shaping(kwargs))
 
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
@@ -368,7 +412,8 @@ class GreenServLLM(AdapterCore, FunctionCallingLLM):
 
     @llm_chat_callback()
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
-        return _responses(self._pieces(to_greenserv_messages(messages), kwargs), _chat_response)
+        make = functools.partial(_chat_response, shaping=_shaping(kwargs))
+        return _responses(self._pieces(to_greenserv_messages(messages), kwargs), make)
 
     @llm_completion_callback()
     def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
@@ -378,7 +423,7 @@ class GreenServLLM(AdapterCore, FunctionCallingLLM):
     @llm_chat_callback()
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         result = await asyncio.to_thread(self._run, to_greenserv_messages(messages), kwargs)
-        return _chat_response(result.text, None, result)
+        return _chat_response(result.text, None, result, shaping=_shaping(kwargs))
 
     @llm_completion_callback()
     async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
@@ -389,7 +434,8 @@ class GreenServLLM(AdapterCore, FunctionCallingLLM):
     async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
         await self._router_built()
         conversation, arguments = self.router_arguments(to_greenserv_messages(messages), _call_options(kwargs))
-        return _aresponses(iterate_in_thread(lambda: self.stream_prepared(conversation, arguments)), _chat_response)
+        make = functools.partial(_chat_response, shaping=_shaping(kwargs))
+        return _aresponses(iterate_in_thread(lambda: self.stream_prepared(conversation, arguments)), make)
 
     @llm_completion_callback()
     async def astream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseAsyncGen:
@@ -407,11 +453,15 @@ class GreenServLLM(AdapterCore, FunctionCallingLLM):
 R = TypeVar("R", ChatResponse, CompletionResponse)
 
 
-def _chat_response(text: str, delta: str | None, result: RoutedGeneration | None) -> ChatResponse:
+def _chat_response(
+    text: str, delta: str | None, result: RoutedGeneration | None, *, shaping: _ToolShaping | None = None
+) -> ChatResponse:
     record = result.record() if result is not None else None
     extra: dict[str, Any] = {}
     if result is not None and (result.tool_calls or result.invalid_tool_calls):
         extra["tool_calls"], extra["invalid_tool_calls"] = tool_calls_of(result)
+        if shaping is not None:
+            extra["tool_calls"] = shaping.shaped(list(extra["tool_calls"]), list(extra["invalid_tool_calls"]))
     return ChatResponse(
         message=ChatMessage(role=MessageRole.ASSISTANT, content=text, additional_kwargs=extra),
         delta=delta,

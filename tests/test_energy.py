@@ -317,3 +317,57 @@ def test_a_misspelt_meter_is_named_before_any_model_is_built() -> None:
 
     with pytest.raises(InvalidInputError, match="unknown energy meter 'rpal'"):
         build_backends(["http://gpu-1:8000/v1#qwen"], meter="rpal")
+
+
+# ---- review fixes (2026-12-05) ----------------------------------------------------------------------
+def test_a_reading_that_is_not_a_number_of_joules_is_no_measurement() -> None:
+    from greenserv_core.energy.base import TimedMeter
+    from greenserv_core.errors import WindowNotMeasuredError
+
+    class Reads(TimedMeter):
+        source = "exporter-counter"
+
+        def __init__(self, value: float) -> None:
+            self.value = value
+
+        def _start(self) -> object:
+            return None
+
+        def _stop(self, token: object, duration_s: float) -> float:
+            return self.value
+
+    for bad in (float("nan"), float("inf"), -5.0):  # NaN was a measured 0 J; inf raised past the fallback
+        with pytest.raises(WindowNotMeasuredError, match="not a reading"), Reads(bad).measure():
+            pass
+        with FallbackMeter(Reads(bad), CpuTimeEstimateMeter()).measure() as window:
+            pass
+        assert (window.source, window.measured) == ("cpu-time-estimate", False)
+    with Reads(-1e-12).measure() as window:  # a rounding error below 0 is 0
+        pass
+    assert window.joules == 0.0 and window.measured
+
+
+def test_a_failed_synchronisation_stops_the_power_sampler() -> None:
+    import threading
+
+    def failing() -> None:
+        raise RuntimeError("CUDA error: device-side assert")
+
+    meter = NvmlPowerMeter([0], pynvml=FakeNvml(counter=False), interval_s=0.005, synchronize=failing)  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="device-side"), meter.measure():
+        time.sleep(0.02)
+    time.sleep(0.05)
+    assert not [t for t in threading.enumerate() if t.name == "greenserv-nvml-power"]  # was polling for good
+    with pytest.raises(InvalidInputError, match="interval_s"):
+        NvmlPowerMeter([0], pynvml=FakeNvml(counter=False), interval_s=0.0, synchronize=lambda: None)  # type: ignore[arg-type]
+
+
+def test_a_gpu_nvml_cannot_find_by_index_leaves_a_labelled_estimate(monkeypatch: pytest.MonkeyPatch) -> None:
+    class NoSuchIndex(FakeNvml):
+        def nvmlDeviceGetHandleByIndex(self, index: int) -> object:
+            raise RuntimeError("Invalid Argument")  # as NVMLError
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr(nvml_module, "load_pynvml", lambda: NoSuchIndex())
+    monkeypatch.setattr(nvml_module, "cuda_synchronizer", lambda devices: lambda: None)
+    assert auto_meter([3]).source == "cpu-time-estimate"  # the NVML error escaped and failed every answer

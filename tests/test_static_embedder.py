@@ -97,6 +97,7 @@ def test_the_cache_returns_the_vectors_it_would_compute(tiny_static: Path) -> No
     np.testing.assert_array_equal(cached.embed(texts), expected)  # a batch fills the cache
     np.testing.assert_array_equal(cached.embed(texts[:1]), expected[:1])  # a hit, bit for bit
     assert cached._cache.get(texts[0]) is not None and len(cached._cache._items) == 2
+    assert all(vector.base is None for vector in cached._cache._items.values())  # never a view of a batch
     cached.embed(["a third text"])  # evicts the least recently used
     assert len(cached._cache._items) == 2
     assert uncached.embed([]).shape == cached.embed([]).shape == (0, 8)

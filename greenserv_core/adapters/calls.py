@@ -26,7 +26,9 @@ __all__ = [
     "apply_tool_choice",
     "check_cascade_signal",
     "check_energy_budget",
+    "check_optional_positive",
     "check_optional_tradeoff",
+    "check_setting",
     "check_stop",
     "generation_options",
 ]
@@ -83,6 +85,42 @@ def check_cascade_signal(signal: object) -> str | None:
 def check_optional_tradeoff(tradeoff: object) -> float | None:
     """An adapter's ``tradeoff``: ``None`` (the router's own λ) or a λ in [0, 1]."""
     return None if tradeoff is None else check_tradeoff(tradeoff)
+
+
+def check_setting(name: str) -> Callable[[object], object]:
+    """A check of an adapter's default generation setting (``temperature``, ``top_p``,
+    ``seed``), as every call would check it, so that a bad default is refused when the model
+    is made, not at each call.
+
+    >>> check_setting("temperature")(0.7)
+    0.7
+    >>> check_setting("top_p")(5)
+    Traceback (most recent call last):
+    ...
+    greenserv_core.errors.InvalidInputError: top_p must be a number in (0, 1], got 5
+    """
+    from greenserv_core.backends.base import GenerationSettings
+
+    def check(value: object) -> object:
+        GenerationSettings(**{name: value})  # type: ignore[arg-type]
+        return value
+
+    return check
+
+
+def check_optional_positive(name: str) -> Callable[[object], float | None]:
+    """A check of an adapter's default ``timeout`` or ``max_latency_s`` (seconds): ``None`` or
+    a positive number.
+
+    >>> check_optional_positive("timeout")(None), check_optional_positive("timeout")(2)
+    (None, 2.0)
+    """
+    from greenserv_core.bandits.base import check_number
+
+    def check(value: object) -> float | None:
+        return None if value is None else check_number(name, value, low=0.0, strict=True)
+
+    return check
 
 
 def check_stop(stop: object) -> list[str] | None:
@@ -158,6 +196,13 @@ class LazyRouter:
         """The router built for ``key``, or ``None`` when there is none yet."""
         held = self._routers.get(key)
         return None if held is None else held[1]
+
+    def deciding(self, decision_id: str) -> GreenServRouter | None:
+        """The router built here that made ``decision_id`` (pending, or recently scored): a copy
+        that builds another router (another policy, budget or λ under a budget) made it there."""
+        with self._lock:
+            routers = [router for _, router in self._routers.values()]
+        return next((router for router in routers if router.pending_.known(decision_id)), None)
 
 
 def generation_options(
@@ -237,7 +282,8 @@ def apply_tool_choice(
     if choice in ("any", "required", True):
         instruction = "Answer with a call to one of the functions."
     else:
-        name = choice.get("function", {}).get("name") if isinstance(choice, dict) else choice
+        function = choice.get("function") if isinstance(choice, dict) else None
+        name = function.get("name") if isinstance(function, dict) else None if isinstance(choice, dict) else choice
         tools = [t for t in tools if t["function"]["name"] == name]
         if not isinstance(name, str) or not tools:
             raise InvalidInputError(f"tool_choice {choice!r} names no bound tool")
@@ -487,13 +533,20 @@ class AdapterCore:
     def routed_feedback(self, decision_id: str, score: float) -> FeedbackRecord:
         """Send a score in [0, 1] for a decision; an unknown or expired one raises
         :class:`UnknownDecisionError` (a ``KeyError``) naming it."""
+        router = self._deciding(decision_id) or self.greenserv_router
         try:
-            return self.greenserv_router.feedback(decision_id, score)
+            return router.feedback(decision_id, score)
         except UnknownDecisionError as error:
             raise UnknownDecisionError(f"no routed answer for {decision_id!r}: {error}") from error
 
     def decided(self, decision_id: str) -> bool:
         """Whether this model's router made the decision (pending, or recently scored), so that
         a feedback handler leaves alone the answers of other routers in the same chain."""
-        router = self._built_router
-        return router is not None and router.pending_.known(decision_id)
+        return self._deciding(decision_id) is not None
+
+    def _deciding(self, decision_id: str) -> GreenServRouter | None:
+        """The router that made ``decision_id``: the ready one, or one built for this model or
+        for one of its copies (``None``: none did)."""
+        if self.router is not None:
+            return self.router if self.router.pending_.known(decision_id) else None
+        return self.built_routers.deciding(decision_id)

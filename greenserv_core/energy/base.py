@@ -10,7 +10,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from greenserv_core.errors import InvalidInputError
+from greenserv_core.errors import InvalidInputError, WindowNotMeasuredError
 
 __all__ = ["EnergyMeter", "EnergyReading", "EnergyWindow", "TimedMeter", "combined_energy"]
 
@@ -116,4 +116,7 @@ class TimedMeter:
             yield window
         finally:
             window.duration_s = time.perf_counter() - started
-            window.joules = max(0.0, float(self._stop(token, window.duration_s)))
+            joules = float(self._stop(token, window.duration_s))
+            if not math.isfinite(joules) or joules < -1e-9:  # (a rounding error below 0 is 0)
+                raise WindowNotMeasuredError(f"{self.source} read {joules!r} J for the window: not a reading")
+            window.joules = max(0.0, joules)

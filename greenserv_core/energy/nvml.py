@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+from greenserv_core.bandits.base import check_number
 from greenserv_core.energy.base import TimedMeter
 from greenserv_core.energy.registry import register_meter
 from greenserv_core.errors import MissingResourceError, WindowNotMeasuredError
@@ -81,7 +82,10 @@ def nvml_handles(pynvml: ModuleType, cuda_devices: Sequence[int]) -> list[Any]:
                     f"{failure}; with CUDA_VISIBLE_DEVICES set the indices may differ"
                 ) from error
             _warn_once(f"energy: {failure}; using NVML device {index}")
-            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            try:
+                handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            except Exception as missing:  # an index NVML does not have, or may not read
+                raise MissingResourceError(f"{failure}; NVML device {index}: {missing}") from missing
         handles.append(handle)
     return handles
 
@@ -178,7 +182,7 @@ class NvmlPowerMeter(_NvmlMeter):
         synchronize: Callable[[], None] | None = None,
         pynvml: ModuleType | None = None,
     ) -> None:
-        self.interval_s = interval_s
+        self.interval_s = check_number("interval_s", interval_s, low=0.0, strict=True)
         super().__init__(cuda_devices, synchronize=synchronize, pynvml=pynvml)
 
     def _probe(self) -> None:
@@ -208,9 +212,11 @@ class NvmlPowerMeter(_NvmlMeter):
 
     def _stop(self, token: object, duration_s: float) -> float:
         assert isinstance(token, _PowerWindow) and token.thread is not None
-        self.synchronize()
-        token.stop.set()
-        token.thread.join()
+        try:
+            self.synchronize()
+        finally:  # a failed synchronisation must not leave the sampler polling for good
+            token.stop.set()
+            token.thread.join()
         if token.errors:
             raise token.errors[0]
         samples = [*token.samples, (time.perf_counter(), self._watts())]

@@ -159,7 +159,7 @@ class SentenceTransformerEmbedder:
         if len(texts) != len(vectors):
             raise InvalidInputError(f"{len(texts)} texts but {len(vectors)} vectors")
         for text, vector in zip(texts, np.asarray(vectors, dtype=np.float32), strict=True):
-            self._cache.put(text, vector)
+            self._cache.put(text, vector.copy())  # a row of its own: a view would keep the whole array
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         return self._embed(texts, progress=False)
@@ -187,7 +187,7 @@ class SentenceTransformerEmbedder:
                 )
             computed = dict(zip(missing, np.asarray(vectors, dtype=np.float32), strict=True))
             for text, vector in computed.items():
-                self._cache.put(text, vector)
+                self._cache.put(text, vector.copy())  # a row of its own: a view would keep the whole batch
             found = [
                 vector if vector is not None else computed[text] for text, vector in zip(texts, found, strict=True)
             ]

@@ -308,7 +308,7 @@ class StaticEmbedder:
             return np.stack(found) if found else self._embed(texts)  # type: ignore[arg-type]
         computed = dict(zip(missing, self._embed(missing), strict=True))
         for text, vector in computed.items():
-            self._cache.put(text, vector)
+            self._cache.put(text, vector.copy())  # a row of its own: a view would keep the whole batch
         pairs = zip(texts, found, strict=True)
         return np.stack([computed[text] if vector is None else vector for text, vector in pairs])
 

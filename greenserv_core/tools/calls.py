@@ -186,10 +186,14 @@ def parse_tool_calls(text: str, tools: Sequence[ToolSpec]) -> ParsedOutput:
         end = 0
         for match in _BLOCK.finditer(text):
             source = match.group(1).strip()
-            if not match.group(0).endswith("</tool_call>") and not source.startswith(("{", "[", "```")):
+            closed = match.group(0).endswith("</tool_call>")
+            if not closed and source and not source.startswith(("{", "[", "```")):
                 continue  # "<tool_call>" named in prose, not a call cut short: the text stays
             kept.append(text[end : match.start()])
             end = match.end()
+            if not source:  # an empty block, or one cut short before its arguments (a stop sequence)
+                found.append(InvalidToolCall(None, "", "tool call has no arguments: cut short, or empty"))
+                continue
             fenced = _FENCE.match(source)
             try:
                 raw = json.loads(fenced.group(1) if fenced else source)

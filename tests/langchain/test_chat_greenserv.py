@@ -383,3 +383,47 @@ def test_tool_calls_can_be_scored_automatically() -> None:
     manual = tool_llm()
     plain = manual.bind_tools([multiply]).invoke("What is 'six' times 7?")
     assert plain.tool_calls and manual.feedback(plain, 1.0).applied  # off by default: the user scores
+
+
+# ---- review fixes (2026-12-05) ----------------------------------------------------------------------
+def test_a_bad_parallel_tool_calls_is_refused_before_the_model_runs() -> None:
+    llm = tool_llm()
+    with pytest.raises(InvalidInputError, match="parallel_tool_calls"):
+        llm.bind_tools([multiply]).invoke("6 times 7", parallel_tool_calls="no")
+    assert len(llm.router.pending_) == 0  # nothing ran, nothing charged
+
+
+def test_a_malformed_tool_choice_is_refused_clearly() -> None:
+    with pytest.raises(InvalidInputError, match="names no bound tool"):
+        tool_llm().bind_tools([multiply], tool_choice={"function": "multiply"}).invoke("6 times 7")
+
+
+def test_a_call_cut_short_by_a_stop_sequence_is_reported() -> None:
+    message = tool_llm().bind_tools([multiply], tool_choice="multiply").invoke("6 and 7", stop=["\n"])
+    assert not message.tool_calls and "cut short" in message.invalid_tool_calls[0]["error"]  # was erased
+
+
+def test_the_callers_callback_manager_is_not_grown_per_model() -> None:
+    from langchain_core.callbacks import CallbackManager
+    from langchain_core.runnables import ConfigurableField
+
+    manager = CallbackManager([])
+    llm = make_llm(callbacks=manager)
+    configurable = llm.configurable_fields(tradeoff=ConfigurableField(id="lam"))
+    for _ in range(5):
+        configurable.invoke("hi", config={"configurable": {"lam": 0.7}})
+    assert manager.handlers == []  # was one recorder per copy
+
+
+def test_answers_of_a_copy_that_builds_its_own_router_can_be_scored() -> None:
+    from langchain_core.runnables import ConfigurableField
+
+    llm = ChatGreenServ(
+        models=[FakeBackend("small"), FakeBackend("large")], embedder="static", energy_budget="50J/query"
+    )
+    handler = GreenServFeedbackHandler(llm, evaluator=lambda prompt, output: 1.0)
+    copy = llm.configurable_fields(tradeoff=ConfigurableField(id="lam"))
+    copy.invoke("y", config={"configurable": {"lam": 0.7}, "callbacks": [handler]})
+    assert len(handler.runs) == 1 and not handler.errors  # was dropped: not this model's router
+    answer = copy.invoke("z", config={"configurable": {"lam": 0.7}})
+    assert llm.feedback(answer, 1.0).applied  # was UnknownDecisionError

@@ -159,3 +159,103 @@ def test_options_given_as_none_take_the_defaults() -> None:
     llm = make_llm()
     for option in ("temperature", "top_p", "max_tokens", "seed", "timeout", "tradeoff"):
         assert llm.chat([ChatMessage(role="user", content="hi")], **{option: None}).message.content
+
+
+# ---- review fixes (2026-12-05) ----------------------------------------------------------------------
+def test_streamed_tool_answers_keep_one_call_unless_parallel_calls_are_allowed() -> None:
+    two = FakeBackend(
+        "caller",
+        capabilities=frozenset({"chat_template", "tools"}),
+        tool_reply=lambda m, t: with_tool_calls("", [("multiply", {"a": 2, "b": 3}), ("multiply", {"a": 4, "b": 5})]),
+    )
+    llm = make_llm([two])
+    tool = FunctionTool.from_defaults(fn=multiply)
+    last = list(llm.stream_chat_with_tools([tool], user_msg="2*3?"))[-1]
+    assert len(llm.get_tool_calls_from_response(last)) == 1  # LlamaIndex checks only chat_with_tools' answers
+
+    async def streamed(allow: bool) -> int:
+        final = None
+        async for response in await llm.astream_chat_with_tools(
+            [tool], user_msg="2*3?", allow_parallel_tool_calls=allow
+        ):
+            final = response
+        assert final is not None
+        return len(llm.get_tool_calls_from_response(final))
+
+    assert asyncio.run(streamed(False)) == 1 and asyncio.run(streamed(True)) == 2
+
+
+def test_tool_arguments_only_the_json_schema_refused_are_read_as_the_tools_model_reads_them() -> None:
+    from llama_index.core.prompts import PromptTemplate
+    from pydantic import BaseModel
+
+    class Person(BaseModel):
+        name: str
+        adult: bool
+
+    quoting = FakeBackend(
+        "quoting",
+        capabilities=frozenset({"tools"}),
+        tool_reply=lambda m, t: (
+            '<tool_call>{"name": "Person", "arguments": {"name": "Ada", "adult": "true"}}</tool_call>'
+        ),
+    )
+    llm = make_llm([quoting])
+    assert llm.structured_predict(Person, PromptTemplate("A person.")) == Person(name="Ada", adult=True)
+    last = list(llm.stream_chat_with_tools([FunctionTool.from_defaults(fn=multiply)], user_msg="2*3?"))[-1]
+    assert (
+        llm.get_tool_calls_from_response(last, error_on_no_tool_call=False) == []
+    )  # another tool's call stays refused
+
+
+def test_a_tool_with_a_long_description_is_offered() -> None:
+    def lookup(q: str) -> str:
+        return q
+
+    long = FunctionTool.from_defaults(fn=lookup, description="Look things up. " * 80)  # past OpenAI's 1024
+    caller = FakeBackend(
+        "caller",
+        capabilities=frozenset({"chat_template", "tools"}),
+        tool_reply=lambda m, t: with_tool_calls("", [("lookup", {"q": "x"})]),
+    )
+    response = make_llm([caller]).chat_with_tools([long], user_msg="look up x")
+    assert response.message.additional_kwargs["tool_calls"][0]["arguments"] == {"q": "x"}
+
+
+def test_bad_sampling_defaults_are_refused_when_the_model_is_made() -> None:
+    from pydantic import ValidationError
+
+    from langchain_greenserv import ChatGreenServ
+
+    for bad, match in (
+        ({"temperature": -3}, "temperature"),
+        ({"top_p": 5}, "top_p"),
+        ({"timeout": -1}, "timeout"),
+        ({"seed": -1}, "seed"),
+        ({"max_latency_s": 0}, "max_latency_s"),
+    ):
+        with pytest.raises(ValidationError, match=match):
+            GreenServLLM(**bad)  # type: ignore[arg-type]
+        with pytest.raises(ValidationError, match=match):
+            ChatGreenServ(**bad)  # type: ignore[arg-type]
+
+
+def test_async_embeddings_run_a_batch_at_a_time_off_the_event_loop() -> None:
+    import threading
+
+    from greenserv_core.features import HashingEmbedder
+    from llama_index_greenserv import GreenServEmbedding
+
+    class Counting(HashingEmbedder):
+        def __init__(self) -> None:
+            super().__init__(32)
+            self.calls: list[tuple[int, bool]] = []
+
+        def embed(self, texts):  # type: ignore[no-untyped-def]
+            self.calls.append((len(texts), threading.current_thread() is threading.main_thread()))
+            return super().embed(texts)
+
+    embedder = Counting()
+    model = GreenServEmbedding(embedder=embedder, embed_batch_size=10)
+    vectors = asyncio.run(model.aget_text_embedding_batch([f"text {i}" for i in range(20)]))
+    assert len(vectors) == 20 and embedder.calls == [(10, False), (10, False)]  # was 20 calls of 1, on the loop
