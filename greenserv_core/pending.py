@@ -7,6 +7,7 @@ generation time; only its accuracy is never learned, and no score is imputed for
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -18,6 +19,10 @@ import numpy as np
 from greenserv_core.errors import DecisionAlreadyScoredError, InvalidInputError, UnknownDecisionError
 
 __all__ = ["PendingDecision", "PendingDecisions", "PendingStore"]
+
+_ANSWERED_LOOKAHEAD = 256
+"""How many of the oldest decisions a full store looks through for one whose answer came, to
+drop before one still being answered."""
 
 
 @dataclass
@@ -153,15 +158,23 @@ class PendingDecisions:
             self._awaiting.pop(oldest, None)
 
     def evict(self) -> int:
-        """Drop decisions past their age or over the size limit; returns how many."""
+        """Drop decisions past their age, then over the size limit, oldest first among those
+        whose answer came (those still being answered go last); returns how many."""
         dropped = 0
         horizon = self.clock() - self.ttl_s
         while self._items:
             oldest_id, oldest = next(iter(self._items.items()))
-            if oldest.created_at >= horizon and len(self._items) <= self.max_size:
+            if oldest.created_at >= horizon:
                 break
             del self._items[oldest_id]
             self._forget(oldest_id, "expired")
+            dropped += 1
+        while len(self._items) > self.max_size:
+            first = itertools.islice(self._items.items(), _ANSWERED_LOOKAHEAD)  # (a bounded look: never slow)
+            answered = next((key for key, item in first if item.energy_joules is not None), None)
+            victim = answered if answered is not None else next(iter(self._items))
+            del self._items[victim]
+            self._forget(victim, "expired")
             dropped += 1
         return dropped
 

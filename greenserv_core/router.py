@@ -26,6 +26,7 @@ Example, with fake models and the dependency-free hashing embedder::
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import operator
@@ -426,9 +427,10 @@ class GreenServRouter:
         if features is None:
             features = self.features.extract(request.messages)
         limits = Limits(request.settings.max_new_tokens, request.models, failed, request.requires, limit, cap)
-        return self.learner_.decide(
+        decision = self.learner_.decide(
             features, candidates, limits, lam, decision_id, rerouting=rerouting, under_way=under_way
         )
+        return dataclasses.replace(decision, chosen=backends.get(decision.model))  # checked for this query
 
     def escalate(self, decision_id: str, confidence: float | None) -> Verdict:
         """For a decision routed to a cascade that you run yourself: after its first answer,

@@ -252,3 +252,63 @@ def test_a_backend_that_reports_nothing_when_closed_charges_nothing() -> None:
     next(stream)
     stream.close()
     assert _spent(router) == (0.0, 0.0)  # the router does not invent joules
+
+
+# ---- review fixes (2026-12-05) ----------------------------------------------------------------------
+def test_a_batch_larger_than_the_pending_store_still_returns_every_answer(caplog: pytest.LogCaptureFixture) -> None:
+    router = GreenServRouter(
+        [FakeBackend("small"), FakeBackend("large")], features=make_hashing_extractor(), max_pending=10, seed=0
+    )
+    answers = router.generate_batch([f"question {i}" for i in range(20)], max_new_tokens=4)  # raised
+    assert len(answers) == 20 and "left the pending store before its answer came" in caplog.text
+    store = router.learner_.pending_
+    router.generate_batch(["one more"] * 5, max_new_tokens=4)  # answered ones go first, never those under way
+    assert len(store) == 10
+
+
+def test_a_model_replaced_under_its_name_after_routing_does_not_answer() -> None:
+    tools = [{"type": "function", "function": {"name": "f", "description": "d", "parameters": {"type": "object"}}}]
+    with_tools = FakeBackend("b", capabilities=frozenset({"chat_template", "tools"}))
+    router = GreenServRouter([FakeBackend("a"), with_tools], features=make_hashing_extractor(), seed=0)
+    route = router._executor.route
+    stand_in = FakeBackend("b", joules_per_token=1000.0)  # no tools, far dearer
+
+    def replaced_meanwhile(*args, **kwargs):  # type: ignore[no-untyped-def]
+        decision = route(*args, **kwargs)
+        if decision.model == "b" and router.backend("b") is with_tools:
+            router.remove_model("b")
+            router.add_model(stand_in)
+        return decision
+
+    router._executor.route = replaced_meanwhile  # type: ignore[method-assign]
+    with pytest.raises(NoEligibleModelError, match="replaced in the pool"):
+        router.generate("What is 2 + 2?", tools=tools, max_joules=50.0)
+    assert stand_in.calls == 0  # was answered by the stand-in, unchecked
+
+
+def test_a_failed_batch_charges_every_querys_share() -> None:
+    class BatchDown(FakeBackend):
+        def generate_batch(self, batch, settings):  # type: ignore[no-untyped-def]
+            raise ModelUnavailableError("batch down", spent_joules=12.0, spent_s=1.0)
+
+    router = GreenServRouter(
+        [BatchDown("a"), FakeBackend("b")], features=make_hashing_extractor(), energy_budget="1000J/query", seed=0
+    )
+    with pytest.raises(NoEligibleModelError):
+        router.generate_batch(["x one", "y two", "z three"], models=["a"])
+    assert router.stats_["a"]["decisions"] == 0 and router.stats_["a"]["energy_joules"] == 12.0  # was 2 and 4 J
+    assert router.budget_ is not None and router.budget_.spent_joules == 12.0
+
+
+def test_a_failure_that_reports_no_number_of_joules_still_fails_over() -> None:
+    class Garbled(FakeBackend):
+        def generate(self, messages, settings):  # type: ignore[no-untyped-def]
+            raise ModelUnavailableError("down", spent_joules=float("nan"))
+
+    router = GreenServRouter(
+        [Garbled("a"), FakeBackend("b")], features=make_hashing_extractor(), policy="random", seed=0
+    )
+    answers = [router.generate(f"hi {i}", decision_id=f"d{i}", max_new_tokens=4) for i in range(8)]  # raised
+    failed = [attempt for answer in answers for attempt in answer.failed_attempts]
+    assert {a.model for a in answers} == {"b"} and failed and all(a.energy_joules == 0.0 for a in failed)
+    assert not router.learner_.rerouting_  # the id was held for good

@@ -277,3 +277,17 @@ def test_thompson_estimates_draw_nothing_so_seeded_decisions_stay_the_same() -> 
 def test_policies_that_keep_nothing_per_arm_say_they_take_no_prior() -> None:
     assert not make_policy("random", 2, seed=0).takes_priors
     assert make_policy("linucb", 2, seed=0).takes_priors
+
+
+def test_policy_parameters_of_the_wrong_type_are_refused_by_name() -> None:
+    import numpy as np
+
+    from greenserv_core.bandits.epsilon_greedy import EpsilonGreedy
+    from greenserv_core.bandits.linucb import LinUCB
+
+    for bad in ("0.1", True):
+        with pytest.raises(InvalidInputError, match="epsilon"):
+            EpsilonGreedy(4, epsilon=bad)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="try_unplayed must be True or False"):
+        LinUCB(4, try_unplayed="false")  # type: ignore[arg-type]  # bool("false") was True
+    assert LinUCB(4, share=np.float32(0.5), forget=np.float32(0.9)).share == 0.5  # type: ignore[arg-type]

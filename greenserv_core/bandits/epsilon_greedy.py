@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from typing_extensions import Unpack
 
-from greenserv_core.bandits.base import ArmPrior, ArmScore, Policy
+from greenserv_core.bandits.base import ArmPrior, ArmScore, Policy, check_number
 from greenserv_core.bandits.columns import ArmScores
 from greenserv_core.bandits.linear import LinearOptions, LinearPolicy
 from greenserv_core.bandits.registry import register_policy
@@ -54,6 +54,8 @@ class EpsilonExploration(Policy):
     value_bound: float = 1.0
 
     def _set_schedule(self, epsilon: float, decay: float, min_epsilon: float) -> None:
+        for name, value in (("epsilon", epsilon), ("decay", decay), ("min_epsilon", min_epsilon)):
+            check_number(name, value)  # a number: a string or a bool is refused by name
         if not 0 <= epsilon <= 1:
             raise InvalidInputError(f"epsilon must be in [0, 1], got {epsilon!r}")
         if not 0 < decay <= 1:

@@ -82,14 +82,15 @@ class LinearPolicy(Policy):
         seed: int | None = None,
     ) -> None:
         super().__init__(dimension, seed=seed)
-        if isinstance(share, bool) or not isinstance(share, (int, float)) or not (np.isfinite(share) and share >= 0):
-            raise InvalidInputError(f"share must be a finite number >= 0, got {share!r}")
-        self.share = float(share)
+        self.share = check_number("share", share, low=0.0)
+        for name, flag in (("pool_prior", pool_prior), ("try_unplayed", try_unplayed)):
+            if not isinstance(flag, (bool, np.bool_)):  # bool("false") is True
+                raise InvalidInputError(f"{name} must be True or False, got {flag!r}")
         self.pool_prior = bool(pool_prior)
         self.try_unplayed = bool(try_unplayed)
         check_number("l2", l2, low=0.0, strict=True)
         check_number("prior_reward", prior_reward)
-        if isinstance(forget, bool) or not isinstance(forget, (int, float)) or not 0 < forget <= 1:
+        if check_number("forget", forget, low=0.0, strict=True) > 1:
             raise InvalidInputError(f"forget must be a number in (0, 1], got {forget!r}")
         self.reward_range = None if reward_range is None else _check_range(reward_range)
         self.l2 = float(l2)

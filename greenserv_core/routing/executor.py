@@ -29,6 +29,7 @@ from greenserv_core.errors import (
     BatchItemsUnavailableError,
     CascadeMemberUnavailableError,
     ModelUnavailableError,
+    UnknownDecisionError,
     UnknownModelError,
     spent_by,
 )
@@ -215,10 +216,18 @@ class Executor:
                 return done
             except ModelUnavailableError as error:  # these queries go, one by one, elsewhere
                 share = {**spent_by(error), "spent_joules": error.spent_joules / len(indices)}
-                return {
-                    i: self._generate_from(requests[i], decisions[i], ModelUnavailableError(str(error), **share))
-                    for i in indices
-                }
+                failed = {i: ModelUnavailableError(str(error), **share) for i in indices}
+                answered: dict[int, RoutedGeneration] = {}
+                for position, i in enumerate(indices):
+                    try:
+                        answered[i] = self._generate_from(requests[i], decisions[i], failed[i])
+                    except BaseException:  # the batch fails: the others' shares were spent all the same
+                        for later in indices[position + 1 :]:
+                            self.learner.fail_over(decisions[later])
+                            self._charge(decisions[later], failed[later])
+                            self.learner.release(decisions[later].decision_id)
+                        raise
+                return answered
             return {
                 i: self.finish(decisions[i], output, requests[i]) for i, output in zip(indices, outputs, strict=True)
             }
@@ -248,11 +257,15 @@ class Executor:
 
     def _backend_of(self, decision: RoutingDecision) -> ModelBackend:
         """The decision's model, or :class:`ModelUnavailableError` if it left the pool since
-        (removed while the query was routed): the query then fails over like any other."""
+        (removed while the query was routed), or another model took its name (it was never
+        checked for this query): the query then fails over like any other."""
         try:
-            return self.backend(decision.model)
+            backend = self.backend(decision.model)
         except UnknownModelError as error:
             raise ModelUnavailableError(f"{decision.model} left the pool: {error}") from error
+        if decision.chosen is not None and backend is not decision.chosen:
+            raise ModelUnavailableError(f"{decision.model} was replaced in the pool after this query was routed to it")
+        return backend
 
     def _generate_once(self, request: RouteRequest, decision: RoutingDecision) -> RoutedGeneration:
         backend = self._backend_of(decision)
@@ -272,16 +285,24 @@ class Executor:
         agreed = result.chain[-1].agreed if result.chain else None
         if agreed is not None:
             self.learner.record_agreement(decision.decision_id, agreed)
-        self.learner.record_outcome(
-            decision.decision_id,
-            energy_joules=result.energy.joules,
-            latency_s=result.latency_s,
-            energy_source=result.energy.source,
-            members=[  # each model's own answer: a confidence question is the cascade's cost, not the model's
-                (step.model, step.energy_joules - step.confidence_joules, step.latency_s - step.confidence_s)
-                for step in result.chain
-            ],
-        )
+        try:
+            self.learner.record_outcome(
+                decision.decision_id,
+                energy_joules=result.energy.joules,
+                latency_s=result.latency_s,
+                energy_source=result.energy.source,
+                members=[  # each model's own answer: a confidence question is the cascade's cost, not the model's
+                    (step.model, step.energy_joules - step.confidence_joules, step.latency_s - step.confidence_s)
+                    for step in result.chain
+                ],
+            )
+        except UnknownDecisionError as error:  # dropped from the pending store while it ran: the answer stands
+            logger.warning(
+                "decision %s left the pending store before its answer came (%s): the answer is returned, "
+                "but cannot be scored and its cost is not learned; raise max_pending or pending_ttl_s",
+                decision.decision_id,
+                error,
+            )
         tools = request.settings.tools
         parsed = parse_tool_calls(result.text, tools) if tools else ParsedOutput(result.text)
         generation = RoutedGeneration(

@@ -45,7 +45,13 @@ from greenserv_core.bandits import ArmPrior, Choice, Policy
 from greenserv_core.bandits.columns import ArmScores, ArmValues, KnownValues
 from greenserv_core.budget import BudgetPacer, BudgetStatus, EnergyBudget
 from greenserv_core.cascades.escalation import EscalationModel, Verdict, check_confidence
-from greenserv_core.errors import DecisionAlreadyScoredError, InvalidInputError, StateFileError, UnknownModelError
+from greenserv_core.errors import (
+    DecisionAlreadyScoredError,
+    InvalidInputError,
+    StateFileError,
+    UnknownDecisionError,
+    UnknownModelError,
+)
 from greenserv_core.features.extractor import QueryFeatures
 from greenserv_core.outcomes import CostModel
 from greenserv_core.pending import PendingDecision, PendingDecisions, PendingStore
@@ -700,6 +706,10 @@ class RoutingLearner:
                         f"the outcome of decision {decision_id!r} was already recorded (it is scored)"
                     ) from None
                 pending, scored = waiting, True
+            except UnknownDecisionError:  # expired while it ran: the joules were spent all the same
+                if self.pacer_ is not None:
+                    self.pacer_.charge(float(energy_joules))
+                raise
             if pending.energy_joules is not None:
                 raise InvalidInputError(f"the outcome of decision {decision_id!r} was already recorded")
             current = self._current(pending)

@@ -5,11 +5,12 @@ piece) and a :class:`FeedbackRecord` (what a score did)."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from greenserv_core.backends.base import ChainStep
+from greenserv_core.backends.base import ChainStep, ModelBackend
 from greenserv_core.bandits import ArmScore
 from greenserv_core.budget import BudgetStatus
 from greenserv_core.errors import ModelUnavailableError
@@ -29,7 +30,9 @@ class RoutingDecision:
     mappings over arrays (:class:`~greenserv_core.bandits.ArmScores`,
     :class:`~greenserv_core.bandits.columns.KnownValues`): a model's entry is made when read.
     ``tradeoff`` is the λ in force; ``budget`` what the energy budget did (``None``: no
-    budget, or a λ given for this query).
+    budget, or a λ given for this query). ``chosen`` is the backend the router chose under
+    ``model``'s name (a model replaced in the pool since does not answer the query: it fails
+    over).
     """
 
     decision_id: str
@@ -41,6 +44,7 @@ class RoutingDecision:
     tradeoff: float
     explored: bool
     budget: BudgetStatus | None = None
+    chosen: ModelBackend | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -58,8 +62,19 @@ class FailedAttempt:
 
     @classmethod
     def of(cls, model: str, error: ModelUnavailableError) -> FailedAttempt:
-        """What ``error`` says ``model``'s failed attempt spent."""
-        return cls(model, str(error), error.spent_joules, error.spent_s, error.spent_source, error.spent_measured)
+        """What ``error`` says ``model``'s failed attempt spent (a reading that is not a number
+        of joules or seconds, NaN or negative, counts as nothing spent).
+
+        >>> FailedAttempt.of("m", ModelUnavailableError("down", spent_joules=float("nan"))).energy_joules
+        0.0
+        """
+
+        def spent(value: float) -> float:
+            return float(value) if isinstance(value, (int, float)) and 0 <= value < math.inf else 0.0
+
+        joules, seconds = spent(error.spent_joules), spent(error.spent_s)
+        measured = error.spent_measured and joules == error.spent_joules  # a reading set aside is none
+        return cls(model, str(error), joules, seconds, error.spent_source, measured)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
