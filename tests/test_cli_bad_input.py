@@ -796,3 +796,46 @@ def test_a_replicas_file_store_under_a_file_is_refused_before_any_work(
     argv = ["bench", "replicas", "--table", str(tmp_path / "t.parquet"), "--store", f"file:{afile}/store"]
     assert cli.main(argv) == 2
     assert "is a file, not a folder" in capsys.readouterr().err
+
+
+# ---- review fixes (2026-12-05) ----------------------------------------------------------------------
+def test_an_output_that_cannot_be_written_is_one_clear_line_after_the_results_are_shown(
+    tiny_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["bench", "replay", "--table", str(tiny_path), "--runs", "1", "--strategies", "random,epsilon"]
+    assert cli.main([*argv, "--json", "/proc/no/such.json"]) == 2  # a traceback, exit code 1
+    captured = capsys.readouterr()
+    assert "greenserv: error: cannot write /proc/no/such.json" in captured.err and "Traceback" not in captured.err
+
+
+def test_parameters_for_what_is_no_router_policy_are_refused(
+    tiny_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["bench", "replay", "--table", str(tiny_path), "--runs", "1", "--strategies", "known-accuracy,random"]
+    refused([*argv, "--param", "known-accuracy.nonsense=3"], capsys, "take no parameters")  # was silently ignored
+
+
+def test_a_pool_change_that_would_leave_no_model_is_refused(
+    tiny_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["bench", "replay", "--table", str(tiny_path), "--runs", "1", "--strategies", "oracle"]
+    changes = ["--remove-model", "large@2", "--remove-model", "small@3"]
+    refused([*argv, *changes], capsys, "would leave the pool empty")  # ran, with a regret of -inf
+
+
+def test_random_routing_that_scores_nothing_gives_no_ratio_rather_than_a_crash() -> None:
+    from greenserv_core.evaluation.replay import relative
+
+    summary = {"reward": {"mean": 0.0}, "accuracy": {"mean": 0.0}, "energy_joules": {"mean": 0.0}}
+    fixed = {"random": {"reward": 0.0}, "best_fixed_model_per_task": {"reward": 0.0}, "oracle": {"reward": 0.0}}
+    out = relative({"baselines": fixed, "strategies": {"random": summary, "epsilon": summary}})
+    assert out["epsilon"]["accuracy_vs_random"] is None and out["epsilon"]["energy_vs_random"] is None
+
+
+def test_collect_refuses_an_empty_list_of_tasks(tmp_path: Path) -> None:
+    from greenserv_core import FakeBackend
+    from greenserv_core.evaluation.collect import collect
+
+    with pytest.raises(InvalidInputError, match="tasks is empty"):
+        collect([FakeBackend("m")], tmp_path / "t.csv", tasks=[])
+    assert not (tmp_path / "t.csv").exists()

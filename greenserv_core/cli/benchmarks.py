@@ -78,6 +78,7 @@ def _overhead(args: argparse.Namespace) -> int:
         energy_budget=args.budget_joules_per_query,
         prompts_file=args.prompts,
         device=args.device,
+        progress=True,
     )
     print(report.machine)
     print()

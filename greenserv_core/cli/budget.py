@@ -187,8 +187,8 @@ def _budget(args: argparse.Namespace) -> int:
         f"best single model: {best['model']}, {best['joules_per_query']:.1f} J per query, accuracy "
         f"{best['accuracy']:.3f}; strategy {strategy}, {args.runs} runs"
     )
+    print_table(budget_rows(report))  # shown before any file is written: a bad path loses nothing
     write_json(args.json, report)
-    print_table(budget_rows(report))
     if args.plot:
         from greenserv_core.evaluation.plots import plot_budget
 

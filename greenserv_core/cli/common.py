@@ -302,8 +302,11 @@ def embedding_store(args: argparse.Namespace) -> Path | None:
 def write_json(path: str | None, report: Any) -> None:
     """Write ``report`` as JSON to ``path`` (if one is given) and say so."""
     if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(report, indent=2), encoding="utf-8")
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(json.dumps(report, indent=2), encoding="utf-8")
+        except OSError as error:  # a clear line, not a traceback after the work
+            raise InvalidInputError(f"cannot write {path}: {error.strerror or error}") from error
         print(f"wrote {path}")
 
 

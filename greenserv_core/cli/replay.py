@@ -62,6 +62,11 @@ def _params_of(items: list[str], strategies: list[str]) -> dict[str, dict[str, A
         raise InvalidInputError(
             f"--param names the strategies {unused}, which are not among --strategies {sorted(running)}"
         )
+    from greenserv_core.bandits.registry import POLICIES
+
+    fixed = sorted(name for name in params if name not in POLICIES)  # peers, diagnostics, the oracle
+    if fixed:
+        raise InvalidInputError(f"--param sets the router's policies only; {fixed} take no parameters here")
     return params
 
 

@@ -169,6 +169,8 @@ def collect(
         raise InvalidInputError("collect needs at least one model")
     if isinstance(tasks, str) or not all(isinstance(task, str) for task in tasks):
         raise InvalidInputError(f"tasks must be a list of task names, got {tasks!r}")
+    if not tasks:
+        raise InvalidInputError("tasks is empty: name at least one task")
     check_scored_tasks(tasks, "collect")
     if limit < 1 or batch_size < 1:
         raise InvalidInputError(f"limit and batch_size must be positive, got {limit} and {batch_size}")

@@ -38,6 +38,7 @@ __all__ = [
     "new_optimum_share",
     "newcomer_time",
     "readapt_time",
+    "relative_change",
     "share_around",
     "step_baselines",
     "summarise_values",
@@ -91,7 +92,13 @@ def gap_share(value: float, low: float, high: float) -> float | None:
     return (value - low) / (high - low) if high > low else None
 
 
-def _ratio(value: float, base: float) -> float | None:
+def relative_change(value: float, base: float) -> float | None:
+    """``value`` against ``base`` as a change (``0.2``: 20% more); ``None`` where ``base`` is not
+    positive (no ratio to it).
+
+    >>> relative_change(1.2, 1.0), relative_change(1.0, 0.0)
+    (0.19999999999999996, None)
+    """
     return value / base - 1 if base > 0 else None
 
 
@@ -115,8 +122,8 @@ def horizon_metrics(
             "joules_per_query": float(joules[i]),
             "gap_closed_to_best_fixed_per_task": gap_share(float(got[i]), float(low[i]), float(fixed[i])),
             "gap_closed_to_oracle": gap_share(float(got[i]), float(low[i]), float(oracle[i])),
-            "accuracy_vs_random": _ratio(float(acc[i]), float(random_acc[i])),
-            "energy_vs_random": _ratio(float(joules[i]), float(random_joules[i])),
+            "accuracy_vs_random": relative_change(float(acc[i]), float(random_acc[i])),
+            "energy_vs_random": relative_change(float(joules[i]), float(random_joules[i])),
             "random_reward": float(low[i]),
             "best_fixed_model_per_task_reward": float(fixed[i]),
             "oracle_reward": float(oracle[i]),

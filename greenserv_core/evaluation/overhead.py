@@ -15,6 +15,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -158,6 +159,7 @@ def run_overhead(
     energy_budget: float | None = None,
     prompts_file: str | None = None,
     device: str = "cpu",
+    progress: bool = False,
 ) -> OverheadReport:
     """Time every embedder × strategy over ``queries`` distinct real prompts and ``models`` fake
     models. Each embedder's bundled features are built fresh per strategy, cache disabled;
@@ -165,18 +167,31 @@ def run_overhead(
     the fake answers cost 1–5 J) each strategy is also timed paced to that budget, as
     ``<strategy>+budget``, with its p50 over the unpaced strategy's in ``p50_vs_unpaced``.
     ``prompts_file`` (see :mod:`~greenserv_core.evaluation.prompt_files`) replaces the bundled
-    prompts; ``device`` is where MiniLM embeds (``"cuda"`` on a GPU machine).
+    prompts; ``device`` is where MiniLM embeds (``"cuda"`` on a GPU machine). ``progress``
+    shows a bar over the timings (updated between them, never during one).
     """
     prompts = read_prompts(prompts_file, limit=queries) if prompts_file else overhead_prompts(queries, seed)
     measured_rows: list[tuple[str, str, str, tuple[float, float, float], float]] = []
+    budgets = (None, energy_budget) if energy_budget is not None else (None,)
+    bar: Any = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(embedders) * len(strategies) * len(budgets), desc="overhead", unit="timing")
     for embedder in embedders:
         factory = make_features or bundled_uncached(embedder, device)
         for strategy in strategies:
-            for budget in (None, energy_budget) if energy_budget is not None else (None,):
+            for budget in budgets:
+                if bar is not None:
+                    bar.set_postfix_str(f"{embedder} · {strategy}{'' if budget is None else '+budget'}")
                 measured = measure(strategy, prompts, models, seed, make_features=factory, energy_budget=budget)
+                if bar is not None:
+                    bar.update()
                 base = measured["embedding only"][0]
                 name = strategy if budget is None else f"{strategy}+budget"
                 measured_rows += [(embedder, name, label, times, times[0] / base) for label, times in measured.items()]
+    if bar is not None:
+        bar.close()
     minilm = {
         (strategy, label): times[0] for embedder, strategy, label, times, _ in measured_rows if embedder == "minilm"
     }

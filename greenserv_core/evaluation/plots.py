@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from greenserv_core.errors import InvalidInputError
 from greenserv_core.evaluation.extras import bench_import
 
 __all__ = ["plot_budget", "plot_replay", "plot_sweep"]
@@ -31,9 +32,13 @@ def _save(plt: Any, figure: Any, path: str | Path) -> Path:
     path = Path(path)
     if not path.suffix:  # matplotlib would add .png itself: return the file's real name
         path = path.with_name(f"{path.name}.png")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path, dpi=110)
+    except OSError as error:  # a clear line, not a traceback after the work
+        raise InvalidInputError(f"cannot write {path}: {error.strerror or error}") from error
+    finally:
+        plt.close(figure)
     return path
 
 

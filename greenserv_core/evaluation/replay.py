@@ -80,6 +80,7 @@ from greenserv_core.evaluation.learning_curves import (
     new_optimum_share,
     newcomer_time,
     readapt_time,
+    relative_change,
     share_around,
     step_baselines,
     summarise_values,
@@ -566,6 +567,11 @@ def _check_changes(changes: Sequence[PoolChange], data: Matrices) -> None:
         raise InvalidInputError("each model may join or leave at most once")
     if len({c.model for c in changes if c.action == "add"}) == len(data.models):
         raise InvalidInputError("at least one model must be in the pool from the start")
+    present = len(data.models) - sum(c.action == "add" for c in changes)
+    for change in sorted(changes, key=lambda c: (c.step, c.action != "add")):  # joins before leaves at a step
+        present += 1 if change.action == "add" else -1
+        if present < 1:
+            raise InvalidInputError(f"removing {change.model} at query {change.step} would leave the pool empty")
 
 
 def _check_shifts(shifts: Sequence[Shift], data: Matrices) -> None:
@@ -912,12 +918,14 @@ def relative(report: dict[str, Any]) -> dict[str, dict[str, float | None]]:
     out: dict[str, dict[str, float | None]] = {}
     for name, summary in report["strategies"].items():
         reward = summary["reward"]["mean"]
-        out[name] = {
+        out[name] = {  # (None where random routing's mean is 0: no ratio to it)
             "accuracy_vs_random": (
-                summary["accuracy"]["mean"] / random_run["accuracy"]["mean"] - 1 if random_run else None
+                relative_change(summary["accuracy"]["mean"], random_run["accuracy"]["mean"]) if random_run else None
             ),
             "energy_vs_random": (
-                summary["energy_joules"]["mean"] / random_run["energy_joules"]["mean"] - 1 if random_run else None
+                relative_change(summary["energy_joules"]["mean"], random_run["energy_joules"]["mean"])
+                if random_run
+                else None
             ),
             "gap_closed_to_best_fixed_per_task": gap_share(reward, floor, fixed["best_fixed_model_per_task"]["reward"]),
             "gap_closed_to_oracle": gap_share(reward, floor, fixed["oracle"]["reward"]),
