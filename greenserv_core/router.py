@@ -68,6 +68,7 @@ from greenserv_core.routing import (
 from greenserv_core.routing.learner import EnergyScaleName
 from greenserv_core.routing.pool import ModelPool
 from greenserv_core.routing.priors import arm_prior
+from greenserv_core.routing.results import BackendRef
 from greenserv_core.routing.saved import read_router_state, state_errors, write_router_state
 from greenserv_core.statistics import Statistics
 from greenserv_core.tools import with_tools_prompt
@@ -430,7 +431,7 @@ class GreenServRouter:
         decision = self.learner_.decide(
             features, candidates, limits, lam, decision_id, rerouting=rerouting, under_way=under_way
         )
-        return dataclasses.replace(decision, chosen=backends.get(decision.model))  # checked for this query
+        return dataclasses.replace(decision, chosen=BackendRef(backends.get(decision.model)))  # checked for it
 
     def escalate(self, decision_id: str, confidence: float | None) -> Verdict:
         """For a decision routed to a cascade that you run yourself: after its first answer,

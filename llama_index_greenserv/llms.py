@@ -24,7 +24,6 @@ import asyncio
 import functools
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
 
 from llama_index.core.base.llms.types import (
@@ -45,7 +44,7 @@ from llama_index.core.base.llms.types import (
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.tools import BaseTool, ToolSelection
-from pydantic import BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from typing_extensions import Self
 
 from greenserv_core.adapters import (
@@ -181,15 +180,18 @@ _SHAPING = "greenserv_tool_shaping"
 the tool calls of the answer (taken out before the router sees the options)."""
 
 
-@dataclass(frozen=True)
-class _ToolShaping:
+class _ToolShaping(BaseModel):
     """How the tool calls of an answer to ``chat_with_tools`` and its stream forms are shaped
     (LlamaIndex validates only the answers of ``chat_with_tools``): with ``single``, the first
     call only; with no valid call, the calls refused only by a tool's JSON schema that its
-    pydantic ``fn_schema`` accepts (a quoted number, ``"true"``), as that model reads them."""
+    pydantic ``fn_schema`` accepts (a quoted number, ``"true"``), as that model reads them.
+    LlamaIndex's instrumentation copies a call's options into its events: ``single`` is
+    serialised there, the schemas (classes) are not."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
     single: bool = False
-    schemas: dict[str, Any] = field(default_factory=dict)
+    schemas: dict[str, Any] = Field(default_factory=dict, exclude=True)
 
     def shaped(self, calls: list[Any], refused: list[Any]) -> list[Any]:
         if not calls:

@@ -312,3 +312,69 @@ def test_a_failure_that_reports_no_number_of_joules_still_fails_over() -> None:
     failed = [attempt for answer in answers for attempt in answer.failed_attempts]
     assert {a.model for a in answers} == {"b"} and failed and all(a.energy_joules == 0.0 for a in failed)
     assert not router.learner_.rerouting_  # the id was held for good
+
+
+def test_a_full_pending_store_drops_answered_decisions_before_those_under_way() -> None:
+    import numpy as np
+
+    from greenserv_core.pending import PendingDecision, PendingDecisions
+
+    def decision(name: str) -> PendingDecision:
+        return PendingDecision(name, "m", np.zeros(2), "chat", 5, 0.4, created_at=0.0)
+
+    store = PendingDecisions(max_size=2, clock=lambda: 0.0)
+    under_way, answered = decision("under-way"), decision("answered")
+    store.add(under_way)
+    store.add(answered)
+    answered.energy_joules = 1.0
+    store.add(decision("newest"))
+    assert store.known("under-way") and [d.decision_id for d in store] == ["under-way", "newest"]
+
+
+def test_decisions_and_answers_hold_no_backend_and_pickle() -> None:
+    import pickle
+    import threading
+
+    class Locked(FakeBackend):
+        def __init__(self, name: str) -> None:
+            super().__init__(name)
+            self.lock = threading.Lock()  # as an HTTP client holds
+
+    router = GreenServRouter([Locked("a"), Locked("b")], features=make_hashing_extractor(), seed=0)
+    answer = router.generate("hi", max_new_tokens=4)
+    assert pickle.loads(pickle.dumps(answer)).model == answer.model  # raised: cannot pickle '_thread.lock'
+
+
+def test_an_outcome_for_an_id_never_issued_charges_nothing() -> None:
+    router = GreenServRouter([FakeBackend("a")], features=make_hashing_extractor(), energy_budget=100.0, seed=0)
+    with pytest.raises(UnknownDecisionError):
+        router.record_outcome("no-such-id", energy_joules=1000.0, latency_s=1.0)
+    assert router.budget_ is not None and router.budget_.spent_joules == 0.0
+
+
+def test_a_cascade_batch_larger_than_the_pending_store_answers_every_query() -> None:
+    from greenserv_core.cascades.escalation import EscalationModel
+    from tests.test_cascade_routing import PinnedPolicy, _big, _small
+
+    features = make_hashing_extractor()
+    router = GreenServRouter(
+        [_small(0.2), _big()],
+        cascades=[("small", "big")],
+        features=features,
+        policy=PinnedPolicy(features.dimension, arm="small->big", then_accuracy=0.9),
+        tradeoff=0.4,
+        seed=0,
+        escalation=EscalationModel(features.dimension, keep_rate=0.0, informed_after=0, seed=0),
+        max_pending=2,
+    )
+    answers = router.generate_batch([f"What is {i} + 2?" for i in range(6)], max_new_tokens=8)
+    assert [len(a.chain) for a in answers] == [2] * 6  # escalated by the fixed threshold where expired
+
+
+def test_a_failed_attempts_numpy_joules_are_kept() -> None:
+    import numpy as np
+
+    from greenserv_core.routing.results import FailedAttempt
+
+    attempt = FailedAttempt.of("m", ModelUnavailableError("down", spent_joules=np.float32(3.0), spent_measured=True))
+    assert (attempt.energy_joules, attempt.energy_measured) == (3.0, True)

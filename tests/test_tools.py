@@ -174,8 +174,9 @@ def test_a_quoted_number_the_schema_wants_as_a_number_is_unquoted_and_nothing_el
 
 def test_a_block_cut_short_before_its_arguments_is_an_invalid_call_and_a_named_tag_stays_prose() -> None:
     tools = [ToolSpec.from_openai({"name": "multiply", "parameters": {"type": "object", "properties": {}}})]
-    for cut in ("<tool_call>", "Let me check. <tool_call>\n", "<tool_call></tool_call>"):
+    for cut in ("<tool_call>", " <tool_call>\n", "<tool_call></tool_call>"):
         parsed = parse_tool_calls(cut, tools)
         assert not parsed.tool_calls and "cut short" in parsed.invalid_tool_calls[0].error
-    named = parse_tool_calls("the <tool_call> tag wraps a call", tools)
-    assert named.text == "the <tool_call> tag wraps a call" and not named.invalid_tool_calls
+    for prose in ("the <tool_call> tag wraps a call", "a call opens with <tool_call>"):
+        named = parse_tool_calls(prose, tools)
+        assert named.text == prose and not named.invalid_tool_calls

@@ -102,6 +102,8 @@ def check_setting(name: str) -> Callable[[object], object]:
     from greenserv_core.backends.base import GenerationSettings
 
     def check(value: object) -> object:
+        if isinstance(value, decimal.Decimal):  # as a call's option: taken as a float
+            value = float(value)
         GenerationSettings(**{name: value})  # type: ignore[arg-type]
         return value
 
@@ -110,15 +112,21 @@ def check_setting(name: str) -> Callable[[object], object]:
 
 def check_optional_positive(name: str) -> Callable[[object], float | None]:
     """A check of an adapter's default ``timeout`` or ``max_latency_s`` (seconds): ``None`` or
-    a positive number.
+    a positive number (infinity: no limit), as a call's option takes it.
 
     >>> check_optional_positive("timeout")(None), check_optional_positive("timeout")(2)
     (None, 2.0)
     """
-    from greenserv_core.bandits.base import check_number
+    from greenserv_core.quality import is_real
 
     def check(value: object) -> float | None:
-        return None if value is None else check_number(name, value, low=0.0, strict=True)
+        if value is None:
+            return None
+        if isinstance(value, decimal.Decimal):
+            value = float(value)
+        if not is_real(value) or not value > 0:  # type: ignore[operator]
+            raise InvalidInputError(f"{name} must be a positive number of seconds, got {value!r}")
+        return float(value)  # type: ignore[arg-type]
 
     return check
 

@@ -136,7 +136,8 @@ class CascadeBackend:
         """The longer of the two models' counts: the prompt must fit both."""
         return max(self.first.count_tokens(messages), self.then.count_tokens(messages))
 
-    def _fixed(self, confidence: float | None) -> Verdict:
+    def fixed_verdict(self, confidence: float | None) -> Verdict:
+        """The fixed threshold's verdict on ``confidence`` (escalate below it, or without one)."""
         low = confidence is None or confidence < self.threshold
         reason = (
             "escalated: no confidence signal"
@@ -172,7 +173,7 @@ class CascadeBackend:
             confidence = verification.confidence
         else:
             own, confidence = result, signal(result)
-        verdict = (escalate or self._fixed)(confidence)
+        verdict = (escalate or self.fixed_verdict)(confidence)
         step = ChainStep.of_result(
             self.first.info.name, result, confidence, "escalated" if verdict.escalate else "kept", verdict.reason
         )

@@ -415,7 +415,8 @@ def _run(
         )
         if warm is not None:
             teach_outcomes(router, warm, [m for m in data.models if present[0, index[m]]], overstate or {}, diagnostic)
-        due = sorted((c for c in changes if c.step > 0), key=lambda c: c.step)  # step 0: already in the pool
+        # step 0: already in the pool; at one step, joins before leaves (as _check_changes counts them)
+        due = sorted((c for c in changes if c.step > 0), key=lambda c: (c.step, c.action != "add"))
         for step in range(len(data.queries)):
             while due and due[0].step == step:
                 change = due.pop(0)

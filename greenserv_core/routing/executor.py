@@ -24,7 +24,7 @@ from greenserv_core.backends.base import (
     batch_generator,
     concurrency_of,
 )
-from greenserv_core.cascades import CascadeBackend, Escalate
+from greenserv_core.cascades import CascadeBackend, Escalate, Verdict
 from greenserv_core.errors import (
     BatchItemsUnavailableError,
     CascadeMemberUnavailableError,
@@ -128,7 +128,7 @@ class Executor:
         def first_piece(decision: RoutingDecision) -> tuple[RoutingDecision, Iterator[StreamChunk], StreamChunk]:
             backend = self._backend_of(decision)
             if isinstance(backend, CascadeBackend):
-                escalate = self._escalation(decision)
+                escalate = self._escalation(decision, backend)
                 pieces = iter(backend.stream(request.messages, request.settings, escalate))
             else:
                 pieces = iter(backend.stream(request.messages, request.settings))
@@ -263,29 +263,37 @@ class Executor:
             backend = self.backend(decision.model)
         except UnknownModelError as error:
             raise ModelUnavailableError(f"{decision.model} left the pool: {error}") from error
-        if decision.chosen is not None and backend is not decision.chosen:
+        if decision.chosen is not None and not decision.chosen.refers_to(backend):
             raise ModelUnavailableError(f"{decision.model} was replaced in the pool after this query was routed to it")
         return backend
 
     def _generate_once(self, request: RouteRequest, decision: RoutingDecision) -> RoutedGeneration:
         backend = self._backend_of(decision)
         if isinstance(backend, CascadeBackend):
-            result = backend.generate(request.messages, request.settings, self._escalation(decision))
+            result = backend.generate(request.messages, request.settings, self._escalation(decision, backend))
         else:
             result = backend.generate(request.messages, request.settings)
         return self.finish(decision, result, request)
 
-    def _escalation(self, decision: RoutingDecision) -> Escalate:
-        """The learned escalation rule for a decision routed to a cascade."""
-        return lambda confidence: self.learner.escalate(decision.decision_id, confidence)
+    def _escalation(self, decision: RoutingDecision, cascade: CascadeBackend) -> Escalate:
+        """The learned escalation rule for a decision routed to a cascade (the cascade's fixed
+        threshold where the decision left the pending store while its first model answered)."""
+
+        def rule(confidence: float | None) -> Verdict:
+            try:
+                return self.learner.escalate(decision.decision_id, confidence)
+            except UnknownDecisionError:
+                return cascade.fixed_verdict(confidence)
+
+        return rule
 
     # ---- the result --------------------------------------------------------------------------
     def finish(self, decision: RoutingDecision, result: GenerationResult, request: RouteRequest) -> RoutedGeneration:
         """Record the cost, parse the tool calls an answer makes, and score them if asked."""
         agreed = result.chain[-1].agreed if result.chain else None
-        if agreed is not None:
-            self.learner.record_agreement(decision.decision_id, agreed)
         try:
+            if agreed is not None:
+                self.learner.record_agreement(decision.decision_id, agreed)
             self.learner.record_outcome(
                 decision.decision_id,
                 energy_joules=result.energy.joules,
@@ -297,12 +305,16 @@ class Executor:
                 ],
             )
         except UnknownDecisionError as error:  # dropped from the pending store while it ran: the answer stands
+            expired = True
+            self.learner.charge_failed([(decision.model, result.energy.joules)])  # spent all the same
             logger.warning(
                 "decision %s left the pending store before its answer came (%s): the answer is returned, "
                 "but cannot be scored and its cost is not learned; raise max_pending or pending_ttl_s",
                 decision.decision_id,
                 error,
             )
+        else:
+            expired = False
         tools = request.settings.tools
         parsed = parse_tool_calls(result.text, tools) if tools else ParsedOutput(result.text)
         generation = RoutedGeneration(
@@ -321,7 +333,7 @@ class Executor:
             invalid_tool_calls=parsed.invalid_tool_calls,
             chain=result.chain,
         )
-        if request.score_tool_calls and (parsed.tool_calls or parsed.invalid_tool_calls):
+        if request.score_tool_calls and not expired and (parsed.tool_calls or parsed.invalid_tool_calls):
             self.learner.feedback(decision.decision_id, 0.0 if parsed.invalid_tool_calls else 1.0)
         return generation
 

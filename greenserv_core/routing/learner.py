@@ -49,7 +49,6 @@ from greenserv_core.errors import (
     DecisionAlreadyScoredError,
     InvalidInputError,
     StateFileError,
-    UnknownDecisionError,
     UnknownModelError,
 )
 from greenserv_core.features.extractor import QueryFeatures
@@ -214,12 +213,12 @@ class RoutingLearner:
         that a cascade counts only what the model now under the name was scored
         (:meth:`_then_scored`; the tallies themselves are the name's history)."""
         self.sync_bases_: dict[str, Statistics] = {}
-        self.loaded_statistics_: Statistics | None = None
-        """What a saved state held when it was loaded (``None``: not loaded): replicas loaded
-        from one file push it to a shared store once (see :class:`~greenserv_core.sharing.SharedLearning`)."""
         """For each store this learner shares through, the total it adopted at its last sync
         (:class:`~greenserv_core.sharing.SharedLearning`); saved, so a replica restarted from
         a saved state pushes only what it learned since, never the total again."""
+        self.loaded_statistics_: Statistics | None = None
+        """What a saved state held when it was loaded (``None``: not loaded): replicas loaded
+        from one file push it to a shared store once (see :class:`~greenserv_core.sharing.SharedLearning`)."""
         self.pending_: PendingStore = pending if pending is not None else PendingDecisions(max_pending, pending_ttl_s)
         self.lock = threading.RLock()
         """Held by every method; hold it yourself to read several parts as one snapshot."""
@@ -706,10 +705,6 @@ class RoutingLearner:
                         f"the outcome of decision {decision_id!r} was already recorded (it is scored)"
                     ) from None
                 pending, scored = waiting, True
-            except UnknownDecisionError:  # expired while it ran: the joules were spent all the same
-                if self.pacer_ is not None:
-                    self.pacer_.charge(float(energy_joules))
-                raise
             if pending.energy_joules is not None:
                 raise InvalidInputError(f"the outcome of decision {decision_id!r} was already recorded")
             current = self._current(pending)

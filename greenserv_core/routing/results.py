@@ -6,18 +6,55 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from greenserv_core.backends.base import ChainStep, ModelBackend
+from greenserv_core.backends.base import ChainStep
 from greenserv_core.bandits import ArmScore
 from greenserv_core.budget import BudgetStatus
 from greenserv_core.errors import ModelUnavailableError
 from greenserv_core.features.extractor import QueryFeatures
+from greenserv_core.quality import is_real
 from greenserv_core.tools import InvalidToolCall, ToolCall
 
-__all__ = ["FailedAttempt", "FeedbackRecord", "RoutedChunk", "RoutedGeneration", "RoutingDecision"]
+__all__ = ["BackendRef", "FailedAttempt", "FeedbackRecord", "RoutedChunk", "RoutedGeneration", "RoutingDecision"]
+
+
+class BackendRef:
+    """A weak reference to the backend a decision was made for: it keeps no model alive, and
+    a decision copied or pickled carries none (it then checks nothing).
+
+    >>> from greenserv_core.backends.fake import FakeBackend
+    >>> backend = FakeBackend("m")
+    >>> ref = BackendRef(backend)
+    >>> ref.refers_to(backend), ref.refers_to(FakeBackend("m"))
+    (True, False)
+    >>> import pickle; pickle.loads(pickle.dumps(ref)).refers_to(backend)
+    True
+    """
+
+    __slots__ = ("_ref",)
+
+    def __init__(self, backend: object | None) -> None:
+        try:
+            self._ref: weakref.ref[object] | None = None if backend is None else weakref.ref(backend)
+        except TypeError:  # a backend that takes no weak reference: nothing to check
+            self._ref = None
+
+    def refers_to(self, backend: object) -> bool:
+        """Whether ``backend`` is the one referred to (``True`` where there is nothing to check)."""
+        return self._ref is None or self._ref() is backend
+
+    def __reduce__(self) -> tuple[type[BackendRef], tuple[None]]:
+        return (BackendRef, (None,))
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> BackendRef:
+        return self
+
+    def __repr__(self) -> str:
+        return "BackendRef()"
 
 
 @dataclass(frozen=True)
@@ -44,7 +81,7 @@ class RoutingDecision:
     tradeoff: float
     explored: bool
     budget: BudgetStatus | None = None
-    chosen: ModelBackend | None = field(default=None, repr=False, compare=False)
+    chosen: BackendRef | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -70,7 +107,7 @@ class FailedAttempt:
         """
 
         def spent(value: float) -> float:
-            return float(value) if isinstance(value, (int, float)) and 0 <= value < math.inf else 0.0
+            return float(value) if is_real(value) and 0 <= value < math.inf else 0.0  # type: ignore[operator]
 
         joules, seconds = spent(error.spent_joules), spent(error.spent_s)
         measured = error.spent_measured and joules == error.spent_joules  # a reading set aside is none

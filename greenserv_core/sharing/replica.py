@@ -45,7 +45,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -155,8 +155,7 @@ class SharedLearning:
         self._sync_lock = _sync_lock(router, self.identity)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._slot = uuid.uuid4().hex  # where a store that keeps receipts records this replica's last merge
-        self._unconfirmed: tuple[tuple[str, str], Statistics] | None = None  # a merge that failed, maybe taken
+        self._receipts = _receipts_of(router, self.identity)  # shared by every wrapper of this router and store
 
     def _remembered_base(self) -> Statistics | None:
         """What the router adopted from this store at its last sync, by any wrapper (``None``
@@ -194,12 +193,12 @@ class SharedLearning:
         remembered = self._remembered_base()  # another wrapper of this router may have synced since
         if remembered is not None:
             self.base_ = remembered
-        if self._unconfirmed is not None:  # the last merge failed: did the store take it anyway?
-            receipt, sent = self._unconfirmed
+        if self._receipts.unconfirmed is not None:  # the last merge failed: did the store take it anyway?
+            receipt, sent = self._receipts.unconfirmed
             assert isinstance(self.store, KeepsReceipts)
             if self.store.took(receipt):  # (if the store cannot say, nothing is sent, and it asks again)
                 self._pushed(self.base_.plus(sent))
-            self._unconfirmed = None
+            self._receipts.unconfirmed = None
         local = self.router.statistics()
         delta = local.minus(self.base_)
         delta.sums[_SYNCS] = np.array([1.0])
@@ -258,11 +257,11 @@ class SharedLearning:
         remembered, for the next sync to ask whether the store took it before sending it again."""
         if not isinstance(self.store, KeepsReceipts):
             return self.store.merge(delta)
-        receipt = (self._slot, uuid.uuid4().hex)
+        receipt = (self._receipts.slot, uuid.uuid4().hex)
         try:
             return self.store.merge(delta, receipt=receipt)
         except BaseException:
-            self._unconfirmed = (receipt, delta)
+            self._receipts.unconfirmed = (receipt, delta)
             raise
 
     def _loaded_state(self, delta: Statistics) -> tuple[str, Statistics] | None:
@@ -353,6 +352,29 @@ def _sync_lock(router: object, store: str) -> threading.Lock:
             return _LOCKS.setdefault(router, {}).setdefault(store, threading.Lock())
         except TypeError:  # a router that takes no weak reference: a lock of this wrapper's own
             return threading.Lock()
+
+
+@dataclass
+class _Receipts:
+    """Where a store that keeps receipts records the last merge of one router (``slot``), and
+    that merge while it is unconfirmed (it failed, and the store may have taken it)."""
+
+    slot: str = field(default_factory=lambda: uuid.uuid4().hex)
+    unconfirmed: tuple[tuple[str, str], Statistics] | None = None
+
+
+_RECEIPTS: weakref.WeakKeyDictionary[object, dict[str, _Receipts]] = weakref.WeakKeyDictionary()
+
+
+def _receipts_of(router: object, store: str) -> _Receipts:
+    """One :class:`_Receipts` per router and store, shared by every :class:`SharedLearning`
+    that wraps them (used under their shared lock): a change one wrapper sent unconfirmed is
+    asked about before another sends it again."""
+    with _LOCKS_LOCK:
+        try:
+            return _RECEIPTS.setdefault(router, {}).setdefault(store, _Receipts())
+        except TypeError:  # a router that takes no weak reference: this wrapper's own
+            return _Receipts()
 
 
 def _adopted(merged: Statistics, local: Statistics) -> Statistics:

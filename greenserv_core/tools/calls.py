@@ -187,11 +187,12 @@ def parse_tool_calls(text: str, tools: Sequence[ToolSpec]) -> ParsedOutput:
         for match in _BLOCK.finditer(text):
             source = match.group(1).strip()
             closed = match.group(0).endswith("</tool_call>")
-            if not closed and source and not source.startswith(("{", "[", "```")):
+            bare = not closed and not source and not text.strip().removesuffix("<tool_call>").strip()
+            if not closed and not bare and not source.startswith(("{", "[", "```")):
                 continue  # "<tool_call>" named in prose, not a call cut short: the text stays
             kept.append(text[end : match.start()])
             end = match.end()
-            if not source:  # an empty block, or one cut short before its arguments (a stop sequence)
+            if not source:  # an empty block, or an answer that is the tag alone (cut short by a stop sequence)
                 found.append(InvalidToolCall(None, "", "tool call has no arguments: cut short, or empty"))
                 continue
             fenced = _FENCE.match(source)

@@ -238,6 +238,10 @@ def test_bad_sampling_defaults_are_refused_when_the_model_is_made() -> None:
             GreenServLLM(**bad)  # type: ignore[arg-type]
         with pytest.raises(ValidationError, match=match):
             ChatGreenServ(**bad)  # type: ignore[arg-type]
+    from decimal import Decimal
+
+    taken = GreenServLLM(temperature=Decimal("0.5"), timeout=float("inf"), max_latency_s=Decimal("2"))
+    assert (taken.temperature, taken.timeout, taken.max_latency_s) == (0.5, float("inf"), 2.0)  # as calls take them
 
 
 def test_async_embeddings_run_a_batch_at_a_time_off_the_event_loop() -> None:
@@ -259,3 +263,28 @@ def test_async_embeddings_run_a_batch_at_a_time_off_the_event_loop() -> None:
     model = GreenServEmbedding(embedder=embedder, embed_batch_size=10)
     vectors = asyncio.run(model.aget_text_embedding_batch([f"text {i}" for i in range(20)]))
     assert len(vectors) == 20 and embedder.calls == [(10, False), (10, False)]  # was 20 calls of 1, on the loop
+
+
+def test_a_tool_call_s_start_event_still_serialises() -> None:
+    from llama_index.core.instrumentation import get_dispatcher
+    from llama_index.core.instrumentation.event_handlers import BaseEventHandler
+
+    dumped: list[str] = []
+
+    class Dumping(BaseEventHandler):
+        def handle(self, event, **kwargs):  # type: ignore[no-untyped-def]
+            dumped.append(event.model_dump_json())
+
+    dispatcher = get_dispatcher()
+    handler = Dumping()
+    dispatcher.add_event_handler(handler)
+    try:
+        caller = FakeBackend(
+            "caller",
+            capabilities=frozenset({"chat_template", "tools"}),
+            tool_reply=lambda m, t: with_tool_calls("", [("multiply", {"a": 2, "b": 3})]),
+        )
+        make_llm([caller]).chat_with_tools([FunctionTool.from_defaults(fn=multiply)], user_msg="2*3?")
+    finally:
+        dispatcher.event_handlers.remove(handler)
+    assert any('"greenserv_tool_shaping":{"single":true}' in text for text in dumped)  # raised on the classes
