@@ -64,6 +64,8 @@ def _router(
     then_accuracy: float = 0.9,
     arm: str = "small->big",
     keep_rate: float = 0.0,
+    policy: type[PinnedPolicy] | None = None,
+    max_pending: int = 100_000,
 ) -> GreenServRouter:
     """``small`` and ``big`` with the cascade ``small->big``, always routed to ``arm``. With
     ``then_accuracy`` 0.9 (trusted at once: ``informed_after=0``) and no energy measured yet,
@@ -73,10 +75,11 @@ def _router(
         [_small(confidence, small_text), _big(big_text)],
         cascades=[("small", "big")],
         features=features,
-        policy=PinnedPolicy(features.dimension, arm=arm, then_accuracy=then_accuracy),
+        policy=(policy or PinnedPolicy)(features.dimension, arm=arm, then_accuracy=then_accuracy),
         tradeoff=0.4,
         seed=0,
         escalation=EscalationModel(features.dimension, keep_rate=keep_rate, informed_after=0, seed=0),
+        max_pending=max_pending,
     )
 
 
@@ -914,16 +917,7 @@ class _OverEstimating(PinnedPolicy):
 def test_feedback_on_a_cascade_whose_first_model_gives_no_confidence_takes_the_estimate_within_0_and_1() -> None:
     from greenserv_core import LabelledAnswer
 
-    features = make_hashing_extractor()
-    router = GreenServRouter(
-        [_small(None), _big()],
-        cascades=[("small", "big")],
-        features=features,
-        policy=_OverEstimating(features.dimension, arm="small->big", then_accuracy=0.9),
-        tradeoff=0.4,
-        seed=0,
-        escalation=EscalationModel(features.dimension, keep_rate=0.0, informed_after=0, seed=0),
-    )
+    router = _router(None, policy=_OverEstimating)
     answer = router.generate(ASK, max_new_tokens=8)
     record = router.feedback(answer.decision_id, 1.0)  # raised: confidence 1.0000000000000002
     assert record.applied and record.reward is not None

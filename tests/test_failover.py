@@ -353,20 +353,9 @@ def test_an_outcome_for_an_id_never_issued_charges_nothing() -> None:
 
 
 def test_a_cascade_batch_larger_than_the_pending_store_answers_every_query() -> None:
-    from greenserv_core.cascades.escalation import EscalationModel
-    from tests.test_cascade_routing import PinnedPolicy, _big, _small
+    from tests.test_cascade_routing import _router
 
-    features = make_hashing_extractor()
-    router = GreenServRouter(
-        [_small(0.2), _big()],
-        cascades=[("small", "big")],
-        features=features,
-        policy=PinnedPolicy(features.dimension, arm="small->big", then_accuracy=0.9),
-        tradeoff=0.4,
-        seed=0,
-        escalation=EscalationModel(features.dimension, keep_rate=0.0, informed_after=0, seed=0),
-        max_pending=2,
-    )
+    router = _router(0.2, max_pending=2)
     answers = router.generate_batch([f"What is {i} + 2?" for i in range(6)], max_new_tokens=8)
     assert [len(a.chain) for a in answers] == [2] * 6  # escalated by the fixed threshold where expired
 

@@ -26,13 +26,18 @@ def multiply(a: int, b: int) -> int:
     return a * b
 
 
-def test_one_tool_call_unless_parallel_calls_are_allowed() -> None:
+def _two_calls() -> GreenServLLM:
+    """A model that answers with two multiply calls."""
     two = FakeBackend(
         "caller",
         capabilities=frozenset({"chat_template", "tools"}),
         tool_reply=lambda m, t: with_tool_calls("", [("multiply", {"a": 2, "b": 3}), ("multiply", {"a": 4, "b": 5})]),
     )
-    llm = make_llm([two])
+    return make_llm([two])
+
+
+def test_one_tool_call_unless_parallel_calls_are_allowed() -> None:
+    llm = _two_calls()
     tool = FunctionTool.from_defaults(fn=multiply)
     single = llm.chat_with_tools([tool], user_msg="2*3?")
     assert len(llm.get_tool_calls_from_response(single)) == 1
@@ -163,12 +168,7 @@ def test_options_given_as_none_take_the_defaults() -> None:
 
 # ---- review fixes (2026-12-05) ----------------------------------------------------------------------
 def test_streamed_tool_answers_keep_one_call_unless_parallel_calls_are_allowed() -> None:
-    two = FakeBackend(
-        "caller",
-        capabilities=frozenset({"chat_template", "tools"}),
-        tool_reply=lambda m, t: with_tool_calls("", [("multiply", {"a": 2, "b": 3}), ("multiply", {"a": 4, "b": 5})]),
-    )
-    llm = make_llm([two])
+    llm = _two_calls()
     tool = FunctionTool.from_defaults(fn=multiply)
     last = list(llm.stream_chat_with_tools([tool], user_msg="2*3?"))[-1]
     assert len(llm.get_tool_calls_from_response(last)) == 1  # LlamaIndex checks only chat_with_tools' answers
@@ -183,29 +183,6 @@ def test_streamed_tool_answers_keep_one_call_unless_parallel_calls_are_allowed()
         return len(llm.get_tool_calls_from_response(final))
 
     assert asyncio.run(streamed(False)) == 1 and asyncio.run(streamed(True)) == 2
-
-
-def test_tool_arguments_only_the_json_schema_refused_are_read_as_the_tools_model_reads_them() -> None:
-    from llama_index.core.prompts import PromptTemplate
-    from pydantic import BaseModel
-
-    class Person(BaseModel):
-        name: str
-        adult: bool
-
-    quoting = FakeBackend(
-        "quoting",
-        capabilities=frozenset({"tools"}),
-        tool_reply=lambda m, t: (
-            '<tool_call>{"name": "Person", "arguments": {"name": "Ada", "adult": "true"}}</tool_call>'
-        ),
-    )
-    llm = make_llm([quoting])
-    assert llm.structured_predict(Person, PromptTemplate("A person.")) == Person(name="Ada", adult=True)
-    last = list(llm.stream_chat_with_tools([FunctionTool.from_defaults(fn=multiply)], user_msg="2*3?"))[-1]
-    assert (
-        llm.get_tool_calls_from_response(last, error_on_no_tool_call=False) == []
-    )  # another tool's call stays refused
 
 
 def test_a_tool_with_a_long_description_is_offered() -> None:

@@ -283,21 +283,21 @@ async def test_a_llama_index_function_agent_runs_its_loop_through_the_router() -
     assert llm.greenserv_router.stats_["caller"]["decisions"] >= 2  # the call, then the answer
 
 
-def test_structured_prediction_takes_arguments_only_the_schema_refused() -> None:
+@pytest.mark.parametrize(("kind", "given", "read"), [(int, "36", 36), (bool, "true", True)])  # "true" failed
+def test_structured_prediction_takes_arguments_only_the_schema_refused(kind: type, given: str, read: object) -> None:
     from llama_index.core.prompts import PromptTemplate
-    from pydantic import BaseModel
+    from pydantic import create_model
 
-    class Person(BaseModel):
-        name: str
-        age: int
-
+    person = create_model("Person", name=(str, ...), value=(kind, ...))
     quoting = FakeBackend(
         "quoting",
         capabilities=frozenset({"tools"}),
-        tool_reply=lambda m, t: '<tool_call>{"name": "Person", "arguments": {"name": "Ada", "age": "36"}}</tool_call>',
+        tool_reply=lambda m, t: (
+            '<tool_call>{"name": "Person", "arguments": {"name": "Ada", "value": "' + given + '"}}</tool_call>'
+        ),
     )
     llm = make_llm([quoting])
-    assert llm.structured_predict(Person, PromptTemplate("A person.")) == Person(name="Ada", age=36)
+    assert llm.structured_predict(person, PromptTemplate("A person.")) == person(name="Ada", value=read)
 
 
 def test_the_developer_role_is_a_system_turn() -> None:
