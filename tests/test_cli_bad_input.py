@@ -839,3 +839,16 @@ def test_collect_refuses_an_empty_list_of_tasks(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="tasks is empty"):
         collect([FakeBackend("m")], tmp_path / "t.csv", tasks=[])
     assert not (tmp_path / "t.csv").exists()
+
+
+def test_a_sweep_over_models_that_spend_alike_is_refused_before_it_runs(
+    tmp_path: Path, tiny: OutcomeTable, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keep = [i for i, model in enumerate(tiny.columns["model"]) if model == "large"]
+    alone = OutcomeTable({name: [values[i] for i in keep] for name, values in tiny.columns.items()}, tiny.metadata)
+    path = write_table(alone, tmp_path / "alone.csv")
+    from greenserv_core.evaluation import sweep as sweep_module
+
+    monkeypatch.setattr(sweep_module, "replay", never)
+    for command in ("sweep", "budget"):
+        refused(["bench", command, "--table", str(path), "--runs", "1"], capsys, "mean joules differ")

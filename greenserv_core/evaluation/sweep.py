@@ -52,6 +52,11 @@ def sweep(
         make_features = default_features(len(set(data.prompts)))
     per_model = data.energy.mean(axis=0)
     low, high = float(per_model.min()), float(per_model.max())
+    if not high > low:  # refused before any replay: the fronts' AIQ spans the models' joules
+        raise InvalidInputError(
+            f"a λ sweep needs models whose mean joules differ; this table's {len(data.models)} model(s) "
+            f"all spend {low:.4g} J per query"
+        )
     iterator: Any = tradeoffs
     if progress:
         from tqdm import tqdm
