@@ -26,6 +26,7 @@ from langchain_core.outputs import LLMResult
 
 from greenserv_core.adapters import AnswerLog, Evaluator
 from greenserv_core.router import FeedbackRecord
+from greenserv_core.tools import with_tool_calls
 from langchain_greenserv.chat_models import ChatGreenServ, routed_answers
 
 __all__ = ["GreenServFeedbackHandler", "RecordedRun"]
@@ -87,7 +88,7 @@ class GreenServFeedbackHandler(BaseCallbackHandler):
             decision = str(record["decision_id"])
             kept = self.runs.get(key)
             where = decision if kept is not None and kept.decision_id != decision else key  # a run id used again
-            run = RecordedRun(key, decision, str(record["model"]), prompt, generation.text)
+            run = RecordedRun(key, decision, str(record["model"]), prompt, _answer_text(generation))
             self.runs.record(where, run, self.evaluator)
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
@@ -97,3 +98,20 @@ class GreenServFeedbackHandler(BaseCallbackHandler):
     def feedback(self, run_id: UUID | str, score: float) -> FeedbackRecord:
         """Score a recorded run later. Unknown run ids raise ``KeyError``."""
         return self.runs.feedback(str(run_id), score)
+
+
+def _answer_text(generation: Any) -> str:
+    """What the evaluator reads of an answer: its text, and the tool calls it made as the
+    markup the router reads (an answer that only calls a tool has no text of its own).
+
+    >>> from langchain_core.messages import AIMessage
+    >>> from langchain_core.outputs import ChatGeneration
+    >>> call = {"name": "now", "args": {}, "id": "c1"}
+    >>> print(_answer_text(ChatGeneration(message=AIMessage(content="", tool_calls=[call]))))
+    <tool_call>
+    {"name": "now", "arguments": {}}
+    </tool_call>
+    """
+    text = str(generation.text)
+    calls = getattr(getattr(generation, "message", None), "tool_calls", None) or []
+    return with_tool_calls(text, [(call["name"], call["args"]) for call in calls]) if calls else text

@@ -427,3 +427,11 @@ def test_answers_of_a_copy_that_builds_its_own_router_can_be_scored() -> None:
     assert len(handler.runs) == 1 and not handler.errors  # was dropped: not this model's router
     answer = copy.invoke("z", config={"configurable": {"lam": 0.7}})
     assert llm.feedback(answer, 1.0).applied  # was UnknownDecisionError
+
+
+def test_the_evaluator_reads_the_tool_calls_an_answer_made() -> None:
+    seen: list[str] = []
+    llm = tool_llm()
+    handler = GreenServFeedbackHandler(llm, evaluator=lambda prompt, output: seen.append(output) or 1.0)
+    llm.bind_tools([multiply], tool_choice="multiply").invoke("6 and 7", config={"callbacks": [handler]})
+    assert seen and '"name": "multiply"' in seen[0]  # was "": the call is the answer
