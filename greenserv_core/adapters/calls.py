@@ -87,6 +87,14 @@ def check_optional_tradeoff(tradeoff: object) -> float | None:
     return None if tradeoff is None else check_tradeoff(tradeoff)
 
 
+def _as_float(value: object) -> object:
+    """A non-integer real number (numpy, ``Decimal``) as a float; anything else as given, for
+    the checks after to name it."""
+    if isinstance(value, (numbers.Real, decimal.Decimal)) and not isinstance(value, (bool, int)):
+        return float(value)
+    return value
+
+
 def check_setting(name: str) -> Callable[[object], object]:
     """A check of an adapter's default generation setting (``temperature``, ``top_p``,
     ``seed``), as every call would check it, so that a bad default is refused when the model
@@ -102,8 +110,7 @@ def check_setting(name: str) -> Callable[[object], object]:
     from greenserv_core.backends.base import GenerationSettings
 
     def check(value: object) -> object:
-        if isinstance(value, decimal.Decimal):  # as a call's option: taken as a float
-            value = float(value)
+        value = _as_float(value)  # as a call's option is taken
         GenerationSettings(**{name: value})  # type: ignore[arg-type]
         return value
 
@@ -122,8 +129,7 @@ def check_optional_positive(name: str) -> Callable[[object], float | None]:
     def check(value: object) -> float | None:
         if value is None:
             return None
-        if isinstance(value, decimal.Decimal):
-            value = float(value)
+        value = _as_float(value)
         if not is_real(value) or not value > 0:  # type: ignore[operator]
             raise InvalidInputError(f"{name} must be a positive number of seconds, got {value!r}")
         return float(value)  # type: ignore[arg-type]
@@ -246,10 +252,7 @@ def generation_options(
         return default if value is None else value
 
     def number(name: str, default: Any) -> Any:  # as the model's fields take them (numpy, Decimal)
-        value = given(name, default)
-        if isinstance(value, (numbers.Real, decimal.Decimal)) and not isinstance(value, (bool, int)):
-            return float(value)
-        return value
+        return _as_float(given(name, default))
 
     def whole(name: str, default: Any) -> Any:
         value = given(name, default)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from greenserv_core.backends.abandoned import report_abandoned
 from greenserv_core.backends.base import (
@@ -162,12 +163,7 @@ class CascadeBackend:
                 verification = signal.verify(messages, result, self.first)
             except ModelUnavailableError as error:  # the answer it was to check was spent too
                 raise CascadeMemberUnavailableError(
-                    str(error),
-                    member=self.first.info.name,
-                    spent_joules=result.energy.joules + error.spent_joules,
-                    spent_s=result.latency_s + error.spent_s,
-                    spent_source=result.energy.source,
-                    spent_measured=result.energy.measured and (error.spent_joules == 0 or error.spent_measured),
+                    str(error), member=self.first.info.name, **_spent_after(result, error)
                 ) from error
             own, result = result, verification.charged(result)
             confidence = verification.confidence
@@ -227,10 +223,7 @@ class CascadeBackend:
             f"{self.then.info.name!r} failed after {self.first.info.name!r} answered "
             f"({first.energy.joules:.1f} J spent): {error}",
             member=self.then.info.name,
-            spent_joules=first.energy.joules + error.spent_joules,
-            spent_s=first.latency_s + error.spent_s,
-            spent_source=first.energy.source,
-            spent_measured=first.energy.measured and (error.spent_joules == 0 or error.spent_measured),
+            **_spent_after(first, error),
         )
 
     def stream(
@@ -271,3 +264,15 @@ class CascadeBackend:
                 raise self._then_failed(error, first) from error
         ended = ModelUnavailableError(f"the stream of {self.then.info.name!r} ended without its result")
         raise self._then_failed(ended, first)
+
+
+def _spent_after(answer: GenerationResult, error: ModelUnavailableError) -> dict[str, Any]:
+    """What a cascade spent when a call failed after ``answer`` was made: both, as keyword
+    arguments of the :class:`CascadeMemberUnavailableError` it raises (measured only where
+    both were)."""
+    return {
+        "spent_joules": answer.energy.joules + error.spent_joules,
+        "spent_s": answer.latency_s + error.spent_s,
+        "spent_source": answer.energy.source,
+        "spent_measured": answer.energy.measured and (error.spent_joules == 0 or error.spent_measured),
+    }

@@ -45,12 +45,7 @@ from greenserv_core.bandits import ArmPrior, Choice, Policy
 from greenserv_core.bandits.columns import ArmScores, ArmValues, KnownValues
 from greenserv_core.budget import BudgetPacer, BudgetStatus, EnergyBudget
 from greenserv_core.cascades.escalation import EscalationModel, Verdict, check_confidence
-from greenserv_core.errors import (
-    DecisionAlreadyScoredError,
-    InvalidInputError,
-    StateFileError,
-    UnknownModelError,
-)
+from greenserv_core.errors import DecisionAlreadyScoredError, InvalidInputError, StateFileError, UnknownModelError
 from greenserv_core.features.extractor import QueryFeatures
 from greenserv_core.outcomes import CostModel
 from greenserv_core.pending import PendingDecision, PendingDecisions, PendingStore
@@ -467,9 +462,7 @@ class RoutingLearner:
         return {
             "first": first,
             "then": then,
-            # the first answer's confidence where it gives none: an accuracy, so in [0, 1] (a
-            # linear estimate may pass 1 by a rounding error, or by far early on)
-            "first_accuracy": min(1.0, max(0.0, float(known[first] if first in known else estimated[first]))),
+            "first_accuracy": _accuracy(known[first] if first in known else estimated[first]),
             "then_accuracy": known[then] if then in known else estimated[then],
             "then_scored": self._then_scored(cascade, then),
             "then_cost": float(self._escalation_cost(task, then_joules, pool, tradeoff, per_query)),
@@ -841,8 +834,7 @@ class RoutingLearner:
                 answer = answers.get(first)
                 if answer is not None and answer.score is not None:
                     signal = answer.confidence
-                    estimate = min(1.0, max(0.0, float(self.policy_.estimates(x, [first])[0])))
-                    signals[first] = estimate if signal is None else signal
+                    signals[first] = _accuracy(self.policy_.estimates(x, [first])[0]) if signal is None else signal
             verdicts: dict[str, tuple[bool, float]] = {}
             for cascade, (first, then) in self.cascades_.items():
                 then_answer = answers.get(then)
@@ -993,3 +985,9 @@ class RoutingLearner:
                 for store, base in (state.get("sync_bases") or {}).items()
             }
             self.loaded_statistics_ = self.statistics()
+
+
+def _accuracy(estimate: float) -> float:
+    """A policy's accuracy estimate within [0, 1], as the first answer's confidence where it
+    gives none (a linear estimate may pass 1 by a rounding error, or by far early on)."""
+    return min(1.0, max(0.0, float(estimate)))
