@@ -50,6 +50,8 @@ TASKS = ["arc_easy", "boolq", "gsm8k"]
         (" 'C'", "C"),
         (" C because it is", "C"),
         ("I think so", None),  # "I" is a word, not an option here
+        ("Option A is tempting, but the answer is B.", "B"),  # the answer, not the first option named
+        ("The correct answer is option D.", "D"),
     ],
 )
 def test_extract_choice(text: str, expected: str | None) -> None:

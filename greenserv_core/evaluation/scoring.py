@@ -34,10 +34,11 @@ def extract_choice(text: str, n_choices: int) -> str | None:
 
     A leading letter (``"B"``, ``"(B)"``, ``"[B]"``, ``"'B'"``, ``"B. blue"``, ``"B, blue"``,
     ``"B - blue"``, ``"B is right"``, ``"C because"``, not ``"A man"`` nor ``"I think"``) wins;
-    otherwise an explicit ``answer is B`` (also ``option``/``choice``; ``answer: b.``; a
-    lowercase letter only where it stands alone, so never the article in ``answer is a
-    cow``); otherwise the first letter that stands alone as ``B.`` or ``B)``. Markdown
-    emphasis (``**B**``) is read through. Letters beyond the number of options do not count.
+    otherwise an explicit ``answer is B`` (``answer: b.``; a lowercase letter only where it
+    stands alone, so never the article in ``answer is a cow``); otherwise ``option B`` or
+    ``choice B`` (so ``Option A is tempting, but the answer is B`` commits to B); otherwise
+    the first letter that stands alone as ``B.`` or ``B)``. Markdown emphasis (``**B**``) is
+    read through. Letters beyond the number of options do not count.
 
     >>> extract_choice("C) because", 4), extract_choice("I think the answer is d.", 4), extract_choice("I'm", 4)
     ('C', 'D', None)
@@ -56,7 +57,8 @@ def extract_choice(text: str, n_choices: int) -> str | None:
     leading_word = rf"|^\s*([{capitals}])\s+(?=\w)" if capitals else ""
     patterns = (
         rf"^\s*[(\[\'\"]?([{valid}{lower}])(?:[.):,\]\'\"\n]|\s*$|\s+[-–—:]|\s+(?:is|would)\b){leading_word}",
-        rf"(?i:answer|option|choice)\s*(?:(?i:is)\s*)?:?\s*[(\[]?([{valid}]\b|{either}[{words}](?=[.)\]]|\s*$))",
+        rf"(?i:answer)\s*(?:(?i:is)\s*)?:?\s*[(\[]?([{valid}]\b|{either}[{words}](?=[.)\]]|\s*$))",
+        rf"(?i:option|choice)\s*(?:(?i:is)\s*)?:?\s*[(\[]?([{valid}]\b|{either}[{words}](?=[.)\]]|\s*$))",
         rf"(?:^|\s)\(?([{valid}])[.)](?:\s|$)",
     )
     for pattern in patterns:
