@@ -962,3 +962,64 @@ def test_the_cascades_offered_now_follow_the_pool() -> None:
     router.add_cascade("small", "other")
     router.remove_model("big")
     assert router.cascade_pairs == [("small", "other")] and router.cascades == [("small", "big")]  # as given
+
+
+# ---- the second model fails before it answers: the first answer is kept (2026-12-06) -----------------
+class _DownAfterCharging(FakeBackend):
+    """Fails every call before answering, having spent 3 J and 0.2 s."""
+
+    def generate(self, messages: Sequence[Message], settings: GenerationSettings) -> Any:
+        from greenserv_core.errors import ModelUnavailableError
+
+        raise ModelUnavailableError(f"{self.info.name} is down", spent_joules=3.0, spent_s=0.2)
+
+    def stream(self, messages: Sequence[Message], settings: GenerationSettings) -> Iterator[StreamChunk]:
+        self.generate(messages, settings)
+        yield StreamChunk("never")
+
+
+def test_a_cascade_whose_second_model_fails_keeps_the_first_answer_and_counts_the_failed_call() -> None:
+    from greenserv_core.errors import CascadeMemberUnavailableError
+
+    small = _small(0.2)
+    alone = small.generate(ASK, GenerationSettings(max_new_tokens=8, logprobs=True))
+    result = CascadeBackend(small, _DownAfterCharging("big"), threshold=0.5).generate(ASK, SHORT)
+    assert result.text == CHEAP  # raised CascadeMemberUnavailableError
+    assert [(s.model, s.action) for s in result.chain] == [("small", "kept")]
+    assert result.chain[0].reason.startswith("escalation failed: big is down")
+    assert result.energy.joules == pytest.approx(alone.energy.joules + 3.0)
+    assert result.latency_s == pytest.approx(alone.latency_s + 0.2)
+    assert result.chain[0].energy_joules == pytest.approx(alone.energy.joules)  # the first model's own cost
+    pieces = list(CascadeBackend(small, _DownAfterCharging("big"), threshold=0.5).stream(ASK, SHORT))
+    assert "".join(p.delta for p in pieces) == CHEAP and pieces[-1].result is not None
+    assert pieces[-1].result.energy.joules == pytest.approx(alone.energy.joules + 3.0)
+    strict = CascadeBackend(small, _DownAfterCharging("big"), threshold=0.5, keep_first_on_failure=False)
+    with pytest.raises(CascadeMemberUnavailableError, match="big is down"):
+        strict.generate(ASK, SHORT)
+    with pytest.raises(CascadeMemberUnavailableError, match="big is down"):
+        list(strict.stream(ASK, SHORT))
+    with pytest.raises(InvalidInputError, match="keep_first_on_failure"):
+        CascadeBackend(small, _big(), keep_first_on_failure="yes")  # type: ignore[arg-type]
+
+
+def test_in_a_router_the_kept_first_answer_is_learned_as_kept_not_as_the_escalations_outcome() -> None:
+    features = make_hashing_extractor()
+    router = GreenServRouter(
+        [_small(0.2), _DownAfterCharging("big", joules_per_token=5.0)],
+        cascades=[("small", "big")],
+        features=features,
+        policy=PinnedPolicy(features.dimension, arm="small->big", then_accuracy=0.9),
+        tradeoff=0.4,
+        seed=0,
+        escalation=EscalationModel(features.dimension, keep_rate=0.0, informed_after=0, seed=0),
+    )
+    answer = router.generate(ASK, max_new_tokens=8)
+    assert answer.model == "small->big" and answer.text == CHEAP  # was routed to "small" after the failure
+    assert answer.chain[0].action == "kept" and not answer.failed_attempts
+    plan = router.pending_.get(answer.decision_id).cascade
+    assert plan is not None and plan["escalated"] is False  # was True: the score would have taught "big"'s offset
+    before = router.learner_.escalation_.thens_["small->big"].copy()
+    zz, _ = _firsts(router)
+    router.feedback(answer.decision_id, 1.0)
+    assert np.array_equal(router.learner_.escalation_.thens_["small->big"], before)
+    assert not np.array_equal(_firsts(router)[0], zz)  # the first model's answer was labelled by the score

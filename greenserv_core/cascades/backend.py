@@ -14,10 +14,14 @@ instead, and the joules and seconds of that question count as the first answer's
 Joules, seconds and output tokens of the result are the sums over the models run; its
 ``chain`` lists each model with its confidence, cost and what happened next.
 Streaming holds the first answer back until it is kept: only the kept answer is streamed,
-and no escalated text ever reaches the stream. A member that is unavailable raises
-:class:`~greenserv_core.errors.CascadeMemberUnavailableError` naming it, so that the router
-routes the query around that model, not only around this cascade (joules already spent on
-the first answer are then reported in the error and the log, not in the budget).
+and no escalated text ever reaches the stream. Where the second model fails before it
+answers, the first answer is kept (``keep_first_on_failure``, the default): it is made and
+paid for, and asking a third model would cost more again; its step says why, and the failed
+call's joules and seconds count in the result's. Otherwise, and where the first model fails
+or the second fails after its stream began, the cascade raises
+:class:`~greenserv_core.errors.CascadeMemberUnavailableError` naming the member, so that the
+router routes the query around that model, not only around this cascade (joules already
+spent on the first answer are then charged with the failed attempt).
 
 >>> from greenserv_core.backends.fake import FakeBackend
 >>> from greenserv_core.backends.base import GenerationSettings
@@ -32,6 +36,8 @@ the first answer are then reported in the error and the log, not in the budget).
 from __future__ import annotations
 
 import dataclasses
+import logging
+import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -48,7 +54,7 @@ from greenserv_core.backends.base import (
 from greenserv_core.cascades.agreement import answers_agree
 from greenserv_core.cascades.escalation import Verdict
 from greenserv_core.confidence import ConfidenceSignal, VerifyingSignal, signal_for_task
-from greenserv_core.energy.base import combined_energy
+from greenserv_core.energy.base import EnergyReading, combined_energy
 from greenserv_core.errors import (
     CascadeMemberUnavailableError,
     InvalidInputError,
@@ -61,6 +67,8 @@ __all__ = ["CASCADE_SEPARATOR", "CascadeBackend", "Escalate", "cascade_name"]
 
 CASCADE_SEPARATOR = "->"
 """Between the two model names in a cascade's name: ``"small->big"``."""
+
+logger = logging.getLogger(__name__)
 
 Escalate = Callable[[float | None], Verdict]
 """Decides after the first answer, from its confidence (``None``: no signal)."""
@@ -85,8 +93,10 @@ class CascadeBackend:
 
     Parameters are stored as given: the two backends, the confidence ``signal`` (``None``:
     chosen per query by answer length) and the fixed ``threshold`` used when no learned rule
-    is given to :meth:`generate`. The name is ``"<first>-><then>"``; the context window is the
-    smaller one, the capabilities those both models have.
+    is given to :meth:`generate`; ``keep_first_on_failure`` keeps the first answer where the
+    second model fails before it answers (``False``: raise, and let the router ask another
+    model). The name is ``"<first>-><then>"``; the context window is the smaller one, the
+    capabilities those both models have.
     """
 
     def __init__(
@@ -96,6 +106,7 @@ class CascadeBackend:
         *,
         signal: ConfidenceSignal | VerifyingSignal | None = None,
         threshold: float = 0.5,
+        keep_first_on_failure: bool = True,
     ) -> None:
         for role, backend in (("first", first), ("then", then)):
             if not isinstance(backend, ModelBackend) or isinstance(backend, CascadeBackend):
@@ -108,7 +119,10 @@ class CascadeBackend:
             raise InvalidInputError(f"signal must be a ConfidenceSignal or a VerifyingSignal instance, got {signal!r}")
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
             raise InvalidInputError(f"threshold must be in [0, 1], got {threshold!r}")
+        if not isinstance(keep_first_on_failure, bool):
+            raise InvalidInputError(f"keep_first_on_failure must be True or False, got {keep_first_on_failure!r}")
         self.first, self.then, self.signal, self.threshold = first, then, signal, float(threshold)
+        self.keep_first_on_failure = keep_first_on_failure
         a, b = first.info, then.info
         self._info = ModelInfo(
             name=cascade_name(a.name, b.name),
@@ -185,6 +199,33 @@ class CascadeBackend:
         kept = dataclasses.replace(result, chain=(step,))
         return kept if settings.logprobs else dataclasses.replace(kept, token_logprobs=None)
 
+    def _kept_after_failure(
+        self, first: GenerationResult, step: ChainStep, settings: GenerationSettings, error: ModelUnavailableError
+    ) -> GenerationResult:
+        """The first answer kept because the second model failed before it answered: the
+        failed call's joules and seconds count in the result's (not in the first model's step,
+        whose cost is the first model's own)."""
+        logger.warning(
+            "%s failed before it answered (%s); keeping the answer of %s",
+            self.then.info.name,
+            error,
+            self.first.info.name,
+        )
+        failed = EnergyReading(
+            max(0.0, error.spent_joules) if math.isfinite(error.spent_joules) else 0.0,
+            error.spent_source or first.energy.source,
+            error.spent_measured,
+        )
+        kept = self._kept(
+            first, dataclasses.replace(step, action="kept", reason=f"escalation failed: {error}"), settings
+        )
+        if failed.joules == 0 and not error.spent_s:
+            return kept
+        spent_s = error.spent_s if math.isfinite(error.spent_s) and error.spent_s > 0 else 0.0
+        return dataclasses.replace(
+            kept, energy=combined_energy([first.energy, failed]), latency_s=first.latency_s + spent_s
+        )
+
     def _joined(self, first: GenerationResult, step: ChainStep, second: GenerationResult) -> GenerationResult:
         last = ChainStep.of_result(
             self.then.info.name,
@@ -215,6 +256,8 @@ class CascadeBackend:
         try:
             second = self.then.generate(messages, settings)
         except ModelUnavailableError as error:
+            if self.keep_first_on_failure:
+                return self._kept_after_failure(first, step, settings, error)
             raise self._then_failed(error, first) from error
         return self._joined(first, step, second)
 
@@ -234,17 +277,15 @@ class CascadeBackend:
         follows and the first answer is never shown."""
         first, step, escalated = self._first(messages, settings, escalate)
         if not escalated:
-            try:
-                yield StreamChunk(first.text)
-            except GeneratorExit:  # closed before the result: the first answer was spent all the same
-                report_abandoned(first.energy, first.latency_s)
-                raise
-            yield StreamChunk("", self._kept(first, step, settings))
+            yield from self._stream_kept(first, self._kept(first, step, settings))
             return
-        pieces = iter(self.then.stream(messages, settings))
         try:
+            pieces = iter(self.then.stream(messages, settings))
             chunk = next(pieces, None)
-        except ModelUnavailableError as error:  # before any piece: the router may still route around it
+        except ModelUnavailableError as error:  # before any piece: keep the first answer, or route around it
+            if self.keep_first_on_failure:
+                yield from self._stream_kept(first, self._kept_after_failure(first, step, settings, error))
+                return
             raise self._then_failed(error, first) from error
         while chunk is not None:
             if chunk.result is not None:
@@ -264,6 +305,16 @@ class CascadeBackend:
                 raise self._then_failed(error, first) from error
         ended = ModelUnavailableError(f"the stream of {self.then.info.name!r} ended without its result")
         raise self._then_failed(ended, first)
+
+    @staticmethod
+    def _stream_kept(first: GenerationResult, kept: GenerationResult) -> Iterator[StreamChunk]:
+        """The first answer, kept, as one piece and then its result."""
+        try:
+            yield StreamChunk(first.text)
+        except GeneratorExit:  # closed before the result: what was kept was spent all the same
+            report_abandoned(kept.energy, kept.latency_s)
+            raise
+        yield StreamChunk("", kept)
 
 
 def _spent_after(answer: GenerationResult, error: ModelUnavailableError) -> dict[str, Any]:

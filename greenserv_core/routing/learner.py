@@ -680,7 +680,8 @@ class RoutingLearner:
     ) -> None:
         """Teach the cost models what a decision's generation spent (once per decision).
         For a cascade, ``members`` are ``(model, joules, seconds)`` of each model it ran,
-        which also teach those models' own cost models."""
+        which also teach those models' own cost models; an escalated cascade with one member
+        kept its first answer (its second model failed), and its score then labels that answer."""
         check_measured("energy_joules", energy_joules)
         check_measured("latency_s", latency_s)
         for _, joules, seconds in members:
@@ -705,6 +706,9 @@ class RoutingLearner:
                 self.energy_.observe(pending.model, pending.context, pending.prompt_tokens, energy_joules)
                 self.latency_.observe(pending.model, pending.context, pending.prompt_tokens, latency_s)
                 self.tallies_.spent(pending.model, energy_joules)
+            plan = pending.cascade
+            if plan is not None and plan.get("escalated") and len(members) == 1:
+                plan["escalated"] = False  # its second model failed before it answered: the first answer was kept
             for model, joules, seconds in members:
                 if current and model in self.policy_.arms_:
                     self.energy_.observe(model, pending.context, pending.prompt_tokens, joules)
