@@ -367,3 +367,20 @@ def test_a_failed_attempts_numpy_joules_are_kept() -> None:
 
     attempt = FailedAttempt.of("m", ModelUnavailableError("down", spent_joules=np.float32(3.0), spent_measured=True))
     assert (attempt.energy_joules, attempt.energy_measured) == (3.0, True)
+
+
+def test_an_answer_whose_decision_left_the_pending_store_still_teaches_its_cost() -> None:
+    router = GreenServRouter(
+        [FakeBackend("small", joules_per_token=2.0)],
+        features=make_hashing_extractor(),
+        max_pending=10,
+        energy_budget="1000J/query",
+        seed=0,
+    )
+    answers = router.generate_batch([f"question {i}" for i in range(20)], max_new_tokens=4)
+    spent = sum(answer.energy_joules for answer in answers)
+    assert router.budget_ is not None and router.budget_.spent_joules == pytest.approx(spent)
+    assert router.stats_["small"]["energy_joules"] == pytest.approx(spent)
+    pacer = router.learner_.pacer_
+    assert pacer is not None and pacer.answers_ == 20  # was 10: 10 charged as failures
+    assert router.learner_.energy_.ridge_.n[router.learner_.energy_.ridge_.rows(["small"])][0] == 20  # was 10

@@ -291,6 +291,10 @@ class Executor:
     def finish(self, decision: RoutingDecision, result: GenerationResult, request: RouteRequest) -> RoutedGeneration:
         """Record the cost, parse the tool calls an answer makes, and score them if asked."""
         agreed = result.chain[-1].agreed if result.chain else None
+        members = [  # each model's own answer: a confidence question is the cascade's cost, not the model's
+            (step.model, step.energy_joules - step.confidence_joules, step.latency_s - step.confidence_s)
+            for step in result.chain
+        ]
         try:
             if agreed is not None:
                 self.learner.record_agreement(decision.decision_id, agreed)
@@ -299,17 +303,16 @@ class Executor:
                 energy_joules=result.energy.joules,
                 latency_s=result.latency_s,
                 energy_source=result.energy.source,
-                members=[  # each model's own answer: a confidence question is the cascade's cost, not the model's
-                    (step.model, step.energy_joules - step.confidence_joules, step.latency_s - step.confidence_s)
-                    for step in result.chain
-                ],
+                members=members,
             )
         except UnknownDecisionError as error:  # dropped from the pending store while it ran: the answer stands
             expired = True
-            self.learner.charge_failed([(decision.model, result.energy.joules)])  # spent all the same
+            self.learner.record_expired_outcome(  # its cost is learned from the decision itself
+                decision, energy_joules=result.energy.joules, latency_s=result.latency_s, members=members
+            )
             logger.warning(
                 "decision %s left the pending store before its answer came (%s): the answer is returned, "
-                "but cannot be scored and its cost is not learned; raise max_pending or pending_ttl_s",
+                "but cannot be scored; raise max_pending or pending_ttl_s",
                 decision.decision_id,
                 error,
             )

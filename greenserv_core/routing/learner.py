@@ -701,25 +701,81 @@ class RoutingLearner:
                 pending, scored = waiting, True
             if pending.energy_joules is not None:
                 raise InvalidInputError(f"the outcome of decision {decision_id!r} was already recorded")
-            current = self._current(pending)
-            if current:
-                self.energy_.observe(pending.model, pending.context, pending.prompt_tokens, energy_joules)
-                self.latency_.observe(pending.model, pending.context, pending.prompt_tokens, latency_s)
-                self.tallies_.spent(pending.model, energy_joules)
             plan = pending.cascade
             if plan is not None and plan.get("escalated") and len(members) == 1:
                 plan["escalated"] = False  # its second model failed before it answered: the first answer was kept
-            for model, joules, seconds in members:
-                if current and model in self.policy_.arms_:
-                    self.energy_.observe(model, pending.context, pending.prompt_tokens, joules)
-                    self.latency_.observe(model, pending.context, pending.prompt_tokens, seconds)
-            self.normalizer_.observe(pending.task, energy_joules)
-            if self.pacer_ is not None:
-                self.pacer_.observe(energy_joules, predicted=pending.predicted_joules)
+            self._learn_cost(
+                pending.model,
+                pending.context,
+                pending.prompt_tokens,
+                pending.task,
+                (energy_joules, latency_s),
+                members,
+                predicted=pending.predicted_joules,
+                current=self._current(pending),
+            )
             pending.energy_joules = float(energy_joules)
             pending.energy_source = energy_source
             if not scored:
                 self.pending_.update(pending)
+
+    def record_expired_outcome(
+        self,
+        decision: RoutingDecision,
+        *,
+        energy_joules: float,
+        latency_s: float,
+        members: Sequence[tuple[str, float, float]] = (),
+    ) -> None:
+        """:meth:`record_outcome` for a decision that left the pending store before its answer
+        came (it cannot be scored): the cost models, the tallies, the task's energy scale and
+        the budget learn what it spent from the decision itself."""
+        check_measured("energy_joules", energy_joules)
+        check_measured("latency_s", latency_s)
+        for _, joules, seconds in members:
+            check_measured("a member's energy_joules", joules)
+            check_measured("a member's latency_s", seconds)
+        with self.lock:
+            self._settle(decision.decision_id)
+            features = decision.features
+            self._learn_cost(
+                decision.model,
+                self.policy_.check_context(features.vector),
+                features.prompt_tokens,
+                features.task,
+                (energy_joules, latency_s),
+                members,
+                predicted=decision.predicted_joules.get(decision.model),
+                current=decision.model in self.policy_.arms_ and decision.model not in self.removed_at_,
+            )
+
+    def _learn_cost(
+        self,
+        model: str,
+        context: np.ndarray,
+        prompt_tokens: int,
+        task: str,
+        spent: tuple[float, float],
+        members: Sequence[tuple[str, float, float]],
+        *,
+        predicted: float | None,
+        current: bool,
+    ) -> None:
+        """Teach the cost models, the tallies, the energy scale and the budget what an answer
+        of ``model`` spent (``(joules, seconds)``; ``current``: the model answering is still
+        the one in the pool under its name)."""
+        energy_joules, latency_s = spent
+        if current:
+            self.energy_.observe(model, context, prompt_tokens, energy_joules)
+            self.latency_.observe(model, context, prompt_tokens, latency_s)
+            self.tallies_.spent(model, energy_joules)
+        for member, joules, seconds in members:
+            if current and member in self.policy_.arms_:
+                self.energy_.observe(member, context, prompt_tokens, joules)
+                self.latency_.observe(member, context, prompt_tokens, seconds)
+        self.normalizer_.observe(task, energy_joules)
+        if self.pacer_ is not None:
+            self.pacer_.observe(energy_joules, predicted=predicted)
 
     def _now(self) -> float:
         """The pending store's clock (its ``clock``, else the wall clock): decisions are aged by it."""
