@@ -1,3 +1,5 @@
+import zlib
+
 import numpy as np
 import pytest
 
@@ -550,3 +552,47 @@ def test_a_warm_store_names_its_texts_unambiguously(tmp_path) -> None:  # type: 
     FeatureExtractor(other, classifier).warm(["add 2 and 3", "write a poem\x00summarise"], store=tmp_path)
     assert len(list(tmp_path.glob("*.npy"))) == 2  # two sets of prompts, two entries
     assert other.cache == {}  # embedded afresh, never another text's vector
+
+
+# ---- review fixes (2026-12-06) ----------------------------------------------------------------------
+def test_seeding_and_warming_refuse_one_string_and_one_vector() -> None:
+    from greenserv_core.features.clustering import OnlineKMeans
+
+    extractor = make_hashing_extractor()
+    with pytest.raises(InvalidInputError, match="not one string"):
+        extractor.seed_clusters("What is 2+2? Hello there")  # type: ignore[arg-type]  # seeded each character
+    with pytest.raises(InvalidInputError, match="not one string"):
+        extractor.warm("What is 2+2?")  # type: ignore[arg-type]
+    assert extractor.clusterer.prior_sums_ is None  # nothing was seeded: a proper seed still takes
+    extractor.seed_clusters(["What is 2+2?", "Hello there"])
+    assert extractor.clusterer.prior_sums_ is not None
+    km = OnlineKMeans(4)
+    with pytest.raises(InvalidInputError, match="several embeddings"):
+        km.seed(np.array([1.0, 0.0]))  # seeded two 1-dimensional clusters for good
+    km.seed(np.eye(2))
+    with pytest.raises(InvalidInputError, match="dimension 3, clusters were built with 2"):
+        km.predict(np.ones(3))  # a bare numpy error
+
+
+def test_saved_clusters_with_no_centroids_but_an_empty_array_are_refused() -> None:
+    from greenserv_core.features.clustering import OnlineKMeans
+
+    km = OnlineKMeans(4)
+    state = km.state_dict()
+    state["centroids"], state["counts"] = np.zeros((0, 8)), np.zeros(0, dtype=np.int64)
+    with pytest.raises(StateFileError, match="centroids"):
+        OnlineKMeans(4).load_state_dict(state)  # accepted; the next query failed in argmax
+
+
+def test_the_hashing_embedder_reads_words_of_every_script() -> None:
+    from greenserv_core.features import HashingEmbedder
+
+    embedder = HashingEmbedder(64)
+    vectors = embedder.embed(["今天天气怎么样", "Как дела", "Τι κάνεις", "café", "caf", "hello world"])
+    assert len({tuple(row) for row in vectors[:3].round(6)}) == 3  # all three were the same fallback vector
+    assert not np.allclose(vectors[3], vectors[4])
+    ascii_words = np.zeros(64, dtype=np.float32)  # ASCII text reads as before: its vectors are unchanged
+    for gram in ("hello", "world", "hello world"):
+        h = zlib.crc32(gram.encode())
+        ascii_words[h % 64] += 1.0 if (h >> 31) & 1 else -1.0
+    assert np.allclose(vectors[5], ascii_words / np.linalg.norm(ascii_words))

@@ -359,3 +359,21 @@ def test_importing_the_router_does_not_import_sharing() -> None:
     code = "import sys, greenserv_core.router; print(any(m.startswith('greenserv_core.sharing') for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "False"
+
+
+def test_capabilities_and_models_given_as_iterators_are_kept_and_bad_ones_refused_clearly() -> None:
+    from greenserv_core.routing.request import RouteRequest
+
+    request = RouteRequest.build("hi", {"requires": (c for c in ["tools"]), "models": iter(["a", "b"])})
+    assert "tools" in request.requires and request.models == frozenset({"a", "b"})  # requires was empty
+    assert RouteRequest.build("hi", {"requires": None}).requires == frozenset()
+    for options in ({"models": 5}, {"requires": 5}, {"requires": [["tools"]]}):
+        with pytest.raises(InvalidInputError):  # bare TypeErrors
+            RouteRequest.build("hi", options)
+
+
+def test_a_model_says_its_context_window() -> None:
+    from greenserv_core.backends.base import ModelInfo
+
+    with pytest.raises(InvalidInputError, match="context_window"):
+        ModelInfo("m", context_window=None)  # type: ignore[arg-type]  # accepted, then never excluded

@@ -279,6 +279,8 @@ class ModelInfo:
             raise InvalidInputError(f"quality must be a QualityPrior, got {type(self.quality).__name__}")
         if not isinstance(self.name, str) or not self.name.strip():
             raise InvalidInputError(f"model name must be a non-empty string, got {self.name!r}")
+        if self.context_window is None:  # a spec reads its window later; a model says what it is
+            raise InvalidInputError(f"model {self.name!r}: context_window must be a positive integer, got None")
         check_declared(self)
 
 

@@ -66,6 +66,10 @@ class OnlineKMeans:
 
     def _similarities(self, x: np.ndarray) -> np.ndarray:
         assert self.centroids_ is not None
+        if x.shape[0] != self.centroids_.shape[1]:
+            raise InvalidInputError(
+                f"embedding has dimension {x.shape[0]}, clusters were built with {self.centroids_.shape[1]}"
+            )
         norms = np.linalg.norm(self.centroids_, axis=1)
         similarities: np.ndarray = (self.centroids_ @ x) / np.maximum(norms, 1e-12)
         return similarities
@@ -86,10 +90,6 @@ class OnlineKMeans:
             self.centroids_ = x[None, :].copy()
             self.counts_ = np.ones(1, dtype=np.int64)
             return 0
-        if x.shape[0] != self.centroids_.shape[1]:
-            raise InvalidInputError(
-                f"embedding has dimension {x.shape[0]}, clusters were built with {self.centroids_.shape[1]}"
-            )
         similarities = self._similarities(x)
         best = int(np.argmax(similarities))
         if len(self.centroids_) < self.n_clusters and similarities[best] < 1.0 - self.distinct_tol:
@@ -121,9 +121,15 @@ class OnlineKMeans:
         A clustering seeds once: a later call (say, a restarted replica seeded again, or one
         that adopted the shared seed) changes nothing, so replicas keep one seed.
         """
+        if isinstance(embeddings, np.ndarray) and embeddings.ndim != 2:
+            raise InvalidInputError(
+                f"seed() takes several embeddings (a 2-D array or a sequence of vectors), got shape {embeddings.shape}"
+            )
         vectors = [np.asarray(x, dtype=np.float64).ravel() for x in embeddings]
         if not vectors:
             return
+        if len({len(vector) for vector in vectors}) > 1:
+            raise InvalidInputError("seed() takes embeddings of one dimension")
         if self.prior_sums_ is not None:  # seeded before (or adopted a shared seed): seeding is once
             logger.info("the clustering already holds a seed; seeding again is skipped")
             return
@@ -225,7 +231,7 @@ def _check_learned(centroids: np.ndarray | None, counts: np.ndarray, n_clusters:
         if counts.size:
             raise StateFileError("saved clustering: it has counts but no centroids")
         return
-    if centroids.ndim != 2 or counts.shape != (len(centroids),) or len(centroids) > n_clusters:
+    if centroids.ndim != 2 or counts.shape != (len(centroids),) or not 1 <= len(centroids) <= n_clusters:
         raise StateFileError(
             f"saved clustering: {centroids.shape} centroids and {counts.shape} counts for {n_clusters} clusters"
         )

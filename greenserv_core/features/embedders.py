@@ -196,7 +196,9 @@ class SentenceTransformerEmbedder:
         return np.stack(found)  # type: ignore[arg-type]
 
 
-_WORD = re.compile(r"[a-z0-9]+")
+_WORD = re.compile(r"[^\W_]+")
+"""Letters and digits of any script (ASCII text reads as ``[a-z0-9]+`` did, so its vectors
+are unchanged; Chinese, Greek or accented words are no longer dropped)."""
 
 
 class HashingEmbedder:

@@ -203,7 +203,7 @@ class FeatureExtractor:
 
         >>> FeatureExtractor.default().warm(["What is 2 + 2?", "Name a prime."])  # doctest: +SKIP
         """
-        texts = sorted({instruction_text(prompt) for prompt in prompts})
+        texts = sorted({instruction_text(prompt) for prompt in _prompt_list(prompts, "warm")})
         preload = getattr(self.embedder, "preload", None)
         path = None
         if store is not None and preload is not None:
@@ -242,9 +242,9 @@ class FeatureExtractor:
         >>> bool((one.clusterer.centroids_ == two.clusterer.centroids_).all())
         True
         """
-        vectors = self.embedder.embed([instruction_text(prompt) for prompt in prompts])
+        vectors = self.embedder.embed([instruction_text(prompt) for prompt in _prompt_list(prompts, "seed_clusters")])
         with self._lock:
-            self.clusterer.seed(list(vectors))
+            self.clusterer.seed(vectors)
 
     def extract(self, messages: Sequence[Message] | str, *, learn: bool = True) -> QueryFeatures:
         clean = validate_messages(messages)
@@ -336,3 +336,15 @@ class FeatureExtractor:
         with self._lock:
             self.clusterer.load_state_dict(state["clusterer"])
             self.centre_clusters = self.clusterer.centre is not None  # as the saved clusters were learned
+
+
+def _prompt_list(prompts: Sequence[str], method: str) -> list[str]:
+    """``prompts`` as a list of strings; one string (whose characters would each be a prompt)
+    or anything that is not a string is refused."""
+    if isinstance(prompts, str):
+        raise InvalidInputError(f"{method}() takes a sequence of prompts, not one string")
+    listed = list(prompts)
+    wrong = next((p for p in listed if not isinstance(p, str)), None)
+    if wrong is not None:
+        raise InvalidInputError(f"{method}() takes prompts as strings, got {type(wrong).__name__}")
+    return listed

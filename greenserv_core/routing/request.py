@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypedDict
 
@@ -112,10 +112,17 @@ def check_positive(name: str, value: float | None) -> float | None:
     return float(value)
 
 
-def _capabilities(requires: Collection[str]) -> frozenset[str]:
-    if isinstance(requires, str) or not all(isinstance(c, str) and c for c in requires):
+def _capabilities(requires: Collection[str] | None) -> frozenset[str]:
+    """The capability names a query needs (``None``: none). Read once, so an iterator's names
+    are all kept."""
+    if requires is None:
+        return frozenset()
+    if isinstance(requires, str) or not isinstance(requires, Iterable):
         raise InvalidInputError(f"requires must be a collection of capability names, got {requires!r}")
-    return frozenset(requires)
+    listed = list(requires)
+    if not all(isinstance(c, str) and c for c in listed):
+        raise InvalidInputError(f"requires must be a collection of capability names, got {listed!r}")
+    return frozenset(listed)
 
 
 _OPENAI_FORMATS = ("text", "json_object", "json_schema")
@@ -171,10 +178,12 @@ def stop_sequences(stop: str | Sequence[str] | None) -> tuple[str, ...]:
 def _model_names(models: Sequence[str] | None) -> frozenset[str] | None:
     if models is None:
         return None
-    names = frozenset([models] if isinstance(models, str) else models)
-    if not all(isinstance(name, str) for name in names):
-        raise InvalidInputError(f"models must be model names, got {models!r}")
-    return names
+    if not isinstance(models, (str, Iterable)):
+        raise InvalidInputError(f"models must be a model name or a collection of them, got {models!r}")
+    listed = [models] if isinstance(models, str) else list(models)
+    if not all(isinstance(name, str) for name in listed):
+        raise InvalidInputError(f"models must be model names, got {listed!r}")
+    return frozenset(listed)
 
 
 def _flag(name: str, value: object) -> bool:
