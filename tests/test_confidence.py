@@ -269,3 +269,13 @@ def test_collect_can_go_without_confidence_and_resumes_only_with_the_same_signal
 def test_a_nan_logprob_gives_no_confidence() -> None:
     assert AnswerProbability()(_answer(-0.1, float("nan"))) is None
     assert TokenQuantile()(_answer(float("nan"))) is None
+
+
+def test_an_empty_answer_has_no_confidence_to_speak_of() -> None:
+    from greenserv_core.backends.base import EnergyReading, GenerationResult
+    from greenserv_core.confidence import AnswerProbability, TokenQuantile
+
+    empty = GenerationResult(" \n", 10, 1, 0.1, EnergyReading(1.0, "fake", False), token_logprobs=(0.0,))
+    assert AnswerProbability()(empty) == 0.0 and TokenQuantile(0.1)(empty) == 0.0  # were 1.0: the end token's
+    unread = GenerationResult("", 10, 0, 0.1, EnergyReading(1.0, "fake", False), token_logprobs=None)
+    assert AnswerProbability()(unread) == 0.0  # a remote server's empty answer, without log-probabilities

@@ -180,3 +180,15 @@ def test_a_block_cut_short_before_its_arguments_is_an_invalid_call_and_a_named_t
     for prose in ("the <tool_call> tag wraps a call", "a call opens with <tool_call>"):
         named = parse_tool_calls(prose, tools)
         assert named.text == prose and not named.invalid_tool_calls
+
+
+def test_llama_calls_separated_by_semicolons_and_a_tag_named_in_prose_before_a_call() -> None:
+    add = ToolSpec("add", "Add.", '{"type": "object", "properties": {"a": {"type": "integer"}}}')
+    now = ToolSpec("now", "The time.", '{"type": "object", "properties": {}}')
+    parsed = parse_tool_calls('{"name": "add", "parameters": {"a": 2}}; {"name": "now", "parameters": {}}', [add, now])
+    assert [c.name for c in parsed.tool_calls] == ["add", "now"] and parsed.text == ""  # was prose
+    text = 'I will answer with a <tool_call> tag. <tool_call>{"name": "now", "arguments": {}}</tool_call>'
+    parsed = parse_tool_calls(text, [add, now])
+    assert [c.name for c in parsed.tool_calls] == ["now"] and not parsed.invalid_tool_calls  # was invalid JSON
+    assert parsed.text == "I will answer with a <tool_call> tag."
+    assert parse_tool_calls('{"name": "add"} and more', [add]).tool_calls == ()  # not only JSON: prose

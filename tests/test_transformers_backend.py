@@ -550,3 +550,37 @@ def test_generation_settings_take_numpy_integers_and_refuse_what_is_not_a_settin
     for bad in ({"max_new_tokens": True}, {"seed": 2**64}, {"seed": -1}, {"stop": 5}):
         with pytest.raises(InvalidInputError):
             GenerationSettings(**bad)  # type: ignore[arg-type]
+
+
+# ---- review fixes (2026-12-06) ----------------------------------------------------------------------
+def test_tool_results_reach_templates_without_a_tool_role_and_are_not_wrapped_twice(chat_dir: Path) -> None:
+    from greenserv_core.tools import tool_result_turn, with_tool_calls
+
+    weather = ToolSpec("get_weather", "Weather in a city.", '{"type": "object", "properties": {}}')
+    turns = [*ASK, {"role": "assistant", "content": with_tool_calls("", [("get_weather", {})])}]
+    turns += [{"role": "tool", "content": tool_result_turn("5555")}, {"role": "tool", "content": tool_result_turn("6")}]
+    dropping = backend_for(chat_dir, name="two-roles")
+    dropping.tokenizer.chat_template = (  # renders user and assistant turns only, as TinyLlama's does
+        "{% for m in messages %}{% if m['role'] in ['user', 'assistant'] %}[{{ m['role'] }}] {{ m['content'] }}\n"
+        "{% endif %}{% endfor %}{% if add_generation_prompt %}[assistant]{% endif %}"
+    )
+    assert not dropping.template_takes_tool_turns
+    prompt = dropping.render(turns, [weather])
+    assert "[user] <tool_response>\n5555\n</tool_response>\n<tool_response>\n6\n</tool_response>" in prompt  # dropped
+
+    native = backend_for(chat_dir, name="native-tools")
+    native.tokenizer.chat_template = TOOLS_TEMPLATE  # renders tools and tool turns itself
+    assert native.template_takes_tool_turns
+    assert "[tool] 5555\n" in native.render(turns, [weather])  # was "[tool] <tool_response>\n5555\n</tool_response>"
+    hermes = backend_for(chat_dir, name="hermes")  # tools in the system prompt: results keep Hermes's wrapper
+    assert "[tool] <tool_response>\n5555\n</tool_response>" in hermes.render(turns, [weather])
+
+
+def test_a_plain_format_answer_drops_the_log_probabilities_of_its_stripped_leading_space(tmp_path: Path) -> None:
+    backend = backend_for(build_scripted_model(tmp_path, ": Rome.\nQ"))
+    settings = GenerationSettings(max_new_tokens=4, logprobs=True)
+    result = backend.generate(ASK, settings)
+    streamed = list(backend.stream(ASK, settings))[-1].result
+    assert result.text == "Rom" and result.output_tokens == 4  # " Rom": the space is a token of its own
+    assert result.token_logprobs is not None and len(result.token_logprobs) == 3  # was 4: the space's first
+    assert streamed is not None and streamed.token_logprobs == result.token_logprobs

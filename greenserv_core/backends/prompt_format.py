@@ -78,6 +78,27 @@ def fold_system_into_user(messages: Sequence[Message]) -> list[Message]:
     return [{"role": "user", "content": system}, *rest]  # type: ignore[list-item]
 
 
+def tool_turns_as_user(messages: Sequence[Message]) -> list[Message]:
+    """For chat templates without a ``tool`` role: each tool turn becomes a user turn (its
+    ``<tool_response>`` block as it is, the Hermes format's way), joined to a user turn just
+    before it, so that roles still alternate.
+
+    >>> tool_turns_as_user([{"role": "assistant", "content": "<tool_call>…</tool_call>"},
+    ...                     {"role": "tool", "content": "<tool_response>4</tool_response>"},
+    ...                     {"role": "tool", "content": "<tool_response>5</tool_response>"}])[1:]
+    [{'role': 'user', 'content': '<tool_response>4</tool_response>\\n<tool_response>5</tool_response>'}]
+    """
+    out: list[Message] = []
+    for message in messages:
+        if message["role"] != "tool":
+            out.append(message)
+        elif out and out[-1]["role"] == "user":
+            out[-1] = {"role": "user", "content": f"{out[-1]['content']}\n{message['content']}"}
+        else:
+            out.append({"role": "user", "content": message["content"]})
+    return out
+
+
 def truncate_at_stop(text: str, stops: Sequence[str], *, turn_markers: bool = False) -> tuple[str, bool]:
     """Cut ``text`` at the earliest stop string (or :data:`TURN_MARKER` with ``turn_markers``);
     return (text, whether one was found).

@@ -40,6 +40,7 @@ from greenserv_core.backends.prompt_format import (
     StopBuffer,
     fold_system_into_user,
     plain_prompt,
+    tool_turns_as_user,
     truncate_at_stop,
 )
 from greenserv_core.backends.registry import register_address_scheme
@@ -54,6 +55,7 @@ from greenserv_core.errors import (
 from greenserv_core.messages import Message, validate_messages
 from greenserv_core.models.spec import ModelSpec
 from greenserv_core.quiet_loading import quiet_loading
+from greenserv_core.tools.calls import tool_result_text
 from greenserv_core.tools.spec import ToolSpec, with_tools_prompt
 
 __all__ = ["TransformersBackend", "directory_backend"]
@@ -267,16 +269,44 @@ class TransformersBackend:
             return False
         return True
 
+    @functools.cached_property
+    def template_takes_tool_turns(self) -> bool:
+        """Whether the chat template renders a ``tool`` turn (tried once; the plain format
+        does). Where it does not (it drops the turn, or refuses the role), tool results go to
+        the model as user turns."""
+        if not self.uses_chat_template:
+            return True
+        marker = "greenserv-tool-probe"
+        probe = [
+            {"role": "user", "content": "u"},
+            {"role": "assistant", "content": "a"},
+            {"role": "tool", "content": marker},
+        ]
+        try:
+            rendered = self.tokenizer.apply_chat_template(probe, tokenize=False, add_generation_prompt=True)
+        except Exception:  # jinja2 TemplateError: roles must alternate, or an unknown role
+            return False
+        return marker in str(rendered)
+
     def render(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = ()) -> str:
         """The exact prompt text the model sees. ``tools`` go through the chat template when it
         takes them, else into the system message in the Hermes format. For a template without
-        a system role, the system text opens the first user message instead."""
+        a system role, the system text opens the first user message instead; for one without a
+        ``tool`` role, tool results are user turns. A template that renders tools itself wraps
+        a tool's result in its own markup, so the result goes to it unwrapped."""
         clean = validate_messages(messages)  # a bare string is one user message
         native_tools = bool(tools) and self.template_takes_tools
         if tools and not native_tools:
             clean = with_tools_prompt(clean, tools)
         if not self.template_takes_system:
             clean = fold_system_into_user(clean)
+        if any(m["role"] == "tool" for m in clean):
+            if not self.template_takes_tool_turns:
+                clean = tool_turns_as_user(clean)
+            elif self.uses_chat_template and self.template_takes_tools:
+                clean = [  # type: ignore[misc]
+                    {**m, "content": tool_result_text(m["content"])} if m["role"] == "tool" else m for m in clean
+                ]
         if not self.uses_chat_template:
             return plain_prompt(clean)
         extra: dict[str, Any] = {"tools": [t.to_openai() for t in tools]} if native_tools else {}
@@ -532,10 +562,23 @@ class TransformersBackend:
                     latency_s=latency,
                     energy=EnergyReading(window.joules * share, source=window.source, measured=window.measured),
                     finish_reason=finish,
-                    token_logprobs=None if logprobs is None else tuple(logprobs[row, :n_out].tolist()),
+                    token_logprobs=None
+                    if logprobs is None
+                    else self._answer_logprobs(generated[row], logprobs[row], n_out),
                 )
             )
         return results
+
+    def _answer_logprobs(self, tokens: Any, logprobs: Any, n_out: int) -> tuple[float, ...]:
+        """The log-probabilities of an answer's ``n_out`` tokens, lined up with its text: the
+        plain format's answer loses its leading whitespace, and with it the log-probabilities
+        of the tokens that are whitespace only (a confidence read from the first token would
+        read a newline's)."""
+        start = 0
+        if not self.uses_chat_template:
+            while start < n_out and not self.tokenizer.decode([int(tokens[start])]).strip():
+                start += 1
+        return tuple(logprobs[start:n_out].tolist())
 
     def stream(self, messages: Sequence[Message], settings: GenerationSettings) -> Iterator[StreamChunk]:
         """Stream text through ``TextIteratorStreamer``; same energy and token accounting as
@@ -623,7 +666,7 @@ class TransformersBackend:
                 latency_s=outcome["latency"],
                 energy=outcome["energy"],
                 finish_reason="stop" if buffer.stopped else finish,
-                token_logprobs=None if logprobs is None else tuple(logprobs[0, :n_out].tolist()),
+                token_logprobs=None if logprobs is None else self._answer_logprobs(generated[0], logprobs[0], n_out),
             ),
         )
 

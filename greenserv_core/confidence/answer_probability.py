@@ -14,7 +14,8 @@ class AnswerProbability:
     """``exp(Σ log p(token))`` over the answer's first ``first_tokens`` tokens (all of them for
     ``None``). For a choice answered with its letter first, ``first_tokens=1`` is the
     probability of the option the model committed to, without the words it added after it.
-    ``None`` without log-probabilities.
+    ``None`` without log-probabilities; 0 for an answer with no text (a model that ends at
+    once is sure of its end token, not of an answer).
 
     >>> from greenserv_core.backends.base import EnergyReading
     >>> answer = GenerationResult("B", 10, 1, 0.1, EnergyReading(1.0, "fake", False), token_logprobs=(-0.105,))
@@ -34,6 +35,8 @@ class AnswerProbability:
         return "answer-probability" if self.first_tokens is None else f"first-{self.first_tokens}-token-probability"
 
     def __call__(self, result: GenerationResult) -> float | None:
+        if not result.text.strip():  # no answer: nothing to be sure of
+            return 0.0
         if not result.token_logprobs:
             return None
         tokens = result.token_logprobs if self.first_tokens is None else result.token_logprobs[: self.first_tokens]

@@ -17,6 +17,7 @@ class TokenQuantile:
     model was on its least sure tokens; the lower empirical quantile, so it is one token's
     probability, not a blend). Unlike the mean, it does not drift with the answer's
     length (Gupta et al. 2024, "Language model cascades: token-level uncertainty and beyond").
+    ``None`` without log-probabilities; 0 for an answer with no text.
 
     >>> from greenserv_core.backends.base import EnergyReading
     >>> reading = EnergyReading(1.0, "fake", False)
@@ -35,6 +36,8 @@ class TokenQuantile:
         return f"token-quantile-{self.q!r}"
 
     def __call__(self, result: GenerationResult) -> float | None:
+        if not result.text.strip():  # no answer: nothing to be sure of
+            return 0.0
         if not result.token_logprobs:
             return None
         probabilities = np.exp(np.minimum(0.0, np.asarray(result.token_logprobs, dtype=np.float64)))

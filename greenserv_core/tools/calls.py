@@ -3,7 +3,8 @@
 * Hermes / Qwen-2.5 style: ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``, one
   block per call (an unclosed last block, cut off by the token limit, is still tried);
 * bare JSON: the whole answer (optionally in a fenced code block) is one call object
-  ``{"name": ..., "arguments"|"parameters": {...}}`` or a list of them (Llama-3.x style).
+  ``{"name": ..., "arguments"|"parameters": {...}}``, a list of them, or several separated by
+  ``;`` (Llama-3.x style).
 
 Every call is checked against the offered tools: a known name, an arguments object, and the
 tool's JSON schema (``jsonschema``). A call that fails any check becomes an
@@ -48,7 +49,9 @@ __all__ = [
     "with_tool_calls",
 ]
 
-_BLOCK = re.compile(r"<tool_call>(.*?)(?:</tool_call>|\Z)", re.DOTALL)
+_BLOCK = re.compile(r"<tool_call>((?:(?!<tool_call>).)*?)(?:</tool_call>|(?=<tool_call>)|\Z)", re.DOTALL)
+"""One Hermes block: it ends at its closing tag, at the next opening tag (a tag named in prose
+before a call does not swallow the call), or at the end (a last call cut short)."""
 _RESPONSE = re.compile(r"\A\s*<tool_response>\n?(.*?)\n?</tool_response>\s*\Z", re.DOTALL)
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
 
@@ -163,17 +166,45 @@ def _json_calls(text: str, offered: Mapping[str, ToolSpec]) -> list[Any] | None:
         stripped = fenced.group(1)
     if not stripped.startswith(("{", "[")):
         return None
-    try:
-        value = json.loads(stripped)
-    except json.JSONDecodeError:
+    values = _json_values(stripped)
+    if values is None:
         return None
-    values = value if isinstance(value, list) else [value]
     if not values or not all(isinstance(v, dict) and "name" in v for v in values):
         return None
     if not all(
         (isinstance(v["name"], str) and v["name"] in offered) or "arguments" in v or "parameters" in v for v in values
     ):
         return None
+    return values
+
+
+def _json_values(text: str) -> list[Any] | None:
+    """The JSON value ``text`` holds (a list's items), or its objects in a row, separated by
+    ``;`` or white space (Llama-3.x writes parallel calls ``{...}; {...}``); ``None`` when
+    it is not only JSON.
+
+    >>> _json_values('{"name": "a"}; {"name": "b"}'), _json_values('[1, 2]'), _json_values('{"a": 1} and')
+    ([{'name': 'a'}, {'name': 'b'}], [1, 2], None)
+    """
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    else:
+        return value if isinstance(value, list) else [value]
+    decoder, values, at = json.JSONDecoder(), [], 0
+    while at < len(text):
+        try:
+            value, at = decoder.raw_decode(text, at)
+        except json.JSONDecodeError:
+            return None
+        if not isinstance(value, dict):
+            return None
+        values.append(value)
+        rest = text[at:].lstrip()
+        if rest.startswith(";"):
+            rest = rest[1:].lstrip()
+        at = len(text) - len(rest)
     return values
 
 
