@@ -254,6 +254,15 @@ def test_an_update_that_would_overflow_is_refused_and_the_arm_stays_usable() -> 
                     policy.update("a", context, target)
         assert np.all(np.isfinite(policy.estimates(x, ["a", "b"])))  # nothing of the refused updates stayed
         assert policy.select(x) in ("a", "b")
+    plain = make_policy("epsilon-nc", 2, seed=0)  # the non-contextual one too: its mean went to -inf for good
+    plain.add_arm("a")
+    plain.update("a", np.ones(2), 1e308)
+    with pytest.raises(InvalidInputError, match="overflows"):
+        plain.update("a", np.ones(2), -1e308)
+    plain.update("a", np.ones(2), 1e307)  # the sum n·mean would pass the largest float
+    with pytest.raises(InvalidInputError, match="overflows"):
+        plain.update("a", np.ones(2), 1e308)
+    assert np.isfinite(plain.statistics().sums["a/sum"]).all()
 
 
 def test_thompson_estimates_draw_nothing_so_seeded_decisions_stay_the_same() -> None:

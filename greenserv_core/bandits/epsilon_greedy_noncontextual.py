@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,6 +11,7 @@ import numpy as np
 from greenserv_core.bandits.base import check_number
 from greenserv_core.bandits.epsilon_greedy import EpsilonExploration
 from greenserv_core.bandits.registry import register_policy
+from greenserv_core.errors import InvalidInputError
 
 __all__ = ["EpsilonGreedyNonContextual"]
 
@@ -68,8 +70,11 @@ class EpsilonGreedyNonContextual(EpsilonExploration):
         self._check_context(context)
         reward = self._check_reward(reward)
         state = self.arms_[arm]
-        state["n"] += 1
-        state["mean"] += (reward - state["mean"]) / state["n"]
+        n = state["n"] + 1
+        mean = state["mean"] + (reward - state["mean"]) / n
+        if not (math.isfinite(mean) and math.isfinite(n * mean)):  # the state (and its shared sum) would overflow
+            raise InvalidInputError(f"an update of {arm!r} with reward {reward!r} overflows its mean")
+        state["n"], state["mean"] = n, mean
 
     def params(self) -> dict[str, Any]:
         return {**self._schedule_params(), "prior_reward": self.prior_reward}
