@@ -255,3 +255,32 @@ def test_drop_keeps_every_part_of_an_answer_of_several() -> None:
     several = [example for example in load_task("drop") if example.spans]
     assert several and all(example.reference == "; ".join(example.spans) for example in several)
     assert all(len(example.spans) > 1 for example in several)
+
+
+# ---- review fixes (2026-12-06) ----------------------------------------------------------------------
+def test_passage_questions_take_every_annotated_answer() -> None:
+    squad = next(e for e in load_task("squad") if e.reference == "23 years")
+    assert squad.aliases == ("23 years", "23")  # only the first gold answer counted
+    assert score_answer(squad, " 23") == 1.0
+    with_others = {task: sum(bool(e.aliases) for e in load_task(task)) for task in ("squad", "drop", "coqa")}
+    assert all(count > 100 for count in with_others.values())
+    coqa = TaskExample("coqa", "c", "...", "yes", aliases=())  # CoQA's answers that all read "yes": still yes or no
+    assert score_answer(coqa, " No, yes is wrong") == 0.0
+
+
+@pytest.mark.parametrize(
+    ("example", "output", "score"),
+    [
+        (TaskExample("basic_arithmetic", "a", "...", "-42"), " −42", 1.0),  # a minus sign (U+2212) was dropped
+        (TaskExample("basic_arithmetic", "a", "...", "42"), " −42", 0.0),
+        (TaskExample("basic_skills_common_knowledge", "k", "...", "four"), " 4", 1.0),  # words and digits never met
+        (TaskExample("basic_skills_common_knowledge", "k", "...", "0"), " zero", 1.0),
+        (TaskExample("gsm8k", "g", "...", "18"), "I answer after '####'. 16 - 3 - 4 = 9 eggs, 9 * 2 = 18", 1.0),
+        (TaskExample("gsm8k", "g", "...", "18"), "#### Step 1\n16 - 7 = 9\n#### Step 2\n9 * 2 = 18", 1.0),
+        (TaskExample("gsm8k", "g", "...", "18"), "#### 16\nNo, wait: #### 18", 1.0),
+    ],
+)
+def test_open_answers_read_minus_signs_number_words_and_the_last_marked_number(
+    example: TaskExample, output: str, score: float
+) -> None:
+    assert score_answer(example, output) == score

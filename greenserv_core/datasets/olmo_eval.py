@@ -341,6 +341,28 @@ def _gold_spans(doc: dict[str, Any]) -> tuple[str, ...]:
     return (str(first),)
 
 
+def _other_answers(doc: dict[str, Any], spans: tuple[str, ...]) -> tuple[str, ...]:
+    """Every annotated answer of one part (SQuAD's ``answers_text``; DROP's and CoQA's
+    ``answers``), the reference first, once each; ``()`` when they all read as the reference
+    (CoQA's "Yes", "yes." …). DROP's other answers of several parts are left out.
+
+    >>> _other_answers({"answers_text": ["23 years", "23", "23"]}, ("23 years",))
+    ('23 years', '23')
+    >>> _other_answers({"answers": ["white", "White."]}, ("white",))
+    ()
+    """
+    given = doc.get("answers_text", doc.get("answers")) or []
+    answers: dict[str, str] = {}
+    for answer in [*([spans[0]] if len(spans) == 1 else []), *given]:
+        while isinstance(answer, list) and len(answer) == 1:
+            answer = answer[0]
+        if isinstance(answer, str) and answer.strip():
+            answers.setdefault(answer.strip().strip(".").lower(), answer.strip())
+    if len(answers) < 2 and len(spans) == 1:
+        return ()
+    return tuple(answers.values())
+
+
 def _basic_skill(skill: str) -> Callable[[], Iterator[TaskExample]]:
     """AI2's basic-skills probes (``4 * 8 =``, a Python stub to finish): the bare item, no template."""
     task = f"basic_skills_{skill}"
@@ -424,6 +446,7 @@ def _passage_qa(relative: str, task: str) -> Callable[[], Iterator[TaskExample]]
                 f"{task}/{key}",
                 prompt,
                 "; ".join(spans),
+                aliases=_other_answers(doc, spans),
                 question=question,
                 passage=passage,
                 spans=spans if len(spans) > 1 else (),

@@ -3,8 +3,9 @@
 * multiple choice: the option letter the answer commits to, exact match with the gold letter;
 * GSM8K: the number after ``####`` (else the last number in the answer), numeric exact match;
 * BoolQ and every task whose reference is ``yes`` or ``no``: the first ``yes``/``no`` in the answer;
-* open QA (TriviaQA, NQ, arithmetic, DROP): any gold alias contained in the answer, both read
-  as lowercase words and numbers (a number keeps its sign and its decimals: ``-42`` is not ``42``);
+* open QA (TriviaQA, NQ, arithmetic, SQuAD, DROP, CoQA): any gold alias (every annotated
+  answer) contained in the answer, both read as lowercase words and numbers (a number keeps
+  its sign and its decimals: ``-42`` is not ``42``; number words to twenty are digits);
 * summaries (``SUMMARY_TASKS``, e.g. CNN/DailyMail): ROUGE-L F1 against the reference, a
   score in [0, 1] rather than 0 or 1 (Google's ``rouge-score``, with stemming; the ``bench`` extra).
 
@@ -69,17 +70,26 @@ def extract_choice(text: str, n_choices: int) -> str | None:
 
 
 def extract_number(text: str) -> str | None:
-    """The final numeric answer: after ``####`` if present, else the last number.
+    """The final numeric answer: the number right after the last ``####`` that has one, else
+    the last number (a ``####`` with no number after it, as in ``#### Step 1`` or an echoed
+    instruction, marks nothing).
 
     >>> extract_number("3 * 4 = 12 pencils. #### 12"), extract_number("So she pays $1,250.00 in total.")
     ('12', '1250')
+    >>> extract_number("I answer after '####'. 16 - 7 = 9, so 18."), extract_number("#### 7 then #### 8")
+    ('18', '8')
     """
     text = text.replace("\u2212", "-")  # a minus sign written as one
-    tail = text.split("####", 1)[1] if "####" in text else text
-    numbers = NUMBER_PATTERN.findall(tail)
-    if not numbers:
-        return None
-    return canonical_number(numbers[0] if "####" in text else numbers[-1])
+    marked = _MARKED_NUMBER.findall(text)
+    if marked:
+        return canonical_number(marked[-1])
+    numbers = NUMBER_PATTERN.findall(text)
+    return canonical_number(numbers[-1]) if numbers else None
+
+
+_MARKED_NUMBER = re.compile(r"####\s*\$?(-?\d[\d,]*(?:\.\d+)?(?:/\d+)?)")
+"""A number right after ``####`` (its sign, separators, decimals or fraction as in
+:data:`NUMBER_PATTERN`)."""
 
 
 def extract_yes_no(text: str) -> str | None:
@@ -94,18 +104,27 @@ def extract_yes_no(text: str) -> str | None:
 
 _TOKEN = re.compile(r"(?<![\w.])-?\d+(?:,\d{3})*(?:\.\d+)?|[^\W_]+")  # "1975," is the number 1975
 _ARTICLES = frozenset({"a", "an", "the"})
+_NUMBER_WORDS = {
+    word: str(value)
+    for value, word in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "  # noqa: SIM905
+        "seventeen eighteen nineteen twenty".split()
+    )
+}
+"""Number words read as their digits, in answers and references alike (``four`` is ``4``)."""
 
 
 def _normalise(text: str) -> str:
     """Lowercase words and numbers, one space apart, without articles or punctuation; a
-    number keeps its sign and decimals and loses its thousands separators (``-1,200.50`` is
-    ``-1200.5``).
+    number keeps its sign (``-`` or ``−``) and decimals and loses its thousands separators
+    (``-1,200.50`` is ``-1200.5``); number words to twenty are digits.
 
-    >>> _normalise("The answer: -1,200.50, not 1200!")
-    'answer -1200.5 not 1200'
+    >>> _normalise("The answer: -1,200.50, not 1200!"), _normalise("Four legs, −42")
+    ('answer -1200.5 not 1200', '4 legs -42')
     """
     words = []
-    for token in _TOKEN.findall(text.lower()):
+    for token in _TOKEN.findall(text.replace("\u2212", "-").lower()):
+        token = _NUMBER_WORDS.get(token, token)
         if token[-1].isdigit() and (token[0].isdigit() or token[0] == "-"):
             token = canonical_number(token) or token
         if token not in _ARTICLES:
@@ -139,10 +158,12 @@ def score_answer(example: TaskExample, output: str) -> float:
     if example.task == "gsm8k":
         return float(extract_number(output) == canonical_number(example.reference))
     yes_no = _normalise(example.reference)  # CoQA writes "Yes", "No." and ".yes"
-    if example.task == "boolq" or (not example.aliases and yes_no in ("yes", "no")):
+    if example.task == "boolq" or (
+        yes_no in ("yes", "no") and all(_normalise(alias) == yes_no for alias in example.aliases)
+    ):
         return float(extract_yes_no(output) == yes_no)
     answer = f" {_normalise(output)} "
-    if example.spans:  # an answer of several parts (DROP): every part must be there
-        return float(all(f" {_normalise(span)} " in answer for span in example.spans))
-    aliases = [_normalise(a) for a in (example.aliases or (example.reference,))]
+    if example.spans and all(f" {_normalise(span)} " in answer for span in example.spans):
+        return 1.0  # an answer of several parts (DROP): every part is there
+    aliases = [_normalise(a) for a in (example.aliases or (() if example.spans else (example.reference,)))]
     return float(any(alias and f" {alias} " in answer for alias in aliases))
