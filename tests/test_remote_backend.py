@@ -1030,3 +1030,45 @@ def test_a_retry_cut_by_the_time_limit_names_the_servers_last_answer() -> None:
     with pytest.raises(ModelUnavailableError, match="the last: HTTP 429") as raised:
         remote.generate(ASK, GenerationSettings(max_new_tokens=8, max_time_s=5.0))
     assert raised.value.__cause__ is not None
+
+
+def test_a_stream_that_stalls_late_in_its_answer_still_ends_at_its_time_limit() -> None:
+    """The read timeout is fixed when the request is sent (the time left then): a stall that
+    begins late in the answer was waited for that long again (2.0 s → 3.6 s in the review)."""
+    import http.server
+    import threading
+
+    class LateStall(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["content-length"]))
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream")
+            self.send_header("transfer-encoding", "chunked")
+            self.end_headers()
+            try:
+                for i in range(9):  # a piece every 0.1 s, then a stall
+                    data = f'data: {{"choices": [{{"delta": {{"content": "w{i} "}}}}]}}\n\n'.encode()
+                    self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                    self.wfile.flush()
+                    time.sleep(0.1)
+                time.sleep(6)
+            except OSError:
+                pass
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), LateStall)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        remote = OpenAICompatibleBackend(f"http://127.0.0.1:{server.server_address[1]}/v1", "m", timeout_s=60)
+        started = time.perf_counter()
+        result = remote.generate(ASK, GenerationSettings(max_new_tokens=50, max_time_s=1.0))
+        elapsed = time.perf_counter() - started
+    finally:
+        server.shutdown()
+    assert result.finish_reason == "length" and result.text.startswith("w0 w1")
+    assert elapsed < 1.6 and remote.breaker.failures_ == 0  # was about 1.9 s: 0.9 s of pieces, then 1.0 s again

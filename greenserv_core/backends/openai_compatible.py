@@ -56,11 +56,13 @@ JSON." first when no message mentions JSON, as OpenAI requires. The API key is
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import json
 import logging
 import math
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
@@ -403,8 +405,10 @@ class OpenAICompatibleBackend:
             return deadline is not None and time.perf_counter() >= deadline
 
         response, lines = self._with_retries(lambda: self._open_stream(body, deadline), deadline)
-        if limit is not None:  # a server that stalls past the time limit ends the answer there
+        guard = None
+        if deadline is not None:  # a server that stalls past the time limit ends the answer there
             lines = _until_late(lines, late)
+            guard = _DeadlineGuard(response, deadline)
         pieces: list[str] = []
         usage: Mapping[str, Any] | None = None
         finish = "stop"
@@ -495,6 +499,8 @@ class OpenAICompatibleBackend:
                 self.breaker.success()
             raise
         finally:
+            if guard is not None:
+                guard.cancel()  # before the connection can go back to the pool
             response.close()
         self.breaker.success()
         text = "".join(pieces)
@@ -907,13 +913,47 @@ def _asking_for_json(messages: list[dict[str, Any]], system_role: bool) -> list[
 
 
 def _until_late(lines: Iterator[str], late: Callable[[], bool]) -> Iterator[str]:
-    """``lines``, ended quietly by a read that timed out once the answer's time is up (it is
-    then cut, as a local model's is); a timeout before that is raised."""
+    """``lines``, ended quietly by a read that timed out, or a connection that
+    :class:`_DeadlineGuard` shut, once the answer's time is up (it is then cut, as a local
+    model's is); a failure before that is raised."""
     try:
         yield from lines
-    except httpx.ReadTimeout:
+    except httpx.TransportError:
         if not late():
             raise
+
+
+class _DeadlineGuard:
+    """Shuts a streamed response's connection at ``deadline`` (a ``time.perf_counter()``
+    value), so that a read blocked on a server that stalls late in an answer ends then: the
+    read timeout is fixed when the request is sent, to the time left then, and would let such
+    a stall hold the answer that long again. A response without a socket (a mock transport)
+    is left alone. :meth:`cancel` before the response is closed, so that a connection handed
+    back to the pool is never shut."""
+
+    def __init__(self, response: httpx.Response, deadline: float) -> None:
+        stream = response.extensions.get("network_stream")
+        get_info = getattr(stream, "get_extra_info", None)
+        self._socket = get_info("socket") if callable(get_info) else None
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+        if self._socket is not None:
+            self._timer = threading.Timer(max(0.0, deadline - time.perf_counter()), self._shut)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _shut(self) -> None:
+        with self._lock:
+            if self._socket is None:
+                return
+            with contextlib.suppress(OSError):  # closed meanwhile
+                self._socket.shutdown(socket.SHUT_RDWR)
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._socket = None
+        if self._timer is not None:
+            self._timer.cancel()
 
 
 def _prepend(first: str | None, rest: Iterator[str]) -> Iterator[str]:
