@@ -24,7 +24,7 @@ import numpy as np
 
 from greenserv_core.errors import StateFileError
 
-__all__ = ["read_state", "write_state"]
+__all__ = ["mode_for_saving", "read_state", "write_state"]
 
 
 def _encode(value: Any) -> Any:
@@ -39,9 +39,14 @@ def _encode(value: Any) -> Any:
     return value
 
 
+_ARRAY_KEYS = frozenset({"__ndarray__", "dtype", "shape"})
+"""An array as :func:`_encode` writes it: exactly these keys (a dict of the state whose own
+key is ``"__ndarray__"``, say a model's name, stays a dict)."""
+
+
 def _decode(value: Any) -> Any:
     if isinstance(value, dict):
-        if "__ndarray__" in value:
+        if value.keys() == _ARRAY_KEYS:
             return np.asarray(value["__ndarray__"], dtype=value["dtype"]).reshape(value["shape"])
         return {k: _decode(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -76,7 +81,7 @@ def write_state(path: str | Path, state: dict[str, Any], *, fmt: str, version: i
             json.dump(document, handle, allow_nan=False)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(temporary, _mode_for(path))
+        os.chmod(temporary, mode_for_saving(path))
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -87,7 +92,7 @@ _STALE_S = 3600.0
 """A temporary file of a save older than this was left by a crash (a save takes seconds)."""
 
 
-def _mode_for(path: Path) -> int:
+def mode_for_saving(path: Path) -> int:
     """The permissions a saved file gets: the existing file's, else what the umask allows."""
     try:
         return stat.S_IMODE(path.stat().st_mode)
@@ -129,5 +134,8 @@ def read_state(path: str | Path, *, fmt: str, version: int) -> dict[str, Any]:
         raise StateFileError(f"{path} is corrupt ({error})") from error
     if digest is None or digest != document.get("sha256"):
         raise StateFileError(f"{path} is corrupt (checksum mismatch)")
-    decoded: dict[str, Any] = _decode(state)
+    try:
+        decoded: dict[str, Any] = _decode(state)
+    except (TypeError, ValueError) as error:  # an array whose dtype or shape does not fit its values
+        raise StateFileError(f"{path} holds an array it cannot be read as ({error})") from error
     return decoded

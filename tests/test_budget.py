@@ -676,3 +676,22 @@ def test_the_guard_counts_what_failed_or_was_left_unread_in_its_run() -> None:
         pacer.observe(5.0)  # ... then the answer
     assert list(pacer.trailing_) == [35.0, 35.0, 35.0]
     assert pacer.answer_cap() == 0.0  # the run's 40 J were spent long ago
+
+
+def test_one_budget_written_two_ways_is_one_budget(tmp_path: Path) -> None:
+    from tests.conftest import make_hashing_extractor
+
+    assert EnergyBudget.parse("0.07kWh/h") == EnergyBudget.parse("70Wh/h")  # 252000.00000000003 J and 252000 J
+
+    def pool() -> list[FakeBackend]:
+        return [FakeBackend("s"), FakeBackend("l", joules_per_token=3.0)]
+
+    router = GreenServRouter(pool(), features=make_hashing_extractor(), seed=0, energy_budget="0.07kWh/h")
+    router.save(tmp_path / "state.json")
+    loaded = GreenServRouter.load(  # refused: "saved under the budget 70 Wh per 1 h"
+        tmp_path / "state.json",
+        pool(),
+        features=make_hashing_extractor(),
+        energy_budget=BudgetPacer(EnergyBudget.parse("70Wh/h")),
+    )
+    assert loaded.budget_ is not None

@@ -1023,3 +1023,14 @@ def test_in_a_router_the_kept_first_answer_is_learned_as_kept_not_as_the_escalat
     router.feedback(answer.decision_id, 1.0)
     assert np.array_equal(router.learner_.escalation_.thens_["small->big"], before)
     assert not np.array_equal(_firsts(router)[0], zz)  # the first model's answer was labelled by the score
+
+
+def test_an_escalated_stream_scored_before_it_ends_still_learns_its_cost() -> None:
+    router = _router(0.2)
+    stream = router.stream(ASK, max_new_tokens=8)
+    first = next(stream)
+    assert router.feedback(first.decision.decision_id, 1.0).applied
+    rest = list(stream)  # raised DecisionAlreadyScoredError at its end
+    assert rest[-1].generation is not None and rest[-1].generation.model == "small->big"
+    assert router.stats_["small->big"]["energy_joules"] > 0  # was 0: the outcome was never recorded
+    assert not router.learner_.pending_._awaiting  # type: ignore[attr-defined]

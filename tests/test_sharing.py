@@ -834,3 +834,39 @@ def test_tallies_shared_as_one_vector_with_labelled_are_read() -> None:
     tallies.add_model("m")
     tallies.load_statistics(Statistics(sums={"m": np.array([3.0, 2.0, 1.5, 1.0])}))  # as one earlier version wrote
     assert tallies.as_dict()["m"] == {"decisions": 3, "feedback": 2, "energy_joules": 1.5, "labelled": 1}
+
+
+# ---- review fixes (2026-12-06) ----------------------------------------------------------------------
+def test_a_state_whose_keys_include_the_array_marker_loads(tmp_path: Path) -> None:
+    import hashlib
+    import json
+
+    from greenserv_core.persistence import _canonical, read_state, write_state
+
+    def pool() -> list[FakeBackend]:
+        return [FakeBackend("__ndarray__"), FakeBackend("other", joules_per_token=3.0)]
+
+    router = GreenServRouter(pool(), features=make_hashing_extractor(), seed=0, tradeoff=0.3)
+    router.feedback(router.generate("What is 2+2?").decision_id, 1.0)
+    router.save(tmp_path / "state.json")
+    loaded = GreenServRouter.load(tmp_path / "state.json", pool(), features=make_hashing_extractor())  # KeyError
+    assert loaded.stats_["__ndarray__"] == router.stats_["__ndarray__"]
+    write_state(tmp_path / "bad.json", {"a": np.zeros(2)}, fmt="t", version=1)
+    text = (tmp_path / "bad.json").read_text()
+    state = json.loads(text)
+    state["state"]["a"]["dtype"] = "no-such-type"  # an array that cannot be read, checksum made to match
+    state["sha256"] = hashlib.sha256(_canonical(state["state"]).encode()).hexdigest()
+    (tmp_path / "bad.json").write_text(json.dumps(state))
+    with pytest.raises(StateFileError, match="cannot be read"):
+        read_state(tmp_path / "bad.json", fmt="t", version=1)
+
+
+def test_a_file_store_keeps_the_shared_files_permissions(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    store = FileStore(tmp_path / "shared.bin")
+    store.merge(Statistics(sums={"n": np.ones(1)}))
+    os.chmod(tmp_path / "shared.bin", 0o664)  # shared with the replicas' group
+    store.merge(Statistics(sums={"n": np.ones(1)}))
+    assert stat.S_IMODE((tmp_path / "shared.bin").stat().st_mode) == 0o664  # was 0o600 after any merge

@@ -35,6 +35,16 @@ def _positive(name: str, value: object) -> float:
     return number
 
 
+def _rounded(number: float) -> float:
+    """``number`` to 12 significant digits, so that one budget written two ways is one budget
+    (``0.07kWh/h`` is 252000.00000000003 J unrounded, ``70Wh/h`` 252000 J).
+
+    >>> EnergyBudget.parse("0.07kWh/h") == EnergyBudget.parse("70Wh/h")
+    True
+    """
+    return float(f"{number:.12g}")
+
+
 def check_max_joules(value: object) -> float | None:
     """``None``, or a per-query cap in joules as a positive finite float, or :class:`InvalidInputError`."""
     return None if value is None else _positive("max_joules", value)
@@ -53,9 +63,10 @@ class EnergyBudget:
     window_s: float | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "joules", _positive("the energy budget", self.joules))
+        object.__setattr__(self, "joules", _rounded(_positive("the energy budget", self.joules)))
         if self.window_s is not None:
-            object.__setattr__(self, "window_s", _positive("the budget's window length (seconds)", self.window_s))
+            window_s = _positive("the budget's window length (seconds)", self.window_s)
+            object.__setattr__(self, "window_s", _rounded(window_s))
 
     @classmethod
     def per_query(cls, joules: float) -> EnergyBudget:

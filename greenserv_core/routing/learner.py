@@ -598,11 +598,15 @@ class RoutingLearner:
 
     def record_agreement(self, decision_id: str, agreed: bool) -> None:
         """After an escalated cascade: whether the second answer agrees with the first (the
-        proxy label of the first answer, see :mod:`greenserv_core.cascades.escalation`)."""
+        proxy label of the first answer, see :mod:`greenserv_core.cascades.escalation`). A
+        decision already scored (while its answer streamed) has no use for it: nothing is done."""
         if not isinstance(agreed, bool):
             raise InvalidInputError(f"agreed must be True or False, got {agreed!r}")
         with self.lock:
-            pending = self.pending_.get(decision_id)
+            try:
+                pending = self.pending_.get(decision_id)
+            except DecisionAlreadyScoredError:  # scored while it streamed: the rule learned from the score
+                return
             if pending.cascade is None or not pending.cascade.get("escalated"):
                 raise InvalidInputError(f"decision {decision_id!r} did not escalate a cascade")
             pending.cascade["agreed"] = agreed

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from filelock import FileLock
 
 from greenserv_core.errors import InvalidInputError, StateFileError
+from greenserv_core.persistence import mode_for_saving
 from greenserv_core.statistics import Statistics
 
 if TYPE_CHECKING:
@@ -136,6 +137,7 @@ class FileStore:
                     handle.write(total.to_bytes())
                     handle.flush()
                     os.fsync(handle.fileno())
+                os.chmod(temporary, mode_for_saving(self.path))  # mkstemp's 0600 would lock other users out
                 os.replace(temporary, self.path)
             except BaseException:
                 Path(temporary).unlink(missing_ok=True)
