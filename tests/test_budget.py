@@ -695,3 +695,23 @@ def test_one_budget_written_two_ways_is_one_budget(tmp_path: Path) -> None:
         energy_budget=BudgetPacer(EnergyBudget.parse("70Wh/h")),
     )
     assert loaded.budget_ is not None
+
+
+def test_a_sync_keeps_the_overspend_carried_from_windows_it_prunes() -> None:
+    from greenserv_core.statistics import Statistics
+
+    now = [1000.0]
+    budget = EnergyBudget.parse("100J/10s")
+    one, late = BudgetPacer(budget, clock=lambda: now[0]), BudgetPacer(budget, clock=lambda: now[0])
+    one.observe(400.0)  # window 0: 300 J over
+    shared = one.statistics()
+    now[0] = 1015.0  # window 1
+    late.load_statistics(shared)  # a replica that joins now: it carried nothing
+    one.load_statistics(shared)
+    assert one.status().window_remaining_joules == late.status().window_remaining_joules == -200.0
+    alone = BudgetPacer(budget, clock=lambda: now[0])
+    now[0] = 1000.0
+    alone.observe(1200.0)  # 1,100 J over in window 0
+    now[0] = 1035.0  # window 3: windows 1 and 2 each repay one budget
+    alone.load_statistics(alone.statistics().plus(Statistics()))  # a sync in window 3 pruned window 0 first
+    assert alone.status().window_remaining_joules == 100.0 - 900.0  # was 100.0: the debt was forgotten

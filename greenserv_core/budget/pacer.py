@@ -720,7 +720,11 @@ class BudgetPacer:
         self.windows_ = {k: float(v[0]) for k, v in windows.items()}
         self.window_answers_ = {k: round(float(v[1])) for k, v in windows.items() if len(v) > 1}
         if self.budget.window_s is not None and self.windows_:
-            self._prune_windows(self._window(self._now()))  # old windows other replicas still send
+            index = self._window(self._now())
+            if self.last_window_ is None:  # a replica that joins: the shared windows' overspend is its debt too
+                self.last_window_ = min(self.windows_)
+            self._close_windows(index)  # before the windows it carries from are pruned
+            self._prune_windows(index)  # old windows other replicas still send
         self._since_resolve = self.resolve_every
 
     def state_dict(self) -> dict[str, Any]:
