@@ -256,12 +256,13 @@ class GreenServRouter:
 
     @property
     def budget_(self) -> BudgetStatus | None:
-        """What the energy budget stands at now (``None`` without one)."""
+        """What the energy budget stands at now (``None`` without one). Reading it starts
+        nothing: a window budget's first window opens at the first decision."""
         pacer = self.learner_.pacer_
         if pacer is None:
             return None
         with self.learner_.lock:
-            return pacer.status()
+            return pacer.status(starting=False)
 
     @property
     def tradeoff(self) -> float:

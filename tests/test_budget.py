@@ -715,3 +715,19 @@ def test_a_sync_keeps_the_overspend_carried_from_windows_it_prunes() -> None:
     now[0] = 1035.0  # window 3: windows 1 and 2 each repay one budget
     alone.load_statistics(alone.statistics().plus(Statistics()))  # a sync in window 3 pruned window 0 first
     assert alone.status().window_remaining_joules == 100.0 - 900.0  # was 100.0: the debt was forgotten
+
+
+def test_reading_a_routers_budget_does_not_open_its_first_window() -> None:
+    from tests.conftest import make_hashing_extractor
+
+    now = [0.0]
+    pacer = BudgetPacer(EnergyBudget.parse("2Wh/h"), clock=lambda: now[0])
+    router = GreenServRouter(
+        [FakeBackend("small"), FakeBackend("large")], features=make_hashing_extractor(), seed=0, energy_budget=pacer
+    )
+    pacer = router.learner_.pacer_
+    assert pacer is not None and router.budget_ is not None and pacer.start_ is None  # was 0.0: the read opened it
+    now[0] = 3000.0
+    answer = router.generate("What is 2 + 2?")
+    assert pacer.start_ == 3000.0 and answer.decision.budget is not None
+    assert answer.decision.budget.allowance_joules == 0.0  # was 6000 J of allowance from an hour not yet begun

@@ -418,9 +418,11 @@ class BudgetPacer:
             per_query = self.per_query_joules(self._read_clock())
         return mu / (1.0 + mu), per_query
 
-    def status(self) -> BudgetStatus:
-        """The budget's state now (what the routing record shows)."""
-        now = self._now()
+    def status(self, *, starting: bool = True) -> BudgetStatus:
+        """The budget's state now (what the routing record shows). ``starting=False`` looks
+        without starting the clock: a window budget's first window opens at the first
+        decision, not when its status was first read."""
+        now = self._now() if starting else self._read_clock()
         per_query = self.per_query_joules(now)
         mu = self._mu()
         allowance = self.allowance(now)

@@ -267,6 +267,14 @@ class Executor:
             raise ModelUnavailableError(f"{decision.model} was replaced in the pool after this query was routed to it")
         return backend
 
+    def _still_in_pool(self, decision: RoutingDecision) -> bool:
+        """Whether the model a decision chose is still the one in the pool under its name."""
+        try:
+            self._backend_of(decision)
+        except ModelUnavailableError:
+            return False
+        return True
+
     def _generate_once(self, request: RouteRequest, decision: RoutingDecision) -> RoutedGeneration:
         backend = self._backend_of(decision)
         if isinstance(backend, CascadeBackend):
@@ -308,7 +316,11 @@ class Executor:
         except UnknownDecisionError as error:  # dropped from the pending store while it ran: the answer stands
             expired = True
             self.learner.record_expired_outcome(  # its cost is learned from the decision itself
-                decision, energy_joules=result.energy.joules, latency_s=result.latency_s, members=members
+                decision,
+                energy_joules=result.energy.joules,
+                latency_s=result.latency_s,
+                members=members,
+                current=self._still_in_pool(decision),
             )
             logger.warning(
                 "decision %s left the pending store before its answer came (%s): the answer is returned, "

@@ -730,10 +730,12 @@ class RoutingLearner:
         energy_joules: float,
         latency_s: float,
         members: Sequence[tuple[str, float, float]] = (),
+        current: bool = True,
     ) -> None:
         """:meth:`record_outcome` for a decision that left the pending store before its answer
         came (it cannot be scored): the cost models, the tallies, the task's energy scale and
-        the budget learn what it spent from the decision itself."""
+        the budget learn what it spent from the decision itself (``current``: the model that
+        answered is still the one in the pool under its name)."""
         check_measured("energy_joules", energy_joules)
         check_measured("latency_s", latency_s)
         for _, joules, seconds in members:
@@ -750,7 +752,7 @@ class RoutingLearner:
                 (energy_joules, latency_s),
                 members,
                 predicted=decision.predicted_joules.get(decision.model),
-                current=decision.model in self.policy_.arms_ and decision.model not in self.removed_at_,
+                current=current and decision.model in self.policy_.arms_,
             )
 
     def _learn_cost(
