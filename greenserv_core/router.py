@@ -437,8 +437,9 @@ class GreenServRouter:
     def escalate(self, decision_id: str, confidence: float | None) -> Verdict:
         """For a decision routed to a cascade that you run yourself: after its first answer,
         whether to escalate, from the answer's ``confidence`` in [0, 1] (``None``: no
-        signal). Then report the summed cost with :meth:`record_outcome`, and, when it
-        escalated, whether both answers agree with :meth:`record_agreement`."""
+        signal). Then report the summed cost with :meth:`record_outcome` (with each model's
+        own cost as its ``members``), and, when it escalated, whether both answers agree with
+        :meth:`record_agreement`."""
         return self.learner_.escalate(decision_id, confidence)
 
     def record_agreement(self, decision_id: str, agreed: bool) -> None:
@@ -447,11 +448,24 @@ class GreenServRouter:
         self.learner_.record_agreement(decision_id, agreed)
 
     def record_outcome(
-        self, decision_id: str, *, energy_joules: float, latency_s: float, energy_source: str = "external"
+        self,
+        decision_id: str,
+        *,
+        energy_joules: float,
+        latency_s: float,
+        energy_source: str = "external",
+        members: Sequence[tuple[str, float, float]] = (),
     ) -> None:
-        """Teach the cost models what a routed generation spent (once per decision)."""
+        """Teach the cost models what a routed generation spent (once per decision). For a
+        cascade run by hand (:meth:`escalate`), ``members`` are ``(model, joules, seconds)`` of
+        each model it ran (its first model's answer, and the second's if it escalated), as
+        :meth:`generate` teaches them; one member means the first answer was kept."""
         self.learner_.record_outcome(
-            decision_id, energy_joules=energy_joules, latency_s=latency_s, energy_source=energy_source
+            decision_id,
+            energy_joules=energy_joules,
+            latency_s=latency_s,
+            energy_source=energy_source,
+            members=members,
         )
 
     def feedback(self, decision_id: str, score: float) -> FeedbackRecord:

@@ -1034,3 +1034,23 @@ def test_an_escalated_stream_scored_before_it_ends_still_learns_its_cost() -> No
     assert rest[-1].generation is not None and rest[-1].generation.model == "small->big"
     assert router.stats_["small->big"]["energy_joules"] > 0  # was 0: the outcome was never recorded
     assert not router.learner_.pending_._awaiting  # type: ignore[attr-defined]
+
+
+def test_a_cascade_run_by_hand_teaches_its_models_their_costs_as_generate_does() -> None:
+    automatic, by_hand = _router(0.2), _router(0.2)
+    routed = automatic.generate(ASK, max_new_tokens=8)
+    decision = by_hand.route(ASK, max_new_tokens=8)
+    cascade = by_hand.backend(decision.model)
+    assert isinstance(cascade, CascadeBackend)
+    result = cascade.generate(ASK, SHORT, lambda c: by_hand.escalate(decision.decision_id, c))
+    by_hand.record_agreement(decision.decision_id, bool(result.chain[-1].agreed))
+    by_hand.record_outcome(
+        decision.decision_id,
+        energy_joules=result.energy.joules,
+        latency_s=result.latency_s,
+        members=[(s.model, s.energy_joules, s.latency_s) for s in result.chain],
+    )
+    x, tokens = routed.decision.features.vector, routed.decision.features.prompt_tokens
+    for model in ("small", "big", "small->big"):  # by hand, the members learned nothing
+        learned = by_hand.energy_.predict(model, x, tokens)
+        assert learned is not None and learned == pytest.approx(automatic.energy_.predict(model, x, tokens))

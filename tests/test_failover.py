@@ -384,3 +384,26 @@ def test_an_answer_whose_decision_left_the_pending_store_still_teaches_its_cost(
     pacer = router.learner_.pacer_
     assert pacer is not None and pacer.answers_ == 20  # was 10: 10 charged as failures
     assert router.learner_.energy_.ridge_.n[router.learner_.energy_.ridge_.rows(["small"])][0] == 20  # was 10
+
+
+def test_an_expired_answer_of_a_model_removed_and_added_back_before_its_decision_is_learned() -> None:
+    from greenserv_core.pending import PendingDecisions
+
+    now = [1000.0]
+
+    class Slow(FakeBackend):
+        def generate(self, messages: Sequence[Message], settings: GenerationSettings):  # type: ignore[no-untyped-def]
+            now[0] += 100.0  # the decision (kept 10 s) expires while the model answers
+            return super().generate(messages, settings)
+
+    router = GreenServRouter(
+        [Slow("m", joules_per_token=2.0), FakeBackend("other")],
+        features=make_hashing_extractor(),
+        seed=0,
+        pending=PendingDecisions(ttl_s=10.0, clock=lambda: now[0]),
+        tradeoff=0.0,
+    )
+    router.remove_model("m")
+    router.add_model(Slow("m", joules_per_token=2.0))
+    answer = router.generate("What is 2 + 2?", models=["m"])
+    assert router.stats_["m"]["energy_joules"] == answer.energy_joules  # was 0: "m" had once been removed
