@@ -307,7 +307,15 @@ class GreenServRouter:
         """Everything the policy chooses among: the models, then the cascades."""
         return list(self._backends)
 
-    def add_cascade(self, first: str, then: str, *, signal: ConfidenceSignal | VerifyingSignal | None = None) -> str:
+    def add_cascade(
+        self,
+        first: str,
+        then: str,
+        *,
+        signal: ConfidenceSignal | VerifyingSignal | None = None,
+        threshold: float = 0.5,
+        keep_first_on_failure: bool = True,
+    ) -> str:
         """Let the router answer with ``first`` and escalate to ``then`` when it learns that
         pays; returns the cascade's name (``"first->then"``), an arm from now on.
 
@@ -315,6 +323,9 @@ class GreenServRouter:
         escalates after ``first``'s answer is learned from that answer's confidence
         (``signal``; default: by answer length, see
         :func:`~greenserv_core.confidence.signal_for_task`). Its record lists the chain.
+        ``threshold`` is the fixed rule used where no learned one applies, and
+        ``keep_first_on_failure`` keeps ``first``'s answer when ``then`` fails (see
+        :class:`~greenserv_core.cascades.CascadeBackend`); both are saved with the router.
 
         >>> from greenserv_core import FakeBackend, FeatureExtractor
         >>> from greenserv_core.features import HashingEmbedder, TaskClassifier
@@ -325,7 +336,13 @@ class GreenServRouter:
         >>> router.add_cascade("small", "big"), router.arms
         ('small->big', ['small', 'big', 'small->big'])
         """
-        cascade = CascadeBackend(self.backend(first), self.backend(then), signal=signal)
+        cascade = CascadeBackend(
+            self.backend(first),
+            self.backend(then),
+            signal=signal,
+            threshold=threshold,
+            keep_first_on_failure=keep_first_on_failure,
+        )
         self.add_model(cascade)
         return cascade.info.name
 
@@ -629,10 +646,16 @@ class GreenServRouter:
                 **self.learner_.state_dict(),
             }
 
-    def _saved_cascades(self) -> list[list[str | None]]:
-        """Each cascade as ``[first, then, signal name]`` (``None``: the signal by answer length)."""
+    def _saved_cascades(self) -> list[list[Any]]:
+        """Each cascade as ``[first, then, signal name, settings]`` (signal ``None``: by answer
+        length; settings: its ``threshold`` and ``keep_first_on_failure``)."""
         return [
-            [backend.first.info.name, backend.then.info.name, backend.signal_name]
+            [
+                backend.first.info.name,
+                backend.then.info.name,
+                backend.signal_name,
+                {"threshold": backend.threshold, "keep_first_on_failure": backend.keep_first_on_failure},
+            ]
             for backend in self._backends.values()
             if isinstance(backend, CascadeBackend)
         ]
@@ -703,6 +726,11 @@ class GreenServRouter:
                 for first, then, *signal in state.get("cascades", [])
                 if signal and signal[0] is not None  # a cascade given its own signal keeps it
             }
+            saved_settings = {  # absent from states saved before 2026-12-06: the defaults
+                cascade_name(first, then): dict(rest[1])
+                for first, then, *rest in state.get("cascades", [])
+                if len(rest) > 1 and rest[1] is not None
+            }
         given = {signal.name: signal for signal in cascade_signals}
         signals = {cascade: _saved_signal(name, given, cascade) for cascade, name in saved_signals.items()}
         with state_errors(path):
@@ -714,6 +742,13 @@ class GreenServRouter:
                 cascade = router.backend(arm)
                 if isinstance(cascade, CascadeBackend):
                     cascade.signal = signal
+            for arm, settings in saved_settings.items():
+                cascade = router.backend(arm)
+                if isinstance(cascade, CascadeBackend):
+                    keep, threshold = settings.get("keep_first_on_failure", True), settings.get("threshold", 0.5)
+                    if not isinstance(keep, bool) or isinstance(threshold, bool) or not 0 <= float(threshold) <= 1:
+                        raise StateFileError(f"{path}: the cascade {arm!r} has settings no cascade takes: {settings}")
+                    cascade.threshold, cascade.keep_first_on_failure = float(threshold), keep
             router.features.load_state_dict(state["features"])
             router.learner_.load_state_dict(state)
         return router

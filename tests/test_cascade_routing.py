@@ -1054,3 +1054,14 @@ def test_a_cascade_run_by_hand_teaches_its_models_their_costs_as_generate_does()
     for model in ("small", "big", "small->big"):  # by hand, the members learned nothing
         learned = by_hand.energy_.predict(model, x, tokens)
         assert learned is not None and learned == pytest.approx(automatic.energy_.predict(model, x, tokens))
+
+
+def test_a_cascades_threshold_and_failure_setting_are_saved(tmp_path: Path) -> None:
+    features = make_hashing_extractor()
+    router = GreenServRouter([_small(0.5), _big()], features=features, seed=0)
+    router.add_cascade("small", "big", threshold=0.9, keep_first_on_failure=False)
+    router.save(tmp_path / "router.json")
+    loaded = GreenServRouter.load(tmp_path / "router.json", [_small(0.5), _big()], features=features)
+    cascade = loaded.backend("small->big")
+    assert isinstance(cascade, CascadeBackend)
+    assert (cascade.threshold, cascade.keep_first_on_failure) == (0.9, False)  # were the defaults after a load
