@@ -532,8 +532,9 @@ class GreenServRouter:
         answered learns what it would have done at the router's λ (with a budget, the λ in
         force): its rule, as learned so far, keeps the first answer or escalates, and the
         cascade is taught that outcome's score and joules. The first answer's confidence is
-        labelled with its score, uncensored. Returns each taught cascade's verdict (``True``:
-        escalated).
+        labelled with its score, uncensored. Under the router's ``max_joules``, a cascade whose
+        models together are predicted to break it keeps the first answer, as when routed.
+        Returns each taught cascade's verdict (``True``: escalated).
 
         >>> from greenserv_core import FakeBackend, FeatureExtractor, LabelledAnswer
         >>> from greenserv_core.features import HashingEmbedder, TaskClassifier
@@ -552,7 +553,9 @@ class GreenServRouter:
             if not isinstance(answers[model], LabelledAnswer):
                 raise InvalidInputError(f"the answer of {model!r} must be a LabelledAnswer, got {answers[model]!r}")
         features = self.features.extract(messages, learn=False)  # labelled rows are not live traffic
-        return self.learner_.learn_answers(features, answers, None if self.learner_.pacer_ else self.tradeoff)
+        return self.learner_.learn_answers(
+            features, answers, None if self.learner_.pacer_ else self.tradeoff, max_joules=self.max_joules
+        )
 
     # ---- generating -------------------------------------------------------------------
     def generate(self, messages: Sequence[Message] | str, **options: Unpack[GenerateOptions]) -> RoutedGeneration:

@@ -1065,3 +1065,25 @@ def test_a_cascades_threshold_and_failure_setting_are_saved(tmp_path: Path) -> N
     cascade = loaded.backend("small->big")
     assert isinstance(cascade, CascadeBackend)
     assert (cascade.threshold, cascade.keep_first_on_failure) == (0.9, False)  # were the defaults after a load
+
+
+def test_labelled_answers_teach_a_cascade_what_its_cap_lets_it_do() -> None:
+    from greenserv_core import LabelledAnswer
+
+    router = GreenServRouter(
+        [FakeBackend("small", joules_per_token=1.0, logprobs=lambda m, t: [-3.0]), _big()],
+        features=make_hashing_extractor(),
+        seed=0,
+        tradeoff=0.2,
+        max_joules=150.0,
+        cascades=[("small", "big")],
+    )
+    router.learn(ASK, "small", energy_joules=16.0, latency_s=0.1)
+    router.learn(ASK, "big", energy_joules=144.0, latency_s=0.5)
+    routed = router.generate(ASK, models=["small->big"], max_new_tokens=8)
+    assert [s.action for s in routed.chain] == ["kept"] and "above the cap" in routed.chain[0].reason
+    answers = {
+        "small": LabelledAnswer(score=0.0, energy_joules=16.0, latency_s=0.1, confidence=0.05),
+        "big": LabelledAnswer(score=1.0, energy_joules=144.0, latency_s=0.5),
+    }
+    assert router.learn_answers(ASK, answers) == {"small->big": False}  # was True: an escalation never allowed

@@ -864,14 +864,20 @@ class RoutingLearner:
                 self.latency_.observe(model, x, features.prompt_tokens, latency_s)
 
     def learn_answers(
-        self, features: QueryFeatures, answers: Mapping[str, LabelledAnswer], tradeoff: float | None
+        self,
+        features: QueryFeatures,
+        answers: Mapping[str, LabelledAnswer],
+        tradeoff: float | None,
+        max_joules: float | None = None,
     ) -> dict[str, bool]:
         """Teach every model its labelled answer to one query (as :meth:`learn`), and every
         cascade both of whose models answered with a score what its escalation rule, as
         learned before this query and without exploring, would have done at ``tradeoff``
         (``None``: the energy budget's λ, read without starting its clock): kept the first
         answer (its score, its joules and its confidence's) or escalated (the second's score,
-        both models' joules). A first answer's confidence is labelled with its score, uncensored, and an
+        both models' joules); under ``max_joules`` (or the budget guard's cap on an answer)
+        that both models together are predicted to break, it keeps the first answer, as a
+        routed query does. A first answer's confidence is labelled with its score, uncensored, and an
         escalation teaches the second model's offset. Returns each taught cascade's verdict
         (``True``: escalated); a cascade is not a model here, since its outcome follows from
         its models' answers."""
@@ -891,6 +897,9 @@ class RoutingLearner:
                     raise InvalidInputError("a tradeoff λ is needed when the router has no energy budget")
                 tradeoff, budget = self.pacer_.peek()
                 per_query = budget if self.pacer_.price_on == "joules" else None
+            guard = None if self.pacer_ is None else self.pacer_.answer_cap()
+            caps = [c for c in (max_joules, guard) if c is not None]
+            cap = min(caps) if caps else None
             arms = self.policy_.arms
             pool = self.energy_.predict_array(arms, x, features.prompt_tokens)
             predicted = dict(zip(arms, pool, strict=True))
@@ -909,7 +918,8 @@ class RoutingLearner:
                 plan = self._cascade_plan(cascade, x, features.task, {}, predicted[then], pool, tradeoff, per_query)
                 # the labels are all here: no answer need be kept to learn
                 verdict = self._verdict(plan, cascade, x, answers[first].confidence, tradeoff, explore=False)
-                verdicts[cascade] = (verdict.escalate, float(plan["then_accuracy"]))
+                held = cap is not None and predicted[first] + predicted[then] > cap  # (NaN: not held back)
+                verdicts[cascade] = (verdict.escalate and not held, float(plan["then_accuracy"]))
             for name, answer in answers.items():
                 self.learn(
                     features, name, score=answer.score, energy_joules=answer.energy_joules, latency_s=answer.latency_s
