@@ -35,7 +35,6 @@ from langchain_core.callbacks import (
 )
 from langchain_core.exceptions import OutputParserException
 from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
-from langchain_core.language_models.chat_models import agenerate_from_stream, generate_from_stream
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.messages.tool import invalid_tool_call, tool_call, tool_call_chunk
@@ -340,8 +339,6 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        if self.streaming:
-            return generate_from_stream(self._stream(messages, stop=stop, run_manager=run_manager, **kwargs))
         parallel = _parallel(kwargs)  # checked before the model runs
         result = self.routed_generation(
             to_greenserv_messages(messages),
@@ -404,8 +401,6 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        if self.streaming:
-            return await agenerate_from_stream(self._astream(messages, stop=stop, run_manager=run_manager, **kwargs))
         sync_manager = _RunIdOnly(run_manager.run_id) if run_manager else None
         # the model runs in a worker thread: the event loop stays free
         return await asyncio.to_thread(self._generate, messages, stop, sync_manager, **kwargs)  # type: ignore[arg-type]
@@ -503,6 +498,8 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
         Raises ``UnknownDecisionError`` (a ``KeyError``) for an unknown or expired run and
         ``DecisionAlreadyScoredError`` for a second score.
         """
+        if isinstance(target, BaseMessage) and decision_id_in(target.response_metadata.get("greenserv")) is not None:
+            return self.routed_feedback(decision_id_of(target), score)  # its own record names its decision
         return self.routed_feedback(self._recorder.resolve(decision_id_of(target)), score)
 
 

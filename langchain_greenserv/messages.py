@@ -10,6 +10,7 @@ that pairs them by position read them.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, ChatMessage, HumanMessage, SystemMessage, ToolMessage
 
@@ -44,7 +45,16 @@ def _text(message: BaseMessage) -> str:
 
 
 def _with_calls(message: AIMessage) -> str:
-    return with_tool_calls(_text(message), [(c["name"], c["args"]) for c in message.tool_calls])
+    """The turn's text and its calls: the valid ones, then those refused (as the model wrote
+    them, so that it sees them, and an error result answering one has its call)."""
+    calls: list[tuple[str | None, Any]] = [(c["name"], c["args"]) for c in message.tool_calls]
+    calls += [(c.get("name"), c.get("args")) for c in message.invalid_tool_calls]
+    return with_tool_calls(_text(message), calls)
+
+
+def _call_ids(message: AIMessage) -> list[str]:
+    """The ids of the turn's calls, in :func:`_with_calls`' order."""
+    return [str(c.get("id")) for c in [*message.tool_calls, *message.invalid_tool_calls]]
 
 
 def to_greenserv_messages(messages: Sequence[BaseMessage]) -> list[Message]:
@@ -60,7 +70,7 @@ def to_greenserv_messages(messages: Sequence[BaseMessage]) -> list[Message]:
     for index, message in enumerate(messages):
         content = _text(message) if not isinstance(message, AIMessage) else _with_calls(message)
         ids.append(
-            [str(c.get("id")) for c in message.tool_calls]
+            _call_ids(message)
             if isinstance(message, AIMessage)
             else message.tool_call_id
             if isinstance(message, ToolMessage)

@@ -127,13 +127,21 @@ def to_greenserv_messages(messages: Sequence[ChatMessage]) -> list[Message]:
 
 
 def _call_ids(message: ChatMessage) -> list[str]:
-    """The ids of an assistant turn's tool calls, in order (empty where they have none)."""
+    """The ids of an assistant turn's tool calls, in order, those it made refused last (empty
+    where they have none)."""
     calls = message.additional_kwargs.get("tool_calls") or []
     if calls:
         found = [c.get("id") if isinstance(c, dict) else getattr(c, "id", None) for c in calls]
     else:
         found = [b.tool_call_id for b in message.blocks if isinstance(b, ToolCallBlock)]
+    found += [c.get("id") for c in _refused(message)]
     return [str(i) for i in found if i is not None]
+
+
+def _refused(message: ChatMessage) -> list[dict[str, Any]]:
+    """The calls GreenServ refused in an answer of its own (``additional_kwargs
+    ["invalid_tool_calls"]``: ``{"id", "name", "arguments", "error"}``)."""
+    return [c for c in message.additional_kwargs.get("invalid_tool_calls") or [] if isinstance(c, dict)]
 
 
 def _answered_id(message: ChatMessage) -> str | None:
@@ -142,10 +150,12 @@ def _answered_id(message: ChatMessage) -> str | None:
     return None if given is None else str(given)
 
 
-def _history_calls(message: ChatMessage, index: int) -> list[tuple[str, dict[str, Any]]]:
-    """The tool calls an assistant turn made: GreenServ's own ``{"name", "arguments"}``, OpenAI's
-    ``{"function": {"name", "arguments": JSON}}`` in ``additional_kwargs["tool_calls"]``, or
-    ``ToolCallBlock`` s among its blocks; anything else raises :class:`InvalidInputError`."""
+def _history_calls(message: ChatMessage, index: int) -> list[tuple[str | None, Any]]:
+    """The tool calls an assistant turn made: GreenServ's own ``{"name", "arguments"}``,
+    Anthropic's ``{"name", "input"}``, OpenAI's ``{"function": {"name", "arguments": JSON}}`` in
+    ``additional_kwargs["tool_calls"]``, or
+    ``ToolCallBlock`` s among its blocks; anything else raises :class:`InvalidInputError`. The
+    calls GreenServ refused in its own answer follow, as the model wrote them."""
     calls = message.additional_kwargs.get("tool_calls") or []
     found: list[tuple[str, Any]] = []
     for given in calls:
@@ -153,7 +163,7 @@ def _history_calls(message: ChatMessage, index: int) -> list[tuple[str, dict[str
         call = dump() if callable(dump) and not isinstance(given, dict) else given
         function = call.get("function") if isinstance(call, dict) else None
         if isinstance(call, dict) and "name" in call:
-            found.append((call["name"], call.get("arguments", {})))
+            found.append((call["name"], call.get("arguments", call.get("input", {}))))  # Anthropic's: "input"
         elif isinstance(function, dict) and "name" in function:
             found.append((function["name"], function.get("arguments", {})))
         else:
@@ -172,7 +182,7 @@ def _history_calls(message: ChatMessage, index: int) -> list[tuple[str, dict[str
         if not isinstance(name, str) or not isinstance(arguments, dict):
             raise InvalidInputError(f"messages[{index}] has a tool call GreenServ cannot read: {(name, arguments)!r}")
         read.append((name, arguments))
-    return read
+    return read + [(c.get("name"), c.get("arguments")) for c in _refused(message)]  # refused: as the model wrote them
 
 
 _SHAPING = "greenserv_tool_shaping"

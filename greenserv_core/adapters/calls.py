@@ -87,10 +87,14 @@ def check_optional_tradeoff(tradeoff: object) -> float | None:
     return None if tradeoff is None else check_tradeoff(tradeoff)
 
 
-def _as_float(value: object) -> object:
-    """A non-integer real number (numpy, ``Decimal``) as a float; anything else as given, for
-    the checks after to name it."""
-    if isinstance(value, (numbers.Real, decimal.Decimal)) and not isinstance(value, (bool, int)):
+def _as_number(value: object) -> object:
+    """A non-integer real number (numpy, ``Decimal``) as a float, and an integer of another
+    type (numpy's) as an ``int``; anything else as given, for the checks after to name it."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, (numbers.Real, decimal.Decimal)):
         return float(value)
     return value
 
@@ -110,7 +114,7 @@ def check_setting(name: str) -> Callable[[object], object]:
     from greenserv_core.backends.base import GenerationSettings
 
     def check(value: object) -> object:
-        value = _as_float(value)  # as a call's option is taken
+        value = _as_number(value)  # as a call's option is taken
         GenerationSettings(**{name: value})  # type: ignore[arg-type]
         return value
 
@@ -129,7 +133,7 @@ def check_optional_positive(name: str) -> Callable[[object], float | None]:
     def check(value: object) -> float | None:
         if value is None:
             return None
-        value = _as_float(value)
+        value = _as_number(value)
         if not is_real(value) or not value > 0:  # type: ignore[operator]
             raise InvalidInputError(f"{name} must be a positive number of seconds, got {value!r}")
         return float(value)  # type: ignore[arg-type]
@@ -252,7 +256,7 @@ def generation_options(
         return default if value is None else value
 
     def number(name: str, default: Any) -> Any:  # as the model's fields take them (numpy, Decimal)
-        return _as_float(given(name, default))
+        return _as_number(given(name, default))
 
     def whole(name: str, default: Any) -> Any:
         value = given(name, default)

@@ -247,23 +247,46 @@ def parse_tool_calls(text: str, tools: Sequence[ToolSpec]) -> ParsedOutput:
     )
 
 
-def with_tool_calls(text: str, calls: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
+def with_tool_calls(text: str, calls: Sequence[tuple[str | None, Mapping[str, Any] | str | None]]) -> str:
     """An assistant turn as the tools prompt teaches it: the text, then one Hermes block per
-    ``(name, arguments)`` call (what :func:`parse_tool_calls` reads back).
+    ``(name, arguments)`` call (what :func:`parse_tool_calls` reads back). A refused call
+    keeps what the model wrote: its name (``None``: none) and its argument text, as an object
+    where that text is one, else as a string.
 
     >>> print(with_tool_calls("Checking.", [("now", {})]))
     Checking.
     <tool_call>
     {"name": "now", "arguments": {}}
     </tool_call>
+    >>> print(with_tool_calls("", [("add", '{"a": "x"}'), (None, "{broken")]))
+    <tool_call>
+    {"name": "add", "arguments": {"a": "x"}}
+    </tool_call>
+    <tool_call>
+    {"name": null, "arguments": "{broken"}
+    </tool_call>
     """
     blocks = [
         "<tool_call>\n"
-        + json.dumps({"name": name, "arguments": dict(arguments)}, ensure_ascii=False)
+        + json.dumps({"name": name, "arguments": _as_written(arguments)}, ensure_ascii=False)
         + "\n</tool_call>"
         for name, arguments in calls
     ]
     return "\n".join(part for part in (text.strip(), *blocks) if part)
+
+
+def _as_written(arguments: Mapping[str, Any] | str | None) -> Any:
+    """A call's arguments for its block: a mapping as an object, argument text as the object
+    it holds (else as the text itself), none as ``{}``."""
+    if arguments is None:
+        return {}
+    if isinstance(arguments, str):
+        try:
+            value = json.loads(arguments)
+        except json.JSONDecodeError:
+            return arguments
+        return value if isinstance(value, dict) else arguments
+    return dict(arguments)
 
 
 def tool_result_turn(text: str) -> str:

@@ -435,3 +435,40 @@ def test_the_evaluator_reads_the_tool_calls_an_answer_made() -> None:
     handler = GreenServFeedbackHandler(llm, evaluator=lambda prompt, output: seen.append(output) or 1.0)
     llm.bind_tools([multiply], tool_choice="multiply").invoke("6 and 7", config={"callbacks": [handler]})
     assert seen and '"name": "multiply"' in seen[0]  # was "": the call is the answer
+
+
+# ---- review fixes (2026-12-06) ----------------------------------------------------------------------
+def test_feedback_on_a_message_scores_its_own_decision_when_its_run_id_was_used_before() -> None:
+    import uuid
+
+    llm = make_llm()
+    run_id = uuid.uuid4()
+    streamed = None
+    for chunk in llm.stream("first question", config={"run_id": run_id}):
+        streamed = chunk if streamed is None else streamed + chunk
+    invoked = llm.invoke("second question", config={"run_id": run_id})
+    assert streamed is not None
+    record = llm.feedback(invoked, 0.0)
+    assert record.decision_id == invoked.response_metadata["greenserv"]["decision_id"]  # was the stream's
+    assert llm.feedback(streamed, 1.0).applied  # was DecisionAlreadyScoredError
+
+
+def test_a_refused_call_stays_in_the_history_and_stream_false_is_honoured() -> None:
+    from langchain_greenserv.messages import to_greenserv_messages
+
+    def refused(messages, tools):  # type: ignore[no-untyped-def]
+        return 'Calling. <tool_call>{"name": "multiply", "arguments": {"a": "x", "b": 2}}</tool_call>'
+
+    caller = FakeBackend("caller", capabilities=frozenset({"tools"}), tool_reply=refused)
+    router = GreenServRouter([caller], features=make_hashing_extractor(), seed=0)
+    answer = ChatGreenServ(router=router, streaming=True).bind_tools([multiply]).invoke("x times 2", stream=False)
+    assert [c["name"] for c in answer.invalid_tool_calls] == ["multiply"]  # streamed anyway: they were lost
+    error = ToolMessage("Error: a must be an integer", tool_call_id=answer.invalid_tool_calls[0]["id"], status="error")
+    turns = to_greenserv_messages([HumanMessage("x times 2"), answer, error])
+    assert '{"name": "multiply", "arguments": {"a": "x", "b": 2}}' in turns[1]["content"]  # was "Calling." alone
+
+
+def test_a_numpy_seed_is_a_seed() -> None:
+    import numpy as np
+
+    assert make_llm(seed=np.int64(7)).seed == 7  # refused as 7.0

@@ -331,3 +331,28 @@ def test_structured_prediction_goes_through_a_tool_call() -> None:
     tools = [FunctionTool.from_defaults(fn=multiply).metadata.to_openai_tool()]
     with pytest.raises(InvalidInputError, match="names no bound tool"):
         llm.chat([ChatMessage(role="user", content="hi")], tools=tools, tool_choice="divide")
+
+
+# ---- review fixes (2026-12-06) ----------------------------------------------------------------------
+def test_history_reads_anthropic_call_arguments_and_keeps_refused_calls() -> None:
+    from llama_index.core.llms import ChatMessage
+
+    from llama_index_greenserv.llms import to_greenserv_messages
+
+    used = {"id": "toolu_1", "name": "multiply", "input": {"a": 3, "b": 4}, "type": "tool_use"}
+    turns = to_greenserv_messages(
+        [
+            ChatMessage(role="user", content="3 times 4?"),
+            ChatMessage(role="assistant", content="", additional_kwargs={"tool_calls": [used]}),
+            ChatMessage(role="tool", content="12", additional_kwargs={"tool_call_id": "toolu_1"}),
+        ]
+    )
+    assert '"arguments": {"a": 3, "b": 4}' in turns[1]["content"]  # were {}
+    refused = {"id": "c1", "name": "multiply", "arguments": '{"a": "x"}', "error": "…"}
+    turns = to_greenserv_messages(
+        [
+            ChatMessage(role="assistant", content="Calling.", additional_kwargs={"invalid_tool_calls": [refused]}),
+            ChatMessage(role="tool", content="Error: a must be an integer", additional_kwargs={"tool_call_id": "c1"}),
+        ]
+    )
+    assert '{"name": "multiply", "arguments": {"a": "x"}}' in turns[0]["content"]  # was "Calling." alone
