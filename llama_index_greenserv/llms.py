@@ -456,6 +456,36 @@ class GreenServLLM(AdapterCore, FunctionCallingLLM):
         pieces = iterate_in_thread(lambda: self.stream_prepared(conversation, arguments))
         return _aresponses(pieces, _completion_response)
 
+    # LlamaIndex's own async entry points read ``metadata`` on the event loop before they call
+    # the methods above, and the metadata needs the router: build it in a worker thread first
+    async def apredict(self, *args: Any, **kwargs: Any) -> Any:
+        await self._router_built()
+        return await super().apredict(*args, **kwargs)
+
+    async def astream(self, *args: Any, **kwargs: Any) -> Any:
+        await self._router_built()
+        return await super().astream(*args, **kwargs)
+
+    async def astructured_predict(self, *args: Any, **kwargs: Any) -> Any:
+        await self._router_built()
+        return await super().astructured_predict(*args, **kwargs)
+
+    async def astream_structured_predict(self, *args: Any, **kwargs: Any) -> Any:
+        await self._router_built()
+        return await super().astream_structured_predict(*args, **kwargs)
+
+    async def apredict_and_call(self, *args: Any, **kwargs: Any) -> Any:
+        await self._router_built()
+        return await super().apredict_and_call(*args, **kwargs)
+
+    async def achat_with_tools(self, *args: Any, **kwargs: Any) -> Any:
+        await self._router_built()
+        return await super().achat_with_tools(*args, **kwargs)
+
+    async def astream_chat_with_tools(self, *args: Any, **kwargs: Any) -> Any:
+        await self._router_built()
+        return await super().astream_chat_with_tools(*args, **kwargs)
+
     # ---- feedback -----------------------------------------------------------------------
     def feedback(self, target: Any, score: float) -> FeedbackRecord:
         """Score a response (``ChatResponse``/``CompletionResponse``) or a decision id in [0, 1]."""

@@ -356,3 +356,20 @@ def test_history_reads_anthropic_call_arguments_and_keeps_refused_calls() -> Non
         ]
     )
     assert '{"name": "multiply", "arguments": {"a": "x"}}' in turns[0]["content"]  # was "Calling." alone
+
+
+def test_llama_index_async_predictions_build_the_router_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from llama_index.core.prompts import PromptTemplate
+
+    import greenserv_core.models.pool as pool
+
+    def slow_build(models, meter="auto"):  # type: ignore[no-untyped-def]
+        time.sleep(0.5)  # loading the local models
+        return [FakeBackend("small"), FakeBackend("large")]
+
+    monkeypatch.setattr(pool, "build_backends", slow_build)
+    llm = GreenServLLM(models=["small", "large"], embedder="static")
+    ticks, answer = run_while_ticking(lambda: llm.apredict(PromptTemplate("What is 2 + 2?")))
+    assert answer and ticks >= 20  # was 0: LlamaIndex read the metadata, which built the router, on the loop
