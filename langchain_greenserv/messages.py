@@ -44,17 +44,26 @@ def _text(message: BaseMessage) -> str:
     return "".join(parts)
 
 
+def _refused(message: AIMessage) -> list[dict[str, Any]]:
+    """The turn's refused calls: ``invalid_tool_calls``, and those a GreenServ stream put in
+    its metadata (LangChain rebuilds a stream's calls from its chunks), once each."""
+    streamed = message.response_metadata.get("invalid_tool_calls") or []
+    refused: list[dict[str, Any]] = [dict(c) for c in message.invalid_tool_calls]
+    seen = {c.get("id") for c in refused} | {c.get("id") for c in message.tool_calls}
+    return refused + [dict(c) for c in streamed if isinstance(c, dict) and c.get("id") not in seen]
+
+
 def _with_calls(message: AIMessage) -> str:
     """The turn's text and its calls: the valid ones, then those refused (as the model wrote
     them, so that it sees them, and an error result answering one has its call)."""
     calls: list[tuple[str | None, Any]] = [(c["name"], c["args"]) for c in message.tool_calls]
-    calls += [(c.get("name"), c.get("args")) for c in message.invalid_tool_calls]
+    calls += [(c.get("name"), c.get("args")) for c in _refused(message)]
     return with_tool_calls(_text(message), calls)
 
 
 def _call_ids(message: AIMessage) -> list[str]:
     """The ids of the turn's calls, in :func:`_with_calls`' order."""
-    return [str(c.get("id")) for c in [*message.tool_calls, *message.invalid_tool_calls]]
+    return [str(c.get("id")) for c in [*message.tool_calls, *_refused(message)]]
 
 
 def to_greenserv_messages(messages: Sequence[BaseMessage]) -> list[Message]:

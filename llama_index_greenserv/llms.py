@@ -141,7 +141,10 @@ def _call_ids(message: ChatMessage) -> list[str]:
 def _refused(message: ChatMessage) -> list[dict[str, Any]]:
     """The calls GreenServ refused in an answer of its own (``additional_kwargs
     ["invalid_tool_calls"]``: ``{"id", "name", "arguments", "error"}``)."""
-    return [c for c in message.additional_kwargs.get("invalid_tool_calls") or [] if isinstance(c, dict)]
+    calls = message.additional_kwargs.get("tool_calls") or []
+    taken = {c.get("id") if isinstance(c, dict) else getattr(c, "id", None) for c in calls}
+    refused = message.additional_kwargs.get("invalid_tool_calls") or []
+    return [c for c in refused if isinstance(c, dict) and c.get("id") not in taken]  # (one read anyway is a call)
 
 
 def _answered_id(message: ChatMessage) -> str | None:

@@ -715,6 +715,18 @@ def test_a_sync_keeps_the_overspend_carried_from_windows_it_prunes() -> None:
     now[0] = 1035.0  # window 3: windows 1 and 2 each repay one budget
     alone.load_statistics(alone.statistics().plus(Statistics()))  # a sync in window 3 pruned window 0 first
     assert alone.status().window_remaining_joules == 100.0 - 900.0  # was 100.0: the debt was forgotten
+    store = BudgetPacer(budget, clock=lambda: now[0])  # a store that has kept ten windows, the last one 300 J over
+    for window in range(10):
+        now[0] = 2000.0 + 10 * window + 1
+        store.observe(400.0 if window == 9 else 100.0)
+    shared = store.statistics()
+    kept = Statistics(
+        sums={**shared.sums, **{f"window/{w}": np.array([100.0, 1.0]) for w in range(7)}}, minima=shared.minima
+    )
+    now[0] = 2101.0  # window 10
+    joining = BudgetPacer(budget, clock=lambda: now[0])
+    joining.load_statistics(kept)
+    assert joining.debt_ == 300.0  # was 0: it closed windows 0 to 2, then took the rest as empty
 
 
 def test_reading_a_routers_budget_does_not_open_its_first_window() -> None:

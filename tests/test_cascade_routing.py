@@ -1023,6 +1023,20 @@ def test_in_a_router_the_kept_first_answer_is_learned_as_kept_not_as_the_escalat
     router.feedback(answer.decision_id, 1.0)
     assert np.array_equal(router.learner_.escalation_.thens_["small->big"], before)
     assert not np.array_equal(_firsts(router)[0], zz)  # the first model's answer was labelled by the score
+    streamed = GreenServRouter(  # scored while it streams, before its outcome is recorded
+        [_small(0.2), _DownAfterCharging("big", joules_per_token=5.0)],
+        cascades=[("small", "big")],
+        features=features,
+        policy=PinnedPolicy(features.dimension, arm="small->big", then_accuracy=0.9),
+        tradeoff=0.4,
+        seed=0,
+        escalation=EscalationModel(features.dimension, keep_rate=0.0, informed_after=0, seed=0),
+    )
+    before = streamed.learner_.escalation_.thens_["small->big"].copy()
+    stream = streamed.stream(ASK, max_new_tokens=8)
+    streamed.feedback(next(stream).decision.decision_id, 1.0)
+    assert [s.action for s in list(stream)[-1].generation.chain] == ["kept"]  # type: ignore[union-attr]
+    assert np.array_equal(streamed.learner_.escalation_.thens_["small->big"], before)  # taught "big"'s offset
 
 
 def test_an_escalated_stream_scored_before_it_ends_still_learns_its_cost() -> None:

@@ -52,6 +52,7 @@ TASKS = ["arc_easy", "boolq", "gsm8k"]
         ("I think so", None),  # "I" is a word, not an option here
         ("Option A is tempting, but the answer is B.", "B"),  # the answer, not the first option named
         ("The correct answer is option D.", "D"),
+        ("The correct option is B, because answer A ignores friction.", "B"),
     ],
 )
 def test_extract_choice(text: str, expected: str | None) -> None:
@@ -284,3 +285,11 @@ def test_open_answers_read_minus_signs_number_words_and_the_last_marked_number(
     example: TaskExample, output: str, score: float
 ) -> None:
     assert score_answer(example, output) == score
+
+
+def test_a_yes_or_no_reference_with_annotators_other_words_still_reads_the_first_yes_or_no() -> None:
+    coqa = TaskExample("coqa", "c", "...", "no", aliases=("no", "not at all"))
+    assert score_answer(coqa, " Yes, she had no choice.") == 0.0  # was 1.0: "no" was found anywhere
+    assert score_answer(coqa, " No.") == score_answer(coqa, " Not at all, he said") == 1.0
+    split = TaskExample("coqa", "c", "...", "yes", aliases=("yes", "no"))  # the annotators disagree: either
+    assert score_answer(split, " No, never.") == score_answer(split, " Yes") == 1.0

@@ -192,3 +192,18 @@ def test_llama_calls_separated_by_semicolons_and_a_tag_named_in_prose_before_a_c
     assert [c.name for c in parsed.tool_calls] == ["now"] and not parsed.invalid_tool_calls  # was invalid JSON
     assert parsed.text == "I will answer with a <tool_call> tag."
     assert parse_tool_calls('{"name": "add"} and more', [add]).tool_calls == ()  # not only JSON: prose
+
+
+def test_a_call_whose_arguments_name_the_tag_is_one_call_and_refused_text_stays_out_of_server_history() -> None:
+    from greenserv_core.tools import with_tool_calls
+    from greenserv_core.tools.calls import split_tool_calls
+
+    write = ToolSpec("write_file", "Write.", '{"type": "object", "properties": {"text": {"type": "string"}}}')
+    text = (
+        '<tool_call>{"name": "write_file", "arguments": {"text": "Open each call with a <tool_call> tag."}}</tool_call>'
+    )
+    parsed = parse_tool_calls(text, [write])
+    assert [c.arguments["text"] for c in parsed.tool_calls] == ["Open each call with a <tool_call> tag."]
+    assert not parsed.invalid_tool_calls  # was two broken blocks
+    prose, calls = split_tool_calls(with_tool_calls("Calling.", [("add", "a=1, b=2"), ("now", {})]))
+    assert calls == [("now", "{}")] and '"arguments": "a=1, b=2"' in prose  # vLLM json.loads every call's arguments

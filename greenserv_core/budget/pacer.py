@@ -726,8 +726,8 @@ class BudgetPacer:
         self.window_answers_ = {k: round(float(v[1])) for k, v in windows.items() if len(v) > 1}
         if self.budget.window_s is not None and self.windows_:
             index = self._window(self._now())
-            if self.last_window_ is None:  # a replica that joins: the shared windows' overspend is its debt too
-                self.last_window_ = min(self.windows_)
+            if self.last_window_ is None:  # a replica that joins: the recent windows' overspend is its debt too
+                self.last_window_ = max(min(self.windows_), index - 3)  # (the store keeps every window)
             self._close_windows(index)  # before the windows it carries from are pruned
             self._prune_windows(index)  # old windows other replicas still send
         self._since_resolve = self.resolve_every

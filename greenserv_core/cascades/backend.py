@@ -71,7 +71,10 @@ CASCADE_SEPARATOR = "->"
 logger = logging.getLogger(__name__)
 
 Escalate = Callable[[float | None], Verdict]
-"""Decides after the first answer, from its confidence (``None``: no signal)."""
+"""Decides after the first answer, from its confidence (``None``: no signal). A rule with a
+``kept_after_failure()`` method hears when an escalation it decided failed and the first
+answer was kept instead, before any of it is streamed (a router's rule then learns that
+answer's score as the first model's)."""
 
 
 def cascade_name(first: str, then: str) -> str:
@@ -200,11 +203,19 @@ class CascadeBackend:
         return kept if settings.logprobs else dataclasses.replace(kept, token_logprobs=None)
 
     def _kept_after_failure(
-        self, first: GenerationResult, step: ChainStep, settings: GenerationSettings, error: ModelUnavailableError
+        self,
+        first: GenerationResult,
+        step: ChainStep,
+        settings: GenerationSettings,
+        error: ModelUnavailableError,
+        escalate: Escalate | None,
     ) -> GenerationResult:
         """The first answer kept because the second model failed before it answered: the
         failed call's joules and seconds count in the result's (not in the first model's step,
-        whose cost is the first model's own)."""
+        whose cost is the first model's own), and the rule that escalated hears of it."""
+        heard = getattr(escalate, "kept_after_failure", None)
+        if callable(heard):
+            heard()
         logger.warning(
             "%s failed before it answered (%s); keeping the answer of %s",
             self.then.info.name,
@@ -257,7 +268,7 @@ class CascadeBackend:
             second = self.then.generate(messages, settings)
         except ModelUnavailableError as error:
             if self.keep_first_on_failure:
-                return self._kept_after_failure(first, step, settings, error)
+                return self._kept_after_failure(first, step, settings, error, escalate)
             raise self._then_failed(error, first) from error
         return self._joined(first, step, second)
 
@@ -284,7 +295,7 @@ class CascadeBackend:
             chunk = next(pieces, None)
         except ModelUnavailableError as error:  # before any piece: keep the first answer, or route around it
             if self.keep_first_on_failure:
-                yield from self._stream_kept(first, self._kept_after_failure(first, step, settings, error))
+                yield from self._stream_kept(first, self._kept_after_failure(first, step, settings, error, escalate))
                 return
             raise self._then_failed(error, first) from error
         while chunk is not None:

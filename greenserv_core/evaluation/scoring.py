@@ -35,10 +35,11 @@ def extract_choice(text: str, n_choices: int) -> str | None:
 
     A leading letter (``"B"``, ``"(B)"``, ``"[B]"``, ``"'B'"``, ``"B. blue"``, ``"B, blue"``,
     ``"B - blue"``, ``"B is right"``, ``"C because"``, not ``"A man"`` nor ``"I think"``) wins;
-    otherwise an explicit ``answer is B`` (``answer: b.``; a lowercase letter only where it
-    stands alone, so never the article in ``answer is a cow``); otherwise ``option B`` or
-    ``choice B`` (so ``Option A is tempting, but the answer is B`` commits to B); otherwise
-    the first letter that stands alone as ``B.`` or ``B)``. Markdown emphasis (``**B**``) is
+    otherwise the first explicit ``answer is B`` (``option is B``, ``choice: B``, ``answer: b.``;
+    a lowercase letter only where it stands alone, so never the article in ``answer is a
+    cow``); otherwise the first ``option B``, ``choice B`` or ``answer B`` (so ``Option A is
+    tempting, but the answer is B`` and ``The option is B, as answer A ignores friction``
+    commit to B); otherwise the first letter that stands alone as ``B.`` or ``B)``. Markdown emphasis (``**B**``) is
     read through. Letters beyond the number of options do not count.
 
     >>> extract_choice("C) because", 4), extract_choice("I think the answer is d.", 4), extract_choice("I'm", 4)
@@ -58,8 +59,8 @@ def extract_choice(text: str, n_choices: int) -> str | None:
     leading_word = rf"|^\s*([{capitals}])\s+(?=\w)" if capitals else ""
     patterns = (
         rf"^\s*[(\[\'\"]?([{valid}{lower}])(?:[.):,\]\'\"\n]|\s*$|\s+[-–—:]|\s+(?:is|would)\b){leading_word}",
-        rf"(?i:answer)\s*(?:(?i:is)\s*)?:?\s*[(\[]?([{valid}]\b|{either}[{words}](?=[.)\]]|\s*$))",
-        rf"(?i:option|choice)\s*(?:(?i:is)\s*)?:?\s*[(\[]?([{valid}]\b|{either}[{words}](?=[.)\]]|\s*$))",
+        rf"(?i:answer|option|choice)\s*(?:(?i:is)\s*:?|:)\s*[(\[]?([{valid}]\b|{either}[{words}](?=[.)\]]|\s*$))",
+        rf"(?i:answer|option|choice)\s*[(\[]?([{valid}]\b|{either}[{words}](?=[.)\]]|\s*$))",
         rf"(?:^|\s)\(?([{valid}])[.)](?:\s|$)",
     )
     for pattern in patterns:
@@ -78,6 +79,8 @@ def extract_number(text: str) -> str | None:
     ('12', '1250')
     >>> extract_number("I answer after '####'. 16 - 7 = 9, so 18."), extract_number("#### 7 then #### 8")
     ('18', '8')
+    >>> extract_number("#### **18** (2 days at 9)"), extract_number("#### The answer is 18 (9 for each of 2 days)")
+    ('18', '18')
     """
     text = text.replace("\u2212", "-")  # a minus sign written as one
     marked = _MARKED_NUMBER.findall(text)
@@ -87,9 +90,12 @@ def extract_number(text: str) -> str | None:
     return canonical_number(numbers[-1]) if numbers else None
 
 
-_MARKED_NUMBER = re.compile(r"####\s*\$?(-?\d[\d,]*(?:\.\d+)?(?:/\d+)?)")
+_MARKED_NUMBER = re.compile(
+    r"####[\s*_]*(?:(?:the\s+)?(?:final\s+)?answer\s*(?:is\b)?\s*:?[\s*_]*)?\$?(-?\d[\d,]*(?:\.\d+)?(?:/\d+)?)",
+    re.IGNORECASE,
+)
 """A number right after ``####`` (its sign, separators, decimals or fraction as in
-:data:`NUMBER_PATTERN`)."""
+:data:`NUMBER_PATTERN`), through emphasis and an "(the final) answer is" between them."""
 
 
 def extract_yes_no(text: str) -> str | None:
@@ -158,11 +164,13 @@ def score_answer(example: TaskExample, output: str) -> float:
     if example.task == "gsm8k":
         return float(extract_number(output) == canonical_number(example.reference))
     yes_no = _normalise(example.reference)  # CoQA writes "Yes", "No." and ".yes"
-    if example.task == "boolq" or (
-        yes_no in ("yes", "no") and all(_normalise(alias) == yes_no for alias in example.aliases)
-    ):
-        return float(extract_yes_no(output) == yes_no)
     answer = f" {_normalise(output)} "
+    if example.task == "boolq" or yes_no in ("yes", "no"):  # the first yes or no the answer says
+        given = {yes_no} | {_normalise(a) for a in example.aliases}
+        if extract_yes_no(output) in given:
+            return 1.0
+        others = [a for a in given if a not in ("yes", "no")]  # an annotator's other words (CoQA)
+        return float(example.task != "boolq" and any(a and f" {a} " in answer for a in others))
     if example.spans and all(f" {_normalise(span)} " in answer for span in example.spans):
         return 1.0  # an answer of several parts (DROP): every part is there
     aliases = [_normalise(a) for a in (example.aliases or (() if example.spans else (example.reference,)))]

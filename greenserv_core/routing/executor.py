@@ -286,14 +286,7 @@ class Executor:
     def _escalation(self, decision: RoutingDecision, cascade: CascadeBackend) -> Escalate:
         """The learned escalation rule for a decision routed to a cascade (the cascade's fixed
         threshold where the decision left the pending store while its first model answered)."""
-
-        def rule(confidence: float | None) -> Verdict:
-            try:
-                return self.learner.escalate(decision.decision_id, confidence)
-            except UnknownDecisionError:
-                return cascade.fixed_verdict(confidence)
-
-        return rule
+        return _LearnedRule(self.learner, decision.decision_id, cascade)
 
     # ---- the result --------------------------------------------------------------------------
     def finish(self, decision: RoutingDecision, result: GenerationResult, request: RouteRequest) -> RoutedGeneration:
@@ -359,3 +352,22 @@ def _next_piece(pieces: Iterator[StreamChunk], model: str) -> StreamChunk:
     if piece is None:
         raise ModelUnavailableError(f"the stream of {model!r} ended without its result")
     return piece
+
+
+class _LearnedRule:
+    """A decision's learned escalation rule, as a cascade calls it (see
+    :data:`~greenserv_core.cascades.backend.Escalate`)."""
+
+    def __init__(self, learner: RoutingLearner, decision_id: str, cascade: CascadeBackend) -> None:
+        self.learner, self.decision_id, self.cascade = learner, decision_id, cascade
+
+    def __call__(self, confidence: float | None) -> Verdict:
+        try:
+            return self.learner.escalate(self.decision_id, confidence)
+        except UnknownDecisionError:
+            return self.cascade.fixed_verdict(confidence)
+
+    def kept_after_failure(self) -> None:
+        """The escalation failed and the first answer is kept: a score that comes while it
+        streams labels the first model's answer."""
+        self.learner.kept_after_failure(self.decision_id)

@@ -45,7 +45,13 @@ from greenserv_core.bandits import ArmPrior, Choice, Policy
 from greenserv_core.bandits.columns import ArmScores, ArmValues, KnownValues
 from greenserv_core.budget import BudgetPacer, BudgetStatus, EnergyBudget
 from greenserv_core.cascades.escalation import EscalationModel, Verdict, check_confidence
-from greenserv_core.errors import DecisionAlreadyScoredError, InvalidInputError, StateFileError, UnknownModelError
+from greenserv_core.errors import (
+    DecisionAlreadyScoredError,
+    InvalidInputError,
+    StateFileError,
+    UnknownDecisionError,
+    UnknownModelError,
+)
 from greenserv_core.features.extractor import QueryFeatures
 from greenserv_core.outcomes import CostModel
 from greenserv_core.pending import PendingDecision, PendingDecisions, PendingStore
@@ -595,6 +601,18 @@ class RoutingLearner:
             )
             self.pending_.update(pending)
         return verdict
+
+    def kept_after_failure(self, decision_id: str) -> None:
+        """A cascade's escalation failed and its first answer is kept: its score labels that
+        answer (a decision gone from the store, or already scored, is left as it is)."""
+        with self.lock:
+            try:
+                pending = self.pending_.get(decision_id)
+            except (UnknownDecisionError, DecisionAlreadyScoredError):
+                return
+            if pending.cascade is not None and pending.cascade.get("escalated"):
+                pending.cascade["escalated"] = False
+                self.pending_.update(pending)
 
     def record_agreement(self, decision_id: str, agreed: bool) -> None:
         """After an escalated cascade: whether the second answer agrees with the first (the

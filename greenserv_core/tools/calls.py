@@ -29,7 +29,7 @@ import json
 import math
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,8 +52,32 @@ __all__ = [
 _BLOCK = re.compile(r"<tool_call>((?:(?!<tool_call>).)*?)(?:</tool_call>|(?=<tool_call>)|\Z)", re.DOTALL)
 """One Hermes block: it ends at its closing tag, at the next opening tag (a tag named in prose
 before a call does not swallow the call), or at the end (a last call cut short)."""
+_CLOSED_BLOCK = re.compile(r"<tool_call>(.*?)</tool_call>", re.DOTALL)
+"""One Hermes block to its closing tag, whatever it holds (a call whose arguments name the tag)."""
 _RESPONSE = re.compile(r"\A\s*<tool_response>\n?(.*?)\n?</tool_response>\s*\Z", re.DOTALL)
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
+
+
+def _blocks(text: str) -> Iterator[re.Match[str]]:
+    """The Hermes blocks of ``text`` in order (see :data:`_BLOCK`); a block that holds another
+    opening tag is one block when it reads as JSON to its closing tag (the tag is then inside
+    the call's arguments)."""
+    at = 0
+    while (match := _BLOCK.search(text, at)) is not None:
+        whole = _CLOSED_BLOCK.match(text, match.start())
+        if whole is not None and whole.end() > match.end() and _reads_as_json(whole.group(1)):
+            match = whole
+        yield match
+        at = max(match.end(), match.start() + 1)
+
+
+def _reads_as_json(source: str) -> bool:
+    fenced = _FENCE.match(source.strip())
+    try:
+        json.loads(fenced.group(1) if fenced else source)
+    except json.JSONDecodeError:
+        return False
+    return True
 
 
 def _new_id() -> str:
@@ -215,7 +239,7 @@ def parse_tool_calls(text: str, tools: Sequence[ToolSpec]) -> ParsedOutput:
     if "<tool_call>" in text:
         kept: list[str] = []  # the prose around the calls
         end = 0
-        for match in _BLOCK.finditer(text):
+        for match in _blocks(text):
             source = match.group(1).strip()
             closed = match.group(0).endswith("</tool_call>")
             bare = not closed and not source and not text.strip().removesuffix("<tool_call>").strip()
@@ -311,27 +335,44 @@ def tool_result_text(content: str) -> str:
 def split_tool_calls(text: str) -> tuple[str, list[tuple[str, str]]]:
     """An assistant turn's prose and its Hermes calls as ``(name, arguments as JSON text)``,
     unchecked (the calls of a past turn, as :func:`with_tool_calls` wrote them); a block that
-    is not a call object stays in the prose.
+    is not a call object with a name and an arguments object (a refused call's text, say)
+    stays in the prose, since servers read every call's arguments as JSON.
 
     >>> split_tool_calls(with_tool_calls("Checking.", [("add", {"a": 2})]))
     ('Checking.', [('add', '{"a": 2}')])
+    >>> split_tool_calls(with_tool_calls("", [("add", "a=1, b=2")]))[1]
+    []
     """
     calls: list[tuple[str, str]] = []
+    kept: list[str] = []  # the prose around the calls
+    end = 0
+    for match in _blocks(text):
+        arguments = _call_arguments(match.group(1))
+        if arguments is None:
+            continue  # not a call a server could read: it stays in the prose
+        name, text_arguments = arguments
+        kept.append(text[end : match.start()])
+        end = match.end()
+        calls.append((name, text_arguments))
+    return "".join([*kept, text[end:]]).strip(), calls
 
-    def take(match: re.Match[str]) -> str:
+
+def _call_arguments(source: str) -> tuple[str, str] | None:
+    """A block's call as ``(name, arguments as the JSON text of an object)``, or ``None``."""
+    try:
+        raw = json.loads(source.strip())
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+        return None
+    arguments = raw.get("arguments", raw.get("parameters", {}))
+    if isinstance(arguments, str):
         try:
-            raw = json.loads(match.group(1).strip())
+            parsed = json.loads(arguments)
         except json.JSONDecodeError:
-            raw = None
-        if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
-            return match.group(0)
-        arguments = raw.get("arguments", raw.get("parameters", {}))
-        text_arguments = arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
-        calls.append((raw["name"], text_arguments))
-        return ""
-
-    prose = _BLOCK.sub(take, text).strip()
-    return prose, calls
+            return None
+        return (raw["name"], arguments) if isinstance(parsed, dict) else None
+    return (raw["name"], json.dumps(arguments, ensure_ascii=False)) if isinstance(arguments, dict) else None
 
 
 def in_call_order(messages: Sequence[Message], ids: Sequence[Sequence[str] | str | None]) -> list[Message]:

@@ -466,6 +466,10 @@ def test_a_refused_call_stays_in_the_history_and_stream_false_is_honoured() -> N
     error = ToolMessage("Error: a must be an integer", tool_call_id=answer.invalid_tool_calls[0]["id"], status="error")
     turns = to_greenserv_messages([HumanMessage("x times 2"), answer, error])
     assert '{"name": "multiply", "arguments": {"a": "x", "b": 2}}' in turns[1]["content"]  # was "Calling." alone
+    streamed = ChatGreenServ(router=router, streaming=True).bind_tools([multiply]).invoke("x times 2")
+    assert not streamed.invalid_tool_calls and streamed.response_metadata["invalid_tool_calls"]  # a stream's place
+    turns = to_greenserv_messages([HumanMessage("x times 2"), streamed])
+    assert turns[1]["content"].count("<tool_call>") == 1  # was "Calling." alone
 
 
 def test_a_numpy_seed_is_a_seed() -> None:

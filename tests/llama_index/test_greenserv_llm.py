@@ -373,3 +373,23 @@ def test_llama_index_async_predictions_build_the_router_off_the_event_loop(monke
     llm = GreenServLLM(models=["small", "large"], embedder="static")
     ticks, answer = run_while_ticking(lambda: llm.apredict(PromptTemplate("What is 2 + 2?")))
     assert answer and ticks >= 20  # was 0: LlamaIndex read the metadata, which built the router, on the loop
+
+
+def test_a_call_read_through_its_tools_schema_is_in_the_history_once() -> None:
+    from llama_index.core.tools import FunctionTool
+
+    from llama_index_greenserv.llms import to_greenserv_messages
+
+    def toggle(flag: bool) -> str:
+        """Toggle."""
+        return str(flag)
+
+    quoting = FakeBackend(
+        "quoting",
+        capabilities=frozenset({"tools"}),
+        tool_reply=lambda m, t: '<tool_call>{"name": "toggle", "arguments": {"flag": "true"}}</tool_call>',
+    )
+    llm = GreenServLLM(router=GreenServRouter([quoting], features=make_hashing_extractor(), tradeoff=0.4, seed=0))
+    response = llm.chat_with_tools([FunctionTool.from_defaults(fn=toggle)], user_msg="toggle it")
+    turns = to_greenserv_messages([ChatMessage(role="user", content="toggle it"), response.message])
+    assert turns[1]["content"].count("<tool_call>") == 1  # was 2: recovered, and refused too
