@@ -852,3 +852,65 @@ def test_a_sweep_over_models_that_spend_alike_is_refused_before_it_runs(
     monkeypatch.setattr(sweep_module, "replay", never)
     for command in ("sweep", "budget"):
         refused(["bench", command, "--table", str(path), "--runs", "1"], capsys, "mean joules differ")
+
+
+# --- review fixes (2026-12-06) -----------------------------------------------------------------------
+def test_repeated_and_conflicting_options_are_refused_before_the_work(
+    tiny_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from greenserv_core.evaluation import replay as replay_module
+    from greenserv_core.models import pool
+
+    monkeypatch.setattr(replay_module, "replay", never)
+    table = str(tiny_path)
+    refused(
+        ["bench", "replay", "--table", table, "--strategies", "static:a,random", "--param", "static.arm=b"],
+        capsys,
+        "static.arm",
+    )  # the row said static:a and routed to b
+    refused(
+        [
+            "bench",
+            "replay",
+            "--table",
+            table,
+            "--param",
+            "linucb.alpha=0.3",
+            "--param",
+            "linucb.alpha=5",
+            "--strategies",
+            "linucb",
+        ],
+        capsys,
+        "linucb.alpha twice",
+    )
+    refused(
+        ["bench", "replay", "--table", table, "--warm-start", "2", "--overstate", "a:+0.3", "--overstate", "a:-0.1"],
+        capsys,
+        "--overstate",
+    )
+    refused(["bench", "replay", "--table", table, "--strategies", "vw-squarecb,vw-squarecb"], capsys, "twice")
+    refused(["bench", "cascade-replay", "--table", table, "--tradeoffs", "0.4,0.4"], capsys, "twice")
+    folder = tmp_path / "dir.csv"
+    folder.mkdir()
+    refused(["bench", "replay", "--table", str(folder)], capsys, "is a folder")  # IsADirectoryError
+    monkeypatch.setattr(pool, "build_backends", never)
+    refused(["chat", "--state", "/proc/state.json"], capsys, "cannot write")  # a traceback after the session
+
+
+def test_a_replay_with_a_budget_and_only_the_oracle_reports_that_nothing_is_paced(
+    tiny_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "r.json"
+    argv = ["bench", "replay", "--table", str(tiny_path), "--strategies", "oracle", "--runs", "1"]
+    assert cli.main([*argv, "--budget-joules-per-query", "150", "--json", str(out)]) == 0  # failed after the work
+    assert out.exists() and "no strategy here is paced" in capsys.readouterr().out
+
+
+def test_the_shift_table_names_the_windows_it_measured() -> None:
+    from greenserv_core.cli.replay import shift_rows
+
+    found = {"readapt_steps": {"mean": 3, "runs": [3]}, "share_before": None, "share_after": None}
+    report = {"settings": {"queries": 160}, "strategies": {}, "peers": []}
+    rows = shift_rows(report, {"model": "m", "step": 50, "strategies": {"epsilon": found}})
+    assert {"m share, 50 before", "m share, 110 after"} <= set(rows[0])  # said 1000 before / 1000 after

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -185,6 +186,8 @@ def _chat(args: argparse.Namespace) -> int:
     budget, cap = chat_limits(args)  # before any model is loaded
     at_least("--max-new-tokens", args.max_new_tokens, 1)
     check_output_file("--state", args.state)  # a file, not under a file: what it learns is saved there at the end
+    if args.state:
+        _check_writable("--state", Path(args.state))
     quiet_first_screen()
     cascades = [cascade_pair(text) for text in args.cascade]
     if args.cascade_signal is not None and not cascades:
@@ -259,7 +262,7 @@ def _chat(args: argparse.Namespace) -> int:
             run_repl(session, history=cache_dir() / "chat_history")
         finally:  # whatever ends the session, what was learned is kept
             if state:
-                router.save(state)
+                _save(router, state)
         if session.tallies_:
             print("this session:")
             session.stats()
@@ -274,8 +277,9 @@ def _chat(args: argparse.Namespace) -> int:
         print(f"{model}: {len(joules)} answers, {sum(joules):.1f} J")
     if (final := router.budget_) is not None:
         print(final.describe())
+    if state and not _save(router, state):
+        return 1
     if state:
-        router.save(state)
         print(f"saved learned state to {state}")
     if interrupted:
         return 130
@@ -359,3 +363,25 @@ def add_commands(commands: Any) -> None:
     setup.add_argument("--no-install", action="store_true", help="do not pip-install missing packages")
     setup.set_defaults(run=_setup)
     build_chat_parser(commands.add_parser("chat", help="a routed chat over the bundled pool (or the models given)"))
+
+
+def _check_writable(flag: str, path: Path) -> None:
+    """Before any model loads: a file can be written in ``path``'s folder (when it exists)."""
+    folder = path.absolute().parent
+    if not folder.is_dir():
+        return  # made when the state is saved
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise InvalidInputError(f"{flag} {path}: cannot write in {folder} ({error.strerror or error})") from None
+
+
+def _save(router: GreenServRouter, state: Path) -> bool:
+    """Save what the session learned; a failure is one line on stderr (``False``), not a traceback."""
+    try:
+        router.save(state)
+    except OSError as error:
+        print(f"greenserv: error: could not save the learned state to {state}: {error}", file=sys.stderr)
+        return False
+    return True

@@ -170,6 +170,8 @@ def policy_params(items: Sequence[str]) -> dict[str, dict[str, Any]]:
             value = json.loads(raw)
         except json.JSONDecodeError:
             value = raw
+        if name in params.get(strategy, {}):
+            raise InvalidInputError(f"--param sets {key} twice; give each parameter once")
         params.setdefault(strategy, {})[name] = value
     return params
 
@@ -219,6 +221,8 @@ def tradeoff_list(text: str) -> list[float]:
         values = []
     if not values or any(not 0 <= value <= 1 for value in values):  # NaN too
         raise InvalidInputError(f"--tradeoffs is comma-separated λs in [0, 1], got {text!r}")
+    if len(set(values)) < len(values):
+        raise InvalidInputError(f"--tradeoffs names a λ twice: {text!r}")
     return values
 
 

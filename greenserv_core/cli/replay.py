@@ -40,6 +40,9 @@ def _strategies(text: str) -> list[str]:
     from greenserv_core.evaluation.replay import peer_strategies
 
     names = [name.strip() for name in text.split(",") if name.strip()]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise InvalidInputError(f"strategies named twice: {twice}")
     peers = set(peer_strategies(names))
     others = [name for name in names if name not in peers]
     if others or not names:
@@ -67,6 +70,8 @@ def _params_of(items: list[str], strategies: list[str]) -> dict[str, dict[str, A
     fixed = sorted(name for name in params if name not in POLICIES)  # peers, diagnostics, the oracle
     if fixed:
         raise InvalidInputError(f"--param sets the router's policies only; {fixed} take no parameters here")
+    if "arm" in params.get("static", {}):
+        raise InvalidInputError("--param static.arm would override the arm a static:ARM strategy names; name it there")
     return params
 
 
@@ -91,7 +96,10 @@ def _replay(args: argparse.Namespace) -> int:
         PoolChange.parse("remove", c) for c in args.remove_model
     ]
     shifts = [Shift.parse(s) for s in args.shift]
-    overstate = dict(parse_overstatement(o) for o in args.overstate)
+    each_overstated = [parse_overstatement(o) for o in args.overstate]
+    overstate = dict(each_overstated)
+    if len(overstate) < len(each_overstated):
+        raise InvalidInputError("--overstate names a model twice; give each model once")
     strategies = _strategies(args.strategies)
     params = _params_of(args.param, strategies)
     horizons = _horizons(args.horizons)
@@ -130,7 +138,7 @@ def _replay(args: argparse.Namespace) -> int:
     print(f"features for {settings['queries']} prompts: {report['timing']['feature_warmup_s']:.1f} s")
     if settings["per_task"] is not None:
         print(f"streamed: up to {settings['per_task']} queries of each task ({settings['queries']} queries in all)")
-    past = [h for h in horizons if h >= settings["queries"]]
+    past = [h for h in horizons if h > settings["queries"]]
     if past:
         print(
             f"NOTE: --horizons {','.join(map(str, past))} reach past the stream's {settings['queries']} queries; "
@@ -145,11 +153,13 @@ def _replay(args: argparse.Namespace) -> int:
             + (f"; scores overstated: {overstated}" if overstated else "")
         )
     print_table(replay_rows(report))
-    if "budget" in report:
+    if "budget" in report and report["budget"]["strategies"]:
         from greenserv_core.cli.budget import spend_rows
 
         print(f"energy budget {report['budget']['budget']}: realised spend (share of the budget)")
         print_table(spend_rows(report["budget"]))
+    elif "budget" in report:  # the oracle alone: nothing is paced
+        print(f"NOTE: energy budget {report['budget']['budget']}: no strategy here is paced by it")
     print("learning curve (gap closed to the best fixed model per task; accuracy vs random; energy vs random):")
     print_table(learning_curve_rows(report))
     for shift in report["shifts"]:
@@ -228,12 +238,14 @@ def learning_curve_rows(report: dict[str, Any]) -> list[dict[str, str]]:
 def shift_rows(report: dict[str, Any], shift: dict[str, Any]) -> list[dict[str, str]]:
     """One row per strategy: time to re-adapt to ``shift`` and the model's share around it."""
     around = f"{shift['model']} share"
+    step, queries = int(shift["step"]), int(report["settings"]["queries"])
+    before, after = min(AROUND, step), min(AROUND, max(0, queries - step))  # as many as the stream holds
     return [
         {
             "strategy": _label(report, name),
             "re-adapt (steps; per run)": _steps(found["readapt_steps"]),
-            f"{around}, {AROUND} before": percent_share(found["share_before"]),
-            f"{around}, {AROUND} after": percent_share(found["share_after"]),
+            f"{around}, {before} before": percent_share(found["share_before"]),
+            f"{around}, {after} after": percent_share(found["share_after"]),
         }
         for name, found in shift["strategies"].items()
     ]

@@ -269,6 +269,8 @@ def read_table(path: str | Path) -> OutcomeTable:
     path = Path(path)
     if not path.exists():
         raise StateFileError(f"no outcome table at {path}")
+    if path.is_dir():
+        raise InvalidInputError(f"{path} is a folder, not an outcome table")
     if path.suffix == ".parquet":
         columns, metadata = _read_parquet(path)
     elif path.suffix == ".csv":
