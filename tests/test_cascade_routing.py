@@ -1002,9 +1002,9 @@ def test_a_cascade_whose_second_model_fails_keeps_the_first_answer_and_counts_th
         CascadeBackend(small, _big(), keep_first_on_failure="yes")  # type: ignore[arg-type]
 
 
-def test_in_a_router_the_kept_first_answer_is_learned_as_kept_not_as_the_escalations_outcome() -> None:
+def _router_whose_second_model_is_down() -> GreenServRouter:
     features = make_hashing_extractor()
-    router = GreenServRouter(
+    return GreenServRouter(
         [_small(0.2), _DownAfterCharging("big", joules_per_token=5.0)],
         cascades=[("small", "big")],
         features=features,
@@ -1013,6 +1013,10 @@ def test_in_a_router_the_kept_first_answer_is_learned_as_kept_not_as_the_escalat
         seed=0,
         escalation=EscalationModel(features.dimension, keep_rate=0.0, informed_after=0, seed=0),
     )
+
+
+def test_in_a_router_the_kept_first_answer_is_learned_as_kept_not_as_the_escalations_outcome() -> None:
+    router = _router_whose_second_model_is_down()
     answer = router.generate(ASK, max_new_tokens=8)
     assert answer.model == "small->big" and answer.text == CHEAP  # was routed to "small" after the failure
     assert answer.chain[0].action == "kept" and not answer.failed_attempts
@@ -1023,15 +1027,7 @@ def test_in_a_router_the_kept_first_answer_is_learned_as_kept_not_as_the_escalat
     router.feedback(answer.decision_id, 1.0)
     assert np.array_equal(router.learner_.escalation_.thens_["small->big"], before)
     assert not np.array_equal(_firsts(router)[0], zz)  # the first model's answer was labelled by the score
-    streamed = GreenServRouter(  # scored while it streams, before its outcome is recorded
-        [_small(0.2), _DownAfterCharging("big", joules_per_token=5.0)],
-        cascades=[("small", "big")],
-        features=features,
-        policy=PinnedPolicy(features.dimension, arm="small->big", then_accuracy=0.9),
-        tradeoff=0.4,
-        seed=0,
-        escalation=EscalationModel(features.dimension, keep_rate=0.0, informed_after=0, seed=0),
-    )
+    streamed = _router_whose_second_model_is_down()  # scored while it streams, before its outcome is recorded
     before = streamed.learner_.escalation_.thens_["small->big"].copy()
     stream = streamed.stream(ASK, max_new_tokens=8)
     streamed.feedback(next(stream).decision.decision_id, 1.0)

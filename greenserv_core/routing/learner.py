@@ -114,6 +114,15 @@ def _total(amounts: Sequence[float | None]) -> float | None:
     return sum(known) if len(known) == len(amounts) else None
 
 
+def _check_spent(energy_joules: float, latency_s: float, members: Sequence[tuple[str, float, float]]) -> None:
+    """What an answer spent, and each cascade member's ``(model, joules, seconds)``, checked."""
+    check_measured("energy_joules", energy_joules)
+    check_measured("latency_s", latency_s)
+    for _, joules, seconds in members:
+        check_measured("a member's energy_joules", joules)
+        check_measured("a member's latency_s", seconds)
+
+
 def _cap(limits: Limits, budget: BudgetStatus | None) -> float | None:
     """The most joules a query may be predicted to spend: its ``max_joules``, or the pacer
     guard's cap on the answer, whichever is lower (``None``: no cap)."""
@@ -704,11 +713,7 @@ class RoutingLearner:
         For a cascade, ``members`` are ``(model, joules, seconds)`` of each model it ran,
         which also teach those models' own cost models; an escalated cascade with one member
         kept its first answer (its second model failed), and its score then labels that answer."""
-        check_measured("energy_joules", energy_joules)
-        check_measured("latency_s", latency_s)
-        for _, joules, seconds in members:
-            check_measured("a member's energy_joules", joules)
-            check_measured("a member's latency_s", seconds)
+        _check_spent(energy_joules, latency_s, members)
         with self.lock:
             self._settle(decision_id)
             try:
@@ -754,11 +759,7 @@ class RoutingLearner:
         came (it cannot be scored): the cost models, the tallies, the task's energy scale and
         the budget learn what it spent from the decision itself (``current``: the model that
         answered is still the one in the pool under its name)."""
-        check_measured("energy_joules", energy_joules)
-        check_measured("latency_s", latency_s)
-        for _, joules, seconds in members:
-            check_measured("a member's energy_joules", joules)
-            check_measured("a member's latency_s", seconds)
+        _check_spent(energy_joules, latency_s, members)
         with self.lock:
             self._settle(decision.decision_id)
             features = decision.features
