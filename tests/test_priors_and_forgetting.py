@@ -97,7 +97,9 @@ def test_a_quality_prior_is_used_from_the_first_query_and_a_wrong_one_is_outvote
         seed=0,
         tradeoff=0.0,
     )
-    assert router.route("What is 2 + 2?").model == "praised"
+    first = router.route("What is 2 + 2?").scores  # the prior is the estimate from the first query on
+    assert first["praised"].estimate > 0.9 and first["plain"].estimate == 0.0
+    assert first["praised"].bonus < first["plain"].bonus  # and worth its 10 answers of evidence
     chosen = []
     for _ in range(150):
         decision = router.route("What is 2 + 2?")
@@ -393,3 +395,11 @@ def test_a_quality_prior_checks_every_score_and_its_strength() -> None:
             QualityPrior(**bad)  # type: ignore[arg-type]
     prior = QualityPrior({"qa": np.float32(0.5)}, default=np.float64(0.25), strength=np.int64(4))  # type: ignore[dict-item, arg-type]
     assert (prior.score_for("qa"), prior.score_for("chat"), prior.strength) == (0.5, 0.25, 4.0)
+
+
+def test_a_quality_priors_strength_is_worth_that_many_answers_wherever_a_query_falls() -> None:
+    believed = QualityPrior({"math": 0.9}, default=0.5, strength=100)
+    router = GreenServRouter([FakeBackend("a"), FakeBackend("b", quality=believed)], features=_features(), seed=0)
+    router.learn("Compute 17 times 3.", "b", score=0.1, energy_joules=1.0, latency_s=0.1)
+    estimate = router.route("Compute 17 times 3.").scores["b"].estimate
+    assert estimate == pytest.approx((100 * 0.9 + 0.1) / 101, abs=0.03)  # was 0.35: one answer overturned it
