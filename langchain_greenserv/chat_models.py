@@ -243,7 +243,7 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
     model_config = ConfigDict(arbitrary_types_allowed=True, populate_by_name=True, extra="forbid")
 
     router: GreenServRouter | None = Field(default=None, exclude=True)
-    models: list[Any] | None = Field(default=None, exclude=True)
+    models: list[Any] | None = Field(default=None, exclude=True, repr=False)
     strategy: str = DEFAULT_POLICY
     embedder: str | None = None
     tradeoff: Annotated[float | None, BeforeValidator(check_optional_tradeoff)] = None

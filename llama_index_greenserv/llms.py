@@ -294,7 +294,7 @@ class GreenServLLM(AdapterCore, FunctionCallingLLM):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     router: GreenServRouter | None = Field(default=None, exclude=True)
-    models: list[Any] | None = Field(default=None, exclude=True)
+    models: list[Any] | None = Field(default=None, exclude=True, repr=False)
     strategy: str = DEFAULT_POLICY
     embedder: str | None = None
     tradeoff: Annotated[float | None, BeforeValidator(check_optional_tradeoff)] = None

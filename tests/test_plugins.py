@@ -191,3 +191,16 @@ def test_a_confidence_signal_written_in_one_place_is_recorded_by_collect(tmp_pat
     )
     assert table.columns["confidence"] == [pytest.approx(1 / 3)] * 2
     assert table.metadata["confidence_signals"] == {"arc_easy": "short-is-sure"}
+
+
+def test_a_key_in_a_models_address_is_never_shown() -> None:
+    from pathlib import Path
+
+    from langchain_greenserv import ChatGreenServ
+
+    address = "https://user:sk-SECRET@api.example.com/v1?api-key=sk-SECRET2#gpt-4o"
+    llm = ChatGreenServ(models=[address])
+    assert "SECRET" not in llm.pool_name and "SECRET" not in repr(llm)  # traced as ls_model_name, repr
+    with pytest.raises(InvalidInputError) as refused:
+        build_backends([Path("http://u:sk-SECRET@h/v1#m")])  # a Path loses the URL's "//": no redaction finds it
+    assert "SECRET" not in str(refused.value)

@@ -14,6 +14,7 @@ from greenserv_core.adapters.answers import Piece, answer_pieces
 from greenserv_core.budget import BudgetPacer, EnergyBudget
 from greenserv_core.errors import InvalidInputError, UnknownDecisionError
 from greenserv_core.messages import Message
+from greenserv_core.redaction import redacted
 from greenserv_core.reward import DEFAULT_TRADEOFF, check_tradeoff
 from greenserv_core.router import FeedbackRecord, GreenServRouter, RoutedGeneration
 from greenserv_core.routing.request import stop_sequences
@@ -477,7 +478,7 @@ class AdapterCore:
             names = [m if isinstance(m, str) else getattr(getattr(m, "info", m), "name", str(m)) for m in self.models]
         else:
             names = ["bundled"]
-        return "greenserv[" + ",".join(names) + "]"
+        return redacted("greenserv[" + ",".join(names) + "]")  # an address's key goes into no trace
 
     def router_arguments(
         self, conversation: list[Message], kwargs: Mapping[str, Any], stop: Sequence[str] | None = None

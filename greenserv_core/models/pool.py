@@ -34,9 +34,9 @@ def resolve_model(item: Any, meter: str = "auto") -> ModelBackend:
         return TransformersBackend(item, meter=meter)
     if isinstance(item, str):
         return backend_from_address(item, meter)
-    raise InvalidInputError(
-        f"cannot use {item!r} as a model: give {', '.join(s.describes for s in address_schemes())}, "
-        "a ModelSpec or a ModelBackend"
+    schemes = ", ".join(s.describes for s in address_schemes())
+    raise InvalidInputError(  # its text is not shown: it may hold a key
+        f"cannot use a {type(item).__name__} as a model: give {schemes}, a ModelSpec or a ModelBackend"
     )
 
 
