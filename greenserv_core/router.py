@@ -736,6 +736,10 @@ class GreenServRouter:
             }
         given = {signal.name: signal for signal in cascade_signals}
         signals = {cascade: _saved_signal(name, given, cascade) for cascade, name in saved_signals.items()}
+        for model in models:  # the given models' priors are the caller's, not the file's: checked apart
+            quality = getattr(model.info, "quality", None)
+            if quality is not None:
+                arm_prior(quality, features)
         with state_errors(path):
             saved_escalation = state.get("escalation") or {}
             settings = {k: v for k, v in saved_escalation.items() if k in EscalationModel.SETTINGS}

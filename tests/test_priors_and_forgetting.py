@@ -403,3 +403,24 @@ def test_a_quality_priors_strength_is_worth_that_many_answers_wherever_a_query_f
     router.learn("Compute 17 times 3.", "b", score=0.1, energy_joules=1.0, latency_s=0.1)
     estimate = router.route("Compute 17 times 3.").scores["b"].estimate
     assert estimate == pytest.approx((100 * 0.9 + 0.1) / 101, abs=0.03)  # was 0.35: one answer overturned it
+
+
+def test_a_router_loaded_with_changed_quality_priors_uses_them(tmp_path: Path) -> None:
+    def pool(score: float | None) -> list[FakeBackend]:
+        quality = None if score is None else QualityPrior({"math": score}, default=score, strength=50)
+        return [FakeBackend("a"), FakeBackend("b", quality=quality)]
+
+    router = GreenServRouter(pool(0.95), features=_features(), seed=0, policy="linucb")
+    router.save(tmp_path / "router.json")
+    for score, expected in ((0.1, 0.1), (None, 0.0)):
+        loaded = GreenServRouter.load(tmp_path / "router.json", pool(score), features=_features())
+        estimate = loaded.route("What is 2 + 2?").scores["b"].estimate
+        assert estimate == pytest.approx(expected, abs=0.02)  # was 0.95: the saved prior, silently
+    with pytest.raises(InvalidInputError, match="unknown task types"):  # the caller's prior: not the file's fault
+        GreenServRouter.load(
+            tmp_path / "router.json",
+            [FakeBackend("a"), FakeBackend("b", quality=QualityPrior({"algebra": 0.5}))],
+            features=_features(),
+        )
+    with pytest.raises(InvalidInputError, match="strength"):
+        QualityPrior({"math": 0.9}, strength=1e17)  # the ridge went singular

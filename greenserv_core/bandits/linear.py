@@ -125,6 +125,12 @@ class LinearPolicy(Policy):
         if learned is not None and len(learned):
             arm.set_prior_mean(np.mean(learned, axis=0))
 
+    def replace_prior(self, name: str, prior: ArmPrior | None) -> None:
+        """Arm ``name``'s prior becomes ``prior`` (none for ``None``), its data kept: a router
+        loaded with models whose quality priors changed since it was saved uses today's."""
+        self._require_arm(name)
+        self.ridge_.replace_prior(name, prior)  # (it checks the prior's dimension)
+
     def _own_coefficients(self) -> np.ndarray:
         """Every arm's own coefficients, the centre its prior stands for: its ridge's, or with
         ``share`` its own part of the hybrid (without the shared part)."""

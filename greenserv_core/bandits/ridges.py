@@ -287,17 +287,36 @@ class RidgeStack:
         observations of ``rewards[i]`` at ``contexts[i]``. They never fade and are not data."""
         self.version += 1
         r = self.row(name)
-        xs, ys, ws = prior.contexts, prior.rewards, prior.weights
-        if xs.shape[1] != self.dimension:
-            raise InvalidInputError(f"the prior's contexts have dimension {xs.shape[1]}, not {self.dimension}")
-        xx = (xs * ws[:, None]).T @ xs
-        yx = (ws * ys) @ xs
+        if prior.contexts.shape[1] != self.dimension:
+            raise InvalidInputError(
+                f"the prior's contexts have dimension {prior.contexts.shape[1]}, not {self.dimension}"
+            )
+        xx, yx = _pseudo_sums(prior)
         self._prior_xx[r] = self._prior_xx[r] + xx
         self._prior_yx[r] = self._prior_yx[r] + yx
         self._A[r] = self._A[r] + xx
         self._b[r] = self._b[r] + yx
         self._A_inv[r] = _inverse(self._A[r])
         self._stale.add(r)
+
+    def replace_prior(self, name: str, prior: ArmPrior | None) -> None:
+        """Arm ``name``'s pseudo-observations become ``prior``'s (none for ``None``); what its
+        observations added stays as it is (the same prior leaves the arm untouched, to the bit)."""
+        r = self.row(name)
+        if prior is None:
+            same = not self._prior_xx[r].any() and not self._prior_yx[r].any()
+        else:
+            xx, yx = _pseudo_sums(prior)
+            same = xx.shape == self._prior_xx[r].shape and bool(
+                np.array_equal(self._prior_xx[r], xx) and np.array_equal(self._prior_yx[r], yx)
+            )
+        if same:
+            return
+        xx, yx, n = self.data_sums(name)
+        self._prior_xx[r], self._prior_yx[r] = 0.0, 0.0
+        if prior is not None:
+            self.add_prior(name, prior)
+        self.load_data_sums(name, xx, yx, n)
 
     def data_sums(self, name: str) -> tuple[np.ndarray, np.ndarray, int]:
         """``(Σ x xᵀ, Σ y x, n)`` of arm ``name``: what its observations added to its prior.
@@ -355,3 +374,9 @@ class RidgeStack:
         self._n[r], self._l2[r] = int(state["n"]), float(state["l2"])
         self._prior_xx[r], self._prior_yx[r], self._prior_mean[r] = prior_xx, prior_yx, prior_mean
         self._stale.add(r)
+
+
+def _pseudo_sums(prior: ArmPrior) -> tuple[np.ndarray, np.ndarray]:
+    """``(Σ w x xᵀ, Σ w y x)`` of a prior's weighted pseudo-observations."""
+    xs, ws = prior.contexts, prior.weights
+    return (xs * ws[:, None]).T @ xs, (ws * prior.rewards) @ xs

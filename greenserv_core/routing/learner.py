@@ -1054,6 +1054,10 @@ class RoutingLearner:
             if scale not in ENERGY_SCALES:
                 raise StateFileError(f"saved state has energy scale {scale!r}; this version knows {ENERGY_SCALES}")
             self.policy_.load_state_dict(state["policy"])
+            replace_prior = getattr(self.policy_, "replace_prior", None)
+            if callable(replace_prior):  # the models' priors now, not those saved (a model card may have changed)
+                for name in state["policy"]["arms"]:
+                    replace_prior(name, self.priors_.get(name))
             self.energy_.load_state_dict(state["energy"])
             self.latency_.load_state_dict(state["latency"])
             joined = [name for name in arms if name not in self.policy_.arms_]
