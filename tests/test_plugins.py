@@ -204,3 +204,15 @@ def test_a_key_in_a_models_address_is_never_shown() -> None:
     with pytest.raises(InvalidInputError) as refused:
         build_backends([Path("http://u:sk-SECRET@h/v1#m")])  # a Path loses the URL's "//": no redaction finds it
     assert "SECRET" not in str(refused.value)
+
+
+def test_a_model_spec_refuses_what_it_would_fail_on_later(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from greenserv_core.backends.transformers import directory_backend
+    from greenserv_core.models import ModelSpec
+
+    for bad in ({"name": "m", "quality": {"math": 0.9}}, {"name": "   "}, {"name": "m", "chat_template": "no"}):
+        with pytest.raises(InvalidInputError):
+            ModelSpec(**{"path": "/models/m", **bad})  # type: ignore[arg-type]  # accepted, failed later or misread
+    (tmp_path / "my-model").mkdir()
+    monkeypatch.chdir(tmp_path / "my-model")
+    assert directory_backend(".").name == "my-model"  # a spec with no name

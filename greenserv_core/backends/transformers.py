@@ -686,4 +686,4 @@ def directory_backend(address: str, meter: str = "auto") -> TransformersBackend:
     >>> directory_backend("/models/qwen2.5-0.5b").name
     'qwen2.5-0.5b'
     """
-    return TransformersBackend(ModelSpec(Path(address).name, path=address), meter=meter)
+    return TransformersBackend(ModelSpec(Path(address).resolve().name, path=address), meter=meter)  # "." too

@@ -39,8 +39,17 @@ class ModelSpec:
     install_hint: str | None = None
 
     def __post_init__(self) -> None:
-        if not self.name or not isinstance(self.name, str):
+        if not isinstance(self.name, str) or not self.name.strip():
             raise InvalidInputError(f"a model spec needs a name, got {self.name!r}")
+        if self.quality is not None and not isinstance(self.quality, QualityPrior):
+            raise InvalidInputError(
+                f"model {self.name!r}: quality must be a QualityPrior, got {type(self.quality).__name__}"
+            )
+        if self.chat_template is not None and not isinstance(self.chat_template, bool):
+            raise InvalidInputError(
+                f"model {self.name!r}: chat_template is True, False or None (the tokenizer's, if it has one), "
+                f"got {self.chat_template!r}"
+            )
         if (self.path is None) == (self.hub_id is None):
             raise InvalidInputError(f"model {self.name!r}: give exactly one of path= or hub_id=")
         for name, where in (("path", self.path), ("hub_id", self.hub_id), ("gguf_file", self.gguf_file)):
