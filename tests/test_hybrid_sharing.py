@@ -62,19 +62,27 @@ def test_the_fit_is_the_joint_ridge_solved_outright(seed: int, share: float) -> 
     assert np.allclose(fit.theta, _brute_force(data, d, l2, share, mean), atol=1e-9)
 
 
-def test_pseudo_observations_count_as_the_arms_data() -> None:
+def test_pseudo_observations_inform_their_arms_own_part_only() -> None:
     d = 3
     data = _random_data(5, d=d)
-    prior_rows = [(np.array([1.0, 1.0, 0.0]), 0.9)] * 4
-    stack = RidgeStack(d, l2=1.0)
-    for arm, rows in data.items():
-        stack.add(arm)
-        for x, r in rows:
-            stack.update(arm, x, r)
-    contexts = np.array([x for x, _ in prior_rows])
-    stack.add_prior("arm0", ArmPrior(contexts, np.array([r for _, r in prior_rows]), np.ones(len(prior_rows))))
-    with_prior = {**data, "arm0": data["arm0"] + prior_rows}
-    assert np.allclose(fit_hybrid(stack, 5.0).theta, _brute_force(with_prior, d, 1.0, 5.0, np.zeros(d)))
+    x = np.array([1.0, 1.0, 0.0])
+    stacks = RidgeStack(d, l2=1.0), RidgeStack(d, l2=1.0)
+    for stack in stacks:
+        for arm, rows in data.items():
+            stack.add(arm)
+            for context, r in rows:
+                stack.update(arm, context, r)
+    stacks[1].add_prior("arm0", ArmPrior(np.array([x] * 4), np.full(4, 0.9), np.ones(4)))
+    plain, prior = fit_hybrid(stacks[0], 5.0), fit_hybrid(stacks[1], 5.0)
+    assert np.allclose(plain.theta, _brute_force(data, d, 1.0, 5.0, np.zeros(d)))
+    assert np.allclose(prior.shared, plain.shared)  # β from the data alone: one model's card says nothing of others
+    assert np.allclose(prior.theta[1:], plain.theta[1:])
+    assert abs(prior.theta[0] @ x - 0.9) < abs(plain.theta[0] @ x - 0.9)  # its own part moved towards its prior
+    empty = RidgeStack(d, l2=1.0)
+    for arm in ("a", "b"):
+        empty.add(arm)
+    empty.add_prior("b", ArmPrior(np.array([x] * 50), np.full(50, 0.95), np.ones(50)))
+    assert fit_hybrid(empty, 10.0).theta[0] @ x == pytest.approx(0.0)  # was 0.6: a's estimate rose with b's card
 
 
 def test_an_arm_inherits_what_the_others_found_about_a_context_it_never_saw() -> None:

@@ -65,9 +65,11 @@ class HybridFit:
 
 
 def fit_hybrid(stack: RidgeStack, share: float) -> HybridFit:
-    """Fit ``θ_m = β + γ_m`` on the stack's sums (see the module). An arm's pseudo-observations
-    (:meth:`RidgeStack.add_prior`) count as its data; its prior mean is the mean of ``γ_m``;
-    ``β`` is held by the stack's ``l2``."""
+    """Fit ``θ_m = β + γ_m`` on the stack's sums (see the module). ``β`` is fitted on the arms'
+    data alone and held by the stack's ``l2``; an arm's pseudo-observations
+    (:meth:`RidgeStack.add_prior`, a model card's scores) then count as its data for its own
+    part ``γ_m`` only, so that one model's prior says nothing of the others; its prior mean is
+    the mean of ``γ_m``."""
     size, d = len(stack), stack.dimension
     if size == 0:
         return HybridFit(np.zeros((0, d)), np.zeros((0, d, d)), np.zeros(d))
@@ -79,9 +81,23 @@ def fit_hybrid(stack: RidgeStack, share: float) -> HybridFit:
     strengths[:, 0] = l2s
     own_inverse = np.linalg.inv(sums_xx + strengths[:, :, None] * eye)
     pulled = sums_rx + strengths * stack.prior_mean
-    xx_p = sums_xx @ own_inverse
-    gram = stack.l2 * eye + (sums_xx - xx_p @ sums_xx).sum(axis=0)
-    target = (sums_rx - np.einsum("kij,kj->ki", xx_p, pulled)).sum(axis=0)
-    shared = np.linalg.solve(gram, target)
+    if stack.prior_xx.any() or stack.prior_yx.any():  # β from the data alone, without the priors
+        data_xx, data_rx = sums_xx - stack.prior_xx, sums_rx - stack.prior_yx
+        data_inverse = np.linalg.inv(data_xx + strengths[:, :, None] * eye)
+        shared = _shared(stack.l2, data_xx, data_rx, data_inverse, data_rx + strengths * stack.prior_mean)
+    else:
+        shared = _shared(stack.l2, sums_xx, sums_rx, own_inverse, pulled)
     own = np.einsum("kij,kj->ki", own_inverse, pulled - sums_xx @ shared)
     return HybridFit(shared + own, own_inverse, shared)
+
+
+def _shared(
+    l2: float, sums_xx: np.ndarray, sums_rx: np.ndarray, own_inverse: np.ndarray, pulled: np.ndarray
+) -> np.ndarray:
+    """``β`` of the module's formula, from the arms' sums and the widths of their own parts."""
+    eye = np.eye(sums_xx.shape[-1])
+    xx_p = sums_xx @ own_inverse
+    gram = l2 * eye + (sums_xx - xx_p @ sums_xx).sum(axis=0)
+    target = (sums_rx - np.einsum("kij,kj->ki", xx_p, pulled)).sum(axis=0)
+    shared: np.ndarray = np.linalg.solve(gram, target)
+    return shared
