@@ -914,3 +914,15 @@ def test_the_shift_table_names_the_windows_it_measured() -> None:
     report = {"settings": {"queries": 160}, "strategies": {}, "peers": []}
     rows = shift_rows(report, {"model": "m", "step": 50, "strategies": {"epsilon": found}})
     assert {"m share, 50 before", "m share, 110 after"} <= set(rows[0])  # said 1000 before / 1000 after
+
+
+def test_valid_static_params_pass_and_chat_checks_the_folder_a_save_would_make(
+    tiny_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from greenserv_core.models import pool
+
+    argv = ["bench", "replay", "--table", str(tiny_path), "--runs", "1", "--strategies", "static"]
+    assert cli.main([*argv, "--param", "static.arm=large"]) == 0  # refused: no static:ARM names another arm
+    capsys.readouterr()
+    monkeypatch.setattr(pool, "build_backends", never)
+    refused(["chat", "--state", "/proc/newdir/state.json"], capsys, "cannot write")  # the models loaded first

@@ -201,6 +201,9 @@ def test_a_key_in_a_models_address_is_never_shown() -> None:
     address = "https://user:sk-SECRET@api.example.com/v1?api-key=sk-SECRET2#gpt-4o"
     llm = ChatGreenServ(models=[address])
     assert "SECRET" not in llm.pool_name and "SECRET" not in repr(llm)  # traced as ls_model_name, repr
+    versioned = "http://127.0.0.1:9/v1?api-version=2024-06-01"
+    one, two = (ChatGreenServ(models=[versioned, FakeBackend(name)]) for name in ("small", "huge"))
+    assert one.pool_name.endswith(",small]") and one._get_llm_string() != two._get_llm_string()  # one cache key
     with pytest.raises(InvalidInputError) as refused:
         build_backends([Path("http://u:sk-SECRET@h/v1#m")])  # a Path loses the URL's "//": no redaction finds it
     assert "SECRET" not in str(refused.value)
@@ -216,3 +219,5 @@ def test_a_model_spec_refuses_what_it_would_fail_on_later(tmp_path: Path, monkey
     (tmp_path / "my-model").mkdir()
     monkeypatch.chdir(tmp_path / "my-model")
     assert directory_backend(".").name == "my-model"  # a spec with no name
+    (tmp_path / "linked").symlink_to(tmp_path / "my-model")
+    assert directory_backend(str(tmp_path / "linked")).name == "linked"  # named after the link, as before

@@ -14,11 +14,11 @@ from greenserv_core.pending import PendingDecision
 from greenserv_core.routing.priors import arm_prior
 
 
-def _features() -> FeatureExtractor:
+def _features(n_clusters: int = 3) -> FeatureExtractor:
     embedder = HashingEmbedder(64)
     texts = ["What is 2 + 2?", "Compute 17 * 3.", "Hello, how are you?", "Nice weather today."]
     clf = TaskClassifier().fit(embedder.embed(texts), ["math", "math", "chat", "chat"], embedder.name)
-    return FeatureExtractor(embedder, clf)
+    return FeatureExtractor(embedder, clf, n_clusters=n_clusters)
 
 
 def test_prior_pseudo_observations_set_the_estimate_but_are_not_data() -> None:
@@ -402,7 +402,20 @@ def test_a_quality_priors_strength_is_worth_that_many_answers_wherever_a_query_f
     router = GreenServRouter([FakeBackend("a"), FakeBackend("b", quality=believed)], features=_features(), seed=0)
     router.learn("Compute 17 times 3.", "b", score=0.1, energy_joules=1.0, latency_s=0.1)
     estimate = router.route("Compute 17 times 3.").scores["b"].estimate
-    assert estimate == pytest.approx((100 * 0.9 + 0.1) / 101, abs=0.03)  # was 0.35: one answer overturned it
+    assert estimate == pytest.approx((100 * 0.9 + 0.1) / 101, abs=0.005)  # was 0.35: one answer overturned it
+    many = GreenServRouter(
+        [FakeBackend("a"), FakeBackend("b", quality=QualityPrior({"math": 0.9}, strength=100))],
+        features=_features(n_clusters=12),
+        seed=0,
+    )
+    many.learn("Compute 17 times 3.", "b", score=0.1, energy_joules=1.0, latency_s=0.1)
+    estimate = many.route("Compute 17 times 3.").scores["b"].estimate  # as much with more clusters
+    assert estimate == pytest.approx((100 * 0.9 + 0.1) / 101, abs=0.005)
+    policy = LinUCB(3, l2=1.0)
+    policy.add_arm("m", ArmPrior(np.array([[1.0, 0.0, 0.0]]), np.array([0.9]), np.array([50.0])))
+    with pytest.raises(InvalidInputError, match="dimension"):
+        policy.replace_prior("m", ArmPrior(np.array([[1.0, 0.0]]), np.array([0.1]), np.array([5.0])))
+    assert policy.ridge_.data_sums("m")[0][0, 0] == 0.0  # was 50: the old prior left behind as data
 
 
 def test_a_router_loaded_with_changed_quality_priors_uses_them(tmp_path: Path) -> None:

@@ -478,7 +478,7 @@ class AdapterCore:
             names = [m if isinstance(m, str) else getattr(getattr(m, "info", m), "name", str(m)) for m in self.models]
         else:
             names = ["bundled"]
-        return redacted("greenserv[" + ",".join(names) + "]")  # an address's key goes into no trace
+        return "greenserv[" + ",".join(map(redacted, names)) + "]"  # an address's key goes into no trace
 
     def router_arguments(
         self, conversation: list[Message], kwargs: Mapping[str, Any], stop: Sequence[str] | None = None

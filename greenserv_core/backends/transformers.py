@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -686,4 +687,4 @@ def directory_backend(address: str, meter: str = "auto") -> TransformersBackend:
     >>> directory_backend("/models/qwen2.5-0.5b").name
     'qwen2.5-0.5b'
     """
-    return TransformersBackend(ModelSpec(Path(address).resolve().name, path=address), meter=meter)  # "." too
+    return TransformersBackend(ModelSpec(Path(os.path.abspath(address)).name, path=address), meter=meter)  # "." too

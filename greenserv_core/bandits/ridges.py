@@ -303,6 +303,10 @@ class RidgeStack:
         """Arm ``name``'s pseudo-observations become ``prior``'s (none for ``None``); what its
         observations added stays as it is (the same prior leaves the arm untouched, to the bit)."""
         r = self.row(name)
+        if prior is not None and prior.contexts.shape[1] != self.dimension:  # before anything changes
+            raise InvalidInputError(
+                f"the prior's contexts have dimension {prior.contexts.shape[1]}, not {self.dimension}"
+            )
         if prior is None:
             same = not self._prior_xx[r].any() and not self._prior_yx[r].any()
         else:

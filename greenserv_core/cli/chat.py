@@ -258,14 +258,17 @@ def _chat(args: argparse.Namespace) -> int:
         session = ChatSession(router, max_new_tokens=args.max_new_tokens, max_joules=cap)
         from greenserv_core.paths import cache_dir
 
+        saved = True
         try:
             run_repl(session, history=cache_dir() / "chat_history")
         finally:  # whatever ends the session, what was learned is kept
             if state:
-                _save(router, state)
+                saved = _save(router, state)
         if session.tallies_:
             print("this session:")
             session.stats()
+        if not saved:  # said once; the same save would fail again below
+            return 1
     interrupted = False
     try:
         for text in queries:
@@ -366,10 +369,11 @@ def add_commands(commands: Any) -> None:
 
 
 def _check_writable(flag: str, path: Path) -> None:
-    """Before any model loads: a file can be written in ``path``'s folder (when it exists)."""
+    """Before any model loads: a file can be written in ``path``'s folder, or in the nearest
+    folder above it that exists (where the save would make it)."""
     folder = path.absolute().parent
-    if not folder.is_dir():
-        return  # made when the state is saved
+    while not folder.is_dir() and folder != folder.parent:
+        folder = folder.parent
     try:
         with tempfile.TemporaryFile(dir=folder):
             pass

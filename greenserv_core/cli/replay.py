@@ -70,8 +70,9 @@ def _params_of(items: list[str], strategies: list[str]) -> dict[str, dict[str, A
     fixed = sorted(name for name in params if name not in POLICIES)  # peers, diagnostics, the oracle
     if fixed:
         raise InvalidInputError(f"--param sets the router's policies only; {fixed} take no parameters here")
-    if "arm" in params.get("static", {}):
-        raise InvalidInputError("--param static.arm would override the arm a static:ARM strategy names; name it there")
+    named = [name for name in strategies if name.startswith("static:") and name.partition(":")[2]]
+    if "arm" in params.get("static", {}) and named:
+        raise InvalidInputError(f"--param static.arm would override the arm {named[0]} names; name it there")
     return params
 
 

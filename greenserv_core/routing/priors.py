@@ -1,8 +1,10 @@
 """Turn a model's :class:`~greenserv_core.quality.QualityPrior` into the policy's pseudo-observations.
 
-Each task type with a believed score becomes ``strength`` pseudo-observations of that score,
-spread evenly over every context of the task type (each cluster with each complexity bin), so
-that the prior is worth ``strength`` answers wherever a query of that type falls. (Put at the
+Each task type with a believed score becomes pseudo-observations of that score at every
+context of the task type (each cluster with each complexity bin), weighted so that the prior
+is worth ``strength`` answers wherever a query of that type falls: a context's estimate draws
+on the ``C + B − 1`` contexts that share its cluster or its bin, so each of the ``C·B``
+contexts holds ``strength·(C + B − 1)/(C·B)``. (Put at the
 task's entry alone, the cluster and complexity coefficients, held by the ridge's penalty only,
 took up the whole gap to one real answer: a prior of 0.9 at strength 1,000 fell to 0.37 after
 one answer scoring 0.1.)
@@ -28,7 +30,7 @@ def arm_prior(quality: QualityPrior, features: FeatureExtractor) -> ArmPrior | N
     >>> embedder = HashingEmbedder(16)
     >>> clf = TaskClassifier().fit(embedder.embed(["2+2", "hi"]), ["math", "chat"], embedder.name)
     >>> prior = arm_prior(QualityPrior({"math": 0.9}, strength=5), FeatureExtractor(embedder, clf))
-    >>> per_context = 5 / (3 * 4)  # this extractor: 3 clusters, 4 complexity bins
+    >>> per_context = 5 * (3 + 4 - 1) / (3 * 4)  # this extractor: 3 clusters, 4 complexity bins
     >>> len(prior.rewards), set(prior.rewards.tolist()), bool(np.allclose(prior.weights, per_context))
     (12, {0.9}, True)
     """
@@ -41,4 +43,5 @@ def arm_prior(quality: QualityPrior, features: FeatureExtractor) -> ArmPrior | N
     bins = [(c, b) for c in range(features.clusterer.n_clusters) for b in range(features.complexity.n_bins)]
     contexts = np.array([features.encode(task, c, b) for task in believed for c, b in bins])
     rewards = np.repeat(np.array(list(believed.values()), dtype=np.float64), len(bins))
-    return ArmPrior(contexts, rewards, np.full(len(rewards), float(quality.strength) / len(bins)))
+    shared = features.clusterer.n_clusters + features.complexity.n_bins - 1  # the contexts one estimate draws on
+    return ArmPrior(contexts, rewards, np.full(len(rewards), float(quality.strength) * shared / len(bins)))
