@@ -5,6 +5,8 @@ Every error names the problem; the router's state is unchanged when one is raise
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any
 
 __all__ = [
@@ -105,6 +107,23 @@ def spent_by(error: ModelUnavailableError) -> dict[str, Any]:
         "spent_source": error.spent_source,
         "spent_measured": error.spent_measured,
     }
+
+
+def readable_spend(error: ModelUnavailableError) -> tuple[float, float, bool]:
+    """``(joules, seconds, measured)`` that ``error`` says its failed attempt spent, where a
+    reading that is not a number of joules or seconds (NaN, infinite, negative) counts as
+    nothing spent, and a reading set aside is not a measurement.
+
+    >>> readable_spend(ModelUnavailableError("down", spent_joules=float("nan"), spent_s=2.0, spent_measured=True))
+    (0.0, 2.0, False)
+    """
+
+    def spent(value: object) -> float:
+        real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+        return float(value) if real and 0 <= value < math.inf else 0.0  # type: ignore[operator, arg-type]
+
+    joules, seconds = spent(error.spent_joules), spent(error.spent_s)
+    return joules, seconds, error.spent_measured and joules == error.spent_joules
 
 
 class CascadeMemberUnavailableError(ModelUnavailableError):

@@ -7,7 +7,6 @@ as much as 10 scored answers, so a wrong one is outvoted after a few dozen real 
 
 from __future__ import annotations
 
-import math
 import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -45,11 +44,7 @@ class QualityPrior:
         for what, score in [*named, ("the default", 0.0 if self.default is None else self.default)]:
             if not is_real(score) or not 0.0 <= float(score) <= 1.0:
                 raise InvalidInputError(f"quality prior of {what} must be a number in [0, 1], got {score!r}")
-        try:
-            finite = is_real(self.strength) and math.isfinite(self.strength)
-        except OverflowError:  # an int past any float
-            finite = False
-        if not finite or not 0 < self.strength <= MAX_STRENGTH:
+        if not is_real(self.strength) or not 0 < self.strength <= MAX_STRENGTH:  # NaN and inf too
             raise InvalidInputError(
                 f"quality prior strength must be a number of answers in (0, {MAX_STRENGTH:g}], got {self.strength!r}"
             )

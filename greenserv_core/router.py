@@ -42,6 +42,7 @@ from greenserv_core.bandits import DEFAULT_POLICY, Policy, make_policy
 from greenserv_core.bandits.base import check_seed
 from greenserv_core.budget import BudgetPacer, BudgetStatus, EnergyBudget, check_max_joules
 from greenserv_core.cascades import CascadeBackend, EscalationModel, Verdict, cascade_name
+from greenserv_core.cascades.backend import cascade_settings
 from greenserv_core.confidence import ConfidenceSignal, VerifyingSignal, signal_from_name
 from greenserv_core.errors import InvalidInputError, StateFileError, UnknownModelError
 from greenserv_core.features.bundled import bundled_name
@@ -751,11 +752,10 @@ class GreenServRouter:
                     cascade.signal = signal
             for arm, settings in saved_settings.items():
                 cascade = router.backend(arm)
-                if isinstance(cascade, CascadeBackend):
-                    keep, threshold = settings.get("keep_first_on_failure", True), settings.get("threshold", 0.5)
-                    if not isinstance(keep, bool) or isinstance(threshold, bool) or not 0 <= float(threshold) <= 1:
-                        raise StateFileError(f"{path}: the cascade {arm!r} has settings no cascade takes: {settings}")
-                    cascade.threshold, cascade.keep_first_on_failure = float(threshold), keep
+                if isinstance(cascade, CascadeBackend):  # checked as a cascade checks them (a StateFileError here)
+                    cascade.threshold, cascade.keep_first_on_failure = cascade_settings(
+                        settings.get("threshold", 0.5), settings.get("keep_first_on_failure", True)
+                    )
             router.features.load_state_dict(state["features"])
             router.learner_.load_state_dict(state)
         return router

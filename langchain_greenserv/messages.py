@@ -53,17 +53,13 @@ def _refused(message: AIMessage) -> list[dict[str, Any]]:
     return refused + [dict(c) for c in streamed if isinstance(c, dict) and c.get("id") not in seen]
 
 
-def _with_calls(message: AIMessage) -> str:
-    """The turn's text and its calls: the valid ones, then those refused (as the model wrote
-    them, so that it sees them, and an error result answering one has its call)."""
-    calls: list[tuple[str | None, Any]] = [(c["name"], c["args"]) for c in message.tool_calls]
-    calls += [(c.get("name"), c.get("args")) for c in _refused(message)]
-    return with_tool_calls(_text(message), calls)
-
-
-def _call_ids(message: AIMessage) -> list[str]:
-    """The ids of the turn's calls, in :func:`_with_calls`' order."""
-    return [str(c.get("id")) for c in [*message.tool_calls, *_refused(message)]]
+def _with_calls(message: AIMessage) -> tuple[str, list[str]]:
+    """The turn's text with its calls, and the calls' ids in that order: the valid ones, then
+    those refused (as the model wrote them, so that it sees them, and an error result
+    answering one has its call)."""
+    calls: list[Any] = [*message.tool_calls, *_refused(message)]
+    content = with_tool_calls(_text(message), [(c.get("name"), c.get("args")) for c in calls])
+    return content, [str(c.get("id")) for c in calls]
 
 
 def to_greenserv_messages(messages: Sequence[BaseMessage]) -> list[Message]:
@@ -77,14 +73,12 @@ def to_greenserv_messages(messages: Sequence[BaseMessage]) -> list[Message]:
     out: list[Message] = []
     ids: list[list[str] | str | None] = []
     for index, message in enumerate(messages):
-        content = _text(message) if not isinstance(message, AIMessage) else _with_calls(message)
-        ids.append(
-            _call_ids(message)
-            if isinstance(message, AIMessage)
-            else message.tool_call_id
-            if isinstance(message, ToolMessage)
-            else None
-        )
+        if isinstance(message, AIMessage):
+            content, call_ids = _with_calls(message)
+            ids.append(call_ids)
+        else:
+            content = _text(message)
+            ids.append(message.tool_call_id if isinstance(message, ToolMessage) else None)
         if isinstance(message, SystemMessage):
             role = "system"
         elif isinstance(message, HumanMessage):

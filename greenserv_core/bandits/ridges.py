@@ -287,11 +287,7 @@ class RidgeStack:
         observations of ``rewards[i]`` at ``contexts[i]``. They never fade and are not data."""
         self.version += 1
         r = self.row(name)
-        if prior.contexts.shape[1] != self.dimension:
-            raise InvalidInputError(
-                f"the prior's contexts have dimension {prior.contexts.shape[1]}, not {self.dimension}"
-            )
-        xx, yx = _pseudo_sums(prior)
+        xx, yx = self._pseudo_sums(prior)
         self._prior_xx[r] = self._prior_xx[r] + xx
         self._prior_yx[r] = self._prior_yx[r] + yx
         self._A[r] = self._A[r] + xx
@@ -299,21 +295,23 @@ class RidgeStack:
         self._A_inv[r] = _inverse(self._A[r])
         self._stale.add(r)
 
+    def _pseudo_sums(self, prior: ArmPrior) -> tuple[np.ndarray, np.ndarray]:
+        """``(Σ w x xᵀ, Σ w y x)`` of a prior's weighted pseudo-observations, or
+        :class:`InvalidInputError` for a prior of another dimension."""
+        xs, ws = prior.contexts, prior.weights
+        if xs.shape[1] != self.dimension:
+            raise InvalidInputError(f"the prior's contexts have dimension {xs.shape[1]}, not {self.dimension}")
+        return (xs * ws[:, None]).T @ xs, (ws * prior.rewards) @ xs
+
     def replace_prior(self, name: str, prior: ArmPrior | None) -> None:
         """Arm ``name``'s pseudo-observations become ``prior``'s (none for ``None``); what its
         observations added stays as it is (the same prior leaves the arm untouched, to the bit)."""
         r = self.row(name)
-        if prior is not None and prior.contexts.shape[1] != self.dimension:  # before anything changes
-            raise InvalidInputError(
-                f"the prior's contexts have dimension {prior.contexts.shape[1]}, not {self.dimension}"
-            )
         if prior is None:
             same = not self._prior_xx[r].any() and not self._prior_yx[r].any()
         else:
-            xx, yx = _pseudo_sums(prior)
-            same = xx.shape == self._prior_xx[r].shape and bool(
-                np.array_equal(self._prior_xx[r], xx) and np.array_equal(self._prior_yx[r], yx)
-            )
+            xx, yx = self._pseudo_sums(prior)  # checked before anything changes
+            same = bool(np.array_equal(self._prior_xx[r], xx) and np.array_equal(self._prior_yx[r], yx))
         if same:
             return
         xx, yx, n = self.data_sums(name)
@@ -378,9 +376,3 @@ class RidgeStack:
         self._n[r], self._l2[r] = int(state["n"]), float(state["l2"])
         self._prior_xx[r], self._prior_yx[r], self._prior_mean[r] = prior_xx, prior_yx, prior_mean
         self._stale.add(r)
-
-
-def _pseudo_sums(prior: ArmPrior) -> tuple[np.ndarray, np.ndarray]:
-    """``(Σ w x xᵀ, Σ w y x)`` of a prior's weighted pseudo-observations."""
-    xs, ws = prior.contexts, prior.weights
-    return (xs * ws[:, None]).T @ xs, (ws * prior.rewards) @ xs

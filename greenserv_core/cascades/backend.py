@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -59,6 +58,7 @@ from greenserv_core.errors import (
     CascadeMemberUnavailableError,
     InvalidInputError,
     ModelUnavailableError,
+    readable_spend,
     spent_by,
 )
 from greenserv_core.messages import Message
@@ -120,12 +120,8 @@ class CascadeBackend:
             isinstance(signal, type) or not isinstance(signal, (ConfidenceSignal, VerifyingSignal))
         ):
             raise InvalidInputError(f"signal must be a ConfidenceSignal or a VerifyingSignal instance, got {signal!r}")
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
-            raise InvalidInputError(f"threshold must be in [0, 1], got {threshold!r}")
-        if not isinstance(keep_first_on_failure, bool):
-            raise InvalidInputError(f"keep_first_on_failure must be True or False, got {keep_first_on_failure!r}")
-        self.first, self.then, self.signal, self.threshold = first, then, signal, float(threshold)
-        self.keep_first_on_failure = keep_first_on_failure
+        self.first, self.then, self.signal = first, then, signal
+        self.threshold, self.keep_first_on_failure = cascade_settings(threshold, keep_first_on_failure)
         a, b = first.info, then.info
         self._info = ModelInfo(
             name=cascade_name(a.name, b.name),
@@ -222,19 +218,15 @@ class CascadeBackend:
             error,
             self.first.info.name,
         )
-        failed = EnergyReading(
-            max(0.0, error.spent_joules) if math.isfinite(error.spent_joules) else 0.0,
-            error.spent_source or first.energy.source,
-            error.spent_measured,
-        )
         kept = self._kept(
             first, dataclasses.replace(step, action="kept", reason=f"escalation failed: {error}"), settings
         )
-        if failed.joules == 0 and not error.spent_s:
+        joules, seconds, measured = readable_spend(error)
+        if joules == 0 and seconds == 0:
             return kept
-        spent_s = error.spent_s if math.isfinite(error.spent_s) and error.spent_s > 0 else 0.0
+        failed = EnergyReading(joules, error.spent_source or first.energy.source, measured)
         return dataclasses.replace(
-            kept, energy=combined_energy([first.energy, failed]), latency_s=first.latency_s + spent_s
+            kept, energy=combined_energy([first.energy, failed]), latency_s=first.latency_s + seconds
         )
 
     def _joined(self, first: GenerationResult, step: ChainStep, second: GenerationResult) -> GenerationResult:
@@ -326,6 +318,16 @@ class CascadeBackend:
             report_abandoned(kept.energy, kept.latency_s)
             raise
         yield StreamChunk("", kept)
+
+
+def cascade_settings(threshold: object, keep_first_on_failure: object) -> tuple[float, bool]:
+    """A cascade's fixed ``threshold`` (in [0, 1]) and ``keep_first_on_failure`` (a bool),
+    checked (:class:`InvalidInputError` otherwise), as a cascade or a saved router takes them."""
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
+        raise InvalidInputError(f"threshold must be in [0, 1], got {threshold!r}")
+    if not isinstance(keep_first_on_failure, bool):
+        raise InvalidInputError(f"keep_first_on_failure must be True or False, got {keep_first_on_failure!r}")
+    return float(threshold), keep_first_on_failure
 
 
 def _spent_after(answer: GenerationResult, error: ModelUnavailableError) -> dict[str, Any]:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -185,9 +184,8 @@ def _chat(args: argparse.Namespace) -> int:
         check_tradeoff(args.tradeoff)
     budget, cap = chat_limits(args)  # before any model is loaded
     at_least("--max-new-tokens", args.max_new_tokens, 1)
-    check_output_file("--state", args.state)  # a file, not under a file: what it learns is saved there at the end
-    if args.state:
-        _check_writable("--state", Path(args.state))
+    # a file, not under a file, in a folder it can write: what it learns is saved there at the end
+    check_output_file("--state", args.state, writable=True)
     quiet_first_screen()
     cascades = [cascade_pair(text) for text in args.cascade]
     if args.cascade_signal is not None and not cascades:
@@ -366,19 +364,6 @@ def add_commands(commands: Any) -> None:
     setup.add_argument("--no-install", action="store_true", help="do not pip-install missing packages")
     setup.set_defaults(run=_setup)
     build_chat_parser(commands.add_parser("chat", help="a routed chat over the bundled pool (or the models given)"))
-
-
-def _check_writable(flag: str, path: Path) -> None:
-    """Before any model loads: a file can be written in ``path``'s folder, or in the nearest
-    folder above it that exists (where the save would make it)."""
-    folder = path.absolute().parent
-    while not folder.is_dir() and folder != folder.parent:
-        folder = folder.parent
-    try:
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as error:
-        raise InvalidInputError(f"{flag} {path}: cannot write in {folder} ({error.strerror or error})") from None
 
 
 def _save(router: GreenServRouter, state: Path) -> bool:

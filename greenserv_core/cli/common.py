@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import os
+import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -73,12 +74,18 @@ def check_fraction(flag: str, value: float | None) -> None:
 
 
 def check_output_file(
-    flag: str, path: str | None, suffixes: Sequence[str] = (), *, not_to: Mapping[str, str | None] | None = None
+    flag: str,
+    path: str | None,
+    suffixes: Sequence[str] = (),
+    *,
+    not_to: Mapping[str, str | None] | None = None,
+    writable: bool = False,
 ) -> None:
     """Before a command's work: ``path`` (when given) must not be a folder, nor lie under a
     file, must end in one of ``suffixes`` when they are given (or have no suffix at all when
     ``""`` is one of them), and must not be any file of ``not_to`` (flag to path: the command's
-    inputs and its other outputs), which writing it would destroy.
+    inputs and its other outputs), which writing it would destroy. With ``writable``, a file
+    must be writable in the nearest folder above it that exists (where it would be made).
 
     >>> check_output_file("--json", "t.csv", not_to={"--table": "./t.csv"})
     Traceback (most recent call last):
@@ -94,6 +101,8 @@ def check_output_file(
         if folder.exists():
             if not folder.is_dir():
                 raise InvalidInputError(f"{flag} {path}: {folder} is a file, not a folder")
+            if writable:
+                _check_writable(flag, path, folder)
             break
     if suffixes and target.suffix.lower() not in suffixes:
         wanted = ", ".join(s or "none" for s in suffixes)
@@ -344,3 +353,12 @@ def _either(names: Sequence[str]) -> str:
     """
     *first, last = names
     return f"{', '.join(first)} or {last}" if first else last
+
+
+def _check_writable(flag: str, path: str, folder: Path) -> None:
+    """A file can be made in ``folder`` (else :class:`InvalidInputError` naming ``flag``)."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise InvalidInputError(f"{flag} {path}: cannot write in {folder} ({error.strerror or error})") from None

@@ -123,10 +123,10 @@ def _check_spent(energy_joules: float, latency_s: float, members: Sequence[tuple
         check_measured("a member's latency_s", seconds)
 
 
-def _cap(limits: Limits, budget: BudgetStatus | None) -> float | None:
+def _cap(max_joules: float | None, guard: float | None) -> float | None:
     """The most joules a query may be predicted to spend: its ``max_joules``, or the pacer
     guard's cap on the answer, whichever is lower (``None``: no cap)."""
-    caps = [c for c in (limits.max_joules, None if budget is None else budget.answer_cap_joules) if c is not None]
+    caps = [c for c in (max_joules, guard) if c is not None]
     return min(caps) if caps else None
 
 
@@ -389,7 +389,15 @@ class RoutingLearner:
                     else None
                 ),
                 cascade=(
-                    self._decision_plan(choice, x, features.task, table, tradeoff, per_query, _cap(limits, budget))
+                    self._decision_plan(
+                        choice,
+                        x,
+                        features.task,
+                        table,
+                        tradeoff,
+                        per_query,
+                        _cap(limits.max_joules, None if budget is None else budget.answer_cap_joules),
+                    )
                     if choice.arm in self.cascades_
                     else None
                 ),
@@ -916,9 +924,7 @@ class RoutingLearner:
                     raise InvalidInputError("a tradeoff λ is needed when the router has no energy budget")
                 tradeoff, budget = self.pacer_.peek()
                 per_query = budget if self.pacer_.price_on == "joules" else None
-            guard = None if self.pacer_ is None else self.pacer_.answer_cap()
-            caps = [c for c in (max_joules, guard) if c is not None]
-            cap = min(caps) if caps else None
+            cap = _cap(max_joules, None if self.pacer_ is None else self.pacer_.answer_cap())
             arms = self.policy_.arms
             pool = self.energy_.predict_array(arms, x, features.prompt_tokens)
             predicted = dict(zip(arms, pool, strict=True))

@@ -5,7 +5,6 @@ piece) and a :class:`FeedbackRecord` (what a score did)."""
 from __future__ import annotations
 
 import dataclasses
-import math
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,9 +13,8 @@ from typing import Any
 from greenserv_core.backends.base import ChainStep
 from greenserv_core.bandits import ArmScore
 from greenserv_core.budget import BudgetStatus
-from greenserv_core.errors import ModelUnavailableError
+from greenserv_core.errors import ModelUnavailableError, readable_spend
 from greenserv_core.features.extractor import QueryFeatures
-from greenserv_core.quality import is_real
 from greenserv_core.tools import InvalidToolCall, ToolCall
 
 __all__ = ["BackendRef", "FailedAttempt", "FeedbackRecord", "RoutedChunk", "RoutedGeneration", "RoutingDecision"]
@@ -99,18 +97,13 @@ class FailedAttempt:
 
     @classmethod
     def of(cls, model: str, error: ModelUnavailableError) -> FailedAttempt:
-        """What ``error`` says ``model``'s failed attempt spent (a reading that is not a number
-        of joules or seconds, NaN or negative, counts as nothing spent).
+        """What ``error`` says ``model``'s failed attempt spent (see :func:`readable_spend`: a
+        reading that is not a number of joules or seconds, NaN or negative, counts as nothing).
 
         >>> FailedAttempt.of("m", ModelUnavailableError("down", spent_joules=float("nan"))).energy_joules
         0.0
         """
-
-        def spent(value: float) -> float:
-            return float(value) if is_real(value) and 0 <= value < math.inf else 0.0  # type: ignore[operator]
-
-        joules, seconds = spent(error.spent_joules), spent(error.spent_s)
-        measured = error.spent_measured and joules == error.spent_joules  # a reading set aside is none
+        joules, seconds, measured = readable_spend(error)
         return cls(model, str(error), joules, seconds, error.spent_source, measured)
 
     def to_dict(self) -> dict[str, Any]:

@@ -71,13 +71,29 @@ def _blocks(text: str) -> Iterator[re.Match[str]]:
         at = max(match.end(), match.start() + 1)
 
 
+def _block_json(source: str) -> Any:
+    """The JSON a block holds (inside a fenced code block, if it is one); raises
+    ``json.JSONDecodeError`` where it holds none."""
+    source = source.strip()
+    fenced = _FENCE.match(source)
+    return json.loads(fenced.group(1) if fenced else source)
+
+
 def _reads_as_json(source: str) -> bool:
-    fenced = _FENCE.match(source.strip())
     try:
-        json.loads(fenced.group(1) if fenced else source)
+        _block_json(source)
     except json.JSONDecodeError:
         return False
     return True
+
+
+def _json_object(text: str) -> dict[str, Any] | None:
+    """The object ``text`` holds as JSON, or ``None`` (not JSON, or not an object)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _new_id() -> str:
@@ -250,9 +266,8 @@ def parse_tool_calls(text: str, tools: Sequence[ToolSpec]) -> ParsedOutput:
             if not source:  # an empty block, or an answer that is the tag alone (cut short by a stop sequence)
                 found.append(InvalidToolCall(None, "", "tool call has no arguments: cut short, or empty"))
                 continue
-            fenced = _FENCE.match(source)
             try:
-                raw = json.loads(fenced.group(1) if fenced else source)
+                raw = _block_json(source)
             except json.JSONDecodeError as error:
                 found.append(InvalidToolCall(None, source, f"tool call is not valid JSON: {error.msg}"))
                 continue
@@ -305,11 +320,8 @@ def _as_written(arguments: Mapping[str, Any] | str | None) -> Any:
     if arguments is None:
         return {}
     if isinstance(arguments, str):
-        try:
-            value = json.loads(arguments)
-        except json.JSONDecodeError:
-            return arguments
-        return value if isinstance(value, dict) else arguments
+        held = _json_object(arguments)
+        return arguments if held is None else held
     return dict(arguments)
 
 
@@ -359,19 +371,12 @@ def split_tool_calls(text: str) -> tuple[str, list[tuple[str, str]]]:
 
 def _call_arguments(source: str) -> tuple[str, str] | None:
     """A block's call as ``(name, arguments as the JSON text of an object)``, or ``None``."""
-    try:
-        raw = json.loads(source.strip())
-    except json.JSONDecodeError:
-        return None
-    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+    raw = _json_object(source.strip())
+    if raw is None or not isinstance(raw.get("name"), str):
         return None
     arguments = raw.get("arguments", raw.get("parameters", {}))
     if isinstance(arguments, str):
-        try:
-            parsed = json.loads(arguments)
-        except json.JSONDecodeError:
-            return None
-        return (raw["name"], arguments) if isinstance(parsed, dict) else None
+        return (raw["name"], arguments) if _json_object(arguments) is not None else None
     return (raw["name"], json.dumps(arguments, ensure_ascii=False)) if isinstance(arguments, dict) else None
 
 
