@@ -66,6 +66,7 @@ from greenserv_core.routing import (
     RoutingLearner,
     check_positive,
 )
+from greenserv_core.routing.executor import LearnedEscalation
 from greenserv_core.routing.learner import EnergyScaleName
 from greenserv_core.routing.pool import ModelPool
 from greenserv_core.routing.priors import arm_prior
@@ -457,8 +458,32 @@ class GreenServRouter:
         whether to escalate, from the answer's ``confidence`` in [0, 1] (``None``: no
         signal). Then report the summed cost with :meth:`record_outcome` (with each model's
         own cost as its ``members``), and, when it escalated, whether both answers agree with
-        :meth:`record_agreement`."""
+        :meth:`record_agreement`. Where its second model fails and the first answer is kept,
+        say so before the score comes: ``escalation_rule(decision_id).kept_after_failure()``,
+        or hand the cascade :meth:`escalation_rule`, which calls both for you."""
         return self.learner_.escalate(decision_id, confidence)
+
+    def escalation_rule(self, decision_id: str) -> LearnedEscalation:
+        """For a decision routed to a cascade that you run yourself: its learned escalation
+        rule, to hand to the cascade as :meth:`generate` does. It decides as :meth:`escalate`
+        and hears when the second model fails and the first answer is kept, so that the score
+        labels the answer that was given, whichever of score and outcome comes first.
+
+        >>> from greenserv_core import FakeBackend
+        >>> from greenserv_core.backends.base import GenerationSettings
+        >>> router = GreenServRouter([FakeBackend("small"), FakeBackend("big")], cascades=[("small", "big")])
+        >>> ask = [{"role": "user", "content": "What is 2 + 2?"}]
+        >>> decision = router.route(ask, models=["small->big"])
+        >>> rule = router.escalation_rule(decision.decision_id)
+        >>> answer = router.backend("small->big").generate(ask, GenerationSettings(max_new_tokens=8), rule)
+        >>> answer.chain[0].model
+        'small'
+        """
+        model = self.learner_.pending_.get(decision_id).model
+        cascade = self._backends.get(model)
+        if not isinstance(cascade, CascadeBackend):
+            raise InvalidInputError(f"decision {decision_id!r} was routed to {model!r}, not to a cascade")
+        return LearnedEscalation(self.learner_, decision_id, cascade)
 
     def record_agreement(self, decision_id: str, agreed: bool) -> None:
         """For an escalated cascade: whether the second answer agrees with the first (the

@@ -1097,3 +1097,58 @@ def test_labelled_answers_teach_a_cascade_what_its_cap_lets_it_do() -> None:
         "big": LabelledAnswer(score=1.0, energy_joules=144.0, latency_s=0.5),
     }
     assert router.learn_answers(ASK, answers) == {"small->big": False}  # was True: an escalation never allowed
+
+
+def test_a_cascade_run_by_hand_with_its_rule_learns_a_kept_answer_whichever_comes_first() -> None:
+    router = _router_whose_second_model_is_down()
+    decision = router.route(ASK, max_new_tokens=8)
+    cascade = router.backend(decision.model)
+    assert isinstance(cascade, CascadeBackend)
+    before, (zz, _) = router.learner_.escalation_.thens_["small->big"].copy(), _firsts(router)
+    result = cascade.generate(ASK, SHORT, router.escalation_rule(decision.decision_id))
+    assert result.text == CHEAP and result.chain[0].action == "kept"
+    router.feedback(decision.decision_id, 0.0)  # scored before its outcome is recorded
+    spent = {"energy_joules": result.energy.joules, "latency_s": result.latency_s}
+    router.record_outcome(decision.decision_id, **spent, members=[("small", 1.0, 0.1)])
+    assert np.array_equal(router.learner_.escalation_.thens_["small->big"], before)  # taught "big"'s offset
+    assert not np.array_equal(_firsts(router)[0], zz)  # the first answer was labelled by its score
+    plain = GreenServRouter([_small(0.2)], features=make_hashing_extractor(), seed=0)
+    with pytest.raises(InvalidInputError, match="not to a cascade"):
+        plain.escalation_rule(plain.route(ASK).decision_id)
+
+
+@pytest.mark.parametrize("reading", [float("nan"), -30.0])
+def test_a_second_models_unreadable_spend_does_not_erase_the_first_answers(reading: float) -> None:
+    from greenserv_core.errors import ModelUnavailableError
+
+    class Broken(FakeBackend):
+        def generate(self, messages: Sequence[Message], settings: GenerationSettings) -> Any:
+            raise ModelUnavailableError("timed out", spent_joules=reading, spent_s=1.0, spent_measured=True)
+
+    small = _small(0.2)
+    first = small.generate(ASK, SHORT).energy.joules
+    with pytest.raises(ModelUnavailableError) as raised:
+        CascadeBackend(small, Broken("big"), threshold=0.5, keep_first_on_failure=False).generate(ASK, SHORT)
+    assert raised.value.spent_joules == first  # was nan, or the first answer's joules less 30
+    assert raised.value.spent_s == pytest.approx(small.generate(ASK, SHORT).latency_s + 1.0)
+    assert not raised.value.spent_measured
+
+
+def test_a_second_model_whose_stream_ends_at_once_keeps_the_first_answer() -> None:
+    class Silent(FakeBackend):
+        def stream(self, messages: Sequence[Message], settings: GenerationSettings) -> Iterator[StreamChunk]:
+            return iter(())
+
+    cascade = CascadeBackend(_small(0.2), Silent("big"), threshold=0.5, keep_first_on_failure=True)
+    chunks = list(cascade.stream(ASK, SHORT))  # raised CascadeMemberUnavailableError
+    assert [c.delta for c in chunks] == [CHEAP, ""]
+    assert chunks[-1].result is not None and chunks[-1].result.chain[0].action == "kept"
+
+
+def test_a_fixed_thresholds_reason_shows_the_digits_that_decide() -> None:
+    assert CascadeBackend(_small(0.2), _big(), threshold=0.9999).fixed_verdict(0.9996).reason == (
+        "escalated: confidence 0.9996 < threshold 0.9999"  # was "1 < threshold 1"
+    )
+    assert CascadeBackend(_small(0.2), _big(), threshold=0.5).fixed_verdict(0.25).reason == (
+        "escalated: confidence 0.25 < threshold 0.5"
+    )

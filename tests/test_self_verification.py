@@ -438,3 +438,28 @@ def test_both_adapters_cascade_with_self_verification() -> None:
     router = GreenServRouter([_judging("4", "Yes"), FakeBackend("big")], features=make_hashing_extractor(), seed=0)
     with pytest.raises(ValueError, match="cascade_signal"):
         ChatGreenServ(router=router, cascade_signal="self-verification")
+
+
+def test_questions_answered_before_a_failed_one_are_charged() -> None:
+    class FailsThirdQuestion(FakeBackend):
+        def generate(self, messages: Sequence[Message], settings: GenerationSettings) -> GenerationResult:
+            result = super().generate(messages, settings)
+            if self.calls == 4:  # the answer, two questions, then the third question fails
+                raise ModelUnavailableError("server went away", spent_joules=1.0)
+            return result
+
+    ask: list[Message] = [{"role": "user", "content": "3 + 5?"}]
+    small = FailsThirdQuestion("small", joules_per_token=1.0, reply=lambda m: "Yes")
+    signal = SelfVerification(samples=3)
+    alone = FakeBackend("x", joules_per_token=1.0, reply=lambda m: "Yes")
+    answer = alone.generate(ask, GenerationSettings(max_new_tokens=4)).energy.joules
+    question = alone.generate(signal.prompt(ask, "Yes"), signal.settings()[0]).energy.joules
+    with pytest.raises(CascadeMemberUnavailableError) as raised:
+        CascadeBackend(small, FakeBackend("big"), signal=signal).generate(ask, GenerationSettings(max_new_tokens=4))
+    assert raised.value.spent_joules == pytest.approx(answer + 2 * question + 1.0)  # was answer + 1.0
+
+
+def test_a_seed_beyond_a_floats_whole_numbers_round_trips() -> None:
+    signal = SelfVerification(samples=4, seed=2**53 + 1)
+    again = signal_from_name(signal.name)
+    assert isinstance(again, SelfVerification) and again.seed == 2**53 + 1  # was None: read through float()

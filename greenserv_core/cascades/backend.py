@@ -51,7 +51,7 @@ from greenserv_core.backends.base import (
     concurrency_of,
 )
 from greenserv_core.cascades.agreement import answers_agree
-from greenserv_core.cascades.escalation import Verdict
+from greenserv_core.cascades.escalation import Verdict, distinct
 from greenserv_core.confidence import ConfidenceSignal, VerifyingSignal, signal_for_task
 from greenserv_core.energy.base import EnergyReading, combined_energy
 from greenserv_core.errors import (
@@ -153,12 +153,12 @@ class CascadeBackend:
     def fixed_verdict(self, confidence: float | None) -> Verdict:
         """The fixed threshold's verdict on ``confidence`` (escalate below it, or without one)."""
         low = confidence is None or confidence < self.threshold
-        reason = (
-            "escalated: no confidence signal"
-            if confidence is None
-            else f"{'escalated' if low else 'kept'}: confidence {confidence:.3g} "
-            f"{'<' if low else '≥'} threshold {self.threshold:.3g}"
-        )
+        if confidence is None:
+            reason = "escalated: no confidence signal"
+        else:
+            shown = distinct(confidence, self.threshold)
+            verb, sign = ("escalated", "<") if low else ("kept", "≥")
+            reason = f"{verb}: confidence {shown[0]} {sign} threshold {shown[1]}"
         return Verdict(low, confidence, float("nan"), float("nan"), float("nan"), False, reason)
 
     def _first(
@@ -285,6 +285,8 @@ class CascadeBackend:
         try:
             pieces = iter(self.then.stream(messages, settings))
             chunk = next(pieces, None)
+            if chunk is None:  # ended before any piece or its result: it failed before it answered
+                raise ModelUnavailableError(f"the stream of {self.then.info.name!r} ended without its result")
         except ModelUnavailableError as error:  # before any piece: keep the first answer, or route around it
             if self.keep_first_on_failure:
                 yield from self._stream_kept(first, self._kept_after_failure(first, step, settings, error, escalate))
@@ -334,9 +336,10 @@ def _spent_after(answer: GenerationResult, error: ModelUnavailableError) -> dict
     """What a cascade spent when a call failed after ``answer`` was made: both, as keyword
     arguments of the :class:`CascadeMemberUnavailableError` it raises (measured only where
     both were)."""
+    joules, seconds, measured = readable_spend(error)
     return {
-        "spent_joules": answer.energy.joules + error.spent_joules,
-        "spent_s": answer.latency_s + error.spent_s,
+        "spent_joules": answer.energy.joules + joules,
+        "spent_s": answer.latency_s + seconds,
         "spent_source": answer.energy.source,
-        "spent_measured": answer.energy.measured and (error.spent_joules == 0 or error.spent_measured),
+        "spent_measured": answer.energy.measured and (error.spent_joules == 0 or measured),
     }

@@ -50,6 +50,20 @@ __all__ = ["EscalationModel", "Verdict", "check_confidence"]
 _OWN_STREAM = 0x657363  # mixed into the seed, so that a policy seeded alike draws other numbers
 
 
+def distinct(a: float, b: float) -> tuple[str, str]:
+    """``a`` and ``b`` written with 3 significant digits, or with as many more as it takes to
+    tell them apart, so that a reason never reads "1 < 1".
+
+    >>> distinct(0.9996, 0.9999), distinct(0.25, 0.5), distinct(0.5, 0.5)
+    (('0.9996', '0.9999'), ('0.25', '0.5'), ('0.5', '0.5'))
+    """
+    for digits in range(3, 18):
+        first, second = f"{a:.{digits}g}", f"{b:.{digits}g}"
+        if a == b or first != second:
+            break
+    return first, second
+
+
 @dataclass(frozen=True)
 class Verdict:
     """What the cascade does after its first answer, and why.
@@ -204,12 +218,14 @@ class EscalationModel:
         gain = value_scale * (q - p)
         source = "confidence" if confidence is not None else "no confidence signal: estimated accuracy"
         if gain <= then_cost:
-            reason = f"kept: {source} {signal:.3g} → P(right) {p:.3g}; gain {gain:.3g} ≤ cost {then_cost:.3g}"
+            shown = distinct(gain, then_cost)
+            reason = f"kept: {source} {signal:.3g} → P(right) {p:.3g}; gain {shown[0]} ≤ cost {shown[1]}"
             return Verdict(False, confidence, p, gain, then_cost, False, reason)
+        shown = distinct(gain, then_cost)
         if explore and self.keep_rate and self.rng_.random() < self.keep_rate:
-            reason = f"kept to explore: P(right) {p:.3g}; gain {gain:.3g} > cost {then_cost:.3g}"
+            reason = f"kept to explore: P(right) {p:.3g}; gain {shown[0]} > cost {shown[1]}"
             return Verdict(False, confidence, p, gain, then_cost, True, reason)
-        reason = f"escalated: {source} {signal:.3g} → P(right) {p:.3g}; gain {gain:.3g} > cost {then_cost:.3g}"
+        reason = f"escalated: {source} {signal:.3g} → P(right) {p:.3g}; gain {shown[0]} > cost {shown[1]}"
         return Verdict(True, confidence, p, gain, then_cost, False, reason)
 
     # ---- learning ----------------------------------------------------------------------

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from greenserv_core.backends.base import GenerationResult, GenerationSettings, ModelBackend
 from greenserv_core.confidence.base import Verification
-from greenserv_core.errors import InvalidInputError
+from greenserv_core.errors import InvalidInputError, ModelUnavailableError, readable_spend
 from greenserv_core.messages import Message, last_user_text
 
 __all__ = ["VERIFY_TEMPLATE", "SelfVerification", "verdict_of"]
@@ -112,8 +112,8 @@ class SelfVerification:
             key, _, value = setting.partition("=")
             if key not in _DEFAULTS:
                 return None
-            try:
-                options[key] = float(value)
+            try:  # whole numbers read as such: a seed above 2**53 is not a float's
+                options[key] = float(value) if key == "temperature" else int(value)
             except ValueError:
                 return None
         count = 1 if base == "self-verification" else int(samples)
@@ -121,8 +121,8 @@ class SelfVerification:
             signal = cls(
                 count,
                 temperature=options.get("temperature", _DEFAULTS["temperature"]),
-                seed=_whole(options.get("seed", _DEFAULTS["seed"])),
-                max_new_tokens=_whole(options.get("max_new_tokens", _DEFAULTS["max_new_tokens"])),
+                seed=int(options.get("seed", _DEFAULTS["seed"])),
+                max_new_tokens=int(options.get("max_new_tokens", _DEFAULTS["max_new_tokens"])),
             )
         except InvalidInputError:
             return None
@@ -159,14 +159,25 @@ class SelfVerification:
     def verify(self, messages: Sequence[Message], answer: GenerationResult, model: ModelBackend) -> Verification:
         """Ask ``model`` about ``answer`` and read its verdict."""
         question = self.prompt(messages, answer.text)
-        replies = tuple(model.generate(question, settings) for settings in self.settings())
-        return Verification(self.read(replies), replies)
+        replies: list[GenerationResult] = []
+        for settings in self.settings():
+            try:
+                replies.append(model.generate(question, settings))
+            except ModelUnavailableError as error:  # the questions answered before it were spent too
+                _add_spent(error, replies)
+                raise
+        return Verification(self.read(replies), tuple(replies))
 
 
-def _whole(value: float) -> int:
-    if not float(value).is_integer():
-        raise InvalidInputError(f"expected a whole number, got {value!r}")
-    return int(value)
+def _add_spent(error: ModelUnavailableError, replies: Sequence[GenerationResult]) -> None:
+    """Count the joules and seconds of ``replies`` (answered before ``error``) in its spend."""
+    if not replies:
+        return
+    joules, seconds, measured = readable_spend(error)
+    error.spent_measured = all(reply.energy.measured for reply in replies) and (error.spent_joules == 0 or measured)
+    error.spent_joules = joules + sum(reply.energy.joules for reply in replies)
+    error.spent_s = seconds + sum(reply.latency_s for reply in replies)
+    error.spent_source = error.spent_source or replies[0].energy.source
 
 
 def _verdict_probability(reply: GenerationResult) -> float | None:

@@ -39,7 +39,7 @@ from greenserv_core.routing.request import RouteRequest
 from greenserv_core.routing.results import FailedAttempt, RoutedChunk, RoutedGeneration, RoutingDecision
 from greenserv_core.tools import ParsedOutput, parse_tool_calls
 
-__all__ = ["Executor", "RouteFunction"]
+__all__ = ["Executor", "LearnedEscalation", "RouteFunction"]
 
 logger = logging.getLogger("greenserv")
 
@@ -286,7 +286,7 @@ class Executor:
     def _escalation(self, decision: RoutingDecision, cascade: CascadeBackend) -> Escalate:
         """The learned escalation rule for a decision routed to a cascade (the cascade's fixed
         threshold where the decision left the pending store while its first model answered)."""
-        return _LearnedRule(self.learner, decision.decision_id, cascade)
+        return LearnedEscalation(self.learner, decision.decision_id, cascade)
 
     # ---- the result --------------------------------------------------------------------------
     def finish(self, decision: RoutingDecision, result: GenerationResult, request: RouteRequest) -> RoutedGeneration:
@@ -354,7 +354,7 @@ def _next_piece(pieces: Iterator[StreamChunk], model: str) -> StreamChunk:
     return piece
 
 
-class _LearnedRule:
+class LearnedEscalation:
     """A decision's learned escalation rule, as a cascade calls it (see
     :data:`~greenserv_core.cascades.backend.Escalate`)."""
 
