@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["bfloat16_is_fast", "device_name"]
+__all__ = ["bfloat16_is_fast", "cuda_bfloat16_is_native", "device_name"]
 
 
 def bfloat16_is_fast(device: str = "cpu") -> bool:
@@ -16,13 +16,29 @@ def bfloat16_is_fast(device: str = "cpu") -> bool:
     import torch
 
     if device.startswith("cuda"):
-        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+        return cuda_bfloat16_is_native(device)
     if device != "cpu":
         return False
     try:  # the check torch's own CPU autocast tests use; private, so guarded
         return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())  # type: ignore[no-untyped-call]
     except (AttributeError, RuntimeError):
         return False
+
+
+def cuda_bfloat16_is_native(device: str = "cuda") -> bool:
+    """Whether the CUDA GPU ``device`` (``cuda``: the current one) has bfloat16 tensor cores
+    (compute capability 8.0, Ampere, or later). ``torch.cuda.is_bf16_supported()`` also says
+    yes where bf16 is only emulated (a T4, a V100), and asks about the current GPU only.
+
+    >>> isinstance(cuda_bfloat16_is_native("cuda:0"), bool)
+    True
+    """
+    import torch
+
+    if not torch.cuda.is_available():
+        return False
+    major, _ = torch.cuda.get_device_capability(torch.device(device))
+    return major >= 8
 
 
 def device_name(device: str = "cpu") -> str:

@@ -24,7 +24,7 @@ import numpy as np
 
 from greenserv_core.errors import StateFileError
 
-__all__ = ["mode_for_saving", "read_state", "write_state"]
+__all__ = ["mode_for_saving", "read_state", "write_atomically", "write_state"]
 
 
 def _encode(value: Any) -> Any:
@@ -75,13 +75,27 @@ def write_state(path: str | Path, state: dict[str, Any], *, fmt: str, version: i
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(path)
+    write_atomically(path, json.dumps(document, allow_nan=False).encode("utf-8"))
+
+
+def write_atomically(path: str | Path, data: bytes) -> None:
+    """Replace the file at ``path`` (through a symbolic link, its target) with ``data`` in one
+    step: a crash leaves the old file or the new one, never a part. An existing file's
+    permissions are kept; a new file's follow the umask.
+
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "weights.json"
+    >>> write_atomically(path, b"{}"); path.read_bytes()
+    b'{}'
+    """
+    path = Path(os.path.realpath(path))
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            json.dump(document, handle, allow_nan=False)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(temporary, mode_for_saving(path))
+        os.chmod(temporary, mode_for_saving(path))  # mkstemp's 0600 would lock other users out
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -97,9 +111,22 @@ def mode_for_saving(path: Path) -> int:
     try:
         return stat.S_IMODE(path.stat().st_mode)
     except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
+        return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    """The process's umask, read without setting it where Linux tells it (``os.umask`` sets
+    it, for a moment, for every thread of the process)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    umask = os.umask(0o077)  # elsewhere: briefly the strictest, never wider
+    os.umask(umask)
+    return umask
 
 
 def _remove_stale_temporaries(path: Path) -> None:

@@ -371,3 +371,22 @@ def test_a_gpu_nvml_cannot_find_by_index_leaves_a_labelled_estimate(monkeypatch:
     monkeypatch.setattr(nvml_module, "load_pynvml", lambda: NoSuchIndex())
     monkeypatch.setattr(nvml_module, "cuda_synchronizer", lambda devices: lambda: None)
     assert auto_meter([3]).source == "cpu-time-estimate"  # the NVML error escaped and failed every answer
+
+
+def test_estimate_windows_open_at_once_split_the_processs_cpu_time() -> None:
+    from greenserv_core.energy import CpuTimeEstimateMeter
+
+    def work() -> None:
+        sum(i * i for i in range(300_000))
+
+    first, second = CpuTimeEstimateMeter(watts_per_core=1.0), CpuTimeEstimateMeter(watts_per_core=1.0)
+    started = time.process_time()
+    with first.measure() as one:  # two models on two devices, both estimated, answering at once
+        work()
+        with second.measure() as two:
+            work()
+            work()
+        work()
+    total = time.process_time() - started
+    assert one.joules + two.joules == pytest.approx(total, rel=0.05)  # was total plus the overlap: 1.5×
+    assert one.joules > two.joules > 0

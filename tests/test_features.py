@@ -1,4 +1,5 @@
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -596,3 +597,26 @@ def test_the_hashing_embedder_reads_words_of_every_script() -> None:
         h = zlib.crc32(gram.encode())
         ascii_words[h % 64] += 1.0 if (h >> 31) & 1 else -1.0
     assert np.allclose(vectors[5], ascii_words / np.linalg.norm(ascii_words))
+
+
+def test_a_classifier_save_that_fails_leaves_the_old_file(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    embedder = HashingEmbedder(64)
+    classifier = TaskClassifier().fit(embedder.embed(["2 + 2?", "hello there"]), ["math", "chat"], embedder.name)
+    path = tmp_path / "classifier.json"
+    classifier.save(path)
+    before = path.read_bytes()
+    script = (  # a full disk, in effect: the process may write no file past half the classifier's size
+        "import resource, signal, sys\n"
+        "from greenserv_core.features import TaskClassifier\n"
+        "classifier = TaskClassifier.load(sys.argv[1])\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        f"resource.setrlimit(resource.RLIMIT_FSIZE, ({len(before) // 2}, resource.RLIM_INFINITY))\n"
+        "classifier.save(sys.argv[1])\n"
+    )
+    failed = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, check=False)
+    assert failed.returncode != 0 and "File too large" in failed.stderr
+    assert path.read_bytes() == before  # was truncated in place
+    assert TaskClassifier.load(path).classes_ == classifier.classes_

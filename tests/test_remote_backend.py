@@ -1072,3 +1072,26 @@ def test_a_stream_that_stalls_late_in_its_answer_still_ends_at_its_time_limit() 
         server.shutdown()
     assert result.finish_reason == "length" and result.text.startswith("w0 w1")
     assert elapsed < 1.6 and remote.breaker.failures_ == 0  # was about 1.9 s: 0.9 s of pieces, then 1.0 s again
+
+
+def test_a_message_that_is_not_an_object_is_a_malformed_answer_and_frees_its_share() -> None:
+    remote = backend(lambda request: httpx.Response(200, json={"choices": [{"message": "4"}]}))
+    with pytest.raises(ModelUnavailableError, match="malformed answer"):  # was a bare AttributeError
+        remote.generate(ASK, SETTINGS)
+    assert not remote._overlap._charged  # was one ticket held for ever: later requests charged half their time
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_the_wait_before_a_retry_is_not_charged_as_the_servers_work(streamed: bool) -> None:
+    calls: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        if len(calls) == 1:
+            return httpx.Response(429, text="overloaded")  # refused at once: nothing was computed
+        return sse({"choices": [{"delta": {"content": "4"}}]}) if streamed else answer()
+
+    remote = backend(handler, backoff_s=0.3, max_backoff_s=0.3, assumed_watts=300.0)
+    result = list(remote.stream(ASK, SETTINGS))[-1].result if streamed else remote.generate(ASK, SETTINGS)
+    assert result is not None and result.latency_s >= 0.3 and len(calls) == 2
+    assert result.energy.joules < 0.1 * 300.0  # was 0.3 s at 300 W: the wait priced as work

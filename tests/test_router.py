@@ -352,7 +352,7 @@ def test_save_is_atomic(router: GreenServRouter, tmp_path: Path, monkeypatch: py
     def broken_dump(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise OSError("disk full")
 
-    monkeypatch.setattr("greenserv_core.persistence.json.dump", broken_dump)
+    monkeypatch.setattr("greenserv_core.persistence.os.fsync", broken_dump)  # fails after the temporary is written
     with pytest.raises(OSError, match="disk full"):
         router.save(path)
     assert path.read_text() == good

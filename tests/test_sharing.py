@@ -870,3 +870,30 @@ def test_a_file_store_keeps_the_shared_files_permissions(tmp_path: Path) -> None
     os.chmod(tmp_path / "shared.bin", 0o664)  # shared with the replicas' group
     store.merge(Statistics(sums={"n": np.ones(1)}))
     assert stat.S_IMODE((tmp_path / "shared.bin").stat().st_mode) == 0o664  # was 0o600 after any merge
+
+
+def test_a_file_store_reached_through_a_link_is_the_store_it_names(tmp_path: Path) -> None:
+    (tmp_path / "volume").mkdir()
+    (tmp_path / "link.bin").symlink_to(tmp_path / "volume" / "real.bin")
+    real, link = FileStore(tmp_path / "volume" / "real.bin"), FileStore(tmp_path / "link.bin")
+    real.merge(Statistics(sums={"n": np.array([2.0])}))
+    link.merge(Statistics(sums={"n": np.array([3.0])}))
+    real.merge(Statistics(sums={"n": np.array([2.0])}))
+    assert real.read().sums["n"][0] == link.read().sums["n"][0] == 7.0  # were 5 and 3: the link became a file
+    assert (tmp_path / "link.bin").is_symlink() and real.identity == link.identity
+
+
+def test_a_new_files_mode_is_read_without_setting_the_umask(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import os
+
+    from greenserv_core.persistence import mode_for_saving
+
+    if not Path("/proc/self/status").exists():
+        pytest.skip("the umask is read from /proc on Linux")
+    umask = os.umask(0o027)
+    try:
+        monkeypatch.setattr(os, "umask", lambda mask: pytest.fail("set the whole process's umask"))
+        assert mode_for_saving(tmp_path / "new.json") == 0o640
+    finally:
+        monkeypatch.undo()
+        os.umask(umask)

@@ -313,6 +313,28 @@ def test_dtype_names_are_checked() -> None:
         pick_dtype("cpu", "Tensor")  # a torch attribute, but not a dtype
 
 
+def test_a_gpu_that_only_emulates_bfloat16_gets_float16_and_cuda_means_the_current_gpu(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import torch
+
+    from greenserv_core.backends.devices import device_lock, pick_dtype
+    from greenserv_core.hardware import bfloat16_is_fast
+
+    capabilities = {0: (8, 0), 1: (7, 5)}  # an A100 and a T4
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # emulation included
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    monkeypatch.setattr(
+        torch.cuda, "get_device_capability", lambda d=None: capabilities[1 if d.index is None else d.index]
+    )
+    assert pick_dtype("cuda:0") == torch.bfloat16
+    assert pick_dtype("cuda:1") == torch.float16  # was bfloat16, emulated
+    assert not bfloat16_is_fast("cuda:1") and not bfloat16_is_fast("cuda")  # "cuda": the current GPU, the T4
+    assert device_lock("cuda") is device_lock("cuda:1")  # was cuda:0's lock
+    assert device_lock("cuda") is not device_lock("cuda:0")
+
+
 def test_logprobs_of_each_generated_token_when_asked(plain_dir: Path) -> None:
     import math
 

@@ -7,8 +7,9 @@ import threading
 from typing import Any
 
 from greenserv_core.errors import InvalidInputError
+from greenserv_core.hardware import cuda_bfloat16_is_native
 
-__all__ = ["device_lock", "pick_device", "pick_dtype"]
+__all__ = ["cuda_index", "device_lock", "pick_device", "pick_dtype"]
 
 _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
@@ -37,13 +38,26 @@ def pick_dtype(device: str, requested: str | None = None) -> Any:
             raise InvalidInputError(f"unknown dtype {requested!r}; use e.g. 'float32' or 'bfloat16'")
         return dtype
     if device.startswith("cuda"):
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if cuda_bfloat16_is_native(device) else torch.float16
     return torch.float32
+
+
+def cuda_index(device: str) -> int:
+    """The index of the GPU a ``cuda`` or ``cuda:N`` device names (``cuda``: torch's current one).
+
+    >>> cuda_index("cuda:1")
+    1
+    """
+    if device.startswith("cuda:"):
+        return int(device.split(":")[1])
+    import torch
+
+    return int(torch.cuda.current_device()) if torch.cuda.is_available() else 0
 
 
 def device_lock(device: str) -> threading.Lock:
     """The lock of a device (``cuda`` and ``cuda:0`` share one, as do ``cpu`` and ``cpu:N``: the
     CPU-time estimate counts the whole process, so CPU generations must not overlap)."""
-    key = "cuda:0" if device == "cuda" else "cpu" if device.startswith("cpu") else device
+    key = f"cuda:{cuda_index(device)}" if device.startswith("cuda") else "cpu" if device.startswith("cpu") else device
     with _locks_guard:
         return _locks.setdefault(key, threading.Lock())

@@ -79,7 +79,7 @@ from greenserv_core.backends.circuit import CircuitBreaker
 from greenserv_core.backends.prompt_format import StopBuffer, truncate_at_stop
 from greenserv_core.backends.registry import register_address_scheme
 from greenserv_core.bandits.base import check_number
-from greenserv_core.energy.base import EnergyMeter, EnergyReading, EnergyWindow
+from greenserv_core.energy.base import EnergyMeter, EnergyReading, EnergyWindow, combined_energy
 from greenserv_core.energy.remote import OverlapShares, estimated_energy, reported_energy
 from greenserv_core.errors import InvalidInputError, ModelUnavailableError
 from greenserv_core.messages import Message
@@ -337,7 +337,7 @@ class OpenAICompatibleBackend:
         window = self._start_energy()
         started = time.perf_counter()
         try:
-            response = self._with_retries(lambda: self._post(self._body(messages, settings, stream=False)))
+            response = self._with_retries(lambda: self._post(self._body(messages, settings, stream=False)), window)
         except ModelUnavailableError as error:
             self._charge(error, window, started)
             raise
@@ -354,13 +354,18 @@ class OpenAICompatibleBackend:
             text, finish, cut = _whole_answer(choice, self._stops_kept_here(settings))
             # cut at a stop kept here, the tokens' probabilities run past the answer
             logprobs = _token_logprobs(choice) if settings.logprobs and not cut else None
-        except (ValueError, KeyError, IndexError, TypeError) as error:
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as error:  # not shaped as OpenAI's
             self.breaker.failure()
             failed = ModelUnavailableError(f"{self._info.name}: malformed answer from {self.base_url}: {error!r}")
             raise self._charge(failed, window, started) from error
-        usage = data.get("usage")
+        except BaseException:
+            window.close()
+            raise
         self.breaker.success()
-        return self._result(messages, text, usage, response.headers, latency, window, finish, logprobs)
+        try:
+            return self._result(messages, text, data.get("usage"), response.headers, latency, window, finish, logprobs)
+        finally:
+            window.close()  # a no-op once the result was computed; else its ticket is not left held
 
     def stream(self, messages: Sequence[Message], settings: GenerationSettings) -> Iterator[StreamChunk]:
         window = self._start_energy()
@@ -404,7 +409,7 @@ class OpenAICompatibleBackend:
         def late() -> bool:  # the answer's time limit is up
             return deadline is not None and time.perf_counter() >= deadline
 
-        response, lines = self._with_retries(lambda: self._open_stream(body, deadline), deadline)
+        response, lines = self._with_retries(lambda: self._open_stream(body, deadline), window, deadline)
         guard = None
         if deadline is not None:  # a server that stalls past the time limit ends the answer there
             lines = _until_late(lines, late)
@@ -624,10 +629,11 @@ class OpenAICompatibleBackend:
                 f"{response.text[:500]}"
             )
 
-    def _with_retries(self, attempt: Callable[[], _T], deadline: float | None = None) -> _T:
+    def _with_retries(self, attempt: Callable[[], _T], window: _Window, deadline: float | None = None) -> _T:
         """``attempt``, retried on transient failures with backoff (or the server's
-        ``Retry-After``, up to a minute); never waiting past ``deadline`` (a
-        ``time.perf_counter()`` value: an answer with a time limit), where it stops retrying."""
+        ``Retry-After``, up to a minute), the request's ``window`` paused while it waits; never
+        waiting past ``deadline`` (a ``time.perf_counter()`` value: an answer with a time
+        limit), where it stops retrying."""
         if not self.breaker.claim():  # half-open: one request tries the server, the others wait
             raise ModelUnavailableError(
                 f"{self._info.name} is cooling down after repeated failures ({self.breaker.seconds_left():.1f} s left)"
@@ -665,9 +671,17 @@ class OpenAICompatibleBackend:
             in_time = deadline is None or time.perf_counter() < deadline
             return isinstance(error, _Transient) and self.breaker.available and in_time
 
+        def nap(seconds: float) -> None:  # the server does no work for the request meanwhile
+            window.pause()
+            try:
+                time.sleep(seconds)
+            finally:
+                window.resume()
+
         retrying = Retrying(
             stop=stop_after_attempt(self.max_retries + 1),
             wait=wait,
+            sleep=nap,
             retry=retry_if_exception(worth_retrying),
             reraise=True,
         )
@@ -768,6 +782,7 @@ class OpenAICompatibleBackend:
         charged, counted = window.close()
         if window.error is not None:
             self._meter_trouble(window.error)
+        seconds = min(seconds, window.active_s)  # not the waits before a retry
         share = min(charged, seconds)  # this request's part of the busy time
         if counted is None:
             return estimated_energy(share, self.assumed_watts)
@@ -834,37 +849,68 @@ def _token_logprobs(choice: Mapping[str, Any], *, chunk: bool = False) -> tuple[
 
 
 class _Window:
-    """A request's ticket in the overlap shares and its energy meter's open window."""
+    """A request's ticket in the overlap shares and its energy meter's open window, paused
+    while the request waits to retry (a server that refused it did no work for it then)."""
 
     def __init__(self, overlap: OverlapShares) -> None:
         self.overlap = overlap
-        self.ticket = overlap.enter()
+        self.ticket: int | None = overlap.enter()
         self.closed = False
+        self.active_s = 0.0
+        """The seconds it was open, not paused: the request's time at the server."""
+        self._since = time.perf_counter()
+        self._charged = 0.0
+        self._meter_source: EnergyMeter | None = None
         self._meter: AbstractContextManager[EnergyWindow] | None = None
         self._window: EnergyWindow | None = None
+        self._readings: list[EnergyReading] = []
         self.error: Exception | None = None
 
     def open(self, meter: EnergyMeter) -> None:
         context = meter.measure()
         self._window = context.__enter__()
-        self._meter = context
+        self._meter, self._meter_source = context, meter
 
-    def close(self) -> tuple[float, EnergyReading | None]:
-        """Leave the overlap shares and close the meter's window (the first call does it):
-        the seconds charged to the request and the meter's reading (``None`` without one)."""
-        if self.closed:
-            return 0.0, None
-        self.closed = True
-        charged = self.overlap.leave(self.ticket)
+    def pause(self) -> None:
+        """Leave the overlap shares and close the meter's window until :meth:`resume`."""
+        if self.closed or self.ticket is None:
+            return
+        self._charged += self.overlap.leave(self.ticket)
+        self.ticket, self.active_s = None, self.active_s + time.perf_counter() - self._since
+        self._close_meter()
+
+    def resume(self) -> None:
+        if self.closed or self.ticket is not None:
+            return
+        self.ticket, self._since = self.overlap.enter(), time.perf_counter()
+        if self._meter_source is not None and self.error is None:
+            try:
+                self.open(self._meter_source)
+            except Exception as error:
+                self.error = error
+
+    def _close_meter(self) -> None:
         meter, self._meter = self._meter, None
         if meter is None or self._window is None:
-            return charged, None
+            return
         try:
             meter.__exit__(None, None, None)
         except Exception as error:
             self.error = error
-            return charged, None
-        return charged, self._window.reading()
+            return
+        self._readings.append(self._window.reading())
+
+    def close(self) -> tuple[float, EnergyReading | None]:
+        """Leave the overlap shares and close the meter's window (the first call does it):
+        the seconds charged to the request and the meter's reading (``None`` without one, or
+        where a read failed)."""
+        if self.closed:
+            return 0.0, None
+        self.pause()
+        self.closed = True
+        if self.error is not None or not self._readings:
+            return self._charged, None
+        return self._charged, combined_energy(self._readings)
 
 
 def _whole_answer(choice: Mapping[str, Any], stops: Sequence[str] = ()) -> tuple[str, str, bool]:

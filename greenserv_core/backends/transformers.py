@@ -35,7 +35,7 @@ from typing import Any
 
 from greenserv_core.backends.abandoned import report_abandoned
 from greenserv_core.backends.base import GenerationResult, GenerationSettings, ModelInfo, StreamChunk
-from greenserv_core.backends.devices import device_lock, pick_device, pick_dtype
+from greenserv_core.backends.devices import cuda_index, device_lock, pick_device, pick_dtype
 from greenserv_core.backends.memory import ModelMemory, default_memory
 from greenserv_core.backends.prompt_format import (
     StopBuffer,
@@ -178,11 +178,7 @@ class TransformersBackend:
     def meter(self) -> EnergyMeter:
         if self._meter is None:
             assert isinstance(self._meter_spec, str)
-            cuda = (
-                [0]
-                if self.device == "cuda"
-                else ([int(self.device.split(":")[1])] if self.device.startswith("cuda:") else [])
-            )
+            cuda = [cuda_index(self.device)] if self.device.startswith("cuda") else []
             self._meter = make_meter(self._meter_spec, cuda)
         return self._meter
 

@@ -2,7 +2,9 @@
 
 Every reading is labelled ``cpu-time-estimate`` with ``measured=False``. The CPU time is the
 whole process's (all threads), so work running beside a generation is counted too; the
-router serialises generations per device, which keeps that to routing and embedding.
+router serialises generations per device, which keeps that to routing and embedding. Windows
+open at once (models on two devices, both estimated) split the process's CPU time evenly
+between them, so that no CPU second is charged twice.
 """
 
 from __future__ import annotations
@@ -13,12 +15,16 @@ import time
 from collections.abc import Sequence
 
 from greenserv_core.energy.base import TimedMeter
+from greenserv_core.energy.overlap import OverlapShares
 from greenserv_core.energy.registry import register_meter
 from greenserv_core.errors import InvalidInputError
 
 __all__ = ["DEFAULT_WATTS_PER_CORE", "CpuTimeEstimateMeter", "cpu_estimate_meter"]
 
 DEFAULT_WATTS_PER_CORE = 15.0
+
+_PROCESS_TIME = OverlapShares(clock=time.process_time)
+"""The process's CPU time, split among the estimate's open windows (every meter's: it is one process)."""
 
 
 class CpuTimeEstimateMeter(TimedMeter):
@@ -52,11 +58,11 @@ class CpuTimeEstimateMeter(TimedMeter):
         self.watts_per_core = float(watts_per_core)
 
     def _start(self) -> object:
-        return time.process_time()
+        return _PROCESS_TIME.enter()
 
     def _stop(self, token: object, duration_s: float) -> float:
-        assert isinstance(token, float)
-        return (time.process_time() - token) * self.watts_per_core
+        assert isinstance(token, int)
+        return _PROCESS_TIME.leave(token) * self.watts_per_core
 
 
 @register_meter("cpu-estimate", priority=0)

@@ -21,16 +21,14 @@ the share over the latency, so concurrent requests are not each charged the whol
 
 from __future__ import annotations
 
-import itertools
-import threading
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
 from greenserv_core.bandits.base import check_number
 from greenserv_core.energy.base import EnergyReading, TimedMeter
+from greenserv_core.energy.overlap import OverlapShares
 from greenserv_core.errors import InvalidInputError, MissingResourceError, WindowNotMeasuredError
 from greenserv_core.redaction import redacted
 
@@ -54,49 +52,6 @@ def reported_energy(usage: Mapping[str, Any] | None, headers: Mapping[str, str])
         return EnergyReading(float(value), source="server-reported", measured=True)
     except (TypeError, ValueError, InvalidInputError):
         return None
-
-
-class OverlapShares:
-    """Splits wall time among requests in flight at once: while ``n`` run, each is charged
-    ``1/n`` of every second, so the charges add up to the time the server was busy.
-
-    >>> now = [0.0]
-    >>> shares = OverlapShares(clock=lambda: now[0])
-    >>> a = shares.enter(); now[0] = 1.0; b = shares.enter(); now[0] = 2.0
-    >>> shares.leave(a)  # alone for 1 s, then half of 1 s
-    1.5
-    >>> now[0] = 4.0; shares.leave(b)
-    2.5
-    """
-
-    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
-        self.clock = clock
-        self._lock = threading.Lock()
-        self._charged: dict[int, float] = {}
-        self._last = clock()
-        self._tickets = itertools.count()
-
-    def _advance(self) -> None:
-        now = self.clock()
-        if self._charged:
-            share = (now - self._last) / len(self._charged)
-            for ticket in self._charged:
-                self._charged[ticket] += share
-        self._last = now
-
-    def enter(self) -> int:
-        """A request starts; returns its ticket."""
-        with self._lock:
-            self._advance()
-            ticket = next(self._tickets)
-            self._charged[ticket] = 0.0
-            return ticket
-
-    def leave(self, ticket: int) -> float:
-        """The request ends (or fails); returns the seconds charged to it."""
-        with self._lock:
-            self._advance()
-            return self._charged.pop(ticket, 0.0)
 
 
 def estimated_energy(latency_s: float, assumed_watts: float) -> EnergyReading:

@@ -24,6 +24,7 @@ import numpy as np
 from greenserv_core.errors import InvalidInputError, StateFileError
 from greenserv_core.features.embedders import Embedder
 from greenserv_core.features.lexical import LexicalHasher
+from greenserv_core.persistence import write_atomically
 
 __all__ = [
     "BUNDLED_CLASSIFIER",
@@ -258,7 +259,8 @@ class TaskClassifier:
         return clf
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict()), encoding="utf-8")
+        """Write the classifier to ``path`` in one step (a failed write leaves the old file)."""
+        write_atomically(path, json.dumps(self.to_dict()).encode("utf-8"))
 
     @classmethod
     def load(cls, path: str | Path) -> TaskClassifier:

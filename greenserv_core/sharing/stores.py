@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import tempfile
 import threading
 import uuid
 from pathlib import Path
@@ -34,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from filelock import FileLock
 
 from greenserv_core.errors import InvalidInputError, StateFileError
-from greenserv_core.persistence import mode_for_saving
+from greenserv_core.persistence import write_atomically
 from greenserv_core.statistics import Statistics
 
 if TYPE_CHECKING:
@@ -110,16 +109,19 @@ class FileStore:
     def __init__(self, path: str | Path, *, timeout_s: float = 30.0) -> None:
         self.path = Path(path)
         self.timeout_s = timeout_s
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = FileLock(str(self.path) + ".lock", timeout=timeout_s)
+        # the file a link names, once: a merge replaces that file (not the link), and every
+        # name of it takes the same lock
+        self._file = Path(os.path.realpath(self.path))
+        self._file.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = FileLock(str(self._file) + ".lock", timeout=timeout_s)
 
     @property
     def identity(self) -> str:
-        return f"file:{self.path.resolve()}"
+        return f"file:{self._file}"
 
     def _read_unlocked(self) -> Statistics:
         try:
-            data = self.path.read_bytes()
+            data = self._file.read_bytes()
         except FileNotFoundError:
             return Statistics()
         return Statistics.from_bytes(data)
@@ -131,17 +133,7 @@ class FileStore:
     def merge(self, delta: Statistics) -> Statistics:
         with self._lock:
             total = self._read_unlocked().plus(delta)
-            descriptor, temporary = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-            try:
-                with os.fdopen(descriptor, "wb") as handle:
-                    handle.write(total.to_bytes())
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.chmod(temporary, mode_for_saving(self.path))  # mkstemp's 0600 would lock other users out
-                os.replace(temporary, self.path)
-            except BaseException:
-                Path(temporary).unlink(missing_ok=True)
-                raise
+            write_atomically(self._file, total.to_bytes())
             return total
 
 
