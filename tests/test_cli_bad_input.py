@@ -926,3 +926,49 @@ def test_valid_static_params_pass_and_chat_checks_the_folder_a_save_would_make(
     capsys.readouterr()
     monkeypatch.setattr(pool, "build_backends", never)
     refused(["chat", "--state", "/proc/newdir/state.json"], capsys, "cannot write")  # the models loaded first
+
+
+_FEW_PROMPTS = {  # per task of the overhead mix: one task short, one prompt in two tasks
+    "mmlu": ["a", "b"],
+    "hellaswag": ["b", "c"],
+    "winogrande": ["d"],
+    "gsm8k": ["e", "f"],
+    "boolq": ["g", "h"],
+    "triviaqa": ["i", "j", "k", "l", "m", "n"],
+}
+
+
+def _few_examples(task: str, *, limit: int | None = None, seed: int = 0) -> list[Any]:
+    """A stand-in for ``load_task`` over :data:`_FEW_PROMPTS` (14 distinct prompts in all)."""
+    import random
+
+    from greenserv_core.datasets import TaskExample
+
+    examples = [TaskExample(task, f"{task}-{i}", prompt, "A") for i, prompt in enumerate(_FEW_PROMPTS[task])]
+    return examples if limit is None or limit >= len(examples) else random.Random(seed).sample(examples, limit)
+
+
+@pytest.mark.parametrize(("queries", "written"), [(12, 12), (20, 14)])
+def test_overhead_saves_as_many_distinct_prompts_as_it_says(
+    queries: int, written: int, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from greenserv_core.evaluation import overhead
+
+    monkeypatch.setattr(overhead, "load_task", _few_examples)
+    saved = tmp_path / "prompts.jsonl"
+    assert cli.main(["bench", "overhead", "--queries", str(queries), "--save-prompts", str(saved)]) == 0
+    lines = saved.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == len(set(lines)) == written
+    assert f"wrote {written} prompts to {saved}" in capsys.readouterr().out
+
+
+def test_overhead_saves_prompts_in_a_folder_it_makes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from greenserv_core.evaluation import overhead
+
+    monkeypatch.setattr(overhead, "load_task", _few_examples)
+    saved = tmp_path / "new" / "sub" / "prompts.jsonl"
+    assert cli.main(["bench", "overhead", "--queries", "3", "--save-prompts", str(saved)]) == 0  # FileNotFoundError
+    assert len(saved.read_text(encoding="utf-8").splitlines()) == 3
+    assert f"wrote 3 prompts to {saved}" in capsys.readouterr().out

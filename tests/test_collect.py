@@ -293,3 +293,55 @@ def test_a_yes_or_no_reference_with_annotators_other_words_still_reads_the_first
     assert score_answer(coqa, " No.") == score_answer(coqa, " Not at all, he said") == 1.0
     split = TaskExample("coqa", "c", "...", "yes", aliases=("yes", "no"))  # the annotators disagree: either
     assert score_answer(split, " No, never.") == score_answer(split, " Yes") == 1.0
+
+
+def test_a_journal_row_holding_unicode_line_separators_resumes(tmp_path: Path) -> None:
+    out = tmp_path / "t.csv"
+    reply = "B\u2028C\x85D"  # U+2028 and U+0085 (as in MMLU's mmlu/management/39) end a line for str.splitlines
+    with pytest.raises(KeyboardInterrupt):
+        collect(
+            [Crashing("m", budget=2, reply=lambda m: reply)], out, tasks=["arc_easy"], limit=4, seed=3, batch_size=1
+        )
+    assert journal_path(out).read_bytes().count(b"\n") == 1 + 2
+    resumed = FakeBackend("m", reply=lambda m: reply)
+    table = collect([resumed], out, tasks=["arc_easy"], limit=4, seed=3, batch_size=1)
+    assert resumed.calls == 2 and table.columns["output"] == [reply] * 4
+
+
+class Failing(FakeBackend):
+    """Answers one query at a time, and fails (a server gone away) once it has answered ``budget``."""
+
+    def __init__(self, name: str, budget: int, **kwargs: object) -> None:
+        super().__init__(name, **kwargs)  # type: ignore[arg-type]
+        self.budget = budget
+
+    def generate(self, messages: Sequence[Message], settings: GenerationSettings) -> GenerationResult:
+        if self.calls >= self.budget:
+            raise ConnectionError("server went away")
+        return super().generate(messages, settings)
+
+
+class Batching(FakeBackend):
+    """Answers a batch in one call (as a local model does), noting each batch's size."""
+
+    def __init__(self, name: str, **kwargs: object) -> None:
+        super().__init__(name, **kwargs)  # type: ignore[arg-type]
+        self.batches: list[int] = []
+
+    def generate_batch(
+        self, batch: Sequence[Sequence[Message]], settings: GenerationSettings
+    ) -> list[GenerationResult]:
+        self.batches.append(len(batch))
+        return [self.generate(messages, settings) for messages in batch]
+
+
+def test_a_failure_part_way_through_a_batch_keeps_the_answers_already_finished(tmp_path: Path) -> None:
+    out = tmp_path / "t.parquet"
+    with pytest.raises(ConnectionError):
+        collect([Failing("m", budget=3, reply=_oracle_reply)], out, tasks=TASKS, limit=4, seed=3, batch_size=8)
+    assert journal_path(out).read_text(encoding="utf-8").count("\n") == 1 + 3
+    resumed = FakeBackend("m", reply=_oracle_reply)
+    assert len(collect([resumed], out, tasks=TASKS, limit=4, seed=3, batch_size=8)) == 12 and resumed.calls == 9
+    batching = Batching("m", reply=_oracle_reply)  # a backend that batches still gets whole batches
+    collect([batching], tmp_path / "b.csv", tasks=TASKS, limit=4, seed=3, batch_size=3)
+    assert batching.batches == [3] * 3  # and one answer alone per task (generate_all sends it to generate)

@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import itertools
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+from greenserv_core.backends.base import GenerationResult, GenerationSettings
+from greenserv_core.backends.fake import FakeBackend
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.evaluation.frontier import aiq, pareto_front, upper_hull
 from greenserv_core.evaluation.plots import plot_replay, plot_sweep
+from greenserv_core.evaluation.prompt_files import read_prompts, write_prompts
 from greenserv_core.evaluation.replay import PoolChange, replay, table_energy_ranges
 from greenserv_core.evaluation.simulate import Calibration, simulate_table
 from greenserv_core.evaluation.sweep import sweep
 from greenserv_core.evaluation.table import COLUMNS, OutcomeTable, read_table, write_table
+from greenserv_core.evaluation.verify import verify_table
+from greenserv_core.messages import Message
 from tests.conftest import make_hashing_extractor
 
 CALIBRATION = [
@@ -225,7 +232,7 @@ def _outcome_rows(prompt: str = 'Line one,\nline two with "quotes"\r\nand a thir
 def test_csv_tables_with_line_breaks_in_quoted_fields_load(tmp_path: Path, dialect: dict[str, Any]) -> None:
     path = _write_csv(tmp_path / "t.csv", ["extra", *COLUMNS], [["x", *row] for row in _outcome_rows()], **dialect)
     table = read_table(path)
-    assert len(table) == 6 and not table.simulated
+    assert len(table) == 6 and table.simulated  # no sidecar says so, but every row's energy_source does
     assert table.columns["prompt"][0] == 'Line one,\nline two with "quotes"\r\nand a third'
     assert table.columns["output"][1] == "large says\nA"
     assert table.columns["accuracy"][:2] == [0.0, 1.0] and table.columns["input_tokens"][0] == 12
@@ -275,3 +282,112 @@ def test_a_broken_parquet_file_names_itself(tmp_path: Path) -> None:
     path.write_bytes(b"PAR1 not really")
     with pytest.raises(InvalidInputError, match=r"broken\.parquet is not a readable Parquet table"):
         read_table(path)
+
+
+def _two_rows(**columns: list[Any]) -> dict[str, list[Any]]:
+    rows: dict[str, list[Any]] = {
+        "query_id": ["q1", "q2"],
+        "task": ["t", "t"],
+        "prompt": ["2+2?", "3+3?"],
+        "reference": ["4", "6"],
+        "model": ["m", "m"],
+        "output": ["4", "5"],
+        "accuracy": [1.0, 0.0],
+        "energy_joules": [1.0, 2.0],
+        "energy_source": ["fake", "fake"],
+        "latency_s": [0.1, 0.1],
+        "input_tokens": [3, 4],
+        "output_tokens": [1, 1],
+    }
+    return {**rows, **columns}
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_a_table_that_can_be_built_can_be_read_back(tmp_path: Path, suffix: str) -> None:
+    outputs, references = np.array(["4", "5"]), np.array(["4", "6"])
+    table = OutcomeTable(_two_rows(accuracy=list(outputs == references), output_tokens=[2.0, np.int64(1)]))
+    assert table.columns["accuracy"] == [1.0, 0.0] and table.columns["output_tokens"] == [2, 1]
+    again = read_table(write_table(table, tmp_path / f"t{suffix}"))
+    assert again.columns["accuracy"] == [1.0, 0.0] and again.columns["output_tokens"] == [2, 1]
+
+
+@pytest.mark.parametrize(
+    ("column", "values", "message"),
+    [
+        ("output_tokens", [2.5, 1], r"output_tokens must hold integers of 0 or more; row 1 has 2\.5"),
+        ("input_tokens", [3, -4], r"input_tokens must hold integers of 0 or more; row 2 has -4"),
+        ("input_tokens", [3, None], r"input_tokens must hold integers of 0 or more; row 2 has None"),
+        ("output_tokens", ["one", 1], r"output_tokens must hold integers of 0 or more; row 1 has 'one'"),
+    ],
+    ids=["fraction", "negative", "missing", "text"],
+)
+def test_token_counts_are_integers_of_0_or_more(column: str, values: list[Any], message: str) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        OutcomeTable(_two_rows(**{column: values}))
+
+
+def test_a_negative_token_count_in_a_file_is_refused(tmp_path: Path) -> None:
+    good = _write_csv(tmp_path / "t.csv", list(COLUMNS), _outcome_rows()).read_text(encoding="utf-8")
+    (tmp_path / "t.csv").write_text(good.replace(",12,", ",-12,", 1), encoding="utf-8")
+    with pytest.raises(InvalidInputError, match=r"t\.csv: input_tokens must hold integers of 0 or more; row 1"):
+        read_table(tmp_path / "t.csv")
+
+
+def test_a_simulated_csv_table_that_lost_its_sidecar_still_reads_as_simulated(
+    table: OutcomeTable, tmp_path: Path
+) -> None:
+    path = write_table(table, tmp_path / "t.csv")
+    Path(f"{path}.meta.json").unlink()
+    assert read_table(path).simulated
+    assert not OutcomeTable(_two_rows(energy_source=["simulated", "nvml"])).simulated
+
+
+class _OneAtATime(FakeBackend):
+    """Answers one query at a time, each answer taking ``seconds``."""
+
+    def __init__(self, name: str, seconds: float) -> None:
+        super().__init__(name, reply=lambda m: "Yes")
+        self.seconds = seconds
+
+    def generate(self, messages: Sequence[Message], settings: GenerationSettings) -> GenerationResult:
+        return dataclasses.replace(super().generate(messages, settings), latency_s=self.seconds)
+
+
+class _Batching(_OneAtATime):
+    """Answers a batch in one call, as a local model does: every answer of a padded batch
+    carries the batch's wall time (``seconds``); with ``padded=False`` each is drawn alone and
+    carries its own (as seeded samples are)."""
+
+    def __init__(self, name: str, seconds: float, *, padded: bool = True) -> None:
+        super().__init__(name, seconds)
+        self.padded = padded
+
+    def generate_batch(
+        self, batch: Sequence[Sequence[Message]], settings: GenerationSettings
+    ) -> list[GenerationResult]:
+        answers = [self.generate(messages, settings) for messages in batch]
+        if self.padded:
+            return answers
+        return [dataclasses.replace(answer, latency_s=self.seconds + i) for i, answer in enumerate(answers)]
+
+
+def test_verification_seconds_count_a_batchs_wall_time_once(tmp_path: Path) -> None:
+    rows = {name: values * 4 for name, values in _two_rows().items()}
+    rows["query_id"] = [f"q{i}" for i in range(8)]
+
+    def seconds(judge: FakeBackend) -> float:
+        verified = verify_table(OutcomeTable(dict(rows)), [judge], tmp_path / "v.csv", batch_size=4)
+        return float(verified.metadata["verification"]["m"]["seconds"])
+
+    assert seconds(_Batching("m", 1.5)) == pytest.approx(2 * 1.5)  # two batches, not eight answers
+    assert seconds(_Batching("m", 1.0, padded=False)) == pytest.approx(2 * (1 + 2 + 3 + 4))
+    assert seconds(_OneAtATime("m", 0.25)) == pytest.approx(8 * 0.25)
+
+
+@pytest.mark.parametrize("limit", [0, -5])
+def test_read_prompts_refuses_a_limit_below_1(tmp_path: Path, limit: int) -> None:
+    path = tmp_path / "p.jsonl"
+    write_prompts(path, ["a", "b", "c"])
+    assert read_prompts(path, limit=2) == ["a", "b"]
+    with pytest.raises(InvalidInputError, match=f"limit must be None or a positive integer, got {limit}"):
+        read_prompts(path, limit=limit)

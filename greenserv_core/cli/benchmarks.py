@@ -57,10 +57,12 @@ def _overhead(args: argparse.Namespace) -> int:
     at_least("--models", args.models, 1)
     if args.save_prompts and args.prompts:
         raise InvalidInputError("--save-prompts writes the bundled prompts; it does not go with --prompts (read)")
-    check_output_file("--save-prompts", args.save_prompts)
+    check_output_file("--save-prompts", args.save_prompts, writable=True)  # a missing folder is made
     if args.save_prompts:
-        write_prompts(args.save_prompts, overhead_prompts(args.queries, args.seed))
-        print(f"wrote {args.queries} prompts to {args.save_prompts}")
+        prompts = overhead_prompts(args.queries, args.seed)
+        write_prompts(args.save_prompts, prompts)
+        short = f" (the bundled tasks hold only {len(prompts)} distinct)" if len(prompts) < args.queries else ""
+        print(f"wrote {len(prompts)} prompts to {args.save_prompts}{short}")
         return 0
     embedders = [e.strip() for e in args.embedders.split(",") if e.strip()]
     unknown = [e for e in embedders if e not in EMBEDDERS]

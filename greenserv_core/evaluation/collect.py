@@ -10,9 +10,10 @@ per task, and the metadata's ``confidence_signals`` says which was used); it is 
 the model gave none.
 
 Crash-safe and resumable: every finished row is appended to a journal
-(``<out>.rows.jsonl``, flushed and fsync'd per batch) whose first line records the run's
-settings. Running the same command again skips the rows already in the journal; the table
-is written from the journal once every row is there, and the journal is then removed.
+(``<out>.rows.jsonl``, flushed and fsync'd per batch, or per row for a backend that answers
+one query at a time) whose first line records the run's settings. Running the same command
+again skips the rows already in the journal; the table is written from the journal once
+every row is there, and the journal is then removed.
 
 Rows of one batch share the batch's wall time as ``latency_s`` (what each caller in that
 batch waited); joules are split by token share (see ``TransformersBackend.generate_batch``).
@@ -33,7 +34,13 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
-from greenserv_core.backends.base import GenerationResult, GenerationSettings, ModelBackend, generate_all
+from greenserv_core.backends.base import (
+    GenerationResult,
+    GenerationSettings,
+    ModelBackend,
+    batch_generator,
+    generate_all,
+)
 from greenserv_core.confidence import ConfidenceSignal, signal_for_task
 from greenserv_core.datasets.olmo_eval import TASKS, TaskExample, load_task
 from greenserv_core.errors import InvalidInputError, StateFileError
@@ -110,7 +117,7 @@ def _read_journal(path: Path, header: dict[str, Any]) -> list[dict[str, Any]]:
     if len(whole) != len(data):
         with open(path, "r+b") as handle:
             handle.truncate(len(whole))
-    lines = whole.decode("utf-8").splitlines()
+    lines = whole.decode("utf-8").split("\n")[:-1]  # not splitlines(): a row's text may hold U+0085 or U+2028
     if not lines:
         return []
     try:
@@ -221,7 +228,8 @@ def collect(
                 todo = [job for job in task_jobs if (job.query_id, name) not in done]
                 if bar is not None:
                     bar.set_postfix_str(f"{task} · {name}")
-                for batch in _batches(todo, batch_size):
+                # one at a time where the backend answers so: each answer is journaled as it finishes
+                for batch in _batches(todo, batch_size if batch_generator(backend) is not None else 1):
                     messages: list[list[Message]] = [[{"role": "user", "content": j.example.prompt}] for j in batch]
                     results = generate_all(backend, messages, settings)
                     new = [_row(job, name, result, reader) for job, result in zip(batch, results, strict=True)]

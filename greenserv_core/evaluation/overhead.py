@@ -35,9 +35,15 @@ TASK_MIX = ("mmlu", "hellaswag", "winogrande", "gsm8k", "boolq", "triviaqa")
 
 
 def overhead_prompts(n: int = 1000, seed: int = 0) -> list[str]:
-    """The ``n`` distinct real prompts that :func:`run_overhead` times by default."""
+    """The ``n`` distinct real prompts that :func:`run_overhead` times by default (all of the
+    tasks' distinct prompts where they hold fewer): as many of each task of :data:`TASK_MIX`,
+    topped up from the others where one runs short."""
     per_task = n // len(TASK_MIX) + 1
-    prompts = [ex.prompt for task in TASK_MIX for ex in load_task(task, limit=per_task, seed=seed)]
+    prompts = list(dict.fromkeys(ex.prompt for task in TASK_MIX for ex in load_task(task, limit=per_task, seed=seed)))
+    if len(prompts) < n:  # a task holds fewer than its share, or repeats a prompt
+        taken = set(prompts)
+        rest = [p for p in dict.fromkeys(ex.prompt for task in TASK_MIX for ex in load_task(task)) if p not in taken]
+        prompts += random.Random(seed).sample(rest, min(n - len(prompts), len(rest)))
     random.Random(seed).shuffle(prompts)
     return prompts[:n]
 

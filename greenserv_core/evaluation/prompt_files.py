@@ -25,6 +25,8 @@ __all__ = ["read_prompts", "write_prompts"]
 def read_prompts(path: str | Path, limit: int | None = None) -> list[str]:
     """The prompts in ``path`` (the first ``limit`` of them), or :class:`InvalidInputError`
     naming the line that is neither a string nor an object with a ``"prompt"`` string."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise InvalidInputError(f"limit must be None or a positive integer, got {limit!r}")
     prompts: list[str] = []
     if not Path(path).exists():
         raise InvalidInputError(f"no prompts file at {path}")
@@ -58,9 +60,10 @@ def _read_lines(path: str | Path, limit: int | None, prompts: list[str]) -> None
 
 
 def write_prompts(path: str | Path, prompts: Sequence[str]) -> None:
-    """Write ``prompts`` to ``path``, one JSON string per line."""
+    """Write ``prompts`` to ``path``, one JSON string per line (its folder is made if missing)."""
     if Path(path).is_dir():
         raise InvalidInputError(f"{path} is a folder; give a file name for the prompts")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as out:
         for prompt in prompts:
             out.write(json.dumps(prompt) + "\n")

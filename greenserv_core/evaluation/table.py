@@ -59,7 +59,9 @@ _NUMERIC = {
 
 @dataclass
 class OutcomeTable:
-    """Rows as columns (lists), plus ``metadata`` (``simulated`` is always present)."""
+    """Rows as columns (lists), plus ``metadata`` (``simulated`` is always present, and true
+    whenever every row's ``energy_source`` is ``"simulated"``). Accuracy is stored as floats and
+    token counts as integers of 0 or more, as :func:`read_table` reads them."""
 
     columns: dict[str, list[Any]]
     metadata: dict[str, Any] = field(default_factory=dict)
@@ -72,13 +74,19 @@ class OutcomeTable:
         if len(lengths) > 1:
             raise InvalidInputError("outcome table columns have different lengths")
         _check_within(self.columns["accuracy"], "accuracy", high=1.0, empty=False)
+        self.columns["accuracy"] = [float(value) for value in self.columns["accuracy"]]  # a bool reads back too
         _check_within(self.columns["energy_joules"], "energy_joules", high=np.inf, empty=False)
         _check_within(self.columns["latency_s"], "latency_s", high=np.inf, empty=False)
+        for name in ("input_tokens", "output_tokens"):
+            self.columns[name] = _counts(self.columns[name], name)
         _check_unique(self.columns["query_id"], self.columns["model"])
         if "confidence" in self.columns:
             _check_within(self.columns["confidence"], "confidence", high=1.0, empty=True)
         if "confidence_joules" in self.columns:
             _check_within(self.columns["confidence_joules"], "confidence_joules", high=np.inf, empty=True)
+        sources = self.columns["energy_source"]
+        if sources and all(source == "simulated" for source in sources):  # a CSV without its sidecar, say
+            self.metadata["simulated"] = True
         self.metadata.setdefault("simulated", False)
 
     def column_names(self) -> list[str]:
@@ -141,6 +149,21 @@ def _check_within(values: list[Any], name: str, *, high: float, empty: bool) -> 
     if outside.size:
         row = int(outside[0])
         raise InvalidInputError(f"{name} must lie in {span}{either}; row {row + 1} has {values[row]!r}")
+
+
+def _counts(values: list[Any], name: str) -> list[int]:
+    """``values`` as integers of 0 or more (an integral float such as ``12.0`` is fine), or
+    :class:`InvalidInputError` naming the first row that is not one."""
+    out = []
+    for row, value in enumerate(values):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = -1.0
+        if not (number.is_integer() and number >= 0):
+            raise InvalidInputError(f"{name} must hold integers of 0 or more; row {row + 1} has {value!r}")
+        out.append(int(number))
+    return out
 
 
 def _check_unique(queries: list[Any], models: list[Any]) -> None:

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from greenserv_core.backends.base import ModelBackend, generate_all
+from greenserv_core.backends.base import GenerationResult, ModelBackend, batch_generator, generate_all
 from greenserv_core.confidence import SelfVerification
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.evaluation.table import OutcomeTable, write_table
@@ -83,11 +83,11 @@ def verify_table(
                 for row in batch
             ]
             replies = [generate_all(backend, questions, settings) for settings in signal.settings()]
+            seconds[model] += sum(_seconds(backend, answers) for answers in replies)
             for position, row in enumerate(batch):
                 mine = [answers[position] for answers in replies]
                 confidence[row] = signal.read(mine)
                 asking[row] = sum(reply.energy.joules for reply in mine)
-                seconds[model] += sum(reply.latency_s for reply in mine)
                 sources[model].update(reply.energy.source for reply in mine)
             if bar is not None:
                 bar.update(len(batch))
@@ -111,3 +111,12 @@ def verify_table(
     verified = OutcomeTable({**columns, "confidence": confidence, "confidence_joules": asking}, metadata)
     write_table(verified, out)
     return verified
+
+
+def _seconds(backend: ModelBackend, answers: list[GenerationResult]) -> float:
+    """The seconds :func:`generate_all` took for ``answers``: each answer's own, summed, except
+    that the answers of one padded batch all carry its wall time, which counts once (a batching
+    backend's answers drawn one at a time, seeded samples, carry times of their own)."""
+    if batch_generator(backend) is not None and len(answers) > 1:
+        return sum({answer.latency_s for answer in answers})
+    return sum(answer.latency_s for answer in answers)
