@@ -910,7 +910,7 @@ def test_a_replay_with_a_budget_and_only_the_oracle_reports_that_nothing_is_pace
 def test_the_shift_table_names_the_windows_it_measured() -> None:
     from greenserv_core.cli.replay import shift_rows
 
-    found = {"readapt_steps": {"mean": 3, "runs": [3]}, "share_before": None, "share_after": None}
+    found = {"readapt_steps": {"mean": 3, "runs": [3], "reached": 1}, "share_before": None, "share_after": None}
     report = {"settings": {"queries": 160}, "strategies": {}, "peers": []}
     rows = shift_rows(report, {"model": "m", "step": 50, "strategies": {"epsilon": found}})
     assert {"m share, 50 before", "m share, 110 after"} <= set(rows[0])  # said 1000 before / 1000 after

@@ -189,6 +189,11 @@ def test_trailing_shares_re_adaptation_and_newcomer_times() -> None:
     assert found["final_share"] == 0.5 and found["final_window"] == 100
     assert found["steps_to_half"] == 100  # the trailing 200 reach 25% after 100 decisions
     assert newcomer_time(np.zeros(50, dtype=bool), 10)["steps_to_half"] is None
+    barely = np.array([0] * 100 + ([1] + [0] * 49) * 10, dtype=bool)  # one query in 50
+    found = newcomer_time(barely, 100, optimum=0.5)  # though it is the best model for half the queries
+    assert found["steps_to_half"] == 51  # half of its own 2% final share, within 51 queries: "met"
+    assert found["steps_to_half_optimum"] is None  # never half of the optimum's share
+    assert newcomer_time(joined, 100, optimum=0.5)["steps_to_half_optimum"] == 100
 
 
 def test_warm_start_teaches_every_router_before_its_stream(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -243,6 +248,9 @@ def test_newcomer_time_is_reported_per_strategy() -> None:
     assert adopted["final_share"]["mean"] > 0.7 and 0 < adopted["steps_to_half"]["runs"][0] < 120
     ignored = newcomer["strategies"]["static:bad"]
     assert ignored["final_share"]["mean"] == 0.0 and ignored["steps_to_half"]["mean"] is None
+    assert newcomer["new_optimum_share"]["mean"] == 1.0  # the good model is every task's best after it joins
+    assert 0 < adopted["steps_to_half_optimum"]["runs"][0] < 120
+    assert ignored["steps_to_half_optimum"]["mean"] is None
 
 
 def test_peers_are_built_by_the_peers_module(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -395,6 +403,33 @@ def test_under_a_shift_the_best_fixed_model_per_task_is_the_best_of_each_stretch
     baselines = report["stream_baselines"]
     assert baselines["best_fixed_model_per_task"]["reward"] == pytest.approx(0.348)
     assert baselines["random"]["reward"] == pytest.approx(0.184)
+
+
+def test_a_shift_that_changes_no_outcome_changes_no_baseline() -> None:
+    rng = np.random.default_rng(0)
+    models, queries = ["a", "b", "c"], 40
+    correct = rng.random((queries, 3)) < [0.6, 0.55, 0.3]
+    columns: dict[str, list[Any]] = {
+        "query_id": [f"q{q}" for q in range(queries) for _ in models],
+        "task": [("t", "u")[q % 2] for q in range(queries) for _ in models],
+        "prompt": [f"what is {q} plus {q}?" for q in range(queries) for _ in models],
+        "reference": [""] * (3 * queries),
+        "model": models * queries,
+        "output": [""] * (3 * queries),
+        "accuracy": correct.astype(float).ravel().tolist(),
+        "energy_joules": [1.0, 2.0, 0.5] * queries,
+        "energy_source": ["x"] * (3 * queries),
+        "latency_s": [0.1] * (3 * queries),
+        "input_tokens": [1] * (3 * queries),
+        "output_tokens": [1] * (3 * queries),
+    }
+    table = OutcomeTable(columns, {"simulated": True})
+    plain, null = (
+        replay(table, ["random"], runs=3, horizons=(), make_features=make_hashing_extractor, shifts=shifts)
+        for shifts in ([], [Shift.parse("a@10:latency*1"), Shift.parse("b@25:energy*1")])
+    )
+    for key in ("gap_closed_to_best_fixed_per_task", "gap_closed_to_oracle"):  # the best fixed was re-ranked
+        assert null["relative"]["random"][key] == pytest.approx(plain["relative"]["random"][key])  # per stretch
 
 
 def test_peers_are_refused_with_a_warm_start_whose_rows_they_would_learn_on_another_scale() -> None:

@@ -172,7 +172,8 @@ def _replay(args: argparse.Namespace) -> int:
     for newcomer in report["newcomers"]:
         print(
             f"newcomer {newcomer['model']}@{newcomer['step']} (final share over the last "
-            f"{newcomer['final_window']} queries):"
+            f"{newcomer['final_window']} queries; the new optimum gives it "
+            f"{percent_share(newcomer['new_optimum_share'])} of the queries after it joins):"
         )
         print_table(newcomer_rows(report, newcomer))
     print("fixed choices from the table (accuracy / J per query / reward):")
@@ -214,8 +215,14 @@ def _mean(value: dict[str, float] | None) -> float | None:
 
 
 def _steps(found: dict[str, Any]) -> str:
+    """The mean steps over the runs that got there, each run's, and how many did where some never did.
+
+    >>> _steps({"mean": 7.0, "runs": [None, 7], "reached": 1})
+    '7 (never, 7; 1 of 2 runs)'
+    """
     runs = ", ".join("never" if v is None else str(v) for v in found["runs"])
-    return "never" if found["mean"] is None else f"{found['mean']:.0f} ({runs})"
+    missed = "" if found["reached"] == len(found["runs"]) else f"; {found['reached']} of {len(found['runs'])} runs"
+    return "never" if found["mean"] is None else f"{found['mean']:.0f} ({runs}{missed})"
 
 
 def learning_curve_rows(report: dict[str, Any]) -> list[dict[str, str]]:
@@ -259,6 +266,7 @@ def newcomer_rows(report: dict[str, Any], newcomer: dict[str, Any]) -> list[dict
             "strategy": _label(report, name),
             "steps to half the final share (per run)": _steps(found["steps_to_half"]),
             "final share": percent_share(found["final_share"]),
+            "steps to half the new optimum's share (per run)": _steps(found["steps_to_half_optimum"]),
         }
         for name, found in newcomer["strategies"].items()
     ]

@@ -199,11 +199,19 @@ def share_around(chosen: np.ndarray, step: int, span: int = AROUND) -> tuple[flo
     return (float(before.mean()) if len(before) else None, float(after.mean()) if len(after) else None)
 
 
-def newcomer_time(chosen: np.ndarray, step: int) -> dict[str, Any]:
+def newcomer_time(chosen: np.ndarray, step: int, optimum: float | None = None) -> dict[str, Any]:
     """Decisions from the joining ``step`` until the trailing share first reaches half of the
-    final share (``None`` if never, or if the final share is 0), and that final share."""
+    final share (``None`` if never, or if the final share is 0), and that final share; with
+    ``optimum`` (the model's share under the new optimum, :func:`new_optimum_share`), also
+    until it first reaches half of that (``steps_to_half_optimum``): a policy that hardly uses
+    the newcomer reaches half of its own small final share at once, never half the optimum's."""
     window = max(1, min(AROUND, round(0.2 * (len(chosen) - step))))
     final = float(chosen[-window:].mean())
     share = trailing_share(chosen)
     steps = _first((share >= final / 2 - 1e-12) & (share > 0), step) if final > 0 else None
-    return {"steps_to_half": steps, "final_share": final, "final_window": window}
+    found: dict[str, Any] = {"steps_to_half": steps, "final_share": final, "final_window": window}
+    if optimum is not None:
+        found["steps_to_half_optimum"] = (
+            _first((share >= optimum / 2 - 1e-12) & (share > 0), step) if optimum > 0 else None
+        )
+    return found

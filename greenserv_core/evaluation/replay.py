@@ -48,7 +48,6 @@ router optimises exactly the reward it is scored on and what is left is the cost
 from __future__ import annotations
 
 import importlib
-import itertools
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -290,6 +289,7 @@ def _streams(
     present = _presence(changes, len(data.queries), data.models)
     columns = {m: j for j, m in enumerate(data.models)}
     made: dict[int, _Stream] = {}
+    stretches = _shifted_task_ranks(data, tradeoff, shifts, rows_of, (low, span), binary, columns)
 
     def make(seed: int) -> _Stream:
         if seed in made:
@@ -309,7 +309,7 @@ def _streams(
                 norm = np.where(energy != data.energy[order], shifted, norm)
         step_reward = (1 - tradeoff) * accuracy - tradeoff * norm
         stream = replace(ordered, accuracy=accuracy, energy=energy, latency=latency)
-        ranks = _shifted_ranks(step_reward, tasks, len(names), shifts) if shifts else rank[tasks]
+        ranks = _stretch_ranks(stretches, tasks, len(step_reward)) if shifts else rank[tasks]
         made[seed] = _Stream(
             data,
             order,
@@ -324,19 +324,50 @@ def _streams(
     return make
 
 
-def _shifted_ranks(step_reward: np.ndarray, tasks: np.ndarray, n_tasks: int, shifts: Sequence[Shift]) -> np.ndarray:
-    """Each step's ranking of the models on its task (0: best) when outcomes shift: ranked on
-    the run's own shifted rewards, within each stretch between shift steps, so that the best
-    fixed model per task is the one that was best in that stretch (as a pool change switches
-    it to the best model present), never a model ranked on outcomes it no longer has."""
-    ranks = np.zeros(step_reward.shape, dtype=np.int64)
-    bounds = sorted({0, len(step_reward), *(min(max(s.step, 0), len(step_reward)) for s in shifts)})
-    for start, stop in itertools.pairwise(bounds):
-        for task in range(n_tasks):
-            rows = np.flatnonzero(tasks[start:stop] == task) + start
-            if len(rows):
-                mean = step_reward[rows].mean(axis=0)
-                ranks[rows] = np.argsort(np.argsort(-mean, kind="stable"), kind="stable")
+def _shifted_task_ranks(
+    data: Matrices,
+    tradeoff: float,
+    shifts: Sequence[Shift],
+    rows_of: Sequence[np.ndarray],
+    scale: tuple[np.ndarray, np.ndarray],
+    binary: np.ndarray,
+    columns: dict[str, int],
+) -> list[tuple[int, np.ndarray]]:
+    """Per stretch between shift steps, its first step and the (task × model) ranking (0: the
+    task's best fixed model) on the whole table with the shifts made by then applied in
+    expectation: a fixed model is ranked on what it is worth in that stretch, the same for
+    every run, and a shift that changes no outcome changes no ranking."""
+    low, span = scale
+    out = []
+    for start in sorted({0, *(max(s.step, 0) for s in shifts)}):
+        accuracy, energy = data.accuracy.copy(), data.energy.copy()
+        for shift in shifts:
+            if shift.step > start:
+                continue
+            j = columns[shift.model]
+            if shift.kind == "energy":
+                energy[:, j] *= shift.amount
+            elif shift.kind == "accuracy" and not binary[j]:
+                accuracy[:, j] = np.clip(accuracy[:, j] + shift.amount, 0.0, 1.0)
+            elif shift.kind == "accuracy":  # answers flipped at the rate that moves each task's mean by the amount
+                for rows in rows_of:
+                    accuracy[rows, j] = np.clip(accuracy[rows, j].mean() + shift.amount, 0.0, 1.0)
+        task_reward = np.stack(
+            [
+                (1 - tradeoff) * accuracy[rows].mean(axis=0)
+                - tradeoff * np.where(span[t] > 0, (energy[rows].mean(axis=0) - low[t]) / (span[t] or 1.0), 0.0)
+                for t, rows in enumerate(rows_of)
+            ]
+        )
+        out.append((start, np.argsort(np.argsort(-task_reward, axis=1, kind="stable"), axis=1)))
+    return out
+
+
+def _stretch_ranks(stretches: list[tuple[int, np.ndarray]], tasks: np.ndarray, steps: int) -> np.ndarray:
+    """Each step's ranking of the models on its task, from the stretch the step falls in."""
+    ranks = np.zeros((steps, stretches[0][1].shape[1]), dtype=np.int64)
+    for (start, rank), stop in zip(stretches, [*(s for s, _ in stretches[1:]), steps], strict=True):
+        ranks[start:stop] = rank[tasks[start:stop]]
     return ranks
 
 
@@ -681,24 +712,46 @@ def _shift_report(
 
 
 def _newcomer_report(
-    changes: Sequence[PoolChange], results: dict[str, list[RunResult]], models: list[str]
+    changes: Sequence[PoolChange],
+    results: dict[str, list[RunResult]],
+    models: list[str],
+    make_stream: Callable[[int], _Stream],
 ) -> list[dict[str, Any]]:
-    """Per model joining mid-stream, per strategy: the time to reach half of its final share."""
+    """Per model joining mid-stream, per strategy: the time to reach half of its final share,
+    and half of its share under the new optimum (the queries from its joining on whose task's
+    best fixed model it is)."""
     out = []
     for change in changes:
         if change.action != "add":
             continue
         j = models.index(change.model)
         per_strategy: dict[str, Any] = {}
+        targets: dict[int, float] = {}
         window = 0
         for strategy, runs_of in results.items():
-            found = [newcomer_time(r.chosen == j, change.step) for r in runs_of]
+            found = []
+            for result in runs_of:
+                if result.run not in targets:
+                    stream = make_stream(result.run)
+                    targets[result.run] = new_optimum_share(
+                        stream.reward, stream.present, stream.task_index, change.step, j
+                    )
+                found.append(newcomer_time(result.chosen == j, change.step, targets[result.run]))
             window = found[0]["final_window"]
             per_strategy[strategy] = {
                 "steps_to_half": _steps([f["steps_to_half"] for f in found]),
+                "steps_to_half_optimum": _steps([f["steps_to_half_optimum"] for f in found]),
                 "final_share": summarise_values([f["final_share"] for f in found]),
             }
-        out.append({"model": change.model, "step": change.step, "final_window": window, "strategies": per_strategy})
+        out.append(
+            {
+                "model": change.model,
+                "step": change.step,
+                "final_window": window,
+                "new_optimum_share": summarise_values(list(targets.values())),
+                "strategies": per_strategy,
+            }
+        )
     return out
 
 
@@ -862,7 +915,7 @@ def replay(
     report["relative"] = relative(report)
     report["learning_curve"] = _learning_curve(results, make_stream, points)
     report["shifts"] = _shift_report(shifts, results, make_stream)
-    report["newcomers"] = _newcomer_report(changes, results, data.models)
+    report["newcomers"] = _newcomer_report(changes, results, data.models, make_stream)
     if energy_budget is not None:
         assert spec is not None
         report["budget"] = spend_report(spec, results, lambda run: make_stream(run).data)
