@@ -231,7 +231,8 @@ def _chat(args: argparse.Namespace) -> int:
     offered = router.arms[len(router.models) :]
     chained = f" | cascades {', '.join(offered)}" if offered else ""
     print(f"pool: {', '.join(router.models)}{chained} | strategy {router.strategy} | {lam}{capped}\n")
-    totals: dict[str, list[float]] = {}
+    answers: dict[str, int] = {}
+    joules: dict[str, float] = {}  # per model, what its answers and its failed attempts spent
 
     def answer(text: str) -> None:
         print(f"> {text.splitlines()[0][:90]}")
@@ -239,6 +240,9 @@ def _chat(args: argparse.Namespace) -> int:
             result = router.generate(text, max_new_tokens=args.max_new_tokens, max_joules=cap)
         except NoEligibleModelError as error:  # the cap excludes every model: say so, go on
             print(f"  [no answer] {error}\n")
+            return
+        except Exception as error:  # a model that broke: say so, keep what was learned, go on
+            print(f"  [error] {type(error).__name__}: {error}\n")
             return
         energy = (
             f"{result.energy_joules:.2f} J ({result.energy_source}{'' if result.energy_measured else ', estimated'})"
@@ -250,7 +254,11 @@ def _chat(args: argparse.Namespace) -> int:
             f"  tokens {result.input_tokens} in / {result.output_tokens} out | {result.latency_s:.2f} s | {energy} "
             f"| task {result.decision.features.task}{budget_note(result.decision.budget, router.budget_)}\n"
         )
-        totals.setdefault(result.model, []).append(result.energy_joules)
+        answers[result.model] = answers.get(result.model, 0) + 1
+        for model, spent in [(result.model, result.energy_joules)] + [
+            (attempt.model, attempt.energy_joules) for attempt in result.failed_attempts
+        ]:
+            joules[model] = joules.get(model, 0.0) + spent
 
     if args.interactive:
         session = ChatSession(router, max_new_tokens=args.max_new_tokens, max_joules=cap)
@@ -268,23 +276,28 @@ def _chat(args: argparse.Namespace) -> int:
         if not saved:  # said once; the same save would fail again below
             return 1
     interrupted = False
+    saved = True
     try:
-        for text in queries:
-            answer(text)
-    except KeyboardInterrupt:  # what was answered and learned so far is kept
-        print("\n[stopped]")
-        interrupted = True
-    for model, joules in totals.items():
-        print(f"{model}: {len(joules)} answers, {sum(joules):.1f} J")
-    if (final := router.budget_) is not None:
-        print(final.describe())
-    if state and not _save(router, state):
+        try:
+            for text in queries:
+                answer(text)
+        except KeyboardInterrupt:  # what was answered and learned so far is kept
+            print("\n[stopped]")
+            interrupted = True
+        for model, spent in joules.items():
+            print(f"{model}: {answers.get(model, 0)} answers, {spent:.1f} J")
+        if (final := router.budget_) is not None:
+            print(final.describe())
+    finally:  # whatever ends the run, what was learned is kept
+        if state:
+            saved = _save(router, state)
+    if not saved:
         return 1
     if state:
         print(f"saved learned state to {state}")
     if interrupted:
         return 130
-    if queries and not totals:  # every query failed (say, a server that cannot be reached): not a success
+    if queries and not answers:  # every query failed (say, a server that cannot be reached): not a success
         print("greenserv: error: no query was answered (the reasons are above)", file=sys.stderr)
         return 1
     return 0

@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Any
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from greenserv_core.cli.common import quiet_first_screen, seed_number
+
+if TYPE_CHECKING:
+    from greenserv_core.evaluation.learning_demo import DemoStep, DemoSummary
 
 __all__ = ["add_commands"]
 
@@ -37,11 +42,132 @@ def _shares(counts: dict[str, int], total: int, short: dict[str, str]) -> str:
     return " ".join(f"{short[name]} {count / total:4.0%}" for name, count in counts.items())
 
 
+@dataclass
+class _Running:
+    """The stream so far: each model's answers, the router's joules, and on the prompts every
+    model answered, the router's joules, each model's and random routing's."""
+
+    names: list[str]
+    counts: dict[str, int] = field(init=False)
+    totals: dict[str, float] = field(init=False)
+    steps: int = 0
+    spent: float = 0.0
+    compared: int = 0
+    compared_spent: float = 0.0
+    random: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.counts = dict.fromkeys(self.names, 0)
+        self.totals = dict.fromkeys(self.names, 0.0)
+
+    def add(self, step: DemoStep) -> None:
+        self.steps += 1
+        self.counts[step.model] = self.counts.get(step.model, 0) + 1
+        self.spent += step.joules
+        if all(name in step.joules_by_model for name in self.names):
+            self.compared += 1
+            self.compared_spent += step.joules
+            for name in self.names:
+                self.totals[name] += step.joules_by_model[name]
+            self.random += sum(step.joules_by_model[name] for name in self.names) / len(self.names)
+
+    def versus(self, short: dict[str, str]) -> str:
+        """``Σ`` of the router, then always using the dearest model and random routing."""
+        if not self.compared:
+            return f"Σ {self.spent:6.0f} J (no prompt that every model answered yet)"
+        most = max(self.totals, key=self.totals.__getitem__)
+        others = f"always {short[most]} {self.totals[most]:6.0f}, random {self.random:6.0f}"
+        if self.compared == self.steps:
+            return f"Σ {self.spent:6.0f} J ({others})"
+        both = f"on the {self.compared} every model answered: GreenServ {self.compared_spent:6.0f}"
+        return f"Σ {self.spent:6.0f} J ({both}, {others})"
+
+
+def _estimate_note(step: DemoStep, noted: set[str], short: dict[str, str]) -> str | None:
+    """A note the first time a model's joules are estimates (the line's figures include them)."""
+    new = [name for name in step.estimated_models if name not in noted]
+    if not new:
+        return None
+    first = not noted
+    noted.update(new)
+    if first and not step.energy_measured:
+        return f"   (no energy counter here: joules are estimates, {step.energy_source})"
+    return f"   (no energy counter for {', '.join(short.get(name, name) for name in new)}: its joules are estimates)"
+
+
+def _run_stream(stream: Iterator[DemoStep], total: int, names: list[str]) -> tuple[list[DemoStep], int]:
+    """Print a line per step; Ctrl-C (130) or an error (1) stops the stream, keeping what ran."""
+    short = _short_names(names)
+    width = max(len(n) for n in short.values())
+    running = _Running(names)
+    steps: list[DemoStep] = []
+    noted: set[str] = set()
+    failed: set[str] = set()
+    while True:
+        try:
+            step = next(stream, None)
+        except KeyboardInterrupt:  # Ctrl-C: stop the stream, keep the summary of what ran
+            print("  [stopped]")
+            return steps, 130
+        except Exception as error:  # a model that broke: the same, with the reason
+            print(f"  [error] {type(error).__name__}: {error}")
+            return steps, 1
+        if step is None:
+            return steps, 0
+        steps.append(step)
+        running.add(step)
+        mark = "✓" if step.score >= 0.5 else "✗"
+        tried = "explored" if step.explored else ""
+        print(
+            f"[{step.index + 1:2d}/{total}] {step.task:10s} → {short.get(step.model, step.model):{width}s} {mark} "
+            f"{step.joules:6.1f} J {tried:8s} | {_shares(running.counts, len(steps), short)} | {running.versus(short)}"
+        )
+        for name in step.failed_by_model.keys() - failed:  # said once per model
+            failed.add(name)
+            print(
+                f"   ({short.get(name, name)} failed on this prompt: {step.failed_by_model[name]}; "
+                "a prompt that not every model answered is left out of the comparisons)"
+            )
+        if (note := _estimate_note(step, noted, short)) is not None:
+            print(note)
+
+
+def _print_summary(summary: DemoSummary) -> None:
+    print("\nsummary")
+    for name, model in summary.models.items():
+        print(
+            f"  {name:24s} chosen {model['answers']:3.0f}× ({model['share']:4.0%}; first half "
+            f"{summary.first_half_shares.get(name, 0.0):4.0%} → second half "
+            f"{summary.second_half_shares.get(name, 0.0):4.0%}) | "
+            f"alone: right {model['own_score']:.0%}, {model['own_joules_per_answer']:.1f} J per answer"
+        )
+    print(f"  GreenServ: right {summary.router_score:.0%}, {summary.router_joules:.1f} J in all")
+    if summary.dearest_model is None or not summary.dearest_joules or not summary.random_joules:
+        if summary.compared < summary.answers:
+            print("  no prompt was answered by every model, so there is nothing to compare with")
+        return
+    spent = summary.router_joules
+    if summary.compared < summary.answers and summary.compared_router_joules is not None:
+        spent = summary.compared_router_joules
+        print(
+            f"  compared on the {summary.compared} of {summary.answers} prompts every model answered: "
+            f"GreenServ right {summary.compared_router_score:.0%}, {spent:.1f} J"
+        )
+    print(
+        f"  always {summary.dearest_model}: right {summary.dearest_score:.0%}, {summary.dearest_joules:.1f} J "
+        f"→ GreenServ {_saving(spent, summary.dearest_joules)}"
+    )
+    print(
+        f"  random routing: right {summary.random_score:.0%}, {summary.random_joules:.1f} J "
+        f"→ GreenServ {_saving(spent, summary.random_joules)}"
+    )
+
+
 def _demo(args: argparse.Namespace) -> int:
     from greenserv_core.cli.common import PLOT_SUFFIXES, at_least, check_output_file
 
     at_least("--queries", args.queries, 1)
-    check_output_file("--plot", args.plot, PLOT_SUFFIXES)  # before the models load
+    check_output_file("--plot", args.plot, PLOT_SUFFIXES, writable=True)  # before the models load
     quiet_first_screen()
     from greenserv_core import GreenServRouter
     from greenserv_core.evaluation.learning_demo import demo_stream, plot_demo, run_learning_demo, summarise_demo
@@ -56,63 +182,10 @@ def _demo(args: argparse.Namespace) -> int:
     router = GreenServRouter(pool, strategy=args.strategy, tradeoff=args.tradeoff, seed=args.seed)
     names = router.models
     print(f"pool: {', '.join(names)} | λ = {args.tradeoff} | loaded in {time.perf_counter() - started:.0f} s\n")
-    counts = dict.fromkeys(names, 0)
-    totals = dict.fromkeys(names, 0.0)  # each model's joules so far, measured (shadow runs included)
-    short = _short_names(names)
-    width = max(len(n) for n in short.values())
-    spent = random = 0.0
-    steps = []
-    noted = False
-    stream = run_learning_demo(router, examples)
-    interrupted = False
-    while True:
-        try:
-            step = next(stream, None)
-        except KeyboardInterrupt:  # Ctrl-C: stop the stream, keep the summary of what ran
-            print("  [stopped]")
-            interrupted = True
-            break
-        if step is None:
-            break
-        steps.append(step)
-        counts[step.model] += 1
-        spent += step.joules
-        for name, joules in step.joules_by_model.items():
-            totals[name] += joules
-        most = max(totals, key=totals.__getitem__)
-        dearest = totals[most]
-        random += sum(step.joules_by_model.values()) / len(step.joules_by_model)
-        mark = "✓" if step.score >= 0.5 else "✗"
-        tried = "explored" if step.explored else ""
-        print(
-            f"[{step.index + 1:2d}/{len(examples)}] {step.task:10s} → {short[step.model]:{width}s} {mark} "
-            f"{step.joules:6.1f} J {tried:8s} | {_shares(counts, len(steps), short)} | "
-            f"Σ {spent:6.0f} J (always {short[most]} {dearest:6.0f}, random {random:6.0f})"
-        )
-        if not step.energy_measured and not noted:
-            noted = True
-            print(f"   (no energy counter here: joules are estimates, {step.energy_source})")
+    steps, code = _run_stream(run_learning_demo(router, examples), len(examples), names)
     if not steps:
-        return 130 if interrupted else 0
-    summary = summarise_demo(steps)
-    print("\nsummary")
-    for name, model in summary.models.items():
-        print(
-            f"  {name:24s} chosen {model['answers']:3.0f}× ({model['share']:4.0%}; first half "
-            f"{summary.first_half_shares.get(name, 0.0):4.0%} → second half "
-            f"{summary.second_half_shares.get(name, 0.0):4.0%}) | "
-            f"alone: right {model['own_score']:.0%}, {model['own_joules_per_answer']:.1f} J per answer"
-        )
-    print(f"  GreenServ: right {summary.router_score:.0%}, {summary.router_joules:.1f} J in all")
-    if summary.dearest_model is not None and summary.dearest_joules and summary.random_joules:
-        print(
-            f"  always {summary.dearest_model}: right {summary.dearest_score:.0%}, {summary.dearest_joules:.1f} J "
-            f"→ GreenServ {_saving(summary.router_joules, summary.dearest_joules)}"
-        )
-        print(
-            f"  random routing: right {summary.random_score:.0%}, {summary.random_joules:.1f} J "
-            f"→ GreenServ {_saving(summary.router_joules, summary.random_joules)}"
-        )
+        return code
+    _print_summary(summarise_demo(steps))
     if args.plot:
         try:
             print(f"plot: {plot_demo(steps, args.plot)}")
@@ -122,7 +195,7 @@ def _demo(args: argparse.Namespace) -> int:
         f"{time.perf_counter() - started:.0f} s in all. Next: `greenserv chat --interactive`, "
         "and rate its answers with /good or /bad"
     )
-    return 130 if interrupted else 0
+    return code
 
 
 def add_commands(commands: Any) -> None:

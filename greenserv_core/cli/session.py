@@ -52,7 +52,7 @@ from greenserv_core.messages import Message
 if TYPE_CHECKING:
     from greenserv_core.backends.base import ChainStep
     from greenserv_core.budget import BudgetStatus
-    from greenserv_core.router import GreenServRouter, RoutedGeneration
+    from greenserv_core.router import GreenServRouter, RoutedGeneration, RoutingDecision
 
 __all__ = ["HELP", "ChatSession", "budget_note", "describe_chain", "run_repl"]
 
@@ -150,7 +150,8 @@ class ChatSession:
         try:
             result = self.router.generate(messages, max_new_tokens=self.max_new_tokens, max_joules=self.max_joules)
         except NoEligibleModelError as error:
-            hint = " (the conversation may be too long: /new starts over)" if self.messages_ else ""
+            too_long = bool(self.messages_) and "context window" in str(error).lower()
+            hint = " (the conversation may be too long: /new starts over)" if too_long else ""
             self.say(f"[no answer] {error}{hint}")
             return None
         except Exception as error:  # a model that broke: say so, keep the session and what it learned
@@ -177,6 +178,8 @@ class ChatSession:
         tally = self.tallies_.setdefault(result.model, _Tally())
         tally.answers += 1
         tally.joules += result.energy_joules
+        for attempt in result.failed_attempts:  # what a model spent before it failed counts too
+            self.tallies_.setdefault(attempt.model, _Tally()).joules += attempt.energy_joules
         predicted = result.decision.predicted_joules
         known = {m: predicted.get(m) for m in self.router.models}
         ran = [step.model for step in result.chain] or [result.model]
@@ -245,11 +248,7 @@ class ChatSession:
                 f"  {model:28s} {score.estimate:13.3f} {score.bonus:6.3f} {shown:>8s} {score.cost:11.3f} "
                 f"{score.score:7.3f}{mark}"
             )
-        self.say(
-            "  explored: yes (tried for learning, not the best score)"
-            if decision.explored
-            else "  explored: no (the best score: (1-λ)·(estimate + bonus) − energy cost)"
-        )
+        self.say(f"  explored: {_explored(decision)}")
         for model, reason in decision.excluded.items():
             self.say(f"  left out {model}: {reason}")
         if last.chain:
@@ -285,6 +284,27 @@ class ChatSession:
     def new(self) -> None:
         self.messages_ = []
         self.say("  (a new conversation; what was learned stays)")
+
+
+def _explored(decision: RoutingDecision) -> str:
+    """Whether the router explored, and whether the model it chose had the best score.
+
+    >>> from types import SimpleNamespace as N
+    >>> scores = {"a": N(score=0.6), "b": N(score=0.4)}
+    >>> _explored(N(model="a", explored=True, scores=scores)), _explored(N(model="b", explored=True, scores=scores))
+    ('yes (tried for learning; it had the best score too)', 'yes (tried for learning, not the best score)')
+    """
+    if not decision.explored:
+        return "no (the best score: (1-λ)·(estimate + bonus) − energy cost)"
+    chosen = decision.scores.get(decision.model)
+    if chosen is None:
+        return "yes (tried for learning)"
+    best = max(score.score for score in decision.scores.values())
+    return (
+        "yes (tried for learning; it had the best score too)"
+        if chosen.score >= best
+        else "yes (tried for learning, not the best score)"
+    )
 
 
 def budget_note(status: BudgetStatus | None, after: BudgetStatus | None = None) -> str:

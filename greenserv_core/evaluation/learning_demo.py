@@ -28,17 +28,28 @@ import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from greenserv_core.backends.base import GenerationSettings
+from greenserv_core.backends.base import GenerationResult, GenerationSettings
 from greenserv_core.datasets.olmo_eval import TaskExample, load_task
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.evaluation.collect import TASK_SETTINGS
 from greenserv_core.evaluation.scoring import score_answer
 from greenserv_core.router import GreenServRouter
 
-__all__ = ["DEMO_TASKS", "DemoStep", "DemoSummary", "demo_stream", "plot_demo", "run_learning_demo", "summarise_demo"]
+__all__ = [
+    "DEMO_TASKS",
+    "DemoStep",
+    "DemoSummary",
+    "compared_steps",
+    "demo_pool",
+    "demo_stream",
+    "plot_demo",
+    "run_learning_demo",
+    "summarise_demo",
+]
 
 DEMO_TASKS = ("arc_easy", "boolq", "mmlu", "piqa", "winogrande", "hellaswag")
 """Short-answer tasks (a letter, yes or no): about a second per answer on a CPU."""
@@ -63,7 +74,15 @@ def demo_stream(tasks: Sequence[str] = DEMO_TASKS, queries: int = 48, seed: int 
 
 @dataclass(frozen=True)
 class DemoStep:
-    """One prompt: the router's choice and what every model spent and scored on it."""
+    """One prompt: the router's choice and what every model spent and scored on it.
+
+    ``joules`` is what the router's query cost in all (failed attempts included) and
+    ``energy_measured`` whether all of it was measured. ``joules_by_model`` and
+    ``score_by_model`` hold each model's own answer (the chosen one's and the shadow runs'),
+    ``measured_by_model`` whether each of those readings was measured (one it does not name
+    counts as an estimate). A shadow model that failed is missing there and named in
+    ``failed_by_model`` with why; the step is :attr:`complete` when every model of ``pool``
+    answered it."""
 
     index: int
     task: str
@@ -75,6 +94,41 @@ class DemoStep:
     energy_source: str
     joules_by_model: dict[str, float]
     score_by_model: dict[str, float]
+    measured_by_model: dict[str, bool] = field(default_factory=dict)
+    pool: tuple[str, ...] = ()
+    failed_by_model: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        """Whether every model of the pool answered this prompt (so that it can be compared)."""
+        return all(name in self.joules_by_model for name in self.pool)
+
+    @property
+    def estimated_models(self) -> list[str]:
+        """The models whose joules in this step are estimates (the chosen one when ``joules`` is)."""
+        estimated = [name for name in self.joules_by_model if not self.measured_by_model.get(name, False)]
+        if not self.energy_measured and self.model not in estimated:
+            estimated.insert(0, self.model)
+        return estimated
+
+
+def _shadow_runs(
+    router: GreenServRouter, example: TaskExample, settings: GenerationSettings, answered: str
+) -> tuple[dict[str, GenerationResult], dict[str, str]]:
+    """Every other model of the pool answers ``example`` directly, unseen by the router: each
+    one's result, and why each one that failed did (it is then missing from the comparisons)."""
+    messages = [{"role": "user", "content": example.prompt}]
+    plain = GenerationSettings(max_new_tokens=settings.max_new_tokens, stop=settings.stop)
+    results: dict[str, GenerationResult] = {}
+    failed: dict[str, str] = {}
+    for name in router.models:
+        if name == answered:
+            continue
+        try:
+            results[name] = router.backend(name).generate(messages, plain)  # type: ignore[arg-type]
+        except Exception as error:  # a model that broke: this prompt cannot compare it
+            failed[name] = f"{type(error).__name__}: {error}"
+    return results, failed
 
 
 def run_learning_demo(
@@ -87,27 +141,21 @@ def run_learning_demo(
         result = router.generate(example.prompt, max_new_tokens=settings.max_new_tokens, stop=list(settings.stop))
         score = score_answer(example, result.text)
         router.feedback(result.decision_id, score)
-        joules = {result.model: result.energy_joules}
-        scores = {result.model: score}
-        if shadow:
-            messages = [{"role": "user", "content": example.prompt}]
-            plain = GenerationSettings(max_new_tokens=settings.max_new_tokens, stop=settings.stop)
-            for name in router.models:
-                if name not in joules:
-                    other = router.backend(name).generate(messages, plain)  # type: ignore[arg-type]
-                    joules[name] = other.energy.joules
-                    scores[name] = score_answer(example, other.text)
+        others, failed = _shadow_runs(router, example, settings, result.model) if shadow else ({}, {})
         yield DemoStep(
             index,
             example.task,
             result.model,
             result.decision.explored,
             score,
-            result.energy_joules,
-            result.energy_measured,
+            result.total_energy_joules,
+            result.energy_measured and all(attempt.energy_measured for attempt in result.failed_attempts),
             result.energy_source,
-            joules,
-            scores,
+            {result.model: result.energy_joules} | {name: other.energy.joules for name, other in others.items()},
+            {result.model: score} | {name: score_answer(example, other.text) for name, other in others.items()},
+            {result.model: result.energy_measured} | {name: other.energy.measured for name, other in others.items()},
+            tuple(router.models),
+            failed,
         )
 
 
@@ -116,8 +164,9 @@ class DemoSummary:
     """The stream's totals: per model ``models`` (answers, share, router's mean score there,
     and the model's own mean score and joules over every prompt it answered, shadow included);
     the router's joules and mean score; and the same for always using ``dearest_model`` and for
-    random routing (the expected figures of a uniform choice), on the prompts every model
-    answered."""
+    random routing (the expected figures of a uniform choice) on the ``compared`` prompts every
+    model of the pool answered, where the router spent ``compared_router_joules`` and scored
+    ``compared_router_score`` (``None`` when no prompt was answered by every model)."""
 
     answers: int
     router_joules: float
@@ -130,41 +179,69 @@ class DemoSummary:
     first_half_shares: dict[str, float] = field(default_factory=dict)
     second_half_shares: dict[str, float] = field(default_factory=dict)
     models: dict[str, dict[str, float]] = field(default_factory=dict)
+    compared: int = 0
+    compared_router_joules: float | None = None
+    compared_router_score: float | None = None
+
+
+def demo_pool(steps: Sequence[DemoStep]) -> list[str]:
+    """The models of the pool the steps were run over (of a step that names no pool, the models
+    that answered it)."""
+    return sorted({name for step in steps for name in (step.pool or step.joules_by_model)})
+
+
+def compared_steps(steps: Sequence[DemoStep]) -> list[DemoStep]:
+    """The steps every model of :func:`demo_pool` answered: the only ones the comparisons use."""
+    pool = demo_pool(steps)
+    return [step for step in steps if _answered_by_all(step, pool)]
+
+
+def _answered_by_all(step: DemoStep, pool: Sequence[str]) -> bool:
+    return all(name in step.joules_by_model for name in pool)
+
+
+def _mean(values: Sequence[float]) -> float:
+    return float(np.mean(values))
 
 
 def summarise_demo(steps: Sequence[DemoStep]) -> DemoSummary:
     if not steps:
         raise InvalidInputError("no steps to summarise")
-    names = sorted({name for step in steps for name in step.joules_by_model})
-    complete = [s for s in steps if len(s.joules_by_model) == len(names)]
+    names = demo_pool(steps)
+    complete = compared_steps(steps)
     models: dict[str, dict[str, float]] = {}
-    for name in names:
+    for name in sorted({*names, *(name for s in steps for name in s.joules_by_model)}):
         chosen = [s for s in steps if s.model == name]
         answered = [s for s in steps if name in s.joules_by_model]
+        if not answered:  # a model that never answered (it failed, or nothing ran it) has no figures
+            continue
         models[name] = {
             "answers": float(len(chosen)),
             "share": len(chosen) / len(steps),
-            "router_score": float(np.mean([s.score for s in chosen])) if chosen else float("nan"),
-            "own_score": float(np.mean([s.score_by_model[name] for s in answered])),
-            "own_joules_per_answer": float(np.mean([s.joules_by_model[name] for s in answered])),
+            "router_score": _mean([s.score for s in chosen]) if chosen else float("nan"),
+            "own_score": _mean([s.score_by_model[name] for s in answered]),
+            "own_joules_per_answer": _mean([s.joules_by_model[name] for s in answered]),
         }
     dearest = random_joules = random_score = dearest_joules = dearest_score = None
+    compared_joules = compared_score = None
     if complete:
         totals = {name: sum(s.joules_by_model[name] for s in complete) for name in names}
         dearest = max(totals, key=totals.__getitem__)
         dearest_joules = totals[dearest]
-        dearest_score = float(np.mean([s.score_by_model[dearest] for s in complete]))
-        random_joules = float(sum(np.mean(list(s.joules_by_model.values())) for s in complete))
-        random_score = float(np.mean([np.mean(list(s.score_by_model.values())) for s in complete]))
+        dearest_score = _mean([s.score_by_model[dearest] for s in complete])
+        random_joules = float(sum(_mean([s.joules_by_model[n] for n in names]) for s in complete))
+        random_score = _mean([_mean([s.score_by_model[n] for n in names]) for s in complete])
+        compared_joules = float(sum(s.joules for s in complete))
+        compared_score = _mean([s.score for s in complete])
     half = len(steps) // 2
 
     def shares(part: Sequence[DemoStep]) -> dict[str, float]:
-        return {name: sum(s.model == name for s in part) / len(part) for name in names} if part else {}
+        return {name: sum(s.model == name for s in part) / len(part) for name in models} if part else {}
 
     return DemoSummary(
         answers=len(steps),
         router_joules=float(sum(s.joules for s in steps)),
-        router_score=float(np.mean([s.score for s in steps])),
+        router_score=_mean([s.score for s in steps]),
         dearest_model=dearest,
         dearest_joules=dearest_joules,
         dearest_score=dearest_score,
@@ -173,12 +250,16 @@ def summarise_demo(steps: Sequence[DemoStep]) -> DemoSummary:
         first_half_shares=shares(steps[:half]),
         second_half_shares=shares(steps[half:]),
         models=models,
+        compared=len(complete),
+        compared_router_joules=compared_joules,
+        compared_router_score=compared_score,
     )
 
 
 def plot_demo(steps: Sequence[DemoStep], path: str | Path, *, window: int = 10) -> Path:
     """Two panels: each model's share of the last ``window`` answers over the stream, and the
-    cumulative joules of the router, of always using the dearest model and of random routing."""
+    cumulative joules of the router, of always using the dearest model and of random routing
+    (on the prompts every model answered; labelled estimated where any reading is)."""
     from greenserv_core.evaluation.plots import _pyplot, _save
 
     summary = summarise_demo(steps)
@@ -192,16 +273,25 @@ def plot_demo(steps: Sequence[DemoStep], path: str | Path, *, window: int = 10) 
     shares.set(xlabel="query", ylabel=f"share of the last {window} answers", ylim=(-0.02, 1.02))
     shares.set_title("which model the router picks, as it learns")
     shares.legend(fontsize=8)
-    joules.plot(x, np.cumsum([s.joules for s in steps]), label="GreenServ")
-    if summary.dearest_model is not None:
-        joules.plot(
-            x,
-            np.cumsum([s.joules_by_model[summary.dearest_model] for s in steps]),
-            label=f"always {summary.dearest_model}",
-        )
-        joules.plot(x, np.cumsum([np.mean(list(s.joules_by_model.values())) for s in steps]), label="random routing")
-    estimated = "" if all(s.energy_measured for s in steps) else " (estimated)"
-    joules.set(xlabel="query", ylabel=f"cumulative joules{estimated}")
-    joules.set_title("energy spent on the same prompts")
-    joules.legend(fontsize=8)
+    _plot_joules(joules, steps, summary.dearest_model)
     return _save(plt, figure, path)
+
+
+def _plot_joules(axes: Any, steps: Sequence[DemoStep], dearest: str | None) -> None:
+    """The cumulative joules panel: the three lines over the same prompts (those every model
+    answered), or the router's alone where there is nothing to compare."""
+    names = demo_pool(steps)
+    same = [(i, s) for i, s in enumerate(steps, start=1) if dearest is None or _answered_by_all(s, names)]
+    title = "energy spent on the same prompts" if dearest is not None else "energy spent by GreenServ"
+    xlabel = "query"
+    if len(same) < len(steps):
+        title, xlabel = f"{title} ({len(same)} of {len(steps)})", "query (only those every model answered)"
+    x = [i for i, _ in same]
+    axes.plot(x, np.cumsum([s.joules for _, s in same]), label="GreenServ")
+    if dearest is not None:
+        axes.plot(x, np.cumsum([s.joules_by_model[dearest] for _, s in same]), label=f"always {dearest}")
+        axes.plot(x, np.cumsum([_mean([s.joules_by_model[n] for n in names]) for _, s in same]), label="random routing")
+    estimated = " (estimated)" if any(s.estimated_models for _, s in same) else ""
+    axes.set(xlabel=xlabel, ylabel=f"cumulative joules{estimated}")
+    axes.set_title(title)
+    axes.legend(fontsize=8)

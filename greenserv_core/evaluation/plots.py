@@ -11,11 +11,13 @@ matplotlib comes with the ``bench`` extra (``pip install 'greenserv[bench]'``).
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.evaluation.extras import bench_import
+from greenserv_core.persistence import write_atomically
 
 __all__ = ["plot_budget", "plot_replay", "plot_sweep"]
 
@@ -28,13 +30,17 @@ def _pyplot() -> Any:
 
 
 def _save(plt: Any, figure: Any, path: str | Path) -> Path:
+    """Write ``figure`` to ``path`` in one step (rendered first, then put in place: a Ctrl-C or a
+    failure leaves any earlier file whole) and close it; returns the file's name."""
     figure.tight_layout()
     path = Path(path)
     if not path.suffix:  # matplotlib would add .png itself: return the file's real name
         path = path.with_name(f"{path.name}.png")
     try:
+        rendered = io.BytesIO()
+        figure.savefig(rendered, dpi=110, format=path.suffix[1:].lower())
         path.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(path, dpi=110)
+        write_atomically(path, rendered.getvalue())
     except OSError as error:  # a clear line, not a traceback after the work
         raise InvalidInputError(f"cannot write {path}: {error.strerror or error}") from error
     finally:
