@@ -7,6 +7,7 @@ keeps running while a model works. Closing the async iterator early stops the pr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TypeVar
@@ -18,13 +19,18 @@ T = TypeVar("T")
 _POLL_S = 0.5
 """How often a waiting thread checks that its consumer's event loop is still open."""
 
+_CLOSE_WAIT_S = 30.0
+"""How long closing the async iterator waits for the thread to close the blocking one (it
+finishes the item under way first: a model's next token)."""
+
 
 async def iterate_in_thread(make_iterator: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
     """Yield the items of ``make_iterator()``, which runs in a daemon thread.
 
     The thread takes the next item only when the consumer asks for it, so closing the async
-    iterator early always closes the blocking one before it ran further (a router's stream
-    closed after its first piece never reaches its answer, and so cannot be scored).
+    iterator early always closes the blocking one before it ran further, and the close
+    returns once it has (a router's stream closed after its first piece never reaches its
+    answer, and so cannot be scored, from the moment ``aclose()`` returns).
 
     >>> async def demo():
     ...     return [x async for x in iterate_in_thread(lambda: iter(range(3)))]
@@ -34,6 +40,7 @@ async def iterate_in_thread(make_iterator: Callable[[], Iterator[T]]) -> AsyncIt
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[str, object]] = asyncio.Queue()
     stop = threading.Event()
+    closed = threading.Event()  # the thread has closed the blocking iterator
     wanted = threading.Semaphore(0)  # one release per item the consumer asks for
 
     def post(kind: str, value: object) -> None:
@@ -70,6 +77,8 @@ async def iterate_in_thread(make_iterator: Callable[[], Iterator[T]]) -> AsyncIt
             post("end", None)
         except BaseException as error:
             post("error", error)
+        finally:
+            closed.set()
 
     threading.Thread(target=produce, name="greenserv-async-bridge", daemon=True).start()
     try:
@@ -85,3 +94,6 @@ async def iterate_in_thread(make_iterator: Callable[[], Iterator[T]]) -> AsyncIt
     finally:
         stop.set()
         wanted.release()  # wake the thread, which then closes the iterator
+        if not closed.is_set():  # return once it has, as closing a blocking stream does
+            with contextlib.suppress(RuntimeError):  # a loop shutting down its threads: it closes on its own
+                await asyncio.to_thread(closed.wait, _CLOSE_WAIT_S)

@@ -479,7 +479,8 @@ class GreenServRouter:
         >>> answer.chain[0].model
         'small'
         """
-        model = self.learner_.pending_.get(decision_id).model
+        with self.learner_.lock:  # the store evicts as it reads: never beside a route's add
+            model = self.learner_.pending_.get(decision_id).model
         cascade = self._backends.get(model)
         if not isinstance(cascade, CascadeBackend):
             raise InvalidInputError(f"decision {decision_id!r} was routed to {model!r}, not to a cascade")

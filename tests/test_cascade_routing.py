@@ -1152,3 +1152,22 @@ def test_a_fixed_thresholds_reason_shows_the_digits_that_decide() -> None:
     assert CascadeBackend(_small(0.2), _big(), threshold=0.5).fixed_verdict(0.25).reason == (
         "escalated: confidence 0.25 < threshold 0.5"
     )
+
+
+def test_escalation_rule_reads_the_store_under_the_learners_lock() -> None:
+    import threading
+
+    router = _router(0.2)
+    decision = router.route(ASK, max_new_tokens=8)
+    store, held = router.learner_.pending_, []
+    read = store.get
+
+    def get(decision_id: str) -> PendingDecision:
+        other = threading.Thread(target=lambda: held.append(not router.learner_.lock.acquire(timeout=0)))
+        other.start()
+        other.join()
+        return read(decision_id)
+
+    store.get = get  # type: ignore[method-assign]
+    router.escalation_rule(decision.decision_id)
+    assert held == [True]  # was read beside a route's add: "OrderedDict mutated during iteration"

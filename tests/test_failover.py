@@ -150,6 +150,21 @@ def test_an_async_stream_closed_early_leaves_no_decision_to_score() -> None:
             router.feedback(decision_id, 1.0)
 
 
+def test_an_async_stream_closed_early_cannot_be_scored_once_its_close_returns() -> None:
+    router = GreenServRouter([FakeBackend("small")], features=make_hashing_extractor(), seed=0)
+
+    async def first_piece_then_close_and_score() -> None:
+        pieces = iterate_in_thread(lambda: router.stream("Write a poem about rain in the city at night please"))
+        first = await pieces.__anext__()
+        await pieces.aclose()
+        with pytest.raises(UnknownDecisionError):  # was accepted, then never learned
+            router.feedback(first.decision.decision_id, 1.0)
+
+    for _ in range(5):
+        asyncio.run(first_piece_then_close_and_score())
+    assert not router.learner_.pending_._awaiting  # type: ignore[attr-defined]
+
+
 @pytest.mark.parametrize("batch", ["Hello", [{"role": "user", "content": "Hello"}]])
 def test_a_batch_that_is_one_query_is_refused(batch: object) -> None:
     router = _router(FakeBackend("a"))

@@ -606,3 +606,21 @@ def test_a_plain_format_answer_drops_the_log_probabilities_of_its_stripped_leadi
     assert result.text == "Rom" and result.output_tokens == 4  # " Rom": the space is a token of its own
     assert result.token_logprobs is not None and len(result.token_logprobs) == 3  # was 4: the space's first
     assert streamed is not None and streamed.token_logprobs == result.token_logprobs
+
+
+def test_a_model_kept_over_the_budget_while_busy_is_unloaded_once_idle() -> None:
+    class Model:
+        def __init__(self, name: str) -> None:
+            self.name, self.unloaded = name, False
+
+        def unload(self) -> None:
+            self.unloaded = True
+
+    memory = ModelMemory(budget_bytes=100)
+    busy, other = Model("busy"), Model("other")
+    memory.loaded(busy, 60)
+    memory.acquire(busy)  # answering (a stream being read)
+    memory.loaded(other, 60)  # loads meanwhile: the busy one is kept, over the budget
+    assert not busy.unloaded and memory.used_bytes == 120
+    memory.release(busy)
+    assert busy.unloaded and memory.used_bytes == 60  # was kept over the budget until another model loaded

@@ -65,33 +65,47 @@ class ModelMemory:
                 self._sizes.move_to_end(id(model))
 
     def release(self, model: Unloadable) -> None:
+        """``model`` is no longer in use by one caller; once idle, idle models beyond the budget
+        are unloaded (it may have been kept over the budget while it was busy)."""
         with self._lock:
             count = self._busy.get(id(model), 0) - 1
             if count <= 0:
                 self._busy.pop(id(model), None)
             else:
                 self._busy[id(model)] = count
+            victims = self._over_budget(keep=None) if count <= 0 else []
+        self._unload(victims)
 
     def loaded(self, model: Unloadable, size_bytes: int) -> None:
         """Record a freshly loaded model and unload idle ones until the budget holds."""
-        victims: list[tuple[int, Unloadable]] = []
         with self._lock:
             self._sizes[id(model)] = (weakref.ref(model), size_bytes)
             self._sizes.move_to_end(id(model))
-            for key in [key for key, (ref, _) in self._sizes.items() if ref() is None]:
-                del self._sizes[key]  # freed: its bytes are gone
-            if self.budget_bytes is not None:
-                used = sum(size for _, size in self._sizes.values())
-                for key, (ref, size) in list(self._sizes.items()):
-                    other = ref()
-                    if used <= self.budget_bytes:
-                        break
-                    if other is None or key == id(model) or self._busy.get(key) or key in self._unloading:
-                        continue
-                    victims.append((key, other))
-                    self._unloading.add(key)  # acquired meanwhile, it waits until it is out
-                    del self._sizes[key]
-                    used -= size
+            victims = self._over_budget(keep=id(model))
+        self._unload(victims)
+
+    def _over_budget(self, keep: int | None) -> list[tuple[int, Unloadable]]:
+        """Under the lock: the idle models to unload, least recently used first, until the
+        budget holds (never ``keep``), each marked as being unloaded and its bytes uncounted."""
+        for key in [key for key, (ref, _) in self._sizes.items() if ref() is None]:
+            del self._sizes[key]  # freed: its bytes are gone
+        victims: list[tuple[int, Unloadable]] = []
+        if self.budget_bytes is None:
+            return victims
+        used = sum(size for _, size in self._sizes.values())
+        for key, (ref, size) in list(self._sizes.items()):
+            other = ref()
+            if used <= self.budget_bytes:
+                break
+            if other is None or key == keep or self._busy.get(key) or key in self._unloading:
+                continue
+            victims.append((key, other))
+            self._unloading.add(key)  # acquired meanwhile, it waits until it is out
+            del self._sizes[key]
+            used -= size
+        return victims
+
+    def _unload(self, victims: list[tuple[int, Unloadable]]) -> None:
         for key, victim in victims:
             try:
                 logger.info("unloading %s to stay within the memory budget", victim.name)
