@@ -40,12 +40,12 @@ def main(steps: int = 900, seed: int = 0) -> dict[str, object]:
         if step >= steps - 300:
             late[task][answer.model] += 1
         router.feedback(answer.decision_id, float(rng.random() < ACCURACY[answer.model][task]))
-        if step % 300 == 299 and answer.decision.budget is not None:
-            print(f"after {step + 1} queries: {answer.decision.budget.describe()}")
+        if step % 300 == 299 and router.budget_ is not None:  # where it stands after this answer
+            print(f"after {step + 1} queries: {router.budget_.describe()}")
     for task, picks in late.items():
         print(f"last 300 queries, {task}: {dict(picks)}")
     mean = spent / steps
-    print(f"mean spend {mean:.1f} J per query against a budget of {BUDGET}")
+    print(f"mean spend {mean:.1f} J per query (the stand-ins' fixed joules, not measured), budget {BUDGET}")
     return {"late": late, "mean_joules": mean}
 
 

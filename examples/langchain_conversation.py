@@ -25,7 +25,8 @@ def main(max_tokens: int = 24) -> list[BaseMessage]:
         reply = chain.invoke({"history": history})
         history.append(AIMessage(reply.content))
         meta = reply.response_metadata["greenserv"]
-        print(f"> {text}\n  [{meta['model']}, {meta['energy_joules']:.1f} J {meta['energy_source']}] {reply.content}")
+        energy = f"{meta['energy_joules']:.1f} J {'measured' if meta['energy_measured'] else 'estimated'}"
+        print(f"> {text}\n  [{meta['model']}, {energy} ({meta['energy_source']})] {reply.content}")
     return history
 
 

@@ -5,10 +5,12 @@ python examples/langchain_rag.py
 
 from __future__ import annotations
 
+from typing import Any
+
 from langchain_core.documents import Document
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
-from langchain_core.runnables import RunnablePassthrough
+from langchain_core.runnables import RunnableParallel, RunnablePassthrough
 from langchain_core.vectorstores import InMemoryVectorStore
 
 from langchain_greenserv import ChatGreenServ, GreenServEmbeddings
@@ -30,14 +32,16 @@ def main(question: str = "When was the Eiffel Tower completed?", max_tokens: int
         [("system", "Answer from the context only, in one sentence.\n\nContext:\n{context}"), ("human", "{question}")]
     )
 
-    def join(docs: list[Document]) -> str:
-        return "\n".join(doc.page_content for doc in docs)
+    def join(inputs: dict[str, Any]) -> str:
+        return "\n".join(doc.page_content for doc in inputs["context"])
 
-    chain = {"context": retriever | join, "question": RunnablePassthrough()} | prompt | llm | StrOutputParser()
-    answer = chain.invoke(question)
-    found = [doc.page_content for doc in retriever.invoke(question)]
-    print(f"context: {found}\nanswer: {answer}")
-    return answer, found
+    # retrieve once; the answer is generated from the documents returned with it
+    answer = RunnablePassthrough.assign(context=join) | prompt | llm | StrOutputParser()
+    chain = RunnableParallel(context=retriever, question=RunnablePassthrough()).assign(answer=answer)
+    result = chain.invoke(question)
+    found = [doc.page_content for doc in result["context"]]
+    print(f"context: {found}\nanswer: {result['answer']}")
+    return result["answer"], found
 
 
 if __name__ == "__main__":

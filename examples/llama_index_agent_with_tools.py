@@ -1,5 +1,5 @@
 """A LlamaIndex ``FunctionAgent`` with two tools (a calculator and a document lookup) whose
-every model call is routed by GreenServ.
+every model call is routed by GreenServ; its event stream shows each step.
 
 As in ``langchain_agent_with_tools.py``, the bundled models are *declared* tool-capable and get
 the tools in a Hermes system prompt; they are too small to call tools (BENCHMARKS.md: no call
@@ -15,7 +15,7 @@ import asyncio
 import dataclasses
 
 from agent_tools import QUESTIONS, calculator, lookup
-from llama_index.core.agent.workflow import FunctionAgent
+from llama_index.core.agent.workflow import AgentOutput, FunctionAgent, ToolCallResult
 from llama_index.core.tools import FunctionTool
 
 from greenserv_core.models.bundled import bundled_specs
@@ -26,7 +26,16 @@ async def ask(llm: GreenServLLM, question: str) -> str:
     agent = FunctionAgent(
         tools=[FunctionTool.from_defaults(fn=calculator), FunctionTool.from_defaults(fn=lookup)], llm=llm
     )
-    return str(await agent.run(question))
+    handler = agent.run(question)
+    async for event in handler.stream_events():
+        if isinstance(event, AgentOutput) and event.raw:  # a model call; raw is GreenServ's routing record
+            record = event.raw
+            energy = f"{record['energy_joules']:.1f} J {'measured' if record['energy_measured'] else 'estimated'}"
+            calls = "; ".join(f"{c.tool_name}({c.tool_kwargs})" for c in event.tool_calls) or "none"
+            print(f"  [{record['model']}, {energy} ({record['energy_source']})] tool calls: {calls}")
+        elif isinstance(event, ToolCallResult):
+            print(f"    {event.tool_name} -> {event.tool_output}")
+    return str(await handler)
 
 
 def main(max_tokens: int = 48) -> tuple[GreenServLLM, list[str]]:
@@ -38,10 +47,6 @@ def main(max_tokens: int = 48) -> tuple[GreenServLLM, list[str]]:
         answer = asyncio.run(ask(llm, question))
         print(f"  answer: {answer.strip()[:200]}")
         answers.append(answer)
-    router = llm.greenserv_router
-    for name in router.models:
-        stats = router.stats_[name]
-        print(f"  {name}: {stats['decisions']} routed calls, {stats['energy_joules']:.1f} J")
     return llm, answers
 
 
