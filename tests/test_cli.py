@@ -233,8 +233,10 @@ def test_bench_replay_speed_prints_a_table(tmp_path: Path, capsys: pytest.Captur
     assert cli.main(["bench", "replay-speed", "--calibration", str(calibration), "--queries", "50"]) == 0
     out = capsys.readouterr().out
     assert "50 distinct real prompts × 2 models" in out
-    assert "| step | seconds | ratio to the random-routing run |" in out
-    assert "| replay run: random |" in out and "| replay run: epsilon |" in out
+    assert "| step | seconds | ratio to the random-routing run, again |" in out
+    assert "| replay run: random, in turn (the process's first run) |" in out  # no baseline: it pays one-off costs
+    assert "| replay run: random, again | " in out and "| 1.00 |" in out and "| replay run: epsilon, again |" in out
+    assert "(static keeps no store: embedded again)" in out  # the hashing embedder has no preload either
 
 
 def test_bench_tool_calling_prints_a_table(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -398,3 +400,34 @@ def test_bench_synthetic_world_prints_a_table(capsys: pytest.CaptureFixture[str]
     out = capsys.readouterr().out
     assert "| policy | full feedback, per seed | 50% feedback, per seed | 50% feedback, mean |" in out
     assert out.count("| linucb | ") == 1 and out.count("| random | ") == 1
+
+
+def test_bench_local_models_times_each_model_on_features_of_its_own(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from types import SimpleNamespace
+
+    from greenserv_core.evaluation import local_models
+
+    class Loaded:
+        def __init__(self, spec: object, **_: object) -> None:
+            self.name = getattr(spec, "name", "m")
+
+        def load(self) -> object:
+            return SimpleNamespace(parameters=lambda: iter([SimpleNamespace(dtype="torch.float32")]))
+
+        def unload(self) -> None:
+            pass
+
+    seen: list[object] = []
+
+    def measure(backend: object, prompts: object, settings: object, features: object, seed: int) -> dict[str, object]:
+        seen.append(features)
+        return dict.fromkeys(["cached", "speed", "joules", "direct", "routed", "paired", "router_ms"], 1.0) | {
+            "sources": "x"
+        }
+
+    monkeypatch.setattr(local_models, "TransformersBackend", Loaded)
+    monkeypatch.setattr(local_models, "_measure", measure)
+    monkeypatch.setattr(local_models, "bundled_spec", lambda name: SimpleNamespace(name=name))
+    monkeypatch.setattr(local_models, "_cold_features", lambda: object())
+    local_models.run_local_models(models=["a", "b"], dtypes=["float32", "bfloat16"], queries=2, skip_first_load=True)
+    assert len(seen) == 4 and len({id(f) for f in seen}) == 4  # was one extractor: later models on warm caches

@@ -60,3 +60,13 @@ def test_unseen_updates_follow_push_then_pull() -> None:
     other = worker(1, [1.0], [1.0], [0.0, 2.0, 5.0])
     mine = worker(0, [0.5, 1.5, 2.5, 3.5], [np.inf] * 4, [0.0, 3.0, 6.0])
     assert _unseen_updates(mine, [other]) == [0, 1, 1, 0]
+
+
+def test_feedback_given_while_a_sync_is_under_way_goes_with_the_next() -> None:
+    # the other replica's sync reads its learning at 0.9, merges at 1.1 and ends at 1.2: feedback
+    # at 1.0 goes with its next sync (read 2.0, merged 2.1), which we pull in ours merging at 2.5
+    other = WorkerResult(1, [], [], [1.0], [1.0], [1.2, 2.2], [], 0.0, 10.0, [0.9, 2.0], [1.1, 2.1])
+    mine = WorkerResult(
+        0, [], [], [2.3, 2.7], [np.inf] * 2, [0.0, 1.5, 2.6], [], 0.0, 10.0, [0.0, 1.3, 2.4], [0.0, 1.4, 2.5]
+    )
+    assert _unseen_updates(mine, [other]) == [1, 0]  # was [0, 0]: counted as pushed by the sync under way

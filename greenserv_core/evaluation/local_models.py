@@ -32,8 +32,11 @@ from greenserv_core.backends.base import GenerationSettings
 from greenserv_core.backends.transformers import TransformersBackend
 from greenserv_core.datasets import load_task
 from greenserv_core.errors import InvalidInputError
+from greenserv_core.evaluation.overhead import bundled_uncached
 from greenserv_core.evaluation.prompt_files import read_prompts
 from greenserv_core.features import FeatureExtractor
+from greenserv_core.features.bundled import DEFAULT_EMBEDDER
+from greenserv_core.features.complexity import forget_reading_ease
 from greenserv_core.hardware import device_name
 from greenserv_core.messages import Message
 from greenserv_core.models.bundled import BUNDLED_MODELS, bundled_spec, convert_gguf
@@ -46,6 +49,16 @@ def _prompts(n: int, seed: int) -> list[str]:
     tasks = ("triviaqa", "gsm8k", "boolq", "mmlu")
     per = n // len(tasks) + 1
     return [ex.prompt for task in tasks for ex in load_task(task, limit=per, seed=seed)][:n]
+
+
+def _cold_features() -> FeatureExtractor:
+    """The default features with no embedding cache and no reading ease remembered (so that no
+    model's routed calls are timed on what an earlier model's left behind), the embedder loaded."""
+    features = bundled_uncached(DEFAULT_EMBEDDER)()
+    forget_reading_ease()
+    features.extract("warm-up")  # load the embedder outside the timed region
+    forget_reading_ease()
+    return features
 
 
 def _first_load_seconds(name: str) -> float:
@@ -129,8 +142,6 @@ def run_local_models(
     specs = [bundled_spec(name) for name in names]  # unknown or missing models fail here, before any timing
     prompts = read_prompts(prompts_file, limit=queries) if prompts_file else _prompts(queries, seed)
     settings = GenerationSettings(max_new_tokens=max_new_tokens)
-    features = FeatureExtractor.default()
-    features.extract("warm-up")  # load the embedder outside the timed region
     rows: list[LocalModelRow] = []
     float32_p50: dict[str, float] = {}
     ordered = sorted(dict.fromkeys(dtypes), key=lambda name: name != "float32")  # the baseline first
@@ -138,7 +149,7 @@ def run_local_models(
         for spec in specs:
             backend = TransformersBackend(spec, meter="auto", dtype=None if dtype == "auto" else dtype)
             first = None if skip_first_load or dtype != ordered[0] else _first_load_seconds(backend.name)
-            row = _measure(backend, prompts, settings, features, seed)
+            row = _measure(backend, prompts, settings, _cold_features(), seed)
             loaded = str(next(backend.load().parameters()).dtype).removeprefix("torch.")
             if dtype == "float32":
                 float32_p50[backend.name] = row["direct"]

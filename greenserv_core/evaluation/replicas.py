@@ -28,7 +28,7 @@ import multiprocessing
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -43,7 +43,8 @@ _CLUSTER_SAMPLE = 300  # prompts every router (replica or single) seeds its clus
 @dataclass
 class WorkerResult:
     """What one replica did: per query routed, its table row, chosen model, decision and
-    feedback times; its sync completion times; and its own routing seconds."""
+    feedback times; per sync, when it ended, how long it took, when it read the replica's
+    learning and when the store held it; and its own routing seconds."""
 
     replica: int
     queries: list[int]
@@ -54,6 +55,8 @@ class WorkerResult:
     sync_seconds: list[float]
     started: float
     finished: float
+    snapshots_at: list[float] = field(default_factory=list)
+    merges_at: list[float] = field(default_factory=list)
 
 
 def _worker(job: dict[str, Any]) -> WorkerResult:
@@ -90,6 +93,8 @@ def _worker(job: dict[str, Any]) -> WorkerResult:
     scored: list[float] = []
     syncs: list[float] = []
     sync_seconds: list[float] = []
+    snapshots: list[float] = []
+    merges: list[float] = []
     job["ready"].wait()  # every replica starts together, once all have loaded their features
     started = time.time()
     if sharing is not None:
@@ -104,12 +109,27 @@ def _worker(job: dict[str, Any]) -> WorkerResult:
         if last is not None and (not syncs or syncs[-1] != last.at):
             syncs.append(last.at)
             sync_seconds.append(last.seconds)
+            snapshots.append(last.snapshot_at)
+            merges.append(last.merged_at)
     finished = time.time()
     if sharing is not None:
         sharing.stop()
-        syncs.append(sharing.last_sync_.at if sharing.last_sync_ else finished)
+        last = sharing.last_sync_
+        syncs.append(last.at if last else finished)
+        snapshots.append(last.snapshot_at if last else finished)
+        merges.append(last.merged_at if last else finished)
     return WorkerResult(
-        job["replica"], list(job["queries"]), chosen, decided, scored, syncs, sync_seconds, started, finished
+        job["replica"],
+        list(job["queries"]),
+        chosen,
+        decided,
+        scored,
+        syncs,
+        sync_seconds,
+        started,
+        finished,
+        snapshots,
+        merges,
     )
 
 
@@ -258,15 +278,18 @@ def _figures(data: Any, results: list[WorkerResult], tradeoff: float, setup: str
 
 def _unseen_updates(replica: WorkerResult, others: Sequence[WorkerResult]) -> list[int]:
     """For each of ``replica``'s decisions: feedback other replicas had given by then that it
-    had not yet received (pushed at the other's next sync, pulled at this one's next sync)."""
-    mine = np.asarray(replica.syncs_at)
+    had not yet received. Feedback goes with the other's first sync that reads its learning
+    after it (``snapshots_at``) and is in the store once that sync merged (``merges_at``); this
+    replica has it at the end of its first sync that merged after that."""
     visible_at: list[float] = []
     for other in others:
-        theirs = np.asarray(other.syncs_at)
+        theirs = np.asarray(other.snapshots_at or other.syncs_at)  # (syncs of no duration where not recorded)
+        pushed = np.asarray(other.merges_at or other.syncs_at)
         for t in other.feedback_at:
             if not math.isfinite(t):
                 continue
-            visible_at.append(_next(mine, _next(theirs, t)))
+            at = int(np.searchsorted(theirs, t))  # the first sync that read it
+            visible_at.append(_pulled(replica, float(pushed[at])) if at < len(theirs) else math.inf)
     given = sorted(t for other in others for t in other.feedback_at if math.isfinite(t))
     visible = np.sort(np.asarray(visible_at))
     out = []
@@ -277,10 +300,11 @@ def _unseen_updates(replica: WorkerResult, others: Sequence[WorkerResult]) -> li
     return out
 
 
-def _next(times: np.ndarray, t: float) -> float:
-    """The first of the sorted ``times`` at or after ``t`` (infinity if none)."""
-    at = int(np.searchsorted(times, t))
-    return float(times[at]) if at < len(times) else math.inf
+def _pulled(replica: WorkerResult, pushed: float) -> float:
+    """When ``replica`` had what the store held at ``pushed``: the end of its first sync that
+    merged at or after it (infinity if none)."""
+    at = int(np.searchsorted(np.asarray(replica.merges_at or replica.syncs_at), pushed))
+    return float(replica.syncs_at[at]) if at < len(replica.syncs_at) else math.inf
 
 
 def compare(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

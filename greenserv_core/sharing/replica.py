@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import threading
 import time
 import uuid
@@ -113,12 +114,17 @@ def default_store_path(models: Sequence[str]) -> Path:
 
 @dataclass(frozen=True)
 class SyncReport:
-    """One synchronisation: when, how long it took, and how many pushes by *other* replicas
-    it brought in (the store's push count moved by that much more than our own push)."""
+    """One synchronisation: when it ended (``at``, wall-clock), how long it took, and how many
+    pushes by *other* replicas it brought in (the store's push count moved by that much more
+    than our own push); ``snapshot_at``, when it read what this replica had learned (what
+    comes later goes with the next sync), and ``merged_at``, when the store held it (and this
+    replica had what the store held then)."""
 
     at: float
     seconds: float
     remote_pushes: int
+    snapshot_at: float = math.nan
+    merged_at: float = math.nan
 
 
 class SharedLearning:
@@ -199,6 +205,7 @@ class SharedLearning:
             if self.store.took(receipt):  # (if the store cannot say, nothing is sent, and it asks again)
                 self._pushed(self.base_.plus(sent))
             self._receipts.unconfirmed = None
+        snapshot_at = time.time()
         local = self.router.statistics()
         delta = local.minus(self.base_)
         delta.sums[_SYNCS] = np.array([1.0])
@@ -221,6 +228,7 @@ class SharedLearning:
             except BaseException:  # the store holds the change; the taking back is still owed
                 self._pushed(self.base_.plus(delta).minus(taken_back))
                 raise
+        merged_at = time.time()
         seen_before = float(self.base_.sums.get(_SYNCS, np.zeros(1))[0])
         if float(merged.sums[_SYNCS][0]) < seen_before + 1.0:  # emptied or replaced since our last sync
             logger.warning(
@@ -249,7 +257,7 @@ class SharedLearning:
             raise
         remote = round(float(merged.sums[_SYNCS][0]) - seen_before - 1.0)
         self.syncs_ += 1
-        self.last_sync_ = SyncReport(time.time(), time.perf_counter() - started, remote)
+        self.last_sync_ = SyncReport(time.time(), time.perf_counter() - started, remote, snapshot_at, merged_at)
         return self.last_sync_
 
     def _merge(self, delta: Statistics) -> Statistics:
