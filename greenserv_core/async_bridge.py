@@ -91,9 +91,13 @@ async def iterate_in_thread(make_iterator: Callable[[], Iterator[T]]) -> AsyncIt
                 assert isinstance(value, BaseException)
                 raise value
             yield value  # type: ignore[misc]
-    finally:
+    except GeneratorExit:  # closed (aclose): return once the thread has closed it too
         stop.set()
-        wanted.release()  # wake the thread, which then closes the iterator
-        if not closed.is_set():  # return once it has, as closing a blocking stream does
+        wanted.release()
+        if not closed.is_set():
             with contextlib.suppress(RuntimeError):  # a loop shutting down its threads: it closes on its own
                 await asyncio.to_thread(closed.wait, _CLOSE_WAIT_S)
+        raise
+    finally:  # ended, failed or cancelled: the thread closes the iterator on its own
+        stop.set()
+        wanted.release()  # wake the thread, which then closes the iterator

@@ -252,3 +252,16 @@ def test_the_too_long_hint_comes_only_when_the_context_window_is_the_reason() ->
     session.ask("What is the capital of France?")
     session.ask("And of Spain, and of Italy, and of Portugal, and of Greece?")
     assert "context window" in lines[-1] and "too long" in lines[-1]
+
+
+def test_a_failed_attempt_that_spent_nothing_leaves_the_joules_measured(monkeypatch: pytest.MonkeyPatch) -> None:
+    router = _router(Metered("small"), Metered("large"), policy="static:small")
+    generate = router.generate
+
+    def refused_first(*args: Any, **kwargs: Any) -> RoutedGeneration:  # refused at once: 0 J, not "measured"
+        attempt = FailedAttempt("large", "cooling down", 0.0, 0.0, None, False)
+        return dataclasses.replace(generate(*args, **kwargs), failed_attempts=(attempt,))
+
+    monkeypatch.setattr(router, "generate", refused_first)
+    steps = list(run_learning_demo(router, STREAM))
+    assert all(step.energy_measured and not step.estimated_models for step in steps)  # were labelled estimates

@@ -390,3 +390,24 @@ def test_estimate_windows_open_at_once_split_the_processs_cpu_time() -> None:
     total = time.process_time() - started
     assert one.joules + two.joules == pytest.approx(total, rel=0.05)  # was total plus the overlap: 1.5×
     assert one.joules > two.joules > 0
+
+
+def test_a_fallback_kept_beside_a_working_meter_takes_no_share_of_the_estimates() -> None:
+    from greenserv_core.energy import CpuTimeEstimateMeter
+    from greenserv_core.energy.base import TimedMeter
+    from greenserv_core.energy.fallback import FallbackMeter
+
+    class Counter(TimedMeter):  # a GPU's counter, say
+        source, measured = "counter", True
+
+        def _start(self) -> object:
+            return 0.0
+
+        def _stop(self, token: object, duration_s: float) -> float:
+            return 5.0
+
+    watched, estimate = FallbackMeter(Counter(), CpuTimeEstimateMeter()), CpuTimeEstimateMeter(watts_per_core=1.0)
+    started = time.process_time()
+    with watched.measure(), estimate.measure() as alone:  # a GPU model answering beside a CPU one
+        sum(i * i for i in range(300_000))
+    assert alone.joules == pytest.approx(time.process_time() - started, rel=0.1)  # was half: the standby took a share

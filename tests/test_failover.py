@@ -422,3 +422,22 @@ def test_an_expired_answer_of_a_model_removed_and_added_back_before_its_decision
     router.add_model(Slow("m", joules_per_token=2.0))
     answer = router.generate("What is 2 + 2?", models=["m"])
     assert router.stats_["m"]["energy_joules"] == answer.energy_joules  # was 0: "m" had once been removed
+
+
+def test_a_wait_for_on_an_async_stream_keeps_its_timeout() -> None:
+    import time
+
+    def stalled() -> Iterator[str]:  # a server that takes 1.5 s for its next piece
+        yield "first"
+        time.sleep(1.5)
+        yield "second"
+
+    async def main() -> float:
+        pieces = iterate_in_thread(stalled)
+        await pieces.__anext__()
+        started = time.perf_counter()
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(pieces.__anext__(), timeout=0.2)
+        return time.perf_counter() - started
+
+    assert asyncio.run(main()) < 1.0  # was 1.5 s: a cancelled stream waited for the thread's next item

@@ -1095,3 +1095,27 @@ def test_the_wait_before_a_retry_is_not_charged_as_the_servers_work(streamed: bo
     result = list(remote.stream(ASK, SETTINGS))[-1].result if streamed else remote.generate(ASK, SETTINGS)
     assert result is not None and result.latency_s >= 0.3 and len(calls) == 2
     assert result.energy.joules < 0.1 * 300.0  # was 0.3 s at 300 W: the wait priced as work
+
+
+def test_a_refused_attempt_too_short_for_the_counter_keeps_the_request_measured() -> None:
+    started = time.perf_counter()
+
+    def exporter(request: httpx.Request) -> httpx.Response:  # refreshed every 0.1 s: 20 J a refresh
+        ticks = int((time.perf_counter() - started) / 0.1)
+        return httpx.Response(200, text=f'DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{{gpu="0"}} {ticks * 20000}\n')
+
+    calls: list[int] = []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        if len(calls) == 1:
+            return httpx.Response(429, text="busy")  # refused before the counter moved
+        time.sleep(0.35)
+        return answer()
+
+    counter = ExporterEnergyCounter(
+        "http://gpu-1:9400/metrics", labels={"gpu": "0"}, client=httpx.Client(transport=httpx.MockTransport(exporter))
+    )
+    energy = backend(server, energy=counter, backoff_s=0.1, max_backoff_s=0.1).generate(ASK, SETTINGS).energy
+    assert energy.source == "exporter-counter" and energy.measured  # was the estimate: the short window "failed"
+    assert 40.0 <= energy.joules <= 100.0

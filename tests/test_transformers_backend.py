@@ -608,7 +608,7 @@ def test_a_plain_format_answer_drops_the_log_probabilities_of_its_stripped_leadi
     assert streamed is not None and streamed.token_logprobs == result.token_logprobs
 
 
-def test_a_model_kept_over_the_budget_while_busy_is_unloaded_once_idle() -> None:
+def test_models_kept_over_the_budget_while_one_is_busy_are_unloaded_once_it_is_idle() -> None:
     class Model:
         def __init__(self, name: str) -> None:
             self.name, self.unloaded = name, False
@@ -623,4 +623,10 @@ def test_a_model_kept_over_the_budget_while_busy_is_unloaded_once_idle() -> None
     memory.loaded(other, 60)  # loads meanwhile: the busy one is kept, over the budget
     assert not busy.unloaded and memory.used_bytes == 120
     memory.release(busy)
-    assert busy.unloaded and memory.used_bytes == 60  # was kept over the budget until another model loaded
+    assert other.unloaded and memory.used_bytes == 60  # both were kept over the budget until another model loaded
+    assert not busy.unloaded  # the model just used stays: alone over a budget, it would reload on every call
+    alone = ModelMemory(budget_bytes=50)
+    alone.loaded(busy, 60)
+    alone.acquire(busy)
+    alone.release(busy)
+    assert alone.used_bytes == 60

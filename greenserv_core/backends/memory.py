@@ -65,15 +65,16 @@ class ModelMemory:
                 self._sizes.move_to_end(id(model))
 
     def release(self, model: Unloadable) -> None:
-        """``model`` is no longer in use by one caller; once idle, idle models beyond the budget
-        are unloaded (it may have been kept over the budget while it was busy)."""
+        """``model`` is no longer in use by one caller; once idle, the other idle models beyond
+        the budget are unloaded (they may have been kept over it while it was busy), never the
+        model just used (alone over the budget, it stays loaded, as after its load)."""
         with self._lock:
             count = self._busy.get(id(model), 0) - 1
             if count <= 0:
                 self._busy.pop(id(model), None)
             else:
                 self._busy[id(model)] = count
-            victims = self._over_budget(keep=None) if count <= 0 else []
+            victims = self._over_budget(keep=id(model)) if count <= 0 else []
         self._unload(victims)
 
     def loaded(self, model: Unloadable, size_bytes: int) -> None:

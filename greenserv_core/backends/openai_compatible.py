@@ -81,7 +81,7 @@ from greenserv_core.backends.registry import register_address_scheme
 from greenserv_core.bandits.base import check_number
 from greenserv_core.energy.base import EnergyMeter, EnergyReading, EnergyWindow, combined_energy
 from greenserv_core.energy.remote import OverlapShares, estimated_energy, reported_energy
-from greenserv_core.errors import InvalidInputError, ModelUnavailableError
+from greenserv_core.errors import InvalidInputError, ModelUnavailableError, WindowNotMeasuredError
 from greenserv_core.messages import Message
 from greenserv_core.quality import QualityPrior
 from greenserv_core.redaction import redacted
@@ -871,13 +871,14 @@ class _Window:
         self._window = context.__enter__()
         self._meter, self._meter_source = context, meter
 
-    def pause(self) -> None:
-        """Leave the overlap shares and close the meter's window until :meth:`resume`."""
+    def pause(self, *, ending: bool = False) -> None:
+        """Leave the overlap shares and close the meter's window until :meth:`resume` (for
+        good when ``ending``: a window with no reading is then no reading, not 0 J)."""
         if self.closed or self.ticket is None:
             return
         self._charged += self.overlap.leave(self.ticket)
         self.ticket, self.active_s = None, self.active_s + time.perf_counter() - self._since
-        self._close_meter()
+        self._close_meter(pausing=not ending)
 
     def resume(self) -> None:
         if self.closed or self.ticket is not None:
@@ -889,12 +890,19 @@ class _Window:
             except Exception as error:
                 self.error = error
 
-    def _close_meter(self) -> None:
+    def _close_meter(self, *, pausing: bool = False) -> None:
         meter, self._meter = self._meter, None
         if meter is None or self._window is None:
             return
         try:
             meter.__exit__(None, None, None)
+        except WindowNotMeasuredError as error:
+            if not pausing:
+                self.error = error
+                return
+            # a refused attempt, over before the counter moved: nothing spent that it could see
+            self._readings.append(EnergyReading(0.0, self._window.source, self._window.measured))
+            return
         except Exception as error:
             self.error = error
             return
@@ -906,7 +914,7 @@ class _Window:
         where a read failed)."""
         if self.closed:
             return 0.0, None
-        self.pause()
+        self.pause(ending=True)
         self.closed = True
         if self.error is not None or not self._readings:
             return self._charged, None

@@ -43,7 +43,7 @@ class CpuTimeEstimateMeter(TimedMeter):
     source = "cpu-time-estimate"
     measured = False
 
-    def __init__(self, watts_per_core: float | None = None) -> None:
+    def __init__(self, watts_per_core: float | None = None, *, shared: bool = True) -> None:
         name, given = "watts_per_core", repr(watts_per_core)  # as the error names and shows it
         if watts_per_core is None:
             name = "GREENSERV_CPU_WATTS_PER_CORE"
@@ -56,13 +56,24 @@ class CpuTimeEstimateMeter(TimedMeter):
         if not 0 < watts_per_core < math.inf:
             raise InvalidInputError(f"{name} must be a positive finite number, got {given}")
         self.watts_per_core = float(watts_per_core)
+        self.shared = shared
+        """Whether its windows split the process's CPU time with the other estimates open at once."""
+
+    def standby(self) -> CpuTimeEstimateMeter:
+        """The same estimate for a window kept beside a meter that measures, in case that one
+        fails (:class:`~greenserv_core.energy.FallbackMeter`): it takes no share of the
+        process's CPU time from the estimates that count."""
+        return CpuTimeEstimateMeter(self.watts_per_core, shared=False)
 
     def _start(self) -> object:
-        return _PROCESS_TIME.enter()
+        return _PROCESS_TIME.enter() if self.shared else time.process_time()
 
     def _stop(self, token: object, duration_s: float) -> float:
-        assert isinstance(token, int)
-        return _PROCESS_TIME.leave(token) * self.watts_per_core
+        if self.shared:
+            assert isinstance(token, int)
+            return _PROCESS_TIME.leave(token) * self.watts_per_core
+        assert isinstance(token, float)
+        return (time.process_time() - token) * self.watts_per_core
 
 
 @register_meter("cpu-estimate", priority=0)

@@ -149,7 +149,8 @@ def run_learning_demo(
             result.decision.explored,
             score,
             result.total_energy_joules,
-            result.energy_measured and all(attempt.energy_measured for attempt in result.failed_attempts),
+            result.energy_measured
+            and all(attempt.energy_measured or attempt.energy_joules == 0 for attempt in result.failed_attempts),
             result.energy_source,
             {result.model: result.energy_joules} | {name: other.energy.joules for name, other in others.items()},
             {result.model: score} | {name: score_answer(example, other.text) for name, other in others.items()},

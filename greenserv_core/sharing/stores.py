@@ -97,7 +97,9 @@ class InMemoryStore:
 
 
 class FileStore:
-    """A store in one file, for processes of one machine (``path.lock`` serialises merges).
+    """A store in one file, for processes of one machine (a lock file beside it serialises
+    merges; through a symbolic link, beside the file it names, so that every name of it shares
+    one lock).
 
     >>> import tempfile, pathlib, numpy as np
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "router.stats"
