@@ -444,7 +444,10 @@ class GreenServRouter:
         limit = self.max_latency_s if request.max_latency_s is None else request.max_latency_s
         cap = self.max_joules if request.max_joules is None else request.max_joules
         counted = with_tools_prompt(request.messages, request.settings.tools)
-        candidates = pool.candidates(counted, request.models)  # models not requested are not tokenised
+        wanted = request.models  # models not requested are not tokenised, but a requested cascade's are
+        if wanted is not None:
+            wanted = wanted | {m for name in wanted for m in self.learner_.cascades_.get(name, ())}
+        candidates = pool.candidates(counted, wanted)
         if features is None:
             features = self.features.extract(request.messages)
         limits = Limits(request.settings.max_new_tokens, request.models, failed, request.requires, limit, cap)

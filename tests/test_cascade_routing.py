@@ -1171,3 +1171,25 @@ def test_escalation_rule_reads_the_store_under_the_learners_lock() -> None:
     store.get = get  # type: ignore[method-assign]
     router.escalation_rule(decision.decision_id)
     assert held == [True]  # was read beside a route's add: "OrderedDict mutated during iteration"
+
+
+@pytest.mark.parametrize("limit", [{"max_latency_s": 2.0}, {"max_joules": 50.0}])
+def test_a_requested_cascade_is_held_to_the_limits_its_models_break(limit: dict[str, float]) -> None:
+    import dataclasses
+
+    from greenserv_core.errors import NoEligibleModelError
+
+    slow, fast = FakeBackend("a"), FakeBackend("b")
+    slow._info = dataclasses.replace(slow.info, prior_seconds_per_token=1.0, prior_joules_per_token=100.0)
+    router = GreenServRouter([slow, fast], features=make_hashing_extractor(), cascades=[("a", "b")], seed=0)
+    with pytest.raises(NoEligibleModelError, match="its model 'a' is not eligible"):  # was routed to "a->b"
+        router.route("What is 2 + 2 please?", models=["a->b"], **limit)  # type: ignore[arg-type]
+
+
+def test_a_model_the_query_did_not_request_is_excluded_for_that_reason() -> None:
+    features = make_hashing_extractor()
+    tools = frozenset({"tools"})
+    pool = [FakeBackend("a", capabilities=tools), FakeBackend("b"), FakeBackend("c", capabilities=tools)]
+    router = GreenServRouter(pool, features=features, cascades=[("a", "c")], seed=0)
+    decision = router.route(ASK, models=["a"], requires=["tools"])
+    assert decision.excluded["b"] == "not among the models requested for this query"  # was "lacks the capability"

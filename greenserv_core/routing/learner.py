@@ -418,18 +418,25 @@ class RoutingLearner:
         if the other rules allow it."""
         arms = verdict.predicted_joules.arms
         eligible = set(arms)
+        barred: dict[str, str] = {}  # why a model the query did not request cannot serve its cascade
         if limits.models is not None:
-            unrequested = [i for i, name in enumerate(table.names) if excluded.get(name) == _NOT_REQUESTED]
+            serving_models = {m for arm in arms for m in self.cascades_.get(arm, ())}
+            unrequested = [
+                i
+                for i, name in enumerate(table.names)
+                if name in serving_models and excluded.get(name) == _NOT_REQUESTED
+            ]
             if unrequested:
                 serving = check_eligibility(table.take(unrequested), limits, _MEMBER_RULES)
                 eligible |= set(serving.predicted_joules.arms)
-                excluded.update(serving.excluded)  # the reason that would also bar it from a cascade
+                barred = serving.excluded
         keep: list[int] = []
         for position, arm in enumerate(arms):
             members = self.cascades_.get(arm)
             out = [] if members is None else [m for m in members if m not in eligible]
             if out:
-                excluded[arm] = f"its model {out[0]!r} is not eligible ({excluded.get(out[0], 'not in the pool')})"
+                why = barred.get(out[0]) or excluded.get(out[0], "not in the pool")
+                excluded[arm] = f"its model {out[0]!r} is not eligible ({why})"
             else:
                 keep.append(position)
         if len(keep) == len(arms):
