@@ -361,8 +361,11 @@ def test_a_tool_conversation_is_sent_in_openais_shape() -> None:
         '{"a": 1, "b": 1}',
     ]
     assert [(m["tool_call_id"], m["content"]) for m in sent[2:]] == [(calls[0]["id"], "5"), (calls[1]["id"], "2")]
-    backend(handler).generate(history, SETTINGS)  # a server without tools gets the turns as they are
-    assert bodies[1]["messages"] == history
+    backend(handler).generate(history, SETTINGS)  # a server without tools gets the results as a user turn
+    assert bodies[1]["messages"] == [
+        *history[:2],
+        {"role": "user", "content": f"{tool_result_turn('5')}\n{tool_result_turn('2')}"},
+    ]
     orphan: list[Message] = [{"role": "user", "content": "Go on."}, {"role": "tool", "content": tool_result_turn("7")}]
     backend(handler, capabilities=frozenset({"chat_template", "tools"})).generate(orphan, SETTINGS)
     assert bodies[2]["messages"][1] == {"role": "user", "content": "Tool result:\n7"}  # no call to answer
@@ -1119,3 +1122,20 @@ def test_a_refused_attempt_too_short_for_the_counter_keeps_the_request_measured(
     energy = backend(server, energy=counter, backoff_s=0.1, max_backoff_s=0.1).generate(ASK, SETTINGS).energy
     assert energy.source == "exporter-counter" and energy.measured  # was the estimate: the short window "failed"
     assert 40.0 <= energy.joules <= 100.0
+
+
+def test_a_server_without_tools_gets_tool_results_as_user_turns() -> None:
+    sent: list[dict[str, object]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content))
+        return answer("5")
+
+    history: list[Message] = [
+        {"role": "user", "content": "2 + 3?"},
+        {"role": "assistant", "content": '<tool_call>\n{"name": "add", "arguments": {"a": 2, "b": 3}}\n</tool_call>'},
+        {"role": "tool", "content": "<tool_response>\n5\n</tool_response>"},
+    ]
+    backend(handler).generate(history, SETTINGS)
+    roles = [m["role"] for m in sent[0]["messages"]]  # type: ignore[attr-defined]
+    assert roles == ["user", "assistant", "user"]  # was a "tool" turn with no tool_call_id, which OpenAI refuses

@@ -207,3 +207,21 @@ def test_a_call_whose_arguments_name_the_tag_is_one_call_and_refused_text_stays_
     assert not parsed.invalid_tool_calls  # was two broken blocks
     prose, calls = split_tool_calls(with_tool_calls("Calling.", [("add", "a=1, b=2"), ("now", {})]))
     assert calls == [("now", "{}")] and '"arguments": "a=1, b=2"' in prose  # vLLM json.loads every call's arguments
+
+
+def test_a_closing_tag_inside_the_arguments_stays_in_its_call() -> None:
+    from greenserv_core.tools.calls import split_tool_calls, with_tool_calls
+
+    echo = ToolSpec("echo", "Echo.", '{"type": "object", "properties": {"text": {"type": "string"}}}')
+    text = 'Calling.<tool_call>{"name": "echo", "arguments": {"text": "use </tool_call> to end"}}</tool_call>'
+    parsed = parse_tool_calls(text, [echo, ADD])
+    assert [(c.name, c.arguments) for c in parsed.tool_calls] == [("echo", {"text": "use </tool_call> to end"})]
+    assert not parsed.invalid_tool_calls and parsed.text.strip() == "Calling."  # was an invalid call and leftovers
+    two = with_tool_calls("", [("echo", {"text": "</tool_call>"}), ("add", {"a": 1, "b": 2})])
+    assert [name for name, _ in split_tool_calls(two)[1]] == ["echo", "add"]  # was only "add": results misplaced
+
+
+def test_whole_floats_reach_an_integer_parameter_as_ints() -> None:
+    parsed = parse_tool_calls('<tool_call>{"name": "add", "arguments": {"a": 3.0, "b": 1e3}}</tool_call>', [ADD])
+    [call] = parsed.tool_calls
+    assert call.arguments == {"a": 3, "b": 1000} and all(type(v) is int for v in call.arguments.values())

@@ -76,7 +76,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 from greenserv_core.backends.abandoned import report_abandoned
 from greenserv_core.backends.base import GenerationResult, GenerationSettings, ModelInfo, StreamChunk
 from greenserv_core.backends.circuit import CircuitBreaker
-from greenserv_core.backends.prompt_format import StopBuffer, truncate_at_stop
+from greenserv_core.backends.prompt_format import StopBuffer, tool_turns_as_user, truncate_at_stop
 from greenserv_core.backends.registry import register_address_scheme
 from greenserv_core.bandits.base import check_number
 from greenserv_core.energy.base import EnergyMeter, EnergyReading, EnergyWindow, combined_energy
@@ -531,7 +531,7 @@ class OpenAICompatibleBackend:
             "model": self.model,
             "messages": _openai_messages(messages)
             if "tools" in self._info.capabilities
-            else [dict(m) for m in messages],
+            else [dict(m) for m in tool_turns_as_user(messages)],  # a server without tools takes no tool turn
             self.max_tokens_field: settings.max_new_tokens,
             "temperature": settings.temperature,
             "stream": stream,

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import math
 import re
@@ -54,6 +55,11 @@ _BLOCK = re.compile(r"<tool_call>((?:(?!<tool_call>).)*?)(?:</tool_call>|(?=<too
 before a call does not swallow the call), or at the end (a last call cut short)."""
 _CLOSED_BLOCK = re.compile(r"<tool_call>(.*?)</tool_call>", re.DOTALL)
 """One Hermes block to its closing tag, whatever it holds (a call whose arguments name the tag)."""
+_TO_LAST_CLOSE = re.compile(r"<tool_call>(.*)</tool_call>", re.DOTALL)
+"""One Hermes block to the last closing tag before where the match is told to stop."""
+_CLOSE = re.compile(r"</tool_call>")
+_LONGEST_REACH = 8
+"""How many later closing tags a block that does not read as JSON is tried to, at most."""
 _RESPONSE = re.compile(r"\A\s*<tool_response>\n?(.*?)\n?</tool_response>\s*\Z", re.DOTALL)
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
 
@@ -67,8 +73,20 @@ def _blocks(text: str) -> Iterator[re.Match[str]]:
         whole = _CLOSED_BLOCK.match(text, match.start())
         if whole is not None and whole.end() > match.end() and _reads_as_json(whole.group(1)):
             match = whole
+        elif not _reads_as_json(match.group(1)):  # a closing tag inside the arguments ends it too soon
+            match = _reaching(text, match) or match
         yield match
         at = max(match.end(), match.start() + 1)
+
+
+def _reaching(text: str, block: re.Match[str]) -> re.Match[str] | None:
+    """``block`` run on to a later closing tag where the longer block reads as JSON (the
+    arguments hold ``</tool_call>``), or ``None``."""
+    for close in itertools.islice(_CLOSE.finditer(text, block.end()), _LONGEST_REACH):
+        longer = _TO_LAST_CLOSE.match(text, block.start(), close.end())
+        if longer is not None and _reads_as_json(longer.group(1)):
+            return longer
+    return None
 
 
 def _block_json(source: str) -> Any:
@@ -155,9 +173,48 @@ def _check(raw: Any, source: str, tools: dict[str, ToolSpec]) -> ToolCall | Inva
     if errors:
         coerced = _numbers_unquoted(arguments, errors)
         if coerced is not None and validator.is_valid(coerced):
-            return ToolCall(name, coerced)
+            return ToolCall(name, _whole_numbers_as_ints(coerced, validator))
         return InvalidToolCall(name, text_arguments, f"{SCHEMA_MISMATCH}{name!r}: {errors[0].message}")
-    return ToolCall(name, arguments)
+    return ToolCall(name, _whole_numbers_as_ints(arguments, validator))
+
+
+def _whole_numbers_as_ints(arguments: dict[str, Any], validator: Any) -> dict[str, Any]:
+    """``arguments`` with each whole float (``3.0``, ``1e3``) an ``int`` where the schema wants
+    an integer there: JSON Schema counts ``3.0`` as one, a Python tool does not (``"ab"[:3.0]``
+    fails). Where it wants one is found by trying a fraction in its place.
+
+    >>> from jsonschema import Draft202012Validator
+    >>> schema = {"type": "object", "properties": {"n": {"type": "integer"}, "x": {"type": "number"}}}
+    >>> _whole_numbers_as_ints({"n": 3.0, "x": 2.0}, Draft202012Validator(schema))
+    {'n': 3, 'x': 2.0}
+    """
+    places = list(_whole_floats(arguments, []))
+    if not places:
+        return arguments
+    fixed = copy.deepcopy(arguments)
+    for path, value in places:
+        _put(fixed, path, value + 0.5)
+        fraction_refused = not validator.is_valid(fixed)
+        _put(fixed, path, int(value) if fraction_refused else value)
+    return fixed
+
+
+def _whole_floats(value: Any, path: list[Any]) -> Iterator[tuple[list[Any], float]]:
+    """The places (key paths) of the whole, finite floats within ``value``."""
+    if isinstance(value, float) and value.is_integer():
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _whole_floats(item, [*path, key])
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _whole_floats(item, [*path, index])
+
+
+def _put(holder: Any, path: Sequence[Any], value: Any) -> None:
+    for key in path[:-1]:
+        holder = holder[key]
+    holder[path[-1]] = value
 
 
 def _numbers_unquoted(arguments: dict[str, Any], errors: Sequence[Any]) -> dict[str, Any] | None:
