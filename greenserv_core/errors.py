@@ -6,7 +6,6 @@ Every error names the problem; the router's state is unchanged when one is raise
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any
 
 __all__ = [
@@ -118,9 +117,10 @@ def readable_spend(error: ModelUnavailableError) -> tuple[float, float, bool]:
     (0.0, 2.0, False)
     """
 
+    from greenserv_core.quality import is_real  # (it imports this module)
+
     def spent(value: object) -> float:
-        real = isinstance(value, numbers.Real) and not isinstance(value, bool)
-        return float(value) if real and 0 <= value < math.inf else 0.0  # type: ignore[operator, arg-type]
+        return float(value) if is_real(value) and 0 <= value < math.inf else 0.0  # type: ignore[operator, arg-type]
 
     joules, seconds = spent(error.spent_joules), spent(error.spent_s)
     return joules, seconds, error.spent_measured and joules == error.spent_joules

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from greenserv_core.energy.base import EnergyReading
-from greenserv_core.errors import InvalidInputError
+from greenserv_core.errors import InvalidInputError, ModelUnavailableError
 from greenserv_core.messages import Message
 from greenserv_core.quality import QualityPrior, is_real
 from greenserv_core.tools.spec import ToolSpec
@@ -37,6 +37,7 @@ __all__ = [
     "concurrency_of",
     "generate_all",
     "is_available",
+    "next_piece",
 ]
 
 
@@ -377,3 +378,12 @@ def generate_all(
     if many is not None and len(batch) > 1:
         return many.generate_batch(batch, settings)
     return [backend.generate(messages, settings) for messages in batch]
+
+
+def next_piece(pieces: Iterator[StreamChunk], model: str) -> StreamChunk:
+    """The next piece of ``model``'s stream: a stream ends with its result, so one that ends
+    before it failed (:class:`ModelUnavailableError`)."""
+    piece = next(pieces, None)
+    if piece is None:
+        raise ModelUnavailableError(f"the stream of {model!r} ended without its result")
+    return piece

@@ -896,15 +896,12 @@ class _Window:
             return
         try:
             meter.__exit__(None, None, None)
-        except WindowNotMeasuredError as error:
-            if not pausing:
-                self.error = error
-                return
-            # a refused attempt, over before the counter moved: nothing spent that it could see
-            self._readings.append(EnergyReading(0.0, self._window.source, self._window.measured))
-            return
         except Exception as error:
-            self.error = error
+            if pausing and isinstance(error, WindowNotMeasuredError):  # a refused attempt, over before
+                # the counter moved: nothing spent that it could see
+                self._readings.append(EnergyReading(0.0, self._window.source, self._window.measured))
+            else:
+                self.error = error
             return
         self._readings.append(self._window.reading())
 

@@ -49,6 +49,7 @@ from greenserv_core.backends.base import (
     ModelInfo,
     StreamChunk,
     concurrency_of,
+    next_piece,
 )
 from greenserv_core.cascades.agreement import answers_agree
 from greenserv_core.cascades.escalation import Verdict, distinct
@@ -284,15 +285,13 @@ class CascadeBackend:
             return
         try:
             pieces = iter(self.then.stream(messages, settings))
-            chunk = next(pieces, None)
-            if chunk is None:  # ended before any piece or its result: it failed before it answered
-                raise ModelUnavailableError(f"the stream of {self.then.info.name!r} ended without its result")
+            chunk = next_piece(pieces, self.then.info.name)  # (one that ends at once failed before it answered)
         except ModelUnavailableError as error:  # before any piece: keep the first answer, or route around it
             if self.keep_first_on_failure:
                 yield from self._stream_kept(first, self._kept_after_failure(first, step, settings, error, escalate))
                 return
             raise self._then_failed(error, first) from error
-        while chunk is not None:
+        while True:
             if chunk.result is not None:
                 yield StreamChunk("", self._joined(first, step, chunk.result))
                 return
@@ -305,11 +304,9 @@ class CascadeBackend:
                     close()
                 raise
             try:
-                chunk = next(pieces, None)
-            except ModelUnavailableError as error:  # mid-stream: the first answer was spent too
+                chunk = next_piece(pieces, self.then.info.name)
+            except ModelUnavailableError as error:  # mid-stream, or ended: the first answer was spent too
                 raise self._then_failed(error, first) from error
-        ended = ModelUnavailableError(f"the stream of {self.then.info.name!r} ended without its result")
-        raise self._then_failed(ended, first)
 
     @staticmethod
     def _stream_kept(first: GenerationResult, kept: GenerationResult) -> Iterator[StreamChunk]:

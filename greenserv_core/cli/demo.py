@@ -61,10 +61,12 @@ class _Running:
         self.totals = dict.fromkeys(self.names, 0.0)
 
     def add(self, step: DemoStep) -> None:
+        from greenserv_core.evaluation.learning_demo import answered_by_all  # (loaded with the models)
+
         self.steps += 1
         self.counts[step.model] = self.counts.get(step.model, 0) + 1
         self.spent += step.joules
-        if all(name in step.joules_by_model for name in self.names):
+        if answered_by_all(step, self.names):
             self.compared += 1
             self.compared_spent += step.joules
             for name in self.names:

@@ -43,6 +43,7 @@ __all__ = [
     "DEMO_TASKS",
     "DemoStep",
     "DemoSummary",
+    "answered_by_all",
     "compared_steps",
     "demo_pool",
     "demo_stream",
@@ -81,8 +82,7 @@ class DemoStep:
     ``score_by_model`` hold each model's own answer (the chosen one's and the shadow runs'),
     ``measured_by_model`` whether each of those readings was measured (one it does not name
     counts as an estimate). A shadow model that failed is missing there and named in
-    ``failed_by_model`` with why; the step is :attr:`complete` when every model of ``pool``
-    answered it."""
+    ``failed_by_model`` with why (see :func:`answered_by_all`)."""
 
     index: int
     task: str
@@ -97,11 +97,6 @@ class DemoStep:
     measured_by_model: dict[str, bool] = field(default_factory=dict)
     pool: tuple[str, ...] = ()
     failed_by_model: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def complete(self) -> bool:
-        """Whether every model of the pool answered this prompt (so that it can be compared)."""
-        return all(name in self.joules_by_model for name in self.pool)
 
     @property
     def estimated_models(self) -> list[str]:
@@ -194,10 +189,11 @@ def demo_pool(steps: Sequence[DemoStep]) -> list[str]:
 def compared_steps(steps: Sequence[DemoStep]) -> list[DemoStep]:
     """The steps every model of :func:`demo_pool` answered: the only ones the comparisons use."""
     pool = demo_pool(steps)
-    return [step for step in steps if _answered_by_all(step, pool)]
+    return [step for step in steps if answered_by_all(step, pool)]
 
 
-def _answered_by_all(step: DemoStep, pool: Sequence[str]) -> bool:
+def answered_by_all(step: DemoStep, pool: Sequence[str]) -> bool:
+    """Whether every model of ``pool`` answered ``step``'s prompt (so that it can be compared)."""
     return all(name in step.joules_by_model for name in pool)
 
 
@@ -282,7 +278,7 @@ def _plot_joules(axes: Any, steps: Sequence[DemoStep], dearest: str | None) -> N
     """The cumulative joules panel: the three lines over the same prompts (those every model
     answered), or the router's alone where there is nothing to compare."""
     names = demo_pool(steps)
-    same = [(i, s) for i, s in enumerate(steps, start=1) if dearest is None or _answered_by_all(s, names)]
+    same = [(i, s) for i, s in enumerate(steps, start=1) if dearest is None or answered_by_all(s, names)]
     title = "energy spent on the same prompts" if dearest is not None else "energy spent by GreenServ"
     xlabel = "query"
     if len(same) < len(steps):

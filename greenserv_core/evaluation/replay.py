@@ -289,7 +289,7 @@ def _streams(
     present = _presence(changes, len(data.queries), data.models)
     columns = {m: j for j, m in enumerate(data.models)}
     made: dict[int, _Stream] = {}
-    stretches = _shifted_task_ranks(data, tradeoff, shifts, rows_of, (low, span), binary, columns)
+    stretches = _shifted_task_ranks(data, tradeoff, shifts, rows_of, (low, span), binary, columns) if shifts else []
 
     def make(seed: int) -> _Stream:
         if seed in made:
@@ -666,26 +666,36 @@ def _steps(values: list[int | None]) -> dict[str, Any]:
     return {"mean": float(np.mean(done)) if done else None, "runs": values, "reached": len(done)}
 
 
+def _optimum_shares(
+    results: dict[str, list[RunResult]], make_stream: Callable[[int], _Stream], step: int, column: int
+) -> dict[int, float]:
+    """Per run, the share of the queries from ``step`` on whose task's best fixed model is the
+    model in ``column`` (:func:`new_optimum_share`), on that run's stream."""
+    shares = {}
+    for run in dict.fromkeys(r.run for runs_of in results.values() for r in runs_of):
+        stream = make_stream(run)
+        shares[run] = new_optimum_share(stream.reward, stream.present, stream.task_index, step, column)
+    return shares
+
+
 def _shift_report(
-    shifts: Sequence[Shift], results: dict[str, list[RunResult]], make_stream: Callable[[int], _Stream]
+    shifts: Sequence[Shift],
+    results: dict[str, list[RunResult]],
+    models: list[str],
+    make_stream: Callable[[int], _Stream],
 ) -> list[dict[str, Any]]:
     """Per shift: the model's share under the new optimum and, per strategy, the time to re-adapt
     and the model's share in the ``AROUND`` steps before and after the shift."""
     out = []
     for shift in shifts:
-        targets: dict[int, float] = {}
+        j = models.index(shift.model)
+        targets = _optimum_shares(results, make_stream, shift.step, j)
         per_strategy: dict[str, Any] = {}
         for strategy, runs_of in results.items():
             times: list[int | None] = []
             before: list[float | None] = []
             after: list[float | None] = []
             for result in runs_of:
-                stream = make_stream(result.run)
-                j = stream.data.models.index(shift.model)
-                if result.run not in targets:
-                    targets[result.run] = new_optimum_share(
-                        stream.reward, stream.present, stream.task_index, shift.step, j
-                    )
                 picked = result.chosen == j
                 times.append(readapt_time(picked, shift.step, targets[result.run], worsens=shift.worsens))
                 share = share_around(picked, shift.step)
@@ -725,18 +735,11 @@ def _newcomer_report(
         if change.action != "add":
             continue
         j = models.index(change.model)
+        targets = _optimum_shares(results, make_stream, change.step, j)
         per_strategy: dict[str, Any] = {}
-        targets: dict[int, float] = {}
         window = 0
         for strategy, runs_of in results.items():
-            found = []
-            for result in runs_of:
-                if result.run not in targets:
-                    stream = make_stream(result.run)
-                    targets[result.run] = new_optimum_share(
-                        stream.reward, stream.present, stream.task_index, change.step, j
-                    )
-                found.append(newcomer_time(result.chosen == j, change.step, targets[result.run]))
+            found = [newcomer_time(r.chosen == j, change.step, targets[r.run]) for r in runs_of]
             window = found[0]["final_window"]
             per_strategy[strategy] = {
                 "steps_to_half": _steps([f["steps_to_half"] for f in found]),
@@ -914,7 +917,7 @@ def replay(
         report["stream_baselines"] = _stream_baselines([make_stream(s).baselines for s in seeds])
     report["relative"] = relative(report)
     report["learning_curve"] = _learning_curve(results, make_stream, points)
-    report["shifts"] = _shift_report(shifts, results, make_stream)
+    report["shifts"] = _shift_report(shifts, results, data.models, make_stream)
     report["newcomers"] = _newcomer_report(changes, results, data.models, make_stream)
     if energy_budget is not None:
         assert spec is not None

@@ -23,6 +23,7 @@ from greenserv_core.backends.base import (
     StreamChunk,
     batch_generator,
     concurrency_of,
+    next_piece,
 )
 from greenserv_core.cascades import CascadeBackend, Escalate, Verdict
 from greenserv_core.errors import (
@@ -132,7 +133,7 @@ class Executor:
                 pieces = iter(backend.stream(request.messages, request.settings, escalate))
             else:
                 pieces = iter(backend.stream(request.messages, request.settings))
-            return decision, pieces, _next_piece(pieces, decision.model)
+            return decision, pieces, next_piece(pieces, decision.model)
 
         failures: list[FailedAttempt] = []
         decision, pieces, chunk = self.with_failover(request, first_piece, failures=failures)
@@ -141,7 +142,7 @@ class Executor:
             try:
                 while chunk.result is None:
                     yield RoutedChunk(chunk.delta, decision)
-                    chunk = _next_piece(pieces, decision.model)
+                    chunk = next_piece(pieces, decision.model)
             except ModelUnavailableError as error:  # mid-stream: no failover, but what it spent is charged
                 self._charge(decision, error)
                 raise
@@ -344,14 +345,6 @@ class Executor:
         if request.score_tool_calls and not expired and (parsed.tool_calls or parsed.invalid_tool_calls):
             self.learner.feedback(decision.decision_id, 0.0 if parsed.invalid_tool_calls else 1.0)
         return generation
-
-
-def _next_piece(pieces: Iterator[StreamChunk], model: str) -> StreamChunk:
-    """The next piece of a model's stream; a stream must end with its result."""
-    piece = next(pieces, None)
-    if piece is None:
-        raise ModelUnavailableError(f"the stream of {model!r} ended without its result")
-    return piece
 
 
 class LearnedEscalation:

@@ -53,8 +53,6 @@ __all__ = [
 _BLOCK = re.compile(r"<tool_call>((?:(?!<tool_call>).)*?)(?:</tool_call>|(?=<tool_call>)|\Z)", re.DOTALL)
 """One Hermes block: it ends at its closing tag, at the next opening tag (a tag named in prose
 before a call does not swallow the call), or at the end (a last call cut short)."""
-_CLOSED_BLOCK = re.compile(r"<tool_call>(.*?)</tool_call>", re.DOTALL)
-"""One Hermes block to its closing tag, whatever it holds (a call whose arguments name the tag)."""
 _TO_LAST_CLOSE = re.compile(r"<tool_call>(.*)</tool_call>", re.DOTALL)
 """One Hermes block to the last closing tag before where the match is told to stop."""
 _CLOSE = re.compile(r"</tool_call>")
@@ -65,15 +63,12 @@ _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
 
 
 def _blocks(text: str) -> Iterator[re.Match[str]]:
-    """The Hermes blocks of ``text`` in order (see :data:`_BLOCK`); a block that holds another
-    opening tag is one block when it reads as JSON to its closing tag (the tag is then inside
-    the call's arguments)."""
+    """The Hermes blocks of ``text`` in order (see :data:`_BLOCK`); a block that does not read
+    as JSON runs on to a later closing tag where it does (an opening or closing tag inside the
+    call's arguments ended it too soon)."""
     at = 0
     while (match := _BLOCK.search(text, at)) is not None:
-        whole = _CLOSED_BLOCK.match(text, match.start())
-        if whole is not None and whole.end() > match.end() and _reads_as_json(whole.group(1)):
-            match = whole
-        elif not _reads_as_json(match.group(1)):  # a closing tag inside the arguments ends it too soon
+        if not _reads_as_json(match.group(1)):
             match = _reaching(text, match) or match
         yield match
         at = max(match.end(), match.start() + 1)
