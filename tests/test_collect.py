@@ -128,15 +128,16 @@ _GOLD = {ex.prompt: ex for task in TASKS for ex in load_task(task, limit=4, seed
 
 
 class Crashing(FakeBackend):
-    """Fails (like a killed process) once it has answered ``budget`` calls."""
+    """Answers one query at a time, and raises ``error`` once it has answered ``budget`` calls
+    (by default like a killed process)."""
 
-    def __init__(self, name: str, budget: int, **kwargs: object) -> None:
+    def __init__(self, name: str, budget: int, error: BaseException | None = None, **kwargs: object) -> None:
         super().__init__(name, **kwargs)  # type: ignore[arg-type]
-        self.budget = budget
+        self.budget, self.error = budget, error
 
     def generate(self, messages: Sequence[Message], settings: GenerationSettings) -> GenerationResult:
         if self.calls >= self.budget:
-            raise KeyboardInterrupt
+            raise self.error if self.error is not None else KeyboardInterrupt()
         return super().generate(messages, settings)
 
 
@@ -308,19 +309,6 @@ def test_a_journal_row_holding_unicode_line_separators_resumes(tmp_path: Path) -
     assert resumed.calls == 2 and table.columns["output"] == [reply] * 4
 
 
-class Failing(FakeBackend):
-    """Answers one query at a time, and fails (a server gone away) once it has answered ``budget``."""
-
-    def __init__(self, name: str, budget: int, **kwargs: object) -> None:
-        super().__init__(name, **kwargs)  # type: ignore[arg-type]
-        self.budget = budget
-
-    def generate(self, messages: Sequence[Message], settings: GenerationSettings) -> GenerationResult:
-        if self.calls >= self.budget:
-            raise ConnectionError("server went away")
-        return super().generate(messages, settings)
-
-
 class Batching(FakeBackend):
     """Answers a batch in one call (as a local model does), noting each batch's size."""
 
@@ -338,7 +326,8 @@ class Batching(FakeBackend):
 def test_a_failure_part_way_through_a_batch_keeps_the_answers_already_finished(tmp_path: Path) -> None:
     out = tmp_path / "t.parquet"
     with pytest.raises(ConnectionError):
-        collect([Failing("m", budget=3, reply=_oracle_reply)], out, tasks=TASKS, limit=4, seed=3, batch_size=8)
+        gone = Crashing("m", budget=3, error=ConnectionError("server went away"), reply=_oracle_reply)
+        collect([gone], out, tasks=TASKS, limit=4, seed=3, batch_size=8)
     assert journal_path(out).read_text(encoding="utf-8").count("\n") == 1 + 3
     resumed = FakeBackend("m", reply=_oracle_reply)
     assert len(collect([resumed], out, tasks=TASKS, limit=4, seed=3, batch_size=8)) == 12 and resumed.calls == 9

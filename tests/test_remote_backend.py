@@ -1122,20 +1122,3 @@ def test_a_refused_attempt_too_short_for_the_counter_keeps_the_request_measured(
     energy = backend(server, energy=counter, backoff_s=0.1, max_backoff_s=0.1).generate(ASK, SETTINGS).energy
     assert energy.source == "exporter-counter" and energy.measured  # was the estimate: the short window "failed"
     assert 40.0 <= energy.joules <= 100.0
-
-
-def test_a_server_without_tools_gets_tool_results_as_user_turns() -> None:
-    sent: list[dict[str, object]] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        sent.append(json.loads(request.content))
-        return answer("5")
-
-    history: list[Message] = [
-        {"role": "user", "content": "2 + 3?"},
-        {"role": "assistant", "content": '<tool_call>\n{"name": "add", "arguments": {"a": 2, "b": 3}}\n</tool_call>'},
-        {"role": "tool", "content": "<tool_response>\n5\n</tool_response>"},
-    ]
-    backend(handler).generate(history, SETTINGS)
-    roles = [m["role"] for m in sent[0]["messages"]]  # type: ignore[attr-defined]
-    assert roles == ["user", "assistant", "user"]  # was a "tool" turn with no tool_call_id, which OpenAI refuses
