@@ -463,3 +463,25 @@ def test_a_seed_beyond_a_floats_whole_numbers_round_trips() -> None:
     signal = SelfVerification(samples=4, seed=2**53 + 1)
     again = signal_from_name(signal.name)
     assert isinstance(again, SelfVerification) and again.seed == 2**53 + 1  # was None: read through float()
+
+
+def test_a_failed_question_after_answers_names_both_sources_as_the_cascade_does() -> None:
+    class FailsSecondQuestion(FakeBackend):
+        def generate(self, messages: Sequence[Message], settings: GenerationSettings) -> GenerationResult:
+            result = super().generate(messages, settings)
+            if self.calls == 3:  # the answer, one question, then the second question fails
+                raise ModelUnavailableError(
+                    "server went away", spent_joules=1.0, spent_source="cpu-time-estimate", spent_measured=False
+                )
+            return result
+
+    ask: list[Message] = [{"role": "user", "content": "3 + 5?"}]
+    small = FailsSecondQuestion("small", joules_per_token=1.0, reply=lambda m: "Yes")
+    with pytest.raises(CascadeMemberUnavailableError) as raised:
+        CascadeBackend(small, FakeBackend("big"), signal=SelfVerification(samples=2)).generate(
+            ask, GenerationSettings(max_new_tokens=4)
+        )
+    source = small.generate(ask, GenerationSettings(max_new_tokens=4)).energy.source
+    # the answers' and the failed call's sources, joined: was the failed call's alone
+    assert raised.value.spent_source == f"{source}+cpu-time-estimate"
+    assert not raised.value.spent_measured

@@ -14,8 +14,8 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from greenserv_core.energy.base import EnergyReading
-from greenserv_core.errors import InvalidInputError, ModelUnavailableError
+from greenserv_core.energy.base import EnergyReading, combined_energy
+from greenserv_core.errors import InvalidInputError, ModelUnavailableError, readable_spend
 from greenserv_core.messages import Message
 from greenserv_core.quality import QualityPrior, is_real
 from greenserv_core.tools.spec import ToolSpec
@@ -387,3 +387,30 @@ def next_piece(pieces: Iterator[StreamChunk], model: str) -> StreamChunk:
     if piece is None:
         raise ModelUnavailableError(f"the stream of {model!r} ended without its result")
     return piece
+
+
+def spent_after(answers: Sequence[GenerationResult], error: ModelUnavailableError) -> dict[str, Any]:
+    """What was spent when a call failed with ``error`` after ``answers`` were made (a
+    cascade's first answer, a self-verification's earlier questions): theirs and the failed
+    call's (:func:`~greenserv_core.errors.readable_spend`), as keyword arguments of a
+    :class:`ModelUnavailableError` that carries it on. The sources are joined and the joules
+    are measured only where every part was (:func:`~greenserv_core.energy.base.combined_energy`).
+
+    >>> answer = GenerationResult("4", 3, 1, 0.5, EnergyReading(2.0, "nvml", True))
+    >>> failed = ModelUnavailableError("down", spent_joules=1.0, spent_s=0.25, spent_source="cpu-time-estimate")
+    >>> spent_after([answer], failed)
+    {'spent_joules': 3.0, 'spent_s': 0.75, 'spent_source': 'nvml+cpu-time-estimate', 'spent_measured': False}
+    """
+    if not answers:
+        raise InvalidInputError("spent_after needs at least one answer")
+    joules, seconds, measured = readable_spend(error)
+    readings = [answer.energy for answer in answers]
+    if error.spent_joules != 0:  # a failed call that spent nothing says nothing of how its joules were read
+        readings.append(EnergyReading(joules, error.spent_source or answers[0].energy.source, measured))
+    total = combined_energy(readings)
+    return {
+        "spent_joules": total.joules,
+        "spent_s": math.fsum(answer.latency_s for answer in answers) + seconds,
+        "spent_source": total.source,
+        "spent_measured": total.measured,
+    }

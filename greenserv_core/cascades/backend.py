@@ -38,7 +38,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
 
 from greenserv_core.backends.abandoned import report_abandoned
 from greenserv_core.backends.base import (
@@ -50,6 +49,7 @@ from greenserv_core.backends.base import (
     StreamChunk,
     concurrency_of,
     next_piece,
+    spent_after,
 )
 from greenserv_core.cascades.agreement import answers_agree
 from greenserv_core.cascades.escalation import Verdict, distinct
@@ -177,7 +177,7 @@ class CascadeBackend:
                 verification = signal.verify(messages, result, self.first)
             except ModelUnavailableError as error:  # the answer it was to check was spent too
                 raise CascadeMemberUnavailableError(
-                    str(error), member=self.first.info.name, **_spent_after(result, error)
+                    str(error), member=self.first.info.name, **spent_after([result], error)
                 ) from error
             own, result = result, verification.charged(result)
             confidence = verification.confidence
@@ -270,7 +270,7 @@ class CascadeBackend:
             f"{self.then.info.name!r} failed after {self.first.info.name!r} answered "
             f"({first.energy.joules:.1f} J spent): {error}",
             member=self.then.info.name,
-            **_spent_after(first, error),
+            **spent_after([first], error),
         )
 
     def stream(
@@ -327,16 +327,3 @@ def cascade_settings(threshold: object, keep_first_on_failure: object) -> tuple[
     if not isinstance(keep_first_on_failure, bool):
         raise InvalidInputError(f"keep_first_on_failure must be True or False, got {keep_first_on_failure!r}")
     return float(threshold), keep_first_on_failure
-
-
-def _spent_after(answer: GenerationResult, error: ModelUnavailableError) -> dict[str, Any]:
-    """What a cascade spent when a call failed after ``answer`` was made: both, as keyword
-    arguments of the :class:`CascadeMemberUnavailableError` it raises (measured only where
-    both were)."""
-    joules, seconds, measured = readable_spend(error)
-    return {
-        "spent_joules": answer.energy.joules + joules,
-        "spent_s": answer.latency_s + seconds,
-        "spent_source": answer.energy.source,
-        "spent_measured": answer.energy.measured and (error.spent_joules == 0 or measured),
-    }

@@ -6,9 +6,9 @@ import math
 import re
 from collections.abc import Sequence
 
-from greenserv_core.backends.base import GenerationResult, GenerationSettings, ModelBackend
+from greenserv_core.backends.base import GenerationResult, GenerationSettings, ModelBackend, spent_after
 from greenserv_core.confidence.base import Verification
-from greenserv_core.errors import InvalidInputError, ModelUnavailableError, readable_spend
+from greenserv_core.errors import InvalidInputError, ModelUnavailableError
 from greenserv_core.messages import Message, last_user_text
 
 __all__ = ["VERIFY_TEMPLATE", "SelfVerification", "verdict_of"]
@@ -171,13 +171,9 @@ class SelfVerification:
 
 def _add_spent(error: ModelUnavailableError, replies: Sequence[GenerationResult]) -> None:
     """Count the joules and seconds of ``replies`` (answered before ``error``) in its spend."""
-    if not replies:
-        return
-    joules, seconds, measured = readable_spend(error)
-    error.spent_measured = all(reply.energy.measured for reply in replies) and (error.spent_joules == 0 or measured)
-    error.spent_joules = joules + sum(reply.energy.joules for reply in replies)
-    error.spent_s = seconds + sum(reply.latency_s for reply in replies)
-    error.spent_source = error.spent_source or replies[0].energy.source
+    if replies:
+        for name, value in spent_after(replies, error).items():
+            setattr(error, name, value)
 
 
 def _verdict_probability(reply: GenerationResult) -> float | None:

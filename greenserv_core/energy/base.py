@@ -37,14 +37,17 @@ class EnergyReading:
 
 def combined_energy(readings: Sequence[EnergyReading]) -> EnergyReading:
     """The joules of several calls as one reading: summed, their sources joined with ``+``
-    where they differ, and measured only if every one was (an estimate stays labelled).
+    where they differ (a source that is already a join is not named twice), and measured only
+    if every one was (an estimate stays labelled).
 
     >>> combined_energy([EnergyReading(2.0, "nvml", True), EnergyReading(1.0, "cpu-time-estimate", False)])
     EnergyReading(joules=3.0, source='nvml+cpu-time-estimate', measured=False)
+    >>> combined_energy([EnergyReading(1.0, "nvml", True), EnergyReading(3.0, "nvml+cpu-time-estimate", False)]).source
+    'nvml+cpu-time-estimate'
     """
     if not readings:
         raise InvalidInputError("combined_energy needs at least one reading")
-    sources = list(dict.fromkeys(reading.source for reading in readings))
+    sources = dict.fromkeys(part for reading in readings for part in reading.source.split("+"))
     return EnergyReading(
         math.fsum(reading.joules for reading in readings),
         "+".join(sources),
