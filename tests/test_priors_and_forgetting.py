@@ -437,3 +437,21 @@ def test_a_router_loaded_with_changed_quality_priors_uses_them(tmp_path: Path) -
         )
     with pytest.raises(InvalidInputError, match="strength"):
         QualityPrior({"math": 0.9}, strength=1e17)  # the ridge went singular
+
+
+@pytest.mark.parametrize(("policy", "params"), [("linucb", {"forget": 0.9}), ("epsilon", {"forget": 0.99})])
+def test_a_router_that_forgets_loads_what_it_saved(tmp_path: Path, policy: str, params: dict[str, float]) -> None:
+    def pool() -> list[FakeBackend]:
+        return [FakeBackend("small", joules_per_token=1.0), FakeBackend("large", joules_per_token=9.0)]
+
+    router = GreenServRouter(pool(), features=_features(), policy=policy, policy_params=params, seed=0)
+    decision = router.route("What is 2 + 2?")
+    router.feedback(decision.decision_id, 1.0)
+    router.save(tmp_path / "router.json")  # a policy that forgets cannot share its state, but it saves
+    again = GreenServRouter.load(tmp_path / "router.json", pool(), features=_features())  # was StateFileError
+    assert again.loaded_statistics_ is None
+
+    def saved(r: GreenServRouter) -> str:
+        return json.dumps(r.learner_.policy_.state_dict(), default=lambda value: np.asarray(value).tolist())
+
+    assert saved(again) == saved(router)

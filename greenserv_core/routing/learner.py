@@ -48,6 +48,7 @@ from greenserv_core.cascades.escalation import EscalationModel, Verdict, check_c
 from greenserv_core.errors import (
     DecisionAlreadyScoredError,
     InvalidInputError,
+    SharingNotSupportedError,
     StateFileError,
     UnknownDecisionError,
     UnknownModelError,
@@ -1096,7 +1097,10 @@ class RoutingLearner:
                 str(store): Statistics.from_bytes(base64.b64decode(base))
                 for store, base in (state.get("sync_bases") or {}).items()
             }
-            self.loaded_statistics_ = self.statistics()
+            try:  # kept for a first push to a shared store; a policy that cannot share loads all the same
+                self.loaded_statistics_ = self.statistics()
+            except SharingNotSupportedError:
+                self.loaded_statistics_ = None
 
 
 def _accuracy(estimate: float) -> float:
