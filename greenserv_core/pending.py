@@ -7,6 +7,7 @@ generation time; only its accuracy is never learned, and no score is imputed for
 
 from __future__ import annotations
 
+import copy
 import itertools
 import time
 from collections import OrderedDict
@@ -65,7 +66,7 @@ class PendingDecision:
             "predicted_joules": self.predicted_joules,
             "budget_joules": self.budget_joules,
             "energy_bounds": None if self.energy_bounds is None else list(self.energy_bounds),
-            "cascade": self.cascade,
+            "cascade": copy.deepcopy(self.cascade),  # a snapshot: escalating later does not change it
         }
 
     @classmethod
@@ -83,7 +84,7 @@ class PendingDecision:
             predicted_joules=item.get("predicted_joules"),
             budget_joules=item.get("budget_joules"),
             energy_bounds=None if item.get("energy_bounds") is None else _pair(item["energy_bounds"]),
-            cascade=item.get("cascade"),
+            cascade=copy.deepcopy(item.get("cascade")),  # its own plan: two learners loaded from one state
         )
 
 

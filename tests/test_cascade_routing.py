@@ -1193,3 +1193,18 @@ def test_a_model_the_query_did_not_request_is_excluded_for_that_reason() -> None
     router = GreenServRouter(pool, features=features, cascades=[("a", "c")], seed=0)
     decision = router.route(ASK, models=["a"], requires=["tools"])
     assert decision.excluded["b"] == "not among the models requested for this query"  # was "lacks the capability"
+
+
+def test_a_saved_state_keeps_a_pending_cascade_plan_of_its_own() -> None:
+    router = _router()
+    decision = router.route("What is 2 + 2?")
+    snapshot = router.state_dict()
+    plan = next(item for item in snapshot["pending"]["items"] if item["decision_id"] == decision.decision_id)
+    before = dict(plan["cascade"])
+    router.escalate(decision.decision_id, 0.1)
+    assert plan["cascade"] == before  # the snapshot did not change (was: escalating wrote into it)
+    first, second = _router(), _router()
+    first.learner_.load_state_dict(snapshot)
+    second.learner_.load_state_dict(snapshot)
+    first.escalate(decision.decision_id, 0.1)
+    second.escalate(decision.decision_id, 0.1)  # was refused: both shared one plan, already decided
