@@ -1122,3 +1122,120 @@ def test_a_refused_attempt_too_short_for_the_counter_keeps_the_request_measured(
     energy = backend(server, energy=counter, backoff_s=0.1, max_backoff_s=0.1).generate(ASK, SETTINGS).energy
     assert energy.source == "exporter-counter" and energy.measured  # was the estimate: the short window "failed"
     assert 40.0 <= energy.joules <= 100.0
+
+
+@pytest.mark.parametrize("status", [507, 520, 529])
+def test_any_5xx_is_the_servers_failure_retried_then_routed_around(status: int) -> None:
+    remote = backend(lambda request: httpx.Response(status, text="origin down"), failure_threshold=5)
+    with pytest.raises(ModelUnavailableError, match=f"HTTP {status}"):  # was InvalidInputError: the caller's fault
+        remote.generate(ASK, SETTINGS)
+    assert remote.attempts_ == 3 and remote.breaker.failures_ == 3
+
+
+def test_a_garbled_compressed_body_makes_the_model_unavailable() -> None:
+    def garbled(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=b"this is not gzip", headers={"content-encoding": "gzip"})
+
+    for streamed in (False, True):
+        remote = backend(garbled, failure_threshold=1)
+        with pytest.raises(ModelUnavailableError, match="cannot be decoded"):  # was a raw httpx.DecodingError
+            list(remote.stream(ASK, SETTINGS)) if streamed else remote.generate(ASK, SETTINGS)
+        assert not remote.available and remote.attempts_ == 1
+
+
+def test_a_usage_that_is_no_object_or_counts_below_zero_is_estimated() -> None:
+    from greenserv_core.energy.remote import reported_energy
+
+    whole = {"choices": [{"message": {"content": "4"}, "finish_reason": "stop"}], "usage": "n/a"}
+    result = backend(lambda request: httpx.Response(200, json=whole)).generate(ASK, SETTINGS)
+    assert (result.input_tokens, result.output_tokens) == (8, 1)  # was an AttributeError
+    streamed = sse({"choices": [{"delta": {"content": "4"}, "finish_reason": "stop"}]}, {"choices": [], "usage": ["x"]})
+    chunk = list(backend(lambda request: streamed).stream(ASK, SETTINGS))[-1].result
+    assert chunk is not None and (chunk.input_tokens, chunk.output_tokens) == (8, 1)
+    negative = answer("4", {"prompt_tokens": -50, "completion_tokens": -10})
+    result = backend(lambda request: negative).generate(ASK, SETTINGS)
+    assert (result.input_tokens, result.output_tokens) == (8, 1)  # was -50 and -10
+    assert reported_energy(["n/a"], {"x-energy-joules": "3"}) == reported_energy(None, {"x-energy-joules": "3"})
+
+
+def test_an_events_data_over_several_lines_is_joined() -> None:
+    split = raw_sse(
+        'data: {"choices": [{"delta": {"content": "Hel"},\ndata: "finish_reason": null}]}',  # one event, two lines
+        'data: {"choices": [{"delta": {"content": "lo"}, "finish_reason": "stop"}]}',
+        "data: [DONE]",
+    )
+    result = list(backend(lambda request: split).stream(ASK, SETTINGS))[-1].result
+    assert result is not None and result.text == "Hello"  # was "lo": the first event dropped
+    no_blank_lines = "".join(f'data: {{"choices": [{{"delta": {{"content": "{w}"}}}}]}}\n' for w in ("Hel", "lo"))
+    reply = httpx.Response(200, content=(no_blank_lines + "data: [DONE]\n").encode())
+    result = list(backend(lambda request: reply).stream(ASK, SETTINGS))[-1].result
+    assert result is not None and result.text == "Hello"  # a server with no blank line between events still reads
+
+
+def test_a_time_limit_bounds_the_connect_write_and_pool_waits_too() -> None:
+    seen: list[dict[str, float]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.extensions["timeout"])
+        return sse({"choices": [{"delta": {"content": "4"}, "finish_reason": "stop"}]})
+
+    remote = backend(handler, connect_timeout_s=3.0, timeout_s=60.0)
+    remote.generate(ASK, GenerationSettings(max_new_tokens=8, max_time_s=0.5))
+    assert all(0 < seen[0][wait] <= 0.5 for wait in ("connect", "read", "write", "pool"))  # connect was 3 s
+
+
+def test_a_slow_reader_does_not_cut_an_answer_the_server_sent_but_a_slow_server_is_cut() -> None:
+    words = sse(*({"choices": [{"delta": {"content": w}}]} for w in ("one ", "two ", "three")), {"choices": []})
+    pieces: list[str] = []
+    result = None
+    for chunk in backend(lambda request: words).stream(ASK, GenerationSettings(max_new_tokens=8, max_time_s=0.3)):
+        pieces.append(chunk.delta)
+        result = chunk.result
+        time.sleep(0.2)  # a caller showing each piece (reads at about 0.2 s, 0.4 s: clear of the limit)
+    assert result is not None and (result.text, result.finish_reason) == ("one two three", "stop")  # was cut
+
+    class Stalling(httpx.SyncByteStream):
+        def __init__(self, before: float, between: float) -> None:
+            self.before, self.between = before, between
+
+        def __iter__(self) -> Iterator[bytes]:
+            time.sleep(self.before)
+            yield b'data: {"choices": [{"delta": {"content": "Hel"}}]}\n\n'
+            time.sleep(self.between)
+            yield b'data: {"choices": [{"delta": {"content": "lo"}}]}\n\ndata: [DONE]\n\n'
+
+    for before, between, text in ((0.0, 0.4, "Hel"), (0.3, 0.0, "")):  # the server's waits still cut it
+        reply = httpx.Response(200, stream=Stalling(before, between))
+        late = backend(lambda request, reply=reply: reply)  # type: ignore[misc]
+        cut = late.generate(ASK, GenerationSettings(max_new_tokens=8, max_time_s=0.2))
+        assert (cut.text, cut.finish_reason) == (text, "length") and late.breaker.failures_ == 0
+
+
+def test_a_streamed_tool_call_with_a_null_index_is_read_as_one_without() -> None:
+    call = {"index": None, "id": "c1", "function": {"name": "add", "arguments": '{"a": 2}'}}
+    assert _streamed_tool_text([call]) == _streamed_tool_text([{k: v for k, v in call.items() if k != "index"}])
+
+
+def test_a_malformed_answer_quotes_the_servers_body() -> None:
+    page = "<html>502 Bad Gateway: upstream vllm-0 refused</html>"
+    with pytest.raises(ModelUnavailableError, match="upstream vllm-0"):  # was only the JSON parser's complaint
+        backend(lambda request: httpx.Response(200, text=page)).generate(ASK, SETTINGS)
+
+
+def test_an_unreadable_retry_after_ms_falls_back_to_retry_after() -> None:
+    calls: list[float] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(time.perf_counter())
+        if len(calls) == 1:
+            return httpx.Response(429, headers={"retry-after-ms": "n/a", "retry-after": "0.3"}, text="slow down")
+        return answer("4")
+
+    assert backend(handler).generate(ASK, SETTINGS).text == "4"
+    assert calls[1] - calls[0] >= 0.3  # was no wait: the unreadable header hid the readable one
+
+
+@pytest.mark.parametrize("option", ["timeout_s", "connect_timeout_s", "request_timeout_s"])
+def test_a_timeout_of_none_is_refused_by_name(option: str) -> None:
+    with pytest.raises(InvalidInputError, match=f"{option} must be"):  # was a raw TypeError
+        backend(lambda request: answer(), **{option: None})

@@ -8,7 +8,7 @@ vLLM, Hugging Face TGI and ``transformers serve``, llama.cpp's server and Ollama
   ``request_timeout_s`` for a whole answer that is not streamed (it arrives in one read,
   after the whole generation);
 * **retries** with exponential backoff and jitter (via ``tenacity``) on connection errors,
-  timeouts, HTTP 429 and 5xx. A streamed answer is retried only until its first piece
+  timeouts, HTTP 408, 425, 429 and any 5xx. A streamed answer is retried only until its first piece
   arrives: text already handed out is never taken back. An answer that is not streamed is
   not asked again once it timed out, since the server may still be generating it;
 * **errors the server reports** after its 200 status (an ``error`` event in a stream, as vLLM
@@ -65,7 +65,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -121,15 +121,19 @@ _LONGEST_RETRY_AFTER_S = 60.0
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
-    """The seconds a server asks for before the next attempt: ``retry-after-ms``, or
-    ``Retry-After`` in seconds or as an HTTP date (``None``: not said, or not readable).
+    """The seconds a server asks for before the next attempt: ``retry-after-ms``, else (not said,
+    or not readable) ``Retry-After`` in seconds or as an HTTP date (``None``: neither readable).
 
     >>> _retry_after({"retry-after": "2"}), _retry_after({"retry-after-ms": "1500"}), _retry_after({})
     (2.0, 1.5, None)
+    >>> _retry_after({"retry-after-ms": "n/a", "retry-after": "1"})
+    1.0
     """
+    with contextlib.suppress(KeyError, ValueError, TypeError):
+        milliseconds = float(headers["retry-after-ms"])
+        if not math.isnan(milliseconds):
+            return max(0.0, milliseconds / 1000.0)
     try:
-        if "retry-after-ms" in headers:
-            return max(0.0, float(headers["retry-after-ms"]) / 1000.0)
         given = headers.get("retry-after")
         if given is None:
             return None
@@ -236,8 +240,7 @@ class OpenAICompatibleBackend:
             )
         timeouts = (("timeout_s", timeout_s), ("connect_timeout_s", connect_timeout_s))
         for label, value in (*timeouts, ("request_timeout_s", request_timeout_s)):
-            if not value > 0:
-                raise InvalidInputError(f"{label} must be positive, got {value!r}")
+            check_number(label, value, low=0.0, strict=True)  # None too: no limit would let a stall hold an answer
         if max_stop_sequences is not None and (
             isinstance(max_stop_sequences, bool) or not isinstance(max_stop_sequences, int) or max_stop_sequences < 0
         ):
@@ -356,7 +359,9 @@ class OpenAICompatibleBackend:
             logprobs = _token_logprobs(choice) if settings.logprobs and not cut else None
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as error:  # not shaped as OpenAI's
             self.breaker.failure()
-            failed = ModelUnavailableError(f"{self._info.name}: malformed answer from {self.base_url}: {error!r}")
+            failed = ModelUnavailableError(
+                f"{self._info.name}: malformed answer from {self.base_url}: {error!r}: {response.text[:200]!r}"
+            )
             raise self._charge(failed, window, started) from error
         except BaseException:
             window.close()
@@ -412,8 +417,9 @@ class OpenAICompatibleBackend:
         response, lines = self._with_retries(lambda: self._open_stream(body, deadline), window, deadline)
         guard = None
         if deadline is not None:  # a server that stalls past the time limit ends the answer there
-            lines = _until_late(lines, late)
+            lines = iter(()) if late() else _until_late(lines, deadline)  # (late: its first line came past it)
             guard = _DeadlineGuard(response, deadline)
+        lines = _data_joined(lines)
         pieces: list[str] = []
         usage: Mapping[str, Any] | None = None
         finish = "stop"
@@ -426,10 +432,7 @@ class OpenAICompatibleBackend:
         buffer = StopBuffer(kept_here) if kept_here else None
         other: list[str] = []  # lines that are no event: a server answering the stream request whole
         try:
-            for line in lines:
-                if late():
-                    finish = "length"
-                    break
+            for line in lines:  # a caller that reads slowly does not cut the answer: only the server's waits do
                 event = self._event(line)
                 if event == "done":
                     ended = True
@@ -440,7 +443,8 @@ class OpenAICompatibleBackend:
                     other.append(line)
                     continue
                 events += 1
-                usage = event.get("usage") or usage
+                given = event.get("usage")
+                usage = given if isinstance(given, Mapping) and given else usage  # one that is no object is none
                 for choice in event.get("choices") or []:
                     delta = choice.get("delta") or {}
                     calls = delta.get("tool_calls") or []
@@ -468,7 +472,7 @@ class OpenAICompatibleBackend:
             if held:  # the tail held back in case a stop began there
                 pieces.append(held)
                 yield StreamChunk(delta=held)
-            if late():
+            if late() and not ended:  # the server's time ran out before the stream's end
                 finish = "length"
             body_text = "\n".join(line for line in other if line.strip())
             if not events and finish != "length" and body_text.lstrip().startswith("{"):  # an answer or error as JSON
@@ -477,7 +481,8 @@ class OpenAICompatibleBackend:
                 if reported is not None:
                     raise reported
                 text_piece, finish, _ = _whole_answer(data["choices"][0], kept_here)
-                usage = data.get("usage") or usage
+                given = data.get("usage")
+                usage = given if isinstance(given, Mapping) and given else usage
                 logprobs, ended = None, True
                 if text_piece:
                     pieces.append(text_piece)
@@ -578,14 +583,22 @@ class OpenAICompatibleBackend:
 
     def _open_stream(self, body: dict[str, Any], deadline: float | None = None) -> tuple[httpx.Response, Iterator[str]]:
         """The stream's response and its lines, the first already read; with a ``deadline`` (a
-        ``time.perf_counter()`` value: the answer's time limit), no read waits past it (a
-        stalled server cannot hold the answer for the whole read timeout), and nothing by
-        then cuts the answer there; a read that times out before it is a failure."""
+        ``time.perf_counter()`` value: the answer's time limit), no connect, write, pool or read
+        wait passes it (a stalled server cannot hold the answer for the whole timeout), and
+        nothing by then cuts the answer there; a read that times out before it is a failure."""
         timeout = self._client.timeout
         if deadline is not None:
             left = max(1e-3, deadline - time.perf_counter())
-            read = left if timeout.read is None else min(timeout.read, left)
-            timeout = httpx.Timeout(connect=timeout.connect, read=read, write=timeout.write, pool=timeout.pool)
+
+            def bounded(given: float | None) -> float:
+                return left if given is None else min(given, left)
+
+            timeout = httpx.Timeout(
+                connect=bounded(timeout.connect),
+                read=bounded(timeout.read),
+                write=bounded(timeout.write),
+                pool=bounded(timeout.pool),
+            )
         request = self._client.build_request("POST", "/chat/completions", json=body, timeout=timeout)
         response = self._client.send(request, stream=True)
         try:
@@ -605,7 +618,7 @@ class OpenAICompatibleBackend:
         return response, _prepend(first, lines)
 
     def _check(self, response: httpx.Response) -> None:
-        if response.status_code in _RETRY_STATUS:
+        if response.status_code in _RETRY_STATUS or response.status_code >= 500:  # 507, a proxy's 52x, 529
             raise _Transient(f"HTTP {response.status_code}: {response.text[:200]}", _retry_after(response.headers))
         if response.status_code in _SETUP_STATUS:
             self.breaker.failure()  # it will not answer until its setup is mended: let it cool down
@@ -647,6 +660,11 @@ class OpenAICompatibleBackend:
             except httpx.TransportError as error:  # connect errors, timeouts, broken connections
                 self.breaker.failure()
                 raise _Transient(repr(error)) from error
+            except httpx.DecodingError as error:  # a garbled compressed body: not asked again, the server did the work
+                self.breaker.failure()
+                raise ModelUnavailableError(
+                    f"{self._info.name}: {self.base_url} sent a body that cannot be decoded: {error!r}"
+                ) from error
             except _Transient:
                 self.breaker.failure()
                 raise
@@ -749,19 +767,19 @@ class OpenAICompatibleBackend:
         self,
         messages: Sequence[Message],
         text: str,
-        usage: Mapping[str, Any] | None,
+        usage: object,
         headers: Mapping[str, str],
         latency: float,
         window: _Window,
         finish: str,
         token_logprobs: tuple[float, ...] | None = None,
     ) -> GenerationResult:
-        usage = usage or {}
-        input_tokens = usage.get("prompt_tokens")
-        output_tokens = usage.get("completion_tokens")
-        if not isinstance(input_tokens, int):
+        usage = usage if isinstance(usage, Mapping) else {}  # a usage that is no object is none
+        input_tokens = _token_count(usage.get("prompt_tokens"))
+        output_tokens = _token_count(usage.get("completion_tokens"))
+        if input_tokens is None:
             input_tokens = self.count_tokens(messages)
-        if not isinstance(output_tokens, int):
+        if output_tokens is None:
             output_tokens = math.ceil(len(text) / _CHARS_PER_TOKEN)
         metered = self._window_energy(window, latency)  # closes the window either way
         reported = reported_energy(usage, headers)
@@ -788,6 +806,15 @@ class OpenAICompatibleBackend:
             return estimated_energy(share, self.assumed_watts)
         part = share / seconds if seconds > 0 else 1.0
         return EnergyReading(counted.joules * part, source=counted.source, measured=counted.measured)
+
+
+def _token_count(value: object) -> int | None:
+    """A token count of the server's ``usage``: an integer >= 0, else ``None`` (estimated here).
+
+    >>> _token_count(12), _token_count(-5), _token_count(True), _token_count("12")
+    (12, None, None, None)
+    """
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 def _openai_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
@@ -963,15 +990,63 @@ def _asking_for_json(messages: list[dict[str, Any]], system_role: bool) -> list[
     return [{"role": "user", "content": ask}, *messages]
 
 
-def _until_late(lines: Iterator[str], late: Callable[[], bool]) -> Iterator[str]:
-    """``lines``, ended quietly by a read that timed out, or a connection that
-    :class:`_DeadlineGuard` shut, once the answer's time is up (it is then cut, as a local
-    model's is); a failure before that is raised."""
+def _until_late(lines: Iterator[str], deadline: float) -> Iterator[str]:
+    """``lines``, ended quietly once the answer's time is up (``deadline``, a
+    ``time.perf_counter()`` value) while it waits on the server: by a read that timed out, a
+    connection that :class:`_DeadlineGuard` shut, or a line that came only past it (the answer
+    is then cut, as a local model's is); a failure before that is raised. A line that is there
+    when a slow caller asks for it, past the deadline, is passed on: the caller's time is not
+    the model's."""
+    while True:
+        asked = time.perf_counter()
+        try:
+            line = next(lines)
+        except StopIteration:
+            return
+        except httpx.TransportError:
+            if time.perf_counter() < deadline:
+                raise
+            return
+        if asked < deadline <= time.perf_counter():  # the server kept it waiting past the time limit
+            return
+        yield line
+
+
+def _data_joined(lines: Iterable[str]) -> Iterator[str]:
+    r"""Server-sent event ``lines`` with the ``data:`` lines of one event joined into one line,
+    by newlines, as the SSE specification says (an event ends at a blank line). A ``data:``
+    line whose data so far is a whole event (a JSON object, or ``[DONE]``) ends its event at
+    once, for servers that put no blank line between events.
+
+    >>> list(_data_joined(['data: {"a":', "data: 1}", "", "data: [DONE]", "data: {}"]))
+    ['data: {"a":\n1}', '', 'data: [DONE]', 'data: {}']
+    """
+    held: list[str] = []
+    for line in lines:
+        field, _, value = line.partition(":")
+        if field == "data":
+            held.append(value[1:] if value.startswith(" ") else value)
+            data = "\n".join(held)
+            if _whole_event(data):
+                held = []
+                yield f"data: {data}"
+            continue
+        if held:  # a blank line (or another field) ends the event
+            yield "data: " + "\n".join(held)
+            held = []
+        yield line
+    if held:
+        yield "data: " + "\n".join(held)
+
+
+def _whole_event(data: str) -> bool:
+    """Whether an event's ``data`` is whole: ``[DONE]`` or a JSON object."""
+    if data.strip() == "[DONE]":
+        return True
     try:
-        yield from lines
-    except httpx.TransportError:
-        if not late():
-            raise
+        return isinstance(json.loads(data), dict)
+    except json.JSONDecodeError:
+        return False
 
 
 class _DeadlineGuard:
@@ -1027,7 +1102,8 @@ def _merge_tool_call_delta(calls: dict[int, dict[str, Any]], delta: Mapping[str,
     >>> [(c["function"]["name"], c["function"]["arguments"]) for c in calls.values()]
     [('f', '{}'), ('g', '{}')]
     """
-    given = int(delta.get("index", 0))
+    index = delta.get("index")
+    given = 0 if index is None else int(index)  # missing, or null as pydantic-based servers send it
     key = aliases.get(given, given)
     function = delta.get("function") or {}
     existing = calls.get(key)

@@ -35,15 +35,16 @@ from greenserv_core.redaction import redacted
 __all__ = ["ExporterEnergyCounter", "OverlapShares", "estimated_energy", "reported_energy"]
 
 
-def reported_energy(usage: Mapping[str, Any] | None, headers: Mapping[str, str]) -> EnergyReading | None:
-    """Energy the server itself reported for the request, if any.
+def reported_energy(usage: object, headers: Mapping[str, str]) -> EnergyReading | None:
+    """Energy the server itself reported for the request, if any (a ``usage`` that is no object
+    reports none).
 
     >>> reported_energy({"energy_joules": 12.5}, {})
     EnergyReading(joules=12.5, source='server-reported', measured=True)
     >>> reported_energy(None, {"x-energy-joules": "3"}).joules
     3.0
     """
-    value: Any = (usage or {}).get("energy_joules")
+    value: Any = usage.get("energy_joules") if isinstance(usage, Mapping) else None
     if value is None:
         value = headers.get("x-energy-joules")
     if value is None:
