@@ -277,6 +277,8 @@ def _calibration(tmp_path: Path, **changes: str) -> Path:
         ({"joules_per_token_p75": "nan"}, r"row 1, column 'joules_per_token_p75' must be a positive number"),
         ({"joules_per_token_p25": "0.09"}, r"row 1: joules per token must be ordered"),
         ({"max_new_tokens": "0"}, r"row 1, column 'max_new_tokens' must be a whole number of at least 1"),
+        ({"model": " "}, r"row 1, column 'model' is blank"),  # simulated a model named ''
+        ({"task": ""}, r"row 1, column 'task' is blank"),
     ],
 )
 def test_read_calibration_refuses_impossible_figures(tmp_path: Path, changes: dict[str, str], message: str) -> None:
@@ -972,3 +974,25 @@ def test_overhead_saves_prompts_in_a_folder_it_makes(
     assert cli.main(["bench", "overhead", "--queries", "3", "--save-prompts", str(saved)]) == 0  # FileNotFoundError
     assert len(saved.read_text(encoding="utf-8").splitlines()) == 3
     assert f"wrote 3 prompts to {saved}" in capsys.readouterr().out
+
+
+# --- review fixes (replay) ----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["bench", "replay", "--table", MISSING, "--tradeoff", "7"], "--tradeoff"),  # a nonsense report
+        (["bench", "replay", "--table", MISSING, "--tradeoff", "nan"], "--tradeoff"),
+        (["bench", "replicas", "--table", MISSING, "--store", "file:s", "--tradeoff", "1.5"], "--tradeoff"),
+        (["bench", "replicas", "--table", MISSING, "--store", "file:s", "--strategy", "linucb,epsilon"], "--strategy"),
+        (["bench", "overhead", "--queries", "5", "--embedders", "static", "--budget-joules-per-query", "-5"], "budget"),
+    ],
+)
+def test_a_tradeoff_strategy_or_budget_is_checked_before_the_work(
+    argv: list[str], needle: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from greenserv_core.evaluation import overhead, replicas
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(replicas, "run_setup", never)
+    monkeypatch.setattr(overhead, "measure", never)  # the unpaced timings came first
+    refused(argv, capsys, needle)

@@ -120,3 +120,24 @@ def test_a_peer_routes_a_real_router(name: str) -> None:
     assert models[-20:].count("large") >= 12
     router.remove_model("small")
     assert router.generate("Hi there", max_new_tokens=4).model in {"medium", "large"}
+
+
+@pytest.mark.parametrize("name", ["vw-squarecb", "vw-epsilon"])
+def test_a_vw_peer_takes_any_seed_and_keeps_one_that_fits(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    vw = pytest.importorskip("vowpalwabbit")
+    options: list[str] = []
+    workspace = vw.Workspace
+
+    def spy(arguments: str) -> object:
+        options.append(arguments)
+        return workspace(arguments)
+
+    monkeypatch.setattr(vw, "Workspace", spy)
+    for seed in (7, 2**64 - 1, 2**64, 2**70 + 3):  # --seed takes any integer of 0 or more
+        policy = make_peer(name, 3, seed=seed)  # crashed from 2**64 on
+        policy.add_arm("p")
+        policy.add_arm("q")
+        assert policy.select(A) in {"p", "q"}
+    seeds = [int(text.rpartition("--random_seed ")[2]) for text in options]
+    assert seeds[:2] == [7, 2**64 - 1]  # as before
+    assert all(0 <= seed < 2**64 for seed in seeds) and len(set(seeds)) == 4

@@ -16,6 +16,7 @@ from greenserv_core import GreenServRouter, cli
 from greenserv_core.bandits import Policy
 from greenserv_core.bandits.registry import make_policy
 from greenserv_core.errors import InvalidInputError
+from greenserv_core.evaluation.extras import MissingExtraError
 from greenserv_core.evaluation.learning_curves import newcomer_time, readapt_time, trailing_share
 from greenserv_core.evaluation.replay import PoolChange, Shift, replay
 from greenserv_core.evaluation.shifts import shift_outcomes
@@ -268,7 +269,7 @@ def test_peers_are_built_by_the_peers_module(monkeypatch: pytest.MonkeyPatch) ->
     report = quick(table, ["fake-peer", "random"], runs=2, seed=3)
     assert report["settings"]["peers"] == ["fake-peer"]
     dimension = make_hashing_extractor().dimension
-    assert made == [("fake-peer", dimension, 3), ("fake-peer", dimension, 4)]
+    assert made == [("fake-peer", dimension, 3)] * 2 + [("fake-peer", dimension, 4)]  # checked once, then the runs
     from greenserv_core.cli.replay import learning_curve_rows, replay_rows
 
     assert [row["strategy"] for row in replay_rows(report)] == ["fake-peer (peer)", "random"]
@@ -435,3 +436,72 @@ def test_a_shift_that_changes_no_outcome_changes_no_baseline() -> None:
 def test_peers_are_refused_with_a_warm_start_whose_rows_they_would_learn_on_another_scale() -> None:
     with pytest.raises(InvalidInputError, match=r"peers \['vw-squarecb'\] would learn a warm start"):
         replay(two_model_table(20), ["epsilon", "vw-squarecb"], runs=1, warm_start=2, horizons=())
+
+
+def _never(*args: Any, **kwargs: Any) -> Any:
+    raise AssertionError("the work ran before the strategies were checked")
+
+
+@pytest.mark.parametrize(
+    ("strategies", "options", "message"),
+    [
+        (["random", "static:nope"], {}, "'nope', which the table does not have"),
+        (["random", "static:"], {}, "needs a model name"),
+        (["random", "linucb"], {"policy_params": {"linucb": {"alpha": -1}}}, "alpha"),
+        (["random", "epsilon"], {"policy_params": {"epsilon": {"nope": 1}}}, "nope"),
+        (["random", "static:good"], {"changes": [PoolChange("add", "good", 2)]}, "a pool change leaves out"),
+        (["random", "static:good"], {"changes": [PoolChange("remove", "good", 2)]}, "a pool change leaves out"),
+        (["random", "static"], {"policy_params": {"static": {"arm": "nope"}}}, "the table does not have"),
+    ],
+)
+def test_every_strategy_is_checked_before_the_warm_up_and_any_run(
+    strategies: list[str], options: dict[str, Any], message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from greenserv_core.evaluation import replay as replay_module
+    from greenserv_core.features.extractor import FeatureExtractor
+
+    monkeypatch.setattr(replay_module, "_run", _never)  # ran the other strategies first
+    monkeypatch.setattr(FeatureExtractor, "warm", _never)
+    with pytest.raises(InvalidInputError, match=message):
+        quick(two_model_table(10), strategies, runs=2, horizons=(), **options)
+
+
+def test_a_static_arm_always_in_the_pool_still_replays() -> None:
+    changes = [PoolChange("add", "good", 0), PoolChange("remove", "bad", 5)]
+    report = quick(two_model_table(10), ["static:good"], runs=1, horizons=(), changes=changes)
+    assert report["strategies"]["static:good"]["shares"] == {"good": {"mean": 1.0, "ci95": 0.0}}
+
+
+def test_a_missing_peer_extra_is_refused_before_any_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    from greenserv_core.evaluation import replay as replay_module
+
+    for module in [m for m in sys.modules if m.partition(".")[0] == "vowpalwabbit"]:
+        monkeypatch.delitem(sys.modules, module)
+    monkeypatch.setitem(sys.modules, "vowpalwabbit", None)
+    monkeypatch.setattr(replay_module, "_run", _never)  # epsilon's runs came first
+    with pytest.raises(MissingExtraError, match="'bench' extra"):
+        quick(two_model_table(10), ["epsilon", "vw-squarecb"], runs=2, horizons=())
+
+
+@pytest.mark.parametrize("tradeoff", [1.5, -0.5, float("nan")])
+def test_a_tradeoff_outside_zero_to_one_is_refused(tradeoff: float) -> None:
+    with pytest.raises(InvalidInputError, match=r"tradeoff λ must be a number in \[0, 1\]"):
+        quick(two_model_table(5), ["oracle"], runs=1, horizons=(), tradeoff=tradeoff)  # a nonsense report
+
+
+def test_a_model_added_at_step_0_is_in_the_pool_from_the_start() -> None:
+    table = two_model_table(10)
+    report = quick(
+        table, ["oracle"], runs=1, horizons=(), changes=[PoolChange("add", "good", 0), PoolChange("add", "bad", 4)]
+    )
+    assert report["settings"]["pool_changes"] == ["add good@0", "add bad@4"]  # was refused: no model from the start
+    assert report["strategies"]["oracle"]["shares"].keys() == {"good", "bad"}
+    with pytest.raises(InvalidInputError, match="from the start"):
+        quick(
+            table, ["oracle"], runs=1, horizons=(), changes=[PoolChange("add", "good", 1), PoolChange("add", "bad", 4)]
+        )
+
+
+def test_a_strategy_named_twice_is_refused_by_the_replay() -> None:
+    with pytest.raises(InvalidInputError, match=r"strategies named twice: \['random'\]"):
+        quick(two_model_table(10), ["random", "linucb", "random"], runs=2, horizons=())  # one row of both runs

@@ -50,6 +50,7 @@ def _check_device(device: str) -> None:
 
 
 def _overhead(args: argparse.Namespace) -> int:
+    from greenserv_core.budget import EnergyBudget
     from greenserv_core.evaluation.overhead import overhead_prompts, run_overhead
     from greenserv_core.evaluation.prompt_files import write_prompts
 
@@ -70,6 +71,8 @@ def _overhead(args: argparse.Namespace) -> int:
         raise InvalidInputError(
             f"--embedders takes a comma-separated list of {list(EMBEDDERS)}, got {args.embedders!r}"
         )
+    if args.budget_joules_per_query is not None:
+        EnergyBudget.per_query(args.budget_joules_per_query)  # a bad budget is refused before the timings
     _check_device(args.device)
     report = run_overhead(
         queries=args.queries,
@@ -140,8 +143,15 @@ def _tool_calling(args: argparse.Namespace) -> int:
 
 def _replicas(args: argparse.Namespace) -> int:
     from greenserv_core.evaluation.replicas import check_store, run_replicas
+    from greenserv_core.reward import check_tradeoff
 
-    parse_strategies(args.strategy)
+    strategies = parse_strategies(args.strategy)
+    if len(strategies) != 1:
+        raise InvalidInputError(f"--strategy takes one policy, got {strategies}")
+    try:
+        check_tradeoff(args.tradeoff)
+    except InvalidInputError as error:
+        raise InvalidInputError(f"--tradeoff: {error}") from None
     kind, where = check_store(args.store, option="--store", connect=True)
     if kind == "file":
         check_output_file("--store", where)  # not under a file: it would fail in the workers, after the set-ups
@@ -160,7 +170,7 @@ def _replicas(args: argparse.Namespace) -> int:
         runs=args.runs,
         limit=args.limit,
         interval_s=args.interval,
-        strategy=args.strategy,
+        strategy=strategies[0],
         tradeoff=args.tradeoff,
         embedding_store=args.embedding_store,
     )

@@ -92,6 +92,7 @@ def _replay(args: argparse.Namespace) -> int:
     from greenserv_core.evaluation.replay import PoolChange, Shift, replay
     from greenserv_core.evaluation.table import read_table
     from greenserv_core.evaluation.warm_start import parse_overstatement
+    from greenserv_core.reward import check_tradeoff
 
     changes = [PoolChange.parse("add", c) for c in args.add_model] + [
         PoolChange.parse("remove", c) for c in args.remove_model
@@ -105,6 +106,10 @@ def _replay(args: argparse.Namespace) -> int:
     params = _params_of(args.param, strategies)
     horizons = _horizons(args.horizons)
     budget = budget_option(args.budget_joules_per_query, args.budget)
+    try:
+        check_tradeoff(args.tradeoff)
+    except InvalidInputError as error:
+        raise InvalidInputError(f"--tradeoff: {error}") from None
     _check_runs(args)
     at_least("--per-task", args.per_task, 1)
     at_least("--warm-start", args.warm_start, 0)

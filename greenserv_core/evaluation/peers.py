@@ -178,6 +178,17 @@ class PeerPolicy(Policy):
         raise self._not_saveable()
 
 
+def _vw_seed(seed: int) -> int:
+    """A seed VW takes (an unsigned 64-bit integer): ``seed`` itself when it fits, else one derived from it.
+
+    >>> _vw_seed(7), _vw_seed(2**64) < 2**64
+    (7, True)
+    """
+    if seed < 2**64:
+        return seed
+    return int(np.random.SeedSequence(seed).generate_state(1, np.uint64)[0])
+
+
 def _number(value: float) -> str:
     return format(value, ".9g")
 
@@ -199,7 +210,7 @@ class VWPolicy(PeerPolicy):
         vw = bench_import("vowpalwabbit")
         options = f"--cb_explore_adf {self._exploration()} -q SA --quiet {arguments}"
         if seed is not None:
-            options += f" --random_seed {seed}"
+            options += f" --random_seed {_vw_seed(seed)}"
         self.workspace_: Any = vw.Workspace(options.strip())
         self._tokens: dict[str, str] = {}
         self._added = 0

@@ -60,6 +60,8 @@ import numpy as np
 from greenserv_core.backends.base import GenerationResult, GenerationSettings, ModelInfo, StreamChunk
 from greenserv_core.bandits import Policy
 from greenserv_core.bandits.base import check_seed
+from greenserv_core.bandits.registry import make_policy
+from greenserv_core.bandits.static import StaticPolicy
 from greenserv_core.budget import BudgetPacer, EnergyBudget
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.evaluation.budget_report import spend_report
@@ -91,7 +93,7 @@ from greenserv_core.features.complexity import approximate_tokens
 from greenserv_core.features.extractor import FeatureExtractor, TaskEncoding
 from greenserv_core.features.task_classifier import instruction_text
 from greenserv_core.messages import Message
-from greenserv_core.reward import EnergyNormalizer
+from greenserv_core.reward import EnergyNormalizer, check_tradeoff
 from greenserv_core.router import GreenServRouter
 from greenserv_core.routing.learner import EnergyScaleName
 
@@ -597,13 +599,38 @@ def _check_changes(changes: Sequence[PoolChange], data: Matrices) -> None:
         _check_model_step("pool change", change.model, change.step, data)
     if len({c.model for c in changes}) != len(changes):
         raise InvalidInputError("each model may join or leave at most once")
-    if len({c.model for c in changes if c.action == "add"}) == len(data.models):
+    if len({c.model for c in changes if c.action == "add" and c.step > 0}) == len(data.models):  # @0: from the start
         raise InvalidInputError("at least one model must be in the pool from the start")
     present = len(data.models) - sum(c.action == "add" for c in changes)
     for change in sorted(changes, key=lambda c: (c.step, c.action != "add")):  # joins before leaves at a step
         present += 1 if change.action == "add" else -1
         if present < 1:
             raise InvalidInputError(f"removing {change.model} at query {change.step} would leave the pool empty")
+
+
+def _check_strategies(
+    strategies: Sequence[str],
+    dimension: int,
+    seed: int,
+    policy_params: Mapping[str, Mapping[str, Any]],
+    data: Matrices,
+    changes: Sequence[PoolChange],
+) -> None:
+    """Build each strategy's policy (or peer) once, so that a bad name or parameter, or a missing
+    extra, is refused before any run; a static policy's model must be in the pool at every step."""
+    present = _presence(changes, len(data.queries), data.models)
+    left_out = {m for j, m in enumerate(data.models) if not present[:, j].all()}
+    for strategy in strategies:
+        if strategy == "oracle" or strategy in DIAGNOSTICS or _peer(strategy, dimension, seed) is not None:
+            continue
+        policy = make_policy(strategy, dimension, seed=seed, **(policy_params.get(strategy.split(":")[0]) or {}))
+        if isinstance(policy, StaticPolicy):
+            if policy.arm not in data.models:
+                raise InvalidInputError(f"{strategy} routes to {policy.arm!r}, which the table does not have")
+            if policy.arm in left_out:
+                raise InvalidInputError(
+                    f"{strategy} routes every query to {policy.arm!r}, which a pool change leaves out of the pool"
+                )
 
 
 def _check_shifts(shifts: Sequence[Shift], data: Matrices) -> None:
@@ -802,6 +829,10 @@ def replay(
     ``budget`` part holds the spend against the budget (see
     :func:`~greenserv_core.evaluation.budget_report.spend_report`).
     """
+    check_tradeoff(tradeoff)
+    repeated = sorted({s for s in strategies if list(strategies).count(s) > 1})
+    if repeated:
+        raise InvalidInputError(f"strategies named twice: {repeated}; each is one row of the report")
     spec = energy_budget.budget if isinstance(energy_budget, BudgetPacer) else energy_budget
     if spec is not None and spec.window_s is not None and arrival_rate is None:
         raise InvalidInputError("a window budget needs arrival_rate= (queries per second) to draw arrival times")
@@ -834,8 +865,9 @@ def replay(
     prompts = data.prompts + (warm.prompts if warm is not None else [])
     if make_features is None:
         make_features = default_features(len(set(prompts)))
-    started = time.perf_counter()
+    started = time.perf_counter()  # the warm-up's time includes building the features, as before
     extractor = make_features()
+    _check_strategies(strategies, extractor.dimension, seed, policy_params or {}, data, changes)
     extractor.warm(prompts, store=embedding_store, progress=progress)
     warmup = time.perf_counter() - started
     energy_ranges = table_energy_ranges(data, extractor) if energy_scale == "table" else None

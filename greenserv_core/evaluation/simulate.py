@@ -125,6 +125,9 @@ def _calibration_row(path: Path, number: int, row: dict[str, str | None]) -> Cal
                 f"{path}: row {number}, column {column!r}: {field(column)!r} is not a number"
             ) from None
 
+    for column in ("model", "task"):
+        if not field(column):
+            raise InvalidInputError(f"{path}: row {number}, column {column!r} is blank: give the {column}'s name")
     accuracy = figure("accuracy")
     if not 0.0 <= accuracy <= 1.0:  # NaN too
         raise InvalidInputError(
