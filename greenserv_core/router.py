@@ -82,13 +82,17 @@ T = TypeVar("T")
 
 def _energy_budget(budget: object) -> EnergyBudget | BudgetPacer | None:
     """``energy_budget=`` as given: ``None``, an :class:`EnergyBudget` or :class:`BudgetPacer`,
-    a number (joules per query) or text such as ``"50J/query"`` or ``"2Wh/h"``."""
+    a real number (joules per query; numpy's and Fractions too) or text such as ``"50J/query"``
+    or ``"2Wh/h"``."""
+    import numbers
+
     if budget is None or isinstance(budget, (EnergyBudget, BudgetPacer)):
         return budget
     if isinstance(budget, str):
         return EnergyBudget.parse(budget)
-    if isinstance(budget, (int, float)) and not isinstance(budget, bool):
-        return EnergyBudget.per_query(budget)
+    if isinstance(budget, numbers.Real) and not isinstance(budget, bool):
+        joules: Any = budget  # checked and made a float by the budget
+        return EnergyBudget.per_query(joules)
     raise InvalidInputError(
         "energy_budget must be joules per query, text such as '50J/query' or '2Wh/h', "
         f"or an EnergyBudget; got {budget!r}"

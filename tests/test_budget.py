@@ -743,3 +743,122 @@ def test_reading_a_routers_budget_does_not_open_its_first_window() -> None:
     answer = router.generate("What is 2 + 2?")
     assert pacer.start_ == 3000.0 and answer.decision.budget is not None
     assert answer.decision.budget.allowance_joules == 0.0  # was 6000 J of allowance from an hour not yet begun
+
+
+def test_the_guards_cap_and_target_count_the_joules_charged_before_the_next_answer() -> None:
+    pacer = BudgetPacer(EnergyBudget.per_query(10.0), window_queries=4, guard_horizon=1)
+    for joules in (12.0, 9.0, 15.0):
+        pacer.observe(joules)
+    assert pacer.answer_cap() == 4.0
+    pacer.charge(3.0)  # a failed attempt: observe() books it in the next answer's run
+    assert pacer.answer_cap() == pytest.approx(1.0)  # was 4.0: 40 J less the 36 J and the 3 J
+    assert pacer._target(pacer.clock(), 10.0) == pytest.approx(1.0)  # the room left, (40 - 39) J over 1 answer
+    pacer.observe(1.0)
+    assert [12.0, *pacer.trailing_] == [12.0, 9.0, 15.0, 4.0]  # the run it closed: 40 J, its four budgets
+
+
+def test_a_stream_closed_early_lowers_the_guards_cap_on_the_next_answer() -> None:
+    pacer = BudgetPacer(EnergyBudget.per_query(60.0), window_queries=4, guard_horizon=1)
+    router = _router(pacer, policy="static:large")
+    guard, prompt = _guarded(router, 140.0)
+    stream = router.stream(prompt, max_new_tokens=8)
+    next(stream)
+    stream.close()  # charged: its joules belong to the next answer's run
+    assert guard.charged_ > 100.0
+    answer = router.generate(prompt, max_new_tokens=8)
+    status = answer.decision.budget
+    assert status is not None and status.answer_cap_joules == 0.0  # was 100 J: 240 J less the run's 140 J
+    assert answer.model == "small"  # nothing fits under the cap: the cheapest
+
+
+@pytest.mark.parametrize(
+    ("bad", "named"),
+    [
+        ({"joules_per_query": [-5.0]}, "joules_per_query"),
+        ({"joules_per_query": [math.nan]}, "joules_per_query"),
+        ({"fractions": [math.inf]}, "fractions"),
+        ({"window_s": 0.0, "arrival_rate": 1.0}, "window_s"),
+        ({"window_s": 60.0, "arrival_rate": -1.0}, "arrival_rate"),
+        ({"window_s": 1e10, "arrival_rate": 1e300}, "energy budget"),  # inf J a window: refused before any replay
+        ({"strategy": "oracle"}, "oracle is never paced"),
+        ({"strategy": "no-such-policy"}, "unknown strategy 'no-such-policy'"),
+        ({"price_on": "watts"}, "price_on"),
+    ],
+)
+def test_the_budget_sweep_refuses_bad_input_by_name_before_any_replay(
+    table: OutcomeTable, monkeypatch: pytest.MonkeyPatch, bad: dict[str, object], named: str
+) -> None:
+    from greenserv_core.evaluation import budgets
+
+    def replayed(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a replay ran before the input was checked")
+
+    monkeypatch.setattr(budgets, "sweep", replayed)
+    monkeypatch.setattr(budgets, "replay", replayed)
+    with pytest.raises(InvalidInputError, match=named):
+        budget_sweep(table, runs=1, make_features=make_hashing_extractor, **bad)  # type: ignore[arg-type]
+
+
+def test_budgets_and_caps_take_any_real_number() -> None:
+    from fractions import Fraction
+
+    for joules in (np.int64(50), np.float32(50.0), Fraction(50)):
+        assert EnergyBudget.per_query(joules).joules == 50.0  # type: ignore[arg-type]
+        assert EnergyBudget(100.0, window_s=joules).window_s == 50.0  # type: ignore[arg-type]
+        assert check_max_joules(joules) == 50.0
+        budget = _router(joules).budget_
+        assert budget is not None and budget.per_query_joules == 50.0
+    with pytest.raises(InvalidInputError):
+        EnergyBudget(Fraction(10**400))  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError):
+        _router(np.bool_(True))
+
+
+@pytest.mark.parametrize("text", ["50J/1e-320s", "1e-300J/1e300s"])
+def test_a_window_budget_without_a_finite_rate_is_refused(text: str) -> None:
+    with pytest.raises(InvalidInputError, match="positive finite rate"):
+        EnergyBudget.parse(text)
+    with pytest.raises(InvalidInputError, match="positive finite rate"):
+        EnergyBudget(50.0, window_s=1e-320)
+
+
+@pytest.mark.parametrize("bad", ["90", "5x", "0s", "-1h", "1 J", "query"])
+def test_a_bad_window_option_is_refused_in_its_own_words(bad: str) -> None:
+    from greenserv_core.cli.budget import _window
+
+    with pytest.raises(InvalidInputError) as refused:
+        _window(bad)
+    assert str(refused.value) == f"--window is a duration such as 1h, 15min or 30s, got {bad!r}"
+    assert _window("15min") == 900.0
+
+
+def test_a_worst_window_never_measured_prints_as_a_dash() -> None:
+    from greenserv_core.cli.budget import budget_rows
+
+    share = {"mean": 0.9, "ci95": 0.0}
+    unmeasured = {"worst_over_budget": None, "worst_over_budget_max": None}
+    spend = {
+        "spend_over_budget": share,
+        "worst_window_over_budget": None,
+        "worst_window_over_budget_max": None,
+        "mean_tradeoff": share,
+        "time_windows": {"first_over_budget": share, "share_over_budget": None, **unmeasured},
+    }
+    row = {
+        "budget": "1 Wh per 1 h",
+        "share_of_best_single_model": 0.5,
+        "spend": spend,
+        "window_queries": 250,
+        "accuracy": share,
+        "single_model_front_accuracy": 0.6,
+        "fixed_tradeoff_front_accuracy": 0.6,
+        "most_spent_at_a_fixed_tradeoff": 10.0,
+        "joules_per_query": 5.0,
+        "fixed_price_front_accuracy": 0.6,
+        "static_mix": None,
+    }
+    (printed,) = budget_rows({"budgets": [row]})
+    assert printed["worst later time window / budget (max run)"] == "–"  # was '– (0.0%)'
+    assert printed["worst 250 / budget (max run)"] == "–"
+    spend["worst_window_over_budget"], spend["worst_window_over_budget_max"] = share, 1.1
+    assert budget_rows({"budgets": [row]})[0]["worst 250 / budget (max run)"] == "90.0% ± 0.0 (110.0%)"

@@ -591,7 +591,8 @@ class BudgetPacer:
         13.0
 
         Answers under way (see :meth:`reserve`) belong to the run too: they take the place of
-        the oldest of the last answers, at their predicted joules.
+        the oldest of the last answers, at their predicted joules. So do the joules charged
+        since the last answer (:meth:`charge`), which the next answer's run counts.
         """
         if self.window_queries is None:
             return None
@@ -599,7 +600,7 @@ class BudgetPacer:
         behind = self.window_queries - 1 - len(under_way)
         if len(self.trailing_) < behind:
             return None
-        measured = sum(itertools.islice(reversed(self.trailing_), behind))
+        measured = sum(itertools.islice(reversed(self.trailing_), behind)) + self.charged_
         return max(0.0, (self.window_queries * self.budget.joules - measured) * self._bias() - sum(under_way))
 
     def reserve(self, decision_id: str, joules: float) -> None:
@@ -631,7 +632,7 @@ class BudgetPacer:
             # the run of answers that ends guard_horizon answers from now stays within its budgets
             behind = self.window_queries - self._horizon_of_guard()
             if len(self.trailing_) >= behind:
-                recent = sum(itertools.islice(reversed(self.trailing_), behind))
+                recent = sum(itertools.islice(reversed(self.trailing_), behind)) + self.charged_
                 room = (self.window_queries * per_query - recent) / self._horizon_of_guard()
                 target = min(target, max(0.0, room * self._bias()))
         return target

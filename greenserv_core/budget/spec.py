@@ -11,6 +11,7 @@ EnergyBudget(joules=50.0, window_s=None)
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,9 +28,13 @@ _TEXT = re.compile(r"^\s*([0-9.eE+-]+)\s*([a-zA-Z]+)\s*(?:/|per)\s*([0-9.eE+-]*)
 
 
 def _positive(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    """``value`` as a positive finite float: any real number (numpy's, a ``Fraction``), not a bool."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise InvalidInputError(f"{name} must be a positive finite number, got {value!r}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # a Fraction beyond any float
+        number = math.inf
     if not math.isfinite(number) or number <= 0:
         raise InvalidInputError(f"{name} must be a positive finite number, got {value!r}")
     return number
@@ -67,6 +72,11 @@ class EnergyBudget:
         if self.window_s is not None:
             window_s = _positive("the budget's window length (seconds)", self.window_s)
             object.__setattr__(self, "window_s", _rounded(window_s))
+            if not 0 < self.joules / self.window_s < math.inf:  # the pacer's allowance accrues at this rate
+                raise InvalidInputError(
+                    f"the budget's joules over its window length must be a positive finite rate (J/s), "
+                    f"got {self.joules:g} J per {self.window_s:g} s"
+                )
 
     @classmethod
     def per_query(cls, joules: float) -> EnergyBudget:

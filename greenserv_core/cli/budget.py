@@ -55,6 +55,15 @@ def _share(value: dict[str, float] | None) -> str:
     return "–" if value is None else f"{100 * value['mean']:.1f}% ± {100 * value['ci95']:.1f}"
 
 
+def _share_and_max(value: dict[str, float] | None, most: float | None) -> str:
+    """A share with the most any run reached, or ``–`` where none was measured (not '0.0%').
+
+    >>> _share_and_max(None, None)
+    '–'
+    """
+    return "–" if value is None else f"{_share(value)} ({100 * (most or 0):.1f}%)"
+
+
 def spend_rows(spend: dict[str, Any]) -> list[dict[str, str]]:
     """One row per strategy of a replay report's ``budget`` part."""
     rows = []
@@ -87,14 +96,14 @@ def budget_rows(report: dict[str, Any]) -> list[dict[str, str]]:
         out = {
             "budget": f"{row['budget']} ({100 * row['share_of_best_single_model']:.0f}%)",
             "mean spend / budget": _share(spend["spend_over_budget"]),
-            f"worst {window} / budget (max run)": f"{_share(spend['worst_window_over_budget'])} "
-            f"({100 * (spend['worst_window_over_budget_max'] or 0):.1f}%)",
+            f"worst {window} / budget (max run)": _share_and_max(
+                spend["worst_window_over_budget"], spend["worst_window_over_budget_max"]
+            ),
         }
         if "time_windows" in spend:
             out["first time window / budget"] = _share(spend["time_windows"]["first_over_budget"])
-            out["worst later time window / budget (max run)"] = (
-                f"{_share(spend['time_windows']['worst_over_budget'])} "
-                f"({100 * (spend['time_windows']['worst_over_budget_max'] or 0):.1f}%)"
+            out["worst later time window / budget (max run)"] = _share_and_max(
+                spend["time_windows"]["worst_over_budget"], spend["time_windows"]["worst_over_budget_max"]
             )
         out.update(
             {
@@ -132,9 +141,13 @@ def _window(text: str | None) -> float | None:
         return None
     from greenserv_core.budget import EnergyBudget
 
-    window = EnergyBudget.parse(f"1J/{text}").window_s
+    message = f"--window is a duration such as 1h, 15min or 30s, got {text!r}"
+    try:
+        window = EnergyBudget.parse(f"1J/{text}").window_s  # (the budget's errors would quote '1J/…')
+    except InvalidInputError:
+        raise InvalidInputError(message) from None
     if window is None:
-        raise InvalidInputError(f"--window is a duration such as 1h, 15min or 30s, got {text!r}")
+        raise InvalidInputError(message)
     return window
 
 

@@ -28,16 +28,20 @@ Everything comes from one call, so every figure is measured in the same run.
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from greenserv_core.bandits import DEFAULT_POLICY
 from greenserv_core.budget import DEFAULT_PRICE_ON, BudgetPacer, EnergyBudget
+from greenserv_core.budget.pacer import PRICE_UNITS
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.evaluation.budget_report import static_mix
+from greenserv_core.evaluation.diagnostics import DIAGNOSTICS
 from greenserv_core.evaluation.frontier import hull_quality_at
-from greenserv_core.evaluation.replay import baselines, default_features, replay, stream_order
+from greenserv_core.evaluation.replay import baselines, default_features, peer_strategies, replay, stream_order
 from greenserv_core.evaluation.sweep import sweep
 from greenserv_core.evaluation.table import OutcomeTable
 from greenserv_core.features.extractor import FeatureExtractor
@@ -57,6 +61,31 @@ class FixedPrice(BudgetPacer):
 
     def _resolve(self, now: float, per_query: float) -> None:
         self._since_resolve = 0
+
+
+def _positive_finite(value: object) -> bool:
+    """Whether ``value`` is a real number (not a bool) above 0 and finite."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return False
+    try:
+        return 0 < float(value) < math.inf
+    except OverflowError:  # a Fraction beyond any float
+        return False
+
+
+def _check_strategy(strategy: str) -> None:
+    """A strategy a budget can pace: a policy, a diagnostic or a peer (the oracle is never paced)."""
+    from greenserv_core.bandits.registry import POLICIES, strategy_forms
+
+    if strategy == "oracle":
+        raise InvalidInputError("the oracle is never paced: a budget sweep takes a policy, a diagnostic or a peer")
+    if not isinstance(strategy, str) or (
+        strategy.partition(":")[0] not in POLICIES and strategy not in DIAGNOSTICS and not peer_strategies([strategy])
+    ):
+        raise InvalidInputError(
+            f"unknown strategy {strategy!r}; choose one of {', '.join(strategy_forms())} or the diagnostics "
+            f"{', '.join(DIAGNOSTICS)}"
+        )
 
 
 def _points(report: dict[str, Any], strategy: str, queries: int, tradeoff: float) -> dict[str, float]:
@@ -98,6 +127,15 @@ def budget_sweep(
     ``price_on`` and ``window_queries`` (the guard on runs of answers, off by default) are the
     pacer's (see :class:`~greenserv_core.budget.BudgetPacer`).
     """
+    _check_strategy(strategy)  # everything is refused before any replay runs
+    if price_on not in PRICE_UNITS:
+        raise InvalidInputError(f"price_on must be one of {PRICE_UNITS}, got {price_on!r}")
+    if window_s is not None and not _positive_finite(window_s):
+        raise InvalidInputError(f"window_s must be a positive finite number of seconds, got {window_s!r}")
+    if arrival_rate is not None and not _positive_finite(arrival_rate):
+        raise InvalidInputError(
+            f"arrival_rate must be a positive finite number of queries per second, got {arrival_rate!r}"
+        )
     if window_s is not None and arrival_rate is None:
         raise InvalidInputError("a window budget needs arrival_rate (queries per second)")
     if window_queries is not None:  # a bad guard is refused before any replay runs
@@ -106,13 +144,22 @@ def budget_sweep(
         BudgetPacer(EnergyBudget.per_query(1.0), window_queries=window_queries)
     if not fractions and not joules_per_query:
         raise InvalidInputError("give budgets as fractions or joules_per_query")
-    if any(not f > 0 for f in fractions):
-        raise InvalidInputError(f"budget fractions must be positive, got {list(fractions)}")
+    if not all(_positive_finite(f) for f in fractions):
+        raise InvalidInputError(f"budget fractions must be positive finite numbers, got {list(fractions)}")
+    if not all(_positive_finite(j) for j in joules_per_query):
+        raise InvalidInputError(f"joules_per_query must be positive finite numbers, got {list(joules_per_query)}")
     data = table.matrices()
     if make_features is None:
         make_features = default_features(len(set(data.prompts)))
     reference = baselines(data, DEFAULT_TRADEOFF)["best_single_model"]
     amounts = list(joules_per_query) or [f * reference["joules_per_query"] for f in fractions]
+    budgets = [  # built before any replay: a budget the pacer would refuse is refused now
+        EnergyBudget.per_query(amount)
+        if window_s is None
+        else EnergyBudget.per_window(joules=amount * (arrival_rate or 0.0) * window_s, window_s=window_s)
+        for amount in amounts
+    ]
+    unit = EnergyBudget.per_query(reference["joules_per_query"])
     singles = [(float(data.energy[:, j].mean()), float(data.accuracy[:, j].mean())) for j in range(len(data.models))]
     fixed = sweep(
         table,
@@ -143,7 +190,6 @@ def budget_sweep(
             progress=progress,
         )
 
-    unit = EnergyBudget.per_query(reference["joules_per_query"])
     priced = [
         _points(
             paced(FixedPrice(unit, price_on=price_on, initial_tradeoff=min(t, 0.999))),
@@ -156,12 +202,7 @@ def budget_sweep(
     priced_points = [(p["joules_per_query"], p["accuracy"]) for p in priced]
     orders = [stream_order(seed + run, len(data.queries))[1] for run in range(runs)]  # the replay's streams
     rows: list[dict[str, Any]] = []
-    for amount in amounts:
-        budget = (
-            EnergyBudget.per_query(amount)
-            if window_s is None
-            else EnergyBudget.per_window(joules=amount * (arrival_rate or 0.0) * window_s, window_s=window_s)
-        )
+    for amount, budget in zip(amounts, budgets, strict=True):
         report = paced(BudgetPacer(budget, price_on=price_on, window_queries=window_queries))
         summary = report["strategies"][strategy]
         spend = report["budget"]["strategies"][strategy]
