@@ -39,7 +39,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.messages.tool import invalid_tool_call, tool_call, tool_call_chunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult, LLMResult
-from langchain_core.runnables import Runnable, RunnableLambda, RunnableMap, RunnablePassthrough
+from langchain_core.runnables import Runnable, RunnableLambda
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
@@ -50,8 +50,10 @@ from greenserv_core.adapters import (
     AdapterCore,
     BoundedRecorder,
     LazyRouter,
+    Piece,
     check_cascade_signal,
     check_energy_budget,
+    check_max_latency,
     check_optional_positive,
     check_optional_tradeoff,
     check_setting,
@@ -151,6 +153,11 @@ def _usage(result: RoutedGeneration) -> UsageMetadata:
 def _run_key(run_manager: CallbackManagerForLLMRun | None) -> str | None:
     """The decision id of a call: LangChain's run id, if there is one."""
     return str(run_manager.run_id) if run_manager is not None else None
+
+
+def _taken(error: InvalidInputError, key: str | None) -> bool:
+    """Whether the router refused ``key`` as a decision id already in use."""
+    return key is not None and str(error) == f"decision id {key!r} is already in use"
 
 
 _LANGCHAIN_OPTIONS = frozenset({"ls_structured_output_format", "stream", "parallel_tool_calls"})
@@ -256,7 +263,7 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
     max_retries: int | None = Field(default=None, ge=0)
     streaming: bool = False
     seed: Annotated[int | None, BeforeValidator(check_setting("seed"))] = None
-    max_latency_s: Annotated[float | None, BeforeValidator(check_optional_positive("max_latency_s"))] = None
+    max_latency_s: Annotated[float | None, BeforeValidator(check_max_latency)] = None
     energy_budget: Annotated[float | str | None, BeforeValidator(check_energy_budget)] = None
     max_joules: Annotated[float | None, BeforeValidator(check_max_joules)] = None
     cascades: list[tuple[str, str]] | None = None
@@ -320,8 +327,8 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
             ls_temperature=kwargs.get("temperature", self.temperature),
         )
         params["ls_max_tokens"] = kwargs.get("max_tokens") or self.max_tokens_in_force
-        if stop := stop or self.stop:
-            params["ls_stop"] = [stop] if isinstance(stop, str) else list(stop)
+        if sequences := check_stop(stop if stop is not None else self.stop):  # a bad stop: as the call refuses it
+            params["ls_stop"] = sequences
         return params
 
     # ---- calling the router ---------------------------------------------------------------
@@ -332,6 +339,37 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
         key = _run_key(run_manager)
         return None if key is not None and self.decided(key) else key
 
+    def _routed(
+        self, messages: list[BaseMessage], stop: list[str] | None, key: str | None, kwargs: dict[str, Any]
+    ) -> RoutedGeneration:
+        """One routed answer under the decision id ``key``, or under a fresh one where a call
+        beside it took the same run id first (between :meth:`_decision_key` and the router)."""
+        conversation, options = to_greenserv_messages(messages), _call_options(kwargs)
+        try:
+            return self.routed_generation(conversation, options, stop=stop, decision_id=key)
+        except InvalidInputError as error:
+            if not _taken(error, key):
+                raise
+        return self.routed_generation(conversation, options, stop=stop, decision_id=None)
+
+    def _pieces(
+        self, messages: list[BaseMessage], stop: list[str] | None, key: str | None, kwargs: dict[str, Any]
+    ) -> Iterator[Piece]:
+        """A routed stream, routed again under a fresh decision id as :meth:`_routed` is (the
+        router routes when the first piece is asked for)."""
+        conversation, options = to_greenserv_messages(messages), _call_options(kwargs)
+        pieces = self.routed_stream(conversation, options, stop=stop, decision_id=key)
+        try:
+            first = next(pieces, None)
+        except InvalidInputError as error:
+            if not _taken(error, key):
+                raise
+            pieces = self.routed_stream(conversation, options, stop=stop, decision_id=None)
+            first = next(pieces, None)
+        if first is not None:
+            yield first
+            yield from pieces
+
     def _generate(
         self,
         messages: list[BaseMessage],
@@ -340,12 +378,7 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         parallel = _parallel(kwargs)  # checked before the model runs
-        result = self.routed_generation(
-            to_greenserv_messages(messages),
-            _call_options(kwargs),
-            stop=stop,
-            decision_id=self._decision_key(run_manager),
-        )
+        result = self._routed(messages, stop, self._decision_key(run_manager), kwargs)
         message = AIMessage(
             content=result.text,
             usage_metadata=_usage(result),
@@ -362,12 +395,7 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         parallel = _parallel(kwargs)
-        pieces = self.routed_stream(
-            to_greenserv_messages(messages),
-            _call_options(kwargs),
-            stop=stop,
-            decision_id=self._decision_key(run_manager),
-        )
+        pieces = self._pieces(messages, stop, self._decision_key(run_manager), kwargs)
         for piece in pieces:  # while tools are offered, the text comes whole in the last piece
             if piece.generation is None:
                 chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece.delta))
@@ -484,12 +512,19 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
             json_schema = _as_json_schema(schema)
             llm = self.bind(response_format=json_schema, ls_structured_output_format=traced)
             parse = _json_parser(schema, json_schema, pydantic)
-        parser = RunnableLambda(parse)
         if not include_raw:
-            return llm | parser
-        parsed = RunnablePassthrough.assign(parsed=lambda d: parse(d["raw"]), parsing_error=lambda _: None)
-        failed = RunnablePassthrough.assign(parsed=lambda _: None)
-        return RunnableMap(raw=llm) | parsed.with_fallbacks([failed], exception_key="parsing_error")
+            return llm | RunnableLambda(parse)
+
+        def with_raw(raw: AIMessage) -> dict[str, Any]:  # one step, so a stream ends with it too
+            try:
+                return {"raw": raw, "parsed": parse(raw), "parsing_error": None}
+            except OutputParserException as error:
+                return {"raw": raw, "parsed": None, "parsing_error": error}
+
+        async def awith_raw(raw: AIMessage) -> dict[str, Any]:
+            return with_raw(raw)
+
+        return llm | RunnableLambda(with_raw, afunc=awith_raw)
 
     # ---- feedback -----------------------------------------------------------------------
     def feedback(self, target: Any, score: float) -> FeedbackRecord:

@@ -20,6 +20,7 @@ from pydantic import ConfigDict, PrivateAttr
 
 from greenserv_core.adapters import AnswerLog, Evaluator, decision_id_in
 from greenserv_core.router import FeedbackRecord
+from greenserv_core.tools import with_tool_calls
 
 __all__ = ["GreenServEventHandler", "SeenDecision"]
 
@@ -73,7 +74,7 @@ class GreenServEventHandler(BaseEventHandler):
         if isinstance(event, LLMChatEndEvent):
             response = event.response
             prompt = "\n".join(str(m.content) for m in event.messages)
-            output = "" if response is None else str(response.message.content or "")
+            output = "" if response is None else _answer_text(response.message)
         elif isinstance(event, LLMCompletionEndEvent):
             response = event.response
             prompt, output = event.prompt, str(event.response.text)
@@ -91,3 +92,19 @@ class GreenServEventHandler(BaseEventHandler):
     def feedback(self, decision_id: str, score: float) -> FeedbackRecord:
         """Score a decision this handler saw, later. Unknown decision ids raise ``KeyError``."""
         return self._seen.feedback(decision_id, score)
+
+
+def _answer_text(message: Any) -> str:
+    """What the evaluator reads of a chat answer: its text, and the tool calls it made as the
+    markup the router reads (an answer that only calls a tool has no text of its own).
+
+    >>> from llama_index.core.base.llms.types import ChatMessage
+    >>> call = {"id": "c1", "name": "now", "arguments": {}}
+    >>> print(_answer_text(ChatMessage(role="assistant", content="", additional_kwargs={"tool_calls": [call]})))
+    <tool_call>
+    {"name": "now", "arguments": {}}
+    </tool_call>
+    """
+    text = str(message.content or "")
+    calls = message.additional_kwargs.get("tool_calls") or []
+    return with_tool_calls(text, [(call["name"], call["arguments"]) for call in calls]) if calls else text

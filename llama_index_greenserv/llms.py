@@ -23,6 +23,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
+import pickle
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator, Sequence
 from typing import Annotated, Any, TypeVar
 
@@ -53,6 +55,7 @@ from greenserv_core.adapters import (
     Piece,
     check_cascade_signal,
     check_energy_budget,
+    check_max_latency,
     check_optional_positive,
     check_optional_tradeoff,
     check_setting,
@@ -63,6 +66,7 @@ from greenserv_core.adapters import (
 )
 from greenserv_core.adapters import decision_id_of as answer_key
 from greenserv_core.async_bridge import iterate_in_thread
+from greenserv_core.backends.base import ModelBackend
 from greenserv_core.bandits import DEFAULT_POLICY
 from greenserv_core.budget import check_max_joules
 from greenserv_core.errors import InvalidInputError
@@ -71,6 +75,8 @@ from greenserv_core.router import FeedbackRecord, GreenServRouter, RoutedGenerat
 from greenserv_core.tools import in_call_order, tool_result_turn, with_tool_calls
 
 __all__ = ["GreenServLLM", "decision_id_of"]
+
+logger = logging.getLogger("greenserv.llama_index")
 
 _ROLES = {
     MessageRole.SYSTEM: "system",
@@ -291,7 +297,7 @@ class GreenServLLM(AdapterCore, FunctionCallingLLM):
       Value error, max_joules must be a positive finite number, got -1 ...
     """
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
 
     router: GreenServRouter | None = Field(default=None, exclude=True)
     models: list[Any] | None = Field(default=None, exclude=True, repr=False)
@@ -305,7 +311,7 @@ class GreenServLLM(AdapterCore, FunctionCallingLLM):
     stop: Annotated[list[str] | None, BeforeValidator(check_stop)] = None
     timeout: Annotated[float | None, BeforeValidator(check_optional_positive("timeout"))] = None
     seed: Annotated[int | None, BeforeValidator(check_setting("seed"))] = None
-    max_latency_s: Annotated[float | None, BeforeValidator(check_optional_positive("max_latency_s"))] = None
+    max_latency_s: Annotated[float | None, BeforeValidator(check_max_latency)] = None
     energy_budget: Annotated[float | str | None, BeforeValidator(check_energy_budget)] = None
     max_joules: Annotated[float | None, BeforeValidator(check_max_joules)] = None
     cascades: list[tuple[str, str]] | None = None
@@ -327,6 +333,31 @@ class GreenServLLM(AdapterCore, FunctionCallingLLM):
     @classmethod
     def class_name(cls) -> str:
         return "GreenServLLM"
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle the settings, ``models`` as given, without the routers built (a copy builds
+        its own), and leave this LLM as it is (LlamaIndex's own pruning deletes what cannot be
+        pickled from the live object). A ready ``router`` or backend objects in ``models``
+        raise ``TypeError``: an unpickled copy would route over another pool."""
+        if self.router is not None or any(isinstance(m, ModelBackend) for m in self.models or ()):
+            raise TypeError(
+                "a GreenServLLM holding a router or model backends cannot be pickled; "
+                "give models= as names, addresses or ModelSpecs to pickle it"
+            )
+        state = BaseModel.__getstate__(self)
+        fields = {key: value for key, value in state["__dict__"].items() if key != "built_routers"}
+        for key in [key for key, value in fields.items() if not _picklable(value)]:
+            logger.warning("Removing unpickleable attribute %s", key)  # as LlamaIndex does, from the copy only
+            del fields[key]
+        return {**state, "__dict__": fields}
+
+    def to_dict(self, **kwargs: Any) -> dict[str, Any]:
+        """LlamaIndex's serialisation, with ``models`` when they are names or addresses, so that
+        ``from_dict`` builds the same pool (backend objects and ``ModelSpec`` s are left out)."""
+        data = super().to_dict(**kwargs)
+        if self.models is not None and all(isinstance(m, str) for m in self.models):
+            data["models"] = list(self.models)
+        return data
 
     def to_payload(self) -> dict[str, Any]:
         """What callbacks and instrumentation see of this model, read before every call, on
@@ -493,6 +524,14 @@ class GreenServLLM(AdapterCore, FunctionCallingLLM):
     def feedback(self, target: Any, score: float) -> FeedbackRecord:
         """Score a response (``ChatResponse``/``CompletionResponse``) or a decision id in [0, 1]."""
         return self.routed_feedback(decision_id_of(target), score)
+
+
+def _picklable(value: Any) -> bool:
+    try:
+        pickle.dumps(value)
+    except Exception:
+        return False
+    return True
 
 
 R = TypeVar("R", ChatResponse, CompletionResponse)

@@ -4,6 +4,7 @@ options mapped onto :meth:`GreenServRouter.generate` arguments, and ``tool_choic
 from __future__ import annotations
 
 import decimal
+import math
 import numbers
 import operator
 import threading
@@ -27,6 +28,7 @@ __all__ = [
     "apply_tool_choice",
     "check_cascade_signal",
     "check_energy_budget",
+    "check_max_latency",
     "check_optional_positive",
     "check_optional_tradeoff",
     "check_setting",
@@ -122,12 +124,17 @@ def check_setting(name: str) -> Callable[[object], object]:
     return check
 
 
-def check_optional_positive(name: str) -> Callable[[object], float | None]:
+def check_optional_positive(name: str, *, finite: bool = False) -> Callable[[object], float | None]:
     """A check of an adapter's default ``timeout`` or ``max_latency_s`` (seconds): ``None`` or
-    a positive number (infinity: no limit), as a call's option takes it.
+    a positive number, as a call's option takes it: infinity is no limit, unless ``finite``
+    (``max_latency_s``, which every call refuses infinite).
 
     >>> check_optional_positive("timeout")(None), check_optional_positive("timeout")(2)
     (None, 2.0)
+    >>> check_optional_positive("max_latency_s", finite=True)(float("inf"))
+    Traceback (most recent call last):
+    ...
+    greenserv_core.errors.InvalidInputError: max_latency_s must be a positive finite number of seconds, got inf
     """
     from greenserv_core.quality import is_real
 
@@ -135,11 +142,17 @@ def check_optional_positive(name: str) -> Callable[[object], float | None]:
         if value is None:
             return None
         value = _as_number(value)
-        if not is_real(value) or not value > 0:  # type: ignore[operator]
-            raise InvalidInputError(f"{name} must be a positive number of seconds, got {value!r}")
+        if not is_real(value) or not value > 0 or (finite and value == math.inf):  # type: ignore[operator]
+            kind = "positive finite" if finite else "positive"
+            raise InvalidInputError(f"{name} must be a {kind} number of seconds, got {value!r}")
         return float(value)  # type: ignore[arg-type]
 
     return check
+
+
+check_max_latency = check_optional_positive("max_latency_s", finite=True)
+"""The check of an adapter's default ``max_latency_s``: ``None`` or a positive finite number
+of seconds (every call refuses infinity, so it is refused when the model is made)."""
 
 
 def check_stop(stop: object) -> list[str] | None:
@@ -275,7 +288,7 @@ def generation_options(
         "max_latency_s": number("max_latency_s", max_latency_s),
         "max_joules": number("max_joules", max_joules),
         "max_time_s": number("timeout", timeout),
-        "models": [kwargs["model"]] if kwargs.get("model") else None,
+        "models": [kwargs["model"]] if kwargs.get("model") is not None else None,  # '', 0: refused as names
     }
 
 

@@ -21,6 +21,7 @@ from greenserv_core import (
     ModelUnavailableError,
     NoEligibleModelError,
     UnknownDecisionError,
+    UnknownModelError,
 )
 from greenserv_core.reward import DEFAULT_TRADEOFF
 from langchain_greenserv import ChatGreenServ, GreenServFeedbackHandler, decision_id_of
@@ -476,3 +477,71 @@ def test_a_numpy_seed_is_a_seed() -> None:
     import numpy as np
 
     assert make_llm(seed=np.int64(7)).seed == 7  # refused as 7.0
+
+
+# ---- review fixes (2026-12-07) ----------------------------------------------------------------------
+def test_an_infinite_max_latency_is_refused_when_the_model_is_made() -> None:
+    with pytest.raises(ValueError, match="max_latency_s must be a positive finite number"):
+        make_llm(max_latency_s=float("inf"))  # was accepted, then every call refused it
+    assert make_llm(timeout=float("inf")).invoke("hi").content  # a timeout may still be infinite: no limit
+
+
+def test_a_falsy_model_pin_is_refused_not_dropped() -> None:
+    llm = make_llm()
+    for value, error in (("", UnknownModelError), (0, InvalidInputError), (False, InvalidInputError)):
+        with pytest.raises(error):  # was routed freely, as if no model were pinned
+            llm.invoke("What is 2 + 2?", model=value)
+    assert llm.invoke("hi", model=None).response_metadata["model_name"] in {"small", "large"}  # None: the default
+
+
+def test_a_bad_stop_is_refused_as_invalid_input_before_tracing() -> None:
+    llm = make_llm(stop=["x"])
+    with pytest.raises(InvalidInputError, match="stop must be"):
+        llm.invoke("hi", stop=123)  # type: ignore[arg-type]  # was a TypeError from _get_ls_params
+    assert llm._get_ls_params()["ls_stop"] == ["x"] and llm._get_ls_params(stop=["y"])["ls_stop"] == ["y"]
+
+
+def test_structured_output_with_raw_streams_its_parsing_error() -> None:
+    sloppy = FakeBackend(
+        "sloppy",
+        capabilities=frozenset({"tools"}),
+        tool_reply=lambda m, t: '<tool_call>{"name": "Person", "arguments": {"name": "Ada"}}</tool_call>',
+    )
+    structured = make_llm(backends=[sloppy]).with_structured_output(Person, include_raw=True)
+    streamed: dict = {}
+    for part in structured.stream("a person"):  # raised OutputParserException
+        streamed.update(part)
+
+    async def astreamed() -> dict:
+        merged: dict = {}
+        async for part in structured.astream("a person"):
+            merged.update(part)
+        return merged
+
+    for result in (streamed, asyncio.run(astreamed()), asyncio.run(structured.ainvoke("a person"))):
+        assert result["parsed"] is None and isinstance(result["parsing_error"], OutputParserException)
+        assert isinstance(result["raw"], AIMessage)
+    fine = tool_llm().with_structured_output(Person, include_raw=True)
+    parts = list(fine.stream("Make up a person called 'Ada' aged 36."))
+    assert parts[-1]["parsed"] == Person(name="Ada", age=36) and parts[-1]["parsing_error"] is None
+
+
+def test_calls_given_one_run_id_at_once_are_each_routed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import uuid
+
+    from langchain_greenserv import chat_models
+
+    llm = make_llm()
+    run_id = uuid.uuid4()
+    first = llm.invoke("first question", config={"run_id": run_id})
+    # a call beside it checked the run id before the first took it (check, then route)
+    monkeypatch.setattr(ChatGreenServ, "_decision_key", lambda self, manager: chat_models._run_key(manager))
+    second = llm.invoke("second question", config={"run_id": run_id})  # was "decision id ... is already in use"
+    streamed = None
+    for chunk in llm.stream("third question", config={"run_id": run_id}):
+        streamed = chunk if streamed is None else streamed + chunk
+    assert streamed is not None
+    decisions = [decision_id_of(m) for m in (first, second, streamed)]
+    assert decisions[0] == str(run_id) and len(set(decisions)) == 3
+    assert llm.feedback(run_id, 1.0).decision_id == str(run_id)  # the run id still names its first answer
+    assert llm.feedback(second, 0.0).applied and llm.feedback(streamed, 0.0).applied

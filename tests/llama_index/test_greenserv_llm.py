@@ -393,3 +393,44 @@ def test_a_call_read_through_its_tools_schema_is_in_the_history_once() -> None:
     response = llm.chat_with_tools([FunctionTool.from_defaults(fn=toggle)], user_msg="toggle it")
     turns = to_greenserv_messages([ChatMessage(role="user", content="toggle it"), response.message])
     assert turns[1]["content"].count("<tool_call>") == 1  # was 2: recovered, and refused too
+
+
+# ---- review fixes (2026-12-07) ----------------------------------------------------------------------
+def test_pickling_keeps_the_pool_or_refuses_and_leaves_the_llm_as_it_was() -> None:
+    import pickle
+
+    llm = make_llm()
+    with pytest.raises(TypeError, match="cannot be pickled"):  # the copy silently routed over the bundled pool
+        pickle.dumps(llm)
+    assert llm.router is not None and llm.complete("hi").text  # was AttributeError: the router was deleted
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        pickle.dumps(GreenServLLM(models=[FakeBackend("small")], embedder="static"))
+    named = GreenServLLM(models=["http://127.0.0.1:8000/v1#qwen"], embedder="static", temperature=0.3)
+    before = dict(named.__dict__)
+    back = pickle.loads(pickle.dumps(named))
+    assert back.pool_name == named.pool_name == "greenserv[http://127.0.0.1:8000/v1#qwen]"
+    assert back.temperature == 0.3 and back.built_routers is not named.built_routers
+    assert named.__dict__ == before  # the original keeps its routers (built_routers was deleted)
+    assert GreenServLLM.from_dict(named.to_dict()).pool_name == named.pool_name  # was greenserv[bundled]
+    assert GreenServLLM.from_json(named.to_json()).pool_name == named.pool_name
+
+
+def test_unknown_constructor_arguments_and_an_infinite_max_latency_are_refused() -> None:
+    for arguments in ({"model": "small"}, {"frequency_penalty": 0.3}, {"max_new_tokens": 3}):
+        with pytest.raises(ValueError, match="Extra inputs"):  # were silently ignored
+            make_llm(**arguments)
+    with pytest.raises(ValueError, match="max_latency_s must be a positive finite number"):
+        make_llm(max_latency_s=float("inf"))  # was accepted, then every call refused it
+    for value in (0, False):
+        with pytest.raises(InvalidInputError, match="model names"):  # was routed freely
+            make_llm().complete("hi", model=value)
+
+
+def test_the_evaluator_reads_the_tool_calls_an_answer_made(collector) -> None:  # type: ignore[no-untyped-def]
+    from llama_index.core.tools import FunctionTool
+
+    seen: list[str] = []
+    llm = tool_llm()
+    collector(llm, evaluator=lambda prompt, output: seen.append(output) or 1.0)
+    llm.chat_with_tools([FunctionTool.from_defaults(fn=multiply)], user_msg="What is 6 times 7?", tool_required=True)
+    assert seen and '"name": "multiply"' in seen[0]  # was "": the call is the answer
