@@ -24,7 +24,12 @@ MAX_STRENGTH = 1e6
 @dataclass(frozen=True)
 class QualityPrior:
     """Expected score in [0, 1] per task type (``scores``), ``default`` for the task types not
-    named (none: no belief about them), each worth ``strength`` scored answers.
+    named (none: no pseudo-answers at them), each worth ``strength`` scored answers.
+
+    A prior acts like that many answers, exactly as real ones would: at the task types it names,
+    and, through the coefficients every task type shares (the intercept, the cluster and the
+    complexity-bin ones), at the others too. Without a ``default``, ``{"math": 0.1}``
+    also lowers the model's estimate on chat (see :mod:`greenserv_core.routing.priors`).
 
     Task types are the router's (its task classifier's labels, e.g. ``"math_word_problem"``).
 

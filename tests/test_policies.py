@@ -300,3 +300,27 @@ def test_policy_parameters_of_the_wrong_type_are_refused_by_name() -> None:
     with pytest.raises(InvalidInputError, match="try_unplayed must be True or False"):
         LinUCB(4, try_unplayed="false")  # type: ignore[arg-type]  # bool("false") was True
     assert LinUCB(4, share=np.float32(0.5), forget=np.float32(0.9)).share == 0.5  # type: ignore[arg-type]
+
+
+def test_inputs_that_are_not_numbers_are_refused_by_name_and_numpy_integers_are_taken() -> None:
+    from greenserv_core.bandits import RidgeArm
+    from greenserv_core.bandits.epsilon_greedy import EpsilonGreedy
+    from greenserv_core.bandits.linucb import LinUCB
+
+    policy = policy_with_arms("linucb")
+    with pytest.raises(InvalidInputError, match="reward must be finite"):
+        policy.update("a", ctx(1), 10**400)  # too large for a float
+    for bad in ("x", None, 10**400):
+        with pytest.raises(InvalidInputError, match="cost of 'b' must be a finite number"):
+            policy.select(ctx(1), costs={"a": 0.1, "b": bad})  # type: ignore[dict-item]
+    for target in (None, "0.5", 10**400):
+        with pytest.raises(InvalidInputError, match="target must be finite"):
+            RidgeArm(2).update(np.array([1.0, 0.0]), target)  # type: ignore[arg-type]
+    assert LinUCB(np.int64(3)).dimension == 3 and type(LinUCB(np.int64(3)).dimension) is int  # type: ignore[arg-type]
+    assert EpsilonGreedy(2, newcomer_answers=np.int64(5)).newcomer_answers == 5  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="dimension"):
+        LinUCB(True)
+    with pytest.raises(InvalidInputError, match="l2 must be a number whose reciprocal is finite"):
+        LinUCB(2, l2=1e-310)  # accepted, its first decision scored NaN
+    with pytest.raises(InvalidInputError, match="reward_range"):
+        LinUCB(2, reward_range="01")  # type: ignore[arg-type]  # read as (0, 1)

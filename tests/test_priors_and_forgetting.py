@@ -455,3 +455,37 @@ def test_a_router_that_forgets_loads_what_it_saved(tmp_path: Path, policy: str, 
         return json.dumps(r.learner_.policy_.state_dict(), default=lambda value: np.asarray(value).tolist())
 
     assert saved(again) == saved(router)
+
+
+def test_a_prior_whose_weighted_sums_overflow_is_refused_and_changes_nothing() -> None:
+    x = np.array([1.0, 0.0])
+    overflowing = (
+        ArmPrior(np.array([[1.0, 1.0], [1.0, 0.0]]), np.array([0.5, 0.5]), np.array([1e308, 1e308])),  # their sum
+        ArmPrior(np.array([[1e200, 1.0]]), np.array([0.5]), np.array([1e200])),  # weight × context²
+    )
+    policy = LinUCB(2, seed=0)
+    for bad in overflowing:
+        with pytest.raises(InvalidInputError, match="prior of 'a' overflows"):
+            policy.add_arm("a", bad)
+        assert policy.arms == [] and len(policy.ridge_) == 0  # the arm was not added
+    policy.add_arm("a", ArmPrior(np.array([[1.0, 0.0]]), np.array([0.5]), np.array([10.0])))
+    policy.update("a", x, 0.4)
+    before = repr(policy.state_dict())
+    for bad in overflowing:
+        with pytest.raises(InvalidInputError, match="prior of 'a' overflows"):
+            policy.replace_prior("a", bad)
+        assert repr(policy.state_dict()) == before
+    policy.update("a", x, 0.4)  # later updates are taken
+    assert policy.decide(x).arm == "a" and 0.4 < policy.estimates(x, ["a"])[0] < 0.5
+    finite = ArmPrior(np.array([[1.0, 0.0]]), np.array([0.5]), np.array([1e308]))  # its sums fit, not with the data's
+    policy.add_arm("b")
+    policy.update("b", np.array([1e154, 0.0]), 0.0)
+    before = repr(policy.state_dict())
+    with pytest.raises(InvalidInputError, match="prior of 'b' overflows"):
+        policy.replace_prior("b", finite)
+    assert repr(policy.state_dict()) == before
+    arm = RidgeArm(2)
+    arm.update(np.array([1e154, 0.0]), 0.0)
+    with pytest.raises(InvalidInputError, match="overflows"):
+        arm.add_prior(finite)
+    assert np.isfinite(arm.A).all() and not arm.prior_xx.any()

@@ -91,10 +91,19 @@ def check_number(name: str, value: object, *, low: float | None = None, strict: 
     bound = "" if low is None else f" {'>' if strict else '>='} {low:g}"
     if isinstance(value, bool) or not isinstance(value, numbers.Real):  # numpy's numbers are Real too
         raise InvalidInputError(f"{name} must be a finite number{bound}, got {value!r}")
-    number = float(value)
+    number = _as_float(value)
     if not np.isfinite(number) or (low is not None and (number <= low if strict else number < low)):
         raise InvalidInputError(f"{name} must be a finite number{bound}, got {value!r}")
     return number
+
+
+def _as_float(value: Any) -> float:
+    """``float(value)`` of a real number, infinite for an integer too large for a float
+    (``float(10**400)`` raises)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
 
 
 def _same_arms(arms: Sequence[str], other: list[str]) -> bool:
@@ -108,7 +117,17 @@ def _cost_column(arms: list[str], costs: Mapping[str, float] | None) -> np.ndarr
         return np.zeros(len(arms))
     if isinstance(costs, ArmValues) and _same_arms(costs.arms, arms):
         return costs.array
-    return np.fromiter((float(costs.get(arm, 0.0)) for arm in arms), dtype=np.float64, count=len(arms))
+    try:
+        return np.fromiter((float(costs.get(arm, 0.0)) for arm in arms), dtype=np.float64, count=len(arms))
+    except (TypeError, ValueError, OverflowError):  # a cost that is not a number: name its arm
+        for arm in arms:
+            try:
+                float(costs.get(arm, 0.0))
+            except (TypeError, ValueError, OverflowError):
+                raise InvalidInputError(
+                    f"the cost of {arm!r} must be a finite number, got {costs.get(arm)!r}"
+                ) from None
+        raise
 
 
 class Policy(ABC):
@@ -130,9 +149,9 @@ class Policy(ABC):
     """The keyword that takes the text after ``:`` in a strategy name (``static:MODEL`` → ``arm``)."""
 
     def __init__(self, dimension: int, *, seed: int | None = None) -> None:
-        if not isinstance(dimension, int) or dimension < 1:
+        if isinstance(dimension, bool) or not isinstance(dimension, (int, np.integer)) or dimension < 1:
             raise InvalidInputError(f"dimension must be a positive integer, got {dimension!r}")
-        self.dimension = dimension
+        self.dimension = int(dimension)
         self.seed = check_seed(seed)
         self.rng_ = np.random.default_rng(seed)
         self.arms_: dict[str, Any] = {}
@@ -211,9 +230,10 @@ class Policy(ABC):
     def _check_reward(reward: float) -> float:
         if isinstance(reward, bool) or not isinstance(reward, (int, float, np.floating, np.integer)):
             raise InvalidInputError(f"reward must be a number, got {type(reward).__name__}")
-        if not np.isfinite(reward):
+        value = _as_float(reward)
+        if not math.isfinite(value):
             raise InvalidInputError(f"reward must be finite, got {reward!r}")
-        return float(reward)
+        return value
 
     # ---- choosing ---------------------------------------------------------------------
     def decide(

@@ -138,9 +138,10 @@ class EpsilonGreedy(EpsilonExploration, LinearPolicy):
         super().__init__(dimension, **options)
         self._set_schedule(epsilon, decay, min_epsilon)
         self._set_exploration(explore, value_bound)
-        if isinstance(newcomer_answers, bool) or not isinstance(newcomer_answers, int) or newcomer_answers < 0:
+        answers = newcomer_answers
+        if isinstance(answers, bool) or not isinstance(answers, (int, np.integer)) or answers < 0:  # numpy's too
             raise InvalidInputError(f"newcomer_answers must be an integer >= 0, got {newcomer_answers!r}")
-        self.newcomer_answers = newcomer_answers
+        self.newcomer_answers = int(newcomer_answers)
         if drift_alarm is not None and (
             isinstance(drift_alarm, bool) or not isinstance(drift_alarm, (int, float)) or not 0 < drift_alarm < 1e9
         ):

@@ -35,6 +35,8 @@ class LinearOptions(TypedDict, total=False):
 
 def _check_range(bounds: object) -> tuple[float, float]:
     """``bounds`` as two finite numbers ``low < high``, or :class:`InvalidInputError`."""
+    if isinstance(bounds, (str, bytes)):  # "01" would read as (0, 1)
+        raise InvalidInputError(f"reward_range must be two numbers (low, high), got {bounds!r}")
     try:
         low, high = (float(v) for v in bounds)  # type: ignore[attr-defined]
     except (TypeError, ValueError):
@@ -119,9 +121,14 @@ class LinearPolicy(Policy):
         self._check_new_arm(name, prior)
         learned = self._own_coefficients()[self.ridge_.n > 0] if self.pool_prior else None
         self.ridge_.add(name)
-        arm = self.arms_[name] = RidgeArm.of(self.ridge_, name)
+        arm = RidgeArm.of(self.ridge_, name)
         if prior is not None:
-            arm.add_prior(prior)
+            try:
+                arm.add_prior(prior)
+            except InvalidInputError:  # (a prior whose sums overflow): the arm is not added
+                self.ridge_.remove(name)
+                raise
+        self.arms_[name] = arm
         if learned is not None and len(learned):
             arm.set_prior_mean(np.mean(learned, axis=0))
 

@@ -27,6 +27,7 @@ of one row.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -62,7 +63,8 @@ class RidgeStack:
     ) -> None:
         if dimension < 1:
             raise InvalidInputError(f"dimension must be positive, got {dimension}")
-        check_number("l2", l2, low=0.0, strict=True)
+        if not math.isfinite(1.0 / check_number("l2", l2, low=0.0, strict=True)):  # A⁻¹ = I/l2 would be infinite
+            raise InvalidInputError(f"l2 must be a number whose reciprocal is finite, got {l2!r}")
         if not 0 < forget <= 1:
             raise InvalidInputError(f"forget must be in (0, 1], got {forget!r}")
         self.dimension = dimension
@@ -247,8 +249,13 @@ class RidgeStack:
         self.version += 1
         r = self.row(name)
         x = self.check(x)
-        if not np.isfinite(y):
+        try:
+            target = float(y) if isinstance(y, numbers.Real) else math.nan
+        except OverflowError:  # an integer too large for a float
+            target = math.inf
+        if not math.isfinite(target):
             raise InvalidInputError(f"target must be finite, got {y!r}")
+        y = target
         size = float(np.abs(x).max(initial=0.0))  # A is positive definite: its largest entry is on its diagonal
         room = float(np.diagonal(self._A[r]).max()) + size * size, float(np.abs(self._b[r]).max()) + abs(y) * size
         if not (math.isfinite(room[0]) and math.isfinite(room[1])):
@@ -284,24 +291,30 @@ class RidgeStack:
 
     def add_prior(self, name: str, prior: ArmPrior) -> None:
         """Add ``prior``'s weighted pseudo-observations to arm ``name``'s prior: ``weights[i]``
-        observations of ``rewards[i]`` at ``contexts[i]``. They never fade and are not data."""
-        self.version += 1
+        observations of ``rewards[i]`` at ``contexts[i]``. They never fade and are not data. A
+        prior whose sums would overflow is refused (:class:`InvalidInputError`), the arm unchanged."""
         r = self.row(name)
-        xx, yx = self._pseudo_sums(prior)
-        self._prior_xx[r] = self._prior_xx[r] + xx
-        self._prior_yx[r] = self._prior_yx[r] + yx
-        self._A[r] = self._A[r] + xx
-        self._b[r] = self._b[r] + yx
+        xx, yx = self._pseudo_sums(name, prior)
+        with np.errstate(over="ignore", invalid="ignore"):
+            sums = self._prior_xx[r] + xx, self._prior_yx[r] + yx, self._A[r] + xx, self._b[r] + yx
+        if not all(np.isfinite(s).all() for s in sums):  # the arm's estimates would be NaN or 0 for good
+            raise InvalidInputError(f"the prior of {name!r} overflows: its weighted sums pass the largest float")
+        self.version += 1
+        self._prior_xx[r], self._prior_yx[r], self._A[r], self._b[r] = sums
         self._A_inv[r] = _inverse(self._A[r])
         self._stale.add(r)
 
-    def _pseudo_sums(self, prior: ArmPrior) -> tuple[np.ndarray, np.ndarray]:
+    def _pseudo_sums(self, name: str, prior: ArmPrior) -> tuple[np.ndarray, np.ndarray]:
         """``(Σ w x xᵀ, Σ w y x)`` of a prior's weighted pseudo-observations, or
-        :class:`InvalidInputError` for a prior of another dimension."""
+        :class:`InvalidInputError` for a prior of another dimension or whose sums overflow."""
         xs, ws = prior.contexts, prior.weights
         if xs.shape[1] != self.dimension:
             raise InvalidInputError(f"the prior's contexts have dimension {xs.shape[1]}, not {self.dimension}")
-        return (xs * ws[:, None]).T @ xs, (ws * prior.rewards) @ xs
+        with np.errstate(over="ignore", invalid="ignore"):
+            xx, yx = (xs * ws[:, None]).T @ xs, (ws * prior.rewards) @ xs
+        if not (np.isfinite(xx).all() and np.isfinite(yx).all()):
+            raise InvalidInputError(f"the prior of {name!r} overflows: its weighted sums pass the largest float")
+        return xx, yx
 
     def replace_prior(self, name: str, prior: ArmPrior | None) -> None:
         """Arm ``name``'s pseudo-observations become ``prior``'s (none for ``None``); what its
@@ -310,15 +323,20 @@ class RidgeStack:
         if prior is None:
             same = not self._prior_xx[r].any() and not self._prior_yx[r].any()
         else:
-            xx, yx = self._pseudo_sums(prior)  # checked before anything changes
+            xx, yx = self._pseudo_sums(name, prior)  # checked before anything changes
             same = bool(np.array_equal(self._prior_xx[r], xx) and np.array_equal(self._prior_yx[r], yx))
         if same:
             return
-        xx, yx, n = self.data_sums(name)
-        self._prior_xx[r], self._prior_yx[r] = 0.0, 0.0
-        if prior is not None:
-            self.add_prior(name, prior)
-        self.load_data_sums(name, xx, yx, n)
+        data_xx, data_yx, n = self.data_sums(name)
+        if prior is None:
+            xx, yx = np.zeros_like(data_xx), np.zeros_like(data_yx)
+        with np.errstate(over="ignore", invalid="ignore"):  # the new A and b: refused before anything changes
+            A = self._l2[r] * np.eye(self.dimension) + xx + data_xx
+            b = self._l2[r] * self._prior_mean[r] + yx + data_yx
+        if not (np.isfinite(A).all() and np.isfinite(b).all()):
+            raise InvalidInputError(f"the prior of {name!r} overflows: its weighted sums pass the largest float")
+        self._prior_xx[r], self._prior_yx[r] = xx, yx
+        self.load_data_sums(name, data_xx, data_yx, n)
 
     def data_sums(self, name: str) -> tuple[np.ndarray, np.ndarray, int]:
         """``(Σ x xᵀ, Σ y x, n)`` of arm ``name``: what its observations added to its prior.

@@ -8,6 +8,13 @@ contexts holds ``strength·(C + B − 1)/(C·B)``. (Put at the
 task's entry alone, the cluster and complexity coefficients, held by the ridge's penalty only,
 took up the whole gap to one real answer: a prior of 0.9 at strength 1,000 fell to 0.37 after
 one answer scoring 0.1.)
+
+The pseudo-observations act exactly like real answers at those contexts: they fit the task's
+own coefficient and also the intercept and the cluster and complexity-bin coefficients that
+every task type shares, so a task type the prior does not name is moved too, and not always
+a little: with the default ``epsilon`` policy, whose unplayed arm reads 1.0, ``{"math": 0.1}``
+brings a chat query's estimate well below 1.0. A task type without a score gets no
+pseudo-observations of its own; it does not keep the policy's untouched prior.
 """
 
 from __future__ import annotations
