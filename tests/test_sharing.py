@@ -273,6 +273,28 @@ def test_replicas_loaded_from_one_saved_state_count_it_once(store: StateStore, t
         assert replica.router.statistics().allclose(single.statistics(), atol=1e-7)
 
 
+def test_replicas_loaded_from_one_saved_state_with_other_new_models_count_it_once(tmp_path: Path) -> None:
+    """A canary loaded from the warm start with a model the file lacks pushes the same saved
+    state as the others: its fresh arm is no part of the loaded state."""
+    saved = make_router()
+    serve(saved, traffic(10, seed=5))
+    saved.save(tmp_path / "warm.json")
+    pool = [FakeBackend("small", joules_per_token=1.0), FakeBackend("org/large", joules_per_token=9.0)]
+    features = make_hashing_extractor(n_clusters=1)
+    plain = GreenServRouter.load(tmp_path / "warm.json", pool, features=features)
+    canary = GreenServRouter.load(
+        tmp_path / "warm.json", [*pool, FakeBackend("extra", joules_per_token=3.0)], features=features
+    )
+    assert plain.loaded_statistics_ is not None and canary.loaded_statistics_ is not None
+    assert plain.loaded_statistics_.fingerprint() == canary.loaded_statistics_.fingerprint()
+    store = InMemoryStore()
+    replicas = [SharedLearning(plain, store), SharedLearning(canary, store)]
+    for replica in replicas + replicas:
+        replica.sync()
+    assert store.read().sums["policy/t"][0] == 10.0  # was 20: the warm start once per replica
+    assert plain.policy_.t_ == canary.policy_.t_ == 10
+
+
 def test_a_store_emptied_since_the_last_sync_is_said_and_counted_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -443,6 +465,50 @@ def test_background_sync_thread_and_context_manager() -> None:
     assert store.read().sums["tallies/small"][1] + store.read().sums["tallies/org%2Flarge"][1] == 5
 
 
+def test_a_stop_during_the_first_sync_of_start_leaves_no_thread() -> None:
+    import time
+
+    entered, release = threading.Event(), threading.Event()
+
+    class SlowFirstMerge(InMemoryStore):
+        def merge(self, delta: Statistics) -> Statistics:
+            if not entered.is_set():
+                entered.set()
+                release.wait(5)
+            return super().merge(delta)
+
+    replica = SharedLearning(make_router(), SlowFirstMerge(), interval_s=0.01)
+    starting = threading.Thread(target=replica.start)
+    starting.start()
+    assert entered.wait(5)
+    stopping = threading.Thread(target=replica.stop)  # a shutdown during start-up: waits for the sync
+    stopping.start()
+    stopping.join(0.05)
+    release.set()
+    stopping.join()
+    starting.join()
+    syncs = replica.syncs_
+    time.sleep(0.1)  # (a sync thread would sync meanwhile)
+    assert replica._thread is None or not replica._thread.is_alive()  # was running after stop() returned
+    assert replica.syncs_ == syncs
+
+
+@pytest.mark.parametrize("interval", [float("inf"), 1e13, "1", 0.0, float("nan"), True])
+def test_an_interval_the_sync_thread_cannot_wait_is_refused(interval: object) -> None:
+    with pytest.raises(InvalidInputError, match="interval_s"):  # inf and 1e13 killed the thread unseen
+        SharedLearning(make_router(), InMemoryStore(), interval_s=interval)  # type: ignore[arg-type]
+
+
+def test_redis_settings_that_cannot_work_are_refused() -> None:
+    from greenserv_core.sharing import RedisPendingDecisions
+
+    with pytest.raises(InvalidInputError, match="ttl_s"):  # was an OverflowError
+        RedisPendingDecisions(url="redis://localhost:1/0", ttl_s=float("inf"))
+    for attempts in (0, 2.5):  # 0: every merge failed, said as "0 attempts met concurrent writes"
+        with pytest.raises(InvalidInputError, match="max_attempts"):
+            RedisStore(url="redis://localhost:1/0", max_attempts=attempts)  # type: ignore[arg-type]
+
+
 def test_a_failing_store_loses_nothing() -> None:
     class FlakyStore(InMemoryStore):
         fail = True
@@ -529,6 +595,41 @@ def test_a_merge_whose_reply_and_check_were_both_lost_is_not_sent_twice(
         assert router.policy_.t_ == 5 and total["sync/pushes"][0] == 3
 
 
+def test_a_redis_merge_that_the_server_ran_late_is_not_added_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The transaction timed out on the client, and the server ran it just after the client
+    looked for its marker: the retry finds the marker, and adds nothing."""
+    import redis
+    from redis.client import Pipeline
+
+    with redis_server(tmp_path) as url:
+        store, other = RedisStore(url=url, key="k"), redis.Redis.from_url(url)
+        store.merge(Statistics(sums={"n": np.array([10.0])}))
+        execute, get = Pipeline.execute, store.client.get
+        late: list[tuple[object, ...]] = []
+
+        def times_out(self: Pipeline, *args: object, **kwargs: object) -> object:
+            if late or not self.command_stack:
+                return execute(self, *args, **kwargs)
+            late.extend(command for command, _ in self.command_stack if command[0] == "SET")
+            self.reset()
+            raise redis.TimeoutError("Timeout reading from socket")
+
+        def marker_check(name: str) -> object:
+            value = get(name)
+            while late and late[0] is not None:  # the server runs the transaction now
+                other.execute_command(*late.pop(0))
+            late[:] = [None]
+            return value
+
+        with monkeypatch.context() as slow:
+            slow.setattr(Pipeline, "execute", times_out)
+            slow.setattr(store.client, "get", marker_check)
+            total = store.merge(Statistics(sums={"n": np.array([1.0])}))
+        assert total.sums["n"].tolist() == store.read().sums["n"].tolist() == [11.0]  # was 12
+
+
 def test_a_replica_whose_taking_back_of_a_loaded_state_failed_owes_it(tmp_path: Path) -> None:
     saved = make_router()
     serve(saved, traffic(10, seed=5))
@@ -558,6 +659,47 @@ def test_a_replica_whose_taking_back_of_a_loaded_state_failed_owes_it(tmp_path: 
         replica.sync()
     for replica in replicas:
         assert replica.router.policy_.t_ == 10
+
+
+def test_a_loaded_replica_whose_first_push_was_taken_unconfirmed_takes_the_saved_state_back(tmp_path: Path) -> None:
+    """The store took a replica's first push of a saved state another replica had pushed
+    already, but its reply and the check were lost: the next sync takes the state back out."""
+    saved = make_router()
+    serve(saved, traffic(10, seed=5))
+    saved.save(tmp_path / "warm.json")
+
+    class LosesOneReply(InMemoryStore):  # keeps receipts; the reply and its check are lost once
+        def __init__(self) -> None:
+            super().__init__()
+            self.receipts: dict[str, str] = {}
+            self.lose_next = False
+
+        def merge(self, delta: Statistics, *, receipt: tuple[str, str] | None = None) -> Statistics:
+            total = super().merge(delta)
+            if receipt is not None:
+                self.receipts[receipt[0]] = receipt[1]
+            if self.lose_next:
+                self.lose_next = False
+                raise ConnectionError("reply lost")
+            return total
+
+        def took(self, receipt: tuple[str, str]) -> bool:
+            return self.receipts.get(receipt[0]) == receipt[1]
+
+    store = LosesOneReply()
+    pool = [FakeBackend("small", joules_per_token=1.0), FakeBackend("org/large", joules_per_token=9.0)]
+    features = make_hashing_extractor(n_clusters=1)
+    one, two = (
+        SharedLearning(GreenServRouter.load(tmp_path / "warm.json", pool, features=features), store) for _ in range(2)
+    )
+    one.sync()
+    store.lose_next = True
+    with pytest.raises(ConnectionError):
+        two.sync()
+    for replica in (one, two, one, two):
+        replica.sync()
+    assert store.read().sums["policy/t"][0] == 10.0  # was 20: the warm start twice
+    assert one.router.policy_.t_ == two.router.policy_.t_ == 10
 
 
 def test_redis_store_refuses_foreign_values(tmp_path: Path) -> None:
@@ -641,6 +783,34 @@ def test_feedback_may_reach_another_replica_through_redis(tmp_path: Path) -> Non
         with pytest.raises(ValueError, match="already in use"):
             two.router.route("Hi", decision_id=racing.decision_id)
         assert len(one.router.pending_) == 0
+
+
+def test_a_store_is_never_named_like_one_freed_before_it(caplog: pytest.LogCaptureFixture) -> None:
+    """A store named by its address would be taken for a freed store allocated there before,
+    and a router would adopt that store's base for it (and throw away what it learned)."""
+    from greenserv_core.sharing.stores import store_identity
+
+    class OwnStore:  # a store of the user's own, without an identity
+        def merge(self, delta: Statistics) -> Statistics:
+            return delta
+
+        def read(self) -> Statistics:
+            return Statistics()
+
+    for make in (InMemoryStore, OwnStore):
+        names: dict[int, str] = {}
+        for _ in range(1000):
+            store = make()
+            address, name = id(store), store_identity(store)  # type: ignore[arg-type]
+            assert store_identity(store) == name  # type: ignore[arg-type]
+            if address in names:  # a new store where a freed one was
+                assert names[address] != name
+                break
+            names[address] = name
+            del store
+        else:
+            pytest.skip("no address was reused")
+    assert caplog.text.count("has no `identity`") == 1  # said once, for the store class without one
 
 
 def test_the_default_store_is_a_file_per_pool_in_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -824,6 +994,33 @@ def test_a_model_removed_and_added_again_between_syncs_takes_nothing_from_the_po
     after = store.read().sums
     for key, value in learned.items():
         assert np.allclose(after[key], value), key  # nothing subtracted from what the pool learned
+
+
+def test_a_model_removed_and_added_again_during_a_sync_takes_nothing_from_the_pool(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = InMemoryStore()
+    one, two = SharedLearning(make_router(seed=0), store), SharedLearning(make_router(seed=1), store)
+    serve(two.router, [(p, "org/large", 1.0) for p in PROMPTS[:3]])
+    serve(one.router, [(p, "org/large", 1.0) for p in PROMPTS[3:5]])
+    for replica in (two, one, two):
+        replica.sync()
+    merge = store.merge
+
+    def redeployed_meanwhile(delta: Statistics) -> Statistics:
+        total = merge(delta)
+        one.router.remove_model("org/large")  # a redeploy lands while the store is contacted
+        one.router.add_model(FakeBackend("org/large", joules_per_token=9.0))
+        monkeypatch.undo()
+        return total
+
+    monkeypatch.setattr(store, "merge", redeployed_meanwhile)
+    one.sync()
+    assert one.router.policy_.arms_["org/large"].n == 5  # was 0: 5 - 5 learned here before
+    one.sync()
+    two.sync()
+    assert store.read().sums["policy/org%2Flarge/n"][0] == 5.0  # was 0: the pool's learning of it wiped
+    assert two.router.policy_.arms_["org/large"].n == 5
 
 
 def test_tallies_shared_as_one_vector_with_labelled_are_read() -> None:

@@ -1075,10 +1075,28 @@ class RoutingLearner:
             self.energy_.load_state_dict(state["energy"])
             self.latency_.load_state_dict(state["latency"])
             joined = [name for name in arms if name not in self.policy_.arms_]
+            armed: dict[str, Shareable] = {"policy": self.policy_, "energy": self.energy_, "latency": self.latency_}
+
+            def arm_keys() -> set[str]:
+                try:
+                    return set(Statistics.join({n: part.statistics() for n, part in armed.items()}).sums)
+                except SharingNotSupportedError:  # (then nothing is shared, and no key matters)
+                    return set()
+
+            saved_keys = arm_keys()
             for name in joined:
                 self.policy_.add_arm(name, self.priors_.get(name))
                 self.energy_.add_model(name)
                 self.latency_.add_model(name)
+            # what the joined models bring (fresh arms; tallies the saved state lacks) is not the
+            # saved state's: left out of loaded_statistics_, so that replicas loaded from one file
+            # with other models new to it still push it once between them
+            fresh_keys = arm_keys() - saved_keys
+            fresh_tallies = Tallies()
+            for name in joined:
+                if name not in state["stats"]:
+                    fresh_tallies.add_model(name)
+            fresh_keys |= set(Statistics.join({"tallies": fresh_tallies.statistics()}).sums)
             self.normalizer_.load_state_dict(state["normalizer"])
             self._scale = scale
             self.pending_.load_state_dict(state["pending"])
@@ -1098,9 +1116,15 @@ class RoutingLearner:
                 for store, base in (state.get("sync_bases") or {}).items()
             }
             try:  # kept for a first push to a shared store; a policy that cannot share loads all the same
-                self.loaded_statistics_ = self.statistics()
+                held = self.statistics()
             except SharingNotSupportedError:
                 self.loaded_statistics_ = None
+            else:
+                self.loaded_statistics_ = Statistics(
+                    sums={key: value for key, value in held.sums.items() if key not in fresh_keys},
+                    minima={key: value for key, value in held.minima.items() if key not in fresh_keys},
+                    maxima={key: value for key, value in held.maxima.items() if key not in fresh_keys},
+                )
 
 
 def _accuracy(estimate: float) -> float:

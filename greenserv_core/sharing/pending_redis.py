@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from greenserv_core.bandits.base import check_number
 from greenserv_core.errors import DecisionAlreadyScoredError, InvalidInputError, UnknownDecisionError
 from greenserv_core.pending import PendingDecision
 
@@ -75,8 +76,7 @@ class RedisPendingDecisions:
     ) -> None:
         if (client is None) == (url is None):
             raise InvalidInputError("give exactly one of client= or url=")
-        if not ttl_s >= 1:
-            raise InvalidInputError(f"ttl_s must be at least one second, got {ttl_s!r}")
+        ttl_s = check_number("ttl_s", ttl_s, low=1.0)  # at least one second
         if client is None:
             import redis as redis_module
 

@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
+from greenserv_core.bandits.base import check_number
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.features.clustering import check_joining_clusters
 from greenserv_core.features.extractor import check_shared_layout
@@ -148,11 +149,12 @@ class SharedLearning:
             store = FileStore(default_store_path(router.models))
         if not isinstance(store, StateStore):
             raise InvalidInputError(f"{store!r} is not a StateStore (merge, read)")
-        if not interval_s > 0:
-            raise InvalidInputError(f"interval_s must be positive, got {interval_s!r}")
+        interval = check_number("interval_s", interval_s, low=0.0, strict=True)
+        if interval > threading.TIMEOUT_MAX:  # (a wait that long overflows the platform's clock)
+            raise InvalidInputError(f"interval_s must be at most {threading.TIMEOUT_MAX:g} s, got {interval_s!r}")
         self.router = router
         self.store = store
-        self.interval_s = float(interval_s)
+        self.interval_s = interval
         self.identity = store_identity(store)
         self.base_ = self._remembered_base() or Statistics()
         self.syncs_ = 0
@@ -200,10 +202,16 @@ class SharedLearning:
         if remembered is not None:
             self.base_ = remembered
         if self._receipts.unconfirmed is not None:  # the last merge failed: did the store take it anyway?
-            receipt, sent = self._receipts.unconfirmed
+            receipt, sent, first_push = self._receipts.unconfirmed
             assert isinstance(self.store, KeepsReceipts)
             if self.store.took(receipt):  # (if the store cannot say, nothing is sent, and it asks again)
-                self._pushed(self.base_.plus(sent))
+                owed = Statistics()
+                if first_push is not None and first_push[1] >= 1.0:
+                    # a first push of a saved state that another replica had pushed already (the
+                    # store's count before it, recorded with the receipt): as a first sync would,
+                    # take it back out, with this sync's change
+                    owed = first_push[0]
+                self._pushed(self.base_.plus(sent).plus(owed))
             self._receipts.unconfirmed = None
         snapshot_at = time.time()
         local = self.router.statistics()
@@ -212,13 +220,17 @@ class SharedLearning:
         loaded = self._loaded_state(delta)
         if loaded is not None:  # counts the replicas that push this saved state
             delta.sums[loaded[0]] = np.array([1.0])
+        loaded_before: tuple[Statistics, float] | None = None  # the saved state, and the store's count of it
         if self.syncs_ == 0:  # a replica set up unlike the others is refused before it writes to the store
             extremes = Statistics(minima=delta.minima, maxima=delta.maxima)
             clusters = _CLUSTERS.rstrip("/")
-            stored, joining = self.store.read().under(clusters), extremes.under(clusters)
+            total = self.store.read()
+            stored, joining = total.under(clusters), extremes.under(clusters)
             check_shared_layout(stored.plus(joining))
             check_joining_clusters(stored, joining)
-        merged = self._merge(delta)
+            if loaded is not None:
+                loaded_before = loaded[1], float(total.sums.get(loaded[0], np.zeros(1))[0])
+        merged = self._merge(delta, loaded_before=loaded_before)
         if loaded is not None and float(merged.sums[loaded[0]][0]) > 1.0:
             # another replica loaded from the same file pushed it first: take it back out, so
             # that the store counts it once and this replica only what it learned since
@@ -226,7 +238,7 @@ class SharedLearning:
             try:
                 merged = self._merge(taken_back)
             except BaseException:  # the store holds the change; the taking back is still owed
-                self._pushed(self.base_.plus(delta).minus(taken_back))
+                self._pushed(self.base_.plus(delta).minus(taken_back), gone=self._removed_since())
                 raise
         merged_at = time.time()
         seen_before = float(self.base_.sums.get(_SYNCS, np.zeros(1))[0])
@@ -242,8 +254,13 @@ class SharedLearning:
             )
             seen_before = float(merged.sums[_SYNCS][0]) - 1.0
 
+        # a model removed while the store was contacted (perhaps added again: a redeploy) left
+        # the router's base: what this replica held of it is not the newcomer's to subtract
+        gone = self._removed_since()
+        held = Statistics(sums={k: v for k, v in local.sums.items() if k not in gone})
+
         def adopt(now: Statistics) -> Statistics:  # what was learned while the store was contacted stays
-            return merged.plus(now.minus(local))
+            return merged.plus(now.minus(held))
 
         try:
             if isinstance(self.router, RemembersSyncBase):  # the base is kept with the router, in the same step
@@ -253,23 +270,25 @@ class SharedLearning:
                 self.router.update_statistics(adopt)
                 self.base_ = _adopted(merged, self.router.statistics())
         except BaseException:  # the store holds this change now: the next sync must not send it again
-            self._pushed(self.base_.plus(delta))
+            self._pushed(self.base_.plus(delta), gone=self._removed_since())
             raise
         remote = round(float(merged.sums[_SYNCS][0]) - seen_before - 1.0)
         self.syncs_ += 1
         self.last_sync_ = SyncReport(time.time(), time.perf_counter() - started, remote, snapshot_at, merged_at)
         return self.last_sync_
 
-    def _merge(self, delta: Statistics) -> Statistics:
+    def _merge(self, delta: Statistics, *, loaded_before: tuple[Statistics, float] | None = None) -> Statistics:
         """``store.merge(delta)``; with a store that keeps receipts, one that failed is
-        remembered, for the next sync to ask whether the store took it before sending it again."""
+        remembered, for the next sync to ask whether the store took it before sending it again
+        (with ``loaded_before``, for a first push of a saved state: that state, and how many
+        pushes of it the store counted just before)."""
         if not isinstance(self.store, KeepsReceipts):
             return self.store.merge(delta)
         receipt = (self._receipts.slot, uuid.uuid4().hex)
         try:
             return self.store.merge(delta, receipt=receipt)
         except BaseException:
-            self._receipts.unconfirmed = (receipt, delta)
+            self._receipts.unconfirmed = (receipt, delta, loaded_before)
             raise
 
     def _loaded_state(self, delta: Statistics) -> tuple[str, Statistics] | None:
@@ -284,9 +303,22 @@ class SharedLearning:
             return None
         return f"{_LOADED}{loaded.fingerprint()}", Statistics(sums=held)
 
-    def _pushed(self, base: Statistics) -> None:
+    def _removed_since(self) -> set[str]:
+        """The keys of models removed from the router since this sync read its base: a removal
+        takes them out of the router's sync bases (``base_`` still holds them)."""
+        if not isinstance(self.router, RemembersSyncBase):
+            return set()
+        now = self.router.sync_base(self.identity)
+        return set() if now is None else set(self.base_.sums) - set(now.sums)
+
+    def _pushed(self, base: Statistics, *, gone: set[str] | None = None) -> None:
         """Take ``base`` (the last base plus the change the store took) as the sync base, here
-        and in the router, after a sync whose total could not be adopted."""
+        and in the router, after a sync whose total could not be adopted; without the keys of
+        models removed meanwhile (``gone``)."""
+        if gone:
+            base = Statistics(
+                sums={k: v for k, v in base.sums.items() if k not in gone}, minima=base.minima, maxima=base.maxima
+            )
         self.base_ = base
         if isinstance(self.router, RemembersSyncBase):
             try:
@@ -299,6 +331,7 @@ class SharedLearning:
         """Sync now, then every ``interval_s`` seconds in a daemon thread until :meth:`stop`."""
         if self._thread is not None and self._thread.is_alive():
             raise InvalidInputError("this SharedLearning is already running")
+        self._stop.clear()  # a stop() from here on, during the first sync too, holds
         self.sync()
         if not any(key.startswith(_CLUSTERS) for key in self.base_.sums):
             logger.warning(
@@ -306,7 +339,8 @@ class SharedLearning:
                 "their clusters independently give cluster numbers different meanings; seed every "
                 "replica with FeatureExtractor.seed_clusters(same prompts) first"
             )
-        self._stop.clear()
+        if self._stop.is_set():  # stopped while it synced: no thread
+            return self
         self._thread = threading.Thread(target=self._run, name="greenserv-sync", daemon=True)
         self._thread.start()
         return self
@@ -324,11 +358,14 @@ class SharedLearning:
                 return
 
     def stop(self, *, final_sync: bool = True) -> None:
-        """Stop the thread; by default push what is left with one last sync."""
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join()
-            self._thread = None
+        """Stop the thread (or a :meth:`start` still in its first sync: it starts none); by
+        default push what is left with one last sync."""
+        self._stop.set()
+        thread = self._thread
+        if thread is not None:
+            thread.join()
+            if self._thread is thread:
+                self._thread = None
         if final_sync:
             self.sync()
 
@@ -365,10 +402,11 @@ def _sync_lock(router: object, store: str) -> threading.Lock:
 @dataclass
 class _Receipts:
     """Where a store that keeps receipts records the last merge of one router (``slot``), and
-    that merge while it is unconfirmed (it failed, and the store may have taken it)."""
+    that merge while it is unconfirmed (it failed, and the store may have taken it), with, for
+    a first push of a saved state, that state and the store's count of its pushes just before."""
 
     slot: str = field(default_factory=lambda: uuid.uuid4().hex)
-    unconfirmed: tuple[tuple[str, str], Statistics] | None = None
+    unconfirmed: tuple[tuple[str, str], Statistics, tuple[Statistics, float] | None] | None = None
 
 
 _RECEIPTS: weakref.WeakKeyDictionary[object, dict[str, _Receipts]] = weakref.WeakKeyDictionary()

@@ -24,9 +24,11 @@ array([3.])
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import threading
 import uuid
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -40,6 +42,8 @@ if TYPE_CHECKING:
     import redis
 
 __all__ = ["FileStore", "InMemoryStore", "KeepsReceipts", "RedisStore", "StateStore", "store_identity"]
+
+logger = logging.getLogger("greenserv")
 
 
 @runtime_checkable
@@ -71,20 +75,57 @@ def store_identity(store: StateStore) -> str:
     """A name for where ``store`` keeps the total, the same for every object that reaches the
     same total (its ``identity`` attribute where it has one), so that a router's sync base
     (:meth:`~greenserv_core.GreenServRouter.sync_base`) is used only with the store it came from.
+    A store without one is named for as long as the object lives (never after it, whatever
+    takes its place in memory): a replica restarted from a saved router cannot find what it
+    took from such a store, and pushes it again (said once per store class).
 
     >>> store_identity(FileStore("/tmp/pool.gss")) == store_identity(FileStore("/tmp/../tmp/pool.gss"))
     True
+    >>> store_identity(InMemoryStore()) == store_identity(InMemoryStore())
+    False
     """
     identity = getattr(store, "identity", None)
-    return str(identity) if identity is not None else f"{type(store).__qualname__}:{id(store):x}"
+    if identity is not None:
+        return str(identity)
+    kind = type(store).__qualname__
+    with _NAMES_LOCK:
+        if kind not in _WARNED:
+            _WARNED.add(kind)
+            logger.warning(
+                "the store %s has no `identity`: it is named for this process only, so a replica restarted "
+                "from a saved router pushes again what it took from it; give the store class an `identity` "
+                "(the same for every object that reaches the same total) to restart safely",
+                kind,
+            )
+        key = id(store)
+        name = _NAMES.get(key)
+        if name is None:
+            name = f"{kind}:{uuid.uuid4().hex}"
+            try:  # forgotten with the object: another one allocated at its address is another store
+                weakref.finalize(store, _NAMES.pop, key, None).atexit = False
+            except TypeError:  # an object without weak references keeps its name itself, or is named by address
+                try:
+                    return str(vars(store).setdefault("_greenserv_identity", name))
+                except TypeError:
+                    return f"{kind}:{key:x}"
+            _NAMES[key] = name
+        return name
+
+
+_NAMES: dict[int, str] = {}
+"""The names of live stores without an ``identity``, by address."""
+_NAMES_LOCK = threading.Lock()
+_WARNED: set[str] = set()
+"""The store classes without an ``identity`` already said."""
 
 
 class InMemoryStore:
-    """A store inside one process, for threads and tests."""
+    """A store inside one process, for threads and tests (:attr:`identity`: a name of its own)."""
 
     def __init__(self) -> None:
         self._total = Statistics()
         self._lock = threading.Lock()
+        self.identity = f"memory:{uuid.uuid4().hex}"
 
     def merge(self, delta: Statistics) -> Statistics:
         with self._lock:
@@ -143,7 +184,12 @@ class RedisStore:
     """A store in one Redis key, merged with optimistic transactions.
 
     ``client`` is a ``redis.Redis`` (or give ``url``, e.g. ``redis://localhost:6379/0``);
-    ``key`` names the shared state, so several pools can share one server.
+    ``key`` names the shared state. The default, ``greenserv:statistics``, is one key for
+    every pool on the server: where several pools share a server, give each its own key
+    (``key="greenserv:statistics:pool-a"``, the same in every replica of the pool, whatever
+    models a canary adds). Pools merged into one key mix what they learned: the step count,
+    the energy range of each task type (one pool's joules rescale the other's rewards) and
+    the push count.
 
     A router remembers what it took from a store under the store's :attr:`identity`: the
     server's address (``localhost``, ``127.0.0.1`` and ``::1`` are one), its database and the
@@ -165,6 +211,8 @@ class RedisStore:
             raise InvalidInputError("give exactly one of client= or url=")
         if identity is not None and (not isinstance(identity, str) or not identity.strip()):
             raise InvalidInputError(f"identity must be a non-empty string, got {identity!r}")
+        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+            raise InvalidInputError(f"max_attempts must be an integer of 1 or more, got {max_attempts!r}")
         if client is None:
             try:
                 import redis as redis_module
@@ -215,17 +263,23 @@ class RedisStore:
 
         # each write also sets a marker of its own: a reply lost on the way back (a timeout, a
         # dropped connection: redis-py may report it as a conflict) is told from a conflict by
-        # it, so a change the store took is never added again
+        # it, so a change the store took is never added again; a retry watches the marker too
+        # and looks for it first: a transaction that the server ran late (after the check
+        # below) is found there, or makes this one fail
         if receipt is None:
             marker, token, ttl = f"{self.key}:merged:{uuid.uuid4().hex}", b"1", _MARKER_TTL_S
         else:
             marker, token, ttl = self._slot(receipt[0]), receipt[1].encode(), _RECEIPT_TTL_S
         with self.client.pipeline() as pipe:
-            for _attempt in range(self.max_attempts):
+            for attempt in range(self.max_attempts):
                 try:
-                    pipe.watch(self.key)  # type: ignore[no-untyped-call]
-                    data = pipe.get(self.key)
-                    total = (Statistics() if data is None else Statistics.from_bytes(_as_bytes(data))).plus(delta)
+                    pipe.watch(self.key, marker)  # type: ignore[no-untyped-call]
+                    went_through = attempt > 0 and pipe.get(marker) == token
+                    data = pipe.get(self.key)  # (after the marker: a total that holds this change, if it is there)
+                    stored = Statistics() if data is None else Statistics.from_bytes(_as_bytes(data))
+                    if went_through:
+                        return stored
+                    total = stored.plus(delta)
                     pipe.multi()
                     pipe.set(self.key, total.to_bytes())
                     pipe.set(marker, token, ex=ttl)
