@@ -441,3 +441,41 @@ def test_a_wait_for_on_an_async_stream_keeps_its_timeout() -> None:
         return time.perf_counter() - started
 
     assert asyncio.run(main()) < 1.0  # was 1.5 s: a cancelled stream waited for the thread's next item
+
+
+class _DownAlways(FakeBackend):
+    def generate(self, messages: Sequence[Message], settings: GenerationSettings) -> GenerationResult:
+        raise ModelUnavailableError("server down")
+
+
+def _taught_to_prefer_large(router: GreenServRouter, queries: Sequence[str]) -> GreenServRouter:
+    for query in list(queries) * 5:
+        router.learn(query, "large", score=1.0, energy_joules=9.0, latency_s=0.1)
+        router.learn(query, "small", score=0.0, energy_joules=1.0, latency_s=0.1)
+    return router
+
+
+def test_a_query_whose_decision_the_store_dropped_still_fails_over() -> None:
+    queries = ["What is 2 + 2?", "Who wrote Hamlet?", "Tell me a joke.", "Solve 5x = 20."]
+    router = GreenServRouter(
+        [FakeBackend("small", joules_per_token=1.0), _DownAlways("large", joules_per_token=9.0)],
+        features=make_hashing_extractor(),
+        tradeoff=0.0,
+        seed=0,
+        max_pending=2,  # fewer than the batch: the first decisions leave the store before their model fails
+    )
+    _taught_to_prefer_large(router, queries)
+    answers = router.generate_batch(queries)  # was InvalidInputError: decision id ... is already in use
+    assert [answer.model for answer in answers] == ["small"] * 4
+
+
+def test_a_failed_batchs_queries_that_never_ran_are_not_counted_as_decisions() -> None:
+    router = GreenServRouter(
+        [FakeBackend("a", context_window=64), FakeBackend("b", context_window=64)],
+        features=make_hashing_extractor(),
+        seed=0,
+    )
+    with pytest.raises(NoEligibleModelError):  # the second query fits no model: nothing runs
+        router.generate_batch(["x one", "word " * 100, "z three"], max_new_tokens=8)
+    assert router.stats_["a"]["decisions"] + router.stats_["b"]["decisions"] == 0  # was 1
+    assert len(router.pending_) == 0

@@ -615,3 +615,35 @@ def test_a_feature_extractor_as_long_but_meaning_other_things_is_refused() -> No
     assert swapped.dimension == router.features.dimension
     with pytest.raises(InvalidInputError, match="mean other things"):
         router.features = swapped
+
+
+def test_an_answer_given_while_its_model_is_removed_counts_in_its_history() -> None:
+    class RemovedWhileAnswering(FakeBackend):
+        def generate(self, messages, settings):  # type: ignore[no-untyped-def]
+            result = super().generate(messages, settings)
+            router.remove_model(self.info.name)  # an operator removes it while it answers
+            return result
+
+    router = GreenServRouter(
+        [FakeBackend("small"), RemovedWhileAnswering("large", joules_per_token=9.0)],
+        features=make_hashing_extractor(),
+        seed=0,
+    )
+    answer = router.generate("What is 2 + 2?", models=["large"])
+    assert router.stats_["large"]["energy_joules"] == pytest.approx(answer.energy_joules)  # was 0.0
+
+
+def test_an_outcomes_members_must_be_the_models_of_its_cascade() -> None:
+    router = GreenServRouter(
+        [FakeBackend("small"), FakeBackend("medium"), FakeBackend("large")],
+        features=make_hashing_extractor(),
+        seed=0,
+        cascades=[("small", "large")],
+    )
+    plain = router.route("What is 2 + 2?", models=["small"])
+    with pytest.raises(InvalidInputError, match="no cascade"):  # was taken: large's cost model learned 1,000 J
+        router.record_outcome(plain.decision_id, energy_joules=5.0, latency_s=0.1, members=[("large", 1000.0, 1.0)])
+    chained = router.route("What is 2 + 2?", models=["small->large"])
+    with pytest.raises(InvalidInputError, match="small->large"):
+        router.record_outcome(chained.decision_id, energy_joules=5.0, latency_s=0.1, members=[("medium", 5.0, 0.1)])
+    router.record_outcome(chained.decision_id, energy_joules=5.0, latency_s=0.1, members=[("small", 5.0, 0.1)])

@@ -172,6 +172,7 @@ class Executor:
         its ``max_concurrency`` at once. Results keep the input order."""
         decisions: list[RoutingDecision] = []
         results: dict[int, RoutedGeneration] = {}
+        started: set[int] = set()  # the queries whose group began to run
         try:
             for request in requests:
                 decisions.append(self.route(request, {}, request.decision_id, None))
@@ -179,6 +180,7 @@ class Executor:
             for index, decision in enumerate(decisions):
                 groups.setdefault(decision.model, []).append(index)
             for indices in groups.values():
+                started.update(indices)
                 try:
                     backend = self._backend_of(decisions[indices[0]])
                 except ModelUnavailableError as gone:  # removed meanwhile: these queries go elsewhere
@@ -186,8 +188,11 @@ class Executor:
                     continue
                 results.update(self._run_group(backend, indices, requests, decisions))
         except BaseException:
-            for decision in decisions:  # answers already made are never handed out: none can be scored
-                self.learner.drop(decision.decision_id)
+            for index, decision in enumerate(decisions):  # answers made are never handed out: none can be scored
+                if index in started:
+                    self.learner.drop(decision.decision_id)
+                else:  # its model never ran: not a decision of that model either
+                    self.learner.withdraw(decision)
             raise
         return [results[i] for i in range(len(decisions))]
 

@@ -293,7 +293,9 @@ class RoutingLearner:
         being routed again after a failure holds (unless ``rerouting``: that query itself)."""
         if decision_id is not None:
             with self.lock:
-                if self.pending_.known(decision_id) or (decision_id in self.rerouting_ and not rerouting):
+                if rerouting and decision_id in self.rerouting_:  # its own id, though the store dropped it meanwhile
+                    return
+                if self.pending_.known(decision_id) or decision_id in self.rerouting_:
                     raise InvalidInputError(f"decision id {decision_id!r} is already in use")
 
     def release(self, decision_id: str) -> None:
@@ -710,6 +712,14 @@ class RoutingLearner:
             self._settle(decision_id)
             self.pending_.discard(decision_id)
 
+    def withdraw(self, decision: RoutingDecision) -> None:
+        """Forget a decision whose model never ran (a batch that failed before its turn): it is
+        not counted as a decision of that model either."""
+        with self.lock:
+            self.drop(decision.decision_id)
+            if decision.model in self.tallies_.counts_:
+                self.tallies_.decided(decision.model, by=-1)
+
     def _settle(self, decision_id: str) -> None:
         """The decision's answer is no longer under way (for the budget's guard)."""
         if self.pacer_ is not None:
@@ -745,6 +755,11 @@ class RoutingLearner:
             if pending.energy_joules is not None:
                 raise InvalidInputError(f"the outcome of decision {decision_id!r} was already recorded")
             plan = pending.cascade
+            if members and (plan is None or any(m not in (plan["first"], plan["then"]) for m, _, _ in members)):
+                chain = "no cascade" if plan is None else f"the cascade {plan['first']}->{plan['then']}"
+                raise InvalidInputError(
+                    f"members {[m for m, _, _ in members]} are not models of decision {decision_id!r} ({chain})"
+                )
             if plan is not None and plan.get("escalated") and len(members) == 1:
                 plan["escalated"] = False  # its second model failed before it answered: the first answer was kept
             self._learn_cost(
@@ -809,7 +824,8 @@ class RoutingLearner:
         if current:
             self.energy_.observe(model, context, prompt_tokens, energy_joules)
             self.latency_.observe(model, context, prompt_tokens, latency_s)
-            self.tallies_.spent(model, energy_joules)
+        if current or (model in self.tallies_.counts_ and model not in self.policy_.arms_):
+            self.tallies_.spent(model, energy_joules)  # a model removed meanwhile keeps its history (not a newcomer's)
         for member, joules, seconds in members:
             if current and member in self.policy_.arms_:
                 self.energy_.observe(member, context, prompt_tokens, joules)
