@@ -487,11 +487,14 @@ class GreenServRouter:
         'small'
         """
         with self.learner_.lock:  # the store evicts as it reads: never beside a route's add
-            model = self.learner_.pending_.get(decision_id).model
-        cascade = self._backends.get(model)
-        if not isinstance(cascade, CascadeBackend):
-            raise InvalidInputError(f"decision {decision_id!r} was routed to {model!r}, not to a cascade")
-        return LearnedEscalation(self.learner_, decision_id, cascade)
+            pending = self.learner_.pending_.get(decision_id)
+        cascade = self._backends.get(pending.model)
+        if isinstance(cascade, CascadeBackend):
+            return LearnedEscalation(self.learner_, decision_id, cascade)
+        if pending.cascade is None:
+            raise InvalidInputError(f"decision {decision_id!r} was routed to {pending.model!r}, not to a cascade")
+        # a cascade removed while its decision is pending: the learner keeps the first answer, as escalate() does
+        return LearnedEscalation(self.learner_, decision_id, None)
 
     def record_agreement(self, decision_id: str, agreed: bool) -> None:
         """For an escalated cascade: whether the second answer agrees with the first (the

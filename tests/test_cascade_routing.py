@@ -155,6 +155,16 @@ def test_a_cascade_refuses_bad_members_and_thresholds() -> None:
             CascadeBackend(small, big, threshold=bad)  # type: ignore[arg-type]
 
 
+def test_a_cascade_and_the_escalation_model_take_any_real_number() -> None:
+    from fractions import Fraction
+
+    for half in (np.float32(0.5), Fraction(1, 2)):
+        assert CascadeBackend(_small(0.5), _big(), threshold=half).threshold == 0.5  # type: ignore[arg-type]
+        model = EscalationModel(2, keep_rate=half, ridge=half, then_prior=half)  # type: ignore[arg-type]
+        assert (model.keep_rate, model.ridge, model.then_prior) == (0.5, 0.5, 0.5)
+        assert type(model.keep_rate) is float
+
+
 def test_the_cascade_fits_both_models() -> None:
     small = FakeBackend("small", context_window=4096, capabilities=frozenset({"chat_template", "tools"}))
     big = FakeBackend("big", context_window=512)
@@ -465,6 +475,23 @@ def test_a_pending_cascade_decision_survives_its_removal() -> None:
     assert not verdict.escalate and "removed" in verdict.reason  # its second model may be gone: keep
     record = router.feedback(decision.decision_id, 1.0)
     assert not record.applied
+
+
+def test_a_cascade_removed_while_run_by_hand_keeps_its_first_answer_by_its_rule() -> None:
+    router = _router(0.2)
+    decision = router.route(ASK, max_new_tokens=8)
+    cascade = router.backend("small->big")
+    assert isinstance(cascade, CascadeBackend)
+    router.remove_model("small->big")
+    rule = router.escalation_rule(decision.decision_id)  # as escalate(): the learner keeps the answer
+    result = cascade.generate(ASK, SHORT, rule)
+    assert result.text == CHEAP and result.chain[0].action == "kept" and "removed" in result.chain[0].reason
+    later = _router(0.2)
+    pending = later.route(ASK, max_new_tokens=8)
+    later.remove_model("small->big")
+    rule = later.escalation_rule(pending.decision_id)
+    later.learner_.pending_.discard(pending.decision_id)  # left the store: no threshold to fall back on, kept
+    assert not rule(0.1).escalate
 
 
 def test_cascades_are_added_by_pair_or_as_a_backend_of_the_pool() -> None:

@@ -15,10 +15,11 @@ from greenserv_core.evaluation.cascades import cascade_report, task_settings
 from greenserv_core.evaluation.replay import baselines
 from greenserv_core.evaluation.simulate import simulate_table
 from greenserv_core.evaluation.table import OutcomeTable, write_table
+from greenserv_core.features.extractor import FeatureExtractor
 from tests.test_evaluation import CALIBRATION
 
 
-def _two_models(confidence: list[float | None]) -> OutcomeTable:
+def _two_models(confidence: list[float | None], joules: tuple[float, float] = (1.0, 10.0)) -> OutcomeTable:
     """Four queries; the small model (1 J) is right on the first two, the big one (10 J) on all."""
     models, n = ["small", "big"], len(confidence) // 2
     return OutcomeTable(
@@ -30,7 +31,7 @@ def _two_models(confidence: list[float | None]) -> OutcomeTable:
             "model": models * n,
             "output": [""] * (2 * n),
             "accuracy": [1.0, 1.0, 1.0, 1.0, 0.0, 1.0, 0.0, 1.0][: 2 * n],
-            "energy_joules": [1.0, 10.0] * n,
+            "energy_joules": list(joules) * n,
             "energy_source": ["x"] * (2 * n),
             "latency_s": [0.1] * (2 * n),
             "input_tokens": [1] * (2 * n),
@@ -87,6 +88,25 @@ def test_the_ceiling_without_cascades_is_the_replays_and_cascades_only_add() -> 
     assert gain(sharp) > gain(blunt)
 
 
+def test_the_front_reaches_the_cheapest_setting_however_close_the_models_cost() -> None:
+    for cheap, dear in ((1.0, 2.0), (100.0, 105.0), (1000.0, 1050.0)):  # the prices stopped at 10 / median joules
+        report = cascade_report(_two_models([0.5] * 8, joules=(cheap, dear)), tradeoff=0.4)
+        for front in report["fronts"].values():
+            assert front["hull"] == [(cheap, 0.5), (dear, 1.0)]
+            assert front["aiq"] == pytest.approx(0.75, abs=1e-3)
+
+
+def test_a_model_that_spent_nothing_has_no_share_of_its_joules() -> None:
+    report = cascade_report(_two_models([0.9, 0.5, 0.8, 0.5, 0.2, 0.5, 0.1, 0.5], joules=(0.0, 10.0)))
+    assert report["references"]["best_single_model"] == {"model": "small", "accuracy": 0.5, "joules_per_query": 0.0}
+    for front in report["fronts"].values():
+        reach = front["to_reach"]
+        assert reach["best_single_model"] == {"joules_per_query": 0.0, "share_of_its_joules": None}
+        assert reach["most_accurate_model"]["share_of_its_joules"] == pytest.approx(
+            reach["most_accurate_model"]["joules_per_query"] / 10.0
+        )
+
+
 def test_the_cascades_command_prints_and_writes_the_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write_table(_two_models([0.9, 0.5, 0.8, 0.5, 0.2, 0.5, 0.1, 0.5]), tmp_path / "t.csv")
     assert cli.main(["bench", "cascades", "--table", str(path), "--json", str(tmp_path / "r.json")]) == 0
@@ -96,15 +116,18 @@ def test_the_cascades_command_prints_and_writes_the_report(tmp_path: Path, capsy
 
 
 # ---- learned cascades replayed through the router (greenserv bench cascade-replay) -------------
-def _sharp_table(queries: int = 120) -> OutcomeTable:
+def _sharp_table(
+    queries: int = 120, joules: tuple[float, float] = (1.0, 10.0), *, small_always_right: bool = False
+) -> OutcomeTable:
     """The small model (1 J) is right on even queries and says so (confidence 0.95, else 0.05);
-    the big one (10 J) is always right."""
+    the big one (10 J) is always right. ``joules``: the small and the big model's instead;
+    ``small_always_right``: the small model is right on every query too."""
     rows: dict[str, list[object]] = {k: [] for k in ("query_id", "task", "prompt", "reference", "model", "output")}
     rows.update({k: [] for k in ("accuracy", "energy_joules", "energy_source", "latency_s", "input_tokens")})
     rows.update({"output_tokens": [], "confidence": []})
     for q in range(queries):
-        for model, joules in (("small", 1.0), ("big", 10.0)):
-            right = model == "big" or q % 2 == 0
+        for model, spent in zip(("small", "big"), joules, strict=True):
+            right = model == "big" or q % 2 == 0 or small_always_right
             for key, value in (
                 ("query_id", f"q{q}"),
                 ("task", "t"),
@@ -113,7 +136,7 @@ def _sharp_table(queries: int = 120) -> OutcomeTable:
                 ("model", model),
                 ("output", ""),
                 ("accuracy", float(right)),
-                ("energy_joules", joules),
+                ("energy_joules", spent),
                 ("energy_source", "x"),
                 ("latency_s", 0.1),
                 ("input_tokens", 5),
@@ -197,3 +220,40 @@ def test_the_cascade_replay_can_pace_one_budget_for_every_strategy() -> None:
             replay_cascades(
                 table, runs=1, pairs=pair, make_features=make_hashing_extractor, budget_joules_per_query=bad
             )
+
+
+def test_the_cascade_replay_fronts_take_models_that_cost_alike_or_nothing() -> None:
+    from greenserv_core.evaluation.cascade_replay import STRATEGIES, replay_cascades
+    from tests.conftest import make_hashing_extractor
+
+    pair, lams = [("small", "big")], (0.2, 0.6)
+    alike = replay_cascades(
+        _sharp_table(20, (2.0, 2.0)), runs=1, tradeoffs=lams, pairs=pair, make_features=make_hashing_extractor
+    )
+    assert all(alike["fronts"][strategy]["aiq"] is None for strategy in STRATEGIES)  # no cost range: as bench cascades
+    free = _sharp_table(20, (0.0, 10.0), small_always_right=True)  # the most accurate model spends nothing
+    report = replay_cascades(free, runs=1, tradeoffs=lams, pairs=pair, make_features=make_hashing_extractor)
+    assert report["most_accurate_model"]["joules_per_query"] == 0.0
+    for strategy in STRATEGIES:
+        front = report["fronts"][strategy]
+        assert front["joules_to_reach_most_accurate"] is not None and front["share_of_its_joules"] is None
+
+
+def test_the_cascade_replay_refuses_a_cascade_of_one_model_or_named_twice_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from greenserv_core.evaluation.cascade_replay import replay_cascades
+
+    def no_features() -> FeatureExtractor:
+        raise AssertionError("refused only after the work began")
+
+    for pairs, match in (([("small", "small")], "two different models"), ([("small", "big")] * 2, "more than once")):
+        with pytest.raises(InvalidInputError, match=match):
+            replay_cascades(_sharp_table(20), runs=1, pairs=pairs, make_features=no_features)
+    argv = ["bench", "cascade-replay", "--table", str(tmp_path / "absent.csv"), "--quiet"]
+    for cascades, said in (
+        (["small->small"], "two different models"),
+        (["small->big", "small -> big"], "more than once"),
+    ):
+        assert cli.main([*argv, *(f"--cascade={c}" for c in cascades)]) == 2  # before the table is even read
+        assert said in capsys.readouterr().err

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import numbers
 from collections.abc import Callable, Iterator, Sequence
 
 from greenserv_core.backends.abandoned import report_abandoned
@@ -322,7 +323,7 @@ class CascadeBackend:
 def cascade_settings(threshold: object, keep_first_on_failure: object) -> tuple[float, bool]:
     """A cascade's fixed ``threshold`` (in [0, 1]) and ``keep_first_on_failure`` (a bool),
     checked (:class:`InvalidInputError` otherwise), as a cascade or a saved router takes them."""
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0.0 <= float(threshold) <= 1.0:
         raise InvalidInputError(f"threshold must be in [0, 1], got {threshold!r}")
     if not isinstance(keep_first_on_failure, bool):
         raise InvalidInputError(f"keep_first_on_failure must be True or False, got {keep_first_on_failure!r}")

@@ -89,12 +89,13 @@ def _cascade_replay(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from greenserv_core.cli.common import embedding_store, parse_strategies
-    from greenserv_core.evaluation.cascade_replay import STRATEGIES, replay_cascades
+    from greenserv_core.evaluation.cascade_replay import STRATEGIES, check_cascade_pairs, replay_cascades
     from greenserv_core.evaluation.table import read_table
 
     if len(parse_strategies(args.policy)) != 1:  # before the table is read and embedded
         raise InvalidInputError(f"--policy takes one policy, got {args.policy!r}")
     pairs = [cascade_pair(text) for text in args.cascade] or None
+    check_cascade_pairs(pairs or [])  # before the table is read and embedded
     tradeoffs = tradeoff_list(args.tradeoffs)
     at_least("--runs", args.runs, 1)
     at_least("--warm-start", args.warm_start, 0)

@@ -59,7 +59,7 @@ from greenserv_core.reward import EnergyNormalizer
 from greenserv_core.router import GreenServRouter
 from greenserv_core.routing.learner import EnergyScaleName
 
-__all__ = ["CascadeRun", "cascade_pairs", "replay_cascades", "run_cascades"]
+__all__ = ["CascadeRun", "cascade_pairs", "check_cascade_pairs", "replay_cascades", "run_cascades"]
 
 STRATEGIES = ("routing", "routing+cascades", "cascade arms, never escalating")
 """Routing alone; routing with cascades; and the control: the same cascade arms whose rule
@@ -229,6 +229,24 @@ def _summary(runs: list[CascadeRun]) -> dict[str, Any]:
     }
 
 
+def check_cascade_pairs(pairs: Sequence[tuple[str, str]]) -> None:
+    """Refuse a cascade of one model twice, or a cascade named twice, before any run (the
+    router refuses them only when the runs with cascades build it).
+
+    >>> check_cascade_pairs([("small", "big"), ("small", "big")])
+    Traceback (most recent call last):
+    ...
+    greenserv_core.errors.InvalidInputError: cascades ['small->big'] are named more than once
+    """
+    for first, then in pairs:
+        if first == then:
+            raise InvalidInputError(f"a cascade needs two different models, got {first!r} twice")
+    names = [f"{first}->{then}" for first, then in pairs]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise InvalidInputError(f"cascades {twice} are named more than once")
+
+
 def replay_cascades(
     table: OutcomeTable,
     *,
@@ -283,6 +301,7 @@ def replay_cascades(
     unknown = sorted({m for pair in chosen for m in pair} - set(data.models))
     if unknown:
         raise InvalidInputError(f"cascades name {unknown}, which the table does not have")
+    check_cascade_pairs(chosen)
     if make_features is None:
         make_features = default_features(len(set(data.prompts)))
     extractor = make_features()
@@ -345,6 +364,7 @@ def replay_cascades(
     }
     if len(tradeoffs) > 1:
         report["fronts"] = {}
+        its_joules = float(mean_joules[best])  # 0: no share of it to speak of
         for strategy in STRATEGIES:
             points = [
                 (entry[strategy]["joules_per_query"]["mean"], entry[strategy]["accuracy"]["mean"])
@@ -354,9 +374,9 @@ def replay_cascades(
             reach = joules_to_reach(hull, float(mean_accuracy[best]))
             report["fronts"][strategy] = {
                 "points": [list(p) for p in points],
-                "aiq": aiq(points, low=low, high=high),
+                "aiq": aiq(points, low=low, high=high) if high > low else None,  # as cascade_report's fronts
                 "joules_to_reach_most_accurate": reach,
-                "share_of_its_joules": None if reach is None else reach / float(mean_joules[best]),
+                "share_of_its_joules": None if reach is None or not its_joules else reach / its_joules,
             }
         report["fronts"]["cost_range_joules_per_query"] = [low, high]
     return report

@@ -111,12 +111,16 @@ def _best(settings: list[CascadeSetting], low: float, high: float, tradeoff: flo
 
 def _front(per_task: list[tuple[float, list[CascadeSetting]]], prices: np.ndarray) -> list[tuple[float, float]]:
     """(joules per query, accuracy) of the whole table, for each price of a joule: the best
-    setting per task at that price, weighted by the task's share of the queries."""
+    setting per task at that price, weighted by the task's share of the queries; and last, the
+    cheap end no finite price may reach: each task's cheapest setting (the most accurate of them)."""
     points = []
-    for price in prices:
+    for price in [*prices, None]:
         accuracy = joules = 0.0
         for share, settings in per_task:
-            best = max(settings, key=lambda s: s.accuracy - price * s.joules)
+            if price is None:
+                best = min(settings, key=lambda s: (s.joules, -s.accuracy))
+            else:
+                best = max(settings, key=lambda s: s.accuracy - price * s.joules)
             accuracy += share * best.accuracy
             joules += share * best.joules
         points.append((joules, accuracy))
@@ -181,9 +185,10 @@ def cascade_report(table: OutcomeTable | Matrices, *, tradeoff: float = 0.4) -> 
         fronts[name] = {"hull": hull, "aiq": aiq(hull, low=low, high=high) if high > low else None, "to_reach": {}}
         for reference, j in references.items():
             reach = joules_to_reach(hull, float(data.accuracy[:, j].mean()))
+            its_joules = float(data.energy[:, j].mean())  # 0: no share of it to speak of
             fronts[name]["to_reach"][reference] = {
                 "joules_per_query": reach,
-                "share_of_its_joules": None if reach is None else reach / float(data.energy[:, j].mean()),
+                "share_of_its_joules": None if reach is None or not its_joules else reach / its_joules,
             }
     return {
         "tradeoff": tradeoff,

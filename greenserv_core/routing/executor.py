@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -356,13 +357,15 @@ class LearnedEscalation:
     """A decision's learned escalation rule, as a cascade calls it (see
     :data:`~greenserv_core.cascades.backend.Escalate`)."""
 
-    def __init__(self, learner: RoutingLearner, decision_id: str, cascade: CascadeBackend) -> None:
+    def __init__(self, learner: RoutingLearner, decision_id: str, cascade: CascadeBackend | None) -> None:
         self.learner, self.decision_id, self.cascade = learner, decision_id, cascade
 
     def __call__(self, confidence: float | None) -> Verdict:
         try:
             return self.learner.escalate(self.decision_id, confidence)
-        except UnknownDecisionError:
+        except UnknownDecisionError:  # the decision left the store: the cascade's fixed threshold decides
+            if self.cascade is None:  # (a cascade removed since: the first answer is kept, as escalate() keeps it)
+                return Verdict(False, confidence, math.nan, 0.0, 0.0, False, "kept: the cascade was removed")
             return self.cascade.fixed_verdict(confidence)
 
     def kept_after_failure(self) -> None:
