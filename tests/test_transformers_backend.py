@@ -369,9 +369,9 @@ def test_a_row_counts_its_tokens_up_to_the_stop_and_says_why_it_ended(scripted_d
     eos = backend.tokenizer.eos_token_id
     ids = backend.tokenizer(" Rome.\nQ", add_special_tokens=False)["input_ids"]
     row = torch.tensor([*ids, eos, eos])  # a batch pads a finished row; here the pad is the EOS token
-    assert backend._outcome(row, len(ids) + 1, ["me"]) == (" Ro", 5, "stop")  # " Rome" completed the stop
-    assert backend._outcome(row, len(ids) + 1, [])[1:] == (len(ids) + 1, "stop")  # ended at EOS
-    assert backend._outcome(row[:3], 3, [])[1:] == (3, "length")  # cut by the limit (or max_time_s)
+    assert backend._outcome(row, len(ids) + 1, ["me"]) == (" Ro", 5, "stop", 3)  # " Rome" completed the stop
+    assert backend._outcome(row, len(ids) + 1, [])[1:] == (len(ids) + 1, "stop", len(ids) + 1)  # ended at EOS
+    assert backend._outcome(row[:3], 3, [])[1:] == (3, "length", 3)  # cut by the limit (or max_time_s)
     chat = backend_for(build_scripted_model(tmp_path / "chat", ": Rome.\nQ", chat_template=True))
     first = chat.generate(ASK, GenerationSettings(max_new_tokens=1))  # "[assistant]" ends in no script letter
     assert (first.text, first.output_tokens, first.finish_reason) == ("", 1, "stop")
@@ -630,3 +630,61 @@ def test_models_kept_over_the_budget_while_one_is_busy_are_unloaded_once_it_is_i
     alone.acquire(busy)
     alone.release(busy)
     assert alone.used_bytes == 60
+
+
+# ---- review fixes (local models) ------------------------------------------------------------------
+def test_log_probabilities_end_with_an_answer_cut_at_a_turn_marker_or_a_stop_string(scripted_dir: Path) -> None:
+    backend = backend_for(scripted_dir)
+    for settings, text in (
+        (GenerationSettings(max_new_tokens=40, logprobs=True), "Rome."),  # generated " Rome.\nQ:"
+        (GenerationSettings(max_new_tokens=40, logprobs=True, stop=("e.",)), "Rom"),  # generated " Rome."
+    ):
+        one = backend.generate(ASK, settings)
+        [batched] = backend.generate_batch([ASK], settings)
+        streamed = list(backend.stream(ASK, settings))[-1].result
+        assert streamed is not None
+        for result in (one, batched, streamed):
+            assert result.text == text and result.output_tokens > len(text) + 1  # the cut tokens are still counted
+            assert result.token_logprobs is not None and len(result.token_logprobs) == len(text)  # one byte a token
+
+
+def test_a_user_turn_after_a_tool_result_joins_it_for_a_template_whose_roles_alternate(chat_dir: Path) -> None:
+    from greenserv_core.tools import tool_result_turn, with_tool_calls
+
+    alternating = backend_for(chat_dir, name="alternating")
+    alternating.tokenizer.chat_template = (  # as Gemma-3's: no tool role, and roles must alternate
+        "{% for m in messages %}{% if (m['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+        "{{ raise_exception('Conversation roles must alternate') }}{% endif %}"
+        "[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}[assistant]{% endif %}"
+    )
+    assert not alternating.template_takes_tool_turns
+    turns = [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": with_tool_calls("", [("get_weather", {"city": "Paris"})])},
+        {"role": "tool", "content": tool_result_turn("18C")},
+        {"role": "user", "content": "An umbrella?"},
+    ]
+    prompt = alternating.render(turns)  # was refused: "Conversation roles must alternate"
+    assert "[user] <tool_response>\n18C\n</tool_response>\n\nAn umbrella?\n[assistant]" in prompt
+
+
+def test_a_plain_format_stream_strips_a_held_back_tail_as_generate_does(tmp_path: Path) -> None:
+    backend = backend_for(build_scripted_model(tmp_path, ":\nA"))  # answers "\nA", which may open a turn marker
+    settings = GenerationSettings(max_new_tokens=2)
+    whole = backend.generate(ASK, settings)
+    chunks = list(backend.stream(ASK, settings))
+    assert chunks[-1].result is not None and whole.text == chunks[-1].result.text == "A"  # the stream's was "\nA"
+    assert [c.delta for c in chunks] == ["A", ""]
+
+
+def test_a_bad_memory_budget_setting_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    from greenserv_core.backends import memory
+
+    for value in ("abc", "inf", "nan", "0", "1.5GB", "-2"):
+        monkeypatch.setattr(memory, "_default", None)
+        monkeypatch.setenv("GREENSERV_MEMORY_BUDGET_GB", value)
+        with pytest.raises(InvalidInputError, match=f"GREENSERV_MEMORY_BUDGET_GB .*'{value}'"):
+            memory.default_memory()  # was a bare ValueError or OverflowError
+    monkeypatch.setattr(memory, "_default", None)
+    monkeypatch.setenv("GREENSERV_MEMORY_BUDGET_GB", "1.5")
+    assert memory.default_memory().budget_bytes == int(1.5 * 1024**3)

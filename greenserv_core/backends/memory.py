@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import weakref
@@ -130,6 +131,20 @@ def default_memory() -> ModelMemory:
     global _default
     with _default_lock:
         if _default is None:
-            value = os.environ.get("GREENSERV_MEMORY_BUDGET_GB")
-            _default = ModelMemory(int(float(value) * 1024**3) if value else None)
+            _default = ModelMemory(_budget_from_environment())
         return _default
+
+
+def _budget_from_environment() -> int | None:
+    """``GREENSERV_MEMORY_BUDGET_GB`` in bytes (unset or empty: ``None``, no limit)."""
+    name = "GREENSERV_MEMORY_BUDGET_GB"
+    value = os.environ.get(name)
+    if not value:
+        return None
+    try:
+        gigabytes = float(value)
+    except ValueError:
+        raise InvalidInputError(f"{name} must be a number of gigabytes, such as 4, got {value!r}") from None
+    if not 0 < gigabytes < math.inf or int(gigabytes * 1024**3) <= 0:
+        raise InvalidInputError(f"{name} must be a positive finite number of gigabytes, got {value!r}")
+    return int(gigabytes * 1024**3)

@@ -81,21 +81,29 @@ def fold_system_into_user(messages: Sequence[Message]) -> list[Message]:
 def tool_turns_as_user(messages: Sequence[Message]) -> list[Message]:
     """For chat templates without a ``tool`` role: each tool turn becomes a user turn (its
     ``<tool_response>`` block as it is, the Hermes format's way), joined to a user turn just
-    before it, so that roles still alternate.
+    before it, so that roles still alternate; a user turn after a tool result joins it too
+    (after a blank line).
 
     >>> tool_turns_as_user([{"role": "assistant", "content": "<tool_call>…</tool_call>"},
     ...                     {"role": "tool", "content": "<tool_response>4</tool_response>"},
     ...                     {"role": "tool", "content": "<tool_response>5</tool_response>"}])[1:]
     [{'role': 'user', 'content': '<tool_response>4</tool_response>\\n<tool_response>5</tool_response>'}]
+    >>> tool_turns_as_user([{"role": "tool", "content": "<tool_response>4</tool_response>"},
+    ...                     {"role": "user", "content": "Thanks."}])
+    [{'role': 'user', 'content': '<tool_response>4</tool_response>\\n\\nThanks.'}]
     """
     out: list[Message] = []
+    after_tool = False  # whether the last turn of ``out`` ends in a tool result
     for message in messages:
-        if message["role"] != "tool":
+        if message["role"] == "user" and after_tool:
+            out[-1] = {"role": "user", "content": f"{out[-1]['content']}\n\n{message['content']}"}
+        elif message["role"] != "tool":
             out.append(message)
         elif out and out[-1]["role"] == "user":
             out[-1] = {"role": "user", "content": f"{out[-1]['content']}\n{message['content']}"}
         else:
             out.append({"role": "user", "content": message["content"]})
+        after_tool = message["role"] == "tool"
     return out
 
 

@@ -28,7 +28,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -420,28 +420,34 @@ class TransformersBackend:
             counts.append(count)
         return counts
 
-    def _outcome(self, row: Any, counted: int, stops: Sequence[str]) -> tuple[str, int, str]:
-        """One row's ``(text, output tokens, finish reason)`` from its generated ids and
-        :meth:`_new_token_counts`' count. A row that stopped at a stop string counts the tokens
-        up to the one that completed it (a batch pads such a row, and a pad that is also the
-        EOS token is not the row's); it finishes ``"stop"`` then, or at EOS, else ``"length"``
-        (the token limit, or ``max_time_s``)."""
+    def _outcome(self, row: Any, counted: int, stops: Sequence[str]) -> tuple[str, int, str, int]:
+        """One row's ``(text, output tokens, finish reason, answer tokens)`` from its generated
+        ids and :meth:`_new_token_counts`' count. A row that stopped at a stop string counts the
+        tokens up to the one that completed it (a batch pads such a row, and a pad that is also
+        the EOS token is not the row's); it finishes ``"stop"`` then, or at EOS, else
+        ``"length"`` (the token limit, or ``max_time_s``). Its answer tokens, whose
+        log-probabilities it reports, are then the fewest whose text holds the cut text."""
         markers = self.stops_at_turn_markers
 
-        def cut(n: int) -> tuple[str, bool]:
-            return truncate_at_stop(
-                self.tokenizer.decode(row[:n], skip_special_tokens=True), stops, turn_markers=markers
-            )
+        def decoded(n: int) -> str:
+            return str(self.tokenizer.decode(row[:n], skip_special_tokens=True))
 
-        text, stopped = cut(counted)
-        if stopped:  # the fewest tokens whose text holds the stop
-            low, high = 1, counted
+        def cut(n: int) -> tuple[str, bool]:
+            return truncate_at_stop(decoded(n), stops, turn_markers=markers)
+
+        def fewest(holds: Callable[[int], bool], low: int, high: int) -> int:
             while low < high:
                 middle = (low + high) // 2
-                low, high = (low, middle) if cut(middle)[1] else (middle + 1, high)
-            counted = high
+                low, high = (low, middle) if holds(middle) else (middle + 1, high)
+            return high
+
+        text, stopped = cut(counted)
+        answer = counted
+        if stopped:  # the fewest tokens whose text holds the stop, and the fewest that hold the answer
+            counted = fewest(lambda n: cut(n)[1], 1, counted)
+            answer = fewest(lambda n: decoded(n).startswith(text), 0, counted)
         ended = counted > 0 and int(row[counted - 1]) in self._eos_ids()
-        return text, counted, "stop" if stopped or ended else "length"
+        return text, counted, "stop" if stopped or ended else "length", answer
 
     def _eos_ids(self) -> frozenset[int]:
         """The end-of-sequence ids (read at load: an answer counted after its model was
@@ -547,9 +553,9 @@ class TransformersBackend:
         output_counts = self._new_token_counts(generated)
         results = []
         outcomes = [self._outcome(generated[row], n, stops) for row, n in enumerate(output_counts)]
-        output_counts = [n for _, n, _ in outcomes]
+        output_counts = [n for _, n, _, _ in outcomes]
         totals = [i + o for i, o in zip(input_counts, output_counts, strict=True)]
-        for row, (n_in, (text, n_out, finish)) in enumerate(zip(input_counts, outcomes, strict=True)):
+        for row, (n_in, (text, n_out, finish, n_answer)) in enumerate(zip(input_counts, outcomes, strict=True)):
             share = totals[row] / sum(totals)
             results.append(
                 GenerationResult(
@@ -561,21 +567,21 @@ class TransformersBackend:
                     finish_reason=finish,
                     token_logprobs=None
                     if logprobs is None
-                    else self._answer_logprobs(generated[row], logprobs[row], n_out),
+                    else self._answer_logprobs(generated[row], logprobs[row], n_answer),
                 )
             )
         return results
 
-    def _answer_logprobs(self, tokens: Any, logprobs: Any, n_out: int) -> tuple[float, ...]:
-        """The log-probabilities of an answer's ``n_out`` tokens, lined up with its text: the
-        plain format's answer loses its leading whitespace, and with it the log-probabilities
-        of the tokens that are whitespace only (a confidence read from the first token would
-        read a newline's)."""
+    def _answer_logprobs(self, tokens: Any, logprobs: Any, n_answer: int) -> tuple[float, ...]:
+        """The log-probabilities of an answer's ``n_answer`` tokens (a stop string's or turn
+        marker's tokens are not the answer's), lined up with its text: the plain format's
+        answer loses its leading whitespace, and with it the log-probabilities of the tokens
+        that are whitespace only (a confidence read from the first token would read a newline's)."""
         start = 0
         if not self.uses_chat_template:
-            while start < n_out and not self.tokenizer.decode([int(tokens[start])]).strip():
+            while start < n_answer and not self.tokenizer.decode([int(tokens[start])]).strip():
                 start += 1
-        return tuple(logprobs[start:n_out].tolist())
+        return tuple(logprobs[start:n_answer].tolist())
 
     def stream(self, messages: Sequence[Message], settings: GenerationSettings) -> Iterator[StreamChunk]:
         """Stream text through ``TextIteratorStreamer``; same energy and token accounting as
@@ -636,6 +642,8 @@ class TransformersBackend:
                     if buffer.stopped:
                         cancelled.set()
                 tail = buffer.flush()
+                if tail and not emitted and not self.uses_chat_template:
+                    tail = tail.lstrip()  # as generate() strips the answer
                 if tail:
                     emitted.append(tail)
                     yield StreamChunk(delta=tail)
@@ -653,7 +661,7 @@ class TransformersBackend:
             raise outcome["error"]
         sequences, logprobs = self._token_logprobs(outcome["output"], settings, width)
         generated = sequences[:, width:]
-        _, n_out, finish = self._outcome(generated[0], self._new_token_counts(generated)[0], stops)
+        _, n_out, finish, n_answer = self._outcome(generated[0], self._new_token_counts(generated)[0], stops)
         yield StreamChunk(
             delta="",
             result=GenerationResult(
@@ -663,7 +671,7 @@ class TransformersBackend:
                 latency_s=outcome["latency"],
                 energy=outcome["energy"],
                 finish_reason="stop" if buffer.stopped else finish,
-                token_logprobs=None if logprobs is None else self._answer_logprobs(generated[0], logprobs[0], n_out),
+                token_logprobs=None if logprobs is None else self._answer_logprobs(generated[0], logprobs[0], n_answer),
             ),
         )
 

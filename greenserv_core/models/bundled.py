@@ -213,12 +213,15 @@ def bundled_specs() -> list[ModelSpec]:
 
 def bundled_pool(names: Sequence[str] | None = None, **backend_options: Any) -> list[TransformersBackend]:
     """One :class:`~greenserv_core.backends.transformers.TransformersBackend` per bundled model,
-    or per bundled model of ``names`` (only those need to be set up; weights load on first use)."""
+    or per bundled model of ``names`` (a list, or one name; only those need to be set up; weights load
+    on first use)."""
     from greenserv_core.backends.transformers import TransformersBackend
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if names is None:
         return [TransformersBackend(spec, **backend_options) for spec in bundled_specs()]
+    if isinstance(names, str):  # one name, not its letters
+        names = [names]
     unknown = sorted(set(names) - set(BUNDLED_MODELS))
     if unknown:
         raise InvalidInputError(f"no bundled models named {unknown}; the bundled models are {list(BUNDLED_MODELS)}")

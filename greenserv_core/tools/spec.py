@@ -24,7 +24,7 @@ from greenserv_core.messages import Message
 
 __all__ = ["ToolSpec", "as_tool_specs", "tools_system_prompt", "with_tools_prompt"]
 
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,63}$")
+_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")  # OpenAI's rule, and dots
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ class ToolSpec:
         parameters = function.get("parameters") or {"type": "object", "properties": {}}
         return cls(
             str(function["name"]),
-            str(function.get("description", "")),
+            str(function.get("description") or ""),  # null: none
             json.dumps(parameters, sort_keys=True, ensure_ascii=False),
         )
 
