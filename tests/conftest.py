@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable
 
 import pytest
 
@@ -69,3 +71,21 @@ def minilm_extractor_factory():  # type: ignore[no-untyped-def]
         return FeatureExtractor(embedder, classifier, n_clusters=n_clusters)
 
     return make
+
+
+def errors_in_threads(target: Callable[[], object], count: int = 2) -> list[BaseException]:
+    """Run ``target`` in ``count`` threads at once; the errors they raised."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            target()
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors

@@ -14,7 +14,7 @@ from greenserv_core.features import (
     TaskClassifier,
     instruction_text,
 )
-from tests.conftest import make_hashing_extractor
+from tests.conftest import errors_in_threads, make_hashing_extractor
 
 
 def unit(*values: float) -> np.ndarray:
@@ -640,20 +640,7 @@ def test_threads_warming_one_store_each_write_it_whole(tmp_path: Path, monkeypat
 
     monkeypatch.setattr(np, "save", save_then_wait)
     prompts = [f"prompt {i}" for i in range(100)]
-    errors: list[BaseException] = []
-
-    def warm() -> None:
-        try:
-            FeatureExtractor(embedder, classifier).warm(prompts, store=tmp_path)
-        except BaseException as error:
-            errors.append(error)
-
-    threads = [threading.Thread(target=warm) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    assert errors_in_threads(lambda: FeatureExtractor(embedder, classifier).warm(prompts, store=tmp_path)) == []
     (store,) = tmp_path.iterdir()  # the store alone, no temporary file left
     assert np.load(store).shape == (100, 64)
 

@@ -18,7 +18,7 @@ from greenserv_core.features.embedders import bundled_minilm_path
 from greenserv_core.features.extractor import check_pair
 from greenserv_core.features.static_embedder import _pca, _special_wrap, static_model_dir
 
-from .conftest import TINY_TRAINING, make_hashing_extractor
+from .conftest import TINY_TRAINING, errors_in_threads, make_hashing_extractor
 
 
 @pytest.fixture(scope="module")
@@ -254,20 +254,8 @@ def test_threads_distilling_into_one_folder_each_leave_a_whole_model(
 
     monkeypatch.setattr(static, "_token_vectors", token_vectors)
     monkeypatch.setattr(np, "save", save_then_wait)
-    out, errors = tmp_path / "models" / "model", []
-
-    def distil() -> None:
-        try:
-            distill_static(source, out, dimension=8, show_progress=False)
-        except BaseException as error:
-            errors.append(error)
-
-    threads = [threading.Thread(target=distil) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    out = tmp_path / "models" / "model"
+    assert errors_in_threads(lambda: distill_static(source, out, dimension=8, show_progress=False)) == []
     assert [p.name for p in out.parent.iterdir()] == ["model"]  # no partial folder left
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "tokenizer.json", "vectors.npy"]
     assert StaticEmbedder(out).embed(["hello"]).shape == (1, 8)
