@@ -121,6 +121,10 @@ class PendingStore(Protocol):
         ``None`` when there is none."""
         ...
 
+    def keep_awaiting(self, decision: PendingDecision) -> None:
+        """Put back a decision taken by :meth:`take_awaiting` whose outcome was refused."""
+        ...
+
     def discard(self, decision_id: str, *, reusable: bool = False) -> None: ...
 
     def state_dict(self) -> dict[str, Any]: ...
@@ -222,6 +226,9 @@ class PendingDecisions:
 
     def take_awaiting(self, decision_id: str) -> PendingDecision | None:
         return self._awaiting.pop(decision_id, None)
+
+    def keep_awaiting(self, decision: PendingDecision) -> None:
+        self._awaiting[decision.decision_id] = decision
 
     def discard(self, decision_id: str, *, reusable: bool = False) -> None:
         """Forget a decision whose generation never completed (no error if it is gone).

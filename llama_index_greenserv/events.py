@@ -70,22 +70,20 @@ class GreenServEventHandler(BaseEventHandler):
         return self._seen.errors
 
     def handle(self, event: Any, **kwargs: Any) -> None:
-        response: Any
-        if isinstance(event, LLMChatEndEvent):
-            response = event.response
-            prompt = "\n".join(str(m.content) for m in event.messages)
-            output = "" if response is None else _answer_text(response.message)
-        elif isinstance(event, LLMCompletionEndEvent):
-            response = event.response
-            prompt, output = event.prompt, str(event.response.text)
-        else:
+        if not isinstance(event, (LLMChatEndEvent, LLMCompletionEndEvent)):
             return
+        response = event.response
         record = getattr(response, "additional_kwargs", None) or {}
         decision_id = decision_id_in(record)
         if decision_id is None:
             return  # not a routed answer, or a stream's intermediate response
         if not self.llm.decided(decision_id):
-            return  # another GreenServLLM's answer (the dispatcher is global): its own handler scores it
+            return  # another LLM's answer (the dispatcher is global): read nothing of it
+        if isinstance(event, LLMChatEndEvent):
+            prompt = "\n".join(str(m.content) for m in event.messages)
+            output = "" if event.response is None else _answer_text(event.response.message)
+        else:
+            prompt, output = event.prompt, str(event.response.text)
         seen = SeenDecision(decision_id, str(record.get("model")), prompt, output)
         self._seen.record(decision_id, seen, self.evaluator)  # nested or repeated events: one decision counts once
 

@@ -479,3 +479,17 @@ def test_a_failed_batchs_queries_that_never_ran_are_not_counted_as_decisions() -
         router.generate_batch(["x one", "word " * 100, "z three"], max_new_tokens=8)
     assert router.stats_["a"]["decisions"] + router.stats_["b"]["decisions"] == 0  # was 1
     assert len(router.pending_) == 0
+
+
+def test_a_failed_batch_counts_only_the_queries_of_a_group_that_ran() -> None:
+    class BreaksFirst(FakeBackend):
+        def generate(self, messages: Sequence[Message], settings: GenerationSettings) -> GenerationResult:
+            if self.calls == 0:
+                self.calls += 1
+                raise RuntimeError("a bug in the backend, on the first query")
+            return super().generate(messages, settings)
+
+    router = GreenServRouter([BreaksFirst("only")], features=make_hashing_extractor(), seed=0)
+    with pytest.raises(RuntimeError, match="a bug"):
+        router.generate_batch(["q one", "q two", "q three", "q four"], max_new_tokens=8)
+    assert router.stats_["only"]["decisions"] == 1  # was 4: the group's queries that never ran counted

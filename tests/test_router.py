@@ -647,3 +647,14 @@ def test_an_outcomes_members_must_be_the_models_of_its_cascade() -> None:
     with pytest.raises(InvalidInputError, match="small->large"):
         router.record_outcome(chained.decision_id, energy_joules=5.0, latency_s=0.1, members=[("medium", 5.0, 0.1)])
     router.record_outcome(chained.decision_id, energy_joules=5.0, latency_s=0.1, members=[("small", 5.0, 0.1)])
+
+
+def test_a_refused_outcome_leaves_a_scored_decision_awaiting_it() -> None:
+    pool = [FakeBackend("small"), FakeBackend("big")]
+    router = GreenServRouter(pool, features=make_hashing_extractor(), cascades=[("small", "big")], seed=0)
+    decision = router.route("What is 2 + 2?", models=["small->big"])
+    router.feedback(decision.decision_id, 1.0)  # scored before its outcome: kept aside for it
+    with pytest.raises(InvalidInputError, match="not models of decision"):
+        router.record_outcome(decision.decision_id, energy_joules=5.0, latency_s=0.1, members=[("big-typo", 5.0, 0.1)])
+    # the corrected call is taken (was refused: the refused call had used the decision up)
+    router.record_outcome(decision.decision_id, energy_joules=5.0, latency_s=0.1, members=[("small", 5.0, 0.1)])

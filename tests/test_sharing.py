@@ -507,6 +507,7 @@ def test_redis_settings_that_cannot_work_are_refused() -> None:
     for attempts in (0, 2.5):  # 0: every merge failed, said as "0 attempts met concurrent writes"
         with pytest.raises(InvalidInputError, match="max_attempts"):
             RedisStore(url="redis://localhost:1/0", max_attempts=attempts)  # type: ignore[arg-type]
+    assert RedisStore(url="redis://localhost:1/0", max_attempts=np.int64(5)).max_attempts == 5  # numpy's too
 
 
 def test_a_failing_store_loses_nothing() -> None:

@@ -173,7 +173,7 @@ class Executor:
         its ``max_concurrency`` at once. Results keep the input order."""
         decisions: list[RoutingDecision] = []
         results: dict[int, RoutedGeneration] = {}
-        started: set[int] = set()  # the queries whose group began to run
+        started: set[int] = set()  # the queries whose own run began
         try:
             for request in requests:
                 decisions.append(self.route(request, {}, request.decision_id, None))
@@ -181,13 +181,14 @@ class Executor:
             for index, decision in enumerate(decisions):
                 groups.setdefault(decision.model, []).append(index)
             for indices in groups.values():
-                started.update(indices)
                 try:
                     backend = self._backend_of(decisions[indices[0]])
                 except ModelUnavailableError as gone:  # removed meanwhile: these queries go elsewhere
-                    results.update({i: self._generate_from(requests[i], decisions[i], gone) for i in indices})
+                    for i in indices:
+                        started.add(i)
+                        results[i] = self._generate_from(requests[i], decisions[i], gone)
                     continue
-                results.update(self._run_group(backend, indices, requests, decisions))
+                results.update(self._run_group(backend, indices, requests, decisions, started))
         except BaseException:
             for index, decision in enumerate(decisions):  # answers made are never handed out: none can be scored
                 if index in started:
@@ -203,10 +204,13 @@ class Executor:
         indices: list[int],
         requests: Sequence[RouteRequest],
         decisions: list[RoutingDecision],
+        started: set[int],
     ) -> dict[int, RoutedGeneration]:
+        """Run one model's queries (``indices``), noting in ``started`` each whose run begins."""
         batcher = batch_generator(backend)
         if batcher is not None:
             settings = requests[indices[0]].settings
+            started.update(indices)
             try:
                 outputs = batcher.generate_batch([requests[i].messages for i in indices], settings)
             except BatchItemsUnavailableError as error:  # those go elsewhere, the rest run here
@@ -217,7 +221,7 @@ class Executor:
                     for i, why in unfit.items()
                 }
                 if rest and unfit:  # each try leaves fewer: this ends
-                    done.update(self._run_group(backend, rest, requests, decisions))
+                    done.update(self._run_group(backend, rest, requests, decisions, started))
                 elif rest:  # a backend that named none of them: each goes alone
                     done.update({i: self._generate_from(requests[i], decisions[i]) for i in rest})
                 return done
@@ -240,6 +244,7 @@ class Executor:
             }
 
         def one(index: int) -> RoutedGeneration:
+            started.add(index)
             return self._generate_from(requests[index], decisions[index])
 
         workers = min(len(indices), concurrency_of(backend))

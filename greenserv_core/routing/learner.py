@@ -741,25 +741,33 @@ class RoutingLearner:
         kept its first answer (its second model failed), and its score then labels that answer."""
         _check_spent(energy_joules, latency_s, members)
         with self.lock:
-            self._settle(decision_id)
             try:
                 pending, scored = self.pending_.get(decision_id), False
             except DecisionAlreadyScoredError:  # scored first: its outcome is still awaited, once
                 take = getattr(self.pending_, "take_awaiting", None)
                 waiting = take(decision_id) if take is not None else None
                 if waiting is None:
+                    self._settle(decision_id)
                     raise InvalidInputError(
                         f"the outcome of decision {decision_id!r} was already recorded (it is scored)"
                     ) from None
                 pending, scored = waiting, True
+            except BaseException:  # gone or unknown: its answer is no longer under way
+                self._settle(decision_id)
+                raise
             if pending.energy_joules is not None:
+                self._settle(decision_id)
                 raise InvalidInputError(f"the outcome of decision {decision_id!r} was already recorded")
             plan = pending.cascade
             if members and (plan is None or any(m not in (plan["first"], plan["then"]) for m, _, _ in members)):
+                keep = getattr(self.pending_, "keep_awaiting", None)
+                if scored and keep is not None:  # refused: it still awaits its outcome
+                    keep(pending)
                 chain = "no cascade" if plan is None else f"the cascade {plan['first']}->{plan['then']}"
                 raise InvalidInputError(
                     f"members {[m for m, _, _ in members]} are not models of decision {decision_id!r} ({chain})"
                 )
+            self._settle(decision_id)
             if plan is not None and plan.get("escalated") and len(members) == 1:
                 plan["escalated"] = False  # its second model failed before it answered: the first answer was kept
             self._learn_cost(

@@ -128,6 +128,9 @@ class RedisPendingDecisions:
         value = self._take(keys=[self._awaiting(decision_id)])
         return None if value is None else _decode(value)
 
+    def keep_awaiting(self, decision: PendingDecision) -> None:
+        self.client.set(self._awaiting(decision.decision_id), _encode(decision), ex=self._ttl)
+
     def discard(self, decision_id: str, *, reusable: bool = False) -> None:
         self._discard(keys=[self._key(decision_id), self._gone(decision_id)], args=[self._ttl, int(reusable)])
 

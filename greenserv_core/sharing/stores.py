@@ -32,6 +32,7 @@ import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+import numpy as np
 from filelock import FileLock
 
 from greenserv_core.errors import InvalidInputError, StateFileError
@@ -211,8 +212,9 @@ class RedisStore:
             raise InvalidInputError("give exactly one of client= or url=")
         if identity is not None and (not isinstance(identity, str) or not identity.strip()):
             raise InvalidInputError(f"identity must be a non-empty string, got {identity!r}")
-        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+        if isinstance(max_attempts, bool) or not isinstance(max_attempts, (int, np.integer)) or max_attempts < 1:
             raise InvalidInputError(f"max_attempts must be an integer of 1 or more, got {max_attempts!r}")
+        max_attempts = int(max_attempts)  # (numpy's too)
         if client is None:
             try:
                 import redis as redis_module

@@ -265,3 +265,21 @@ def test_a_tool_call_s_start_event_still_serialises() -> None:
     finally:
         dispatcher.event_handlers.remove(handler)
     assert any('"greenserv_tool_shaping":{"single":true}' in text for text in dumped)  # raised on the classes
+
+
+def test_the_event_handler_reads_nothing_of_another_llms_answer() -> None:
+    from llama_index.core.base.llms.types import ChatMessage, ChatResponse
+    from llama_index.core.instrumentation.events.llm import LLMChatEndEvent
+
+    from greenserv_core import FakeBackend, GreenServRouter
+    from llama_index_greenserv import GreenServEventHandler, GreenServLLM
+    from tests.conftest import make_hashing_extractor
+
+    llm = GreenServLLM(router=GreenServRouter([FakeBackend("small")], features=make_hashing_extractor(), seed=0))
+    handler = GreenServEventHandler(llm=llm)
+    call = {"id": "call_1", "type": "function", "function": {"name": "now", "arguments": "{}"}}  # OpenAI's shape
+    foreign = ChatMessage(role="assistant", content="", additional_kwargs={"tool_calls": [call]})
+    asked = [ChatMessage(role="user", content="time?")]
+    event = LLMChatEndEvent(messages=asked, response=ChatResponse(message=foreign))
+    handler.handle(event)  # was KeyError('name'): the tool calls were read before the answer was known as ours
+    assert handler.errors == []
