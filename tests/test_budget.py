@@ -269,6 +269,16 @@ def test_the_budget_sweep_compares_with_both_fronts(table: OutcomeTable, tmp_pat
     assert plot_budget(report, tmp_path / "budget.png").stat().st_size > 0
 
 
+def test_the_budget_sweep_shows_one_bar_over_all_its_replays(capsys: pytest.CaptureFixture[str]) -> None:
+    small = simulate_table(CALIBRATION, queries_per_task=20, seed=0)
+    budget_sweep(
+        small, fractions=(0.5, 0.75), tradeoffs=(0.2, 1.0), runs=1, make_features=make_hashing_extractor, progress=True
+    )
+    bars = capsys.readouterr().err.replace("\r", "\n")
+    assert "budget sweep: 100%" in bars and "6/6" in bars  # 2 fixed λ, 2 fixed prices, 2 budgets
+    assert "replay:" not in bars and "sweep:" not in bars.replace("budget sweep:", "")
+
+
 def test_worst_window_and_time_windows() -> None:
     spend = np.array([1.0, 1.0, 3.0, 1.0])
     assert worst_window(spend, budget=1.0, window=2, skip=0) == 2.0

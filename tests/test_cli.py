@@ -431,3 +431,27 @@ def test_bench_local_models_times_each_model_on_features_of_its_own(monkeypatch)
     monkeypatch.setattr(local_models, "_cold_features", lambda: object())
     local_models.run_local_models(models=["a", "b"], dtypes=["float32", "bfloat16"], queries=2, skip_first_load=True)
     assert len(seen) == 4 and len({id(f) for f in seen}) == 4  # was one extractor: later models on warm caches
+
+
+def test_an_interactive_chat_ends_once_its_state_saved_once_and_its_budget_said_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from greenserv_core import FakeBackend, FeatureExtractor, GreenServRouter
+    from greenserv_core.models import pool
+    from tests.conftest import make_hashing_extractor
+
+    backends = [FakeBackend("small"), FakeBackend("large", joules_per_token=9.0)]
+    monkeypatch.setattr(pool, "build_backends", lambda names, meter="auto": backends)
+    monkeypatch.setattr(FeatureExtractor, "default", classmethod(lambda cls, **kwargs: make_hashing_extractor()))
+    saves: list[Path] = []
+    save = GreenServRouter.save
+    monkeypatch.setattr(GreenServRouter, "save", lambda self, path: (saves.append(path), save(self, path))[1])
+    monkeypatch.setattr("sys.stdin", io.StringIO("What is 2 + 2?\n/good\n"))
+    state = tmp_path / "state.json"
+    assert cli.main(["chat", "--interactive", "--budget", "50J/query", "--state", str(state)]) == 0
+    out = capsys.readouterr().out
+    assert saves == [state] and state.exists()
+    assert out.count("budget 50 J per query: λ") == 2  # the answer's line and the session's summary
+    assert out.count(f"saved learned state to {state}") == 1

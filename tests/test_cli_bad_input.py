@@ -536,6 +536,34 @@ def test_meter_names_are_checked_as_the_command_line_is_read(
     refused_as_read([*command, "--meter", "bogus"], capsys, "--meter", "cpu-estimate")
 
 
+@pytest.mark.parametrize("meter", ["nvml", "rapl"])
+@pytest.mark.parametrize(
+    "command", [["chat", "--interactive"], ["demo", "--plot", ""], ["bench", "collect", "--out", "t.csv"]]
+)
+def test_a_named_meter_that_cannot_measure_here_is_refused_before_any_model_loads(
+    meter: str, command: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import greenserv_core
+    from greenserv_core.backends.transformers import TransformersBackend
+    from greenserv_core.energy import make_meter
+    from greenserv_core.evaluation import collect
+    from greenserv_core.models import bundled, pool
+    from greenserv_core.models.spec import ModelSpec
+
+    try:
+        make_meter(meter, [])  # nvml always refuses a model on the CPU; rapl where no counter can be read
+    except (InvalidInputError, OSError):
+        pass
+    else:
+        pytest.skip(f"the {meter} meter works on this machine")
+    local = TransformersBackend(ModelSpec("tiny", path="no-weights-needed"), device="cpu", meter=meter)
+    monkeypatch.setattr(pool, "build_backends", lambda models, meter="auto": [local])
+    monkeypatch.setattr(bundled, "bundled_pool", lambda names=None, **options: [local])
+    monkeypatch.setattr(greenserv_core, "GreenServRouter", never)  # the router and the collection come after
+    monkeypatch.setattr(collect, "collect", never)
+    refused([*command, "--meter", meter], capsys, f"--meter {meter} cannot measure tiny")
+
+
 def test_a_loaded_chat_state_keeps_its_strategy(tmp_path: Path) -> None:
     from types import SimpleNamespace
 

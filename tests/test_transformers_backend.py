@@ -688,3 +688,28 @@ def test_a_bad_memory_budget_setting_is_named(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(memory, "_default", None)
     monkeypatch.setenv("GREENSERV_MEMORY_BUDGET_GB", "1.5")
     assert memory.default_memory().budget_bytes == int(1.5 * 1024**3)
+
+
+def test_a_path_that_is_not_a_directory_is_named_and_never_looked_up_on_the_hub(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import transformers
+
+    monkeypatch.chdir(tmp_path)
+    for path in (str(tmp_path / "models" / "Qwen2.5-0.5B-Instruct"), "models/Qwen2.5-0.5B-Instruct"):
+        backend = TransformersBackend(ModelSpec("qwen", path=path), device="cpu", meter=CpuTimeEstimateMeter())
+        for read in (lambda b: b.info, lambda b: b.tokenizer, lambda b: b.load()):
+            with pytest.raises(MissingResourceError, match="no model directory at") as refused:
+                read(backend)
+            assert str(tmp_path / "models" / "Qwen2.5-0.5B-Instruct") in str(refused.value)
+            assert "Repo id" not in str(refused.value)
+    seen: list[dict[str, object]] = []
+
+    def spy(source: str, **options: object) -> None:
+        seen.append(options)
+        raise OSError("no config.json")
+
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", spy)
+    with pytest.raises(MissingResourceError, match=r"no config\.json"):
+        _ = TransformersBackend(ModelSpec("empty", path="."), device="cpu", meter=CpuTimeEstimateMeter()).info
+    assert seen == [{"gguf_file": None, "local_files_only": True}]

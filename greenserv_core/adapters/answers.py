@@ -145,7 +145,8 @@ def decision_id_in(record: object) -> str | None:
 def decision_id_of(target: object, record: object = None) -> str:
     """The key an answer is scored by: the decision id of its routing ``record``, else
     ``target`` as an id: a UUID, or a string as given, except that a framework's run-scoped
-    message id (``lc_run--<run id>`` or ``lc_run--<run id>-<index>``) gives its run id.
+    message id (``lc_run--<run id>`` or ``lc_run--<run id>-<index>``) gives its run id. Anything
+    else is refused by its type (its text is not shown: a query engine's response holds its sources).
 
     >>> decision_id_of("lc_run--5b4e0f1c-0000-4000-8000-000000000000-0")
     '5b4e0f1c-0000-4000-8000-000000000000'
@@ -160,6 +161,9 @@ def decision_id_of(target: object, record: object = None) -> str:
         if target.startswith("lc_run-") and (run_id := _UUID.search(target)):
             return run_id.group(0)
         return target
+    given = "an empty string" if isinstance(target, str) else f"a {type(target).__name__}"  # not its (long) text
     raise InvalidInputError(
-        f"expected a routed answer, a decision id or a run id, got {type(target).__name__} {target!r}"
+        f"feedback takes an answer of this model (its response or message), a decision id or a run id, got {given}; "
+        "score an answer built from several model calls (a query engine's Response, a chain's output) through the "
+        "framework's handler: GreenServEventHandler (LlamaIndex) or GreenServFeedbackHandler (LangChain)"
     )

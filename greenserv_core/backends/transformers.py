@@ -128,8 +128,9 @@ class TransformersBackend:
                 if self._tokenizer is None:
                     from transformers import AutoTokenizer
 
+                    options = self._source_options()
                     try:
-                        tokenizer = AutoTokenizer.from_pretrained(self.spec.source, gguf_file=self.spec.gguf_file)
+                        tokenizer = AutoTokenizer.from_pretrained(self.spec.source, **options)
                     except (OSError, ValueError) as error:  # ValueError: a folder transformers cannot read
                         raise self._cannot_load(error) from error
                     if tokenizer.pad_token is None:
@@ -151,8 +152,9 @@ class TransformersBackend:
             if window is None:
                 from transformers import AutoConfig
 
+                options = self._source_options()
                 try:
-                    config = AutoConfig.from_pretrained(self.spec.source, gguf_file=self.spec.gguf_file)
+                    config = AutoConfig.from_pretrained(self.spec.source, **options)
                 except (OSError, ValueError) as error:
                     raise self._cannot_load(error) from error
                 text_config = getattr(config, "text_config", config)
@@ -188,6 +190,18 @@ class TransformersBackend:
         hint = f" ({self.spec.install_hint})" if self.spec.install_hint else ""
         return MissingResourceError(f"cannot load model {self.name!r} from {self.spec.source}{hint}: {error}")
 
+    def _source_options(self) -> dict[str, Any]:
+        """``from_pretrained``'s options; a spec's ``path`` must be a directory here, never looked up on the Hub."""
+        if self.spec.path is None:
+            return {"gguf_file": self.spec.gguf_file}
+        if not Path(self.spec.path).is_dir():
+            hint = f" ({self.spec.install_hint})" if self.spec.install_hint else ""
+            where = self.spec.path
+            if not os.path.isabs(where):
+                where += f" ({os.path.abspath(where)})"
+            raise MissingResourceError(f"cannot load model {self.name!r}: no model directory at {where}{hint}")
+        return {"gguf_file": self.spec.gguf_file, "local_files_only": True}
+
     @property
     def is_loaded(self) -> bool:
         return self._loaded is not None
@@ -199,11 +213,12 @@ class TransformersBackend:
                 return self._loaded.model
             from transformers import AutoModelForCausalLM
 
+            options = self._source_options()
             started = time.perf_counter()
             try:
                 with quiet_loading():
                     model = AutoModelForCausalLM.from_pretrained(
-                        self.spec.source, gguf_file=self.spec.gguf_file, dtype=pick_dtype(self.device, self.dtype_name)
+                        self.spec.source, dtype=pick_dtype(self.device, self.dtype_name), **options
                     )
             except (OSError, ValueError) as error:
                 raise self._cannot_load(error) from error

@@ -34,6 +34,7 @@ from greenserv_core.cli.common import (
     at_least,
     budget_option,
     cascade_pair,
+    check_meter,
     check_output_file,
     model_help,
     quiet_first_screen,
@@ -194,6 +195,7 @@ def _chat(args: argparse.Namespace) -> int:
         )
     signal = None if args.cascade_signal is None else signal_from_name(args.cascade_signal)
     pool = build_backends(args.model or None, meter=args.meter)
+    check_meter(args.meter, pool)  # before any model loads, not at the first answer
     state = Path(args.state) if args.state else None
     if state and state.exists():
         router = _load_state(state, pool, budget)
@@ -271,10 +273,13 @@ def _chat(args: argparse.Namespace) -> int:
             if state:
                 saved = _save(router, state)
         if session.tallies_:
-            print("this session:")
+            print("this session:")  # with the budget's last line, if any
             session.stats()
-        if not saved:  # said once; the same save would fail again below
+        if not saved:
             return 1
+        if state:
+            print(f"saved learned state to {state}")
+        return 0
     interrupted = False
     saved = True
     try:

@@ -31,6 +31,7 @@ __all__ = [
     "cascade_pair",
     "check_arrival_rate",
     "check_fraction",
+    "check_meter",
     "check_output_file",
     "embedding_store",
     "meter_help",
@@ -328,6 +329,27 @@ def add_meter_option(parser: Any) -> None:
     from greenserv_core.energy import meter_names
 
     parser.add_argument("--meter", default="auto", choices=meter_names(), help=meter_help())
+
+
+def check_meter(name: str, pool: Sequence[Any]) -> None:
+    """Build the ``--meter`` ``name`` of each local model of ``pool`` now, before any weights load
+    (each keeps it for its answers): a meter that cannot measure here is refused at the start
+    (:class:`InvalidInputError`), not at the first answer. ``auto`` always finds one; a remote
+    model's server reports or estimates its own joules."""
+    from greenserv_core.backends.transformers import TransformersBackend
+    from greenserv_core.errors import MissingResourceError
+
+    if name == "auto":
+        return
+    for backend in pool:
+        if isinstance(backend, TransformersBackend):
+            try:
+                backend.meter  # noqa: B018  (built and kept by the backend)
+            except (InvalidInputError, MissingResourceError) as error:
+                raise InvalidInputError(
+                    f"--meter {name} cannot measure {backend.name} here ({error}); leave --meter out for the best "
+                    "meter that works here"
+                ) from None
 
 
 def meter_help() -> str:

@@ -7,7 +7,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from greenserv_core.cli.common import add_meter_option, at_least, check_output_file, number, print_table, seed_number
+from greenserv_core.cli.common import (
+    add_meter_option,
+    at_least,
+    check_meter,
+    check_output_file,
+    number,
+    print_table,
+    seed_number,
+)
 from greenserv_core.errors import InvalidInputError
 
 __all__ = ["add_commands"]
@@ -60,6 +68,7 @@ def _collect(args: argparse.Namespace) -> int:
                 + " (leave --models out for all of them)"
             )
     pool = bundled_pool(names=wanted, meter=args.meter)  # only the models asked for need to be set up
+    check_meter(args.meter, pool)  # before any model loads
     try:
         table = collect(
             pool,
@@ -131,6 +140,7 @@ def _verify(args: argparse.Namespace) -> int:
     table = read_table(args.table)
     wanted = set(table.columns["model"])
     pool = [b for b in bundled_pool(names=sorted(wanted), meter=args.meter) if b.info.name in wanted]
+    check_meter(args.meter, pool)  # before any model loads
     verified = verify_table(table, pool, args.out, signal=signal, batch_size=args.batch_size, progress=True)
     before = (
         {(row["task"], row["model"]): row for row in confidence_report(table)} if "confidence" in table.columns else {}

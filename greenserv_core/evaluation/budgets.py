@@ -161,33 +161,53 @@ def budget_sweep(
     ]
     unit = EnergyBudget.per_query(reference["joules_per_query"])
     singles = [(float(data.energy[:, j].mean()), float(data.accuracy[:, j].mean())) for j in range(len(data.models))]
-    fixed = sweep(
-        table,
-        [strategy],
-        tradeoffs,
-        runs=runs,
-        seed=seed,
-        feedback_rate=feedback_rate,
-        make_features=make_features,
-        embedding_store=embedding_store,
-        progress=progress,
-    )["strategies"][strategy]["points"]
+    bar: Any = None
+
+    def advance(report: dict[str, Any]) -> dict[str, Any]:
+        """Count a replay on one bar over them all: each fixed λ, each fixed price, each budget (shown from the
+        first replay on: a table the λ sweep refuses shows no bar before its error)."""
+        nonlocal bar
+        if progress:
+            if bar is None:
+                from tqdm import tqdm
+
+                bar = tqdm(total=2 * len(tradeoffs) + len(budgets), desc="budget sweep", unit="replay")
+            bar.update()
+        return report
+
+    fixed = [  # one λ at a time, so that the bar moves
+        point
+        for t in tradeoffs
+        for point in advance(
+            sweep(
+                table,
+                [strategy],
+                [t],
+                runs=runs,
+                seed=seed,
+                feedback_rate=feedback_rate,
+                make_features=make_features,
+                embedding_store=embedding_store,
+            )
+        )["strategies"][strategy]["points"]
+    ]
     fixed_points = [(p["joules_per_query"], p["accuracy"]) for p in fixed]
     most_spent = max((p["joules_per_query"] for p in fixed), default=None)
 
     def paced(pacer: BudgetPacer) -> dict[str, Any]:
-        return replay(
-            table,
-            [strategy],
-            tradeoff=DEFAULT_TRADEOFF,
-            runs=runs,
-            seed=seed,
-            feedback_rate=feedback_rate,
-            make_features=make_features,
-            embedding_store=embedding_store,
-            energy_budget=pacer,
-            arrival_rate=arrival_rate if pacer.budget.window_s is not None else None,
-            progress=progress,
+        return advance(
+            replay(
+                table,
+                [strategy],
+                tradeoff=DEFAULT_TRADEOFF,
+                runs=runs,
+                seed=seed,
+                feedback_rate=feedback_rate,
+                make_features=make_features,
+                embedding_store=embedding_store,
+                energy_budget=pacer,
+                arrival_rate=arrival_rate if pacer.budget.window_s is not None else None,
+            )
         )
 
     priced = [
@@ -233,6 +253,8 @@ def budget_sweep(
                 "ahead_of_fixed_price_front": None if priced_front is None else accuracy - priced_front,
             }
         )
+    if bar is not None:
+        bar.close()
     return {
         "settings": {
             "strategy": strategy,

@@ -118,6 +118,17 @@ def test_feedback_by_response_or_decision_id() -> None:
         llm.feedback("no-such-decision", 1.0)
 
 
+def test_feedback_on_a_query_engines_response_names_its_type_and_the_handler_not_its_text() -> None:
+    from llama_index.core.base.response.schema import Response
+    from llama_index.core.schema import NodeWithScore, TextNode
+
+    source = "The Eiffel Tower was completed in 1889. " * 20
+    response = Response(response="1889", source_nodes=[NodeWithScore(node=TextNode(text=source), score=1.0)])
+    with pytest.raises(InvalidInputError, match=r"got a Response; .*GreenServEventHandler") as refused:
+        make_llm().feedback(response, 1.0)
+    assert "Eiffel" not in str(refused.value) and len(str(refused.value)) < 400
+
+
 def test_bad_input_is_refused() -> None:
     llm = make_llm()
     with pytest.raises(InvalidInputError, match="does not take"):
