@@ -334,3 +334,119 @@ def test_a_failure_part_way_through_a_batch_keeps_the_answers_already_finished(t
     batching = Batching("m", reply=_oracle_reply)  # a backend that batches still gets whole batches
     collect([batching], tmp_path / "b.csv", tasks=TASKS, limit=4, seed=3, batch_size=3)
     assert batching.batches == [3] * 3  # and one answer alone per task (generate_all sends it to generate)
+
+
+# ---- review fixes (r43 scoring) ---------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "number", "words", "final"),
+    [  # as before the leading-point decimals were read
+        ("It is 5.", "5", "it is 5", "5"),
+        ("1.5", "1.5", "1.5", "1.5"),
+        ("1,000.25", "1000.25", "1000.25", "1000.25"),
+        ("pi is 3.14.", "3.14", "pi is 3.14", "3.14"),
+        ("-0.5", "-0.5", "-0.5", "-0.5"),
+        ("version 1.2.3", "3", "version 1.2 3", "3"),
+        ("#### 1.2.3", "1.2", "1.2 3", "3"),
+        ("#### 5.", "5", "5", "5"),
+        ("Hmm...5", "5", "hmm 5", "5"),
+        ("x.5", "5", "x 5", "5"),
+        # a decimal without its leading zero
+        ("#### .5", "0.5", "0.5", "0.5"),
+        ("Each costs $.50", "0.5", "each costs 0.5", "0.5"),
+        ("It is -.25", "-0.25", "it is -0.25", "-0.25"),
+    ],
+)
+def test_numbers_with_and_without_a_leading_zero(text: str, number: str, words: str, final: str) -> None:
+    from greenserv_core.cascades.agreement import final_answer
+    from greenserv_core.evaluation.scoring import _normalise
+
+    assert extract_number(text) == number
+    assert _normalise(text) == words
+    assert final_answer(text) == ("number", final)
+
+
+def test_a_decimal_without_its_leading_zero_is_not_a_whole_number() -> None:
+    assert score_answer(TaskExample("gsm8k", "g", "...", "5"), "#### .5") == 0.0
+    assert score_answer(TaskExample("gsm8k", "g", "...", "0.5"), "#### .5") == 1.0
+    assert score_answer(TaskExample("basic_arithmetic", "a", "...", "5"), " .5") == 0.0
+    assert score_answer(TaskExample("basic_arithmetic", "a", "...", "0.5"), " .5") == 1.0
+
+
+@pytest.mark.parametrize(
+    ("example", "output", "score"),
+    [
+        (TaskExample("nq_open", "q", "...", "A+", aliases=("A+", "AB+")), "A+", 1.0),
+        (TaskExample("nq_open", "q", "...", "A+", aliases=("A+", "AB+")), " a+ ", 1.0),
+        (TaskExample("nq_open", "q", "...", "A+", aliases=("A+", "AB+")), "B+", 0.0),
+        (TaskExample("triviaqa", "q", "...", "+-*/", aliases=("+-*/", "Arithmetic operations")), "+-*/", 1.0),
+        (TaskExample("nq_open", "q", "...", "---", aliases=("---",)), "---", 1.0),
+        (TaskExample("nq_open", "q", "...", "---", aliases=("---",)), "--", 0.0),
+        (TaskExample("nq_open", "q", "...", "---"), "---", 1.0),  # the reference when there are no aliases
+        (TaskExample("nq_open", "q", "...", " ", aliases=(" ",)), "", 0.0),  # an empty alias matches nothing
+    ],
+)
+def test_a_reference_without_letters_or_digits_matches_the_same_answer(
+    example: TaskExample, output: str, score: float
+) -> None:
+    assert score_answer(example, output) == score
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Not true.", "no"),
+        ("That is not true", "no"),
+        ("NOT TRUE", "no"),
+        ("Not false.", "yes"),
+        ("True, not false", "yes"),
+        ("No, not true", "no"),
+        ("It is true that it is not", "yes"),
+        ("Nothing is true", "yes"),  # "nothing" is not "not"
+    ],
+)
+def test_not_before_true_or_false_negates_it(text: str, expected: str) -> None:
+    assert extract_yes_no(text) == expected
+    assert score_answer(TaskExample("boolq", "b", "...", expected), text) == 1.0
+
+
+def test_numpy_integers_are_taken_as_limit_seed_and_batch_size(tmp_path: Path) -> None:
+    np = pytest.importorskip("numpy")
+    assert load_task("arc_easy", limit=np.int64(2), seed=np.int64(3)) == load_task("arc_easy", limit=2, seed=3)
+    for bad in ({"limit": True}, {"seed": True}, {"seed": 1.5}):
+        with pytest.raises(InvalidInputError, match=next(iter(bad))):
+            load_task("arc_easy", **bad)  # type: ignore[arg-type]
+    table = collect(
+        [FakeBackend("m")], tmp_path / "t.csv", tasks=["arc_easy"], limit=np.int64(2), seed=np.int64(3),
+        batch_size=np.int64(2),
+    )  # fmt: skip
+    assert len(table) == 2 and (table.metadata["limit"], table.metadata["seed"], table.metadata["batch_size"]) == (
+        2, 3, 2,
+    )  # fmt: skip
+    with pytest.raises(InvalidInputError, match="batch_size"):
+        collect([FakeBackend("m")], tmp_path / "u.csv", tasks=["arc_easy"], limit=2, batch_size=True)
+
+
+def test_an_answer_holding_a_lone_surrogate_is_stored_with_it_replaced(tmp_path: Path) -> None:
+    reply = "\ud83d\ude00 \ud83d"  # a pair of surrogates, then a lone one (an emoji cut short)
+    table = collect([FakeBackend("m", reply=lambda m: reply)], tmp_path / "t.parquet", tasks=["arc_easy"], limit=2)
+    assert table.columns["output"] == ["\U0001f600 \ufffd"] * 2
+    assert read_table(tmp_path / "t.parquet").columns["output"] == table.columns["output"]
+
+
+def test_collect_refuses_another_table_at_out_even_beside_a_journal(tmp_path: Path) -> None:
+    out = tmp_path / "t.csv"
+    with pytest.raises(KeyboardInterrupt):
+        collect([Crashing("m", budget=1)], out, tasks=["arc_easy"], limit=3, seed=3, batch_size=1)
+    other = collect([FakeBackend("precious")], tmp_path / "other.csv", tasks=["arc_easy"], limit=1)
+    out.write_bytes((tmp_path / "other.csv").read_bytes())
+    Path(f"{out}.meta.json").write_bytes(Path(f"{tmp_path / 'other.csv'}.meta.json").read_bytes())
+    with pytest.raises(StateFileError, match="exists and holds another collection"):
+        collect([FakeBackend("m")], out, tasks=["arc_easy"], limit=3, seed=3, batch_size=1)
+    assert read_table(out).columns == other.columns and journal_path(out).exists()
+    # the same collection's table beside its journal (a crash after the table was written): finished again
+    same = collect([FakeBackend("m")], tmp_path / "same.csv", tasks=["arc_easy"], limit=3, seed=3, batch_size=1)
+    out.write_bytes((tmp_path / "same.csv").read_bytes())
+    Path(f"{out}.meta.json").write_bytes(Path(f"{tmp_path / 'same.csv'}.meta.json").read_bytes())
+    again = FakeBackend("m")
+    assert collect([again], out, tasks=["arc_easy"], limit=3, seed=3, batch_size=1).columns == same.columns
+    assert again.calls == 2 and not journal_path(out).exists()

@@ -306,6 +306,7 @@ def _asking_table(asking: list[float | None]) -> OutcomeTable:
     """Two queries × two models; the small model's confidence cost ``asking`` joules to read."""
     table = _table(["A", "A", "B", "A"], [1.0, 1.0, 0.0, 1.0], ["small", "big", "small", "big"])
     table.columns["query_id"] = ["q0", "q0", "q1", "q1"]
+    table.columns["prompt"] = ["Question 0: pick one."] * 2 + ["Question 1: pick one."] * 2  # one question per id
     table.columns["energy_joules"] = [1.0, 10.0, 1.0, 10.0]
     table.columns["confidence"] = [0.9, None, 0.1, None]
     table.columns["confidence_joules"] = asking

@@ -40,9 +40,10 @@ _NAMED_CHOICE = re.compile(
     r"\b(?i:answer|option|choice)(?:\s+is)?\s*:?\s*"
     r"(?:\(([A-Ea-e])\)|([A-E])\b(?![\w'-])|([a-e])(?=\s*(?:[).:,;!?]|$)))"
 )
-NUMBER_PATTERN = re.compile(r"(?:(?<![\w-])-)?\d[\d,]*(?:\.\d+)?(?:/\d+)?")
+NUMBER_PATTERN = re.compile(r"(?:(?<![\w-])-)?(?:\d[\d,]*(?:\.\d+)?|(?<![\w.])\.\d+)(?:/\d+)?")
 """A number as answers write it: a sign (not a dash between numbers, as in ``3-5``),
-thousands separators, decimals, or a fraction (``3/4``)."""
+thousands separators, decimals (``.5`` too, but not the ``.3`` of ``1.2.3`` or ``...3``), or a
+fraction (``3/4``)."""
 _YES_NO = {"yes": "yes", "true": "yes", "no": "no", "false": "no"}
 
 
@@ -78,8 +79,10 @@ def canonical_number(text: str) -> str | None:
     ('1200', '-3.5', '0.75', '1/3')
     >>> canonical_number("9" * 5000) == "9" * 5000, canonical_number("x"), canonical_number("1/0")
     (True, None, None)
+    >>> canonical_number(".50"), canonical_number("-.5"), canonical_number("."), canonical_number("")
+    ('0.5', '-0.5', None, None)
     """
-    cleaned = text.replace(",", "").rstrip(".")
+    cleaned = re.sub(r"^([+-]?)\.(?=\d)", r"\g<1>0.", text.replace(",", "").rstrip("."))  # ".5" is 0.5
     try:
         if "/" in cleaned:
             numerator, denominator = cleaned.split("/")

@@ -21,6 +21,7 @@ import ast
 import gzip
 import importlib.util
 import json
+import operator
 import random
 import re
 from collections.abc import Callable, Iterator
@@ -547,12 +548,26 @@ def load_task(name: str, *, limit: int | None = None, seed: int = 0) -> list[Tas
     """All examples of a task, or a seeded random sample of ``limit`` of them."""
     if name not in TASKS:
         raise InvalidInputError(f"unknown task {name!r}; known tasks: {sorted(TASKS)}")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+    count = None if limit is None else _whole(limit)  # a numpy integer is taken as its int
+    if limit is not None and (count is None or count < 0):
         raise InvalidInputError(f"limit must be None or an integer of 0 or more, got {limit!r}")
+    start = _whole(seed)
+    if start is None:
+        raise InvalidInputError(f"seed must be an integer, got {seed!r}")
     examples = list(TASKS[name]())
-    if limit is not None and limit < len(examples):
-        examples = random.Random(seed).sample(examples, limit)
+    if count is not None and count < len(examples):
+        examples = random.Random(start).sample(examples, count)
     return examples
+
+
+def _whole(value: Any) -> int | None:
+    """``value`` as an ``int`` (a numpy integer too), or ``None`` if it is a bool or no integer."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
 
 
 def passages(limit: int, seed: int = 0) -> list[str]:

@@ -27,6 +27,7 @@ batch waited); joules are split by token share (see ``TransformersBackend.genera
 from __future__ import annotations
 
 import json
+import operator
 import os
 import platform
 from collections.abc import Iterator, Sequence
@@ -179,6 +180,7 @@ def collect(
     if not tasks:
         raise InvalidInputError("tasks is empty: name at least one task")
     check_scored_tasks(tasks, "collect")
+    limit, seed, batch_size = _whole(limit, "limit"), _whole(seed, "seed"), _whole(batch_size, "batch_size")
     if limit < 1 or batch_size < 1:
         raise InvalidInputError(f"limit and batch_size must be positive, got {limit} and {batch_size}")
     if signal is not None and not isinstance(signal, ConfidenceSignal):
@@ -202,13 +204,14 @@ def collect(
         "confidence_signals": {task: reader.name for task, reader in reader_of.items()} if confidence else None,
     }
     journal = journal_path(out)
-    if out.exists() and not journal.exists():
+    if out.exists():  # beside a journal too: never overwrite another table
         table = read_table(out)
         # the batch size is recorded since 2026-12-05: an older table holds none
         saved = {**table.metadata, "batch_size": table.metadata.get("batch_size", batch_size)}
-        if {k: saved.get(k) for k in header} == header:
+        if {k: saved.get(k) for k in header} != header:
+            raise StateFileError(f"{out} exists and holds another collection; choose another --out")
+        if not journal.exists():
             return table  # already complete
-        raise StateFileError(f"{out} exists and holds another collection; choose another --out")
     jobs = _jobs(tasks, limit, seed)
     rows = _read_journal(journal, header)
     done = {(row["query_id"], row["model"]) for row in rows}
@@ -259,15 +262,27 @@ def collect(
     return table
 
 
+def _whole(value: Any, name: str) -> int:
+    """``value`` as an ``int`` (a numpy integer too), or :class:`InvalidInputError` naming ``name``."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        return operator.index(value)
+    except TypeError:
+        raise InvalidInputError(f"{name} must be an integer, got {value!r}") from None
+
+
 def _row(job: _Job, model: str, result: GenerationResult, signal: ConfidenceSignal) -> dict[str, Any]:
+    # a lone surrogate (an emoji cut short by a server) cannot be written as UTF-8: U+FFFD instead
+    text = result.text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     return {
         "query_id": job.query_id,
         "task": job.example.task,
         "prompt": job.example.prompt,
         "reference": job.example.reference,
         "model": model,
-        "output": result.text,
-        "accuracy": score_answer(job.example, result.text),
+        "output": text,
+        "accuracy": score_answer(job.example, text),
         "energy_joules": result.energy.joules,
         "energy_source": result.energy.source,
         "latency_s": result.latency_s,

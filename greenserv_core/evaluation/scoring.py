@@ -2,10 +2,12 @@
 
 * multiple choice: the option letter the answer commits to, exact match with the gold letter;
 * GSM8K: the number after ``####`` (else the last number in the answer), numeric exact match;
-* BoolQ and every task whose reference is ``yes`` or ``no``: the first ``yes``/``no`` in the answer;
+* BoolQ and every task whose reference is ``yes`` or ``no``: the first ``yes``/``no`` in the answer
+  (``true``/``false`` too, ``not true`` read as ``no``);
 * open QA (TriviaQA, NQ, arithmetic, SQuAD, DROP, CoQA): any gold alias (every annotated
   answer) contained in the answer, both read as lowercase words and numbers (a number keeps
-  its sign and its decimals: ``-42`` is not ``42``; number words to twenty are digits);
+  its sign and its decimals: ``-42`` is not ``42``; number words to twenty are digits); an
+  alias of no letters or digits (``A+``, ``---``) must be the whole answer, case aside;
 * summaries (``SUMMARY_TASKS``, e.g. CNN/DailyMail): ROUGE-L F1 against the reference, a
   score in [0, 1] rather than 0 or 1 (Google's ``rouge-score``, with stemming; the ``bench`` extra).
 
@@ -91,7 +93,8 @@ def extract_number(text: str) -> str | None:
 
 
 _MARKED_NUMBER = re.compile(
-    r"####[\s*_]*(?:(?:the\s+)?(?:final\s+)?answer\s*(?:is\b)?\s*:?[\s*_]*)?\$?(-?\d[\d,]*(?:\.\d+)?(?:/\d+)?)",
+    r"####[\s*_]*(?:(?:the\s+)?(?:final\s+)?answer\s*(?:is\b)?\s*:?[\s*_]*)?"
+    r"\$?(-?(?:\d[\d,]*(?:\.\d+)?|\.\d+)(?:/\d+)?)",
     re.IGNORECASE,
 )
 """A number right after ``####`` (its sign, separators, decimals or fraction as in
@@ -99,16 +102,24 @@ _MARKED_NUMBER = re.compile(
 
 
 def extract_yes_no(text: str) -> str | None:
-    """The first ``yes`` or ``no`` word (``true`` and ``false`` read as them).
+    """The first ``yes`` or ``no`` word (``true`` and ``false`` read as them, ``not true`` and
+    ``not false`` as their opposites).
 
     >>> extract_yes_no(" No, the passage says otherwise."), extract_yes_no("maybe"), extract_yes_no(" True.")
     ('no', None, 'yes')
+    >>> extract_yes_no("That is not true."), extract_yes_no("Not false")
+    ('no', 'yes')
     """
-    match = re.search(r"\b(yes|no|true|false)\b", text, flags=re.IGNORECASE)
-    return None if match is None else {"true": "yes", "false": "no"}.get(match.group(1).lower(), match.group(1).lower())
+    match = re.search(r"\b(not\s+)?(yes|no|true|false)\b", text, flags=re.IGNORECASE)
+    if match is None:
+        return None
+    word = match.group(2).lower()
+    if word in ("true", "false") and match.group(1):
+        word = "false" if word == "true" else "true"
+    return {"true": "yes", "false": "no"}.get(word, word)
 
 
-_TOKEN = re.compile(r"(?<![\w.])-?\d+(?:,\d{3})*(?:\.\d+)?|[^\W_]+")  # "1975," is the number 1975
+_TOKEN = re.compile(r"(?<![\w.])-?(?:\d+(?:,\d{3})*(?:\.\d+)?|\.\d+)|[^\W_]+")  # "1975," is the number 1975
 _ARTICLES = frozenset({"a", "an", "the"})
 _NUMBER_WORDS = {
     word: str(value)
@@ -131,7 +142,7 @@ def _normalise(text: str) -> str:
     words = []
     for token in _TOKEN.findall(text.replace("\u2212", "-").lower()):
         token = _NUMBER_WORDS.get(token, token)
-        if token[-1].isdigit() and (token[0].isdigit() or token[0] == "-"):
+        if token[-1].isdigit() and (token[0].isdigit() or token[0] in "-."):
             token = canonical_number(token) or token
         if token not in _ARTICLES:
             words.append(token)
@@ -173,5 +184,14 @@ def score_answer(example: TaskExample, output: str) -> float:
         return float(example.task != "boolq" and any(a and f" {a} " in answer for a in others))
     if example.spans and all(f" {_normalise(span)} " in answer for span in example.spans):
         return 1.0  # an answer of several parts (DROP): every part is there
-    aliases = [_normalise(a) for a in (example.aliases or (() if example.spans else (example.reference,)))]
-    return float(any(alias and f" {alias} " in answer for alias in aliases))
+    aliases = example.aliases or (() if example.spans else (example.reference,))
+    return float(any(_says(output, answer, alias) for alias in aliases))
+
+
+def _says(output: str, answer: str, alias: str) -> bool:
+    """Whether ``answer`` (``output`` normalised, a space either side) holds ``alias``; an alias
+    of no letters or digits (``"A+"``, ``"---"``) must be the whole output, case aside."""
+    words = _normalise(alias)
+    if words:
+        return f" {words} " in answer
+    return bool(alias.strip()) and alias.strip().casefold() == output.strip().casefold()

@@ -80,6 +80,7 @@ class OutcomeTable:
         for name in ("input_tokens", "output_tokens"):
             self.columns[name] = _counts(self.columns[name], name)
         _check_unique(self.columns["query_id"], self.columns["model"])
+        _check_one_question(self.columns)
         if "confidence" in self.columns:
             _check_within(self.columns["confidence"], "confidence", high=1.0, empty=True)
         if "confidence_joules" in self.columns:
@@ -177,6 +178,22 @@ def _check_unique(queries: list[Any], models: list[Any]) -> None:
                 f"row {row + 1} repeats query_id {key[0]!r} with model {key[1]!r} (first in row {first + 1}); "
                 "a table has one row per (query, model)"
             )
+
+
+def _check_one_question(columns: dict[str, list[Any]]) -> None:
+    """Every row of one query_id has the same task, prompt and reference, or
+    :class:`InvalidInputError` naming the first row that does not (two collections
+    concatenated, say, whose query_ids name other questions)."""
+    first: dict[Any, int] = {}
+    for row, query in enumerate(columns["query_id"]):
+        before = first.setdefault(query, row)
+        for name in ("task", "prompt", "reference"):
+            here, there = columns[name][row], columns[name][before]
+            if here != there and not (here != here and there != there):  # NaN (pandas' missing text) is itself
+                raise InvalidInputError(
+                    f"row {row + 1} gives query_id {query!r} another {name} than row {before + 1}; "
+                    "the rows of one query_id are the answers to one question"
+                )
 
 
 @dataclass
@@ -371,8 +388,13 @@ def _read_csv(path: Path) -> dict[str, list[Any]]:
     return columns
 
 
+_BOOLS = {"True": 1.0, "False": 0.0}
+"""An accuracy as pandas writes a bool column to CSV."""
+
+
 def _convert(path: Path, column: str, values: list[Any], lines: list[int] | None = None) -> list[Any]:
-    """The numbers of a numeric column (an integral float such as ``12.0`` is fine for a count)."""
+    """The numbers of a numeric column (an integral float such as ``12.0`` is fine for a count;
+    ``True`` and ``False`` are 1 and 0 for accuracy)."""
     kind = _NUMERIC[column]
     out: list[Any] = []
     for number, value in enumerate(values, start=1):
@@ -380,7 +402,7 @@ def _convert(path: Path, column: str, values: list[Any], lines: list[int] | None
             out.append(None)  # no signal for this answer
             continue
         try:
-            number_value = float(value)
+            number_value = _BOOLS[value] if column == "accuracy" and value in _BOOLS else float(value)
             if kind is int:
                 if not number_value.is_integer():
                     raise ValueError(value)
