@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
+import numbers
+import operator
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -139,12 +142,20 @@ class PendingDecisions:
     def __init__(
         self, max_size: int = 100_000, ttl_s: float = 7 * 24 * 3600.0, clock: Callable[[], float] = time.time
     ) -> None:
-        if max_size < 1:
-            raise InvalidInputError(f"max_size must be >= 1, got {max_size}")
-        if not 0 < ttl_s < float("inf"):
-            raise InvalidInputError(f"ttl_s must be a positive finite number of seconds, got {ttl_s}")
-        self.max_size = max_size
-        self.ttl_s = ttl_s
+        try:  # kept as an int and a float: what a saved state holds and the clock's arithmetic takes
+            size = operator.index(max_size)
+        except TypeError:
+            size = 0
+        if size < 1:
+            raise InvalidInputError(f"max_size must be an integer >= 1, got {max_size!r}")
+        try:
+            seconds = float(ttl_s) if isinstance(ttl_s, numbers.Number) else math.nan
+        except (TypeError, ValueError, OverflowError):
+            seconds = math.nan
+        if not 0 < seconds < math.inf:
+            raise InvalidInputError(f"ttl_s must be a positive finite number of seconds, got {ttl_s!r}")
+        self.max_size = size
+        self.ttl_s = seconds
         self.clock = clock
         self._items: OrderedDict[str, PendingDecision] = OrderedDict()
         self._gone: OrderedDict[str, str] = OrderedDict()  # id -> "expired" | "scored" | "abandoned"

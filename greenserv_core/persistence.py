@@ -67,6 +67,8 @@ def write_state(path: str | Path, state: dict[str, Any], *, fmt: str, version: i
         body = _canonical(encoded)
     except ValueError as error:  # NaN or infinity somewhere in the state
         raise StateFileError(f"cannot save to {path}: {error} (a setting or statistic is NaN or infinite)") from error
+    except TypeError as error:  # a setting of a type JSON does not hold (a Decimal, a Fraction ...)
+        raise StateFileError(f"cannot save to {path}: {error} (a setting a state file cannot hold)") from error
     document = {
         "format": fmt,
         "version": version,
@@ -146,8 +148,11 @@ def read_state(path: str | Path, *, fmt: str, version: int) -> dict[str, Any]:
         document = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as error:
         raise StateFileError(f"no saved state at {path}") from error
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise StateFileError(f"{path} is corrupt (not valid JSON: {error})") from error
+    except OSError as error:  # a folder, a file it may not read
+        raise StateFileError(f"cannot read the saved state at {path}: {error}") from error
+    except (ValueError, RecursionError) as error:  # not JSON, not UTF-8, a number of thousands of digits,
+        # a nesting past reason
+        raise StateFileError(f"{path} is corrupt (not readable as JSON: {error})") from error
     if not isinstance(document, dict) or document.get("format") != fmt:
         raise StateFileError(f"{path} is not a {fmt} file")
     if document.get("version") != version:
@@ -165,4 +170,6 @@ def read_state(path: str | Path, *, fmt: str, version: int) -> dict[str, Any]:
         decoded: dict[str, Any] = _decode(state)
     except (TypeError, ValueError) as error:  # an array whose dtype or shape does not fit its values
         raise StateFileError(f"{path} holds an array it cannot be read as ({error})") from error
+    except RecursionError as error:  # a nesting past reason, with its checksum made to match
+        raise StateFileError(f"{path} is corrupt ({error})") from error
     return decoded

@@ -674,7 +674,7 @@ class GreenServRouter:
         with self._pool_lock, self.learner_.lock:
             return {
                 "strategy": self.strategy,
-                "policy_params": dict(self.policy_params) if isinstance(self.policy, str) else self.policy_.params(),
+                "policy_params": self._saved_policy_params(),
                 "tradeoff": self.tradeoff,
                 "seed": self.seed,
                 "max_latency_s": self.max_latency_s,
@@ -685,6 +685,15 @@ class GreenServRouter:
                 "features": self.features.state_dict(),
                 **self.learner_.state_dict(),
             }
+
+    def _saved_policy_params(self) -> dict[str, Any]:
+        """What rebuilds the policy: a policy instance's own :meth:`~Policy.params`; for one by
+        name, the parameters given, each as the policy keeps it (a ``Fraction`` given is saved
+        as the float the policy holds)."""
+        kept = self.policy_.params()
+        if not isinstance(self.policy, str):
+            return kept
+        return {key: kept.get(key, value) for key, value in self.policy_params.items()}
 
     def _saved_cascades(self) -> list[list[Any]]:
         """Each cascade as ``[first, then, signal name, settings]`` (signal ``None``: by answer
@@ -735,6 +744,8 @@ class GreenServRouter:
         a confidence signal of your own finds it by its ``name`` among ``cascade_signals``
         (the bundled signals are rebuilt from their names).
         """
+        if pending is not None and not isinstance(pending, PendingStore):  # the caller's, not the file's
+            raise InvalidInputError(f"{pending!r} is not a PendingStore")
         state, arguments = read_router_state(path, models, policy, pending)
         if energy_budget is not None:
             saved = arguments["energy_budget"]
@@ -777,6 +788,12 @@ class GreenServRouter:
             quality = getattr(model.info, "quality", None)
             if quality is not None:
                 arm_prior(quality, features)
+        if isinstance(policy, Policy):  # the caller's policy is refused as __init__ refuses it, not blamed on the file
+            _policy(policy, features.dimension, None, {})
+            if policy.dimension != features.dimension:
+                raise InvalidInputError(
+                    f"the policy has dimension {policy.dimension}, the features {features.dimension}"
+                )
         with state_errors(path):
             saved_escalation = state.get("escalation") or {}
             settings = {k: v for k, v in saved_escalation.items() if k in EscalationModel.SETTINGS}

@@ -411,3 +411,29 @@ def test_a_fallback_kept_beside_a_working_meter_takes_no_share_of_the_estimates(
     with watched.measure(), estimate.measure() as alone:  # a GPU model answering beside a CPU one
         sum(i * i for i in range(300_000))
     assert alone.joules == pytest.approx(time.process_time() - started, rel=0.1)  # was half: the standby took a share
+
+
+def test_a_named_meter_that_cannot_measure_here_is_refused_when_the_pool_is_built(tmp_path: Path) -> None:
+    from greenserv_core.backends import GenerationSettings
+    from greenserv_core.backends.transformers import TransformersBackend
+    from greenserv_core.energy import register_meter, unregister_meter
+    from greenserv_core.models import ModelSpec
+    from greenserv_core.models.pool import build_backends
+
+    def absent(cuda_devices: object) -> CpuTimeEstimateMeter:
+        raise MissingResourceError("no such counter on this machine")
+
+    register_meter("absent", priority=-9)(absent)
+    try:
+        models = [ModelSpec("tiny", path=str(tmp_path / "no-weights-needed")), "http://gpu-1:8000/v1#qwen"]
+        with pytest.raises(InvalidInputError, match=r"meter absent cannot measure tiny here \(no such counter"):
+            build_backends(models, meter="absent")  # was accepted: the first answer failed, after loading weights
+        pool = build_backends(models[1:], meter="absent")  # a remote model's server reports or estimates its joules
+        assert [b.info.name for b in pool] == ["qwen"]
+        local = TransformersBackend(models[0], device="cpu", meter="absent")  # type: ignore[arg-type]
+        local._fitting_prompt = lambda messages, settings: "Hi"  # type: ignore[method-assign]
+        with pytest.raises(MissingResourceError, match="no such counter"):  # was: cannot load model 'tiny'
+            local.generate_batch([[{"role": "user", "content": "Hi"}]], GenerationSettings())
+        assert not local.is_loaded  # built directly, its meter fails at the query, before the weights load
+    finally:
+        unregister_meter("absent")

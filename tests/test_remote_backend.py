@@ -1239,3 +1239,58 @@ def test_an_unreadable_retry_after_ms_falls_back_to_retry_after() -> None:
 def test_a_timeout_of_none_is_refused_by_name(option: str) -> None:
     with pytest.raises(InvalidInputError, match=f"{option} must be"):  # was a raw TypeError
         backend(lambda request: answer(), **{option: None})
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_joules_the_server_reports_add_to_what_its_failed_attempts_spent(streamed: bool) -> None:
+    calls: list[int] = []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        time.sleep(0.1)  # each attempt works 0.1 s at the server
+        if len(calls) == 1:
+            return httpx.Response(500, text="crashed mid-generation")
+        usage = {"energy_joules": 90.0}  # the answering attempt's own joules
+        if streamed:
+            return sse({"choices": [{"delta": {"content": "4"}, "finish_reason": "stop"}], "usage": usage})
+        return answer("4", usage)  # type: ignore[arg-type]
+
+    remote = backend(server, assumed_watts=300.0)
+    result = list(remote.stream(ASK, SETTINGS))[-1].result if streamed else remote.generate(ASK, SETTINGS)
+    assert result is not None and len(calls) == 2
+    energy = result.energy  # was 90 J measured: the failed attempt's ~30 J vanished
+    assert energy.source == "estimate-latency-x-300W+server-reported" and not energy.measured
+    assert 90.0 + 0.09 * 300.0 <= energy.joules <= 90.0 + 0.3 * 300.0
+
+
+def test_joules_the_server_reports_for_a_first_attempt_stand_alone() -> None:
+    calls: list[int] = []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        return httpx.Response(429, text="busy") if len(calls) == 1 else answer("4", {"energy_joules": 7})  # type: ignore[dict-item]
+
+    energy = backend(server).generate(ASK, SETTINGS).energy  # a refused attempt, priced for its few microseconds
+    assert energy.source == "estimate-latency-x-300W+server-reported" and energy.joules == pytest.approx(7.0, abs=1.0)
+    energy = backend(lambda request: answer("4", {"energy_joules": 7})).generate(ASK, SETTINGS).energy  # type: ignore[dict-item]
+    assert (energy.joules, energy.source, energy.measured) == (7.0, "server-reported", True)
+
+
+def test_an_exporter_counter_that_went_back_in_a_failed_attempt_is_no_measurement() -> None:
+    values = iter([5_000_000, 1_000, 2_000, 50_000])  # attempt 1: the exporter restarted; attempt 2: +48 J
+
+    def exporter(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, text=f'DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{{gpu="0"}} {next(values)}\n')
+
+    calls: list[int] = []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        return httpx.Response(503, text="overloaded after working on it") if len(calls) == 1 else answer()
+
+    counter = ExporterEnergyCounter(
+        "http://gpu-1:9400/metrics", labels={"gpu": "0"}, client=httpx.Client(transport=httpx.MockTransport(exporter))
+    )
+    energy = backend(server, energy=counter, assumed_watts=250).generate(ASK, SETTINGS).energy
+    assert len(calls) == 2  # was 48 J measured: the first attempt's unknown joules counted as 0
+    assert energy.source == "estimate-latency-x-250W" and not energy.measured

@@ -79,9 +79,15 @@ from greenserv_core.backends.circuit import CircuitBreaker
 from greenserv_core.backends.prompt_format import StopBuffer, tool_turns_as_user, truncate_at_stop
 from greenserv_core.backends.registry import register_address_scheme
 from greenserv_core.bandits.base import check_number
-from greenserv_core.energy.base import EnergyMeter, EnergyReading, EnergyWindow, combined_energy
+from greenserv_core.energy.base import (
+    CounterDidNotMoveError,
+    EnergyMeter,
+    EnergyReading,
+    EnergyWindow,
+    combined_energy,
+)
 from greenserv_core.energy.remote import OverlapShares, estimated_energy, reported_energy
-from greenserv_core.errors import InvalidInputError, ModelUnavailableError, WindowNotMeasuredError
+from greenserv_core.errors import InvalidInputError, ModelUnavailableError
 from greenserv_core.messages import Message
 from greenserv_core.quality import QualityPrior
 from greenserv_core.redaction import redacted
@@ -783,7 +789,7 @@ class OpenAICompatibleBackend:
             output_tokens = math.ceil(len(text) / _CHARS_PER_TOKEN)
         metered = self._window_energy(window, latency)  # closes the window either way
         reported = reported_energy(usage, headers)
-        energy = reported if reported is not None else metered
+        energy = metered if reported is None else self._with_earlier_attempts(reported, window)
         return GenerationResult(
             text=text,
             input_tokens=input_tokens,
@@ -800,7 +806,20 @@ class OpenAICompatibleBackend:
         charged, counted = window.close()
         if window.error is not None:
             self._meter_trouble(window.error)
-        seconds = min(seconds, window.active_s)  # not the waits before a retry
+        return self._priced(charged, min(seconds, window.active_s), counted)  # not the waits before a retry
+
+    def _with_earlier_attempts(self, reported: EnergyReading, window: _Window) -> EnergyReading:
+        """The joules the server ``reported`` for the attempt that answered, with what the
+        request's earlier attempts (which it did not report) spent, metered or estimated."""
+        earlier = window.earlier()
+        if earlier is None:
+            return reported
+        charged, seconds, counted = earlier
+        return combined_energy([self._priced(charged, seconds, counted), reported])
+
+    def _priced(self, charged: float, seconds: float, counted: EnergyReading | None) -> EnergyReading:
+        """The joules of a request's share (``charged`` seconds) of the server's busy time over
+        ``seconds``: the meter's reading scaled to it, else priced at ``assumed_watts``."""
         share = min(charged, seconds)  # this request's part of the busy time
         if counted is None:
             return estimated_energy(share, self.assumed_watts)
@@ -890,7 +909,8 @@ class _Window:
         self._meter_source: EnergyMeter | None = None
         self._meter: AbstractContextManager[EnergyWindow] | None = None
         self._window: EnergyWindow | None = None
-        self._readings: list[EnergyReading] = []
+        self._attempts: list[tuple[float, float, EnergyReading | None]] = []
+        """Each attempt's seconds charged, seconds open and meter reading (``None``: none)."""
         self.error: Exception | None = None
 
     def open(self, meter: EnergyMeter) -> None:
@@ -903,9 +923,11 @@ class _Window:
         good when ``ending``: a window with no reading is then no reading, not 0 J)."""
         if self.closed or self.ticket is None:
             return
-        self._charged += self.overlap.leave(self.ticket)
-        self.ticket, self.active_s = None, self.active_s + time.perf_counter() - self._since
-        self._close_meter(pausing=not ending)
+        charged = self.overlap.leave(self.ticket)
+        active = time.perf_counter() - self._since
+        self._charged += charged
+        self.ticket, self.active_s = None, self.active_s + active
+        self._attempts.append((charged, active, self._close_meter(pausing=not ending)))
 
     def resume(self) -> None:
         if self.closed or self.ticket is not None:
@@ -917,20 +939,19 @@ class _Window:
             except Exception as error:
                 self.error = error
 
-    def _close_meter(self, *, pausing: bool = False) -> None:
+    def _close_meter(self, *, pausing: bool = False) -> EnergyReading | None:
         meter, self._meter = self._meter, None
         if meter is None or self._window is None:
-            return
+            return None
         try:
             meter.__exit__(None, None, None)
         except Exception as error:
-            if pausing and isinstance(error, WindowNotMeasuredError):  # a refused attempt, over before
-                # the counter moved: nothing spent that it could see
-                self._readings.append(EnergyReading(0.0, self._window.source, self._window.measured))
-            else:
-                self.error = error
-            return
-        self._readings.append(self._window.reading())
+            if pausing and isinstance(error, CounterDidNotMoveError):  # a refused attempt, over before
+                # the counter moved: nothing spent that it could see (one that went back: unknown)
+                return EnergyReading(0.0, self._window.source, self._window.measured)
+            self.error = error
+            return None
+        return self._window.reading()
 
     def close(self) -> tuple[float, EnergyReading | None]:
         """Leave the overlap shares and close the meter's window (the first call does it):
@@ -940,9 +961,21 @@ class _Window:
             return 0.0, None
         self.pause(ending=True)
         self.closed = True
-        if self.error is not None or not self._readings:
+        readings = [reading for _, _, reading in self._attempts if reading is not None]
+        if self.error is not None or not readings:
             return self._charged, None
-        return self._charged, combined_energy(self._readings)
+        return self._charged, combined_energy(readings)
+
+    def earlier(self) -> tuple[float, float, EnergyReading | None] | None:
+        """The attempts before the last, once closed: their seconds charged, seconds open and
+        the meter's reading of them (``None`` where it has none for one of them); ``None``
+        for a request answered at its first attempt."""
+        if len(self._attempts) < 2:
+            return None
+        earlier = self._attempts[:-1]
+        readings = [reading for _, _, reading in earlier]
+        counted = None if None in readings else combined_energy([r for r in readings if r is not None])
+        return math.fsum(c for c, _, _ in earlier), math.fsum(a for _, a, _ in earlier), counted
 
 
 def _whole_answer(choice: Mapping[str, Any], stops: Sequence[str] = ()) -> tuple[str, str, bool]:

@@ -551,6 +551,7 @@ class TransformersBackend:
         stops = list(settings.stop)
         self.memory.acquire(self)
         try:
+            meter = self.meter  # before the weights load: a meter that cannot work here fails first
             model = self.load()
             encoded = self._to_device(self._encode(list(prompts)))
             input_counts = [int(n) for n in encoded["attention_mask"].sum(dim=1).tolist()]
@@ -558,7 +559,7 @@ class TransformersBackend:
             if settings.seed is not None:
                 torch.manual_seed(settings.seed)
             started = time.perf_counter()
-            with self.meter.measure() as window, torch.inference_mode():
+            with meter.measure() as window, torch.inference_mode():
                 output = model.generate(**encoded, **self._generate_kwargs(settings, stops, width))
             latency = time.perf_counter() - started
         finally:
@@ -617,6 +618,7 @@ class TransformersBackend:
 
         self.memory.acquire(self)
         try:
+            meter = self.meter  # before the weights load: a meter that cannot work here fails first
             model = self.load()
             encoded = self._to_device(self._encode([prompt]))
             n_in = int(encoded["attention_mask"].sum())
@@ -633,7 +635,7 @@ class TransformersBackend:
                         if settings.seed is not None:
                             torch.manual_seed(settings.seed)
                         started = time.perf_counter()
-                        with self.meter.measure() as window, torch.inference_mode():
+                        with meter.measure() as window, torch.inference_mode():
                             outcome["output"] = model.generate(**encoded, **kwargs)
                         outcome["latency"] = time.perf_counter() - started
                         outcome["energy"] = window.reading()

@@ -333,23 +333,11 @@ def add_meter_option(parser: Any) -> None:
 
 def check_meter(name: str, pool: Sequence[Any]) -> None:
     """Build the ``--meter`` ``name`` of each local model of ``pool`` now, before any weights load
-    (each keeps it for its answers): a meter that cannot measure here is refused at the start
-    (:class:`InvalidInputError`), not at the first answer. ``auto`` always finds one; a remote
-    model's server reports or estimates its own joules."""
-    from greenserv_core.backends.transformers import TransformersBackend
-    from greenserv_core.errors import MissingResourceError
+    (:func:`greenserv_core.models.pool.check_meter`): a meter that cannot measure here is refused
+    at the start (:class:`InvalidInputError`), not at the first answer."""
+    from greenserv_core.models.pool import check_meter as check_pool_meter
 
-    if name == "auto":
-        return
-    for backend in pool:
-        if isinstance(backend, TransformersBackend):
-            try:
-                backend.meter  # noqa: B018  (built and kept by the backend)
-            except (InvalidInputError, MissingResourceError) as error:
-                raise InvalidInputError(
-                    f"--meter {name} cannot measure {backend.name} here ({error}); leave --meter out for the best "
-                    "meter that works here"
-                ) from None
+    check_pool_meter(pool, name, option="--meter")
 
 
 def meter_help() -> str:

@@ -10,7 +10,7 @@ choice of :func:`make_meter` and of :func:`auto_meter`.
 import importlib
 import pkgutil
 
-from greenserv_core.energy.base import EnergyMeter, EnergyReading, EnergyWindow, TimedMeter
+from greenserv_core.energy.base import CounterDidNotMoveError, EnergyMeter, EnergyReading, EnergyWindow, TimedMeter
 from greenserv_core.energy.cpu_estimate import CpuTimeEstimateMeter
 from greenserv_core.energy.fallback import FallbackMeter
 from greenserv_core.energy.nvml import NvmlCounterMeter, NvmlPowerMeter
@@ -30,6 +30,7 @@ for _module in pkgutil.iter_modules(__path__):  # meters in files beyond those a
 
 __all__ = [
     "METERS",
+    "CounterDidNotMoveError",
     "CpuTimeEstimateMeter",
     "EnergyMeter",
     "EnergyReading",

@@ -12,7 +12,13 @@ from typing import Protocol, runtime_checkable
 
 from greenserv_core.errors import InvalidInputError, WindowNotMeasuredError
 
-__all__ = ["EnergyMeter", "EnergyReading", "EnergyWindow", "TimedMeter", "combined_energy"]
+__all__ = ["CounterDidNotMoveError", "EnergyMeter", "EnergyReading", "EnergyWindow", "TimedMeter", "combined_energy"]
+
+
+class CounterDidNotMoveError(WindowNotMeasuredError):
+    """A counter that stood still through the window (not refreshed within it): no reading,
+    but no sign of joules lost either, unlike a counter that went back (a reset), whose
+    window's joules are unknown."""
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 In order of preference, :class:`~greenserv_core.backends.openai_compatible.OpenAICompatibleBackend` uses:
 
 1. energy the server reports for the request: a ``usage.energy_joules`` field or an
-   ``x-energy-joules`` response header (``source="server-reported"``, measured);
+   ``x-energy-joules`` response header (``source="server-reported"``, measured), for the
+   attempt that answered: a retried request adds what its earlier attempts spent (2 or 3);
 2. its ``energy`` meter, any :class:`~greenserv_core.energy.base.EnergyMeter` with a window
    around the request, such as an :class:`ExporterEnergyCounter`: a GPU energy counter
    scraped from a Prometheus exporter (NVIDIA's DCGM exporter exposes
@@ -27,7 +28,7 @@ from typing import Any
 import httpx
 
 from greenserv_core.bandits.base import check_number
-from greenserv_core.energy.base import EnergyReading, TimedMeter
+from greenserv_core.energy.base import CounterDidNotMoveError, EnergyReading, TimedMeter
 from greenserv_core.energy.overlap import OverlapShares
 from greenserv_core.errors import InvalidInputError, MissingResourceError, WindowNotMeasuredError
 from greenserv_core.redaction import redacted
@@ -136,7 +137,7 @@ class ExporterEnergyCounter(TimedMeter):
         if end < token:  # the counter was reset: no measurement rather than a wrong one
             raise WindowNotMeasuredError(f"the counter at {self._where} went back from {token} to {end}")
         if end == token and duration_s > 0:  # not refreshed within the window (DCGM collects every few seconds)
-            raise WindowNotMeasuredError(
+            raise CounterDidNotMoveError(
                 f"the counter at {self._where} did not move in {duration_s:.3f} s: the exporter has not "
                 "refreshed it, so there is no reading"
             )

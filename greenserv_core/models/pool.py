@@ -7,17 +7,17 @@ A string is an address, resolved by the registered address schemes
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from greenserv_core.backends.base import ModelBackend
 from greenserv_core.backends.registry import address_schemes, backend_from_address
 from greenserv_core.backends.transformers import TransformersBackend
-from greenserv_core.errors import InvalidInputError
+from greenserv_core.errors import InvalidInputError, MissingResourceError
 from greenserv_core.models.bundled import bundled_pool
 from greenserv_core.models.spec import ModelSpec
 
-__all__ = ["build_backends", "resolve_model"]
+__all__ = ["build_backends", "check_meter", "resolve_model"]
 
 
 def resolve_model(item: Any, meter: str = "auto") -> ModelBackend:
@@ -42,11 +42,35 @@ def resolve_model(item: Any, meter: str = "auto") -> ModelBackend:
 
 def build_backends(models: Sequence[Any] | None, meter: str = "auto") -> list[ModelBackend]:
     """``None``: the bundled pool; else :func:`resolve_model` of each item. ``meter`` is checked
-    first (``auto`` or a registered meter's name), before any model is built or loaded."""
+    first (``auto`` or a registered meter's name), before any model is built, and then
+    :func:`check_meter` refuses one that cannot measure a local model here, before any loads."""
     from greenserv_core.energy.registry import meter_names
 
     if meter != "auto" and meter not in meter_names():
         raise InvalidInputError(f"unknown energy meter {meter!r}; choose one of {meter_names()}")
-    if models is None:
-        return list(bundled_pool(meter=meter))
-    return [resolve_model(item, meter) for item in models]
+    backends: list[ModelBackend] = (
+        list(bundled_pool(meter=meter)) if models is None else [resolve_model(item, meter) for item in models]
+    )
+    check_meter(backends, meter)
+    return backends
+
+
+def check_meter(backends: Iterable[object], meter: str, *, option: str = "meter") -> None:
+    """Build the named ``meter`` of each local model of ``backends`` now, before any weights load
+    (each keeps it for its answers): one that cannot measure here is refused
+    (:class:`InvalidInputError`, naming it as ``option``), not at the first answer. ``auto``
+    always finds one; a remote model's server reports or estimates its own joules.
+
+    >>> check_meter([resolve_model("http://gpu-1:8000/v1#qwen")], "rapl")  # a remote model: no local meter
+    """
+    if meter == "auto":
+        return
+    for backend in backends:
+        if isinstance(backend, TransformersBackend):
+            try:
+                backend.meter  # noqa: B018  (built and kept by the backend)
+            except (InvalidInputError, MissingResourceError) as error:
+                raise InvalidInputError(
+                    f"{option} {meter} cannot measure {backend.name} here ({error}); leave {option} out for the "
+                    "best meter that works here"
+                ) from None
