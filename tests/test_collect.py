@@ -336,7 +336,7 @@ def test_a_failure_part_way_through_a_batch_keeps_the_answers_already_finished(t
     assert batching.batches == [3] * 3  # and one answer alone per task (generate_all sends it to generate)
 
 
-# ---- review fixes (r43 scoring) ---------------------------------------------------------------------
+# ---- numbers, references and tables that scoring read wrongly ------------------------------------------
 @pytest.mark.parametrize(
     ("text", "number", "words", "final"),
     [  # as before the leading-point decimals were read

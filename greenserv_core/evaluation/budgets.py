@@ -175,21 +175,17 @@ def budget_sweep(
             bar.update()
         return report
 
+    alike: dict[str, Any] = {  # what every replay of the sweep shares
+        "runs": runs,
+        "seed": seed,
+        "feedback_rate": feedback_rate,
+        "make_features": make_features,
+        "embedding_store": embedding_store,
+    }
     fixed = [  # one λ at a time, so that the bar moves
         point
         for t in tradeoffs
-        for point in advance(
-            sweep(
-                table,
-                [strategy],
-                [t],
-                runs=runs,
-                seed=seed,
-                feedback_rate=feedback_rate,
-                make_features=make_features,
-                embedding_store=embedding_store,
-            )
-        )["strategies"][strategy]["points"]
+        for point in advance(sweep(table, [strategy], [t], **alike))["strategies"][strategy]["points"]
     ]
     fixed_points = [(p["joules_per_query"], p["accuracy"]) for p in fixed]
     most_spent = max((p["joules_per_query"] for p in fixed), default=None)
@@ -200,11 +196,7 @@ def budget_sweep(
                 table,
                 [strategy],
                 tradeoff=DEFAULT_TRADEOFF,
-                runs=runs,
-                seed=seed,
-                feedback_rate=feedback_rate,
-                make_features=make_features,
-                embedding_store=embedding_store,
+                **alike,
                 energy_budget=pacer,
                 arrival_rate=arrival_rate if pacer.budget.window_s is not None else None,
             )
