@@ -121,11 +121,9 @@ class PendingStore(Protocol):
 
     def take_awaiting(self, decision_id: str) -> PendingDecision | None:
         """A decision scored before its outcome was recorded, taken (once) for that outcome;
-        ``None`` when there is none."""
-        ...
-
-    def keep_awaiting(self, decision: PendingDecision) -> None:
-        """Put back a decision taken by :meth:`take_awaiting` whose outcome was refused."""
+        ``None`` when there is none. A store may also have ``keep_awaiting(decision)``, which
+        puts back one whose outcome was refused (optional: without it, a refused outcome of a
+        scored decision cannot be given again)."""
         ...
 
     def discard(self, decision_id: str, *, reusable: bool = False) -> None: ...

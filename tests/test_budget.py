@@ -793,6 +793,7 @@ def test_a_stream_closed_early_lowers_the_guards_cap_on_the_next_answer() -> Non
         ({"strategy": "oracle"}, "oracle is never paced"),
         ({"strategy": "no-such-policy"}, "unknown strategy 'no-such-policy'"),
         ({"price_on": "watts"}, "price_on"),
+        ({"tradeoffs": ()}, "at least one tradeoff"),  # was taken, with an empty fixed-λ front
     ],
 )
 def test_the_budget_sweep_refuses_bad_input_by_name_before_any_replay(

@@ -493,3 +493,21 @@ def test_a_failed_batch_counts_only_the_queries_of_a_group_that_ran() -> None:
     with pytest.raises(RuntimeError, match="a bug"):
         router.generate_batch(["q one", "q two", "q three", "q four"], max_new_tokens=8)
     assert router.stats_["only"]["decisions"] == 1  # was 4: the group's queries that never ran counted
+
+
+def test_a_failed_batch_withdraws_the_queries_a_refused_batch_left_unrun() -> None:
+    from greenserv_core.errors import BatchItemsUnavailableError
+
+    class NamesNone(FakeBackend):
+        def generate_batch(
+            self, batch: Sequence[Sequence[Message]], settings: GenerationSettings
+        ) -> list[GenerationResult]:
+            raise BatchItemsUnavailableError({})  # names none of them: each query goes alone
+
+        def generate(self, messages: Sequence[Message], settings: GenerationSettings) -> GenerationResult:
+            raise RuntimeError("a bug in the backend")
+
+    router = GreenServRouter([NamesNone("solo")], features=make_hashing_extractor(), seed=0)
+    with pytest.raises(RuntimeError, match="a bug"):
+        router.generate_batch(["a?", "b?", "c?"], max_new_tokens=8)
+    assert router.stats_["solo"]["decisions"] == 1  # was 3: the two that never ran counted

@@ -128,6 +128,8 @@ def budget_sweep(
     pacer's (see :class:`~greenserv_core.budget.BudgetPacer`).
     """
     _check_strategy(strategy)  # everything is refused before any replay runs
+    if not tradeoffs:
+        raise InvalidInputError("the budget sweep needs at least one tradeoff for its fixed-λ front")
     if price_on not in PRICE_UNITS:
         raise InvalidInputError(f"price_on must be one of {PRICE_UNITS}, got {price_on!r}")
     if window_s is not None and not _positive_finite(window_s):

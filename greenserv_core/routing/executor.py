@@ -216,6 +216,7 @@ class Executor:
             except BatchItemsUnavailableError as error:  # those go elsewhere, the rest run here
                 unfit = {indices[item]: why for item, why in error.items.items() if 0 <= item < len(indices)}
                 rest = [i for i in indices if i not in unfit]
+                started.difference_update(rest)  # not run yet: each is marked when its own run begins
                 done = {
                     i: self._generate_from(requests[i], decisions[i], ModelUnavailableError(why))
                     for i, why in unfit.items()
@@ -223,7 +224,9 @@ class Executor:
                 if rest and unfit:  # each try leaves fewer: this ends
                     done.update(self._run_group(backend, rest, requests, decisions, started))
                 elif rest:  # a backend that named none of them: each goes alone
-                    done.update({i: self._generate_from(requests[i], decisions[i]) for i in rest})
+                    for i in rest:
+                        started.add(i)
+                        done[i] = self._generate_from(requests[i], decisions[i])
                 return done
             except ModelUnavailableError as error:  # these queries go, one by one, elsewhere
                 share = {**spent_by(error), "spent_joules": error.spent_joules / len(indices)}
