@@ -557,13 +557,7 @@ def test_a_named_meter_that_cannot_measure_here_is_refused_before_any_model_load
     else:
         pytest.skip(f"the {meter} meter works on this machine")
     local = TransformersBackend(ModelSpec("tiny", path="no-weights-needed"), device="cpu", meter=meter)
-    check = pool.check_meter
-
-    def built(models: object, meter: str = "auto", *, option: str = "meter") -> list[TransformersBackend]:
-        check([local], meter, option=option)  # as the pool does, before any model loads
-        return [local]
-
-    monkeypatch.setattr(pool, "build_backends", built)
+    monkeypatch.setattr(pool, "build_backends", lambda models, meter="auto": [local])
     monkeypatch.setattr(bundled, "bundled_pool", lambda names=None, **options: [local])
     monkeypatch.setattr(greenserv_core, "GreenServRouter", never)  # the router and the collection come after
     monkeypatch.setattr(collect, "collect", never)

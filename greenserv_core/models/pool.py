@@ -40,11 +40,10 @@ def resolve_model(item: Any, meter: str = "auto") -> ModelBackend:
     )
 
 
-def build_backends(models: Sequence[Any] | None, meter: str = "auto", *, option: str = "meter") -> list[ModelBackend]:
+def build_backends(models: Sequence[Any] | None, meter: str = "auto") -> list[ModelBackend]:
     """``None``: the bundled pool; else :func:`resolve_model` of each item. ``meter`` is checked
     first (``auto`` or a registered meter's name), before any model is built, and then
-    :func:`check_meter` refuses one that cannot measure a local model here, before any loads
-    (naming it as ``option``: the command line's ``--meter``)."""
+    :func:`check_meter` refuses one that cannot measure a local model here, before any loads."""
     from greenserv_core.energy.registry import meter_names
 
     if meter != "auto" and meter not in meter_names():
@@ -52,14 +51,15 @@ def build_backends(models: Sequence[Any] | None, meter: str = "auto", *, option:
     backends: list[ModelBackend] = (
         list(bundled_pool(meter=meter)) if models is None else [resolve_model(item, meter) for item in models]
     )
-    check_meter(backends, meter, option=option)
+    check_meter(backends, meter)
     return backends
 
 
-def check_meter(backends: Iterable[object], meter: str, *, option: str = "meter") -> None:
+def check_meter(backends: Iterable[object], meter: str, *, option: str | None = None) -> None:
     """Build the named ``meter`` of each local model of ``backends`` now, before any weights load
     (each keeps it for its answers): one that cannot measure here is refused
-    (:class:`InvalidInputError`, naming it as ``option``), not at the first answer. ``auto``
+    (:class:`InvalidInputError`, naming it as ``option``, the command line's ``--meter``, where
+    given), not at the first answer. ``auto``
     always finds one; a remote model's server reports or estimates its own joules.
 
     >>> check_meter([resolve_model("http://gpu-1:8000/v1#qwen")], "rapl")  # a remote model: no local meter
@@ -71,7 +71,8 @@ def check_meter(backends: Iterable[object], meter: str, *, option: str = "meter"
             try:
                 backend.meter  # noqa: B018  (built and kept by the backend)
             except (InvalidInputError, MissingResourceError) as error:
+                named, unset = (f"the {meter} meter", "unset") if option is None else (f"{option} {meter}", "out")
                 raise InvalidInputError(
-                    f"{option} {meter} cannot measure {backend.name} here ({error}); leave {option} out for the "
-                    "best meter that works here"
+                    f"{named} cannot measure {backend.name} here ({error}); leave {option or 'the meter'} {unset} "
+                    "for the best meter that works here"
                 ) from None
