@@ -426,7 +426,7 @@ def test_a_named_meter_that_cannot_measure_here_is_refused_when_the_pool_is_buil
     register_meter("absent", priority=-9)(absent)
     try:
         models = [ModelSpec("tiny", path=str(tmp_path / "no-weights-needed")), "http://gpu-1:8000/v1#qwen"]
-        with pytest.raises(InvalidInputError, match=r"meter absent cannot measure tiny here \(no such counter"):
+        with pytest.raises(InvalidInputError, match=r"the absent meter cannot measure tiny here \(no such counter"):
             build_backends(models, meter="absent")  # was accepted: the first answer failed, after loading weights
         pool = build_backends(models[1:], meter="absent")  # a remote model's server reports or estimates its joules
         assert [b.info.name for b in pool] == ["qwen"]
