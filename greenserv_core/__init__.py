@@ -33,6 +33,7 @@ from greenserv_core.backends import (
 )
 from greenserv_core.errors import (
     DecisionAlreadyScoredError,
+    DecisionIdInUseError,
     GreenServError,
     InvalidInputError,
     MissingResourceError,
@@ -51,6 +52,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DecisionAlreadyScoredError",
+    "DecisionIdInUseError",
     "EnergyReading",
     "FakeBackend",
     "FeatureExtractor",

@@ -12,6 +12,7 @@ __all__ = [
     "BatchItemsUnavailableError",
     "CascadeMemberUnavailableError",
     "DecisionAlreadyScoredError",
+    "DecisionIdInUseError",
     "GreenServError",
     "InvalidInputError",
     "MissingResourceError",
@@ -32,6 +33,23 @@ class GreenServError(Exception):
 
 class InvalidInputError(GreenServError, ValueError):
     """An argument is malformed: empty messages, non-string content, NaN feedback, λ outside [0, 1]."""
+
+
+class DecisionIdInUseError(InvalidInputError):
+    """A caller's decision id is pending, was recently used, or is held by a query being routed
+    again after a failure; ``decision_id`` is that id.
+
+    >>> error = DecisionIdInUseError("run-1")
+    >>> error.decision_id, str(error)
+    ('run-1', "decision id 'run-1' is already in use")
+    """
+
+    def __init__(self, decision_id: str) -> None:
+        super().__init__(f"decision id {decision_id!r} is already in use")
+        self.decision_id = decision_id
+
+    def __reduce__(self) -> tuple[type[DecisionIdInUseError], tuple[str]]:
+        return type(self), (self.decision_id,)
 
 
 class UnknownModelError(GreenServError, KeyError):

@@ -67,7 +67,7 @@ from greenserv_core.adapters import decision_id_of as answer_key
 from greenserv_core.async_bridge import iterate_in_thread
 from greenserv_core.bandits import DEFAULT_POLICY
 from greenserv_core.budget import check_max_joules
-from greenserv_core.errors import InvalidInputError
+from greenserv_core.errors import DecisionIdInUseError, InvalidInputError
 from greenserv_core.router import FeedbackRecord, GreenServRouter, RoutedGeneration
 from greenserv_core.tools import as_tool_specs
 from langchain_greenserv.messages import to_greenserv_messages
@@ -155,9 +155,9 @@ def _run_key(run_manager: CallbackManagerForLLMRun | None) -> str | None:
     return str(run_manager.run_id) if run_manager is not None else None
 
 
-def _taken(error: InvalidInputError, key: str | None) -> bool:
-    """Whether the router refused ``key`` as a decision id already in use."""
-    return key is not None and str(error) == f"decision id {key!r} is already in use"
+def _taken(error: DecisionIdInUseError, key: str | None) -> bool:
+    """Whether the router refused ``key`` itself as a decision id already in use."""
+    return key is not None and error.decision_id == key
 
 
 _LANGCHAIN_OPTIONS = frozenset({"ls_structured_output_format", "stream", "parallel_tool_calls"})
@@ -347,7 +347,7 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
         conversation, options = to_greenserv_messages(messages), _call_options(kwargs)
         try:
             return self.routed_generation(conversation, options, stop=stop, decision_id=key)
-        except InvalidInputError as error:
+        except DecisionIdInUseError as error:
             if not _taken(error, key):
                 raise
         return self.routed_generation(conversation, options, stop=stop, decision_id=None)
@@ -361,7 +361,7 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
         pieces = self.routed_stream(conversation, options, stop=stop, decision_id=key)
         try:
             first = next(pieces, None)
-        except InvalidInputError as error:
+        except DecisionIdInUseError as error:
             if not _taken(error, key):
                 raise
             pieces = self.routed_stream(conversation, options, stop=stop, decision_id=None)

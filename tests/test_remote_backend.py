@@ -143,6 +143,25 @@ def test_stream_yields_pieces_and_usage_from_the_final_event() -> None:
     assert (result.text, result.input_tokens, result.output_tokens, result.finish_reason) == ("Hello", 9, 2, "length")
 
 
+def test_each_streamed_event_is_decoded_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An event whose JSON was decoded to see that it is whole is not decoded again."""
+    import greenserv_core.backends.openai_compatible as module
+
+    events = [{"choices": [{"delta": {"content": piece}}]} for piece in ("a", "b", "c")]
+    decoded: list[str] = []
+    real_loads = json.loads
+
+    def counting_loads(text: str | bytes, **options: object) -> object:
+        if isinstance(text, str) and '"delta"' in text:
+            decoded.append(text)
+        return real_loads(text, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(module.json, "loads", counting_loads)
+    chunks = list(backend(lambda request: sse(*events)).stream(ASK, SETTINGS))
+    assert "".join(c.delta for c in chunks) == "abc"
+    assert len(decoded) == len(events)
+
+
 def test_a_server_without_usage_gets_estimated_token_counts() -> None:
     result = backend(lambda request: answer("four")).generate(ASK, SETTINGS)
     assert result.input_tokens == 4 + 4 and result.output_tokens == 1

@@ -1,5 +1,6 @@
 import hashlib
 import json
+import pickle
 import threading
 from collections import Counter
 from pathlib import Path
@@ -9,6 +10,7 @@ import pytest
 
 from greenserv_core import (
     DecisionAlreadyScoredError,
+    DecisionIdInUseError,
     FakeBackend,
     GreenServRouter,
     InvalidInputError,
@@ -363,8 +365,10 @@ def test_caller_supplied_decision_ids(router: GreenServRouter) -> None:
     answer = router.generate(ASK, decision_id="run-123")
     assert answer.decision_id == "run-123"
     state = snapshot(router)
-    with pytest.raises(InvalidInputError, match="already in use"):
+    with pytest.raises(DecisionIdInUseError, match="already in use") as taken:
         router.generate(ASK, decision_id="run-123")
+    assert isinstance(taken.value, InvalidInputError) and taken.value.decision_id == "run-123"
+    assert pickle.loads(pickle.dumps(taken.value)).decision_id == "run-123"
     assert snapshot(router) == state
     assert router.feedback("run-123", 1.0).applied
 

@@ -735,7 +735,7 @@ def test_a_replica_restarted_under_another_address_of_the_same_redis_counts_noth
 
 # ---- pending decisions shared through Redis ---------------------------------------------------
 def test_feedback_may_reach_another_replica_through_redis(tmp_path: Path) -> None:
-    from greenserv_core import DecisionAlreadyScoredError, UnknownDecisionError
+    from greenserv_core import DecisionAlreadyScoredError, DecisionIdInUseError, UnknownDecisionError
     from greenserv_core.sharing import RedisPendingDecisions
 
     with redis_server(tmp_path) as url:
@@ -781,8 +781,14 @@ def test_feedback_may_reach_another_replica_through_redis(tmp_path: Path) -> Non
 
         with pytest.raises(UnknownDecisionError, match="unknown or expired"):
             two.router.feedback("never-made", 1.0)
-        with pytest.raises(ValueError, match="already in use"):
+        with pytest.raises(DecisionIdInUseError) as taken:
             two.router.route("Hi", decision_id=racing.decision_id)
+        assert taken.value.decision_id == racing.decision_id
+        fresh = one.router.generate("Who painted the Mona Lisa?", max_new_tokens=8)
+        with pytest.raises(DecisionIdInUseError) as stored:  # the store itself refuses a second add
+            two.router.pending_.add(one.router.pending_.get(fresh.decision_id))
+        assert stored.value.decision_id == fresh.decision_id
+        one.router.feedback(fresh.decision_id, 1.0)
         assert len(one.router.pending_) == 0
 
 

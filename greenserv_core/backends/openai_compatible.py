@@ -425,7 +425,7 @@ class OpenAICompatibleBackend:
         if deadline is not None:  # a server that stalls past the time limit ends the answer there
             lines = iter(()) if late() else _until_late(lines, deadline)  # (late: its first line came past it)
             guard = _DeadlineGuard(response, deadline)
-        lines = _data_joined(lines)
+        events_read = _data_joined(lines)
         pieces: list[str] = []
         usage: Mapping[str, Any] | None = None
         finish = "stop"
@@ -438,8 +438,8 @@ class OpenAICompatibleBackend:
         buffer = StopBuffer(kept_here) if kept_here else None
         other: list[str] = []  # lines that are no event: a server answering the stream request whole
         try:
-            for line in lines:  # a caller that reads slowly does not cut the answer: only the server's waits do
-                event = self._event(line)
+            for line, decoded in events_read:  # a slow caller does not cut the answer: only the server's waits do
+                event = self._event(line, decoded)
                 if event == "done":
                     ended = True
                     break
@@ -727,9 +727,11 @@ class OpenAICompatibleBackend:
         return ModelUnavailableError(f"{self._info.name}: {self.base_url} {what}{code}: {error}")
 
     @staticmethod
-    def _event(line: str) -> dict[str, Any] | str | _ServerError | None:
+    def _event(line: str, decoded: dict[str, Any] | None = None) -> dict[str, Any] | str | _ServerError | None:
         """One server-sent event line: its JSON, ``"done"``, the error it reports (vLLM's
-        ``data: {"error": ...}``, llama.cpp's ``error: {...}``), or ``None`` for anything else."""
+        ``data: {"error": ...}``, llama.cpp's ``error: {...}``), or ``None`` for anything else.
+        ``decoded`` is a ``data:`` line's JSON object where :func:`_data_joined` decoded it
+        already (it is not decoded again)."""
         field, _, payload = line.partition(":")
         if field not in ("data", "error"):
             return None
@@ -737,7 +739,7 @@ class OpenAICompatibleBackend:
         if field == "data" and payload == "[DONE]":
             return "done"
         try:
-            event = json.loads(payload)
+            event = decoded if decoded is not None and field == "data" else json.loads(payload)
         except json.JSONDecodeError:
             return _ServerError(payload or "an error event", None) if field == "error" else None
         if field == "error":
@@ -1045,14 +1047,15 @@ def _until_late(lines: Iterator[str], deadline: float) -> Iterator[str]:
         yield line
 
 
-def _data_joined(lines: Iterable[str]) -> Iterator[str]:
+def _data_joined(lines: Iterable[str]) -> Iterator[tuple[str, dict[str, Any] | None]]:
     r"""Server-sent event ``lines`` with the ``data:`` lines of one event joined into one line,
     by newlines, as the SSE specification says (an event ends at a blank line). A ``data:``
     line whose data so far is a whole event (a JSON object, or ``[DONE]``) ends its event at
-    once, for servers that put no blank line between events.
+    once, for servers that put no blank line between events. Each line comes with its data's
+    JSON object where that was decoded here to see that the event is whole (else ``None``).
 
     >>> list(_data_joined(['data: {"a":', "data: 1}", "", "data: [DONE]", "data: {}"]))
-    ['data: {"a":\n1}', '', 'data: [DONE]', 'data: {}']
+    [('data: {"a":\n1}', {'a': 1}), ('', None), ('data: [DONE]', None), ('data: {}', {})]
     """
     held: list[str] = []
     for line in lines:
@@ -1060,26 +1063,26 @@ def _data_joined(lines: Iterable[str]) -> Iterator[str]:
         if field == "data":
             held.append(value[1:] if value.startswith(" ") else value)
             data = "\n".join(held)
-            if _whole_event(data):
+            decoded = _json_object(data)
+            if decoded is not None or data.strip() == "[DONE]":
                 held = []
-                yield f"data: {data}"
+                yield f"data: {data}", decoded
             continue
         if held:  # a blank line (or another field) ends the event
-            yield "data: " + "\n".join(held)
+            yield "data: " + "\n".join(held), None
             held = []
-        yield line
+        yield line, None
     if held:
-        yield "data: " + "\n".join(held)
+        yield "data: " + "\n".join(held), None
 
 
-def _whole_event(data: str) -> bool:
-    """Whether an event's ``data`` is whole: ``[DONE]`` or a JSON object."""
-    if data.strip() == "[DONE]":
-        return True
+def _json_object(data: str) -> dict[str, Any] | None:
+    """An event's ``data`` decoded, where it is a whole JSON object; else ``None``."""
     try:
-        return isinstance(json.loads(data), dict)
+        decoded = json.loads(data)
     except json.JSONDecodeError:
-        return False
+        return None
+    return decoded if isinstance(decoded, dict) else None
 
 
 class _DeadlineGuard:

@@ -47,6 +47,7 @@ from greenserv_core.budget import BudgetPacer, BudgetStatus, EnergyBudget
 from greenserv_core.cascades.escalation import EscalationModel, Verdict, check_confidence
 from greenserv_core.errors import (
     DecisionAlreadyScoredError,
+    DecisionIdInUseError,
     InvalidInputError,
     SharingNotSupportedError,
     StateFileError,
@@ -296,7 +297,7 @@ class RoutingLearner:
                 if rerouting and decision_id in self.rerouting_:  # its own id, though the store dropped it meanwhile
                     return
                 if self.pending_.known(decision_id) or decision_id in self.rerouting_:
-                    raise InvalidInputError(f"decision id {decision_id!r} is already in use")
+                    raise DecisionIdInUseError(decision_id)
 
     def release(self, decision_id: str) -> None:
         """Free the id of a query that failed over and found no other model."""

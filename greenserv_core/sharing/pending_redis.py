@@ -16,7 +16,12 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from greenserv_core.bandits.base import check_number
-from greenserv_core.errors import DecisionAlreadyScoredError, InvalidInputError, UnknownDecisionError
+from greenserv_core.errors import (
+    DecisionAlreadyScoredError,
+    DecisionIdInUseError,
+    InvalidInputError,
+    UnknownDecisionError,
+)
 from greenserv_core.pending import PendingDecision
 
 if TYPE_CHECKING:
@@ -103,7 +108,7 @@ class RedisPendingDecisions:
 
     def add(self, decision: PendingDecision) -> None:
         if not self.client.set(self._key(decision.decision_id), _encode(decision), ex=self._ttl, nx=True):
-            raise InvalidInputError(f"decision id {decision.decision_id!r} is already in use")
+            raise DecisionIdInUseError(decision.decision_id)
 
     def known(self, decision_id: str) -> bool:
         return bool(self.client.exists(self._key(decision_id), self._gone(decision_id)))
