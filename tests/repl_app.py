@@ -27,7 +27,7 @@ def main(argv: Sequence[str]) -> int:
         FakeBackend("small", joules_per_token=1.0, reply=lambda m: "small answer"),
         FakeBackend("large", joules_per_token=9.0, reply=_slow_reply),
     ]
-    pool.build_backends = lambda names, meter="auto": backends  # type: ignore[assignment]
+    pool.build_backends = lambda names, meter="auto", option=None: backends  # type: ignore[assignment]
     FeatureExtractor.default = classmethod(lambda cls, **kwargs: make_hashing_extractor())  # type: ignore[assignment,method-assign]
     return cli.main(["chat", "--interactive", *argv])
 

@@ -200,7 +200,7 @@ def fake_chat_pool(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     built: list[str] = []
 
-    def build(models: Any, meter: str = "auto") -> list[FakeBackend]:
+    def build(models: Any, meter: str = "auto", option: str | None = None) -> list[FakeBackend]:
         built.append(meter)
         return fake_pool()
 

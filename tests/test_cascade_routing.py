@@ -735,7 +735,7 @@ def test_the_chat_line_describes_the_chain(capsys: pytest.CaptureFixture[str], m
     from greenserv_core import cli
     from greenserv_core.models import pool
 
-    monkeypatch.setattr(pool, "build_backends", lambda names, meter="auto": [_small(0.2), _big()])
+    monkeypatch.setattr(pool, "build_backends", lambda names, meter="auto", option=None: [_small(0.2), _big()])
     from greenserv_core import FeatureExtractor
 
     monkeypatch.setattr(FeatureExtractor, "default", classmethod(lambda cls, **kwargs: make_hashing_extractor()))

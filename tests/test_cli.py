@@ -443,7 +443,7 @@ def test_an_interactive_chat_ends_once_its_state_saved_once_and_its_budget_said_
     from tests.conftest import make_hashing_extractor
 
     backends = [FakeBackend("small"), FakeBackend("large", joules_per_token=9.0)]
-    monkeypatch.setattr(pool, "build_backends", lambda names, meter="auto": backends)
+    monkeypatch.setattr(pool, "build_backends", lambda names, meter="auto", option=None: backends)
     monkeypatch.setattr(FeatureExtractor, "default", classmethod(lambda cls, **kwargs: make_hashing_extractor()))
     saves: list[Path] = []
     save = GreenServRouter.save

@@ -557,7 +557,7 @@ def test_a_named_meter_that_cannot_measure_here_is_refused_before_any_model_load
     else:
         pytest.skip(f"the {meter} meter works on this machine")
     local = TransformersBackend(ModelSpec("tiny", path="no-weights-needed"), device="cpu", meter=meter)
-    monkeypatch.setattr(pool, "build_backends", lambda models, meter="auto": [local])
+    monkeypatch.setattr(pool, "bundled_pool", lambda names=None, **options: [local])  # the real build_backends
     monkeypatch.setattr(bundled, "bundled_pool", lambda names=None, **options: [local])
     monkeypatch.setattr(greenserv_core, "GreenServRouter", never)  # the router and the collection come after
     monkeypatch.setattr(collect, "collect", never)
@@ -702,7 +702,9 @@ def test_chat_refuses_a_static_strategy_outside_the_pool(
     from greenserv_core import FakeBackend
     from greenserv_core.models import pool
 
-    monkeypatch.setattr(pool, "build_backends", lambda models, meter="auto": [FakeBackend("a"), FakeBackend("b")])
+    monkeypatch.setattr(
+        pool, "build_backends", lambda models, meter="auto", option=None: [FakeBackend("a"), FakeBackend("b")]
+    )
     state = tmp_path / "state.json"
     argv = ["chat", "--strategy", "static:nope", "--embedder", "static", "--state", str(state)]
     refused(argv, capsys, "static:nope", "not in the pool")
@@ -772,7 +774,9 @@ def test_chat_fails_when_no_query_is_answered(
     from greenserv_core import FakeBackend
     from greenserv_core.models import pool
 
-    monkeypatch.setattr(pool, "build_backends", lambda models, meter="auto": [FakeBackend("a", context_window=4)])
+    monkeypatch.setattr(
+        pool, "build_backends", lambda models, meter="auto", option=None: [FakeBackend("a", context_window=4)]
+    )
     assert cli.main(["chat", "--embedder", "static", "--max-new-tokens", "8"]) == 1  # no prompt fits the window
     captured = capsys.readouterr()
     assert "[no answer]" in captured.out and "no query was answered" in captured.err

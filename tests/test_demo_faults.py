@@ -51,7 +51,7 @@ def _fails_from(call: int, error: Exception) -> Callable[[Sequence[Message]], st
 
 def _use(monkeypatch: pytest.MonkeyPatch, backends: list[Any]) -> None:
     """Make the CLI build ``backends`` and the hashing features instead of the bundled ones."""
-    monkeypatch.setattr(pool, "build_backends", lambda names, meter="auto": backends)
+    monkeypatch.setattr(pool, "build_backends", lambda names, meter="auto", option=None: backends)
     monkeypatch.setattr(FeatureExtractor, "default", classmethod(lambda cls, **kwargs: make_hashing_extractor()))
 
 
@@ -233,7 +233,9 @@ def test_the_demo_refuses_a_plot_it_cannot_write_before_the_models_load(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     built: list[object] = []
-    monkeypatch.setattr(pool, "build_backends", lambda names, meter="auto": built.append(names) or [FakeBackend("a")])
+    monkeypatch.setattr(
+        pool, "build_backends", lambda names, meter="auto", option=None: built.append(names) or [FakeBackend("a")]
+    )
     assert cli.main(["demo", "--queries", "2", "--tasks", "arc_easy", "--plot", "/proc/greenserv-demo.png"]) == 2
     assert "cannot write in /proc" in capsys.readouterr().err and not built
 

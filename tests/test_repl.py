@@ -112,7 +112,7 @@ def test_the_demo_shows_the_router_learning(
     from greenserv_core.models import pool
 
     fakes = [FakeBackend("small", reply=lambda m: "A"), FakeBackend("large", joules_per_token=9.0, reply=lambda m: "B")]
-    monkeypatch.setattr(pool, "build_backends", lambda names, meter="auto": fakes)
+    monkeypatch.setattr(pool, "build_backends", lambda names, meter="auto", option=None: fakes)
     monkeypatch.setattr(FeatureExtractor, "default", classmethod(lambda cls, **kwargs: make_hashing_extractor()))
     plot = tmp_path / "demo.png"
     assert cli.main(["demo", "--queries", "8", "--tasks", "arc_easy,mmlu", "--plot", str(plot)]) == 0
@@ -209,7 +209,9 @@ def test_a_one_prompt_demo_still_summarises(
     from greenserv_core import FeatureExtractor, cli
     from greenserv_core.models import pool
 
-    monkeypatch.setattr(pool, "build_backends", lambda names, meter="auto": [FakeBackend("a"), FakeBackend("b")])
+    monkeypatch.setattr(
+        pool, "build_backends", lambda names, meter="auto", option=None: [FakeBackend("a"), FakeBackend("b")]
+    )
     monkeypatch.setattr(FeatureExtractor, "default", classmethod(lambda cls, **kwargs: make_hashing_extractor()))
     assert cli.main(["demo", "--queries", "1", "--tasks", "arc_easy", "--plot", ""]) == 0
     assert "summary" in capsys.readouterr().out
@@ -263,7 +265,9 @@ def test_an_interrupted_demo_exits_130_and_a_demo_refuses_tasks_it_cannot_score(
     def interrupted(messages: Sequence[Message]) -> str:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pool, "build_backends", lambda names, meter="auto": [FakeBackend("a", reply=interrupted)])
+    monkeypatch.setattr(
+        pool, "build_backends", lambda names, meter="auto", option=None: [FakeBackend("a", reply=interrupted)]
+    )
     monkeypatch.setattr(FeatureExtractor, "default", classmethod(lambda cls, **kwargs: make_hashing_extractor()))
     assert cli.main(["demo", "--queries", "2", "--tasks", "arc_easy", "--plot", ""]) == 130
     assert "[stopped]" in capsys.readouterr().out
@@ -285,7 +289,9 @@ def test_an_interrupted_chat_keeps_its_state_and_exits_130(
             raise KeyboardInterrupt
         return "fine"
 
-    monkeypatch.setattr(pool, "build_backends", lambda names, meter="auto": [FakeBackend("a", reply=second_interrupts)])
+    monkeypatch.setattr(
+        pool, "build_backends", lambda names, meter="auto", option=None: [FakeBackend("a", reply=second_interrupts)]
+    )
     monkeypatch.setattr(FeatureExtractor, "default", classmethod(lambda cls, **kwargs: make_hashing_extractor()))
     state = tmp_path / "state.json"
     assert cli.main(["chat", "--state", str(state), "--max-new-tokens", "8"]) == 130

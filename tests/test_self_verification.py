@@ -365,7 +365,7 @@ def test_chat_offers_self_verified_cascades(
     from greenserv_core.models import pool
 
     fakes = [_judging("4", "No", math.log(0.9)), FakeBackend("big", reply=lambda m: "four")]
-    monkeypatch.setattr(pool, "build_backends", lambda names, meter="auto": fakes)
+    monkeypatch.setattr(pool, "build_backends", lambda names, meter="auto", option=None: fakes)
     monkeypatch.setattr(FeatureExtractor, "default", classmethod(lambda cls, **kwargs: make_hashing_extractor()))
     argv = ["chat", "--cascade", "small->big", "--cascade-signal", "self-verification"]
     assert cli.main(argv) == 0

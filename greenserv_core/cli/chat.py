@@ -34,7 +34,6 @@ from greenserv_core.cli.common import (
     at_least,
     budget_option,
     cascade_pair,
-    check_meter,
     check_output_file,
     model_help,
     quiet_first_screen,
@@ -194,8 +193,8 @@ def _chat(args: argparse.Namespace) -> int:
             "--cascade-signal sets the signal of the cascades: give at least one --cascade FIRST->THEN"
         )
     signal = None if args.cascade_signal is None else signal_from_name(args.cascade_signal)
-    pool = build_backends(args.model or None, meter=args.meter)  # (a meter that cannot measure here: refused)
-    check_meter(args.meter, pool)  # the same, named as --meter, for a pool built otherwise
+    # a meter that cannot measure here is refused, named as --meter
+    pool = build_backends(args.model or None, meter=args.meter, option="--meter")
     state = Path(args.state) if args.state else None
     if state and state.exists():
         router = _load_state(state, pool, budget)

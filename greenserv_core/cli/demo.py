@@ -166,7 +166,7 @@ def _print_summary(summary: DemoSummary) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from greenserv_core.cli.common import PLOT_SUFFIXES, at_least, check_meter, check_output_file
+    from greenserv_core.cli.common import PLOT_SUFFIXES, at_least, check_output_file
 
     at_least("--queries", args.queries, 1)
     check_output_file("--plot", args.plot, PLOT_SUFFIXES, writable=True)  # before the models load
@@ -180,8 +180,8 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"GreenServ demo: {len(examples)} labelled prompts from {', '.join(tasks)}; every answer is scored and")
     print("the score goes back to the router as feedback. Loading the models …")
     started = time.perf_counter()
-    pool = build_backends(args.model or None, meter=args.meter)  # (a meter that cannot measure here: refused)
-    check_meter(args.meter, pool)  # the same, named as --meter, for a pool built otherwise
+    # a meter that cannot measure here is refused, named as --meter
+    pool = build_backends(args.model or None, meter=args.meter, option="--meter")
     router = GreenServRouter(pool, strategy=args.strategy, tradeoff=args.tradeoff, seed=args.seed)
     names = router.models
     print(f"pool: {', '.join(names)} | λ = {args.tradeoff} | loaded in {time.perf_counter() - started:.0f} s\n")

@@ -40,10 +40,13 @@ def resolve_model(item: Any, meter: str = "auto") -> ModelBackend:
     )
 
 
-def build_backends(models: Sequence[Any] | None, meter: str = "auto") -> list[ModelBackend]:
+def build_backends(
+    models: Sequence[Any] | None, meter: str = "auto", *, option: str | None = None
+) -> list[ModelBackend]:
     """``None``: the bundled pool; else :func:`resolve_model` of each item. ``meter`` is checked
     first (``auto`` or a registered meter's name), before any model is built, and then
-    :func:`check_meter` refuses one that cannot measure a local model here, before any loads."""
+    :func:`check_meter` refuses one that cannot measure a local model here, before any loads
+    (naming it as ``option``, the command line's ``--meter``, where given)."""
     from greenserv_core.energy.registry import meter_names
 
     if meter != "auto" and meter not in meter_names():
@@ -51,7 +54,7 @@ def build_backends(models: Sequence[Any] | None, meter: str = "auto") -> list[Mo
     backends: list[ModelBackend] = (
         list(bundled_pool(meter=meter)) if models is None else [resolve_model(item, meter) for item in models]
     )
-    check_meter(backends, meter)
+    check_meter(backends, meter, option=option)
     return backends
 
 

@@ -376,7 +376,7 @@ def test_llama_index_async_predictions_build_the_router_off_the_event_loop(monke
 
     import greenserv_core.models.pool as pool
 
-    def slow_build(models, meter="auto"):  # type: ignore[no-untyped-def]
+    def slow_build(models, meter="auto", option=None):  # type: ignore[no-untyped-def]
         time.sleep(0.5)  # loading the local models
         return [FakeBackend("small"), FakeBackend("large")]
 
