@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -105,22 +106,38 @@ def test_the_cache_returns_the_vectors_it_would_compute(tiny_static: Path) -> No
         StaticEmbedder(tiny_static, cache_size=-1)
 
 
-def test_the_default_model_is_distilled_on_first_use(
-    tiny_source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+DistilledBy = Callable[[Callable[[Path], Path], Path], tuple[Path, list[Path]]]
+
+
+@pytest.fixture
+def default_model_distilled_by(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> DistilledBy:
+    """``(distil, minilm) -> (target, calls)``: the default static model's folder is ``target``,
+    empty at first, under ``tmp_path``; the MiniLM it is distilled from is ``minilm``, and
+    ``distil(out)`` makes it (each ``out`` it is called with is added to ``calls``)."""
     import greenserv_core.features.embedders as embedders
     import greenserv_core.features.static_embedder as static
 
-    target = tmp_path / "cache" / "minilm-static-v2"
-    calls: list[Path] = []
+    def set_up(distil: Callable[[Path], Path], minilm: Path) -> tuple[Path, list[Path]]:
+        target, calls = tmp_path / "cache" / "minilm-static-v2", []
 
-    def distil(out: Path) -> Path:
-        calls.append(out)
-        return distill_static(tiny_source, out, dimension=8, show_progress=False)
+        def counted(out: str | Path) -> Path:
+            calls.append(Path(out))
+            return distil(Path(out))
 
-    monkeypatch.setattr(static, "static_model_dir", lambda name=static.STATIC_MODEL: target)
-    monkeypatch.setattr(static, "distill_static", lambda out: distil(Path(out)))
-    monkeypatch.setattr(embedders, "bundled_minilm_path", lambda: tiny_source)
+        monkeypatch.setattr(static, "static_model_dir", lambda name=static.STATIC_MODEL: target)
+        monkeypatch.setattr(static, "distill_static", counted)
+        monkeypatch.setattr(embedders, "bundled_minilm_path", lambda: minilm)
+        return target, calls
+
+    return set_up
+
+
+def test_the_default_model_is_distilled_on_first_use(
+    tiny_source: Path, default_model_distilled_by: DistilledBy
+) -> None:
+    target, calls = default_model_distilled_by(
+        lambda out: distill_static(tiny_source, out, dimension=8, show_progress=False), tiny_source
+    )
     assert StaticEmbedder().embed(["What is 12 times 3?"]).shape == (1, 8)
     assert calls == [target] and (target / "config.json").exists()
     StaticEmbedder().embed(["again"])
@@ -262,26 +279,17 @@ def test_threads_distilling_into_one_folder_each_leave_a_whole_model(
 
 
 def test_two_embedders_used_first_at_once_distil_the_default_model_once(
-    tiny_static: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_static: Path, default_model_distilled_by: DistilledBy
 ) -> None:
     import threading
     import time
 
-    import greenserv_core.features.embedders as embedders
-    import greenserv_core.features.static_embedder as static
-
-    target = tmp_path / "cache" / "minilm-static-v2"
-    calls: list[Path] = []
-
     def distil(out: Path) -> Path:
-        calls.append(out)
         time.sleep(0.3)  # long enough for the other embedder to look for the model meanwhile
         shutil.copytree(tiny_static, out)
         return out
 
-    monkeypatch.setattr(static, "static_model_dir", lambda name=static.STATIC_MODEL: target)
-    monkeypatch.setattr(static, "distill_static", lambda out: distil(Path(out)))
-    monkeypatch.setattr(embedders, "bundled_minilm_path", lambda: tiny_static)
+    target, calls = default_model_distilled_by(distil, tiny_static)
     shapes: list[tuple[int, ...]] = []
     threads = [threading.Thread(target=lambda: shapes.append(StaticEmbedder().embed(["hi"]).shape)) for _ in range(2)]
     for thread in threads:
