@@ -6,6 +6,7 @@ Every error names the problem; the router's state is unchanged when one is raise
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any
 
 __all__ = [
@@ -167,6 +168,10 @@ class CascadeMemberUnavailableError(ModelUnavailableError):
         )
         self.member = member
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
+        # ``member`` is keyword-only: the default ``type(self)(*args)`` cannot pass it
+        return partial(type(self), member=self.member), self.args, self.__dict__
+
 
 class BatchItemsUnavailableError(ModelUnavailableError):
     """Some conversations of a batch cannot be answered by this model, the others can: raised
@@ -181,6 +186,9 @@ class BatchItemsUnavailableError(ModelUnavailableError):
     def __init__(self, items: dict[int, str]) -> None:
         super().__init__("; ".join(f"batch item {i}: {why}" for i, why in sorted(items.items())))
         self.items = dict(items)
+
+    def __reduce__(self) -> tuple[type[BatchItemsUnavailableError], tuple[dict[int, str]], dict[str, Any]]:
+        return type(self), (self.items,), self.__dict__  # the message is rebuilt; the state keeps what was spent
 
 
 class SharingNotSupportedError(GreenServError, TypeError):

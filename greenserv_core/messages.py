@@ -10,6 +10,8 @@ from greenserv_core.errors import InvalidInputError
 __all__ = ["VALID_ROLES", "Message", "last_user_text", "validate_messages"]
 
 VALID_ROLES = frozenset({"system", "user", "assistant", "tool"})
+_ROLE_NAMES = {role: role for role in VALID_ROLES}
+"""Each role as a plain string, also when given as a ``str`` enum member (LlamaIndex's ``MessageRole.USER``)."""
 
 
 class Message(TypedDict):
@@ -57,7 +59,7 @@ def validate_messages(messages: object) -> list[Message]:
             raise InvalidInputError(
                 f"messages[{index}] content is not valid Unicode text ({error.reason} at {error.start})"
             ) from error
-        clean.append({"role": str(role), "content": content})
+        clean.append({"role": _ROLE_NAMES[role], "content": content})
     if not any(_has_text(m["content"]) for m in clean):
         raise InvalidInputError("every message is empty: nothing to answer")
     return clean

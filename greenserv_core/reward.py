@@ -34,7 +34,7 @@ def check_tradeoff(tradeoff: object) -> float:
 
 def check_score(score: object) -> float:
     """A feedback score as a float in [0, 1], or :class:`InvalidInputError` (NaN included)."""
-    if isinstance(score, bool):
+    if isinstance(score, (bool, np.bool_)):  # np.bool_ is what ``pred == gold`` gives on numpy values
         return float(score)
     if not isinstance(score, numbers.Real) or math.isnan(float(score)) or not 0.0 <= float(score) <= 1.0:
         raise InvalidInputError(f"feedback score must be a number in [0, 1], got {score!r}")
@@ -68,9 +68,15 @@ class EnergyNormalizer:
         self.ranges = ranges
         self.ranges_: dict[str, list[float]] = {}
         for task, bounds in (ranges or {}).items():
-            low, high = (float(b) for b in bounds)
+            bad = InvalidInputError(f"energy range of {task!r} must be 0 <= min <= max joules, got {bounds!r}")
+            if isinstance(bounds, (str, bytes)):  # iterable, but not two numbers
+                raise bad
+            try:
+                low, high = (float(b) for b in bounds)
+            except (TypeError, ValueError, OverflowError):  # not two numbers
+                raise bad from None
             if not (math.isfinite(low) and math.isfinite(high) and 0 <= low <= high):
-                raise InvalidInputError(f"energy range of {task!r} must be 0 <= min <= max joules, got {bounds!r}")
+                raise bad
             self.ranges_[task] = [low, high]
 
     def observe(self, task: str, joules: float) -> None:

@@ -33,7 +33,8 @@ def _text(message: BaseMessage) -> str:
         if isinstance(block, str):
             parts.append(block)
         elif isinstance(block, dict) and block.get("type") == "text":
-            parts.append(str(block.get("text", "")))
+            text = block.get("text")
+            parts.append("" if text is None else str(text))
         elif isinstance(block, dict) and block.get("type") in ("tool_use", "tool_call"):
             continue  # the same calls are in message.tool_calls, rendered below
         elif isinstance(block, dict) and block.get("type") in _REASONING:

@@ -80,7 +80,7 @@ class GreenServEventHandler(BaseEventHandler):
         if not self.llm.decided(decision_id):
             return  # another LLM's answer (the dispatcher is global): read nothing of it
         if isinstance(event, LLMChatEndEvent):
-            prompt = "\n".join(str(m.content) for m in event.messages)
+            prompt = "\n".join(str(m.content or "") for m in event.messages)  # a tool call alone: no text
             output = "" if event.response is None else _answer_text(event.response.message)
         else:
             prompt, output = event.prompt, str(event.response.text)

@@ -511,3 +511,19 @@ def test_a_failed_batch_withdraws_the_queries_a_refused_batch_left_unrun() -> No
     with pytest.raises(RuntimeError, match="a bug"):
         router.generate_batch(["a?", "b?", "c?"], max_new_tokens=8)
     assert router.stats_["solo"]["decisions"] == 1  # was 3: the two that never ran counted
+
+
+def test_unavailable_errors_with_fields_of_their_own_pickle_and_copy() -> None:
+    import copy
+    import pickle
+
+    from greenserv_core.errors import BatchItemsUnavailableError, CascadeMemberUnavailableError
+
+    cascade = CascadeMemberUnavailableError(
+        "big is down", member="big", spent_joules=2.0, spent_s=0.5, spent_source="nvml", spent_measured=True
+    )
+    batch = BatchItemsUnavailableError({1: "past the context window"})
+    batch.spent_joules = 3.0
+    for error in (cascade, batch):
+        for back in (pickle.loads(pickle.dumps(error)), copy.copy(error)):  # were TypeError / AttributeError
+            assert type(back) is type(error) and back.args == error.args and vars(back) == vars(error)

@@ -35,3 +35,15 @@ def test_last_user_text_prefers_the_last_user_turn() -> None:
         ]
     )
     assert last_user_text(messages) == "second"
+
+
+def test_a_str_enum_role_comes_out_as_the_plain_role() -> None:
+    import enum
+
+    class Role(str, enum.Enum):  # as LlamaIndex's MessageRole
+        SYSTEM = "system"
+        USER = "user"
+
+    clean = validate_messages([{"role": Role.SYSTEM, "content": "Be brief."}, {"role": Role.USER, "content": "2+2?"}])
+    assert [m["role"] for m in clean] == ["system", "user"]  # was ['Role.SYSTEM', 'Role.USER']
+    assert all(type(m["role"]) is str for m in clean)

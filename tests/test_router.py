@@ -99,6 +99,12 @@ def test_feedback_errors(router: GreenServRouter) -> None:
         router.feedback(answer.decision_id, 1.0)
 
 
+def test_a_numpy_bool_score_is_taken_as_a_bool(router: GreenServRouter) -> None:
+    for score, expected in ((np.isclose(6.0, 6.0), 1.0), (np.float64(6.0) == 7.0, 0.0)):  # what pred == gold gives
+        answer = router.generate(ASK)
+        assert router.feedback(answer.decision_id, score).score == expected  # type: ignore[arg-type]  # was refused
+
+
 def test_pending_decisions_are_bounded_by_size_and_age(fakes, extractor) -> None:  # type: ignore[no-untyped-def]
     router = GreenServRouter(fakes, features=extractor, max_pending=3, seed=0)
     ids = [router.route(ASK).decision_id for _ in range(5)]

@@ -377,3 +377,9 @@ def test_a_model_says_its_context_window() -> None:
 
     with pytest.raises(InvalidInputError, match="context_window"):
         ModelInfo("m", context_window=None)  # type: ignore[arg-type]  # accepted, then never excluded
+
+
+def test_a_malformed_energy_range_is_named_with_its_task() -> None:
+    for bounds in ((-1.0, 2.0), (1.0, 2.0, 3.0), (1.0,), 5.0, ("low", "high"), "12", (10**400, 2.0)):
+        with pytest.raises(InvalidInputError, match=r"energy range of 'qa' must be 0 <= min <= max joules"):
+            EnergyNormalizer({"qa": bounds})  # type: ignore[dict-item]  # raw TypeError / ValueError, or "12" taken

@@ -713,3 +713,34 @@ def test_a_path_that_is_not_a_directory_is_named_and_never_looked_up_on_the_hub(
     with pytest.raises(MissingResourceError, match=r"no config\.json"):
         _ = TransformersBackend(ModelSpec("empty", path="."), device="cpu", meter=CpuTimeEstimateMeter()).info
     assert seen == [{"gguf_file": None, "local_files_only": True}]
+
+
+def test_a_model_that_fails_to_unload_still_counts_and_the_others_are_unloaded(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import threading
+
+    class Model:
+        def __init__(self, name: str, fail: bool = False) -> None:
+            self.name, self.fail, self.unloaded = name, fail, False
+
+        def unload(self) -> None:
+            if self.fail:
+                raise RuntimeError(f"{self.name}: CUDA error while freeing")
+            self.unloaded = True
+
+    memory = ModelMemory(budget_bytes=100)
+    a, b, c = Model("a", fail=True), Model("b"), Model("c")
+    memory.loaded(a, 40)
+    memory.loaded(b, 40)
+    with caplog.at_level(logging.WARNING, logger="greenserv"):
+        memory.loaded(c, 90)  # both must go; a's unload fails first (was raised here, b left being unloaded)
+    assert b.unloaded and not a.unloaded and "could not unload a" in caplog.text
+    assert memory.used_bytes == 130  # a's weights are probably still there: they count again
+    acquired = threading.Event()
+    threading.Thread(target=lambda: (memory.acquire(b), acquired.set()), daemon=True).start()
+    assert acquired.wait(2)  # was blocked for ever
+    a.fail = False
+    d = Model("d")
+    memory.loaded(d, 10)
+    assert a.unloaded and not c.unloaded and memory.used_bytes == 100  # a is the first tried again

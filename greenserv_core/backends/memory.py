@@ -86,12 +86,12 @@ class ModelMemory:
             victims = self._over_budget(keep=id(model))
         self._unload(victims)
 
-    def _over_budget(self, keep: int | None) -> list[tuple[int, Unloadable]]:
-        """Under the lock: the idle models to unload, least recently used first, until the
-        budget holds (never ``keep``), each marked as being unloaded and its bytes uncounted."""
+    def _over_budget(self, keep: int | None) -> list[tuple[int, Unloadable, int]]:
+        """Under the lock: the idle models to unload with their bytes, least recently used first,
+        until the budget holds (never ``keep``), each marked as being unloaded and its bytes uncounted."""
         for key in [key for key, (ref, _) in self._sizes.items() if ref() is None]:
             del self._sizes[key]  # freed: its bytes are gone
-        victims: list[tuple[int, Unloadable]] = []
+        victims: list[tuple[int, Unloadable, int]] = []
         if self.budget_bytes is None:
             return victims
         used = sum(size for _, size in self._sizes.values())
@@ -101,17 +101,26 @@ class ModelMemory:
                 break
             if other is None or key == keep or self._busy.get(key) or key in self._unloading:
                 continue
-            victims.append((key, other))
+            victims.append((key, other, size))
             self._unloading.add(key)  # acquired meanwhile, it waits until it is out
             del self._sizes[key]
             used -= size
         return victims
 
-    def _unload(self, victims: list[tuple[int, Unloadable]]) -> None:
-        for key, victim in victims:
+    def _unload(self, victims: list[tuple[int, Unloadable, int]]) -> None:
+        """Unload each victim. One whose ``unload()`` fails is logged and the others are unloaded
+        all the same; its weights are probably still resident, so its bytes count again (as the
+        least recently used, tried first next time) and the budget may stay exceeded until then."""
+        for key, victim, size in victims:
             try:
                 logger.info("unloading %s to stay within the memory budget", victim.name)
                 victim.unload()
+            except Exception:
+                logger.warning("could not unload %s; its bytes still count", victim.name, exc_info=True)
+                with self._lock:
+                    if key not in self._sizes:  # not recorded again meanwhile
+                        self._sizes[key] = (weakref.ref(victim), size)
+                        self._sizes.move_to_end(key, last=False)
             finally:
                 with self._changed:
                     self._unloading.discard(key)

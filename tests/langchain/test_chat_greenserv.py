@@ -545,3 +545,10 @@ def test_calls_given_one_run_id_at_once_are_each_routed(monkeypatch: pytest.Monk
     assert decisions[0] == str(run_id) and len(set(decisions)) == 3
     assert llm.feedback(run_id, 1.0).decision_id == str(run_id)  # the run id still names its first answer
     assert llm.feedback(second, 0.0).applied and llm.feedback(streamed, 0.0).applied
+
+
+def test_a_text_block_whose_text_is_none_is_no_text() -> None:
+    from langchain_greenserv.messages import to_greenserv_messages
+
+    answer = AIMessage(content=[{"type": "text", "text": None}, {"type": "text", "text": "ok"}])
+    assert to_greenserv_messages([HumanMessage("Hi"), answer])[1]["content"] == "ok"  # was "Noneok"

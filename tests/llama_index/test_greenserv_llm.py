@@ -445,3 +445,17 @@ def test_the_evaluator_reads_the_tool_calls_an_answer_made(collector) -> None:  
     collector(llm, evaluator=lambda prompt, output: seen.append(output) or 1.0)
     llm.chat_with_tools([FunctionTool.from_defaults(fn=multiply)], user_msg="What is 6 times 7?", tool_required=True)
     assert seen and '"name": "multiply"' in seen[0]  # was "": the call is the answer
+
+
+def test_a_turn_that_only_called_a_tool_is_no_text_in_the_evaluators_prompt() -> None:
+    llm = make_llm()
+    prompts: list[str] = []
+    handler = GreenServEventHandler(llm=llm, evaluator=lambda prompt, output: prompts.append(prompt) or 1.0)
+    call = {"id": "c1", "name": "now", "arguments": {}}
+    history = [
+        ChatMessage(role="user", content="What time is it?"),
+        ChatMessage(role="assistant", content=None, additional_kwargs={"tool_calls": [call]}),
+        ChatMessage(role="tool", content="12:00", additional_kwargs={"tool_call_id": "c1"}),
+    ]
+    handler.handle(LLMChatEndEvent(messages=history, response=llm.chat(history)))
+    assert prompts == ["What time is it?\n\n12:00"]  # was "What time is it?\nNone\n12:00"
