@@ -455,3 +455,27 @@ def test_an_interactive_chat_ends_once_its_state_saved_once_and_its_budget_said_
     assert saves == [state] and state.exists()
     assert out.count("budget 50 J per query: λ") == 2  # the answer's line and the session's summary
     assert out.count(f"saved learned state to {state}") == 1
+
+
+def test_cascade_replay_quiet_shows_no_warm_up_bar_either(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from greenserv_core.evaluation import replay
+    from greenserv_core.evaluation.simulate import read_calibration, simulate_table
+    from greenserv_core.evaluation.table import write_table
+    from greenserv_core.features.extractor import FeatureExtractor
+    from tests.conftest import make_hashing_extractor
+
+    monkeypatch.setattr(replay, "default_features", lambda *args, **kwargs: make_hashing_extractor)
+    asked: list[bool] = []
+    warm = FeatureExtractor.warm
+    monkeypatch.setattr(
+        FeatureExtractor,
+        "warm",
+        lambda self, prompts, *, store=None, progress=False: asked.append(progress) or warm(self, prompts, store=store),
+    )
+    table = simulate_table(
+        read_calibration(write_calibration(tmp_path / "cal.csv")), queries_per_task=20, confidence_auroc=0.8
+    )
+    path = write_table(table, tmp_path / "t.csv")
+    argv = ["bench", "cascade-replay", "--table", str(path), "--runs", "1", "--cascade", "small->large", "--quiet"]
+    assert cli.main([*argv, "--no-embedding-cache"]) == 0
+    assert asked == [False]  # the embedder's own progress bar stays off too

@@ -1028,3 +1028,115 @@ def test_a_tradeoff_strategy_or_budget_is_checked_before_the_work(
     monkeypatch.setattr(replicas, "run_setup", never)
     monkeypatch.setattr(overhead, "measure", never)  # the unpaced timings came first
     refused(argv, capsys, needle)
+
+
+# --- review fixes (command line, 2026-12-06) -----------------------------------------------------------
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs a folder nobody can write in (/proc)")
+def test_collect_and_verify_refuse_an_out_they_cannot_write_before_any_model_loads(
+    tiny_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from greenserv_core.evaluation import collect, verify
+    from greenserv_core.models import bundled
+
+    monkeypatch.setattr(bundled, "bundled_pool", never)
+    monkeypatch.setattr(collect, "collect", never)  # it opened its journal there: a traceback
+    monkeypatch.setattr(verify, "verify_table", never)  # it asked every question, then a traceback
+    refused(["bench", "collect", "--out", "/proc/t.csv", "--tasks", "arc_easy"], capsys, "--out", "cannot write in")
+    refused(["bench", "verify", "--table", str(tiny_path), "--out", "/proc/v.csv"], capsys, "--out", "cannot write in")
+
+
+def test_verify_table_says_it_cannot_write_its_out(tmp_path: Path, tiny: OutcomeTable) -> None:
+    from greenserv_core import FakeBackend
+    from greenserv_core.evaluation.verify import verify_table
+
+    blocked = tmp_path / "a-file"
+    blocked.write_text("", encoding="utf-8")
+    with pytest.raises(InvalidInputError, match="cannot write the table"):  # not a raw OSError after the work
+        verify_table(tiny, [FakeBackend("small"), FakeBackend("large")], blocked / "v.csv")
+
+
+def test_overhead_refuses_an_embedder_named_twice(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from greenserv_core.evaluation import overhead
+
+    monkeypatch.setattr(overhead, "overhead_prompts", never)
+    monkeypatch.setattr(overhead, "measure", never)
+    with pytest.raises(InvalidInputError, match=r"embedders named twice: \['static'\]"):  # ratios over the other's
+        overhead.run_overhead(queries=2, strategies=["random"], embedders=["static", "static"])
+    monkeypatch.setattr(overhead, "run_overhead", never)
+    refused(["bench", "overhead", "--queries", "2", "--embedders", "static,static"], capsys, "--embedders", "twice")
+
+
+def test_overhead_names_minilm_s_gpu_only_when_it_timed_minilm(monkeypatch: pytest.MonkeyPatch) -> None:
+    from greenserv_core.evaluation import overhead
+
+    times = {label: (1.0, 1.0, 1.0) for label in ("embedding only", "route()", "route + record_outcome + feedback")}
+    monkeypatch.setattr(overhead, "measure", lambda *args, **kwargs: times)
+    monkeypatch.setattr(overhead, "overhead_prompts", lambda n, seed: ["p"] * n)
+    monkeypatch.setattr(overhead, "device_name", lambda device="cpu": "a GPU" if device.startswith("cuda") else "a CPU")
+    for embedders, named in ((["static"], False), (["minilm", "static"], True)):
+        report = overhead.run_overhead(queries=2, strategies=["random"], embedders=embedders, device="cuda")
+        assert ("MiniLM on a GPU" in report.machine) is named, report.machine
+
+
+def test_demo_refuses_a_static_strategy_outside_the_pool_before_any_prompt(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from greenserv_core import FakeBackend, FeatureExtractor
+    from greenserv_core.datasets.olmo_eval import TaskExample
+    from greenserv_core.evaluation import learning_demo
+    from greenserv_core.models import pool
+    from tests.conftest import make_hashing_extractor
+
+    monkeypatch.setattr(
+        pool, "build_backends", lambda models, meter="auto", option=None: [FakeBackend("a"), FakeBackend("b")]
+    )
+    monkeypatch.setattr(FeatureExtractor, "default", classmethod(lambda cls, **kwargs: make_hashing_extractor()))
+    stream = [TaskExample("arc_easy", "1", "Q? A) x B) y", "A", ("x", "y"))]
+    monkeypatch.setattr(learning_demo, "demo_stream", lambda tasks, queries, seed: stream)
+    monkeypatch.setattr(learning_demo, "run_learning_demo", never)  # its first prompt failed: exit 1
+    refused(
+        ["demo", "--queries", "1", "--plot", "", "--strategy", "static:nope"], capsys, "static:nope", "not in the pool"
+    )
+
+
+def test_demo_and_collect_refuse_a_task_named_twice(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from greenserv_core.evaluation import collect, learning_demo
+    from greenserv_core.models import bundled, pool
+
+    monkeypatch.setattr(learning_demo, "load_task", never)
+    with pytest.raises(InvalidInputError, match=r"tasks named twice: \['boolq'\]"):  # its prompts came twice
+        learning_demo.demo_stream(["boolq", "arc_easy", "boolq"], 4)
+    monkeypatch.setattr(pool, "build_backends", never)
+    refused(["demo", "--tasks", "boolq,boolq", "--queries", "4", "--plot", ""], capsys, "twice", "boolq")
+    monkeypatch.setattr(bundled, "bundled_pool", never)
+    monkeypatch.setattr(collect, "collect", never)  # the table listed the task twice
+    out = str(tmp_path / "t.csv")
+    refused(["bench", "collect", "--out", out, "--tasks", "arc_easy, arc_easy"], capsys, "--tasks", "twice")
+
+
+def test_calibration_names_are_read_without_their_spaces(tmp_path: Path) -> None:
+    path = tmp_path / "spaces.csv"
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(CALIBRATION_FIELDS)
+        writer.writerow(["small ", 1, " winogrande", 100, 0.5, 0.05, 0.06, 0.07, 1, 35])
+        writer.writerow(["small", 1, "boolq", 100, 0.5, 0.05, 0.06, 0.07, 1, 35])
+    rows = read_calibration(path)
+    assert [(row.model, row.task) for row in rows] == [("small", "winogrande"), ("small", "boolq")]
+    table = simulate_table(rows, queries_per_task=2)  # 'small ' was a model of its own, without a boolq row
+    assert set(table.columns["model"]) == {"small"}
+
+
+def test_replay_speed_names_the_mmlu_rows_its_calibration_lacks(
+    calibration: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from greenserv_core.evaluation import replay_speed
+
+    monkeypatch.setattr(replay_speed, "simulate_table", never)  # it said the calibration lacks an 'arc_easy' row
+    with pytest.raises(InvalidInputError, match=r"an 'mmlu' row for every model.*\['large', 'small'\]"):
+        replay_speed.run_replay_speed(calibration, queries=10)
+    refused(["bench", "replay-speed", "--calibration", str(calibration), "--queries", "10"], capsys, "'mmlu'")

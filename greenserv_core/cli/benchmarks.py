@@ -71,6 +71,9 @@ def _overhead(args: argparse.Namespace) -> int:
         raise InvalidInputError(
             f"--embedders takes a comma-separated list of {list(EMBEDDERS)}, got {args.embedders!r}"
         )
+    repeated = sorted({e for e in embedders if embedders.count(e) > 1})
+    if repeated:
+        raise InvalidInputError(f"--embedders names {repeated} twice; each embedder is timed once")
     if args.budget_joules_per_query is not None:
         EnergyBudget.per_query(args.budget_joules_per_query)  # a bad budget is refused before the timings
     _check_device(args.device)

@@ -117,7 +117,7 @@ def _cascade_replay(args: argparse.Namespace) -> int:
             pairs=pairs,
             feedback_rate=args.feedback_rate,
             policy=args.policy,
-            progress=progress,
+            progress=None if args.quiet else progress,  # None: no feature warm-up bar either
             embedding_store=embedding_store(args),
             energy_scale=args.energy_scale,
             make_features=table_features(args, table),

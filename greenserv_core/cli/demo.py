@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from greenserv_core.cli.common import quiet_first_screen, seed_number
+from greenserv_core.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from greenserv_core.evaluation.learning_demo import DemoStep, DemoSummary
@@ -183,6 +184,12 @@ def _demo(args: argparse.Namespace) -> int:
     # a meter that cannot measure here is refused, named as --meter
     pool = build_backends(args.model or None, meter=args.meter, option="--meter")
     router = GreenServRouter(pool, strategy=args.strategy, tradeoff=args.tradeoff, seed=args.seed)
+    fixed = router.strategy.partition(":")[2] if router.strategy.startswith("static:") else ""
+    if fixed and fixed not in router.arms:  # before any prompt runs
+        raise InvalidInputError(
+            f"--strategy {router.strategy} routes every query to {fixed!r}, which is not in the pool "
+            f"{router.arms}; name one of them"
+        )
     names = router.models
     print(f"pool: {', '.join(names)} | λ = {args.tradeoff} | loaded in {time.perf_counter() - started:.0f} s\n")
     steps, code = _run_stream(run_learning_demo(router, examples), len(examples), names)

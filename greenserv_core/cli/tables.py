@@ -57,7 +57,7 @@ def _collect(args: argparse.Namespace) -> int:
     from greenserv_core.models.bundled import BUNDLED_MODELS, bundled_pool
 
     check_table_suffix(args.out, "--out")  # before any model loads
-    check_output_file("--out", args.out)
+    check_output_file("--out", args.out, writable=True)
     wanted = None if args.models is None else [name.strip() for name in args.models.split(",") if name.strip()]
     if wanted is not None:
         unknown = sorted(set(wanted) - set(BUNDLED_MODELS))
@@ -67,13 +67,17 @@ def _collect(args: argparse.Namespace) -> int:
                 + (f"unknown: {unknown}" if unknown else f"got {args.models!r}")
                 + " (leave --models out for all of them)"
             )
+    tasks = [task.strip() for task in args.tasks.split(",") if task.strip()]
+    repeated = sorted({task for task in tasks if tasks.count(task) > 1})
+    if repeated:  # the table would list them twice, and be another collection than the same tasks once
+        raise InvalidInputError(f"--tasks names {repeated} twice; give each task once")
     pool = bundled_pool(names=wanted, meter=args.meter)  # only the models asked for need to be set up
     check_meter(args.meter, pool)  # before any model loads
     try:
         table = collect(
             pool,
             args.out,
-            tasks=[task.strip() for task in args.tasks.split(",") if task.strip()],
+            tasks=tasks,
             limit=args.limit,
             seed=args.seed,
             batch_size=args.batch_size,
@@ -136,7 +140,7 @@ def _verify(args: argparse.Namespace) -> int:
 
     signal = SelfVerification(samples=args.samples, seed=args.seed)  # checks --samples before any model loads
     check_table_suffix(args.out, "--out")
-    check_output_file("--out", args.out, not_to={"--table": args.table})
+    check_output_file("--out", args.out, not_to={"--table": args.table}, writable=True)
     table = read_table(args.table)
     wanted = set(table.columns["model"])
     pool = [b for b in bundled_pool(names=sorted(wanted), meter=args.meter) if b.info.name in wanted]

@@ -64,6 +64,9 @@ def demo_stream(tasks: Sequence[str] = DEMO_TASKS, queries: int = 48, seed: int 
         raise InvalidInputError(f"queries must be at least 1, got {queries}")
     if not tasks:
         raise InvalidInputError("give at least one task")
+    repeated = sorted({task for task in tasks if tasks.count(task) > 1})
+    if repeated:  # its prompts would be drawn, and answered, twice
+        raise InvalidInputError(f"tasks named twice: {repeated}; give each task once")
     from greenserv_core.evaluation.collect import check_scored_tasks
 
     check_scored_tasks(tasks, "the demo")

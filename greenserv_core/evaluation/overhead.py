@@ -21,6 +21,7 @@ import numpy as np
 
 from greenserv_core.backends.fake import FakeBackend
 from greenserv_core.datasets import load_task
+from greenserv_core.errors import InvalidInputError
 from greenserv_core.evaluation.prompt_files import read_prompts
 from greenserv_core.features import FeatureExtractor, instruction_text
 from greenserv_core.features.bundled import bundled_features
@@ -145,11 +146,12 @@ class OverheadReport:
         ]
 
 
-def _machine(device: str) -> str:
+def _machine(device: str, embedders: Sequence[str]) -> str:
+    """The machine, and the GPU MiniLM ran on when it was timed there."""
     import torch
 
     where = f"machine: {device_name()}, torch threads {torch.get_num_threads()}"
-    if device.startswith("cuda"):
+    if device.startswith("cuda") and "minilm" in embedders:
         where += f", MiniLM on {device_name(device)}"
     return where
 
@@ -176,6 +178,10 @@ def run_overhead(
     prompts; ``device`` is where MiniLM embeds (``"cuda"`` on a GPU machine). ``progress``
     shows a bar over the timings (updated between them, never during one).
     """
+    for kind, names in (("embedders", embedders), ("strategies", strategies)):
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:  # the rows of each would be divided by the other's times
+            raise InvalidInputError(f"{kind} named twice: {repeated}; each is timed once")
     prompts = read_prompts(prompts_file, limit=queries) if prompts_file else overhead_prompts(queries, seed)
     measured_rows: list[tuple[str, str, str, tuple[float, float, float], float]] = []
     budgets = (None, energy_budget) if energy_budget is not None else (None,)
@@ -216,5 +222,5 @@ def run_overhead(
         )
         for embedder, strategy, label, times, ratio in measured_rows
     ]
-    machine = f"{_machine(device)}, {len(prompts)} distinct real prompts, {models} models"
+    machine = f"{_machine(device, embedders)}, {len(prompts)} distinct real prompts, {models} models"
     return OverheadReport(machine, rows)

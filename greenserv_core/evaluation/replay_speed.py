@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from greenserv_core.errors import InvalidInputError
 from greenserv_core.evaluation.replay import default_features, replay
 from greenserv_core.evaluation.simulate import read_calibration, simulate_table
 from greenserv_core.features import FeatureExtractor, SentenceTransformerEmbedder
@@ -88,6 +89,13 @@ def run_replay_speed(
         make_features = functools.partial(default_features, embedder=embedder)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     calibration_rows = read_calibration(calibration)
+    with_mmlu = {c.model for c in calibration_rows if c.task == "mmlu"}
+    lacking = sorted({c.model for c in calibration_rows} - with_mmlu)
+    if lacking:  # the tasks below borrow the MMLU rows; simulate_table would name the first borrower instead
+        raise InvalidInputError(
+            f"{calibration}: the speed-only table needs an 'mmlu' row for every model (its rows are lent to "
+            f"{', '.join(_BORROWING)}); none for {lacking}"
+        )
     borrowed = [dataclasses.replace(c, task=task) for task in _BORROWING for c in calibration_rows if c.task == "mmlu"]
     tasks = sorted({c.task for c in calibration_rows}) + list(_BORROWING)
     table = simulate_table(calibration_rows + borrowed, queries_per_task=queries_per_task, tasks=tasks, seed=0)

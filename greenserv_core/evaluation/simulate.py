@@ -151,7 +151,7 @@ def _calibration_row(path: Path, number: int, row: dict[str, str | None]) -> Cal
             f"(1 for multiple choice), got {field('max_new_tokens')!r}"
         )
     low, median, high = quartiles
-    return Calibration(row["model"] or "", row["task"] or "", accuracy, low, median, high, int(tokens))
+    return Calibration(field("model"), field("task"), accuracy, low, median, high, int(tokens))
 
 
 def _expected_accuracy(a: float, beta: float) -> float:

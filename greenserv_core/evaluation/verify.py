@@ -109,7 +109,10 @@ def verify_table(
         "verification": verification,
     }
     verified = OutcomeTable({**columns, "confidence": confidence, "confidence_joules": asking}, metadata)
-    write_table(verified, out)
+    try:
+        write_table(verified, out)
+    except OSError as error:  # a clear line, not a traceback after the work
+        raise InvalidInputError(f"cannot write the table {out}: {error.strerror or error}") from error
     return verified
 
 
