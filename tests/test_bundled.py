@@ -116,3 +116,34 @@ def test_a_pool_of_one_bundled_model_may_name_it_as_a_string(monkeypatch: pytest
     monkeypatch.setattr(bundled, "bundled_spec", lambda name: name)
     monkeypatch.setattr(transformers, "TransformersBackend", lambda spec, **options: spec)
     assert bundled.bundled_pool("gemma-3-270m") == ["gemma-3-270m"]  # type: ignore[comparison-overlap]  # not its letters
+
+
+def test_threads_converting_one_model_at_once_leave_it_whole(
+    fake_cache: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import itertools
+    import threading
+    import time
+
+    from .conftest import errors_in_threads
+
+    started, calls, parts = threading.Event(), itertools.count(), [f"part{i}.safetensors" for i in range(4)]
+
+    def slow_convert(source: Path, out: Path) -> None:  # the other thread looks for the model meanwhile
+        fake_cache.append(out)
+        out.mkdir(parents=True)
+        started.set()
+        for part in parts:
+            time.sleep(0.05)
+            (out / part).write_text("weights")
+
+    def convert() -> Path:
+        if next(calls) > 0:  # the second thread starts once the first is converting
+            started.wait(5)
+        return bundled.ensure_converted("toy")
+
+    monkeypatch.setattr(bundled, "convert_gguf", slow_convert)
+    assert errors_in_threads(convert) == []
+    target = bundled.converted_dir("toy")
+    assert len(fake_cache) == 1 and sorted(p.name for p in target.iterdir()) == sorted([bundled.MARKER, *parts])
+    assert [p.name for p in target.parent.iterdir()] == ["toy"]  # no partial folder left

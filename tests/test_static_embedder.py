@@ -297,3 +297,78 @@ def test_two_embedders_used_first_at_once_distil_the_default_model_once(
     for thread in threads:
         thread.join()
     assert shapes == [(1, 8), (1, 8)] and calls == [target]
+
+
+def test_distilling_over_a_folder_of_other_files_is_refused_before_the_work(
+    tiny_static: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import greenserv_core.features.static_embedder as static
+
+    source = tmp_path / "source"
+    source.mkdir()
+    shutil.copyfile(bundled_minilm_path() / "tokenizer.json", source / "tokenizer.json")
+    passes: list[int] = []
+
+    def token_vectors(*args: object) -> np.ndarray:  # no transformer: the refusal comes before it
+        passes.append(len(args[1]))  # type: ignore[arg-type]
+        return np.random.default_rng(0).normal(size=(len(args[1]), 16)).astype(np.float32)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(static, "_token_vectors", token_vectors)
+    project = tmp_path / "project"
+    (project / "data").mkdir(parents=True)
+    (project / "notes.txt").write_text("months of work")
+    foreign = tmp_path / "foreign"  # another model's config beside a static model's file names
+    foreign.mkdir()
+    (foreign / "config.json").write_text('{"model_type": "bert"}')
+    (foreign / "tokenizer.json").write_text("{}")
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    for out in (project, foreign, a_file):
+        with pytest.raises(InvalidInputError, match="not a static embedder's folder"):
+            distill_static(source, out, dimension=8, show_progress=False)
+    assert passes == [] and (project / "notes.txt").read_text() == "months of work" and (project / "data").is_dir()
+    assert (foreign / "config.json").exists() and a_file.read_text() == "x"
+
+    earlier, damaged, empty = tmp_path / "earlier", tmp_path / "damaged", tmp_path / "empty"
+    shutil.copytree(tiny_static, earlier)
+    shutil.copytree(tiny_static, damaged)
+    (damaged / "config.json").write_text('{"format": "greenserv-static-embed')  # cut short
+    (damaged / "vectors.npy").unlink()
+    empty.mkdir()
+    for out in (earlier, damaged, empty):  # an earlier or damaged static model is replaced
+        distill_static(source, out, dimension=8, show_progress=False)
+        assert sorted(p.name for p in out.iterdir()) == ["config.json", "tokenizer.json", "vectors.npy"]
+        assert StaticEmbedder(out).embed(["hello"]).shape == (1, 8)
+    assert len(passes) == 3
+
+
+@pytest.mark.parametrize("damage", ["tokenizer.json", "vectors.npy", "config.json", "config.json cut short"])
+def test_a_damaged_model_names_its_file_and_setup_distils_it_again(
+    damage: str, tiny_static: Path, tmp_path: Path
+) -> None:
+    from greenserv_core.cli.chat import _static_matches
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_static, folder)
+    file = folder / damage.split()[0]
+    if damage == "config.json cut short":
+        file.write_text('{"format": "greenserv-static-embed')
+    elif damage == "config.json":
+        file.write_text('{"format": "greenserv-static-embedder", "version": 1}')  # no fingerprint
+    else:
+        file.unlink()
+    with pytest.raises(MissingResourceError, match=rf"{file.name} is .*greenserv setup"):
+        StaticEmbedder(folder).embed(["hi"])
+    assert not _static_matches(folder)  # so `greenserv setup` distils it again
+
+
+def test_sizes_are_whole_numbers_numpy_ones_too(tiny_static: Path) -> None:
+    embedder = StaticEmbedder(tiny_static, max_tokens=np.int64(64), cache_size=np.int64(8))  # type: ignore[arg-type]
+    assert embedder.embed(["hi"]).shape == (1, 8)
+    assert type(embedder.max_tokens) is int and type(embedder.cache_size) is int
+    for bad in (100.5, "256", True, 0):
+        with pytest.raises(InvalidInputError, match="max_tokens must be an integer >= 1"):
+            StaticEmbedder(tiny_static, max_tokens=bad)  # type: ignore[arg-type]
+    for bad in (8.0, "8", False, -1):
+        with pytest.raises(InvalidInputError, match="cache_size must be an integer >= 0"):
+            StaticEmbedder(tiny_static, cache_size=bad)  # type: ignore[arg-type]

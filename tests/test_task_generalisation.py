@@ -119,3 +119,29 @@ def test_the_bundled_static_classifier_reads_a_geometry_problem_with_a_drawing_a
     text = instruction_text(prompt)
     assert "[figure]" in text and "pair" not in text
     assert classifier.predict(embedder.embed([text])[0], text).label == "math_word_problem"
+
+
+def test_a_triviaqa_question_is_in_one_split_asked_alone_or_after_a_passage() -> None:
+    sources = task_dataset._sources()
+
+    def questions(name: str, split: task_dataset.Split) -> set[str]:
+        return {ex.question for ex in sources[name].pool(split) if isinstance(ex, task_dataset.TaskExample)}
+
+    alone, after_a_passage = "triviaqa", "triviaqa_evidence"
+    assert questions(after_a_passage, "train") and questions(after_a_passage, "test")
+    assert questions(alone, "train").isdisjoint(questions(after_a_passage, "test"))
+    assert questions(alone, "test").isdisjoint(questions(after_a_passage, "train"))
+
+
+def test_the_dataset_takes_numpy_integers_and_refuses_other_sizes_and_seeds() -> None:
+    import numpy as np
+
+    same = build_task_dataset(per_label=3, seed=1, labels=["code"])
+    assert build_task_dataset(per_label=np.int64(3), seed=np.int64(1), labels=["code"]) == same  # type: ignore[arg-type]
+    assert build_task_dataset(per_label=0, labels=["code"]) == []
+    for bad in (-5, 2.5, "3", True):
+        with pytest.raises(InvalidInputError, match="per_label must be an integer of 0 or more"):
+            build_task_dataset(per_label=bad)  # type: ignore[arg-type]
+    for bad_seed in (1.5, "1", None):
+        with pytest.raises(InvalidInputError, match="seed must be an integer"):
+            build_task_dataset(per_label=3, seed=bad_seed)  # type: ignore[arg-type]

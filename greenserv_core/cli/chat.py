@@ -64,13 +64,19 @@ DEMO_QUERIES = (
 
 
 def _static_matches(folder: Path) -> bool:
-    """Whether ``folder`` holds the static embedder the bundled static classifier was trained on."""
+    """Whether ``folder`` holds the static embedder the bundled static classifier was trained on
+    (a damaged one does not: it is distilled again)."""
+    from greenserv_core.errors import MissingResourceError
     from greenserv_core.features.bundled import bundled_classifier
     from greenserv_core.features.static_embedder import StaticEmbedder
 
     if not (folder / "config.json").exists():
         return False
-    return StaticEmbedder(folder).name == bundled_classifier("static").embedder_name_
+    try:
+        name = StaticEmbedder(folder).name
+    except MissingResourceError:  # a file missing or unreadable
+        return False
+    return name == bundled_classifier("static").embedder_name_
 
 
 def _setup(args: argparse.Namespace) -> int:

@@ -84,6 +84,7 @@ def train_task_classifier(
 def main(argv: Sequence[str] | None = None) -> None:
     """Train a task classifier for a bundled embedder, score it (in distribution, and on the
     held-out sources of :mod:`~greenserv_core.evaluation.task_generalisation`) and write it."""
+    from greenserv_core.cli.common import check_output_file
     from greenserv_core.features.bundled import EMBEDDERS, bundled_embedder
 
     parser = argparse.ArgumentParser(description="Train the task-type classifier of a bundled embedder.")
@@ -97,6 +98,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--per-source", type=int, default=200, help="prompts per held-out source (0: skip)")
     parser.add_argument("--out", type=Path, required=True, help="e.g. greenserv_core/data/task_classifier.json")
     args = parser.parse_args(argv)
+    check_output_file("--out", str(args.out), writable=True)  # before the training: a missing folder is made
     embedder = bundled_embedder(args.embedder)
     C = BUNDLED_C[args.embedder] if args.C is None else args.C
     classifier = train_task_classifier(
@@ -111,6 +113,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "per_source": {row.source: round(row.accuracy, 4) for row in report.rows},
             "prompts_per_source": args.per_source,
         }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     classifier.save(args.out)
     print(json.dumps(classifier.metrics_, indent=2))
     print(f"wrote {args.out}")

@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import operator
 import os
 import shutil
 import threading
@@ -61,6 +62,8 @@ _SKIPPED_TOKEN_PREFIX = "[unused"  # BERT's reserved placeholders: never produce
 _DEFAULT_MAX_TOKENS = 512
 """The tokens per text the bundled task classifiers were trained on."""
 _SETUP_HINT = "run `greenserv setup` to distil it from the bundled all-MiniLM-L6-v2"
+_MODEL_FILES = frozenset({"config.json", "tokenizer.json", "vectors.npy"})
+"""The files :func:`distill_static` writes into a model's folder."""
 _DISTIL_LOCK = threading.RLock()
 """Held while a distilled model replaces its folder, and while the default model is distilled on
 first use (the instances' own locks do not keep two embedders from distilling at once)."""
@@ -97,6 +100,33 @@ def _pca(vectors: np.ndarray, dimension: int) -> np.ndarray:
     signs = np.sign(axes[np.argmax(np.abs(axes), axis=0), np.arange(axes.shape[1])])
     projected: np.ndarray = centred @ (axes * signs)
     return projected
+
+
+def _read_config(folder: Path) -> dict[str, Any] | None:
+    """The JSON object in ``folder``'s ``config.json``, or ``None`` when there is none (missing or unreadable)."""
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return config if isinstance(config, dict) else None
+
+
+def _check_replaceable(target: Path) -> None:
+    """:class:`InvalidInputError` unless distilling into ``target`` loses nothing but a static model: it
+    is missing or empty, holds a static model, or only a damaged one's files (none of another format)."""
+    if not target.exists():
+        return
+    if target.is_dir():
+        entries = list(target.iterdir())
+        config = _read_config(target)
+        if not entries or (config is not None and config.get("format") == _FORMAT):
+            return
+        if config is None and all(entry.is_file() and entry.name in _MODEL_FILES for entry in entries):
+            return  # a damaged static model (a file gone, config.json corrupt): distilled again
+    raise InvalidInputError(
+        f"{target} exists and is not a static embedder's folder: distilling would replace it; "
+        "give a new or empty folder as out"
+    )
 
 
 def _fingerprint(source: Path, recipe: dict[str, Any]) -> str:
@@ -169,7 +199,8 @@ def distill_static(
 
     ``source`` defaults to the bundled all-MiniLM-L6-v2 and ``out`` to
     :func:`static_model_dir`. Writes ``vectors.npy`` (vocabulary × ``dimension``, float32),
-    the source's ``tokenizer.json`` and a ``config.json``; returns ``out``.
+    the source's ``tokenizer.json`` and a ``config.json``; returns ``out``. An ``out`` that holds
+    anything but a static model (an earlier or damaged one is replaced) is refused before the work.
 
     >>> distill_static()            # doctest: +SKIP
     PosixPath('.../static/minilm-static-v2')
@@ -185,6 +216,7 @@ def distill_static(
         raise InvalidInputError(f"sif_coefficient must be in (0, 1), got {sif_coefficient}")
     source_path = Path(source) if source is not None else bundled_minilm_path()
     target = Path(out) if out is not None else static_model_dir()
+    _check_replaceable(target)  # before the long work
     tokenizer_file = source_path / "tokenizer.json"
     if not tokenizer_file.exists():
         raise MissingResourceError(f"{tokenizer_file} is missing: a fast tokenizer is needed to distil")
@@ -223,6 +255,7 @@ def distill_static(
         shutil.copyfile(tokenizer_file, partial / "tokenizer.json")
         (partial / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
         with _DISTIL_LOCK:  # another thread's swap must not run between this one's rmtree and replace
+            _check_replaceable(target)  # nothing else was put there meanwhile
             shutil.rmtree(target, ignore_errors=True)
             os.replace(partial, target)  # a crash never leaves a half-written model behind
     except BaseException:
@@ -247,6 +280,31 @@ def _distil_default(path: Path) -> None:
         distill_static(out=path)
 
 
+def _whole(name: str, value: Any, low: int) -> int:
+    """``value`` as an ``int`` of at least ``low`` (a numpy integer too), else :class:`InvalidInputError`.
+
+    >>> _whole("cache_size", np.int64(8), 0)
+    8
+    >>> _whole("max_tokens", 2.5, 1)
+    Traceback (most recent call last):
+    ...
+    greenserv_core.errors.InvalidInputError: max_tokens must be an integer >= 1, got 2.5
+    """
+    try:
+        whole = operator.index(value) if not isinstance(value, bool) else None
+    except TypeError:
+        whole = None
+    if whole is None or whole < low:
+        raise InvalidInputError(f"{name} must be an integer >= {low}, got {value!r}")
+    return whole
+
+
+def _damaged(file: Path, error: BaseException) -> MissingResourceError:
+    """The error for a static model's file that is missing or cannot be read."""
+    what = "missing" if not file.exists() else f"damaged ({error})"
+    return MissingResourceError(f"{file} is {what}: the static embedder is incomplete; {_SETUP_HINT}")
+
+
 class StaticEmbedder:
     """Embeds texts by averaging distilled static token vectors. No torch at query time.
 
@@ -266,10 +324,7 @@ class StaticEmbedder:
     def __init__(
         self, model_path: str | Path | None = None, *, max_tokens: int = _DEFAULT_MAX_TOKENS, cache_size: int = 4096
     ) -> None:
-        if max_tokens < 1:
-            raise InvalidInputError(f"max_tokens must be >= 1, got {max_tokens}")
-        if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
-            raise InvalidInputError(f"cache_size must be an integer >= 0, got {cache_size!r}")
+        max_tokens, cache_size = _whole("max_tokens", max_tokens, 1), _whole("cache_size", cache_size, 0)
         self.model_path = model_path
         self.max_tokens = max_tokens
         self.cache_size = cache_size
@@ -289,13 +344,21 @@ class StaticEmbedder:
                         _distil_default(path)
                     if not config_file.exists():
                         raise MissingResourceError(f"no static embedder at {path}; {_SETUP_HINT}")
-                    config = json.loads(config_file.read_text(encoding="utf-8"))
-                    if config.get("format") != _FORMAT:
+                    config = _read_config(path)
+                    if config is not None and config.get("format") != _FORMAT:
                         raise MissingResourceError(f"{path} is not a GreenServ static embedder; {_SETUP_HINT}")
-                    tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+                    if config is None or not {"source", "dimension", "fingerprint"} <= config.keys():
+                        raise MissingResourceError(f"{config_file} is damaged; {_SETUP_HINT}")
+                    try:
+                        tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+                    except Exception as error:  # tokenizers raises a bare Exception (a missing file too)
+                        raise _damaged(path / "tokenizer.json", error) from error
                     tokenizer.no_padding()
                     tokenizer.enable_truncation(self.max_tokens)
-                    vectors = np.load(path / "vectors.npy")
+                    try:
+                        vectors = np.load(path / "vectors.npy")
+                    except (OSError, ValueError, EOFError) as error:
+                        raise _damaged(path / "vectors.npy", error) from error
                     self._loaded = (tokenizer, np.ascontiguousarray(vectors, dtype=np.float32), config)
         return self._loaded
 

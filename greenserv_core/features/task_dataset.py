@@ -607,14 +607,16 @@ def _trivia_evidence() -> tuple[TaskExample, ...]:
     pairs = []
     for ex in _examples("triviaqa"):
         words = {w.lower() for w in _WORD.findall(ex.question)}
-        asked = ex.question.lower()
+        asked, test = ex.question.lower(), in_test_split(_split_key(ex))
         for alias in (a for a in ex.aliases if len(a) >= 5 and a[0].isupper() and a.lower() not in asked):
             head = _WORD.findall(alias)
             candidates = by_word.get(head[0], []) if head else []
             found = [
                 i
                 for i in candidates
-                if alias in passages[i] and len(words & {w.lower() for w in _WORD.findall(passages[i])}) >= 2
+                if alias in passages[i]
+                and len(words & {w.lower() for w in _WORD.findall(passages[i])}) >= 2
+                and in_test_split(passages[i]) == test  # the question's split is the passage's
             ]
             if found:
                 pairs.append(
@@ -819,15 +821,20 @@ def build_task_dataset(
     per_label: int = 250, seed: int = 0, *, split: Split = "train", labels: Sequence[str] = TASK_TYPES
 ) -> list[LabelledPrompt]:
     """``per_label`` prompts for each task type, from one split, shuffled, reproducible by ``seed``."""
+    count, start = olmo_eval._whole(per_label), olmo_eval._whole(seed)  # a numpy integer is taken as its int
+    if count is None or count < 0:
+        raise InvalidInputError(f"per_label must be an integer of 0 or more, got {per_label!r}")
+    if start is None:
+        raise InvalidInputError(f"seed must be an integer, got {seed!r}")
     if split not in ("train", "test"):
         raise InvalidInputError(f"split must be 'train' or 'test', got {split!r}")
     unknown = set(labels) - set(TASK_TYPES)
     if unknown:
         raise InvalidInputError(f"unknown task types {sorted(unknown)}; known: {list(TASK_TYPES)}")
     assert training_benchmarks().isdisjoint(NEVER_TRAINED), "a held-out source is listed for training"
-    rng = random.Random(seed)
+    rng = random.Random(start)
     sources = _sources()
-    dataset = [item for label in labels for item in _label_examples(label, per_label, split, rng, sources)]
+    dataset = [item for label in labels for item in _label_examples(label, count, split, rng, sources)]
     dataset = list({item.text: item for item in dataset}.values())  # one of each text (MBPP repeats some)
     rng.shuffle(dataset)
     return dataset

@@ -20,6 +20,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -48,6 +49,9 @@ __all__ = [
 
 MARKER = ".greenserv-complete"
 SETUP_HINT = "run `greenserv setup` (or ./setup.sh)"
+_CONVERT_LOCK = threading.Lock()
+"""Held while this process converts a model: its threads share one partial folder (named by the process
+id), which another of them would otherwise delete as stale; the second thread finds the model converted."""
 
 
 @dataclass(frozen=True)
@@ -147,6 +151,14 @@ def ensure_converted(name: str) -> Path:
         raise MissingResourceError(f"no bundled model named {name!r}; bundled: {sorted(BUNDLED_MODELS)}")
     target = converted_dir(name)
     if (target / MARKER).exists():
+        return target
+    with _CONVERT_LOCK:
+        return _convert(name, target)
+
+
+def _convert(name: str, target: Path) -> Path:
+    """Convert the bundled model ``name`` into ``target`` (under :data:`_CONVERT_LOCK`)."""
+    if (target / MARKER).exists():  # another thread converted it meanwhile
         return target
     if target.exists():  # no completion marker: half-written or foreign, never loaded
         shutil.rmtree(target)
