@@ -791,6 +791,8 @@ def test_a_stream_closed_early_lowers_the_guards_cap_on_the_next_answer() -> Non
         ({"window_s": 60.0, "arrival_rate": -1.0}, "arrival_rate"),
         ({"window_s": 1e10, "arrival_rate": 1e300}, "energy budget"),  # inf J a window: refused before any replay
         ({"strategy": "oracle"}, "oracle is never paced"),
+        ({"strategy": "vw-squarecb"}, "peer 'vw-squarecb' cannot be paced"),
+        ({"strategy": "mabwiser-linucb"}, "peer 'mabwiser-linucb' cannot be paced"),
         ({"strategy": "no-such-policy"}, "unknown strategy 'no-such-policy'"),
         ({"price_on": "watts"}, "price_on"),
         ({"tradeoffs": ()}, "at least one tradeoff"),  # was taken, with an empty fixed-λ front

@@ -15,9 +15,10 @@ import pytest
 from greenserv_core import GreenServRouter, cli
 from greenserv_core.bandits import Policy
 from greenserv_core.bandits.registry import make_policy
+from greenserv_core.budget import EnergyBudget
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.evaluation.extras import MissingExtraError
-from greenserv_core.evaluation.learning_curves import newcomer_time, readapt_time, trailing_share
+from greenserv_core.evaluation.learning_curves import newcomer_time, readapt_time, share_around, trailing_share
 from greenserv_core.evaluation.replay import PoolChange, Shift, replay
 from greenserv_core.evaluation.shifts import shift_outcomes
 from greenserv_core.evaluation.table import OutcomeTable, write_table
@@ -175,6 +176,29 @@ def test_a_shift_lowers_the_models_accuracy_and_policies_re_adapt() -> None:
     assert learned["reached"] == 1 and 100 < learned["runs"][0] < 540
     with pytest.raises(InvalidInputError, match="does not have"):
         quick(table, ["oracle"], shifts=[Shift.parse("huge@3:energy*2")])
+
+
+def test_a_shifts_and_a_newcomers_targets_end_at_the_next_shift_or_pool_change() -> None:
+    """The new optimum after a shift or a join is measured up to the next shift or pool change,
+    not over the later stretches to the end of the stream (200 queries here)."""
+    table = two_model_table(100, good=0.9, bad=0.5)
+    options: dict[str, Any] = {"runs": 1, "tradeoff": 0.0, "horizons": [50]}
+    twice = [Shift.parse("good@60:accuracy-0.8"), Shift.parse("good@100:accuracy+0.8")]
+    first, second = quick(table, ["static:good"], shifts=twice, **options)["shifts"]
+    assert first["new_optimum_share"]["mean"] == 0.0  # bad is every task's best over [60, 100); was 1.0
+    assert first["strategies"]["static:good"]["readapt_steps"]["mean"] is None  # it never turns away; was 1
+    assert second["new_optimum_share"]["mean"] == 1.0
+    joins = [PoolChange("add", "bad", 100)]
+    [alone] = quick(table, ["static:good"], shifts=twice[:1], changes=joins, **options)["shifts"]
+    assert alone["new_optimum_share"]["mean"] == 1.0  # good is alone in the pool until bad joins; was 0.0
+    later = [Shift.parse("good@80:accuracy-0.8")]
+    [newcomer] = quick(table, ["static:bad"], shifts=later, changes=[PoolChange("add", "good", 40)], **options)[
+        "newcomers"
+    ]
+    assert newcomer["new_optimum_share"]["mean"] == 1.0  # good is best until its shift at 80; was 0.0
+    picked = np.array([0] * 100 + [1] * 50 + [0] * 50, dtype=bool)
+    assert share_around(picked, 100) == (0.0, 0.5)
+    assert share_around(picked, 100, stop=150) == (0.0, 1.0)  # up to the next shift or pool change
 
 
 def test_trailing_shares_re_adaptation_and_newcomer_times() -> None:
@@ -438,6 +462,11 @@ def test_peers_are_refused_with_a_warm_start_whose_rows_they_would_learn_on_anot
         replay(two_model_table(20), ["epsilon", "vw-squarecb"], runs=1, warm_start=2, horizons=())
 
 
+def test_peers_are_refused_under_an_energy_budget_that_would_override_their_choices() -> None:
+    with pytest.raises(InvalidInputError, match=r"peers \['vw-squarecb'\] cannot be paced: .* routed by nobody"):
+        replay(two_model_table(20), ["epsilon", "vw-squarecb"], runs=1, energy_budget=EnergyBudget.per_query(2.0))
+
+
 def _never(*args: Any, **kwargs: Any) -> Any:
     raise AssertionError("the work ran before the strategies were checked")
 
@@ -452,6 +481,10 @@ def _never(*args: Any, **kwargs: Any) -> Any:
         (["random", "static:good"], {"changes": [PoolChange("add", "good", 2)]}, "a pool change leaves out"),
         (["random", "static:good"], {"changes": [PoolChange("remove", "good", 2)]}, "a pool change leaves out"),
         (["random", "static"], {"policy_params": {"static": {"arm": "nope"}}}, "the table does not have"),
+        (["random"], {"policy_params": {"linucb": {"alpha": 0.3}}}, r"\['linucb'\], which are not among"),
+        (["random", "vw-epsilon"], {"policy_params": {"vw-epsilon": {"epsilon": 1.0}}}, r"\['vw-epsilon'\] take no"),
+        (["random", "task-thompson"], {"policy_params": {"task-thompson": {"nope": 1}}}, "policies only"),
+        (["random", "oracle"], {"policy_params": {"oracle": {}}}, r"\['oracle'\] take no parameters"),
     ],
 )
 def test_every_strategy_is_checked_before_the_warm_up_and_any_run(

@@ -41,7 +41,14 @@ from greenserv_core.errors import InvalidInputError
 from greenserv_core.evaluation.budget_report import static_mix
 from greenserv_core.evaluation.diagnostics import DIAGNOSTICS
 from greenserv_core.evaluation.frontier import hull_quality_at
-from greenserv_core.evaluation.replay import baselines, default_features, peer_strategies, replay, stream_order
+from greenserv_core.evaluation.replay import (
+    PEERS_UNPACED,
+    baselines,
+    default_features,
+    peer_strategies,
+    replay,
+    stream_order,
+)
 from greenserv_core.evaluation.sweep import sweep
 from greenserv_core.evaluation.table import OutcomeTable
 from greenserv_core.features.extractor import FeatureExtractor
@@ -74,14 +81,17 @@ def _positive_finite(value: object) -> bool:
 
 
 def _check_strategy(strategy: str) -> None:
-    """A strategy a budget can pace: a policy, a diagnostic or a peer (the oracle is never paced)."""
+    """A strategy a budget can pace: a policy or a diagnostic (never the oracle, nor a peer: see
+    :data:`~greenserv_core.evaluation.replay.PEERS_UNPACED`)."""
     from greenserv_core.bandits.registry import POLICIES, strategy_forms
 
     if strategy == "oracle":
-        raise InvalidInputError("the oracle is never paced: a budget sweep takes a policy, a diagnostic or a peer")
-    if not isinstance(strategy, str) or (
-        strategy.partition(":")[0] not in POLICIES and strategy not in DIAGNOSTICS and not peer_strategies([strategy])
-    ):
+        raise InvalidInputError("the oracle is never paced: a budget sweep takes a policy or a diagnostic")
+    if isinstance(strategy, str) and peer_strategies([strategy]):
+        raise InvalidInputError(
+            f"the peer {strategy!r} cannot be paced: {PEERS_UNPACED}; a budget sweep takes a policy or a diagnostic"
+        )
+    if not isinstance(strategy, str) or (strategy.partition(":")[0] not in POLICIES and strategy not in DIAGNOSTICS):
         raise InvalidInputError(
             f"unknown strategy {strategy!r}; choose one of {', '.join(strategy_forms())} or the diagnostics "
             f"{', '.join(DIAGNOSTICS)}"

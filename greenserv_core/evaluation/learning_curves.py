@@ -10,9 +10,9 @@ All of it is numpy over a run's steps (step = position in the run's own stream).
 * Re-adaptation to a :class:`~greenserv_core.evaluation.shifts.Shift`: the number of decisions
   from the shift's step (inclusive) until the model's share of the last ``WINDOW`` decisions
   first comes within ``MARGIN`` of its share under the new optimum (the share of post-shift
-  queries whose task's best fixed model, by mean reward on the post-shift outcomes, is that
-  model): at or below it + ``MARGIN`` when the model got worse, at or above it − ``MARGIN``
-  when it got better.
+  queries, up to the next shift or pool change, whose task's best fixed model, by mean reward
+  on the post-shift outcomes, is that model): at or below it + ``MARGIN`` when the model got
+  worse, at or above it − ``MARGIN`` when it got better.
 * Newcomer: the number of decisions from a model's joining step until its share of the last
   ``WINDOW`` decisions first reaches half of its final share (its share of the last ``AROUND``
   steps, or of the last 20% of the steps since it joined when that is fewer).
@@ -168,10 +168,13 @@ def _first(condition: np.ndarray, step: int) -> int | None:
     return int(hits[0]) + 1 if hits.size else None
 
 
-def new_optimum_share(reward: np.ndarray, present: np.ndarray, task_index: np.ndarray, step: int, column: int) -> float:
-    """The share of the queries from ``step`` on whose task's best fixed model, by mean reward
-    over those queries (models present only), is ``column``."""
-    after = slice(step, None)
+def new_optimum_share(
+    reward: np.ndarray, present: np.ndarray, task_index: np.ndarray, step: int, column: int, stop: int | None = None
+) -> float:
+    """The share of the queries from ``step`` on (to ``stop``, excluded: the next shift or pool
+    change) whose task's best fixed model, by mean reward over those queries (models present
+    only), is ``column``."""
+    after = slice(step, stop)
     values, mask, tasks = reward[after], present[after], task_index[after]
     if not len(tasks):
         return 0.0
@@ -193,9 +196,13 @@ def readapt_time(chosen: np.ndarray, step: int, target: float, *, worsens: bool)
     return _first(met, step)
 
 
-def share_around(chosen: np.ndarray, step: int, span: int = AROUND) -> tuple[float | None, float | None]:
-    """The share of ``chosen`` over the ``span`` steps before ``step`` and the ``span`` from it."""
-    before, after = chosen[max(0, step - span) : step], chosen[step : step + span]
+def share_around(
+    chosen: np.ndarray, step: int, span: int = AROUND, stop: int | None = None
+) -> tuple[float | None, float | None]:
+    """The share of ``chosen`` over the ``span`` steps before ``step`` and the ``span`` from it
+    (fewer if ``stop``, the next shift or pool change, comes first)."""
+    end = step + span if stop is None else min(step + span, stop)
+    before, after = chosen[max(0, step - span) : step], chosen[step:end]
     return (float(before.mean()) if len(before) else None, float(after.mean()) if len(after) else None)
 
 

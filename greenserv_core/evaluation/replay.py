@@ -98,6 +98,7 @@ from greenserv_core.router import GreenServRouter
 from greenserv_core.routing.learner import EnergyScaleName
 
 __all__ = [
+    "PEERS_UNPACED",
     "REPLAY_ENERGY_SCALES",
     "PoolChange",
     "ReplayEnergyScale",
@@ -116,6 +117,12 @@ __all__ = [
 ]
 
 _CURVE_POINTS = 200
+PEERS_UNPACED = (
+    "an energy budget reads a peer's scores (a VW peer's probabilities, MABWiser's rewards net of cost) as accuracy "
+    "estimates, and the peer learns an answer the budget sent to another model than it chose as routed by nobody, "
+    "on another scale"
+)
+"""Why a replay under an energy budget refuses the peers."""
 
 
 @dataclass(frozen=True)
@@ -617,7 +624,17 @@ def _check_strategies(
     changes: Sequence[PoolChange],
 ) -> None:
     """Build each strategy's policy (or peer) once, so that a bad name or parameter, or a missing
-    extra, is refused before any run; a static policy's model must be in the pool at every step."""
+    extra, is refused before any run; a static policy's model must be in the pool at every step.
+    ``policy_params`` may only name the router's policies among ``strategies`` (others would be ignored)."""
+    from greenserv_core.bandits.registry import POLICIES
+
+    running = {s.split(":")[0] for s in strategies}
+    unused = sorted(set(policy_params) - running)
+    if unused:
+        raise InvalidInputError(f"policy_params names {unused}, which are not among the strategies {sorted(running)}")
+    fixed = sorted(name for name in policy_params if name not in POLICIES)  # peers, diagnostics, the oracle
+    if fixed:
+        raise InvalidInputError(f"policy_params sets the router's policies only; {fixed} take no parameters")
     present = _presence(changes, len(data.queries), data.models)
     left_out = {m for j, m in enumerate(data.models) if not present[:, j].all()}
     for strategy in strategies:
@@ -693,30 +710,48 @@ def _steps(values: list[int | None]) -> dict[str, Any]:
     return {"mean": float(np.mean(done)) if done else None, "runs": values, "reached": len(done)}
 
 
+def _next_step(step: int, shifts: Sequence[Shift], changes: Sequence[PoolChange]) -> int | None:
+    """The first step after ``step`` at which a shift or a pool change comes (``None``: none does).
+
+    >>> _next_step(100, [Shift.parse("a@100:accuracy-0.1"), Shift.parse("a@300:accuracy+0.1")], [])
+    300
+    """
+    later = [s.step for s in shifts if s.step > step] + [c.step for c in changes if c.step > step]
+    return min(later, default=None)
+
+
 def _optimum_shares(
-    results: dict[str, list[RunResult]], make_stream: Callable[[int], _Stream], step: int, column: int
+    results: dict[str, list[RunResult]],
+    make_stream: Callable[[int], _Stream],
+    step: int,
+    column: int,
+    stop: int | None,
 ) -> dict[int, float]:
-    """Per run, the share of the queries from ``step`` on whose task's best fixed model is the
-    model in ``column`` (:func:`new_optimum_share`), on that run's stream."""
+    """Per run, the share of the queries from ``step`` to ``stop`` (the next shift or pool change)
+    whose task's best fixed model is the model in ``column`` (:func:`new_optimum_share`), on
+    that run's stream."""
     shares = {}
     for run in dict.fromkeys(r.run for runs_of in results.values() for r in runs_of):
         stream = make_stream(run)
-        shares[run] = new_optimum_share(stream.reward, stream.present, stream.task_index, step, column)
+        shares[run] = new_optimum_share(stream.reward, stream.present, stream.task_index, step, column, stop)
     return shares
 
 
 def _shift_report(
     shifts: Sequence[Shift],
+    changes: Sequence[PoolChange],
     results: dict[str, list[RunResult]],
     models: list[str],
     make_stream: Callable[[int], _Stream],
 ) -> list[dict[str, Any]]:
     """Per shift: the model's share under the new optimum and, per strategy, the time to re-adapt
-    and the model's share in the ``AROUND`` steps before and after the shift."""
+    and the model's share in the ``AROUND`` steps before and after the shift (the new optimum
+    and the share after it up to the next shift or pool change)."""
     out = []
     for shift in shifts:
         j = models.index(shift.model)
-        targets = _optimum_shares(results, make_stream, shift.step, j)
+        stop = _next_step(shift.step, shifts, changes)
+        targets = _optimum_shares(results, make_stream, shift.step, j, stop)
         per_strategy: dict[str, Any] = {}
         for strategy, runs_of in results.items():
             times: list[int | None] = []
@@ -725,7 +760,7 @@ def _shift_report(
             for result in runs_of:
                 picked = result.chosen == j
                 times.append(readapt_time(picked, shift.step, targets[result.run], worsens=shift.worsens))
-                share = share_around(picked, shift.step)
+                share = share_around(picked, shift.step, stop=stop)
                 before.append(share[0])
                 after.append(share[1])
             per_strategy[strategy] = {
@@ -750,19 +785,20 @@ def _shift_report(
 
 def _newcomer_report(
     changes: Sequence[PoolChange],
+    shifts: Sequence[Shift],
     results: dict[str, list[RunResult]],
     models: list[str],
     make_stream: Callable[[int], _Stream],
 ) -> list[dict[str, Any]]:
     """Per model joining mid-stream, per strategy: the time to reach half of its final share,
-    and half of its share under the new optimum (the queries from its joining on whose task's
-    best fixed model it is)."""
+    and half of its share under the new optimum (the queries from its joining up to the next
+    shift or pool change whose task's best fixed model it is)."""
     out = []
     for change in changes:
         if change.action != "add":
             continue
         j = models.index(change.model)
-        targets = _optimum_shares(results, make_stream, change.step, j)
+        targets = _optimum_shares(results, make_stream, change.step, j, _next_step(change.step, shifts, changes))
         per_strategy: dict[str, Any] = {}
         window = 0
         for strategy, runs_of in results.items():
@@ -858,6 +894,11 @@ def replay(
             f"the peers {peer_strategies(strategies)} would learn a warm start's rows as accuracy alone, on "
             "another scale than the rewards of the answers they route: replay them without warm_start"
         )
+    if energy_budget is not None and peer_strategies(strategies):
+        raise InvalidInputError(
+            f"the peers {peer_strategies(strategies)} cannot be paced: {PEERS_UNPACED}; "
+            "replay them without energy_budget"
+        )
     data, warm = split_warm_start(full, per_task, warm_start)
     _check_changes(changes, data)
     _check_shifts(shifts, data)
@@ -949,8 +990,8 @@ def replay(
         report["stream_baselines"] = _stream_baselines([make_stream(s).baselines for s in seeds])
     report["relative"] = relative(report)
     report["learning_curve"] = _learning_curve(results, make_stream, points)
-    report["shifts"] = _shift_report(shifts, results, data.models, make_stream)
-    report["newcomers"] = _newcomer_report(changes, results, data.models, make_stream)
+    report["shifts"] = _shift_report(shifts, changes, results, data.models, make_stream)
+    report["newcomers"] = _newcomer_report(changes, shifts, results, data.models, make_stream)
     if energy_budget is not None:
         assert spec is not None
         report["budget"] = spend_report(spec, results, lambda run: make_stream(run).data)
