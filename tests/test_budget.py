@@ -245,6 +245,18 @@ def test_a_replay_under_a_budget_reports_its_spend(table: OutcomeTable) -> None:
         )
 
 
+def test_a_guarded_replay_checks_the_runs_its_guard_held(table: OutcomeTable) -> None:
+    budget = 0.5 * float(table.matrices().energy.mean(axis=0).max())
+    report = replay(
+        table,
+        ["epsilon"],
+        runs=1,
+        make_features=make_hashing_extractor,
+        energy_budget=BudgetPacer(EnergyBudget.per_query(budget), window_queries=20),
+    )
+    assert report["budget"]["window_queries"] == 20  # was 300: runs of 500, cut to a quarter of the stream
+
+
 def test_the_budget_sweep_compares_with_both_fronts(table: OutcomeTable, tmp_path: Path) -> None:
     report = budget_sweep(
         table, fractions=(0.5,), tradeoffs=(0.2, 0.6, 1.0), runs=1, make_features=make_hashing_extractor

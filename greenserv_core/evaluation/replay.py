@@ -994,7 +994,9 @@ def replay(
     report["newcomers"] = _newcomer_report(changes, shifts, results, data.models, make_stream)
     if energy_budget is not None:
         assert spec is not None
-        report["budget"] = spend_report(spec, results, lambda run: make_stream(run).data)
+        guard = energy_budget.window_queries if isinstance(energy_budget, BudgetPacer) else None
+        window = {} if guard is None else {"window": guard}  # the runs the guard held are the runs checked
+        report["budget"] = spend_report(spec, results, lambda run: make_stream(run).data, **window)
     return report
 
 
