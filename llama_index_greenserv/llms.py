@@ -219,7 +219,7 @@ class _ToolShaping(BaseModel):
                 if schema is None:
                     continue
                 try:
-                    arguments = schema.model_validate(near["arguments"]).model_dump()
+                    arguments = schema.model_validate(near["arguments"]).model_dump(mode="json")
                 except Exception:  # not even pydantic reads it: it stays refused
                     continue
                 calls = [*calls, {**near, "arguments": arguments}]

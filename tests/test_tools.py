@@ -238,3 +238,70 @@ def test_openai_tool_names_may_start_with_a_digit_and_a_null_description_is_empt
     render = ToolSpec.from_openai({"name": "3d_render", "parameters": {"type": "object", "properties": {}}})
     [call] = parse_tool_calls('<tool_call>{"name": "3d_render", "arguments": {}}</tool_call>', [render]).tool_calls
     assert call.name == "3d_render"
+
+
+# ---- review fixes (tool calls) ----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ('<tool_call>{"name": "add", "arguments": {"a": ' + "9" * 5000 + ', "b": 1}}</tool_call>', "4300 digits"),
+        ("<tool_call>" + "[" * 3000, "nests too deeply"),
+        ('{"name": "add", "arguments": {"a": "' + "9" * 5000 + '", "b": 1}}', "do not match the schema"),
+        ('{"name": "add", "arguments": {"a": 1.0, "b": 2, "c": ' + "[" * 600 + "]" * 600 + "}}", "nests too deeply"),
+        ('{"name": "add", "arguments": "{\\"a\\": ' + "[" * 3000 + '"}', "not valid JSON"),
+    ],
+)
+def test_json_python_cannot_read_or_check_is_an_invalid_call(text: str, reason: str) -> None:
+    parsed = parse_tool_calls(text, TOOLS)  # each raised ValueError or RecursionError
+    assert parsed.tool_calls == () and reason in parsed.invalid_tool_calls[0].error
+
+
+@pytest.mark.parametrize("text", ['{"name": "add", "arguments": {"a": ' + "9" * 5000 + ', "b": 1}}', "[" * 3000])
+def test_bare_json_python_cannot_read_is_prose(text: str) -> None:
+    parsed = parse_tool_calls(text, TOOLS)  # each raised ValueError or RecursionError
+    assert parsed.text == text and parsed.tool_calls == () and parsed.invalid_tool_calls == ()
+
+
+def test_a_blank_argument_string_reads_as_no_arguments() -> None:
+    now = ToolSpec("now", "The time.", '{"type": "object", "properties": {}}')
+    for arguments in ('""', '" "'):  # a streamed call with no arguments is rendered with ""
+        parsed = parse_tool_calls(f'<tool_call>{{"name": "now", "arguments": {arguments}}}</tool_call>', [now])
+        assert [(c.name, c.arguments) for c in parsed.tool_calls] == [("now", {})]  # was "not valid JSON"
+
+
+def test_a_bare_json_call_whose_arguments_name_the_tag_is_a_call() -> None:
+    echo = ToolSpec("echo", "Echo.", '{"type": "object", "properties": {"s": {"type": "string"}}}')
+    parsed = parse_tool_calls('{"name": "echo", "parameters": {"s": "wrap it in <tool_call>"}}', [echo])
+    assert [c.arguments for c in parsed.tool_calls] == [{"s": "wrap it in <tool_call>"}]  # was prose
+    assert parsed.text == "" and not parsed.invalid_tool_calls
+
+
+def test_whole_floats_from_2_to_the_52_on_reach_an_integer_parameter_as_ints() -> None:
+    [call] = parse_tool_calls('{"name": "add", "arguments": {"a": 1e16, "b": 9007199254740990.0}}', [ADD]).tool_calls
+    assert call.arguments == {"a": 10**16, "b": 9007199254740990}
+    assert all(type(v) is int for v in call.arguments.values())  # were floats: value + 0.5 == value there
+    big = ToolSpec("big", "", '{"type": "object", "properties": {"x": {"type": "number"}}}')
+    [number] = parse_tool_calls('{"name": "big", "arguments": {"x": 1e16}}', [big]).tool_calls
+    assert type(number.arguments["x"]) is float  # a number parameter keeps its float
+
+
+def test_a_tool_name_with_a_trailing_newline_is_refused() -> None:
+    with pytest.raises(InvalidInputError, match="name"):  # was accepted, then no call could name it
+        ToolSpec.from_openai({"name": "add\n", "parameters": {}})
+
+
+@pytest.mark.parametrize(
+    "parameters",
+    [{"type": "object", "properties": {"a": {"enum": {1, 2}}}}, {"type": "object", "properties": {1: {}, "a": {}}}],
+)
+def test_parameters_that_are_not_json_are_bad_input(parameters: dict[object, object]) -> None:
+    with pytest.raises(InvalidInputError, match="not JSON"):  # was a raw TypeError
+        ToolSpec.from_openai({"name": "x", "parameters": parameters})
+
+
+def test_a_json_list_in_a_block_is_its_calls() -> None:
+    calls = '[{"name": "add", "arguments": {"a": 1, "b": 2}}, {"name": "add", "arguments": {"a": 3}}]'
+    text = f"<tool_call>{calls}</tool_call>"
+    parsed = parse_tool_calls(text, TOOLS)
+    assert [c.arguments for c in parsed.tool_calls] == [{"a": 1, "b": 2}]  # was one call refused as not an object
+    assert "'b' is a required property" in parsed.invalid_tool_calls[0].error and parsed.text == ""

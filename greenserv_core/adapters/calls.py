@@ -19,6 +19,7 @@ from greenserv_core.redaction import redacted
 from greenserv_core.reward import DEFAULT_TRADEOFF, check_tradeoff
 from greenserv_core.router import FeedbackRecord, GreenServRouter, RoutedGeneration
 from greenserv_core.routing.request import stop_sequences
+from greenserv_core.tools import as_tool_specs
 
 __all__ = [
     "CALL_OPTIONS",
@@ -313,7 +314,7 @@ def apply_tool_choice(
     else:
         function = choice.get("function") if isinstance(choice, dict) else None
         name = function.get("name") if isinstance(function, dict) else None if isinstance(choice, dict) else choice
-        tools = [t for t in tools if t["function"]["name"] == name]
+        tools = [t for t, spec in zip(tools, as_tool_specs(tools), strict=True) if spec.name == name]  # any form
         if not isinstance(name, str) or not tools:
             raise InvalidInputError(f"tool_choice {choice!r} names no bound tool")
         instruction = f"Answer with a call to the function {name}."

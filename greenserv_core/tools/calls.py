@@ -1,7 +1,8 @@
 """Tool calls parsed from a model's text, in the formats small open models write.
 
 * Hermes / Qwen-2.5 style: ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``, one
-  block per call (an unclosed last block, cut off by the token limit, is still tried);
+  block per call, or a JSON list of calls in one block (an unclosed last block, cut off by the
+  token limit, is still tried);
 * bare JSON: the whole answer (optionally in a fenced code block) is one call object
   ``{"name": ..., "arguments"|"parameters": {...}}``, a list of them, or several separated by
   ``;`` (Llama-3.x style).
@@ -32,6 +33,7 @@ import re
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 from greenserv_core.messages import Message
@@ -60,6 +62,10 @@ _LONGEST_REACH = 8
 """How many later closing tags a block that does not read as JSON is tried to, at most."""
 _RESPONSE = re.compile(r"\A\s*<tool_response>\n?(.*?)\n?</tool_response>\s*\Z", re.DOTALL)
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
+_UNREADABLE = (ValueError, RecursionError)
+"""What reading or checking a model's JSON raises: ``ValueError`` where it is not JSON
+(``json.JSONDecodeError``) or holds a number of more than 4,300 digits, ``RecursionError``
+where it nests too deeply."""
 
 
 def _blocks(text: str) -> Iterator[re.Match[str]]:
@@ -85,8 +91,8 @@ def _reaching(text: str, block: re.Match[str]) -> re.Match[str] | None:
 
 
 def _block_json(source: str) -> Any:
-    """The JSON a block holds (inside a fenced code block, if it is one); raises
-    ``json.JSONDecodeError`` where it holds none."""
+    """The JSON a block holds (inside a fenced code block, if it is one); raises one of
+    :data:`_UNREADABLE` where it holds none it can read."""
     source = source.strip()
     fenced = _FENCE.match(source)
     return json.loads(fenced.group(1) if fenced else source)
@@ -95,7 +101,7 @@ def _block_json(source: str) -> Any:
 def _reads_as_json(source: str) -> bool:
     try:
         _block_json(source)
-    except json.JSONDecodeError:
+    except _UNREADABLE:
         return False
     return True
 
@@ -104,9 +110,25 @@ def _json_object(text: str) -> dict[str, Any] | None:
     """The object ``text`` holds as JSON, or ``None`` (not JSON, or not an object)."""
     try:
         value = json.loads(text)
-    except json.JSONDecodeError:
+    except _UNREADABLE:
         return None
     return value if isinstance(value, dict) else None
+
+
+def _unreadable(error: Exception) -> str:
+    """Why JSON could not be read or checked (one of :data:`_UNREADABLE`)."""
+    if isinstance(error, json.JSONDecodeError):
+        return error.msg
+    return "it nests too deeply" if isinstance(error, RecursionError) else str(error).split(":")[0]
+
+
+def _written(value: Any, text: str) -> str:
+    """``value`` (one call read from ``text``) written back as JSON; ``text`` itself where it
+    nests too deeply to be written."""
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except _UNREADABLE:
+        return text.strip()
 
 
 def _new_id() -> str:
@@ -144,32 +166,44 @@ SCHEMA_MISMATCH = "arguments do not match the schema of "
 
 
 def _check(raw: Any, source: str, tools: dict[str, ToolSpec]) -> ToolCall | InvalidToolCall:
+    """``raw`` (read from ``source``) checked as a call of one of ``tools``."""
     if not isinstance(raw, dict):
         return InvalidToolCall(None, source, "a tool call must be a JSON object with a name and arguments")
     name = raw.get("name")
     arguments = raw.get("arguments", raw.get("parameters", {}))
-    text_arguments = arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
+    try:
+        text_arguments = arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
+    except _UNREADABLE:  # nesting too deep to write back
+        text_arguments = source
     if not isinstance(name, str) or name not in tools:
         known = ", ".join(sorted(tools)) or "none"
         return InvalidToolCall(
             name if isinstance(name, str) else None, text_arguments, f"unknown tool {name!r}; tools: {known}"
         )
-    if isinstance(arguments, str):  # some models write the arguments as a JSON string
+    if isinstance(arguments, str):  # some models write the arguments as a JSON string ("" when none, streamed)
         try:
-            arguments = json.loads(arguments)
-        except json.JSONDecodeError:
+            arguments = json.loads(arguments) if arguments.strip() else {}
+        except _UNREADABLE:
             return InvalidToolCall(name, text_arguments, "arguments are not valid JSON")
     if not isinstance(arguments, dict):
         return InvalidToolCall(name, text_arguments, "arguments must be a JSON object")
+    try:
+        return _schema_checked(name, arguments, text_arguments, tools[name])
+    except _UNREADABLE as error:  # arguments nesting too deeply for the checks
+        return InvalidToolCall(name, text_arguments, f"arguments of {name!r} cannot be checked: {_unreadable(error)}")
+
+
+def _schema_checked(name: str, arguments: dict[str, Any], written: str, tool: ToolSpec) -> ToolCall | InvalidToolCall:
+    """The call of ``tool`` with ``arguments`` (``written`` as the model wrote them), checked by its schema."""
     from jsonschema import Draft202012Validator
 
-    validator = Draft202012Validator(tools[name].parameters)
+    validator = Draft202012Validator(tool.parameters)
     errors = sorted(validator.iter_errors(arguments), key=lambda e: list(e.path))
     if errors:
         coerced = _numbers_unquoted(arguments, errors)
         if coerced is not None and validator.is_valid(coerced):
             return ToolCall(name, _whole_numbers_as_ints(coerced, validator))
-        return InvalidToolCall(name, text_arguments, f"{SCHEMA_MISMATCH}{name!r}: {errors[0].message}")
+        return InvalidToolCall(name, written, f"{SCHEMA_MISMATCH}{name!r}: {errors[0].message}")
     return ToolCall(name, _whole_numbers_as_ints(arguments, validator))
 
 
@@ -188,7 +222,7 @@ def _whole_numbers_as_ints(arguments: dict[str, Any], validator: Any) -> dict[st
         return arguments
     fixed = copy.deepcopy(arguments)
     for path, value in places:
-        _put(fixed, path, value + 0.5)
+        _put(fixed, path, Fraction(value) + Fraction(1, 2))  # exact: from 2**52 on, value + 0.5 is whole
         fraction_refused = not validator.is_valid(fixed)
         _put(fixed, path, int(value) if fraction_refused else value)
     return fixed
@@ -241,7 +275,10 @@ def _exact_number(text: str, kinds: Sequence[str]) -> int | float | None:
     """``text`` as the number a schema wanted (``integer`` or ``number``), if it is exactly one."""
     cleaned = text.strip()
     if "integer" in kinds and re.fullmatch(r"[+-]?\d+", cleaned):
-        return int(cleaned)
+        try:
+            return int(cleaned)
+        except ValueError:  # more than 4,300 digits
+            return None
     if "number" in kinds and re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", cleaned):
         value = float(cleaned)
         return value if math.isfinite(value) else None
@@ -280,7 +317,7 @@ def _json_values(text: str) -> list[Any] | None:
     """
     try:
         value = json.loads(text)
-    except json.JSONDecodeError:
+    except _UNREADABLE:
         pass
     else:
         return value if isinstance(value, list) else [value]
@@ -288,7 +325,7 @@ def _json_values(text: str) -> list[Any] | None:
     while at < len(text):
         try:
             value, at = decoder.raw_decode(text, at)
-        except json.JSONDecodeError:
+        except _UNREADABLE:
             return None
         if not isinstance(value, dict):
             return None
@@ -304,6 +341,7 @@ def parse_tool_calls(text: str, tools: Sequence[ToolSpec]) -> ParsedOutput:
     """Split ``text`` into prose and tool calls (see the module docstring)."""
     offered = {tool.name: tool for tool in tools}
     found: list[ToolCall | InvalidToolCall] = []
+    prose = text
     if "<tool_call>" in text:
         kept: list[str] = []  # the prose around the calls
         end = 0
@@ -320,16 +358,16 @@ def parse_tool_calls(text: str, tools: Sequence[ToolSpec]) -> ParsedOutput:
                 continue
             try:
                 raw = _block_json(source)
-            except json.JSONDecodeError as error:
-                found.append(InvalidToolCall(None, source, f"tool call is not valid JSON: {error.msg}"))
+            except _UNREADABLE as error:
+                found.append(InvalidToolCall(None, source, f"tool call is not valid JSON: {_unreadable(error)}"))
                 continue
-            found.append(_check(raw, source, offered))
+            found.extend(_check(r, source, offered) for r in (raw if isinstance(raw, list) and raw else [raw]))
         prose = "".join([*kept, text[end:]]).strip()
-    else:
+    if not found:  # no Hermes call: bare JSON, whose arguments may name the tag
         values = _json_calls(text, offered)
         if values is None:
-            return ParsedOutput(text)
-        found = [_check(v, json.dumps(v, ensure_ascii=False), offered) for v in values]
+            return ParsedOutput(prose)
+        found = [_check(v, _written(v, text), offered) for v in values]
         prose = ""
     return ParsedOutput(
         prose,

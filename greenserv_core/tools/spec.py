@@ -34,7 +34,7 @@ class ToolSpec:
     parameters_json: str  # canonical JSON of the arguments' JSON schema
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not _NAME.match(self.name):
+        if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):  # not match: its "$" takes "add\n"
             raise InvalidInputError(f"a tool name must match {_NAME.pattern}, got {self.name!r}")
         if not isinstance(self.description, str):
             raise InvalidInputError(f"tool {self.name!r}: description must be a string, got {self.description!r}")
@@ -70,10 +70,16 @@ class ToolSpec:
         if not isinstance(function, Mapping) or "name" not in function:
             raise InvalidInputError(f"a tool needs a function with a name, got {dict(tool)!r}")
         parameters = function.get("parameters") or {"type": "object", "properties": {}}
+        try:
+            parameters_json = json.dumps(parameters, sort_keys=True, ensure_ascii=False)
+        except (TypeError, ValueError) as error:  # a set inside, keys of mixed types, a cycle
+            raise InvalidInputError(
+                f"tool {function['name']!r}: parameters must be a JSON schema, got data that is not JSON ({error})"
+            ) from None
         return cls(
             str(function["name"]),
             str(function.get("description") or ""),  # null: none
-            json.dumps(parameters, sort_keys=True, ensure_ascii=False),
+            parameters_json,
         )
 
     def to_openai(self) -> dict[str, Any]:

@@ -261,3 +261,16 @@ def test_a_run_id_given_again_routes_again_and_each_answer_is_scored_as_its_own(
     for question in ("third question", "fourth question"):
         llm.invoke(question, config={"run_id": again, "callbacks": [handler]})
     assert seen == ["third question", "fourth question"]  # the evaluator scores both answers
+
+
+def test_tool_choice_names_a_tool_given_bare_or_as_a_tool_spec() -> None:
+    from greenserv_core.tools import ToolSpec
+
+    reply = '<tool_call>{"name": "now", "arguments": {}}</tool_call>'
+    now = FakeBackend("m", capabilities=frozenset({"tools"}), tool_reply=lambda m, t: reply)
+    llm = ChatGreenServ(router=GreenServRouter([now], features=make_hashing_extractor(), seed=0))
+    bare = {"name": "now", "description": "The time.", "parameters": {"type": "object", "properties": {}}}
+    for tools in ([bare], [ToolSpec("now", "", "{}")]):  # forms the router takes: were KeyError, TypeError
+        assert [c["name"] for c in llm.invoke("time?", tools=tools, tool_choice="now").tool_calls] == ["now"]
+    with pytest.raises(InvalidInputError, match="names no bound tool"):
+        llm.invoke("time?", tools=[bare], tool_choice="later")

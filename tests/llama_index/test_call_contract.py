@@ -283,3 +283,21 @@ def test_the_event_handler_reads_nothing_of_another_llms_answer() -> None:
     event = LLMChatEndEvent(messages=asked, response=ChatResponse(message=foreign))
     handler.handle(event)  # was KeyError('name'): the tool calls were read before the answer was known as ours
     assert handler.errors == []
+
+
+def test_a_call_recovered_through_the_tool_s_schema_holds_json_and_goes_back_as_history() -> None:
+    import datetime
+
+    def book(on: bool, day: datetime.date) -> str:
+        """Book a day."""
+        return f"{on} {day}"
+
+    reply = '<tool_call>{"name": "book", "arguments": {"on": "true", "day": "2024-01-02"}}</tool_call>'
+    llm = make_llm([FakeBackend("m", capabilities=frozenset({"tools"}), tool_reply=lambda m, t: reply)])
+    tool = FunctionTool.from_defaults(fn=book)
+    response = llm.chat_with_tools([tool], user_msg="book 2 Jan")
+    call = response.message.additional_kwargs["tool_calls"][0]
+    assert call["arguments"] == {"on": True, "day": "2024-01-02"}  # the day was a datetime.date
+    tool_turn = ChatMessage(role="tool", content="ok", additional_kwargs={"tool_call_id": call["id"]})
+    history = [ChatMessage(role="user", content="book 2 Jan"), response.message, tool_turn]
+    assert llm.chat_with_tools([tool], chat_history=history).message  # was TypeError: date is not JSON serializable
