@@ -12,9 +12,6 @@ tool's JSON schema (``jsonschema``). A call that fails any check becomes an
 :class:`InvalidToolCall` with the reason; parsing never raises on model output.
 
 >>> from greenserv_core.tools.spec import ToolSpec
-
-if TYPE_CHECKING:
-    from greenserv_core.messages import Message
 >>> add = ToolSpec("add", "Add.", '{"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}')
 >>> out = parse_tool_calls('Sure. <tool_call>{"name": "add", "arguments": {"a": 2}}</tool_call>', [add])
 >>> out.text, out.tool_calls[0].name, out.tool_calls[0].arguments
