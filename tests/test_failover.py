@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +16,7 @@ from greenserv_core.backends.base import GenerationResult, GenerationSettings, S
 from greenserv_core.errors import ModelUnavailableError, UnknownDecisionError
 from greenserv_core.messages import Message
 from tests.conftest import make_hashing_extractor
+from tests.services import redis_server
 
 ASK = "What is 2 + 2?"
 
@@ -163,6 +165,45 @@ def test_an_async_stream_closed_early_cannot_be_scored_once_its_close_returns() 
     for _ in range(5):
         asyncio.run(first_piece_then_close_and_score())
     assert not router.learner_.pending_._awaiting  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("store", ["memory", "redis"])
+def test_a_stream_scored_then_closed_or_failed_no_longer_awaits_its_outcome(store: str, tmp_path: Path) -> None:
+    def scored_then_ended(router: GreenServRouter) -> list[str]:
+        ids = []
+        stream = router.stream(ASK)  # closed after its first piece
+        ids.append(next(stream).decision.decision_id)
+        router.feedback(ids[-1], 1.0)
+        stream.close()
+
+        async def closed_through_the_bridge() -> str:
+            pieces = iterate_in_thread(lambda: router.stream(ASK))
+            first = await pieces.__anext__()
+            router.feedback(first.decision.decision_id, 1.0)
+            await pieces.aclose()
+            return first.decision.decision_id
+
+        ids.append(asyncio.run(closed_through_the_bridge()))
+        stream = router.stream(ASK, models=["down"])  # fails mid-stream
+        ids.append(next(stream).decision.decision_id)
+        router.feedback(ids[-1], 1.0)
+        with pytest.raises(ModelUnavailableError, match="mid-stream"):
+            list(stream)
+        return ids
+
+    pool = [FakeBackend("a"), Failing("down", after=2)]
+    if store == "memory":
+        router = GreenServRouter(pool, features=make_hashing_extractor(), seed=0)
+        scored_then_ended(router)
+        assert router.learner_.pending_.state_dict()["awaiting"] == []  # was kept for good, and saved
+        return
+    from greenserv_core.sharing import RedisPendingDecisions
+
+    with redis_server(tmp_path) as url:
+        pending = RedisPendingDecisions(url=url, prefix="t")
+        router = GreenServRouter(pool, features=make_hashing_extractor(), pending=pending, seed=0)
+        ids = scored_then_ended(router)
+        assert not pending.client.exists(*[pending._awaiting(i) for i in ids])
 
 
 @pytest.mark.parametrize("batch", ["Hello", [{"role": "user", "content": "Hello"}]])

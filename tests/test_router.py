@@ -464,6 +464,18 @@ def test_tool_calls_can_score_themselves() -> None:
         assert router.feedback(unscored.decision_id, 1.0).applied  # off by default
 
 
+def test_a_stream_its_caller_scored_still_hands_out_its_tool_calls() -> None:
+    call = '<tool_call>{"name": "get_weather", "arguments": {"city": "Oslo"}}</tool_call>'
+    backend = FakeBackend("m", capabilities=frozenset({"tools"}), tool_reply=lambda m, t: f"Let me look it up. {call}")
+    router = GreenServRouter([backend], features=make_hashing_extractor(), seed=0)
+    stream = router.stream(ASK, tools=[WEATHER_TOOL], score_tool_calls=True)
+    first = next(stream)
+    router.feedback(first.decision.decision_id, 0.25)  # the caller's score, while it streams, comes first
+    last = list(stream)[-1]  # was DecisionAlreadyScoredError from the router's own score: the answer was lost
+    assert last.generation is not None and [c.name for c in last.generation.tool_calls] == ["get_weather"]
+    assert router.stats_["m"]["feedback"] == 1 and router.stats_["m"]["energy_joules"] > 0
+
+
 def test_the_tools_prompt_counts_against_the_context_window() -> None:
     small = FakeBackend(
         "small-window", context_window=80, capabilities=frozenset({"tools"}), tool_reply=lambda m, t: "ok"

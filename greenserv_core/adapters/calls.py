@@ -212,17 +212,24 @@ class LazyRouter:
 
     def __init__(self) -> None:
         self._routers: dict[Hashable, tuple[Any, GreenServRouter]] = {}
-        self._lock = threading.Lock()
+        self._building: dict[Hashable, threading.Lock] = {}  # one lock per key while it builds
+        self._lock = threading.Lock()  # guards the two dicts, never held during a build
 
     def get(self, build: Callable[[], GreenServRouter], key: Hashable = None, keep: Any = None) -> GreenServRouter:
-        """The router built for ``key``, built now if there is none; ``keep`` is held beside it
+        """The router built for ``key``, built now if there is none (once: a second caller of
+        the same key waits for it, the routers of other keys do not); ``keep`` is held beside it
         (the objects whose identities the key names, so that no other object takes them)."""
         held = self._routers.get(key)
         if held is None:
             with self._lock:
+                building = self._building.setdefault(key, threading.Lock())
+            with building:
                 held = self._routers.get(key)
                 if held is None:
-                    held = self._routers[key] = (keep, build())
+                    router = build()
+                    with self._lock:
+                        held = self._routers[key] = (keep, router)
+                        del self._building[key]
         return held[1]
 
     def built(self, key: Hashable = None) -> GreenServRouter | None:

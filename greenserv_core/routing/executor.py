@@ -30,6 +30,7 @@ from greenserv_core.cascades import CascadeBackend, Escalate, Verdict
 from greenserv_core.errors import (
     BatchItemsUnavailableError,
     CascadeMemberUnavailableError,
+    DecisionAlreadyScoredError,
     ModelUnavailableError,
     UnknownDecisionError,
     UnknownModelError,
@@ -357,7 +358,12 @@ class Executor:
             chain=result.chain,
         )
         if request.score_tool_calls and not expired and (parsed.tool_calls or parsed.invalid_tool_calls):
-            self.learner.feedback(decision.decision_id, 0.0 if parsed.invalid_tool_calls else 1.0)
+            try:
+                self.learner.feedback(decision.decision_id, 0.0 if parsed.invalid_tool_calls else 1.0)
+            except DecisionAlreadyScoredError:  # the caller scored it while it streamed: that score stands
+                logger.info(
+                    "decision %s was scored while it streamed: its tool calls are not scored", decision.decision_id
+                )
         return generation
 
 

@@ -708,10 +708,14 @@ class RoutingLearner:
                     self.pacer_.charge(joules)
 
     def drop(self, decision_id: str) -> None:
-        """Forget a decision whose generation did not complete (it cannot be scored)."""
+        """Forget a decision whose generation did not complete (it cannot be scored); one scored
+        while it streamed no longer awaits its outcome."""
         with self.lock:
             self._settle(decision_id)
             self.pending_.discard(decision_id)
+            take = getattr(self.pending_, "take_awaiting", None)
+            if take is not None:
+                take(decision_id)
 
     def withdraw(self, decision: RoutingDecision) -> None:
         """Forget a decision whose model never ran (a batch that failed before its turn): it is
