@@ -21,10 +21,11 @@ streaming, LangChain rebuilds calls from chunks; the refused ones are then liste
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from typing import Annotated, Any, Literal
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
+from typing import Annotated, Any, Literal, cast
 
 from jsonschema import Draft202012Validator
 from langchain_core.callbacks import (
@@ -35,7 +36,7 @@ from langchain_core.callbacks import (
 )
 from langchain_core.exceptions import OutputParserException
 from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.messages.tool import invalid_tool_call, tool_call, tool_call_chunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult, LLMResult
@@ -69,7 +70,7 @@ from greenserv_core.bandits import DEFAULT_POLICY
 from greenserv_core.budget import check_max_joules
 from greenserv_core.errors import DecisionIdInUseError, InvalidInputError
 from greenserv_core.router import FeedbackRecord, GreenServRouter, RoutedGeneration
-from greenserv_core.tools import as_tool_specs
+from greenserv_core.tools import as_tool_specs, with_tools_prompt
 from langchain_greenserv.messages import to_greenserv_messages
 
 __all__ = ["ChatGreenServ", "decision_id_of", "routed_answers"]
@@ -229,6 +230,10 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
     (``lc_run-<run id>``) or a run id from ``collect_runs()`` finds it again for
     :meth:`feedback`. Feedback is accepted once per answer; a second score is refused.
 
+    ``get_num_tokens`` and ``get_num_tokens_from_messages`` count as the router does, the largest
+    count among the pool's models: a history cut by ``trim_messages(token_counter=llm,
+    max_tokens=n)`` is at most ``n`` tokens for each model.
+
     With an energy budget (the router is built from ``models``):
 
     >>> from greenserv_core import FakeBackend
@@ -330,6 +335,25 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
         if sequences := check_stop(stop if stop is not None else self.stop):  # a bad stop: as the call refuses it
             params["ls_stop"] = sequences
         return params
+
+    # ---- counting tokens --------------------------------------------------------------------
+    def get_num_tokens_from_messages(self, messages: list[BaseMessage], tools: Sequence[Any] | None = None) -> int:
+        """The messages' length (with ``tools``, their prompt's too) as the router counts it for
+        context windows: the largest count among the pool's models, so that a limit kept (as by
+        ``trim_messages(token_counter=llm)``) holds for each. Builds the router; with
+        ``custom_get_token_ids``, LangChain counts with it instead."""
+        if self.custom_get_token_ids is not None:
+            return super().get_num_tokens_from_messages(messages, tools)
+        specs = as_tool_specs([convert_to_openai_tool(tool) for tool in tools or ()])
+        counted = with_tools_prompt(to_greenserv_messages(messages), specs)
+        router = self.greenserv_router
+        return max((router.backend(name).count_tokens(counted) for name in router.models), default=0)
+
+    def get_num_tokens(self, text: str) -> int:
+        """``text`` as one user message, counted as :meth:`get_num_tokens_from_messages` counts it."""
+        if self.custom_get_token_ids is not None:
+            return super().get_num_tokens(text)
+        return self.get_num_tokens_from_messages([HumanMessage(text)])
 
     # ---- calling the router ---------------------------------------------------------------
     def _decision_key(self, run_manager: CallbackManagerForLLMRun | None) -> str | None:
@@ -440,12 +464,16 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
+        """:meth:`_stream` over the async bridge; closing this generator closes the bridge (and so
+        the model's stream) before it returns. ``astream`` does not close it when closed itself:
+        the event loop's finaliser does, soon after."""
         sync_manager = _RunIdOnly(run_manager.run_id) if run_manager else None
         chunks = iterate_in_thread(lambda: self._stream(messages, stop, sync_manager, **kwargs))  # type: ignore[arg-type]
-        async for chunk in chunks:
-            if run_manager and chunk.text:
-                await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-            yield chunk
+        async with contextlib.aclosing(cast("AsyncGenerator[ChatGenerationChunk, None]", chunks)) as bridge:
+            async for chunk in bridge:
+                if run_manager and chunk.text:
+                    await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                yield chunk
 
     # ---- tools ----------------------------------------------------------------------------
     def bind_tools(

@@ -1,6 +1,5 @@
 """``GreenServEmbeddings``: the bundled MiniLM sentence embedder as LangChain ``Embeddings``, so
-a RAG pipeline needs nothing from a hub (and can share the router's MiniLM when the router's
-features use it, ``embedder="minilm"``)."""
+a RAG pipeline needs nothing from a hub."""
 
 from __future__ import annotations
 
@@ -16,9 +15,10 @@ __all__ = ["GreenServEmbeddings"]
 
 class GreenServEmbeddings(BaseModel, Embeddings):
     """Embeds documents and queries with a GreenServ embedder (default: bundled MiniLM, full
-    256-token inputs). With ``ChatGreenServ(embedder="minilm")``, pass
-    ``chat.greenserv_router.features.embedder`` to share its loaded model (the router's default
-    static vectors are for routing, not retrieval).
+    256-token inputs). The router's own embedder is for routing, not retrieval: its static
+    vectors by default, and with ``embedder="minilm"`` a MiniLM that reads only a text's first
+    128 tokens, so sharing it (``chat.greenserv_router.features.embedder``) saves a model load
+    but drops the rest of a longer document, and changes what is retrieved.
 
     >>> from greenserv_core.features import HashingEmbedder
     >>> len(GreenServEmbeddings(embedder=HashingEmbedder(32)).embed_query("hello"))

@@ -1,6 +1,5 @@
 """``GreenServEmbedding``: the bundled MiniLM sentence embedder as a LlamaIndex ``BaseEmbedding``,
-so an index needs nothing from a hub (and can share the router's MiniLM when the router's
-features use it, ``embedder="minilm"``)."""
+so an index needs nothing from a hub."""
 
 from __future__ import annotations
 
@@ -16,7 +15,9 @@ __all__ = ["GreenServEmbedding"]
 
 
 class GreenServEmbedding(BaseEmbedding):
-    """Embeds with a GreenServ embedder (default: bundled MiniLM, 256-token inputs).
+    """Embeds with a GreenServ embedder (default: bundled MiniLM, 256-token inputs). The
+    router's own (``embedder="minilm"``) reads only a text's first 128 tokens: sharing it saves
+    a model load but drops the rest of a longer document, and changes what is retrieved.
 
     >>> from greenserv_core.features import HashingEmbedder
     >>> len(GreenServEmbedding(embedder=HashingEmbedder(32)).get_text_embedding("hello"))

@@ -21,12 +21,13 @@ are in ``message.additional_kwargs["tool_calls"]`` (and refused ones, with the r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
 import pickle
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator, Sequence
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, cast
 
 from llama_index.core.base.llms.types import (
     CachePoint,
@@ -478,15 +479,15 @@ class GreenServLLM(AdapterCore, FunctionCallingLLM):
 
     @llm_chat_callback()
     async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
-        await self._router_built()
         conversation, arguments = self.router_arguments(to_greenserv_messages(messages), _call_options(kwargs))
+        await self._router_built()  # after the options are checked, as the sync forms do
         make = functools.partial(_chat_response, shaping=_shaping(kwargs))
         return _aresponses(iterate_in_thread(lambda: self.stream_prepared(conversation, arguments)), make)
 
     @llm_completion_callback()
     async def astream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseAsyncGen:
-        await self._router_built()
         conversation, arguments = self.router_arguments([{"role": "user", "content": prompt}], _call_options(kwargs))
+        await self._router_built()
         pieces = iterate_in_thread(lambda: self.stream_prepared(conversation, arguments))
         return _aresponses(pieces, _completion_response)
 
@@ -573,7 +574,12 @@ def _responses(
 async def _aresponses(
     pieces: AsyncIterator[Piece], make: Callable[[str, str | None, RoutedGeneration | None], R]
 ) -> AsyncGenerator[R, None]:
+    """:func:`_responses` over the async bridge; closing this generator closes the bridge (and
+    so the model's stream) before it returns. LlamaIndex's callback wrapper does not close it
+    when closed itself: the event loop's finaliser does, soon after."""
     text = ""
-    async for piece in pieces:
-        text += piece.delta
-        yield make(text, piece.delta, piece.generation)
+    bridge = cast("AsyncGenerator[Piece, None]", pieces)  # iterate_in_thread's async generator
+    async with contextlib.aclosing(bridge):
+        async for piece in bridge:
+            text += piece.delta
+            yield make(text, piece.delta, piece.generation)

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 from langchain_core.exceptions import OutputParserException
-from langchain_core.messages import AIMessage, FunctionMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.messages import AIMessage, BaseMessage, FunctionMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.tracers.context import collect_runs
@@ -105,6 +105,20 @@ def test_an_async_stream_left_early_charges_what_its_model_spent() -> None:
     while not any(model["energy_joules"] for model in llm.router.stats_.values()) and time.monotonic() < deadline:
         time.sleep(0.01)
     assert sum(model["energy_joules"] for model in llm.router.stats_.values()) > 0
+
+
+def test_closing_the_async_stream_closes_the_models_stream_before_it_returns() -> None:
+    llm = make_llm()
+
+    async def first_piece_then_close() -> tuple[float, int]:
+        chunks = llm._astream([HumanMessage("tell me something long, please, in many words")])
+        await chunks.__anext__()
+        await chunks.aclose()  # type: ignore[attr-defined]
+        spent = sum(model["energy_joules"] for model in llm.router.stats_.values())
+        return spent, len(llm.router.pending_)
+
+    spent, pending = asyncio.run(first_piece_then_close())
+    assert spent > 0 and pending == 0  # were 0 and 1: the bridge was closed later, by the event loop
 
 
 def test_streaming_flag_makes_invoke_stream() -> None:
@@ -552,3 +566,41 @@ def test_a_text_block_whose_text_is_none_is_no_text() -> None:
 
     answer = AIMessage(content=[{"type": "text", "text": None}, {"type": "text", "text": "ok"}])
     assert to_greenserv_messages([HumanMessage("Hi"), answer])[1]["content"] == "ok"  # was "Noneok"
+
+
+class _Wordy(FakeBackend):
+    """Counts every word twice (a model whose tokenizer splits words)."""
+
+    def count_tokens(self, messages):  # type: ignore[no-untyped-def]
+        return 2 * super().count_tokens(messages)
+
+
+def test_token_counts_are_the_pools_so_trim_messages_keeps_what_fits() -> None:
+    from langchain_core.messages import trim_messages
+
+    small, wordy = FakeBackend("small", context_window=96), _Wordy("wordy", context_window=96)
+    llm = make_llm(backends=[small, wordy], max_tokens=16)
+    text = "What is the capital of France? Please answer in one short sentence."
+    counted = small.count_tokens([{"role": "user", "content": text}])
+    assert llm.get_num_tokens(text) == 2 * counted > 0  # the largest count in the pool; was 0 (GPT-2's, offline)
+    ask = [SystemMessage("Be brief."), HumanMessage(text)]
+    assert llm.get_num_tokens_from_messages(ask, tools=[multiply]) > llm.get_num_tokens_from_messages(ask)
+    history: list[BaseMessage] = [SystemMessage("Be brief.")]
+    for i in range(8):
+        history += [HumanMessage(f"Question {i}: {text}"), AIMessage(f"Answer {i}: Paris is the capital of France.")]
+    history.append(HumanMessage("And of Italy?"))
+    kept = trim_messages(history, max_tokens=60, token_counter=llm, strategy="last", include_system=True)
+    assert llm.get_num_tokens_from_messages(kept) <= 60 < llm.get_num_tokens_from_messages(history)
+    assert llm.invoke(kept).content  # was NoEligibleModelError: the whole history was kept
+
+
+def test_the_embeddings_say_what_sharing_the_routers_embedder_costs() -> None:
+    from greenserv_core.features.bundled import bundled_embedder
+    from langchain_greenserv import GreenServEmbeddings
+
+    routers = bundled_embedder("minilm")  # the router's with embedder="minilm" (nothing is loaded)
+    own = GreenServEmbeddings().embedder
+    assert own.max_seq_length == 256 and routers.max_seq_length == 128
+    doc = " ".join((GreenServEmbeddings.__doc__ or "").split())
+    assert f"{own.max_seq_length}-token inputs" in doc and f"first {routers.max_seq_length} tokens" in doc
+    assert "to share its loaded model" not in doc  # was the advice, silent on the 128 tokens

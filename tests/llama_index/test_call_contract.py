@@ -80,6 +80,22 @@ def test_async_streams_check_their_options_when_called() -> None:
             asyncio.run(call(method))
 
 
+def test_async_streams_check_their_options_before_they_build_the_router(monkeypatch: pytest.MonkeyPatch) -> None:
+    import greenserv_core.models.pool as pool
+
+    def no_build(models, meter="auto", option=None):  # type: ignore[no-untyped-def]
+        raise AssertionError("the router was built (every model loaded) before the options were checked")
+
+    monkeypatch.setattr(pool, "build_backends", no_build)
+    llm = GreenServLLM(models=["small", "large"], embedder="static")
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {}}}]
+    for options, refused in (({"bogus": 1}, "bogus"), ({"tool_choice": "nosuch", "tools": tools}, "nosuch")):
+        with pytest.raises(InvalidInputError, match=refused):
+            asyncio.run(llm.astream_chat([ChatMessage(role="user", content="hi")], **options))  # type: ignore[arg-type]
+        with pytest.raises(InvalidInputError, match=refused):
+            asyncio.run(llm.astream_complete("hi", **options))  # type: ignore[arg-type]
+
+
 def test_a_stop_string_is_one_stop_sequence() -> None:
     echo = FakeBackend("solo", reply=lambda messages: "alpha beta gamma")
     llm = GreenServLLM(router=GreenServRouter([echo], features=make_hashing_extractor(), seed=0))

@@ -247,6 +247,49 @@ def test_embedding_wraps_the_core_embedder() -> None:
     assert len(embedding.get_text_embedding_batch(["a", "b"])) == 2
 
 
+def test_the_embedding_says_what_sharing_the_routers_embedder_costs() -> None:
+    from greenserv_core.features.bundled import bundled_embedder
+
+    routers = bundled_embedder("minilm")  # the router's with embedder="minilm" (nothing is loaded)
+    own = GreenServEmbedding().embedder
+    assert own.max_seq_length == 256 and routers.max_seq_length == 128
+    doc = " ".join((GreenServEmbedding.__doc__ or "").split())
+    assert f"{own.max_seq_length}-token inputs" in doc and f"first {routers.max_seq_length} tokens" in doc
+
+
+def test_closing_an_async_response_stream_closes_the_models_stream_before_it_returns() -> None:
+    from greenserv_core.async_bridge import iterate_in_thread
+    from llama_index_greenserv.llms import _aresponses, _completion_response
+
+    llm = make_llm()
+    ask = [{"role": "user", "content": "tell me something long, please, in many words"}]
+
+    async def first_piece_then_close() -> tuple[float, int]:
+        # what astream_chat/astream_complete return, under LlamaIndex's callback wrapper (which
+        # does not close it: the event loop's finaliser does)
+        responses = _aresponses(iterate_in_thread(lambda: llm._pieces(ask, {})), _completion_response)
+        await responses.__anext__()
+        await responses.aclose()
+        spent = sum(model["energy_joules"] for model in llm.router.stats_.values())
+        return spent, len(llm.router.pending_)
+
+    spent, pending = asyncio.run(first_piece_then_close())
+    assert spent > 0 and pending == 0  # were 0 and 1: the bridge was closed later, by the event loop
+
+
+def test_the_declared_llama_index_core_has_the_blocks_the_adapter_imports() -> None:
+    from pathlib import Path
+
+    from packaging.requirements import Requirement
+
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"]
+    for extra in ("llama-index", "dev"):
+        [core] = [r for r in map(Requirement, project["optional-dependencies"][extra]) if r.name == "llama-index-core"]
+        # ThinkingBlock and ToolCallBlock (imported by llms.py) are in llama-index-core from 0.14.5 on
+        assert core.specifier.contains("0.14.5") and not core.specifier.contains("0.14.4"), (extra, str(core))
+
+
 # ---- tools and agents ---------------------------------------------------------------------
 
 
