@@ -102,6 +102,28 @@ def test_bad_budgets_and_caps_are_refused(bad: object) -> None:
         EnergyBudget(10.0, window_s=bad)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("text", "described"),
+    [
+        ("5kJ/h", "1.38888888889 Wh per 1 h"),  # was '1.38889 Wh per 1 h': 5000.004 J read back
+        ("1 J/1000 s", "1 J per 16.6666666667 min"),
+        ("1234567 J/query", "1234567 J per query"),  # was '1.23457e+06 J per query'
+        ("2Wh/h", "2 Wh per 1 h"),
+        ("500 J per 30s", "500 J per 30 s"),
+    ],
+)
+def test_a_budget_described_reads_back_as_itself(text: str, described: str) -> None:
+    budget = EnergyBudget.parse(text)
+    assert budget.describe() == described and EnergyBudget.parse(described) == budget
+
+
+def test_a_state_saved_under_a_nearby_budget_is_refused_naming_both() -> None:
+    saved = BudgetPacer(EnergyBudget.parse("1000000 J/query")).state_dict()
+    with pytest.raises(InvalidInputError, match="saved under the budget 1e\\+06 J per query, not 1000001 J per query"):
+        BudgetPacer(EnergyBudget.parse("1000001 J/query")).load_state_dict(saved)
+    BudgetPacer(EnergyBudget.parse("1e6 J/query")).load_state_dict(saved)  # the same budget, however written
+
+
 def test_a_window_budget_needs_a_length_and_one_amount() -> None:
     with pytest.raises(InvalidInputError, match="exactly one"):
         EnergyBudget.per_window(window_s=60.0)

@@ -142,6 +142,41 @@ def test_a_given_escalation_rule_overrides_the_threshold() -> None:
     assert result.text == CHEAP and seen == [pytest.approx(0.01)] and result.chain[0].reason == "kept: test"
 
 
+class _Given:
+    """A confidence signal of one's own that gives ``value`` for every answer."""
+
+    name = "given"
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __call__(self, result: object) -> Any:
+        return self.value
+
+
+@pytest.mark.parametrize(
+    ("value", "confidence", "escalated"), [(math.nan, None, True), (1.0000000000000002, 1.0, False), (-0.5, 0.0, True)]
+)
+def test_a_signal_s_nan_is_no_signal_and_a_number_outside_0_1_is_clipped(
+    value: float, confidence: float | None, escalated: bool
+) -> None:
+    result = CascadeBackend(_small(None), _big(), signal=_Given(value), threshold=0.5).generate(ASK, SHORT)
+    assert result.chain[0].confidence == confidence and (result.text == STRONG) is escalated  # NaN was kept
+    router = GreenServRouter(
+        [_small(None), _big()],
+        features=make_hashing_extractor(),
+        cascades=[("small", "big")],
+        cascade_signal=_Given(value),
+        policy="static:small->big",
+        seed=0,
+    )
+    answer = router.generate(ASK, max_new_tokens=8)  # raised InvalidInputError after the first answer was paid
+    assert answer.chain[0].confidence == confidence
+    for bad in ("high", True):
+        with pytest.raises(InvalidInputError, match="the confidence signal 'given' gave"):  # alone: a TypeError
+            CascadeBackend(_small(None), _big(), signal=_Given(bad)).generate(ASK, SHORT)
+
+
 def test_a_cascade_refuses_bad_members_and_thresholds() -> None:
     small, big = _small(0.5), _big()
     with pytest.raises(InvalidInputError, match="two different models"):
@@ -660,6 +695,12 @@ def test_the_saved_state_holds_the_escalation_state(tmp_path: Path) -> None:
         ("1" * 20 + "0", "1" * 20 + "1", False),  # long numbers compared exactly
         ("9" * 5000, "9" * 5000, True),  # longer than int() reads: never a crash
         ("the answer is b.", "(B)", True),
+        ("C. S. Lewis", "C. S. Forester", False),  # initials are no choice
+        ("Answer: E. B. White", "E. E. Cummings", False),
+        ("Answer: A kangaroo", "Answer: A koala", False),  # nor is the article after "Answer:"
+        ("The answer is A because it is a marsupial", "(A)", True),  # a choice with its reason
+        ("The answer is \u22123.", "The answer is 3.", False),  # a minus sign written as one
+        ("The answer is \u22123.", "-3", True),
     ],
 )
 def test_answers_agree(first: str, second: str, agree: bool) -> None:

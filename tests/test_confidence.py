@@ -61,6 +61,31 @@ def test_a_token_quantile_keeps_its_q_exactly_in_its_name() -> None:
     assert signal_from_name(signal.name).q == 0.1234567  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize(
+    "name", ["first-\u00b2-token-probability", "first-\u0663-token-probability", "first-x-token-probability"]
+)
+def test_a_count_in_digits_other_than_ascii_s_is_no_signal_s_name(name: str) -> None:
+    from greenserv_core.confidence import signal_from_name
+
+    with pytest.raises(InvalidInputError, match="no bundled confidence signal"):  # '²' was a bare ValueError
+        signal_from_name(name)
+
+
+def test_numpy_numbers_are_taken_as_python_numbers() -> None:
+    import numpy as np
+
+    first = AnswerProbability(first_tokens=np.int64(1))  # type: ignore[arg-type]
+    quantile = TokenQuantile(np.float32(0.25))  # type: ignore[arg-type]
+    assert first.name == "first-1-token-probability" and type(first.first_tokens) is int
+    assert quantile.name == "token-quantile-0.25" and type(quantile.q) is float
+    for bad in (True, np.float64(1.0), np.int64(0)):
+        with pytest.raises(InvalidInputError, match="first_tokens"):
+            AnswerProbability(first_tokens=bad)  # type: ignore[arg-type]
+    for bad_q in (True, np.float32(math.nan), np.float64(1.5)):
+        with pytest.raises(InvalidInputError, match="q must be"):
+            TokenQuantile(bad_q)  # type: ignore[arg-type]
+
+
 def test_the_escalation_model_refuses_confidences_and_labels_outside_0_1() -> None:
     import numpy as np
 

@@ -235,6 +235,28 @@ def test_make_meter_by_name() -> None:
         make_meter("nvml", [])
 
 
+def test_a_cpu_meter_is_refused_for_a_model_on_cuda_as_a_gpu_meter_is_for_one_on_the_cpu() -> None:
+    from greenserv_core.energy import TimedMeter, register_meter, unregister_meter
+
+    class Package(TimedMeter):  # stands in for RAPL, whose counters this machine may not have
+        source, measured = "package", True
+
+        def _start(self) -> object:
+            return None
+
+        def _stop(self, token: object, duration_s: float) -> float:
+            return 1.0
+
+    register_meter("package", priority=-5, placement="cpu")(lambda cuda_devices: Package())
+    try:
+        assert make_meter("package", []).source == "package"
+        with pytest.raises(InvalidInputError, match=r"'package' measures the CPU, not a model on CUDA devices \[0\]"):
+            make_meter("package", [0])  # was built: the CPU's joules labelled as measured for the GPU's work
+        assert make_meter("cpu-estimate", [0]).source == "cpu-time-estimate"  # a meter for any placement
+    finally:
+        unregister_meter("package")
+
+
 def test_a_measured_meter_without_the_fallback_estimate_registered_is_used_as_it_is() -> None:
     from greenserv_core.energy import METERS, FallbackMeter, TimedMeter, make_meter, register_meter, unregister_meter
     from greenserv_core.energy.registry import FALLBACK_METER

@@ -102,7 +102,8 @@ def test_its_name_rebuilds_it_with_every_setting(signal: SelfVerification) -> No
     "name",
     ["self-verification-1", "self-verification-x", "self-verification-", "self-verification;seed=1.5",
      "self-verification;seed=0", "self-verification;colour=red", "self-verification;seed=2;seed=3",
-     "self-verification;temperature=nan", "self-verification;seed=03"],
+     "self-verification;temperature=nan", "self-verification;seed=03", "self-verification-\u00b2",
+     "self-verification-\u0663"],  # digits other than ASCII's: '²' was a bare ValueError
 )  # fmt: skip
 def test_a_name_that_is_not_one_is_refused(name: str) -> None:
     with pytest.raises(InvalidInputError, match="no bundled confidence signal"):
@@ -464,6 +465,31 @@ def test_a_seed_beyond_a_floats_whole_numbers_round_trips() -> None:
     signal = SelfVerification(samples=4, seed=2**53 + 1)
     again = signal_from_name(signal.name)
     assert isinstance(again, SelfVerification) and again.seed == 2**53 + 1  # was None: read through float()
+
+
+def test_a_seed_a_later_draw_cannot_use_is_refused_when_built() -> None:
+    with pytest.raises(InvalidInputError, match="seed \\+ samples - 1"):  # was accepted; each query then failed
+        SelfVerification(samples=2, seed=2**63 - 1)
+    with pytest.raises(InvalidInputError, match="no bundled confidence signal"):  # nor rebuilt from a name
+        signal_from_name(f"self-verification-2;seed={2**63 - 1}")
+    last = SelfVerification(samples=2, seed=2**63 - 2)
+    assert [s.seed for s in last.settings()] == [2**63 - 2, 2**63 - 1]
+
+
+def test_numpy_settings_are_taken_as_python_numbers() -> None:
+    import numpy as np
+
+    signal = SelfVerification(
+        samples=np.int64(4),  # type: ignore[arg-type]
+        seed=np.int64(3),  # type: ignore[arg-type]
+        max_new_tokens=np.int32(5),  # type: ignore[arg-type]
+        temperature=np.float32(0.5),  # type: ignore[arg-type]
+    )
+    assert signal.name == "self-verification-4;temperature=0.5;seed=3;max_new_tokens=5"
+    assert all(type(value) in (int, float) for value in vars(signal).values())
+    assert signal.settings()[0].seed == 3
+    with pytest.raises(InvalidInputError):
+        SelfVerification(samples=np.bool_(True))  # type: ignore[arg-type]
 
 
 def test_a_failed_question_after_answers_names_both_sources_as_the_cascade_does() -> None:

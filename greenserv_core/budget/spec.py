@@ -50,6 +50,20 @@ def _rounded(number: float) -> float:
     return float(f"{number:.12g}")
 
 
+def _exact(value: float, unit: float) -> str:
+    """``value`` in ``unit`` in as few significant digits as give ``value`` back (6 at least),
+    as :meth:`EnergyBudget.parse` reads it: ``1.38889`` Wh is not 5000 J, ``1.38888888889`` is.
+
+    >>> _exact(5000.0, 3600.0), _exact(7200.0, 3600.0), _exact(1234567.0, 1.0)
+    ('1.38888888889', '2', '1234567')
+    """
+    for digits in range(6, 16):
+        text = f"{value / unit:.{digits}g}"
+        if _rounded(float(text) * unit) == value:
+            break
+    return text
+
+
 def check_max_joules(value: object) -> float | None:
     """``None``, or a per-query cap in joules as a positive finite float, or :class:`InvalidInputError`."""
     return None if value is None else _positive("max_joules", value)
@@ -152,13 +166,18 @@ class EnergyBudget:
         return None if self.window_s is None else self.joules / self.window_s
 
     def describe(self) -> str:
-        """The budget in words, e.g. ``'50 J per query'`` or ``'2 Wh per 1 h'``."""
+        """The budget in words, e.g. ``'50 J per query'`` or ``'2 Wh per 1 h'``, which
+        :meth:`parse` reads back as this budget.
+
+        >>> EnergyBudget.parse("5kJ/h").describe(), EnergyBudget.parse("1 J/1000 s").describe()
+        ('1.38888888889 Wh per 1 h', '1 J per 16.6666666667 min')
+        """
         if self.window_s is None:
-            return f"{self.joules:g} J per query"
-        amount = f"{self.joules / 3600:g} Wh" if self.joules >= 3600 else f"{self.joules:g} J"
+            return f"{_exact(self.joules, 1.0)} J per query"
+        amount = f"{_exact(self.joules, 3600.0)} Wh" if self.joules >= 3600 else f"{_exact(self.joules, 1.0)} J"
         window = self.window_s
-        span = f"{window / 3600:g} h" if window >= 3600 else f"{window / 60:g} min" if window >= 60 else f"{window:g} s"
-        return f"{amount} per {span}"
+        unit = 3600.0 if window >= 3600 else 60.0 if window >= 60 else 1.0
+        return f"{amount} per {_exact(window, unit)} {'h' if unit == 3600 else 'min' if unit == 60 else 's'}"
 
     def to_dict(self) -> dict[str, float | None]:
         return {"joules": self.joules, "window_s": self.window_s}

@@ -32,13 +32,17 @@ from fractions import Fraction
 __all__ = ["NUMBER_PATTERN", "answers_agree", "canonical_number", "final_answer"]
 
 _WORD = re.compile(r"[\w.%-]+")
-# "B) Paris", "(b)", "B": never "A dog", nor "e.g. 42"
-_LEADING_CHOICE = re.compile(r"^\s*\(?([A-Ea-e])(?:[):]|\.(?![A-Za-z]\.)|\s*$)")
+# after a letter, what makes it no choice: an initial or abbreviation ("C. S. Lewis", "e.g."), and
+# after "A" a word the article goes with ("Answer: A kangaroo"; "Answer: A because ..." is a choice)
+_INITIAL = r"\.\s*[A-Za-z]\."
+_ARTICLE = r"(?<=A)[ \t]+(?!(?:because|since|as|is|was|and|or|but|so|which)\b)[a-z]"
+# "B) Paris", "(b)", "B": never "A dog", "C. S. Lewis", nor "e.g. 42"
+_LEADING_CHOICE = re.compile(rf"^\s*\(?([A-Ea-e])(?:[):]|(?!{_INITIAL})\.|\s*$)")
 # "the answer is B", "Answer: (c)", "answer is b.": a lower-case letter only bracketed or at the
-# sentence's end, never the article in "the answer is a dog"
+# sentence's end, never the article in "the answer is a dog" (nor "Answer: A kangaroo")
 _NAMED_CHOICE = re.compile(
     r"\b(?i:answer|option|choice)(?:\s+is)?\s*:?\s*"
-    r"(?:\(([A-Ea-e])\)|([A-E])\b(?![\w'-])|([a-e])(?=\s*(?:[).:,;!?]|$)))"
+    rf"(?:\(([A-Ea-e])\)|([A-E])\b(?![\w'-])(?!{_INITIAL})(?!{_ARTICLE})|([a-e])(?=\s*(?:[).:,;!?]|$)))"
 )
 NUMBER_PATTERN = re.compile(r"(?:(?<![\w-])-)?(?:\d[\d,]*(?:\.\d+)?|(?<![\w.])\.\d+)(?:/\d+)?")
 """A number as answers write it: a sign (not a dash between numbers, as in ``3-5``),
@@ -64,7 +68,7 @@ def final_answer(text: str) -> tuple[str, str] | None:
     words = _words(text)
     if words and words[0] in _YES_NO:
         return "yes/no", _YES_NO[words[0]]
-    numbers = NUMBER_PATTERN.findall(text)
+    numbers = NUMBER_PATTERN.findall(text.replace("\u2212", "-"))  # a minus sign written as one, as scoring reads it
     if numbers:
         return "number", canonical_number(numbers[-1]) or numbers[-1]
     return None

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import numbers
 from collections.abc import Callable, Iterator, Sequence
 
@@ -181,9 +182,9 @@ class CascadeBackend:
                     str(error), member=self.first.info.name, **spent_after([result], error)
                 ) from error
             own, result = result, verification.charged(result)
-            confidence = verification.confidence
+            confidence = _confidence(verification.confidence, signal.name)
         else:
-            own, confidence = result, signal(result)
+            own, confidence = result, _confidence(signal(result), signal.name)
         verdict = (escalate or self.fixed_verdict)(confidence)
         step = ChainStep.of_result(
             self.first.info.name, result, confidence, "escalated" if verdict.escalate else "kept", verdict.reason
@@ -318,6 +319,22 @@ class CascadeBackend:
             report_abandoned(kept.energy, kept.latency_s)
             raise
         yield StreamChunk("", kept)
+
+
+def _confidence(value: object, signal: str) -> float | None:
+    """A signal's confidence as both escalation rules take it: NaN is no signal (as the bundled
+    signals read a NaN log-probability), a number outside [0, 1] is clipped to it, anything
+    else is refused (:class:`InvalidInputError`).
+
+    >>> _confidence(float("nan"), "s"), _confidence(1.0000000000000002, "s"), _confidence(None, "s")
+    (None, 1.0, None)
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InvalidInputError(f"the confidence signal {signal!r} gave {value!r}, not a number in [0, 1] or None")
+    number = float(value)
+    return None if math.isnan(number) else min(1.0, max(0.0, number))
 
 
 def cascade_settings(threshold: object, keep_first_on_failure: object) -> tuple[float, bool]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 from greenserv_core.backends.base import GenerationResult
 from greenserv_core.errors import InvalidInputError
@@ -25,10 +26,10 @@ class AnswerProbability:
 
     def __init__(self, first_tokens: int | None = None) -> None:
         if first_tokens is not None and (
-            isinstance(first_tokens, bool) or not isinstance(first_tokens, int) or first_tokens < 1
-        ):
+            isinstance(first_tokens, bool) or not isinstance(first_tokens, (int, numbers.Integral)) or first_tokens < 1
+        ):  # numpy's integers too
             raise InvalidInputError(f"first_tokens must be a positive integer or None, got {first_tokens!r}")
-        self.first_tokens = first_tokens
+        self.first_tokens = None if first_tokens is None else int(first_tokens)
 
     @property
     def name(self) -> str:

@@ -38,7 +38,7 @@ def signal_from_name(name: str) -> ConfidenceSignal | VerifyingSignal:
     if verification is not None:
         return verification
     first = name.removeprefix("first-").removesuffix("-token-probability")
-    if name.startswith("first-") and name.endswith("-token-probability") and first.isdigit():
+    if name.startswith("first-") and name.endswith("-token-probability") and first.isascii() and first.isdigit():
         return AnswerProbability(first_tokens=int(first))
     quantile = name.removeprefix("token-quantile-")
     if name.startswith("token-quantile-"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from collections.abc import Sequence
 
@@ -81,13 +82,22 @@ class SelfVerification:
         seed: int = int(_DEFAULTS["seed"]),
         max_new_tokens: int = int(_DEFAULTS["max_new_tokens"]),
     ) -> None:
+        # numpy's numbers too (int and float named as well, for mypy, which does not see they are Integral, Real)
         for label, value, low in (("samples", samples, 1), ("max_new_tokens", max_new_tokens, 1), ("seed", seed, 0)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            if isinstance(value, bool) or not isinstance(value, (int, numbers.Integral)) or value < low:
                 raise InvalidInputError(f"{label} must be an integer >= {low}, got {value!r}")
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < math.inf:
+        if int(seed) + int(samples) - 1 >= 2**63:  # the draws' seeds, seed + i, are generation seeds
+            raise InvalidInputError(
+                f"seed + samples - 1 must be below 2**63, got seed {seed!r} with {samples!r} samples"
+            )
+        if (
+            isinstance(temperature, bool)
+            or not isinstance(temperature, (int, float, numbers.Real))
+            or not 0 < temperature < math.inf
+        ):
             raise InvalidInputError(f"temperature must be a positive number, got {temperature!r}")
-        self.samples, self.temperature = samples, float(temperature)
-        self.seed, self.max_new_tokens = seed, max_new_tokens
+        self.samples, self.temperature = int(samples), float(temperature)
+        self.seed, self.max_new_tokens = int(seed), int(max_new_tokens)
 
     @property
     def name(self) -> str:
@@ -105,7 +115,9 @@ class SelfVerification:
         """
         base, *settings = name.split(";")
         samples = base.removeprefix("self-verification-")
-        if base != "self-verification" and not (base.startswith("self-verification-") and samples.isdigit()):
+        if base != "self-verification" and not (
+            base.startswith("self-verification-") and samples.isascii() and samples.isdigit()
+        ):
             return None
         options: dict[str, float] = {}
         for setting in settings:

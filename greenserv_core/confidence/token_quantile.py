@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
@@ -27,7 +28,7 @@ class TokenQuantile:
     """
 
     def __init__(self, q: float = 0.1) -> None:
-        if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 <= q <= 1:
+        if isinstance(q, bool) or not isinstance(q, (int, float, numbers.Real)) or not 0 <= q <= 1:  # numpy's too
             raise InvalidInputError(f"q must be a number in [0, 1], got {q!r}")
         self.q = float(q)
 

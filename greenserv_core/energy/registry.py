@@ -158,7 +158,8 @@ def auto_meter(cuda_devices: Sequence[int] = ()) -> EnergyMeter:
 
 def make_meter(name: str, cuda_devices: Sequence[int] = ()) -> EnergyMeter:
     """A meter by name (see :func:`meter_names`); a named meter that cannot work here raises
-    :class:`MissingResourceError`.
+    :class:`MissingResourceError`, one for the other placement (a GPU meter for a model on the
+    CPU, a CPU meter for one on CUDA devices) :class:`InvalidInputError`.
 
     >>> make_meter("cpu-estimate").source
     'cpu-time-estimate'
@@ -170,4 +171,6 @@ def make_meter(name: str, cuda_devices: Sequence[int] = ()) -> EnergyMeter:
         raise InvalidInputError(f"unknown energy meter {name!r}; choose one of {meter_names()}")
     if kind.placement == "gpu" and not cuda_devices:
         raise InvalidInputError(f"meter {name!r} needs a model on a CUDA device")
+    if kind.placement == "cpu" and cuda_devices:  # it would label the CPU's joules as the GPUs' work
+        raise InvalidInputError(f"meter {name!r} measures the CPU, not a model on CUDA devices {list(cuda_devices)}")
     return with_fallback(kind.build(tuple(cuda_devices)))
