@@ -170,9 +170,10 @@ class GreenServRouter:
     ``tradeoff`` λ, ``energy_budget`` (joules per query as a number, text such as
     ``"50J/query"`` or ``"2Wh/h"``, an :class:`~greenserv_core.budget.EnergyBudget`, or a
     :class:`~greenserv_core.budget.BudgetPacer` with its settings: the router then sets λ for
-    each query so that it spends up to the budget and no more, and ``tradeoff`` only starts
-    it), ``max_joules`` (a cap on each query's predicted joules), ``seed``, ``max_latency_s``,
-    ``policy_params``, ``embedder`` (the bundled
+    each query so that it spends up to the budget and no more; ``tradeoff`` only starts λ for
+    a budget given as a number, text or an ``EnergyBudget``, and a pacer starts at its own
+    ``initial_tradeoff``, with ``tradeoff`` unused), ``max_joules`` (a cap on each query's
+    predicted joules), ``seed``, ``max_latency_s``, ``policy_params``, ``embedder`` (the bundled
     embedder of the default features: ``"static"``, the default, or ``"minilm"``; or give
     ``features``),
     ``energy_scale``
@@ -255,10 +256,20 @@ class GreenServRouter:
             self.add_cascade(first, then, signal=signal)
 
     def _paced_budget(self) -> BudgetPacer | EnergyBudget | None:
-        """The budget for the learner; a bare budget starts at the router's λ."""
+        """The budget for the learner; a bare budget starts at the router's λ, a pacer at its
+        own ``initial_tradeoff`` (a ``tradeoff`` given that differs is said to be unused)."""
         if isinstance(self.energy_budget, EnergyBudget):
             return BudgetPacer(self.energy_budget, initial_tradeoff=self.tradeoff)
-        return self.energy_budget
+        pacer = self.energy_budget
+        if pacer is not None and self.tradeoff != DEFAULT_TRADEOFF and self.tradeoff != pacer.initial_tradeoff:
+            logger.warning(
+                "tradeoff=%g is not used: the BudgetPacer given as energy_budget starts at its own "
+                "initial_tradeoff=%g (give BudgetPacer(..., initial_tradeoff=%g) to start it there)",
+                self.tradeoff,
+                pacer.initial_tradeoff,
+                self.tradeoff,
+            )
+        return pacer
 
     @property
     def budget_(self) -> BudgetStatus | None:

@@ -149,6 +149,28 @@ def test_without_a_budget_the_record_says_none() -> None:
     assert llm.invoke(PROMPT).response_metadata["greenserv"]["budget"] is None
 
 
+def test_a_pacer_starts_at_its_own_lambda_and_a_tradeoff_it_does_not_use_is_said(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def first_lambda(tradeoff: float, budget: BudgetPacer | EnergyBudget) -> float:
+        router = GreenServRouter(
+            fake_pool(), features=make_hashing_extractor(), tradeoff=tradeoff, energy_budget=budget
+        )
+        budget_status = router.route(PROMPT, max_new_tokens=8).budget
+        assert budget_status is not None
+        return budget_status.tradeoff
+
+    with caplog.at_level("WARNING", logger="greenserv"):
+        assert first_lambda(0.9, BudgetPacer(EnergyBudget.per_query(30.0))) == 0.4  # the pacer's initial_tradeoff
+    assert "tradeoff=0.9 is not used" in caplog.text and "initial_tradeoff=0.4" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="greenserv"):  # nothing to say: the default, or the pacer's own λ
+        assert first_lambda(0.4, BudgetPacer(EnergyBudget.per_query(30.0), initial_tradeoff=0.7)) == 0.7
+        assert first_lambda(0.7, BudgetPacer(EnergyBudget.per_query(30.0), initial_tradeoff=0.7)) == 0.7
+        assert first_lambda(0.9, EnergyBudget.per_query(30.0)) == 0.9  # a bare budget starts at `tradeoff`
+    assert "is not used" not in caplog.text
+
+
 # ---- the per-query cap ----------------------------------------------------------------------
 
 

@@ -733,6 +733,27 @@ def test_a_replica_restarted_under_another_address_of_the_same_redis_counts_noth
             RedisStore(redis.Redis.from_url(url, decode_responses=True))
 
 
+def test_a_replica_restarted_with_the_store_named_counts_nothing_twice(tmp_path: Path) -> None:
+    """Synced under the store's address, restarted under ``identity=`` (as the README advises
+    where replicas reach the server under several names): the base saved is still found."""
+    import redis
+
+    with redis_server(tmp_path) as url:
+        router = make_router()
+        sharing = SharedLearning(router, RedisStore(url=url, key="k"))  # named 'redis:loopback:…'
+        serve(router, traffic(4, seed=0))
+        sharing.save(tmp_path / "replica.json")
+        counted = RedisStore(url=url, key="k").read().sums["tallies/small"].tolist()
+        pool = [FakeBackend("small", joules_per_token=1.0), FakeBackend("org/large", joules_per_token=9.0)]
+        restarted = GreenServRouter.load(tmp_path / "replica.json", pool, features=make_hashing_extractor(n_clusters=1))
+        SharedLearning(restarted, RedisStore(url=url, key="k", identity="pool-a")).sync()
+        assert RedisStore(url=url, key="k").read().sums["tallies/small"].tolist() == counted
+    client = redis.Redis(host="Cache.Example")  # (a URL's host is lowercased already)
+    named = RedisStore(client, key="k", identity="pool-a")
+    assert named.former_identities == ("redis:cache.example:6379/0#k", "redis:Cache.Example:6379/0#k")
+    assert RedisStore(client, key="k").former_identities == ("redis:Cache.Example:6379/0#k",)
+
+
 # ---- pending decisions shared through Redis ---------------------------------------------------
 def test_feedback_may_reach_another_replica_through_redis(tmp_path: Path) -> None:
     from greenserv_core import DecisionAlreadyScoredError, DecisionIdInUseError, UnknownDecisionError

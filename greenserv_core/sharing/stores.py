@@ -241,10 +241,17 @@ class RedisStore:
 
     @property
     def former_identities(self) -> tuple[str, ...]:
-        """The name this store had before loopback addresses were made one (a router saved
-        then remembers its sync base under it)."""
-        former = self._address_identity(canonical=False)
-        return () if former == self.identity else (former,)
+        """The names this store had before (a router saved then remembers its sync base under
+        one): its address as written, from before loopback addresses were made one; given an
+        ``identity=``, also its address as :attr:`identity` names it without one.
+
+        >>> RedisStore(url="redis://127.0.0.1:6379/0", key="k", identity="pool-a").former_identities
+        ('redis:loopback:6379/0#k', 'redis:127.0.0.1:6379/0#k')
+        """
+        names = [self._address_identity(canonical=False)]
+        if self.given_identity is not None:
+            names.insert(0, self._address_identity(canonical=True))
+        return tuple(name for name in dict.fromkeys(names) if name != self.identity)
 
     def _address_identity(self, *, canonical: bool) -> str:
         where = self.client.connection_pool.connection_kwargs
