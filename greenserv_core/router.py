@@ -26,6 +26,7 @@ Example, with fake models and the dependency-free hashing embedder::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -242,7 +243,7 @@ class GreenServRouter:
         """The pool's backends by name; replaced, never changed, when the pool changes."""
         self._pool: ModelPool | None = None
         """The pool as columns, made again on the first query after a change."""
-        self._pool_lock = threading.Lock()
+        self._pool_lock = threading.RLock()  # (held by learning_paused() around a save, which takes it again)
         if not models:
             raise InvalidInputError("a router needs at least one model")
         for model in models:
@@ -669,6 +670,19 @@ class GreenServRouter:
         same step, what :class:`~greenserv_core.sharing.SharedLearning` adopted from a store
         (saved with the router; see :meth:`RoutingLearner.update_statistics`)."""
         self.learner_.update_statistics(transform, sync_base=sync_base)
+
+    @contextlib.contextmanager
+    def learning_paused(self) -> Iterator[None]:
+        """Hold, for the block, every lock under which the router learns (its pool's, its
+        learner's, then each shared component's, as :meth:`state_dict` and
+        :meth:`update_statistics` take them): nothing is routed, learned or added meanwhile, in
+        other threads. :meth:`~greenserv_core.sharing.SharedLearning.save` syncs and saves in one."""
+        with self._pool_lock, self.learner_.lock, contextlib.ExitStack() as held:
+            for part in self.learner_.shared.values():
+                lock = getattr(part, "lock", None)
+                if lock is not None:
+                    held.enter_context(lock)
+            yield
 
     @property
     def loaded_statistics_(self) -> Statistics | None:

@@ -333,6 +333,43 @@ def test_wrappers_of_one_router_and_a_save_between_syncs_count_nothing_twice(tmp
     assert loaded.policy_.t_ == 30 and router.policy_.t_ == 30
 
 
+def test_a_save_under_traffic_holds_what_its_sync_base_holds(tmp_path: Path) -> None:
+    """Queries served while the save syncs (and a model added meanwhile) wait for the save:
+    the file holds what the store holds, so the running replica and one restarted from the
+    file never both push an answer."""
+    router = make_router()
+    serve(router, traffic(3, seed=1))
+    threads: list[threading.Thread] = []
+
+    class SlowStore(InMemoryStore):
+        def merge(self, delta: Statistics) -> Statistics:
+            if not threads:  # other threads of the replica serve and change its pool meanwhile
+                threads.extend(
+                    [
+                        threading.Thread(target=serve, args=(router, traffic(2, seed=2))),
+                        threading.Thread(target=router.add_model, args=(FakeBackend("new"),)),
+                    ]
+                )
+                for thread in threads:
+                    thread.start()
+                    thread.join(0.2)
+            return super().merge(delta)
+
+    store = SlowStore()
+    replica = SharedLearning(router, store)
+    replica.save(tmp_path / "replica.json")
+    for thread in threads:
+        thread.join(5.0)
+        assert not thread.is_alive()
+    replica.sync()  # the running replica pushes the answers served during the save
+    pool = [FakeBackend("small", joules_per_token=1.0), FakeBackend("org/large", joules_per_token=9.0)]
+    pool.append(FakeBackend("new"))
+    loaded = GreenServRouter.load(tmp_path / "replica.json", pool, features=make_hashing_extractor(n_clusters=1))
+    assert loaded.policy_.t_ == 3  # the file holds what the sync pushed, not the answers that waited
+    SharedLearning(loaded, store).sync()  # ... and a restart from it pushes none of them again
+    assert loaded.policy_.t_ == router.policy_.t_ == 5
+
+
 def _clustered_router(*, centre_clusters: bool = True) -> GreenServRouter:
     return GreenServRouter(
         [FakeBackend("small"), FakeBackend("large")],

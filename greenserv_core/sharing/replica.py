@@ -38,6 +38,7 @@ measuring from different centres or seeded with different prompts are refused
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
@@ -183,14 +184,17 @@ class SharedLearning:
             return self._sync()
 
     def save(self, path: str | Path) -> SyncReport:
-        """Sync, then save the router (``router.save(path)``) before any other sync can start:
-        a replica restarted from that file pushes only what it learns afterwards. A router
-        saved on its own between syncs holds answers that its next sync pushes, and a restart
-        from that file pushes them again."""
+        """Sync, then save the router (``router.save(path)``) before any other sync can start,
+        with its learning paused from the sync's start to the save's end (a router's
+        ``learning_paused()``: routing and feedback wait one store round-trip per save): the
+        file holds what the store holds, and a replica restarted from it pushes only what it
+        learns afterwards. A router saved on its own between syncs holds answers that its next
+        sync pushes, and a restart from that file pushes them again."""
         save = getattr(self.router, "save", None)
         if not callable(save):
             raise InvalidInputError(f"{self.router!r} cannot be saved (it has no save method)")
-        with self._sync_lock:
+        pause = getattr(self.router, "learning_paused", None)
+        with self._sync_lock, pause() if callable(pause) else contextlib.nullcontext():
             report = self._sync()
             save(path)
             return report
