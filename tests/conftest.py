@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pytest
 
-from greenserv_core import FakeBackend, FeatureExtractor, GreenServRouter
+from greenserv_core import FakeBackend, FeatureExtractor, GreenServRouter, ModelBackend
 from greenserv_core.features import HashingEmbedder, TaskClassifier
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -38,6 +38,15 @@ def make_hashing_extractor(n_clusters: int = 3, *, centre_clusters: bool = True)
     labels = [label for label, texts in TINY_TRAINING.items() for _ in texts]
     classifier = TaskClassifier().fit(embedder.embed(texts), labels, embedder.name)
     return FeatureExtractor(embedder, classifier, n_clusters=n_clusters, centre_clusters=centre_clusters)
+
+
+def use_fake_pool(monkeypatch: pytest.MonkeyPatch, backends: Sequence[ModelBackend]) -> None:
+    """The command line's models are ``backends`` (``build_backends`` returns them, whatever it
+    is asked) and its default features hash words (no embedder loads)."""
+    from greenserv_core.models import pool
+
+    monkeypatch.setattr(pool, "build_backends", lambda *args, **kwargs: list(backends))
+    monkeypatch.setattr(FeatureExtractor, "default", classmethod(lambda cls, **kwargs: make_hashing_extractor()))
 
 
 @pytest.fixture
@@ -89,3 +98,14 @@ def errors_in_threads(target: Callable[[], object], count: int = 2) -> list[Base
     for thread in threads:
         thread.join()
     return errors
+
+
+def assert_docstring_says_what_sharing_costs(doc: str | None, own_tokens: int) -> None:
+    """An adapter's embedding ``doc`` states its own embedder's input length (``own_tokens``)
+    and the shorter one of the router's MiniLM, which sharing it would cost."""
+    from greenserv_core.features.bundled import bundled_embedder
+
+    routers = bundled_embedder("minilm")  # the router's with embedder="minilm" (nothing is loaded)
+    assert own_tokens == 256 and routers.max_seq_length == 128
+    words = " ".join((doc or "").split())
+    assert f"{own_tokens}-token inputs" in words and f"first {routers.max_seq_length} tokens" in words

@@ -342,6 +342,20 @@ def test_bench_local_models_refuses_no_prompts() -> None:
         run_local_models(queries=0)
 
 
+def test_local_models_take_their_prompts_from_every_task_in_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from greenserv_core.evaluation import local_models
+
+    def load(task: str, *, limit: int, seed: int) -> list[SimpleNamespace]:
+        return [SimpleNamespace(prompt=f"{task}-{i}") for i in range(limit)]
+
+    monkeypatch.setattr(local_models, "load_task", load)
+    twelve = local_models._prompts(12, 0)
+    assert [sum(p.startswith(t) for p in twelve) for t in ("triviaqa", "gsm8k", "boolq", "mmlu")] == [3, 3, 3, 3]
+    assert local_models._prompts(5, 0) == ["triviaqa-0", "gsm8k-0", "boolq-0", "mmlu-0", "triviaqa-1"]  # was no MMLU
+
+
 def test_local_models_ratio_is_the_median_of_paired_ratios_when_known() -> None:
     from greenserv_core.evaluation.local_models import LocalModelRow
 
@@ -438,13 +452,11 @@ def test_an_interactive_chat_ends_once_its_state_saved_once_and_its_budget_said_
 ) -> None:
     import io
 
-    from greenserv_core import FakeBackend, FeatureExtractor, GreenServRouter
-    from greenserv_core.models import pool
-    from tests.conftest import make_hashing_extractor
+    from greenserv_core import FakeBackend, GreenServRouter
+    from tests.conftest import use_fake_pool
 
     backends = [FakeBackend("small"), FakeBackend("large", joules_per_token=9.0)]
-    monkeypatch.setattr(pool, "build_backends", lambda names, meter="auto", option=None: backends)
-    monkeypatch.setattr(FeatureExtractor, "default", classmethod(lambda cls, **kwargs: make_hashing_extractor()))
+    use_fake_pool(monkeypatch, backends)
     saves: list[Path] = []
     save = GreenServRouter.save
     monkeypatch.setattr(GreenServRouter, "save", lambda self, path: (saves.append(path), save(self, path))[1])

@@ -1083,16 +1083,12 @@ def test_overhead_names_minilm_s_gpu_only_when_it_timed_minilm(monkeypatch: pyte
 def test_demo_refuses_a_static_strategy_outside_the_pool_before_any_prompt(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from greenserv_core import FakeBackend, FeatureExtractor
+    from greenserv_core import FakeBackend
     from greenserv_core.datasets.olmo_eval import TaskExample
     from greenserv_core.evaluation import learning_demo
-    from greenserv_core.models import pool
-    from tests.conftest import make_hashing_extractor
+    from tests.conftest import use_fake_pool
 
-    monkeypatch.setattr(
-        pool, "build_backends", lambda models, meter="auto", option=None: [FakeBackend("a"), FakeBackend("b")]
-    )
-    monkeypatch.setattr(FeatureExtractor, "default", classmethod(lambda cls, **kwargs: make_hashing_extractor()))
+    use_fake_pool(monkeypatch, [FakeBackend("a"), FakeBackend("b")])
     stream = [TaskExample("arc_easy", "1", "Q? A) x B) y", "A", ("x", "y"))]
     monkeypatch.setattr(learning_demo, "demo_stream", lambda tasks, queries, seed: stream)
     monkeypatch.setattr(learning_demo, "run_learning_demo", never)  # its first prompt failed: exit 1

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from greenserv_core import FakeBackend, FeatureExtractor, GreenServRouter, cli
+from greenserv_core import FakeBackend, GreenServRouter, cli
 from greenserv_core.backends.base import GenerationResult, GenerationSettings
 from greenserv_core.cli.session import ChatSession
 from greenserv_core.datasets.olmo_eval import TaskExample
@@ -23,7 +23,7 @@ from greenserv_core.messages import Message
 from greenserv_core.models import pool
 from greenserv_core.router import RoutedGeneration
 from greenserv_core.routing.results import FailedAttempt
-from tests.conftest import make_hashing_extractor
+from tests.conftest import make_hashing_extractor, use_fake_pool
 
 STREAM = [TaskExample("arc_easy", str(i), "Q? A) x B) y", "A", ("x", "y")) for i in range(4)]
 
@@ -51,8 +51,7 @@ def _fails_from(call: int, error: Exception) -> Callable[[Sequence[Message]], st
 
 def _use(monkeypatch: pytest.MonkeyPatch, backends: list[Any]) -> None:
     """Make the CLI build ``backends`` and the hashing features instead of the bundled ones."""
-    monkeypatch.setattr(pool, "build_backends", lambda names, meter="auto", option=None: backends)
-    monkeypatch.setattr(FeatureExtractor, "default", classmethod(lambda cls, **kwargs: make_hashing_extractor()))
+    use_fake_pool(monkeypatch, backends)
 
 
 def _router(*backends: FakeBackend, policy: str = "epsilon") -> GreenServRouter:

@@ -15,7 +15,7 @@ import pytest
 from greenserv_core import FakeBackend, GreenServRouter
 from greenserv_core.cli.session import ChatSession, run_repl
 from greenserv_core.messages import Message
-from tests.conftest import make_hashing_extractor
+from tests.conftest import make_hashing_extractor, use_fake_pool
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPT = "you> "
@@ -108,12 +108,10 @@ def test_the_demo_shows_the_router_learning(
 ) -> None:
     """``greenserv demo`` over two fake models on real labelled prompts: every line, the
     summary with the measured comparisons, and the plot."""
-    from greenserv_core import FeatureExtractor, cli
-    from greenserv_core.models import pool
+    from greenserv_core import cli
 
     fakes = [FakeBackend("small", reply=lambda m: "A"), FakeBackend("large", joules_per_token=9.0, reply=lambda m: "B")]
-    monkeypatch.setattr(pool, "build_backends", lambda names, meter="auto", option=None: fakes)
-    monkeypatch.setattr(FeatureExtractor, "default", classmethod(lambda cls, **kwargs: make_hashing_extractor()))
+    use_fake_pool(monkeypatch, fakes)
     plot = tmp_path / "demo.png"
     assert cli.main(["demo", "--queries", "8", "--tasks", "arc_easy,mmlu", "--plot", str(plot)]) == 0
     out = capsys.readouterr().out
@@ -206,13 +204,9 @@ def test_stats_compare_predictions_with_predictions() -> None:
 def test_a_one_prompt_demo_still_summarises(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from greenserv_core import FeatureExtractor, cli
-    from greenserv_core.models import pool
+    from greenserv_core import cli
 
-    monkeypatch.setattr(
-        pool, "build_backends", lambda names, meter="auto", option=None: [FakeBackend("a"), FakeBackend("b")]
-    )
-    monkeypatch.setattr(FeatureExtractor, "default", classmethod(lambda cls, **kwargs: make_hashing_extractor()))
+    use_fake_pool(monkeypatch, [FakeBackend("a"), FakeBackend("b")])
     assert cli.main(["demo", "--queries", "1", "--tasks", "arc_easy", "--plot", ""]) == 0
     assert "summary" in capsys.readouterr().out
 
@@ -258,17 +252,13 @@ def test_each_answer_line_shows_the_budget_after_that_answer_and_stats_say_more_
 def test_an_interrupted_demo_exits_130_and_a_demo_refuses_tasks_it_cannot_score(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from greenserv_core import FeatureExtractor, InvalidInputError, cli
+    from greenserv_core import InvalidInputError, cli
     from greenserv_core.evaluation.learning_demo import demo_stream
-    from greenserv_core.models import pool
 
     def interrupted(messages: Sequence[Message]) -> str:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(
-        pool, "build_backends", lambda names, meter="auto", option=None: [FakeBackend("a", reply=interrupted)]
-    )
-    monkeypatch.setattr(FeatureExtractor, "default", classmethod(lambda cls, **kwargs: make_hashing_extractor()))
+    use_fake_pool(monkeypatch, [FakeBackend("a", reply=interrupted)])
     assert cli.main(["demo", "--queries", "2", "--tasks", "arc_easy", "--plot", ""]) == 130
     assert "[stopped]" in capsys.readouterr().out
     with pytest.raises(InvalidInputError, match="code or LaTeX references, which the demo cannot score"):
@@ -278,8 +268,7 @@ def test_an_interrupted_demo_exits_130_and_a_demo_refuses_tasks_it_cannot_score(
 def test_an_interrupted_chat_keeps_its_state_and_exits_130(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from greenserv_core import FeatureExtractor, cli
-    from greenserv_core.models import pool
+    from greenserv_core import cli
 
     calls: list[str] = []
 
@@ -289,10 +278,7 @@ def test_an_interrupted_chat_keeps_its_state_and_exits_130(
             raise KeyboardInterrupt
         return "fine"
 
-    monkeypatch.setattr(
-        pool, "build_backends", lambda names, meter="auto", option=None: [FakeBackend("a", reply=second_interrupts)]
-    )
-    monkeypatch.setattr(FeatureExtractor, "default", classmethod(lambda cls, **kwargs: make_hashing_extractor()))
+    use_fake_pool(monkeypatch, [FakeBackend("a", reply=second_interrupts)])
     state = tmp_path / "state.json"
     assert cli.main(["chat", "--state", str(state), "--max-new-tokens", "8"]) == 130
     assert state.exists() and "[stopped]" in capsys.readouterr().out

@@ -19,7 +19,7 @@ from greenserv_core.errors import CascadeMemberUnavailableError, ModelUnavailabl
 from greenserv_core.evaluation.table import OutcomeTable, read_table
 from greenserv_core.evaluation.verify import verify_table
 from greenserv_core.messages import Message, last_user_text
-from tests.conftest import make_hashing_extractor
+from tests.conftest import make_hashing_extractor, use_fake_pool
 
 ASK: list[Message] = [{"role": "user", "content": "What is 2 + 2?"}]
 SHORT = GenerationSettings(max_new_tokens=8)
@@ -362,12 +362,10 @@ def test_collect_sends_a_verifying_signal_to_bench_verify(tmp_path: Path) -> Non
 def test_chat_offers_self_verified_cascades(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from greenserv_core import FeatureExtractor, cli
-    from greenserv_core.models import pool
+    from greenserv_core import cli
 
     fakes = [_judging("4", "No", math.log(0.9)), FakeBackend("big", reply=lambda m: "four")]
-    monkeypatch.setattr(pool, "build_backends", lambda names, meter="auto", option=None: fakes)
-    monkeypatch.setattr(FeatureExtractor, "default", classmethod(lambda cls, **kwargs: make_hashing_extractor()))
+    use_fake_pool(monkeypatch, fakes)
     argv = ["chat", "--cascade", "small->big", "--cascade-signal", "self-verification"]
     assert cli.main(argv) == 0
     out = capsys.readouterr().out

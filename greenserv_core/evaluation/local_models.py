@@ -46,9 +46,12 @@ __all__ = ["LocalModelRow", "LocalModelsReport", "run_local_models"]
 
 
 def _prompts(n: int, seed: int) -> list[str]:
+    """``n`` real prompts taken in turn from TriviaQA, GSM8K, BoolQ and MMLU (each task gets
+    ``n // 4`` or one more; the first tasks only got them before, and 12 held no MMLU)."""
     tasks = ("triviaqa", "gsm8k", "boolq", "mmlu")
-    per = n // len(tasks) + 1
-    return [ex.prompt for task in tasks for ex in load_task(task, limit=per, seed=seed)][:n]
+    per = -(-n // len(tasks))
+    drawn = [[ex.prompt for ex in load_task(task, limit=per, seed=seed)] for task in tasks]
+    return [prompts[i] for i in range(per) for prompts in drawn if i < len(prompts)][:n]
 
 
 def _cold_features() -> FeatureExtractor:

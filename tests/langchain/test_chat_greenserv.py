@@ -595,12 +595,8 @@ def test_token_counts_are_the_pools_so_trim_messages_keeps_what_fits() -> None:
 
 
 def test_the_embeddings_say_what_sharing_the_routers_embedder_costs() -> None:
-    from greenserv_core.features.bundled import bundled_embedder
     from langchain_greenserv import GreenServEmbeddings
+    from tests.conftest import assert_docstring_says_what_sharing_costs
 
-    routers = bundled_embedder("minilm")  # the router's with embedder="minilm" (nothing is loaded)
-    own = GreenServEmbeddings().embedder
-    assert own.max_seq_length == 256 and routers.max_seq_length == 128
-    doc = " ".join((GreenServEmbeddings.__doc__ or "").split())
-    assert f"{own.max_seq_length}-token inputs" in doc and f"first {routers.max_seq_length} tokens" in doc
-    assert "to share its loaded model" not in doc  # was the advice, silent on the 128 tokens
+    assert_docstring_says_what_sharing_costs(GreenServEmbeddings.__doc__, GreenServEmbeddings().embedder.max_seq_length)
+    assert "to share its loaded model" not in (GreenServEmbeddings.__doc__ or "")  # was the advice, silent on 128

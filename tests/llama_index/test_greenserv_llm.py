@@ -248,13 +248,9 @@ def test_embedding_wraps_the_core_embedder() -> None:
 
 
 def test_the_embedding_says_what_sharing_the_routers_embedder_costs() -> None:
-    from greenserv_core.features.bundled import bundled_embedder
+    from tests.conftest import assert_docstring_says_what_sharing_costs
 
-    routers = bundled_embedder("minilm")  # the router's with embedder="minilm" (nothing is loaded)
-    own = GreenServEmbedding().embedder
-    assert own.max_seq_length == 256 and routers.max_seq_length == 128
-    doc = " ".join((GreenServEmbedding.__doc__ or "").split())
-    assert f"{own.max_seq_length}-token inputs" in doc and f"first {routers.max_seq_length} tokens" in doc
+    assert_docstring_says_what_sharing_costs(GreenServEmbedding.__doc__, GreenServEmbedding().embedder.max_seq_length)
 
 
 def test_closing_an_async_response_stream_closes_the_models_stream_before_it_returns() -> None:
