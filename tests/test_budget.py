@@ -909,3 +909,11 @@ def test_a_worst_window_never_measured_prints_as_a_dash() -> None:
     assert printed["worst 250 / budget (max run)"] == "–"
     spend["worst_window_over_budget"], spend["worst_window_over_budget_max"] = share, 1.1
     assert budget_rows({"budgets": [row]})[0]["worst 250 / budget (max run)"] == "90.0% ± 0.0 (110.0%)"
+
+
+def test_an_under_spent_pacer_banks_at_most_bank_queries_worth() -> None:
+    pacer = BudgetPacer(EnergyBudget.per_query(10.0), bank=3)
+    for _ in range(20):
+        pacer.observe(1.0)  # 9 J a query left unspent
+    assert pacer.allowance() - pacer.spent_ == pytest.approx(3 * 10.0)  # was 180 J: all of it banked
+    assert pacer.forfeited_ == pytest.approx(20 * 9.0 - 3 * 10.0)

@@ -436,6 +436,7 @@ def test_the_learn_labels_follow_the_stated_proxy() -> None:
     assert learn(0.4, False) is None
     assert learn(1.0, None) is None
     assert model.thens_["small->big"].tolist() == [pytest.approx(0.2 + 0.1 - 0.4 + 0.2), 4.0]
+    assert learn(0.5, False) == "disagreed"  # the boundary: a score of 0.5 counts as right
 
 
 def test_the_escalation_model_checks_its_arguments() -> None:

@@ -201,6 +201,15 @@ def test_a_failing_batch_leaves_no_decision_pending() -> None:
     assert len(router.pending_) == 0
 
 
+def test_a_task_without_a_range_of_its_own_borrows_the_range_of_all_tasks() -> None:
+    scale = EnergyNormalizer()
+    scale.observe("qa", 10.0)
+    scale.observe("qa", 30.0)
+    scale.observe("code", 25.0)  # seen once: no range of its own
+    assert scale.normalize("math", 20.0) == 0.5 and scale.normalize("code", 20.0) == 0.5  # was 0.0
+    assert EnergyNormalizer().normalize("qa", 20.0) == 0.0  # no range at all
+
+
 # ---- a policy instance and a given energy scale ------------------------------------------------------
 def test_the_router_takes_a_policy_instance_and_an_energy_scale() -> None:
     extractor = make_hashing_extractor()

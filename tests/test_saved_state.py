@@ -129,3 +129,17 @@ def test_load_names_the_callers_own_bad_arguments_not_the_file(
     assert GreenServRouter.load(path, fakes, features=extractor, policy=LinUCB(dimension)).models == [
         f.info.name for f in fakes
     ]
+
+
+def test_a_decision_scored_before_its_outcome_still_awaits_it_after_a_load(
+    fakes: list[FakeBackend], extractor: FeatureExtractor, tmp_path: Path
+) -> None:
+    router = GreenServRouter(fakes, features=extractor, seed=0)
+    decision = router.route("What is 2 + 2?")  # its answer still streaming: no outcome yet
+    assert router.feedback(decision.decision_id, 1.0).applied  # scored first: kept aside for its outcome
+    router.save(tmp_path / "state.json")
+    loaded = GreenServRouter.load(tmp_path / "state.json", fakes, features=extractor)
+    loaded.record_outcome(decision.decision_id, energy_joules=5.0, latency_s=0.1)  # was UnknownDecisionError
+    assert loaded.stats_[decision.model]["energy_joules"] == 5.0
+    with pytest.raises(InvalidInputError, match="already recorded"):
+        loaded.record_outcome(decision.decision_id, energy_joules=5.0, latency_s=0.1)

@@ -47,8 +47,11 @@ def test_invoke_returns_routing_record_and_usage() -> None:
     assert record["model"] == message.response_metadata["model_name"]
     assert record["energy_source"] == "fake" and record["energy_measured"] is False
     assert record["features"]["task"] in {"math", "chat", "qa"} and record["tradeoff"] == 0.4
+    # the fakes count "Be brief." + "What is 2 + 2?" as 9 tokens, "<model>: What is 2 + 2?" as 8
+    assert (record["input_tokens"], record["output_tokens"]) == (9, 8)
+    assert record["energy_joules"] == {"small": 1.0, "large": 5.0}[record["model"]] * 17
     usage = message.usage_metadata
-    assert usage is not None and usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
+    assert usage is not None and (usage["input_tokens"], usage["output_tokens"], usage["total_tokens"]) == (9, 8, 17)
     assert message.id is not None and decision_id_of(message.id) == record["decision_id"]
 
 

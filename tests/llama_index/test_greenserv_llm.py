@@ -81,6 +81,9 @@ def test_every_method_returns_the_right_type_with_the_routing_record() -> None:
     assert chat.message.role == MessageRole.ASSISTANT and chat.message.content.startswith(
         chat.additional_kwargs["model"]
     )
+    # the fakes count "Be brief." + "2+2?" as 7 tokens, "<model>: 2+2?" as 6, at 1 J a token
+    record = chat.additional_kwargs
+    assert (record["input_tokens"], record["output_tokens"], record["energy_joules"]) == (7, 6, 13.0)
 
 
 def test_streams_carry_cumulative_text_and_deltas() -> None:
