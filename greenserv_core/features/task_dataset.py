@@ -39,6 +39,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from greenserv_core.bandits.base import whole_number
 from greenserv_core.datasets import olmo_eval
 from greenserv_core.datasets.olmo_eval import LETTERS, MINERVA_SUBSETS, MT_MBPP_LANGUAGES, TaskExample
 from greenserv_core.errors import InvalidInputError
@@ -821,7 +822,7 @@ def build_task_dataset(
     per_label: int = 250, seed: int = 0, *, split: Split = "train", labels: Sequence[str] = TASK_TYPES
 ) -> list[LabelledPrompt]:
     """``per_label`` prompts for each task type, from one split, shuffled, reproducible by ``seed``."""
-    count, start = olmo_eval._whole(per_label), olmo_eval._whole(seed)  # a numpy integer is taken as its int
+    count, start = whole_number(per_label), whole_number(seed)  # a numpy integer is taken as its int
     if count is None or count < 0:
         raise InvalidInputError(f"per_label must be an integer of 0 or more, got {per_label!r}")
     if start is None:
