@@ -904,16 +904,18 @@ class _Window:
         self.overlap = overlap
         self.ticket: int | None = overlap.enter()
         self.closed = False
-        self.active_s = 0.0
-        """The seconds it was open, not paused: the request's time at the server."""
         self._since = time.perf_counter()
-        self._charged = 0.0
         self._meter_source: EnergyMeter | None = None
         self._meter: AbstractContextManager[EnergyWindow] | None = None
         self._window: EnergyWindow | None = None
         self._attempts: list[tuple[float, float, EnergyReading | None]] = []
         """Each attempt's seconds charged, seconds open and meter reading (``None``: none)."""
         self.error: Exception | None = None
+
+    @property
+    def active_s(self) -> float:
+        """The seconds it was open, not paused, up to its last pause: the request's time at the server."""
+        return sum(active for _, active, _ in self._attempts)
 
     def open(self, meter: EnergyMeter) -> None:
         context = meter.measure()
@@ -925,10 +927,8 @@ class _Window:
         good when ``ending``: a window with no reading is then no reading, not 0 J)."""
         if self.closed or self.ticket is None:
             return
-        charged = self.overlap.leave(self.ticket)
-        active = time.perf_counter() - self._since
-        self._charged += charged
-        self.ticket, self.active_s = None, self.active_s + active
+        charged, active = self.overlap.leave(self.ticket), time.perf_counter() - self._since
+        self.ticket = None
         self._attempts.append((charged, active, self._close_meter(pausing=not ending)))
 
     def resume(self) -> None:
@@ -963,10 +963,11 @@ class _Window:
             return 0.0, None
         self.pause(ending=True)
         self.closed = True
+        charged = sum(seconds for seconds, _, _ in self._attempts)
         readings = [reading for _, _, reading in self._attempts if reading is not None]
         if self.error is not None or not readings:
-            return self._charged, None
-        return self._charged, combined_energy(readings)
+            return charged, None
+        return charged, combined_energy(readings)
 
     def earlier(self) -> tuple[float, float, EnergyReading | None] | None:
         """The attempts before the last, once closed: their seconds charged, seconds open and

@@ -187,19 +187,21 @@ class TransformersBackend:
     # ---- loading ----------------------------------------------------------------------
     def _cannot_load(self, error: Exception) -> MissingResourceError:
         """What a failed load says: the model, where from, how to install it, and why."""
-        hint = f" ({self.spec.install_hint})" if self.spec.install_hint else ""
-        return MissingResourceError(f"cannot load model {self.name!r} from {self.spec.source}{hint}: {error}")
+        return MissingResourceError(f"cannot load model {self.name!r} from {self.spec.source}{self._hint()}: {error}")
+
+    def _hint(self) -> str:
+        """The spec's install hint, in brackets after a space (``""`` without one)."""
+        return f" ({self.spec.install_hint})" if self.spec.install_hint else ""
 
     def _source_options(self) -> dict[str, Any]:
         """``from_pretrained``'s options; a spec's ``path`` must be a directory here, never looked up on the Hub."""
         if self.spec.path is None:
             return {"gguf_file": self.spec.gguf_file}
         if not Path(self.spec.path).is_dir():
-            hint = f" ({self.spec.install_hint})" if self.spec.install_hint else ""
             where = self.spec.path
             if not os.path.isabs(where):
                 where += f" ({os.path.abspath(where)})"
-            raise MissingResourceError(f"cannot load model {self.name!r}: no model directory at {where}{hint}")
+            raise MissingResourceError(f"cannot load model {self.name!r}: no model directory at {where}{self._hint()}")
         return {"gguf_file": self.spec.gguf_file, "local_files_only": True}
 
     @property
