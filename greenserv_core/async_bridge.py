@@ -1,18 +1,20 @@
-"""Run a blocking iterator in a worker thread and consume it asynchronously.
+"""Run a blocking iterator, or a blocking call, in a worker thread and await it.
 
 Local generation is blocking (torch); adapters' async methods use this so the event loop
-keeps running while a model works. Closing the async iterator early stops the producer.
+keeps running while a model works. Closing the async iterator early stops the producer; a
+call cancelled while it runs is no longer awaited (:class:`Delivery`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TypeVar
 
-__all__ = ["iterate_in_thread"]
+__all__ = ["Delivery", "current_delivery", "iterate_in_thread", "run_in_thread"]
 
 T = TypeVar("T")
 
@@ -22,6 +24,74 @@ _POLL_S = 0.5
 _CLOSE_WAIT_S = 30.0
 """How long closing the async iterator waits for the thread to close the blocking one (it
 finishes the item under way first: a model's next token)."""
+
+
+class Delivery:
+    """Whether the caller of a call run by :func:`run_in_thread` still awaits its answer.
+
+    The router reads it in the worker thread (:func:`current_delivery`) before it routes and
+    when an answer comes (:meth:`record`): once the caller has left (:meth:`leave`, on
+    cancellation), no model is tried again and an answer that comes is not recorded as one;
+    an answer recorded just before the caller left is forgotten then. A model cannot be
+    stopped mid-answer, so the thread runs on until its answer comes.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._left = False
+        self._forget: list[Callable[[], None]] = []
+
+    def check(self) -> None:
+        """Raise :class:`asyncio.CancelledError` once the caller has left."""
+        if self._left:
+            raise asyncio.CancelledError("the caller stopped waiting for this answer")
+
+    def record(self, record: Callable[[], T], *, abandon: Callable[[], None], forget: Callable[[], None]) -> T:
+        """``record()`` (an answer's bookkeeping), unless the caller has left: then ``abandon()``
+        runs instead and :class:`asyncio.CancelledError` is raised. If the caller leaves later,
+        before the answer reaches it, ``forget()`` runs then."""
+        with self._lock:
+            if self._left:
+                abandon()
+                self.check()
+            value = record()
+            self._forget.append(forget)
+            return value
+
+    def leave(self) -> None:
+        """The caller stopped waiting (its task was cancelled): forget what was recorded for it."""
+        with self._lock:
+            self._left = True
+            forget, self._forget = self._forget, []
+        for each in forget:
+            each()
+
+
+_DELIVERY: contextvars.ContextVar[Delivery | None] = contextvars.ContextVar("greenserv_delivery", default=None)
+
+
+def current_delivery() -> Delivery | None:
+    """The :class:`Delivery` of the call :func:`run_in_thread` runs in this thread, else ``None``."""
+    return _DELIVERY.get()
+
+
+async def run_in_thread(function: Callable[[], T]) -> T:
+    """``function()`` in a worker thread, as :func:`asyncio.to_thread` runs it, under a
+    :class:`Delivery`. Cancelled while it runs, the cancellation propagates at once and the
+    caller leaves the delivery: the thread runs on, and the router charges the answer it
+    makes as it charges a failed attempt, without recording it or keeping its decision.
+
+    >>> asyncio.run(run_in_thread(lambda: current_delivery() is not None))
+    True
+    """
+    delivery = Delivery()
+    context = contextvars.copy_context()
+    context.run(_DELIVERY.set, delivery)
+    try:
+        return await asyncio.get_running_loop().run_in_executor(None, context.run, function)
+    except asyncio.CancelledError:
+        delivery.leave()
+        raise
 
 
 async def iterate_in_thread(make_iterator: Callable[[], Iterator[T]]) -> AsyncIterator[T]:

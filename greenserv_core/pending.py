@@ -11,7 +11,6 @@ import copy
 import itertools
 import math
 import numbers
-import operator
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -20,6 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from greenserv_core.bandits.base import check_whole
 from greenserv_core.errors import DecisionAlreadyScoredError, InvalidInputError, UnknownDecisionError
 
 __all__ = ["PendingDecision", "PendingDecisions", "PendingStore"]
@@ -140,12 +140,8 @@ class PendingDecisions:
     def __init__(
         self, max_size: int = 100_000, ttl_s: float = 7 * 24 * 3600.0, clock: Callable[[], float] = time.time
     ) -> None:
-        try:  # kept as an int and a float: what a saved state holds and the clock's arithmetic takes
-            size = operator.index(max_size)
-        except TypeError:
-            size = 0
-        if size < 1:
-            raise InvalidInputError(f"max_size must be an integer >= 1, got {max_size!r}")
+        # kept as an int and a float: what a saved state holds and the clock's arithmetic takes
+        size = check_whole("max_size", max_size, low=1)  # not a bool
         try:
             seconds = float(ttl_s) if isinstance(ttl_s, numbers.Number) else math.nan
         except (TypeError, ValueError, OverflowError):

@@ -20,7 +20,6 @@ streaming, LangChain rebuilds calls from chunks; the refused ones are then liste
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import uuid
@@ -65,7 +64,7 @@ from greenserv_core.adapters import (
     why_no_tool_call,
 )
 from greenserv_core.adapters import decision_id_of as answer_key
-from greenserv_core.async_bridge import iterate_in_thread
+from greenserv_core.async_bridge import iterate_in_thread, run_in_thread
 from greenserv_core.bandits import DEFAULT_POLICY
 from greenserv_core.budget import check_max_joules
 from greenserv_core.errors import DecisionIdInUseError, InvalidInputError
@@ -296,6 +295,11 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
         else:
             self.callbacks = [*(self.callbacks or []), self._recorder]
 
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Self:
+        """A deep copy sharing the router, the model objects and the run ids' record, as a
+        shallow copy does (:meth:`AdapterCore.shared_on_copy`)."""
+        return super().__deepcopy__(self.shared_on_copy(memo, self._recorder))
+
     # ---- identity -----------------------------------------------------------------------
 
     @property
@@ -455,7 +459,7 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
     ) -> ChatResult:
         sync_manager = _RunIdOnly(run_manager.run_id) if run_manager else None
         # the model runs in a worker thread: the event loop stays free
-        return await asyncio.to_thread(self._generate, messages, stop, sync_manager, **kwargs)  # type: ignore[arg-type]
+        return await run_in_thread(lambda: self._generate(messages, stop, sync_manager, **kwargs))  # type: ignore[arg-type]
 
     async def _astream(
         self,

@@ -66,7 +66,7 @@ from greenserv_core.adapters import (
     why_no_tool_call,
 )
 from greenserv_core.adapters import decision_id_of as answer_key
-from greenserv_core.async_bridge import iterate_in_thread
+from greenserv_core.async_bridge import iterate_in_thread, run_in_thread
 from greenserv_core.backends.base import ModelBackend
 from greenserv_core.bandits import DEFAULT_POLICY
 from greenserv_core.budget import check_max_joules
@@ -352,6 +352,11 @@ class GreenServLLM(AdapterCore, FunctionCallingLLM):
             del fields[key]
         return {**state, "__dict__": fields}
 
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Self:
+        """A deep copy sharing the router and the model objects, as a shallow copy does
+        (:meth:`AdapterCore.shared_on_copy`)."""
+        return super().__deepcopy__(self.shared_on_copy(memo))
+
     def to_dict(self, **kwargs: Any) -> dict[str, Any]:
         """LlamaIndex's serialisation, with ``models`` when they are names or addresses, so that
         ``from_dict`` builds the same pool (backend objects and ``ModelSpec`` s are left out)."""
@@ -469,12 +474,12 @@ class GreenServLLM(AdapterCore, FunctionCallingLLM):
     # ---- async: the model runs in a worker thread, the event loop stays free ----------------
     @llm_chat_callback()
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        result = await asyncio.to_thread(self._run, to_greenserv_messages(messages), kwargs)
+        result = await run_in_thread(lambda: self._run(to_greenserv_messages(messages), kwargs))
         return _chat_response(result.text, None, result, shaping=_shaping(kwargs))
 
     @llm_completion_callback()
     async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        result = await asyncio.to_thread(self._run, [{"role": "user", "content": prompt}], kwargs)
+        result = await run_in_thread(lambda: self._run([{"role": "user", "content": prompt}], kwargs))
         return _completion_response(result.text, None, result)
 
     @llm_chat_callback()

@@ -568,3 +568,51 @@ def test_unavailable_errors_with_fields_of_their_own_pickle_and_copy() -> None:
     for error in (cascade, batch):
         for back in (pickle.loads(pickle.dumps(error)), copy.copy(error)):  # were TypeError / AttributeError
             assert type(back) is type(error) and back.args == error.args and vars(back) == vars(error)
+
+
+def test_a_call_whose_caller_left_tries_no_other_model_and_leaves_no_decision() -> None:
+    import threading
+    import time
+
+    from greenserv_core.async_bridge import run_in_thread
+
+    class SlowlyDown(Failing):  # spends 5 J over 0.3 s, then fails
+        def generate(self, messages: Sequence[Message], settings: GenerationSettings) -> GenerationResult:
+            time.sleep(0.3)
+            return super().generate(messages, settings)
+
+    class Counted(FakeBackend):
+        calls = 0
+
+        def generate(self, messages: Sequence[Message], settings: GenerationSettings) -> GenerationResult:
+            Counted.calls += 1
+            return super().generate(messages, settings)
+
+    router = _router(SlowlyDown("a"), Counted("b", joules_per_token=50.0))
+
+    async def left() -> None:
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(run_in_thread(lambda: router.generate(ASK)), 0.05)
+
+    asyncio.run(left())  # returns once the worker thread is done
+    assert Counted.calls == 0 and _spent(router) == (5.0, 5.0) and len(router.pending_) == 0
+
+    router = _router(FakeBackend("a"))
+    answered, release = threading.Event(), threading.Event()
+
+    def answer_then_wait() -> str:  # the caller leaves after the answer was recorded, before it is handed over
+        decision_id = router.generate(ASK).decision_id
+        answered.set()
+        release.wait(5.0)
+        return decision_id
+
+    async def left_late() -> None:
+        call = asyncio.ensure_future(run_in_thread(answer_then_wait))
+        await asyncio.to_thread(answered.wait, 5.0)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        release.set()
+
+    asyncio.run(left_late())
+    assert len(router.pending_) == 0  # its answer never reached anyone: it cannot be scored

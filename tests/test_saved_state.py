@@ -46,6 +46,13 @@ def test_the_pending_stores_limits_are_kept_as_numbers_a_state_file_holds() -> N
             PendingDecisions(ttl_s=ttl)  # type: ignore[arg-type]
 
 
+def test_a_bool_is_no_pending_store_size(fakes: list[FakeBackend], extractor: FeatureExtractor) -> None:
+    with pytest.raises(InvalidInputError, match="max_size must be an integer >= 1, got True"):
+        PendingDecisions(max_size=True)  # was accepted as 1 (a bool is an int)
+    with pytest.raises(InvalidInputError, match="max_size must be an integer >= 1, got True"):
+        GreenServRouter(fakes, features=extractor, max_pending=True)
+
+
 def test_policy_params_are_saved_as_the_policy_keeps_them(
     fakes: list[FakeBackend], extractor: FeatureExtractor, tmp_path: Path
 ) -> None:

@@ -406,6 +406,18 @@ class AdapterCore:
             return self.router
         return self.built_routers.get(build, key=self._building_key, keep=self.models)
 
+    def shared_on_copy(self, memo: dict[int, Any] | None, *also: object) -> dict[int, Any]:
+        """``memo`` for a deep copy (``copy.deepcopy``, ``model_copy(deep=True)``) that shares
+        the router given, the routers built (:class:`LazyRouter`), the model objects in
+        ``models`` and ``also``: as a copied client talks to the same server, the copy routes
+        through the same router, which holds the learned state, its locks and the loaded models
+        (a router of its own would start unlearned and load the models again)."""
+        memo = {} if memo is None else memo
+        for shared in (self.router, self.built_routers, *(self.models or ()), *also):
+            if shared is not None:
+                memo[id(shared)] = shared
+        return memo
+
     @property
     def _building_key(self) -> Hashable:
         """What the router this adapter builds depends on: copies with the same key share one.

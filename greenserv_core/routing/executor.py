@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+from greenserv_core.async_bridge import current_delivery
 from greenserv_core.backends.abandoned import collecting_abandoned
 from greenserv_core.backends.base import (
     GenerationResult,
@@ -94,6 +95,8 @@ class Executor:
                 decision_id, features, decision, failure = decision.decision_id, decision.features, None, None
             if decision is None:
                 try:
+                    if (delivery := current_delivery()) is not None:
+                        delivery.check()  # the caller left: no model is tried (again)
                     decision = self.route(request, failed, decision_id, features)
                 except BaseException:
                     if failed and decision_id is not None:
@@ -306,7 +309,25 @@ class Executor:
 
     # ---- the result --------------------------------------------------------------------------
     def finish(self, decision: RoutingDecision, result: GenerationResult, request: RouteRequest) -> RoutedGeneration:
-        """Record the cost, parse the tool calls an answer makes, and score them if asked."""
+        """Record the cost, parse the tool calls an answer makes, and score them if asked. An
+        answer whose caller stopped waiting (:class:`~greenserv_core.async_bridge.Delivery`)
+        is charged as a failed attempt is and its decision dropped, as a closed stream's is:
+        nothing is learned from it, and it cannot be scored."""
+        delivery = current_delivery()
+        if delivery is None:
+            return self._finish(decision, result, request)
+
+        def abandon() -> None:
+            self.learner.charge_failed([(decision.model, result.energy.joules)])
+            self.learner.drop(decision.decision_id)
+
+        return delivery.record(
+            lambda: self._finish(decision, result, request),
+            abandon=abandon,
+            forget=lambda: self.learner.drop(decision.decision_id),
+        )
+
+    def _finish(self, decision: RoutingDecision, result: GenerationResult, request: RouteRequest) -> RoutedGeneration:
         agreed = result.chain[-1].agreed if result.chain else None
         members = [  # each model's own answer: a confidence question is the cascade's cost, not the model's
             (step.model, step.energy_joules - step.confidence_joules, step.latency_s - step.confidence_s)

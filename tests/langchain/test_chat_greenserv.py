@@ -603,3 +603,37 @@ def test_the_embeddings_say_what_sharing_the_routers_embedder_costs() -> None:
 
     assert_docstring_says_what_sharing_costs(GreenServEmbeddings.__doc__, GreenServEmbeddings().embedder.max_seq_length)
     assert "to share its loaded model" not in (GreenServEmbeddings.__doc__ or "")  # was the advice, silent on 128
+
+
+def test_an_ainvoke_cancelled_before_its_answer_is_charged_but_neither_learned_nor_scorable() -> None:
+    import uuid
+
+    router = GreenServRouter([slow_backend()], features=make_hashing_extractor(), seed=0, energy_budget=1000.0)
+    llm = ChatGreenServ(router=router)
+    run_id = uuid.uuid4()
+
+    async def cancelled() -> None:
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(llm.ainvoke("hi", config={"run_id": run_id}), 0.05)
+
+    asyncio.run(cancelled())  # returns once the worker thread has answered (asyncio.run waits for it)
+    pacer = router.learner_.pacer_
+    assert pacer is not None and pacer.spent_ > 0 and router.stats_["slow"]["energy_joules"] == pacer.spent_
+    assert pacer.answers_ == 0 and len(router.pending_) == 0  # were 1 and 1: learned from, and left pending
+    with pytest.raises(UnknownDecisionError):
+        llm.feedback(str(run_id), 1.0)  # was applied: a score for an answer nobody read
+
+
+def test_a_deep_copy_shares_the_router_and_what_it_learned() -> None:
+    import copy
+
+    llm = make_llm(stop=["!"])
+    answer = llm.invoke("hi")
+    twins = [copy.deepcopy(llm), llm.model_copy(deep=True)]  # were TypeError: cannot pickle a lock
+    for twin in twins:
+        assert twin.router is llm.router and twin.stop == ["!"] and twin.stop is not llm.stop
+        assert twin.invoke("hi").response_metadata["model_name"] in {"small", "large"}
+    assert twins[0].feedback(answer.id, 1.0).applied  # the original's answer, scored through the copy
+    built = ChatGreenServ(models=[FakeBackend("small"), FakeBackend("large")], embedder="static")
+    copied = copy.deepcopy(built)
+    assert copied.greenserv_router is built.greenserv_router  # no router (no models loaded) of its own

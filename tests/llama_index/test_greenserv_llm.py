@@ -501,3 +501,35 @@ def test_a_turn_that_only_called_a_tool_is_no_text_in_the_evaluators_prompt() ->
     ]
     handler.handle(LLMChatEndEvent(messages=history, response=llm.chat(history)))
     assert prompts == ["What time is it?\n\n12:00"]  # was "What time is it?\nNone\n12:00"
+
+
+def test_an_achat_cancelled_before_its_answer_is_charged_but_neither_learned_nor_scorable() -> None:
+    router = GreenServRouter([slow_backend()], features=make_hashing_extractor(), seed=0, energy_budget=1000.0)
+    llm = GreenServLLM(router=router)
+
+    async def cancelled() -> None:
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(llm.achat(ASK), 0.05)
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(llm.acomplete("hi"), 0.05)
+
+    asyncio.run(cancelled())  # returns once the worker threads have answered (asyncio.run waits for them)
+    pacer = router.learner_.pacer_
+    assert pacer is not None and pacer.spent_ > 0 and router.stats_["slow"]["energy_joules"] == pacer.spent_
+    assert router.stats_["slow"]["decisions"] == 2
+    assert pacer.answers_ == 0 and len(router.pending_) == 0  # were 2 and 2: learned from, and left pending
+
+
+def test_a_deep_copy_shares_the_router_and_what_it_learned() -> None:
+    import copy
+
+    llm = make_llm(stop=["!"])
+    answer = llm.complete("hi")
+    twins = [copy.deepcopy(llm), llm.model_copy(deep=True)]  # were TypeError: cannot pickle an RLock
+    for twin in twins:
+        assert twin.router is llm.router and twin.stop == ["!"] and twin.stop is not llm.stop
+        assert twin.complete("hi").text
+    assert twins[0].feedback(answer, 1.0).applied  # the original's answer, scored through the copy
+    built = GreenServLLM(models=[FakeBackend("small"), FakeBackend("large")], embedder="static")
+    copied = copy.deepcopy(built)
+    assert copied.greenserv_router is built.greenserv_router  # no router (no models loaded) of its own
