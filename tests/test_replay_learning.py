@@ -201,6 +201,20 @@ def test_a_shifts_and_a_newcomers_targets_end_at_the_next_shift_or_pool_change()
     assert share_around(picked, 100, stop=150) == (0.0, 1.0)  # up to the next shift or pool change
 
 
+def test_the_time_to_re_adapt_is_searched_only_up_to_the_next_shift_or_pool_change() -> None:
+    """'good' worsens at 100 and leaves the pool at 150 (500 queries): random keeps it at about half
+    until 150, so it never re-adapts to the shift; the removal brings its share down later."""
+    table = two_model_table(250, good=0.9, bad=0.5)
+    shift, leaves = Shift.parse("good@100:accuracy-0.8"), PoolChange("remove", "good", 150)
+    [found] = quick(table, ["random"], runs=1, tradeoff=0.0, shifts=[shift], changes=[leaves], horizons=[100])["shifts"]
+    assert found["new_optimum_share"]["mean"] == 0.0
+    assert found["strategies"]["random"]["readapt_steps"]["runs"] == [None]  # was about 225: after the removal
+    picked = np.array([1, 0] * 75 + [0] * 350, dtype=bool)
+    assert readapt_time(picked, 100, 0.0, worsens=True) == 229  # to the end of the stream
+    assert readapt_time(picked, 100, 0.0, worsens=True, stop=150) is None
+    assert readapt_time(picked, 100, 0.5, worsens=True, stop=150) == 1
+
+
 def test_trailing_shares_re_adaptation_and_newcomer_times() -> None:
     picked = np.array([1] * 300 + [0] * 300, dtype=bool)
     share = trailing_share(picked)

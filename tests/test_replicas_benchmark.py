@@ -3,17 +3,30 @@ Redis server, the dependency-free hashing features (the MiniLM run is the benchm
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from greenserv_core.errors import InvalidInputError
-from greenserv_core.evaluation.replicas import WorkerResult, _unseen_updates, compare, run_replicas, run_setup
+from greenserv_core.evaluation import replay
+from greenserv_core.evaluation.replicas import (
+    WorkerResult,
+    _unseen_updates,
+    _worker,
+    compare,
+    run_replicas,
+    run_setup,
+)
 from greenserv_core.evaluation.simulate import simulate_table
 from greenserv_core.evaluation.table import write_table
 from greenserv_core.features import FeatureExtractor
+from greenserv_core.sharing import FileStore
+from greenserv_core.sharing.replica import _SYNCS
 from tests.conftest import make_hashing_extractor
 from tests.services import redis_server
 from tests.test_evaluation import CALIBRATION
@@ -70,3 +83,44 @@ def test_feedback_given_while_a_sync_is_under_way_goes_with_the_next() -> None:
         0, [], [], [2.3, 2.7], [np.inf] * 2, [0.0, 1.5, 2.6], [], 0.0, 10.0, [0.0, 1.3, 2.4], [0.0, 1.4, 2.5]
     )
     assert _unseen_updates(mine, [other]) == [1, 0]  # was [0, 0]: counted as pushed by the sync under way
+
+
+def test_every_sync_is_counted_even_several_between_two_decisions(
+    table_path: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The replica syncs every 5 ms and decides every 30 ms: the worker keeps each sync's report
+    (it polled ``last_sync_`` after each decision, and missed those in between)."""
+    import torch
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(torch, "set_num_threads", lambda threads: None)  # (the worker sets 1, for its process)
+    route = replay.replay_query
+
+    def slow(*args: Any) -> tuple[int, bool, float]:
+        time.sleep(0.03)
+        return route(*args)
+
+    monkeypatch.setattr(replay, "replay_query", slow)
+    store = tmp_path / "store.gss"
+    job = {
+        "table": table_path,
+        "queries": list(range(6)),
+        "replica": 0,
+        "strategy": "linucb",
+        "tradeoff": 0.4,
+        "feedback_rate": 1.0,
+        "seed": 0,
+        "store": f"file:{store}",
+        "key": "unused",
+        "interval_s": 0.005,
+        "ready": threading.Barrier(1),
+        "embedding_store": None,
+        "features": hashing_features,
+        "cluster_sample": list(range(20)),
+    }
+    result = _worker(job)
+    pushes = int(FileStore(store).read().sums[_SYNCS][0])
+    assert pushes > 6 + 2  # more syncs than decisions (and the first and last syncs)
+    assert len(result.syncs_at) == len(result.snapshots_at) == len(result.merges_at) == pushes  # was at most 7
+    assert len(result.sync_seconds) == pushes - 1  # all but the last, after the replica's last decision
+    assert result.syncs_at == sorted(result.syncs_at)

@@ -12,7 +12,8 @@ All of it is numpy over a run's steps (step = position in the run's own stream).
   first comes within ``MARGIN`` of its share under the new optimum (the share of post-shift
   queries, up to the next shift or pool change, whose task's best fixed model, by mean reward
   on the post-shift outcomes, is that model): at or below it + ``MARGIN`` when the model got
-  worse, at or above it − ``MARGIN`` when it got better.
+  worse, at or above it − ``MARGIN`` when it got better; searched up to the next shift or pool
+  change (``None`` if not met by then).
 * Newcomer: the number of decisions from a model's joining step until its share of the last
   ``WINDOW`` decisions first reaches half of its final share (its share of the last ``AROUND``
   steps, or of the last 20% of the steps since it joined when that is fewer).
@@ -188,12 +189,13 @@ def new_optimum_share(
     return float((best[tasks] == column).mean())
 
 
-def readapt_time(chosen: np.ndarray, step: int, target: float, *, worsens: bool) -> int | None:
+def readapt_time(chosen: np.ndarray, step: int, target: float, *, worsens: bool, stop: int | None = None) -> int | None:
     """Decisions from ``step`` until the trailing share of ``chosen`` first comes within
-    ``MARGIN`` of ``target`` (from above if ``worsens``, else from below); ``None`` if never."""
+    ``MARGIN`` of ``target`` (from above if ``worsens``, else from below); ``None`` if never
+    before ``stop`` (the next shift or pool change; the end of the stream if ``None``)."""
     share = trailing_share(chosen)
     met = share <= target + MARGIN + 1e-12 if worsens else share >= target - MARGIN - 1e-12
-    return _first(met, step)
+    return _first(met[:stop], step)
 
 
 def share_around(

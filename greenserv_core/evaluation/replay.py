@@ -745,8 +745,8 @@ def _shift_report(
     make_stream: Callable[[int], _Stream],
 ) -> list[dict[str, Any]]:
     """Per shift: the model's share under the new optimum and, per strategy, the time to re-adapt
-    and the model's share in the ``AROUND`` steps before and after the shift (the new optimum
-    and the share after it up to the next shift or pool change)."""
+    and the model's share in the ``AROUND`` steps before and after the shift (the new optimum,
+    the time to re-adapt and the share after it up to the next shift or pool change)."""
     out = []
     for shift in shifts:
         j = models.index(shift.model)
@@ -759,7 +759,7 @@ def _shift_report(
             after: list[float | None] = []
             for result in runs_of:
                 picked = result.chosen == j
-                times.append(readapt_time(picked, shift.step, targets[result.run], worsens=shift.worsens))
+                times.append(readapt_time(picked, shift.step, targets[result.run], worsens=shift.worsens, stop=stop))
                 share = share_around(picked, shift.step, stop=stop)
                 before.append(share[0])
                 after.append(share[1])

@@ -43,8 +43,9 @@ _CLUSTER_SAMPLE = 300  # prompts every router (replica or single) seeds its clus
 @dataclass
 class WorkerResult:
     """What one replica did: per query routed, its table row, chosen model, decision and
-    feedback times; per sync, when it ended, how long it took, when it read the replica's
-    learning and when the store held it; and its own routing seconds."""
+    feedback times; per sync (every one), when it ended, how long it took (all but the last,
+    after the replica's last decision), when it read the replica's learning and when the store
+    held it; and its own routing seconds."""
 
     replica: int
     queries: list[int]
@@ -68,7 +69,17 @@ def _worker(job: dict[str, Any]) -> WorkerResult:
     from greenserv_core.evaluation.replay import ReplayModel, default_features, replay_query
     from greenserv_core.evaluation.table import read_table
     from greenserv_core.router import GreenServRouter
-    from greenserv_core.sharing import FileStore, RedisStore, SharedLearning
+    from greenserv_core.sharing import FileStore, RedisStore, SharedLearning, SyncReport
+
+    reports: list[SyncReport] = []
+
+    class RecordedSharing(SharedLearning):
+        """Keeps every sync's report (``last_sync_``, read between decisions, misses all but the last)."""
+
+        def sync(self) -> SyncReport:
+            report = super().sync()
+            reports.append(report)  # (syncs take turns: the first, the thread's, then the last once it stopped)
+            return report
 
     data = read_table(job["table"]).matrices()
     features = (job["features"] or default_features)(len(set(data.prompts)))()
@@ -85,16 +96,12 @@ def _worker(job: dict[str, Any]) -> WorkerResult:
     if job["store"] is not None:
         kind, _, where = job["store"].partition(":")
         store = RedisStore(url=where, key=job["key"]) if kind == "redis" else FileStore(where)
-        sharing = SharedLearning(router, store, interval_s=job["interval_s"])
+        sharing = RecordedSharing(router, store, interval_s=job["interval_s"])
     index = {m: j for j, m in enumerate(data.models)}
     rng = np.random.default_rng(job["seed"] * 1000 + job["replica"])
     chosen: list[int] = []
     decided: list[float] = []
     scored: list[float] = []
-    syncs: list[float] = []
-    sync_seconds: list[float] = []
-    snapshots: list[float] = []
-    merges: list[float] = []
     job["ready"].wait()  # every replica starts together, once all have loaded their features
     started = time.time()
     if sharing is not None:
@@ -105,31 +112,21 @@ def _worker(job: dict[str, Any]) -> WorkerResult:
         decided.append(now)
         chosen.append(j)
         scored.append(now if given else math.inf)
-        last = sharing.last_sync_ if sharing is not None else None
-        if last is not None and (not syncs or syncs[-1] != last.at):
-            syncs.append(last.at)
-            sync_seconds.append(last.seconds)
-            snapshots.append(last.snapshot_at)
-            merges.append(last.merged_at)
     finished = time.time()
     if sharing is not None:
         sharing.stop()
-        last = sharing.last_sync_
-        syncs.append(last.at if last else finished)
-        snapshots.append(last.snapshot_at if last else finished)
-        merges.append(last.merged_at if last else finished)
     return WorkerResult(
         job["replica"],
         list(job["queries"]),
         chosen,
         decided,
         scored,
-        syncs,
-        sync_seconds,
+        [r.at for r in reports],
+        [r.seconds for r in reports[:-1]],
         started,
         finished,
-        snapshots,
-        merges,
+        [r.snapshot_at for r in reports],
+        [r.merged_at for r in reports],
     )
 
 
