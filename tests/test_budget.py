@@ -68,6 +68,16 @@ def _stream(router: GreenServRouter, queries: int, clock: Clock | None = None, g
         ("2 MJ/day", 2e6, 86400.0),
         ("2 mWh/h", 7.2, 3600.0),
         ("2 KWH/h", 7.2e6, 3600.0),
+        ("2kJ/hours", 2000.0, 3600.0),  # the usual spellings of each period
+        ("2kJ/hr", 2000.0, 3600.0),
+        ("2 kJ per 2 hrs", 2000.0, 7200.0),
+        ("2 kJ/ 30 min", 2000.0, 1800.0),
+        ("2kJ/mins", 2000.0, 60.0),
+        ("2 kJ per 30 Minutes", 2000.0, 1800.0),
+        ("2kJ/10 secs", 2000.0, 10.0),
+        ("2kJ/second", 2000.0, 1.0),
+        ("1.5kWh/2 days", 5.4e6, 172800.0),
+        ("2 J/requests", 2.0, None),
     ],
 )
 def test_budgets_are_read_from_text(text: str, joules: float, window_s: float | None) -> None:
@@ -81,6 +91,14 @@ def test_budgets_are_read_from_text(text: str, joules: float, window_s: float | 
 )
 def test_bad_budget_text_is_refused_clearly(bad: str) -> None:
     with pytest.raises(InvalidInputError, match=r"budget|unit|period|window"):
+        EnergyBudget.parse(bad)
+
+
+@pytest.mark.parametrize("bad", ["2kJ/hourz", "2kJ/ms", "2kJ/fortnight"])
+def test_an_unknown_period_is_refused_with_the_accepted_ones(bad: str) -> None:
+    with pytest.raises(
+        InvalidInputError, match=r"unknown period .* in s, sec.*; min, .*minutes.*; h, hr, .*; d, day, days$"
+    ):
         EnergyBudget.parse(bad)
 
 

@@ -439,6 +439,54 @@ def test_the_learn_labels_follow_the_stated_proxy() -> None:
     assert learn(0.5, False) == "disagreed"  # the boundary: a score of 0.5 counts as right
 
 
+def test_then_prior_shrinks_the_second_models_offset_towards_zero() -> None:
+    x = np.array([1.0, 0.0])
+    verdicts = {}
+    for then_prior in (1.0, 10.0):
+        model = EscalationModel(2, keep_rate=0.0, then_prior=then_prior, seed=0)
+        model.add("small", "small->big")
+        for _ in range(5):  # the second model scored 0.5 below its estimate on each escalated query
+            model.learn_then("small->big", 0.8, 0.3)
+        assert model.then_offset("small->big") == pytest.approx(5 * -0.5 / (5 + then_prior))
+        verdicts[then_prior] = model.decide(
+            "small", "small->big", x, 0.4, then_accuracy=0.8, then_cost=0.05, value_scale=1.0
+        )
+    assert verdicts[1.0].gain == pytest.approx(0.8 - 2.5 / 6 - 0.4) and not verdicts[1.0].escalate
+    assert verdicts[10.0].gain == pytest.approx(0.8 - 2.5 / 15 - 0.4) and verdicts[10.0].escalate
+
+
+def test_the_second_model_counts_as_always_right_until_informed_after_scores() -> None:
+    x = np.array([1.0, 0.0])
+
+    def gain(informed_after: int, then_scored: float | None, offset: float = 0.0) -> float:
+        model = EscalationModel(2, keep_rate=0.0, informed_after=informed_after, then_prior=1.0, seed=0)
+        model.add("small", "small->big")
+        if offset:
+            model.learn_then("small->big", 0.5, 0.5 + 2 * offset)  # one answer: the offset is half its residual
+        verdict = model.decide(
+            "small", "small->big", x, 0.6, then_accuracy=0.5, then_cost=0.1, value_scale=1.0, then_scored=then_scored
+        )
+        assert verdict.escalate is (verdict.gain > 0.1)
+        return verdict.gain
+
+    # below informed_after the second model's estimate (0.5) counts as 1, its offset still added
+    assert [gain(3, scored) for scored in (0, 2.0)] == [pytest.approx(1.0 - 0.6)] * 2
+    assert gain(3, 2, offset=-0.2) == pytest.approx(1.0 - 0.2 - 0.6)
+    assert [gain(3, scored) for scored in (3, 4.0, None)] == [pytest.approx(0.5 - 0.6)] * 3  # None: trusted
+    assert gain(0, 0) == pytest.approx(0.5 - 0.6)  # trusted at once
+
+
+def test_a_cascade_escalates_to_an_untried_second_model_until_informed_after_scores() -> None:
+    router = _router(0.5, then_accuracy=0.3)  # the second model's estimate is below the first answer's confidence
+    router.learner_.escalation_.informed_after = 2
+    actions = []
+    for _ in range(4):
+        answer = router.generate(ASK, max_new_tokens=8)
+        actions.append([step.action for step in answer.chain])
+        router.feedback(answer.decision_id, 1.0)
+    assert actions == [["escalated", "answered"]] * 2 + [["kept"]] * 2
+
+
 def test_the_escalation_model_checks_its_arguments() -> None:
     for bad in ({"keep_rate": 1.5}, {"ridge": 0.0}, {"then_prior": -1.0}):
         with pytest.raises(InvalidInputError):
@@ -620,7 +668,7 @@ def test_a_pending_cascade_plan_round_trips() -> None:
     assert again.cascade == pending.cascade and again.cascade is not None and again.cascade["escalated"]
 
 
-def _trained(tmp_path: Path, keep_rate: float = 0.0) -> tuple[GreenServRouter, Path]:
+def _trained(tmp_path: Path, keep_rate: float = 0.0, **settings: Any) -> tuple[GreenServRouter, Path]:
     features = make_hashing_extractor()
     router = GreenServRouter(
         [_small(0.3), _big()],
@@ -628,7 +676,7 @@ def _trained(tmp_path: Path, keep_rate: float = 0.0) -> tuple[GreenServRouter, P
         features=features,
         policy="static:small->big",
         seed=0,
-        escalation=EscalationModel(features.dimension, keep_rate=keep_rate, seed=0),
+        escalation=EscalationModel(features.dimension, keep_rate=keep_rate, seed=0, **settings),
     )
     for _ in range(3):
         answer = router.generate(ASK, max_new_tokens=8)
@@ -649,9 +697,10 @@ def test_a_saved_router_keeps_its_cascade_and_escalation_state(tmp_path: Path) -
 
 
 def test_a_saved_router_keeps_its_escalation_settings(tmp_path: Path) -> None:
-    router, path = _trained(tmp_path, keep_rate=0.0)
+    router, path = _trained(tmp_path, keep_rate=0.0, ridge=2.0, then_prior=3.0, informed_after=4)
     loaded = GreenServRouter.load(path, [_small(0.3), _big()], features=router.features)
-    assert loaded.learner_.escalation_.keep_rate == 0.0
+    settings = {"keep_rate": 0.0, "ridge": 2.0, "then_prior": 3.0, "informed_after": 4, "seed": 0}
+    assert loaded.learner_.escalation_.params() == settings
 
 
 def test_the_saved_state_holds_the_escalation_state(tmp_path: Path) -> None:
@@ -702,6 +751,22 @@ def test_the_saved_state_holds_the_escalation_state(tmp_path: Path) -> None:
         ("The answer is A because it is a marsupial", "(A)", True),  # a choice with its reason
         ("The answer is \u22123.", "The answer is 3.", False),  # a minus sign written as one
         ("The answer is \u22123.", "-3", True),
+        ("four", "4", True),  # a number in words is that number
+        ("The answer is Twenty-One.", "21", True),
+        ("twenty one", "21.0", True),
+        ("ninety-nine", "99", True),
+        ("a hundred and five", "105", True),
+        ("two thousand", "2,000", True),
+        ("zero", "0", True),
+        ("Step 1: add them, so there are four.", "4", True),  # the last number, in words or digits
+        ("four", "5", False),
+        ("twenty-first", "20", False),  # an ordinal is no number
+        ("E. coli", "E. faecalis", False),  # a name's initial is no choice
+        ("E. coli", "E) none", False),
+        ("Answer: E. coli", "Answer: E. faecalis", False),
+        ("E. Paris", "(e)", True),  # a choice with its option's text
+        ("B. because it is blue", "Answer: B", True),  # a choice with its reason
+        ("E:", "e)", True),
     ],
 )
 def test_answers_agree(first: str, second: str, agree: bool) -> None:
@@ -710,7 +775,7 @@ def test_answers_agree(first: str, second: str, agree: bool) -> None:
 
 
 def test_the_agreement_threshold_is_a_word_f1() -> None:
-    first, second = "one two three four", "one two five six"  # F1 0.5
+    first, second = "red green blue pink", "red green grey gold"  # F1 0.5 (not number words: they are numbers)
     assert answers_agree(first, second)
     assert not answers_agree(first, second, threshold=0.6)
 

@@ -23,7 +23,14 @@ __all__ = ["EnergyBudget", "check_max_joules"]
 
 _UNITS_J = {"j": 1.0, "kj": 1e3, "wh": 3600.0, "kwh": 3.6e6}  # any case
 _CASED_UNITS_J = {"mJ": 1e-3, "MJ": 1e6, "mWh": 3.6, "MWh": 3.6e9}  # milli or mega: the case says which
-_UNITS_S = {"s": 1.0, "sec": 1.0, "min": 60.0, "m": 60.0, "h": 3600.0, "hour": 3600.0, "d": 86400.0, "day": 86400.0}
+_PERIODS_S = {
+    1.0: "s sec secs second seconds",
+    60.0: "min mins minute minutes m",
+    3600.0: "h hr hrs hour hours",
+    86400.0: "d day days",
+}
+_UNITS_S = {unit: seconds for seconds, units in _PERIODS_S.items() for unit in units.split()}  # any case
+_PER_QUERY = ("q", "query", "queries", "request", "requests", "answer", "answers")
 _TEXT = re.compile(r"^\s*([0-9.eE+-]+)\s*([a-zA-Z]+)\s*(?:/|per)\s*([0-9.eE+-]*)\s*([a-zA-Z]+)\s*$")
 
 
@@ -113,7 +120,8 @@ class EnergyBudget:
     def parse(cls, text: str) -> EnergyBudget:
         """``"50J/query"``, ``"2Wh/h"``, ``"500 J per 30s"``, ``"1.5kWh/day"``: an amount with
         a unit (J, kJ, mJ, MJ, Wh, kWh, mWh, MWh: milli and mega by their case), then ``/`` or
-        ``per``, then ``query`` or a duration (s, min, h, day, with an optional count)."""
+        ``per``, then ``query`` (``request``, ``answer``) or a duration with an optional count:
+        s (sec, second), min (minute), h (hr, hour) or d (day), any case, in the plural too."""
         if isinstance(text, EnergyBudget):
             return text
         if not isinstance(text, str):
@@ -140,15 +148,14 @@ class EnergyBudget:
                 f"unknown energy unit {unit!r} in {text!r}; use one of J, kJ, mJ, MJ, Wh, kWh, mWh, MWh"
             )
         joules = _positive("the energy budget", amount) * factor
-        if period.lower() in ("q", "query", "queries", "request", "answer"):
+        if period.lower() in _PER_QUERY:
             if count_text:
                 raise InvalidInputError(f"a per-query budget takes no count before 'query': {text!r}")
             return cls(joules)
         seconds = _UNITS_S.get(period.lower())
         if seconds is None:
-            raise InvalidInputError(
-                f"unknown period {period!r} in {text!r}; use 'query' or a duration in s, min, h or day"
-            )
+            accepted = "; ".join(", ".join(units.split()) for units in _PERIODS_S.values())
+            raise InvalidInputError(f"unknown period {period!r} in {text!r}; use 'query' or a duration in {accepted}")
         try:
             count = float(count_text) if count_text else 1.0
         except ValueError:

@@ -6,8 +6,10 @@ disagree and the second is right, the first is taken to be wrong. That is a prox
 label, and :func:`answers_agree` is deliberately simple:
 
 - answers that both commit to a final answer of one kind are compared by it: a choice letter
-  (``"B) Paris"``, ``"Answer: B"``, ``"(B)"``), then yes or no (also true or false), then
-  the last number (``"The answer is 42."``), whatever the words around it;
+  (``"B) Paris"``, ``"Answer: B"``, ``"(B)"``, ``"B. Paris"``; never an initial, as in ``"C. S.
+  Lewis"`` or ``"E. coli"``), then yes or no (also true or false), then the last number, in
+  digits or words below a million (``"The answer is 42."``, ``"forty-two"``), whatever the words
+  around it;
 - otherwise they are compared as lowercase words without punctuation: a short answer (up to
   three words) agrees with another that begins with it (``"Paris"`` and ``"Paris is the
   capital"``, never ``"Canberra, not Sydney"`` with ``"Sydney"``), longer ones when their
@@ -21,6 +23,8 @@ True
 False
 >>> answers_agree("The answer is 42.", "42"), answers_agree("Answer: B", "B")
 (True, True)
+>>> answers_agree("twenty-one", "21"), answers_agree("E. coli", "E) Salmonella")
+(True, False)
 """
 
 from __future__ import annotations
@@ -32,17 +36,19 @@ from fractions import Fraction
 __all__ = ["NUMBER_PATTERN", "answers_agree", "canonical_number", "final_answer"]
 
 _WORD = re.compile(r"[\w.%-]+")
-# after a letter, what makes it no choice: an initial or abbreviation ("C. S. Lewis", "e.g."), and
-# after "A" a word the article goes with ("Answer: A kangaroo"; "Answer: A because ..." is a choice)
-_INITIAL = r"\.\s*[A-Za-z]\."
-_ARTICLE = r"(?<=A)[ \t]+(?!(?:because|since|as|is|was|and|or|but|so|which)\b)[a-z]"
-# "B) Paris", "(b)", "B": never "A dog", "C. S. Lewis", nor "e.g. 42"
+# after a letter, what makes it no choice: an initial or abbreviation ("C. S. Lewis", "e.g."), a
+# name's initial before a lower-case word ("E. coli"; "B. because ..." is a choice), and after "A"
+# a word the article goes with ("Answer: A kangaroo"; "Answer: A because ..." is a choice)
+_REASON = r"(?:because|since|as|is|was|and|or|but|so|which)\b"
+_INITIAL = rf"\.\s*[A-Za-z]\.|\.[ \t]*(?!{_REASON})[a-z]"
+_ARTICLE = rf"(?<=A)[ \t]+(?!{_REASON})[a-z]"
+# "B) Paris", "(b)", "B", "B. Paris": never "A dog", "C. S. Lewis", "E. coli", nor "e.g. 42"
 _LEADING_CHOICE = re.compile(rf"^\s*\(?([A-Ea-e])(?:[):]|(?!{_INITIAL})\.|\s*$)")
 # "the answer is B", "Answer: (c)", "answer is b.": a lower-case letter only bracketed or at the
 # sentence's end, never the article in "the answer is a dog" (nor "Answer: A kangaroo")
 _NAMED_CHOICE = re.compile(
     r"\b(?i:answer|option|choice)(?:\s+is)?\s*:?\s*"
-    rf"(?:\(([A-Ea-e])\)|([A-E])\b(?![\w'-])(?!{_INITIAL})(?!{_ARTICLE})|([a-e])(?=\s*(?:[).:,;!?]|$)))"
+    rf"(?:\(([A-Ea-e])\)|([A-E])\b(?![\w'-])(?!{_INITIAL})(?!{_ARTICLE})|([a-e])(?!{_INITIAL})(?=\s*(?:[).:,;!?]|$)))"
 )
 NUMBER_PATTERN = re.compile(r"(?:(?<![\w-])-)?(?:\d[\d,]*(?:\.\d+)?|(?<![\w.])\.\d+)(?:/\d+)?")
 """A number as answers write it: a sign (not a dash between numbers, as in ``3-5``),
@@ -61,6 +67,8 @@ def final_answer(text: str) -> tuple[str, str] | None:
 
     >>> final_answer("The answer is (C)."), final_answer("True."), final_answer("It costs 1,200 J.")
     (('choice', 'c'), ('yes/no', 'yes'), ('number', '1200'))
+    >>> final_answer("Step 1 gives a hundred and five"), final_answer("E. coli")
+    (('number', '105'), None)
     """
     choice = _LEADING_CHOICE.match(text) or _NAMED_CHOICE.search(text)
     if choice is not None:
@@ -68,10 +76,41 @@ def final_answer(text: str) -> tuple[str, str] | None:
     words = _words(text)
     if words and words[0] in _YES_NO:
         return "yes/no", _YES_NO[words[0]]
-    numbers = NUMBER_PATTERN.findall(text.replace("\u2212", "-"))  # a minus sign written as one, as scoring reads it
+    text = text.replace("\u2212", "-")  # a minus sign written as one, as scoring reads it
+    numbers = [(found.end(), found.group()) for found in NUMBER_PATTERN.finditer(text)]
+    numbers += [(found.end(), str(_word_number(found.group()))) for found in _NUMBER_WORDS.finditer(text)]
     if numbers:
-        return "number", canonical_number(numbers[-1]) or numbers[-1]
+        last = max(numbers)[1]
+        return "number", canonical_number(last) or last
     return None
+
+
+_SMALL = (  # noqa: SIM905
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen"
+).split()
+_TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()  # noqa: SIM905
+_WORD_VALUES = {word: value for value, word in enumerate(_SMALL)} | {word: 10 * n for n, word in enumerate(_TENS, 2)}
+_BELOW_100 = rf"(?:(?:{'|'.join(_TENS)})(?:(?:-|\s+)(?:{'|'.join(_SMALL[1:10])}))?|{'|'.join(reversed(_SMALL))})"
+_BELOW_1000 = rf"(?:(?:a|{'|'.join(_SMALL[1:10])})\s+hundred(?:\s+(?:and\s+)?{_BELOW_100})?|{_BELOW_100})"
+_NUMBER_WORDS = re.compile(
+    rf"(?<![\w-])(?:(?:a|{_BELOW_1000})\s+thousand(?:\s+(?:and\s+)?{_BELOW_1000})?|{_BELOW_1000})(?![\w-])",
+    re.IGNORECASE,
+)
+"""A whole number in words below a million: ``four``, ``twenty-one``, ``a hundred and five``, ``two thousand``."""
+
+
+def _word_number(text: str) -> int:
+    """The value of a number :data:`_NUMBER_WORDS` found (``"a hundred and five"`` is 105)."""
+    total = current = 0
+    for word in re.findall(r"[a-z]+", text.lower()):
+        if word == "thousand":
+            total, current = total + current * 1000, 0
+        elif word == "hundred":
+            current *= 100
+        elif word != "and":
+            current += _WORD_VALUES.get(word, 1)  # "a" hundred
+    return total + current
 
 
 def canonical_number(text: str) -> str | None:
