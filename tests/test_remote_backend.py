@@ -1033,6 +1033,25 @@ def test_credentials_never_show_in_errors_and_schemes_match_in_any_case() -> Non
     assert backend_from_address("HTTPS://gpu-1:8000/v1#qwen").info.name == "qwen"
 
 
+def test_one_model_id_on_two_servers_joins_one_pool_under_names_that_do_not_hang_on_the_order() -> None:
+    """Both used to be named by the model id: "model 'llama-3-8b' is already in the pool"."""
+    from greenserv_core.models.pool import build_backends
+
+    a, b = "http://gpu-a:8000/v1#llama-3-8b", "http://u:sk-SECRET@gpu-b:8000/v1#llama-3-8b"
+    pool = build_backends([a, b, "http://gpu-c:8000/v1#qwen"])
+    assert [backend.info.name for backend in pool] == ["llama-3-8b@gpu-a:8000", "llama-3-8b@gpu-b:8000", "qwen"]
+    assert [backend.info.name for backend in build_backends([b, a])] == [
+        "llama-3-8b@gpu-b:8000",
+        "llama-3-8b@gpu-a:8000",
+    ]
+    assert all(isinstance(backend, OpenAICompatibleBackend) and backend.model == "llama-3-8b" for backend in pool[:2])
+    assert GreenServRouter(pool, features=make_hashing_extractor()).models == [backend.info.name for backend in pool]
+    assert [backend.info.name for backend in build_backends([a])] == ["llama-3-8b"]  # alone: its model id
+    with pytest.raises(InvalidInputError, match="one model on one server") as raised:
+        build_backends([b, b.replace("u:sk-SECRET@", "")])
+    assert "SECRET" not in str(raised.value) and "name=" in str(raised.value)
+
+
 def test_an_exporter_and_an_assumed_wattage_must_be_positive_and_finite() -> None:
     for bad in (0.0, -1.0, math.inf, True):
         with pytest.raises(InvalidInputError, match="joules_per_unit"):

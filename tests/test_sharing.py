@@ -566,6 +566,53 @@ def test_a_failing_store_loses_nothing() -> None:
     assert store.read().sums["tallies/small"][1] + store.read().sums["tallies/org%2Flarge"][1] == 5
 
 
+def test_a_replica_starts_on_its_own_state_while_its_store_is_down_and_joins_it_later(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A fleet started while its store restarts: start() warned and routed on local state (it
+    raised, and a FileStore whose folder was away could not even be made); once the store is
+    back the sync thread joins it, counting nothing twice."""
+    import time
+
+    from tests.services import free_port
+
+    with caplog.at_level("WARNING", logger="greenserv"):  # a Redis server that is not up (yet)
+        down = SharedLearning(make_router(), RedisStore(url=f"redis://127.0.0.1:{free_port()}/0"), interval_s=60)
+        down.start()
+        serve(down.router, traffic(3, seed=30))
+        down.stop(final_sync=False)
+    assert down.errors_ == 1 and down.router.policy_.t_ == 3
+    assert "cannot be reached" in caplog.text and "starts on its own state" in caplog.text
+    with pytest.raises(InvalidInputError, match="redis://redis-host:6379/0"):  # malformed addresses stay errors
+        RedisStore(url="redis//redis-host:6379")
+    with pytest.raises(InvalidInputError, match="folder"):
+        FileStore(tmp_path)
+
+    away = tmp_path / "mount"  # a file where the store's folder should be: unreachable until removed
+    away.write_text("")
+    path = away / "shared.stats"
+    halves = [traffic(20, seed=31), traffic(20, seed=32)]
+    early = SharedLearning(make_router(), FileStore(path), interval_s=0.02).start()
+    assert early.errors_ == 1 and early.syncs_ == 0
+    serve(early.router, halves[0])
+    with caplog.at_level("CRITICAL", logger="greenserv"):  # (the sync thread's failures, logged meanwhile)
+        away.unlink()  # the store is back
+        deadline = time.monotonic() + 5
+        while early.syncs_ == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert early.syncs_ >= 1
+    late = SharedLearning(make_router(), FileStore(path))
+    serve(late.router, halves[1])
+    late.sync()
+    early.stop()
+    late.sync()
+    single = make_router()
+    serve(single, halves[0] + halves[1])
+    for replica in (early, late):
+        assert replica.router.statistics().allclose(single.statistics(), atol=1e-7)
+        assert replica.router.policy_.t_ == 40
+
+
 def _merge_many(path: str, count: int) -> None:
     store = FileStore(path)
     for _ in range(count):

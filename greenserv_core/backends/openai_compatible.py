@@ -93,7 +93,7 @@ from greenserv_core.quality import QualityPrior
 from greenserv_core.redaction import redacted
 from greenserv_core.tools.calls import split_tool_calls, tool_result_text
 
-__all__ = ["OpenAICompatibleBackend", "remote_backend"]
+__all__ = ["OpenAICompatibleBackend", "remote_backend", "server_named"]
 
 logger = logging.getLogger("greenserv")
 
@@ -1160,9 +1160,10 @@ def _merge_tool_call_delta(calls: dict[int, dict[str, Any]], delta: Mapping[str,
 
 
 @register_address_scheme("remote", ("http://", "https://"), describes="a remote <base URL>#<model id>", priority=10)
-def remote_backend(address: str, meter: str = "auto") -> OpenAICompatibleBackend:
+def remote_backend(address: str, meter: str = "auto", *, name: str | None = None) -> OpenAICompatibleBackend:
     """A model on an OpenAI-compatible server, written ``<base URL>#<model id>`` (the server
-    reports or estimates its energy, so ``meter`` is not used).
+    reports or estimates its energy, so ``meter`` is not used), named ``name`` (by default
+    its model id).
 
     >>> remote_backend("http://gpu-1:8000/v1#Qwen/Qwen2.5-7B-Instruct").info.name
     'Qwen/Qwen2.5-7B-Instruct'
@@ -1172,4 +1173,17 @@ def remote_backend(address: str, meter: str = "auto") -> OpenAICompatibleBackend
         raise InvalidInputError(
             f"a remote model is <base URL>#<model id>, e.g. http://gpu-1:8000/v1#qwen, got {redacted(repr(address))}"
         )
-    return OpenAICompatibleBackend(base_url, model)
+    return OpenAICompatibleBackend(base_url, model, name=name)
+
+
+def server_named(backend: OpenAICompatibleBackend) -> str:
+    """``backend``'s model id and server, ``<model id>@<host[:port]>`` (and the base URL's path,
+    without a final ``/v1``): the name of a model id that several servers of one pool serve.
+
+    >>> server_named(remote_backend("http://user:key@gpu-2:8000/v1/#llama-3-8b"))
+    'llama-3-8b@gpu-2:8000'
+    >>> server_named(remote_backend("https://gateway/llama-b/v1#llama-3-8b"))
+    'llama-3-8b@gateway/llama-b'
+    """
+    url = httpx.URL(backend.base_url)  # (without credentials or query)
+    return f"{backend.model}@{url.netloc.decode('ascii')}{url.path.rstrip('/').removesuffix('/v1')}"

@@ -3,19 +3,25 @@
 A string is an address, resolved by the registered address schemes
 (:mod:`greenserv_core.backends.registry`): a bundled model name, a remote
 ``<base URL>#<model id>``, a local model directory, or any scheme a plug-in registers.
+A remote model is named by its model id, unless another remote model of the pool has it
+(the same model id on several servers): then it is ``<model id>@<host:port>``, whatever
+the order of the addresses.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from greenserv_core.backends.base import ModelBackend
+from greenserv_core.backends.openai_compatible import OpenAICompatibleBackend, remote_backend, server_named
 from greenserv_core.backends.registry import address_schemes, backend_from_address
 from greenserv_core.backends.transformers import TransformersBackend
 from greenserv_core.errors import InvalidInputError, MissingResourceError
 from greenserv_core.models.bundled import bundled_pool
 from greenserv_core.models.spec import ModelSpec
+from greenserv_core.redaction import redacted
 
 __all__ = ["build_backends", "check_meter", "resolve_model"]
 
@@ -54,8 +60,42 @@ def build_backends(
     backends: list[ModelBackend] = (
         list(bundled_pool(meter=meter)) if models is None else [resolve_model(item, meter) for item in models]
     )
+    if models is not None:
+        backends = _named_apart(models, backends)
     check_meter(backends, meter, option=option)
     return backends
+
+
+def _named_apart(items: Sequence[Any], backends: list[ModelBackend]) -> list[ModelBackend]:
+    """``backends``, with each remote model given by address whose model id names another remote
+    model of the pool too named ``<model id>@<host:port>`` (:func:`server_named`): a name that does not
+    depend on the order of the addresses, so what is learned of it is found again.
+
+    >>> [b.info.name for b in _named_apart(["http://a:8000/v1#m", "http://b:8000/v1#m"],
+    ...                                    [resolve_model("http://a:8000/v1#m"), resolve_model("http://b:8000/v1#m")])]
+    ['m@a:8000', 'm@b:8000']
+    """
+    remote = [
+        (i, item, backend)
+        for i, (item, backend) in enumerate(zip(items, backends, strict=True))
+        if isinstance(item, str) and isinstance(backend, OpenAICompatibleBackend)
+    ]  # (a local model's name may need its config read: it is not asked for here)
+    taken = Counter(backend.info.name for _, _, backend in remote)
+    named = list(backends)
+    addresses: dict[str, str] = {}
+    for i, item, backend in remote:
+        if taken[backend.info.name] < 2:
+            continue
+        name = server_named(backend)
+        if name in addresses:  # one model id on one server, given twice
+            raise InvalidInputError(
+                f"{redacted(repr(addresses[name]))} and {redacted(repr(item))} are one model on one server; "
+                "give it once, or name each yourself: OpenAICompatibleBackend(base_url, model_id, name=...)"
+            )
+        addresses[name] = item
+        backend.close()
+        named[i] = remote_backend(item, name=name)
+    return named
 
 
 def check_meter(backends: Iterable[object], meter: str, *, option: str | None = None) -> None:

@@ -58,7 +58,7 @@ from greenserv_core.errors import InvalidInputError
 from greenserv_core.features.clustering import check_joining_clusters
 from greenserv_core.features.extractor import check_shared_layout
 from greenserv_core.paths import cache_dir
-from greenserv_core.sharing.stores import FileStore, KeepsReceipts, StateStore, store_identity
+from greenserv_core.sharing.stores import FileStore, KeepsReceipts, StateStore, store_identity, unreachable
 from greenserv_core.statistics import Statistics
 
 if TYPE_CHECKING:
@@ -332,22 +332,43 @@ class SharedLearning:
 
     # ---- background syncing ------------------------------------------------------------
     def start(self) -> SharedLearning:
-        """Sync now, then every ``interval_s`` seconds in a daemon thread until :meth:`stop`."""
+        """Sync now, then every ``interval_s`` seconds in a daemon thread until :meth:`stop`.
+        A store that cannot be reached now (a server restarting: see
+        :func:`~greenserv_core.sharing.stores.unreachable`) is warned of and counted in
+        ``errors_``: the router goes on with its own state, and the thread syncs once it answers."""
         if self._thread is not None and self._thread.is_alive():
             raise InvalidInputError("this SharedLearning is already running")
         self._stop.clear()  # a stop() from here on, during the first sync too, holds
-        self.sync()
+        try:
+            self.sync()
+        except Exception as error:
+            if not unreachable(error):
+                raise
+            self.errors_ += 1
+            logger.warning(
+                "the shared store %s cannot be reached (%s: %s): this replica starts on its own state and "
+                "syncs every %.1f s until the store answers",
+                self.identity,
+                type(error).__name__,
+                error,
+                self.interval_s,
+            )
+        else:
+            self._warn_if_unclustered()
+        if self._stop.is_set():  # stopped while it synced: no thread
+            return self
+        self._thread = threading.Thread(target=self._run, name="greenserv-sync", daemon=True)
+        self._thread.start()
+        return self
+
+    def _warn_if_unclustered(self) -> None:
+        """Say so when neither the store nor this replica has a clustering yet (after a sync)."""
         if not any(key.startswith(_CLUSTERS) for key in self.base_.sums):
             logger.warning(
                 "the shared state has no clustering yet and this replica has none: replicas that seed "
                 "their clusters independently give cluster numbers different meanings; seed every "
                 "replica with FeatureExtractor.seed_clusters(same prompts) first"
             )
-        if self._stop.is_set():  # stopped while it synced: no thread
-            return self
-        self._thread = threading.Thread(target=self._run, name="greenserv-sync", daemon=True)
-        self._thread.start()
-        return self
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):

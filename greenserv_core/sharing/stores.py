@@ -31,18 +31,20 @@ import uuid
 import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from urllib.parse import urlsplit
 
 import numpy as np
 from filelock import FileLock
 
 from greenserv_core.errors import InvalidInputError, StateFileError
 from greenserv_core.persistence import write_atomically
+from greenserv_core.redaction import redacted
 from greenserv_core.statistics import Statistics
 
 if TYPE_CHECKING:
     import redis
 
-__all__ = ["FileStore", "InMemoryStore", "KeepsReceipts", "RedisStore", "StateStore", "store_identity"]
+__all__ = ["FileStore", "InMemoryStore", "KeepsReceipts", "RedisStore", "StateStore", "store_identity", "unreachable"]
 
 logger = logging.getLogger("greenserv")
 
@@ -70,6 +72,24 @@ class KeepsReceipts(Protocol):
     def merge(self, delta: Statistics, *, receipt: tuple[str, str] | None = None) -> Statistics: ...
 
     def took(self, receipt: tuple[str, str]) -> bool: ...
+
+
+def unreachable(error: BaseException) -> bool:
+    """Whether ``error`` says that a store could not be reached (a server down or restarting, a
+    file system away: ``OSError``, Redis's connection errors and timeouts), not that it is
+    misconfigured (Redis refusing the credentials) or refused the state.
+
+    >>> unreachable(ConnectionRefusedError(111, "Connection refused")), unreachable(StateFileError("corrupt"))
+    (True, False)
+    """
+    if isinstance(error, OSError):
+        return True
+    try:
+        from redis import exceptions
+    except ImportError:  # pragma: no cover - depends on the environment
+        return False
+    refused = (exceptions.AuthenticationError, exceptions.AuthorizationError)
+    return isinstance(error, (exceptions.ConnectionError, exceptions.TimeoutError)) and not isinstance(error, refused)
 
 
 def store_identity(store: StateStore) -> str:
@@ -156,7 +176,10 @@ class FileStore:
         # the file a link names, once: a merge replaces that file (not the link), and every
         # name of it takes the same lock
         self._file = Path(os.path.realpath(self.path))
-        self._file.parent.mkdir(parents=True, exist_ok=True)
+        if self._file.is_dir():
+            raise InvalidInputError(f"FileStore needs the path of a file, and {str(self.path)!r} is a folder")
+        # (its folder is made by the first read or merge: a file system away now is a store
+        # unreachable for a while, which SharedLearning.start rides out)
         self._lock = FileLock(str(self._file) + ".lock", timeout=timeout_s)
 
     @property
@@ -171,10 +194,12 @@ class FileStore:
         return Statistics.from_bytes(data)
 
     def read(self) -> Statistics:
+        self._file.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:
             return self._read_unlocked()
 
     def merge(self, delta: Statistics) -> Statistics:
+        self._file.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:
             total = self._read_unlocked().plus(delta)
             write_atomically(self._file, total.to_bytes())
@@ -220,7 +245,7 @@ class RedisStore:
                 import redis as redis_module
             except ImportError as error:  # pragma: no cover - depends on the environment
                 raise InvalidInputError("RedisStore needs the redis package: pip install 'greenserv[redis]'") from error
-            client = redis_module.Redis.from_url(str(url))
+            client = _client_from_url(redis_module, str(url))
         if client.connection_pool.connection_kwargs.get("decode_responses"):
             raise InvalidInputError(
                 "RedisStore keeps bytes: give it a client made with decode_responses=False (redis-py's default)"
@@ -325,6 +350,29 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def _client_from_url(redis_module: Any, url: str) -> redis.Redis:
+    """``redis.Redis.from_url(url)``; a URL that cannot name a server and database is
+    :class:`InvalidInputError` (an address that is well formed but does not answer yet is not:
+    its replicas start on their own state and sync once it answers).
+
+    >>> import redis
+    >>> try:
+    ...     _client_from_url(redis, "redis://redis-host:6379/pool-a")
+    ... except InvalidInputError as error:
+    ...     print(str(error).partition(": ")[2])
+    the database after the address must be a number, e.g. redis://redis-host:6379/0
+    """
+    said, example = f"RedisStore url {redacted(repr(url))}", "e.g. redis://redis-host:6379/0"
+    try:
+        client = redis_module.Redis.from_url(url)
+    except ValueError as error:
+        raise InvalidInputError(f"{said}: {redacted(str(error))}; {example}") from None  # (it may quote a key)
+    database = urlsplit(url).path.strip("/")
+    if url.startswith(("redis://", "rediss://")) and database and not database.isdigit():
+        raise InvalidInputError(f"{said}: the database after the address must be a number, {example}")
+    return client  # type: ignore[no-any-return]
 
 
 def _as_bytes(data: Any) -> bytes:
