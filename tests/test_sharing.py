@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -547,6 +547,39 @@ def test_redis_settings_that_cannot_work_are_refused() -> None:
     assert RedisStore(url="redis://localhost:1/0", max_attempts=np.int64(5)).max_attempts == 5  # numpy's too
 
 
+def test_answers_while_the_redis_pending_store_is_down_say_so_and_run_no_model() -> None:
+    """Every answer failed with redis-py's bare ConnectionError: the error names the server
+    (not its password) and why answers need it, and no model runs for a decision not recorded."""
+    from greenserv_core import GreenServError, MissingResourceError
+    from greenserv_core.sharing import RedisPendingDecisions
+    from tests.services import free_port
+
+    runs: list[str] = []
+
+    def reply(messages: object) -> str:
+        runs.append("a model ran")
+        return "ok"
+
+    port = free_port()  # nobody listens there
+    router = GreenServRouter(
+        [FakeBackend(name, reply=reply) for name in ("small", "large")],
+        features=make_hashing_extractor(),
+        pending=RedisPendingDecisions(url=f"redis://greenserv:s3cret@127.0.0.1:{port}/0", prefix="down"),
+        seed=0,
+    )
+    for call in (
+        lambda: router.generate("What is 2 + 2?", tradeoff=0.4),
+        lambda: router.generate("Who wrote Hamlet?", tradeoff=0.4, decision_id="mine"),
+        lambda: router.feedback("mine", 1.0),
+    ):
+        with pytest.raises(MissingResourceError, match=f"Redis at 127.0.0.1:{port}/0 cannot be reached") as caught:
+            call()
+        assert isinstance(caught.value, GreenServError) and "RedisPendingDecisions" in str(caught.value)
+        assert "s3cret" not in str(caught.value)
+    assert runs == [] and all(c["decisions"] == 0 for c in router.learner_.tallies_.counts_.values())
+    assert router.learner_.policy_.t_ == 0  # the policy's step count (its ε schedule; shared) took no step
+
+
 def test_a_failing_store_loses_nothing() -> None:
     class FlakyStore(InMemoryStore):
         fail = True
@@ -611,6 +644,48 @@ def test_a_replica_starts_on_its_own_state_while_its_store_is_down_and_joins_it_
     for replica in (early, late):
         assert replica.router.statistics().allclose(single.statistics(), atol=1e-7)
         assert replica.router.policy_.t_ == 40
+
+
+def test_a_store_away_for_many_syncs_is_logged_once_and_its_return_said(caplog: pytest.LogCaptureFixture) -> None:
+    """The sync thread logged every failed sync with its traceback (3,600 records an hour at
+    interval_s=1): an outage is said once, the failures after its first at debug level (a new
+    kind of error once), and the sync that ends it in one line; every failure is counted."""
+    import logging
+    import time
+
+    class Away(InMemoryStore):
+        error: Exception | None = None
+
+        def merge(self, delta: Statistics) -> Statistics:
+            if self.error is not None:
+                raise self.error
+            return super().merge(delta)
+
+    def wait_for(condition: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 5
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert condition()
+
+    store = Away()
+    with caplog.at_level(logging.DEBUG, logger="greenserv"):
+        sharing = SharedLearning(make_router(), store, interval_s=0.005).start()
+        store.error = ConnectionError("store down")
+        wait_for(lambda: sharing.errors_ >= 5)
+        store.error = StateFileError("the store holds no statistics")  # another kind of error: said once too
+        wait_for(lambda: sharing.errors_ >= 10)
+        store.error = None
+        wait_for(lambda: any("answers again" in r.getMessage() for r in caplog.records))
+        sharing.stop()
+    records = [r for r in caplog.records if r.name == "greenserv" and "sync" in r.getMessage()]
+    warnings = [r for r in records if r.levelno == logging.WARNING]
+    errors = [r for r in records if r.levelno == logging.ERROR]
+    failed = [r for r in records if r.levelno == logging.DEBUG and "failed again" in r.getMessage()]
+    back = [r for r in records if r.levelno == logging.INFO]
+    assert len(warnings) == 1 and "cannot be reached" in warnings[0].getMessage()
+    assert len(errors) == 1 and errors[0].exc_info is not None  # not a store away: with its traceback
+    assert len(back) == 1 and f"after {sharing.errors_} failed syncs" in back[0].getMessage()
+    assert len(failed) == sharing.errors_ - 2 and all(r.exc_info is None for r in failed)
 
 
 def _merge_many(path: str, count: int) -> None:

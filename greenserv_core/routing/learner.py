@@ -362,6 +362,7 @@ class RoutingLearner:
                 costs = ArmValues(verdict.predicted_joules.arms, tradeoff * units)
             else:
                 costs = self._costs(features.task, verdict.predicted_joules, table.predicted_joules, tradeoff)
+            steps = getattr(self.policy_, "t_", None)  # restored if the decision cannot be recorded
             choice = self.policy_.decide(x, costs.arms, value_scale=1.0 - tradeoff, costs=costs)
             if budget is not None:
                 choice = self._paced(choice, verdict.predicted_joules, units, budget)
@@ -406,7 +407,12 @@ class RoutingLearner:
                     else None
                 ),
             )
-            self.pending_.add(pending)
+            try:
+                self.pending_.add(pending)
+            except BaseException:  # (a pending store in Redis, away): the policy took no step
+                if steps is not None:
+                    self.policy_.t_ = steps  # type: ignore[attr-defined]
+                raise
             self.rerouting_.discard(decision.decision_id)
             self.tallies_.decided(choice.arm)
             if under_way and self.pacer_ is not None and chosen_joules is not None:

@@ -8,11 +8,18 @@ a decision is scored once, whichever replicas race for it) and learns from it; w
 
 Decisions expire after ``ttl_s`` (Redis key expiry); ids that were scored or abandoned are
 remembered as long, for precise errors.
+
+Every decision is written to Redis before its model runs, so while Redis cannot be reached (or
+refuses a write) answers and feedback fail with
+:class:`~greenserv_core.errors.MissingResourceError`, which names the server (without its
+credentials); no model runs for a decision that could not be recorded.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from greenserv_core.bandits.base import check_number
@@ -20,9 +27,12 @@ from greenserv_core.errors import (
     DecisionAlreadyScoredError,
     DecisionIdInUseError,
     InvalidInputError,
+    MissingResourceError,
     UnknownDecisionError,
 )
 from greenserv_core.pending import PendingDecision
+from greenserv_core.redaction import redacted
+from greenserv_core.sharing.stores import unreachable
 
 if TYPE_CHECKING:
     import redis
@@ -94,6 +104,26 @@ class RedisPendingDecisions:
         self._take = client.register_script(_TAKE)
         self._discard = client.register_script(_DISCARD)
 
+    @contextlib.contextmanager
+    def _redis(self, doing: str) -> Iterator[None]:
+        """Redis's errors in the block, as :class:`MissingResourceError` saying what failed
+        (``doing``), where, and that this store's router needs Redis to answer."""
+        from redis.exceptions import RedisError
+
+        try:
+            yield
+        except RedisError as error:
+            where = getattr(getattr(self.client, "connection_pool", None), "connection_kwargs", {})
+            server = where.get("path") or f"{where.get('host', 'localhost')}:{where.get('port', 6379)}"
+            address = redacted(f"{server}/{where.get('db', 0)}")
+            what = "cannot be reached" if unreachable(error) else "refused it"
+            raise MissingResourceError(
+                f"could not {doing}: Redis at {address} {what} "
+                f"({type(error).__name__}: {redacted(str(error))}). This router keeps its pending decisions in Redis "
+                "(RedisPendingDecisions), so it neither answers nor takes feedback until Redis does: start Redis or "
+                "correct its address, then try again"
+            ) from error
+
     def _key(self, decision_id: str) -> str:
         return f"{self.prefix}:d:{decision_id}"
 
@@ -104,40 +134,51 @@ class RedisPendingDecisions:
         return f"{self.prefix}:a:{decision_id}"
 
     def __len__(self) -> int:
-        return sum(1 for _ in self.client.scan_iter(match=f"{self.prefix}:d:*", count=1000))
+        with self._redis("count the pending decisions"):
+            return sum(1 for _ in self.client.scan_iter(match=f"{self.prefix}:d:*", count=1000))
 
     def add(self, decision: PendingDecision) -> None:
-        if not self.client.set(self._key(decision.decision_id), _encode(decision), ex=self._ttl, nx=True):
+        with self._redis(f"record decision {decision.decision_id!r}"):
+            added = self.client.set(self._key(decision.decision_id), _encode(decision), ex=self._ttl, nx=True)
+        if not added:
             raise DecisionIdInUseError(decision.decision_id)
 
     def known(self, decision_id: str) -> bool:
-        return bool(self.client.exists(self._key(decision_id), self._gone(decision_id)))
+        with self._redis(f"look up decision id {decision_id!r}"):
+            return bool(self.client.exists(self._key(decision_id), self._gone(decision_id)))
 
     def get(self, decision_id: str) -> PendingDecision:
-        data = self.client.get(self._key(decision_id))
+        with self._redis(f"read decision {decision_id!r}"):
+            data = self.client.get(self._key(decision_id))
+            why = self.client.get(self._gone(decision_id)) if data is None else None
         if data is None:
-            self._raise_gone(decision_id, self.client.get(self._gone(decision_id)))
+            self._raise_gone(decision_id, why)
         return _decode(data)  # type: ignore[arg-type]
 
     def update(self, decision: PendingDecision) -> None:
-        self.client.set(self._key(decision.decision_id), _encode(decision), xx=True, keepttl=True)
+        with self._redis(f"record the outcome of decision {decision.decision_id!r}"):
+            self.client.set(self._key(decision.decision_id), _encode(decision), xx=True, keepttl=True)
 
     def pop_for_feedback(self, decision_id: str) -> PendingDecision:
         keys = [self._key(decision_id), self._gone(decision_id), self._awaiting(decision_id)]
-        found, value = self._pop(keys=keys, args=[self._ttl])
+        with self._redis(f"take decision {decision_id!r} for its feedback"):
+            found, value = self._pop(keys=keys, args=[self._ttl])
         if not found:
             self._raise_gone(decision_id, value)
         return _decode(value)
 
     def take_awaiting(self, decision_id: str) -> PendingDecision | None:
-        value = self._take(keys=[self._awaiting(decision_id)])
+        with self._redis(f"take decision {decision_id!r} for its outcome"):
+            value = self._take(keys=[self._awaiting(decision_id)])
         return None if value is None else _decode(value)
 
     def keep_awaiting(self, decision: PendingDecision) -> None:
-        self.client.set(self._awaiting(decision.decision_id), _encode(decision), ex=self._ttl)
+        with self._redis(f"keep decision {decision.decision_id!r} for its outcome"):
+            self.client.set(self._awaiting(decision.decision_id), _encode(decision), ex=self._ttl)
 
     def discard(self, decision_id: str, *, reusable: bool = False) -> None:
-        self._discard(keys=[self._key(decision_id), self._gone(decision_id)], args=[self._ttl, int(reusable)])
+        with self._redis(f"discard decision {decision_id!r}"):
+            self._discard(keys=[self._key(decision_id), self._gone(decision_id)], args=[self._ttl, int(reusable)])
 
     def _raise_gone(self, decision_id: str, why: Any) -> None:
         why = why.decode() if isinstance(why, bytes) else why

@@ -140,6 +140,11 @@ class SharedLearning:
     :class:`~greenserv_core.errors.SharingNotSupportedError`. Learned state: ``base_`` (the merged
     total at the last sync), ``syncs_``, ``last_sync_`` (a :class:`SyncReport`) and ``errors_``
     (failed syncs; a failed sync loses nothing, the change is sent with the next one).
+
+    The thread logs an outage (syncs failing in a row) once: its first failure as a warning
+    (one that is not a store away, as an error with its traceback), the later ones at debug
+    level (another kind of error is said once too), and the sync that ends it at info level,
+    with how long it lasted and how many syncs failed.
     """
 
     def __init__(self, router: SharedLearner, store: StateStore | None = None, *, interval_s: float = 1.0) -> None:
@@ -164,6 +169,7 @@ class SharedLearning:
         self._sync_lock = _sync_lock(router, self.identity)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._outage: _Outage | None = None  # the failed syncs in a row of start() and the thread
         self._receipts = _receipts_of(router, self.identity)  # shared by every wrapper of this router and store
 
     def _remembered_base(self) -> Statistics | None:
@@ -335,7 +341,8 @@ class SharedLearning:
         """Sync now, then every ``interval_s`` seconds in a daemon thread until :meth:`stop`.
         A store that cannot be reached now (a server restarting: see
         :func:`~greenserv_core.sharing.stores.unreachable`) is warned of and counted in
-        ``errors_``: the router goes on with its own state, and the thread syncs once it answers."""
+        ``errors_``: the router goes on with its own state, and the thread syncs once it answers
+        (its failures meanwhile are logged at debug level)."""
         if self._thread is not None and self._thread.is_alive():
             raise InvalidInputError("this SharedLearning is already running")
         self._stop.clear()  # a stop() from here on, during the first sync too, holds
@@ -344,16 +351,17 @@ class SharedLearning:
         except Exception as error:
             if not unreachable(error):
                 raise
-            self.errors_ += 1
+            self._outage_goes_on(error)
             logger.warning(
                 "the shared store %s cannot be reached (%s: %s): this replica starts on its own state and "
-                "syncs every %.1f s until the store answers",
+                "syncs every %g s until the store answers",
                 self.identity,
                 type(error).__name__,
                 error,
                 self.interval_s,
             )
         else:
+            self._outage_ended()
             self._warn_if_unclustered()
         if self._stop.is_set():  # stopped while it synced: no thread
             return self
@@ -374,13 +382,63 @@ class SharedLearning:
         while not self._stop.wait(self.interval_s):
             try:
                 self.sync()
-            except Exception:  # the next sync carries the change; never kill the thread
-                self.errors_ += 1
-                logger.exception("syncing learned state failed (will retry in %.1f s)", self.interval_s)
+            except Exception as error:  # the next sync carries the change; never kill the thread
+                self._sync_failed(error)
             except BaseException:  # (SystemExit from a store client): counted and said; start() may run again
                 self.errors_ += 1
                 logger.exception("syncing learned state stopped the sync thread")
                 return
+            else:
+                self._outage_ended()
+
+    def _outage_goes_on(self, error: Exception) -> bool:
+        """Count a failed sync of :meth:`start` or the thread, in ``errors_`` and in the outage
+        it begins or continues; whether it is the outage's first of its kind (to be said)."""
+        self.errors_ += 1
+        if self._outage is None:
+            self._outage = _Outage(time.monotonic())
+        self._outage.failed += 1
+        kind = type(error).__qualname__
+        if kind in self._outage.said:
+            return False
+        self._outage.said.add(kind)
+        return True
+
+    def _sync_failed(self, error: Exception) -> None:
+        """Count and log a failed sync of the thread: the first of an outage (or of another kind
+        of error in it) as a warning, or, not a store away, as an error with its traceback; the
+        others at debug level."""
+        if not self._outage_goes_on(error):
+            logger.debug(
+                "syncing learned state with %s failed again (%s: %s)", self.identity, type(error).__name__, error
+            )
+        elif unreachable(error):
+            logger.warning(
+                "the shared store %s cannot be reached (%s: %s): this replica goes on with its own state and syncs "
+                "every %g s until the store answers (failures meanwhile are logged at debug level)",
+                self.identity,
+                type(error).__name__,
+                error,
+                self.interval_s,
+            )
+        else:
+            logger.exception(
+                "syncing learned state with %s failed (will retry every %g s; this error again is logged at debug "
+                "level until a sync succeeds)",
+                self.identity,
+                self.interval_s,
+            )
+
+    def _outage_ended(self) -> None:
+        """After a sync that succeeded: say the end of an outage, if syncs failed before it."""
+        outage, self._outage = self._outage, None
+        if outage is not None:
+            logger.info(
+                "the shared store %s answers again: this replica synced after %d failed syncs over %.1f s",
+                self.identity,
+                outage.failed,
+                time.monotonic() - outage.since,
+            )
 
     def stop(self, *, final_sync: bool = True) -> None:
         """Stop the thread (or a :meth:`start` still in its first sync: it starts none); by
@@ -422,6 +480,16 @@ def _sync_lock(router: object, store: str) -> threading.Lock:
             return _LOCKS.setdefault(router, {}).setdefault(store, threading.Lock())
         except TypeError:  # a router that takes no weak reference: a lock of this wrapper's own
             return threading.Lock()
+
+
+@dataclass
+class _Outage:
+    """Syncs failing in a row: since when (``time.monotonic``), how many, and the kinds of
+    error already logged."""
+
+    since: float
+    failed: int = 0
+    said: set[str] = field(default_factory=set)
 
 
 @dataclass
