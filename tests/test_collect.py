@@ -60,6 +60,14 @@ def test_extract_choice(text: str, expected: str | None) -> None:
 
 
 @pytest.mark.parametrize(
+    "text", ["C. S. Lewis", "The answer is C. S. Lewis.", "It was E. B. White", "e.g. 42", "Answer: D. H."]
+)
+def test_an_initial_or_abbreviation_is_no_choice(text: str) -> None:
+    assert extract_choice(text, 5) is None  # the rule agreement.final_answer also keeps
+    assert extract_choice("D. none of these", 5) == "D"  # a letter before a lower-case word stays a choice
+
+
+@pytest.mark.parametrize(
     ("text", "expected"),
     [
         ("#### 72", "72"),

@@ -215,6 +215,32 @@ def test_the_time_to_re_adapt_is_searched_only_up_to_the_next_shift_or_pool_chan
     assert readapt_time(picked, 100, 0.5, worsens=True, stop=150) == 1
 
 
+def test_a_newcomers_times_are_searched_only_up_to_the_next_shift_or_pool_change() -> None:
+    """'good' joins at 100 and 'bad' leaves at 150 (500 queries): random picks good about half the
+    time until 150, too few for half of any share over the last 200; only the removal brings it up."""
+    table = two_model_table(250, good=0.9, bad=0.5)
+    joins, leaves = PoolChange("add", "good", 100), PoolChange("remove", "bad", 150)
+    [found] = quick(table, ["random"], runs=1, tradeoff=0.0, changes=[joins, leaves], horizons=[100])["newcomers"]
+    assert found["new_optimum_share"]["mean"] == 1.0 and found["final_window"] == 10  # was 80: to the end
+    chance = found["strategies"]["random"]
+    assert chance["steps_to_half_optimum"]["runs"] == [None]  # was 123: after the removal
+    assert chance["steps_to_half"]["runs"] == [None] and chance["final_share"]["mean"] < 1.0  # was 123 and 1.0
+    picked = np.array([0] * 100 + [1, 0] * 25 + [1] * 350, dtype=bool)
+    assert newcomer_time(picked, 100, optimum=1.0) == {
+        "steps_to_half": 125,
+        "final_share": 1.0,
+        "final_window": 80,
+        "steps_to_half_optimum": 125,
+    }  # to the end of the stream
+    assert newcomer_time(picked, 100, optimum=1.0, stop=150) == {
+        "steps_to_half": None,
+        "final_share": 0.5,
+        "final_window": 10,
+        "steps_to_half_optimum": None,
+    }
+    assert newcomer_time(picked, 100, optimum=0.2, stop=150)["steps_to_half_optimum"] == 25
+
+
 def test_trailing_shares_re_adaptation_and_newcomer_times() -> None:
     picked = np.array([1] * 300 + [0] * 300, dtype=bool)
     share = trailing_share(picked)

@@ -33,14 +33,17 @@ import re
 from collections import Counter
 from fractions import Fraction
 
-__all__ = ["NUMBER_PATTERN", "answers_agree", "canonical_number", "final_answer"]
+__all__ = ["INITIALS", "NUMBER_PATTERN", "answers_agree", "canonical_number", "final_answer"]
 
 _WORD = re.compile(r"[\w.%-]+")
-# after a letter, what makes it no choice: an initial or abbreviation ("C. S. Lewis", "e.g."), a
-# name's initial before a lower-case word ("E. coli"; "B. because ..." is a choice), and after "A"
-# a word the article goes with ("Answer: A kangaroo"; "Answer: A because ..." is a choice)
+INITIALS = r"\.\s*[A-Za-z]\."
+"""What follows a letter that makes it an initial or abbreviation, never a choice (the ``". S."`` of
+``"C. S. Lewis"``, the ``".g."`` of ``"e.g."``): a pattern to put in a negative lookahead."""
+# after a letter, what makes it no choice: an initial or abbreviation (INITIALS), a name's initial
+# before a lower-case word ("E. coli"; "B. because ..." is a choice), and after "A" a word the
+# article goes with ("Answer: A kangaroo"; "Answer: A because ..." is a choice)
 _REASON = r"(?:because|since|as|is|was|and|or|but|so|which)\b"
-_INITIAL = rf"\.\s*[A-Za-z]\.|\.[ \t]*(?!{_REASON})[a-z]"
+_INITIAL = rf"{INITIALS}|\.[ \t]*(?!{_REASON})[a-z]"
 _ARTICLE = rf"(?<=A)[ \t]+(?!{_REASON})[a-z]"
 # "B) Paris", "(b)", "B", "B. Paris": never "A dog", "C. S. Lewis", "E. coli", nor "e.g. 42"
 _LEADING_CHOICE = re.compile(rf"^\s*\(?([A-Ea-e])(?:[):]|(?!{_INITIAL})\.|\s*$)")

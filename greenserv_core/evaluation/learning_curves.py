@@ -16,7 +16,8 @@ All of it is numpy over a run's steps (step = position in the run's own stream).
   change (``None`` if not met by then).
 * Newcomer: the number of decisions from a model's joining step until its share of the last
   ``WINDOW`` decisions first reaches half of its final share (its share of the last ``AROUND``
-  steps, or of the last 20% of the steps since it joined when that is fewer).
+  steps, or of the last 20% of the steps since it joined when that is fewer); all of it up to
+  the next shift or pool change (``None`` if not met by then).
 """
 
 from __future__ import annotations
@@ -208,12 +209,17 @@ def share_around(
     return (float(before.mean()) if len(before) else None, float(after.mean()) if len(after) else None)
 
 
-def newcomer_time(chosen: np.ndarray, step: int, optimum: float | None = None) -> dict[str, Any]:
+def newcomer_time(
+    chosen: np.ndarray, step: int, optimum: float | None = None, stop: int | None = None
+) -> dict[str, Any]:
     """Decisions from the joining ``step`` until the trailing share first reaches half of the
     final share (``None`` if never, or if the final share is 0), and that final share; with
     ``optimum`` (the model's share under the new optimum, :func:`new_optimum_share`), also
     until it first reaches half of that (``steps_to_half_optimum``): a policy that hardly uses
-    the newcomer reaches half of its own small final share at once, never half the optimum's."""
+    the newcomer reaches half of its own small final share at once, never half the optimum's.
+    All of it up to ``stop`` (the next shift or pool change; the end of the stream if ``None``):
+    the final share is the share just before it, and a time not met before it is ``None``."""
+    chosen = chosen[:stop]
     window = max(1, min(AROUND, round(0.2 * (len(chosen) - step))))
     final = float(chosen[-window:].mean())
     share = trailing_share(chosen)

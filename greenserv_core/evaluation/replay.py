@@ -792,17 +792,19 @@ def _newcomer_report(
 ) -> list[dict[str, Any]]:
     """Per model joining mid-stream, per strategy: the time to reach half of its final share,
     and half of its share under the new optimum (the queries from its joining up to the next
-    shift or pool change whose task's best fixed model it is)."""
+    shift or pool change whose task's best fixed model it is); the final share and both times
+    up to the next shift or pool change."""
     out = []
     for change in changes:
         if change.action != "add":
             continue
         j = models.index(change.model)
-        targets = _optimum_shares(results, make_stream, change.step, j, _next_step(change.step, shifts, changes))
+        stop = _next_step(change.step, shifts, changes)
+        targets = _optimum_shares(results, make_stream, change.step, j, stop)
         per_strategy: dict[str, Any] = {}
         window = 0
         for strategy, runs_of in results.items():
-            found = [newcomer_time(r.chosen == j, change.step, targets[r.run]) for r in runs_of]
+            found = [newcomer_time(r.chosen == j, change.step, targets[r.run], stop=stop) for r in runs_of]
             window = found[0]["final_window"]
             per_strategy[strategy] = {
                 "steps_to_half": _steps([f["steps_to_half"] for f in found]),

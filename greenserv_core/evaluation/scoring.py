@@ -23,7 +23,7 @@ import functools
 import re
 from typing import Any
 
-from greenserv_core.cascades.agreement import NUMBER_PATTERN, canonical_number
+from greenserv_core.cascades.agreement import INITIALS, NUMBER_PATTERN, canonical_number
 from greenserv_core.datasets.olmo_eval import LETTERS, TaskExample
 from greenserv_core.evaluation.extras import bench_import
 
@@ -42,7 +42,8 @@ def extract_choice(text: str, n_choices: int) -> str | None:
     cow``); otherwise the first ``option B``, ``choice B`` or ``answer B`` (so ``Option A is
     tempting, but the answer is B`` and ``The option is B, as answer A ignores friction``
     commit to B); otherwise the first letter that stands alone as ``B.`` or ``B)``. Markdown emphasis (``**B**``) is
-    read through. Letters beyond the number of options do not count.
+    read through. Letters beyond the number of options do not count, nor do initials and abbreviations
+    (``"C. S. Lewis"``, ``"E. B. White"``, ``"e.g."``; as in :func:`~greenserv_core.cascades.agreement.final_answer`).
 
     >>> extract_choice("C) because", 4), extract_choice("I think the answer is d.", 4), extract_choice("I'm", 4)
     ('C', 'D', None)
@@ -50,6 +51,8 @@ def extract_choice(text: str, n_choices: int) -> str | None:
     ('B', 'C')
     >>> [extract_choice(text, 4) for text in (" Option C", " [C]", " C - Paris", "A man")]
     ['C', 'C', 'C', None]
+    >>> extract_choice("C. S. Lewis", 4), extract_choice("It was E. B. White", 5), extract_choice("e.g. 42", 5)
+    (None, None, None)
     """
     valid = LETTERS[:n_choices]
     lower = valid.lower()
@@ -59,11 +62,14 @@ def extract_choice(text: str, n_choices: int) -> str | None:
     text = re.sub(r"[*_`]", "", text)
     capitals = "".join(letter for letter in valid if letter not in "AI")  # capitals that are not words
     leading_word = rf"|^\s*([{capitals}])\s+(?=\w)" if capitals else ""
+    named = rf"[(\[]?([{valid}]\b|{either}[{words}](?=[.)\]]|\s*$))(?!{INITIALS})"  # the letter "answer" names
     patterns = (
-        rf"^\s*[(\[\'\"]?([{valid}{lower}])(?:[.):,\]\'\"\n]|\s*$|\s+[-–—:]|\s+(?:is|would)\b){leading_word}",
-        rf"(?i:answer|option|choice)\s*(?:(?i:is)\s*:?|:)\s*[(\[]?([{valid}]\b|{either}[{words}](?=[.)\]]|\s*$))",
-        rf"(?i:answer|option|choice)\s*[(\[]?([{valid}]\b|{either}[{words}](?=[.)\]]|\s*$))",
-        rf"(?:^|\s)\(?([{valid}])[.)](?:\s|$)",
+        rf"^\s*[(\[\'\"]?([{valid}{lower}])"
+        rf"(?:(?!{INITIALS})[.):,\]\'\"\n]|\s*$|\s+[-–—:]|\s+(?:is|would)\b){leading_word}",
+        rf"(?i:answer|option|choice)\s*(?:(?i:is)\s*:?|:)\s*{named}",
+        rf"(?i:answer|option|choice)\s*{named}",
+        # "B)", or "B." but neither an initial nor right after one (no B in "E. B. White")
+        rf"(?:^|\s)(?:\(?([{valid}])\)|(?<!\b[A-Z]\.\s)\(?([{valid}])(?!{INITIALS})\.)(?:\s|$)",
     )
     for pattern in patterns:
         match = re.search(pattern, text)
