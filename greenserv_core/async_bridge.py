@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
+import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TypeVar
@@ -17,6 +19,8 @@ from typing import TypeVar
 __all__ = ["Delivery", "current_delivery", "iterate_in_thread", "run_in_thread"]
 
 T = TypeVar("T")
+
+logger = logging.getLogger("greenserv")
 
 _POLL_S = 0.5
 """How often a waiting thread checks that its consumer's event loop is still open."""
@@ -32,14 +36,21 @@ class Delivery:
     The router reads it in the worker thread (:func:`current_delivery`) before it routes and
     when an answer comes (:meth:`record`): once the caller has left (:meth:`leave`, on
     cancellation), no model is tried again and an answer that comes is not recorded as one;
-    an answer recorded just before the caller left is forgotten then. A model cannot be
-    stopped mid-answer, so the thread runs on until its answer comes.
+    an answer recorded before the caller left, or while it left, is forgotten then, once. A
+    model cannot be stopped mid-answer, so the thread runs on until its answer comes. Its lock
+    is never held while an answer is recorded or forgotten (the learner's lock, a pending
+    store's I/O): leaving never waits for them on the caller's event loop.
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the flag and the list below only
         self._left = False
         self._forget: list[Callable[[], None]] = []
+
+    @property
+    def left(self) -> bool:
+        """Whether the caller stopped waiting for the answer."""
+        return self._left
 
     def check(self) -> None:
         """Raise :class:`asyncio.CancelledError` once the caller has left."""
@@ -48,23 +59,37 @@ class Delivery:
 
     def record(self, record: Callable[[], T], *, abandon: Callable[[], None], forget: Callable[[], None]) -> T:
         """``record()`` (an answer's bookkeeping), unless the caller has left: then ``abandon()``
-        runs instead and :class:`asyncio.CancelledError` is raised. If the caller leaves later,
-        before the answer reaches it, ``forget()`` runs then."""
+        runs instead and :class:`asyncio.CancelledError` is raised. If the caller leaves while
+        ``record()`` runs, or later before the answer reaches it, ``forget()`` runs then."""
+        if self._left:
+            abandon()
+            self.check()
+        value = record()
         with self._lock:
-            if self._left:
-                abandon()
-                self.check()
-            value = record()
-            self._forget.append(forget)
-            return value
+            left = self._left
+            if not left:
+                self._forget.append(forget)  # leave() takes it from here
+        if left:  # the caller left while it was recorded: leave() did not see it
+            _forget_all([forget])
+        return value
 
-    def leave(self) -> None:
-        """The caller stopped waiting (its task was cancelled): forget what was recorded for it."""
+    def leave(self) -> Callable[[], None] | None:
+        """The caller stopped waiting (its task was cancelled): no answer is recorded from now on.
+        Returns what forgets the answers recorded for it so far (``None``: none), to run off the
+        event loop, as it waits for the learner; leaving itself waits for nothing of the kind."""
         with self._lock:
             self._left = True
             forget, self._forget = self._forget, []
-        for each in forget:
+        return functools.partial(_forget_all, forget) if forget else None
+
+
+def _forget_all(forget: list[Callable[[], None]]) -> None:
+    """Run each ``forget``; one that fails is logged (nobody awaits it), and the others run."""
+    for each in forget:
+        try:
             each()
+        except Exception:
+            logger.warning("could not forget an answer whose caller stopped waiting", exc_info=True)
 
 
 _DELIVERY: contextvars.ContextVar[Delivery | None] = contextvars.ContextVar("greenserv_delivery", default=None)
@@ -87,10 +112,16 @@ async def run_in_thread(function: Callable[[], T]) -> T:
     delivery = Delivery()
     context = contextvars.copy_context()
     context.run(_DELIVERY.set, delivery)
+    loop = asyncio.get_running_loop()
     try:
-        return await asyncio.get_running_loop().run_in_executor(None, context.run, function)
+        return await loop.run_in_executor(None, context.run, function)
     except asyncio.CancelledError:
-        delivery.leave()
+        forget = delivery.leave()
+        if forget is not None:  # in a worker thread, not awaited: the loop never waits for the learner
+            try:
+                loop.run_in_executor(None, forget)
+            except RuntimeError:  # the loop's executor was shut down meanwhile
+                threading.Thread(target=forget, name="greenserv-forget", daemon=True).start()
         raise
 
 

@@ -5,8 +5,9 @@ features extracted once, an async stream closed early, and bad batch and option 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -616,3 +617,137 @@ def test_a_call_whose_caller_left_tries_no_other_model_and_leaves_no_decision() 
 
     asyncio.run(left_late())
     assert len(router.pending_) == 0  # its answer never reached anyone: it cannot be scored
+
+
+def test_leaving_while_an_answer_is_recorded_waits_for_nothing_and_it_is_forgotten_once() -> None:
+    import threading
+    import time
+
+    from greenserv_core.async_bridge import Delivery
+
+    done: list[str] = []
+    recording, release = threading.Event(), threading.Event()
+
+    def record() -> str:  # the learner's lock, held elsewhere for a store round-trip
+        recording.set()
+        release.wait(0.5)
+        return "answer"
+
+    def noted(what: str) -> Callable[[], None]:
+        return lambda: done.append(what)
+
+    during = Delivery()
+    worker = threading.Thread(target=lambda: during.record(record, abandon=noted("abandoned"), forget=noted("during")))
+    worker.start()
+    assert recording.wait(5.0)
+    started = time.monotonic()
+    forget = during.leave()  # on the event loop: it must not wait for the recording
+    assert time.monotonic() - started < 0.25  # was about 0.5 s: until the recording ended
+    assert forget is None and during.left  # nothing recorded yet: the recording thread forgets it
+    release.set()
+    worker.join(5.0)
+    assert done == ["during"]  # forgotten once, not kept
+
+    after = Delivery()  # recorded, then left: what leave() returns forgets it, once
+    assert after.record(lambda: "answer", abandon=noted("abandoned"), forget=noted("after")) == "answer"
+    forget = after.leave()
+    assert forget is not None and done == ["during"]
+    forget()
+    assert done == ["during", "after"] and after.leave() is None
+
+    with pytest.raises(asyncio.CancelledError):  # left before: not recorded at all
+        after.record(lambda: done.append("kept"), abandon=noted("abandoned"), forget=noted("again"))
+    assert done == ["during", "after", "abandoned"]
+
+
+def test_a_call_cancelled_while_learning_is_paused_leaves_the_event_loop_free() -> None:
+    import threading
+    import time
+
+    from greenserv_core.async_bridge import run_in_thread
+
+    answering, answer, paused, release = (threading.Event() for _ in range(4))
+
+    def reply(messages: Sequence[Message]) -> str:
+        answering.set()
+        answer.wait(5.0)
+        return "4"
+
+    router = _router(FakeBackend("a", joules_per_token=0.01, reply=reply))
+
+    def pause_learning() -> None:  # as SharedLearning.save does for a store round-trip
+        with router.learning_paused():
+            paused.set()
+            release.wait(0.5)
+
+    async def cancelled() -> float:
+        call = asyncio.ensure_future(run_in_thread(lambda: router.generate(ASK)))
+        await asyncio.to_thread(answering.wait, 5.0)
+        threading.Thread(target=pause_learning).start()
+        await asyncio.to_thread(paused.wait, 5.0)
+        answer.set()  # its answer comes: recording it waits for the learner
+        await asyncio.sleep(0.05)
+        started = time.monotonic()
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        took = time.monotonic() - started
+        release.set()
+        return took
+
+    assert asyncio.run(cancelled()) < 0.25  # was about 0.45 s: the whole loop waited for the learner
+    assert len(router.pending_) == 0 and router.stats_["a"]["energy_joules"] > 0  # charged, not scorable
+
+
+def test_a_cascade_whose_caller_left_keeps_its_first_answer_and_runs_no_second_model() -> None:
+    import math
+    import threading
+
+    from greenserv_core.async_bridge import run_in_thread
+    from greenserv_core.bandits.static import StaticPolicy
+    from greenserv_core.cascades import EscalationModel
+
+    class Pinned(StaticPolicy):  # always the cascade, whose second model is worth paying for
+        def _estimates(self, context: Any, arms: Sequence[str]) -> dict[str, tuple[float, float]]:
+            return {arm: (0.9 if arm == "b" else 0.0, 0.0) for arm in arms}
+
+    asked, go = threading.Event(), threading.Event()
+
+    def unsure(messages: Sequence[Message]) -> str:
+        asked.set()
+        go.wait(5.0)
+        return "CHEAP-ANSWER"
+
+    def cascade() -> tuple[GreenServRouter, FakeBackend, FakeBackend]:
+        small = FakeBackend("a", joules_per_token=1.0, reply=unsure, logprobs=lambda m, t: [math.log(0.2)])
+        big = FakeBackend("b", joules_per_token=5.0)
+        features = make_hashing_extractor()
+        router = GreenServRouter(
+            [small, big],
+            cascades=[("a", "b")],
+            features=features,
+            policy=Pinned(features.dimension, arm="a->b"),
+            tradeoff=0.4,
+            seed=0,
+            escalation=EscalationModel(features.dimension, keep_rate=0.0, informed_after=0, seed=0),
+        )
+        return router, small, big
+
+    awaited, _, big = cascade()
+    go.set()
+    assert awaited.generate(ASK).model == "a->b" and big.calls == 1  # a caller that waits: it escalates
+    go.clear()
+    asked.clear()
+    router, small, big = cascade()
+
+    async def left() -> None:
+        call = asyncio.ensure_future(run_in_thread(lambda: router.generate(ASK)))
+        await asyncio.to_thread(asked.wait, 5.0)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        go.set()
+
+    asyncio.run(left())  # returns once the worker thread is done
+    assert big.calls == 0 and len(router.pending_) == 0  # was 1: the second model answered nobody
+    assert router.stats_["a->b"]["energy_joules"] == _joules_of(small)  # the first answer, charged
