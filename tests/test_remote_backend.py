@@ -1052,6 +1052,28 @@ def test_one_model_id_on_two_servers_joins_one_pool_under_names_that_do_not_hang
     assert "SECRET" not in str(raised.value) and "name=" in str(raised.value)
 
 
+def test_models_named_apart_keep_the_backend_their_scheme_built_and_objects_keep_their_names() -> None:
+    """A plug-in scheme's address was rebuilt as a remote URL (refused); an object beside an address
+    of its model id was not counted, so both were named 'm'."""
+    from greenserv_core.backends.registry import register_address_scheme, unregister_address_scheme
+    from greenserv_core.models.pool import build_backends
+
+    @register_address_scheme("local-ollama", "ollama:", describes="ollama:<model id>")
+    def ollama(address: str, meter: str) -> OpenAICompatibleBackend:
+        return OpenAICompatibleBackend("http://localhost:11434/v1", address.removeprefix("ollama:"), max_concurrency=4)
+
+    try:
+        pool = build_backends(["ollama:llama3", "http://gpu-1:8000/v1#llama3"])
+    finally:
+        unregister_address_scheme("local-ollama")
+    assert [backend.info.name for backend in pool] == ["llama3@localhost:11434", "llama3@gpu-1:8000"]
+    assert isinstance(pool[0], OpenAICompatibleBackend) and pool[0].max_concurrency == 4
+    given = OpenAICompatibleBackend("http://b:8000/v1", "m")
+    mixed = build_backends(["http://a:8000/v1#m", given])
+    assert [backend.info.name for backend in mixed] == ["m@a:8000", "m"] and mixed[1] is given
+    assert GreenServRouter(mixed, features=make_hashing_extractor()).models == ["m@a:8000", "m"]
+
+
 def test_an_exporter_and_an_assumed_wattage_must_be_positive_and_finite() -> None:
     for bad in (0.0, -1.0, math.inf, True):
         with pytest.raises(InvalidInputError, match="joules_per_unit"):

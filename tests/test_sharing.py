@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -580,6 +581,23 @@ def test_answers_while_the_redis_pending_store_is_down_say_so_and_run_no_model()
     assert router.learner_.policy_.t_ == 0  # the policy's step count (its ε schedule; shared) took no step
 
 
+def test_a_replica_that_joins_its_store_late_still_says_when_no_one_seeded_clusters(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The warning came only after start()'s own sync: a replica whose store was away then never gave it."""
+    away = tmp_path / "mount"
+    away.write_text("")  # a file where the store's folder should be: the store cannot be reached
+    with caplog.at_level("WARNING", logger="greenserv"):
+        late = SharedLearning(make_router(), FileStore(away / "shared.stats"), interval_s=0.02).start()
+        assert "no clustering yet" not in caplog.text  # (nothing is known of the store yet)
+        away.unlink()  # the store is back
+        deadline = time.monotonic() + 5
+        while late.syncs_ == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        late.stop(final_sync=False)
+    assert late.syncs_ >= 1 and caplog.text.count("no clustering yet") == 1
+
+
 def test_a_failing_store_loses_nothing() -> None:
     class FlakyStore(InMemoryStore):
         fail = True
@@ -618,6 +636,9 @@ def test_a_replica_starts_on_its_own_state_while_its_store_is_down_and_joins_it_
     assert "cannot be reached" in caplog.text and "starts on its own state" in caplog.text
     with pytest.raises(InvalidInputError, match="redis://redis-host:6379/0"):  # malformed addresses stay errors
         RedisStore(url="redis//redis-host:6379")
+    for scheme in ("redis", "REDIS", "Rediss"):  # redis-py reads any case, and took "pool-a" for database 0
+        with pytest.raises(InvalidInputError, match="database after the address must be a number"):
+            RedisStore(url=f"{scheme}://redis-host:6379/pool-a")
     with pytest.raises(InvalidInputError, match="folder"):
         FileStore(tmp_path)
 
@@ -1145,8 +1166,6 @@ def test_leaving_a_failed_block_reports_the_blocks_error_not_the_last_syncs() ->
 
 
 def test_a_sync_thread_stopped_by_a_base_exception_is_counted_and_can_start_again() -> None:
-    import time
-
     class Exiting(InMemoryStore):
         exits = 0
 
@@ -1163,6 +1182,8 @@ def test_a_sync_thread_stopped_by_a_base_exception_is_counted_and_can_start_agai
     while sharing.errors_ == 0 and time.monotonic() < deadline:
         time.sleep(0.02)
     assert sharing.errors_ == 1
+    assert sharing._thread is not None
+    sharing._thread.join(5)  # (it counts the error, logs it, then ends)
     sharing.start()  # the dead thread is not "already running"
     sharing.stop()
 

@@ -57,6 +57,7 @@ JSON." first when no message mentions JSON, as OpenAI requires. The API key is
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import email.utils
 import json
 import logging
@@ -306,6 +307,18 @@ class OpenAICompatibleBackend:
     @property
     def info(self) -> ModelInfo:
         return self._info
+
+    def rename(self, name: str) -> None:
+        """Name this model ``name`` in its pool, before it joins a router (the name keys what the
+        router learns of it). Requests still ask the server for :attr:`model`.
+
+        >>> backend = OpenAICompatibleBackend("http://gpu-2:8000/v1", "llama-3-8b")
+        >>> backend.rename("llama-b"); backend.info.name, backend.model
+        ('llama-b', 'llama-3-8b')
+        """
+        if not isinstance(name, str) or not name.strip():
+            raise InvalidInputError(f"a model's name must be a non-empty string, got {name!r}")
+        self._info = dataclasses.replace(self._info, name=name)
 
     @property
     def available(self) -> bool:

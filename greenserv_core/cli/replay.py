@@ -177,7 +177,8 @@ def _replay(args: argparse.Namespace) -> int:
     for newcomer in report["newcomers"]:
         print(
             f"newcomer {newcomer['model']}@{newcomer['step']} (final share over the last "
-            f"{newcomer['final_window']} queries; the new optimum gives it "
+            f"{newcomer['final_window']} queries before the next shift or pool change, or the end; "
+            "the new optimum gives it "
             f"{percent_share(newcomer['new_optimum_share'])} of the queries after it joins):"
         )
         print_table(newcomer_rows(report, newcomer))

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from greenserv_core.backends.base import ModelBackend
-from greenserv_core.backends.openai_compatible import OpenAICompatibleBackend, remote_backend, server_named
+from greenserv_core.backends.openai_compatible import OpenAICompatibleBackend, server_named
 from greenserv_core.backends.registry import address_schemes, backend_from_address
 from greenserv_core.backends.transformers import TransformersBackend
 from greenserv_core.errors import InvalidInputError, MissingResourceError
@@ -67,24 +67,24 @@ def build_backends(
 
 
 def _named_apart(items: Sequence[Any], backends: list[ModelBackend]) -> list[ModelBackend]:
-    """``backends``, with each remote model given by address whose model id names another remote
-    model of the pool too named ``<model id>@<host:port>`` (:func:`server_named`): a name that does not
-    depend on the order of the addresses, so what is learned of it is found again.
+    """``backends``, with each remote model given by address whose name (its model id) another
+    remote model of the pool has too renamed ``<model id>@<host:port>`` (:func:`server_named`): a
+    name that does not depend on the order of the addresses, so what is learned of it is found
+    again. Backends given as objects keep the names they were given.
 
     >>> [b.info.name for b in _named_apart(["http://a:8000/v1#m", "http://b:8000/v1#m"],
     ...                                    [resolve_model("http://a:8000/v1#m"), resolve_model("http://b:8000/v1#m")])]
     ['m@a:8000', 'm@b:8000']
     """
     remote = [
-        (i, item, backend)
-        for i, (item, backend) in enumerate(zip(items, backends, strict=True))
-        if isinstance(item, str) and isinstance(backend, OpenAICompatibleBackend)
+        (item, backend)
+        for item, backend in zip(items, backends, strict=True)
+        if isinstance(backend, OpenAICompatibleBackend)
     ]  # (a local model's name may need its config read: it is not asked for here)
-    taken = Counter(backend.info.name for _, _, backend in remote)
-    named = list(backends)
+    taken = Counter(backend.info.name for _, backend in remote)
     addresses: dict[str, str] = {}
-    for i, item, backend in remote:
-        if taken[backend.info.name] < 2:
+    for item, backend in remote:
+        if not isinstance(item, str) or taken[backend.info.name] < 2:
             continue
         name = server_named(backend)
         if name in addresses:  # one model id on one server, given twice
@@ -93,9 +93,8 @@ def _named_apart(items: Sequence[Any], backends: list[ModelBackend]) -> list[Mod
                 "give it once, or name each yourself: OpenAICompatibleBackend(base_url, model_id, name=...)"
             )
         addresses[name] = item
-        backend.close()
-        named[i] = remote_backend(item, name=name)
-    return named
+        backend.rename(name)  # (whichever scheme built it, with its settings)
+    return backends
 
 
 def check_meter(backends: Iterable[object], meter: str, *, option: str | None = None) -> None:

@@ -169,6 +169,7 @@ class SharedLearning:
         self._sync_lock = _sync_lock(router, self.identity)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._clusters_unchecked = False  # start()'s first sync failed: the thread's first says it
         self._outage: _Outage | None = None  # the failed syncs in a row of start() and the thread
         self._receipts = _receipts_of(router, self.identity)  # shared by every wrapper of this router and store
 
@@ -352,6 +353,7 @@ class SharedLearning:
             if not unreachable(error):
                 raise
             self._outage_goes_on(error)
+            self._clusters_unchecked = True  # said after the thread's first sync
             logger.warning(
                 "the shared store %s cannot be reached (%s: %s): this replica starts on its own state and "
                 "syncs every %g s until the store answers",
@@ -390,6 +392,9 @@ class SharedLearning:
                 return
             else:
                 self._outage_ended()
+                if self._clusters_unchecked:
+                    self._clusters_unchecked = False
+                    self._warn_if_unclustered()
 
     def _outage_goes_on(self, error: Exception) -> bool:
         """Count a failed sync of :meth:`start` or the thread, in ``errors_`` and in the outage

@@ -369,8 +369,9 @@ def _client_from_url(redis_module: Any, url: str) -> redis.Redis:
         client = redis_module.Redis.from_url(url)
     except ValueError as error:
         raise InvalidInputError(f"{said}: {redacted(str(error))}; {example}") from None  # (it may quote a key)
-    database = urlsplit(url).path.strip("/")
-    if url.startswith(("redis://", "rediss://")) and database and not database.isdigit():
+    parts = urlsplit(url)  # (the scheme in any case, as redis-py reads it)
+    database = parts.path.strip("/")
+    if parts.scheme.lower() in ("redis", "rediss") and database and not database.isdigit():
         raise InvalidInputError(f"{said}: the database after the address must be a number, {example}")
     return client  # type: ignore[no-any-return]
 
