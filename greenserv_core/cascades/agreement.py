@@ -6,14 +6,19 @@ disagree and the second is right, the first is taken to be wrong. That is a prox
 label, and :func:`answers_agree` is deliberately simple:
 
 - answers that both commit to a final answer of one kind are compared by it: a choice letter
-  (``"B) Paris"``, ``"Answer: B"``, ``"(B)"``, ``"B. Paris"``; never an initial, as in ``"C. S.
-  Lewis"`` or ``"E. coli"``), then yes or no (also true or false), then the last number, in
-  digits or words below a million (``"The answer is 42."``, ``"forty-two"``), whatever the words
-  around it;
+  (``"B) Paris"``, ``"Answer: B"``, ``"(B)"``, ``"B. Paris"``, ``"B. the mitochondria"``; never an
+  initial or abbreviation, as in ``"C. S. Lewis"`` or ``"e.g."``), then yes or no (also true or
+  false), then the last number, in digits or words below a million (``"The answer is 42."``,
+  ``"forty-two"``; a bare ``"one"``, which is mostly the pronoun, only as the whole answer, as in
+  ``"Answer: one."``), whatever the words around it;
 - otherwise they are compared as lowercase words without punctuation: a short answer (up to
   three words) agrees with another that begins with it (``"Paris"`` and ``"Paris is the
   capital"``, never ``"Canberra, not Sydney"`` with ``"Sydney"``), longer ones when their
   word-level F1 is at least ``threshold``.
+
+A known limit: a name's initial before a lower-case word is read as a choice (``"E. coli"`` is
+choice E, as scoring reads it): telling it from a choice followed by its option's text needs the
+options' text.
 
 >>> answers_agree("B) Paris", "b")
 True
@@ -23,8 +28,8 @@ True
 False
 >>> answers_agree("The answer is 42.", "42"), answers_agree("Answer: B", "B")
 (True, True)
->>> answers_agree("twenty-one", "21"), answers_agree("E. coli", "E) Salmonella")
-(True, False)
+>>> answers_agree("twenty-one", "21"), answers_agree("B. the mitochondria", "(B)")
+(True, True)
 """
 
 from __future__ import annotations
@@ -39,19 +44,17 @@ _WORD = re.compile(r"[\w.%-]+")
 INITIALS = r"\.\s*[A-Za-z]\."
 """What follows a letter that makes it an initial or abbreviation, never a choice (the ``". S."`` of
 ``"C. S. Lewis"``, the ``".g."`` of ``"e.g."``): a pattern to put in a negative lookahead."""
-# after a letter, what makes it no choice: an initial or abbreviation (INITIALS), a name's initial
-# before a lower-case word ("E. coli"; "B. because ..." is a choice), and after "A" a word the
-# article goes with ("Answer: A kangaroo"; "Answer: A because ..." is a choice)
+# after a letter, what makes it no choice: an initial or abbreviation (INITIALS), and after "A" a
+# word the article goes with ("Answer: A kangaroo"; "Answer: A because ..." is a choice)
 _REASON = r"(?:because|since|as|is|was|and|or|but|so|which)\b"
-_INITIAL = rf"{INITIALS}|\.[ \t]*(?!{_REASON})[a-z]"
 _ARTICLE = rf"(?<=A)[ \t]+(?!{_REASON})[a-z]"
-# "B) Paris", "(b)", "B", "B. Paris": never "A dog", "C. S. Lewis", "E. coli", nor "e.g. 42"
-_LEADING_CHOICE = re.compile(rf"^\s*\(?([A-Ea-e])(?:[):]|(?!{_INITIAL})\.|\s*$)")
+# "B) Paris", "(b)", "B", "B. Paris", "B. the mitochondria": never "A dog", "C. S. Lewis", nor "e.g. 42"
+_LEADING_CHOICE = re.compile(rf"^\s*\(?([A-Ea-e])(?:[):]|(?!{INITIALS})\.|\s*$)")
 # "the answer is B", "Answer: (c)", "answer is b.": a lower-case letter only bracketed or at the
 # sentence's end, never the article in "the answer is a dog" (nor "Answer: A kangaroo")
 _NAMED_CHOICE = re.compile(
-    r"\b(?i:answer|option|choice)(?:\s+is)?\s*:?\s*"
-    rf"(?:\(([A-Ea-e])\)|([A-E])\b(?![\w'-])(?!{_INITIAL})(?!{_ARTICLE})|([a-e])(?!{_INITIAL})(?=\s*(?:[).:,;!?]|$)))"
+    r"\b(?i:answer|option|choice)(?:\s+is)?\s*(?::\s*)?"  # (one way to read the spaces: no quadratic search)
+    rf"(?:\(([A-Ea-e])\)|([A-E])\b(?![\w'-])(?!{INITIALS})(?!{_ARTICLE})|([a-e])(?!{INITIALS})(?=\s*(?:[).:,;!?]|$)))"
 )
 NUMBER_PATTERN = re.compile(r"(?:(?<![\w-])-)?(?:\d[\d,]*(?:\.\d+)?|(?<![\w.])\.\d+)(?:/\d+)?")
 """A number as answers write it: a sign (not a dash between numbers, as in ``3-5``),
@@ -70,8 +73,10 @@ def final_answer(text: str) -> tuple[str, str] | None:
 
     >>> final_answer("The answer is (C)."), final_answer("True."), final_answer("It costs 1,200 J.")
     (('choice', 'c'), ('yes/no', 'yes'), ('number', '1200'))
-    >>> final_answer("Step 1 gives a hundred and five"), final_answer("E. coli")
-    (('number', '105'), None)
+    >>> final_answer("It is a hundred and five"), final_answer("12 left, one each"), final_answer("**One.**")
+    (('number', '105'), ('number', '12'), ('number', '1'))
+    >>> final_answer("B. the mitochondria"), final_answer("C. S. Lewis")
+    (('choice', 'b'), None)
     """
     choice = _LEADING_CHOICE.match(text) or _NAMED_CHOICE.search(text)
     if choice is not None:
@@ -81,7 +86,11 @@ def final_answer(text: str) -> tuple[str, str] | None:
         return "yes/no", _YES_NO[words[0]]
     text = text.replace("\u2212", "-")  # a minus sign written as one, as scoring reads it
     numbers = [(found.end(), found.group()) for found in NUMBER_PATTERN.finditer(text)]
-    numbers += [(found.end(), str(_word_number(found.group()))) for found in _NUMBER_WORDS.finditer(text)]
+    numbers += [  # a bare "one" is the pronoun, unless it is the whole answer
+        (found.end(), str(_word_number(found.group())))
+        for found in _NUMBER_WORDS.finditer(text)
+        if found.group().lower() != "one" or _ONE_ALONE.fullmatch(text)
+    ]
     if numbers:
         last = max(numbers)[1]
         return "number", canonical_number(last) or last
@@ -101,6 +110,8 @@ _NUMBER_WORDS = re.compile(
     re.IGNORECASE,
 )
 """A whole number in words below a million: ``four``, ``twenty-one``, ``a hundred and five``, ``two thousand``."""
+# "one" as the whole answer, or all that follows "the answer is" or "answer:" ("**One.**", "Answer: one")
+_ONE_ALONE = re.compile(r"(?:.*\banswer(?:\s+is\b|\s*:))?[\W_]*one[\W_]*", re.IGNORECASE | re.DOTALL)
 
 
 def _word_number(text: str) -> int:
