@@ -66,7 +66,7 @@ def extract_choice(text: str, n_choices: int) -> str | None:
     patterns = (
         rf"^\s*[(\[\'\"]?([{valid}{lower}])"
         rf"(?:(?!{INITIALS})[.):,\]\'\"\n]|\s*$|\s+[-–—:]|\s+(?:is|would)\b){leading_word}",
-        rf"(?i:answer|option|choice)\s*(?:(?i:is)\s*:?|:)\s*{named}",
+        rf"(?i:answer|option|choice)\s*(?:(?i:is)\s*(?::\s*)?|:\s*){named}",  # (one way to read spaces: linear)
         rf"(?i:answer|option|choice)\s*{named}",
         # "B)", or "B." but neither an initial nor right after one (no B in "E. B. White")
         rf"(?:^|\s)(?:\(?([{valid}])\)|(?<!\b[A-Z]\.\s)\(?([{valid}])(?!{INITIALS})\.)(?:\s|$)",
