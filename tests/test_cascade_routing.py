@@ -784,6 +784,8 @@ def test_the_saved_state_holds_the_escalation_state(tmp_path: Path) -> None:
         ("E. coli", "(E)", True),  # a known limit: a name's initial before a lower-case word reads as a choice
         ("B. because it is blue", "Answer: B", True),  # a choice with its reason
         ("E:", "e)", True),
+        ("**B. dog**", "The answer is **(b)**", True),  # emphasis read through, as scoring reads it
+        ("**B. dog**", "C", False),
     ],
 )
 def test_answers_agree(first: str, second: str, agree: bool) -> None:

@@ -75,10 +75,11 @@ def final_answer(text: str) -> tuple[str, str] | None:
     (('choice', 'c'), ('yes/no', 'yes'), ('number', '1200'))
     >>> final_answer("It is a hundred and five"), final_answer("12 left, one each"), final_answer("**One.**")
     (('number', '105'), ('number', '12'), ('number', '1'))
-    >>> final_answer("B. the mitochondria"), final_answer("C. S. Lewis")
-    (('choice', 'b'), None)
+    >>> final_answer("B. the mitochondria"), final_answer("C. S. Lewis"), final_answer("**B. dog**")
+    (('choice', 'b'), None, ('choice', 'b'))
     """
-    choice = _LEADING_CHOICE.match(text) or _NAMED_CHOICE.search(text)
+    plain = re.sub(r"[*_`]", "", text)  # markdown emphasis read through ("**B. dog**"), as scoring does
+    choice = _LEADING_CHOICE.match(plain) or _NAMED_CHOICE.search(plain)
     if choice is not None:
         return "choice", next(letter for letter in choice.groups() if letter).lower()
     words = _words(text)
