@@ -751,3 +751,54 @@ def test_a_cascade_whose_caller_left_keeps_its_first_answer_and_runs_no_second_m
     asyncio.run(left())  # returns once the worker thread is done
     assert big.calls == 0 and len(router.pending_) == 0  # was 1: the second model answered nobody
     assert router.stats_["a->b"]["energy_joules"] == _joules_of(small)  # the first answer, charged
+
+
+def test_a_cascade_whose_caller_left_asks_its_first_model_no_verifying_question() -> None:
+    """After the first answer, a verifying signal still asked the first model a second question
+    (and the fixed threshold, with no confidence, escalated) for a caller that had left."""
+    import threading
+
+    from greenserv_core.async_bridge import run_in_thread
+    from greenserv_core.cascades import CascadeBackend
+    from greenserv_core.confidence.base import Verification
+
+    asked, go = threading.Event(), threading.Event()
+    verified: list[str] = []
+
+    class Verifying:
+        name = "counting-verification"
+
+        def verify(self, messages: Sequence[Message], answer: GenerationResult, model: Any) -> Verification:
+            verified.append(answer.text)
+            return Verification(0.1)  # unsure: the threshold escalates
+
+    def slow(messages: Sequence[Message]) -> str:
+        asked.set()
+        go.wait(5.0)
+        return "CHEAP-ANSWER"
+
+    def cascade() -> tuple[CascadeBackend, FakeBackend]:
+        big = FakeBackend("big", joules_per_token=5.0)
+        return CascadeBackend(FakeBackend("small", reply=slow), big, signal=Verifying(), threshold=0.5), big
+
+    waited, big = cascade()
+    go.set()
+    assert waited.generate([{"role": "user", "content": "Hi"}], GenerationSettings()).text != "CHEAP-ANSWER"
+    assert verified == ["CHEAP-ANSWER"] and big.calls == 1  # a caller that waits: asked, then escalated
+    go.clear()
+    asked.clear()
+    verified.clear()
+    left, big = cascade()
+
+    async def leave() -> None:
+        call = asyncio.ensure_future(
+            run_in_thread(lambda: left.generate([{"role": "user", "content": "Hi"}], GenerationSettings()))
+        )
+        await asyncio.to_thread(asked.wait, 5.0)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        go.set()
+
+    asyncio.run(leave())  # returns once the worker thread is done
+    assert verified == [] and big.calls == 0

@@ -41,6 +41,7 @@ import math
 import numbers
 from collections.abc import Callable, Iterator, Sequence
 
+from greenserv_core.async_bridge import current_delivery
 from greenserv_core.backends.abandoned import report_abandoned
 from greenserv_core.backends.base import (
     ChainStep,
@@ -173,6 +174,9 @@ class CascadeBackend:
             result = self.first.generate(messages, dataclasses.replace(settings, logprobs=True))
         except ModelUnavailableError as error:
             raise CascadeMemberUnavailableError(str(error), member=self.first.info.name, **spent_by(error)) from error
+        if (delivery := current_delivery()) is not None and delivery.left:  # nobody awaits it: no more questions
+            verdict = Verdict(False, None, math.nan, 0.0, 0.0, False, "kept: the caller stopped waiting")
+            return result, ChainStep.of_result(self.first.info.name, result, None, "kept", verdict.reason), False
         signal = self.signal if self.signal is not None else signal_for_task(settings.max_new_tokens)
         if isinstance(signal, VerifyingSignal):  # a second question to the first model: its cost is the answer's
             try:
