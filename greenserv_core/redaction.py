@@ -11,7 +11,8 @@ import re
 __all__ = ["redacted"]
 
 _USERINFO = re.compile(r"(?<=://)[^/?#\s]*@")  # to the last "@" before the path, as URLs are split
-_QUERY_VALUE = re.compile(r"([?&][^=&#\s]+)=[^&#\s]*")
+# a key holds no "?" (a run of them is then read in linear time) and may be empty ("&x?=b": "?=" is a key too)
+_QUERY_VALUE = re.compile(r"([?&][^=&#?\s]*)=[^&#\s]*")
 
 
 def redacted(text: str) -> str:

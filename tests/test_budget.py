@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,17 @@ def _stream(router: GreenServRouter, queries: int, clock: Clock | None = None, g
 
 
 # ---- the spec -----------------------------------------------------------------------------
+
+
+def test_a_budget_of_many_letters_e_is_refused_in_linear_time() -> None:
+    """``"5" + "e" * 2,000 + "/" + "e" * 2,000 + "!"`` took 103 s: the amount and the unit both read "e"."""
+    started = time.perf_counter()
+    with pytest.raises(InvalidInputError, match="cannot read the energy budget"):
+        EnergyBudget.parse("5" + "e" * 20_000 + "/" + "e" * 20_000 + "!")
+    assert time.perf_counter() - started < 1.0
+    assert EnergyBudget.parse("1e3J/2.5e1s") == EnergyBudget(1000.0, 25.0)  # exponents still read
+
+
 @pytest.mark.parametrize(
     ("text", "joules", "window_s"),
     [

@@ -31,7 +31,8 @@ _PERIODS_S = {
 }
 _UNITS_S = {unit: seconds for seconds, units in _PERIODS_S.items() for unit in units.split()}  # any case
 _PER_QUERY = ("q", "query", "queries", "request", "requests", "answer", "answers")
-_TEXT = re.compile(r"^\s*([0-9.eE+-]+)\s*([a-zA-Z]+)\s*(?:/|per)\s*([0-9.eE+-]*)\s*([a-zA-Z]+)\s*$")
+_NUMBER = r"[+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?"  # (an exponent's "e" only before its digits: no letter read two ways)
+_TEXT = re.compile(rf"^\s*({_NUMBER})\s*([a-zA-Z]+)\s*(?:/|per)\s*((?:{_NUMBER})?)\s*([a-zA-Z]+)\s*$")
 
 
 def _positive(name: str, value: object) -> float:

@@ -87,10 +87,12 @@ def final_answer(text: str) -> tuple[str, str] | None:
         return "yes/no", _YES_NO[words[0]]
     text = text.replace("\u2212", "-")  # a minus sign written as one, as scoring reads it
     numbers = [(found.end(), found.group()) for found in NUMBER_PATTERN.finditer(text)]
+    words_found = list(_NUMBER_WORDS.finditer(text))
+    one_alone = any(found.group().lower() == "one" for found in words_found) and bool(_ONE_ALONE.fullmatch(text))
     numbers += [  # a bare "one" is the pronoun, unless it is the whole answer
         (found.end(), str(_word_number(found.group())))
-        for found in _NUMBER_WORDS.finditer(text)
-        if found.group().lower() != "one" or _ONE_ALONE.fullmatch(text)
+        for found in words_found
+        if found.group().lower() != "one" or one_alone
     ]
     if numbers:
         last = max(numbers)[1]

@@ -99,7 +99,7 @@ def extract_number(text: str) -> str | None:
 
 
 _MARKED_NUMBER = re.compile(
-    r"####[\s*_]*(?:(?:the\s+)?(?:final\s+)?answer\s*(?:is\b)?\s*:?[\s*_]*)?"
+    r"####[\s*_]*(?:(?:the\s+)?(?:final\s+)?answer(?:\s*is\b)?(?:\s*:)?[\s*_]*)?"  # (spaces read one way: linear)
     r"\$?(-?(?:\d[\d,]*(?:\.\d+)?|\.\d+)(?:/\d+)?)",
     re.IGNORECASE,
 )
