@@ -284,6 +284,16 @@ def test_openais_empty_first_logprobs_chunk_keeps_the_streams_logprobs() -> None
     assert chunks[-1].result is not None and chunks[-1].result.token_logprobs == (-0.003, -0.009)
 
 
+def test_a_long_streams_logprobs_are_gathered_in_time_linear_in_their_number() -> None:
+    token = {"delta": {"content": "x"}, "logprobs": {"content": [{"token": "x", "logprob": -0.5}] * 50}}
+    stream = raw_sse(*[f"data: {json.dumps({'choices': [token]})}"] * 7_000, "data: [DONE]")
+    started = time.perf_counter()
+    chunks = list(backend(lambda request: stream).stream(ASK, GenerationSettings(max_new_tokens=8, logprobs=True)))
+    elapsed = time.perf_counter() - started
+    assert chunks[-1].result is not None and chunks[-1].result.token_logprobs == (-0.5,) * 350_000
+    assert elapsed < 1.0  # was 3 s: the list so far was copied at each chunk
+
+
 def test_a_filtered_or_refused_answer_says_so() -> None:
     filtered = {"choices": [{"message": {"content": None}, "finish_reason": "content_filter"}]}
     result = backend(lambda request: httpx.Response(200, json=filtered)).generate(ASK, SETTINGS)
@@ -416,6 +426,19 @@ def test_streamed_tool_call_pieces_are_joined() -> None:
     chunks = list(backend(handler).stream(ASK, SETTINGS))
     assert chunks[-1].result is not None
     assert '"name": "add", "arguments": {"a": 2}' in chunks[-1].result.text
+
+
+def test_many_streamed_tool_call_pieces_are_joined_in_time_linear_in_their_number() -> None:
+    def call(**function: str) -> dict[str, object]:
+        return {"choices": [{"delta": {"tool_calls": [{"index": 0, "function": function}]}}]}
+
+    stream = sse(call(name="add", arguments='{"a": "'), *[call(arguments="y" * 1024)] * 10_000, call(arguments='"}'))
+    started = time.perf_counter()
+    result = list(backend(lambda request: stream).stream(ASK, SETTINGS))[-1].result
+    elapsed = time.perf_counter() - started
+    rendered = json.dumps({"name": "add", "arguments": {"a": "y" * 10_240_000}})
+    assert result is not None and result.text == f"<tool_call>\n{rendered}\n</tool_call>"
+    assert elapsed < 1.0  # was 3 s: the arguments so far were copied at each piece
 
 
 def test_energy_reported_by_the_server_wins() -> None:
@@ -1230,6 +1253,17 @@ def test_an_events_data_over_several_lines_is_joined() -> None:
     reply = httpx.Response(200, content=(no_blank_lines + "data: [DONE]\n").encode())
     result = list(backend(lambda request: reply).stream(ASK, SETTINGS))[-1].result
     assert result is not None and result.text == "Hello"  # a server with no blank line between events still reads
+
+
+def test_an_event_over_many_data_lines_is_read_in_time_linear_in_its_size() -> None:
+    event = {"choices": [{"delta": {"content": "Paris"}, "finish_reason": "stop"}], "pad": ["y" * 20] * 12_000}
+    lines = [f"data: {line}\n" for line in json.dumps(event, indent=1).split("\n")]  # 0.4 MB over 12,000 lines
+    reply = httpx.Response(200, content=("".join(lines) + "\ndata: [DONE]\n\n").encode())
+    started = time.perf_counter()
+    result = list(backend(lambda request: reply).stream(ASK, SETTINGS))[-1].result
+    elapsed = time.perf_counter() - started
+    assert result is not None and result.text == "Paris"
+    assert elapsed < 1.0  # was 5 s: the lines so far were joined and decoded again at each line
 
 
 def test_a_time_limit_bounds_the_connect_write_and_pool_waits_too() -> None:

@@ -300,6 +300,18 @@ def test_turn_markers_cut_plain_answers_and_streams() -> None:
     assert streamed == "Paris.\nIt" and not buffer.stopped
 
 
+def test_a_long_stream_is_searched_for_stops_only_where_one_can_end() -> None:
+    import time
+
+    words = ["word\n" if i % 8 == 7 else "word " for i in range(20_000)]  # a line break every 8 words
+    buffer = StopBuffer(["\nUser:"], turn_markers=True)
+    started = time.perf_counter()
+    streamed = "".join(buffer.push(word) for word in [*words, "\nStu", "dent: hi"]) + buffer.flush()
+    elapsed = time.perf_counter() - started
+    assert streamed == "".join(words) and buffer.stopped  # cut at the marker split over two pieces
+    assert elapsed < 1.0  # was 5 s: each piece searched the whole text so far again
+
+
 def test_dtype_names_are_checked() -> None:
     import torch
 

@@ -479,7 +479,10 @@ class OpenAICompatibleBackend:
                         finish = "refusal"
                     if logprobs is not None and (delta.get("content") or choice.get("logprobs")):
                         piece = _token_logprobs(choice, chunk=True)
-                        logprobs = None if piece is None else [*logprobs, *piece]  # one bad chunk spoils them all
+                        if piece is None:  # one bad chunk spoils them all
+                            logprobs = None
+                        else:
+                            logprobs.extend(piece)
                     ended = ended or bool(choice.get("finish_reason"))
                     if finish != "refusal":  # OpenAI ends a refusal's stream with "stop"
                         finish = choice.get("finish_reason") or finish
@@ -534,7 +537,7 @@ class OpenAICompatibleBackend:
         self.breaker.success()
         text = "".join(pieces)
         if tool_calls:
-            text = _render_tool_calls(text, [tool_calls[i] for i in sorted(tool_calls)])
+            text = _render_tool_calls(text, _joined_tool_calls(tool_calls))
         latency = time.perf_counter() - started
         kept = tuple(logprobs) if logprobs else None
         yield StreamChunk(
@@ -1072,19 +1075,26 @@ def _data_joined(lines: Iterable[str]) -> Iterator[tuple[str, dict[str, Any] | N
     [('data: {"a":\n1}', {'a': 1}), ('', None), ('data: [DONE]', None), ('data: {}', {})]
     """
     held: list[str] = []
+    blank = True  # whether the data held is all whitespace: "[DONE]" can end it only then (it is in one line)
     for line in lines:
         field, _, value = line.partition(":")
         if field == "data":
-            held.append(value[1:] if value.startswith(" ") else value)
-            data = "\n".join(held)
-            decoded = _json_object(data)
-            if decoded is not None or data.strip() == "[DONE]":
-                held = []
-                yield f"data: {data}", decoded
+            value = value[1:] if value.startswith(" ") else value
+            held.append(value)
+            done = blank and value.strip() == "[DONE]"
+            blank = blank and not value.strip()
+            # the data held is no whole object (else it was sent on): it can become one only where this line's
+            # last character outside JSON's whitespace is "}", so the data is decoded only then
+            if done or value.rstrip(" \t\n\r").endswith("}"):
+                data = "\n".join(held)
+                decoded = None if done else _json_object(data)
+                if decoded is not None or done:
+                    held, blank = [], True
+                    yield f"data: {data}", decoded
             continue
         if held:  # a blank line (or another field) ends the event
             yield "data: " + "\n".join(held), None
-            held = []
+            held, blank = [], True
         yield line, None
     if held:
         yield "data: " + "\n".join(held), None
@@ -1139,17 +1149,17 @@ def _prepend(first: str | None, rest: Iterator[str]) -> Iterator[str]:
 
 
 def _merge_tool_call_delta(calls: dict[int, dict[str, Any]], delta: Mapping[str, Any], aliases: dict[int, int]) -> None:
-    """Streamed tool calls arrive in pieces keyed by ``index``; join their argument text. A
-    piece with a new ``id``, or a name for a call that has one, starts a new call even at an
-    index already taken (Ollama numbers every call 0; Gemini sends no index); ``aliases``
-    keeps where each of the server's indices points now.
+    """Streamed tool calls arrive in pieces keyed by ``index``; gather their argument text (in
+    ``"pieces"``, joined by :func:`_joined_tool_calls`). A piece with a new ``id``, or a name for
+    a call that has one, starts a new call even at an index already taken (Ollama numbers every
+    call 0; Gemini sends no index); ``aliases`` keeps where each of the server's indices points now.
 
     >>> calls, aliases = {}, {}
     >>> for piece in ({"index": 0, "id": "a", "function": {"name": "f", "arguments": "{"}},
     ...               {"index": 0, "function": {"arguments": "}"}},
     ...               {"index": 0, "id": "b", "function": {"name": "g", "arguments": "{}"}}):
     ...     _merge_tool_call_delta(calls, piece, aliases)
-    >>> [(c["function"]["name"], c["function"]["arguments"]) for c in calls.values()]
+    >>> [(c["function"]["name"], c["function"]["arguments"]) for c in _joined_tool_calls(calls)]
     [('f', '{}'), ('g', '{}')]
     """
     index = delta.get("index")
@@ -1163,13 +1173,24 @@ def _merge_tool_call_delta(calls: dict[int, dict[str, Any]], delta: Mapping[str,
         if new_id or new_name:
             key = max(calls) + 1
             aliases[given] = key
-    call = calls.setdefault(key, {"function": {"name": None, "arguments": ""}})
+    call = calls.setdefault(key, {"function": {"name": None, "arguments": ""}, "pieces": []})
     if delta.get("id"):
         call["id"] = delta["id"]
     if function.get("name"):
         call["function"]["name"] = function["name"]
     if function.get("arguments"):
-        call["function"]["arguments"] += function["arguments"]
+        if not isinstance(function["arguments"], str):  # as joining it would fail
+            raise TypeError(f"tool call arguments that are no text: {function['arguments']!r}")
+        call["pieces"].append(function["arguments"])
+
+
+def _joined_tool_calls(calls: Mapping[int, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The calls gathered by :func:`_merge_tool_call_delta`, in index order, their argument text joined."""
+    joined = []
+    for _, call in sorted(calls.items()):
+        function = {**call["function"], "arguments": "".join(call["pieces"])}
+        joined.append({**{k: v for k, v in call.items() if k != "pieces"}, "function": function})
+    return joined
 
 
 @register_address_scheme("remote", ("http://", "https://"), describes="a remote <base URL>#<model id>", priority=10)

@@ -43,6 +43,7 @@ TURN_MARKER = re.compile(r"\n(?:" + "|".join(SPEAKERS) + r"):")
 """Where a turn of the plain format starts (``"\\nUser:"``, ``"\\nAssistant:"``, ``"\\nStudent:"`` …)."""
 _PREFIXES = sorted({name[:i] for name in SPEAKERS for i in range(1, len(name) + 1)}, key=len, reverse=True)
 _PARTIAL_TURN_MARKER = re.compile(r"\n(?:" + "|".join(_PREFIXES) + r")?\Z")  # a tail that may still become one
+_LONGEST_MARKER = len(max(SPEAKERS, key=len)) + 2  # "\n" + name + ":": no marker (or partial one) is longer
 _SPEAKER = {"user": "User", "assistant": "Assistant", "tool": "Tool"}
 
 
@@ -147,12 +148,17 @@ class StopBuffer:
     def push(self, delta: str) -> str:
         if self.stopped:
             return ""
+        before = len(self.text)
         self.text += delta
-        cut, found = truncate_at_stop(self.text, self.stops, turn_markers=self.turn_markers)
-        if found:
+        # no stop was in the text before, so one found now ends in ``delta``: only its tail is searched
+        cuts = [i for i in (self.text.find(s, max(0, before - len(s) + 1)) for s in self.stops) if i >= 0]
+        marker = TURN_MARKER.search(self.text, max(0, before - _LONGEST_MARKER + 1)) if self.turn_markers else None
+        if marker is not None:
+            cuts.append(marker.start())
+        if cuts:
             self.stopped = True
-            out = cut[self.emitted :]
-            self.emitted = len(cut)
+            out = self.text[self.emitted : min(cuts)]
+            self.emitted = min(cuts)
             return out
         hold = 0
         for stop in self.stops:
@@ -160,7 +166,8 @@ class StopBuffer:
                 if self.text.endswith(stop[:size]):
                     hold = max(hold, size)
                     break
-        partial = _PARTIAL_TURN_MARKER.search(self.text) if self.turn_markers else None
+        tail = max(0, len(self.text) - _LONGEST_MARKER)  # a partial marker is shorter than a marker
+        partial = _PARTIAL_TURN_MARKER.search(self.text, tail) if self.turn_markers else None
         if partial is not None:
             hold = max(hold, len(self.text) - partial.start())
         safe = len(self.text) - hold
