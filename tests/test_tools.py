@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from hypothesis import given
@@ -305,3 +306,37 @@ def test_a_json_list_in_a_block_is_its_calls() -> None:
     parsed = parse_tool_calls(text, TOOLS)
     assert [c.arguments for c in parsed.tool_calls] == [{"a": 1, "b": 2}]  # was one call refused as not an object
     assert "'b' is a required property" in parsed.invalid_tool_calls[0].error and parsed.text == ""
+
+
+# ---- review fixes (parsing time) ----------------------------------------------------------------------
+def test_a_fence_followed_by_a_long_run_of_white_space_is_read_at_once() -> None:
+    cut = "```json\n" + "\n" * 1500 + "x"  # a fenced answer running into newlines, cut at the token limit
+    block = "<tool_call>```" + " \n" * 800 + "}</tool_call>"
+    started = time.perf_counter()
+    parsed, in_block = parse_tool_calls(cut, TOOLS), parse_tool_calls(block, TOOLS)
+    assert time.perf_counter() - started < 1.0  # the fence pattern read the white space three ways: 6 s
+    assert parsed.text == cut and not parsed.invalid_tool_calls
+    assert "not valid JSON" in in_block.invalid_tool_calls[0].error
+    [call] = parse_tool_calls('```\n{"name": "add", "arguments": {"a": 1, "b": 2}}\n```', TOOLS).tool_calls
+    assert call.arguments == {"a": 1, "b": 2}
+
+
+def test_a_model_looping_on_the_tool_call_tag_is_read_in_linear_time() -> None:
+    from greenserv_core.tools.calls import split_tool_calls
+
+    looping, fenced = "<tool_call>" * 12000 + "</tool_call>" * 8, "<tool_call>```" * 3000 + "</tool_call>"
+    started = time.perf_counter()
+    parsed = parse_tool_calls(looping, TOOLS)
+    prose, calls = split_tool_calls(looping)
+    in_fences = parse_tool_calls(fenced, TOOLS)
+    assert time.perf_counter() - started < 1.0  # each block searched the rest of the text for closing tags: 4 s
+    assert len(parsed.text) == len(looping) - 23 and "cut short" in parsed.invalid_tool_calls[0].error
+    assert prose == looping and calls == [] and len(in_fences.invalid_tool_calls) == 3000
+
+
+def test_many_bare_json_objects_in_a_row_are_read_in_linear_time() -> None:
+    text = "{} ; " * 100000
+    started = time.perf_counter()
+    parsed = parse_tool_calls(text, TOOLS)
+    assert time.perf_counter() - started < 1.0  # the rest of the text was copied after each object: 2.5 s
+    assert parsed.text == text and not parsed.tool_calls and not parsed.invalid_tool_calls

@@ -22,8 +22,8 @@ tool's JSON schema (``jsonschema``). A call that fails any check becomes an
 
 from __future__ import annotations
 
+import bisect
 import copy
-import itertools
 import json
 import math
 import re
@@ -57,8 +57,11 @@ _TO_LAST_CLOSE = re.compile(r"<tool_call>(.*)</tool_call>", re.DOTALL)
 _CLOSE = re.compile(r"</tool_call>")
 _LONGEST_REACH = 8
 """How many later closing tags a block that does not read as JSON is tried to, at most."""
+_SPACE = re.compile(r"\s*")
+_FENCE_OPEN = re.compile(r"```(?:json)?\s*")
+_FENCE_CLOSE = re.compile(r"\s*```\s*")
+_DECODER = json.JSONDecoder()
 _RESPONSE = re.compile(r"\A\s*<tool_response>\n?(.*?)\n?</tool_response>\s*\Z", re.DOTALL)
-_FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
 _UNREADABLE = (ValueError, RecursionError)
 """What reading or checking a model's JSON raises: ``ValueError`` where it is not JSON
 (``json.JSONDecodeError``) or holds a number of more than 4,300 digits, ``RecursionError``
@@ -69,30 +72,93 @@ def _blocks(text: str) -> Iterator[re.Match[str]]:
     """The Hermes blocks of ``text`` in order (see :data:`_BLOCK`); a block that does not read
     as JSON runs on to a later closing tag where it does (an opening or closing tag inside the
     call's arguments ended it too soon)."""
+    closes = [close.start() for close in _CLOSE.finditer(text)]  # found once: each block looks up its next ones
     at = 0
     while (match := _BLOCK.search(text, at)) is not None:
         if not _reads_as_json(match.group(1)):
-            match = _reaching(text, match) or match
+            match = _reaching(text, match, closes) or match
         yield match
         at = max(match.end(), match.start() + 1)
 
 
-def _reaching(text: str, block: re.Match[str]) -> re.Match[str] | None:
-    """``block`` run on to a later closing tag where the longer block reads as JSON (the
-    arguments hold ``</tool_call>``), or ``None``."""
-    for close in itertools.islice(_CLOSE.finditer(text, block.end()), _LONGEST_REACH):
-        longer = _TO_LAST_CLOSE.match(text, block.start(), close.end())
+def _reaching(text: str, block: re.Match[str], closes: Sequence[int]) -> re.Match[str] | None:
+    """``block`` run on to a later closing tag (``closes``: where each starts) where the longer
+    block reads as JSON (the arguments hold ``</tool_call>``), or ``None``. Only an object, a
+    list or a string can hold a tag, and only the closing tag just after where that value ends
+    can close it: the value is read once, not the block to each tag."""
+    first = bisect.bisect_left(closes, block.end())
+    later = closes[first : first + _LONGEST_REACH]
+    opens = _past_space(text, block.start() + len("<tool_call>"))
+    fence = _FENCE_OPEN.match(text, opens)
+    starts = fence.end() if fence else opens
+    if not later or text[starts : starts + 1] not in ("{", "[", '"'):
+        return None
+    try:
+        end = _value_end(text, starts, later[-1])
+    except RecursionError:  # too deep to read here: each tag tried, as the reading below may differ
+        tried: Sequence[int] = later
+    else:
+        if end is None:
+            return None
+        tried = later[bisect.bisect_left(later, end) :][:1]
+        after = (_FENCE_CLOSE if fence else _SPACE).match(text, end, tried[0]) if tried else None
+        if after is None or after.end() != tried[0]:
+            return None
+    for close in tried:
+        longer = _TO_LAST_CLOSE.match(text, block.start(), close + len("</tool_call>"))
         if longer is not None and _reads_as_json(longer.group(1)):
             return longer
     return None
+
+
+def _past_space(text: str, at: int) -> int:
+    """Where the white space at ``at`` in ``text`` ends."""
+    space = _SPACE.match(text, at)
+    return space.end() if space else at
+
+
+def _value_end(text: str, start: int, bound: int) -> int | None:
+    """Where the JSON object, list or string at ``start`` ends, or ``None`` where none ends
+    before ``bound``; raises ``RecursionError`` where it nests too deeply. Read from ever
+    larger pieces of ``text``: an error in ``text`` itself would count its lines up to there.
+
+    >>> _value_end('<{"a": "b"} c', 1, 13), _value_end('<{"a": "b"} c', 1, 5), _value_end('{"a" b}', 0, 7)
+    (11, None, None)
+    """
+    size = 256
+    while True:
+        stop = min(bound, start + size)
+        try:
+            return start + _DECODER.raw_decode(text[start:stop])[1]
+        except json.JSONDecodeError as error:
+            # the piece cut short: an error near its end, or a string it leaves open; else an error in the value
+            cut = error.pos >= stop - start - 16 or error.msg.startswith("Unterminated string")
+            if stop == bound or not cut:
+                return None
+        except ValueError:  # a number of more than 4,300 digits, perhaps cut short
+            if stop == bound:
+                return None
+        size *= 2
+
+
+def _unfenced(text: str) -> str | None:
+    """What ``text`` (stripped) holds as a fenced code block, stripped and with a ``json``
+    language tag dropped; ``None`` where it is not one.
+
+    >>> _unfenced('```json\\n{"a": 1}\\n```'), _unfenced("```py\\nx\\n```"), _unfenced("`````"), _unfenced("{}")
+    ('{"a": 1}', 'py\\nx', None, None)
+    """
+    if len(text) < 6 or not (text.startswith("```") and text.endswith("```")):
+        return None
+    return text[3:-3].removeprefix("json").strip()
 
 
 def _block_json(source: str) -> Any:
     """The JSON a block holds (inside a fenced code block, if it is one); raises one of
     :data:`_UNREADABLE` where it holds none it can read."""
     source = source.strip()
-    fenced = _FENCE.match(source)
-    return json.loads(fenced.group(1) if fenced else source)
+    fenced = _unfenced(source)
+    return json.loads(source if fenced is None else fenced)
 
 
 def _reads_as_json(source: str) -> bool:
@@ -287,9 +353,9 @@ def _json_calls(text: str, offered: Mapping[str, ToolSpec]) -> list[Any] | None:
     object calls: it names an offered tool, or gives ``arguments`` (``parameters``); else
     ``None`` (a JSON answer that merely has a ``name``, such as a record asked for, is prose)."""
     stripped = text.strip()
-    fenced = _FENCE.match(stripped)
-    if fenced:
-        stripped = fenced.group(1)
+    fenced = _unfenced(stripped)
+    if fenced is not None:
+        stripped = fenced
     if not stripped.startswith(("{", "[")):
         return None
     values = _json_values(stripped)
@@ -327,10 +393,9 @@ def _json_values(text: str) -> list[Any] | None:
         if not isinstance(value, dict):
             return None
         values.append(value)
-        rest = text[at:].lstrip()
-        if rest.startswith(";"):
-            rest = rest[1:].lstrip()
-        at = len(text) - len(rest)
+        at = _past_space(text, at)
+        if text.startswith(";", at):
+            at = _past_space(text, at + 1)
     return values
 
 
@@ -342,10 +407,11 @@ def parse_tool_calls(text: str, tools: Sequence[ToolSpec]) -> ParsedOutput:
     if "<tool_call>" in text:
         kept: list[str] = []  # the prose around the calls
         end = 0
+        tag_alone = not text.strip().removesuffix("<tool_call>").strip()
         for match in _blocks(text):
             source = match.group(1).strip()
             closed = match.group(0).endswith("</tool_call>")
-            bare = not closed and not source and not text.strip().removesuffix("<tool_call>").strip()
+            bare = not closed and not source and tag_alone
             if not closed and not bare and not source.startswith(("{", "[", "```")):
                 continue  # "<tool_call>" named in prose, not a call cut short: the text stays
             kept.append(text[end : match.start()])
