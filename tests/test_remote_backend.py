@@ -1388,3 +1388,26 @@ def test_an_exporter_counter_that_went_back_in_a_failed_attempt_is_no_measuremen
     energy = backend(server, energy=counter, assumed_watts=250).generate(ASK, SETTINGS).energy
     assert len(calls) == 2  # was 48 J measured: the first attempt's unknown joules counted as 0
     assert energy.source == "estimate-latency-x-250W" and not energy.measured
+
+
+def test_streamed_tool_call_arguments_sent_as_a_json_object_read_as_generate_reads_them() -> None:
+    """A stream whose call gave its arguments as an object failed as malformed (and counted a
+    failure against the server) where the same answer without streaming was a call."""
+    call = {"index": 0, "id": "c1", "type": "function", "function": {"name": "add", "arguments": {"a": 1, "b": 2}}}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if json.loads(request.content)["stream"]:
+            events = [
+                {"choices": [{"delta": {"role": "assistant", "tool_calls": [call]}, "finish_reason": None}]},
+                {"choices": [{"delta": {}, "finish_reason": "tool_calls"}]},
+            ]
+            text = "".join(f"data: {json.dumps(event)}\n\n" for event in events) + "data: [DONE]\n\n"
+            return httpx.Response(200, content=text.encode(), headers={"content-type": "text/event-stream"})
+        message = {"content": None, "tool_calls": [call]}
+        return httpx.Response(200, json={"choices": [{"message": message, "finish_reason": "tool_calls"}]})
+
+    backend = OpenAICompatibleBackend("http://server:8000/v1", "m", transport=httpx.MockTransport(handler), backoff_s=0)
+    ask: list[Message] = [{"role": "user", "content": "add 1 and 2"}]
+    whole = backend.generate(ask, GenerationSettings(max_new_tokens=16)).text
+    streamed = list(backend.stream(ask, GenerationSettings(max_new_tokens=16)))[-1].result
+    assert streamed is not None and streamed.text == whole and '"a": 1' in whole

@@ -597,6 +597,21 @@ def test_a_replica_that_joins_its_store_late_still_says_when_no_one_seeded_clust
         late.stop(final_sync=False)
     assert late.syncs_ >= 1 and caplog.text.count("no clustering yet") == 1
 
+    caplog.clear()  # stopped before the thread synced, started again once the store is back: said once
+    away = tmp_path / "mount-2"
+    away.write_text("")
+    again = SharedLearning(make_router(), FileStore(away / "shared.stats"), interval_s=0.02)
+    with caplog.at_level("WARNING", logger="greenserv"):
+        again.start()
+        again.stop(final_sync=False)
+        away.unlink()
+        again.start()
+        deadline = time.monotonic() + 5
+        while again.syncs_ < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        again.stop(final_sync=False)
+    assert again.syncs_ >= 3 and caplog.text.count("no clustering yet") == 1
+
 
 def test_a_failing_store_loses_nothing() -> None:
     class FlakyStore(InMemoryStore):

@@ -308,12 +308,14 @@ class OpenAICompatibleBackend:
     def info(self) -> ModelInfo:
         return self._info
 
-    def rename(self, name: str) -> None:
-        """Name this model ``name`` in its pool, before it joins a router (the name keys what the
-        router learns of it). Requests still ask the server for :attr:`model`.
+    def _rename(self, name: str) -> None:
+        """Name this model ``name``: only for a backend just built, that no router holds yet (a
+        router keys what it learns by the name a model joined with;
+        :func:`~greenserv_core.models.pool.build_backends` names models apart with it).
+        Requests still ask the server for :attr:`model`.
 
         >>> backend = OpenAICompatibleBackend("http://gpu-2:8000/v1", "llama-3-8b")
-        >>> backend.rename("llama-b"); backend.info.name, backend.model
+        >>> backend._rename("llama-b"); backend.info.name, backend.model
         ('llama-b', 'llama-3-8b')
         """
         if not isinstance(name, str) or not name.strip():
@@ -1179,9 +1181,8 @@ def _merge_tool_call_delta(calls: dict[int, dict[str, Any]], delta: Mapping[str,
     if function.get("name"):
         call["function"]["name"] = function["name"]
     if function.get("arguments"):
-        if not isinstance(function["arguments"], str):  # as joining it would fail
-            raise TypeError(f"tool call arguments that are no text: {function['arguments']!r}")
-        call["pieces"].append(function["arguments"])
+        piece = function["arguments"]  # a server may send them as a JSON value, as generate() takes them
+        call["pieces"].append(piece if isinstance(piece, str) else json.dumps(piece))
 
 
 def _joined_tool_calls(calls: Mapping[int, Mapping[str, Any]]) -> list[dict[str, Any]]:

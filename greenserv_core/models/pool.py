@@ -93,7 +93,7 @@ def _named_apart(items: Sequence[Any], backends: list[ModelBackend]) -> list[Mod
                 "give it once, or name each yourself: OpenAICompatibleBackend(base_url, model_id, name=...)"
             )
         addresses[name] = item
-        backend.rename(name)  # (whichever scheme built it, with its settings)
+        backend._rename(name)  # (whichever scheme built it, with its settings; no router holds it yet)
     return backends
 
 

@@ -364,6 +364,7 @@ class SharedLearning:
             )
         else:
             self._outage_ended()
+            self._clusters_unchecked = False  # (said here, not again by the thread)
             self._warn_if_unclustered()
         if self._stop.is_set():  # stopped while it synced: no thread
             return self
