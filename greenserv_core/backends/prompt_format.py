@@ -108,9 +108,12 @@ def tool_turns_as_user(messages: Sequence[Message]) -> list[Message]:
     return out
 
 
-def truncate_at_stop(text: str, stops: Sequence[str], *, turn_markers: bool = False) -> tuple[str, bool]:
+def truncate_at_stop(
+    text: str, stops: Sequence[str], *, turn_markers: bool = False, new_from: int = 0
+) -> tuple[str, bool]:
     """Cut ``text`` at the earliest stop string (or :data:`TURN_MARKER` with ``turn_markers``);
-    return (text, whether one was found).
+    return (text, whether one was found). ``new_from``: the text before it holds none (a stream
+    searched so far), so only a stop that ends at or after it is looked for.
 
     >>> truncate_at_stop("Paris.\\nUser: next", ["\\nUser:"])
     ('Paris.', True)
@@ -119,8 +122,8 @@ def truncate_at_stop(text: str, stops: Sequence[str], *, turn_markers: bool = Fa
     >>> truncate_at_stop("2 + 2 = 4.\\nAnswer: 4", [], turn_markers=True)
     ('2 + 2 = 4.\\nAnswer: 4', False)
     """
-    cuts = [i for i in (text.find(s) for s in stops) if i >= 0]
-    marker = TURN_MARKER.search(text) if turn_markers else None
+    cuts = [i for i in (text.find(s, max(0, new_from - len(s) + 1)) for s in stops) if i >= 0]
+    marker = TURN_MARKER.search(text, max(0, new_from - _LONGEST_MARKER + 1)) if turn_markers else None
     if marker is not None:
         cuts.append(marker.start())
     return (text[: min(cuts)], True) if cuts else (text, False)
@@ -151,14 +154,11 @@ class StopBuffer:
         before = len(self.text)
         self.text += delta
         # no stop was in the text before, so one found now ends in ``delta``: only its tail is searched
-        cuts = [i for i in (self.text.find(s, max(0, before - len(s) + 1)) for s in self.stops) if i >= 0]
-        marker = TURN_MARKER.search(self.text, max(0, before - _LONGEST_MARKER + 1)) if self.turn_markers else None
-        if marker is not None:
-            cuts.append(marker.start())
-        if cuts:
+        cut, found = truncate_at_stop(self.text, self.stops, turn_markers=self.turn_markers, new_from=before)
+        if found:
             self.stopped = True
-            out = self.text[self.emitted : min(cuts)]
-            self.emitted = min(cuts)
+            out = cut[self.emitted :]
+            self.emitted = len(cut)
             return out
         hold = 0
         for stop in self.stops:
