@@ -16,7 +16,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TypeVar
 
-__all__ = ["Delivery", "current_delivery", "iterate_in_thread", "run_in_thread"]
+__all__ = ["Delivery", "caller_left", "current_delivery", "iterate_in_thread", "run_in_thread"]
 
 T = TypeVar("T")
 
@@ -98,6 +98,12 @@ _DELIVERY: contextvars.ContextVar[Delivery | None] = contextvars.ContextVar("gre
 def current_delivery() -> Delivery | None:
     """The :class:`Delivery` of the call :func:`run_in_thread` runs in this thread, else ``None``."""
     return _DELIVERY.get()
+
+
+def caller_left() -> bool:
+    """Whether this thread runs a call (:func:`run_in_thread`) whose caller stopped waiting."""
+    delivery = _DELIVERY.get()
+    return delivery is not None and delivery.left
 
 
 async def run_in_thread(function: Callable[[], T]) -> T:

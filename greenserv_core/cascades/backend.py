@@ -41,7 +41,7 @@ import math
 import numbers
 from collections.abc import Callable, Iterator, Sequence
 
-from greenserv_core.async_bridge import current_delivery
+from greenserv_core.async_bridge import caller_left
 from greenserv_core.backends.abandoned import report_abandoned
 from greenserv_core.backends.base import (
     ChainStep,
@@ -93,6 +93,11 @@ def cascade_name(first: str, then: str) -> str:
 def _prior(first: float | None, then: float | None) -> float | None:
     """A per-token prior for the cascade: both models' (an upper bound until it is measured)."""
     return None if first is None or then is None else first + then
+
+
+_NOBODY_WAITS = "kept: the caller stopped waiting"
+"""Why a cascade keeps its first answer when its caller has left
+(:func:`~greenserv_core.async_bridge.caller_left`)."""
 
 
 class CascadeBackend:
@@ -174,9 +179,8 @@ class CascadeBackend:
             result = self.first.generate(messages, dataclasses.replace(settings, logprobs=True))
         except ModelUnavailableError as error:
             raise CascadeMemberUnavailableError(str(error), member=self.first.info.name, **spent_by(error)) from error
-        if (delivery := current_delivery()) is not None and delivery.left:  # nobody awaits it: no more questions
-            verdict = Verdict(False, None, math.nan, 0.0, 0.0, False, "kept: the caller stopped waiting")
-            return result, ChainStep.of_result(self.first.info.name, result, None, "kept", verdict.reason), False
+        if caller_left():  # nobody awaits the answer: no question about it, no second model
+            return result, ChainStep.of_result(self.first.info.name, result, None, "kept", _NOBODY_WAITS), False
         signal = self.signal if self.signal is not None else signal_for_task(settings.max_new_tokens)
         if isinstance(signal, VerifyingSignal):  # a second question to the first model: its cost is the answer's
             try:
@@ -189,7 +193,11 @@ class CascadeBackend:
             confidence = _confidence(verification.confidence, signal.name)
         else:
             own, confidence = result, _confidence(signal(result), signal.name)
-        verdict = (escalate or self.fixed_verdict)(confidence)
+        verdict = (
+            Verdict(False, confidence, math.nan, 0.0, 0.0, False, _NOBODY_WAITS)
+            if caller_left()  # (it left while the confidence was read, whichever rule decides)
+            else (escalate or self.fixed_verdict)(confidence)
+        )
         step = ChainStep.of_result(
             self.first.info.name, result, confidence, "escalated" if verdict.escalate else "kept", verdict.reason
         )

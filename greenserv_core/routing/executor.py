@@ -396,8 +396,6 @@ class LearnedEscalation:
         self.learner, self.decision_id, self.cascade = learner, decision_id, cascade
 
     def __call__(self, confidence: float | None) -> Verdict:
-        if (delivery := current_delivery()) is not None and delivery.left:  # no other model runs for nobody
-            return Verdict(False, confidence, math.nan, 0.0, 0.0, False, "kept: the caller stopped waiting")
         try:
             return self.learner.escalate(self.decision_id, confidence)
         except UnknownDecisionError:  # the decision left the store: the cascade's fixed threshold decides
