@@ -38,7 +38,7 @@ import re
 from collections import Counter
 from fractions import Fraction
 
-__all__ = ["INITIALS", "NUMBER_PATTERN", "answers_agree", "canonical_number", "final_answer"]
+__all__ = ["INITIALS", "NUMBER_PATTERN", "NUMBER_WORD_VALUES", "answers_agree", "canonical_number", "final_answer"]
 
 _WORD = re.compile(r"[\w.%-]+")
 INITIALS = r"\.\s*[A-Za-z]\."
@@ -105,7 +105,10 @@ _SMALL = (  # noqa: SIM905
     "seventeen eighteen nineteen"
 ).split()
 _TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()  # noqa: SIM905
-_WORD_VALUES = {word: value for value, word in enumerate(_SMALL)} | {word: 10 * n for n, word in enumerate(_TENS, 2)}
+NUMBER_WORD_VALUES = {word: value for value, word in enumerate(_SMALL)} | {
+    word: 10 * n for n, word in enumerate(_TENS, 2)
+}
+"""Each number word's value, ``zero`` to ``nineteen`` and the tens to ``ninety``."""
 _BELOW_100 = rf"(?:(?:{'|'.join(_TENS)})(?:(?:-|\s+)(?:{'|'.join(_SMALL[1:10])}))?|{'|'.join(reversed(_SMALL))})"
 _BELOW_1000 = rf"(?:(?:a|{'|'.join(_SMALL[1:10])})\s+hundred(?:\s+(?:and\s+)?{_BELOW_100})?|{_BELOW_100})"
 _NUMBER_WORDS = re.compile(
@@ -126,7 +129,7 @@ def _word_number(text: str) -> int:
         elif word == "hundred":
             current *= 100
         elif word != "and":
-            current += _WORD_VALUES.get(word, 1)  # "a" hundred
+            current += NUMBER_WORD_VALUES.get(word, 1)  # "a" hundred
     return total + current
 
 

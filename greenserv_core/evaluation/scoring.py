@@ -23,7 +23,7 @@ import functools
 import re
 from typing import Any
 
-from greenserv_core.cascades.agreement import INITIALS, NUMBER_PATTERN, canonical_number
+from greenserv_core.cascades.agreement import INITIALS, NUMBER_PATTERN, NUMBER_WORD_VALUES, canonical_number
 from greenserv_core.datasets.olmo_eval import LETTERS, TaskExample
 from greenserv_core.evaluation.extras import bench_import
 
@@ -127,13 +127,7 @@ def extract_yes_no(text: str) -> str | None:
 
 _TOKEN = re.compile(r"(?<![\w.])-?(?:\d+(?:,\d{3})*(?:\.\d+)?|\.\d+)|[^\W_]+")  # "1975," is the number 1975
 _ARTICLES = frozenset({"a", "an", "the"})
-_NUMBER_WORDS = {
-    word: str(value)
-    for value, word in enumerate(
-        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "  # noqa: SIM905
-        "seventeen eighteen nineteen twenty".split()
-    )
-}
+_NUMBER_WORDS = {word: str(value) for word, value in NUMBER_WORD_VALUES.items() if value <= 20}
 """Number words read as their digits, in answers and references alike (``four`` is ``4``)."""
 
 
