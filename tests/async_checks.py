@@ -4,11 +4,15 @@ works, and which generation settings reached the model?"""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+import pytest
+
 from greenserv_core import FakeBackend
+from greenserv_core.async_bridge import run_in_thread
 from greenserv_core.backends.base import GenerationResult, GenerationSettings
 from greenserv_core.messages import Message
 
@@ -59,3 +63,19 @@ def run_while_ticking(work: Callable[[], Awaitable[T]]) -> tuple[int, T]:
         return ticks, result
 
     return asyncio.run(main())
+
+
+def cancel_once_started(call: Callable[[], object], started: threading.Event, release: threading.Event) -> None:
+    """Run ``call`` as the adapters' async methods do (:func:`run_in_thread`), cancel it once
+    ``started`` is set, check the cancellation reached the caller, then set ``release`` (the
+    worker may finish); returns once the worker thread is done (``asyncio.run`` waits for it)."""
+
+    async def leave() -> None:
+        task = asyncio.ensure_future(run_in_thread(call))
+        await asyncio.to_thread(started.wait, 5.0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        release.set()
+
+    asyncio.run(leave())

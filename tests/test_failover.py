@@ -16,6 +16,7 @@ from greenserv_core.async_bridge import iterate_in_thread
 from greenserv_core.backends.base import GenerationResult, GenerationSettings, StreamChunk
 from greenserv_core.errors import ModelUnavailableError, UnknownDecisionError
 from greenserv_core.messages import Message
+from tests.async_checks import cancel_once_started
 from tests.conftest import make_hashing_extractor
 from tests.services import redis_server
 
@@ -607,15 +608,7 @@ def test_a_call_whose_caller_left_tries_no_other_model_and_leaves_no_decision() 
         release.wait(5.0)
         return decision_id
 
-    async def left_late() -> None:
-        call = asyncio.ensure_future(run_in_thread(answer_then_wait))
-        await asyncio.to_thread(answered.wait, 5.0)
-        call.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await call
-        release.set()
-
-    asyncio.run(left_late())
+    cancel_once_started(answer_then_wait, answered, release)
     assert len(router.pending_) == 0  # its answer never reached anyone: it cannot be scored
 
 
@@ -703,7 +696,6 @@ def test_a_cascade_whose_caller_left_keeps_its_first_answer_and_runs_no_second_m
     import math
     import threading
 
-    from greenserv_core.async_bridge import run_in_thread
     from greenserv_core.bandits.static import StaticPolicy
     from greenserv_core.cascades import EscalationModel
 
@@ -740,15 +732,7 @@ def test_a_cascade_whose_caller_left_keeps_its_first_answer_and_runs_no_second_m
     asked.clear()
     router, small, big = cascade()
 
-    async def left() -> None:
-        call = asyncio.ensure_future(run_in_thread(lambda: router.generate(ASK)))
-        await asyncio.to_thread(asked.wait, 5.0)
-        call.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await call
-        go.set()
-
-    asyncio.run(left())  # returns once the worker thread is done
+    cancel_once_started(lambda: router.generate(ASK), asked, go)
     assert big.calls == 0 and len(router.pending_) == 0  # was 1: the second model answered nobody
     assert router.stats_["a->b"]["energy_joules"] == _joules_of(small)  # the first answer, charged
 
@@ -758,7 +742,6 @@ def test_a_cascade_whose_caller_left_asks_its_first_model_no_verifying_question(
     (and the fixed threshold, with no confidence, escalated) for a caller that had left."""
     import threading
 
-    from greenserv_core.async_bridge import run_in_thread
     from greenserv_core.cascades import CascadeBackend
     from greenserv_core.confidence.base import Verification
 
@@ -790,15 +773,5 @@ def test_a_cascade_whose_caller_left_asks_its_first_model_no_verifying_question(
     verified.clear()
     left, big = cascade()
 
-    async def leave() -> None:
-        call = asyncio.ensure_future(
-            run_in_thread(lambda: left.generate([{"role": "user", "content": "Hi"}], GenerationSettings()))
-        )
-        await asyncio.to_thread(asked.wait, 5.0)
-        call.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await call
-        go.set()
-
-    asyncio.run(leave())  # returns once the worker thread is done
+    cancel_once_started(lambda: left.generate([{"role": "user", "content": "Hi"}], GenerationSettings()), asked, go)
     assert verified == [] and big.calls == 0
