@@ -32,7 +32,7 @@ from greenserv_core.errors import (
 )
 from greenserv_core.pending import PendingDecision
 from greenserv_core.redaction import redacted
-from greenserv_core.sharing.stores import unreachable
+from greenserv_core.sharing.stores import redis_address, unreachable
 
 if TYPE_CHECKING:
     import redis
@@ -113,9 +113,7 @@ class RedisPendingDecisions:
         try:
             yield
         except RedisError as error:
-            where = getattr(getattr(self.client, "connection_pool", None), "connection_kwargs", {})
-            server = where.get("path") or f"{where.get('host', 'localhost')}:{where.get('port', 6379)}"
-            address = redacted(f"{server}/{where.get('db', 0)}")
+            address = redacted(redis_address(self.client))
             what = "cannot be reached" if unreachable(error) else "refused it"
             raise MissingResourceError(
                 f"could not {doing}: Redis at {address} {what} "

@@ -44,7 +44,16 @@ from greenserv_core.statistics import Statistics
 if TYPE_CHECKING:
     import redis
 
-__all__ = ["FileStore", "InMemoryStore", "KeepsReceipts", "RedisStore", "StateStore", "store_identity", "unreachable"]
+__all__ = [
+    "FileStore",
+    "InMemoryStore",
+    "KeepsReceipts",
+    "RedisStore",
+    "StateStore",
+    "redis_address",
+    "store_identity",
+    "unreachable",
+]
 
 logger = logging.getLogger("greenserv")
 
@@ -279,12 +288,7 @@ class RedisStore:
         return tuple(name for name in dict.fromkeys(names) if name != self.identity)
 
     def _address_identity(self, *, canonical: bool) -> str:
-        where = self.client.connection_pool.connection_kwargs
-        host = str(where.get("host", "localhost"))
-        if canonical:
-            host = _LOOPBACK if _is_loopback(host) else host.lower()
-        server = where.get("path") or f"{host}:{where.get('port', 6379)}"
-        return f"redis:{server}/{where.get('db', 0)}#{self.key}"
+        return f"redis:{redis_address(self.client, canonical=canonical)}#{self.key}"
 
     def read(self) -> Statistics:
         data = self.client.get(self.key)
@@ -340,6 +344,24 @@ _RECEIPT_TTL_S = 7 * 24 * 3600
 """How long a replica's receipt is kept: its next sync may come after a long outage."""
 
 _LOOPBACK = "loopback"
+
+
+def redis_address(client: Any, *, canonical: bool = False) -> str:
+    """The server and database a Redis ``client`` talks to, ``<host>:<port>/<db>`` (or its
+    socket's path), without credentials; ``canonical``: a loopback host written one way and
+    names in lower case, as a store's identity takes them.
+
+    >>> import redis
+    >>> client, local = redis.Redis.from_url("redis://user:pw@127.0.0.1:6380/2"), redis.Redis(port=6380, db=2)
+    >>> redis_address(client), redis_address(client, canonical=True) == redis_address(local, canonical=True)
+    ('127.0.0.1:6380/2', True)
+    """
+    where = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
+    host = str(where.get("host", "localhost"))
+    if canonical:
+        host = _LOOPBACK if _is_loopback(host) else host.lower()
+    server = where.get("path") or f"{host}:{where.get('port', 6379)}"
+    return f"{server}/{where.get('db', 0)}"
 
 
 def _is_loopback(host: str) -> bool:
