@@ -19,6 +19,7 @@ __all__ = [
     "MissingResourceError",
     "ModelUnavailableError",
     "NoEligibleModelError",
+    "PendingStoreUnreachableError",
     "SharingNotSupportedError",
     "StateFileError",
     "UnknownDecisionError",
@@ -81,6 +82,14 @@ class StateFileError(GreenServError, ValueError):
 
 class MissingResourceError(GreenServError, FileNotFoundError):
     """A bundled model or data package is not installed; the message says how to install it."""
+
+
+class PendingStoreUnreachableError(MissingResourceError):
+    """The router's pending store (e.g. :class:`~greenserv_core.sharing.RedisPendingDecisions`)
+    cannot be reached or refused a command. Before a model runs, the query fails with it: no
+    model runs for a decision that could not be recorded. Once an answer has come, the answer
+    is returned and its joules are counted by this router; only its score is lost (the
+    decision expires in the store)."""
 
 
 class WindowNotMeasuredError(MissingResourceError):

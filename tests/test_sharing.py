@@ -581,6 +581,77 @@ def test_answers_while_the_redis_pending_store_is_down_say_so_and_run_no_model()
     assert router.learner_.policy_.t_ == 0  # the policy's step count (its ε schedule; shared) took no step
 
 
+@pytest.mark.parametrize("call", ["generate", "stream", "cascade"])
+def test_an_answer_made_while_the_redis_pending_store_went_away_is_returned_and_its_joules_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, call: str
+) -> None:
+    """Redis died while the model answered: the answer was lost (the error was the store's,
+    raised while forgetting the decision) and its joules were counted nowhere."""
+    import math
+
+    import redis
+
+    from greenserv_core.sharing import RedisPendingDecisions
+
+    with redis_server(tmp_path) as url:
+        client = redis.Redis.from_url(url)
+
+        def reply(messages: object) -> str:
+            client.shutdown(nosave=True)  # Redis goes away while the model answers
+            return "four"
+
+        small = FakeBackend("small", reply=reply, joules_per_token=1.0, logprobs=lambda m, t: [math.log(0.01)] * len(t))
+        router = GreenServRouter(
+            [small, FakeBackend("large", reply=lambda m: "4", joules_per_token=3.0)],
+            cascades=[("small", "large")] if call == "cascade" else (),
+            features=make_hashing_extractor(),
+            policy="static:small->large" if call == "cascade" else "static:small",
+            pending=RedisPendingDecisions(url=url, prefix="gone"),
+            seed=0,
+        )
+        with caplog.at_level("WARNING", logger="greenserv"):
+            if call == "stream":
+                chunks = list(router.stream("What is 2 + 2?"))
+                answer = chunks[-1].generation
+                assert "".join(c.delta for c in chunks) == "four"
+            else:
+                answer = router.generate("What is 2 + 2?")
+        assert answer is not None and answer.energy_joules > 0
+        assert answer.text == ("4" if call == "cascade" else "four")  # the cascade escalated by its fixed threshold
+        spent = sum(c["energy_joules"] for c in router.learner_.tallies_.counts_.values())
+        assert spent == pytest.approx(answer.energy_joules)
+        assert "could not record the outcome" in caplog.text and "answer is returned" in caplog.text
+
+
+def test_a_model_failing_while_the_redis_pending_store_is_away_raises_its_own_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Forgetting the failed decision raised the store's error in place of the model's."""
+    import redis
+
+    from greenserv_core.sharing import RedisPendingDecisions
+
+    class Broken(RuntimeError):
+        pass
+
+    with redis_server(tmp_path) as url:
+        client = redis.Redis.from_url(url)
+
+        def reply(messages: object) -> str:
+            client.shutdown(nosave=True)
+            raise Broken("the model crashed")
+
+        router = GreenServRouter(
+            [FakeBackend("small", reply=reply)],
+            features=make_hashing_extractor(),
+            pending=RedisPendingDecisions(url=url, prefix="gone"),
+            seed=0,
+        )
+        with caplog.at_level("WARNING", logger="greenserv"), pytest.raises(Broken, match="crashed"):
+            router.generate("What is 2 + 2?")
+        assert "could not forget it" in caplog.text
+
+
 def test_a_replica_that_joins_its_store_late_still_says_when_no_one_seeded_clusters(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

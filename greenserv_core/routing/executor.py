@@ -33,6 +33,7 @@ from greenserv_core.errors import (
     CascadeMemberUnavailableError,
     DecisionAlreadyScoredError,
     ModelUnavailableError,
+    PendingStoreUnreachableError,
     UnknownDecisionError,
     UnknownModelError,
     spent_by,
@@ -304,7 +305,8 @@ class Executor:
 
     def _escalation(self, decision: RoutingDecision, cascade: CascadeBackend) -> Escalate:
         """The learned escalation rule for a decision routed to a cascade (the cascade's fixed
-        threshold where the decision left the pending store while its first model answered)."""
+        threshold where the decision left the pending store while its first model answered, or
+        where the store cannot be reached then)."""
         return LearnedEscalation(self.learner, decision.decision_id, cascade)
 
     # ---- the result --------------------------------------------------------------------------
@@ -343,7 +345,7 @@ class Executor:
                 energy_source=result.energy.source,
                 members=members,
             )
-        except UnknownDecisionError as error:  # dropped from the pending store while it ran: the answer stands
+        except (UnknownDecisionError, PendingStoreUnreachableError) as error:  # the answer stands
             expired = True
             self.learner.record_expired_outcome(  # its cost is learned from the decision itself
                 decision,
@@ -352,12 +354,21 @@ class Executor:
                 members=members,
                 current=self._still_in_pool(decision),
             )
-            logger.warning(
-                "decision %s left the pending store before its answer came (%s): the answer is returned, "
-                "but cannot be scored; raise max_pending or pending_ttl_s",
-                decision.decision_id,
-                error,
-            )
+            if isinstance(error, PendingStoreUnreachableError):  # (the store went away while the model answered)
+                logger.warning(
+                    "the pending store could not record the outcome of decision %s (%s): the answer is returned "
+                    "and its joules are counted by this router; it can be scored only if the store still holds "
+                    "the decision once it is back",
+                    decision.decision_id,
+                    error,
+                )
+            else:  # dropped from the pending store while it ran
+                logger.warning(
+                    "decision %s left the pending store before its answer came (%s): the answer is returned, "
+                    "but cannot be scored; raise max_pending or pending_ttl_s",
+                    decision.decision_id,
+                    error,
+                )
         else:
             expired = False
         tools = request.settings.tools
@@ -398,7 +409,7 @@ class LearnedEscalation:
     def __call__(self, confidence: float | None) -> Verdict:
         try:
             return self.learner.escalate(self.decision_id, confidence)
-        except UnknownDecisionError:  # the decision left the store: the cascade's fixed threshold decides
+        except (UnknownDecisionError, PendingStoreUnreachableError):  # the cascade's fixed threshold decides
             if self.cascade is None:  # (a cascade removed since: the first answer is kept, as escalate() keeps it)
                 return Verdict(False, confidence, math.nan, 0.0, 0.0, False, "kept: the cascade was removed")
             return self.cascade.fixed_verdict(confidence)

@@ -49,6 +49,7 @@ from greenserv_core.errors import (
     DecisionAlreadyScoredError,
     DecisionIdInUseError,
     InvalidInputError,
+    PendingStoreUnreachableError,
     SharingNotSupportedError,
     StateFileError,
     UnknownDecisionError,
@@ -642,7 +643,7 @@ class RoutingLearner:
         with self.lock:
             try:
                 pending = self.pending_.get(decision_id)
-            except (UnknownDecisionError, DecisionAlreadyScoredError):
+            except (UnknownDecisionError, DecisionAlreadyScoredError, PendingStoreUnreachableError):
                 return
             if pending.cascade is not None and pending.cascade.get("escalated"):
                 pending.cascade["escalated"] = False
@@ -715,13 +716,23 @@ class RoutingLearner:
 
     def drop(self, decision_id: str) -> None:
         """Forget a decision whose generation did not complete (it cannot be scored); one scored
-        while it streamed no longer awaits its outcome."""
+        while it streamed no longer awaits its outcome. A pending store that cannot be reached
+        keeps it until it expires there (logged): the error that ended the generation is the
+        one raised, not the store's."""
         with self.lock:
             self._settle(decision_id)
-            self.pending_.discard(decision_id)
-            take = getattr(self.pending_, "take_awaiting", None)
-            if take is not None:
-                take(decision_id)
+            try:
+                self.pending_.discard(decision_id)
+                take = getattr(self.pending_, "take_awaiting", None)
+                if take is not None:
+                    take(decision_id)
+            except PendingStoreUnreachableError as error:
+                logger.warning(
+                    "decision %s did not complete, and the pending store could not forget it (%s): "
+                    "it stays there until it expires",
+                    decision_id,
+                    error,
+                )
 
     def withdraw(self, decision: RoutingDecision) -> None:
         """Forget a decision whose model never ran (a batch that failed before its turn): it is

@@ -11,8 +11,11 @@ remembered as long, for precise errors.
 
 Every decision is written to Redis before its model runs, so while Redis cannot be reached (or
 refuses a write) answers and feedback fail with
-:class:`~greenserv_core.errors.MissingResourceError`, which names the server (without its
-credentials); no model runs for a decision that could not be recorded.
+:class:`~greenserv_core.errors.PendingStoreUnreachableError` (a
+:class:`~greenserv_core.errors.MissingResourceError`), which names the server (without its
+credentials); no model runs for a decision that could not be recorded. If Redis goes away
+while a model answers, the answer is still returned and its joules counted by the router
+that ran it; only its score is lost.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from greenserv_core.errors import (
     DecisionAlreadyScoredError,
     DecisionIdInUseError,
     InvalidInputError,
-    MissingResourceError,
+    PendingStoreUnreachableError,
     UnknownDecisionError,
 )
 from greenserv_core.pending import PendingDecision
@@ -106,7 +109,7 @@ class RedisPendingDecisions:
 
     @contextlib.contextmanager
     def _redis(self, doing: str) -> Iterator[None]:
-        """Redis's errors in the block, as :class:`MissingResourceError` saying what failed
+        """Redis's errors in the block, as :class:`PendingStoreUnreachableError` saying what failed
         (``doing``), where, and that this store's router needs Redis to answer."""
         from redis.exceptions import RedisError
 
@@ -115,7 +118,7 @@ class RedisPendingDecisions:
         except RedisError as error:
             address = redacted(redis_address(self.client))
             what = "cannot be reached" if unreachable(error) else "refused it"
-            raise MissingResourceError(
+            raise PendingStoreUnreachableError(
                 f"could not {doing}: Redis at {address} {what} "
                 f"({type(error).__name__}: {redacted(str(error))}). This router keeps its pending decisions in Redis "
                 "(RedisPendingDecisions), so it neither answers nor takes feedback until Redis does: start Redis or "
