@@ -389,6 +389,23 @@ def test_a_strong_prior_does_not_raise_alarm_after_alarm() -> None:
     assert policy.drift_alarms_.get("m", 0) <= 1
 
 
+def test_a_model_with_a_quality_prior_is_watched_for_drift_once_past_its_strength() -> None:
+    """The check waited for the prior's whole weight, 80 answers here (alarm at about 100)."""
+    from greenserv_core.bandits import EpsilonGreedy
+
+    features = _features()
+    policy = EpsilonGreedy(features.dimension, seed=0)
+    policy.add_arm("m", arm_prior(QualityPrior({}, default=0.9, strength=10), features))
+    policy.select(features.encode("chat", 0, 0))  # the check starts with the first decision
+    rng = np.random.default_rng(0)
+    for answer in range(200):
+        x = features.encode(str(rng.choice(["math", "chat"])), int(rng.integers(3)), int(rng.integers(4)))
+        policy.update("m", x, float(rng.random() < (0.9 if answer < 12 else 0.0)))  # it breaks after 12 answers
+        if policy.drift_alarms_:
+            break
+    assert policy.drift_alarms_ == {"m": 1} and answer < 60
+
+
 def test_a_quality_prior_checks_every_score_and_its_strength() -> None:
     for bad in ({"scores": {"default": 5.0}}, {"scores": {}, "strength": True}, {"scores": {"qa": True}}):
         with pytest.raises(InvalidInputError, match="quality prior"):
@@ -416,6 +433,24 @@ def test_a_quality_priors_strength_is_worth_that_many_answers_wherever_a_query_f
     with pytest.raises(InvalidInputError, match="dimension"):
         policy.replace_prior("m", ArmPrior(np.array([[1.0, 0.0]]), np.array([0.1]), np.array([5.0])))
     assert policy.ridge_.data_sums("m")[0][0, 0] == 0.0  # was 50: the old prior left behind as data
+
+
+@pytest.mark.parametrize(
+    "believed",
+    [
+        QualityPrior({"math": 0.9}, strength=20),
+        QualityPrior({"math": 0.9, "chat": 0.9}, strength=20),  # counted as 31 answers
+        QualityPrior({}, default=0.9, strength=20),  # as 31
+    ],
+)
+def test_a_quality_prior_is_worth_its_strength_however_many_task_types_it_names(believed: QualityPrior) -> None:
+    features = _features()
+    policy = LinUCB(features.dimension, seed=0)
+    policy.add_arm("m", arm_prior(believed, features))
+    x = features.encode("math", 1, 2)
+    for _ in range(20):  # as many answers of 0.1 as the prior's strength: halfway
+        policy.update("m", x, 0.1)
+    assert policy.estimates(x, ["m"])[0] == pytest.approx(0.5, abs=0.01)
 
 
 def test_a_router_loaded_with_changed_quality_priors_uses_them(tmp_path: Path) -> None:

@@ -106,8 +106,9 @@ class EpsilonGreedy(EpsilonExploration, LinearPolicy):
     model has changed under its name: its evidence is forgotten (its prior stays), and it is
     explored again like a newcomer (``drift_alarms_`` counts the alarms; the log says so).
     The check waits for the first decision (a warm start through ``learn()`` raises no alarm)
-    and, for a model with a prior of its own, for as many answers as the prior's weight (else
-    a strong, wrong prior would raise alarm after alarm). A policy that shares its learning
+    and, for a model with a prior of its own, for as many answers as the prior is worth at the
+    answer's context (a :class:`~greenserv_core.quality.QualityPrior`: its ``strength``; else a
+    strong, wrong prior would raise alarm after alarm). A policy that shares its learning
     with replicas (it has loaded shared statistics) raises none: its sums only add up, and two
     replicas forgetting the same model would subtract it twice. On the static tables of
     BENCHMARKS.md no alarm fires; ``None`` turns it off.
@@ -155,6 +156,8 @@ class EpsilonGreedy(EpsilonExploration, LinearPolicy):
         """How many times each arm's evidence was forgotten."""
         self.shares_ = False
         """Whether the policy has loaded shared statistics (then it raises no drift alarm)."""
+        self._prior_inverses: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        """Each arm's prior ``P`` (its pseudo-answers' ``Σ w·xxᵀ``) with its pseudo-inverse, as last read."""
 
     def add_arm(self, name: str, prior: ArmPrior | None = None) -> None:
         super().add_arm(name, prior)
@@ -166,6 +169,7 @@ class EpsilonGreedy(EpsilonExploration, LinearPolicy):
         self.late_.discard(name)
         self.cusum_.pop(name, None)
         self.drift_alarms_.pop(name, None)
+        self._prior_inverses.pop(name, None)
 
     def load_statistics(self, stats: Statistics) -> None:
         super().load_statistics(stats)
@@ -179,8 +183,7 @@ class EpsilonGreedy(EpsilonExploration, LinearPolicy):
         self._require_arm(arm)
         x = self._check_context(context)
         row = self.ridge_.row(arm)
-        prior_weight = float(self.ridge_.prior_xx[row][0, 0])  # the pseudo-answers' weight (intercept column)
-        played = bool(self.ridge_.n[row] > max(0.0, prior_weight))
+        played = bool(self.ridge_.n[row] > self._prior_worth(arm, row, x))
         shortfall = float(self._coefficients()[row] @ x) - self._check_reward(reward)
         super().update(arm, x, reward)
         if not played:
@@ -197,6 +200,19 @@ class EpsilonGreedy(EpsilonExploration, LinearPolicy):
         logger.info(
             "policy: %s answers below its estimate (CUSUM > %g); its evidence is forgotten", arm, self.drift_alarm
         )
+
+    def _prior_worth(self, arm: str, row: int, x: np.ndarray) -> float:
+        """How many answers ``arm``'s prior is worth at context ``x``: ``1/(xᵀP⁺x)``, at most
+        the pseudo-answers' whole weight (0 without a prior)."""
+        prior = self.ridge_.prior_xx[row]
+        total = float(prior[0, 0])  # the pseudo-answers' weight (the intercept column)
+        if total <= 0:
+            return 0.0
+        known = self._prior_inverses.get(arm)
+        if known is None or not np.array_equal(known[0], prior):
+            known = self._prior_inverses[arm] = (prior.copy(), np.linalg.pinv(prior))
+        spread = float(x @ known[1] @ x)
+        return total if spread * total <= 1.0 else 1.0 / spread
 
     def _choose(self, scores: Mapping[str, ArmScore]) -> tuple[str, bool]:
         if self.late_ and self.newcomer_answers:
