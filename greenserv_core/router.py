@@ -102,6 +102,11 @@ def _energy_budget(budget: object) -> EnergyBudget | BudgetPacer | None:
 
 def _policy(policy: Policy | str, dimension: int, seed: int | None, params: Mapping[str, Any]) -> Policy:
     if not isinstance(policy, Policy):
+        taken = sorted({"seed", "dimension"} & set(params))
+        if taken:  # the router's own: its seed, its features' size
+            raise InvalidInputError(
+                f"policy_params cannot set {', '.join(taken)}: the router sets it (give GreenServRouter(seed=...))"
+            )
         return make_policy(policy, dimension, seed=seed, **params)
     if params:
         raise InvalidInputError("policy_params apply to a policy given by name, not to a Policy instance")

@@ -300,6 +300,23 @@ def test_policy_parameters_of_the_wrong_type_are_refused_by_name() -> None:
     with pytest.raises(InvalidInputError, match="try_unplayed must be True or False"):
         LinUCB(4, try_unplayed="false")  # type: ignore[arg-type]  # bool("false") was True
     assert LinUCB(4, share=np.float32(0.5), forget=np.float32(0.9)).share == 0.5  # type: ignore[arg-type]
+    from greenserv_core import FakeBackend, GreenServRouter
+    from tests.conftest import make_hashing_extractor
+
+    for taken in ("seed", "dimension"):  # was a TypeError: "got multiple values for keyword argument"
+        with pytest.raises(InvalidInputError, match=f"policy_params cannot set {taken}"):
+            GreenServRouter(
+                [FakeBackend("a")], features=make_hashing_extractor(), policy="linucb", policy_params={taken: 2}
+            )
+
+
+def test_a_decision_refused_for_a_bad_cost_draws_no_noise() -> None:
+    for strategy in ("thompson", "epsilon"):
+        clean, refused = policy_with_arms(strategy), policy_with_arms(strategy)
+        with pytest.raises(InvalidInputError, match="cost of 'b'"):
+            refused.select(ctx(1), costs={"a": 0.1, "b": float("nan")})
+        assert refused.rng_.bit_generator.state == clean.rng_.bit_generator.state  # Thompson's moved
+        assert [refused.select(ctx(1)) for _ in range(20)] == [clean.select(ctx(1)) for _ in range(20)]
 
 
 def test_inputs_that_are_not_numbers_are_refused_by_name_and_numpy_integers_are_taken() -> None:
@@ -320,7 +337,16 @@ def test_inputs_that_are_not_numbers_are_refused_by_name_and_numpy_integers_are_
     assert EpsilonGreedy(2, newcomer_answers=np.int64(5)).newcomer_answers == 5  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError, match="dimension"):
         LinUCB(True)
-    with pytest.raises(InvalidInputError, match="l2 must be a number whose reciprocal is finite"):
+    with pytest.raises(InvalidInputError, match="l2 must be at least"):
         LinUCB(2, l2=1e-310)  # accepted, its first decision scored NaN
+    for tiny in (1e-200, 1e-12):  # accepted: θ infinite after one answer; an estimate of 0.8 read 3.8
+        with pytest.raises(InvalidInputError, match="l2 must be at least"):
+            LinUCB(2, l2=tiny)
+    policy = LinUCB(3, seed=0)
+    policy.add_arm("a")
+    for context in (["x", "y", "z"], [1, 10**400, 0]):  # were numpy's ValueError and OverflowError
+        with pytest.raises(InvalidInputError, match="context must be an array of numbers"):
+            policy.update("a", context, 0.5)  # type: ignore[arg-type]
+    assert policy.ridge_.n[0] == 0
     with pytest.raises(InvalidInputError, match="reward_range"):
         LinUCB(2, reward_range="01")  # type: ignore[arg-type]  # read as (0, 1)

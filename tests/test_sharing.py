@@ -568,6 +568,7 @@ def test_answers_while_the_redis_pending_store_is_down_say_so_and_run_no_model()
         pending=RedisPendingDecisions(url=f"redis://greenserv:s3cret@127.0.0.1:{port}/0", prefix="down"),
         seed=0,
     )
+    drawn = router.learner_.policy_.rng_.bit_generator.state
     for call in (
         lambda: router.generate("What is 2 + 2?", tradeoff=0.4),
         lambda: router.generate("Who wrote Hamlet?", tradeoff=0.4, decision_id="mine"),
@@ -579,6 +580,7 @@ def test_answers_while_the_redis_pending_store_is_down_say_so_and_run_no_model()
         assert "s3cret" not in str(caught.value)
     assert runs == [] and all(c["decisions"] == 0 for c in router.learner_.tallies_.counts_.values())
     assert router.learner_.policy_.t_ == 0  # the policy's step count (its ε schedule; shared) took no step
+    assert router.learner_.policy_.rng_.bit_generator.state == drawn  # nor did its random stream move
 
 
 @pytest.mark.parametrize("call", ["generate", "stream", "cascade"])

