@@ -459,3 +459,100 @@ def test_a_named_meter_that_cannot_measure_here_is_refused_when_the_pool_is_buil
         assert not local.is_loaded  # built directly, its meter fails at the query, before the weights load
     finally:
         unregister_meter("absent")
+
+
+# ---- review fixes (2026-12-06) ----------------------------------------------------------------------
+class _FrozenNvml(FakeNvml):
+    """One counter per GPU, moved only by the test."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counters = {"gpu0": 1_000_000, "gpu1": 5_000_000}
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle: str) -> int:
+        return self.counters[handle]
+
+
+def test_a_gpu_counter_that_stood_still_through_a_long_window_is_no_reading(monkeypatch: pytest.MonkeyPatch) -> None:
+    from greenserv_core.energy.base import CounterDidNotMoveError
+
+    monkeypatch.setattr(nvml_module, "STALLED_AFTER_S", 0.05)  # 1 s in use: NVML refreshes every ~0.1 s
+    fake = _FrozenNvml()
+    counter = NvmlCounterMeter([0, 1], pynvml=fake, synchronize=lambda: None)  # type: ignore[arg-type]
+    with pytest.raises(CounterDidNotMoveError, match="GPU 0 did not move"), counter.measure():
+        time.sleep(0.06)
+        fake.counters["gpu1"] += 180_000  # GPU 1 spent 180 J; GPU 0's counter stopped: was 180 J measured
+    meter = FallbackMeter(counter, CpuTimeEstimateMeter())
+    with meter.measure() as stalled:
+        time.sleep(0.06)  # neither moved: was 0 J measured
+    with meter.measure() as short:
+        pass  # a short window may fall between two refreshes: 0 J, measured, as before
+    with meter.measure() as moved:
+        time.sleep(0.06)
+        fake.counters["gpu0"] += 2000
+        fake.counters["gpu1"] += 3000
+    assert (stalled.source, stalled.measured) == ("cpu-time-estimate", False) and meter.missed_windows == 1
+    assert (short.joules, short.source, short.measured) == (0.0, "nvml-counter", True)
+    assert moved.joules == pytest.approx(5.0) and moved.measured and not meter.failed
+
+
+def test_an_nvml_meter_measures_a_gpu_listed_twice_once_and_needs_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = _FrozenNvml()
+    monkeypatch.setattr(nvml_module, "load_pynvml", lambda: fake)
+    monkeypatch.setattr(nvml_module, "cuda_synchronizer", lambda devices: lambda: None)
+    with make_meter("nvml", [0, 0, 1, 0]).measure() as window:
+        fake.counters["gpu0"] += 50_000
+    assert window.joules == pytest.approx(50.0)  # was 150 J: GPU 0 counted once per mention
+    for meter in (NvmlCounterMeter, NvmlPowerMeter):
+        assert meter([1, 0, 1], pynvml=fake, synchronize=lambda: None).cuda_devices == (1, 0)  # type: ignore[arg-type]
+        with pytest.raises(InvalidInputError, match="at least one CUDA device"):  # was 0 J measured, of no GPU
+            meter([], pynvml=fake, synchronize=lambda: None)  # type: ignore[arg-type]
+
+
+def test_a_window_the_primary_missed_charges_no_cpu_second_an_estimate_window_takes() -> None:
+    from greenserv_core.energy.base import TimedMeter
+    from greenserv_core.errors import WindowNotMeasuredError
+
+    class Reset(TimedMeter):  # a GPU counter that went back during every window
+        source, measured = "nvml-counter", True
+
+        def _start(self) -> object:
+            return None
+
+        def _stop(self, token: object, duration_s: float) -> float:
+            raise WindowNotMeasuredError("the GPU energy counter went back")
+
+    def work() -> None:
+        sum(i * i for i in range(300_000))
+
+    gpu, other_gpu = (FallbackMeter(Reset(), CpuTimeEstimateMeter(watts_per_core=1.0)) for _ in range(2))
+    cpu = CpuTimeEstimateMeter(watts_per_core=1.0)
+    started = time.process_time()
+    with gpu.measure() as missed:  # a GPU model whose window gets the estimate, beside a CPU model
+        work()
+        with cpu.measure() as estimated:
+            work()
+        with other_gpu.measure() as also_missed:  # another GPU model whose window gets the estimate too
+            work()
+    total = time.process_time() - started
+    assert missed.source == also_missed.source == "cpu-time-estimate" and not missed.measured
+    charged = missed.joules + estimated.joules + also_missed.joules
+    assert charged == pytest.approx(total, rel=0.05)  # was about 2 × total: the CPU model's seconds counted twice
+    assert missed.joules > also_missed.joules > 0 and estimated.joules > also_missed.joules
+
+
+def test_a_rapl_counter_that_was_reset_is_no_reading(tmp_path: Path) -> None:
+    from greenserv_core.errors import WindowNotMeasuredError
+
+    _powercap(tmp_path, {"intel-rapl:0": (500_000_000, 1_000_000_000)})
+    meter = RaplMeter(tmp_path)
+    counter = tmp_path / "intel-rapl:0" / "energy_uj"
+    with pytest.raises(WindowNotMeasuredError, match="went back"), meter.measure():
+        counter.write_text("1000")  # reset (a module reload), then 1 mJ: was read as a wrap, 500 J measured
+    with FallbackMeter(meter, CpuTimeEstimateMeter()).measure() as window:
+        counter.write_text("500")
+    assert (window.source, window.measured) == ("cpu-time-estimate", False)
+    counter.write_text("999000000")
+    with meter.measure() as wrapped:
+        counter.write_text("1000000")  # a real wrap in a short window: 2 J
+    assert wrapped.joules == pytest.approx(2.0) and wrapped.measured

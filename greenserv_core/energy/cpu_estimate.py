@@ -4,7 +4,8 @@ Every reading is labelled ``cpu-time-estimate`` with ``measured=False``. The CPU
 whole process's (all threads), so work running beside a generation is counted too; the
 router serialises generations per device, which keeps that to routing and embedding. Windows
 open at once (models on two devices, both estimated) split the process's CPU time evenly
-between them, so that no CPU second is charged twice.
+between them, so that no CPU second is charged twice; a standby window (kept beside a meter
+that measures) is charged only the CPU time no such window takes.
 """
 
 from __future__ import annotations
@@ -57,23 +58,22 @@ class CpuTimeEstimateMeter(TimedMeter):
             raise InvalidInputError(f"{name} must be a positive finite number, got {given}")
         self.watts_per_core = float(watts_per_core)
         self.shared = shared
-        """Whether its windows split the process's CPU time with the other estimates open at once."""
+        """Whether its windows split the process's CPU time with the other estimates open at once;
+        if not (a standby), they take only the CPU time none of those takes."""
 
     def standby(self) -> CpuTimeEstimateMeter:
         """The same estimate for a window kept beside a meter that measures, in case that one
         fails (:class:`~greenserv_core.energy.FallbackMeter`): it takes no share of the
-        process's CPU time from the estimates that count."""
+        process's CPU time from the estimates that count, and charges only the CPU time that
+        none of them is charged (split with the other standby windows open then)."""
         return CpuTimeEstimateMeter(self.watts_per_core, shared=False)
 
     def _start(self) -> object:
-        return _PROCESS_TIME.enter() if self.shared else time.process_time()
+        return _PROCESS_TIME.enter(standby=not self.shared)
 
     def _stop(self, token: object, duration_s: float) -> float:
-        if self.shared:
-            assert isinstance(token, int)
-            return _PROCESS_TIME.leave(token) * self.watts_per_core
-        assert isinstance(token, float)
-        return (time.process_time() - token) * self.watts_per_core
+        assert isinstance(token, int)
+        return _PROCESS_TIME.leave(token) * self.watts_per_core
 
 
 @register_meter("cpu-estimate", priority=0)

@@ -23,9 +23,9 @@ from types import ModuleType
 from typing import Any
 
 from greenserv_core.bandits.base import check_number
-from greenserv_core.energy.base import TimedMeter
+from greenserv_core.energy.base import CounterDidNotMoveError, TimedMeter
 from greenserv_core.energy.registry import register_meter
-from greenserv_core.errors import MissingResourceError, WindowNotMeasuredError
+from greenserv_core.errors import InvalidInputError, MissingResourceError, WindowNotMeasuredError
 
 __all__ = [
     "NvmlCounterMeter",
@@ -41,6 +41,11 @@ _INIT_LOCK = threading.Lock()
 _initialised = False
 _warned: set[str] = set()
 logger = logging.getLogger("greenserv.energy")
+
+STALLED_AFTER_S = 1.0
+"""A window at least this long in which a GPU's counter did not move has no reading: NVML
+refreshes the counter about every 0.1 s, and a powered GPU spends joules every second. Shorter
+windows may read 0 J (the counter moves in steps)."""
 
 
 def load_pynvml() -> ModuleType:
@@ -114,7 +119,8 @@ def cuda_synchronizer(cuda_devices: Sequence[int]) -> Callable[[], None]:
 
 
 class _NvmlMeter(TimedMeter):
-    """Shared set-up: NVML, the devices' handles, CUDA synchronisation, a first probe."""
+    """Shared set-up: NVML, the devices' handles, CUDA synchronisation, a first probe. A device
+    listed twice is measured once; no device is :class:`InvalidInputError`."""
 
     probe_error = "NVML cannot read this GPU"
 
@@ -125,8 +131,10 @@ class _NvmlMeter(TimedMeter):
         synchronize: Callable[[], None] | None = None,
         pynvml: ModuleType | None = None,
     ) -> None:
+        self.cuda_devices = tuple(dict.fromkeys(cuda_devices))
+        if not self.cuda_devices:
+            raise InvalidInputError("an NVML meter needs at least one CUDA device")
         self.pynvml = pynvml or load_pynvml()
-        self.cuda_devices = tuple(cuda_devices)
         self.handles = nvml_handles(self.pynvml, self.cuda_devices)
         self.synchronize = synchronize or cuda_synchronizer(self.cuda_devices)
         try:
@@ -164,6 +172,11 @@ class NvmlCounterMeter(_NvmlMeter):
         changes = [after - before for before, after in zip(token, self._read(), strict=True)]
         if any(change < 0 for change in changes):  # a driver reload or GPU reset: no reading, not 0 J
             raise WindowNotMeasuredError(f"the GPU energy counter went back by {-min(changes)} mJ during the window")
+        if duration_s >= STALLED_AFTER_S and 0 in changes:  # not refreshed: no reading, not 0 J
+            stalled = ", ".join(
+                str(device) for device, change in zip(self.cuda_devices, changes, strict=True) if not change
+            )
+            raise CounterDidNotMoveError(f"the energy counter of GPU {stalled} did not move in {duration_s:.3f} s")
         return float(sum(changes)) / 1000.0
 
 

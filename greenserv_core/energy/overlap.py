@@ -22,33 +22,45 @@ class OverlapShares:
     1.5
     >>> now[0] = 4.0; shares.leave(b)
     2.5
+
+    A ``standby`` request takes no share from the others: it is charged only the time while
+    none of them runs, split with the other standby requests then.
+
+    >>> s = shares.enter(standby=True); a = shares.enter(); now[0] = 5.0; shares.leave(a)
+    1.0
+    >>> now[0] = 7.0; shares.leave(s)
+    2.0
     """
 
     def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
         self.clock = clock
         self._lock = threading.Lock()
         self._charged: dict[int, float] = {}
+        self._standby: dict[int, float] = {}
         self._last = clock()
         self._tickets = itertools.count()
 
     def _advance(self) -> None:
         now = self.clock()
-        if self._charged:
-            share = (now - self._last) / len(self._charged)
-            for ticket in self._charged:
-                self._charged[ticket] += share
+        takers = self._charged or self._standby  # standby requests share only the time no other takes
+        if takers:
+            share = (now - self._last) / len(takers)
+            for ticket in takers:
+                takers[ticket] += share
         self._last = now
 
-    def enter(self) -> int:
+    def enter(self, *, standby: bool = False) -> int:
         """A request starts; returns its ticket."""
         with self._lock:
             self._advance()
             ticket = next(self._tickets)
-            self._charged[ticket] = 0.0
+            (self._standby if standby else self._charged)[ticket] = 0.0
             return ticket
 
     def leave(self, ticket: int) -> float:
         """The request ends (or fails); returns the seconds charged to it."""
         with self._lock:
             self._advance()
-            return self._charged.pop(ticket, 0.0)
+            if ticket in self._charged:
+                return self._charged.pop(ticket)
+            return self._standby.pop(ticket, 0.0)

@@ -2,9 +2,10 @@
 
 Reads ``energy_uj`` of every top-level ``intel-rapl:N`` zone named ``package-N`` (one per CPU
 package) before and after the block and handles counter wrap-around with
-``max_energy_range_uj``. A ``psys`` zone (the whole platform, on many laptops) already holds
-the packages, so it is left out rather than counted twice. RAPL measures the whole package,
-all processes included. Often readable only by root.
+``max_energy_range_uj``; a counter that went back further than a wrap can explain (a reset)
+gives the window no reading. A ``psys`` zone (the whole platform, on many laptops) already
+holds the packages, so it is left out rather than counted twice. RAPL measures the whole
+package, all processes included. Often readable only by root.
 """
 
 from __future__ import annotations
@@ -14,11 +15,17 @@ from pathlib import Path
 
 from greenserv_core.energy.base import TimedMeter
 from greenserv_core.energy.registry import register_meter
-from greenserv_core.errors import MissingResourceError
+from greenserv_core.errors import MissingResourceError, WindowNotMeasuredError
 
 __all__ = ["RaplMeter", "rapl_meter", "rapl_zones"]
 
 DEFAULT_ROOT = Path("/sys/class/powercap")
+
+MAX_PACKAGE_WATTS = 2000.0
+"""The most a wrapped counter may imply a package spent per second of the window (over a 10 ms
+floor, as the counter moves in steps about every millisecond). Server packages draw up to about
+500 W, so 2 kW is generous; a counter that went back by more than that allows was reset (a driver
+reload), not wrapped (the range is about 262 kJ, over two minutes even at 2 kW)."""
 
 
 def rapl_zones(root: Path = DEFAULT_ROOT) -> list[Path]:
@@ -73,7 +80,13 @@ class RaplMeter(TimedMeter):
         assert isinstance(token, list)
         total_uj = 0
         for before, after, wrap in zip(token, self._read(), self._ranges, strict=True):
-            total_uj += after - before if after >= before else after + wrap - before
+            if after >= before:
+                total_uj += after - before
+                continue
+            wrapped_uj = after + wrap - before
+            if wrapped_uj > MAX_PACKAGE_WATTS * max(duration_s, 0.01) * 1e6:  # no wrap: a reset, joules unknown
+                raise WindowNotMeasuredError(f"the RAPL counter went back from {before} to {after} µJ (a reset)")
+            total_uj += wrapped_uj
         return total_uj / 1e6
 
 
