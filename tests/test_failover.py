@@ -775,3 +775,24 @@ def test_a_cascade_whose_caller_left_asks_its_first_model_no_verifying_question(
 
     cancel_once_started(lambda: left.generate([{"role": "user", "content": "Hi"}], GenerationSettings()), asked, go)
     assert verified == [] and big.calls == 0
+
+
+# ---- review fixes (2026-12-06) ----------------------------------------------------------------------
+def test_a_refused_batch_item_that_never_failed_over_is_not_counted_as_a_decision() -> None:
+    from greenserv_core.errors import BatchItemsUnavailableError
+
+    class RefusesLong(FakeBackend):
+        def generate_batch(
+            self, batch: Sequence[Sequence[Message]], settings: GenerationSettings
+        ) -> list[GenerationResult]:
+            unfit = {i: "too long" for i, messages in enumerate(batch) if "LONG" in str(messages[-1]["content"])}
+            if unfit:
+                raise BatchItemsUnavailableError(unfit)
+            return [self.generate(messages, settings) for messages in batch]
+
+    for batch in (["LONG one", "short two"], ["LONG one", "LONG two", "short three"]):
+        router = GreenServRouter([RefusesLong("a")], features=make_hashing_extractor(), seed=0)
+        with pytest.raises(NoEligibleModelError):  # the first refused query finds no other model
+            router.generate_batch(batch, max_new_tokens=8)
+        assert router.stats_["a"]["decisions"] == 0, batch  # was 1: the second refused query stayed counted
+        assert len(router.pending_) == 0

@@ -221,11 +221,11 @@ class Executor:
             except BatchItemsUnavailableError as error:  # those go elsewhere, the rest run here
                 unfit = {indices[item]: why for item, why in error.items.items() if 0 <= item < len(indices)}
                 rest = [i for i in indices if i not in unfit]
-                started.difference_update(rest)  # not run yet: each is marked when its own run begins
-                done = {
-                    i: self._generate_from(requests[i], decisions[i], ModelUnavailableError(why))
-                    for i, why in unfit.items()
-                }
+                started.difference_update(indices)  # none ran: each is marked when its own run begins
+                done: dict[int, RoutedGeneration] = {}
+                for i, why in unfit.items():  # a refused one's failover takes its decision back from this model
+                    started.add(i)
+                    done[i] = self._generate_from(requests[i], decisions[i], ModelUnavailableError(why))
                 if rest and unfit:  # each try leaves fewer: this ends
                     done.update(self._run_group(backend, rest, requests, decisions, started))
                 elif rest:  # a backend that named none of them: each goes alone
