@@ -470,6 +470,8 @@ def test_energy_from_a_gpu_exporter_counter_over_the_request() -> None:
     )
     energy = backend(lambda request: answer("4"), energy=counter).generate(ASK, SETTINGS).energy
     assert (energy.joules, energy.source, energy.measured) == (250.0, "exporter-counter", True)
+    with pytest.raises(InvalidInputError, match="labels must map names to text"):  # matched no series
+        ExporterEnergyCounter("http://gpu-1:9400/metrics", labels={"gpu": 0})  # type: ignore[dict-item]
 
 
 def test_an_unreadable_exporter_falls_back_to_the_labelled_estimate() -> None:

@@ -96,6 +96,9 @@ class ExporterEnergyCounter(TimedMeter):
         self.metrics_url = metrics_url
         self.metric = metric
         self.labels = dict(labels or {})
+        odd = {k: v for k, v in self.labels.items() if not (isinstance(k, str) and isinstance(v, str))}
+        if odd:  # a label's value is text in the exposition format: {"gpu": 0} never matched a series
+            raise InvalidInputError(f"labels must map names to text, such as {{'gpu': '0'}}; got {odd}")
         self.joules_per_unit = check_number("joules_per_unit", joules_per_unit, low=0.0, strict=True)
         self.client = client or httpx.Client(timeout=timeout_s)
 
