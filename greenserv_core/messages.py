@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import TypedDict
 
@@ -67,12 +68,17 @@ def validate_messages(messages: object) -> list[Message]:
 
 def _has_text(content: str) -> bool:
     """Whether ``content`` holds a visible character (not only spaces, zero-width or control
-    characters).
+    characters). A character this Python's Unicode tables do not know yet (an emoji newer than
+    them) or one for private use counts as visible.
 
-    >>> _has_text(" " + chr(0x200B) + chr(0)), _has_text("a")
-    (False, True)
+    >>> _has_text(" " + chr(0x200B) + chr(0)), _has_text("a"), _has_text(chr(0x1FA77))
+    (False, True, True)
     """
-    return any(ch.isprintable() and not ch.isspace() for ch in content)
+    return any(not ch.isspace() and unicodedata.category(ch) not in _INVISIBLE for ch in content)
+
+
+_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Zs", "Zl", "Zp"})
+"""Unicode categories that show nothing: controls, formats (zero-width), surrogates, separators."""
 
 
 def last_user_text(messages: Sequence[Message]) -> str:

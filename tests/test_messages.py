@@ -47,3 +47,14 @@ def test_a_str_enum_role_comes_out_as_the_plain_role() -> None:
     clean = validate_messages([{"role": Role.SYSTEM, "content": "Be brief."}, {"role": Role.USER, "content": "2+2?"}])
     assert [m["role"] for m in clean] == ["system", "user"]  # was ['Role.SYSTEM', 'Role.USER']
     assert all(type(m["role"]) is str for m in clean)
+
+
+def test_a_turn_of_emoji_newer_than_pythons_tables_or_private_use_characters_is_text() -> None:
+    newer, private = chr(0x1FAE9), chr(0xE000)  # Unicode 16 (unassigned before Python 3.14); private use
+    assert validate_messages(f"{newer} {newer}") == [{"role": "user", "content": f"{newer} {newer}"}]
+    chat = validate_messages(
+        [{"role": "user", "content": "Translate 'cat' into French."}, {"role": "user", "content": private * 3}]
+    )
+    assert last_user_text(chat) == private * 3  # was the earlier turn
+    with pytest.raises(InvalidInputError, match="every message is empty"):
+        validate_messages(" " + chr(0x200B) + chr(0x2028) + chr(0))  # zero-width, line separator, NUL: nothing shows
