@@ -163,6 +163,9 @@ def test_complexity_bins() -> None:
     assert binner.extract("12345 + 678").bin == 3  # no words: easy, not a crash
     with pytest.raises(InvalidInputError):
         ComplexityBinner((50, 30))
+    for bad in ("37", "0123", 50, None, ("30", "fifty")):  # "37" was read as (3, 7); 50 and None a TypeError
+        with pytest.raises(InvalidInputError, match="complexity bin edges must be a sequence of numbers"):
+            ComplexityBinner(bad)  # type: ignore[arg-type]
 
 
 def test_instruction_text_keeps_head_and_tail() -> None:

@@ -104,7 +104,13 @@ class ComplexityBinner:
     """
 
     def __init__(self, edges: Sequence[float] = (30.0, 50.0, 70.0)) -> None:
-        edges = tuple(float(e) for e in edges)
+        given = edges
+        if isinstance(given, (str, bytes)):  # "37" was read as the edges (3, 7)
+            raise InvalidInputError(f"complexity bin edges must be a sequence of numbers, got {given!r}")
+        try:
+            edges = tuple(float(e) for e in given)
+        except (TypeError, ValueError, OverflowError):
+            raise InvalidInputError(f"complexity bin edges must be a sequence of numbers, got {given!r}") from None
         if not edges or any(not math.isfinite(e) for e in edges) or list(edges) != sorted(set(edges)):
             raise InvalidInputError(f"complexity bin edges must be finite and strictly ascending, got {edges!r}")
         self.edges = edges
