@@ -121,6 +121,16 @@ def test_a_seed_is_kept_apart_and_saved() -> None:
     assert fresh.prior_counts_.tolist() == [1, 1]
 
 
+def test_a_seed_that_forms_too_few_clusters_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING"):
+        OnlineKMeans(3).seed([unit(1, 0), unit(0, 1)])  # the third cluster would form from each replica's traffic
+    assert "the seed formed 2 of 3 clusters" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        OnlineKMeans(2).seed([unit(1, 0), unit(0, 1)])
+    assert caplog.text == ""
+
+
 def test_the_extractor_says_whether_its_loaded_clusters_are_centred() -> None:
     origin = make_hashing_extractor(centre_clusters=False)
     origin.extract("What is 2 + 2?")

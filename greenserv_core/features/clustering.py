@@ -141,6 +141,16 @@ class OnlineKMeans:
             self.partial_fit_predict(vector)
         after_sums, after_counts = self._sums(dim)
         self.prior_sums_, self.prior_counts_ = after_sums - before_sums, after_counts - before_counts
+        formed = 0 if self.centroids_ is None else len(self.centroids_)
+        if formed < self.n_clusters:
+            logger.warning(
+                "the seed formed %d of %d clusters (too few distinct prompts): the others form from each "
+                "replica's own traffic, so their numbers may mean different things on different replicas; "
+                "seed with at least %d distinct prompts",
+                formed,
+                self.n_clusters,
+                self.n_clusters,
+            )
 
     def statistics(self) -> Statistics:
         """Cluster ``sums`` (running means × counts) and ``counts``, which add up across
