@@ -44,10 +44,18 @@ _ARRAY_KEYS = frozenset({"__ndarray__", "dtype", "shape"})
 key is ``"__ndarray__"``, say a model's name, stays a dict)."""
 
 
+_PLAIN_KINDS = frozenset("biuf")
+"""The kinds of dtype an array of a state file may have: bool, integers and floats, one number
+an element (a sub-array, structured, object or text dtype could make a few bytes any size)."""
+
+
 def _decode(value: Any) -> Any:
     if isinstance(value, dict):
         if value.keys() == _ARRAY_KEYS:
-            return np.asarray(value["__ndarray__"], dtype=value["dtype"]).reshape(value["shape"])
+            dtype = np.dtype(value["dtype"])
+            if dtype.kind not in _PLAIN_KINDS or dtype.shape or dtype.fields is not None:
+                raise StateFileError(f"the dtype {value['dtype']!r} is not a plain number or bool")
+            return np.asarray(value["__ndarray__"], dtype=dtype).reshape(value["shape"])
         return {k: _decode(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_decode(v) for v in value]
@@ -168,7 +176,7 @@ def read_state(path: str | Path, *, fmt: str, version: int) -> dict[str, Any]:
         raise StateFileError(f"{path} is corrupt (checksum mismatch)")
     try:
         decoded: dict[str, Any] = _decode(state)
-    except (TypeError, ValueError) as error:  # an array whose dtype or shape does not fit its values
+    except (TypeError, ValueError, OverflowError) as error:  # an array whose dtype or shape does not fit its values
         raise StateFileError(f"{path} holds an array it cannot be read as ({error})") from error
     except RecursionError as error:  # a nesting past reason, with its checksum made to match
         raise StateFileError(f"{path} is corrupt ({error})") from error

@@ -135,9 +135,14 @@ class _FromLearner(Generic[T]):
 logger = logging.getLogger("greenserv")
 
 
+_LEARNED_CLUSTERS = ("centre", "centroids", "counts", "prior_sums", "prior_counts")
+"""What a clustering learned (:meth:`OnlineKMeans.state_dict`), compared by :func:`_check_same_contexts`."""
+
+
 def _check_same_contexts(new: FeatureExtractor, old: FeatureExtractor) -> None:
     """A feature extractor may replace the router's only if it builds the same contexts
-    (length and task types): the policy and its priors learned on those."""
+    (length and task types, and, where both learned clusters, the same clusters): the policy
+    and its priors learned on those."""
     now, given = (old.dimension, tuple(old.task_types)), (new.dimension, tuple(new.task_types))
     if given != now:
         raise InvalidInputError(
@@ -150,6 +155,17 @@ def _check_same_contexts(new: FeatureExtractor, old: FeatureExtractor) -> None:
             "the feature extractor's context entries mean other things than the router's (its embedder, "
             "clusters, reading-ease bins or task encoding differ): make a new router to change them"
         )
+    learned, given_clusters = old.state_dict()["clusterer"], new.state_dict()["clusterer"]
+    if new is not old and learned["centroids"] is not None and given_clusters["centroids"] is not None:
+        as_lists = [
+            {key: None if clusters[key] is None else clusters[key].tolist() for key in _LEARNED_CLUSTERS}
+            for clusters in (learned, given_clusters)
+        ]
+        if as_lists[0] != as_lists[1]:
+            raise InvalidInputError(
+                "the feature extractor has learned other clusters than the router's, whose cluster numbers the "
+                "policy learned on: give one that has learned none (it takes the router's clusters) or the same"
+            )
 
 
 def _saved_signal(
@@ -303,8 +319,15 @@ class GreenServRouter:
 
     @features.setter
     def features(self, extractor: FeatureExtractor) -> None:
-        _check_same_contexts(extractor, self._features)
-        with self.learner_.lock:
+        """Replace the feature extractor by one that builds the same contexts. An extractor
+        that has learned no clusters takes the router's (the policy learned on their numbers);
+        one that has learned other clusters than the router's is refused
+        (:class:`InvalidInputError`)."""
+        with self.learner_.lock, self._features.lock:
+            _check_same_contexts(extractor, self._features)
+            learned = self._features.state_dict()
+            if learned["clusterer"]["centroids"] is not None and extractor.clusterer.centroids_ is None:
+                extractor.load_state_dict(learned)
             self._features = extractor
             self.learner_.shared["clusters"] = extractor
 
@@ -813,7 +836,8 @@ class GreenServRouter:
                 if len(rest) > 1 and rest[1] is not None
             }
         given = {signal.name: signal for signal in cascade_signals}
-        signals = {cascade: _saved_signal(name, given, cascade) for cascade, name in saved_signals.items()}
+        with state_errors(path):  # (an unknown signal's error names the file)
+            signals = {cascade: _saved_signal(name, given, cascade) for cascade, name in saved_signals.items()}
         for model in models:  # the given models' priors are the caller's, not the file's: checked apart
             quality = getattr(model.info, "quality", None)
             if quality is not None:

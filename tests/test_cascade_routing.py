@@ -1011,8 +1011,11 @@ def test_a_cascade_saved_with_a_signal_of_ones_own_loads_with_it(tmp_path: Path)
     )
     router.feedback(router.generate("2 + 5?", max_new_tokens=4).decision_id, 1.0)
     router.save(tmp_path / "state.json")
-    with pytest.raises(StateFileError, match=r"signal 'short-is-sure', which is not bundled: pass it to load"):
+    with pytest.raises(
+        StateFileError, match=r"signal 'short-is-sure', which is not bundled: pass it to load"
+    ) as caught:
         GreenServRouter.load(tmp_path / "state.json", pool(), features=make_hashing_extractor())
+    assert str(tmp_path / "state.json") in str(caught.value)  # the file is named
     signal = ShortIsSure()
     loaded = GreenServRouter.load(
         tmp_path / "state.json", pool(), features=make_hashing_extractor(), cascade_signals=[signal]

@@ -4,9 +4,11 @@ that cannot be read is a StateFileError naming it, and load names the caller's o
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,6 +18,7 @@ from greenserv_core.errors import InvalidInputError, StateFileError
 from greenserv_core.features.extractor import FeatureExtractor
 from greenserv_core.pending import PendingDecisions
 from greenserv_core.persistence import write_state
+from tests.conftest import make_hashing_extractor
 
 
 def _saved_and_loaded(
@@ -150,3 +153,190 @@ def test_a_decision_scored_before_its_outcome_still_awaits_it_after_a_load(
     assert loaded.stats_[decision.model]["energy_joules"] == 5.0
     with pytest.raises(InvalidInputError, match="already recorded"):
         loaded.record_outcome(decision.decision_id, energy_joules=5.0, latency_s=0.1)
+
+
+def _rewritten(path: Path, change: Callable[[dict[str, Any]], None]) -> Path:
+    """The state at ``path`` changed by ``change`` and saved again with a matching checksum (an
+    older version's file, or one edited by hand)."""
+    document = json.loads(path.read_text())
+    change(document["state"])
+    write_state(path, document["state"], fmt=document["format"], version=document["version"])
+    return path
+
+
+def _as_told_by_generations(generations: dict[str, int], of: dict[str, int]) -> Callable[[dict[str, Any]], None]:
+    """A state as saved before 2026-12-05: models under one name told apart by ``generations``
+    and each pending decision's ``generation`` (``of``: by decision id), no ``removed_at``."""
+
+    def change(state: dict[str, Any]) -> None:
+        del state["removed_at"], state["scored_before"]
+        state["generations"] = generations
+        for item in state["pending"]["items"]:
+            item["generation"] = of[item["decision_id"]]
+
+    return change
+
+
+@pytest.mark.parametrize("readded", [True, False], ids=["removed-and-added-again", "removed"])
+def test_a_state_that_told_models_apart_by_generations_keeps_them_apart(
+    fakes: list[FakeBackend], extractor: FeatureExtractor, tmp_path: Path, readded: bool
+) -> None:
+    tick = [1000.0]
+    router = GreenServRouter(fakes, features=extractor, seed=0, pending=PendingDecisions(clock=lambda: tick[0]))
+    before = router.route("What is 2 + 2?", models=["medium"], decision_id="before").decision_id
+    tick[0] += 1.0
+    router.remove_model("medium")
+    generations = {"small": 1, "medium": 1, "large": 1}
+    of = {before: 1}
+    if readded:
+        tick[0] += 1.0
+        router.add_model(FakeBackend("medium", joules_per_token=2.0))
+        generations["medium"] = 2
+        of["after"] = 2
+        router.route("What is 2 + 2?", models=["medium"], decision_id="after")
+    router.save(tmp_path / "state.json")
+    path = _rewritten(tmp_path / "state.json", _as_told_by_generations(generations, of))
+    tick[0] += 1.0
+    pool = [*fakes[:1], FakeBackend("medium", joules_per_token=2.0), fakes[2]]
+    loaded = GreenServRouter.load(path, pool, features=extractor, pending=PendingDecisions(clock=lambda: tick[0]))
+    assert not loaded.feedback(before, 0.0).applied  # was applied: the removed model's score taught the newcomer
+    assert loaded.stats_["medium"]["feedback"] == 0
+    if readded:
+        assert loaded.feedback("after", 1.0).applied  # the model now under the name learns its own
+    fresh = loaded.route("What is 2 + 2?", models=["medium"]).decision_id
+    assert loaded.feedback(fresh, 1.0).applied
+
+
+def test_a_state_whose_generations_cannot_be_told_apart_by_time_is_refused_naming_the_file(
+    fakes: list[FakeBackend], extractor: FeatureExtractor, tmp_path: Path
+) -> None:
+    router = GreenServRouter(fakes, features=extractor, seed=0, pending=PendingDecisions(clock=lambda: 1000.0))
+    router.route("What is 2 + 2?", models=["medium"], decision_id="before")
+    router.remove_model("medium")
+    router.add_model(FakeBackend("medium"))
+    router.route("What is 2 + 2?", models=["medium"], decision_id="after")
+    router.save(tmp_path / "state.json")
+    change = _as_told_by_generations({"small": 1, "medium": 2, "large": 1}, {"before": 1, "after": 2})
+
+    def made_in_one_tick(state: dict[str, Any]) -> None:  # a coarse clock: both read 1000.0
+        change(state)
+        for item in state["pending"]["items"]:
+            item["created_at"] = 1000.0
+
+    path = _rewritten(tmp_path / "state.json", made_in_one_tick)
+    with pytest.raises(StateFileError, match=r"state\.json: .*'medium' apart by generations"):  # was loaded
+        GreenServRouter.load(path, fakes, features=extractor, pending=PendingDecisions(clock=lambda: 1000.0))
+
+
+def test_labelled_escalations_saved_at_the_top_level_still_count_as_labelled(
+    fakes: list[FakeBackend], extractor: FeatureExtractor, tmp_path: Path
+) -> None:
+    from greenserv_core import LabelledAnswer
+
+    router = GreenServRouter(fakes, features=extractor, tradeoff=0.1, seed=0, cascades=[("small", "large")])
+    for prompt in ["What is 2 + 2?", "Tell me a joke.", "Who wrote Hamlet?", "Solve 5x = 20."]:
+        answers = {"small": LabelledAnswer(score=0.0, energy_joules=1.0, confidence=0.1)}
+        router.learn_answers(prompt, {**answers, "large": LabelledAnswer(score=1.0, energy_joules=2.0)})
+    assert router.learner_.escalation_.labelled_thens_ == {"small->large": 4.0}
+    router.save(tmp_path / "state.json")
+
+    def as_before_2026_12_05(state: dict[str, Any]) -> None:
+        state["labelled_thens"] = state["escalation"].pop("labelled_thens")
+
+    path = _rewritten(tmp_path / "state.json", as_before_2026_12_05)
+    loaded = GreenServRouter.load(path, fakes, features=extractor)
+    assert loaded.learner_.escalation_.routed_escalations("small->large") == 0.0  # was 4.0: counted as routed
+    scored = [r.learner_._then_scored("small->large", "large") for r in (loaded, router)]
+    assert scored[0] == scored[1]  # was twice the saved router's
+
+
+def test_a_model_added_again_in_the_tick_it_was_removed_learns_its_own_answers(
+    fakes: list[FakeBackend], extractor: FeatureExtractor
+) -> None:
+    router = GreenServRouter(fakes, features=extractor, seed=0, pending=PendingDecisions(clock=lambda: 1000.0))
+    first = router.route("What is 2 + 2?", models=["medium"]).decision_id  # the clock never moves
+    router.remove_model("medium")
+    router.add_model(FakeBackend("medium", joules_per_token=2.0))
+    second = router.generate("What is 2 + 2?", models=["medium"]).decision_id
+    router.remove_model("medium")
+    router.add_model(FakeBackend("medium", joules_per_token=4.0))
+    third = router.generate("What is 2 + 2?", models=["medium"]).decision_id
+    assert not router.feedback(first, 1.0).applied
+    assert not router.feedback(second, 1.0).applied  # its model left the pool too
+    assert router.feedback(third, 1.0).applied  # was not applied: taken for its predecessors' decision
+    assert router.learner_.energy_.state_dict()["models"]["medium"]["n"] == 1
+
+
+def test_a_feature_extractor_built_alike_takes_the_routers_clusters_and_one_that_learned_others_is_refused(
+    fakes: list[FakeBackend], extractor: FeatureExtractor
+) -> None:
+    router = GreenServRouter(fakes, features=extractor, seed=0)
+    prompts = ["What is 2 + 2?", "Tell me a joke.", "Who wrote Hamlet?", "Solve 5x = 20.", "Write a poem about rain."]
+    for prompt in prompts * 4:
+        router.route(prompt)
+    learned = extractor.clusterer.counts_.tolist()
+    clusters = [extractor.extract(prompt, learn=False).cluster for prompt in prompts]
+    rebuilt = make_hashing_extractor()
+    router.features = rebuilt
+    assert router.features is rebuilt
+    assert rebuilt.clusterer.counts_.tolist() == learned  # was []: the learned clusters dropped
+    assert [rebuilt.extract(prompt, learn=False).cluster for prompt in prompts] == clusters
+    other = make_hashing_extractor()
+    other.extract("Name three rivers in Europe.")  # learned a cluster of its own
+    with pytest.raises(InvalidInputError, match="learned other clusters than the router's"):
+        router.features = other
+    assert router.features is rebuilt
+    router.features = rebuilt  # the same one again
+    assert router.features is rebuilt
+
+
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [(("policy", "rng", "state", "state"), -1), (("pending", "ttl_s"), 10**400), (("budget", "spent"), 10**400)],
+    ids=["negative-rng-state", "huge-ttl", "huge-spent"],
+)
+def test_a_number_out_of_range_in_a_state_file_is_a_state_file_error_naming_it(
+    fakes: list[FakeBackend], extractor: FeatureExtractor, tmp_path: Path, where: tuple[str, ...], value: int
+) -> None:
+    router = GreenServRouter(fakes, features=extractor, seed=0, energy_budget="20J/query")
+    router.generate("What is 2 + 2?")
+    router.save(tmp_path / "state.json")
+
+    def edited(state: dict[str, Any]) -> None:
+        node = state
+        for key in where[:-1]:
+            node = node[key]
+        node[where[-1]] = value
+
+    path = _rewritten(tmp_path / "state.json", edited)
+    with pytest.raises(StateFileError, match=r"state\.json"):  # was a raw OverflowError
+        GreenServRouter.load(path, fakes, features=extractor)
+
+
+def test_a_state_file_error_raised_while_loading_names_the_file(
+    fakes: list[FakeBackend], extractor: FeatureExtractor, tmp_path: Path
+) -> None:
+    path = tmp_path / "state.json"
+    GreenServRouter(fakes, features=extractor, seed=0).save(path)
+    with pytest.raises(StateFileError, match=r"state\.json: saved clustering has 3 clusters"):  # was without the file
+        GreenServRouter.load(path, fakes, features=make_hashing_extractor(n_clusters=4))
+
+
+@pytest.mark.parametrize(
+    ("dtype", "values", "shape"),
+    [("(1000,)f8", [0.0], [1, 1000]), ("O", [0.0], [1]), ("U3", [0.0], [1]), ("int64", [10**30], [1])],
+    ids=["sub-array", "object", "text", "int-too-big"],
+)
+def test_an_array_of_a_state_file_holds_plain_numbers(
+    tmp_path: Path, dtype: str, values: list[float], shape: list[int]
+) -> None:
+    from greenserv_core.persistence import read_state
+
+    path = tmp_path / "state.json"
+    write_state(path, {"x": {"__ndarray__": values, "dtype": dtype, "shape": shape}}, fmt="f", version=1)
+    with pytest.raises(StateFileError, match=r"state\.json holds an array"):  # was read (a sub-array: 1000 times
+        read_state(path, fmt="f", version=1)  # the file's numbers) or a raw OverflowError
+    plain = {"x": np.arange(3.0), "y": np.array([True]), "z": np.array([3], dtype=np.uint8)}
+    write_state(path, plain, fmt="f", version=1)
+    read = read_state(path, fmt="f", version=1)
+    assert [(read[k].tolist(), read[k].dtype) for k in plain] == [(v.tolist(), v.dtype) for v in plain.values()]

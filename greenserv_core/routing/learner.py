@@ -31,6 +31,7 @@ from __future__ import annotations
 import base64
 import copy
 import logging
+import math
 import threading
 import time
 import uuid
@@ -274,7 +275,7 @@ class RoutingLearner:
             if self.cascades_.pop(name, None) is not None:
                 self.escalation_.remove(name)
             self.policy_.remove_arm(name)
-            self.removed_at_[name] = self._now()
+            self.removed_at_[name] = self._stamp(name)  # after every decision of the model leaving
             self.priors_.pop(name, None)
             self.energy_.remove_model(name)
             self.latency_.remove_model(name)
@@ -388,7 +389,7 @@ class RoutingLearner:
                 features.task,
                 features.prompt_tokens,
                 tradeoff,
-                self._now(),
+                self._stamp(choice.arm),
                 predicted_joules=chosen_joules,
                 budget_joules=per_query,
                 energy_bounds=(
@@ -873,6 +874,14 @@ class RoutingLearner:
         clock = getattr(self.pending_, "clock", None)
         return float(clock()) if callable(clock) else time.time()
 
+    def _stamp(self, name: str) -> float:
+        """The time of a decision for ``name`` (:meth:`_now`), but after the name last left the
+        pool: a clock of coarse ticks may read the same, and the decision must not be taken for
+        its predecessor's."""
+        now = self._now()
+        removed = self.removed_at_.get(name)
+        return now if removed is None else max(now, math.nextafter(removed, math.inf))
+
     def _current(self, pending: PendingDecision) -> bool:
         """Whether the model a decision chose is still the one in the pool under that name
         (not one removed after the decision, whatever joined under its name since)."""
@@ -1117,6 +1126,7 @@ class RoutingLearner:
             scale = state.get("energy_scale", "seen")  # saved before the scale was recorded: "seen"
             if scale not in ENERGY_SCALES:
                 raise StateFileError(f"saved state has energy scale {scale!r}; this version knows {ENERGY_SCALES}")
+            saved_removals = state["removed_at"] if "removed_at" in state else _removals_of_generations(state)
             self.policy_.load_state_dict(state["policy"])
             replace_prior = getattr(self.policy_, "replace_prior", None)
             if callable(replace_prior):  # the models' priors now, not those saved (a model card may have changed)
@@ -1154,9 +1164,12 @@ class RoutingLearner:
             if self.pacer_ is not None and state.get("budget") is not None:
                 self.pacer_.load_state_dict(state["budget"])
             if state.get("escalation") is not None:
-                self.escalation_.load_state_dict(state["escalation"])
-            saved_removals = state.get("removed_at") or {}
-            self.removed_at_ = {**self.removed_at_, **{str(k): float(v) for k, v in saved_removals.items()}}
+                escalation = state["escalation"]
+                # states saved before 2026-12-05 (10b83eb) keep the labelled escalations at the top level
+                if "labelled_thens" not in escalation and "labelled_thens" in state:
+                    escalation = {**escalation, "labelled_thens": state["labelled_thens"]}
+                self.escalation_.load_state_dict(escalation)
+            self.removed_at_ = {**self.removed_at_, **{str(k): float(v) for k, v in (saved_removals or {}).items()}}
             self.scored_before_ = {str(k): float(v) for k, v in (state.get("scored_before") or {}).items()}
             for name in joined:  # a model the saved state does not know: the name's tallies are not its own
                 if name in self.tallies_.counts_:
@@ -1175,6 +1188,36 @@ class RoutingLearner:
                     minima={key: value for key, value in held.minima.items() if key not in fresh_keys},
                     maxima={key: value for key, value in held.maxima.items() if key not in fresh_keys},
                 )
+
+
+def _removals_of_generations(state: Mapping[str, Any]) -> dict[str, float]:
+    """When each name left the pool, for a state saved before 2026-12-05 (13acf61), which told the
+    models under one name apart by ``generations`` (how many times the name joined) and each
+    pending decision's ``generation``: the latest decision of a model removed since, so that its
+    decisions come before the removal and those of the model now under the name after. A state
+    whose decisions of the two are not in that order cannot be translated (:class:`StateFileError`)."""
+    generations = state.get("generations") or {}
+    if not generations:
+        return {}
+    arms = set(state["policy"]["arms"])
+    pending = state["pending"]
+    stale: dict[str, list[float]] = {}  # the decisions of a model removed since, by name
+    current: dict[str, list[float]] = {}
+    for item in [*pending.get("items", []), *pending.get("awaiting", [])]:
+        name, made, generation = str(item["model"]), float(item["created_at"]), item.get("generation")
+        removed = name not in arms or (generation is not None and int(generation) != int(generations.get(name, 1)))
+        (stale if removed else current).setdefault(name, []).append(made)
+    removals: dict[str, float] = {}
+    for name, times in stale.items():
+        removals[name] = max(times)
+        if any(later <= removals[name] for later in current.get(name, [])):
+            raise StateFileError(
+                f"the saved state tells the models under the name {name!r} apart by generations (as saved "
+                "before 2026-12-05), and a decision pending for the model removed is not older than one for "
+                "the model now under it: this version cannot tell them apart; give feedback for the pending "
+                "decisions (or let them expire) with the version that saved the state, then save it again"
+            )
+    return removals
 
 
 def _accuracy(estimate: float) -> float:

@@ -35,12 +35,15 @@ def write_router_state(path: str | Path, state: Mapping[str, Any]) -> None:
 
 @contextmanager
 def state_errors(path: str | Path) -> Iterator[None]:
-    """Turn a missing or mistyped field of a saved state into a :class:`StateFileError`."""
+    """Turn a missing or mistyped field of a saved state into a :class:`StateFileError`, and name
+    the file in one raised below that does not."""
     try:
         yield
-    except StateFileError:
-        raise
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
+    except StateFileError as error:
+        if str(path) in str(error):
+            raise
+        raise StateFileError(f"{path}: {error}") from error
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as error:
         raise StateFileError(f"{path} does not hold a compatible router state: {error!r}") from error
 
 
