@@ -947,3 +947,102 @@ def test_an_under_spent_pacer_banks_at_most_bank_queries_worth() -> None:
         pacer.observe(1.0)  # 9 J a query left unspent
     assert pacer.allowance() - pacer.spent_ == pytest.approx(3 * 10.0)  # was 180 J: all of it banked
     assert pacer.forfeited_ == pytest.approx(20 * 9.0 - 3 * 10.0)
+
+
+def test_a_pacer_loaded_under_other_units_does_not_solve_its_price_on_the_saved_decisions() -> None:
+    rng = np.random.default_rng(0)
+
+    def answer(pacer: BudgetPacer) -> float:
+        tradeoff = pacer.status().tradeoff
+        values = np.array([0.5, 0.7, 0.85]) + rng.normal(0.0, 0.1, 3)
+        joules = np.array([5.0, 15.0, 40.0]) * rng.uniform(0.5, 1.5)
+        units = joules / 12.0 if pacer.price_on == "joules" else (joules - 2.5) / 57.5
+        pacer.remember(values, units, joules)
+        pick = int(np.argmax((1 - tradeoff) * values - tradeoff * units))
+        pacer.observe(float(joules[pick]), predicted=float(joules[pick]))
+        return float(joules[pick])
+
+    saved = BudgetPacer(EnergyBudget.per_query(12.0))  # priced on the energy scale
+    for _ in range(400):
+        answer(saved)
+    loaded = BudgetPacer(EnergyBudget.per_query(12.0), price_on="joules")
+    loaded.load_state_dict(saved.state_dict())
+    assert loaded.price_ is None and len(loaded.recent_) == 0  # was 300 decisions costed on the energy scale
+    assert np.mean([answer(loaded) for _ in range(100)]) / 12.0 >= 0.85  # was 0.49: its price solved on them
+
+
+def _flood(pacer: BudgetPacer, answers: int, clock: Clock | None = None) -> None:
+    """``answers`` answers (one a second with a ``clock``) of a cheap model at 10 J or a dear one at 30 J."""
+    for _ in range(answers):
+        if clock is not None:
+            clock.now += 1.0
+        status = pacer.status()
+        values, units, joules = np.array([0.5, 0.8]), np.array([0.0, 1.0]), np.array([10.0, 30.0])
+        pacer.remember(values, units, joules)
+        pick = 0 if not status.met else int(np.argmax((1 - status.tradeoff) * values - status.tradeoff * units))
+        pacer.observe(float(joules[pick]), predicted=float(joules[pick]))
+
+
+def test_a_window_budget_no_model_can_meet_after_a_quiet_spell_is_said_to_be_out_of_reach(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = Clock()
+    pacer = BudgetPacer(EnergyBudget.parse("100J/100s"), clock=clock)  # 1 W; the cheap model alone spends 10 W
+    with caplog.at_level(logging.WARNING, logger="greenserv"):
+        _flood(pacer, 1, clock)
+        clock.now += 100 * 100.0  # a hundred quiet windows
+        _flood(pacer, 300, clock)
+    status = pacer.status()
+    assert status.window_remaining_joules is not None and status.window_remaining_joules < 0
+    assert not status.met and "cannot be met" in status.describe()  # was met: the quiet windows were a credit
+    assert len([r for r in caplog.records if "cannot be met" in r.getMessage()]) == 1  # was none
+
+
+def test_a_reloaded_pacer_says_once_in_its_own_log_that_its_budget_cannot_be_met(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    pacer = BudgetPacer(EnergyBudget.per_query(5.0))
+    with caplog.at_level(logging.WARNING, logger="greenserv"):
+        _flood(pacer, 150)
+        again = BudgetPacer(EnergyBudget.per_query(5.0))  # another process, from the saved state
+        again.load_state_dict(pacer.state_dict())
+        _flood(again, 150)
+    assert not again.status().met
+    assert len([r for r in caplog.records if "cannot be met" in r.getMessage()]) == 2  # was 1: never in its log
+
+
+def test_an_overspend_replicas_made_together_is_carried_when_a_sync_brings_it_after_the_window_closed() -> None:
+    from greenserv_core.statistics import Statistics
+
+    now = [1000.0]
+    budget = EnergyBudget.parse("100J/10s")
+    replicas = [BudgetPacer(budget, clock=lambda: now[0]) for _ in range(2)]
+    shared = Statistics()
+
+    def sync() -> None:
+        nonlocal shared
+        merged = shared
+        for replica in replicas:
+            merged = merged.plus(replica.statistics().minus(shared))
+        for replica in replicas:
+            replica.load_statistics(merged)
+        shared = merged
+
+    for replica in replicas:
+        replica.status()  # both open window 0
+    sync()
+    for replica in replicas:
+        replica.observe(75.0)  # window 0: 150 J together, each seeing its own 75 J
+    now[0] = 1011.0
+    for replica in replicas:
+        replica.observe(1.0)  # each closes window 0 on its own share, before the sync
+    sync()
+    sync()  # nothing carried twice
+    replicas.append(BudgetPacer(budget, clock=lambda: now[0]))  # and one restarted from a saved state
+    replicas[-1].load_state_dict(replicas[0].state_dict())
+    sync()
+    for replica in replicas:
+        assert replica.windows_[0] == 150.0 and replica.debt_ == 50.0  # was 0: window 0 was closed on 75 J
+        assert replica.status().window_remaining_joules == 100.0 - 2.0 - 50.0
+    now[0] = 1021.0  # window 2: window 1's 2 J and its 50 J of debt fit in its budget
+    assert replicas[0].status().window_remaining_joules == 100.0

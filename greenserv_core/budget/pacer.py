@@ -48,7 +48,9 @@ is not a credit.
 
 When even the highest λ spends more than the budget for ten re-solves in a row (after the
 first ``horizon`` answers), the budget cannot be met: the router then answers with the
-cheapest eligible model, and says so once in the log and in every record while it lasts.
+cheapest eligible model, and says so once in the log (of each process) and in every record
+while it lasts. It lasts while the spend is beyond the allowance: a window budget's current
+window, with the debt carried into it, against the window's allowance accrued so far.
 
 >>> from greenserv_core.budget.spec import EnergyBudget
 >>> pacer = BudgetPacer(EnergyBudget.per_query(10.0))
@@ -248,9 +250,10 @@ class BudgetPacer:
     the bank), ``predicted_``/``measured_`` (the joules predicted for and measured on the
     answers whose prediction was known), ``start_`` (the clock at the first decision),
     ``windows_`` (joules per window index), ``debt_`` (overspend carried from past windows),
-    ``last_window_``, ``history_``, ``trailing_`` (the joules of the guard's last answers; each
-    replica keeps its own), ``errors_`` (the last ``memory`` answers' predicted and measured
-    joules) and ``own_predicted_`` (how many such answers; each replica's own),
+    ``last_window_``, ``carried_`` (the debt carried into each window kept), ``history_``,
+    ``trailing_`` (the joules of the guard's last answers; each replica keeps its own),
+    ``errors_`` (the last ``memory`` answers' predicted and measured joules) and
+    ``own_predicted_`` (how many such answers; each replica's own),
     ``in_flight_`` (the guard's answers routed and not yet measured) and ``recent_`` (the
     remembered decisions the price is re-solved on; saved, and each replica keeps its own).
     """
@@ -312,6 +315,8 @@ class BudgetPacer:
         self.window_answers_: dict[int, int] = {}
         self.debt_ = 0.0
         self.last_window_: int | None = None
+        self.carried_: dict[int, float] = {}
+        """The debt carried into each window kept (each replica's own), carried again after a merge."""
         self.history_: list[tuple[int, float]] = []
         self.recent_ = _RecentDecisions(self.memory)
         self.trailing_: deque[float] = deque(maxlen=self._trailing_length())
@@ -399,6 +404,17 @@ class BudgetPacer:
             earned = rate * max(0.0, self._elapsed(self._now() if now is None else now))
         return earned - self.forfeited_
 
+    def _overspent(self, now: float) -> bool:
+        """Whether the spend is beyond the allowance: the whole run's for a budget per query; the
+        current window's and the debt carried into it for a window budget, against the window's
+        allowance so far (the time before it is no credit)."""
+        window, rate = self.budget.window_s, self.budget.joules_per_second
+        if window is None or rate is None:
+            return self.spent_ > self.allowance(now)
+        index = self._window(now)
+        into = self._elapsed(now) - index * window
+        return self.windows_.get(index, 0.0) + self._debt_at(index) > rate * into
+
     def _window(self, now: float) -> int:
         assert self.budget.window_s is not None
         return int(self._elapsed(now) // self.budget.window_s)
@@ -438,7 +454,7 @@ class BudgetPacer:
             answers=self.answers_,
             allowance_joules=allowance,
             window_remaining_joules=remaining,
-            met=not (self.saturated_ and self.spent_ > allowance),
+            met=not (self.saturated_ and self._overspent(now)),
             history=tuple(self.history_[-5:]),
             answer_cap_joules=self.answer_cap(),
         )
@@ -527,9 +543,17 @@ class BudgetPacer:
             del self.windows_[old]
         for old in [k for k in self.window_answers_ if k < index - 2]:
             del self.window_answers_[old]
+        for old in [k for k in self.carried_ if k < index - 2]:
+            del self.carried_[old]
 
     def _close_windows(self, index: int) -> None:
-        """Carry the overspend of the windows before ``index`` into it (never an underspend)."""
+        """Carry the overspend of the windows before ``index`` into it (never an underspend),
+        noting the debt carried into each window kept."""
+        if self.last_window_ is not None:  # (a replica that joins, or a state saved before they were noted)
+            self.carried_.setdefault(self.last_window_, self.debt_)
+        if self.last_window_ is None or index > self.last_window_:
+            first = index if self.last_window_ is None else max(self.last_window_ + 1, index - 2)
+            self.carried_.update({k: self._debt_at(k) for k in range(first, index + 1)})
         self.debt_ = self._debt_at(index)
         self.last_window_ = index if self.last_window_ is None else max(self.last_window_, index)
 
@@ -679,7 +703,7 @@ class BudgetPacer:
         self._saturated_for = self._saturated_for + 1 if self.saturated_ else 0
         if self._saturated_for < _SATURATED_RESOLVES:  # a passing spell of dear queries is not a verdict
             self.saturated_ = False
-        if self.saturated_ and self.spent_ > self.allowance(now) and not self._warned:
+        if self.saturated_ and self._overspent(now) and not self._warned:
             self._warned = True
             logger.warning(
                 "the energy budget %s cannot be met: even the cheapest eligible models spend more; "
@@ -730,6 +754,12 @@ class BudgetPacer:
             if self.last_window_ is None:  # a replica that joins: the recent windows' overspend is its debt too
                 self.last_window_ = max(min(self.windows_), index - 3)  # (the store keeps every window)
             self._close_windows(index)  # before the windows it carries from are pruned
+            # another replica's spend may reach a window this one closed on its own share: carry
+            # again from the debt carried into the oldest window kept (its spend is not in it)
+            oldest = min(k for k in self.carried_ if k >= index - 2)
+            if oldest < index == self.last_window_:
+                self.last_window_, self.debt_ = oldest, self.carried_[oldest]
+                self._close_windows(index)
             self._prune_windows(index)  # old windows other replicas still send
         self._since_resolve = self.resolve_every
 
@@ -748,6 +778,7 @@ class BudgetPacer:
             "window_answers": {str(k): v for k, v in self.window_answers_.items()},
             "debt": self.debt_,
             "last_window": self.last_window_,
+            "carried": {str(k): v for k, v in self.carried_.items()},
             "history": [list(p) for p in self.history_],
             "saturated": self.saturated_,
             "latest": self.latest_,
@@ -758,7 +789,6 @@ class BudgetPacer:
             "recent": self.recent_.state_dict(),
             "since_resolve": self._since_resolve,
             "saturated_for": self._saturated_for,
-            "warned": self._warned,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -778,6 +808,7 @@ class BudgetPacer:
         self.window_answers_ = {int(k): int(v) for k, v in state.get("window_answers", {}).items()}
         self.debt_ = float(state.get("debt", 0.0))
         self.last_window_ = None if state.get("last_window") is None else int(state["last_window"])
+        self.carried_ = {int(k): float(v) for k, v in state.get("carried", {}).items()}
         self.history_ = [(int(a), float(b)) for a, b in state["history"]]
         self.saturated_ = bool(state.get("saturated", False))
         self.latest_ = None if state.get("latest") is None else float(state["latest"])
@@ -786,8 +817,9 @@ class BudgetPacer:
         self.errors_ = deque(((float(p), float(m)) for p, m in state.get("errors", [])), maxlen=self.memory)
         self.own_predicted_ = int(state.get("own_predicted", 0))
         self.recent_ = _RecentDecisions(self.memory)
-        if state.get("recent") is not None:  # saved before the decisions were: re-solved on the new ones
+        # saved before the decisions were, or their costs in the other units: re-solved on the new ones
+        if state.get("recent") is not None and same_units:
             self.recent_.load_state_dict(state["recent"])
         self._since_resolve = int(state.get("since_resolve", 0))
         self._saturated_for = int(state.get("saturated_for", 0))
-        self._warned = bool(state.get("warned", False))
+        self._warned = False  # said once in each process's log
