@@ -596,8 +596,15 @@ class GreenServRouter:
         (0, 1)
         """
         self.backend(model)
-        features = self.features.extract(messages, learn=False)  # a labelled row is not live traffic
+        features = self.features.extract(messages, learn=self._forms_clusters())
         self.learner_.learn(features, model, score=score, energy_joules=energy_joules, latency_s=latency_s)
+
+    def _forms_clusters(self) -> bool:
+        """Whether a labelled row's prompt is learned by the clustering: a labelled row is not
+        live traffic, except that it forms the clusters not yet formed, as the first queries
+        would (else every row taught before them is taught in cluster 0, a context the queries
+        of other topics never get)."""
+        return not self.features.clusterer.formed
 
     def learn_answers(
         self, messages: Sequence[Message] | str, answers: Mapping[str, LabelledAnswer]
@@ -629,7 +636,7 @@ class GreenServRouter:
         for model in answers:
             if not isinstance(answers[model], LabelledAnswer):
                 raise InvalidInputError(f"the answer of {model!r} must be a LabelledAnswer, got {answers[model]!r}")
-        features = self.features.extract(messages, learn=False)  # labelled rows are not live traffic
+        features = self.features.extract(messages, learn=self._forms_clusters())
         return self.learner_.learn_answers(
             features, answers, None if self.learner_.pacer_ else self.tradeoff, max_joules=self.max_joules
         )

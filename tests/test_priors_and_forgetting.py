@@ -135,6 +135,34 @@ def test_learn_teaches_an_outcome_that_was_not_routed() -> None:
         router.learn("hi", "a", energy_joules=-1.0)
 
 
+@pytest.mark.parametrize("teach", ["learn", "learn_answers"])
+def test_labelled_rows_taught_before_any_query_are_taught_in_the_clusters_they_route_to(teach: str) -> None:
+    """Every row taught before the clusters formed was taught in cluster 0."""
+    from greenserv_core import LabelledAnswer
+
+    router = GreenServRouter([FakeBackend("a"), FakeBackend("b")], features=_features(), seed=0)
+    taught: list[int] = []
+    shipped = getattr(router.learner_, teach)
+
+    def noted(features, *args, **kwargs):  # type: ignore[no-untyped-def]
+        taught.append(features.cluster)
+        return shipped(features, *args, **kwargs)
+
+    setattr(router.learner_, teach, noted)
+    prompts = ["What is 2 + 2?", "Write a poem about the rain in spring.", "Who wrote Hamlet, and when?"] * 2
+    for prompt in prompts:
+        if teach == "learn":
+            router.learn(prompt, "b", score=1.0, energy_joules=2.0, latency_s=0.1)
+        else:
+            router.learn_answers(prompt, {"b": LabelledAnswer(score=1.0, energy_joules=2.0, latency_s=0.1)})
+    assert len(set(taught)) == 3  # were all 0
+    centroids = router.features.clusterer.centroids_.copy()
+    router.learn("Compute 6 * 7.", "a", score=0.0)  # once formed, a labelled row moves no centroid
+    assert (router.features.clusterer.centroids_ == centroids).all()
+    routed = [router.route(prompt).features.cluster for prompt in prompts]
+    assert taught[: len(prompts)] == routed
+
+
 def test_a_newcomer_starts_from_the_pool_mean_with_pool_prior() -> None:
     x = np.array([1.0, 0.0])
     pooled, plain = LinUCB(2, pool_prior=True, seed=0), LinUCB(2, seed=0)

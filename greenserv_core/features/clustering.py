@@ -76,6 +76,11 @@ class OnlineKMeans:
         similarities: np.ndarray = (self.centroids_ @ x) / np.maximum(norms, 1e-12)
         return similarities
 
+    @property
+    def formed(self) -> bool:
+        """Whether all ``n_clusters`` centroids exist (until then, distinct embeddings learned form them)."""
+        return self.centroids_ is not None and len(self.centroids_) >= self.n_clusters
+
     def predict(self, embedding: np.ndarray) -> int:
         """Nearest centroid by cosine, without learning. Before any seed: cluster 0."""
         x = self._unit(embedding)
