@@ -251,7 +251,13 @@ class PendingDecisions:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._items = OrderedDict((item["decision_id"], PendingDecision.from_dict(item)) for item in state["items"])
+        items = [item for item in state["items"] if item.get("score") is None]
+        scored = [item for item in state["items"] if item.get("score") is not None]  # saved before 2026-12-05
+        self._items = OrderedDict((item["decision_id"], PendingDecision.from_dict(item)) for item in items)
         self._gone = OrderedDict(state["gone"])
         self._awaiting = {item["decision_id"]: PendingDecision.from_dict(item) for item in state.get("awaiting", [])}
+        for item in scored:  # a decision scored before its outcome: scored, and awaiting its outcome
+            self._gone[item["decision_id"]] = "scored"
+            if item.get("energy_joules") is None:
+                self._awaiting[item["decision_id"]] = PendingDecision.from_dict(item)
         self.evict()

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from greenserv_core import FakeBackend, GreenServRouter
-from greenserv_core.errors import InvalidInputError, StateFileError
+from greenserv_core.errors import DecisionAlreadyScoredError, InvalidInputError, StateFileError
 from greenserv_core.features.extractor import FeatureExtractor
 from greenserv_core.pending import PendingDecisions
 from greenserv_core.persistence import write_state
@@ -162,6 +162,29 @@ def _rewritten(path: Path, change: Callable[[dict[str, Any]], None]) -> Path:
     change(document["state"])
     write_state(path, document["state"], fmt=document["format"], version=document["version"])
     return path
+
+
+def test_a_decision_scored_before_its_outcome_in_an_older_state_is_not_scored_again(
+    fakes: list[FakeBackend], extractor: FeatureExtractor, tmp_path: Path
+) -> None:
+    """Saved before 2026-12-05, it stayed among the pending items with its score: it loaded as
+    unscored, and took a second score."""
+    router = GreenServRouter(fakes, features=extractor, seed=0)
+    decision = router.route("What is 2 + 2?")
+    router.feedback(decision.decision_id, 1.0)
+    router.save(tmp_path / "state.json")
+
+    def as_before(state: dict[str, Any]) -> None:
+        pending = state["pending"]
+        (item,) = pending.pop("awaiting")
+        del pending["gone"][decision.decision_id]
+        pending["items"].append({**item, "score": 1.0})
+
+    loaded = GreenServRouter.load(_rewritten(tmp_path / "state.json", as_before), fakes, features=extractor)
+    with pytest.raises(DecisionAlreadyScoredError):
+        loaded.feedback(decision.decision_id, 0.0)
+    loaded.record_outcome(decision.decision_id, energy_joules=5.0, latency_s=0.1)  # still awaited
+    assert loaded.stats_[decision.model]["energy_joules"] == 5.0
 
 
 def _as_told_by_generations(generations: dict[str, int], of: dict[str, int]) -> Callable[[dict[str, Any]], None]:
