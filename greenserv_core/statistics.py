@@ -72,7 +72,14 @@ def _combine(
         if key not in out:
             out[key] = value.copy()
             continue
-        a, b = _align(out[key], value, zeros=zeros)
+        try:
+            a, b = _align(out[key], value, zeros=zeros)
+        except InvalidInputError as error:
+            raise InvalidInputError(
+                f"{error} (statistics {key!r}): replicas whose context vectors differ in length (another "
+                "n_clusters, other task types or another embedder) cannot share learning; give every replica "
+                "the same features"
+            ) from None
         out[key] = op(a, b)
     return out
 

@@ -1390,3 +1390,14 @@ def test_a_new_files_mode_is_read_without_setting_the_umask(monkeypatch: pytest.
     finally:
         monkeypatch.undo()
         os.umask(umask)
+
+
+def test_replicas_with_another_number_of_clusters_are_told_why_they_cannot_share() -> None:
+    store = InMemoryStore()
+    replicas = [SharedLearning(make_router(n_clusters=k), store) for k in (3, 4)]
+    for replica in replicas:
+        answer = replica.router.generate("What is 2 + 2?", max_new_tokens=4)
+        replica.router.feedback(answer.decision_id, 1.0)
+    replicas[0].sync()
+    with pytest.raises(InvalidInputError, match="another n_clusters"):  # was only "cannot merge ... of shapes"
+        replicas[1].sync()
