@@ -200,6 +200,19 @@ def _as_told_by_generations(generations: dict[str, int], of: dict[str, int]) -> 
     return change
 
 
+def test_an_older_state_whose_pending_decisions_are_in_redis_drops_late_scores_for_names_that_changed_hands() -> None:
+    """Its decisions are not in the file: no removal time was found, and a removed model's late
+    score went to the model under its name now."""
+    from greenserv_core.routing.learner import _removals_of_generations
+
+    state = {
+        "generations": {"small": 1, "medium": 2, "gone": 1},
+        "policy": {"arms": ["small", "medium"]},
+        "pending": {"store": "redis", "items": [], "gone": {}},
+    }
+    assert _removals_of_generations(state, 1000.0) == {"gone": 1000.0, "medium": 1000.0}
+
+
 @pytest.mark.parametrize("readded", [True, False], ids=["removed-and-added-again", "removed"])
 def test_a_state_that_told_models_apart_by_generations_keeps_them_apart(
     fakes: list[FakeBackend], extractor: FeatureExtractor, tmp_path: Path, readded: bool

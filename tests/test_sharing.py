@@ -1401,3 +1401,105 @@ def test_replicas_with_another_number_of_clusters_are_told_why_they_cannot_share
     replicas[0].sync()
     with pytest.raises(InvalidInputError, match="another n_clusters"):  # was only "cannot merge ... of shapes"
         replicas[1].sync()
+
+
+def test_an_outcome_the_redis_pending_store_cannot_write_is_learned_once(tmp_path: Path) -> None:
+    """Redis failed between record_outcome's read and its write: the joules were learned, then
+    learned again as an expired decision's (140 J counted for a 70 J answer)."""
+    import redis
+
+    from greenserv_core.sharing import RedisPendingDecisions
+
+    with redis_server(tmp_path) as url:
+        store = RedisPendingDecisions(url=url, prefix="once")
+        written = store.client.set
+
+        def set_unless_outcome(*args: object, **kwargs: object) -> object:
+            if kwargs.get("xx"):  # the outcome's write: Redis is away at that moment
+                raise redis.ConnectionError("Connection refused")
+            return written(*args, **kwargs)
+
+        store.client.set = set_unless_outcome  # type: ignore[method-assign]
+        router = GreenServRouter(
+            [FakeBackend("small", joules_per_token=1.0), FakeBackend("large", joules_per_token=5.0)],
+            features=make_hashing_extractor(),
+            pending=store,
+            seed=0,
+            energy_budget=1e6,
+        )
+        answer = router.generate("What is 2 + 2?", tradeoff=0.4)
+    assert router.learner_.tallies_.counts_[answer.model]["energy_joules"] == answer.energy_joules
+    assert router.learner_.pacer_ is not None and router.learner_.pacer_.spent_ == answer.energy_joules
+
+
+def test_a_cascade_whose_escalation_the_redis_pending_store_missed_still_answers(tmp_path: Path) -> None:
+    """Redis away only while the first model answered: the fixed threshold escalated, Redis was
+    back for the agreement, which was refused ("did not escalate a cascade"): the answer was lost."""
+    import math
+
+    import redis
+
+    from greenserv_core.sharing import RedisPendingDecisions
+
+    with redis_server(tmp_path) as url:
+        store = RedisPendingDecisions(url=url, prefix="blip")
+        away = [False]
+        read = store.client.get
+
+        def get(*args: object, **kwargs: object) -> object:
+            if away[0]:
+                raise redis.ConnectionError("Connection refused")
+            return read(*args, **kwargs)
+
+        store.client.get = get  # type: ignore[method-assign]
+
+        def blip(value: bool, text: str) -> Callable[[object], str]:
+            def reply(messages: object) -> str:
+                away[0] = value
+                return text
+
+            return reply
+
+        small = FakeBackend(
+            "small", reply=blip(True, "four"), joules_per_token=1.0, logprobs=lambda m, t: [math.log(0.01)] * len(t)
+        )
+        router = GreenServRouter(
+            [small, FakeBackend("large", reply=blip(False, "4"), joules_per_token=3.0)],
+            cascades=[("small", "large")],
+            features=make_hashing_extractor(),
+            policy="static:small->large",
+            pending=store,
+            seed=0,
+        )
+        answer = router.generate("What is 2 + 2?")
+        assert answer.text == "4" and [step.action for step in answer.chain][-1] != "kept"
+        assert router.learner_.tallies_.counts_["small->large"]["energy_joules"] == answer.energy_joules
+        router.feedback(answer.decision_id, 1.0)  # scored, as any answer
+
+
+def test_a_model_failing_while_the_redis_pending_store_is_away_is_charged_and_taken_back(tmp_path: Path) -> None:
+    """The store's error on taking the decision back came before the failed attempt's joules were charged."""
+    import redis
+
+    from greenserv_core import MissingResourceError, ModelUnavailableError
+    from greenserv_core.sharing import RedisPendingDecisions
+
+    with redis_server(tmp_path) as url:
+        client = redis.Redis.from_url(url)
+
+        def crash(messages: object) -> str:
+            client.shutdown(nosave=True)
+            raise ModelUnavailableError("GPU fell over", spent_joules=40.0)
+
+        router = GreenServRouter(
+            [FakeBackend("small", reply=crash), FakeBackend("large", reply=crash)],  # the first tried fails
+            features=make_hashing_extractor(),
+            pending=RedisPendingDecisions(url=url, prefix="away"),
+            seed=0,
+            energy_budget=1e6,
+        )
+        with pytest.raises(MissingResourceError, match="cannot be reached"):  # the other model is not run
+            router.generate("What is 2 + 2?", tradeoff=0.4)
+    tallies = router.learner_.tallies_.counts_.values()
+    assert sum(t["decisions"] for t in tallies) == 0 and sum(t["energy_joules"] for t in tallies) == 40.0
+    assert router.learner_.pacer_ is not None and router.learner_.pacer_.spent_ == 40.0

@@ -337,7 +337,7 @@ class Executor:
         ]
         try:
             if agreed is not None:
-                self.learner.record_agreement(decision.decision_id, agreed)
+                self.learner.record_agreement(decision.decision_id, agreed, routed=True)
             self.learner.record_outcome(
                 decision.decision_id,
                 energy_joules=result.energy.joules,
@@ -395,6 +395,13 @@ class Executor:
             except DecisionAlreadyScoredError:  # the caller scored it while it streamed: that score stands
                 logger.info(
                     "decision %s was scored while it streamed: its tool calls are not scored", decision.decision_id
+                )
+            except PendingStoreUnreachableError as error:  # the answer stands; its tool calls' score is lost
+                logger.warning(
+                    "the pending store could not take the score of decision %s's tool calls (%s): the answer is "
+                    "returned unscored",
+                    decision.decision_id,
+                    error,
                 )
         return generation
 

@@ -654,10 +654,12 @@ class RoutingLearner:
                 pending.cascade["escalated"] = False
                 self.pending_.update(pending)
 
-    def record_agreement(self, decision_id: str, agreed: bool) -> None:
+    def record_agreement(self, decision_id: str, agreed: bool, *, routed: bool = False) -> None:
         """After an escalated cascade: whether the second answer agrees with the first (the
         proxy label of the first answer, see :mod:`greenserv_core.cascades.escalation`). A
-        decision already scored (while its answer streamed) has no use for it: nothing is done."""
+        decision already scored (while its answer streamed) has no use for it: nothing is done.
+        ``routed``: called by the router after its own cascade ran, whose escalation the pending
+        store may not have recorded (the cascade's fixed threshold then decided): nothing is done."""
         if not isinstance(agreed, bool):
             raise InvalidInputError(f"agreed must be True or False, got {agreed!r}")
         with self.lock:
@@ -665,6 +667,8 @@ class RoutingLearner:
                 pending = self.pending_.get(decision_id)
             except DecisionAlreadyScoredError:  # scored while it streamed: the rule learned from the score
                 return
+            if routed and pending.cascade is not None and "escalated" not in pending.cascade:
+                return  # decided by the cascade's fixed threshold while the store was away: nothing to label
             if pending.cascade is None or not pending.cascade.get("escalated"):
                 raise InvalidInputError(f"decision {decision_id!r} did not escalate a cascade")
             pending.cascade["agreed"] = agreed
@@ -703,7 +707,10 @@ class RoutingLearner:
         (:meth:`release` frees it if there is none)."""
         with self.lock:
             self._settle(decision.decision_id)
-            self.pending_.discard(decision.decision_id, reusable=True)
+            try:
+                self.pending_.discard(decision.decision_id, reusable=True)
+            except PendingStoreUnreachableError as error:  # the next route says so, before any model runs
+                self._unforgotten(decision.decision_id, error)
             self.rerouting_.add(decision.decision_id)
             self.tallies_.decided(decision.model, by=-1)
 
@@ -732,12 +739,16 @@ class RoutingLearner:
                 if take is not None:
                     take(decision_id)
             except PendingStoreUnreachableError as error:
-                logger.warning(
-                    "decision %s did not complete, and the pending store could not forget it (%s): "
-                    "it stays there until it expires",
-                    decision_id,
-                    error,
-                )
+                self._unforgotten(decision_id, error)
+
+    @staticmethod
+    def _unforgotten(decision_id: str, error: PendingStoreUnreachableError) -> None:
+        logger.warning(
+            "decision %s did not complete, and the pending store could not forget it (%s): "
+            "it stays there until it expires",
+            decision_id,
+            error,
+        )
 
     def withdraw(self, decision: RoutingDecision) -> None:
         """Forget a decision whose model never ran (a batch that failed before its turn): it is
@@ -797,6 +808,10 @@ class RoutingLearner:
             self._settle(decision_id)
             if plan is not None and plan.get("escalated") and len(members) == 1:
                 plan["escalated"] = False  # its second model failed before it answered: the first answer was kept
+            pending.energy_joules = float(energy_joules)
+            pending.energy_source = energy_source
+            if not scored:  # first: a store that fails here leaves nothing learned (the caller may learn it once)
+                self.pending_.update(pending)
             self._learn_cost(
                 pending.model,
                 pending.context,
@@ -807,10 +822,6 @@ class RoutingLearner:
                 predicted=pending.predicted_joules,
                 current=self._current(pending),
             )
-            pending.energy_joules = float(energy_joules)
-            pending.energy_source = energy_source
-            if not scored:
-                self.pending_.update(pending)
 
     def record_expired_outcome(
         self,
@@ -1126,7 +1137,9 @@ class RoutingLearner:
             scale = state.get("energy_scale", "seen")  # saved before the scale was recorded: "seen"
             if scale not in ENERGY_SCALES:
                 raise StateFileError(f"saved state has energy scale {scale!r}; this version knows {ENERGY_SCALES}")
-            saved_removals = state["removed_at"] if "removed_at" in state else _removals_of_generations(state)
+            saved_removals = (
+                state["removed_at"] if "removed_at" in state else _removals_of_generations(state, self._now())
+            )
             self.policy_.load_state_dict(state["policy"])
             replace_prior = getattr(self.policy_, "replace_prior", None)
             if callable(replace_prior):  # the models' priors now, not those saved (a model card may have changed)
@@ -1190,7 +1203,7 @@ class RoutingLearner:
                 )
 
 
-def _removals_of_generations(state: Mapping[str, Any]) -> dict[str, float]:
+def _removals_of_generations(state: Mapping[str, Any], now: float) -> dict[str, float]:
     """When each name left the pool, for a state saved before 2026-12-05 (13acf61), which told the
     models under one name apart by ``generations`` (how many times the name joined) and each
     pending decision's ``generation``: the latest decision of a model removed since, so that its
@@ -1201,6 +1214,16 @@ def _removals_of_generations(state: Mapping[str, Any]) -> dict[str, float]:
         return {}
     arms = set(state["policy"]["arms"])
     pending = state["pending"]
+    if pending.get("store") == "redis":  # its decisions are in Redis, not in the file: none pending counts for
+        changed = sorted(str(name) for name, joined in generations.items() if int(joined) > 1 or name not in arms)
+        if changed:  # a name that changed hands (a late score is dropped rather than given to the wrong model)
+            logger.warning(
+                "the saved state tells the models under %s apart by generations (as saved before 2026-12-05) and "
+                "keeps its pending decisions in Redis, which cannot be told apart by time: their late scores for "
+                "these names are not learned",
+                changed,
+            )
+        return dict.fromkeys(changed, now)
     stale: dict[str, list[float]] = {}  # the decisions of a model removed since, by name
     current: dict[str, list[float]] = {}
     for item in [*pending.get("items", []), *pending.get("awaiting", [])]:
