@@ -4,8 +4,10 @@ Every reading is labelled ``cpu-time-estimate`` with ``measured=False``. The CPU
 whole process's (all threads), so work running beside a generation is counted too; the
 router serialises generations per device, which keeps that to routing and embedding. Windows
 open at once (models on two devices, both estimated) split the process's CPU time evenly
-between them, so that no CPU second is charged twice; a standby window (kept beside a meter
-that measures) is charged only the CPU time no such window takes.
+between them, so that no CPU second is charged twice. A standby window (kept beside a meter
+that measures, in case its reading fails) takes no share from them and is charged its own
+share of the CPU time, as if it were one of them: a window whose measurement failed is never
+free, and only then are some CPU seconds charged twice, at most that window's share.
 """
 
 from __future__ import annotations
@@ -59,13 +61,13 @@ class CpuTimeEstimateMeter(TimedMeter):
         self.watts_per_core = float(watts_per_core)
         self.shared = shared
         """Whether its windows split the process's CPU time with the other estimates open at once;
-        if not (a standby), they take only the CPU time none of those takes."""
+        if not (a standby), they take no share from those and are charged their own share."""
 
     def standby(self) -> CpuTimeEstimateMeter:
         """The same estimate for a window kept beside a meter that measures, in case that one
         fails (:class:`~greenserv_core.energy.FallbackMeter`): it takes no share of the
-        process's CPU time from the estimates that count, and charges only the CPU time that
-        none of them is charged (split with the other standby windows open then)."""
+        process's CPU time from the estimates that count, and is charged its share of it as if
+        it were one of them (so a window whose measurement failed is never read as free)."""
         return CpuTimeEstimateMeter(self.watts_per_core, shared=False)
 
     def _start(self) -> object:

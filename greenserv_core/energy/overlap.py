@@ -1,5 +1,5 @@
 """Time split among windows that are open at once, so that their charges add up to the time
-that passed and no second is charged twice."""
+that passed and no second is charged twice (a standby window aside: see :class:`OverlapShares`)."""
 
 from __future__ import annotations
 
@@ -23,13 +23,16 @@ class OverlapShares:
     >>> now[0] = 4.0; shares.leave(b)
     2.5
 
-    A ``standby`` request takes no share from the others: it is charged only the time while
-    none of them runs, split with the other standby requests then.
+    A ``standby`` request takes no share from the others (they are split as if it were not
+    there), and is charged its own share as if it were: ``1/(n + m)`` of every second while
+    ``n`` others and ``m`` standby requests run. Its charge is used only where it stands in for
+    a reading that failed (a GPU counter reset), so such a window is never free, and the charges
+    then exceed the time by at most the standby's share.
 
     >>> s = shares.enter(standby=True); a = shares.enter(); now[0] = 5.0; shares.leave(a)
     1.0
-    >>> now[0] = 7.0; shares.leave(s)
-    2.0
+    >>> now[0] = 7.0; shares.leave(s)  # half of 1 s beside a, then 2 s alone
+    2.5
     """
 
     def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
@@ -42,11 +45,15 @@ class OverlapShares:
 
     def _advance(self) -> None:
         now = self.clock()
-        takers = self._charged or self._standby  # standby requests share only the time no other takes
-        if takers:
-            share = (now - self._last) / len(takers)
-            for ticket in takers:
-                takers[ticket] += share
+        elapsed = now - self._last
+        if self._charged:
+            share = elapsed / len(self._charged)
+            for ticket in self._charged:
+                self._charged[ticket] += share
+        if self._standby:
+            share = elapsed / (len(self._charged) + len(self._standby))
+            for ticket in self._standby:
+                self._standby[ticket] += share
         self._last = now
 
     def enter(self, *, standby: bool = False) -> int:
