@@ -342,6 +342,7 @@ def test_inputs_that_are_not_numbers_are_refused_by_name_and_numpy_integers_are_
     for tiny in (1e-200, 1e-12):  # accepted: θ infinite after one answer; an estimate of 0.8 read 3.8
         with pytest.raises(InvalidInputError, match="l2 must be at least"):
             LinUCB(2, l2=tiny)
+    assert LinUCB(2, l2=1e-8).l2 == 1e-8  # exact there: a router saved with it still loads
     policy = LinUCB(3, seed=0)
     policy.add_arm("a")
     for context in (["x", "y", "z"], [1, 10**400, 0]):  # were numpy's ValueError and OverflowError

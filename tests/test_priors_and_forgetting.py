@@ -432,6 +432,11 @@ def test_a_model_with_a_quality_prior_is_watched_for_drift_once_past_its_strengt
         if policy.drift_alarms_:
             break
     assert policy.drift_alarms_ == {"m": 1} and answer < 60
+    named = EpsilonGreedy(features.dimension, seed=0)
+    named.add_arm("m", arm_prior(QualityPrior({"chat": 0.9}, strength=10), features))
+    row = named.ridge_.row("m")
+    assert named._prior_worth("m", row, features.encode("chat", 0, 0)) == pytest.approx(10, abs=1)
+    assert named._prior_worth("m", row, features.encode("math", 0, 0)) < 2  # was 11: a type it says little of
 
 
 def test_a_quality_prior_checks_every_score_and_its_strength() -> None:

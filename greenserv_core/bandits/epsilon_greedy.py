@@ -202,7 +202,8 @@ class EpsilonGreedy(EpsilonExploration, LinearPolicy):
         )
 
     def _prior_worth(self, arm: str, row: int, x: np.ndarray) -> float:
-        """How many answers ``arm``'s prior is worth at context ``x``: ``1/(xᵀP⁺x)``, at most
+        """How many answers ``arm``'s prior is worth at context ``x``: ``1/(xᵀ(P + l2·I)⁻¹x)``
+        (with the ridge's own penalty, a context the prior says little of gets little), at most
         the pseudo-answers' whole weight (0 without a prior)."""
         prior = self.ridge_.prior_xx[row]
         total = float(prior[0, 0])  # the pseudo-answers' weight (the intercept column)
@@ -210,7 +211,8 @@ class EpsilonGreedy(EpsilonExploration, LinearPolicy):
             return 0.0
         known = self._prior_inverses.get(arm)
         if known is None or not np.array_equal(known[0], prior):
-            known = self._prior_inverses[arm] = (prior.copy(), np.linalg.pinv(prior))
+            penalty = float(self.ridge_.l2s[row]) * np.eye(len(prior))
+            known = self._prior_inverses[arm] = (prior.copy(), np.linalg.inv(prior + penalty))
         spread = float(x @ known[1] @ x)
         return total if spread * total <= 1.0 else 1.0 / spread
 

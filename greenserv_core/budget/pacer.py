@@ -822,4 +822,4 @@ class BudgetPacer:
             self.recent_.load_state_dict(state["recent"])
         self._since_resolve = int(state.get("since_resolve", 0))
         self._saturated_for = int(state.get("saturated_for", 0))
-        self._warned = False  # said once in each process's log
+        # (``_warned`` is this object's: said once in each process's log, and kept by a rollback)
