@@ -507,6 +507,17 @@ def test_learn_refuses_a_measurement_that_is_not_a_number() -> None:
             router.learn("hi", "solo", **bad)  # type: ignore[arg-type]
 
 
+def test_an_outcome_a_cost_model_refuses_leaves_the_decision_awaiting_its_outcome() -> None:
+    """The refused outcome stayed recorded: the corrected one was refused as already recorded."""
+    pool = [FakeBackend(name, context_window=8192) for name in ("a", "b")]
+    router = GreenServRouter(pool, features=make_hashing_extractor(), seed=0)
+    decision = router.route("word " * 3000)  # a long prompt: the cost model's update of 1e308 J overflows
+    with pytest.raises(InvalidInputError, match="overflows"):
+        router.record_outcome(decision.decision_id, energy_joules=1e308, latency_s=1.0)
+    router.record_outcome(decision.decision_id, energy_joules=70.0, latency_s=1.0)
+    assert router.stats_[decision.model]["energy_joules"] == 70.0
+
+
 def test_a_model_added_after_a_cascade_keeps_the_arms_order_that_load_rebuilds(fakes, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     router = GreenServRouter(
         fakes, features=make_hashing_extractor(), seed=3, strategy="random", cascades=[("small", "large")]

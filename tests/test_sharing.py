@@ -1503,3 +1503,85 @@ def test_a_model_failing_while_the_redis_pending_store_is_away_is_charged_and_ta
     tallies = router.learner_.tallies_.counts_.values()
     assert sum(t["decisions"] for t in tallies) == 0 and sum(t["energy_joules"] for t in tallies) == 40.0
     assert router.learner_.pacer_ is not None and router.learner_.pacer_.spent_ == 40.0
+
+
+def test_a_failed_model_the_redis_pending_store_could_not_forget_does_not_block_the_next(tmp_path: Path) -> None:
+    """Redis away only while the failed attempt was taken back: the next route met its id still
+    in Redis (DecisionIdInUseError) and no other model answered."""
+    import redis
+
+    from greenserv_core import ModelUnavailableError
+    from greenserv_core.sharing import RedisPendingDecisions
+
+    with redis_server(tmp_path) as url:
+        store = RedisPendingDecisions(url=url, prefix="blip")
+        discard, blips = store._discard, [1]
+
+        def discard_once_away(*args: object, **kwargs: object) -> object:
+            if blips[0]:
+                blips[0] -= 1
+                raise redis.ConnectionError("Connection refused")
+            return discard(*args, **kwargs)
+
+        store._discard = discard_once_away  # type: ignore[method-assign]
+        calls = [0]
+
+        def first_fails(messages: object) -> str:
+            calls[0] += 1
+            if calls[0] == 1:
+                raise ModelUnavailableError("GPU fell over", spent_joules=40.0)
+            return "4"
+
+        router = GreenServRouter(
+            [FakeBackend("small", reply=first_fails), FakeBackend("large", reply=first_fails)],
+            features=make_hashing_extractor(),
+            pending=store,
+            seed=0,
+        )
+        answer = router.generate("What is 2 + 2?")
+        assert answer.text == "4" and len(answer.failed_attempts) == 1
+        assert [store.get(key.decode().split(":d:")[1]).model for key in store.client.keys("blip:d:*")] == [
+            answer.model
+        ]
+
+
+def test_a_cascade_verdict_written_though_its_reply_was_lost_still_answers(tmp_path: Path) -> None:
+    """The store held the learned verdict (kept: a cap held it back) while the fixed threshold
+    escalated: the agreement was refused ("did not escalate a cascade") and the answer lost."""
+    import json
+    import math
+
+    import redis
+
+    from greenserv_core.sharing import RedisPendingDecisions
+
+    with redis_server(tmp_path) as url:
+        store = RedisPendingDecisions(url=url, prefix="lost")
+        written, seen = store.client.set, []
+
+        def set_then_time_out(name: str, value: str, *args: object, **kwargs: object) -> object:
+            result = written(name, value, *args, **kwargs)
+            plan = json.loads(value).get("cascade") or {}
+            if kwargs.get("xx") and "escalated" in plan and not seen:  # the verdict's write: applied, reply lost
+                seen.append(plan["escalated"])
+                raise redis.TimeoutError("Timeout reading from socket")
+            return result
+
+        store.client.set = set_then_time_out  # type: ignore[method-assign]
+        small = FakeBackend(
+            "small", reply=lambda m: "four", joules_per_token=10.0, logprobs=lambda m, t: [math.log(0.01)] * len(t)
+        )
+        router = GreenServRouter(
+            [small, FakeBackend("large", reply=lambda m: "4", joules_per_token=30.0)],
+            cascades=[("small", "large")],
+            features=make_hashing_extractor(),
+            pending=store,
+            seed=0,
+        )
+        router.generate("warm up", models=["small"])
+        router.generate("warm up", models=["large"])
+        answer = router.generate("What is 2 + 2?", models=["small->large"], max_joules=80.0)
+        assert seen == [False] and answer.text == "4"
+        thens = router.learner_.escalation_.state_dict()
+        router.feedback(answer.decision_id, 1.0)  # no verdict to learn from: the escalation rule is as it was
+        assert router.learner_.escalation_.state_dict().keys() == thens.keys()

@@ -412,6 +412,8 @@ class RoutingLearner:
                 ),
             )
             try:
+                if decision.decision_id in self.rerouting_:  # its failed attempt's, if the store could not forget it
+                    self.pending_.discard(decision.decision_id, reusable=True)
                 self.pending_.add(pending)
             except BaseException:  # (a pending store in Redis, away): the policy took no step, drew nothing
                 if steps is not None:
@@ -667,8 +669,13 @@ class RoutingLearner:
                 pending = self.pending_.get(decision_id)
             except DecisionAlreadyScoredError:  # scored while it streamed: the rule learned from the score
                 return
-            if routed and pending.cascade is not None and "escalated" not in pending.cascade:
-                return  # decided by the cascade's fixed threshold while the store was away: nothing to label
+            if routed and pending.cascade is not None and not pending.cascade.get("escalated"):
+                # the cascade's fixed threshold escalated while the store was away (its verdict unrecorded, or
+                # recorded though the reply was lost): nothing to label, and no verdict to learn from
+                if "escalated" in pending.cascade:
+                    pending.cascade.pop("escalated")
+                    self.pending_.update(pending)
+                return
             if pending.cascade is None or not pending.cascade.get("escalated"):
                 raise InvalidInputError(f"decision {decision_id!r} did not escalate a cascade")
             pending.cascade["agreed"] = agreed
@@ -812,16 +819,26 @@ class RoutingLearner:
             pending.energy_source = energy_source
             if not scored:  # first: a store that fails here leaves nothing learned (the caller may learn it once)
                 self.pending_.update(pending)
-            self._learn_cost(
-                pending.model,
-                pending.context,
-                pending.prompt_tokens,
-                pending.task,
-                (energy_joules, latency_s),
-                members,
-                predicted=pending.predicted_joules,
-                current=self._current(pending),
-            )
+            try:
+                self._learn_cost(
+                    pending.model,
+                    pending.context,
+                    pending.prompt_tokens,
+                    pending.task,
+                    (energy_joules, latency_s),
+                    members,
+                    predicted=pending.predicted_joules,
+                    current=self._current(pending),
+                )
+            except BaseException:  # refused (e.g. joules a cost model cannot take): the outcome is not recorded
+                pending.energy_joules = pending.energy_source = None
+                if scored:
+                    keep = getattr(self.pending_, "keep_awaiting", None)
+                    if keep is not None:
+                        keep(pending)
+                else:
+                    self.pending_.update(pending)
+                raise
 
     def record_expired_outcome(
         self,
