@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from greenserv_core import cli
+from greenserv_core import FakeBackend, cli
+from greenserv_core.backends.base import EnergyReading, GenerationResult, GenerationSettings, JsonFormat, StreamChunk
+from greenserv_core.cascades import CascadeBackend, answers_agree
+from greenserv_core.cascades.agreement import final_answer
 from greenserv_core.cli.common import cascade_pair
-from greenserv_core.errors import InvalidInputError
+from greenserv_core.errors import InvalidInputError, ModelUnavailableError
 from greenserv_core.evaluation.cascades import cascade_report, task_settings
 from greenserv_core.evaluation.replay import baselines
+from greenserv_core.evaluation.scoring import extract_number, extract_yes_no
 from greenserv_core.evaluation.simulate import simulate_table
 from greenserv_core.evaluation.table import OutcomeTable, write_table
 from greenserv_core.features.extractor import FeatureExtractor
+from greenserv_core.messages import Message
+from greenserv_core.tools import ToolSpec
 from tests.test_evaluation import CALIBRATION
+from tests.timing import assert_linear_time
 
 
 def _two_models(confidence: list[float | None], joules: tuple[float, float] = (1.0, 10.0)) -> OutcomeTable:
@@ -257,3 +267,198 @@ def test_the_cascade_replay_refuses_a_cascade_of_one_model_or_named_twice_before
     ):
         assert cli.main([*argv, *(f"--cascade={c}" for c in cascades)]) == 2  # before the table is even read
         assert said in capsys.readouterr().err
+
+
+# ---- the agreement proxy of a cascade that escalated (its other tests: tests/test_cascade_routing.py) ----------
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("9 * 2 = 18 #### 18\n\nQuestion: A baker has 24 rolls", "#### 18"),  # a question echoed after the mark
+        ("Janet sells 9 eggs at $2 each. #### 18 (2 days at 9)", "9 * 2 = 18. #### 18"),
+        ("#### The answer is 18 (9 for each of 2 days)", "18"),
+        ("#### **1,200**", "It is 1200 J."),
+    ],
+)
+def test_the_number_after_gsm8ks_mark_is_the_answer_as_scoring_reads_it(first: str, second: str) -> None:
+    assert answers_agree(first, second) and answers_agree(second, first)
+    assert final_answer(first) == ("number", extract_number(first))
+    assert not answers_agree(first, "#### 24")
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "agree"),
+    [
+        ("Yes.", "The answer is yes.", True),
+        ("Yes", "Answer: Yes", True),
+        ("No", "Answer: no.", True),
+        ("False", "The statement is false.", True),
+        ("The answer is: **No**", "no", True),
+        ("It is not true.", "No", True),  # "not true" is no, as scoring reads it
+        ("Not false", "yes", True),
+        ("Yes.", "The answer is no.", False),
+        ("True", "I would say false", False),
+    ],
+)
+def test_yes_or_no_is_read_after_the_answer_is_and_at_the_end_of_a_short_answer(
+    first: str, second: str, agree: bool
+) -> None:
+    assert answers_agree(first, second) is agree and answers_agree(second, first) is agree
+    assert final_answer(first) == ("yes/no", extract_yes_no(first))
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["There is no way to know", "Nobody can tell whether it is true", "I am not sure the answer was yes or no at all"],
+)
+def test_a_yes_or_no_word_inside_free_text_is_no_answer(text: str) -> None:
+    assert final_answer(text) is None
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "agree"),
+    [
+        ("The meeting ends at 2:30.", "The meeting ends at 3:30.", False),  # not the minutes alone
+        ("She arrives at 10:15 am", "11:15 am", False),
+        ("It starts at 02:30.", "2:30", True),
+        ("Finished in 1:05:30", "1:05:30", True),
+        ("At 2:30 she had 7 apples", "7", True),  # the last value is the number after the time
+    ],
+)
+def test_a_clock_time_is_one_value(first: str, second: str, agree: bool) -> None:
+    assert answers_agree(first, second) is agree and answers_agree(second, first) is agree
+
+
+def test_the_new_answer_readings_take_linear_time() -> None:
+    assert_linear_time(lambda n: final_answer("answer is" + " " * n + "!"), 20_000)
+    assert_linear_time(lambda n: final_answer("answer" + " " * n + "x"), 20_000)
+    assert_linear_time(lambda n: final_answer("1:2:3:" * n), 5_000)
+    assert_linear_time(lambda n: final_answer("12:30 " * n), 5_000)
+
+
+def _tool(name: str, field: str) -> ToolSpec:
+    return ToolSpec(name, "", json.dumps({"type": "object", "properties": {field: {"type": "string"}}}))
+
+
+TOOLS = (_tool("get_weather", "city"), _tool("search_web", "query"))
+
+
+def _call(name: str, arguments: dict[str, str]) -> str:
+    return "<tool_call>" + json.dumps({"name": name, "arguments": arguments}) + "</tool_call>"
+
+
+def _agreed(first: str, second: str, settings: GenerationSettings, *, stream: bool = False) -> bool | None:
+    """Whether the cascade from a first model answering ``first`` (unsure) to one answering
+    ``second`` says the two agreed."""
+    caps = frozenset({"chat_template", "tools", "json_mode"})
+
+    def model(name: str, text: str) -> FakeBackend:
+        return FakeBackend(
+            name,
+            reply=lambda m: text,
+            tool_reply=lambda m, t: text,
+            json_reply=lambda m, s: text,
+            logprobs=lambda m, t: [math.log(0.2)],
+            capabilities=caps,
+        )
+
+    cascade = CascadeBackend(model("small", first), model("big", second), threshold=0.5)
+    ask: list[Message] = [{"role": "user", "content": "What's the weather in London?"}]
+    if stream:
+        result = next(c.result for c in cascade.stream(ask, settings) if c.result is not None)
+    else:
+        result = cascade.generate(ask, settings)
+    assert [s.action for s in result.chain] == ["escalated", "answered"]
+    return result.chain[-1].agreed
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize(
+    ("first", "second", "agree"),
+    [
+        (_call("get_weather", {"city": "Paris"}), _call("get_weather", {"city": "London"}), False),
+        (_call("search_web", {"query": "Paris"}), _call("get_weather", {"city": "Paris"}), False),
+        (_call("get_weather", {"city": "Paris"}), "Sure! " + _call("get_weather", {"city": "Paris"}), True),
+        (_call("get_weather", {"city": "Paris"}), "It is sunny in Paris.", False),  # a call and none
+        (
+            _call("get_weather", {"city": "Paris"}) + _call("search_web", {"query": "Paris"}),
+            _call("search_web", {"query": "Paris"}) + _call("get_weather", {"city": "Paris"}),
+            True,  # the same calls in another order
+        ),
+        (_call("get_weather", {"city": "Paris"}), _call("get_weather", {"city": "Paris"}) * 2, False),
+        ("The answer is 41.", "The answer is 42.", False),  # no call in either: read as prose
+        ("Paris", "Paris is the capital", True),
+    ],
+)
+def test_a_cascade_compares_tool_calls_by_their_names_and_arguments(
+    first: str, second: str, agree: bool, stream: bool
+) -> None:
+    settings = GenerationSettings(max_new_tokens=256, tools=TOOLS)
+    assert _agreed(first, second, settings, stream=stream) is agree
+    assert _agreed(second, first, settings, stream=stream) is agree
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize(
+    ("first", "second", "agree"),
+    [
+        ('{"answer": "B", "confidence": "high"}', '{"answer": "C", "confidence": "high"}', False),
+        (
+            '{"answer": "yes", "reasoning": "the passage says so"}',
+            '{"answer": "no", "reasoning": "the passage says so"}',
+            False,
+        ),
+        ('{"answer": "B", "confidence": "high"}', '{ "confidence":"high",  "answer":"B" }', True),
+        ('{"answer": 42}', '{"answer": 42.0}', True),
+        ("The answer is 42.", '{"answer": 42}', True),  # one is no JSON: both read as prose
+        ("Paris", '{"city": "London"}', False),
+        ("The answer is 42.", "42", True),
+    ],
+)
+def test_a_cascade_in_json_mode_compares_the_json_values(first: str, second: str, agree: bool, stream: bool) -> None:
+    settings = GenerationSettings(max_new_tokens=256, json=JsonFormat())
+    assert _agreed(first, second, settings, stream=stream) is agree
+    assert _agreed(second, first, settings, stream=stream) is agree
+
+
+class _Metered(FakeBackend):
+    """A first model metered by NVML."""
+
+    def generate(self, messages: Sequence[Message], settings: GenerationSettings) -> GenerationResult:
+        result = super().generate(messages, settings)
+        return dataclasses.replace(result, energy=EnergyReading(result.energy.joules, "nvml", True))
+
+
+class _TimesOut(FakeBackend):
+    """A second model that fails before it answers, having spent ``joules`` (read by NVML, not
+    vouched for as measured) and 0.5 s."""
+
+    def __init__(self, name: str, joules: float) -> None:
+        super().__init__(name)
+        self.joules = joules
+
+    def _error(self) -> ModelUnavailableError:
+        return ModelUnavailableError("big: timed out", spent_s=0.5, spent_joules=self.joules, spent_source="nvml")
+
+    def generate(self, messages: Sequence[Message], settings: GenerationSettings) -> GenerationResult:
+        raise self._error()
+
+    def stream(self, messages: Sequence[Message], settings: GenerationSettings) -> Iterator[StreamChunk]:
+        raise self._error()
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize(("joules", "expected"), [(0.0, (6.0, True)), (2.0, (8.0, False))])
+def test_a_failure_that_spent_no_joules_leaves_the_kept_answer_measured(
+    joules: float, expected: tuple[float, bool], stream: bool
+) -> None:
+    ask: list[Message] = [{"role": "user", "content": "Is the sky blue?"}]
+    small = _Metered("small", reply=lambda m: "Yes", logprobs=lambda m, t: [math.log(0.2)])
+    cascade = CascadeBackend(small, _TimesOut("big", joules))
+    settings = GenerationSettings(max_new_tokens=8)
+    if stream:
+        kept = next(c.result for c in cascade.stream(ask, settings) if c.result is not None)
+    else:
+        kept = cascade.generate(ask, settings)
+    assert kept.chain[-1].reason.startswith("escalation failed")
+    assert (kept.energy.joules, kept.energy.source, kept.energy.measured) == (expected[0], "nvml", expected[1])
+    assert kept.latency_s == pytest.approx(0.5)  # the failed call's seconds, still added

@@ -367,7 +367,7 @@ def test_a_failure_part_way_through_a_batch_keeps_the_answers_already_finished(t
         ("pi is 3.14.", "3.14", "pi is 3.14", "3.14"),
         ("-0.5", "-0.5", "-0.5", "-0.5"),
         ("version 1.2.3", "3", "version 1.2 3", "3"),
-        ("#### 1.2.3", "1.2", "1.2 3", "3"),
+        ("#### 1.2.3", "1.2", "1.2 3", "1.2"),  # the marked number, as scoring reads it
         ("#### 5.", "5", "5", "5"),
         ("Hmm...5", "5", "hmm 5", "5"),
         ("x.5", "5", "x 5", "5"),

@@ -7,10 +7,13 @@ label, and :func:`answers_agree` is deliberately simple:
 
 - answers that both commit to a final answer of one kind are compared by it: a choice letter
   (``"B) Paris"``, ``"Answer: B"``, ``"(B)"``, ``"B. Paris"``, ``"B. the mitochondria"``; never an
-  initial or abbreviation, as in ``"C. S. Lewis"`` or ``"e.g."``), then yes or no (also true or
-  false), then the last number, in digits or words below a million (``"The answer is 42."``,
-  ``"forty-two"``; a bare ``"one"``, which is mostly the pronoun, only as the whole answer, as in
-  ``"Answer: one."``), whatever the words around it;
+  initial or abbreviation, as in ``"C. S. Lewis"`` or ``"e.g."``), then the number after the last
+  ``####`` (GSM8K's mark, read as scoring reads it), then yes or no (also true or false; as the
+  first word, after ``"the answer is"`` or ``"answer:"``, or as the last word of an answer of a few
+  words, ``"not true"`` being no), then the last number, in digits or words below a million
+  (``"The answer is 42."``, ``"forty-two"``; a bare ``"one"``, which is mostly the pronoun, only as
+  the whole answer, as in ``"Answer: one."``; a clock time such as ``"2:30"`` is one value),
+  whatever the words around it;
 - otherwise they are compared as lowercase words without punctuation: a short answer (up to
   three words) agrees with another that begins with it (``"Paris"`` and ``"Paris is the
   capital"``, never ``"Canberra, not Sydney"`` with ``"Sydney"``), longer ones when their
@@ -38,7 +41,15 @@ import re
 from collections import Counter
 from fractions import Fraction
 
-__all__ = ["INITIALS", "NUMBER_PATTERN", "NUMBER_WORD_VALUES", "answers_agree", "canonical_number", "final_answer"]
+__all__ = [
+    "INITIALS",
+    "MARKED_NUMBER",
+    "NUMBER_PATTERN",
+    "NUMBER_WORD_VALUES",
+    "answers_agree",
+    "canonical_number",
+    "final_answer",
+]
 
 _WORD = re.compile(r"[\w.%-]+")
 INITIALS = r"\.\s*[A-Za-z]\."
@@ -60,7 +71,20 @@ NUMBER_PATTERN = re.compile(r"(?:(?<![\w-])-)?(?:\d[\d,]*(?:\.\d+)?|(?<![\w.])\.
 """A number as answers write it: a sign (not a dash between numbers, as in ``3-5``),
 thousands separators, decimals (``.5`` too, but not the ``.3`` of ``1.2.3`` or ``...3``), or a
 fraction (``3/4``)."""
+MARKED_NUMBER = re.compile(
+    r"####[\s*_]*(?:(?:the\s+)?(?:final\s+)?answer(?:\s*is\b)?(?:\s*:)?[\s*_]*)?"  # (spaces read one way: linear)
+    r"\$?(-?(?:\d[\d,]*(?:\.\d+)?|\.\d+)(?:/\d+)?)",
+    re.IGNORECASE,
+)
+"""A number right after ``####`` (its sign, separators, decimals or fraction as in
+:data:`NUMBER_PATTERN`), through emphasis and an "(the final) answer is" between them."""
 _YES_NO = {"yes": "yes", "true": "yes", "no": "no", "false": "no"}
+# "the answer is yes", "Answer: No", "answer is: true" (one way to read the spaces: no quadratic search)
+_NAMED_YES_NO = re.compile(r"\banswer(?:\s+is\b\s*(?::\s*)?|\s*:\s*)[\"'(]?(yes|no|true|false)\b", re.IGNORECASE)
+_SHORT = 5
+"""The most words an answer may have for its last word to be read as its yes or no ("The statement is false.")."""
+# a clock time, "2:30" or "14:05:59", read as one value: never its minutes
+_TIME = re.compile(r"(?<![\w.:])(\d{1,2}):(\d{2}(?::\d{2})?)(?![\w:]|\.\d)")
 
 
 def _words(text: str) -> list[str]:
@@ -77,16 +101,26 @@ def final_answer(text: str) -> tuple[str, str] | None:
     (('number', '105'), ('number', '12'), ('number', '1'))
     >>> final_answer("B. the mitochondria"), final_answer("C. S. Lewis"), final_answer("**B. dog**")
     (('choice', 'b'), None, ('choice', 'b'))
+    >>> final_answer("#### 18 (Question: A baker has 24 rolls)"), final_answer("It ends at 2:30.")
+    (('number', '18'), ('number', '2:30'))
+    >>> final_answer("The answer is yes."), final_answer("The statement is not true."), final_answer("There is no way")
+    (('yes/no', 'yes'), ('yes/no', 'no'), None)
     """
     plain = re.sub(r"[*_`]", "", text)  # markdown emphasis read through ("**B. dog**"), as scoring does
     choice = _LEADING_CHOICE.match(plain) or _NAMED_CHOICE.search(plain)
     if choice is not None:
         return "choice", next(letter for letter in choice.groups() if letter).lower()
-    words = _words(text)
-    if words and words[0] in _YES_NO:
-        return "yes/no", _YES_NO[words[0]]
+    yes_no = _yes_no(text, plain)
     text = text.replace("\u2212", "-")  # a minus sign written as one, as scoring reads it
-    numbers = [(found.end(), found.group()) for found in NUMBER_PATTERN.finditer(text)]
+    marked = MARKED_NUMBER.findall(text)
+    if marked:  # GSM8K's final answer, as scoring reads it
+        return "number", canonical_number(marked[-1]) or marked[-1]
+    if yes_no is not None:
+        return "yes/no", yes_no
+    times = list(_TIME.finditer(text))
+    inside = {at for found in times for at in range(found.start(), found.end())}
+    numbers = [(found.end(), f"{int(found[1])}:{found[2]}") for found in times]  # "02:30" is 2:30
+    numbers += [(found.end(), found.group()) for found in NUMBER_PATTERN.finditer(text) if found.start() not in inside]
     words_found = list(_NUMBER_WORDS.finditer(text))
     one_alone = any(found.group().lower() == "one" for found in words_found) and bool(_ONE_ALONE.fullmatch(text))
     numbers += [  # a bare "one" is the pronoun, unless it is the whole answer
@@ -98,6 +132,22 @@ def final_answer(text: str) -> tuple[str, str] | None:
         last = max(numbers)[1]
         return "number", canonical_number(last) or last
     return None
+
+
+def _yes_no(text: str, plain: str) -> str | None:
+    """The yes or no ``text`` commits to: its first word, the word after "the answer is" or
+    "answer:" (in ``plain``, its markdown emphasis read through), or the last word of an answer
+    of at most :data:`_SHORT` words (``"not true"`` is no)."""
+    words = _words(text)
+    if words and words[0] in _YES_NO:
+        return _YES_NO[words[0]]
+    named = _NAMED_YES_NO.search(plain)
+    if named is not None:
+        return _YES_NO[named[1].lower()]
+    if not words or len(words) > _SHORT or words[-1] not in _YES_NO:
+        return None
+    flipped = {"true": "no", "false": "yes"} if len(words) > 1 and words[-2] == "not" else {}
+    return flipped.get(words[-1], _YES_NO[words[-1]])
 
 
 _SMALL = (  # noqa: SIM905

@@ -12,7 +12,9 @@ answer's length). A :class:`~greenserv_core.confidence.VerifyingSignal` (such as
 :class:`~greenserv_core.confidence.SelfVerification`) asks the first model about its answer
 instead, and the joules and seconds of that question count as the first answer's.
 Joules, seconds and output tokens of the result are the sums over the models run; its
-``chain`` lists each model with its confidence, cost and what happened next.
+``chain`` lists each model with its confidence, cost and what happened next, and whether the
+second answer agreed with the first (their tool calls compared where tools were offered, their
+JSON values in JSON mode).
 Streaming holds the first answer back until it is kept: only the kept answer is streamed,
 and no escalated text ever reaches the stream. Where the second model fails before it
 answers, the first answer is kept (``keep_first_on_failure``, the default): it is made and
@@ -36,9 +38,11 @@ spent on the first answer are then charged with the failed attempt).
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import numbers
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 
 from greenserv_core.async_bridge import caller_left
@@ -66,6 +70,7 @@ from greenserv_core.errors import (
     spent_by,
 )
 from greenserv_core.messages import Message
+from greenserv_core.tools import ParsedOutput, parse_tool_calls
 
 __all__ = ["CASCADE_SEPARATOR", "CascadeBackend", "Escalate", "cascade_name"]
 
@@ -223,7 +228,8 @@ class CascadeBackend:
     ) -> GenerationResult:
         """The first answer kept because the second model failed before it answered: the
         failed call's joules and seconds count in the result's (not in the first model's step,
-        whose cost is the first model's own), and the rule that escalated hears of it."""
+        whose cost is the first model's own; one that spent no joules leaves the reading as it was,
+        as :func:`~greenserv_core.backends.base.spent_after` does), and the rule that escalated hears of it."""
         heard = getattr(escalate, "kept_after_failure", None)
         if callable(heard):
             heard()
@@ -237,21 +243,23 @@ class CascadeBackend:
             first, dataclasses.replace(step, action="kept", reason=f"escalation failed: {error}"), settings
         )
         joules, seconds, measured = readable_spend(error)
-        if joules == 0 and seconds == 0:
+        readings = [first.energy]
+        if error.spent_joules != 0:  # one that spent nothing says nothing of how joules were read (as in spent_after)
+            readings.append(EnergyReading(joules, error.spent_source or first.energy.source, measured))
+        if len(readings) == 1 and seconds == 0:
             return kept
-        failed = EnergyReading(joules, error.spent_source or first.energy.source, measured)
-        return dataclasses.replace(
-            kept, energy=combined_energy([first.energy, failed]), latency_s=first.latency_s + seconds
-        )
+        return dataclasses.replace(kept, energy=combined_energy(readings), latency_s=first.latency_s + seconds)
 
-    def _joined(self, first: GenerationResult, step: ChainStep, second: GenerationResult) -> GenerationResult:
+    def _joined(
+        self, first: GenerationResult, step: ChainStep, second: GenerationResult, settings: GenerationSettings
+    ) -> GenerationResult:
         last = ChainStep.of_result(
             self.then.info.name,
             second,
             None,
             "answered",
             "the last model of the cascade",
-            agreed=answers_agree(first.text, second.text),
+            agreed=_agreed(first.text, second.text, settings),
         )
         return dataclasses.replace(
             second,
@@ -277,7 +285,7 @@ class CascadeBackend:
             if self.keep_first_on_failure:
                 return self._kept_after_failure(first, step, settings, error, escalate)
             raise self._then_failed(error, first) from error
-        return self._joined(first, step, second)
+        return self._joined(first, step, second, settings)
 
     def _then_failed(self, error: ModelUnavailableError, first: GenerationResult) -> CascadeMemberUnavailableError:
         return CascadeMemberUnavailableError(
@@ -307,7 +315,7 @@ class CascadeBackend:
             raise self._then_failed(error, first) from error
         while True:
             if chunk.result is not None:
-                yield StreamChunk("", self._joined(first, step, chunk.result))
+                yield StreamChunk("", self._joined(first, step, chunk.result, settings))
                 return
             try:
                 yield chunk
@@ -331,6 +339,35 @@ class CascadeBackend:
             report_abandoned(kept.energy, kept.latency_s)
             raise
         yield StreamChunk("", kept)
+
+
+def _agreed(first: str, second: str, settings: GenerationSettings) -> bool:
+    """Whether two answers to one request agree, read as the request asked for them: where tools
+    were offered, by their tool calls, as ``(name, arguments)`` in any order (the prose only
+    where neither answer calls one); in JSON mode, by their JSON values (the prose where either
+    is not JSON); otherwise, and then, by :func:`~greenserv_core.cascades.agreement.answers_agree`.
+
+    >>> from greenserv_core.backends.base import JsonFormat
+    >>> _agreed('{"answer": "B", "why": "x"}', '{"answer": "C", "why": "x"}', GenerationSettings(json=JsonFormat()))
+    False
+    """
+    if settings.tools:
+        calls = [_calls(parse_tool_calls(text, settings.tools)) for text in (first, second)]
+        if calls[0] or calls[1]:
+            return calls[0] == calls[1]
+    if settings.json is not None:
+        try:
+            return bool(json.loads(first) == json.loads(second))
+        except (ValueError, RecursionError):  # not JSON (or nested too deeply to read): read as prose
+            pass
+    return answers_agree(first, second)
+
+
+def _calls(parsed: ParsedOutput) -> Counter[str]:
+    """An answer's tool calls, valid and refused, each as its name and arguments in one JSON text."""
+    found: list[tuple[bool, str | None, object]] = [(True, c.name, c.arguments) for c in parsed.tool_calls]
+    found += [(False, c.name, c.arguments) for c in parsed.invalid_tool_calls]
+    return Counter(json.dumps(call, sort_keys=True, ensure_ascii=False, default=repr) for call in found)
 
 
 def _confidence(value: object, signal: str) -> float | None:

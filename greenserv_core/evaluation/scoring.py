@@ -23,7 +23,13 @@ import functools
 import re
 from typing import Any
 
-from greenserv_core.cascades.agreement import INITIALS, NUMBER_PATTERN, NUMBER_WORD_VALUES, canonical_number
+from greenserv_core.cascades.agreement import (
+    INITIALS,
+    MARKED_NUMBER,
+    NUMBER_PATTERN,
+    NUMBER_WORD_VALUES,
+    canonical_number,
+)
 from greenserv_core.datasets.olmo_eval import LETTERS, TaskExample
 from greenserv_core.evaluation.extras import bench_import
 
@@ -91,20 +97,11 @@ def extract_number(text: str) -> str | None:
     ('18', '18')
     """
     text = text.replace("\u2212", "-")  # a minus sign written as one
-    marked = _MARKED_NUMBER.findall(text)
+    marked = MARKED_NUMBER.findall(text)
     if marked:
         return canonical_number(marked[-1])
     numbers = NUMBER_PATTERN.findall(text)
     return canonical_number(numbers[-1]) if numbers else None
-
-
-_MARKED_NUMBER = re.compile(
-    r"####[\s*_]*(?:(?:the\s+)?(?:final\s+)?answer(?:\s*is\b)?(?:\s*:)?[\s*_]*)?"  # (spaces read one way: linear)
-    r"\$?(-?(?:\d[\d,]*(?:\.\d+)?|\.\d+)(?:/\d+)?)",
-    re.IGNORECASE,
-)
-"""A number right after ``####`` (its sign, separators, decimals or fraction as in
-:data:`NUMBER_PATTERN`), through emphasis and an "(the final) answer is" between them."""
 
 
 def extract_yes_no(text: str) -> str | None:
