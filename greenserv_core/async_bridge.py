@@ -2,7 +2,7 @@
 
 Local generation is blocking (torch); adapters' async methods use this so the event loop
 keeps running while a model works. Closing the async iterator early stops the producer; a
-call cancelled while it runs is no longer awaited (:class:`Delivery`).
+call, or a stream, cancelled (or closed) while it runs is no longer awaited (:class:`Delivery`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ finishes the item under way first: a model's next token)."""
 
 
 class Delivery:
-    """Whether the caller of a call run by :func:`run_in_thread` still awaits its answer.
+    """Whether the caller of a call run by :func:`run_in_thread` (or of a stream run by
+    :func:`iterate_in_thread`) still awaits its answer.
 
     The router reads it in the worker thread (:func:`current_delivery`) before it routes and
     when an answer comes (:meth:`record`): once the caller has left (:meth:`leave`, on
@@ -82,6 +83,11 @@ class Delivery:
             forget, self._forget = self._forget, []
         return functools.partial(_forget_all, forget) if forget else None
 
+    def delivered(self) -> None:
+        """The answers recorded so far reached the caller: leaving no longer forgets them."""
+        with self._lock:
+            self._forget.clear()
+
 
 def _forget_all(forget: list[Callable[[], None]]) -> None:
     """Run each ``forget``; one that fails is logged (nobody awaits it), and the others run."""
@@ -96,12 +102,14 @@ _DELIVERY: contextvars.ContextVar[Delivery | None] = contextvars.ContextVar("gre
 
 
 def current_delivery() -> Delivery | None:
-    """The :class:`Delivery` of the call :func:`run_in_thread` runs in this thread, else ``None``."""
+    """The :class:`Delivery` of the call (or stream) run in this thread by :func:`run_in_thread`
+    (:func:`iterate_in_thread`), else ``None``."""
     return _DELIVERY.get()
 
 
 def caller_left() -> bool:
-    """Whether this thread runs a call (:func:`run_in_thread`) whose caller stopped waiting."""
+    """Whether this thread runs a call (:func:`run_in_thread`), or a stream
+    (:func:`iterate_in_thread`), whose caller stopped waiting."""
     delivery = _DELIVERY.get()
     return delivery is not None and delivery.left
 
@@ -122,13 +130,19 @@ async def run_in_thread(function: Callable[[], T]) -> T:
     try:
         return await loop.run_in_executor(None, context.run, function)
     except asyncio.CancelledError:
-        forget = delivery.leave()
-        if forget is not None:  # in a worker thread, not awaited: the loop never waits for the learner
-            try:
-                loop.run_in_executor(None, forget)
-            except RuntimeError:  # the loop's executor was shut down meanwhile
-                threading.Thread(target=forget, name="greenserv-forget", daemon=True).start()
+        _leave(delivery, loop)
         raise
+
+
+def _leave(delivery: Delivery, loop: asyncio.AbstractEventLoop) -> None:
+    """The caller left ``delivery``: what forgets its answers runs in a worker thread, not awaited
+    (the loop never waits for the learner)."""
+    forget = delivery.leave()
+    if forget is not None:
+        try:
+            loop.run_in_executor(None, forget)
+        except RuntimeError:  # the loop's executor was shut down meanwhile (or the loop closed)
+            threading.Thread(target=forget, name="greenserv-forget", daemon=True).start()
 
 
 async def iterate_in_thread(make_iterator: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
@@ -138,6 +152,11 @@ async def iterate_in_thread(make_iterator: Callable[[], Iterator[T]]) -> AsyncIt
     iterator early always closes the blocking one before it ran further, and the close
     returns once it has (a router's stream closed after its first piece never reaches its
     answer, and so cannot be scored, from the moment ``aclose()`` returns).
+
+    It runs under a :class:`Delivery`, as :func:`run_in_thread` does: once the consumer is
+    cancelled, or closes the async iterator, before its end, the caller has left (no other
+    model is tried, a cascade does not escalate, an answer that comes is not recorded). An
+    answer whose last piece already reached the consumer is kept (it can be scored).
 
     >>> async def demo():
     ...     return [x async for x in iterate_in_thread(lambda: iter(range(3)))]
@@ -149,6 +168,9 @@ async def iterate_in_thread(make_iterator: Callable[[], Iterator[T]]) -> AsyncIt
     stop = threading.Event()
     closed = threading.Event()  # the thread has closed the blocking iterator
     wanted = threading.Semaphore(0)  # one release per item the consumer asks for
+    delivery = Delivery()
+    context = contextvars.copy_context()
+    context.run(_DELIVERY.set, delivery)
 
     def post(kind: str, value: object) -> None:
         """Hand ``value`` to the consumer; a loop closed meanwhile (``asyncio.run`` ending after
@@ -187,18 +209,23 @@ async def iterate_in_thread(make_iterator: Callable[[], Iterator[T]]) -> AsyncIt
         finally:
             closed.set()
 
-    threading.Thread(target=produce, name="greenserv-async-bridge", daemon=True).start()
+    threading.Thread(target=context.run, args=(produce,), name="greenserv-async-bridge", daemon=True).start()
+    ended = False  # the thread's end, or its error, reached the consumer
     try:
         while True:
             wanted.release()
             kind, value = await queue.get()
             if kind == "end":
+                ended = True
                 return
             if kind == "error":
+                ended = True
                 assert isinstance(value, BaseException)
                 raise value
+            delivery.delivered()  # the thread waits for the next ask: it recorded nothing since this item
             yield value  # type: ignore[misc]
     except GeneratorExit:  # closed (aclose): return once the thread has closed it too
+        _leave(delivery, loop)
         stop.set()
         wanted.release()
         if not closed.is_set():
@@ -206,5 +233,7 @@ async def iterate_in_thread(make_iterator: Callable[[], Iterator[T]]) -> AsyncIt
                 await asyncio.to_thread(closed.wait, _CLOSE_WAIT_S)
         raise
     finally:  # ended, failed or cancelled: the thread closes the iterator on its own
+        if not ended:  # cancelled: the thread finishes the item under way for nobody
+            _leave(delivery, loop)
         stop.set()
         wanted.release()  # wake the thread, which then closes the iterator
