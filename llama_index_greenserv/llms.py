@@ -2,7 +2,9 @@
 
 Set ``Settings.llm = GreenServLLM()`` and query engines, chat engines and agents route every
 call. Each response's ``raw`` and ``additional_kwargs`` carry the routing record (decision id,
-model, tokens, latency, joules and their source, features, λ, and what an energy budget did).
+model, tokens, latency, joules and their source, features, λ, and what an energy budget did),
+with the tokens also as ``"usage"`` (``prompt_tokens``, ``completion_tokens``, ``total_tokens``)
+for LlamaIndex's ``TokenCountingHandler``.
 
 >>> from llama_index_greenserv import GreenServLLM            # doctest: +SKIP
 >>> llm = GreenServLLM(tradeoff=0.4)                           # doctest: +SKIP
@@ -546,7 +548,7 @@ R = TypeVar("R", ChatResponse, CompletionResponse)
 def _chat_response(
     text: str, delta: str | None, result: RoutedGeneration | None, *, shaping: _ToolShaping | None = None
 ) -> ChatResponse:
-    record = result.record() if result is not None else None
+    record = _record(result)
     extra: dict[str, Any] = {}
     if result is not None and (result.tool_calls or result.invalid_tool_calls):
         extra["tool_calls"], extra["invalid_tool_calls"] = tool_calls_of(result)
@@ -560,8 +562,21 @@ def _chat_response(
     )
 
 
+def _record(result: RoutedGeneration | None) -> dict[str, Any] | None:
+    """The routing record, with the token counts also under ``"usage"`` in OpenAI's names,
+    where LlamaIndex's ``TokenCountingHandler`` reads them."""
+    if result is None:
+        return None
+    usage = {
+        "prompt_tokens": result.input_tokens,
+        "completion_tokens": result.output_tokens,
+        "total_tokens": result.input_tokens + result.output_tokens,
+    }
+    return {**result.record(), "usage": usage}
+
+
 def _completion_response(text: str, delta: str | None, result: RoutedGeneration | None) -> CompletionResponse:
-    record = result.record() if result is not None else None
+    record = _record(result)
     return CompletionResponse(text=text, delta=delta, raw=record, additional_kwargs=dict(record or {}))
 
 

@@ -1,17 +1,53 @@
-"""The adapters' shared calling helpers: the lazily built routers that an adapter's copies share."""
+"""The adapters' shared calling helpers: the lazily built routers that an adapter's copies share,
+a call's options, the energy budget's check, feedback, and the token counts LlamaIndex reads."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
+from fractions import Fraction
+from typing import Any
 
-from greenserv_core import FakeBackend, GreenServRouter
-from greenserv_core.adapters import LazyRouter
+import numpy as np
+import pytest
+from langchain_core.runnables import ConfigurableField
+from llama_index.core.base.llms.types import ChatMessage
+from llama_index.core.callbacks import CallbackManager, TokenCountingHandler
+
+from greenserv_core import FakeBackend, FeatureExtractor, GreenServRouter, InvalidInputError, NoEligibleModelError
+from greenserv_core.adapters import LazyRouter, check_energy_budget
+from greenserv_core.errors import UnknownDecisionError
+from greenserv_core.reward import DEFAULT_TRADEOFF
+from langchain_greenserv import ChatGreenServ
+from llama_index_greenserv import GreenServLLM
 from tests.conftest import make_hashing_extractor
+
+LONG = "one two three four five six seven eight nine ten eleven twelve"
 
 
 def _router() -> GreenServRouter:
     return GreenServRouter([FakeBackend("a")], features=make_hashing_extractor(), seed=0)
+
+
+def _pool() -> list[FakeBackend]:
+    return [FakeBackend("small", joules_per_token=1.0), FakeBackend("large", joules_per_token=5.0)]
+
+
+@pytest.fixture
+def built(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Routers the adapters build get the fake pool (each build noted) and the hashing features."""
+    from greenserv_core.models import pool
+
+    builds: list[object] = []
+
+    def build_backends(models: object, meter: str = "auto", option: object = None) -> list[FakeBackend]:
+        builds.append(models)
+        return _pool()
+
+    monkeypatch.setattr(pool, "build_backends", build_backends)
+    monkeypatch.setattr(FeatureExtractor, "default", classmethod(lambda cls, **kwargs: make_hashing_extractor()))
+    return builds
 
 
 def test_a_router_being_built_holds_up_neither_a_built_one_nor_its_decisions() -> None:
@@ -41,3 +77,89 @@ def test_a_router_being_built_holds_up_neither_a_built_one_nor_its_decisions() -
         for thread in others:
             thread.join()
     assert len(builds) == 1 and lazy.built("slow") is not None  # one key is still built once
+
+
+def test_a_copy_that_builds_the_shared_router_gives_it_none_of_its_settings(built: list[object]) -> None:
+    base = ChatGreenServ(models=["small", "large"])
+    fields = {name: ConfigurableField(id=name) for name in ("tradeoff", "max_joules", "max_latency_s")}
+    configurable = base.configurable_fields(**fields)  # type: ignore[arg-type]
+    copied = {"tradeoff": 0.9, "max_joules": 5.0, "max_latency_s": 1e-9}
+    first = configurable.invoke("hi", config={"configurable": copied})  # builds the router
+    assert first.response_metadata["greenserv"]["tradeoff"] == 0.9
+    assert len(built) == 1  # built by the copy, shared by the base
+    for model in ("small", "large"):  # both measured, so that a cap would bite
+        assert base.invoke("one two three four five six", model=model).response_metadata["greenserv"]
+    answer = base.invoke(LONG).response_metadata["greenserv"]  # was refused under the copy's cap and latency
+    assert answer["tradeoff"] == DEFAULT_TRADEOFF == base._identifying_params["tradeoff"]  # was the copy's 0.9
+    own = ChatGreenServ(models=["small", "large"], tradeoff=0.7, built_routers=base.built_routers)
+    assert own.invoke(LONG).response_metadata["greenserv"]["tradeoff"] == 0.7 and len(built) == 1
+    with pytest.raises(NoEligibleModelError, match="exceeds the cap"):
+        configurable.invoke(LONG, config={"configurable": {"max_joules": 5.0}})
+
+    llm = GreenServLLM(models=["small", "large"])
+    copy = llm.model_copy(update=copied)
+    assert copy.complete("hi").raw["tradeoff"] == 0.9  # type: ignore[index]
+    assert len(built) == 2 and llm.greenserv_router is copy.greenserv_router
+    for model in ("small", "large"):
+        llm.complete("one two three four five six", model=model)
+    assert llm.complete(LONG).raw["tradeoff"] == DEFAULT_TRADEOFF  # type: ignore[index]
+    assert llm.model_copy(update={"tradeoff": 0.7}).complete(LONG).raw["tradeoff"] == 0.7  # type: ignore[index]
+    with pytest.raises(NoEligibleModelError, match="exceeds the cap"):
+        llm.model_copy(update={"max_joules": 5.0}).complete(LONG)
+
+
+def test_llama_index_token_counting_reads_the_routers_counts() -> None:
+    counter = TokenCountingHandler(tokenizer=lambda text: list(text))  # one token a character: far off the router's
+    router = GreenServRouter(_pool(), features=make_hashing_extractor(), seed=0)
+    llm = GreenServLLM(router=router, callback_manager=CallbackManager([counter]))
+    ask = [ChatMessage(role="user", content="What is two plus two?")]
+
+    async def answers() -> list[Any]:
+        streamed = [r async for r in await llm.astream_complete("2+2?")]
+        chatted = [r async for r in await llm.astream_chat(ask)]
+        return [await llm.acomplete("2+2?"), await llm.achat(ask), streamed[-1], chatted[-1]]
+
+    responses = [llm.complete("2+2?"), llm.chat(ask), list(llm.stream_complete("2+2?"))[-1]]
+    responses += [list(llm.stream_chat(ask))[-1], *asyncio.run(answers())]
+    assert len(counter.llm_token_counts) == len(responses) == 8
+    for response, event in zip(responses, counter.llm_token_counts, strict=True):
+        record = response.raw
+        assert record == response.additional_kwargs and record["usage"]["total_tokens"] == event.total_token_count
+        assert (event.prompt_token_count, event.completion_token_count) == (
+            record["input_tokens"],
+            record["output_tokens"],
+        )
+
+
+def test_energy_budget_takes_the_real_numbers_the_router_takes(built: list[object]) -> None:
+    for joules in (np.float32(50), np.int64(50), Fraction(50)):
+        assert check_energy_budget(joules) == 50.0 and type(check_energy_budget(joules)) is float
+        assert ChatGreenServ(models=["small"], energy_budget=joules).energy_budget == 50.0
+        assert GreenServLLM(models=["small"], energy_budget=joules).energy_budget == 50.0
+    with pytest.raises(InvalidInputError, match="energy_budget must be"):
+        check_energy_budget(True)
+
+
+def test_a_bad_call_option_is_named_as_the_caller_gave_it() -> None:
+    def router() -> GreenServRouter:
+        return GreenServRouter(_pool(), features=make_hashing_extractor(), seed=0)
+
+    chat, llm = ChatGreenServ(router=router()), GreenServLLM(router=router())
+    for option, value, said in [("timeout", 0, "^timeout .*must be"), ("max_tokens", 0, "^max_tokens must be")]:
+        with pytest.raises(InvalidInputError, match=said):  # was max_time_s, max_new_tokens
+            chat.invoke("hi", **{option: value})
+        with pytest.raises(InvalidInputError, match=said):
+            llm.complete("hi", **{option: value})
+
+
+def test_feedback_for_an_unknown_id_builds_no_router(built: list[object]) -> None:
+    unknown = "5b4e0f1c-0000-4000-8000-000000000000"
+    for model in (ChatGreenServ(models=["small", "large"]), GreenServLLM(models=["small", "large"])):
+        with pytest.raises(UnknownDecisionError, match=f"no routed answer for '{unknown}': unknown decision id"):
+            model.feedback(unknown, 1.0)
+        assert built == []  # no models loaded only to refuse it
+    chat = ChatGreenServ(models=["small", "large"])
+    chat.invoke("hi")
+    with pytest.raises(UnknownDecisionError, match="no routed answer"):  # the router built answers
+        chat.feedback(unknown, 1.0)
+    assert len(built) == 1

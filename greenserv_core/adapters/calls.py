@@ -189,8 +189,8 @@ def check_energy_budget(budget: object) -> float | str | None:
     if isinstance(budget, str):
         EnergyBudget.parse(budget)
         return budget
-    if isinstance(budget, (int, float)) and not isinstance(budget, bool):
-        return EnergyBudget.per_query(budget).joules
+    if isinstance(budget, numbers.Real) and not isinstance(budget, bool):  # numpy's and Fraction too, as the router
+        return EnergyBudget.per_query(budget).joules  # type: ignore[arg-type]
     raise InvalidInputError(
         f"energy_budget must be joules per query, text such as '50J/query' or '2Wh/h', or an EnergyBudget; "
         f"got {budget!r}"
@@ -286,16 +286,19 @@ def generation_options(
             return operator.index(value)
         return value
 
+    tokens = whole("max_tokens", max_tokens)  # checked under the caller's names, not the router's
+    if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1:
+        raise InvalidInputError(f"max_tokens must be a positive integer, got {tokens!r}")
     return {
         "temperature": number("temperature", temperature),
         "top_p": number("top_p", top_p),
-        "max_new_tokens": whole("max_tokens", max_tokens),
+        "max_new_tokens": tokens,
         "stop": list(stop_sequences(call_stop if call_stop is not None else stop)),
         "seed": whole("seed", seed),
         "tradeoff": number("tradeoff", tradeoff),
         "max_latency_s": number("max_latency_s", max_latency_s),
         "max_joules": number("max_joules", max_joules),
-        "max_time_s": number("timeout", timeout),
+        "max_time_s": check_optional_positive("timeout (the router's max_time_s)")(given("timeout", timeout)),
         "models": [kwargs["model"]] if kwargs.get("model") is not None else None,  # '', 0: refused as names
     }
 
@@ -389,15 +392,18 @@ class AdapterCore:
         def build() -> GreenServRouter:
             from greenserv_core.models.pool import build_backends  # loads the local-model stack
 
+            budget = getattr(self, "energy_budget", None)
+            # without a budget, neutral defaults: the copies sharing the router each send their own
+            # λ, max_latency_s and max_joules, and one that sets none must not get the builder's
             return GreenServRouter(
                 build_backends(self.models, meter=self.meter),
                 strategy=self.strategy,
                 embedder=getattr(self, "embedder", None),
-                tradeoff=self.tradeoff_in_force,
+                tradeoff=DEFAULT_TRADEOFF if budget is None else self.tradeoff_in_force,
                 seed=self.seed,  # the policy's draws; a call's own seed is sent with it
-                max_latency_s=self.max_latency_s,  # defaults: each call sends its own, if it has one
-                energy_budget=getattr(self, "energy_budget", None),
-                max_joules=getattr(self, "max_joules", None),
+                max_latency_s=None if budget is None else self.max_latency_s,
+                energy_budget=budget,
+                max_joules=None if budget is None else getattr(self, "max_joules", None),
                 cascades=getattr(self, "cascades", None) or (),
                 cascade_signal=getattr(self, "cascade_signal", None),
             )
@@ -423,8 +429,8 @@ class AdapterCore:
         """What the router this adapter builds depends on: copies with the same key share one.
         The options every call sends are not part of it (``max_joules``, ``max_latency_s``,
         ``seed``, λ: :attr:`call_tradeoff`), so configuring them per call keeps one router (built
-        with the first copy's as its defaults, which a copy that sets none gets); λ is, beside
-        an energy budget, whose starting λ it is."""
+        without a budget with neutral defaults, so that a copy that sets none gets its own, not
+        the first copy's); λ is, beside an energy budget, whose starting λ it is."""
         budget = getattr(self, "energy_budget", None)
         return (
             None if self.models is None else tuple(m if isinstance(m, str) else id(m) for m in self.models),
@@ -582,7 +588,9 @@ class AdapterCore:
     def routed_feedback(self, decision_id: str, score: float) -> FeedbackRecord:
         """Send a score in [0, 1] for a decision; an unknown or expired one raises
         :class:`UnknownDecisionError` (a ``KeyError``) naming it."""
-        router = self._deciding(decision_id) or self.greenserv_router
+        router = self._deciding(decision_id) or self._built_router  # building one (loading models) knows no id
+        if router is None:
+            raise UnknownDecisionError(f"no routed answer for {decision_id!r}: unknown decision id {decision_id!r}")
         try:
             return router.feedback(decision_id, score)
         except UnknownDecisionError as error:
