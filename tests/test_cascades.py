@@ -308,10 +308,29 @@ def test_yes_or_no_is_read_after_the_answer_is_and_at_the_end_of_a_short_answer(
 
 @pytest.mark.parametrize(
     "text",
-    ["There is no way to know", "Nobody can tell whether it is true", "I am not sure the answer was yes or no at all"],
+    [
+        "There is no way to know",
+        "Nobody can tell whether it is true",
+        "I am not sure the answer was yes or no at all",
+        "Answer: True Grit",  # a title, not true
+        "The answer is No Doubt.",
+    ],
 )
 def test_a_yes_or_no_word_inside_free_text_is_no_answer(text: str) -> None:
     assert final_answer(text) is None
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "agree"),
+    [
+        ("So the answer is no more than 5 apples.", "5", True),  # was read as no
+        ("Let's check the answer is true: 6*7 = 42. The final answer is 42.", "42", True),  # not "true:"
+        ("At first glance the answer is no, but on reflection the answer is yes.", "Yes.", True),  # the last said
+        ("#### 9:30", "He arrives at 9:30.", True),  # a time after GSM8K's mark
+    ],
+)
+def test_the_answer_said_last_and_ending_its_clause_is_the_one_read(first: str, second: str, agree: bool) -> None:
+    assert answers_agree(first, second) is agree and answers_agree(second, first) is agree
 
 
 @pytest.mark.parametrize(
@@ -387,6 +406,11 @@ def _agreed(first: str, second: str, settings: GenerationSettings, *, stream: bo
         (_call("get_weather", {"city": "Paris"}), _call("get_weather", {"city": "Paris"}) * 2, False),
         ("The answer is 41.", "The answer is 42.", False),  # no call in either: read as prose
         ("Paris", "Paris is the capital", True),
+        (
+            _call("get_weather", {"city": "Paris", "days": 2}),
+            _call("get_weather", {"city": "Paris", "days": 2.0}),
+            True,
+        ),
     ],
 )
 def test_a_cascade_compares_tool_calls_by_their_names_and_arguments(
@@ -409,6 +433,13 @@ def test_a_cascade_compares_tool_calls_by_their_names_and_arguments(
         ),
         ('{"answer": "B", "confidence": "high"}', '{ "confidence":"high",  "answer":"B" }', True),
         ('{"answer": 42}', '{"answer": 42.0}', True),
+        (  # a free-text field worded otherwise: compared as text (the whole objects disagreed)
+            '{"answer": "B", "reasoning": "Mitochondria make ATP, so B."}',
+            '{"answer": "B", "reasoning": "B: the mitochondria make ATP."}',
+            True,
+        ),
+        ('{"answer": "Paris"}', '{"answer": "paris"}', True),
+        ('{"answer": "Paris"}', '{"answer": "Paris", "sure": true}', False),  # other keys
         ("The answer is 42.", '{"answer": 42}', True),  # one is no JSON: both read as prose
         ("Paris", '{"city": "London"}', False),
         ("The answer is 42.", "42", True),

@@ -80,7 +80,11 @@ MARKED_NUMBER = re.compile(
 :data:`NUMBER_PATTERN`), through emphasis and an "(the final) answer is" between them."""
 _YES_NO = {"yes": "yes", "true": "yes", "no": "no", "false": "no"}
 # "the answer is yes", "Answer: No", "answer is: true" (one way to read the spaces: no quadratic search)
-_NAMED_YES_NO = re.compile(r"\banswer(?:\s+is\b\s*(?::\s*)?|\s*:\s*)[\"'(]?(yes|no|true|false)\b", re.IGNORECASE)
+# the word ends its clause: never "the answer is no more than 5", "Answer: True Grit"
+_NAMED_YES_NO = re.compile(
+    r"\banswer(?:\s+is\b\s*(?::\s*)?|\s*:\s*)[\"'(]?(yes|no|true|false)\b(?=[\"')]?[ \t]*(?:[.,;!?\n]|$))",
+    re.IGNORECASE,
+)
 _SHORT = 5
 """The most words an answer may have for its last word to be read as its yes or no ("The statement is false.")."""
 # a clock time, "2:30" or "14:05:59", read as one value: never its minutes
@@ -112,9 +116,13 @@ def final_answer(text: str) -> tuple[str, str] | None:
         return "choice", next(letter for letter in choice.groups() if letter).lower()
     yes_no = _yes_no(text, plain)
     text = text.replace("\u2212", "-")  # a minus sign written as one, as scoring reads it
-    marked = MARKED_NUMBER.findall(text)
-    if marked:  # GSM8K's final answer, as scoring reads it
-        return "number", canonical_number(marked[-1]) or marked[-1]
+    marked = list(MARKED_NUMBER.finditer(text))
+    if marked:  # GSM8K's final answer, as scoring reads it ("#### 9:30" a time)
+        mark = marked[-1]
+        minutes = re.match(r":(\d{2})(?![\d:])", text[mark.end() : mark.end() + 4])
+        if minutes is not None and re.fullmatch(r"\d{1,2}", mark[1]):
+            return "number", f"{int(mark[1])}:{minutes[1]}"
+        return "number", canonical_number(mark[1]) or mark[1]
     if yes_no is not None:
         return "yes/no", yes_no
     times = list(_TIME.finditer(text))
@@ -141,9 +149,9 @@ def _yes_no(text: str, plain: str) -> str | None:
     words = _words(text)
     if words and words[0] in _YES_NO:
         return _YES_NO[words[0]]
-    named = _NAMED_YES_NO.search(plain)
-    if named is not None:
-        return _YES_NO[named[1].lower()]
+    named = [found[1] for found in _NAMED_YES_NO.finditer(plain)]  # the last one said ("at first ... no, ... yes")
+    if named:
+        return _YES_NO[named[-1].lower()]
     if not words or len(words) > _SHORT or words[-1] not in _YES_NO:
         return None
     flipped = {"true": "no", "false": "yes"} if len(words) > 1 and words[-2] == "not" else {}

@@ -357,17 +357,41 @@ def _agreed(first: str, second: str, settings: GenerationSettings) -> bool:
             return calls[0] == calls[1]
     if settings.json is not None:
         try:
-            return bool(json.loads(first) == json.loads(second))
+            values = json.loads(first), json.loads(second)
         except (ValueError, RecursionError):  # not JSON (or nested too deeply to read): read as prose
             pass
+        else:
+            return _values_agree(*values)
     return answers_agree(first, second)
+
+
+def _values_agree(first: object, second: object) -> bool:
+    """Two JSON values agree: objects with the same keys whose values agree, texts by
+    :func:`~greenserv_core.cascades.agreement.answers_agree` (a reasoning field worded otherwise,
+    ``"Paris"`` and ``"paris"``), numbers by value (``2`` and ``2.0``), anything else equal."""
+    if isinstance(first, dict) and isinstance(second, dict):
+        return first.keys() == second.keys() and all(_values_agree(first[k], second[k]) for k in first)
+    if isinstance(first, str) and isinstance(second, str):
+        return answers_agree(first, second)
+    return bool(first == second)
 
 
 def _calls(parsed: ParsedOutput) -> Counter[str]:
     """An answer's tool calls, valid and refused, each as its name and arguments in one JSON text."""
-    found: list[tuple[bool, str | None, object]] = [(True, c.name, c.arguments) for c in parsed.tool_calls]
-    found += [(False, c.name, c.arguments) for c in parsed.invalid_tool_calls]
+    found: list[tuple[bool, str | None, object]] = [(True, c.name, _whole(c.arguments)) for c in parsed.tool_calls]
+    found += [(False, c.name, _whole(c.arguments)) for c in parsed.invalid_tool_calls]
     return Counter(json.dumps(call, sort_keys=True, ensure_ascii=False, default=repr) for call in found)
+
+
+def _whole(value: object) -> object:
+    """``value`` with its whole floats as integers (``2.0`` is ``2``, as JSON values compare)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _whole(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_whole(item) for item in value]
+    return value
 
 
 def _confidence(value: object, signal: str) -> float | None:
