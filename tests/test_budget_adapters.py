@@ -206,10 +206,18 @@ def test_greenserv_llm_max_joules() -> None:
 
 
 @pytest.mark.usefixtures("hashing_features")
-def test_a_built_router_gets_the_cap() -> None:
+def test_a_budgeted_adapters_cap_is_sent_with_each_call_and_not_given_to_the_shared_router() -> None:
+    """The router took the building copy's cap: a copy without one was then refused for it."""
     llm = GreenServLLM(models=fake_pool(), max_joules=75.0, energy_budget=30.0)
     router = llm.greenserv_router
-    assert router.max_joules == 75.0 and router.budget_ is not None
+    assert router.max_joules is None and router.budget_ is not None
+    capped = GreenServLLM(models=fake_pool(), max_joules=1e-6, energy_budget=30.0)
+    free = capped.model_copy(update={"max_joules": None})
+    assert capped.greenserv_router is free.greenserv_router  # the capped copy built the shared router
+    for _ in range(4):  # was refused for the cap of the copy that built the router, once joules were known
+        assert free.complete("What is 2 + 2?").text
+    with pytest.raises(NoEligibleModelError):  # its own cap holds
+        capped.complete("What is 2 + 2?")
 
 
 # ---- greenserv chat ---------------------------------------------------------------------------

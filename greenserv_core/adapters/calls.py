@@ -393,17 +393,18 @@ class AdapterCore:
             from greenserv_core.models.pool import build_backends  # loads the local-model stack
 
             budget = getattr(self, "energy_budget", None)
-            # without a budget, neutral defaults: the copies sharing the router each send their own
-            # λ, max_latency_s and max_joules, and one that sets none must not get the builder's
+            # neutral defaults: the copies sharing the router each send their own λ (without a
+            # budget; with one, its starting λ is part of the key), max_latency_s and max_joules,
+            # and one that sets none must not get the builder's
             return GreenServRouter(
                 build_backends(self.models, meter=self.meter),
                 strategy=self.strategy,
                 embedder=getattr(self, "embedder", None),
                 tradeoff=DEFAULT_TRADEOFF if budget is None else self.tradeoff_in_force,
                 seed=self.seed,  # the policy's draws; a call's own seed is sent with it
-                max_latency_s=None if budget is None else self.max_latency_s,
+                max_latency_s=None,
                 energy_budget=budget,
-                max_joules=None if budget is None else getattr(self, "max_joules", None),
+                max_joules=None,
                 cascades=getattr(self, "cascades", None) or (),
                 cascade_signal=getattr(self, "cascade_signal", None),
             )
