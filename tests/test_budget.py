@@ -20,6 +20,7 @@ from greenserv_core.evaluation.replay import replay
 from greenserv_core.evaluation.simulate import simulate_table
 from greenserv_core.evaluation.table import OutcomeTable
 from greenserv_core.sharing import SharedLearning
+from greenserv_core.statistics import Statistics
 from tests.conftest import make_hashing_extractor
 from tests.test_evaluation import CALIBRATION
 
@@ -720,12 +721,7 @@ def test_replicas_count_their_own_answers_before_trusting_a_lasting_prediction_e
     for step in range(10):  # the first 10 answers of the two, predicted 4x too low; 20 answers in all
         for replica in replicas:
             replica.observe(40.0 if step < 5 else 10.0, predicted=10.0)
-        merged = base
-        for replica in replicas:
-            merged = merged.plus(replica.statistics().minus(base))
-        for replica in replicas:
-            replica.load_statistics(merged)
-        base = merged
+        base = _synced(replicas, base)
     assert replicas[0].answers_ == 20 and len(replicas[0].errors_) == 10
     assert replicas[0]._lasting_bias() == 1.0  # was 0.4: its window still held its young errors
 
@@ -1021,12 +1017,7 @@ def test_an_overspend_replicas_made_together_is_carried_when_a_sync_brings_it_af
 
     def sync() -> None:
         nonlocal shared
-        merged = shared
-        for replica in replicas:
-            merged = merged.plus(replica.statistics().minus(shared))
-        for replica in replicas:
-            replica.load_statistics(merged)
-        shared = merged
+        shared = _synced(replicas, shared)
 
     for replica in replicas:
         replica.status()  # both open window 0
@@ -1046,3 +1037,14 @@ def test_an_overspend_replicas_made_together_is_carried_when_a_sync_brings_it_af
         assert replica.status().window_remaining_joules == 100.0 - 2.0 - 50.0
     now[0] = 1021.0  # window 2: window 1's 2 J and its 50 J of debt fit in its budget
     assert replicas[0].status().window_remaining_joules == 100.0
+
+
+def _synced(replicas: list[BudgetPacer], shared: Statistics) -> Statistics:
+    """One sync of ``replicas`` through a store that holds ``shared``: each sends what it learned
+    since, and all load the merged total (returned)."""
+    merged = shared
+    for replica in replicas:
+        merged = merged.plus(replica.statistics().minus(shared))
+    for replica in replicas:
+        replica.load_statistics(merged)
+    return merged
