@@ -1263,6 +1263,31 @@ def test_labelled_answers_teach_a_cascade_what_its_cap_lets_it_do() -> None:
     assert router.learn_answers(ASK, answers) == {"small->big": False}  # was True: an escalation never allowed
 
 
+@pytest.mark.parametrize(("question_joules", "escalated"), [(0.0, True), (20.0, False)])
+def test_a_labelled_answer_teaches_a_cap_with_its_confidence_questions_joules(
+    question_joules: float, escalated: bool
+) -> None:
+    from greenserv_core import LabelledAnswer
+
+    router = GreenServRouter(
+        [FakeBackend("small", joules_per_token=1.0), _big()],
+        features=make_hashing_extractor(),
+        seed=0,
+        tradeoff=0.2,
+        max_joules=170.0,  # both answers fit (160 J); with a 20 J question they do not
+        cascades=[("small", "big")],
+    )
+    router.learn(ASK, "small", energy_joules=16.0, latency_s=0.1)
+    router.learn(ASK, "big", energy_joules=144.0, latency_s=0.5)
+    answers = {
+        "small": LabelledAnswer(
+            score=0.0, energy_joules=16.0, latency_s=0.1, confidence=0.05, confidence_joules=question_joules
+        ),
+        "big": LabelledAnswer(score=1.0, energy_joules=144.0, latency_s=0.5),
+    }
+    assert router.learn_answers(ASK, answers) == {"small->big": escalated}
+
+
 def test_a_cascade_run_by_hand_with_its_rule_learns_a_kept_answer_whichever_comes_first() -> None:
     router = _router_whose_second_model_is_down()
     decision = router.route(ASK, max_new_tokens=8)

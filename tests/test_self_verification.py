@@ -159,6 +159,44 @@ def test_the_question_teaches_the_first_model_alone_nothing_of_its_cost() -> Non
     assert predicted == pytest.approx(alone.energy_joules, rel=0.05)  # the model alone does not
 
 
+def test_a_cap_on_joules_counts_the_question_before_escalating() -> None:
+    """The cap was checked on the two models' predicted answers alone: the question, which only
+    the cascade pays, took the query to 76 J against a cap of 47 J."""
+    from greenserv_core.cascades import EscalationModel
+    from tests.test_cascade_routing import PinnedPolicy
+
+    ask = "What is 2 + 2?"
+    small = FakeBackend(
+        "small",
+        joules_per_token=1.0,
+        reply=lambda m: "No" if "Proposed answer" in m[-1]["content"] else "4",
+        logprobs=lambda m, t: [math.log(0.9)],
+    )
+    big = FakeBackend("big", joules_per_token=5.0, reply=lambda m: "4")
+    features = make_hashing_extractor()
+    router = GreenServRouter(
+        [small, big],
+        cascades=[("small", "big")],
+        features=features,
+        policy=PinnedPolicy(features.dimension, arm="small->big", then_accuracy=0.9),
+        tradeoff=0.4,
+        seed=0,
+        cascade_signal=SelfVerification(),
+        escalation=EscalationModel(features.dimension, keep_rate=0.0, informed_after=0, seed=0),
+    )
+    settings = GenerationSettings(max_new_tokens=8)
+    alone = {m.info.name: m.generate([{"role": "user", "content": ask}], settings).energy.joules for m in (small, big)}
+    for _ in range(20):  # the members' cost models learn their own answers
+        router.learn(ask, "small", energy_joules=alone["small"])
+        router.learn(ask, "big", energy_joules=alone["big"])
+    cap = alone["small"] + alone["big"] + 5.0  # both answers fit; with the question they do not
+    answer = router.generate(ask, max_new_tokens=8, max_joules=cap)
+    assert [step.action for step in answer.chain] == ["kept"] and answer.energy_joules <= cap
+    assert "the first step spent" in answer.chain[0].reason
+    uncapped = router.generate(ask, max_new_tokens=8)
+    assert [step.action for step in uncapped.chain] == ["escalated", "answered"]  # the rule would escalate
+
+
 @pytest.mark.parametrize(("verdict", "shown"), [("Yes", ["4"]), ("No", ["four"])])
 def test_a_streamed_cascade_shows_only_the_kept_answer_and_charges_the_question(verdict: str, shown: list[str]) -> None:
     small = _judging("4", verdict, math.log(0.9))

@@ -81,8 +81,10 @@ logger = logging.getLogger(__name__)
 
 Escalate = Callable[[float | None], Verdict]
 """Decides after the first answer, from its confidence (``None``: no signal). A rule with a
-``kept_after_failure()`` method hears when an escalation it decided failed and the first
-answer was kept instead, before any of it is streamed (a router's rule then learns that
+``first_spent(joules)`` method hears first what the first step spent (its answer, and a
+question asked about it), as a router's rule checks it against the query's cap on joules. A
+rule with a ``kept_after_failure()`` method hears when an escalation it decided failed and the
+first answer was kept instead, before any of it is streamed (a router's rule then learns that
 answer's score as the first model's)."""
 
 
@@ -198,6 +200,9 @@ class CascadeBackend:
             confidence = _confidence(verification.confidence, signal.name)
         else:
             own, confidence = result, _confidence(signal(result), signal.name)
+        heard = getattr(escalate, "first_spent", None)
+        if callable(heard):  # a rule that checks a cap on joules hears what the first step spent
+            heard(result.energy.joules)
         verdict = (
             Verdict(False, confidence, math.nan, 0.0, 0.0, False, _NOBODY_WAITS)
             if caller_left()  # (it left while the confidence was read, whichever rule decides)

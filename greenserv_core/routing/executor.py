@@ -412,10 +412,17 @@ class LearnedEscalation:
 
     def __init__(self, learner: RoutingLearner, decision_id: str, cascade: CascadeBackend | None) -> None:
         self.learner, self.decision_id, self.cascade = learner, decision_id, cascade
+        self.spent_joules: float | None = None
+        """What the first step spent, when the cascade says (:meth:`first_spent`)."""
+
+    def first_spent(self, joules: float) -> None:
+        """The cascade's first step (its answer, and a question about it) spent ``joules``: the
+        rule checks it, with the second model's prediction, against the query's cap."""
+        self.spent_joules = joules
 
     def __call__(self, confidence: float | None) -> Verdict:
         try:
-            return self.learner.escalate(self.decision_id, confidence)
+            return self.learner.escalate(self.decision_id, confidence, spent_joules=self.spent_joules)
         except (UnknownDecisionError, PendingStoreUnreachableError):  # the cascade's fixed threshold decides
             if self.cascade is None:  # (a cascade removed since: the first answer is kept, as escalate() keeps it)
                 return Verdict(False, confidence, math.nan, 0.0, 0.0, False, "kept: the cascade was removed")

@@ -486,6 +486,8 @@ class RoutingLearner:
         both = joules + float(table.predicted_joules[table.pool.index[first]])
         if cap is not None and both > cap:  # (an unknown prediction, NaN, does not hold it back)
             plan["held"] = f"kept: escalating is predicted to spend {both:.1f} J in all, above the cap of {cap:.1f} J"
+        elif cap is not None and not math.isnan(joules):  # checked again with what the first step spent
+            plan["cap"], plan["then_joules"] = float(cap), joules
         return plan
 
     def _cascade_plan(
@@ -616,12 +618,17 @@ class RoutingLearner:
         normalised = np.minimum(1.0, np.maximum(0.0, (joules - low) / (high - low)))
         return ArmValues(eligible.arms, np.where(np.isnan(joules), 0.0, tradeoff * normalised))
 
-    def escalate(self, decision_id: str, confidence: float | None) -> Verdict:
+    def escalate(self, decision_id: str, confidence: float | None, *, spent_joules: float | None = None) -> Verdict:
         """After a cascade's first answer: escalate to its second model, or keep the answer?
-        ``confidence`` is the answer's confidence in [0, 1] (``None``: no signal). The
+        ``confidence`` is the answer's confidence in [0, 1] (``None``: no signal);
+        ``spent_joules``, what the first step spent (its answer, and a question asked about it),
+        is checked with the second model's prediction against the query's cap on joules. The
         verdict is kept with the decision, for feedback."""
         if confidence is not None:
             confidence = check_confidence(confidence)
+        if spent_joules is not None:
+            check_measured("spent_joules", spent_joules)
+            spent_joules = float(spent_joules)
         with self.lock:
             pending = self.pending_.get(decision_id)
             plan = pending.cascade
@@ -633,6 +640,11 @@ class RoutingLearner:
                 verdict = Verdict(False, confidence, float("nan"), 0.0, 0.0, False, "kept: the cascade was removed")
             elif plan.get("held"):  # escalating would break the query's cap on joules
                 verdict = Verdict(False, confidence, float("nan"), 0.0, 0.0, False, str(plan["held"]))
+            elif spent_joules is not None and "cap" in plan and spent_joules + plan["then_joules"] > plan["cap"]:
+                both = spent_joules + plan["then_joules"]  # (a confidence question the predictions leave out)
+                held = f"kept: the first step spent {spent_joules:.1f} J, and escalating is predicted to spend "
+                held += f"{both:.1f} J in all, above the cap of {plan['cap']:.1f} J"
+                verdict = Verdict(False, confidence, float("nan"), 0.0, 0.0, False, held)
             else:
                 verdict = self._verdict(plan, pending.model, pending.context, confidence, pending.tradeoff)
             signal = plan["first_accuracy"] if confidence is None else confidence
@@ -1038,7 +1050,8 @@ class RoutingLearner:
                 plan = self._cascade_plan(cascade, x, features.task, {}, predicted[then], pool, tradeoff, per_query)
                 # the labels are all here: no answer need be kept to learn
                 verdict = self._verdict(plan, cascade, x, answers[first].confidence, tradeoff, explore=False)
-                held = cap is not None and predicted[first] + predicted[then] > cap  # (NaN: not held back)
+                question = answers[first].confidence_joules or 0.0  # paid by the cascade on every query
+                held = cap is not None and predicted[first] + question + predicted[then] > cap  # (NaN: not held)
                 verdicts[cascade] = (verdict.escalate and not held, float(plan["then_accuracy"]))
             for name, answer in answers.items():
                 self.learn(
