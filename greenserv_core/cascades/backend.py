@@ -204,7 +204,7 @@ class CascadeBackend:
         if callable(heard):  # a rule that checks a cap on joules hears what the first step spent
             heard(result.energy.joules)
         verdict = (
-            Verdict(False, confidence, math.nan, 0.0, 0.0, False, _NOBODY_WAITS)
+            Verdict.kept(confidence, _NOBODY_WAITS)
             if caller_left()  # (it left while the confidence was read, whichever rule decides)
             else (escalate or self.fixed_verdict)(confidence)
         )

@@ -36,6 +36,7 @@ True
 
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -79,6 +80,15 @@ class Verdict:
     cost: float
     explored: bool
     reason: str
+
+    @classmethod
+    def kept(cls, confidence: float | None, reason: str) -> Verdict:
+        """The first answer kept without the rule weighing it (a cap, a caller gone, a cascade removed).
+
+        >>> Verdict.kept(0.3, "kept: the cascade was removed").escalate
+        False
+        """
+        return cls(False, confidence, math.nan, 0.0, 0.0, False, reason)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -71,7 +71,7 @@ class _NeverEscalating(EscalationModel):
     """The control's rule: keep every first answer."""
 
     def decide(self, first: str, cascade: str, x: np.ndarray, confidence: float | None, **kwargs: Any) -> Verdict:
-        return Verdict(False, confidence, float("nan"), 0.0, 0.0, False, "kept: the control never escalates")
+        return Verdict.kept(confidence, "kept: the control never escalates")
 
 
 @dataclass(frozen=True)

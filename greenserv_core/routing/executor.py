@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -425,7 +424,7 @@ class LearnedEscalation:
             return self.learner.escalate(self.decision_id, confidence, spent_joules=self.spent_joules)
         except (UnknownDecisionError, PendingStoreUnreachableError):  # the cascade's fixed threshold decides
             if self.cascade is None:  # (a cascade removed since: the first answer is kept, as escalate() keeps it)
-                return Verdict(False, confidence, math.nan, 0.0, 0.0, False, "kept: the cascade was removed")
+                return Verdict.kept(confidence, "kept: the cascade was removed")
             return self.cascade.fixed_verdict(confidence)
 
     def kept_after_failure(self) -> None:

@@ -637,14 +637,14 @@ class RoutingLearner:
             if "escalated" in plan:
                 raise InvalidInputError(f"the cascade of decision {decision_id!r} was already decided")
             if pending.model not in self.cascades_:  # removed meanwhile (its second model may be gone): keep
-                verdict = Verdict(False, confidence, float("nan"), 0.0, 0.0, False, "kept: the cascade was removed")
+                verdict = Verdict.kept(confidence, "kept: the cascade was removed")
             elif plan.get("held"):  # escalating would break the query's cap on joules
-                verdict = Verdict(False, confidence, float("nan"), 0.0, 0.0, False, str(plan["held"]))
+                verdict = Verdict.kept(confidence, str(plan["held"]))
             elif spent_joules is not None and "cap" in plan and spent_joules + plan["then_joules"] > plan["cap"]:
                 both = spent_joules + plan["then_joules"]  # (a confidence question the predictions leave out)
                 held = f"kept: the first step spent {spent_joules:.1f} J, and escalating is predicted to spend "
                 held += f"{both:.1f} J in all, above the cap of {plan['cap']:.1f} J"
-                verdict = Verdict(False, confidence, float("nan"), 0.0, 0.0, False, held)
+                verdict = Verdict.kept(confidence, held)
             else:
                 verdict = self._verdict(plan, pending.model, pending.context, confidence, pending.tradeoff)
             signal = plan["first_accuracy"] if confidence is None else confidence
