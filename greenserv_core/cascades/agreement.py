@@ -114,17 +114,18 @@ def final_answer(text: str) -> tuple[str, str] | None:
     choice = _LEADING_CHOICE.match(plain) or _NAMED_CHOICE.search(plain)
     if choice is not None:
         return "choice", next(letter for letter in choice.groups() if letter).lower()
-    yes_no = _yes_no(text, plain)
-    text = text.replace("\u2212", "-")  # a minus sign written as one, as scoring reads it
-    marked = list(MARKED_NUMBER.finditer(text))
+    numeric = text.replace("\u2212", "-")  # a minus sign written as one, as scoring reads it
+    marked = list(MARKED_NUMBER.finditer(numeric))
     if marked:  # GSM8K's final answer, as scoring reads it ("#### 9:30" a time)
         mark = marked[-1]
-        minutes = re.match(r":(\d{2})(?![\d:])", text[mark.end() : mark.end() + 4])
+        minutes = re.match(r":(\d{2})(?![\d:])", numeric[mark.end() : mark.end() + 4])
         if minutes is not None and re.fullmatch(r"\d{1,2}", mark[1]):
             return "number", f"{int(mark[1])}:{minutes[1]}"
         return "number", canonical_number(mark[1]) or mark[1]
+    yes_no = _yes_no(text, plain)
     if yes_no is not None:
         return "yes/no", yes_no
+    text = numeric
     times = list(_TIME.finditer(text))
     inside = {at for found in times for at in range(found.start(), found.end())}
     numbers = [(found.end(), f"{int(found[1])}:{found[2]}") for found in times]  # "02:30" is 2:30
