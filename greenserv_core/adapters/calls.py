@@ -12,6 +12,7 @@ from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from greenserv_core.adapters.answers import Piece, answer_pieces
+from greenserv_core.bandits.base import check_whole
 from greenserv_core.budget import BudgetPacer, EnergyBudget
 from greenserv_core.errors import InvalidInputError, UnknownDecisionError
 from greenserv_core.messages import Message
@@ -286,9 +287,7 @@ def generation_options(
             return operator.index(value)
         return value
 
-    tokens = whole("max_tokens", max_tokens)  # checked under the caller's names, not the router's
-    if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1:
-        raise InvalidInputError(f"max_tokens must be a positive integer, got {tokens!r}")
+    tokens = check_whole("max_tokens", given("max_tokens", max_tokens), low=1)  # named as the caller gave it
     return {
         "temperature": number("temperature", temperature),
         "top_p": number("top_p", top_p),
@@ -430,8 +429,8 @@ class AdapterCore:
         """What the router this adapter builds depends on: copies with the same key share one.
         The options every call sends are not part of it (``max_joules``, ``max_latency_s``,
         ``seed``, λ: :attr:`call_tradeoff`), so configuring them per call keeps one router (built
-        without a budget with neutral defaults, so that a copy that sets none gets its own, not
-        the first copy's); λ is, beside an energy budget, whose starting λ it is."""
+        with neutral defaults, so that a copy that sets none gets its own, not the first copy's);
+        λ is, beside an energy budget, whose starting λ it is."""
         budget = getattr(self, "energy_budget", None)
         return (
             None if self.models is None else tuple(m if isinstance(m, str) else id(m) for m in self.models),
