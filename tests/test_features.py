@@ -194,6 +194,14 @@ def test_instruction_text_reads_drawing_code_as_a_figure() -> None:
     assert instruction_text("No drawing [here]") == "No drawing [here]"
 
 
+def test_an_open_drawing_block_hides_only_its_own_code() -> None:
+    prose = "How do I label a point in an [asy] block? Which command draws a circle?"
+    assert instruction_text(prose) == prose  # named in prose, no code: nothing hidden
+    cut = "Find $x$.\n[asy]\ndraw((0,0)--(1,0));\nlabel('A',(0,0));\n\nWhat is $x$ in degrees?"
+    assert instruction_text(cut) == "Find $x$.\n[figure]\n\nWhat is $x$ in degrees?"  # to the blank line
+    assert instruction_text("Use \\begin{tikzpicture} here? Or not?") == "Use \\begin{tikzpicture} here? Or not?"
+
+
 def test_context_vector_layout() -> None:
     extractor = make_hashing_extractor(n_clusters=3)
     n_tasks = len(extractor.task_types)

@@ -46,10 +46,15 @@ carries "a long text was here" (a passage to read or summarise) as well as the e
 
 FIGURE = "[figure]"
 """What stands for a drawing's code (Asymptote's ``[asy]...[/asy]``, TikZ's
-``tikzpicture``): the figure is there, its coordinates say nothing of the task."""
+``tikzpicture``): the figure is there, its coordinates say nothing of the task. A block left
+open (a prompt cut short) runs to the end of its paragraph, and only where it holds a
+statement (a ``;``): a ``[asy]`` named in prose hides nothing after it."""
 
+_UNCLOSED = r"(?:(?!\n[ \t]*\n)[^;])*;(?:(?!\n[ \t]*\n).)*"
+"""An open block's code: to the first blank line or the end, with at least one ``;`` in it."""
 _DRAWING = re.compile(
-    r"\[asy\].*?(?:\[/asy\]|\Z)|\\begin\{tikzpicture\}.*?(?:\\end\{tikzpicture\}|\Z)", re.DOTALL | re.IGNORECASE
+    rf"\[asy\](?:.*?\[/asy\]|{_UNCLOSED})|\\begin\{{tikzpicture\}}(?:.*?\\end\{{tikzpicture\}}|{_UNCLOSED})",
+    re.DOTALL | re.IGNORECASE,
 )
 
 
