@@ -149,6 +149,21 @@ def test_a_saved_sharing_policy_loads_with_its_setting_and_estimates(strategy: s
     assert np.allclose(loaded.theta("a"), policy.theta("a"))  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize("strategy", ["linucb", "thompson", "epsilon"])
+def test_a_sharing_policy_loaded_into_one_with_another_l2_fits_as_the_saved_one(strategy: str) -> None:
+    saved = make_policy(strategy, 3, l2=5.0, share=10.0, seed=1)
+    for arm in ("a", "b"):
+        saved.add_arm(arm)
+    for _ in range(3):
+        saved.update("a", np.array([1.0, 1.0, 0.0]), 0.9)
+        saved.update("b", np.array([1.0, 0.0, 1.0]), 0.1)
+    loaded = make_policy(strategy, 3, l2=1.0, share=10.0, seed=1)
+    loaded.load_state_dict(saved.state_dict())
+    assert loaded.ridge_.l2s.tolist() == [5.0, 5.0]  # type: ignore[attr-defined]
+    for arm in ("a", "b"):  # β was held by the loading policy's l2 = 1 (a's intercept 0.35 for 0.34)
+        assert np.allclose(loaded.theta(arm), saved.theta(arm))  # type: ignore[attr-defined]
+
+
 def test_sharing_policies_share_plain_sums_across_replicas() -> None:
     one, two = make_policy("linucb", 2, share=5.0, seed=0), make_policy("linucb", 2, share=5.0, seed=0)
     for policy in (one, two):

@@ -16,7 +16,8 @@ replicas still share plain sums). With ``M`` arms of dimension ``d`` it is one b
 policy refits only when the stack changed (:attr:`RidgeStack.version`).
 
 Minimising ``Σ_m ‖r_m − X_m(β + γ_m)‖² + Σ_m (γ_m − μ_m)ᵀΛ_m(γ_m − μ_m) + l2·‖β‖²`` gives, with
-``S_m = Σ x xᵀ``, ``s_m = Σ r x`` and ``P_m = (S_m + Λ_m)⁻¹``::
+``S_m = Σ x xᵀ``, ``s_m = Σ r x``, ``P_m = (S_m + Λ_m)⁻¹`` and ``l2`` the arms' own (their mean if
+saved states gave them different ones), so that a loaded stack fits as the one that was saved::
 
     β   = (l2·I + Σ_m S_m − S_m P_m S_m)⁻¹ · Σ_m (s_m − S_m P_m (s_m + Λ_m μ_m))
     γ_m = P_m (s_m + Λ_m μ_m − S_m β)
@@ -66,8 +67,8 @@ class HybridFit:
 
 def fit_hybrid(stack: RidgeStack, share: float) -> HybridFit:
     """Fit ``θ_m = β + γ_m`` on the stack's sums (see the module). ``β`` is fitted on the arms'
-    data alone and held by the stack's ``l2``; an arm's pseudo-observations
-    (:meth:`RidgeStack.add_prior`, a model card's scores) then count as its data for its own
+    data alone and held by the arms' ``l2`` (:attr:`RidgeStack.l2s`, see the module); an arm's
+    pseudo-observations (:meth:`RidgeStack.add_prior`, a model card's scores) then count as its data for its own
     part ``γ_m`` only, so that one model's prior says nothing of the others; its prior mean is
     the mean of ``γ_m``."""
     size, d = len(stack), stack.dimension
@@ -75,6 +76,7 @@ def fit_hybrid(stack: RidgeStack, share: float) -> HybridFit:
         return HybridFit(np.zeros((0, d)), np.zeros((0, d, d)), np.zeros(d))
     eye = np.eye(d)
     l2s = stack.l2s
+    l2 = float(l2s[0] if (l2s == l2s[0]).all() else l2s.mean())  # a loaded state's l2, not the stack's
     sums_xx = stack.A - l2s[:, None, None] * eye
     sums_rx = stack.b - l2s[:, None] * stack.prior_mean
     strengths = np.full((size, d), float(share))
@@ -84,9 +86,9 @@ def fit_hybrid(stack: RidgeStack, share: float) -> HybridFit:
     if stack.prior_xx.any() or stack.prior_yx.any():  # β from the data alone, without the priors
         data_xx, data_rx = sums_xx - stack.prior_xx, sums_rx - stack.prior_yx
         data_inverse = np.linalg.inv(data_xx + strengths[:, :, None] * eye)
-        shared = _shared(stack.l2, data_xx, data_rx, data_inverse, data_rx + strengths * stack.prior_mean)
+        shared = _shared(l2, data_xx, data_rx, data_inverse, data_rx + strengths * stack.prior_mean)
     else:
-        shared = _shared(stack.l2, sums_xx, sums_rx, own_inverse, pulled)
+        shared = _shared(l2, sums_xx, sums_rx, own_inverse, pulled)
     own = np.einsum("kij,kj->ki", own_inverse, pulled - sums_xx @ shared)
     return HybridFit(shared + own, own_inverse, shared)
 
