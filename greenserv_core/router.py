@@ -322,8 +322,11 @@ class GreenServRouter:
         """Replace the feature extractor by one that builds the same contexts. An extractor
         that has learned no clusters takes the router's (the policy learned on their numbers);
         one that has learned other clusters than the router's is refused
-        (:class:`InvalidInputError`)."""
-        with self.learner_.lock, self._features.lock:
+        (:class:`InvalidInputError`). Both extractors' locks are taken in one order (by
+        ``id``), so that two routers swapping extractors with each other cannot deadlock."""
+        with self.learner_.lock, contextlib.ExitStack() as held:
+            for part in sorted({id(e): e for e in (self._features, extractor)}.values(), key=id):
+                held.enter_context(part.lock)
             _check_same_contexts(extractor, self._features)
             learned = self._features.state_dict()
             if learned["clusterer"]["centroids"] is not None and extractor.clusterer.centroids_ is None:

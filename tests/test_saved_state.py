@@ -4,6 +4,8 @@ that cannot be read is a StateFileError naming it, and load names the caller's o
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Callable
 from decimal import Decimal
 from fractions import Fraction
@@ -324,6 +326,48 @@ def test_a_feature_extractor_built_alike_takes_the_routers_clusters_and_one_that
     assert router.features is rebuilt
     router.features = rebuilt  # the same one again
     assert router.features is rebuilt
+
+
+class _SlowLock:
+    """A re-entrant lock that waits a moment once taken: two threads that take two such locks in
+    opposite orders then always meet in the middle."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        taken = self.lock.acquire(blocking, timeout)
+        time.sleep(0.2)
+        return taken
+
+    def release(self) -> None:
+        self.lock.release()
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def test_two_routers_swapping_extractors_with_each_other_at_once_do_not_deadlock(fakes: list[FakeBackend]) -> None:
+    one, two = make_hashing_extractor(), make_hashing_extractor()
+    for extractor in (one, two):
+        extractor._lock = _SlowLock()  # type: ignore[assignment]
+    first, second = GreenServRouter(fakes, features=one, seed=0), GreenServRouter(fakes, features=two, seed=1)
+
+    def swap(router: GreenServRouter, extractor: FeatureExtractor) -> None:
+        router.features = extractor
+
+    threads = [
+        threading.Thread(target=swap, args=pair, daemon=True) for pair in ((first, two), (second, one))
+    ]  # (each took its own extractor's lock, then waited for the other's)
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=5)
+    assert not any(thread.is_alive() for thread in threads)
+    assert first.features is two and second.features is one
 
 
 @pytest.mark.parametrize(
