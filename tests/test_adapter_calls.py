@@ -4,6 +4,7 @@ a call's options, the energy budget's check, feedback, and the token counts Llam
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from fractions import Fraction
@@ -106,6 +107,29 @@ def test_a_copy_that_builds_the_shared_router_gives_it_none_of_its_settings(buil
     assert llm.model_copy(update={"tradeoff": 0.7}).complete(LONG).raw["tradeoff"] == 0.7  # type: ignore[index]
     with pytest.raises(NoEligibleModelError, match="exceeds the cap"):
         llm.model_copy(update={"max_joules": 5.0}).complete(LONG)
+
+
+def test_a_copy_whose_seed_the_shared_router_lacks_is_warned_once(
+    built: list[object], caplog: pytest.LogCaptureFixture
+) -> None:
+    base = ChatGreenServ(models=["small", "large"], seed=0)
+    seeded = base.configurable_fields(seed=ConfigurableField(id="seed"))
+    llm = GreenServLLM(models=["small", "large"], seed=3)
+    with caplog.at_level(logging.WARNING, logger="greenserv"):
+        base.invoke("hi")  # builds the router with seed 0
+        for _ in range(2):
+            seeded.invoke("hi", config={"configurable": {"seed": 7}})  # shares it: policy draws still seed 0
+        seeded.invoke("hi", config={"configurable": {"seed": 0}})  # the router's own seed
+        base.model_copy(update={"seed": None}).invoke("hi")  # asks for no seed
+        llm.complete("hi")
+        copy = llm.model_copy(update={"seed": 11})
+        for _ in range(2):
+            copy.complete("hi")
+    assert len(built) == 2 and copy.greenserv_router is llm.greenserv_router  # still shared across seeds
+    warned = [r.getMessage() for r in caplog.records if "shares the router" in r.getMessage()]
+    assert len(warned) == 2  # was silent: the copies' seeds 7 and 11 were dropped without a word
+    assert warned[0].startswith("ChatGreenServ(seed=7) shares the router another copy built with seed=0")
+    assert warned[1].startswith("GreenServLLM(seed=11) shares the router another copy built with seed=3")
 
 
 def test_llama_index_token_counting_reads_the_routers_counts() -> None:

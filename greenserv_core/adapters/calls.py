@@ -4,6 +4,7 @@ options mapped onto :meth:`GreenServRouter.generate` arguments, and ``tool_choic
 from __future__ import annotations
 
 import decimal
+import logging
 import math
 import numbers
 import operator
@@ -57,6 +58,8 @@ CALL_OPTIONS = frozenset(
 predicted joules of the model that answers, and ``model`` pins one model."""
 DEFAULT_MAX_TOKENS = 256
 """The tokens an answer may have when an adapter's ``max_tokens`` is ``None``."""
+
+logger = logging.getLogger("greenserv")
 
 
 def check_cascade_signal(signal: object) -> str | None:
@@ -209,12 +212,15 @@ class LazyRouter:
     ('built', 'built', 'other')
     >>> lazy.built("a"), lazy.built("c")
     ('built', None)
+    >>> lazy.first_time("note"), lazy.first_time("note")
+    (True, False)
     """
 
     def __init__(self) -> None:
         self._routers: dict[Hashable, tuple[Any, GreenServRouter]] = {}
         self._building: dict[Hashable, threading.Lock] = {}  # one lock per key while it builds
-        self._lock = threading.Lock()  # guards the two dicts, never held during a build
+        self._said: set[Hashable] = set()  # the warnings given to the copies, each once
+        self._lock = threading.Lock()  # guards the dicts and the set, never held during a build
 
     def get(self, build: Callable[[], GreenServRouter], key: Hashable = None, keep: Any = None) -> GreenServRouter:
         """The router built for ``key``, built now if there is none (once: a second caller of
@@ -237,6 +243,14 @@ class LazyRouter:
         """The router built for ``key``, or ``None`` when there is none yet."""
         held = self._routers.get(key)
         return None if held is None else held[1]
+
+    def first_time(self, warning: Hashable) -> bool:
+        """Whether ``warning`` is given here for the first time (so that the copies, which hold
+        this object, say it once between them, not at every call)."""
+        with self._lock:
+            first = warning not in self._said
+            self._said.add(warning)
+        return first
 
     def deciding(self, decision_id: str) -> GreenServRouter | None:
         """The router built here that made ``decision_id`` (pending, or recently scored): a copy
@@ -410,7 +424,18 @@ class AdapterCore:
 
         if self.router is not None:
             return self.router
-        return self.built_routers.get(build, key=self._building_key, keep=self.models)
+        key = self._building_key
+        router = self.built_routers.get(build, key=key, keep=self.models)
+        if self.seed is not None and router.seed != self.seed and self.built_routers.first_time((key, self.seed)):
+            logger.warning(
+                "%s(seed=%r) shares the router another copy built with seed=%r: its policy draws keep that seed "
+                "(seed=%r is still sent with every call, to the models); a model made anew, not copied, builds its own",
+                type(self).__name__,
+                self.seed,
+                router.seed,
+                self.seed,
+            )
+        return router
 
     def shared_on_copy(self, memo: dict[int, Any] | None, *also: object) -> dict[int, Any]:
         """``memo`` for a deep copy (``copy.deepcopy``, ``model_copy(deep=True)``) that shares
@@ -430,7 +455,8 @@ class AdapterCore:
         The options every call sends are not part of it (``max_joules``, ``max_latency_s``,
         ``seed``, λ: :attr:`call_tradeoff`), so configuring them per call keeps one router (built
         with neutral defaults, so that a copy that sets none gets its own, not the first copy's);
-        λ is, beside an energy budget, whose starting λ it is."""
+        λ is, beside an energy budget, whose starting λ it is. The router's policy draws keep the
+        seed of the copy that built it: a copy that sets another is warned, once."""
         budget = getattr(self, "energy_budget", None)
         return (
             None if self.models is None else tuple(m if isinstance(m, str) else id(m) for m in self.models),
