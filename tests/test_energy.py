@@ -479,9 +479,12 @@ def test_a_gpu_counter_that_stood_still_through_a_long_window_is_no_reading(monk
     monkeypatch.setattr(nvml_module, "STALLED_AFTER_S", 0.05)  # 1 s in use: NVML refreshes every ~0.1 s
     fake = _FrozenNvml()
     counter = NvmlCounterMeter([0, 1], pynvml=fake, synchronize=lambda: None)  # type: ignore[arg-type]
-    with pytest.raises(CounterDidNotMoveError, match="GPU 0 did not move"), counter.measure():
+    with counter.measure() as partial:
         time.sleep(0.06)
         fake.counters["gpu1"] += 180_000  # GPU 1 spent 180 J; GPU 0's counter stopped: was 180 J measured
+    assert (partial.joules, partial.source, partial.measured) == (180.0, "nvml-counter-partial", False)
+    with pytest.raises(CounterDidNotMoveError, match="GPU 0, 1 did not move"), counter.measure():
+        time.sleep(0.06)
     meter = FallbackMeter(counter, CpuTimeEstimateMeter())
     with meter.measure() as stalled:
         time.sleep(0.06)  # neither moved: was 0 J measured
@@ -494,6 +497,24 @@ def test_a_gpu_counter_that_stood_still_through_a_long_window_is_no_reading(monk
     assert (stalled.source, stalled.measured) == ("cpu-time-estimate", False) and meter.missed_windows == 1
     assert (short.joules, short.source, short.measured) == (0.0, "nvml-counter", True)
     assert moved.joules == pytest.approx(5.0) and moved.measured and not meter.failed
+
+
+def test_a_gpu_counter_that_stood_still_keeps_the_joules_of_the_gpus_that_moved(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One of two GPUs stalled: the other's joules are kept, labelled not measured, not replaced by the estimate."""
+    monkeypatch.setattr(nvml_module, "STALLED_AFTER_S", 0.05)
+    monkeypatch.setattr(nvml_module, "_warned", set())
+    fake = _FrozenNvml()
+    meter = FallbackMeter(NvmlCounterMeter([0, 1], pynvml=fake, synchronize=lambda: None), CpuTimeEstimateMeter())  # type: ignore[arg-type]
+    with caplog.at_level(logging.WARNING, logger="greenserv.energy"):
+        for _ in range(2):
+            with meter.measure() as partial:
+                time.sleep(0.06)
+                fake.counters["gpu1"] += 180_000  # was the CPU-time estimate: GPU 1's 180 J discarded
+            assert (partial.joules, partial.source, partial.measured) == (180.0, "nvml-counter-partial", False)
+    assert meter.missed_windows == 0 and not meter.failed
+    assert caplog.text.count("GPU 0 did not move") == 1 and "nvml-counter-partial" in caplog.text
 
 
 def test_an_nvml_meter_measures_a_gpu_listed_twice_once_and_needs_one(monkeypatch: pytest.MonkeyPatch) -> None:

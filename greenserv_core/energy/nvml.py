@@ -17,13 +17,14 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
 from greenserv_core.bandits.base import check_number
-from greenserv_core.energy.base import CounterDidNotMoveError, TimedMeter
+from greenserv_core.energy.base import CounterDidNotMoveError, EnergyWindow, TimedMeter
 from greenserv_core.energy.registry import register_meter
 from greenserv_core.errors import InvalidInputError, MissingResourceError, WindowNotMeasuredError
 
@@ -149,10 +150,15 @@ class _NvmlMeter(TimedMeter):
 class NvmlCounterMeter(_NvmlMeter):
     """Joules from the GPUs' total-energy counters.
 
-    Raises :class:`MissingResourceError` at construction if NVML or the counter is missing.
+    Raises :class:`MissingResourceError` at construction if NVML or the counter is missing. A
+    window of :data:`STALLED_AFTER_S` or more in which no GPU's counter moved has no reading
+    (:class:`CounterDidNotMoveError`). One in which only some moved reads the joules of those:
+    the stalled GPUs' share is unknown and left out, so the window is labelled
+    ``nvml-counter-partial`` with ``measured=False`` (a warning is logged once).
     """
 
     source = "nvml-counter"
+    partial_source = "nvml-counter-partial"
     measured = True
     probe_error = "this GPU has no readable total-energy counter"
 
@@ -166,18 +172,39 @@ class NvmlCounterMeter(_NvmlMeter):
         self.synchronize()
         return self._read()
 
-    def _stop(self, token: object, duration_s: float) -> float:
+    @contextmanager
+    def measure(self) -> Iterator[EnergyWindow]:
+        window = EnergyWindow(source=self.source, measured=self.measured)
+        before = self._start()
+        started = time.perf_counter()
+        try:
+            yield window
+        finally:
+            window.duration_s = time.perf_counter() - started
+            window.joules, stalled = self._moved(before, window.duration_s)
+            if stalled:
+                window.source, window.measured = self.partial_source, False
+                _warn_once(
+                    f"energy: the energy counter of GPU {stalled} did not move in a window of "
+                    f"{STALLED_AFTER_S:g} s or more; such windows count only the GPUs whose counters "
+                    f"moved, labelled {self.partial_source} (not measured)"
+                )
+
+    def _moved(self, token: object, duration_s: float) -> tuple[float, str]:
+        """The joules of the GPUs whose counters moved, and the stalled GPUs ("" if none)."""
         assert isinstance(token, list)
         self.synchronize()
         changes = [after - before for before, after in zip(token, self._read(), strict=True)]
         if any(change < 0 for change in changes):  # a driver reload or GPU reset: no reading, not 0 J
             raise WindowNotMeasuredError(f"the GPU energy counter went back by {-min(changes)} mJ during the window")
-        if duration_s >= STALLED_AFTER_S and 0 in changes:  # not refreshed: no reading, not 0 J
+        stalled = ""
+        if duration_s >= STALLED_AFTER_S and 0 in changes:  # not refreshed: no reading of that GPU, not 0 J
             stalled = ", ".join(
                 str(device) for device, change in zip(self.cuda_devices, changes, strict=True) if not change
             )
-            raise CounterDidNotMoveError(f"the energy counter of GPU {stalled} did not move in {duration_s:.3f} s")
-        return float(sum(changes)) / 1000.0
+            if not any(changes):
+                raise CounterDidNotMoveError(f"the energy counter of GPU {stalled} did not move in {duration_s:.3f} s")
+        return float(sum(changes)) / 1000.0, stalled
 
 
 class NvmlPowerMeter(_NvmlMeter):
