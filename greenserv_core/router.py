@@ -495,12 +495,18 @@ class GreenServRouter:
         if wanted is not None:
             wanted = wanted | {m for name in wanted for m in self.learner_.cascades_.get(name, ())}
         candidates = pool.candidates(counted, wanted)
+        extractor, learned = self.features, features is None
         if features is None:
-            features = self.features.extract(request.messages)
+            features = extractor.extract(request.messages)
         limits = Limits(request.settings.max_new_tokens, request.models, failed, request.requires, limit, cap)
-        decision = self.learner_.decide(
-            features, candidates, limits, lam, decision_id, rerouting=rerouting, under_way=under_way
-        )
+        try:
+            decision = self.learner_.decide(
+                features, candidates, limits, lam, decision_id, rerouting=rerouting, under_way=under_way
+            )
+        except Exception:  # refused (no eligible model, an id in use, ...): the query moves no centroid
+            if learned:
+                extractor.forget(request.messages, features)
+            raise
         return dataclasses.replace(decision, chosen=BackendRef(backends.get(decision.model)))  # checked for it
 
     def escalate(self, decision_id: str, confidence: float | None) -> Verdict:

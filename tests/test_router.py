@@ -175,6 +175,21 @@ def test_context_window_makes_a_model_ineligible(extractor) -> None:  # type: ig
         router.route("word " * 5000, max_new_tokens=8)
 
 
+def test_a_refused_query_moves_no_centroid_and_forms_no_cluster() -> None:
+    extractor = make_hashing_extractor()
+    router = GreenServRouter([FakeBackend("tiny", context_window=64)], features=extractor, seed=0)
+    with pytest.raises(NoEligibleModelError, match="context window"):
+        router.route("word " * 500, max_new_tokens=8)
+    assert extractor.clusterer.centroids_ is None  # it formed the first cluster
+    for prompt in ("What is 2 + 2?", "Tell me a joke.", "Who wrote Hamlet?", "Solve 5x = 20."):
+        router.route(prompt, max_new_tokens=8)
+    centroids, counts = extractor.clusterer.centroids_.copy(), extractor.clusterer.counts_.copy()  # type: ignore[union-attr]
+    with pytest.raises(NoEligibleModelError):
+        router.route("Summarise this text: " + "word " * 500, max_new_tokens=8)
+    assert extractor.clusterer.counts_.tolist() == counts.tolist()
+    assert np.allclose(extractor.clusterer.centroids_, centroids)  # type: ignore[arg-type]
+
+
 def test_latency_limit_excludes_slow_models(extractor) -> None:  # type: ignore[no-untyped-def]
     fast = FakeBackend("fast", seconds_per_token=0.001)
     slow = FakeBackend("slow", seconds_per_token=1.0)

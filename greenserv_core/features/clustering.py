@@ -107,6 +107,32 @@ class OnlineKMeans:
         self.centroids_[best] += (x - self.centroids_[best]) / self.counts_[best]
         return best
 
+    def forget(self, embedding: np.ndarray, cluster: int) -> None:
+        """Take back what :meth:`partial_fit_predict` learned of ``embedding``, which it put in
+        ``cluster`` (a query refused after its features were read teaches nothing): the
+        centroid moves back, or, where the embedding formed the last cluster alone, that
+        cluster goes. One that formed a cluster others were formed after stays (their numbers
+        would change).
+
+        >>> km = OnlineKMeans(n_clusters=2)
+        >>> km.partial_fit_predict(np.array([1.0, 0.0])), km.partial_fit_predict(np.array([1.0, 0.2]))
+        (0, 1)
+        >>> km.forget(np.array([1.0, 0.2]), 1)
+        >>> km.counts_.tolist()
+        [1]
+        """
+        x = self._unit(embedding)
+        if not x.any() or self.centroids_ is None or not 0 <= cluster < len(self.centroids_):
+            return  # (the centre taught nothing)
+        count = int(self.counts_[cluster])
+        if count > 1:
+            self.centroids_[cluster] = (self.centroids_[cluster] * count - x) / (count - 1)
+            self.counts_[cluster] = count - 1
+        elif cluster == len(self.centroids_) - 1:
+            kept = len(self.centroids_) - 1
+            self.centroids_ = self.centroids_[:kept].copy() if kept else None
+            self.counts_ = self.counts_[:kept].copy()
+
     def _sums(self, dim: int) -> tuple[np.ndarray, np.ndarray]:
         """Each cluster's sum of members and count, padded to ``n_clusters``."""
         sums, counts = np.zeros((self.n_clusters, dim)), np.zeros(self.n_clusters, dtype=np.int64)

@@ -267,6 +267,14 @@ class FeatureExtractor:
             vector=self._vector(prediction, cluster, complexity.bin),
         )
 
+    def forget(self, messages: Sequence[Message] | str, features: QueryFeatures) -> None:
+        """Take back what :meth:`extract` learned of ``messages`` (whose ``features`` it gave):
+        a query the router refused moves no centroid (see
+        :meth:`~greenserv_core.features.clustering.OnlineKMeans.forget`)."""
+        embedding = self.embedder.embed([instruction_text(last_user_text(validate_messages(messages)))])[0]
+        with self._lock:
+            self.clusterer.forget(embedding, features.cluster)
+
     def _vector(self, prediction: TaskPrediction, cluster: int, complexity_bin: int) -> np.ndarray:
         vector = self.encode(prediction.label, cluster, complexity_bin)
         if self.task_encoding == "probabilities":  # an unsure prediction spreads over its candidates
