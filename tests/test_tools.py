@@ -184,6 +184,19 @@ def test_a_block_cut_short_before_its_arguments_is_an_invalid_call_and_a_named_t
         assert named.text == prose and not named.invalid_tool_calls
 
 
+def test_an_empty_tag_pair_named_in_prose_stays_prose_and_is_no_call() -> None:
+    said = "<think>I must return the call within <tool_call></tool_call> XML tags.</think>"
+    parsed = parse_tool_calls(
+        f'{said}\n\n<tool_call>\n{{"name": "get_weather", "arguments": {{"city": "Paris"}}}}\n</tool_call>', TOOLS
+    )
+    assert [c.name for c in parsed.tool_calls] == ["get_weather"] and not parsed.invalid_tool_calls  # was an empty call
+    assert parsed.text == said  # the words were cut out
+    for prose in ("Calls go in <tool_call></tool_call> tags.", "<tool_call>\n</tool_call> wraps a call"):
+        named = parse_tool_calls(prose, TOOLS)
+        assert named.text == prose and not named.invalid_tool_calls
+    assert "cut short" in parse_tool_calls(" <tool_call>\n</tool_call>\n", TOOLS).invalid_tool_calls[0].error
+
+
 def test_llama_calls_separated_by_semicolons_and_a_tag_named_in_prose_before_a_call() -> None:
     add = ToolSpec("add", "Add.", '{"type": "object", "properties": {"a": {"type": "integer"}}}')
     now = ToolSpec("now", "The time.", '{"type": "object", "properties": {}}')
@@ -328,7 +341,7 @@ def test_a_model_looping_on_the_tool_call_tag_is_read_in_linear_time() -> None:
 
     looping, fenced = "<tool_call>" * 12000 + "</tool_call>" * 8, "<tool_call>```" * 3000 + "</tool_call>"
     parsed = parse_tool_calls(looping, TOOLS)
-    assert len(parsed.text) == len(looping) - 23 and "cut short" in parsed.invalid_tool_calls[0].error
+    assert parsed.text == looping and not parsed.invalid_tool_calls  # its empty pair is not the whole answer: prose
     assert split_tool_calls(looping) == (looping, [])
     assert len(parse_tool_calls(fenced, TOOLS).invalid_tool_calls) == 3000
     assert_linear_time(lambda n: parse_tool_calls("<tool_call>" * n + "</tool_call>" * 8, TOOLS), 3000)

@@ -757,3 +757,34 @@ def test_a_model_that_fails_to_unload_still_counts_and_the_others_are_unloaded(
     d = Model("d")
     memory.loaded(d, 10)
     assert a.unloaded and not c.unloaded and memory.used_bytes == 100  # a is the first tried again
+
+
+# ---- review fixes (generation settings) ----------------------------------------------------------------
+def test_any_real_temperature_top_p_and_time_limit_are_kept_as_python_floats(plain_dir: Path) -> None:
+    import json
+    from fractions import Fraction
+
+    import numpy as np
+
+    backend = backend_for(plain_dir)
+    for temperature, top_p, seconds in ((2, 1, 30), (np.float32(0.7), Fraction(9, 10), np.float64(5.0))):
+        settings = GenerationSettings(2, temperature, top_p, max_time_s=seconds)  # type: ignore[arg-type]
+        kept = (settings.temperature, settings.top_p, settings.max_time_s)
+        assert [type(v) for v in kept] == [float] * 3 and kept == pytest.approx((temperature, top_p, seconds))
+        json.dumps(kept)  # a remote server's request body (numpy's float32 and Fraction were not JSON)
+        assert backend.generate(ASK, settings).output_tokens >= 1  # transformers refused all but a float
+    for bad in ({"temperature": 10**400}, {"top_p": np.float32("nan")}, {"max_time_s": Fraction(-1, 2)}):
+        with pytest.raises(InvalidInputError):
+            GenerationSettings(**bad)  # type: ignore[arg-type]
+
+
+def test_an_infinite_time_limit_is_no_limit_and_nan_is_refused() -> None:
+    import math
+
+    import numpy as np
+
+    for endless in (math.inf, np.float64("inf"), 10**400):
+        assert GenerationSettings(max_time_s=endless).max_time_s is None  # was kept: a remote Timer(inf) overflowed
+    for bad in (math.nan, -math.inf, 0):
+        with pytest.raises(InvalidInputError, match="max_time_s must be a positive number"):
+            GenerationSettings(max_time_s=bad)

@@ -79,16 +79,21 @@ class JsonFormat:
 @dataclass(frozen=True)
 class GenerationSettings:
     """How to generate. ``temperature == 0`` means greedy decoding; ``max_time_s`` stops a
-    generation after that many seconds (finish reason ``length``); ``tools`` are offered to
-    the model (through its chat template, or a system prompt where the template takes none);
-    ``json`` asks for a JSON answer (:class:`JsonFormat`); ``logprobs`` asks for the
-    log-probability of each generated token (:attr:`GenerationResult.token_logprobs`), which
-    confidence signals read (:mod:`greenserv_core.confidence`).
+    generation after that many seconds (finish reason ``length``; ``None`` or infinite: no
+    limit, kept as ``None``); ``tools`` are offered to the model (through its chat template,
+    or a system prompt where the template takes none); ``json`` asks for a JSON answer
+    (:class:`JsonFormat`); ``logprobs`` asks for the log-probability of each generated token
+    (:attr:`GenerationResult.token_logprobs`), which confidence signals read
+    (:mod:`greenserv_core.confidence`). Any real ``temperature``, ``top_p`` or ``max_time_s``
+    is kept as a Python float (as models and JSON take them).
 
     >>> GenerationSettings(max_new_tokens=32, stop=("\\n\\n",)).max_new_tokens
     32
     >>> GenerationSettings(stop="User:").stop  # one stop sequence
     ('User:',)
+    >>> settings = GenerationSettings(temperature=1, max_time_s=float("inf"))
+    >>> settings.temperature, settings.max_time_s
+    (1.0, None)
     """
 
     max_new_tokens: int = 256
@@ -116,12 +121,18 @@ class GenerationSettings:
         if isinstance(tokens, bool) or not isinstance(tokens, numbers.Integral) or tokens < 1:
             raise InvalidInputError(f"max_new_tokens must be a positive integer, got {tokens!r}")
         object.__setattr__(self, "max_new_tokens", int(tokens))
-        if not is_real(self.temperature) or not math.isfinite(self.temperature) or self.temperature < 0:
+        temperature, top_p = _as_float(self.temperature), _as_float(self.top_p)  # a model takes Python floats
+        if temperature is None or not 0 <= temperature < math.inf:
             raise InvalidInputError(f"temperature must be a number >= 0, got {self.temperature!r}")
-        if not is_real(self.top_p) or not (0 < self.top_p <= 1):
+        if top_p is None or not 0 < top_p <= 1:
             raise InvalidInputError(f"top_p must be a number in (0, 1], got {self.top_p!r}")
-        if self.max_time_s is not None and (not is_real(self.max_time_s) or not self.max_time_s > 0):
-            raise InvalidInputError(f"max_time_s must be a positive number, got {self.max_time_s!r}")
+        object.__setattr__(self, "temperature", temperature)
+        object.__setattr__(self, "top_p", top_p)
+        if self.max_time_s is not None:
+            seconds = _as_float(self.max_time_s)
+            if seconds is None or not seconds > 0:
+                raise InvalidInputError(f"max_time_s must be a positive number, got {self.max_time_s!r}")
+            object.__setattr__(self, "max_time_s", seconds if seconds < math.inf else None)  # infinite: no limit
         if self.seed is not None:
             if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) or not 0 <= self.seed < 2**63:
                 raise InvalidInputError(f"seed must be None or an integer in [0, 2**63), got {self.seed!r}")
@@ -136,6 +147,16 @@ class GenerationSettings:
             raise InvalidInputError("json must be a JsonFormat (see JsonFormat.from_schema)")
         if len({t.name for t in self.tools}) != len(self.tools):
             raise InvalidInputError(f"tool names must be distinct, got {[t.name for t in self.tools]}")
+
+
+def _as_float(value: object) -> float | None:
+    """``float(value)`` of a real number (infinite for an integer too large for a float), else ``None``."""
+    if not is_real(value):
+        return None
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf  # type: ignore[operator]
 
 
 def _tuple_of(name: str, values: object) -> tuple[Any, ...]:

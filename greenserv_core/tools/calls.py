@@ -407,16 +407,17 @@ def parse_tool_calls(text: str, tools: Sequence[ToolSpec]) -> ParsedOutput:
     if "<tool_call>" in text:
         kept: list[str] = []  # the prose around the calls
         end = 0
-        tag_alone = not text.strip().removesuffix("<tool_call>").strip()
+        words, words_end = len(text) - len(text.lstrip()), len(text.rstrip())  # where the answer's words are
         for match in _blocks(text):
             source = match.group(1).strip()
             closed = match.group(0).endswith("</tool_call>")
-            bare = not closed and not source and tag_alone
-            if not closed and not bare and not source.startswith(("{", "[", "```")):
+            if not source and (match.start() != words or match.end() < words_end):
+                continue  # "<tool_call>" or an empty pair named in prose, not the whole answer cut short: it stays
+            if source and not closed and not source.startswith(("{", "[", "```")):
                 continue  # "<tool_call>" named in prose, not a call cut short: the text stays
             kept.append(text[end : match.start()])
             end = match.end()
-            if not source:  # an empty block, or an answer that is the tag alone (cut short by a stop sequence)
+            if not source:  # an answer that is an empty block or the tag alone (cut short by a stop sequence)
                 found.append(InvalidToolCall(None, "", "tool call has no arguments: cut short, or empty"))
                 continue
             try:
