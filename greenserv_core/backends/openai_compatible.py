@@ -280,7 +280,7 @@ class OpenAICompatibleBackend:
         self._info = ModelInfo(
             name=name or model,
             context_window=context_window,
-            capabilities=frozenset(capabilities),
+            capabilities=capabilities,  # checked there: a bare string is refused, not taken as its letters
             prior_joules_per_token=prior_joules_per_token,
             prior_seconds_per_token=prior_seconds_per_token,
             quality=quality,
