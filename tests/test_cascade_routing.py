@@ -68,13 +68,14 @@ def _router(
     keep_rate: float = 0.0,
     policy: type[PinnedPolicy] | None = None,
     max_pending: int = 100_000,
+    small: FakeBackend | None = None,
 ) -> GreenServRouter:
     """``small`` and ``big`` with the cascade ``small->big``, always routed to ``arm``. With
     ``then_accuracy`` 0.9 (trusted at once: ``informed_after=0``) and no energy measured yet,
-    the rule escalates any confidence < 0.9."""
+    the rule escalates any confidence < 0.9. ``small``: another first model."""
     features = make_hashing_extractor()
     return GreenServRouter(
-        [_small(confidence, small_text), _big(big_text)],
+        [small or _small(confidence, small_text), _big(big_text)],
         cascades=[("small", "big")],
         features=features,
         policy=(policy or PinnedPolicy)(features.dimension, arm=arm, then_accuracy=then_accuracy),
@@ -1397,3 +1398,55 @@ def test_a_saved_state_keeps_a_pending_cascade_plan_of_its_own() -> None:
     second.learner_.load_state_dict(snapshot)
     first.escalate(decision.decision_id, 0.1)
     second.escalate(decision.decision_id, 0.1)  # was refused: both shared one plan, already decided
+
+
+def _slow_small(seconds_per_token: float) -> FakeBackend:
+    """A first model unsure of its answer (confidence 0.2), which takes 9 × ``seconds_per_token`` on :data:`ASK`."""
+    return FakeBackend(
+        "small", seconds_per_token=seconds_per_token, reply=lambda m: CHEAP, logprobs=lambda m, t: [math.log(0.2)]
+    )
+
+
+def test_a_cascade_left_too_little_of_max_time_s_keeps_its_first_answer_and_learns_it_as_kept() -> None:
+    router = _router(small=_slow_small(0.1))  # its first step takes 0.9 s of 0.95 s
+    answer = router.generate(ASK, max_new_tokens=8, max_time_s=0.95)
+    assert [s.action for s in answer.chain] == ["kept"]  # was escalated, "big" given 0.95 s again
+    assert answer.text == CHEAP and answer.chain[0].reason.endswith("too little is left for big")
+    plan = router.pending_.get(answer.decision_id).cascade
+    assert plan is not None and plan["escalated"] is False
+    streamed = _router(small=_slow_small(0.1))  # scored while it streams, before its outcome is recorded
+    before, (zz, _) = streamed.learner_.escalation_.thens_["small->big"].copy(), _firsts(streamed)
+    stream = streamed.stream(ASK, max_new_tokens=8, max_time_s=0.95)
+    streamed.feedback(next(stream).decision.decision_id, 1.0)
+    assert [s.action for s in list(stream)[-1].generation.chain] == ["kept"]  # type: ignore[union-attr]
+    assert np.array_equal(streamed.learner_.escalation_.thens_["small->big"], before)  # taught "big"'s offset
+    assert not np.array_equal(_firsts(streamed)[0], zz)  # the first answer was labelled by its score
+
+
+@pytest.mark.parametrize(("learned", "limit", "escalates"), [(True, 1.0, False), (True, 2.0, True), (False, 1.0, True)])
+def test_a_cascade_keeps_its_first_answer_where_escalating_would_break_max_latency_s(
+    learned: bool, limit: float, escalates: bool
+) -> None:
+    router = _router(0.1)
+    if learned:  # each model alone takes 0.8 s, within the limit; both take 1.6 s (unknown seconds hold nothing)
+        for model in ("small", "big"):
+            router.learn(ASK, model, energy_joules=1.0, latency_s=0.8)
+    decision = router.route(ASK, max_new_tokens=8, max_latency_s=limit)
+    verdict = router.escalate(decision.decision_id, 0.1)
+    assert verdict.escalate is escalates  # was escalated under 1 s
+    if not escalates:
+        assert verdict.reason.startswith("kept: escalating is predicted to take 1.5")  # (a ridge fit of 0.8 s)
+        assert verdict.reason.endswith("s in all, above the latency limit of 1.000 s")
+
+
+def test_a_cascade_checks_the_seconds_its_first_step_took_against_max_latency_s() -> None:
+    for seconds_per_token, kept in ((0.15, True), (0.001, False)):  # a first step of 1.35 s or 0.009 s
+        router = _router(small=_slow_small(seconds_per_token))
+        for model in ("small", "big"):
+            router.learn(ASK, model, energy_joules=1.0, latency_s=0.8)  # 1.6 s in all: under the limit of 2 s
+        answer = router.generate(ASK, max_new_tokens=8, max_latency_s=2.0)
+        assert [s.action for s in answer.chain] == (["kept"] if kept else ["escalated", "answered"])  # was escalated
+        if kept:
+            reason = answer.chain[0].reason
+            assert reason.startswith("kept: the first step took 1.350 s, and escalating is predicted to take 2.1")
+            assert reason.endswith("s in all, above the latency limit of 2.000 s")

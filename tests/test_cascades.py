@@ -493,3 +493,41 @@ def test_a_failure_that_spent_no_joules_leaves_the_kept_answer_measured(
     assert kept.chain[-1].reason.startswith("escalation failed")
     assert (kept.energy.joules, kept.energy.source, kept.energy.measured) == (expected[0], "nvml", expected[1])
     assert kept.latency_s == pytest.approx(0.5)  # the failed call's seconds, still added
+
+
+class _TimeLimited(FakeBackend):
+    """A second model that notes the time limit (``max_time_s``) each call gives it."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name, reply=lambda m: "8")
+        self.limits: list[float | None] = []
+
+    def generate(self, messages: Sequence[Message], settings: GenerationSettings) -> GenerationResult:
+        self.limits.append(settings.max_time_s)
+        return super().generate(messages, settings)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize(("limit", "left"), [(2.0, 1.3), (0.75, None), (None, None)])
+def test_the_second_model_gets_what_the_first_step_left_of_the_time_limit(
+    limit: float | None, left: float | None, stream: bool
+) -> None:
+    ask: list[Message] = [{"role": "user", "content": "Is the sky blue?"}]  # 5 tokens and 2 of answer: 0.7 s
+    small = FakeBackend("small", seconds_per_token=0.1, reply=lambda m: "7.", logprobs=lambda m, t: [-3.0])
+    big = _TimeLimited("big")
+    settings = GenerationSettings(max_new_tokens=8, max_time_s=limit)
+    if stream:
+        pieces = list(CascadeBackend(small, big).stream(ask, settings))
+        result = pieces[-1].result
+        assert result is not None and "".join(p.delta for p in pieces) == result.text
+    else:
+        result = CascadeBackend(small, big).generate(ask, settings)
+    if limit is None:  # no limit: the second model runs without one
+        assert big.limits == [None] and [s.action for s in result.chain] == ["escalated", "answered"]
+    elif left is not None:  # was given the whole limit again: 2.7 s in all
+        assert big.limits == [pytest.approx(left)] and [s.action for s in result.chain] == ["escalated", "answered"]
+    else:  # was run with the whole limit again; too little is left: the first answer is kept, and says why
+        assert big.limits == [] and result.text == "7." and [s.action for s in result.chain] == ["kept"]
+        assert result.chain[0].reason == (
+            "kept: the first step took 0.7 s of the time limit of 0.75 s (max_time_s): too little is left for big"
+        )

@@ -15,6 +15,9 @@ Joules, seconds and output tokens of the result are the sums over the models run
 ``chain`` lists each model with its confidence, cost and what happened next, and whether the
 second answer agreed with the first (their tool calls compared where tools were offered, their
 JSON values in JSON mode).
+A time limit (``max_time_s``) holds for the whole cascade: the second model gets what the first
+step (its answer, and a question about it) left of it, and where less than a tenth of it is left,
+the first answer is kept (its step says why).
 Streaming holds the first answer back until it is kept: only the kept answer is streamed,
 and no escalated text ever reaches the stream. Where the second model fails before it
 answers, the first answer is kept (``keep_first_on_failure``, the default): it is made and
@@ -81,11 +84,12 @@ logger = logging.getLogger(__name__)
 
 Escalate = Callable[[float | None], Verdict]
 """Decides after the first answer, from its confidence (``None``: no signal). A rule with a
-``first_spent(joules)`` method hears first what the first step spent (its answer, and a
-question asked about it), as a router's rule checks it against the query's cap on joules. A
-rule with a ``kept_after_failure()`` method hears when an escalation it decided failed and the
-first answer was kept instead, before any of it is streamed (a router's rule then learns that
-answer's score as the first model's)."""
+``first_spent(joules, seconds)`` method hears first what the first step spent (its answer, and a
+question asked about it), as a router's rule checks it against the query's cap on joules and
+its latency limit. A rule with a ``kept_after_failure()`` method hears when an escalation it
+decided was not made and the first answer was kept instead (the second model failed before it
+answered, or too little of ``max_time_s`` was left for it), before any of it is streamed (a
+router's rule then learns that answer's score as the first model's)."""
 
 
 def cascade_name(first: str, then: str) -> str:
@@ -105,6 +109,9 @@ def _prior(first: float | None, then: float | None) -> float | None:
 _NOBODY_WAITS = "kept: the caller stopped waiting"
 """Why a cascade keeps its first answer when its caller has left
 (:func:`~greenserv_core.async_bridge.caller_left`)."""
+
+_LEAST_TIME_SHARE = 0.1
+"""The share of ``max_time_s`` that must be left after the first step for the second model to run."""
 
 
 class CascadeBackend:
@@ -201,8 +208,8 @@ class CascadeBackend:
         else:
             own, confidence = result, _confidence(signal(result), signal.name)
         heard = getattr(escalate, "first_spent", None)
-        if callable(heard):  # a rule that checks a cap on joules hears what the first step spent
-            heard(result.energy.joules)
+        if callable(heard):  # a rule that checks a cap on joules or seconds hears what the first step spent
+            heard(result.energy.joules, result.latency_s)
         verdict = (
             Verdict.kept(confidence, _NOBODY_WAITS)
             if caller_left()  # (it left while the confidence was read, whichever rule decides)
@@ -223,6 +230,45 @@ class CascadeBackend:
         kept = dataclasses.replace(result, chain=(step,))
         return kept if settings.logprobs else dataclasses.replace(kept, token_logprobs=None)
 
+    def _kept_instead(
+        self,
+        first: GenerationResult,
+        step: ChainStep,
+        settings: GenerationSettings,
+        reason: str,
+        escalate: Escalate | None,
+    ) -> GenerationResult:
+        """The first answer kept although the rule escalated (its step says ``reason``): the
+        rule hears of it (``kept_after_failure``), so that the answer's score labels the first model."""
+        heard = getattr(escalate, "kept_after_failure", None)
+        if callable(heard):
+            heard()
+        return self._kept(first, dataclasses.replace(step, action="kept", reason=reason), settings)
+
+    def _then_settings(self, first: GenerationResult, settings: GenerationSettings) -> GenerationSettings | str:
+        """The second model's settings: what the first step left of ``max_time_s``; where too
+        little is left (less than a tenth), why the first answer is kept instead.
+
+        >>> from greenserv_core.backends.fake import FakeBackend
+        >>> cascade = CascadeBackend(FakeBackend("a"), FakeBackend("b"))
+        >>> ran = GenerationResult("7", 5, 1, latency_s=0.3, energy=EnergyReading(1.0, "fake", False))
+        >>> cascade._then_settings(ran, GenerationSettings(max_time_s=1.0)).max_time_s
+        0.7
+        >>> cascade._then_settings(ran, GenerationSettings(max_time_s=0.32))
+        'kept: the first step took 0.3 s of the time limit of 0.32 s (max_time_s): too little is left for b'
+        """
+        limit = settings.max_time_s
+        if limit is None:
+            return settings
+        left = limit - first.latency_s
+        if not left >= _LEAST_TIME_SHARE * limit:  # (an unknown time, NaN, leaves nothing either)
+            took, of = distinct(first.latency_s, limit)
+            return (
+                f"kept: the first step took {took} s of the time limit of {of} s (max_time_s): "
+                f"too little is left for {self.then.info.name}"
+            )
+        return dataclasses.replace(settings, max_time_s=left)
+
     def _kept_after_failure(
         self,
         first: GenerationResult,
@@ -235,18 +281,13 @@ class CascadeBackend:
         failed call's joules and seconds count in the result's (not in the first model's step,
         whose cost is the first model's own; one that spent no joules leaves the reading as it was,
         as :func:`~greenserv_core.backends.base.spent_after` does), and the rule that escalated hears of it."""
-        heard = getattr(escalate, "kept_after_failure", None)
-        if callable(heard):
-            heard()
         logger.warning(
             "%s failed before it answered (%s); keeping the answer of %s",
             self.then.info.name,
             error,
             self.first.info.name,
         )
-        kept = self._kept(
-            first, dataclasses.replace(step, action="kept", reason=f"escalation failed: {error}"), settings
-        )
+        kept = self._kept_instead(first, step, settings, f"escalation failed: {error}", escalate)
         joules, seconds, measured = readable_spend(error)
         readings = [first.energy]
         if error.spent_joules != 0:  # one that spent nothing says nothing of how joules were read (as in spent_after)
@@ -284,8 +325,11 @@ class CascadeBackend:
         first, step, escalated = self._first(messages, settings, escalate)
         if not escalated:
             return self._kept(first, step, settings)
+        then_settings = self._then_settings(first, settings)
+        if isinstance(then_settings, str):  # no time left for the second model
+            return self._kept_instead(first, step, settings, then_settings, escalate)
         try:
-            second = self.then.generate(messages, settings)
+            second = self.then.generate(messages, then_settings)
         except ModelUnavailableError as error:
             if self.keep_first_on_failure:
                 return self._kept_after_failure(first, step, settings, error, escalate)
@@ -310,8 +354,12 @@ class CascadeBackend:
         if not escalated:
             yield from self._stream_kept(first, self._kept(first, step, settings))
             return
+        then_settings = self._then_settings(first, settings)
+        if isinstance(then_settings, str):  # no time left for the second model
+            yield from self._stream_kept(first, self._kept_instead(first, step, settings, then_settings, escalate))
+            return
         try:
-            pieces = iter(self.then.stream(messages, settings))
+            pieces = iter(self.then.stream(messages, then_settings))
             chunk = next_piece(pieces, self.then.info.name)  # (one that ends at once failed before it answered)
         except ModelUnavailableError as error:  # before any piece: keep the first answer, or route around it
             if self.keep_first_on_failure:

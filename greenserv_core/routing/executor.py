@@ -413,21 +413,26 @@ class LearnedEscalation:
         self.learner, self.decision_id, self.cascade = learner, decision_id, cascade
         self.spent_joules: float | None = None
         """What the first step spent, when the cascade says (:meth:`first_spent`)."""
+        self.spent_seconds: float | None = None
+        """The seconds the first step took, when the cascade says (:meth:`first_spent`)."""
 
-    def first_spent(self, joules: float) -> None:
-        """The cascade's first step (its answer, and a question about it) spent ``joules``: the
-        rule checks it, with the second model's prediction, against the query's cap."""
-        self.spent_joules = joules
+    def first_spent(self, joules: float, seconds: float | None = None) -> None:
+        """The cascade's first step (its answer, and a question about it) spent ``joules`` and
+        took ``seconds``: the rule checks them, with the second model's predictions, against the
+        query's cap on joules and its latency limit."""
+        self.spent_joules, self.spent_seconds = joules, seconds
 
     def __call__(self, confidence: float | None) -> Verdict:
         try:
-            return self.learner.escalate(self.decision_id, confidence, spent_joules=self.spent_joules)
+            return self.learner.escalate(
+                self.decision_id, confidence, spent_joules=self.spent_joules, spent_seconds=self.spent_seconds
+            )
         except (UnknownDecisionError, PendingStoreUnreachableError):  # the cascade's fixed threshold decides
             if self.cascade is None:  # (a cascade removed since: the first answer is kept, as escalate() keeps it)
                 return Verdict.kept(confidence, "kept: the cascade was removed")
             return self.cascade.fixed_verdict(confidence)
 
     def kept_after_failure(self) -> None:
-        """The escalation failed and the first answer is kept: a score that comes while it
-        streams labels the first model's answer."""
+        """The escalation failed (or no time was left for it) and the first answer is kept: a
+        score that comes while it streams labels the first model's answer."""
         self.learner.kept_after_failure(self.decision_id)

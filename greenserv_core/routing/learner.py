@@ -406,6 +406,7 @@ class RoutingLearner:
                         tradeoff,
                         per_query,
                         _cap(limits.max_joules, None if budget is None else budget.answer_cap_joules),
+                        limits,
                     )
                     if choice.arm in self.cascades_
                     else None
@@ -473,11 +474,13 @@ class RoutingLearner:
         tradeoff: float,
         per_query: float | None,
         cap: float | None = None,
+        limits: Limits | None = None,
     ) -> dict[str, Any]:
         """The :meth:`_cascade_plan` of a decision that chose a cascade: the decision's own
         estimates of its models where it has them, and the query's predicted joules. Under a
-        ``cap`` on the query's joules (``max_joules``, or the pacer guard's cap on the answer)
-        that both models together are predicted to break, the plan keeps the first answer."""
+        ``cap`` on the query's joules (``max_joules``, or the pacer guard's cap on the answer),
+        or the latency limit of ``limits``, that both models together are predicted to break,
+        the plan keeps the first answer."""
         first, then = self.cascades_[choice.arm]
         scores = choice.scores
         known = {m: scores[m].estimate for m in (first, then) if m in scores}
@@ -488,6 +491,20 @@ class RoutingLearner:
             plan["held"] = f"kept: escalating is predicted to spend {both:.1f} J in all, above the cap of {cap:.1f} J"
         elif cap is not None and not math.isnan(joules):  # checked again with what the first step spent
             plan["cap"], plan["then_joules"] = float(cap), joules
+        limit = None if limits is None else limits.max_latency_s
+        if limits is not None and limit is not None and "held" not in plan:  # seconds as eligibility reads them
+            expected = table.expected(
+                table.predicted_seconds, table.pool.prior_seconds_per_token, limits.max_new_tokens
+            )
+            seconds = float(expected[table.pool.index[then]])
+            both = seconds + float(expected[table.pool.index[first]])
+            if both > limit:  # (NaN: not held)
+                plan["held"] = (
+                    f"kept: escalating is predicted to take {both:.3f} s in all, "
+                    f"above the latency limit of {limit:.3f} s"
+                )
+            elif not math.isnan(seconds):  # checked again with the seconds the first step took
+                plan["latency_limit"], plan["then_seconds"] = float(limit), seconds
         return plan
 
     def _cascade_plan(
@@ -618,17 +635,28 @@ class RoutingLearner:
         normalised = np.minimum(1.0, np.maximum(0.0, (joules - low) / (high - low)))
         return ArmValues(eligible.arms, np.where(np.isnan(joules), 0.0, tradeoff * normalised))
 
-    def escalate(self, decision_id: str, confidence: float | None, *, spent_joules: float | None = None) -> Verdict:
+    def escalate(
+        self,
+        decision_id: str,
+        confidence: float | None,
+        *,
+        spent_joules: float | None = None,
+        spent_seconds: float | None = None,
+    ) -> Verdict:
         """After a cascade's first answer: escalate to its second model, or keep the answer?
         ``confidence`` is the answer's confidence in [0, 1] (``None``: no signal);
-        ``spent_joules``, what the first step spent (its answer, and a question asked about it),
-        is checked with the second model's prediction against the query's cap on joules. The
-        verdict is kept with the decision, for feedback."""
+        ``spent_joules`` and ``spent_seconds``, what the first step spent and took (its answer,
+        and a question asked about it), are checked with the second model's predictions against
+        the query's cap on joules and its latency limit. The verdict is kept with the decision,
+        for feedback."""
         if confidence is not None:
             confidence = check_confidence(confidence)
         if spent_joules is not None:
             check_measured("spent_joules", spent_joules)
             spent_joules = float(spent_joules)
+        if spent_seconds is not None:
+            check_measured("spent_seconds", spent_seconds)
+            spent_seconds = float(spent_seconds)
         with self.lock:
             pending = self.pending_.get(decision_id)
             plan = pending.cascade
@@ -638,12 +666,21 @@ class RoutingLearner:
                 raise InvalidInputError(f"the cascade of decision {decision_id!r} was already decided")
             if pending.model not in self.cascades_:  # removed meanwhile (its second model may be gone): keep
                 verdict = Verdict.kept(confidence, "kept: the cascade was removed")
-            elif plan.get("held"):  # escalating would break the query's cap on joules
+            elif plan.get("held"):  # escalating would break the query's cap on joules or its latency limit
                 verdict = Verdict.kept(confidence, str(plan["held"]))
             elif spent_joules is not None and "cap" in plan and spent_joules + plan["then_joules"] > plan["cap"]:
                 both = spent_joules + plan["then_joules"]  # (a confidence question the predictions leave out)
                 held = f"kept: the first step spent {spent_joules:.1f} J, and escalating is predicted to spend "
                 held += f"{both:.1f} J in all, above the cap of {plan['cap']:.1f} J"
+                verdict = Verdict.kept(confidence, held)
+            elif (
+                spent_seconds is not None
+                and "latency_limit" in plan
+                and spent_seconds + plan["then_seconds"] > plan["latency_limit"]
+            ):
+                both = spent_seconds + plan["then_seconds"]
+                held = f"kept: the first step took {spent_seconds:.3f} s, and escalating is predicted to take "
+                held += f"{both:.3f} s in all, above the latency limit of {plan['latency_limit']:.3f} s"
                 verdict = Verdict.kept(confidence, held)
             else:
                 verdict = self._verdict(plan, pending.model, pending.context, confidence, pending.tradeoff)
