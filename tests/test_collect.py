@@ -68,6 +68,28 @@ def test_an_initial_or_abbreviation_is_no_choice(text: str) -> None:
     assert extract_choice("D. none of these", 5) == "D"  # a letter before a lower-case word stays a choice
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('The answer is "B".', "B"),
+        ("The answer is 'B'.", "B"),
+        ('Answer: "B"', "B"),
+        ("the answer is 'c'", "C"),
+        ('Option "D" fits', "D"),
+        ("The answer is 'a'.", "A"),  # a quoted letter, not the article
+        ('The answer is "a dog"', None),  # the article, quoted or not
+        ('The answer is "C. S. Lewis"', None),  # initials, quoted or not
+    ],
+)
+def test_a_quoted_letter_after_the_answer_is_is_read(text: str, expected: str | None) -> None:
+    from greenserv_core.cascades.agreement import final_answer
+
+    assert extract_choice(text, 4) == expected  # 'The answer is "B".' read no choice: scored 0 against B
+    assert final_answer(text) == (None if expected is None else ("choice", expected.lower()))
+    example = TaskExample("mmlu", "q", "...", "B", choices=("w", "x", "y", "z"))
+    assert score_answer(example, text) == float(expected == "B")
+
+
 def test_spaces_after_the_answer_is_are_read_in_linear_time() -> None:
     """``"the answer is"`` then 40,000 spaces took 23 s (quadratic); ``"#### answer"`` then 1,000
     spaces took 9 s in the number's reading (cubic)."""

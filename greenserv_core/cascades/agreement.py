@@ -61,11 +61,12 @@ _REASON = r"(?:because|since|as|is|was|and|or|but|so|which)\b"
 _ARTICLE = rf"(?<=A)[ \t]+(?!{_REASON})[a-z]"
 # "B) Paris", "(b)", "B", "B. Paris", "B. the mitochondria": never "A dog", "C. S. Lewis", nor "e.g. 42"
 _LEADING_CHOICE = re.compile(rf"^\s*\(?([A-Ea-e])(?:[):]|(?!{INITIALS})\.|\s*$)")
-# "the answer is B", "Answer: (c)", "answer is b.": a lower-case letter only bracketed or at the
-# sentence's end, never the article in "the answer is a dog" (nor "Answer: A kangaroo")
+# "the answer is B", "Answer: (c)", "answer is b.", 'answer is "B"': a lower-case letter only bracketed,
+# quoted or at the sentence's end, never the article in "the answer is a dog" (nor "Answer: A kangaroo")
 _NAMED_CHOICE = re.compile(
-    r"\b(?i:answer|option|choice)(?:\s+is)?\s*(?::\s*)?"  # (one way to read the spaces: no quadratic search)
-    rf"(?:\(([A-Ea-e])\)|([A-E])\b(?![\w'-])(?!{INITIALS})(?!{_ARTICLE})|([a-e])(?!{INITIALS})(?=\s*(?:[).:,;!?]|$)))"
+    r"\b(?i:answer|option|choice)(?:\s+is)?\s*(?::\s*)?(?:(?<!\w)['\"])?"  # (spaces read one way: not quadratic)
+    rf"(?:\(([A-Ea-e])\)|([A-E])\b(?![\w-])(?!'(?<!'[A-E]'))(?!{INITIALS})(?!{_ARTICLE})"  # "'" only to close
+    rf"|([a-e])(?!{INITIALS})(?=\s*(?:[).:,;!?]|$)|(?<='[a-e])'|(?<=\"[a-e])\"))"
 )
 NUMBER_PATTERN = re.compile(r"(?:(?<![\w-])-)?(?:\d[\d,]*(?:\.\d+)?|(?<![\w.])\.\d+)(?:/\d+)?")
 """A number as answers write it: a sign (not a dash between numbers, as in ``3-5``),

@@ -43,7 +43,7 @@ def extract_choice(text: str, n_choices: int) -> str | None:
 
     A leading letter (``"B"``, ``"(B)"``, ``"[B]"``, ``"'B'"``, ``"B. blue"``, ``"B, blue"``,
     ``"B - blue"``, ``"B is right"``, ``"C because"``, not ``"A man"`` nor ``"I think"``) wins;
-    otherwise the first explicit ``answer is B`` (``option is B``, ``choice: B``, ``answer: b.``;
+    otherwise the first explicit ``answer is B`` (``option is B``, ``choice: B``, ``answer: b.``, ``answer is "B"``;
     a lowercase letter only where it stands alone, so never the article in ``answer is a
     cow``); otherwise the first ``option B``, ``choice B`` or ``answer B`` (so ``Option A is
     tempting, but the answer is B`` and ``The option is B, as answer A ignores friction``
@@ -68,7 +68,10 @@ def extract_choice(text: str, n_choices: int) -> str | None:
     text = re.sub(r"[*_`]", "", text)
     capitals = "".join(letter for letter in valid if letter not in "AI")  # capitals that are not words
     leading_word = rf"|^\s*([{capitals}])\s+(?=\w)" if capitals else ""
-    named = rf"[(\[]?([{valid}]\b|{either}[{words}](?=[.)\]]|\s*$))(?!{INITIALS})"  # the letter "answer" names
+    quoted = rf"(?<='[{words}])'|(?<=\"[{words}])\""  # a quoted "a" ends at its closing quote
+    named = (  # the letter "answer" names, maybe bracketed or quoted (not the apostrophe of "answer'd")
+        rf"(?:[(\[]|(?<!\w)[\'\"])?([{valid}]\b|{either}[{words}](?=[.)\]]|\s*$|{quoted}))(?!{INITIALS})"
+    )
     patterns = (
         rf"^\s*[(\[\'\"]?([{valid}{lower}])"
         rf"(?:(?!{INITIALS})[.):,\]\'\"\n]|\s*$|\s+[-–—:]|\s+(?:is|would)\b){leading_word}",
