@@ -57,3 +57,20 @@ def test_a_pandas_csv_with_true_and_false_accuracy_reads(tmp_path: Path) -> None
     (tmp_path / "t.csv").write_text("\n".join(lines).replace(",True,", ",yes,") + "\n", encoding="utf-8")
     with pytest.raises(InvalidInputError, match=r"column 'accuracy': 'yes' is not a number"):
         read_table(tmp_path / "t.csv")
+
+
+@pytest.mark.parametrize(("column", "value"), [("task", None), ("prompt", None), ("query_id", None), ("model", "")])
+def test_a_row_without_its_id_task_prompt_or_model_is_refused(tmp_path: Path, column: str, value: Any) -> None:
+    pyarrow = pytest.importorskip("pyarrow")
+    parquet = pytest.importorskip("pyarrow.parquet")
+    rows = _rows(**{column: [_rows()[column][0], value]})
+    parquet.write_table(pyarrow.table(rows), tmp_path / "t.parquet")  # a pandas null; replay then failed on it
+    with pytest.raises(InvalidInputError, match=rf"t\.parquet: {column} must be non-empty text; row 2 has {value!r}"):
+        read_table(tmp_path / "t.parquet")
+
+
+def test_whole_number_query_ids_read_as_their_text(tmp_path: Path) -> None:
+    pyarrow = pytest.importorskip("pyarrow")
+    parquet = pytest.importorskip("pyarrow.parquet")
+    parquet.write_table(pyarrow.table(_rows(query_id=[7, 7])), tmp_path / "t.parquet")  # as pandas writes an int id
+    assert read_table(tmp_path / "t.parquet").columns["query_id"] == ["7", "7"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import json
+import numbers
 import os
 import uuid
 from collections.abc import Callable, Collection
@@ -73,6 +74,7 @@ class OutcomeTable:
         lengths = {len(v) for v in self.columns.values()}
         if len(lengths) > 1:
             raise InvalidInputError("outcome table columns have different lengths")
+        _check_text(self.columns)
         _check_within(self.columns["accuracy"], "accuracy", high=1.0, empty=False)
         self.columns["accuracy"] = [float(value) for value in self.columns["accuracy"]]  # a bool reads back too
         _check_within(self.columns["energy_joules"], "energy_joules", high=np.inf, empty=False)
@@ -131,6 +133,25 @@ class OutcomeTable:
 def _present(available: Collection[str]) -> list[str]:
     """The required columns, then those of :data:`OPTIONAL_COLUMNS` among ``available``."""
     return [*COLUMNS, *(name for name in OPTIONAL_COLUMNS if name in available)]
+
+
+_TEXT = ("query_id", "task", "prompt", "model")
+"""Columns of text that every row must fill."""
+
+
+def _check_text(columns: dict[str, list[Any]]) -> None:
+    """``query_id``, ``task``, ``prompt`` and ``model`` hold non-empty text, or :class:`InvalidInputError`
+    naming the first row that does not (a Parquet or pandas null is no task). Whole-number query
+    ids (a Parquet column of integers) are taken as their text, as a CSV file reads them."""
+    ids = columns["query_id"]
+    if any(isinstance(value, numbers.Integral) and not isinstance(value, bool) for value in ids):
+        columns["query_id"] = [
+            str(int(v)) if isinstance(v, numbers.Integral) and not isinstance(v, bool) else v for v in ids
+        ]
+    for row, values in enumerate(zip(*(columns[name] for name in _TEXT), strict=True)):
+        for name, value in zip(_TEXT, values, strict=True):
+            if not isinstance(value, str) or not value:
+                raise InvalidInputError(f"{name} must be non-empty text; row {row + 1} has {value!r}")
 
 
 def _check_within(values: list[Any], name: str, *, high: float, empty: bool) -> None:
