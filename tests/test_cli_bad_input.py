@@ -586,6 +586,22 @@ def test_a_loaded_chat_state_keeps_its_strategy(tmp_path: Path) -> None:
         _keep_saved_settings(router, args("--tradeoff", "0.1"), state)
 
 
+def test_a_loaded_chat_state_refuses_another_seed(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from greenserv_core.cli.chat import _keep_saved_settings, build_chat_parser
+
+    router: Any = SimpleNamespace(strategy="linucb", tradeoff=0.4, energy_budget=None, seed=1)
+    state = tmp_path / "state.json"
+    parse = build_chat_parser().parse_args
+    assert parse([]).seed is None  # left out: a new router's seed is 0, a loaded one keeps its own
+    _keep_saved_settings(router, parse([]), state)
+    _keep_saved_settings(router, parse(["--seed", "1"]), state)  # the saved seed, named
+    with pytest.raises(InvalidInputError, match=r"saved with the seed 1.*not --seed 7"):
+        _keep_saved_settings(router, parse(["--seed", "7"]), state)  # was silently ignored
+    assert router.seed == 1
+
+
 # --- a review of 2026-12-05: outputs that would destroy inputs, seeds, stores, declared models ---
 
 
@@ -596,6 +612,16 @@ def test_an_output_that_is_the_table_is_refused_and_the_table_kept(
     before = tiny_path.read_bytes()
     refused(["bench", command, "--table", str(tiny_path), "--json", str(tiny_path)], capsys, "--json", "--table too")
     assert tiny_path.read_bytes() == before
+
+
+@pytest.mark.parametrize("command", ["replay", "sweep", "budget", "cascade-replay", "cascades"])
+def test_an_output_that_is_the_tables_metadata_is_refused_and_the_metadata_kept(
+    command: str, tiny_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sidecar = Path(f"{tiny_path}.meta.json")
+    before = sidecar.read_bytes()
+    refused(["bench", command, "--table", str(tiny_path), "--json", str(sidecar)], capsys, "--table's metadata")
+    assert sidecar.read_bytes() == before  # the report was written over it: the table read as real
 
 
 @pytest.mark.parametrize("command", ["replay", "sweep", "budget"])
@@ -657,6 +683,19 @@ def test_a_negative_seed_is_refused_by_the_router_and_the_replay(tiny: OutcomeTa
             GreenServRouter([FakeBackend("a")], features=make_hashing_extractor(), seed=seed)  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError, match="seed"):
         replay(tiny, ["random"], seed=-1, make_features=make_hashing_extractor)
+
+
+def test_a_negative_seed_is_refused_by_the_cascade_replay_before_its_work(
+    tiny: OutcomeTable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from greenserv_core.evaluation import cascade_replay
+    from tests.conftest import make_hashing_extractor
+
+    monkeypatch.setattr(cascade_replay, "cascade_report", never)  # numpy's ValueError came after it
+    seeds: list[Any] = [-1, 1.5, None]
+    for seed in seeds:
+        with pytest.raises(InvalidInputError, match="seed"):
+            cascade_replay.replay_cascades(tiny, seed=seed, runs=1, make_features=make_hashing_extractor)
 
 
 def test_out_of_range_tradeoffs_and_infinite_budgets_are_refused_before_any_replay(
@@ -948,6 +987,18 @@ def test_the_shift_table_names_the_windows_it_measured() -> None:
     report = {"settings": {"queries": 160}, "strategies": {}, "peers": []}
     rows = shift_rows(report, {"model": "m", "step": 50, "strategies": {"epsilon": found}})
     assert {"m share, 50 before", "m share, 110 after"} <= set(rows[0])  # said 1000 before / 1000 after
+
+
+def test_the_shift_table_counts_the_steps_after_up_to_the_next_shift_or_pool_change() -> None:
+    from greenserv_core.cli.replay import shift_rows
+
+    found = {"readapt_steps": {"mean": 3, "runs": [3], "reached": 1}, "share_before": None, "share_after": None}
+    shift = {"model": "m", "step": 50, "strategies": {"epsilon": found}}
+    later = {"step": 70, "strategies": {}}
+    report = {"settings": {"queries": 160, "pool_changes": []}, "shifts": [shift, later], "strategies": {}}
+    assert "m share, 20 after" in shift_rows(report, shift)[0]  # said 110: the share stops at the next shift
+    report = {"settings": {"queries": 160, "pool_changes": ["add n@40", "remove n@65"]}, "shifts": [shift]}
+    assert "m share, 15 after" in shift_rows(report, shift)[0]  # and at the next pool change
 
 
 def test_valid_static_params_pass_and_chat_checks_the_folder_a_save_would_make(

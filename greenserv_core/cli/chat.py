@@ -151,7 +151,8 @@ def _load_state(path: Path, pool: Sequence[Any], budget: EnergyBudget | None) ->
 
 def _keep_saved_settings(router: GreenServRouter, args: argparse.Namespace, state: Path) -> None:
     """A router loaded from ``state`` keeps its strategy (what it learned belongs to it): another
-    ``--strategy`` is refused. An explicit ``--tradeoff`` is applied to the answers to come (the
+    ``--strategy`` is refused, and so is another ``--seed`` (the saved policy goes on with its own
+    random stream). An explicit ``--tradeoff`` is applied to the answers to come (the
     state's own λ is kept when the option is left out), unless the state paces a budget, which
     sets λ itself: then it is refused."""
     if args.strategy is not None and args.strategy != router.strategy:
@@ -159,6 +160,12 @@ def _keep_saved_settings(router: GreenServRouter, args: argparse.Namespace, stat
             f"{state} was saved with the strategy {router.strategy}, so it cannot continue as "
             f"{args.strategy}: leave --strategy out to keep the saved one, or use another --state file "
             "to start afresh with the new strategy"
+        )
+    if args.seed is not None and args.seed != router.seed:
+        raise InvalidInputError(
+            f"{state} was saved with the seed {router.seed}, and its policy goes on with that random stream, "
+            f"not --seed {args.seed}: leave --seed out to keep the saved one, or use another --state file "
+            "to start afresh with the new seed"
         )
     if args.tradeoff is not None and args.tradeoff != router.tradeoff:
         if router.energy_budget is not None:
@@ -212,7 +219,7 @@ def _chat(args: argparse.Namespace) -> int:
             strategy=args.strategy or DEFAULT_POLICY,
             embedder=args.embedder,
             tradeoff=DEFAULT_TRADEOFF if args.tradeoff is None else args.tradeoff,
-            seed=args.seed,
+            seed=0 if args.seed is None else args.seed,
             energy_budget=budget,
             max_joules=cap,
         )
@@ -375,7 +382,9 @@ def build_chat_parser(chat: argparse.ArgumentParser | None = None) -> argparse.A
     chat.add_argument("--max-new-tokens", type=int, default=48)
     add_meter_option(chat)
     chat.add_argument("--state", help="load learned state from this file if it exists, save it there at the end")
-    chat.add_argument("--seed", type=seed_number, default=0)
+    chat.add_argument(
+        "--seed", type=seed_number, help="the policy's random seed (default 0); a loaded --state keeps its own"
+    )
     chat.add_argument("--interactive", action="store_true", help="read messages from standard input")
     chat.set_defaults(run=_chat)
     return chat

@@ -85,13 +85,18 @@ def check_output_file(
     """Before a command's work: ``path`` (when given) must not be a folder, nor lie under a
     file, must end in one of ``suffixes`` when they are given (or have no suffix at all when
     ``""`` is one of them), and must not be any file of ``not_to`` (flag to path: the command's
-    inputs and its other outputs), which writing it would destroy. With ``writable``, a file
-    must be writable in the nearest folder above it that exists (where it would be made).
+    inputs and its other outputs), nor the ``.meta.json`` sidecar of a ``.csv`` table among them,
+    which writing it would destroy. With ``writable``, a file must be writable in the nearest
+    folder above it that exists (where it would be made).
 
     >>> check_output_file("--json", "t.csv", not_to={"--table": "./t.csv"})
     Traceback (most recent call last):
     ...
     greenserv_core.errors.InvalidInputError: --json t.csv is the --table too: writing would destroy it
+    >>> check_output_file("-o", "t.csv.meta.json", not_to={"--table": "t.csv"})
+    Traceback (most recent call last):
+    ...
+    greenserv_core.errors.InvalidInputError: -o t.csv.meta.json is the --table's metadata too: writing would destroy it
     """
     if not path:
         return
@@ -112,6 +117,8 @@ def check_output_file(
     for other, given in (not_to or {}).items():
         if given and Path(given).resolve() == written.resolve():
             raise InvalidInputError(f"{flag} {path} is the {other} too: writing would destroy it")
+        if given and Path(given).suffix == ".csv" and Path(f"{given}.meta.json").resolve() == written.resolve():
+            raise InvalidInputError(f"{flag} {path} is the {other}'s metadata too: writing would destroy it")
 
 
 PLOT_SUFFIXES = ("", ".png", ".pdf", ".svg", ".jpg", ".jpeg", ".eps", ".ps", ".tif", ".tiff", ".webp")

@@ -250,10 +250,14 @@ def learning_curve_rows(report: dict[str, Any]) -> list[dict[str, str]]:
 
 
 def shift_rows(report: dict[str, Any], shift: dict[str, Any]) -> list[dict[str, str]]:
-    """One row per strategy: time to re-adapt to ``shift`` and the model's share around it."""
+    """One row per strategy: time to re-adapt to ``shift`` and the model's share around it (after it,
+    up to the next shift or pool change: the steps each header counts are those measured)."""
     around = f"{shift['model']} share"
     step, queries = int(shift["step"]), int(report["settings"]["queries"])
-    before, after = min(AROUND, step), min(AROUND, max(0, queries - step))  # as many as the stream holds
+    later = [int(other["step"]) for other in report.get("shifts", [])]
+    later += [int(change.rpartition("@")[2]) for change in report["settings"].get("pool_changes", [])]  # "add m@3"
+    stop = min([queries, *(at for at in later if at > step)])  # the share after ends at the next shift or change
+    before, after = min(AROUND, step), min(AROUND, max(0, stop - step))  # as many as the stream holds
     return [
         {
             "strategy": _label(report, name),

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from greenserv_core.bandits.base import check_seed
 from greenserv_core.budget import EnergyBudget
 from greenserv_core.cascades import EscalationModel, Verdict
 from greenserv_core.errors import InvalidInputError
@@ -281,6 +282,8 @@ def replay_cascades(
         raise InvalidInputError("give at least one tradeoff λ")
     if runs < 1:
         raise InvalidInputError(f"runs must be at least 1, got {runs}")
+    if check_seed(seed) is None:  # as replay() checks it: before the hindsight report and the features' warm-up
+        raise InvalidInputError("a replay needs a seed (an integer of 0 or more), got None")
     if not 0 <= feedback_rate <= 1:  # NaN too
         raise InvalidInputError(f"feedback_rate must be in [0, 1], got {feedback_rate}")
     if budget_joules_per_query is not None:
