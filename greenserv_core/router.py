@@ -259,7 +259,12 @@ class GreenServRouter:
             energy_budget=self._paced_budget(),
             escalation=escalation if escalation is not None else EscalationModel(self.features.dimension, seed=seed),
         )
-        self._executor = Executor(functools.partial(self._route, under_way=True), self.backend, self.learner_)
+        self._executor = Executor(
+            functools.partial(self._route, under_way=True),
+            self.backend,
+            self.learner_,
+            lambda request, features: self.features.forget(request.messages, features),
+        )
         self._backends: dict[str, ModelBackend] = {}
         """The pool's backends by name; replaced, never changed, when the pool changes."""
         self._pool: ModelPool | None = None
@@ -495,18 +500,13 @@ class GreenServRouter:
         if wanted is not None:
             wanted = wanted | {m for name in wanted for m in self.learner_.cascades_.get(name, ())}
         candidates = pool.candidates(counted, wanted)
-        extractor, learned = self.features, features is None
-        if features is None:
-            features = extractor.extract(request.messages)
         limits = Limits(request.settings.max_new_tokens, request.models, failed, request.requires, limit, cap)
-        try:
+        with contextlib.ExitStack() as extracted:
+            if features is None:  # (refused: no eligible model, an id in use, ...: it moves no centroid)
+                features = extracted.enter_context(self._features_of(request.messages))
             decision = self.learner_.decide(
                 features, candidates, limits, lam, decision_id, rerouting=rerouting, under_way=under_way
             )
-        except Exception:  # refused (no eligible model, an id in use, ...): the query moves no centroid
-            if learned:
-                extractor.forget(request.messages, features)
-            raise
         return dataclasses.replace(decision, chosen=BackendRef(backends.get(decision.model)))  # checked for it
 
     def escalate(self, decision_id: str, confidence: float | None) -> Verdict:
@@ -605,8 +605,22 @@ class GreenServRouter:
         (0, 1)
         """
         self.backend(model)
-        features = self.features.extract(messages, learn=self._forms_clusters())
-        self.learner_.learn(features, model, score=score, energy_joules=energy_joules, latency_s=latency_s)
+        with self._features_of(messages, learn=self._forms_clusters()) as features:
+            self.learner_.learn(features, model, score=score, energy_joules=energy_joules, latency_s=latency_s)
+
+    @contextlib.contextmanager
+    def _features_of(self, messages: Sequence[Message] | str, *, learn: bool = True) -> Iterator[QueryFeatures]:
+        """The features of ``messages`` (learned by the clustering where ``learn``), taken back
+        from the clustering if the block raises: a query or labelled row the router refused
+        moves no centroid (:meth:`FeatureExtractor.forget`)."""
+        extractor = self.features
+        features = extractor.extract(messages, learn=learn)
+        try:
+            yield features
+        except Exception:
+            if learn:
+                extractor.forget(messages, features)
+            raise
 
     def _forms_clusters(self) -> bool:
         """Whether a labelled row's prompt is learned by the clustering: a labelled row is not
@@ -645,10 +659,10 @@ class GreenServRouter:
         for model in answers:
             if not isinstance(answers[model], LabelledAnswer):
                 raise InvalidInputError(f"the answer of {model!r} must be a LabelledAnswer, got {answers[model]!r}")
-        features = self.features.extract(messages, learn=self._forms_clusters())
-        return self.learner_.learn_answers(
-            features, answers, None if self.learner_.pacer_ else self.tradeoff, max_joules=self.max_joules
-        )
+        with self._features_of(messages, learn=self._forms_clusters()) as features:
+            return self.learner_.learn_answers(
+                features, answers, None if self.learner_.pacer_ else self.tradeoff, max_joules=self.max_joules
+            )
 
     # ---- generating -------------------------------------------------------------------
     def generate(self, messages: Sequence[Message] | str, **options: Unpack[GenerateOptions]) -> RoutedGeneration:

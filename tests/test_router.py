@@ -3,6 +3,7 @@ import json
 import pickle
 import threading
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -175,19 +176,33 @@ def test_context_window_makes_a_model_ineligible(extractor) -> None:  # type: ig
         router.route("word " * 5000, max_new_tokens=8)
 
 
-def test_a_refused_query_moves_no_centroid_and_forms_no_cluster() -> None:
+def test_a_refused_query_a_refused_labelled_row_and_a_withdrawn_batch_query_move_no_centroid() -> None:
     extractor = make_hashing_extractor()
     router = GreenServRouter([FakeBackend("tiny", context_window=64)], features=extractor, seed=0)
-    with pytest.raises(NoEligibleModelError, match="context window"):
-        router.route("word " * 500, max_new_tokens=8)
-    assert extractor.clusterer.centroids_ is None  # it formed the first cluster
     for prompt in ("What is 2 + 2?", "Tell me a joke.", "Who wrote Hamlet?", "Solve 5x = 20."):
         router.route(prompt, max_new_tokens=8)
-    centroids, counts = extractor.clusterer.centroids_.copy(), extractor.clusterer.counts_.copy()  # type: ignore[union-attr]
-    with pytest.raises(NoEligibleModelError):
-        router.route("Summarise this text: " + "word " * 500, max_new_tokens=8)
-    assert extractor.clusterer.counts_.tolist() == counts.tolist()
-    assert np.allclose(extractor.clusterer.centroids_, centroids)  # type: ignore[arg-type]
+    clusters = extractor.clusterer
+
+    def unchanged(refused: Callable[[], object], error: type[Exception]) -> None:
+        centroids, counts = clusters.centroids_.copy(), clusters.counts_.copy()  # type: ignore[union-attr]
+        with pytest.raises(error):
+            refused()
+        assert clusters.counts_.tolist() == counts.tolist()  # was one more
+        assert np.allclose(clusters.centroids_, centroids)  # type: ignore[arg-type]
+
+    unchanged(lambda: router.route("Summarise this text: " + "word " * 500, max_new_tokens=8), NoEligibleModelError)
+    long = "Summarise this text: " + "word " * 500
+    unchanged(
+        lambda: router.generate_batch(["Who painted the Mona Lisa?", long], max_new_tokens=8), NoEligibleModelError
+    )
+    learner = GreenServRouter([FakeBackend("tiny")], features=make_hashing_extractor(), seed=0)
+    with pytest.raises(InvalidInputError):
+        learner.learn("What is 2 + 2?", "tiny", score=1.5, energy_joules=1.0, latency_s=0.1)
+    assert learner.features.clusterer.counts_.tolist() == [1]  # the cluster it formed stays (replicas may have it)
+    counts = learner.features.clusterer.counts_.tolist()
+    with pytest.raises(InvalidInputError):
+        learner.learn("What is 2 + 2?", "tiny", score=1.5, energy_joules=1.0, latency_s=0.1)
+    assert learner.features.clusterer.counts_.tolist() == counts  # was [2]
 
 
 def test_latency_limit_excludes_slow_models(extractor) -> None:  # type: ignore[no-untyped-def]

@@ -108,18 +108,19 @@ class OnlineKMeans:
         return best
 
     def forget(self, embedding: np.ndarray, cluster: int) -> None:
-        """Take back what :meth:`partial_fit_predict` learned of ``embedding``, which it put in
-        ``cluster`` (a query refused after its features were read teaches nothing): the
-        centroid moves back, or, where the embedding formed the last cluster alone, that
-        cluster goes. One that formed a cluster others were formed after stays (their numbers
-        would change).
+        """Take back the move :meth:`partial_fit_predict` made towards ``embedding``, which it
+        put in ``cluster`` (a query refused after its features were read moves no centroid).
+        A cluster the embedding formed alone stays: replicas may have taken it up already,
+        and the clusters formed after it keep their numbers.
 
         >>> km = OnlineKMeans(n_clusters=2)
-        >>> km.partial_fit_predict(np.array([1.0, 0.0])), km.partial_fit_predict(np.array([1.0, 0.2]))
+        >>> km.partial_fit_predict(np.array([1.0, 0.0])), km.partial_fit_predict(np.array([0.0, 1.0]))
         (0, 1)
-        >>> km.forget(np.array([1.0, 0.2]), 1)
-        >>> km.counts_.tolist()
-        [1]
+        >>> km.partial_fit_predict(np.array([1.0, 0.2]))
+        0
+        >>> km.forget(np.array([1.0, 0.2]), 0)
+        >>> km.counts_.tolist(), km.centroids_[0].tolist()
+        ([1, 1], [1.0, 0.0])
         """
         x = self._unit(embedding)
         if not x.any() or self.centroids_ is None or not 0 <= cluster < len(self.centroids_):
@@ -128,10 +129,6 @@ class OnlineKMeans:
         if count > 1:
             self.centroids_[cluster] = (self.centroids_[cluster] * count - x) / (count - 1)
             self.counts_[cluster] = count - 1
-        elif cluster == len(self.centroids_) - 1:
-            kept = len(self.centroids_) - 1
-            self.centroids_ = self.centroids_[:kept].copy() if kept else None
-            self.counts_ = self.counts_[:kept].copy()
 
     def _sums(self, dim: int) -> tuple[np.ndarray, np.ndarray]:
         """Each cluster's sum of members and count, padded to ``n_clusters``."""

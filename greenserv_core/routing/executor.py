@@ -57,10 +57,18 @@ the query's features when they were extracted for an earlier attempt)."""
 class Executor:
     """Runs requests on the models that ``route`` chooses; ``backend`` looks a model up by name."""
 
-    def __init__(self, route: RouteFunction, backend: Callable[[str], ModelBackend], learner: RoutingLearner) -> None:
+    def __init__(
+        self,
+        route: RouteFunction,
+        backend: Callable[[str], ModelBackend],
+        learner: RoutingLearner,
+        forget: Callable[[RouteRequest, QueryFeatures], None] | None = None,
+    ) -> None:
         self.route = route
         self.backend = backend
         self.learner = learner
+        self.forget = forget
+        """Takes back what a query's features taught the clustering (a batch's query withdrawn unrun)."""
 
     def with_failover(
         self,
@@ -197,8 +205,10 @@ class Executor:
             for index, decision in enumerate(decisions):  # answers made are never handed out: none can be scored
                 if index in started:
                     self.learner.drop(decision.decision_id)
-                else:  # its model never ran: not a decision of that model either
+                else:  # its model never ran: not a decision of that model either, nor a query the clusters learn
                     self.learner.withdraw(decision)
+                    if self.forget is not None:
+                        self.forget(requests[index], decision.features)
             raise
         return [results[i] for i in range(len(decisions))]
 
