@@ -6,11 +6,19 @@ whose response carries a GreenServ routing record (``LLMChatEndEvent``,
 scores it at once. One decision is handled once, however many events report it (a chat
 that calls complete, a stream's final event). LlamaIndex swallows handler exceptions, so
 a failing evaluator is logged and kept in ``errors``.
+
+LlamaIndex calls handlers synchronously, on the event loop for ``achat`` and the other async
+calls: there the handler does its work (the evaluator, the router's bookkeeping) in a worker
+thread of its own, in the order the events came, and ``await handler.flush()`` waits for it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +55,9 @@ class GreenServEventHandler(BaseEventHandler):
     max_decisions: int = 10_000
 
     _seen: AnswerLog[SeenDecision] = PrivateAttr()
+    _running: set[asyncio.Future[None]] = PrivateAttr(default_factory=set)
+    _thread: ThreadPoolExecutor | None = PrivateAttr(default=None)
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     def model_post_init(self, context: Any) -> None:
         self._seen = AnswerLog(
@@ -77,6 +88,38 @@ class GreenServEventHandler(BaseEventHandler):
         decision_id = decision_id_in(record)
         if decision_id is None:
             return  # not a routed answer, or a stream's intermediate response
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._take(event, record, decision_id)
+            return
+        # on the event loop (achat, astream_chat, ...): the evaluator and the router's lock or store must not stall it
+        future = loop.run_in_executor(
+            self._worker(), contextvars.copy_context().run, self._take, event, record, decision_id
+        )
+        self._running.add(future)
+        future.add_done_callback(self._finished)
+
+    def _worker(self) -> ThreadPoolExecutor:
+        """One thread, so that events are handled in the order they came (the first of a
+        decision's events is the one kept, as when handled inline)."""
+        with self._lock:
+            if self._thread is None:
+                self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="greenserv-events")
+            return self._thread
+
+    async def flush(self) -> None:
+        """Wait until the events handed to worker threads on the running loop are handled."""
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*[f for f in self._running if f.get_loop() is loop], return_exceptions=True)
+
+    def _finished(self, future: asyncio.Future[None]) -> None:
+        self._running.discard(future)
+        if not future.cancelled() and future.exception() is not None:
+            logger.warning("GreenServ event handler failed: %r", future.exception())
+
+    def _take(self, event: LLMChatEndEvent | LLMCompletionEndEvent, record: Any, decision_id: str) -> None:
+        """Record (and score) the answer of one of this LLM's decisions."""
         if not self.llm.decided(decision_id):
             return  # another LLM's answer (the dispatcher is global): read nothing of it
         if isinstance(event, LLMChatEndEvent):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 
 import pytest
 from llama_index.core.base.llms.base import BaseLLM
@@ -232,6 +233,27 @@ def test_a_handler_leaves_another_greenserv_llms_answers_alone(collector) -> Non
     assert len(handler.seen) == 1 and handler.errors == []
 
 
+async def test_the_handler_scores_async_calls_off_the_event_loop(collector, caplog) -> None:  # type: ignore[no-untyped-def]
+    llm = make_llm()
+    threads: list[int] = []
+    handler = collector(llm, evaluator=lambda prompt, output: threads.append(threading.get_ident()) or 1.0)
+    await llm.achat(ASK)
+    _ = [r async for r in await llm.astream_chat(ASK)]
+    await handler.flush()
+    assert len(threads) == 2 and threading.get_ident() not in threads  # was the loop's thread: a slow one stalled it
+    assert len(handler.seen) == 2 and all(s.score == 1.0 for s in handler.seen.values())
+    assert sum(arm.n for arm in llm.greenserv_router.policy_.arms_.values()) == 2  # the feedback arrived
+
+    def broken(prompt: str, output: str) -> float:
+        raise ValueError("evaluator bug")
+
+    failing = collector(make_llm(), evaluator=broken)
+    with caplog.at_level(logging.WARNING, logger="greenserv.llama_index"):
+        await failing.llm.acomplete("hi")
+        await failing.flush()
+    assert "evaluator bug" in caplog.text and len(failing.errors) == 1
+
+
 def test_per_call_numbers_are_taken_as_the_fields_take_them() -> None:
     import decimal
 
@@ -248,6 +270,23 @@ def test_embedding_wraps_the_core_embedder() -> None:
     embedding = GreenServEmbedding(embedder=HashingEmbedder(16))
     assert len(embedding.get_query_embedding("q")) == 16
     assert len(embedding.get_text_embedding_batch(["a", "b"])) == 2
+
+
+def test_embeddings_over_different_embedders_are_different_ingestion_cache_entries() -> None:
+    from llama_index.core import Document
+    from llama_index.core.ingestion import IngestionPipeline
+
+    from greenserv_core.features import HashingEmbedder
+
+    docs = [Document(text="The capital of France is Paris.")]
+    first = IngestionPipeline(transformations=[GreenServEmbedding(embedder=HashingEmbedder(32))])
+    first.run(documents=docs)
+    second = IngestionPipeline(transformations=[GreenServEmbedding(embedder=HashingEmbedder(64))], cache=first.cache)
+    assert len(second.run(documents=docs)[0].embedding) == 64  # was 32: the first embedder's vectors, from the cache
+    embedding = GreenServEmbedding(embedder=HashingEmbedder(16))
+    copy = GreenServEmbedding.from_dict(embedding.to_dict())
+    assert embedding.model_name == copy.model_name == "hashing:16" and copy.embedder is embedding.embedder
+    assert GreenServEmbedding(embedder=HashingEmbedder(16), model_name="mine").model_name == "mine"
 
 
 def test_the_embedding_says_what_sharing_the_routers_embedder_costs() -> None:
