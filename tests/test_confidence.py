@@ -304,3 +304,33 @@ def test_an_empty_answer_has_no_confidence_to_speak_of() -> None:
     assert AnswerProbability()(empty) == 0.0 and TokenQuantile(0.1)(empty) == 0.0  # were 1.0: the end token's
     unread = GenerationResult("", 10, 0, 0.1, EnergyReading(1.0, "fake", False), token_logprobs=None)
     assert AnswerProbability()(unread) == 0.0  # a remote server's empty answer, without log-probabilities
+
+
+def test_numpy_or_list_logprobs_are_kept_as_a_tuple_of_floats() -> None:
+    import dataclasses
+
+    import numpy as np
+
+    from greenserv_core.cascades.backend import CascadeBackend
+
+    reading = EnergyReading(1.0, "fake", False)
+    logprobs = np.array([-0.1, -0.2, -0.3])
+    answer = GenerationResult("B is it", 10, 3, 0.1, reading, token_logprobs=logprobs)  # type: ignore[arg-type]
+    assert answer.token_logprobs == (-0.1, -0.2, -0.3) and {type(v) for v in answer.token_logprobs} == {float}
+    assert AnswerProbability()(answer) == pytest.approx(math.exp(-0.6))  # were ValueError: truth value of an array
+    assert TokenQuantile(0.1)(answer) == TokenQuantile(0.1)(_answer(-0.1, -0.2, -0.3))
+    listed = GenerationResult("x", 1, 2, 0.1, reading, token_logprobs=[np.float32(-0.5), -1])  # type: ignore[arg-type]
+    assert listed.token_logprobs == (-0.5, -1.0) and type(listed.token_logprobs[1]) is float
+    assert dataclasses.replace(answer, text="B").token_logprobs == answer.token_logprobs
+    assert dataclasses.replace(answer, token_logprobs=None).token_logprobs is None
+    with pytest.raises(InvalidInputError, match="token_logprobs"):
+        GenerationResult("x", 1, 1, 0.1, reading, token_logprobs=(-0.1, "high"))  # type: ignore[arg-type]
+
+    class NumpyLogprobs(FakeBackend):
+        def generate(self, messages: Sequence[Message], settings: GenerationSettings) -> GenerationResult:
+            result = super().generate(messages, settings)
+            logprobs = np.full(max(1, result.output_tokens), -0.1)
+            return dataclasses.replace(result, token_logprobs=logprobs)  # type: ignore[arg-type]
+
+    cascade = CascadeBackend(NumpyLogprobs("small", reply=lambda m: "the answer is B"), FakeBackend("big"))
+    assert cascade.generate(ASK, GenerationSettings(max_new_tokens=4)).text  # was ValueError, after the small's joules

@@ -186,6 +186,16 @@ class GenerationResult:
     result's text is the kept answer and its tokens, seconds and joules are the sums over
     the chain. Empty for a single model."""
 
+    def __post_init__(self) -> None:
+        if self.token_logprobs is not None:  # a backend's numpy array or list too (about 8 us for 500 floats)
+            try:
+                logprobs = tuple(map(float, self.token_logprobs))
+            except (TypeError, ValueError):
+                raise InvalidInputError(
+                    f"token_logprobs must be a sequence of numbers, got {self.token_logprobs!r}"
+                ) from None
+            object.__setattr__(self, "token_logprobs", logprobs)
+
 
 @dataclass(frozen=True)
 class ChainStep:

@@ -15,7 +15,7 @@ import threading
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -113,6 +113,18 @@ class SentenceTransformerEmbedder:
         self._model: SentenceTransformer | None = None
         self._load_lock = threading.Lock()
         self._cache = LRUCache(cache_size)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Its parameters only (no lock, cache or model): a pickled or deep copy loads the model on first use."""
+        state = self.__dict__.copy()
+        del state["_load_lock"], state["_cache"]
+        state["_model"] = state["_bfloat16"] = None  # (whether bf16 is fast is the machine's, asked again there)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._load_lock = threading.Lock()
+        self._cache = LRUCache(self.cache_size)
 
     @property
     def name(self) -> str:

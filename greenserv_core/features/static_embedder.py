@@ -316,6 +316,18 @@ class StaticEmbedder:
         self._loaded: tuple[Tokenizer, np.ndarray, dict[str, Any]] | None = None
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Its parameters only (no lock, cache or table): a pickled or deep copy loads the model on first use."""
+        state = self.__dict__.copy()
+        del state["_lock"], state["_cache"]
+        state["_loaded"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+        self._cache = LRUCache(self.cache_size)
+
     def _load(self) -> tuple[Tokenizer, np.ndarray, dict[str, Any]]:
         if self._loaded is None:
             with self._lock:
