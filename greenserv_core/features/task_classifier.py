@@ -50,12 +50,52 @@ FIGURE = "[figure]"
 open (a prompt cut short) runs to the end of its paragraph, and only where it holds a
 statement (a ``;``): a ``[asy]`` named in prose hides nothing after it."""
 
-_UNCLOSED = r"(?:(?!\n[ \t]*\n)[^;])*;(?:(?!\n[ \t]*\n).)*"
-"""An open block's code: to the first blank line or the end, with at least one ``;`` in it."""
-_DRAWING = re.compile(
-    rf"\[asy\](?:.*?\[/asy\]|{_UNCLOSED})|\\begin\{{tikzpicture\}}(?:.*?\\end\{{tikzpicture\}}|{_UNCLOSED})",
-    re.DOTALL | re.IGNORECASE,
-)
+_OPENING = re.compile(r"\[asy\]|\\begin\{tikzpicture\}", re.IGNORECASE)
+_CLOSING = {
+    "[asy]": re.compile(r"\[/asy\]", re.IGNORECASE),
+    "\\begin{tikzpicture}": re.compile(r"\\end\{tikzpicture\}", re.IGNORECASE),
+}
+_BLANK_LINE = re.compile(r"\n[ \t]*\n")
+
+
+def _without_drawings(text: str) -> str:
+    """``text`` with each drawing block replaced by :data:`FIGURE`: to its closing tag, or, left
+    open, to the end of its paragraph where a ``;`` comes before it (else the tag is prose). In
+    time linear in the text: what one search found (no closing tag, the paragraph's end, the
+    next ``;``) serves the openings after it.
+
+    >>> _without_drawings("Find x.\\n[asy]draw(A--B);\\n\\nWhy?"), _without_drawings("Is [asy] a language?")
+    ('Find x.\\n[figure]\\n\\nWhy?', 'Is [asy] a language?')
+    """
+    pieces: list[str] = []
+    kept = position = 0
+    unclosed_from: dict[str, int] = {}  # per kind of block: no closing tag after this position
+    blank = semicolon = -1  # the next blank line's and ";"'s positions found so far (len(text): none)
+    while (opening := _OPENING.search(text, position)) is not None:
+        start, code, kind = opening.start(), opening.end(), opening.group(0).lower()
+        end = None
+        if code < unclosed_from.get(kind, len(text) + 1):
+            closing = _CLOSING[kind].search(text, code)
+            if closing is not None:
+                end = closing.end()
+            else:
+                unclosed_from[kind] = code
+        if end is None:
+            if blank < code:
+                found = _BLANK_LINE.search(text, code)
+                blank = len(text) if found is None else found.start()
+            if semicolon < code:
+                at = text.find(";", code)
+                semicolon = len(text) if at < 0 else at
+            if semicolon < blank:
+                end = blank
+        if end is None:  # a tag named in prose: it stays
+            position = code
+            continue
+        pieces += (text[kept:start], FIGURE)
+        kept = position = end
+    pieces.append(text[kept:])
+    return "".join(pieces)
 
 
 def instruction_text(text: str, head_chars: int = 160, tail_chars: int = 160) -> str:
@@ -73,7 +113,7 @@ def instruction_text(text: str, head_chars: int = 160, tail_chars: int = 160) ->
     """
     text = text.strip()
     if "[asy]" in text.lower() or "tikzpicture" in text:
-        text = _DRAWING.sub(FIGURE, text).strip()
+        text = _without_drawings(text).strip()
     if len(text) <= head_chars + tail_chars:
         return text
     return f"{text[:head_chars]}{ELISION}{text[-tail_chars:]}" if tail_chars else text[:head_chars]
