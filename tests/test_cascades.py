@@ -13,7 +13,7 @@ import pytest
 
 from greenserv_core import FakeBackend, cli
 from greenserv_core.backends.base import EnergyReading, GenerationResult, GenerationSettings, JsonFormat, StreamChunk
-from greenserv_core.cascades import CascadeBackend, answers_agree
+from greenserv_core.cascades import CascadeBackend, Verdict, answers_agree
 from greenserv_core.cascades.agreement import final_answer
 from greenserv_core.cli.common import cascade_pair
 from greenserv_core.errors import InvalidInputError, ModelUnavailableError
@@ -531,3 +531,26 @@ def test_the_second_model_gets_what_the_first_step_left_of_the_time_limit(
         assert result.chain[0].reason == (
             "kept: the first step took 0.7 s of the time limit of 0.75 s (max_time_s): too little is left for big"
         )
+
+
+def test_a_rule_hears_the_first_steps_joules_and_seconds_by_the_hooks_it_has() -> None:
+    ask: list[Message] = [{"role": "user", "content": "Is the sky blue?"}]
+    small = FakeBackend("small", seconds_per_token=0.1, reply=lambda m: "7.", logprobs=lambda m, t: [-3.0])
+    heard: list[tuple[str, float]] = []
+
+    class JoulesOnly:  # a rule written before first_took: first_spent(joules) alone
+        def first_spent(self, joules: float) -> None:
+            heard.append(("joules", joules))
+
+        def __call__(self, confidence: float | None) -> Verdict:
+            return Verdict.kept(confidence, "kept")
+
+    class Both(JoulesOnly):
+        def first_took(self, seconds: float) -> None:
+            heard.append(("seconds", seconds))
+
+    result = CascadeBackend(small, FakeBackend("big")).generate(ask, GenerationSettings(max_new_tokens=8), JoulesOnly())
+    assert result.text == "7." and [what for what, _ in heard] == ["joules"]  # was a TypeError: two arguments given
+    heard.clear()
+    CascadeBackend(small, FakeBackend("big")).generate(ask, GenerationSettings(max_new_tokens=8), Both())
+    assert heard == [("joules", pytest.approx(result.energy.joules)), ("seconds", pytest.approx(result.latency_s))]

@@ -84,9 +84,9 @@ logger = logging.getLogger(__name__)
 
 Escalate = Callable[[float | None], Verdict]
 """Decides after the first answer, from its confidence (``None``: no signal). A rule with a
-``first_spent(joules, seconds)`` method hears first what the first step spent (its answer, and a
-question asked about it), as a router's rule checks it against the query's cap on joules and
-its latency limit. A rule with a ``kept_after_failure()`` method hears when an escalation it
+``first_spent(joules)`` method hears first what the first step spent (its answer, and a
+question asked about it), as a router's rule checks it against the query's cap on joules; one
+with a ``first_took(seconds)`` method, the seconds it took, against its latency limit. A rule with a ``kept_after_failure()`` method hears when an escalation it
 decided was not made and the first answer was kept instead (the second model failed before it
 answered, or too little of ``max_time_s`` was left for it), before any of it is streamed (a
 router's rule then learns that answer's score as the first model's)."""
@@ -208,8 +208,11 @@ class CascadeBackend:
         else:
             own, confidence = result, _confidence(signal(result), signal.name)
         heard = getattr(escalate, "first_spent", None)
-        if callable(heard):  # a rule that checks a cap on joules or seconds hears what the first step spent
-            heard(result.energy.joules, result.latency_s)
+        if callable(heard):  # a rule that checks a cap on joules hears what the first step spent
+            heard(result.energy.joules)
+        timed = getattr(escalate, "first_took", None)
+        if callable(timed):  # and one that checks a latency limit, the seconds it took
+            timed(result.latency_s)
         verdict = (
             Verdict.kept(confidence, _NOBODY_WAITS)
             if caller_left()  # (it left while the confidence was read, whichever rule decides)

@@ -424,13 +424,17 @@ class LearnedEscalation:
         self.spent_joules: float | None = None
         """What the first step spent, when the cascade says (:meth:`first_spent`)."""
         self.spent_seconds: float | None = None
-        """The seconds the first step took, when the cascade says (:meth:`first_spent`)."""
+        """The seconds the first step took, when the cascade says (:meth:`first_took`)."""
 
-    def first_spent(self, joules: float, seconds: float | None = None) -> None:
-        """The cascade's first step (its answer, and a question about it) spent ``joules`` and
-        took ``seconds``: the rule checks them, with the second model's predictions, against the
-        query's cap on joules and its latency limit."""
-        self.spent_joules, self.spent_seconds = joules, seconds
+    def first_spent(self, joules: float) -> None:
+        """The cascade's first step (its answer, and a question about it) spent ``joules``: the
+        rule checks it, with the second model's prediction, against the query's cap."""
+        self.spent_joules = joules
+
+    def first_took(self, seconds: float) -> None:
+        """The cascade's first step took ``seconds``: the rule checks them, with the second
+        model's prediction, against the query's latency limit."""
+        self.spent_seconds = seconds
 
     def __call__(self, confidence: float | None) -> Verdict:
         try:
