@@ -1428,3 +1428,31 @@ def test_a_capabilities_string_is_refused_not_taken_as_its_letters() -> None:
     with pytest.raises(InvalidInputError, match="collection of names"):  # was {'t', 'o', 'l', 's'}: never tools
         backend(lambda request: answer(), capabilities="tools")
     assert "tools" in backend(lambda request: answer(), capabilities=["tools"]).info.capabilities
+
+
+def test_a_time_limit_beyond_what_a_timer_can_wait_is_no_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    import http.server
+    import threading
+
+    class Quick(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["content-length"]))
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream")
+            self.end_headers()
+            self.wfile.write(b'data: {"choices": [{"delta": {"content": "4"}}]}\n\ndata: [DONE]\n\n')
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    failed: list[str] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: failed.append(repr(args.exc_value)))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quick)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        remote = OpenAICompatibleBackend(f"http://127.0.0.1:{server.server_address[1]}/v1", "m")
+        result = remote.generate(ASK, GenerationSettings(max_new_tokens=8, max_time_s=1e300))
+        time.sleep(0.1)
+    finally:
+        server.shutdown()
+    assert result.text == "4" and not failed  # was OverflowError: timestamp out of range, in the timer's thread

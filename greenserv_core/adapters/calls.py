@@ -136,6 +136,8 @@ def check_optional_positive(name: str, *, finite: bool = False) -> Callable[[obj
 
     >>> check_optional_positive("timeout")(None), check_optional_positive("timeout")(2)
     (None, 2.0)
+    >>> check_optional_positive("timeout")(10**400)  # past a float's range: no limit
+    inf
     >>> check_optional_positive("max_latency_s", finite=True)(float("inf"))
     Traceback (most recent call last):
     ...
@@ -147,10 +149,16 @@ def check_optional_positive(name: str, *, finite: bool = False) -> Callable[[obj
         if value is None:
             return None
         value = _as_number(value)
-        if not is_real(value) or not value > 0 or (finite and value == math.inf):  # type: ignore[operator]
+        seconds = math.nan
+        if is_real(value):
+            try:
+                seconds = float(value)  # type: ignore[arg-type]
+            except OverflowError:  # a whole number past a float's range
+                seconds = math.inf
+        if not seconds > 0 or (finite and seconds == math.inf):
             kind = "positive finite" if finite else "positive"
             raise InvalidInputError(f"{name} must be a {kind} number of seconds, got {value!r}")
-        return float(value)  # type: ignore[arg-type]
+        return seconds
 
     return check
 

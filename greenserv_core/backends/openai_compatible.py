@@ -1125,8 +1125,9 @@ class _DeadlineGuard:
         self._socket = get_info("socket") if callable(get_info) else None
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
-        if self._socket is not None:
-            self._timer = threading.Timer(max(0.0, deadline - time.perf_counter()), self._shut)
+        wait = max(0.0, deadline - time.perf_counter())
+        if self._socket is not None and wait < threading.TIMEOUT_MAX:  # (beyond it a timer cannot wait: no limit)
+            self._timer = threading.Timer(wait, self._shut)
             self._timer.daemon = True
             self._timer.start()
 
