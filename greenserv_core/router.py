@@ -639,8 +639,9 @@ class GreenServRouter:
         answered learns what it would have done at the router's λ (with a budget, the λ in
         force): its rule, as learned so far, keeps the first answer or escalates, and the
         cascade is taught that outcome's score and joules. The first answer's confidence is
-        labelled with its score, uncensored. Under the router's ``max_joules``, a cascade whose
-        models together are predicted to break it keeps the first answer, as when routed.
+        labelled with its score, uncensored. Under the router's ``max_joules`` (or
+        ``max_latency_s``), a cascade whose models together are predicted to break it keeps the
+        first answer, as when routed.
         Returns each taught cascade's verdict (``True``: escalated).
 
         >>> from greenserv_core import FakeBackend, FeatureExtractor, LabelledAnswer
@@ -661,7 +662,11 @@ class GreenServRouter:
                 raise InvalidInputError(f"the answer of {model!r} must be a LabelledAnswer, got {answers[model]!r}")
         with self._features_of(messages, learn=self._forms_clusters()) as features:
             return self.learner_.learn_answers(
-                features, answers, None if self.learner_.pacer_ else self.tradeoff, max_joules=self.max_joules
+                features,
+                answers,
+                None if self.learner_.pacer_ else self.tradeoff,
+                max_joules=self.max_joules,
+                max_latency_s=self.max_latency_s,
             )
 
     # ---- generating -------------------------------------------------------------------

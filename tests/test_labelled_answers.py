@@ -236,3 +236,33 @@ def test_the_labelled_tally_is_shared_beside_the_vector_older_replicas_read() ->
     other.add_model("m")
     other.load_statistics(stats)
     assert other.as_dict()["m"]["labelled"] == 1
+
+
+def test_a_labelled_cascade_keeps_its_first_answer_where_both_models_break_the_latency_limit() -> None:
+    from greenserv_core import FakeBackend
+    from tests.conftest import make_hashing_extractor
+
+    def router() -> GreenServRouter:
+        pool = [FakeBackend("small"), FakeBackend("large")]
+        return GreenServRouter(
+            pool,
+            features=make_hashing_extractor(3),
+            cascades=[("small", "large")],
+            tradeoff=0.1,
+            seed=0,
+            max_latency_s=1.0,
+        )
+
+    answers = {
+        "small": LabelledAnswer(score=0.0, energy_joules=1.0, latency_s=0.8, confidence=0.05),
+        "large": LabelledAnswer(score=1.0, energy_joules=9.0, latency_s=0.8),
+    }
+    verdicts = []
+    for limit in (1.0, 2.0):
+        taught = router()
+        taught.max_latency_s = limit
+        for _ in range(5):  # each model known to take 0.8 s (each under the limit)
+            for model in ("small", "large"):
+                taught.learn(ASK, model, score=0.5, energy_joules=5.0, latency_s=0.8)
+        verdicts.append(taught.learn_answers(ASK, answers)["small->large"])
+    assert verdicts == [False, True]  # was [True, True]: 1.6 s together, as a routed query is held

@@ -1040,6 +1040,7 @@ class RoutingLearner:
         answers: Mapping[str, LabelledAnswer],
         tradeoff: float | None,
         max_joules: float | None = None,
+        max_latency_s: float | None = None,
     ) -> dict[str, bool]:
         """Teach every model its labelled answer to one query (as :meth:`learn`), and every
         cascade both of whose models answered with a score what its escalation rule, as
@@ -1048,10 +1049,10 @@ class RoutingLearner:
         answer (its score, its joules and its confidence's) or escalated (the second's score,
         both models' joules); under ``max_joules`` (or the budget guard's cap on an answer)
         that both models together are predicted to break, it keeps the first answer, as a
-        routed query does. A first answer's confidence is labelled with its score, uncensored, and an
-        escalation teaches the second model's offset. Returns each taught cascade's verdict
-        (``True``: escalated); a cascade is not a model here, since its outcome follows from
-        its models' answers."""
+        routed query does; so too under ``max_latency_s`` (by the learned seconds). A first
+        answer's confidence is labelled with its score, uncensored, and an escalation teaches
+        the second model's offset. Returns each taught cascade's verdict (``True``: escalated);
+        a cascade is not a model here, since its outcome follows from its models' answers."""
         x = self.policy_.check_context(features.vector)
         with self.lock:
             unknown = sorted(m for m in answers if m not in self.policy_.arms_)
@@ -1072,6 +1073,7 @@ class RoutingLearner:
             arms = self.policy_.arms
             pool = self.energy_.predict_array(arms, x, features.prompt_tokens)
             predicted = dict(zip(arms, pool, strict=True))
+            seconds = dict(zip(arms, self.latency_.predict_array(arms, x, features.prompt_tokens), strict=True))
             firsts = {first for first, _ in self.cascades_.values()}
             signals: dict[str, float] = {}  # each first model's confidence (its estimate without one)
             for first in firsts:
@@ -1089,6 +1091,7 @@ class RoutingLearner:
                 verdict = self._verdict(plan, cascade, x, answers[first].confidence, tradeoff, explore=False)
                 question = answers[first].confidence_joules or 0.0  # paid by the cascade on every query
                 held = cap is not None and predicted[first] + question + predicted[then] > cap  # (NaN: not held)
+                held = held or (max_latency_s is not None and seconds[first] + seconds[then] > max_latency_s)
                 verdicts[cascade] = (verdict.escalate and not held, float(plan["then_accuracy"]))
             for name, answer in answers.items():
                 self.learn(
