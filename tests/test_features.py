@@ -202,6 +202,12 @@ def test_drawing_tags_without_code_are_read_in_time_linear_in_the_prompt() -> No
     assert_linear_time(run, 3000)
 
 
+def test_drawing_tags_that_match_only_ignoring_case_are_read_as_the_regex_read_them() -> None:
+    # "ſ" (long s) and "ı" (dotless i) match "s" and "i" ignoring case, but lower() keeps them: was a KeyError
+    assert instruction_text("[aſy] draw(A--B); [/asy] Is it a tikzpicture?") == "[figure] Is it a tikzpicture?"
+    assert instruction_text("It: \\begin{tıkzpicture}\\draw (0,0);\\end{tikzpicture} Why?") == "It: [figure] Why?"
+
+
 def test_an_open_drawing_block_hides_only_its_own_code() -> None:
     prose = "How do I label a point in an [asy] block? Which command draws a circle?"
     assert instruction_text(prose) == prose  # named in prose, no code: nothing hidden

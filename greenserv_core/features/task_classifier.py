@@ -72,7 +72,8 @@ def _without_drawings(text: str) -> str:
     unclosed_from: dict[str, int] = {}  # per kind of block: no closing tag after this position
     blank = semicolon = -1  # the next blank line's and ";"'s positions found so far (len(text): none)
     while (opening := _OPENING.search(text, position)) is not None:
-        start, code, kind = opening.start(), opening.end(), opening.group(0).lower()
+        start, code = opening.start(), opening.end()
+        kind = "[asy]" if text[start] == "[" else "\\begin{tikzpicture}"  # (not by lower(): "[aſy]" matches too)
         end = None
         if code < unclosed_from.get(kind, len(text) + 1):
             closing = _CLOSING[kind].search(text, code)
