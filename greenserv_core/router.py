@@ -619,7 +619,10 @@ class GreenServRouter:
             yield features
         except Exception:
             if learn:
-                extractor.forget(messages, features)
+                try:
+                    extractor.forget(messages, features)
+                except Exception as error:  # (an embedder away): the refusal is what is raised
+                    logger.warning("the clustering kept a refused query's step: %r", error)
             raise
 
     def _forms_clusters(self) -> bool:

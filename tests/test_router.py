@@ -205,6 +205,24 @@ def test_a_refused_query_a_refused_labelled_row_and_a_withdrawn_batch_query_move
     assert learner.features.clusterer.counts_.tolist() == counts  # was [2]
 
 
+def test_a_refusal_is_what_is_raised_when_taking_back_its_clustering_step_fails() -> None:
+    extractor = make_hashing_extractor()
+    router = GreenServRouter([FakeBackend("tiny", context_window=64)], features=extractor, seed=0)
+    router.route("What is 2 + 2?", max_new_tokens=8)
+
+    def away(*args: object) -> None:
+        raise ConnectionError("the embedder is away")
+
+    extractor.forget = away  # type: ignore[method-assign]
+    long = "Summarise this text: " + "word " * 500
+    with pytest.raises(NoEligibleModelError):  # was ConnectionError
+        router.route(long, max_new_tokens=8)
+    decisions, pending = router.stats_["tiny"]["decisions"], len(router.learner_.pending_)
+    with pytest.raises(NoEligibleModelError):  # was ConnectionError, and the second query's decision kept
+        router.generate_batch(["Who wrote Hamlet?", "Name a river.", long], max_new_tokens=8)
+    assert router.stats_["tiny"]["decisions"] == decisions and len(router.learner_.pending_) == pending
+
+
 def test_latency_limit_excludes_slow_models(extractor) -> None:  # type: ignore[no-untyped-def]
     fast = FakeBackend("fast", seconds_per_token=0.001)
     slow = FakeBackend("slow", seconds_per_token=1.0)

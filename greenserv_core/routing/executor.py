@@ -208,7 +208,10 @@ class Executor:
                 else:  # its model never ran: not a decision of that model either, nor a query the clusters learn
                     self.learner.withdraw(decision)
                     if self.forget is not None:
-                        self.forget(requests[index], decision.features)
+                        try:
+                            self.forget(requests[index], decision.features)
+                        except Exception as error:  # (an embedder away): the rest are still withdrawn
+                            logger.warning("the clustering kept a withdrawn query's step: %r", error)
             raise
         return [results[i] for i in range(len(decisions))]
 
