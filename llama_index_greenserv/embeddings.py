@@ -7,8 +7,7 @@ import asyncio
 from typing import Any
 
 from llama_index.core.base.embeddings.base import BaseEmbedding
-from pydantic import ConfigDict, Field, model_validator
-from typing_extensions import Self
+from pydantic import ConfigDict, Field
 
 from greenserv_core.features.embedders import SentenceTransformerEmbedder
 
@@ -30,13 +29,15 @@ class GreenServEmbedding(BaseEmbedding):
     embedder: Any = Field(default_factory=lambda: SentenceTransformerEmbedder(max_seq_length=256))
     model_name: str = "greenserv-embedder"
 
-    @model_validator(mode="after")
-    def _name_after_embedder(self) -> Self:
-        """An unset ``model_name`` becomes the embedder's ``name``: LlamaIndex's ingestion cache keys a
-        transformation by ``to_dict()`` without object reprs, so two embedders must differ there."""
+    def to_dict(self, **kwargs: Any) -> dict[str, Any]:
+        """As LlamaIndex's, with an unset ``model_name`` read as the embedder's ``name``: the
+        ingestion cache keys a transformation by ``to_dict()`` without object reprs, so two
+        embedders must differ there (the name is read then, not when the model is made: a
+        static embedder's name loads it)."""
+        data = super().to_dict(**kwargs)
         if "model_name" not in self.model_fields_set:
-            self.model_name = str(getattr(self.embedder, "name", self.model_name))
-        return self
+            data["model_name"] = str(getattr(self.embedder, "name", self.model_name))
+        return data
 
     @classmethod
     def class_name(cls) -> str:

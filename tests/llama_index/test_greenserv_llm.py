@@ -285,8 +285,10 @@ def test_embeddings_over_different_embedders_are_different_ingestion_cache_entri
     assert len(second.run(documents=docs)[0].embedding) == 64  # was 32: the first embedder's vectors, from the cache
     embedding = GreenServEmbedding(embedder=HashingEmbedder(16))
     copy = GreenServEmbedding.from_dict(embedding.to_dict())
-    assert embedding.model_name == copy.model_name == "hashing:16" and copy.embedder is embedding.embedder
-    assert GreenServEmbedding(embedder=HashingEmbedder(16), model_name="mine").model_name == "mine"
+    assert embedding.to_dict()["model_name"] == copy.model_name == "hashing:16" and copy.embedder is embedding.embedder
+    assert GreenServEmbedding(embedder=HashingEmbedder(16), model_name="mine").to_dict()["model_name"] == "mine"
+    swapped = embedding.model_copy(update={"embedder": HashingEmbedder(8)})
+    assert swapped.to_dict()["model_name"] == "hashing:8"  # the name follows the embedder it holds
 
 
 def test_the_embedding_says_what_sharing_the_routers_embedder_costs() -> None:
