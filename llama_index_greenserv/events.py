@@ -97,7 +97,8 @@ class GreenServEventHandler(BaseEventHandler):
         future = loop.run_in_executor(
             self._worker(), contextvars.copy_context().run, self._take, event, record, decision_id
         )
-        self._running.add(future)
+        with self._lock:  # (handlers on other loops add and discard theirs meanwhile)
+            self._running.add(future)
         future.add_done_callback(self._finished)
 
     def _worker(self) -> ThreadPoolExecutor:
@@ -111,10 +112,13 @@ class GreenServEventHandler(BaseEventHandler):
     async def flush(self) -> None:
         """Wait until the events handed to worker threads on the running loop are handled."""
         loop = asyncio.get_running_loop()
-        await asyncio.gather(*[f for f in self._running if f.get_loop() is loop], return_exceptions=True)
+        with self._lock:
+            running = [f for f in self._running if f.get_loop() is loop]
+        await asyncio.gather(*running, return_exceptions=True)
 
     def _finished(self, future: asyncio.Future[None]) -> None:
-        self._running.discard(future)
+        with self._lock:
+            self._running.discard(future)
         if not future.cancelled() and future.exception() is not None:
             logger.warning("GreenServ event handler failed: %r", future.exception())
 
