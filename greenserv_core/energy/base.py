@@ -125,7 +125,12 @@ class TimedMeter:
             yield window
         finally:
             window.duration_s = time.perf_counter() - started
-            joules = float(self._stop(token, window.duration_s))
-            if not math.isfinite(joules) or joules < -1e-9:  # (a rounding error below 0 is 0)
-                raise WindowNotMeasuredError(f"{self.source} read {joules!r} J for the window: not a reading")
-            window.joules = max(0.0, joules)
+            self._fill(window, token)
+
+    def _fill(self, window: EnergyWindow, token: object) -> None:
+        """Put the window's joules in, from :meth:`_stop` (a meter that labels some windows
+        otherwise, as a partial reading, overrides this)."""
+        joules = float(self._stop(token, window.duration_s))
+        if not math.isfinite(joules) or joules < -1e-9:  # (a rounding error below 0 is 0)
+            raise WindowNotMeasuredError(f"{self.source} read {joules!r} J for the window: not a reading")
+        window.joules = max(0.0, joules)

@@ -17,8 +17,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -172,23 +171,15 @@ class NvmlCounterMeter(_NvmlMeter):
         self.synchronize()
         return self._read()
 
-    @contextmanager
-    def measure(self) -> Iterator[EnergyWindow]:
-        window = EnergyWindow(source=self.source, measured=self.measured)
-        before = self._start()
-        started = time.perf_counter()
-        try:
-            yield window
-        finally:
-            window.duration_s = time.perf_counter() - started
-            window.joules, stalled = self._moved(before, window.duration_s)
-            if stalled:
-                window.source, window.measured = self.partial_source, False
-                _warn_once(
-                    f"energy: the energy counter of GPU {stalled} did not move in a window of "
-                    f"{STALLED_AFTER_S:g} s or more; such windows count only the GPUs whose counters "
-                    f"moved, labelled {self.partial_source} (not measured)"
-                )
+    def _fill(self, window: EnergyWindow, token: object) -> None:
+        window.joules, stalled = self._moved(token, window.duration_s)
+        if stalled:
+            window.source, window.measured = self.partial_source, False
+            _warn_once(
+                f"energy: the energy counter of GPU {stalled} did not move in a window of "
+                f"{STALLED_AFTER_S:g} s or more; such windows count only the GPUs whose counters "
+                f"moved, labelled {self.partial_source} (not measured)"
+            )
 
     def _moved(self, token: object, duration_s: float) -> tuple[float, str]:
         """The joules of the GPUs whose counters moved, and the stalled GPUs ("" if none)."""
