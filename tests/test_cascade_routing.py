@@ -1450,3 +1450,23 @@ def test_a_cascade_checks_the_seconds_its_first_step_took_against_max_latency_s(
             reason = answer.chain[0].reason
             assert reason.startswith("kept: the first step took 1.350 s, and escalating is predicted to take 2.1")
             assert reason.endswith("s in all, above the latency limit of 2.000 s")
+
+
+def test_a_cascade_under_max_joules_reads_its_second_models_per_token_prior() -> None:
+    import dataclasses
+
+    big = FakeBackend("big")
+    big._info = dataclasses.replace(big.info, prior_joules_per_token=0.1)  # about 10.6 J for 6 + 100 tokens
+    router = GreenServRouter(
+        [FakeBackend("small"), big],
+        features=make_hashing_extractor(),
+        tradeoff=0.4,
+        seed=0,
+        cascades=[("small", "big")],
+    )
+    for _ in range(5):
+        router.learn(ASK, "small", energy_joules=10.0, latency_s=0.1)
+    decision = router.route(ASK, models=["small->big"], max_new_tokens=100, max_joules=15.0)
+    with router.learner_.lock:
+        plan = router.learner_.pending_.get(decision.decision_id).cascade
+    assert plan is not None and plan["held"].startswith("kept: escalating is predicted to spend 20.")  # was not held

@@ -486,7 +486,12 @@ class RoutingLearner:
         known = {m: scores[m].estimate for m in (first, then) if m in scores}
         joules = float(table.predicted_joules[table.pool.index[then]])
         plan = self._cascade_plan(choice.arm, x, task, known, joules, table.predicted_joules, tradeoff, per_query)
-        both = joules + float(table.predicted_joules[table.pool.index[first]])
+        if limits is not None:  # joules as eligibility reads them: learned, else from the per-token prior
+            expected = table.expected(table.predicted_joules, table.pool.prior_joules_per_token, limits.max_new_tokens)
+            joules = float(expected[table.pool.index[then]])
+            both = joules + float(expected[table.pool.index[first]])
+        else:
+            both = joules + float(table.predicted_joules[table.pool.index[first]])
         if cap is not None and both > cap:  # (an unknown prediction, NaN, does not hold it back)
             plan["held"] = f"kept: escalating is predicted to spend {both:.1f} J in all, above the cap of {cap:.1f} J"
         elif cap is not None and not math.isnan(joules):  # checked again with what the first step spent
