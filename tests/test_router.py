@@ -739,3 +739,19 @@ def test_a_refused_outcome_leaves_a_scored_decision_awaiting_it() -> None:
         router.record_outcome(decision.decision_id, energy_joules=5.0, latency_s=0.1, members=[("big-typo", 5.0, 0.1)])
     # the corrected call is taken (was refused: the refused call had used the decision up)
     router.record_outcome(decision.decision_id, energy_joules=5.0, latency_s=0.1, members=[("small", 5.0, 0.1)])
+
+
+def test_a_score_for_a_model_this_replicas_pool_never_had_is_refused_and_kept_for_one_that_has_it() -> None:
+    from greenserv_core import UnknownModelError
+    from greenserv_core.pending import PendingDecisions
+
+    shared = PendingDecisions()  # one pending store, as replicas share one in Redis
+    with_canary = GreenServRouter(
+        [FakeBackend("small"), FakeBackend("canary")], features=make_hashing_extractor(), pending=shared, seed=0
+    )
+    without = GreenServRouter([FakeBackend("small")], features=make_hashing_extractor(), pending=shared, seed=0)
+    answer = with_canary.generate("What is 2 + 2?", models=["canary"], max_new_tokens=4)
+    with pytest.raises(UnknownModelError, match="'canary', which this router's pool never had"):
+        without.feedback(answer.decision_id, 1.0)  # was taken out of the store and dropped (applied=False)
+    assert with_canary.feedback(answer.decision_id, 1.0).applied
+    assert with_canary.learner_.policy_.arms_["canary"].n == 1
