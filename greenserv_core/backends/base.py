@@ -46,34 +46,63 @@ class JsonFormat:
     """Ask for an answer that is one JSON object (a server's JSON mode), fitting ``schema``
     if one is given. Only models with the ``json_mode`` capability serve it: their server
     constrains decoding (vLLM, TGI, llama.cpp's server and Ollama take OpenAI's
-    ``response_format``).
+    ``response_format``). The schema keeps its keys' order (servers generate the properties in
+    it); ``name`` and ``strict`` are OpenAI's ``json_schema`` options, sent with the schema.
 
     >>> JsonFormat.from_schema({"type": "object", "required": ["city"]}).schema
-    {'required': ['city'], 'type': 'object'}
+    {'type': 'object', 'required': ['city']}
     >>> JsonFormat().schema is None
     True
     """
 
     schema_json: str | None = None
+    name: str | None = None
+    strict: bool = False
 
     @classmethod
-    def from_schema(cls, schema: Mapping[str, Any] | None) -> JsonFormat:
-        """From a JSON schema (checked to be a valid one) or ``None`` for any JSON object."""
+    def from_schema(
+        cls, schema: Mapping[str, Any] | None, *, name: str | None = None, strict: bool = False
+    ) -> JsonFormat:
+        """From a JSON schema (any mapping, checked to be a valid schema) or ``None`` for any JSON
+        object; ``name`` (else ``"answer"``) and ``strict`` go with a schema (see the class)."""
         if schema is None:
             return cls()
+        if name is not None and (not isinstance(name, str) or not name):
+            raise InvalidInputError(f"a JSON schema's name must be a non-empty string, got {name!r}")
+        if not isinstance(strict, bool):
+            raise InvalidInputError(f"strict must be True or False, got {strict!r}")
         from jsonschema import Draft202012Validator
         from jsonschema.exceptions import SchemaError
 
         try:
-            Draft202012Validator.check_schema(dict(schema))
+            plain = _plain_json(schema)
+            Draft202012Validator.check_schema(plain)
+            text = json.dumps(plain)  # in the caller's order: not sorted
         except SchemaError as error:
             raise InvalidInputError(f"not a valid JSON schema: {error.message}") from error
-        return cls(json.dumps(schema, sort_keys=True))
+        except (TypeError, ValueError, RecursionError) as error:  # a value JSON has no form for, or a cycle
+            raise InvalidInputError(f"not a valid JSON schema: {error}") from error
+        return cls(text, name, strict)
 
     @property
     def schema(self) -> dict[str, Any] | None:
         loaded: dict[str, Any] | None = None if self.schema_json is None else json.loads(self.schema_json)
         return loaded
+
+
+def _plain_json(value: Any) -> Any:
+    """``value`` with every mapping in it a ``dict`` and every list or tuple a ``list`` (JSON's
+    and ``jsonschema``'s own types), in the same order.
+
+    >>> from types import MappingProxyType
+    >>> _plain_json(MappingProxyType({"b": [MappingProxyType({"c": 1})], "a": ()}))
+    {'b': [{'c': 1}], 'a': []}
+    """
+    if isinstance(value, Mapping):
+        return {key: _plain_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain_json(item) for item in value]
+    return value
 
 
 @dataclass(frozen=True)

@@ -26,9 +26,9 @@ vLLM, Hugging Face TGI and ``transformers serve``, llama.cpp's server and Ollama
   any more end the answer here, at the first of them in its text (what the server generated
   past it is still counted; a streamed answer is closed there);
 * **JSON mode**: a request with ``GenerationSettings.json`` sends OpenAI's
-  ``response_format`` (``json_object``, or ``json_schema`` with the schema). Declare the
-  ``json_mode`` capability for servers that constrain decoding to it (vLLM, TGI, llama.cpp's
-  server, Ollama).
+  ``response_format`` (``json_object``, or ``json_schema`` with the schema, its name and
+  ``strict``). Declare the ``json_mode`` capability for servers that constrain decoding to it
+  (vLLM, TGI, llama.cpp's server, Ollama).
 
 Failures raise :class:`~greenserv_core.errors.ModelUnavailableError`; a request the server
 rejects as malformed (any other HTTP 4xx) raises
@@ -583,8 +583,8 @@ class OpenAICompatibleBackend:
                     # OpenAI refuses JSON mode unless the conversation asks for JSON in words
                     body["messages"] = _asking_for_json(body["messages"], "system_role" in self._info.capabilities)
             else:
-                described: dict[str, Any] = {"name": "answer", "schema": schema}
-                if self.strict_json_schema:
+                described: dict[str, Any] = {"name": settings.json.name or "answer", "schema": schema}
+                if self.strict_json_schema or settings.json.strict:
                     described["strict"] = True
                 body["response_format"] = {"type": "json_schema", "json_schema": described}
         if settings.logprobs:

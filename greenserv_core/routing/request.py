@@ -132,10 +132,11 @@ _OPENAI_FORMATS = ("text", "json_object", "json_schema")
 def json_format(response_format: ResponseFormat) -> JsonFormat | None:
     """A call's ``response_format``: ``None``, ``"json"`` (any JSON object), a JSON schema, or
     OpenAI's objects (``{"type": "text"}``, ``{"type": "json_object"}``, ``{"type":
-    "json_schema", "json_schema": {"name": ..., "schema": {...}}}``).
+    "json_schema", "json_schema": {"name": ..., "schema": {...}, "strict": ...}}``, its name and strict
+    kept).
 
-    >>> json_format({"type": "json_schema", "json_schema": {"name": "A", "schema": {"type": "object"}}}).schema
-    {'type': 'object'}
+    >>> json_format({"type": "json_schema", "json_schema": {"name": "A", "schema": {"type": "object"}, "strict": True}})
+    JsonFormat(schema_json='{"type": "object"}', name='A', strict=True)
     >>> json_format({"type": "json_object"}).schema is None, json_format({"type": "text"})
     (True, None)
     """
@@ -155,7 +156,10 @@ def json_format(response_format: ResponseFormat) -> JsonFormat | None:
                 f"a json_schema response_format holds its schema as {{'json_schema': {{'schema': {{...}}}}}}, "
                 f"got {response_format!r}"
             )
-        return JsonFormat.from_schema(described.get("schema"))
+        strict = described.get("strict")  # OpenAI's client sends None for "not given"
+        return JsonFormat.from_schema(
+            described.get("schema"), name=described.get("name"), strict=False if strict is None else strict
+        )
     if isinstance(response_format, Mapping):
         return JsonFormat.from_schema(response_format)
     raise InvalidInputError(f"response_format must be None, 'json' or a JSON schema, got {response_format!r}")
