@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Mapping, Sequence
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from greenserv_core.errors import InvalidInputError
 
@@ -25,7 +25,10 @@ class Message(TypedDict):
 def validate_messages(messages: object) -> list[Message]:
     """Return a clean copy of ``messages`` or raise :class:`InvalidInputError`.
 
-    A bare string is accepted as one user message.
+    A bare string is accepted as one user message. An assistant turn's OpenAI-style
+    ``tool_calls`` (its content may then be ``None``) follow its text as Hermes ``<tool_call>``
+    blocks, as the framework adapters write a turn's calls, and the ``tool`` turns after it are
+    put in the order of the calls they answer (by ``tool_call_id``).
 
     >>> validate_messages("Hi")
     [{'role': 'user', 'content': 'Hi'}]
@@ -43,6 +46,7 @@ def validate_messages(messages: object) -> list[Message]:
     if len(messages) == 0:
         raise InvalidInputError("messages is empty: give at least one message")
     clean: list[Message] = []
+    ids: list[list[str] | str | None] = []  # an assistant turn's call ids, or the id a tool turn answers
     for index, message in enumerate(messages):
         if not isinstance(message, Mapping):
             raise InvalidInputError(
@@ -52,6 +56,17 @@ def validate_messages(messages: object) -> list[Message]:
         content = message.get("content")
         if role not in VALID_ROLES:
             raise InvalidInputError(f"messages[{index}] has role {role!r}; expected one of {sorted(VALID_ROLES)}")
+        calls = message.get("tool_calls")
+        if calls is not None and (isinstance(calls, (str, bytes, Mapping)) or not isinstance(calls, Sequence)):
+            raise InvalidInputError(f"messages[{index}] tool_calls must be a list of calls, got {calls!r}")
+        answered = message.get("tool_call_id")
+        ids.append(answered if isinstance(answered, str) and answered else None)
+        if calls:
+            if role != "assistant":
+                raise InvalidInputError(f"messages[{index}] has tool_calls: only an assistant turn makes calls")
+            content = "" if content is None else content
+            if isinstance(content, str):  # other content is refused below
+                content, ids[-1] = _with_calls(index, content, calls)
         if not isinstance(content, str):
             raise InvalidInputError(f"messages[{index}] content must be a string, got {type(content).__name__}")
         try:
@@ -63,7 +78,42 @@ def validate_messages(messages: object) -> list[Message]:
         clean.append({"role": _ROLE_NAMES[role], "content": content})
     if not any(_has_text(m["content"]) for m in clean):
         raise InvalidInputError("every message is empty: nothing to answer")
+    if any(isinstance(given, list) for given in ids):
+        from greenserv_core.tools.calls import in_call_order  # the tools package imports this module
+
+        return in_call_order(clean, ids)  # results in the order of the calls they answer, as the adapters do
     return clean
+
+
+def _with_calls(index: int, content: str, calls: Sequence[object]) -> tuple[str, list[str]]:
+    """An assistant turn's text with its OpenAI-style ``tool_calls``
+    (``{"function": {"name", "arguments"}}``, or the bare name and arguments) after it as Hermes
+    blocks, and the calls' ids (``""`` where a call has none); arguments are JSON text or an object.
+
+    >>> call = {"id": "c1", "type": "function", "function": {"name": "now", "arguments": "{}"}}
+    >>> _with_calls(0, "Checking.", [call])
+    ('Checking.\\n<tool_call>\\n{"name": "now", "arguments": {}}\\n</tool_call>', ['c1'])
+    """
+    from greenserv_core.tools.calls import with_tool_calls  # the tools package imports this module
+
+    written: list[tuple[str | None, Mapping[str, Any] | str | None]] = []
+    ids: list[str] = []
+    for number, call in enumerate(calls):
+        function = call.get("function", call) if isinstance(call, Mapping) else None
+        name = function.get("name") if isinstance(function, Mapping) else None
+        arguments = function.get("arguments") if isinstance(function, Mapping) else None
+        if not isinstance(name, str) or not name or not isinstance(arguments, (str, Mapping, type(None))):
+            raise InvalidInputError(
+                f"messages[{index}] tool_calls[{number}] must be {{'function': {{'name': ..., 'arguments': JSON "
+                f"text or an object}}}}, got {call!r}"
+            )
+        written.append((name, arguments))
+        given = call.get("id") if isinstance(call, Mapping) else None
+        ids.append(given if isinstance(given, str) else "")
+    try:
+        return with_tool_calls(content, written), ids
+    except (TypeError, ValueError) as error:  # arguments JSON has no form for
+        raise InvalidInputError(f"messages[{index}] tool_calls arguments are not JSON: {error}") from error
 
 
 def _has_text(content: str) -> bool:

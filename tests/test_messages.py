@@ -58,3 +58,67 @@ def test_a_turn_of_emoji_newer_than_pythons_tables_or_private_use_characters_is_
     assert last_user_text(chat) == private * 3  # was the earlier turn
     with pytest.raises(InvalidInputError, match="every message is empty"):
         validate_messages(" " + chr(0x200B) + chr(0x2028) + chr(0))  # zero-width, line separator, NUL: nothing shows
+
+
+GET_TEMP = {"id": "c1", "type": "function", "function": {"name": "get_temp", "arguments": '{"city": "Paris"}'}}
+GET_TEMP_BLOCK = '<tool_call>\n{"name": "get_temp", "arguments": {"city": "Paris"}}\n</tool_call>'
+
+
+@pytest.mark.parametrize("content", ["", None])
+def test_an_assistant_turns_tool_calls_reach_the_model_as_hermes_blocks(content: str | None) -> None:
+    clean = validate_messages(
+        [
+            {"role": "user", "content": "Temperature in Paris?"},
+            {"role": "assistant", "content": content, "tool_calls": [GET_TEMP]},  # None: refused before
+            {"role": "tool", "tool_call_id": "c1", "content": "22"},
+        ]
+    )
+    assert clean[1] == {"role": "assistant", "content": GET_TEMP_BLOCK}  # was an empty turn
+    assert clean[2] == {"role": "tool", "content": "22"}
+
+
+def test_tool_calls_keep_the_turns_text_take_object_arguments_and_order_the_results() -> None:
+    rome = {"id": "c2", "function": {"name": "get_temp", "arguments": {"city": "Rome"}}}  # an object, as HF templates
+    clean = validate_messages(
+        [
+            {"role": "user", "content": "Paris and Rome?"},
+            {"role": "assistant", "content": "Checking.", "tool_calls": (GET_TEMP, rome)},
+            {"role": "tool", "tool_call_id": "c2", "content": "25"},
+            {"role": "tool", "tool_call_id": "c1", "content": "22"},
+        ]
+    )
+    assert clean[1]["content"] == (
+        "Checking.\n"
+        + GET_TEMP_BLOCK
+        + '\n<tool_call>\n{"name": "get_temp", "arguments": {"city": "Rome"}}\n</tool_call>'
+    )
+    assert [m["content"] for m in clean[2:]] == ["22", "25"]  # in the order of the calls they answer
+    assert validate_messages(clean) == clean  # validated again (a backend does): the same
+    plain = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello", "tool_calls": []}]
+    assert validate_messages(plain) == [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
+
+
+@pytest.mark.parametrize(
+    ("tool_calls", "needle"),
+    [
+        ({"function": {"name": "f"}}, "tool_calls must be a list"),
+        ("get_temp()", "tool_calls must be a list"),
+        ([42], r"tool_calls\[0\]"),
+        ([{"function": {"arguments": "{}"}}], r"tool_calls\[0\]"),
+        ([{"function": {"name": "", "arguments": "{}"}}], r"tool_calls\[0\]"),
+        ([GET_TEMP, {"function": {"name": "f", "arguments": 3}}], r"tool_calls\[1\]"),
+        ([{"function": {"name": "f", "arguments": {"at": {1, 2}}}}], "not JSON"),
+    ],
+)
+def test_malformed_tool_calls_are_refused(tool_calls: object, needle: str) -> None:
+    with pytest.raises(InvalidInputError, match=needle):
+        validate_messages(
+            [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "", "tool_calls": tool_calls}]
+        )
+
+
+def test_only_an_assistant_turn_makes_tool_calls() -> None:
+    with pytest.raises(InvalidInputError, match="only an assistant turn"):
+        validate_messages([{"role": "user", "content": "Hi", "tool_calls": [GET_TEMP]}])
+    with pytest.raises(InvalidInputError, match="content must be a string"):
+        validate_messages([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": None}])
