@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +36,7 @@ from greenserv_core.errors import (
 )
 from greenserv_core.pending import PendingDecision
 from greenserv_core.redaction import redacted
-from greenserv_core.sharing.stores import redis_address, unreachable
+from greenserv_core.sharing.stores import _client_from_url, redis_address, unreachable
 
 if TYPE_CHECKING:
     import redis
@@ -79,10 +80,27 @@ def _decode(data: bytes | str) -> PendingDecision:
     return PendingDecision.from_dict(json.loads(data))
 
 
+def _literal(text: str) -> str:
+    """``text`` as a Redis ``MATCH`` pattern that matches it alone (its glob characters escaped).
+
+    >>> print(_literal("pool[a]*?"))
+    pool\\[a\\]\\*\\?
+    """
+    return re.sub(r"([\\*?\[\]])", r"\\\1", text)
+
+
 class RedisPendingDecisions:
     """A :class:`~greenserv_core.pending.PendingStore` in Redis (keys ``<prefix>:d:<id>`` for
     pending decisions, ``<prefix>:g:<id>`` for ids that are gone and why, ``<prefix>:a:<id>``
-    for decisions scored before their outcome, which wait for it)."""
+    for decisions scored before their outcome, which wait for it).
+
+    The ``prefix`` names the deployment's decisions: the default, ``greenserv:pending``, is one
+    namespace for every pool on the server. Where several pools or deployments share a server,
+    give each its own prefix (``prefix="greenserv:pending:pool-a"``, the same in every replica of
+    the pool), as with :class:`~greenserv_core.sharing.RedisStore`'s ``key``: pools that share a
+    prefix share their decision ids, and a score sent to one may take (and teach) the other's
+    decision. A ``url`` is read as :class:`~greenserv_core.sharing.RedisStore` reads it (its
+    database a number)."""
 
     def __init__(
         self,
@@ -98,7 +116,10 @@ class RedisPendingDecisions:
         if client is None:
             import redis as redis_module
 
-            client = redis_module.Redis.from_url(str(url))
+            try:
+                client = _client_from_url(redis_module, str(url))
+            except InvalidInputError as error:  # (its message names RedisStore)
+                raise InvalidInputError(str(error).replace("RedisStore url", "RedisPendingDecisions url", 1)) from None
         self.client = client
         self.prefix = prefix
         self.ttl_s = ttl_s
@@ -136,7 +157,7 @@ class RedisPendingDecisions:
 
     def __len__(self) -> int:
         with self._redis("count the pending decisions"):
-            return sum(1 for _ in self.client.scan_iter(match=f"{self.prefix}:d:*", count=1000))
+            return sum(1 for _ in self.client.scan_iter(match=f"{_literal(self.prefix)}:d:*", count=1000))
 
     def add(self, decision: PendingDecision) -> None:
         with self._redis(f"record decision {decision.decision_id!r}"):
@@ -157,8 +178,14 @@ class RedisPendingDecisions:
         return _decode(data)  # type: ignore[arg-type]
 
     def update(self, decision: PendingDecision) -> None:
+        """Store a changed decision. One that another replica scored meanwhile is changed where it
+        awaits its outcome, as the in-process store's one shared object is (a repeated outcome is
+        then refused); one gone is left gone. (Each write only where its key is: a decision taken
+        out is never put back, so the two act as one step.)"""
+        value = _encode(decision)
         with self._redis(f"record the outcome of decision {decision.decision_id!r}"):
-            self.client.set(self._key(decision.decision_id), _encode(decision), xx=True, keepttl=True)
+            if not self.client.set(self._key(decision.decision_id), value, xx=True, keepttl=True):
+                self.client.set(self._awaiting(decision.decision_id), value, xx=True, keepttl=True)
 
     def pop_for_feedback(self, decision_id: str) -> PendingDecision:
         keys = [self._key(decision_id), self._gone(decision_id), self._awaiting(decision_id)]
