@@ -1188,6 +1188,28 @@ def test_a_replica_whose_context_means_other_things_is_refused_before_it_writes(
         odd.features.load_statistics(first.features.statistics().plus(odd.features.statistics()))
 
 
+def test_replicas_whose_policies_keep_other_sums_are_refused_and_the_linear_ones_share() -> None:
+    """epsilon-nc's ``n`` and ``sum`` and the ridge sums of linucb, thompson and epsilon share a
+    name (``n``), not a meaning: adding them up gave epsilon-nc a mean of 0.5 from scores of 1.0."""
+    store = InMemoryStore()
+    routers = {strategy: make_router(strategy) for strategy in ("linucb", "epsilon-nc", "thompson", "epsilon")}
+    for router in routers.values():
+        serve(router, [("What is 2 + 2?", "small", 1.0)] * 3)
+    SharedLearning(routers["linucb"], store).sync()
+    before = store.read()
+    with pytest.raises(StateFileError, match="hold n, xx, yx per arm, this replica's policy keeps n, sum"):
+        SharedLearning(routers["epsilon-nc"], store).sync()
+    assert store.read() == before  # refused before it wrote
+    both = routers["linucb"].policy_.statistics().plus(routers["epsilon-nc"].policy_.statistics())
+    with pytest.raises(StateFileError, match="this 'epsilon-nc' policy keeps n, sum"):  # a total holding both
+        routers["epsilon-nc"].policy_.load_statistics(both)
+    assert routers["epsilon-nc"].policy_.arms_["small"] == {"n": 3, "mean": 1.0}
+    for strategy in ("thompson", "epsilon"):  # the same ridge sums: they share
+        SharedLearning(routers[strategy], store).sync()
+    SharedLearning(routers["linucb"], store).sync()
+    assert routers["linucb"].policy_.arms_["small"].n == 9
+
+
 def test_a_score_before_the_outcome_through_redis_is_taken_once_and_the_outcome_still_teaches(tmp_path: Path) -> None:
     from greenserv_core import DecisionAlreadyScoredError
     from greenserv_core.sharing import RedisPendingDecisions

@@ -19,6 +19,8 @@ implement the per-arm :meth:`Policy._estimates` alone.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import numbers
 import operator
@@ -45,11 +47,51 @@ __all__ = [
     "StatelessArmsPolicy",
     "check_number",
     "check_seed",
+    "check_shared_arm_statistics",
     "check_whole",
     "whole_number",
 ]
 
 _TIE_TOLERANCE = 1e-12
+_KEPT = "kept_per_arm"
+"""Where a policy's statistics hold a fingerprint of the sums it keeps per arm (an equal minimum and maximum)."""
+
+
+def _kept_mark(kept: Sequence[str]) -> np.ndarray:
+    """The names of the sums a policy keeps per arm, digested into one exactly representable number."""
+    digest = hashlib.sha256(json.dumps(sorted(kept)).encode()).digest()
+    return np.array([float(int.from_bytes(digest[:6], "big"))])
+
+
+def _kept_in(stats: Statistics) -> str:
+    """The names of the per-arm sums in a policy's statistics (``n`` of ``<arm>/n``), listed."""
+    return ", ".join(sorted({key.partition("/")[2] for key in stats.sums if "/" in key})) or "nothing"
+
+
+def check_shared_arm_statistics(shared: Statistics, joining: Statistics, who: str = "this replica's policy") -> None:
+    """Refuse to add up or load policy statistics (as :meth:`Policy.statistics` gives them: ``shared``,
+    a total, and ``joining``, the policy's that adds to or loads it) of policies that keep other sums
+    per arm: ``epsilon-nc``'s ``n`` and ``sum`` and the linear policies' ``n``, ``xx`` and ``yx`` share
+    a name, not a meaning. Statistics without the fingerprint (written before it was shared) pass.
+
+    >>> from greenserv_core.bandits import EpsilonGreedyNonContextual, LinUCB, LinearThompson
+    >>> linucb, thompson = LinUCB(2), LinearThompson(2)
+    >>> for policy in (linucb, thompson): policy.add_arm("a")
+    >>> check_shared_arm_statistics(linucb.statistics(), thompson.statistics())  # the same ridge sums
+    >>> other = EpsilonGreedyNonContextual(2); other.add_arm("a")
+    >>> check_shared_arm_statistics(linucb.statistics(), other.statistics())  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    greenserv_core.errors.StateFileError: ... hold n, xx, yx per arm, this replica's policy keeps n, sum: ...
+    """
+    extremes = (shared.minima, shared.maxima, joining.minima, joining.maxima)
+    marks = {float(arrays[_KEPT][0]) for arrays in extremes if _KEPT in arrays}
+    if len(marks) > 1:
+        raise StateFileError(
+            f"replicas share the statistics of policies that keep other sums per arm: the shared ones hold "
+            f"{_kept_in(shared)} per arm, {who} keeps {_kept_in(joining)}: give every replica the same policy "
+            "(linucb, thompson and epsilon keep the same ridge sums and may share)"
+        )
 
 
 @dataclass(frozen=True)
@@ -192,6 +234,7 @@ class Policy(ABC):
         self.rng_ = np.random.default_rng(seed)
         self.arms_: dict[str, Any] = {}
         self.t_ = 0
+        self._kept: list[str] | None = None  # the names of the sums it keeps per arm, once asked
 
     # ---- arms -------------------------------------------------------------------------
     @property
@@ -405,8 +448,16 @@ class Policy(ABC):
         """The arm's state rebuilt from merged :meth:`_arm_statistics` sums."""
         raise self._not_shareable()
 
+    def _kept_per_arm(self) -> list[str]:
+        """The names of the sums :meth:`_arm_statistics` gives of an arm (of a fresh one)."""
+        if self._kept is None:
+            self._kept = sorted(self._arm_statistics(self._new_arm_state()))
+        return self._kept
+
     def statistics(self) -> Statistics:
-        """The step count and every arm's sums (keys ``t`` and ``<quoted arm>/<name>``).
+        """The step count and every arm's sums (keys ``t`` and ``<quoted arm>/<name>``), with a
+        fingerprint of the names of an arm's sums as an equal minimum and maximum (where it keeps
+        any): replicas whose policies keep other sums differ there (:func:`check_shared_arm_statistics`).
 
         >>> from greenserv_core.bandits import LinUCB
         >>> policy = LinUCB(2); policy.add_arm("a"); policy.update("a", np.array([1.0, 0.0]), 1.0)
@@ -419,12 +470,17 @@ class Policy(ABC):
         for arm, state in self.arms_.items():
             prefix = quote(arm, safe="")
             sums.update({f"{prefix}/{key}": value for key, value in self._arm_statistics(state).items()})
-        return Statistics(sums=sums)
+        kept = self._kept_per_arm()
+        if not kept:  # (a policy that keeps nothing per arm adds nothing to another's sums)
+            return Statistics(sums=sums)
+        return Statistics(sums=sums, minima={_KEPT: _kept_mark(kept)}, maxima={_KEPT: _kept_mark(kept)})
 
     def load_statistics(self, stats: Statistics) -> None:
-        """Set the step count and the state of every arm this policy has from ``stats``."""
+        """Set the step count and the state of every arm this policy has from ``stats``;
+        :class:`StateFileError` if they hold the sums of a policy that keeps other ones per arm."""
         if not self.shareable:
             raise self._not_shareable()
+        check_shared_arm_statistics(stats, self.statistics(), f"this {self.name!r} policy")
         if "t" in stats.sums:
             self.t_ = round(float(stats.sums["t"][0]))
         for arm, state in self.arms_.items():

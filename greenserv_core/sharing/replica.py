@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
-from greenserv_core.bandits.base import check_number
+from greenserv_core.bandits.base import check_number, check_shared_arm_statistics
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.features.clustering import check_joining_clusters
 from greenserv_core.features.extractor import check_shared_layout
@@ -67,6 +67,7 @@ if TYPE_CHECKING:
 __all__ = ["RemembersSyncBase", "SharedLearner", "SharedLearning", "SyncReport", "default_store_path"]
 
 _CLUSTERS = "clusters/"  # where a router keeps its clustering's statistics (GreenServRouter.statistics)
+_POLICY = "policy"  # and its policy's
 
 
 @runtime_checkable
@@ -239,6 +240,7 @@ class SharedLearning:
             stored, joining = total.under(clusters), extremes.under(clusters)
             check_shared_layout(stored.plus(joining))
             check_joining_clusters(stored, joining)
+            check_shared_arm_statistics(total.under(_POLICY), delta.under(_POLICY))
             if loaded is not None:
                 loaded_before = loaded[1], float(total.sums.get(loaded[0], np.zeros(1))[0])
         merged = self._merge(delta, loaded_before=loaded_before)
