@@ -751,7 +751,15 @@ def test_a_score_for_a_model_this_replicas_pool_never_had_is_refused_and_kept_fo
     )
     without = GreenServRouter([FakeBackend("small")], features=make_hashing_extractor(), pending=shared, seed=0)
     answer = with_canary.generate("What is 2 + 2?", models=["canary"], max_new_tokens=4)
-    with pytest.raises(UnknownModelError, match="'canary', which this router's pool never had"):
+    with pytest.raises(UnknownModelError, match="'canary', which this router's pool did not have"):
         without.feedback(answer.decision_id, 1.0)  # was taken out of the store and dropped (applied=False)
     assert with_canary.feedback(answer.decision_id, 1.0).applied
     assert with_canary.learner_.policy_.arms_["canary"].n == 1
+    rolled_back = GreenServRouter(
+        [FakeBackend("small"), FakeBackend("canary")], features=make_hashing_extractor(), pending=shared, seed=0
+    )
+    rolled_back.remove_model("canary")  # rolled back here only
+    later = with_canary.generate("What is 3 + 3?", models=["canary"], max_new_tokens=4)
+    with pytest.raises(UnknownModelError):  # was applied=False: taken and dropped, as this pool had it once
+        rolled_back.feedback(later.decision_id, 1.0)
+    assert with_canary.feedback(later.decision_id, 1.0).applied

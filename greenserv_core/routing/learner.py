@@ -976,17 +976,19 @@ class RoutingLearner:
         A score may come before the decision's outcome (:meth:`record_outcome`): the policy
         learns it at once, and the pending store keeps the decision aside for its joules and
         seconds, which the cost models and the budget still learn; the record's ``reward`` is
-        then ``None``. A decision (in a shared pending store) for a model this router's pool
-        never had raises :class:`UnknownModelError` and stays pending, for a replica that has it."""
+        then ``None``. A decision (in a shared pending store) for a model this router's pool did
+        not have when it was made raises :class:`UnknownModelError` and stays pending, for a
+        replica that has it."""
         value = check_score(score)
         if not isinstance(decision_id, str):
             raise InvalidInputError(f"decision_id must be a string, got {type(decision_id).__name__}")
         with self.lock:
-            chosen = self.pending_.get(decision_id).model
-            if chosen not in self.policy_.arms_ and chosen not in self.removed_at_:  # (a replica's own model)
-                raise UnknownModelError(
-                    f"decision {decision_id!r} chose {chosen!r}, which this router's pool never had: send the "
-                    "score to a replica whose pool has it (the decision is kept for it)"
+            seen = self.pending_.get(decision_id)
+            chosen, removed = seen.model, self.removed_at_.get(seen.model)
+            if chosen not in self.policy_.arms_ and (removed is None or seen.created_at > removed):
+                raise UnknownModelError(  # another replica's model (one this pool never had, or not since then)
+                    f"decision {decision_id!r} chose {chosen!r}, which this router's pool did not have when it was "
+                    "made: send the score to a replica whose pool has it (the decision is kept for it)"
                 )
             pending = self.pending_.pop_for_feedback(decision_id)
             applied = self._current(pending)
