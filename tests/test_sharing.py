@@ -1208,6 +1208,11 @@ def test_replicas_whose_policies_keep_other_sums_are_refused_and_the_linear_ones
         SharedLearning(routers[strategy], store).sync()
     SharedLearning(routers["linucb"], store).sync()
     assert routers["linucb"].policy_.arms_["small"].n == 9
+    unmarked = InMemoryStore()  # a store written before the mark: told apart by the names of the sums
+    stats = routers["linucb"].statistics()
+    unmarked.merge(Statistics(sums=stats.sums, minima={}, maxima={}))
+    with pytest.raises(StateFileError, match="this replica's policy keeps n, sum"):  # was merged: a mean of 0.5
+        SharedLearning(make_router("epsilon-nc"), unmarked).sync()
 
 
 def test_a_score_before_the_outcome_through_redis_is_taken_once_and_the_outcome_still_teaches(tmp_path: Path) -> None:

@@ -63,16 +63,22 @@ def _kept_mark(kept: Sequence[str]) -> np.ndarray:
     return np.array([float(int.from_bytes(digest[:6], "big"))])
 
 
+def _per_arm(stats: Statistics) -> set[str]:
+    """The names of the per-arm sums in a policy's statistics (``n`` of ``<arm>/n``)."""
+    return {key.partition("/")[2] for key in stats.sums if "/" in key}
+
+
 def _kept_in(stats: Statistics) -> str:
-    """The names of the per-arm sums in a policy's statistics (``n`` of ``<arm>/n``), listed."""
-    return ", ".join(sorted({key.partition("/")[2] for key in stats.sums if "/" in key})) or "nothing"
+    """The names of the per-arm sums in a policy's statistics, listed."""
+    return ", ".join(sorted(_per_arm(stats))) or "nothing"
 
 
 def check_shared_arm_statistics(shared: Statistics, joining: Statistics, who: str = "this replica's policy") -> None:
     """Refuse to add up or load policy statistics (as :meth:`Policy.statistics` gives them: ``shared``,
     a total, and ``joining``, the policy's that adds to or loads it) of policies that keep other sums
     per arm: ``epsilon-nc``'s ``n`` and ``sum`` and the linear policies' ``n``, ``xx`` and ``yx`` share
-    a name, not a meaning. Statistics without the fingerprint (written before it was shared) pass.
+    a name, not a meaning. Statistics without the fingerprint (written before it was shared) are
+    told apart by the names of their per-arm sums.
 
     >>> from greenserv_core.bandits import EpsilonGreedyNonContextual, LinUCB, LinearThompson
     >>> linucb, thompson = LinUCB(2), LinearThompson(2)
@@ -86,7 +92,8 @@ def check_shared_arm_statistics(shared: Statistics, joining: Statistics, who: st
     """
     extremes = (shared.minima, shared.maxima, joining.minima, joining.maxima)
     marks = {float(arrays[_KEPT][0]) for arrays in extremes if _KEPT in arrays}
-    if len(marks) > 1:
+    names = [_per_arm(stats) for stats in (shared, joining)]  # (what a store written before the mark holds)
+    if len(marks) > 1 or (all(names) and names[0] != names[1]):
         raise StateFileError(
             f"replicas share the statistics of policies that keep other sums per arm: the shared ones hold "
             f"{_kept_in(shared)} per arm, {who} keeps {_kept_in(joining)}: give every replica the same policy "
