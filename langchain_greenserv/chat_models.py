@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
 from typing import Annotated, Any, Literal, cast
@@ -520,8 +521,12 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
         capability serve (remote servers with guided decoding). An answer the schema
         rejects raises ``OutputParserException`` saying why (with ``include_raw=True`` it is
         returned as ``parsing_error`` instead). With ``method="json_mode"`` the ``schema`` may
-        be left out: the answer is any JSON object, returned as a dict."""
-        kwargs.pop("strict", None)
+        be left out: the answer is any JSON object, returned as a dict. With
+        ``method="json_schema"`` the schema goes as OpenAI's ``json_schema`` object, named by its
+        title, with ``strict`` (``True`` asks a server that enforces schemas to do so)."""
+        strict = kwargs.pop("strict", None)
+        if strict is not None and not isinstance(strict, bool):
+            raise InvalidInputError(f"strict must be True, False or None, got {strict!r}")
         if kwargs:
             raise InvalidInputError(f"with_structured_output does not take {sorted(kwargs)}")
         if method not in ("function_calling", "json_mode", "json_schema"):
@@ -542,7 +547,15 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
             parse = _tool_call_parser(schema, name, pydantic)
         else:
             json_schema = _as_json_schema(schema)
-            llm = self.bind(response_format=json_schema, ls_structured_output_format=traced)
+            response_format: dict[str, Any] = json_schema
+            if method == "json_schema":  # OpenAI's object: the schema's name and strict go with it
+                title = str(json_schema.get("title", ""))
+                name = title if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", title) else "answer"
+                response_format = {
+                    "type": "json_schema",
+                    "json_schema": {"name": name, "schema": json_schema, "strict": strict},
+                }
+            llm = self.bind(response_format=response_format, ls_structured_output_format=traced)
             parse = _json_parser(schema, json_schema, pydantic)
         if not include_raw:
             return llm | RunnableLambda(parse)

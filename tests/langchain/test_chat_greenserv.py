@@ -637,3 +637,12 @@ def test_a_deep_copy_shares_the_router_and_what_it_learned() -> None:
     built = ChatGreenServ(models=[FakeBackend("small"), FakeBackend("large")], embedder="static")
     copied = copy.deepcopy(built)
     assert copied.greenserv_router is built.greenserv_router  # no router (no models loaded) of its own
+
+
+def test_structured_output_in_json_schema_mode_sends_the_schemas_name_and_strict() -> None:
+    from langchain_greenserv.chat_models import ChatGreenServ as Chat
+
+    schema = {"title": "Weather", "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    bound = Chat(models=["fake"]).with_structured_output(schema, method="json_schema", strict=True)
+    response_format = bound.first.kwargs["response_format"]  # type: ignore[attr-defined]
+    assert response_format["json_schema"]["name"] == "Weather" and response_format["json_schema"]["strict"] is True
