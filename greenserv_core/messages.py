@@ -111,9 +111,12 @@ def _with_calls(index: int, content: str, calls: Sequence[object]) -> tuple[str,
         given = call.get("id") if isinstance(call, Mapping) else None
         ids.append(given if isinstance(given, str) else "")
     try:
-        return with_tool_calls(content, written), ids
+        rendered = with_tool_calls("", written)
     except (TypeError, ValueError) as error:  # arguments JSON has no form for
         raise InvalidInputError(f"messages[{index}] tool_calls arguments are not JSON: {error}") from error
+    if rendered in content:  # (the calls written into the text already, as a framework may send them)
+        return content, ids
+    return with_tool_calls(content, written), ids
 
 
 def _has_text(content: str) -> bool:

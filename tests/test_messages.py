@@ -122,3 +122,12 @@ def test_only_an_assistant_turn_makes_tool_calls() -> None:
         validate_messages([{"role": "user", "content": "Hi", "tool_calls": [GET_TEMP]}])
     with pytest.raises(InvalidInputError, match="content must be a string"):
         validate_messages([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": None}])
+
+
+def test_tool_calls_already_written_into_the_turns_text_are_not_written_twice() -> None:
+    call = {"id": "c1", "type": "function", "function": {"name": "now", "arguments": "{}"}}
+    once = validate_messages(
+        [{"role": "user", "content": "Time?"}, {"role": "assistant", "content": "", "tool_calls": [call]}]
+    )
+    again = validate_messages([{"role": "user", "content": "Time?"}, {**once[1], "tool_calls": [call]}])
+    assert again == once and again[1]["content"].count("<tool_call>") == 1  # was 2
