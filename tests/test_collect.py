@@ -128,6 +128,10 @@ def test_score_answer_per_task_kind() -> None:
     trivia = TaskExample("triviaqa", "t", "...", "Paris", aliases=("Paris", "City of Light"))
     assert score_answer(trivia, "The city of light!") == 1.0
     assert score_answer(trivia, "Parisian") == 0.0
+    count = TaskExample("drop", "d", "...", "1")
+    for pronoun in ("No one survived.", "One of the two scored.", "The one who kicked it."):  # were 1.0
+        assert score_answer(count, pronoun) == 0.0
+    assert score_answer(count, "There was one touchdown.") == 1.0 and score_answer(count, "one") == 1.0
 
 
 @pytest.mark.parametrize(

@@ -140,13 +140,33 @@ def _normalise(text: str) -> str:
     ('answer -1200.5 not 1200', '4 legs -42')
     """
     words = []
-    for token in _TOKEN.findall(text.replace("\u2212", "-").lower()):
+    tokens = _TOKEN.findall(text.replace("\u2212", "-").lower())
+    for at, token in enumerate(tokens):
+        if token == "one" and _pronoun(tokens, at):
+            words.append(token)
+            continue
         token = _NUMBER_WORDS.get(token, token)
         if token[-1].isdigit() and (token[0].isdigit() or token[0] in "-."):
             token = canonical_number(token) or token
         if token not in _ARTICLES:
             words.append(token)
     return " ".join(words)
+
+
+_BEFORE_PRONOUN = frozenset({"no", "any", "some", "every", "each", "which", "this", "that", "the", "another"})
+_AFTER_PRONOUN = frozenset({"of", "another", "who", "whose", "that", "which", "else", "s"})
+
+
+def _pronoun(tokens: list[str], at: int) -> bool:
+    """Whether the ``one`` at ``at`` is the pronoun ("no one", "one of them", "the one who"),
+    not the number: it is then not read as ``1``.
+
+    >>> _normalise("No one survived."), _normalise("One of them won."), _normalise("There was one.")
+    ('no one survived', 'one of them won', 'there was 1')
+    """
+    before = tokens[at - 1] if at > 0 else ""
+    after = tokens[at + 1] if at + 1 < len(tokens) else ""
+    return before in _BEFORE_PRONOUN or after in _AFTER_PRONOUN
 
 
 @functools.cache
