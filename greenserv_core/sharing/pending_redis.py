@@ -36,7 +36,7 @@ from greenserv_core.errors import (
 )
 from greenserv_core.pending import PendingDecision
 from greenserv_core.redaction import redacted
-from greenserv_core.sharing.stores import _client_from_url, redis_address, unreachable
+from greenserv_core.sharing.stores import client_from_url, redis_address, unreachable
 
 if TYPE_CHECKING:
     import redis
@@ -116,10 +116,7 @@ class RedisPendingDecisions:
         if client is None:
             import redis as redis_module
 
-            try:
-                client = _client_from_url(redis_module, str(url))
-            except InvalidInputError as error:  # (its message names RedisStore)
-                raise InvalidInputError(str(error).replace("RedisStore url", "RedisPendingDecisions url", 1)) from None
+            client = client_from_url(redis_module, str(url), "RedisPendingDecisions")
         self.client = client
         self.prefix = prefix
         self.ttl_s = ttl_s

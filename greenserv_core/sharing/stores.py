@@ -50,6 +50,7 @@ __all__ = [
     "KeepsReceipts",
     "RedisStore",
     "StateStore",
+    "client_from_url",
     "redis_address",
     "store_identity",
     "unreachable",
@@ -254,7 +255,7 @@ class RedisStore:
                 import redis as redis_module
             except ImportError as error:  # pragma: no cover - depends on the environment
                 raise InvalidInputError("RedisStore needs the redis package: pip install 'greenserv[redis]'") from error
-            client = _client_from_url(redis_module, str(url))
+            client = client_from_url(redis_module, str(url))
         if client.connection_pool.connection_kwargs.get("decode_responses"):
             raise InvalidInputError(
                 "RedisStore keeps bytes: give it a client made with decode_responses=False (redis-py's default)"
@@ -374,19 +375,19 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _client_from_url(redis_module: Any, url: str) -> redis.Redis:
+def client_from_url(redis_module: Any, url: str, who: str = "RedisStore") -> redis.Redis:
     """``redis.Redis.from_url(url)``; a URL that cannot name a server and database is
-    :class:`InvalidInputError` (an address that is well formed but does not answer yet is not:
-    its replicas start on their own state and sync once it answers).
+    :class:`InvalidInputError` naming ``who`` took it (an address that is well formed but does
+    not answer yet is not: its replicas start on their own state and sync once it answers).
 
     >>> import redis
     >>> try:
-    ...     _client_from_url(redis, "redis://redis-host:6379/pool-a")
+    ...     client_from_url(redis, "redis://redis-host:6379/pool-a")
     ... except InvalidInputError as error:
     ...     print(str(error).partition(": ")[2])
     the database after the address must be a number, e.g. redis://redis-host:6379/0
     """
-    said, example = f"RedisStore url {redacted(repr(url))}", "e.g. redis://redis-host:6379/0"
+    said, example = f"{who} url {redacted(repr(url))}", "e.g. redis://redis-host:6379/0"
     try:
         client = redis_module.Redis.from_url(url)
     except ValueError as error:
