@@ -7,13 +7,15 @@ as much as 10 scored answers, so a wrong one is outvoted after a few dozen real 
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from greenserv_core.errors import InvalidInputError
 
-__all__ = ["MAX_STRENGTH", "QualityPrior", "is_real"]
+__all__ = ["MAX_STRENGTH", "QualityPrior", "as_float", "is_real"]
 
 
 MAX_STRENGTH = 1e6
@@ -70,3 +72,16 @@ def is_real(value: object) -> bool:
     (True, False, False)
     """
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def as_float(value: Any) -> float:
+    """``float(value)`` of a real number, infinite for one too large for a float
+    (``float(10**400)`` raises).
+
+    >>> as_float(2), as_float(-(10**400))
+    (2.0, -inf)
+    """
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf

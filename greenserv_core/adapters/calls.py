@@ -143,18 +143,13 @@ def check_optional_positive(name: str, *, finite: bool = False) -> Callable[[obj
     ...
     greenserv_core.errors.InvalidInputError: max_latency_s must be a positive finite number of seconds, got inf
     """
-    from greenserv_core.quality import is_real
+    from greenserv_core.quality import as_float, is_real
 
     def check(value: object) -> float | None:
         if value is None:
             return None
         value = _as_number(value)
-        seconds = math.nan
-        if is_real(value):
-            try:
-                seconds = float(value)  # type: ignore[arg-type]
-            except OverflowError:  # a whole number past a float's range
-                seconds = math.inf
+        seconds = as_float(value) if is_real(value) else math.nan  # (a whole number past a float's: infinite)
         if not seconds > 0 or (finite and seconds == math.inf):
             kind = "positive finite" if finite else "positive"
             raise InvalidInputError(f"{name} must be a {kind} number of seconds, got {value!r}")

@@ -17,7 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 from greenserv_core.energy.base import EnergyReading, combined_energy
 from greenserv_core.errors import InvalidInputError, ModelUnavailableError, readable_spend
 from greenserv_core.messages import Message
-from greenserv_core.quality import QualityPrior, is_real
+from greenserv_core.quality import QualityPrior, as_float, is_real
 from greenserv_core.tools.spec import ToolSpec
 
 __all__ = [
@@ -179,13 +179,8 @@ class GenerationSettings:
 
 
 def _as_float(value: object) -> float | None:
-    """``float(value)`` of a real number (infinite for an integer too large for a float), else ``None``."""
-    if not is_real(value):
-        return None
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except OverflowError:
-        return math.inf if value > 0 else -math.inf  # type: ignore[operator]
+    """:func:`~greenserv_core.quality.as_float` of a real number, else ``None``."""
+    return as_float(value) if is_real(value) else None
 
 
 def _tuple_of(name: str, values: object) -> tuple[Any, ...]:

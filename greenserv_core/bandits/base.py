@@ -35,6 +35,7 @@ import numpy as np
 from greenserv_core.bandits.columns import ArmScore, ArmScores, ArmValues
 from greenserv_core.bandits.prior import ArmPrior
 from greenserv_core.errors import InvalidInputError, SharingNotSupportedError, StateFileError, UnknownModelError
+from greenserv_core.quality import as_float
 from greenserv_core.statistics import Statistics
 
 __all__ = [
@@ -176,19 +177,10 @@ def check_number(name: str, value: object, *, low: float | None = None, strict: 
     bound = "" if low is None else f" {'>' if strict else '>='} {low:g}"
     if isinstance(value, bool) or not isinstance(value, numbers.Real):  # numpy's numbers are Real too
         raise InvalidInputError(f"{name} must be a finite number{bound}, got {value!r}")
-    number = _as_float(value)
+    number = as_float(value)
     if not np.isfinite(number) or (low is not None and (number <= low if strict else number < low)):
         raise InvalidInputError(f"{name} must be a finite number{bound}, got {value!r}")
     return number
-
-
-def _as_float(value: Any) -> float:
-    """``float(value)`` of a real number, infinite for an integer too large for a float
-    (``float(10**400)`` raises)."""
-    try:
-        return float(value)
-    except OverflowError:
-        return math.inf if value > 0 else -math.inf
 
 
 def _same_arms(arms: Sequence[str], other: list[str]) -> bool:
@@ -319,7 +311,7 @@ class Policy(ABC):
     def _check_reward(reward: float) -> float:
         if isinstance(reward, bool) or not isinstance(reward, (int, float, np.floating, np.integer)):
             raise InvalidInputError(f"reward must be a number, got {type(reward).__name__}")
-        value = _as_float(reward)
+        value = as_float(reward)
         if not math.isfinite(value):
             raise InvalidInputError(f"reward must be finite, got {reward!r}")
         return value
