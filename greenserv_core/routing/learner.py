@@ -37,6 +37,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol, cast
 
 import numpy as np
@@ -132,6 +133,55 @@ def _cap(max_joules: float | None, guard: float | None) -> float | None:
     guard's cap on the answer, whichever is lower (``None``: no cap)."""
     caps = [c for c in (max_joules, guard) if c is not None]
     return min(caps) if caps else None
+
+
+@dataclass(frozen=True)
+class _Hold:
+    """A limit a cascade's escalation must keep to (joules or seconds): where both models are
+    predicted past it, the plan keeps the first answer; else it keeps the limit (under
+    ``limit_key``) and the second model's prediction (under ``then_key``), and :meth:`escalate`
+    checks them again with what the first step took."""
+
+    limit_key: str
+    then_key: str
+    took: str  # "spent", "took"
+    take: str  # "spend", "take"
+    unit: str
+    digits: int
+    limit_name: str
+
+    def _amount(self, value: float) -> str:
+        return f"{value:.{self.digits}f} {self.unit}"
+
+    def plan(self, plan: dict[str, Any], first: float, then: float, limit: float) -> None:
+        """Hold ``plan`` where ``first + then`` breaks ``limit`` (NaN: not held), else keep what
+        :meth:`after` checks (a plan held already stays as it is)."""
+        if "held" in plan:
+            return
+        if first + then > limit:
+            plan["held"] = (
+                f"kept: escalating is predicted to {self.take} {self._amount(first + then)} in all, "
+                f"above {self.limit_name} of {self._amount(limit)}"
+            )
+        elif not math.isnan(then):
+            plan[self.limit_key], plan[self.then_key] = float(limit), then
+
+    def after(self, plan: Mapping[str, Any], spent: float | None) -> str | None:
+        """Why the first answer is kept, where what the first step ``spent`` and the second
+        model's prediction break the plan's limit; else ``None``."""
+        if spent is None or self.limit_key not in plan:
+            return None
+        both, limit = spent + plan[self.then_key], plan[self.limit_key]
+        if not both > limit:
+            return None
+        return (
+            f"kept: the first step {self.took} {self._amount(spent)}, and escalating is predicted to "
+            f"{self.take} {self._amount(both)} in all, above {self.limit_name} of {self._amount(limit)}"
+        )
+
+
+_JOULES_HOLD = _Hold("cap", "then_joules", "spent", "spend", "J", 1, "the cap")
+_SECONDS_HOLD = _Hold("latency_limit", "then_seconds", "took", "take", "s", 3, "the latency limit")
 
 
 class _Restorable(Protocol):
@@ -473,8 +523,8 @@ class RoutingLearner:
         table: Candidates,
         tradeoff: float,
         per_query: float | None,
-        cap: float | None = None,
-        limits: Limits | None = None,
+        cap: float | None,
+        limits: Limits,
     ) -> dict[str, Any]:
         """The :meth:`_cascade_plan` of a decision that chose a cascade: the decision's own
         estimates of its models where it has them, and the query's predicted joules. Under a
@@ -486,30 +536,14 @@ class RoutingLearner:
         known = {m: scores[m].estimate for m in (first, then) if m in scores}
         joules = float(table.predicted_joules[table.pool.index[then]])
         plan = self._cascade_plan(choice.arm, x, task, known, joules, table.predicted_joules, tradeoff, per_query)
-        if limits is not None:  # joules as eligibility reads them: learned, else from the per-token prior
-            expected = table.expected(table.predicted_joules, table.pool.prior_joules_per_token, limits.max_new_tokens)
-            joules = float(expected[table.pool.index[then]])
-            both = joules + float(expected[table.pool.index[first]])
-        else:
-            both = joules + float(table.predicted_joules[table.pool.index[first]])
-        if cap is not None and both > cap:  # (an unknown prediction, NaN, does not hold it back)
-            plan["held"] = f"kept: escalating is predicted to spend {both:.1f} J in all, above the cap of {cap:.1f} J"
-        elif cap is not None and not math.isnan(joules):  # checked again with what the first step spent
-            plan["cap"], plan["then_joules"] = float(cap), joules
-        limit = None if limits is None else limits.max_latency_s
-        if limits is not None and limit is not None and "held" not in plan:  # seconds as eligibility reads them
-            expected = table.expected(
-                table.predicted_seconds, table.pool.prior_seconds_per_token, limits.max_new_tokens
-            )
-            seconds = float(expected[table.pool.index[then]])
-            both = seconds + float(expected[table.pool.index[first]])
-            if both > limit:  # (NaN: not held)
-                plan["held"] = (
-                    f"kept: escalating is predicted to take {both:.3f} s in all, "
-                    f"above the latency limit of {limit:.3f} s"
-                )
-            elif not math.isnan(seconds):  # checked again with the seconds the first step took
-                plan["latency_limit"], plan["then_seconds"] = float(limit), seconds
+        index, tokens = table.pool.index, limits.max_new_tokens
+        for hold, predicted, prior, limit in (  # as eligibility reads them: learned, else from the per-token prior
+            (_JOULES_HOLD, table.predicted_joules, table.pool.prior_joules_per_token, cap),
+            (_SECONDS_HOLD, table.predicted_seconds, table.pool.prior_seconds_per_token, limits.max_latency_s),
+        ):
+            if limit is not None:
+                expected = table.expected(predicted, prior, tokens)
+                hold.plan(plan, float(expected[index[first]]), float(expected[index[then]]), limit)
         return plan
 
     def _cascade_plan(
@@ -673,19 +707,9 @@ class RoutingLearner:
                 verdict = Verdict.kept(confidence, "kept: the cascade was removed")
             elif plan.get("held"):  # escalating would break the query's cap on joules or its latency limit
                 verdict = Verdict.kept(confidence, str(plan["held"]))
-            elif spent_joules is not None and "cap" in plan and spent_joules + plan["then_joules"] > plan["cap"]:
-                both = spent_joules + plan["then_joules"]  # (a confidence question the predictions leave out)
-                held = f"kept: the first step spent {spent_joules:.1f} J, and escalating is predicted to spend "
-                held += f"{both:.1f} J in all, above the cap of {plan['cap']:.1f} J"
-                verdict = Verdict.kept(confidence, held)
-            elif (
-                spent_seconds is not None
-                and "latency_limit" in plan
-                and spent_seconds + plan["then_seconds"] > plan["latency_limit"]
+            elif held := (  # (a confidence question the predictions leave out)
+                _JOULES_HOLD.after(plan, spent_joules) or _SECONDS_HOLD.after(plan, spent_seconds)
             ):
-                both = spent_seconds + plan["then_seconds"]
-                held = f"kept: the first step took {spent_seconds:.3f} s, and escalating is predicted to take "
-                held += f"{both:.3f} s in all, above the latency limit of {plan['latency_limit']:.3f} s"
                 verdict = Verdict.kept(confidence, held)
             else:
                 verdict = self._verdict(plan, pending.model, pending.context, confidence, pending.tradeoff)
