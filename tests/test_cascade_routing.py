@@ -18,6 +18,7 @@ from greenserv_core.bandits import ArmScore
 from greenserv_core.bandits.static import StaticPolicy
 from greenserv_core.cascades import CascadeBackend, EscalationModel, Verdict, answers_agree
 from greenserv_core.cascades.agreement import final_answer
+from greenserv_core.confidence import ConfidenceSignal, VerifyingSignal
 from greenserv_core.messages import Message
 from greenserv_core.pending import PendingDecision
 from tests.conftest import make_hashing_extractor
@@ -69,13 +70,15 @@ def _router(
     policy: type[PinnedPolicy] | None = None,
     max_pending: int = 100_000,
     small: FakeBackend | None = None,
+    big: FakeBackend | None = None,
+    cascade_signal: ConfidenceSignal | VerifyingSignal | None = None,
 ) -> GreenServRouter:
     """``small`` and ``big`` with the cascade ``small->big``, always routed to ``arm``. With
     ``then_accuracy`` 0.9 (trusted at once: ``informed_after=0``) and no energy measured yet,
-    the rule escalates any confidence < 0.9. ``small``: another first model."""
+    the rule escalates any confidence < 0.9. ``small``, ``big``: other models (named so)."""
     features = make_hashing_extractor()
     return GreenServRouter(
-        [small or _small(confidence, small_text), _big(big_text)],
+        [small or _small(confidence, small_text), big or _big(big_text)],
         cascades=[("small", "big")],
         features=features,
         policy=(policy or PinnedPolicy)(features.dimension, arm=arm, then_accuracy=then_accuracy),
@@ -83,6 +86,7 @@ def _router(
         seed=0,
         escalation=EscalationModel(features.dimension, keep_rate=keep_rate, informed_after=0, seed=0),
         max_pending=max_pending,
+        cascade_signal=cascade_signal,
     )
 
 
@@ -1168,16 +1172,7 @@ def test_a_cascade_whose_second_model_fails_keeps_the_first_answer_and_counts_th
 
 
 def _router_whose_second_model_is_down() -> GreenServRouter:
-    features = make_hashing_extractor()
-    return GreenServRouter(
-        [_small(0.2), _DownAfterCharging("big", joules_per_token=5.0)],
-        cascades=[("small", "big")],
-        features=features,
-        policy=PinnedPolicy(features.dimension, arm="small->big", then_accuracy=0.9),
-        tradeoff=0.4,
-        seed=0,
-        escalation=EscalationModel(features.dimension, keep_rate=0.0, informed_after=0, seed=0),
-    )
+    return _router(0.2, big=_DownAfterCharging("big", joules_per_token=5.0))
 
 
 def test_in_a_router_the_kept_first_answer_is_learned_as_kept_not_as_the_escalations_outcome() -> None:

@@ -162,8 +162,7 @@ def test_the_question_teaches_the_first_model_alone_nothing_of_its_cost() -> Non
 def test_a_cap_on_joules_counts_the_question_before_escalating() -> None:
     """The cap was checked on the two models' predicted answers alone: the question, which only
     the cascade pays, took the query to 76 J against a cap of 47 J."""
-    from greenserv_core.cascades import EscalationModel
-    from tests.test_cascade_routing import PinnedPolicy
+    from tests.test_cascade_routing import _router
 
     ask = "What is 2 + 2?"
     small = FakeBackend(
@@ -173,17 +172,7 @@ def test_a_cap_on_joules_counts_the_question_before_escalating() -> None:
         logprobs=lambda m, t: [math.log(0.9)],
     )
     big = FakeBackend("big", joules_per_token=5.0, reply=lambda m: "4")
-    features = make_hashing_extractor()
-    router = GreenServRouter(
-        [small, big],
-        cascades=[("small", "big")],
-        features=features,
-        policy=PinnedPolicy(features.dimension, arm="small->big", then_accuracy=0.9),
-        tradeoff=0.4,
-        seed=0,
-        cascade_signal=SelfVerification(),
-        escalation=EscalationModel(features.dimension, keep_rate=0.0, informed_after=0, seed=0),
-    )
+    router = _router(small=small, big=big, cascade_signal=SelfVerification())
     settings = GenerationSettings(max_new_tokens=8)
     alone = {m.info.name: m.generate([{"role": "user", "content": ask}], settings).energy.joules for m in (small, big)}
     for _ in range(20):  # the members' cost models learn their own answers
