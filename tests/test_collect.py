@@ -71,6 +71,26 @@ def test_an_initial_or_abbreviation_is_no_choice(text: str) -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
+        ("E. coli", "B"),  # the text of option B, not the letter E
+        ("The answer is E. coli.", "B"),
+        ("E. coli is the answer", "B"),
+        ("E", "E"),
+        ("E. Shigella", "E"),  # the letter, then its option's text
+        ("B is tangential to the surface.", "D"),  # D's text, which begins with a B
+        ("B is perpendicular to it.", "B"),  # no option's whole text: the letter
+        ("B", "B"),  # an option that is only a letter still reads as the letter
+    ],
+)
+def test_a_letter_that_begins_an_options_text_reads_as_that_option(text: str, expected: str) -> None:
+    choices = ("B", "E. coli", "Listeria", "B is tangential to the surface", "Shigella")
+    assert extract_choice(text, 5, choices) == expected
+    example = TaskExample("mmlu", "q", "...", expected, choices=choices)
+    assert score_answer(example, text) == 1.0
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
         ('The answer is "B".', "B"),
         ("The answer is 'B'.", "B"),
         ('Answer: "B"', "B"),

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from greenserv_core.cascades.agreement import (
@@ -38,7 +39,7 @@ __all__ = ["SUMMARY_TASKS", "extract_choice", "extract_number", "extract_yes_no"
 SUMMARY_TASKS = frozenset({"cnn_dailymail", "xsum", "samsum"})
 
 
-def extract_choice(text: str, n_choices: int) -> str | None:
+def extract_choice(text: str, n_choices: int, choices: Sequence[str] = ()) -> str | None:
     """The option letter an answer commits to, or ``None``.
 
     A leading letter (``"B"``, ``"(B)"``, ``"[B]"``, ``"'B'"``, ``"B. blue"``, ``"B, blue"``,
@@ -50,6 +51,9 @@ def extract_choice(text: str, n_choices: int) -> str | None:
     commit to B); otherwise the first letter that stands alone as ``B.`` or ``B)``. Markdown emphasis (``**B**``) is
     read through. Letters beyond the number of options do not count, nor do initials and abbreviations
     (``"C. S. Lewis"``, ``"E. B. White"``, ``"e.g."``; as in :func:`~greenserv_core.cascades.agreement.final_answer`).
+    Given the options' texts (``choices``), a letter that begins the text of an option (``"E.
+    coli"`` among five options, ``"B is tangential"`` where B says ``"B is perpendicular"``)
+    reads as that option; an option that is only a letter (``"B"``) still reads as the letter.
 
     >>> extract_choice("C) because", 4), extract_choice("I think the answer is d.", 4), extract_choice("I'm", 4)
     ('C', 'D', None)
@@ -59,6 +63,8 @@ def extract_choice(text: str, n_choices: int) -> str | None:
     ['C', 'C', 'C', None]
     >>> extract_choice("C. S. Lewis", 4), extract_choice("It was E. B. White", 5), extract_choice("e.g. 42", 5)
     (None, None, None)
+    >>> extract_choice("The answer is E. coli.", 5, ("Salmonella", "E. coli", "Listeria", "Vibrio", "Shigella"))
+    'B'
     """
     valid = LETTERS[:n_choices]
     lower = valid.lower()
@@ -83,8 +89,26 @@ def extract_choice(text: str, n_choices: int) -> str | None:
     for pattern in patterns:
         match = re.search(pattern, text)
         if match:
-            return next(letter for letter in match.groups() if letter).upper()
+            group = next(i for i, letter in enumerate(match.groups(), 1) if letter)
+            reading = _quoted_option(text, (match.start(group), match.start()), choices[:n_choices])
+            return reading if reading is not None else match.group(group).upper()
     return None
+
+
+def _quoted_option(text: str, starts: tuple[int, ...], choices: Sequence[str]) -> str | None:
+    """The letter of the longest option whose text (more than a letter) ``text`` holds from one
+    of ``starts`` on, up to a word's end; ``None`` when none does."""
+    best: tuple[int, int] | None = None
+    for index, choice in enumerate(choices):
+        option = re.sub(r"[*_`]", "", choice).strip().casefold()
+        if not re.search(r"\w\W*\w", option):  # "B", "(C)": a letter, not a text
+            continue
+        for start in starts:
+            rest, end = text[start:].lstrip().casefold(), len(option)
+            whole = rest.startswith(option) and not (rest[end : end + 1].isalnum() and option[-1:].isalnum())
+            if whole and (best is None or end > best[0]):
+                best = end, index
+    return None if best is None else LETTERS[best[1]]
 
 
 def extract_number(text: str) -> str | None:
@@ -191,7 +215,7 @@ def score_answer(example: TaskExample, output: str) -> float:
     if example.task in SUMMARY_TASKS:
         return rouge_l(output, example.reference)
     if example.choices:
-        return float(extract_choice(output, len(example.choices)) == example.reference)
+        return float(extract_choice(output, len(example.choices), example.choices) == example.reference)
     if example.task == "gsm8k":
         return float(extract_number(output) == canonical_number(example.reference))
     yes_no = _normalise(example.reference)  # CoQA writes "Yes", "No." and ".yes"
