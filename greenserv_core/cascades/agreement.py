@@ -20,8 +20,9 @@ label, and :func:`answers_agree` is deliberately simple:
   word-level F1 is at least ``threshold``.
 
 A known limit: a name's initial before a lower-case word is read as a choice (``"E. coli"`` is
-choice E, as scoring reads it): telling it from a choice followed by its option's text needs the
-options' text.
+choice E): telling it from a choice followed by its option's text needs the options' text, which
+scoring has (:func:`~greenserv_core.evaluation.scoring.extract_choice` reads it as the option
+that says ``"E. coli"``) and agreement between two answers does not.
 
 >>> answers_agree("B) Paris", "b")
 True
