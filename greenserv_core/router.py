@@ -509,15 +509,17 @@ class GreenServRouter:
             )
         return dataclasses.replace(decision, chosen=BackendRef(backends.get(decision.model)))  # checked for it
 
-    def escalate(self, decision_id: str, confidence: float | None) -> Verdict:
+    def escalate(self, decision_id: str, confidence: float | None, *, signal: str | None = None) -> Verdict:
         """For a decision routed to a cascade that you run yourself: after its first answer,
         whether to escalate, from the answer's ``confidence`` in [0, 1] (``None``: no
-        signal). Then report the summed cost with :meth:`record_outcome` (with each model's
-        own cost as its ``members``), and, when it escalated, whether both answers agree with
+        signal), read by the signal named ``signal`` (e.g. ``"answer-probability"``; signals of
+        other scales each have a correction of their own; ``None``: the one they share). Then
+        report the summed cost with :meth:`record_outcome` (with each model's own cost as its
+        ``members``), and, when it escalated, whether both answers agree with
         :meth:`record_agreement`. Where its second model fails and the first answer is kept,
         say so before the score comes: ``escalation_rule(decision_id).kept_after_failure()``,
         or hand the cascade :meth:`escalation_rule`, which calls both for you."""
-        return self.learner_.escalate(decision_id, confidence)
+        return self.learner_.escalate(decision_id, confidence, signal=signal)
 
     def escalation_rule(self, decision_id: str) -> LearnedEscalation:
         """For a decision routed to a cascade that you run yourself: its learned escalation

@@ -12,7 +12,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from greenserv_core import FakeBackend, GreenServRouter, InvalidInputError, NoEligibleModelError, UnknownModelError
+from greenserv_core import (
+    FakeBackend,
+    GreenServRouter,
+    InvalidInputError,
+    LabelledAnswer,
+    NoEligibleModelError,
+    UnknownModelError,
+)
 from greenserv_core.backends.base import GenerationSettings, StreamChunk
 from greenserv_core.bandits import ArmScore
 from greenserv_core.bandits.static import StaticPolicy
@@ -21,6 +28,7 @@ from greenserv_core.cascades.agreement import final_answer
 from greenserv_core.confidence import ConfidenceSignal, VerifyingSignal
 from greenserv_core.messages import Message
 from greenserv_core.pending import PendingDecision
+from greenserv_core.statistics import Statistics
 from tests.conftest import make_hashing_extractor
 
 ASK: list[Message] = [{"role": "user", "content": "What is 2 + 2?"}]
@@ -91,8 +99,13 @@ def _router(
 
 
 def _firsts(router: GreenServRouter) -> tuple[np.ndarray, np.ndarray]:
-    zz, zy = router.learner_.escalation_.firsts_["small"]
-    return zz.copy(), zy.copy()
+    """What the corrections of ``small`` learned, under every signal (and none) together."""
+    model = router.learner_.escalation_
+    zz, zy = (sums.copy() for sums in model.firsts_["small"])
+    for (first, _), (named_zz, named_zy) in model.signals_.items():
+        if first == "small":
+            zz, zy = zz + named_zz, zy + named_zy
+    return zz, zy
 
 
 # ---- 1. the cascade backend alone -------------------------------------------------------------
@@ -355,6 +368,7 @@ def test_an_escalated_answer_that_agrees_labels_the_first_answer() -> None:
         "escalated": True,
         "explored": False,
         "agreed": True,
+        "signal": "answer-probability",  # the signal that read the confidence, whose correction the score teaches
     }
     _, zy = _firsts(router)
     router.feedback(answer.decision_id, 1.0)
@@ -654,13 +668,16 @@ def test_the_escalation_state_is_shared_under_its_prefix() -> None:
     router.feedback(answer.decision_id, 1.0)
     sums = router.statistics().sums
     keys = {key for key in sums if key.startswith("escalation/")}
+    named = 'escalation/first-signal/["small", "answer-probability"]'  # the signal that read the answer
     assert keys == {
-        "escalation/first/small/zz",
+        "escalation/first/small/zz",  # what was taught with no signal's name (and by older versions)
         "escalation/first/small/zy",
+        f"{named}/zz",
+        f"{named}/zy",
         "escalation/then/small->big",
         "escalation/then-labelled/small->big",  # beside the offset, so older replicas read what they know
     }
-    assert np.array_equal(sums["escalation/first/small/zy"], _firsts(router)[1])
+    assert np.array_equal(sums["escalation/first/small/zy"] + sums[f"{named}/zy"], _firsts(router)[1])
     fresh = _router(0.8, then_accuracy=0.5)
     fresh.update_statistics(lambda _: router.statistics())
     assert np.array_equal(_firsts(fresh)[1], _firsts(router)[1])
@@ -1465,3 +1482,118 @@ def test_a_cascade_under_max_joules_reads_its_second_models_per_token_prior() ->
     with router.learner_.lock:
         plan = router.learner_.pending_.get(decision.decision_id).cascade
     assert plan is not None and plan["held"].startswith("kept: escalating is predicted to spend 20.")  # was not held
+
+
+# ---- one correction per first model and confidence signal (2026-12-06) --------------------------------------
+def _taught(router: GreenServRouter, confidence: float | None, signal: str | None, score: float) -> float:
+    """One routed answer whose ``confidence`` was read by ``signal``, scored ``score``; its P(right)."""
+    decision = router.route(ASK, max_new_tokens=8)
+    verdict = router.learner_.escalate(decision.decision_id, confidence, signal=signal)
+    router.record_outcome(decision.decision_id, energy_joules=1.0, latency_s=0.1)
+    router.feedback(decision.decision_id, score)
+    return verdict.probability
+
+
+def test_each_confidence_signal_has_a_correction_of_its_own() -> None:
+    router = _router(then_accuracy=0.0)  # nothing is worth escalating to: every answer is kept, labelled by its score
+    for _ in range(20):
+        _taught(router, 0.95, "answer-probability", 0.0)  # sure by its answer's probability, and wrong
+        _taught(router, None, None, 1.0)  # no signal: the first model's estimate (0) stands in, and it is right
+    # a low quantile of token probabilities, never taught, reads as it is (was 0: moved by the other two)
+    assert _taught(router, 0.05, "token-quantile-0.1", 0.0) == pytest.approx(0.05)
+    assert _taught(router, 0.95, "answer-probability", 0.0) < 0.2
+    assert _taught(router, None, None, 1.0) > 0.8
+    decision = router.route(ASK, max_new_tokens=8)
+    router.learner_.escalate(decision.decision_id, None)
+    assert router.pending_.get(decision.decision_id).cascade["signal"] == "estimated-accuracy"  # type: ignore[index]
+    keys = {key for key in router.statistics().sums if key.startswith("escalation/first")}
+    signals = ("answer-probability", "estimated-accuracy", "token-quantile-0.1")
+    named = {f'escalation/first-signal/["small", "{signal}"]' for signal in signals}
+    assert keys == {"escalation/first/small/zz", "escalation/first/small/zy"} | {
+        f"{key}/{sums}" for key in named for sums in ("zz", "zy")
+    }
+
+
+def test_what_was_learned_before_signals_were_named_seeds_every_signal() -> None:
+    model, x = _model(), np.array([1.0, 0.0])
+    for _ in range(10):
+        model.learn_first("small", x, 0.9, 0.0)  # unnamed: as a version before learned, or a caller naming none
+    unnamed = model.probability("small", x, 0.9)
+    state = model.state_dict()
+    del state["signals"]  # a state saved before
+    old_sums = {key: value for key, value in model.statistics().sums.items() if key.startswith("first/")}
+    for saved in ("state", "statistics"):
+        loaded = _model()
+        if saved == "state":
+            loaded.load_state_dict(state)
+        else:
+            loaded.load_statistics(Statistics(sums=old_sums))
+        assert loaded.probability("small", x, 0.9, signal="a") == unnamed == loaded.probability("small", x, 0.9)
+        for _ in range(10):
+            loaded.learn_first("small", x, 0.9, 1.0, signal="a")
+        assert loaded.probability("small", x, 0.9, signal="a") > unnamed + 0.2  # its own answers on top
+        assert loaded.probability("small", x, 0.9, signal="b") == unnamed  # another signal: untouched
+        again = _model()
+        again.load_state_dict(loaded.state_dict())
+        assert again.probability("small", x, 0.9, signal="a") == loaded.probability("small", x, 0.9, signal="a")
+
+
+def test_named_corrections_are_shared_under_keys_of_their_own_and_merge_by_adding() -> None:
+    def model() -> EscalationModel:
+        made = EscalationModel(1, keep_rate=0.0, seed=0)
+        for first in ("a", "a/b"):  # names that hold "/": ("a/b", "c") and ("a", "b/c") must not meet
+            made.add(first, f"{first}->z")
+        return made
+
+    x, base = np.array([1.0]), model()
+    base.learn_first("a/b", x, 0.5, 1.0, signal="c")
+    base.learn_first("a", x, 0.5, 0.0, signal="b/c")
+    shared = base.statistics()
+    assert len([key for key in shared.sums if key.startswith("first")]) == 8  # two unnamed, two named: zz and zy each
+    replicas = [model(), model()]
+    for replica, label in zip(replicas, (0.0, 1.0), strict=True):
+        replica.load_statistics(shared)
+        assert replica.signals_.keys() == {("a/b", "c"), ("a", "b/c")}
+        replica.learn_first("a/b", x, 0.3, label, signal="c")
+    merged = shared
+    for replica in replicas:  # each replica sends what it learned since: the store adds it
+        merged = merged.plus(replica.statistics().minus(shared))
+    alone = model()
+    alone.load_statistics(shared)
+    for label in (0.0, 1.0):
+        alone.learn_first("a/b", x, 0.3, label, signal="c")
+    together = model()
+    together.load_statistics(merged)
+    for pair in (("a/b", "c"), ("a", "b/c")):
+        for got, expected in zip(together.signals_[pair], alone.signals_[pair], strict=True):
+            assert np.allclose(got, expected)
+
+
+def test_a_routed_cascade_learns_each_answer_under_the_signal_that_read_it() -> None:
+    router = _router(0.9, then_accuracy=0.0)  # kept, every answer: its score labels its confidence
+    for tokens, score in ((8, 0.0), (64, 1.0)) * 20:  # an answer's probability for 8 tokens, a quantile for 64
+        answer = router.generate(ASK, max_new_tokens=tokens)
+        x = router.pending_.get(answer.decision_id).context
+        router.feedback(answer.decision_id, score)
+    model = router.learner_.escalation_
+    assert set(model.signals_) == {("small", "answer-probability"), ("small", "token-quantile-0.1")}
+    assert not model.firsts_["small"][1].any()  # nothing taught to the shared correction (was all forty answers)
+    # both signals read 0.9; one was always wrong, the other always right (one correction: both about 0.5)
+    assert model.probability("small", x, 0.9, signal="answer-probability") < 0.2
+    assert model.probability("small", x, 0.9, signal="token-quantile-0.1") > 0.95
+
+
+def test_a_labelled_answer_teaches_the_correction_of_the_signal_it_names() -> None:
+    router = _router(then_accuracy=0.0)
+    for signal in ("answer-probability", None):
+        router.learn_answers(
+            ASK,
+            {
+                "small": LabelledAnswer(score=0.0, energy_joules=1.0, confidence=0.9, confidence_signal=signal),
+                "big": LabelledAnswer(score=1.0, energy_joules=5.0),
+            },
+        )
+    model = router.learner_.escalation_
+    assert set(model.signals_) == {("small", "answer-probability")} and model.firsts_["small"][1].any()
+    with pytest.raises(InvalidInputError, match="confidence_signal"):
+        LabelledAnswer(confidence=0.5, confidence_signal=3)  # type: ignore[arg-type]

@@ -7,6 +7,7 @@ import json
 import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -554,3 +555,45 @@ def test_a_rule_hears_the_first_steps_joules_and_seconds_by_the_hooks_it_has() -
     heard.clear()
     CascadeBackend(small, FakeBackend("big")).generate(ask, GenerationSettings(max_new_tokens=8), Both())
     assert heard == [("joules", pytest.approx(result.energy.joules)), ("seconds", pytest.approx(result.latency_s))]
+
+
+def test_a_rule_hears_which_signal_read_the_first_answers_confidence() -> None:
+    from greenserv_core.confidence import TokenQuantile
+
+    ask: list[Message] = [{"role": "user", "content": "Is the sky blue?"}]
+    small = FakeBackend("small", reply=lambda m: "7.", logprobs=lambda m, t: [-3.0])
+    heard: list[str] = []
+
+    class Named:  # a learned rule weighs each signal's confidences by a correction of their own
+        def first_signal(self, name: str) -> None:
+            heard.append(name)
+
+        def __call__(self, confidence: float | None) -> Verdict:
+            return Verdict.kept(confidence, "kept")
+
+    for signal, tokens in ((None, 8), (None, 64), (TokenQuantile(0.5), 8)):
+        CascadeBackend(small, FakeBackend("big"), signal=signal).generate(
+            ask, GenerationSettings(max_new_tokens=tokens), Named()
+        )
+    assert heard == ["answer-probability", "token-quantile-0.1", "token-quantile-0.5"]  # was never told
+
+
+def test_the_cascade_replay_weighs_each_tasks_confidences_under_the_signal_its_table_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from greenserv_core.cascades import EscalationModel
+    from greenserv_core.evaluation.cascade_replay import replay_cascades
+    from tests.conftest import make_hashing_extractor
+
+    table = simulate_table(CALIBRATION, queries_per_task=40, seed=1, confidence_auroc=0.8)
+    table.metadata["confidence_signals"] = {"gsm8k": "token-quantile-0.1", "winogrande": "answer-probability"}
+    named: set[str | None] = set()
+    decide = EscalationModel.decide
+
+    def recording(self: EscalationModel, *args: Any, **kwargs: Any) -> Verdict:
+        named.add(kwargs.get("signal"))
+        return decide(self, *args, **kwargs)
+
+    monkeypatch.setattr(EscalationModel, "decide", recording)
+    replay_cascades(table, runs=1, pairs=[("small", "large")], make_features=make_hashing_extractor)
+    assert named == {"token-quantile-0.1", "answer-probability"}  # was {None}: one correction for both

@@ -86,11 +86,13 @@ Escalate = Callable[[float | None], Verdict]
 """Decides after the first answer, from its confidence (``None``: no signal). A rule with a
 ``first_spent(joules)`` method hears first what the first step spent (its answer, and a
 question asked about it), as a router's rule checks it against the query's cap on joules; one
-with a ``first_took(seconds)`` method, the seconds it took, against its latency limit. A rule
-with a ``kept_after_failure()`` method hears when an escalation it decided was not made and
-the first answer was kept instead (the second model failed before it answered, or too little
-of ``max_time_s`` was left for it), before any of it is streamed (a router's rule then learns
-that answer's score as the first model's)."""
+with a ``first_took(seconds)`` method, the seconds it took, against its latency limit; one
+with a ``first_signal(name)`` method, the name of the confidence signal that read the answer
+(the cascade's own, or the one chosen for the answer's length), since confidences of signals
+of other scales are weighed apart. A rule with a ``kept_after_failure()`` method hears when an
+escalation it decided was not made and the first answer was kept instead (the second model
+failed before it answered, or too little of ``max_time_s`` was left for it), before any of it
+is streamed (a router's rule then learns that answer's score as the first model's)."""
 
 
 def cascade_name(first: str, then: str) -> str:
@@ -214,6 +216,9 @@ class CascadeBackend:
         timed = getattr(escalate, "first_took", None)
         if callable(timed):  # and one that checks a latency limit, the seconds it took
             timed(result.latency_s)
+        named = getattr(escalate, "first_signal", None)
+        if callable(named):  # and a learned rule, which signal read the confidence (each has its own correction)
+            named(signal.name)
         verdict = (
             Verdict.kept(confidence, _NOBODY_WAITS)
             if caller_left()  # (it left while the confidence was read, whichever rule decides)

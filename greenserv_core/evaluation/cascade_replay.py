@@ -5,7 +5,8 @@ replay.replay` does) through a :class:`GreenServRouter` over the table's models,
 cascades ("routing"), once with ``cascades`` as more arms ("routing+cascades"), and once
 with the same arms under a rule that never escalates (the control, which says what the extra
 arms alone do). When the
-router chooses a cascade ``A->B``, the table reveals ``A``'s confidence; the router's learned
+router chooses a cascade ``A->B``, the table reveals ``A``'s confidence, read by the signal its
+metadata names for the query's task (``confidence_signals``); the router's learned
 escalation rule (:meth:`GreenServRouter.escalate`) keeps ``A``'s answer or pays for ``B``'s,
 and the cost recorded is both calls' joules, plus what reading ``A``'s confidence cost where
 the table records it (``confidence_joules``, e.g. a self-verification question; a table holds
@@ -29,7 +30,7 @@ accurate model's accuracy.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,18 @@ def _pairs_of(report: dict[str, Any]) -> list[tuple[str, str]]:
     return pairs
 
 
+def _named_signals(metadata: Mapping[str, Any]) -> dict[str, str] | None:
+    """The confidence signal a table's ``metadata`` names for each task (``None``: it names none).
+
+    >>> _named_signals({"confidence_signals": {"arc": "answer-probability", "gsm": None}})
+    {'arc': 'answer-probability'}
+    """
+    named = metadata.get("confidence_signals")
+    if not isinstance(named, dict):
+        return None
+    return {str(task): str(name) for task, name in named.items() if name is not None}
+
+
 def _energy_scale(data: Matrices) -> tuple[np.ndarray, np.ndarray]:
     """Each query's task's lowest joules and span over the table (the evaluation's scale)."""
     tasks = np.asarray(data.tasks)
@@ -144,6 +157,7 @@ def run_cascades(
     router_scale: EnergyScaleName | None = None,
     budget_joules_per_query: float | None = None,
     warm: Matrices | None = None,
+    signals: Mapping[str, str] | None = None,
 ) -> CascadeRun:
     """One run of one strategy (``pairs`` empty: routing alone). ``energy_ranges`` hands the
     router the table's energy scale, ``router_scale`` names one of its own (default: its
@@ -151,7 +165,9 @@ def run_cascades(
     the router paces that mean spend (λ starts at ``tradeoff``; see
     :class:`~greenserv_core.budget.BudgetPacer`); the reward is still scored at ``tradeoff``.
     ``warm``: labelled queries taught first, every model's answer to each (see
-    :meth:`~greenserv_core.router.GreenServRouter.learn_answers`)."""
+    :meth:`~greenserv_core.router.GreenServRouter.learn_answers`). ``signals``: the name of the
+    confidence signal of each task (a table's ``confidence_signals``; a task it leaves out, or
+    ``None``: unnamed), under which the escalation rule weighs and learns the confidences."""
     if data.confidence is None and pairs:
         raise InvalidInputError("cascades need the table's confidence column")
     started = time.perf_counter()
@@ -169,7 +185,7 @@ def run_cascades(
         energy_budget=None if budget_joules_per_query is None else EnergyBudget.per_query(budget_joules_per_query),
     )
     if warm is not None:
-        teach_answers(router, warm)
+        teach_answers(router, warm, signals)
     members = {f"{a}->{b}": (index[a], index[b]) for a, b in pairs}
     accuracy = np.empty(len(order))
     joules = np.empty(len(order))
@@ -184,7 +200,8 @@ def run_cascades(
             a, b = pair
             assert data.confidence is not None
             confidence = float(data.confidence[q, a])
-            verdict = router.escalate(decision.decision_id, None if np.isnan(confidence) else confidence)
+            signal = None if signals is None else signals.get(data.tasks[q])
+            verdict = router.escalate(decision.decision_id, None if np.isnan(confidence) else confidence, signal=signal)
             cascaded += 1
             explored += verdict.explored
             asking = 0.0 if data.confidence_joules is None else float(data.confidence_joules[q, a])
@@ -311,6 +328,7 @@ def replay_cascades(
     extractor.warm(full.prompts, store=embedding_store, progress=progress is not None)
     ranges = table_energy_ranges(data, extractor) if energy_scale == "table" else None
     router_scale = router_energy_scale(energy_scale)
+    signals = _named_signals(table.metadata)
     report: dict[str, Any] = {
         "settings": {
             "tradeoffs": [float(t) for t in tradeoffs],
@@ -349,6 +367,7 @@ def replay_cascades(
                         router_scale=router_scale,
                         budget_joules_per_query=budget_joules_per_query,
                         warm=warm,
+                        signals=signals,
                     )
                 )
                 if progress is not None:

@@ -93,9 +93,12 @@ def teach_outcomes(
             )
 
 
-def teach_answers(router: GreenServRouter, warm: Matrices) -> None:
-    """Teach ``router`` every model's labelled answer to each warm-start query (table order)."""
+def teach_answers(router: GreenServRouter, warm: Matrices, signals: Mapping[str, str] | None = None) -> None:
+    """Teach ``router`` every model's labelled answer to each warm-start query (table order),
+    each confidence under the name ``signals`` gives its task's signal (the table's
+    ``confidence_signals``; a task it leaves out, or ``None``: unnamed)."""
     for i, prompt in enumerate(warm.prompts):
+        signal = None if signals is None else signals.get(warm.tasks[i])
         answers = {}
         for j, model in enumerate(warm.models):
             confidence = None if warm.confidence is None else float(warm.confidence[i, j])
@@ -106,6 +109,7 @@ def teach_answers(router: GreenServRouter, warm: Matrices) -> None:
                 latency_s=float(warm.latency[i, j]),
                 confidence=None if confidence is None or np.isnan(confidence) else confidence,
                 confidence_joules=0.0 if np.isnan(asking) else asking,
+                confidence_signal=signal,
             )
         router.learn_answers(prompt, answers)
 

@@ -428,6 +428,9 @@ class LearnedEscalation:
         """What the first step spent, when the cascade says (:meth:`first_spent`)."""
         self.spent_seconds: float | None = None
         """The seconds the first step took, when the cascade says (:meth:`first_took`)."""
+        self.signal: str | None = None
+        """The name of the signal that read the first answer's confidence, when the cascade
+        says (:meth:`first_signal`)."""
 
     def first_spent(self, joules: float) -> None:
         """The cascade's first step (its answer, and a question about it) spent ``joules``: the
@@ -439,10 +442,19 @@ class LearnedEscalation:
         model's prediction, against the query's latency limit."""
         self.spent_seconds = seconds
 
+    def first_signal(self, name: str) -> None:
+        """The signal named ``name`` read the first answer's confidence: the rule weighs and
+        learns it under that name (signals of other scales each have a correction of their own)."""
+        self.signal = name
+
     def __call__(self, confidence: float | None) -> Verdict:
         try:
             return self.learner.escalate(
-                self.decision_id, confidence, spent_joules=self.spent_joules, spent_seconds=self.spent_seconds
+                self.decision_id,
+                confidence,
+                spent_joules=self.spent_joules,
+                spent_seconds=self.spent_seconds,
+                signal=self.signal,
             )
         except (UnknownDecisionError, PendingStoreUnreachableError):  # the cascade's fixed threshold decides
             if self.cascade is None:  # (a cascade removed since: the first answer is kept, as escalate() keeps it)

@@ -5,8 +5,9 @@ takes one :class:`LabelledAnswer` per model for a query, e.g. one row per model 
 table collected with ``greenserv bench collect``. Every part is optional; what is given is
 checked here, once.
 
->>> LabelledAnswer(score=1.0, energy_joules=12.5, latency_s=0.4, confidence=0.83)
-LabelledAnswer(score=1.0, energy_joules=12.5, latency_s=0.4, confidence=0.83, confidence_joules=0.0)
+>>> answer = LabelledAnswer(score=1.0, energy_joules=12.5, latency_s=0.4, confidence=0.83)
+>>> answer.confidence, answer.confidence_joules, answer.confidence_signal
+(0.83, 0.0, None)
 >>> LabelledAnswer(score=1.5)
 Traceback (most recent call last):
 ...
@@ -38,13 +39,17 @@ class LabelledAnswer:
     (``energy_joules``, ``latency_s``), and how sure the model was (``confidence`` in [0, 1],
     e.g. :class:`~greenserv_core.confidence.AnswerProbability`'s reading, with
     ``confidence_joules`` what reading it cost, such as a self-verification question; a
-    cascade's first answer is charged for it)."""
+    cascade's first answer is charged for it; ``confidence_signal`` the name of the signal that
+    read it, such as ``"answer-probability"``, under which a cascade's escalation rule learns it:
+    signals of other scales each have a correction of their own, and ``None`` teaches the
+    correction that every signal's shares)."""
 
     score: float | None = None
     energy_joules: float | None = None
     latency_s: float | None = None
     confidence: float | None = None
     confidence_joules: float = 0.0
+    confidence_signal: str | None = None
 
     def __post_init__(self) -> None:
         if self.score is not None:
@@ -65,3 +70,5 @@ class LabelledAnswer:
             raise InvalidInputError(f"confidence must be a number in [0, 1] or None, got {confidence!r}")
         if confidence is not None:
             object.__setattr__(self, "confidence", float(confidence))
+        if self.confidence_signal is not None and not isinstance(self.confidence_signal, str):
+            raise InvalidInputError(f"confidence_signal must be a name or None, got {self.confidence_signal!r}")

@@ -46,7 +46,7 @@ from greenserv_core.backends.base import ModelInfo
 from greenserv_core.bandits import ArmPrior, Choice, Policy
 from greenserv_core.bandits.columns import ArmScores, ArmValues, KnownValues
 from greenserv_core.budget import BudgetPacer, BudgetStatus, EnergyBudget
-from greenserv_core.cascades.escalation import EscalationModel, Verdict, check_confidence
+from greenserv_core.cascades.escalation import ESTIMATED, EscalationModel, Verdict, check_confidence
 from greenserv_core.errors import (
     DecisionAlreadyScoredError,
     DecisionIdInUseError,
@@ -583,8 +583,10 @@ class RoutingLearner:
         tradeoff: float,
         *,
         explore: bool = True,
+        signal: str | None = None,
     ) -> Verdict:
-        """The escalation rule's verdict on a cascade's first answer, from its :meth:`_cascade_plan`."""
+        """The escalation rule's verdict on a cascade's first answer (``confidence`` read by
+        ``signal``), from its :meth:`_cascade_plan`."""
         return self.escalation_.decide(
             plan["first"],
             cascade,
@@ -596,6 +598,7 @@ class RoutingLearner:
             first_accuracy=plan["first_accuracy"],
             then_scored=plan.get("then_scored"),
             explore=explore,
+            signal=signal,
         )
 
     def _escalation_cost(
@@ -681,9 +684,13 @@ class RoutingLearner:
         *,
         spent_joules: float | None = None,
         spent_seconds: float | None = None,
+        signal: str | None = None,
     ) -> Verdict:
         """After a cascade's first answer: escalate to its second model, or keep the answer?
-        ``confidence`` is the answer's confidence in [0, 1] (``None``: no signal);
+        ``confidence`` is the answer's confidence in [0, 1] (``None``: no signal), read by the
+        confidence signal named ``signal`` (``None``: unnamed); each named signal, and the
+        estimate that stands in for a missing confidence, has a correction of its own (the plan
+        keeps the name as ``signal``, for the score to teach it);
         ``spent_joules`` and ``spent_seconds``, what the first step spent and took (its answer,
         and a question asked about it), are checked with the second model's predictions against
         the query's cap on joules and its latency limit. The verdict is kept with the decision,
@@ -712,12 +719,16 @@ class RoutingLearner:
             ):
                 verdict = Verdict.kept(confidence, held)
             else:
-                verdict = self._verdict(plan, pending.model, pending.context, confidence, pending.tradeoff)
-            signal = plan["first_accuracy"] if confidence is None else confidence
+                verdict = self._verdict(
+                    plan, pending.model, pending.context, confidence, pending.tradeoff, signal=signal
+                )
+            stand_in = plan["first_accuracy"] if confidence is None else confidence
+            named = ESTIMATED if confidence is None else signal
             plan.update(
-                confidence=None if signal is None else float(signal),
+                confidence=None if stand_in is None else float(stand_in),
                 escalated=verdict.escalate,
                 explored=verdict.explored,
+                **({} if named is None else {"signal": named}),
             )
             self.pending_.update(pending)
         return verdict
@@ -1030,6 +1041,7 @@ class RoutingLearner:
                     score=value,
                     then_accuracy=plan["then_accuracy"],
                     agreed=plan.get("agreed"),
+                    signal=plan.get("signal"),  # (a plan of a version before names none: the unnamed correction)
                 )
             realised = None
             if pending.energy_joules is not None:
@@ -1126,7 +1138,16 @@ class RoutingLearner:
                     continue
                 plan = self._cascade_plan(cascade, x, features.task, {}, predicted[then], pool, tradeoff, per_query)
                 # the labels are all here: no answer need be kept to learn
-                verdict = self._verdict(plan, cascade, x, answers[first].confidence, tradeoff, explore=False)
+                first_answer = answers[first]
+                verdict = self._verdict(
+                    plan,
+                    cascade,
+                    x,
+                    first_answer.confidence,
+                    tradeoff,
+                    explore=False,
+                    signal=first_answer.confidence_signal,
+                )
                 question = answers[first].confidence_joules or 0.0  # paid by the cascade on every query
                 held = cap is not None and predicted[first] + question + predicted[then] > cap  # (NaN: not held)
                 held = held or (max_latency_s is not None and seconds[first] + seconds[then] > max_latency_s)
@@ -1138,7 +1159,9 @@ class RoutingLearner:
             for first, signal in signals.items():
                 score = answers[first].score
                 assert score is not None
-                self.escalation_.learn_first(first, x, signal, score)
+                # under the signal the answer names (None: the unnamed correction); the estimate has its own
+                named = ESTIMATED if answers[first].confidence is None else answers[first].confidence_signal
+                self.escalation_.learn_first(first, x, signal, score, signal=named)
             for cascade, (escalated, then_accuracy) in verdicts.items():
                 first, then = self.cascades_[cascade]
                 kept, second = answers[first], answers[then]
