@@ -331,9 +331,6 @@ class BudgetPacer:
         self.saturated_ = False
         self.latest_: float | None = None
         """The latest clock reading: the pacer's time never goes back (a wall clock may)."""
-        self.stepped_back_ = 0.0
-        """Seconds the clock was seen to step back, added to its readings (not saved: after a
-        load the first reading before ``latest_`` finds the step again)."""
         self._warned = False
         self._since_resolve = 0
         self._saturated_for = 0
@@ -365,18 +362,12 @@ class BudgetPacer:
         return now
 
     def _read_clock(self) -> float:
-        """The clock, never earlier than a reading before it nor than the first decision.
-
-        A wall clock stepped back (by NTP, or by hand) must neither reopen a closed window nor
-        stop the pacer's time until it catches up (an hour stepped back would hold the
-        allowance still for an hour while answers spend): the step is added to every later
-        reading, so the pacer's time goes on from where it was."""
-        now = float(self.clock()) + self.stepped_back_
-        if self.latest_ is not None and now < self.latest_:
-            self.stepped_back_ += self.latest_ - now
-            now = self.latest_
-        if self.start_ is not None and now < self.start_:  # another replica's earlier start
-            now = self.start_
+        """The clock, never earlier than a reading before it (a wall clock stepped back by
+        NTP must not reopen a closed window) nor than the first decision."""
+        now = float(self.clock())
+        for floor in (self.latest_, self.start_):
+            if floor is not None and now < floor:
+                now = floor
         return now
 
     def _elapsed(self, now: float) -> float:
