@@ -363,7 +363,14 @@ class BudgetPacer:
 
     def _read_clock(self) -> float:
         """The clock, never earlier than a reading before it (a wall clock stepped back by
-        NTP must not reopen a closed window) nor than the first decision."""
+        NTP must not reopen a closed window) nor than the first decision.
+
+        So a wall clock stepped back holds the pacer's time still until it catches up: a step
+        of an hour holds a window's allowance still for an hour. Adding the step to later
+        readings instead was tried and not kept: replicas that share windows then disagree
+        for good on the current one (each sees the step it saw, which is less for a replica
+        that was idle across it, and a replica started after it sees none), where the wall
+        clock, however stepped, is one time for all of them."""
         now = float(self.clock())
         for floor in (self.latest_, self.start_):
             if floor is not None and now < floor:
