@@ -1597,3 +1597,12 @@ def test_a_labelled_answer_teaches_the_correction_of_the_signal_it_names() -> No
     assert set(model.signals_) == {("small", "answer-probability")} and model.firsts_["small"][1].any()
     with pytest.raises(InvalidInputError, match="confidence_signal"):
         LabelledAnswer(confidence=0.5, confidence_signal=3)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("signal", [["x"], 123, b"answer-probability"])
+def test_a_signal_that_is_not_a_name_is_refused(signal: object) -> None:
+    router = _router()
+    decision = router.route(ASK)
+    with pytest.raises(InvalidInputError, match="signal must be"):  # was a TypeError, or learned under 123
+        router.escalate(decision.decision_id, 0.5, signal=signal)  # type: ignore[arg-type]
+    assert router.escalate(decision.decision_id, 0.5, signal="answer-probability").escalate  # nothing lost

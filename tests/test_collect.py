@@ -90,6 +90,16 @@ def test_a_letter_that_begins_an_options_text_reads_as_that_option(text: str, ex
 
 @pytest.mark.parametrize(
     ("text", "expected"),
+    [("The answer is A", "A"), ("Answer: B", "B"), ("The answer is E. ask", "E"), ("Choice: C", "C"), ("(E) ask", "E")],
+)
+def test_an_option_that_says_answer_or_choice_does_not_take_the_letter_named(text: str, expected: str) -> None:
+    choices = ("initiate", "ignore", "question", "answer", "ask")  # csqa has such options (read as D before)
+    assert extract_choice(text, 5, choices) == expected
+    assert extract_choice("Choice: A", 4, ("Choice B", "Choice A", "red", "blue")) == "A"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
     [
         ('The answer is "B".', "B"),
         ("The answer is 'B'.", "B"),

@@ -90,7 +90,9 @@ def extract_choice(text: str, n_choices: int, choices: Sequence[str] = ()) -> st
         match = re.search(pattern, text)
         if match:
             group = next(i for i, letter in enumerate(match.groups(), 1) if letter)
-            reading = _quoted_option(text, (match.start(group), match.start()), choices[:n_choices])
+            at = match.start(group)  # the letter, or the bracket or quote just before it (never "answer is")
+            starts = (at, at - 1) if at and text[at - 1] in "([\"'" else (at,)
+            reading = _quoted_option(text, starts, choices[:n_choices])
             return reading if reading is not None else match.group(group).upper()
     return None
 

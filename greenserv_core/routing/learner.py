@@ -697,6 +697,8 @@ class RoutingLearner:
         for feedback."""
         if confidence is not None:
             confidence = check_confidence(confidence)
+        if signal is not None and not isinstance(signal, str):
+            raise InvalidInputError(f"signal must be a confidence signal's name or None, got {signal!r}")
         if spent_joules is not None:
             check_measured("spent_joules", spent_joules)
             spent_joules = float(spent_joules)
