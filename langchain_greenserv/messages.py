@@ -54,12 +54,16 @@ def _refused(message: AIMessage) -> list[dict[str, Any]]:
     return refused + [dict(c) for c in streamed if isinstance(c, dict) and c.get("id") not in seen]
 
 
-def _with_calls(message: AIMessage) -> tuple[str, list[str]]:
+def _with_calls(message: AIMessage, index: int) -> tuple[str, list[str]]:
     """The turn's text with its calls, and the calls' ids in that order: the valid ones, then
     those refused (as the model wrote them, so that it sees them, and an error result
-    answering one has its call)."""
+    answering one has its call); the ``index``-th message, for errors."""
     calls: list[Any] = [*message.tool_calls, *_refused(message)]
-    content = with_tool_calls(_text(message), [(c.get("name"), c.get("args")) for c in calls])
+    text = _text(message)
+    try:
+        content = with_tool_calls(text, [(c.get("name"), c.get("args")) for c in calls])
+    except (TypeError, ValueError) as error:  # arguments JSON has no form for (a date, a set, a cycle)
+        raise InvalidInputError(f"messages[{index}] tool_calls arguments are not JSON: {error}") from error
     return content, [str(c.get("id")) for c in calls]
 
 
@@ -75,7 +79,7 @@ def to_greenserv_messages(messages: Sequence[BaseMessage]) -> list[Message]:
     ids: list[list[str] | str | None] = []
     for index, message in enumerate(messages):
         if isinstance(message, AIMessage):
-            content, call_ids = _with_calls(message)
+            content, call_ids = _with_calls(message, index)
             ids.append(call_ids)
         else:
             content = _text(message)

@@ -130,7 +130,12 @@ def to_greenserv_messages(messages: Sequence[ChatMessage]) -> list[Message]:
         content = message.content or ""
         if role == "tool":
             content = tool_result_turn(content)
-        out.append({"role": role, "content": with_tool_calls(content, _history_calls(message, index))})
+        calls = _history_calls(message, index)
+        try:
+            content = with_tool_calls(content, calls)
+        except (TypeError, ValueError) as error:  # arguments JSON has no form for (a date, a set, a cycle)
+            raise InvalidInputError(f"messages[{index}] tool_calls arguments are not JSON: {error}") from error
+        out.append({"role": role, "content": content})
         ids.append(_call_ids(message) if role == "assistant" else _answered_id(message) if role == "tool" else None)
     return in_call_order(out, ids)  # results in the order of the calls they answer
 

@@ -444,13 +444,16 @@ def with_tool_calls(text: str, calls: Sequence[tuple[str | None, Mapping[str, An
     """An assistant turn as the tools prompt teaches it: the text, then one Hermes block per
     ``(name, arguments)`` call (what :func:`parse_tool_calls` reads back). A refused call
     keeps what the model wrote: its name (``None``: none) and its argument text, as an object
-    where that text is one, else as a string.
+    where that text is one, else as a string. With no calls the text is kept as it is (its
+    leading spaces may be code's indentation). Arguments JSON cannot write raise ``TypeError``.
 
     >>> print(with_tool_calls("Checking.", [("now", {})]))
     Checking.
     <tool_call>
     {"name": "now", "arguments": {}}
     </tool_call>
+    >>> with_tool_calls("    return x", [])
+    '    return x'
     >>> print(with_tool_calls("", [("add", '{"a": "x"}'), (None, "{broken")]))
     <tool_call>
     {"name": "add", "arguments": {"a": "x"}}
@@ -459,6 +462,8 @@ def with_tool_calls(text: str, calls: Sequence[tuple[str | None, Mapping[str, An
     {"name": null, "arguments": "{broken"}
     </tool_call>
     """
+    if not calls:
+        return text
     blocks = [
         "<tool_call>\n"
         + json.dumps({"name": name, "arguments": _as_written(arguments)}, ensure_ascii=False)

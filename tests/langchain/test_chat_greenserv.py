@@ -646,3 +646,16 @@ def test_structured_output_in_json_schema_mode_sends_the_schemas_name_and_strict
     bound = Chat(models=["fake"]).with_structured_output(schema, method="json_schema", strict=True)
     response_format = bound.first.kwargs["response_format"]  # type: ignore[attr-defined]
     assert response_format["json_schema"]["name"] == "Weather" and response_format["json_schema"]["strict"] is True
+
+
+def test_turns_keep_their_spaces_and_unwritable_call_arguments_are_refused_by_message() -> None:
+    import datetime
+
+    from langchain_greenserv.messages import to_greenserv_messages
+
+    code = "    return x + 1\nFix the indentation of the line above.\n"
+    turns = to_greenserv_messages([HumanMessage(code), AIMessage("    def f():\n        pass"), HumanMessage("ok")])
+    assert [t["content"] for t in turns[:2]] == [code, "    def f():\n        pass"]  # the AI turn was stripped
+    called = AIMessage("", tool_calls=[{"name": "book", "args": {"on": datetime.date(2026, 1, 1)}, "id": "c1"}])
+    with pytest.raises(InvalidInputError, match=r"messages\[1\] tool_calls arguments are not JSON"):  # was TypeError
+        to_greenserv_messages([HumanMessage("book it"), called])

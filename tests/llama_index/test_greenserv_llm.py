@@ -574,3 +574,22 @@ def test_a_deep_copy_shares_the_router_and_what_it_learned() -> None:
     built = GreenServLLM(models=[FakeBackend("small"), FakeBackend("large")], embedder="static")
     copied = copy.deepcopy(built)
     assert copied.greenserv_router is built.greenserv_router  # no router (no models loaded) of its own
+
+
+def test_turns_keep_their_spaces_and_unwritable_call_arguments_are_refused_by_message() -> None:
+    import datetime
+
+    from llama_index_greenserv.llms import to_greenserv_messages
+
+    code = "    return x + 1\nFix the indentation of the line above.\n"
+    turns = to_greenserv_messages(
+        [ChatMessage(role="system", content=" Be brief. "), ChatMessage(role="user", content=code)]
+    )
+    assert [t["content"] for t in turns] == [" Be brief. ", code]  # was stripped: chat() and complete() differed
+    called = ChatMessage(
+        role="assistant",
+        content="",
+        additional_kwargs={"tool_calls": [{"name": "book", "arguments": {"on": datetime.date(2026, 1, 1)}}]},
+    )
+    with pytest.raises(InvalidInputError, match=r"messages\[1\] tool_calls arguments are not JSON"):  # was TypeError
+        to_greenserv_messages([ChatMessage(role="user", content="book it"), called])
