@@ -272,6 +272,40 @@ def test_replicas_share_what_the_budget_spent(tmp_path: Path) -> None:
     assert a.answers == b.answers == 60 and a.spent_joules == pytest.approx(b.spent_joules)
 
 
+def test_replicas_with_budgets_of_other_windows_are_refused_at_their_first_sync() -> None:
+    """A window's key counts a minute on one replica and an hour on another: the second is
+    refused before it writes (before, taken, and the hourly replica's hour missed the spend);
+    a budget per query with one per window too. A store written before the length was shared
+    takes any."""
+    from greenserv_core.sharing import InMemoryStore
+
+    clock = Clock()
+
+    def replica(budget: str) -> GreenServRouter:
+        return _router(BudgetPacer(EnergyBudget.parse(budget), clock=clock))
+
+    store = InMemoryStore()
+    minutely = SharedLearning(replica("400 J/min"), store)
+    _stream(minutely.router, 3, clock)
+    minutely.sync()
+    pushes = store.read().sums["sync/pushes"][0]
+    for other in ("24 kJ/h", "50 J/query"):
+        with pytest.raises(InvalidInputError, match="budgets per"):
+            SharedLearning(replica(other), store).sync()
+    assert store.read().sums["sync/pushes"][0] == pushes  # nothing written
+    SharedLearning(replica("800 J/min"), store).sync()  # the same window length: another amount may share
+    older = InMemoryStore()  # a store written by a version that did not share the length
+    stats = minutely.router.statistics()
+    older.merge(
+        Statistics(
+            sums=stats.sums,
+            minima={k: v for k, v in stats.minima.items() if k != "budget/window_s"},
+            maxima={k: v for k, v in stats.maxima.items() if k != "budget/window_s"},
+        )
+    )
+    SharedLearning(replica("24 kJ/h"), older).sync()
+
+
 # ---- the replay ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def table() -> OutcomeTable:

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from greenserv_core import FakeBackend, GreenServRouter, InvalidInputError, StateFileError
 from greenserv_core.sharing import FileStore, InMemoryStore, RedisStore, SharedLearning, StateStore, Statistics
+from greenserv_core.sharing.replica import default_store_path
 from tests.conftest import make_hashing_extractor
 from tests.services import redis_server
 
@@ -1117,6 +1118,62 @@ def test_the_default_store_is_a_file_per_pool_in_the_cache(tmp_path: Path, monke
     one.sync()
     two.sync()
     assert two.router.statistics().allclose(one.router.statistics())
+
+
+def test_the_default_store_stays_the_file_a_replica_synced_with_when_its_pool_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Replicas restarted from their saved routers with a model added to the pool keep their
+    default file (before, the pool's new file: empty, each pushed all it held, counted twice)."""
+    monkeypatch.setenv("GREENSERV_CACHE", str(tmp_path))
+    replicas = [SharedLearning(make_router(seed=i)) for i in range(2)]
+    for replica, seed in zip(replicas, (3, 4), strict=True):
+        serve(replica.router, traffic(10, seed=seed))
+    for replica in replicas:
+        replica.save(tmp_path / f"{replica.router.seed}.json")
+    pool = [FakeBackend("small", joules_per_token=1.0), FakeBackend("org/large", joules_per_token=9.0)]
+    restarted = [
+        SharedLearning(
+            GreenServRouter.load(
+                tmp_path / f"{seed}.json", [*pool, FakeBackend("extra")], features=make_hashing_extractor(n_clusters=1)
+            )
+        )
+        for seed in (0, 1)
+    ]
+    assert isinstance(replicas[0].store, FileStore)
+    for replica in restarted:
+        assert isinstance(replica.store, FileStore) and replica.store.identity == replicas[0].store.identity
+    for replica in restarted + restarted:
+        replica.sync()
+    assert [replica.router.policy_.t_ for replica in restarted] == [20, 20]  # was [30, 30]
+    fresh = SharedLearning(  # a router of the new pool that never synced: the new pool's own file
+        GreenServRouter([*pool, FakeBackend("extra")], features=make_hashing_extractor(n_clusters=1))
+    )
+    assert isinstance(fresh.store, FileStore) and fresh.store.path == default_store_path(fresh.router.models)
+
+
+def test_a_saved_state_counts_once_though_its_first_pusher_removed_a_model(tmp_path: Path) -> None:
+    """The first replica to push a warm start had removed a model: it pushes the warm start's
+    sums of that model all the same, as the later ones take back all they hold of it (before,
+    what the warm start learned of the model was lost from the store and every replica)."""
+    saved = make_router()
+    serve(saved, [(prompt, model, 1.0) for prompt in PROMPTS[:5] for model in ("small", "org/large")])
+    saved.save(tmp_path / "warm.json")
+    pool = [FakeBackend("small", joules_per_token=1.0), FakeBackend("org/large", joules_per_token=9.0)]
+    features = make_hashing_extractor(n_clusters=1)
+    without, kept = (GreenServRouter.load(tmp_path / "warm.json", pool, features=features) for _ in range(2))
+    without.remove_model("org/large")  # a node that cannot serve it
+    store = InMemoryStore()
+    first, second = SharedLearning(without, store), SharedLearning(kept, store)
+    for replica in (first, second, first, second):
+        replica.sync()
+    assert store.read().sums["policy/org%2Flarge/n"][0] == 5.0  # was 0
+    assert store.read().sums["policy/small/n"][0] == 5.0
+    assert kept.policy_.arms_["org/large"].n == 5  # was 0
+    without.add_model(FakeBackend("org/large", joules_per_token=9.0))  # served again: the warm start's, once
+    for replica in (first, second, first):
+        replica.sync()
+    assert without.policy_.arms_["org/large"].n == kept.policy_.arms_["org/large"].n == 5
 
 
 def test_a_model_added_on_one_replica_later_keeps_what_others_learned() -> None:

@@ -81,7 +81,7 @@ from greenserv_core.errors import InvalidInputError
 from greenserv_core.reward import DEFAULT_TRADEOFF, check_tradeoff
 from greenserv_core.statistics import Statistics
 
-__all__ = ["DEFAULT_PRICE_ON", "BudgetPacer", "BudgetStatus"]
+__all__ = ["DEFAULT_PRICE_ON", "BudgetPacer", "BudgetStatus", "check_shared_budget"]
 
 logger = logging.getLogger("greenserv")
 
@@ -106,6 +106,36 @@ _SHORTEST_SPAN = 0.01
 when its rate is extrapolated: a burst in its first seconds does not look like a flood. At
 0.1 of the window, the rate was taken as up to ten times too low for the first tenth of it,
 and the first hour of a tight budget overspent by a fifth (BENCHMARKS.md, issue 17)."""
+
+
+_WINDOW = "window_s"
+"""Where a pacer's statistics hold its budget's window length (0: per query), as an equal
+minimum and maximum: replicas whose budgets differ in it are refused (:func:`check_shared_budget`)."""
+
+
+def check_shared_budget(shared: Statistics, joining: Statistics) -> None:
+    """Refuse to add up the budget statistics (as :meth:`BudgetPacer.statistics` gives them:
+    ``shared``, a total, and ``joining``, a replica's) of budgets per windows of other lengths,
+    or per query and per window: ``window/<index>`` would mean another span on each replica.
+    Statistics without the length (written before it was shared) pass.
+
+    >>> from greenserv_core.budget.spec import EnergyBudget
+    >>> hourly = BudgetPacer(EnergyBudget.per_window(window_s=3600.0, joules=100.0)).statistics()
+    >>> check_shared_budget(hourly, BudgetPacer(EnergyBudget.per_window(window_s=3600.0, joules=50.0)).statistics())
+    >>> check_shared_budget(hourly, BudgetPacer(EnergyBudget.per_window(window_s=60.0, joules=2.0)).statistics())
+    Traceback (most recent call last):
+    ...
+    greenserv_core.errors.InvalidInputError: replicas share the spend of energy budgets per window of 60 s and ...
+    """
+    extremes = (shared.minima, shared.maxima, joining.minima, joining.maxima)
+    marks = sorted({float(arrays[_WINDOW][0]) for arrays in extremes if _WINDOW in arrays})
+    if len(marks) > 1:
+        spans = " and ".join("per query" if mark == 0.0 else f"per window of {mark:g} s" for mark in marks)
+        raise InvalidInputError(
+            f"replicas share the spend of energy budgets {spans}: a window's spend would be counted in "
+            "another span on each; give every replica sharing this store a budget of the same window length "
+            "(or a budget per query each)"
+        )
 
 
 @dataclass(frozen=True)
@@ -739,8 +769,9 @@ class BudgetPacer:
         sums.update(
             {f"window/{k}": np.array([v, float(self.window_answers_.get(k, 0))]) for k, v in self.windows_.items()}
         )
-        minima = {} if self.start_ is None else {"start": np.array([self.start_])}
-        return Statistics(sums=sums, minima=minima)
+        window = np.array([self.budget.window_s or 0.0])  # (0: per query) refused if replicas differ
+        minima = {_WINDOW: window} if self.start_ is None else {"start": np.array([self.start_]), _WINDOW: window}
+        return Statistics(sums=sums, minima=minima, maxima={_WINDOW: window.copy()})
 
     def load_statistics(self, stats: Statistics) -> None:
         """Take the merged spend; the price is solved again at the next answer."""

@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import numpy as np
 
 from greenserv_core.bandits.base import check_number, check_shared_arm_statistics
+from greenserv_core.budget.pacer import check_shared_budget
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.features.clustering import check_joining_clusters
 from greenserv_core.features.extractor import check_shared_layout
@@ -68,6 +69,7 @@ __all__ = ["RemembersSyncBase", "SharedLearner", "SharedLearning", "SyncReport",
 
 _CLUSTERS = "clusters/"  # where a router keeps its clustering's statistics (GreenServRouter.statistics)
 _POLICY = "policy"  # and its policy's
+_BUDGET = "budget"  # and its budget pacer's
 
 
 @runtime_checkable
@@ -115,6 +117,39 @@ def default_store_path(models: Sequence[str]) -> Path:
     return cache_dir() / "shared" / f"pool-{digest}.gss"
 
 
+def _default_store(router: SharedLearner) -> FileStore:
+    """The store of a replica given none: its pool's file (:func:`default_store_path`), unless
+    the router synced with another pool's default file and not with its own (a model was added
+    or removed since it was saved): then that file, the latest written if several, whose sync
+    base the router holds, so that what it pushed there is not pushed again to an empty file."""
+    path = default_store_path(router.models)
+    if isinstance(router, RemembersSyncBase) and router.sync_base(FileStore(path).identity) is None:
+        synced = [
+            other
+            for other in sorted(path.parent.glob("pool-*.gss"))
+            if router.sync_base(FileStore(other).identity) is not None
+        ]
+        if synced:
+            chosen = max(synced, key=_written_at)
+            logger.info(
+                "no store given: this replica shares through %s, the default file it synced with before its "
+                "pool changed (the pool's own, %s, would count what it pushed there twice)",
+                chosen,
+                path,
+            )
+            return FileStore(chosen)
+    logger.debug("no store given: this replica shares through its pool's default file %s", path)
+    return FileStore(path)
+
+
+def _written_at(path: Path) -> float:
+    """When ``path`` was last written (``-inf``: it is gone)."""
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return -math.inf
+
+
 @dataclass(frozen=True)
 class SyncReport:
     """One synchronisation: when it ended (``at``, wall-clock), how long it took, and how many
@@ -133,7 +168,8 @@ class SyncReport:
 class SharedLearning:
     """Keeps ``router``'s learned state merged with the other replicas' through ``store``
     (by default a :class:`FileStore` in the cache, one per pool: replicas of one pool on one
-    machine share it without a server).
+    machine share it without a server; a router that synced with one keeps it when a model is
+    added or removed, see :func:`_default_store`).
 
     Use :meth:`start` for a background thread syncing every ``interval_s`` seconds (or use it
     as a context manager), or call :meth:`sync` yourself. Every learned component must be
@@ -153,7 +189,7 @@ class SharedLearning:
             raise InvalidInputError(f"{router!r} cannot share what it learns (models, statistics, update_statistics)")
         router.statistics()  # a component that cannot be shared says so now (SharingNotSupportedError)
         if store is None:
-            store = FileStore(default_store_path(router.models))
+            store = _default_store(router)
         if not isinstance(store, StateStore):
             raise InvalidInputError(f"{store!r} is not a StateStore (merge, read)")
         interval = check_number("interval_s", interval_s, low=0.0, strict=True)
@@ -234,15 +270,22 @@ class SharedLearning:
             delta.sums[loaded[0]] = np.array([1.0])
         loaded_before: tuple[Statistics, float] | None = None  # the saved state, and the store's count of it
         if self.syncs_ == 0:  # a replica set up unlike the others is refused before it writes to the store
+            total = self.store.read()
+            if loaded is not None:
+                pushes = float(total.sums.get(loaded[0], np.zeros(1))[0])
+                if pushes == 0.0 and loaded[2].sums:
+                    # the first to push the saved state pushes what it no longer holds of it (a model
+                    # removed since the load) too: the later ones take back all they hold of it
+                    delta.sums.update(loaded[2].sums)
+                    loaded = loaded[0], loaded[1].plus(loaded[2]), loaded[2]
+                loaded_before = loaded[1], pushes
             extremes = Statistics(minima=delta.minima, maxima=delta.maxima)
             clusters = _CLUSTERS.rstrip("/")
-            total = self.store.read()
             stored, joining = total.under(clusters), extremes.under(clusters)
             check_shared_layout(stored.plus(joining))
             check_joining_clusters(stored, joining)
             check_shared_arm_statistics(total.under(_POLICY), delta.under(_POLICY))
-            if loaded is not None:
-                loaded_before = loaded[1], float(total.sums.get(loaded[0], np.zeros(1))[0])
+            check_shared_budget(total.under(_BUDGET), delta.under(_BUDGET))
         merged = self._merge(delta, loaded_before=loaded_before)
         if loaded is not None and float(merged.sums[loaded[0]][0]) > 1.0:
             # another replica loaded from the same file pushed it first: take it back out, so
@@ -304,17 +347,18 @@ class SharedLearning:
             self._receipts.unconfirmed = (receipt, delta, loaded_before)
             raise
 
-    def _loaded_state(self, delta: Statistics) -> tuple[str, Statistics] | None:
+    def _loaded_state(self, delta: Statistics) -> tuple[str, Statistics, Statistics] | None:
         """For a first push of a router loaded from a saved state (``loaded_statistics_``) with
-        no base from this store: the store's key counting the pushes of that state, and the
-        part of it that ``delta`` holds; else ``None``."""
+        no base from this store: the store's key counting the pushes of that state, the part of
+        its sums that ``delta`` holds and the part it does not; else ``None``."""
         loaded = getattr(self.router, "loaded_statistics_", None)  # (a router loaded from a file has it)
         if not isinstance(loaded, Statistics) or not self.base_.is_empty():
             return None
         held = {key: value for key, value in loaded.sums.items() if key in delta.sums}
         if not held:
             return None
-        return f"{_LOADED}{loaded.fingerprint()}", Statistics(sums=held)
+        rest = {key: value for key, value in loaded.sums.items() if key not in delta.sums}
+        return f"{_LOADED}{loaded.fingerprint()}", Statistics(sums=held), Statistics(sums=rest)
 
     def _removed_since(self) -> set[str]:
         """The keys of models removed from the router since this sync read its base: a removal
@@ -327,10 +371,13 @@ class SharedLearning:
     def _pushed(self, base: Statistics, *, gone: set[str] | None = None) -> None:
         """Take ``base`` (the last base plus the change the store took) as the sync base, here
         and in the router, after a sync whose total could not be adopted; without the keys of
-        models removed meanwhile (``gone``)."""
-        if gone:
+        models removed meanwhile (``gone``), nor, as :func:`_adopted` leaves them out, keys the
+        router does not hold (what a first push of a saved state sent of a model removed since)."""
+        held = set(self.router.statistics().sums) | {_SYNCS}
+        drop = (gone or set()) | (set(base.sums) - held)
+        if drop:
             base = Statistics(
-                sums={k: v for k, v in base.sums.items() if k not in gone}, minima=base.minima, maxima=base.maxima
+                sums={k: v for k, v in base.sums.items() if k not in drop}, minima=base.minima, maxima=base.maxima
             )
         self.base_ = base
         if isinstance(self.router, RemembersSyncBase):
