@@ -1606,3 +1606,37 @@ def test_a_signal_that_is_not_a_name_is_refused(signal: object) -> None:
     with pytest.raises(InvalidInputError, match="signal must be"):  # was a TypeError, or learned under 123
         router.escalate(decision.decision_id, 0.5, signal=signal)  # type: ignore[arg-type]
     assert router.escalate(decision.decision_id, 0.5, signal="answer-probability").escalate  # nothing lost
+
+
+def test_a_cascade_scored_while_its_first_model_answers_still_answers_and_counts_its_joules() -> None:
+    import threading
+
+    from greenserv_core.budget import BudgetPacer, EnergyBudget
+
+    started, scored = threading.Event(), threading.Event()
+
+    def slow_reply(messages: Sequence[Message]) -> str:
+        started.set()
+        scored.wait(5)  # the caller's other thread scores the decision meanwhile
+        return "4"
+
+    small = FakeBackend("small", joules_per_token=1.0, reply=slow_reply, logprobs=lambda m, t: [-0.1])
+    router = GreenServRouter(
+        [small, FakeBackend("big", joules_per_token=9.0)],
+        features=make_hashing_extractor(),
+        seed=0,
+        energy_budget=BudgetPacer(EnergyBudget.per_query(1e6)),
+        cascades=[("small", "big")],
+    )
+
+    def score() -> None:
+        started.wait(5)
+        router.feedback("q1", 1.0)
+        scored.set()
+
+    thread = threading.Thread(target=score)
+    thread.start()
+    answer = router.generate(ASK, models=["small->big"], decision_id="q1")  # raised DecisionAlreadyScoredError
+    thread.join()
+    assert answer.model == "small->big" and answer.energy_joules > 0
+    assert router.learner_.pacer_ is not None and router.learner_.pacer_.spent_ == answer.energy_joules  # was 0

@@ -456,7 +456,9 @@ class LearnedEscalation:
                 spent_seconds=self.spent_seconds,
                 signal=self.signal,
             )
-        except (UnknownDecisionError, PendingStoreUnreachableError):  # the cascade's fixed threshold decides
+        except (UnknownDecisionError, DecisionAlreadyScoredError, PendingStoreUnreachableError):
+            # the cascade's fixed threshold decides (a decision scored while its first model
+            # answered is still answered, and its joules counted, as a single model's is)
             if self.cascade is None:  # (a cascade removed since: the first answer is kept, as escalate() keeps it)
                 return Verdict.kept(confidence, "kept: the cascade was removed")
             return self.cascade.fixed_verdict(confidence)
