@@ -41,6 +41,7 @@ from typing_extensions import Unpack
 from greenserv_core.backends.base import ModelBackend
 from greenserv_core.bandits import DEFAULT_POLICY, Policy, make_policy
 from greenserv_core.bandits.base import check_seed
+from greenserv_core.bandits.registry import check_policy_params
 from greenserv_core.budget import BudgetPacer, BudgetStatus, EnergyBudget, check_max_joules
 from greenserv_core.cascades import CascadeBackend, EscalationModel, Verdict, cascade_name
 from greenserv_core.cascades.backend import cascade_settings
@@ -102,11 +103,7 @@ def _energy_budget(budget: object) -> EnergyBudget | BudgetPacer | None:
 
 def _policy(policy: Policy | str, dimension: int, seed: int | None, params: Mapping[str, Any]) -> Policy:
     if not isinstance(policy, Policy):
-        taken = sorted({"seed", "dimension"} & set(params))
-        if taken:  # the router's own: its seed, its features' size
-            raise InvalidInputError(
-                f"policy_params cannot set {', '.join(taken)}: the router sets it (give GreenServRouter(seed=...))"
-            )
+        check_policy_params(params, "policy_params")  # the router's own: its seed, its features' size, the name
         return make_policy(policy, dimension, seed=seed, **params)
     if params:
         raise InvalidInputError("policy_params apply to a policy given by name, not to a Policy instance")

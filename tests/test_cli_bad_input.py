@@ -1187,3 +1187,34 @@ def test_replay_speed_names_the_mmlu_rows_its_calibration_lacks(
     with pytest.raises(InvalidInputError, match=r"an 'mmlu' row for every model.*\['large', 'small'\]"):
         replay_speed.run_replay_speed(calibration, queries=10)
     refused(["bench", "replay-speed", "--calibration", str(calibration), "--queries", "10"], capsys, "'mmlu'")
+
+
+@pytest.mark.parametrize("command", ["replay", "sweep"])
+@pytest.mark.parametrize("param", ["linucb.seed=3", "linucb.dimension=3", 'linucb.strategy="x"'])
+def test_a_param_the_router_sets_is_refused(
+    command: str, param: str, tiny_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # each raised TypeError (make_policy got multiple values) with a traceback
+    refused(
+        ["bench", command, "--table", str(tiny_path), "--strategies", "linucb", "--param", param], capsys, "cannot set"
+    )
+
+
+@pytest.mark.parametrize("argv", [["--add-model", "small@²"], ["--remove-model", "large@²"]])
+def test_a_step_in_other_digits_is_refused(
+    argv: list[str], tiny_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    refused(["bench", "replay", "--table", str(tiny_path), *argv], capsys, "NAME@STEP")  # int("²") raised ValueError
+
+
+def test_a_hangup_ends_an_interactive_chat_as_sys_exit_does_so_its_state_is_saved() -> None:
+    import signal
+    import time
+
+    from greenserv_core.cli.chat import _exiting_on_hangup
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as exit_, _exiting_on_hangup():
+        os.kill(os.getpid(), signal.SIGTERM)  # killed the process before: no finally ran, nothing was saved
+        time.sleep(5)
+    assert exit_.value.code == 128 + signal.SIGTERM and signal.getsignal(signal.SIGTERM) is before

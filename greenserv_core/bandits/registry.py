@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from greenserv_core.bandits.base import Policy
@@ -12,6 +13,8 @@ from greenserv_core.registration import claim_name
 __all__ = [
     "DEFAULT_POLICY",
     "POLICIES",
+    "ROUTER_SET",
+    "check_policy_params",
     "make_policy",
     "policy_names",
     "register_policy",
@@ -75,6 +78,27 @@ def strategy_forms() -> list[str]:
         name if cls.strategy_argument is None else f"{name}:{cls.strategy_argument.upper()}"
         for name, cls in sorted(POLICIES.items())
     ]
+
+
+ROUTER_SET = ("dimension", "seed", "strategy")
+"""What a router (or a replay) sets of its policy: never a policy parameter."""
+
+
+def check_policy_params(params: Mapping[str, Any], name: str = "policy parameters") -> None:
+    """Refuse policy parameters (given as ``name``) that the router sets itself (:data:`ROUTER_SET`).
+
+    >>> check_policy_params({"alpha": 0.5})
+    >>> check_policy_params({"seed": 3})
+    Traceback (most recent call last):
+    ...
+    greenserv_core.errors.InvalidInputError: policy parameters cannot set seed: the router sets its policy's ...
+    """
+    taken = sorted(set(ROUTER_SET) & set(params))
+    if taken:
+        raise InvalidInputError(
+            f"{name} cannot set {', '.join(taken)}: the router sets its policy's seed, dimension and strategy "
+            "(give GreenServRouter(seed=...) for the seed)"
+        )
 
 
 def make_policy(strategy: str, dimension: int, *, seed: int | None = None, **params: Any) -> Policy:

@@ -38,7 +38,7 @@ def _check_device(device: str) -> None:
     if device == "cpu":
         return
     kind, colon, number = device.partition(":")
-    if kind != "cuda" or (colon and not number.isdigit()):
+    if kind != "cuda" or (colon and not (number.isascii() and number.isdigit())):  # (not "²")
         raise InvalidInputError(f"--device is cpu, cuda or cuda:N, got {device!r}")
     import torch
 

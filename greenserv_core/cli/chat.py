@@ -20,10 +20,13 @@ greenserv_core.errors.InvalidInputError: --budget-joules-per-query must be a pos
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
+import signal
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -280,7 +283,8 @@ def _chat(args: argparse.Namespace) -> int:
 
         saved = True
         try:
-            run_repl(session, history=cache_dir() / "chat_history")
+            with _exiting_on_hangup():
+                run_repl(session, history=cache_dir() / "chat_history")
         finally:  # whatever ends the session, what was learned is kept
             if state:
                 saved = _save(router, state)
@@ -396,6 +400,25 @@ def add_commands(commands: Any) -> None:
     setup.add_argument("--no-install", action="store_true", help="do not pip-install missing packages")
     setup.set_defaults(run=_setup)
     build_chat_parser(commands.add_parser("chat", help="a routed chat over the bundled pool (or the models given)"))
+
+
+@contextlib.contextmanager
+def _exiting_on_hangup() -> Iterator[None]:
+    """Within the block, a closed terminal (SIGHUP) or a ``kill`` (SIGTERM) ends the process as
+    ``sys.exit`` does, so that the ``finally`` blocks around it run (the session's state is
+    saved); by default both end it at once. (Only the main thread can set handlers.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    hangups = [getattr(signal, name) for name in ("SIGHUP", "SIGTERM") if hasattr(signal, name)]
+    before = {number: signal.getsignal(number) for number in hangups}
+    for number in hangups:
+        signal.signal(number, lambda received, frame: sys.exit(128 + received))
+    try:
+        yield
+    finally:
+        for number, handler in before.items():
+            signal.signal(number, handler)
 
 
 def _save(router: GreenServRouter, state: Path) -> bool:

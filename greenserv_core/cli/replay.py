@@ -65,11 +65,13 @@ def _params_of(items: list[str], strategies: list[str]) -> dict[str, dict[str, A
         raise InvalidInputError(
             f"--param names the strategies {unused}, which are not among --strategies {sorted(running)}"
         )
-    from greenserv_core.bandits.registry import POLICIES
+    from greenserv_core.bandits.registry import POLICIES, check_policy_params
 
     fixed = sorted(name for name in params if name not in POLICIES)  # peers, diagnostics, the oracle
     if fixed:
         raise InvalidInputError(f"--param sets the router's policies only; {fixed} take no parameters here")
+    for given in params.values():  # before any work starts (a sweep's progress bar)
+        check_policy_params(given, "--param")
     named = [name for name in strategies if name.startswith("static:") and name.partition(":")[2]]
     if "arm" in params.get("static", {}) and named:
         raise InvalidInputError(f"--param static.arm would override the arm {named[0]} names; name it there")

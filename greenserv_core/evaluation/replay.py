@@ -140,7 +140,7 @@ class PoolChange:
     @classmethod
     def parse(cls, action: Literal["add", "remove"], text: str) -> PoolChange:
         model, at, step = text.rpartition("@")
-        if not at or not model or not step.isdigit():
+        if not at or not model or not (step.isascii() and step.isdigit()):  # (not "²", which int() refuses)
             raise InvalidInputError(f"a pool change is NAME@STEP (e.g. qwen2.5-7b@3000), got {text!r}")
         return cls(action, model, int(step))
 
@@ -626,8 +626,10 @@ def _check_strategies(
     """Build each strategy's policy (or peer) once, so that a bad name or parameter, or a missing
     extra, is refused before any run; a static policy's model must be in the pool at every step.
     ``policy_params`` may only name the router's policies among ``strategies`` (others would be ignored)."""
-    from greenserv_core.bandits.registry import POLICIES
+    from greenserv_core.bandits.registry import POLICIES, check_policy_params
 
+    for params in policy_params.values():
+        check_policy_params(params, "policy_params (--param)")  # the replay's own: seed, features' size, strategy
     running = {s.split(":")[0] for s in strategies}
     unused = sorted(set(policy_params) - running)
     if unused:
