@@ -796,3 +796,43 @@ def test_a_refused_batch_item_that_never_failed_over_is_not_counted_as_a_decisio
             router.generate_batch(batch, max_new_tokens=8)
         assert router.stats_["a"]["decisions"] == 0, batch  # was 1: the second refused query stayed counted
         assert len(router.pending_) == 0
+
+
+# ---- review fixes (2026-12-06) ----------------------------------------------------------------------
+def test_joules_spent_before_an_error_other_than_a_failure_are_charged() -> None:
+    """A cascade's confidence signal that gives what the cascade refuses, and a backend whose
+    latency reads NaN: the query fails with that error, and what the model spent is charged to
+    its tally and the budget, as a failed attempt's is (nothing was charged)."""
+
+    class Unreadable:
+        name = "unreadable"
+
+        def __call__(self, result: GenerationResult) -> Any:
+            return "high"  # not a number
+
+    spends = _joules_of(FakeBackend("small", joules_per_token=1.0)), _joules_of(FakeBackend("m", joules_per_token=2.0))
+    for streamed in (False, True):
+
+        def run(router: GreenServRouter, model: str, streamed: bool = streamed) -> None:
+            with pytest.raises(InvalidInputError):
+                if streamed:
+                    list(router.stream(ASK, models=[model]))
+                else:
+                    router.generate(ASK, models=[model])
+
+        small, big = FakeBackend("small", joules_per_token=1.0), FakeBackend("big", joules_per_token=9.0)
+        cascade = GreenServRouter([small, big], features=make_hashing_extractor(), seed=0, energy_budget="1e6J/query")
+        cascade.add_cascade("small", "big", signal=Unreadable())  # type: ignore[arg-type]
+        run(cascade, "small->big")
+        assert small.calls == 1 and big.calls == 0
+        assert cascade.budget_ is not None and cascade.budget_.spent_joules == spends[0]  # was 0.0
+        assert cascade.stats_["small->big"]["energy_joules"] == spends[0]
+        assert len(cascade.pending_) == 0
+
+        nan = FakeBackend("m", joules_per_token=2.0, seconds_per_token=float("nan"))
+        timed = GreenServRouter(
+            [nan, FakeBackend("n")], features=make_hashing_extractor(), seed=0, energy_budget="1e6J/query"
+        )
+        run(timed, "m")
+        assert timed.budget_ is not None and timed.budget_.spent_joules == spends[1]  # was 0.0
+        assert timed.stats_["m"]["energy_joules"] == spends[1]

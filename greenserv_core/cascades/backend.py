@@ -191,48 +191,58 @@ class CascadeBackend:
         self, messages: Sequence[Message], settings: GenerationSettings, escalate: Escalate | None
     ) -> tuple[GenerationResult, ChainStep, bool]:
         """The first model's answer, its step of the chain, and whether to escalate (by
-        ``escalate``, default the fixed threshold)."""
+        ``escalate``, default the fixed threshold). Where reading its confidence or deciding
+        fails, what it spent is reported (:func:`~greenserv_core.backends.abandoned.report_abandoned`)
+        for whoever runs the cascade to charge."""
         try:
             result = self.first.generate(messages, dataclasses.replace(settings, logprobs=True))
         except ModelUnavailableError as error:
             raise CascadeMemberUnavailableError(str(error), member=self.first.info.name, **spent_by(error)) from error
-        if caller_left():  # nobody awaits the answer: no question about it, no second model
-            return result, ChainStep.of_result(self.first.info.name, result, None, "kept", _NOBODY_WAITS), False
-        signal = self.signal if self.signal is not None else signal_for_task(settings.max_new_tokens)
-        if isinstance(signal, VerifyingSignal):  # a second question to the first model: its cost is the answer's
-            try:
-                verification = signal.verify(messages, result, self.first)
-            except ModelUnavailableError as error:  # the answer it was to check was spent too
-                raise CascadeMemberUnavailableError(
-                    str(error), member=self.first.info.name, **spent_after([result], error)
-                ) from error
-            own, result = result, verification.charged(result)
-            confidence = _confidence(verification.confidence, signal.name)
-        else:
-            own, confidence = result, _confidence(signal(result), signal.name)
-        heard = getattr(escalate, "first_spent", None)
-        if callable(heard):  # a rule that checks a cap on joules hears what the first step spent
-            heard(result.energy.joules)
-        timed = getattr(escalate, "first_took", None)
-        if callable(timed):  # and one that checks a latency limit, the seconds it took
-            timed(result.latency_s)
-        named = getattr(escalate, "first_signal", None)
-        if callable(named):  # and a learned rule, which signal read the confidence (each has its own correction)
-            named(signal.name)
-        verdict = (
-            Verdict.kept(confidence, _NOBODY_WAITS)
-            if caller_left()  # (it left while the confidence was read, whichever rule decides)
-            else (escalate or self.fixed_verdict)(confidence)
-        )
-        step = ChainStep.of_result(
-            self.first.info.name, result, confidence, "escalated" if verdict.escalate else "kept", verdict.reason
-        )
-        step = dataclasses.replace(
-            step,
-            confidence_joules=result.energy.joules - own.energy.joules,
-            confidence_s=result.latency_s - own.latency_s,
-        )
-        return result, step, verdict.escalate
+        spent = result
+        try:
+            if caller_left():  # nobody awaits the answer: no question about it, no second model
+                return result, ChainStep.of_result(self.first.info.name, result, None, "kept", _NOBODY_WAITS), False
+            signal = self.signal if self.signal is not None else signal_for_task(settings.max_new_tokens)
+            if isinstance(signal, VerifyingSignal):  # a second question to the first model: its cost is the answer's
+                try:
+                    verification = signal.verify(messages, result, self.first)
+                except ModelUnavailableError as error:  # the answer it was to check was spent too
+                    raise CascadeMemberUnavailableError(
+                        str(error), member=self.first.info.name, **spent_after([result], error)
+                    ) from error
+                own, result = result, verification.charged(result)
+                spent = result
+                confidence = _confidence(verification.confidence, signal.name)
+            else:
+                own, confidence = result, _confidence(signal(result), signal.name)
+            heard = getattr(escalate, "first_spent", None)
+            if callable(heard):  # a rule that checks a cap on joules hears what the first step spent
+                heard(result.energy.joules)
+            timed = getattr(escalate, "first_took", None)
+            if callable(timed):  # and one that checks a latency limit, the seconds it took
+                timed(result.latency_s)
+            named = getattr(escalate, "first_signal", None)
+            if callable(named):  # and a learned rule, which signal read the confidence (each has its own correction)
+                named(signal.name)
+            verdict = (
+                Verdict.kept(confidence, _NOBODY_WAITS)
+                if caller_left()  # (it left while the confidence was read, whichever rule decides)
+                else (escalate or self.fixed_verdict)(confidence)
+            )
+            step = ChainStep.of_result(
+                self.first.info.name, result, confidence, "escalated" if verdict.escalate else "kept", verdict.reason
+            )
+            step = dataclasses.replace(
+                step,
+                confidence_joules=result.energy.joules - own.energy.joules,
+                confidence_s=result.latency_s - own.latency_s,
+            )
+            return result, step, verdict.escalate
+        except ModelUnavailableError:  # (it says what was spent)
+            raise
+        except BaseException:  # (a confidence it refuses): the answer was spent all the same, and is charged
+            report_abandoned(spent.energy, spent.latency_s)
+            raise
 
     def _kept(self, result: GenerationResult, step: ChainStep, settings: GenerationSettings) -> GenerationResult:
         """The first answer kept: its chain, and log-probabilities only if they were asked for."""
@@ -343,6 +353,9 @@ class CascadeBackend:
             if self.keep_first_on_failure:
                 return self._kept_after_failure(first, step, settings, error, escalate)
             raise self._then_failed(error, first) from error
+        except BaseException:  # the first answer was spent all the same
+            report_abandoned(first.energy, first.latency_s)
+            raise
         return self._joined(first, step, second, settings)
 
     def _then_failed(self, error: ModelUnavailableError, first: GenerationResult) -> CascadeMemberUnavailableError:
@@ -375,6 +388,9 @@ class CascadeBackend:
                 yield from self._stream_kept(first, self._kept_after_failure(first, step, settings, error, escalate))
                 return
             raise self._then_failed(error, first) from error
+        except BaseException:  # the first answer was spent all the same
+            report_abandoned(first.energy, first.latency_s)
+            raise
         while True:
             if chunk.result is not None:
                 yield StreamChunk("", self._joined(first, step, chunk.result, settings))

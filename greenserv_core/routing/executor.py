@@ -3,15 +3,16 @@
 
 A model that fails with :class:`ModelUnavailableError` (a remote server down, timed out or
 cooling down) is left out and the query is routed again among the other eligible models,
-under the same decision id. Any other error drops the decision (no cost, no feedback) and
-propagates. A stream is routed around only until its first piece: text already handed out
-is never taken back.
+under the same decision id. Any other error drops the decision (no feedback) and propagates;
+what the model spent before it is charged where it is known (as a failed attempt's). A stream
+is routed around only until its first piece: text already handed out is never taken back.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -31,6 +32,7 @@ from greenserv_core.errors import (
     BatchItemsUnavailableError,
     CascadeMemberUnavailableError,
     DecisionAlreadyScoredError,
+    InvalidInputError,
     ModelUnavailableError,
     PendingStoreUnreachableError,
     UnknownDecisionError,
@@ -38,7 +40,7 @@ from greenserv_core.errors import (
     spent_by,
 )
 from greenserv_core.features.extractor import QueryFeatures
-from greenserv_core.routing.learner import RoutingLearner
+from greenserv_core.routing.learner import RoutingLearner, check_spent
 from greenserv_core.routing.request import RouteRequest
 from greenserv_core.routing.results import FailedAttempt, RoutedChunk, RoutedGeneration, RoutingDecision
 from greenserv_core.tools import ParsedOutput, parse_tool_calls
@@ -85,7 +87,9 @@ class Executor:
         ``failure`` says that its model already failed. What each failed attempt spent is
         charged when it fails (the model's tally and the energy budget: the query cost that
         much more, whether or not another model answers), and the attempt is added to
-        ``failures`` (see :meth:`settle`). The query's features are extracted once, and its
+        ``failures`` (see :meth:`settle`); so is what an attempt that fails with another error
+        reports it spent (:func:`~greenserv_core.backends.abandoned.report_abandoned`, as a
+        cascade's first answer does). The query's features are extracted once, and its
         decision id stays reserved while it is routed again."""
         failed: dict[str, str] = {}
         decision_id = request.decision_id
@@ -110,13 +114,15 @@ class Executor:
                     if failed and decision_id is not None:
                         self.learner.release(decision_id)  # no model left: the id is not routed again
                     raise
-            try:
-                return attempt(decision)
-            except ModelUnavailableError as error:
-                failure = error
-            except BaseException:
-                self.learner.drop(decision.decision_id)
-                raise
+            with collecting_abandoned() as spent:
+                try:
+                    return attempt(decision)
+                except ModelUnavailableError as error:
+                    failure = error
+                except BaseException:
+                    self.learner.drop(decision.decision_id)
+                    self._charge_spent(decision.model, sum(reading.energy.joules for reading in spent))
+                    raise
 
     # ---- the three ways to run a query -------------------------------------------------------
     def generate(self, request: RouteRequest) -> RoutedGeneration:
@@ -175,9 +181,13 @@ class Executor:
             return
         with collecting_abandoned() as spent:
             close()
-        joules = sum(reading.energy.joules for reading in spent)
-        if joules > 0:
-            self.learner.charge_failed([(decision.model, joules)])
+        self._charge_spent(decision.model, sum(reading.energy.joules for reading in spent))
+
+    def _charge_spent(self, model: str, joules: float) -> None:
+        """Charge what an answer that never came spent, as a failed attempt is charged (joules
+        that are not a finite amount above 0 are not charged)."""
+        if 0 < joules < math.inf:
+            self.learner.charge_failed([(model, joules)])
 
     def generate_batch(self, requests: Sequence[RouteRequest]) -> list[RoutedGeneration]:
         """Route each request, then run those routed to the same model together: as one batch
@@ -347,6 +357,11 @@ class Executor:
             (step.model, step.energy_joules - step.confidence_joules, step.latency_s - step.confidence_s)
             for step in result.chain
         ]
+        try:
+            check_spent(result.energy.joules, result.latency_s, members)
+        except InvalidInputError:  # (a NaN latency) nothing can learn from it, but its joules were spent
+            self._charge_spent(decision.model, result.energy.joules)
+            raise
         try:
             if agreed is not None:
                 self.learner.record_agreement(decision.decision_id, agreed, routed=True)

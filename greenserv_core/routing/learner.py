@@ -76,7 +76,7 @@ from greenserv_core.routing.results import FeedbackRecord, RoutingDecision
 from greenserv_core.routing.tallies import Tallies
 from greenserv_core.statistics import Shareable, Statistics
 
-__all__ = ["DEFAULT_ENERGY_SCALE", "ENERGY_SCALES", "EnergyScaleName", "RoutingLearner"]
+__all__ = ["DEFAULT_ENERGY_SCALE", "ENERGY_SCALES", "EnergyScaleName", "RoutingLearner", "check_spent"]
 
 EnergyScaleName = Literal["known", "seen", "pool"]
 ENERGY_SCALES: tuple[EnergyScaleName, ...] = ("known", "seen", "pool")
@@ -119,7 +119,7 @@ def _total(amounts: Sequence[float | None]) -> float | None:
     return sum(known) if len(known) == len(amounts) else None
 
 
-def _check_spent(energy_joules: float, latency_s: float, members: Sequence[tuple[str, float, float]]) -> None:
+def check_spent(energy_joules: float, latency_s: float, members: Sequence[tuple[str, float, float]]) -> None:
     """What an answer spent, and each cascade member's ``(model, joules, seconds)``, checked."""
     check_measured("energy_joules", energy_joules)
     check_measured("latency_s", latency_s)
@@ -875,7 +875,7 @@ class RoutingLearner:
         For a cascade, ``members`` are ``(model, joules, seconds)`` of each model it ran,
         which also teach those models' own cost models; an escalated cascade with one member
         kept its first answer (its second model failed), and its score then labels that answer."""
-        _check_spent(energy_joules, latency_s, members)
+        check_spent(energy_joules, latency_s, members)
         with self.lock:
             try:
                 pending, scored = self.pending_.get(decision_id), False
@@ -944,7 +944,7 @@ class RoutingLearner:
         came (it cannot be scored): the cost models, the tallies, the task's energy scale and
         the budget learn what it spent from the decision itself (``current``: the model that
         answered is still the one in the pool under its name)."""
-        _check_spent(energy_joules, latency_s, members)
+        check_spent(energy_joules, latency_s, members)
         with self.lock:
             self._settle(decision.decision_id)
             features = decision.features
