@@ -112,7 +112,7 @@ def _with_calls(index: int, content: str, calls: Sequence[object]) -> tuple[str,
         ids.append(given if isinstance(given, str) else "")
     try:
         rendered = with_tool_calls("", written)
-    except (TypeError, ValueError) as error:  # arguments JSON has no form for
+    except (TypeError, ValueError, RecursionError) as error:  # arguments JSON has no form for
         raise InvalidInputError(f"messages[{index}] tool_calls arguments are not JSON: {error}") from error
     if rendered in content:  # (the calls written into the text already, as a framework may send them)
         return content, ids

@@ -62,7 +62,7 @@ def _with_calls(message: AIMessage, index: int) -> tuple[str, list[str]]:
     text = _text(message)
     try:
         content = with_tool_calls(text, [(c.get("name"), c.get("args")) for c in calls])
-    except (TypeError, ValueError) as error:  # arguments JSON has no form for (a date, a set, a cycle)
+    except (TypeError, ValueError, RecursionError) as error:  # arguments JSON has no form for (a date, a set, a cycle)
         raise InvalidInputError(f"messages[{index}] tool_calls arguments are not JSON: {error}") from error
     return content, [str(c.get("id")) for c in calls]
 

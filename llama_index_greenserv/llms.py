@@ -133,7 +133,7 @@ def to_greenserv_messages(messages: Sequence[ChatMessage]) -> list[Message]:
         calls = _history_calls(message, index)
         try:
             content = with_tool_calls(content, calls)
-        except (TypeError, ValueError) as error:  # arguments JSON has no form for (a date, a set, a cycle)
+        except (TypeError, ValueError, RecursionError) as error:  # arguments JSON cannot write (a date, a cycle)
             raise InvalidInputError(f"messages[{index}] tool_calls arguments are not JSON: {error}") from error
         out.append({"role": role, "content": content})
         ids.append(_call_ids(message) if role == "assistant" else _answered_id(message) if role == "tool" else None)

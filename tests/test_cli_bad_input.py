@@ -1195,9 +1195,8 @@ def test_a_param_the_router_sets_is_refused(
     command: str, param: str, tiny_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # each raised TypeError (make_policy got multiple values) with a traceback
-    refused(
-        ["bench", command, "--table", str(tiny_path), "--strategies", "linucb", "--param", param], capsys, "cannot set"
-    )
+    argv = ["bench", command, "--table", str(tiny_path), "--strategies", "linucb", "--param", param]
+    refused(argv, capsys, "cannot set", "give --seed for the seed")  # the command's option, not GreenServRouter's
 
 
 @pytest.mark.parametrize("argv", [["--add-model", "small@²"], ["--remove-model", "large@²"]])
@@ -1218,3 +1217,10 @@ def test_a_hangup_ends_an_interactive_chat_as_sys_exit_does_so_its_state_is_save
         os.kill(os.getpid(), signal.SIGTERM)  # killed the process before: no finally ran, nothing was saved
         time.sleep(5)
     assert exit_.value.code == 128 + signal.SIGTERM and signal.getsignal(signal.SIGTERM) is before
+    ignored = signal.signal(signal.SIGTERM, signal.SIG_IGN)  # as nohup leaves a signal: it stays ignored
+    try:
+        with _exiting_on_hangup():
+            os.kill(os.getpid(), signal.SIGTERM)  # was SystemExit(143)
+            time.sleep(0.2)
+    finally:
+        signal.signal(signal.SIGTERM, ignored)

@@ -836,3 +836,39 @@ def test_joules_spent_before_an_error_other_than_a_failure_are_charged() -> None
         run(timed, "m")
         assert timed.budget_ is not None and timed.budget_.spent_joules == spends[1]  # was 0.0
         assert timed.stats_["m"]["energy_joules"] == spends[1]
+
+
+@pytest.mark.parametrize(("at_piece", "streamed"), [(0, False), (0, True), (1, True)])
+def test_a_cascades_first_answer_is_charged_when_its_second_model_raises_another_error(
+    at_piece: int, streamed: bool
+) -> None:
+    class Low:  # always escalates
+        name = "low"
+
+        def __call__(self, result: GenerationResult) -> float:
+            return 0.0
+
+    class Breaks(FakeBackend):
+        def generate(self, messages: Sequence[Message], settings: GenerationSettings) -> GenerationResult:
+            raise RuntimeError("second model broke")
+
+        def stream(self, messages: Sequence[Message], settings: GenerationSettings) -> Iterator[StreamChunk]:
+            if at_piece:
+                yield StreamChunk("partial ")
+            raise RuntimeError("second model broke")
+
+    router = GreenServRouter(
+        [FakeBackend("small", joules_per_token=1.0), Breaks("big", joules_per_token=9.0)],
+        features=make_hashing_extractor(),
+        seed=0,
+        energy_budget="1e6J/query",
+    )
+    router.add_cascade("small", "big", signal=Low())  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="second model broke"):
+        if streamed:
+            list(router.stream(ASK, models=["small->big"]))
+        else:
+            router.generate(ASK, models=["small->big"])
+    spent = _joules_of(FakeBackend("small", joules_per_token=1.0))
+    assert router.budget_ is not None and router.budget_.spent_joules == spent  # was 0.0 after the first piece
+    assert router.stats_["small->big"]["energy_joules"] == spent

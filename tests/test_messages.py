@@ -131,3 +131,15 @@ def test_tool_calls_already_written_into_the_turns_text_are_not_written_twice() 
     )
     again = validate_messages([{"role": "user", "content": "Time?"}, {**once[1], "tool_calls": [call]}])
     assert again == once and again[1]["content"].count("<tool_call>") == 1  # was 2
+
+
+def test_tool_call_arguments_nested_past_the_recursion_limit_are_refused_by_message() -> None:
+    deep: dict[str, object] = {}
+    for _ in range(5000):
+        deep = {"a": deep}
+    turns = [
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "content": "", "tool_calls": [{"name": "f", "arguments": deep}]},
+    ]
+    with pytest.raises(InvalidInputError, match=r"messages\[1\] tool_calls arguments are not JSON"):  # RecursionError
+        validate_messages(turns)  # type: ignore[arg-type]

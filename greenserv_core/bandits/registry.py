@@ -84,8 +84,11 @@ ROUTER_SET = ("dimension", "seed", "strategy")
 """What a router (or a replay) sets of its policy: never a policy parameter."""
 
 
-def check_policy_params(params: Mapping[str, Any], name: str = "policy parameters") -> None:
-    """Refuse policy parameters (given as ``name``) that the router sets itself (:data:`ROUTER_SET`).
+def check_policy_params(
+    params: Mapping[str, Any], name: str = "policy parameters", seed: str = "GreenServRouter(seed=...)"
+) -> None:
+    """Refuse policy parameters (given as ``name``) that the router sets itself (:data:`ROUTER_SET`);
+    the error says to give the seed as ``seed`` says.
 
     >>> check_policy_params({"alpha": 0.5})
     >>> check_policy_params({"seed": 3})
@@ -97,7 +100,7 @@ def check_policy_params(params: Mapping[str, Any], name: str = "policy parameter
     if taken:
         raise InvalidInputError(
             f"{name} cannot set {', '.join(taken)}: the router sets its policy's seed, dimension and strategy "
-            "(give GreenServRouter(seed=...) for the seed)"
+            f"(give {seed} for the seed)"
         )
 
 

@@ -117,7 +117,9 @@ def check_shared_budget(shared: Statistics, joining: Statistics) -> None:
     """Refuse to add up the budget statistics (as :meth:`BudgetPacer.statistics` gives them:
     ``shared``, a total, and ``joining``, a replica's) of budgets per windows of other lengths,
     or per query and per window: ``window/<index>`` would mean another span on each replica.
-    Statistics without the length (written before it was shared) pass.
+    Statistics without the length (written before it was shared) pass. A store keeps every
+    length it was given, so it stays bound to its budget's window length: a deployment that
+    changes it shares through a new store (or a new key prefix).
 
     >>> from greenserv_core.budget.spec import EnergyBudget
     >>> hourly = BudgetPacer(EnergyBudget.per_window(window_s=3600.0, joules=100.0)).statistics()
@@ -134,7 +136,8 @@ def check_shared_budget(shared: Statistics, joining: Statistics) -> None:
         raise InvalidInputError(
             f"replicas share the spend of energy budgets {spans}: a window's spend would be counted in "
             "another span on each; give every replica sharing this store a budget of the same window length "
-            "(or a budget per query each)"
+            "(or a budget per query each); a store keeps the lengths it was given: to change the length, share "
+            "through a new store (or a new key prefix)"
         )
 
 

@@ -407,6 +407,9 @@ class CascadeBackend:
                 chunk = next_piece(pieces, self.then.info.name)
             except ModelUnavailableError as error:  # mid-stream, or ended: the first answer was spent too
                 raise self._then_failed(error, first) from error
+            except BaseException:  # another error mid-stream: the first answer was spent all the same
+                report_abandoned(first.energy, first.latency_s)
+                raise
 
     @staticmethod
     def _stream_kept(first: GenerationResult, kept: GenerationResult) -> Iterator[StreamChunk]:

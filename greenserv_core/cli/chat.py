@@ -300,8 +300,9 @@ def _chat(args: argparse.Namespace) -> int:
     saved = True
     try:
         try:
-            for text in queries:
-                answer(text)
+            with _exiting_on_hangup():
+                for text in queries:
+                    answer(text)
         except KeyboardInterrupt:  # what was answered and learned so far is kept
             print("\n[stopped]")
             interrupted = True
@@ -406,11 +407,13 @@ def add_commands(commands: Any) -> None:
 def _exiting_on_hangup() -> Iterator[None]:
     """Within the block, a closed terminal (SIGHUP) or a ``kill`` (SIGTERM) ends the process as
     ``sys.exit`` does, so that the ``finally`` blocks around it run (the session's state is
-    saved); by default both end it at once. (Only the main thread can set handlers.)"""
+    saved); by default both end it at once. A signal ignored (``nohup``) stays ignored. (Only
+    the main thread can set handlers.)"""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     hangups = [getattr(signal, name) for name in ("SIGHUP", "SIGTERM") if hasattr(signal, name)]
+    hangups = [number for number in hangups if signal.getsignal(number) is not signal.SIG_IGN]  # (nohup's stay)
     before = {number: signal.getsignal(number) for number in hangups}
     for number in hangups:
         signal.signal(number, lambda received, frame: sys.exit(128 + received))

@@ -71,7 +71,7 @@ def _params_of(items: list[str], strategies: list[str]) -> dict[str, dict[str, A
     if fixed:
         raise InvalidInputError(f"--param sets the router's policies only; {fixed} take no parameters here")
     for given in params.values():  # before any work starts (a sweep's progress bar)
-        check_policy_params(given, "--param")
+        check_policy_params(given, "--param", seed="--seed")
     named = [name for name in strategies if name.startswith("static:") and name.partition(":")[2]]
     if "arm" in params.get("static", {}) and named:
         raise InvalidInputError(f"--param static.arm would override the arm {named[0]} names; name it there")

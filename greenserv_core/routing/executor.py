@@ -161,7 +161,7 @@ class Executor:
             try:
                 while chunk.result is None:
                     yield RoutedChunk(chunk.delta, decision)
-                    chunk = next_piece(pieces, decision.model)
+                    chunk = self._next_piece(decision, pieces)
             except ModelUnavailableError as error:  # mid-stream: no failover, but what it spent is charged
                 self._charge(decision, error)
                 raise
@@ -172,6 +172,18 @@ class Executor:
             if not finished:
                 self.learner.drop(decision.decision_id)
                 self._charge_abandoned(decision, pieces)
+
+    def _next_piece(self, decision: RoutingDecision, pieces: Iterator[StreamChunk]) -> StreamChunk:
+        """The stream's next piece; where another error than a failure ends it, what the stream
+        reports it spent (a cascade's first answer) is charged before the error goes on."""
+        with collecting_abandoned() as spent:
+            try:
+                return next_piece(pieces, decision.model)
+            except ModelUnavailableError:  # (charged by the caller, from the error)
+                raise
+            except BaseException:
+                self._charge_spent(decision.model, sum(reading.energy.joules for reading in spent))
+                raise
 
     def _charge_abandoned(self, decision: RoutingDecision, pieces: Iterator[StreamChunk]) -> None:
         """A stream closed before its answer: close the model's stream now, and charge what

@@ -659,3 +659,9 @@ def test_turns_keep_their_spaces_and_unwritable_call_arguments_are_refused_by_me
     called = AIMessage("", tool_calls=[{"name": "book", "args": {"on": datetime.date(2026, 1, 1)}, "id": "c1"}])
     with pytest.raises(InvalidInputError, match=r"messages\[1\] tool_calls arguments are not JSON"):  # was TypeError
         to_greenserv_messages([HumanMessage("book it"), called])
+    deep: dict[str, object] = {}
+    for _ in range(5000):  # nested past the recursion limit: was a bare RecursionError
+        deep = {"a": deep}
+    nested = AIMessage("", tool_calls=[{"name": "book", "args": deep, "id": "c1"}])
+    with pytest.raises(InvalidInputError, match="not JSON"):
+        to_greenserv_messages([HumanMessage("book it"), nested])

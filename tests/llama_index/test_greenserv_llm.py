@@ -593,3 +593,11 @@ def test_turns_keep_their_spaces_and_unwritable_call_arguments_are_refused_by_me
     )
     with pytest.raises(InvalidInputError, match=r"messages\[1\] tool_calls arguments are not JSON"):  # was TypeError
         to_greenserv_messages([ChatMessage(role="user", content="book it"), called])
+    deep: dict[str, object] = {}
+    for _ in range(5000):  # nested past the recursion limit: was a bare RecursionError
+        deep = {"a": deep}
+    nested = ChatMessage(
+        role="assistant", content="", additional_kwargs={"tool_calls": [{"name": "b", "arguments": deep}]}
+    )
+    with pytest.raises(InvalidInputError, match="not JSON"):
+        to_greenserv_messages([ChatMessage(role="user", content="book it"), nested])
