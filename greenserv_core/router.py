@@ -889,7 +889,11 @@ class GreenServRouter:
             saved_escalation = state.get("escalation") or {}
             settings = {k: v for k, v in saved_escalation.items() if k in EscalationModel.SETTINGS}
             arguments["escalation"] = EscalationModel(features.dimension, seed=arguments["seed"], **settings)
+            tradeoff, pacer = arguments["tradeoff"], arguments["energy_budget"]
+            if isinstance(pacer, BudgetPacer):  # its own initial λ: the saved λ is set after (no "not used" warning)
+                arguments["tradeoff"] = pacer.initial_tradeoff
             router = cls(**arguments, features=features, pending=pending)
+            router.tradeoff = tradeoff
             for arm, signal in signals.items():
                 cascade = router.backend(arm)
                 if isinstance(cascade, CascadeBackend):

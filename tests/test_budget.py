@@ -1082,3 +1082,16 @@ def _synced(replicas: list[BudgetPacer], shared: Statistics) -> Statistics:
     for replica in replicas:
         replica.load_statistics(merged)
     return merged
+
+
+def test_a_budgeted_router_whose_tradeoff_changed_loads_without_a_warning_and_keeps_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    router = _router(60.0)
+    router.tradeoff = 0.9  # set after it was built: the pacer starts at its own initial λ
+    router.save(tmp_path / "state.json")
+    with caplog.at_level(logging.WARNING, logger="greenserv"):
+        again = GreenServRouter.load(tmp_path / "state.json", _pool(), features=make_hashing_extractor())
+    assert "is not used" not in caplog.text  # was logged: the saved λ against the pacer the file rebuilt
+    assert again.tradeoff == 0.9 and again.learner_.pacer_ is not None
+    assert again.learner_.pacer_.initial_tradeoff == router.learner_.pacer_.initial_tradeoff  # type: ignore[union-attr]

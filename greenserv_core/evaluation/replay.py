@@ -629,7 +629,7 @@ def _check_strategies(
     from greenserv_core.bandits.registry import POLICIES, check_policy_params
 
     for params in policy_params.values():
-        check_policy_params(params, "policy_params (--param)")  # the replay's own: seed, features' size, strategy
+        check_policy_params(params or {}, "policy_params (--param)")  # the replay's own: seed, features' size, strategy
     running = {s.split(":")[0] for s in strategies}
     unused = sorted(set(policy_params) - running)
     if unused:
