@@ -94,7 +94,7 @@ def _with_calls(index: int, content: str, calls: Sequence[object]) -> tuple[str,
     >>> _with_calls(0, "Checking.", [call])
     ('Checking.\\n<tool_call>\\n{"name": "now", "arguments": {}}\\n</tool_call>', ['c1'])
     """
-    from greenserv_core.tools.calls import with_tool_calls  # the tools package imports this module
+    from greenserv_core.tools.calls import message_with_tool_calls, with_tool_calls  # (the tools package imports this)
 
     written: list[tuple[str | None, Mapping[str, Any] | str | None]] = []
     ids: list[str] = []
@@ -110,10 +110,7 @@ def _with_calls(index: int, content: str, calls: Sequence[object]) -> tuple[str,
         written.append((name, arguments))
         given = call.get("id") if isinstance(call, Mapping) else None
         ids.append(given if isinstance(given, str) else "")
-    try:
-        rendered = with_tool_calls("", written)
-    except (TypeError, ValueError, RecursionError) as error:  # arguments JSON has no form for
-        raise InvalidInputError(f"messages[{index}] tool_calls arguments are not JSON: {error}") from error
+    rendered = message_with_tool_calls(index, "", written)
     if rendered in content:  # (the calls written into the text already, as a framework may send them)
         return content, ids
     return with_tool_calls(content, written), ids

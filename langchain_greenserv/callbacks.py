@@ -114,4 +114,4 @@ def _answer_text(generation: Any) -> str:
     """
     text = str(generation.text)
     calls = getattr(getattr(generation, "message", None), "tool_calls", None) or []
-    return with_tool_calls(text, [(call["name"], call["args"]) for call in calls]) if calls else text
+    return with_tool_calls(text, [(call["name"], call["args"]) for call in calls])  # (none: the text as it is)

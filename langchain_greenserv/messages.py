@@ -16,7 +16,7 @@ from langchain_core.messages import AIMessage, BaseMessage, ChatMessage, HumanMe
 
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.messages import VALID_ROLES, Message
-from greenserv_core.tools import in_call_order, tool_result_turn, with_tool_calls
+from greenserv_core.tools import in_call_order, message_with_tool_calls, tool_result_turn
 
 __all__ = ["to_greenserv_messages"]
 
@@ -59,11 +59,7 @@ def _with_calls(message: AIMessage, index: int) -> tuple[str, list[str]]:
     those refused (as the model wrote them, so that it sees them, and an error result
     answering one has its call); the ``index``-th message, for errors."""
     calls: list[Any] = [*message.tool_calls, *_refused(message)]
-    text = _text(message)
-    try:
-        content = with_tool_calls(text, [(c.get("name"), c.get("args")) for c in calls])
-    except (TypeError, ValueError, RecursionError) as error:  # arguments JSON has no form for (a date, a set, a cycle)
-        raise InvalidInputError(f"messages[{index}] tool_calls arguments are not JSON: {error}") from error
+    content = message_with_tool_calls(index, _text(message), [(c.get("name"), c.get("args")) for c in calls])
     return content, [str(c.get("id")) for c in calls]
 
 

@@ -152,4 +152,4 @@ def _answer_text(message: Any) -> str:
     """
     text = str(message.content or "")
     calls = message.additional_kwargs.get("tool_calls") or []
-    return with_tool_calls(text, [(call["name"], call["arguments"]) for call in calls]) if calls else text
+    return with_tool_calls(text, [(call["name"], call["arguments"]) for call in calls])  # (none: the text as it is)

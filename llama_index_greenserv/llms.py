@@ -75,7 +75,7 @@ from greenserv_core.budget import check_max_joules
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.messages import Message
 from greenserv_core.router import FeedbackRecord, GreenServRouter, RoutedGeneration
-from greenserv_core.tools import in_call_order, tool_result_turn, with_tool_calls
+from greenserv_core.tools import in_call_order, message_with_tool_calls, tool_result_turn
 
 __all__ = ["GreenServLLM", "decision_id_of"]
 
@@ -130,11 +130,7 @@ def to_greenserv_messages(messages: Sequence[ChatMessage]) -> list[Message]:
         content = message.content or ""
         if role == "tool":
             content = tool_result_turn(content)
-        calls = _history_calls(message, index)
-        try:
-            content = with_tool_calls(content, calls)
-        except (TypeError, ValueError, RecursionError) as error:  # arguments JSON cannot write (a date, a cycle)
-            raise InvalidInputError(f"messages[{index}] tool_calls arguments are not JSON: {error}") from error
+        content = message_with_tool_calls(index, content, _history_calls(message, index))
         out.append({"role": role, "content": content})
         ids.append(_call_ids(message) if role == "assistant" else _answered_id(message) if role == "tool" else None)
     return in_call_order(out, ids)  # results in the order of the calls they answer

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
+from greenserv_core.errors import InvalidInputError
 from greenserv_core.messages import Message
 from greenserv_core.tools.spec import ToolSpec
 
@@ -42,6 +43,7 @@ __all__ = [
     "ParsedOutput",
     "ToolCall",
     "in_call_order",
+    "message_with_tool_calls",
     "parse_tool_calls",
     "split_tool_calls",
     "tool_result_text",
@@ -471,6 +473,24 @@ def with_tool_calls(text: str, calls: Sequence[tuple[str | None, Mapping[str, An
         for name, arguments in calls
     ]
     return "\n".join(part for part in (text.strip(), *blocks) if part)
+
+
+def message_with_tool_calls(
+    index: int, text: str, calls: Sequence[tuple[str | None, Mapping[str, Any] | str | None]]
+) -> str:
+    """:func:`with_tool_calls` for the ``index``-th message of a conversation: arguments JSON
+    cannot write (a date, a set, nesting past the recursion limit) are refused as
+    :class:`~greenserv_core.errors.InvalidInputError` naming the message.
+
+    >>> message_with_tool_calls(1, "", [("book", {"on": {1, 2}})])
+    Traceback (most recent call last):
+    ...
+    greenserv_core.errors.InvalidInputError: messages[1] tool_calls arguments are not JSON: ...
+    """
+    try:
+        return with_tool_calls(text, calls)
+    except (TypeError, ValueError, RecursionError) as error:
+        raise InvalidInputError(f"messages[{index}] tool_calls arguments are not JSON: {error}") from error
 
 
 def _as_written(arguments: Mapping[str, Any] | str | None) -> Any:
