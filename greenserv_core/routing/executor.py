@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from greenserv_core.async_bridge import current_delivery
-from greenserv_core.backends.abandoned import collecting_abandoned
+from greenserv_core.backends.abandoned import SpentReading, collecting_abandoned
 from greenserv_core.backends.base import (
     GenerationResult,
     ModelBackend,
@@ -121,7 +121,7 @@ class Executor:
                     failure = error
                 except BaseException:
                     self.learner.drop(decision.decision_id)
-                    self._charge_spent(decision.model, sum(reading.energy.joules for reading in spent))
+                    self._charge_collected(decision.model, spent)
                     raise
 
     # ---- the three ways to run a query -------------------------------------------------------
@@ -182,7 +182,7 @@ class Executor:
             except ModelUnavailableError:  # (charged by the caller, from the error)
                 raise
             except BaseException:
-                self._charge_spent(decision.model, sum(reading.energy.joules for reading in spent))
+                self._charge_collected(decision.model, spent)
                 raise
 
     def _charge_abandoned(self, decision: RoutingDecision, pieces: Iterator[StreamChunk]) -> None:
@@ -193,7 +193,11 @@ class Executor:
             return
         with collecting_abandoned() as spent:
             close()
-        self._charge_spent(decision.model, sum(reading.energy.joules for reading in spent))
+        self._charge_collected(decision.model, spent)
+
+    def _charge_collected(self, model: str, spent: Sequence[SpentReading]) -> None:
+        """Charge what the streams closed or ended by an error reported they spent."""
+        self._charge_spent(model, sum(reading.energy.joules for reading in spent))
 
     def _charge_spent(self, model: str, joules: float) -> None:
         """Charge what an answer that never came spent, as a failed attempt is charged (joules
