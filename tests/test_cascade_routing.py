@@ -1640,3 +1640,22 @@ def test_a_cascade_scored_while_its_first_model_answers_still_answers_and_counts
     thread.join()
     assert answer.model == "small->big" and answer.energy_joules > 0
     assert router.learner_.pacer_ is not None and router.learner_.pacer_.spent_ == answer.energy_joules  # was 0
+
+
+def test_a_kept_first_answer_is_answered_and_charged_when_the_store_fails_to_hear_it_was_kept() -> None:
+    from greenserv_core.errors import PendingStoreUnreachableError
+
+    router = _router_whose_second_model_is_down()
+    store = router.learner_.pending_
+    update = store.update
+
+    def update_unless_kept(decision: PendingDecision) -> None:
+        if decision.cascade is not None and decision.cascade.get("escalated") is False:
+            raise PendingStoreUnreachableError("the store went away")
+        update(decision)
+
+    store.update = update_unless_kept  # type: ignore[method-assign]
+    answer = router.generate(ASK, max_new_tokens=8)  # raised PendingStoreUnreachableError
+    assert answer.text == CHEAP and answer.chain[0].action == "kept"
+    assert router.stats_["small->big"]["energy_joules"] == pytest.approx(answer.energy_joules)
+    assert router.feedback(answer.decision_id, 1.0).applied

@@ -5,6 +5,7 @@ features extracted once, an async stream closed early, and bad batch and option 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -872,3 +873,21 @@ def test_a_cascades_first_answer_is_charged_when_its_second_model_raises_another
     spent = _joules_of(FakeBackend("small", joules_per_token=1.0))
     assert router.budget_ is not None and router.budget_.spent_joules == spent  # was 0.0 after the first piece
     assert router.stats_["small->big"]["energy_joules"] == spent
+
+
+def test_a_batch_with_an_answer_the_router_refuses_charges_the_answers_after_it() -> None:
+    class NanFirst(FakeBackend):
+        def generate_batch(self, batch, settings):  # type: ignore[no-untyped-def]
+            results = [self.generate(messages, settings) for messages in batch]
+            return [dataclasses.replace(results[0], latency_s=float("nan")), *results[1:]]
+
+    router = GreenServRouter([NanFirst("a")], features=make_hashing_extractor(), energy_budget="1e6J/query", seed=0)
+    prompts = ["x one", "y two", "z three"]
+    spent = sum(
+        FakeBackend("a").generate([{"role": "user", "content": p}], GenerationSettings()).energy.joules for p in prompts
+    )
+    with pytest.raises(InvalidInputError, match="latency_s"):
+        router.generate_batch(prompts)
+    assert router.stats_["a"]["energy_joules"] == pytest.approx(spent)  # was the first answer's only
+    assert router.budget_ is not None and router.budget_.spent_joules == pytest.approx(spent)
+    assert len(router.pending_) == 0

@@ -285,9 +285,16 @@ class Executor:
                             self.learner.release(decisions[later].decision_id)
                         raise
                 return answered
-            return {
-                i: self.finish(decisions[i], output, requests[i]) for i, output in zip(indices, outputs, strict=True)
-            }
+            finished: dict[int, RoutedGeneration] = {}
+            pairs = list(zip(indices, outputs, strict=True))
+            for position, (i, output) in enumerate(pairs):
+                try:
+                    finished[i] = self.finish(decisions[i], output, requests[i])
+                except BaseException:  # the batch fails: the answers after this one were spent all the same
+                    for later, spent in pairs[position + 1 :]:
+                        self._charge_spent(decisions[later].model, spent.energy.joules)
+                    raise
+            return finished
 
         def one(index: int) -> RoutedGeneration:
             started.add(index)

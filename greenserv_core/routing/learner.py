@@ -745,7 +745,15 @@ class RoutingLearner:
                 return
             if pending.cascade is not None and pending.cascade.get("escalated"):
                 pending.cascade["escalated"] = False
-                self.pending_.update(pending)
+                try:
+                    self.pending_.update(pending)
+                except PendingStoreUnreachableError as error:  # the kept answer stands, and is charged
+                    logger.warning(
+                        "the pending store could not hear that decision %s kept its first answer (%s): its score "
+                        "may label the escalation instead",
+                        decision_id,
+                        error,
+                    )
 
     def record_agreement(self, decision_id: str, agreed: bool, *, routed: bool = False) -> None:
         """After an escalated cascade: whether the second answer agrees with the first (the
