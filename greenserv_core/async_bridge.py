@@ -16,7 +16,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TypeVar
 
-__all__ = ["Delivery", "caller_left", "current_delivery", "iterate_in_thread", "run_in_thread"]
+__all__ = ["Delivery", "ThreadBridge", "caller_left", "current_delivery", "iterate_in_thread", "run_in_thread"]
 
 T = TypeVar("T")
 
@@ -145,7 +145,7 @@ def _leave(delivery: Delivery, loop: asyncio.AbstractEventLoop) -> None:
             threading.Thread(target=forget, name="greenserv-forget", daemon=True).start()
 
 
-async def iterate_in_thread(make_iterator: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
+def iterate_in_thread(make_iterator: Callable[[], Iterator[T]]) -> ThreadBridge[T]:
     """Yield the items of ``make_iterator()``, which runs in a daemon thread.
 
     The thread takes the next item only when the consumer asks for it, so closing the async
@@ -163,77 +163,137 @@ async def iterate_in_thread(make_iterator: Callable[[], Iterator[T]]) -> AsyncIt
     >>> asyncio.run(demo())
     [0, 1, 2]
     """
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[tuple[str, object]] = asyncio.Queue()
-    stop = threading.Event()
-    closed = threading.Event()  # the thread has closed the blocking iterator
-    wanted = threading.Semaphore(0)  # one release per item the consumer asks for
-    delivery = Delivery()
-    context = contextvars.copy_context()
-    context.run(_DELIVERY.set, delivery)
+    return ThreadBridge(make_iterator)
 
-    def post(kind: str, value: object) -> None:
-        """Hand ``value`` to the consumer; a loop closed meanwhile (``asyncio.run`` ending after
-        the consumer stopped) takes nothing more, and the thread ends quietly."""
-        try:
-            loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
-        except RuntimeError:  # the event loop is closed
-            stop.set()
 
-    def asked() -> bool:
-        """Wait until the consumer asks for an item; ``False`` once it stopped or its loop closed
-        (a stream left open when the loop closes must not hold the thread forever)."""
-        while not wanted.acquire(timeout=_POLL_S):
-            if loop.is_closed():
-                stop.set()
-                return False
-        return not stop.is_set()
+class ThreadBridge(AsyncIterator[T]):
+    """The async iterator :func:`iterate_in_thread` returns. It is a class, not an async
+    generator, so that an event loop shutting down does not close it a second time, beside the
+    async generator that wraps it and closes it (an adapter's stream left with ``break``):
+    :meth:`aclose` may be called any number of times, at once too, and each returns once the
+    thread has closed the blocking iterator. One dropped unclosed leaves its caller's delivery,
+    as a closed one does."""
 
-    def produce() -> None:
-        try:
-            iterator = make_iterator()
+    def __init__(self, make_iterator: Callable[[], Iterator[T]]) -> None:
+        self._make_iterator = make_iterator
+        self._loop: asyncio.AbstractEventLoop | None = None  # set when the thread starts
+        self._queue: asyncio.Queue[tuple[str, object]] | None = None
+        self._stop = threading.Event()
+        self._closed = threading.Event()  # the thread has closed the blocking iterator
+        self._wanted = threading.Semaphore(0)  # one release per item the consumer asks for
+        self._delivery = Delivery()
+        self._finished = False  # ended, failed, cancelled or closed: no more items
+        self._ended = False  # the thread's end, or its error, reached the consumer
+        self._closing: asyncio.Event | None = None  # set once a close has finished
+
+    def __aiter__(self) -> ThreadBridge[T]:
+        return self
+
+    def _start(self) -> asyncio.Queue[tuple[str, object]]:
+        loop = self._loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[str, object]] = asyncio.Queue()
+        self._queue = queue
+        stop, closed, wanted = self._stop, self._closed, self._wanted
+        make_iterator = self._make_iterator
+
+        def post(kind: str, value: object) -> None:
+            """Hand ``value`` to the consumer; a loop closed meanwhile (``asyncio.run`` ending after
+            the consumer stopped) takes nothing more, and the thread ends quietly."""
             try:
-                while asked():
-                    try:
-                        item = next(iterator)
-                    except StopIteration:
-                        break
-                    post("item", item)
-            finally:
-                close = getattr(iterator, "close", None)
-                if callable(close):
-                    close()  # a generator's finally blocks run now (e.g. generation stops)
-            post("end", None)
-        except BaseException as error:
-            post("error", error)
-        finally:
-            closed.set()
+                loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
+            except RuntimeError:  # the event loop is closed
+                stop.set()
 
-    threading.Thread(target=context.run, args=(produce,), name="greenserv-async-bridge", daemon=True).start()
-    ended = False  # the thread's end, or its error, reached the consumer
-    try:
-        while True:
-            wanted.release()
+        def asked() -> bool:
+            """Wait until the consumer asks for an item; ``False`` once it stopped or its loop closed
+            (a stream left open when the loop closes must not hold the thread forever)."""
+            while not wanted.acquire(timeout=_POLL_S):
+                if loop.is_closed():
+                    stop.set()
+                    return False
+            return not stop.is_set()
+
+        def produce() -> None:
+            try:
+                iterator = make_iterator()
+                try:
+                    while asked():
+                        try:
+                            item = next(iterator)
+                        except StopIteration:
+                            break
+                        post("item", item)
+                finally:
+                    close = getattr(iterator, "close", None)
+                    if callable(close):
+                        close()  # a generator's finally blocks run now (e.g. generation stops)
+                post("end", None)
+            except BaseException as error:
+                post("error", error)
+            finally:
+                closed.set()
+
+        context = contextvars.copy_context()
+        context.run(_DELIVERY.set, self._delivery)
+        threading.Thread(target=context.run, args=(produce,), name="greenserv-async-bridge", daemon=True).start()
+        return queue
+
+    async def __anext__(self) -> T:
+        if self._finished:
+            raise StopAsyncIteration
+        queue = self._queue if self._queue is not None else self._start()
+        try:
+            self._wanted.release()
             kind, value = await queue.get()
-            if kind == "end":
-                ended = True
+        except BaseException:  # cancelled: the thread finishes the item under way for nobody
+            self._finish()
+            raise
+        if kind == "end":
+            self._ended = True
+            self._finish()
+            raise StopAsyncIteration
+        if kind == "error":
+            self._ended = True
+            self._finish()
+            assert isinstance(value, BaseException)
+            raise value
+        self._delivery.delivered()  # the thread waits for the next ask: it recorded nothing since this item
+        return value  # type: ignore[return-value]
+
+    def _finish(self) -> None:
+        """No more items: a consumer that left before the end leaves the delivery, and the thread
+        is woken to close the iterator."""
+        self._finished = True
+        if not self._ended and self._loop is not None:
+            _leave(self._delivery, self._loop)
+        self._stop.set()
+        self._wanted.release()
+
+    async def aclose(self) -> None:
+        """Stop early: returns once the thread has closed the blocking iterator (it finishes the
+        item under way first); a second close, at once or later, waits for the first."""
+        if self._closing is not None:
+            await self._closing.wait()
+            return
+        self._closing = asyncio.Event()
+        try:
+            if self._queue is None or self._finished:  # never started, or already over
+                self._finished = True
                 return
-            if kind == "error":
-                ended = True
-                assert isinstance(value, BaseException)
-                raise value
-            delivery.delivered()  # the thread waits for the next ask: it recorded nothing since this item
-            yield value  # type: ignore[misc]
-    except GeneratorExit:  # closed (aclose): return once the thread has closed it too
-        _leave(delivery, loop)
-        stop.set()
-        wanted.release()
-        if not closed.is_set():
-            with contextlib.suppress(RuntimeError):  # a loop shutting down its threads: it closes on its own
-                await asyncio.to_thread(closed.wait, _CLOSE_WAIT_S)
-        raise
-    finally:  # ended, failed or cancelled: the thread closes the iterator on its own
-        if not ended:  # cancelled: the thread finishes the item under way for nobody
-            _leave(delivery, loop)
-        stop.set()
-        wanted.release()  # wake the thread, which then closes the iterator
+            self._finish()
+            if not self._closed.is_set():
+                with contextlib.suppress(RuntimeError):  # a loop shutting down its threads: it closes on its own
+                    await asyncio.to_thread(self._closed.wait, _CLOSE_WAIT_S)
+        finally:
+            self._closing.set()
+
+    def __del__(self) -> None:
+        """Dropped unclosed mid-stream: the caller has left, and the thread closes the iterator."""
+        if self._queue is None or self._finished:
+            return
+        self._finished = True
+        forget = self._delivery.leave()
+        if forget is not None:
+            threading.Thread(target=forget, name="greenserv-forget", daemon=True).start()
+        self._stop.set()
+        self._wanted.release()

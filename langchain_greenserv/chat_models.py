@@ -24,8 +24,8 @@ import contextlib
 import json
 import re
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
-from typing import Annotated, Any, Literal, cast
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from typing import Annotated, Any, Literal
 
 from jsonschema import Draft202012Validator
 from langchain_core.callbacks import (
@@ -474,7 +474,7 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
         the event loop's finaliser does, soon after."""
         sync_manager = _RunIdOnly(run_manager.run_id) if run_manager else None
         chunks = iterate_in_thread(lambda: self._stream(messages, stop, sync_manager, **kwargs))  # type: ignore[arg-type]
-        async with contextlib.aclosing(cast("AsyncGenerator[ChatGenerationChunk, None]", chunks)) as bridge:
+        async with contextlib.aclosing(chunks) as bridge:
             async for chunk in bridge:
                 if run_manager and chunk.text:
                     await run_manager.on_llm_new_token(chunk.text, chunk=chunk)

@@ -28,8 +28,8 @@ import functools
 import json
 import logging
 import pickle
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator, Sequence
-from typing import Annotated, Any, TypeVar, cast
+from collections.abc import AsyncGenerator, Callable, Generator, Iterator, Sequence
+from typing import Annotated, Any, TypeVar
 
 from llama_index.core.base.llms.types import (
     CachePoint,
@@ -68,7 +68,7 @@ from greenserv_core.adapters import (
     why_no_tool_call,
 )
 from greenserv_core.adapters import decision_id_of as answer_key
-from greenserv_core.async_bridge import iterate_in_thread, run_in_thread
+from greenserv_core.async_bridge import ThreadBridge, iterate_in_thread, run_in_thread
 from greenserv_core.backends.base import ModelBackend
 from greenserv_core.bandits import DEFAULT_POLICY
 from greenserv_core.budget import check_max_joules
@@ -593,14 +593,13 @@ def _responses(
 
 
 async def _aresponses(
-    pieces: AsyncIterator[Piece], make: Callable[[str, str | None, RoutedGeneration | None], R]
+    pieces: ThreadBridge[Piece], make: Callable[[str, str | None, RoutedGeneration | None], R]
 ) -> AsyncGenerator[R, None]:
     """:func:`_responses` over the async bridge; closing this generator closes the bridge (and
     so the model's stream) before it returns. LlamaIndex's callback wrapper does not close it
     when closed itself: the event loop's finaliser does, soon after."""
     text = ""
-    bridge = cast("AsyncGenerator[Piece, None]", pieces)  # iterate_in_thread's async generator
-    async with contextlib.aclosing(bridge):
+    async with contextlib.aclosing(pieces) as bridge:
         async for piece in bridge:
             text += piece.delta
             yield make(text, piece.delta, piece.generation)

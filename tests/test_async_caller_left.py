@@ -184,3 +184,43 @@ def test_a_stream_cancelled_while_its_last_piece_waits_for_the_caller_cannot_be_
 
     cancel_stream_once_started(lambda: iterate_in_thread(recorded_then_held), started, release)
     assert decisions and len(router.pending_) == 0
+
+
+@pytest.mark.parametrize("via", VIA)
+def test_a_stream_left_with_break_as_its_loop_ends_is_closed_once_and_quietly(
+    via: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    router = GreenServRouter([FakeBackend("only", joules_per_token=1.0)], features=make_hashing_extractor(), seed=0)
+    before = _bridges()
+
+    async def leave_with_break() -> None:
+        async for _ in _stream(router, via):
+            break  # not closed: the loop's shutdown closes what is left open
+
+    with caplog.at_level("ERROR", logger="asyncio"):
+        asyncio.run(leave_with_break())
+    for thread in _bridges() - before:
+        thread.join(5.0)
+        assert not thread.is_alive()
+    assert not [r for r in caplog.records if r.name == "asyncio"]  # was 'aclose(): ... already running'
+    assert router.stats_["only"]["energy_joules"] > 0 and len(router.pending_) == 0
+
+
+def test_the_bridge_closes_once_when_closed_twice_at_once() -> None:
+    closed: list[bool] = []
+
+    def numbers() -> Iterator[int]:
+        try:
+            yield from range(10)
+        finally:
+            closed.append(True)
+
+    async def close_twice() -> list[int]:
+        bridge = iterate_in_thread(numbers)
+        got = [await bridge.__anext__(), await bridge.__anext__()]
+        await asyncio.gather(bridge.aclose(), bridge.aclose())
+        await bridge.aclose()
+        got.extend([x async for x in bridge])
+        return got
+
+    assert asyncio.run(close_twice()) == [0, 1] and closed == [True]
