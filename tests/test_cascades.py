@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from greenserv_core import FakeBackend, cli
+from greenserv_core import FakeBackend, GreenServRouter, cli
 from greenserv_core.backends.base import EnergyReading, GenerationResult, GenerationSettings, JsonFormat, StreamChunk
 from greenserv_core.cascades import CascadeBackend, Verdict, answers_agree
 from greenserv_core.cascades.agreement import final_answer
@@ -597,3 +597,26 @@ def test_the_cascade_replay_weighs_each_tasks_confidences_under_the_signal_its_t
     monkeypatch.setattr(EscalationModel, "decide", recording)
     replay_cascades(table, runs=1, pairs=[("small", "large")], make_features=make_hashing_extractor)
     assert named == {"token-quantile-0.1", "answer-probability"}  # was {None}: one correction for both
+
+
+def test_the_cascade_replay_teaches_each_member_its_own_cost_as_a_live_cascade_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from greenserv_core.evaluation.cascade_replay import replay_cascades
+    from tests.conftest import make_hashing_extractor
+
+    told: list[tuple[str, float, Sequence[tuple[str, float, float]]]] = []
+    record = GreenServRouter.record_outcome
+
+    def spy(self: GreenServRouter, decision_id: str, **kwargs: Any) -> None:
+        model = self.pending_.get(decision_id).model
+        told.append((model, kwargs["energy_joules"], list(kwargs.get("members", ()))))
+        record(self, decision_id, **kwargs)
+
+    monkeypatch.setattr(GreenServRouter, "record_outcome", spy)
+    replay_cascades(_sharp_table(), runs=1, tradeoffs=(0.4,), make_features=make_hashing_extractor)
+    cascades = [(joules, members) for model, joules, members in told if model == "small->big"]
+    assert cascades and all(m[0][0] == "small" and len(m) in (1, 2) for _, m in cascades)  # were never given
+    assert any(len(m) == 2 and m[1][0] == "big" for _, m in cascades)  # the escalated ones name the second
+    assert all(joules == pytest.approx(sum(spent for _, spent, _ in m)) for joules, m in cascades)
+    assert not [m for model, _, m in told if model != "small->big" and m]  # a single model's answer has none

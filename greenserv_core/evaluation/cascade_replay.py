@@ -193,6 +193,7 @@ def run_cascades(
     for step, q in enumerate(order):
         decision = router.route(data.prompts[q], max_new_tokens=1)
         pair = members.get(decision.model)
+        ran: list[tuple[str, float, float]] = []  # each member's own answer, as a live cascade reports them
         if pair is None:
             j = index[decision.model]
             accuracy[step], joules[step], seconds = data.accuracy[q, j], data.energy[q, j], data.latency[q, j]
@@ -205,7 +206,9 @@ def run_cascades(
             cascaded += 1
             explored += verdict.explored
             asking = 0.0 if data.confidence_joules is None else float(data.confidence_joules[q, a])
+            ran.append((data.models[a], float(data.energy[q, a]), float(data.latency[q, a])))
             if verdict.escalate:
+                ran.append((data.models[b], float(data.energy[q, b]), float(data.latency[q, b])))
                 escalated += 1
                 accuracy[step] = data.accuracy[q, b]
                 joules[step] = data.energy[q, a] + asking + data.energy[q, b]
@@ -215,7 +218,12 @@ def run_cascades(
             else:
                 accuracy[step], seconds = data.accuracy[q, a], data.latency[q, a]
                 joules[step] = data.energy[q, a] + asking
-        router.record_outcome(decision.decision_id, energy_joules=float(joules[step]), latency_s=float(seconds))
+        router.record_outcome(
+            decision.decision_id,
+            energy_joules=float(joules[step]),
+            latency_s=float(seconds),
+            members=ran,
+        )
         if rng.random() < feedback_rate:
             router.feedback(decision.decision_id, float(accuracy[step]))
     low, span = _energy_scale(data)
