@@ -12,6 +12,7 @@ import contextlib
 import contextvars
 import functools
 import logging
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TypeVar
@@ -142,7 +143,14 @@ def _leave(delivery: Delivery, loop: asyncio.AbstractEventLoop) -> None:
         try:
             loop.run_in_executor(None, forget)
         except RuntimeError:  # the loop's executor was shut down meanwhile (or the loop closed)
-            threading.Thread(target=forget, name="greenserv-forget", daemon=True).start()
+            _forget_in_a_thread(forget)
+
+
+def _forget_in_a_thread(forget: Callable[[], None]) -> None:
+    """Run ``forget`` in a thread of its own; not while the interpreter exits, when a thread
+    started never runs (and starting it may wait for ever): nothing is left to forget then."""
+    if not sys.is_finalizing():
+        threading.Thread(target=forget, name="greenserv-forget", daemon=True).start()
 
 
 def iterate_in_thread(make_iterator: Callable[[], Iterator[T]]) -> ThreadBridge[T]:
@@ -167,10 +175,10 @@ def iterate_in_thread(make_iterator: Callable[[], Iterator[T]]) -> ThreadBridge[
 
 
 class ThreadBridge(AsyncIterator[T]):
-    """The async iterator :func:`iterate_in_thread` returns. It is a class, not an async
-    generator, so that an event loop shutting down does not close it a second time, beside the
-    async generator that wraps it and closes it (an adapter's stream left with ``break``):
-    :meth:`aclose` may be called any number of times, at once too, and each returns once the
+    """The async iterator :func:`iterate_in_thread` returns. Its event loop closes it as it
+    closes an async generator left open when the loop shuts down; unlike one, :meth:`aclose` may
+    be called any number of times, at once too (the loop's shutdown beside the async generator
+    that wraps it, such as an adapter's stream left with ``break``), and each returns once the
     thread has closed the blocking iterator. One dropped unclosed leaves its caller's delivery,
     as a closed one does."""
 
@@ -184,13 +192,15 @@ class ThreadBridge(AsyncIterator[T]):
         self._delivery = Delivery()
         self._finished = False  # ended, failed, cancelled or closed: no more items
         self._ended = False  # the thread's end, or its error, reached the consumer
-        self._closing: asyncio.Event | None = None  # set once a close has finished
 
     def __aiter__(self) -> ThreadBridge[T]:
         return self
 
     def _start(self) -> asyncio.Queue[tuple[str, object]]:
         loop = self._loop = asyncio.get_running_loop()
+        first_iteration = sys.get_asyncgen_hooks().firstiter
+        if first_iteration is not None:  # the loop closes it at shutdown, as it closes an async generator
+            first_iteration(self)  # type: ignore[arg-type]
         queue: asyncio.Queue[tuple[str, object]] = asyncio.Queue()
         self._queue = queue
         stop, closed, wanted = self._stop, self._closed, self._wanted
@@ -248,6 +258,8 @@ class ThreadBridge(AsyncIterator[T]):
         except BaseException:  # cancelled: the thread finishes the item under way for nobody
             self._finish()
             raise
+        if self._finished:  # closed by another task meanwhile: what came is for nobody
+            raise StopAsyncIteration
         if kind == "end":
             self._ended = True
             self._finish()
@@ -256,13 +268,17 @@ class ThreadBridge(AsyncIterator[T]):
             self._ended = True
             self._finish()
             assert isinstance(value, BaseException)
+            if isinstance(value, StopAsyncIteration):  # (not an end: as an async generator reports it)
+                raise RuntimeError("the iterator raised StopAsyncIteration") from value
             raise value
         self._delivery.delivered()  # the thread waits for the next ask: it recorded nothing since this item
         return value  # type: ignore[return-value]
 
     def _finish(self) -> None:
         """No more items: a consumer that left before the end leaves the delivery, and the thread
-        is woken to close the iterator."""
+        is woken to close the iterator (once)."""
+        if self._finished:
+            return
         self._finished = True
         if not self._ended and self._loop is not None:
             _leave(self._delivery, self._loop)
@@ -271,21 +287,14 @@ class ThreadBridge(AsyncIterator[T]):
 
     async def aclose(self) -> None:
         """Stop early: returns once the thread has closed the blocking iterator (it finishes the
-        item under way first); a second close, at once or later, waits for the first."""
-        if self._closing is not None:
-            await self._closing.wait()
+        item under way first); each of several closes, at once or later, returns then too."""
+        if self._queue is None:  # never started: nothing runs
+            self._finished = True
             return
-        self._closing = asyncio.Event()
-        try:
-            if self._queue is None or self._finished:  # never started, or already over
-                self._finished = True
-                return
-            self._finish()
-            if not self._closed.is_set():
-                with contextlib.suppress(RuntimeError):  # a loop shutting down its threads: it closes on its own
-                    await asyncio.to_thread(self._closed.wait, _CLOSE_WAIT_S)
-        finally:
-            self._closing.set()
+        self._finish()
+        if not self._closed.is_set():
+            with contextlib.suppress(RuntimeError):  # a loop shutting down its threads: it closes on its own
+                await asyncio.to_thread(self._closed.wait, _CLOSE_WAIT_S)
 
     def __del__(self) -> None:
         """Dropped unclosed mid-stream: the caller has left, and the thread closes the iterator."""
@@ -294,6 +303,6 @@ class ThreadBridge(AsyncIterator[T]):
         self._finished = True
         forget = self._delivery.leave()
         if forget is not None:
-            threading.Thread(target=forget, name="greenserv-forget", daemon=True).start()
+            _forget_in_a_thread(forget)
         self._stop.set()
         self._wanted.release()

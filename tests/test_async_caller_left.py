@@ -224,3 +224,52 @@ def test_the_bridge_closes_once_when_closed_twice_at_once() -> None:
         return got
 
     assert asyncio.run(close_twice()) == [0, 1] and closed == [True]
+
+
+def test_a_bridge_left_open_when_its_loop_ends_is_closed_by_the_loop() -> None:
+    router = GreenServRouter([FakeBackend("only", joules_per_token=1.0)], features=make_hashing_extractor(), seed=0)
+    kept: list[object] = []
+    before = _bridges()
+
+    async def take_one() -> None:
+        bridge = iterate_in_thread(lambda: router.stream(ASK))
+        kept.append(bridge)  # still referenced when asyncio.run ends
+        await bridge.__anext__()
+
+    asyncio.run(take_one())
+    assert not _bridges() - before  # was still running: nothing closed it until it was dropped
+    assert router.stats_["only"]["energy_joules"] > 0 and len(router.pending_) == 0
+
+
+def test_a_bridge_closed_while_another_task_reads_it_ends_that_reader() -> None:
+    release = threading.Event()
+
+    def slow() -> Iterator[int]:
+        yield 0
+        release.wait(5.0)
+        yield 1
+
+    async def close_while_reading() -> object:
+        bridge = iterate_in_thread(slow)
+        await bridge.__anext__()
+        reader = asyncio.ensure_future(bridge.__anext__())
+        await asyncio.sleep(0.05)
+        closing = asyncio.ensure_future(bridge.aclose())  # (an async generator raised RuntimeError here)
+        await asyncio.sleep(0.05)
+        release.set()
+        await closing
+        return await asyncio.gather(reader, return_exceptions=True)
+
+    assert [type(r) for r in asyncio.run(close_while_reading())] == [StopAsyncIteration]  # type: ignore[union-attr]
+
+
+def test_a_blocking_iterator_that_raises_stop_async_iteration_is_an_error_not_an_end() -> None:
+    def odd() -> Iterator[int]:
+        yield 0
+        raise StopAsyncIteration
+
+    async def read() -> list[int]:
+        return [x async for x in iterate_in_thread(odd)]
+
+    with pytest.raises(RuntimeError, match="StopAsyncIteration"):
+        asyncio.run(read())
