@@ -582,3 +582,23 @@ def test_a_rapl_counter_that_was_reset_is_no_reading(tmp_path: Path) -> None:
     with meter.measure() as wrapped:
         counter.write_text("1000000")  # a real wrap in a short window: 2 J
     assert wrapped.joules == pytest.approx(2.0) and wrapped.measured
+
+
+def test_a_rapl_window_longer_than_one_wrap_is_summed_from_the_reads_while_it_is_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from greenserv_core.energy import rapl
+
+    monkeypatch.setattr(rapl, "POLL_S", 0.02)
+    _powercap(tmp_path, {"intel-rapl:0": (1_000_000, 10_000_000)})  # a 10 J range
+    counter = tmp_path / "intel-rapl:0" / "energy_uj"
+    meter, value = RaplMeter(tmp_path), 1_000_000
+    with meter.measure() as window:
+        for _ in range(20):  # 2 J at a time: 40 J, four wraps
+            value = (value + 2_000_000) % 10_000_000
+            counter.write_text(str(value))
+            time.sleep(0.1)  # several reads of the poller
+    assert window.joules == pytest.approx(40.0)  # was 0.0: two reads tell one wrap at most
+    assert window.source == "rapl" and window.measured

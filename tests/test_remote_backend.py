@@ -1456,3 +1456,40 @@ def test_a_time_limit_beyond_what_a_timer_can_wait_is_no_limit(monkeypatch: pyte
     finally:
         server.shutdown()
     assert result.text == "4" and not failed  # was OverflowError: timestamp out of range, in the timer's thread
+
+
+def test_overlapping_requests_metered_by_a_slow_counter_are_charged_each_joule_once() -> None:
+    import threading
+    import time
+
+    from greenserv_core.energy import TimedMeter
+
+    seen: list[float] = []
+
+    class SlowWallCounter(TimedMeter):  # 200 W from the moment its page arrives (0.1 s after it is asked)
+        source = "slow-counter"
+
+        def _start(self) -> object:
+            time.sleep(0.1)
+            seen.append(time.perf_counter())
+            return seen[-1]
+
+        def _stop(self, token: object, duration_s: float) -> float:
+            seen.append(time.perf_counter())
+            assert isinstance(token, float)
+            return 200.0 * (seen[-1] - token)
+
+    def server(request: httpx.Request) -> httpx.Response:
+        time.sleep(0.5)
+        return answer("4")
+
+    remote = backend(server, energy=SlowWallCounter(), max_concurrency=2)
+    answers: list[float] = []
+    threads = [threading.Thread(target=lambda: answers.append(remote.generate(ASK, SETTINGS).energy.joules))]
+    threads.append(threading.Thread(target=lambda: answers.append(remote.generate(ASK, SETTINGS).energy.joules)))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    counted = 200.0 * (max(seen) - min(seen))  # what the counter moved while either request was at the server
+    assert sum(answers) == pytest.approx(counted, rel=0.05)  # was about 20% more

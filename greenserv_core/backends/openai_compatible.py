@@ -826,7 +826,10 @@ class OpenAICompatibleBackend:
         charged, counted = window.close()
         if window.error is not None:
             self._meter_trouble(window.error)
-        return self._priced(charged, min(seconds, window.active_s), counted)  # not the waits before a retry
+        # a reading covers the whole window, the meter's own reads included: the request's share of it is its
+        # charged part of the seconds the window was open (its latency leaves out the first read; neither counts
+        # the waits before a retry)
+        return self._priced(charged, window.active_s if counted is not None else min(seconds, window.active_s), counted)
 
     def _with_earlier_attempts(self, reported: EnergyReading, window: _Window) -> EnergyReading:
         """The joules the server ``reported`` for the attempt that answered, with what the
@@ -945,7 +948,8 @@ class _Window:
         good when ``ending``: a window with no reading is then no reading, not 0 J)."""
         if self.closed or self.ticket is None:
             return
-        charged, active = self.overlap.leave(self.ticket), time.perf_counter() - self._since
+        active = time.perf_counter() - self._since  # read inside its time in the shares: alone, charged >= active
+        charged = self.overlap.leave(self.ticket)
         self.ticket = None
         self._attempts.append((charged, active, self._close_meter(pausing=not ending)))
 
