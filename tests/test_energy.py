@@ -292,6 +292,19 @@ def test_a_counter_that_went_back_is_no_reading() -> None:
         fake.mj = 1000
 
 
+def test_a_counter_that_jumped_further_than_a_gpu_can_spend_is_no_reading() -> None:
+    """A garbage read (a driver bug) that jumps forward: no measurement, not 10 MJ measured."""
+    from greenserv_core.errors import MissingResourceError
+
+    fake = FakeNvml(mj_per_read=2500)
+    meter = NvmlCounterMeter([0], pynvml=fake, synchronize=lambda: None)  # type: ignore[arg-type]
+    with pytest.raises(MissingResourceError, match="jumped"), meter.measure():
+        fake.mj += 10_000_000_000  # 10 MJ in a moment
+    with meter.measure() as window:  # 1,000 W over the 0.2 s floor is a reading
+        fake.mj += 200_000
+    assert window.joules == pytest.approx(202.5) and window.measured
+
+
 def test_a_counter_that_went_back_costs_one_window_not_the_meter(caplog) -> None:  # type: ignore[no-untyped-def]
     """A GPU reset mid-run: that window gets the labelled estimate; the next is measured again."""
     fake = FakeNvml(mj_per_read=2500)

@@ -48,6 +48,12 @@ refreshes the counter about every 0.1 s, and a powered GPU spends joules every s
 windows may read 0 J (the counter moves in steps)."""
 
 
+MAX_GPU_WATTS = 5000.0
+"""The most a GPU's counter may say it spent per second of a window (over a 0.2 s floor: NVML
+refreshes the counter about every 0.1 s, so a short window may see a step of it). The largest
+GPUs draw about 1.2 kW; a counter that jumped by more has no reading, not a measurement."""
+
+
 def load_pynvml() -> ModuleType:
     """Import and initialise NVML once, or :class:`MissingResourceError` saying why not."""
     global _initialised
@@ -188,6 +194,11 @@ class NvmlCounterMeter(_NvmlMeter):
         changes = [after - before for before, after in zip(token, self._read(), strict=True)]
         if any(change < 0 for change in changes):  # a driver reload or GPU reset: no reading, not 0 J
             raise WindowNotMeasuredError(f"the GPU energy counter went back by {-min(changes)} mJ during the window")
+        if max(changes) > MAX_GPU_WATTS * max(duration_s, 0.2) * 1000:  # a garbage read, not joules spent
+            raise WindowNotMeasuredError(
+                f"the GPU energy counter jumped by {max(changes)} mJ in {duration_s:.3f} s: more than "
+                f"{MAX_GPU_WATTS:g} W, not a reading"
+            )
         stalled = ""
         if duration_s >= STALLED_AFTER_S and 0 in changes:  # not refreshed: no reading of that GPU, not 0 J
             stalled = ", ".join(
