@@ -203,6 +203,7 @@ class ThreadBridge(AsyncIterator[T]):
             first_iteration(self)  # type: ignore[arg-type]
         queue: asyncio.Queue[tuple[str, object]] = asyncio.Queue()
         self._queue = queue
+        # the thread's functions hold these, not the bridge: one dropped unclosed is collected (__del__)
         stop, closed, wanted = self._stop, self._closed, self._wanted
         make_iterator = self._make_iterator
 
@@ -274,14 +275,20 @@ class ThreadBridge(AsyncIterator[T]):
         self._delivery.delivered()  # the thread waits for the next ask: it recorded nothing since this item
         return value  # type: ignore[return-value]
 
-    def _finish(self) -> None:
+    def _finish(self, *, collected: bool = False) -> None:
         """No more items: a consumer that left before the end leaves the delivery, and the thread
-        is woken to close the iterator (once)."""
+        is woken to close the iterator (once). ``collected``: from :meth:`__del__`, which may run in
+        any thread, so what forgets the answers runs in a thread of its own, not on the loop."""
         if self._finished:
             return
         self._finished = True
-        if not self._ended and self._loop is not None:
-            _leave(self._delivery, self._loop)
+        if not self._ended:
+            if collected:
+                forget = self._delivery.leave()
+                if forget is not None:
+                    _forget_in_a_thread(forget)
+            elif self._loop is not None:
+                _leave(self._delivery, self._loop)
         self._stop.set()
         self._wanted.release()
 
@@ -298,11 +305,5 @@ class ThreadBridge(AsyncIterator[T]):
 
     def __del__(self) -> None:
         """Dropped unclosed mid-stream: the caller has left, and the thread closes the iterator."""
-        if self._queue is None or self._finished:
-            return
-        self._finished = True
-        forget = self._delivery.leave()
-        if forget is not None:
-            _forget_in_a_thread(forget)
-        self._stop.set()
-        self._wanted.release()
+        if self._queue is not None:  # (never started: nothing runs)
+            self._finish(collected=True)

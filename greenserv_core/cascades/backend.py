@@ -198,7 +198,6 @@ class CascadeBackend:
             result = self.first.generate(messages, dataclasses.replace(settings, logprobs=True))
         except ModelUnavailableError as error:
             raise CascadeMemberUnavailableError(str(error), member=self.first.info.name, **spent_by(error)) from error
-        spent = result
         try:
             if caller_left():  # nobody awaits the answer: no question about it, no second model
                 return result, ChainStep.of_result(self.first.info.name, result, None, "kept", _NOBODY_WAITS), False
@@ -211,7 +210,6 @@ class CascadeBackend:
                         str(error), member=self.first.info.name, **spent_after([result], error)
                     ) from error
                 own, result = result, verification.charged(result)
-                spent = result
                 confidence = _confidence(verification.confidence, signal.name)
             else:
                 own, confidence = result, _confidence(signal(result), signal.name)
@@ -241,7 +239,7 @@ class CascadeBackend:
         except ModelUnavailableError:  # (it says what was spent)
             raise
         except BaseException:  # (a confidence it refuses): the answer was spent all the same, and is charged
-            report_abandoned(spent.energy, spent.latency_s)
+            report_abandoned(result.energy, result.latency_s)  # (with its question's cost, once asked)
             raise
 
     def _kept(self, result: GenerationResult, step: ChainStep, settings: GenerationSettings) -> GenerationResult:
