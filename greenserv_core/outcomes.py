@@ -58,9 +58,15 @@ class CostModel:
             self.ridge_.remove(name)
 
     def observe(self, name: str, context: np.ndarray, prompt_tokens: int, value: float) -> None:
+        self.check_observation(name, context, prompt_tokens, value)
+        self.ridge_.update(name, self._x(context, prompt_tokens), float(value))
+
+    def check_observation(self, name: str, context: np.ndarray, prompt_tokens: int, value: float) -> None:
+        """Raise as :meth:`observe` would refuse ``value`` (an unknown model, sums that would
+        overflow), changing nothing: a caller that learns several things checks each first."""
         if name not in self.models_:
             raise UnknownModelError(f"unknown model {name!r}")
-        self.ridge_.update(name, self._x(context, prompt_tokens), float(value))
+        self.ridge_.checked_update(name, self._x(context, prompt_tokens), float(value))
 
     def predict(self, name: str, context: np.ndarray, prompt_tokens: int) -> float | None:
         """Estimated value (never negative), or ``None`` for a model not yet observed."""

@@ -4,6 +4,7 @@ its answer, and every cascade learns what its rule would have done with them."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -266,3 +267,70 @@ def test_a_labelled_cascade_keeps_its_first_answer_where_both_models_break_the_l
                 taught.learn(ASK, model, score=0.5, energy_joules=5.0, latency_s=0.8)
         verdicts.append(taught.learn_answers(ASK, answers)["small->large"])
     assert verdicts == [False, True]  # was [True, True]: 1.6 s together, as a routed query is held
+
+
+def test_a_warm_escalation_is_priced_as_the_same_query_routed_on_the_known_scale(tmp_path: Path) -> None:
+    """On the ``known`` scale a routed query's predicted joules widen its task's range before
+    the escalation is priced; a warm start prices it on the same range, so the verdicts agree
+    (they parted at a task's first labelled query)."""
+    from greenserv_core import FakeBackend
+    from greenserv_core.cascades import EscalationModel
+    from tests.conftest import TINY_TRAINING, make_hashing_extractor
+
+    def pool() -> list[FakeBackend]:
+        return [FakeBackend(name, joules_per_token=1.0 + 3 * k) for k, name in enumerate(("s", "m", "l"))]
+
+    features = make_hashing_extractor(1)
+    router = GreenServRouter(
+        pool(),
+        policy="linucb",
+        seed=0,
+        features=features,
+        cascades=[("s", "l"), ("m", "l")],
+        tradeoff=0.4,
+        escalation=EscalationModel(features.dimension, keep_rate=0.0, informed_after=0),
+    )
+    assert router.learner_._scale == "known"
+    rng = np.random.default_rng(0)
+    prompts = [texts[0] for texts in TINY_TRAINING.values()] * 2
+    disagreed = []
+    for query, prompt in enumerate(prompts):
+        answers = {
+            name: LabelledAnswer(
+                score=float(rng.random() < 0.4 + 0.25 * k),
+                energy_joules=float(rng.uniform(5, 40) * (1 + 3 * k)),
+                latency_s=0.5,
+                confidence=float(rng.random()),
+            )
+            for k, name in enumerate(("s", "m", "l"))
+        }
+        path = tmp_path / f"before-{query}.json"
+        router.save(path)
+        verdicts = router.learn_answers(prompt, answers)
+        for cascade, first in (("s->l", "s"), ("m->l", "m")):
+            routed = GreenServRouter.load(path, pool(), features=make_hashing_extractor(1))
+            decision = routed.route(prompt, models=[cascade])
+            escalate = routed.escalate(decision.decision_id, answers[first].confidence).escalate
+            if escalate != verdicts[cascade]:
+                disagreed.append((query, cascade, escalate, verdicts[cascade]))
+    assert not disagreed
+
+
+def test_a_row_whose_costs_would_overflow_is_refused_before_anything_is_learned() -> None:
+    router = _learning_router()
+    decision = router.route(ASK, models=["small"])
+    router.learn(ASK, "small", energy_joules=1e308, latency_s=1e308)  # a float: taken
+    router.learn(ASK, "big", energy_joules=1.0, latency_s=1e308)
+    before = router.statistics()
+    overflowing = LabelledAnswer(score=1.0, energy_joules=1.0, latency_s=1e308)  # the seconds' sums overflow
+    with pytest.raises(InvalidInputError, match="overflows"):  # the score was learned, then the seconds refused
+        router.learn(ASK, "small", score=1.0, energy_joules=1.0, latency_s=1e308)
+    with pytest.raises(InvalidInputError, match="overflows"):  # the first answer was learned, then the second refused
+        router.learn_answers(ASK, {"small": LabelledAnswer(score=1.0, energy_joules=1.0), "big": overflowing})
+    with pytest.raises(InvalidInputError, match="overflows"):  # the joules were learned, then the seconds refused
+        router.record_outcome(decision.decision_id, energy_joules=1.0, latency_s=1e308)
+    after = router.statistics()
+    for kind in ("sums", "minima", "maxima"):
+        for name, values in getattr(before, kind).items():
+            assert np.array_equal(values, getattr(after, kind)[name]), name
+    router.record_outcome(decision.decision_id, energy_joules=1.0, latency_s=1.0)  # still awaits its outcome

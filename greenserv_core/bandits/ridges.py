@@ -254,22 +254,8 @@ class RidgeStack:
 
     def update(self, name: str, x: np.ndarray, y: float) -> None:
         """Learn that arm ``name`` saw target ``y`` at ``x`` (a rank-one update of its row)."""
+        r, x, y = self.checked_update(name, x, y)
         self.version += 1
-        r = self.row(name)
-        x = self.check(x)
-        try:
-            target = float(y) if isinstance(y, numbers.Real) else math.nan
-        except OverflowError:  # an integer too large for a float
-            target = math.inf
-        if not math.isfinite(target):
-            raise InvalidInputError(f"target must be finite, got {y!r}")
-        y = target
-        size = float(np.abs(x).max(initial=0.0))  # A is positive definite: its largest entry is on its diagonal
-        room = float(np.diagonal(self._A[r]).max()) + size * size, float(np.abs(self._b[r]).max()) + abs(y) * size
-        if not (math.isfinite(room[0]) and math.isfinite(room[1])):
-            raise InvalidInputError(  # one such update would turn the arm's estimates into NaN for good
-                f"an update of {name!r} with context up to {size:.3g} and target {y!r} overflows"
-            )
         self._n[r] += 1
         self._stale.add(r)
         if self.forget < 1.0:
@@ -285,6 +271,29 @@ class RidgeStack:
         self._b[r] += y * x
         if self.refresh_every and self._n[r] % self.refresh_every == 0:
             A_inv[...] = _inverse(A)
+
+    def checked_update(self, name: str, x: np.ndarray, y: float) -> tuple[int, np.ndarray, float]:
+        """What :meth:`update` would take (arm ``name``'s row, ``x`` and ``y`` as floats),
+        changing nothing; :class:`InvalidInputError` where it would refuse them, such as an
+        update whose sums would overflow (a caller learning several things checks each first)."""
+        r = self.row(name)
+        x = self.check(x)
+        try:
+            target = float(y) if isinstance(y, numbers.Real) else math.nan
+        except OverflowError:  # an integer too large for a float
+            target = math.inf
+        if not math.isfinite(target):
+            raise InvalidInputError(f"target must be finite, got {y!r}")
+        size = float(np.abs(x).max(initial=0.0))  # A is positive definite: its largest entry is on its diagonal
+        room = (
+            float(np.diagonal(self._A[r]).max()) + size * size,
+            float(np.abs(self._b[r]).max()) + abs(target) * size,
+        )
+        if not (math.isfinite(room[0]) and math.isfinite(room[1])):
+            raise InvalidInputError(  # one such update would turn the arm's estimates into NaN for good
+                f"an update of {name!r} with context up to {size:.3g} and target {target!r} overflows"
+            )
+        return r, x, target
 
     def set_prior_mean(self, name: str, prior_mean: np.ndarray) -> None:
         """Move arm ``name``'s prior mean ``θ₀`` (what the data say stays as it is)."""

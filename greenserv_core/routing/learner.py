@@ -983,6 +983,11 @@ class RoutingLearner:
         of ``model`` spent (``(joules, seconds)``; ``current``: the model answering is still
         the one in the pool under its name)."""
         energy_joules, latency_s = spent
+        taught = [(model, energy_joules, latency_s)] if current else []
+        taught += [m for m in members if current and m[0] in self.policy_.arms_]
+        for name, joules, seconds in taught:  # all refused, or none: nothing half-learned
+            self.energy_.check_observation(name, context, prompt_tokens, joules)
+            self.latency_.check_observation(name, context, prompt_tokens, seconds)
         if current:
             self.energy_.observe(model, context, prompt_tokens, energy_joules)
             self.latency_.observe(model, context, prompt_tokens, latency_s)
@@ -1085,6 +1090,9 @@ class RoutingLearner:
         with self.lock:
             if model not in self.policy_.arms_:
                 raise UnknownModelError(f"unknown model {model!r}; the models are {self.policy_.arms}")
+            for costs, quantity in ((self.energy_, energy_joules), (self.latency_, latency_s)):
+                if quantity is not None:  # refused before anything is learned (sums that would overflow)
+                    costs.check_observation(model, x, features.prompt_tokens, quantity)
             if value is not None:
                 self.policy_.update(model, x, value)
                 self.tallies_.labelled(model)
@@ -1123,6 +1131,10 @@ class RoutingLearner:
                 raise InvalidInputError(
                     f"{cascades} are cascades: teach their models' answers; each cascade learns what it would have done"
                 )
+            for name, labelled in answers.items():  # refused before anything is learned (sums that would overflow)
+                for costs, quantity in ((self.energy_, labelled.energy_joules), (self.latency_, labelled.latency_s)):
+                    if quantity is not None:
+                        costs.check_observation(name, x, features.prompt_tokens, quantity)
             per_query: float | None = None
             if tradeoff is None:
                 if self.pacer_ is None:
@@ -1141,11 +1153,15 @@ class RoutingLearner:
                 if answer is not None and answer.score is not None:
                     signal = answer.confidence
                     signals[first] = _accuracy(self.policy_.estimates(x, [first])[0]) if signal is None else signal
+            priced = [
+                (cascade, first, then)
+                for cascade, (first, then) in self.cascades_.items()
+                if first in signals and getattr(answers.get(then), "score", None) is not None
+            ]
+            if priced and self._scale == "known":  # as a routed query's: its predictions widen the task's range first
+                self._widen_scale(features.task, arms, pool)
             verdicts: dict[str, tuple[bool, float]] = {}
-            for cascade, (first, then) in self.cascades_.items():
-                then_answer = answers.get(then)
-                if first not in signals or then_answer is None or then_answer.score is None:
-                    continue
+            for cascade, first, then in priced:
                 plan = self._cascade_plan(cascade, x, features.task, {}, predicted[then], pool, tradeoff, per_query)
                 # the labels are all here: no answer need be kept to learn
                 first_answer = answers[first]
