@@ -144,6 +144,24 @@ def test_stream_yields_pieces_and_usage_from_the_final_event() -> None:
     assert (result.text, result.input_tokens, result.output_tokens, result.finish_reason) == ("Hello", 9, 2, "length")
 
 
+def test_a_line_separator_inside_a_streamed_events_json_is_text_not_a_line_end() -> None:
+    """vLLM and llama.cpp send U+2028, U+2029 and U+0085 unescaped in their JSON; an event stream
+    ends its lines at CR, LF or CRLF only (the piece holding one was lost)."""
+    texts = ["one\u2028two", " three\u2029", "\x85four", " five"]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        events = [{"choices": [{"delta": {"content": text}}]} for text in texts]
+        body = "".join(f"data: {json.dumps(event, ensure_ascii=False)}\r\n\r\n" for event in events)
+        return httpx.Response(
+            200, content=(body + "data: [DONE]\n\n").encode(), headers={"content-type": "text/event-stream"}
+        )
+
+    chunks = list(backend(handler).stream(ASK, SETTINGS))
+    assert "".join(c.delta for c in chunks) == "".join(texts)
+    result = chunks[-1].result
+    assert result is not None and result.text == "".join(texts)
+
+
 def test_each_streamed_event_is_decoded_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """An event whose JSON was decoded to see that it is whole is not decoded again."""
     import greenserv_core.backends.openai_compatible as module

@@ -63,6 +63,7 @@ import json
 import logging
 import math
 import os
+import re
 import socket
 import threading
 import time
@@ -113,6 +114,7 @@ _CONTEXT_WORDS = (
 _CONTEXT_STATUS = {400, 413, 422}  # vLLM and OpenAI say 400; TGI 422 ("inputs tokens + max_new_tokens must be <= N")
 _FINISH_REASONS = {"length", "content_filter", "refusal"}  # kept as the server said; any other is "stop"
 _T = TypeVar("_T")
+_LINE_END = re.compile("\r\n|\r|\n")  # an event stream's line ends (no other breaks)
 
 
 class _Transient(Exception):
@@ -629,7 +631,7 @@ class OpenAICompatibleBackend:
             if response.status_code >= 400:
                 response.read()
             self._check(response)
-            lines = response.iter_lines()
+            lines = _event_lines(response.iter_text())
             try:
                 first = next(lines, None)  # retried until the first line arrives
             except httpx.ReadTimeout:
@@ -1068,6 +1070,31 @@ def _until_late(lines: Iterator[str], deadline: float) -> Iterator[str]:
         if asked < deadline <= time.perf_counter():  # the server kept it waiting past the time limit
             return
         yield line
+
+
+def _event_lines(chunks: Iterable[str]) -> Iterator[str]:
+    r"""The lines of an event stream's text ``chunks``, ended by CR, LF or CRLF only, as the SSE
+    specification says. (httpx's ``iter_lines`` also ends a line at U+2028, U+2029, U+0085 and
+    the other breaks of ``str.splitlines``, which servers such as vLLM send unescaped inside an
+    event's JSON: the event was cut in two and its text lost.)
+
+    >>> list(_event_lines(["data: a\u2028b\r", "\ndata: c\rdata: d\n", "\n", "data: e"]))
+    ['data: a\u2028b', 'data: c', 'data: d', '', 'data: e']
+    """
+    parts: list[str] = []  # the line under way (joined once it ends: a long line is not copied chunk by chunk)
+    for chunk in chunks:
+        if not (parts and parts[-1].endswith("\r")) and _LINE_END.search(chunk) is None:
+            parts.append(chunk)
+            continue
+        text = "".join(parts) + chunk
+        held = text.endswith("\r")  # perhaps the first half of a CRLF: its line ends with the next chunk
+        lines = _LINE_END.split(text[:-1] if held else text)
+        rest = lines.pop() + ("\r" if held else "")
+        parts = [rest] if rest else []
+        yield from lines
+    if parts:
+        lines = _LINE_END.split("".join(parts))
+        yield from lines[:-1] if lines[-1] == "" else lines
 
 
 def _data_joined(lines: Iterable[str]) -> Iterator[tuple[str, dict[str, Any] | None]]:
