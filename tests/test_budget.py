@@ -612,6 +612,10 @@ def test_the_budget_command_passes_the_guard(
     path = write_table(table, tmp_path / "t.csv")
     assert cli.main(["bench", "budget", "--table", str(path), "--window-queries", "500", "--no-embedding-cache"]) != 0
     assert seen["window_queries"] == 500
+    assert (
+        cli.main(["bench", "budget", "--table", str(path), "--strategy", "known-accuracy", "--no-embedding-cache"]) != 0
+    )
+    assert seen["strategy"] == "known-accuracy"  # a diagnostic is paced, as the sweep paces it (it was refused)
 
 
 def test_the_pacers_settings_and_guard_survive_save_and_load(tmp_path: Path) -> None:

@@ -156,9 +156,9 @@ def _budget(args: argparse.Namespace) -> int:
     from greenserv_core.evaluation.budgets import DEFAULT_FRACTIONS, budget_sweep
     from greenserv_core.evaluation.table import read_table
 
-    strategies = parse_strategies(args.strategy)
+    strategies = parse_strategies(args.strategy, replay=True)  # a policy or a diagnostic (the sweep refuses the oracle)
     if len(strategies) != 1:
-        raise InvalidInputError(f"--strategy takes one policy, got {strategies}")
+        raise InvalidInputError(f"--strategy takes one policy or diagnostic, got {strategies}")
     (strategy,) = strategies
     window = _window(args.window)
     if args.fractions is not None and args.joules_per_query is not None:
@@ -231,7 +231,9 @@ def add_commands(bench: Any) -> None:
     budget.add_argument(
         "--arrival-rate", type=float, metavar="Q_PER_S", help="Poisson arrivals for --window (queries per second)"
     )
-    budget.add_argument("--strategy", default=DEFAULT_POLICY, help="the policy to pace (default: the router's)")
+    budget.add_argument(
+        "--strategy", default=DEFAULT_POLICY, help="the policy or diagnostic to pace (default: the router's policy)"
+    )
     budget.add_argument(
         "--price-on",
         choices=PRICE_UNITS,
