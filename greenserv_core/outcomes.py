@@ -58,8 +58,9 @@ class CostModel:
             self.ridge_.remove(name)
 
     def observe(self, name: str, context: np.ndarray, prompt_tokens: int, value: float) -> None:
-        self.check_observation(name, context, prompt_tokens, value)
-        self.ridge_.update(name, self._x(context, prompt_tokens), float(value))
+        if name not in self.models_:
+            raise UnknownModelError(f"unknown model {name!r}")
+        self.ridge_.update(name, self._x(context, prompt_tokens), float(value))  # (checked as check_observation does)
 
     def check_observation(self, name: str, context: np.ndarray, prompt_tokens: int, value: float) -> None:
         """Raise as :meth:`observe` would refuse ``value`` (an unknown model, sums that would
