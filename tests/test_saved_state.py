@@ -72,6 +72,24 @@ def test_policy_params_are_saved_as_the_policy_keeps_them(
     assert json.dumps(saved) == json.dumps(plain)  # only the keys given, the same floats: the same bytes
 
 
+def test_a_policy_given_at_load_with_other_settings_is_used_and_said(
+    fakes: list[FakeBackend], extractor: FeatureExtractor, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from greenserv_core.bandits.epsilon_greedy import EpsilonGreedy
+
+    router = GreenServRouter(fakes, features=extractor, seed=0, strategy="epsilon", policy_params={"epsilon": 0.2})
+    router.save(tmp_path / "state.json")
+    same = EpsilonGreedy(extractor.dimension, epsilon=0.2, seed=0)
+    with caplog.at_level("WARNING", logger="greenserv"):
+        GreenServRouter.load(tmp_path / "state.json", fakes, features=make_hashing_extractor(), policy=same)
+    assert "settings are used" not in caplog.text
+    other = EpsilonGreedy(extractor.dimension, epsilon=0.9, seed=0)
+    with caplog.at_level("WARNING", logger="greenserv"):
+        loaded = GreenServRouter.load(tmp_path / "state.json", fakes, features=make_hashing_extractor(), policy=other)
+    assert loaded.policy_.params()["epsilon"] == 0.9  # the caller's, as before
+    assert "epsilon=0.9 where the state was saved with epsilon=0.2" in caplog.text  # was silent
+
+
 def test_a_setting_a_state_file_cannot_hold_is_a_state_file_error(tmp_path: Path) -> None:
     with pytest.raises(StateFileError, match=r"cannot save to .*state\.json.*Decimal"):  # was a raw TypeError
         write_state(tmp_path / "state.json", {"ttl_s": Decimal("1")}, fmt="f", version=1)

@@ -8,6 +8,7 @@ its pool's model names in order, the feature extractor's clustering and the lear
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -67,6 +68,8 @@ def read_router_state(
         missing = [name for name in state["models"] if name not in by_name]
         if missing:
             raise StateFileError(f"saved state has models {missing} that are not in the pool {sorted(by_name)}")
+        if policy is not None:
+            _warn_of_other_settings(path, policy, state.get("policy_params") or {})
         ordered = [by_name[name] for name in state["models"]]
         ordered += [m for name, m in by_name.items() if name not in state["models"]]
         saved = state["pending"]
@@ -84,6 +87,24 @@ def read_router_state(
             "pending_ttl_s": float(saved["ttl_s"]),
         }
     return state, arguments
+
+
+def _warn_of_other_settings(path: str | Path, policy: Policy, saved: Mapping[str, Any]) -> None:
+    """Say which of the saved policy's settings the ``policy`` given changes (its own are used:
+    a caller may mean to change them, but not unknowingly)."""
+    given = policy.params()
+
+    def same(a: object, b: object) -> bool:  # as the file holds them (a tuple saved is a list)
+        return json.dumps(a, sort_keys=True, default=repr) == json.dumps(b, sort_keys=True, default=repr)
+
+    changed = sorted(key for key in saved if key in given and not same(saved[key], given[key]))
+    if changed:
+        logger.warning(
+            "%s: the policy given has %s where the state was saved with %s; the given policy's settings are used",
+            path,
+            ", ".join(f"{key}={given[key]!r}" for key in changed),
+            ", ".join(f"{key}={saved[key]!r}" for key in changed),
+        )
 
 
 def _saved_budget(saved: Mapping[str, Any] | None) -> BudgetPacer | None:
