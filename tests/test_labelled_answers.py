@@ -294,6 +294,7 @@ def test_a_warm_escalation_is_priced_as_the_same_query_routed_on_the_known_scale
     rng = np.random.default_rng(0)
     prompts = [texts[0] for texts in TINY_TRAINING.values()] * 2
     disagreed = []
+    taught: dict[str, list[float]] = {}
     for query, prompt in enumerate(prompts):
         answers = {
             name: LabelledAnswer(
@@ -313,6 +314,12 @@ def test_a_warm_escalation_is_priced_as_the_same_query_routed_on_the_known_scale
             escalate = routed.escalate(decision.decision_id, answers[first].confidence).escalate
             if escalate != verdicts[cascade]:
                 disagreed.append((query, cascade, escalate, verdicts[cascade]))
+        task = decision.features.task  # the range learned is the answers' joules, as learn() teaches it
+        spent = [a.energy_joules for a in answers.values() if a.energy_joules is not None]
+        for cascade, first in (("s->l", "s"), ("m->l", "m")):  # a cascade is taught what it would have spent
+            spent.append(answers[first].energy_joules + (answers["l"].energy_joules if verdicts[cascade] else 0.0))
+        taught.setdefault(task, []).extend(spent)
+        assert router.normalizer_.ranges_[task] == [min(taught[task]), max(taught[task])]
     assert not disagreed
 
 

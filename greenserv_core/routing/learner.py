@@ -29,13 +29,14 @@ True
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import logging
 import math
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, cast
@@ -790,6 +791,23 @@ class RoutingLearner:
             self.normalizer_.observe(task, float(known.min()))
             self.normalizer_.observe(task, float(known.max()))
 
+    @contextlib.contextmanager
+    def _priced_as_routed(self, task: str, names: Sequence[str], predicted: np.ndarray) -> Iterator[None]:
+        """On the ``"known"`` scale, the task's range widened by a query's ``predicted`` joules
+        while a warm start prices its cascades, as a routed query's is before it is priced, then
+        put back: a labelled row teaches the range its answers' joules only, as :meth:`learn` does."""
+        ranges = self.normalizer_.ranges_
+        before = list(ranges[task]) if task in ranges else None
+        if self._scale == "known":
+            self._widen_scale(task, names, predicted)
+        try:
+            yield
+        finally:
+            if before is None:
+                ranges.pop(task, None)
+            else:
+                ranges[task] = before
+
     def _bounds(self, task: str, joules: np.ndarray, pool: np.ndarray) -> tuple[float, float] | None:
         """The joules that map to energy_norm 0 and 1 for a query of ``task``: the range known
         (``"known"``) or measured (``"seen"``) on the task, or the spread of the pool's
@@ -1158,26 +1176,25 @@ class RoutingLearner:
                 for cascade, (first, then) in self.cascades_.items()
                 if first in signals and getattr(answers.get(then), "score", None) is not None
             ]
-            if priced and self._scale == "known":  # as a routed query's: its predictions widen the task's range first
-                self._widen_scale(features.task, arms, pool)
             verdicts: dict[str, tuple[bool, float]] = {}
-            for cascade, first, then in priced:
-                plan = self._cascade_plan(cascade, x, features.task, {}, predicted[then], pool, tradeoff, per_query)
-                # the labels are all here: no answer need be kept to learn
-                first_answer = answers[first]
-                verdict = self._verdict(
-                    plan,
-                    cascade,
-                    x,
-                    first_answer.confidence,
-                    tradeoff,
-                    explore=False,
-                    signal=first_answer.confidence_signal,
-                )
-                question = answers[first].confidence_joules or 0.0  # paid by the cascade on every query
-                held = cap is not None and predicted[first] + question + predicted[then] > cap  # (NaN: not held)
-                held = held or (max_latency_s is not None and seconds[first] + seconds[then] > max_latency_s)
-                verdicts[cascade] = (verdict.escalate and not held, float(plan["then_accuracy"]))
+            with self._priced_as_routed(features.task, arms, pool):  # the scale as the query routed would have it
+                for cascade, first, then in priced:
+                    plan = self._cascade_plan(cascade, x, features.task, {}, predicted[then], pool, tradeoff, per_query)
+                    # the labels are all here: no answer need be kept to learn
+                    first_answer = answers[first]
+                    verdict = self._verdict(
+                        plan,
+                        cascade,
+                        x,
+                        first_answer.confidence,
+                        tradeoff,
+                        explore=False,
+                        signal=first_answer.confidence_signal,
+                    )
+                    question = answers[first].confidence_joules or 0.0  # paid by the cascade on every query
+                    held = cap is not None and predicted[first] + question + predicted[then] > cap  # (NaN: not held)
+                    held = held or (max_latency_s is not None and seconds[first] + seconds[then] > max_latency_s)
+                    verdicts[cascade] = (verdict.escalate and not held, float(plan["then_accuracy"]))
             for name, answer in answers.items():
                 self.learn(
                     features, name, score=answer.score, energy_joules=answer.energy_joules, latency_s=answer.latency_s
