@@ -323,6 +323,7 @@ def test_a_warm_escalation_is_priced_as_the_same_query_routed_on_the_known_scale
     assert not disagreed
 
 
+@pytest.mark.filterwarnings("ignore:(overflow|invalid value) encountered:RuntimeWarning")  # the predictions of 1e308 J
 def test_a_row_whose_costs_would_overflow_is_refused_before_anything_is_learned() -> None:
     router = _learning_router()
     decision = router.route(ASK, models=["small"])
@@ -336,6 +337,11 @@ def test_a_row_whose_costs_would_overflow_is_refused_before_anything_is_learned(
         router.learn_answers(ASK, {"small": LabelledAnswer(score=1.0, energy_joules=1.0), "big": overflowing})
     with pytest.raises(InvalidInputError, match="overflows"):  # the joules were learned, then the seconds refused
         router.record_outcome(decision.decision_id, energy_joules=1.0, latency_s=1e308)
+    huge = LabelledAnswer(score=0.0, energy_joules=1e308, confidence=0.1)
+    with pytest.raises(InvalidInputError, match="small->big's energy_joules"):  # the cascade's sum: inf
+        router.learn_answers(ASK, {"small": huge, "big": LabelledAnswer(score=1.0, energy_joules=1e308)})
+    with pytest.raises(InvalidInputError, match="name a model twice"):  # the second overflowed, the first was learned
+        router.record_outcome(decision.decision_id, energy_joules=1.0, latency_s=1.0, members=[("small", 1.0, 1.0)] * 2)
     after = router.statistics()
     for kind in ("sums", "minima", "maxima"):
         for name, values in getattr(before, kind).items():

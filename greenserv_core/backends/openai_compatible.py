@@ -63,7 +63,6 @@ import json
 import logging
 import math
 import os
-import re
 import socket
 import threading
 import time
@@ -114,7 +113,6 @@ _CONTEXT_WORDS = (
 _CONTEXT_STATUS = {400, 413, 422}  # vLLM and OpenAI say 400; TGI 422 ("inputs tokens + max_new_tokens must be <= N")
 _FINISH_REASONS = {"length", "content_filter", "refusal"}  # kept as the server said; any other is "stop"
 _T = TypeVar("_T")
-_LINE_END = re.compile("\r\n|\r|\n")  # an event stream's line ends (no other breaks)
 
 
 class _Transient(Exception):
@@ -1072,6 +1070,12 @@ def _until_late(lines: Iterator[str], deadline: float) -> Iterator[str]:
         yield line
 
 
+def _split_lines(text: str) -> list[str]:
+    """``text`` split at CR, LF and CRLF only (an event stream's line ends), by string methods:
+    a regular expression scanned a long event ten times slower."""
+    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+
+
 def _event_lines(chunks: Iterable[str]) -> Iterator[str]:
     r"""The lines of an event stream's text ``chunks``, ended by CR, LF or CRLF only, as the SSE
     specification says. (httpx's ``iter_lines`` also ends a line at U+2028, U+2029, U+0085 and
@@ -1083,17 +1087,17 @@ def _event_lines(chunks: Iterable[str]) -> Iterator[str]:
     """
     parts: list[str] = []  # the line under way (joined once it ends: a long line is not copied chunk by chunk)
     for chunk in chunks:
-        if not (parts and parts[-1].endswith("\r")) and _LINE_END.search(chunk) is None:
+        if not (parts and parts[-1].endswith("\r")) and "\n" not in chunk and "\r" not in chunk:
             parts.append(chunk)
             continue
         text = "".join(parts) + chunk
         held = text.endswith("\r")  # perhaps the first half of a CRLF: its line ends with the next chunk
-        lines = _LINE_END.split(text[:-1] if held else text)
+        lines = _split_lines(text[:-1] if held else text)
         rest = lines.pop() + ("\r" if held else "")
         parts = [rest] if rest else []
         yield from lines
     if parts:
-        lines = _LINE_END.split("".join(parts))
+        lines = _split_lines("".join(parts))
         yield from lines[:-1] if lines[-1] == "" else lines
 
 

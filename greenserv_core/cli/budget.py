@@ -156,7 +156,7 @@ def _budget(args: argparse.Namespace) -> int:
     from greenserv_core.evaluation.budgets import DEFAULT_FRACTIONS, budget_sweep
     from greenserv_core.evaluation.table import read_table
 
-    strategies = parse_strategies(args.strategy, replay=True)  # a policy or a diagnostic (the sweep refuses the oracle)
+    strategies = parse_strategies(args.strategy, replay=True, oracle=False)  # a policy or a diagnostic
     if len(strategies) != 1:
         raise InvalidInputError(f"--strategy takes one policy or diagnostic, got {strategies}")
     (strategy,) = strategies

@@ -145,26 +145,31 @@ def _replay_only_names() -> list[str]:
     return ["oracle", *DIAGNOSTICS]
 
 
-def strategy_help(*, replay: bool = False) -> str:
-    """The strategy names a command takes, from the policy registry (and replay's own)."""
+def strategy_help(*, replay: bool = False, oracle: bool = True) -> str:
+    """The strategy names a command takes, from the policy registry (and replay's own: the
+    oracle, unless ``oracle`` is false, and the diagnostics)."""
     from greenserv_core.bandits.registry import strategy_forms
 
     names = f"policies ({', '.join(strategy_forms())})"
     if replay:
-        oracle, *diagnostics = _replay_only_names()
-        names += f", {oracle}, and the diagnostics {', '.join(diagnostics)}"
+        hindsight, *diagnostics = _replay_only_names()
+        names += f", {hindsight}, and" if oracle else " and"
+        names += f" the diagnostics {', '.join(diagnostics)}"
     return names
 
 
-def parse_strategies(text: str, *, replay: bool = False) -> list[str]:
-    """``"linucb,static:big"`` → a checked list; unknown names raise :class:`InvalidInputError`."""
+def parse_strategies(text: str, *, replay: bool = False, oracle: bool = True) -> list[str]:
+    """``"linucb,static:big"`` → a checked list; unknown names raise :class:`InvalidInputError`
+    (with ``replay``, the diagnostics and, unless ``oracle`` is false, the oracle are known)."""
     from greenserv_core.bandits.registry import POLICIES
 
-    known = set(POLICIES) | (set(_replay_only_names()) if replay else set())
+    extra = set(_replay_only_names()) - (set() if oracle else {"oracle"}) if replay else set()
+    known = set(POLICIES) | extra
     strategies = [name.strip() for name in text.split(",") if name.strip()]
     unknown = [name for name in strategies if name.partition(":")[0] not in known]
     if not strategies or unknown:
-        raise InvalidInputError(f"unknown strategies {unknown or [text]}; choose from {strategy_help(replay=replay)}")
+        choices = strategy_help(replay=replay, oracle=oracle)
+        raise InvalidInputError(f"unknown strategies {unknown or [text]}; choose from {choices}")
     repeated = sorted({name for name in strategies if strategies.count(name) > 1})
     if repeated:
         raise InvalidInputError(f"strategies named twice: {repeated}; each is one row of the report")

@@ -127,6 +127,9 @@ def check_spent(energy_joules: float, latency_s: float, members: Sequence[tuple[
     for _, joules, seconds in members:
         check_measured("a member's energy_joules", joules)
         check_measured("a member's latency_s", seconds)
+    names = [member[0] for member in members]
+    if len(set(names)) < len(names):
+        raise InvalidInputError(f"members {names} name a model twice: a cascade runs two different models, once each")
 
 
 def _cap(max_joules: float | None, guard: float | None) -> float | None:
@@ -930,7 +933,8 @@ class RoutingLearner:
                     f"members {[m for m, _, _ in members]} are not models of decision {decision_id!r} ({chain})"
                 )
             self._settle(decision_id)
-            if plan is not None and plan.get("escalated") and len(members) == 1:
+            escalated = None if plan is None else plan.get("escalated")
+            if plan is not None and escalated and len(members) == 1:
                 plan["escalated"] = False  # its second model failed before it answered: the first answer was kept
             pending.energy_joules = float(energy_joules)
             pending.energy_source = energy_source
@@ -949,6 +953,8 @@ class RoutingLearner:
                 )
             except BaseException:  # refused (e.g. joules a cost model cannot take): the outcome is not recorded
                 pending.energy_joules = pending.energy_source = None
+                if plan is not None:
+                    plan["escalated"] = escalated
                 if scored:
                     keep = getattr(self.pending_, "keep_awaiting", None)
                     if keep is not None:
@@ -1108,17 +1114,37 @@ class RoutingLearner:
         with self.lock:
             if model not in self.policy_.arms_:
                 raise UnknownModelError(f"unknown model {model!r}; the models are {self.policy_.arms}")
-            for costs, quantity in ((self.energy_, energy_joules), (self.latency_, latency_s)):
-                if quantity is not None:  # refused before anything is learned (sums that would overflow)
+            self._check_costs(features, x, [(model, energy_joules, latency_s)])
+            self._learn_checked(features, x, model, value, energy_joules, latency_s)
+
+    def _check_costs(
+        self, features: QueryFeatures, x: np.ndarray, spent: Sequence[tuple[str, float | None, float | None]]
+    ) -> None:
+        """Refuse, before anything is learned, what the cost models would refuse of each
+        ``(model, joules, seconds)`` (sums that would overflow; ``None``: nothing to learn)."""
+        for model, joules, seconds in spent:
+            for costs, quantity in ((self.energy_, joules), (self.latency_, seconds)):
+                if quantity is not None:
                     costs.check_observation(model, x, features.prompt_tokens, quantity)
-            if value is not None:
-                self.policy_.update(model, x, value)
-                self.tallies_.labelled(model)
-            if energy_joules is not None:
-                self.energy_.observe(model, x, features.prompt_tokens, energy_joules)
-                self.normalizer_.observe(features.task, energy_joules)
-            if latency_s is not None:
-                self.latency_.observe(model, x, features.prompt_tokens, latency_s)
+
+    def _learn_checked(
+        self,
+        features: QueryFeatures,
+        x: np.ndarray,
+        model: str,
+        value: float | None,
+        energy_joules: float | None,
+        latency_s: float | None,
+    ) -> None:
+        """:meth:`learn`'s lessons, once checked (under the lock)."""
+        if value is not None:
+            self.policy_.update(model, x, value)
+            self.tallies_.labelled(model)
+        if energy_joules is not None:
+            self.energy_.observe(model, x, features.prompt_tokens, energy_joules)
+            self.normalizer_.observe(features.task, energy_joules)
+        if latency_s is not None:
+            self.latency_.observe(model, x, features.prompt_tokens, latency_s)
 
     def learn_answers(
         self,
@@ -1149,10 +1175,6 @@ class RoutingLearner:
                 raise InvalidInputError(
                     f"{cascades} are cascades: teach their models' answers; each cascade learns what it would have done"
                 )
-            for name, labelled in answers.items():  # refused before anything is learned (sums that would overflow)
-                for costs, quantity in ((self.energy_, labelled.energy_joules), (self.latency_, labelled.latency_s)):
-                    if quantity is not None:
-                        costs.check_observation(name, x, features.prompt_tokens, quantity)
             per_query: float | None = None
             if tradeoff is None:
                 if self.pacer_ is None:
@@ -1176,6 +1198,17 @@ class RoutingLearner:
                 for cascade, (first, then) in self.cascades_.items()
                 if first in signals and getattr(answers.get(then), "score", None) is not None
             ]
+            spent = [(name, answer.energy_joules, answer.latency_s) for name, answer in answers.items()]
+            for cascade, first, then in priced:  # what it spends if it escalates (if it keeps, less)
+                both = (answers[first], answers[then])
+                joules = _total([a.energy_joules for a in both])
+                spent.append((cascade, None if joules is None else joules + both[0].confidence_joules, None))
+                spent.append((cascade, None, _total([a.latency_s for a in both])))
+            for name, joules, took in spent:  # refused before anything is learned (a sum past a float's range)
+                for what, quantity in (("energy_joules", joules), ("latency_s", took)):
+                    if quantity is not None:
+                        check_measured(f"{name}'s {what}", quantity)
+            self._check_costs(features, x, spent)
             verdicts: dict[str, tuple[bool, float]] = {}
             with self._priced_as_routed(features.task, arms, pool):  # the scale as the query routed would have it
                 for cascade, first, then in priced:
@@ -1196,9 +1229,7 @@ class RoutingLearner:
                     held = held or (max_latency_s is not None and seconds[first] + seconds[then] > max_latency_s)
                     verdicts[cascade] = (verdict.escalate and not held, float(plan["then_accuracy"]))
             for name, answer in answers.items():
-                self.learn(
-                    features, name, score=answer.score, energy_joules=answer.energy_joules, latency_s=answer.latency_s
-                )
+                self._learn_checked(features, x, name, answer.score, answer.energy_joules, answer.latency_s)
             for first, signal in signals.items():
                 score = answers[first].score
                 assert score is not None
@@ -1210,12 +1241,13 @@ class RoutingLearner:
                 kept, second = answers[first], answers[then]
                 ran = (kept, second) if escalated else (kept,)
                 joules = _total([a.energy_joules for a in ran])
-                self.learn(
+                self._learn_checked(
                     features,
+                    x,
                     cascade,
-                    score=second.score if escalated else kept.score,
-                    energy_joules=None if joules is None else joules + kept.confidence_joules,
-                    latency_s=_total([a.latency_s for a in ran]),
+                    second.score if escalated else kept.score,
+                    None if joules is None else joules + kept.confidence_joules,
+                    _total([a.latency_s for a in ran]),
                 )
                 if escalated:
                     assert second.score is not None
