@@ -277,6 +277,32 @@ def test_a_base_model_stops_at_the_next_turn_marker(scripted_dir: Path) -> None:
     assert [(r.text, r.output_tokens) for r in batch] == [("Rome.", result.output_tokens)] * 2
 
 
+def test_a_pad_token_the_model_writes_mid_answer_is_one_of_its_tokens(tmp_path: Path) -> None:
+    """A pad that is not the EOS is padding only after a row's end (generate counted up to the
+    first pad, and cut the text there, where the stream went on)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = build_scripted_model(tmp_path, ": abX")
+    tokenizer, model = AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path)
+    x, colon, pad = (tokenizer.convert_tokens_to_ids(t) for t in ("X", ":", tokenizer.pad_token))
+    assert pad != tokenizer.eos_token_id
+    with torch.no_grad():  # ": abX<pad>: abX<pad>..." for ever
+        model.lm_head.weight[colon, x] = 0.0
+        model.lm_head.weight[pad, x] = 1.0
+        model.lm_head.weight[tokenizer.eos_token_id, pad] = 0.0
+        model.lm_head.weight[colon, pad] = 1.0
+    model.save_pretrained(path)
+    backend = backend_for(path)
+    settings = GenerationSettings(max_new_tokens=12)
+    one = backend.generate(ASK, settings)
+    streamed = list(backend.stream(ASK, settings))[-1].result
+    batched = backend.generate_batch([ASK], settings)[0]
+    assert streamed is not None
+    assert one.output_tokens == batched.output_tokens == streamed.output_tokens == 12  # was 4 (up to the pad)
+    assert one.text == batched.text == streamed.text and one.text.count("abX") >= 2  # was 'abX'
+
+
 def test_a_chat_template_model_is_not_cut_at_turn_markers(tmp_path: Path) -> None:
     backend = backend_for(build_scripted_model(tmp_path, "] Rome.\nQ:", chat_template=True))
     assert backend.uses_chat_template and not backend.stops_at_turn_markers

@@ -422,19 +422,18 @@ class TransformersBackend:
 
     def _new_token_counts(self, generated: Any) -> list[int]:
         """Tokens generated per row, up to and including the first EOS. Padding is excluded: a
-        row that stopped early (a stop string, a turn marker) is padded to the batch's length."""
+        row that stopped early (a stop string, a turn marker) is padded to the batch's length,
+        after its end; a pad token the model itself wrote before that is one of its tokens."""
         eos = self._eos_ids()
         pad = self.tokenizer.pad_token_id
         counts = []
         for row in generated.tolist():
-            count = 0
-            for token in row:
-                if token == pad and token not in eos:
-                    break
-                count += 1
-                if token in eos:
-                    break
-            counts.append(count)
+            end = len(row)
+            if pad is not None and pad not in eos:
+                while end and row[end - 1] == pad:
+                    end -= 1
+            first_eos = next((i for i, token in enumerate(row[:end]) if token in eos), None)
+            counts.append(end if first_eos is None else first_eos + 1)
         return counts
 
     def _outcome(self, row: Any, counted: int, stops: Sequence[str]) -> tuple[str, int, str, int]:
