@@ -205,6 +205,23 @@ def test_a_refused_query_a_refused_labelled_row_and_a_withdrawn_batch_query_move
     assert learner.features.clusterer.counts_.tolist() == counts  # was [2]
 
 
+def test_a_batch_refused_before_any_query_ran_takes_back_the_policys_steps_and_draws() -> None:
+    def router() -> GreenServRouter:
+        pool = [FakeBackend("a", context_window=64), FakeBackend("b", context_window=64)]
+        return GreenServRouter(pool, features=make_hashing_extractor(), seed=0, strategy="epsilon")
+
+    prompts = ["What is 2 + 2?", "Tell me a joke.", "Who wrote Hamlet?", "Solve 5x = 20."] * 5
+    refused, never = router(), router()
+    policy = refused.policy_
+    state, steps = policy.rng_.bit_generator.state, policy.t_  # type: ignore[attr-defined]
+    with pytest.raises(NoEligibleModelError):
+        refused.generate_batch([*prompts[:3], "Summarise this text: " + "word " * 500], max_new_tokens=8)
+    assert policy.t_ == steps and policy.rng_.bit_generator.state == state  # type: ignore[attr-defined]
+    assert [refused.route(p, max_new_tokens=8).model for p in prompts] == [
+        never.route(p, max_new_tokens=8).model for p in prompts
+    ]
+
+
 def test_a_refusal_is_what_is_raised_when_taking_back_its_clustering_step_fails() -> None:
     extractor = make_hashing_extractor()
     router = GreenServRouter([FakeBackend("tiny", context_window=64)], features=extractor, seed=0)

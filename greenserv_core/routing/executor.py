@@ -212,6 +212,7 @@ class Executor:
         decisions: list[RoutingDecision] = []
         results: dict[int, RoutedGeneration] = {}
         started: set[int] = set()  # the queries whose own run began
+        draws = self.learner.draws_now()
         try:
             for request in requests:
                 decisions.append(self.route(request, {}, request.decision_id, None))
@@ -238,6 +239,8 @@ class Executor:
                             self.forget(requests[index], decision.features)
                         except Exception as error:  # (an embedder away): the rest are still withdrawn
                             logger.warning("the clustering kept a withdrawn query's step: %r", error)
+            if not started:  # none ran: the policy's steps and draws for them are taken back too
+                self.learner.take_back_draws(draws, len(decisions))
             raise
         return [results[i] for i in range(len(decisions))]
 

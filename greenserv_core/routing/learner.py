@@ -140,6 +140,16 @@ def _cap(max_joules: float | None, guard: float | None) -> float | None:
 
 
 @dataclass(frozen=True)
+class _Draws:
+    """What a decision moves in the policy besides its learning: its step count (ε's decay)
+    and its random state; and how many decisions the learner had made then."""
+
+    decisions: int
+    steps: int | None
+    random_state: Mapping[str, Any] | None
+
+
+@dataclass(frozen=True)
 class _Hold:
     """A limit a cascade's escalation must keep to (joules or seconds): where both models are
     predicted past it, the plan keeps the first answer; else it keeps the limit (under
@@ -273,6 +283,8 @@ class RoutingLearner:
         self.priors_: dict[str, ArmPrior] = {}
         self.rerouting_: set[str] = set()
         """Ids of queries whose model failed, until they are routed again (no one else may take them)."""
+        self.decisions_made_ = 0
+        """Decisions recorded by this learner since it was made (not saved): :meth:`draws_now`."""
         self.removed_at_: dict[str, float] = {}
         """When each name last left the pool (by the pending store's clock): a decision made
         before that, for the model then under the name, teaches a newcomer of that name nothing."""
@@ -418,9 +430,7 @@ class RoutingLearner:
                 costs = ArmValues(verdict.predicted_joules.arms, tradeoff * units)
             else:
                 costs = self._costs(features.task, verdict.predicted_joules, table.predicted_joules, tradeoff)
-            steps = getattr(self.policy_, "t_", None)  # restored if the decision cannot be recorded
-            rng = getattr(self.policy_, "rng_", None)
-            drawn = rng.bit_generator.state if isinstance(rng, np.random.Generator) else None  # (and so is this)
+            draws = self.draws_now()  # taken back if the decision cannot be recorded
             choice = self.policy_.decide(x, costs.arms, value_scale=1.0 - tradeoff, costs=costs)
             if budget is not None:
                 choice = self._paced(choice, verdict.predicted_joules, units, budget)
@@ -471,13 +481,11 @@ class RoutingLearner:
                     self.pending_.discard(decision.decision_id, reusable=True)
                 self.pending_.add(pending)
             except BaseException:  # (a pending store in Redis, away): the policy took no step, drew nothing
-                if steps is not None:
-                    self.policy_.t_ = steps  # type: ignore[attr-defined]
-                if drawn is not None and rng is not None:
-                    rng.bit_generator.state = drawn
+                self._restore_draws(draws)
                 raise
             self.rerouting_.discard(decision.decision_id)
             self.tallies_.decided(choice.arm)
+            self.decisions_made_ += 1
             if under_way and self.pacer_ is not None and chosen_joules is not None:
                 self.pacer_.reserve(decision.decision_id, chosen_joules)
         logger.debug("routed %s to %s (task=%s)", decision.decision_id, decision.model, features.task)
@@ -876,6 +884,35 @@ class RoutingLearner:
             decision_id,
             error,
         )
+
+    def draws_now(self) -> _Draws:
+        """The policy's step count and random state now, and the decisions made so far: what
+        :meth:`take_back_draws` returns to."""
+        rng = getattr(self.policy_, "rng_", None)
+        return _Draws(
+            self.decisions_made_,
+            getattr(self.policy_, "t_", None),
+            rng.bit_generator.state if isinstance(rng, np.random.Generator) else None,
+        )
+
+    def take_back_draws(self, draws: _Draws, decisions: int) -> bool:
+        """After ``decisions`` were withdrawn unrun (a batch refused before any of its queries
+        ran), put the policy's step count and random state back to ``draws``, as if they had
+        never been made; only where no other decision was made meanwhile (another thread's
+        steps are its own). Returns whether it did."""
+        with self.lock:
+            if self.decisions_made_ - draws.decisions != decisions:
+                return False
+            self._restore_draws(draws)
+            self.decisions_made_ = draws.decisions
+            return True
+
+    def _restore_draws(self, draws: _Draws) -> None:
+        if draws.steps is not None:
+            self.policy_.t_ = draws.steps  # type: ignore[attr-defined]
+        rng = getattr(self.policy_, "rng_", None)
+        if draws.random_state is not None and isinstance(rng, np.random.Generator):
+            rng.bit_generator.state = draws.random_state
 
     def withdraw(self, decision: RoutingDecision) -> None:
         """Forget a decision whose model never ran (a batch that failed before its turn): it is
