@@ -2,7 +2,8 @@
 
 A decision that never gets feedback is dropped when it is older than ``ttl_s`` or when more
 than ``max_size`` are pending (oldest first). Its energy and latency were already learned at
-generation time; only its accuracy is never learned, and no score is imputed for it.
+generation time; only its accuracy is never learned, and no score is imputed for it. A
+decision scored before its outcome came awaits the outcome for ``ttl_s`` more, as in Redis.
 """
 
 from __future__ import annotations
@@ -154,6 +155,7 @@ class PendingDecisions:
         self._items: OrderedDict[str, PendingDecision] = OrderedDict()
         self._gone: OrderedDict[str, str] = OrderedDict()  # id -> "expired" | "scored" | "abandoned"
         self._awaiting: dict[str, PendingDecision] = {}  # scored before their outcome (ids among _gone)
+        self._awaiting_since: dict[str, float] = {}  # when each began to await it: it does so ttl_s at most
 
     def __len__(self) -> int:
         return len(self._items)
@@ -166,6 +168,7 @@ class PendingDecisions:
         while len(self._gone) > self.max_size:
             oldest, _ = self._gone.popitem(last=False)
             self._awaiting.pop(oldest, None)
+            self._awaiting_since.pop(oldest, None)
 
     def evict(self) -> int:
         """Drop decisions past their age, then over the size limit, oldest first among those
@@ -226,14 +229,21 @@ class PendingDecisions:
         del self._items[decision_id]
         self._forget(decision_id, "scored")
         if decision.energy_joules is None:
-            self._awaiting[decision_id] = decision
+            self.keep_awaiting(decision)
         return decision
 
     def take_awaiting(self, decision_id: str) -> PendingDecision | None:
-        return self._awaiting.pop(decision_id, None)
+        """The scored decision awaiting its outcome, for ``ttl_s`` after it was scored (or kept
+        again), as the Redis store's key expires; else ``None``."""
+        decision = self._awaiting.pop(decision_id, None)
+        since = self._awaiting_since.pop(decision_id, None)
+        if decision is None or (since is not None and since < self.clock() - self.ttl_s):
+            return None
+        return decision
 
     def keep_awaiting(self, decision: PendingDecision) -> None:
         self._awaiting[decision.decision_id] = decision
+        self._awaiting_since[decision.decision_id] = self.clock()
 
     def discard(self, decision_id: str, *, reusable: bool = False) -> None:
         """Forget a decision whose generation never completed (no error if it is gone).
@@ -248,6 +258,7 @@ class PendingDecisions:
             "items": [d.to_dict() for d in self._items.values()],
             "gone": dict(self._gone),
             "awaiting": [d.to_dict() for d in self._awaiting.values()],
+            "awaiting_since": dict(self._awaiting_since),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -260,4 +271,7 @@ class PendingDecisions:
             self._gone[item["decision_id"]] = "scored"
             if item.get("energy_joules") is None:
                 self._awaiting[item["decision_id"]] = PendingDecision.from_dict(item)
+        since = state.get("awaiting_since") or {}  # (a state saved before 2026-12-07: from now)
+        now = self.clock()
+        self._awaiting_since = {key: float(since.get(key, now)) for key in self._awaiting}
         self.evict()

@@ -652,6 +652,28 @@ def test_the_pending_store_ages_decisions_by_its_own_clock(fakes, extractor) -> 
         router.feedback(decision.decision_id, 1.0)
 
 
+def test_a_scored_decision_awaits_its_outcome_ttl_s_as_in_redis(fakes, extractor, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from greenserv_core.pending import PendingDecisions
+
+    now = [1000.0]
+    router = GreenServRouter(
+        fakes, features=extractor, seed=0, pending=PendingDecisions(ttl_s=60, clock=lambda: now[0])
+    )
+    late, kept = router.route(ASK), router.route(ASK)
+    router.feedback(late.decision_id, 1.0)  # scored before its outcome: it awaits it
+    now[0] += 30
+    router.feedback(kept.decision_id, 1.0)
+    router.save(tmp_path / "state.json")  # the times it began to wait are kept
+    loaded = GreenServRouter.load(
+        tmp_path / "state.json", fakes, features=extractor, pending=PendingDecisions(ttl_s=60, clock=lambda: now[0])
+    )
+    now[0] += 40  # 70 s after the first score, 40 s after the second
+    for which in (router, loaded):
+        with pytest.raises(InvalidInputError, match="already recorded"):  # was taken: Redis's key had expired
+            which.record_outcome(late.decision_id, energy_joules=1.0, latency_s=0.1)
+        which.record_outcome(kept.decision_id, energy_joules=1.0, latency_s=0.1)
+
+
 def test_a_save_keeps_the_files_permissions_and_writes_through_a_link(fakes, extractor, tmp_path) -> None:  # type: ignore[no-untyped-def]
     import os
     import stat
