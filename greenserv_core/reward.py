@@ -17,6 +17,7 @@ from urllib.parse import quote, unquote
 import numpy as np
 
 from greenserv_core.errors import InvalidInputError
+from greenserv_core.quality import as_float
 from greenserv_core.statistics import Statistics
 
 __all__ = ["DEFAULT_TRADEOFF", "EnergyNormalizer", "check_score", "check_tradeoff", "reward"]
@@ -36,7 +37,7 @@ def check_score(score: object) -> float:
     """A feedback score as a float in [0, 1], or :class:`InvalidInputError` (NaN included)."""
     if isinstance(score, (bool, np.bool_)):  # np.bool_ is what ``pred == gold`` gives on numpy values
         return float(score)
-    if not isinstance(score, numbers.Real) or math.isnan(float(score)) or not 0.0 <= float(score) <= 1.0:
+    if not isinstance(score, numbers.Real) or not 0.0 <= as_float(score) <= 1.0:  # NaN fails both comparisons
         raise InvalidInputError(f"feedback score must be a number in [0, 1], got {score!r}")
     return float(score)
 

@@ -33,6 +33,8 @@ def test_a_labelled_answer_refuses_bad_parts() -> None:
         {"confidence": True},
         {"confidence_joules": -0.1},
         {"energy_joules": "3"},
+        {"energy_joules": 10**400},  # an int past a float's range: was an OverflowError
+        {"score": 10**400},
     ):
         with pytest.raises(InvalidInputError):
             LabelledAnswer(**bad)  # type: ignore[arg-type]
@@ -337,9 +339,19 @@ def test_a_row_whose_costs_would_overflow_is_refused_before_anything_is_learned(
         router.learn_answers(ASK, {"small": LabelledAnswer(score=1.0, energy_joules=1.0), "big": overflowing})
     with pytest.raises(InvalidInputError, match="overflows"):  # the joules were learned, then the seconds refused
         router.record_outcome(decision.decision_id, energy_joules=1.0, latency_s=1e308)
-    huge = LabelledAnswer(score=0.0, energy_joules=1e308, confidence=0.1)
-    with pytest.raises(InvalidInputError, match="small->big's energy_joules"):  # the cascade's sum: inf
-        router.learn_answers(ASK, {"small": huge, "big": LabelledAnswer(score=1.0, energy_joules=1e308)})
+    escalating = _router(0.2)  # an unsure first answer escalates: the cascade spends both answers' joules, inf
+    huge = {
+        "small": LabelledAnswer(score=0.0, energy_joules=1e308, confidence=0.2),
+        "big": LabelledAnswer(score=1.0, energy_joules=1e308),
+    }
+    with pytest.raises(InvalidInputError, match="small->big's energy_joules"):
+        escalating.learn_answers(ASK, huge)
+    assert escalating.stats_["small"]["labelled"] == escalating.stats_["big"]["labelled"] == 0
+    kept = _router(0.95)  # a sure first answer is kept: the cascade spends its joules alone, which fit a float
+    big = LabelledAnswer(score=1.0, energy_joules=1e308)
+    assert kept.learn_answers(
+        ASK, {"small": LabelledAnswer(score=1.0, energy_joules=1e308, confidence=0.95), "big": big}
+    ) == {"small->big": False}
     with pytest.raises(InvalidInputError, match="name a model twice"):  # the second overflowed, the first was learned
         router.record_outcome(decision.decision_id, energy_joules=1.0, latency_s=1.0, members=[("small", 1.0, 1.0)] * 2)
     after = router.statistics()

@@ -21,6 +21,7 @@ import numbers
 from dataclasses import dataclass
 
 from greenserv_core.errors import InvalidInputError
+from greenserv_core.quality import as_float
 from greenserv_core.reward import check_score
 
 __all__ = ["LabelledAnswer", "check_measured"]
@@ -29,7 +30,7 @@ __all__ = ["LabelledAnswer", "check_measured"]
 def check_measured(name: str, value: object) -> None:
     """A measured amount (joules, seconds) must be a finite number >= 0, or
     :class:`InvalidInputError` (the learner checks its outcomes with it too)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= as_float(value) < math.inf:
         raise InvalidInputError(f"{name} must be finite and >= 0, got {value!r}")
 
 

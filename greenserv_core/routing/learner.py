@@ -1235,17 +1235,7 @@ class RoutingLearner:
                 for cascade, (first, then) in self.cascades_.items()
                 if first in signals and getattr(answers.get(then), "score", None) is not None
             ]
-            spent = [(name, answer.energy_joules, answer.latency_s) for name, answer in answers.items()]
-            for cascade, first, then in priced:  # what it spends if it escalates (if it keeps, less)
-                both = (answers[first], answers[then])
-                joules = _total([a.energy_joules for a in both])
-                spent.append((cascade, None if joules is None else joules + both[0].confidence_joules, None))
-                spent.append((cascade, None, _total([a.latency_s for a in both])))
-            for name, joules, took in spent:  # refused before anything is learned (a sum past a float's range)
-                for what, quantity in (("energy_joules", joules), ("latency_s", took)):
-                    if quantity is not None:
-                        check_measured(f"{name}'s {what}", quantity)
-            self._check_costs(features, x, spent)
+            self._check_costs(features, x, [(name, a.energy_joules, a.latency_s) for name, a in answers.items()])
             verdicts: dict[str, tuple[bool, float]] = {}
             with self._priced_as_routed(features.task, arms, pool):  # the scale as the query routed would have it
                 for cascade, first, then in priced:
@@ -1265,6 +1255,25 @@ class RoutingLearner:
                     held = cap is not None and predicted[first] + question + predicted[then] > cap  # (NaN: not held)
                     held = held or (max_latency_s is not None and seconds[first] + seconds[then] > max_latency_s)
                     verdicts[cascade] = (verdict.escalate and not held, float(plan["then_accuracy"]))
+            taught = {}  # what each cascade spent by its verdict: its first answer, or both (and the question's)
+            for cascade, (escalated, _) in verdicts.items():
+                first, then = self.cascades_[cascade]
+                ran = (answers[first], answers[then]) if escalated else (answers[first],)
+                joules = _total([a.energy_joules for a in ran])
+                taught[cascade] = (
+                    cascade,
+                    None if joules is None else joules + answers[first].confidence_joules,
+                    _total([a.latency_s for a in ran]),
+                )
+            for (
+                name,
+                joules,
+                took,
+            ) in taught.values():  # refused before anything is learned (a sum past a float's range)
+                for what, quantity in (("energy_joules", joules), ("latency_s", took)):
+                    if quantity is not None:
+                        check_measured(f"{name}'s {what}", quantity)
+            self._check_costs(features, x, list(taught.values()))
             for name, answer in answers.items():
                 self._learn_checked(features, x, name, answer.score, answer.energy_joules, answer.latency_s)
             for first, signal in signals.items():
@@ -1276,16 +1285,8 @@ class RoutingLearner:
             for cascade, (escalated, then_accuracy) in verdicts.items():
                 first, then = self.cascades_[cascade]
                 kept, second = answers[first], answers[then]
-                ran = (kept, second) if escalated else (kept,)
-                joules = _total([a.energy_joules for a in ran])
-                self._learn_checked(
-                    features,
-                    x,
-                    cascade,
-                    second.score if escalated else kept.score,
-                    None if joules is None else joules + kept.confidence_joules,
-                    _total([a.latency_s for a in ran]),
-                )
+                _, joules, took = taught[cascade]
+                self._learn_checked(features, x, cascade, second.score if escalated else kept.score, joules, took)
                 if escalated:
                     assert second.score is not None
                     # the second model's labelled answer counts this score already
