@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -970,6 +971,42 @@ def test_a_loaded_replica_whose_first_push_was_taken_unconfirmed_takes_the_saved
         replica.sync()
     assert store.read().sums["policy/t"][0] == 10.0  # was 20: the warm start twice
     assert one.router.policy_.t_ == two.router.policy_.t_ == 10
+
+
+def test_a_first_push_taken_unconfirmed_after_another_replica_pushed_between_its_read_and_merge(
+    tmp_path: Path,
+) -> None:
+    """Its count read before the merge said it was the first; another replica pushed the saved
+    state in between, and the reply was lost: the count the merge made is kept with the
+    receipt, and the next sync takes the state back out (it was counted twice)."""
+    saved = make_router()
+    serve(saved, traffic(10, seed=5))
+    saved.save(tmp_path / "warm.json")
+    pool = [FakeBackend("small", joules_per_token=1.0), FakeBackend("org/large", joules_per_token=9.0)]
+    features = make_hashing_extractor(n_clusters=1)
+    with redis_server(tmp_path) as url:
+        other = SharedLearning(
+            GreenServRouter.load(tmp_path / "warm.json", pool, features=features), RedisStore(url=url)
+        )
+
+        class Racing(RedisStore):  # the other replica pushes first; this merge's reply is lost
+            raced = False
+
+            def merge(self, delta: Statistics, **options: Any) -> Statistics:
+                if Racing.raced:
+                    return super().merge(delta, **options)
+                Racing.raced = True
+                other.sync()
+                super().merge(delta, **options)
+                raise ConnectionError("reply lost")
+
+        racing = SharedLearning(GreenServRouter.load(tmp_path / "warm.json", pool, features=features), Racing(url=url))
+        with pytest.raises(ConnectionError, match="reply lost"):
+            racing.sync()
+        for replica in (racing, other, racing, other):
+            replica.sync()
+        assert RedisStore(url=url).read().sums["policy/t"][0] == 10.0  # was 20: the warm start twice
+        assert racing.router.policy_.t_ == other.router.policy_.t_ == 10
 
 
 def test_redis_store_refuses_foreign_values(tmp_path: Path) -> None:

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import logging
 import math
 import threading
@@ -254,11 +255,10 @@ class SharedLearning:
             assert isinstance(self.store, KeepsReceipts)
             if self.store.took(receipt):  # (if the store cannot say, nothing is sent, and it asks again)
                 owed = Statistics()
-                if first_push is not None and first_push[1] >= 1.0:
-                    # a first push of a saved state that another replica had pushed already (the
-                    # store's count before it, recorded with the receipt): as a first sync would,
-                    # take it back out, with this sync's change
-                    owed = first_push[0]
+                if first_push is not None and _pushes_counted(self.store, receipt, first_push) > 1.0:
+                    # a first push of a saved state that another replica had pushed already: as a
+                    # first sync would, take it back out, with this sync's change
+                    owed = first_push.state
                 self._pushed(self.base_.plus(sent).plus(owed))
             self._receipts.unconfirmed = None
         snapshot_at = time.time()
@@ -268,7 +268,7 @@ class SharedLearning:
         loaded = self._loaded_state(delta)
         if loaded is not None:  # counts the replicas that push this saved state
             delta.sums[loaded[0]] = np.array([1.0])
-        loaded_before: tuple[Statistics, float] | None = None  # the saved state, and the store's count of it
+        loaded_before: _FirstPush | None = None  # the saved state, and the store's count of it
         if self.syncs_ == 0:  # a replica set up unlike the others is refused before it writes to the store
             total = self.store.read()
             if loaded is not None:
@@ -278,7 +278,7 @@ class SharedLearning:
                     # removed since the load) too: the later ones take back all they hold of it
                     delta.sums.update(loaded[2].sums)
                     loaded = loaded[0], loaded[1].plus(loaded[2]), loaded[2]
-                loaded_before = loaded[1], pushes
+                loaded_before = _FirstPush(loaded[1], pushes, loaded[0])
             extremes = Statistics(minima=delta.minima, maxima=delta.maxima)
             clusters = _CLUSTERS.rstrip("/")
             stored, joining = total.under(clusters), extremes.under(clusters)
@@ -333,7 +333,7 @@ class SharedLearning:
         self.last_sync_ = SyncReport(time.time(), time.perf_counter() - started, remote, snapshot_at, merged_at)
         return self.last_sync_
 
-    def _merge(self, delta: Statistics, *, loaded_before: tuple[Statistics, float] | None = None) -> Statistics:
+    def _merge(self, delta: Statistics, *, loaded_before: _FirstPush | None = None) -> Statistics:
         """``store.merge(delta)``; with a store that keeps receipts, one that failed is
         remembered, for the next sync to ask whether the store took it before sending it again
         (with ``loaded_before``, for a first push of a saved state: that state, and how many
@@ -341,7 +341,11 @@ class SharedLearning:
         if not isinstance(self.store, KeepsReceipts):
             return self.store.merge(delta)
         receipt = (self._receipts.slot, uuid.uuid4().hex)
+        notes = loaded_before is not None and _notes_counts(self.store)
         try:
+            if notes:  # the count the merge made is kept with the receipt (the one read before may be stale)
+                assert loaded_before is not None
+                return self.store.merge(delta, receipt=receipt, note=[loaded_before.key])  # type: ignore[call-arg]
             return self.store.merge(delta, receipt=receipt)
         except BaseException:
             self._receipts.unconfirmed = (receipt, delta, loaded_before)
@@ -554,7 +558,40 @@ class _Receipts:
     a first push of a saved state, that state and the store's count of its pushes just before."""
 
     slot: str = field(default_factory=lambda: uuid.uuid4().hex)
-    unconfirmed: tuple[tuple[str, str], Statistics, tuple[Statistics, float] | None] | None = None
+    unconfirmed: tuple[tuple[str, str], Statistics, _FirstPush | None] | None = None
+
+
+@dataclass(frozen=True)
+class _FirstPush:
+    """A first push of a saved state: that state, the store's count of its pushes read just
+    before, and the key that counts them."""
+
+    state: Statistics
+    pushes: float
+    key: str
+
+
+def _notes_counts(store: StateStore) -> bool:
+    """Whether ``store`` keeps counts with a merge's receipt: it has ``noted`` and its
+    ``merge`` takes ``note`` (a subclass may override ``merge`` without it)."""
+    if not callable(getattr(store, "noted", None)):
+        return False
+    try:
+        parameters = inspect.signature(store.merge).parameters
+    except (TypeError, ValueError):  # no signature to read
+        return False
+    return "note" in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+
+
+def _pushes_counted(store: StateStore, receipt: tuple[str, str], first_push: _FirstPush) -> float:
+    """How many pushes of the saved state the store counted once a first push's merge went
+    through: as the store noted it with the receipt, where it notes (:class:`RedisStore`), else
+    the count read before the merge plus this one (another replica may have pushed between)."""
+    noted = getattr(store, "noted", None)
+    counts = noted(receipt) if callable(noted) else None
+    if isinstance(counts, dict) and first_push.key in counts:
+        return float(counts[first_push.key])
+    return first_push.pushes + 1.0
 
 
 _RECEIPTS: weakref.WeakKeyDictionary[object, dict[str, _Receipts]] = weakref.WeakKeyDictionary()

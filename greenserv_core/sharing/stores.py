@@ -24,11 +24,13 @@ array([3.])
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import os
 import threading
 import uuid
 import weakref
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
@@ -295,9 +297,12 @@ class RedisStore:
         data = self.client.get(self.key)
         return Statistics() if data is None else Statistics.from_bytes(_as_bytes(data))
 
-    def merge(self, delta: Statistics, *, receipt: tuple[str, str] | None = None) -> Statistics:
+    def merge(
+        self, delta: Statistics, *, receipt: tuple[str, str] | None = None, note: Sequence[str] = ()
+    ) -> Statistics:
         """Add ``delta`` to the total in one transaction; with a ``receipt`` (see
-        :class:`KeepsReceipts`), also record its token, for :meth:`took` to find."""
+        :class:`KeepsReceipts`), also record its token, for :meth:`took` to find, and the new
+        total's sums under the keys ``note`` names, for :meth:`noted`."""
         import redis as redis_module
 
         # each write also sets a marker of its own: a reply lost on the way back (a timeout, a
@@ -313,19 +318,23 @@ class RedisStore:
             for attempt in range(self.max_attempts):
                 try:
                     pipe.watch(self.key, marker)  # type: ignore[no-untyped-call]
-                    went_through = attempt > 0 and pipe.get(marker) == token
+                    went_through = attempt > 0 and _token_of(pipe.get(marker)) == token
                     data = pipe.get(self.key)  # (after the marker: a total that holds this change, if it is there)
                     stored = Statistics() if data is None else Statistics.from_bytes(_as_bytes(data))
                     if went_through:
                         return stored
                     total = stored.plus(delta)
+                    written = token
+                    if receipt is not None and note:
+                        counts = {key: float(total.sums[key][0]) for key in note if key in total.sums}
+                        written = token + b"\n" + json.dumps(counts).encode()
                     pipe.multi()
                     pipe.set(self.key, total.to_bytes())
-                    pipe.set(marker, token, ex=ttl)
+                    pipe.set(marker, written, ex=ttl)
                     pipe.execute()
                     return total
                 except (redis_module.WatchError, redis_module.ConnectionError, redis_module.TimeoutError):
-                    if self.client.get(marker) == token:  # it went through: the store holds this change
+                    if _token_of(self.client.get(marker)) == token:  # it went through: the store holds this change
                         return self.read()
                     self.conflicts_ += 1
                     continue
@@ -333,10 +342,24 @@ class RedisStore:
 
     def took(self, receipt: tuple[str, str]) -> bool:
         """Whether a merge with ``receipt`` went through (as long as its slot is kept: a week)."""
-        return bool(self.client.get(self._slot(receipt[0])) == receipt[1].encode())
+        return _token_of(self.client.get(self._slot(receipt[0]))) == receipt[1].encode()
+
+    def noted(self, receipt: tuple[str, str]) -> dict[str, float] | None:
+        """The sums a merge with ``receipt`` noted (its ``note``) as that merge left them;
+        ``None`` where it did not go through (or noted nothing)."""
+        value = self.client.get(self._slot(receipt[0]))
+        if value is None or _token_of(value) != receipt[1].encode():
+            return None
+        _, _, counts = _as_bytes(value).partition(b"\n")
+        return {str(k): float(v) for k, v in json.loads(counts).items()} if counts else None
 
     def _slot(self, slot: str) -> str:
         return f"{self.key}:receipt:{slot}"
+
+
+def _token_of(value: object) -> bytes | None:
+    """A merge marker's or receipt's token (what it holds before the counts it noted, if any)."""
+    return None if value is None else _as_bytes(value).partition(b"\n")[0]
 
 
 _MARKER_TTL_S = 3600
