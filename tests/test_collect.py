@@ -259,6 +259,18 @@ def test_collect_leaves_out_the_queries_a_model_cannot_take_and_says_so(
     assert set(table.metadata["left_out"]) == set(tokens) - fit
     assert "small: prompt" in next(iter(table.metadata["left_out"].values()))
     assert f"leaves out {len(tokens) - len(fit)} queries" in caplog.text
+    # a journal written before a query was found too long holds another model's rows for it
+    out = tmp_path / "resumed.csv"
+    with pytest.raises(KeyboardInterrupt):
+        collect(
+            [FakeBackend("big", reply=_oracle_reply), Crashing("small", budget=4, reply=_oracle_reply)],
+            out,
+            tasks=tasks,
+            limit=4,
+            seed=3,
+        )
+    resumed = collect([FakeBackend("big", reply=_oracle_reply), small], out, tasks=tasks, limit=4, seed=3)
+    assert resumed.columns == table.columns  # was a KeyError at every resume
 
 
 def test_collect_resumes_after_a_crash_without_losing_or_redoing_rows(tmp_path: Path) -> None:

@@ -1009,6 +1009,34 @@ def test_a_first_push_taken_unconfirmed_after_another_replica_pushed_between_its
         assert racing.router.policy_.t_ == other.router.policy_.t_ == 10
 
 
+def test_a_batch_refused_after_a_sync_takes_back_only_its_own_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sync between a refused batch's decisions and its refusal sets the step count to the
+    replicas' total: the batch takes back its own steps from it (it set the count back to
+    before the sync, and the next sync took every other replica's steps out of the store)."""
+    from greenserv_core.errors import NoEligibleModelError
+
+    store = InMemoryStore()
+    one, two = make_router(strategy="epsilon", seed=0), make_router(strategy="epsilon", seed=1)
+    shared_one, shared_two = SharedLearning(one, store), SharedLearning(two, store)
+    for i in range(50):
+        two.route(f"question {i}?", max_new_tokens=8)
+    shared_two.sync()
+    executor, routed = one._executor, one._executor.route
+
+    def route(*args: Any, **kwargs: Any) -> Any:
+        if len(one.pending_) == 2:  # the background sync runs before the third query is routed
+            shared_one.sync()
+        return routed(*args, **kwargs)
+
+    monkeypatch.setattr(executor, "route", route)
+    with pytest.raises(NoEligibleModelError):
+        one.generate_batch(["What is 2 + 2?", "Tell me a joke.", "Summarise this: " + "word " * 3000], max_new_tokens=8)
+    assert one.policy_.t_ == 50  # the total without the batch's two
+    shared_one.sync()
+    shared_two.sync()
+    assert store.read().sums["policy/t"][0] == 50.0 and one.policy_.t_ == two.policy_.t_ == 50  # was 0
+
+
 def test_redis_store_refuses_foreign_values(tmp_path: Path) -> None:
     with redis_server(tmp_path) as url:
         store = RedisStore(url=url, key="k")

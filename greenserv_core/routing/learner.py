@@ -31,6 +31,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import copy
+import dataclasses
 import logging
 import math
 import threading
@@ -888,22 +889,27 @@ class RoutingLearner:
     def draws_now(self) -> _Draws:
         """The policy's step count and random state now, and the decisions made so far: what
         :meth:`take_back_draws` returns to."""
-        rng = getattr(self.policy_, "rng_", None)
-        return _Draws(
-            self.decisions_made_,
-            getattr(self.policy_, "t_", None),
-            rng.bit_generator.state if isinstance(rng, np.random.Generator) else None,
-        )
+        with self.lock:  # (not halfway through another thread's decision)
+            rng = getattr(self.policy_, "rng_", None)
+            return _Draws(
+                self.decisions_made_,
+                getattr(self.policy_, "t_", None),
+                rng.bit_generator.state if isinstance(rng, np.random.Generator) else None,
+            )
 
     def take_back_draws(self, draws: _Draws, decisions: int) -> bool:
-        """After ``decisions`` were withdrawn unrun (a batch refused before any of its queries
-        ran), put the policy's step count and random state back to ``draws``, as if they had
-        never been made; only where no other decision was made meanwhile (another thread's
-        steps are its own). Returns whether it did."""
+        """After ``decisions`` made since ``draws`` were withdrawn unrun (a batch refused before
+        any of its queries ran), take back their steps (ε's decay) and put the policy's random
+        state back, as if they had never been made; only where no other decision was made
+        meanwhile (another thread's draws are its own). The steps are taken back, not set: a
+        sync meanwhile may have set the step count to the replicas' total. Returns whether it did."""
         with self.lock:
             if self.decisions_made_ - draws.decisions != decisions:
                 return False
-            self._restore_draws(draws)
+            steps = getattr(self.policy_, "t_", None)
+            if isinstance(steps, int):
+                self.policy_.t_ = max(0, steps - decisions)  # type: ignore[attr-defined]
+            self._restore_draws(dataclasses.replace(draws, steps=None))
             self.decisions_made_ = draws.decisions
             return True
 
