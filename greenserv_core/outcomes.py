@@ -62,12 +62,19 @@ class CostModel:
             raise UnknownModelError(f"unknown model {name!r}")
         self.ridge_.update(name, self._x(context, prompt_tokens), float(value))  # (checked as check_observation does)
 
-    def check_observation(self, name: str, context: np.ndarray, prompt_tokens: int, value: float) -> None:
+    def check_observation(
+        self, name: str, context: np.ndarray, prompt_tokens: int, value: float
+    ) -> tuple[int, np.ndarray, float]:
         """Raise as :meth:`observe` would refuse ``value`` (an unknown model, sums that would
-        overflow), changing nothing: a caller that learns several things checks each first."""
+        overflow), changing nothing: a caller that learns several things checks each first,
+        then makes each with :meth:`observe_checked`."""
         if name not in self.models_:
             raise UnknownModelError(f"unknown model {name!r}")
-        self.ridge_.checked_update(name, self._x(context, prompt_tokens), float(value))
+        return self.ridge_.checked_update(name, self._x(context, prompt_tokens), float(value))
+
+    def observe_checked(self, checked: tuple[int, np.ndarray, float]) -> None:
+        """:meth:`observe` with what :meth:`check_observation` returned (nothing changed since)."""
+        self.ridge_.apply_update(checked)
 
     def predict(self, name: str, context: np.ndarray, prompt_tokens: int) -> float | None:
         """Estimated value (never negative), or ``None`` for a model not yet observed."""

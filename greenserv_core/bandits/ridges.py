@@ -254,7 +254,12 @@ class RidgeStack:
 
     def update(self, name: str, x: np.ndarray, y: float) -> None:
         """Learn that arm ``name`` saw target ``y`` at ``x`` (a rank-one update of its row)."""
-        r, x, y = self.checked_update(name, x, y)
+        self.apply_update(self.checked_update(name, x, y))
+
+    def apply_update(self, checked: tuple[int, np.ndarray, float]) -> None:
+        """:meth:`update` with what :meth:`checked_update` returned (nothing changed since:
+        a caller checks several updates, then makes them, without checking each twice)."""
+        r, x, y = checked
         self.version += 1
         self._n[r] += 1
         self._stale.add(r)

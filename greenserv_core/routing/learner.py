@@ -1052,18 +1052,18 @@ class RoutingLearner:
         energy_joules, latency_s = spent
         taught = [(model, energy_joules, latency_s)] if current else []
         taught += [m for m in members if current and m[0] in self.policy_.arms_]
-        for name, joules, seconds in taught:  # all refused, or none: nothing half-learned
-            self.energy_.check_observation(name, context, prompt_tokens, joules)
-            self.latency_.check_observation(name, context, prompt_tokens, seconds)
-        if current:
-            self.energy_.observe(model, context, prompt_tokens, energy_joules)
-            self.latency_.observe(model, context, prompt_tokens, latency_s)
+        checked = [  # all refused, or none: nothing half-learned
+            (
+                self.energy_.check_observation(name, context, prompt_tokens, joules),
+                self.latency_.check_observation(name, context, prompt_tokens, seconds),
+            )
+            for name, joules, seconds in taught
+        ]
         if current or (model in self.tallies_.counts_ and model not in self.policy_.arms_):
             self.tallies_.spent(model, energy_joules)  # a model removed meanwhile keeps its history (not a newcomer's)
-        for member, joules, seconds in members:
-            if current and member in self.policy_.arms_:
-                self.energy_.observe(member, context, prompt_tokens, joules)
-                self.latency_.observe(member, context, prompt_tokens, seconds)
+        for energy, latency in checked:
+            self.energy_.observe_checked(energy)
+            self.latency_.observe_checked(latency)
         self.normalizer_.observe(task, energy_joules)
         if self.pacer_ is not None:
             self.pacer_.observe(energy_joules, predicted=predicted)
