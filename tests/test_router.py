@@ -220,6 +220,23 @@ def test_a_batch_refused_before_any_query_ran_takes_back_the_policys_steps_and_d
     assert [refused.route(p, max_new_tokens=8).model for p in prompts] == [
         never.route(p, max_new_tokens=8).model for p in prompts
     ]
+    numpy_steps = router()  # a policy may keep its step count as a numpy integer
+    numpy_steps.policy_.t_ = np.int64(3)  # type: ignore[attr-defined]
+    with pytest.raises(NoEligibleModelError):
+        numpy_steps.generate_batch([*prompts[:3], "Summarise this text: " + "word " * 500], max_new_tokens=8)
+    assert numpy_steps.policy_.t_ == 3  # type: ignore[attr-defined]
+
+
+def test_a_model_among_its_own_members_is_refused_before_anything_is_learned() -> None:
+    router = GreenServRouter([FakeBackend("a"), FakeBackend("b")], features=make_hashing_extractor(), seed=0)
+    decision = router.route("What is 2 + 2?")
+    before = router.statistics().sums
+    with pytest.raises(InvalidInputError, match="among its own members"):  # its row was updated twice
+        router.learner_.record_expired_outcome(
+            decision, energy_joules=1.0, latency_s=0.1, members=[(decision.model, 1.0, 0.1)]
+        )
+    after = router.statistics().sums
+    assert all(np.array_equal(before[key], after[key]) for key in before)
 
 
 def test_a_refusal_is_what_is_raised_when_taking_back_its_clustering_step_fails() -> None:

@@ -34,6 +34,7 @@ import copy
 import dataclasses
 import logging
 import math
+import numbers
 import threading
 import time
 import uuid
@@ -907,8 +908,8 @@ class RoutingLearner:
             if self.decisions_made_ - draws.decisions != decisions:
                 return False
             steps = getattr(self.policy_, "t_", None)
-            if isinstance(steps, int):
-                self.policy_.t_ = max(0, steps - decisions)  # type: ignore[attr-defined]
+            if isinstance(steps, numbers.Integral):
+                self.policy_.t_ = max(0, int(steps) - decisions)  # type: ignore[attr-defined]
             self._restore_draws(dataclasses.replace(draws, steps=None))
             self.decisions_made_ = draws.decisions
             return True
@@ -1050,6 +1051,8 @@ class RoutingLearner:
         of ``model`` spent (``(joules, seconds)``; ``current``: the model answering is still
         the one in the pool under its name)."""
         energy_joules, latency_s = spent
+        if any(member == model for member, _, _ in members):  # (its row would be checked once, updated twice)
+            raise InvalidInputError(f"{model!r} is among its own members: a cascade's members are the models it ran")
         taught = [(model, energy_joules, latency_s)] if current else []
         taught += [m for m in members if current and m[0] in self.policy_.arms_]
         checked = [  # all refused, or none: nothing half-learned
