@@ -58,9 +58,7 @@ class CostModel:
             self.ridge_.remove(name)
 
     def observe(self, name: str, context: np.ndarray, prompt_tokens: int, value: float) -> None:
-        if name not in self.models_:
-            raise UnknownModelError(f"unknown model {name!r}")
-        self.ridge_.update(name, self._x(context, prompt_tokens), float(value))  # (checked as check_observation does)
+        self.observe_checked(self.check_observation(name, context, prompt_tokens, value))
 
     def check_observation(
         self, name: str, context: np.ndarray, prompt_tokens: int, value: float

@@ -31,7 +31,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import copy
-import dataclasses
 import logging
 import math
 import numbers
@@ -149,6 +148,16 @@ class _Draws:
     decisions: int
     steps: int | None
     random_state: Mapping[str, Any] | None
+
+
+@dataclass(frozen=True)
+class _CheckedCosts:
+    """An outcome's joules, and its joules' and seconds' updates of the cost models as checked
+    (``None``: nothing to learn)."""
+
+    joules: float | None
+    energy: tuple[int, np.ndarray, float] | None
+    latency: tuple[int, np.ndarray, float] | None
 
 
 @dataclass(frozen=True)
@@ -908,9 +917,9 @@ class RoutingLearner:
             if self.decisions_made_ - draws.decisions != decisions:
                 return False
             steps = getattr(self.policy_, "t_", None)
+            self._restore_draws(draws)
             if isinstance(steps, numbers.Integral):
                 self.policy_.t_ = max(0, int(steps) - decisions)  # type: ignore[attr-defined]
-            self._restore_draws(dataclasses.replace(draws, steps=None))
             self.decisions_made_ = draws.decisions
             return True
 
@@ -1053,20 +1062,13 @@ class RoutingLearner:
         energy_joules, latency_s = spent
         if any(member == model for member, _, _ in members):  # (its row would be checked once, updated twice)
             raise InvalidInputError(f"{model!r} is among its own members: a cascade's members are the models it ran")
-        taught = [(model, energy_joules, latency_s)] if current else []
+        taught: list[tuple[str, float | None, float | None]] = [(model, energy_joules, latency_s)] if current else []
         taught += [m for m in members if current and m[0] in self.policy_.arms_]
-        checked = [  # all refused, or none: nothing half-learned
-            (
-                self.energy_.check_observation(name, context, prompt_tokens, joules),
-                self.latency_.check_observation(name, context, prompt_tokens, seconds),
-            )
-            for name, joules, seconds in taught
-        ]
+        checked = self._check_costs(context, prompt_tokens, taught)  # all refused, or none: nothing half-learned
         if current or (model in self.tallies_.counts_ and model not in self.policy_.arms_):
             self.tallies_.spent(model, energy_joules)  # a model removed meanwhile keeps its history (not a newcomer's)
-        for energy, latency in checked:
-            self.energy_.observe_checked(energy)
-            self.latency_.observe_checked(latency)
+        for costs in checked:
+            self._observe_costs(costs)
         self.normalizer_.observe(task, energy_joules)
         if self.pacer_ is not None:
             self.pacer_.observe(energy_joules, predicted=predicted)
@@ -1160,37 +1162,39 @@ class RoutingLearner:
         with self.lock:
             if model not in self.policy_.arms_:
                 raise UnknownModelError(f"unknown model {model!r}; the models are {self.policy_.arms}")
-            self._check_costs(features, x, [(model, energy_joules, latency_s)])
-            self._learn_checked(features, x, model, value, energy_joules, latency_s)
+            (costs,) = self._check_costs(x, features.prompt_tokens, [(model, energy_joules, latency_s)])
+            self._learn_checked(features.task, x, model, value, costs)
 
     def _check_costs(
-        self, features: QueryFeatures, x: np.ndarray, spent: Sequence[tuple[str, float | None, float | None]]
-    ) -> None:
-        """Refuse, before anything is learned, what the cost models would refuse of each
-        ``(model, joules, seconds)`` (sums that would overflow; ``None``: nothing to learn)."""
-        for model, joules, seconds in spent:
-            for costs, quantity in ((self.energy_, joules), (self.latency_, seconds)):
-                if quantity is not None:
-                    costs.check_observation(model, x, features.prompt_tokens, quantity)
+        self, context: np.ndarray, prompt_tokens: int, spent: Sequence[tuple[str, float | None, float | None]]
+    ) -> list[_CheckedCosts]:
+        """Each ``(model, joules, seconds)`` as the cost models check it, before anything is
+        learned: refused as they would refuse it (sums that would overflow), else what
+        :meth:`_observe_costs` makes (``None``: nothing to learn)."""
+        return [
+            _CheckedCosts(
+                joules,
+                None if joules is None else self.energy_.check_observation(model, context, prompt_tokens, joules),
+                None if seconds is None else self.latency_.check_observation(model, context, prompt_tokens, seconds),
+            )
+            for model, joules, seconds in spent
+        ]
 
-    def _learn_checked(
-        self,
-        features: QueryFeatures,
-        x: np.ndarray,
-        model: str,
-        value: float | None,
-        energy_joules: float | None,
-        latency_s: float | None,
-    ) -> None:
+    def _observe_costs(self, costs: _CheckedCosts) -> None:
+        """Teach the cost models what :meth:`_check_costs` checked."""
+        if costs.energy is not None:
+            self.energy_.observe_checked(costs.energy)
+        if costs.latency is not None:
+            self.latency_.observe_checked(costs.latency)
+
+    def _learn_checked(self, task: str, x: np.ndarray, model: str, value: float | None, costs: _CheckedCosts) -> None:
         """:meth:`learn`'s lessons, once checked (under the lock)."""
         if value is not None:
             self.policy_.update(model, x, value)
             self.tallies_.labelled(model)
-        if energy_joules is not None:
-            self.energy_.observe(model, x, features.prompt_tokens, energy_joules)
-            self.normalizer_.observe(features.task, energy_joules)
-        if latency_s is not None:
-            self.latency_.observe(model, x, features.prompt_tokens, latency_s)
+        self._observe_costs(costs)
+        if costs.joules is not None:
+            self.normalizer_.observe(task, costs.joules)
 
     def learn_answers(
         self,
@@ -1244,7 +1248,9 @@ class RoutingLearner:
                 for cascade, (first, then) in self.cascades_.items()
                 if first in signals and getattr(answers.get(then), "score", None) is not None
             ]
-            self._check_costs(features, x, [(name, a.energy_joules, a.latency_s) for name, a in answers.items()])
+            answered = self._check_costs(
+                x, features.prompt_tokens, [(name, a.energy_joules, a.latency_s) for name, a in answers.items()]
+            )
             verdicts: dict[str, tuple[bool, float]] = {}
             with self._priced_as_routed(features.task, arms, pool):  # the scale as the query routed would have it
                 for cascade, first, then in priced:
@@ -1264,27 +1270,20 @@ class RoutingLearner:
                     held = cap is not None and predicted[first] + question + predicted[then] > cap  # (NaN: not held)
                     held = held or (max_latency_s is not None and seconds[first] + seconds[then] > max_latency_s)
                     verdicts[cascade] = (verdict.escalate and not held, float(plan["then_accuracy"]))
-            taught = {}  # what each cascade spent by its verdict: its first answer, or both (and the question's)
+            taught = []  # what each cascade spent by its verdict: its first answer, or both (and the question's)
             for cascade, (escalated, _) in verdicts.items():
                 first, then = self.cascades_[cascade]
                 ran = (answers[first], answers[then]) if escalated else (answers[first],)
                 joules = _total([a.energy_joules for a in ran])
-                taught[cascade] = (
-                    cascade,
-                    None if joules is None else joules + answers[first].confidence_joules,
-                    _total([a.latency_s for a in ran]),
-                )
-            for (
-                name,
-                joules,
-                took,
-            ) in taught.values():  # refused before anything is learned (a sum past a float's range)
+                spent = None if joules is None else joules + answers[first].confidence_joules
+                taught.append((cascade, spent, _total([a.latency_s for a in ran])))
+            for name, joules, took in taught:  # refused before anything is learned (a sum past a float's range)
                 for what, quantity in (("energy_joules", joules), ("latency_s", took)):
                     if quantity is not None:
                         check_measured(f"{name}'s {what}", quantity)
-            self._check_costs(features, x, list(taught.values()))
-            for name, answer in answers.items():
-                self._learn_checked(features, x, name, answer.score, answer.energy_joules, answer.latency_s)
+            cascades_checked = dict(zip(verdicts, self._check_costs(x, features.prompt_tokens, taught), strict=True))
+            for (name, answer), costs in zip(answers.items(), answered, strict=True):
+                self._learn_checked(features.task, x, name, answer.score, costs)
             for first, signal in signals.items():
                 score = answers[first].score
                 assert score is not None
@@ -1294,8 +1293,8 @@ class RoutingLearner:
             for cascade, (escalated, then_accuracy) in verdicts.items():
                 first, then = self.cascades_[cascade]
                 kept, second = answers[first], answers[then]
-                _, joules, took = taught[cascade]
-                self._learn_checked(features, x, cascade, second.score if escalated else kept.score, joules, took)
+                score = second.score if escalated else kept.score
+                self._learn_checked(features.task, x, cascade, score, cascades_checked[cascade])
                 if escalated:
                     assert second.score is not None
                     # the second model's labelled answer counts this score already
