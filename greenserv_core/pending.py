@@ -122,7 +122,8 @@ class PendingStore(Protocol):
 
     def take_awaiting(self, decision_id: str) -> PendingDecision | None:
         """A decision scored before its outcome was recorded, taken (once) for that outcome;
-        ``None`` when there is none. A store may also have ``keep_awaiting(decision)``, which
+        ``None`` when there is none, :class:`UnknownDecisionError` when it waited too long
+        (expired). A store may also have ``keep_awaiting(decision)``, which
         puts back one whose outcome was refused (optional: without it, a refused outcome of a
         scored decision cannot be given again)."""
         ...
@@ -234,11 +235,19 @@ class PendingDecisions:
 
     def take_awaiting(self, decision_id: str) -> PendingDecision | None:
         """The scored decision awaiting its outcome, for ``ttl_s`` after it was scored (or kept
-        again), as the Redis store's key expires; else ``None``."""
+        again), as the Redis store's key expires (its "scored" mark expiring with it); ``None``
+        when none awaits it. One that waited longer raises :class:`UnknownDecisionError`: it
+        expired, as an unscored decision does (the router then learns its cost from the
+        decision itself)."""
         decision = self._awaiting.pop(decision_id, None)
         since = self._awaiting_since.pop(decision_id, None)
-        if decision is None or (since is not None and since < self.clock() - self.ttl_s):
+        if decision is None:
             return None
+        if since is not None and since < self.clock() - self.ttl_s:
+            raise UnknownDecisionError(
+                f"decision {decision_id!r} expired: scored before its outcome, it awaited the outcome "
+                f"{self.ttl_s:g} s (ttl_s)"
+            )
         return decision
 
     def keep_awaiting(self, decision: PendingDecision) -> None:

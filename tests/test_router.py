@@ -686,9 +686,40 @@ def test_a_scored_decision_awaits_its_outcome_ttl_s_as_in_redis(fakes, extractor
     )
     now[0] += 40  # 70 s after the first score, 40 s after the second
     for which in (router, loaded):
-        with pytest.raises(InvalidInputError, match="already recorded"):  # was taken: Redis's key had expired
+        with pytest.raises(UnknownDecisionError, match="expired"):  # as Redis's key expires
             which.record_outcome(late.decision_id, energy_joules=1.0, latency_s=0.1)
         which.record_outcome(kept.decision_id, energy_joules=1.0, latency_s=0.1)
+        with pytest.raises(InvalidInputError, match="already recorded"):
+            which.record_outcome(kept.decision_id, energy_joules=1.0, latency_s=0.1)
+
+
+def test_a_stream_scored_while_it_runs_and_finished_after_ttl_s_still_counts_its_joules(extractor) -> None:  # type: ignore[no-untyped-def]
+    """Its outcome came too late to label the score, as for an unscored decision that expired:
+    the answer stands, and the budget and the cost model learn what it spent."""
+    from greenserv_core.pending import PendingDecisions
+
+    now = [1000.0]
+    spent = {}
+    for score_first in (False, True):
+        router = GreenServRouter(
+            [FakeBackend("m0", joules_per_token=2.0), FakeBackend("m1")],
+            features=extractor,
+            seed=0,
+            pending=PendingDecisions(ttl_s=60, clock=lambda: now[0]),
+            energy_budget=20.0,
+        )
+        pieces = router.stream(ASK, models=["m0"], decision_id="d0", max_new_tokens=8)
+        next(pieces)
+        if score_first:
+            router.feedback("d0", 1.0)
+        now[0] += 120  # the reader dwells past ttl_s
+        (*_, last) = pieces
+        assert last.generation is not None and last.generation.energy_joules > 0
+        pacer = router.learner_.pacer_
+        assert pacer is not None and pacer.spent_ == pytest.approx(last.generation.energy_joules)
+        context = router.features.extract(ASK).vector
+        spent[score_first] = (router.stats_["m0"]["energy_joules"], router.energy_.predict("m0", context, 10))
+    assert spent[True] == spent[False] and spent[True][0] > 0
 
 
 def test_a_save_keeps_the_files_permissions_and_writes_through_a_link(fakes, extractor, tmp_path) -> None:  # type: ignore[no-untyped-def]

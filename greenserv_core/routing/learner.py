@@ -963,7 +963,11 @@ class RoutingLearner:
                 pending, scored = self.pending_.get(decision_id), False
             except DecisionAlreadyScoredError:  # scored first: its outcome is still awaited, once
                 take = getattr(self.pending_, "take_awaiting", None)
-                waiting = take(decision_id) if take is not None else None
+                try:
+                    waiting = take(decision_id) if take is not None else None
+                except BaseException:  # expired (or the store is gone): its answer is no longer under way
+                    self._settle(decision_id)
+                    raise
                 if waiting is None:
                     self._settle(decision_id)
                     raise InvalidInputError(

@@ -176,7 +176,11 @@ class RoutedChunk:
 @dataclass(frozen=True)
 class FeedbackRecord:
     """What a feedback call did. ``reward`` is ``None`` when the decision's energy was never
-    recorded; ``applied`` is False when the model was removed from the pool meanwhile."""
+    recorded; ``applied`` is False when the model was removed from the pool meanwhile.
+    ``reward`` is reported as weighed when the score came: on the ``"known"`` and ``"seen"``
+    scales (and under a budget priced on the energy scale) the answer's joules are normalised
+    by the task's energy range at that moment, so the same score given later may show another
+    reward (the ``"pool"`` scale keeps the range the decision was weighed on)."""
 
     decision_id: str
     model: str
