@@ -54,7 +54,9 @@ from greenserv_core.adapters import (
     Piece,
     check_cascade_signal,
     check_energy_budget,
+    check_max_joules,
     check_max_latency,
+    check_max_tokens,
     check_optional_positive,
     check_optional_tradeoff,
     check_setting,
@@ -67,7 +69,6 @@ from greenserv_core.adapters import (
 from greenserv_core.adapters import decision_id_of as answer_key
 from greenserv_core.async_bridge import iterate_in_thread, run_in_thread
 from greenserv_core.bandits import DEFAULT_POLICY
-from greenserv_core.budget import check_max_joules
 from greenserv_core.errors import DecisionIdInUseError, InvalidInputError
 from greenserv_core.router import FeedbackRecord, GreenServRouter, RoutedGeneration
 from greenserv_core.tools import as_tool_specs, with_tools_prompt
@@ -262,7 +263,7 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
     meter: str = "auto"
     temperature: Annotated[float, BeforeValidator(check_setting("temperature"))] = 0.0
     top_p: Annotated[float, BeforeValidator(check_setting("top_p"))] = 1.0
-    max_tokens: int | None = Field(default=256, gt=0)
+    max_tokens: Annotated[int | None, BeforeValidator(check_max_tokens)] = 256
     stop: Annotated[list[str] | None, BeforeValidator(check_stop)] = Field(default=None, alias="stop_sequences")
     timeout: Annotated[float | None, BeforeValidator(check_optional_positive("timeout"))] = None
     max_retries: int | None = Field(default=None, ge=0)
@@ -611,7 +612,7 @@ def _tool_call_parser(schema: Any, name: str, pydantic: bool) -> Callable[[AIMes
         # a streamed answer carries its refused calls in the metadata (see the module)
         refused = message.invalid_tool_calls or message.response_metadata.get("invalid_tool_calls", [])
         refused = [{**call, "arguments": call.get("arguments", call.get("args"))} for call in refused]
-        if pydantic:  # arguments the schema refused (a quoted number) may still fit the model, as in json_schema mode
+        if pydantic:  # arguments the schema refused ("yes" for a boolean) may fit the model, as in json_schema mode
             for near in schema_refused(refused, name):
                 try:
                     return _validated(schema, near["arguments"], name)

@@ -58,7 +58,9 @@ from greenserv_core.adapters import (
     Piece,
     check_cascade_signal,
     check_energy_budget,
+    check_max_joules,
     check_max_latency,
+    check_max_tokens,
     check_optional_positive,
     check_optional_tradeoff,
     check_setting,
@@ -71,7 +73,6 @@ from greenserv_core.adapters import decision_id_of as answer_key
 from greenserv_core.async_bridge import ThreadBridge, iterate_in_thread, run_in_thread
 from greenserv_core.backends.base import ModelBackend
 from greenserv_core.bandits import DEFAULT_POLICY
-from greenserv_core.budget import check_max_joules
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.messages import Message
 from greenserv_core.router import FeedbackRecord, GreenServRouter, RoutedGeneration
@@ -207,7 +208,7 @@ class _ToolShaping(BaseModel):
     """How the tool calls of an answer to ``chat_with_tools`` and its stream forms are shaped
     (LlamaIndex validates only the answers of ``chat_with_tools``): with ``single``, the first
     call only; with no valid call, the calls refused only by a tool's JSON schema that its
-    pydantic ``fn_schema`` accepts (a quoted number, ``"true"``), as that model reads them.
+    pydantic ``fn_schema`` accepts (``"yes"`` for a boolean), as that model reads them.
     LlamaIndex's instrumentation copies a call's options into its events: ``single`` is
     serialised there, the schemas (classes) are not."""
 
@@ -311,7 +312,7 @@ class GreenServLLM(AdapterCore, FunctionCallingLLM):
     meter: str = "auto"
     temperature: Annotated[float, BeforeValidator(check_setting("temperature"))] = 0.0
     top_p: Annotated[float, BeforeValidator(check_setting("top_p"))] = 1.0
-    max_tokens: int = Field(default=256, gt=0)
+    max_tokens: Annotated[int, BeforeValidator(check_max_tokens)] = 256
     stop: Annotated[list[str] | None, BeforeValidator(check_stop)] = None
     timeout: Annotated[float | None, BeforeValidator(check_optional_positive("timeout"))] = None
     seed: Annotated[int | None, BeforeValidator(check_setting("seed"))] = None

@@ -176,6 +176,29 @@ def test_a_bad_call_option_is_named_as_the_caller_gave_it() -> None:
             llm.complete("hi", **{option: value})
 
 
+def test_a_field_takes_the_numbers_a_call_takes_and_refuses_what_a_call_refuses() -> None:
+    """``max_joules`` and ``tradeoff`` as ``Decimal`` (a call takes them), and ``max_tokens``
+    as ``True``, ``8.0`` or ``"8"`` (a call refuses them), alike as a field and per call."""
+    import decimal
+
+    from pydantic import ValidationError
+
+    def router() -> GreenServRouter:
+        return GreenServRouter(_pool(), features=make_hashing_extractor(), seed=0)
+
+    for adapter in (ChatGreenServ, GreenServLLM):
+        made = adapter(router=router(), max_joules=decimal.Decimal("50"), tradeoff=decimal.Decimal("0.5"))
+        assert (made.max_joules, made.tradeoff) == (50.0, 0.5)
+        assert type(made.max_joules) is float and type(made.tradeoff) is float
+        assert adapter(router=router(), max_tokens=np.int64(8)).max_tokens == 8
+        for bad in (True, 8.0, "8", 0):
+            with pytest.raises(ValidationError, match="max_tokens must be an integer >= 1"):
+                adapter(router=router(), max_tokens=bad)
+    assert ChatGreenServ(router=router(), max_tokens=None).max_tokens is None  # the default, as documented
+    with pytest.raises(ValidationError):
+        GreenServLLM(router=router(), max_tokens=None)
+
+
 def test_feedback_for_an_unknown_id_builds_no_router(built: list[object]) -> None:
     unknown = "5b4e0f1c-0000-4000-8000-000000000000"
     for model in (ChatGreenServ(models=["small", "large"]), GreenServLLM(models=["small", "large"])):

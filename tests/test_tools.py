@@ -174,6 +174,29 @@ def test_a_quoted_number_the_schema_wants_as_a_number_is_unquoted_and_nothing_el
         assert parsed.tool_calls == () and "do not match the schema" in parsed.invalid_tool_calls[0].error
 
 
+def test_a_quoted_boolean_the_schema_wants_as_a_boolean_is_unquoted_as_pydantic_reads_it() -> None:
+    """The score of ``score_tool_calls`` is the parser's verdict; the adapters' Pydantic
+    models read ``"true"`` as ``True``, so the parser does too, and a call the caller gets is
+    not scored as refused."""
+    from greenserv_core.tools import parse_tool_calls
+
+    flag = ToolSpec.from_openai(
+        {
+            "name": "flag",
+            "parameters": {"type": "object", "properties": {"on": {"type": "boolean"}, "note": {"type": "string"}}},
+        }
+    )
+
+    def call(arguments: str) -> object:
+        return parse_tool_calls(f'<tool_call>{{"name": "flag", "arguments": {arguments}}}</tool_call>', [flag])
+
+    assert call('{"on": "true", "note": "false"}').tool_calls[0].arguments == {"on": True, "note": "false"}
+    assert call('{"on": " FALSE "}').tool_calls[0].arguments == {"on": False}
+    for refused in ('{"on": "yes"}', '{"on": "1"}', '{"on": "truth"}'):
+        parsed = call(refused)
+        assert parsed.tool_calls == () and "do not match the schema" in parsed.invalid_tool_calls[0].error
+
+
 def test_a_block_cut_short_before_its_arguments_is_an_invalid_call_and_a_named_tag_stays_prose() -> None:
     tools = [ToolSpec.from_openai({"name": "multiply", "parameters": {"type": "object", "properties": {}}})]
     for cut in ("<tool_call>", " <tool_call>\n", "<tool_call></tool_call>"):

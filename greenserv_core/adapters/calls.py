@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from greenserv_core.adapters.answers import Piece, answer_pieces
 from greenserv_core.bandits.base import check_whole
 from greenserv_core.budget import BudgetPacer, EnergyBudget
+from greenserv_core.budget import check_max_joules as _check_cap
 from greenserv_core.errors import InvalidInputError, UnknownDecisionError
 from greenserv_core.messages import Message
 from greenserv_core.redaction import redacted
@@ -31,7 +32,9 @@ __all__ = [
     "apply_tool_choice",
     "check_cascade_signal",
     "check_energy_budget",
+    "check_max_joules",
     "check_max_latency",
+    "check_max_tokens",
     "check_optional_positive",
     "check_optional_tradeoff",
     "check_setting",
@@ -91,8 +94,34 @@ def check_cascade_signal(signal: object) -> str | None:
 
 
 def check_optional_tradeoff(tradeoff: object) -> float | None:
-    """An adapter's ``tradeoff``: ``None`` (the router's own λ) or a λ in [0, 1]."""
-    return None if tradeoff is None else check_tradeoff(tradeoff)
+    """An adapter's ``tradeoff``: ``None`` (the router's own λ) or a λ in [0, 1], taken as a
+    call's option is (numpy, ``Decimal``)."""
+    return None if tradeoff is None else check_tradeoff(_as_number(tradeoff))
+
+
+def check_max_joules(value: object) -> float | None:
+    """An adapter's ``max_joules``: ``None`` or a positive finite cap in joules, taken as a
+    call's option is (numpy, ``Decimal``).
+
+    >>> import decimal
+    >>> check_max_joules(decimal.Decimal("50"))
+    50.0
+    """
+    return _check_cap(_as_number(value))
+
+
+def check_max_tokens(value: object) -> int | None:
+    """An adapter's ``max_tokens``: ``None`` (the default) or an integer >= 1, as a call's
+    ``max_tokens`` is checked (``True``, ``8.0`` and ``"8"`` are refused).
+
+    >>> check_max_tokens(8), check_max_tokens(None)
+    (8, None)
+    >>> check_max_tokens(True)
+    Traceback (most recent call last):
+    ...
+    greenserv_core.errors.InvalidInputError: max_tokens must be an integer >= 1, got True
+    """
+    return None if value is None else check_whole("max_tokens", value, low=1)
 
 
 def _as_number(value: object) -> object:

@@ -265,7 +265,7 @@ def _schema_checked(name: str, arguments: dict[str, Any], written: str, tool: To
     validator = Draft202012Validator(tool.parameters)
     errors = sorted(validator.iter_errors(arguments), key=lambda e: list(e.path))
     if errors:
-        coerced = _numbers_unquoted(arguments, errors)
+        coerced = _scalars_unquoted(arguments, errors)
         if coerced is not None and validator.is_valid(coerced):
             return ToolCall(name, _whole_numbers_as_ints(coerced, validator))
         return InvalidToolCall(name, written, f"{SCHEMA_MISMATCH}{name!r}: {errors[0].message}")
@@ -311,34 +311,39 @@ def _put(holder: Any, path: Sequence[Any], value: Any) -> None:
     holder[path[-1]] = value
 
 
-def _numbers_unquoted(arguments: dict[str, Any], errors: Sequence[Any]) -> dict[str, Any] | None:
-    """``arguments`` with each quoted number the schema wanted as a number unquoted (small
-    models write ``{"age": "36"}``), or ``None`` when some error is of another kind. Only a
-    string that is exactly a number is taken: ``"six"`` stays refused.
+def _scalars_unquoted(arguments: dict[str, Any], errors: Sequence[Any]) -> dict[str, Any] | None:
+    """``arguments`` with each quoted number or boolean the schema wanted as one unquoted
+    (small models write ``{"age": "36", "ok": "true"}``; a Pydantic model reads them so too),
+    or ``None`` when some error is of another kind. Only a string that is exactly a number, or
+    ``true`` / ``false`` in any case, is taken: ``"six"`` and ``"yes"`` stay refused.
 
     >>> from jsonschema import Draft202012Validator
-    >>> schema = {"type": "object", "properties": {"n": {"type": "integer"}, "x": {"type": "number"}}}
-    >>> found = list(Draft202012Validator(schema).iter_errors({"n": "36", "x": " 2.5"}))
-    >>> _numbers_unquoted({"n": "36", "x": " 2.5"}, found)
-    {'n': 36, 'x': 2.5}
+    >>> schema = {"type": "object", "properties": {"n": {"type": "integer"}, "x": {"type": "number"},
+    ...     "ok": {"type": "boolean"}}}
+    >>> found = list(Draft202012Validator(schema).iter_errors({"n": "36", "x": " 2.5", "ok": "True"}))
+    >>> _scalars_unquoted({"n": "36", "x": " 2.5", "ok": "True"}, found)
+    {'n': 36, 'x': 2.5, 'ok': True}
     """
     fixed = copy.deepcopy(arguments)
     for error in errors:
         wanted, value, path = error.validator_value, error.instance, list(error.absolute_path)
         kinds = [wanted] if isinstance(wanted, str) else list(wanted) if error.validator == "type" else []
-        number = _exact_number(value, kinds) if isinstance(value, str) and path else None
-        if number is None:
+        scalar = _exact_scalar(value, kinds) if isinstance(value, str) and path else None
+        if scalar is None:
             return None
         holder: Any = fixed
         for key in path[:-1]:
             holder = holder[key]
-        holder[path[-1]] = number
+        holder[path[-1]] = scalar
     return fixed
 
 
-def _exact_number(text: str, kinds: Sequence[str]) -> int | float | None:
-    """``text`` as the number a schema wanted (``integer`` or ``number``), if it is exactly one."""
+def _exact_scalar(text: str, kinds: Sequence[str]) -> bool | int | float | None:
+    """``text`` as the number or boolean a schema wanted (``integer``, ``number`` or
+    ``boolean``), if it is exactly one."""
     cleaned = text.strip()
+    if "boolean" in kinds and cleaned.lower() in ("true", "false"):
+        return cleaned.lower() == "true"
     if "integer" in kinds and re.fullmatch(r"[+-]?\d+", cleaned):
         try:
             return int(cleaned)
