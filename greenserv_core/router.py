@@ -496,7 +496,7 @@ class GreenServRouter:
         wanted = request.models  # models not requested are not tokenised, but a requested cascade's are
         if wanted is not None:
             wanted = wanted | {m for name in wanted for m in self.learner_.cascades_.get(name, ())}
-        candidates = pool.candidates(counted, wanted)
+        candidates = pool.candidates(counted, wanted, request.settings.max_new_tokens)
         limits = Limits(request.settings.max_new_tokens, request.models, failed, request.requires, limit, cap)
         with contextlib.ExitStack() as extracted:
             if features is None:  # (refused: no eligible model, an id in use, ...: it moves no centroid)

@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -175,6 +176,38 @@ def test_bench_overhead_prints_a_table(capsys: pytest.CaptureFixture[str], monke
     assert "| embedder | strategy | measured | p50 ms | p99 ms | mean ms | p50 / embedding p50 | p50 / MiniLM" in out
     assert out.count("| minilm | linucb |") == 3 and out.count("| static | random | embedding only |") == 1
     assert out.index("| minilm |") < out.index("| static |")
+
+
+def test_bench_overhead_routes_over_the_bundled_models_reading_their_tokenizers(  # type: ignore[no-untyped-def]
+    capsys: pytest.CaptureFixture[str], monkeypatch
+) -> None:
+    from greenserv_core.evaluation import overhead
+    from greenserv_core.models import bundled_pool
+    from tests.conftest import make_hashing_extractor
+
+    original = overhead.run_overhead
+    monkeypatch.setattr(
+        overhead, "run_overhead", lambda **k: original(**{**k, "make_features": make_hashing_extractor})
+    )
+    counted: list[str] = []
+    pools: list[list[Any]] = []
+
+    def counting_pool() -> list[Any]:
+        pool: list[Any] = bundled_pool()
+        pools.append(pool)
+        for backend in pool:  # the bound is asked first: short prompts need no count
+            bound = backend.token_bound
+            monkeypatch.setattr(backend, "token_bound", lambda m, b=bound, n=backend.name: (counted.append(n), b(m))[1])
+        return pool
+
+    monkeypatch.setattr("greenserv_core.models.bundled_pool", counting_pool)
+    args = ["bench", "overhead", "--queries", "4", "--strategies", "random", "--embedders", "static"]
+    assert cli.main([*args, "--pool", "bundled"]) == 0
+    assert "4 distinct real prompts, the bundled models" in capsys.readouterr().out
+    assert sorted(set(counted)) == ["gemma-3-270m", "smollm2-135m-instruct"] and len(counted) >= 8
+    assert pools and not any(backend.is_loaded for pool in pools for backend in pool)  # no weights loaded
+    assert cli.main([*args, "--pool", "bundled", "--models", "3"]) == 2
+    assert "--models sizes the fake pool" in capsys.readouterr().err
 
 
 def test_bench_overhead_saves_its_prompts_and_times_a_prompts_file(  # type: ignore[no-untyped-def]

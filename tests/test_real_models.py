@@ -72,3 +72,14 @@ def test_collect_a_real_table_with_the_bundled_models(tmp_path) -> None:  # type
     assert (data.energy > 0).all() and (data.latency > 0).all()
     assert all(n >= 1 for n in table.columns["output_tokens"])
     assert set(table.columns["accuracy"]) <= {0.0, 1.0}
+
+
+def test_the_bundled_models_token_bounds_hold_on_real_prompts() -> None:
+    """Where the router skips counting (the bound fits the window), the count fits too."""
+    from greenserv_core.evaluation.overhead import overhead_prompts
+
+    prompts = overhead_prompts(300, seed=1)
+    for backend in bundled_pool():
+        for prompt in prompts:
+            messages = [{"role": "user", "content": prompt}]
+            assert backend.count_tokens(messages) <= backend.token_bound(messages)

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from greenserv_core import GenerationSettings, GreenServRouter, InvalidInputError, MissingResourceError
+from greenserv_core import (
+    GenerationSettings,
+    GreenServRouter,
+    InvalidInputError,
+    MissingResourceError,
+    NoEligibleModelError,
+)
 from greenserv_core.backends.abandoned import collecting_abandoned
 from greenserv_core.backends.memory import ModelMemory
 from greenserv_core.backends.prompt_format import StopBuffer, truncate_at_stop
@@ -66,6 +73,32 @@ def test_exact_token_counts_and_labelled_energy(plain_dir: Path) -> None:
     assert 1 <= result.output_tokens <= 12
     assert result.energy.source == "cpu-time-estimate" and result.energy.measured is False
     assert result.finish_reason in {"stop", "length"}
+
+
+@pytest.mark.parametrize("fixture", ["plain_dir", "chat_dir"])
+def test_the_fast_count_agrees_with_the_encoded_prompt(fixture: str, request: pytest.FixtureRequest) -> None:
+    """count_tokens reads the fast tokenizer's encoder directly; its count is the encoded
+    prompt's, and a tokenizer set to truncate or to pad to a fixed length is counted as
+    encoded, never cut short to the truncation length."""
+    backend = backend_for(request.getfixturevalue(fixture))
+    texts = ["a", "what is the capital of france?", "é\u2028x\n\n" * 7, "word " * 300]
+    for text in texts:
+        messages = [{"role": "user", "content": text}]
+        assert backend.count_tokens(messages) == len(backend._encode([backend.render(messages)])["input_ids"][0])
+    long = [{"role": "user", "content": "word " * 300}]
+    full = backend.count_tokens(long)
+    encoder = backend.tokenizer.backend_tokenizer
+    encoder.enable_truncation(max_length=5)
+    try:
+        assert backend.count_tokens(long) == full > 5
+    finally:
+        encoder.no_truncation()
+    for padding in ({"length": full + 50}, {"pad_to_multiple_of": 64}):
+        encoder.enable_padding(**padding)
+        try:
+            assert backend.count_tokens(long) == full and backend.count_tokens(ASK) < 64
+        finally:
+            encoder.no_padding()
 
 
 def test_greedy_is_deterministic_and_sampling_follows_the_seed(plain_dir: Path) -> None:
@@ -525,6 +558,45 @@ def test_offered_tools_that_overflow_the_context_make_the_model_unavailable(plai
     with pytest.raises(ModelUnavailableError, match=r"with its tools is .* context window of 64"):
         small.generate(ASK, GenerationSettings(max_new_tokens=4, tools=(tool,)))
     assert small.generate(ASK, GenerationSettings(max_new_tokens=4)).output_tokens >= 1
+
+
+def test_the_router_counts_a_local_prompt_only_where_its_bound_might_not_fit(plain_dir: Path) -> None:
+    """The bound is never below the count; where it fits the window with the answer, the
+    tokenizer does not run; near the window, and for a model with a per-token prior, the
+    count is exact and the window rule as before."""
+    texts = ["a", "what is the capital of france?", "é\u2028x\n\n" * 7, "word " * 300, "ﷺ ﬁ 𝔘 ß " * 20]
+    spec = ModelSpec("tiny", path=str(plain_dir), context_window=256)
+
+    def backend(**spec_options: object) -> TransformersBackend:
+        made = TransformersBackend(
+            replace(spec, **spec_options), device="cpu", meter=CpuTimeEstimateMeter(), memory=ModelMemory()
+        )
+        for text in texts:
+            messages = [{"role": "user", "content": text}]
+            assert made.token_bound(messages) >= made.count_tokens(messages)
+        return made
+
+    short, long = [{"role": "user", "content": "hi"}], [{"role": "user", "content": "word " * 60}]
+    plain, weighed = backend(), backend(name="weighed", prior_joules_per_token=0.5)
+    counts: list[str] = []
+    for model in (plain, weighed):
+        count = model.count_tokens
+        model.count_tokens = lambda m, c=count, n=model.name: (counts.append(n), c(m))[1]  # type: ignore[method-assign]
+    router = GreenServRouter([plain, weighed], features=make_hashing_extractor(), seed=0)
+    router.route(short, max_new_tokens=8)
+    assert counts == ["weighed"]  # its prior weighs the count; the bound of the other fits
+    assert plain.count_tokens(long) + 8 <= 256 < plain.token_bound(long) + 8
+    counts.clear()
+    assert router.route(long, max_new_tokens=8).excluded == {} and counts == ["tiny", "weighed"]
+    too_long = 256 - plain.count_tokens(long) + 1
+    with pytest.raises(NoEligibleModelError, match="exceed the context window 256"):
+        router.route(long, max_new_tokens=too_long)
+    from greenserv_core import FakeBackend
+    from greenserv_core.cascades.backend import CascadeBackend
+
+    both = CascadeBackend(plain, weighed)
+    assert both.token_bound(long) == plain.token_bound(long)  # the larger of the two: the same template
+    assert getattr(CascadeBackend(plain, FakeBackend("fake")), "token_bound", None) is None  # counted exactly
 
 
 def test_a_model_acquired_while_it_is_unloaded_waits_until_it_is_out() -> None:

@@ -341,8 +341,31 @@ class TransformersBackend:
     def _to_device(self, encoded: dict[str, Any]) -> dict[str, Any]:
         return {key: value.to(self.device) for key, value in encoded.items()}
 
+    def _length(self, text: str) -> int:
+        """The number of tokens the model gets for the prompt ``text``, as :meth:`_encode`
+        counts it. A fast tokenizer's own encoder counts it without the tensors (about half
+        the time; counting is most of a route on local models) unless it is set to truncate, or
+        to pad to a length or a multiple of one (a saved ``tokenizer.json`` may say so; HF's own
+        call sets both off); then :meth:`_encode` counts."""
+        special = not self.uses_chat_template
+        encoder = getattr(self.tokenizer, "backend_tokenizer", None)
+        padding = (encoder.padding or {}) if encoder is not None else {}
+        pads = padding.get("length") or padding.get("pad_to_multiple_of")
+        if encoder is not None and encoder.truncation is None and not pads:
+            return len(encoder.encode(text, add_special_tokens=special))
+        return len(self._encode([text])["input_ids"][0])
+
     def count_tokens(self, messages: Sequence[Message]) -> int:
-        return len(self._encode([self.render(messages)])["input_ids"][0])
+        return self._length(self.render(messages))
+
+    def token_bound(self, messages: Sequence[Message]) -> int:
+        """An upper bound on :meth:`count_tokens` with no tokenizer run: twice the rendered
+        prompt's UTF-8 bytes, plus 16 (a token holds at least one byte or one character; the
+        factor covers a normaliser that lengthens text, the 16 the special tokens). The router
+        counts exactly only where this bound might not fit the context window
+        (:class:`~greenserv_core.routing.pool.BoundsTokenCounts`); a prompt that still does not
+        fit is refused before the model runs, and the router tries another."""
+        return 2 * len(self.render(messages).encode("utf-8", "surrogatepass")) + 16
 
     def _fitting_prompt(self, messages: Sequence[Message], settings: GenerationSettings) -> str:
         """The rendered prompt, if it and ``max_new_tokens`` fit the context window: the
@@ -351,7 +374,7 @@ class TransformersBackend:
         query (the router then tries one with a longer context) instead of running past its
         window."""
         prompt = self.render(messages, settings.tools)
-        length = len(self._encode([prompt])["input_ids"][0])
+        length = self._length(prompt)
         if length + settings.max_new_tokens > self.info.context_window:
             with_tools = " with its tools" if settings.tools else ""
             raise ModelUnavailableError(

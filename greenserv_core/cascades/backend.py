@@ -176,6 +176,16 @@ class CascadeBackend:
         """The longer of the two models' counts: the prompt must fit both."""
         return max(self.first.count_tokens(messages), self.then.count_tokens(messages))
 
+    @property
+    def token_bound(self) -> Callable[[Sequence[Message]], int]:
+        """The larger of the two models' bounds on their counts
+        (:class:`~greenserv_core.routing.pool.BoundsTokenCounts`), where both have one; else
+        ``AttributeError``, so that the cascade is counted exactly."""
+        first, then = (getattr(model, "token_bound", None) for model in (self.first, self.then))
+        if first is None or then is None:
+            raise AttributeError("token_bound: a model of the cascade has no bound on its token counts")
+        return lambda messages: max(first(messages), then(messages))
+
     def fixed_verdict(self, confidence: float | None) -> Verdict:
         """The fixed threshold's verdict on ``confidence`` (escalate below it, or without one)."""
         low = confidence is None or confidence < self.threshold

@@ -55,7 +55,10 @@ def _overhead(args: argparse.Namespace) -> int:
     from greenserv_core.evaluation.prompt_files import write_prompts
 
     at_least("--queries", args.queries, 1)
-    at_least("--models", args.models, 1)
+    if args.pool == "bundled" and args.models is not None:
+        raise InvalidInputError("--models sizes the fake pool; --pool bundled routes over the bundled models")
+    models = 16 if args.models is None else args.models
+    at_least("--models", models, 1)
     if args.save_prompts and args.prompts:
         raise InvalidInputError("--save-prompts writes the bundled prompts; it does not go with --prompts (read)")
     check_output_file("--save-prompts", args.save_prompts, writable=True)  # a missing folder is made
@@ -79,7 +82,7 @@ def _overhead(args: argparse.Namespace) -> int:
     _check_device(args.device)
     report = run_overhead(
         queries=args.queries,
-        models=args.models,
+        models=models,
         strategies=parse_strategies(args.strategies),
         embedders=embedders,
         seed=args.seed,
@@ -87,6 +90,7 @@ def _overhead(args: argparse.Namespace) -> int:
         prompts_file=args.prompts,
         device=args.device,
         progress=True,
+        pool=args.pool,
     )
     print(report.machine)
     print()
@@ -235,7 +239,14 @@ def add_commands(bench: Any) -> None:
     """Add the benchmarks to the ``bench`` subparsers."""
     overhead = bench.add_parser("overhead", help="routing overhead per query over zero-cost fake models")
     overhead.add_argument("--queries", type=int, default=1000, help="distinct real prompts")
-    overhead.add_argument("--models", type=int, default=16, help="fake models in the pool")
+    overhead.add_argument("--models", type=int, help="fake models in the pool (default 16)")
+    overhead.add_argument(
+        "--pool",
+        choices=["fake", "bundled"],
+        default="fake",
+        help="route over zero-cost fakes, or over the bundled local models (their chat templates and tokenizers "
+        "read each prompt; no weights load)",
+    )
     overhead.add_argument(
         "--strategies", default="linucb,thompson,epsilon,random", help=f"comma-separated {strategy_help()}"
     )

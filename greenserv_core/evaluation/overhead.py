@@ -3,9 +3,13 @@
 Overhead = context features (sentence embedding included, cache disabled, so every query is
 embedded) + policy decision + bookkeeping (pending store, cost-model and feedback updates).
 Models are zero-cost fakes, so nothing but the router is timed. The embedding alone on the
-same prompts is timed in the same run as the baseline.
+same prompts is timed in the same run as the baseline. ``--pool bundled`` routes over the
+bundled local models instead: their weights never load (``route()`` does not answer), but the
+router reads each prompt with each model's chat template and tokenizer (a bound on its count,
+and the count where the bound might not fit the window), as it does in live traffic.
 
     greenserv bench overhead --queries 1000
+    greenserv bench overhead --pool bundled --strategies epsilon --embedders static
     greenserv bench overhead --prompts prompts.jsonl --device cuda   # on a GPU machine
 """
 
@@ -19,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from greenserv_core.backends.base import ModelBackend
 from greenserv_core.backends.fake import FakeBackend
 from greenserv_core.datasets import load_task
 from greenserv_core.errors import InvalidInputError
@@ -29,9 +34,19 @@ from greenserv_core.features.complexity import forget_reading_ease
 from greenserv_core.hardware import device_name
 from greenserv_core.router import GreenServRouter
 
-__all__ = ["DEFAULT_STRATEGIES", "OverheadReport", "OverheadRow", "measure", "overhead_prompts", "run_overhead"]
+__all__ = [
+    "DEFAULT_STRATEGIES",
+    "POOLS",
+    "OverheadReport",
+    "OverheadRow",
+    "measure",
+    "overhead_prompts",
+    "pool_of",
+    "run_overhead",
+]
 
 DEFAULT_STRATEGIES = ("linucb", "thompson", "epsilon", "random")
+POOLS = ("fake", "bundled")
 TASK_MIX = ("mmlu", "hellaswag", "winogrande", "gsm8k", "boolq", "triviaqa")
 
 
@@ -64,6 +79,18 @@ def bundled_uncached(embedder: str, device: str = "cpu") -> Callable[[], Feature
     return make
 
 
+def pool_of(pool: str, n_models: int) -> list[ModelBackend]:
+    """The models routed over: ``n_models`` zero-cost fakes (``"fake"``), or the bundled local
+    models (``"bundled"``; set up by ``greenserv setup``, their weights never loaded here)."""
+    if pool == "fake":
+        return [FakeBackend(f"model-{i}", joules_per_token=float(i + 1)) for i in range(n_models)]
+    if pool == "bundled":
+        from greenserv_core.models import bundled_pool
+
+        return list(bundled_pool())
+    raise InvalidInputError(f"the pool is one of {list(POOLS)}, got {pool!r}")
+
+
 def measure(
     strategy: str,
     prompts: Sequence[str],
@@ -72,17 +99,21 @@ def measure(
     *,
     make_features: Callable[[], FeatureExtractor] | None = None,
     energy_budget: float | None = None,
+    pool: str = "fake",
 ) -> dict[str, tuple[float, float, float]]:
     """p50, p99 and mean milliseconds of the embedding alone, ``route()``, and a whole round
-    (with ``energy_budget`` joules per query paced, when given)."""
+    (with ``energy_budget`` joules per query paced, when given), over the models of
+    :func:`pool_of`."""
     features = (make_features or bundled_uncached("minilm"))()
     embedder = features.embedder
-    models = [FakeBackend(f"model-{i}", joules_per_token=float(i + 1)) for i in range(n_models)]
+    models = pool_of(pool, n_models)
     router = GreenServRouter(
         models, strategy=strategy, tradeoff=0.4, features=features, seed=seed, energy_budget=energy_budget
     )
     for text in prompts[:20]:  # warm-up: load the model, fill caches of the tokenizer
         embedder.embed([instruction_text(text)])
+    for model in models:  # warm-up: load each model's tokenizer and chat template
+        model.count_tokens([{"role": "user", "content": prompts[0]}])
     router.features.extract(prompts[-1])  # warm-up: load the syllable table
     forget_reading_ease()  # every prompt's reading ease is computed in the timed loop, as in live traffic
     embed_times, route_times, total_times = [], [], []
@@ -168,9 +199,11 @@ def run_overhead(
     prompts_file: str | None = None,
     device: str = "cpu",
     progress: bool = False,
+    pool: str = "fake",
 ) -> OverheadReport:
     """Time every embedder × strategy over ``queries`` distinct real prompts and ``models`` fake
-    models. Each embedder's bundled features are built fresh per strategy, cache disabled;
+    models (or the bundled local models, with ``pool="bundled"``: ``models`` is then unused).
+    Each embedder's bundled features are built fresh per strategy, cache disabled;
     ``make_features`` replaces them all (for tests). With ``energy_budget`` (joules per query;
     the fake answers cost 1–5 J) each strategy is also timed paced to that budget, as
     ``<strategy>+budget``, with its p50 over the unpaced strategy's in ``p50_vs_unpaced``.
@@ -178,6 +211,8 @@ def run_overhead(
     prompts; ``device`` is where MiniLM embeds (``"cuda"`` on a GPU machine). ``progress``
     shows a bar over the timings (updated between them, never during one).
     """
+    if pool not in POOLS:
+        raise InvalidInputError(f"the pool is one of {list(POOLS)}, got {pool!r}")
     for kind, names in (("embedders", embedders), ("strategies", strategies)):
         repeated = sorted({name for name in names if names.count(name) > 1})
         if repeated:  # the rows of each would be divided by the other's times
@@ -196,7 +231,9 @@ def run_overhead(
             for budget in budgets:
                 if bar is not None:
                     bar.set_postfix_str(f"{embedder} · {strategy}{'' if budget is None else '+budget'}")
-                measured = measure(strategy, prompts, models, seed, make_features=factory, energy_budget=budget)
+                measured = measure(
+                    strategy, prompts, models, seed, make_features=factory, energy_budget=budget, pool=pool
+                )
                 if bar is not None:
                     bar.update()
                 base = measured["embedding only"][0]
@@ -222,5 +259,6 @@ def run_overhead(
         )
         for embedder, strategy, label, times, ratio in measured_rows
     ]
-    machine = f"{_machine(device, embedders)}, {len(prompts)} distinct real prompts, {models} models"
+    routed_over = f"{models} models" if pool == "fake" else "the bundled models (their templates and tokenizers)"
+    machine = f"{_machine(device, embedders)}, {len(prompts)} distinct real prompts, {routed_over}"
     return OverheadReport(machine, rows)

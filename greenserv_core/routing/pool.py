@@ -4,7 +4,10 @@ A :class:`ModelPool` is made when the pool changes (never changed afterwards): i
 backend's ``info`` once into :class:`~greenserv_core.routing.eligibility.PoolColumns`, notes
 which backends report their availability, and groups backends that count tokens alike. Per
 query, :meth:`ModelPool.candidates` then asks only those backends whether they are available,
-and counts the prompt once per group of backends that share a ``token_count_key``.
+and counts the prompt once per group of backends that share a ``token_count_key``. A backend
+with a cheap upper bound on its count (:class:`BoundsTokenCounts`) is not counted where the
+bound and the answer fit its context window and it has no per-token cost prior: exact counts
+are only read there (a local model's tokenizer costs about as much as the rest of a route).
 
 >>> from greenserv_core.backends.fake import FakeBackend
 >>> pool = ModelPool({name: FakeBackend(name) for name in ("a", "b")})
@@ -24,7 +27,7 @@ from greenserv_core.backends.base import ModelBackend, _declares
 from greenserv_core.messages import Message
 from greenserv_core.routing.eligibility import Candidates, PoolColumns
 
-__all__ = ["ModelPool", "SharesTokenCounts"]
+__all__ = ["BoundsTokenCounts", "ModelPool", "SharesTokenCounts"]
 
 
 @runtime_checkable
@@ -36,6 +39,17 @@ class SharesTokenCounts(Protocol):
 
     @property
     def token_count_key(self) -> Hashable | None: ...
+
+
+@runtime_checkable
+class BoundsTokenCounts(Protocol):
+    """Optional for a backend whose ``count_tokens`` is dear (a local tokenizer): a cheap
+    ``token_bound(messages)``, never below ``count_tokens(messages)``. Where the bound and the
+    query's ``max_new_tokens`` fit the context window, and the model has no per-token cost
+    prior to weigh the count by, the router does not count the prompt for it (its
+    ``prompt_tokens`` stays unknown, NaN)."""
+
+    def token_bound(self, messages: Sequence[Message]) -> int: ...
 
 
 class ModelPool:
@@ -60,21 +74,40 @@ class ModelPool:
                 groups.setdefault(key, []).append(i)
         self._alone = [(i, listed[i]) for i in alone]
         self._groups = list(groups.values())
+        columns = self.columns
+        unweighed = np.isnan(columns.prior_joules_per_token) & np.isnan(columns.prior_seconds_per_token)
+        self._boundable = {  # a bound may stand in for the count: it is read only against the window
+            i for i, backend in enumerate(listed) if unweighed[i] and callable(getattr(backend, "token_bound", None))
+        }  # (read once: a cascade has a bound only where both its models have one)
 
-    def candidates(self, messages: Sequence[Message], wanted: Collection[str] | None) -> Candidates:
+    def candidates(
+        self, messages: Sequence[Message], wanted: Collection[str] | None, max_new_tokens: int | None = None
+    ) -> Candidates:
         """Every model as a candidate for ``messages``: whether it is available now, and the
         prompt in its tokens for the models in ``wanted`` (``None``: all; the others are not
-        counted)."""
+        counted). With ``max_new_tokens``, a model whose :class:`BoundsTokenCounts` bound fits
+        its window with that many new tokens (and that has no per-token prior) is not counted."""
         names = self.columns.names
         available = np.ones(len(names), dtype=bool)
         for position, backend in self._reporting:
             available[position] = bool(backend.available)  # type: ignore[attr-defined]
         tokens = np.full(len(names), np.nan)
-        alone = self._alone if wanted is None else [(i, b) for i, b in self._alone if names[i] in wanted]
-        if alone:
-            tokens[[i for i, _ in alone]] = [backend.count_tokens(messages) for _, backend in alone]
+        for i, backend in self._alone:
+            if (wanted is None or names[i] in wanted) and not self._fits(i, backend, messages, max_new_tokens):
+                tokens[i] = backend.count_tokens(messages)
         for group in self._groups:
             counted = group if wanted is None else [i for i in group if names[i] in wanted]
             if counted:
-                tokens[counted] = self.backends[names[counted[0]]].count_tokens(messages)
+                backend = self.backends[names[counted[0]]]
+                if not all(self._fits(i, backend, messages, max_new_tokens) for i in counted):
+                    tokens[counted] = backend.count_tokens(messages)
         return Candidates.fresh(self.columns, available, tokens)
+
+    def _fits(
+        self, position: int, backend: ModelBackend, messages: Sequence[Message], max_new_tokens: int | None
+    ) -> bool:
+        """Whether the model at ``position`` needs no count: its bound and ``max_new_tokens`` fit its window."""
+        if max_new_tokens is None or position not in self._boundable:
+            return False
+        bound = backend.token_bound(messages)  # type: ignore[attr-defined]
+        return bool(bound + max_new_tokens <= self.columns.context_window[position])
