@@ -582,6 +582,25 @@ def test_a_pending_cascade_decision_survives_its_removal() -> None:
     assert not record.applied
 
 
+def test_a_cascade_removed_before_its_outcome_still_teaches_its_members_that_stayed() -> None:
+    """Its first model is still the one in the pool: its measured answer teaches its cost
+    model, whether the outcome comes before the cascade leaves or after; the member removed
+    with it learns nothing."""
+    predictions = {}
+    for removed_first in (False, True):
+        router = _router(0.2)
+        decision = router.route(ASK)
+        router.escalate(decision.decision_id, 0.99)  # keeps the first answer
+        if removed_first:
+            router.remove_model("big")  # and with it the cascade
+        router.record_outcome(decision.decision_id, energy_joules=14.0, latency_s=0.1, members=[("small", 14.0, 0.1)])
+        if not removed_first:
+            router.remove_model("big")
+        x = router.features.extract(ASK, learn=False).vector
+        predictions[removed_first] = router.learner_.energy_.predict("small", x, 6)
+    assert predictions[True] is not None and predictions[True] == pytest.approx(predictions[False])
+
+
 def test_a_cascade_removed_while_run_by_hand_keeps_its_first_answer_by_its_rule() -> None:
     router = _router(0.2)
     decision = router.route(ASK, max_new_tokens=8)

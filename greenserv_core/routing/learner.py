@@ -1007,6 +1007,7 @@ class RoutingLearner:
                     members,
                     predicted=pending.predicted_joules,
                     current=self._current(pending),
+                    member_current=lambda member: self._current_name(member, pending.created_at),
                 )
             except BaseException:  # refused (e.g. joules a cost model cannot take): the outcome is not recorded
                 pending.energy_joules = pending.energy_source = None
@@ -1059,15 +1060,18 @@ class RoutingLearner:
         *,
         predicted: float | None,
         current: bool,
+        member_current: Callable[[str], bool] | None = None,
     ) -> None:
         """Teach the cost models, the tallies, the energy scale and the budget what an answer
         of ``model`` spent (``(joules, seconds)``; ``current``: the model answering is still
-        the one in the pool under its name)."""
+        the one in the pool under its name; ``member_current``: the same for a cascade's
+        member, which may still be where its cascade is gone; by default as ``current``)."""
         energy_joules, latency_s = spent
         if any(member == model for member, _, _ in members):  # (its row would be checked once, updated twice)
             raise InvalidInputError(f"{model!r} is among its own members: a cascade's members are the models it ran")
         taught: list[tuple[str, float | None, float | None]] = [(model, energy_joules, latency_s)] if current else []
-        taught += [m for m in members if current and m[0] in self.policy_.arms_]
+        still = member_current or (lambda member: current)
+        taught += [m for m in members if m[0] in self.policy_.arms_ and still(m[0])]
         checked = self._check_costs(context, prompt_tokens, taught)  # all refused, or none: nothing half-learned
         if current or (model in self.tallies_.counts_ and model not in self.policy_.arms_):
             self.tallies_.spent(model, energy_joules)  # a model removed meanwhile keeps its history (not a newcomer's)
@@ -1093,8 +1097,12 @@ class RoutingLearner:
     def _current(self, pending: PendingDecision) -> bool:
         """Whether the model a decision chose is still the one in the pool under that name
         (not one removed after the decision, whatever joined under its name since)."""
-        removed = self.removed_at_.get(pending.model)
-        return pending.model in self.policy_.arms_ and (removed is None or pending.created_at > removed)
+        return self._current_name(pending.model, pending.created_at)
+
+    def _current_name(self, name: str, since: float) -> bool:
+        """Whether the model under ``name`` is the one there at ``since`` (a decision's time)."""
+        removed = self.removed_at_.get(name)
+        return name in self.policy_.arms_ and (removed is None or since > removed)
 
     def feedback(self, decision_id: str, score: float) -> FeedbackRecord:
         """Teach the policy a decision's score in [0, 1] (once per decision).
