@@ -273,6 +273,31 @@ def test_collect_leaves_out_the_queries_a_model_cannot_take_and_says_so(
     assert resumed.columns == table.columns  # was a KeyError at every resume
 
 
+def test_collect_counts_a_prompt_only_where_the_models_bound_might_not_fit() -> None:
+    """With a ``token_bound`` (here the count plus 2), a model is counted only for the
+    prompts whose bound does not fit its window; what is left out is the same."""
+    from greenserv_core.evaluation import collect as collecting
+
+    tasks = ["arc_easy", "boolq"]
+    jobs = collecting._jobs(tasks, 4, 3)
+    settings_of = {task: collecting.TASK_SETTINGS.get(task, collecting._SHORT) for task in tasks}
+    new = {job.example.prompt: settings_of[task].max_new_tokens for task in tasks for job in jobs[task]}
+    plain = FakeBackend("plain")
+    need = sorted(plain.count_tokens([{"role": "user", "content": p}]) + n for p, n in new.items())
+    window = need[len(need) // 2]
+    left_out = {}
+    for bounded in (False, True):
+        small, counted = FakeBackend("small", context_window=window), []
+        count = small.count_tokens
+        small.count_tokens = lambda m, c=count, seen=counted: (seen.append(m[0]["content"]), c(m))[1]  # type: ignore[method-assign]
+        if bounded:
+            small.token_bound = lambda m, c=count: c(m) + 2  # type: ignore[attr-defined]
+        left_out[bounded] = collecting._left_out(jobs, [FakeBackend("big"), small], settings_of)
+        fits = {p for p, n in new.items() if count([{"role": "user", "content": p}]) + 2 + n <= window}
+        assert set(counted) == (set(new) - fits if bounded else set(new))
+    assert left_out[True] == left_out[False] and 0 < len(left_out[True]) < len(new)
+
+
 def test_collect_resumes_after_a_crash_without_losing_or_redoing_rows(tmp_path: Path) -> None:
     out = tmp_path / "t.csv"
     crashing = Crashing("m", budget=7, reply=_oracle_reply)

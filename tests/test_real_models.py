@@ -78,7 +78,7 @@ def test_the_bundled_models_token_bounds_hold_on_real_prompts() -> None:
     """Where the router skips counting (the bound fits the window), the count fits too."""
     from greenserv_core.evaluation.overhead import overhead_prompts
 
-    prompts = overhead_prompts(300, seed=1)
+    prompts = overhead_prompts(100, seed=1)
     for backend in bundled_pool():
         for prompt in prompts:
             messages = [{"role": "user", "content": prompt}]

@@ -286,14 +286,20 @@ def _left_out(
     """The queries some model cannot take, each with why: its prompt and the task's
     ``max_new_tokens`` exceed the model's context window, as the router would exclude it
     (:func:`~greenserv_core.routing.eligibility.exceeds_context_window`). Found before any
-    model runs: such a query failed the whole collection, and again at every resume."""
+    model runs: such a query failed the whole collection, and again at every resume. As the
+    router does, a model's cheap bound on its count (``token_bound``) spares the count where
+    the bound fits."""
     out: dict[str, str] = {}
+    bounds = [getattr(backend, "token_bound", None) for backend in backends]
     for task, task_jobs in jobs.items():
         new_tokens = settings_of[task].max_new_tokens
         for job in task_jobs:
             messages: list[Message] = [{"role": "user", "content": job.example.prompt}]
-            for backend in backends:
-                tokens, window = backend.count_tokens(messages), backend.info.context_window
+            for backend, bound in zip(backends, bounds, strict=True):
+                window = backend.info.context_window
+                if bound is not None and bound(messages) + new_tokens <= window:
+                    continue
+                tokens = backend.count_tokens(messages)
                 if tokens + new_tokens > window:
                     out[job.query_id] = (
                         f"{backend.info.name}: prompt {tokens} + max_new_tokens {new_tokens} tokens exceed "
