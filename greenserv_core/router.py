@@ -42,7 +42,7 @@ from greenserv_core.backends.base import ModelBackend
 from greenserv_core.bandits import DEFAULT_POLICY, Policy, make_policy
 from greenserv_core.bandits.base import check_seed
 from greenserv_core.bandits.registry import check_policy_params
-from greenserv_core.budget import BudgetPacer, BudgetStatus, EnergyBudget, check_max_joules
+from greenserv_core.budget import BudgetPacer, BudgetStatus, EnergyBudget, as_energy_budget, check_max_joules
 from greenserv_core.cascades import CascadeBackend, EscalationModel, Verdict, cascade_name
 from greenserv_core.cascades.backend import cascade_settings
 from greenserv_core.confidence import ConfidenceSignal, VerifyingSignal, signal_from_name
@@ -80,25 +80,6 @@ from greenserv_core.tools import with_tools_prompt
 __all__ = ["FeedbackRecord", "GreenServRouter", "RoutedChunk", "RoutedGeneration", "RoutingDecision"]
 
 T = TypeVar("T")
-
-
-def _energy_budget(budget: object) -> EnergyBudget | BudgetPacer | None:
-    """``energy_budget=`` as given: ``None``, an :class:`EnergyBudget` or :class:`BudgetPacer`,
-    a real number (joules per query; numpy's and Fractions too) or text such as ``"50J/query"``
-    or ``"2Wh/h"``."""
-    import numbers
-
-    if budget is None or isinstance(budget, (EnergyBudget, BudgetPacer)):
-        return budget
-    if isinstance(budget, str):
-        return EnergyBudget.parse(budget)
-    if isinstance(budget, numbers.Real) and not isinstance(budget, bool):
-        joules: Any = budget  # checked and made a float by the budget
-        return EnergyBudget.per_query(joules)
-    raise InvalidInputError(
-        "energy_budget must be joules per query, text such as '50J/query' or '2Wh/h', "
-        f"or an EnergyBudget; got {budget!r}"
-    )
 
 
 def _policy(policy: Policy | str, dimension: int, seed: int | None, params: Mapping[str, Any]) -> Policy:
@@ -239,7 +220,7 @@ class GreenServRouter:
         chosen = policy if policy is not None else (strategy or DEFAULT_POLICY)
         self.policy, self._tradeoff, self.seed = chosen, check_tradeoff(tradeoff), check_seed(seed)
         self.max_latency_s = check_positive("max_latency_s", max_latency_s)
-        self.energy_budget = _energy_budget(energy_budget)
+        self.energy_budget = as_energy_budget(energy_budget)
         self.max_joules = check_max_joules(max_joules)
         self.policy_params = dict(policy_params or {})
         self._features = features if features is not None else FeatureExtractor.default(embedder=embedder)

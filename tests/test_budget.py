@@ -159,6 +159,8 @@ def test_a_window_budget_needs_a_length_and_one_amount() -> None:
     with pytest.raises(InvalidInputError, match="exactly one"):
         EnergyBudget.per_window(window_s=60.0)
     assert EnergyBudget.per_window(wh=1, window_s=60).joules == 3600.0
+    with pytest.raises(InvalidInputError, match="needs window_s="):  # was a budget of 7200 J per query
+        EnergyBudget.per_window(joules=7200.0, window_s=None)  # type: ignore[arg-type]
 
 
 # ---- the router's budget ------------------------------------------------------------------
@@ -330,6 +332,20 @@ def test_a_replay_under_a_budget_reports_its_spend(table: OutcomeTable) -> None:
         replay(
             table, ["epsilon"], runs=1, make_features=make_hashing_extractor, energy_budget=EnergyBudget.parse("1kJ/h")
         )
+
+
+def test_a_replay_takes_a_budget_as_the_router_does(table: OutcomeTable) -> None:
+    """As a number of joules per query and as text, the same replay as with an EnergyBudget
+    (both were an AttributeError); a bad one is refused as the router refuses it."""
+    budget = round(0.5 * float(table.matrices().energy.mean(axis=0).max()), 3)
+    reports = [
+        replay(table, ["epsilon"], runs=1, make_features=make_hashing_extractor, energy_budget=given)
+        for given in (EnergyBudget.per_query(budget), budget, f"{budget}J/query")
+    ]
+    spends = [r["budget"]["strategies"]["epsilon"]["spend_over_budget"]["mean"] for r in reports]
+    assert spends[0] == spends[1] == spends[2]
+    with pytest.raises(InvalidInputError, match="energy_budget must be"):
+        replay(table, ["epsilon"], runs=1, make_features=make_hashing_extractor, energy_budget=True)  # type: ignore[arg-type]
 
 
 def test_a_guarded_replay_checks_the_runs_its_guard_held(table: OutcomeTable) -> None:

@@ -10,7 +10,7 @@
 5400000.0
 """
 
-from greenserv_core.budget.pacer import DEFAULT_PRICE_ON, BudgetPacer, BudgetStatus
+from greenserv_core.budget.pacer import DEFAULT_PRICE_ON, BudgetPacer, BudgetStatus, as_energy_budget
 from greenserv_core.budget.spec import EnergyBudget, check_max_joules
 
-__all__ = ["DEFAULT_PRICE_ON", "BudgetPacer", "BudgetStatus", "EnergyBudget", "check_max_joules"]
+__all__ = ["DEFAULT_PRICE_ON", "BudgetPacer", "BudgetStatus", "EnergyBudget", "as_energy_budget", "check_max_joules"]

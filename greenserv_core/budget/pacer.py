@@ -81,7 +81,7 @@ from greenserv_core.errors import InvalidInputError
 from greenserv_core.reward import DEFAULT_TRADEOFF, check_tradeoff
 from greenserv_core.statistics import Statistics
 
-__all__ = ["DEFAULT_PRICE_ON", "BudgetPacer", "BudgetStatus", "check_shared_budget"]
+__all__ = ["DEFAULT_PRICE_ON", "BudgetPacer", "BudgetStatus", "as_energy_budget", "check_shared_budget"]
 
 logger = logging.getLogger("greenserv")
 
@@ -864,3 +864,26 @@ class BudgetPacer:
         self._since_resolve = int(state.get("since_resolve", 0))
         self._saturated_for = int(state.get("saturated_for", 0))
         # (``_warned`` is this object's: said once in each process's log, and kept by a rollback)
+
+
+def as_energy_budget(budget: object) -> EnergyBudget | BudgetPacer | None:
+    """``energy_budget=`` as the router and the replay take it: ``None``, an
+    :class:`EnergyBudget` or :class:`BudgetPacer`, a real number (joules per query; numpy's
+    and Fractions too) or text such as ``"50J/query"`` or ``"2Wh/h"``.
+
+    >>> as_energy_budget("2Wh/h"), as_energy_budget(30)
+    (EnergyBudget(joules=7200.0, window_s=3600.0), EnergyBudget(joules=30.0, window_s=None))
+    """
+    import numbers
+
+    if budget is None or isinstance(budget, (EnergyBudget, BudgetPacer)):
+        return budget
+    if isinstance(budget, str):
+        return EnergyBudget.parse(budget)
+    if isinstance(budget, numbers.Real) and not isinstance(budget, bool):
+        joules: Any = budget  # checked and made a float by the budget
+        return EnergyBudget.per_query(joules)
+    raise InvalidInputError(
+        "energy_budget must be joules per query, text such as '50J/query' or '2Wh/h', "
+        f"or an EnergyBudget; got {budget!r}"
+    )

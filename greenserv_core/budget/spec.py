@@ -114,6 +114,8 @@ class EnergyBudget:
         """
         if (joules is None) == (wh is None):
             raise InvalidInputError("a window budget takes joules= or wh=, exactly one")
+        if window_s is None:  # (None is a budget per query, which this is not)
+            raise InvalidInputError("a window budget needs window_s=, the window's length in seconds")
         amount = joules if joules is not None else _positive("wh", wh) * 3600.0
         return cls(amount, window_s)
 

@@ -62,7 +62,7 @@ from greenserv_core.bandits import Policy
 from greenserv_core.bandits.base import check_seed
 from greenserv_core.bandits.registry import make_policy
 from greenserv_core.bandits.static import StaticPolicy
-from greenserv_core.budget import BudgetPacer, EnergyBudget
+from greenserv_core.budget import BudgetPacer, EnergyBudget, as_energy_budget
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.evaluation.budget_report import spend_report
 from greenserv_core.evaluation.diagnostics import (
@@ -844,7 +844,7 @@ def replay(
     shifts: Sequence[Shift] = (),
     warm_start: int = 0,
     overstate: Mapping[str, float] | None = None,
-    energy_budget: EnergyBudget | BudgetPacer | None = None,
+    energy_budget: EnergyBudget | BudgetPacer | float | str | None = None,
     arrival_rate: float | None = None,
 ) -> dict[str, Any]:
     """Replay every strategy ``runs`` times; returns the JSON-ready report.
@@ -863,7 +863,8 @@ def replay(
     with the ``overstate`` margins (model → added score) on their scores. See the module's
     docstring.
 
-    ``energy_budget`` paces every router (not the oracle) to a budget; λ then only starts it.
+    ``energy_budget`` paces every router (not the oracle) to a budget (given as the router
+    takes it: also joules per query, or text such as ``"2Wh/h"``); λ then only starts it.
     A window budget needs ``arrival_rate`` (queries per second): each run draws Poisson
     arrival times, and the router's clock is the arrival time of each query. The report's
     ``budget`` part holds the spend against the budget (see
@@ -873,7 +874,8 @@ def replay(
     repeated = sorted({s for s in strategies if list(strategies).count(s) > 1})
     if repeated:
         raise InvalidInputError(f"strategies named twice: {repeated}; each is one row of the report")
-    spec = energy_budget.budget if isinstance(energy_budget, BudgetPacer) else energy_budget
+    budget = as_energy_budget(energy_budget)
+    spec = budget.budget if isinstance(budget, BudgetPacer) else budget
     if spec is not None and spec.window_s is not None and arrival_rate is None:
         raise InvalidInputError("a window budget needs arrival_rate= (queries per second) to draw arrival times")
     if arrival_rate is not None and not (math.isfinite(arrival_rate) and arrival_rate > 0):
@@ -938,7 +940,7 @@ def replay(
             "overstate": overstate,
             "peers": peers,
             "energy_budget": None if spec is None else spec.describe(),
-            "budget_price_on": energy_budget.price_on if isinstance(energy_budget, BudgetPacer) else None,
+            "budget_price_on": budget.price_on if isinstance(budget, BudgetPacer) else None,
             "arrival_rate_per_s": arrival_rate,
         },
         "timing": {"feature_warmup_s": round(warmup, 3)},
@@ -982,7 +984,7 @@ def replay(
             router_scale=router_scale,
             warm=warm,
             overstate=overstate,
-            energy_budget=energy_budget,
+            energy_budget=budget,
             arrivals=None if arrival_rate is None else arrival_times(run_seed, len(data.queries), arrival_rate),
         )
         result.seconds = time.perf_counter() - started
