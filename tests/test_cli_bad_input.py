@@ -361,6 +361,7 @@ SIMULATE = ["bench", "simulate", "--calibration", MISSING, "--out", "t.csv"]
         (["bench", "replay", "--table", MISSING, "--arrival-rate", "2"], "--arrival-rate"),
         (["bench", "replay", "--table", MISSING, "--budget", "50J/query", "--arrival-rate", "2"], "--arrival-rate"),
         (["bench", "replay", "--table", MISSING, "--budget", "2Wh/h", "--arrival-rate", "-1"], "--arrival-rate"),
+        (["bench", "replay", "--table", MISSING, "--budget", "2Wh/h"], "needs --arrival-rate"),
         # 22, 23: overhead, local-models and the classifier benchmark
         (["bench", "overhead", "--queries", "0"], "--queries"),
         (["bench", "overhead", "--queries", "-3", "--save-prompts", "p.jsonl"], "--queries"),

@@ -126,9 +126,14 @@ PLOT_SUFFIXES = ("", ".png", ".pdf", ".svg", ".jpg", ".jpeg", ".eps", ".ps", ".t
 
 
 def check_arrival_rate(rate: float | None, *, window: bool) -> None:
-    """``--arrival-rate``: a positive number of queries per second, and only beside a window
-    budget (``window``), the one thing it paces."""
+    """``--arrival-rate``: a positive number of queries per second, given beside a window
+    budget (``window``), the one thing it paces, and only there."""
     if rate is None:
+        if window:
+            raise InvalidInputError(
+                "a window budget (e.g. --budget 2Wh/h or --window 1h) needs --arrival-rate (queries per second) "
+                "to draw arrival times"
+            )
         return
     if not (math.isfinite(rate) and rate > 0):
         raise InvalidInputError(f"--arrival-rate must be a positive number of queries per second, got {rate:g}")
