@@ -476,3 +476,16 @@ def test_the_pool_counts_once_per_shared_tokenizer_and_asks_availability_each_qu
     assert backends[1].counted == 1 and np.isnan(pool.candidates(messages, {"b"}).prompt_tokens[2])
     backends[3].available = False  # type: ignore[misc]
     assert pool.candidates(messages, None).available.tolist() == [True, True, True, False]
+
+
+def test_a_group_that_shares_counts_is_counted_once_where_a_members_bound_does_not_fit() -> None:
+    """Two fakes share one count; only the second has a bound: asked for it alone, it is not
+    counted where its bound fits; with the first (no bound), or where the bound does not fit,
+    the group is counted once for both."""
+    first, second = FakeBackend("a", context_window=64), FakeBackend("b", context_window=64)
+    second.token_bound = lambda messages: 5  # type: ignore[attr-defined]
+    pool = ModelPool({"a": first, "b": second})
+    ask = [{"role": "user", "content": "What is 2 + 2?"}]
+    assert np.isnan(pool.candidates(ask, {"b"}, 8).prompt_tokens).all()  # 5 + 8 fits 64: not counted
+    assert pool.candidates(ask, None, 8).prompt_tokens.tolist() == [6.0, 6.0]  # "a" has no bound: both counted
+    assert pool.candidates(ask, {"b"}, 60).prompt_tokens.tolist()[1] == 6.0  # 5 + 60 > 64: counted

@@ -18,7 +18,7 @@ are only read there (a local model's tokenizer costs about as much as the rest o
 
 from __future__ import annotations
 
-from collections.abc import Collection, Hashable, Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -76,9 +76,11 @@ class ModelPool:
         self._groups = list(groups.values())
         columns = self.columns
         unweighed = np.isnan(columns.prior_joules_per_token) & np.isnan(columns.prior_seconds_per_token)
-        self._boundable = {  # a bound may stand in for the count: it is read only against the window
-            i for i, backend in enumerate(listed) if unweighed[i] and callable(getattr(backend, "token_bound", None))
-        }  # (read once: a cascade has a bound only where both its models have one)
+        self._bounds: dict[int, Callable[[Sequence[Message]], int]] = {}  # may stand in for the count
+        for i, backend in enumerate(listed):  # (read once: a cascade has a bound only where both its models have one)
+            bound = getattr(backend, "token_bound", None)
+            if unweighed[i] and callable(bound):  # (a prior weighs the count itself)
+                self._bounds[i] = bound
 
     def candidates(
         self, messages: Sequence[Message], wanted: Collection[str] | None, max_new_tokens: int | None = None
@@ -93,21 +95,18 @@ class ModelPool:
             available[position] = bool(backend.available)  # type: ignore[attr-defined]
         tokens = np.full(len(names), np.nan)
         for i, backend in self._alone:
-            if (wanted is None or names[i] in wanted) and not self._fits(i, backend, messages, max_new_tokens):
+            if (wanted is None or names[i] in wanted) and not self._fits(i, messages, max_new_tokens):
                 tokens[i] = backend.count_tokens(messages)
         for group in self._groups:
             counted = group if wanted is None else [i for i in group if names[i] in wanted]
-            if counted:
-                backend = self.backends[names[counted[0]]]
-                if not all(self._fits(i, backend, messages, max_new_tokens) for i in counted):
-                    tokens[counted] = backend.count_tokens(messages)
+            if counted and not all(self._fits(i, messages, max_new_tokens) for i in counted):
+                tokens[counted] = self.backends[names[counted[0]]].count_tokens(messages)
         return Candidates.fresh(self.columns, available, tokens)
 
-    def _fits(
-        self, position: int, backend: ModelBackend, messages: Sequence[Message], max_new_tokens: int | None
-    ) -> bool:
-        """Whether the model at ``position`` needs no count: its bound and ``max_new_tokens`` fit its window."""
-        if max_new_tokens is None or position not in self._boundable:
+    def _fits(self, position: int, messages: Sequence[Message], max_new_tokens: int | None) -> bool:
+        """Whether the model at ``position`` needs no count: its own bound and ``max_new_tokens``
+        fit its window (in a group that shares counts, each member's bound is its own)."""
+        bound = self._bounds.get(position)
+        if max_new_tokens is None or bound is None:
             return False
-        bound = backend.token_bound(messages)  # type: ignore[attr-defined]
-        return bool(bound + max_new_tokens <= self.columns.context_window[position])
+        return bool(bound(messages) + max_new_tokens <= self.columns.context_window[position])
