@@ -285,13 +285,18 @@ def test_collect_counts_a_prompt_only_where_the_models_bound_might_not_fit() -> 
     plain = FakeBackend("plain")
     need = sorted(plain.count_tokens([{"role": "user", "content": p}]) + n for p, n in new.items())
     window = need[len(need) // 2]
+    count = plain.count_tokens
+
+    class Counted(FakeBackend):  # counts on its own (no shared key), and notes each prompt it counts
+        def count_tokens(self, messages: Sequence[Message]) -> int:
+            counted.append(messages[0]["content"])
+            return count(messages)
+
     left_out = {}
     for bounded in (False, True):
-        small, counted = FakeBackend("small", context_window=window), []
-        count = small.count_tokens
-        small.count_tokens = lambda m, c=count, seen=counted: (seen.append(m[0]["content"]), c(m))[1]  # type: ignore[method-assign]
+        small, counted = Counted("small", context_window=window), []
         if bounded:
-            small.token_bound = lambda m, c=count: c(m) + 2  # type: ignore[attr-defined]
+            small.token_bound = lambda m: count(m) + 2  # type: ignore[attr-defined]
         left_out[bounded] = collecting._left_out(jobs, [FakeBackend("big"), small], settings_of)
         fits = {p for p, n in new.items() if count([{"role": "user", "content": p}]) + 2 + n <= window}
         assert set(counted) == (set(new) - fits if bounded else set(new))

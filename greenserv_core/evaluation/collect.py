@@ -49,6 +49,8 @@ from greenserv_core.errors import InvalidInputError, StateFileError
 from greenserv_core.evaluation.scoring import score_answer
 from greenserv_core.evaluation.table import COLUMNS, OutcomeTable, read_table, write_table
 from greenserv_core.messages import Message
+from greenserv_core.routing.eligibility import Limits, exceeds_context_window
+from greenserv_core.routing.pool import ModelPool
 
 logger = logging.getLogger("greenserv")
 
@@ -283,28 +285,21 @@ def collect(
 def _left_out(
     jobs: Mapping[str, Sequence[_Job]], backends: Sequence[ModelBackend], settings_of: Mapping[str, GenerationSettings]
 ) -> dict[str, str]:
-    """The queries some model cannot take, each with why: its prompt and the task's
-    ``max_new_tokens`` exceed the model's context window, as the router would exclude it
-    (:func:`~greenserv_core.routing.eligibility.exceeds_context_window`). Found before any
-    model runs: such a query failed the whole collection, and again at every resume. As the
-    router does, a model's cheap bound on its count (``token_bound``) spares the count where
-    the bound fits."""
+    """The queries some model cannot take, each with why: the router's own rule
+    (:func:`~greenserv_core.routing.eligibility.exceeds_context_window`) on the prompt as its
+    pool counts it (:meth:`~greenserv_core.routing.pool.ModelPool.candidates`: a model's cheap
+    bound spares the count where it fits). Found before any model runs: such a query failed
+    the whole collection, and again at every resume."""
     out: dict[str, str] = {}
-    bounds = [getattr(backend, "token_bound", None) for backend in backends]
+    pool = ModelPool({backend.info.name: backend for backend in backends})
     for task, task_jobs in jobs.items():
-        new_tokens = settings_of[task].max_new_tokens
+        limits = Limits(max_new_tokens=settings_of[task].max_new_tokens)
         for job in task_jobs:
-            messages: list[Message] = [{"role": "user", "content": job.example.prompt}]
-            for backend, bound in zip(backends, bounds, strict=True):
-                window = backend.info.context_window
-                if bound is not None and bound(messages) + new_tokens <= window:
-                    continue
-                tokens = backend.count_tokens(messages)
-                if tokens + new_tokens > window:
-                    out[job.query_id] = (
-                        f"{backend.info.name}: prompt {tokens} + max_new_tokens {new_tokens} tokens exceed "
-                        f"the context window {window}"
-                    )
+            table = pool.candidates([{"role": "user", "content": job.example.prompt}], None, limits.max_new_tokens)
+            for position in range(len(table)):
+                reason = exceeds_context_window(table.candidate(position), limits)
+                if reason is not None:
+                    out[job.query_id] = f"{table.names[position]}: {reason}"
                     break
     return out
 
