@@ -601,6 +601,42 @@ def test_a_cascade_removed_before_its_outcome_still_teaches_its_members_that_sta
     assert predictions[True] is not None and predictions[True] == pytest.approx(predictions[False])
 
 
+def test_a_cascade_removed_after_its_decision_expired_still_teaches_its_members_that_stayed() -> None:
+    """The same when the decision left the pending store while its first model answered (the
+    answer stands; its cost is learned from the decision itself): the first model, unchanged
+    and still in the pool, learns the joules of its answer; before, it followed the removed
+    cascade and learned nothing."""
+    routers: list[GreenServRouter] = []
+
+    def answer(messages: Sequence[Message]) -> str:
+        router = routers[0]
+        for pending in list(router.pending_):  # type: ignore[attr-defined]
+            router.pending_.discard(pending.decision_id)  # expired while it ran
+        router.remove_model("big")  # and with it the cascade
+        return CHEAP
+
+    predictions = {}
+    for expired in (False, True):
+        small = _small(0.99)
+        if expired:
+            small = FakeBackend(
+                "small",
+                joules_per_token=1.0,
+                seconds_per_token=0.001,
+                reply=answer,
+                logprobs=lambda m, t: [math.log(0.99)],
+            )
+        router = _router(0.99, small=small)
+        routers[:] = [router]
+        generated = router.generate(ASK, max_new_tokens=8)  # kept: confident
+        assert generated.model == "small->big" and [s.action for s in generated.chain] == ["kept"]
+        if not expired:
+            router.remove_model("big")
+        x = router.features.extract(ASK, learn=False).vector
+        predictions[expired] = router.learner_.energy_.predict("small", x, 6)
+    assert predictions[True] is not None and predictions[True] == pytest.approx(predictions[False])
+
+
 def test_a_cascade_removed_while_run_by_hand_keeps_its_first_answer_by_its_rule() -> None:
     router = _router(0.2)
     decision = router.route(ASK, max_new_tokens=8)

@@ -343,6 +343,19 @@ class Executor:
             return False
         return True
 
+    def _member_still_in_pool(self, decision: RoutingDecision, member: str) -> bool:
+        """Whether a member of the cascade a decision chose is still the model in the pool under
+        its name (the one the cascade ran), whether or not the cascade is."""
+        try:
+            backend = self.backend(member)
+        except UnknownModelError:
+            return False
+        cascade = None if decision.chosen is None else decision.chosen.target()
+        if not isinstance(cascade, CascadeBackend):  # (a copied decision: nothing to check against)
+            return True
+        ran = {model.info.name: model for model in (cascade.first, cascade.then)}
+        return ran.get(member, backend) is backend
+
     def _generate_once(self, request: RouteRequest, decision: RoutingDecision) -> RoutedGeneration:
         backend = self._backend_of(decision)
         if isinstance(backend, CascadeBackend):
@@ -406,6 +419,7 @@ class Executor:
                 latency_s=result.latency_s,
                 members=members,
                 current=self._still_in_pool(decision),
+                member_current=lambda member: self._member_still_in_pool(decision, member),
             )
             if isinstance(error, PendingStoreUnreachableError):  # (the store went away while the model answered)
                 logger.warning(

@@ -1029,11 +1029,13 @@ class RoutingLearner:
         latency_s: float,
         members: Sequence[tuple[str, float, float]] = (),
         current: bool = True,
+        member_current: Callable[[str], bool] | None = None,
     ) -> None:
         """:meth:`record_outcome` for a decision that left the pending store before its answer
         came (it cannot be scored): the cost models, the tallies, the task's energy scale and
         the budget learn what it spent from the decision itself (``current``: the model that
-        answered is still the one in the pool under its name)."""
+        answered is still the one in the pool under its name; ``member_current``: the same for
+        a cascade's member, by default as ``current``)."""
         check_spent(energy_joules, latency_s, members)
         with self.lock:
             self._settle(decision.decision_id)
@@ -1047,6 +1049,7 @@ class RoutingLearner:
                 members,
                 predicted=decision.predicted_joules.get(decision.model),
                 current=current and decision.model in self.policy_.arms_,
+                member_current=member_current,
             )
 
     def _learn_cost(

@@ -27,8 +27,8 @@ class BackendRef:
     >>> from greenserv_core.backends.fake import FakeBackend
     >>> backend = FakeBackend("m")
     >>> ref = BackendRef(backend)
-    >>> ref.refers_to(backend), ref.refers_to(FakeBackend("m"))
-    (True, False)
+    >>> ref.refers_to(backend), ref.refers_to(FakeBackend("m")), ref.target() is backend
+    (True, False, True)
     >>> import pickle; pickle.loads(pickle.dumps(ref)).refers_to(backend)
     True
     """
@@ -44,6 +44,10 @@ class BackendRef:
     def refers_to(self, backend: object) -> bool:
         """Whether ``backend`` is the one referred to (``True`` where there is nothing to check)."""
         return self._ref is None or self._ref() is backend
+
+    def target(self) -> object | None:
+        """The backend referred to, or ``None`` (gone, or nothing to check)."""
+        return None if self._ref is None else self._ref()
 
     def __reduce__(self) -> tuple[type[BackendRef], tuple[None]]:
         return (BackendRef, (None,))
