@@ -362,6 +362,8 @@ SIMULATE = ["bench", "simulate", "--calibration", MISSING, "--out", "t.csv"]
         (["bench", "replay", "--table", MISSING, "--budget", "50J/query", "--arrival-rate", "2"], "--arrival-rate"),
         (["bench", "replay", "--table", MISSING, "--budget", "2Wh/h", "--arrival-rate", "-1"], "--arrival-rate"),
         (["bench", "replay", "--table", MISSING, "--budget", "2Wh/h"], "needs --arrival-rate"),
+        (["bench", "replay", "--table", MISSING, "--budget", "0J/query"], "--budget: the energy budget"),
+        (["bench", "replay", "--table", MISSING, "--budget-joules-per-query", "0"], "--budget-joules-per-query: "),
         # 22, 23: overhead, local-models and the classifier benchmark
         (["bench", "overhead", "--queries", "0"], "--queries"),
         (["bench", "overhead", "--queries", "-3", "--save-prompts", "p.jsonl"], "--queries"),

@@ -274,14 +274,21 @@ def budget_option(per_query: float | None, text: str | None) -> Any:
 
     >>> budget_option(None, "2Wh/h").describe(), budget_option(None, None)
     ('2 Wh per 1 h', None)
+    >>> budget_option(None, "0J/query")
+    Traceback (most recent call last):
+    greenserv_core.errors.InvalidInputError: --budget: the energy budget must be a positive finite number, got 0.0
     """
     from greenserv_core.budget import EnergyBudget
 
     if per_query is not None and text is not None:
         raise InvalidInputError("give --budget-joules-per-query or --budget, not both")
-    if per_query is not None:
-        return EnergyBudget.per_query(per_query)
-    return None if text is None else EnergyBudget.parse(text)
+    option = "--budget-joules-per-query" if per_query is not None else "--budget"
+    try:
+        if per_query is not None:
+            return EnergyBudget.per_query(per_query)
+        return None if text is None else EnergyBudget.parse(text)
+    except InvalidInputError as error:  # (named by its option, as the other options' errors are)
+        raise InvalidInputError(f"{option}: {error}") from error
 
 
 def quiet_first_screen() -> None:
