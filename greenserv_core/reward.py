@@ -28,7 +28,7 @@ DEFAULT_TRADEOFF = 0.4
 
 def check_tradeoff(tradeoff: object) -> float:
     """λ as a float in [0, 1], or :class:`InvalidInputError`."""
-    if isinstance(tradeoff, bool) or not isinstance(tradeoff, numbers.Real) or not 0.0 <= float(tradeoff) <= 1.0:
+    if isinstance(tradeoff, bool) or not isinstance(tradeoff, numbers.Real) or not 0.0 <= as_float(tradeoff) <= 1.0:
         raise InvalidInputError(f"tradeoff λ must be a number in [0, 1], got {tradeoff!r}")
     return float(tradeoff)
 

@@ -169,7 +169,12 @@ def test_a_bad_call_option_is_named_as_the_caller_gave_it() -> None:
         return GreenServRouter(_pool(), features=make_hashing_extractor(), seed=0)
 
     chat, llm = ChatGreenServ(router=router()), GreenServLLM(router=router())
-    for option, value, said in [("timeout", 0, "^timeout .*must be"), ("max_tokens", 0, "^max_tokens must be")]:
+    for option, value, said in [
+        ("timeout", 0, "^timeout .*must be"),
+        ("max_tokens", 0, "^max_tokens must be"),
+        ("max_tokens", 10**400, "^max_tokens must be at most"),  # was max_new_tokens
+        ("tradeoff", 10**400, "^tradeoff λ must be"),  # was an OverflowError
+    ]:
         with pytest.raises(InvalidInputError, match=said):  # was max_time_s, max_new_tokens
             chat.invoke("hi", **{option: value})
         with pytest.raises(InvalidInputError, match=said):
@@ -194,6 +199,9 @@ def test_a_field_takes_the_numbers_a_call_takes_and_refuses_what_a_call_refuses(
         for bad in (True, 8.0, "8", 0):
             with pytest.raises(ValidationError, match="max_tokens must be an integer >= 1"):
                 adapter(router=router(), max_tokens=bad)
+        for field, huge in [("max_tokens", 10**400), ("tradeoff", 10**400), ("max_latency_s", 10**400)]:
+            with pytest.raises(ValidationError, match=f"{field}.*must be"):  # was an OverflowError
+                adapter(router=router(), **{field: huge})
     assert ChatGreenServ(router=router(), max_tokens=None).max_tokens is None  # the default, as documented
     with pytest.raises(ValidationError):
         GreenServLLM(router=router(), max_tokens=None)

@@ -4,6 +4,7 @@ import pickle
 import threading
 from collections import Counter
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -850,3 +851,17 @@ def test_a_score_for_a_model_this_replicas_pool_never_had_is_refused_and_kept_fo
     with pytest.raises(UnknownModelError):  # was applied=False: taken and dropped, as this pool had it once
         rolled_back.feedback(later.decision_id, 1.0)
     assert with_canary.feedback(later.decision_id, 1.0).applied
+
+
+@pytest.mark.parametrize("option", ["tradeoff", "max_latency_s", "max_new_tokens"])
+@pytest.mark.parametrize("huge", [10**400, Fraction(10**400, 3)])
+def test_a_number_past_a_floats_range_is_refused_as_bad_input(fakes, extractor, option, huge) -> None:  # type: ignore[no-untyped-def]
+    """Was an OverflowError (``float(10**400)`` raises; ``max_new_tokens`` went on to the
+    context-window rule's arithmetic)."""
+    router = GreenServRouter(fakes, features=extractor, seed=0)
+    for method in (router.route, router.generate):
+        with pytest.raises(InvalidInputError, match=option):
+            method("What is 2 + 2?", **{option: huge})
+    if option != "max_new_tokens":
+        with pytest.raises(InvalidInputError, match=option.replace("tradeoff", "tradeoff λ")):
+            GreenServRouter(fakes, features=extractor, seed=0, **{option: huge})

@@ -13,6 +13,7 @@ from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from greenserv_core.adapters.answers import Piece, answer_pieces
+from greenserv_core.backends.base import MAX_NEW_TOKENS
 from greenserv_core.bandits.base import check_whole
 from greenserv_core.budget import BudgetPacer, EnergyBudget
 from greenserv_core.budget import check_max_joules as _check_cap
@@ -121,7 +122,10 @@ def check_max_tokens(value: object) -> int | None:
     ...
     greenserv_core.errors.InvalidInputError: max_tokens must be an integer >= 1, got True
     """
-    return None if value is None else check_whole("max_tokens", value, low=1)
+    tokens = None if value is None else check_whole("max_tokens", value, low=1)
+    if tokens is not None and tokens > MAX_NEW_TOKENS:
+        raise InvalidInputError(f"max_tokens must be at most 2**63 - 1, got {tokens!r}")
+    return tokens
 
 
 def _as_number(value: object) -> object:
@@ -333,7 +337,7 @@ def generation_options(
             return operator.index(value)
         return value
 
-    tokens = check_whole("max_tokens", given("max_tokens", max_tokens), low=1)  # named as the caller gave it
+    tokens = check_max_tokens(check_whole("max_tokens", given("max_tokens", max_tokens), low=1))  # named as given
     return {
         "temperature": number("temperature", temperature),
         "top_p": number("top_p", top_p),

@@ -21,6 +21,7 @@ from greenserv_core.quality import QualityPrior, as_float, is_real
 from greenserv_core.tools.spec import ToolSpec
 
 __all__ = [
+    "MAX_NEW_TOKENS",
     "ChainStep",
     "EnergyReading",
     "GenerationResult",
@@ -39,6 +40,9 @@ __all__ = [
     "is_available",
     "next_piece",
 ]
+
+MAX_NEW_TOKENS = 2**63 - 1
+"""The most ``max_new_tokens`` a query may ask for (a 64-bit integer, as torch and numpy take)."""
 
 
 @dataclass(frozen=True)
@@ -147,8 +151,8 @@ class GenerationSettings:
         elif not isinstance(self.tools, tuple):
             object.__setattr__(self, "tools", _tuple_of("tools", self.tools))
         tokens = self.max_new_tokens
-        if isinstance(tokens, bool) or not isinstance(tokens, numbers.Integral) or tokens < 1:
-            raise InvalidInputError(f"max_new_tokens must be a positive integer, got {tokens!r}")
+        if isinstance(tokens, bool) or not isinstance(tokens, numbers.Integral) or not 1 <= tokens <= MAX_NEW_TOKENS:
+            raise InvalidInputError(f"max_new_tokens must be a positive integer (at most 2**63 - 1), got {tokens!r}")
         object.__setattr__(self, "max_new_tokens", int(tokens))
         temperature, top_p = _as_float(self.temperature), _as_float(self.top_p)  # a model takes Python floats
         if temperature is None or not 0 <= temperature < math.inf:

@@ -28,6 +28,7 @@ from greenserv_core.backends.base import GenerationSettings, JsonFormat
 from greenserv_core.budget import check_max_joules
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.messages import Message, validate_messages
+from greenserv_core.quality import as_float
 from greenserv_core.reward import check_tradeoff
 from greenserv_core.tools import ToolSpec, as_tool_specs
 
@@ -107,7 +108,7 @@ def check_positive(name: str, value: float | None) -> float | None:
     :class:`InvalidInputError`."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < float(value) < math.inf:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < as_float(value) < math.inf:
         raise InvalidInputError(f"{name} must be a positive finite number of seconds (None: no limit), got {value!r}")
     return float(value)
 
