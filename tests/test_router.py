@@ -184,18 +184,18 @@ def test_a_refused_query_a_refused_labelled_row_and_a_withdrawn_batch_query_move
         router.route(prompt, max_new_tokens=8)
     clusters = extractor.clusterer
 
-    def unchanged(refused: Callable[[], object], error: type[Exception]) -> None:
+    def unchanged(refused: Callable[[], object], error: type[Exception], *, exactly: bool = True) -> None:
         centroids, counts = clusters.centroids_.copy(), clusters.counts_.copy()  # type: ignore[union-attr]
         with pytest.raises(error):
             refused()
         assert clusters.counts_.tolist() == counts.tolist()  # was one more
-        assert np.allclose(clusters.centroids_, centroids)  # type: ignore[arg-type]
+        assert (np.array_equal if exactly else np.allclose)(clusters.centroids_, centroids)  # type: ignore[operator]
 
-    unchanged(lambda: router.route("Summarise this text: " + "word " * 500, max_new_tokens=8), NoEligibleModelError)
     long = "Summarise this text: " + "word " * 500
-    unchanged(
-        lambda: router.generate_batch(["Who painted the Mona Lisa?", long], max_new_tokens=8), NoEligibleModelError
-    )
+    for _ in range(50):  # bit for bit (taken back by arithmetic, the last bits drifted)
+        unchanged(lambda: router.route(long, max_new_tokens=8), NoEligibleModelError)
+    batch = ["Who painted the Mona Lisa?", long]
+    unchanged(lambda: router.generate_batch(batch, max_new_tokens=8), NoEligibleModelError, exactly=False)
     learner = GreenServRouter([FakeBackend("tiny")], features=make_hashing_extractor(), seed=0)
     with pytest.raises(InvalidInputError):
         learner.learn("What is 2 + 2?", "tiny", score=1.5, energy_joules=1.0, latency_s=0.1)

@@ -48,6 +48,7 @@ class OnlineKMeans:
         self.counts_: np.ndarray = np.zeros(0, dtype=np.int64)
         self.prior_sums_: np.ndarray | None = None  # (n_clusters, dim): what seed() added
         self.prior_counts_: np.ndarray = np.zeros(0, dtype=np.int64)
+        self._last_move: tuple[int, np.ndarray, np.ndarray, np.ndarray] | None = None  # cluster, x, row before, after
 
     def _unit(self, x: np.ndarray) -> np.ndarray:
         """``x`` minus the centre, at unit length; all zeros where ``x`` is the centre (no direction)."""
@@ -103,13 +104,17 @@ class OnlineKMeans:
             self.centroids_ = np.vstack([self.centroids_, x])
             self.counts_ = np.append(self.counts_, 1)
             return len(self.centroids_) - 1
+        before = self.centroids_[best].copy()
         self.counts_[best] += 1
         self.centroids_[best] += (x - self.centroids_[best]) / self.counts_[best]
+        self._last_move = (best, x, before, self.centroids_[best].copy())
         return best
 
     def forget(self, embedding: np.ndarray, cluster: int) -> None:
         """Take back the move :meth:`partial_fit_predict` made towards ``embedding``, which it
         put in ``cluster`` (a query refused after its features were read moves no centroid).
+        Where that move is still the cluster's last change, its centroid is restored bit for
+        bit; after other moves, the mean is taken back by arithmetic (equal up to rounding).
         A cluster the embedding formed alone stays: replicas may have taken it up already,
         and the clusters formed after it keep their numbers.
 
@@ -125,9 +130,18 @@ class OnlineKMeans:
         x = self._unit(embedding)
         if not x.any() or self.centroids_ is None or not 0 <= cluster < len(self.centroids_):
             return  # (the centre taught nothing)
-        count = int(self.counts_[cluster])
+        count, last = int(self.counts_[cluster]), self._last_move
         if count > 1:
-            self.centroids_[cluster] = (self.centroids_[cluster] * count - x) / (count - 1)
+            if (
+                last is not None
+                and last[0] == cluster
+                and np.array_equal(last[1], x)
+                and np.array_equal(last[3], self.centroids_[cluster])
+            ):
+                self.centroids_[cluster] = last[2]
+                self._last_move = None
+            else:
+                self.centroids_[cluster] = (self.centroids_[cluster] * count - x) / (count - 1)
             self.counts_[cluster] = count - 1
 
     def _sums(self, dim: int) -> tuple[np.ndarray, np.ndarray]:
@@ -253,6 +267,7 @@ class OnlineKMeans:
             raise StateFileError("saved clustering: its centre and its centroids differ in dimension")
         self.centre = centre
         self.centroids_ = centroids
+        self._last_move = None
         prior = state.get("prior_sums")  # absent from states saved before 2026-12-05: no seed kept apart
         self.prior_sums_ = None if prior is None else np.asarray(prior, dtype=np.float64).copy()
         self.prior_counts_ = np.asarray(state.get("prior_counts", []), dtype=np.int64).copy()
