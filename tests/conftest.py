@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,6 +14,45 @@ from greenserv_core import FakeBackend, FeatureExtractor, GreenServRouter, Model
 from greenserv_core.features import HashingEmbedder, TaskClassifier
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def bundled_models_read_once() -> Iterator[None]:
+    """The bundled models' tokenizers and weights are read from disk once per test session and
+    shared by the backends that the tests build (each example, chat and real-model test builds
+    its own router, and reading both models again cost seconds per test on CI's two cores).
+    Only the converted bundled models are shared, never a test's own tiny models; the library
+    sets up a shared tokenizer the same way each time (its pad token and padding side), and
+    generating changes no weights. The first read in a session goes through the library's path."""
+    import transformers
+
+    from greenserv_core.models.bundled import converted_dir
+
+    root = converted_dir("any").parent.resolve()
+    lock, loaded = threading.Lock(), dict[tuple[str, str, str], Any]()
+    originals = {
+        kind: getattr(transformers, kind).from_pretrained for kind in ("AutoTokenizer", "AutoModelForCausalLM")
+    }
+
+    def once(kind: str) -> Callable[..., Any]:
+        read = originals[kind]
+
+        def from_pretrained(source: object, *args: Any, **options: Any) -> Any:
+            if args or not isinstance(source, (str, Path)) or not Path(source).resolve().is_relative_to(root):
+                return read(source, *args, **options)
+            key = (kind, str(Path(source).resolve()), repr(sorted(options.items())))
+            with lock:
+                if key not in loaded:
+                    loaded[key] = read(source, **options)
+                return loaded[key]
+
+        return from_pretrained
+
+    with pytest.MonkeyPatch.context() as patch:
+        for kind in originals:
+            patch.setattr(getattr(transformers, kind), "from_pretrained", once(kind))
+        yield
+
 
 TINY_TRAINING = {
     "math": ["What is 2 + 2?", "Compute 17 times 3.", "How many apples are left if I eat 3 of 10?", "Solve 5x = 20."],

@@ -72,9 +72,10 @@ def redis_server(folder: Path) -> Iterator[str]:
 
 
 class ModelServer:
-    """``transformers serve`` (Hugging Face's OpenAI-compatible server) over a model folder."""
+    """``transformers serve`` (Hugging Face's OpenAI-compatible server) over a model folder,
+    ready when made (``wait=False``: started; :meth:`wait_ready` before use)."""
 
-    def __init__(self, model_dir: Path, folder: Path) -> None:
+    def __init__(self, model_dir: Path, folder: Path, *, wait: bool = True) -> None:
         self.model_dir = model_dir
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
@@ -89,8 +90,13 @@ class ModelServer:
             stderr=subprocess.STDOUT,
             env=env,
         )
+        self.started = time.monotonic()
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self) -> None:
         _wait(
-            time.monotonic() + 120,
+            self.started + 120,
             lambda: httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=1).status_code == 200,
             self.process,
             self.log,

@@ -33,10 +33,28 @@ def model_dir() -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelServer]:
-    running = ModelServer(model_dir(), tmp_path_factory.mktemp("serve"))
-    yield running
-    running.kill()
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ModelServer, ModelServer]]:
+    """The server the tests share, and one for the test that kills its own, started at once
+    (each takes about half a minute to start on CI's two cores, mostly one core's work)."""
+    folder = tmp_path_factory.mktemp("serve")
+    started = [ModelServer(model_dir(), folder, wait=False) for _ in range(2)]
+    try:
+        for running in started:
+            running.wait_ready()
+        yield started[0], started[1]
+    finally:
+        for running in started:
+            running.kill()
+
+
+@pytest.fixture
+def server(servers: tuple[ModelServer, ModelServer]) -> ModelServer:
+    return servers[0]
+
+
+@pytest.fixture
+def dying(servers: tuple[ModelServer, ModelServer]) -> ModelServer:
+    return servers[1]
 
 
 def remote(server: ModelServer, **options: object) -> OpenAICompatibleBackend:
@@ -63,8 +81,7 @@ def test_prompt_tokens_counted_with_the_model_tokenizer_match_the_server(server:
     assert remote(server).count_tokens(ASK) != result.input_tokens  # the estimate is only that
 
 
-def test_a_server_killed_mid_stream(tmp_path: Path) -> None:
-    dying = ModelServer(model_dir(), tmp_path)
+def test_a_server_killed_mid_stream(dying: ModelServer) -> None:
     arm = OpenAICompatibleBackend(
         dying.base_url, str(dying.model_dir), name="dying", max_retries=1, backoff_s=0.0, failure_threshold=2
     )
