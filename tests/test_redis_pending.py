@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from greenserv_core import FakeBackend, GreenServRouter, InvalidInputError
+from greenserv_core import DecisionIdInUseError, FakeBackend, GreenServRouter, InvalidInputError
 from greenserv_core.pending import PendingDecision
 from greenserv_core.sharing import RedisPendingDecisions
 from tests.conftest import make_hashing_extractor
@@ -68,3 +68,25 @@ def test_a_prefix_with_glob_characters_counts_its_own_decisions_alone(tmp_path: 
         assert len(star) == 0 and len(other) == 1
         star.add(PendingDecision("req-1", "small", np.zeros(3), "qa", 5, 0.4, 0.0))
         assert len(star) == 1 and len(other) == 1
+
+
+def test_a_refused_outcome_keeps_the_decision_and_its_scored_mark_for_another_ttl_s(tmp_path: Path) -> None:
+    """A decision scored before its outcome, whose first outcome is refused, awaits a good one
+    for ``ttl_s`` more, with its "scored" mark (the mark kept its first expiry: a retry after
+    it was refused as unknown, and the id could be routed again beside a stale waiting copy)."""
+    with redis_server(tmp_path) as url:
+        router = make_replica(url)
+        store = router.learner_.pending_
+        assert isinstance(store, RedisPendingDecisions)
+        decision = router.route("What is 2 + 2?", models=["small"])
+        router.feedback(decision.decision_id, 1.0)  # before its outcome: it awaits it
+        marks = (store._gone(decision.decision_id), store._awaiting(decision.decision_id))
+        for key in marks:
+            store.client.expire(key, 5)  # as if ttl_s had nearly passed since the score
+        with pytest.raises(InvalidInputError):  # refused (no cascade ran): kept another ttl_s
+            router.record_outcome(decision.decision_id, energy_joules=30.0, latency_s=0.1, members=[("large", 1, 0.1)])
+        assert all(store.client.ttl(key) > 5 for key in marks)  # the mark's was 5: it went first
+        router.record_outcome(decision.decision_id, energy_joules=30.0, latency_s=0.1)
+        assert router.stats_["small"]["energy_joules"] == 30.0
+        with pytest.raises(DecisionIdInUseError):  # the id stays taken while its mark lasts
+            router.route("What is 2 + 2?", decision_id=decision.decision_id, models=["small"])

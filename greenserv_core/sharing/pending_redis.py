@@ -64,6 +64,11 @@ if value then
 end
 return value
 """
+_KEEP = """
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('SET', KEYS[2], 'scored', 'EX', ARGV[2])
+return 0
+"""
 _DISCARD = """
 if redis.call('DEL', KEYS[1]) == 1 and ARGV[2] == '0' then
   redis.call('SET', KEYS[2], 'abandoned', 'EX', ARGV[1])
@@ -124,6 +129,7 @@ class RedisPendingDecisions:
         self._pop = client.register_script(_POP)
         self._take = client.register_script(_TAKE)
         self._discard = client.register_script(_DISCARD)
+        self._keep = client.register_script(_KEEP)
 
     @contextlib.contextmanager
     def _redis(self, doing: str) -> Iterator[None]:
@@ -198,8 +204,12 @@ class RedisPendingDecisions:
         return None if value is None else _decode(value)
 
     def keep_awaiting(self, decision: PendingDecision) -> None:
+        """Keep a scored decision waiting for its outcome another ``ttl_s``, and its "scored"
+        mark with it (alone, the mark expired first: the outcome was refused as unknown, and
+        the id could be routed again beside a stale waiting copy)."""
+        keys = [self._awaiting(decision.decision_id), self._gone(decision.decision_id)]
         with self._redis(f"keep decision {decision.decision_id!r} for its outcome"):
-            self.client.set(self._awaiting(decision.decision_id), _encode(decision), ex=self._ttl)
+            self._keep(keys=keys, args=[_encode(decision), self._ttl])
 
     def discard(self, decision_id: str, *, reusable: bool = False) -> None:
         with self._redis(f"discard decision {decision_id!r}"):
