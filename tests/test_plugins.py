@@ -4,14 +4,16 @@ fixtures undo their registration, so no other test sees the additions."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from greenserv_core import GreenServRouter, InvalidInputError
+from greenserv_core import DecisionAlreadyScoredError, GreenServRouter, InvalidInputError
 from greenserv_core.backends import (
     FakeBackend,
     GenerationResult,
@@ -23,7 +25,14 @@ from greenserv_core.backends import (
     register_address_scheme,
     unregister_address_scheme,
 )
-from greenserv_core.bandits import ArmScore, StatelessArmsPolicy, policy_names, register_policy, unregister_policy
+from greenserv_core.bandits import (
+    ArmScore,
+    EpsilonGreedy,
+    StatelessArmsPolicy,
+    policy_names,
+    register_policy,
+    unregister_policy,
+)
 from greenserv_core.energy import (
     FallbackMeter,
     TimedMeter,
@@ -221,3 +230,95 @@ def test_a_model_spec_refuses_what_it_would_fail_on_later(tmp_path: Path, monkey
     assert directory_backend(".").name == "my-model"  # a spec with no name
     (tmp_path / "linked").symlink_to(tmp_path / "my-model")
     assert directory_backend(str(tmp_path / "linked")).name == "linked"  # named after the link, as before
+
+
+class _NaNScores(EpsilonGreedy):
+    """ε-greedy that scores its first arm NaN while ``nan`` is set (a policy of one's own, faulty)."""
+
+    nan = False
+
+    def _estimate_arrays(self, context: np.ndarray, arms: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        estimates, bonuses = super()._estimate_arrays(context, arms)
+        if self.nan:
+            estimates = estimates.copy()
+            estimates[0] = np.nan
+        return estimates, bonuses
+
+
+class _ChoosesElsewhere(EpsilonGreedy):
+    """ε-greedy that chooses a model the query cannot go to (a policy of one's own, faulty)."""
+
+    def _choose(self, scores: Mapping[str, ArmScore]) -> tuple[str, bool]:
+        return "not-a-model", False
+
+
+def _draws(router: GreenServRouter) -> tuple[object, object]:
+    return router.policy_.t_, router.policy_.rng_.bit_generator.state  # type: ignore[attr-defined]
+
+
+def test_a_decision_a_faulty_policy_makes_is_refused_and_moves_nothing() -> None:
+    """A NaN score, or a choice outside the eligible models, is refused; the policy's steps and
+    random draws are taken back, and nothing is left pending (the NaN's draws were kept, so a
+    router with the same seed chose differently afterwards; a choice outside the pool left a
+    pending decision no one could score, and a bare KeyError)."""
+    features = make_hashing_extractor()
+    pool = [FakeBackend("small"), FakeBackend("large", joules_per_token=8.0)]
+    nan = _NaNScores(features.dimension)
+    router = GreenServRouter(pool, features=features, policy=nan, seed=0)
+    for model in ("small", "large"):
+        router.generate("Hi there", models=[model], max_new_tokens=4)
+    before = _draws(router)
+    nan.nan = True
+    with pytest.raises(InvalidInputError, match="NaN"):
+        router.route("Hi there")
+    assert _draws(router) == before and len(router.pending_) == 2  # type: ignore[arg-type]
+    features = make_hashing_extractor()
+    elsewhere = GreenServRouter(pool, features=features, policy=_ChoosesElsewhere(features.dimension), seed=0)
+    before = _draws(elsewhere)
+    with pytest.raises(InvalidInputError, match="chose 'not-a-model', which is not among the eligible models"):
+        elsewhere.route("What is 2 + 2?")
+    assert _draws(elsewhere) == before and len(elsewhere.pending_) == 0  # type: ignore[arg-type]
+
+
+class _FailsOnce(EpsilonGreedy):
+    """ε-greedy whose store is away for one update (a policy of one's own)."""
+
+    fail = True
+
+    def update(self, arm: str, context: np.ndarray, reward: float) -> None:
+        if self.fail:
+            self.fail = False
+            raise ConnectionError("the policy's store is away")
+        super().update(arm, context, reward)
+
+
+@pytest.mark.parametrize("store", ["in-process", "redis"])
+@pytest.mark.parametrize("outcome_first", [True, False])
+def test_a_score_the_policy_refuses_leaves_its_decision_pending_to_score_again(
+    store: str, outcome_first: bool, tmp_path: Path
+) -> None:
+    """Was taken out for good: the retry got DecisionAlreadyScoredError, the score was lost."""
+    from tests.services import redis_server
+
+    with contextlib.ExitStack() as stack:
+        pending: dict[str, Any] = {}
+        if store == "redis":
+            from greenserv_core.sharing import RedisPendingDecisions
+
+            pending["pending"] = RedisPendingDecisions(url=stack.enter_context(redis_server(tmp_path)), prefix="back")
+        features = make_hashing_extractor()
+        policy = _FailsOnce(features.dimension)
+        router = GreenServRouter([FakeBackend("small")], features=features, policy=policy, seed=0, **pending)
+        decision = router.route("What is 2 + 2?")
+        if outcome_first:
+            router.record_outcome(decision.decision_id, energy_joules=5.0, latency_s=0.1)
+        with pytest.raises(ConnectionError):
+            router.feedback(decision.decision_id, 1.0)
+        assert router.stats_["small"]["feedback"] == 0 and policy.statistics().sums["small/n"][0] == 0
+        assert router.feedback(decision.decision_id, 1.0).applied
+        if not outcome_first:
+            router.record_outcome(decision.decision_id, energy_joules=5.0, latency_s=0.1)
+        assert router.stats_["small"]["feedback"] == 1 and policy.statistics().sums["small/n"][0] == 1
+        assert router.stats_["small"]["energy_joules"] == 5.0
+        with pytest.raises(DecisionAlreadyScoredError):
+            router.feedback(decision.decision_id, 1.0)

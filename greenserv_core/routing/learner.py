@@ -442,56 +442,60 @@ class RoutingLearner:
             else:
                 costs = self._costs(features.task, verdict.predicted_joules, table.predicted_joules, tradeoff)
             draws = self.draws_now()  # taken back if the decision cannot be recorded
-            choice = self.policy_.decide(x, costs.arms, value_scale=1.0 - tradeoff, costs=costs)
-            if budget is not None:
-                choice = self._paced(choice, verdict.predicted_joules, units, budget)
-            chosen_joules = verdict.predicted_joules.get(choice.arm)
-            decision = RoutingDecision(
-                decision_id=decision_id or uuid.uuid4().hex,
-                model=choice.arm,
-                features=features,
-                scores=choice.scores,
-                excluded=excluded,
-                predicted_joules=verdict.predicted_joules,
-                tradeoff=tradeoff,
-                explored=choice.explored,
-                budget=budget,
-            )
-            pending = PendingDecision(
-                decision.decision_id,
-                choice.arm,
-                x.copy(),
-                features.task,
-                features.prompt_tokens,
-                tradeoff,
-                self._stamp(choice.arm),
-                predicted_joules=chosen_joules,
-                budget_joules=per_query,
-                energy_bounds=(
-                    self._pool_spread(verdict.predicted_joules.array, table.predicted_joules)
-                    if self._scale == "pool" and per_query is None
-                    else None
-                ),
-                cascade=(
-                    self._decision_plan(
-                        choice,
-                        x,
-                        features.task,
-                        table,
-                        tradeoff,
-                        per_query,
-                        _cap(limits.max_joules, None if budget is None else budget.answer_cap_joules),
-                        limits,
-                    )
-                    if choice.arm in self.cascades_
-                    else None
-                ),
-            )
             try:
+                choice = self.policy_.decide(x, costs.arms, value_scale=1.0 - tradeoff, costs=costs)
+                if choice.arm not in costs.arms:  # (a policy of one's own)
+                    raise InvalidInputError(
+                        f"the policy chose {choice.arm!r}, which is not among the eligible models {list(costs.arms)}"
+                    )
+                if budget is not None:
+                    choice = self._paced(choice, verdict.predicted_joules, units, budget)
+                chosen_joules = verdict.predicted_joules.get(choice.arm)
+                decision = RoutingDecision(
+                    decision_id=decision_id or uuid.uuid4().hex,
+                    model=choice.arm,
+                    features=features,
+                    scores=choice.scores,
+                    excluded=excluded,
+                    predicted_joules=verdict.predicted_joules,
+                    tradeoff=tradeoff,
+                    explored=choice.explored,
+                    budget=budget,
+                )
+                pending = PendingDecision(
+                    decision.decision_id,
+                    choice.arm,
+                    x.copy(),
+                    features.task,
+                    features.prompt_tokens,
+                    tradeoff,
+                    self._stamp(choice.arm),
+                    predicted_joules=chosen_joules,
+                    budget_joules=per_query,
+                    energy_bounds=(
+                        self._pool_spread(verdict.predicted_joules.array, table.predicted_joules)
+                        if self._scale == "pool" and per_query is None
+                        else None
+                    ),
+                    cascade=(
+                        self._decision_plan(
+                            choice,
+                            x,
+                            features.task,
+                            table,
+                            tradeoff,
+                            per_query,
+                            _cap(limits.max_joules, None if budget is None else budget.answer_cap_joules),
+                            limits,
+                        )
+                        if choice.arm in self.cascades_
+                        else None
+                    ),
+                )
                 if decision.decision_id in self.rerouting_:  # its failed attempt's, if the store could not forget it
                     self.pending_.discard(decision.decision_id, reusable=True)
                 self.pending_.add(pending)
-            except BaseException:  # (a pending store in Redis, away): the policy took no step, drew nothing
+            except BaseException:  # (a refused choice, a pending store in Redis away): no step, nothing drawn
                 self._restore_draws(draws)
                 raise
             self.rerouting_.discard(decision.decision_id)
@@ -1130,7 +1134,11 @@ class RoutingLearner:
             pending = self.pending_.pop_for_feedback(decision_id)
             applied = self._current(pending)
             if applied:
-                self.policy_.update(pending.model, pending.context, value)
+                try:
+                    self.policy_.update(pending.model, pending.context, value)
+                except BaseException:  # (a policy of one's own refused it) nothing learned: pending again
+                    self._put_back(pending)
+                    raise
                 self.tallies_.scored(pending.model)
             plan = pending.cascade
             if applied and plan is not None and "escalated" in plan and plan["confidence"] is not None:
@@ -1156,6 +1164,17 @@ class RoutingLearner:
                     energy_norm = self.normalizer_.normalize(pending.task, pending.energy_joules)
                 realised = reward(value, energy_norm, pending.tradeoff)
         return FeedbackRecord(decision_id, pending.model, value, realised, applied)
+
+    def _put_back(self, pending: PendingDecision) -> None:
+        """A decision taken for a score that was not learned made pending again, where its store
+        can (``put_back``); what that store raises is logged: the refusal is what is raised."""
+        put_back = getattr(self.pending_, "put_back", None)
+        try:
+            if put_back is None:
+                raise TypeError(f"{type(self.pending_).__name__} has no put_back")
+            put_back(pending)
+        except Exception as error:
+            logger.warning("decision %s cannot be scored again: %r", pending.decision_id, error)
 
     def learn(
         self,

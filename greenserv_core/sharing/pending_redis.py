@@ -69,6 +69,11 @@ redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 redis.call('SET', KEYS[2], 'scored', 'EX', ARGV[2])
 return 0
 """
+_PUT_BACK = """
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('DEL', KEYS[2], KEYS[3])
+return 0
+"""
 _DISCARD = """
 if redis.call('DEL', KEYS[1]) == 1 and ARGV[2] == '0' then
   redis.call('SET', KEYS[2], 'abandoned', 'EX', ARGV[1])
@@ -130,6 +135,7 @@ class RedisPendingDecisions:
         self._take = client.register_script(_TAKE)
         self._discard = client.register_script(_DISCARD)
         self._keep = client.register_script(_KEEP)
+        self._put_back = client.register_script(_PUT_BACK)
 
     @contextlib.contextmanager
     def _redis(self, doing: str) -> Iterator[None]:
@@ -202,6 +208,14 @@ class RedisPendingDecisions:
         with self._redis(f"take decision {decision_id!r} for its outcome"):
             value = self._take(keys=[self._awaiting(decision_id)])
         return None if value is None else _decode(value)
+
+    def put_back(self, decision: PendingDecision) -> None:
+        """Make a decision taken for its feedback pending again (its score could not be learned),
+        for another ``ttl_s``: its "scored" mark and any waiting copy go."""
+        decision_id = decision.decision_id
+        keys = [self._key(decision_id), self._gone(decision_id), self._awaiting(decision_id)]
+        with self._redis(f"put decision {decision_id!r} back"):
+            self._put_back(keys=keys, args=[_encode(decision), self._ttl])
 
     def keep_awaiting(self, decision: PendingDecision) -> None:
         """Keep a scored decision waiting for its outcome another ``ttl_s``, and its "scored"
