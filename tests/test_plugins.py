@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from greenserv_core import DecisionAlreadyScoredError, GreenServRouter, InvalidInputError
+from greenserv_core import DecisionAlreadyScoredError, GreenServRouter, InvalidInputError, StateFileError
 from greenserv_core.backends import (
     FakeBackend,
     GenerationResult,
@@ -87,6 +87,23 @@ def test_a_removed_policy_is_unknown_again(first_name_policy: str) -> None:
     unregister_policy(first_name_policy)
     with pytest.raises(InvalidInputError, match="unknown strategy"):
         GreenServRouter([FakeBackend("small")], strategy=first_name_policy, features=make_hashing_extractor())
+
+
+def test_a_state_saved_by_a_policy_not_registered_here_says_how_to_load_it(
+    first_name_policy: str, tmp_path: Path
+) -> None:
+    pool = [FakeBackend("small"), FakeBackend("large")]
+    router = GreenServRouter(pool, strategy=first_name_policy, features=make_hashing_extractor(), seed=0)
+    router.generate("Hi there", max_new_tokens=4)
+    fresh = type(router.policy_)(router.features.dimension)
+    router.save(tmp_path / "state.json")
+    unregister_policy(first_name_policy)
+    with pytest.raises(
+        StateFileError, match=r"'first-name', which is not registered here: .*load\(\.\.\., policy=\.\.\.\)"
+    ):
+        GreenServRouter.load(tmp_path / "state.json", pool, features=make_hashing_extractor())
+    loaded = GreenServRouter.load(tmp_path / "state.json", pool, features=make_hashing_extractor(), policy=fresh)
+    assert loaded.generate("What is 2 + 2?", max_new_tokens=4).model == "large"
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from greenserv_core.backends.base import ModelBackend
-from greenserv_core.bandits import Policy
+from greenserv_core.bandits import Policy, policy_names
 from greenserv_core.budget import BudgetPacer, EnergyBudget
 from greenserv_core.errors import InvalidInputError, StateFileError
 from greenserv_core.pending import PendingStore
@@ -70,6 +70,11 @@ def read_router_state(
             raise StateFileError(f"saved state has models {missing} that are not in the pool {sorted(by_name)}")
         if policy is not None:
             _warn_of_other_settings(path, policy, state.get("policy_params") or {})
+        elif str(state["strategy"]).partition(":")[0] not in policy_names():
+            raise StateFileError(
+                f"{path} was saved by the policy {state['strategy']!r}, which is not registered here: import the "
+                "module that registers it (register_policy), or pass the policy itself (load(..., policy=...))"
+            )
         ordered = [by_name[name] for name in state["models"]]
         ordered += [m for name, m in by_name.items() if name not in state["models"]]
         saved = state["pending"]
