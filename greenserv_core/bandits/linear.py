@@ -117,7 +117,10 @@ class LinearPolicy(Policy):
     def add_arm(self, name: str, prior: ArmPrior | None = None) -> None:
         """Add an arm. With ``pool_prior``, an arm that joins after others have learned starts
         from the mean of their coefficients (an empirical-Bayes prior of strength ``l2``)
-        instead of ``prior_reward``, so a newcomer is neither ignored nor over-trusted."""
+        instead of ``prior_reward``, so a newcomer is neither ignored nor over-trusted. That
+        mean is this policy's own (saved with it, not shared): replicas sharing their learning
+        whose pools took the model in at other times start it from other means, and their
+        estimates of it differ by ``l2 / (n + l2)`` of that difference until it has answers."""
         self._check_new_arm(name, prior)
         learned = self._own_coefficients()[self.ridge_.n > 0] if self.pool_prior else None
         self.ridge_.add(name)
