@@ -118,8 +118,8 @@ class PendingStore(Protocol):
     def pop_for_feedback(self, decision_id: str) -> PendingDecision:
         """Take a decision out to score it, atomically (it is scored once): one whose outcome is
         not recorded yet is kept aside for :meth:`take_awaiting`. A store may also have
-        ``put_back(decision)``, which makes one taken out pending again, as before, where its
-        score could not be learned (optional: without it, such a score cannot be given again)."""
+        ``put_back(decision) -> bool``, which makes one taken out pending again, as before, where
+        its score could not be learned (optional: without it, such a score cannot be given again)."""
         ...
 
     def take_awaiting(self, decision_id: str) -> PendingDecision | None:
@@ -235,13 +235,15 @@ class PendingDecisions:
             self.keep_awaiting(decision)
         return decision
 
-    def put_back(self, decision: PendingDecision) -> None:
+    def put_back(self, decision: PendingDecision) -> bool:
         """Make a decision taken by :meth:`pop_for_feedback` pending again, as before (its score
-        could not be learned: the policy refused it); it is the newest pending decision."""
+        could not be learned: the policy refused it); it is the newest pending decision. Returns
+        whether it did (as the Redis store's, which may find its outcome learned meanwhile)."""
         self._gone.pop(decision.decision_id, None)
         self._awaiting.pop(decision.decision_id, None)
         self._awaiting_since.pop(decision.decision_id, None)
         self._items[decision.decision_id] = decision
+        return True
 
     def take_awaiting(self, decision_id: str) -> PendingDecision | None:
         """The scored decision awaiting its outcome, for ``ttl_s`` after it was scored (or kept

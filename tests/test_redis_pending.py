@@ -7,7 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from greenserv_core import DecisionIdInUseError, FakeBackend, GreenServRouter, InvalidInputError
+from greenserv_core import (
+    DecisionAlreadyScoredError,
+    DecisionIdInUseError,
+    FakeBackend,
+    GreenServRouter,
+    InvalidInputError,
+)
 from greenserv_core.pending import PendingDecision
 from greenserv_core.sharing import RedisPendingDecisions
 from tests.conftest import make_hashing_extractor
@@ -90,3 +96,22 @@ def test_a_refused_outcome_keeps_the_decision_and_its_scored_mark_for_another_tt
         assert router.stats_["small"]["energy_joules"] == 30.0
         with pytest.raises(DecisionIdInUseError):  # the id stays taken while its mark lasts
             router.route("What is 2 + 2?", decision_id=decision.decision_id, models=["small"])
+
+
+def test_a_decision_put_back_keeps_what_another_replica_recorded_meanwhile(tmp_path: Path) -> None:
+    """A score the policy refused puts its decision back (pending again); in Redis another
+    replica may have recorded the outcome meanwhile: on the waiting copy, which is what goes
+    back, or by taking that copy, when the decision stays scored (put back from the stale copy,
+    the outcome was lost, and a repeated one was learned twice)."""
+    with redis_server(tmp_path) as url:
+        store = RedisPendingDecisions(url=url, prefix="back")
+        store.add(PendingDecision("a", "small", np.zeros(3), "qa", 5, 0.4, 0.0))
+        taken = store.pop_for_feedback("a")  # its outcome not yet recorded: a copy awaits it
+        store.update(PendingDecision("a", "small", np.zeros(3), "qa", 5, 0.4, 0.0, energy_joules=5.0))  # another
+        assert store.put_back(taken) and store.get("a").energy_joules == 5.0
+        store.add(PendingDecision("b", "small", np.zeros(3), "qa", 5, 0.4, 0.0))
+        taken = store.pop_for_feedback("b")
+        assert store.take_awaiting("b") is not None  # another replica took it for its outcome
+        assert not store.put_back(taken)
+        with pytest.raises(DecisionAlreadyScoredError):
+            store.get("b")

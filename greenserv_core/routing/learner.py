@@ -1172,7 +1172,8 @@ class RoutingLearner:
         try:
             if put_back is None:
                 raise TypeError(f"{type(self.pending_).__name__} has no put_back")
-            put_back(pending)
+            if put_back(pending) is False:
+                raise UnknownDecisionError("its outcome was recorded by another replica meanwhile")
         except Exception as error:
             logger.warning("decision %s cannot be scored again: %r", pending.decision_id, error)
 

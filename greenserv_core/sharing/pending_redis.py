@@ -70,9 +70,16 @@ redis.call('SET', KEYS[2], 'scored', 'EX', ARGV[2])
 return 0
 """
 _PUT_BACK = """
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+local value = redis.call('GET', KEYS[3])
+if not value then
+  if ARGV[3] == '1' then
+    return 0
+  end
+  value = ARGV[1]
+end
+redis.call('SET', KEYS[1], value, 'EX', ARGV[2])
 redis.call('DEL', KEYS[2], KEYS[3])
-return 0
+return 1
 """
 _DISCARD = """
 if redis.call('DEL', KEYS[1]) == 1 and ARGV[2] == '0' then
@@ -190,7 +197,8 @@ class RedisPendingDecisions:
         """Store a changed decision. One that another replica scored meanwhile is changed where it
         awaits its outcome, as the in-process store's one shared object is (a repeated outcome is
         then refused); one gone is left gone. (Each write only where its key is: a decision taken
-        out is never put back, so the two act as one step.)"""
+        out is put back only from its waiting copy, with what was written there, so the two act as
+        one step.)"""
         value = _encode(decision)
         with self._redis(f"record the outcome of decision {decision.decision_id!r}"):
             if not self.client.set(self._key(decision.decision_id), value, xx=True, keepttl=True):
@@ -209,13 +217,16 @@ class RedisPendingDecisions:
             value = self._take(keys=[self._awaiting(decision_id)])
         return None if value is None else _decode(value)
 
-    def put_back(self, decision: PendingDecision) -> None:
+    def put_back(self, decision: PendingDecision) -> bool:
         """Make a decision taken for its feedback pending again (its score could not be learned),
-        for another ``ttl_s``: its "scored" mark and any waiting copy go."""
+        for another ``ttl_s``, as its waiting copy holds it where it has one (an outcome another
+        replica recorded meanwhile is kept); its "scored" mark goes. One whose waiting copy was
+        taken meanwhile (its outcome learned) stays scored: returns ``False``."""
         decision_id = decision.decision_id
         keys = [self._key(decision_id), self._gone(decision_id), self._awaiting(decision_id)]
+        awaited = "1" if decision.energy_joules is None else "0"  # pop_for_feedback left a waiting copy
         with self._redis(f"put decision {decision_id!r} back"):
-            self._put_back(keys=keys, args=[_encode(decision), self._ttl])
+            return bool(self._put_back(keys=keys, args=[_encode(decision), self._ttl, awaited]))
 
     def keep_awaiting(self, decision: PendingDecision) -> None:
         """Keep a scored decision waiting for its outcome another ``ttl_s``, and its "scored"
