@@ -266,3 +266,67 @@ def test_a_failed_attempt_that_spent_nothing_leaves_the_joules_measured(monkeypa
     monkeypatch.setattr(router, "generate", refused_first)
     steps = list(run_learning_demo(router, STREAM))
     assert all(step.energy_measured and not step.estimated_models for step in steps)  # were labelled estimates
+
+
+def test_the_shadow_runs_are_unseen_by_a_remote_models_circuit_breaker() -> None:
+    """A remote model whose server fails on the first prompts: the router chooses alike with
+    and without the shadow runs (they went through the router's own backend, so their failures
+    opened its breaker and the router never chose the model again)."""
+    import httpx
+
+    from greenserv_core.backends.openai_compatible import OpenAICompatibleBackend
+
+    prompts = [f"Question {i}: which one? A) yes B) no" for i in range(12)]
+
+    def server(name: str) -> Callable[[httpx.Request], httpx.Response]:
+        def handle(request: httpx.Request) -> httpx.Response:
+            if name == "flaky" and json.loads(request.content)["messages"][-1]["content"] in prompts[:3]:
+                return httpx.Response(500, json={"error": "down"})
+            return httpx.Response(
+                200,
+                json={
+                    "choices": [{"message": {"content": "A"}, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 10, "completion_tokens": 1},
+                },
+            )
+
+        return handle
+
+    def chosen(shadow: bool) -> list[str]:
+        pool = [
+            OpenAICompatibleBackend(
+                "http://gpu:8000/v1", name, transport=httpx.MockTransport(server(name)), max_retries=0, backoff_s=0.0
+            )
+            for name in ("steady", "flaky")
+        ]
+        router = GreenServRouter(pool, features=make_hashing_extractor(), strategy="random", seed=3)
+        examples = [TaskExample("arc_easy", str(i), p, "A", ("yes", "no")) for i, p in enumerate(prompts)]
+        return [step.model for step in run_learning_demo(router, examples, shadow=shadow)]
+
+    alone = chosen(False)
+    assert "flaky" in alone and chosen(True) == alone
+
+
+def test_the_energy_note_names_what_was_estimated() -> None:
+    """Says "no energy counter here" only where every reading was an estimate (it said so where
+    the first estimate was the chosen answer's beside a measured model, and named the measuring
+    counter itself where only a failed attempt's joules were estimated)."""
+    from greenserv_core.cli.demo import _estimate_note
+    from greenserv_core.evaluation.learning_demo import DemoStep
+
+    def step(model: str, measured: dict[str, bool], *, total_measured: bool, source: str) -> DemoStep:
+        joules = dict.fromkeys(measured, 10.0)
+        return DemoStep(0, "arc_easy", model, False, 1.0, 10.0, total_measured, source, joules, {}, measured)
+
+    short = {"local": "local", "remote": "remote"}
+    mixed = step("remote", {"remote": False, "local": True}, total_measured=False, source="estimate-latency-x-300W")
+    assert _estimate_note(mixed, set(), short) == "   (no energy counter for remote: its joules are estimates)"
+    failed = step("local", {"local": True, "remote": True}, total_measured=False, source="nvml-counter")
+    noted: set[str] = set()
+    assert _estimate_note(failed, noted, short) == "   (a failed attempt's joules are estimates)"
+    assert _estimate_note(failed, noted, short) is None  # once
+    everywhere = step("local", {"local": False, "remote": False}, total_measured=False, source="cpu-time-estimate")
+    assert (
+        _estimate_note(everywhere, set(), short)
+        == "   (no energy counter here: joules are estimates, cpu-time-estimate)"
+    )

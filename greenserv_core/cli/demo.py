@@ -87,15 +87,28 @@ class _Running:
 
 
 def _estimate_note(step: DemoStep, noted: set[str], short: dict[str, str]) -> str | None:
-    """A note the first time a model's joules are estimates (the line's figures include them)."""
-    new = [name for name in step.estimated_models if name not in noted]
-    if not new:
+    """A note the first time a model's joules are estimates (the line's figures include them),
+    and the first time only a failed attempt's are (the answer's own were measured)."""
+    own = [name for name in step.joules_by_model if not step.measured_by_model.get(name, False)]
+    new = [name for name in own if name not in noted]
+    failed = not step.energy_measured and step.model not in own and _FAILED_ATTEMPTS not in noted
+    if not new and not failed:
         return None
-    first = not noted
+    everything = not noted and set(new) >= {step.model, *step.joules_by_model}
     noted.update(new)
-    if first and not step.energy_measured:
+    if everything:  # (where some model measured its joules, the note names the others)
         return f"   (no energy counter here: joules are estimates, {step.energy_source})"
-    return f"   (no energy counter for {', '.join(short.get(name, name) for name in new)}: its joules are estimates)"
+    notes = []
+    if new:
+        names = ", ".join(short.get(name, name) for name in new)
+        notes.append(f"no energy counter for {names}: its joules are estimates")
+    if failed:
+        noted.add(_FAILED_ATTEMPTS)
+        notes.append("a failed attempt's joules are estimates")
+    return f"   ({'; '.join(notes)})"
+
+
+_FAILED_ATTEMPTS = "<failed attempts>"  # (noted beside the models' names)
 
 
 def _run_stream(stream: Iterator[DemoStep], total: int, names: list[str]) -> tuple[list[DemoStep], int]:

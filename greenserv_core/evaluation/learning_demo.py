@@ -24,6 +24,7 @@ would have spent and scored.
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from greenserv_core.backends.base import GenerationResult, GenerationSettings
+from greenserv_core.backends.circuit import CircuitBreaker
 from greenserv_core.datasets.olmo_eval import TaskExample, load_task
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.evaluation.collect import TASK_SETTINGS
@@ -110,11 +112,36 @@ class DemoStep:
         return estimated
 
 
+@contextlib.contextmanager
+def _unseen(backend: Any, breakers: dict[int, CircuitBreaker]) -> Iterator[None]:
+    """A shadow run's failures and successes kept from the router: a backend with a circuit
+    breaker (a remote model), which the router reads as the model's availability, answers
+    the shadow runs through a breaker of their own."""
+    breaker = getattr(backend, "breaker", None)
+    if not isinstance(breaker, CircuitBreaker):
+        yield
+        return
+    own = breakers.setdefault(
+        id(backend),
+        CircuitBreaker(failure_threshold=breaker.failure_threshold, cooldown_s=breaker.cooldown_s, clock=breaker.clock),
+    )
+    backend.breaker = own
+    try:
+        yield
+    finally:
+        backend.breaker = breaker
+
+
 def _shadow_runs(
-    router: GreenServRouter, example: TaskExample, settings: GenerationSettings, answered: str
+    router: GreenServRouter,
+    example: TaskExample,
+    settings: GenerationSettings,
+    answered: str,
+    breakers: dict[int, CircuitBreaker],
 ) -> tuple[dict[str, GenerationResult], dict[str, str]]:
-    """Every other model of the pool answers ``example`` directly, unseen by the router: each
-    one's result, and why each one that failed did (it is then missing from the comparisons)."""
+    """Every other model of the pool answers ``example`` directly, unseen by the router (a
+    remote model's circuit breaker too: ``breakers``, the shadow runs' own): each one's
+    result, and why each one that failed did (it is then missing from the comparisons)."""
     messages = [{"role": "user", "content": example.prompt}]
     plain = GenerationSettings(max_new_tokens=settings.max_new_tokens, stop=settings.stop)
     results: dict[str, GenerationResult] = {}
@@ -122,8 +149,10 @@ def _shadow_runs(
     for name in router.models:
         if name == answered:
             continue
+        backend = router.backend(name)
         try:
-            results[name] = router.backend(name).generate(messages, plain)  # type: ignore[arg-type]
+            with _unseen(backend, breakers):
+                results[name] = backend.generate(messages, plain)  # type: ignore[arg-type]
         except Exception as error:  # a model that broke: this prompt cannot compare it
             failed[name] = f"{type(error).__name__}: {error}"
     return results, failed
@@ -134,12 +163,13 @@ def run_learning_demo(
 ) -> Iterator[DemoStep]:
     """Route, answer, score and feed back each example in turn; with ``shadow``, run every
     other model of the pool on it too (unseen by the router) to measure the alternatives."""
+    breakers: dict[int, CircuitBreaker] = {}
     for index, example in enumerate(examples):
         settings = TASK_SETTINGS.get(example.task, _SHORT)
         result = router.generate(example.prompt, max_new_tokens=settings.max_new_tokens, stop=list(settings.stop))
         score = score_answer(example, result.text)
         router.feedback(result.decision_id, score)
-        others, failed = _shadow_runs(router, example, settings, result.model) if shadow else ({}, {})
+        others, failed = _shadow_runs(router, example, settings, result.model, breakers) if shadow else ({}, {})
         yield DemoStep(
             index,
             example.task,
