@@ -335,8 +335,8 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
             ls_provider="greenserv",
             ls_model_name=kwargs.get("model") or self.pool_name,
             ls_model_type="chat",
-            ls_temperature=kwargs.get("temperature", self.temperature),
-        )
+            ls_temperature=self.temperature if kwargs.get("temperature") is None else kwargs["temperature"],
+        )  # (a call's None is the model's own, as the call takes it)
         params["ls_max_tokens"] = kwargs.get("max_tokens") or self.max_tokens_in_force
         if sequences := check_stop(stop if stop is not None else self.stop):  # a bad stop: as the call refuses it
             params["ls_stop"] = sequences

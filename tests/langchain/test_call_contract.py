@@ -226,6 +226,9 @@ def test_options_given_as_none_take_the_defaults() -> None:
     for option in ("temperature", "top_p", "max_tokens", "seed", "timeout", "tradeoff"):
         assert llm.invoke("hi", **{option: None}).content  # type: ignore[arg-type]
     assert ChatGreenServ(router=llm.router, max_tokens=None)._get_ls_params()["ls_max_tokens"] == 256
+    traced = ChatGreenServ(router=llm.router, temperature=0.3)
+    assert traced._get_ls_params(temperature=None)["ls_temperature"] == 0.3  # was None: traced as given
+    assert traced._get_ls_params(temperature=0.0)["ls_temperature"] == 0.0
     defaults = {"temperature": 0.7, "top_p": 0.9, "max_tokens": 64, "seed": 7, "max_latency_s": 2.0}
     options = generation_options(
         dict.fromkeys([*CALL_OPTIONS - {"model", "stop"}]),
