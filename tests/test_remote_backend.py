@@ -869,6 +869,31 @@ def test_a_call_whose_deltas_repeat_its_id_and_name_stays_one_call() -> None:
     assert text.count("<tool_call>") == 1 and '"x": 1' in text
 
 
+def test_a_call_streamed_in_fragments_with_new_ids_or_repeated_names_stays_one_call() -> None:
+    """LM Studio gives every fragment an id of its own, other servers repeat the name in each:
+    one call until its arguments are whole (they were split into a broken call per fragment)."""
+    parts = ('{"a"', ": 1", "2}")
+    new_ids = [{"index": 0, "id": f"c{n}", "function": {"name": "add", "arguments": p}} for n, p in enumerate(parts)]
+    names = [{"index": 0, "function": {"name": "add", "arguments": p}} for p in parts]
+    for pieces in (new_ids, names):
+        text = _streamed_tool_text(pieces)
+        assert text.count("<tool_call>") == 1 and '"a": 12' in text
+    whole = [{"index": 0, "id": f"c{n}", "function": {"name": "add", "arguments": '{"a": 1}'}} for n in range(2)]
+    assert _streamed_tool_text(whole).count("<tool_call>") == 2  # Ollama numbers every call 0
+
+
+def test_a_last_stream_chunk_without_tokens_keeps_the_answers_logprobs() -> None:
+    """A last chunk's ``"logprobs": {"content": null}`` adds no tokens (it threw them all away)."""
+    token = {"content": [{"token": "4", "logprob": -0.1}]}
+    events = [
+        {"choices": [{"delta": {"content": "4"}, "logprobs": token}]},
+        {"choices": [{"delta": {}, "logprobs": {"content": None}, "finish_reason": "stop"}]},
+    ]
+    remote = backend(lambda request: sse(*events))
+    result = list(remote.stream(ASK, GenerationSettings(max_new_tokens=8, logprobs=True)))[-1].result
+    assert result is not None and result.token_logprobs == (-0.1,)
+
+
 def test_a_stream_the_caller_stops_reading_counts_as_a_success() -> None:
     remote = backend(lambda request: sse({"choices": [{"delta": {"content": "Hel"}}]}), failure_threshold=3)
     for _ in range(2):

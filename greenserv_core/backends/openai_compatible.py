@@ -906,8 +906,15 @@ def _openai_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
 def _token_logprobs(choice: Mapping[str, Any], *, chunk: bool = False) -> tuple[float, ...] | None:
     """The tokens' log-probabilities of an OpenAI choice (``logprobs.content[].logprob``), or
     ``None`` where the server gave none (not every OpenAI-compatible server does). A stream's
-    ``chunk`` may hold no tokens (OpenAI's first chunk has ``"content": []``): then ``()``."""
+    ``chunk`` may hold no tokens (OpenAI's first chunk has ``"content": []``; a last chunk with no
+    text may have ``"content": null``): then ``()``.
+
+    >>> _token_logprobs({"delta": {}, "logprobs": {"content": None}}, chunk=True)
+    ()
+    """
     content = (choice.get("logprobs") or {}).get("content")
+    if content is None and chunk and not (choice.get("delta") or {}).get("content"):
+        return ()  # (no text, no tokens)
     if not isinstance(content, list):
         return None
     try:
@@ -1190,7 +1197,9 @@ def _merge_tool_call_delta(calls: dict[int, dict[str, Any]], delta: Mapping[str,
     """Streamed tool calls arrive in pieces keyed by ``index``; gather their argument text (in
     ``"pieces"``, joined by :func:`_joined_tool_calls`). A piece with a new ``id``, or a name for
     a call that has one, starts a new call even at an index already taken (Ollama numbers every
-    call 0; Gemini sends no index); ``aliases`` keeps where each of the server's indices points now.
+    call 0; Gemini sends no index), once the call under way has whole arguments: until then it
+    goes on with it (LM Studio gives every piece an id of its own; other servers repeat the
+    name in every piece); ``aliases`` keeps where each of the server's indices points now.
 
     >>> calls, aliases = {}, {}
     >>> for piece in ({"index": 0, "id": "a", "function": {"name": "f", "arguments": "{"}},
@@ -1199,6 +1208,12 @@ def _merge_tool_call_delta(calls: dict[int, dict[str, Any]], delta: Mapping[str,
     ...     _merge_tool_call_delta(calls, piece, aliases)
     >>> [(c["function"]["name"], c["function"]["arguments"]) for c in _joined_tool_calls(calls)]
     [('f', '{}'), ('g', '{}')]
+    >>> calls, aliases = {}, {}
+    >>> for n, text in enumerate(('{"a": ', "12", "}")):  # a new id in every piece
+    ...     piece = {"index": 0, "id": f"c{n}", "function": {"name": "add", "arguments": text}}
+    ...     _merge_tool_call_delta(calls, piece, aliases)
+    >>> [(c["function"]["name"], c["function"]["arguments"]) for c in _joined_tool_calls(calls)]
+    [('add', '{"a": 12}')]
     """
     index = delta.get("index")
     given = 0 if index is None else int(index)  # missing, or null as pydantic-based servers send it
@@ -1208,7 +1223,7 @@ def _merge_tool_call_delta(calls: dict[int, dict[str, Any]], delta: Mapping[str,
     if existing is not None:
         new_id = bool(delta.get("id")) and bool(existing.get("id")) and delta["id"] != existing["id"]
         new_name = bool(function.get("name")) and bool(existing["function"]["name"]) and not delta.get("id")
-        if new_id or new_name:
+        if (new_id or new_name) and _whole_json("".join(existing["pieces"])):
             key = max(calls) + 1
             aliases[given] = key
     call = calls.setdefault(key, {"function": {"name": None, "arguments": ""}, "pieces": []})
@@ -1219,6 +1234,15 @@ def _merge_tool_call_delta(calls: dict[int, dict[str, Any]], delta: Mapping[str,
     if function.get("arguments"):
         piece = function["arguments"]  # a server may send them as a JSON value, as generate() takes them
         call["pieces"].append(piece if isinstance(piece, str) else json.dumps(piece))
+
+
+def _whole_json(text: str) -> bool:
+    """Whether ``text`` is one whole JSON value (a call's arguments, all of them)."""
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _joined_tool_calls(calls: Mapping[int, Mapping[str, Any]]) -> list[dict[str, Any]]:
