@@ -894,6 +894,34 @@ def test_a_last_stream_chunk_without_tokens_keeps_the_answers_logprobs() -> None
     assert result is not None and result.token_logprobs == (-0.1,)
 
 
+def test_a_server_that_answers_a_stream_with_one_json_body_keeps_its_logprobs() -> None:
+    """A server that ignores ``"stream": true`` answers with the whole JSON: stream() reads its
+    log-probabilities as generate() does (they were dropped)."""
+    body = {
+        "choices": [
+            {
+                "message": {"content": "4"},
+                "finish_reason": "stop",
+                "logprobs": {"content": [{"token": "4", "logprob": -0.5}]},
+            }
+        ],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 1},
+    }
+    remote = backend(lambda request: httpx.Response(200, json=body))
+    settings = GenerationSettings(max_new_tokens=8, logprobs=True)
+    streamed = list(remote.stream(ASK, settings))[-1].result
+    assert streamed is not None and streamed.text == "4"
+    assert streamed.token_logprobs == remote.generate(ASK, settings).token_logprobs == (-0.5,)
+
+
+def test_an_answer_in_a_declared_charset_is_read_in_it() -> None:
+    """generate() failed on a body in the charset its server declared; stream() read it."""
+    body = json.dumps({"choices": [{"message": {"content": "café"}, "finish_reason": "stop"}]}, ensure_ascii=False)
+    headers = {"content-type": "application/json; charset=iso-8859-1"}
+    remote = backend(lambda request: httpx.Response(200, content=body.encode("iso-8859-1"), headers=headers))
+    assert remote.generate(ASK, SETTINGS).text == "café"
+
+
 def test_a_stream_the_caller_stops_reading_counts_as_a_success() -> None:
     remote = backend(lambda request: sse({"choices": [{"delta": {"content": "Hel"}}]}), failure_threshold=3)
     for _ in range(2):

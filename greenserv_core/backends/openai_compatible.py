@@ -369,8 +369,8 @@ class OpenAICompatibleBackend:
             window.close()
             raise
         latency = time.perf_counter() - started
-        try:
-            data = response.json()
+        try:  # (in the charset the server declares, as a stream is read; JSON's own is UTF-8)
+            data = response.json() if response.charset_encoding is None else json.loads(response.text)
             reported = _ServerError.of(data)
             if reported is not None:
                 raise self._charge(self._unavailable(reported, "answered with an error"), window, started)
@@ -504,10 +504,12 @@ class OpenAICompatibleBackend:
                 reported = _ServerError.of(data) if isinstance(data, dict) else None
                 if reported is not None:
                     raise reported
-                text_piece, finish, _ = _whole_answer(data["choices"][0], kept_here)
+                choice = data["choices"][0]
+                text_piece, finish, cut = _whole_answer(choice, kept_here)
                 given = data.get("usage")
                 usage = given if isinstance(given, Mapping) and given else usage
-                logprobs, ended = None, True
+                whole = _token_logprobs(choice) if logprobs is not None and not cut else None  # as generate() reads
+                logprobs, ended = None if whole is None else list(whole), True
                 if text_piece:
                     pieces.append(text_piece)
                     yield StreamChunk(delta=text_piece)
