@@ -1169,13 +1169,16 @@ class RoutingLearner:
         """A decision taken for a score that was not learned made pending again, where its store
         can (``put_back``); what that store raises is logged: the refusal is what is raised."""
         put_back = getattr(self.pending_, "put_back", None)
-        try:
-            if put_back is None:
-                raise TypeError(f"{type(self.pending_).__name__} has no put_back")
-            if put_back(pending) is False:
-                raise UnknownDecisionError("its outcome was recorded by another replica meanwhile")
-        except Exception as error:
-            logger.warning("decision %s cannot be scored again: %r", pending.decision_id, error)
+        if put_back is None:
+            why = f"{type(self.pending_).__name__} cannot put a decision back"
+        else:
+            try:
+                if put_back(pending) is not False:
+                    return
+                why = "another replica recorded its outcome meanwhile"
+            except Exception as error:
+                why = repr(error)
+        logger.warning("decision %s cannot be scored again: %s", pending.decision_id, why)
 
     def learn(
         self,
