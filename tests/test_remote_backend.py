@@ -914,6 +914,18 @@ def test_a_server_that_answers_a_stream_with_one_json_body_keeps_its_logprobs() 
     assert streamed.token_logprobs == remote.generate(ASK, settings).token_logprobs == (-0.5,)
 
 
+def test_a_server_that_answers_a_stream_with_one_json_body_streams_no_tool_call_markup() -> None:
+    """Its tool calls are the answer's, as a streamed call's are: stream() showed their Hermes
+    markup as a piece of text (a streamed call adds none); the answer's text is generate()'s."""
+    call = {"id": "c1", "type": "function", "function": {"name": "add", "arguments": '{"a": 1}'}}
+    remote = backend(lambda request: answer("Adding.", tool_calls=[call]))
+    chunks = list(remote.stream(ASK, SETTINGS))
+    assert "".join(chunk.delta for chunk in chunks) == "Adding."
+    result = chunks[-1].result
+    assert result is not None and result.text == remote.generate(ASK, SETTINGS).text
+    assert result.text.startswith("Adding.\n<tool_call>") and '"a": 1' in result.text
+
+
 def test_an_answer_in_a_declared_charset_is_read_in_it() -> None:
     """generate() failed on a body in the charset its server declared; stream() read it."""
     body = json.dumps({"choices": [{"message": {"content": "café"}, "finish_reason": "stop"}]}, ensure_ascii=False)

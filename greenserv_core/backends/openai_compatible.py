@@ -452,6 +452,7 @@ class OpenAICompatibleBackend:
         kept_here = self._stops_kept_here(settings)
         buffer = StopBuffer(kept_here) if kept_here else None
         other: list[str] = []  # lines that are no event: a server answering the stream request whole
+        whole_calls: Sequence[Mapping[str, Any]] = []  # the tool calls of such an answer
         try:
             for line, decoded in events_read:  # a slow caller does not cut the answer: only the server's waits do
                 event = self._event(line, decoded)
@@ -505,7 +506,8 @@ class OpenAICompatibleBackend:
                 if reported is not None:
                     raise reported
                 choice = data["choices"][0]
-                text_piece, finish, cut = _whole_answer(choice, kept_here)
+                text_piece, finish, cut = _whole_answer(choice, kept_here, with_calls=False)
+                whole_calls = (choice.get("message") or {}).get("tool_calls") or []  # in the answer, not its text
                 given = data.get("usage")
                 usage = given if isinstance(given, Mapping) and given else usage
                 whole = _token_logprobs(choice) if logprobs is not None and not cut else None  # as generate() reads
@@ -540,8 +542,8 @@ class OpenAICompatibleBackend:
             response.close()
         self.breaker.success()
         text = "".join(pieces)
-        if tool_calls:
-            text = _render_tool_calls(text, _joined_tool_calls(tool_calls))
+        if tool_calls or whole_calls:
+            text = _render_tool_calls(text, _joined_tool_calls(tool_calls) if tool_calls else whole_calls)
         latency = time.perf_counter() - started
         kept = tuple(logprobs) if logprobs else None
         yield StreamChunk(
@@ -1012,10 +1014,13 @@ class _Window:
         return math.fsum(c for c, _, _ in earlier), math.fsum(a for _, a, _ in earlier), counted
 
 
-def _whole_answer(choice: Mapping[str, Any], stops: Sequence[str] = ()) -> tuple[str, str, bool]:
-    """The text (tool calls rendered as Hermes blocks, a refusal as its text), the finish
-    reason of one choice of a whole, non-streamed answer, and whether the text was cut at one
-    of ``stops`` (the stop sequences kept here; the tool calls' blocks are never cut).
+def _whole_answer(
+    choice: Mapping[str, Any], stops: Sequence[str] = (), *, with_calls: bool = True
+) -> tuple[str, str, bool]:
+    """The text (tool calls rendered as Hermes blocks unless ``with_calls`` is false, a refusal
+    as its text), the finish reason of one choice of a whole, non-streamed answer, and whether
+    the text was cut at one of ``stops`` (the stop sequences kept here; the tool calls' blocks
+    are never cut).
 
     >>> _whole_answer({"message": {"content": "4"}, "finish_reason": "stop"})
     ('4', 'stop', False)
@@ -1030,7 +1035,7 @@ def _whole_answer(choice: Mapping[str, Any], stops: Sequence[str] = ()) -> tuple
     text, cut = truncate_at_stop(text, stops)
     if cut and finish != "refusal":
         finish = "stop"
-    if message.get("tool_calls"):
+    if with_calls and message.get("tool_calls"):
         text = _render_tool_calls(text, message["tool_calls"])
     return text, finish, cut
 
