@@ -282,6 +282,27 @@ def test_a_measured_meter_without_the_fallback_estimate_registered_is_used_as_it
         unregister_meter("plug")
 
 
+def test_an_estimate_of_ones_own_that_breaks_falls_back_too() -> None:
+    """An estimate meter of one's own that raised threw the model's finished answer away (only
+    measured meters fell back); it now falls back to the labelled CPU-time estimate."""
+    from greenserv_core.energy import FallbackMeter
+    from greenserv_core.energy.registry import with_fallback
+
+    class Guess:
+        source, measured = "my-guess", False
+
+        def measure(self) -> object:
+            raise RuntimeError("the watt table is gone")
+
+    meter = with_fallback(Guess())  # type: ignore[arg-type]
+    assert isinstance(meter, FallbackMeter)
+    with meter.measure() as window:
+        pass
+    assert window.source == "cpu-time-estimate" and not window.measured
+    estimate = CpuTimeEstimateMeter()
+    assert with_fallback(estimate) is estimate  # nothing else to fall back to
+
+
 def test_a_counter_that_went_back_is_no_reading() -> None:
     """A driver reload or a GPU reset restarts the counter: no measurement, never 0 J measured."""
     from greenserv_core.errors import MissingResourceError

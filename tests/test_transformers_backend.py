@@ -527,6 +527,12 @@ def test_sampling_draws_from_the_whole_vocabulary_and_a_meter_object_falls_back(
     kept = backend_for(plain_dir, meter=Broken()).generate(ASK, GenerationSettings(max_new_tokens=2))
     assert kept.energy.source == "cpu-time-estimate" and not kept.energy.measured  # the answer is kept
 
+    class BrokenGuess(Broken):  # an estimate of one's own (it threw the answer away)
+        source, measured = "my-guess", False
+
+    kept = backend_for(plain_dir, meter=BrokenGuess()).generate(ASK, GenerationSettings(max_new_tokens=2))
+    assert kept.energy.source == "cpu-time-estimate" and not kept.energy.measured
+
 
 def test_a_template_that_drops_system_messages_gets_them_in_the_first_user_turn(chat_dir: Path) -> None:
     dropping = backend_for(chat_dir, name="dropping")

@@ -117,12 +117,21 @@ def _announce(message: str, *, measured: bool) -> None:
 
 
 def with_fallback(meter: EnergyMeter) -> EnergyMeter:
-    """A measured meter falls back to the CPU-time estimate if it breaks (labelled as the
-    estimate); an estimate, or a meter that already falls back, is as is."""
-    fallback = METERS.get(FALLBACK_METER)
-    if not meter.measured or fallback is None or isinstance(meter, FallbackMeter):
+    """A meter falls back to the CPU-time estimate if it breaks (labelled as the estimate), so
+    that a failed read never throws a finished answer away: a measured meter, and an estimate
+    of one's own too. The estimate itself, or a meter that already falls back, is as is.
+
+    >>> from greenserv_core.energy.cpu_estimate import CpuTimeEstimateMeter
+    >>> type(with_fallback(CpuTimeEstimateMeter())).__name__
+    'CpuTimeEstimateMeter'
+    """
+    kind = METERS.get(FALLBACK_METER)
+    if kind is None or isinstance(meter, FallbackMeter):
         return meter
-    return FallbackMeter(meter, fallback.build(()))
+    fallback = kind.build(())
+    if type(meter) is type(fallback):  # the estimate it would fall back to: nothing else to read
+        return meter
+    return FallbackMeter(meter, fallback)
 
 
 def auto_meter(cuda_devices: Sequence[int] = ()) -> EnergyMeter:
