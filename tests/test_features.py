@@ -768,3 +768,20 @@ def test_classifier_training_checks_its_out_file_and_per_label_before_the_traini
     monkeypatch.setattr(bundled, "bundled_embedder", lambda name: embedder)
     with pytest.raises(InvalidInputError, match="per_label must be an integer of 0 or more"):
         classifier_training.main(["--embedder", "static", "--per-label", "-5", "--out", str(tmp_path / "c.json")])
+
+
+def test_clustering_takes_back_moves_bit_for_bit_latest_first() -> None:
+    """Moves of other clusters since, or moves taken back before, no longer leave a forgotten
+    move to arithmetic (equal only up to rounding): each is restored bit for bit."""
+    rng = np.random.default_rng(0)
+    seeds, later = rng.normal(size=(3, 8)), rng.normal(size=(12, 8))
+    learned, reference = OnlineKMeans(3), OnlineKMeans(3)
+    for x in seeds:
+        learned.partial_fit_predict(x)
+        reference.partial_fit_predict(x)
+    clusters = [learned.partial_fit_predict(x) for x in later]
+    assert len(set(clusters)) > 1 and len(clusters) > len(set(clusters))  # several moves of one cluster
+    for x, cluster in reversed(list(zip(later, clusters, strict=True))):
+        learned.forget(x, cluster)
+    assert learned.counts_.tolist() == reference.counts_.tolist()
+    assert np.array_equal(learned.centroids_, reference.centroids_)  # type: ignore[arg-type]

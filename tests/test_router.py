@@ -194,8 +194,9 @@ def test_a_refused_query_a_refused_labelled_row_and_a_withdrawn_batch_query_move
     long = "Summarise this text: " + "word " * 500
     for _ in range(50):  # bit for bit (taken back by arithmetic, the last bits drifted)
         unchanged(lambda: router.route(long, max_new_tokens=8), NoEligibleModelError)
-    batch = ["Who painted the Mona Lisa?", long]
-    unchanged(lambda: router.generate_batch(batch, max_new_tokens=8), NoEligibleModelError, exactly=False)
+    batch = ["Who painted the Mona Lisa?", "What is 7 times 6?", "Name a prime number.", "Who wrote Emma?", long]
+    for _ in range(10):  # bit for bit too, each query taken back latest first (by arithmetic, after the first)
+        unchanged(lambda: router.generate_batch(batch, max_new_tokens=8), NoEligibleModelError)
     learner = GreenServRouter([FakeBackend("tiny")], features=make_hashing_extractor(), seed=0)
     with pytest.raises(InvalidInputError):
         learner.learn("What is 2 + 2?", "tiny", score=1.5, energy_joules=1.0, latency_s=0.1)

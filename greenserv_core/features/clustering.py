@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import numbers
+from collections import deque
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -15,6 +16,19 @@ from greenserv_core.statistics import Statistics
 __all__ = ["OnlineKMeans", "check_joining_clusters", "check_shared_clusters"]
 
 logger = logging.getLogger(__name__)
+
+_MOVES_KEPT = 32
+"""How many of the last moves :meth:`OnlineKMeans.forget` can take back bit for bit."""
+
+
+class _Move(NamedTuple):
+    """A centroid's move towards ``x``: its row ``before`` and ``after``, and its count after (``size``)."""
+
+    cluster: int
+    x: np.ndarray
+    before: np.ndarray
+    after: np.ndarray
+    size: int
 
 
 class OnlineKMeans:
@@ -48,7 +62,8 @@ class OnlineKMeans:
         self.counts_: np.ndarray = np.zeros(0, dtype=np.int64)
         self.prior_sums_: np.ndarray | None = None  # (n_clusters, dim): what seed() added
         self.prior_counts_: np.ndarray = np.zeros(0, dtype=np.int64)
-        self._last_move: tuple[int, np.ndarray, np.ndarray, np.ndarray] | None = None  # cluster, x, row before, after
+        self._moves: deque[_Move] = deque(maxlen=_MOVES_KEPT)
+        """The last moves, for :meth:`forget` to take back bit for bit."""
 
     def _unit(self, x: np.ndarray) -> np.ndarray:
         """``x`` minus the centre, at unit length; all zeros where ``x`` is the centre (no direction)."""
@@ -107,14 +122,15 @@ class OnlineKMeans:
         before = self.centroids_[best].copy()
         self.counts_[best] += 1
         self.centroids_[best] += (x - self.centroids_[best]) / self.counts_[best]
-        self._last_move = (best, x, before, self.centroids_[best].copy())
+        self._moves.append(_Move(best, x, before, self.centroids_[best].copy(), int(self.counts_[best])))
         return best
 
     def forget(self, embedding: np.ndarray, cluster: int) -> None:
         """Take back the move :meth:`partial_fit_predict` made towards ``embedding``, which it
         put in ``cluster`` (a query refused after its features were read moves no centroid).
-        Where that move is still the cluster's last change, its centroid is restored bit for
-        bit; after other moves, the mean is taken back by arithmetic (equal up to rounding).
+        Where that move is still the cluster's last change (one of the last 32 moves, taken
+        back latest first), its centroid is restored bit for bit; after other moves of that
+        cluster, the mean is taken back by arithmetic (equal up to rounding).
         A cluster the embedding formed alone stays: replicas may have taken it up already,
         and the clusters formed after it keep their numbers.
 
@@ -130,19 +146,26 @@ class OnlineKMeans:
         x = self._unit(embedding)
         if not x.any() or self.centroids_ is None or not 0 <= cluster < len(self.centroids_):
             return  # (the centre taught nothing)
-        count, last = int(self.counts_[cluster]), self._last_move
+        count = int(self.counts_[cluster])
         if count > 1:
-            if (
-                last is not None
-                and last[0] == cluster
-                and np.array_equal(last[1], x)
-                and np.array_equal(last[3], self.centroids_[cluster])
-            ):
-                self.centroids_[cluster] = last[2]
-                self._last_move = None
+            index = self._last_move_of(cluster, x, count)
+            if index is not None:
+                self.centroids_[cluster] = self._moves[index].before
+                del self._moves[index]
             else:
                 self.centroids_[cluster] = (self.centroids_[cluster] * count - x) / (count - 1)
             self.counts_[cluster] = count - 1
+
+    def _last_move_of(self, cluster: int, x: np.ndarray, count: int) -> int | None:
+        """Where in the kept moves is the one towards ``x`` that is still ``cluster``'s last
+        change, if any."""
+        assert self.centroids_ is not None
+        for index in range(len(self._moves) - 1, -1, -1):
+            move = self._moves[index]
+            if move.cluster == cluster:
+                last = move.size == count and np.array_equal(move.after, self.centroids_[cluster])
+                return index if last and np.array_equal(move.x, x) else None
+        return None
 
     def _sums(self, dim: int) -> tuple[np.ndarray, np.ndarray]:
         """Each cluster's sum of members and count, padded to ``n_clusters``."""
@@ -267,7 +290,7 @@ class OnlineKMeans:
             raise StateFileError("saved clustering: its centre and its centroids differ in dimension")
         self.centre = centre
         self.centroids_ = centroids
-        self._last_move = None
+        self._moves.clear()
         prior = state.get("prior_sums")  # absent from states saved before 2026-12-05: no seed kept apart
         self.prior_sums_ = None if prior is None else np.asarray(prior, dtype=np.float64).copy()
         self.prior_counts_ = np.asarray(state.get("prior_counts", []), dtype=np.int64).copy()

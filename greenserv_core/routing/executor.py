@@ -229,7 +229,9 @@ class Executor:
                     continue
                 results.update(self._run_group(backend, indices, requests, decisions, started))
         except BaseException:
-            for index, decision in enumerate(decisions):  # answers made are never handed out: none can be scored
+            # answers made are never handed out: none can be scored; latest first, so that the
+            # clusters take back each query's move bit for bit where no other moved them since
+            for index, decision in reversed(list(enumerate(decisions))):
                 if index in started:
                     self.learner.drop(decision.decision_id)
                 else:  # its model never ran: not a decision of that model either, nor a query the clusters learn
