@@ -132,6 +132,21 @@ def test_a_window_budget_reports_what_is_left() -> None:
 
 
 @pytest.mark.usefixtures("hashing_features")
+@pytest.mark.parametrize("adapter", [ChatGreenServ, GreenServLLM])
+def test_a_copy_with_the_same_budget_written_another_way_spends_it_with_the_original(adapter: Any) -> None:
+    """A copy whose budget was the same written otherwise built a router of its own, and the
+    two spent two windows' worth of one window's budget."""
+    llm = adapter(models=fake_pool(), energy_budget=EnergyBudget.per_window(wh=2, window_s=3600), max_tokens=8)
+    same = llm.model_copy(update={"energy_budget": "2Wh/h"})
+    other = llm.model_copy(update={"energy_budget": "3Wh/h"})
+    llm.complete(PROMPT) if adapter is GreenServLLM else llm.invoke(PROMPT)
+    assert same.greenserv_router is llm.greenserv_router
+    assert other.greenserv_router is not llm.greenserv_router  # another budget: a router of its own
+    per_query = llm.model_copy(update={"energy_budget": 30.0})
+    assert per_query.model_copy(update={"energy_budget": "30J/query"}).greenserv_router is per_query.greenserv_router
+
+
+@pytest.mark.usefixtures("hashing_features")
 def test_greenserv_llm_routes_under_a_budget_and_says_so() -> None:
     llm = GreenServLLM(models=fake_pool(), energy_budget="30J/query", max_tokens=8)
     completion = llm.complete(PROMPT)

@@ -201,6 +201,15 @@ def check_stop(stop: object) -> list[str] | None:
     return None if stop is None else list(stop_sequences(stop))  # type: ignore[arg-type]
 
 
+def _budget_meant(budget: float | str) -> EnergyBudget:
+    """The budget an adapter's checked ``energy_budget`` (:func:`check_energy_budget`) means.
+
+    >>> _budget_meant("2Wh/h") == _budget_meant("7200J/3600s"), _budget_meant(50.0) == _budget_meant("50J/query")
+    (True, True)
+    """
+    return EnergyBudget.parse(budget) if isinstance(budget, str) else EnergyBudget.per_query(budget)
+
+
 def check_energy_budget(budget: object) -> float | str | None:
     """An adapter's ``energy_budget`` in a plain, serialisable form, checked now rather than
     when the router is first built: ``None``; joules per query as a float; or budget text
@@ -492,14 +501,16 @@ class AdapterCore:
         ``seed``, λ: :attr:`call_tradeoff`), so configuring them per call keeps one router (built
         with neutral defaults, so that a copy that sets none gets its own, not the first copy's);
         λ is, beside an energy budget, whose starting λ it is. The router's policy draws keep the
-        seed of the copy that built it: a copy that sets another is warned, once."""
+        seed of the copy that built it: a copy that sets another is warned, once. A budget is
+        keyed by what it means, so one written another way (``"2Wh/h"``, ``"7200J/3600s"``) is
+        the same budget, spent by one router."""
         budget = getattr(self, "energy_budget", None)
         return (
             None if self.models is None else tuple(m if isinstance(m, str) else id(m) for m in self.models),
             self.meter,
             self.strategy,
             getattr(self, "embedder", None),
-            budget,
+            None if budget is None else _budget_meant(budget),
             tuple(tuple(pair) for pair in getattr(self, "cascades", None) or ()),
             getattr(self, "cascade_signal", None),
             None if budget is None else self.tradeoff_in_force,
