@@ -853,6 +853,23 @@ def test_a_sync_keeps_the_overspend_carried_from_windows_it_prunes() -> None:
     assert joining.debt_ == 300.0  # was 0: it closed windows 0 to 2, then took the rest as empty
 
 
+def test_a_window_of_charges_only_sets_the_same_per_query_budget_after_a_sync() -> None:
+    """A window whose only spend was charged (a failed attempt) came back from a sync with 0
+    answers, which the next window read as a window without traffic (its per-query budget 12
+    times the one the pacer had before the sync)."""
+    now = [0.0]
+    budget = EnergyBudget.parse("2000J/60s")
+    alone, replica = BudgetPacer(budget, clock=lambda: now[0]), BudgetPacer(budget, clock=lambda: now[0])
+    alone.observe(23.0)  # window 0
+    now[0] = 70.0
+    alone.charge(4.25)  # window 1: a failed attempt, no answer
+    now[0] = 125.0
+    alone.observe(23.0)  # window 2
+    replica.load_statistics(alone.statistics())
+    assert replica.spent_ == alone.spent_
+    assert replica.per_query_joules() == alone.per_query_joules()
+
+
 def test_reading_a_routers_budget_does_not_open_its_first_window() -> None:
     from tests.conftest import make_hashing_extractor
 

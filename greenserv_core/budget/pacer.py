@@ -789,7 +789,9 @@ class BudgetPacer:
             self.start_ = float(stats.minima["start"][0])
         windows = {int(k.partition("/")[2]): v for k, v in sums.items() if k.startswith("window/")}
         self.windows_ = {k: float(v[0]) for k, v in windows.items()}
-        self.window_answers_ = {k: round(float(v[1])) for k, v in windows.items() if len(v) > 1}
+        # a window with spend but no answer (only failed attempts, streams closed early) counts
+        # as one without answers, as on a pacer of its own (where it has no count at all)
+        self.window_answers_ = {k: n for k, v in windows.items() if len(v) > 1 and (n := round(float(v[1])))}
         if self.budget.window_s is not None and self.windows_:
             index = self._window(self._now())
             if self.last_window_ is None:  # a replica that joins: the recent windows' overspend is its debt too
