@@ -46,7 +46,7 @@ from greenserv_core.budget import BudgetPacer, BudgetStatus, EnergyBudget, as_en
 from greenserv_core.cascades import CascadeBackend, EscalationModel, Verdict, cascade_name
 from greenserv_core.cascades.backend import cascade_settings
 from greenserv_core.confidence import ConfidenceSignal, VerifyingSignal, signal_from_name
-from greenserv_core.errors import InvalidInputError, StateFileError, UnknownDecisionError, UnknownModelError
+from greenserv_core.errors import InvalidInputError, StateFileError, UnknownModelError
 from greenserv_core.features.bundled import bundled_name
 from greenserv_core.features.extractor import FeatureExtractor, QueryFeatures
 from greenserv_core.messages import Message
@@ -545,21 +545,17 @@ class GreenServRouter:
         :meth:`generate` teaches them; one member means the first answer was kept.
 
         A decision the router no longer holds (it left the pending store: ``pending_ttl_s``
-        or ``max_pending``) raises :class:`UnknownDecisionError`: nothing can learn from it,
-        but an energy budget counts its joules as an answer's, as it does for such an answer
-        that :meth:`generate` ran (they were spent).
+        or ``max_pending``) raises :class:`UnknownDecisionError`, and nothing learns or counts
+        its joules, the energy budget included: the router cannot tell it from an id it never
+        made, or from one whose joules it already counted. Record outcomes as they come.
         """
-        try:
-            self.learner_.record_outcome(
-                decision_id,
-                energy_joules=energy_joules,
-                latency_s=latency_s,
-                energy_source=energy_source,
-                members=members,
-            )
-        except UnknownDecisionError:
-            self.learner_.count_unmatched(energy_joules)
-            raise
+        self.learner_.record_outcome(
+            decision_id,
+            energy_joules=energy_joules,
+            latency_s=latency_s,
+            energy_source=energy_source,
+            members=members,
+        )
 
     def feedback(self, decision_id: str, score: float) -> FeedbackRecord:
         """Score a decision's answer in [0, 1] (1 = correct/helpful). Once per decision.

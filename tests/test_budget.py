@@ -1132,22 +1132,3 @@ def test_a_budgeted_router_whose_tradeoff_changed_loads_without_a_warning_and_ke
     assert "is not used" not in caplog.text  # was logged: the saved λ against the pacer the file rebuilt
     assert again.tradeoff == 0.9 and again.learner_.pacer_ is not None
     assert again.learner_.pacer_.initial_tradeoff == router.learner_.pacer_.initial_tradeoff  # type: ignore[union-attr]
-
-
-def test_joules_recorded_by_hand_for_a_decision_that_left_the_store_are_counted() -> None:
-    """A decision routed by hand and pushed out of the pending store before its outcome came:
-    record_outcome raises, and the budget still counts the joules (they were spent), as it does
-    for such an answer that generate() ran; it counted none."""
-    from greenserv_core.errors import UnknownDecisionError
-
-    router = _router(10.0, max_pending=1)
-    pacer = router.learner_.pacer_
-    assert pacer is not None
-    first = router.route("What is 2 + 2?", max_new_tokens=8)
-    router.route("Who wrote Hamlet?", max_new_tokens=8)  # pushes the first out
-    with pytest.raises(UnknownDecisionError):
-        router.record_outcome(first.decision_id, energy_joules=36.0, latency_s=1.0)
-    assert pacer.spent_ == 36.0 and pacer.answers_ == 1
-    with pytest.raises(InvalidInputError):  # refused joules are counted nowhere
-        router.record_outcome(first.decision_id, energy_joules=-1.0, latency_s=1.0)
-    assert pacer.spent_ == 36.0 and pacer.answers_ == 1

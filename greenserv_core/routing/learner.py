@@ -1025,16 +1025,6 @@ class RoutingLearner:
                     self.pending_.update(pending)
                 raise
 
-    def count_unmatched(self, energy_joules: float) -> None:
-        """An answer's joules reported for a decision the router no longer holds (recorded by
-        hand after it left the pending store): the energy budget counts them as an answer's,
-        as it counts an expired decision's answer the router ran; nothing else can learn them
-        without the decision."""
-        check_measured("energy_joules", energy_joules)
-        with self.lock:
-            if self.pacer_ is not None:
-                self.pacer_.observe(energy_joules)
-
     def record_expired_outcome(
         self,
         decision: RoutingDecision,
