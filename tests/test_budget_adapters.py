@@ -144,6 +144,9 @@ def test_a_copy_with_the_same_budget_written_another_way_spends_it_with_the_orig
     assert other.greenserv_router is not llm.greenserv_router  # another budget: a router of its own
     per_query = llm.model_copy(update={"energy_budget": 30.0})
     assert per_query.model_copy(update={"energy_budget": "30J/query"}).greenserv_router is per_query.greenserv_router
+    given = same.model_copy(update={"energy_budget": EnergyBudget.parse("2Wh/h")})  # unchecked by model_copy
+    given.complete(PROMPT) if adapter is GreenServLLM else given.invoke(PROMPT)  # (it failed on every call)
+    assert given.greenserv_router is llm.greenserv_router
 
 
 @pytest.mark.usefixtures("hashing_features")

@@ -201,13 +201,22 @@ def check_stop(stop: object) -> list[str] | None:
     return None if stop is None else list(stop_sequences(stop))  # type: ignore[arg-type]
 
 
-def _budget_meant(budget: float | str) -> EnergyBudget:
-    """The budget an adapter's checked ``energy_budget`` (:func:`check_energy_budget`) means.
+def _budget_meant(budget: object) -> Hashable:
+    """The budget an adapter's ``energy_budget`` means: text and joules per query (as
+    :func:`check_energy_budget` keeps them) as the :class:`EnergyBudget` they read as; anything
+    else (an ``EnergyBudget`` given to a copy, which pydantic's ``model_copy`` does not check)
+    as it is.
 
     >>> _budget_meant("2Wh/h") == _budget_meant("7200J/3600s"), _budget_meant(50.0) == _budget_meant("50J/query")
     (True, True)
+    >>> _budget_meant(EnergyBudget.per_window(wh=2, window_s=3600)) == _budget_meant("2Wh/h")
+    True
     """
-    return EnergyBudget.parse(budget) if isinstance(budget, str) else EnergyBudget.per_query(budget)
+    if isinstance(budget, str):
+        return EnergyBudget.parse(budget)
+    if isinstance(budget, numbers.Real) and not isinstance(budget, bool):
+        return EnergyBudget.per_query(budget)  # type: ignore[arg-type]
+    return budget if isinstance(budget, Hashable) else id(budget)
 
 
 def check_energy_budget(budget: object) -> float | str | None:
