@@ -303,6 +303,14 @@ def test_an_estimate_of_ones_own_that_breaks_falls_back_too() -> None:
     assert with_fallback(estimate) is estimate  # nothing else to fall back to
 
 
+def test_an_estimate_goes_on_without_a_fallback_that_cannot_be_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    from greenserv_core.energy.registry import with_fallback
+
+    monkeypatch.setenv("GREENSERV_CPU_WATTS_PER_CORE", "lots")  # the fallback estimate cannot be built
+    estimate = CpuTimeEstimateMeter(watts_per_core=10.0)
+    assert with_fallback(estimate) is estimate  # it raised, where it returned the meter as it is
+
+
 def test_a_counter_that_went_back_is_no_reading() -> None:
     """A driver reload or a GPU reset restarts the counter: no measurement, never 0 J measured."""
     from greenserv_core.errors import MissingResourceError

@@ -128,7 +128,12 @@ def with_fallback(meter: EnergyMeter) -> EnergyMeter:
     kind = METERS.get(FALLBACK_METER)
     if kind is None or isinstance(meter, FallbackMeter):
         return meter
-    fallback = kind.build(())
+    try:
+        fallback = kind.build(())
+    except InvalidInputError:  # (a bad GREENSERV_CPU_WATTS_PER_CORE) a measured meter says so now
+        if meter.measured:
+            raise
+        return meter  # an estimate goes on without one, as it did
     if type(meter) is type(fallback):  # the estimate it would fall back to: nothing else to read
         return meter
     return FallbackMeter(meter, fallback)
