@@ -271,6 +271,30 @@ def test_latency_limit_excludes_slow_models(extractor) -> None:  # type: ignore[
         router.route(ASK, max_latency_s=0.0001)
 
 
+def test_answers_cut_by_their_time_limit_do_not_teach_a_slow_model_to_look_quick(extractor) -> None:  # type: ignore[no-untyped-def]
+    """An answer cut at its ``max_time_s`` taught the latency model the cut seconds, so a model
+    that takes 2 s came to be predicted at 0.5 s and passed a 1 s ``max_latency_s``. A cut
+    answer's seconds are a lower bound: they teach only where they exceed the prediction."""
+    slow = FakeBackend("slow", seconds_per_token=0.1, reply=lambda messages: "word " * 16)
+    router = GreenServRouter([slow, FakeBackend("other")], features=extractor, seed=0)
+    full = router.generate(ASK, models=["slow"])
+    assert full.finish_reason == "stop" and full.latency_s > 1.0
+    for _ in range(5):
+        cut = router.generate(ASK, models=["slow"], max_time_s=0.5)
+        assert cut.finish_reason == "length" and cut.latency_s == 0.5
+    decision = router.route(ASK, max_latency_s=1.0)
+    assert decision.model == "other" and "latency" in decision.excluded["slow"]
+    learner, features = router.learner_, decision.features
+
+    def predicted() -> float | None:
+        return learner.latency_.predict("slow", learner.policy_.check_context(features.vector), features.prompt_tokens)
+
+    assert predicted() == pytest.approx(full.latency_s, rel=0.01)  # not lowered (0.5 s: it was)
+    pinned = router.route(ASK, models=["slow"])  # a cut answer slower than predicted: the prediction was too low
+    learner.record_outcome(pinned.decision_id, energy_joules=1.0, latency_s=3.0 * full.latency_s, cut_by_time=True)
+    assert predicted() > 1.5 * full.latency_s  # type: ignore[operator]
+
+
 def test_add_and_remove_models_at_runtime(router: GreenServRouter) -> None:
     for _ in range(30):
         router.feedback(router.generate(ASK).decision_id, 0.5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -32,7 +33,9 @@ class FakeBackend:
     """Answers with ``reply(messages)`` (or ``tool_reply(messages, tools)`` when tools are
     offered, ``json_reply(messages, schema)`` when JSON is asked for, and one is given);
     tokens, latency and joules follow fixed rates
-    (joules = ``joules_per_call + joules_per_token × (input + output tokens)``).
+    (joules = ``joules_per_call + joules_per_token × (input + output tokens)``). A
+    ``max_time_s`` cuts the answer at the tokens ``seconds_per_token`` leaves room for (finish
+    reason ``length``, its latency the limit), as a real model's time limit would.
 
     Energy is labelled ``source="fake"`` and ``measured=False``: nothing was metered. With
     ``logprobs(messages, text)`` given, a generation that asks for log-probabilities gets them
@@ -96,19 +99,25 @@ class FakeBackend:
         tokens = _TOKEN.findall(text)
         finish = "stop"
         if len(tokens) > settings.max_new_tokens:
-            text, finish = " ".join(tokens[: settings.max_new_tokens]), "length"
+            tokens, finish = tokens[: settings.max_new_tokens], "length"
+            text = " ".join(tokens)
+        input_tokens = self.count_tokens(messages)
+        limit, timed_out = settings.max_time_s, False
+        if limit is not None and self.seconds_per_token > 0:  # the tokens its time limit leaves room for
+            room = max(0, math.floor(limit / self.seconds_per_token) - input_tokens)
+            if len(tokens) > room:
+                text, finish, timed_out = " ".join(tokens[:room]), "length", True
         for stop in settings.stop:
             cut = text.find(stop)
             if cut >= 0:
-                text, finish = text[:cut], "stop"
-        input_tokens = self.count_tokens(messages)
+                text, finish, timed_out = text[:cut], "stop", False
         output_tokens = _count(text)
         total = input_tokens + output_tokens
         return GenerationResult(
             text=text,
             input_tokens=input_tokens,
             output_tokens=output_tokens,
-            latency_s=self.seconds_per_token * total,
+            latency_s=float(limit) if timed_out and limit is not None else self.seconds_per_token * total,
             energy=EnergyReading(self.joules_per_call + self.joules_per_token * total, source="fake", measured=False),
             finish_reason=finish,
             token_logprobs=(

@@ -49,6 +49,10 @@ __all__ = ["Executor", "LearnedEscalation", "RouteFunction"]
 
 logger = logging.getLogger("greenserv")
 
+_CUT_AT = 0.95
+"""An answer that ends with finish reason ``length`` after this share of its ``max_time_s``
+is taken as cut by its time limit (its seconds a lower bound for the latency model)."""
+
 T = TypeVar("T")
 
 RouteFunction = Callable[[RouteRequest, Mapping[str, str], "str | None", "QueryFeatures | None"], RoutingDecision]
@@ -403,6 +407,9 @@ class Executor:
         except InvalidInputError:  # (a NaN latency) nothing can learn from it, but its joules were spent
             self._charge_spent(decision.model, result.energy.joules)
             raise
+        limit = request.settings.max_time_s
+        # cut by its time limit: the answer would have taken longer (its seconds are a lower bound)
+        cut = result.finish_reason == "length" and limit is not None and result.latency_s >= _CUT_AT * limit
         try:
             if agreed is not None:
                 self.learner.record_agreement(decision.decision_id, agreed, routed=True)
@@ -412,6 +419,7 @@ class Executor:
                 latency_s=result.latency_s,
                 energy_source=result.energy.source,
                 members=members,
+                cut_by_time=cut,
             )
         except (UnknownDecisionError, PendingStoreUnreachableError) as error:  # the answer stands
             expired = True
@@ -420,6 +428,7 @@ class Executor:
                 energy_joules=result.energy.joules,
                 latency_s=result.latency_s,
                 members=members,
+                cut_by_time=cut,
                 current=self._still_in_pool(decision),
                 member_current=lambda member: self._member_still_in_pool(decision, member),
             )

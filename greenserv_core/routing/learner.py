@@ -956,11 +956,15 @@ class RoutingLearner:
         latency_s: float,
         energy_source: str = "external",
         members: Sequence[tuple[str, float, float]] = (),
+        cut_by_time: bool = False,
     ) -> None:
         """Teach the cost models what a decision's generation spent (once per decision).
         For a cascade, ``members`` are ``(model, joules, seconds)`` of each model it ran,
         which also teach those models' own cost models; an escalated cascade with one member
-        kept its first answer (its second model failed), and its score then labels that answer."""
+        kept its first answer (its second model failed), and its score then labels that answer.
+        ``cut_by_time``: the answer was cut by its time limit, so its seconds (and its last
+        member's) are a lower bound: they teach a latency model only where they exceed its
+        prediction (see :meth:`_learn_cost`)."""
         check_spent(energy_joules, latency_s, members)
         with self.lock:
             try:
@@ -1012,6 +1016,7 @@ class RoutingLearner:
                     predicted=pending.predicted_joules,
                     current=self._current(pending),
                     member_current=lambda member: self._current_name(member, pending.created_at),
+                    cut_by_time=cut_by_time,
                 )
             except BaseException:  # refused (e.g. joules a cost model cannot take): the outcome is not recorded
                 pending.energy_joules = pending.energy_source = None
@@ -1032,6 +1037,7 @@ class RoutingLearner:
         energy_joules: float,
         latency_s: float,
         members: Sequence[tuple[str, float, float]] = (),
+        cut_by_time: bool = False,
         current: bool = True,
         member_current: Callable[[str], bool] | None = None,
     ) -> None:
@@ -1054,6 +1060,7 @@ class RoutingLearner:
                 predicted=decision.predicted_joules.get(decision.model),
                 current=current and decision.model in self.policy_.arms_,
                 member_current=member_current,
+                cut_by_time=cut_by_time,
             )
 
     def _learn_cost(
@@ -1068,17 +1075,32 @@ class RoutingLearner:
         predicted: float | None,
         current: bool,
         member_current: Callable[[str], bool] | None = None,
+        cut_by_time: bool = False,
     ) -> None:
         """Teach the cost models, the tallies, the energy scale and the budget what an answer
         of ``model`` spent (``(joules, seconds)``; ``current``: the model answering is still
         the one in the pool under its name; ``member_current``: the same for a cascade's
-        member, which may still be where its cascade is gone; by default as ``current``)."""
+        member, which may still be where its cascade is gone; by default as ``current``).
+        ``cut_by_time``: the answer's seconds, and its last member's, are a lower bound (its
+        time limit cut it): they teach the latency model only where they exceed its prediction
+        (a model that would have taken longer must not learn to look quick enough for a
+        ``max_latency_s``); its joules are what it spent and teach as ever."""
         energy_joules, latency_s = spent
         if any(member == model for member, _, _ in members):  # (its row would be checked once, updated twice)
             raise InvalidInputError(f"{model!r} is among its own members: a cascade's members are the models it ran")
         taught: list[tuple[str, float | None, float | None]] = [(model, energy_joules, latency_s)] if current else []
         still = member_current or (lambda member: current)
         taught += [m for m in members if m[0] in self.policy_.arms_ and still(m[0])]
+        if cut_by_time:
+            cut = {model, *(m[0] for m in members[-1:])}  # (the members before the last had finished)
+            taught = [
+                (
+                    name,
+                    joules,
+                    self._beyond_prediction(name, context, prompt_tokens, seconds) if name in cut else seconds,
+                )
+                for name, joules, seconds in taught
+            ]
         checked = self._check_costs(context, prompt_tokens, taught)  # all refused, or none: nothing half-learned
         if current or (model in self.tallies_.counts_ and model not in self.policy_.arms_):
             self.tallies_.spent(model, energy_joules)  # a model removed meanwhile keeps its history (not a newcomer's)
@@ -1087,6 +1109,14 @@ class RoutingLearner:
         self.normalizer_.observe(task, energy_joules)
         if self.pacer_ is not None:
             self.pacer_.observe(energy_joules, predicted=predicted)
+
+    def _beyond_prediction(
+        self, name: str, context: np.ndarray, prompt_tokens: int, seconds: float | None
+    ) -> float | None:
+        """``seconds``, a lower bound on an answer's time, where it exceeds the latency model's
+        prediction for ``name`` (it then says the prediction is too low); else ``None``."""
+        predicted = self.latency_.predict(name, context, prompt_tokens)
+        return seconds if seconds is not None and predicted is not None and seconds > predicted else None
 
     def _now(self) -> float:
         """The pending store's clock (its ``clock``, else the wall clock): decisions are aged by it."""
