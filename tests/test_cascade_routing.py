@@ -20,7 +20,7 @@ from greenserv_core import (
     NoEligibleModelError,
     UnknownModelError,
 )
-from greenserv_core.backends.base import GenerationSettings, StreamChunk
+from greenserv_core.backends.base import GenerationResult, GenerationSettings, StreamChunk
 from greenserv_core.bandits import ArmScore
 from greenserv_core.bandits.static import StaticPolicy
 from greenserv_core.cascades import CascadeBackend, EscalationModel, Verdict, answers_agree
@@ -1714,3 +1714,29 @@ def test_a_kept_first_answer_is_answered_and_charged_when_the_store_fails_to_hea
     assert answer.text == CHEAP and answer.chain[0].action == "kept"
     assert router.stats_["small->big"]["energy_joules"] == pytest.approx(answer.energy_joules)
     assert router.feedback(answer.decision_id, 1.0).applied
+
+
+def test_a_kept_first_answer_is_not_taken_as_cut_by_the_time_its_failed_second_model_spent() -> None:
+    """A first answer that stopped at max_new_tokens (1 s of a 2 s limit), kept when the second
+    model failed after 0.95 s: the cascade's 1.95 s made it look cut by its time limit, and its
+    exact seconds did not teach the first model's latency model."""
+    import math
+
+    from greenserv_core.errors import ModelUnavailableError
+
+    class Down(FakeBackend):
+        def generate(self, messages: Sequence[Message], settings: GenerationSettings) -> GenerationResult:
+            raise ModelUnavailableError("big timed out", spent_joules=3.0, spent_s=0.95)
+
+    small = FakeBackend(
+        "small", seconds_per_token=0.1, reply=lambda m: "a b c d e f g h", logprobs=lambda m, t: [math.log(0.2)]
+    )
+    router = _router(small=small, big=Down("big", joules_per_token=5.0))
+    router.learn(ASK, "small", energy_joules=1.0, latency_s=3.0)  # an old, high estimate
+    for _ in range(5):
+        answer = router.generate(ASK, max_new_tokens=4, max_time_s=2.0)
+    assert [step.action for step in answer.chain] == ["kept"] and answer.finish_reason == "length"
+    learner, decision = router.learner_, router.route(ASK)
+    x = learner.policy_.check_context(decision.features.vector)
+    predicted = learner.latency_.predict("small", x, decision.features.prompt_tokens)
+    assert predicted is not None and predicted < 2.0  # its 1 s answers taught it (it stayed at 3 s)

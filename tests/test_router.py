@@ -290,9 +290,28 @@ def test_answers_cut_by_their_time_limit_do_not_teach_a_slow_model_to_look_quick
         return learner.latency_.predict("slow", learner.policy_.check_context(features.vector), features.prompt_tokens)
 
     assert predicted() == pytest.approx(full.latency_s, rel=0.01)  # not lowered (0.5 s: it was)
+    always = GreenServRouter([FakeBackend("slow", seconds_per_token=0.1, reply=lambda messages: "word " * 16),
+                              FakeBackend("other")], features=extractor, seed=0)  # fmt: skip
+    for _ in range(3):  # only cut answers: their seconds are better than no prediction
+        always.generate(ASK, models=["slow"], max_time_s=1.0)
+    assert "latency" in always.route(ASK, max_latency_s=0.5).excluded["slow"]
     pinned = router.route(ASK, models=["slow"])  # a cut answer slower than predicted: the prediction was too low
     learner.record_outcome(pinned.decision_id, energy_joules=1.0, latency_s=3.0 * full.latency_s, cut_by_time=True)
     assert predicted() > 1.5 * full.latency_s  # type: ignore[operator]
+
+
+def test_the_fake_backend_honours_its_time_limit_as_a_model_would() -> None:
+    from greenserv_core.backends.base import GenerationSettings
+    from greenserv_core.messages import Message
+
+    ask: list[Message] = [{"role": "user", "content": "2 + 2?"}]  # 4 tokens: 0.4 s of a 1 s limit
+    fake = FakeBackend("f", seconds_per_token=0.1, reply=lambda messages: "4\n\nQ: and what is 3 + 3, or 4 + 4?")
+    cut = fake.generate(ask, GenerationSettings(max_time_s=1.0))
+    assert (cut.text, cut.finish_reason, cut.latency_s) == ("4\n\nQ: and what is", "length", 1.0)  # was all of it
+    stopped = fake.generate(ask, GenerationSettings(max_time_s=1.0, stop=("Q:",)))  # a stop inside what it keeps
+    assert (stopped.text, stopped.finish_reason) == ("4\n\n", "stop")
+    assert fake.generate(ask, GenerationSettings(max_time_s=0.1)).text == ""  # the prompt took its time
+    assert fake.generate(ask, GenerationSettings(max_time_s=1e300)).finish_reason == "stop"
 
 
 def test_add_and_remove_models_at_runtime(router: GreenServRouter) -> None:

@@ -103,10 +103,11 @@ class FakeBackend:
             text = " ".join(tokens)
         input_tokens = self.count_tokens(messages)
         limit, timed_out = settings.max_time_s, False
-        if limit is not None and self.seconds_per_token > 0:  # the tokens its time limit leaves room for
+        if limit is not None and self.seconds_per_token * (input_tokens + len(tokens)) > limit:
+            # cut where its time limit leaves no room for the next token (the text kept as written)
             room = max(0, math.floor(limit / self.seconds_per_token) - input_tokens)
-            if len(tokens) > room:
-                text, finish, timed_out = " ".join(tokens[:room]), "length", True
+            ends = [match.end() for match in _TOKEN.finditer(text)]
+            text, finish, timed_out = (text[: ends[room - 1]] if room else ""), "length", True
         for stop in settings.stop:
             cut = text.find(stop)
             if cut >= 0:

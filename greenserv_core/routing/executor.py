@@ -408,8 +408,10 @@ class Executor:
             self._charge_spent(decision.model, result.energy.joules)
             raise
         limit = request.settings.max_time_s
-        # cut by its time limit: the answer would have taken longer (its seconds are a lower bound)
-        cut = result.finish_reason == "length" and limit is not None and result.latency_s >= _CUT_AT * limit
+        # cut by its time limit: the answer would have taken longer (its seconds are a lower bound);
+        # a cascade's by its members' own seconds (a failed second model's or a question's are not its answer's)
+        answered_s = sum(seconds for _, _, seconds in members) if members else result.latency_s
+        cut = result.finish_reason == "length" and limit is not None and answered_s >= _CUT_AT * limit
         try:
             if agreed is not None:
                 self.learner.record_agreement(decision.decision_id, agreed, routed=True)

@@ -963,8 +963,8 @@ class RoutingLearner:
         which also teach those models' own cost models; an escalated cascade with one member
         kept its first answer (its second model failed), and its score then labels that answer.
         ``cut_by_time``: the answer was cut by its time limit, so its seconds (and its last
-        member's) are a lower bound: they teach a latency model only where they exceed its
-        prediction (see :meth:`_learn_cost`)."""
+        member's) are a lower bound: they teach a latency model only where it has no
+        prediction yet or they exceed it (see :meth:`_learn_cost`)."""
         check_spent(energy_joules, latency_s, members)
         with self.lock:
             try:
@@ -1082,9 +1082,9 @@ class RoutingLearner:
         the one in the pool under its name; ``member_current``: the same for a cascade's
         member, which may still be where its cascade is gone; by default as ``current``).
         ``cut_by_time``: the answer's seconds, and its last member's, are a lower bound (its
-        time limit cut it): they teach the latency model only where they exceed its prediction
-        (a model that would have taken longer must not learn to look quick enough for a
-        ``max_latency_s``); its joules are what it spent and teach as ever."""
+        time limit cut it): they teach the latency model only where it has no prediction yet or
+        they exceed it (a model that would have taken longer must not learn to look quick
+        enough for a ``max_latency_s``); its joules are what it spent and teach as ever."""
         energy_joules, latency_s = spent
         if any(member == model for member, _, _ in members):  # (its row would be checked once, updated twice)
             raise InvalidInputError(f"{model!r} is among its own members: a cascade's members are the models it ran")
@@ -1113,10 +1113,11 @@ class RoutingLearner:
     def _beyond_prediction(
         self, name: str, context: np.ndarray, prompt_tokens: int, seconds: float | None
     ) -> float | None:
-        """``seconds``, a lower bound on an answer's time, where it exceeds the latency model's
-        prediction for ``name`` (it then says the prediction is too low); else ``None``."""
+        """``seconds``, a lower bound on an answer's time, where the latency model has no
+        prediction for ``name`` yet (better than none) or where they exceed it (the prediction
+        is then too low); else ``None``."""
         predicted = self.latency_.predict(name, context, prompt_tokens)
-        return seconds if seconds is not None and predicted is not None and seconds > predicted else None
+        return seconds if seconds is not None and (predicted is None or seconds > predicted) else None
 
     def _now(self) -> float:
         """The pending store's clock (its ``clock``, else the wall clock): decisions are aged by it."""
