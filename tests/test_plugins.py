@@ -289,6 +289,11 @@ def test_a_decision_a_faulty_policy_makes_is_refused_and_moves_nothing() -> None
     with pytest.raises(InvalidInputError, match="NaN"):
         router.route("Hi there")
     assert _draws(router) == before and len(router.pending_) == 2  # type: ignore[arg-type]
+    exploring = _NaNScores(features.dimension, epsilon=1.0, min_epsilon=1.0)  # (an exploring step was let through)
+    exploring.nan = True
+    explorer = GreenServRouter(pool, features=make_hashing_extractor(), policy=exploring, seed=0)
+    with pytest.raises(InvalidInputError, match="NaN"):
+        explorer.route("Hi there")
     features = make_hashing_extractor()
     elsewhere = GreenServRouter(pool, features=features, policy=_ChoosesElsewhere(features.dimension), seed=0)
     before = _draws(elsewhere)

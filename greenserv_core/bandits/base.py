@@ -344,6 +344,8 @@ class Policy(ABC):
             index[self._untried_mask(arms)] = high
             bonus = index - estimate
         scores = ArmScores(arms, estimate, bonus, cost, value_scale * (estimate + bonus) - cost, value_scale)
+        if np.isnan(scores.score).any():  # refused before any draw, exploring or not
+            raise InvalidInputError(f"the policy scored {arms[int(np.flatnonzero(np.isnan(scores.score))[0])]!r} NaN")
         chosen, explored = self._choose(scores)
         self.t_ += 1
         return Choice(chosen, scores, explored)
