@@ -96,18 +96,17 @@ class FakeBackend:
             text = self._json_reply(messages, settings.json.schema)
         else:
             text = self._reply(messages)
-        tokens = _TOKEN.findall(text)
+        tokens = list(_TOKEN.finditer(text))
         finish = "stop"
         if len(tokens) > settings.max_new_tokens:
-            tokens, finish = tokens[: settings.max_new_tokens], "length"
-            text = " ".join(tokens)
+            text, finish = " ".join(token.group() for token in tokens[: settings.max_new_tokens]), "length"
+            tokens = list(_TOKEN.finditer(text))
         input_tokens = self.count_tokens(messages)
         limit, timed_out = settings.max_time_s, False
         if limit is not None and self.seconds_per_token * (input_tokens + len(tokens)) > limit:
             # cut where its time limit leaves no room for the next token (the text kept as written)
             room = max(0, math.floor(limit / self.seconds_per_token) - input_tokens)
-            ends = [match.end() for match in _TOKEN.finditer(text)]
-            text, finish, timed_out = (text[: ends[room - 1]] if room else ""), "length", True
+            text, finish, timed_out = (text[: tokens[room - 1].end()] if room else ""), "length", True
         for stop in settings.stop:
             cut = text.find(stop)
             if cut >= 0:

@@ -187,6 +187,12 @@ def _same_arms(arms: Sequence[str], other: list[str]) -> bool:
     return arms is other or (arms if isinstance(arms, list) else list(arms)) == other
 
 
+def _refuse_nan(arms: Sequence[str], scores: np.ndarray) -> None:
+    """Raise :class:`InvalidInputError` naming the first arm a policy scored NaN."""
+    if np.isnan(scores).any():
+        raise InvalidInputError(f"the policy scored {arms[int(np.flatnonzero(np.isnan(scores))[0])]!r} NaN")
+
+
 def _cost_column(arms: list[str], costs: Mapping[str, float] | None) -> np.ndarray:
     """Each arm's cost (0 where ``costs`` has none), without per-arm work when ``costs`` is
     an :class:`ArmValues` over exactly ``arms``."""
@@ -344,8 +350,7 @@ class Policy(ABC):
             index[self._untried_mask(arms)] = high
             bonus = index - estimate
         scores = ArmScores(arms, estimate, bonus, cost, value_scale * (estimate + bonus) - cost, value_scale)
-        if np.isnan(scores.score).any():  # refused before any draw, exploring or not
-            raise InvalidInputError(f"the policy scored {arms[int(np.flatnonzero(np.isnan(scores.score))[0])]!r} NaN")
+        _refuse_nan(arms, scores.score)  # before any draw, exploring or not
         chosen, explored = self._choose(scores)
         self.t_ += 1
         return Choice(chosen, scores, explored)
@@ -391,8 +396,7 @@ class Policy(ABC):
             arms, values = scores.arms, scores.score
         else:
             arms, values = list(scores), np.array([s.score for s in scores.values()], dtype=np.float64)
-        if np.isnan(values).any():
-            raise InvalidInputError(f"the policy scored {arms[int(np.flatnonzero(np.isnan(values))[0])]!r} NaN")
+        _refuse_nan(arms, values)
         tied = np.flatnonzero(values >= values.max() - _TIE_TOLERANCE)
         return arms[int(tied[int(self.rng_.integers(len(tied)))])] if len(tied) > 1 else arms[int(tied[0])]
 
