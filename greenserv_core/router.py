@@ -538,23 +538,30 @@ class GreenServRouter:
         latency_s: float,
         energy_source: str = "external",
         members: Sequence[tuple[str, float, float]] = (),
+        cut_by_time: bool = False,
     ) -> None:
         """Teach the cost models what a routed generation spent (once per decision). For a
         cascade run by hand (:meth:`escalate`), ``members`` are ``(model, joules, seconds)`` of
         each model it ran (its first model's answer, and the second's if it escalated), as
         :meth:`generate` teaches them; one member means the first answer was kept.
+        ``cut_by_time``: the answer was cut by its own time limit (a server's ``max_time``),
+        so its seconds are a lower bound and teach the latency model only where they exceed
+        its prediction or it has none, as :meth:`generate` does with ``max_time_s``.
 
         A decision the router no longer holds (it left the pending store: ``pending_ttl_s``
         or ``max_pending``) raises :class:`UnknownDecisionError`, and nothing learns or counts
         its joules, the energy budget included: the router cannot tell it from an id it never
         made, or from one whose joules it already counted. Record outcomes as they come.
         """
+        if not isinstance(cut_by_time, bool):
+            raise InvalidInputError(f"cut_by_time must be True or False, got {cut_by_time!r}")
         self.learner_.record_outcome(
             decision_id,
             energy_joules=energy_joules,
             latency_s=latency_s,
             energy_source=energy_source,
             members=members,
+            cut_by_time=cut_by_time,
         )
 
     def feedback(self, decision_id: str, score: float) -> FeedbackRecord:

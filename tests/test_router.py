@@ -17,6 +17,7 @@ from greenserv_core import (
     GreenServRouter,
     InvalidInputError,
     NoEligibleModelError,
+    RoutingDecision,
     StateFileError,
     UnknownDecisionError,
     UnknownModelError,
@@ -298,6 +299,29 @@ def test_answers_cut_by_their_time_limit_do_not_teach_a_slow_model_to_look_quick
     pinned = router.route(ASK, models=["slow"])  # a cut answer slower than predicted: the prediction was too low
     learner.record_outcome(pinned.decision_id, energy_joules=1.0, latency_s=3.0 * full.latency_s, cut_by_time=True)
     assert predicted() > 1.5 * full.latency_s  # type: ignore[operator]
+
+
+def test_an_outcome_recorded_by_hand_can_say_it_was_cut_by_time(extractor) -> None:  # type: ignore[no-untyped-def]
+    """A router serving through its own client (route, then record_outcome) can say that a
+    server's time limit cut the answer: its seconds then do not teach the model to look quick."""
+    slow = FakeBackend("slow", seconds_per_token=0.1, reply=lambda messages: "word " * 16)
+    router = GreenServRouter([slow, FakeBackend("other")], features=extractor, seed=0)
+    full = router.generate(ASK, models=["slow"])
+    learner = router.learner_
+
+    def predicted(decision: RoutingDecision) -> float | None:
+        context = learner.policy_.check_context(decision.features.vector)
+        return learner.latency_.predict("slow", context, decision.features.prompt_tokens)
+
+    for _ in range(3):
+        cut = router.route(ASK, models=["slow"])
+        router.record_outcome(cut.decision_id, energy_joules=1.0, latency_s=0.5, cut_by_time=True)
+    assert predicted(cut) == pytest.approx(full.latency_s, rel=0.01)  # a lower bound: not lowered
+    refused = router.route(ASK, models=["slow"])
+    with pytest.raises(InvalidInputError, match="cut_by_time"):
+        router.record_outcome(refused.decision_id, energy_joules=1.0, latency_s=0.5, cut_by_time="yes")  # type: ignore[arg-type]
+    router.record_outcome(refused.decision_id, energy_joules=1.0, latency_s=0.5)  # nothing was lost: taken as whole
+    assert predicted(refused) < 0.9 * full.latency_s  # type: ignore[operator]
 
 
 def test_the_fake_backend_honours_its_time_limit_as_a_model_would() -> None:
