@@ -4,7 +4,8 @@ Set ``Settings.llm = GreenServLLM()`` and query engines, chat engines and agents
 call. Each response's ``raw`` and ``additional_kwargs`` carry the routing record (decision id,
 model, tokens, latency, joules and their source, features, λ, and what an energy budget did),
 with the tokens also as ``"usage"`` (``prompt_tokens``, ``completion_tokens``, ``total_tokens``)
-for LlamaIndex's ``TokenCountingHandler``.
+for LlamaIndex's ``TokenCountingHandler``, and why the answer ended as ``"finish_reason"``
+(``"stop"``, or ``"length"`` where ``max_tokens`` or a time limit cut it).
 
 >>> from llama_index_greenserv import GreenServLLM            # doctest: +SKIP
 >>> llm = GreenServLLM(tradeoff=0.4)                           # doctest: +SKIP
@@ -566,7 +567,8 @@ def _chat_response(
 
 def _record(result: RoutedGeneration | None) -> dict[str, Any] | None:
     """The routing record, with the token counts also under ``"usage"`` in OpenAI's names,
-    where LlamaIndex's ``TokenCountingHandler`` reads them."""
+    where LlamaIndex's ``TokenCountingHandler`` reads them, and the answer's ``"finish_reason"``
+    (as LangChain's ``response_metadata`` has it)."""
     if result is None:
         return None
     usage = {
@@ -574,7 +576,7 @@ def _record(result: RoutedGeneration | None) -> dict[str, Any] | None:
         "completion_tokens": result.output_tokens,
         "total_tokens": result.input_tokens + result.output_tokens,
     }
-    return {**result.record(), "usage": usage}
+    return {**result.record(), "finish_reason": result.finish_reason, "usage": usage}
 
 
 def _completion_response(text: str, delta: str | None, result: RoutedGeneration | None) -> CompletionResponse:

@@ -96,6 +96,16 @@ def test_streams_carry_cumulative_text_and_deltas() -> None:
         assert responses[-1].additional_kwargs["decision_id"] and responses[-1].delta == ""
 
 
+def test_responses_say_why_the_answer_ended() -> None:
+    """LangChain's answers say why they ended (``response_metadata["finish_reason"]``); a
+    LlamaIndex response said nothing of it, so an answer cut by ``max_tokens`` looked whole."""
+    llm = make_llm()
+    assert llm.chat(ASK).additional_kwargs["finish_reason"] == "stop"
+    assert llm.complete("tell me three things", max_tokens=2).additional_kwargs["finish_reason"] == "length"
+    assert list(llm.stream_chat(ASK, max_tokens=2))[-1].additional_kwargs["finish_reason"] == "length"
+    assert asyncio.run(llm.acomplete("2+2?")).raw["finish_reason"] == "stop"  # type: ignore[index]
+
+
 def test_async_methods_are_real_async() -> None:
     llm = make_llm(backends=[slow_backend()])
 
