@@ -230,6 +230,35 @@ def test_a_batch_refused_before_any_query_ran_takes_back_the_policys_steps_and_d
     assert numpy_steps.policy_.t_ == 3  # type: ignore[attr-defined]
 
 
+def test_a_batch_refused_before_any_query_ran_leaves_the_budget_and_the_energy_scale_as_they_were() -> None:
+    """The batch's decisions had added rows to the pacer's memory (λ is re-solved on them) and
+    widened the energy scale's ranges; only the policy's steps and draws were taken back."""
+    from greenserv_core.budget import EnergyBudget
+
+    def router() -> GreenServRouter:
+        pool = [FakeBackend("a", context_window=64), FakeBackend("b", context_window=64, joules_per_token=3.0)]
+        built = GreenServRouter(
+            pool, features=make_hashing_extractor(), seed=0, energy_budget=EnergyBudget.per_query(20.0)
+        )
+        for prompt in ("What is 2 + 2?", "Tell me a joke.", "Who wrote Hamlet?"):
+            built.generate(prompt, max_new_tokens=8)
+        return built
+
+    refused = router()
+    pacer, learner = refused.learner_.pacer_, refused.learner_
+    assert pacer is not None
+    rows, ranges = len(pacer.recent_), {task: list(b) for task, b in learner.normalizer_.ranges_.items()}
+    prompts = ["Name three colours in one word each.", "Translate 'cat' into French.", "Add 17 and 25."]
+    with pytest.raises(NoEligibleModelError):
+        refused.generate_batch([*prompts, "Summarise this text: " + "word " * 500], max_new_tokens=8)
+    assert len(pacer.recent_) == rows  # was 3 rows more
+    assert learner.normalizer_.ranges_ == ranges
+    never = router()
+    assert [refused.route(p, max_new_tokens=8).model for p in prompts * 3] == [
+        never.route(p, max_new_tokens=8).model for p in prompts * 3
+    ]
+
+
 def test_a_model_among_its_own_members_is_refused_before_anything_is_learned() -> None:
     router = GreenServRouter([FakeBackend("a"), FakeBackend("b")], features=make_hashing_extractor(), seed=0)
     decision = router.route("What is 2 + 2?")

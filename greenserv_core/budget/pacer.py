@@ -221,6 +221,13 @@ class _RecentDecisions:
         self.joules[row, : len(joules)] = joules
         self.count += 1
 
+    def copy(self) -> _RecentDecisions:
+        """An independent copy (what a withdrawn batch of decisions returns the memory to)."""
+        twin = _RecentDecisions(self.size)
+        twin.values, twin.costs, twin.joules = self.values.copy(), self.costs.copy(), self.joules.copy()
+        twin.count = self.count
+        return twin
+
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         rows = len(self)
         return self.values[:rows], self.costs[:rows], self.joules[:rows]

@@ -216,7 +216,7 @@ class Executor:
         decisions: list[RoutingDecision] = []
         results: dict[int, RoutedGeneration] = {}
         started: set[int] = set()  # the queries whose own run began
-        draws = self.learner.draws_now()
+        draws = self.learner.draws_now(planning=True)
         try:
             for request in requests:
                 decisions.append(self.route(request, {}, request.decision_id, None))

@@ -143,11 +143,16 @@ def _cap(max_joules: float | None, guard: float | None) -> float | None:
 @dataclass(frozen=True)
 class _Draws:
     """What a decision moves in the policy besides its learning: its step count (ε's decay)
-    and its random state; and how many decisions the learner had made then."""
+    and its random state; and how many decisions the learner had made then. For a batch
+    (:meth:`RoutingLearner.draws_now` with ``planning=True``), also what its decisions move
+    in the plans of later ones: the energy scale's ranges and the pacer's remembered decisions."""
 
     decisions: int
     steps: int | None
     random_state: Mapping[str, Any] | None
+    ranges: dict[str, list[float]] | None = None
+    pacer: BudgetPacer | None = None
+    remembered: Any = None
 
 
 @dataclass(frozen=True)
@@ -900,15 +905,20 @@ class RoutingLearner:
             error,
         )
 
-    def draws_now(self) -> _Draws:
+    def draws_now(self, *, planning: bool = False) -> _Draws:
         """The policy's step count and random state now, and the decisions made so far: what
-        :meth:`take_back_draws` returns to."""
+        :meth:`take_back_draws` returns to. With ``planning`` (a batch, once), also copies of
+        the energy scale's ranges and of the decisions the pacer remembers, which a batch's
+        decisions widen and add to before any of them runs."""
         with self.lock:  # (not halfway through another thread's decision)
             rng = getattr(self.policy_, "rng_", None)
             return _Draws(
                 self.decisions_made_,
                 getattr(self.policy_, "t_", None),
                 rng.bit_generator.state if isinstance(rng, np.random.Generator) else None,
+                ranges={task: list(bounds) for task, bounds in self.normalizer_.ranges_.items()} if planning else None,
+                pacer=self.pacer_ if planning else None,
+                remembered=self.pacer_.recent_.copy() if planning and self.pacer_ is not None else None,
             )
 
     def take_back_draws(self, draws: _Draws, decisions: int) -> bool:
@@ -916,7 +926,9 @@ class RoutingLearner:
         any of its queries ran), take back their steps (ε's decay) and put the policy's random
         state back, as if they had never been made; only where no other decision was made
         meanwhile (another thread's draws are its own). The steps are taken back, not set: a
-        sync meanwhile may have set the step count to the replicas' total. Returns whether it did."""
+        sync meanwhile may have set the step count to the replicas' total. Draws taken with
+        ``planning`` also put back the energy scale's ranges and, under the same budget, the
+        pacer's remembered decisions (the price is re-solved on them). Returns whether it did."""
         with self.lock:
             if self.decisions_made_ - draws.decisions != decisions:
                 return False
@@ -925,6 +937,10 @@ class RoutingLearner:
             if isinstance(steps, numbers.Integral):
                 self.policy_.t_ = max(0, int(steps) - decisions)  # type: ignore[attr-defined]
             self.decisions_made_ = draws.decisions
+            if draws.ranges is not None:
+                self.normalizer_.ranges_ = {task: list(bounds) for task, bounds in draws.ranges.items()}
+            if draws.remembered is not None and self.pacer_ is draws.pacer and self.pacer_ is not None:
+                self.pacer_.recent_ = draws.remembered
             return True
 
     def _restore_draws(self, draws: _Draws) -> None:
