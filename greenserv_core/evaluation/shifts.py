@@ -65,7 +65,7 @@ class Shift:
         if self.kind == "accuracy" and not (0 < abs(self.amount) <= 1):
             raise InvalidInputError(f"an accuracy shift moves it by 0 < |d| <= 1, got {self.amount}")
         if self.kind != "accuracy" and not self.amount > 0:
-            raise InvalidInputError(f"an {self.kind} shift multiplies it by a factor > 0, got {self.amount}")
+            raise InvalidInputError(f"a shift of {self.kind} multiplies it by a factor > 0, got {self.amount}")
 
     @property
     def worsens(self) -> bool:
