@@ -52,7 +52,9 @@ def reward(accuracy: float, energy_norm: float, tradeoff: float) -> float:
 
 
 class EnergyNormalizer:
-    """Running per-task min/max of joules. Learned state: ``ranges_`` {task: [min, max]}.
+    """Running per-task min/max of joules. Learned state: ``ranges_`` {task: [min, max]};
+    ``changes_`` counts the readings and loads it took (not saved: a router taking back a
+    withdrawn batch's widening checks that nothing else moved the ranges meanwhile).
 
     ``ranges`` starts the scale from known ranges per task (e.g. an outcome table's) instead
     of from nothing; readings outside them still widen it.
@@ -68,6 +70,7 @@ class EnergyNormalizer:
     def __init__(self, ranges: Mapping[str, Sequence[float]] | None = None) -> None:
         self.ranges = ranges
         self.ranges_: dict[str, list[float]] = {}
+        self.changes_ = 0
         for task, bounds in (ranges or {}).items():
             bad = InvalidInputError(f"energy range of {task!r} must be 0 <= min <= max joules, got {bounds!r}")
             if isinstance(bounds, (str, bytes)):  # iterable, but not two numbers
@@ -83,6 +86,7 @@ class EnergyNormalizer:
     def observe(self, task: str, joules: float) -> None:
         if not math.isfinite(joules) or joules < 0:
             raise InvalidInputError(f"joules must be finite and >= 0, got {joules!r}")
+        self.changes_ += 1
         low_high = self.ranges_.setdefault(task, [joules, joules])
         low_high[0] = min(low_high[0], joules)
         low_high[1] = max(low_high[1], joules)
@@ -114,6 +118,7 @@ class EnergyNormalizer:
 
     def load_statistics(self, stats: Statistics) -> None:
         """Take the merged range of every task in ``stats``; other tasks keep theirs."""
+        self.changes_ += 1
         for key, low in stats.minima.items():
             if key in stats.maxima:
                 self.ranges_[unquote(key)] = [float(low[0]), float(stats.maxima[key][0])]
@@ -122,4 +127,5 @@ class EnergyNormalizer:
         return {"ranges": {task: list(r) for task, r in self.ranges_.items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.changes_ += 1
         self.ranges_ = {task: [float(r[0]), float(r[1])] for task, r in state["ranges"].items()}

@@ -259,6 +259,39 @@ def test_a_batch_refused_before_any_query_ran_leaves_the_budget_and_the_energy_s
     ]
 
 
+def test_a_refused_batch_keeps_what_another_thread_taught_the_energy_scale_meanwhile() -> None:
+    """Taking back a refused batch's widening of the energy ranges put back the ranges of its
+    start, and erased an outcome recorded meanwhile by another thread (900 J on its task)."""
+    router = GreenServRouter(
+        [FakeBackend("a", context_window=64), FakeBackend("b", context_window=64, joules_per_token=3.0)],
+        features=make_hashing_extractor(),
+        seed=0,
+        energy_scale="seen",
+    )
+    router.generate("What is 2 + 2?", max_new_tokens=8)
+    by_hand = router.route("Who painted the Mona Lisa?", max_new_tokens=8)
+    route, routed = router._executor.route, []
+
+    def routing(*args: object) -> RoutingDecision:
+        routed.append(args)
+        if len(routed) == 2:  # between the batch's decisions, another thread records an outcome
+            thread = threading.Thread(
+                target=router.record_outcome,
+                args=(by_hand.decision_id,),
+                kwargs={"energy_joules": 900.0, "latency_s": 0.2},
+            )
+            thread.start()
+            thread.join(5)
+        return route(*args)  # type: ignore[arg-type]
+
+    router._executor.route = routing  # type: ignore[method-assign]
+    with pytest.raises(NoEligibleModelError):
+        router.generate_batch(
+            ["Add 17 and 25.", "Name a prime number.", "Summarise: " + "word " * 500], max_new_tokens=8
+        )
+    assert router.learner_.normalizer_.ranges_[by_hand.features.task][1] == 900.0  # was put back below it
+
+
 def test_a_model_among_its_own_members_is_refused_before_anything_is_learned() -> None:
     router = GreenServRouter([FakeBackend("a"), FakeBackend("b")], features=make_hashing_extractor(), seed=0)
     decision = router.route("What is 2 + 2?")

@@ -151,7 +151,11 @@ class _Draws:
     steps: int | None
     random_state: Mapping[str, Any] | None
     ranges: dict[str, list[float]] | None = None
+    normalizer: EnergyNormalizer | None = None
+    changes: int = 0
+    widened: int = 0
     pacer: BudgetPacer | None = None
+    memory: Any = None
     remembered: Any = None
 
 
@@ -301,6 +305,8 @@ class RoutingLearner:
         """Ids of queries whose model failed, until they are routed again (no one else may take them)."""
         self.decisions_made_ = 0
         """Decisions recorded by this learner since it was made (not saved): :meth:`draws_now`."""
+        self.widened_ = 0
+        """Readings the decisions gave the ``"known"`` scale (not saved): :meth:`take_back_draws`."""
         self.removed_at_: dict[str, float] = {}
         """When each name last left the pool (by the pending store's clock): a decision made
         before that, for the model then under the name, teaches a newcomer of that name nothing."""
@@ -821,6 +827,7 @@ class RoutingLearner:
         if len(known):
             self.normalizer_.observe(task, float(known.min()))
             self.normalizer_.observe(task, float(known.max()))
+            self.widened_ += 2
 
     @contextlib.contextmanager
     def _priced_as_routed(self, task: str, names: Sequence[str], predicted: np.ndarray) -> Iterator[None]:
@@ -917,7 +924,11 @@ class RoutingLearner:
                 getattr(self.policy_, "t_", None),
                 rng.bit_generator.state if isinstance(rng, np.random.Generator) else None,
                 ranges={task: list(bounds) for task, bounds in self.normalizer_.ranges_.items()} if planning else None,
+                normalizer=self.normalizer_,
+                changes=self.normalizer_.changes_,
+                widened=self.widened_,
                 pacer=self.pacer_ if planning else None,
+                memory=self.pacer_.recent_ if planning and self.pacer_ is not None else None,
                 remembered=self.pacer_.recent_.copy() if planning and self.pacer_ is not None else None,
             )
 
@@ -937,10 +948,18 @@ class RoutingLearner:
             if isinstance(steps, numbers.Integral):
                 self.policy_.t_ = max(0, int(steps) - decisions)  # type: ignore[attr-defined]
             self.decisions_made_ = draws.decisions
-            if draws.ranges is not None:
-                self.normalizer_.ranges_ = {task: list(bounds) for task, bounds in draws.ranges.items()}
-            if draws.remembered is not None and self.pacer_ is draws.pacer and self.pacer_ is not None:
-                self.pacer_.recent_ = draws.remembered
+            norm = self.normalizer_
+            # only the withdrawn decisions' own widening: an outcome, a lesson or a sync meanwhile
+            # moved the ranges too, and is kept (with the batch's widening) rather than lost
+            if (
+                draws.ranges is not None
+                and norm is draws.normalizer
+                and norm.changes_ - draws.changes == self.widened_ - draws.widened
+            ):
+                norm.ranges_ = {task: list(bounds) for task, bounds in draws.ranges.items()}
+            pacer = self.pacer_  # (only decisions add to its memory; a load replaces it)
+            if pacer is not None and draws.remembered is not None and pacer is draws.pacer:
+                pacer.recent_ = draws.remembered if pacer.recent_ is draws.memory else pacer.recent_
             return True
 
     def _restore_draws(self, draws: _Draws) -> None:
