@@ -357,6 +357,11 @@ SIMULATE = ["bench", "simulate", "--calibration", MISSING, "--out", "t.csv"]
             ["bench", "budget", "--table", MISSING, "--window", "1h", "--arrival-rate", "1", "--window-queries", "9"],
             "--window-queries",
         ),
+        (["bench", "budget", "--table", MISSING, "--window-queries", "0"], "--window-queries must be at least 2"),
+        (
+            ["bench", "cascade-replay", "--table", MISSING, "--budget-joules-per-query", "0"],
+            "--budget-joules-per-query: ",
+        ),
         (["bench", "replicas", "--table", MISSING, "--store", "file:s", "--interval", "0"], "--interval"),
         (["bench", "replay", "--table", MISSING, "--arrival-rate", "2"], "--arrival-rate"),
         (["bench", "replay", "--table", MISSING, "--budget", "50J/query", "--arrival-rate", "2"], "--arrival-rate"),

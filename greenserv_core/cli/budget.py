@@ -171,6 +171,8 @@ def _budget(args: argparse.Namespace) -> int:
     check_arrival_rate(args.arrival_rate, window=window is not None)
     if args.window_queries is not None and window is not None:
         raise InvalidInputError("--window-queries guards budgets per query, not per --window of time: give one of them")
+    if args.window_queries is not None:
+        at_least("--window-queries", args.window_queries, 2)
     check_output_file("--json", args.json, not_to={"--table": args.table})
     check_output_file("--plot", args.plot, PLOT_SUFFIXES, not_to={"--table": args.table, "--json": args.json})
     table = read_table(args.table)

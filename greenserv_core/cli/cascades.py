@@ -10,6 +10,7 @@ from typing import Any
 from greenserv_core.cli.common import (
     add_feature_options,
     at_least,
+    budget_option,
     cascade_pair,
     check_fraction,
     check_output_file,
@@ -100,6 +101,7 @@ def _cascade_replay(args: argparse.Namespace) -> int:
     at_least("--runs", args.runs, 1)
     at_least("--warm-start", args.warm_start, 0)
     check_fraction("--feedback-rate", args.feedback_rate)
+    budget_option(args.budget_joules_per_query, None)  # refused by its option's name
     check_output_file("--json", args.json, not_to={"--table": args.table})
     table = read_table(args.table)
     total = 3 * args.runs * len(tradeoffs)
