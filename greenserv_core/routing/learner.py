@@ -48,6 +48,7 @@ from greenserv_core.backends.base import ModelInfo
 from greenserv_core.bandits import ArmPrior, Choice, Policy
 from greenserv_core.bandits.columns import ArmScores, ArmValues, KnownValues
 from greenserv_core.budget import BudgetPacer, BudgetStatus, EnergyBudget
+from greenserv_core.budget.pacer import _RecentDecisions
 from greenserv_core.cascades.escalation import ESTIMATED, EscalationModel, Verdict, check_confidence
 from greenserv_core.errors import (
     DecisionAlreadyScoredError,
@@ -141,22 +142,30 @@ def _cap(max_joules: float | None, guard: float | None) -> float | None:
 
 
 @dataclass(frozen=True)
+class _Planning:
+    """What a batch's decisions move in the plans of later ones before any of them runs: a
+    copy of the energy scale's ranges, with the readings the normaliser (``normalizer``) had
+    taken then (``changes``) and how many of them were decisions' own (``widened``); and the
+    pacer's memory of decisions (``memory``) with a copy of it (``remembered``)."""
+
+    ranges: dict[str, list[float]]
+    normalizer: EnergyNormalizer
+    changes: int
+    widened: int
+    memory: _RecentDecisions | None
+    remembered: _RecentDecisions | None
+
+
+@dataclass(frozen=True)
 class _Draws:
     """What a decision moves in the policy besides its learning: its step count (ε's decay)
     and its random state; and how many decisions the learner had made then. For a batch
-    (:meth:`RoutingLearner.draws_now` with ``planning=True``), also what its decisions move
-    in the plans of later ones: the energy scale's ranges and the pacer's remembered decisions."""
+    (:meth:`RoutingLearner.draws_now` with ``planning=True``), also its :class:`_Planning`."""
 
     decisions: int
     steps: int | None
     random_state: Mapping[str, Any] | None
-    ranges: dict[str, list[float]] | None = None
-    normalizer: EnergyNormalizer | None = None
-    changes: int = 0
-    widened: int = 0
-    pacer: BudgetPacer | None = None
-    memory: Any = None
-    remembered: Any = None
+    planning: _Planning | None = None
 
 
 @dataclass(frozen=True)
@@ -919,17 +928,21 @@ class RoutingLearner:
         decisions widen and add to before any of them runs."""
         with self.lock:  # (not halfway through another thread's decision)
             rng = getattr(self.policy_, "rng_", None)
+            memory = None if self.pacer_ is None else self.pacer_.recent_
             return _Draws(
                 self.decisions_made_,
                 getattr(self.policy_, "t_", None),
                 rng.bit_generator.state if isinstance(rng, np.random.Generator) else None,
-                ranges={task: list(bounds) for task, bounds in self.normalizer_.ranges_.items()} if planning else None,
-                normalizer=self.normalizer_,
-                changes=self.normalizer_.changes_,
-                widened=self.widened_,
-                pacer=self.pacer_ if planning else None,
-                memory=self.pacer_.recent_ if planning and self.pacer_ is not None else None,
-                remembered=self.pacer_.recent_.copy() if planning and self.pacer_ is not None else None,
+                _Planning(
+                    {task: list(bounds) for task, bounds in self.normalizer_.ranges_.items()},
+                    self.normalizer_,
+                    self.normalizer_.changes_,
+                    self.widened_,
+                    memory,
+                    None if memory is None else memory.copy(),
+                )
+                if planning
+                else None,
             )
 
     def take_back_draws(self, draws: _Draws, decisions: int) -> bool:
@@ -938,8 +951,9 @@ class RoutingLearner:
         state back, as if they had never been made; only where no other decision was made
         meanwhile (another thread's draws are its own). The steps are taken back, not set: a
         sync meanwhile may have set the step count to the replicas' total. Draws taken with
-        ``planning`` also put back the energy scale's ranges and, under the same budget, the
-        pacer's remembered decisions (the price is re-solved on them). Returns whether it did."""
+        ``planning`` also put back the energy scale's ranges (where nothing but decisions moved
+        them) and the pacer's remembered decisions (where it keeps the same memory: the price is
+        re-solved on them). Returns whether it did."""
         with self.lock:
             if self.decisions_made_ - draws.decisions != decisions:
                 return False
@@ -948,18 +962,16 @@ class RoutingLearner:
             if isinstance(steps, numbers.Integral):
                 self.policy_.t_ = max(0, int(steps) - decisions)  # type: ignore[attr-defined]
             self.decisions_made_ = draws.decisions
-            norm = self.normalizer_
+            plan, norm = draws.planning, self.normalizer_
+            if plan is None:
+                return True
             # only the withdrawn decisions' own widening: an outcome, a lesson or a sync meanwhile
             # moved the ranges too, and is kept (with the batch's widening) rather than lost
-            if (
-                draws.ranges is not None
-                and norm is draws.normalizer
-                and norm.changes_ - draws.changes == self.widened_ - draws.widened
-            ):
-                norm.ranges_ = {task: list(bounds) for task, bounds in draws.ranges.items()}
-            pacer = self.pacer_  # (only decisions add to its memory; a load replaces it)
-            if pacer is not None and draws.remembered is not None and pacer is draws.pacer:
-                pacer.recent_ = draws.remembered if pacer.recent_ is draws.memory else pacer.recent_
+            if norm is plan.normalizer and norm.changes_ - plan.changes == self.widened_ - plan.widened:
+                norm.ranges_ = {task: list(bounds) for task, bounds in plan.ranges.items()}
+            # only decisions add to the pacer's memory; another pacer, or a load, has another memory
+            if self.pacer_ is not None and plan.remembered is not None and self.pacer_.recent_ is plan.memory:
+                self.pacer_.recent_ = plan.remembered
             return True
 
     def _restore_draws(self, draws: _Draws) -> None:
