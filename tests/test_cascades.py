@@ -226,6 +226,25 @@ def test_the_cascade_replay_can_pace_one_budget_for_every_strategy() -> None:
     # at one spend, escalating the answers the small model doubts buys accuracy
     assert entry["routing+cascades"]["accuracy"]["mean"] > entry["routing"]["accuracy"]["mean"]
     assert paced["settings"]["budget_joules_per_query"] == 3.0
+    assert paced["settings"]["price_on"] == "energy_scale"
+    in_joules = replay_cascades(
+        table,
+        runs=2,
+        tradeoffs=(0.0,),
+        pairs=pair,
+        make_features=make_hashing_extractor,
+        budget_joules_per_query=3.0,
+        price_on="joules",
+    )
+    assert in_joules["settings"]["price_on"] == "joules"
+    for strategy in STRATEGIES:  # another price, another path to the same spend
+        spent = in_joules["by_tradeoff"]["0.0"][strategy]["joules_per_query"]["mean"]
+        assert 2.5 < spent < 3.6
+    assert in_joules["by_tradeoff"] != paced["by_tradeoff"]
+    with pytest.raises(InvalidInputError, match="price_on"):
+        replay_cascades(
+            table, runs=1, pairs=pair, make_features=make_hashing_extractor, budget_joules_per_query=3.0, price_on="J"
+        )
     for bad in (0.0, -1.0, float("nan")):
         with pytest.raises(InvalidInputError):
             replay_cascades(

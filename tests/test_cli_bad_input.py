@@ -362,6 +362,7 @@ SIMULATE = ["bench", "simulate", "--calibration", MISSING, "--out", "t.csv"]
             ["bench", "cascade-replay", "--table", MISSING, "--budget-joules-per-query", "0"],
             "--budget-joules-per-query: ",
         ),
+        (["bench", "cascade-replay", "--table", MISSING, "--price-on", "joules"], "give --budget-joules-per-query"),
         (["bench", "replicas", "--table", MISSING, "--store", "file:s", "--interval", "0"], "--interval"),
         (["bench", "replay", "--table", MISSING, "--arrival-rate", "2"], "--arrival-rate"),
         (["bench", "replay", "--table", MISSING, "--budget", "50J/query", "--arrival-rate", "2"], "--arrival-rate"),

@@ -89,6 +89,7 @@ def _cascades(args: argparse.Namespace) -> int:
 def _cascade_replay(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
+    from greenserv_core.budget.pacer import DEFAULT_PRICE_ON
     from greenserv_core.cli.common import embedding_store, parse_strategies
     from greenserv_core.evaluation.cascade_replay import STRATEGIES, check_cascade_pairs, replay_cascades
     from greenserv_core.evaluation.table import read_table
@@ -102,6 +103,9 @@ def _cascade_replay(args: argparse.Namespace) -> int:
     at_least("--warm-start", args.warm_start, 0)
     check_fraction("--feedback-rate", args.feedback_rate)
     budget_option(args.budget_joules_per_query, None)  # refused by its option's name
+    if args.price_on is not None and args.budget_joules_per_query is None:
+        raise InvalidInputError("--price-on prices a budget: give --budget-joules-per-query too")
+    price_on = DEFAULT_PRICE_ON if args.price_on is None else args.price_on
     check_output_file("--json", args.json, not_to={"--table": args.table})
     table = read_table(args.table)
     total = 3 * args.runs * len(tradeoffs)
@@ -125,11 +129,16 @@ def _cascade_replay(args: argparse.Namespace) -> int:
             make_features=table_features(args, table),
             budget_joules_per_query=args.budget_joules_per_query,
             warm_start=args.warm_start,
+            price_on=price_on,
         )
     if table.simulated:
         print("NOTE: this table is SIMULATED")
     budget = args.budget_joules_per_query
-    paced = "" if budget is None else f"; every strategy paces {budget:g} J per query (λ: where it starts)"
+    paced = (
+        ""
+        if budget is None
+        else f"; every strategy paces {budget:g} J per query (λ: where it starts; priced on {price_on})"
+    )
     print(f"cascades: {', '.join(report['settings']['cascades'])}; energy scale: {args.energy_scale}{paced}")
     warm = report["warm_start"]
     if warm["queries"]:
@@ -197,6 +206,8 @@ def _cascade_replay(args: argparse.Namespace) -> int:
 
 def add_commands(bench: Any) -> None:
     """Add ``cascades`` and ``cascade-replay`` to the ``bench`` subparsers."""
+    from greenserv_core.budget.pacer import DEFAULT_PRICE_ON, PRICE_UNITS
+
     cascades = bench.add_parser(
         "cascades", help="fixed cascades (cheap model, escalate when unsure) against single models, on a table"
     )
@@ -233,6 +244,12 @@ def add_commands(bench: Any) -> None:
         metavar="J",
         help="every strategy paces this mean spend instead of holding λ (λ is where it starts), "
         "so their accuracy compares at one spend",
+    )
+    learned.add_argument(
+        "--price-on",
+        choices=PRICE_UNITS,
+        help="with --budget-joules-per-query, the cost the pacer's λ weighs: the router's energy scale "
+        f"(default: {DEFAULT_PRICE_ON}) or joules over the budget",
     )
     learned.add_argument(
         "--warm-start",

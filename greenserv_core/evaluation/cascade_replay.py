@@ -38,7 +38,8 @@ from typing import Any
 import numpy as np
 
 from greenserv_core.bandits.base import check_seed
-from greenserv_core.budget import EnergyBudget
+from greenserv_core.budget import DEFAULT_PRICE_ON, BudgetPacer, EnergyBudget
+from greenserv_core.budget.pacer import PRICE_UNITS
 from greenserv_core.cascades import EscalationModel, Verdict
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.evaluation.cascades import cascade_report, joules_to_reach
@@ -158,12 +159,14 @@ def run_cascades(
     budget_joules_per_query: float | None = None,
     warm: Matrices | None = None,
     signals: Mapping[str, str] | None = None,
+    price_on: str = DEFAULT_PRICE_ON,
 ) -> CascadeRun:
     """One run of one strategy (``pairs`` empty: routing alone). ``energy_ranges`` hands the
     router the table's energy scale, ``router_scale`` names one of its own (default: its
     default; see ``energy_scale`` of :func:`replay_cascades`). With ``budget_joules_per_query``
     the router paces that mean spend (λ starts at ``tradeoff``; see
-    :class:`~greenserv_core.budget.BudgetPacer`); the reward is still scored at ``tradeoff``.
+    :class:`~greenserv_core.budget.BudgetPacer`, whose ``price_on`` is ``price_on``); the
+    reward is still scored at ``tradeoff``.
     ``warm``: labelled queries taught first, every model's answer to each (see
     :meth:`~greenserv_core.router.GreenServRouter.learn_answers`). ``signals``: the name of the
     confidence signal of each task (a table's ``confidence_signals``; a task it leaves out, or
@@ -182,7 +185,9 @@ def run_cascades(
         cascades=list(pairs),
         energy_scale=router_scale if energy_ranges is None else EnergyNormalizer(energy_ranges),
         escalation=_NeverEscalating(dimension or make_features().dimension) if strategy == STRATEGIES[2] else None,
-        energy_budget=None if budget_joules_per_query is None else EnergyBudget.per_query(budget_joules_per_query),
+        energy_budget=None
+        if budget_joules_per_query is None
+        else BudgetPacer(EnergyBudget.per_query(budget_joules_per_query), initial_tradeoff=tradeoff, price_on=price_on),
     )
     if warm is not None:
         teach_answers(router, warm, signals)
@@ -288,6 +293,7 @@ def replay_cascades(
     energy_scale: ReplayEnergyScale = "online",
     budget_joules_per_query: float | None = None,
     warm_start: int = 0,
+    price_on: str = DEFAULT_PRICE_ON,
 ) -> dict[str, Any]:
     """Replay routing alone and routing with cascades at each λ of ``tradeoffs``, ``runs``
     times each; returns the JSON-ready report (see the module's docstring). ``pairs``
@@ -297,7 +303,8 @@ def replay_cascades(
     scales; ``"table"``: the diagnostic that hands it the table's per-task scale, so that it
     optimises the reward it is scored on. ``budget_joules_per_query``: every strategy paces
     that mean spend instead of holding λ (each λ of ``tradeoffs`` is then where λ starts and
-    what the reward is scored at), so the strategies' accuracy compares at one spend.
+    what the reward is scored at), so the strategies' accuracy compares at one spend;
+    ``price_on``: what the pacer's λ prices (:class:`~greenserv_core.budget.BudgetPacer`).
     ``warm_start``: the last ``N`` queries of each task leave the stream and teach every
     strategy's router every model's labelled answer to them first (a cascade learns what its
     rule would have done; the report states the joules those answers cost)."""
@@ -313,6 +320,8 @@ def replay_cascades(
         raise InvalidInputError(f"feedback_rate must be in [0, 1], got {feedback_rate}")
     if budget_joules_per_query is not None:
         EnergyBudget.per_query(budget_joules_per_query)  # a bad budget is refused before any run
+    if price_on not in PRICE_UNITS:
+        raise InvalidInputError(f"price_on must be one of {PRICE_UNITS}, got {price_on!r}")
     full = table.matrices()
     if full.confidence is None or bool(np.isnan(full.confidence).all()):
         raise InvalidInputError(
@@ -346,6 +355,7 @@ def replay_cascades(
             "policy": policy,
             "energy_scale": energy_scale,
             "budget_joules_per_query": budget_joules_per_query,
+            "price_on": price_on,
             "warm_start": warm_start,
             "queries": len(data.queries),
             "cascades": [f"{a}->{b}" for a, b in chosen],
@@ -376,6 +386,7 @@ def replay_cascades(
                         budget_joules_per_query=budget_joules_per_query,
                         warm=warm,
                         signals=signals,
+                        price_on=price_on,
                     )
                 )
                 if progress is not None:
