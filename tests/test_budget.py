@@ -1132,3 +1132,21 @@ def test_a_budgeted_router_whose_tradeoff_changed_loads_without_a_warning_and_ke
     assert "is not used" not in caplog.text  # was logged: the saved λ against the pacer the file rebuilt
     assert again.tradeoff == 0.9 and again.learner_.pacer_ is not None
     assert again.learner_.pacer_.initial_tradeoff == router.learner_.pacer_.initial_tradeoff  # type: ignore[union-attr]
+
+
+def test_the_pacer_forgets_a_withdrawn_decision_once_its_memory_is_full_and_wider() -> None:
+    pacer = BudgetPacer(EnergyBudget.per_query(10.0), memory=3)
+    for i in range(4):  # the ring has wrapped: the next row overwrites the oldest
+        pacer.remember(np.array([0.5, 0.4]), np.array([0.1, 0.2]), np.array([float(i), 5.0]))
+    before = pacer.recent_.copy()
+    forget = pacer.remember(np.array([0.9, 0.8, 0.7]), np.array([0.3, 0.2, 0.1]), np.array([1.0, 2.0, 3.0]))
+    assert forget is not None and pacer.recent_.values.shape == (3, 3)  # widened by the withdrawn decision
+    forget()
+    assert pacer.recent_.count == before.count == 4
+    for now, then in zip(pacer.recent_.arrays(), before.arrays(), strict=True):
+        np.testing.assert_array_equal(now[:, :2], then)
+    later = pacer.remember(np.array([0.5, 0.4]), np.array([0.1, 0.2]), np.array([9.0, 5.0]))
+    assert later is not None
+    forget()  # no longer the last decision kept: nothing is undone
+    assert pacer.recent_.count == 5 and pacer.recent_.joules[4 % 3, 0] == 9.0
+    assert pacer.remember(np.array([0.5]), np.array([0.1]), np.array([math.nan])) is None  # nothing known: not kept

@@ -259,6 +259,52 @@ def test_a_batch_refused_before_any_query_ran_leaves_the_budget_and_the_energy_s
     ]
 
 
+def test_a_decision_its_pending_store_refuses_leaves_the_budget_and_the_energy_scale_as_they_were() -> None:
+    """The decision had added a row to the pacer's memory (λ is re-solved on it) and widened
+    its task's energy range before the store refused it; only its draws were taken back."""
+    from greenserv_core.budget import EnergyBudget
+    from greenserv_core.pending import PendingDecision, PendingDecisions
+
+    class Away(PendingDecisions):
+        refuse = False
+
+        def add(self, decision: PendingDecision) -> None:
+            if self.refuse:
+                raise ConnectionError("the store is away")
+            super().add(decision)
+
+    def router(pending: PendingDecisions) -> GreenServRouter:
+        pool = [FakeBackend("a", context_window=64), FakeBackend("b", context_window=64, joules_per_token=3.0)]
+        built = GreenServRouter(
+            pool,
+            features=make_hashing_extractor(),
+            seed=0,
+            energy_budget=EnergyBudget.per_query(20.0),
+            pending=pending,
+        )
+        for prompt in ("What is 2 + 2?", "Tell me a joke.", "Who wrote Hamlet?"):
+            built.generate(prompt, max_new_tokens=8)
+        return built
+
+    away = Away()
+    refused = router(away)
+    pacer, learner = refused.learner_.pacer_, refused.learner_
+    assert pacer is not None
+    rows, ranges = len(pacer.recent_), {task: list(b) for task, b in learner.normalizer_.ranges_.items()}
+    away.refuse = True
+    prompts = ["Name three colours in one word each.", "Translate 'cat' into French.", "Add 17 and 25."]
+    for prompt in prompts:
+        with pytest.raises(ConnectionError):
+            refused.route(prompt, max_new_tokens=8)
+    assert len(pacer.recent_) == rows  # was 3 rows more
+    assert learner.normalizer_.ranges_ == ranges  # the new tasks' ranges stayed
+    away.refuse = False
+    never = router(PendingDecisions())
+    assert [refused.route(p, max_new_tokens=8).model for p in prompts * 3] == [
+        never.route(p, max_new_tokens=8).model for p in prompts * 3
+    ]
+
+
 def test_a_refused_batch_keeps_what_another_thread_taught_the_energy_scale_meanwhile() -> None:
     """Taking back a refused batch's widening of the energy ranges put back the ranges of its
     start, and erased an outcome recorded meanwhile by another thread (900 J on its task)."""

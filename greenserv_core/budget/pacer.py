@@ -196,6 +196,16 @@ class BudgetStatus:
         return line + ("" if self.met else " (cannot be met: cheapest model)")
 
 
+@dataclass(frozen=True)
+class _Overwritten:
+    """A row of :class:`_RecentDecisions` before a decision was kept in it, and the count then."""
+
+    count: int
+    values: np.ndarray
+    costs: np.ndarray
+    joules: np.ndarray
+
+
 class _RecentDecisions:
     """The last ``size`` decisions as three arrays, one row each: the eligible models' values
     (−inf past a row's models), costs (0 past them) and predicted joules (NaN: unknown)."""
@@ -210,7 +220,8 @@ class _RecentDecisions:
     def __len__(self) -> int:
         return min(self.count, self.size)
 
-    def add(self, values: np.ndarray, costs: np.ndarray, joules: np.ndarray) -> None:
+    def add(self, values: np.ndarray, costs: np.ndarray, joules: np.ndarray) -> _Overwritten:
+        """Keep a decision in the next row; returns what :meth:`take_back` puts back."""
         width = self.values.shape[1]
         if len(values) > width:  # a larger decision: widen every row
             grow = ((0, 0), (0, len(values) - width))
@@ -218,11 +229,27 @@ class _RecentDecisions:
             self.costs = np.pad(self.costs, grow, constant_values=0.0)
             self.joules = np.pad(self.joules, grow, constant_values=np.nan)
         row = self.count % self.size
+        overwritten = _Overwritten(self.count, self.values[row].copy(), self.costs[row].copy(), self.joules[row].copy())
         self.values[row], self.costs[row], self.joules[row] = -np.inf, 0.0, np.nan
         self.values[row, : len(values)] = values
         self.costs[row, : len(costs)] = costs
         self.joules[row, : len(joules)] = joules
         self.count += 1
+        return overwritten
+
+    def take_back(self, overwritten: _Overwritten) -> bool:
+        """Put back the row the last decision kept overwrote (the decision was withdrawn);
+        only if it is still the last. Rows widened since keep their padding. Returns whether it did."""
+        if self.count != overwritten.count + 1:
+            return False
+        row, width = overwritten.count % self.size, len(overwritten.values)
+        self.values[row, :width], self.costs[row, :width], self.joules[row, :width] = (
+            overwritten.values,
+            overwritten.costs,
+            overwritten.joules,
+        )
+        self.count = overwritten.count
+        return True
 
     def copy(self) -> _RecentDecisions:
         """An independent copy (what a withdrawn batch of decisions returns the memory to)."""
@@ -510,15 +537,27 @@ class BudgetPacer:
         )
 
     # ---- learning ------------------------------------------------------------------------
-    def remember(self, values: np.ndarray, costs: np.ndarray, predicted: np.ndarray) -> None:
+    def remember(self, values: np.ndarray, costs: np.ndarray, predicted: np.ndarray) -> Callable[[], None] | None:
         """Keep a decision: each eligible model's value (accuracy estimate with its bonus), cost
-        (what λ weighs) and predicted joules (NaN: unknown)."""
-        if values.size and not np.all(np.isnan(predicted)):
-            self.recent_.add(
-                np.asarray(values, dtype=np.float64),
-                np.asarray(costs, dtype=np.float64),
-                np.asarray(predicted, dtype=np.float64),
-            )
+        (what λ weighs) and predicted joules (NaN: unknown). Returns what forgets it again
+        while it is the last one kept (a decision withdrawn before it was recorded), or
+        ``None`` when nothing was kept."""
+        if not values.size or np.all(np.isnan(predicted)):
+            return None
+        memory = self.recent_
+        overwritten = memory.add(
+            np.asarray(values, dtype=np.float64),
+            np.asarray(costs, dtype=np.float64),
+            np.asarray(predicted, dtype=np.float64),
+        )
+
+        kept = [True]
+
+        def forget() -> None:
+            if kept[0] and self.recent_ is memory:  # once, and not in a memory loaded since
+                kept[0] = not memory.take_back(overwritten)
+
+        return forget
 
     def observe(self, joules: float, *, predicted: float | None = None) -> None:
         """Count an answer's measured joules (and the joules predicted for it, when known)."""

@@ -443,9 +443,12 @@ class RoutingLearner:
             self.check_new_id(decision_id, rerouting=rerouting)
             if not verdict.predicted_joules:
                 raise no_eligible_model(candidates, limits, excluded)
+            ranges = self.normalizer_.ranges_
+            range_before = list(ranges[features.task]) if features.task in ranges else None
             if self._scale == "known":
                 self._widen_scale(features.task, table.names, table.predicted_joules)
             budget: BudgetStatus | None = None
+            forget: Callable[[], None] | None = None  # the pacer's memory of this decision
             per_query: float | None = None
             if tradeoff is None:
                 if self.pacer_ is None:
@@ -469,7 +472,7 @@ class RoutingLearner:
                         f"the policy chose {choice.arm!r}, which is not among the eligible models {list(costs.arms)}"
                     )
                 if budget is not None:
-                    choice = self._paced(choice, verdict.predicted_joules, units, budget)
+                    choice, forget = self._paced(choice, verdict.predicted_joules, units, budget)
                 chosen_joules = verdict.predicted_joules.get(choice.arm)
                 decision = RoutingDecision(
                     decision_id=decision_id or uuid.uuid4().hex,
@@ -515,8 +518,15 @@ class RoutingLearner:
                 if decision.decision_id in self.rerouting_:  # its failed attempt's, if the store could not forget it
                     self.pending_.discard(decision.decision_id, reusable=True)
                 self.pending_.add(pending)
-            except BaseException:  # (a refused choice, a pending store in Redis away): no step, nothing drawn
-                self._restore_draws(draws)
+            except BaseException:  # (a refused choice, a pending store in Redis away): no step, nothing drawn,
+                self._restore_draws(draws)  # nothing remembered, no range widened (the lock is held throughout)
+                if forget is not None:
+                    forget()
+                if self._scale == "known" and self.normalizer_.ranges_ is ranges:
+                    if range_before is None:
+                        ranges.pop(features.task, None)
+                    else:
+                        ranges[features.task] = range_before
                 raise
             self.rerouting_.discard(decision.decision_id)
             self.tallies_.decided(choice.arm)
@@ -671,11 +681,14 @@ class RoutingLearner:
         own = counts["feedback"] + counts["labelled"] - self.scored_before_.get(then, 0.0)
         return float(max(0.0, own) + max(0.0, escalated))
 
-    def _paced(self, choice: Choice, predicted: KnownValues, units: np.ndarray, budget: BudgetStatus) -> Choice:
+    def _paced(
+        self, choice: Choice, predicted: KnownValues, units: np.ndarray, budget: BudgetStatus
+    ) -> tuple[Choice, Callable[[], None] | None]:
         """Let the pacer remember the decision; when the budget cannot be met, take the
         cheapest eligible model with a known prediction instead of the policy's choice. With
         the pacer's guard, a choice predicted above the answer's cap (or not predicted at all)
-        gives way to the best model under the cap, or else the cheapest with a prediction."""
+        gives way to the best model under the cap, or else the cheapest with a prediction.
+        Returns the choice and what makes the pacer forget the decision (``None``: not kept)."""
         assert self.pacer_ is not None
         scores = choice.scores
         if isinstance(scores, ArmScores):
@@ -683,25 +696,25 @@ class RoutingLearner:
         else:
             values = np.array([scores[arm].estimate + scores[arm].bonus for arm in predicted.arms])
         joules = predicted.array
-        if len(joules) > 1:  # a query pinned to one model tells nothing about the price
-            self.pacer_.remember(values, units, joules)
+        # a query pinned to one model tells nothing about the price
+        forget = self.pacer_.remember(values, units, joules) if len(joules) > 1 else None
         if np.all(np.isnan(joules)):
-            return choice
+            return choice, forget
         cheapest = Choice(predicted.arms[int(np.nanargmin(joules))], scores, False)
         if not budget.met:
-            return cheapest
+            return cheapest, forget
         cap = budget.answer_cap_joules
         chosen = predicted.position(choice.arm) if choice.arm in predicted else None
         if cap is None or chosen is None or joules[chosen] <= cap:
-            return choice
+            return choice, forget
         # the guard: this answer would take its run of answers over the budget, or nothing
         # bounds its joules yet (a model or cascade not measured): a model under the cap answers
         under = np.where(np.isnan(joules), False, joules <= cap)
         if not under.any():
-            return cheapest
+            return cheapest, forget
         lam = budget.tradeoff
         total = np.where(under, (1.0 - lam) * values - lam * units, -np.inf)
-        return Choice(predicted.arms[int(np.argmax(total))], scores, False)
+        return Choice(predicted.arms[int(np.argmax(total))], scores, False), forget
 
     def _costs(
         self,
