@@ -409,6 +409,27 @@ def test_answers_cut_by_their_time_limit_do_not_teach_a_slow_model_to_look_quick
     assert predicted() > 1.5 * full.latency_s  # type: ignore[operator]
 
 
+def test_an_answer_cut_by_its_token_limit_near_its_time_limit_is_not_taken_as_cut_by_time() -> None:
+    """Three tokens in 1.0 s under ``max_time_s=1.02`` were taken as cut by time (past 95% of
+    the limit), so their seconds taught the latency model nothing, where the same answers
+    without the time limit taught it 1.0 s."""
+
+    def predicted_after(max_time_s: float | None) -> float | None:
+        slow = FakeBackend("slow", seconds_per_token=0.1, reply=lambda messages: "word " * 16)
+        router = GreenServRouter([slow, FakeBackend("other")], features=make_hashing_extractor(), seed=0)
+        assert router.generate(ASK, models=["slow"]).latency_s > 2.0
+        for _ in range(4):
+            cut = router.generate(ASK, models=["slow"], max_new_tokens=3, max_time_s=max_time_s)
+            assert (cut.finish_reason, cut.latency_s) == ("length", 1.0)
+        learner, decision = router.learner_, router.route(ASK)
+        context = learner.policy_.check_context(decision.features.vector)
+        return learner.latency_.predict("slow", context, decision.features.prompt_tokens)
+
+    unlimited = predicted_after(None)
+    assert unlimited is not None and unlimited < 1.5
+    assert predicted_after(1.02) == pytest.approx(unlimited)  # was 2.29 s
+
+
 def test_an_outcome_recorded_by_hand_can_say_it_was_cut_by_time(extractor) -> None:  # type: ignore[no-untyped-def]
     """A router serving through its own client (route, then record_outcome) can say that a
     server's time limit cut the answer: its seconds then do not teach the model to look quick."""

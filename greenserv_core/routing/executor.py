@@ -50,8 +50,9 @@ __all__ = ["Executor", "LearnedEscalation", "RouteFunction"]
 logger = logging.getLogger("greenserv")
 
 _CUT_AT = 0.95
-"""An answer that ends with finish reason ``length`` after this share of its ``max_time_s``
-is taken as cut by its time limit (its seconds a lower bound for the latency model)."""
+"""An answer that ends with finish reason ``length`` after this share of its ``max_time_s``,
+short of its ``max_new_tokens``, is taken as cut by its time limit (its seconds a lower bound
+for the latency model)."""
 
 T = TypeVar("T")
 
@@ -411,7 +412,12 @@ class Executor:
         # cut by its time limit: the answer would have taken longer (its seconds are a lower bound);
         # a cascade's by its members' own seconds (a failed second model's or a question's are not its answer's)
         answered_s = sum(seconds for _, _, seconds in members) if members else result.latency_s
-        cut = result.finish_reason == "length" and limit is not None and answered_s >= _CUT_AT * limit
+        cut = (
+            result.finish_reason == "length"
+            and limit is not None
+            and answered_s >= _CUT_AT * limit
+            and result.output_tokens < request.settings.max_new_tokens  # not its token limit's cut
+        )
         try:
             if agreed is not None:
                 self.learner.record_agreement(decision.decision_id, agreed, routed=True)
