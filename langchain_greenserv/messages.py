@@ -63,6 +63,16 @@ def _with_calls(message: AIMessage, index: int) -> tuple[str, list[str]]:
     return content, [str(c.get("id")) for c in calls]
 
 
+_CHAT_ROLES = {
+    **{role: role for role in VALID_ROLES},
+    "human": "user",
+    "ai": "assistant",
+    "developer": "system",  # OpenAI's system role for reasoning models
+}
+"""The roles a generic ``ChatMessage`` may name, as LangChain's own types and LlamaIndex's
+roles map them."""
+
+
 def to_greenserv_messages(messages: Sequence[BaseMessage]) -> list[Message]:
     """Map system, human, AI and tool messages (and ``ChatMessage`` with those roles).
 
@@ -70,6 +80,8 @@ def to_greenserv_messages(messages: Sequence[BaseMessage]) -> list[Message]:
     [{'role': 'system', 'content': 'Be brief.'}, {'role': 'user', 'content': 'Hi'}]
     >>> to_greenserv_messages([ToolMessage("21 °C", tool_call_id="call_1")])[0]["content"]
     '<tool_response>\\n21 °C\\n</tool_response>'
+    >>> to_greenserv_messages([ChatMessage("21 °C", role="tool"), ChatMessage("Go on.", role="developer")])
+    [{'role': 'tool', 'content': '<tool_response>\\n21 °C\\n</tool_response>'}, {'role': 'system', 'content': 'Go on.'}]
     """
     out: list[Message] = []
     ids: list[list[str] | str | None] = []
@@ -88,10 +100,10 @@ def to_greenserv_messages(messages: Sequence[BaseMessage]) -> list[Message]:
             role = "assistant"
         elif isinstance(message, ToolMessage):
             role, content = "tool", tool_result_turn(content)
-        elif isinstance(message, ChatMessage) and message.role in VALID_ROLES:
-            role = message.role
-        elif isinstance(message, ChatMessage) and message.role == "human":
-            role = "user"
+        elif isinstance(message, ChatMessage) and message.role in _CHAT_ROLES:
+            role = _CHAT_ROLES[message.role]
+            if role == "tool":  # as a ToolMessage's: the wrapper the tool prompt teaches
+                content = tool_result_turn(content)
         else:
             raise InvalidInputError(
                 f"messages[{index}] is a {type(message).__name__} (type {message.type!r}); GreenServ takes "

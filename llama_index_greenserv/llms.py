@@ -313,7 +313,7 @@ class GreenServLLM(AdapterCore, FunctionCallingLLM):
     meter: str = "auto"
     temperature: Annotated[float, BeforeValidator(check_setting("temperature"))] = 0.0
     top_p: Annotated[float, BeforeValidator(check_setting("top_p"))] = 1.0
-    max_tokens: Annotated[int, BeforeValidator(check_max_tokens)] = 256
+    max_tokens: Annotated[int | None, BeforeValidator(check_max_tokens)] = 256  # None: the default, 256
     stop: Annotated[list[str] | None, BeforeValidator(check_stop)] = None
     timeout: Annotated[float | None, BeforeValidator(check_optional_positive("timeout"))] = None
     seed: Annotated[int | None, BeforeValidator(check_setting("seed"))] = None
@@ -379,7 +379,7 @@ class GreenServLLM(AdapterCore, FunctionCallingLLM):
         return {
             "class_name": self.class_name(),
             "model_name": self.pool_name,
-            "num_output": self.max_tokens,
+            "num_output": self.max_tokens_in_force,
             "is_chat_model": True,
         }
 
@@ -394,7 +394,7 @@ class GreenServLLM(AdapterCore, FunctionCallingLLM):
         windows = [router.backend(name).info.context_window for name in router.models]
         return LLMMetadata(
             context_window=min(windows),
-            num_output=self.max_tokens,
+            num_output=self.max_tokens_in_force,
             is_chat_model=True,
             is_function_calling_model=any("tools" in router.backend(n).info.capabilities for n in router.models),
             model_name=self.pool_name,

@@ -17,7 +17,7 @@ from llama_index.core.base.llms.types import ChatMessage
 from llama_index.core.callbacks import CallbackManager, TokenCountingHandler
 
 from greenserv_core import FakeBackend, FeatureExtractor, GreenServRouter, InvalidInputError, NoEligibleModelError
-from greenserv_core.adapters import LazyRouter, check_energy_budget
+from greenserv_core.adapters import DEFAULT_MAX_TOKENS, LazyRouter, check_energy_budget
 from greenserv_core.errors import UnknownDecisionError
 from greenserv_core.reward import DEFAULT_TRADEOFF
 from langchain_greenserv import ChatGreenServ
@@ -202,9 +202,9 @@ def test_a_field_takes_the_numbers_a_call_takes_and_refuses_what_a_call_refuses(
         for field, huge in [("max_tokens", 10**400), ("tradeoff", 10**400), ("max_latency_s", 10**400)]:
             with pytest.raises(ValidationError, match=f"{field}.*must be"):  # was an OverflowError
                 adapter(router=router(), **{field: huge})
-    assert ChatGreenServ(router=router(), max_tokens=None).max_tokens is None  # the default, as documented
-    with pytest.raises(ValidationError):
-        GreenServLLM(router=router(), max_tokens=None)
+    for adapter in (ChatGreenServ, GreenServLLM):  # the default, as documented (GreenServLLM refused it)
+        assert adapter(router=router(), max_tokens=None).max_tokens_in_force == DEFAULT_MAX_TOKENS
+    assert GreenServLLM(router=router(), max_tokens=None).metadata.num_output == DEFAULT_MAX_TOKENS
 
 
 def test_feedback_for_an_unknown_id_builds_no_router(built: list[object]) -> None:

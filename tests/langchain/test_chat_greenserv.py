@@ -383,6 +383,21 @@ def test_an_earlier_models_reasoning_blocks_are_left_out_of_the_history() -> Non
         to_greenserv_messages([HumanMessage(content=[{"type": "image", "url": "https://x/y.png"}])])
 
 
+def test_a_generic_message_maps_its_role_as_langchains_own_types_and_llama_index_do() -> None:
+    """A ``ChatMessage(role="tool")`` reached the model without the wrapper a ``ToolMessage``
+    gets (and LlamaIndex's tool turn), and the roles "ai" and "developer" were refused."""
+    from langchain_core.messages import ChatMessage, SystemMessage, ToolMessage
+
+    from langchain_greenserv.messages import to_greenserv_messages
+
+    generic = [ChatMessage(text, role=role) for text, role in [("Be brief.", "developer"), ("Hi", "human"),
+               ("Hello.", "ai"), ("noon", "tool")]]  # fmt: skip
+    typed = [SystemMessage("Be brief."), HumanMessage("Hi"), AIMessage("Hello."), ToolMessage("noon", tool_call_id="c")]
+    assert to_greenserv_messages(generic) == to_greenserv_messages(typed)
+    with pytest.raises(InvalidInputError, match="messages\\[0\\] is a ChatMessage"):
+        to_greenserv_messages([ChatMessage("x", role="critic")])
+
+
 def test_tool_requests_no_model_can_serve_fail_clearly() -> None:
     llm = make_llm()
     with pytest.raises(NoEligibleModelError, match="no model in the pool has the capability tools"):
