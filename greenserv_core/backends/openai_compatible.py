@@ -63,10 +63,9 @@ import json
 import logging
 import math
 import os
-import socket
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -77,6 +76,15 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 from greenserv_core.backends.abandoned import report_abandoned
 from greenserv_core.backends.base import GenerationResult, GenerationSettings, ModelInfo, StreamChunk
 from greenserv_core.backends.circuit import CircuitBreaker
+from greenserv_core.backends.event_stream import (
+    DeadlineGuard,
+    data_joined,
+    event_lines,
+    joined_tool_calls,
+    merge_tool_call_delta,
+    prepend,
+    until_late,
+)
 from greenserv_core.backends.prompt_format import StopBuffer, tool_turns_as_user, truncate_at_stop
 from greenserv_core.backends.registry import register_address_scheme
 from greenserv_core.bandits.base import check_number
@@ -438,9 +446,9 @@ class OpenAICompatibleBackend:
         response, lines = self._with_retries(lambda: self._open_stream(body, deadline), window, deadline)
         guard = None
         if deadline is not None:  # a server that stalls past the time limit ends the answer there
-            lines = iter(()) if late() else _until_late(lines, deadline)  # (late: its first line came past it)
-            guard = _DeadlineGuard(response, deadline)
-        events_read = _data_joined(lines)
+            lines = iter(()) if late() else until_late(lines, deadline)  # (late: its first line came past it)
+            guard = DeadlineGuard(response, deadline)
+        events_read = data_joined(lines)
         pieces: list[str] = []
         usage: Mapping[str, Any] | None = None
         finish = "stop"
@@ -471,7 +479,7 @@ class OpenAICompatibleBackend:
                     delta = choice.get("delta") or {}
                     calls = delta.get("tool_calls") or []
                     for call in [calls] if isinstance(calls, Mapping) else calls:  # TGI sent one call bare
-                        _merge_tool_call_delta(tool_calls, call, aliases)
+                        merge_tool_call_delta(tool_calls, call, aliases)
                     text_piece = delta.get("content") or delta.get("refusal")
                     if text_piece and buffer is not None:
                         text_piece = buffer.push(text_piece)
@@ -543,7 +551,7 @@ class OpenAICompatibleBackend:
         self.breaker.success()
         text = "".join(pieces)
         if tool_calls or whole_calls:
-            text = _render_tool_calls(text, _joined_tool_calls(tool_calls) if tool_calls else whole_calls)
+            text = _render_tool_calls(text, joined_tool_calls(tool_calls) if tool_calls else whole_calls)
         latency = time.perf_counter() - started
         kept = tuple(logprobs) if logprobs else None
         yield StreamChunk(
@@ -633,7 +641,7 @@ class OpenAICompatibleBackend:
             if response.status_code >= 400:
                 response.read()
             self._check(response)
-            lines = _event_lines(response.iter_text())
+            lines = event_lines(response.iter_text())
             try:
                 first = next(lines, None)  # retried until the first line arrives
             except httpx.ReadTimeout:
@@ -643,7 +651,7 @@ class OpenAICompatibleBackend:
         except BaseException:
             response.close()
             raise
-        return response, _prepend(first, lines)
+        return response, prepend(first, lines)
 
     def _check(self, response: httpx.Response) -> None:
         if response.status_code in _RETRY_STATUS or response.status_code >= 500:  # 507, a proxy's 52x, 529
@@ -752,7 +760,7 @@ class OpenAICompatibleBackend:
     def _event(line: str, decoded: dict[str, Any] | None = None) -> dict[str, Any] | str | _ServerError | None:
         """One server-sent event line: its JSON, ``"done"``, the error it reports (vLLM's
         ``data: {"error": ...}``, llama.cpp's ``error: {...}``), or ``None`` for anything else.
-        ``decoded`` is a ``data:`` line's JSON object where :func:`_data_joined` decoded it
+        ``decoded`` is a ``data:`` line's JSON object where :func:`data_joined` decoded it
         already (it is not decoded again)."""
         field, _, payload = line.partition(":")
         if field not in ("data", "error"):
@@ -1060,205 +1068,6 @@ def _asking_for_json(messages: list[dict[str, Any]], system_role: bool) -> list[
             changed = {**message, "content": f"{ask}\n\n{message.get('content') or ''}"}
             return [*messages[:position], changed, *messages[position + 1 :]]
     return [{"role": "user", "content": ask}, *messages]
-
-
-def _until_late(lines: Iterator[str], deadline: float) -> Iterator[str]:
-    """``lines``, ended quietly once the answer's time is up (``deadline``, a
-    ``time.perf_counter()`` value) while it waits on the server: by a read that timed out, a
-    connection that :class:`_DeadlineGuard` shut, or a line that came only past it (the answer
-    is then cut, as a local model's is); a failure before that is raised. A line that is there
-    when a slow caller asks for it, past the deadline, is passed on: the caller's time is not
-    the model's."""
-    while True:
-        asked = time.perf_counter()
-        try:
-            line = next(lines)
-        except StopIteration:
-            return
-        except httpx.TransportError:
-            if time.perf_counter() < deadline:
-                raise
-            return
-        if asked < deadline <= time.perf_counter():  # the server kept it waiting past the time limit
-            return
-        yield line
-
-
-def _split_lines(text: str) -> list[str]:
-    """``text`` split at CR, LF and CRLF only (an event stream's line ends), by string methods:
-    a regular expression scanned a long event ten times slower."""
-    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-
-
-def _event_lines(chunks: Iterable[str]) -> Iterator[str]:
-    r"""The lines of an event stream's text ``chunks``, ended by CR, LF or CRLF only, as the SSE
-    specification says. (httpx's ``iter_lines`` also ends a line at U+2028, U+2029, U+0085 and
-    the other breaks of ``str.splitlines``, which servers such as vLLM send unescaped inside an
-    event's JSON: the event was cut in two and its text lost.)
-
-    >>> list(_event_lines(["data: a\u2028b\r", "\ndata: c\rdata: d\n", "\n", "data: e"]))
-    ['data: a\u2028b', 'data: c', 'data: d', '', 'data: e']
-    """
-    parts: list[str] = []  # the line under way (joined once it ends: a long line is not copied chunk by chunk)
-    for chunk in chunks:
-        if not (parts and parts[-1].endswith("\r")) and "\n" not in chunk and "\r" not in chunk:
-            parts.append(chunk)
-            continue
-        text = "".join(parts) + chunk
-        held = text.endswith("\r")  # perhaps the first half of a CRLF: its line ends with the next chunk
-        lines = _split_lines(text[:-1] if held else text)
-        rest = lines.pop() + ("\r" if held else "")
-        parts = [rest] if rest else []
-        yield from lines
-    if parts:
-        lines = _split_lines("".join(parts))
-        yield from lines[:-1] if lines[-1] == "" else lines
-
-
-def _data_joined(lines: Iterable[str]) -> Iterator[tuple[str, dict[str, Any] | None]]:
-    r"""Server-sent event ``lines`` with the ``data:`` lines of one event joined into one line,
-    by newlines, as the SSE specification says (an event ends at a blank line). A ``data:``
-    line whose data so far is a whole event (a JSON object, or ``[DONE]``) ends its event at
-    once, for servers that put no blank line between events. Each line comes with its data's
-    JSON object where that was decoded here to see that the event is whole (else ``None``).
-
-    >>> list(_data_joined(['data: {"a":', "data: 1}", "", "data: [DONE]", "data: {}"]))
-    [('data: {"a":\n1}', {'a': 1}), ('', None), ('data: [DONE]', None), ('data: {}', {})]
-    """
-    held: list[str] = []
-    blank = True  # whether the data held is all whitespace: "[DONE]" can end it only then (it is in one line)
-    for line in lines:
-        field, _, value = line.partition(":")
-        if field == "data":
-            value = value[1:] if value.startswith(" ") else value
-            held.append(value)
-            done = blank and value.strip() == "[DONE]"
-            blank = blank and not value.strip()
-            # the data held is no whole object (else it was sent on): it can become one only where this line's
-            # last character outside JSON's whitespace is "}", so the data is decoded only then
-            if done or value.rstrip(" \t\n\r").endswith("}"):
-                data = "\n".join(held)
-                decoded = None if done else _json_object(data)
-                if decoded is not None or done:
-                    held, blank = [], True
-                    yield f"data: {data}", decoded
-            continue
-        if held:  # a blank line (or another field) ends the event
-            yield "data: " + "\n".join(held), None
-            held, blank = [], True
-        yield line, None
-    if held:
-        yield "data: " + "\n".join(held), None
-
-
-def _json_object(data: str) -> dict[str, Any] | None:
-    """An event's ``data`` decoded, where it is a whole JSON object; else ``None``."""
-    try:
-        decoded = json.loads(data)
-    except json.JSONDecodeError:
-        return None
-    return decoded if isinstance(decoded, dict) else None
-
-
-class _DeadlineGuard:
-    """Shuts a streamed response's connection at ``deadline`` (a ``time.perf_counter()``
-    value), so that a read blocked on a server that stalls late in an answer ends then: the
-    read timeout is fixed when the request is sent, to the time left then, and would let such
-    a stall hold the answer that long again. A response without a socket (a mock transport)
-    is left alone. :meth:`cancel` before the response is closed, so that a connection handed
-    back to the pool is never shut."""
-
-    def __init__(self, response: httpx.Response, deadline: float) -> None:
-        stream = response.extensions.get("network_stream")
-        get_info = getattr(stream, "get_extra_info", None)
-        self._socket = get_info("socket") if callable(get_info) else None
-        self._lock = threading.Lock()
-        self._timer: threading.Timer | None = None
-        wait = max(0.0, deadline - time.perf_counter())
-        if self._socket is not None and wait < threading.TIMEOUT_MAX:  # (beyond it a timer cannot wait: no limit)
-            self._timer = threading.Timer(wait, self._shut)
-            self._timer.daemon = True
-            self._timer.start()
-
-    def _shut(self) -> None:
-        with self._lock:
-            if self._socket is None:
-                return
-            with contextlib.suppress(OSError):  # closed meanwhile
-                self._socket.shutdown(socket.SHUT_RDWR)
-
-    def cancel(self) -> None:
-        with self._lock:
-            self._socket = None
-        if self._timer is not None:
-            self._timer.cancel()
-
-
-def _prepend(first: str | None, rest: Iterator[str]) -> Iterator[str]:
-    if first is not None:
-        yield first
-    yield from rest
-
-
-def _merge_tool_call_delta(calls: dict[int, dict[str, Any]], delta: Mapping[str, Any], aliases: dict[int, int]) -> None:
-    """Streamed tool calls arrive in pieces keyed by ``index``; gather their argument text (in
-    ``"pieces"``, joined by :func:`_joined_tool_calls`). A piece with a new ``id``, or a name for
-    a call that has one, starts a new call even at an index already taken (Ollama numbers every
-    call 0; Gemini sends no index), once the call under way has whole arguments: until then it
-    goes on with it (LM Studio gives every piece an id of its own; other servers repeat the
-    name in every piece); ``aliases`` keeps where each of the server's indices points now.
-
-    >>> calls, aliases = {}, {}
-    >>> for piece in ({"index": 0, "id": "a", "function": {"name": "f", "arguments": "{"}},
-    ...               {"index": 0, "function": {"arguments": "}"}},
-    ...               {"index": 0, "id": "b", "function": {"name": "g", "arguments": "{}"}}):
-    ...     _merge_tool_call_delta(calls, piece, aliases)
-    >>> [(c["function"]["name"], c["function"]["arguments"]) for c in _joined_tool_calls(calls)]
-    [('f', '{}'), ('g', '{}')]
-    >>> calls, aliases = {}, {}
-    >>> for n, text in enumerate(('{"a": ', "12", "}")):  # a new id in every piece
-    ...     piece = {"index": 0, "id": f"c{n}", "function": {"name": "add", "arguments": text}}
-    ...     _merge_tool_call_delta(calls, piece, aliases)
-    >>> [(c["function"]["name"], c["function"]["arguments"]) for c in _joined_tool_calls(calls)]
-    [('add', '{"a": 12}')]
-    """
-    index = delta.get("index")
-    given = 0 if index is None else int(index)  # missing, or null as pydantic-based servers send it
-    key = aliases.get(given, given)
-    function = delta.get("function") or {}
-    existing = calls.get(key)
-    if existing is not None:
-        new_id = bool(delta.get("id")) and bool(existing.get("id")) and delta["id"] != existing["id"]
-        new_name = bool(function.get("name")) and bool(existing["function"]["name"]) and not delta.get("id")
-        if (new_id or new_name) and _whole_json("".join(existing["pieces"])):
-            key = max(calls) + 1
-            aliases[given] = key
-    call = calls.setdefault(key, {"function": {"name": None, "arguments": ""}, "pieces": []})
-    if delta.get("id"):
-        call["id"] = delta["id"]
-    if function.get("name"):
-        call["function"]["name"] = function["name"]
-    if function.get("arguments"):
-        piece = function["arguments"]  # a server may send them as a JSON value, as generate() takes them
-        call["pieces"].append(piece if isinstance(piece, str) else json.dumps(piece))
-
-
-def _whole_json(text: str) -> bool:
-    """Whether ``text`` is one whole JSON value (a call's arguments, all of them)."""
-    try:
-        json.loads(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _joined_tool_calls(calls: Mapping[int, Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The calls gathered by :func:`_merge_tool_call_delta`, in index order, their argument text joined."""
-    joined = []
-    for _, call in sorted(calls.items()):
-        function = {**call["function"], "arguments": "".join(call["pieces"])}
-        joined.append({**{k: v for k, v in call.items() if k != "pieces"}, "function": function})
-    return joined
 
 
 @register_address_scheme("remote", ("http://", "https://"), describes="a remote <base URL>#<model id>", priority=10)
