@@ -59,7 +59,7 @@ window, with the debt carried into it, against the window's allowance accrued so
 >>> pacer = BudgetPacer(EnergyBudget.per_query(10.0))
 >>> round(pacer.status().tradeoff, 3)
 0.4
->>> pacer.remember(np.array([0.9, 0.5]), np.array([1.0, 0.0]), np.array([30.0, 5.0]))
+>>> forget = pacer.remember(np.array([0.9, 0.5]), np.array([1.0, 0.0]), np.array([30.0, 5.0]))
 >>> pacer.observe(6.0, predicted=5.0)
 >>> pacer.status().spent_joules
 6.0
