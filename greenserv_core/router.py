@@ -679,7 +679,11 @@ class GreenServRouter:
 
     def stream(self, messages: Sequence[Message] | str, **options: Unpack[GenerateOptions]) -> Iterator[RoutedChunk]:
         """Like :meth:`generate`, piece by piece; the last chunk carries the :class:`RoutedGeneration`.
-        A failing model is routed around only until its first piece."""
+        A failing model is routed around only until its first piece. With ``tools``, a local
+        model's pieces are its raw text, tool-call markup included (a call is known only once
+        the answer is whole, and may be bare JSON), where a remote server sends its prose only:
+        read the calls, and the prose without them, from the last chunk's generation, or hold the
+        pieces back as both framework adapters do."""
         return self._executor.stream(RouteRequest.build(messages, options, "stream"))
 
     def generate_batch(
