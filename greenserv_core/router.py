@@ -68,8 +68,8 @@ from greenserv_core.routing import (
     RoutingLearner,
     check_positive,
 )
+from greenserv_core.routing.energy_costs import EnergyScaleName
 from greenserv_core.routing.executor import LearnedEscalation
-from greenserv_core.routing.learner import EnergyScaleName
 from greenserv_core.routing.pool import ModelPool
 from greenserv_core.routing.priors import arm_prior
 from greenserv_core.routing.results import BackendRef
@@ -181,7 +181,7 @@ class GreenServRouter:
     or predicted for a model of the pool; ``"seen"``: by the range measured, or an
     :class:`EnergyNormalizer` whose copy starts that range; ``"pool"``: by the spread of the
     pool's predicted joules for each query; see
-    :data:`~greenserv_core.routing.learner.ENERGY_SCALES`) and the ``pending`` store
+    :data:`~greenserv_core.routing.energy_costs.ENERGY_SCALES`) and the ``pending`` store
     (default: ``max_pending`` decisions kept ``pending_ttl_s`` seconds in the process; a
     :class:`~greenserv_core.sharing.RedisPendingDecisions` lets feedback reach any replica).
     ``cascades`` (pairs of model names; see :meth:`add_cascade`) are offered with

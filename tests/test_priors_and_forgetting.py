@@ -297,11 +297,16 @@ def test_forgetting_policies_refuse_to_share_and_bad_options_are_refused() -> No
 
 
 def test_the_pool_scale_is_saved_and_its_costs_stay_in_range(tmp_path: Path) -> None:
+    from greenserv_core.routing.energy_costs import energy_costs
+
     router = GreenServRouter([FakeBackend("a"), FakeBackend("b")], features=_features(), energy_scale="pool", seed=0)
     router.save(tmp_path / "router.json")
     again = GreenServRouter.load(tmp_path / "router.json", [FakeBackend("a"), FakeBackend("b")], features=_features())
     assert again.learner_._scale == "pool"
-    costs = router.learner_._costs("chat", {"a": 0.5, "b": 30.0, "c": None}, {"a": 1.0, "b": 9.0}, 0.5)
+    learner = router.learner_
+    costs = energy_costs(
+        learner._scale, learner.normalizer_, "chat", {"a": 0.5, "b": 30.0, "c": None}, {"a": 1.0, "b": 9.0}, 0.5
+    )
     assert costs == {"a": 0.0, "b": 0.5, "c": 0.0}
 
 

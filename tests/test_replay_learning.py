@@ -398,7 +398,7 @@ def test_the_router_energy_scale_is_chosen_per_replay(monkeypatch: pytest.Monkey
     with pytest.raises(InvalidInputError, match="energy_scale"):
         quick(table, ["linucb"], runs=1, energy_scale="widest")
     from greenserv_core.cli.replay import ENERGY_SCALE_CHOICES
-    from greenserv_core.routing.learner import ENERGY_SCALES
+    from greenserv_core.routing.energy_costs import ENERGY_SCALES
 
     assert ENERGY_SCALE_CHOICES == replay_module.REPLAY_ENERGY_SCALES == ("online", *ENERGY_SCALES, "table")
 

@@ -60,7 +60,7 @@ from greenserv_core.evaluation.warm_start import answers_report, split_warm_star
 from greenserv_core.features.extractor import FeatureExtractor
 from greenserv_core.reward import EnergyNormalizer
 from greenserv_core.router import GreenServRouter
-from greenserv_core.routing.learner import EnergyScaleName
+from greenserv_core.routing.energy_costs import EnergyScaleName
 
 __all__ = ["CascadeRun", "cascade_pairs", "check_cascade_pairs", "replay_cascades", "run_cascades"]
 

@@ -40,7 +40,7 @@ real router, like the diagnostics.
 Reward, for evaluation: ``(1-λ)·accuracy − λ·energy_norm`` with energy normalised per task
 by the table's min and max. The router normalises with its own online scale, as deployed
 (``energy_scale="online"``: the router's default; ``"known"``, ``"seen"`` or ``"pool"`` pick one of
-:data:`~greenserv_core.routing.learner.ENERGY_SCALES`); ``energy_scale="table"`` is a
+:data:`~greenserv_core.routing.energy_costs.ENERGY_SCALES`); ``energy_scale="table"`` is a
 diagnostic that hands it the table's scale instead (per task type it predicts), so that the
 router optimises exactly the reward it is scored on and what is left is the cost of learning.
 """
@@ -95,7 +95,7 @@ from greenserv_core.features.task_classifier import instruction_text
 from greenserv_core.messages import Message
 from greenserv_core.reward import EnergyNormalizer, check_tradeoff
 from greenserv_core.router import GreenServRouter
-from greenserv_core.routing.learner import EnergyScaleName
+from greenserv_core.routing.energy_costs import EnergyScaleName
 
 __all__ = [
     "PEERS_UNPACED",
@@ -168,7 +168,7 @@ class ReplayModel:
 ReplayEnergyScale = Literal["online", "known", "seen", "pool", "table"]
 REPLAY_ENERGY_SCALES: tuple[ReplayEnergyScale, ...] = ("online", "known", "seen", "pool", "table")
 """The router's energy scale in a replay: ``online`` (its default), one of
-:data:`~greenserv_core.routing.learner.ENERGY_SCALES`, or the diagnostic ``table``."""
+:data:`~greenserv_core.routing.energy_costs.ENERGY_SCALES`, or the diagnostic ``table``."""
 
 
 def router_energy_scale(energy_scale: ReplayEnergyScale) -> EnergyScaleName | None:

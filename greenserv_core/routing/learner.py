@@ -40,7 +40,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, cast
+from typing import Any, Protocol, cast
 
 import numpy as np
 
@@ -74,34 +74,21 @@ from greenserv_core.routing.eligibility import (
     no_eligible_model,
     not_requested,
 )
+from greenserv_core.routing.energy_costs import (
+    DEFAULT_ENERGY_SCALE,
+    ENERGY_SCALES,
+    EnergyScaleName,
+    energy_costs,
+    escalation_cost,
+    pool_spread,
+)
 from greenserv_core.routing.labelled import LabelledAnswer, check_measured
 from greenserv_core.routing.results import FeedbackRecord, RoutingDecision
 from greenserv_core.routing.tallies import Tallies
 from greenserv_core.statistics import Shareable, Statistics
 
-__all__ = ["DEFAULT_ENERGY_SCALE", "ENERGY_SCALES", "EnergyScaleName", "RoutingLearner", "check_spent"]
+__all__ = ["RoutingLearner", "check_spent"]
 
-EnergyScaleName = Literal["known", "seen", "pool"]
-ENERGY_SCALES: tuple[EnergyScaleName, ...] = ("known", "seen", "pool")
-"""How predicted joules become ``energy_norm`` at decision time.
-
-- ``"known"`` (the default): by the range of joules the router knows on the query's task type:
-  every joule measured there, and every prediction it made there for a model of the pool.
-  Once each model has answered once (anywhere), the range spans the dearest model's
-  predictions from a task's first query on, so the weight of energy does not start high and
-  shrink as the router explores. The range is a high-water mark: an early prediction that
-  overshoots (a model measured on one task type, predicted on another) stays in it, and so
-  does one that undershoots at the low end. A cascade's own prediction does not count (its
-  members' do). BENCHMARKS.md (issue 15, "The ``known`` energy scale") measures all three.
-- ``"seen"``: by the range of joules measured on the task (:class:`EnergyNormalizer`; an
-  :class:`EnergyNormalizer` given instead starts that range and implies ``"seen"``). Early on
-  it spans only the models the router happened to run, so energy weighs more, and less as it
-  explores (the default before ``"known"``).
-- ``"pool"``: by the spread of the pool's predicted joules for this very query, cheapest model
-  0 and dearest 1 (until two models are measured it falls back to ``"seen"``). It depends on
-  the pool: one very dear model makes every other look cheap.
-"""
-DEFAULT_ENERGY_SCALE: EnergyScaleName = "known"
 
 logger = logging.getLogger("greenserv")
 
@@ -110,10 +97,6 @@ _NOT_REQUESTED = not_requested(Candidate(ModelInfo("-")), Limits(models=()))
 """The reason a model the query did not request is not eligible."""
 _MEMBER_RULES = tuple(rule for rule in RULES if rule is not not_requested)
 """The rules a model the query did not request must still pass to serve a cascade it requested."""
-
-
-def _known(value: float | None) -> float:
-    return np.nan if value is None else float(value)
 
 
 def _total(amounts: Sequence[float | None]) -> float | None:
@@ -460,10 +443,24 @@ class RoutingLearner:
                     per_query = budget.per_query_joules
                     units = np.where(np.isnan(joules), 0.0, joules / per_query)
                 else:
-                    units = self._costs(features.task, verdict.predicted_joules, table.predicted_joules, 1.0).array
+                    units = energy_costs(
+                        self._scale,
+                        self.normalizer_,
+                        features.task,
+                        verdict.predicted_joules,
+                        table.predicted_joules,
+                        1.0,
+                    ).array
                 costs = ArmValues(verdict.predicted_joules.arms, tradeoff * units)
             else:
-                costs = self._costs(features.task, verdict.predicted_joules, table.predicted_joules, tradeoff)
+                costs = energy_costs(
+                    self._scale,
+                    self.normalizer_,
+                    features.task,
+                    verdict.predicted_joules,
+                    table.predicted_joules,
+                    tradeoff,
+                )
             draws = self.draws_now()  # taken back if the decision cannot be recorded
             try:
                 choice = self.policy_.decide(x, costs.arms, value_scale=1.0 - tradeoff, costs=costs)
@@ -496,7 +493,7 @@ class RoutingLearner:
                     predicted_joules=chosen_joules,
                     budget_joules=per_query,
                     energy_bounds=(
-                        self._pool_spread(verdict.predicted_joules.array, table.predicted_joules)
+                        pool_spread(verdict.predicted_joules.array, table.predicted_joules)
                         if self._scale == "pool" and per_query is None
                         else None
                     ),
@@ -628,7 +625,7 @@ class RoutingLearner:
             "first_accuracy": _accuracy(known[first] if first in known else estimated[first]),
             "then_accuracy": known[then] if then in known else estimated[then],
             "then_scored": self._then_scored(cascade, then),
-            "then_cost": float(self._escalation_cost(task, then_joules, pool, tradeoff, per_query)),
+            "then_cost": escalation_cost(self._scale, self.normalizer_, task, then_joules, pool, tradeoff, per_query),
         }
 
     def _verdict(
@@ -657,18 +654,6 @@ class RoutingLearner:
             explore=explore,
             signal=signal,
         )
-
-    def _escalation_cost(
-        self, task: str, joules: float, pool: np.ndarray, tradeoff: float, per_query: float | None
-    ) -> float:
-        """What escalating adds: the second model's predicted ``joules`` on the reward's scale
-        (0 while they are unknown)."""
-        if np.isnan(joules):
-            return 0.0
-        if per_query is not None:
-            return float(tradeoff * joules / per_query)
-        bounds = self._bounds(task, np.array([joules]), pool)
-        return 0.0 if bounds is None else float(tradeoff * min(1.0, joules / (bounds[1] - bounds[0])))
 
     def _then_scored(self, cascade: str, then: str) -> float | None:
         """How often a cascade's second model was scored (its feedback, its labelled answers,
@@ -715,27 +700,6 @@ class RoutingLearner:
         lam = budget.tradeoff
         total = np.where(under, (1.0 - lam) * values - lam * units, -np.inf)
         return Choice(predicted.arms[int(np.argmax(total))], scores, False), forget
-
-    def _costs(
-        self,
-        task: str,
-        eligible: Mapping[str, float | None],
-        pool: Mapping[str, float | None] | np.ndarray,
-        tradeoff: float,
-    ) -> ArmValues:
-        """λ · normalised predicted joules of each eligible model (0 while a model is unmeasured);
-        ``pool`` holds the learned predictions of the whole pool (``None`` or NaN: none)."""
-        if not isinstance(eligible, KnownValues):
-            eligible = KnownValues(list(eligible), np.array([_known(j) for j in eligible.values()], dtype=np.float64))
-        if not isinstance(pool, np.ndarray):
-            pool = np.array([_known(j) for j in pool.values()], dtype=np.float64)
-        joules = eligible.array
-        bounds = self._bounds(task, joules, pool)
-        if bounds is None:
-            return ArmValues(eligible.arms, np.zeros(len(joules)))
-        low, high = bounds
-        normalised = np.minimum(1.0, np.maximum(0.0, (joules - low) / (high - low)))
-        return ArmValues(eligible.arms, np.where(np.isnan(joules), 0.0, tradeoff * normalised))
 
     def escalate(
         self,
@@ -867,24 +831,6 @@ class RoutingLearner:
                 ranges.pop(task, None)
             else:
                 ranges[task] = before
-
-    def _bounds(self, task: str, joules: np.ndarray, pool: np.ndarray) -> tuple[float, float] | None:
-        """The joules that map to energy_norm 0 and 1 for a query of ``task``: the range known
-        (``"known"``) or measured (``"seen"``) on the task, or the spread of the pool's
-        predictions for this query (``"pool"``, once two are known); ``None`` before any range
-        is known."""
-        spread = self._pool_spread(joules, pool) if self._scale == "pool" else None
-        return spread if spread is not None else self.normalizer_.range_for(task)
-
-    @staticmethod
-    def _pool_spread(joules: np.ndarray, pool: np.ndarray) -> tuple[float, float] | None:
-        """The cheapest and dearest predicted joules of the pool for this query (``None``
-        before two differ)."""
-        known = np.concatenate([pool, joules])
-        known = known[~np.isnan(known)]
-        if len(known) >= 2 and known.max() > known.min():
-            return float(known.min()), float(known.max())
-        return None
 
     def fail_over(self, decision: RoutingDecision) -> None:
         """Take back a decision whose model failed; its id is kept for the query's next route
