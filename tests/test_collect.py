@@ -271,6 +271,12 @@ def test_collect_leaves_out_the_queries_a_model_cannot_take_and_says_so(
         )
     resumed = collect([FakeBackend("big", reply=_oracle_reply), small], out, tasks=tasks, limit=4, seed=3)
     assert resumed.columns == table.columns  # was a KeyError at every resume
+    # every query too long for a model: refused before anything is written (a table of no rows,
+    # written, could not be read back, nor the same command run again)
+    tiny, nothing = FakeBackend("tiny", context_window=8), tmp_path / "none.csv"
+    with pytest.raises(InvalidInputError, match=r"every one of the 8 queries is left out.*tiny: prompt"):
+        collect([FakeBackend("big"), tiny], nothing, tasks=tasks, limit=4, seed=3)
+    assert not nothing.exists() and not journal_path(nothing).exists()
 
 
 def test_collect_counts_a_prompt_only_where_the_models_bound_might_not_fit() -> None:

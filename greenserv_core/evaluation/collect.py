@@ -231,6 +231,12 @@ def collect(
             *next(iter(left_out.items())),
         )
         jobs = {task: [job for job in task_jobs if job.query_id not in left_out] for task, task_jobs in jobs.items()}
+        if not any(jobs.values()):  # before anything is written: a table of no rows cannot be read back
+            query, why = next(iter(left_out.items()))
+            raise InvalidInputError(
+                f"every one of the {len(left_out)} queries is left out, since a model cannot take it (e.g. {query}: "
+                f"{why}); nothing to collect: leave that model out of the pool"
+            )
     # (a journal written before a query was found too long for a model holds others' rows for it)
     rows = [row for row in _read_journal(journal, header) if row["query_id"] not in left_out]
     done = {(row["query_id"], row["model"]) for row in rows}
