@@ -806,12 +806,16 @@ class BudgetPacer:
         a minimum. The price, the forfeits beyond the bank and the carried debt stay each
         replica's own: each re-solves its price from the shared spend, and each bounds its own
         view of the credit (shared as sums they would be counted once per replica). Windows
-        count from the shared start: a replica that answers before its first sync books those
-        answers in windows counted from its own start, so sync first (``SharedLearning.start``
-        does). Replicas keep the current window and the two before it, but a store of summed
-        statistics keeps every window's key: one key more per window (about 70 bytes; a sync
-        read 500 windows in 9 ms and 2,000 in 27 ms in a review), so prefer windows of minutes
-        or hours to windows of seconds when sharing for long."""
+        count from the shared start: a replica that answers before it has read the shared start
+        books those answers in windows counted from its own start, so sync first
+        (``SharedLearning.start`` does). Replicas started together on an empty store each read
+        no start at that first sync: until their next sync their answers count from their own
+        first answer, and those near a window's end may be booked in an earlier window (at most
+        the spend of the first sync interval; a review found it with 60 s windows and 90 s
+        between syncs). Replicas keep the current window and the two before it, but a store of
+        summed statistics keeps every window's key: one key more per window (about 70 bytes; a
+        sync read 500 windows in 9 ms and 2,000 in 27 ms in a review), so prefer windows of
+        minutes or hours to windows of seconds when sharing for long."""
         sums = {
             "spent": np.array([self.spent_]),
             "answers": np.array([float(self.answers_)]),

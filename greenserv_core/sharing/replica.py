@@ -234,7 +234,10 @@ class SharedLearning:
         ``learning_paused()``: routing and feedback wait one store round-trip per save): the
         file holds what the store holds, and a replica restarted from it pushes only what it
         learns afterwards. A router saved on its own between syncs holds answers that its next
-        sync pushes, and a restart from that file pushes them again."""
+        sync pushes, and a restart from that file pushes them again; one loaded from a saved
+        state (a shared warm start) and saved on its own before its first sync holds that state
+        as its own, and a restart from that file pushes the state again too (a review measured
+        the warm start's 15 answers counted twice). Save with this method once the store answers."""
         save = getattr(self.router, "save", None)
         if not callable(save):
             raise InvalidInputError(f"{self.router!r} cannot be saved (it has no save method)")
