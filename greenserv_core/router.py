@@ -487,17 +487,31 @@ class GreenServRouter:
             )
         return dataclasses.replace(decision, chosen=BackendRef(backends.get(decision.model)))  # checked for it
 
-    def escalate(self, decision_id: str, confidence: float | None, *, signal: str | None = None) -> Verdict:
+    def escalate(
+        self,
+        decision_id: str,
+        confidence: float | None,
+        *,
+        signal: str | None = None,
+        spent_joules: float | None = None,
+        spent_seconds: float | None = None,
+    ) -> Verdict:
         """For a decision routed to a cascade that you run yourself: after its first answer,
         whether to escalate, from the answer's ``confidence`` in [0, 1] (``None``: no
         signal), read by the signal named ``signal`` (e.g. ``"answer-probability"``; signals of
-        other scales each have a correction of their own; ``None``: the one they share). Then
+        other scales each have a correction of their own; ``None``: the one they share).
+        ``spent_joules`` and ``spent_seconds``: what the first step spent and took (its answer,
+        and a question asked about it, as ``"self-verification"`` asks), so that an escalation
+        that would break the query's ``max_joules`` or ``max_latency_s`` keeps the first answer,
+        as :meth:`generate` does (without them only the predictions are checked). Then
         report the summed cost with :meth:`record_outcome` (with each model's own cost as its
         ``members``), and, when it escalated, whether both answers agree with
         :meth:`record_agreement`. Where its second model fails and the first answer is kept,
         say so before the score comes: ``escalation_rule(decision_id).kept_after_failure()``,
         or hand the cascade :meth:`escalation_rule`, which calls both for you."""
-        return self.learner_.escalate(decision_id, confidence, signal=signal)
+        return self.learner_.escalate(
+            decision_id, confidence, signal=signal, spent_joules=spent_joules, spent_seconds=spent_seconds
+        )
 
     def escalation_rule(self, decision_id: str) -> LearnedEscalation:
         """For a decision routed to a cascade that you run yourself: its learned escalation

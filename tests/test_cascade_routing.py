@@ -1519,6 +1519,27 @@ def test_a_cascade_checks_the_seconds_its_first_step_took_against_max_latency_s(
             assert reason.endswith("s in all, above the latency limit of 2.000 s")
 
 
+def test_a_cascade_run_by_hand_tells_escalate_what_its_first_step_spent() -> None:
+    """``router.escalate`` took no ``spent_joules`` or ``spent_seconds`` (a TypeError), so a
+    cascade run by hand escalated past ``max_joules`` where :meth:`generate` kept the answer."""
+    verdicts = {}
+    for spent in (None, 9.0):
+        router = _router(0.1)
+        for model in ("small", "big"):  # each model alone 4 J, within the cap; together 8 J
+            router.learn(ASK, model, energy_joules=4.0, latency_s=0.1)
+        decision = router.route(ASK, max_new_tokens=8, max_joules=12.0)
+        verdicts[spent] = router.escalate(decision.decision_id, 0.1, spent_joules=spent)
+    assert verdicts[None].escalate  # only the predictions: 8 J in all, under 12 J
+    kept = verdicts[9.0]
+    assert not kept.escalate and kept.reason.startswith("kept: the first step spent 9.0 J")
+    router = _router(0.1)
+    for model in ("small", "big"):
+        router.learn(ASK, model, energy_joules=1.0, latency_s=0.8)
+    decision = router.route(ASK, max_new_tokens=8, max_latency_s=2.0)
+    took = router.escalate(decision.decision_id, 0.1, spent_seconds=1.5)
+    assert not took.escalate and took.reason.startswith("kept: the first step took 1.500 s")
+
+
 def test_a_cascade_under_max_joules_reads_its_second_models_per_token_prior() -> None:
     import dataclasses
 
