@@ -45,6 +45,7 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, model_validator
+from referencing.exceptions import Unresolvable
 from typing_extensions import Self
 
 from greenserv_core.adapters import (
@@ -635,13 +636,19 @@ def _json_parser(
         text = message.text  # the text blocks of a list content (output_version="v1"), or the string
         try:
             value = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise OutputParserException(f"the answer is not JSON: {error}", llm_output=text) from error
+        except (ValueError, RecursionError) as error:  # (a decode error; a 5,000-digit number; deep nesting)
+            why = "it nests too deeply" if isinstance(error, RecursionError) else str(error)
+            raise OutputParserException(f"the answer is not JSON that can be read: {why}", llm_output=text) from error
         if not isinstance(value, dict):
             raise OutputParserException(f"the answer is JSON but not an object: {text[:200]}", llm_output=text)
         if pydantic:
             return _validated(schema, value, name)
-        errors = sorted(Draft202012Validator(json_schema).iter_errors(value), key=lambda e: list(e.path))
+        try:
+            errors = sorted(Draft202012Validator(json_schema).iter_errors(value), key=lambda e: list(e.path))
+        except (RecursionError, ValueError, OverflowError, Unresolvable) as error:
+            raise OutputParserException(
+                f"the answer cannot be checked against {name}: {error}", llm_output=text
+            ) from error
         if errors:
             raise OutputParserException(f"the answer does not fit {name}: {errors[0].message}", llm_output=text)
         return value

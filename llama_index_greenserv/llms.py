@@ -190,9 +190,9 @@ def _history_calls(message: ChatMessage, index: int) -> list[tuple[str | None, A
         if isinstance(arguments, str):
             try:
                 arguments = json.loads(arguments) if arguments.strip() else {}
-            except json.JSONDecodeError as error:
+            except (ValueError, RecursionError) as error:  # (a decode error; a 5,000-digit number; deep nesting)
                 raise InvalidInputError(
-                    f"messages[{index}]: the arguments of {name!r} are not JSON: {error}"
+                    f"messages[{index}]: the arguments of {name!r} are not JSON that can be read: {error!r}"
                 ) from error
         if not isinstance(name, str) or not isinstance(arguments, dict):
             raise InvalidInputError(f"messages[{index}] has a tool call GreenServ cannot read: {(name, arguments)!r}")

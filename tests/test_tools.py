@@ -377,3 +377,48 @@ def test_many_bare_json_objects_in_a_row_are_read_in_linear_time() -> None:
     parsed = parse_tool_calls(text, TOOLS)
     assert parsed.text == text and not parsed.tool_calls and not parsed.invalid_tool_calls
     assert_linear_time(lambda n: parse_tool_calls("{} ; " * n, TOOLS), 25_000)
+
+
+def test_parsing_never_raises_on_what_a_schema_cannot_check() -> None:
+    """A ``$ref`` the tool's schema does not hold, and ``Infinity`` against ``multipleOf``,
+    raised from jsonschema when the model called the tool (after its joules were spent)."""
+    answer = '<tool_call>{"name": "weather", "arguments": {"city": "Paris"}}</tool_call>'
+    for reference in ({"$ref": "#/$defs/missing"}, {"$ref": "city.json"}, {"$dynamicRef": "#meta"}):
+        spec = ToolSpec("weather", "Weather.", json.dumps({"type": "object", "properties": {"city": reference}}))
+        out = parse_tool_calls(answer, [spec])
+        assert not out.tool_calls and out.invalid_tool_calls[0].error.startswith("the schema of 'weather' cannot be")
+    pay = ToolSpec("pay", "Pay.", json.dumps({"type": "object", "properties": {"amount": {"multipleOf": 0.01}}}))
+    for amount in ("Infinity", "-Infinity", "NaN"):
+        out = parse_tool_calls(f'<tool_call>{{"name": "pay", "arguments": {{"amount": {amount}}}}}</tool_call>', [pay])
+        assert not out.tool_calls and "cannot be checked" in out.invalid_tool_calls[0].error
+
+
+def test_a_bare_json_call_may_name_the_tag_in_a_string_argument() -> None:
+    """The tag inside the string opened a Hermes block cut short, whose invalid JSON was taken
+    as the answer's call: the valid bare call was refused and half of it kept as prose."""
+    note = ToolSpec("note", "", json.dumps({"type": "object", "properties": {"text": {"type": "string"}}}))
+    for written in ("<tool_call>[x", 'Write <tool_call>{"name": ...}</tool_call>', "<tool_call>x"):
+        call = json.dumps({"name": "note", "arguments": {"text": written}})
+        for text in (call, f"```json\n{call}\n```"):
+            out = parse_tool_calls(text, [note])
+            assert [c.arguments for c in out.tool_calls] == [{"text": written}] and out.text == ""
+            assert not out.invalid_tool_calls
+    broken = parse_tool_calls('I will note it. <tool_call>{"name": "note", "arguments": {"text": ', [note])
+    assert broken.text == "I will note it." and "not valid JSON" in broken.invalid_tool_calls[0].error  # as before
+
+
+def test_bad_tool_specs_are_refused_with_invalid_input_error_whatever_they_hold() -> None:
+    from greenserv_core.tools.spec import as_tool_specs
+
+    deep: dict[str, object] = {"type": "object"}
+    for _ in range(150):
+        deep = {"type": "object", "properties": {"x": deep}}
+    for make in (
+        lambda: ToolSpec("t", "", '{"type": "object", "default": ' + "1" * 5000 + "}"),  # was a ValueError
+        lambda: ToolSpec("t", "", '{"type": "object", "default": ' + "[" * 5000 + "]" * 5000 + "}"),  # RecursionError
+        lambda: ToolSpec.from_openai({"name": "t", "parameters": deep}),  # was a RecursionError
+        lambda: ToolSpec.from_openai({"description": 10**5000}),  # no name: its error message raised a ValueError
+        lambda: as_tool_specs(5),  # type: ignore[arg-type]  # was a TypeError
+    ):
+        with pytest.raises(InvalidInputError):
+            make()

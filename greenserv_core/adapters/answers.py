@@ -90,7 +90,7 @@ def schema_refused(refused: Iterable[Mapping[str, object]], name: str | None = N
             continue
         try:
             arguments = json.loads(text) if isinstance(text, str) else text
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
         if isinstance(arguments, dict):
             found.append(ToolCallData(id=str(call.get("id", "")), name=tool, arguments=arguments))

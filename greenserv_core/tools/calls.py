@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
+from referencing.exceptions import Unresolvable
+
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.messages import Message
 from greenserv_core.tools.spec import ToolSpec
@@ -64,7 +66,7 @@ _FENCE_OPEN = re.compile(r"```(?:json)?\s*")
 _FENCE_CLOSE = re.compile(r"\s*```\s*")
 _DECODER = json.JSONDecoder()
 _RESPONSE = re.compile(r"\A\s*<tool_response>\n?(.*?)\n?</tool_response>\s*\Z", re.DOTALL)
-_UNREADABLE = (ValueError, RecursionError)
+_UNREADABLE = (ValueError, RecursionError, OverflowError)
 """What reading or checking a model's JSON raises: ``ValueError`` where it is not JSON
 (``json.JSONDecodeError``) or holds a number of more than 4,300 digits, ``RecursionError``
 where it nests too deeply."""
@@ -254,8 +256,10 @@ def _check(raw: Any, source: str, tools: dict[str, ToolSpec]) -> ToolCall | Inva
         return InvalidToolCall(name, text_arguments, "arguments must be a JSON object")
     try:
         return _schema_checked(name, arguments, text_arguments, tools[name])
-    except _UNREADABLE as error:  # arguments nesting too deeply for the checks
+    except _UNREADABLE as error:  # arguments nesting too deeply for the checks, Infinity against multipleOf
         return InvalidToolCall(name, text_arguments, f"arguments of {name!r} cannot be checked: {_unreadable(error)}")
+    except Unresolvable as error:  # the tool's schema names a $ref it does not hold: the spec's fault, not the model's
+        return InvalidToolCall(name, text_arguments, f"the schema of {name!r} cannot be checked: {error}")
 
 
 def _schema_checked(name: str, arguments: dict[str, Any], written: str, tool: ToolSpec) -> ToolCall | InvalidToolCall:
@@ -434,12 +438,16 @@ def parse_tool_calls(text: str, tools: Sequence[ToolSpec]) -> ParsedOutput:
                 continue
             found.extend(_check(r, source, offered) for r in (raw if isinstance(raw, list) and raw else [raw]))
         prose = "".join([*kept, text[end:]]).strip()
-    if not found:  # no Hermes call: bare JSON, whose arguments may name the tag
+    if not any(isinstance(c, ToolCall) for c in found):
+        # no valid Hermes call: bare JSON, whose string arguments may name the tag (a whole answer that is a
+        # valid call is one, whatever a string in it holds)
         values = _json_calls(text, offered)
-        if values is None:
+        if values is not None:
+            bare = [_check(v, _written(v, text), offered) for v in values]
+            if not found or any(isinstance(c, ToolCall) for c in bare):
+                found, prose = bare, ""
+        if not found:
             return ParsedOutput(prose)
-        found = [_check(v, _written(v, text), offered) for v in values]
-        prose = ""
     return ParsedOutput(
         prose,
         tuple(c for c in found if isinstance(c, ToolCall)),

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +40,7 @@ class ToolSpec:
             raise InvalidInputError(f"tool {self.name!r}: description must be a string, got {self.description!r}")
         try:
             schema = json.loads(self.parameters_json)
-        except (TypeError, json.JSONDecodeError) as error:
+        except (TypeError, ValueError, RecursionError) as error:  # (a 5,000-digit number; deep nesting)
             raise InvalidInputError(
                 f"tool {self.name!r}: parameters_json must be a JSON schema as text, "
                 f"got {self.parameters_json!r} ({error})"
@@ -54,6 +54,8 @@ class ToolSpec:
             Draft202012Validator.check_schema(schema)
         except SchemaError as error:
             raise InvalidInputError(f"tool {self.name!r}: invalid parameters schema: {error.message}") from error
+        except RecursionError:
+            raise InvalidInputError(f"tool {self.name!r}: the parameters schema nests too deeply to check") from None
 
     @property
     def parameters(self) -> dict[str, Any]:
@@ -68,13 +70,14 @@ class ToolSpec:
             raise InvalidInputError(f"a tool must be a mapping in the OpenAI tool format, got {type(tool).__name__}")
         function = tool.get("function", tool) if tool.get("type", "function") == "function" else None
         if not isinstance(function, Mapping) or "name" not in function:
-            raise InvalidInputError(f"a tool needs a function with a name, got {dict(tool)!r}")
+            raise InvalidInputError(f"a tool needs a function with a name, got {_shown(tool)}")
         parameters = function.get("parameters") or {"type": "object", "properties": {}}
         try:
             parameters_json = json.dumps(parameters, sort_keys=True, ensure_ascii=False)
-        except (TypeError, ValueError) as error:  # a set inside, keys of mixed types, a cycle
+        except (TypeError, ValueError, RecursionError) as error:  # a set inside, keys of mixed types, a cycle
             raise InvalidInputError(
-                f"tool {function['name']!r}: parameters must be a JSON schema, got data that is not JSON ({error})"
+                f"tool {_shown(function['name'])}: parameters must be a JSON schema, "
+                f"got data that is not JSON ({error})"
             ) from None
         return cls(
             str(function["name"]),
@@ -89,6 +92,16 @@ class ToolSpec:
         }
 
 
+def _shown(value: object, limit: int = 300) -> str:
+    """``value``'s repr for an error message, cut at ``limit`` characters (a repr that cannot be
+    made, of a 5,000-digit number or a deep nest, is named by its type)."""
+    try:
+        shown = repr(value)
+    except (ValueError, RecursionError):
+        return f"a {type(value).__name__} that cannot be shown"
+    return shown if len(shown) <= limit else shown[:limit] + "…"
+
+
 def as_tool_specs(tools: Sequence[ToolSpec | Mapping[str, Any]] | None) -> tuple[ToolSpec, ...]:
     """Tools given as :class:`ToolSpec` objects or OpenAI-format mappings, as a tuple of specs.
 
@@ -99,6 +112,8 @@ def as_tool_specs(tools: Sequence[ToolSpec | Mapping[str, Any]] | None) -> tuple
         return ()
     if isinstance(tools, (str, Mapping)):
         raise InvalidInputError("tools must be a list of tools, not a single tool")
+    if not isinstance(tools, Iterable):
+        raise InvalidInputError(f"tools must be a list of tools, got {type(tools).__name__}")
     return tuple(t if isinstance(t, ToolSpec) else ToolSpec.from_openai(t) for t in tools)
 
 

@@ -277,3 +277,26 @@ def test_tool_choice_names_a_tool_given_bare_or_as_a_tool_spec() -> None:
         assert [c["name"] for c in llm.invoke("time?", tools=tools, tool_choice="now").tool_calls] == ["now"]
     with pytest.raises(InvalidInputError, match="names no bound tool"):
         llm.invoke("time?", tools=[bare], tool_choice="later")
+
+
+def test_structured_output_refuses_json_it_cannot_read_as_a_parsing_error() -> None:
+    """A 5,000-digit number or a deep nest in a JSON-mode answer raised ValueError or
+    RecursionError, past ``include_raw=True``."""
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+
+    class City(BaseModel):
+        city: str
+
+    for answer in ('{"city": "Paris", "n": ' + "1" * 5000 + "}", '{"city": "P", "n": ' + "[" * 3000 + "]" * 3000 + "}"):
+        backend = FakeBackend(
+            "json",
+            context_window=20_000,
+            capabilities=frozenset({"chat_template", "json_mode"}),
+            json_reply=lambda messages, wanted, answer=answer: answer,
+        )
+        llm = ChatGreenServ(router=GreenServRouter([backend], features=make_hashing_extractor(), seed=0))
+        for wanted, method in ((schema, "json_schema"), (City, "json_mode"), (None, "json_mode")):
+            with pytest.raises(OutputParserException):
+                llm.with_structured_output(wanted, method=method).invoke("Capital?")  # type: ignore[arg-type]
+            raw = llm.with_structured_output(wanted, method=method, include_raw=True).invoke("Capital?")  # type: ignore[arg-type]
+            assert isinstance(raw["parsing_error"], OutputParserException)  # type: ignore[index]
