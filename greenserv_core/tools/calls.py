@@ -285,14 +285,21 @@ def _whole_numbers_as_ints(arguments: dict[str, Any], validator: Any) -> dict[st
     >>> schema = {"type": "object", "properties": {"n": {"type": "integer"}, "x": {"type": "number"}}}
     >>> _whole_numbers_as_ints({"n": 3.0, "x": 2.0}, Draft202012Validator(schema))
     {'n': 3, 'x': 2.0}
+    >>> capped = {"type": "object", "properties": {"x": {"type": "number", "maximum": 100}}}
+    >>> _whole_numbers_as_ints({"x": 100.0}, Draft202012Validator(capped))
+    {'x': 100.0}
     """
     places = list(_whole_floats(arguments, []))
     if not places:
         return arguments
     fixed = copy.deepcopy(arguments)
     for path, value in places:
-        _put(fixed, path, Fraction(value) + Fraction(1, 2))  # exact: from 2**52 on, value + 0.5 is whole
-        fraction_refused = not validator.is_valid(fixed)
+        fraction_refused = True
+        for half in (Fraction(1, 2), Fraction(-1, 2)):  # both sides: a bound such as maximum refuses one
+            _put(fixed, path, Fraction(value) + half)  # exact: from 2**52 on, value + 0.5 is whole
+            if validator.is_valid(fixed):
+                fraction_refused = False
+                break
         _put(fixed, path, int(value) if fraction_refused else value)
     return fixed
 
