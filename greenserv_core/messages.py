@@ -54,7 +54,7 @@ def validate_messages(messages: object) -> list[Message]:
             )
         role = message.get("role")
         content = message.get("content")
-        if role not in VALID_ROLES:
+        if not isinstance(role, str) or role not in VALID_ROLES:
             raise InvalidInputError(f"messages[{index}] has role {role!r}; expected one of {sorted(VALID_ROLES)}")
         calls = message.get("tool_calls")
         if calls is not None and (isinstance(calls, (str, bytes, Mapping)) or not isinstance(calls, Sequence)):

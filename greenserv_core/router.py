@@ -70,6 +70,7 @@ from greenserv_core.routing import (
 )
 from greenserv_core.routing.energy_costs import EnergyScaleName
 from greenserv_core.routing.executor import LearnedEscalation
+from greenserv_core.routing.learner import check_decision_id
 from greenserv_core.routing.pool import ModelPool
 from greenserv_core.routing.priors import arm_prior
 from greenserv_core.routing.results import BackendRef
@@ -222,6 +223,8 @@ class GreenServRouter:
         self.max_latency_s = check_positive("max_latency_s", max_latency_s)
         self.energy_budget = as_energy_budget(energy_budget)
         self.max_joules = check_max_joules(max_joules)
+        if policy_params is not None and not isinstance(policy_params, Mapping):
+            raise InvalidInputError(f"policy_params must be a mapping of parameter names, got {policy_params!r}")
         self.policy_params = dict(policy_params or {})
         self._features = features if features is not None else FeatureExtractor.default(embedder=embedder)
         built = _policy(chosen, self.features.dimension, seed, self.policy_params)
@@ -252,6 +255,8 @@ class GreenServRouter:
             raise InvalidInputError("a router needs at least one model")
         for model in models:
             self.add_model(model)
+        if isinstance(cascades, (str, Mapping)) or not isinstance(cascades, Sequence):
+            raise InvalidInputError(f"cascades must be a list of (first model, second model) pairs, got {cascades!r}")
         for pair in cascades:
             if not isinstance(pair, (tuple, list)) or len(pair) != 2:
                 raise InvalidInputError(f"a cascade is a pair (first model, second model), got {pair!r}")
@@ -380,7 +385,7 @@ class GreenServRouter:
 
     def backend(self, name: str) -> ModelBackend:
         backends = self._backends
-        if name not in backends:
+        if not isinstance(name, str) or name not in backends:  # (a list is no name, and cannot be looked up)
             raise UnknownModelError(f"unknown model {name!r}; the pool is {list(backends)}")
         return backends[name]
 
@@ -529,6 +534,7 @@ class GreenServRouter:
         >>> answer.chain[0].model
         'small'
         """
+        check_decision_id(decision_id)
         with self.learner_.lock:  # the store evicts as it reads: never beside a route's add
             pending = self.learner_.pending_.get(decision_id)
         cascade = self._backends.get(pending.model)
@@ -667,6 +673,10 @@ class GreenServRouter:
         >>> router.learner_.policy_.arms_["small->large"].n
         1
         """
+        if not isinstance(answers, Mapping) or not answers:
+            raise InvalidInputError(
+                f"answers must map each model's name to its LabelledAnswer (at least one), got {answers!r}"
+            )
         for model in answers:
             if not isinstance(answers[model], LabelledAnswer):
                 raise InvalidInputError(f"the answer of {model!r} must be a LabelledAnswer, got {answers[model]!r}")
@@ -706,7 +716,12 @@ class GreenServRouter:
         """Route each query, then run the queries routed to the same model as one batch
         (or one request each, up to the backend's ``max_concurrency`` at once). Results keep
         the input order."""
-        if isinstance(batch, str) or (batch and isinstance(batch[0], Mapping)):
+        if isinstance(batch, (str, Mapping)) or not isinstance(batch, Sequence):
+            raise InvalidInputError(
+                "generate_batch takes a list of queries (each a string or a list of messages), "
+                f"got {type(batch).__name__}"
+            )
+        if batch and isinstance(batch[0], Mapping):
             raise InvalidInputError(
                 "generate_batch takes a list of queries (each a string or a list of messages); "
                 "for one query use generate()"

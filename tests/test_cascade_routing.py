@@ -1761,3 +1761,10 @@ def test_a_kept_first_answer_is_not_taken_as_cut_by_the_time_its_failed_second_m
     x = learner.policy_.check_context(decision.features.vector)
     predicted = learner.latency_.predict("small", x, decision.features.prompt_tokens)
     assert predicted is not None and predicted < 2.0  # its 1 s answers taught it (it stayed at 3 s)
+
+
+def test_a_cascade_whose_time_limit_leaves_nothing_keeps_its_first_answer() -> None:
+    """A subnormal ``max_time_s``: a tenth of it rounds to 0, so 0 s left passed the check, and
+    the second model's settings were refused after the first model had run and been charged."""
+    answer = _router(0.2).generate(ASK, max_new_tokens=8, max_time_s=5e-324)
+    assert [step.action for step in answer.chain] == ["kept"] and "too little is left" in answer.chain[0].reason

@@ -1062,3 +1062,47 @@ def test_a_number_past_a_floats_range_is_refused_as_bad_input(fakes, extractor, 
     if option != "max_new_tokens":
         with pytest.raises(InvalidInputError, match=option.replace("tradeoff", "tradeoff λ")):
             GreenServRouter(fakes, features=extractor, seed=0, **{option: huge})
+
+
+def test_misshapen_arguments_are_refused_by_the_librarys_error_and_change_nothing() -> None:
+    """Each raised a bare TypeError, ValueError or KeyError from deep inside (a review fuzzing
+    the public entry points); a refused call must leave what was learned as it was."""
+    router = GreenServRouter(
+        [FakeBackend("small"), FakeBackend("large")],
+        features=make_hashing_extractor(),
+        seed=0,
+        cascades=[("small", "large")],
+    )
+    decision = router.route(ASK, models=["small"])
+    before = router.statistics()
+    calls: list[Callable[[], object]] = [
+        lambda: router.route([{"role": ["user"], "content": "hi"}]),  # an unhashable role
+        lambda: router.remove_model(["small"]),  # type: ignore[arg-type]
+        lambda: router.learn(ASK, ["small"], score=1.0, energy_joules=1.0, latency_s=0.1),  # type: ignore[arg-type]
+        lambda: router.record_outcome(["x"], energy_joules=1.0, latency_s=0.1),  # type: ignore[arg-type]
+        lambda: router.escalate(["x"], 0.5),  # type: ignore[arg-type]
+        lambda: router.escalation_rule(["x"]),  # type: ignore[arg-type]
+        lambda: router.record_agreement(["x"], True),  # type: ignore[arg-type]
+        lambda: router.learn_answers(ASK, None),  # type: ignore[arg-type]
+        lambda: router.learn_answers(ASK, [("small", 1)]),  # type: ignore[arg-type]
+        lambda: router.generate_batch(iter([ASK, ASK])),  # type: ignore[arg-type]
+        lambda: router.generate_batch(None),  # type: ignore[arg-type]  # was [] in silence
+        lambda: GreenServRouter([FakeBackend("a")], features=make_hashing_extractor(), policy_params="ab"),  # type: ignore[arg-type]
+        lambda: GreenServRouter([FakeBackend("a")], features=make_hashing_extractor(), policy_params={1: 2}),  # type: ignore[dict-item]
+        lambda: GreenServRouter([FakeBackend("a")], features=make_hashing_extractor(), cascades=5),  # type: ignore[arg-type]
+    ]
+    for members in ([("small", 1.0)], None, "ab", 5, [1], {"small": (1, 2)}, [({"a": 1}, 1.0, 0.1)]):
+        calls.append(
+            lambda members=members: router.record_outcome(
+                decision.decision_id,
+                energy_joules=1.0,
+                latency_s=0.1,
+                members=members,  # type: ignore[arg-type]
+            )
+        )
+    for call in calls:
+        with pytest.raises((InvalidInputError, UnknownModelError)):
+            call()
+    assert router.statistics().sums.keys() == before.sums.keys()
+    assert all(np.array_equal(router.statistics().sums[k], v) for k, v in before.sums.items())
+    router.record_outcome(decision.decision_id, energy_joules=1.0, latency_s=0.1)  # still pending, as it was

@@ -96,6 +96,9 @@ def check_policy_params(
     ...
     greenserv_core.errors.InvalidInputError: policy parameters cannot set seed: the router sets its policy's ...
     """
+    named = [key for key in params if not isinstance(key, str)]
+    if named:
+        raise InvalidInputError(f"{name} are named by strings, got the keys {named!r}")
     taken = sorted(set(ROUTER_SET) & set(params))
     if taken:
         raise InvalidInputError(

@@ -288,7 +288,8 @@ class CascadeBackend:
         if limit is None:
             return settings
         left = limit - first.latency_s
-        if not left >= _LEAST_TIME_SHARE * limit:  # (an unknown time, NaN, leaves nothing either)
+        # (an unknown time, NaN, leaves nothing either; nor does a limit so small that its share rounds to 0)
+        if not (left > 0 and left >= _LEAST_TIME_SHARE * limit):
             took, of = distinct(first.latency_s, limit)
             return (
                 f"kept: the first step took {took} s of the time limit of {of} s (max_time_s): "

@@ -87,7 +87,7 @@ from greenserv_core.routing.results import FeedbackRecord, RoutingDecision
 from greenserv_core.routing.tallies import Tallies
 from greenserv_core.statistics import Shareable, Statistics
 
-__all__ = ["RoutingLearner", "check_spent"]
+__all__ = ["RoutingLearner", "check_decision_id", "check_spent"]
 
 
 logger = logging.getLogger("greenserv")
@@ -109,12 +109,30 @@ def check_spent(energy_joules: float, latency_s: float, members: Sequence[tuple[
     """What an answer spent, and each cascade member's ``(model, joules, seconds)``, checked."""
     check_measured("energy_joules", energy_joules)
     check_measured("latency_s", latency_s)
+    if isinstance(members, (str, bytes, Mapping)) or not isinstance(members, Sequence):
+        raise InvalidInputError(f"members must be a list of (model, joules, seconds), got {members!r}")
+    for member in members:
+        if not isinstance(member, (tuple, list)) or len(member) != 3 or not isinstance(member[0], str):
+            raise InvalidInputError(f"each of members must be (model name, joules, seconds), got {member!r}")
     for _, joules, seconds in members:
         check_measured("a member's energy_joules", joules)
         check_measured("a member's latency_s", seconds)
     names = [member[0] for member in members]
     if len(set(names)) < len(names):
         raise InvalidInputError(f"members {names} name a model twice: a cascade runs two different models, once each")
+
+
+def check_decision_id(decision_id: object) -> str:
+    """A decision id as given to feedback, outcomes and escalations: a string.
+
+    >>> check_decision_id(["d-1"])
+    Traceback (most recent call last):
+    ...
+    greenserv_core.errors.InvalidInputError: decision_id must be a string, got list
+    """
+    if not isinstance(decision_id, str):
+        raise InvalidInputError(f"decision_id must be a string, got {type(decision_id).__name__}")
+    return decision_id
 
 
 def _cap(max_joules: float | None, guard: float | None) -> float | None:
@@ -719,6 +737,7 @@ class RoutingLearner:
         and a question asked about it), are checked with the second model's predictions against
         the query's cap on joules and its latency limit. The verdict is kept with the decision,
         for feedback."""
+        check_decision_id(decision_id)
         if confidence is not None:
             confidence = check_confidence(confidence)
         if signal is not None and not isinstance(signal, str):
@@ -785,6 +804,7 @@ class RoutingLearner:
         decision already scored (while its answer streamed) has no use for it: nothing is done.
         ``routed``: called by the router after its own cascade ran, whose escalation the pending
         store may not have recorded (the cascade's fixed threshold then decided): nothing is done."""
+        check_decision_id(decision_id)
         if not isinstance(agreed, bool):
             raise InvalidInputError(f"agreed must be True or False, got {agreed!r}")
         with self.lock:
@@ -971,6 +991,7 @@ class RoutingLearner:
         ``cut_by_time``: the answer was cut by its time limit, so its seconds (and its last
         member's) are a lower bound: they teach a latency model only where it has no
         prediction yet or they exceed it (see :meth:`_learn_cost`)."""
+        check_decision_id(decision_id)
         check_spent(energy_joules, latency_s, members)
         with self.lock:
             try:
@@ -1158,8 +1179,7 @@ class RoutingLearner:
         not have when it was made raises :class:`UnknownModelError` and stays pending, for a
         replica that has it."""
         value = check_score(score)
-        if not isinstance(decision_id, str):
-            raise InvalidInputError(f"decision_id must be a string, got {type(decision_id).__name__}")
+        check_decision_id(decision_id)
         with self.lock:
             seen = self.pending_.get(decision_id)
             chosen, removed = seen.model, self.removed_at_.get(seen.model)
