@@ -117,6 +117,11 @@ def to_greenserv_messages(messages: Sequence[ChatMessage]) -> list[Message]:
     out: list[Message] = []
     ids: list[list[str] | str | None] = []
     for index, message in enumerate(messages):
+        if not isinstance(message, ChatMessage):
+            raise InvalidInputError(
+                f"messages[{index}] is a {type(message).__name__}: give LlamaIndex ChatMessage objects "
+                '(ChatMessage(role="user", content=...))'
+            )
         role = _ROLES.get(message.role)
         if role is None:
             raise InvalidInputError(

@@ -1150,3 +1150,18 @@ def test_the_pacer_forgets_a_withdrawn_decision_once_its_memory_is_full_and_wide
     forget()  # no longer the last decision kept: nothing is undone
     assert pacer.recent_.count == 5 and pacer.recent_.joules[4 % 3, 0] == 9.0
     assert pacer.remember(np.array([0.5]), np.array([0.1]), np.array([math.nan])) is None  # nothing known: not kept
+
+
+def test_a_pacers_settings_take_numpy_numbers_and_refuse_huge_ones_by_name() -> None:
+    """``bank=np.float32(25)`` was refused; ``bank=10**400``, ``memory=10**400`` and
+    ``window_queries=2**64`` raised OverflowError or ValueError; a bad saved budget KeyError."""
+    budget = EnergyBudget.per_query(10.0)
+    assert BudgetPacer(budget, bank=np.float32(25)).bank == 25.0  # type: ignore[arg-type]
+    assert BudgetPacer(budget, memory=np.int64(50)).memory == 50  # type: ignore[arg-type]
+    for settings in ({"bank": 10**400}, {"memory": 10**400}, {"window_queries": 2**64}, {"horizon": 0}):
+        with pytest.raises(InvalidInputError, match=next(iter(settings))):
+            BudgetPacer(budget, **settings)  # type: ignore[arg-type]
+    for saved in ({}, {"joules": [1]}, {"joules": 10**400}, {"joules": 5.0, "window_s": "1h"}):
+        with pytest.raises(InvalidInputError):
+            EnergyBudget.from_dict(saved)
+    assert EnergyBudget.from_dict(EnergyBudget.per_window(joules=50.0, window_s=60.0).to_dict()).window_s == 60.0

@@ -1768,3 +1768,10 @@ def test_a_cascade_whose_time_limit_leaves_nothing_keeps_its_first_answer() -> N
     the second model's settings were refused after the first model had run and been charged."""
     answer = _router(0.2).generate(ASK, max_new_tokens=8, max_time_s=5e-324)
     assert [step.action for step in answer.chain] == ["kept"] and "too little is left" in answer.chain[0].reason
+
+
+def test_a_confidence_too_large_for_a_float_is_refused_by_name() -> None:
+    router = _router(0.2)
+    decision = router.route(ASK, max_new_tokens=8)
+    with pytest.raises(InvalidInputError, match="confidence must be a number in"):  # was an OverflowError
+        router.escalate(decision.decision_id, 10**400)

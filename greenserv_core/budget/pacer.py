@@ -78,7 +78,7 @@ from typing import Any
 
 import numpy as np
 
-from greenserv_core.bandits.base import check_number
+from greenserv_core.bandits.base import check_number, check_whole
 from greenserv_core.budget.spec import EnergyBudget
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.reward import DEFAULT_TRADEOFF, check_tradeoff
@@ -297,10 +297,12 @@ class _RecentDecisions:
             self.add(values[row], costs[row], joules[row])
 
 
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
-    return value
+def _positive_int(name: str, value: object, most: int = 2**31 - 1) -> int:
+    """A count of answers or decisions: a positive integer (numpy's too) up to ``most``."""
+    count = check_whole(name, value, low=1)
+    if count > most:
+        raise InvalidInputError(f"{name} must be at most {most:,}, got {value!r}")
+    return count
 
 
 class BudgetPacer:
@@ -349,11 +351,9 @@ class BudgetPacer:
         self.budget = budget
         self.price_on = price_on
         self.horizon = _positive_int("horizon", horizon)
-        self.memory = _positive_int("memory", memory)
+        self.memory = _positive_int("memory", memory, most=10**6)  # (three arrays of this many rows)
         self.resolve_every = _positive_int("resolve_every", resolve_every)
-        if isinstance(bank, bool) or not isinstance(bank, (int, float)) or not 0 <= bank < math.inf:
-            raise InvalidInputError(f"bank must be a finite number >= 0, got {bank!r}")
-        self.bank = float(bank)
+        self.bank = check_number("bank", bank, low=0.0)
         self.initial_tradeoff = check_tradeoff(initial_tradeoff)
         self.clock = clock
         self.window_queries = None if window_queries is None else _positive_int("window_queries", window_queries)

@@ -194,8 +194,8 @@ class EnergyBudget:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EnergyBudget:
-        joules = data["joules"]
+        joules = data.get("joules") if isinstance(data, Mapping) else None
         if joules is None:
-            raise InvalidInputError("a saved energy budget has no joules")
+            raise InvalidInputError(f"a saved energy budget holds its joules, got {data!r}")
         window = data.get("window_s")
-        return cls(float(joules), None if window is None else float(window))
+        return cls(joules, window)  # (checked there: a number of joules, a number of seconds or None)

@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from greenserv_core.errors import InvalidInputError
+from greenserv_core.quality import as_float
 from greenserv_core.statistics import Statistics
 
 __all__ = ["ESTIMATED", "EscalationModel", "Verdict", "check_confidence"]
@@ -105,8 +106,8 @@ class Verdict:
 
 
 def _check_rate(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= float(value) <= 1.0:
-        raise InvalidInputError(f"{name} must be a number in [0, 1], got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= as_float(value) <= 1.0:
+        raise InvalidInputError(f"{name} must be a number in [0, 1], got {value!r}")  # (10**400 too: no OverflowError)
     return float(value)
 
 
@@ -122,8 +123,8 @@ def check_confidence(value: object, name: str = "confidence") -> float:
     >>> check_confidence(np.float32(0.5))
     0.5
     """
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= float(value) <= 1.0:
-        raise InvalidInputError(f"{name} must be a number in [0, 1], got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= as_float(value) <= 1.0:
+        raise InvalidInputError(f"{name} must be a number in [0, 1], got {value!r}")  # (10**400 too: no OverflowError)
     return float(value)
 
 

@@ -611,3 +611,9 @@ def test_turns_keep_their_spaces_and_unwritable_call_arguments_are_refused_by_me
     )
     with pytest.raises(InvalidInputError, match="not JSON"):
         to_greenserv_messages([ChatMessage(role="user", content="book it"), nested])
+
+
+def test_chat_refuses_messages_that_are_not_chat_messages_by_the_librarys_error() -> None:
+    llm = make_llm()
+    with pytest.raises(InvalidInputError, match=r"messages\[0\] is a dict: give LlamaIndex ChatMessage"):
+        llm.chat([{"role": "user", "content": "hi"}])  # type: ignore[list-item]  # was an AttributeError
