@@ -1106,3 +1106,11 @@ def test_misshapen_arguments_are_refused_by_the_librarys_error_and_change_nothin
     assert router.statistics().sums.keys() == before.sums.keys()
     assert all(np.array_equal(router.statistics().sums[k], v) for k, v in before.sums.items())
     router.record_outcome(decision.decision_id, energy_joules=1.0, latency_s=0.1)  # still pending, as it was
+
+
+def test_a_zero_dimensional_array_where_a_collection_goes_is_refused_by_name() -> None:
+    router = GreenServRouter([FakeBackend("small")], features=make_hashing_extractor(), seed=0)
+    for options in ({"models": np.array("small")}, {"requires": np.array("tools")}, {"tools": np.array(1)}):
+        with pytest.raises(InvalidInputError, match=next(iter(options))):  # was a TypeError
+            router.generate(ASK, **options)  # type: ignore[arg-type]
+    assert router.route(ASK, models=np.array(["small"])).model == "small"  # type: ignore[arg-type]

@@ -113,6 +113,15 @@ def check_positive(name: str, value: float | None) -> float | None:
     return float(value)
 
 
+def _listed(values: Iterable[Any], what: str) -> list[Any]:
+    """``values`` as a list, else :class:`InvalidInputError` saying ``what`` they must be (a 0-d
+    numpy array is iterable by its type, and raises TypeError when iterated)."""
+    try:
+        return list(values)
+    except TypeError:
+        raise InvalidInputError(f"{what}, got {values!r}") from None
+
+
 def _capabilities(requires: Collection[str] | None) -> frozenset[str]:
     """The capability names a query needs (``None``: none). Read once, so an iterator's names
     are all kept."""
@@ -120,7 +129,7 @@ def _capabilities(requires: Collection[str] | None) -> frozenset[str]:
         return frozenset()
     if isinstance(requires, str) or not isinstance(requires, Iterable):
         raise InvalidInputError(f"requires must be a collection of capability names, got {requires!r}")
-    listed = list(requires)
+    listed = _listed(requires, "requires must be a collection of capability names")
     if not all(isinstance(c, str) and c for c in listed):
         raise InvalidInputError(f"requires must be a collection of capability names, got {listed!r}")
     return frozenset(listed)
@@ -185,7 +194,7 @@ def _model_names(models: Sequence[str] | None) -> frozenset[str] | None:
         return None
     if not isinstance(models, (str, Iterable)):
         raise InvalidInputError(f"models must be a model name or a collection of them, got {models!r}")
-    listed = [models] if isinstance(models, str) else list(models)
+    listed = [models] if isinstance(models, str) else _listed(models, "models must be a collection of model names")
     if not all(isinstance(name, str) for name in listed):
         raise InvalidInputError(f"models must be model names, got {listed!r}")
     return frozenset(listed)

@@ -114,7 +114,11 @@ def as_tool_specs(tools: Sequence[ToolSpec | Mapping[str, Any]] | None) -> tuple
         raise InvalidInputError("tools must be a list of tools, not a single tool")
     if not isinstance(tools, Iterable):
         raise InvalidInputError(f"tools must be a list of tools, got {type(tools).__name__}")
-    return tuple(t if isinstance(t, ToolSpec) else ToolSpec.from_openai(t) for t in tools)
+    try:
+        listed = list(tools)
+    except TypeError:  # (a 0-d numpy array: iterable by its type, not when iterated)
+        raise InvalidInputError(f"tools must be a list of tools, got {tools!r}") from None
+    return tuple(t if isinstance(t, ToolSpec) else ToolSpec.from_openai(t) for t in listed)
 
 
 def tools_system_prompt(tools: Sequence[ToolSpec]) -> str:
