@@ -93,6 +93,21 @@ _MIN_MU, _MAX_MU = 1e-4, 1e3
 PRICE_UNITS = ("energy_scale", "joules")
 DEFAULT_PRICE_ON = "energy_scale"
 """The cost λ weighs unless told otherwise (see the module)."""
+
+
+def check_price_on(price_on: object) -> str:
+    """One of :data:`PRICE_UNITS`, else :class:`InvalidInputError`.
+
+    >>> check_price_on("J")
+    Traceback (most recent call last):
+    ...
+    greenserv_core.errors.InvalidInputError: price_on must be one of ('energy_scale', 'joules'), got 'J'
+    """
+    if price_on not in PRICE_UNITS:
+        raise InvalidInputError(f"price_on must be one of {PRICE_UNITS}, got {price_on!r}")
+    return str(price_on)
+
+
 _HISTORY = 512
 _SWING = 0.15
 """The target spend stays within this share of the per-query budget: a deficit is repaid by
@@ -346,8 +361,7 @@ class BudgetPacer:
     ) -> None:
         if not isinstance(budget, EnergyBudget):
             raise InvalidInputError(f"budget must be an EnergyBudget, got {budget!r}")
-        if price_on not in PRICE_UNITS:
-            raise InvalidInputError(f"price_on must be one of {PRICE_UNITS}, got {price_on!r}")
+        check_price_on(price_on)
         self.budget = budget
         self.price_on = price_on
         self.horizon = _positive_int("horizon", horizon)

@@ -36,7 +36,7 @@ from typing import Any
 
 from greenserv_core.bandits import DEFAULT_POLICY
 from greenserv_core.budget import DEFAULT_PRICE_ON, BudgetPacer, EnergyBudget
-from greenserv_core.budget.pacer import PRICE_UNITS
+from greenserv_core.budget.pacer import check_price_on
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.evaluation.budget_report import static_mix
 from greenserv_core.evaluation.diagnostics import DIAGNOSTICS
@@ -140,8 +140,7 @@ def budget_sweep(
     _check_strategy(strategy)  # everything is refused before any replay runs
     if not tradeoffs:
         raise InvalidInputError("the budget sweep needs at least one tradeoff for its fixed-λ front")
-    if price_on not in PRICE_UNITS:
-        raise InvalidInputError(f"price_on must be one of {PRICE_UNITS}, got {price_on!r}")
+    check_price_on(price_on)
     if window_s is not None and not _positive_finite(window_s):
         raise InvalidInputError(f"window_s must be a positive finite number of seconds, got {window_s!r}")
     if arrival_rate is not None and not _positive_finite(arrival_rate):

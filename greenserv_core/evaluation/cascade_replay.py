@@ -39,7 +39,7 @@ import numpy as np
 
 from greenserv_core.bandits.base import check_seed
 from greenserv_core.budget import DEFAULT_PRICE_ON, BudgetPacer, EnergyBudget
-from greenserv_core.budget.pacer import PRICE_UNITS
+from greenserv_core.budget.pacer import check_price_on
 from greenserv_core.cascades import EscalationModel, Verdict
 from greenserv_core.errors import InvalidInputError
 from greenserv_core.evaluation.cascades import cascade_report, joules_to_reach
@@ -320,8 +320,7 @@ def replay_cascades(
         raise InvalidInputError(f"feedback_rate must be in [0, 1], got {feedback_rate}")
     if budget_joules_per_query is not None:
         EnergyBudget.per_query(budget_joules_per_query)  # a bad budget is refused before any run
-    if price_on not in PRICE_UNITS:
-        raise InvalidInputError(f"price_on must be one of {PRICE_UNITS}, got {price_on!r}")
+    check_price_on(price_on)
     full = table.matrices()
     if full.confidence is None or bool(np.isnan(full.confidence).all()):
         raise InvalidInputError(
