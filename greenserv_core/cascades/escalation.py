@@ -105,12 +105,6 @@ class Verdict:
         return asdict(self)
 
 
-def _check_rate(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= as_float(value) <= 1.0:
-        raise InvalidInputError(f"{name} must be a number in [0, 1], got {value!r}")  # (10**400 too: no OverflowError)
-    return float(value)
-
-
 def _check_positive(name: str, value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 < float(value) < float("inf"):
         raise InvalidInputError(f"{name} must be a positive number, got {value!r}")
@@ -169,7 +163,7 @@ class EscalationModel:
         if isinstance(dimension, bool) or not isinstance(dimension, int) or dimension < 1:
             raise InvalidInputError(f"dimension must be a positive integer, got {dimension!r}")
         self.dimension = dimension
-        self.keep_rate = _check_rate("keep_rate", keep_rate)
+        self.keep_rate = check_confidence(keep_rate, "keep_rate")
         self.ridge = _check_positive("ridge", ridge)
         self.then_prior = _check_positive("then_prior", then_prior)
         if isinstance(informed_after, bool) or not isinstance(informed_after, int) or informed_after < 0:
