@@ -444,8 +444,7 @@ class RoutingLearner:
             self.check_new_id(decision_id, rerouting=rerouting)
             if not verdict.predicted_joules:
                 raise no_eligible_model(candidates, limits, excluded)
-            ranges = self.normalizer_.ranges_
-            range_before = list(ranges[features.task]) if features.task in ranges else None
+            range_before = self._range_now(features.task)
             if self._scale == "known":
                 self._widen_scale(features.task, table.names, table.predicted_joules)
             budget: BudgetStatus | None = None
@@ -537,11 +536,7 @@ class RoutingLearner:
                 self._restore_draws(draws)  # nothing remembered, no range widened (the lock is held throughout)
                 if forget is not None:
                     forget()
-                if self._scale == "known" and self.normalizer_.ranges_ is ranges:
-                    if range_before is None:
-                        ranges.pop(features.task, None)
-                    else:
-                        ranges[features.task] = range_before
+                self._put_range_back(features.task, range_before)
                 raise
             self.rerouting_.discard(decision.decision_id)
             self.tallies_.decided(choice.arm)
@@ -840,17 +835,26 @@ class RoutingLearner:
         """On the ``"known"`` scale, the task's range widened by a query's ``predicted`` joules
         while a warm start prices its cascades, as a routed query's is before it is priced, then
         put back: a labelled row teaches the range its answers' joules only, as :meth:`learn` does."""
-        ranges = self.normalizer_.ranges_
-        before = list(ranges[task]) if task in ranges else None
+        before = self._range_now(task)
         if self._scale == "known":
             self._widen_scale(task, names, predicted)
         try:
             yield
         finally:
-            if before is None:
-                ranges.pop(task, None)
-            else:
-                ranges[task] = before
+            self._put_range_back(task, before)
+
+    def _range_now(self, task: str) -> list[float] | None:
+        """A copy of ``task``'s energy range (``None``: it has none), for :meth:`_put_range_back`."""
+        own = self.normalizer_.ranges_.get(task)
+        return None if own is None else list(own)
+
+    def _put_range_back(self, task: str, saved: list[float] | None) -> None:
+        """Return ``task``'s energy range to what :meth:`_range_now` saved."""
+        ranges = self.normalizer_.ranges_
+        if saved is None:
+            ranges.pop(task, None)
+        else:
+            ranges[task] = saved
 
     def fail_over(self, decision: RoutingDecision) -> None:
         """Take back a decision whose model failed; its id is kept for the query's next route
