@@ -565,11 +565,12 @@ class BudgetPacer:
             np.asarray(predicted, dtype=np.float64),
         )
 
-        kept = [True]
+        kept = True
 
         def forget() -> None:
-            if kept[0] and self.recent_ is memory:  # once, and not in a memory loaded since
-                kept[0] = not memory.take_back(overwritten)
+            nonlocal kept
+            if kept and self.recent_ is memory:  # once, and not in a memory loaded since
+                kept = not memory.take_back(overwritten)
 
         return forget
 
