@@ -22,7 +22,8 @@ from greenserv_core.energy import (
 )
 from greenserv_core.energy import nvml as nvml_module
 from greenserv_core.energy import registry as registry_module
-from greenserv_core.errors import InvalidInputError, MissingResourceError
+from greenserv_core.energy.base import CounterDidNotMoveError
+from greenserv_core.errors import InvalidInputError, MissingResourceError, WindowNotMeasuredError
 
 
 class FakeNvml(types.SimpleNamespace):
@@ -644,3 +645,61 @@ def test_a_rapl_window_longer_than_one_wrap_is_summed_from_the_reads_while_it_is
             time.sleep(0.1)  # several reads of the poller
     assert window.joules == pytest.approx(40.0)  # was 0.0: two reads tell one wrap at most
     assert window.source == "rapl" and window.measured
+
+
+def test_the_closing_synchronisation_is_inside_the_window_and_its_duration() -> None:
+    """GPU work the block queued and did not wait for (asynchronous CUDA) is counted over the
+    seconds it took: was read as a counter that jumped by more than 5 kW in 0 s, and so the
+    window had no reading."""
+    started = time.perf_counter()
+
+    class Gpu(FakeNvml):
+        def nvmlDeviceGetTotalEnergyConsumption(self, handle: str) -> int:  # 4 kW of real time
+            return 10**9 + int((time.perf_counter() - started) * 4_000_000)
+
+    queued: list[float] = []
+
+    def synchronize() -> None:  # waits for the queued kernels, as torch.cuda.synchronize does
+        while queued:
+            time.sleep(queued.pop())
+
+    meter = NvmlCounterMeter([0], pynvml=Gpu(), synchronize=synchronize)  # type: ignore[arg-type]
+    with meter.measure() as window:
+        queued.append(0.3)  # returns before the GPU is done
+    assert window.duration_s >= 0.3
+    assert window.joules == pytest.approx(4000 * window.duration_s, rel=0.1)
+    assert (window.source, window.measured) == ("nvml-counter", True)
+
+
+def test_a_window_whose_block_raised_raises_the_blocks_error_not_the_meters() -> None:
+    fake = FakeNvml(mj_per_read=-5)  # the counter goes back: no reading of this window
+
+    class OutOfMemory(RuntimeError):
+        pass
+
+    meter = NvmlCounterMeter([0], pynvml=fake, synchronize=lambda: None)  # type: ignore[arg-type]
+    with pytest.raises(OutOfMemory), meter.measure() as window:  # was the meter's WindowNotMeasuredError
+        raise OutOfMemory("CUDA out of memory")
+    assert not window.measured
+    with pytest.raises(WindowNotMeasuredError, match="went back"), meter.measure():
+        pass  # (a block that did not raise sees the meter's error)
+
+
+def test_a_rapl_counter_that_never_moves_is_no_reading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from greenserv_core.energy import rapl
+
+    monkeypatch.setattr(rapl, "STALLED_AFTER_S", 0.05)
+    _powercap(tmp_path, {"intel-rapl:0": (1_000_000, 10_000_000), "intel-rapl:1": (2_000_000, 10_000_000)})
+    meter = RaplMeter(tmp_path)
+    with pytest.raises(CounterDidNotMoveError), meter.measure():  # was 0 J, measured
+        time.sleep(0.06)
+    with FallbackMeter(meter, CpuTimeEstimateMeter()).measure() as window:
+        time.sleep(0.06)
+    assert (window.source, window.measured) == ("cpu-time-estimate", False)
+    with meter.measure() as short:  # shorter than a refresh can be trusted to show: 0 J
+        pass
+    assert short.joules == 0.0 and short.measured
+    with meter.measure() as moving:
+        time.sleep(0.06)
+        (tmp_path / "intel-rapl:1" / "energy_uj").write_text("2500000")
+    assert moving.joules == pytest.approx(0.5) and moving.measured

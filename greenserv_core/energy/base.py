@@ -3,6 +3,7 @@ then ``window.joules``; and :class:`EnergyReading`, the joules a generation repo
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Iterator, Sequence
@@ -13,6 +14,8 @@ from typing import Protocol, runtime_checkable
 from greenserv_core.errors import InvalidInputError, WindowNotMeasuredError
 
 __all__ = ["CounterDidNotMoveError", "EnergyMeter", "EnergyReading", "EnergyWindow", "TimedMeter", "combined_energy"]
+
+logger = logging.getLogger("greenserv.energy")
 
 
 class CounterDidNotMoveError(WindowNotMeasuredError):
@@ -104,7 +107,11 @@ class TimedMeter:
     """Base for meters that read a start value and an end value around the block.
 
     Subclasses implement ``_start() -> object`` and ``_stop(token) -> float`` (joules) and set
-    ``source`` and ``measured``.
+    ``source`` and ``measured``; one that must wait for work still queued when the block exits
+    (a GPU's kernels) does so in ``_before_stop()``, which the window's duration includes.
+
+    If the block raises, its error is what the caller sees: a window that then has no reading
+    logs why, and is labelled not measured.
     """
 
     source = ""
@@ -112,6 +119,9 @@ class TimedMeter:
 
     def _start(self) -> object:
         raise NotImplementedError
+
+    def _before_stop(self) -> None:
+        """Wait for work the block queued and has not finished (nothing, unless overridden)."""
 
     def _stop(self, token: object, duration_s: float) -> float:
         raise NotImplementedError
@@ -123,7 +133,19 @@ class TimedMeter:
         started = time.perf_counter()
         try:
             yield window
-        finally:
+        except BaseException:
+            try:
+                self._close(window, token, started)
+            except Exception as error:  # the block's own error is the one to raise
+                window.measured = False
+                logger.warning("energy: %s had no reading for a window whose code raised (%s)", self.source, error)
+            raise
+        self._close(window, token, started)
+
+    def _close(self, window: EnergyWindow, token: object, started: float) -> None:
+        try:
+            self._before_stop()
+        finally:  # (a meter's _stop always runs: it may have a sampler to stop)
             window.duration_s = time.perf_counter() - started
             self._fill(window, token)
 

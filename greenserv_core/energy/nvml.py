@@ -148,6 +148,9 @@ class _NvmlMeter(TimedMeter):
         except Exception as error:
             raise MissingResourceError(f"{self.probe_error}: {error}") from error
 
+    def _before_stop(self) -> None:
+        self.synchronize()  # the kernels still queued land inside the window and its duration
+
     def _probe(self) -> None:
         raise NotImplementedError
 
@@ -190,7 +193,6 @@ class NvmlCounterMeter(_NvmlMeter):
     def _moved(self, token: object, duration_s: float) -> tuple[float, str]:
         """The joules of the GPUs whose counters moved, and the stalled GPUs ("" if none)."""
         assert isinstance(token, list)
-        self.synchronize()
         changes = [after - before for before, after in zip(token, self._read(), strict=True)]
         if any(change < 0 for change in changes):  # a driver reload or GPU reset: no reading, not 0 J
             raise WindowNotMeasuredError(f"the GPU energy counter went back by {-min(changes)} mJ during the window")
@@ -254,11 +256,8 @@ class NvmlPowerMeter(_NvmlMeter):
 
     def _stop(self, token: object, duration_s: float) -> float:
         assert isinstance(token, _PowerWindow) and token.thread is not None
-        try:
-            self.synchronize()
-        finally:  # a failed synchronisation must not leave the sampler polling for good
-            token.stop.set()
-            token.thread.join()
+        token.stop.set()  # (after _before_stop's synchronisation, or its failure)
+        token.thread.join()
         if token.errors:
             raise token.errors[0]
         samples = [*token.samples, (time.perf_counter(), self._watts())]

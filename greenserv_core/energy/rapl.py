@@ -18,11 +18,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from greenserv_core.energy.base import TimedMeter
+from greenserv_core.energy.base import CounterDidNotMoveError, TimedMeter
 from greenserv_core.energy.registry import register_meter
 from greenserv_core.errors import MissingResourceError, WindowNotMeasuredError
 
-__all__ = ["POLL_S", "RaplMeter", "rapl_meter", "rapl_zones"]
+__all__ = ["POLL_S", "STALLED_AFTER_S", "RaplMeter", "rapl_meter", "rapl_zones"]
 
 DEFAULT_ROOT = Path("/sys/class/powercap")
 
@@ -31,6 +31,12 @@ MAX_PACKAGE_WATTS = 2000.0
 floor, as the counter moves in steps about every millisecond). Server packages draw up to about
 500 W, so 2 kW is generous; a counter that went back by more than that allows was reset (a driver
 reload), not wrapped (the range is about 262 kJ, over two minutes even at 2 kW)."""
+
+
+STALLED_AFTER_S = 1.0
+"""A window at least this long in which no package's counter moved has no reading
+(:class:`~greenserv_core.energy.base.CounterDidNotMoveError`), not 0 J: a powered package's
+counter moves about every millisecond, and some virtual machines expose counters that never do."""
 
 
 POLL_S = 20.0
@@ -138,7 +144,10 @@ class RaplMeter(TimedMeter):
                 self._open -= 1
         if resets_now != resets:
             raise WindowNotMeasuredError("a RAPL counter went back further than a wrap explains (a reset)")
-        return sum(end - start for start, end in zip(before, after, strict=True)) / 1e6
+        moved = sum(end - start for start, end in zip(before, after, strict=True))
+        if not moved and duration_s >= STALLED_AFTER_S:
+            raise CounterDidNotMoveError(f"no RAPL counter moved in {duration_s:.3f} s")
+        return moved / 1e6
 
 
 @register_meter("rapl", priority=10, placement="cpu")
