@@ -68,8 +68,13 @@ def _canonical(state: Any) -> str:
 
 def write_state(path: str | Path, state: dict[str, Any], *, fmt: str, version: int) -> None:
     """Write ``state`` to ``path`` atomically (write-then-rename), through a symbolic link to
-    its target, keeping an existing file's permissions (a new file's follow the umask)."""
-    path = Path(os.path.realpath(path))
+    its target, keeping an existing file's permissions (a new file's follow the umask); ``~``
+    is the user's home. A path that cannot hold the file (a folder, a place under a file) is
+    :class:`StateFileError`, naming it."""
+    given = path
+    path = Path(os.path.realpath(Path(path).expanduser()))
+    if str(given) == "" or path.is_dir():
+        raise StateFileError(f"cannot save to {str(given)!r}: it is a folder, not a file")
     encoded = _encode(state)
     try:
         body = _canonical(encoded)
@@ -83,9 +88,12 @@ def write_state(path: str | Path, state: dict[str, Any], *, fmt: str, version: i
         "sha256": hashlib.sha256(body.encode()).hexdigest(),
         "state": encoded,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(path)
-    write_atomically(path, json.dumps(document, allow_nan=False).encode("utf-8"))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(path)
+        write_atomically(path, json.dumps(document, allow_nan=False).encode("utf-8"))
+    except (FileExistsError, NotADirectoryError, IsADirectoryError) as error:  # a file where a folder must be
+        raise StateFileError(f"cannot save to {path}: a part of the path is a file, not a folder ({error})") from error
 
 
 def write_atomically(path: str | Path, data: bytes) -> None:
@@ -148,10 +156,11 @@ def _remove_stale_temporaries(path: Path) -> None:
                 leftover.unlink()
 
 
-def read_state(path: str | Path, *, fmt: str, version: int) -> dict[str, Any]:
-    """Read and verify a file written by :func:`write_state`; :class:`StateFileError` if it is
-    missing, truncated, tampered with, of another format or of another version."""
-    path = Path(path)
+def read_state(path: str | Path, *, fmt: str, version: int, oldest: int | None = None) -> dict[str, Any]:
+    """Read and verify a file written by :func:`write_state` (``~`` is the user's home);
+    :class:`StateFileError` if it is missing, truncated, tampered with, of another format, or
+    of a version outside ``oldest`` (default ``version``) to ``version``."""
+    path = Path(path).expanduser()
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as error:
@@ -163,10 +172,11 @@ def read_state(path: str | Path, *, fmt: str, version: int) -> dict[str, Any]:
         raise StateFileError(f"{path} is corrupt (not readable as JSON: {error})") from error
     if not isinstance(document, dict) or document.get("format") != fmt:
         raise StateFileError(f"{path} is not a {fmt} file")
-    if document.get("version") != version:
-        raise StateFileError(
-            f"{path} has format version {document.get('version')!r}; this GreenServ reads version {version}"
-        )
+    readable = range(version if oldest is None else oldest, version + 1)
+    found = document.get("version")
+    if type(found) is not int or found not in readable:
+        said = f"version {version}" if len(readable) == 1 else f"versions {readable[0]} to {version}"
+        raise StateFileError(f"{path} has format version {found!r}; this GreenServ reads {said}")
     state = document.get("state")
     try:
         digest = hashlib.sha256(_canonical(state).encode()).hexdigest() if isinstance(state, dict) else None

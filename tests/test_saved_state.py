@@ -438,3 +438,97 @@ def test_an_array_of_a_state_file_holds_plain_numbers(
     write_state(path, plain, fmt="f", version=1)
     read = read_state(path, fmt="f", version=1)
     assert [(read[k].tolist(), read[k].dtype) for k in plain] == [(v.tolist(), v.dtype) for v in plain.values()]
+
+
+def test_the_state_is_written_as_version_2_and_versions_1_and_2_are_read(
+    fakes: list[FakeBackend], extractor: FeatureExtractor, tmp_path: Path
+) -> None:
+    """Version 1 readers refuse version 2 files (whose later fields they would misread); this
+    GreenServ reads both, and refuses a later one."""
+    path = tmp_path / "state.json"
+    GreenServRouter(fakes, features=extractor, seed=0).save(path)
+    document = json.loads(path.read_text())
+    assert document["version"] == 2  # was 1 since the first format, through every change
+    for version, readable in ((1, True), (2, True), (3, False), (True, False), (1.0, False)):
+        path.write_text(json.dumps({**document, "version": version}))
+        if readable:
+            GreenServRouter.load(path, fakes, features=make_hashing_extractor())
+        else:
+            with pytest.raises(StateFileError, match="this GreenServ reads versions 1 to 2"):
+                GreenServRouter.load(path, fakes, features=make_hashing_extractor())
+
+
+def test_saving_to_a_folder_or_under_a_file_is_a_state_file_error_naming_the_path(
+    fakes: list[FakeBackend], extractor: FeatureExtractor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    router = GreenServRouter(fakes, features=extractor, seed=0)
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file").write_text("x")
+    monkeypatch.chdir(tmp_path)
+    under_a_file = tmp_path / "file" / "s.json"
+    places = [(tmp_path / "folder", "it is a folder"), ("", "it is a folder"), (under_a_file, "is a file")]
+    for path, said in places:  # was IsADirectoryError naming a temporary file, and FileExistsError
+        with pytest.raises(StateFileError, match=said):
+            router.save(path)
+    assert not list(tmp_path.glob("**/*.tmp"))
+
+
+def test_a_state_path_under_the_home_folder_is_read_and_written_there(
+    fakes: list[FakeBackend], extractor: FeatureExtractor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    GreenServRouter(fakes, features=extractor, seed=0).save("~/states/router.json")
+    assert (tmp_path / "home" / "states" / "router.json").is_file()
+    assert not (tmp_path / "~").exists()  # was ./~/states/router.json
+    assert GreenServRouter.load("~/states/router.json", fakes, features=make_hashing_extractor()).models
+
+
+def test_load_takes_the_pool_as_any_iterable_and_names_a_member_that_is_no_backend(
+    fakes: list[FakeBackend], extractor: FeatureExtractor, tmp_path: Path
+) -> None:
+    path = tmp_path / "state.json"
+    GreenServRouter(fakes, features=extractor, seed=0).save(path)
+    loaded = GreenServRouter.load(path, (f for f in fakes), features=make_hashing_extractor())  # was StateFileError
+    assert loaded.models == [f.info.name for f in fakes]
+    with pytest.raises(InvalidInputError, match="does not implement ModelBackend") as raised:  # was AttributeError
+        GreenServRouter.load(path, [*fakes, "large-v2"], features=make_hashing_extractor())  # type: ignore[list-item]
+    assert not isinstance(raised.value, StateFileError)
+
+
+def test_clusters_learned_in_an_embedding_of_another_dimension_are_refused_at_load(
+    fakes: list[FakeBackend], tmp_path: Path
+) -> None:
+    from greenserv_core.features import HashingEmbedder, TaskClassifier
+
+    class Named(HashingEmbedder):  # two checkpoints of one name, as a folder's last part names them
+        @property
+        def name(self) -> str:
+            return "sentence-transformers:model:128"
+
+    def extractor_of(dimension: int) -> FeatureExtractor:
+        embedder = Named(dimension)
+        texts, labels = ["2+2?", "hi", "Write a poem"], ["math", "chat", "chat"]
+        classifier = TaskClassifier().fit(embedder.embed(texts), labels, embedder.name)
+        return FeatureExtractor(embedder, classifier, n_clusters=2)
+
+    router = GreenServRouter(fakes, features=extractor_of(64), seed=0)
+    router.generate("What is 2 + 2?")
+    router.save(tmp_path / "state.json")
+    with pytest.raises(StateFileError, match="embedding dimension 64 != 32"):  # was loaded; every query then failed
+        GreenServRouter.load(tmp_path / "state.json", fakes, features=extractor_of(32))
+
+
+def test_a_prior_setting_given_at_load_is_said_to_apply_to_new_arms_only(
+    fakes: list[FakeBackend], extractor: FeatureExtractor, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from greenserv_core.bandits.linucb import LinUCB
+
+    router = GreenServRouter(fakes, features=extractor, policy=LinUCB(extractor.dimension, seed=0))
+    router.save(tmp_path / "state.json")
+    with caplog.at_level("WARNING", logger="greenserv"):
+        given = LinUCB(extractor.dimension, l2=50.0)
+        loaded = GreenServRouter.load(tmp_path / "state.json", fakes, features=make_hashing_extractor(), policy=given)
+    assert "l2 applies to arms added from now on" in caplog.text  # was "the given policy's settings are used" alone
+    ridge = loaded.policy_.ridge_  # type: ignore[attr-defined]
+    assert ridge.l2s[ridge.row("small")] == 1.0  # as saved, as the warning says

@@ -16,7 +16,7 @@ import hashlib
 import io
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -341,11 +341,23 @@ class FeatureExtractor:
         saved_encoding = state.get("task_encoding", "onehot")  # saved before the option: one-hot
         if saved_encoding != self.task_encoding:
             mismatches.append(f"task encoding {saved_encoding!r} != {self.task_encoding!r}")
+        width = _saved_width(state["clusterer"])
+        if width is not None and width != self.embedder.dimension:  # another embedder under the same name
+            mismatches.append(f"embedding dimension {width} != {self.embedder.dimension}")
         if mismatches:
             raise StateFileError("saved features do not match this extractor: " + "; ".join(mismatches))
         with self._lock:
             self.clusterer.load_state_dict(state["clusterer"])
             self.centre_clusters = self.clusterer.centre is not None  # as the saved clusters were learned
+
+
+def _saved_width(clusterer: Mapping[str, Any]) -> int | None:
+    """The embedding dimension a saved clustering was learned in (``None`` before it learned)."""
+    for key in ("centroids", "centre", "prior_sums"):
+        value = clusterer.get(key)
+        if value is not None:
+            return int(np.shape(value)[-1])
+    return None
 
 
 def _prompt_list(prompts: Sequence[str], method: str) -> list[str]:

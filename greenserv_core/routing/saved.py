@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,12 @@ __all__ = ["read_router_state", "state_errors", "write_router_state"]
 logger = logging.getLogger("greenserv")
 
 STATE_FORMAT = "greenserv-router-state"
-STATE_VERSION = 1
+STATE_VERSION = 2
+"""The version written. Version 2 is laid out as version 1; the number moved (2026-12-07) so
+that GreenServ releases that read only version 1 refuse files whose later fields they would
+misread (such as a decision scored before its outcome), rather than load them wrongly."""
+OLDEST_STATE_VERSION = 1
+"""The oldest version read."""
 
 
 def write_router_state(path: str | Path, state: Mapping[str, Any]) -> None:
@@ -57,11 +62,17 @@ def read_router_state(
     """The saved state, and the arguments that rebuild its router over ``models``: the saved
     models first, in their order, then the new ones. Every saved model must be in ``models``.
     A pending store that does not match the saved one (``pending`` given or not) is warned of."""
+    if isinstance(models, (str, bytes, Mapping)) or not isinstance(models, Iterable):
+        raise InvalidInputError(f"models must be a list of model backends, got {models!r}")
+    models = list(models)  # (a generator is read once)
+    for model in models:
+        if not isinstance(model, ModelBackend):
+            raise InvalidInputError(f"{model!r} does not implement ModelBackend (info, count_tokens, generate, stream)")
     names = [m.info.name for m in models]
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:
         raise InvalidInputError(f"the pool names {twice} more than once: each model needs its own name")
-    state = read_state(path, fmt=STATE_FORMAT, version=STATE_VERSION)
+    state = read_state(path, fmt=STATE_FORMAT, version=STATE_VERSION, oldest=OLDEST_STATE_VERSION)
     with state_errors(path):
         _check_pending_store(path, state["pending"], pending)
         by_name = dict(zip(names, models, strict=True))
@@ -105,11 +116,19 @@ def _warn_of_other_settings(path: str | Path, policy: Policy, saved: Mapping[str
     changed = sorted(key for key in saved if key in given and not same(saved[key], given[key]))
     if changed:
         logger.warning(
-            "%s: the policy given has %s where the state was saved with %s; the given policy's settings are used",
+            "%s: the policy given has %s where the state was saved with %s; the given policy's settings are used%s",
             path,
             ", ".join(f"{key}={given[key]!r}" for key in changed),
             ", ".join(f"{key}={saved[key]!r}" for key in changed),
+            ""
+            if not _PRIOR_SETTINGS & set(changed)
+            else " (the arms saved keep the prior they were saved with: "
+            f"{', '.join(sorted(_PRIOR_SETTINGS & set(changed)))} applies to arms added from now on)",
         )
+
+
+_PRIOR_SETTINGS = frozenset({"l2", "prior_reward"})
+"""A policy's settings that shape a new arm's prior, which an arm loaded keeps as saved."""
 
 
 def _saved_budget(saved: Mapping[str, Any] | None) -> BudgetPacer | None:
