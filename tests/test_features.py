@@ -785,3 +785,45 @@ def test_clustering_takes_back_moves_bit_for_bit_latest_first() -> None:
         learned.forget(x, cluster)
     assert learned.counts_.tolist() == reference.counts_.tolist()
     assert np.array_equal(learned.centroids_, reference.centroids_)  # type: ignore[arg-type]
+
+
+def test_a_word_with_combining_marks_is_one_token_however_it_was_typed() -> None:
+    import unicodedata
+
+    from greenserv_core.features.complexity import approximate_tokens
+    from greenserv_core.features.lexical import LexicalHasher
+
+    composed = "Résumé of the café menu"
+    decomposed = unicodedata.normalize("NFD", composed)
+    assert approximate_tokens(decomposed) == approximate_tokens(composed) == 5  # was 9 typed apart
+    assert approximate_tokens("नमस्ते दुनिया") == 2  # was 10: each vowel sign a token
+    assert approximate_tokens("שָׁלוֹם עוֹלָם") == 2  # was 11
+    hasher = LexicalHasher(1 << 13)
+    for got, expected in zip(hasher.features(decomposed), hasher.features(composed), strict=True):
+        np.testing.assert_array_equal(got, expected)  # was other buckets
+    assert approximate_tokens("Hello, world!") == 4 and approximate_tokens("你好，世界！") == 6  # as before
+
+
+def test_a_long_texts_reading_ease_is_that_of_its_head() -> None:
+    from greenserv_core.features.complexity import READ_CHARS, reading_ease
+
+    sentence = "The quick brown fox jumps over the lazy dog near the river bank. "
+    head = sentence * (READ_CHARS // len(sentence))
+    hard = "Notwithstanding incomprehensibilities, extraordinarily multisyllabic considerations proliferate. "
+    long = head + hard * 5000
+    assert reading_ease(long) == reading_ease(head + hard * 10)  # was read whole: seconds for a megabyte
+    assert reading_ease(long) == pytest.approx(reading_ease(head), abs=1.0)
+    assert reading_ease(sentence) != reading_ease(long[-2000:])
+
+
+def test_a_seed_with_a_vector_the_clustering_refuses_changes_nothing() -> None:
+    clusterer = OnlineKMeans(2)
+    clusterer.partial_fit_predict(np.array([1.0, 0.0]))
+    before = clusterer.state_dict()
+    with pytest.raises(InvalidInputError):
+        clusterer.seed([np.array([0.0, 1.0]), np.array([np.nan, 1.0])])
+    after = clusterer.state_dict()
+    assert after["prior_sums"] is None and after["counts"].tolist() == before["counts"].tolist() == [1]  # was [1, 1]
+    np.testing.assert_array_equal(after["centroids"], before["centroids"])
+    clusterer.seed([np.array([0.0, 1.0])])  # a retry seeds as the first try would have
+    assert clusterer.prior_counts_.tolist() == [0, 1]

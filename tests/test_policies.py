@@ -351,3 +351,32 @@ def test_inputs_that_are_not_numbers_are_refused_by_name_and_numpy_integers_are_
     assert policy.ridge_.n[0] == 0
     with pytest.raises(InvalidInputError, match="reward_range"):
         LinUCB(2, reward_range="01")  # type: ignore[arg-type]  # read as (0, 1)
+
+
+def test_a_strategy_argument_and_the_keyword_it_names_cannot_both_be_given() -> None:
+    with pytest.raises(InvalidInputError, match="give one"):  # was a policy for "small", "big" dropped
+        make_policy("static:big", 4, arm="small")
+    assert make_policy("static", 4, arm="small").arm == make_policy("static:small", 4, arm="small").arm == "small"  # type: ignore[attr-defined]
+
+
+def test_settings_that_would_make_every_decision_nan_are_refused_at_construction() -> None:
+    from greenserv_core.bandits.linucb import LinUCB
+
+    for params in ({"share": 1e-320}, {"prior_reward": 1e308, "l2": 2.0}):  # was accepted, then "scored NaN"
+        with pytest.raises(InvalidInputError, match="overflow"):
+            LinUCB(4, **params)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="reward_range must be two numbers"):  # was read as its keys
+        LinUCB(4, reward_range={0: "x", 1: "y"})  # type: ignore[arg-type]
+    LinUCB(4, share=1e-3, prior_reward=0.5, l2=2.0)
+
+
+def test_numpy_numbers_are_taken_as_value_bound_and_drift_alarm() -> None:
+    from greenserv_core.bandits.epsilon_greedy import EpsilonGreedy
+
+    policy = EpsilonGreedy(4, value_bound=np.float32(1), drift_alarm=np.int64(20))  # was refused
+    assert (policy.value_bound, policy.drift_alarm) == (1.0, 20.0)
+    for bad in (True, "1", float("nan")):
+        with pytest.raises(InvalidInputError, match="value_bound"):
+            EpsilonGreedy(4, value_bound=bad)  # type: ignore[arg-type]
+        with pytest.raises(InvalidInputError, match="drift_alarm"):
+            EpsilonGreedy(4, drift_alarm=bad)  # type: ignore[arg-type]

@@ -58,3 +58,19 @@ def test_variance_shrinks_with_data() -> None:
     for _ in range(10):
         arm.update(x, 1.0)
     assert arm.variance(x) < before / 5
+
+
+def test_an_update_whose_inverse_step_would_overflow_is_refused_and_changes_nothing() -> None:
+    import pytest
+
+    from greenserv_core.bandits import RidgeStack
+    from greenserv_core.errors import InvalidInputError
+
+    for l2, x in ((1e-8, [1e150, 0.0]), (1.0, [1e154, 1e154])):  # A's entries finite, A⁻¹'s step not
+        stack = RidgeStack(2, l2=l2)
+        stack.add("a")
+        with pytest.raises(InvalidInputError, match="overflows"):  # was accepted: A⁻¹ -inf, θ NaN
+            stack.update("a", np.array(x), 0.0)
+        np.testing.assert_array_equal(stack.A_inv[0], np.eye(2) / l2)
+        stack.update("a", np.array([1e3, 0.0]), 1.0)  # a large context that fits is still learned
+        assert np.all(np.isfinite(stack.theta[0]))

@@ -221,6 +221,9 @@ class Policy(ABC):
     :meth:`_new_arm_state` and the ``_arm_state`` / ``_load_arm_state`` pair (saving). A policy
     that replicas may share also implements ``_arm_statistics`` / ``_load_arm_statistics``: an
     arm's state as sums that add up across replicas, and back.
+
+    A policy is not thread-safe: the router calls it under its learner's lock. Code that
+    calls one policy from several threads holds a lock of its own around each call.
     """
 
     name: ClassVar[str]

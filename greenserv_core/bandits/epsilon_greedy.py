@@ -67,9 +67,7 @@ class EpsilonExploration(Policy):
     def _set_exploration(self, explore: str, value_bound: float) -> None:
         if explore not in EXPLORE:
             raise InvalidInputError(f"explore must be one of {EXPLORE}, got {explore!r}")
-        if isinstance(value_bound, bool) or not isinstance(value_bound, (int, float)) or not np.isfinite(value_bound):
-            raise InvalidInputError(f"value_bound must be a finite number, got {value_bound!r}")
-        self.explore, self.value_bound = explore, float(value_bound)
+        self.explore, self.value_bound = explore, check_number("value_bound", value_bound)
 
     def _schedule_params(self) -> dict[str, Any]:
         return {"epsilon": self.epsilon, "decay": self.decay, "min_epsilon": self.min_epsilon}
@@ -143,9 +141,7 @@ class EpsilonGreedy(EpsilonExploration, LinearPolicy):
         if isinstance(answers, bool) or not isinstance(answers, (int, np.integer)) or answers < 0:  # numpy's too
             raise InvalidInputError(f"newcomer_answers must be an integer >= 0, got {newcomer_answers!r}")
         self.newcomer_answers = int(newcomer_answers)
-        if drift_alarm is not None and (
-            isinstance(drift_alarm, bool) or not isinstance(drift_alarm, (int, float)) or not 0 < drift_alarm < 1e9
-        ):
+        if drift_alarm is not None and not 0 < check_number("drift_alarm", drift_alarm) < 1e9:
             raise InvalidInputError(f"drift_alarm must be a positive number or None, got {drift_alarm!r}")
         self.drift_alarm = None if drift_alarm is None else float(drift_alarm)
         self.late_: set[str] = set()

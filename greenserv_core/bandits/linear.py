@@ -5,7 +5,7 @@ to a :class:`RidgeArm` view of its row."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from typing import Any, TypedDict
 
 import numpy as np
@@ -35,7 +35,7 @@ class LinearOptions(TypedDict, total=False):
 
 def _check_range(bounds: object) -> tuple[float, float]:
     """``bounds`` as two finite numbers ``low < high``, or :class:`InvalidInputError`."""
-    if isinstance(bounds, (str, bytes)):  # "01" would read as (0, 1)
+    if isinstance(bounds, (str, bytes, Mapping, Set)):  # "01" would read as (0, 1), {0: .., 1: ..} as its keys
         raise InvalidInputError(f"reward_range must be two numbers (low, high), got {bounds!r}")
     try:
         low, high = (float(v) for v in bounds)  # type: ignore[attr-defined]
@@ -95,6 +95,13 @@ class LinearPolicy(Policy):
         if check_number("forget", forget, low=0.0, strict=True) > 1:
             raise InvalidInputError(f"forget must be a number in (0, 1], got {forget!r}")
         self.reward_range = None if reward_range is None else _check_range(reward_range)
+        with np.errstate(over="ignore", divide="ignore"):  # what every decision divides by or multiplies
+            derived = (float(l2) * float(prior_reward), 1.0 / self.share if self.share else 0.0)
+        if not all(np.isfinite(derived)):
+            raise InvalidInputError(
+                f"l2={l2!r}, prior_reward={prior_reward!r} and share={share!r} overflow the ridge's sums "
+                "(l2 × prior_reward and 1 / share must be finite)"
+            )
         self.l2 = float(l2)
         self.prior_reward = float(prior_reward)
         self.forget = float(forget)

@@ -122,6 +122,11 @@ def make_policy(strategy: str, dimension: int, *, seed: int | None = None, **par
         raise InvalidInputError(f"unknown strategy {strategy!r}; choose one of {', '.join(strategy_forms())}")
     keyword = POLICIES[name].strategy_argument
     if keyword is not None:
+        if argument and keyword in params and params[keyword] != argument:  # "static:big" with arm="small"
+            raise InvalidInputError(
+                f"strategy {strategy!r} names its {keyword} after ':' and {keyword}={params[keyword]!r} names "
+                "another: give one"
+            )
         params.setdefault(keyword, argument)
     elif argument:
         raise InvalidInputError(f"strategy {name!r} takes no ':' argument")

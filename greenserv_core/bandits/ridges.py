@@ -42,7 +42,11 @@ __all__ = ["RidgeStack"]
 MIN_L2 = 1e-8
 """The smallest ridge penalty taken: A⁻¹ starts as I/l2, and Sherman–Morrison updates of a
 near-singular inverse drift (measured after 1,000 answers at one context: exact to 1e-4 at
-l2 = 1e-8, 0.5% off at 1e-10, 3.8 for 0.8 at 1e-12)."""
+l2 = 1e-8, 0.5% off at 1e-10, 3.8 for 0.8 at 1e-12). The drift grows with the answers, and the
+inverse made afresh every ``refresh_every`` updates is itself no more exact than A's condition
+allows: over 30,000 0/1 answers at one context, the worst error of an estimate was 0.12 at
+l2 = 1e-8, 9e-4 at 1e-6 and 4e-7 at 1e-4 (refreshed every 2,048). Keep l2 at 1e-4 or more where
+a long run's estimates must be exact (the policies' default is 1)."""
 
 _ARRAYS = ("_A", "_A_inv", "_b", "_theta", "_n", "_l2", "_prior_xx", "_prior_yx", "_prior_mean")
 
@@ -294,6 +298,11 @@ class RidgeStack:
             float(np.diagonal(self._A[r]).max()) + size * size,
             float(np.abs(self._b[r]).max()) + abs(target) * size,
         )
+        if self.forget == 1.0 and math.isfinite(room[0]):  # and the running inverse's rank-one step
+            with np.errstate(over="ignore", invalid="ignore"):
+                a_inv_x = self._A_inv[r] @ x
+                peak, width = float(np.abs(a_inv_x).max(initial=0.0)), float(x @ a_inv_x)
+            room = (room[0] + peak * peak + abs(width), room[1])
         if not (math.isfinite(room[0]) and math.isfinite(room[1])):
             raise InvalidInputError(  # one such update would turn the arm's estimates into NaN for good
                 f"an update of {name!r} with context up to {size:.3g} and target {target!r} overflows"

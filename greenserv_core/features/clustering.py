@@ -186,7 +186,8 @@ class OnlineKMeans:
         ([0.0, 0.0], [1, 1])
 
         A clustering seeds once: a later call (say, a restarted replica seeded again, or one
-        that adopted the shared seed) changes nothing, so replicas keep one seed.
+        that adopted the shared seed) changes nothing, so replicas keep one seed. A seed with a
+        vector the clustering refuses changes nothing either.
         """
         if isinstance(embeddings, np.ndarray) and embeddings.ndim != 2:
             raise InvalidInputError(
@@ -202,8 +203,14 @@ class OnlineKMeans:
             return
         dim = len(vectors[0])
         before_sums, before_counts = self._sums(dim)
-        for vector in vectors:
-            self.partial_fit_predict(vector)
+        saved, moves = self.state_dict(), list(self._moves)
+        try:
+            for vector in vectors:
+                self.partial_fit_predict(vector)
+        except BaseException:  # a vector refused part-way: the seed is learned whole or not at all
+            self.load_state_dict(saved)
+            self._moves.extend(moves)
+            raise
         after_sums, after_counts = self._sums(dim)
         self.prior_sums_, self.prior_counts_ = after_sums - before_sums, after_counts - before_counts
         formed = 0 if self.centroids_ is None else len(self.centroids_)

@@ -26,9 +26,11 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from greenserv_core.errors import InvalidInputError
+from greenserv_core.features.text_units import COMBINING_MARKS, ONE_TOKEN_EACH, composed
 from greenserv_core.paths import cache_dir
 
 __all__ = [
+    "READ_CHARS",
     "ComplexityBinner",
     "ComplexityFeatures",
     "approximate_tokens",
@@ -38,21 +40,20 @@ __all__ = [
     "reading_ease",
 ]
 
-_ONE_TOKEN_EACH = "\u0e00-\u0e7f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
-"""Thai, kana, CJK ideographs and Hangul: written without spaces, so each character counts."""
-_TOKEN = re.compile(rf"[{_ONE_TOKEN_EACH}]|[^\W{_ONE_TOKEN_EACH}]+|[^\w\s]")
+_TOKEN = re.compile(rf"[{ONE_TOKEN_EACH}]|(?:[^\W{ONE_TOKEN_EACH}]|[{COMBINING_MARKS}])+|[^\w\s{COMBINING_MARKS}]")
 _V = TypeVar("_V")
 
 
 def approximate_tokens(text: str) -> int:
-    """Model-independent prompt length: words and punctuation marks, and each character of
-    scripts written without spaces (Chinese, Japanese, Korean, Thai). The counts of the last
-    4,096 texts are remembered under a digest, never the text: long prompts are not kept.
+    """Model-independent prompt length: words (with their combining marks) and punctuation
+    marks, and each character of scripts written without spaces (Chinese, Japanese, Korean,
+    Thai). The counts of the last 4,096 texts are remembered under a digest, never the text:
+    long prompts are not kept.
 
-    >>> approximate_tokens("Hello, world!"), approximate_tokens("你好，世界！")
-    (4, 6)
+    >>> approximate_tokens("Hello, world!"), approximate_tokens("你好，世界！"), approximate_tokens("नमस्ते दुनिया")
+    (4, 6, 2)
     """
-    return _TOKENS.get(text, lambda: len(_TOKEN.findall(text)))
+    return _TOKENS.get(text, lambda: len(_TOKEN.findall(composed(text))))
 
 
 class _DigestMemo(Generic[_V]):
@@ -245,8 +246,15 @@ def forget_reading_ease() -> None:
     _SCORES.clear()
 
 
+READ_CHARS = 10_000
+"""How much of a text its reading ease reads: the score of a longer text (a document pasted
+to summarise) is that of its first 10,000 characters, cut at a space. The score is an average
+over words and sentences, which its head estimates; reading a megabyte would take seconds."""
+
+
 def reading_ease(text: str) -> float:
-    """Flesch reading ease of ``text`` (textstat's), 100 for text without words.
+    """Flesch reading ease of ``text`` (textstat's; of its head, for a text longer than
+    :data:`READ_CHARS`), 100 for text without words.
 
     The scores of the last 32,768 texts are remembered under a 16-byte digest of the text
     (not the text itself), so that a replay, which sees each prompt once per run, pays
@@ -257,7 +265,8 @@ def reading_ease(text: str) -> float:
     """
 
     def compute() -> float:
-        score = flesch_reading_ease(text) if re.search(r"[A-Za-z]", text) else 100.0
+        head = text if len(text) <= READ_CHARS else text[:READ_CHARS].rpartition(" ")[0] or text[:READ_CHARS]
+        score = flesch_reading_ease(head) if re.search(r"[A-Za-z]", head) else 100.0
         return score if math.isfinite(score) else 100.0
 
     return _SCORES.get(text, compute)

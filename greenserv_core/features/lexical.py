@@ -29,13 +29,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from greenserv_core.errors import InvalidInputError
+from greenserv_core.features.text_units import COMBINING_MARKS, WORD, composed
 
 if TYPE_CHECKING:
     from scipy.sparse import csr_matrix
 
 __all__ = ["LexicalHasher"]
 
-_TOKEN = re.compile(r"\w+|[^\w\s]")
+_TOKEN = re.compile(rf"{WORD}|[^\w\s{COMBINING_MARKS}]")
 
 
 class LexicalHasher:
@@ -57,7 +58,7 @@ class LexicalHasher:
 
         A text without a token gives two empty arrays.
         """
-        tokens = _TOKEN.findall(text.lower())
+        tokens = _TOKEN.findall(composed(text).lower())
         grams = tokens + [f"{a} {b}" for a, b in itertools.pairwise(tokens)]
         counts = Counter(zlib.crc32(gram.encode()) % self.n_features for gram in grams)
         indices = np.fromiter(counts.keys(), dtype=np.intp, count=len(counts))
