@@ -441,8 +441,8 @@ def test_a_row_counts_its_tokens_up_to_the_stop_and_says_why_it_ended(scripted_d
     eos = backend.tokenizer.eos_token_id
     ids = backend.tokenizer(" Rome.\nQ", add_special_tokens=False)["input_ids"]
     row = torch.tensor([*ids, eos, eos])  # a batch pads a finished row; here the pad is the EOS token
-    assert backend._outcome(row, len(ids) + 1, ["me"]) == (" Ro", 5, "stop", 3)  # " Rome" completed the stop
-    assert backend._outcome(row, len(ids) + 1, [])[1:] == (len(ids) + 1, "stop", len(ids) + 1)  # ended at EOS
+    assert backend._outcome(row, len(ids) + 1, ["me"]) == ("Ro", 5, "stop", 3)  # " Rome" completed the stop
+    assert backend._outcome(row, len(ids) + 1, [])[1:] == (len(ids) + 1, "stop", len(ids))  # ended at EOS (not read)
     assert backend._outcome(row[:3], 3, [])[1:] == (3, "length", 3)  # cut by the limit (or max_time_s)
     chat = backend_for(build_scripted_model(tmp_path / "chat", ": Rome.\nQ", chat_template=True))
     first = chat.generate(ASK, GenerationSettings(max_new_tokens=1))  # "[assistant]" ends in no script letter
@@ -892,3 +892,95 @@ def test_an_infinite_time_limit_is_no_limit_and_nan_is_refused() -> None:
     for bad in (math.nan, -math.inf, 0):
         with pytest.raises(InvalidInputError, match="max_time_s must be a positive number"):
             GenerationSettings(max_time_s=bad)
+
+
+def test_a_cpu_whose_avx512_only_emulates_bfloat16_is_not_fast_at_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from greenserv_core.hardware import bfloat16_is_fast
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True, raising=False)  # any AVX-512
+    for avx512_bf16, amx, fast in ((False, False, False), (True, False, True), (False, True, True)):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v)
+        assert bfloat16_is_fast("cpu") is fast  # was True on a Cascade Lake: oneDNN's flag
+
+
+def test_an_answer_that_ended_at_eos_reads_no_log_probability_of_the_eos_token(tmp_path: Path) -> None:
+    """Every confidence signal reads the answer's log-probabilities: the end-of-sequence
+    token's (p about 0.56 after SmolLM2's answers) was multiplied into them."""
+    import torch
+
+    backend = backend_for(build_scripted_model(tmp_path, "] Rome.", chat_template=True))
+    backend.load()
+    tokenizer = backend.tokenizer
+    answer = tokenizer.encode("Rome.", add_special_tokens=False)
+    row = torch.tensor([*answer, tokenizer.eos_token_id])
+    assert backend._outcome(row, len(row), ()) == ("Rome.", len(row), "stop", len(answer))  # was len(row)
+    logprobs = torch.log(torch.tensor([0.9] * len(answer) + [0.5]))
+    assert len(backend._answer_logprobs(row, logprobs, len(answer))) == len(answer)
+    cut = torch.tensor([*answer, *tokenizer.encode("Q", add_special_tokens=False)])  # the token limit: all read
+    assert backend._outcome(cut, len(cut), ())[2:] == ("length", len(cut))
+
+
+def test_a_stop_only_in_the_plain_formats_leading_space_does_not_cut_the_answer(tmp_path: Path) -> None:
+    backend = backend_for(build_scripted_model(tmp_path, ":\nA"))  # answers "\nA" after "Assistant:"
+    settings = GenerationSettings(max_new_tokens=2, stop=("\n",))
+    result = backend.generate(ASK, settings)
+    assert result.text == "A"  # was "": the stop matched the newline that is then stripped
+    streamed = list(backend.stream(ASK, settings))
+    assert "".join(chunk.delta for chunk in streamed) == "A" == streamed[-1].result.text  # type: ignore[union-attr]
+    marker = backend_for(build_scripted_model(tmp_path / "marker", ":\nUser"))  # a turn marker that begins there
+    assert marker.generate(ASK, GenerationSettings(max_new_tokens=8)).text == ""  # still cut
+
+
+def test_a_weights_file_cut_short_is_a_missing_resource_naming_the_model(plain_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from greenserv_core.errors import MissingResourceError
+
+    copy = tmp_path / "cut"
+    shutil.copytree(plain_dir, copy)
+    weights = copy / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # an interrupted copy
+    with pytest.raises(MissingResourceError, match=f"cannot load model .* from {copy}"):  # was a bare SafetensorError
+        backend_for(copy).load()
+
+
+def test_a_seeded_generation_holds_the_process_wide_seeding_lock_from_its_seed_to_its_end(
+    plain_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torch.manual_seed seeds every device's random stream: a seeded call on another device,
+    under another device lock, reseeded this one's mid-answer."""
+    import threading
+
+    import torch
+
+    from greenserv_core.backends import transformers as module
+
+    held: list[bool] = []
+    seeding = threading.Lock()
+    real_seed = torch.manual_seed
+    monkeypatch.setattr(module, "_SEEDING", seeding)
+    monkeypatch.setattr(torch, "manual_seed", lambda seed: (held.append(seeding.locked()), real_seed(seed))[1])
+    backend = backend_for(plain_dir)
+    seeded = GenerationSettings(max_new_tokens=3, temperature=1.0, seed=7)
+    backend.generate(ASK, seeded)
+    list(backend.stream(ASK, seeded))
+    backend.generate(ASK, GenerationSettings(max_new_tokens=3, temperature=1.0))
+    assert held == [True, True]  # seeded under the lock (was the device's lock alone); unseeded: no seed
+    assert not seeding.locked()
+
+
+def test_a_device_torch_does_not_know_or_cannot_reach_is_refused_at_construction(
+    plain_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    from greenserv_core.errors import InvalidInputError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for device, said in (("cdua", "unknown device 'cdua'"), ("cuda:1", "torch sees no CUDA GPU")):
+        with pytest.raises(InvalidInputError, match=said):  # was a bare error at the first answer, after the load
+            TransformersBackend(ModelSpec("tiny", path=str(plain_dir)), device=device, meter=CpuTimeEstimateMeter())
+    assert backend_for(plain_dir).device == "cpu"

@@ -16,12 +16,28 @@ _locks_guard = threading.Lock()
 
 
 def pick_device(requested: str | None = None) -> str:
-    """``requested``, else ``cuda`` when a GPU is visible, else ``cpu``."""
-    if requested:
-        return requested
+    """``requested``, else ``cuda`` when a GPU is visible, else ``cpu``. A device torch does not
+    know, or a CUDA device where torch sees no GPU, is :class:`InvalidInputError` (rather than
+    a failure at the first answer, after the weights load).
+
+    >>> pick_device("cpu")
+    'cpu'
+    >>> pick_device("cdua")
+    Traceback (most recent call last):
+    ...
+    greenserv_core.errors.InvalidInputError: unknown device 'cdua': use e.g. 'cpu', 'cuda' or 'cuda:1'
+    """
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if not requested:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(requested)
+    except (RuntimeError, TypeError) as error:
+        raise InvalidInputError(f"unknown device {requested!r}: use e.g. 'cpu', 'cuda' or 'cuda:1'") from error
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidInputError(f"device {requested!r}: torch sees no CUDA GPU here (use 'cpu')")
+    return requested
 
 
 def pick_dtype(device: str, requested: str | None = None) -> Any:

@@ -141,18 +141,27 @@ class StopBuffer:
     ('Paris.', '', True)
     """
 
-    def __init__(self, stops: Sequence[str], *, turn_markers: bool = False) -> None:
+    def __init__(self, stops: Sequence[str], *, turn_markers: bool = False, strip_leading: bool = False) -> None:
         self.stops = [s for s in stops if s]
         self.turn_markers = turn_markers
+        self.strip_leading = strip_leading
+        """The text's leading white space is no part of it (the plain format's, after
+        ``Assistant:``): not streamed, and no stop found within it alone."""
         self.text = ""
         self.emitted = 0
         self.stopped = False
+        self._begun = not strip_leading
 
     def push(self, delta: str) -> str:
         if self.stopped:
             return ""
         before = len(self.text)
         self.text += delta
+        if not self._begun:
+            if not self.text.strip():  # white space so far: nothing to stream, no stop to look for
+                return ""
+            self._begun = True
+            before = self.emitted = len(self.text) - len(self.text.lstrip())
         # no stop was in the text before, so one found now ends in ``delta``: only its tail is searched
         cut, found = truncate_at_stop(self.text, self.stops, turn_markers=self.turn_markers, new_from=before)
         if found:
@@ -176,7 +185,7 @@ class StopBuffer:
         return out
 
     def flush(self) -> str:
-        if self.stopped:
+        if self.stopped or not self._begun:
             return ""
         out = self.text[self.emitted :]
         self.emitted = len(self.text)

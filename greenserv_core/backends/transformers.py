@@ -23,6 +23,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -213,6 +214,7 @@ class TransformersBackend:
         with self._load_lock:
             if self._loaded is not None:
                 return self._loaded.model
+            from safetensors import SafetensorError
             from transformers import AutoModelForCausalLM
 
             options = self._source_options()
@@ -222,7 +224,7 @@ class TransformersBackend:
                     model = AutoModelForCausalLM.from_pretrained(
                         self.spec.source, dtype=pick_dtype(self.device, self.dtype_name), **options
                     )
-            except (OSError, ValueError) as error:
+            except (OSError, ValueError, SafetensorError) as error:  # (the last: a weights file cut short)
                 raise self._cannot_load(error) from error
             model = model.to(self.device).eval()  # type: ignore[arg-type]
             self.load_seconds = time.perf_counter() - started
@@ -395,14 +397,19 @@ class TransformersBackend:
         import torch
         from transformers import StoppingCriteria
 
-        tokenizer, markers = self.tokenizer, self.stops_at_turn_markers
+        tokenizer, markers, strip = self.tokenizer, self.stops_at_turn_markers, not self.uses_chat_template
         tail = max([_TAIL_TOKENS if markers else 0, *(4 * len(stop) + 8 for stop in stops)])
+
+        def found(text: str, whole: bool) -> bool:  # a stop within the plain format's leading space alone is none
+            lead = len(text) - len(text.lstrip()) if strip and whole else 0
+            return truncate_at_stop(text, stops, turn_markers=markers, new_from=lead)[1]
 
         class StopCriteria(StoppingCriteria):  # type: ignore[misc]
             def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-                tails = tokenizer.batch_decode(input_ids[:, width:][:, -tail:], skip_special_tokens=True)
-                found = [truncate_at_stop(text, stops, turn_markers=markers)[1] for text in tails]
-                return torch.tensor(found, dtype=torch.bool, device=input_ids.device)
+                new = input_ids[:, width:]
+                tails = tokenizer.batch_decode(new[:, -tail:], skip_special_tokens=True)
+                stopped = [found(text, new.shape[1] <= tail) for text in tails]
+                return torch.tensor(stopped, dtype=torch.bool, device=input_ids.device)
 
         return StopCriteria()
 
@@ -465,14 +472,22 @@ class TransformersBackend:
         tokens up to the one that completed it (a batch pads such a row, and a pad that is also
         the EOS token is not the row's); it finishes ``"stop"`` then, or at EOS, else
         ``"length"`` (the token limit, or ``max_time_s``). Its answer tokens, whose
-        log-probabilities it reports, are then the fewest whose text holds the cut text."""
+        log-probabilities it reports, are then the fewest whose text holds the cut text; an
+        answer that ended at EOS leaves the EOS token out (it is counted, not the answer's)."""
         markers = self.stops_at_turn_markers
 
         def decoded(n: int) -> str:
             return str(self.tokenizer.decode(row[:n], skip_special_tokens=True))
 
         def cut(n: int) -> tuple[str, bool]:
-            return truncate_at_stop(decoded(n), stops, turn_markers=markers)
+            whole = decoded(n)
+            if self.uses_chat_template:
+                return truncate_at_stop(whole, stops, turn_markers=markers)
+            # the plain format's "Assistant:" leaves white space, no part of the answer: a stop
+            # within it alone is no stop (one that runs on into the answer, "\nUser:", is)
+            lead = len(whole) - len(whole.lstrip())
+            text, stopped = truncate_at_stop(whole, stops, turn_markers=markers, new_from=lead)
+            return text.lstrip(), stopped
 
         def fewest(holds: Callable[[int], bool], low: int, high: int) -> int:
             while low < high:
@@ -484,8 +499,11 @@ class TransformersBackend:
         answer = counted
         if stopped:  # the fewest tokens whose text holds the stop, and the fewest that hold the answer
             counted = fewest(lambda n: cut(n)[1], 1, counted)
-            answer = fewest(lambda n: decoded(n).startswith(text), 0, counted)
+            strip = not self.uses_chat_template
+            answer = fewest(lambda n: (decoded(n).lstrip() if strip else decoded(n)).startswith(text), 0, counted)
         ended = counted > 0 and int(row[counted - 1]) in self._eos_ids()
+        if ended and answer == counted:  # the end-of-sequence token is no part of the answer
+            answer -= 1
         return text, counted, "stop" if stopped or ended else "length", answer
 
     def _eos_ids(self) -> frozenset[int]:
@@ -580,12 +598,11 @@ class TransformersBackend:
             encoded = self._to_device(self._encode(list(prompts)))
             input_counts = [int(n) for n in encoded["attention_mask"].sum(dim=1).tolist()]
             width = encoded["input_ids"].shape[1]
-            if settings.seed is not None:
-                torch.manual_seed(settings.seed)
-            started = time.perf_counter()
-            with meter.measure() as window, torch.inference_mode():
-                output = model.generate(**encoded, **self._generate_kwargs(settings, stops, width))
-            latency = time.perf_counter() - started
+            with _seeded(settings):
+                started = time.perf_counter()
+                with meter.measure() as window, torch.inference_mode():
+                    output = model.generate(**encoded, **self._generate_kwargs(settings, stops, width))
+                latency = time.perf_counter() - started
         finally:
             self.memory.release(self)
         sequences, logprobs = self._token_logprobs(output, settings, width)
@@ -599,7 +616,7 @@ class TransformersBackend:
             share = totals[row] / sum(totals)
             results.append(
                 GenerationResult(
-                    text=text if self.uses_chat_template else text.lstrip(),
+                    text=text,
                     input_tokens=n_in,
                     output_tokens=n_out,
                     latency_s=latency,
@@ -655,9 +672,7 @@ class TransformersBackend:
 
             def run() -> None:
                 try:
-                    with device_lock(self.device):
-                        if settings.seed is not None:
-                            torch.manual_seed(settings.seed)
+                    with device_lock(self.device), _seeded(settings):
                         started = time.perf_counter()
                         with meter.measure() as window, torch.inference_mode():
                             outcome["output"] = model.generate(**encoded, **kwargs)
@@ -669,22 +684,20 @@ class TransformersBackend:
 
             thread = threading.Thread(target=run, name=f"greenserv-stream-{self.name}", daemon=True)
             thread.start()
-            buffer = StopBuffer(stops, turn_markers=self.stops_at_turn_markers)
+            buffer = StopBuffer(  # the plain format's answer begins after its leading space, as in generate()
+                stops, turn_markers=self.stops_at_turn_markers, strip_leading=not self.uses_chat_template
+            )
             emitted: list[str] = []
             abandoned = False
             try:
                 for piece in streamer:
                     out = buffer.push(piece)
-                    if out and not emitted and not self.uses_chat_template:
-                        out = out.lstrip()  # the plain format's "Assistant:" leaves a space
                     if out:
                         emitted.append(out)
                         yield StreamChunk(delta=out)
                     if buffer.stopped:
                         cancelled.set()
                 tail = buffer.flush()
-                if tail and not emitted and not self.uses_chat_template:
-                    tail = tail.lstrip()  # as generate() strips the answer
                 if tail:
                     emitted.append(tail)
                     yield StreamChunk(delta=tail)
@@ -715,6 +728,26 @@ class TransformersBackend:
                 token_logprobs=None if logprobs is None else self._answer_logprobs(generated[0], logprobs[0], n_answer),
             ),
         )
+
+
+_SEEDING = threading.Lock()
+"""Held by a seeded generation from its seed to its last draw: ``torch.manual_seed`` seeds the
+random streams of every device, so a seeded call on another device (whose own lock is another)
+would reseed this one's mid-answer."""
+
+
+@contextlib.contextmanager
+def _seeded(settings: GenerationSettings) -> Iterator[None]:
+    """Seed torch's random streams for a seeded generation, holding :data:`_SEEDING` until it
+    ends; nothing for an unseeded one."""
+    if settings.seed is None:
+        yield
+        return
+    import torch
+
+    with _SEEDING:
+        torch.manual_seed(settings.seed)
+        yield
 
 
 def _seeded_sample(settings: GenerationSettings) -> bool:
