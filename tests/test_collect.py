@@ -179,7 +179,7 @@ def test_score_answer_per_task_kind() -> None:
     ],
 )
 def test_open_answers_keep_a_numbers_sign_and_decimals(reference: str, output: str, score: float) -> None:
-    assert score_answer(TaskExample("basic_arithmetic", "q", "...", reference), output) == score
+    assert score_answer(TaskExample("drop", "q", "...", reference), output) == score
 
 
 def test_every_yes_no_reference_reads_the_first_yes_or_no() -> None:

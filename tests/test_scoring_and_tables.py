@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
+from greenserv_core.datasets.olmo_eval import TaskExample
 from greenserv_core.errors import InvalidInputError
+from greenserv_core.evaluation.scoring import score_answer
 from greenserv_core.evaluation.table import COLUMNS, OutcomeTable, read_table, write_table
 
 
@@ -74,3 +76,40 @@ def test_whole_number_query_ids_read_as_their_text(tmp_path: Path) -> None:
     parquet = pytest.importorskip("pyarrow.parquet")
     parquet.write_table(pyarrow.table(_rows(query_id=[7, 7])), tmp_path / "t.parquet")  # as pandas writes an int id
     assert read_table(tmp_path / "t.parquet").columns["query_id"] == ["7", "7"]
+
+
+# ---- found by review (2026-12-07) ------------------------------------------------------------
+def test_option_a_is_read_as_the_other_letters_are_and_never_as_an_article() -> None:
+    from greenserv_core.evaluation.scoring import extract_choice
+
+    for text in ("A because it floats", "A since", "A was right", "Answer: A because"):  # were None
+        assert extract_choice(text, 4) == "A", text
+    for text in ("The answer is A kangaroo.", "Answer: A dog", "A man"):  # were A: the article
+        assert extract_choice(text, 4) is None, text
+    for text in ("B (blue)", "B;", "B!", "B?"):  # were None
+        assert extract_choice(text, 4) == "B", text
+
+
+def test_an_answer_naming_several_letters_commits_to_none() -> None:
+    from greenserv_core.evaluation.scoring import extract_choice
+
+    for text in ("B or C", " B or", "B, C or D", "B and C", "The answer is B or C", "(B) or (C)", "B/C"):
+        assert extract_choice(text, 4) is None, text  # were B: credit for a hedge
+    assert extract_choice("B, blue", 4) == extract_choice("B) or so", 4) == "B"
+
+
+def test_yes_or_no_is_the_one_the_answer_names_and_isnt_negates() -> None:
+    from greenserv_core.evaluation.scoring import extract_yes_no
+
+    assert extract_yes_no("There is no evidence against it, so the answer is yes.") == "yes"  # was no
+    assert extract_yes_no("That isn't true.") == "no"  # was yes
+    assert extract_yes_no("No, it is not.") == "no"
+
+
+def test_a_computed_answer_is_its_final_number_not_any_number_it_holds() -> None:
+    arithmetic = TaskExample("basic_arithmetic", "q", "What is 16 / 4?", "4")
+    assert score_answer(arithmetic, "16 / 4 = 5") == 0.0  # was 1.0: it holds the 4 of the question
+    assert score_answer(arithmetic, "16 / 4 = 4") == 1.0
+    gsm8k = TaskExample("gsm8k", "g", "...", "18")
+    assert score_answer(gsm8k, "The answer is 18 (that is 3 * 6).") == 1.0  # was 0.0: the last number, 6
+    assert score_answer(TaskExample("gsm8k", "n", "...", "eighteen"), "no number here") == 0.0  # was 1.0: None == None

@@ -43,8 +43,10 @@ from collections import Counter
 from fractions import Fraction
 
 __all__ = [
+    "ARTICLE",
     "INITIALS",
     "MARKED_NUMBER",
+    "NAMED_YES_NO",
     "NUMBER_PATTERN",
     "NUMBER_WORD_VALUES",
     "answers_agree",
@@ -59,14 +61,16 @@ INITIALS = r"\.\s*[A-Za-z]\."
 # after a letter, what makes it no choice: an initial or abbreviation (INITIALS), and after "A" a
 # word the article goes with ("Answer: A kangaroo"; "Answer: A because ..." is a choice)
 _REASON = r"(?:because|since|as|is|was|and|or|but|so|which)\b"
-_ARTICLE = rf"(?<=A)[ \t]+(?!{_REASON})[a-z]"
+ARTICLE = rf"(?<=A)[ \t]+(?!{_REASON})[a-z]"
+"""What follows an "A" that is the article, not option A (``"A kangaroo"``; ``"A because"`` is
+the option): a pattern to put in a negative lookahead."""
 # "B) Paris", "(b)", "B", "B. Paris", "B. the mitochondria": never "A dog", "C. S. Lewis", nor "e.g. 42"
 _LEADING_CHOICE = re.compile(rf"^\s*\(?([A-Ea-e])(?:[):]|(?!{INITIALS})\.|\s*$)")
 # "the answer is B", "Answer: (c)", "answer is b.", 'answer is "B"': a lower-case letter only bracketed,
 # quoted or at the sentence's end, never the article in "the answer is a dog" (nor "Answer: A kangaroo")
 _NAMED_CHOICE = re.compile(
     r"\b(?i:answer|option|choice)(?:\s+is)?\s*(?::\s*)?(?:(?<!\w)['\"])?"  # (spaces read one way: not quadratic)
-    rf"(?:\(([A-Ea-e])\)|([A-E])\b(?![\w-])(?!'(?<!'[A-E]'))(?!{INITIALS})(?!{_ARTICLE})"  # "'" only to close
+    rf"(?:\(([A-Ea-e])\)|([A-E])\b(?![\w-])(?!'(?<!'[A-E]'))(?!{INITIALS})(?!{ARTICLE})"  # "'" only to close
     rf"|([a-e])(?!{INITIALS})(?=\s*(?:[).:,;!?]|$)|(?<='[a-e])'|(?<=\"[a-e])\"))"
 )
 NUMBER_PATTERN = re.compile(r"(?:(?<![\w-])-)?(?:\d[\d,]*(?:\.\d+)?|(?<![\w.])\.\d+)(?:/\d+)?")
@@ -83,7 +87,7 @@ MARKED_NUMBER = re.compile(
 _YES_NO = {"yes": "yes", "true": "yes", "no": "no", "false": "no"}
 # "the answer is yes", "Answer: No", "answer is: true" (one way to read the spaces: no quadratic search)
 # the word ends its clause: never "the answer is no more than 5", "Answer: True Grit"
-_NAMED_YES_NO = re.compile(
+NAMED_YES_NO = re.compile(  # (its word: group 1)
     r"\banswer(?:\s+is\b\s*(?::\s*)?|\s*:\s*)[\"'(]?(yes|no|true|false)\b(?=[\"')]?[ \t]*(?:[.,;!?\n]|$))",
     re.IGNORECASE,
 )
@@ -152,7 +156,7 @@ def _yes_no(text: str, plain: str) -> str | None:
     words = _words(text)
     if words and words[0] in _YES_NO:
         return _YES_NO[words[0]]
-    named = [found[1] for found in _NAMED_YES_NO.finditer(plain)]  # the last one said ("at first ... no, ... yes")
+    named = [found[1] for found in NAMED_YES_NO.finditer(plain)]  # the last one said ("at first ... no, ... yes")
     if named:
         return _YES_NO[named[-1].lower()]
     if not words or len(words) > _SHORT or words[-1] not in _YES_NO:

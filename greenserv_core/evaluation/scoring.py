@@ -1,7 +1,8 @@
 """Answer extraction and scoring for the labelled tasks (:mod:`greenserv_core.datasets`).
 
 * multiple choice: the option letter the answer commits to, exact match with the gold letter;
-* GSM8K: the number after ``####`` (else the last number in the answer), numeric exact match;
+* GSM8K and arithmetic (``COMPUTED_TASKS``): the number after ``####`` (else the last one
+  "the answer is" names, else the last number in the answer), numeric exact match;
 * BoolQ and every task whose reference is ``yes`` or ``no``: the first ``yes``/``no`` in the answer
   (``true``/``false`` too, ``not true`` read as ``no``);
 * open QA (TriviaQA, NQ, arithmetic, SQuAD, DROP, CoQA): any gold alias (every annotated
@@ -25,8 +26,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from greenserv_core.cascades.agreement import (
+    ARTICLE,
     INITIALS,
     MARKED_NUMBER,
+    NAMED_YES_NO,
     NUMBER_PATTERN,
     NUMBER_WORD_VALUES,
     canonical_number,
@@ -34,9 +37,20 @@ from greenserv_core.cascades.agreement import (
 from greenserv_core.datasets.olmo_eval import LETTERS, TaskExample
 from greenserv_core.evaluation.extras import bench_import
 
-__all__ = ["SUMMARY_TASKS", "extract_choice", "extract_number", "extract_yes_no", "rouge_l", "score_answer"]
+__all__ = [
+    "COMPUTED_TASKS",
+    "SUMMARY_TASKS",
+    "extract_choice",
+    "extract_number",
+    "extract_yes_no",
+    "rouge_l",
+    "score_answer",
+]
 
 SUMMARY_TASKS = frozenset({"cnn_dailymail", "xsum", "samsum"})
+COMPUTED_TASKS = frozenset({"gsm8k", "basic_arithmetic", "basic_skills_arithmetic"})
+"""Tasks whose answer is a computed number: the answer's final number is its answer (an answer
+that repeats the question's numbers and then gets the result wrong is wrong)."""
 
 
 def extract_choice(text: str, n_choices: int, choices: Sequence[str] = ()) -> str | None:
@@ -75,21 +89,27 @@ def extract_choice(text: str, n_choices: int, choices: Sequence[str] = ()) -> st
     capitals = "".join(letter for letter in valid if letter not in "AI")  # capitals that are not words
     leading_word = rf"|^\s*([{capitals}])\s+(?=\w)" if capitals else ""
     quoted = rf"(?<='[{words}])'|(?<=\"[{words}])\""  # a quoted "a" ends at its closing quote
-    named = (  # the letter "answer" names, maybe bracketed or quoted (not the apostrophe of "answer'd")
-        rf"(?:[(\[]|(?<!\w)[\'\"])?([{valid}]\b|{either}[{words}](?=[.)\]]|\s*$|{quoted}))(?!{INITIALS})"
+    named = (  # the letter "answer" names, maybe bracketed or quoted (not the apostrophe of "answer'd"),
+        # never the article of "the answer is A kangaroo"
+        rf"(?:[(\[]|(?<!\w)[\'\"])?([{valid}]\b|{either}[{words}](?=[.)\]]|\s*$|{quoted}))(?!{INITIALS})(?!{ARTICLE})"
     )
     patterns = (
         rf"^\s*[(\[\'\"]?([{valid}{lower}])"
-        rf"(?:(?!{INITIALS})[.):,\]\'\"\n]|\s*$|\s+[-–—:]|\s+(?:is|would)\b){leading_word}",
+        rf"(?:(?!{INITIALS})[.):;,!?\]\'\"\n]|\s*$|\s+[-–—:(]|\s+(?:is|would|was|because|since)\b){leading_word}",
         rf"(?i:answer|option|choice)\s*(?:(?i:is)\s*(?::\s*)?|:\s*){named}",  # (one way to read spaces: linear)
         rf"(?i:answer|option|choice)\s*{named}",
         # "B)", or "B." but neither an initial nor right after one (no B in "E. B. White")
         rf"(?:^|\s)(?:\(?([{valid}])\)|(?<!\b[A-Z]\.\s)\(?([{valid}])(?!{INITIALS})\.)(?:\s|$)",
     )
+    hedge = re.compile(  # another letter joined on, or an "or" the answer was cut after
+        rf"\s*(?:,|/|\bor\b|\band\b)\s*[(\[]?[{valid}]\b(?!{INITIALS})(?!{ARTICLE})|\s+(?:or|and)\s*$"
+    )
     for pattern in patterns:
         match = re.search(pattern, text)
         if match:
             group = next(i for i, letter in enumerate(match.groups(), 1) if letter)
+            if hedge.match(text, match.end(group) + (text[match.end(group) : match.end(group) + 1] in ")]'\"")):
+                return None  # "B or C", "B, C or D": no one letter committed to
             at = match.start(group)  # the letter, or the bracket or quote just before it (never "answer is")
             starts = (at, at - 1) if at and text[at - 1] in "([\"'" else (at,)
             reading = _quoted_option(text, starts, choices[:n_choices])
@@ -124,25 +144,46 @@ def extract_number(text: str) -> str | None:
     ('18', '8')
     >>> extract_number("#### **18** (2 days at 9)"), extract_number("#### The answer is 18 (9 for each of 2 days)")
     ('18', '18')
+    >>> extract_number("The answer is 18 (that is 3 * 6).")
+    '18'
+
+    Without ``####``, the last number that "the answer is" names wins over the last number.
     """
     text = text.replace("\u2212", "-")  # a minus sign written as one
     marked = MARKED_NUMBER.findall(text)
     if marked:
         return canonical_number(marked[-1])
+    named = _NAMED_NUMBER.findall(text)
+    if named:  # "The answer is 18 (that is 3 * 6).": not the 6 of the working after it
+        return canonical_number(named[-1])
     numbers = NUMBER_PATTERN.findall(text)
     return canonical_number(numbers[-1]) if numbers else None
 
 
+_NAMED_NUMBER = re.compile(  # (the spaces read one way: linear, not quadratic)
+    r"\banswer(?:\s+is\b|\s*:)[\s*_:]*\$?((?:(?<![\w-])-)?(?:\d[\d,]*(?:\.\d+)?|\.\d+)(?:/\d+)?)",
+    re.IGNORECASE,
+)
+"""A number that "the answer is" or "answer:" names (its sign, separators, decimals or fraction
+as in :data:`~greenserv_core.cascades.agreement.NUMBER_PATTERN`)."""
+
+
 def extract_yes_no(text: str) -> str | None:
-    """The first ``yes`` or ``no`` word (``true`` and ``false`` read as them, ``not true`` and
-    ``not false`` as their opposites).
+    """The yes or no that "the answer is" names (the last one), else the first ``yes`` or ``no``
+    word (``true`` and ``false`` read as them, ``not true``, ``isn't true`` and ``not false`` as
+    their opposites).
 
     >>> extract_yes_no(" No, the passage says otherwise."), extract_yes_no("maybe"), extract_yes_no(" True.")
     ('no', None, 'yes')
-    >>> extract_yes_no("That is not true."), extract_yes_no("Not false")
-    ('no', 'yes')
+    >>> extract_yes_no("That is not true."), extract_yes_no("That isn't true."), extract_yes_no("Not false")
+    ('no', 'no', 'yes')
+    >>> extract_yes_no("There is no evidence against it, so the answer is yes.")
+    'yes'
     """
-    match = re.search(r"\b(not\s+)?(yes|no|true|false)\b", text, flags=re.IGNORECASE)
+    named: list[str] = NAMED_YES_NO.findall(text)
+    if named:  # "There is no evidence against it, so the answer is yes."
+        return {"true": "yes", "false": "no"}.get(named[-1].lower(), named[-1].lower())
+    match = re.search(r"(\bnot\s+|n't\s+)?\b(yes|no|true|false)\b", text, flags=re.IGNORECASE)
     if match is None:
         return None
     word = match.group(2).lower()
@@ -218,8 +259,9 @@ def score_answer(example: TaskExample, output: str) -> float:
         return rouge_l(output, example.reference)
     if example.choices:
         return float(extract_choice(output, len(example.choices), example.choices) == example.reference)
-    if example.task == "gsm8k":
-        return float(extract_number(output) == canonical_number(example.reference))
+    if example.task in COMPUTED_TASKS:  # the final number, not any number the answer holds
+        reference = canonical_number(example.reference)
+        return float(reference is not None and extract_number(output) == reference)
     yes_no = _normalise(example.reference)  # CoQA writes "Yes", "No." and ".yes"
     answer = f" {_normalise(output)} "
     if example.task == "boolq" or yes_no in ("yes", "no"):  # the first yes or no the answer says
