@@ -363,6 +363,10 @@ SIMULATE = ["bench", "simulate", "--calibration", MISSING, "--out", "t.csv"]
             "--budget-joules-per-query: ",
         ),
         (["bench", "cascade-replay", "--table", MISSING, "--price-on", "joules"], "give --budget-joules-per-query"),
+        (
+            ["bench", "cascade-replay", "--table", MISSING, "--tradeoffs", "0.2,0.6", "--budget-joules-per-query", "9"],
+            "give one λ",
+        ),
         (["bench", "replicas", "--table", MISSING, "--store", "file:s", "--interval", "0"], "--interval"),
         (["bench", "replay", "--table", MISSING, "--arrival-rate", "2"], "--arrival-rate"),
         (["bench", "replay", "--table", MISSING, "--budget", "50J/query", "--arrival-rate", "2"], "--arrival-rate"),
@@ -1233,3 +1237,37 @@ def test_a_hangup_ends_an_interactive_chat_as_sys_exit_does_so_its_state_is_save
             time.sleep(0.2)
     finally:
         signal.signal(signal.SIGTERM, ignored)
+
+
+def test_simulate_and_verify_keep_an_existing_table_unless_forced(
+    calibration: Path,
+    tiny_path: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A real table collected over hours was replaced by a simulated one without a word."""
+    from greenserv_core.evaluation import verify
+    from greenserv_core.models import bundled
+
+    monkeypatch.setattr(bundled, "bundled_pool", never)
+    monkeypatch.setattr(verify, "verify_table", never)
+    kept = tmp_path / "real.csv"
+    kept.write_bytes(tiny_path.read_bytes())
+    simulate = ["bench", "simulate", "--calibration", str(calibration), "--queries-per-task", "2", "--out", str(kept)]
+    refused(simulate, capsys, f"--out {kept} exists", "--force")
+    refused(["bench", "verify", "--table", str(tiny_path), "--out", str(kept)], capsys, f"--out {kept} exists")
+    assert kept.read_bytes() == tiny_path.read_bytes()
+    assert cli.main([*simulate, "--force"]) == 0
+    assert kept.read_bytes() != tiny_path.read_bytes()
+
+
+def test_demo_checks_its_tradeoff_and_strategy_before_the_models_load(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from greenserv_core.models import pool
+
+    monkeypatch.setattr(pool, "build_backends", never)
+    refused(["demo", "--tradeoff", "2", "--plot", ""], capsys, "tradeoff")  # was refused after "Loading the models"
+    refused(["demo", "--strategy", "nonesuch", "--plot", ""], capsys, "unknown strategy 'nonesuch'")
+    assert "Loading the models" not in capsys.readouterr().out

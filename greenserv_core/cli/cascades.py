@@ -103,6 +103,11 @@ def _cascade_replay(args: argparse.Namespace) -> int:
     at_least("--warm-start", args.warm_start, 0)
     check_fraction("--feedback-rate", args.feedback_rate)
     budget_option(args.budget_joules_per_query, None)  # refused by its option's name
+    if len(tradeoffs) > 1 and args.budget_joules_per_query is not None:  # each point would pace the same spend
+        raise InvalidInputError(
+            "--budget-joules-per-query paces every run to one spend, where λ is only where the pacer starts: "
+            "a front over several --tradeoffs means nothing there; give one λ, or leave the budget out"
+        )
     if args.price_on is not None and args.budget_joules_per_query is None:
         raise InvalidInputError("--price-on prices a budget: give --budget-joules-per-query too")
     price_on = DEFAULT_PRICE_ON if args.price_on is None else args.price_on

@@ -180,10 +180,14 @@ def _print_summary(summary: DemoSummary) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from greenserv_core.bandits import make_policy
     from greenserv_core.cli.common import PLOT_SUFFIXES, at_least, check_output_file
+    from greenserv_core.reward import check_tradeoff
 
     at_least("--queries", args.queries, 1)
     check_output_file("--plot", args.plot, PLOT_SUFFIXES, writable=True)  # before the models load
+    check_tradeoff(args.tradeoff)
+    make_policy(args.strategy, 1)  # an unknown strategy, before the models load
     quiet_first_screen()
     from greenserv_core import GreenServRouter
     from greenserv_core.evaluation.learning_demo import demo_stream, plot_demo, run_learning_demo, summarise_demo

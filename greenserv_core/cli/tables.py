@@ -5,6 +5,7 @@ answers) tells right from wrong."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from greenserv_core.cli.common import (
@@ -21,12 +22,19 @@ from greenserv_core.errors import InvalidInputError
 __all__ = ["add_commands"]
 
 
+def _keep_existing(out: str, force: bool) -> None:
+    """Refuse to replace an existing table (say, a real one collected over hours) unless ``--force``."""
+    if not force and Path(out).exists():
+        raise InvalidInputError(f"--out {out} exists: an outcome table is not replaced (another name, or --force)")
+
+
 def _simulate(args: argparse.Namespace) -> int:
     from greenserv_core.evaluation.simulate import read_calibration, simulate_table
     from greenserv_core.evaluation.table import check_table_suffix, write_table
 
     check_table_suffix(args.out, "--out")  # before the draws
     check_output_file("--out", args.out, not_to={"--calibration": args.calibration})
+    _keep_existing(args.out, args.force)
     at_least("--queries-per-task", args.queries_per_task, 1)
     if args.confidence_auroc is not None and not 0.5 < args.confidence_auroc < 1:
         raise InvalidInputError(f"--confidence-auroc must lie strictly between 0.5 and 1, got {args.confidence_auroc}")
@@ -141,6 +149,7 @@ def _verify(args: argparse.Namespace) -> int:
     signal = SelfVerification(samples=args.samples, seed=args.seed)  # checks --samples before any model loads
     check_table_suffix(args.out, "--out")
     check_output_file("--out", args.out, not_to={"--table": args.table}, writable=True)
+    _keep_existing(args.out, args.force)
     table = read_table(args.table)
     wanted = set(table.columns["model"])
     pool = [b for b in bundled_pool(names=sorted(wanted), meter=args.meter) if b.info.name in wanted]
@@ -181,7 +190,8 @@ def add_commands(bench: Any) -> None:
 
     simulate = bench.add_parser("simulate", help="draw a SIMULATED paper-scale table from calibration figures")
     simulate.add_argument("--calibration", required=True, help="CSV of per-(model, task) figures")
-    simulate.add_argument("--out", required=True, help="table path (.parquet or .csv)")
+    simulate.add_argument("--out", required=True, help="table path (.parquet or .csv); an existing one is kept")
+    simulate.add_argument("--force", action="store_true", help="replace an existing --out")
     simulate.add_argument("--queries-per-task", type=int, default=2500)
     simulate.add_argument("--seed", type=seed_number, default=0)
     simulate.add_argument(
@@ -217,7 +227,10 @@ def add_commands(bench: Any) -> None:
         "and report how well its verdicts tell right from wrong",
     )
     verify.add_argument("--table", required=True, help="a table from `greenserv bench collect`")
-    verify.add_argument("--out", required=True, help="where to write the copy with the verdicts as its confidence")
+    verify.add_argument(
+        "--out", required=True, help="where to write the copy with the verdicts as its confidence (a new file)"
+    )
+    verify.add_argument("--force", action="store_true", help="replace an existing --out")
     verify.add_argument(
         "--samples", type=int, default=1, help="1: one greedy verdict, read with its probability; K: K sampled verdicts"
     )

@@ -128,15 +128,24 @@ def _front(per_task: list[tuple[float, list[CascadeSetting]]], prices: np.ndarra
 
 
 def joules_to_reach(hull: list[tuple[float, float]], accuracy: float) -> float | None:
-    """The least joules per query at which the hull reaches ``accuracy`` (``None``: never)."""
+    """The least joules per query at which the hull reaches ``accuracy`` (``None``: never); an
+    accuracy the hull's points reach but for rounding (a mean summed another way) counts.
+
+    >>> joules_to_reach([(10.0, 0.2), (26.0, 0.38888888888888884)], 7 / 18)
+    26.0
+    """
     if not hull:
         return None
-    if hull[0][1] >= accuracy:
+    if hull[0][1] >= accuracy - _ROUNDING:
         return hull[0][0]
     for (c1, q1), (c2, q2) in itertools.pairwise(hull):
-        if q2 >= accuracy:
-            return c1 + (accuracy - q1) / (q2 - q1) * (c2 - c1)
+        if q2 >= accuracy - _ROUNDING:
+            return min(c2, c1 + (accuracy - q1) / (q2 - q1) * (c2 - c1))
     return None
+
+
+_ROUNDING = 1e-12
+"""How far below an accuracy a mean may fall and still reach it (floating-point sums)."""
 
 
 def cascade_report(table: OutcomeTable | Matrices, *, tradeoff: float = 0.4) -> dict[str, Any]:
