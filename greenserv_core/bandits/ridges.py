@@ -302,7 +302,8 @@ class RidgeStack:
             with np.errstate(over="ignore", invalid="ignore"):
                 a_inv_x = self._A_inv[r] @ x
                 peak, width = float(np.abs(a_inv_x).max(initial=0.0)), float(x @ a_inv_x)
-            room = (room[0] + peak * peak + abs(width), room[1])
+            if not (math.isfinite(peak * peak) and math.isfinite(1.0 + abs(width))):
+                room = (math.inf, room[1])
         if not (math.isfinite(room[0]) and math.isfinite(room[1])):
             raise InvalidInputError(  # one such update would turn the arm's estimates into NaN for good
                 f"an update of {name!r} with context up to {size:.3g} and target {target!r} overflows"
