@@ -286,6 +286,16 @@ def test_bench_tool_calling_prints_a_table(capsys: pytest.CaptureFixture[str], m
     assert "| caller | Hermes system prompt | 5/10 | 5/10 | 0/10 | 0/10 |" in out
 
 
+def test_the_long_benchmarks_show_their_progress(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """bench tool-calling ran 9 minutes, local-models 4.5, with nothing on the screen."""
+    from greenserv_core.backends.fake import FakeBackend
+    from greenserv_core.evaluation import tool_calling
+
+    monkeypatch.setattr(tool_calling, "_bundled_tool_backends", lambda: [FakeBackend("prose")])
+    assert cli.main(["bench", "tool-calling"]) == 0
+    assert "tool calling" in capsys.readouterr().err  # was nothing until the table
+
+
 def test_bench_replicas_prints_a_table(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from greenserv_core.evaluation import replicas
 
@@ -426,6 +436,7 @@ def test_bench_local_models_prints_a_table(capsys: pytest.CaptureFixture[str], m
         "dtypes": ["float32", "bfloat16"],
         "models": ["smollm2-135m-instruct"],
         "prompts_file": "p.jsonl",
+        "progress": True,
     }
     out = capsys.readouterr().out
     assert (
@@ -449,7 +460,7 @@ def test_bench_synthetic_world_prints_a_table(capsys: pytest.CaptureFixture[str]
     assert out.count("| linucb | ") == 1 and out.count("| random | ") == 1
 
 
-def test_bench_local_models_times_each_model_on_features_of_its_own(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_bench_local_models_times_each_model_on_features_of_its_own(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
     from types import SimpleNamespace
 
     from greenserv_core.evaluation import local_models
@@ -478,6 +489,9 @@ def test_bench_local_models_times_each_model_on_features_of_its_own(monkeypatch)
     monkeypatch.setattr(local_models, "_cold_features", lambda: object())
     local_models.run_local_models(models=["a", "b"], dtypes=["float32", "bfloat16"], queries=2, skip_first_load=True)
     assert len(seen) == 4 and len({id(f) for f in seen}) == 4  # was one extractor: later models on warm caches
+    capsys.readouterr()
+    local_models.run_local_models(models=["a"], queries=2, skip_first_load=True, progress=True)
+    assert "local models" in capsys.readouterr().err  # was nothing for minutes
 
 
 def test_an_interactive_chat_ends_once_its_state_saved_once_and_its_budget_said_once(

@@ -379,6 +379,7 @@ SIMULATE = ["bench", "simulate", "--calibration", MISSING, "--out", "t.csv"]
         (["bench", "overhead", "--queries", "-3", "--save-prompts", "p.jsonl"], "--queries"),
         (["bench", "overhead", "--device", "gpu"], "--device"),
         (["bench", "local-models", "--queries", "0"], "--queries"),
+        (["bench", "local-models", "--models", " , "], "--models names no model"),
         (["bench", "classifier", "--per-source", "0"], "--per-source"),
         (["bench", "classifier", "--per-label", "0"], "--per-label"),
         (["bench", "classifier", "--classifier", "no-such-classifier.json"], "no-such-classifier.json"),

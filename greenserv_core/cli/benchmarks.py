@@ -113,14 +113,18 @@ def _local_models(args: argparse.Namespace) -> int:
                 pick_dtype("cpu", dtype)
             except InvalidInputError as error:
                 raise InvalidInputError(f"--dtypes: {error}") from error
+    models = None if args.models is None else [m.strip() for m in args.models.split(",") if m.strip()]
+    if models is not None and not models:  # was every model
+        raise InvalidInputError(f"--models names no model: {args.models!r}; leave it out for every bundled model")
     report = run_local_models(
         queries=args.queries,
         max_new_tokens=args.max_new_tokens,
         seed=args.seed,
         skip_first_load=args.skip_first_load,
         dtypes=dtypes,
-        models=[m.strip() for m in args.models.split(",") if m.strip()] if args.models else None,
+        models=models,
         prompts_file=args.prompts,
+        progress=True,
     )
     print(report.machine)
     print()
@@ -144,7 +148,7 @@ def _replay_speed(args: argparse.Namespace) -> int:
 def _tool_calling(args: argparse.Namespace) -> int:
     from greenserv_core.evaluation.tool_calling import run_tool_calling
 
-    print_table(run_tool_calling(max_new_tokens=args.max_new_tokens).table())
+    print_table(run_tool_calling(max_new_tokens=args.max_new_tokens, progress=True).table())
     return 0
 
 

@@ -130,13 +130,14 @@ def run_local_models(
     dtypes: Sequence[str] = ("auto",),
     models: Sequence[str] | None = None,
     prompts_file: str | None = None,
+    progress: bool = False,
 ) -> LocalModelsReport:
     """Load and time every bundled model (or those named in ``models``) in every dtype
     (``float32``, the baseline, first), on a GPU when one is visible.
 
     The first load (GGUF conversion into a temporary folder) is timed in the first dtype only.
     ``prompts_file`` (see :mod:`~greenserv_core.evaluation.prompt_files`) replaces the bundled
-    prompts.
+    prompts. ``progress`` shows a bar, one step per model and dtype (minutes each on a CPU).
     """
     if isinstance(queries, bool) or not isinstance(queries, int) or queries < 1:
         raise InvalidInputError(f"queries must be a positive integer, got {queries!r}")
@@ -148,8 +149,15 @@ def run_local_models(
     rows: list[LocalModelRow] = []
     float32_p50: dict[str, float] = {}
     ordered = sorted(dict.fromkeys(dtypes), key=lambda name: name != "float32")  # the baseline first
+    bar: Any = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(ordered) * len(specs), desc="local models", unit="model")
     for dtype in ordered:
         for spec in specs:
+            if bar is not None:
+                bar.set_postfix_str(f"{spec.name} · {dtype}")
             backend = TransformersBackend(spec, meter="auto", dtype=None if dtype == "auto" else dtype)
             first = None if skip_first_load or dtype != ordered[0] else _first_load_seconds(backend.name)
             row = _measure(backend, prompts, settings, _cold_features(), seed)
@@ -175,6 +183,10 @@ def run_local_models(
                 )
             )
             backend.unload()
+            if bar is not None:
+                bar.update()
+    if bar is not None:
+        bar.close()
     return LocalModelsReport(rows, _machine())
 
 

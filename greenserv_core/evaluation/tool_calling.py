@@ -17,6 +17,7 @@ import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from greenserv_core.backends.base import GenerationSettings, ModelBackend
 from greenserv_core.tools import ToolSpec, parse_tool_calls
@@ -109,17 +110,29 @@ def _bundled_tool_backends() -> list[ModelBackend]:
     ]
 
 
-def run_tool_calling(*, max_new_tokens: int = 64, backends: Sequence[ModelBackend] | None = None) -> ToolCallingReport:
+def run_tool_calling(
+    *, max_new_tokens: int = 64, backends: Sequence[ModelBackend] | None = None, progress: bool = False
+) -> ToolCallingReport:
     """Send :data:`PROMPTS` with :data:`TOOLS` to each backend (default: the bundled models,
-    declared tool-capable) and class each answer."""
+    declared tool-capable) and class each answer; ``progress`` shows a bar, one step per answer."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     settings = GenerationSettings(max_new_tokens=max_new_tokens, tools=TOOLS)
+    pool = list(_bundled_tool_backends() if backends is None else backends)
+    bar: Any = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(pool) * len(PROMPTS), desc="tool calling", unit="answer")
     rows = []
-    for backend in _bundled_tool_backends() if backends is None else backends:
+    for backend in pool:
         through = "chat template" if getattr(backend, "template_takes_tools", False) else "Hermes system prompt"
-        counts = Counter(
-            classify(backend.generate([{"role": "user", "content": prompt}], settings).text, expected)
-            for prompt, expected in PROMPTS
-        )
+        counts: Counter[str] = Counter()
+        for prompt, expected in PROMPTS:
+            counts[classify(backend.generate([{"role": "user", "content": prompt}], settings).text, expected)] += 1
+            if bar is not None:
+                bar.set_postfix_str(backend.info.name)
+                bar.update()
         rows.append(ToolCallingRow(backend.info.name, through, {kind: counts[kind] for kind in KINDS}))
+    if bar is not None:
+        bar.close()
     return ToolCallingReport(rows)
