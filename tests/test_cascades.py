@@ -208,6 +208,8 @@ def test_the_cascade_replay_command_prints_the_three_strategies(
     assert set(json.loads((tmp_path / "r.json").read_text())["fronts"]) >= {"routing", "routing+cascades"}
     with pytest.raises(InvalidInputError, match="FIRST->THEN"):
         cascade_pair("small")
+    with pytest.raises(InvalidInputError, match="two different models"):  # chat refused it after the models loaded
+        cascade_pair("small->small")
 
 
 def test_the_cascade_replay_can_pace_one_budget_for_every_strategy() -> None:

@@ -338,6 +338,9 @@ SIMULATE = ["bench", "simulate", "--calibration", MISSING, "--out", "t.csv"]
         # 10, 11: the fake-model benchmarks
         (["bench", "replay-speed", "--calibration", MISSING, "--queries", "0"], "--queries"),
         (["bench", "synthetic-world", "--steps", "0"], "--steps"),
+        (["bench", "synthetic-world", "--seeds", "0,0"], "names a seed twice"),  # was two runs counted
+        (["bench", "budget", "--table", MISSING, "--fractions", "0.5,0.5"], "names a number twice"),
+        (["bench", "replicas", "--table", MISSING, "--store", "file:s", "--replicas", "2,2"], "names a count twice"),
         (["bench", "synthetic-world", "--last", "0"], "--last"),
         (["bench", "synthetic-world", "--steps", "100", "--last", "500"], "--last"),
         (["bench", "synthetic-world", "--sparse-feedback", "1.5"], "--sparse-feedback"),

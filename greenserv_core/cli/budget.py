@@ -48,6 +48,8 @@ def _positive(flag: str, text: str) -> list[float]:
     values = _numbers(flag, text)
     if not values or any(not 0 < value < math.inf for value in values):  # NaN too
         raise InvalidInputError(f"{flag} takes positive finite numbers, got {text!r}")
+    if len(set(values)) < len(values):  # the same budget twice: one row, two runs' time
+        raise InvalidInputError(f"{flag} names a number twice: {text!r}")
     return values
 
 

@@ -312,6 +312,8 @@ def cascade_pair(text: str) -> tuple[str, str]:
     first, arrow, then = text.partition("->")
     if not arrow or not first.strip() or not then.strip():
         raise InvalidInputError(f"a cascade is FIRST->THEN (e.g. qwen2.5-7b->qwen2.5-14b), got {text!r}")
+    if first.strip() == then.strip():  # before any model loads
+        raise InvalidInputError(f"a cascade needs two different models, got {text!r}")
     return first.strip(), then.strip()
 
 
