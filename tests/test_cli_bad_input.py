@@ -619,6 +619,19 @@ def test_a_loaded_chat_state_refuses_another_seed(tmp_path: Path) -> None:
     assert router.seed == 1
 
 
+def test_a_loaded_chat_state_refuses_another_embedder(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from greenserv_core.cli.chat import _keep_saved_settings, build_chat_parser
+
+    features = SimpleNamespace(embedder=SimpleNamespace(name="static:all-MiniLM-L6-v2:384:a08b6559bff0"))
+    router: Any = SimpleNamespace(strategy="linucb", tradeoff=0.4, energy_budget=None, seed=0, features=features)
+    parse = build_chat_parser().parse_args
+    _keep_saved_settings(router, parse(["--embedder", "static"]), tmp_path / "state.json")  # the saved one, named
+    with pytest.raises(InvalidInputError, match=r"saved with static features.*not --embedder minilm"):
+        _keep_saved_settings(router, parse(["--embedder", "minilm"]), tmp_path / "state.json")  # was ignored
+
+
 # --- a review of 2026-12-05: outputs that would destroy inputs, seeds, stores, declared models ---
 
 

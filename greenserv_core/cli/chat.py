@@ -46,7 +46,7 @@ from greenserv_core.cli.common import (
 from greenserv_core.cli.session import ChatSession, budget_note, describe_chain, run_repl
 from greenserv_core.confidence import signal_from_name
 from greenserv_core.errors import InvalidInputError, NoEligibleModelError
-from greenserv_core.features.bundled import DEFAULT_EMBEDDER, EMBEDDERS
+from greenserv_core.features.bundled import DEFAULT_EMBEDDER, EMBEDDERS, bundled_name
 from greenserv_core.reward import DEFAULT_TRADEOFF, check_tradeoff
 
 if TYPE_CHECKING:
@@ -153,16 +153,23 @@ def _load_state(path: Path, pool: Sequence[Any], budget: EnergyBudget | None) ->
 
 
 def _keep_saved_settings(router: GreenServRouter, args: argparse.Namespace, state: Path) -> None:
-    """A router loaded from ``state`` keeps its strategy (what it learned belongs to it): another
-    ``--strategy`` is refused, and so is another ``--seed`` (the saved policy goes on with its own
-    random stream). An explicit ``--tradeoff`` is applied to the answers to come (the
-    state's own λ is kept when the option is left out), unless the state paces a budget, which
-    sets λ itself: then it is refused."""
+    """A router loaded from ``state`` keeps its strategy and its embedder (what it learned belongs
+    to them): another ``--strategy`` or ``--embedder`` is refused, and so is another ``--seed``
+    (the saved policy goes on with its own random stream). An explicit ``--tradeoff`` is applied
+    to the answers to come (the state's own λ is kept when the option is left out), unless the
+    state paces a budget, which sets λ itself: then it is refused."""
     if args.strategy is not None and args.strategy != router.strategy:
         raise InvalidInputError(
             f"{state} was saved with the strategy {router.strategy}, so it cannot continue as "
             f"{args.strategy}: leave --strategy out to keep the saved one, or use another --state file "
             "to start afresh with the new strategy"
+        )
+    saved_space = router.features.embedder.name if args.embedder is not None else ""
+    if args.embedder is not None and args.embedder != bundled_name(saved_space):  # was ignored: the saved one kept
+        raise InvalidInputError(
+            f"{state} was saved with {bundled_name(saved_space) or saved_space} features, and its "
+            f"clusters belong to that embedding, not --embedder {args.embedder}: leave --embedder out to keep "
+            "the saved one, or use another --state file to start afresh"
         )
     if args.seed is not None and args.seed != router.seed:
         raise InvalidInputError(
@@ -344,7 +351,8 @@ def build_chat_parser(chat: argparse.ArgumentParser | None = None) -> argparse.A
         "--embedder",
         choices=EMBEDDERS,
         default=None,
-        help=f"the features' embedder (default: {DEFAULT_EMBEDDER}; a loaded --state keeps its own)",
+        help=f"the features' embedder (default: {DEFAULT_EMBEDDER}; a loaded --state keeps its own, "
+        "and another is refused)",
     )
     chat.add_argument(
         "--tradeoff",
