@@ -187,7 +187,9 @@ class GreenServRouter:
     :class:`~greenserv_core.sharing.RedisPendingDecisions` lets feedback reach any replica).
     ``cascades`` (pairs of model names; see :meth:`add_cascade`) are offered with
     ``cascade_signal`` (a confidence signal, or its name such as ``"self-verification"``;
-    default: chosen by answer length). Learned state lives in ``learner_``
+    default: chosen by answer length); ``escalation`` is the model that learns when a cascade
+    escalates (default: a fresh :class:`~greenserv_core.cascades.EscalationModel`). Learned
+    state lives in ``learner_``
     (:class:`RoutingLearner`) and the feature extractor's clustering. All public methods are
     thread-safe; model calls and embedding run outside the learner's lock.
     """

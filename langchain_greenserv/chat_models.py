@@ -192,7 +192,8 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
     router's own, :data:`~greenserv_core.reward.DEFAULT_TRADEOFF` for the router it builds;
     given beside a ready ``router`` it is every call's λ). ``temperature``, ``top_p``,
     ``max_tokens``, ``stop``, ``timeout`` (seconds per generation) and ``streaming`` behave as
-    in other chat models (``max_tokens=None``: 256). Per-call options: ``temperature``, ``max_tokens``, ``top_p``,
+    in other chat models (``max_tokens=None``: 256); ``meter`` (``"auto"``, or a meter's name)
+    measures the joules of the models it builds. Per-call options: ``temperature``, ``max_tokens``, ``top_p``,
     ``stop``, ``seed``, ``timeout``, ``tradeoff``, ``max_latency_s``, ``max_joules``, and
     ``model`` (pin this call to one model of the pool, bypassing the choice; its outcome is
     still learned), plus ``tools``, ``tool_choice`` and ``parallel_tool_calls`` (set by
@@ -229,7 +230,7 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
     propagates at once, never tried again on the same model.
 
     The router's decision is keyed by the LangChain run id, so ``AIMessage.id``
-    (``lc_run-<run id>``) or a run id from ``collect_runs()`` finds it again for
+    (``lc_run--<run id>-<index>``) or a run id from ``collect_runs()`` finds it again for
     :meth:`feedback`. Feedback is accepted once per answer; a second score is refused.
 
     ``get_num_tokens`` and ``get_num_tokens_from_messages`` count as the router does, the largest

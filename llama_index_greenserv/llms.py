@@ -260,8 +260,10 @@ class GreenServLLM(AdapterCore, FunctionCallingLLM):
     (``"minilm"`` or ``"static"``, the features' bundled embedder; default: the router's) and
     ``tradeoff`` (λ; default: the router's own, :data:`~greenserv_core.reward.DEFAULT_TRADEOFF`
     for the router it builds; given beside a ready ``router`` it is every call's λ). ``temperature``,
-    ``max_tokens``, ``top_p``, ``stop`` and ``timeout`` (seconds per generation) are the
-    defaults of every call. ``metadata.context_window`` is the smallest window in the pool.
+    ``max_tokens``, ``top_p``, ``stop``, ``timeout`` (seconds per generation), ``seed``,
+    ``max_latency_s`` and ``max_joules`` are the defaults of every call; ``meter`` (``"auto"``,
+    or a meter's name) measures the joules of the models it builds. ``metadata.context_window``
+    is the smallest window in the pool.
     Per-call keyword options (of ``chat``, ``complete``, their streaming and async forms):
     ``temperature``, ``max_tokens``, ``top_p``, ``stop``, ``seed``, ``timeout``, ``tradeoff``,
     ``max_latency_s``, ``max_joules``, ``model`` (pin one model); anything else is refused.

@@ -150,7 +150,7 @@ def check_store(store: str, *, option: str = "store", fresh: bool = True, connec
                 import redis
             except ImportError as error:
                 raise InvalidInputError(
-                    f"{option} {store} needs the redis package: pip install 'greenserv[redis]'"
+                    f"{option} {store} needs the redis package: pip install 'greenserv[remote]'"
                 ) from error
             try:
                 redis.Redis.from_url(where, socket_connect_timeout=5).ping()

@@ -256,7 +256,9 @@ class RedisStore:
             try:
                 import redis as redis_module
             except ImportError as error:  # pragma: no cover - depends on the environment
-                raise InvalidInputError("RedisStore needs the redis package: pip install 'greenserv[redis]'") from error
+                raise InvalidInputError(
+                    "RedisStore needs the redis package: pip install 'greenserv[remote]'"
+                ) from error
             client = client_from_url(redis_module, str(url))
         if client.connection_pool.connection_kwargs.get("decode_responses"):
             raise InvalidInputError(
