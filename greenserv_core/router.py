@@ -38,7 +38,7 @@ from typing import Any, Generic, TypeVar, overload
 
 from typing_extensions import Unpack
 
-from greenserv_core.backends.base import ModelBackend
+from greenserv_core.backends.base import ModelBackend, check_backend
 from greenserv_core.bandits import DEFAULT_POLICY, Policy, make_policy
 from greenserv_core.bandits.base import check_seed
 from greenserv_core.bandits.registry import check_policy_params
@@ -394,11 +394,7 @@ class GreenServRouter:
     def add_model(self, backend: ModelBackend) -> None:
         """Add a model at runtime; it starts from the policy's prior (and its ``info.quality``
         prior, if any) and gets explored."""
-        if not isinstance(backend, ModelBackend):
-            raise InvalidInputError(
-                f"{backend!r} does not implement ModelBackend (info, count_tokens, generate, stream)"
-            )
-        name = backend.info.name
+        name = check_backend(backend).info.name
         with self._pool_lock:
             if name in self._backends:
                 raise InvalidInputError(f"model {name!r} is already in the pool")

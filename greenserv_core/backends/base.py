@@ -34,6 +34,7 @@ __all__ = [
     "SupportsBatching",
     "SupportsConcurrency",
     "batch_generator",
+    "check_backend",
     "check_declared",
     "concurrency_of",
     "generate_all",
@@ -366,6 +367,19 @@ class ModelBackend(Protocol):
         Closed before that chunk, a stream should pass what it spent until then to
         :func:`~greenserv_core.backends.abandoned.report_abandoned`, so that budgets count it."""
         ...
+
+
+def check_backend(value: object) -> ModelBackend:
+    """``value``, a :class:`ModelBackend`, else :class:`InvalidInputError` naming it.
+
+    >>> check_backend("gpt-4")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    greenserv_core.errors.InvalidInputError: 'gpt-4' does not implement ModelBackend (info, ...)
+    """
+    if not isinstance(value, ModelBackend):
+        raise InvalidInputError(f"{value!r} does not implement ModelBackend (info, count_tokens, generate, stream)")
+    return value
 
 
 # ---- optional members: a backend may declare any of these; the router asks through the helpers

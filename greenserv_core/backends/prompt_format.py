@@ -21,7 +21,15 @@ from collections.abc import Sequence
 
 from greenserv_core.messages import Message
 
-__all__ = ["SPEAKERS", "TURN_MARKER", "StopBuffer", "fold_system_into_user", "plain_prompt", "truncate_at_stop"]
+__all__ = [
+    "SPEAKERS",
+    "TURN_MARKER",
+    "StopBuffer",
+    "fold_system_into_user",
+    "plain_prompt",
+    "truncate_answer",
+    "truncate_at_stop",
+]
 
 SPEAKERS = (
     "User",
@@ -129,6 +137,29 @@ def truncate_at_stop(
     return (text[: min(cuts)], True) if cuts else (text, False)
 
 
+def truncate_answer(
+    text: str, stops: Sequence[str], *, turn_markers: bool = False, strip_leading: bool = False
+) -> tuple[str, bool]:
+    """:func:`truncate_at_stop` of an answer. With ``strip_leading`` (the plain format, whose
+    ``Assistant:`` leaves white space), that leading white space is no part of the answer: it
+    goes, and a stop within it alone is none (one that runs on into the answer, ``"\\nUser:"``,
+    is).
+
+    >>> truncate_answer("\\nA", ["\\n"], strip_leading=True), truncate_answer("\\nA", ["\\n"])
+    (('A', False), ('', True))
+    >>> truncate_answer("\\nUser: hi", [], turn_markers=True, strip_leading=True)
+    ('', True)
+    """
+    lead = _leading_space(text) if strip_leading else 0
+    cut, found = truncate_at_stop(text, stops, turn_markers=turn_markers, new_from=lead)
+    return (cut.lstrip() if strip_leading else cut), found
+
+
+def _leading_space(text: str) -> int:
+    """How many characters of white space ``text`` begins with."""
+    return len(text) - len(text.lstrip())
+
+
 class StopBuffer:
     """Streams text while holding back any tail that could start a stop string (or a turn
     marker, with ``turn_markers``).
@@ -161,7 +192,7 @@ class StopBuffer:
             if not self.text.strip():  # white space so far: nothing to stream, no stop to look for
                 return ""
             self._begun = True
-            before = self.emitted = len(self.text) - len(self.text.lstrip())
+            before = self.emitted = _leading_space(self.text)
         # no stop was in the text before, so one found now ends in ``delta``: only its tail is searched
         cut, found = truncate_at_stop(self.text, self.stops, turn_markers=self.turn_markers, new_from=before)
         if found:

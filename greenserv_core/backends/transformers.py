@@ -43,7 +43,7 @@ from greenserv_core.backends.prompt_format import (
     fold_system_into_user,
     plain_prompt,
     tool_turns_as_user,
-    truncate_at_stop,
+    truncate_answer,
 )
 from greenserv_core.backends.registry import register_address_scheme
 from greenserv_core.energy.base import EnergyMeter, EnergyReading
@@ -400,15 +400,15 @@ class TransformersBackend:
         tokenizer, markers, strip = self.tokenizer, self.stops_at_turn_markers, not self.uses_chat_template
         tail = max([_TAIL_TOKENS if markers else 0, *(4 * len(stop) + 8 for stop in stops)])
 
-        def found(text: str, whole: bool) -> bool:  # a stop within the plain format's leading space alone is none
-            lead = len(text) - len(text.lstrip()) if strip and whole else 0
-            return truncate_at_stop(text, stops, turn_markers=markers, new_from=lead)[1]
-
         class StopCriteria(StoppingCriteria):  # type: ignore[misc]
             def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
                 new = input_ids[:, width:]
                 tails = tokenizer.batch_decode(new[:, -tail:], skip_special_tokens=True)
-                stopped = [found(text, new.shape[1] <= tail) for text in tails]
+                whole = new.shape[1] <= tail  # the tail is the whole answer, and begins with its leading space
+                stopped = [
+                    truncate_answer(text, stops, turn_markers=markers, strip_leading=strip and whole)[1]
+                    for text in tails
+                ]
                 return torch.tensor(stopped, dtype=torch.bool, device=input_ids.device)
 
         return StopCriteria()
@@ -474,20 +474,13 @@ class TransformersBackend:
         ``"length"`` (the token limit, or ``max_time_s``). Its answer tokens, whose
         log-probabilities it reports, are then the fewest whose text holds the cut text; an
         answer that ended at EOS leaves the EOS token out (it is counted, not the answer's)."""
-        markers = self.stops_at_turn_markers
+        markers, strip = self.stops_at_turn_markers, not self.uses_chat_template
 
         def decoded(n: int) -> str:
             return str(self.tokenizer.decode(row[:n], skip_special_tokens=True))
 
         def cut(n: int) -> tuple[str, bool]:
-            whole = decoded(n)
-            if self.uses_chat_template:
-                return truncate_at_stop(whole, stops, turn_markers=markers)
-            # the plain format's "Assistant:" leaves white space, no part of the answer: a stop
-            # within it alone is no stop (one that runs on into the answer, "\nUser:", is)
-            lead = len(whole) - len(whole.lstrip())
-            text, stopped = truncate_at_stop(whole, stops, turn_markers=markers, new_from=lead)
-            return text.lstrip(), stopped
+            return truncate_answer(decoded(n), stops, turn_markers=markers, strip_leading=strip)
 
         def fewest(holds: Callable[[int], bool], low: int, high: int) -> int:
             while low < high:
@@ -499,7 +492,6 @@ class TransformersBackend:
         answer = counted
         if stopped:  # the fewest tokens whose text holds the stop, and the fewest that hold the answer
             counted = fewest(lambda n: cut(n)[1], 1, counted)
-            strip = not self.uses_chat_template
             answer = fewest(lambda n: (decoded(n).lstrip() if strip else decoded(n)).startswith(text), 0, counted)
         ended = counted > 0 and int(row[counted - 1]) in self._eos_ids()
         if ended and answer == counted:  # the end-of-sequence token is no part of the answer

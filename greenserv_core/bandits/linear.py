@@ -5,6 +5,7 @@ to a :class:`RidgeArm` view of its row."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence, Set
 from typing import Any, TypedDict
 
@@ -95,9 +96,9 @@ class LinearPolicy(Policy):
         if check_number("forget", forget, low=0.0, strict=True) > 1:
             raise InvalidInputError(f"forget must be a number in (0, 1], got {forget!r}")
         self.reward_range = None if reward_range is None else _check_range(reward_range)
-        with np.errstate(over="ignore", divide="ignore"):  # what every decision divides by or multiplies
-            derived = (float(l2) * float(prior_reward), 1.0 / self.share if self.share else 0.0)
-        if not all(np.isfinite(derived)):
+        # what every decision multiplies or divides by (Python's floats overflow to inf, quietly)
+        derived = (float(l2) * float(prior_reward), 1.0 / self.share if self.share else 0.0)
+        if not all(math.isfinite(value) for value in derived):
             raise InvalidInputError(
                 f"l2={l2!r}, prior_reward={prior_reward!r} and share={share!r} overflow the ridge's sums "
                 "(l2 × prior_reward and 1 / share must be finite)"

@@ -16,6 +16,7 @@ from greenserv_core.cli.common import (
     check_output_file,
     parse_strategies,
     print_table,
+    refuse_repeats,
     seed_number,
     strategy_help,
 )
@@ -174,8 +175,7 @@ def _replicas(args: argparse.Namespace) -> int:
         counts = [int(n) for n in args.replicas.split(",")]
     except ValueError as error:
         raise InvalidInputError(f"--replicas is comma-separated counts, got {args.replicas!r}") from error
-    if len(set(counts)) < len(counts):  # was run twice, shown once
-        raise InvalidInputError(f"--replicas names a count twice: {args.replicas!r}")
+    refuse_repeats("--replicas", counts, args.replicas, "count")  # was run twice, shown once
     report = run_replicas(
         args.table,
         store=args.store,
@@ -203,8 +203,7 @@ def _synthetic_world(args: argparse.Namespace) -> int:
         raise InvalidInputError(f"--seeds is comma-separated integers, got {args.seeds!r}") from error
     if any(seed < 0 for seed in seeds):
         raise InvalidInputError(f"--seeds are integers of 0 or more, got {args.seeds!r}")
-    if len(set(seeds)) < len(seeds):  # the same run twice would count as two
-        raise InvalidInputError(f"--seeds names a seed twice: {args.seeds!r}")
+    refuse_repeats("--seeds", seeds, args.seeds, "seed")  # the same run twice would count as two
     at_least("--steps", args.steps, 1)
     at_least("--last", args.last, 1)
     if args.last > args.steps:

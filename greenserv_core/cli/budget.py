@@ -15,6 +15,7 @@ from greenserv_core.cli.common import (
     check_output_file,
     embedding_store,
     print_table,
+    refuse_repeats,
     seed_number,
     table_features,
     tradeoff_list,
@@ -48,8 +49,7 @@ def _positive(flag: str, text: str) -> list[float]:
     values = _numbers(flag, text)
     if not values or any(not 0 < value < math.inf for value in values):  # NaN too
         raise InvalidInputError(f"{flag} takes positive finite numbers, got {text!r}")
-    if len(set(values)) < len(values):  # the same budget twice: one row, two runs' time
-        raise InvalidInputError(f"{flag} names a number twice: {text!r}")
+    refuse_repeats(flag, values, text, "number")
     return values
 
 

@@ -164,13 +164,15 @@ def _keep_saved_settings(router: GreenServRouter, args: argparse.Namespace, stat
             f"{args.strategy}: leave --strategy out to keep the saved one, or use another --state file "
             "to start afresh with the new strategy"
         )
-    saved_space = router.features.embedder.name if args.embedder is not None else ""
-    if args.embedder is not None and args.embedder != bundled_name(saved_space):  # was ignored: the saved one kept
-        raise InvalidInputError(
-            f"{state} was saved with {bundled_name(saved_space) or saved_space} features, and its "
-            f"clusters belong to that embedding, not --embedder {args.embedder}: leave --embedder out to keep "
-            "the saved one, or use another --state file to start afresh"
-        )
+    if args.embedder is not None:  # was ignored: the saved one kept
+        space = router.features.embedder.name
+        saved = bundled_name(space)
+        if args.embedder != saved:
+            raise InvalidInputError(
+                f"{state} was saved with {saved or space} features, and its clusters belong to that "
+                f"embedding, not --embedder {args.embedder}: leave --embedder out to keep the saved one, "
+                "or use another --state file to start afresh"
+            )
     if args.seed is not None and args.seed != router.seed:
         raise InvalidInputError(
             f"{state} was saved with the seed {router.seed}, and its policy goes on with that random stream, "

@@ -42,6 +42,7 @@ __all__ = [
     "policy_params",
     "print_table",
     "quiet_first_screen",
+    "refuse_repeats",
     "seed_number",
     "strategy_help",
     "table_features",
@@ -248,9 +249,20 @@ def tradeoff_list(text: str) -> list[float]:
         values = []
     if not values or any(not 0 <= value <= 1 for value in values):  # NaN too
         raise InvalidInputError(f"--tradeoffs is comma-separated λs in [0, 1], got {text!r}")
-    if len(set(values)) < len(values):
-        raise InvalidInputError(f"--tradeoffs names a λ twice: {text!r}")
+    refuse_repeats("--tradeoffs", values, text, "λ")
     return values
+
+
+def refuse_repeats(flag: str, values: Sequence[object], text: str, what: str) -> None:
+    """Refuse a list option that names a value twice (one row of the report, two runs' time).
+
+    >>> refuse_repeats("--seeds", [0, 0], "0,0", "seed")
+    Traceback (most recent call last):
+    ...
+    greenserv_core.errors.InvalidInputError: --seeds names a seed twice: '0,0'
+    """
+    if len(set(values)) < len(values):
+        raise InvalidInputError(f"{flag} names a {what} twice: {text!r}")
 
 
 def number(value: float | None, form: str = "{:.3f}") -> str:

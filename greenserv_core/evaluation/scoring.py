@@ -108,7 +108,8 @@ def extract_choice(text: str, n_choices: int, choices: Sequence[str] = ()) -> st
         match = re.search(pattern, text)
         if match:
             group = next(i for i, letter in enumerate(match.groups(), 1) if letter)
-            if hedge.match(text, match.end(group) + (text[match.end(group) : match.end(group) + 1] in ")]'\"")):
+            after = match.end(group)  # (past a closing bracket or quote: "(B) or (C)")
+            if hedge.match(text, after + (text[after : after + 1] in (")", "]", "'", '"'))):
                 return None  # "B or C", "B, C or D": no one letter committed to
             at = match.start(group)  # the letter, or the bracket or quote just before it (never "answer is")
             starts = (at, at - 1) if at and text[at - 1] in "([\"'" else (at,)
@@ -182,14 +183,17 @@ def extract_yes_no(text: str) -> str | None:
     """
     named: list[str] = NAMED_YES_NO.findall(text)
     if named:  # "There is no evidence against it, so the answer is yes."
-        return {"true": "yes", "false": "no"}.get(named[-1].lower(), named[-1].lower())
+        return _AS_YES_NO.get(named[-1].lower(), named[-1].lower())
     match = re.search(r"(\bnot\s+|n't\s+)?\b(yes|no|true|false)\b", text, flags=re.IGNORECASE)
     if match is None:
         return None
     word = match.group(2).lower()
     if word in ("true", "false") and match.group(1):
         word = "false" if word == "true" else "true"
-    return {"true": "yes", "false": "no"}.get(word, word)
+    return _AS_YES_NO.get(word, word)
+
+
+_AS_YES_NO = {"true": "yes", "false": "no"}
 
 
 _TOKEN = re.compile(r"(?<![\w.])-?(?:\d+(?:,\d{3})*(?:\.\d+)?|\.\d+)|[^\W_]+")  # "1975," is the number 1975

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from greenserv_core.backends.base import ModelBackend
+from greenserv_core.backends.base import ModelBackend, check_backend
 from greenserv_core.bandits import Policy, policy_names
 from greenserv_core.budget import BudgetPacer, EnergyBudget
 from greenserv_core.errors import InvalidInputError, StateFileError
@@ -64,10 +64,7 @@ def read_router_state(
     A pending store that does not match the saved one (``pending`` given or not) is warned of."""
     if isinstance(models, (str, bytes, Mapping)) or not isinstance(models, Iterable):
         raise InvalidInputError(f"models must be a list of model backends, got {models!r}")
-    models = list(models)  # (a generator is read once)
-    for model in models:
-        if not isinstance(model, ModelBackend):
-            raise InvalidInputError(f"{model!r} does not implement ModelBackend (info, count_tokens, generate, stream)")
+    models = [check_backend(model) for model in models]  # (a generator is read once)
     names = [m.info.name for m in models]
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:
@@ -114,6 +111,7 @@ def _warn_of_other_settings(path: str | Path, policy: Policy, saved: Mapping[str
         return json.dumps(a, sort_keys=True, default=repr) == json.dumps(b, sort_keys=True, default=repr)
 
     changed = sorted(key for key in saved if key in given and not same(saved[key], given[key]))
+    priors = [key for key in changed if key in _PRIOR_SETTINGS]
     if changed:
         logger.warning(
             "%s: the policy given has %s where the state was saved with %s; the given policy's settings are used%s",
@@ -121,9 +119,9 @@ def _warn_of_other_settings(path: str | Path, policy: Policy, saved: Mapping[str
             ", ".join(f"{key}={given[key]!r}" for key in changed),
             ", ".join(f"{key}={saved[key]!r}" for key in changed),
             ""
-            if not _PRIOR_SETTINGS & set(changed)
+            if not priors
             else " (the arms saved keep the prior they were saved with: "
-            f"{', '.join(sorted(_PRIOR_SETTINGS & set(changed)))} applies to arms added from now on)",
+            f"{', '.join(priors)} applies to arms added from now on)",
         )
 
 
