@@ -369,6 +369,18 @@ def test_a_clock_time_is_one_value(first: str, second: str, agree: bool) -> None
     assert answers_agree(first, second) is agree and answers_agree(second, first) is agree
 
 
+@pytest.mark.parametrize(
+    ("first", "second", "agree"),
+    [
+        ("She is -$5 short.", "She is $5 short.", False),  # the sign before the dollar sign was dropped
+        ("She is -$5 short.", "-5", True),
+        ("#### -$5", "#### -5", True),
+    ],
+)
+def test_a_sign_before_a_dollar_sign_is_the_numbers(first: str, second: str, agree: bool) -> None:
+    assert answers_agree(first, second) is agree and answers_agree(second, first) is agree
+
+
 def test_the_new_answer_readings_take_linear_time() -> None:
     assert_linear_time(lambda n: final_answer("answer is" + " " * n + "!"), 20_000)
     assert_linear_time(lambda n: final_answer("answer" + " " * n + "x"), 20_000)

@@ -143,6 +143,10 @@ def test_spaces_after_the_answer_is_are_read_in_linear_time() -> None:
         ("#### 5\nQuestion: 99", "5"),
         ("no numbers", None),
         ("#### \u221210", "-10"),  # a minus sign written as one
+        ("She is -$5 short. #### -$5", "-5"),  # a sign before the dollar sign was dropped
+        ("The answer is -$12.50", "-12.5"),
+        ("Her balance fell to -$3", "-3"),
+        ("It costs $5-$7", "7"),  # a range: no sign
     ],
 )
 def test_extract_number(text: str, expected: str | None) -> None:
@@ -426,6 +430,8 @@ def test_passage_questions_take_every_annotated_answer() -> None:
     [
         (TaskExample("basic_arithmetic", "a", "...", "-42"), " −42", 1.0),  # a minus sign (U+2212) was dropped
         (TaskExample("basic_arithmetic", "a", "...", "42"), " −42", 0.0),
+        (TaskExample("drop", "d", "...", "-5"), " -$5", 1.0),  # the sign before a dollar sign was dropped
+        (TaskExample("drop", "d", "...", "5"), " -$5", 0.0),
         (TaskExample("basic_skills_common_knowledge", "k", "...", "four"), " 4", 1.0),  # words and digits never met
         (TaskExample("basic_skills_common_knowledge", "k", "...", "0"), " zero", 1.0),
         (TaskExample("gsm8k", "g", "...", "18"), "I answer after '####'. 16 - 3 - 4 = 9 eggs, 9 * 2 = 18", 1.0),

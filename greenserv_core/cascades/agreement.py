@@ -52,6 +52,7 @@ __all__ = [
     "answers_agree",
     "canonical_number",
     "final_answer",
+    "minus_signs",
 ]
 
 _WORD = re.compile(r"[\w.%-]+")
@@ -84,6 +85,19 @@ MARKED_NUMBER = re.compile(
 )
 """A number right after ``####`` (its sign, separators, decimals or fraction as in
 :data:`NUMBER_PATTERN`), through emphasis and an "(the final) answer is" between them."""
+_SIGN_BEFORE_DOLLAR = re.compile(r"(?<![\w-])-\$(?=\.?\d)")
+
+
+def minus_signs(text: str) -> str:
+    """``text`` with its minus signs where the number patterns read them: U+2212 as ``-``, and
+    a sign written before a dollar sign moved after it (``-$5`` reads as ``$-5``, a -5).
+
+    >>> minus_signs("It fell by -$5, to \u22123 in all"), minus_signs("Pay $5-$7")
+    ('It fell by $-5, to -3 in all', 'Pay $5-$7')
+    """
+    return _SIGN_BEFORE_DOLLAR.sub("$-", text.replace("\u2212", "-"))
+
+
 _YES_NO = {"yes": "yes", "true": "yes", "no": "no", "false": "no"}
 # "the answer is yes", "Answer: No", "answer is: true" (one way to read the spaces: no quadratic search)
 # the word ends its clause: never "the answer is no more than 5", "Answer: True Grit"
@@ -120,7 +134,7 @@ def final_answer(text: str) -> tuple[str, str] | None:
     choice = _LEADING_CHOICE.match(plain) or _NAMED_CHOICE.search(plain)
     if choice is not None:
         return "choice", next(letter for letter in choice.groups() if letter).lower()
-    numeric = text.replace("\u2212", "-")  # a minus sign written as one, as scoring reads it
+    numeric = minus_signs(text)  # as scoring reads them
     marked = list(MARKED_NUMBER.finditer(numeric))
     if marked:  # GSM8K's final answer, as scoring reads it ("#### 9:30" a time)
         mark = marked[-1]

@@ -33,6 +33,7 @@ from greenserv_core.cascades.agreement import (
     NUMBER_PATTERN,
     NUMBER_WORD_VALUES,
     canonical_number,
+    minus_signs,
 )
 from greenserv_core.datasets.olmo_eval import LETTERS, TaskExample
 from greenserv_core.evaluation.extras import bench_import
@@ -150,7 +151,7 @@ def extract_number(text: str) -> str | None:
 
     Without ``####``, the last number that "the answer is" names wins over the last number.
     """
-    text = text.replace("\u2212", "-")  # a minus sign written as one
+    text = minus_signs(text)  # "\u22125" and "-$5" are -5
     marked = MARKED_NUMBER.findall(text)
     if marked:
         return canonical_number(marked[-1])
@@ -211,7 +212,7 @@ def _normalise(text: str) -> str:
     ('answer -1200.5 not 1200', '4 legs -42')
     """
     words = []
-    tokens = _TOKEN.findall(text.replace("\u2212", "-").lower())
+    tokens = _TOKEN.findall(minus_signs(text).lower())
     for at, token in enumerate(tokens):
         if token == "one" and _pronoun(tokens, at):
             words.append(token)
