@@ -1165,3 +1165,34 @@ def test_a_pacers_settings_take_numpy_numbers_and_refuse_huge_ones_by_name() -> 
         with pytest.raises(InvalidInputError):
             EnergyBudget.from_dict(saved)
     assert EnergyBudget.from_dict(EnergyBudget.per_window(joules=50.0, window_s=60.0).to_dict()).window_s == 60.0
+
+
+def test_a_single_run_prints_its_mean_without_an_interval() -> None:
+    """One run has no interval: "± 0.000" read as a measured certainty."""
+    from greenserv_core.cli.budget import budget_rows
+    from greenserv_core.evaluation.learning_curves import mean_ci95
+
+    one, three = mean_ci95([0.9]), mean_ci95([0.8, 0.9, 1.0])
+    spend = {
+        "spend_over_budget": one,
+        "worst_window_over_budget": three,
+        "worst_window_over_budget_max": 1.0,
+        "mean_tradeoff": one,
+    }
+    row = {
+        "budget": "5 J per query",
+        "share_of_best_single_model": 0.5,
+        "spend": spend,
+        "window_queries": 250,
+        "accuracy": one,
+        "single_model_front_accuracy": 0.6,
+        "fixed_tradeoff_front_accuracy": 0.6,
+        "most_spent_at_a_fixed_tradeoff": 10.0,
+        "joules_per_query": 5.0,
+        "fixed_price_front_accuracy": 0.6,
+        "static_mix": None,
+    }
+    (printed,) = budget_rows({"budgets": [row]})
+    assert printed["mean spend / budget"] == "90.0%"
+    assert printed["accuracy"] == "0.900"
+    assert printed["worst 250 / budget (max run)"] == "90.0% ± 24.8 (100.0%)"

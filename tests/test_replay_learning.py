@@ -337,6 +337,9 @@ def test_peers_are_built_by_the_peers_module(monkeypatch: pytest.MonkeyPatch) ->
     from greenserv_core.cli.replay import learning_curve_rows, replay_rows
 
     assert [row["strategy"] for row in replay_rows(report)] == ["fake-peer (peer)", "random"]
+    assert " ± " in replay_rows(report)[0]["accuracy"]  # two runs: an interval
+    single = quick(table, ["random"], runs=1, seed=3)
+    assert " ± " not in replay_rows(single)[0]["accuracy"]  # one run has none ("± 0.000" before)
     assert learning_curve_rows(report)[0]["strategy"] == "fake-peer (peer)"
 
 
@@ -542,7 +545,7 @@ def test_every_strategy_is_checked_before_the_warm_up_and_any_run(
 def test_a_static_arm_always_in_the_pool_still_replays() -> None:
     changes = [PoolChange("add", "good", 0), PoolChange("remove", "bad", 5)]
     report = quick(two_model_table(10), ["static:good"], runs=1, horizons=(), changes=changes)
-    assert report["strategies"]["static:good"]["shares"] == {"good": {"mean": 1.0, "ci95": 0.0}}
+    assert report["strategies"]["static:good"]["shares"] == {"good": {"mean": 1.0, "ci95": 0.0, "runs": 1}}
 
 
 def test_a_missing_peer_extra_is_refused_before_any_run(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,6 +14,7 @@ from greenserv_core.cli.common import (
     check_fraction,
     check_output_file,
     embedding_store,
+    mean_and_interval,
     print_table,
     refuse_repeats,
     seed_number,
@@ -54,7 +55,7 @@ def _positive(flag: str, text: str) -> list[float]:
 
 
 def _share(value: dict[str, float] | None) -> str:
-    return "–" if value is None else f"{100 * value['mean']:.1f}% ± {100 * value['ci95']:.1f}"
+    return "–" if value is None else mean_and_interval(value, digits=1, scale=100, unit="%")
 
 
 def _share_and_max(value: dict[str, float] | None, most: float | None) -> str:
@@ -109,7 +110,7 @@ def budget_rows(report: dict[str, Any]) -> list[dict[str, str]]:
             )
         out.update(
             {
-                "accuracy": f"{row['accuracy']['mean']:.3f} ± {row['accuracy']['ci95']:.3f}",
+                "accuracy": mean_and_interval(row["accuracy"]),
                 "single-model front": _accuracy(row["single_model_front_accuracy"]),
                 "fixed-λ front": _accuracy(row["fixed_tradeoff_front_accuracy"]),
                 "most a fixed λ spends / budget": _most(row),

@@ -14,6 +14,7 @@ from greenserv_core.cli.common import (
     cascade_pair,
     check_fraction,
     check_output_file,
+    mean_and_interval,
     number,
     print_table,
     seed_number,
@@ -159,9 +160,9 @@ def _cascade_replay(args: argparse.Namespace) -> int:
                 {
                     "λ": lam,
                     "strategy": name,
-                    "accuracy": f"{result['accuracy']['mean']:.4f} ± {result['accuracy']['ci95']:.4f}",
+                    "accuracy": mean_and_interval(result["accuracy"], digits=4),
                     "J per query": f"{result['joules_per_query']['mean']:.1f}",
-                    "reward": f"{result['reward']['mean']:.4f} ± {result['reward']['ci95']:.4f}",
+                    "reward": mean_and_interval(result["reward"], digits=4),
                     "escalated": f"{result['escalated_share']['mean']:.1%}",
                 }
             )

@@ -204,6 +204,19 @@ def policy_params(items: Sequence[str]) -> dict[str, dict[str, Any]]:
     return params
 
 
+def mean_and_interval(value: Mapping[str, float], digits: int = 3, scale: float = 1.0, unit: str = "") -> str:
+    """A mean over runs with its 95% half-width, or the mean alone for a single run (which has
+    no interval; a report without the count of runs keeps the interval).
+
+    >>> mean_and_interval({"mean": 0.5123, "ci95": 0.0139, "runs": 5})
+    '0.512 ± 0.014'
+    >>> mean_and_interval({"mean": 0.9, "ci95": 0.0, "runs": 1}, digits=1, scale=100, unit="%")
+    '90.0%'
+    """
+    text = f"{scale * value['mean']:.{digits}f}{unit}"
+    return text if value.get("runs") == 1 else f"{text} ± {scale * value['ci95']:.{digits}f}"
+
+
 def percent(value: float | None) -> str:
     """A relative change as a signed percentage.
 

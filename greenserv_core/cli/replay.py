@@ -14,6 +14,7 @@ from greenserv_core.cli.common import (
     check_fraction,
     check_output_file,
     embedding_store,
+    mean_and_interval,
     parse_strategies,
     percent,
     policy_params,
@@ -293,7 +294,7 @@ def replay_rows(report: dict[str, Any]) -> list[dict[str, str]]:
             {
                 "strategy": _label(report, name),
                 **{
-                    label: f"{summary[key]['mean']:.3f} ± {summary[key]['ci95']:.3f}"
+                    label: mean_and_interval(summary[key])
                     for label, key in (("accuracy", "accuracy"), ("energy (Wh)", "energy_wh"), ("reward", "reward"))
                 },
                 "cumulative regret": f"{summary['cumulative_regret']['mean']:.1f}",

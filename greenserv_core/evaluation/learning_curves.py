@@ -135,19 +135,22 @@ def horizon_metrics(
 
 
 def mean_ci95(values: Sequence[float]) -> dict[str, float]:
-    """Mean and 95% confidence half-width over runs (0 for a single run): Student's t with
+    """Mean and 95% confidence half-width over runs (0 for a single run, which has no
+    interval: the tables print its mean alone), with the number of runs: Student's t with
     n − 1 degrees of freedom times the standard error (4.30 of them for 3 runs, 2.78 for 5).
     Figures recorded before 2026-12-05 used 1.96 standard errors (BENCHMARKS.md says so).
 
     >>> round(mean_ci95([1.0, 2.0, 3.0])["ci95"], 3)  # 4.303 * 1 / sqrt(3)
     2.484
+    >>> mean_ci95([0.5])
+    {'mean': 0.5, 'ci95': 0.0, 'runs': 1}
     """
     from scipy.stats import t
 
     array = np.asarray(values, dtype=float)
     n = len(array)
     half = float(t.ppf(0.975, n - 1)) * array.std(ddof=1) / math.sqrt(n) if n > 1 else 0.0
-    return {"mean": float(array.mean()), "ci95": float(half)}
+    return {"mean": float(array.mean()), "ci95": float(half), "runs": n}
 
 
 def summarise_values(values: Sequence[float | None]) -> dict[str, float] | None:
