@@ -570,7 +570,7 @@ class FailingBackend(FakeBackend):
         raise ModelUnavailableError(f"{self.info.name} broke")
 
 
-def failover_router(failing: FakeBackend) -> tuple[GreenServRouter, FakeBackend]:
+def failover_router(failing: FakeBackend | OpenAICompatibleBackend) -> tuple[GreenServRouter, FakeBackend]:
     healthy = FakeBackend("healthy", joules_per_token=50.0)
     router = GreenServRouter([failing, healthy], features=make_hashing_extractor(), tradeoff=1.0, seed=0)
     # the healthy model is seen to cost energy; the failing one is not yet, so it looks free
@@ -1576,3 +1576,155 @@ def test_overlapping_requests_metered_by_a_slow_counter_are_charged_each_joule_o
         thread.join()
     counted = 200.0 * (max(seen) - min(seen))  # what the counter moved while either request was at the server
     assert sum(answers) == pytest.approx(counted, rel=0.05)  # was about 20% more
+
+
+# ---- a review of 2026-12-07 (night): credentials, content parts, given-up generations --------------
+
+
+@pytest.mark.parametrize("host", ["api.openai.com.attacker.example", "api.openai.community"])
+def test_the_environments_openai_key_goes_to_openais_host_alone(monkeypatch: pytest.MonkeyPatch, host: str) -> None:
+    """The key was sent to any address beginning "https://api.openai.com"."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-real")
+    seen: list[str | None] = []
+    remote = OpenAICompatibleBackend(
+        f"https://{host}/v1",
+        "gpt",
+        transport=httpx.MockTransport(lambda r: seen.append(r.headers.get("authorization")) or answer()),
+    )
+    remote.generate(ASK, SETTINGS)
+    assert seen == [None]
+
+
+@pytest.mark.parametrize("name", ["Authorization", "authorization"])
+def test_an_authorization_header_given_wins_over_the_environment(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """The environment's key replaced it (or, named in lower case, was sent beside it)."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env")
+    seen: list[list[str]] = []
+    remote = OpenAICompatibleBackend(
+        "https://api.openai.com/v1",
+        "gpt",
+        headers={name: "Bearer sk-given"},
+        transport=httpx.MockTransport(lambda r: seen.append(r.headers.get_list("authorization")) or answer()),
+    )
+    remote.generate(ASK, SETTINGS)
+    assert seen == [["Bearer sk-given"]]
+
+
+@pytest.mark.parametrize(
+    ("url", "options", "named"),
+    [
+        ("http://user:pw@gw/v1", {"api_key": "sk"}, "api_key= and a user and password in base_url"),
+        ("http://gw/v1", {"api_key": "sk", "headers": {"authorization": "x"}}, "api_key= and an Authorization header"),
+    ],
+)
+def test_credentials_given_twice_are_refused(url: str, options: dict[str, object], named: str) -> None:
+    """A user and password in the URL silently replaced api_key."""
+    with pytest.raises(InvalidInputError, match=f"credentials once, got {named}"):
+        OpenAICompatibleBackend(url, "m", **options)  # type: ignore[arg-type]
+
+
+def test_the_base_urls_path_and_repeated_query_keys_are_sent_as_written() -> None:
+    seen: list[httpx.URL] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url)
+        return answer()
+
+    OpenAICompatibleBackend(
+        "https://gw/models/org%2Fname/v1?tag=a&tag=b", "m", transport=httpx.MockTransport(handler)
+    ).generate(ASK, SETTINGS)
+    assert seen[0].raw_path == b"/models/org%2Fname/v1/chat/completions?tag=a&tag=b"  # was /org/name/, and tag=a alone
+
+
+def test_content_parts_are_read_as_their_text() -> None:
+    """Mistral's list of content parts came back as the list, or a TypeError outside the failover."""
+    parts = [{"type": "thinking", "thinking": [{"type": "text", "text": "hm"}]}, {"type": "text", "text": "4"}]
+    remote = backend(lambda r: answer(parts))  # type: ignore[arg-type]
+    assert remote.generate(ASK, SETTINGS).text == "4"
+    streamed = backend(lambda r: sse({"choices": [{"delta": {"content": [{"type": "text", "text": "4"}]}}]}))
+    assert "".join(chunk.delta for chunk in streamed.stream(ASK, SETTINGS)) == "4"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_content_that_is_no_text_fails_the_answer_and_the_router_routes_around_it(stream: bool) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if json.loads(request.content)["stream"]:
+            return sse({"choices": [{"delta": {"content": 42}, "finish_reason": "stop"}]})
+        return httpx.Response(200, json={"choices": [{"message": {"content": 42}, "finish_reason": "stop"}]})
+
+    remote = backend(handler)
+    with pytest.raises(ModelUnavailableError, match="malformed"):
+        list(remote.stream(ASK, SETTINGS)) if stream else remote.generate(ASK, SETTINGS)
+    assert remote.breaker.failures_ == 1  # (a success was counted before)
+    router, _ = failover_router(backend(handler, name="bad"))
+    if stream:
+        chunks = list(router.stream(ASK, models=["bad", "healthy"]))
+        assert chunks[-1].generation is not None and chunks[-1].generation.model == "healthy"
+    else:
+        assert router.generate(ASK, models=["bad", "healthy"]).model == "healthy"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("reason", ["abort", "error"])
+def test_a_generation_the_server_gave_up_on_fails(stream: bool, reason: str) -> None:
+    """vLLM's "abort" and "error" passed as a finished answer ("stop")."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if json.loads(request.content)["stream"]:
+            return sse({"choices": [{"delta": {"content": "The answer is"}, "finish_reason": reason}]})
+        return httpx.Response(
+            200, json={"choices": [{"message": {"content": "The answer is"}, "finish_reason": reason}]}
+        )
+
+    remote = backend(handler)
+    with pytest.raises(ModelUnavailableError, match=f"finish_reason '{reason}'"):
+        list(remote.stream(ASK, SETTINGS)) if stream else remote.generate(ASK, SETTINGS)
+    assert remote.breaker.failures_ == 1
+
+
+def test_send_sampling_false_leaves_out_temperature_and_top_p() -> None:
+    """OpenAI's reasoning models refuse temperature 0 (HTTP 400), which was always sent."""
+    seen: list[dict[str, object]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(json.loads(request.content))
+        return answer()
+
+    settings = GenerationSettings(max_new_tokens=8, top_p=0.5)
+    backend(handler, max_tokens_field="max_completion_tokens", send_sampling=False).generate(ASK, settings)
+    backend(handler).generate(ASK, settings)
+    assert "temperature" not in seen[0] and "top_p" not in seen[0] and seen[0]["max_completion_tokens"] == 8
+    assert seen[1]["temperature"] == 0.0 and seen[1]["top_p"] == 0.5
+
+
+def test_a_streams_headers_are_no_measurement_of_its_generation() -> None:
+    """An x-energy-joules header, sent before the stream's body, was read as the answer's joules."""
+    body = 'data: {"choices":[{"delta":{"content":"hi"},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n'
+    headers = {"content-type": "text/event-stream", "x-energy-joules": "0.001"}
+    remote = backend(lambda r: httpx.Response(200, content=body.encode(), headers=headers))
+    result = list(remote.stream(ASK, SETTINGS))[-1].result
+    assert result is not None and not result.energy.measured and result.energy.source.startswith("estimate")
+    whole = backend(lambda r: _with_header(answer(), "2.5"))
+    reading = whole.generate(ASK, SETTINGS).energy  # an answer not streamed: its headers come after it
+    assert reading.joules == 2.5 and reading.measured
+
+
+def _with_header(response: httpx.Response, joules: str) -> httpx.Response:
+    response.headers["x-energy-joules"] = joules
+    return response
+
+
+def test_a_gateway_timeout_is_not_asked_again_when_the_answer_is_not_streamed() -> None:
+    """A 504 was retried, each retry another whole generation on the server behind the gateway."""
+    posts: list[bool] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        posts.append(json.loads(request.content)["stream"])
+        return httpx.Response(504, text="upstream timed out")
+
+    with pytest.raises(ModelUnavailableError, match="HTTP 504"):
+        backend(handler, max_retries=2).generate(ASK, SETTINGS)
+    assert posts == [False]
+    with pytest.raises(ModelUnavailableError):
+        list(backend(handler, max_retries=2).stream(ASK, SETTINGS))
+    assert posts == [False, True, True, True]  # a stream is asked again until its first piece

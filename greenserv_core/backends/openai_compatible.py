@@ -10,7 +10,8 @@ vLLM, Hugging Face TGI and ``transformers serve``, llama.cpp's server and Ollama
 * **retries** with exponential backoff and jitter (via ``tenacity``) on connection errors,
   timeouts, HTTP 408, 425, 429 and any 5xx. A streamed answer is retried only until its first piece
   arrives: text already handed out is never taken back. An answer that is not streamed is
-  not asked again once it timed out, since the server may still be generating it;
+  not asked again once it timed out (here, or at a gateway: HTTP 504), since the server may
+  still be generating it;
 * **errors the server reports** after its 200 status (an ``error`` event in a stream, as vLLM
   and llama.cpp's server send, or an ``error`` body) fail the answer, never pass as an empty
   one; a wrong key, address or model id (HTTP 401, 403, 404) and a prompt longer than the
@@ -34,13 +35,20 @@ Failures raise :class:`~greenserv_core.errors.ModelUnavailableError`; a request 
 rejects as malformed (any other HTTP 4xx) raises
 :class:`~greenserv_core.errors.InvalidInputError` and does not count against the model.
 ``finish_reason`` is ``"stop"``, ``"length"``, ``"content_filter"`` (the server's filter cut the
-answer) or ``"refusal"`` (the model refused; the refusal's text is the answer's text).
+answer) or ``"refusal"`` (the model refused; the refusal's text is the answer's text); a
+generation the server gave up on (vLLM's ``"abort"`` or ``"error"``) fails. A message's
+``content`` may be text or a list of content parts (their text parts are the answer).
 ``max_tokens_field="max_completion_tokens"`` names the token limit as OpenAI's reasoning
-models require (vLLM takes either). ``strict_json_schema=True`` sends ``"strict": true`` with a
-JSON schema, without which OpenAI does not enforce it (it then requires every property to be
-required and ``additionalProperties`` false). JSON mode without a schema says "Answer in
-JSON." first when no message mentions JSON, as OpenAI requires. The API key is
-``api_key=``, or ``$OPENAI_API_KEY`` for ``https://api.openai.com``. Tests use ``transport=httpx.MockTransport(...)``.
+models require (vLLM takes either), and ``send_sampling=False`` leaves out ``temperature``
+and ``top_p``, which those models refuse unless at their defaults.
+``strict_json_schema=True`` sends ``"strict": true`` with a JSON schema, without which OpenAI
+does not enforce it (it then requires every property to be required and
+``additionalProperties`` false). JSON mode without a schema says "Answer in JSON." first when
+no message mentions JSON, as OpenAI requires. The credentials are given once: ``api_key=``,
+an ``Authorization`` header or a user and password in ``base_url``; with none of them,
+``$OPENAI_API_KEY`` is sent to ``https://api.openai.com`` (that host only). A streamed
+answer's energy is never read from its headers, which come before the generation. Tests use
+``transport=httpx.MockTransport(...)``.
 
 >>> import httpx
 >>> def server(request: httpx.Request) -> httpx.Response:
@@ -120,6 +128,7 @@ _CONTEXT_WORDS = (
 )
 _CONTEXT_STATUS = {400, 413, 422}  # vLLM and OpenAI say 400; TGI 422 ("inputs tokens + max_new_tokens must be <= N")
 _FINISH_REASONS = {"length", "content_filter", "refusal"}  # kept as the server said; any other is "stop"
+_FAILED_FINISH = {"abort", "error"}  # vLLM's: a generation the server gave up on, no answer
 _T = TypeVar("_T")
 
 
@@ -244,6 +253,7 @@ class OpenAICompatibleBackend:
         max_tokens_field: str = "max_tokens",
         strict_json_schema: bool = False,
         max_stop_sequences: int | None = 4,
+        send_sampling: bool = True,
     ) -> None:
         if not isinstance(base_url, str) or not base_url.strip().lower().startswith(("http://", "https://")):
             raise InvalidInputError(f"base_url must be an http(s) URL, got {redacted(repr(base_url))}")
@@ -267,13 +277,14 @@ class OpenAICompatibleBackend:
         if url is None or url.scheme not in ("http", "https") or not url.host:
             raise InvalidInputError(f"base_url must be an http(s) URL with a host, got {redacted(repr(base_url))}")
         credentials = (url.username, url.password) if url.username or url.password else None
-        query = dict(url.params)  # e.g. Azure's api-version: sent with every request
-        # the URL as shown in messages and logs: no credentials, no query
-        self.base_url = str(httpx.URL(scheme=url.scheme, host=url.host, port=url.port, path=url.path)).rstrip("/")
+        query = url.params  # e.g. Azure's api-version: sent with every request (a key given twice, twice)
+        # the URL as shown in messages and logs: no credentials, no query; its path as written ("%2F" kept)
+        self.base_url = str(url.copy_with(username=None, password=None, query=None, fragment=None)).rstrip("/")
         self.model = model
         self.max_tokens_field = max_tokens_field
         self.max_stop_sequences = max_stop_sequences
         self.strict_json_schema = bool(strict_json_schema)
+        self.send_sampling = bool(send_sampling)
         self.request_timeout = httpx.Timeout(request_timeout_s, connect=connect_timeout_s)
         self.max_retries = max_retries
         self.backoff_s = backoff_s
@@ -293,8 +304,19 @@ class OpenAICompatibleBackend:
             prior_seconds_per_token=prior_seconds_per_token,
             quality=quality,
         )
-        all_headers = dict(headers or {})
-        if api_key is None and self.base_url.startswith("https://api.openai.com"):
+        all_headers = httpx.Headers(headers or {})  # (its names read in any case, as HTTP does)
+        given = [
+            label
+            for label, present in (
+                ("api_key=", bool(api_key)),
+                ("an Authorization header", "authorization" in all_headers),
+                ("a user and password in base_url", credentials is not None),
+            )
+            if present
+        ]
+        if len(given) > 1:
+            raise InvalidInputError(f"give the server's credentials once, got {' and '.join(given)}")
+        if not given and url.scheme == "https" and url.host == "api.openai.com":  # that host alone: never a look-alike
             api_key = os.environ.get("OPENAI_API_KEY")
         if api_key:
             all_headers["Authorization"] = f"Bearer {api_key}"
@@ -384,6 +406,9 @@ class OpenAICompatibleBackend:
                 raise self._charge(self._unavailable(reported, "answered with an error"), window, started)
             choice = data["choices"][0]
             text, finish, cut = _whole_answer(choice, self._stops_kept_here(settings))
+            if finish in _FAILED_FINISH:
+                failed = self._unavailable(_ServerError(_failed_finish(finish), None), "failed")
+                raise self._charge(failed, window, started)
             # cut at a stop kept here, the tokens' probabilities run past the answer
             logprobs = _token_logprobs(choice) if settings.logprobs and not cut else None
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as error:  # not shaped as OpenAI's
@@ -461,6 +486,7 @@ class OpenAICompatibleBackend:
         buffer = StopBuffer(kept_here) if kept_here else None
         other: list[str] = []  # lines that are no event: a server answering the stream request whole
         whole_calls: Sequence[Mapping[str, Any]] = []  # the tool calls of such an answer
+        headers_after: Mapping[str, str] = {}  # headers sent once the answer was done (only such an answer's)
         try:
             for line, decoded in events_read:  # a slow caller does not cut the answer: only the server's waits do
                 event = self._event(line, decoded)
@@ -480,7 +506,7 @@ class OpenAICompatibleBackend:
                     calls = delta.get("tool_calls") or []
                     for call in [calls] if isinstance(calls, Mapping) else calls:  # TGI sent one call bare
                         merge_tool_call_delta(tool_calls, call, aliases)
-                    text_piece = delta.get("content") or delta.get("refusal")
+                    text_piece = _text_of(delta.get("content")) or _text_of(delta.get("refusal"))
                     if text_piece and buffer is not None:
                         text_piece = buffer.push(text_piece)
                     if text_piece:
@@ -510,6 +536,7 @@ class OpenAICompatibleBackend:
             body_text = "\n".join(line for line in other if line.strip())
             if not events and finish != "length" and body_text.lstrip().startswith("{"):  # an answer or error as JSON
                 data = json.loads(body_text)
+                headers_after = response.headers  # sent after the generation, as generate()'s
                 reported = _ServerError.of(data) if isinstance(data, dict) else None
                 if reported is not None:
                     raise reported
@@ -523,6 +550,8 @@ class OpenAICompatibleBackend:
                 if text_piece:
                     pieces.append(text_piece)
                     yield StreamChunk(delta=text_piece)
+            if finish in _FAILED_FINISH:
+                raise _ServerError(_failed_finish(finish), None)
             if not ended and finish != "length":  # cut off, or not an answer at all (a proxy's page)
                 what = f"ended after {events} events without its end" if events else "held no answer"
                 raise ValueError(f"the stream {what}: {body_text[:200]!r}")
@@ -555,7 +584,9 @@ class OpenAICompatibleBackend:
         latency = time.perf_counter() - started
         kept = tuple(logprobs) if logprobs else None
         yield StreamChunk(
-            delta="", result=self._result(messages, text, usage, response.headers, latency, window, finish, kept)
+            # a stream's headers came before its generation: no energy header of theirs measured it
+            delta="",
+            result=self._result(messages, text, usage, headers_after, latency, window, finish, kept),
         )
 
     def close(self) -> None:
@@ -574,12 +605,13 @@ class OpenAICompatibleBackend:
             if "tools" in self._info.capabilities
             else [dict(m) for m in tool_turns_as_user(messages)],  # a server without tools takes no tool turn
             self.max_tokens_field: settings.max_new_tokens,
-            "temperature": settings.temperature,
             "stream": stream,
         }
-        # 1 is every server's default, and TGI refuses it (422): left out, as OpenAI's client does
-        if settings.top_p < 1.0:
-            body["top_p"] = settings.top_p
+        if self.send_sampling:
+            body["temperature"] = settings.temperature
+            # 1 is every server's default, and TGI refuses it (422): left out, as OpenAI's client does
+            if settings.top_p < 1.0:
+                body["top_p"] = settings.top_p
         sent = list(settings.stop[: self.max_stop_sequences])
         if sent:
             body["stop"] = sent
@@ -614,6 +646,12 @@ class OpenAICompatibleBackend:
                 f"{self._info.name}: no answer from {self.base_url} within request_timeout_s "
                 f"({self.request_timeout.read} s); raise it for long answers, or stream them"
             ) from error
+        if response.status_code == 504:  # a gateway timed out: the server behind it may still be generating
+            self.breaker.failure()
+            raise ModelUnavailableError(
+                f"{self._info.name}: a gateway before {self.base_url} timed out (HTTP 504) and the answer is not "
+                "asked again (the server may still be generating it): raise the gateway's timeout, or stream"
+            )
         self._check(response)
         return response
 
@@ -1036,16 +1074,37 @@ def _whole_answer(
     ('No.', 'refusal', True)
     """
     message = choice.get("message") or {}
-    text = message.get("content") or ""
+    text = _text_of(message.get("content"))
     finish = choice.get("finish_reason") or "stop"
     if not text and message.get("refusal"):
-        text, finish = str(message["refusal"]), "refusal"
+        text, finish = _text_of(message["refusal"]), "refusal"
     text, cut = truncate_at_stop(text, stops)
     if cut and finish != "refusal":
         finish = "stop"
     if with_calls and message.get("tool_calls"):
         text = _render_tool_calls(text, message["tool_calls"])
     return text, finish, cut
+
+
+def _failed_finish(finish: str) -> str:
+    return f"the generation ended with finish_reason {finish!r}: the server gave it up, so it is no answer"
+
+
+def _text_of(content: object) -> str:
+    """A message's or delta's ``content`` as text: a string, or the text parts of a list of
+    content parts (as Mistral's API sends; other parts, such as its thinking, left out);
+    ``None`` is no text. Anything else is not OpenAI's shape: :class:`TypeError`.
+
+    >>> _text_of([{"type": "thinking", "thinking": []}, {"type": "text", "text": "4"}]), _text_of(None)
+    ('4', '')
+    """
+    if content is None or isinstance(content, str):
+        return content or ""
+    if isinstance(content, list) and all(isinstance(part, Mapping) for part in content):
+        texts = [part.get("text") for part in content if part.get("type") == "text"]
+        if all(isinstance(text, str) for text in texts):
+            return "".join(texts)
+    raise TypeError(f"content is neither text nor a list of text parts: {content!r:.100}")
 
 
 def _asking_for_json(messages: list[dict[str, Any]], system_role: bool) -> list[dict[str, Any]]:
