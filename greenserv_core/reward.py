@@ -86,6 +86,7 @@ class EnergyNormalizer:
     def observe(self, task: str, joules: float) -> None:
         if not math.isfinite(joules) or joules < 0:
             raise InvalidInputError(f"joules must be finite and >= 0, got {joules!r}")
+        joules = float(joules)  # a range of floats, as saved states hold (a Fraction cannot be saved)
         self.changes_ += 1
         low_high = self.ranges_.setdefault(task, [joules, joules])
         low_high[0] = min(low_high[0], joules)

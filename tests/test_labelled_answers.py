@@ -329,8 +329,9 @@ def test_a_warm_escalation_is_priced_as_the_same_query_routed_on_the_known_scale
 def test_a_row_whose_costs_would_overflow_is_refused_before_anything_is_learned() -> None:
     router = _learning_router()
     decision = router.route(ASK, models=["small"])
-    router.learn(ASK, "small", energy_joules=1e308, latency_s=1e308)  # a float: taken
-    router.learn(ASK, "big", energy_joules=1.0, latency_s=1e308)
+    for model in ("small", "big"):  # a float, but its estimate (θ = A⁻¹b, and x·θ) would overflow: was taken
+        with pytest.raises(InvalidInputError, match="overflows"):
+            router.learn(ASK, model, energy_joules=1.0, latency_s=1e308)
     before = router.statistics()
     overflowing = LabelledAnswer(score=1.0, energy_joules=1.0, latency_s=1e308)  # the seconds' sums overflow
     with pytest.raises(InvalidInputError, match="overflows"):  # the score was learned, then the seconds refused
@@ -341,16 +342,16 @@ def test_a_row_whose_costs_would_overflow_is_refused_before_anything_is_learned(
         router.record_outcome(decision.decision_id, energy_joules=1.0, latency_s=1e308)
     escalating = _router(0.2)  # an unsure first answer escalates: the cascade spends both answers' joules, inf
     huge = {
-        "small": LabelledAnswer(score=0.0, energy_joules=1e308, confidence=0.2),
-        "big": LabelledAnswer(score=1.0, energy_joules=1e308),
+        "small": LabelledAnswer(score=0.0, energy_joules=9e307, confidence=0.2),
+        "big": LabelledAnswer(score=1.0, energy_joules=9e307),
     }
-    with pytest.raises(InvalidInputError, match="small->big's energy_joules"):
+    with pytest.raises(InvalidInputError, match="overflows"):  # each answer's estimate, before the cascade's sum
         escalating.learn_answers(ASK, huge)
     assert escalating.stats_["small"]["labelled"] == escalating.stats_["big"]["labelled"] == 0
     kept = _router(0.95)  # a sure first answer is kept: the cascade spends its joules alone, which fit a float
-    big = LabelledAnswer(score=1.0, energy_joules=1e308)
+    big = LabelledAnswer(score=1.0, energy_joules=1e304)
     assert kept.learn_answers(
-        ASK, {"small": LabelledAnswer(score=1.0, energy_joules=1e308, confidence=0.95), "big": big}
+        ASK, {"small": LabelledAnswer(score=1.0, energy_joules=1e304, confidence=0.95), "big": big}
     ) == {"small->big": False}
     with pytest.raises(InvalidInputError, match="name a model twice"):  # the second overflowed, the first was learned
         router.record_outcome(decision.decision_id, energy_joules=1.0, latency_s=1.0, members=[("small", 1.0, 1.0)] * 2)

@@ -626,6 +626,21 @@ def test_batch_queries_on_a_failed_model_are_routed_again() -> None:
     assert len(router.pending_) == 3 + 2
 
 
+class UnreadBatchBackend(FakeBackend):
+    """A batch fails with a spend that is no number (``None``)."""
+
+    def generate_batch(self, batch: Sequence[Sequence[Message]], settings: GenerationSettings):  # type: ignore[no-untyped-def]
+        raise ModelUnavailableError("down", spent_joules=None)  # type: ignore[arg-type]
+
+
+def test_a_failed_batchs_unreadable_spend_counts_as_none_spent() -> None:
+    """It was divided among the batch's queries: a TypeError, where one query alone fails over."""
+    router, _ = failover_router(UnreadBatchBackend("flaky"))
+    results = router.generate_batch(["a?", "b?", "c?"], models=["flaky", "healthy"])
+    assert [r.model for r in results] == ["healthy"] * 3
+    assert {(a.model, a.energy_joules) for r in results for a in r.failed_attempts} == {("flaky", 0.0)}
+
+
 class RefusingSomeBackend(FakeBackend):
     """Batches, and refuses the conversations that say LONG (as a local model refuses a prompt
     past its context window): the others it answers."""

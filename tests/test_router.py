@@ -1,5 +1,6 @@
 import hashlib
 import json
+import math
 import pickle
 import threading
 from collections import Counter
@@ -796,6 +797,28 @@ def test_an_outcome_a_cost_model_refuses_leaves_the_decision_awaiting_its_outcom
         router.record_outcome(decision.decision_id, energy_joules=1e308, latency_s=1.0)
     router.record_outcome(decision.decision_id, energy_joules=70.0, latency_s=1.0)
     assert router.stats_[decision.model]["energy_joules"] == 70.0
+
+
+def test_an_outcome_whose_estimate_would_overflow_is_refused_on_a_short_prompt() -> None:
+    """Sums that stay finite passed, while θ = A⁻¹b overflowed: the model's prediction was NaN
+    for good, read as "never measured", so it cost nothing and escaped max_joules."""
+    router = GreenServRouter([FakeBackend("a"), FakeBackend("b")], features=make_hashing_extractor(), seed=0)
+    decision = router.route("hello there", models=["a"])
+    with pytest.raises(InvalidInputError, match="overflows"):
+        router.record_outcome(decision.decision_id, energy_joules=1e308, latency_s=0.1)
+    router.record_outcome(decision.decision_id, energy_joules=50.0, latency_s=0.1)
+    predicted = router.route("hello there", models=["a"]).predicted_joules["a"]
+    assert predicted is not None and math.isfinite(predicted)
+
+
+def test_joules_given_as_a_fraction_are_kept_as_floats_and_the_state_saves(tmp_path: Path) -> None:
+    """The energy scale kept the Fraction itself, and every save() failed until it moved past it."""
+    router = GreenServRouter([FakeBackend("a"), FakeBackend("b")], features=make_hashing_extractor(), seed=0)
+    decision = router.route("hello there")
+    router.record_outcome(decision.decision_id, energy_joules=Fraction(1, 2), latency_s=0.1)
+    router.learn("hello there", "b", score=1.0, energy_joules=Fraction(3, 4), latency_s=0.1)
+    assert all(type(bound) is float for bounds in router.normalizer_.ranges_.values() for bound in bounds)
+    router.save(tmp_path / "state.json")
 
 
 def test_a_model_added_after_a_cascade_keeps_the_arms_order_that_load_rebuilds(fakes, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

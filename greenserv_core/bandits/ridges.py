@@ -304,7 +304,10 @@ class RidgeStack:
                 peak, width = float(np.abs(a_inv_x).max(initial=0.0)), float(x @ a_inv_x)
             if not (math.isfinite(peak * peak) and math.isfinite(1.0 + abs(width))):
                 room = (math.inf, room[1])
-        if not (math.isfinite(room[0]) and math.isfinite(room[1])):
+        # sums that stay finite can still overflow the estimate θ = A⁻¹b or a prediction x·θ: with
+        # A ≥ l2·I, |θ|₂ ≤ |b|₂/l2 ≤ √d·max|b|/l2, and |x·θ| ≤ √d·max(size, 1)·|θ|₂ (cheap: no d² step)
+        predicted = self.dimension * room[1] / float(self._l2[r]) * max(size, 1.0)
+        if not (math.isfinite(room[0]) and math.isfinite(room[1]) and math.isfinite(predicted)):
             raise InvalidInputError(  # one such update would turn the arm's estimates into NaN for good
                 f"an update of {name!r} with context up to {size:.3g} and target {target!r} overflows"
             )

@@ -37,6 +37,7 @@ from greenserv_core.errors import (
     PendingStoreUnreachableError,
     UnknownDecisionError,
     UnknownModelError,
+    readable_spend,
     spent_by,
 )
 from greenserv_core.features.extractor import QueryFeatures
@@ -282,7 +283,13 @@ class Executor:
                         done[i] = self._generate_from(requests[i], decisions[i])
                 return done
             except ModelUnavailableError as error:  # these queries go, one by one, elsewhere
-                share = {**spent_by(error), "spent_joules": error.spent_joules / len(indices)}
+                joules, seconds, measured = readable_spend(error)  # (a spend that is no number: none)
+                share = {
+                    **spent_by(error),
+                    "spent_joules": joules / len(indices),
+                    "spent_s": seconds,
+                    "spent_measured": measured,
+                }
                 failed = {i: ModelUnavailableError(str(error), **share) for i in indices}
                 answered: dict[int, RoutedGeneration] = {}
                 for position, i in enumerate(indices):

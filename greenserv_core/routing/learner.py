@@ -1272,7 +1272,7 @@ class RoutingLearner:
         :meth:`_observe_costs` makes (``None``: nothing to learn)."""
         return [
             _CheckedCosts(
-                joules,
+                None if joules is None else float(joules),  # (a Fraction kept as one could not be saved)
                 None if joules is None else self.energy_.check_observation(model, context, prompt_tokens, joules),
                 None if seconds is None else self.latency_.check_observation(model, context, prompt_tokens, seconds),
             )
