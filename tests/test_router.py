@@ -431,6 +431,37 @@ def test_an_answer_cut_by_its_token_limit_near_its_time_limit_is_not_taken_as_cu
     assert predicted_after(1.02) == pytest.approx(unlimited)  # was 2.29 s
 
 
+def test_a_cascades_second_answer_cut_by_time_is_taken_as_cut_whatever_the_first_answers_length() -> None:
+    """The cascade's summed tokens (the first answer's and the second's) were compared with the
+    per-call token limit: after a long first answer, a second answer cut by time was taken as
+    a whole one, and the second model's latency model learned the cut as its answers' time."""
+
+    def predicted_after(first_reply: str) -> float | None:
+        small = FakeBackend(
+            "small", reply=lambda m: first_reply, logprobs=lambda m, t: [-3.0] * len(t.split())
+        )  # unsure: it escalates
+        big = FakeBackend("big", seconds_per_token=0.1, reply=lambda m: " ".join(["w"] * 40))
+        router = GreenServRouter(
+            [small, big],
+            cascades=[("small", "big")],
+            features=make_hashing_extractor(),
+            seed=0,
+            strategy="static:small->big",
+        )
+        router.backend("small->big").threshold = 0.9  # type: ignore[attr-defined]
+        for _ in range(5):
+            router.learn(ASK, "big", energy_joules=200.0, latency_s=4.0)  # big's whole answers take 4 s
+        answer = router.generate(ASK, max_new_tokens=12, max_time_s=1.0)
+        assert answer.finish_reason == "length" and answer.chain[-1].output_tokens < 12
+        decision = router.route(ASK)
+        context = router.learner_.policy_.check_context(decision.features.vector)
+        return router.learner_.latency_.predict("big", context, decision.features.prompt_tokens)
+
+    short = predicted_after("7")
+    assert short == pytest.approx(4.0, abs=0.01)  # the cut taught it nothing
+    assert predicted_after("a b c d e f g h i j") == pytest.approx(short)  # was 3.5 s
+
+
 def test_an_outcome_recorded_by_hand_can_say_it_was_cut_by_time(extractor) -> None:  # type: ignore[no-untyped-def]
     """A router serving through its own client (route, then record_outcome) can say that a
     server's time limit cut the answer: its seconds then do not teach the model to look quick."""

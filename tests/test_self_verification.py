@@ -486,6 +486,61 @@ def test_questions_answered_before_a_failed_one_are_charged() -> None:
     assert raised.value.spent_joules == pytest.approx(answer + 2 * question + 1.0)  # was answer + 1.0
 
 
+def test_questions_answered_before_a_plain_error_are_charged_to_the_budget() -> None:
+    """Only a ModelUnavailableError carried the questions' spend: after any other error the
+    budget counted the answer alone (7 J of 75 J)."""
+    spent: list[float] = []
+
+    class BreaksThirdQuestion(FakeBackend):
+        def generate(self, messages: Sequence[Message], settings: GenerationSettings) -> GenerationResult:
+            if self.calls == 3:  # the answer, two questions, then a bug on the third question
+                self.calls += 1
+                raise RuntimeError("tokenizer bug")
+            result = super().generate(messages, settings)
+            spent.append(result.energy.joules)
+            return result
+
+    small = BreaksThirdQuestion("small", joules_per_token=1.0, reply=lambda m: "Yes")
+    router = GreenServRouter(
+        [small, FakeBackend("big", joules_per_token=5.0)],
+        cascades=[("small", "big")],
+        features=make_hashing_extractor(),
+        seed=0,
+        energy_budget=100.0,
+        strategy="static:small->big",
+        cascade_signal=SelfVerification(samples=3),
+    )
+    with pytest.raises(RuntimeError, match="tokenizer bug"):
+        router.generate("What is 2 + 2?", max_new_tokens=8)
+    assert len(spent) == 3
+    budget = router.budget_
+    assert budget is not None and budget.spent_joules == pytest.approx(sum(spent))
+
+
+def test_the_questions_keep_to_the_time_the_answer_left_of_max_time_s() -> None:
+    """They were asked with no time limit: a cascade under max_time_s=0.5 took 2.18 s."""
+    small = FakeBackend("small", seconds_per_token=0.02, reply=lambda m: "4", logprobs=lambda m, t: [-0.1])
+    cascade = CascadeBackend(small, FakeBackend("big", seconds_per_token=0.05), signal=SelfVerification(samples=3))
+    result = cascade.generate(ASK, GenerationSettings(max_new_tokens=8, max_time_s=0.5))
+    assert result.latency_s <= 0.5 + 1e-9
+    unlimited = cascade.generate(ASK, GenerationSettings(max_new_tokens=8))
+    assert unlimited.chain[0].confidence_s > 0.5  # the same questions take longer than the limit
+
+
+def test_no_question_is_asked_once_the_time_is_spent() -> None:
+    asked: list[float | None] = []
+
+    class Judge(FakeBackend):
+        def generate(self, messages: Sequence[Message], settings: GenerationSettings) -> GenerationResult:
+            asked.append(settings.max_time_s)
+            return _reply("Yes")  # 0.1 s each
+
+    verification = SelfVerification(samples=4).verify(ASK, _reply("4"), Judge("judge"), max_time_s=0.25)
+    assert asked == pytest.approx([0.25, 0.15, 0.05])  # each has what the ones before it left; none past it
+    assert len(verification.calls) == 3 and verification.confidence == 1.0
+    assert SelfVerification().verify(ASK, _reply("4"), Judge("judge"), max_time_s=0.0).confidence is None
+
+
 def test_a_seed_beyond_a_floats_whole_numbers_round_trips() -> None:
     signal = SelfVerification(samples=4, seed=2**53 + 1)
     again = signal_from_name(signal.name)

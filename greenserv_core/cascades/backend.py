@@ -214,7 +214,12 @@ class CascadeBackend:
             signal = self.signal if self.signal is not None else signal_for_task(settings.max_new_tokens)
             if isinstance(signal, VerifyingSignal):  # a second question to the first model: its cost is the answer's
                 try:
-                    verification = signal.verify(messages, result, self.first)
+                    limit = settings.max_time_s  # the questions have what the answer left of it
+                    verification = (
+                        signal.verify(messages, result, self.first)
+                        if limit is None
+                        else signal.verify(messages, result, self.first, max_time_s=limit - result.latency_s)
+                    )
                 except ModelUnavailableError as error:  # the answer it was to check was spent too
                     raise CascadeMemberUnavailableError(
                         str(error), member=self.first.info.name, **spent_after([result], error)
@@ -491,12 +496,17 @@ def _confidence(value: object, signal: str) -> float | None:
 
     >>> _confidence(float("nan"), "s"), _confidence(1.0000000000000002, "s"), _confidence(None, "s")
     (None, 1.0, None)
+    >>> _confidence(10**400, "s"), _confidence(-(10**400), "s")  # too large for a float: clipped too
+    (1.0, 0.0)
     """
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise InvalidInputError(f"the confidence signal {signal!r} gave {value!r}, not a number in [0, 1] or None")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer (or fraction) past a float's range
+        number = math.inf if value > 0 else -math.inf  # type: ignore[operator]  # (a Real compares with 0)
     return None if math.isnan(number) else min(1.0, max(0.0, number))
 
 

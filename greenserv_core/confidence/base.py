@@ -70,4 +70,15 @@ class VerifyingSignal(Protocol):
         """A short label for tables and records, such as ``"self-verification"``."""
         ...
 
-    def verify(self, messages: Sequence[Message], answer: GenerationResult, model: ModelBackend) -> Verification: ...
+    def verify(
+        self,
+        messages: Sequence[Message],
+        answer: GenerationResult,
+        model: ModelBackend,
+        *,
+        max_time_s: float | None = None,
+    ) -> Verification:
+        """Ask ``model`` about ``answer``, its questions taking ``max_time_s`` in all at most (a
+        cascade under a time limit passes what the answer left of it; ``None``: no limit, and
+        a cascade without a limit does not pass it)."""
+        ...

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 import re
 from collections.abc import Sequence
 
+from greenserv_core.backends.abandoned import report_abandoned
 from greenserv_core.backends.base import GenerationResult, GenerationSettings, ModelBackend, spent_after
 from greenserv_core.bandits.base import check_whole
 from greenserv_core.confidence.base import Verification
+from greenserv_core.energy.base import combined_energy
 from greenserv_core.errors import InvalidInputError, ModelUnavailableError
 from greenserv_core.messages import Message, last_user_text
 
@@ -168,16 +171,39 @@ class SelfVerification:
             return None  # a broken log-probability says nothing
         return 0.5 + sure / 2 if verdict else 0.5 - sure / 2
 
-    def verify(self, messages: Sequence[Message], answer: GenerationResult, model: ModelBackend) -> Verification:
-        """Ask ``model`` about ``answer`` and read its verdict."""
+    def verify(
+        self,
+        messages: Sequence[Message],
+        answer: GenerationResult,
+        model: ModelBackend,
+        *,
+        max_time_s: float | None = None,
+    ) -> Verification:
+        """Ask ``model`` about ``answer`` and read its verdict. Under ``max_time_s`` each
+        question has what the ones before it left, and none is asked once it is spent (the
+        verdict reads the replies that came; none: no confidence). Where a question fails, what
+        the ones before it spent is reported with the error (or, for an error that carries no
+        spend, through :func:`~greenserv_core.backends.abandoned.report_abandoned`)."""
         question = self.prompt(messages, answer.text)
         replies: list[GenerationResult] = []
+        took = 0.0
         for settings in self.settings():
+            if max_time_s is not None:
+                left = max_time_s - took
+                if not left > 0:  # (NaN too)
+                    break
+                settings = dataclasses.replace(settings, max_time_s=left)
             try:
-                replies.append(model.generate(question, settings))
+                reply = model.generate(question, settings)
             except ModelUnavailableError as error:  # the questions answered before it were spent too
                 _add_spent(error, replies)
                 raise
+            except BaseException:
+                if replies:
+                    report_abandoned(combined_energy([r.energy for r in replies]), sum(r.latency_s for r in replies))
+                raise
+            replies.append(reply)
+            took += reply.latency_s
         return Verification(self.read(replies), tuple(replies))
 
 

@@ -423,7 +423,9 @@ class Executor:
             result.finish_reason == "length"
             and limit is not None
             and answered_s >= _CUT_AT * limit
-            and result.output_tokens < request.settings.max_new_tokens  # not its token limit's cut
+            # not its token limit's cut (each model of a cascade has the limit: the last answer's tokens)
+            and (result.chain[-1].output_tokens if result.chain else result.output_tokens)
+            < request.settings.max_new_tokens
         )
         try:
             if agreed is not None:
