@@ -332,6 +332,16 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
             "score_tool_calls": self.score_tool_calls,
         }
 
+    def _get_invocation_params(self, stop: list[str] | None = None, **kwargs: Any) -> dict[str, Any]:
+        """LangChain's, with this model's own ``stop`` where the call gives none (LangChain put the
+        call's, often ``None``, over it: models differing only in their ``stop`` shared a cache key)."""
+        return super()._get_invocation_params(stop=self.stop if stop is None else stop, **kwargs)
+
+    def _combine_llm_outputs(self, llm_outputs: list[dict[str, Any] | None]) -> dict[str, Any]:
+        """The models that answered a ``generate`` call's conversations, in order (LangChain's
+        default combined them into ``{}``)."""
+        return {"model_names": [output["model_name"] for output in llm_outputs if output and "model_name" in output]}
+
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         params = LangSmithParams(
             ls_provider="greenserv",
@@ -450,7 +460,7 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
                     chunk_position="last",
                 )
                 chunk = ChatGenerationChunk(message=message)
-            if run_manager and chunk.text:
+            if run_manager:  # every chunk, as stream() sends them: the last carries usage and tool calls
                 run_manager.on_llm_new_token(chunk.text, chunk=chunk)
             yield chunk
 
@@ -479,7 +489,7 @@ class ChatGreenServ(AdapterCore, BaseChatModel):
         chunks = iterate_in_thread(lambda: self._stream(messages, stop, sync_manager, **kwargs))  # type: ignore[arg-type]
         async with contextlib.aclosing(chunks) as bridge:
             async for chunk in bridge:
-                if run_manager and chunk.text:
+                if run_manager:
                     await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
                 yield chunk
 

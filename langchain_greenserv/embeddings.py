@@ -3,12 +3,13 @@ a RAG pipeline needs nothing from a hub."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from langchain_core.embeddings import Embeddings
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from greenserv_core.features.embedders import Embedder, SentenceTransformerEmbedder
+from greenserv_core.adapters.embeddings import retrieval_embedder
+from greenserv_core.features.embedders import Embedder
 
 __all__ = ["GreenServEmbeddings"]
 
@@ -18,16 +19,17 @@ class GreenServEmbeddings(BaseModel, Embeddings):
     256-token inputs). The router's own embedder is for routing, not retrieval: its static
     vectors by default, and with ``embedder="minilm"`` a MiniLM that reads only a text's first
     128 tokens, so sharing it (``chat.greenserv_router.features.embedder``) saves a model load
-    but drops the rest of a longer document, and changes what is retrieved.
+    but drops the rest of a longer document, and changes what is retrieved. ``embedder`` is
+    ``"minilm"`` (the default), ``"static"`` or any object with an ``embed`` method.
 
     >>> from greenserv_core.features import HashingEmbedder
     >>> len(GreenServEmbeddings(embedder=HashingEmbedder(32)).embed_query("hello"))
     32
     """
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
 
-    embedder: Any = Field(default_factory=lambda: SentenceTransformerEmbedder(max_seq_length=256))
+    embedder: Annotated[Any, BeforeValidator(retrieval_embedder)] = Field(default_factory=retrieval_embedder)
 
     def _embedder(self) -> Embedder:
         return self.embedder  # type: ignore[no-any-return]

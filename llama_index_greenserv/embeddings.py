@@ -4,12 +4,13 @@ so an index needs nothing from a hub."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import json
+from typing import Annotated, Any
 
 from llama_index.core.base.embeddings.base import BaseEmbedding
-from pydantic import ConfigDict, Field
+from pydantic import BeforeValidator, ConfigDict, Field
 
-from greenserv_core.features.embedders import SentenceTransformerEmbedder
+from greenserv_core.adapters.embeddings import retrieval_embedder
 
 __all__ = ["GreenServEmbedding"]
 
@@ -18,6 +19,9 @@ class GreenServEmbedding(BaseEmbedding):
     """Embeds with a GreenServ embedder (default: bundled MiniLM, 256-token inputs). The
     router's own (``embedder="minilm"``) reads only a text's first 128 tokens: sharing it saves
     a model load but drops the rest of a longer document, and changes what is retrieved.
+    ``embedder`` is ``"minilm"`` (the default), ``"static"`` or any object with an ``embed``
+    method. JSON holds the embedder's name: ``from_json`` rebuilds a bundled one from it, and
+    refuses another's (give it: ``from_dict({**json.loads(text), "embedder": my_embedder})``).
 
     >>> from greenserv_core.features import HashingEmbedder
     >>> len(GreenServEmbedding(embedder=HashingEmbedder(32)).get_text_embedding("hello"))
@@ -26,7 +30,7 @@ class GreenServEmbedding(BaseEmbedding):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    embedder: Any = Field(default_factory=lambda: SentenceTransformerEmbedder(max_seq_length=256))
+    embedder: Annotated[Any, BeforeValidator(retrieval_embedder)] = Field(default_factory=retrieval_embedder)
     model_name: str = "greenserv-embedder"
 
     def to_dict(self, **kwargs: Any) -> dict[str, Any]:
@@ -38,6 +42,12 @@ class GreenServEmbedding(BaseEmbedding):
         if "model_name" not in self.model_fields_set:
             data["model_name"] = str(getattr(self.embedder, "name", self.model_name))
         return data
+
+    def to_json(self, **kwargs: Any) -> str:
+        """As LlamaIndex's, with the embedder as its ``name`` (JSON cannot hold the object)."""
+        data = self.to_dict(**kwargs)
+        data["embedder"] = str(getattr(self.embedder, "name", type(self.embedder).__name__))
+        return json.dumps(data)
 
     @classmethod
     def class_name(cls) -> str:

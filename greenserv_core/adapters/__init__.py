@@ -8,7 +8,8 @@ module per job, and imports nothing from LangChain or LlamaIndex:
 * :mod:`~greenserv_core.adapters.answers`: what comes back (tool calls as plain data, a
   stream's text held back while tools are offered, the decision id of an answer);
 * :mod:`~greenserv_core.adapters.feedback`: the callback handlers' bounded record of seen
-  answers and their evaluator call.
+  answers and their evaluator call;
+* :mod:`~greenserv_core.adapters.embeddings`: the embedder behind the retrieval embeddings.
 
 The default λ is :data:`greenserv_core.reward.DEFAULT_TRADEOFF`, checked by
 :func:`greenserv_core.reward.check_tradeoff`, as in the router.
@@ -42,11 +43,13 @@ from greenserv_core.adapters.calls import (
     check_stop,
     generation_options,
 )
+from greenserv_core.adapters.embeddings import RETRIEVAL_TOKENS, retrieval_embedder
 from greenserv_core.adapters.feedback import AnswerLog, BoundedRecorder, Evaluator, SeenAnswer
 
 __all__ = [
     "CALL_OPTIONS",
     "DEFAULT_MAX_TOKENS",
+    "RETRIEVAL_TOKENS",
     "AdapterCore",
     "AnswerLog",
     "BoundedRecorder",
@@ -70,6 +73,7 @@ __all__ = [
     "decision_id_in",
     "decision_id_of",
     "generation_options",
+    "retrieval_embedder",
     "schema_refused",
     "tool_calls_of",
     "why_no_tool_call",

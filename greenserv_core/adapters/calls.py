@@ -143,10 +143,10 @@ def _as_number(value: object) -> object:
 def check_setting(name: str) -> Callable[[object], object]:
     """A check of an adapter's default generation setting (``temperature``, ``top_p``,
     ``seed``), as every call would check it, so that a bad default is refused when the model
-    is made, not at each call.
+    is made, not at each call; ``None`` is the setting's default.
 
-    >>> check_setting("temperature")(0.7)
-    0.7
+    >>> check_setting("temperature")(0.7), check_setting("temperature")(None), check_setting("top_p")(None)
+    (0.7, 0.0, 1.0)
     >>> check_setting("top_p")(5)
     Traceback (most recent call last):
     ...
@@ -155,6 +155,8 @@ def check_setting(name: str) -> Callable[[object], object]:
     from greenserv_core.backends.base import GenerationSettings
 
     def check(value: object) -> object:
+        if value is None:  # the default, as other chat models read None (a seed's default is None)
+            return getattr(GenerationSettings(), name)
         value = _as_number(value)  # as a call's option is taken
         GenerationSettings(**{name: value})  # type: ignore[arg-type]
         return value

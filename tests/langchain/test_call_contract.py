@@ -8,6 +8,7 @@ import pytest
 from langchain_core.exceptions import OutputParserException
 from langchain_core.messages import HumanMessage
 from langchain_core.output_parsers import StrOutputParser
+from langchain_core.outputs import ChatGenerationChunk
 from langchain_core.runnables import ConfigurableField
 from pydantic import BaseModel
 
@@ -78,6 +79,58 @@ def test_settings_that_change_an_answer_tell_cached_answers_apart() -> None:
     first, second = make_llm(top_p=0.5), make_llm(top_p=0.9)
     assert first._identifying_params != second._identifying_params
     assert make_llm(stop=["x"])._identifying_params != make_llm()._identifying_params
+
+
+def test_a_models_own_stop_is_in_its_cache_key_and_its_cached_answers_keep_to_it() -> None:
+    """LangChain put the call's stop (None) over the model's: a model with stop=["there"] was
+    handed another model's cached answer, which ran past its stop."""
+    from langchain_core.caches import InMemoryCache
+
+    router = GreenServRouter([FakeBackend("small")], features=make_hashing_extractor(), seed=0)
+    cache = InMemoryCache()
+    plain, stopped = (
+        ChatGreenServ(router=router, cache=cache),
+        ChatGreenServ(router=router, stop=["there"], cache=cache),
+    )
+    assert plain._get_llm_string() != stopped._get_llm_string()
+    assert plain.invoke("hello there").content == "small: hello there"
+    assert stopped.invoke("hello there").content == "small: hello "
+    assert stopped._get_llm_string(stop=["x"]) == plain._get_llm_string(stop=["x"])  # a call's stop replaces it
+
+
+def test_a_protocol_streams_token_callbacks_get_every_chunk_as_stream_sends_them() -> None:
+    """With the run manager (stream_events v3), chunks without text (the last: usage, tool
+    calls) never reached on_llm_new_token."""
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    class Tokens(BaseCallbackHandler):
+        def __init__(self) -> None:
+            self.chunks: list[ChatGenerationChunk] = []
+
+        def on_llm_new_token(self, token: str, *, chunk: ChatGenerationChunk, **kwargs: object) -> None:  # type: ignore[override]
+            self.chunks.append(chunk)
+
+    for make in (make_llm, lambda: tool_llm().bind_tools([Person])):
+        streamed, evented = Tokens(), Tokens()
+        list(make().stream("make 'Ann' aged 42", config={"callbacks": [streamed]}))  # type: ignore[operator]
+        for _ in make().stream_events("make 'Ann' aged 42", version="v3", config={"callbacks": [evented]}):  # type: ignore[operator]
+            pass
+        assert len(evented.chunks) == len(streamed.chunks) > 0
+        assert any(getattr(c.message, "usage_metadata", None) for c in evented.chunks)
+
+
+def test_generate_names_the_models_that_answered() -> None:
+    """Its combined llm_output was {}: LangChain's default dropped each run's model_name."""
+    llm = make_llm()
+    output = llm.generate([[HumanMessage("hi")], [HumanMessage("What is 2 + 2?")]]).llm_output
+    assert output is not None and len(output["model_names"]) == 2
+    assert set(output["model_names"]) <= {"small", "large"}
+
+
+@pytest.mark.parametrize("name", ["temperature", "top_p"])
+def test_none_is_a_settings_default(name: str) -> None:
+    """As ChatOpenAI takes temperature=None; it was refused."""
+    assert getattr(make_llm(**{name: None}), name) == getattr(make_llm(), name)
 
 
 def test_list_content_is_read_as_its_text() -> None:

@@ -620,6 +620,24 @@ def test_the_embeddings_say_what_sharing_the_routers_embedder_costs() -> None:
     assert "to share its loaded model" not in (GreenServEmbeddings.__doc__ or "")  # was the advice, silent on 128
 
 
+def test_the_embeddings_take_a_bundled_embedders_name_and_refuse_what_cannot_embed() -> None:
+    """A name was taken as the embedder itself (AttributeError at the first embedding), and an
+    unknown argument such as device= was dropped without a word."""
+    from pydantic import ValidationError
+
+    from greenserv_core.features import HashingEmbedder
+    from greenserv_core.features.static_embedder import StaticEmbedder
+    from langchain_greenserv import GreenServEmbeddings
+
+    assert isinstance(GreenServEmbeddings(embedder="static").embedder, StaticEmbedder)
+    assert len(GreenServEmbeddings(embedder=HashingEmbedder(8)).embed_query("hi")) == 8
+    for bad in ("mini-lm", 42):
+        with pytest.raises(ValidationError, match="embedder must be one of"):
+            GreenServEmbeddings(embedder=bad)
+    with pytest.raises(ValidationError, match="device"):
+        GreenServEmbeddings(device="cuda")  # type: ignore[call-arg]
+
+
 def test_an_ainvoke_cancelled_before_its_answer_is_charged_but_neither_learned_nor_scorable() -> None:
     import uuid
 

@@ -258,6 +258,32 @@ def test_async_embeddings_run_a_batch_at_a_time_off_the_event_loop() -> None:
     assert len(vectors) == 20 and embedder.calls == [(10, False), (10, False)]  # was 20 calls of 1, on the loop
 
 
+def test_the_embedding_takes_a_bundled_embedders_name_and_serialises_without_it() -> None:
+    """A name was taken as the embedder itself (AttributeError at the first embedding), and
+    to_json() failed on the embedder object."""
+    import json
+
+    from pydantic import ValidationError
+
+    from greenserv_core.features import HashingEmbedder
+    from greenserv_core.features.static_embedder import StaticEmbedder
+    from llama_index_greenserv import GreenServEmbedding
+
+    assert isinstance(GreenServEmbedding(embedder="static").embedder, StaticEmbedder)
+    with pytest.raises(ValidationError, match="embedder must be one of"):
+        GreenServEmbedding(embedder=42)
+    model = GreenServEmbedding(embedder=HashingEmbedder(8))
+    data = json.loads(model.to_json())
+    assert data["embedder"] == data["model_name"] == "hashing:8"
+    with pytest.raises(ValidationError, match="embedder must be one of"):  # not rebuilt as another one
+        GreenServEmbedding.from_json(model.to_json())
+    bundled = GreenServEmbedding(embedder="minilm")
+    again = GreenServEmbedding.from_json(bundled.to_json())
+    assert again.embedder.name == bundled.embedder.name and again.embedder.max_seq_length == 256
+    static = GreenServEmbedding(embedder="static")
+    assert GreenServEmbedding.from_json(static.to_json()).embedder.name == static.embedder.name
+
+
 def test_a_tool_call_s_start_event_still_serialises() -> None:
     from llama_index.core.instrumentation import get_dispatcher
     from llama_index.core.instrumentation.event_handlers import BaseEventHandler
