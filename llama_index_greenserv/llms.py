@@ -29,7 +29,7 @@ import functools
 import json
 import logging
 import pickle
-from collections.abc import AsyncGenerator, Callable, Generator, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Generator, Iterator, Mapping, Sequence
 from typing import Annotated, Any, TypeVar
 
 from llama_index.core.base.llms.types import (
@@ -66,6 +66,7 @@ from greenserv_core.adapters import (
     check_optional_tradeoff,
     check_setting,
     check_stop,
+    decision_id_in,
     schema_refused,
     tool_calls_of,
     why_no_tool_call,
@@ -93,12 +94,18 @@ _ROLES = {
 
 
 def decision_id_of(target: Any) -> str:
-    """The decision id of a ``ChatResponse`` / ``CompletionResponse``, or the id itself.
+    """The decision id of a ``ChatResponse`` / ``CompletionResponse``, of an agent's output
+    (its ``raw`` is the routing record), of the routing record itself, or the id itself.
 
     >>> decision_id_of(CompletionResponse(text="4", additional_kwargs={"decision_id": "d-1"}))
     'd-1'
+    >>> decision_id_of({"decision_id": "d-2", "model": "small"})
+    'd-2'
     """
-    return answer_key(target, record=getattr(target, "additional_kwargs", None))
+    for record in (getattr(target, "additional_kwargs", None), getattr(target, "raw", None), target):
+        if isinstance(record, Mapping) and decision_id_in(record) is not None:
+            return answer_key(target, record=record)
+    return answer_key(target)
 
 
 _TEXT_BLOCKS = (TextBlock, ToolCallBlock, ThinkingBlock, CachePoint)
@@ -247,6 +254,22 @@ def _call_options(kwargs: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
+_POOL_LEFT_OUT = "pool_left_out"
+"""The key under which :meth:`GreenServLLM.to_dict` says which pool it could not write."""
+
+
+def _without_tools(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A completion's options: it has no tools (a completion's answer has no tool calls, so
+    the calls a model made would be lost), :class:`InvalidInputError` otherwise."""
+    given = [key for key in ("tools", "tool_choice", "tool_required") if kwargs.get(key) not in (None, False)]
+    if given:
+        raise InvalidInputError(
+            f"a completion takes no tools (got {', '.join(given)}): its answer cannot carry tool calls; "
+            "offer tools with chat_with_tools or predict_and_call"
+        )
+    return kwargs
+
+
 def _shaping(kwargs: dict[str, Any]) -> _ToolShaping | None:
     shaping = kwargs.get(_SHAPING)
     return shaping if isinstance(shaping, _ToolShaping) else None
@@ -371,11 +394,31 @@ class GreenServLLM(AdapterCore, FunctionCallingLLM):
 
     def to_dict(self, **kwargs: Any) -> dict[str, Any]:
         """LlamaIndex's serialisation, with ``models`` when they are names or addresses, so that
-        ``from_dict`` builds the same pool (backend objects and ``ModelSpec`` s are left out)."""
+        ``from_dict`` builds the same pool. A ready ``router``, backend objects and
+        ``ModelSpec`` s cannot be written: the data then say so (under ``"pool_left_out"``), and
+        ``from_dict`` refuses them unless given ``router=`` or ``models=`` again (it built the
+        bundled pool instead, without a word)."""
         data = super().to_dict(**kwargs)
-        if self.models is not None and all(isinstance(m, str) for m in self.models):
+        if self.router is not None:
+            data[_POOL_LEFT_OUT] = f"a ready router over {self.pool_name}"
+        elif self.models is not None and all(isinstance(m, str) for m in self.models):
             data["models"] = list(self.models)
+        elif self.models is not None:
+            data[_POOL_LEFT_OUT] = f"models given as objects ({self.pool_name})"
         return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], **kwargs: Any) -> Self:
+        """LlamaIndex's, refusing data whose pool :meth:`to_dict` could not write unless
+        ``router=`` or ``models=`` is given again (:class:`InvalidInputError`)."""
+        data = dict(data)
+        left_out = data.pop(_POOL_LEFT_OUT, None)
+        if left_out is not None and kwargs.get("router") is None and kwargs.get("models") is None:
+            raise InvalidInputError(
+                f"this GreenServLLM was written without its pool ({left_out}), which JSON cannot hold: "
+                "give it again, from_dict(data, router=...) or from_dict(data, models=[...])"
+            )
+        return super().from_dict(data, **kwargs)
 
     def to_payload(self) -> dict[str, Any]:
         """What callbacks and instrumentation see of this model, read before every call, on
@@ -471,7 +514,7 @@ class GreenServLLM(AdapterCore, FunctionCallingLLM):
 
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        result = self._run([{"role": "user", "content": prompt}], kwargs)
+        result = self._run([{"role": "user", "content": prompt}], _without_tools(kwargs))
         return _completion_response(result.text, None, result)
 
     @llm_chat_callback()
@@ -481,7 +524,8 @@ class GreenServLLM(AdapterCore, FunctionCallingLLM):
 
     @llm_completion_callback()
     def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
-        return _responses(self._pieces([{"role": "user", "content": prompt}], kwargs), _completion_response)
+        pieces = self._pieces([{"role": "user", "content": prompt}], _without_tools(kwargs))
+        return _responses(pieces, _completion_response)
 
     # ---- async: the model runs in a worker thread, the event loop stays free ----------------
     @llm_chat_callback()
@@ -491,7 +535,8 @@ class GreenServLLM(AdapterCore, FunctionCallingLLM):
 
     @llm_completion_callback()
     async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        result = await run_in_thread(lambda: self._run([{"role": "user", "content": prompt}], kwargs))
+        options = _without_tools(kwargs)  # (refused here, not in the worker thread)
+        result = await run_in_thread(lambda: self._run([{"role": "user", "content": prompt}], options))
         return _completion_response(result.text, None, result)
 
     @llm_chat_callback()
@@ -503,7 +548,8 @@ class GreenServLLM(AdapterCore, FunctionCallingLLM):
 
     @llm_completion_callback()
     async def astream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseAsyncGen:
-        conversation, arguments = self.router_arguments([{"role": "user", "content": prompt}], _call_options(kwargs))
+        options = _call_options(_without_tools(kwargs))
+        conversation, arguments = self.router_arguments([{"role": "user", "content": prompt}], options)
         await self._router_built()
         pieces = iterate_in_thread(lambda: self.stream_prepared(conversation, arguments))
         return _aresponses(pieces, _completion_response)
@@ -540,7 +586,9 @@ class GreenServLLM(AdapterCore, FunctionCallingLLM):
 
     # ---- feedback -----------------------------------------------------------------------
     def feedback(self, target: Any, score: float) -> FeedbackRecord:
-        """Score a response (``ChatResponse``/``CompletionResponse``) or a decision id in [0, 1]."""
+        """Score a response (``ChatResponse``/``CompletionResponse``), an agent's output (a
+        ``FunctionAgent``'s ``AgentOutput``), a routing record (a response's ``raw``) or a
+        decision id in [0, 1]."""
         return self.routed_feedback(decision_id_of(target), score)
 
 

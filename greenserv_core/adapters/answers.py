@@ -163,7 +163,8 @@ def decision_id_of(target: object, record: object = None) -> str:
         return target
     given = "an empty string" if isinstance(target, str) else f"a {type(target).__name__}"  # not its (long) text
     raise InvalidInputError(
-        f"feedback takes an answer of this model (its response or message), a decision id or a run id, got {given}; "
+        f"feedback takes an answer of this model (LangChain: its message; LlamaIndex: its response, an agent's "
+        f"output or its raw routing record), a decision id or a run id, got {given}; "
         "score an answer built from several model calls (a query engine's Response, a chain's output) through the "
         "framework's handler: GreenServEventHandler (LlamaIndex) or GreenServFeedbackHandler (LangChain)"
     )

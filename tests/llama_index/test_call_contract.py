@@ -92,7 +92,8 @@ def test_async_streams_check_their_options_before_they_build_the_router(monkeypa
     for options, refused in (({"bogus": 1}, "bogus"), ({"tool_choice": "nosuch", "tools": tools}, "nosuch")):
         with pytest.raises(InvalidInputError, match=refused):
             asyncio.run(llm.astream_chat([ChatMessage(role="user", content="hi")], **options))  # type: ignore[arg-type]
-        with pytest.raises(InvalidInputError, match=refused):
+        completion_refused = "a completion takes no tools" if "tools" in options else refused
+        with pytest.raises(InvalidInputError, match=completion_refused):
             asyncio.run(llm.astream_complete("hi", **options))  # type: ignore[arg-type]
 
 
@@ -343,3 +344,48 @@ def test_a_call_recovered_through_the_tool_s_schema_holds_json_and_goes_back_as_
     tool_turn = ChatMessage(role="tool", content="ok", additional_kwargs={"tool_call_id": call["id"]})
     history = [ChatMessage(role="user", content="book 2 Jan"), response.message, tool_turn]
     assert llm.chat_with_tools([tool], chat_history=history).message  # was TypeError: date is not JSON serializable
+
+
+def test_a_function_agents_output_and_a_routing_record_can_be_scored() -> None:
+    """AgentOutput (its raw is the routing record) and the record itself were refused, though
+    the error said an answer's message would do."""
+    from llama_index.core.agent.workflow import FunctionAgent
+
+    llm = make_llm([scripted_tool_backend()])
+
+    async def run() -> object:
+        return await FunctionAgent(tools=[FunctionTool.from_defaults(fn=multiply)], llm=llm).run("multiply 2 3")
+
+    output = asyncio.run(run())
+    assert llm.feedback(output, 1.0).applied
+    chat = llm.chat([ChatMessage(role="user", content="hi")])
+    assert llm.feedback(chat.raw, 0.5).score == 0.5
+    with pytest.raises(InvalidInputError, match="LlamaIndex: its response, an agent's output or its raw routing"):
+        llm.feedback(chat.message, 1.0)  # a message carries no decision id: the error says what does
+
+
+@pytest.mark.parametrize("form", ["complete", "stream_complete", "acomplete", "astream_complete"])
+def test_a_completion_refuses_tools_whose_calls_it_would_lose(form: str) -> None:
+    """The model called the tool (34 tokens), and the completion's text came back empty."""
+    llm = make_llm([scripted_tool_backend()])
+    tools = [FunctionTool.from_defaults(fn=multiply).metadata.to_openai_tool()]
+
+    async def call() -> object:
+        made = getattr(llm, form)("multiply 2 3", tools=tools)
+        return await made if asyncio.iscoroutine(made) else made
+
+    with pytest.raises(InvalidInputError, match="a completion takes no tools"):
+        asyncio.run(call())
+
+
+def test_an_llm_written_without_its_pool_is_not_rebuilt_over_another() -> None:
+    """to_dict() left a ready router (or backend objects) out, and from_dict() built the bundled pool."""
+    llm = make_llm()
+    data = llm.to_dict()
+    with pytest.raises(InvalidInputError, match="written without its pool"):
+        GreenServLLM.from_dict(data)
+    router = GreenServRouter([FakeBackend("small")], features=make_hashing_extractor(), seed=0)
+    assert GreenServLLM.from_dict(data, router=router).greenserv_router is router  # given again: taken
+    objects = GreenServLLM(models=[FakeBackend("small")], embedder="static")
+    with pytest.raises(InvalidInputError, match="models given as objects"):
+        GreenServLLM.from_json(objects.to_json())
