@@ -34,6 +34,7 @@ from greenserv_core.backends import (
 from greenserv_core.errors import (
     DecisionAlreadyScoredError,
     DecisionIdInUseError,
+    DecisionStillAnsweringError,
     GreenServError,
     InvalidInputError,
     MissingResourceError,
@@ -54,6 +55,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DecisionAlreadyScoredError",
     "DecisionIdInUseError",
+    "DecisionStillAnsweringError",
     "EnergyReading",
     "FakeBackend",
     "FeatureExtractor",

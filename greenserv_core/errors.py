@@ -14,6 +14,7 @@ __all__ = [
     "CascadeMemberUnavailableError",
     "DecisionAlreadyScoredError",
     "DecisionIdInUseError",
+    "DecisionStillAnsweringError",
     "GreenServError",
     "InvalidInputError",
     "MissingResourceError",
@@ -74,6 +75,12 @@ class UnknownDecisionError(GreenServError, KeyError):
 
 class DecisionAlreadyScoredError(GreenServError, ValueError):
     """Feedback was already given for this decision; a second score is refused."""
+
+
+class DecisionStillAnsweringError(GreenServError, ValueError):
+    """Feedback came for a decision whose answer the router is still making, before any of it
+    came: its model may yet fail and the query go to another, so the score is refused (not
+    learned); give it once the answer has come."""
 
 
 class StateFileError(GreenServError, ValueError):

@@ -585,8 +585,13 @@ class GreenServRouter:
     def feedback(self, decision_id: str, score: float) -> FeedbackRecord:
         """Score a decision's answer in [0, 1] (1 = correct/helpful). Once per decision.
 
-        Raises :class:`UnknownDecisionError` (a ``KeyError``) for an unknown or expired id and
-        :class:`DecisionAlreadyScoredError` for a second score.
+        Raises :class:`UnknownDecisionError` (a ``KeyError``) for an unknown or expired id,
+        :class:`DecisionAlreadyScoredError` for a second score, and
+        :class:`DecisionStillAnsweringError` for a decision this router is still answering
+        before any of its answer came (its model may yet fail and the query go to another;
+        nothing is learned: score it once the answer has come). A stream may be scored from
+        its first piece on; a replica sharing the pending store does not know what another is
+        answering, and takes such a score at once.
         """
         return self.learner_.feedback(decision_id, score)
 

@@ -626,6 +626,41 @@ def test_batch_queries_on_a_failed_model_are_routed_again() -> None:
     assert len(router.pending_) == 3 + 2
 
 
+def test_a_score_given_before_any_answer_came_is_refused_and_nothing_learned() -> None:
+    """A score given while the first model still ran was learned for it; that model then failed,
+    the query went to another, and the same id was scored again for it (and a third outcome taken)."""
+    import threading
+
+    from greenserv_core.errors import DecisionAlreadyScoredError, DecisionStillAnsweringError
+
+    running, scored = threading.Event(), threading.Event()
+
+    class SlowThenDown(FailingBackend):
+        def generate(self, messages: Sequence[Message], settings: GenerationSettings):  # type: ignore[no-untyped-def]
+            running.set()
+            scored.wait(5.0)
+            return super().generate(messages, settings)
+
+    router, _ = failover_router(SlowThenDown("flaky"))
+    answers: list[object] = []
+    worker = threading.Thread(target=lambda: answers.append(router.generate(ASK, decision_id="run-1")))
+    worker.start()
+    assert running.wait(5.0)
+    try:
+        with pytest.raises(DecisionStillAnsweringError, match="still being answered"):
+            router.feedback("run-1", 0.0)
+    finally:
+        scored.set()
+        worker.join(5.0)
+    (answer,) = answers
+    assert answer.model == "healthy" and router.stats_["flaky"]["feedback"] == 0  # type: ignore[attr-defined]
+    assert router.feedback("run-1", 1.0).model == "healthy"
+    with pytest.raises(DecisionAlreadyScoredError):
+        router.feedback("run-1", 1.0)
+    with pytest.raises(InvalidInputError, match="already recorded"):
+        router.record_outcome("run-1", energy_joules=500.0, latency_s=1.0)
+
+
 class UnreadBatchBackend(FakeBackend):
     """A batch fails with a spend that is no number (``None``)."""
 

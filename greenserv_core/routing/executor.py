@@ -121,6 +121,7 @@ class Executor:
                         self.learner.release(decision_id)  # no model left: the id is not routed again
                     raise
             with collecting_abandoned() as spent:
+                self.learner.answering(decision.decision_id, started=True)  # no score until its first piece
                 try:
                     return attempt(decision)
                 except ModelUnavailableError as error:
@@ -129,6 +130,8 @@ class Executor:
                     self.learner.drop(decision.decision_id)
                     self._charge_collected(decision.model, spent)
                     raise
+                finally:
+                    self.learner.answering(decision.decision_id, started=False)
 
     # ---- the three ways to run a query -------------------------------------------------------
     def generate(self, request: RouteRequest) -> RoutedGeneration:

@@ -53,6 +53,7 @@ from greenserv_core.cascades.escalation import ESTIMATED, EscalationModel, Verdi
 from greenserv_core.errors import (
     DecisionAlreadyScoredError,
     DecisionIdInUseError,
+    DecisionStillAnsweringError,
     InvalidInputError,
     PendingStoreUnreachableError,
     SharingNotSupportedError,
@@ -313,6 +314,9 @@ class RoutingLearner:
         self.priors_: dict[str, ArmPrior] = {}
         self.rerouting_: set[str] = set()
         """Ids of queries whose model failed, until they are routed again (no one else may take them)."""
+        self.answering_: set[str] = set()
+        """Ids of decisions whose answer the router is making, before any of it came (their
+        model may still fail and the query go to another): :meth:`feedback` refuses them."""
         self.decisions_made_ = 0
         """Decisions recorded by this learner since it was made (not saved): :meth:`draws_now`."""
         self.widened_ = 0
@@ -856,6 +860,15 @@ class RoutingLearner:
         else:
             ranges[task] = saved
 
+    def answering(self, decision_id: str, *, started: bool) -> None:
+        """Mark the answer to ``decision_id`` under way until its first piece or its end
+        (``started``), or no longer (see :attr:`answering_`)."""
+        with self.lock:
+            if started:
+                self.answering_.add(decision_id)
+            else:
+                self.answering_.discard(decision_id)
+
     def fail_over(self, decision: RoutingDecision) -> None:
         """Take back a decision whose model failed; its id is kept for the query's next route
         (:meth:`release` frees it if there is none)."""
@@ -998,6 +1011,7 @@ class RoutingLearner:
         check_decision_id(decision_id)
         check_spent(energy_joules, latency_s, members)
         with self.lock:
+            self.answering_.discard(decision_id)  # its answer came: it may be scored
             try:
                 pending, scored = self.pending_.get(decision_id), False
             except DecisionAlreadyScoredError:  # scored first: its outcome is still awaited, once
@@ -1185,6 +1199,11 @@ class RoutingLearner:
         value = check_score(score)
         check_decision_id(decision_id)
         with self.lock:
+            if decision_id in self.answering_:  # its model may yet fail: the score would go to the wrong one
+                raise DecisionStillAnsweringError(
+                    f"decision {decision_id!r} is still being answered, and its model may yet fail and the query "
+                    "go to another: score it once its answer has come (nothing was learned)"
+                )
             seen = self.pending_.get(decision_id)
             chosen, removed = seen.model, self.removed_at_.get(seen.model)
             if chosen not in self.policy_.arms_ and (removed is None or seen.created_at > removed):
