@@ -1778,3 +1778,20 @@ def test_a_gateway_timeout_is_not_asked_again_when_the_answer_is_not_streamed() 
     with pytest.raises(ModelUnavailableError):
         list(backend(handler, max_retries=2).stream(ASK, SETTINGS))
     assert posts == [False, True, True, True]  # a stream is asked again until its first piece
+
+
+@pytest.mark.parametrize("arguments", ['{"a": ' + "9" * 5000 + "}", '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}"])
+def test_tool_call_arguments_json_cannot_read_are_an_invalid_call(arguments: str) -> None:
+    """A 5,000-digit number failed the model as a malformed answer; deep nesting raised a
+    RecursionError out of generate (only a JSONDecodeError was caught)."""
+
+    def server(request: httpx.Request) -> httpx.Response:
+        call = {"id": "c1", "type": "function", "function": {"name": "add", "arguments": arguments}}
+        message = {"content": None, "tool_calls": [call]}
+        return httpx.Response(200, json={"choices": [{"message": message, "finish_reason": "tool_calls"}]})
+
+    remote = backend(server, capabilities=frozenset({"chat_template", "tools"}), max_retries=0)
+    router = GreenServRouter([remote], features=make_hashing_extractor(), seed=0)
+    add = {"name": "add", "parameters": {"type": "object", "properties": {"a": {"type": "integer"}}}}
+    answer = router.generate("add", tools=[add])
+    assert not answer.tool_calls and len(answer.invalid_tool_calls) == 1

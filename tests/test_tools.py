@@ -383,7 +383,7 @@ def test_parsing_never_raises_on_what_a_schema_cannot_check() -> None:
     """A ``$ref`` the tool's schema does not hold, and ``Infinity`` against ``multipleOf``,
     raised from jsonschema when the model called the tool (after its joules were spent)."""
     answer = '<tool_call>{"name": "weather", "arguments": {"city": "Paris"}}</tool_call>'
-    for reference in ({"$ref": "#/$defs/missing"}, {"$ref": "city.json"}, {"$dynamicRef": "#meta"}):
+    for reference in ({"$dynamicRef": "#meta"},):
         spec = ToolSpec("weather", "Weather.", json.dumps({"type": "object", "properties": {"city": reference}}))
         out = parse_tool_calls(answer, [spec])
         assert not out.tool_calls and out.invalid_tool_calls[0].error.startswith("the schema of 'weather' cannot be")
@@ -391,6 +391,19 @@ def test_parsing_never_raises_on_what_a_schema_cannot_check() -> None:
     for amount in ("Infinity", "-Infinity", "NaN"):
         out = parse_tool_calls(f'<tool_call>{{"name": "pay", "arguments": {{"amount": {amount}}}}}</tool_call>', [pay])
         assert not out.tool_calls and "cannot be checked" in out.invalid_tool_calls[0].error
+
+
+@pytest.mark.parametrize("reference", ["#/$defs/missing", "city.json", "https://example.com/city.json"])
+def test_a_tool_whose_schema_refers_nowhere_is_refused_when_made(reference: str) -> None:
+    """It was taken, and every call to it then failed its check (and, with score_tool_calls,
+    was scored 0 for a fault of the tool's, not the model's)."""
+    schema = {"type": "object", "properties": {"city": {"$ref": reference}}}
+    with pytest.raises(InvalidInputError, match="points nowhere"):
+        ToolSpec("weather", "Weather.", json.dumps(schema))
+    held = {**schema, "$defs": {"City": {"type": "string"}}, "properties": {"city": {"$ref": "#/$defs/City"}}}
+    assert ToolSpec("weather", "Weather.", json.dumps(held)).name == "weather"  # one it holds: taken
+    own_base = {"type": "object", "properties": {"city": {"$id": "https://x/c", "$ref": "#/$defs/C"}}}
+    assert ToolSpec("weather", "", json.dumps(own_base)).name == "weather"  # another base: left to each call
 
 
 def test_a_bare_json_call_may_name_the_tag_in_a_string_argument() -> None:
@@ -422,3 +435,68 @@ def test_bad_tool_specs_are_refused_with_invalid_input_error_whatever_they_hold(
     ):
         with pytest.raises(InvalidInputError):
             make()
+
+
+@pytest.mark.parametrize(
+    ("function", "refused"),
+    [
+        ({"name": None}, "a tool name must match"),  # was the tool 'None'
+        ({"name": 123}, "a tool name must match"),  # was '123'
+        ({"name": "add", "description": ["Adds", "numbers"]}, "description must be a string"),
+        ({"name": "add", "parameters": []}, "of type 'object'"),  # was an empty schema
+        ({"name": "add", "parameters": ""}, "of type 'object'"),
+    ],
+)
+def test_an_openai_tool_is_checked_as_a_tool_spec_is_never_made_text(function: dict[str, object], refused: str) -> None:
+    with pytest.raises(InvalidInputError, match=refused):
+        ToolSpec.from_openai(function)
+    assert ToolSpec.from_openai({"name": "now", "description": None, "parameters": {}}).description == ""
+
+
+def test_a_fake_models_answer_cut_by_its_token_limit_keeps_its_text_as_written() -> None:
+    """The cut joined the tokens with spaces ('< tool_call > { " name "'): the markup leaked
+    into the answer's text, where the time limit's cut kept it as written."""
+    from greenserv_core import GreenServRouter
+    from greenserv_core.backends import GenerationSettings
+    from greenserv_core.tools.spec import as_tool_specs
+    from tests.conftest import make_hashing_extractor
+    from tests.scripted_tools import scripted_tool_backend
+
+    add = {"name": "add", "parameters": {"type": "object", "properties": {"a": {"type": "integer"}}}}
+    ask = [{"role": "user", "content": "add 2 and 3"}]
+    cut = scripted_tool_backend().generate(ask, GenerationSettings(max_new_tokens=12, tools=as_tool_specs([add])))
+    assert (cut.text, cut.finish_reason) == ('<tool_call>\n{"name": "add",', "length")
+    router = GreenServRouter([scripted_tool_backend()], features=make_hashing_extractor(), seed=0)
+    answer = router.generate("add 2 and 3", tools=[add], max_new_tokens=12)
+    assert answer.text == "" and not answer.tool_calls and len(answer.invalid_tool_calls) == 1
+
+
+def test_a_quoted_number_is_unquoted_for_a_field_with_an_enum_too() -> None:
+    """The enum's error made the unquoting give up: '2' was refused where a plain integer took it."""
+    enum = ToolSpec(
+        "pick", "", json.dumps({"type": "object", "properties": {"n": {"type": "integer", "enum": [1, 2]}}})
+    )
+    out = parse_tool_calls('<tool_call>{"name": "pick", "arguments": {"n": "2"}}</tool_call>', [enum])
+    assert [call.arguments for call in out.tool_calls] == [{"n": 2}]
+    out = parse_tool_calls('<tool_call>{"name": "pick", "arguments": {"n": "5"}}</tool_call>', [enum])
+    assert not out.tool_calls and "do not match the schema" in out.invalid_tool_calls[0].error  # outside it: refused
+
+
+def test_a_call_left_open_then_prose_keeps_both() -> None:
+    """Both were lost: no call, no text, and an invalid call ("Extra data")."""
+    now = ToolSpec("now", "", "{}")
+    out = parse_tool_calls('<tool_call>\n{"name": "now", "arguments": {}}\nI will wait for the result.', [now])
+    assert (out.text, len(out.tool_calls), out.invalid_tool_calls) == ("I will wait for the result.", 1, ())
+
+
+@pytest.mark.parametrize(
+    ("text", "prose"),
+    [
+        ('```JSON\n{"name": "now", "arguments": {}}\n```', ""),  # the call stayed as prose
+        ('<tool_call>\n```JSON\n{"name": "now", "arguments": {}}\n```\n</tool_call>', ""),  # "not valid JSON"
+        ('Calling it.\n```\n<tool_call>{"name": "now", "arguments": {}}</tool_call>\n```', "Calling it."),
+    ],
+)
+def test_a_fence_is_read_in_any_case_and_one_left_empty_goes(text: str, prose: str) -> None:
+    out = parse_tool_calls(text, [ToolSpec("now", "", "{}")])
+    assert (out.text, len(out.tool_calls), out.invalid_tool_calls) == (prose, 1, ())

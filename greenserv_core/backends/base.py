@@ -53,6 +53,8 @@ class JsonFormat:
     constrains decoding (vLLM, TGI, llama.cpp's server and Ollama take OpenAI's
     ``response_format``). The schema keeps its keys' order (servers generate the properties in
     it); ``name`` and ``strict`` are OpenAI's ``json_schema`` options, sent with the schema.
+    The router returns the answer as the server gave it, unchecked (the adapters' structured
+    output checks it).
 
     >>> JsonFormat.from_schema({"type": "object", "required": ["city"]}).schema
     {'type': 'object', 'required': ['city']}

@@ -99,8 +99,10 @@ class FakeBackend:
         tokens = list(_TOKEN.finditer(text))
         finish = "stop"
         if len(tokens) > settings.max_new_tokens:
-            text, finish = " ".join(token.group() for token in tokens[: settings.max_new_tokens]), "length"
-            tokens = list(_TOKEN.finditer(text))
+            # cut after its last token, the text kept as written (as the time limit's cut keeps it)
+            kept = settings.max_new_tokens
+            text, finish = (text[: tokens[kept - 1].end()] if kept else ""), "length"
+            tokens = tokens[:kept]
         input_tokens = self.count_tokens(messages)
         limit, timed_out = settings.max_time_s, False
         if limit is not None and self.seconds_per_token * (input_tokens + len(tokens)) > limit:

@@ -204,7 +204,7 @@ def _render_tool_calls(content: str, calls: Sequence[Mapping[str, Any]]) -> str:
         arguments = function.get("arguments", "{}")
         try:
             parsed = json.loads(arguments) if isinstance(arguments, str) else arguments
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, a 5,000-digit number, deep nesting
             parsed = arguments  # left as text: the router reports it as an invalid call
         body = json.dumps({"name": function.get("name"), "arguments": parsed}, ensure_ascii=False)
         blocks.append(f"<tool_call>\n{body}\n</tool_call>")

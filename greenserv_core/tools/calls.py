@@ -62,7 +62,7 @@ _CLOSE = re.compile(r"</tool_call>")
 _LONGEST_REACH = 8
 """How many later closing tags a block that does not read as JSON is tried to, at most."""
 _SPACE = re.compile(r"\s*")
-_FENCE_OPEN = re.compile(r"```(?:json)?\s*")
+_FENCE_OPEN = re.compile(r"```(?i:json)?\s*")
 _FENCE_CLOSE = re.compile(r"\s*```\s*")
 _DECODER = json.JSONDecoder()
 _RESPONSE = re.compile(r"\A\s*<tool_response>\n?(.*?)\n?</tool_response>\s*\Z", re.DOTALL)
@@ -147,14 +147,17 @@ def _value_end(text: str, start: int, bound: int) -> int | None:
 
 def _unfenced(text: str) -> str | None:
     """What ``text`` (stripped) holds as a fenced code block, stripped and with a ``json``
-    language tag dropped; ``None`` where it is not one.
+    language tag (in any case) dropped; ``None`` where it is not one.
 
     >>> _unfenced('```json\\n{"a": 1}\\n```'), _unfenced("```py\\nx\\n```"), _unfenced("`````"), _unfenced("{}")
     ('{"a": 1}', 'py\\nx', None, None)
+    >>> _unfenced('```JSON\\n{"a": 1}\\n```')
+    '{"a": 1}'
     """
     if len(text) < 6 or not (text.startswith("```") and text.endswith("```")):
         return None
-    return text[3:-3].removeprefix("json").strip()
+    inner = text[3:-3]
+    return (inner[4:] if inner[:4].lower() == "json" else inner).strip()
 
 
 def _block_json(source: str) -> Any:
@@ -163,6 +166,26 @@ def _block_json(source: str) -> Any:
     source = source.strip()
     fenced = _unfenced(source)
     return json.loads(source if fenced is None else fenced)
+
+
+_EMPTY_FENCE = re.compile(r"```(?i:json)?\s*```")
+
+
+def _value_then_prose(source: str) -> tuple[Any, str] | None:
+    """The JSON object or list that ``source`` begins with and the prose after it (a block
+    left open by the model, then its words), or ``None``.
+
+    >>> _value_then_prose('{"name": "now"}\\nI will wait.'), _value_then_prose('{"name": "no')
+    (({'name': 'now'}, 'I will wait.'), None)
+    """
+    if not source.startswith(("{", "[")):
+        return None
+    try:
+        value, at = _DECODER.raw_decode(source)
+    except _UNREADABLE:
+        return None
+    after = source[at:].strip()
+    return (value, after) if after else None
 
 
 def _reads_as_json(source: str) -> bool:
@@ -325,8 +348,10 @@ def _put(holder: Any, path: Sequence[Any], value: Any) -> None:
 def _scalars_unquoted(arguments: dict[str, Any], errors: Sequence[Any]) -> dict[str, Any] | None:
     """``arguments`` with each quoted number or boolean the schema wanted as one unquoted
     (small models write ``{"age": "36", "ok": "true"}``; a Pydantic model reads them so too),
-    or ``None`` when some error is of another kind. Only a string that is exactly a number, or
-    ``true`` / ``false`` in any case, is taken: ``"six"`` and ``"yes"`` stay refused.
+    or ``None`` when a type error is of another kind or none is of this kind. Errors of other
+    keywords are left to the check of the result (a quoted ``"2"`` also fails its ``enum`` of
+    numbers). Only a string that is exactly a number, or ``true`` / ``false`` in any case, is
+    taken: ``"six"`` and ``"yes"`` stay refused.
 
     >>> from jsonschema import Draft202012Validator
     >>> schema = {"type": "object", "properties": {"n": {"type": "integer"}, "x": {"type": "number"},
@@ -336,9 +361,12 @@ def _scalars_unquoted(arguments: dict[str, Any], errors: Sequence[Any]) -> dict[
     {'n': 36, 'x': 2.5, 'ok': True}
     """
     fixed = copy.deepcopy(arguments)
-    for error in errors:
+    typed = [error for error in errors if error.validator == "type"]
+    if not typed:
+        return None
+    for error in typed:
         wanted, value, path = error.validator_value, error.instance, list(error.absolute_path)
-        kinds = [wanted] if isinstance(wanted, str) else list(wanted) if error.validator == "type" else []
+        kinds = [wanted] if isinstance(wanted, str) else list(wanted)
         scalar = _exact_scalar(value, kinds) if isinstance(value, str) and path else None
         if scalar is None:
             return None
@@ -441,10 +469,15 @@ def parse_tool_calls(text: str, tools: Sequence[ToolSpec]) -> ParsedOutput:
             try:
                 raw = _block_json(source)
             except _UNREADABLE as error:
-                found.append(InvalidToolCall(None, source, f"tool call is not valid JSON: {_unreadable(error)}"))
-                continue
+                read = None if closed else _value_then_prose(source)  # a call left open, then prose
+                if read is None:
+                    found.append(InvalidToolCall(None, source, f"tool call is not valid JSON: {_unreadable(error)}"))
+                    continue
+                raw, after = read
+                source = source[: len(source) - len(after)].strip()
+                kept.append("\n" + after)
             found.extend(_check(r, source, offered) for r in (raw if isinstance(raw, list) and raw else [raw]))
-        prose = "".join([*kept, text[end:]]).strip()
+        prose = _EMPTY_FENCE.sub("", "".join([*kept, text[end:]])).strip()  # a fence around a call, now empty
     if not any(isinstance(c, ToolCall) for c in found):
         # no valid Hermes call: bare JSON, whose string arguments may name the tag (a whole answer that is a
         # valid call is one, whatever a string in it holds)

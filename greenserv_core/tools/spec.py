@@ -56,6 +56,9 @@ class ToolSpec:
             raise InvalidInputError(f"tool {self.name!r}: invalid parameters schema: {error.message}") from error
         except RecursionError:
             raise InvalidInputError(f"tool {self.name!r}: the parameters schema nests too deeply to check") from None
+        unresolved = _unresolved_ref(schema)
+        if unresolved is not None:  # every call would fail its check, and its answer be scored for it
+            raise InvalidInputError(f"tool {self.name!r}: the parameters schema's $ref {unresolved!r} points nowhere")
 
     @property
     def parameters(self) -> dict[str, Any]:
@@ -71,7 +74,9 @@ class ToolSpec:
         function = tool.get("function", tool) if tool.get("type", "function") == "function" else None
         if not isinstance(function, Mapping) or "name" not in function:
             raise InvalidInputError(f"a tool needs a function with a name, got {_shown(tool)}")
-        parameters = function.get("parameters") or {"type": "object", "properties": {}}
+        parameters = function.get("parameters")
+        if parameters is None or parameters == {}:  # none: a tool of no arguments (any other value is checked)
+            parameters = {"type": "object", "properties": {}}
         try:
             parameters_json = json.dumps(parameters, sort_keys=True, ensure_ascii=False)
         except (TypeError, ValueError, RecursionError) as error:  # a set inside, keys of mixed types, a cycle
@@ -79,9 +84,10 @@ class ToolSpec:
                 f"tool {_shown(function['name'])}: parameters must be a JSON schema, "
                 f"got data that is not JSON ({error})"
             ) from None
-        return cls(
-            str(function["name"]),
-            str(function.get("description") or ""),  # null: none
+        description = function.get("description")
+        return cls(  # the name and description as given: checked there, never made text
+            function["name"],
+            "" if description is None else description,  # null: none
             parameters_json,
         )
 
@@ -90,6 +96,39 @@ class ToolSpec:
             "type": "function",
             "function": {"name": self.name, "description": self.description, "parameters": self.parameters},
         }
+
+
+def _unresolved_ref(schema: dict[str, Any]) -> str | None:
+    """The first ``$ref`` of ``schema`` that cannot be resolved within it (``None``: all can).
+    A subschema with an ``$id`` of its own sets another base, and its references are left
+    to the check of each call.
+
+    >>> _unresolved_ref({"properties": {"when": {"$ref": "#/$defs/Date"}}})
+    '#/$defs/Date'
+    >>> _unresolved_ref({"$defs": {"Date": {"type": "string"}}, "properties": {"when": {"$ref": "#/$defs/Date"}}})
+    """
+    from referencing import Registry
+    from referencing.exceptions import Unresolvable
+    from referencing.jsonschema import DRAFT202012
+
+    resource = DRAFT202012.create_resource(schema)
+    resolver = Registry().with_resource(resource.id() or "", resource).resolver(base_uri=resource.id() or "")
+    pending: list[object] = [schema]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            if node is not schema and "$id" in node:
+                continue  # another base
+            reference = node.get("$ref")
+            if isinstance(reference, str):
+                try:
+                    resolver.lookup(reference)
+                except Unresolvable:
+                    return reference
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+    return None
 
 
 def _shown(value: object, limit: int = 300) -> str:
