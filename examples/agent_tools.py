@@ -25,6 +25,9 @@ def _evaluate(node: ast.AST) -> float:
         return float(node.value)
     if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
         return float(_OPERATORS[type(node.op)](_evaluate(node.left), _evaluate(node.right)))
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):  # -3, +5
+        value = _evaluate(node.operand)
+        return -value if isinstance(node.op, ast.USub) else value
     raise ValueError("only numbers and + - * / ** are allowed")
 
 

@@ -3,7 +3,7 @@
 Two stand-in models (fake backends with fixed joules per call) answer real benchmark prompts.
 The small one (10 J) is right on about 70% of yes/no questions and 20% of maths, and it half
 knows when: its answer's log-probability is high when it is right and low when it is wrong
-(an AUROC of about 0.85). The large one (80 J) is right 90% of the time. The router is offered
+(an AUROC of about 0.96). The large one (80 J) is right 90% of the time. The router is offered
 ``small``, ``large`` and the cascade ``small->large``; it learns which pays per task, and,
 inside the cascade, when to escalate. Each answer's chain says what happened.
 

@@ -7,7 +7,7 @@ model can correct it. Only models that take tools are eligible for these calls. 
 models' chat templates render no tools, so here they are *declared* tool-capable
 (``ModelSpec(capabilities={"tools"})``) and get the tools in a Hermes system prompt. They are
 far too small to call tools reliably (BENCHMARKS.md: neither made a valid call on 10 tool
-requests; Gemma may write a malformed one). Put a tool-capable instruct model (e.g. one whose
+requests). Put a tool-capable instruct model (e.g. one whose
 chat template renders ``tools``) in ``models=`` for a real agent; the code stays the same.
 
 python examples/langchain_agent_with_tools.py

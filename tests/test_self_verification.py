@@ -592,3 +592,20 @@ def test_a_failed_question_after_answers_names_both_sources_as_the_cascade_does(
     # the answers' and the failed call's sources, joined: was the failed call's alone
     assert raised.value.spent_source == f"{source}+cpu-time-estimate"
     assert not raised.value.spent_measured
+
+
+def test_a_verifying_signal_written_without_a_time_limit_still_runs_under_one() -> None:
+    """The cascade passed max_time_s to every signal: one written to the older signature
+    raised a TypeError on any query with a time limit."""
+    from greenserv_core.confidence.base import Verification
+
+    class Older:
+        name = "older"
+
+        def verify(self, messages: Sequence[Message], answer: GenerationResult, model: object) -> Verification:
+            return Verification(0.9)
+
+    small = FakeBackend("small", seconds_per_token=0.01, reply=lambda m: "4")
+    cascade = CascadeBackend(small, FakeBackend("big"), signal=Older())  # type: ignore[arg-type]
+    result = cascade.generate(ASK, GenerationSettings(max_new_tokens=8, max_time_s=5.0))
+    assert result.chain[0].confidence == 0.9

@@ -41,6 +41,7 @@ spent on the first answer are then charged with the failed attempt).
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import logging
 import math
@@ -216,9 +217,9 @@ class CascadeBackend:
                 try:
                     limit = settings.max_time_s  # the questions have what the answer left of it
                     verification = (
-                        signal.verify(messages, result, self.first)
-                        if limit is None
-                        else signal.verify(messages, result, self.first, max_time_s=limit - result.latency_s)
+                        signal.verify(messages, result, self.first, max_time_s=limit - result.latency_s)
+                        if limit is not None and _takes_time_limit(signal)
+                        else signal.verify(messages, result, self.first)
                     )
                 except ModelUnavailableError as error:  # the answer it was to check was spent too
                     raise CascadeMemberUnavailableError(
@@ -487,6 +488,16 @@ def _whole(value: object) -> object:
     if isinstance(value, list):
         return [_whole(item) for item in value]
     return value
+
+
+def _takes_time_limit(signal: VerifyingSignal) -> bool:
+    """Whether ``signal.verify`` takes ``max_time_s`` (a signal written before it was part of
+    :class:`VerifyingSignal` does not: its questions then have no limit of their own)."""
+    try:
+        parameters = inspect.signature(signal.verify).parameters.values()
+    except (TypeError, ValueError):  # (no signature to read)
+        return False
+    return any(p.name == "max_time_s" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 
 def _confidence(value: object, signal: str) -> float | None:
