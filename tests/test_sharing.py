@@ -1734,3 +1734,70 @@ def test_a_cascade_verdict_written_though_its_reply_was_lost_still_answers(tmp_p
         thens = router.learner_.escalation_.state_dict()
         router.feedback(answer.decision_id, 1.0)  # no verdict to learn from: the escalation rule is as it was
         assert router.learner_.escalation_.state_dict().keys() == thens.keys()
+
+
+def _losing_one_reply(call: Callable[..., Any]) -> Callable[..., Any]:
+    """``call``, run, with its first reply lost (a connection broken after Redis ran it)."""
+    import redis
+
+    lost: list[bool] = []
+
+    def once_lost(*args: Any, **kwargs: Any) -> Any:
+        result = call(*args, **kwargs)
+        if not lost:
+            lost.append(True)
+            raise redis.exceptions.ConnectionError("Connection closed by server.")
+        return result
+
+    return once_lost
+
+
+def test_a_redis_reply_lost_after_the_command_ran_loses_no_score_outcome_or_decision(tmp_path: Path) -> None:
+    """The take-and-mark scripts and the decision's SET NX were sent again (by redis-py's retry,
+    or by the caller told to try again) and found their own work done: a first score refused as
+    'already scored' and never learned, an outcome refused as 'already recorded' and its joules
+    never learned, a router-made id refused as in use."""
+    from greenserv_core.sharing import RedisPendingDecisions
+
+    with redis_server(tmp_path) as url:
+        store = RedisPendingDecisions(url=url, prefix="lost")
+        router = GreenServRouter(
+            [FakeBackend("small"), FakeBackend("large")], features=make_hashing_extractor(), seed=0, pending=store
+        )
+        set_before = store.client.set
+        store.client.set = _losing_one_reply(set_before)  # type: ignore[method-assign]
+        answer = router.generate("What is 2 + 2?", decision_id="req-1")  # was DecisionIdInUseError
+        store.client.set = set_before  # type: ignore[method-assign]
+        store._pop = _losing_one_reply(store._pop)  # type: ignore[method-assign]
+        record = router.feedback(answer.decision_id, 1.0)  # was DecisionAlreadyScoredError, nothing learned
+        assert record.applied and router.stats_[answer.model]["feedback"] == 1
+        decision = router.route("What is 3 + 3?", models=["small"])
+        router.feedback(decision.decision_id, 1.0)  # before its outcome: a copy awaits it
+        store._take = _losing_one_reply(store._take)  # type: ignore[method-assign]
+        before = router.stats_["small"]["energy_joules"]
+        router.record_outcome(decision.decision_id, energy_joules=70.0, latency_s=0.1)  # was "already recorded"
+        assert router.stats_["small"]["energy_joules"] == pytest.approx(before + 70.0)
+        with pytest.raises(InvalidInputError, match="already recorded"):  # a second outcome still is refused
+            router.record_outcome(decision.decision_id, energy_joules=70.0, latency_s=0.1)
+
+
+def test_a_decision_a_previous_release_scored_before_its_outcome_is_not_scored_again(tmp_path: Path) -> None:
+    """That release kept it pending, with its "score": a replica of this one scored it again."""
+    import json
+
+    from greenserv_core.errors import DecisionAlreadyScoredError
+    from greenserv_core.sharing import RedisPendingDecisions
+
+    with redis_server(tmp_path) as url:
+        store = RedisPendingDecisions(url=url, prefix="old")
+        router = GreenServRouter(
+            [FakeBackend("small"), FakeBackend("large")], features=make_hashing_extractor(), seed=0, pending=store
+        )
+        decision = router.route("What is 2 + 2?", models=["small"])
+        key = f"old:d:{decision.decision_id}"
+        written = json.loads(store.client.get(key))  # type: ignore[arg-type]
+        store.client.set(key, json.dumps({**written, "score": 1.0}), keepttl=True)  # as that release left it
+        with pytest.raises(DecisionAlreadyScoredError):
+            router.feedback(decision.decision_id, 0.0)
+        router.record_outcome(decision.decision_id, energy_joules=5.0, latency_s=0.1)  # its outcome still comes
+        assert router.stats_["small"]["feedback"] == 0

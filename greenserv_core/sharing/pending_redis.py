@@ -23,8 +23,9 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+import uuid
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from greenserv_core.bandits.base import check_number
 from greenserv_core.errors import (
@@ -43,27 +44,50 @@ if TYPE_CHECKING:
 
 __all__ = ["RedisPendingDecisions"]
 
+_T = TypeVar("_T")
+
 # take a decision out and remember it as scored, in one step; one whose outcome is not
-# recorded yet is kept aside (KEYS[3]) for the outcome
+# recorded yet is kept aside (KEYS[3]) for the outcome. The call's token (ARGV[2]) marks what it
+# took, kept a while under KEYS[4] (a receipt): the same call sent again (its reply was lost) gets
+# the decision again, not "already scored". A decision of a release that kept a decision scored
+# before its outcome in place, with its "score", is scored: it is set aside as one is now.
 _POP = """
 local value = redis.call('GET', KEYS[1])
 if value then
   redis.call('DEL', KEYS[1])
+  local decision = cjson.decode(value)
   redis.call('SET', KEYS[2], 'scored', 'EX', ARGV[1])
-  if cjson.decode(value)['energy_joules'] == cjson.null then
+  if decision['energy_joules'] == cjson.null then
     redis.call('SET', KEYS[3], value, 'EX', ARGV[1])
   end
+  if decision['score'] ~= nil and decision['score'] ~= cjson.null then
+    return {0, 'scored'}
+  end
+  redis.call('SET', KEYS[4], ARGV[2] .. ' ' .. value, 'EX', ARGV[3])
   return {1, value}
+end
+local receipt = redis.call('GET', KEYS[4])
+if receipt and string.sub(receipt, 1, string.len(ARGV[2]) + 1) == ARGV[2] .. ' ' then
+  return {1, string.sub(receipt, string.len(ARGV[2]) + 2)}
 end
 return {0, redis.call('GET', KEYS[2])}
 """
+# take the copy awaiting its outcome; the call's token (ARGV[1]) keeps a receipt under KEYS[2]
 _TAKE = """
 local value = redis.call('GET', KEYS[1])
 if value then
   redis.call('DEL', KEYS[1])
+  redis.call('SET', KEYS[2], ARGV[1] .. ' ' .. value, 'EX', ARGV[2])
+  return value
 end
-return value
+local receipt = redis.call('GET', KEYS[2])
+if receipt and string.sub(receipt, 1, string.len(ARGV[1]) + 1) == ARGV[1] .. ' ' then
+  return string.sub(receipt, string.len(ARGV[1]) + 2)
+end
+return nil
 """
+_RECEIPT_S = 300
+"""How long a receipt of a taken decision is kept for the same call sent again."""
 _KEEP = """
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 redis.call('SET', KEYS[2], 'scored', 'EX', ARGV[2])
@@ -97,6 +121,11 @@ def _decode(data: bytes | str) -> PendingDecision:
     return PendingDecision.from_dict(json.loads(data))
 
 
+def _same(stored: object, value: str) -> bool:
+    """Whether ``stored`` (a Redis reply) is ``value``."""
+    return (stored.decode() if isinstance(stored, bytes) else stored) == value
+
+
 def _literal(text: str) -> str:
     """``text`` as a Redis ``MATCH`` pattern that matches it alone (its glob characters escaped).
 
@@ -109,7 +138,13 @@ def _literal(text: str) -> str:
 class RedisPendingDecisions:
     """A :class:`~greenserv_core.pending.PendingStore` in Redis (keys ``<prefix>:d:<id>`` for
     pending decisions, ``<prefix>:g:<id>`` for ids that are gone and why, ``<prefix>:a:<id>``
-    for decisions scored before their outcome, which wait for it).
+    for decisions scored before their outcome, which wait for it, and ``<prefix>:r:<id>`` and
+    ``<prefix>:t:<id>`` for five minutes' receipts of what a call took).
+
+    A command whose reply is lost (a connection broken or timed out after Redis ran it) is
+    sent once more, by this store (and by redis-py's own retries, where the client has them),
+    and finds its own work done: a decision written, a decision taken for its score or its
+    outcome is that call's still, never "in use", "already scored" or "already recorded".
 
     The ``prefix`` names the deployment's decisions: the default, ``greenserv:pending``, is one
     namespace for every pool on the server. Where several pools or deployments share a server,
@@ -162,6 +197,18 @@ class RedisPendingDecisions:
                 "correct its address, then try again"
             ) from error
 
+    def _again(self, call: Callable[[], _T]) -> _T:
+        """``call()``, sent once more where its reply was lost (a connection that broke or timed
+        out: the command may have run); the calls sent so are the same each time (a decision
+        written whole, a take with its token), so the second finds what the first did."""
+        from redis.exceptions import ConnectionError as LostConnection
+        from redis.exceptions import TimeoutError as LostReply
+
+        try:
+            return call()
+        except (LostConnection, LostReply):
+            return call()
+
     def _key(self, decision_id: str) -> str:
         return f"{self.prefix}:d:{decision_id}"
 
@@ -171,13 +218,23 @@ class RedisPendingDecisions:
     def _awaiting(self, decision_id: str) -> str:
         return f"{self.prefix}:a:{decision_id}"
 
+    def _receipt(self, decision_id: str, kind: str = "r") -> str:
+        return f"{self.prefix}:{kind}:{decision_id}"
+
     def __len__(self) -> int:
         with self._redis("count the pending decisions"):
             return sum(1 for _ in self.client.scan_iter(match=f"{_literal(self.prefix)}:d:*", count=1000))
 
     def add(self, decision: PendingDecision) -> None:
+        # marked as this call's write: the same call sent again finds its own, another add of the
+        # same decision does not
+        key, value = self._key(decision.decision_id), json.dumps({**decision.to_dict(), "write": uuid.uuid4().hex})
+
+        def write() -> bool:  # (this very write there already: this call's own, its reply lost)
+            return bool(self.client.set(key, value, ex=self._ttl, nx=True)) or _same(self.client.get(key), value)
+
         with self._redis(f"record decision {decision.decision_id!r}"):
-            added = self.client.set(self._key(decision.decision_id), _encode(decision), ex=self._ttl, nx=True)
+            added = self._again(write)
         if not added:
             raise DecisionIdInUseError(decision.decision_id)
 
@@ -205,16 +262,23 @@ class RedisPendingDecisions:
                 self.client.set(self._awaiting(decision.decision_id), value, xx=True, keepttl=True)
 
     def pop_for_feedback(self, decision_id: str) -> PendingDecision:
-        keys = [self._key(decision_id), self._gone(decision_id), self._awaiting(decision_id)]
+        keys = [
+            self._key(decision_id),
+            self._gone(decision_id),
+            self._awaiting(decision_id),
+            self._receipt(decision_id),
+        ]
+        token = uuid.uuid4().hex
         with self._redis(f"take decision {decision_id!r} for its feedback"):
-            found, value = self._pop(keys=keys, args=[self._ttl])
+            found, value = self._again(lambda: self._pop(keys=keys, args=[self._ttl, token, _RECEIPT_S]))
         if not found:
             self._raise_gone(decision_id, value)
         return _decode(value)
 
     def take_awaiting(self, decision_id: str) -> PendingDecision | None:
+        keys, token = [self._awaiting(decision_id), self._receipt(decision_id, "t")], uuid.uuid4().hex
         with self._redis(f"take decision {decision_id!r} for its outcome"):
-            value = self._take(keys=[self._awaiting(decision_id)])
+            value = self._again(lambda: self._take(keys=keys, args=[token, _RECEIPT_S]))
         return None if value is None else _decode(value)
 
     def put_back(self, decision: PendingDecision) -> bool:
