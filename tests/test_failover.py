@@ -891,3 +891,23 @@ def test_a_batch_with_an_answer_the_router_refuses_charges_the_answers_after_it(
     assert router.stats_["a"]["energy_joules"] == pytest.approx(spent)  # was the first answer's only
     assert router.budget_ is not None and router.budget_.spent_joules == pytest.approx(spent)
     assert len(router.pending_) == 0
+
+
+def test_a_stream_scored_then_closed_after_its_wait_expired_closes_and_is_charged() -> None:
+    """The in-process store's expired waiting copy raised UnknownDecisionError out of close(),
+    and what the stream spent went uncharged (Redis's store says None there)."""
+    from greenserv_core.pending import PendingDecisions
+
+    now = [1000.0]
+    router = GreenServRouter(
+        [FakeBackend("small"), FakeBackend("large")],
+        features=make_hashing_extractor(),
+        seed=0,
+        pending=PendingDecisions(ttl_s=60.0, clock=lambda: now[0]),
+    )
+    stream = router.stream("Write a long story about a cat " * 3, models=["small"])
+    first = next(stream)
+    router.feedback(first.decision.decision_id, 1.0)  # scored while it streams: it awaits its outcome
+    now[0] += 61.0  # closed more than ttl_s later
+    stream.close()
+    assert router.stats_["small"]["energy_joules"] > 0

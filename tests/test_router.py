@@ -1168,3 +1168,13 @@ def test_a_zero_dimensional_array_where_a_collection_goes_is_refused_by_name() -
         with pytest.raises(InvalidInputError, match=next(iter(options))):  # was a TypeError
             router.generate(ASK, **options)  # type: ignore[arg-type]
     assert router.route(ASK, models=np.array(["small"])).model == "small"  # type: ignore[arg-type]
+
+
+def test_a_decision_id_utf8_cannot_write_is_refused_as_bad_input() -> None:
+    """A shared Redis store raised a bare UnicodeEncodeError for it; the in-process store took it."""
+    router = GreenServRouter([FakeBackend("a"), FakeBackend("b")], features=make_hashing_extractor(), seed=0)
+    with pytest.raises(InvalidInputError, match="UTF-8 can write"):
+        router.generate("hi", decision_id="req-\udc80")
+    with pytest.raises(InvalidInputError, match="UTF-8 can write"):
+        router.feedback("req-\udc80", 1.0)
+    assert router.generate("hi", decision_id="réq-ü-😀").decision_id == "réq-ü-😀"

@@ -1801,3 +1801,30 @@ def test_a_decision_a_previous_release_scored_before_its_outcome_is_not_scored_a
             router.feedback(decision.decision_id, 0.0)
         router.record_outcome(decision.decision_id, energy_joules=5.0, latency_s=0.1)  # its outcome still comes
         assert router.stats_["small"]["feedback"] == 0
+
+
+@pytest.mark.parametrize("scored_first", [False, True])
+def test_an_outcome_sent_to_a_replica_without_the_model_is_kept_for_one_with_it(
+    tmp_path: Path, scored_first: bool
+) -> None:
+    """The replica without the canary took its outcome and learned nothing of it, and the one
+    with it was then refused its own report as already recorded (as feedback is kept, it is)."""
+    from greenserv_core import UnknownModelError
+    from greenserv_core.sharing import RedisPendingDecisions
+
+    with redis_server(tmp_path) as url:
+
+        def replica(names: list[str]) -> GreenServRouter:
+            pending = RedisPendingDecisions(url=url, prefix="canary")
+            return GreenServRouter(
+                [FakeBackend(n) for n in names], features=make_hashing_extractor(), seed=0, pending=pending
+            )
+
+        with_canary, without = replica(["small", "large", "canary"]), replica(["small", "large"])
+        decision = with_canary.route("What is 2 + 2?", models=["canary"])
+        if scored_first:
+            with_canary.feedback(decision.decision_id, 1.0)
+        with pytest.raises(UnknownModelError, match="send the outcome to a replica whose pool has it"):
+            without.record_outcome(decision.decision_id, energy_joules=70.0, latency_s=0.5)
+        with_canary.record_outcome(decision.decision_id, energy_joules=70.0, latency_s=0.5)  # was "already recorded"
+        assert with_canary.stats_["canary"]["energy_joules"] == 70.0 and "canary" not in without.stats_

@@ -179,8 +179,10 @@ class Executor:
             yield RoutedChunk("", decision, generation)
         finally:
             if not finished:
-                self.learner.drop(decision.decision_id)
-                self._charge_abandoned(decision, pieces)
+                try:
+                    self.learner.drop(decision.decision_id)
+                finally:  # what the model spent is charged whatever forgetting its decision met
+                    self._charge_abandoned(decision, pieces)
 
     def _next_piece(self, decision: RoutingDecision, pieces: Iterator[StreamChunk]) -> StreamChunk:
         """The stream's next piece; where another error than a failure ends it, what the stream

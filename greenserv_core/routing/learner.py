@@ -124,15 +124,24 @@ def check_spent(energy_joules: float, latency_s: float, members: Sequence[tuple[
 
 
 def check_decision_id(decision_id: object) -> str:
-    """A decision id as given to feedback, outcomes and escalations: a string.
+    r"""A decision id as given to routes, feedback, outcomes and escalations: a string that is
+    text (UTF-8 can write it: a shared store keeps it so).
 
     >>> check_decision_id(["d-1"])
     Traceback (most recent call last):
     ...
     greenserv_core.errors.InvalidInputError: decision_id must be a string, got list
+    >>> check_decision_id("req-\udc80")
+    Traceback (most recent call last):
+    ...
+    greenserv_core.errors.InvalidInputError: decision_id must be text UTF-8 can write, got 'req-\udc80'
     """
     if not isinstance(decision_id, str):
         raise InvalidInputError(f"decision_id must be a string, got {type(decision_id).__name__}")
+    try:
+        decision_id.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate (bytes read with surrogateescape)
+        raise InvalidInputError(f"decision_id must be text UTF-8 can write, got {decision_id!r}") from None
     return decision_id
 
 
@@ -907,6 +916,8 @@ class RoutingLearner:
                     take(decision_id)
             except PendingStoreUnreachableError as error:
                 self._unforgotten(decision_id, error)
+            except UnknownDecisionError:  # its waiting copy expired: nothing to take (as Redis says None)
+                pass
 
     @staticmethod
     def _unforgotten(decision_id: str, error: PendingStoreUnreachableError) -> None:
@@ -1033,6 +1044,13 @@ class RoutingLearner:
             if pending.energy_joules is not None:
                 self._settle(decision_id)
                 raise InvalidInputError(f"the outcome of decision {decision_id!r} was already recorded")
+            try:
+                self._check_pool_had(pending, "outcome")
+            except UnknownModelError:  # kept for a replica that has the model
+                keep = getattr(self.pending_, "keep_awaiting", None)
+                if scored and keep is not None:
+                    keep(pending)
+                raise
             plan = pending.cascade
             if members and (plan is None or any(m not in (plan["first"], plan["then"]) for m, _, _ in members)):
                 keep = getattr(self.pending_, "keep_awaiting", None)
@@ -1187,6 +1205,17 @@ class RoutingLearner:
         removed = self.removed_at_.get(name)
         return name in self.policy_.arms_ and (removed is None or since > removed)
 
+    def _check_pool_had(self, pending: PendingDecision, what: str) -> None:
+        """:class:`UnknownModelError` where ``pending`` (in a shared pending store) chose a model
+        this router's pool did not have when it was made: another replica's, which must learn
+        its ``what`` (score or outcome); the decision stays in the store for it."""
+        chosen, removed = pending.model, self.removed_at_.get(pending.model)
+        if chosen not in self.policy_.arms_ and (removed is None or pending.created_at > removed):
+            raise UnknownModelError(  # another replica's model (one this pool never had, or not since then)
+                f"decision {pending.decision_id!r} chose {chosen!r}, which this router's pool did not have when it "
+                f"was made: send the {what} to a replica whose pool has it (the decision is kept for it)"
+            )
+
     def feedback(self, decision_id: str, score: float) -> FeedbackRecord:
         """Teach the policy a decision's score in [0, 1] (once per decision).
 
@@ -1204,13 +1233,7 @@ class RoutingLearner:
                     f"decision {decision_id!r} is still being answered, and its model may yet fail and the query "
                     "go to another: score it once its answer has come (nothing was learned)"
                 )
-            seen = self.pending_.get(decision_id)
-            chosen, removed = seen.model, self.removed_at_.get(seen.model)
-            if chosen not in self.policy_.arms_ and (removed is None or seen.created_at > removed):
-                raise UnknownModelError(  # another replica's model (one this pool never had, or not since then)
-                    f"decision {decision_id!r} chose {chosen!r}, which this router's pool did not have when it was "
-                    "made: send the score to a replica whose pool has it (the decision is kept for it)"
-                )
+            self._check_pool_had(self.pending_.get(decision_id), "score")
             pending = self.pending_.pop_for_feedback(decision_id)
             applied = self._current(pending)
             if applied:

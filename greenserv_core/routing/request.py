@@ -30,6 +30,7 @@ from greenserv_core.errors import InvalidInputError
 from greenserv_core.messages import Message, validate_messages
 from greenserv_core.quality import as_float
 from greenserv_core.reward import check_tradeoff
+from greenserv_core.routing.learner import check_decision_id
 from greenserv_core.tools import ToolSpec, as_tool_specs
 
 __all__ = [
@@ -245,6 +246,8 @@ class RouteRequest:
         decision_id = options.get("decision_id")
         if decision_id is not None and (not isinstance(decision_id, str) or not decision_id):
             raise InvalidInputError(f"decision_id must be a non-empty string, got {decision_id!r}")
+        if decision_id is not None:
+            check_decision_id(decision_id)  # (text a shared store can keep)
         settings = GenerationSettings(
             max_new_tokens,
             options.get("temperature", 0.0),
