@@ -40,7 +40,8 @@ async def ask(llm: GreenServLLM, question: str) -> str:
 
 def main(max_tokens: int = 48) -> tuple[GreenServLLM, list[str]]:
     pool = [dataclasses.replace(spec, capabilities=frozenset({"tools"})) for spec in bundled_specs()]
-    llm = GreenServLLM(models=pool, tradeoff=0.4, max_tokens=max_tokens)
+    # the agent reads the LLM's metadata on the event loop: build the router (load the models) off it first
+    llm = asyncio.run(GreenServLLM(models=pool, tradeoff=0.4, max_tokens=max_tokens).awarm())
     answers = []
     for question in QUESTIONS:
         print(f"> {question}")

@@ -438,8 +438,27 @@ class GreenServLLM(AdapterCore, FunctionCallingLLM):
         if self._built_router is None:
             await asyncio.to_thread(lambda: self.greenserv_router)
 
+    async def awarm(self) -> Self:
+        """Build the router now, in a worker thread (its first use loads the models), and
+        return this LLM. Await it before an agent runs: LlamaIndex's agents read ``metadata``
+        on the event loop, which would build the router there and block the loop meanwhile.
+
+        >>> import asyncio
+        >>> from greenserv_core import FakeBackend
+        >>> llm = asyncio.run(GreenServLLM(models=[FakeBackend("small")], embedder="static").awarm())
+        >>> llm.metadata.model_name
+        'greenserv[small]'
+        """
+        await self._router_built()
+        return self
+
     @property
     def metadata(self) -> LLMMetadata:
+        if self._built_router is None and _on_event_loop():
+            _warn_once(
+                "GreenServLLM builds its router (loading its models) on the event loop, which waits meanwhile: "
+                "await llm.awarm() before handing it to an agent"
+            )
         router = self.greenserv_router
         windows = [router.backend(name).info.context_window for name in router.models]
         return LLMMetadata(
@@ -590,6 +609,24 @@ class GreenServLLM(AdapterCore, FunctionCallingLLM):
         ``FunctionAgent``'s ``AgentOutput``), a routing record (a response's ``raw``) or a
         decision id in [0, 1]."""
         return self.routed_feedback(decision_id_of(target), score)
+
+
+def _on_event_loop() -> bool:
+    """Whether this thread runs an event loop now."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _WARNED:
+        _WARNED.add(message)
+        logger.warning(message)
 
 
 def _picklable(value: Any) -> bool:

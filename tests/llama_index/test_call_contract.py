@@ -389,3 +389,32 @@ def test_an_llm_written_without_its_pool_is_not_rebuilt_over_another() -> None:
     objects = GreenServLLM(models=[FakeBackend("small")], embedder="static")
     with pytest.raises(InvalidInputError, match="models given as objects"):
         GreenServLLM.from_json(objects.to_json())
+
+
+def test_awarm_builds_the_router_off_the_event_loop_and_metadata_on_it_says_so(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A FunctionAgent reads metadata on the event loop, which built the router (loading every
+    model) there; awarm() builds it in a worker thread first, and the loop's read warns."""
+    import threading
+
+    import greenserv_core.router as router_module
+
+    built_on: list[bool] = []
+    original = router_module.GreenServRouter.__init__
+
+    def recording(self: object, *args: object, **kwargs: object) -> None:
+        built_on.append(threading.current_thread() is threading.main_thread())
+        original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(router_module.GreenServRouter, "__init__", recording)
+    monkeypatch.setattr("llama_index_greenserv.llms._WARNED", set())  # (said once per process)
+    warmed = asyncio.run(GreenServLLM(models=[FakeBackend("small")], embedder="static").awarm())
+    assert built_on == [False] and warmed.metadata.model_name == "greenserv[small]"
+
+    async def read_on_the_loop() -> object:
+        return GreenServLLM(models=[FakeBackend("large")], embedder="static").metadata
+
+    with caplog.at_level("WARNING", logger="greenserv.llama_index"):
+        asyncio.run(read_on_the_loop())
+    assert built_on == [False, True] and "await llm.awarm()" in caplog.text
