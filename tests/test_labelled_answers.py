@@ -360,3 +360,30 @@ def test_a_row_whose_costs_would_overflow_is_refused_before_anything_is_learned(
         for name, values in getattr(before, kind).items():
             assert np.array_equal(values, getattr(after, kind)[name]), name
     router.record_outcome(decision.decision_id, energy_joules=1.0, latency_s=1.0)  # still awaits its outcome
+
+
+def test_a_warm_escalation_under_a_cap_counts_what_an_unpredicted_model_spent() -> None:
+    """The second model had no learned prediction yet (NaN: not held), so learn_answers taught an
+    escalation that the cap never allows a routed query (which counts the model's prior)."""
+    import dataclasses
+
+    from greenserv_core import FakeBackend
+    from tests.conftest import make_hashing_extractor
+
+    big = FakeBackend("big")
+    big._info = dataclasses.replace(big.info, prior_joules_per_token=0.1)  # about 10.6 J for 6 + 100 tokens
+    router = GreenServRouter(
+        [FakeBackend("small", logprobs=lambda m, t: [-3.0]), big],
+        features=make_hashing_extractor(),
+        tradeoff=0.4,
+        seed=0,
+        cascades=[("small", "big")],
+        max_joules=15.0,
+    )
+    for _ in range(5):
+        router.learn(ASK, "small", energy_joules=10.0, latency_s=0.1)
+    answers = {
+        "small": LabelledAnswer(score=0.0, energy_joules=10.0, latency_s=0.1, confidence=0.05),
+        "big": LabelledAnswer(score=1.0, energy_joules=10.6, latency_s=0.1),
+    }
+    assert router.learn_answers(ASK, answers) == {"small->big": False}  # kept, as routed (was True)

@@ -145,6 +145,16 @@ def check_decision_id(decision_id: object) -> str:
     return decision_id
 
 
+def _or_spent(predicted: float, spent: float | None) -> float:
+    """A model's ``predicted`` joules or seconds, or, where it has none yet (NaN), what its
+    labelled answer ``spent`` (NaN where that is not given either).
+
+    >>> _or_spent(float("nan"), 12.0), _or_spent(3.0, 12.0), _or_spent(float("nan"), None)
+    (12.0, 3.0, nan)
+    """
+    return float(spent) if math.isnan(predicted) and spent is not None else predicted
+
+
 def _cap(max_joules: float | None, guard: float | None) -> float | None:
     """The most joules a query may be predicted to spend: its ``max_joules``, or the pacer
     guard's cap on the answer, whichever is lower (``None``: no cap)."""
@@ -1408,8 +1418,12 @@ class RoutingLearner:
                         signal=first_answer.confidence_signal,
                     )
                     question = answers[first].confidence_joules or 0.0  # paid by the cascade on every query
-                    held = cap is not None and predicted[first] + question + predicted[then] > cap  # (NaN: not held)
-                    held = held or (max_latency_s is not None and seconds[first] + seconds[then] > max_latency_s)
+                    # a model not yet predicted counts what its labelled answer spent (the route would
+                    # count its prior); NaN, neither known: not held
+                    pair_joules = [_or_spent(predicted[m], answers[m].energy_joules) for m in (first, then)]
+                    pair_seconds = [_or_spent(seconds[m], answers[m].latency_s) for m in (first, then)]
+                    held = cap is not None and pair_joules[0] + question + pair_joules[1] > cap
+                    held = held or (max_latency_s is not None and sum(pair_seconds) > max_latency_s)
                     verdicts[cascade] = (verdict.escalate and not held, float(plan["then_accuracy"]))
             taught = []  # what each cascade spent by its verdict: its first answer, or both (and the question's)
             for cascade, (escalated, _) in verdicts.items():
