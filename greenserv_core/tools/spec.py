@@ -24,7 +24,9 @@ from greenserv_core.messages import Message
 
 __all__ = ["ToolSpec", "as_tool_specs", "tools_system_prompt", "with_tools_prompt"]
 
-_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")  # OpenAI's rule, and dots
+_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+"""A tool's name: OpenAI's rule (``[A-Za-z0-9_-]{1,64}``) and dots, which local models and most
+servers take; OpenAI's own API refuses a name with a dot (HTTP 400), so give such a server none."""
 
 
 @dataclass(frozen=True)
