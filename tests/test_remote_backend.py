@@ -661,6 +661,46 @@ def test_a_score_given_before_any_answer_came_is_refused_and_nothing_learned() -
         router.record_outcome("run-1", energy_joules=500.0, latency_s=1.0)
 
 
+def test_a_score_given_between_a_failure_and_the_next_route_or_before_the_model_starts_is_refused() -> None:
+    """The decision was unmarked when its model failed, before fail_over took it back, and was
+    marked only after the pending store held it: a score landing there was learned for the
+    failing model, and the real answer scored again (from a review of the fix above)."""
+    from greenserv_core.errors import DecisionStillAnsweringError
+
+    for point in ("before fail_over", "after route"):
+        router, _ = failover_router(FailingBackend("flaky"))
+        tried: list[str] = []
+
+        def score_now(decision_id: str, router: GreenServRouter = router, tried: list[str] = tried) -> None:
+            if not tried:
+                try:
+                    router.feedback(decision_id, 0.0)
+                    tried.append("accepted")
+                except DecisionStillAnsweringError:
+                    tried.append("refused")
+
+        if point == "before fail_over":
+            fail_over = router.learner_.fail_over
+
+            def failing_over(decision, fail_over=fail_over, score_now=score_now):  # type: ignore[no-untyped-def]
+                score_now(decision.decision_id)
+                fail_over(decision)
+
+            router.learner_.fail_over = failing_over  # type: ignore[method-assign]
+        else:
+            route = router._executor.route
+
+            def routed(*args, route=route, score_now=score_now):  # type: ignore[no-untyped-def]
+                decision = route(*args)
+                score_now(decision.decision_id)
+                return decision
+
+            router._executor.route = routed  # type: ignore[method-assign]
+        answer = router.generate(ASK, decision_id="run-1")
+        assert answer.model == "healthy" and tried == ["refused"], point
+        assert router.feedback("run-1", 1.0).model == "healthy" and router.stats_["flaky"]["feedback"] == 0
+
+
 class UnreadBatchBackend(FakeBackend):
     """A batch fails with a spend that is no number (``None``)."""
 

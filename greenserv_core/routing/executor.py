@@ -121,17 +121,17 @@ class Executor:
                         self.learner.release(decision_id)  # no model left: the id is not routed again
                     raise
             with collecting_abandoned() as spent:
-                self.learner.answering(decision.decision_id, started=True)  # no score until its first piece
                 try:
-                    return attempt(decision)
-                except ModelUnavailableError as error:
+                    result = attempt(decision)
+                except ModelUnavailableError as error:  # (still answering: scores wait for the next model's)
                     failure = error
                 except BaseException:
                     self.learner.drop(decision.decision_id)
                     self._charge_collected(decision.model, spent)
                     raise
-                finally:
-                    self.learner.answering(decision.decision_id, started=False)
+                else:
+                    self.learner.answered(decision.decision_id)  # its first piece, or all of it, came
+                    return result
 
     # ---- the three ways to run a query -------------------------------------------------------
     def generate(self, request: RouteRequest) -> RoutedGeneration:

@@ -426,6 +426,7 @@ class RoutingLearner:
         """Free the id of a query that failed over and found no other model."""
         with self.lock:
             self.rerouting_.discard(decision_id)
+            self.answering_.discard(decision_id)
 
     def decide(
         self,
@@ -562,6 +563,8 @@ class RoutingLearner:
                 self._put_range_back(features.task, range_before)
                 raise
             self.rerouting_.discard(decision.decision_id)
+            if under_way:  # marked with its pending entry, under the lock: no score slips in before it
+                self.answering_.add(decision.decision_id)
             self.tallies_.decided(choice.arm)
             self.decisions_made_ += 1
             if under_way and self.pacer_ is not None and chosen_joules is not None:
@@ -879,14 +882,12 @@ class RoutingLearner:
         else:
             ranges[task] = saved
 
-    def answering(self, decision_id: str, *, started: bool) -> None:
-        """Mark the answer to ``decision_id`` under way until its first piece or its end
-        (``started``), or no longer (see :attr:`answering_`)."""
+    def answered(self, decision_id: str) -> None:
+        """The answer to ``decision_id`` came (its first piece, or all of it): it may be scored
+        (see :attr:`answering_`; a decision routed ``under_way`` is marked until then, through
+        any failover, and unmarked also when it is dropped or its id released)."""
         with self.lock:
-            if started:
-                self.answering_.add(decision_id)
-            else:
-                self.answering_.discard(decision_id)
+            self.answering_.discard(decision_id)
 
     def fail_over(self, decision: RoutingDecision) -> None:
         """Take back a decision whose model failed; its id is kept for the query's next route
@@ -919,6 +920,7 @@ class RoutingLearner:
         one raised, not the store's."""
         with self.lock:
             self._settle(decision_id)
+            self.answering_.discard(decision_id)
             try:
                 self.pending_.discard(decision_id)
                 take = getattr(self.pending_, "take_awaiting", None)
@@ -1122,6 +1124,7 @@ class RoutingLearner:
         check_spent(energy_joules, latency_s, members)
         with self.lock:
             self._settle(decision.decision_id)
+            self.answering_.discard(decision.decision_id)
             features = decision.features
             self._learn_cost(
                 decision.model,
