@@ -261,7 +261,12 @@ _POOL_LEFT_OUT = "pool_left_out"
 def _without_tools(kwargs: dict[str, Any]) -> dict[str, Any]:
     """A completion's options: it has no tools (a completion's answer has no tool calls, so
     the calls a model made would be lost), :class:`InvalidInputError` otherwise."""
-    given = [key for key in ("tools", "tool_choice", "tool_required") if kwargs.get(key) not in (None, False)]
+    offered = {  # ("none", "auto", [] and False offer nothing)
+        "tools": bool(kwargs.get("tools")),
+        "tool_choice": kwargs.get("tool_choice") not in (None, "none", "auto"),
+        "tool_required": bool(kwargs.get("tool_required")),
+    }
+    given = [key for key, said in offered.items() if said]
     if given:
         raise InvalidInputError(
             f"a completion takes no tools (got {', '.join(given)}): its answer cannot carry tool calls; "

@@ -1781,8 +1781,12 @@ def test_a_redis_reply_lost_after_the_command_ran_loses_no_score_outcome_or_deci
             router.record_outcome(decision.decision_id, energy_joules=70.0, latency_s=0.1)
 
 
-def test_a_decision_a_previous_release_scored_before_its_outcome_is_not_scored_again(tmp_path: Path) -> None:
-    """That release kept it pending, with its "score": a replica of this one scored it again."""
+@pytest.mark.parametrize("outcome_first", [False, True])
+def test_a_decision_a_previous_release_scored_before_its_outcome_is_not_scored_again(
+    tmp_path: Path, outcome_first: bool
+) -> None:
+    """That release kept it pending, with its "score": a replica of this one scored it again
+    (and, its outcome first, the outcome's rewrite dropped the score)."""
     import json
 
     from greenserv_core.errors import DecisionAlreadyScoredError
@@ -1797,10 +1801,13 @@ def test_a_decision_a_previous_release_scored_before_its_outcome_is_not_scored_a
         key = f"old:d:{decision.decision_id}"
         written = json.loads(store.client.get(key))  # type: ignore[arg-type]
         store.client.set(key, json.dumps({**written, "score": 1.0}), keepttl=True)  # as that release left it
+        if outcome_first:
+            router.record_outcome(decision.decision_id, energy_joules=5.0, latency_s=0.1)
         with pytest.raises(DecisionAlreadyScoredError):
             router.feedback(decision.decision_id, 0.0)
-        router.record_outcome(decision.decision_id, energy_joules=5.0, latency_s=0.1)  # its outcome still comes
-        assert router.stats_["small"]["feedback"] == 0
+        if not outcome_first:
+            router.record_outcome(decision.decision_id, energy_joules=5.0, latency_s=0.1)  # its outcome still comes
+        assert router.stats_["small"]["feedback"] == 0 and router.stats_["small"]["energy_joules"] == 5.0
 
 
 @pytest.mark.parametrize("scored_first", [False, True])

@@ -500,3 +500,22 @@ def test_a_call_left_open_then_prose_keeps_both() -> None:
 def test_a_fence_is_read_in_any_case_and_one_left_empty_goes(text: str, prose: str) -> None:
     out = parse_tool_calls(text, [ToolSpec("now", "", "{}")])
     assert (out.text, len(out.tool_calls), out.invalid_tool_calls) == (prose, 1, ())
+
+
+def test_only_the_fence_that_wrapped_a_call_goes_and_two_calls_left_open_stay_calls() -> None:
+    """A review of the fixes above: every empty-looking fence pair went, merging the prose's two
+    code blocks; and the second of two calls in an open block was shown as prose."""
+    run = ToolSpec("run", "", "{}")
+    prose = "Two steps:\n```\npip install x\n```\n```\npython -m x\n```"
+    out = parse_tool_calls(prose + '\n<tool_call>{"name": "run", "arguments": {}}</tool_call>', [run])
+    assert out.text == prose and len(out.tool_calls) == 1
+    two = '<tool_call>\n{"name": "run", "arguments": {}}\n{"name": "run", "arguments": {}}'
+    out = parse_tool_calls(two, [run])
+    assert out.text == "" and not out.tool_calls and len(out.invalid_tool_calls) == 1  # as the closed block
+
+
+@pytest.mark.parametrize("keyword", ["const", "default", "examples"])
+def test_a_ref_key_inside_data_is_no_reference(keyword: str) -> None:
+    data: object = [{"$ref": "other.json"}] if keyword == "examples" else {"$ref": "#/nowhere"}
+    schema = {"type": "object", "properties": {"doc": {"type": "object", keyword: data}}}
+    assert ToolSpec("edit", "", json.dumps(schema)).name == "edit"  # was refused: "points nowhere"

@@ -248,7 +248,13 @@ class RedisPendingDecisions:
             why = self.client.get(self._gone(decision_id)) if data is None else None
         if data is None:
             self._raise_gone(decision_id, why)
-        return _decode(data)  # type: ignore[arg-type]
+        item = json.loads(data)  # type: ignore[arg-type]
+        if item.get("score") is not None:  # a previous release's, scored before its outcome: set aside as now
+            keys = [self._key(decision_id), self._gone(decision_id), self._awaiting(decision_id)]
+            with self._redis(f"set decision {decision_id!r} aside for its outcome"):
+                self._pop(keys=[*keys, self._receipt(decision_id)], args=[self._ttl, uuid.uuid4().hex, _RECEIPT_S])
+            self._raise_gone(decision_id, "scored")
+        return PendingDecision.from_dict(item)
 
     def update(self, decision: PendingDecision) -> None:
         """Store a changed decision. One that another replica scored meanwhile is changed where it

@@ -168,7 +168,10 @@ def _block_json(source: str) -> Any:
     return json.loads(source if fenced is None else fenced)
 
 
-_EMPTY_FENCE = re.compile(r"```(?i:json)?\s*```")
+_FENCE_BEFORE = re.compile(r"```(?i:json)?[ \t]*\n?[ \t]*\Z")
+"""A fence opened just before a call (in the prose before it)."""
+_FENCE_AFTER = re.compile(r"[ \t]*\n?[ \t]*```")
+"""A fence closed just after a call."""
 
 
 def _value_then_prose(source: str) -> tuple[Any, str] | None:
@@ -185,7 +188,9 @@ def _value_then_prose(source: str) -> tuple[Any, str] | None:
     except _UNREADABLE:
         return None
     after = source[at:].strip()
-    return (value, after) if after else None
+    if not after or after.startswith(("{", "[", "```")):  # none, or more JSON (a second call): no prose
+        return None
+    return value, after
 
 
 def _reads_as_json(source: str) -> bool:
@@ -461,8 +466,12 @@ def parse_tool_calls(text: str, tools: Sequence[ToolSpec]) -> ParsedOutput:
                 continue  # "<tool_call>" or an empty pair named in prose, not the whole answer cut short: it stays
             if source and not closed and not source.startswith(("{", "[", "```")):
                 continue  # "<tool_call>" named in prose, not a call cut short: the text stays
-            kept.append(text[end : match.start()])
-            end = match.end()
+            before, after = text[end : match.start()], match.end()
+            opening, closing = _FENCE_BEFORE.search(before), _FENCE_AFTER.match(text, after)
+            if opening is not None and closing is not None:  # a fence that wrapped the call goes with it
+                before, after = before[: opening.start()], closing.end()
+            kept.append(before)
+            end = after
             if not source:  # an answer that is an empty block or the tag alone (cut short by a stop sequence)
                 found.append(InvalidToolCall(None, "", "tool call has no arguments: cut short, or empty"))
                 continue
@@ -473,11 +482,11 @@ def parse_tool_calls(text: str, tools: Sequence[ToolSpec]) -> ParsedOutput:
                 if read is None:
                     found.append(InvalidToolCall(None, source, f"tool call is not valid JSON: {_unreadable(error)}"))
                     continue
-                raw, after = read
-                source = source[: len(source) - len(after)].strip()
-                kept.append("\n" + after)
+                raw, prose_after = read
+                source = source[: len(source) - len(prose_after)].strip()
+                kept.append("\n" + prose_after)
             found.extend(_check(r, source, offered) for r in (raw if isinstance(raw, list) and raw else [raw]))
-        prose = _EMPTY_FENCE.sub("", "".join([*kept, text[end:]])).strip()  # a fence around a call, now empty
+        prose = "".join([*kept, text[end:]]).strip()
     if not any(isinstance(c, ToolCall) for c in found):
         # no valid Hermes call: bare JSON, whose string arguments may name the tag (a whole answer that is a
         # valid call is one, whatever a string in it holds)

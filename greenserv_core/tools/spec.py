@@ -100,6 +100,10 @@ class ToolSpec:
         }
 
 
+_DATA_KEYWORDS = frozenset({"const", "enum", "default", "examples", "example"})
+"""Keywords whose values are data, not schemas: a ``"$ref"`` key there is no reference."""
+
+
 def _unresolved_ref(schema: dict[str, Any]) -> str | None:
     """The first ``$ref`` of ``schema`` that cannot be resolved within it (``None``: all can).
     A subschema with an ``$id`` of its own sets another base, and its references are left
@@ -127,7 +131,7 @@ def _unresolved_ref(schema: dict[str, Any]) -> str | None:
                     resolver.lookup(reference)
                 except Unresolvable:
                     return reference
-            pending.extend(node.values())
+            pending.extend(value for key, value in node.items() if key not in _DATA_KEYWORDS)
         elif isinstance(node, list):
             pending.extend(node)
     return None
