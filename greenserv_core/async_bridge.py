@@ -129,10 +129,19 @@ async def run_in_thread(function: Callable[[], T]) -> T:
     context.run(_DELIVERY.set, delivery)
     loop = asyncio.get_running_loop()
     try:
-        return await loop.run_in_executor(None, context.run, function)
+        return await loop.run_in_executor(None, context.run, _no_stop_iteration, function)
     except asyncio.CancelledError:
         _leave(delivery, loop)
         raise
+
+
+def _no_stop_iteration(function: Callable[[], T]) -> T:
+    """``function()``, with a ``StopIteration`` it raises as a ``RuntimeError`` (a future cannot
+    take a ``StopIteration``: the await would never end)."""
+    try:
+        return function()
+    except StopIteration as error:
+        raise RuntimeError(f"StopIteration raised in a worker thread: {error!r}") from error
 
 
 def _leave(delivery: Delivery, loop: asyncio.AbstractEventLoop) -> None:

@@ -17,7 +17,7 @@ def bfloat16_is_fast(device: str = "cpu") -> bool:
 
     if device.startswith("cuda"):
         return cuda_bfloat16_is_native(device)
-    if device != "cpu":
+    if device.split(":")[0] != "cpu":  # ("cpu:0" is the CPU too)
         return False
     try:  # the CPU's own flags (private, so guarded); oneDNN's bf16 flag says yes on any AVX-512
         # CPU, where bf16 is emulated (Skylake-SP to Ice Lake)

@@ -17,6 +17,6 @@ def cache_dir() -> Path:
     '/tmp/gs-doc'
     """
     override = os.environ.get("GREENSERV_CACHE")
-    path = Path(override) if override else Path(platformdirs.user_cache_dir("greenserv"))
+    path = Path(override).expanduser() if override else Path(platformdirs.user_cache_dir("greenserv"))
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -37,7 +37,18 @@ def pick_device(requested: str | None = None) -> str:
         raise InvalidInputError(f"unknown device {requested!r}: use e.g. 'cpu', 'cuda' or 'cuda:1'") from error
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InvalidInputError(f"device {requested!r}: torch sees no CUDA GPU here (use 'cpu')")
+    if device.type == "meta" or (device.type in ("mps", "xpu") and not _available(torch, device.type)):
+        raise InvalidInputError(f"device {requested!r}: torch cannot run a model there on this machine (use 'cpu')")
     return requested
+
+
+def _available(torch: Any, kind: str) -> bool:
+    """Whether torch can run on the ``mps`` or ``xpu`` device here."""
+    if kind == "mps":
+        backend = getattr(torch.backends, "mps", None)
+        return bool(backend is not None and backend.is_available())
+    module = getattr(torch, kind, None)
+    return bool(module is not None and module.is_available())
 
 
 def pick_dtype(device: str, requested: str | None = None) -> Any:

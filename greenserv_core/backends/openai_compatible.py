@@ -273,7 +273,14 @@ class OpenAICompatibleBackend:
         if not isinstance(max_concurrency, int) or max_concurrency < 1:
             raise InvalidInputError(f"max_concurrency must be a positive integer, got {max_concurrency!r}")
         assumed_watts = check_number("assumed_watts", assumed_watts, low=0.0, strict=True)
-        url = httpx.URL(base_url.strip()) if isinstance(base_url, str) else None
+        try:
+            url = httpx.URL(base_url.strip()) if isinstance(base_url, str) else None
+        except httpx.InvalidURL:  # (a '/' or '#' in a password, not percent-encoded): its text not shown
+            shown = f"…@{base_url.rpartition('@')[2]}" if "@" in base_url else redacted(base_url)  # (no userinfo)
+            raise InvalidInputError(
+                f"base_url is not a URL httpx can read ({shown!r}); percent-encode a '/', '#' or '@' in a user "
+                "name or password (or give api_key=)"
+            ) from None
         if url is None or url.scheme not in ("http", "https") or not url.host:
             raise InvalidInputError(f"base_url must be an http(s) URL with a host, got {redacted(repr(base_url))}")
         credentials = (url.username, url.password) if url.username or url.password else None
@@ -708,7 +715,7 @@ class OpenAICompatibleBackend:
             self.breaker.failure()
             raise ModelUnavailableError(
                 f"{self._info.name}: {self.base_url} redirects (HTTP {response.status_code}) to "
-                f"{response.headers.get('location', '?')}: give that as the base URL"
+                f"{redacted(response.headers.get('location', '?'))}: give that as the base URL"
             )
         if response.status_code >= 400:
             raise InvalidInputError(
@@ -1138,7 +1145,7 @@ def remote_backend(address: str, meter: str = "auto", *, name: str | None = None
     >>> remote_backend("http://gpu-1:8000/v1#Qwen/Qwen2.5-7B-Instruct").info.name
     'Qwen/Qwen2.5-7B-Instruct'
     """
-    base_url, _, model = address.partition("#")
+    base_url, _, model = address.rpartition("#")  # (a model id holds no '#'; a password may)
     if not model:
         raise InvalidInputError(
             f"a remote model is <base URL>#<model id>, e.g. http://gpu-1:8000/v1#qwen, got {redacted(repr(address))}"

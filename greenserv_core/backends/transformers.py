@@ -757,4 +757,5 @@ def directory_backend(address: str, meter: str = "auto") -> TransformersBackend:
     >>> directory_backend("/models/qwen2.5-0.5b").name
     'qwen2.5-0.5b'
     """
-    return TransformersBackend(ModelSpec(Path(os.path.abspath(address)).name, path=address), meter=meter)  # "." too
+    where = os.path.abspath(address)  # "." too; and the folder meant now, wherever the process moves later
+    return TransformersBackend(ModelSpec(Path(where).name, path=where), meter=meter)

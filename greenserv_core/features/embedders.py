@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import os
 import re
 import threading
 import zlib
@@ -138,12 +137,13 @@ class SentenceTransformerEmbedder:
             with self._load_lock:
                 if self._model is None:
                     path = Path(self.model_path) if self.model_path is not None else bundled_minilm_path()
-                    if self.model_path is None:
-                        os.environ.setdefault("HF_HUB_OFFLINE", "1")
                     from sentence_transformers import SentenceTransformer
 
+                    # the bundled folder: never the Hub (and the process's offline setting left as it is)
                     with quiet_loading():
-                        model = SentenceTransformer(str(path), device=self.device)
+                        model = SentenceTransformer(
+                            str(path), device=self.device, local_files_only=self.model_path is None
+                        )
                     model.max_seq_length = self.max_seq_length
                     self._model = model
         return self._model

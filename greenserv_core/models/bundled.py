@@ -135,8 +135,9 @@ def convert_gguf(gguf: Path, out: Path) -> None:
     from greenserv_core.quiet_loading import quiet_loading
 
     with quiet_loading():
-        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        # (a folder here: never the Hub, and the process's offline setting left as the caller has it)
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, local_files_only=True)
         # the weights are de-quantised now; drop the GGUF quantizer marker so they save as usual
         model.hf_quantizer = None  # type: ignore[assignment]
         if hasattr(model.config, "quantization_config"):
@@ -166,7 +167,6 @@ def _convert(name: str, target: Path) -> Path:
         owner = stale.name.rsplit("-", 1)[-1]
         if not (owner.isdigit() and _running(int(owner))):
             shutil.rmtree(stale, ignore_errors=True)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     gguf = BUNDLED_MODELS[name].locate()
     started = time.perf_counter()
     partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
@@ -229,7 +229,6 @@ def bundled_pool(names: Sequence[str] | None = None, **backend_options: Any) -> 
     on first use)."""
     from greenserv_core.backends.transformers import TransformersBackend
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if names is None:
         return [TransformersBackend(spec, **backend_options) for spec in bundled_specs()]
     if isinstance(names, str):  # one name, not its letters
@@ -250,5 +249,4 @@ def bundled_backend(address: str, meter: str = "auto") -> TransformersBackend:
     """The backend of one bundled model, by name."""
     from greenserv_core.backends.transformers import TransformersBackend
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     return TransformersBackend(bundled_spec(address), meter=meter)
