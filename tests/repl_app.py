@@ -18,6 +18,7 @@ from tests.conftest import make_hashing_extractor
 def _slow_reply(messages: Sequence[Message]) -> str:
     """The large model takes its time when asked to (so Ctrl-C can stop it)."""
     if "slowly" in str(messages[-1]["content"]):
+        print("[slow answer started]", flush=True)  # (a Ctrl-C sent before it would stop the prompt instead)
         time.sleep(30)
     return f"large answer to: {messages[-1]['content']} (turn {sum(m['role'] == 'user' for m in messages)})"
 
