@@ -95,3 +95,24 @@ def test_a_password_with_a_slash_or_hash_is_refused_without_showing_it(password:
     with pytest.raises(InvalidInputError) as raised:
         remote_backend(f"https://user:{password}@host/v1#model")
     assert "SECRET" not in str(raised.value)
+
+
+def test_an_error_closing_a_stream_the_caller_left_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """It was posted to a queue nobody read any more: neither raised nor logged."""
+    from greenserv_core.async_bridge import iterate_in_thread
+
+    def pieces() -> object:
+        try:
+            yield 1
+            yield 2
+        finally:
+            raise OSError("releasing the device failed")
+
+    async def leave_early() -> None:
+        bridge = iterate_in_thread(pieces)  # type: ignore[arg-type]
+        await bridge.__anext__()
+        await bridge.aclose()
+
+    with caplog.at_level("WARNING", logger="greenserv"):
+        asyncio.run(leave_early())
+    assert "releasing the device failed" in caplog.text

@@ -52,7 +52,9 @@ def build_backends(
     """``None``: the bundled pool; else :func:`resolve_model` of each item. ``meter`` is checked
     first (``auto`` or a registered meter's name), before any model is built, and then
     :func:`check_meter` refuses one that cannot measure a local model here, before any loads
-    (naming it as ``option``, the command line's ``--meter``, where given)."""
+    (naming it as ``option``, the command line's ``--meter``, where given). It meters the
+    models built here from names, addresses and specs; a backend given as an object keeps the
+    meter it was built with."""
     from greenserv_core.energy.registry import meter_names
 
     if meter != "auto" and meter not in meter_names():
