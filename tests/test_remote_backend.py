@@ -492,6 +492,42 @@ def test_energy_from_a_gpu_exporter_counter_over_the_request() -> None:
         ExporterEnergyCounter("http://gpu-1:9400/metrics", labels={"gpu": 0})  # type: ignore[dict-item]
 
 
+def _exporter_pages(pages: list[str]) -> httpx.Client:
+    left = iter(pages)
+    return httpx.Client(transport=httpx.MockTransport(lambda request: httpx.Response(200, text=next(left))))
+
+
+def test_an_exporter_step_the_request_only_caught_is_no_reading() -> None:
+    """A 30 s refresh step of 400 W caught by a short request was taken as its measured 12 kJ."""
+    metric = "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"
+    pages = [f'{metric}{{gpu="0"}} 1000000\n', f'{metric}{{gpu="0"}} 13000000\n']  # +12,000 J
+    counter = ExporterEnergyCounter("http://gpu-1:9400/metrics", labels={"gpu": "0"}, client=_exporter_pages(pages))
+    energy = backend(lambda request: answer("4"), energy=counter, assumed_watts=250).generate(ASK, SETTINGS).energy
+    assert energy.source == "estimate-latency-x-250W" and not energy.measured
+    node = ExporterEnergyCounter(  # a node's counter may draw more: max_watts says how much
+        "http://node:9100/metrics", metric=metric, max_watts=None, client=_exporter_pages(pages)
+    )
+    energy = backend(lambda request: answer("4"), energy=node).generate(ASK, SETTINGS).energy
+    assert (energy.joules, energy.measured) == (12_000.0, True)
+
+
+def test_exporter_labels_that_match_several_gpus_are_no_reading() -> None:
+    """The first GPU's series was read, whichever GPU ran the request."""
+    metric = "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"
+    pages = [f'{metric}{{gpu="0"}} {a}\n{metric}{{gpu="1"}} {b}\n' for a, b in ((1000, 5000), (8000, 105000))]
+    counter = ExporterEnergyCounter("http://gpu-1:9400/metrics", client=_exporter_pages(pages))
+    energy = backend(lambda request: answer("4"), energy=counter, assumed_watts=250).generate(ASK, SETTINGS).energy
+    assert energy.source == "estimate-latency-x-250W"  # was 7 J measured: GPU 0's idle counter
+
+
+def test_a_reported_energy_that_is_no_number_is_none_and_the_header_stands() -> None:
+    from greenserv_core.energy.remote import reported_energy
+
+    assert reported_energy({"energy_joules": True}, {}) is None  # was 1 J, measured
+    reading = reported_energy({"energy_joules": "bad"}, {"x-energy-joules": "3"})
+    assert reading is not None and reading.joules == 3.0  # was None: the bad value hid the header
+
+
 def test_an_unreadable_exporter_falls_back_to_the_labelled_estimate() -> None:
     counter = ExporterEnergyCounter(
         "http://gpu-1:9400/metrics",

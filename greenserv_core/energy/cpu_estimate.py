@@ -1,8 +1,10 @@
 """The fallback when nothing can be measured: process CPU time × a per-core wattage.
 
 Every reading is labelled ``cpu-time-estimate`` with ``measured=False``. The CPU time is the
-whole process's (all threads), so work running beside a generation is counted too; the
-router serialises generations per device, which keeps that to routing and embedding. Windows
+whole process's (all threads), so work running beside a generation is counted too: routing
+and embedding, and a model on another device answering at the same time (the router
+serialises generations per device, not across devices), whose CPU time a window it measures
+does not take from this one. Windows
 open at once (models on two devices, both estimated) split the process's CPU time evenly
 between them, so that no CPU second is charged twice. A standby window (kept beside a meter
 that measures, in case its reading fails) takes no share from them and is charged its own

@@ -42,11 +42,6 @@ _initialised = False
 _warned: set[str] = set()
 logger = logging.getLogger("greenserv.energy")
 
-STALLED_AFTER_S = 1.0
-"""A window at least this long in which a GPU's counter did not move has no reading: NVML
-refreshes the counter about every 0.1 s, and a powered GPU spends joules every second. Shorter
-windows may read 0 J (the counter moves in steps)."""
-
 
 MAX_GPU_WATTS = 5000.0
 """The most a GPU's counter may say it spent per second of a window (over a 0.2 s floor: NVML
@@ -159,10 +154,12 @@ class NvmlCounterMeter(_NvmlMeter):
     """Joules from the GPUs' total-energy counters.
 
     Raises :class:`MissingResourceError` at construction if NVML or the counter is missing. A
-    window of :data:`STALLED_AFTER_S` or more in which no GPU's counter moved has no reading
-    (:class:`CounterDidNotMoveError`). One in which only some moved reads the joules of those:
-    the stalled GPUs' share is unknown and left out, so the window is labelled
-    ``nvml-counter-partial`` with ``measured=False`` (a warning is logged once).
+    window in which no GPU's counter moved has no reading (:class:`CounterDidNotMoveError`),
+    however short: a GPU never spends 0 J, so the counter was not refreshed within it (the
+    driver refreshes it every few tens of milliseconds), and 0 J would be no measurement. One in
+    which only some moved reads the joules of those: the stalled GPUs' share is unknown and left
+    out, so the window is labelled ``nvml-counter-partial`` with ``measured=False`` (a warning
+    is logged once).
     """
 
     source = "nvml-counter"
@@ -185,9 +182,8 @@ class NvmlCounterMeter(_NvmlMeter):
         if stalled:
             window.source, window.measured = self.partial_source, False
             _warn_once(
-                f"energy: the energy counter of GPU {stalled} did not move in a window of "
-                f"{STALLED_AFTER_S:g} s or more; such windows count only the GPUs whose counters "
-                f"moved, labelled {self.partial_source} (not measured)"
+                f"energy: the energy counter of GPU {stalled} did not move in a window; such windows "
+                f"count only the GPUs whose counters moved, labelled {self.partial_source} (not measured)"
             )
 
     def _moved(self, token: object, duration_s: float) -> tuple[float, str]:
@@ -202,7 +198,7 @@ class NvmlCounterMeter(_NvmlMeter):
                 f"{MAX_GPU_WATTS:g} W, not a reading"
             )
         stalled = ""
-        if duration_s >= STALLED_AFTER_S and 0 in changes:  # not refreshed: no reading of that GPU, not 0 J
+        if 0 in changes:  # not refreshed (a GPU never spends 0 J): no reading of that GPU, not 0 J
             stalled = ", ".join(
                 str(device) for device, change in zip(self.cuda_devices, changes, strict=True) if not change
             )

@@ -29,6 +29,7 @@ import httpx
 
 from greenserv_core.bandits.base import check_number
 from greenserv_core.energy.base import CounterDidNotMoveError, EnergyReading, TimedMeter
+from greenserv_core.energy.nvml import MAX_GPU_WATTS
 from greenserv_core.energy.overlap import OverlapShares
 from greenserv_core.errors import InvalidInputError, MissingResourceError, WindowNotMeasuredError
 from greenserv_core.redaction import redacted
@@ -45,15 +46,15 @@ def reported_energy(usage: object, headers: Mapping[str, str]) -> EnergyReading 
     >>> reported_energy(None, {"x-energy-joules": "3"}).joules
     3.0
     """
-    value: Any = usage.get("energy_joules") if isinstance(usage, Mapping) else None
-    if value is None:
-        value = headers.get("x-energy-joules")
-    if value is None:
-        return None
-    try:
-        return EnergyReading(float(value), source="server-reported", measured=True)
-    except (TypeError, ValueError, InvalidInputError):
-        return None
+    given: Any = usage.get("energy_joules") if isinstance(usage, Mapping) else None
+    for value in (given, headers.get("x-energy-joules")):  # (a usage's value unread: the header's)
+        if value is None or isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            continue  # true is no number of joules
+        try:
+            return EnergyReading(float(value), source="server-reported", measured=True)
+        except (TypeError, ValueError, OverflowError, InvalidInputError):
+            continue
+    return None
 
 
 def estimated_energy(latency_s: float, assumed_watts: float) -> EnergyReading:
@@ -73,7 +74,10 @@ class ExporterEnergyCounter(TimedMeter):
     ``joules_per_unit`` converts its unit (DCGM reports millijoules: 0.001). A counter that did
     not move during a request gives no reading (the labelled estimate stands in): the exporter
     refreshes it only every collection interval, so set that well below a request's length
-    (dcgm-exporter's ``-c``, in milliseconds) for the counter to measure short requests.
+    (dcgm-exporter's ``-c``, in milliseconds) for the counter to measure short requests. A
+    change of more than ``max_watts`` over the window (default 5 kW, one GPU; ``None``: no
+    check) is a refresh step that the request only caught, not its joules: no reading. Labels
+    that match more than one series are refused (a node's page lists every GPU).
 
     >>> page = 'DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{gpu="0"} 5000\\n'
     >>> ExporterEnergyCounter.parse(page, "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", {"gpu": "0"})
@@ -92,8 +96,10 @@ class ExporterEnergyCounter(TimedMeter):
         joules_per_unit: float = 1e-3,
         timeout_s: float = 2.0,
         client: httpx.Client | None = None,
+        max_watts: float | None = MAX_GPU_WATTS,
     ) -> None:
         self.metrics_url = metrics_url
+        self.max_watts = None if max_watts is None else check_number("max_watts", max_watts, low=0.0, strict=True)
         self.metric = metric
         self.labels = dict(labels or {})
         odd = {k: v for k, v in self.labels.items() if not (isinstance(k, str) and isinstance(v, str))}
@@ -104,16 +110,33 @@ class ExporterEnergyCounter(TimedMeter):
 
     @staticmethod
     def parse(page: str, metric: str, labels: Mapping[str, str]) -> float | None:
-        """The value of the first ``metric`` series whose labels include ``labels`` (the parser
-        names a counter's samples ``<metric>_total``; either name matches)."""
+        """The value of the ``metric`` series whose labels include ``labels`` (the parser names a
+        counter's samples ``<metric>_total``; either name matches); ``None`` where none does, and
+        :class:`ValueError` where several do (which one the request ran on is not known).
+
+        >>> page = 'E{gpu="0"} 5\\nE{gpu="1"} 9\\n'
+        >>> ExporterEnergyCounter.parse(page, "E", {"gpu": "1"})
+        9.0
+        >>> ExporterEnergyCounter.parse(page, "E", {})
+        Traceback (most recent call last):
+        ...
+        ValueError: 2 E series match the labels {}: give labels that pick one, such as {'gpu': '0'}
+        """
         from prometheus_client.parser import text_string_to_metric_families
 
         names = {metric, f"{metric}_total"}
-        for family in text_string_to_metric_families(page):
-            for sample in family.samples:
-                if sample.name in names and all(sample.labels.get(k) == v for k, v in labels.items()):
-                    return float(sample.value)
-        return None
+        found = [
+            float(sample.value)
+            for family in text_string_to_metric_families(page)
+            for sample in family.samples
+            if sample.name in names and all(sample.labels.get(k) == v for k, v in labels.items())
+        ]
+        if len(found) > 1:
+            raise ValueError(
+                f"{len(found)} {metric} series match the labels {dict(labels)}: give labels that pick one, "
+                "such as {'gpu': '0'}"
+            )
+        return found[0] if found else None
 
     @property
     def _where(self) -> str:
@@ -144,4 +167,10 @@ class ExporterEnergyCounter(TimedMeter):
                 f"the counter at {self._where} did not move in {duration_s:.3f} s: the exporter has not "
                 "refreshed it, so there is no reading"
             )
-        return (end - token) * self.joules_per_unit
+        joules = (end - token) * self.joules_per_unit
+        if self.max_watts is not None and joules > self.max_watts * max(duration_s, 0.2):
+            raise WindowNotMeasuredError(  # a collection step the request caught, not what it spent
+                f"the counter at {self._where} rose by {joules:.1f} J in {duration_s:.3f} s: more than "
+                f"{self.max_watts:g} W (max_watts), a refresh step longer than the request, not a reading"
+            )
+        return joules
