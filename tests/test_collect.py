@@ -607,3 +607,34 @@ def test_collect_refuses_another_table_at_out_even_beside_a_journal(tmp_path: Pa
     again = FakeBackend("m")
     assert collect([again], out, tasks=["arc_easy"], limit=3, seed=3, batch_size=1).columns == same.columns
     assert again.calls == 2 and not journal_path(out).exists()
+
+
+class _Crashing(FakeBackend):
+    """Answers ``budget`` prompts, then is interrupted."""
+
+    def __init__(self, name: str, budget: int) -> None:
+        super().__init__(name)
+        self.budget = budget
+
+    def generate(self, messages: Sequence[Message], settings: GenerationSettings) -> GenerationResult:
+        if self.calls >= self.budget:
+            raise KeyboardInterrupt
+        return super().generate(messages, settings)
+
+
+@pytest.mark.parametrize("garbage", [b"\x00" * 40, b"\xff\xfe not text"])
+def test_a_corrupt_last_journal_line_that_ended_is_cut_and_the_collection_finishes(
+    tmp_path: Path, garbage: bytes
+) -> None:
+    """It was skipped but left in the file: the next rows followed it, and the next resume
+    refused the journal (or, not UTF-8, the first resume raised a UnicodeDecodeError)."""
+    out = tmp_path / "t.csv"
+    options = {"tasks": ["arc_easy"], "limit": 6, "seed": 0, "batch_size": 1}
+    with pytest.raises(KeyboardInterrupt):
+        collect([_Crashing("m", 2)], out, **options)  # type: ignore[arg-type]
+    with open(journal_path(out), "ab") as journal:
+        journal.write(garbage + b"\n")  # a power loss's block, ending in a newline
+    with pytest.raises(KeyboardInterrupt):
+        collect([_Crashing("m", 2)], out, **options)  # type: ignore[arg-type]
+    table = collect([FakeBackend("m")], out, **options)  # type: ignore[arg-type]
+    assert len(table) == 6 and len(set(table.columns["query_id"])) == 6

@@ -342,6 +342,37 @@ def test_a_simulated_csv_table_that_lost_its_sidecar_still_reads_as_simulated(
     assert not OutcomeTable(_two_rows(energy_source=["simulated", "nvml"])).simulated
 
 
+def test_an_interrupted_csv_write_leaves_the_old_table_with_its_own_sidecar(
+    table: OutcomeTable, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The new sidecar was renamed into place before the table was written: the old, real
+    table then read as the new, simulated one's."""
+    import csv
+
+    from greenserv_core.evaluation import table as table_module
+
+    path = tmp_path / "t.csv"
+    write_table(OutcomeTable(table.columns, {"simulated": False, "generator": "greenserv collect"}), path)
+    real_writer = csv.writer
+
+    class Interrupted:
+        def __init__(self, handle: object) -> None:
+            self.writer = real_writer(handle)  # type: ignore[arg-type]
+
+        def writerow(self, row: object) -> None:
+            self.writer.writerow(row)  # type: ignore[arg-type]
+
+        def writerows(self, rows: object) -> None:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(table_module.csv, "writer", Interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_table(OutcomeTable(table.columns, {"simulated": True}), path)
+    monkeypatch.setattr(table_module.csv, "writer", real_writer)
+    assert read_table(path).metadata.get("generator") == "greenserv collect"  # the old sidecar, not the new
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv", "t.csv.meta.json"]  # no temporary left
+
+
 class _OneAtATime(FakeBackend):
     """Answers one query at a time, each answer taking ``seconds``."""
 

@@ -114,16 +114,22 @@ def _jobs(tasks: Sequence[str], limit: int, seed: int) -> dict[str, list[_Job]]:
 
 
 def _read_journal(path: Path, header: dict[str, Any]) -> list[dict[str, Any]]:
-    """Rows already collected under the same settings; a torn last line (a crash mid-write) is
-    dropped, and cut from the file, so that the rows appended next start on a line of their own."""
+    """Rows already collected under the same settings; a torn or corrupt last line (a crash
+    mid-write, or a block of zeros after a power loss) is dropped, and cut from the file, so
+    that the rows appended next start on a line of their own."""
     if not path.exists():
         return []
     data = path.read_bytes()
     whole = data[: data.rfind(b"\n") + 1]  # a torn line has no newline yet
+    if len(whole) > 1 and not _row_line(whole[whole.rfind(b"\n", 0, len(whole) - 1) + 1 : -1]):
+        whole = whole[: whole.rfind(b"\n", 0, len(whole) - 1) + 1]  # a last line that ended but is no row
     if len(whole) != len(data):
         with open(path, "r+b") as handle:
             handle.truncate(len(whole))
-    lines = whole.decode("utf-8").split("\n")[:-1]  # not splitlines(): a row's text may hold U+0085 or U+2028
+    try:  # not splitlines(): a row's text may hold U+0085 or U+2028
+        lines = whole.decode("utf-8").split("\n")[:-1]
+    except UnicodeDecodeError as error:
+        raise StateFileError(f"{path} is corrupt: {error}") from None
     if not lines:
         return []
     try:
@@ -144,6 +150,14 @@ def _read_journal(path: Path, header: dict[str, Any]) -> list[dict[str, Any]]:
             if number != len(lines):
                 raise StateFileError(f"{path} line {number} is corrupt") from None
     return rows
+
+
+def _row_line(line: bytes) -> bool:
+    """Whether ``line`` (a journal line without its newline) reads as a JSON object."""
+    try:
+        return isinstance(json.loads(line.decode("utf-8")), dict)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return False
 
 
 def _batches(jobs: list[_Job], size: int) -> Iterator[list[_Job]]:

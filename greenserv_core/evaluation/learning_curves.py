@@ -86,12 +86,18 @@ def _prefix_means(values: np.ndarray, horizons: np.ndarray) -> np.ndarray:
 
 
 def gap_share(value: float, low: float, high: float) -> float | None:
-    """The share of the gap from ``low`` to ``high`` that ``value`` closes (``None`` without a gap).
+    """The share of the gap from ``low`` to ``high`` that ``value`` closes (``None`` without a gap,
+    or one within rounding: two means of the same outcomes may differ in their last bits).
 
     >>> gap_share(0.5, 0.25, 0.75), gap_share(0.5, 0.5, 0.5)
     (0.5, None)
+    >>> gap_share(0.12744705546771024, 0.1274470554677102, 0.12744705546771024)  # the same, rounded apart
     """
-    return (value - low) / (high - low) if high > low else None
+    return (value - low) / (high - low) if high - low > _ROUNDING * max(1.0, abs(high), abs(low)) else None
+
+
+_ROUNDING = 1e-9
+"""A gap this small against its ends is rounding, not a gap."""
 
 
 def relative_change(value: float, base: float) -> float | None:

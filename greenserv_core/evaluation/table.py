@@ -260,9 +260,11 @@ class Matrices:
 def write_table(table: OutcomeTable, path: str | Path) -> Path:
     """Write ``.parquet`` (needs the ``bench`` extra) or ``.csv`` (RFC 4180, with a ``.meta.json`` sidecar).
 
-    Each file is written to a temporary file in the same folder and renamed into place, the
-    CSV's sidecar before the table: an interrupted write leaves the old files (or none), never
-    half a table, and never a table that reads as real for want of its sidecar.
+    Each file is written to a temporary file in the same folder and renamed into place; a CSV
+    is written whole before its sidecar is, and renamed after it: an interrupted write leaves
+    the old files (or none), never half a table, and never a table that reads as real for want
+    of its sidecar (only an interruption between the two renames pairs the old table with the
+    new sidecar).
     """
     path = Path(path)
     check_table_suffix(path)
@@ -286,8 +288,15 @@ def write_table(table: OutcomeTable, path: str | Path) -> Path:
                     zip(*(_csv_values(table.columns[name]) for name in names), strict=True)  # None: an empty field
                 )
 
-        _write_atomically(Path(f"{path}.meta.json"), lambda temporary: temporary.write_text(meta, encoding="utf-8"))
-        _write_atomically(path, write_csv)
+        # the table written whole first, then the sidecar, then the table renamed into place (an
+        # interrupted table leaves the old sidecar beside the old table)
+        _write_atomically(
+            path,
+            write_csv,
+            before_rename=lambda: _write_atomically(
+                Path(f"{path}.meta.json"), lambda temporary: temporary.write_text(meta, encoding="utf-8")
+            ),
+        )
     return path
 
 
@@ -303,13 +312,17 @@ def check_table_suffix(path: str | Path, flag: str | None = None) -> Path:
     return path
 
 
-def _write_atomically(path: Path, write: Callable[[Path], object]) -> None:
-    """``write`` a temporary file beside ``path``, then rename it to ``path`` (the temporary
-    file is removed if writing fails or is interrupted). The temporary file is created by
-    ``write`` itself, so it gets the permissions a plain write would."""
+def _write_atomically(
+    path: Path, write: Callable[[Path], object], before_rename: Callable[[], object] | None = None
+) -> None:
+    """``write`` a temporary file beside ``path``, then (after ``before_rename``) rename it to
+    ``path`` (the temporary file is removed if writing fails or is interrupted). The temporary
+    file is created by ``write`` itself, so it gets the permissions a plain write would."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
     try:
         write(temporary)
+        if before_rename is not None:
+            before_rename()
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
