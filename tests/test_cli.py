@@ -288,12 +288,18 @@ def test_bench_tool_calling_prints_a_table(capsys: pytest.CaptureFixture[str], m
 
 def test_the_long_benchmarks_show_their_progress(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """bench tool-calling ran 9 minutes, local-models 4.5, with nothing on the screen."""
+    import sys
+
     from greenserv_core.backends.fake import FakeBackend
     from greenserv_core.evaluation import tool_calling
 
     monkeypatch.setattr(tool_calling, "_bundled_tool_backends", lambda: [FakeBackend("prose")])
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # a terminal (a file or a pipe gets no bar)
     assert cli.main(["bench", "tool-calling"]) == 0
     assert "tool calling" in capsys.readouterr().err  # was nothing until the table
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    assert cli.main(["bench", "tool-calling"]) == 0
+    assert "tool calling" not in capsys.readouterr().err  # its redrawn frames garbled logs
 
 
 def test_bench_replicas_prints_a_table(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -490,6 +496,9 @@ def test_bench_local_models_times_each_model_on_features_of_its_own(monkeypatch,
     local_models.run_local_models(models=["a", "b"], dtypes=["float32", "bfloat16"], queries=2, skip_first_load=True)
     assert len(seen) == 4 and len({id(f) for f in seen}) == 4  # was one extractor: later models on warm caches
     capsys.readouterr()
+    import sys
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # a terminal (a file or a pipe gets no bar)
     local_models.run_local_models(models=["a"], queries=2, skip_first_load=True, progress=True)
     assert "local models" in capsys.readouterr().err  # was nothing for minutes
 
@@ -538,3 +547,96 @@ def test_cascade_replay_quiet_shows_no_warm_up_bar_either(tmp_path: Path, monkey
     argv = ["bench", "cascade-replay", "--table", str(path), "--runs", "1", "--cascade", "small->large", "--quiet"]
     assert cli.main([*argv, "--no-embedding-cache"]) == 0
     assert asked == [False]  # the embedder's own progress bar stays off too
+
+
+# ---- a review of 2026-12-07 (night): outputs refused up front, a reader that leaves, piped lines --------
+
+
+def test_a_json_report_nowhere_writable_is_refused_before_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It was refused only after the whole replay, its report lost."""
+    calibration = write_calibration(tmp_path / "cal.csv")
+    table = tmp_path / "t.csv"
+    simulate = ["bench", "simulate", "--calibration", str(calibration), "--out", str(table), "--queries-per-task", "5"]
+    assert cli.main(simulate) == 0
+    capsys.readouterr()
+    (tmp_path / "ro").mkdir(mode=0o500)
+    unwritable = "/proc/report.json" if Path("/proc").is_dir() else str(tmp_path / "ro" / "report.json")
+    code = cli.main(["bench", "replay", "--table", str(table), "--strategies", "random", "--json", unwritable])
+    out, err = capsys.readouterr()
+    assert code == 2 and "cannot write" in err and "random" not in out  # no replay ran
+
+
+def test_a_reader_that_leaves_ends_the_command_quietly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`greenserv ... | head` gave a BrokenPipeError traceback and exit 1."""
+    import os
+    import sys
+
+    def leaves(args: object) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(cli, "build_parser", lambda: _ParserRunning(leaves))
+    kept = os.dup(sys.stdout.fileno())
+    try:
+        assert cli.main(["anything"]) == 141
+    finally:
+        os.dup2(kept, sys.stdout.fileno())
+        os.close(kept)
+
+
+class _ParserRunning:
+    def __init__(self, run: Any) -> None:
+        self.run = run
+
+    def parse_args(self, argv: Any) -> Any:
+        return type("Args", (), {"run": staticmethod(self.run), "verbose": False})()
+
+
+def test_a_sidecar_that_cannot_be_read_is_bad_input(tmp_path: Path) -> None:
+    from greenserv_core.evaluation.table import OutcomeTable, write_table
+    from tests.test_evaluation import _two_rows
+
+    path = write_table(OutcomeTable(_two_rows()), tmp_path / "t.csv")
+    Path(f"{path}.meta.json").write_bytes(b"\xff\xfe{}")
+    with pytest.raises(InvalidInputError, match="not readable metadata"):  # was a UnicodeDecodeError
+        read_table(path)
+
+
+def test_piped_lines_get_no_prompts_and_a_byte_order_mark_is_no_part_of_a_command(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import io
+    import sys
+
+    from greenserv_core import FakeBackend, GreenServRouter
+    from greenserv_core.cli.session import ChatSession, run_repl
+    from tests.conftest import make_hashing_extractor
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO("\ufeff/stats\n/quit\n".encode()), encoding="utf-8"))
+    prompts: list[str] = []
+
+    def reading(prompt: str = "") -> str:
+        prompts.append(prompt)
+        return sys.stdin.readline().rstrip("\n") or (_ for _ in ()).throw(EOFError)
+
+    monkeypatch.setattr("builtins.input", reading)
+    lines: list[str] = []
+    router = GreenServRouter([FakeBackend("small"), FakeBackend("large")], features=make_hashing_extractor(), seed=0)
+    session = ChatSession(router, max_new_tokens=8, say=lines.append)
+    run_repl(session)
+    assert set(prompts) == {""}  # was "you> " between every answer
+    assert router.learner_.decisions_made_ == 0  # "\ufeff/stats" was sent to a model as a message
+
+
+def test_bench_replicas_starts_its_processes_with_ctrl_c_ignored() -> None:
+    """A Ctrl-C printed each worker's KeyboardInterrupt traceback beside the one clean line:
+    the processes start with the signal ignored (they inherit it), and the parent gets it."""
+    import signal
+
+    from greenserv_core.evaluation.replicas import _ctrl_c_to_the_parent_alone
+
+    before = signal.getsignal(signal.SIGINT)
+    with _ctrl_c_to_the_parent_alone():
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    assert signal.getsignal(signal.SIGINT) is before

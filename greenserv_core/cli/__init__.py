@@ -63,6 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C: a word, not a traceback, and the shell's code for it
         print("\ngreenserv: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader left (`| head`): no traceback, and the shell's code for SIGPIPE
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (Python's flush at exit would fail again)
+        return 141
     except ModuleNotFoundError as error:  # a package of the bench extra, imported outside bench_import
         missing = missing_extra(error)
         if missing is None:

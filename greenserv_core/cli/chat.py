@@ -398,7 +398,9 @@ def build_chat_parser(chat: argparse.ArgumentParser | None = None) -> argparse.A
     add_meter_option(chat)
     chat.add_argument("--state", help="load learned state from this file if it exists, save it there at the end")
     chat.add_argument(
-        "--seed", type=seed_number, help="the policy's random seed (default 0); a loaded --state keeps its own"
+        "--seed",
+        type=seed_number,
+        help="the policy's random seed (default 0); a loaded --state keeps its own, and another is refused",
     )
     chat.add_argument("--interactive", action="store_true", help="read messages from standard input")
     chat.set_defaults(run=_chat)

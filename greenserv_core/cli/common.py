@@ -81,14 +81,15 @@ def check_output_file(
     suffixes: Sequence[str] = (),
     *,
     not_to: Mapping[str, str | None] | None = None,
-    writable: bool = False,
+    writable: bool = True,
 ) -> None:
     """Before a command's work: ``path`` (when given) must not be a folder, nor lie under a
     file, must end in one of ``suffixes`` when they are given (or have no suffix at all when
     ``""`` is one of them), and must not be any file of ``not_to`` (flag to path: the command's
     inputs and its other outputs), nor the ``.meta.json`` sidecar of a ``.csv`` table among them,
-    which writing it would destroy. With ``writable``, a file must be writable in the nearest
-    folder above it that exists (where it would be made).
+    which writing it would destroy. With ``writable`` (the default: an output refused at the
+    end of a long run loses the run), a file must be writable in the nearest folder above it
+    that exists (where it would be made).
 
     >>> check_output_file("--json", "t.csv", not_to={"--table": "./t.csv"})
     Traceback (most recent call last):

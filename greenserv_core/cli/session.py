@@ -114,8 +114,9 @@ class ChatSession:
 
     # ---- one line ------------------------------------------------------------------------
     def handle(self, line: str) -> bool:
-        """Act on one line; ``False`` when the session should end."""
-        text = line.strip()
+        """Act on one line; ``False`` when the session should end (a byte-order mark, as a file
+        saved by some editors begins, is no part of it)."""
+        text = line.strip().lstrip("\ufeff").strip()
         if not text:
             return True
         if not text.startswith("/"):
@@ -333,17 +334,22 @@ def budget_note(status: BudgetStatus | None, after: BudgetStatus | None = None) 
 
 def run_repl(
     session: ChatSession,
-    read: Callable[[str], str] = input,
+    read: Callable[[str], str] | None = None,
     prompt: str = "you> ",
     history: Path | None = None,
 ) -> None:
     """Read lines until ``/quit`` or end of input. Ctrl-C during an answer stops that answer
     (nothing is learned from it); at the prompt it clears the line. Line editing and history
     come from the standard ``readline`` module where the platform has it; with ``history`` (a
-    file), the lines typed are kept there between sessions."""
+    file), the lines typed are kept there between sessions. ``read`` (default: ``input`` from
+    standard input, with no prompt when that is a file or a pipe) reads one line."""
     readline = _line_editing(history)
-    if read is input and hasattr(sys.stdin, "reconfigure"):  # piped bytes that are not UTF-8 stay readable
-        sys.stdin.reconfigure(errors="surrogateescape")
+    if read is None:
+        if hasattr(sys.stdin, "reconfigure"):  # piped bytes that are not UTF-8 stay readable
+            sys.stdin.reconfigure(errors="surrogateescape")
+        if not sys.stdin.isatty():  # lines from a file or a pipe: no prompts between the answers
+            prompt = ""
+        read = input
     session.say(HELP.splitlines()[0].replace("commands:", "type a message, or /help for the commands"))
     try:
         _loop(session, read, prompt)

@@ -259,7 +259,7 @@ def collect(
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=total, initial=len(done), desc="collect", unit="row", smoothing=0.1)
+        bar = tqdm(total=total, initial=len(done), desc="collect", unit="row", smoothing=0.1, disable=None)
     journal.parent.mkdir(parents=True, exist_ok=True)
     with open(journal, "a", encoding="utf-8") as handle:
         if not journal.stat().st_size:

@@ -26,8 +26,10 @@ import contextlib
 import math
 import multiprocessing
 import os
+import signal
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -211,7 +213,8 @@ def run_setup(
     cluster_sample = np.random.default_rng(12345).permutation(len(data.queries))[:_CLUSTER_SAMPLE].tolist()
     key = f"greenserv:bench:{os.getpid()}:{time.time_ns()}"
     context = multiprocessing.get_context("spawn")
-    manager = context.Manager()
+    with _ctrl_c_to_the_parent_alone():  # (the spawned processes inherit the signal ignored)
+        manager = context.Manager()
     ready = manager.Barrier(count)
     jobs = [
         {
@@ -232,9 +235,25 @@ def run_setup(
         }
         for r in range(count)
     ]
-    with manager, context.Pool(count) as pool:
+    with _ctrl_c_to_the_parent_alone():
+        pool = context.Pool(count)
+    with manager, pool:
         results = pool.map(_worker, jobs)
     return _figures(data, results, tradeoff, setup, count)
+
+
+@contextlib.contextmanager
+def _ctrl_c_to_the_parent_alone() -> Iterator[None]:
+    """Ignore Ctrl-C while the block starts processes, which inherit it ignored: a Ctrl-C then
+    stops the parent (which ends the pool), not each worker with a traceback of its own."""
+    if threading.current_thread() is not threading.main_thread():  # (signals are the main thread's)
+        yield
+        return
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def _figures(data: Any, results: list[WorkerResult], tradeoff: float, setup: str, count: int) -> dict[str, Any]:

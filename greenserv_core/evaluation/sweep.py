@@ -61,7 +61,7 @@ def sweep(
     if progress:
         from tqdm import tqdm
 
-        iterator = tqdm(tradeoffs, desc="sweep", unit="λ")
+        iterator = tqdm(tradeoffs, desc="sweep", unit="λ", disable=None)
     points: dict[str, list[dict[str, float]]] = {s: [] for s in strategies}
     for tradeoff in iterator:
         report = replay(

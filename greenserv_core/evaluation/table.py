@@ -354,6 +354,8 @@ def read_table(path: str | Path) -> OutcomeTable:
             metadata = json.loads(sidecar.read_text(encoding="utf-8")) if sidecar.exists() else {}
         except json.JSONDecodeError as error:
             raise InvalidInputError(f"{sidecar} is not valid JSON: {error}") from error
+        except (UnicodeDecodeError, OSError) as error:  # not text, a folder, unreadable
+            raise InvalidInputError(f"{sidecar} is not readable metadata: {error}") from error
     else:
         raise InvalidInputError(f"outcome tables are .csv or .parquet, not {path.suffix!r}")
     if not isinstance(metadata, dict):
