@@ -249,7 +249,7 @@ class ThreadBridge(AsyncIterator[T]):
                         close()  # a generator's finally blocks run now (e.g. generation stops)
                 post("end", None)
             except BaseException as error:
-                if self._finished:  # the caller closed the bridge: nobody reads the queue, so it is said here
+                if stop.is_set():  # the caller closed the bridge: nobody reads the queue, so it is said here
                     logger.warning("closing a stream the caller left raised %s: %s", type(error).__name__, error)
                 post("error", error)
             finally:

@@ -263,7 +263,7 @@ def _without_tools(kwargs: dict[str, Any]) -> dict[str, Any]:
     the calls a model made would be lost), :class:`InvalidInputError` otherwise."""
     offered = {  # ("none", "auto", [] and False offer nothing)
         "tools": bool(kwargs.get("tools")),
-        "tool_choice": kwargs.get("tool_choice") not in (None, "none", "auto"),
+        "tool_choice": kwargs.get("tool_choice") not in (None, False, "none", "auto"),
         "tool_required": bool(kwargs.get("tool_required")),
     }
     given = [key for key, said in offered.items() if said]

@@ -633,7 +633,7 @@ def test_a_corrupt_last_journal_line_that_ended_is_cut_and_the_collection_finish
     with pytest.raises(KeyboardInterrupt):
         collect([_Crashing("m", 2)], out, **options)  # type: ignore[arg-type]
     with open(journal_path(out), "ab") as journal:
-        journal.write(garbage + b"\n")  # a power loss's block, ending in a newline
+        journal.write((garbage + b"\n") * 2)  # a power loss's blocks, each ending in a newline
     with pytest.raises(KeyboardInterrupt):
         collect([_Crashing("m", 2)], out, **options)  # type: ignore[arg-type]
     table = collect([FakeBackend("m")], out, **options)  # type: ignore[arg-type]

@@ -116,3 +116,32 @@ def test_an_error_closing_a_stream_the_caller_left_is_logged(caplog: pytest.LogC
     with caplog.at_level("WARNING", logger="greenserv"):
         asyncio.run(leave_early())
     assert "releasing the device failed" in caplog.text
+
+
+def test_a_bridge_dropped_mid_stream_is_collected_and_closes_its_stream() -> None:
+    """The thread's error report held the bridge itself, so a bridge dropped unclosed was never
+    collected: its thread and stream ran on (a review of the fix above)."""
+    import gc
+    import threading
+
+    from greenserv_core.async_bridge import iterate_in_thread
+
+    closed = threading.Event()
+
+    def endless() -> object:
+        try:
+            count = 0
+            while True:
+                yield count
+                count += 1
+        finally:
+            closed.set()
+
+    async def drop_early() -> bool:
+        bridge = iterate_in_thread(endless)  # type: ignore[arg-type]
+        await bridge.__anext__()
+        del bridge
+        gc.collect()
+        return await asyncio.to_thread(closed.wait, 5.0)
+
+    assert asyncio.run(drop_early())

@@ -518,6 +518,8 @@ def test_exporter_labels_that_match_several_gpus_are_no_reading() -> None:
     counter = ExporterEnergyCounter("http://gpu-1:9400/metrics", client=_exporter_pages(pages))
     energy = backend(lambda request: answer("4"), energy=counter, assumed_watts=250).generate(ASK, SETTINGS).energy
     assert energy.source == "estimate-latency-x-250W"  # was 7 J measured: GPU 0's idle counter
+    repeated = f'{metric}{{gpu="0",pod="a"}} 5\n{metric}{{gpu="0",pod="b"}} 5\n'  # one GPU, listed per pod
+    assert ExporterEnergyCounter.parse(repeated, metric, {"gpu": "0"}) == 5.0
 
 
 def test_a_reported_energy_that_is_no_number_is_none_and_the_header_stands() -> None:

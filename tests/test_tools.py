@@ -519,3 +519,26 @@ def test_a_ref_key_inside_data_is_no_reference(keyword: str) -> None:
     data: object = [{"$ref": "other.json"}] if keyword == "examples" else {"$ref": "#/nowhere"}
     schema = {"type": "object", "properties": {"doc": {"type": "object", keyword: data}}}
     assert ToolSpec("edit", "", json.dumps(schema)).name == "edit"  # was refused: "points nowhere"
+
+
+@pytest.mark.parametrize(
+    ("text", "prose"),
+    [
+        (
+            'Checking.\n```json\n<tool_call>\n{"name": "run", "arguments": {}}\n```\nI will report back.',
+            "Checking.\n\nI will report back.",
+        ),
+        ('<tool_call>\n{"name": "run", "arguments": {}}\n```', ""),
+    ],
+)
+def test_a_call_left_open_inside_a_fence_is_still_a_call(text: str, prose: str) -> None:
+    """A fence closing after an open block made it an invalid call (a review of the fixes above)."""
+    out = parse_tool_calls(text, [ToolSpec("run", "", "{}")])
+    assert (out.text, len(out.tool_calls), out.invalid_tool_calls) == (prose, 1, ())
+
+
+@pytest.mark.parametrize("name", ["default", "enum", "examples"])
+def test_a_property_named_as_a_data_keyword_still_has_its_ref_checked(name: str) -> None:
+    schema = {"type": "object", "properties": {name: {"$ref": "#/$defs/Missing"}}}
+    with pytest.raises(InvalidInputError, match="points nowhere"):
+        ToolSpec("set_mode", "", json.dumps(schema))

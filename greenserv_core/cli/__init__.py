@@ -11,6 +11,7 @@ and the benchmarks of BENCHMARKS.md
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -63,12 +64,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C: a word, not a traceback, and the shell's code for it
         print("\ngreenserv: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # the reader left (`| head`): no traceback, and the shell's code for SIGPIPE
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (Python's flush at exit would fail again)
-        return 141
+    except BrokenPipeError:
+        if not _stdout_gone():
+            raise  # another pipe (a worker's): not the reader's leaving
+        return 141  # the reader left (`| head`): no traceback, and the shell's code for SIGPIPE
     except ModuleNotFoundError as error:  # a package of the bench extra, imported outside bench_import
         missing = missing_extra(error)
         if missing is None:
             raise
         print(f"greenserv: error: {missing}", file=sys.stderr)
         return 2
+
+
+def _stdout_gone() -> bool:
+    """Whether standard output's reader has left; if so, it is pointed at the null device (Python's
+    flush at exit would fail again)."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        pass
+    else:
+        return False
+    with contextlib.suppress(OSError, ValueError):  # (a stream that is no file: nothing to point)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return True

@@ -16,6 +16,7 @@ from greenserv_core.cli.common import (
     check_output_file,
     parse_strategies,
     print_table,
+    progress_shown,
     refuse_repeats,
     seed_number,
     strategy_help,
@@ -90,7 +91,7 @@ def _overhead(args: argparse.Namespace) -> int:
         energy_budget=args.budget_joules_per_query,
         prompts_file=args.prompts,
         device=args.device,
-        progress=True,
+        progress=progress_shown(),
         pool=args.pool,
     )
     print(report.machine)
@@ -125,7 +126,7 @@ def _local_models(args: argparse.Namespace) -> int:
         dtypes=dtypes,
         models=models,
         prompts_file=args.prompts,
-        progress=True,
+        progress=progress_shown(),
     )
     print(report.machine)
     print()
@@ -149,7 +150,7 @@ def _replay_speed(args: argparse.Namespace) -> int:
 def _tool_calling(args: argparse.Namespace) -> int:
     from greenserv_core.evaluation.tool_calling import run_tool_calling
 
-    print_table(run_tool_calling(max_new_tokens=args.max_new_tokens, progress=True).table())
+    print_table(run_tool_calling(max_new_tokens=args.max_new_tokens, progress=progress_shown()).table())
     return 0
 
 

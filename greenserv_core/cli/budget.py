@@ -16,6 +16,7 @@ from greenserv_core.cli.common import (
     embedding_store,
     mean_and_interval,
     print_table,
+    progress_shown,
     refuse_repeats,
     seed_number,
     table_features,
@@ -194,7 +195,7 @@ def _budget(args: argparse.Namespace) -> int:
         feedback_rate=args.feedback_rate,
         make_features=table_features(args, table),
         embedding_store=embedding_store(args),
-        progress=True,
+        progress=progress_shown(),
     )
     if table.simulated:
         print("NOTE: this table is SIMULATED")

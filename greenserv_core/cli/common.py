@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import os
+import sys
 import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
@@ -109,7 +110,10 @@ def check_output_file(
         if folder.exists():
             if not folder.is_dir():
                 raise InvalidInputError(f"{flag} {path}: {folder} is a file, not a folder")
-            if writable:
+            if writable and target.exists():  # (a file there, /dev/fd/1, a pipe: written as it is)
+                if not os.access(target, os.W_OK):
+                    raise InvalidInputError(f"{flag} {path}: cannot write it")
+            elif writable:
                 _check_writable(flag, path, folder)
             break
     if suffixes and target.suffix.lower() not in suffixes:
@@ -363,6 +367,12 @@ def embedding_store(args: argparse.Namespace) -> Path | None:
     from greenserv_core.paths import cache_dir
 
     return None if args.no_embedding_cache else cache_dir() / "embeddings"
+
+
+def progress_shown() -> bool:
+    """Whether a command draws progress bars: on a terminal only (redrawn frames garble a log
+    or a pipe; the library's own calls draw them wherever asked, notebooks included)."""
+    return sys.stderr.isatty()
 
 
 def write_json(path: str | None, report: Any) -> None:

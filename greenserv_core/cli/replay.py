@@ -19,6 +19,7 @@ from greenserv_core.cli.common import (
     percent,
     policy_params,
     print_table,
+    progress_shown,
     seed_number,
     strategy_help,
     table_features,
@@ -132,7 +133,7 @@ def _replay(args: argparse.Namespace) -> int:
         changes=changes,
         embedding_store=embedding_store(args),
         energy_scale=args.energy_scale,
-        progress=True,
+        progress=progress_shown(),
         per_task=args.per_task,
         horizons=horizons,
         shifts=shifts,
@@ -330,7 +331,7 @@ def _sweep(args: argparse.Namespace) -> int:
         embedding_store=embedding_store(args),
         energy_scale=args.energy_scale,
         make_features=table_features(args, table),
-        progress=True,
+        progress=progress_shown(),
     )
     if table.simulated:
         print("NOTE: this table is SIMULATED")

@@ -15,6 +15,7 @@ from greenserv_core.cli.common import (
     check_output_file,
     number,
     print_table,
+    progress_shown,
     seed_number,
 )
 from greenserv_core.errors import InvalidInputError
@@ -89,7 +90,7 @@ def _collect(args: argparse.Namespace) -> int:
             limit=args.limit,
             seed=args.seed,
             batch_size=args.batch_size,
-            progress=True,
+            progress=progress_shown(),
             confidence=not args.no_confidence,
         )
     except KeyboardInterrupt:
@@ -154,7 +155,7 @@ def _verify(args: argparse.Namespace) -> int:
     wanted = set(table.columns["model"])
     pool = [b for b in bundled_pool(names=sorted(wanted), meter=args.meter) if b.info.name in wanted]
     check_meter(args.meter, pool)  # before any model loads
-    verified = verify_table(table, pool, args.out, signal=signal, batch_size=args.batch_size, progress=True)
+    verified = verify_table(table, pool, args.out, signal=signal, batch_size=args.batch_size, progress=progress_shown())
     before = (
         {(row["task"], row["model"]): row for row in confidence_report(table)} if "confidence" in table.columns else {}
     )

@@ -182,7 +182,7 @@ def budget_sweep(
             if bar is None:
                 from tqdm import tqdm
 
-                bar = tqdm(total=2 * len(tradeoffs) + len(budgets), desc="budget sweep", unit="replay", disable=None)
+                bar = tqdm(total=2 * len(tradeoffs) + len(budgets), desc="budget sweep", unit="replay")
             bar.update()
         return report
 

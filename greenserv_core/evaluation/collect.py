@@ -121,8 +121,12 @@ def _read_journal(path: Path, header: dict[str, Any]) -> list[dict[str, Any]]:
         return []
     data = path.read_bytes()
     whole = data[: data.rfind(b"\n") + 1]  # a torn line has no newline yet
-    if len(whole) > 1 and not _row_line(whole[whole.rfind(b"\n", 0, len(whole) - 1) + 1 : -1]):
-        whole = whole[: whole.rfind(b"\n", 0, len(whole) - 1) + 1]  # a last line that ended but is no row
+    header_end = whole.find(b"\n") + 1
+    while len(whole) > header_end:  # last lines that ended but are no rows (the header is checked below)
+        start = whole.rfind(b"\n", 0, len(whole) - 1) + 1
+        if _row_line(whole[start:-1]):
+            break
+        whole = whole[:start]
     if len(whole) != len(data):
         with open(path, "r+b") as handle:
             handle.truncate(len(whole))
@@ -259,7 +263,7 @@ def collect(
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=total, initial=len(done), desc="collect", unit="row", smoothing=0.1, disable=None)
+        bar = tqdm(total=total, initial=len(done), desc="collect", unit="row", smoothing=0.1)
     journal.parent.mkdir(parents=True, exist_ok=True)
     with open(journal, "a", encoding="utf-8") as handle:
         if not journal.stat().st_size:

@@ -153,7 +153,7 @@ def run_local_models(
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(ordered) * len(specs), desc="local models", unit="model", disable=None)
+        bar = tqdm(total=len(ordered) * len(specs), desc="local models", unit="model")
     for dtype in ordered:
         for spec in specs:
             if bar is not None:

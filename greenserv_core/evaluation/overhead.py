@@ -224,7 +224,7 @@ def run_overhead(
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(embedders) * len(strategies) * len(budgets), desc="overhead", unit="timing", disable=None)
+        bar = tqdm(total=len(embedders) * len(strategies) * len(budgets), desc="overhead", unit="timing")
     for embedder in embedders:
         factory = make_features or bundled_uncached(embedder, device)
         for strategy in strategies:

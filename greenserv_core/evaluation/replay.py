@@ -966,7 +966,7 @@ def replay(
     if progress:
         from tqdm import tqdm
 
-        iterator = tqdm(jobs, desc="replay", unit="run", disable=None)
+        iterator = tqdm(jobs, desc="replay", unit="run")
     results: dict[str, list[RunResult]] = {}
     for strategy, run_seed in iterator:
         params = (policy_params or {}).get(strategy.split(":")[0])

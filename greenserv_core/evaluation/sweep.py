@@ -61,7 +61,7 @@ def sweep(
     if progress:
         from tqdm import tqdm
 
-        iterator = tqdm(tradeoffs, desc="sweep", unit="λ", disable=None)
+        iterator = tqdm(tradeoffs, desc="sweep", unit="λ")
     points: dict[str, list[dict[str, float]]] = {s: [] for s in strategies}
     for tradeoff in iterator:
         report = replay(

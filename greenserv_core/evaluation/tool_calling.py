@@ -122,7 +122,7 @@ def run_tool_calling(
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(pool) * len(PROMPTS), desc="tool calling", unit="answer", disable=None)
+        bar = tqdm(total=len(pool) * len(PROMPTS), desc="tool calling", unit="answer")
     rows = []
     for backend in pool:
         through = "chat template" if getattr(backend, "template_takes_tools", False) else "Hermes system prompt"

@@ -73,7 +73,7 @@ def verify_table(
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(confidence), desc="verify", unit="answer", disable=None)
+        bar = tqdm(total=len(confidence), desc="verify", unit="answer")
     for model, rows in rows_of.items():
         backend = by_name[model]
         for start in range(0, len(rows), batch_size):

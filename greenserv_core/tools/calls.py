@@ -174,12 +174,15 @@ _FENCE_AFTER = re.compile(r"[ \t]*\n?[ \t]*```")
 """A fence closed just after a call."""
 
 
-def _value_then_prose(source: str) -> tuple[Any, str] | None:
-    """The JSON object or list that ``source`` begins with and the prose after it (a block
-    left open by the model, then its words), or ``None``.
+def _value_then_prose(source: str) -> tuple[Any, str, bool] | None:
+    """The JSON object or list that ``source`` begins with, the prose after it (a block left
+    open by the model, then its words) and whether a fence closed right after the value (one
+    opened before the block: the call's wrapping), or ``None``.
 
     >>> _value_then_prose('{"name": "now"}\\nI will wait.'), _value_then_prose('{"name": "no')
-    (({'name': 'now'}, 'I will wait.'), None)
+    (({'name': 'now'}, 'I will wait.', False), None)
+    >>> _value_then_prose('{"name": "now"}\\n```\\nI will wait.')
+    ({'name': 'now'}, 'I will wait.', True)
     """
     if not source.startswith(("{", "[")):
         return None
@@ -188,9 +191,12 @@ def _value_then_prose(source: str) -> tuple[Any, str] | None:
     except _UNREADABLE:
         return None
     after = source[at:].strip()
-    if not after or after.startswith(("{", "[", "```")):  # none, or more JSON (a second call): no prose
+    fenced = after.startswith("```")
+    if fenced:
+        after = after[3:].strip()
+    if (not after and not fenced) or after.startswith(("{", "[")):  # none, or more JSON (a second call)
         return None
-    return value, after
+    return value, after, fenced
 
 
 def _reads_as_json(source: str) -> bool:
@@ -482,8 +488,10 @@ def parse_tool_calls(text: str, tools: Sequence[ToolSpec]) -> ParsedOutput:
                 if read is None:
                     found.append(InvalidToolCall(None, source, f"tool call is not valid JSON: {_unreadable(error)}"))
                     continue
-                raw, prose_after = read
-                source = source[: len(source) - len(prose_after)].strip()
+                raw, prose_after, fenced = read
+                source = source[: len(source) - len(prose_after)].strip().removesuffix("```").strip()
+                if fenced and (opening := _FENCE_BEFORE.search(kept[-1])) is not None:  # the call's wrapping
+                    kept[-1] = kept[-1][: opening.start()]
                 kept.append("\n" + prose_after)
             found.extend(_check(r, source, offered) for r in (raw if isinstance(raw, list) and raw else [raw]))
         prose = "".join([*kept, text[end:]]).strip()

@@ -101,7 +101,9 @@ class ToolSpec:
 
 
 _DATA_KEYWORDS = frozenset({"const", "enum", "default", "examples", "example"})
-"""Keywords whose values are data, not schemas: a ``"$ref"`` key there is no reference."""
+"""Keywords of a schema whose values are data, not schemas: a ``"$ref"`` key there is no reference."""
+_NAMED_SCHEMAS = frozenset({"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"})
+"""Keywords of a schema whose values map names to schemas (a property may be named ``default``)."""
 
 
 def _unresolved_ref(schema: dict[str, Any]) -> str | None:
@@ -119,10 +121,12 @@ def _unresolved_ref(schema: dict[str, Any]) -> str | None:
 
     resource = DRAFT202012.create_resource(schema)
     resolver = Registry().with_resource(resource.id() or "", resource).resolver(base_uri=resource.id() or "")
-    pending: list[object] = [schema]
+    pending: list[tuple[object, bool]] = [(schema, False)]  # (a node, whether it maps names to schemas)
     while pending:
-        node = pending.pop()
-        if isinstance(node, dict):
+        node, named = pending.pop()
+        if isinstance(node, dict) and named:  # "properties", "$defs" ...: every value is a schema
+            pending.extend((value, False) for value in node.values())
+        elif isinstance(node, dict):
             if node is not schema and "$id" in node:
                 continue  # another base
             reference = node.get("$ref")
@@ -131,9 +135,9 @@ def _unresolved_ref(schema: dict[str, Any]) -> str | None:
                     resolver.lookup(reference)
                 except Unresolvable:
                     return reference
-            pending.extend(value for key, value in node.items() if key not in _DATA_KEYWORDS)
+            pending.extend((value, key in _NAMED_SCHEMAS) for key, value in node.items() if key not in _DATA_KEYWORDS)
         elif isinstance(node, list):
-            pending.extend(node)
+            pending.extend((item, False) for item in node)
     return None
 
 
