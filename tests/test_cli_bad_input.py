@@ -902,13 +902,14 @@ def test_a_replicas_file_store_under_a_file_is_refused_before_any_work(
 
 
 # ---- review fixes (2026-12-05) ----------------------------------------------------------------------
-def test_an_output_that_cannot_be_written_is_one_clear_line_after_the_results_are_shown(
+def test_an_output_that_cannot_be_written_is_one_clear_line_before_the_run(
     tiny_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = ["bench", "replay", "--table", str(tiny_path), "--runs", "1", "--strategies", "random,epsilon"]
     assert cli.main([*argv, "--json", "/proc/no/such.json"]) == 2  # a traceback, exit code 1
     captured = capsys.readouterr()
-    assert "greenserv: error: cannot write /proc/no/such.json" in captured.err and "Traceback" not in captured.err
+    assert "greenserv: error: --json /proc/no/such.json: cannot write" in captured.err
+    assert "Traceback" not in captured.err and "epsilon" not in captured.out  # (it came after the run's tables)
 
 
 def test_parameters_for_what_is_no_router_policy_are_refused(

@@ -1145,8 +1145,8 @@ def remote_backend(address: str, meter: str = "auto", *, name: str | None = None
     >>> remote_backend("http://gpu-1:8000/v1#Qwen/Qwen2.5-7B-Instruct").info.name
     'Qwen/Qwen2.5-7B-Instruct'
     """
-    base_url, _, model = address.rpartition("#")  # (a model id holds no '#'; a password may)
-    if not model:
+    base_url, hashed, model = address.rpartition("#")  # (a model id holds no '#'; a password may)
+    if not hashed or not model:
         raise InvalidInputError(
             f"a remote model is <base URL>#<model id>, e.g. http://gpu-1:8000/v1#qwen, got {redacted(repr(address))}"
         )
