@@ -976,6 +976,23 @@ def test_a_bad_window_option_is_refused_in_its_own_words(bad: str) -> None:
     assert _window("15min") == 900.0
 
 
+def _budget_row(budget: str, spend: dict[str, object], accuracy: dict[str, float]) -> dict[str, object]:
+    """One budget's row of a budget sweep's report, as budget_rows reads it."""
+    return {
+        "budget": budget,
+        "share_of_best_single_model": 0.5,
+        "spend": spend,
+        "window_queries": 250,
+        "accuracy": accuracy,
+        "single_model_front_accuracy": 0.6,
+        "fixed_tradeoff_front_accuracy": 0.6,
+        "most_spent_at_a_fixed_tradeoff": 10.0,
+        "joules_per_query": 5.0,
+        "fixed_price_front_accuracy": 0.6,
+        "static_mix": None,
+    }
+
+
 def test_a_worst_window_never_measured_prints_as_a_dash() -> None:
     from greenserv_core.cli.budget import budget_rows
 
@@ -988,19 +1005,7 @@ def test_a_worst_window_never_measured_prints_as_a_dash() -> None:
         "mean_tradeoff": share,
         "time_windows": {"first_over_budget": share, "share_over_budget": None, **unmeasured},
     }
-    row = {
-        "budget": "1 Wh per 1 h",
-        "share_of_best_single_model": 0.5,
-        "spend": spend,
-        "window_queries": 250,
-        "accuracy": share,
-        "single_model_front_accuracy": 0.6,
-        "fixed_tradeoff_front_accuracy": 0.6,
-        "most_spent_at_a_fixed_tradeoff": 10.0,
-        "joules_per_query": 5.0,
-        "fixed_price_front_accuracy": 0.6,
-        "static_mix": None,
-    }
+    row = _budget_row("1 Wh per 1 h", spend, share)
     (printed,) = budget_rows({"budgets": [row]})
     assert printed["worst later time window / budget (max run)"] == "–"  # was '– (0.0%)'
     assert printed["worst 250 / budget (max run)"] == "–"
@@ -1179,19 +1184,7 @@ def test_a_single_run_prints_its_mean_without_an_interval() -> None:
         "worst_window_over_budget_max": 1.0,
         "mean_tradeoff": one,
     }
-    row = {
-        "budget": "5 J per query",
-        "share_of_best_single_model": 0.5,
-        "spend": spend,
-        "window_queries": 250,
-        "accuracy": one,
-        "single_model_front_accuracy": 0.6,
-        "fixed_tradeoff_front_accuracy": 0.6,
-        "most_spent_at_a_fixed_tradeoff": 10.0,
-        "joules_per_query": 5.0,
-        "fixed_price_front_accuracy": 0.6,
-        "static_mix": None,
-    }
+    row = _budget_row("5 J per query", spend, one)
     (printed,) = budget_rows({"budgets": [row]})
     assert printed["mean spend / budget"] == "90.0%"
     assert printed["accuracy"] == "0.900"
