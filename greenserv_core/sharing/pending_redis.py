@@ -46,12 +46,28 @@ __all__ = ["RedisPendingDecisions"]
 
 _T = TypeVar("_T")
 
+# a call's receipt of what it took (its token, then the value), and the value it took, where the
+# receipt is that token's (the same call sent again); the scripts that take a decision begin so
+_RECEIPTS = """
+local function keep_receipt(key, token, value, seconds)
+  redis.call('SET', key, token .. ' ' .. value, 'EX', seconds)
+end
+local function from_receipt(key, token)
+  local receipt = redis.call('GET', key)
+  if receipt and string.sub(receipt, 1, string.len(token) + 1) == token .. ' ' then
+    return string.sub(receipt, string.len(token) + 2)
+  end
+  return nil
+end
+"""
 # take a decision out and remember it as scored, in one step; one whose outcome is not
 # recorded yet is kept aside (KEYS[3]) for the outcome. The call's token (ARGV[2]) marks what it
 # took, kept a while under KEYS[4] (a receipt): the same call sent again (its reply was lost) gets
 # the decision again, not "already scored". A decision of a release that kept a decision scored
 # before its outcome in place, with its "score", is scored: it is set aside as one is now.
-_POP = """
+_POP = (
+    _RECEIPTS
+    + """
 local value = redis.call('GET', KEYS[1])
 if value then
   redis.call('DEL', KEYS[1])
@@ -63,29 +79,29 @@ if value then
   if decision['score'] ~= nil and decision['score'] ~= cjson.null then
     return {0, 'scored'}
   end
-  redis.call('SET', KEYS[4], ARGV[2] .. ' ' .. value, 'EX', ARGV[3])
+  keep_receipt(KEYS[4], ARGV[2], value, ARGV[3])
   return {1, value}
 end
-local receipt = redis.call('GET', KEYS[4])
-if receipt and string.sub(receipt, 1, string.len(ARGV[2]) + 1) == ARGV[2] .. ' ' then
-  return {1, string.sub(receipt, string.len(ARGV[2]) + 2)}
+local taken = from_receipt(KEYS[4], ARGV[2])
+if taken then
+  return {1, taken}
 end
 return {0, redis.call('GET', KEYS[2])}
 """
+)
 # take the copy awaiting its outcome; the call's token (ARGV[1]) keeps a receipt under KEYS[2]
-_TAKE = """
+_TAKE = (
+    _RECEIPTS
+    + """
 local value = redis.call('GET', KEYS[1])
 if value then
   redis.call('DEL', KEYS[1])
-  redis.call('SET', KEYS[2], ARGV[1] .. ' ' .. value, 'EX', ARGV[2])
+  keep_receipt(KEYS[2], ARGV[1], value, ARGV[2])
   return value
 end
-local receipt = redis.call('GET', KEYS[2])
-if receipt and string.sub(receipt, 1, string.len(ARGV[1]) + 1) == ARGV[1] .. ' ' then
-  return string.sub(receipt, string.len(ARGV[1]) + 2)
-end
-return nil
+return from_receipt(KEYS[2], ARGV[1])
 """
+)
 _RECEIPT_S = 300
 """How long a receipt of a taken decision is kept for the same call sent again."""
 _KEEP = """
@@ -250,9 +266,8 @@ class RedisPendingDecisions:
             self._raise_gone(decision_id, why)
         item = json.loads(data)  # type: ignore[arg-type]
         if item.get("score") is not None:  # a previous release's, scored before its outcome: set aside as now
-            keys = [self._key(decision_id), self._gone(decision_id), self._awaiting(decision_id)]
             with self._redis(f"set decision {decision_id!r} aside for its outcome"):
-                self._pop(keys=[*keys, self._receipt(decision_id)], args=[self._ttl, uuid.uuid4().hex, _RECEIPT_S])
+                self._popped(decision_id)
             self._raise_gone(decision_id, "scored")
         return PendingDecision.from_dict(item)
 
@@ -268,18 +283,20 @@ class RedisPendingDecisions:
                 self.client.set(self._awaiting(decision.decision_id), value, xx=True, keepttl=True)
 
     def pop_for_feedback(self, decision_id: str) -> PendingDecision:
-        keys = [
-            self._key(decision_id),
-            self._gone(decision_id),
-            self._awaiting(decision_id),
-            self._receipt(decision_id),
-        ]
-        token = uuid.uuid4().hex
         with self._redis(f"take decision {decision_id!r} for its feedback"):
-            found, value = self._again(lambda: self._pop(keys=keys, args=[self._ttl, token, _RECEIPT_S]))
+            found, value = self._popped(decision_id)
         if not found:
             self._raise_gone(decision_id, value)
         return _decode(value)
+
+    def _popped(self, decision_id: str) -> tuple[int, Any]:
+        """Run :data:`_POP` for ``decision_id`` under a token of its own (sent again where its
+        reply was lost): ``(1, the decision taken)``, or ``(0, why it is gone)``."""
+        keys = [self._key(decision_id), self._gone(decision_id), self._awaiting(decision_id)]
+        keys.append(self._receipt(decision_id))
+        token = uuid.uuid4().hex
+        found, value = self._again(lambda: self._pop(keys=keys, args=[self._ttl, token, _RECEIPT_S]))
+        return found, value
 
     def take_awaiting(self, decision_id: str) -> PendingDecision | None:
         keys, token = [self._awaiting(decision_id), self._receipt(decision_id, "t")], uuid.uuid4().hex
