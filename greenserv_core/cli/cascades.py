@@ -17,6 +17,7 @@ from greenserv_core.cli.common import (
     mean_and_interval,
     number,
     print_table,
+    progress_shown,
     seed_number,
     table_features,
     tradeoff_list,
@@ -115,7 +116,7 @@ def _cascade_replay(args: argparse.Namespace) -> int:
     check_output_file("--json", args.json, not_to={"--table": args.table})
     table = read_table(args.table)
     total = 3 * args.runs * len(tradeoffs)
-    with tqdm(total=total, unit="run", desc="replaying", disable=True if args.quiet else None) as bar:
+    with tqdm(total=total, unit="run", desc="replaying", disable=args.quiet or not progress_shown()) as bar:
 
         def progress(message: str) -> None:
             bar.set_postfix_str(message)

@@ -32,6 +32,7 @@ __all__ = [
     "NvmlPowerMeter",
     "cuda_synchronizer",
     "load_pynvml",
+    "most_joules",
     "nvml_counter_meter",
     "nvml_handles",
     "nvml_power_meter",
@@ -47,6 +48,16 @@ MAX_GPU_WATTS = 5000.0
 """The most a GPU's counter may say it spent per second of a window (over a 0.2 s floor: NVML
 refreshes the counter about every 0.1 s, so a short window may see a step of it). The largest
 GPUs draw about 1.2 kW; a counter that jumped by more has no reading, not a measurement."""
+
+
+def most_joules(duration_s: float, watts: float = MAX_GPU_WATTS) -> float:
+    """The most joules a counter drawing ``watts`` may say a window of ``duration_s`` spent
+    (over the 0.2 s floor of :data:`MAX_GPU_WATTS`); more is a step or a garbage read.
+
+    >>> most_joules(0.01), most_joules(2.0, watts=400.0)
+    (1000.0, 800.0)
+    """
+    return watts * max(duration_s, 0.2)
 
 
 def load_pynvml() -> ModuleType:
@@ -192,7 +203,7 @@ class NvmlCounterMeter(_NvmlMeter):
         changes = [after - before for before, after in zip(token, self._read(), strict=True)]
         if any(change < 0 for change in changes):  # a driver reload or GPU reset: no reading, not 0 J
             raise WindowNotMeasuredError(f"the GPU energy counter went back by {-min(changes)} mJ during the window")
-        if max(changes) > MAX_GPU_WATTS * max(duration_s, 0.2) * 1000:  # a garbage read, not joules spent
+        if max(changes) > most_joules(duration_s) * 1000:  # (millijoules) a garbage read, not joules spent
             raise WindowNotMeasuredError(
                 f"the GPU energy counter jumped by {max(changes)} mJ in {duration_s:.3f} s: more than "
                 f"{MAX_GPU_WATTS:g} W, not a reading"

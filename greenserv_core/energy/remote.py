@@ -29,7 +29,7 @@ import httpx
 
 from greenserv_core.bandits.base import check_number
 from greenserv_core.energy.base import CounterDidNotMoveError, EnergyReading, TimedMeter
-from greenserv_core.energy.nvml import MAX_GPU_WATTS
+from greenserv_core.energy.nvml import MAX_GPU_WATTS, most_joules
 from greenserv_core.energy.overlap import OverlapShares
 from greenserv_core.errors import InvalidInputError, MissingResourceError, WindowNotMeasuredError
 from greenserv_core.redaction import redacted
@@ -168,7 +168,7 @@ class ExporterEnergyCounter(TimedMeter):
                 "refreshed it, so there is no reading"
             )
         joules = (end - token) * self.joules_per_unit
-        if self.max_watts is not None and joules > self.max_watts * max(duration_s, 0.2):
+        if self.max_watts is not None and joules > most_joules(duration_s, self.max_watts):
             raise WindowNotMeasuredError(  # a collection step the request caught, not what it spent
                 f"the counter at {self._where} rose by {joules:.1f} J in {duration_s:.3f} s: more than "
                 f"{self.max_watts:g} W (max_watts), a refresh step longer than the request, not a reading"

@@ -215,30 +215,31 @@ def run_setup(
     context = multiprocessing.get_context("spawn")
     with _ctrl_c_to_the_parent_alone():  # (the spawned processes inherit the signal ignored)
         manager = context.Manager()
-    ready = manager.Barrier(count)
-    jobs = [
-        {
-            "table": table,
-            "queries": order[r::count].tolist(),
-            "replica": r,
-            "strategy": strategy,
-            "tradeoff": tradeoff,
-            "feedback_rate": feedback_rate,
-            "seed": seed,
-            "store": store if setup == "shared" else None,
-            "key": key,
-            "interval_s": interval_s,
-            "ready": ready,
-            "embedding_store": embedding_store,
-            "features": features,
-            "cluster_sample": cluster_sample,
-        }
-        for r in range(count)
-    ]
-    with _ctrl_c_to_the_parent_alone():
-        pool = context.Pool(count)
-    with manager, pool:
-        results = pool.map(_worker, jobs)
+    with manager:  # (shut down whatever fails after it started)
+        ready = manager.Barrier(count)
+        jobs = [
+            {
+                "table": table,
+                "queries": order[r::count].tolist(),
+                "replica": r,
+                "strategy": strategy,
+                "tradeoff": tradeoff,
+                "feedback_rate": feedback_rate,
+                "seed": seed,
+                "store": store if setup == "shared" else None,
+                "key": key,
+                "interval_s": interval_s,
+                "ready": ready,
+                "embedding_store": embedding_store,
+                "features": features,
+                "cluster_sample": cluster_sample,
+            }
+            for r in range(count)
+        ]
+        with _ctrl_c_to_the_parent_alone():
+            pool = context.Pool(count)
+        with pool:
+            results = pool.map(_worker, jobs)
     return _figures(data, results, tradeoff, setup, count)
 
 

@@ -1059,15 +1059,13 @@ class RoutingLearner:
             try:
                 self._check_pool_had(pending, "outcome")
             except UnknownModelError:  # kept for a replica that has the model
-                keep = getattr(self.pending_, "keep_awaiting", None)
-                if scored and keep is not None:
-                    keep(pending)
+                if scored:
+                    self._keep_awaiting(pending)
                 raise
             plan = pending.cascade
             if members and (plan is None or any(m not in (plan["first"], plan["then"]) for m, _, _ in members)):
-                keep = getattr(self.pending_, "keep_awaiting", None)
-                if scored and keep is not None:  # refused: it still awaits its outcome
-                    keep(pending)
+                if scored:  # refused: it still awaits its outcome
+                    self._keep_awaiting(pending)
                 chain = "no cascade" if plan is None else f"the cascade {plan['first']}->{plan['then']}"
                 raise InvalidInputError(
                     f"members {[m for m, _, _ in members]} are not models of decision {decision_id!r} ({chain})"
@@ -1098,9 +1096,7 @@ class RoutingLearner:
                 if plan is not None:
                     plan["escalated"] = escalated
                 if scored:
-                    keep = getattr(self.pending_, "keep_awaiting", None)
-                    if keep is not None:
-                        keep(pending)
+                    self._keep_awaiting(pending)
                 else:
                     self.pending_.update(pending)
                 raise
@@ -1217,6 +1213,13 @@ class RoutingLearner:
         """Whether the model under ``name`` is the one there at ``since`` (a decision's time)."""
         removed = self.removed_at_.get(name)
         return name in self.policy_.arms_ and (removed is None or since > removed)
+
+    def _keep_awaiting(self, pending: PendingDecision) -> None:
+        """Keep a scored decision, whose outcome was refused, awaiting it (where the store can:
+        ``keep_awaiting`` is optional in :class:`~greenserv_core.pending.PendingStore`)."""
+        keep = getattr(self.pending_, "keep_awaiting", None)
+        if keep is not None:
+            keep(pending)
 
     def _check_pool_had(self, pending: PendingDecision, what: str) -> None:
         """:class:`UnknownModelError` where ``pending`` (in a shared pending store) chose a model
