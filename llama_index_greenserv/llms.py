@@ -76,6 +76,7 @@ from greenserv_core.async_bridge import ThreadBridge, iterate_in_thread, run_in_
 from greenserv_core.backends.base import ModelBackend
 from greenserv_core.bandits import DEFAULT_POLICY
 from greenserv_core.errors import InvalidInputError
+from greenserv_core.log_once import warn_once
 from greenserv_core.messages import Message
 from greenserv_core.router import FeedbackRecord, GreenServRouter, RoutedGeneration
 from greenserv_core.tools import in_call_order, message_with_tool_calls, tool_result_turn
@@ -460,9 +461,10 @@ class GreenServLLM(AdapterCore, FunctionCallingLLM):
     @property
     def metadata(self) -> LLMMetadata:
         if self._built_router is None and _on_event_loop():
-            _warn_once(
+            warn_once(
+                logger,
                 "GreenServLLM builds its router (loading its models) on the event loop, which waits meanwhile: "
-                "await llm.awarm() before handing it to an agent"
+                "await llm.awarm() before handing it to an agent",
             )
         router = self.greenserv_router
         windows = [router.backend(name).info.context_window for name in router.models]
@@ -623,15 +625,6 @@ def _on_event_loop() -> bool:
     except RuntimeError:
         return False
     return True
-
-
-_WARNED: set[str] = set()
-
-
-def _warn_once(message: str) -> None:
-    if message not in _WARNED:
-        _WARNED.add(message)
-        logger.warning(message)
 
 
 def _picklable(value: Any) -> bool:

@@ -143,7 +143,7 @@ def test_the_log_level_of_the_choice_comes_from_the_meter_not_its_name(
 
 
 def test_an_unmatched_nvml_handle_is_reported_once(monkeypatch: pytest.MonkeyPatch, caplog) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr(nvml_module, "_warned", set())
+    monkeypatch.setattr("greenserv_core.log_once._SAID", set())
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     fake = FakeNvml()
     with caplog.at_level(logging.WARNING, logger="greenserv.energy"):
@@ -545,7 +545,7 @@ def test_a_gpu_counter_that_stood_still_keeps_the_joules_of_the_gpus_that_moved(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """One of two GPUs stalled: the other's joules are kept, labelled not measured, not replaced by the estimate."""
-    monkeypatch.setattr(nvml_module, "_warned", set())
+    monkeypatch.setattr("greenserv_core.log_once._SAID", set())
     fake = _FrozenNvml()
     meter = FallbackMeter(NvmlCounterMeter([0, 1], pynvml=fake, synchronize=lambda: None), CpuTimeEstimateMeter())  # type: ignore[arg-type]
     with caplog.at_level(logging.WARNING, logger="greenserv.energy"):

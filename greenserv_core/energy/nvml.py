@@ -26,6 +26,7 @@ from greenserv_core.bandits.base import check_number
 from greenserv_core.energy.base import CounterDidNotMoveError, EnergyWindow, TimedMeter
 from greenserv_core.energy.registry import register_meter
 from greenserv_core.errors import InvalidInputError, MissingResourceError, WindowNotMeasuredError
+from greenserv_core.log_once import warn_once
 
 __all__ = [
     "NvmlCounterMeter",
@@ -40,7 +41,6 @@ __all__ = [
 
 _INIT_LOCK = threading.Lock()
 _initialised = False
-_warned: set[str] = set()
 logger = logging.getLogger("greenserv.energy")
 
 
@@ -98,21 +98,13 @@ def nvml_handles(pynvml: ModuleType, cuda_devices: Sequence[int]) -> list[Any]:
                 raise MissingResourceError(
                     f"{failure}; with CUDA_VISIBLE_DEVICES set the indices may differ"
                 ) from error
-            _warn_once(f"energy: {failure}; using NVML device {index}")
+            warn_once(logger, f"energy: {failure}; using NVML device {index}")
             try:
                 handle = pynvml.nvmlDeviceGetHandleByIndex(index)
             except Exception as missing:  # an index NVML does not have, or may not read
                 raise MissingResourceError(f"{failure}; NVML device {index}: {missing}") from missing
         handles.append(handle)
     return handles
-
-
-def _warn_once(message: str) -> None:
-    with _INIT_LOCK:
-        if message in _warned:
-            return
-        _warned.add(message)
-    logger.warning(message)
 
 
 def cuda_synchronizer(cuda_devices: Sequence[int]) -> Callable[[], None]:
@@ -192,9 +184,10 @@ class NvmlCounterMeter(_NvmlMeter):
         window.joules, stalled = self._moved(token, window.duration_s)
         if stalled:
             window.source, window.measured = self.partial_source, False
-            _warn_once(
+            warn_once(
+                logger,
                 f"energy: the energy counter of GPU {stalled} did not move in a window; such windows "
-                f"count only the GPUs whose counters moved, labelled {self.partial_source} (not measured)"
+                f"count only the GPUs whose counters moved, labelled {self.partial_source} (not measured)",
             )
 
     def _moved(self, token: object, duration_s: float) -> tuple[float, str]:

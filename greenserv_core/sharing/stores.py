@@ -39,6 +39,7 @@ import numpy as np
 from filelock import FileLock
 
 from greenserv_core.errors import InvalidInputError, StateFileError
+from greenserv_core.log_once import warn_once
 from greenserv_core.persistence import write_atomically
 from greenserv_core.redaction import redacted
 from greenserv_core.statistics import Statistics
@@ -122,14 +123,13 @@ def store_identity(store: StateStore) -> str:
         return str(identity)
     kind = type(store).__qualname__
     with _NAMES_LOCK:
-        if kind not in _WARNED:
-            _WARNED.add(kind)
-            logger.warning(
-                "the store %s has no `identity`: it is named for this process only, so a replica restarted "
-                "from a saved router pushes again what it took from it; give the store class an `identity` "
-                "(the same for every object that reaches the same total) to restart safely",
-                kind,
-            )
+        warn_once(
+            logger,
+            "the store %s has no `identity`: it is named for this process only, so a replica restarted "
+            "from a saved router pushes again what it took from it; give the store class an `identity` "
+            "(the same for every object that reaches the same total) to restart safely",
+            kind,
+        )
         key = id(store)
         name = _NAMES.get(key)
         if name is None:
@@ -148,8 +148,6 @@ def store_identity(store: StateStore) -> str:
 _NAMES: dict[int, str] = {}
 """The names of live stores without an ``identity``, by address."""
 _NAMES_LOCK = threading.Lock()
-_WARNED: set[str] = set()
-"""The store classes without an ``identity`` already said."""
 
 
 class InMemoryStore:

@@ -411,7 +411,7 @@ def test_awarm_builds_the_router_off_the_event_loop_and_metadata_on_it_says_so(
         original(self, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(router_module.GreenServRouter, "__init__", recording)
-    monkeypatch.setattr("llama_index_greenserv.llms._WARNED", set())  # (said once per process)
+    monkeypatch.setattr("greenserv_core.log_once._SAID", set())  # (said once per process)
     warmed = asyncio.run(GreenServLLM(models=[FakeBackend("small")], embedder="static").awarm())
     assert built_on == [False] and warmed.metadata.model_name == "greenserv[small]"
 
