@@ -5,6 +5,7 @@ import graph."""
 from __future__ import annotations
 
 import ast
+import dataclasses
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -228,6 +229,26 @@ def test_the_router_takes_a_policy_instance_and_an_energy_scale() -> None:
         GreenServRouter([FakeBackend("a")], policy="linucb", strategy="linucb", features=extractor)
     with pytest.raises(InvalidInputError, match="dimension"):
         GreenServRouter([FakeBackend("a")], policy=LinUCB(2), features=extractor)
+
+
+@pytest.mark.parametrize("scale", ["known", "pool"])
+def test_per_token_energy_priors_price_models_before_they_are_measured(scale: str) -> None:
+    def priced(name: str, joules_per_token: float) -> FakeBackend:
+        backend = FakeBackend(name, joules_per_token=joules_per_token)
+        backend._info = dataclasses.replace(backend.info, prior_joules_per_token=joules_per_token)
+        return backend
+
+    router = GreenServRouter(
+        [priced("small", 1.0), priced("large", 9.0)],
+        features=make_hashing_extractor(),
+        tradeoff=0.9,
+        energy_scale=scale,  # type: ignore[arg-type]
+        seed=0,
+    )
+    decision = router.route("What is 2+2?", max_new_tokens=64)
+    assert decision.predicted_joules["large"] == 9 * decision.predicted_joules["small"]  # from the priors
+    assert decision.scores["small"].cost == 0.0 and decision.scores["large"].cost == pytest.approx(0.9)  # were both 0
+    assert decision.model == "small"  # was "large": energy cost nothing while no model was measured
 
 
 # ---- sharing: each component owns its statistics -------------------------------------------------------

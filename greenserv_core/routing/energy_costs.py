@@ -39,7 +39,8 @@ ENERGY_SCALES: tuple[EnergyScaleName, ...] = ("known", "seen", "pool")
 """How predicted joules become ``energy_norm`` at decision time.
 
 - ``"known"`` (the default): by the range of joules the router knows on the query's task type:
-  every joule measured there, and every prediction it made there for a model of the pool.
+  every joule measured there, and every prediction it made there for a model of the pool
+  (learned, or from the model's per-token prior before it has answered).
   Once each model has answered once (anywhere), the range spans the dearest model's
   predictions from a task's first query on, so the weight of energy does not start high and
   shrink as the router explores. The range is a high-water mark: an early prediction that
@@ -95,7 +96,8 @@ def energy_costs(
     tradeoff: float,
 ) -> ArmValues:
     """λ · normalised predicted joules of each eligible model (0 while a model is unmeasured);
-    ``pool`` holds the learned predictions of the whole pool (``None`` or NaN: none)."""
+    ``pool`` holds the predictions of the whole pool (learned, else from a per-token prior;
+    ``None`` or NaN: none)."""
     if not isinstance(eligible, KnownValues):
         eligible = KnownValues(list(eligible), np.array([_known(j) for j in eligible.values()], dtype=np.float64))
     if not isinstance(pool, np.ndarray):

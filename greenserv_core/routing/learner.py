@@ -469,8 +469,12 @@ class RoutingLearner:
             if not verdict.predicted_joules:
                 raise no_eligible_model(candidates, limits, excluded)
             range_before = self._range_now(features.task)
+            # the pool's joules as the decision predicts them: learned, else from a model's per-token prior
+            pool_joules = table.expected(
+                table.predicted_joules, table.pool.prior_joules_per_token, limits.max_new_tokens
+            )
             if self._scale == "known":
-                self._widen_scale(features.task, table.names, table.predicted_joules)
+                self._widen_scale(features.task, table.names, pool_joules)
             budget: BudgetStatus | None = None
             forget: Callable[[], None] | None = None  # the pacer's memory of this decision
             per_query: float | None = None
@@ -489,7 +493,7 @@ class RoutingLearner:
                         self.normalizer_,
                         features.task,
                         verdict.predicted_joules,
-                        table.predicted_joules,
+                        pool_joules,
                         1.0,
                     ).array
                 costs = ArmValues(verdict.predicted_joules.arms, tradeoff * units)
@@ -499,7 +503,7 @@ class RoutingLearner:
                     self.normalizer_,
                     features.task,
                     verdict.predicted_joules,
-                    table.predicted_joules,
+                    pool_joules,
                     tradeoff,
                 )
             draws = self.draws_now()  # taken back if the decision cannot be recorded
@@ -534,7 +538,7 @@ class RoutingLearner:
                     predicted_joules=chosen_joules,
                     budget_joules=per_query,
                     energy_bounds=(
-                        pool_spread(verdict.predicted_joules.array, table.predicted_joules)
+                        pool_spread(verdict.predicted_joules.array, pool_joules)
                         if self._scale == "pool" and per_query is None
                         else None
                     ),
@@ -627,9 +631,9 @@ class RoutingLearner:
         first, then = self.cascades_[choice.arm]
         scores = choice.scores
         known = {m: scores[m].estimate for m in (first, then) if m in scores}
-        joules = float(table.predicted_joules[table.pool.index[then]])
-        plan = self._cascade_plan(choice.arm, x, task, known, joules, table.predicted_joules, tradeoff, per_query)
         index, tokens = table.pool.index, limits.max_new_tokens
+        pool = table.expected(table.predicted_joules, table.pool.prior_joules_per_token, tokens)
+        plan = self._cascade_plan(choice.arm, x, task, known, float(pool[index[then]]), pool, tradeoff, per_query)
         for hold, predicted, prior, limit in (  # as eligibility reads them: learned, else from the per-token prior
             (_JOULES_HOLD, table.predicted_joules, table.pool.prior_joules_per_token, cap),
             (_SECONDS_HOLD, table.predicted_seconds, table.pool.prior_seconds_per_token, limits.max_latency_s),
