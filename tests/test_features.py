@@ -576,6 +576,24 @@ def test_saved_clusters_no_clustering_could_have_learned_are_refused() -> None:
             OnlineKMeans(2).load_state_dict({**state, key: bad})
 
 
+def test_a_refused_saved_clustering_leaves_the_clustering_as_it_was() -> None:
+    km = OnlineKMeans(2)
+    for v in (unit(1, 0), unit(0, 1), unit(1, 0.1)):
+        km.partial_fit_predict(v)
+    before = km.state_dict()
+    for bad in (
+        {**before, "centroids": np.eye(3), "counts": np.array([1, 1, 1])},  # three centroids for two clusters
+        {**before, "counts": np.array([2, 0])},  # a centroid nothing joined
+        {**before, "prior_sums": np.ones((2, 3)), "prior_counts": np.array([1, 1])},  # a seed of another width
+    ):
+        with pytest.raises(StateFileError, match="saved clustering"):
+            km.load_state_dict(bad)
+        after = km.state_dict()
+        assert all(np.array_equal(after[k], before[k]) for k in ("centroids", "counts", "prior_counts"))
+        assert after["prior_sums"] is None
+    assert km.partial_fit_predict(unit(0, 1)) == 1  # and it goes on learning
+
+
 def test_a_warm_store_names_its_texts_unambiguously(tmp_path) -> None:  # type: ignore[no-untyped-def]
     class Preloading(HashingEmbedder):
         def __init__(self) -> None:
@@ -827,3 +845,40 @@ def test_a_seed_with_a_vector_the_clustering_refuses_changes_nothing() -> None:
     np.testing.assert_array_equal(after["centroids"], before["centroids"])
     clusterer.seed([np.array([0.0, 1.0])])  # a retry seeds as the first try would have
     assert clusterer.prior_counts_.tolist() == [0, 1]
+
+
+# ---- review fixes (2026-12-08) ----------------------------------------------------------------------
+def test_scripts_written_without_spaces_count_each_character() -> None:
+    from greenserv_core.features.complexity import approximate_tokens
+
+    for phrase in ("ສະບາຍດີຕອນເຊົ້າ", "ជំរាបសួរពេលព្រឹក", "မင်္ဂလာနံနက်ခင်း"):  # Lao, Khmer, Myanmar
+        assert approximate_tokens(phrase) == len(phrase)  # was 1: the whole phrase one word
+
+
+def test_warming_and_seeding_refuse_text_that_is_not_unicode_by_its_index() -> None:
+    extractor = make_hashing_extractor()
+    for method in (extractor.warm, extractor.seed_clusters):
+        with pytest.raises(InvalidInputError, match=r"prompt 1 is not valid Unicode"):
+            method(["fine", "bad \ud800"])  # was a TypeError from the tokenizer
+
+
+def test_the_task_classifier_refuses_bad_settings_and_says_what_to_pass() -> None:
+    from greenserv_core.features.task_dataset import build_task_dataset
+
+    embedder = HashingEmbedder(16)
+    texts = ["add 2 and 3", "sum of 4 and 5", "write a poem", "a poem about rain"]
+    labels = ["math", "math", "chat", "chat"]
+    for bad in (-5, 1, 2.5, True):
+        with pytest.raises(InvalidInputError, match="lexical_features"):  # -5 made a 21-wide classifier
+            TaskClassifier(lexical_features=bad).fit(embedder.embed(texts), labels, embedder.name, texts=texts)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="lexical_weight"):
+        TaskClassifier(lexical_features=8, lexical_weight=0).fit(
+            embedder.embed(texts), labels, embedder.name, texts=texts
+        )
+    reading = TaskClassifier(lexical_features=8).fit(embedder.embed(texts), labels, embedder.name, texts=texts)
+    with pytest.raises(InvalidInputError, match=r"pass text=\.\.\. beside"):  # it named texts=, which predict lacks
+        reading.predict(embedder.embed(["add 7 and 8"])[0])
+    with pytest.raises(InvalidInputError, match="not fitted"):  # it saved, then could not be loaded
+        TaskClassifier().to_dict()
+    with pytest.raises(InvalidInputError, match="not one string"):  # it listed 'a', 'c', 'h', 't'
+        build_task_dataset(1, labels="chat")

@@ -295,19 +295,21 @@ class OnlineKMeans:
         centroids = None if centroids is None else np.asarray(centroids, dtype=np.float64).copy()
         if centre is not None and centroids is not None and (centroids.ndim != 2 or centroids.shape[1] != len(centre)):
             raise StateFileError("saved clustering: its centre and its centroids differ in dimension")
-        self.centre = centre
-        self.centroids_ = centroids
-        self._moves.clear()
         prior = state.get("prior_sums")  # absent from states saved before 2026-12-05: no seed kept apart
-        self.prior_sums_ = None if prior is None else np.asarray(prior, dtype=np.float64).copy()
-        self.prior_counts_ = np.asarray(state.get("prior_counts", []), dtype=np.int64).copy()
-        if self.prior_sums_ is not None and (
-            self.prior_sums_.shape[0] != self.n_clusters or self.prior_counts_.shape != (self.n_clusters,)
+        prior_sums = None if prior is None else np.asarray(prior, dtype=np.float64).copy()
+        prior_counts = np.asarray(state.get("prior_counts", []), dtype=np.int64).copy()
+        if prior_sums is not None and (
+            prior_sums.ndim != 2 or prior_sums.shape[0] != self.n_clusters or prior_counts.shape != (self.n_clusters,)
         ):
             raise StateFileError("saved clustering: its seed does not match its number of clusters")
         counts = np.asarray(state["counts"], dtype=np.int64).copy()
         _check_learned(centroids, counts, self.n_clusters)
-        self.counts_ = counts
+        if prior_sums is not None and centroids is not None and prior_sums.shape[1] != centroids.shape[1]:
+            raise StateFileError("saved clustering: its seed and its centroids differ in dimension")
+        # checked whole, then taken whole: a refused state leaves the clustering as it was
+        self.centre, self.centroids_, self.counts_ = centre, centroids, counts
+        self.prior_sums_, self.prior_counts_ = prior_sums, prior_counts
+        self._moves.clear()
 
 
 def _check_learned(centroids: np.ndarray | None, counts: np.ndarray, n_clusters: int) -> None:

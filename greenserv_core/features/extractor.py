@@ -369,4 +369,11 @@ def _prompt_list(prompts: Sequence[str], method: str) -> list[str]:
     wrong = next((p for p in listed if not isinstance(p, str)), None)
     if wrong is not None:
         raise InvalidInputError(f"{method}() takes prompts as strings, got {type(wrong).__name__}")
+    for index, prompt in enumerate(listed):
+        try:
+            prompt.encode("utf-8")
+        except UnicodeEncodeError as error:  # (a lone surrogate, from JSON's "\ud800"), as extract() says it
+            raise InvalidInputError(
+                f"{method}(): prompt {index} is not valid Unicode text ({error.reason} at {error.start})"
+            ) from None
     return listed

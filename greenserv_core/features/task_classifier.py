@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from greenserv_core.bandits.base import whole_number
 from greenserv_core.errors import InvalidInputError, StateFileError
 from greenserv_core.features.embedders import Embedder
 from greenserv_core.features.lexical import LexicalHasher
@@ -185,6 +187,7 @@ class TaskClassifier:
         """Fit on embeddings (and, with ``lexical_features``, the texts they embed)."""
         from sklearn.linear_model import LogisticRegression
 
+        self._check_settings()
         if len(set(labels)) < 2:
             raise InvalidInputError("a task classifier needs at least two task types")
         x: Any = np.asarray(embeddings, dtype=np.float64)
@@ -209,12 +212,25 @@ class TaskClassifier:
         self.embedding_mean_ = mean
         return self
 
-    def _check_texts(self, texts: Sequence[str] | None, n: int) -> None:
+    def _check_settings(self) -> None:
+        """Refuse settings no classifier can be fitted with (as scikit-learn does, at fit)."""
+        width = whole_number(self.lexical_features)
+        if width is None or not (width == 0 or width >= 2):
+            raise InvalidInputError(
+                f"lexical_features must be 0 (none) or an integer >= 2, got {self.lexical_features!r}"
+            )
+        self.lexical_features = width
+        weight = self.lexical_weight
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 < weight < math.inf:
+            raise InvalidInputError(f"lexical_weight must be a positive finite number, got {weight!r}")
+
+    def _check_texts(self, texts: Sequence[str] | None, n: int, *, one: bool = False) -> None:
         if not self.reads_text:
             return
         if texts is None or isinstance(texts, str):
             raise InvalidInputError(
-                "this task classifier reads the text as well as its embedding: pass texts=[...], one per embedding"
+                "this task classifier reads the text as well as its embedding: "
+                + ("pass text=... beside the embedding" if one else "pass texts=[...], one per embedding")
             )
         if len(texts) != n:
             raise InvalidInputError(f"{len(texts)} texts for {n} embeddings")
@@ -244,6 +260,8 @@ class TaskClassifier:
 
     def predict(self, embedding: np.ndarray, text: str | None = None) -> TaskPrediction:
         """Always a label: the most probable class, however unsure (see ``probability``)."""
+        if text is None:
+            self._check_texts(None, 1, one=True)
         probabilities = self.predict_proba(embedding, None if text is None else [text])[0]
         best = int(np.argmax(probabilities))
         return TaskPrediction(
@@ -253,6 +271,8 @@ class TaskClassifier:
         )
 
     def to_dict(self) -> dict[str, Any]:
+        if not self.classes_:
+            raise InvalidInputError("the task classifier is not fitted: fit it before saving it")
         data: dict[str, Any] = {
             "format": "greenserv-task-classifier",
             "version": 2,

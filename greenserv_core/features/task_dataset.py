@@ -829,6 +829,8 @@ def build_task_dataset(
         raise InvalidInputError(f"seed must be an integer, got {seed!r}")
     if split not in ("train", "test"):
         raise InvalidInputError(f"split must be 'train' or 'test', got {split!r}")
+    if isinstance(labels, str):
+        raise InvalidInputError(f"labels must be a sequence of task types, not one string: labels=[{labels!r}]")
     unknown = set(labels) - set(TASK_TYPES)
     if unknown:
         raise InvalidInputError(f"unknown task types {sorted(unknown)}; known: {list(TASK_TYPES)}")

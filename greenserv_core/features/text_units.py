@@ -38,8 +38,12 @@ COMBINING_MARKS = _ranges([c for c in range(0x10000) if unicodedata.category(chr
 """The combining marks of the Basic Multilingual Plane (categories Mn, Mc and Me), as the body
 of a character class."""
 
-ONE_TOKEN_EACH = "\u0e00-\u0e7f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
-"""Thai, kana, CJK ideographs and Hangul: written without spaces, so each character counts."""
+ONE_TOKEN_EACH = (
+    "\u0e00-\u0e7f\u0e80-\u0eff\u1000-\u109f\u1780-\u17ff\u1a20-\u1aaf"
+    "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
+)
+"""Thai, Lao, Myanmar, Khmer, Tai Tham, kana, CJK ideographs and Hangul: written without
+spaces, so each character counts."""
 
 WORD = rf"(?:\w|[{COMBINING_MARKS}])+"
 """A word: letters, digits and underscores, with the marks that combine with them."""
