@@ -196,6 +196,19 @@ def test_undominated_exploration_never_tries_a_model_whose_cost_alone_rules_it_o
         make_policy("epsilon", DIM, explore="some")
 
 
+def test_undominated_exploration_leaves_out_a_dominated_newcomer_too() -> None:
+    from greenserv_core.bandits import EpsilonGreedy
+
+    policy = EpsilonGreedy(DIM, explore="undominated", epsilon=0.1, min_epsilon=0.1, seed=0)
+    policy.add_arm("cheap")
+    for _ in range(50):
+        policy.update("cheap", ctx(1), 0.9)
+    policy.decide(ctx(1))
+    policy.add_arm("dear")  # joins late: explored as a newcomer, but at its cost it can reach 0.5 at best
+    picks = [policy.decide(ctx(1), costs={"cheap": 0.0, "dear": 0.5}).arm for _ in range(1000)]
+    assert "dear" not in picks  # was 30 newcomer answers
+
+
 def test_static_policy() -> None:
     policy = policy_with_arms("static:b")
     assert {policy.select(ctx(1)) for _ in range(20)} == {"b"}

@@ -99,14 +99,14 @@ class EpsilonGreedy(EpsilonExploration, LinearPolicy):
     answers would otherwise bury it for thousands of queries (BENCHMARKS.md, issue 15, "A
     newcomer"). The models present from the start are not affected (0 turns it off).
 
-    Each arm also keeps a one-sided CUSUM of how far its rewards fall below its own estimate,
-    less an allowance of 0.1 per answer. When it passes ``drift_alarm`` (default 20), the
-    model has changed under its name: its evidence is forgotten (its prior stays), and it is
-    explored again like a newcomer (``drift_alarms_`` counts the alarms; the log says so).
-    The check waits for the first decision (a warm start through ``learn()`` raises no alarm)
-    and, for a model with a prior of its own, for as many answers as the prior is worth at the
-    answer's context (a :class:`~greenserv_core.quality.QualityPrior`: its ``strength``; else a
-    strong, wrong prior would raise alarm after alarm). A policy that shares its learning
+    Each arm also keeps a one-sided CUSUM of how far its rewards fall below the estimate of its
+    own answers, less an allowance of 0.1 per answer. When it passes ``drift_alarm`` (default
+    20), the model has changed under its name: its evidence is forgotten (its prior stays), and
+    it is explored again like a newcomer (``drift_alarms_`` counts the alarms; the log says so).
+    The check waits for the first decision (a warm start through ``learn()`` raises no alarm).
+    A prior of the model's own (a :class:`~greenserv_core.quality.QualityPrior`) is left out of
+    the estimate it checks against: a model worse than its model card has not changed, and
+    measured against the prior it would raise alarm after alarm. A policy that shares its learning
     with replicas (it has loaded shared statistics) raises none: its sums only add up, and two
     replicas forgetting the same model would subtract it twice. On the static tables of
     BENCHMARKS.md no alarm fires; ``None`` turns it off.
@@ -152,8 +152,6 @@ class EpsilonGreedy(EpsilonExploration, LinearPolicy):
         """How many times each arm's evidence was forgotten."""
         self.shares_ = False
         """Whether the policy has loaded shared statistics (then it raises no drift alarm)."""
-        self._prior_inverses: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        """Each arm's prior ``P`` (its pseudo-answers' ``Σ w·xxᵀ``) with its pseudo-inverse, as last read."""
 
     def add_arm(self, name: str, prior: ArmPrior | None = None) -> None:
         super().add_arm(name, prior)
@@ -165,7 +163,6 @@ class EpsilonGreedy(EpsilonExploration, LinearPolicy):
         self.late_.discard(name)
         self.cusum_.pop(name, None)
         self.drift_alarms_.pop(name, None)
-        self._prior_inverses.pop(name, None)
 
     def load_statistics(self, stats: Statistics) -> None:
         super().load_statistics(stats)
@@ -179,8 +176,8 @@ class EpsilonGreedy(EpsilonExploration, LinearPolicy):
         self._require_arm(arm)
         x = self._check_context(context)
         row = self.ridge_.row(arm)
-        played = bool(self.ridge_.n[row] > self._prior_worth(arm, row, x))
-        shortfall = float(self._coefficients()[row] @ x) - self._check_reward(reward)
+        played = bool(self.ridge_.n[row] > 0)
+        shortfall = self._evidence_estimate(row, x) - self._check_reward(reward)
         super().update(arm, x, reward)
         if not played:
             return  # the optimistic prior's first error is not drift
@@ -197,25 +194,24 @@ class EpsilonGreedy(EpsilonExploration, LinearPolicy):
             "policy: %s answers below its estimate (CUSUM > %g); its evidence is forgotten", arm, self.drift_alarm
         )
 
-    def _prior_worth(self, arm: str, row: int, x: np.ndarray) -> float:
-        """How many answers ``arm``'s prior is worth at context ``x``: ``1/(xᵀ(P + l2·I)⁻¹x)``
-        (with the ridge's own penalty, a context the prior says little of gets little), at most
-        the pseudo-answers' whole weight (0 without a prior)."""
-        prior = self.ridge_.prior_xx[row]
-        total = float(prior[0, 0])  # the pseudo-answers' weight (the intercept column)
-        if total <= 0:
-            return 0.0
-        known = self._prior_inverses.get(arm)
-        if known is None or not np.array_equal(known[0], prior):
-            penalty = float(self.ridge_.l2s[row]) * np.eye(len(prior))
-            known = self._prior_inverses[arm] = (prior.copy(), np.linalg.inv(prior + penalty))
-        spread = float(x @ known[1] @ x)
-        return total if spread * total <= 1.0 else 1.0 / spread
+    def _evidence_estimate(self, row: int, x: np.ndarray) -> float:
+        """The arm of ``row``'s estimate at ``x`` from its own answers: without the
+        pseudo-answers of a prior of its own (a prior is not evidence that the model changed)."""
+        stack = self.ridge_
+        prior_xx = stack.prior_xx[row]
+        if not prior_xx.any():
+            return float(self._coefficients()[row] @ x)
+        own = np.linalg.solve(stack.A[row] - prior_xx, stack.b[row] - stack.prior_yx[row])
+        return float(own @ x)
 
     def _choose(self, scores: Mapping[str, ArmScore]) -> tuple[str, bool]:
         if self.late_ and self.newcomer_answers:
             counts = self.ridge_.n
-            late = [a for a in scores if a in self.late_ and counts[self.ridge_.row(a)] < self.newcomer_answers]
+            late = [  # (with explore="undominated", only those that could still win)
+                a
+                for a in self._exploration_arms(scores)
+                if a in self.late_ and counts[self.ridge_.row(a)] < self.newcomer_answers
+            ]
             if late and self.rng_.random() < self.epsilon:
                 return late[int(self.rng_.integers(len(late)))], True
         return super()._choose(scores)
