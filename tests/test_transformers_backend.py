@@ -984,3 +984,73 @@ def test_a_device_torch_does_not_know_or_cannot_reach_is_refused_at_construction
         with pytest.raises(InvalidInputError, match=said):  # was a bare error at the first answer, after the load
             TransformersBackend(ModelSpec("tiny", path=str(plain_dir)), device=device, meter=CpuTimeEstimateMeter())
     assert backend_for(plain_dir).device == "cpu"
+
+
+# ---- review fixes (2026-12-08) ----------------------------------------------------------------------
+def test_a_dtype_or_device_torch_cannot_run_is_refused_when_the_backend_is_made(
+    plain_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    from greenserv_core.backends.devices import pick_device, pick_dtype
+
+    for dtype in ("bfloat61", "int8", "bool", "float8_e4m3fn"):  # each failed later as a model that cannot load
+        with pytest.raises(InvalidInputError, match="dtype"):
+            backend_for(plain_dir, dtype=dtype)
+    assert pick_dtype("cpu", "auto") == torch.float32  # transformers' spelling of the default
+    assert backend_for(plain_dir, dtype="float32").generate(ASK, GenerationSettings(max_new_tokens=2)).text is not None
+    for device in ("hip", "xla", "hpu", "meta"):  # hip and xla failed with a RuntimeError at the first answer
+        with pytest.raises(InvalidInputError, match="cannot run a model there"):
+            pick_device(device)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert pick_device("cuda:0") == "cuda:0"
+    with pytest.raises(InvalidInputError, match="sees 1 CUDA GPU"):
+        pick_device("cuda:7")
+
+
+def test_a_spec_that_asks_for_a_chat_template_the_tokenizer_lacks_is_refused(plain_dir: Path) -> None:
+    backend = TransformersBackend(
+        ModelSpec("plain", path=str(plain_dir), chat_template=True),
+        device="cpu",
+        meter=CpuTimeEstimateMeter(),
+        memory=ModelMemory(),
+    )
+    with pytest.raises(InvalidInputError, match="its tokenizer has no chat template"):
+        backend.info  # noqa: B018  # was: every conversation refused as bad input
+
+
+def test_an_interrupt_in_a_failed_batch_s_retries_ends_every_call_of_the_batch(plain_dir: Path) -> None:
+    import threading
+    import time
+
+    from greenserv_core.backends.devices import device_lock
+
+    backend = backend_for(plain_dir)
+    settings = GenerationSettings(max_new_tokens=2)
+    sizes: list[int] = []
+
+    def failing(prompts, settings):  # type: ignore[no-untyped-def]
+        sizes.append(len(prompts))
+        if len(prompts) > 1:
+            raise RuntimeError("the batch failed (out of memory)")
+        raise KeyboardInterrupt  # Ctrl-C during the one-at-a-time retry
+
+    backend._generate_prompts = failing  # type: ignore[method-assign]
+    outcome: dict[int, str] = {}
+
+    def call(i: int) -> None:
+        try:
+            backend.generate([{"role": "user", "content": f"q{i}"}], settings)
+        except BaseException as error:
+            outcome[i] = type(error).__name__
+
+    lock = device_lock("cpu")
+    with lock:  # the device is busy: both calls queue up and are run as one batch
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        time.sleep(0.3)
+    for t in threads:
+        t.join(10)
+    assert sizes == [2, 1] and outcome == {0: "KeyboardInterrupt", 1: "KeyboardInterrupt"}  # was an IndexError

@@ -35,34 +35,51 @@ def pick_device(requested: str | None = None) -> str:
         device = torch.device(requested)
     except (RuntimeError, TypeError) as error:
         raise InvalidInputError(f"unknown device {requested!r}: use e.g. 'cpu', 'cuda' or 'cuda:1'") from error
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidInputError(f"device {requested!r}: torch sees no CUDA GPU here (use 'cpu')")
-    if device.type == "meta" or (device.type in ("mps", "xpu") and not _available(torch, device.type)):
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InvalidInputError(f"device {requested!r}: torch sees no CUDA GPU here (use 'cpu')")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise InvalidInputError(
+                f"device {requested!r}: torch sees {torch.cuda.device_count()} CUDA GPU(s) here, "
+                f"numbered from 0 (use e.g. 'cuda:0')"
+            )
+    elif device.type != "cpu" and not _available(torch, device.type):  # meta, hip, xla, …
         raise InvalidInputError(f"device {requested!r}: torch cannot run a model there on this machine (use 'cpu')")
     return requested
 
 
 def _available(torch: Any, kind: str) -> bool:
-    """Whether torch can run on the ``mps`` or ``xpu`` device here."""
+    """Whether torch can run models on devices of type ``kind`` here (never on ``meta``)."""
+    if kind == "meta":
+        return False
     if kind == "mps":
         backend = getattr(torch.backends, "mps", None)
         return bool(backend is not None and backend.is_available())
     module = getattr(torch, kind, None)
-    return bool(module is not None and module.is_available())
+    available = getattr(module, "is_available", None)
+    try:
+        return bool(callable(available) and available())
+    except Exception:  # (a backend module that cannot answer here)
+        return False
 
 
 def pick_dtype(device: str, requested: str | None = None) -> Any:
-    """``requested`` (a torch dtype name), else bfloat16 on GPUs that support it (else float16)
-    and float32 on the CPU. On the CPU, bfloat16 does not pay for these small models, even with
-    AMX: their latency in bf16 was 0.95–1.04× their latency in float32 (BENCHMARKS.md), since
-    decoding one token at a time is bound by overhead, not by matrix products.
+    """``requested`` (a torch floating-point dtype's name), else (``None`` or ``"auto"``)
+    bfloat16 on GPUs that support it (else float16) and float32 on the CPU. On the CPU,
+    bfloat16 does not pay for these small models, even with AMX: their latency in bf16 was
+    0.95–1.04× their latency in float32 (BENCHMARKS.md), since decoding one token at a time is
+    bound by overhead, not by matrix products.
     """
     import torch
 
-    if requested:
-        dtype = getattr(torch, requested, None)
+    if requested and requested != "auto":
+        dtype = getattr(torch, requested, None) if isinstance(requested, str) else None
         if not isinstance(dtype, torch.dtype):
             raise InvalidInputError(f"unknown dtype {requested!r}; use e.g. 'float32' or 'bfloat16'")
+        if not dtype.is_floating_point or dtype.itemsize < 2:  # (an integer, a bool, an 8-bit float)
+            raise InvalidInputError(
+                f"dtype {requested!r} cannot hold a model's weights to run; use e.g. 'float32' or 'bfloat16'"
+            )
         return dtype
     if device.startswith("cuda"):
         return torch.bfloat16 if cuda_bfloat16_is_native(device) else torch.float16

@@ -100,6 +100,8 @@ class TransformersBackend:
     ) -> None:
         self.spec = spec
         self.device = pick_device(device)
+        if dtype is not None:  # refused here, not as a model that cannot load at the first answer
+            pick_dtype(self.device, dtype)
         self.dtype_name = dtype
         self._meter_spec = meter
         # a meter given as an object falls back to the labelled estimate too, so a failed read
@@ -142,9 +144,15 @@ class TransformersBackend:
 
     @property
     def uses_chat_template(self) -> bool:
-        if self.spec.chat_template is not None:
-            return self.spec.chat_template
-        return bool(getattr(self.tokenizer, "chat_template", None))
+        """Whether prompts go through the tokenizer's chat template (the spec's
+        ``chat_template``, else whether the tokenizer has one)."""
+        has_template = bool(getattr(self.tokenizer, "chat_template", None))
+        if self.spec.chat_template and not has_template:  # (else every conversation failed as bad input)
+            raise InvalidInputError(
+                f"model {self.name!r}: its spec sets chat_template=True, but its tokenizer has no chat "
+                "template; leave chat_template unset (or False) to use the plain prompt format"
+            )
+        return has_template if self.spec.chat_template is None else self.spec.chat_template
 
     @property
     def info(self) -> ModelInfo:
@@ -218,12 +226,11 @@ class TransformersBackend:
             from transformers import AutoModelForCausalLM
 
             options = self._source_options()
+            dtype = pick_dtype(self.device, self.dtype_name)
             started = time.perf_counter()
             try:
                 with quiet_loading():
-                    model = AutoModelForCausalLM.from_pretrained(
-                        self.spec.source, dtype=pick_dtype(self.device, self.dtype_name), **options
-                    )
+                    model = AutoModelForCausalLM.from_pretrained(self.spec.source, dtype=dtype, **options)
             except (OSError, ValueError, SafetensorError) as error:  # (the last: a weights file cut short)
                 raise self._cannot_load(error) from error
             model = model.to(self.device).eval()  # type: ignore[arg-type]
@@ -525,7 +532,7 @@ class TransformersBackend:
                     with self._queue_lock:
                         group = [t for t in self._queue if t.settings == settings]
                         self._queue = [t for t in self._queue if t.settings != settings]
-                    self._run_group(group, settings)
+                    self._run_group(group if ticket in group else [ticket], settings)
         if ticket.error is not None:
             raise ticket.error
         assert ticket.result is not None
@@ -539,8 +546,15 @@ class TransformersBackend:
             results = self._generate_prompts([t.prompt for t in group], settings)
         except Exception as error:
             if len(group) > 1:
-                for ticket in group:
-                    self._run_group([ticket], settings)
+                try:
+                    for ticket in group:
+                        self._run_group([ticket], settings)
+                except BaseException as stopped:  # an interrupt in the retries stops the rest too
+                    for ticket in group:
+                        if not ticket.done.is_set():
+                            ticket.error = stopped
+                            ticket.done.set()
+                    raise
                 return
             group[0].error = error
             group[0].done.set()
