@@ -408,6 +408,14 @@ def test_an_answer_of_several_parts_needs_every_part() -> None:
     assert score_answer(drop, " Spain, Italy and the Netherlands") == 1.0
 
 
+def test_triviaqa_s_reference_is_its_own_answer_among_the_aliases() -> None:
+    examples = load_task("triviaqa", limit=200)
+    sunset = [e for e in examples if "Sunset Boulevard" in e.aliases]
+    assert all(e.reference in e.aliases for e in examples)
+    assert not sunset or all(e.reference == "Sunset Boulevard" for e in sunset)  # was "Sunset Blvd"
+    assert sum(e.reference != e.aliases[0] for e in examples) > 50  # the first alias was taken
+
+
 def test_drop_keeps_every_part_of_an_answer_of_several() -> None:
     several = [example for example in load_task("drop") if example.spans]
     assert several and all(example.reference == "; ".join(example.spans) for example in several)

@@ -144,6 +144,10 @@ def test_shift_outcomes_flip_only_after_the_step_and_keep_the_mean_drop() -> Non
         with pytest.raises(InvalidInputError):
             Shift.parse(text)
     assert str(Shift.parse("a@b@3:latency*0.5")) == "a@b@3:latency*0.5"
+    for text in ("m@10:energy*0.00001", "m@10:energy*1234567", "m@1:accuracy-0.1234567", "m@1:energy*2"):
+        shift = Shift.parse(text)  # the label of a report: it read 1e-05 (refused), 1.23457e+06, 0.123457
+        assert Shift.parse(str(shift)) == shift
+    assert str(Shift.parse("m@1:energy*2")) == "m@1:energy*2"
 
 
 def test_two_shifts_of_one_models_accuracy_add_up() -> None:

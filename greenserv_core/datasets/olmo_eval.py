@@ -298,7 +298,8 @@ def _open_qa(relative: str, task: str) -> Callable[[], Iterator[TaskExample]]:
             aliases = tuple(answer["aliases"]) if isinstance(answer, dict) else tuple(answer)
             question = row["question"].strip()
             prompt = f"Answer the question with a short factual answer.\n\nQuestion: {question}\nAnswer:"
-            reference = aliases[0] if aliases else ""
+            value = answer.get("value") if isinstance(answer, dict) else None  # TriviaQA's own answer
+            reference = value if isinstance(value, str) and value else aliases[0] if aliases else ""
             yield TaskExample(task, f"{task}/{index}", prompt, reference, aliases=aliases, question=question)
 
     return load

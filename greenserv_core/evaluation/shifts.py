@@ -23,7 +23,7 @@ from greenserv_core.errors import InvalidInputError
 __all__ = ["Shift", "ShiftKind", "shift_outcomes"]
 
 _SPEC = re.compile(
-    r"^(?P<model>.+)@(?P<step>\d+):(?P<kind>accuracy|energy|latency)(?P<op>[-+*])(?P<amount>\d+(?:\.\d*)?|\.\d+)$"
+    r"^(?P<model>.+)@(?P<step>\d+):(?P<kind>accuracy|energy|latency)(?P<op>[-+*])(?P<amount>(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)$"
 )
 ShiftKind = Literal["accuracy", "energy", "latency"]
 _FLIPS = 0x5EED  # the flips' generator: seeded by (run seed, this), apart from the run's own draws
@@ -73,9 +73,20 @@ class Shift:
         return self.amount < 0 if self.kind == "accuracy" else self.amount > 1
 
     def __str__(self) -> str:
+        """The shift as :meth:`parse` reads it back, to the same amount."""
         if self.kind == "accuracy":
-            return f"{self.model}@{self.step}:accuracy{'-' if self.amount < 0 else '+'}{abs(self.amount):g}"
-        return f"{self.model}@{self.step}:{self.kind}*{self.amount:g}"
+            return f"{self.model}@{self.step}:accuracy{'-' if self.amount < 0 else '+'}{_shortest(abs(self.amount))}"
+        return f"{self.model}@{self.step}:{self.kind}*{_shortest(self.amount)}"
+
+
+def _shortest(amount: float) -> str:
+    """The shortest text that reads back as ``amount`` (``2``, not ``2.0``; ``1e-05``).
+
+    >>> _shortest(2.0), _shortest(0.1234567), _shortest(1e-05)
+    ('2', '0.1234567', '1e-05')
+    """
+    text = repr(float(amount))
+    return text[:-2] if text.endswith(".0") else text
 
 
 def shift_outcomes(
