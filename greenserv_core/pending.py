@@ -251,15 +251,17 @@ class PendingDecisions:
         when none awaits it. One that waited longer raises :class:`UnknownDecisionError`: it
         expired, as an unscored decision does (the router then learns its cost from the
         decision itself)."""
-        decision = self._awaiting.pop(decision_id, None)
-        since = self._awaiting_since.pop(decision_id, None)
+        decision = self._awaiting.get(decision_id)
+        since = self._awaiting_since.get(decision_id)
         if decision is None:
             return None
-        if since is not None and since < self.clock() - self.ttl_s:
-            raise UnknownDecisionError(
+        if since is not None and since < self.clock() - self.ttl_s:  # left in place, so that an outcome
+            raise UnknownDecisionError(  # given again is told the same (forgotten with its "scored" mark)
                 f"decision {decision_id!r} expired: scored before its outcome, it awaited the outcome "
                 f"{self.ttl_s:g} s (ttl_s)"
             )
+        del self._awaiting[decision_id]
+        self._awaiting_since.pop(decision_id, None)
         return decision
 
     def keep_awaiting(self, decision: PendingDecision) -> None:
