@@ -393,3 +393,19 @@ def test_numpy_numbers_are_taken_as_value_bound_and_drift_alarm() -> None:
             EpsilonGreedy(4, value_bound=bad)  # type: ignore[arg-type]
         with pytest.raises(InvalidInputError, match="drift_alarm"):
             EpsilonGreedy(4, drift_alarm=bad)  # type: ignore[arg-type]
+
+
+def test_a_state_loaded_into_a_policy_of_another_prior_reward_still_tries_its_unplayed_arms() -> None:
+    from greenserv_core.bandits import LinUCB
+
+    x = np.array([1.0] + [0.0] * (DIM - 1))
+    saved = LinUCB(DIM, reward_range=(0, 1), alpha=0.3, seed=0)
+    for arm in ("played", "fresh"):
+        saved.add_arm(arm)
+    for _ in range(20):
+        saved.update("played", x, 0.9)
+    loaded = LinUCB(DIM, reward_range=(0, 1), alpha=0.3, prior_reward=0.5, seed=0)
+    loaded.load_state_dict(saved.state_dict())
+    assert loaded._untried_mask(["played", "fresh"]).tolist() == [False, True]  # was [False, False]
+    assert dict(loaded.decide(x).scores)["fresh"].score == 1.0  # tried first, as before the save (was 0.3)
+    assert loaded.ridge_.prior_mean[loaded.ridge_.row("fresh")][0] == 0.5  # this policy's setting

@@ -217,6 +217,20 @@ class LinearPolicy(Policy):
         arm.load_state_dict(data)
         return arm
 
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        saved = state.get("params", {}).get("prior_reward")
+        if saved is None or float(saved) == self.prior_reward:
+            return
+        # this policy's settings are used: an arm whose prior mean was the saved policy's default
+        # (none of its own) takes this one's, so it is still told apart from an arm with its own
+        was, now = np.zeros(self.dimension), self._prior_mean()
+        was[0] = float(saved)
+        stack = self.ridge_
+        for name in stack.names:
+            if np.array_equal(stack.prior_mean[stack.row(name)], was):
+                stack.set_prior_mean(name, now)
+
     def _load_arms(self, arms: Mapping[str, dict[str, Any]]) -> None:
         stack = self._new_stack()
         for name, data in arms.items():
