@@ -1,11 +1,13 @@
 """Sherman–Morrison updates equal the closed-form ridge solution."""
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from greenserv_core.bandits import RidgeArm
+from greenserv_core.errors import InvalidInputError
 
 finite = st.floats(-10, 10, allow_nan=False, allow_infinity=False)
 
@@ -74,3 +76,14 @@ def test_an_update_whose_inverse_step_would_overflow_is_refused_and_changes_noth
         np.testing.assert_array_equal(stack.A_inv[0], np.eye(2) / l2)
         stack.update("a", np.array([1e3, 0.0]), 1.0)  # a large context that fits is still learned
         assert np.all(np.isfinite(stack.theta[0]))
+
+
+def test_a_ridge_refuses_settings_it_cannot_learn_with_by_name() -> None:
+    from greenserv_core.bandits.ridges import RidgeStack
+
+    with pytest.raises(InvalidInputError, match="prior_mean must be 2 finite numbers"):
+        RidgeStack(2, prior_mean=np.zeros(3))  # accepted; the first arm failed to be added
+    with pytest.raises(InvalidInputError, match="forget must be a finite number"):
+        RidgeArm(2, forget="x")  # type: ignore[arg-type]  # a bare TypeError
+    with pytest.raises(InvalidInputError, match="dimension"):
+        RidgeStack(0)

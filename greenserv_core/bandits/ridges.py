@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from greenserv_core.bandits.base import check_number
+from greenserv_core.bandits.base import check_number, check_whole
 from greenserv_core.bandits.prior import ArmPrior
 from greenserv_core.errors import InvalidInputError, UnknownModelError
 
@@ -70,22 +70,22 @@ class RidgeStack:
         refresh_every: int = 2048,
         forget: float = 1.0,
     ) -> None:
-        if dimension < 1:
-            raise InvalidInputError(f"dimension must be positive, got {dimension}")
+        dimension = check_whole("dimension", dimension, low=1)
         if check_number("l2", l2, low=0.0, strict=True) < MIN_L2:
             raise InvalidInputError(
                 f"l2 must be at least {MIN_L2:g}, got {l2!r}: below that the running inverse A⁻¹ loses "
                 "precision with every update (at 1e-12 an estimate of 0.8 read 3.8 after 1,000 answers)"
             )
-        if not 0 < forget <= 1:
+        if not 0 < check_number("forget", forget) <= 1:
             raise InvalidInputError(f"forget must be in (0, 1], got {forget!r}")
+        mean = None if prior_mean is None else np.asarray(prior_mean, dtype=np.float64)
+        if mean is not None and (mean.shape != (dimension,) or not np.all(np.isfinite(mean))):
+            raise InvalidInputError(f"prior_mean must be {dimension} finite numbers, got shape {mean.shape}")
         self.dimension = dimension
         self.l2 = float(l2)
         self.refresh_every = refresh_every
         self.forget = float(forget)
-        self.prior_mean_default = (
-            np.zeros(dimension) if prior_mean is None else np.asarray(prior_mean, dtype=np.float64).copy()
-        )
+        self.prior_mean_default = np.zeros(dimension) if mean is None else mean.copy()
         self.names: list[str] = []
         """The arms, in row order."""
         self._rows: dict[str, int] = {}
