@@ -83,7 +83,10 @@ class _Loaded:
 
 
 class TransformersBackend:
-    """Serve one :class:`ModelSpec` with transformers.
+    """Serve one :class:`ModelSpec` with transformers, on ``device`` (default: ``cuda`` where
+    a GPU is visible, else ``cpu``) in ``dtype`` (a torch floating-point dtype's name; default
+    or ``"auto"``: bfloat16 or float16 on a GPU, float32 on the CPU). Both are checked when the
+    backend is made; the weights load at the first answer.
 
     >>> backend = TransformersBackend(ModelSpec("smol", path="/path/to/model"))  # doctest: +SKIP
     >>> backend.generate([{"role": "user", "content": "Hi"}], GenerationSettings(max_new_tokens=8))  # doctest: +SKIP

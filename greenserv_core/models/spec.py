@@ -17,7 +17,8 @@ class ModelSpec:
 
     Give ``path`` (a local Hugging Face model directory, optionally with ``gguf_file`` inside
     it) or ``hub_id`` (downloaded by transformers when online). ``chat_template=None`` means
-    "use the tokenizer's template if it has one"; ``context_window=None`` reads it from the
+    "use the tokenizer's template if it has one" (``True`` asks for it: a model whose tokenizer
+    has none is refused; ``False``: the plain prompt format); ``context_window=None`` reads it from the
     model config. The priors (per input+output token) stand in for measurements until the
     router has seen the model run; ``quality`` (a :class:`QualityPrior`, e.g. from the model
     card's benchmark scores) stands in for its accuracy until it has been scored.
