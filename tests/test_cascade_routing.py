@@ -1688,6 +1688,7 @@ def test_a_cascade_scored_while_its_first_model_answers_still_answers_and_counts
     import threading
 
     from greenserv_core.budget import BudgetPacer, EnergyBudget
+    from greenserv_core.errors import DecisionStillAnsweringError
 
     started, scored = threading.Event(), threading.Event()
 
@@ -1705,15 +1706,22 @@ def test_a_cascade_scored_while_its_first_model_answers_still_answers_and_counts
         cascades=[("small", "big")],
     )
 
+    refused: list[BaseException] = []
+
     def score() -> None:
         started.wait(5)
-        router.feedback("q1", 1.0)
-        scored.set()
+        try:
+            router.feedback("q1", 1.0)
+        except DecisionStillAnsweringError as error:  # (since 2026-12-07: scored once its answer has come)
+            refused.append(error)
+        finally:
+            scored.set()
 
     thread = threading.Thread(target=score)
     thread.start()
     answer = router.generate(ASK, models=["small->big"], decision_id="q1")  # raised DecisionAlreadyScoredError
     thread.join()
+    assert len(refused) == 1  # nothing learned from a score given mid-answer
     assert answer.model == "small->big" and answer.energy_joules > 0
     assert router.learner_.pacer_ is not None and router.learner_.pacer_.spent_ == answer.energy_joules  # was 0
 

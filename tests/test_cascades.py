@@ -473,7 +473,15 @@ def test_a_cascade_compares_tool_calls_by_their_names_and_arguments(
             True,
         ),
         ('{"answer": "Paris"}', '{"answer": "paris"}', True),
-        ('{"answer": "Paris"}', '{"answer": "Paris", "sure": true}', False),  # other keys
+        ('{"answer": "Paris"}', '{"answer": "Paris", "sure": true}', True),  # the answers named agree
+        ('{"city": "Paris"}', '{"city": "Paris", "sure": true}', False),  # no answer named: other keys
+        (  # a reasoning and how sure: left out (their numbers were compared, and the confidences)
+            '{"reasoning": "6 times 7 is 42", "answer": 42, "confidence": 0.9}',
+            '{"reasoning": "40 plus 2", "answer": "42", "confidence": 0.8}',
+            True,
+        ),
+        ('{"city": "Paris", "why": "the capital since 987"}', '{"city": "Paris", "why": "its capital"}', True),
+        ('{"city": "Lyon", "why": "the capital since 987"}', '{"city": "Paris", "why": "its capital"}', False),
         ("The answer is 42.", '{"answer": 42}', True),  # one is no JSON: both read as prose
         ("Paris", '{"city": "London"}', False),
         ("The answer is 42.", "42", True),
@@ -653,3 +661,30 @@ def test_the_cascade_replay_teaches_each_member_its_own_cost_as_a_live_cascade_d
     assert any(len(m) == 2 and m[1][0] == "big" for _, m in cascades)  # the escalated ones name the second
     assert all(joules == pytest.approx(sum(spent for _, spent, _ in m)) for joules, m in cascades)
     assert not [m for model, _, m in told if model != "small->big" and m]  # a single model's answer has none
+
+
+# ---- review fixes (2026-12-08) ----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("first", "second", "agree"),
+    [
+        ("No", "No doubt, the answer is yes.", False),  # the first word was read before the named answer
+        ("Yes", "Yes, I can answer that: the answer is no.", False),
+        ("The answer is 18 (that is 3 * 6).", "18", True),  # the last number, 6, was read
+        ("Answer: 12, since 3 * 4 = 12 and 2 + 2 = 4", "12", True),
+        ("B, because the mitochondria make ATP.", "The answer is B.", True),  # read as free text
+        ("[B]", "B", True),
+        ("Option A is tempting, but the answer is B.", "B", True),  # read as A
+        ("B or C", "C", False),  # a hedge commits to no letter
+    ],
+)
+def test_agreement_reads_answers_as_scoring_does(first: str, second: str, agree: bool) -> None:
+    from greenserv_core.evaluation.scoring import extract_choice, extract_number, extract_yes_no
+
+    assert answers_agree(first, second) is agree and answers_agree(second, first) is agree
+    kind = final_answer(second)
+    if kind is not None and kind[0] == "choice":
+        assert kind[1] == (extract_choice(second, 5) or "").lower()
+    elif kind is not None and kind[0] == "number":
+        assert kind[1] == extract_number(second)
+    elif kind is not None:
+        assert kind[1] == extract_yes_no(second)

@@ -5,15 +5,17 @@ answer agrees with it, the first answer is taken to be as right as the second; i
 disagree and the second is right, the first is taken to be wrong. That is a proxy, not a
 label, and :func:`answers_agree` is deliberately simple:
 
-- answers that both commit to a final answer of one kind are compared by it: a choice letter
-  (``"B) Paris"``, ``"Answer: B"``, ``"(B)"``, ``"B. Paris"``, ``"B. the mitochondria"``; never an
-  initial or abbreviation, as in ``"C. S. Lewis"`` or ``"e.g."``), then the number after the last
-  ``####`` (GSM8K's mark, read as scoring reads it), then yes or no (also true or false; as the
-  first word, after ``"the answer is"`` or ``"answer:"``, or as the last word of an answer of a few
-  words, ``"not true"`` being no), then the last number, in digits or words below a million
-  (``"The answer is 42."``, ``"forty-two"``; a bare ``"one"``, which is mostly the pronoun, only as
-  the whole answer, as in ``"Answer: one."``; a clock time such as ``"2:30"`` is one value),
-  whatever the words around it;
+- answers that both commit to a final answer of one kind are compared by it, read as scoring
+  reads answers (:mod:`greenserv_core.evaluation.scoring` uses the same readers): a choice
+  letter A to E (:func:`extract_choice`: ``"B) Paris"``, ``"Answer: B"``, ``"(B)"``, ``"[B]"``,
+  ``"B, because"``, ``"B. the mitochondria"``; never an initial or abbreviation, as in
+  ``"C. S. Lewis"`` or ``"e.g."``, nor a hedge such as ``"B or C"``), then the number after the
+  last ``####`` (GSM8K's mark), then yes or no (also true or false; after ``"the answer is"`` or
+  ``"answer:"``, the last one said, else as the first word, else as the last word of an answer
+  of a few words, ``"not true"`` being no), then the last number that ``"the answer is"`` names,
+  then the last number, in digits or words below a million (``"forty-two"``; a bare ``"one"``,
+  which is mostly the pronoun, only as the whole answer, as in ``"Answer: one."``; a clock time
+  such as ``"2:30"`` is one value), whatever the words around it;
 - otherwise they are compared as lowercase words without punctuation: a short answer (up to
   three words) agrees with another that begins with it (``"Paris"`` and ``"Paris is the
   capital"``, never ``"Canberra, not Sydney"`` with ``"Sydney"``), longer ones when their
@@ -21,8 +23,8 @@ label, and :func:`answers_agree` is deliberately simple:
 
 A known limit: a name's initial before a lower-case word is read as a choice (``"E. coli"`` is
 choice E): telling it from a choice followed by its option's text needs the options' text, which
-scoring has (:func:`~greenserv_core.evaluation.scoring.extract_choice` reads it as the option
-that says ``"E. coli"``) and agreement between two answers does not.
+scoring has (:func:`extract_choice`, given them, reads it as the option that says ``"E. coli"``)
+and agreement between two answers does not.
 
 >>> answers_agree("B) Paris", "b")
 True
@@ -40,17 +42,22 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Sequence
 from fractions import Fraction
+
+from greenserv_core.datasets.olmo_eval import LETTERS
 
 __all__ = [
     "ARTICLE",
     "INITIALS",
     "MARKED_NUMBER",
+    "NAMED_NUMBER",
     "NAMED_YES_NO",
     "NUMBER_PATTERN",
     "NUMBER_WORD_VALUES",
     "answers_agree",
     "canonical_number",
+    "extract_choice",
     "final_answer",
     "minus_signs",
 ]
@@ -65,15 +72,6 @@ _REASON = r"(?:because|since|as|is|was|and|or|but|so|which)\b"
 ARTICLE = rf"(?<=A)[ \t]+(?!{_REASON})[a-z]"
 """What follows an "A" that is the article, not option A (``"A kangaroo"``; ``"A because"`` is
 the option): a pattern to put in a negative lookahead."""
-# "B) Paris", "(b)", "B", "B. Paris", "B. the mitochondria": never "A dog", "C. S. Lewis", nor "e.g. 42"
-_LEADING_CHOICE = re.compile(rf"^\s*\(?([A-Ea-e])(?:[):]|(?!{INITIALS})\.|\s*$)")
-# "the answer is B", "Answer: (c)", "answer is b.", 'answer is "B"': a lower-case letter only bracketed,
-# quoted or at the sentence's end, never the article in "the answer is a dog" (nor "Answer: A kangaroo")
-_NAMED_CHOICE = re.compile(
-    r"\b(?i:answer|option|choice)(?:\s+is)?\s*(?::\s*)?(?:(?<!\w)['\"])?"  # (spaces read one way: not quadratic)
-    rf"(?:\(([A-Ea-e])\)|([A-E])\b(?![\w-])(?!'(?<!'[A-E]'))(?!{INITIALS})(?!{ARTICLE})"  # "'" only to close
-    rf"|([a-e])(?!{INITIALS})(?=\s*(?:[).:,;!?]|$)|(?<='[a-e])'|(?<=\"[a-e])\"))"
-)
 NUMBER_PATTERN = re.compile(r"(?:(?<![\w-])-)?(?:\d[\d,]*(?:\.\d+)?|(?<![\w.])\.\d+)(?:/\d+)?")
 """A number as answers write it: a sign (not a dash between numbers, as in ``3-5``),
 thousands separators, decimals (``.5`` too, but not the ``.3`` of ``1.2.3`` or ``...3``), or a
@@ -85,6 +83,14 @@ MARKED_NUMBER = re.compile(
 )
 """A number right after ``####`` (its sign, separators, decimals or fraction as in
 :data:`NUMBER_PATTERN`), through emphasis and an "(the final) answer is" between them."""
+NAMED_NUMBER = re.compile(  # (the spaces read one way: linear, not quadratic)
+    r"\banswer(?:\s+is\b|\s*:)[\s*_:]*\$?((?:(?<![\w-])-)?(?:\d[\d,]*(?:\.\d+)?|\.\d+)(?:/\d+)?)",
+    re.IGNORECASE,
+)
+"""A number that "the answer is" or "answer:" names (its sign, separators, decimals or fraction
+as in :data:`NUMBER_PATTERN`)."""
+
+
 _SIGN_BEFORE_DOLLAR = re.compile(r"(?<![\w-])-\$(?=\.?\d)")
 
 
@@ -115,6 +121,87 @@ def _words(text: str) -> list[str]:
     return [w.strip(".").lower() for w in _WORD.findall(text) if w.strip(".")]
 
 
+def extract_choice(text: str, n_choices: int, choices: Sequence[str] = ()) -> str | None:
+    """The option letter an answer commits to, or ``None``.
+
+    A leading letter (``"B"``, ``"(B)"``, ``"[B]"``, ``"'B'"``, ``"B. blue"``, ``"B, blue"``,
+    ``"B - blue"``, ``"B is right"``, ``"C because"``, not ``"A man"`` nor ``"I think"``) wins;
+    otherwise the first explicit ``answer is B`` (``option is B``, ``choice: B``, ``answer: b.``, ``answer is "B"``;
+    a lowercase letter only where it stands alone, so never the article in ``answer is a
+    cow``); otherwise the first ``option B``, ``choice B`` or ``answer B`` (so ``Option A is
+    tempting, but the answer is B`` and ``The option is B, as answer A ignores friction``
+    commit to B); otherwise the first letter that stands alone as ``B.`` or ``B)``. Markdown emphasis (``**B**``) is
+    read through. Letters beyond the number of options do not count, nor do initials and abbreviations
+    (``"C. S. Lewis"``, ``"E. B. White"``, ``"e.g."``; as in :func:`~greenserv_core.cascades.agreement.final_answer`).
+    Given the options' texts (``choices``), a letter that begins the text of an option (``"E.
+    coli"`` among five options, ``"B is tangential"`` where B says ``"B is perpendicular"``)
+    reads as that option; an option that is only a letter (``"B"``) still reads as the letter.
+
+    >>> extract_choice("C) because", 4), extract_choice("I think the answer is d.", 4), extract_choice("I'm", 4)
+    ('C', 'D', None)
+    >>> extract_choice("The answer is: **B**", 4), extract_choice("The answer is a cow, C.", 4)
+    ('B', 'C')
+    >>> [extract_choice(text, 4) for text in (" Option C", " [C]", " C - Paris", "A man")]
+    ['C', 'C', 'C', None]
+    >>> extract_choice("C. S. Lewis", 4), extract_choice("It was E. B. White", 5), extract_choice("e.g. 42", 5)
+    (None, None, None)
+    >>> extract_choice("The answer is E. coli.", 5, ("Salmonella", "E. coli", "Listeria", "Vibrio", "Shigella"))
+    'B'
+    """
+    valid = LETTERS[:n_choices]
+    lower = valid.lower()
+    words = "".join(letter for letter in "ai" if letter in lower)  # lowercase letters that are also words
+    plain = "".join(letter for letter in lower if letter not in words)
+    either = f"[{plain}]\\b|" if plain else ""
+    text = re.sub(r"[*_`]", "", text)
+    capitals = "".join(letter for letter in valid if letter not in "AI")  # capitals that are not words
+    leading_word = rf"|^\s*([{capitals}])\s+(?=\w)" if capitals else ""
+    quoted = rf"(?<='[{words}])'|(?<=\"[{words}])\""  # a quoted "a" ends at its closing quote
+    named = (  # the letter "answer" names, maybe bracketed or quoted (not the apostrophe of "answer'd"),
+        # never the article of "the answer is A kangaroo"
+        rf"(?:[(\[]|(?<!\w)[\'\"])?([{valid}]\b|{either}[{words}](?=[.)\]]|\s*$|{quoted}))(?!{INITIALS})(?!{ARTICLE})"
+    )
+    patterns = (
+        rf"^\s*[(\[\'\"]?([{valid}{lower}])"
+        rf"(?:(?!{INITIALS})[.):;,!?\]\'\"\n]|\s*$|\s+[-–—:(]|\s+(?:is|would|was|because|since)\b){leading_word}",
+        rf"(?i:answer|option|choice)\s*(?:(?i:is)\s*(?::\s*)?|:\s*){named}",  # (one way to read spaces: linear)
+        rf"(?i:answer|option|choice)\s*{named}",
+        # "B)", or "B." but neither an initial nor right after one (no B in "E. B. White")
+        rf"(?:^|\s)(?:\(?([{valid}])\)|(?<!\b[A-Z]\.\s)\(?([{valid}])(?!{INITIALS})\.)(?:\s|$)",
+    )
+    hedge = re.compile(  # another letter joined on, or an "or" the answer was cut after
+        rf"\s*(?:,|/|\bor\b|\band\b)\s*[(\[]?[{valid}]\b(?!{INITIALS})(?!{ARTICLE})|\s+(?:or|and)\s*$"
+    )
+    for pattern in patterns:
+        match = re.search(pattern, text)
+        if match:
+            group = next(i for i, letter in enumerate(match.groups(), 1) if letter)
+            after = match.end(group)  # (past a closing bracket or quote: "(B) or (C)")
+            if hedge.match(text, after + (text[after : after + 1] in (")", "]", "'", '"'))):
+                return None  # "B or C", "B, C or D": no one letter committed to
+            at = match.start(group)  # the letter, or the bracket or quote just before it (never "answer is")
+            starts = (at, at - 1) if at and text[at - 1] in "([\"'" else (at,)
+            reading = _quoted_option(text, starts, choices[:n_choices])
+            return reading if reading is not None else match.group(group).upper()
+    return None
+
+
+def _quoted_option(text: str, starts: tuple[int, ...], choices: Sequence[str]) -> str | None:
+    """The letter of the longest option whose text (more than a letter) ``text`` holds from one
+    of ``starts`` on, up to a word's end; ``None`` when none does."""
+    best: tuple[int, int] | None = None
+    for index, choice in enumerate(choices):
+        option = re.sub(r"[*_`]", "", choice).strip().casefold()
+        if not re.search(r"\w\W*\w", option):  # "B", "(C)": a letter, not a text
+            continue
+        for start in starts:
+            rest, end = text[start:].lstrip().casefold(), len(option)
+            whole = rest.startswith(option) and not (rest[end : end + 1].isalnum() and option[-1:].isalnum())
+            if whole and (best is None or end > best[0]):
+                best = end, index
+    return None if best is None else LETTERS[best[1]]
+
+
 def final_answer(text: str) -> tuple[str, str] | None:
     """The answer ``text`` commits to, as ``(kind, value)``: ``("choice", "b")``,
     ``("yes/no", "yes")`` or ``("number", "42")``; ``None`` for free text.
@@ -131,20 +218,19 @@ def final_answer(text: str) -> tuple[str, str] | None:
     (('yes/no', 'yes'), ('yes/no', 'no'), None)
     """
     plain = re.sub(r"[*_`]", "", text)  # markdown emphasis read through ("**B. dog**"), as scoring does
-    choice = _LEADING_CHOICE.match(plain) or _NAMED_CHOICE.search(plain)
+    choice = extract_choice(text, 5)  # A to E, as scoring reads them (a hedge, "B or C", is none)
     if choice is not None:
-        return "choice", next(letter for letter in choice.groups() if letter).lower()
+        return "choice", choice.lower()
     numeric = minus_signs(text)  # as scoring reads them
     marked = list(MARKED_NUMBER.finditer(numeric))
     if marked:  # GSM8K's final answer, as scoring reads it ("#### 9:30" a time)
-        mark = marked[-1]
-        minutes = re.match(r":(\d{2})(?![\d:])", numeric[mark.end() : mark.end() + 4])
-        if minutes is not None and re.fullmatch(r"\d{1,2}", mark[1]):
-            return "number", f"{int(mark[1])}:{minutes[1]}"
-        return "number", canonical_number(mark[1]) or mark[1]
+        return "number", _number_at(numeric, marked[-1])
     yes_no = _yes_no(text, plain)
     if yes_no is not None:
         return "yes/no", yes_no
+    named = list(NAMED_NUMBER.finditer(numeric))
+    if named:  # "The answer is 18 (that is 3 * 6).": not the 6 of the working, as scoring reads it
+        return "number", _number_at(numeric, named[-1])
     text = numeric
     times = list(_TIME.finditer(text))
     inside = {at for found in times for at in range(found.start(), found.end())}
@@ -163,16 +249,26 @@ def final_answer(text: str) -> tuple[str, str] | None:
     return None
 
 
+def _number_at(text: str, found: re.Match[str]) -> str:
+    """The number a :data:`MARKED_NUMBER` or :data:`NAMED_NUMBER` match read, in one form; a
+    clock time where minutes follow it (``"#### 9:30"``)."""
+    minutes = re.match(r":(\d{2})(?![\d:])", text[found.end() : found.end() + 4])
+    if minutes is not None and re.fullmatch(r"\d{1,2}", found[1]):
+        return f"{int(found[1])}:{minutes[1]}"
+    return canonical_number(found[1]) or found[1]
+
+
 def _yes_no(text: str, plain: str) -> str | None:
-    """The yes or no ``text`` commits to: its first word, the word after "the answer is" or
-    "answer:" (in ``plain``, its markdown emphasis read through), or the last word of an answer
-    of at most :data:`_SHORT` words (``"not true"`` is no)."""
-    words = _words(text)
-    if words and words[0] in _YES_NO:
-        return _YES_NO[words[0]]
+    """The yes or no ``text`` commits to: the word after "the answer is" or "answer:" (the
+    last one said, in ``plain``, its markdown emphasis read through: "No doubt, the answer is
+    yes" is yes, as scoring reads it), else its first word, else the last word of an answer of
+    at most :data:`_SHORT` words (``"not true"`` is no)."""
     named = [found[1] for found in NAMED_YES_NO.finditer(plain)]  # the last one said ("at first ... no, ... yes")
     if named:
         return _YES_NO[named[-1].lower()]
+    words = _words(text)
+    if words and words[0] in _YES_NO:
+        return _YES_NO[words[0]]
     if not words or len(words) > _SHORT or words[-1] not in _YES_NO:
         return None
     flipped = {"true": "no", "false": "yes"} if len(words) > 1 and words[-2] == "not" else {}

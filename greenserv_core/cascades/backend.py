@@ -461,15 +461,48 @@ def _agreed(first: str, second: str, settings: GenerationSettings) -> bool:
     return answers_agree(first, second)
 
 
+_ANSWER_KEYS = ("answer", "final_answer", "choice", "label", "result")
+"""Keys that name an object's answer: where both objects have one, only it is compared."""
+_ASIDE_KEYS = frozenset({"confidence", "probability", "certainty", "score"})
+"""Keys of how sure an answer is, not of what it says."""
+
+
 def _values_agree(first: object, second: object) -> bool:
-    """Two JSON values agree: objects with the same keys whose values agree, texts by
-    :func:`~greenserv_core.cascades.agreement.answers_agree` (a reasoning field worded otherwise,
-    ``"Paris"`` and ``"paris"``), numbers by value (``2`` and ``2.0``), anything else equal."""
+    """Two JSON values agree: objects by their answer where both name one (``answer``,
+    ``final_answer``, ``choice``, ``label``, ``result``), else by the same keys whose values
+    agree, leaving out a reasoning (a text of more than three words) and how sure the model
+    was (``confidence`` …) while other fields remain; texts by
+    :func:`~greenserv_core.cascades.agreement.answers_agree` (``"Paris"`` and ``"paris"``),
+    numbers by value (``2`` and ``2.0``; ``42`` and ``"42"``), anything else equal.
+
+    >>> _values_agree({"answer": 42, "reasoning": "6 times 7"}, {"answer": "42", "reasoning": "40 plus 2"})
+    True
+    >>> _values_agree({"city": "Paris", "why": "its capital since 987"}, {"city": "Lyon", "why": "its capital"})
+    False
+    """
     if isinstance(first, dict) and isinstance(second, dict):
-        return first.keys() == second.keys() and all(_values_agree(first[k], second[k]) for k in first)
+        key = next((k for k in _ANSWER_KEYS if k in first and k in second), None)
+        if key is not None:
+            return _values_agree(first[key], second[key])
+        if first.keys() != second.keys():
+            return False
+        kept = [k for k in first if not (_aside(k, first[k]) or _aside(k, second[k]))]
+        return all(_values_agree(first[k], second[k]) for k in (kept or first))
     if isinstance(first, str) and isinstance(second, str):
         return answers_agree(first, second)
+    numbers = (int, float)
+    if isinstance(first, numbers) and isinstance(second, str) and not isinstance(first, bool):
+        return answers_agree(str(first), second)
+    if isinstance(second, numbers) and isinstance(first, str) and not isinstance(second, bool):
+        return answers_agree(first, str(second))
     return bool(first == second)
+
+
+def _aside(key: str, value: object) -> bool:
+    """Whether a field says how the answer was reached or how sure it is, not the answer."""
+    if key.lower() in _ASIDE_KEYS:
+        return True
+    return isinstance(value, str) and len(value.split()) > 3
 
 
 def _calls(parsed: ParsedOutput) -> Counter[str]:

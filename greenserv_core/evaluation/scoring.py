@@ -22,20 +22,19 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Sequence
 from typing import Any
 
 from greenserv_core.cascades.agreement import (
-    ARTICLE,
-    INITIALS,
     MARKED_NUMBER,
+    NAMED_NUMBER,
     NAMED_YES_NO,
     NUMBER_PATTERN,
     NUMBER_WORD_VALUES,
     canonical_number,
+    extract_choice,
     minus_signs,
 )
-from greenserv_core.datasets.olmo_eval import LETTERS, TaskExample
+from greenserv_core.datasets.olmo_eval import TaskExample
 from greenserv_core.evaluation.extras import bench_import
 
 __all__ = [
@@ -52,87 +51,6 @@ SUMMARY_TASKS = frozenset({"cnn_dailymail", "xsum", "samsum"})
 COMPUTED_TASKS = frozenset({"gsm8k", "basic_arithmetic", "basic_skills_arithmetic"})
 """Tasks whose answer is a computed number: the answer's final number is its answer (an answer
 that repeats the question's numbers and then gets the result wrong is wrong)."""
-
-
-def extract_choice(text: str, n_choices: int, choices: Sequence[str] = ()) -> str | None:
-    """The option letter an answer commits to, or ``None``.
-
-    A leading letter (``"B"``, ``"(B)"``, ``"[B]"``, ``"'B'"``, ``"B. blue"``, ``"B, blue"``,
-    ``"B - blue"``, ``"B is right"``, ``"C because"``, not ``"A man"`` nor ``"I think"``) wins;
-    otherwise the first explicit ``answer is B`` (``option is B``, ``choice: B``, ``answer: b.``, ``answer is "B"``;
-    a lowercase letter only where it stands alone, so never the article in ``answer is a
-    cow``); otherwise the first ``option B``, ``choice B`` or ``answer B`` (so ``Option A is
-    tempting, but the answer is B`` and ``The option is B, as answer A ignores friction``
-    commit to B); otherwise the first letter that stands alone as ``B.`` or ``B)``. Markdown emphasis (``**B**``) is
-    read through. Letters beyond the number of options do not count, nor do initials and abbreviations
-    (``"C. S. Lewis"``, ``"E. B. White"``, ``"e.g."``; as in :func:`~greenserv_core.cascades.agreement.final_answer`).
-    Given the options' texts (``choices``), a letter that begins the text of an option (``"E.
-    coli"`` among five options, ``"B is tangential"`` where B says ``"B is perpendicular"``)
-    reads as that option; an option that is only a letter (``"B"``) still reads as the letter.
-
-    >>> extract_choice("C) because", 4), extract_choice("I think the answer is d.", 4), extract_choice("I'm", 4)
-    ('C', 'D', None)
-    >>> extract_choice("The answer is: **B**", 4), extract_choice("The answer is a cow, C.", 4)
-    ('B', 'C')
-    >>> [extract_choice(text, 4) for text in (" Option C", " [C]", " C - Paris", "A man")]
-    ['C', 'C', 'C', None]
-    >>> extract_choice("C. S. Lewis", 4), extract_choice("It was E. B. White", 5), extract_choice("e.g. 42", 5)
-    (None, None, None)
-    >>> extract_choice("The answer is E. coli.", 5, ("Salmonella", "E. coli", "Listeria", "Vibrio", "Shigella"))
-    'B'
-    """
-    valid = LETTERS[:n_choices]
-    lower = valid.lower()
-    words = "".join(letter for letter in "ai" if letter in lower)  # lowercase letters that are also words
-    plain = "".join(letter for letter in lower if letter not in words)
-    either = f"[{plain}]\\b|" if plain else ""
-    text = re.sub(r"[*_`]", "", text)
-    capitals = "".join(letter for letter in valid if letter not in "AI")  # capitals that are not words
-    leading_word = rf"|^\s*([{capitals}])\s+(?=\w)" if capitals else ""
-    quoted = rf"(?<='[{words}])'|(?<=\"[{words}])\""  # a quoted "a" ends at its closing quote
-    named = (  # the letter "answer" names, maybe bracketed or quoted (not the apostrophe of "answer'd"),
-        # never the article of "the answer is A kangaroo"
-        rf"(?:[(\[]|(?<!\w)[\'\"])?([{valid}]\b|{either}[{words}](?=[.)\]]|\s*$|{quoted}))(?!{INITIALS})(?!{ARTICLE})"
-    )
-    patterns = (
-        rf"^\s*[(\[\'\"]?([{valid}{lower}])"
-        rf"(?:(?!{INITIALS})[.):;,!?\]\'\"\n]|\s*$|\s+[-–—:(]|\s+(?:is|would|was|because|since)\b){leading_word}",
-        rf"(?i:answer|option|choice)\s*(?:(?i:is)\s*(?::\s*)?|:\s*){named}",  # (one way to read spaces: linear)
-        rf"(?i:answer|option|choice)\s*{named}",
-        # "B)", or "B." but neither an initial nor right after one (no B in "E. B. White")
-        rf"(?:^|\s)(?:\(?([{valid}])\)|(?<!\b[A-Z]\.\s)\(?([{valid}])(?!{INITIALS})\.)(?:\s|$)",
-    )
-    hedge = re.compile(  # another letter joined on, or an "or" the answer was cut after
-        rf"\s*(?:,|/|\bor\b|\band\b)\s*[(\[]?[{valid}]\b(?!{INITIALS})(?!{ARTICLE})|\s+(?:or|and)\s*$"
-    )
-    for pattern in patterns:
-        match = re.search(pattern, text)
-        if match:
-            group = next(i for i, letter in enumerate(match.groups(), 1) if letter)
-            after = match.end(group)  # (past a closing bracket or quote: "(B) or (C)")
-            if hedge.match(text, after + (text[after : after + 1] in (")", "]", "'", '"'))):
-                return None  # "B or C", "B, C or D": no one letter committed to
-            at = match.start(group)  # the letter, or the bracket or quote just before it (never "answer is")
-            starts = (at, at - 1) if at and text[at - 1] in "([\"'" else (at,)
-            reading = _quoted_option(text, starts, choices[:n_choices])
-            return reading if reading is not None else match.group(group).upper()
-    return None
-
-
-def _quoted_option(text: str, starts: tuple[int, ...], choices: Sequence[str]) -> str | None:
-    """The letter of the longest option whose text (more than a letter) ``text`` holds from one
-    of ``starts`` on, up to a word's end; ``None`` when none does."""
-    best: tuple[int, int] | None = None
-    for index, choice in enumerate(choices):
-        option = re.sub(r"[*_`]", "", choice).strip().casefold()
-        if not re.search(r"\w\W*\w", option):  # "B", "(C)": a letter, not a text
-            continue
-        for start in starts:
-            rest, end = text[start:].lstrip().casefold(), len(option)
-            whole = rest.startswith(option) and not (rest[end : end + 1].isalnum() and option[-1:].isalnum())
-            if whole and (best is None or end > best[0]):
-                best = end, index
-    return None if best is None else LETTERS[best[1]]
 
 
 def extract_number(text: str) -> str | None:
@@ -155,19 +73,11 @@ def extract_number(text: str) -> str | None:
     marked = MARKED_NUMBER.findall(text)
     if marked:
         return canonical_number(marked[-1])
-    named = _NAMED_NUMBER.findall(text)
+    named = NAMED_NUMBER.findall(text)
     if named:  # "The answer is 18 (that is 3 * 6).": not the 6 of the working after it
         return canonical_number(named[-1])
     numbers = NUMBER_PATTERN.findall(text)
     return canonical_number(numbers[-1]) if numbers else None
-
-
-_NAMED_NUMBER = re.compile(  # (the spaces read one way: linear, not quadratic)
-    r"\banswer(?:\s+is\b|\s*:)[\s*_:]*\$?((?:(?<![\w-])-)?(?:\d[\d,]*(?:\.\d+)?|\.\d+)(?:/\d+)?)",
-    re.IGNORECASE,
-)
-"""A number that "the answer is" or "answer:" names (its sign, separators, decimals or fraction
-as in :data:`~greenserv_core.cascades.agreement.NUMBER_PATTERN`)."""
 
 
 def extract_yes_no(text: str) -> str | None:
