@@ -1179,3 +1179,23 @@ def test_a_decision_id_utf8_cannot_write_is_refused_as_bad_input() -> None:
     with pytest.raises(InvalidInputError, match="UTF-8 can write"):
         router.feedback("req-\udc80", 1.0)
     assert router.generate("hi", decision_id="réq-ü-😀").decision_id == "réq-ü-😀"
+
+
+def test_an_id_whose_answer_is_still_under_way_is_not_taken_though_the_store_dropped_it(extractor) -> None:  # type: ignore[no-untyped-def]
+    """Its stream's outcome was refused at its end ("already recorded"), its joules lost."""
+    router = GreenServRouter(
+        [FakeBackend("small"), FakeBackend("large", joules_per_token=9.0)],
+        features=extractor,
+        seed=0,
+        energy_budget=50.0,
+        max_pending=1,
+    )
+    stream = router.stream(ASK, decision_id="a")
+    next(stream)  # under way
+    router.route("Who wrote Hamlet?")  # the store keeps one: "a" is pushed out ...
+    router.route("Tell me a joke.")  # ... and out of its memory of recent ids
+    with pytest.raises(DecisionIdInUseError):
+        router.generate("Hi, how are you?", decision_id="a")
+    (*_, last) = stream
+    assert last.generation is not None and router.budget_.spent_joules == pytest.approx(last.generation.energy_joules)
+    assert router.generate("Hi, how are you?", decision_id="a").text  # free once its answer is in

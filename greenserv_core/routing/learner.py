@@ -336,6 +336,9 @@ class RoutingLearner:
         self.answering_: set[str] = set()
         """Ids of decisions whose answer the router is making, before any of it came (their
         model may still fail and the query go to another): :meth:`feedback` refuses them."""
+        self.running_: set[str] = set()
+        """Ids of decisions whose answer the router is making, until its outcome is recorded or
+        it is dropped (its pending entry may be gone meanwhile): no other query may take them."""
         self.decisions_made_ = 0
         """Decisions recorded by this learner since it was made (not saved): :meth:`draws_now`."""
         self.widened_ = 0
@@ -413,20 +416,22 @@ class RoutingLearner:
 
     # ---- deciding -----------------------------------------------------------------------
     def check_new_id(self, decision_id: str | None, *, rerouting: bool = False) -> None:
-        """Refuse a caller's decision id that is pending or was recently used, or that a query
-        being routed again after a failure holds (unless ``rerouting``: that query itself)."""
+        """Refuse a caller's decision id that is pending or was recently used, that a query
+        being routed again after a failure holds (unless ``rerouting``: that query itself), or
+        whose answer is still under way (:attr:`running_`), though the store dropped it."""
         if decision_id is not None:
             with self.lock:
                 if rerouting and decision_id in self.rerouting_:  # its own id, though the store dropped it meanwhile
                     return
-                if self.pending_.known(decision_id) or decision_id in self.rerouting_:
+                held = decision_id in self.rerouting_ or decision_id in self.running_
+                if held or self.pending_.known(decision_id):
                     raise DecisionIdInUseError(decision_id)
 
     def release(self, decision_id: str) -> None:
         """Free the id of a query that failed over and found no other model."""
         with self.lock:
             self.rerouting_.discard(decision_id)
-            self.answering_.discard(decision_id)
+            self._finished(decision_id)
 
     def decide(
         self,
@@ -569,6 +574,7 @@ class RoutingLearner:
             self.rerouting_.discard(decision.decision_id)
             if under_way:  # marked with its pending entry, under the lock: no score slips in before it
                 self.answering_.add(decision.decision_id)
+                self.running_.add(decision.decision_id)
             self.tallies_.decided(choice.arm)
             self.decisions_made_ += 1
             if under_way and self.pacer_ is not None and chosen_joules is not None:
@@ -886,6 +892,11 @@ class RoutingLearner:
         else:
             ranges[task] = saved
 
+    def _finished(self, decision_id: str) -> None:
+        """The router is no longer making ``decision_id``'s answer (see :attr:`running_`)."""
+        self.answering_.discard(decision_id)
+        self.running_.discard(decision_id)
+
     def answered(self, decision_id: str) -> None:
         """The answer to ``decision_id`` came (its first piece, or all of it): it may be scored
         (see :attr:`answering_`; a decision routed ``under_way`` is marked until then, through
@@ -924,7 +935,7 @@ class RoutingLearner:
         one raised, not the store's."""
         with self.lock:
             self._settle(decision_id)
-            self.answering_.discard(decision_id)
+            self._finished(decision_id)
             try:
                 self.pending_.discard(decision_id)
                 take = getattr(self.pending_, "take_awaiting", None)
@@ -1038,7 +1049,7 @@ class RoutingLearner:
         check_decision_id(decision_id)
         check_spent(energy_joules, latency_s, members)
         with self.lock:
-            self.answering_.discard(decision_id)  # its answer came: it may be scored
+            self._finished(decision_id)  # its answer came: it may be scored
             try:
                 pending, scored = self.pending_.get(decision_id), False
             except DecisionAlreadyScoredError:  # scored first: its outcome is still awaited, once
@@ -1124,7 +1135,7 @@ class RoutingLearner:
         check_spent(energy_joules, latency_s, members)
         with self.lock:
             self._settle(decision.decision_id)
-            self.answering_.discard(decision.decision_id)
+            self._finished(decision.decision_id)
             features = decision.features
             self._learn_cost(
                 decision.model,
