@@ -213,7 +213,7 @@ class ThreadBridge(AsyncIterator[T]):
         queue: asyncio.Queue[tuple[str, object]] = asyncio.Queue()
         self._queue = queue
         # the thread's functions hold these, not the bridge: one dropped unclosed is collected (__del__)
-        stop, closed, wanted = self._stop, self._closed, self._wanted
+        stop, closed, wanted, delivery = self._stop, self._closed, self._wanted, self._delivery
         make_iterator = self._make_iterator
 
         def post(kind: str, value: object) -> None:
@@ -249,8 +249,10 @@ class ThreadBridge(AsyncIterator[T]):
                         close()  # a generator's finally blocks run now (e.g. generation stops)
                 post("end", None)
             except BaseException as error:
-                if stop.is_set():  # the caller closed the bridge: nobody reads the queue, so it is said here
-                    logger.warning("closing a stream the caller left raised %s: %s", type(error).__name__, error)
+                # the caller closed the bridge: nobody reads the queue, so it is said here (not the
+                # library's own signal that the caller left, which ends the stream as meant)
+                if stop.is_set() and not (isinstance(error, asyncio.CancelledError) and delivery.left):
+                    logger.warning("a stream the caller left raised %s: %s", type(error).__name__, error)
                 post("error", error)
             finally:
                 closed.set()

@@ -109,15 +109,19 @@ def cancel_stream_once_started(
 
 
 @pytest.mark.parametrize("via", VIA)
-def test_an_async_stream_whose_caller_left_tries_no_other_model(via: str) -> None:
+def test_an_async_stream_whose_caller_left_tries_no_other_model(via: str, caplog: pytest.LogCaptureFixture) -> None:
     started, release = threading.Event(), threading.Event()
     other = FakeBackend("b", joules_per_token=50.0)
     router = _router(_blocking(started, release, fails=True), other)
 
-    cancel_stream_once_started(lambda: _stream(router, via), started, release)
+    with caplog.at_level("WARNING", logger="greenserv"):
+        cancel_stream_once_started(lambda: _stream(router, via), started, release)
     assert other.calls == 0  # was 1: the other model answered nobody
     assert router.stats_["a"]["energy_joules"] == 5.0 and router.stats_["b"]["energy_joules"] == 0.0  # was 50 J more
     assert len(router.pending_) == 0
+    said = [record.getMessage() for record in caplog.records]
+    assert any("the caller had left, so no other model is tried" in line for line in said)  # was "routing … to another"
+    assert not any("CancelledError" in line for line in said)  # the library's own signal, logged as a fault
 
 
 @pytest.mark.parametrize("via", VIA)

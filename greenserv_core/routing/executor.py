@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from greenserv_core.async_bridge import current_delivery
+from greenserv_core.async_bridge import caller_left, current_delivery
 from greenserv_core.backends.abandoned import SpentReading, collecting_abandoned
 from greenserv_core.backends.base import (
     GenerationResult,
@@ -109,7 +109,12 @@ class Executor:
                     failures.append(attempt_failed)
                 if isinstance(failure, CascadeMemberUnavailableError):  # no other cascade through that model
                     failed[failure.member] = str(failure)
-                logger.warning("%s failed (%s); routing the query to another model", decision.model, failure)
+                if caller_left():  # no model is tried again (below): said as it is
+                    logger.warning(
+                        "%s failed (%s); the caller had left, so no other model is tried", decision.model, failure
+                    )
+                else:
+                    logger.warning("%s failed (%s); routing the query to another model", decision.model, failure)
                 decision_id, features, decision, failure = decision.decision_id, decision.features, None, None
             if decision is None:
                 try:
