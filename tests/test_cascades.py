@@ -482,6 +482,13 @@ def test_a_cascade_compares_tool_calls_by_their_names_and_arguments(
         ),
         ('{"city": "Paris", "why": "the capital since 987"}', '{"city": "Paris", "why": "its capital"}', True),
         ('{"city": "Lyon", "why": "the capital since 987"}', '{"city": "Paris", "why": "its capital"}', False),
+        ('{"answer": 1e-05}', '{"answer": "0.00001"}', True),  # a number as an answer writes it
+        ('{"answer": 2e-05}', '{"answer": "1e-05"}', False),  # (both read as 5)
+        (  # a long text is a reasoning only by its name: an answer of many words is compared
+            '{"summary": "The cat sat on the mat today", "n": 1}',
+            '{"summary": "A dog ran in the park quickly", "n": 1}',
+            False,
+        ),
         ("The answer is 42.", '{"answer": 42}', True),  # one is no JSON: both read as prose
         ("Paris", '{"city": "London"}', False),
         ("The answer is 42.", "42", True),
@@ -675,6 +682,12 @@ def test_the_cascade_replay_teaches_each_member_its_own_cost_as_a_live_cascade_d
         ("[B]", "B", True),
         ("Option A is tempting, but the answer is B.", "B", True),  # read as A
         ("B or C", "C", False),  # a hedge commits to no letter
+        # ... but free text that starts with a letter, or mentions one, is no choice
+        ("D minor", "D major", False),
+        ("C'est Paris.", "C'est Lyon.", False),
+        ("B is 4 and A is 2", "B is 5", False),
+        ("Yes. Take vitamin C.", "No. Take vitamin C.", False),
+        ("The total is 12 (part B. shows it)", "12", True),
     ],
 )
 def test_agreement_reads_answers_as_scoring_does(first: str, second: str, agree: bool) -> None:

@@ -103,7 +103,7 @@ class TransformersBackend:
     ) -> None:
         self.spec = spec
         self.device = pick_device(device)
-        if dtype is not None:  # refused here, not as a model that cannot load at the first answer
+        if dtype not in (None, "auto"):  # refused here, not as a model that cannot load at the first answer
             pick_dtype(self.device, dtype)
         self.dtype_name = dtype
         self._meter_spec = meter

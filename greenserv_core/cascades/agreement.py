@@ -7,9 +7,10 @@ label, and :func:`answers_agree` is deliberately simple:
 
 - answers that both commit to a final answer of one kind are compared by it, read as scoring
   reads answers (:mod:`greenserv_core.evaluation.scoring` uses the same readers): a choice
-  letter A to E (:func:`extract_choice`: ``"B) Paris"``, ``"Answer: B"``, ``"(B)"``, ``"[B]"``,
-  ``"B, because"``, ``"B. the mitochondria"``; never an initial or abbreviation, as in
-  ``"C. S. Lewis"`` or ``"e.g."``, nor a hedge such as ``"B or C"``), then the number after the
+  letter A to E (:func:`extract_choice`, strictly: ``"B) Paris"``, ``"Answer: B"``, ``"(B)"``,
+  ``"[B]"``, ``"B, because"``, ``"B. the mitochondria"``; never an initial or abbreviation, as
+  in ``"C. S. Lewis"`` or ``"e.g."``, nor a hedge such as ``"B or C"``, nor free text that
+  starts with a letter, as ``"D minor"``), then the number after the
   last ``####`` (GSM8K's mark), then yes or no (also true or false; after ``"the answer is"`` or
   ``"answer:"``, the last one said, else as the first word, else as the last word of an answer
   of a few words, ``"not true"`` being no), then the last number that ``"the answer is"`` names,
@@ -121,7 +122,7 @@ def _words(text: str) -> list[str]:
     return [w.strip(".").lower() for w in _WORD.findall(text) if w.strip(".")]
 
 
-def extract_choice(text: str, n_choices: int, choices: Sequence[str] = ()) -> str | None:
+def extract_choice(text: str, n_choices: int, choices: Sequence[str] = (), *, strict: bool = False) -> str | None:
     """The option letter an answer commits to, or ``None``.
 
     A leading letter (``"B"``, ``"(B)"``, ``"[B]"``, ``"'B'"``, ``"B. blue"``, ``"B, blue"``,
@@ -136,6 +137,10 @@ def extract_choice(text: str, n_choices: int, choices: Sequence[str] = ()) -> st
     Given the options' texts (``choices``), a letter that begins the text of an option (``"E.
     coli"`` among five options, ``"B is tangential"`` where B says ``"B is perpendicular"``)
     reads as that option; an option that is only a letter (``"B"``) still reads as the letter.
+    ``strict`` (how :func:`final_answer` reads an answer that need not be a choice at all) keeps
+    only the forms that state one: a leading letter followed by punctuation, a dash or nothing
+    (never ``"B is 4"``, ``"D minor"`` nor ``"C'est"``), and the letter an answer, option or
+    choice names (never a lone ``"C."`` further on, as in ``"Take vitamin C."``).
 
     >>> extract_choice("C) because", 4), extract_choice("I think the answer is d.", 4), extract_choice("I'm", 4)
     ('C', 'D', None)
@@ -155,20 +160,22 @@ def extract_choice(text: str, n_choices: int, choices: Sequence[str] = ()) -> st
     either = f"[{plain}]\\b|" if plain else ""
     text = re.sub(r"[*_`]", "", text)
     capitals = "".join(letter for letter in valid if letter not in "AI")  # capitals that are not words
-    leading_word = rf"|^\s*([{capitals}])\s+(?=\w)" if capitals else ""
+    leading_word = rf"|^\s*([{capitals}])\s+(?=\w)" if capitals and not strict else ""
+    closing = "" if strict else "\\'\""
     quoted = rf"(?<='[{words}])'|(?<=\"[{words}])\""  # a quoted "a" ends at its closing quote
     named = (  # the letter "answer" names, maybe bracketed or quoted (not the apostrophe of "answer'd"),
         # never the article of "the answer is A kangaroo"
         rf"(?:[(\[]|(?<!\w)[\'\"])?([{valid}]\b|{either}[{words}](?=[.)\]]|\s*$|{quoted}))(?!{INITIALS})(?!{ARTICLE})"
     )
+    reason = "" if strict else r"|\s+(?:is|would|was|because|since)\b"
     patterns = (
         rf"^\s*[(\[\'\"]?([{valid}{lower}])"
-        rf"(?:(?!{INITIALS})[.):;,!?\]\'\"\n]|\s*$|\s+[-–—:(]|\s+(?:is|would|was|because|since)\b){leading_word}",
+        rf"(?:(?!{INITIALS})[.):;,!?\]{closing}\n]|\s*$|\s+[-–—:(]{reason}){leading_word}",
         rf"(?i:answer|option|choice)\s*(?:(?i:is)\s*(?::\s*)?|:\s*){named}",  # (one way to read spaces: linear)
         rf"(?i:answer|option|choice)\s*{named}",
         # "B)", or "B." but neither an initial nor right after one (no B in "E. B. White")
         rf"(?:^|\s)(?:\(?([{valid}])\)|(?<!\b[A-Z]\.\s)\(?([{valid}])(?!{INITIALS})\.)(?:\s|$)",
-    )
+    )[: 3 if strict else 4]
     hedge = re.compile(  # another letter joined on, or an "or" the answer was cut after
         rf"\s*(?:,|/|\bor\b|\band\b)\s*[(\[]?[{valid}]\b(?!{INITIALS})(?!{ARTICLE})|\s+(?:or|and)\s*$"
     )
@@ -218,7 +225,9 @@ def final_answer(text: str) -> tuple[str, str] | None:
     (('yes/no', 'yes'), ('yes/no', 'no'), None)
     """
     plain = re.sub(r"[*_`]", "", text)  # markdown emphasis read through ("**B. dog**"), as scoring does
-    choice = extract_choice(text, 5)  # A to E, as scoring reads them (a hedge, "B or C", is none)
+    # A to E as scoring reads them (a hedge, "B or C", is none), but only where the answer states
+    # a choice: never "D minor", "C'est", "B is 4", nor a "C." that ends "Take vitamin C."
+    choice = extract_choice(text, 5, strict=True)
     if choice is not None:
         return "choice", choice.lower()
     numeric = minus_signs(text)  # as scoring reads them

@@ -49,6 +49,8 @@ import numbers
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 
+import numpy as np
+
 from greenserv_core.async_bridge import caller_left
 from greenserv_core.backends.abandoned import report_abandoned
 from greenserv_core.backends.base import (
@@ -465,13 +467,15 @@ _ANSWER_KEYS = ("answer", "final_answer", "choice", "label", "result")
 """Keys that name an object's answer: where both objects have one, only it is compared."""
 _ASIDE_KEYS = frozenset({"confidence", "probability", "certainty", "score"})
 """Keys of how sure an answer is, not of what it says."""
+_REASONING_KEYS = frozenset({"reasoning", "reason", "why", "explanation", "rationale", "justification", "thoughts"})
+"""Keys of how an answer was reached: left out where they hold more than a few words."""
 
 
 def _values_agree(first: object, second: object) -> bool:
     """Two JSON values agree: objects by their answer where both name one (``answer``,
     ``final_answer``, ``choice``, ``label``, ``result``), else by the same keys whose values
-    agree, leaving out a reasoning (a text of more than three words) and how sure the model
-    was (``confidence`` …) while other fields remain; texts by
+    agree, leaving out a reasoning (``reasoning``, ``why`` … of more than three words) and how
+    sure the model was (``confidence`` …) while other fields remain; texts by
     :func:`~greenserv_core.cascades.agreement.answers_agree` (``"Paris"`` and ``"paris"``),
     numbers by value (``2`` and ``2.0``; ``42`` and ``"42"``), anything else equal.
 
@@ -490,19 +494,30 @@ def _values_agree(first: object, second: object) -> bool:
         return all(_values_agree(first[k], second[k]) for k in (kept or first))
     if isinstance(first, str) and isinstance(second, str):
         return answers_agree(first, second)
-    numbers = (int, float)
-    if isinstance(first, numbers) and isinstance(second, str) and not isinstance(first, bool):
-        return answers_agree(str(first), second)
-    if isinstance(second, numbers) and isinstance(first, str) and not isinstance(second, bool):
-        return answers_agree(first, str(second))
+    if isinstance(first, (int, float)) and isinstance(second, str) and not isinstance(first, bool):
+        return answers_agree(_written(first), second)
+    if isinstance(second, (int, float)) and isinstance(first, str) and not isinstance(second, bool):
+        return answers_agree(first, _written(second))
     return bool(first == second)
+
+
+def _written(number: float) -> str:
+    """A JSON number as an answer writes it, never in exponent form (``1e-05`` is ``0.00001``).
+
+    >>> _written(1e-05), _written(42), _written(2.5)
+    ('0.00001', '42', '2.5')
+    """
+    if isinstance(number, int) or not math.isfinite(number):
+        return str(number)
+    return np.format_float_positional(number, trim="-")
 
 
 def _aside(key: str, value: object) -> bool:
     """Whether a field says how the answer was reached or how sure it is, not the answer."""
-    if key.lower() in _ASIDE_KEYS:
+    name = key.lower()
+    if name in _ASIDE_KEYS:
         return True
-    return isinstance(value, str) and len(value.split()) > 3
+    return name in _REASONING_KEYS and isinstance(value, str) and len(value.split()) > 3
 
 
 def _calls(parsed: ParsedOutput) -> Counter[str]:
