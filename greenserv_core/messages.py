@@ -8,7 +8,7 @@ from typing import Any, TypedDict
 
 from greenserv_core.errors import InvalidInputError
 
-__all__ = ["VALID_ROLES", "Message", "last_user_text", "validate_messages"]
+__all__ = ["VALID_ROLES", "Message", "check_unicode", "last_user_text", "validate_messages"]
 
 VALID_ROLES = frozenset({"system", "user", "assistant", "tool"})
 _ROLE_NAMES = {role: role for role in VALID_ROLES}
@@ -20,6 +20,22 @@ class Message(TypedDict):
 
     role: str
     content: str
+
+
+def check_unicode(text: str, what: str) -> None:
+    """Refuse ``text`` that is not valid Unicode (a lone surrogate, e.g. from JSON's
+    ``"\\ud800"``), naming it as ``what``.
+
+    >>> check_unicode("café", "prompt 0")
+    >>> check_unicode("bad " + chr(0xD800), "prompt 1")
+    Traceback (most recent call last):
+    ...
+    greenserv_core.errors.InvalidInputError: prompt 1 is not valid Unicode text (surrogates not allowed at 4)
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise InvalidInputError(f"{what} is not valid Unicode text ({error.reason} at {error.start})") from error
 
 
 def validate_messages(messages: object) -> list[Message]:
@@ -69,12 +85,7 @@ def validate_messages(messages: object) -> list[Message]:
                 content, ids[-1] = _with_calls(index, content, calls)
         if not isinstance(content, str):
             raise InvalidInputError(f"messages[{index}] content must be a string, got {type(content).__name__}")
-        try:
-            content.encode("utf-8")
-        except UnicodeEncodeError as error:  # a lone surrogate, e.g. from JSON's "\ud800"
-            raise InvalidInputError(
-                f"messages[{index}] content is not valid Unicode text ({error.reason} at {error.start})"
-            ) from error
+        check_unicode(content, f"messages[{index}] content")
         clean.append({"role": _ROLE_NAMES[role], "content": content})
     if not any(_has_text(m["content"]) for m in clean):
         raise InvalidInputError("every message is empty: nothing to answer")

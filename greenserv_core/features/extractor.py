@@ -28,7 +28,7 @@ from greenserv_core.features.clustering import OnlineKMeans
 from greenserv_core.features.complexity import ComplexityBinner, approximate_tokens
 from greenserv_core.features.embedders import Embedder
 from greenserv_core.features.task_classifier import TaskClassifier, TaskPrediction, check_pair, instruction_text
-from greenserv_core.messages import Message, last_user_text, validate_messages
+from greenserv_core.messages import Message, check_unicode, last_user_text, validate_messages
 from greenserv_core.persistence import write_atomically
 from greenserv_core.statistics import Statistics
 
@@ -370,10 +370,5 @@ def _prompt_list(prompts: Sequence[str], method: str) -> list[str]:
     if wrong is not None:
         raise InvalidInputError(f"{method}() takes prompts as strings, got {type(wrong).__name__}")
     for index, prompt in enumerate(listed):
-        try:
-            prompt.encode("utf-8")
-        except UnicodeEncodeError as error:  # (a lone surrogate, from JSON's "\ud800"), as extract() says it
-            raise InvalidInputError(
-                f"{method}(): prompt {index} is not valid Unicode text ({error.reason} at {error.start})"
-            ) from None
+        check_unicode(prompt, f"{method}(): prompt {index}")  # as extract() refuses it
     return listed

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from greenserv_core.bandits.base import whole_number
+from greenserv_core.bandits.base import check_number, whole_number
 from greenserv_core.errors import InvalidInputError, StateFileError
 from greenserv_core.features.embedders import Embedder
 from greenserv_core.features.lexical import LexicalHasher
@@ -220,9 +219,7 @@ class TaskClassifier:
                 f"lexical_features must be 0 (none) or an integer >= 2, got {self.lexical_features!r}"
             )
         self.lexical_features = width
-        weight = self.lexical_weight
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 < weight < math.inf:
-            raise InvalidInputError(f"lexical_weight must be a positive finite number, got {weight!r}")
+        check_number("lexical_weight", self.lexical_weight, low=0.0, strict=True)
 
     def _check_texts(self, texts: Sequence[str] | None, n: int, *, one: bool = False) -> None:
         if not self.reads_text:

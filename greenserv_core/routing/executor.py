@@ -109,12 +109,12 @@ class Executor:
                     failures.append(attempt_failed)
                 if isinstance(failure, CascadeMemberUnavailableError):  # no other cascade through that model
                     failed[failure.member] = str(failure)
-                if caller_left():  # no model is tried again (below): said as it is
-                    logger.warning(
-                        "%s failed (%s); the caller had left, so no other model is tried", decision.model, failure
-                    )
-                else:
-                    logger.warning("%s failed (%s); routing the query to another model", decision.model, failure)
+                then = (  # (once the caller left, no model is tried again: below)
+                    "the caller had left, so no other model is tried"
+                    if caller_left()
+                    else "routing the query to another model"
+                )
+                logger.warning("%s failed (%s); %s", decision.model, failure, then)
                 decision_id, features, decision, failure = decision.decision_id, decision.features, None, None
             if decision is None:
                 try:

@@ -553,6 +553,7 @@ class RoutingLearner:
                             x,
                             features.task,
                             table,
+                            pool_joules,
                             tradeoff,
                             per_query,
                             _cap(limits.max_joules, None if budget is None else budget.answer_cap_joules),
@@ -624,29 +625,30 @@ class RoutingLearner:
         x: np.ndarray,
         task: str,
         table: Candidates,
+        pool_joules: np.ndarray,
         tradeoff: float,
         per_query: float | None,
         cap: float | None,
         limits: Limits,
     ) -> dict[str, Any]:
         """The :meth:`_cascade_plan` of a decision that chose a cascade: the decision's own
-        estimates of its models where it has them, and the query's predicted joules. Under a
+        estimates of its models where it has them, and the query's predicted joules
+        (``pool_joules``: learned, else from a model's per-token prior, in pool order). Under a
         ``cap`` on the query's joules (``max_joules``, or the pacer guard's cap on the answer),
         or the latency limit of ``limits``, that both models together are predicted to break,
         the plan keeps the first answer."""
         first, then = self.cascades_[choice.arm]
         scores = choice.scores
         known = {m: scores[m].estimate for m in (first, then) if m in scores}
-        index, tokens = table.pool.index, limits.max_new_tokens
-        pool = table.expected(table.predicted_joules, table.pool.prior_joules_per_token, tokens)
-        plan = self._cascade_plan(choice.arm, x, task, known, float(pool[index[then]]), pool, tradeoff, per_query)
-        for hold, predicted, prior, limit in (  # as eligibility reads them: learned, else from the per-token prior
-            (_JOULES_HOLD, table.predicted_joules, table.pool.prior_joules_per_token, cap),
-            (_SECONDS_HOLD, table.predicted_seconds, table.pool.prior_seconds_per_token, limits.max_latency_s),
-        ):
-            if limit is not None:
-                expected = table.expected(predicted, prior, tokens)
-                hold.plan(plan, float(expected[index[first]]), float(expected[index[then]]), limit)
+        index = table.pool.index
+        plan = self._cascade_plan(
+            choice.arm, x, task, known, float(pool_joules[index[then]]), pool_joules, tradeoff, per_query
+        )
+        if cap is not None:  # both read as eligibility reads them: learned, else from the per-token prior
+            _JOULES_HOLD.plan(plan, float(pool_joules[index[first]]), float(pool_joules[index[then]]), cap)
+        if limits.max_latency_s is not None:
+            seconds = table.expected(table.predicted_seconds, table.pool.prior_seconds_per_token, limits.max_new_tokens)
+            _SECONDS_HOLD.plan(plan, float(seconds[index[first]]), float(seconds[index[then]]), limits.max_latency_s)
         return plan
 
     def _cascade_plan(
